@@ -1,0 +1,121 @@
+use super::find_site;
+use crate::auth::Admin;
+use crate::builds::{BuildRequest, queue_build};
+use crate::db::Build;
+use crate::error::{AppResult, bad_request, not_found};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use jamstack_proto::BuildContext;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBuild {
+    /// Defaults to the site's production branch.
+    pub branch: Option<String>,
+    /// Defaults to the branch's head at fetch time.
+    pub commit_sha: Option<String>,
+}
+
+pub async fn trigger(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+    body: Option<Json<TriggerBuild>>,
+) -> AppResult<(StatusCode, Json<Build>)> {
+    let site = find_site(&state, &name).await?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let commit_sha = body.commit_sha.unwrap_or_default();
+    if !commit_sha.is_empty() && !jamstack_proto::is_full_commit_sha(&commit_sha)
+    {
+        return Err(bad_request(format!(
+            "commit_sha `{commit_sha}` is not a full 40-hex commit id"
+        )));
+    }
+    let branch = body.branch.unwrap_or_else(|| site.production_branch.clone());
+    let context = if branch == site.production_branch {
+        BuildContext::Production
+    } else {
+        BuildContext::BranchDeploy
+    };
+    let build_id = queue_build(
+        &state,
+        &site,
+        BuildRequest {
+            context,
+            branch,
+            commit_sha: commit_sha.to_ascii_lowercase(),
+            commit_message: None,
+            author: None,
+            trigger: "api",
+        },
+    )
+    .await?;
+    let build = state
+        .db
+        .build(build_id)
+        .await?
+        .ok_or_else(|| not_found("build vanished"))?;
+    Ok((StatusCode::CREATED, Json(build)))
+}
+
+pub async fn list_for_site(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<Vec<Build>>> {
+    let site = find_site(&state, &name).await?;
+    Ok(Json(state.db.builds_of_site(site.id, 100).await?))
+}
+
+async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
+    state
+        .db
+        .build(id)
+        .await?
+        .ok_or_else(|| not_found(format!("no build {id}")))
+}
+
+pub async fn show(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
+    Ok(Json(find_build(&state, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    /// Which attempt's log; defaults to the latest.
+    pub attempt: Option<i64>,
+    /// Byte offset to read from, for followers.
+    #[serde(default)]
+    pub from: i64,
+}
+
+/// The build log as plain text (ANSI colours kept as the build printed them).
+pub async fn log(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+    Query(query): Query<LogQuery>,
+) -> AppResult<impl IntoResponse> {
+    let build = find_build(&state, id).await?;
+    let attempt = query.attempt.unwrap_or(build.attempts.max(1));
+    let log = state.db.read_log(id, attempt, query.from.max(0)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::HeaderName::from_static("x-build-state"),
+                build.state.as_str().to_owned(),
+            ),
+        ],
+        log,
+    ))
+}
+
+pub async fn cancel(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
+    find_build(&state, id).await?;
+    state.db.request_cancel(id).await?;
+    Ok(Json(find_build(&state, id).await?))
+}

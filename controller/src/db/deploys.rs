@@ -1,0 +1,313 @@
+//! Deploys (immutable file sets) and the blobs they point at.
+
+use super::{Build, Database, now_millis};
+use jamstack_proto::{BuildContext, ManifestFile};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deploy {
+    pub id: String,
+    pub site_id: i64,
+    pub build_id: Option<i64>,
+    pub context: String,
+    pub branch: String,
+    pub commit_sha: String,
+    pub state: String,
+    pub file_count: i64,
+    pub total_size: i64,
+    pub created_at: i64,
+    pub ready_at: Option<i64>,
+}
+
+/// One file of a deploy, as the edge needs it.
+#[derive(Debug, Clone)]
+pub struct DeployFile {
+    pub sha256: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalizeOutcome {
+    /// The deploy is ready; `published` says whether it went live.
+    Ready {
+        published: bool,
+    },
+    /// Files whose blobs have not been uploaded yet.
+    MissingBlobs(i64),
+    /// The lease presented is not the job's live lease: nothing was done.
+    StaleLease,
+    NotFound,
+}
+
+const DEPLOY_COLUMNS: &str = "id, site_id, build_id, context, branch, commit_sha, state, \
+                              file_count, total_size, created_at, ready_at";
+
+fn deploy_from_row(row: &AnyRow) -> Deploy {
+    Deploy {
+        id: row.get("id"),
+        site_id: row.get("site_id"),
+        build_id: row.get("build_id"),
+        context: row.get("context"),
+        branch: row.get("branch"),
+        commit_sha: row.get("commit_sha"),
+        state: row.get("state"),
+        file_count: row.get("file_count"),
+        total_size: row.get("total_size"),
+        created_at: row.get("created_at"),
+        ready_at: row.get("ready_at"),
+    }
+}
+
+/// Rows per multi-row INSERT; 5 parameters each stays far below SQLite's
+/// limit on bound parameters.
+const INSERT_BATCH: usize = 200;
+/// Hashes per `IN (…)` lookup.
+const LOOKUP_BATCH: usize = 500;
+
+impl Database {
+    /// Records the manifest of the deploy a build is uploading. A build has
+    /// at most one deploy: a retried manifest replaces the files of a deploy
+    /// still uploading and leaves a ready one as it is.
+    pub async fn upsert_build_deploy(
+        &self,
+        new_deploy_id: &str,
+        build: &Build,
+        files: &[ManifestFile],
+    ) -> anyhow::Result<Deploy> {
+        let mut tx = self.write_tx().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE build_id = $1"
+        ))
+        .bind(build.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(deploy_from_row);
+        let deploy_id = match existing {
+            Some(deploy) if deploy.state == "ready" => return Ok(deploy),
+            Some(deploy) => {
+                sqlx::query("DELETE FROM deploy_files WHERE deploy_id = $1")
+                    .bind(&deploy.id)
+                    .execute(&mut *tx)
+                    .await?;
+                deploy.id
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, state, \
+                     file_count, total_size, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'uploading', 0, 0, $7)",
+                )
+                .bind(new_deploy_id)
+                .bind(build.site_id)
+                .bind(build.id)
+                .bind(build.context.as_str())
+                .bind(&build.branch)
+                .bind(&build.commit_sha)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+                new_deploy_id.to_owned()
+            }
+        };
+        for batch in files.chunks(INSERT_BATCH) {
+            let mut sql =
+                String::from("INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) VALUES ");
+            for i in 0..batch.len() {
+                let p = i * 5;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                ));
+            }
+            let mut query = sqlx::query(&sql);
+            for file in batch {
+                query = query
+                    .bind(&deploy_id)
+                    .bind(&file.path)
+                    .bind(&file.sha256)
+                    .bind(file.size as i64)
+                    .bind(i64::from(file.mode));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let total_size: i64 = files.iter().map(|f| f.size as i64).sum();
+        sqlx::query("UPDATE deploys SET file_count = $1, total_size = $2 WHERE id = $3")
+            .bind(files.len() as i64)
+            .bind(total_size)
+            .bind(&deploy_id)
+            .execute(&mut *tx)
+            .await?;
+        let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+            .bind(&deploy_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deploy_from_row(&deploy))
+    }
+
+    /// Of `hashes`, those no stored blob has.
+    pub async fn missing_blobs(&self, hashes: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT sha256 FROM blobs WHERE sha256 IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for hash in batch {
+                query = query.bind(hash);
+            }
+            let present: std::collections::HashSet<String> = query
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            missing.extend(batch.iter().filter(|h| !present.contains(*h)).cloned());
+        }
+        Ok(missing)
+    }
+
+    /// Notes that the blob store now holds `sha256`.
+    pub async fn record_blob(&self, sha256: &str, size: i64) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+            .bind(sha256)
+            .bind(size)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a deploy ready once every blob it names is stored, and, when it
+    /// is a production deploy of a site whose publishing is not locked, makes
+    /// it the published deploy. One transaction, fenced by the job's lease:
+    /// a stale lease publishes nothing. Finalizing a ready deploy again
+    /// answers as the first time did.
+    pub async fn finalize_deploy(
+        &self,
+        deploy_id: &str,
+        job_id: i64,
+        lease_id: &str,
+    ) -> anyhow::Result<FinalizeOutcome> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let lease_live = sqlx::query(
+            "SELECT 1 FROM jobs j JOIN deploys d ON d.build_id = j.build_id WHERE j.id = $1 \
+             AND j.lease_id = $2 AND j.state = 'leased' AND j.lease_expires_at > $3 AND d.id = $4",
+        )
+        .bind(job_id)
+        .bind(lease_id)
+        .bind(now)
+        .bind(deploy_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if !lease_live {
+            return Ok(FinalizeOutcome::StaleLease);
+        }
+        let Some(row) = sqlx::query("SELECT site_id, context, state FROM deploys WHERE id = $1")
+            .bind(deploy_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(FinalizeOutcome::NotFound);
+        };
+        let site_id: i64 = row.get(0);
+        let context: String = row.get(1);
+        let state: String = row.get(2);
+        if state == "ready" {
+            let published = sqlx::query("SELECT 1 FROM sites WHERE id = $1 AND published_deploy_id = $2")
+                .bind(site_id)
+                .bind(deploy_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Ok(FinalizeOutcome::Ready { published });
+        }
+        let missing: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.deploy_id = $1 AND b.sha256 IS NULL",
+        )
+        .bind(deploy_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        if missing > 0 {
+            return Ok(FinalizeOutcome::MissingBlobs(missing));
+        }
+        sqlx::query("UPDATE deploys SET state = 'ready', ready_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(deploy_id)
+            .execute(&mut *tx)
+            .await?;
+        let published = if context == BuildContext::Production.as_str() {
+            sqlx::query("UPDATE sites SET published_deploy_id = $1 WHERE id = $2 AND publish_locked = 0")
+                .bind(deploy_id)
+                .bind(site_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1
+        } else {
+            false
+        };
+        tx.commit().await?;
+        Ok(FinalizeOutcome::Ready { published })
+    }
+
+    pub async fn deploy(&self, deploy_id: &str) -> anyhow::Result<Option<Deploy>> {
+        let row = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+            .bind(deploy_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(deploy_from_row))
+    }
+
+    pub async fn deploys_of_site(&self, site_id: i64, limit: i64) -> anyhow::Result<Vec<Deploy>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE site_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(site_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(deploy_from_row).collect())
+    }
+
+    /// A file of a ready deploy, by its path in the deploy.
+    pub async fn deploy_file(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<DeployFile>> {
+        let row = sqlx::query(
+            "SELECT f.sha256, f.size FROM deploy_files f JOIN deploys d ON d.id = f.deploy_id \
+             WHERE f.deploy_id = $1 AND f.path = $2 AND d.state = 'ready'",
+        )
+        .bind(deploy_id)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| DeployFile {
+            sha256: r.get(0),
+            size: r.get(1),
+        }))
+    }
+
+    pub async fn deploy_of_build(&self, build_id: i64) -> anyhow::Result<Option<Deploy>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE build_id = $1"
+        ))
+        .bind(build_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(deploy_from_row))
+    }
+}

@@ -1,0 +1,82 @@
+//! Key-value settings and API/runner tokens (stored as hashes only).
+
+use super::{Database, now_millis};
+use sqlx::Row;
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Admin,
+    Runner,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::Runner => "runner",
+        }
+    }
+}
+
+impl Database {
+    pub async fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// Stores `value` under `key` unless the key is already set; returns the
+    /// value in force, so two starts racing agree on one value.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> anyhow::Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
+    }
+
+    pub async fn count_tokens(&self, kind: TokenKind) -> anyhow::Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM tokens WHERE kind = $1 AND revoked_at IS NULL")
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get::<i64, _>(0))
+    }
+
+    pub async fn insert_token(&self, kind: TokenKind, name: &str, token_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO tokens (kind, name, token_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(kind.as_str())
+            .bind(name)
+            .bind(token_hash)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every live token of `kind` named `name`.
+    pub async fn revoke_tokens_named(&self, kind: TokenKind, name: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE kind = $2 AND name = $3 AND revoked_at IS NULL")
+            .bind(now_millis())
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The name of the live token of `kind` with this hash, if any.
+    pub async fn token_name(&self, kind: TokenKind, token_hash: &str) -> anyhow::Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT name FROM tokens WHERE kind = $1 AND token_hash = $2 AND revoked_at IS NULL")
+                .bind(kind.as_str())
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+}

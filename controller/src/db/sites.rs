@@ -1,0 +1,119 @@
+//! Sites: a connected repository plus its settings.
+
+use super::{Database, now_millis};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    pub id: i64,
+    pub name: String,
+    pub repo_url: String,
+    pub github_repo: Option<String>,
+    pub production_branch: String,
+    pub published_deploy_id: Option<String>,
+    pub publish_locked: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub name: String,
+    pub repo_url: String,
+    pub github_repo: Option<String>,
+    pub production_branch: String,
+}
+
+const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, \
+                            published_deploy_id, publish_locked, created_at";
+
+fn site_from_row(row: &AnyRow) -> Site {
+    Site {
+        id: row.get("id"),
+        name: row.get("name"),
+        repo_url: row.get("repo_url"),
+        github_repo: row.get("github_repo"),
+        production_branch: row.get("production_branch"),
+        published_deploy_id: row.get("published_deploy_id"),
+        publish_locked: row.get::<i64, _>("publish_locked") != 0,
+        created_at: row.get("created_at"),
+    }
+}
+
+impl Database {
+    /// Inserts a site; `Ok(None)` when the name is taken.
+    pub async fn insert_site(&self, site: &NewSite) -> anyhow::Result<Option<Site>> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO sites (name, repo_url, github_repo, production_branch, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
+        ))
+        .bind(&site.name)
+        .bind(&site.repo_url)
+        .bind(&site.github_repo)
+        .bind(&site.production_branch)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(site_from_row))
+    }
+
+    pub async fn site_by_name(&self, name: &str) -> anyhow::Result<Option<Site>> {
+        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(site_from_row))
+    }
+
+    pub async fn site_by_id(&self, id: i64) -> anyhow::Result<Option<Site>> {
+        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(site_from_row))
+    }
+
+    /// Sites connected to a GitHub repository (`owner/name`, case-insensitive
+    /// as GitHub treats it).
+    pub async fn sites_for_github_repo(&self, full_name: &str) -> anyhow::Result<Vec<Site>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SITE_COLUMNS} FROM sites WHERE LOWER(github_repo) = LOWER($1) ORDER BY id"
+        ))
+        .bind(full_name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(site_from_row).collect())
+    }
+
+    pub async fn list_sites(&self) -> anyhow::Result<Vec<Site>> {
+        let rows = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(site_from_row).collect())
+    }
+
+    /// Makes `deploy_id` the site's published deploy: the one pointer write
+    /// that publishing and rolling back both are. The deploy must be a ready
+    /// deploy of this site; returns false otherwise.
+    pub async fn publish_deploy(&self, site_id: i64, deploy_id: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "UPDATE sites SET published_deploy_id = $1 WHERE id = $2 AND EXISTS \
+             (SELECT 1 FROM deploys WHERE id = $1 AND site_id = $2 AND state = 'ready')",
+        )
+        .bind(deploy_id)
+        .bind(site_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn set_publish_locked(&self, site_id: i64, locked: bool) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sites SET publish_locked = $1 WHERE id = $2")
+            .bind(i64::from(locked))
+            .bind(site_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! One error type for every HTTP answer, with one JSON shape.
+//!
+//! Handlers return `Result<_, AppError>`. An `AppError` made with a helper
+//! (`bad_request`, `not_found`, …) carries a message for the caller that says
+//! what was wrong and what to do. Any other error converts into a 500 whose
+//! details are logged and never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jamstack_proto::ErrorBody;
+
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    message: String,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        AppError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+pub fn bad_request(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::BAD_REQUEST, message)
+}
+
+pub fn unauthorized(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::UNAUTHORIZED, message)
+}
+
+pub fn not_found(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::NOT_FOUND, message)
+}
+
+pub fn conflict(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::CONFLICT, message)
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "internal error");
+        AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; the controller's log has the details",
+        )
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        anyhow::Error::from(error).into()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,26 @@
+//! The controller: webhooks, REST API, job queue, deploy store and edge.
+//!
+//! [`startup::Application`] binds a listener and serves [`router::router`].
+//! A webhook ([`api::webhooks`]) or an API call queues a build
+//! ([`builds::queue_build`]); a runner leases its job and reports back
+//! through [`runner_api`]; [`deploys`] keeps the content-addressed files and
+//! [`db`] the pointer that says which deploy each site serves; [`edge`]
+//! serves it. Only [`db`] holds SQL and only [`github`] knows GitHub's types.
+
+pub mod api;
+pub mod auth;
+pub mod builds;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod deploys;
+pub mod edge;
+pub mod error;
+pub mod github;
+pub mod router;
+pub mod runner_api;
+pub mod startup;
+pub mod state;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,73 @@
+//! Every route of the controller, in one place.
+//!
+//! One listener serves four audiences, told apart by `Host` and path:
+//! site visitors (`<site>.<domain>`, answered by the edge before routing),
+//! the REST API (`/api/v1`), GitHub (`/webhooks/github`) and runners
+//! (`/runner/v1`, see `jamstack_proto`).
+
+use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
+use crate::edge;
+use crate::error::not_found;
+use crate::runner_api::{self, MAX_BLOB_SIZE, MAX_LOG_BATCH};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+use tower_http::trace::TraceLayer;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
+        .route("/api/v1/sites/{site}", get(api::sites::show))
+        .route(
+            "/api/v1/sites/{site}/builds",
+            get(api::builds::list_for_site).post(api::builds::trigger),
+        )
+        .route("/api/v1/sites/{site}/deploys", get(api::deploys::list_for_site))
+        .route(
+            "/api/v1/sites/{site}/deploys/{deploy}/publish",
+            post(api::deploys::publish),
+        )
+        .route("/api/v1/builds/{id}", get(api::builds::show))
+        .route("/api/v1/builds/{id}/log", get(api::builds::log))
+        .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel));
+
+    let webhooks = Router::new()
+        .route("/webhooks/github", post(api::webhooks::github))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
+
+    let runners = Router::new()
+        .route("/runner/v1/connect", post(runner_api::connect_with_state))
+        .route("/runner/v1/jobs/lease", post(runner_api::lease))
+        .route("/runner/v1/jobs/{job}/heartbeat", post(runner_api::heartbeat))
+        .route("/runner/v1/jobs/{job}/commit", post(runner_api::commit))
+        .route(
+            "/runner/v1/jobs/{job}/log",
+            post(runner_api::append_log).layer(DefaultBodyLimit::max(MAX_LOG_BATCH)),
+        )
+        .route("/runner/v1/jobs/{job}/deploy", post(runner_api::create_deploy))
+        .route(
+            "/runner/v1/jobs/{job}/deploy/finalize",
+            post(runner_api::finalize_deploy),
+        )
+        .route("/runner/v1/jobs/{job}/complete", post(runner_api::complete))
+        .route(
+            "/runner/v1/blobs/{sha256}",
+            put(runner_api::put_blob).layer(DefaultBodyLimit::max(MAX_BLOB_SIZE)),
+        )
+        // Manifests of large sites are large JSON documents.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
+
+    Router::new()
+        .merge(api)
+        .merge(webhooks)
+        .merge(runners)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { not_found("no such route; the API lives under /api/v1") })
+        // Added after every route and the fallback, so site hostnames are
+        // answered by the edge whatever their path.
+        .layer(from_fn_with_state(state.clone(), edge::route_by_host))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

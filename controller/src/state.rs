@@ -1,0 +1,32 @@
+//! What every handler shares.
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::deploys::BlobStore;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub blobs: Arc<dyn BlobStore>,
+    pub config: Arc<Config>,
+    /// Woken whenever a job becomes leasable, so long-polling runners pick
+    /// it up at once instead of at their next poll.
+    pub jobs_available: Arc<Notify>,
+    pub webhook_secret: Arc<str>,
+    /// The base URL of the API, e.g. `http://127.0.0.1:8080`.
+    pub base_url: Arc<str>,
+}
+
+impl AppState {
+    /// `http://<host>.<domain>:<port>/`: where a hostname label is served.
+    pub fn site_url(&self, label: &str) -> String {
+        let port = self
+            .base_url
+            .rsplit_once(':')
+            .map(|(_, port)| port.trim_end_matches('/'))
+            .unwrap_or("80");
+        format!("http://{label}.{}:{port}/", self.config.domain)
+    }
+}

@@ -1,0 +1,237 @@
+//! Wire types of the controller–runner protocol.
+//!
+//! Both sides depend on this crate and nothing else to talk to each other, so
+//! the protocol is what is written here. Every request from a runner carries
+//! [`PROTOCOL_VERSION`] in the [`PROTOCOL_HEADER`] header; the controller
+//! refuses a version it does not speak with `426 Upgrade Required` and a body
+//! naming both versions, so a mismatched runner fails on connect, not halfway
+//! through a build.
+//!
+//! # Intended execution flow
+//!
+//! 1. `POST /runner/v1/connect` with [`ConnectRequest`]: checks the token and
+//!    the protocol version, answers [`ConnectResponse`].
+//! 2. `POST /runner/v1/jobs/lease` with [`LeaseRequest`]: long-polls up to
+//!    `wait_seconds` and answers `200` with a [`JobLease`] or `204` when no job
+//!    came in time.
+//! 3. While building, the runner calls (each with the lease id in
+//!    [`LEASE_HEADER`]; a stale lease gets `409` and the runner stops at once):
+//!    - `POST /runner/v1/jobs/{job}/heartbeat` → [`HeartbeatResponse`];
+//!    - `POST /runner/v1/jobs/{job}/commit` with [`CommitInfo`] once the
+//!      commit is checked out;
+//!    - `POST /runner/v1/jobs/{job}/log?offset=N` with raw log bytes. The
+//!      controller appends them only if `N` equals its stored length, and
+//!      answers [`LogAppendResponse`] with the stored length either way, so a
+//!      retried batch is neither lost nor written twice.
+//! 4. Upload, Netlify's digest flow:
+//!    - `POST /runner/v1/jobs/{job}/deploy` with a [`DeployManifest`] →
+//!      [`ManifestResponse`] naming the blobs the controller lacks;
+//!    - `PUT /runner/v1/blobs/{sha256}` with the bytes of each missing blob;
+//!      the controller verifies the hash before it stores anything;
+//!    - `POST /runner/v1/jobs/{job}/deploy/finalize` → [`FinalizeResponse`].
+//! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobOutcome`]. A build
+//!    command that fails is an outcome, not a protocol error.
+//!
+//! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocol version both sides must agree on.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Header carrying [`PROTOCOL_VERSION`] on every runner request.
+pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
+
+/// Header carrying the lease id (the fencing token) on calls about a job.
+pub const LEASE_HEADER: &str = "x-jamstack-lease";
+
+/// Whether `text` is a full 40-hex git commit id.
+pub fn is_full_commit_sha(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The context a build runs in. It decides which `[context.*]` overrides of
+/// `jamstack.toml` apply and which hostname serves the deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildContext {
+    Production,
+    DeployPreview,
+    BranchDeploy,
+}
+
+impl BuildContext {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildContext::Production => "production",
+            BuildContext::DeployPreview => "deploy-preview",
+            BuildContext::BranchDeploy => "branch-deploy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "production" => Some(BuildContext::Production),
+            "deploy-preview" => Some(BuildContext::DeployPreview),
+            "branch-deploy" => Some(BuildContext::BranchDeploy),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BuildContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    pub protocol_version: u32,
+    pub runner_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    pub protocol_version: u32,
+    /// How often the runner should send a heartbeat while it holds a lease.
+    pub heartbeat_seconds: u64,
+}
+
+/// Answer body when the versions differ (status 426).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionMismatch {
+    pub controller_version: u32,
+    pub runner_version: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub runner_name: String,
+    /// How long the controller may hold the request open waiting for a job.
+    pub wait_seconds: u64,
+}
+
+/// A job handed to one runner. Every later call about it must present
+/// `lease_id`; once the lease is gone those calls are refused with 409.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobLease {
+    pub job_id: i64,
+    pub lease_id: String,
+    pub build_id: i64,
+    pub attempt: u32,
+    pub site: String,
+    pub repo_url: String,
+    /// The exact commit to build, a full 40-hex SHA, or empty to build the
+    /// head of `branch` (the runner then reports the commit it resolved).
+    pub commit_sha: String,
+    pub branch: String,
+    pub context: BuildContext,
+    /// Seconds the lease lasts without a heartbeat.
+    pub lease_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The build was cancelled: stop the container and report `Cancelled`.
+    pub cancel: bool,
+}
+
+/// The commit a runner checked out, reported before the build runs. It
+/// fills in the commit of builds queued by branch name alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitInfo {
+    pub sha: String,
+    pub message: String,
+    pub author: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogAppendResponse {
+    /// The number of log bytes the controller holds for this attempt.
+    pub stored_length: u64,
+}
+
+/// One file of a deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Path relative to the publish directory, `/`-separated, no leading `/`.
+    pub path: String,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    pub size: u64,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployManifest {
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestResponse {
+    pub deploy_id: String,
+    /// Hashes the controller does not hold yet; upload exactly these.
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalizeResponse {
+    pub deploy_id: String,
+    /// Whether the deploy went live on the site's production hostname.
+    pub published: bool,
+    /// The permanent link to this deploy.
+    pub permalink: String,
+}
+
+/// How a job ended, as the runner saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum JobOutcome {
+    /// The build command exited 0 and the deploy was finalized.
+    Succeeded { deploy_id: String },
+    /// The build could not produce a deploy: the command failed, the
+    /// configuration was invalid, the image was missing. `message` is written
+    /// for the site's owner and says what to do next.
+    Failed { exit_code: Option<i64>, message: String },
+    /// The build was cancelled on request.
+    Cancelled,
+}
+
+/// One JSON error shape for every error answer of the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_is_tagged_for_readers_of_the_raw_json() {
+        let json = serde_json::to_value(JobOutcome::Failed {
+            exit_code: Some(2),
+            message: "build command exited with 2".into(),
+        })
+        .unwrap();
+        assert_eq!(json["result"], "failed");
+        assert_eq!(json["exit_code"], 2);
+    }
+
+    #[test]
+    fn contexts_round_trip_through_their_names() {
+        for context in [
+            BuildContext::Production,
+            BuildContext::DeployPreview,
+            BuildContext::BranchDeploy,
+        ] {
+            assert_eq!(BuildContext::parse(context.as_str()), Some(context));
+            let json = serde_json::to_string(&context).unwrap();
+            assert_eq!(json, format!("\"{}\"", context.as_str()));
+        }
+    }
+}

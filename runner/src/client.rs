@@ -1,0 +1,268 @@
+//! The runner's side of the protocol: the only module that talks HTTP to the
+//! controller. Transient failures (the controller restarting, a network
+//! blip, a 5xx) are retried with backoff; answers that mean "stop" are not.
+
+use bytes::Bytes;
+use jamstack_proto::{
+    CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, ErrorBody, FinalizeResponse,
+    HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestFile,
+    ManifestResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, VersionMismatch,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The lease is gone: another runner may own the job now.
+    #[error("the controller says this runner no longer holds the job's lease")]
+    StaleLease,
+    #[error("{0}")]
+    VersionMismatch(String),
+    #[error("the controller refused the request ({status}): {message}")]
+    Refused { status: StatusCode, message: String },
+    #[error("the controller could not be reached: {0}")]
+    Unreachable(String),
+}
+
+impl ClientError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable(_) => true,
+            ClientError::Refused { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    /// How long transient failures are retried before giving up.
+    retry_for: Duration,
+}
+
+enum Payload {
+    None,
+    Json(serde_json::Value),
+    Bytes(Bytes),
+}
+
+impl ControllerClient {
+    pub fn new(base: &str, token: &str) -> Self {
+        ControllerClient {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("a TLS backend is compiled in"),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            retry_for: Duration::from_secs(300),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        lease: Option<&str>,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Option<T>, ClientError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+                .timeout(timeout);
+            if let Some(lease) = lease {
+                request = request.header(LEASE_HEADER, lease);
+            }
+            request = match &payload {
+                Payload::None => request,
+                Payload::Json(value) => request.json(value),
+                Payload::Bytes(bytes) => request.body(bytes.clone()),
+            };
+            let result = match request.send().await {
+                Ok(response) => Self::read(response).await,
+                Err(e) => Err(ClientError::Unreachable(e.to_string())),
+            };
+            match result {
+                Err(e) if e.is_transient() && started.elapsed() < self.retry_for => {
+                    tracing::warn!(path, error = %e, retry_in = ?backoff, "controller call failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<Option<T>, ClientError> {
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return response
+                .json::<T>()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Unreachable(format!("reading the answer: {e}")));
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status == StatusCode::CONFLICT {
+            return Err(ClientError::StaleLease);
+        }
+        if status == StatusCode::UPGRADE_REQUIRED {
+            let message = serde_json::from_str::<VersionMismatch>(&text).map_or(text, |m| m.message);
+            return Err(ClientError::VersionMismatch(message));
+        }
+        let message = serde_json::from_str::<ErrorBody>(&text).map_or(text, |b| b.error);
+        Err(ClientError::Refused { status, message })
+    }
+
+    fn json(value: &impl Serialize) -> Payload {
+        Payload::Json(serde_json::to_value(value).expect("protocol types serialize"))
+    }
+
+    const SHORT: Duration = Duration::from_secs(30);
+
+    pub async fn connect(&self, runner_name: &str) -> Result<ConnectResponse, ClientError> {
+        let request = ConnectRequest {
+            protocol_version: PROTOCOL_VERSION,
+            runner_name: runner_name.to_owned(),
+        };
+        self.call(
+            Method::POST,
+            "/runner/v1/connect",
+            None,
+            Self::json(&request),
+            Self::SHORT,
+        )
+        .await?
+        .ok_or_else(|| ClientError::Unreachable("empty answer to connect".into()))
+    }
+
+    /// Waits up to `wait` for a job.
+    pub async fn lease(&self, runner_name: &str, wait: Duration) -> Result<Option<JobLease>, ClientError> {
+        let request = LeaseRequest {
+            runner_name: runner_name.to_owned(),
+            wait_seconds: wait.as_secs(),
+        };
+        self.call(
+            Method::POST,
+            "/runner/v1/jobs/lease",
+            None,
+            Self::json(&request),
+            wait + Self::SHORT,
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, lease: &JobLease) -> Result<HeartbeatResponse, ClientError> {
+        let path = format!("/runner/v1/jobs/{}/heartbeat", lease.job_id);
+        self.call(
+            Method::POST,
+            &path,
+            Some(&lease.lease_id),
+            Payload::None,
+            Self::SHORT,
+        )
+        .await?
+        .ok_or_else(|| ClientError::Unreachable("empty heartbeat answer".into()))
+    }
+
+    pub async fn report_commit(&self, lease: &JobLease, info: &CommitInfo) -> Result<(), ClientError> {
+        let path = format!("/runner/v1/jobs/{}/commit", lease.job_id);
+        self.call::<serde_json::Value>(
+            Method::POST,
+            &path,
+            Some(&lease.lease_id),
+            Self::json(info),
+            Self::SHORT,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Appends log bytes at `offset`; returns the controller's stored length.
+    pub async fn append_log(&self, lease: &JobLease, offset: u64, data: Bytes) -> Result<u64, ClientError> {
+        let path = format!("/runner/v1/jobs/{}/log?offset={offset}", lease.job_id);
+        let answer: Option<LogAppendResponse> = self
+            .call(
+                Method::POST,
+                &path,
+                Some(&lease.lease_id),
+                Payload::Bytes(data),
+                Self::SHORT,
+            )
+            .await?;
+        Ok(answer.map_or(offset, |a| a.stored_length))
+    }
+
+    pub async fn send_manifest(
+        &self,
+        lease: &JobLease,
+        files: Vec<ManifestFile>,
+    ) -> Result<ManifestResponse, ClientError> {
+        let path = format!("/runner/v1/jobs/{}/deploy", lease.job_id);
+        let manifest = DeployManifest { files };
+        self.call(
+            Method::POST,
+            &path,
+            Some(&lease.lease_id),
+            Self::json(&manifest),
+            Duration::from_secs(120),
+        )
+        .await?
+        .ok_or_else(|| ClientError::Unreachable("empty manifest answer".into()))
+    }
+
+    pub async fn put_blob(&self, sha256: &str, data: Bytes) -> Result<(), ClientError> {
+        let path = format!("/runner/v1/blobs/{sha256}");
+        self.call::<serde_json::Value>(
+            Method::PUT,
+            &path,
+            None,
+            Payload::Bytes(data),
+            Duration::from_secs(300),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn finalize(&self, lease: &JobLease) -> Result<FinalizeResponse, ClientError> {
+        let path = format!("/runner/v1/jobs/{}/deploy/finalize", lease.job_id);
+        self.call(
+            Method::POST,
+            &path,
+            Some(&lease.lease_id),
+            Payload::None,
+            Self::SHORT,
+        )
+        .await?
+        .ok_or_else(|| ClientError::Unreachable("empty finalize answer".into()))
+    }
+
+    pub async fn complete(&self, lease: &JobLease, outcome: &JobOutcome) -> Result<(), ClientError> {
+        let path = format!("/runner/v1/jobs/{}/complete", lease.job_id);
+        self.call::<serde_json::Value>(
+            Method::POST,
+            &path,
+            Some(&lease.lease_id),
+            Self::json(outcome),
+            Self::SHORT,
+        )
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,431 @@
+//! One job, end to end: fetch, configure, build in a container, upload,
+//! report. A build that fails is an outcome reported to the controller,
+//! never an error of the runner.
+
+use crate::RunnerConfig;
+use crate::build_log::BuildLog;
+use crate::client::{ClientError, ControllerClient};
+use crate::docker::{ContainerSpec, DockerError, Engine, Exit, WORKSPACE};
+use crate::git;
+use crate::site_config::{self, BuildSettings};
+use crate::upload::{self, UploadError};
+use jamstack_proto::{CommitInfo, JobLease, JobOutcome};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Runs a leased job to its end and reports the outcome.
+pub async fn run_job(
+    client: &ControllerClient,
+    engine: &Engine,
+    config: &RunnerConfig,
+    heartbeat: Duration,
+    lease: JobLease,
+) {
+    let cancel = CancellationToken::new();
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let heartbeats = tokio::spawn(keep_lease(
+        client.clone(),
+        lease.clone(),
+        heartbeat,
+        cancel.clone(),
+        lease_lost.clone(),
+    ));
+    let (log, shipper) = BuildLog::start(client.clone(), lease.clone());
+    let started = Instant::now();
+    let outcome = build(client, engine, config, &lease, &log, &cancel).await;
+    let elapsed = format_duration(started.elapsed());
+    match &outcome {
+        JobOutcome::Succeeded { .. } => {
+            log.say(&format!("\x1b[32mBuild succeeded\x1b[0m in {elapsed}"))
+                .await
+        }
+        JobOutcome::Failed { message, .. } => {
+            log.say(&format!("\x1b[31mBuild failed\x1b[0m after {elapsed}: {message}"))
+                .await;
+        }
+        JobOutcome::Cancelled => log.say(&format!("Build cancelled after {elapsed}")).await,
+    }
+    drop(log);
+    shipper.finish().await;
+    heartbeats.abort();
+    if lease_lost.load(Ordering::SeqCst) {
+        tracing::warn!(
+            job = lease.job_id,
+            "lease lost; the job's outcome is not reported"
+        );
+        return;
+    }
+    match client.complete(&lease, &outcome).await {
+        Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
+        Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
+    }
+}
+
+/// Heartbeats until aborted. Cancels the build when the controller asks for
+/// it or when the lease is lost.
+async fn keep_lease(
+    client: ControllerClient,
+    lease: JobLease,
+    every: Duration,
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match client.heartbeat(&lease).await {
+            Ok(answer) if answer.cancel => cancel.cancel(),
+            Ok(_) => {}
+            Err(ClientError::StaleLease) => {
+                lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(job = lease.job_id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+fn failed(exit_code: Option<i64>, message: impl Into<String>) -> JobOutcome {
+    JobOutcome::Failed {
+        exit_code,
+        message: message.into(),
+    }
+}
+
+pub fn format_duration(d: Duration) -> String {
+    if d.as_secs() >= 60 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
+/// Timings of the steps, reported at the end of the log.
+#[derive(Default)]
+struct Timings(Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn record(&mut self, step: &'static str, since: Instant) {
+        self.0.push((step, since.elapsed()));
+    }
+
+    fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|(step, d)| format!("{step} {}", format_duration(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+async fn build(
+    client: &ControllerClient,
+    engine: &Engine,
+    config: &RunnerConfig,
+    lease: &JobLease,
+    log: &BuildLog,
+    cancel: &CancellationToken,
+) -> JobOutcome {
+    let mut timings = Timings::default();
+    let work = match tempfile::Builder::new()
+        .prefix("jamstack-job-")
+        .tempdir_in(&config.work_dir)
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            return failed(
+                None,
+                format!(
+                    "the runner could not make a work directory in {}: {e}",
+                    config.work_dir.display()
+                ),
+            );
+        }
+    };
+    let checkout_dir = work.path().join("src");
+
+    // 1. Fetch the exact commit.
+    let what = if lease.commit_sha.is_empty() {
+        format!("the head of {}", lease.branch)
+    } else {
+        format!("commit {}", &lease.commit_sha)
+    };
+    log.say(&format!("Fetching {what} from {}", lease.repo_url)).await;
+    let step = Instant::now();
+    let fetched = {
+        let (url, branch, sha, dest) = (
+            lease.repo_url.clone(),
+            lease.branch.clone(),
+            lease.commit_sha.clone(),
+            checkout_dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || git::checkout(&url, &branch, &sha, &dest)).await
+    };
+    let commit = match fetched {
+        Ok(Ok(commit)) => commit,
+        Ok(Err(e)) => return failed(None, e.to_string()),
+        Err(e) => return failed(None, format!("fetching the source crashed: {e}")),
+    };
+    timings.record("fetch", step);
+    log.say(&format!(
+        "Checked out {} ({}) in {}",
+        &commit.sha[..12.min(commit.sha.len())],
+        commit.message.lines().next().unwrap_or(""),
+        format_duration(step.elapsed())
+    ))
+    .await;
+    let info = CommitInfo {
+        sha: commit.sha.clone(),
+        message: commit.message.clone(),
+        author: commit.author.clone(),
+    };
+    if let Err(e) = client.report_commit(lease, &info).await {
+        tracing::warn!(job = lease.job_id, error = %e, "reporting the commit failed");
+    }
+
+    // 2. Read jamstack.toml.
+    let settings = match read_settings(&checkout_dir, lease).await {
+        Ok(settings) => settings,
+        Err(message) => {
+            log.say(&format!("\x1b[31m{message}\x1b[0m")).await;
+            return failed(None, message);
+        }
+    };
+    if cancel.is_cancelled() {
+        return JobOutcome::Cancelled;
+    }
+
+    // 3. Build in a container, or take the files as they are.
+    let publish_dir = match &settings.command {
+        Some(command) => {
+            match run_in_container(
+                engine,
+                config,
+                lease,
+                &commit,
+                &settings,
+                command,
+                &checkout_dir,
+                work.path(),
+                log,
+                cancel,
+                &mut timings,
+            )
+            .await
+            {
+                Ok(dir) => dir,
+                Err(outcome) => return outcome,
+            }
+        }
+        None => {
+            log.say("No build command: deploying the publish directory as it is in the repository")
+                .await;
+            checkout_dir.join(&settings.publish)
+        }
+    };
+    if !publish_dir.is_dir() {
+        return failed(
+            None,
+            format!(
+                "the publish directory `{}` does not exist; check `publish` in jamstack.toml",
+                display_publish(&settings)
+            ),
+        );
+    }
+
+    // 4. Upload what the controller lacks and finalize.
+    log.say(&format!("Uploading `{}`", display_publish(&settings)))
+        .await;
+    let step = Instant::now();
+    let manifest = {
+        let dir = publish_dir.clone();
+        tokio::task::spawn_blocking(move || upload::build_manifest(&dir)).await
+    };
+    let manifest = match manifest {
+        Ok(Ok(manifest)) => manifest,
+        Ok(Err(e)) => return failed(None, e.to_string()),
+        Err(e) => return failed(None, format!("reading the publish directory crashed: {e}")),
+    };
+    match upload::upload(client, lease, manifest).await {
+        Ok(done) => {
+            timings.record("upload and publish", step);
+            log.say(&format!(
+                "Uploaded {} new of {} files ({} bytes) in {}",
+                done.uploaded_blobs,
+                done.files,
+                done.uploaded_bytes,
+                format_duration(step.elapsed())
+            ))
+            .await;
+            let where_ = if done.finalized.published {
+                "published; it is live now"
+            } else {
+                "ready (not published: this is not a production build, or publishing is locked)"
+            };
+            log.say(&format!(
+                "Deploy {} {where_}. Permalink: {}",
+                done.finalized.deploy_id, done.finalized.permalink
+            ))
+            .await;
+            log.say(&format!("Timings: {}", timings.summary())).await;
+            JobOutcome::Succeeded {
+                deploy_id: done.finalized.deploy_id,
+            }
+        }
+        Err(UploadError::Controller(ClientError::StaleLease)) => JobOutcome::Cancelled,
+        Err(e) => failed(None, format!("uploading the deploy failed: {e}")),
+    }
+}
+
+fn display_publish(settings: &BuildSettings) -> String {
+    if settings.publish.is_empty() {
+        ".".to_owned()
+    } else {
+        settings.publish.clone()
+    }
+}
+
+async fn read_settings(checkout: &Path, lease: &JobLease) -> Result<BuildSettings, String> {
+    let path = checkout.join(site_config::FILE_NAME);
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("reading {}: {e}", site_config::FILE_NAME)),
+    };
+    let config = site_config::parse(&text, site_config::FILE_NAME).map_err(|e| e.to_string())?;
+    Ok(config.resolve(lease.context, &lease.branch))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_in_container(
+    engine: &Engine,
+    config: &RunnerConfig,
+    lease: &JobLease,
+    commit: &git::CheckedOut,
+    settings: &BuildSettings,
+    command: &str,
+    checkout: &Path,
+    work: &Path,
+    log: &BuildLog,
+    cancel: &CancellationToken,
+    timings: &mut Timings,
+) -> Result<PathBuf, JobOutcome> {
+    let image = settings
+        .image
+        .clone()
+        .unwrap_or_else(|| config.default_image.clone());
+    let step = Instant::now();
+    if let Err(e) = engine.ensure_image(&image).await {
+        return Err(failed(None, e.to_string()));
+    }
+    let mut env: Vec<(String, String)> = settings
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend([
+        ("CI".to_owned(), "true".to_owned()),
+        ("COMMIT_REF".to_owned(), commit.sha.clone()),
+        ("BRANCH".to_owned(), lease.branch.clone()),
+        ("HEAD".to_owned(), lease.branch.clone()),
+        ("CONTEXT".to_owned(), lease.context.as_str().to_owned()),
+        ("SITE_NAME".to_owned(), lease.site.clone()),
+        ("BUILD_ID".to_owned(), lease.build_id.to_string()),
+    ]);
+    let working_dir = join_workspace(&settings.base);
+    let spec = ContainerSpec {
+        image: image.clone(),
+        command: command.to_owned(),
+        working_dir: working_dir.clone(),
+        env,
+        job_id: lease.job_id,
+        limits: config.limits,
+    };
+    let source = checkout.to_path_buf();
+    let tar = match tokio::task::spawn_blocking(move || crate::docker::workspace_tar(&source)).await {
+        Ok(Ok(tar)) => bytes::Bytes::from(tar),
+        Ok(Err(e)) => return Err(failed(None, format!("packing the source: {e}"))),
+        Err(e) => return Err(failed(None, format!("packing the source crashed: {e}"))),
+    };
+    let container = match engine.create(&spec).await {
+        Ok(id) => id,
+        Err(e) => return Err(failed(None, format!("creating the build container: {e}"))),
+    };
+    let result = async {
+        engine.upload(&container, tar).await?;
+        timings.record("container setup", step);
+        log.say(&format!("Running `{command}` in {image} (in {working_dir})"))
+            .await;
+        let step = Instant::now();
+        let exit = engine.run(&container, log.sender(), cancel).await?;
+        timings.record("build", step);
+        if exit
+            != (Exit::Code {
+                code: 0,
+                oom_killed: false,
+            })
+        {
+            return Ok::<_, DockerError>(Err(exit));
+        }
+        let step = Instant::now();
+        let dir = engine
+            .download(&container, &join_workspace(&settings.publish), work)
+            .await?;
+        timings.record("collect output", step);
+        Ok(Ok(dir))
+    }
+    .await;
+    engine.remove(&container).await;
+    match result {
+        Ok(Ok(dir)) => Ok(dir),
+        Ok(Err(Exit::Cancelled)) => Err(JobOutcome::Cancelled),
+        Ok(Err(Exit::Code {
+            code,
+            oom_killed: true,
+        })) => Err(failed(
+            Some(code),
+            format!(
+                "the build ran out of memory (limit {} MiB) and was killed; lower its memory use or raise the limit",
+                config.limits.memory_bytes / (1024 * 1024)
+            ),
+        )),
+        Ok(Err(Exit::Code { code, .. })) => Err(failed(
+            Some(code),
+            format!("the build command exited with {code}"),
+        )),
+        Err(e) => Err(failed(None, e.to_string())),
+    }
+}
+
+/// `/workspace/<relative>` without a trailing slash.
+fn join_workspace(relative: &str) -> String {
+    let relative = relative.trim_matches('/');
+    if relative.is_empty() {
+        WORKSPACE.to_owned()
+    } else {
+        format!("{WORKSPACE}/{relative}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_the_container_sit_under_the_workspace() {
+        assert_eq!(join_workspace(""), "/workspace");
+        assert_eq!(join_workspace("site"), "/workspace/site");
+        assert_eq!(join_workspace("site/public/"), "/workspace/site/public");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(format_duration(Duration::from_millis(1234)), "1.23s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+}

@@ -1,0 +1,1529 @@
+//! `jamstack.toml`: the per-repository build configuration.
+//!
+//! A repository may carry a `jamstack.toml` at its root telling the runner how
+//! to build and deploy the site. Every key is optional and an empty (or
+//! missing) file is valid: it deploys the repository root as it is, without a
+//! build command. `jamstack.toml.example` at the workspace root documents every
+//! key with its default.
+//!
+//! ```toml
+//! [build]
+//! base = "site"          # directory the command runs in, relative to the repository root
+//! command = "hugo"       # run with `sh -c` inside `image`
+//! publish = "public"     # directory to deploy, relative to `base`
+//!
+//! [build.environment]
+//! HUGO_ENV = "production"
+//!
+//! [context.deploy-preview]
+//! command = "hugo --buildDrafts"
+//!
+//! [context."feature/new-theme"]
+//! image = "jamstack/hugo:2"
+//!
+//! [[redirects]]
+//! from = "/old"
+//! to = "/new"
+//!
+//! [[headers]]
+//! for = "/*"
+//! [headers.values]
+//! X-Frame-Options = "DENY"
+//! ```
+//!
+//! # Precedence
+//!
+//! The settings of one build are resolved by [`SiteConfig::resolve`] from up
+//! to three layers, each key taken from the last layer that sets it:
+//!
+//! 1. `[build]`;
+//! 2. `[context.<context>]` for the build's [`BuildContext`]
+//!    (`production`, `deploy-preview` or `branch-deploy`);
+//! 3. `[context."<branch>"]` for the branch being built, in any context.
+//!
+//! So a branch override beats a context override, which beats `[build]`.
+//! `environment` tables are merged key by key with the same precedence rather
+//! than replaced as a whole. `publish` is always relative to the *resolved*
+//! `base`, so a layer that changes only `base` moves the publish directory
+//! with it.
+//!
+//! Any name under `[context]` other than the three context names is a branch
+//! name. Names that differ from a context name only in case or `_`/`-`
+//! (`deploy_preview`, `Production`) are refused as probable typos, and so are
+//! names git would not accept as a branch (`feature/*` included: branch
+//! overrides match one exact branch, not a pattern).
+//!
+//! # Errors
+//!
+//! Unknown keys are errors, never ignored, and every error ([`ConfigError`])
+//! names the file, the 1-based line and column of the offending key or value,
+//! what was wrong and what was expected:
+//!
+//! ```text
+//! jamstack.toml:3:1: unknown field `comand`, expected one of `base`, `command`, `publish`, `image`, `ignore`, `environment`
+//! ```
+//!
+//! Besides the TOML types, [`parse`] checks that `base` and `publish` stay
+//! inside the repository, that redirect and header paths are paths or URLs,
+//! that redirect statuses are ones the server implements
+//! ([`REDIRECT_STATUSES`]), that environment variable and header names are
+//! valid, and that `command`, `ignore` and `image` are not blank. When there
+//! are several problems the one nearest the top of the file is reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use jamstack_proto::BuildContext;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// The name the runner looks for at the repository root.
+pub const FILE_NAME: &str = "jamstack.toml";
+
+/// The `status` values a `[[redirects]]` rule may have.
+///
+/// `200` rewrites (serves `to` under the `from` URL, or proxies when `to` is
+/// an `http(s)://` URL); `301`, `302`, `303`, `307` and `308` redirect to `to`;
+/// `404`, `410` and `451` serve `to` with that status. Anything else is
+/// refused rather than passed through to a server that would not know what to
+/// do with it.
+pub const REDIRECT_STATUSES: [u16; 9] = [200, 301, 302, 303, 307, 308, 404, 410, 451];
+
+/// The `status` of a redirect rule that does not give one.
+pub const DEFAULT_REDIRECT_STATUS: u16 = 301;
+
+const CONTEXTS: [BuildContext; 3] = [
+    BuildContext::Production,
+    BuildContext::DeployPreview,
+    BuildContext::BranchDeploy,
+];
+
+/// A `jamstack.toml` that could not be used.
+///
+/// Displays as `<file>:<line>:<column>: <message>`, or `<file>: <message>`
+/// when the problem has no position in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", position(*.line, *.column))]
+pub struct ConfigError {
+    /// The file name given to [`parse`].
+    pub file: String,
+    /// 1-based line of the offending key or value; 0 when unknown.
+    pub line: usize,
+    /// 1-based column, counted in characters; 0 when unknown.
+    pub column: usize,
+    /// What was wrong and what was expected, on one line.
+    pub message: String,
+}
+
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
+
+impl ConfigError {
+    fn new(text: &str, file: &str, span: Option<Range<usize>>, message: &str) -> Self {
+        let (line, column) = span.map_or((0, 0), |span| line_column(text, span.start));
+        let message = message
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ConfigError {
+            file: file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// 1-based line and character column of the byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = text.get(..offset).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let mut current = before.get(line_start..).unwrap_or_default();
+    if line == 1 {
+        current = current.trim_start_matches('\u{feff}');
+    }
+    (line, current.chars().count() + 1)
+}
+
+/// A parsed and validated `jamstack.toml`.
+///
+/// [`SiteConfig::default()`] is the configuration of an empty file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteConfig {
+    build: Layer,
+    production: Layer,
+    deploy_preview: Layer,
+    branch_deploy: Layer,
+    branches: BTreeMap<String, Layer>,
+    redirects: Vec<RedirectRule>,
+    headers: Vec<HeaderRule>,
+}
+
+/// One of `[build]`, `[context.<context>]` or `[context."<branch>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Layer {
+    base: Option<String>,
+    command: Option<String>,
+    publish: Option<String>,
+    image: Option<String>,
+    ignore: Option<String>,
+    environment: BTreeMap<String, String>,
+}
+
+/// The settings of one build, with every override applied.
+///
+/// [`BuildSettings::default()`] is what an empty `jamstack.toml` resolves to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildSettings {
+    /// Directory the command runs in, relative to the repository root:
+    /// normalized, `/`-separated, no trailing slash, `""` for the root.
+    pub base: String,
+    /// Shell command to run with `sh -c` in `base`; `None` deploys `publish`
+    /// as it is in the repository.
+    pub command: Option<String>,
+    /// Directory to deploy, relative to the repository root (`base` joined
+    /// with the configured `publish`): normalized, `/`-separated, no trailing
+    /// slash, `""` for the root. Never outside the repository.
+    pub publish: String,
+    /// Docker image to run the command in; `None` means the runner's default.
+    pub image: Option<String>,
+    /// Shell command run with `sh -c` in `base` before building; exit status
+    /// 0 means nothing relevant changed and the build is skipped.
+    pub ignore: Option<String>,
+    /// Environment variables from the file, merged across the layers.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// One `[[redirects]]` rule, in file order (the first matching rule wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectRule {
+    /// The path (starting with `/`) or full `http(s)://` URL the rule matches;
+    /// may contain `*` and `:placeholder` segments.
+    pub from: String,
+    /// Where the request goes: a path starting with `/` or an `http(s)://`
+    /// URL; may use `:splat` and the placeholders of `from`.
+    pub to: String,
+    /// One of [`REDIRECT_STATUSES`]; [`DEFAULT_REDIRECT_STATUS`] if not given.
+    pub status: u16,
+    /// Apply the rule even when a file exists at `from`.
+    pub force: bool,
+    /// Query parameters the request must carry, mapped to the placeholder
+    /// each value is bound to (`id = ":id"`); empty when not given.
+    pub query: BTreeMap<String, String>,
+    /// Further conditions on the request; all empty when not given.
+    pub conditions: RedirectConditions,
+    /// Headers sent upstream when the rule proxies; empty when not given.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The `conditions` of a redirect rule. An empty list is no condition; a
+/// non-empty list matches when the request matches any of its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedirectConditions {
+    /// `Language`: language tags from `Accept-Language` (`"en"`, `"de-CH"`).
+    pub language: Vec<String>,
+    /// `Country`: ISO 3166 country codes of the client (`"US"`).
+    pub country: Vec<String>,
+    /// `Cookie`: names of cookies, one of which the request must carry.
+    pub cookie: Vec<String>,
+}
+
+/// One `[[headers]]` rule, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRule {
+    /// The `for` key: the path (starting with `/`) or full `http(s)://` URL
+    /// the headers apply to; may contain `*` and `:placeholder` segments.
+    pub for_path: String,
+    /// Header names and values to add to matching responses.
+    pub values: BTreeMap<String, String>,
+}
+
+/// Parses and validates the text of a `jamstack.toml`.
+///
+/// `file_name` is used only in error messages.
+pub fn parse(text: &str, file_name: &str) -> Result<SiteConfig, ConfigError> {
+    let raw: RawFile = toml::from_str(text)
+        .map_err(|error| ConfigError::new(text, file_name, error.span(), error.message()))?;
+    let mut problems = Problems::default();
+    let config = SiteConfig::from_raw(&raw, &mut problems);
+    match problems.first() {
+        Some(problem) => Err(ConfigError::new(
+            text,
+            file_name,
+            Some(problem.span.clone()),
+            &problem.message,
+        )),
+        None => Ok(config),
+    }
+}
+
+impl SiteConfig {
+    /// The settings of a build of `branch` in `context`:
+    /// `[build]` < `[context.<context>]` < `[context."<branch>"]`.
+    pub fn resolve(&self, context: BuildContext, branch: &str) -> BuildSettings {
+        let layers: Vec<&Layer> = [
+            Some(&self.build),
+            Some(self.context_layer(context)),
+            self.branches.get(branch),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let last = |pick: fn(&Layer) -> Option<&String>| -> Option<String> {
+            layers.iter().rev().find_map(|layer| pick(layer)).cloned()
+        };
+        let base = last(|layer| layer.base.as_ref()).unwrap_or_default();
+        let publish = last(|layer| layer.publish.as_ref()).unwrap_or_default();
+        let mut environment = BTreeMap::new();
+        for layer in &layers {
+            environment.extend(layer.environment.clone());
+        }
+        BuildSettings {
+            publish: normalize(&join(&base, &publish)).path,
+            base: normalize(&base).path,
+            command: last(|layer| layer.command.as_ref()),
+            image: last(|layer| layer.image.as_ref()),
+            ignore: last(|layer| layer.ignore.as_ref()),
+            environment,
+        }
+    }
+
+    /// The `[[redirects]]` rules, in file order.
+    pub fn redirects(&self) -> &[RedirectRule] {
+        &self.redirects
+    }
+
+    /// The `[[headers]]` rules, in file order.
+    pub fn headers(&self) -> &[HeaderRule] {
+        &self.headers
+    }
+
+    fn context_layer(&self, context: BuildContext) -> &Layer {
+        match context {
+            BuildContext::Production => &self.production,
+            BuildContext::DeployPreview => &self.deploy_preview,
+            BuildContext::BranchDeploy => &self.branch_deploy,
+        }
+    }
+
+    fn from_raw(raw: &RawFile, problems: &mut Problems) -> SiteConfig {
+        let mut config = SiteConfig {
+            build: Layer::from_raw(&raw.build, problems),
+            ..SiteConfig::default()
+        };
+        let mut context_raw: [Option<&RawSettings>; 3] = [None; 3];
+        let mut branch_raw = Vec::new();
+        for (name, settings) in &raw.context {
+            let layer = Layer::from_raw(settings, problems);
+            if let Some(index) = CONTEXTS
+                .iter()
+                .position(|context| context.as_str() == name.get_ref())
+            {
+                context_raw[index] = Some(settings);
+                match CONTEXTS[index] {
+                    BuildContext::Production => config.production = layer,
+                    BuildContext::DeployPreview => config.deploy_preview = layer,
+                    BuildContext::BranchDeploy => config.branch_deploy = layer,
+                }
+            } else {
+                check_branch_name(name, problems);
+                branch_raw.push(settings);
+                config.branches.insert(name.get_ref().clone(), layer);
+            }
+        }
+        check_publish_stays_inside(&raw.build, &context_raw, &branch_raw, problems);
+        config.redirects = raw
+            .redirects
+            .iter()
+            .map(|redirect| RedirectRule::from_raw(redirect, problems))
+            .collect();
+        config.headers = raw
+            .headers
+            .iter()
+            .map(|header| HeaderRule::from_raw(header, problems))
+            .collect();
+        config
+    }
+}
+
+impl Layer {
+    fn from_raw(raw: &RawSettings, problems: &mut Problems) -> Layer {
+        if let Some(base) = &raw.base {
+            check_directory(base, "base", "the repository root", problems);
+            if normalize(base.get_ref()).escaped {
+                problems.add(
+                    base.span(),
+                    format!("base `{}` points outside the repository", base.get_ref()),
+                );
+            }
+        }
+        if let Some(publish) = &raw.publish {
+            check_directory(publish, "publish", "base", problems);
+        }
+        for (key, value) in [
+            ("command", &raw.command),
+            ("ignore", &raw.ignore),
+            ("image", &raw.image),
+        ] {
+            if let Some(value) = value {
+                check_not_blank(key, value, problems);
+            }
+        }
+        if let Some(image) = &raw.image
+            && image.get_ref().chars().any(char::is_whitespace)
+        {
+            problems.add(
+                image.span(),
+                format!(
+                    "image `{}` contains whitespace; expected a Docker image reference \
+                     like `jamstack/hugo:1`",
+                    image.get_ref()
+                ),
+            );
+        }
+        Layer {
+            base: raw.base.as_ref().map(|value| value.get_ref().clone()),
+            command: raw.command.as_ref().map(|value| value.get_ref().clone()),
+            publish: raw.publish.as_ref().map(|value| value.get_ref().clone()),
+            image: raw.image.as_ref().map(|value| value.get_ref().clone()),
+            ignore: raw.ignore.as_ref().map(|value| value.get_ref().clone()),
+            environment: string_table(&raw.environment, TableKind::Environment, problems),
+        }
+    }
+}
+
+impl RedirectRule {
+    fn from_raw(raw: &RawRedirect, problems: &mut Problems) -> RedirectRule {
+        check_path_or_url(&raw.from, "redirect `from`", problems);
+        check_path_or_url(&raw.to, "redirect `to`", problems);
+        let status = match &raw.status {
+            Some(status) => {
+                let Status(code) = *status.get_ref();
+                if !REDIRECT_STATUSES.contains(&code) {
+                    problems.add(
+                        status.span(),
+                        format!(
+                            "redirect status {} is not supported; expected 200 (rewrite or proxy), \
+                             301, 302, 303, 307 or 308 (redirect), or 404, 410 or 451 \
+                             (serve `to` with that status)",
+                            code
+                        ),
+                    );
+                }
+                code
+            }
+            None => DEFAULT_REDIRECT_STATUS,
+        };
+        let conditions = &raw.conditions;
+        RedirectRule {
+            from: raw.from.get_ref().clone(),
+            to: raw.to.get_ref().clone(),
+            status,
+            force: raw.force,
+            query: string_table(&raw.query, TableKind::Query, problems),
+            conditions: RedirectConditions {
+                language: condition_list(&conditions.language, "Language", problems),
+                country: condition_list(&conditions.country, "Country", problems),
+                cookie: condition_list(&conditions.cookie, "Cookie", problems),
+            },
+            headers: string_table(&raw.headers, TableKind::Headers, problems),
+        }
+    }
+}
+
+impl HeaderRule {
+    fn from_raw(raw: &RawHeader, problems: &mut Problems) -> HeaderRule {
+        check_path_or_url(&raw.for_path, "headers `for`", problems);
+        HeaderRule {
+            for_path: raw.for_path.get_ref().clone(),
+            values: string_table(&raw.values, TableKind::Headers, problems),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the file deserializes into, with spans for semantic errors.
+
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a jamstack.toml document")]
+struct RawFile {
+    #[serde(default)]
+    build: RawSettings,
+    #[serde(default, deserialize_with = "contexts")]
+    context: BTreeMap<Spanned<String>, RawSettings>,
+    #[serde(default, deserialize_with = "redirects")]
+    redirects: Vec<RawRedirect>,
+    #[serde(default, deserialize_with = "headers")]
+    headers: Vec<RawHeader>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of build settings (base, command, publish, image, ignore, environment)"
+)]
+struct RawSettings {
+    base: Option<Spanned<String>>,
+    command: Option<Spanned<String>>,
+    publish: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
+    ignore: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "string_pairs")]
+    environment: RawTable,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a redirect rule (from, to, status, force, query, conditions, headers)"
+)]
+struct RawRedirect {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    status: Option<Spanned<Status>>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default, deserialize_with = "string_pairs")]
+    query: RawTable,
+    #[serde(default)]
+    conditions: RawConditions,
+    #[serde(default, deserialize_with = "string_pairs")]
+    headers: RawTable,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of conditions (Language, Country, Cookie), each an array of strings"
+)]
+struct RawConditions {
+    #[serde(rename = "Language", default, deserialize_with = "strings")]
+    language: Vec<Spanned<String>>,
+    #[serde(rename = "Country", default, deserialize_with = "strings")]
+    country: Vec<Spanned<String>>,
+    #[serde(rename = "Cookie", default, deserialize_with = "strings")]
+    cookie: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a header rule (for, values)")]
+struct RawHeader {
+    #[serde(rename = "for")]
+    for_path: Spanned<String>,
+    #[serde(deserialize_with = "string_pairs")]
+    values: RawTable,
+}
+
+// Serde's own messages for these say "a sequence" and "a map"; TOML users
+// write arrays of tables and tables, so say that instead.
+
+fn redirects<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<RawRedirect>, D::Error> {
+    deserializer.deserialize_seq(ArrayVisitor {
+        expecting: "an array of tables, written [[redirects]]",
+        marker: PhantomData,
+    })
+}
+
+fn headers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<RawHeader>, D::Error> {
+    deserializer.deserialize_seq(ArrayVisitor {
+        expecting: "an array of tables, written [[headers]]",
+        marker: PhantomData,
+    })
+}
+
+fn strings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Spanned<String>>, D::Error> {
+    deserializer.deserialize_seq(ArrayVisitor {
+        expecting: "an array of strings, like [\"US\", \"CA\"]",
+        marker: PhantomData,
+    })
+}
+
+/// A redirect `status` that fits in a `u16`; whether it is supported is
+/// checked after parsing, with [`REDIRECT_STATUSES`].
+#[derive(Clone, Copy)]
+struct Status(u16);
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
+        deserializer.deserialize_u16(StatusVisitor)
+    }
+}
+
+struct StatusVisitor;
+
+impl Visitor<'_> for StatusVisitor {
+    type Value = Status;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an HTTP status code like 301")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Status, E> {
+        u16::try_from(value)
+            .map(Status)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Status, E> {
+        u16::try_from(value)
+            .map(Status)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+    }
+}
+
+fn contexts<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Spanned<String>, RawSettings>, D::Error> {
+    deserializer.deserialize_map(TableVisitor {
+        expecting: "a table of contexts and branches, written [context.production]",
+        marker: PhantomData,
+    })
+}
+
+fn string_pairs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RawTable, D::Error> {
+    deserializer.deserialize_map(TableVisitor {
+        expecting: "a table of `NAME = \"value\"` pairs",
+        marker: PhantomData,
+    })
+}
+
+struct ArrayVisitor<T> {
+    expecting: &'static str,
+    marker: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ArrayVisitor<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.expecting)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+struct TableVisitor<V> {
+    expecting: &'static str,
+    marker: PhantomData<V>,
+}
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for TableVisitor<V> {
+    type Value = BTreeMap<Spanned<String>, V>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.expecting)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry()? {
+            entries.insert(key, value);
+        }
+        Ok(entries)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Semantic checks.
+
+struct Problem {
+    span: Range<usize>,
+    message: String,
+}
+
+/// Semantic problems found so far; the one nearest the top of the file is
+/// reported, whatever order the checks ran in.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, span: Range<usize>, message: String) {
+        self.0.push(Problem { span, message });
+    }
+
+    fn first(&self) -> Option<&Problem> {
+        self.0.iter().min_by_key(|problem| problem.span.start)
+    }
+}
+
+/// `base` or `publish` on its own: relative, `/`-separated, printable.
+fn check_directory(value: &Spanned<String>, key: &str, relative_to: &str, problems: &mut Problems) {
+    let path = value.get_ref();
+    if path.contains('\\') {
+        problems.add(
+            value.span(),
+            format!("{key} `{path}` contains a backslash; separate directories with `/`"),
+        );
+    } else if path.starts_with('/') {
+        let relative = match path.trim_start_matches('/') {
+            "" => ".",
+            relative => relative,
+        };
+        problems.add(
+            value.span(),
+            format!(
+                "{key} `{path}` is an absolute path; expected a directory relative to \
+                 {relative_to}, like `{relative}`"
+            ),
+        );
+    } else if path.chars().any(char::is_control) {
+        problems.add(
+            value.span(),
+            format!("{key} {path:?} contains a control character"),
+        );
+    }
+}
+
+/// `publish` is relative to the resolved `base`, so whether it leaves the
+/// repository depends on which layers apply. Try every combination a build
+/// can resolve to: each context, with no branch override or with each one.
+fn check_publish_stays_inside(
+    build: &RawSettings,
+    contexts: &[Option<&RawSettings>; 3],
+    branches: &[&RawSettings],
+    problems: &mut Problems,
+) {
+    let branch_choices: Vec<Option<&RawSettings>> = std::iter::once(None)
+        .chain(branches.iter().copied().map(Some))
+        .collect();
+    let mut reported = BTreeSet::new();
+    for context in contexts {
+        for branch in &branch_choices {
+            let layers = [Some(build), *context, *branch];
+            let last = |pick: fn(&RawSettings) -> Option<&Spanned<String>>| {
+                layers.iter().rev().flatten().find_map(|layer| pick(layer))
+            };
+            let Some(publish) = last(|layer| layer.publish.as_ref()) else {
+                continue;
+            };
+            let base = last(|layer| layer.base.as_ref()).map_or("", |base| base.get_ref());
+            if normalize(base).escaped || !normalize(&join(base, publish.get_ref())).escaped {
+                continue;
+            }
+            if !reported.insert(publish.span().start) {
+                continue;
+            }
+            let message = if normalize(base).path.is_empty() {
+                format!("publish `{}` points outside the repository", publish.get_ref())
+            } else {
+                format!(
+                    "publish `{}` points outside the repository (publish is relative to base `{base}`)",
+                    publish.get_ref()
+                )
+            };
+            problems.add(publish.span(), message);
+        }
+    }
+}
+
+fn check_not_blank(key: &str, value: &Spanned<String>, problems: &mut Problems) {
+    if value.get_ref().trim().is_empty() {
+        let hint = match key {
+            "command" => "remove the key to deploy the publish directory without building",
+            "ignore" => "remove the key to build every commit",
+            _ => "remove the key to use the runner's default image",
+        };
+        problems.add(value.span(), format!("{key} is empty; {hint}"));
+    }
+}
+
+/// A rule's `from`, `to` or `for`: a path starting with `/` or an
+/// `http(s)://` URL with a host.
+fn check_path_or_url(value: &Spanned<String>, what: &str, problems: &mut Problems) {
+    let text = value.get_ref();
+    let url_host = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    let valid = match url_host {
+        Some(host) => !host.is_empty(),
+        None => text.starts_with('/'),
+    };
+    if !valid {
+        problems.add(
+            value.span(),
+            format!(
+                "{what} `{text}` is neither a path nor a URL; expected a path starting with `/` \
+                 or a full `http://` or `https://` URL"
+            ),
+        );
+    }
+}
+
+/// A context name that is not a context is a branch name: refuse likely
+/// typos of context names and names git would refuse as a branch.
+fn check_branch_name(name: &Spanned<String>, problems: &mut Problems) {
+    let text = name.get_ref();
+    let folded = text.to_ascii_lowercase().replace('_', "-");
+    if let Some(context) = CONTEXTS.iter().find(|context| context.as_str() == folded) {
+        problems.add(
+            name.span(),
+            format!(
+                "`{text}` is not a context; did you mean `{}`? Expected `production`, \
+                 `deploy-preview`, `branch-deploy` or a branch name",
+                context.as_str()
+            ),
+        );
+        return;
+    }
+    let reason = if text.is_empty() {
+        Some("it is empty")
+    } else if text.contains(['*', '?', '[']) {
+        Some("branch overrides match one exact branch name, not a pattern")
+    } else if text.chars().any(|c| c.is_control() || c == ' ') {
+        Some("it contains a space or control character")
+    } else if text.contains(['~', '^', ':', '\\']) {
+        Some("it contains one of `~`, `^`, `:`, `\\`")
+    } else if text.contains("..") || text.contains("@{") || text == "@" {
+        Some("it contains `..` or `@{`, or is `@`")
+    } else if text
+        .split('/')
+        .any(|part| part.is_empty() || part.starts_with('.') || part.ends_with(".lock"))
+        || text.ends_with('.')
+    {
+        Some("a `/`-separated part is empty, starts with `.` or ends with `.lock`, or the name ends with `.`")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        problems.add(
+            name.span(),
+            format!("`{text}` is not a valid branch name: {reason}"),
+        );
+    }
+}
+
+fn condition_list(values: &[Spanned<String>], key: &str, problems: &mut Problems) -> Vec<String> {
+    for value in values {
+        let text = value.get_ref();
+        if text.is_empty() || text.chars().any(char::is_whitespace) {
+            problems.add(
+                value.span(),
+                format!("condition {key} value {text:?} is empty or contains whitespace"),
+            );
+        }
+    }
+    values.iter().map(|value| value.get_ref().clone()).collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TableKind {
+    Environment,
+    Headers,
+    Query,
+}
+
+/// Checks a table of string pairs and returns it without spans.
+fn string_table(raw: &RawTable, kind: TableKind, problems: &mut Problems) -> BTreeMap<String, String> {
+    let noun = match kind {
+        TableKind::Environment => "environment variable",
+        TableKind::Headers => "header",
+        TableKind::Query => "query parameter",
+    };
+    let mut table = BTreeMap::new();
+    let mut seen_headers = BTreeSet::new();
+    for (key, value) in raw {
+        let name = key.get_ref();
+        let name_problem = match kind {
+            TableKind::Environment if !is_env_name(name) => Some(format!(
+                "`{name}` is not a valid environment variable name; expected letters, digits \
+                 and `_`, not starting with a digit"
+            )),
+            TableKind::Headers if !is_header_name(name) => Some(format!(
+                "`{name}` is not a valid header name; expected letters, digits and `-`"
+            )),
+            TableKind::Headers if !seen_headers.insert(name.to_ascii_lowercase()) => Some(format!(
+                "header `{name}` is set twice (header names are case-insensitive)"
+            )),
+            TableKind::Query if name.is_empty() => Some("query parameter name is empty".to_owned()),
+            _ => None,
+        };
+        if let Some(message) = name_problem {
+            problems.add(key.span(), message);
+        }
+        match value.get_ref() {
+            toml::Value::String(text) => {
+                let forbidden = match kind {
+                    TableKind::Environment => text.contains('\0'),
+                    TableKind::Headers => text.chars().any(|c| c.is_control() && c != '\t'),
+                    TableKind::Query => false,
+                };
+                if forbidden {
+                    problems.add(
+                        value.span(),
+                        format!("{noun} `{name}` has a value with a control character"),
+                    );
+                }
+                table.insert(name.clone(), text.clone());
+            }
+            other => {
+                let hint = match other {
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                        format!("; quote it: {name} = \"{other}\"")
+                    }
+                    _ => String::new(),
+                };
+                problems.add(
+                    value.span(),
+                    format!(
+                        "{noun} `{name}` must be a string, found {} {}{hint}",
+                        article(other.type_str()),
+                        other.type_str()
+                    ),
+                );
+            }
+        }
+    }
+    table
+}
+
+fn article(noun: &str) -> &'static str {
+    if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An HTTP token (RFC 9110, section 5.6.2).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+// ---------------------------------------------------------------------------
+// Paths.
+
+struct Normalized {
+    /// `/`-separated, without `.`, empty parts or a trailing slash; `""` for
+    /// the root.
+    path: String,
+    /// A `..` went above the root (and was dropped from `path`).
+    escaped: bool,
+}
+
+fn normalize(path: &str) -> Normalized {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut escaped = false;
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => escaped |= parts.pop().is_none(),
+            part => parts.push(part),
+        }
+    }
+    Normalized {
+        path: parts.join("/"),
+        escaped,
+    }
+}
+
+fn join(base: &str, path: &str) -> String {
+    format!("{base}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> ConfigError {
+        match parse(text, FILE_NAME) {
+            Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+            Err(error) => error,
+        }
+    }
+
+    fn settings(text: &str, context: BuildContext, branch: &str) -> BuildSettings {
+        parse(text, FILE_NAME).unwrap().resolve(context, branch)
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let config = parse("", FILE_NAME).unwrap();
+        assert_eq!(config, SiteConfig::default());
+        for context in CONTEXTS {
+            let settings = config.resolve(context, "main");
+            assert_eq!(settings, BuildSettings::default());
+            assert_eq!(settings.base, "");
+            assert_eq!(settings.publish, "");
+            assert_eq!(settings.command, None);
+        }
+        assert!(config.redirects().is_empty());
+        assert!(config.headers().is_empty());
+    }
+
+    #[test]
+    fn a_file_of_comments_and_empty_tables_means_defaults() {
+        let text = "# nothing yet\n[build]\n[build.environment]\n[context.production]\n";
+        assert_eq!(parse(text, FILE_NAME).unwrap(), SiteConfig::default());
+    }
+
+    #[test]
+    fn a_typo_in_a_key_names_the_line_and_column() {
+        let error = refused("[build]\nbase = \"site\"\n  comand = \"hugo\"\n");
+        assert_eq!((error.line, error.column), (3, 3));
+        assert_eq!(error.file, "jamstack.toml");
+        assert!(
+            error
+                .message
+                .starts_with("unknown field `comand`, expected one of `base`, `command`, `publish`"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("jamstack.toml:3:3: unknown field `comand`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_typo_in_a_context_key_names_the_line() {
+        let error = refused("[context.production]\npublsh = \"dist\"\n");
+        assert_eq!((error.line, error.column), (2, 1));
+        assert!(error.message.contains("unknown field `publsh`"));
+    }
+
+    #[test]
+    fn an_unknown_top_level_table_is_refused() {
+        let error = refused("[plugins]\nname = \"x\"\n");
+        assert_eq!(error.line, 1);
+        assert!(error.message.contains("unknown field `plugins`"), "{error}");
+        assert!(
+            error
+                .message
+                .contains("`build`, `context`, `redirects`, `headers`")
+        );
+    }
+
+    #[test]
+    fn wrong_type_says_what_was_expected() {
+        let error = refused("[build]\ncommand = 42\n");
+        assert_eq!((error.line, error.column), (2, 11));
+        assert_eq!(error.message, "invalid type: integer `42`, expected a string");
+    }
+
+    #[test]
+    fn a_status_written_as_a_string_says_a_number_was_expected() {
+        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"301\"\n");
+        assert_eq!((error.line, error.column), (4, 10));
+        assert_eq!(
+            error.message,
+            "invalid type: string \"301\", expected an HTTP status code like 301"
+        );
+    }
+
+    #[test]
+    fn a_single_bracket_redirects_table_says_to_use_double_brackets() {
+        let error = refused("[redirects]\nfrom = \"/a\"\nto = \"/b\"\n");
+        assert!(error.message.contains("[[redirects]]"), "{error}");
+        assert_eq!(error.line, 1);
+    }
+
+    #[test]
+    fn a_redirect_without_to_is_refused() {
+        let error = refused("[[redirects]]\nfrom = \"/a\"\n");
+        assert!(error.message.contains("missing field `to`"), "{error}");
+        assert_ne!(error.line, 0);
+    }
+
+    #[test]
+    fn a_toml_syntax_error_is_on_one_line_with_a_position() {
+        let error = refused("[build]\ncommand = \"hugo\n");
+        assert_eq!(error.line, 2);
+        assert!(!error.message.contains('\n'));
+        assert!(!error.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let text = "[[headers]]\nfor = \"/*\"\nvalues = { X-Note = \"grüße\", \"bad name\" = \"y\" }\n";
+        let error = refused(text);
+        assert_eq!((error.line, error.column), (3, 30), "{error}");
+        assert_eq!(line_column("ää\nää x", "ää\nää ".len()), (2, 4));
+        assert_eq!(line_column("\u{feff}x", 3), (1, 1));
+    }
+
+    #[test]
+    fn an_error_without_a_position_shows_only_the_file() {
+        let error = ConfigError {
+            file: "jamstack.toml".to_owned(),
+            line: 0,
+            column: 0,
+            message: "something".to_owned(),
+        };
+        assert_eq!(error.to_string(), "jamstack.toml: something");
+    }
+
+    #[test]
+    fn build_settings_apply_in_every_context() {
+        let text = r#"
+            [build]
+            base = "site"
+            command = "hugo --minify"
+            publish = "public"
+            image = "jamstack/hugo:1"
+            ignore = "git diff --quiet HEAD^ HEAD -- site/"
+            [build.environment]
+            HUGO_ENV = "production"
+        "#;
+        for context in CONTEXTS {
+            let settings = settings(text, context, "main");
+            assert_eq!(settings.base, "site");
+            assert_eq!(settings.publish, "site/public");
+            assert_eq!(settings.command.as_deref(), Some("hugo --minify"));
+            assert_eq!(settings.image.as_deref(), Some("jamstack/hugo:1"));
+            assert_eq!(
+                settings.ignore.as_deref(),
+                Some("git diff --quiet HEAD^ HEAD -- site/")
+            );
+            assert_eq!(settings.environment["HUGO_ENV"], "production");
+        }
+    }
+
+    #[test]
+    fn context_override_beats_build() {
+        let text = r#"
+            [build]
+            command = "make"
+            [context.deploy-preview]
+            command = "make preview"
+        "#;
+        let preview = settings(text, BuildContext::DeployPreview, "pr-1");
+        assert_eq!(preview.command.as_deref(), Some("make preview"));
+        let production = settings(text, BuildContext::Production, "main");
+        assert_eq!(production.command.as_deref(), Some("make"));
+    }
+
+    #[test]
+    fn branch_override_beats_context_override() {
+        let text = r#"
+            [build]
+            image = "a"
+            [context.branch-deploy]
+            image = "b"
+            command = "from-context"
+            [context."feature/x"]
+            image = "c"
+        "#;
+        let settings = settings(text, BuildContext::BranchDeploy, "feature/x");
+        assert_eq!(settings.image.as_deref(), Some("c"));
+        assert_eq!(settings.command.as_deref(), Some("from-context"));
+    }
+
+    #[test]
+    fn branch_override_applies_in_any_context() {
+        let text = "[context.staging]\ncommand = \"make staging\"\n";
+        for context in CONTEXTS {
+            assert_eq!(
+                settings(text, context, "staging").command.as_deref(),
+                Some("make staging")
+            );
+            assert_eq!(settings(text, context, "main").command, None);
+        }
+    }
+
+    #[test]
+    fn environment_tables_merge_key_by_key() {
+        let text = r#"
+            [build.environment]
+            A = "build"
+            B = "build"
+            C = "build"
+            [context.production.environment]
+            B = "production"
+            C = "production"
+            [context.main.environment]
+            C = "main"
+        "#;
+        let settings = settings(text, BuildContext::Production, "main");
+        let expected: BTreeMap<String, String> = [("A", "build"), ("B", "production"), ("C", "main")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(settings.environment, expected);
+    }
+
+    #[test]
+    fn publish_is_relative_to_the_resolved_base() {
+        let text = r#"
+            [build]
+            base = "site"
+            publish = "./dist/"
+            [context.deploy-preview]
+            base = "docs//"
+        "#;
+        assert_eq!(
+            settings(text, BuildContext::Production, "main").publish,
+            "site/dist"
+        );
+        let preview = settings(text, BuildContext::DeployPreview, "pr");
+        assert_eq!(preview.base, "docs");
+        assert_eq!(preview.publish, "docs/dist");
+    }
+
+    #[test]
+    fn publish_defaults_to_the_base_directory() {
+        let settings = settings("[build]\nbase = \"site/\"\n", BuildContext::Production, "x");
+        assert_eq!(settings.base, "site");
+        assert_eq!(settings.publish, "site");
+    }
+
+    #[test]
+    fn publish_may_climb_out_of_base_but_not_out_of_the_repository() {
+        let text = "[build]\nbase = \"site\"\npublish = \"../dist\"\n";
+        assert_eq!(settings(text, BuildContext::Production, "x").publish, "dist");
+    }
+
+    #[test]
+    fn publish_outside_the_repository_is_refused() {
+        let error = refused("[build]\nbase = \"site\"\npublish = \"../../out\"\n");
+        assert_eq!((error.line, error.column), (3, 11));
+        assert_eq!(
+            error.message,
+            "publish `../../out` points outside the repository (publish is relative to base `site`)"
+        );
+    }
+
+    #[test]
+    fn publish_that_escapes_only_with_a_context_base_is_refused() {
+        // Fine with base "a/b"; outside the repository once a preview sets base "".
+        let text = r#"
+[build]
+base = "a/b"
+publish = "../../x"
+[context.deploy-preview]
+base = ""
+"#;
+        let error = refused(text);
+        assert_eq!((error.line, error.column), (4, 11));
+        assert!(error.message.contains("outside the repository"));
+    }
+
+    #[test]
+    fn base_outside_the_repository_is_refused() {
+        let error = refused("[build]\nbase = \"site/../..\"\n");
+        assert_eq!((error.line, error.column), (2, 8));
+        assert!(error.message.contains("outside the repository"), "{error}");
+    }
+
+    #[test]
+    fn absolute_base_is_refused() {
+        let error = refused("[build]\nbase = \"/site\"\n");
+        assert_eq!((error.line, error.column), (2, 8));
+        assert!(error.message.contains("absolute path"), "{error}");
+        assert!(error.message.contains("like `site`"), "{error}");
+    }
+
+    #[test]
+    fn absolute_publish_in_a_context_is_refused() {
+        let error = refused("[context.production]\npublish = \"/public\"\n");
+        assert_eq!((error.line, error.column), (2, 11));
+        assert!(error.message.contains("relative to base"), "{error}");
+    }
+
+    #[test]
+    fn backslashes_in_paths_are_refused() {
+        let error = refused("[build]\npublish = 'site\\public'\n");
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("backslash"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_command_is_refused() {
+        let error = refused("[build]\ncommand = \"   \"\n");
+        assert_eq!((error.line, error.column), (2, 11));
+        assert!(error.message.starts_with("command is empty"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_ignore_or_image_is_refused() {
+        assert!(
+            refused("[build]\nignore = \"\"\n")
+                .message
+                .starts_with("ignore is empty")
+        );
+        assert!(
+            refused("[build]\nimage = \"\"\n")
+                .message
+                .starts_with("image is empty")
+        );
+        assert!(
+            refused("[build]\nimage = \"node 20\"\n")
+                .message
+                .contains("whitespace")
+        );
+    }
+
+    #[test]
+    fn a_non_string_environment_value_names_the_key() {
+        let error = refused("[build.environment]\nPORT = 8080\n");
+        assert_eq!((error.line, error.column), (2, 8));
+        assert_eq!(
+            error.message,
+            "environment variable `PORT` must be a string, found an integer; quote it: PORT = \"8080\""
+        );
+        let error = refused("[build.environment]\nLIST = [\"a\"]\n");
+        assert!(
+            error.message.contains("`LIST` must be a string, found an array"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_environment_variable_name_is_refused() {
+        let error = refused("[build]\n[build.environment]\nNODE-ENV = \"x\"\n");
+        assert_eq!((error.line, error.column), (3, 1));
+        assert!(
+            error
+                .message
+                .contains("`NODE-ENV` is not a valid environment variable name")
+        );
+        assert!(
+            refused("[build.environment]\n1ST = \"x\"\n")
+                .message
+                .contains("`1ST`")
+        );
+        assert!(parse("[build.environment]\n_A1 = \"x\"\n", FILE_NAME).is_ok());
+    }
+
+    #[test]
+    fn environment_written_as_a_string_says_a_table_was_expected() {
+        let error = refused("[build]\nenvironment = \"A=1\"\n");
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("expected a table"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_context_name_is_refused() {
+        let error = refused("[context.deploy_preview]\ncommand = \"x\"\n");
+        assert_eq!((error.line, error.column), (1, 10));
+        assert!(
+            error.message.contains("did you mean `deploy-preview`?"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_branch_pattern_is_refused() {
+        let error = refused("[context.\"feature/*\"]\ncommand = \"x\"\n");
+        assert_eq!(error.line, 1);
+        assert!(error.message.contains("not a pattern"), "{error}");
+        assert!(
+            refused("[context.\"a b\"]\n")
+                .message
+                .contains("not a valid branch name")
+        );
+        assert!(
+            refused("[context.\"a..b\"]\n")
+                .message
+                .contains("not a valid branch name")
+        );
+    }
+
+    #[test]
+    fn redirects_get_defaults_and_keep_file_order() {
+        let text = r#"
+            [[redirects]]
+            from = "/old"
+            to = "/new"
+
+            [[redirects]]
+            from = "/api/*"
+            to = "https://api.example.com/:splat"
+            status = 200
+            force = true
+            query = { id = ":id" }
+            conditions = { Country = ["US", "CA"], Language = ["en"], Cookie = ["beta"] }
+            headers = { X-From = "jamstack" }
+        "#;
+        let config = parse(text, FILE_NAME).unwrap();
+        let [first, second] = config.redirects() else {
+            panic!("{:?}", config.redirects());
+        };
+        assert_eq!(
+            *first,
+            RedirectRule {
+                from: "/old".to_owned(),
+                to: "/new".to_owned(),
+                status: 301,
+                force: false,
+                query: BTreeMap::new(),
+                conditions: RedirectConditions::default(),
+                headers: BTreeMap::new(),
+            }
+        );
+        assert_eq!(second.status, 200);
+        assert!(second.force);
+        assert_eq!(second.query["id"], ":id");
+        assert_eq!(second.conditions.country, ["US", "CA"]);
+        assert_eq!(second.conditions.language, ["en"]);
+        assert_eq!(second.conditions.cookie, ["beta"]);
+        assert_eq!(second.headers["X-From"], "jamstack");
+    }
+
+    #[test]
+    fn an_unsupported_redirect_status_is_refused() {
+        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = 305\n");
+        assert_eq!((error.line, error.column), (4, 10));
+        assert!(error.message.starts_with("redirect status 305 is not supported"));
+        for status in REDIRECT_STATUSES {
+            let text = format!("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = {status}\n");
+            assert_eq!(parse(&text, FILE_NAME).unwrap().redirects()[0].status, status);
+        }
+    }
+
+    #[test]
+    fn a_redirect_from_without_a_leading_slash_is_refused() {
+        let error = refused("[[redirects]]\nfrom = \"old\"\nto = \"/new\"\n");
+        assert_eq!((error.line, error.column), (2, 8));
+        assert!(error.message.contains("redirect `from` `old`"), "{error}");
+        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"https://\"\n");
+        assert_eq!(error.line, 3);
+        assert!(
+            parse(
+                "[[redirects]]\nfrom = \"https://old.example.com/*\"\nto = \"https://example.com/:splat\"\n",
+                FILE_NAME
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_condition_written_as_a_string_says_an_array_was_expected() {
+        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nconditions = { Country = \"US\" }\n");
+        assert_eq!((error.line, error.column), (4, 26));
+        assert_eq!(
+            error.message,
+            "invalid type: string \"US\", expected an array of strings, like [\"US\", \"CA\"]"
+        );
+    }
+
+    #[test]
+    fn a_status_out_of_range_says_a_status_code_was_expected() {
+        for status in ["-1", "70000"] {
+            let text = format!("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = {status}\n");
+            let error = refused(&text);
+            assert_eq!((error.line, error.column), (4, 10));
+            assert_eq!(
+                error.message,
+                format!("invalid value: integer `{status}`, expected an HTTP status code like 301")
+            );
+        }
+    }
+
+    #[test]
+    fn the_role_condition_is_not_supported() {
+        let error =
+            refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nconditions = { Role = [\"admin\"] }\n");
+        assert!(error.message.contains("unknown field `Role`"), "{error}");
+    }
+
+    #[test]
+    fn header_rules_keep_their_values() {
+        let text = "[[headers]]\nfor = \"/*\"\n[headers.values]\nX-Frame-Options = \"DENY\"\n";
+        let config = parse(text, FILE_NAME).unwrap();
+        assert_eq!(config.headers().len(), 1);
+        assert_eq!(config.headers()[0].for_path, "/*");
+        assert_eq!(config.headers()[0].values["X-Frame-Options"], "DENY");
+    }
+
+    #[test]
+    fn a_header_rule_for_a_relative_path_is_refused() {
+        let error = refused("[[headers]]\nfor = \"*.css\"\nvalues = {}\n");
+        assert_eq!((error.line, error.column), (2, 7));
+        assert!(error.message.contains("headers `for`"), "{error}");
+    }
+
+    #[test]
+    fn bad_header_names_and_values_are_refused() {
+        let error = refused("[[headers]]\nfor = \"/*\"\nvalues = { \"X Frame\" = \"DENY\" }\n");
+        assert!(error.message.contains("not a valid header name"), "{error}");
+        let error = refused("[[headers]]\nfor = \"/*\"\nvalues = { X-A = \"a\\nb\" }\n");
+        assert!(error.message.contains("control character"), "{error}");
+        let error = refused("[[headers]]\nfor = \"/*\"\nvalues = { X-A = \"a\", x-a = \"b\" }\n");
+        assert!(error.message.contains("set twice"), "{error}");
+        let error = refused("[[headers]]\nfor = \"/*\"\nvalues = { X-Max = 3 }\n");
+        assert!(
+            error.message.contains("header `X-Max` must be a string"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_first_problem_in_the_file_is_reported() {
+        let text = "[[redirects]]\nfrom = \"a\"\nto = \"/b\"\n[build]\nbase = \"/x\"\n";
+        assert_eq!(refused(text).line, 2);
+    }
+
+    #[test]
+    fn the_file_name_given_is_the_one_reported() {
+        let error = parse("[build]\nx = 1\n", "site/jamstack.toml").unwrap_err();
+        assert!(
+            error.to_string().starts_with("site/jamstack.toml:2:1: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let config = parse(
+            include_str!("../../jamstack.toml.example"),
+            "jamstack.toml.example",
+        )
+        .unwrap();
+        let production = config.resolve(BuildContext::Production, "main");
+        assert_eq!(production.base, "site");
+        assert_eq!(production.publish, "site/public");
+        assert_eq!(production.command.as_deref(), Some("hugo --minify"));
+        assert_eq!(production.environment["HUGO_ENV"], "production");
+        let preview = config.resolve(BuildContext::DeployPreview, "fix-typo");
+        assert_eq!(preview.command.as_deref(), Some("hugo --minify --buildDrafts"));
+        let branch = config.resolve(BuildContext::BranchDeploy, "feature/new-theme");
+        assert_eq!(branch.image.as_deref(), Some("jamstack/hugo:2"));
+        assert_eq!(branch.environment["THEME"], "new");
+        assert_eq!(branch.environment["HUGO_ENV"], "production");
+        assert_eq!(preview.environment["HUGO_ENV"], "preview");
+        assert_eq!(preview.environment["NODE_VERSION"], "20");
+        let last = config.redirects().last().unwrap();
+        assert_eq!((last.from.as_str(), last.to.as_str()), ("/*", "/404.html"));
+        assert_eq!(last.status, 404);
+        assert_eq!(config.redirects()[0].status, DEFAULT_REDIRECT_STATUS);
+        assert_eq!(config.headers()[0].for_path, "/*");
+    }
+}
