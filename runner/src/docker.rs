@@ -54,6 +54,9 @@ pub struct ContainerSpec {
     pub working_dir: String,
     pub env: Vec<(String, String)>,
     pub job_id: i64,
+    /// The lease this container works under; it makes the name unique even
+    /// when several controllers hand out the same job id.
+    pub lease_id: String,
     pub limits: Limits,
 }
 
@@ -180,7 +183,8 @@ impl Engine {
     }
 
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
-        let name = format!("jamstack-job-{}-{}", spec.job_id, std::process::id());
+        let lease: String = spec.lease_id.chars().take(16).collect();
+        let name = format!("jamstack-job-{}-{lease}", spec.job_id);
         let created = self
             .docker
             .create_container(
@@ -384,6 +388,7 @@ mod tests {
             working_dir: "/workspace/docs".into(),
             env: vec![("CONTEXT".into(), "production".into())],
             job_id: 7,
+            lease_id: "0123456789abcdef0123".into(),
             limits: Limits::default(),
         }
     }

@@ -344,6 +344,7 @@ async fn run_in_container(
         working_dir: working_dir.clone(),
         env,
         job_id: lease.job_id,
+        lease_id: lease.lease_id.clone(),
         limits: config.limits,
     };
     let source = checkout.to_path_buf();

@@ -29,8 +29,7 @@ pub async fn trigger(
     let site = find_site(&state, &name).await?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let commit_sha = body.commit_sha.unwrap_or_default();
-    if !commit_sha.is_empty() && !jamstack_proto::is_full_commit_sha(&commit_sha)
-    {
+    if !commit_sha.is_empty() && !jamstack_proto::is_full_commit_sha(&commit_sha) {
         return Err(bad_request(format!(
             "commit_sha `{commit_sha}` is not a full 40-hex commit id"
         )));

@@ -1,0 +1,350 @@
+//! `spawn_app()` and the actions a user takes, named as a user would.
+
+use hmac::{Hmac, Mac};
+use jamstack_controller::{Application, Config};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::path::Path;
+use std::time::Duration;
+use tempfile::TempDir;
+
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+pub struct TestApp {
+    pub base_url: String,
+    pub port: u16,
+    pub admin_token: String,
+    pub http: reqwest::Client,
+    _data: TempDir,
+}
+
+/// A controller with a runner inside, as `jamstack-controller up` runs them.
+pub async fn spawn_app() -> TestApp {
+    let (app, data) = build_app().await;
+    let token = app.embedded_runner_token().await.expect("minting a runner token");
+    let mut runner = jamstack_runner::RunnerConfig::new(app.base_url(), &token);
+    runner.name = "test-runner".into();
+    runner.work_dir = data.path().join("runner");
+    runner.lease_wait = Duration::from_secs(5);
+    let test_app = serve(app, data);
+    tokio::spawn(async move {
+        if let Err(e) = jamstack_runner::run(runner).await {
+            panic!("the runner stopped: {e:#}");
+        }
+    });
+    test_app
+}
+
+/// A controller with no runner; the runner token is returned so a test can
+/// play the runner's part of the protocol by hand.
+pub async fn spawn_controller_only() -> (TestApp, String) {
+    let (app, data) = build_app().await;
+    let token = app.embedded_runner_token().await.expect("minting a runner token");
+    (serve(app, data), token)
+}
+
+async fn build_app() -> (Application, TempDir) {
+    require_docker().await;
+    let data = tempfile::tempdir().expect("a temporary data directory");
+    let mut config = Config::new(data.path().join("controller"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.webhook_secret = Some(WEBHOOK_SECRET.into());
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.lease_duration = Duration::from_secs(15);
+    let app = Application::build(config).await.expect("starting the controller");
+    (app, data)
+}
+
+fn serve(app: Application, data: TempDir) -> TestApp {
+    let test_app = TestApp {
+        base_url: app.base_url().to_owned(),
+        port: app.port(),
+        admin_token: app
+            .new_admin_token
+            .clone()
+            .expect("a fresh data directory makes an admin token"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _data: data,
+    };
+    tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
+    test_app
+}
+
+async fn require_docker() {
+    if let Err(e) = jamstack_runner::docker::Engine::connect().await {
+        panic!("these tests need a running Docker engine: {e}");
+    }
+}
+
+/// What a site served for one request.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base_url)
+    }
+
+    async fn api_json(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("calling the API");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Connects a repository as a site; `github_repo` is `owner/name`.
+    pub async fn connect_site(&self, name: &str, repo: &SiteRepo, github_repo: &str) -> Value {
+        let (status, body) = self
+            .api_json(self.http.post(self.api("/sites")).json(&json!({
+                "name": name,
+                "repo_url": repo.url(),
+                "github_repo": github_repo,
+                "production_branch": "main",
+            })))
+            .await;
+        assert_eq!(status, 201, "connecting site {name}: {body}");
+        body
+    }
+
+    /// Delivers a webhook signed with the controller's secret.
+    pub async fn deliver_github_event(&self, event: &str, payload: &Value) -> (u16, Value) {
+        let body = serde_json::to_vec(payload).unwrap();
+        self.deliver_raw_webhook(event, body.clone(), Some(sign(WEBHOOK_SECRET, &body)))
+            .await
+    }
+
+    pub async fn deliver_raw_webhook(
+        &self,
+        event: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/github", self.base_url))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", format!("delivery-{}", rand_suffix()))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        let response = request.send().await.expect("delivering a webhook");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Pushes `sha` to `main` of `github_repo`, as GitHub would tell us.
+    pub async fn push(&self, github_repo: &str, repo: &SiteRepo, sha: &str) -> i64 {
+        let payload = push_payload(github_repo, repo, "main", sha);
+        let (status, body) = self.deliver_github_event("push", &payload).await;
+        assert_eq!(status, 202, "push webhook: {body}");
+        body["builds"][0].as_i64().expect("the push queued a build")
+    }
+
+    pub async fn build(&self, id: i64) -> Value {
+        let (status, body) = self
+            .api_json(self.http.get(self.api(&format!("/builds/{id}"))))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn builds_of(&self, site: &str) -> Vec<Value> {
+        let (status, body) = self
+            .api_json(self.http.get(self.api(&format!("/sites/{site}/builds"))))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn build_log(&self, id: i64) -> String {
+        let response = self
+            .http
+            .get(self.api(&format!("/builds/{id}/log")))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// Waits for a build to end and returns it.
+    pub async fn wait_for_build(&self, id: i64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let build = self.build(id).await;
+            let state = build["state"].as_str().unwrap_or("");
+            if matches!(state, "succeeded" | "failed" | "cancelled") {
+                return build;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "build {id} did not finish in 2 minutes; it is {state}. Log:\n{}",
+                self.build_log(id).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for a build and insists it succeeded, showing the log if not.
+    pub async fn wait_for_success(&self, id: i64) -> Value {
+        let build = self.wait_for_build(id).await;
+        assert_eq!(
+            build["state"],
+            "succeeded",
+            "build {id} did not succeed: {build}\nLog:\n{}",
+            self.build_log(id).await
+        );
+        build
+    }
+
+    pub async fn deploys_of(&self, site: &str) -> Vec<Value> {
+        let (status, body) = self
+            .api_json(self.http.get(self.api(&format!("/sites/{site}/deploys"))))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Publishes a deploy (a rollback when it is an older one).
+    pub async fn publish(&self, site: &str, deploy_id: &str) -> (u16, Value) {
+        self.api_json(
+            self.http
+                .post(self.api(&format!("/sites/{site}/deploys/{deploy_id}/publish"))),
+        )
+        .await
+    }
+
+    /// Visits `path` on a hostname label such as `blog` or `<id>--blog`.
+    pub async fn visit(&self, label: &str, path: &str) -> Page {
+        self.visit_with(label, path, &[]).await
+    }
+
+    pub async fn visit_with(&self, label: &str, path: &str, headers: &[(&str, &str)]) -> Page {
+        let mut request = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("Host", format!("{label}.localhost:{}", self.port));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("visiting a site");
+        Page {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap(),
+        }
+    }
+}
+
+impl TestApp {
+    /// Sends `GET <raw_path>` byte for byte, so no client library tidies the
+    /// path first; returns the status code.
+    pub async fn visit_raw_path(&self, label: &str, raw_path: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {raw_path} HTTP/1.1\r\nHost: {label}.localhost:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+    }
+}
+
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The shared folder of real GitHub payloads beside the repository.
+pub fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/github-webhooks")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e}; ../shared must sit beside the repository",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+/// GitHub's real push payload, rewritten to name our repository, branch and
+/// commit, and to point its clone URL at the local repository.
+pub fn push_payload(github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str) -> Value {
+    let mut payload = fixture("push.with-new-branch.json");
+    payload["ref"] = json!(format!("refs/heads/{branch}"));
+    payload["after"] = json!(sha);
+    payload["created"] = json!(false);
+    payload["head_commit"]["id"] = json!(sha);
+    payload["head_commit"]["message"] = json!(format!("Commit {}", &sha[..7]));
+    payload["commits"][0]["id"] = json!(sha);
+    payload["repository"]["full_name"] = json!(github_repo);
+    payload["repository"]["name"] = json!(github_repo.split('/').nth(1).unwrap_or(github_repo));
+    payload["repository"]["clone_url"] = json!(format!("file://{}", repo.url()));
+    payload
+}
+
+/// A real git repository in a temporary folder.
+pub struct SiteRepo {
+    dir: TempDir,
+}
+
+impl SiteRepo {
+    pub fn new() -> Self {
+        SiteRepo {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.dir.path().to_string_lossy().into_owned()
+    }
+
+    /// Commits `files` on `main`; returns the commit id.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        jamstack_runner::git::commit_files(self.dir.path(), "main", &files, message).expect("committing")
+    }
+}
+
+/// A jamstack.toml whose build copies `src/` to `public/` in busybox.
+pub const COPY_SITE_TOML: &str = r#"
+[build]
+command = "mkdir -p public && cp -R src/. public/ && echo built $COMMIT_REF"
+publish = "public"
+image = "jamstack/busybox:1"
+"#;

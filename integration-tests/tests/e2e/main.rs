@@ -1,0 +1,11 @@
+//! End-to-end tests: one binary, real parts. Each test starts its own
+//! controller on a random port with a fresh SQLite database, a runner in the
+//! same process talking to it over real HTTP, real git repositories in
+//! temporary folders and real Docker containers.
+
+mod helpers;
+
+mod atomic_deploys;
+mod failures;
+mod push_to_deploy;
+mod webhooks;
