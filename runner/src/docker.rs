@@ -215,13 +215,15 @@ impl Engine {
 
     /// Starts the container, sends each chunk of output to `output` as it
     /// comes, and waits for the end. On `cancel` the container is stopped
-    /// (a grace period, then killed).
+    /// (a grace period, then killed). Also returns how long the engine took
+    /// to start the container.
     pub async fn run(
         &self,
         container: &str,
         output: &tokio::sync::mpsc::Sender<Bytes>,
         cancel: &CancellationToken,
-    ) -> Result<Exit, DockerError> {
+    ) -> Result<(Exit, std::time::Duration), DockerError> {
+        let started = std::time::Instant::now();
         // Attach before starting, so not a byte of early output is missed.
         let mut attached = self
             .docker
@@ -237,6 +239,7 @@ impl Engine {
             )
             .await?;
         self.docker.start_container::<String>(container, None).await?;
+        let start = started.elapsed();
         loop {
             tokio::select! {
                 chunk = attached.output.next() => match chunk {
@@ -250,7 +253,7 @@ impl Engine {
                 },
                 () = cancel.cancelled() => {
                     self.stop(container).await;
-                    return Ok(Exit::Cancelled);
+                    return Ok((Exit::Cancelled, start));
                 }
             }
         }
@@ -270,7 +273,7 @@ impl Engine {
             .state
             .and_then(|s| s.oom_killed)
             .unwrap_or(false);
-        Ok(Exit::Code { code, oom_killed })
+        Ok((Exit::Code { code, oom_killed }, start))
     }
 
     async fn stop(&self, container: &str) {

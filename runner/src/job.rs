@@ -100,6 +100,8 @@ fn failed(exit_code: Option<i64>, message: impl Into<String>) -> JobOutcome {
 pub fn format_duration(d: Duration) -> String {
     if d.as_secs() >= 60 {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
     } else {
         format!("{:.2}s", d.as_secs_f64())
     }
@@ -363,8 +365,9 @@ async fn run_in_container(
         log.say(&format!("Running `{command}` in {image} (in {working_dir})"))
             .await;
         let step = Instant::now();
-        let exit = engine.run(&container, log.sender(), cancel).await?;
-        timings.record("build", step);
+        let (exit, start) = engine.run(&container, log.sender(), cancel).await?;
+        timings.0.push(("container start", start));
+        timings.0.push(("build", step.elapsed().saturating_sub(start)));
         if exit
             != (Exit::Code {
                 code: 0,
@@ -427,6 +430,7 @@ mod tests {
     #[test]
     fn durations_read_well() {
         assert_eq!(format_duration(Duration::from_millis(1234)), "1.23s");
+        assert_eq!(format_duration(Duration::from_millis(87)), "87ms");
         assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
     }
 }
