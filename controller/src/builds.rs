@@ -14,6 +14,8 @@ pub struct BuildRequest {
     pub commit_sha: String,
     pub commit_message: Option<String>,
     pub author: Option<String>,
+    /// The pull request a deploy preview builds.
+    pub pr_number: Option<i64>,
     pub trigger: &'static str,
 }
 
@@ -28,6 +30,7 @@ pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -
             commit_sha: request.commit_sha,
             commit_message: request.commit_message,
             author: request.author,
+            pr_number: request.pr_number,
             trigger: request.trigger,
         })
         .await?;

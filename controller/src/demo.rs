@@ -66,6 +66,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
         state,
         &site,
         BuildRequest {
+            pr_number: None,
             context: BuildContext::Production,
             branch: site.production_branch.clone(),
             commit_sha: String::new(),

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
@@ -129,6 +129,8 @@ pub struct JobLease {
     pub commit_sha: String,
     pub branch: String,
     pub context: BuildContext,
+    /// The pull request a deploy preview builds.
+    pub pr_number: Option<u64>,
     /// Seconds the lease lasts without a heartbeat.
     pub lease_seconds: u64,
 }
@@ -185,6 +187,9 @@ pub struct FinalizeResponse {
     pub published: bool,
     /// The permanent link to this deploy.
     pub permalink: String,
+    /// Where a preview or branch deploy is served (`deploy-preview-<pr>--` or
+    /// `<branch>--` hostnames); `None` for production.
+    pub alias_url: Option<String>,
 }
 
 /// How a job ended, as the runner saw it.

@@ -44,6 +44,7 @@ pub async fn trigger(
         &state,
         &site,
         BuildRequest {
+            pr_number: None,
             context,
             branch,
             commit_sha: commit_sha.to_ascii_lowercase(),

@@ -85,6 +85,7 @@ async fn on_push(state: &AppState, push: github::PushEvent) -> AppResult<Deliver
             state,
             site,
             BuildRequest {
+                pr_number: None,
                 context: BuildContext::Production,
                 branch: branch.to_owned(),
                 commit_sha: push.after.clone(),

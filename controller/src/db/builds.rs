@@ -61,6 +61,7 @@ pub struct Build {
     pub commit_sha: String,
     pub commit_message: Option<String>,
     pub author: Option<String>,
+    pub pr_number: Option<i64>,
     pub trigger: String,
     pub state: BuildState,
     pub exit_code: Option<i64>,
@@ -81,6 +82,7 @@ pub struct NewBuild {
     pub commit_sha: String,
     pub commit_message: Option<String>,
     pub author: Option<String>,
+    pub pr_number: Option<i64>,
     pub trigger: &'static str,
 }
 
@@ -94,7 +96,7 @@ pub struct LeasedJob {
 }
 
 const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b.branch, b.commit_sha, \
-     b.commit_message, b.author, b.trigger, b.state, b.exit_code, b.error, b.deploy_id, \
+     b.commit_message, b.author, b.pr_number, b.trigger, b.state, b.exit_code, b.error, b.deploy_id, \
      j.attempt, b.created_at, b.started_at, b.finished_at \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
@@ -109,6 +111,7 @@ fn build_from_row(row: &AnyRow) -> Build {
         commit_sha: row.get("commit_sha"),
         commit_message: row.get("commit_message"),
         author: row.get("author"),
+        pr_number: row.get("pr_number"),
         trigger: row.get("trigger"),
         state: BuildState::parse(&row.get::<String, _>("state")),
         exit_code: row.get("exit_code"),
@@ -128,7 +131,8 @@ impl Database {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO builds (site_id, context, branch, commit_sha, commit_message, author, \
-             trigger, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) RETURNING id",
+             trigger, state, created_at, pr_number) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9) RETURNING id",
         )
         .bind(build.site_id)
         .bind(build.context.as_str())
@@ -138,6 +142,7 @@ impl Database {
         .bind(&build.author)
         .bind(build.trigger)
         .bind(now)
+        .bind(build.pr_number)
         .fetch_one(&mut *tx)
         .await?;
         let build_id: i64 = row.get(0);

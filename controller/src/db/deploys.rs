@@ -14,6 +14,7 @@ pub struct Deploy {
     pub context: String,
     pub branch: String,
     pub commit_sha: String,
+    pub pr_number: Option<i64>,
     pub state: String,
     pub file_count: i64,
     pub total_size: i64,
@@ -41,7 +42,7 @@ pub enum FinalizeOutcome {
     NotFound,
 }
 
-const DEPLOY_COLUMNS: &str = "id, site_id, build_id, context, branch, commit_sha, state, \
+const DEPLOY_COLUMNS: &str = "id, site_id, build_id, context, branch, commit_sha, pr_number, state, \
                               file_count, total_size, created_at, ready_at";
 
 fn deploy_from_row(row: &AnyRow) -> Deploy {
@@ -52,6 +53,7 @@ fn deploy_from_row(row: &AnyRow) -> Deploy {
         context: row.get("context"),
         branch: row.get("branch"),
         commit_sha: row.get("commit_sha"),
+        pr_number: row.get("pr_number"),
         state: row.get("state"),
         file_count: row.get("file_count"),
         total_size: row.get("total_size"),
@@ -96,8 +98,9 @@ impl Database {
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, state, \
-                     file_count, total_size, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'uploading', 0, 0, $7)",
+                    "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, pr_number, \
+                     state, file_count, total_size, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'uploading', 0, 0, $8)",
                 )
                 .bind(new_deploy_id)
                 .bind(build.site_id)
@@ -105,6 +108,7 @@ impl Database {
                 .bind(build.context.as_str())
                 .bind(&build.branch)
                 .bind(&build.commit_sha)
+                .bind(build.pr_number)
                 .bind(now_millis())
                 .execute(&mut *tx)
                 .await?;
@@ -191,14 +195,16 @@ impl Database {
 
     /// Marks a deploy ready once every blob it names is stored, and, when it
     /// is a production deploy of a site whose publishing is not locked, makes
-    /// it the published deploy. One transaction, fenced by the job's lease:
-    /// a stale lease publishes nothing. Finalizing a ready deploy again
-    /// answers as the first time did.
+    /// it the published deploy; a preview or branch deploy moves its `alias`
+    /// instead. One transaction, fenced by the job's lease: a stale lease
+    /// publishes nothing. Finalizing a ready deploy again answers as the
+    /// first time did.
     pub async fn finalize_deploy(
         &self,
         deploy_id: &str,
         job_id: i64,
         lease_id: &str,
+        alias: Option<&str>,
     ) -> anyhow::Result<FinalizeOutcome> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
@@ -260,6 +266,19 @@ impl Database {
                 .rows_affected()
                 == 1
         } else {
+            if let Some(alias) = alias {
+                sqlx::query(
+                    "INSERT INTO site_aliases (site_id, alias, deploy_id, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (site_id, alias) DO UPDATE SET deploy_id = excluded.deploy_id, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(site_id)
+                .bind(alias)
+                .bind(deploy_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             false
         };
         tx.commit().await?;
@@ -299,6 +318,28 @@ impl Database {
             sha256: r.get(0),
             size: r.get(1),
         }))
+    }
+
+    /// The deploy a hostname alias (`deploy-preview-12`, a branch label)
+    /// of a site points at.
+    pub async fn alias_deploy(&self, site_id: i64, alias: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT deploy_id FROM site_aliases WHERE site_id = $1 AND alias = $2")
+            .bind(site_id)
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Takes a hostname alias down (a closed pull request, a deleted
+    /// branch); its deploys stay reachable at their permalinks.
+    pub async fn remove_alias(&self, site_id: i64, alias: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query("DELETE FROM site_aliases WHERE site_id = $1 AND alias = $2")
+            .bind(site_id)
+            .bind(alias)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
     }
 
     pub async fn deploy_of_build(&self, build_id: i64) -> anyhow::Result<Option<Deploy>> {

@@ -9,7 +9,7 @@ pub mod blob_store;
 
 pub use blob_store::{BlobStore, LocalBlobStore};
 
-use jamstack_proto::ManifestFile;
+use jamstack_proto::{BuildContext, ManifestFile};
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,6 +57,36 @@ pub fn is_safe_relative_path(path: &str) -> bool {
         && path
             .split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// The hostname alias a non-production deploy is served under, before
+/// `--<site>`: `deploy-preview-<pr>` for previews, the branch's label for
+/// branch deploys. Production deploys have none: the site's own hostname
+/// serves them.
+pub fn alias_for(context: BuildContext, branch: &str, pr_number: Option<i64>) -> Option<String> {
+    match context {
+        BuildContext::Production => None,
+        BuildContext::DeployPreview => pr_number.map(|pr| format!("deploy-preview-{pr}")),
+        BuildContext::BranchDeploy => branch_label(branch),
+    }
+}
+
+/// A branch name as one hostname label: lowercase letters, digits and
+/// single hyphens, at most 40 characters (`feature/Login_v2` → `feature-login-v2`).
+/// `None` when nothing of the name is left.
+pub fn branch_label(branch: &str) -> Option<String> {
+    let mut label = String::new();
+    for c in branch.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            label.push(c);
+        } else if !label.ends_with('-') && !label.is_empty() {
+            label.push('-');
+        }
+    }
+    let label: String = label.chars().take(40).collect();
+    let label = label.trim_end_matches('-').to_owned();
+    (!label.is_empty()).then_some(label)
 }
 
 /// A new deploy id: 24 lowercase hex characters, fit for a hostname label.
@@ -116,6 +146,26 @@ mod tests {
             validate_manifest(&[file("x"), file("x")]),
             Err(ManifestError::Duplicate("x".into()))
         );
+    }
+
+    #[test]
+    fn branches_and_pull_requests_get_hostname_labels() {
+        assert_eq!(
+            branch_label("feature/Login_v2").as_deref(),
+            Some("feature-login-v2")
+        );
+        assert_eq!(branch_label("--x--").as_deref(), Some("x"));
+        assert_eq!(branch_label("///"), None);
+        assert_eq!(branch_label(&"a".repeat(80)).unwrap().len(), 40);
+        assert_eq!(
+            alias_for(BuildContext::DeployPreview, "fix", Some(12)).as_deref(),
+            Some("deploy-preview-12")
+        );
+        assert_eq!(
+            alias_for(BuildContext::BranchDeploy, "staging", None).as_deref(),
+            Some("staging")
+        );
+        assert_eq!(alias_for(BuildContext::Production, "main", None), None);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! A request whose `Host` is `<label>.<domain>` is a site request; every
 //! other host reaches the API. Labels are `<site>` for the published
-//! production deploy and `<deploy-id>--<site>` for a permanent link to one
-//! deploy. A request resolves its deploy once, then reads only that deploy's
+//! production deploy, `<deploy-id>--<site>` for a permanent link to one
+//! deploy, and `deploy-preview-<pr>--<site>` / `<branch>--<site>` for the
+//! latest deploy of a pull request or branch. A request resolves its deploy once, then reads only that deploy's
 //! immutable manifest, so it sees the old deploy or the new one, never a mix.
 //!
 //! Paths follow one rule (see README, "How paths are served"): `/dir/` serves
@@ -26,6 +27,9 @@ pub enum Target {
     Published { site: String },
     /// `<deploy-id>--<site>`: one deploy, forever.
     Permalink { site: String, deploy_id: String },
+    /// `deploy-preview-<pr>--<site>` or `<branch>--<site>`: the latest
+    /// deploy of that pull request or branch.
+    Alias { site: String, alias: String },
 }
 
 /// Reads a `Host` header: `Some` for a site hostname under `domain`.
@@ -52,7 +56,10 @@ pub fn target_of_host(host: &str, domain: &str) -> Option<Target> {
                 deploy_id: prefix.to_owned(),
             })
         }
-        // Preview and branch hostnames come with their own contexts.
+        Some((alias, site)) if !alias.is_empty() && !site.is_empty() => Some(Target::Alias {
+            site: site.to_owned(),
+            alias: alias.to_owned(),
+        }),
         Some(_) => None,
     }
 }
@@ -130,6 +137,20 @@ async fn serve_inner(
                     (deploy.id, true)
                 }
                 _ => return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n")),
+            }
+        }
+        Target::Alias { site, alias } => {
+            let Some(site) = state.db.site_by_name(site).await? else {
+                return Ok(plain(StatusCode::NOT_FOUND, "no such site\n"));
+            };
+            match state.db.alias_deploy(site.id, alias).await? {
+                Some(deploy_id) => (deploy_id, false),
+                None => {
+                    return Ok(plain(
+                        StatusCode::NOT_FOUND,
+                        "no deploy of this preview or branch\n",
+                    ));
+                }
             }
         }
     };
@@ -243,7 +264,16 @@ mod tests {
                 deploy_id: "0123456789abcdef01234567".into()
             })
         );
+        assert_eq!(
+            target_of_host("deploy-preview-12--blog.localhost", d),
+            Some(Target::Alias {
+                site: "blog".into(),
+                alias: "deploy-preview-12".into()
+            })
+        );
         for api_host in [
+            "--blog.localhost",
+            "x--.localhost",
             "localhost",
             "localhost:8080",
             "127.0.0.1:8080",

@@ -16,8 +16,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
-    CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse, HeartbeatResponse,
-    JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse, PROTOCOL_VERSION,
+    BuildContext, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse,
+    HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse,
+    PROTOCOL_VERSION,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -88,6 +89,7 @@ pub async fn lease(
                 commit_sha: build.commit_sha,
                 branch: build.branch,
                 context: build.context,
+                pr_number: build.pr_number.map(|n| n as u64),
                 lease_seconds: state.config.lease_duration.as_secs(),
             };
             return Ok(Json(lease).into_response());
@@ -239,7 +241,13 @@ pub async fn finalize_deploy(
         .deploy_of_build(build_id)
         .await?
         .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
-    match state.db.finalize_deploy(&deploy.id, job_id, lease_id).await? {
+    let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
+    let alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
+    match state
+        .db
+        .finalize_deploy(&deploy.id, job_id, lease_id, alias.as_deref())
+        .await?
+    {
         FinalizeOutcome::Ready { published } => {
             let site = state
                 .db
@@ -249,6 +257,7 @@ pub async fn finalize_deploy(
             tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
             Ok(Json(FinalizeResponse {
                 permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
+                alias_url: alias.map(|a| state.site_url(&format!("{a}--{}", site.name))),
                 deploy_id: deploy.id,
                 published,
             }))

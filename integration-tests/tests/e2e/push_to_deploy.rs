@@ -178,3 +178,40 @@ async fn a_build_triggered_from_the_api_builds_the_branch_head_and_records_its_c
     assert_eq!(build["commit_message"], "the head commit");
     assert_eq!(app.visit("manual", "/").await.body, "head");
 }
+
+#[tokio::test]
+async fn a_build_of_another_branch_is_served_at_its_branch_hostname_and_leaves_production_alone() {
+    let app = spawn_app().await;
+    let repo = SiteRepo::new();
+    let main = repo.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", "production"),
+        ],
+        "main",
+    );
+    app.connect_site("branchy", &repo, "octo/branchy").await;
+    app.wait_for_success(app.push("octo/branchy", &repo, &main).await)
+        .await;
+
+    let staging = repo.commit(&[("src/index.html", "staging work")], "staging");
+    let response = app
+        .http
+        .post(app.api("/sites/branchy/builds"))
+        .bearer_auth(&app.admin_token)
+        .json(&serde_json::json!({ "branch": "Feature/Staging_2", "commit_sha": staging }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let build: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(build["context"], "branch-deploy");
+    app.wait_for_success(build["id"].as_i64().unwrap()).await;
+
+    assert_eq!(
+        app.visit("feature-staging-2--branchy", "/").await.body,
+        "staging work"
+    );
+    assert_eq!(app.visit("branchy", "/").await.body, "production");
+    assert_eq!(app.visit("other-branch--branchy", "/").await.status, 404);
+}
