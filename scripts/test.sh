@@ -23,6 +23,9 @@ docker info >/dev/null 2>&1 \
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 
+step "Starting PostgreSQL (the store tests run on SQLite and on PostgreSQL)"
+./scripts/start-postgres.sh
+
 step "Formatting"
 cargo fmt --all -- --check
 

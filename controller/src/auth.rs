@@ -4,7 +4,7 @@
 //! (no password stretching needed), and looking a hash up in the database
 //! leaks no timing about the token itself.
 
-use crate::db::TokenKind;
+use crate::db::{RunnerRecord, TokenKind};
 use crate::error::{AppError, unauthorized};
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -26,6 +26,7 @@ pub fn new_token(kind: TokenKind) -> String {
     let prefix = match kind {
         TokenKind::Admin => "jsa",
         TokenKind::Runner => "jsr",
+        TokenKind::Registration => "jsreg",
     };
     format!("{prefix}_{}", random_hex(32))
 }
@@ -68,11 +69,9 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// A request from a runner that speaks our protocol version.
+/// A request that speaks our runner protocol version.
 #[derive(Debug)]
-pub struct Runner {
-    pub token_name: String,
-}
+pub struct SpeaksProtocol;
 
 /// Why a runner request was refused before its handler ran.
 #[derive(Debug)]
@@ -92,31 +91,56 @@ impl IntoResponse for RunnerRejection {
     }
 }
 
-impl FromRequestParts<AppState> for Runner {
+impl<S: Send + Sync> FromRequestParts<S> for SpeaksProtocol {
     type Rejection = RunnerRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let version = parts
             .headers
             .get(PROTOCOL_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
-        if version != Some(PROTOCOL_VERSION) {
-            let runner_version = version.unwrap_or(0);
-            return Err(RunnerRejection::Version(VersionMismatch {
-                controller_version: PROTOCOL_VERSION,
-                runner_version,
-                message: format!(
-                    "this controller speaks runner protocol {PROTOCOL_VERSION}, the runner sent {}; \
-                     install the runner release that matches the controller",
-                    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
-                ),
-            }));
+        if version == Some(PROTOCOL_VERSION) {
+            return Ok(SpeaksProtocol);
         }
-        let token_name = token_owner(state, parts, TokenKind::Runner)
+        Err(RunnerRejection::Version(VersionMismatch {
+            controller_version: PROTOCOL_VERSION,
+            runner_version: version.unwrap_or(0),
+            message: format!(
+                "this controller speaks runner protocol {PROTOCOL_VERSION}, the runner sent {}; \
+                 install the runner release that matches the controller",
+                version.map_or_else(|| "none".to_owned(), |v| v.to_string())
+            ),
+        }))
+    }
+}
+
+/// A request from a registered, not revoked runner that speaks our
+/// protocol version.
+#[derive(Debug)]
+pub struct Runner(pub RunnerRecord);
+
+impl FromRequestParts<AppState> for Runner {
+    type Rejection = RunnerRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        SpeaksProtocol::from_request_parts(parts, state).await?;
+        let token = bearer(parts).ok_or_else(|| {
+            RunnerRejection::Auth(unauthorized(
+                "missing `Authorization: Bearer <runner token>`; register the runner with a registration token",
+            ))
+        })?;
+        let runner = state
+            .db
+            .runner_by_token(&hash_token(token))
             .await
-            .map_err(RunnerRejection::Auth)?;
-        Ok(Runner { token_name })
+            .map_err(|e| RunnerRejection::Auth(e.into()))?
+            .ok_or_else(|| {
+                RunnerRejection::Auth(unauthorized(
+                    "this runner's token is unknown or revoked; register it again with a registration token",
+                ))
+            })?;
+        Ok(Runner(runner))
     }
 }
 

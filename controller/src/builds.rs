@@ -21,7 +21,7 @@ pub struct BuildRequest {
 
 /// Queues a build of `site` and wakes a waiting runner. Returns the build id.
 pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
-    let build_id = state
+    let (build_id, superseded) = state
         .db
         .enqueue_build(&NewBuild {
             site_id: site.id,
@@ -34,17 +34,24 @@ pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -
             trigger: request.trigger,
         })
         .await?;
-    tracing::info!(build_id, site = %site.name, "build queued");
+    tracing::info!(build_id, site = %site.name, ?superseded, "build queued");
     state.jobs_available.notify_waiters();
     Ok(build_id)
 }
 
-/// Requeues jobs whose runner went silent, forever, every few seconds.
+/// Requeues jobs whose runner went silent and fails builds that ran too
+/// long, forever, every few seconds. With several controllers each runs
+/// one; the statements are idempotent, so they do not step on each other.
 pub async fn reap_expired_leases(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tick.tick().await;
-        match state.db.reap_expired_leases(state.config.max_attempts).await {
+        let max_build = state.config.max_build_duration.as_millis() as i64;
+        match state
+            .db
+            .reap_expired_leases(state.config.max_attempts, max_build)
+            .await
+        {
             Ok((0, 0)) => {}
             Ok((requeued, failed)) => {
                 tracing::warn!(requeued, failed, "leases expired");

@@ -24,6 +24,12 @@ pub struct Config {
     pub max_attempts: i64,
     /// The longest a runner's lease request is held open.
     pub max_lease_wait: Duration,
+    /// Builds running longer are failed and their runner told to stop.
+    pub max_build_duration: Duration,
+    /// Jobs running at once across all sites and runners; 0 for no limit.
+    pub max_concurrent_builds: i64,
+    /// The database URL; `None` for the SQLite file in the data directory.
+    pub database_url: Option<String>,
 }
 
 impl Config {
@@ -37,11 +43,21 @@ impl Config {
             heartbeat_interval: Duration::from_secs(20),
             max_attempts: 3,
             max_lease_wait: Duration::from_secs(30),
+            max_build_duration: Duration::from_secs(60 * 60),
+            max_concurrent_builds: 0,
+            database_url: None,
         }
     }
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("jamstack.db")
+    }
+
+    /// The database URL in force: the configured one, or the SQLite file.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.database_path().display()))
     }
 
     pub fn blob_dir(&self) -> PathBuf {

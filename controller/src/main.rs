@@ -3,6 +3,7 @@ use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, startup};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Self-hosted, Git-driven builds and atomic deploys for Jamstack sites.
 #[derive(Debug, Parser)]
@@ -26,6 +27,19 @@ struct ServerArgs {
     /// The GitHub webhook secret; made and kept on first start when unset.
     #[arg(long, env = "JAMSTACK_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// The database: `postgres://USER:PASSWORD@HOST/DB` to share one between
+    /// controllers; the SQLite file in the data directory when unset.
+    #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Builds running at once across all sites; 0 for no limit.
+    #[arg(long, env = "JAMSTACK_MAX_CONCURRENT_BUILDS", default_value_t = 0)]
+    max_concurrent_builds: i64,
+    /// Builds running longer are stopped and failed.
+    #[arg(long, env = "JAMSTACK_MAX_BUILD_MINUTES", default_value_t = 60)]
+    max_build_minutes: u64,
+    /// Seconds a runner's lease lasts without a heartbeat.
+    #[arg(long, env = "JAMSTACK_LEASE_SECONDS", default_value_t = 60)]
+    lease_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,7 +55,7 @@ enum Command {
         #[arg(long, env = "JAMSTACK_DEFAULT_IMAGE", default_value = "jamstack/busybox:1")]
         default_image: String,
     },
-    /// The controller alone; runners connect to it with a runner token.
+    /// The controller alone; runners register with the registration token.
     Serve {
         #[command(flatten)]
         server: ServerArgs,
@@ -54,13 +68,18 @@ enum Command {
         name: String,
         #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum TokenChoice {
+    /// The API's admin token.
     Admin,
-    Runner,
+    /// The token new runners exchange for their own
+    /// (`jamstack-runner --registration-token`).
+    Registration,
 }
 
 fn config_of(server: ServerArgs) -> Config {
@@ -68,6 +87,11 @@ fn config_of(server: ServerArgs) -> Config {
     config.listen = server.listen;
     config.domain = server.domain;
     config.webhook_secret = server.webhook_secret;
+    config.database_url = server.database_url;
+    config.max_concurrent_builds = server.max_concurrent_builds;
+    config.max_build_duration = Duration::from_secs(server.max_build_minutes * 60);
+    config.lease_duration = Duration::from_secs(server.lease_seconds.max(5));
+    config.heartbeat_interval = (config.lease_duration / 3).min(config.heartbeat_interval);
     config
 }
 
@@ -118,15 +142,19 @@ async fn main() -> anyhow::Result<()> {
             announce(&app);
             app.run_until_stopped().await
         }
-        Command::Token { kind, name, data_dir } => {
+        Command::Token {
+            kind,
+            name,
+            data_dir,
+            database_url,
+        } => {
             let kind = match kind {
                 TokenChoice::Admin => TokenKind::Admin,
-                TokenChoice::Runner => TokenKind::Runner,
+                TokenChoice::Registration => TokenKind::Registration,
             };
-            println!(
-                "{}",
-                startup::mint_token(&Config::new(data_dir), kind, &name).await?
-            );
+            let mut config = Config::new(data_dir);
+            config.database_url = database_url;
+            println!("{}", startup::mint_token(&config, kind, &name).await?);
             Ok(())
         }
     }
@@ -146,7 +174,7 @@ fn announce(app: &Application) {
             println!("Admin token:   made on first start; `jamstack-controller token admin` makes a new one")
         }
     }
-    if let Some(token) = &app.new_runner_token {
-        println!("Runner token:  {token}   (for `jamstack-runner --token`; shown once)");
+    if let Some(token) = &app.new_registration_token {
+        println!("Registration:  {token}   (for `jamstack-runner --registration-token`; shown once)");
     }
 }

@@ -19,7 +19,10 @@ use tower_http::trace::TraceLayer;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
-        .route("/api/v1/sites/{site}", get(api::sites::show))
+        .route(
+            "/api/v1/sites/{site}",
+            get(api::sites::show).patch(api::sites::update),
+        )
         .route(
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
@@ -31,6 +34,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/builds/{id}", get(api::builds::show))
         .route("/api/v1/builds/{id}/log", get(api::builds::log))
+        .route("/api/v1/builds/{id}/log/stream", get(api::log_stream::stream))
+        .route("/api/v1/builds/{id}/attempts", get(api::builds::attempts))
+        .route("/api/v1/queue", get(api::runners::queue))
+        .route("/api/v1/runners", get(api::runners::list))
+        .route(
+            "/api/v1/runners/{id}",
+            axum::routing::delete(api::runners::revoke),
+        )
         .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel));
 
     let webhooks = Router::new()
@@ -38,7 +49,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
 
     let runners = Router::new()
-        .route("/runner/v1/connect", post(runner_api::connect_with_state))
+        .route("/runner/v1/register", post(runner_api::register))
+        .route("/runner/v1/connect", post(runner_api::connect))
         .route("/runner/v1/jobs/lease", post(runner_api::lease))
         .route("/runner/v1/jobs/{job}/heartbeat", post(runner_api::heartbeat))
         .route("/runner/v1/jobs/{job}/commit", post(runner_api::commit))

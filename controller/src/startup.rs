@@ -19,8 +19,8 @@ pub struct Application {
     /// Set when this start made the admin token (first start): the only
     /// time it can be shown.
     pub new_admin_token: Option<String>,
-    /// Set when this start made the first runner token.
-    pub new_runner_token: Option<String>,
+    /// Set when this start made the first runner registration token.
+    pub new_registration_token: Option<String>,
 }
 
 impl std::fmt::Debug for Application {
@@ -35,9 +35,9 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-        let db = Database::open_sqlite(&config.database_path()).await?;
+        let db = Database::connect(&config.database_url()).await?;
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
-        let new_runner_token = first_token(&db, TokenKind::Runner, "default").await?;
+        let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         let webhook_secret = match &config.webhook_secret {
             Some(secret) => secret.clone(),
             None => {
@@ -54,6 +54,7 @@ impl Application {
             blobs: Arc::new(LocalBlobStore::new(config.blob_dir())),
             config: Arc::new(config),
             jobs_available: Arc::new(Notify::new()),
+            log_activity: Arc::new(Notify::new()),
             webhook_secret: webhook_secret.into(),
             base_url: format!("http://{addr}").into(),
         };
@@ -61,7 +62,7 @@ impl Application {
             listener,
             state,
             new_admin_token,
-            new_runner_token,
+            new_registration_token,
         })
     }
 
@@ -90,14 +91,23 @@ impl Application {
     /// A fresh token for a runner started in this process; earlier tokens of
     /// the embedded runner are revoked.
     pub async fn embedded_runner_token(&self) -> anyhow::Result<String> {
-        self.state
-            .db
-            .revoke_tokens_named(TokenKind::Runner, "embedded")
-            .await?;
+        self.register_local_runner("embedded", &[], 1).await
+    }
+
+    /// Registers a runner directly in the database, as `/runner/v1/register`
+    /// would, and returns its token; earlier runners of that name are
+    /// revoked.
+    pub async fn register_local_runner(
+        &self,
+        name: &str,
+        labels: &[String],
+        slots: i64,
+    ) -> anyhow::Result<String> {
+        self.state.db.revoke_runners_named(name).await?;
         let token = new_token(TokenKind::Runner);
         self.state
             .db
-            .insert_token(TokenKind::Runner, "embedded", &hash_token(&token))
+            .register_runner(name, labels, slots, &hash_token(&token))
             .await?;
         Ok(token)
     }
@@ -122,7 +132,7 @@ async fn first_token(db: &Database, kind: TokenKind, name: &str) -> anyhow::Resu
 /// Makes a new token of `kind` (for the `token` command), revoking earlier
 /// ones of the same name.
 pub async fn mint_token(config: &Config, kind: TokenKind, name: &str) -> anyhow::Result<String> {
-    let db = Database::open_sqlite(&config.database_path()).await?;
+    let db = Database::connect(&config.database_url()).await?;
     db.revoke_tokens_named(kind, name).await?;
     let token = new_token(kind);
     db.insert_token(kind, name, &hash_token(&token)).await?;

@@ -14,6 +14,8 @@ pub struct AppState {
     /// Woken whenever a job becomes leasable, so long-polling runners pick
     /// it up at once instead of at their next poll.
     pub jobs_available: Arc<Notify>,
+    /// Woken whenever a batch of log lands, so live log watchers read it.
+    pub log_activity: Arc<Notify>,
     pub webhook_secret: Arc<str>,
     /// The base URL of the API, e.g. `http://127.0.0.1:8080`.
     pub base_url: Arc<str>,

@@ -9,6 +9,10 @@
 //!
 //! # Intended execution flow
 //!
+//! 0. Once: `POST /runner/v1/register` with [`RegisterRequest`] exchanges
+//!    a registration token for the runner's own token ([`RegisterResponse`]);
+//!    the controller stores only its hash. Every later call carries it as
+//!    `Authorization: Bearer <token>`.
 //! 1. `POST /runner/v1/connect` with [`ConnectRequest`]: checks the token and
 //!    the protocol version, answers [`ConnectResponse`].
 //! 2. `POST /runner/v1/jobs/lease` with [`LeaseRequest`]: long-polls up to
@@ -38,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
@@ -84,6 +88,23 @@ impl fmt::Display for BuildContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub registration_token: String,
+    pub name: String,
+    /// Jobs that require labels go only to runners that have them all.
+    pub labels: Vec<String>,
+    /// How many jobs the runner runs at once.
+    pub slots: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub runner_id: i64,
+    /// The runner's own token; shown this once.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use jamstack_proto::{
     CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, ErrorBody, FinalizeResponse,
     HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestFile,
-    ManifestResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, VersionMismatch,
+    ManifestResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, VersionMismatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -135,6 +135,19 @@ impl ControllerClient {
     }
 
     const SHORT: Duration = Duration::from_secs(30);
+
+    /// Exchanges a registration token for this runner's own token.
+    pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/runner/v1/register",
+            None,
+            Self::json(request),
+            Self::SHORT,
+        )
+        .await?
+        .ok_or_else(|| ClientError::Unreachable("empty answer to register".into()))
+    }
 
     pub async fn connect(&self, runner_name: &str) -> Result<ConnectResponse, ClientError> {
         let request = ConnectRequest {

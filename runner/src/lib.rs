@@ -18,15 +18,24 @@ pub mod upload;
 
 use client::{ClientError, ControllerClient};
 use docker::{Engine, Limits};
+use jamstack_proto::RegisterRequest;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub controller_url: String,
+    /// This runner's own token; when empty, the token saved in the work
+    /// directory is used, or one is obtained with `registration_token`.
     pub token: String,
+    pub registration_token: Option<String>,
     pub name: String,
-    /// Where checkouts and build outputs live while a job runs.
+    /// Jobs that require labels only go to runners that have them all.
+    pub labels: Vec<String>,
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Where checkouts and build outputs live while a job runs, and where
+    /// the runner keeps its token.
     pub work_dir: PathBuf,
     /// The image for sites whose jamstack.toml names none.
     pub default_image: String,
@@ -40,12 +49,20 @@ impl RunnerConfig {
         RunnerConfig {
             controller_url: controller_url.to_owned(),
             token: token.to_owned(),
+            registration_token: None,
             name: hostname(),
+            labels: Vec::new(),
+            slots: 1,
             work_dir: std::env::temp_dir().join("jamstack-runner"),
             default_image: "jamstack/busybox:1".to_owned(),
             limits: Limits::default(),
             lease_wait: Duration::from_secs(30),
         }
+    }
+
+    /// Where a registered runner keeps its token.
+    pub fn token_file(&self) -> PathBuf {
+        self.work_dir.join("runner-token")
     }
 }
 
@@ -58,13 +75,63 @@ fn hostname() -> String {
         .unwrap_or_else(|| "runner".to_owned())
 }
 
+/// The token to use: the configured one, the one saved by an earlier
+/// registration, or a new one obtained with the registration token (and
+/// saved, readable by this user only).
+async fn obtain_token(config: &RunnerConfig) -> anyhow::Result<String> {
+    if !config.token.is_empty() {
+        return Ok(config.token.clone());
+    }
+    let file = config.token_file();
+    if let Ok(saved) = std::fs::read_to_string(&file) {
+        let saved = saved.trim().to_owned();
+        if !saved.is_empty() {
+            return Ok(saved);
+        }
+    }
+    let Some(registration_token) = &config.registration_token else {
+        anyhow::bail!(
+            "this runner has no token: pass --registration-token (printed by the controller on first start, \
+             or `jamstack-controller token registration`) or --token"
+        );
+    };
+    let client = ControllerClient::new(&config.controller_url, "");
+    let answer = client
+        .register(&RegisterRequest {
+            registration_token: registration_token.clone(),
+            name: config.name.clone(),
+            labels: config.labels.clone(),
+            slots: config.slots,
+        })
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "registering with the controller at {}: {e}",
+                config.controller_url
+            )
+        })?;
+    write_private(&file, &answer.token)?;
+    tracing::info!(runner_id = answer.runner_id, file = %file.display(), "runner registered; token saved");
+    Ok(answer.token)
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(content.as_bytes())
+}
+
 /// Runs jobs until the process ends. Returns an error only for what the
 /// runner cannot work without: Docker, a controller that speaks its
 /// protocol version, a valid token.
 pub async fn run(config: RunnerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.work_dir)?;
     let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
-    let client = ControllerClient::new(&config.controller_url, &config.token);
+    let token = obtain_token(&config).await?;
+    let client = ControllerClient::new(&config.controller_url, &token);
     let connected = loop {
         match client.connect(&config.name).await {
             Ok(answer) => break answer,
@@ -76,16 +143,42 @@ pub async fn run(config: RunnerConfig) -> anyhow::Result<()> {
         }
     };
     let heartbeat = Duration::from_secs(connected.heartbeat_seconds.max(1));
-    tracing::info!(controller = %config.controller_url, runner = %config.name, "runner connected; waiting for jobs");
+    tracing::info!(
+        controller = %config.controller_url, runner = %config.name, slots = config.slots,
+        "runner connected; waiting for jobs"
+    );
+    let mut slots = tokio::task::JoinSet::new();
+    for _ in 0..config.slots.max(1) {
+        let (client, engine, config) = (client.clone(), engine.clone(), config.clone());
+        slots.spawn(async move { work_slot(&client, &engine, &config, heartbeat).await });
+    }
+    // Every slot runs until the controller refuses the runner.
+    match slots.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(anyhow::anyhow!("a runner slot crashed: {e}")),
+        None => Ok(()),
+    }
+}
+
+async fn work_slot(
+    client: &ControllerClient,
+    engine: &Engine,
+    config: &RunnerConfig,
+    heartbeat: Duration,
+) -> anyhow::Result<()> {
     loop {
         match client.lease(&config.name, config.lease_wait).await {
             Ok(Some(lease)) => {
                 tracing::info!(job = lease.job_id, build = lease.build_id, site = %lease.site, "job leased");
-                job::run_job(&client, &engine, &config, heartbeat, lease).await;
+                job::run_job(client, engine, config, heartbeat, lease).await;
             }
             Ok(None) => {}
             Err(e @ (ClientError::VersionMismatch(_) | ClientError::Refused { .. })) => {
-                anyhow::bail!("the controller refused this runner: {e}");
+                anyhow::bail!(
+                    "the controller refused this runner: {e}. If its token was revoked, delete {} and \
+                     register again",
+                    config.token_file().display()
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "leasing failed; retrying");

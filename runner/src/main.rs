@@ -13,14 +13,31 @@ struct Args {
         default_value = "http://127.0.0.1:8080"
     )]
     controller: String,
-    /// This runner's token (printed by the controller on first start, or made
-    /// with `jamstack-controller token runner`).
-    #[arg(long, env = "JAMSTACK_RUNNER_TOKEN", hide_env_values = true)]
+    /// This runner's own token. Usually not needed: on first start the runner
+    /// registers with --registration-token and keeps its token in the work
+    /// directory.
+    #[arg(
+        long,
+        env = "JAMSTACK_RUNNER_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
     token: String,
+    /// The controller's registration token (printed on its first start, or
+    /// by `jamstack-controller token registration`).
+    #[arg(long, env = "JAMSTACK_REGISTRATION_TOKEN", hide_env_values = true)]
+    registration_token: Option<String>,
+    /// Labels this runner offers; jobs that require labels need all of theirs.
+    #[arg(long, env = "JAMSTACK_RUNNER_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, env = "JAMSTACK_RUNNER_SLOTS", default_value_t = 1)]
+    slots: u32,
     /// The name this runner shows in the controller.
     #[arg(long, env = "JAMSTACK_RUNNER_NAME")]
     name: Option<String>,
-    /// Where checkouts and build outputs live while a job runs.
+    /// Where checkouts and build outputs live while a job runs, and where the
+    /// runner keeps its token.
     #[arg(long, env = "JAMSTACK_RUNNER_WORK_DIR")]
     work_dir: Option<PathBuf>,
     /// The image for sites whose jamstack.toml names none.
@@ -46,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let mut config = RunnerConfig::new(&args.controller, &args.token);
+    config.registration_token = args.registration_token;
+    config.labels = args.labels;
+    config.slots = args.slots;
     if let Some(name) = args.name {
         config.name = name;
     }

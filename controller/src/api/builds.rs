@@ -114,6 +114,17 @@ pub async fn log(
     ))
 }
 
+/// Each lease of the build's job: who ran it and how it ended. Each has its
+/// own log (`GET /api/v1/builds/{id}/log?attempt=N`).
+pub async fn attempts(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Vec<crate::db::Attempt>>> {
+    find_build(&state, id).await?;
+    Ok(Json(state.db.attempts(id).await?))
+}
+
 pub async fn cancel(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
     find_build(&state, id).await?;
     state.db.request_cancel(id).await?;

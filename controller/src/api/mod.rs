@@ -3,6 +3,8 @@
 
 pub mod builds;
 pub mod deploys;
+pub mod log_stream;
+pub mod runners;
 pub mod sites;
 pub mod webhooks;
 

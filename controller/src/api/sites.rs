@@ -1,6 +1,6 @@
 use super::find_site;
 use crate::auth::Admin;
-use crate::db::{NewSite, Site};
+use crate::db::{NewSite, Site, SiteSettings};
 use crate::error::{AppResult, bad_request, conflict};
 use crate::state::AppState;
 use axum::Json;
@@ -102,6 +102,52 @@ pub async fn show(
     _: Admin,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
+    let site = find_site(&state, &name).await?;
+    Ok(Json(view(&state, site)))
+}
+
+/// Site settings that can change after connecting; absent fields stay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSite {
+    pub production_branch: Option<String>,
+    /// Labels a runner needs to build this site.
+    pub required_labels: Option<Vec<String>>,
+    /// Builds of this site running at once; 0 for no limit.
+    pub max_concurrent_builds: Option<i64>,
+    /// Whether a newer push stops the branch's running build.
+    pub cancel_superseded: Option<bool>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateSite>,
+) -> AppResult<Json<SiteView>> {
+    let site = find_site(&state, &name).await?;
+    if body
+        .production_branch
+        .as_deref()
+        .is_some_and(|b| b.trim().is_empty())
+    {
+        return Err(bad_request("production_branch is empty"));
+    }
+    if body
+        .max_concurrent_builds
+        .is_some_and(|n| !(0..=1000).contains(&n))
+    {
+        return Err(bad_request(
+            "max_concurrent_builds must be between 0 (no limit) and 1000",
+        ));
+    }
+    let settings = SiteSettings {
+        production_branch: body.production_branch,
+        required_labels: body.required_labels,
+        max_concurrent_builds: body.max_concurrent_builds,
+        cancel_superseded: body.cancel_superseded,
+    };
+    state.db.update_site_settings(site.id, &settings).await?;
     let site = find_site(&state, &name).await?;
     Ok(Json(view(&state, site)))
 }

@@ -6,7 +6,9 @@
 //! claim the same job. Every lease carries a fresh id (the fencing token);
 //! each call about the job must present it.
 
-use super::{Database, now_millis};
+use super::logs::append_in_tx;
+use super::runners::{RunnerRecord, labels_satisfy};
+use super::{Backend, Database, now_millis};
 use jamstack_proto::BuildContext;
 use serde::Serialize;
 use sqlx::Row;
@@ -86,6 +88,45 @@ pub struct NewBuild {
     pub trigger: &'static str,
 }
 
+/// A queued or running build, for the queue view.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueEntry {
+    pub build_id: i64,
+    pub site: String,
+    pub context: String,
+    pub branch: String,
+    pub commit_sha: String,
+    pub state: String,
+    pub runner: Option<String>,
+    pub attempt: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+}
+
+/// One lease of a build's job, with its own log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub runner: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `None` while running; a build state, `lost` or `timed-out` after.
+    pub outcome: Option<String>,
+}
+
+/// Advisory lock keys (PostgreSQL) serializing claims per site and for the
+/// global limit; the high bits keep them apart from anyone else's keys.
+const ADVISORY_SITE: i64 = 0x4a53_0001 << 32;
+const ADVISORY_GLOBAL: i64 = 0x4a53_0002 << 32;
+
+async fn try_advisory_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: i64) -> anyhow::Result<bool> {
+    let row = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.get::<bool, _>(0))
+}
+
 /// A job just claimed by a runner.
 #[derive(Debug, Clone)]
 pub struct LeasedJob {
@@ -125,8 +166,12 @@ fn build_from_row(row: &AnyRow) -> Build {
 }
 
 impl Database {
-    /// Records a build and queues its job, in one transaction.
-    pub async fn enqueue_build(&self, build: &NewBuild) -> anyhow::Result<i64> {
+    /// Records a build and queues its job, in one transaction. Older builds
+    /// of the same site, context and branch still waiting in the queue are
+    /// superseded (cancelled, naming the newer build); running ones are asked
+    /// to stop too when the site says so. Returns the new build's id and the
+    /// ids of the builds it superseded.
+    pub async fn enqueue_build(&self, build: &NewBuild) -> anyhow::Result<(i64, Vec<i64>)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
@@ -146,13 +191,52 @@ impl Database {
         .fetch_one(&mut *tx)
         .await?;
         let build_id: i64 = row.get(0);
-        sqlx::query("INSERT INTO jobs (build_id, state, created_at) VALUES ($1, 'queued', $2)")
-            .bind(build_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO jobs (build_id, state, created_at, required_labels) \
+             SELECT $1, 'queued', $2, required_labels FROM sites WHERE id = $3",
+        )
+        .bind(build_id)
+        .bind(now)
+        .bind(build.site_id)
+        .execute(&mut *tx)
+        .await?;
+        let same_branch =
+            "SELECT id FROM builds WHERE site_id = $1 AND context = $2 AND branch = $3 AND id < $4";
+        let superseded: Vec<i64> = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'done' WHERE state = 'queued' AND build_id IN ({same_branch}) \
+             RETURNING build_id"
+        ))
+        .bind(build.site_id)
+        .bind(build.context.as_str())
+        .bind(&build.branch)
+        .bind(build_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        for old in &superseded {
+            sqlx::query("UPDATE builds SET state = 'cancelled', finished_at = $1, error = $2 WHERE id = $3")
+                .bind(now)
+                .bind(format!(
+                    "superseded by build {build_id}, a newer commit of the same branch"
+                ))
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(&format!(
+            "UPDATE jobs SET cancel_requested = 1 WHERE state = 'leased' AND build_id IN ({same_branch}) \
+             AND EXISTS (SELECT 1 FROM sites WHERE id = $1 AND cancel_superseded = 1)"
+        ))
+        .bind(build.site_id)
+        .bind(build.context.as_str())
+        .bind(&build.branch)
+        .bind(build_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(build_id)
+        Ok((build_id, superseded))
     }
 
     pub async fn build(&self, build_id: i64) -> anyhow::Result<Option<Build>> {
@@ -174,45 +258,120 @@ impl Database {
         Ok(rows.iter().map(build_from_row).collect())
     }
 
-    /// Claims the oldest queued job for `runner_name`, or `None` if the queue
-    /// is empty. The claim is one statement, so it is atomic.
+    /// Claims the oldest queued job `runner` may run: its labels cover the
+    /// job's, the job's site runs fewer builds than its limit, and fewer than
+    /// `global_limit` jobs run in all (0: no limit). `None` when there is no
+    /// such job.
+    ///
+    /// The claim is atomic: on SQLite the whole transaction holds the one
+    /// write lock; on PostgreSQL candidates are locked with `FOR UPDATE SKIP
+    /// LOCKED` (controllers never wait on each other's rows) and the per-site
+    /// and global counts are taken under advisory locks, so two controllers
+    /// cannot both fill a site's last slot.
     pub async fn claim_next_job(
         &self,
-        runner_name: &str,
+        runner: &RunnerRecord,
         lease_id: &str,
         lease_millis: i64,
+        global_limit: i64,
     ) -> anyhow::Result<Option<LeasedJob>> {
         let now = now_millis();
+        let postgres = self.backend == Backend::Postgres;
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = $1, \
-             runner_name = $2, lease_expires_at = $3 \
-             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1) \
-             AND state = 'queued' RETURNING id, build_id, attempt",
-        )
-        .bind(lease_id)
-        .bind(runner_name)
-        .bind(now + lease_millis)
-        .fetch_optional(&mut *tx)
+        if global_limit > 0 {
+            if postgres && !try_advisory_lock(&mut tx, ADVISORY_GLOBAL).await? {
+                return Ok(None);
+            }
+            let running: i64 = sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'leased'")
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+            if running >= global_limit {
+                return Ok(None);
+            }
+        }
+        let candidates = sqlx::query(&format!(
+            "SELECT j.id, j.required_labels, b.site_id, s.max_concurrent_builds \
+             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+             WHERE j.state = 'queued' ORDER BY j.id LIMIT 100{}",
+            if postgres {
+                " FOR UPDATE OF j SKIP LOCKED"
+            } else {
+                ""
+            }
+        ))
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let job = LeasedJob {
-            job_id: row.get(0),
-            build_id: row.get(1),
-            attempt: row.get(2),
-            lease_id: lease_id.to_owned(),
-        };
-        sqlx::query(
-            "UPDATE builds SET state = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
-        )
-        .bind(now)
-        .bind(job.build_id)
-        .execute(&mut *tx)
-        .await?;
+        let mut full_sites = std::collections::HashSet::new();
+        for candidate in &candidates {
+            let job_id: i64 = candidate.get(0);
+            let required: String = candidate.get(1);
+            let site_id: i64 = candidate.get(2);
+            let site_limit: i64 = candidate.get(3);
+            if !labels_satisfy(&runner.labels, &required) || full_sites.contains(&site_id) {
+                continue;
+            }
+            if site_limit > 0 {
+                if postgres && !try_advisory_lock(&mut tx, ADVISORY_SITE + site_id).await? {
+                    full_sites.insert(site_id);
+                    continue;
+                }
+                let running: i64 = sqlx::query(
+                    "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
+                     WHERE j.state = 'leased' AND b.site_id = $1",
+                )
+                .bind(site_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+                if running >= site_limit {
+                    full_sites.insert(site_id);
+                    continue;
+                }
+            }
+            let Some(row) = sqlx::query(
+                "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = $1, runner_name = $2, \
+                 runner_id = $3, lease_expires_at = $4, leased_at = $5 \
+                 WHERE id = $6 AND state = 'queued' RETURNING id, build_id, attempt",
+            )
+            .bind(lease_id)
+            .bind(&runner.name)
+            .bind(runner.id)
+            .bind(now + lease_millis)
+            .bind(now)
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                continue;
+            };
+            let job = LeasedJob {
+                job_id: row.get(0),
+                build_id: row.get(1),
+                attempt: row.get(2),
+                lease_id: lease_id.to_owned(),
+            };
+            sqlx::query(
+                "UPDATE builds SET state = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
+            )
+            .bind(now)
+            .bind(job.build_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO attempts (build_id, attempt, runner_name, started_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(job.build_id)
+            .bind(job.attempt)
+            .bind(&runner.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(job));
+        }
         tx.commit().await?;
-        Ok(Some(job))
+        Ok(None)
     }
 
     /// The job's build and attempt if `lease_id` is its live lease.
@@ -266,7 +425,7 @@ impl Database {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "UPDATE jobs SET state = 'done', lease_expires_at = NULL WHERE id = $1 AND lease_id = $2 \
-             AND state = 'leased' RETURNING build_id",
+             AND state = 'leased' RETURNING build_id, attempt",
         )
         .bind(job_id)
         .bind(lease_id)
@@ -276,6 +435,14 @@ impl Database {
             return Ok(false);
         };
         let build_id: i64 = row.get(0);
+        let attempt: i64 = row.get(1);
+        sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2 WHERE build_id = $3 AND attempt = $4")
+            .bind(now)
+            .bind(state.as_str())
+            .bind(build_id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE builds SET state = $1, exit_code = $2, error = $3, \
              deploy_id = COALESCE($4, deploy_id), finished_at = $5 WHERE id = $6",
@@ -319,42 +486,175 @@ impl Database {
     }
 
     /// Returns jobs whose lease ran out to the queue, or fails their build
-    /// after `max_attempts`. Returns how many jobs were requeued and failed.
-    pub async fn reap_expired_leases(&self, max_attempts: i64) -> anyhow::Result<(u64, u64)> {
+    /// after `max_attempts`; fails builds running longer than
+    /// `max_build_millis`. The log of every lost attempt is kept and ends
+    /// with a line saying what happened. Returns how many jobs were requeued
+    /// and how many builds failed.
+    pub async fn reap_expired_leases(
+        &self,
+        max_attempts: i64,
+        max_build_millis: i64,
+    ) -> anyhow::Result<(u64, u64)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
-        let failed_builds: Vec<i64> = sqlx::query(
-            "UPDATE jobs SET state = 'done', lease_expires_at = NULL \
-             WHERE state = 'leased' AND lease_expires_at <= $1 AND attempt >= $2 RETURNING build_id",
+        let expired = sqlx::query(
+            "SELECT id, build_id, attempt, runner_name FROM jobs WHERE state = 'leased' AND lease_expires_at <= $1",
         )
         .bind(now)
-        .bind(max_attempts)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        for build_id in &failed_builds {
-            sqlx::query("UPDATE builds SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3")
-                .bind(now)
-                .bind(format!(
-                    "the runner stopped answering {max_attempts} times in a row; \
-                 check that a runner is up and retry the build"
-                ))
-                .bind(build_id)
+        .await?;
+        let (mut requeued, mut failed) = (0, 0);
+        for row in &expired {
+            let job_id: i64 = row.get(0);
+            let build_id: i64 = row.get(1);
+            let attempt: i64 = row.get(2);
+            let runner: Option<String> = row.get(3);
+            let runner = runner.unwrap_or_else(|| "?".to_owned());
+            let give_up = attempt >= max_attempts;
+            let note = if give_up {
+                format!(
+                    "\n==> Attempt {attempt} lost its runner `{runner}` (no heartbeat before the lease expired). \
+                     That was the last of {max_attempts} attempts: the build failed.\n"
+                )
+            } else {
+                format!(
+                    "\n==> Attempt {attempt} lost its runner `{runner}` (no heartbeat before the lease expired). \
+                     The build was queued again as attempt {}.\n",
+                    attempt + 1
+                )
+            };
+            append_in_tx(&mut tx, build_id, attempt, note.as_bytes()).await?;
+            sqlx::query(
+                "UPDATE attempts SET ended_at = $1, outcome = 'lost' WHERE build_id = $2 AND attempt = $3",
+            )
+            .bind(now)
+            .bind(build_id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
+            if give_up {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'done', lease_id = NULL, lease_expires_at = NULL WHERE id = $1",
+                )
+                .bind(job_id)
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query("UPDATE builds SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(format!(
+                        "the runner stopped answering {max_attempts} times in a row; \
+                         check that a runner is up and retry the build"
+                    ))
+                    .bind(build_id)
+                    .execute(&mut *tx)
+                    .await?;
+                failed += 1;
+            } else {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL, \
+                     runner_name = NULL, runner_id = NULL WHERE id = $1",
+                )
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE builds SET state = 'queued' WHERE id = $1")
+                    .bind(build_id)
+                    .execute(&mut *tx)
+                    .await?;
+                requeued += 1;
+            }
         }
-        let requeued = sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL \
-             WHERE state = 'leased' AND lease_expires_at <= $1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        if max_build_millis > 0 {
+            let overdue = sqlx::query(
+                "SELECT j.id, j.build_id, j.attempt FROM jobs j JOIN builds b ON b.id = j.build_id \
+                 WHERE j.state = 'leased' AND b.started_at <= $1",
+            )
+            .bind(now - max_build_millis)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &overdue {
+                let (job_id, build_id, attempt): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                let reason = format!(
+                    "the build ran longer than the controller's limit of {} minutes and was stopped",
+                    max_build_millis / 60_000
+                );
+                append_in_tx(
+                    &mut tx,
+                    build_id,
+                    attempt,
+                    format!("\n==> {reason}.\n").as_bytes(),
+                )
+                .await?;
+                sqlx::query("UPDATE jobs SET state = 'done', lease_expires_at = NULL WHERE id = $1")
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE attempts SET ended_at = $1, outcome = 'timed-out' WHERE build_id = $2 AND attempt = $3",
+                )
+                .bind(now)
+                .bind(build_id)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE builds SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(&reason)
+                    .bind(build_id)
+                    .execute(&mut *tx)
+                    .await?;
+                failed += 1;
+            }
+        }
         tx.commit().await?;
-        Ok((requeued, failed_builds.len() as u64))
+        Ok((requeued, failed))
+    }
+
+    /// Everything queued or running, oldest first, across sites.
+    pub async fn queue_overview(&self) -> anyhow::Result<Vec<QueueEntry>> {
+        let rows = sqlx::query(
+            "SELECT b.id, s.name, b.context, b.branch, b.commit_sha, b.state, j.runner_name, j.attempt, \
+             b.created_at, b.started_at FROM builds b JOIN jobs j ON j.build_id = b.id \
+             JOIN sites s ON s.id = b.site_id WHERE j.state IN ('queued', 'leased') ORDER BY b.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueEntry {
+                build_id: r.get(0),
+                site: r.get(1),
+                context: r.get(2),
+                branch: r.get(3),
+                commit_sha: r.get(4),
+                state: r.get(5),
+                runner: r.get(6),
+                attempt: r.get(7),
+                created_at: r.get(8),
+                started_at: r.get(9),
+            })
+            .collect())
+    }
+
+    /// The attempts of a build, with who ran each and how it ended.
+    pub async fn attempts(&self, build_id: i64) -> anyhow::Result<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT attempt, runner_name, started_at, ended_at, outcome FROM attempts \
+             WHERE build_id = $1 ORDER BY attempt",
+        )
+        .bind(build_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Attempt {
+                attempt: r.get(0),
+                runner: r.get(1),
+                started_at: r.get(2),
+                ended_at: r.get(3),
+                outcome: r.get(4),
+            })
+            .collect())
     }
 
     /// Records the commit a runner checked out. The commit id is only filled

@@ -67,3 +67,22 @@ async fn log_length(
     .await?;
     Ok(row.get::<i64, _>(0))
 }
+
+/// Appends `data` at the end of an attempt's log inside a transaction (for
+/// notes the controller itself writes, such as a lost attempt's last line).
+pub(super) async fn append_in_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    build_id: i64,
+    attempt: i64,
+    data: &[u8],
+) -> anyhow::Result<()> {
+    let offset = log_length(tx, build_id, attempt).await?;
+    sqlx::query("INSERT INTO log_chunks (build_id, attempt, byte_offset, data) VALUES ($1, $2, $3, $4)")
+        .bind(build_id)
+        .bind(attempt)
+        .bind(offset)
+        .bind(data)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,21 +1,24 @@
 //! The database: the only module that holds SQL.
 //!
 //! One [`Database`] handle wraps a pool of sqlx's `Any` driver, so the same
-//! queries run on the embedded SQLite file (the default) and, later, on
-//! PostgreSQL chosen by the URL. Queries are split by aggregate, one file
+//! queries run on the embedded SQLite file (the default) and on PostgreSQL,
+//! chosen by the URL. Each backend has its own migrations folder with the
+//! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings. Timestamps are Unix milliseconds.
 
 mod builds;
 mod deploys;
 mod logs;
+mod runners;
 mod settings;
 mod sites;
 
-pub use builds::{Build, BuildState, LeasedJob, NewBuild};
+pub use builds::{Attempt, Build, BuildState, LeasedJob, NewBuild, QueueEntry};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::TokenKind;
-pub use sites::{NewSite, Site};
+pub use sites::{NewSite, Site, SiteSettings};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -24,15 +27,28 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database server is behind the pool. A few statements differ
+/// (locking while claiming jobs, how a writing transaction begins); the
+/// rest of the SQL is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,37 +60,71 @@ impl Database {
         Self::connect(&url).await
     }
 
-    /// Connects by URL and runs the embedded migrations.
+    /// Connects by URL (`sqlite://PATH` or `postgres://…`) and runs the
+    /// embedded migrations of that backend.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         install_default_drivers();
-        if !url.starts_with("sqlite:") {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
             anyhow::bail!(
-                "unsupported database URL `{url}`: this build supports `sqlite://PATH`; \
-                 PostgreSQL support is planned"
+                "unsupported database URL `{}`: use `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`",
+                redact(url)
             );
-        }
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
+        };
+        let options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets the edge read while a build writes; the busy
+                        // timeout turns writer contention into waiting, not errors.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = options
             .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets the edge read while a build writes; the busy
-                    // timeout turns writer contention into waiting, not errors.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    Ok(())
-                })
-            })
             .connect(url)
             .await
-            .with_context(|| format!("opening the database at {url}"))?;
-        SQLITE_MIGRATIONS
+            .with_context(|| format!("opening the database at {}", redact(url)))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
             .run(&pool)
             .await
             .context("bringing the database schema up to date")?;
-        Ok(Database { pool })
+        Ok(Database { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers, for readiness checks.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A database URL fit for messages: the password, if any, is hidden.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -83,7 +133,10 @@ impl Database {
     /// once (`BEGIN IMMEDIATE`), so a read-then-write transaction waits for
     /// other writers instead of failing when it upgrades its lock.
     async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 }
 

@@ -7,7 +7,10 @@ use sqlx::Row;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     Admin,
+    /// A runner's own token (kept in the runners table).
     Runner,
+    /// Exchanged by a new runner for its own token.
+    Registration,
 }
 
 impl TokenKind {
@@ -15,6 +18,7 @@ impl TokenKind {
         match self {
             TokenKind::Admin => "admin",
             TokenKind::Runner => "runner",
+            TokenKind::Registration => "registration",
         }
     }
 }

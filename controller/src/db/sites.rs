@@ -15,6 +15,22 @@ pub struct Site {
     pub published_deploy_id: Option<String>,
     pub publish_locked: bool,
     pub created_at: i64,
+    /// Labels a runner needs to build this site.
+    pub required_labels: Vec<String>,
+    /// Builds of this site running at once; 0 for no limit.
+    pub max_concurrent_builds: i64,
+    /// Whether a newer push to a branch stops that branch's running build
+    /// (queued ones are always superseded).
+    pub cancel_superseded: bool,
+}
+
+/// Scheduling settings of a site; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SiteSettings {
+    pub production_branch: Option<String>,
+    pub required_labels: Option<Vec<String>>,
+    pub max_concurrent_builds: Option<i64>,
+    pub cancel_superseded: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -26,7 +42,8 @@ pub struct NewSite {
 }
 
 const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, \
-                            published_deploy_id, publish_locked, created_at";
+                            published_deploy_id, publish_locked, created_at, required_labels, \
+                            max_concurrent_builds, cancel_superseded";
 
 fn site_from_row(row: &AnyRow) -> Site {
     Site {
@@ -38,6 +55,9 @@ fn site_from_row(row: &AnyRow) -> Site {
         published_deploy_id: row.get("published_deploy_id"),
         publish_locked: row.get::<i64, _>("publish_locked") != 0,
         created_at: row.get("created_at"),
+        required_labels: super::runners::split_labels(&row.get::<String, _>("required_labels")),
+        max_concurrent_builds: row.get("max_concurrent_builds"),
+        cancel_superseded: row.get::<i64, _>("cancel_superseded") != 0,
     }
 }
 
@@ -106,6 +126,29 @@ impl Database {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Changes the settings given, in one statement.
+    pub async fn update_site_settings(&self, site_id: i64, settings: &SiteSettings) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sites SET production_branch = COALESCE($1, production_branch), \
+             required_labels = COALESCE($2, required_labels), \
+             max_concurrent_builds = COALESCE($3, max_concurrent_builds), \
+             cancel_superseded = COALESCE($4, cancel_superseded) WHERE id = $5",
+        )
+        .bind(&settings.production_branch)
+        .bind(
+            settings
+                .required_labels
+                .as_ref()
+                .map(|l| super::runners::normalize_labels(l)),
+        )
+        .bind(settings.max_concurrent_builds)
+        .bind(settings.cancel_superseded.map(i64::from))
+        .bind(site_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn set_publish_locked(&self, site_id: i64, locked: bool) -> anyhow::Result<()> {

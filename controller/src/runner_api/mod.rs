@@ -5,9 +5,11 @@
 //! changes nothing, so a runner that lost its lease cannot log, upload into
 //! or publish a build that now belongs to another runner.
 
-use crate::auth::{Runner, random_hex};
+use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token, random_hex};
+use crate::db::TokenKind;
 use crate::db::{BuildState, FinalizeOutcome};
 use crate::deploys::{self, blob_store::PutError};
+use crate::error::unauthorized;
 use crate::error::{AppError, AppResult, bad_request, conflict, not_found};
 use crate::state::AppState;
 use axum::Json;
@@ -18,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
     BuildContext, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse,
     HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse,
-    PROTOCOL_VERSION,
+    PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -28,35 +30,74 @@ pub const MAX_LOG_BATCH: usize = 4 * 1024 * 1024;
 /// The largest single file a deploy may hold.
 pub const MAX_BLOB_SIZE: usize = 256 * 1024 * 1024;
 
-pub async fn connect(_: Runner, Json(request): Json<ConnectRequest>) -> Json<ConnectResponse> {
-    tracing::info!(runner = %request.runner_name, "runner connected");
-    Json(ConnectResponse {
-        protocol_version: PROTOCOL_VERSION,
-        heartbeat_seconds: 0,
-    })
-}
-
-/// `connect`, with the heartbeat interval the controller is configured for.
-pub async fn connect_with_state(
+/// Exchanges a registration token for the runner's own token.
+pub async fn register(
     State(state): State<AppState>,
-    runner: Runner,
-    request: Json<ConnectRequest>,
-) -> Json<ConnectResponse> {
-    let Json(mut answer) = connect(runner, request).await;
-    answer.heartbeat_seconds = state.config.heartbeat_interval.as_secs().max(1);
-    Json(answer)
+    _: SpeaksProtocol,
+    Json(request): Json<RegisterRequest>,
+) -> AppResult<(StatusCode, Json<RegisterResponse>)> {
+    let valid = state
+        .db
+        .token_name(TokenKind::Registration, &hash_token(&request.registration_token))
+        .await?
+        .is_some();
+    if !valid {
+        return Err(unauthorized(
+            "the registration token is unknown or was replaced; \
+             `jamstack-controller token registration` prints a new one",
+        ));
+    }
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(bad_request("a runner needs a name of 1 to 100 characters"));
+    }
+    if !(1..=64).contains(&request.slots) {
+        return Err(bad_request("slots must be between 1 and 64"));
+    }
+    let token = new_token(TokenKind::Runner);
+    let runner = state
+        .db
+        .register_runner(
+            name,
+            &request.labels,
+            i64::from(request.slots),
+            &hash_token(&token),
+        )
+        .await?;
+    tracing::info!(runner = %runner.name, id = runner.id, labels = ?runner.labels, "runner registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            runner_id: runner.id,
+            token,
+        }),
+    ))
 }
 
-/// Long-polls for a job: answers 200 with a lease as soon as one is queued,
-/// or 204 when none came within the wait.
+pub async fn connect(
+    State(state): State<AppState>,
+    Runner(runner): Runner,
+    Json(request): Json<ConnectRequest>,
+) -> AppResult<Json<ConnectResponse>> {
+    tracing::info!(runner = %runner.name, id = runner.id, version = request.protocol_version, "runner connected");
+    state.db.touch_runner(runner.id).await?;
+    Ok(Json(ConnectResponse {
+        protocol_version: PROTOCOL_VERSION,
+        heartbeat_seconds: state.config.heartbeat_interval.as_secs().max(1),
+    }))
+}
+
+/// Long-polls for a job: answers 200 with a lease as soon as one this runner
+/// may run is queued, or 204 when none came within the wait.
 pub async fn lease(
     State(state): State<AppState>,
-    runner: Runner,
+    Runner(runner): Runner,
     Json(request): Json<LeaseRequest>,
 ) -> AppResult<Response> {
     let wait = Duration::from_secs(request.wait_seconds).min(state.config.max_lease_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let lease_millis = state.config.lease_duration.as_millis() as i64;
+    state.db.touch_runner(runner.id).await?;
     loop {
         // Listen before looking, so a job queued in between still wakes us.
         let notified = state.jobs_available.notified();
@@ -65,7 +106,12 @@ pub async fn lease(
         let lease_id = random_hex(16);
         if let Some(job) = state
             .db
-            .claim_next_job(&request.runner_name, &lease_id, lease_millis)
+            .claim_next_job(
+                &runner,
+                &lease_id,
+                lease_millis,
+                state.config.max_concurrent_builds,
+            )
             .await?
         {
             let build = state
@@ -78,7 +124,7 @@ pub async fn lease(
                 .site_by_id(build.site_id)
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
-            tracing::info!(job = job.job_id, build = build.id, runner = %request.runner_name, token = %runner.token_name, attempt = job.attempt, "job leased");
+            tracing::info!(job = job.job_id, build = build.id, runner = %runner.name, attempt = job.attempt, "job leased");
             let lease = JobLease {
                 job_id: job.job_id,
                 lease_id: job.lease_id,
@@ -176,6 +222,7 @@ pub async fn append_log(
 ) -> AppResult<Json<LogAppendResponse>> {
     let (build_id, attempt) = live_lease(&state, job_id, &headers).await?;
     let stored = state.db.append_log(build_id, attempt, offset, &body).await?;
+    state.log_activity.notify_waiters();
     Ok(Json(LogAppendResponse {
         stored_length: stored as u64,
     }))

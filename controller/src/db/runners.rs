@@ -1,0 +1,145 @@
+//! Registered runners. Only the SHA-256 of a runner's token is stored.
+
+use super::{Database, now_millis};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerRecord {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub slots: i64,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Labels as stored: lowercase, trimmed, sorted, without duplicates or
+/// empties, joined by commas.
+pub fn normalize_labels<S: AsRef<str>>(labels: &[S]) -> String {
+    let mut labels: Vec<String> = labels
+        .iter()
+        .map(|l| l.as_ref().trim().to_ascii_lowercase())
+        .filter(|l| !l.is_empty())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels.join(",")
+}
+
+pub fn split_labels(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a runner with `have` labels may run a job that needs `need`.
+pub fn labels_satisfy(have: &[String], need: &str) -> bool {
+    split_labels(need).iter().all(|label| have.contains(label))
+}
+
+const RUNNER_COLUMNS: &str = "id, name, labels, slots, created_at, last_seen_at, revoked_at";
+
+fn runner_from_row(row: &AnyRow) -> RunnerRecord {
+    RunnerRecord {
+        id: row.get("id"),
+        name: row.get("name"),
+        labels: split_labels(&row.get::<String, _>("labels")),
+        slots: row.get("slots"),
+        created_at: row.get("created_at"),
+        last_seen_at: row.get("last_seen_at"),
+        revoked_at: row.get("revoked_at"),
+    }
+}
+
+impl Database {
+    pub async fn register_runner(
+        &self,
+        name: &str,
+        labels: &[String],
+        slots: i64,
+        token_hash: &str,
+    ) -> anyhow::Result<RunnerRecord> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO runners (name, token_hash, labels, slots, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING {RUNNER_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(token_hash)
+        .bind(normalize_labels(labels))
+        .bind(slots)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(runner_from_row(&row))
+    }
+
+    /// The live (not revoked) runner whose token has this hash.
+    pub async fn runner_by_token(&self, token_hash: &str) -> anyhow::Result<Option<RunnerRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners WHERE token_hash = $1 AND revoked_at IS NULL"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(runner_from_row))
+    }
+
+    pub async fn list_runners(&self) -> anyhow::Result<Vec<RunnerRecord>> {
+        let rows = sqlx::query(&format!("SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(runner_from_row).collect())
+    }
+
+    /// Revokes a runner's token; its next call is refused. Returns false when
+    /// there is no such live runner.
+    pub async fn revoke_runner(&self, id: i64) -> anyhow::Result<bool> {
+        let result = sqlx::query("UPDATE runners SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Revokes every live runner of this name (an embedded runner replaces
+    /// the one of its previous start).
+    pub async fn revoke_runners_named(&self, name: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE runners SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+            .bind(now_millis())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn touch_runner(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE runners SET last_seen_at = $1 WHERE id = $2")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_a_set_and_a_job_needs_all_of_its() {
+        assert_eq!(normalize_labels(&[" GPU", "linux", "gpu", ""]), "gpu,linux");
+        let have = split_labels("gpu,linux");
+        assert!(labels_satisfy(&have, ""));
+        assert!(labels_satisfy(&have, "linux"));
+        assert!(labels_satisfy(&have, "gpu,linux"));
+        assert!(!labels_satisfy(&have, "arm64"));
+        assert!(!labels_satisfy(&[], "linux"));
+    }
+}

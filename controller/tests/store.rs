@@ -1,0 +1,413 @@
+//! The store (queue, leases, logs, deploys) against both databases. Every
+//! test runs once on SQLite and once on PostgreSQL; `./scripts/test.sh`
+//! starts the PostgreSQL server (`./scripts/start-postgres.sh`).
+
+use jamstack_controller::db::{
+    BuildState, Database, FinalizeOutcome, NewBuild, NewSite, RunnerRecord, Site, SiteSettings,
+};
+use jamstack_proto::{BuildContext, ManifestFile};
+use std::collections::HashSet;
+use std::future::Future;
+
+const DEFAULT_POSTGRES: &str = "postgres://jamstack:jamstack@127.0.0.1:5432/postgres";
+
+async fn sqlite() -> (Database, Box<dyn std::any::Any>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_sqlite(&dir.path().join("store.db")).await.unwrap();
+    (db, Box::new(dir))
+}
+
+async fn postgres() -> (Database, Box<dyn std::any::Any>) {
+    use sqlx::Connection;
+    let admin_url =
+        std::env::var("JAMSTACK_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin_url} is unreachable ({e}); start it with ./scripts/start-postgres.sh")
+    });
+    let name = format!("jamstack_test_{}", jamstack_controller::auth::random_hex(8));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("JAMSTACK_TEST_POSTGRES_URL must end in /<database>"),
+    };
+    (Database::connect(&url).await.unwrap(), Box::new(()))
+}
+
+/// Runs `check` on a fresh SQLite database and a fresh PostgreSQL one.
+macro_rules! on_both_databases {
+    ($name:ident, $check:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_sqlite() {
+                let (db, _keep) = sqlite().await;
+                run($check, db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_postgres() {
+                let (db, _keep) = postgres().await;
+                run($check, db).await;
+            }
+        }
+    };
+}
+
+async fn run<F, Fut>(check: F, db: Database)
+where
+    F: FnOnce(Database) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    check(db).await
+}
+
+async fn site(db: &Database, name: &str) -> Site {
+    db.insert_site(&NewSite {
+        name: name.into(),
+        repo_url: format!("/repos/{name}"),
+        github_repo: Some(format!("octo/{name}")),
+        production_branch: "main".into(),
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+async fn queue(db: &Database, site: &Site, branch: &str) -> i64 {
+    db.enqueue_build(&NewBuild {
+        site_id: site.id,
+        context: BuildContext::Production,
+        branch: branch.into(),
+        commit_sha: "a".repeat(40),
+        commit_message: None,
+        author: None,
+        pr_number: None,
+        trigger: "api",
+    })
+    .await
+    .unwrap()
+    .0
+}
+
+async fn runner(db: &Database, name: &str, labels: &[&str]) -> RunnerRecord {
+    let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    db.register_runner(name, &labels, 1, &jamstack_controller::auth::random_hex(32))
+        .await
+        .unwrap()
+}
+
+const MINUTE: i64 = 60_000;
+
+on_both_databases!(
+    concurrent_claims_never_hand_out_a_job_twice,
+    |db: Database| async move {
+        let mut sites = Vec::new();
+        for i in 0..5 {
+            let s = site(&db, &format!("s{i}")).await;
+            db.update_site_settings(
+                s.id,
+                &SiteSettings {
+                    max_concurrent_builds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            sites.push(s);
+        }
+        for i in 0..60 {
+            queue(&db, &sites[i % 5], &format!("b{i}")).await;
+        }
+        let mut claimers = Vec::new();
+        for r in 0..10 {
+            let db = db.clone();
+            let me = runner(&db, &format!("r{r}"), &[]).await;
+            claimers.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let lease = jamstack_controller::auth::random_hex(8);
+                    match db.claim_next_job(&me, &lease, MINUTE, 0).await.unwrap() {
+                        Some(job) => mine.push(job.job_id),
+                        None => break,
+                    }
+                }
+                mine
+            }));
+        }
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!(all.len(), 60, "every job was claimed");
+        assert_eq!(unique.len(), 60, "no job was claimed twice");
+    }
+);
+
+on_both_databases!(
+    jobs_go_only_to_runners_with_every_label_they_need,
+    |db: Database| async move {
+        let s = site(&db, "gpu-site").await;
+        db.update_site_settings(
+            s.id,
+            &SiteSettings {
+                required_labels: Some(vec!["gpu".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        queue(&db, &s, "main").await;
+        let plain = runner(&db, "plain", &["linux"]).await;
+        let gpu = runner(&db, "gpu", &["linux", "GPU"]).await;
+        assert!(
+            db.claim_next_job(&plain, "l1", MINUTE, 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(db.claim_next_job(&gpu, "l2", MINUTE, 0).await.unwrap().is_some());
+    }
+);
+
+on_both_databases!(
+    a_site_runs_no_more_builds_than_its_limit_and_the_global_limit_holds,
+    |db: Database| async move {
+        let s = site(&db, "one-at-a-time").await;
+        queue(&db, &s, "a").await;
+        queue(&db, &s, "b").await;
+        let r = runner(&db, "r", &[]).await;
+        let first = db
+            .claim_next_job(&r, "l1", MINUTE, 0)
+            .await
+            .unwrap()
+            .expect("the first build runs");
+        assert!(
+            db.claim_next_job(&r, "l2", MINUTE, 0).await.unwrap().is_none(),
+            "the site's limit is one"
+        );
+        assert!(
+            db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
+                .await
+                .unwrap()
+        );
+        assert!(db.claim_next_job(&r, "l3", MINUTE, 0).await.unwrap().is_some());
+
+        let other = site(&db, "other").await;
+        queue(&db, &other, "main").await;
+        assert!(
+            db.claim_next_job(&r, "l4", MINUTE, 1).await.unwrap().is_none(),
+            "one job runs already"
+        );
+    }
+);
+
+on_both_databases!(
+    a_newer_push_supersedes_queued_builds_of_its_branch,
+    |db: Database| async move {
+        let s = site(&db, "busy").await;
+        let first = queue(&db, &s, "main").await;
+        let r = runner(&db, "r", &[]).await;
+        db.update_site_settings(
+            s.id,
+            &SiteSettings {
+                max_concurrent_builds: Some(0),
+                cancel_superseded: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let running = db.claim_next_job(&r, "l1", MINUTE, 0).await.unwrap().unwrap();
+        assert_eq!(running.build_id, first);
+        let second = queue(&db, &s, "main").await;
+        let other_branch = queue(&db, &s, "docs").await;
+        let third = queue(&db, &s, "main").await;
+        let build = |id| {
+            let db = db.clone();
+            async move { db.build(id).await.unwrap().unwrap() }
+        };
+        assert_eq!(build(second).await.state, BuildState::Cancelled);
+        assert!(
+            build(second)
+                .await
+                .error
+                .unwrap()
+                .contains(&format!("superseded by build {third}"))
+        );
+        assert_eq!(
+            build(other_branch).await.state,
+            BuildState::Queued,
+            "other branches are left alone"
+        );
+        assert_eq!(build(third).await.state, BuildState::Queued);
+        assert_eq!(
+            db.extend_lease(running.job_id, "l1", MINUTE).await.unwrap(),
+            Some(true),
+            "the running build is told to stop"
+        );
+    }
+);
+
+on_both_databases!(
+    an_expired_lease_is_requeued_with_its_log_kept_and_marked_then_fails_after_the_last_attempt,
+    |db: Database| async move {
+        let s = site(&db, "flaky").await;
+        let build_id = queue(&db, &s, "main").await;
+        let r = runner(&db, "vanishing", &[]).await;
+        let first = db.claim_next_job(&r, "l1", -1, 0).await.unwrap().unwrap();
+        assert_eq!(
+            db.append_log(build_id, 1, 0, b"first attempt output\n")
+                .await
+                .unwrap(),
+            21
+        );
+        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (1, 0));
+        assert_eq!(
+            db.build(build_id).await.unwrap().unwrap().state,
+            BuildState::Queued
+        );
+        let log = String::from_utf8(db.read_log(build_id, 1, 0).await.unwrap()).unwrap();
+        assert!(log.starts_with("first attempt output\n"), "{log}");
+        assert!(
+            log.contains("Attempt 1 lost its runner `vanishing`") && log.contains("attempt 2"),
+            "{log}"
+        );
+        assert!(
+            !db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
+                .await
+                .unwrap(),
+            "the stale lease is refused"
+        );
+
+        let second = db.claim_next_job(&r, "l2", -1, 0).await.unwrap().unwrap();
+        assert_eq!(second.attempt, 2);
+        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (0, 1));
+        let build = db.build(build_id).await.unwrap().unwrap();
+        assert_eq!(build.state, BuildState::Failed);
+        assert!(build.error.unwrap().contains("stopped answering 2 times"));
+        let attempts = db.attempts(build_id).await.unwrap();
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| a.outcome.clone().unwrap())
+                .collect::<Vec<_>>(),
+            ["lost", "lost"]
+        );
+    }
+);
+
+on_both_databases!(
+    a_build_past_the_hard_timeout_fails_and_loses_its_lease,
+    |db: Database| async move {
+        let s = site(&db, "slow").await;
+        let build_id = queue(&db, &s, "main").await;
+        let r = runner(&db, "r", &[]).await;
+        let job = db.claim_next_job(&r, "l1", MINUTE, 0).await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(db.reap_expired_leases(3, 10).await.unwrap(), (0, 1));
+        let build = db.build(build_id).await.unwrap().unwrap();
+        assert_eq!(build.state, BuildState::Failed);
+        assert!(build.error.unwrap().contains("ran longer than"));
+        assert_eq!(
+            db.extend_lease(job.job_id, "l1", MINUTE).await.unwrap(),
+            None,
+            "the runner learns to stop"
+        );
+    }
+);
+
+on_both_databases!(
+    log_appends_at_a_wrong_offset_neither_lose_nor_duplicate,
+    |db: Database| async move {
+        let s = site(&db, "logs").await;
+        let build_id = queue(&db, &s, "main").await;
+        assert_eq!(db.append_log(build_id, 1, 0, b"hello ").await.unwrap(), 6);
+        assert_eq!(
+            db.append_log(build_id, 1, 0, b"hello ").await.unwrap(),
+            6,
+            "a retried batch is not written twice"
+        );
+        assert_eq!(
+            db.append_log(build_id, 1, 9, b"gap").await.unwrap(),
+            6,
+            "a batch past the end learns the length"
+        );
+        assert_eq!(db.append_log(build_id, 1, 6, b"world").await.unwrap(), 11);
+        assert_eq!(db.read_log(build_id, 1, 0).await.unwrap(), b"hello world");
+        assert_eq!(db.read_log(build_id, 1, 3).await.unwrap(), b"lo world");
+        assert_eq!(
+            db.read_log(build_id, 2, 0).await.unwrap(),
+            b"",
+            "each attempt has its own log"
+        );
+    }
+);
+
+on_both_databases!(
+    finalize_is_fenced_by_the_lease_and_publishes_exactly_once,
+    |db: Database| async move {
+        let s = site(&db, "pub").await;
+        let build_id = queue(&db, &s, "main").await;
+        let r = runner(&db, "r", &[]).await;
+        let job = db.claim_next_job(&r, "lease", MINUTE, 0).await.unwrap().unwrap();
+        let build = db.build(build_id).await.unwrap().unwrap();
+        let hash = "b".repeat(64);
+        let files = vec![ManifestFile {
+            path: "index.html".into(),
+            sha256: hash.clone(),
+            size: 3,
+            mode: 0o644,
+        }];
+        let deploy = db
+            .upsert_build_deploy("d1d1d1d1d1d1d1d1d1d1d1d1", &build, &files)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.finalize_deploy(&deploy.id, job.job_id, "lease", None)
+                .await
+                .unwrap(),
+            FinalizeOutcome::MissingBlobs(1)
+        );
+        db.record_blob(&hash, 3).await.unwrap();
+        assert_eq!(
+            db.finalize_deploy(&deploy.id, job.job_id, "stale", None)
+                .await
+                .unwrap(),
+            FinalizeOutcome::StaleLease
+        );
+        assert_eq!(
+            db.finalize_deploy(&deploy.id, job.job_id, "lease", None)
+                .await
+                .unwrap(),
+            FinalizeOutcome::Ready { published: true }
+        );
+        assert_eq!(
+            db.finalize_deploy(&deploy.id, job.job_id, "lease", None)
+                .await
+                .unwrap(),
+            FinalizeOutcome::Ready { published: true }
+        );
+        let again = db
+            .upsert_build_deploy("e2e2e2e2e2e2e2e2e2e2e2e2", &build, &files)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.id, deploy.id,
+            "a retried manifest finds the build's one deploy"
+        );
+        assert_eq!(
+            db.site_by_id(s.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .published_deploy_id
+                .as_deref(),
+            Some(deploy.id.as_str())
+        );
+    }
+);
