@@ -32,5 +32,8 @@ cargo fmt --all -- --check
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Building the binaries (the fault tests run them as processes)"
+cargo build --workspace --bins --locked
+
 step "Tests"
 cargo test --workspace --locked

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The label every container of ours carries, with the job id as value.
 pub const JOB_LABEL: &str = "org.jamstack.job";
+/// The label naming the runner that made a container.
+pub const RUNNER_LABEL: &str = "org.jamstack.runner";
 
 /// Resource bounds for one build container.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +59,8 @@ pub struct ContainerSpec {
     /// The lease this container works under; it makes the name unique even
     /// when several controllers hand out the same job id.
     pub lease_id: String,
+    /// The runner's name, recorded on the container.
+    pub runner: String,
     pub limits: Limits,
 }
 
@@ -77,7 +81,10 @@ pub fn container_config(spec: &ContainerSpec) -> Config<String> {
         working_dir: Some(spec.working_dir.clone()),
         env: Some(env),
         user: Some(format!("{BUILD_USER}:{BUILD_USER}")),
-        labels: Some(HashMap::from([(JOB_LABEL.to_owned(), spec.job_id.to_string())])),
+        labels: Some(HashMap::from([
+            (JOB_LABEL.to_owned(), spec.job_id.to_string()),
+            (RUNNER_LABEL.to_owned(), spec.runner.clone()),
+        ])),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
@@ -392,6 +399,7 @@ mod tests {
             env: vec![("CONTEXT".into(), "production".into())],
             job_id: 7,
             lease_id: "0123456789abcdef0123".into(),
+            runner: "r1".into(),
             limits: Limits::default(),
         }
     }

@@ -347,6 +347,7 @@ async fn run_in_container(
         env,
         job_id: lease.job_id,
         lease_id: lease.lease_id.clone(),
+        runner: config.name.clone(),
         limits: config.limits,
     };
     let source = checkout.to_path_buf();

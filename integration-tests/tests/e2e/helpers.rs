@@ -15,7 +15,7 @@ pub struct TestApp {
     pub port: u16,
     pub admin_token: String,
     pub http: reqwest::Client,
-    _data: TempDir,
+    _data: Option<TempDir>,
 }
 
 /// A controller with a runner inside, as `jamstack-controller up` runs them.
@@ -67,10 +67,81 @@ fn serve(app: Application, data: TempDir) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        _data: data,
+        _data: Some(data),
     };
     tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
     test_app
+}
+
+impl TestApp {
+    /// The API of a controller running elsewhere (another process).
+    pub fn of(base_url: &str, admin_token: &str) -> Self {
+        let port = base_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a URL with a port");
+        TestApp {
+            base_url: base_url.to_owned(),
+            port,
+            admin_token: admin_token.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            _data: None,
+        }
+    }
+
+    /// Queues a build of `branch` at `sha` through the API; returns its id.
+    pub async fn trigger_build(&self, site: &str, branch: &str, sha: &str) -> i64 {
+        let response = self
+            .http
+            .post(self.api(&format!("/sites/{site}/builds")))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "branch": branch, "commit_sha": sha }))
+            .send()
+            .await
+            .expect("triggering a build");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// The log of one attempt of a build.
+    pub async fn attempt_log(&self, id: i64, attempt: i64) -> String {
+        let path = format!("/builds/{id}/log?attempt={attempt}");
+        self.send(self.http.get(self.api(&path)))
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.api_json(self.http.get(self.api(path))).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+}
+
+/// A fresh, empty PostgreSQL database; `./scripts/start-postgres.sh` starts
+/// the server.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin_url = std::env::var("JAMSTACK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://jamstack:jamstack@127.0.0.1:5432/postgres".to_owned());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin_url} is unreachable ({e}); start it with ./scripts/start-postgres.sh")
+    });
+    let name = format!("jamstack_test_{}", rand_suffix().replace('-', "_"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("the URL ends in /<database>");
+    format!("{base}/{name}")
 }
 
 async fn require_docker() {
@@ -92,12 +163,25 @@ impl TestApp {
         format!("{}/api/v1{path}", self.base_url)
     }
 
+    /// Sends an API request with the admin token. Tests that restart the
+    /// controller meet a closed connection or two: those are retried.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let request = request.bearer_auth(&self.admin_token);
+        let mut tries = 0;
+        loop {
+            match request.try_clone().expect("a plain request").send().await {
+                Ok(response) => return response,
+                Err(e) if tries < 100 && (e.is_connect() || e.is_request()) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("calling the API: {e}"),
+            }
+        }
+    }
+
     async fn api_json(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
-        let response = request
-            .bearer_auth(&self.admin_token)
-            .send()
-            .await
-            .expect("calling the API");
+        let response = self.send(request).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -173,12 +257,8 @@ impl TestApp {
 
     pub async fn build_log(&self, id: i64) -> String {
         let response = self
-            .http
-            .get(self.api(&format!("/builds/{id}/log")))
-            .bearer_auth(&self.admin_token)
-            .send()
-            .await
-            .unwrap();
+            .send(self.http.get(self.api(&format!("/builds/{id}/log"))))
+            .await;
         assert_eq!(response.status().as_u16(), 200);
         response.text().await.unwrap()
     }

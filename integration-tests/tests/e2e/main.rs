@@ -4,8 +4,11 @@
 //! temporary folders and real Docker containers.
 
 mod helpers;
+mod processes;
 
 mod atomic_deploys;
 mod failures;
+mod faults;
+mod live_logs;
 mod push_to_deploy;
 mod webhooks;

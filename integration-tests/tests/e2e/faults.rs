@@ -1,0 +1,252 @@
+//! kill -9 on either side: nothing lost, nothing published twice.
+
+use crate::helpers::{SiteRepo, TestApp, fresh_postgres_database};
+use crate::processes::{ControllerProcess, free_port, remove_containers_of_runner, start_runner};
+use std::time::{Duration, Instant};
+
+const SLOW_BUILD: &str = "[build]\ncommand = \"echo started; sleep 4; mkdir -p public; echo done > public/index.html\"\n\
+                          publish = \"public\"\nimage = \"jamstack/busybox:1\"\n";
+
+async fn connect(app: &TestApp, name: &str, repo: &SiteRepo) {
+    app.connect_site(name, repo, &format!("octo/{name}")).await;
+}
+
+async fn wait_for_log(app: &TestApp, build: i64, attempt: i64, needle: &str) {
+    let started = Instant::now();
+    while !app.attempt_log(build, attempt).await.contains(needle) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "attempt {attempt} of build {build} never printed {needle:?}:\n{}",
+            app.attempt_log(build, attempt).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let registration = controller.printed_token("Registration:");
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
+    connect(&app, "phoenix", &repo).await;
+
+    let doomed_name = format!("doomed-{}", free_port());
+    let mut doomed = start_runner(dir.path(), &controller.url(), &registration, &doomed_name);
+    let build = app.trigger_build("phoenix", "main", &sha).await;
+    wait_for_log(&app, build, 1, "started").await;
+    doomed.kill();
+    remove_containers_of_runner(&doomed_name).await;
+
+    let _rescuer = start_runner(
+        dir.path(),
+        &controller.url(),
+        &registration,
+        &format!("rescuer-{}", free_port()),
+    );
+    let finished = app.wait_for_success(build).await;
+    assert_eq!(finished["attempts"], 2, "{finished}");
+
+    let attempts = app.get_json(&format!("/builds/{build}/attempts")).await;
+    let outcomes: Vec<_> = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [serde_json::json!("lost"), serde_json::json!("succeeded")]
+    );
+    let first_log = app.attempt_log(build, 1).await;
+    assert!(
+        first_log.contains("started"),
+        "the first attempt's log is kept:\n{first_log}"
+    );
+    assert!(
+        first_log.contains("Attempt 1 lost its runner"),
+        "and marked:\n{first_log}"
+    );
+    assert!(app.attempt_log(build, 2).await.contains("Build succeeded"));
+
+    let deploys = app.deploys_of("phoenix").await;
+    assert_eq!(deploys.len(), 1, "exactly one deploy: {deploys:?}");
+    assert_eq!(deploys[0]["published"], true);
+    assert_eq!(app.visit("phoenix", "/").await.body, "done\n");
+}
+
+#[tokio::test]
+async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let registration = controller.printed_token("Registration:");
+    let repo = SiteRepo::new();
+    let command = "i=0; while [ $i -lt 40 ]; do echo \\\"line $i of the build\\\"; i=$((i+1)); sleep 0.1; done; \
+                   mkdir -p public; echo survived > public/index.html";
+    let toml =
+        format!("[build]\ncommand = \"{command}\"\npublish = \"public\"\nimage = \"jamstack/busybox:1\"\n");
+    let sha = repo.commit(&[("jamstack.toml", &toml)], "chatty");
+    connect(&app, "steady", &repo).await;
+    let _runner = start_runner(
+        dir.path(),
+        &controller.url(),
+        &registration,
+        &format!("steady-{}", free_port()),
+    );
+
+    let build = app.trigger_build("steady", "main", &sha).await;
+    wait_for_log(&app, build, 1, "line 5 of the build").await;
+    controller.restart();
+    app.wait_for_success(build).await;
+
+    let log = app.attempt_log(build, 1).await;
+    let printed: String = log
+        .lines()
+        .filter(|line| line.starts_with("line "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let expected: String = (0..40).map(|i| format!("line {i} of the build\n")).collect();
+    assert_eq!(
+        printed, expected,
+        "every line once, in order; the whole log:\n{log}"
+    );
+    let start = log.find("line 0 of").unwrap();
+    let end = log.find("line 39 of the build\n").unwrap() + "line 39 of the build\n".len();
+    assert_eq!(
+        &log[start..end],
+        expected,
+        "byte for byte, nothing between the lines"
+    );
+    assert_eq!(app.visit("steady", "/").await.body, "survived\n");
+}
+
+#[tokio::test]
+async fn two_controllers_on_postgres_with_four_runners_build_200_jobs_each_published_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_postgres_database().await;
+    let first = ControllerProcess::start(dir.path(), free_port(), Some(&database));
+    let second = ControllerProcess::start(dir.path(), free_port(), Some(&database));
+    let admin = first.printed_token("Admin token:");
+    let registration = first.printed_token("Registration:");
+    let apps = [
+        TestApp::of(&first.url(), &admin),
+        TestApp::of(&second.url(), &admin),
+    ];
+    let _runners: Vec<_> = (0..4)
+        .map(|i| {
+            let controller = if i % 2 == 0 { &first } else { &second };
+            start_runner(
+                dir.path(),
+                &controller.url(),
+                &registration,
+                &format!("pool-{i}-{}", free_port()),
+            )
+        })
+        .collect();
+
+    let toml = "[build]\ncommand = \"mkdir -p public && echo $BRANCH > public/index.html\"\n\
+                publish = \"public\"\nimage = \"jamstack/busybox:1\"\n";
+    let mut builds = Vec::new();
+    let mut repos = Vec::new();
+    for s in 0..20 {
+        let repo = SiteRepo::new();
+        let sha = repo.commit(&[("jamstack.toml", toml)], "site");
+        let site = format!("fleet-{s}");
+        connect(&apps[s % 2], &site, &repo).await;
+        for b in 0..10 {
+            let app = &apps[(s + b) % 2];
+            builds.push((
+                site.clone(),
+                format!("branch-{b}"),
+                app.trigger_build(&site, &format!("branch-{b}"), &sha).await,
+            ));
+        }
+        repos.push(repo);
+    }
+    assert_eq!(builds.len(), 200);
+
+    for (site, branch, build) in &builds {
+        let finished = apps[0].wait_for_success(*build).await;
+        assert_eq!(
+            finished["attempts"], 1,
+            "{site} {branch}: leased once: {finished}"
+        );
+    }
+    for s in 0..20 {
+        let site = format!("fleet-{s}");
+        let deploys = apps[s % 2].deploys_of(&site).await;
+        assert_eq!(deploys.len(), 10, "{site}: one deploy per build");
+        for b in 0..10 {
+            let page = apps[b % 2].visit(&format!("branch-{b}--{site}"), "/").await;
+            assert_eq!(
+                page.body,
+                format!("branch-{b}\n"),
+                "{site} branch-{b} served by either controller"
+            );
+        }
+    }
+    let queue = apps[1].get_json("/queue").await;
+    assert_eq!(
+        queue["queued"].as_array().unwrap().len() + queue["running"].as_array().unwrap().len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_runner_is_refused_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let registration = controller.printed_token("Registration:");
+    let name = format!("revocable-{}", free_port());
+    let mut runner = start_runner(dir.path(), &controller.url(), &registration, &name);
+
+    let started = Instant::now();
+    let id = loop {
+        let runners = app.get_json("/runners").await;
+        if let Some(r) = runners
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name.as_str())
+        {
+            assert_eq!(r["labels"], serde_json::json!([]));
+            break r["id"].as_i64().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the runner never registered:\n{}",
+            runner.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let token_file = dir.path().join(format!("runner-{name}/runner-token"));
+    let token = std::fs::read_to_string(&token_file).expect("the runner keeps its token");
+    assert!(token.starts_with("jsr_"));
+    assert!(!runner.printed().contains(&token), "the token is never logged");
+
+    let response = app
+        .http
+        .delete(app.api(&format!("/runners/{id}")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let started = Instant::now();
+    while runner.is_running() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the revoked runner kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        runner.printed().contains("revoked"),
+        "it says why:\n{}",
+        runner.printed()
+    );
+}
