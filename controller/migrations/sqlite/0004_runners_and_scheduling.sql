@@ -30,3 +30,6 @@ CREATE TABLE attempts (
     outcome     TEXT,                            -- NULL while running; 'lost' when the lease expired
     PRIMARY KEY (build_id, attempt)
 );
+
+-- Superseding looks up a site's builds by context and branch.
+CREATE INDEX builds_branch ON builds (site_id, context, branch);

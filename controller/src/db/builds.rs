@@ -290,10 +290,16 @@ impl Database {
                 return Ok(None);
             }
         }
+        // Sites already at their limit are left out here, so a long queue of
+        // one busy site cannot hide other sites' jobs; the count is taken
+        // again under the site's lock below before claiming.
         let candidates = sqlx::query(&format!(
             "SELECT j.id, j.required_labels, b.site_id, s.max_concurrent_builds \
              FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
-             WHERE j.state = 'queued' ORDER BY j.id LIMIT 100{}",
+             WHERE j.state = 'queued' AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
+             (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
+              WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
+             ORDER BY j.id LIMIT 50{}",
             if postgres {
                 " FOR UPDATE OF j SKIP LOCKED"
             } else {

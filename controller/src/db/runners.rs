@@ -118,12 +118,19 @@ impl Database {
         Ok(())
     }
 
+    /// Notes that a runner was seen; written at most every ten seconds so
+    /// busy runners do not turn every lease into a write.
     pub async fn touch_runner(&self, id: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE runners SET last_seen_at = $1 WHERE id = $2")
-            .bind(now_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let now = now_millis();
+        sqlx::query(
+            "UPDATE runners SET last_seen_at = $1 WHERE id = $2 \
+             AND (last_seen_at IS NULL OR last_seen_at < $3)",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(now - 10_000)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
