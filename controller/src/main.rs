@@ -140,7 +140,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { server } => {
             let app = Application::build(config_of(server)).await?;
             announce(&app);
-            app.run_until_stopped().await
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
+            Ok(())
         }
         Command::Token {
             kind,
@@ -158,6 +160,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }
 
 fn announce(app: &Application) {

@@ -16,6 +16,20 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
+/// Ready when the database answers (and, through it, the controller can
+/// queue, lease and publish); 503 with the reason otherwise.
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.db.ping().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the database does not answer: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
@@ -76,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks)
         .merge(runners)
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .fallback(|| async { not_found("no such route; the API lives under /api/v1") })
         // Added after every route and the fallback, so site hostnames are
         // answered by the edge whatever their path.

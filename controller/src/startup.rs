@@ -114,9 +114,23 @@ impl Application {
 
     /// Serves until the process ends, with the lease reaper beside it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops taking connections and
+    /// finishes the requests in flight before returning.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let reaper = tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
         let app = router(self.state);
-        axum::serve(self.listener, app).await.context("serving HTTP")
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP");
+        reaper.abort();
+        served
     }
 }
 
