@@ -20,6 +20,8 @@ pub enum BuildState {
     Succeeded,
     Failed,
     Cancelled,
+    /// Nothing was built on purpose (`[skip ci]`, the `ignore` command).
+    Skipped,
 }
 
 impl BuildState {
@@ -30,6 +32,7 @@ impl BuildState {
             BuildState::Succeeded => "succeeded",
             BuildState::Failed => "failed",
             BuildState::Cancelled => "cancelled",
+            BuildState::Skipped => "skipped",
         }
     }
 
@@ -39,6 +42,7 @@ impl BuildState {
             "running" => BuildState::Running,
             "succeeded" => BuildState::Succeeded,
             "cancelled" => BuildState::Cancelled,
+            "skipped" => BuildState::Skipped,
             _ => BuildState::Failed,
         }
     }
@@ -46,7 +50,7 @@ impl BuildState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BuildState::Succeeded | BuildState::Failed | BuildState::Cancelled
+            BuildState::Succeeded | BuildState::Failed | BuildState::Cancelled | BuildState::Skipped
         )
     }
 }
@@ -62,10 +66,14 @@ pub struct Build {
     pub commit_message: Option<String>,
     pub author: Option<String>,
     pub pr_number: Option<i64>,
+    /// A pull request from a fork: code from outside the repository.
+    pub from_fork: bool,
     pub trigger: String,
     pub state: BuildState,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    /// Why a skipped build built nothing.
+    pub skip_reason: Option<String>,
     pub deploy_id: Option<String>,
     /// The number of times the job was leased; each attempt has its own log.
     pub attempts: i64,
@@ -83,6 +91,7 @@ pub struct NewBuild {
     pub commit_message: Option<String>,
     pub author: Option<String>,
     pub pr_number: Option<i64>,
+    pub from_fork: bool,
     pub trigger: &'static str,
 }
 
@@ -96,8 +105,8 @@ pub struct LeasedJob {
 }
 
 const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b.branch, b.commit_sha, \
-     b.commit_message, b.author, b.pr_number, b.trigger, b.state, b.exit_code, b.error, b.deploy_id, \
-     j.attempt, b.created_at, b.started_at, b.finished_at \
+     b.commit_message, b.author, b.pr_number, b.from_fork, b.trigger, b.state, b.exit_code, b.error, \
+     b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
 fn build_from_row(row: &AnyRow) -> Build {
@@ -112,10 +121,12 @@ fn build_from_row(row: &AnyRow) -> Build {
         commit_message: row.get("commit_message"),
         author: row.get("author"),
         pr_number: row.get("pr_number"),
+        from_fork: row.get::<i64, _>("from_fork") != 0,
         trigger: row.get("trigger"),
         state: BuildState::parse(&row.get::<String, _>("state")),
         exit_code: row.get("exit_code"),
         error: row.get("error"),
+        skip_reason: row.get("skip_reason"),
         deploy_id: row.get("deploy_id"),
         attempts: row.get("attempt"),
         created_at: row.get("created_at"),
@@ -127,12 +138,26 @@ fn build_from_row(row: &AnyRow) -> Build {
 impl Database {
     /// Records a build and queues its job, in one transaction.
     pub async fn enqueue_build(&self, build: &NewBuild) -> anyhow::Result<i64> {
+        self.insert_build(build, None).await
+    }
+
+    /// Records a build that is skipped before it starts (its commit asked
+    /// for no build), so the skip is visible with its reason.
+    pub async fn insert_skipped_build(&self, build: &NewBuild, reason: &str) -> anyhow::Result<i64> {
+        self.insert_build(build, Some(reason)).await
+    }
+
+    async fn insert_build(&self, build: &NewBuild, skip_reason: Option<&str>) -> anyhow::Result<i64> {
         let now = now_millis();
+        let (build_state, job_state, finished_at) = match skip_reason {
+            None => ("queued", "queued", None),
+            Some(_) => ("skipped", "done", Some(now)),
+        };
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO builds (site_id, context, branch, commit_sha, commit_message, author, \
-             trigger, state, created_at, pr_number) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9) RETURNING id",
+             trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(build.site_id)
         .bind(build.context.as_str())
@@ -141,18 +166,65 @@ impl Database {
         .bind(&build.commit_message)
         .bind(&build.author)
         .bind(build.trigger)
+        .bind(build_state)
         .bind(now)
         .bind(build.pr_number)
+        .bind(i64::from(build.from_fork))
+        .bind(skip_reason)
+        .bind(finished_at)
         .fetch_one(&mut *tx)
         .await?;
         let build_id: i64 = row.get(0);
-        sqlx::query("INSERT INTO jobs (build_id, state, created_at) VALUES ($1, 'queued', $2)")
+        sqlx::query("INSERT INTO jobs (build_id, state, created_at) VALUES ($1, $2, $3)")
             .bind(build_id)
+            .bind(job_state)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(build_id)
+    }
+
+    /// The newest build of a pull request's deploy preview.
+    pub async fn latest_preview_build(&self, site_id: i64, pr_number: i64) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(id) FROM builds WHERE site_id = $1 AND pr_number = $2 AND context = 'deploy-preview'",
+        )
+        .bind(site_id)
+        .bind(pr_number)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Unfinished builds of one branch or pull request of a site, to be
+    /// cancelled when the branch is deleted or the pull request closed.
+    pub async fn unfinished_builds(
+        &self,
+        site_id: i64,
+        context: BuildContext,
+        branch: &str,
+        pr_number: Option<i64>,
+    ) -> anyhow::Result<Vec<i64>> {
+        // A pull request is named by its number, a branch by its name.
+        let filter = if pr_number.is_some() {
+            "pr_number = $3"
+        } else {
+            "branch = $3"
+        };
+        let sql = format!(
+            "SELECT id FROM builds WHERE site_id = $1 AND context = $2 \
+             AND state IN ('queued', 'running') AND {filter} ORDER BY id"
+        );
+        let mut query = sqlx::query_as::<_, (i64,)>(&sql)
+            .bind(site_id)
+            .bind(context.as_str());
+        query = match pr_number {
+            Some(pr) => query.bind(pr),
+            None => query.bind(branch.to_owned()),
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     pub async fn build(&self, build_id: i64) -> anyhow::Result<Option<Build>> {
@@ -251,8 +323,10 @@ impl Database {
         Ok(row.map(|r| r.get::<i64, _>(0) != 0))
     }
 
-    /// Ends a job under its lease and records how the build ended. Returns
-    /// false when the lease was not live (nothing is written then).
+    /// Ends a job under its lease and records how the build ended: `error`
+    /// is the message of a failed build, or the reason of a skipped one.
+    /// Returns the build, or `None` when the lease was not live (nothing is
+    /// written then).
     pub async fn finish_job(
         &self,
         job_id: i64,
@@ -261,7 +335,7 @@ impl Database {
         exit_code: Option<i64>,
         error: Option<&str>,
         deploy_id: Option<&str>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Option<i64>> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
@@ -273,11 +347,13 @@ impl Database {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Ok(false);
+            return Ok(None);
         };
         let build_id: i64 = row.get(0);
         sqlx::query(
-            "UPDATE builds SET state = $1, exit_code = $2, error = $3, \
+            "UPDATE builds SET state = $1, exit_code = $2, \
+             error = CASE WHEN $1 = 'skipped' THEN NULL ELSE $3 END, \
+             skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
              deploy_id = COALESCE($4, deploy_id), finished_at = $5 WHERE id = $6",
         )
         .bind(state.as_str())
@@ -289,7 +365,7 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(build_id))
     }
 
     /// Asks for a build to stop. A queued build is cancelled at once; a
@@ -319,8 +395,9 @@ impl Database {
     }
 
     /// Returns jobs whose lease ran out to the queue, or fails their build
-    /// after `max_attempts`. Returns how many jobs were requeued and failed.
-    pub async fn reap_expired_leases(&self, max_attempts: i64) -> anyhow::Result<(u64, u64)> {
+    /// after `max_attempts`. Returns how many jobs were requeued, and the
+    /// builds that failed.
+    pub async fn reap_expired_leases(&self, max_attempts: i64) -> anyhow::Result<(u64, Vec<i64>)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let failed_builds: Vec<i64> = sqlx::query(
@@ -354,7 +431,7 @@ impl Database {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok((requeued, failed_builds.len() as u64))
+        Ok((requeued, failed_builds))
     }
 
     /// Records the commit a runner checked out. The commit id is only filled

@@ -4,18 +4,23 @@
 //! queries run on the embedded SQLite file (the default) and, later, on
 //! PostgreSQL chosen by the URL. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
-//! and settings. Timestamps are Unix milliseconds.
+//! and settings, webhook deliveries, and GitHub (installations and what was
+//! reported back). Timestamps are Unix milliseconds.
 
 mod builds;
+mod deliveries;
 mod deploys;
+mod github;
 mod logs;
 mod settings;
 mod sites;
 
 pub use builds::{Build, BuildState, LeasedJob, NewBuild};
+pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use github::{BuildReport, Installation};
 pub use settings::TokenKind;
-pub use sites::{NewSite, Site};
+pub use sites::{NewSite, Site, SiteSettings};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

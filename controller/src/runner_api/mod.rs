@@ -79,6 +79,8 @@ pub async fn lease(
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %request.runner_name, token = %runner.token_name, attempt = job.attempt, "job leased");
+            state.events.build_changed(build.id, site.id, BuildState::Running);
+            let github_token = crate::github::clone_token_for(&state, &site).await;
             let lease = JobLease {
                 job_id: job.job_id,
                 lease_id: job.lease_id,
@@ -91,6 +93,8 @@ pub async fn lease(
                 context: build.context,
                 pr_number: build.pr_number.map(|n| n as u64),
                 lease_seconds: state.config.lease_duration.as_secs(),
+                github_token,
+                honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),
             };
             return Ok(Json(lease).into_response());
         }
@@ -286,14 +290,16 @@ pub async fn complete(
             (BuildState::Failed, *exit_code, Some(message.as_str()), None)
         }
         JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
+        JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
     };
-    if !state
+    let build_id = state
         .db
         .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
         .await?
-    {
-        return Err(stale_lease(job_id));
-    }
+        .ok_or_else(|| stale_lease(job_id))?;
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
+    if let Some(build) = state.db.build(build_id).await? {
+        state.events.build_changed(build.id, build.site_id, state_after);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

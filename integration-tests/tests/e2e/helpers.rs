@@ -189,7 +189,7 @@ impl TestApp {
         loop {
             let build = self.build(id).await;
             let state = build["state"].as_str().unwrap_or("");
-            if matches!(state, "succeeded" | "failed" | "cancelled") {
+            if matches!(state, "succeeded" | "failed" | "cancelled" | "skipped") {
                 return build;
             }
             assert!(
