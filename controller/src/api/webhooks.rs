@@ -115,10 +115,11 @@ where
             {
                 return AppError::from(e).into_response();
             }
-            let status = if outcome.builds.is_empty() {
-                StatusCode::OK
-            } else {
+            // 202 says work was queued; anything else was done already.
+            let status = if outcome.outcome == "queued" {
                 StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
             };
             answer(status, id, outcome.outcome, outcome.builds, outcome.message)
         }
@@ -428,16 +429,15 @@ pub async fn generic(
 }
 
 fn generic_signature_message(error: &SignatureError) -> String {
+    let header = "X-Jamstack-Signature-256";
     match error {
         SignatureError::Missing => format!(
-            "missing {GENERIC_SIGNATURE_HEADER} header; sign the body with the site's generic webhook secret \
+            "missing {header} header; sign the body with the site's generic webhook secret \
              (scripts/post-receive does)"
         ),
-        SignatureError::Malformed => {
-            format!("{GENERIC_SIGNATURE_HEADER} must look like `sha256=<64 hex digits>`")
-        }
+        SignatureError::Malformed => format!("{header} must look like `sha256=<64 hex digits>`"),
         SignatureError::Mismatch => format!(
-            "{GENERIC_SIGNATURE_HEADER} does not match the body; check the secret the sender uses \
+            "{header} does not match the body; check the secret the sender uses \
              against the site's generic webhook secret"
         ),
     }

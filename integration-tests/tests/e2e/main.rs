@@ -7,5 +7,6 @@ mod helpers;
 
 mod atomic_deploys;
 mod failures;
+mod github;
 mod push_to_deploy;
 mod webhooks;
