@@ -48,6 +48,15 @@ impl Application {
                     .await?
             }
         };
+        if let Some(public) = &config.public_url {
+            let parsed = url::Url::parse(public).ok();
+            if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                anyhow::bail!(
+                    "the public URL `{public}` is not an http(s) address; give the controller's address as \
+                     GitHub reaches it, e.g. https://deploy.example.com"
+                );
+            }
+        }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
         let github = GitHub::new(&config)?;
         let listener = TcpListener::bind(config.listen)
