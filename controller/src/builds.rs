@@ -1,6 +1,7 @@
 //! Starting builds, whatever asked for one: a webhook, the API, the demo.
 
 use crate::db::{BuildState, NewBuild, Site};
+use crate::deploys::alias_for;
 use crate::state::AppState;
 use jamstack_proto::BuildContext;
 
@@ -47,6 +48,11 @@ pub fn honours_skip_markers(trigger: &str) -> bool {
 
 /// Queues a build of `site` and wakes a waiting runner. Returns the build id.
 pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
+    // A new build of a closed-then-reopened pull request or a re-created
+    // branch may bring its hostname back.
+    if let Some(alias) = alias_for(request.context, &request.branch, request.pr_number) {
+        state.db.revive_alias(site.id, &alias).await?;
+    }
     let build_id = state.db.enqueue_build(&request.into_new_build(site)).await?;
     tracing::info!(build_id, site = %site.name, "build queued");
     state.events.build_changed(build_id, site.id, BuildState::Queued);

@@ -177,7 +177,7 @@ async fn on_branch_deleted(state: &AppState, sites: &[Site], branch: &str) -> an
             .unfinished_builds(site.id, BuildContext::BranchDeploy, branch, None)
             .await?;
         builds::cancel_builds(state, site.id, &unfinished).await?;
-        if state.db.remove_alias(site.id, &label).await? {
+        if state.db.retire_alias(site.id, &label).await? {
             tally.notes.push(format!(
                 "{}: branch `{branch}` was deleted; {} is taken down",
                 site.name,
@@ -266,7 +266,7 @@ pub async fn on_pull_request_closed(
             .await?;
         builds::cancel_builds(state, site.id, &unfinished).await?;
         let alias = format!("deploy-preview-{pr_number}");
-        let removed = state.db.remove_alias(site.id, &alias).await?;
+        let removed = state.db.retire_alias(site.id, &alias).await?;
         tally.notes.push(if removed {
             format!(
                 "{}: pull request #{pr_number} closed; {} is taken down",

@@ -80,3 +80,14 @@ CREATE TABLE github_pr_comments (
     comment_id INTEGER NOT NULL,
     PRIMARY KEY (site_id, pr_number)
 );
+
+-- Hostnames taken down on purpose (a closed pull request, a deleted
+-- branch). A build that was already running when that happened still
+-- finishes as a deploy, but must not bring the hostname back; a new build
+-- for the same pull request or branch does.
+CREATE TABLE retired_aliases (
+    site_id    INTEGER NOT NULL REFERENCES sites (id),
+    alias      TEXT    NOT NULL,
+    retired_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, alias)
+);

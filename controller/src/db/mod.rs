@@ -7,6 +7,7 @@
 //! and settings, webhook deliveries, and GitHub (installations and what was
 //! reported back). Timestamps are Unix milliseconds.
 
+mod aliases;
 mod builds;
 mod deliveries;
 mod deploys;

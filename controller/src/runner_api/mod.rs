@@ -246,7 +246,14 @@ pub async fn finalize_deploy(
         .await?
         .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
     let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
-    let alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
+    let mut alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
+    if let Some(name) = &alias
+        && state.db.is_alias_retired(deploy.site_id, name).await?
+    {
+        // Its pull request closed or its branch was deleted while it built:
+        // the deploy is kept (permalink) but the hostname stays down.
+        alias = None;
+    }
     match state
         .db
         .finalize_deploy(&deploy.id, job_id, lease_id, alias.as_deref())

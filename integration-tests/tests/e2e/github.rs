@@ -832,3 +832,86 @@ async fn every_delivery_is_kept_with_its_outcome_and_a_redelivery_is_handled_onc
         .await;
     assert_eq!((status, &one["outcome"]), (200, &Value::from("queued")));
 }
+
+/// Plays the runner by hand, so the pull request can close while its
+/// preview is still building.
+#[tokio::test]
+async fn a_preview_still_building_when_its_pull_request_closes_does_not_come_back_until_it_reopens() {
+    let github = FakeGitHub::start().await;
+    let (app, runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit_on("late", &[("index.html", "late")], "Late");
+    app.connect_site_with(
+        "late",
+        json!({"repo_url": repo.url(), "github_repo": "octo/late"}),
+    )
+    .await;
+    let runner = ControllerClient::new(&app.base_url, &runner_token);
+    runner.connect("hand").await.unwrap();
+    let lease = || async {
+        runner
+            .lease("hand", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("a job")
+    };
+    let runner = &runner;
+    let deploy_by_hand = |lease: jamstack_proto::JobLease| async move {
+        let content = bytes::Bytes::from_static(b"late");
+        let file = jamstack_proto::ManifestFile {
+            path: "index.html".into(),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content)),
+            size: content.len() as u64,
+            mode: 0o644,
+        };
+        let answer = runner.send_manifest(&lease, vec![file.clone()]).await.unwrap();
+        if !answer.missing.is_empty() {
+            runner.put_blob(&file.sha256, content).await.unwrap();
+        }
+        let finalized = runner.finalize(&lease).await.unwrap();
+        runner
+            .complete(
+                &lease,
+                &jamstack_proto::JobOutcome::Succeeded {
+                    deploy_id: finalized.deploy_id.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        finalized
+    };
+
+    app.open_pull_request("octo/late", 4, "late", &sha).await;
+    let building = lease().await;
+    // Closed while the runner works on it; the runner finishes anyway.
+    let closed = app.close_pull_request("octo/late", 4, "late", &sha).await;
+    assert!(
+        closed["message"]
+            .as_str()
+            .unwrap()
+            .contains("had no deploy preview"),
+        "{closed}"
+    );
+    let finalized = deploy_by_hand(building).await;
+    assert_eq!(
+        finalized.alias_url, None,
+        "the deploy is kept, its hostname is not"
+    );
+    assert_eq!(app.visit("deploy-preview-4--late", "/").await.status, 404);
+    assert_eq!(
+        app.visit(&format!("{}--late", finalized.deploy_id), "/")
+            .await
+            .body,
+        "late",
+        "the permalink still works"
+    );
+
+    let payload = pull_request_payload("synchronize", "octo/late", 4, "late", &sha);
+    let mut reopened = payload.clone();
+    reopened["action"] = json!("reopened");
+    let (status, answer) = app.deliver_github_event("pull_request", &reopened).await;
+    assert_eq!(status, 202, "{answer}");
+    let finalized = deploy_by_hand(lease().await).await;
+    assert!(finalized.alias_url.is_some());
+    assert_eq!(app.visit("deploy-preview-4--late", "/").await.body, "late");
+}
