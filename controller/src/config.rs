@@ -59,6 +59,15 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The shorter of two policies, step by step.
+    pub fn min_of(self, other: RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.attempts.min(other.attempts),
+            first_delay: self.first_delay.min(other.first_delay),
+            max_delay: self.max_delay.min(other.max_delay),
+        }
+    }
+
     /// The wait before retry number `retry` (1 for the first retry).
     pub fn delay(&self, retry: u32) -> Duration {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));

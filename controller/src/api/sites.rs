@@ -1,16 +1,14 @@
 use super::find_site;
 use crate::auth::{Admin, random_hex};
-use crate::config::RetryPolicy;
 use crate::db::{NewSite, Site, SiteSettings};
 use crate::error::{AppResult, bad_request, conflict};
-use crate::github::client::Credentials;
+use crate::github::client::{Credentials, INTERACTIVE_RETRY};
 use crate::secrets::{generic_webhook_purpose, github_token_purpose};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
-use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,11 +218,7 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
         });
     }
     // Someone waits for this answer: a few quick retries, not minutes.
-    let quick = RetryPolicy {
-        attempts: 3,
-        first_delay: Duration::from_millis(500),
-        max_delay: Duration::from_secs(2),
-    };
+    let quick = INTERACTIVE_RETRY.min_of(state.config.github_retry);
     let result = match state.github.repo(&credentials, repository) {
         Ok(repo) => {
             repo.with_retry(quick)

@@ -19,6 +19,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// For calls someone is waiting on (a runner's lease, an API request): a
+/// few quick retries rather than minutes of them.
+pub const INTERACTIVE_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    first_delay: Duration::from_millis(500),
+    max_delay: Duration::from_secs(2),
+};
+
 /// Why a call to GitHub failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CallError {
@@ -175,7 +183,7 @@ impl GitHub {
 
     /// Mints an installation token that can only read the contents of
     /// `owner/name`, for a runner to fetch a private repository. It expires
-    /// within an hour.
+    /// within an hour. A runner waits for it, so it is retried briefly.
     pub async fn clone_token(&self, installation: i64, full_name: &str) -> Result<SecretString, CallError> {
         if !self.has_app {
             return Err(CallError::NoApp);
@@ -188,7 +196,7 @@ impl GitHub {
         let body = json!({ "repositories": [name], "permissions": { "contents": "read" } });
         let minted: Minted = call(
             &self.base,
-            self.retry,
+            INTERACTIVE_RETRY.min_of(self.retry),
             "minting an installation token",
             Method::Post,
             &format!("/app/installations/{installation}/access_tokens"),
