@@ -20,6 +20,20 @@ docker info >/dev/null 2>&1 \
 [[ -d ../shared/fixtures/github-webhooks ]] \
     || die "../shared/fixtures/github-webhooks is missing: the tests read real GitHub payloads from the shared folder beside the repository"
 
+step "Checking the tools the tests call (git, curl, openssl)"
+# The generic-webhook test pushes with git through scripts/post-receive,
+# which signs with openssl and sends with curl; the GitHub App test makes
+# its key with openssl.
+missing=()
+for tool in git curl openssl; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || die "could not install ${missing[*]}; install them and run this again"
+fi
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 

@@ -1,6 +1,7 @@
 //! Starting builds, whatever asked for one: a webhook, the API, the demo.
 
-use crate::db::{NewBuild, Site};
+use crate::db::{BuildState, NewBuild, Site};
+use crate::deploys::alias_for;
 use crate::state::AppState;
 use jamstack_proto::BuildContext;
 
@@ -16,27 +17,80 @@ pub struct BuildRequest {
     pub author: Option<String>,
     /// The pull request a deploy preview builds.
     pub pr_number: Option<i64>,
+    /// A pull request from a fork: its code comes from outside the repository.
+    pub from_fork: bool,
+    /// What asked: `webhook` (GitHub), `generic-webhook`, `api`, `demo`.
     pub trigger: &'static str,
+}
+
+impl BuildRequest {
+    fn into_new_build(self, site: &Site) -> NewBuild {
+        NewBuild {
+            site_id: site.id,
+            context: self.context,
+            branch: self.branch,
+            commit_sha: self.commit_sha,
+            commit_message: self.commit_message,
+            author: self.author,
+            pr_number: self.pr_number,
+            from_fork: self.from_fork,
+            trigger: self.trigger,
+        }
+    }
+}
+
+/// Whether a build started by `trigger` is skipped when its commit message
+/// carries a skip marker such as `[skip ci]`: builds started by a push or a
+/// pull request are, builds asked for by hand are not.
+pub fn honours_skip_markers(trigger: &str) -> bool {
+    matches!(trigger, "webhook" | "generic-webhook")
 }
 
 /// Queues a build of `site` and wakes a waiting runner. Returns the build id.
 pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
-    let (build_id, superseded) = state
-        .db
-        .enqueue_build(&NewBuild {
-            site_id: site.id,
-            context: request.context,
-            branch: request.branch,
-            commit_sha: request.commit_sha,
-            commit_message: request.commit_message,
-            author: request.author,
-            pr_number: request.pr_number,
-            trigger: request.trigger,
-        })
-        .await?;
+    // A new build of a closed-then-reopened pull request or a re-created
+    // branch may bring its hostname back.
+    if let Some(alias) = alias_for(request.context, &request.branch, request.pr_number) {
+        state.db.revive_alias(site.id, &alias).await?;
+    }
+    let (build_id, superseded) = state.db.enqueue_build(&request.into_new_build(site)).await?;
     tracing::info!(build_id, site = %site.name, ?superseded, "build queued");
+    state.events.build_changed(build_id, site.id, BuildState::Queued);
+    for old in superseded {
+        state.events.build_changed(old, site.id, BuildState::Cancelled);
+    }
     state.jobs_available.notify_waiters();
     Ok(build_id)
+}
+
+/// Records a build that is not run, with the reason (for example the
+/// `[skip ci]` its commit message carries). Returns the build id.
+pub async fn record_skipped_build(
+    state: &AppState,
+    site: &Site,
+    request: BuildRequest,
+    reason: &str,
+) -> anyhow::Result<i64> {
+    let build_id = state
+        .db
+        .insert_skipped_build(&request.into_new_build(site), reason)
+        .await?;
+    tracing::info!(build_id, site = %site.name, reason, "build skipped");
+    state.events.build_changed(build_id, site.id, BuildState::Skipped);
+    Ok(build_id)
+}
+
+/// Asks for builds to stop (see `Database::request_cancel`) and tells
+/// listeners about those that ended at once.
+pub async fn cancel_builds(state: &AppState, site_id: i64, build_ids: &[i64]) -> anyhow::Result<()> {
+    for &build_id in build_ids {
+        if state.db.request_cancel(build_id).await? == Some(BuildState::Cancelled) {
+            state
+                .events
+                .build_changed(build_id, site_id, BuildState::Cancelled);
+        }
+    }
+    Ok(())
 }
 
 /// Requeues jobs whose runner went silent and fails builds that ran too
@@ -52,9 +106,14 @@ pub async fn reap_expired_leases(state: AppState) {
             .reap_expired_leases(state.config.max_attempts, max_build)
             .await
         {
-            Ok((0, 0)) => {}
+            Ok((0, failed)) if failed.is_empty() => {}
             Ok((requeued, failed)) => {
-                tracing::warn!(requeued, failed, "leases expired");
+                tracing::warn!(requeued, failed = failed.len(), "leases expired");
+                for build_id in failed {
+                    if let Ok(Some(build)) = state.db.build(build_id).await {
+                        state.events.build_changed(build_id, build.site_id, build.state);
+                    }
+                }
                 state.jobs_available.notify_waiters();
             }
             Err(error) => tracing::error!(error = format!("{error:#}"), "reaping leases failed"),

@@ -30,6 +30,66 @@ pub struct Config {
     pub max_concurrent_builds: i64,
     /// The database URL; `None` for the SQLite file in the data directory.
     pub database_url: Option<String>,
+    /// The controller's address as the world reaches it, e.g.
+    /// `https://deploy.example.com`: links sent to GitHub (build logs) and
+    /// the webhook URL registered on repositories start with it. Defaults
+    /// to `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// GitHub's REST API (GitHub Enterprise: `https://HOST/api/v3`).
+    pub github_api_url: String,
+    /// The GitHub App the controller acts as, if any.
+    pub github_app: Option<GitHubApp>,
+    /// The key that seals stored secrets (GitHub access tokens, generic
+    /// webhook secrets). Defaults to `<data_dir>/secret.key`, made on first
+    /// start; controllers sharing one database must share this file.
+    pub secret_key_file: Option<PathBuf>,
+    /// How calls to GitHub are retried when they fail.
+    pub github_retry: RetryPolicy,
+}
+
+/// A GitHub App: its id and the private key GitHub made for it.
+#[derive(Debug, Clone)]
+pub struct GitHubApp {
+    pub app_id: u64,
+    /// The `.pem` file downloaded from the App's settings page.
+    pub private_key_file: PathBuf,
+}
+
+/// Exponential backoff: the first retry waits `first_delay`, each next one
+/// twice as long up to `max_delay`, for at most `attempts` calls in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The shorter of two policies, step by step.
+    pub fn min_of(self, other: RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.attempts.min(other.attempts),
+            first_delay: self.first_delay.min(other.first_delay),
+            max_delay: self.max_delay.min(other.max_delay),
+        }
+    }
+
+    /// The wait before retry number `retry` (1 for the first retry).
+    pub fn delay(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+impl Default for RetryPolicy {
+    /// About ten minutes of retries before a report is given up.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 12,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Config {
@@ -46,7 +106,18 @@ impl Config {
             max_build_duration: Duration::from_secs(60 * 60),
             max_concurrent_builds: 0,
             database_url: None,
+            public_url: None,
+            github_api_url: "https://api.github.com".to_owned(),
+            github_app: None,
+            secret_key_file: None,
+            github_retry: RetryPolicy::default(),
         }
+    }
+
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret.key"))
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -62,5 +133,21 @@ impl Config {
 
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        };
+        let delays: Vec<u128> = (1..=5).map(|n| policy.delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 500, 500]);
     }
 }

@@ -51,6 +51,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
                 repo_url: repo_dir.to_string_lossy().into_owned(),
                 github_repo: None,
                 production_branch: "main".to_owned(),
+                settings: Default::default(),
             };
             match state.db.insert_site(&new_site).await? {
                 Some(site) => site,
@@ -67,6 +68,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
         &site,
         BuildRequest {
             pr_number: None,
+            from_fork: false,
             context: BuildContext::Production,
             branch: site.production_branch.clone(),
             commit_sha: String::new(),

@@ -27,6 +27,11 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What the caller is told.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 pub fn bad_request(message: impl Into<String>) -> AppError {

@@ -16,11 +16,14 @@ pub mod demo;
 pub mod deploys;
 pub mod edge;
 pub mod error;
+pub mod events;
 pub mod github;
 pub mod router;
 pub mod runner_api;
+pub mod secrets;
 pub mod startup;
 pub mod state;
+pub mod triggers;
 
 pub use config::Config;
 pub use startup::Application;

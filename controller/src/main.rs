@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand, ValueEnum};
+use jamstack_controller::config::GitHubApp;
 use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, startup};
 use std::net::SocketAddr;
@@ -40,6 +41,29 @@ struct ServerArgs {
     /// Seconds a runner's lease lasts without a heartbeat.
     #[arg(long, env = "JAMSTACK_LEASE_SECONDS", default_value_t = 60)]
     lease_seconds: u64,
+    /// The controller's address as GitHub and browsers reach it, e.g.
+    /// https://deploy.example.com: links in commit statuses and the webhook
+    /// URL registered on repositories start with it. Defaults to
+    /// http://<listen address>.
+    #[arg(long, env = "JAMSTACK_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The GitHub App to act as: its App ID (from the App's settings page).
+    #[arg(long, env = "JAMSTACK_GITHUB_APP_ID", requires = "github_app_key_file")]
+    github_app_id: Option<u64>,
+    /// The GitHub App's private key, the .pem file GitHub made for it.
+    #[arg(long, env = "JAMSTACK_GITHUB_APP_KEY_FILE", requires = "github_app_id")]
+    github_app_key_file: Option<PathBuf>,
+    /// GitHub's REST API; for GitHub Enterprise Server, https://HOST/api/v3.
+    #[arg(
+        long,
+        env = "JAMSTACK_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    github_api_url: String,
+    /// The key that seals stored secrets (access tokens, generic webhook
+    /// secrets); made on first start. Default: <data-dir>/secret.key.
+    #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +84,8 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Connect a repository as a site, through a running controller's API.
+    Connect(ConnectArgs),
     /// Make a new token (revoking the previous one of that name) and print it.
     Token {
         kind: TokenChoice,
@@ -71,6 +97,42 @@ enum Command {
         #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ConnectArgs {
+    /// The site's name: its hostname label, e.g. `blog` for blog.localhost.
+    name: String,
+    /// The repository on GitHub, `owner/name`; its pushes and pull requests
+    /// build the site.
+    #[arg(long)]
+    github_repo: Option<String>,
+    /// Where runners clone from; defaults to https://github.com/<github-repo>.git.
+    #[arg(long)]
+    repo_url: Option<String>,
+    #[arg(long, default_value = "main")]
+    production_branch: String,
+    /// Build branch deploys of pushes to other branches.
+    #[arg(long)]
+    branch_deploys: bool,
+    /// Do not build deploy previews of pull requests.
+    #[arg(long)]
+    no_deploy_previews: bool,
+    /// The GitHub App installation that reaches the repository (found from
+    /// installation events when not given).
+    #[arg(long)]
+    github_installation_id: Option<i64>,
+    /// Connect with a personal access token held in this environment
+    /// variable (never on the command line, where others can read it): the
+    /// controller registers the repository's webhook with it.
+    #[arg(long, value_name = "VARIABLE")]
+    github_token_env: Option<String>,
+    /// The controller's API.
+    #[arg(long, env = "JAMSTACK_CONTROLLER", default_value = "http://127.0.0.1:8080")]
+    controller: String,
+    /// An admin token.
+    #[arg(long, env = "JAMSTACK_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,6 +154,17 @@ fn config_of(server: ServerArgs) -> Config {
     config.max_build_duration = Duration::from_secs(server.max_build_minutes * 60);
     config.lease_duration = Duration::from_secs(server.lease_seconds.max(5));
     config.heartbeat_interval = (config.lease_duration / 3).min(config.heartbeat_interval);
+    config.public_url = server.public_url;
+    config.github_api_url = server.github_api_url;
+    config.secret_key_file = server.secret_key_file;
+    config.github_app =
+        server
+            .github_app_id
+            .zip(server.github_app_key_file)
+            .map(|(app_id, private_key_file)| GitHubApp {
+                app_id,
+                private_key_file,
+            });
     config
 }
 
@@ -144,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("stopped cleanly");
             Ok(())
         }
+        Command::Connect(args) => connect(args).await,
         Command::Token {
             kind,
             name,
@@ -185,14 +259,85 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
+    let github_token = match &args.github_token_env {
+        Some(variable) => Some(std::env::var(variable).map_err(|_| {
+            anyhow::anyhow!(
+                "--github-token-env names `{variable}`, which is not set; export the token in it first"
+            )
+        })?),
+        None => None,
+    };
+    let body = serde_json::json!({
+        "name": args.name,
+        "github_repo": args.github_repo,
+        "repo_url": args.repo_url,
+        "production_branch": args.production_branch,
+        "branch_deploys": args.branch_deploys,
+        "deploy_previews": !args.no_deploy_previews,
+        "github_installation_id": args.github_installation_id,
+        "github_token": github_token,
+    });
+    let url = format!("{}/api/v1/sites", args.controller.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&args.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("calling {url}: {e}; is the controller running there? (--controller)")
+        })?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "the controller refused ({status}): {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    println!(
+        "Connected site `{}`: {}",
+        args.name,
+        answer["url"].as_str().unwrap_or("")
+    );
+    println!(
+        "Production branch `{}`; branch deploys {}; deploy previews {}",
+        args.production_branch,
+        if args.branch_deploys { "on" } else { "off" },
+        if args.no_deploy_previews { "off" } else { "on" },
+    );
+    let hook = &answer["github_webhook"];
+    if hook["registered"] == true {
+        println!(
+            "Repository webhook registered (id {}) to {}",
+            hook["hook_id"],
+            hook["url"].as_str().unwrap_or("")
+        );
+    } else if let Some(error) = hook["error"].as_str() {
+        println!("The repository webhook was not registered: {error}");
+    } else if args.github_repo.is_some() {
+        println!(
+            "Deliveries come from the GitHub App's webhook once it is installed on the repository, \
+             or point the repository's webhook at {}/webhooks/github with the controller's secret",
+            args.controller.trim_end_matches('/')
+        );
+    }
+    Ok(())
+}
+
 fn announce(app: &Application) {
     println!("Controller:    {}", app.base_url());
     println!("Sites:         {}", app.state().site_url("<site>"));
+    let state = app.state();
     println!(
         "Webhook:       {}/webhooks/github (secret: {})",
-        app.base_url(),
+        state.public_url,
         app.webhook_secret()
     );
+    if state.github.has_app() {
+        println!("GitHub App:    configured; installations reach repositories as GitHub reports them");
+    }
     match &app.new_admin_token {
         Some(token) => println!("Admin token:   {token}   (shown once; keep it)"),
         None => {

@@ -2,8 +2,9 @@
 //!
 //! One listener serves four audiences, told apart by `Host` and path:
 //! site visitors (`<site>.<domain>`, answered by the edge before routing),
-//! the REST API (`/api/v1`), GitHub (`/webhooks/github`) and runners
-//! (`/runner/v1`, see `jamstack_proto`).
+//! the REST API (`/api/v1`), webhooks (`/webhooks/github` and
+//! `/webhooks/generic/{site}`) and runners (`/runner/v1`, see
+//! `jamstack_proto`).
 
 use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
 use crate::edge;
@@ -38,6 +39,14 @@ pub fn router(state: AppState) -> Router {
             get(api::sites::show).patch(api::sites::update),
         )
         .route(
+            "/api/v1/sites/{site}/github-webhook",
+            post(api::sites::register_github_webhook),
+        )
+        .route(
+            "/api/v1/sites/{site}/generic-webhook",
+            post(api::sites::create_generic_webhook),
+        )
+        .route(
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
         )
@@ -56,10 +65,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/runners/{id}",
             axum::routing::delete(api::runners::revoke),
         )
-        .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel));
+        .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel))
+        .route("/api/v1/webhook-deliveries", get(api::deliveries::list))
+        .route("/api/v1/webhook-deliveries/{id}", get(api::deliveries::show))
+        .route("/api/v1/github/installations", get(api::github::installations));
 
     let webhooks = Router::new()
         .route("/webhooks/github", post(api::webhooks::github))
+        .route("/webhooks/generic/{site}", post(api::webhooks::generic))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
 
     let runners = Router::new()

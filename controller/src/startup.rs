@@ -5,7 +5,10 @@ use crate::auth::{hash_token, new_token, random_hex};
 use crate::config::Config;
 use crate::db::{Database, TokenKind};
 use crate::deploys::LocalBlobStore;
+use crate::events::Events;
+use crate::github::client::GitHub;
 use crate::router::router;
+use crate::secrets::SecretBox;
 use crate::state::AppState;
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -45,10 +48,27 @@ impl Application {
                     .await?
             }
         };
+        if let Some(public) = &config.public_url {
+            let parsed = url::Url::parse(public).ok();
+            if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                anyhow::bail!(
+                    "the public URL `{public}` is not an http(s) address; give the controller's address as \
+                     GitHub reaches it, e.g. https://deploy.example.com"
+                );
+            }
+        }
+        let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
+        let github = GitHub::new(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}; is another controller running there?", config.listen))?;
         let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let public_url = config
+            .public_url
+            .as_deref()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| base_url.clone());
         let state = AppState {
             db,
             blobs: Arc::new(LocalBlobStore::new(config.blob_dir())),
@@ -56,7 +76,11 @@ impl Application {
             jobs_available: Arc::new(Notify::new()),
             log_activity: Arc::new(Notify::new()),
             webhook_secret: webhook_secret.into(),
-            base_url: format!("http://{addr}").into(),
+            base_url: base_url.into(),
+            public_url: public_url.into(),
+            events: Events::default(),
+            github: Arc::new(github),
+            secrets: Arc::new(secrets),
         };
         Ok(Application {
             listener,
@@ -112,7 +136,8 @@ impl Application {
         Ok(token)
     }
 
-    /// Serves until the process ends, with the lease reaper beside it.
+    /// Serves until the process ends, with the lease reaper and the GitHub
+    /// reporter beside it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(std::future::pending()).await
     }
@@ -124,12 +149,16 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let reaper = tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
+        let reporter = crate::github::reporter::spawn(self.state.clone());
+        let pruner = tokio::spawn(crate::api::webhooks::prune_deliveries(self.state.clone()));
         let app = router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");
         reaper.abort();
+        reporter.abort();
+        pruner.abort();
         served
     }
 }

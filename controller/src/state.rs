@@ -3,6 +3,9 @@
 use crate::config::Config;
 use crate::db::Database;
 use crate::deploys::BlobStore;
+use crate::events::Events;
+use crate::github::client::GitHub;
+use crate::secrets::SecretBox;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -19,6 +22,14 @@ pub struct AppState {
     pub webhook_secret: Arc<str>,
     /// The base URL of the API, e.g. `http://127.0.0.1:8080`.
     pub base_url: Arc<str>,
+    /// The controller's address as the world reaches it (links sent to
+    /// GitHub, registered webhooks): `Config::public_url`, else `base_url`.
+    pub public_url: Arc<str>,
+    /// Build state changes and removed hostnames, for whoever listens.
+    pub events: Events,
+    pub github: Arc<GitHub>,
+    /// Seals and opens stored secrets (access tokens, webhook secrets).
+    pub secrets: Arc<SecretBox>,
 }
 
 impl AppState {

@@ -3,7 +3,7 @@
 //! starts the PostgreSQL server (`./scripts/start-postgres.sh`).
 
 use jamstack_controller::db::{
-    BuildState, Database, FinalizeOutcome, NewBuild, NewSite, RunnerRecord, Site, SiteSettings,
+    BuildState, Database, FinalizeOutcome, NewBuild, NewSite, RunnerRecord, SchedulingSettings, Site,
 };
 use jamstack_proto::{BuildContext, ManifestFile};
 use std::collections::HashSet;
@@ -71,6 +71,7 @@ async fn site(db: &Database, name: &str) -> Site {
         repo_url: format!("/repos/{name}"),
         github_repo: Some(format!("octo/{name}")),
         production_branch: "main".into(),
+        settings: Default::default(),
     })
     .await
     .unwrap()
@@ -86,6 +87,7 @@ async fn queue(db: &Database, site: &Site, branch: &str) -> i64 {
         commit_message: None,
         author: None,
         pr_number: None,
+        from_fork: false,
         trigger: "api",
     })
     .await
@@ -108,9 +110,9 @@ on_both_databases!(
         let mut sites = Vec::new();
         for i in 0..5 {
             let s = site(&db, &format!("s{i}")).await;
-            db.update_site_settings(
+            db.update_scheduling(
                 s.id,
-                &SiteSettings {
+                &SchedulingSettings {
                     max_concurrent_builds: Some(0),
                     ..Default::default()
                 },
@@ -152,9 +154,9 @@ on_both_databases!(
     jobs_go_only_to_runners_with_every_label_they_need,
     |db: Database| async move {
         let s = site(&db, "gpu-site").await;
-        db.update_site_settings(
+        db.update_scheduling(
             s.id,
-            &SiteSettings {
+            &SchedulingSettings {
                 required_labels: Some(vec!["gpu".into()]),
                 ..Default::default()
             },
@@ -194,6 +196,7 @@ on_both_databases!(
             db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
                 .await
                 .unwrap()
+                .is_some()
         );
         assert!(db.claim_next_job(&r, "l3", MINUTE, 0).await.unwrap().is_some());
 
@@ -212,9 +215,9 @@ on_both_databases!(
         let s = site(&db, "busy").await;
         let first = queue(&db, &s, "main").await;
         let r = runner(&db, "r", &[]).await;
-        db.update_site_settings(
+        db.update_scheduling(
             s.id,
-            &SiteSettings {
+            &SchedulingSettings {
                 max_concurrent_builds: Some(0),
                 cancel_superseded: Some(true),
                 ..Default::default()
@@ -266,7 +269,7 @@ on_both_databases!(
                 .unwrap(),
             21
         );
-        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (1, 0));
+        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (1, vec![]));
         assert_eq!(
             db.build(build_id).await.unwrap().unwrap().state,
             BuildState::Queued
@@ -278,15 +281,16 @@ on_both_databases!(
             "{log}"
         );
         assert!(
-            !db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
+            db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
                 .await
-                .unwrap(),
+                .unwrap()
+                .is_none(),
             "the stale lease is refused"
         );
 
         let second = db.claim_next_job(&r, "l2", -1, 0).await.unwrap().unwrap();
         assert_eq!(second.attempt, 2);
-        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (0, 1));
+        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (0, vec![build_id]));
         let build = db.build(build_id).await.unwrap().unwrap();
         assert_eq!(build.state, BuildState::Failed);
         assert!(build.error.unwrap().contains("stopped answering 2 times"));
@@ -309,7 +313,7 @@ on_both_databases!(
         let r = runner(&db, "r", &[]).await;
         let job = db.claim_next_job(&r, "l1", MINUTE, 0).await.unwrap().unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(db.reap_expired_leases(3, 10).await.unwrap(), (0, 1));
+        assert_eq!(db.reap_expired_leases(3, 10).await.unwrap(), (0, vec![build_id]));
         let build = db.build(build_id).await.unwrap().unwrap();
         assert_eq!(build.state, BuildState::Failed);
         assert!(build.error.unwrap().contains("ran longer than"));

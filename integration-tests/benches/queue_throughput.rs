@@ -11,7 +11,7 @@
 #[allow(dead_code)]
 mod helpers;
 
-use jamstack_controller::db::{NewBuild, NewSite, SiteSettings};
+use jamstack_controller::db::{NewBuild, NewSite, SchedulingSettings};
 use jamstack_controller::{Application, Config};
 use jamstack_proto::{BuildContext, JobOutcome};
 use jamstack_runner::client::ControllerClient;
@@ -65,13 +65,14 @@ async fn run(backend: &str) -> (f64, f64) {
                 repo_url: "/nowhere".into(),
                 github_repo: Some(format!("octo/bench-{i}")),
                 production_branch: "main".into(),
+                settings: Default::default(),
             })
             .await
             .unwrap()
             .unwrap();
-        db.update_site_settings(
+        db.update_scheduling(
             site.id,
-            &SiteSettings {
+            &SchedulingSettings {
                 max_concurrent_builds: Some(0),
                 ..Default::default()
             },
@@ -89,6 +90,7 @@ async fn run(backend: &str) -> (f64, f64) {
             commit_message: None,
             author: None,
             pr_number: None,
+            from_fork: false,
             trigger: "api",
         })
         .await

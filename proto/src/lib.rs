@@ -27,6 +27,11 @@
 //!      controller appends them only if `N` equals its stored length, and
 //!      answers [`LogAppendResponse`] with the stored length either way, so a
 //!      retried batch is neither lost nor written twice.
+//!
+//!    Once the commit is checked out, a build can end early with
+//!    [`JobOutcome::Skipped`] (step 5): when the lease says
+//!    `honour_skip_ci` and the commit message carries a skip marker, or when
+//!    the site's `ignore` command, run in the build container, exits 0.
 //! 4. Upload, Netlify's digest flow:
 //!    - `POST /runner/v1/jobs/{job}/deploy` with a [`DeployManifest`] →
 //!      [`ManifestResponse`] naming the blobs the controller lacks;
@@ -42,13 +47,55 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
 
 /// Header carrying the lease id (the fencing token) on calls about a job.
 pub const LEASE_HEADER: &str = "x-jamstack-lease";
+
+/// The markers that, in a commit message, ask for no build of that commit:
+/// the ones GitHub Actions and Netlify honour, and our own.
+pub const SKIP_CI_MARKERS: &[&str] = &[
+    "[skip ci]",
+    "[ci skip]",
+    "[no ci]",
+    "[skip jamstack]",
+    "[jamstack skip]",
+];
+
+/// The skip marker a commit message carries, if any (case-insensitive).
+pub fn skip_ci_marker(message: &str) -> Option<&'static str> {
+    let message = message.to_ascii_lowercase();
+    SKIP_CI_MARKERS
+        .iter()
+        .copied()
+        .find(|marker| message.contains(marker))
+}
+
+/// A credential that travels in the protocol. Its `Debug` output is masked
+/// so it never reaches a log by accident; only [`SecretToken::expose`]
+/// gives the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretToken(String);
+
+impl SecretToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretToken(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken(***)")
+    }
+}
 
 /// Whether `text` is a full 40-hex git commit id.
 pub fn is_full_commit_sha(text: &str) -> bool {
@@ -154,6 +201,17 @@ pub struct JobLease {
     pub pr_number: Option<u64>,
     /// Seconds the lease lasts without a heartbeat.
     pub lease_seconds: u64,
+    /// A short-lived token for fetching a private GitHub repository over
+    /// https (a GitHub App installation token scoped to this repository, or
+    /// the site's access token). Used by git only: never logged, never put
+    /// in the build's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_token: Option<SecretToken>,
+    /// The build was started by a push or pull request rather than by hand:
+    /// a skip marker ([`SKIP_CI_MARKERS`]) in the checked-out commit's
+    /// message skips it.
+    #[serde(default)]
+    pub honour_skip_ci: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +283,10 @@ pub enum JobOutcome {
     Failed { exit_code: Option<i64>, message: String },
     /// The build was cancelled on request.
     Cancelled,
+    /// Nothing was built, on purpose: the commit asked for no build
+    /// (`[skip ci]`), or the site's `ignore` command exited 0. `reason` says
+    /// which.
+    Skipped { reason: String },
 }
 
 /// One JSON error shape for every error answer of the controller.
@@ -246,6 +308,24 @@ mod tests {
         .unwrap();
         assert_eq!(json["result"], "failed");
         assert_eq!(json["exit_code"], 2);
+    }
+
+    #[test]
+    fn skip_markers_are_found_in_any_case_and_anywhere_in_the_message() {
+        assert_eq!(skip_ci_marker("Fix typo [skip ci]"), Some("[skip ci]"));
+        assert_eq!(skip_ci_marker("[CI SKIP] docs\n\nbody"), Some("[ci skip]"));
+        assert_eq!(
+            skip_ci_marker("title\n\n[skip jamstack]"),
+            Some("[skip jamstack]")
+        );
+        assert_eq!(skip_ci_marker("skip ci without brackets"), None);
+    }
+
+    #[test]
+    fn a_token_in_a_lease_is_masked_in_debug_output_and_kept_on_the_wire() {
+        let token = SecretToken::new("ghs_secretvalue");
+        assert!(!format!("{token:?}").contains("ghs_"));
+        assert_eq!(serde_json::to_string(&token).unwrap(), "\"ghs_secretvalue\"");
     }
 
     #[test]

@@ -33,8 +33,16 @@ pub enum GitError {
 }
 
 /// Fetches `sha` (or, when `sha` is empty, the head of `branch`) from `url`
-/// into a new repository at `dest` and checks it out.
-pub fn checkout(url: &str, branch: &str, sha: &str, dest: &Path) -> Result<CheckedOut, GitError> {
+/// into a new repository at `dest` and checks it out. `token`, when given,
+/// is offered to an https server that asks for credentials (GitHub's
+/// `x-access-token` convention); it is never written anywhere.
+pub fn checkout(
+    url: &str,
+    branch: &str,
+    sha: &str,
+    dest: &Path,
+    token: Option<&str>,
+) -> Result<CheckedOut, GitError> {
     let repo = Repository::init(dest)?;
     let mut remote = repo.remote_anonymous(url)?;
     let branch_ref = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
@@ -49,7 +57,11 @@ pub fn checkout(url: &str, branch: &str, sha: &str, dest: &Path) -> Result<Check
     let oid = if sha.is_empty() {
         let mut last_error = None;
         for depth in [1, 0] {
-            match remote.fetch(&[branch_ref.as_str()], Some(&mut fetch_options(depth)), None) {
+            match remote.fetch(
+                &[branch_ref.as_str()],
+                Some(&mut fetch_options(depth, token)),
+                None,
+            ) {
                 Ok(()) => {
                     last_error = None;
                     break;
@@ -76,7 +88,7 @@ pub fn checkout(url: &str, branch: &str, sha: &str, dest: &Path) -> Result<Check
         ];
         let mut last_error = None;
         for (refspec, depth) in attempts {
-            match remote.fetch(&[refspec], Some(&mut fetch_options(depth)), None) {
+            match remote.fetch(&[refspec], Some(&mut fetch_options(depth, token)), None) {
                 Ok(()) if repo.find_commit(oid).is_ok() => {
                     last_error = None;
                     break;
@@ -100,10 +112,25 @@ pub fn checkout(url: &str, branch: &str, sha: &str, dest: &Path) -> Result<Check
     })
 }
 
-fn fetch_options(depth: i32) -> FetchOptions<'static> {
+fn fetch_options(depth: i32, token: Option<&str>) -> FetchOptions<'_> {
     let mut options = FetchOptions::new();
     options.depth(depth);
     options.download_tags(git2::AutotagOption::None);
+    if let Some(token) = token {
+        let mut callbacks = git2::RemoteCallbacks::new();
+        let mut offered = false;
+        callbacks.credentials(move |_url, _username, allowed| {
+            // Offered once: a refused token must end the fetch, not loop.
+            if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::from_str(
+                    "the server refused the repository token; check the site's GitHub connection",
+                ));
+            }
+            offered = true;
+            git2::Cred::userpass_plaintext("x-access-token", token)
+        });
+        options.remote_callbacks(callbacks);
+    }
     options
 }
 
@@ -166,13 +193,13 @@ mod tests {
         assert_ne!(first, second);
 
         let work = tempfile::tempdir().unwrap();
-        let out = checkout(origin.path().to_str().unwrap(), "main", &first, work.path()).unwrap();
+        let out = checkout(origin.path().to_str().unwrap(), "main", &first, work.path(), None).unwrap();
         assert_eq!(out.sha, first);
         assert_eq!(out.message, "first");
         assert_eq!(std::fs::read(work.path().join("index.html")).unwrap(), b"one");
 
         let head = tempfile::tempdir().unwrap();
-        let out = checkout(origin.path().to_str().unwrap(), "main", "", head.path()).unwrap();
+        let out = checkout(origin.path().to_str().unwrap(), "main", "", head.path(), None).unwrap();
         assert_eq!(out.sha, second);
     }
 
@@ -182,7 +209,14 @@ mod tests {
         commit_files(origin.path(), "main", &[("a", b"a")], "a").unwrap();
         let work = tempfile::tempdir().unwrap();
         let missing = "0123456789abcdef0123456789abcdef01234567";
-        let err = checkout(origin.path().to_str().unwrap(), "main", missing, work.path()).unwrap_err();
+        let err = checkout(
+            origin.path().to_str().unwrap(),
+            "main",
+            missing,
+            work.path(),
+            None,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains(missing) && text.contains(origin.path().to_str().unwrap()),

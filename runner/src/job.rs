@@ -47,6 +47,10 @@ pub async fn run_job(
                 .await;
         }
         JobOutcome::Cancelled => log.say(&format!("Build cancelled after {elapsed}")).await,
+        JobOutcome::Skipped { reason } => {
+            log.say(&format!("\x1b[33mBuild skipped\x1b[0m after {elapsed}: {reason}"))
+                .await
+        }
     }
     drop(log);
     shipper.finish().await;
@@ -160,13 +164,17 @@ async fn build(
     log.say(&format!("Fetching {what} from {}", lease.repo_url)).await;
     let step = Instant::now();
     let fetched = {
-        let (url, branch, sha, dest) = (
+        let (url, branch, sha, dest, token) = (
             lease.repo_url.clone(),
             lease.branch.clone(),
             lease.commit_sha.clone(),
             checkout_dir.clone(),
+            lease.github_token.clone(),
         );
-        tokio::task::spawn_blocking(move || git::checkout(&url, &branch, &sha, &dest)).await
+        tokio::task::spawn_blocking(move || {
+            git::checkout(&url, &branch, &sha, &dest, token.as_ref().map(|t| t.expose()))
+        })
+        .await
     };
     let commit = match fetched {
         Ok(Ok(commit)) => commit,
@@ -189,6 +197,13 @@ async fn build(
     if let Err(e) = client.report_commit(lease, &info).await {
         tracing::warn!(job = lease.job_id, error = %e, "reporting the commit failed");
     }
+    if lease.honour_skip_ci
+        && let Some(marker) = jamstack_proto::skip_ci_marker(&commit.message)
+    {
+        return JobOutcome::Skipped {
+            reason: format!("the commit's message says {marker}"),
+        };
+    }
 
     // 2. Read jamstack.toml.
     let settings = match read_settings(&checkout_dir, lease).await {
@@ -200,6 +215,29 @@ async fn build(
     };
     if cancel.is_cancelled() {
         return JobOutcome::Cancelled;
+    }
+    if let Some(ignore) = &settings.ignore {
+        match ignore_says_skip(
+            engine,
+            config,
+            lease,
+            &commit,
+            &settings,
+            ignore,
+            &checkout_dir,
+            log,
+            cancel,
+        )
+        .await
+        {
+            Ok(true) => {
+                return JobOutcome::Skipped {
+                    reason: format!("the ignore command `{ignore}` exited 0"),
+                };
+            }
+            Ok(false) => {}
+            Err(outcome) => return outcome,
+        }
     }
 
     // 3. Build in a container, or take the files as they are.
@@ -325,20 +363,7 @@ async fn run_in_container(
     if let Err(e) = engine.ensure_image(&image).await {
         return Err(failed(None, e.to_string()));
     }
-    let mut env: Vec<(String, String)> = settings
-        .environment
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    env.extend([
-        ("CI".to_owned(), "true".to_owned()),
-        ("COMMIT_REF".to_owned(), commit.sha.clone()),
-        ("BRANCH".to_owned(), lease.branch.clone()),
-        ("HEAD".to_owned(), lease.branch.clone()),
-        ("CONTEXT".to_owned(), lease.context.as_str().to_owned()),
-        ("SITE_NAME".to_owned(), lease.site.clone()),
-        ("BUILD_ID".to_owned(), lease.build_id.to_string()),
-    ]);
+    let env = build_env(lease, commit, settings);
     let working_dir = join_workspace(&settings.base);
     let spec = ContainerSpec {
         image: image.clone(),
@@ -404,6 +429,90 @@ async fn run_in_container(
             format!("the build command exited with {code}"),
         )),
         Err(e) => Err(failed(None, e.to_string())),
+    }
+}
+
+/// The environment of the build (and of the `ignore` command).
+fn build_env(lease: &JobLease, commit: &git::CheckedOut, settings: &BuildSettings) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = settings
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend([
+        ("CI".to_owned(), "true".to_owned()),
+        ("COMMIT_REF".to_owned(), commit.sha.clone()),
+        ("BRANCH".to_owned(), lease.branch.clone()),
+        ("HEAD".to_owned(), lease.branch.clone()),
+        ("CONTEXT".to_owned(), lease.context.as_str().to_owned()),
+        ("SITE_NAME".to_owned(), lease.site.clone()),
+        ("BUILD_ID".to_owned(), lease.build_id.to_string()),
+    ]);
+    env
+}
+
+/// Runs the site's `ignore` command in its own build container, with the
+/// build's image, source and environment; exit status 0 means "nothing to
+/// build" (Netlify's rule). Any other status builds, so a broken ignore
+/// command never hides a change; its output is in the log either way.
+#[allow(clippy::too_many_arguments)]
+async fn ignore_says_skip(
+    engine: &Engine,
+    config: &RunnerConfig,
+    lease: &JobLease,
+    commit: &git::CheckedOut,
+    settings: &BuildSettings,
+    ignore: &str,
+    checkout: &Path,
+    log: &BuildLog,
+    cancel: &CancellationToken,
+) -> Result<bool, JobOutcome> {
+    let image = settings
+        .image
+        .clone()
+        .unwrap_or_else(|| config.default_image.clone());
+    if let Err(e) = engine.ensure_image(&image).await {
+        return Err(failed(None, e.to_string()));
+    }
+    let spec = ContainerSpec {
+        image: image.clone(),
+        command: ignore.to_owned(),
+        working_dir: join_workspace(&settings.base),
+        env: build_env(lease, commit, settings),
+        job_id: lease.job_id,
+        lease_id: lease.lease_id.clone(),
+        runner: config.name.clone(),
+        limits: config.limits,
+    };
+    let source = checkout.to_path_buf();
+    let tar = match tokio::task::spawn_blocking(move || crate::docker::workspace_tar(&source)).await {
+        Ok(Ok(tar)) => bytes::Bytes::from(tar),
+        Ok(Err(e)) => return Err(failed(None, format!("packing the source: {e}"))),
+        Err(e) => return Err(failed(None, format!("packing the source crashed: {e}"))),
+    };
+    log.say(&format!("Running the ignore command `{ignore}` in {image}"))
+        .await;
+    let container = engine.create(&spec).await.map_err(|e| {
+        failed(
+            None,
+            format!("creating the container for the ignore command: {e}"),
+        )
+    })?;
+    let ran = async {
+        engine.upload(&container, tar).await?;
+        engine.run(&container, log.sender(), cancel).await
+    }
+    .await;
+    engine.remove(&container).await;
+    match ran {
+        Ok((Exit::Code { code: 0, .. }, _)) => Ok(true),
+        Ok((Exit::Code { code, .. }, _)) => {
+            log.say(&format!("The ignore command exited with {code}: building"))
+                .await;
+            Ok(false)
+        }
+        Ok((Exit::Cancelled, _)) => Err(JobOutcome::Cancelled),
+        Err(e) => Err(failed(None, format!("running the ignore command: {e}"))),
     }
 }
 

@@ -45,6 +45,7 @@ pub async fn trigger(
         &site,
         BuildRequest {
             pr_number: None,
+            from_fork: false,
             context,
             branch,
             commit_sha: commit_sha.to_ascii_lowercase(),
@@ -126,7 +127,7 @@ pub async fn attempts(
 }
 
 pub async fn cancel(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
-    find_build(&state, id).await?;
-    state.db.request_cancel(id).await?;
+    let build = find_build(&state, id).await?;
+    crate::builds::cancel_builds(&state, build.site_id, &[id]).await?;
     Ok(Json(find_build(&state, id).await?))
 }

@@ -2,7 +2,9 @@
 //! resource; every route is declared in `router.rs`.
 
 pub mod builds;
+pub mod deliveries;
 pub mod deploys;
+pub mod github;
 pub mod log_stream;
 pub mod runners;
 pub mod sites;

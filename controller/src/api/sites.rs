@@ -1,41 +1,81 @@
 use super::find_site;
-use crate::auth::Admin;
-use crate::db::{NewSite, Site, SiteSettings};
+use crate::auth::{Admin, random_hex};
+use crate::db::{NewSite, SchedulingSettings, Site, SiteSettings};
 use crate::error::{AppResult, bad_request, conflict};
+use crate::github::client::{Credentials, INTERACTIVE_RETRY};
+use crate::secrets::{generic_webhook_purpose, github_token_purpose};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSite {
     pub name: String,
     /// Where runners clone from: an https URL, or a local path for
-    /// repositories on the runner's machine.
-    pub repo_url: String,
-    /// `owner/name` on GitHub; push webhooks of that repository build it.
+    /// repositories on the runner's machine. Defaults to
+    /// `https://github.com/<github_repo>.git`.
+    pub repo_url: Option<String>,
+    /// `owner/name` on GitHub; its pushes and pull requests build the site.
     pub github_repo: Option<String>,
     #[serde(default = "default_branch")]
     pub production_branch: String,
+    /// Pushes to other branches build branch deploys (default off).
+    #[serde(default)]
+    pub branch_deploys: bool,
+    /// Pull requests build deploy previews (default on).
+    #[serde(default = "yes")]
+    pub deploy_previews: bool,
+    /// The GitHub App installation that reaches the repository; found from
+    /// installation events when not given.
+    pub github_installation_id: Option<i64>,
+    /// A personal access token, for connecting without a GitHub App: the
+    /// controller registers the repository's webhook with it and reports
+    /// statuses, deployments and the pull-request comment. Stored sealed.
+    pub github_token: Option<String>,
 }
 
 fn default_branch() -> String {
     "main".to_owned()
 }
 
-/// A site as the API shows it.
+fn yes() -> bool {
+    true
+}
+
+/// A site as the API shows it. Secrets are never shown, only whether they
+/// are set.
 #[derive(Debug, Serialize)]
 pub struct SiteView {
     #[serde(flatten)]
     pub site: Site,
     pub url: String,
+    pub github_token_set: bool,
+    pub generic_webhook_set: bool,
+    /// The outcome of registering the repository's webhook, when this call
+    /// did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github_webhook: Option<WebhookRegistration>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookRegistration {
+    pub registered: bool,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 pub fn view(state: &AppState, site: Site) -> SiteView {
     SiteView {
         url: state.site_url(&site.name),
+        github_token_set: site.github_token_sealed.is_some(),
+        generic_webhook_set: site.generic_webhook_secret_sealed.is_some(),
+        github_webhook: None,
         site,
     }
 }
@@ -62,25 +102,76 @@ pub fn validate_site_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `owner/name`, as GitHub spells repositories.
+pub fn validate_github_repo(full_name: &str) -> Result<(), String> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match full_name.split_once('/') {
+        Some((owner, name)) if part_ok(owner) && part_ok(name) => Ok(()),
+        _ => Err(format!(
+            "github_repo `{full_name}` is not `owner/name`, e.g. `octo/blog`"
+        )),
+    }
+}
+
+fn validate_token(token: &str) -> Result<(), String> {
+    if token.trim().is_empty() || token.trim() != token || token.chars().any(char::is_control) {
+        return Err(
+            "github_token is empty or has spaces around it; paste the token as GitHub showed it".to_owned(),
+        );
+    }
+    Ok(())
+}
+
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
     Json(body): Json<CreateSite>,
 ) -> AppResult<(StatusCode, Json<SiteView>)> {
     validate_site_name(&body.name).map_err(bad_request)?;
-    if body.repo_url.trim().is_empty() {
-        return Err(bad_request("repo_url is empty; give the repository's clone URL"));
+    if let Some(repo) = &body.github_repo {
+        validate_github_repo(repo).map_err(bad_request)?;
     }
+    let repo_url = match (&body.repo_url, &body.github_repo) {
+        (Some(url), _) if !url.trim().is_empty() => url.clone(),
+        (_, Some(repo)) => format!("https://github.com/{repo}.git"),
+        _ => {
+            return Err(bad_request(
+                "repo_url is empty; give the repository's clone URL (or github_repo for a GitHub repository)",
+            ));
+        }
+    };
     if body.production_branch.trim().is_empty() {
         return Err(bad_request("production_branch is empty"));
+    }
+    if body.github_token.is_some() && body.github_repo.is_none() {
+        return Err(bad_request(
+            "github_token needs github_repo: name the repository the token is for",
+        ));
+    }
+    if let Some(token) = &body.github_token {
+        validate_token(token).map_err(bad_request)?;
     }
     let site = state
         .db
         .insert_site(&NewSite {
             name: body.name.clone(),
-            repo_url: body.repo_url,
+            repo_url,
             github_repo: body.github_repo,
             production_branch: body.production_branch,
+            settings: SiteSettings {
+                branch_deploys: body.branch_deploys,
+                deploy_previews: body.deploy_previews,
+                github_installation_id: body.github_installation_id,
+                github_token_sealed: body
+                    .github_token
+                    .as_deref()
+                    .map(|token| state.secrets.seal(&github_token_purpose(&body.name), token)),
+            },
         })
         .await?
         .ok_or_else(|| {
@@ -89,7 +180,222 @@ pub async fn create(
                 body.name
             ))
         })?;
-    Ok((StatusCode::CREATED, Json(view(&state, site))))
+    let registration = match site.github_token_sealed {
+        Some(_) => Some(register_webhook(&state, &site).await?),
+        None => None,
+    };
+    let site = find_site(&state, &site.name).await?;
+    let mut view = view(&state, site);
+    view.github_webhook = registration;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Registers (or updates) the repository's webhook with the site's access
+/// token. A failure is reported, not raised: the site stays connected and
+/// `POST /api/v1/sites/{site}/github-webhook` tries again.
+async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookRegistration> {
+    let url = format!("{}/webhooks/github", state.public_url);
+    let (Some(repository), Some(credentials)) = (
+        &site.github_repo,
+        crate::github::credentials_for(state, site).await?,
+    ) else {
+        return Ok(WebhookRegistration {
+            registered: false,
+            url,
+            hook_id: None,
+            error: Some("the site has no github_repo and access token to register a webhook with".to_owned()),
+        });
+    };
+    if !matches!(credentials, Credentials::Token(_)) {
+        return Ok(WebhookRegistration {
+            registered: false,
+            url,
+            hook_id: None,
+            error: Some(
+                "sites connected through the GitHub App get their deliveries from the App's own webhook"
+                    .to_owned(),
+            ),
+        });
+    }
+    // Someone waits for this answer: a few quick retries, not minutes.
+    let quick = INTERACTIVE_RETRY.min_of(state.config.github_retry);
+    let result = match state.github.repo(&credentials, repository) {
+        Ok(repo) => {
+            repo.with_retry(quick)
+                .ensure_webhook(&url, &state.webhook_secret)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    Ok(match result {
+        Ok(hook_id) => {
+            state.db.set_github_hook_id(site.id, Some(hook_id)).await?;
+            tracing::info!(site = %site.name, hook_id, "repository webhook registered");
+            WebhookRegistration {
+                registered: true,
+                url,
+                hook_id: Some(hook_id),
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(site = %site.name, error = %e, "registering the repository webhook failed");
+            WebhookRegistration {
+                registered: false,
+                url,
+                hook_id: None,
+                error: Some(format!(
+                    "{e}. Check that the token may manage the repository's webhooks, then retry with \
+                     POST /api/v1/sites/{}/github-webhook",
+                    site.name
+                )),
+            }
+        }
+    })
+}
+
+/// `POST /api/v1/sites/{site}/github-webhook`: registers the repository's
+/// webhook again (after fixing the token, or moving the controller).
+pub async fn register_github_webhook(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<WebhookRegistration>> {
+    let site = find_site(&state, &name).await?;
+    if site.github_token_sealed.is_none() {
+        return Err(bad_request(format!(
+            "site `{name}` has no access token; set one with PATCH /api/v1/sites/{name} {{\"github_token\": \"...\"}}"
+        )));
+    }
+    Ok(Json(register_webhook(&state, &site).await?))
+}
+
+/// Changes to a site's settings; absent fields stay as they are, `null`
+/// clears the installation or the token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSite {
+    pub production_branch: Option<String>,
+    pub branch_deploys: Option<bool>,
+    pub deploy_previews: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub github_installation_id: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub github_token: Option<Option<String>>,
+    /// Labels a runner needs to build this site.
+    pub required_labels: Option<Vec<String>>,
+    /// Builds of this site running at once; 0 for no limit.
+    pub max_concurrent_builds: Option<i64>,
+    /// Whether a newer push stops the branch's running build.
+    pub cancel_superseded: Option<bool>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateSite>,
+) -> AppResult<Json<SiteView>> {
+    let site = find_site(&state, &name).await?;
+    if body
+        .max_concurrent_builds
+        .is_some_and(|n| !(0..=1000).contains(&n))
+    {
+        return Err(bad_request(
+            "max_concurrent_builds must be between 0 (no limit) and 1000",
+        ));
+    }
+    let mut settings = site.settings();
+    let production_branch = body
+        .production_branch
+        .unwrap_or_else(|| site.production_branch.clone());
+    if production_branch.trim().is_empty() {
+        return Err(bad_request("production_branch is empty"));
+    }
+    if let Some(on) = body.branch_deploys {
+        settings.branch_deploys = on;
+    }
+    if let Some(on) = body.deploy_previews {
+        settings.deploy_previews = on;
+    }
+    if let Some(installation) = body.github_installation_id {
+        settings.github_installation_id = installation;
+    }
+    let token_changed = body.github_token.is_some();
+    if let Some(token) = body.github_token {
+        if token.is_some() && site.github_repo.is_none() {
+            return Err(bad_request(format!(
+                "site `{name}` has no github_repo for the token to be used with"
+            )));
+        }
+        if let Some(token) = &token {
+            validate_token(token).map_err(bad_request)?;
+        }
+        settings.github_token_sealed =
+            token.map(|token| state.secrets.seal(&github_token_purpose(&site.name), &token));
+    }
+    let site = state
+        .db
+        .update_site_settings(site.id, &production_branch, &settings)
+        .await?
+        .ok_or_else(|| crate::error::not_found(format!("site `{name}` vanished")))?;
+    let scheduling = SchedulingSettings {
+        production_branch: None,
+        required_labels: body.required_labels,
+        max_concurrent_builds: body.max_concurrent_builds,
+        cancel_superseded: body.cancel_superseded,
+    };
+    state.db.update_scheduling(site.id, &scheduling).await?;
+    let registration = if token_changed && site.github_token_sealed.is_some() {
+        Some(register_webhook(&state, &site).await?)
+    } else {
+        None
+    };
+    let site = find_site(&state, &name).await?;
+    let mut view = view(&state, site);
+    view.github_webhook = registration;
+    Ok(Json(view))
+}
+
+/// The generic webhook of a site, with its secret (shown only here).
+#[derive(Debug, Serialize)]
+pub struct GenericWebhook {
+    pub url: String,
+    pub secret: String,
+    pub signature_header: &'static str,
+    pub delivery_header: &'static str,
+}
+
+/// `POST /api/v1/sites/{site}/generic-webhook`: makes a new secret for the
+/// site's generic webhook (the previous one stops working) and shows it
+/// once.
+pub async fn create_generic_webhook(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<(StatusCode, Json<GenericWebhook>)> {
+    let site = find_site(&state, &name).await?;
+    let secret = random_hex(32);
+    let sealed = state.secrets.seal(&generic_webhook_purpose(&site.name), &secret);
+    state.db.set_generic_webhook_secret(site.id, &sealed).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(GenericWebhook {
+            url: format!("{}/webhooks/generic/{}", state.public_url, site.name),
+            secret,
+            signature_header: "X-Jamstack-Signature-256",
+            delivery_header: "X-Jamstack-Delivery",
+        }),
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, _: Admin) -> AppResult<Json<Vec<SiteView>>> {
@@ -106,55 +412,9 @@ pub async fn show(
     Ok(Json(view(&state, site)))
 }
 
-/// Site settings that can change after connecting; absent fields stay.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateSite {
-    pub production_branch: Option<String>,
-    /// Labels a runner needs to build this site.
-    pub required_labels: Option<Vec<String>>,
-    /// Builds of this site running at once; 0 for no limit.
-    pub max_concurrent_builds: Option<i64>,
-    /// Whether a newer push stops the branch's running build.
-    pub cancel_superseded: Option<bool>,
-}
-
-pub async fn update(
-    State(state): State<AppState>,
-    _: Admin,
-    Path(name): Path<String>,
-    Json(body): Json<UpdateSite>,
-) -> AppResult<Json<SiteView>> {
-    let site = find_site(&state, &name).await?;
-    if body
-        .production_branch
-        .as_deref()
-        .is_some_and(|b| b.trim().is_empty())
-    {
-        return Err(bad_request("production_branch is empty"));
-    }
-    if body
-        .max_concurrent_builds
-        .is_some_and(|n| !(0..=1000).contains(&n))
-    {
-        return Err(bad_request(
-            "max_concurrent_builds must be between 0 (no limit) and 1000",
-        ));
-    }
-    let settings = SiteSettings {
-        production_branch: body.production_branch,
-        required_labels: body.required_labels,
-        max_concurrent_builds: body.max_concurrent_builds,
-        cancel_superseded: body.cancel_superseded,
-    };
-    state.db.update_site_settings(site.id, &settings).await?;
-    let site = find_site(&state, &name).await?;
-    Ok(Json(view(&state, site)))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::validate_site_name;
+    use super::*;
 
     #[test]
     fn site_names_must_fit_in_hostnames() {
@@ -164,5 +424,31 @@ mod tests {
         for bad in ["", "-a", "a-", "a--b", "Blog", "a.b", "a_b", &"a".repeat(38)] {
             assert!(validate_site_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn github_repositories_are_owner_slash_name() {
+        for good in ["octo/blog", "Octo-Org/my.site_v2"] {
+            assert!(validate_github_repo(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "octo",
+            "octo/",
+            "/blog",
+            "octo/blog/x",
+            "octo/bl og",
+            "https://github.com/octo/blog",
+        ] {
+            assert!(validate_github_repo(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_settings_change_tells_null_from_absent() {
+        let body: UpdateSite = serde_json::from_str(r#"{"github_token": null}"#).unwrap();
+        assert_eq!(body.github_token, Some(None));
+        assert_eq!(body.github_installation_id, None);
+        let body: UpdateSite = serde_json::from_str(r#"{"github_installation_id": 7}"#).unwrap();
+        assert_eq!(body.github_installation_id, Some(Some(7)));
     }
 }

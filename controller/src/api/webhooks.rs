@@ -1,24 +1,48 @@
-//! `POST /webhooks/github`: signed deliveries become builds.
+//! Webhooks: `POST /webhooks/github` (signed GitHub deliveries) and
+//! `POST /webhooks/generic/{site}` (a signed push from any git server).
+//!
+//! Each delivery is checked (size, signature), recorded, claimed under its
+//! delivery id so a redelivery is handled once, read into a source-agnostic
+//! event and handed to [`crate::triggers`]. Nothing here calls GitHub: what
+//! is reported back goes out in the background ([`crate::github::reporter`]),
+//! so a delivery is answered in the time a few database writes take.
 
-use crate::builds::{BuildRequest, queue_build};
-use crate::error::{AppResult, bad_request, unauthorized};
-use crate::github::{self, GitHubEvent, signature};
+use crate::db::{Claim, NewDelivery};
+use crate::error::AppError;
+use crate::github::signature::{self, SignatureError};
+use crate::github::{self, Envelope, GitHubEvent, InstallationAction, PullRequestAction};
 use crate::state::AppState;
+use crate::triggers::{self, Outcome};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use jamstack_proto::BuildContext;
-use serde::Serialize;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// GitHub caps payloads at 25 MB; larger bodies are refused before reading.
 pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
+/// The signature header of the generic webhook: `sha256=` and the hex
+/// HMAC-SHA256 of the body with the site's secret, as GitHub signs.
+pub const GENERIC_SIGNATURE_HEADER: &str = "x-jamstack-signature-256";
+/// An id the sender gives each delivery, so a resent one is handled once.
+pub const GENERIC_DELIVERY_HEADER: &str = "x-jamstack-delivery";
+
+/// How long deliveries are kept.
+const DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Refused (unauthenticated) deliveries kept at most, newest first.
+const REFUSED_DELIVERIES_KEPT: i64 = 1000;
+
 /// What the controller did with a delivery; GitHub shows it in the
 /// webhook's "Recent deliveries" view.
 #[derive(Debug, Serialize)]
-pub struct DeliveryOutcome {
-    pub outcome: &'static str,
+pub struct DeliveryAnswer {
+    /// The delivery's id in `GET /api/v1/webhook-deliveries/{id}`.
+    pub delivery: i64,
+    pub outcome: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<i64>,
     pub message: String,
@@ -28,88 +52,466 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Why a delivery was not acted on.
+enum Refusal {
+    /// Refused before it was authenticated: recorded, never claimed.
+    Unauthenticated(AppError),
+    /// Authenticated but unreadable.
+    Invalid(AppError),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Refusal {
+    fn from(error: anyhow::Error) -> Self {
+        Refusal::Internal(error)
+    }
+}
+
+/// Records, claims and handles one delivery; `handle` runs only for a
+/// delivery seen for the first time.
+async fn receive<F, Fut>(
+    state: &AppState,
+    mut delivery: NewDelivery,
+    checked: Result<(), Refusal>,
+    handle: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome, Refusal>>,
+{
+    if let Err(Refusal::Unauthenticated(error)) = checked {
+        return refuse(state, &delivery, error).await;
+    }
+    let id = match state.db.claim_delivery(&delivery).await {
+        Ok(Claim::New(id)) => id,
+        Ok(Claim::Duplicate(earlier)) => {
+            let message = format!(
+                "delivery `{}` was received before (delivery {}, {}): {}",
+                delivery.delivery_id.as_deref().unwrap_or_default(),
+                earlier.id,
+                earlier.outcome,
+                earlier.message
+            );
+            delivery.action = delivery.action.or(earlier.action);
+            let id = state
+                .db
+                .record_unclaimed_delivery(&delivery, "duplicate", &message)
+                .await
+                .unwrap_or(earlier.id);
+            return answer(StatusCode::OK, id, "duplicate", earlier.builds, message);
+        }
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let result = match checked {
+        Ok(()) => handle().await,
+        Err(refusal) => Err(refusal),
+    };
+    match result {
+        Ok(outcome) => {
+            if let Err(e) = state
+                .db
+                .finish_delivery(id, outcome.outcome, &outcome.message, &outcome.builds)
+                .await
+            {
+                return AppError::from(e).into_response();
+            }
+            // 202 says work was queued; anything else was done already.
+            let status = if outcome.outcome == "queued" {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            answer(status, id, outcome.outcome, outcome.builds, outcome.message)
+        }
+        Err(Refusal::Invalid(error) | Refusal::Unauthenticated(error)) => {
+            let _ = state
+                .db
+                .finish_delivery(id, "rejected", error.message(), &[])
+                .await;
+            error.into_response()
+        }
+        Err(Refusal::Internal(e)) => {
+            // Recorded as failed: a redelivery will be handled again.
+            let _ = state
+                .db
+                .finish_delivery(
+                    id,
+                    "failed",
+                    "internal error; the controller's log has the details. Redeliver it once fixed",
+                    &[],
+                )
+                .await;
+            AppError::from(e).into_response()
+        }
+    }
+}
+
+async fn refuse(state: &AppState, delivery: &NewDelivery, error: AppError) -> Response {
+    if let Err(e) = state
+        .db
+        .record_unclaimed_delivery(delivery, "rejected", error.message())
+        .await
+    {
+        tracing::error!(error = format!("{e:#}"), "recording a refused delivery");
+    }
+    tracing::warn!(source = delivery.source, delivery = ?delivery.delivery_id, error = error.message(), "webhook delivery refused");
+    error.into_response()
+}
+
+fn answer(status: StatusCode, delivery: i64, outcome: &str, builds: Vec<i64>, message: String) -> Response {
+    (
+        status,
+        Json(DeliveryAnswer {
+            delivery,
+            outcome: outcome.to_owned(),
+            builds,
+            message,
+        }),
+    )
+        .into_response()
+}
+
+fn body_refusal(rejection: &BytesRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {} MB, the most a webhook may send",
+                MAX_WEBHOOK_BODY / (1024 * 1024)
+            ),
+        )
+    } else {
+        AppError::new(rejection.status(), rejection.body_text())
+    }
+}
+
 pub async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
-) -> AppResult<(StatusCode, Json<DeliveryOutcome>)> {
-    signature::verify(
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let event = header(&headers, "x-github-event").unwrap_or_default().to_owned();
+    let mut delivery = NewDelivery {
+        source: "github",
+        delivery_id: header(&headers, "x-github-delivery").map(str::to_owned),
+        event: if event.is_empty() {
+            "(none)".to_owned()
+        } else {
+            event.clone()
+        },
+        action: None,
+        repository: None,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refuse(&state, &delivery, body_refusal(&rejection)).await,
+    };
+    let checked = signature::verify(
         state.webhook_secret.as_bytes(),
         header(&headers, "x-hub-signature-256"),
         &body,
     )
-    .map_err(|e| unauthorized(e.to_string()))?;
-    let event =
-        header(&headers, "x-github-event").ok_or_else(|| bad_request("missing X-GitHub-Event header"))?;
-    let delivery = header(&headers, "x-github-delivery").unwrap_or("-");
-    let event = github::parse_event(event, &body).map_err(|e| bad_request(e.to_string()))?;
-    tracing::info!(delivery, ?event, "webhook received");
-    let outcome = match event {
-        GitHubEvent::Ping => ignored("pong"),
-        GitHubEvent::Other(name) => ignored(&format!("`{name}` events are accepted and not acted on")),
-        GitHubEvent::Push(push) => on_push(&state, push).await?,
-    };
-    let status = if outcome.builds.is_empty() {
-        StatusCode::OK
+    .map_err(|e| Refusal::Unauthenticated(crate::error::unauthorized(e.to_string())))
+    .and_then(|()| {
+        if event.is_empty() {
+            Err(Refusal::Invalid(crate::error::bad_request(
+                "missing X-GitHub-Event header; GitHub sends it with every delivery",
+            )))
+        } else {
+            Ok(())
+        }
+    });
+    let envelope = if checked.is_ok() {
+        Envelope::peek(&body)
     } else {
-        StatusCode::ACCEPTED
+        Envelope::default()
     };
-    Ok((status, Json(outcome)))
-}
-
-fn ignored(message: &str) -> DeliveryOutcome {
-    DeliveryOutcome {
-        outcome: "ignored",
-        builds: Vec::new(),
-        message: message.to_owned(),
-    }
-}
-
-async fn on_push(state: &AppState, push: github::PushEvent) -> AppResult<DeliveryOutcome> {
-    let Some(branch) = push.branch() else {
-        return Ok(ignored(&format!("`{}` is not a branch", push.git_ref)));
-    };
-    if push.deleted {
-        return Ok(ignored(&format!("branch `{branch}` was deleted")));
-    }
-    let sites = state.db.sites_for_github_repo(&push.repository).await?;
-    if sites.is_empty() {
-        return Ok(ignored(&format!(
-            "no site is connected to `{}`; connect one with POST /api/v1/sites",
-            push.repository
-        )));
-    }
-    let mut builds = Vec::new();
-    for site in sites.iter().filter(|s| s.production_branch == branch) {
-        let build_id = queue_build(
-            state,
-            site,
-            BuildRequest {
-                pr_number: None,
-                context: BuildContext::Production,
-                branch: branch.to_owned(),
-                commit_sha: push.after.clone(),
-                commit_message: push.head_commit_message.clone(),
-                author: push.head_commit_author.clone(),
-                trigger: "webhook",
-            },
-        )
-        .await?;
-        builds.push(build_id);
-    }
-    if builds.is_empty() {
-        return Ok(ignored(&format!(
-            "`{branch}` is not the production branch of any site of `{}`",
-            push.repository
-        )));
-    }
-    Ok(DeliveryOutcome {
-        outcome: "queued",
-        message: format!(
-            "queued {} build(s) of {}",
-            builds.len(),
-            &push.after[..push.after.len().min(7)]
-        ),
-        builds,
+    delivery.action = envelope.action.clone();
+    delivery.repository = envelope.repository();
+    receive(&state, delivery, checked, || async {
+        let event = github::parse_with_envelope(&event, &body, &envelope)
+            .map_err(|e| Refusal::Invalid(crate::error::bad_request(e.to_string())))?;
+        on_github_event(&state, event).await.map_err(Refusal::Internal)
     })
+    .await
+}
+
+async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result<Outcome> {
+    match event {
+        GitHubEvent::Ping => Ok(Outcome::ignored("pong")),
+        GitHubEvent::Other { event, action } => Ok(Outcome::ignored(match action {
+            Some(action) => format!("`{event}` events with action `{action}` are accepted and not acted on"),
+            None => format!("`{event}` events are accepted and not acted on"),
+        })),
+        GitHubEvent::Push(push) => {
+            let sites = sites_of(state, &push.repository, push.installation_id).await?;
+            if sites.is_empty() {
+                return Ok(no_site(&push.repository));
+            }
+            let push = triggers::Push {
+                git_ref: push.git_ref,
+                after: push.after,
+                deleted: push.deleted,
+                head_commit_message: push.head_commit_message,
+                head_commit_author: push.head_commit_author,
+                trigger: "webhook",
+            };
+            triggers::on_push(state, &sites, &push).await
+        }
+        GitHubEvent::PullRequest(pr) => {
+            let sites = sites_of(state, &pr.repository, pr.installation_id).await?;
+            if sites.is_empty() {
+                return Ok(no_site(&pr.repository));
+            }
+            match pr.action {
+                PullRequestAction::Closed => triggers::on_pull_request_closed(state, &sites, pr.number).await,
+                PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
+                    let request = triggers::PullRequest {
+                        number: pr.number,
+                        head_ref: pr.head_ref,
+                        head_sha: pr.head_sha,
+                        from_fork: pr.from_fork,
+                        author: pr.author,
+                        title: pr.title,
+                    };
+                    triggers::on_pull_request(state, &sites, &request).await
+                }
+            }
+        }
+        GitHubEvent::Installation(installation) => {
+            let id = installation.installation_id;
+            let db = &state.db;
+            let message = match installation.action {
+                InstallationAction::Deleted => {
+                    db.delete_installation(id).await?;
+                    format!("installation {id} removed")
+                }
+                InstallationAction::Suspend | InstallationAction::Unsuspend => {
+                    let suspended = installation.action == InstallationAction::Suspend;
+                    db.upsert_installation(id, &installation.account).await?;
+                    db.set_installation_suspended(id, suspended).await?;
+                    format!(
+                        "installation {id} {}",
+                        if suspended { "suspended" } else { "unsuspended" }
+                    )
+                }
+                InstallationAction::Created | InstallationAction::NewPermissionsAccepted => {
+                    db.upsert_installation(id, &installation.account).await?;
+                    if installation.action == InstallationAction::Created {
+                        db.update_installation_repos(id, &installation.repositories, &[], true)
+                            .await?;
+                    }
+                    format!(
+                        "installation {id} of {} reaches {} repositories",
+                        installation.account,
+                        installation.repositories.len()
+                    )
+                }
+            };
+            Ok(Outcome {
+                outcome: "recorded",
+                builds: Vec::new(),
+                message,
+            })
+        }
+        GitHubEvent::InstallationRepositories(change) => {
+            let id = change.installation_id;
+            state.db.upsert_installation(id, &change.account).await?;
+            state
+                .db
+                .update_installation_repos(id, &change.added, &change.removed, false)
+                .await?;
+            Ok(Outcome {
+                outcome: "recorded",
+                builds: Vec::new(),
+                message: format!(
+                    "installation {id}: {} repositories added, {} removed",
+                    change.added.len(),
+                    change.removed.len()
+                ),
+            })
+        }
+    }
+}
+
+/// Sites connected to a repository; notes the installation a delivery came
+/// through, so the App can reach the repository without waiting for an
+/// installation event.
+async fn sites_of(
+    state: &AppState,
+    repository: &str,
+    installation: Option<i64>,
+) -> anyhow::Result<Vec<crate::db::Site>> {
+    if let Some(installation) = installation {
+        state.db.note_installation_repo(installation, repository).await?;
+    }
+    state.db.sites_for_github_repo(repository).await
+}
+
+fn no_site(repository: &str) -> Outcome {
+    Outcome::ignored(format!(
+        "no site is connected to `{repository}`; connect one with POST /api/v1/sites"
+    ))
+}
+
+/// The body of a generic webhook: one ref update, as a `post-receive` hook
+/// sees it. Unknown fields are ignored, so senders can add their own.
+#[derive(Debug, Deserialize)]
+pub struct GenericPush {
+    /// `refs/heads/<branch>`, or just the branch name.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The commit the ref points at now (`after` or `commit`); all zeros
+    /// when the ref was deleted; absent to build the branch's head.
+    #[serde(alias = "commit")]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
+    /// The head commit's message, for `[skip ci]` and the build list.
+    pub message: Option<String>,
+    pub author: Option<String>,
+}
+
+pub async fn generic(
+    State(state): State<AppState>,
+    Path(site_name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let delivery = NewDelivery {
+        source: "generic",
+        delivery_id: header(&headers, GENERIC_DELIVERY_HEADER).map(str::to_owned),
+        event: "push".to_owned(),
+        action: None,
+        repository: Some(site_name.clone()),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refuse(&state, &delivery, body_refusal(&rejection)).await,
+    };
+    let site = match state.db.site_by_name(&site_name).await {
+        Ok(Some(site)) => site,
+        Ok(None) => {
+            let error = crate::error::not_found(format!("no site named `{site_name}`"));
+            return refuse(&state, &delivery, error).await;
+        }
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let Some(sealed) = &site.generic_webhook_secret_sealed else {
+        let error = crate::error::not_found(format!(
+            "site `{site_name}` has no generic webhook; make its secret with POST /api/v1/sites/{site_name}/generic-webhook"
+        ));
+        return refuse(&state, &delivery, error).await;
+    };
+    let secret = match state
+        .secrets
+        .open(&crate::secrets::generic_webhook_purpose(&site.name), sealed)
+    {
+        Ok(secret) => secret,
+        Err(e) => return AppError::from(anyhow::Error::from(e)).into_response(),
+    };
+    let checked = signature::verify(
+        secret.as_bytes(),
+        header(&headers, GENERIC_SIGNATURE_HEADER),
+        &body,
+    )
+    .map_err(|e| Refusal::Unauthenticated(crate::error::unauthorized(generic_signature_message(&e))));
+    receive(&state, delivery, checked, || async {
+        let push: GenericPush = serde_json::from_slice(&body).map_err(|e| {
+            Refusal::Invalid(crate::error::bad_request(format!(
+                "the body is not a generic push: {e}; send JSON like {{\"ref\": \"refs/heads/main\", \"after\": \"<40-hex commit>\"}}"
+            )))
+        })?;
+        let push = generic_push(push).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
+        Ok(triggers::on_push(&state, std::slice::from_ref(&site), &push).await?)
+    })
+    .await
+}
+
+fn generic_signature_message(error: &SignatureError) -> String {
+    let header = "X-Jamstack-Signature-256";
+    match error {
+        SignatureError::Missing => format!(
+            "missing {header} header; sign the body with the site's generic webhook secret \
+             (scripts/post-receive does)"
+        ),
+        SignatureError::Malformed => format!("{header} must look like `sha256=<64 hex digits>`"),
+        SignatureError::Mismatch => format!(
+            "{header} does not match the body; check the secret the sender uses \
+             against the site's generic webhook secret"
+        ),
+    }
+}
+
+/// Checks a generic push and reads it as a ref update.
+fn generic_push(push: GenericPush) -> Result<triggers::Push, String> {
+    let git_ref = if push.git_ref.starts_with("refs/") {
+        push.git_ref
+    } else {
+        format!("refs/heads/{}", push.git_ref)
+    };
+    let after = push.after.unwrap_or_default().to_ascii_lowercase();
+    let deleted = push.deleted || (!after.is_empty() && after.bytes().all(|b| b == b'0'));
+    if !deleted && !after.is_empty() && !jamstack_proto::is_full_commit_sha(&after) {
+        return Err(format!(
+            "`after` is `{after}`, not a full 40-hex commit id; send the new revision as git gives it"
+        ));
+    }
+    Ok(triggers::Push {
+        git_ref,
+        after: if deleted { String::new() } else { after },
+        deleted,
+        head_commit_message: push.message,
+        head_commit_author: push.author,
+        trigger: "generic-webhook",
+    })
+}
+
+/// Forgets old deliveries now and then, forever.
+pub async fn prune_deliveries(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let before = crate::db::now_millis() - DELIVERY_RETENTION.as_millis() as i64;
+        match state.db.prune_deliveries(before, REFUSED_DELIVERIES_KEPT).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "old webhook deliveries forgotten"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "pruning webhook deliveries"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(git_ref: &str, after: Option<&str>) -> GenericPush {
+        GenericPush {
+            git_ref: git_ref.into(),
+            after: after.map(str::to_owned),
+            deleted: false,
+            message: None,
+            author: None,
+        }
+    }
+
+    #[test]
+    fn a_generic_push_names_a_branch_by_ref_or_by_name() {
+        let sha = "A".repeat(40);
+        let full = generic_push(push("refs/heads/main", Some(&sha))).unwrap();
+        assert_eq!(full.git_ref, "refs/heads/main");
+        assert_eq!(full.after, "a".repeat(40));
+        assert_eq!(
+            generic_push(push("main", None)).unwrap().git_ref,
+            "refs/heads/main"
+        );
+    }
+
+    #[test]
+    fn a_generic_push_of_zeros_deletes_and_a_short_sha_is_refused() {
+        let deleted = generic_push(push("feature", Some(&"0".repeat(40)))).unwrap();
+        assert!(deleted.deleted);
+        let err = generic_push(push("main", Some("abc123"))).unwrap_err();
+        assert!(err.contains("abc123"), "{err}");
+    }
 }

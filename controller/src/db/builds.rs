@@ -22,6 +22,8 @@ pub enum BuildState {
     Succeeded,
     Failed,
     Cancelled,
+    /// Nothing was built on purpose (`[skip ci]`, the `ignore` command).
+    Skipped,
 }
 
 impl BuildState {
@@ -32,6 +34,7 @@ impl BuildState {
             BuildState::Succeeded => "succeeded",
             BuildState::Failed => "failed",
             BuildState::Cancelled => "cancelled",
+            BuildState::Skipped => "skipped",
         }
     }
 
@@ -41,6 +44,7 @@ impl BuildState {
             "running" => BuildState::Running,
             "succeeded" => BuildState::Succeeded,
             "cancelled" => BuildState::Cancelled,
+            "skipped" => BuildState::Skipped,
             _ => BuildState::Failed,
         }
     }
@@ -48,7 +52,7 @@ impl BuildState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BuildState::Succeeded | BuildState::Failed | BuildState::Cancelled
+            BuildState::Succeeded | BuildState::Failed | BuildState::Cancelled | BuildState::Skipped
         )
     }
 }
@@ -64,10 +68,14 @@ pub struct Build {
     pub commit_message: Option<String>,
     pub author: Option<String>,
     pub pr_number: Option<i64>,
+    /// A pull request from a fork: code from outside the repository.
+    pub from_fork: bool,
     pub trigger: String,
     pub state: BuildState,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    /// Why a skipped build built nothing.
+    pub skip_reason: Option<String>,
     pub deploy_id: Option<String>,
     /// The number of times the job was leased; each attempt has its own log.
     pub attempts: i64,
@@ -85,6 +93,7 @@ pub struct NewBuild {
     pub commit_message: Option<String>,
     pub author: Option<String>,
     pub pr_number: Option<i64>,
+    pub from_fork: bool,
     pub trigger: &'static str,
 }
 
@@ -137,8 +146,8 @@ pub struct LeasedJob {
 }
 
 const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b.branch, b.commit_sha, \
-     b.commit_message, b.author, b.pr_number, b.trigger, b.state, b.exit_code, b.error, b.deploy_id, \
-     j.attempt, b.created_at, b.started_at, b.finished_at \
+     b.commit_message, b.author, b.pr_number, b.from_fork, b.trigger, b.state, b.exit_code, b.error, \
+     b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
 fn build_from_row(row: &AnyRow) -> Build {
@@ -153,10 +162,12 @@ fn build_from_row(row: &AnyRow) -> Build {
         commit_message: row.get("commit_message"),
         author: row.get("author"),
         pr_number: row.get("pr_number"),
+        from_fork: row.get::<i64, _>("from_fork") != 0,
         trigger: row.get("trigger"),
         state: BuildState::parse(&row.get::<String, _>("state")),
         exit_code: row.get("exit_code"),
         error: row.get("error"),
+        skip_reason: row.get("skip_reason"),
         deploy_id: row.get("deploy_id"),
         attempts: row.get("attempt"),
         created_at: row.get("created_at"),
@@ -172,12 +183,30 @@ impl Database {
     /// to stop too when the site says so. Returns the new build's id and the
     /// ids of the builds it superseded.
     pub async fn enqueue_build(&self, build: &NewBuild) -> anyhow::Result<(i64, Vec<i64>)> {
+        self.insert_build(build, None).await
+    }
+
+    /// Records a build that is skipped before it starts (its commit asked
+    /// for no build), so the skip is visible with its reason.
+    pub async fn insert_skipped_build(&self, build: &NewBuild, reason: &str) -> anyhow::Result<i64> {
+        Ok(self.insert_build(build, Some(reason)).await?.0)
+    }
+
+    async fn insert_build(
+        &self,
+        build: &NewBuild,
+        skip_reason: Option<&str>,
+    ) -> anyhow::Result<(i64, Vec<i64>)> {
         let now = now_millis();
+        let (build_state, job_state, finished_at) = match skip_reason {
+            None => ("queued", "queued", None),
+            Some(_) => ("skipped", "done", Some(now)),
+        };
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO builds (site_id, context, branch, commit_sha, commit_message, author, \
-             trigger, state, created_at, pr_number) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9) RETURNING id",
+             trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(build.site_id)
         .bind(build.context.as_str())
@@ -186,20 +215,29 @@ impl Database {
         .bind(&build.commit_message)
         .bind(&build.author)
         .bind(build.trigger)
+        .bind(build_state)
         .bind(now)
         .bind(build.pr_number)
+        .bind(i64::from(build.from_fork))
+        .bind(skip_reason)
+        .bind(finished_at)
         .fetch_one(&mut *tx)
         .await?;
         let build_id: i64 = row.get(0);
         sqlx::query(
             "INSERT INTO jobs (build_id, state, created_at, required_labels) \
-             SELECT $1, 'queued', $2, required_labels FROM sites WHERE id = $3",
+             SELECT $1, $2, $3, required_labels FROM sites WHERE id = $4",
         )
         .bind(build_id)
+        .bind(job_state)
         .bind(now)
         .bind(build.site_id)
         .execute(&mut *tx)
         .await?;
+        if skip_reason.is_some() {
+            tx.commit().await?;
+            return Ok((build_id, Vec::new()));
+        }
         let same_branch =
             "SELECT id FROM builds WHERE site_id = $1 AND context = $2 AND branch = $3 AND id < $4";
         let superseded: Vec<i64> = sqlx::query(&format!(
@@ -237,6 +275,48 @@ impl Database {
         .await?;
         tx.commit().await?;
         Ok((build_id, superseded))
+    }
+
+    /// The newest build of a pull request's deploy preview.
+    pub async fn latest_preview_build(&self, site_id: i64, pr_number: i64) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(id) FROM builds WHERE site_id = $1 AND pr_number = $2 AND context = 'deploy-preview'",
+        )
+        .bind(site_id)
+        .bind(pr_number)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Unfinished builds of one branch or pull request of a site, to be
+    /// cancelled when the branch is deleted or the pull request closed.
+    pub async fn unfinished_builds(
+        &self,
+        site_id: i64,
+        context: BuildContext,
+        branch: &str,
+        pr_number: Option<i64>,
+    ) -> anyhow::Result<Vec<i64>> {
+        // A pull request is named by its number, a branch by its name.
+        let filter = if pr_number.is_some() {
+            "pr_number = $3"
+        } else {
+            "branch = $3"
+        };
+        let sql = format!(
+            "SELECT id FROM builds WHERE site_id = $1 AND context = $2 \
+             AND state IN ('queued', 'running') AND {filter} ORDER BY id"
+        );
+        let mut query = sqlx::query_as::<_, (i64,)>(&sql)
+            .bind(site_id)
+            .bind(context.as_str());
+        query = match pr_number {
+            Some(pr) => query.bind(pr),
+            None => query.bind(branch.to_owned()),
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     pub async fn build(&self, build_id: i64) -> anyhow::Result<Option<Build>> {
@@ -416,8 +496,10 @@ impl Database {
         Ok(row.map(|r| r.get::<i64, _>(0) != 0))
     }
 
-    /// Ends a job under its lease and records how the build ended. Returns
-    /// false when the lease was not live (nothing is written then).
+    /// Ends a job under its lease and records how the build ended: `error`
+    /// is the message of a failed build, or the reason of a skipped one.
+    /// Returns the build, or `None` when the lease was not live (nothing is
+    /// written then).
     pub async fn finish_job(
         &self,
         job_id: i64,
@@ -426,7 +508,7 @@ impl Database {
         exit_code: Option<i64>,
         error: Option<&str>,
         deploy_id: Option<&str>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Option<i64>> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
@@ -438,7 +520,7 @@ impl Database {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Ok(false);
+            return Ok(None);
         };
         let build_id: i64 = row.get(0);
         let attempt: i64 = row.get(1);
@@ -450,7 +532,9 @@ impl Database {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE builds SET state = $1, exit_code = $2, error = $3, \
+            "UPDATE builds SET state = $1, exit_code = $2, \
+             error = CASE WHEN $1 = 'skipped' THEN NULL ELSE $3 END, \
+             skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
              deploy_id = COALESCE($4, deploy_id), finished_at = $5 WHERE id = $6",
         )
         .bind(state.as_str())
@@ -462,7 +546,7 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(build_id))
     }
 
     /// Asks for a build to stop. A queued build is cancelled at once; a
@@ -495,12 +579,12 @@ impl Database {
     /// after `max_attempts`; fails builds running longer than
     /// `max_build_millis`. The log of every lost attempt is kept and ends
     /// with a line saying what happened. Returns how many jobs were requeued
-    /// and how many builds failed.
+    /// and the builds that failed.
     pub async fn reap_expired_leases(
         &self,
         max_attempts: i64,
         max_build_millis: i64,
-    ) -> anyhow::Result<(u64, u64)> {
+    ) -> anyhow::Result<(u64, Vec<i64>)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let expired = sqlx::query(
@@ -509,7 +593,7 @@ impl Database {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let (mut requeued, mut failed) = (0, 0);
+        let (mut requeued, mut failed) = (0, Vec::new());
         for row in &expired {
             let job_id: i64 = row.get(0);
             let build_id: i64 = row.get(1);
@@ -554,7 +638,7 @@ impl Database {
                     .bind(build_id)
                     .execute(&mut *tx)
                     .await?;
-                failed += 1;
+                failed.push(build_id);
             } else {
                 sqlx::query(
                     "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL, \
@@ -609,7 +693,7 @@ impl Database {
                     .bind(build_id)
                     .execute(&mut *tx)
                     .await?;
-                failed += 1;
+                failed.push(build_id);
             }
         }
         tx.commit().await?;

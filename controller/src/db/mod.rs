@@ -5,20 +5,26 @@
 //! chosen by the URL. Each backend has its own migrations folder with the
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
-//! and settings. Timestamps are Unix milliseconds.
+//! and settings, webhook deliveries, and GitHub (installations and what was
+//! reported back). Timestamps are Unix milliseconds.
 
+mod aliases;
 mod builds;
+mod deliveries;
 mod deploys;
+mod github;
 mod logs;
 mod runners;
 mod settings;
 mod sites;
 
 pub use builds::{Attempt, Build, BuildState, LeasedJob, NewBuild, QueueEntry};
+pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use github::{BuildReport, Installation};
 pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::TokenKind;
-pub use sites::{NewSite, Site, SiteSettings};
+pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -22,11 +22,25 @@ pub struct Site {
     /// Whether a newer push to a branch stops that branch's running build
     /// (queued ones are always superseded).
     pub cancel_superseded: bool,
+    /// Pushes to other branches build branch deploys.
+    pub branch_deploys: bool,
+    /// Pull requests build deploy previews.
+    pub deploy_previews: bool,
+    /// The GitHub App installation given at connect time.
+    pub github_installation_id: Option<i64>,
+    /// The access token, sealed with the controller's secret key.
+    #[serde(skip)]
+    pub github_token_sealed: Option<String>,
+    /// The repository webhook registered with the access token.
+    pub github_hook_id: Option<i64>,
+    /// The generic webhook's secret, sealed with the controller's secret key.
+    #[serde(skip)]
+    pub generic_webhook_secret_sealed: Option<String>,
 }
 
 /// Scheduling settings of a site; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
-pub struct SiteSettings {
+pub struct SchedulingSettings {
     pub production_branch: Option<String>,
     pub required_labels: Option<Vec<String>>,
     pub max_concurrent_builds: Option<i64>,
@@ -39,11 +53,46 @@ pub struct NewSite {
     pub repo_url: String,
     pub github_repo: Option<String>,
     pub production_branch: String,
+    pub settings: SiteSettings,
+}
+
+/// The settings of a site that can change after it is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSettings {
+    pub branch_deploys: bool,
+    pub deploy_previews: bool,
+    pub github_installation_id: Option<i64>,
+    /// Already sealed: the database never sees a token in clear.
+    pub github_token_sealed: Option<String>,
+}
+
+impl Default for SiteSettings {
+    fn default() -> Self {
+        SiteSettings {
+            branch_deploys: false,
+            deploy_previews: true,
+            github_installation_id: None,
+            github_token_sealed: None,
+        }
+    }
+}
+
+impl Site {
+    pub fn settings(&self) -> SiteSettings {
+        SiteSettings {
+            branch_deploys: self.branch_deploys,
+            deploy_previews: self.deploy_previews,
+            github_installation_id: self.github_installation_id,
+            github_token_sealed: self.github_token_sealed.clone(),
+        }
+    }
 }
 
 const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, \
                             published_deploy_id, publish_locked, created_at, required_labels, \
-                            max_concurrent_builds, cancel_superseded";
+                            max_concurrent_builds, cancel_superseded, branch_deploys, \
+                            deploy_previews, github_installation_id, github_token_sealed, \
+                            github_hook_id, generic_webhook_secret_sealed";
 
 fn site_from_row(row: &AnyRow) -> Site {
     Site {
@@ -58,6 +107,12 @@ fn site_from_row(row: &AnyRow) -> Site {
         required_labels: super::runners::split_labels(&row.get::<String, _>("required_labels")),
         max_concurrent_builds: row.get("max_concurrent_builds"),
         cancel_superseded: row.get::<i64, _>("cancel_superseded") != 0,
+        branch_deploys: row.get::<i64, _>("branch_deploys") != 0,
+        deploy_previews: row.get::<i64, _>("deploy_previews") != 0,
+        github_installation_id: row.get("github_installation_id"),
+        github_token_sealed: row.get("github_token_sealed"),
+        github_hook_id: row.get("github_hook_id"),
+        generic_webhook_secret_sealed: row.get("generic_webhook_secret_sealed"),
     }
 }
 
@@ -65,14 +120,19 @@ impl Database {
     /// Inserts a site; `Ok(None)` when the name is taken.
     pub async fn insert_site(&self, site: &NewSite) -> anyhow::Result<Option<Site>> {
         let row = sqlx::query(&format!(
-            "INSERT INTO sites (name, repo_url, github_repo, production_branch, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
+            "INSERT INTO sites (name, repo_url, github_repo, production_branch, created_at, \
+             branch_deploys, deploy_previews, github_installation_id, github_token_sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
         ))
         .bind(&site.name)
         .bind(&site.repo_url)
         .bind(&site.github_repo)
         .bind(&site.production_branch)
         .bind(now_millis())
+        .bind(i64::from(site.settings.branch_deploys))
+        .bind(i64::from(site.settings.deploy_previews))
+        .bind(site.settings.github_installation_id)
+        .bind(&site.settings.github_token_sealed)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(site_from_row))
@@ -129,7 +189,7 @@ impl Database {
     }
 
     /// Changes the settings given, in one statement.
-    pub async fn update_site_settings(&self, site_id: i64, settings: &SiteSettings) -> anyhow::Result<()> {
+    pub async fn update_scheduling(&self, site_id: i64, settings: &SchedulingSettings) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE sites SET production_branch = COALESCE($1, production_branch), \
              required_labels = COALESCE($2, required_labels), \
@@ -148,6 +208,48 @@ impl Database {
         .bind(site_id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Replaces a site's changeable settings and production branch.
+    pub async fn update_site_settings(
+        &self,
+        site_id: i64,
+        production_branch: &str,
+        settings: &SiteSettings,
+    ) -> anyhow::Result<Option<Site>> {
+        let row = sqlx::query(&format!(
+            "UPDATE sites SET production_branch = $1, branch_deploys = $2, deploy_previews = $3, \
+             github_installation_id = $4, github_token_sealed = $5 WHERE id = $6 RETURNING {SITE_COLUMNS}"
+        ))
+        .bind(production_branch)
+        .bind(i64::from(settings.branch_deploys))
+        .bind(i64::from(settings.deploy_previews))
+        .bind(settings.github_installation_id)
+        .bind(&settings.github_token_sealed)
+        .bind(site_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(site_from_row))
+    }
+
+    /// Records the repository webhook registered for a site.
+    pub async fn set_github_hook_id(&self, site_id: i64, hook_id: Option<i64>) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sites SET github_hook_id = $1 WHERE id = $2")
+            .bind(hook_id)
+            .bind(site_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the (sealed) secret of a site's generic webhook.
+    pub async fn set_generic_webhook_secret(&self, site_id: i64, sealed: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sites SET generic_webhook_secret_sealed = $1 WHERE id = $2")
+            .bind(sealed)
+            .bind(site_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

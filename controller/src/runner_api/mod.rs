@@ -125,6 +125,8 @@ pub async fn lease(
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %runner.name, attempt = job.attempt, "job leased");
+            state.events.build_changed(build.id, site.id, BuildState::Running);
+            let github_token = crate::github::clone_token_for(&state, &site).await;
             let lease = JobLease {
                 job_id: job.job_id,
                 lease_id: job.lease_id,
@@ -137,6 +139,8 @@ pub async fn lease(
                 context: build.context,
                 pr_number: build.pr_number.map(|n| n as u64),
                 lease_seconds: state.config.lease_duration.as_secs(),
+                github_token,
+                honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),
             };
             return Ok(Json(lease).into_response());
         }
@@ -289,7 +293,14 @@ pub async fn finalize_deploy(
         .await?
         .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
     let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
-    let alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
+    let mut alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
+    if let Some(name) = &alias
+        && state.db.is_alias_retired(deploy.site_id, name).await?
+    {
+        // Its pull request closed or its branch was deleted while it built:
+        // the deploy is kept (permalink) but the hostname stays down.
+        alias = None;
+    }
     match state
         .db
         .finalize_deploy(&deploy.id, job_id, lease_id, alias.as_deref())
@@ -333,14 +344,16 @@ pub async fn complete(
             (BuildState::Failed, *exit_code, Some(message.as_str()), None)
         }
         JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
+        JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
     };
-    if !state
+    let build_id = state
         .db
         .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
         .await?
-    {
-        return Err(stale_lease(job_id));
-    }
+        .ok_or_else(|| stale_lease(job_id))?;
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
+    if let Some(build) = state.db.build(build_id).await? {
+        state.events.build_changed(build.id, build.site_id, state_after);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,12 @@
 //! `spawn_app()` and the actions a user takes, named as a user would.
 
+// Named by path so the benches, which include this file by path, find it too.
+#[path = "helpers/github_api.rs"]
+pub mod github_api;
+
+pub use github_api::FakeGitHub;
 use hmac::{Hmac, Mac};
+use jamstack_controller::config::{GitHubApp, RetryPolicy};
 use jamstack_controller::{Application, Config};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -15,12 +21,42 @@ pub struct TestApp {
     pub port: u16,
     pub admin_token: String,
     pub http: reqwest::Client,
-    _data: Option<TempDir>,
+    data: Option<TempDir>,
 }
 
 /// A controller with a runner inside, as `jamstack-controller up` runs them.
 pub async fn spawn_app() -> TestApp {
-    let (app, data) = build_app().await;
+    spawn_app_configured(|_| {}).await
+}
+
+/// [`spawn_app`], acting as a GitHub App against the stand-in GitHub API,
+/// with quick retries.
+pub async fn spawn_app_with_github(github: &FakeGitHub) -> TestApp {
+    spawn_app_configured(|config| use_github(config, github)).await
+}
+
+/// [`spawn_controller_only`], against the stand-in GitHub API.
+pub async fn spawn_controller_with_github(github: &FakeGitHub) -> (TestApp, String) {
+    let (app, data) = build_app(|config| use_github(config, github)).await;
+    let token = app.embedded_runner_token().await.expect("minting a runner token");
+    (serve(app, data), token)
+}
+
+fn use_github(config: &mut Config, github: &FakeGitHub) {
+    config.github_api_url = github.url.clone();
+    config.github_app = Some(GitHubApp {
+        app_id: github_api::APP_ID,
+        private_key_file: github.app_key_file(),
+    });
+    config.github_retry = RetryPolicy {
+        attempts: 6,
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(400),
+    };
+}
+
+async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let (app, data) = build_app(configure).await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     let mut runner = jamstack_runner::RunnerConfig::new(app.base_url(), &token);
     runner.name = "test-runner".into();
@@ -38,12 +74,12 @@ pub async fn spawn_app() -> TestApp {
 /// A controller with no runner; the runner token is returned so a test can
 /// play the runner's part of the protocol by hand.
 pub async fn spawn_controller_only() -> (TestApp, String) {
-    let (app, data) = build_app().await;
+    let (app, data) = build_app(|_| {}).await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     (serve(app, data), token)
 }
 
-async fn build_app() -> (Application, TempDir) {
+async fn build_app(configure: impl FnOnce(&mut Config)) -> (Application, TempDir) {
     require_docker().await;
     let data = tempfile::tempdir().expect("a temporary data directory");
     let mut config = Config::new(data.path().join("controller"));
@@ -51,6 +87,7 @@ async fn build_app() -> (Application, TempDir) {
     config.webhook_secret = Some(WEBHOOK_SECRET.into());
     config.heartbeat_interval = Duration::from_secs(1);
     config.lease_duration = Duration::from_secs(15);
+    configure(&mut config);
     let app = Application::build(config).await.expect("starting the controller");
     (app, data)
 }
@@ -67,7 +104,7 @@ fn serve(app: Application, data: TempDir) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        _data: Some(data),
+        data: Some(data),
     };
     tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
     test_app
@@ -89,7 +126,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            _data: None,
+            data: None,
         }
     }
 
@@ -180,7 +217,7 @@ impl TestApp {
         }
     }
 
-    async fn api_json(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+    pub async fn api_json(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = self.send(request).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
@@ -202,10 +239,50 @@ impl TestApp {
         body
     }
 
+    /// Connects a site with any settings the API takes (`name` is added).
+    pub async fn connect_site_with(&self, name: &str, settings: Value) -> Value {
+        let mut body = settings;
+        body["name"] = json!(name);
+        let (status, answer) = self
+            .api_json(self.http.post(self.api("/sites")).json(&body))
+            .await;
+        assert_eq!(status, 201, "connecting site {name}: {answer}");
+        answer
+    }
+
+    /// Changes a site's settings.
+    pub async fn change_site_settings(&self, name: &str, changes: Value) -> Value {
+        let (status, answer) = self
+            .api_json(
+                self.http
+                    .patch(self.api(&format!("/sites/{name}")))
+                    .json(&changes),
+            )
+            .await;
+        assert_eq!(status, 200, "changing site {name}: {answer}");
+        answer
+    }
+
+    /// Recorded webhook deliveries, newest first.
+    pub async fn webhook_deliveries(&self) -> Vec<Value> {
+        let (status, body) = self
+            .api_json(self.http.get(self.api("/webhook-deliveries")))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array().cloned().unwrap_or_default()
+    }
+
     /// Delivers a webhook signed with the controller's secret.
     pub async fn deliver_github_event(&self, event: &str, payload: &Value) -> (u16, Value) {
+        let id = format!("delivery-{}", rand_suffix());
+        self.deliver_github_event_with_id(event, payload, &id).await
+    }
+
+    /// Delivers a webhook under a given `X-GitHub-Delivery` id, as GitHub
+    /// does again when someone presses "Redeliver".
+    pub async fn deliver_github_event_with_id(&self, event: &str, payload: &Value, id: &str) -> (u16, Value) {
         let body = serde_json::to_vec(payload).unwrap();
-        self.deliver_raw_webhook(event, body.clone(), Some(sign(WEBHOOK_SECRET, &body)))
+        self.deliver_webhook(event, body.clone(), Some(sign(WEBHOOK_SECRET, &body)), Some(id))
             .await
     }
 
@@ -215,13 +292,26 @@ impl TestApp {
         body: Vec<u8>,
         signature: Option<String>,
     ) -> (u16, Value) {
+        let id = format!("delivery-{}", rand_suffix());
+        self.deliver_webhook(event, body, signature, Some(&id)).await
+    }
+
+    async fn deliver_webhook(
+        &self,
+        event: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+        delivery_id: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .post(format!("{}/webhooks/github", self.base_url))
             .header("X-GitHub-Event", event)
-            .header("X-GitHub-Delivery", format!("delivery-{}", rand_suffix()))
             .header("content-type", "application/json")
             .body(body);
+        if let Some(id) = delivery_id {
+            request = request.header("X-GitHub-Delivery", id);
+        }
         if let Some(signature) = signature {
             request = request.header("X-Hub-Signature-256", signature);
         }
@@ -233,10 +323,67 @@ impl TestApp {
 
     /// Pushes `sha` to `main` of `github_repo`, as GitHub would tell us.
     pub async fn push(&self, github_repo: &str, repo: &SiteRepo, sha: &str) -> i64 {
-        let payload = push_payload(github_repo, repo, "main", sha);
+        self.push_to_branch(github_repo, repo, "main", sha).await
+    }
+
+    /// Pushes `sha` to `branch`; the push must queue a build.
+    pub async fn push_to_branch(&self, github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str) -> i64 {
+        let payload = push_payload(github_repo, repo, branch, sha);
         let (status, body) = self.deliver_github_event("push", &payload).await;
         assert_eq!(status, 202, "push webhook: {body}");
         body["builds"][0].as_i64().expect("the push queued a build")
+    }
+
+    /// Deletes `branch` on GitHub, as the push webhook tells it.
+    pub async fn delete_branch(&self, github_repo: &str, repo: &SiteRepo, branch: &str) -> Value {
+        let mut payload = push_payload(github_repo, repo, branch, &"0".repeat(40));
+        payload["deleted"] = json!(true);
+        payload["head_commit"] = Value::Null;
+        payload["commits"] = json!([]);
+        let (status, body) = self.deliver_github_event("push", &payload).await;
+        assert_eq!(status, 200, "branch deletion webhook: {body}");
+        body
+    }
+
+    /// Opens pull request `number` from `branch` at `sha`; returns the
+    /// preview build it queued.
+    pub async fn open_pull_request(&self, github_repo: &str, number: i64, branch: &str, sha: &str) -> i64 {
+        self.pull_request_event("opened", github_repo, number, branch, sha)
+            .await
+    }
+
+    /// Pushes `sha` to an open pull request's branch.
+    pub async fn push_to_pull_request(&self, github_repo: &str, number: i64, branch: &str, sha: &str) -> i64 {
+        self.pull_request_event("synchronize", github_repo, number, branch, sha)
+            .await
+    }
+
+    async fn pull_request_event(
+        &self,
+        action: &str,
+        github_repo: &str,
+        number: i64,
+        branch: &str,
+        sha: &str,
+    ) -> i64 {
+        let payload = pull_request_payload(action, github_repo, number, branch, sha);
+        let (status, body) = self.deliver_github_event("pull_request", &payload).await;
+        assert_eq!(status, 202, "pull_request {action} webhook: {body}");
+        body["builds"][0]
+            .as_i64()
+            .expect("the pull request queued a build")
+    }
+
+    pub async fn close_pull_request(&self, github_repo: &str, number: i64, branch: &str, sha: &str) -> Value {
+        let payload = pull_request_payload("closed", github_repo, number, branch, sha);
+        let (status, body) = self.deliver_github_event("pull_request", &payload).await;
+        assert_eq!(status, 200, "pull_request closed webhook: {body}");
+        body
+    }
+
+    /// The controller's data directory (database, secret key).
+    pub fn data_dir(&self) -> &Path {
+        self.data.as_ref().expect("a controller this test started").path()
     }
 
     pub async fn build(&self, id: i64) -> Value {
@@ -269,7 +416,7 @@ impl TestApp {
         loop {
             let build = self.build(id).await;
             let state = build["state"].as_str().unwrap_or("");
-            if matches!(state, "succeeded" | "failed" | "cancelled") {
+            if matches!(state, "succeeded" | "failed" | "cancelled" | "skipped") {
                 return build;
             }
             assert!(
@@ -398,6 +545,22 @@ pub fn push_payload(github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str)
     payload
 }
 
+/// GitHub's real pull_request payload for `action` (`opened`,
+/// `synchronize`, `closed`), rewritten to name our repository, pull
+/// request, head branch and commit.
+pub fn pull_request_payload(action: &str, github_repo: &str, number: i64, branch: &str, sha: &str) -> Value {
+    let mut payload = fixture(&format!("pull_request.{action}.json"));
+    payload["number"] = json!(number);
+    payload["pull_request"]["number"] = json!(number);
+    payload["pull_request"]["head"]["ref"] = json!(branch);
+    payload["pull_request"]["head"]["sha"] = json!(sha);
+    payload["pull_request"]["head"]["repo"]["full_name"] = json!(github_repo);
+    payload["pull_request"]["base"]["repo"]["full_name"] = json!(github_repo);
+    payload["repository"]["full_name"] = json!(github_repo);
+    payload["repository"]["name"] = json!(github_repo.split('/').nth(1).unwrap_or(github_repo));
+    payload
+}
+
 /// A real git repository in a temporary folder.
 pub struct SiteRepo {
     dir: TempDir,
@@ -416,8 +579,13 @@ impl SiteRepo {
 
     /// Commits `files` on `main`; returns the commit id.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        self.commit_on("main", files, message)
+    }
+
+    /// Commits `files` on `branch` (made from nothing if it is new).
+    pub fn commit_on(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
         let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
-        jamstack_runner::git::commit_files(self.dir.path(), "main", &files, message).expect("committing")
+        jamstack_runner::git::commit_files(self.dir.path(), branch, &files, message).expect("committing")
     }
 }
 

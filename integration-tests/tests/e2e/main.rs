@@ -9,6 +9,7 @@ mod processes;
 mod atomic_deploys;
 mod failures;
 mod faults;
+mod github;
 mod live_logs;
 mod push_to_deploy;
 mod webhooks;

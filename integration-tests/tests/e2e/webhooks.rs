@@ -90,3 +90,118 @@ async fn ping_and_unknown_events_are_accepted_and_malformed_pushes_get_a_clear_4
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("push"), "{answer}");
 }
+
+/// A bare repository on "another git server", with the project's
+/// `post-receive` hook installed, pushed to with the git command line.
+/// Several threads: `git push` blocks one while the hook calls the
+/// controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_any_git_server_builds_through_the_signed_generic_webhook_of_its_post_receive_hook() {
+    let app = spawn_app().await;
+    let server = tempfile::tempdir().unwrap();
+    let bare = server.path().join("site.git");
+    git(
+        server.path(),
+        &["init", "--bare", "--initial-branch=main", "site.git"],
+    );
+    let hook = bare.join("hooks/post-receive");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/post-receive"),
+        &hook,
+    )
+    .unwrap();
+    app.connect_site_with("anygit", serde_json::json!({"repo_url": bare.to_str().unwrap()}))
+        .await;
+    let (status, webhook) = app
+        .api_json(app.http.post(app.api("/sites/anygit/generic-webhook")))
+        .await;
+    assert_eq!(status, 201, "{webhook}");
+    assert_eq!(
+        webhook["url"],
+        format!("{}/webhooks/generic/anygit", app.base_url)
+    );
+    let secret = webhook["secret"].as_str().unwrap();
+    git(
+        &bare,
+        &["config", "jamstack.url", webhook["url"].as_str().unwrap()],
+    );
+    git(&bare, &["config", "jamstack.secret", secret]);
+
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "--initial-branch=main", "."]);
+    std::fs::write(work.path().join("jamstack.toml"), COPY_SITE_TOML).unwrap();
+    std::fs::create_dir(work.path().join("src")).unwrap();
+    std::fs::write(work.path().join("src/index.html"), "from any git server").unwrap();
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-m", "First \"quoted\" \\ commit"]);
+    git(work.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let pushed = git(work.path(), &["push", "origin", "main"]);
+    assert!(pushed.contains("jamstack: main ->"), "the hook ran: {pushed}");
+    assert!(pushed.contains("\"outcome\":\"queued\""), "{pushed}");
+
+    let builds = app.builds_of("anygit").await;
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    let build = app.wait_for_success(builds[0]["id"].as_i64().unwrap()).await;
+    assert_eq!(build["trigger"], "generic-webhook");
+    assert_eq!(build["commit_message"], "First \"quoted\" \\ commit");
+    assert_eq!(app.visit("anygit", "/").await.body, "from any git server");
+
+    // A commit that asks for no build is recorded as skipped.
+    std::fs::write(work.path().join("README"), "notes").unwrap();
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-m", "Notes [skip ci]"]);
+    let pushed = git(work.path(), &["push", "origin", "main"]);
+    assert!(pushed.contains("\"outcome\":\"skipped\""), "{pushed}");
+
+    // Resending one delivery is handled once; an unsigned one is refused.
+    let body = br#"{"ref": "refs/heads/main"}"#.to_vec();
+    let send = |signature: Option<String>| {
+        let mut request = app
+            .http
+            .post(format!("{}/webhooks/generic/anygit", app.base_url))
+            .header("X-Jamstack-Delivery", "resent-1")
+            .body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("X-Jamstack-Signature-256", signature);
+        }
+        request.send()
+    };
+    let first = send(Some(sign(secret, &body))).await.unwrap();
+    assert_eq!(first.status().as_u16(), 202);
+    let again: serde_json::Value = send(Some(sign(secret, &body)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["outcome"], "duplicate");
+    let unsigned = send(None).await.unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let refusal: serde_json::Value = unsigned.json().await.unwrap();
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing X-Jamstack-Signature-256"),
+        "{refusal}"
+    );
+    assert_eq!(app.builds_of("anygit").await.len(), 3);
+}
+
+/// Runs git, failing the test with its output when it fails; returns what
+/// it printed (a push prints the remote hook's output on stderr).
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .args(["-c", "user.name=Tester", "-c", "user.email=tester@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running git: {e}; install git"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "git {args:?} failed: {text}");
+    text
+}

@@ -1,0 +1,221 @@
+//! Webhook deliveries: every one kept with what was done with it.
+//!
+//! An authenticated delivery is claimed under its `dedupe_key`
+//! (`<source>:<delivery id>`) before anything acts on it, so a redelivery,
+//! even one arriving while the first is still being handled, is handled
+//! once. Only a delivery that failed inside the controller can be claimed
+//! again: redelivering it retries it.
+
+use super::{Database, now_millis};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    /// `github` or `generic`.
+    pub source: String,
+    /// The sender's id of the delivery (`X-GitHub-Delivery`).
+    pub delivery_id: Option<String>,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    /// `processing`, `queued`, `skipped`, `ignored`, `duplicate`,
+    /// `rejected` or `failed`.
+    pub outcome: String,
+    pub message: String,
+    pub builds: Vec<i64>,
+    pub received_at: i64,
+    pub handled_at: Option<i64>,
+}
+
+/// A delivery as it arrives.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub source: &'static str,
+    pub delivery_id: Option<String>,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+}
+
+impl NewDelivery {
+    fn dedupe_key(&self) -> Option<String> {
+        self.delivery_id
+            .as_ref()
+            .map(|id| format!("{}:{id}", self.source))
+    }
+}
+
+/// The answer to claiming a delivery.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// First time seen: handle it, then record the outcome under this id.
+    New(i64),
+    /// Seen before; this is the earlier delivery.
+    Duplicate(Delivery),
+}
+
+const DELIVERY_COLUMNS: &str = "id, source, delivery_id, event, action, repository, outcome, message, \
+                                build_ids, received_at, handled_at";
+
+fn delivery_from_row(row: &AnyRow) -> Delivery {
+    let build_ids: String = row.get("build_ids");
+    Delivery {
+        id: row.get("id"),
+        source: row.get("source"),
+        delivery_id: row.get("delivery_id"),
+        event: row.get("event"),
+        action: row.get("action"),
+        repository: row.get("repository"),
+        outcome: row.get("outcome"),
+        message: row.get("message"),
+        builds: build_ids.split(',').filter_map(|id| id.parse().ok()).collect(),
+        received_at: row.get("received_at"),
+        handled_at: row.get("handled_at"),
+    }
+}
+
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl Database {
+    /// Claims an authenticated delivery before it is acted on.
+    pub async fn claim_delivery(&self, delivery: &NewDelivery) -> anyhow::Result<Claim> {
+        let Some(key) = delivery.dedupe_key() else {
+            // Without an id a delivery cannot be recognised again.
+            let id = self.insert_delivery(delivery, None, "processing", "").await?;
+            return Ok(Claim::New(id));
+        };
+        let claimed = sqlx::query(
+            "INSERT INTO webhook_deliveries (source, delivery_id, dedupe_key, event, action, repository, \
+             outcome, message, received_at) VALUES ($1, $2, $3, $4, $5, $6, 'processing', '', $7) \
+             ON CONFLICT (dedupe_key) DO UPDATE SET outcome = 'processing', message = '', \
+             received_at = excluded.received_at, handled_at = NULL \
+             WHERE webhook_deliveries.outcome = 'failed' RETURNING id",
+        )
+        .bind(delivery.source)
+        .bind(&delivery.delivery_id)
+        .bind(&key)
+        .bind(&delivery.event)
+        .bind(&delivery.action)
+        .bind(&delivery.repository)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = claimed {
+            return Ok(Claim::New(row.get(0)));
+        }
+        let earlier = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE dedupe_key = $1"
+        ))
+        .bind(&key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Claim::Duplicate(delivery_from_row(&earlier)))
+    }
+
+    /// Records what was done with a claimed delivery.
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: &str,
+        message: &str,
+        builds: &[i64],
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET outcome = $1, message = $2, build_ids = $3, handled_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(outcome)
+        .bind(message)
+        .bind(join_ids(builds))
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a delivery that was not acted on (refused, or a duplicate)
+    /// without claiming its id. Returns its id.
+    pub async fn record_unclaimed_delivery(
+        &self,
+        delivery: &NewDelivery,
+        outcome: &str,
+        message: &str,
+    ) -> anyhow::Result<i64> {
+        self.insert_delivery(delivery, Some(now_millis()), outcome, message)
+            .await
+    }
+
+    async fn insert_delivery(
+        &self,
+        delivery: &NewDelivery,
+        handled_at: Option<i64>,
+        outcome: &str,
+        message: &str,
+    ) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO webhook_deliveries (source, delivery_id, event, action, repository, outcome, \
+             message, received_at, handled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(delivery.source)
+        .bind(&delivery.delivery_id)
+        .bind(&delivery.event)
+        .bind(&delivery.action)
+        .bind(&delivery.repository)
+        .bind(outcome)
+        .bind(message)
+        .bind(now_millis())
+        .bind(handled_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Deliveries, newest first, below `before` (an id) when given.
+    pub async fn deliveries(&self, limit: i64, before: Option<i64>) -> anyhow::Result<Vec<Delivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(delivery_from_row).collect())
+    }
+
+    pub async fn delivery(&self, id: i64) -> anyhow::Result<Option<Delivery>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(delivery_from_row))
+    }
+
+    /// Forgets deliveries received before `before` (Unix ms), and refused
+    /// ones beyond the newest `keep_refused`, so unsigned requests cannot
+    /// grow the table without bound. Returns how many were removed.
+    pub async fn prune_deliveries(&self, before: i64, keep_refused: i64) -> anyhow::Result<u64> {
+        let old = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let refused = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE outcome = 'rejected' AND id < \
+             (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM webhook_deliveries \
+             WHERE outcome = 'rejected' ORDER BY id DESC LIMIT $1) AS newest)",
+        )
+        .bind(keep_refused)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(old + refused)
+    }
+}

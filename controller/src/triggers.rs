@@ -1,0 +1,290 @@
+//! What a git event builds, whichever server sent it: a push becomes a
+//! production build or a branch deploy, a pull request a deploy preview; a
+//! deleted branch and a closed pull request take their hostnames down.
+//!
+//! The webhook handlers (`api::webhooks`) read deliveries into these
+//! source-agnostic events; everything here decides per connected site,
+//! from the site's settings, and says in one sentence per site what it did.
+
+use crate::builds::{self, BuildRequest};
+use crate::db::Site;
+use crate::deploys::branch_label;
+use crate::events::Event;
+use crate::state::AppState;
+use jamstack_proto::BuildContext;
+
+/// What was done with an event, as the sender is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `queued` (at least one build), `skipped` (builds recorded as
+    /// skipped, none queued) or `ignored`.
+    pub outcome: &'static str,
+    pub builds: Vec<i64>,
+    pub message: String,
+}
+
+impl Outcome {
+    pub fn ignored(message: impl Into<String>) -> Self {
+        Outcome {
+            outcome: "ignored",
+            builds: Vec::new(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Gathers per-site results into one [`Outcome`].
+#[derive(Default)]
+struct Tally {
+    queued: Vec<i64>,
+    skipped: Vec<i64>,
+    notes: Vec<String>,
+}
+
+impl Tally {
+    fn finish(self) -> Outcome {
+        let outcome = if !self.queued.is_empty() {
+            "queued"
+        } else if !self.skipped.is_empty() {
+            "skipped"
+        } else {
+            "ignored"
+        };
+        let mut builds = self.queued;
+        builds.extend(self.skipped);
+        builds.sort_unstable();
+        Outcome {
+            outcome,
+            builds,
+            message: self.notes.join("; "),
+        }
+    }
+}
+
+/// A ref update, as a push webhook or a `post-receive` hook reports it.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The full ref, e.g. `refs/heads/main` or `refs/tags/v1`.
+    pub git_ref: String,
+    /// The commit the ref points at now; empty to build the branch's head.
+    pub after: String,
+    pub deleted: bool,
+    pub head_commit_message: Option<String>,
+    pub head_commit_author: Option<String>,
+    /// `webhook` (GitHub) or `generic-webhook`.
+    pub trigger: &'static str,
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// A push to `sites` (all connected to the pushed repository).
+pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
+    let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
+        // Like Netlify: tags name releases of commits that were built when
+        // their branch was pushed; building them again would change nothing.
+        let what = if push.git_ref.starts_with("refs/tags/") {
+            "tag pushes do not build (the commit was built when its branch was pushed)"
+        } else {
+            "only branches build"
+        };
+        return Ok(Outcome::ignored(format!("`{}`: {what}", push.git_ref)));
+    };
+    if push.deleted {
+        return on_branch_deleted(state, sites, branch).await;
+    }
+    let skip_marker = push
+        .head_commit_message
+        .as_deref()
+        .filter(|_| builds::honours_skip_markers(push.trigger))
+        .and_then(jamstack_proto::skip_ci_marker);
+    let mut tally = Tally::default();
+    for site in sites {
+        let context = if branch == site.production_branch {
+            BuildContext::Production
+        } else if !site.branch_deploys {
+            tally.notes.push(format!(
+                "{}: `{branch}` is not the production branch and branch deploys are off \
+                 (turn them on with PATCH /api/v1/sites/{} {{\"branch_deploys\": true}})",
+                site.name, site.name
+            ));
+            continue;
+        } else if branch_label(branch).is_none() {
+            tally.notes.push(format!(
+                "{}: branch `{branch}` has no letters or digits to name a hostname after",
+                site.name
+            ));
+            continue;
+        } else {
+            BuildContext::BranchDeploy
+        };
+        let request = BuildRequest {
+            context,
+            branch: branch.to_owned(),
+            commit_sha: push.after.clone(),
+            commit_message: push.head_commit_message.clone(),
+            author: push.head_commit_author.clone(),
+            pr_number: None,
+            from_fork: false,
+            trigger: push.trigger,
+        };
+        match skip_marker {
+            Some(marker) => {
+                let reason = format!("the head commit's message says {marker}");
+                let id = builds::record_skipped_build(state, site, request, &reason).await?;
+                tally.skipped.push(id);
+                tally
+                    .notes
+                    .push(format!("{}: build {id} skipped ({reason})", site.name));
+            }
+            None => {
+                let id = builds::queue_build(state, site, request).await?;
+                tally.queued.push(id);
+                tally.notes.push(format!(
+                    "{}: queued {context} build {id} of {}",
+                    site.name,
+                    if push.after.is_empty() {
+                        branch
+                    } else {
+                        short(&push.after)
+                    }
+                ));
+            }
+        }
+    }
+    Ok(tally.finish())
+}
+
+/// A deleted branch: its branch deploy's hostname goes away and its
+/// unfinished builds are cancelled. The production branch's deletion
+/// changes nothing: the site keeps serving its published deploy.
+async fn on_branch_deleted(state: &AppState, sites: &[Site], branch: &str) -> anyhow::Result<Outcome> {
+    let mut tally = Tally::default();
+    for site in sites {
+        if branch == site.production_branch {
+            tally.notes.push(format!(
+                "{}: the production branch `{branch}` was deleted; the site keeps serving its published deploy",
+                site.name
+            ));
+            continue;
+        }
+        let Some(label) = branch_label(branch) else {
+            continue;
+        };
+        let unfinished = state
+            .db
+            .unfinished_builds(site.id, BuildContext::BranchDeploy, branch, None)
+            .await?;
+        builds::cancel_builds(state, site.id, &unfinished).await?;
+        if state.db.retire_alias(site.id, &label).await? {
+            tally.notes.push(format!(
+                "{}: branch `{branch}` was deleted; {} is taken down",
+                site.name,
+                state.site_url(&format!("{label}--{}", site.name))
+            ));
+            state.events.publish(Event::AliasRemoved {
+                site_id: site.id,
+                alias: label,
+            });
+        } else {
+            tally.notes.push(format!(
+                "{}: branch `{branch}` was deleted; it had no branch deploy",
+                site.name
+            ));
+        }
+    }
+    if tally.notes.is_empty() {
+        tally.notes.push(format!("branch `{branch}` was deleted"));
+    }
+    Ok(tally.finish())
+}
+
+/// A pull request opened, reopened or pushed to.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    pub number: i64,
+    pub head_ref: String,
+    pub head_sha: String,
+    pub from_fork: bool,
+    pub author: Option<String>,
+    pub title: Option<String>,
+}
+
+/// A pull request opened, reopened or pushed to builds a deploy preview in
+/// every site that has previews on.
+pub async fn on_pull_request(state: &AppState, sites: &[Site], pr: &PullRequest) -> anyhow::Result<Outcome> {
+    let mut tally = Tally::default();
+    for site in sites {
+        if !site.deploy_previews {
+            tally.notes.push(format!(
+                "{}: deploy previews are off (turn them on with PATCH /api/v1/sites/{} {{\"deploy_previews\": true}})",
+                site.name, site.name
+            ));
+            continue;
+        }
+        let id = builds::queue_build(
+            state,
+            site,
+            BuildRequest {
+                context: BuildContext::DeployPreview,
+                branch: pr.head_ref.clone(),
+                commit_sha: pr.head_sha.clone(),
+                // Filled in when the runner reports the commit it fetched.
+                commit_message: None,
+                author: pr.author.clone(),
+                pr_number: Some(pr.number),
+                from_fork: pr.from_fork,
+                trigger: "webhook",
+            },
+        )
+        .await?;
+        tally.queued.push(id);
+        tally.notes.push(format!(
+            "{}: queued deploy preview build {id} of pull request #{} at {}{}",
+            site.name,
+            pr.number,
+            short(&pr.head_sha),
+            if pr.from_fork { " (from a fork)" } else { "" }
+        ));
+    }
+    Ok(tally.finish())
+}
+
+/// A closed (or merged) pull request: its preview's hostname goes away and
+/// its unfinished preview builds are cancelled.
+pub async fn on_pull_request_closed(
+    state: &AppState,
+    sites: &[Site],
+    pr_number: i64,
+) -> anyhow::Result<Outcome> {
+    let mut tally = Tally::default();
+    for site in sites {
+        let unfinished = state
+            .db
+            .unfinished_builds(site.id, BuildContext::DeployPreview, "", Some(pr_number))
+            .await?;
+        builds::cancel_builds(state, site.id, &unfinished).await?;
+        let alias = format!("deploy-preview-{pr_number}");
+        let removed = state.db.retire_alias(site.id, &alias).await?;
+        tally.notes.push(if removed {
+            format!(
+                "{}: pull request #{pr_number} closed; {} is taken down",
+                site.name,
+                state.site_url(&format!("{alias}--{}", site.name))
+            )
+        } else {
+            format!(
+                "{}: pull request #{pr_number} closed; it had no deploy preview",
+                site.name
+            )
+        });
+        // Told even without a hostname, so GitHub's deployments of a
+        // preview that never finished become inactive too.
+        state.events.publish(Event::AliasRemoved {
+            site_id: site.id,
+            alias,
+        });
+    }
+    Ok(tally.finish())
+}

@@ -1,0 +1,577 @@
+//! A stand-in for GitHub's REST API: the one stand-in the tests allow, since
+//! GitHub cannot be reached from here.
+//!
+//! It answers the endpoints the controller calls, in GitHub's shapes
+//! (installation tokens, commit statuses, issue comments, deployments and
+//! their statuses, repository webhooks), keeps what was created so later
+//! calls see it (a comment can be listed and edited), and records every
+//! request. A test can make the next calls of one kind fail with 502, as a
+//! GitHub outage would.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The App id the controller is configured with in tests.
+pub const APP_ID: u64 = 4242;
+
+/// One request, as GitHub received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Comment {
+    pub id: i64,
+    /// `owner/name`.
+    pub repo: String,
+    pub issue: i64,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    comments: Vec<Comment>,
+    /// Deployments: id → (repo, request body).
+    deployments: Vec<(i64, String, Value)>,
+    hooks: Vec<(i64, String, Value)>,
+    next_id: i64,
+    /// Kind of call (`statuses`, `comments`, `deployments`, …) → how many of
+    /// the next ones answer 502.
+    failures: HashMap<&'static str, u32>,
+}
+
+#[derive(Clone)]
+pub struct FakeGitHub {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    key_dir: Arc<TempDir>,
+}
+
+impl FakeGitHub {
+    /// Starts the server on a random port, and makes an RSA key for the
+    /// App (with openssl, as a developer would).
+    pub async fn start() -> Self {
+        let key_dir = tempfile::tempdir().unwrap();
+        let key = key_dir.path().join("app.pem");
+        let made = std::process::Command::new("openssl")
+            .args(["genrsa", "-traditional", "-out"])
+            .arg(&key)
+            .arg("2048")
+            .output()
+            .unwrap_or_else(|e| panic!("running openssl to make a GitHub App key: {e}; install openssl"));
+        assert!(made.status.success(), "openssl genrsa failed: {made:?}");
+        let inner = Arc::new(Mutex::new(Inner {
+            next_id: 1000,
+            ..Inner::default()
+        }));
+        let app = Router::new()
+            .route("/app/installations/{id}/access_tokens", post(access_token))
+            .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/comments",
+                get(list_comments).post(create_comment),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/comments/{id}",
+                patch(update_comment),
+            )
+            .route("/repos/{owner}/{repo}/deployments", post(create_deployment))
+            .route(
+                "/repos/{owner}/{repo}/deployments/{id}/statuses",
+                post(create_deployment_status),
+            )
+            .route("/repos/{owner}/{repo}/hooks", get(list_hooks).post(create_hook))
+            .route("/repos/{owner}/{repo}/hooks/{id}", patch(update_hook))
+            .fallback(unknown)
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), record))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeGitHub {
+            url,
+            inner,
+            key_dir: Arc::new(key_dir),
+        }
+    }
+
+    /// The App's private key file.
+    pub fn app_key_file(&self) -> PathBuf {
+        self.key_dir.path().join("app.pem")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// Requests whose path starts with `prefix` and whose method is `method`.
+    pub fn requests_to(&self, method: &str, prefix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// The commit statuses sent for `sha`, oldest first.
+    pub fn statuses(&self, repo: &str, sha: &str) -> Vec<Value> {
+        self.requests_to("POST", &format!("/repos/{repo}/statuses/{sha}"))
+            .into_iter()
+            .map(|r| r.body)
+            .collect()
+    }
+
+    /// The `state` of each commit status sent for `sha`, oldest first.
+    pub fn status_states(&self, repo: &str, sha: &str) -> Vec<String> {
+        self.statuses(repo, sha)
+            .iter()
+            .map(|s| s["state"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    pub fn comments(&self, repo: &str, issue: i64) -> Vec<Comment> {
+        self.lock()
+            .comments
+            .iter()
+            .filter(|c| c.repo == repo && c.issue == issue)
+            .cloned()
+            .collect()
+    }
+
+    /// Puts a comment on an issue, as a person (or an earlier controller)
+    /// would have.
+    pub fn add_comment(&self, repo: &str, issue: i64, body: &str) -> i64 {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.comments.push(Comment {
+            id,
+            repo: repo.to_owned(),
+            issue,
+            body: body.to_owned(),
+        });
+        id
+    }
+
+    /// Deployments of `repo`: (id, what the controller sent).
+    pub fn deployments(&self, repo: &str) -> Vec<(i64, Value)> {
+        self.lock()
+            .deployments
+            .iter()
+            .filter(|(_, r, _)| r == repo)
+            .map(|(id, _, body)| (*id, body.clone()))
+            .collect()
+    }
+
+    /// The states sent for one deployment, oldest first.
+    pub fn deployment_states(&self, repo: &str, deployment: i64) -> Vec<String> {
+        self.requests_to(
+            "POST",
+            &format!("/repos/{repo}/deployments/{deployment}/statuses"),
+        )
+        .iter()
+        .map(|r| r.body["state"].as_str().unwrap_or_default().to_owned())
+        .collect()
+    }
+
+    pub fn hooks(&self, repo: &str) -> Vec<(i64, Value)> {
+        self.lock()
+            .hooks
+            .iter()
+            .filter(|(_, r, _)| r == repo)
+            .map(|(id, _, body)| (*id, body.clone()))
+            .collect()
+    }
+
+    /// The next `times` calls of `kind` (`statuses`, `comments`,
+    /// `deployments`, `deployment_statuses`, `hooks`, `access_tokens`)
+    /// answer 502, as from a proxy in front of a GitHub in trouble.
+    pub fn fail_next(&self, kind: &'static str, times: u32) {
+        self.lock().failures.insert(kind, times);
+    }
+
+    /// Waits until `done` holds, or fails the test after 30 s saying what
+    /// was awaited and what GitHub was sent.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&FakeGitHub) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !done(self) {
+            if tokio::time::Instant::now() > deadline {
+                let sent: Vec<String> = self
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{} {} {}", r.method, r.path, r.body))
+                    .collect();
+                panic!(
+                    "GitHub never saw {what} in 30 s; it was sent:\n{}",
+                    sent.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+type Shared = State<Arc<Mutex<Inner>>>;
+
+/// Records every request, and answers 502 when a failure was asked for.
+async fn record(
+    State(inner): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        authorization: parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    };
+    let kind = kind_of(&parts.method, &path);
+    {
+        let mut inner = inner.lock().unwrap();
+        inner.requests.push(recorded);
+        if let Some(left) = inner.failures.get_mut(kind)
+            && *left > 0
+        {
+            *left -= 1;
+            return (
+                StatusCode::BAD_GATEWAY,
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+                .into_response();
+        }
+    }
+    if path.starts_with("/repos/") && parts.headers.get("authorization").is_none() {
+        return github_error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+fn kind_of(method: &Method, path: &str) -> &'static str {
+    if path.contains("/access_tokens") {
+        "access_tokens"
+    } else if path.contains("/statuses/") && !path.contains("/deployments/") {
+        "statuses"
+    } else if path.contains("/deployments/") {
+        "deployment_statuses"
+    } else if path.ends_with("/deployments") {
+        "deployments"
+    } else if path.contains("/comments") && method == Method::GET {
+        "comment_lists"
+    } else if path.contains("/comments") {
+        "comments"
+    } else if path.contains("/hooks") {
+        "hooks"
+    } else {
+        "other"
+    }
+}
+
+fn github_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest",
+            "status": status.as_u16().to_string(),
+        })),
+    )
+        .into_response()
+}
+
+fn created(body: Value) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+fn next_id(inner: &mut Inner) -> i64 {
+    inner.next_id += 1;
+    inner.next_id
+}
+
+const NOW: &str = "2024-05-01T12:00:00Z";
+
+async fn access_token(
+    State(inner): Shared,
+    Path(installation): Path<i64>,
+    headers: HeaderMap,
+    body: Option<axum::Json<Value>>,
+) -> Response {
+    // The App authenticates with a JWT it signed, naming itself as issuer.
+    let Some(jwt) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return github_error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.insecure_disable_signature_validation();
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let claims =
+        jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_secret(b""), &validation);
+    let issuer = claims.ok().and_then(|c| {
+        c.claims["iss"]
+            .as_u64()
+            .or_else(|| c.claims["iss"].as_str()?.parse().ok())
+    });
+    if issuer != Some(APP_ID) {
+        return github_error(
+            StatusCode::UNAUTHORIZED,
+            "'Issuer' claim ('iss') must be an Integer",
+        );
+    }
+    let id = next_id(&mut inner.lock().unwrap());
+    let requested = body.map(|b| b.0).unwrap_or(Value::Null);
+    created(json!({
+        "token": format!("ghs_installation{installation}token{id}"),
+        "expires_at": "2099-01-01T00:00:00Z",
+        "permissions": requested.get("permissions").cloned().unwrap_or(json!({"contents": "read", "statuses": "write"})),
+        "repository_selection": "selected",
+    }))
+}
+
+async fn create_status(
+    State(inner): Shared,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let id = next_id(&mut inner.lock().unwrap());
+    created(json!({
+        "url": format!("https://api.github.com/repos/{owner}/{repo}/statuses/{sha}"),
+        "id": id,
+        "node_id": format!("SC_{id}"),
+        "state": body["state"],
+        "description": body["description"],
+        "target_url": body["target_url"],
+        "context": body["context"],
+        "created_at": NOW,
+        "updated_at": NOW,
+        "creator": { "login": "jamstack[bot]", "id": 1, "type": "Bot" },
+    }))
+}
+
+fn comment_json(comment: &Comment) -> Value {
+    json!({
+        "id": comment.id,
+        "node_id": format!("IC_{}", comment.id),
+        "url": format!("https://api.github.com/repos/{}/issues/comments/{}", comment.repo, comment.id),
+        "html_url": format!("https://github.com/{}/pull/{}#issuecomment-{}", comment.repo, comment.issue, comment.id),
+        "body": comment.body,
+        "user": { "login": "jamstack[bot]", "id": 1, "type": "Bot" },
+        "created_at": NOW,
+        "updated_at": NOW,
+        "author_association": "NONE",
+    })
+}
+
+async fn list_comments(
+    State(inner): Shared,
+    Path((owner, repo, number)): Path<(String, String, i64)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let per_page: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let full = format!("{owner}/{repo}");
+    let inner = inner.lock().unwrap();
+    let listed: Vec<Value> = inner
+        .comments
+        .iter()
+        .filter(|c| c.repo == full && c.issue == number)
+        .skip(per_page * (page.max(1) - 1))
+        .take(per_page)
+        .map(comment_json)
+        .collect();
+    axum::Json(Value::Array(listed)).into_response()
+}
+
+async fn create_comment(
+    State(inner): Shared,
+    Path((owner, repo, number)): Path<(String, String, i64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let comment = Comment {
+        id: next_id(&mut inner),
+        repo: format!("{owner}/{repo}"),
+        issue: number,
+        body: body["body"].as_str().unwrap_or_default().to_owned(),
+    };
+    inner.comments.push(comment.clone());
+    created(comment_json(&comment))
+}
+
+async fn update_comment(
+    State(inner): Shared,
+    Path((owner, repo, id)): Path<(String, String, i64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let full = format!("{owner}/{repo}");
+    let mut inner = inner.lock().unwrap();
+    let Some(comment) = inner.comments.iter_mut().find(|c| c.id == id && c.repo == full) else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    comment.body = body["body"].as_str().unwrap_or_default().to_owned();
+    axum::Json(comment_json(comment)).into_response()
+}
+
+async fn create_deployment(
+    State(inner): Shared,
+    Path((owner, repo)): Path<(String, String)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let id = next_id(&mut inner);
+    let full = format!("{owner}/{repo}");
+    inner.deployments.push((id, full.clone(), body.clone()));
+    created(json!({
+        "url": format!("https://api.github.com/repos/{full}/deployments/{id}"),
+        "id": id,
+        "node_id": format!("DE_{id}"),
+        "sha": body["ref"],
+        "ref": body["ref"],
+        "task": "deploy",
+        "payload": body["payload"],
+        "environment": body["environment"],
+        "description": body["description"],
+        "creator": { "login": "jamstack[bot]", "id": 1, "type": "Bot" },
+        "created_at": NOW,
+        "updated_at": NOW,
+        "transient_environment": body["transient_environment"],
+        "production_environment": body["production_environment"],
+    }))
+}
+
+async fn create_deployment_status(
+    State(inner): Shared,
+    Path((owner, repo, deployment)): Path<(String, String, i64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let full = format!("{owner}/{repo}");
+    if !inner
+        .deployments
+        .iter()
+        .any(|(id, r, _)| *id == deployment && *r == full)
+    {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let id = next_id(&mut inner);
+    created(json!({
+        "url": format!("https://api.github.com/repos/{full}/deployments/{deployment}/statuses/{id}"),
+        "id": id,
+        "node_id": format!("DES_{id}"),
+        "state": body["state"],
+        "description": body["description"],
+        "environment_url": body["environment_url"],
+        "log_url": body["log_url"],
+        "deployment_url": format!("https://api.github.com/repos/{full}/deployments/{deployment}"),
+        "creator": { "login": "jamstack[bot]", "id": 1, "type": "Bot" },
+        "created_at": NOW,
+        "updated_at": NOW,
+    }))
+}
+
+fn hook_json(id: i64, repo: &str, body: &Value) -> Value {
+    let mut config = body["config"].clone();
+    if config.get("secret").is_some() {
+        // GitHub never shows a hook's secret back.
+        config["secret"] = json!("********");
+    }
+    json!({
+        "type": "Repository",
+        "id": id,
+        "name": "web",
+        "active": body["active"],
+        "events": body["events"],
+        "config": config,
+        "updated_at": NOW,
+        "created_at": NOW,
+        "url": format!("https://api.github.com/repos/{repo}/hooks/{id}"),
+    })
+}
+
+async fn list_hooks(State(inner): Shared, Path((owner, repo)): Path<(String, String)>) -> Response {
+    let full = format!("{owner}/{repo}");
+    let inner = inner.lock().unwrap();
+    let hooks: Vec<Value> = inner
+        .hooks
+        .iter()
+        .filter(|(_, r, _)| *r == full)
+        .map(|(id, r, body)| hook_json(*id, r, body))
+        .collect();
+    axum::Json(Value::Array(hooks)).into_response()
+}
+
+async fn create_hook(
+    State(inner): Shared,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if token.contains("revoked") {
+        return github_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let mut inner = inner.lock().unwrap();
+    let id = next_id(&mut inner);
+    let full = format!("{owner}/{repo}");
+    inner.hooks.push((id, full.clone(), body.clone()));
+    created(hook_json(id, &full, &body))
+}
+
+async fn update_hook(
+    State(inner): Shared,
+    Path((owner, repo, id)): Path<(String, String, i64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let full = format!("{owner}/{repo}");
+    let mut inner = inner.lock().unwrap();
+    let Some(hook) = inner
+        .hooks
+        .iter_mut()
+        .find(|(hook, r, _)| *hook == id && *r == full)
+    else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    hook.2 = body.clone();
+    axum::Json(hook_json(id, &full, &body)).into_response()
+}
+
+async fn unknown(uri: Uri) -> Response {
+    github_error(
+        StatusCode::NOT_FOUND,
+        &format!("Not Found (the stand-in does not answer {uri})"),
+    )
+}
