@@ -8,7 +8,7 @@
 use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
 use crate::edge;
 use crate::error::not_found;
-use crate::runner_api::{self, MAX_BLOB_SIZE, MAX_LOG_BATCH};
+use crate::runner_api::{self, MAX_LOG_BATCH};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,6 +20,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
         .route("/api/v1/sites/{site}", get(api::sites::show))
+        .route("/api/v1/sites/{site}/lock", post(api::sites::lock))
+        .route("/api/v1/sites/{site}/unlock", post(api::sites::unlock))
         .route(
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
@@ -31,7 +33,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/builds/{id}", get(api::builds::show))
         .route("/api/v1/builds/{id}/log", get(api::builds::log))
-        .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel));
+        .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel))
+        .route("/api/v1/gc", post(api::deploys::collect_garbage));
 
     let webhooks = Router::new()
         .route("/webhooks/github", post(api::webhooks::github))
@@ -54,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         .route("/runner/v1/jobs/{job}/complete", post(runner_api::complete))
         .route(
             "/runner/v1/blobs/{sha256}",
-            put(runner_api::put_blob).layer(DefaultBodyLimit::max(MAX_BLOB_SIZE)),
+            // Streamed to disk; the handler enforces the file size limit.
+            put(runner_api::put_blob).layer(DefaultBodyLimit::disable()),
         )
         // Manifests of large sites are large JSON documents.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));

@@ -2,9 +2,12 @@
 //! serve. Tests and the binary start it the same way.
 
 use crate::auth::{hash_token, new_token, random_hex};
-use crate::config::Config;
+use crate::config::{BlobStoreConfig, Config};
 use crate::db::{Database, TokenKind};
-use crate::deploys::LocalBlobStore;
+use crate::deploys::events::DeployEvents;
+use crate::deploys::s3::S3BlobStore;
+use crate::deploys::{BlobStore, LocalBlobStore};
+use crate::edge::EdgeCache;
 use crate::router::router;
 use crate::state::AppState;
 use anyhow::Context as _;
@@ -49,9 +52,16 @@ impl Application {
             .await
             .with_context(|| format!("binding {}; is another controller running there?", config.listen))?;
         let addr = listener.local_addr()?;
+        let blobs: Arc<dyn BlobStore> = match &config.blob_store {
+            BlobStoreConfig::Local => Arc::new(LocalBlobStore::new(config.blob_dir())),
+            BlobStoreConfig::S3(s3) => Arc::new(S3BlobStore::connect(s3).await?),
+        };
+        tracing::info!(store = %blobs.describe(), "blob store ready");
         let state = AppState {
             db,
-            blobs: Arc::new(LocalBlobStore::new(config.blob_dir())),
+            blobs,
+            edge: Arc::new(EdgeCache::new(config.edge)),
+            events: DeployEvents::default(),
             config: Arc::new(config),
             jobs_available: Arc::new(Notify::new()),
             webhook_secret: webhook_secret.into(),
@@ -102,11 +112,34 @@ impl Application {
         Ok(token)
     }
 
-    /// Serves until the process ends, with the lease reaper beside it.
+    /// Serves until the process ends, with the lease reaper, the garbage
+    /// collector and the edge's event listener beside it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
+        tokio::spawn(crate::deploys::retention::collect_periodically(
+            self.state.clone(),
+        ));
+        tokio::spawn(forget_on_events(self.state.clone()));
         let app = router(self.state);
         axum::serve(self.listener, app).await.context("serving HTTP")
+    }
+}
+
+/// The edge forgets what every event makes stale, also events relayed from
+/// other controllers (this process's own were applied when announced).
+async fn forget_on_events(state: AppState) {
+    let mut events = state.events.subscribe();
+    loop {
+        match events.recv().await {
+            Ok((event, _origin)) => state.edge.forget(&event),
+            // Missed some: forget everything rather than serve stale.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                state
+                    .edge
+                    .forget(&crate::deploys::events::DeployEvent::Everything);
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 use crate::config::Config;
 use crate::db::Database;
 use crate::deploys::BlobStore;
+use crate::deploys::events::{DeployEvent, DeployEvents};
+use crate::edge::EdgeCache;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -17,9 +19,24 @@ pub struct AppState {
     pub webhook_secret: Arc<str>,
     /// The base URL of the API, e.g. `http://127.0.0.1:8080`.
     pub base_url: Arc<str>,
+    /// The edge's memory of pointers, deploy indexes and hot files.
+    pub edge: Arc<EdgeCache>,
+    /// Publishes, alias moves and removals, for whoever listens.
+    pub events: DeployEvents,
 }
 
 impl AppState {
+    /// Tells everyone that what a hostname serves has changed: the edge of
+    /// this process forgets it before this returns (so the next request
+    /// sees the change), then the event goes out to listeners.
+    pub async fn announce(&self, event: DeployEvent) {
+        self.edge.forget(&event);
+        if let DeployEvent::DeployRemoved { deploy_id } = &event {
+            self.edge.drop_deploy(deploy_id).await;
+        }
+        self.events.send_here(event);
+    }
+
     /// `http://<host>.<domain>:<port>/`: where a hostname label is served.
     pub fn site_url(&self, label: &str) -> String {
         let port = self

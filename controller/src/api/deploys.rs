@@ -1,6 +1,8 @@
 use super::find_site;
 use crate::auth::Admin;
 use crate::db::Deploy;
+use crate::deploys::events::DeployEvent;
+use crate::deploys::retention::{self, GcReport};
 use crate::error::{AppResult, conflict, not_found};
 use crate::state::AppState;
 use axum::Json;
@@ -54,10 +56,19 @@ pub async fn publish(
             deploy.state
         )));
     }
+    state
+        .announce(DeployEvent::SiteChanged { site_id: site.id })
+        .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
     Ok(Json(DeployView {
         published: true,
         permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
         deploy,
     }))
+}
+
+/// Runs retention and garbage collection now (they also run on their own
+/// every `gc_interval`).
+pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResult<Json<GcReport>> {
+    Ok(Json(retention::collect_garbage(&state).await?))
 }

@@ -6,14 +6,20 @@
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings. Timestamps are Unix milliseconds.
 
+mod blobs;
 mod builds;
+mod deploy_index;
 mod deploys;
 mod logs;
+mod retention;
 mod settings;
 mod sites;
 
+pub use blobs::{BlobToCompress, SweptBlob};
 pub use builds::{Build, BuildState, LeasedJob, NewBuild};
+pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use retention::AliasedDeploy;
 pub use settings::TokenKind;
 pub use sites::{NewSite, Site};
 
