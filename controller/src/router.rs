@@ -13,7 +13,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
 pub fn router(state: AppState) -> Router {
@@ -30,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/sites/{site}/deploys/{deploy}/publish",
             post(api::deploys::publish),
+        )
+        .route(
+            "/api/v1/sites/{site}/aliases/{alias}",
+            delete(api::deploys::remove_alias),
         )
         .route("/api/v1/builds/{id}", get(api::builds::show))
         .route("/api/v1/builds/{id}/log", get(api::builds::log))

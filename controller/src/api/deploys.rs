@@ -72,3 +72,20 @@ pub async fn publish(
 pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResult<Json<GcReport>> {
     Ok(Json(retention::collect_garbage(&state).await?))
 }
+
+/// Takes a preview or branch hostname (`deploy-preview-12`, `staging`) down;
+/// its deploys stay at their permalinks until retention removes them.
+pub async fn remove_alias(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((name, alias)): Path<(String, String)>,
+) -> AppResult<axum::http::StatusCode> {
+    let site = find_site(&state, &name).await?;
+    if !crate::deploys::take_alias_down(&state, site.id, &alias).await? {
+        return Err(not_found(format!(
+            "site `{name}` has no hostname alias `{alias}`"
+        )));
+    }
+    tracing::info!(site = %site.name, alias, "alias taken down");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -161,6 +161,22 @@ pub fn branch_label(branch: &str) -> Option<String> {
     (!label.is_empty()).then_some(label)
 }
 
+/// Takes a preview or branch hostname down (a closed pull request, a deleted
+/// branch, or by hand): the alias goes at once, the edge forgets it before
+/// this returns, and retention removes the deploys it served at its next
+/// run. Returns false when there was no such alias.
+pub async fn take_alias_down(
+    state: &crate::state::AppState,
+    site_id: i64,
+    alias: &str,
+) -> anyhow::Result<bool> {
+    let removed = state.db.remove_alias(site_id, alias).await?;
+    if removed {
+        state.announce(events::DeployEvent::SiteChanged { site_id }).await;
+    }
+    Ok(removed)
+}
+
 /// A new deploy id: 24 lowercase hex characters, fit for a hostname label.
 pub fn new_deploy_id() -> String {
     use rand::RngCore;

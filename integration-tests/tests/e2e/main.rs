@@ -8,4 +8,6 @@ mod helpers;
 mod atomic_deploys;
 mod failures;
 mod push_to_deploy;
+mod serving;
+mod storage;
 mod webhooks;
