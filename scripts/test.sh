@@ -34,6 +34,22 @@ if ((${#missing[@]})); then
         || die "could not install ${missing[*]}; install them and run this again"
 fi
 
+step "Starting the S3-compatible test server (moto)"
+# The blob store's S3 tests run against moto's server on loopback; it is
+# started once and left running for later runs (its buckets live in memory).
+S3_PORT="${JAMSTACK_TEST_S3_PORT:-9555}"
+export JAMSTACK_TEST_S3_ENDPOINT="http://127.0.0.1:${S3_PORT}"
+s3_up() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$JAMSTACK_TEST_S3_ENDPOINT/" >/dev/null 2>&1; }
+if ! s3_up; then
+    python3 -c "import moto.server" >/dev/null 2>&1 \
+        || python3 -m pip install --quiet 'moto[server]' \
+        || die "installing moto's S3 server failed: pip install 'moto[server]'"
+    mkdir -p target
+    nohup python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >target/moto.log 2>&1 &
+    for _ in $(seq 1 60); do s3_up && break; sleep 0.5; done
+    s3_up || die "moto's S3 server did not answer on port ${S3_PORT}; see target/moto.log"
+fi
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 

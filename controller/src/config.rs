@@ -45,6 +45,14 @@ pub struct Config {
     pub secret_key_file: Option<PathBuf>,
     /// How calls to GitHub are retried when they fail.
     pub github_retry: RetryPolicy,
+    /// Where blob bytes live.
+    pub blob_store: BlobStoreConfig,
+    /// What one deploy may hold.
+    pub limits: DeployLimits,
+    /// Which deploys are kept, and when unused blobs go.
+    pub retention: Retention,
+    /// The edge's memory.
+    pub edge: EdgeSettings,
 }
 
 /// A GitHub App: its id and the private key GitHub made for it.
@@ -92,6 +100,127 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Where blobs are stored: a local directory (one controller), or an
+/// S3-compatible bucket that several controllers share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobStoreConfig {
+    /// `<data_dir>/blobs`.
+    Local,
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket: AWS S3, MinIO, Cloudflare R2, Ceph, moto.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    pub region: String,
+    /// The endpoint URL for stores other than AWS (`http://127.0.0.1:9000`);
+    /// `None` means AWS itself. Requests use path-style addressing.
+    pub endpoint: Option<String>,
+    /// Credentials; when unset, the usual AWS environment variables, web
+    /// identity or instance metadata are used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Config {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            region: "us-east-1".to_owned(),
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
+
+/// Limits on one deploy, each refused with a message naming the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeployLimits {
+    /// The largest single file, in bytes.
+    pub max_file_size: u64,
+    /// The most files one deploy may hold.
+    pub max_files: u64,
+    /// The largest sum of file sizes of one deploy, in bytes.
+    pub max_deploy_size: u64,
+}
+
+impl Default for DeployLimits {
+    fn default() -> Self {
+        DeployLimits {
+            max_file_size: 256 * 1024 * 1024,
+            max_files: 100_000,
+            max_deploy_size: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Retention and garbage collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Ready deploys kept per site and context, newest first; older ones are
+    /// removed unless published or served by a preview or branch hostname.
+    /// 0 keeps every deploy.
+    pub keep_deploys: u32,
+    /// How often retention and blob collection run; zero never (the API's
+    /// `POST /api/v1/gc` still runs them).
+    pub gc_interval: Duration,
+    /// Blobs younger than this are never collected, whatever references
+    /// them, so uploads and deploys in flight are safe.
+    pub blob_grace: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_deploys: 20,
+            gc_interval: Duration::from_secs(3600),
+            blob_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The edge's caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeSettings {
+    /// Bytes of small files kept in memory, so hot pages are served without
+    /// touching the blob store.
+    pub memory_cache_bytes: u64,
+    /// Files up to this size are eligible for the memory cache.
+    pub memory_cache_max_file: u64,
+    /// How long the deploy a hostname serves is remembered at most. A
+    /// publish takes effect at once through a notification; this bounds
+    /// staleness should a notification from another controller be lost.
+    pub pointer_ttl: Duration,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            memory_cache_bytes: 256 * 1024 * 1024,
+            memory_cache_max_file: 1024 * 1024,
+            pointer_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Config {
@@ -111,6 +240,10 @@ impl Config {
             github_app: None,
             secret_key_file: None,
             github_retry: RetryPolicy::default(),
+            blob_store: BlobStoreConfig::Local,
+            limits: DeployLimits::default(),
+            retention: Retention::default(),
+            edge: EdgeSettings::default(),
         }
     }
 
@@ -133,6 +266,11 @@ impl Config {
 
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
+    }
+
+    /// Where uploads are received before they are verified and stored.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.data_dir.join("staging")
     }
 }
 

@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use jamstack_controller::config::GitHubApp;
+use jamstack_controller::config::{BlobStoreConfig, S3Config};
 use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, startup};
 use std::net::SocketAddr;
@@ -64,6 +65,46 @@ struct ServerArgs {
     /// secrets); made on first start. Default: <data-dir>/secret.key.
     #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+/// Where deploy files live, what a deploy may hold, and what is kept.
+#[derive(Debug, clap::Args)]
+struct StorageArgs {
+    /// Store blobs in this S3-compatible bucket instead of <data-dir>/blobs.
+    /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    /// (or the usual AWS sources).
+    #[arg(long, env = "JAMSTACK_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// The S3 endpoint for stores other than AWS, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "JAMSTACK_S3_ENDPOINT", requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "JAMSTACK_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// A key prefix inside the bucket, so several installations can share it.
+    #[arg(long, env = "JAMSTACK_S3_PREFIX", default_value = "")]
+    s3_prefix: String,
+    /// The largest file a deploy may hold, in MiB.
+    #[arg(long, env = "JAMSTACK_MAX_FILE_SIZE_MB", default_value_t = 256)]
+    max_file_size_mb: u64,
+    /// The most files one deploy may hold.
+    #[arg(long, env = "JAMSTACK_MAX_FILES", default_value_t = 100_000)]
+    max_files: u64,
+    /// The most bytes one deploy may hold, in MiB.
+    #[arg(long, env = "JAMSTACK_MAX_DEPLOY_SIZE_MB", default_value_t = 10_240)]
+    max_deploy_size_mb: u64,
+    /// Deploys kept per site and context (production, previews, branches),
+    /// besides the published one and those a hostname serves; 0 keeps all.
+    #[arg(long, env = "JAMSTACK_KEEP_DEPLOYS", default_value_t = 20)]
+    keep_deploys: u32,
+    /// Minutes between garbage collections; 0 runs them only on
+    /// POST /api/v1/gc.
+    #[arg(long, env = "JAMSTACK_GC_INTERVAL_MINUTES", default_value_t = 60)]
+    gc_interval_minutes: u64,
+    /// Memory for the hottest small files the edge serves, in MiB.
+    #[arg(long, env = "JAMSTACK_EDGE_CACHE_MB", default_value_t = 256)]
+    edge_cache_mb: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +186,7 @@ enum TokenChoice {
 }
 
 fn config_of(server: ServerArgs) -> Config {
+    const MIB: u64 = 1024 * 1024;
     let mut config = Config::new(server.data_dir);
     config.listen = server.listen;
     config.domain = server.domain;
@@ -165,11 +207,26 @@ fn config_of(server: ServerArgs) -> Config {
                 app_id,
                 private_key_file,
             });
+    let storage = server.storage;
+    if let Some(bucket) = storage.s3_bucket {
+        let mut s3 = S3Config::new(bucket);
+        s3.endpoint = storage.s3_endpoint;
+        s3.region = storage.s3_region;
+        s3.prefix = storage.s3_prefix.trim_matches('/').to_owned();
+        config.blob_store = BlobStoreConfig::S3(s3);
+    }
+    config.limits.max_file_size = storage.max_file_size_mb.saturating_mul(MIB);
+    config.limits.max_files = storage.max_files;
+    config.limits.max_deploy_size = storage.max_deploy_size_mb.saturating_mul(MIB);
+    config.retention.keep_deploys = storage.keep_deploys;
+    config.retention.gc_interval = std::time::Duration::from_secs(storage.gc_interval_minutes * 60);
+    config.edge.memory_cache_bytes = storage.edge_cache_mb.saturating_mul(MIB);
     config
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    jamstack_runner::install_tls_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -328,6 +385,7 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
 
 fn announce(app: &Application) {
     println!("Controller:    {}", app.base_url());
+    println!("Deploy files:  {}", app.state().blobs.describe());
     println!("Sites:         {}", app.state().site_url("<site>"));
     let state = app.state();
     println!(

@@ -9,12 +9,12 @@
 use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
 use crate::edge;
 use crate::error::not_found;
-use crate::runner_api::{self, MAX_BLOB_SIZE, MAX_LOG_BATCH};
+use crate::runner_api::{self, MAX_LOG_BATCH};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
 /// Ready when the database answers (and, through it, the controller can
@@ -46,6 +46,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sites/{site}/generic-webhook",
             post(api::sites::create_generic_webhook),
         )
+        .route("/api/v1/sites/{site}/lock", post(api::sites::lock))
+        .route("/api/v1/sites/{site}/unlock", post(api::sites::unlock))
         .route(
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
@@ -54,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/sites/{site}/deploys/{deploy}/publish",
             post(api::deploys::publish),
+        )
+        .route(
+            "/api/v1/sites/{site}/aliases/{alias}",
+            delete(api::deploys::remove_alias),
         )
         .route("/api/v1/builds/{id}", get(api::builds::show))
         .route("/api/v1/builds/{id}/log", get(api::builds::log))
@@ -68,7 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel))
         .route("/api/v1/webhook-deliveries", get(api::deliveries::list))
         .route("/api/v1/webhook-deliveries/{id}", get(api::deliveries::show))
-        .route("/api/v1/github/installations", get(api::github::installations));
+        .route("/api/v1/github/installations", get(api::github::installations))
+        .route("/api/v1/gc", post(api::deploys::collect_garbage));
 
     let webhooks = Router::new()
         .route("/webhooks/github", post(api::webhooks::github))
@@ -93,7 +100,8 @@ pub fn router(state: AppState) -> Router {
         .route("/runner/v1/jobs/{job}/complete", post(runner_api::complete))
         .route(
             "/runner/v1/blobs/{sha256}",
-            put(runner_api::put_blob).layer(DefaultBodyLimit::max(MAX_BLOB_SIZE)),
+            // Streamed to disk; the handler enforces the file size limit.
+            put(runner_api::put_blob).layer(DefaultBodyLimit::disable()),
         )
         // Manifests of large sites are large JSON documents.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));

@@ -2,9 +2,12 @@
 //! serve. Tests and the binary start it the same way.
 
 use crate::auth::{hash_token, new_token, random_hex};
-use crate::config::Config;
+use crate::config::{BlobStoreConfig, Config};
 use crate::db::{Database, TokenKind};
-use crate::deploys::LocalBlobStore;
+use crate::deploys::events::DeployEvents;
+use crate::deploys::s3::S3BlobStore;
+use crate::deploys::{BlobStore, LocalBlobStore};
+use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
 use crate::router::router;
@@ -36,6 +39,7 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        jamstack_runner::install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         let db = Database::connect(&config.database_url()).await?;
@@ -69,9 +73,16 @@ impl Application {
             .as_deref()
             .map(|url| url.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| base_url.clone());
+        let blobs: Arc<dyn BlobStore> = match &config.blob_store {
+            BlobStoreConfig::Local => Arc::new(LocalBlobStore::new(config.blob_dir())),
+            BlobStoreConfig::S3(s3) => Arc::new(S3BlobStore::connect(s3).await?),
+        };
+        tracing::info!(store = %blobs.describe(), "blob store ready");
         let state = AppState {
             db,
-            blobs: Arc::new(LocalBlobStore::new(config.blob_dir())),
+            blobs,
+            edge: Arc::new(EdgeCache::new(config.edge)),
+            deploy_events: DeployEvents::default(),
             config: Arc::new(config),
             jobs_available: Arc::new(Notify::new()),
             log_activity: Arc::new(Notify::new()),
@@ -136,8 +147,9 @@ impl Application {
         Ok(token)
     }
 
-    /// Serves until the process ends, with the lease reaper and the GitHub
-    /// reporter beside it.
+    /// Serves until the process ends, with the lease reaper, the GitHub
+    /// reporter, the garbage collector and the edge's event listener beside
+    /// it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(std::future::pending()).await
     }
@@ -151,6 +163,13 @@ impl Application {
         let reaper = tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
         let reporter = crate::github::reporter::spawn(self.state.clone());
         let pruner = tokio::spawn(crate::api::webhooks::prune_deliveries(self.state.clone()));
+        let collector = tokio::spawn(crate::deploys::retention::collect_periodically(
+            self.state.clone(),
+        ));
+        let forgetter = tokio::spawn(forget_on_events(self.state.clone()));
+        let relay = tokio::spawn(crate::deploys::events::relay_between_controllers(
+            self.state.clone(),
+        ));
         let app = router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -159,7 +178,28 @@ impl Application {
         reaper.abort();
         reporter.abort();
         pruner.abort();
+        collector.abort();
+        forgetter.abort();
+        relay.abort();
         served
+    }
+}
+
+/// The edge forgets what every event makes stale, also events relayed from
+/// other controllers (this process's own were applied when announced).
+async fn forget_on_events(state: AppState) {
+    let mut events = state.deploy_events.subscribe();
+    loop {
+        match events.recv().await {
+            Ok((event, _origin)) => state.edge.forget(&event),
+            // Missed some: forget everything rather than serve stale.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                state
+                    .edge
+                    .forget(&crate::deploys::events::DeployEvent::Everything);
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

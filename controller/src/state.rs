@@ -3,6 +3,8 @@
 use crate::config::Config;
 use crate::db::Database;
 use crate::deploys::BlobStore;
+use crate::deploys::events::{DeployEvent, DeployEvents};
+use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
 use crate::secrets::SecretBox;
@@ -30,9 +32,25 @@ pub struct AppState {
     pub github: Arc<GitHub>,
     /// Seals and opens stored secrets (access tokens, webhook secrets).
     pub secrets: Arc<SecretBox>,
+    /// The edge's memory of pointers, deploy indexes and hot files.
+    pub edge: Arc<EdgeCache>,
+    /// Publishes, alias moves and removals, for whoever listens (the edge's
+    /// memory; on PostgreSQL, other controllers).
+    pub deploy_events: DeployEvents,
 }
 
 impl AppState {
+    /// Tells everyone that what a hostname serves has changed: the edge of
+    /// this process forgets it before this returns (so the next request
+    /// sees the change), then the event goes out to listeners.
+    pub async fn announce(&self, event: DeployEvent) {
+        self.edge.forget(&event);
+        if let DeployEvent::DeployRemoved { deploy_id } = &event {
+            self.edge.drop_deploy(deploy_id).await;
+        }
+        self.deploy_events.send_here(event);
+    }
+
     /// `http://<host>.<domain>:<port>/`: where a hostname label is served.
     pub fn site_url(&self, label: &str) -> String {
         let port = self

@@ -178,6 +178,9 @@ async fn on_branch_deleted(state: &AppState, sites: &[Site], branch: &str) -> an
             .await?;
         builds::cancel_builds(state, site.id, &unfinished).await?;
         if state.db.retire_alias(site.id, &label).await? {
+            state
+                .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
+                .await;
             tally.notes.push(format!(
                 "{}: branch `{branch}` was deleted; {} is taken down",
                 site.name,
@@ -267,6 +270,12 @@ pub async fn on_pull_request_closed(
         builds::cancel_builds(state, site.id, &unfinished).await?;
         let alias = format!("deploy-preview-{pr_number}");
         let removed = state.db.retire_alias(site.id, &alias).await?;
+        if removed {
+            // The edge forgets the hostname before anyone is told it is gone.
+            state
+                .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
+                .await;
+        }
         tally.notes.push(if removed {
             format!(
                 "{}: pull request #{pr_number} closed; {} is taken down",

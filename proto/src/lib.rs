@@ -35,15 +35,20 @@
 //! 4. Upload, Netlify's digest flow:
 //!    - `POST /runner/v1/jobs/{job}/deploy` with a [`DeployManifest`] →
 //!      [`ManifestResponse`] naming the blobs the controller lacks;
-//!    - `PUT /runner/v1/blobs/{sha256}` with the bytes of each missing blob;
-//!      the controller verifies the hash before it stores anything;
+//!    - `PUT /runner/v1/blobs/{sha256}` with the bytes of each missing blob
+//!      (streamed; the controller verifies the hash before it stores
+//!      anything, and refuses files over its size limit with 413);
 //!    - `POST /runner/v1/jobs/{job}/deploy/finalize` → [`FinalizeResponse`].
+//!      The controller reads the deploy's `_redirects` and `_headers`
+//!      files, makes compressed variants of compressible files, and refuses
+//!      (400, with the file, line and reason) a deploy whose rules are wrong.
 //! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobOutcome`]. A build
 //!    command that fails is an outcome, not a protocol error.
 //!
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The protocol version both sides must agree on.
@@ -247,9 +252,64 @@ pub struct ManifestFile {
     pub mode: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeployManifest {
     pub files: Vec<ManifestFile>,
+    /// The `[[redirects]]` rules of `jamstack.toml`, in file order. The
+    /// controller checks them when the manifest arrives and applies them
+    /// after the rules of a `_redirects` file in the publish directory.
+    #[serde(default)]
+    pub redirects: Vec<RedirectRule>,
+    /// The `[[headers]]` rules of `jamstack.toml`, in file order.
+    #[serde(default)]
+    pub headers: Vec<HeaderRule>,
+}
+
+/// A `[[redirects]]` rule of `jamstack.toml`, as the runner parsed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedirectRule {
+    /// The 1-based line of the rule in `jamstack.toml`, for error messages;
+    /// 0 when unknown.
+    pub line: u32,
+    /// A path (starting with `/`) or `http(s)://` URL; `*` and
+    /// `:placeholder` segments allowed.
+    pub from: String,
+    /// A path or URL; may use `:splat` and the placeholders of `from`.
+    pub to: String,
+    pub status: u16,
+    /// Apply the rule even where a file exists.
+    pub force: bool,
+    /// Query parameters the request must carry, mapped to the placeholder
+    /// bound to each value (`id = ":id"`) or to a literal value.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub conditions: RedirectConditions,
+    /// Headers for a proxied request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Conditions of a redirect rule; an empty list is no condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedirectConditions {
+    #[serde(default)]
+    pub language: Vec<String>,
+    #[serde(default)]
+    pub country: Vec<String>,
+    #[serde(default)]
+    pub cookie: Vec<String>,
+}
+
+/// A `[[headers]]` rule of `jamstack.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRule {
+    /// The 1-based line of the rule in `jamstack.toml`; 0 when unknown.
+    pub line: u32,
+    /// The path pattern the headers apply to.
+    #[serde(rename = "for")]
+    pub for_path: String,
+    pub values: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

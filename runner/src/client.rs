@@ -51,6 +51,9 @@ enum Payload {
     None,
     Json(serde_json::Value),
     Bytes(Bytes),
+    /// A file streamed from disk, reopened on every attempt, so a large
+    /// blob never sits in memory whole.
+    File(std::path::PathBuf),
 }
 
 impl ControllerClient {
@@ -90,6 +93,23 @@ impl ControllerClient {
                 Payload::None => request,
                 Payload::Json(value) => request.json(value),
                 Payload::Bytes(bytes) => request.body(bytes.clone()),
+                Payload::File(path) => match tokio::fs::File::open(path).await {
+                    Ok(file) => {
+                        let length = file.metadata().await.map(|m| m.len()).ok();
+                        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+                        let request = request.body(reqwest::Body::wrap_stream(stream));
+                        match length {
+                            Some(length) => request.header(reqwest::header::CONTENT_LENGTH, length),
+                            None => request,
+                        }
+                    }
+                    Err(e) => {
+                        return Err(ClientError::Unreachable(format!(
+                            "reading {} to upload it: {e}",
+                            path.display()
+                        )));
+                    }
+                },
             };
             let result = match request.send().await {
                 Ok(response) => Self::read(response).await,
@@ -222,18 +242,30 @@ impl ControllerClient {
         Ok(answer.map_or(offset, |a| a.stored_length))
     }
 
+    /// Sends a manifest of files alone (no redirect or header rules).
     pub async fn send_manifest(
         &self,
         lease: &JobLease,
         files: Vec<ManifestFile>,
     ) -> Result<ManifestResponse, ClientError> {
+        let manifest = DeployManifest {
+            files,
+            ..DeployManifest::default()
+        };
+        self.send_deploy_manifest(lease, &manifest).await
+    }
+
+    pub async fn send_deploy_manifest(
+        &self,
+        lease: &JobLease,
+        manifest: &DeployManifest,
+    ) -> Result<ManifestResponse, ClientError> {
         let path = format!("/runner/v1/jobs/{}/deploy", lease.job_id);
-        let manifest = DeployManifest { files };
         self.call(
             Method::POST,
             &path,
             Some(&lease.lease_id),
-            Self::json(&manifest),
+            Self::json(manifest),
             Duration::from_secs(120),
         )
         .await?
@@ -253,14 +285,30 @@ impl ControllerClient {
         .map(|_| ())
     }
 
+    /// Uploads a blob by streaming the file that holds it.
+    pub async fn put_blob_file(&self, sha256: &str, file: &std::path::Path) -> Result<(), ClientError> {
+        let path = format!("/runner/v1/blobs/{sha256}");
+        self.call::<serde_json::Value>(
+            Method::PUT,
+            &path,
+            None,
+            Payload::File(file.to_path_buf()),
+            Duration::from_secs(600),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn finalize(&self, lease: &JobLease) -> Result<FinalizeResponse, ClientError> {
         let path = format!("/runner/v1/jobs/{}/deploy/finalize", lease.job_id);
+        // Finalizing makes the compressed variants of new files: allow it
+        // the time a large deploy needs.
         self.call(
             Method::POST,
             &path,
             Some(&lease.lease_id),
             Payload::None,
-            Self::SHORT,
+            Duration::from_secs(600),
         )
         .await?
         .ok_or_else(|| ClientError::Unreachable("empty finalize answer".into()))

@@ -206,8 +206,8 @@ async fn build(
     }
 
     // 2. Read jamstack.toml.
-    let settings = match read_settings(&checkout_dir, lease).await {
-        Ok(settings) => settings,
+    let (site, settings) = match read_settings(&checkout_dir, lease).await {
+        Ok(read) => read,
         Err(message) => {
             log.say(&format!("\x1b[31m{message}\x1b[0m")).await;
             return failed(None, message);
@@ -286,11 +286,12 @@ async fn build(
         let dir = publish_dir.clone();
         tokio::task::spawn_blocking(move || upload::build_manifest(&dir)).await
     };
-    let manifest = match manifest {
+    let mut manifest = match manifest {
         Ok(Ok(manifest)) => manifest,
         Ok(Err(e)) => return failed(None, e.to_string()),
         Err(e) => return failed(None, format!("reading the publish directory crashed: {e}")),
     };
+    (manifest.redirects, manifest.headers) = site.wire_rules();
     match upload::upload(client, lease, manifest).await {
         Ok(done) => {
             timings.record("upload and publish", step);
@@ -330,7 +331,11 @@ fn display_publish(settings: &BuildSettings) -> String {
     }
 }
 
-async fn read_settings(checkout: &Path, lease: &JobLease) -> Result<BuildSettings, String> {
+/// The parsed `jamstack.toml` and the settings it gives this build.
+async fn read_settings(
+    checkout: &Path,
+    lease: &JobLease,
+) -> Result<(site_config::SiteConfig, BuildSettings), String> {
     let path = checkout.join(site_config::FILE_NAME);
     let text = match tokio::fs::read_to_string(&path).await {
         Ok(text) => text,
@@ -338,7 +343,8 @@ async fn read_settings(checkout: &Path, lease: &JobLease) -> Result<BuildSetting
         Err(e) => return Err(format!("reading {}: {e}", site_config::FILE_NAME)),
     };
     let config = site_config::parse(&text, site_config::FILE_NAME).map_err(|e| e.to_string())?;
-    Ok(config.resolve(lease.context, &lease.branch))
+    let settings = config.resolve(lease.context, &lease.branch);
+    Ok((config, settings))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -124,10 +124,20 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(content.as_bytes())
 }
 
+/// Chooses the TLS crypto provider for the whole process. Several of our
+/// dependencies each enable a different rustls provider; with more than one
+/// compiled in, rustls cannot pick by itself, so every entry point (the two
+/// binaries, the controller's `Application::build`, [`run`]) calls this
+/// first. Calling it again is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runs jobs until the process ends. Returns an error only for what the
 /// runner cannot work without: Docker, a controller that speaks its
 /// protocol version, a valid token.
 pub async fn run(config: RunnerConfig) -> anyhow::Result<()> {
+    install_tls_provider();
     std::fs::create_dir_all(&config.work_dir)?;
     let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
     let token = obtain_token(&config).await?;

@@ -212,6 +212,8 @@ pub struct BuildSettings {
 /// One `[[redirects]]` rule, in file order (the first matching rule wins).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedirectRule {
+    /// The 1-based line of the rule's `from` in the file.
+    pub line: usize,
     /// The path (starting with `/`) or full `http(s)://` URL the rule matches;
     /// may contain `*` and `:placeholder` segments.
     pub from: String,
@@ -246,6 +248,8 @@ pub struct RedirectConditions {
 /// One `[[headers]]` rule, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderRule {
+    /// The 1-based line of the rule's `for` in the file.
+    pub line: usize,
     /// The `for` key: the path (starting with `/`) or full `http(s)://` URL
     /// the headers apply to; may contain `*` and `:placeholder` segments.
     pub for_path: String,
@@ -260,7 +264,14 @@ pub fn parse(text: &str, file_name: &str) -> Result<SiteConfig, ConfigError> {
     let raw: RawFile = toml::from_str(text)
         .map_err(|error| ConfigError::new(text, file_name, error.span(), error.message()))?;
     let mut problems = Problems::default();
-    let config = SiteConfig::from_raw(&raw, &mut problems);
+    let mut config = SiteConfig::from_raw(&raw, &mut problems);
+    // Rules keep their line so later checks (the controller's) can point at it.
+    for (rule, raw) in config.redirects.iter_mut().zip(&raw.redirects) {
+        rule.line = line_column(text, raw.from.span().start).0;
+    }
+    for (rule, raw) in config.headers.iter_mut().zip(&raw.headers) {
+        rule.line = line_column(text, raw.for_path.span().start).0;
+    }
     match problems.first() {
         Some(problem) => Err(ConfigError::new(
             text,
@@ -311,6 +322,39 @@ impl SiteConfig {
     /// The `[[headers]]` rules, in file order.
     pub fn headers(&self) -> &[HeaderRule] {
         &self.headers
+    }
+
+    /// The redirect and header rules as the protocol carries them to the
+    /// controller, which serves them.
+    pub fn wire_rules(&self) -> (Vec<jamstack_proto::RedirectRule>, Vec<jamstack_proto::HeaderRule>) {
+        let redirects = self
+            .redirects
+            .iter()
+            .map(|rule| jamstack_proto::RedirectRule {
+                line: u32::try_from(rule.line).unwrap_or(0),
+                from: rule.from.clone(),
+                to: rule.to.clone(),
+                status: rule.status,
+                force: rule.force,
+                query: rule.query.clone(),
+                conditions: jamstack_proto::RedirectConditions {
+                    language: rule.conditions.language.clone(),
+                    country: rule.conditions.country.clone(),
+                    cookie: rule.conditions.cookie.clone(),
+                },
+                headers: rule.headers.clone(),
+            })
+            .collect();
+        let headers = self
+            .headers
+            .iter()
+            .map(|rule| jamstack_proto::HeaderRule {
+                line: u32::try_from(rule.line).unwrap_or(0),
+                for_path: rule.for_path.clone(),
+                values: rule.values.clone(),
+            })
+            .collect();
+        (redirects, headers)
     }
 
     fn context_layer(&self, context: BuildContext) -> &Layer {
@@ -431,6 +475,7 @@ impl RedirectRule {
         };
         let conditions = &raw.conditions;
         RedirectRule {
+            line: 0,
             from: raw.from.get_ref().clone(),
             to: raw.to.get_ref().clone(),
             status,
@@ -450,6 +495,7 @@ impl HeaderRule {
     fn from_raw(raw: &RawHeader, problems: &mut Problems) -> HeaderRule {
         check_path_or_url(&raw.for_path, "headers `for`", problems);
         HeaderRule {
+            line: 0,
             for_path: raw.for_path.get_ref().clone(),
             values: string_table(&raw.values, TableKind::Headers, problems),
         }
@@ -1379,6 +1425,7 @@ base = ""
         assert_eq!(
             *first,
             RedirectRule {
+                line: 3,
                 from: "/old".to_owned(),
                 to: "/new".to_owned(),
                 status: 301,

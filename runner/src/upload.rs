@@ -5,9 +5,8 @@
 //! only those blobs are sent; then the deploy is finalized.
 
 use crate::client::{ClientError, ControllerClient};
-use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use jamstack_proto::{FinalizeResponse, JobLease, ManifestFile};
+use jamstack_proto::{DeployManifest, FinalizeResponse, HeaderRule, JobLease, ManifestFile, RedirectRule};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
@@ -38,6 +37,11 @@ pub enum UploadError {
 pub struct Manifest {
     pub files: Vec<ManifestFile>,
     pub sources: HashMap<String, PathBuf>,
+    /// The `[[redirects]]` and `[[headers]]` rules of `jamstack.toml`; the
+    /// controller applies them after the publish directory's `_redirects`
+    /// and `_headers` files.
+    pub redirects: Vec<RedirectRule>,
+    pub headers: Vec<HeaderRule>,
 }
 
 /// Walks `root`, hashing every regular file. Symlinks are followed only
@@ -128,7 +132,12 @@ pub async fn upload(
     manifest: Manifest,
 ) -> Result<Uploaded, UploadError> {
     let files = manifest.files.len();
-    let answer = client.send_manifest(lease, manifest.files).await?;
+    let wire = DeployManifest {
+        files: manifest.files,
+        redirects: manifest.redirects,
+        headers: manifest.headers,
+    };
+    let answer = client.send_deploy_manifest(lease, &wire).await?;
     let mut uploaded_bytes = 0u64;
     let mut wanted = Vec::with_capacity(answer.missing.len());
     for hash in &answer.missing {
@@ -155,9 +164,8 @@ pub async fn upload(
 }
 
 async fn put_one(client: &ControllerClient, hash: String, source: PathBuf) -> Result<u64, UploadError> {
-    let bytes = Bytes::from(tokio::fs::read(&source).await?);
-    let size = bytes.len() as u64;
-    client.put_blob(&hash, bytes).await?;
+    let size = tokio::fs::metadata(&source).await?.len();
+    client.put_blob_file(&hash, &source).await?;
     Ok(size)
 }
 

@@ -1,6 +1,8 @@
 use super::find_site;
 use crate::auth::Admin;
 use crate::db::Deploy;
+use crate::deploys::events::DeployEvent;
+use crate::deploys::retention::{self, GcReport};
 use crate::error::{AppResult, conflict, not_found};
 use crate::state::AppState;
 use axum::Json;
@@ -54,10 +56,36 @@ pub async fn publish(
             deploy.state
         )));
     }
+    state
+        .announce(DeployEvent::SiteChanged { site_id: site.id })
+        .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
     Ok(Json(DeployView {
         published: true,
         permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
         deploy,
     }))
+}
+
+/// Runs retention and garbage collection now (they also run on their own
+/// every `gc_interval`).
+pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResult<Json<GcReport>> {
+    Ok(Json(retention::collect_garbage(&state).await?))
+}
+
+/// Takes a preview or branch hostname (`deploy-preview-12`, `staging`) down;
+/// its deploys stay at their permalinks until retention removes them.
+pub async fn remove_alias(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((name, alias)): Path<(String, String)>,
+) -> AppResult<axum::http::StatusCode> {
+    let site = find_site(&state, &name).await?;
+    if !crate::deploys::take_alias_down(&state, site.id, &alias).await? {
+        return Err(not_found(format!(
+            "site `{name}` has no hostname alias `{alias}`"
+        )));
+    }
+    tracing::info!(site = %site.name, alias, "alias taken down");
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

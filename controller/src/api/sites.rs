@@ -412,6 +412,34 @@ pub async fn show(
     Ok(Json(view(&state, site)))
 }
 
+/// Locks publishing: builds go on and their deploys are ready at their
+/// permalinks, but production stays on the deploy it serves until a deploy
+/// is published by hand or the site is unlocked.
+pub async fn lock(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<SiteView>> {
+    set_locked(&state, &name, true).await
+}
+
+/// Unlocks publishing: the next production build publishes again.
+pub async fn unlock(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<SiteView>> {
+    set_locked(&state, &name, false).await
+}
+
+async fn set_locked(state: &AppState, name: &str, locked: bool) -> AppResult<Json<SiteView>> {
+    let site = find_site(state, name).await?;
+    state.db.set_publish_locked(site.id, locked).await?;
+    tracing::info!(site = %site.name, locked, "publishing lock changed");
+    let site = find_site(state, name).await?;
+    Ok(Json(view(state, site)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

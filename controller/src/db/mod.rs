@@ -9,19 +9,27 @@
 //! reported back). Timestamps are Unix milliseconds.
 
 mod aliases;
+mod blobs;
 mod builds;
 mod deliveries;
+mod deploy_index;
 mod deploys;
 mod github;
 mod logs;
+mod relay;
+mod retention;
 mod runners;
 mod settings;
 mod sites;
 
+pub use blobs::{BlobToCompress, SweptBlob};
 pub use builds::{Attempt, Build, BuildState, LeasedJob, NewBuild, QueueEntry};
 pub use deliveries::{Claim, Delivery, NewDelivery};
+pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use github::{BuildReport, Installation};
+pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
+pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::TokenKind;
 pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
@@ -30,6 +38,7 @@ use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -48,6 +57,8 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// The URL, kept for connections outside the pool (LISTEN).
+    url: Arc<str>,
 }
 
 impl std::fmt::Debug for Database {
@@ -109,7 +120,11 @@ impl Database {
             .run(&pool)
             .await
             .context("bringing the database schema up to date")?;
-        Ok(Database { pool, backend })
+        Ok(Database {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

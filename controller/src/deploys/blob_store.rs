@@ -1,33 +1,88 @@
-//! Where blob bytes live. One interface; a local directory is the default.
+//! Where blob bytes live. One interface; a local directory is the default
+//! and an S3-compatible bucket (`s3.rs`) serves several controllers.
+//!
+//! The store knows keys, not hashes. The database maps a blob's SHA-256 to
+//! the key its bytes were written under ([`new_key`]: the hash plus a random
+//! suffix, unique per upload). Writing every upload under a fresh key is what
+//! makes garbage collection safe while uploads run: a sweep deletes only the
+//! key recorded in the row it removed, so it can never delete bytes that a
+//! concurrent upload of the same content has just written under its own key.
 
-use axum::body::Body;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use sha2::{Digest, Sha256};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-/// Why a blob was not stored.
-#[derive(Debug, thiserror::Error)]
-pub enum PutError {
-    #[error(
-        "the content hashes to {actual}, not to {expected}: the upload was corrupted or named the wrong blob"
-    )]
-    HashMismatch { expected: String, actual: String },
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
+/// A blob's bytes, as they come from the store.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
-/// Content-addressed storage: a blob is named by the SHA-256 of its bytes.
+/// Content-addressed storage, by key (see the module doc).
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Stores `bytes` under `sha256` after checking that they hash to it.
-    /// Storing a blob that is already there is a no-op.
-    async fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), PutError>;
+    /// Moves a received, already verified file into the store under `key`.
+    /// The file may be gone afterwards.
+    async fn put_file(&self, key: &str, file: &Path) -> std::io::Result<()>;
 
-    /// A streaming body of the blob, or `None` if it is not stored.
-    async fn open(&self, sha256: &str) -> std::io::Result<Option<Body>>;
+    /// Stores `bytes` under `key`.
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> std::io::Result<()>;
+
+    /// The blob's bytes, or the bytes in `range` (which the caller has
+    /// checked against the blob's size); `None` if nothing is stored there.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>>;
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> std::io::Result<()>;
+
+    /// Every key last written before `cutoff`: candidates for the sweep of
+    /// objects no database row names (an upload that crashed between
+    /// writing and recording).
+    async fn keys_older_than(&self, cutoff: SystemTime) -> std::io::Result<Vec<String>>;
+
+    /// Where and what the store is, for logs and startup messages.
+    fn describe(&self) -> String;
+
+    /// The whole blob in memory (rule files, compression, the edge's cache).
+    async fn read(&self, key: &str) -> std::io::Result<Option<Bytes>> {
+        let Some(mut stream) = self.get(key, None).await? else {
+            return Ok(None);
+        };
+        let mut buffer = bytes::BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            buffer.extend_from_slice(&chunk?);
+        }
+        Ok(Some(buffer.freeze()))
+    }
 }
 
-/// Blobs as files under `<root>/<first two hex>/<hash>`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A fresh key for new bytes of the blob `sha256`: `<sha256>.<8 hex>`.
+pub fn new_key(sha256: &str) -> String {
+    format!("{sha256}.{}", crate::auth::random_hex(4))
+}
+
+/// Whether `key` is one this program makes: a lowercase hex SHA-256,
+/// optionally followed by `.` and lowercase hex. Nothing else is ever
+/// turned into a path or an object name.
+pub fn is_valid_key(key: &str) -> bool {
+    let (hash, suffix) = key.split_once('.').unwrap_or((key, ""));
+    super::is_sha256_hex(hash) && suffix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn invalid_key(key: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("`{key}` is not a blob key"),
+    )
+}
+
+/// Blobs as files under `<root>/<first two hex>/<key>`.
 #[derive(Debug, Clone)]
 pub struct LocalBlobStore {
     root: PathBuf,
@@ -38,49 +93,106 @@ impl LocalBlobStore {
         LocalBlobStore { root: root.into() }
     }
 
-    fn path_of(&self, sha256: &str) -> PathBuf {
-        self.root.join(&sha256[..2]).join(sha256)
+    fn path_of(&self, key: &str) -> std::io::Result<PathBuf> {
+        if !is_valid_key(key) {
+            return Err(invalid_key(key));
+        }
+        Ok(self.root.join(&key[..2]).join(key))
     }
-}
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-#[async_trait::async_trait]
-impl BlobStore for LocalBlobStore {
-    async fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), PutError> {
-        let actual = sha256_hex(bytes);
-        if actual != sha256 {
-            return Err(PutError::HashMismatch {
-                expected: sha256.to_owned(),
-                actual,
-            });
-        }
-        let path = self.path_of(sha256);
-        if tokio::fs::try_exists(&path).await? {
-            return Ok(());
-        }
+    /// Writes through a unique temporary name and renames: a reader sees
+    /// no blob or the whole blob.
+    async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         tokio::fs::create_dir_all(dir).await?;
-        // Write to a unique temporary name and rename: a reader sees either
-        // no blob or the whole blob, and concurrent uploads of the same blob
-        // cannot interleave.
-        let temp = dir.join(format!(".{sha256}.{}.tmp", crate::auth::random_hex(8)));
+        let temp = dir.join(format!(".{}.tmp", crate::auth::random_hex(8)));
         let mut file = tokio::fs::File::create(&temp).await?;
         file.write_all(bytes).await?;
         file.sync_all().await?;
         drop(file);
-        tokio::fs::rename(&temp, &path).await?;
-        Ok(())
+        tokio::fs::rename(&temp, path).await
     }
+}
 
-    async fn open(&self, sha256: &str) -> std::io::Result<Option<Body>> {
-        match tokio::fs::File::open(self.path_of(sha256)).await {
-            Ok(file) => Ok(Some(Body::from_stream(tokio_util::io::ReaderStream::new(file)))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+#[async_trait::async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn put_file(&self, key: &str, file: &Path) -> std::io::Result<()> {
+        let path = self.path_of(key)?;
+        tokio::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).await?;
+        match tokio::fs::rename(file, &path).await {
+            Ok(()) => Ok(()),
+            // Staging on another filesystem: copy instead, still atomically.
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let bytes = tokio::fs::read(file).await?;
+                self.write_atomically(&path, &bytes).await
+            }
             Err(e) => Err(e),
         }
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> std::io::Result<()> {
+        let path = self.path_of(key)?;
+        self.write_atomically(&path, &bytes).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>> {
+        let mut file = match tokio::fs::File::open(self.path_of(key)?).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        const CHUNK: usize = 256 * 1024;
+        let stream = match range {
+            None => tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed(),
+            Some(range) => {
+                file.seek(std::io::SeekFrom::Start(range.start)).await?;
+                let limited = file.take(range.end.saturating_sub(range.start));
+                tokio_util::io::ReaderStream::with_capacity(limited, CHUNK).boxed()
+            }
+        };
+        Ok(Some(stream))
+    }
+
+    async fn delete(&self, key: &str) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.path_of(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn keys_older_than(&self, cutoff: SystemTime) -> std::io::Result<Vec<String>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            let Ok(dirs) = std::fs::read_dir(&root) else {
+                return Ok(keys);
+            };
+            for dir in dirs {
+                let dir = dir?;
+                if !dir.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(dir.path())? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let metadata = entry.metadata()?;
+                    let old = metadata.modified().is_ok_and(|modified| modified < cutoff);
+                    if metadata.is_file() && old && is_valid_key(&name) {
+                        keys.push(name);
+                    } else if metadata.is_file() && old && name.ends_with(".tmp") {
+                        // A write that crashed before its rename.
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+            Ok(keys)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    fn describe(&self) -> String {
+        format!("local directory {}", self.root.display())
     }
 }
 
@@ -88,25 +200,63 @@ impl BlobStore for LocalBlobStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_blob_whose_bytes_do_not_match_its_name_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::new(dir.path());
-        let wrong = sha256_hex(b"something else");
-        let err = store.put(&wrong, b"hello").await.unwrap_err();
-        assert!(matches!(err, PutError::HashMismatch { .. }), "{err}");
-        assert!(store.open(&wrong).await.unwrap().is_none());
+    async fn read_all(store: &dyn BlobStore, key: &str, range: Option<Range<u64>>) -> Vec<u8> {
+        let mut stream = store.get(key, range).await.unwrap().expect("stored");
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
     }
 
     #[tokio::test]
-    async fn a_stored_blob_reads_back_whole() {
+    async fn a_stored_blob_reads_back_whole_and_by_range() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::new(dir.path());
-        let hash = sha256_hex(b"hello");
-        store.put(&hash, b"hello").await.unwrap();
-        store.put(&hash, b"hello").await.unwrap();
-        let body = store.open(&hash).await.unwrap().unwrap();
-        let bytes = axum::body::to_bytes(body, 1024).await.unwrap();
-        assert_eq!(&bytes[..], b"hello");
+        let store = LocalBlobStore::new(dir.path().join("blobs"));
+        let key = new_key(&sha256_hex(b"hello world"));
+        store
+            .put_bytes(&key, Bytes::from_static(b"hello world"))
+            .await
+            .unwrap();
+        assert_eq!(read_all(&store, &key, None).await, b"hello world");
+        assert_eq!(read_all(&store, &key, Some(6..11)).await, b"world");
+        assert_eq!(&store.read(&key).await.unwrap().unwrap()[..], b"hello world");
+        store.delete(&key).await.unwrap();
+        store.delete(&key).await.unwrap();
+        assert!(store.get(&key, None).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_received_file_moves_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path().join("blobs"));
+        let staged = dir.path().join("upload");
+        std::fs::write(&staged, b"content").unwrap();
+        let key = new_key(&sha256_hex(b"content"));
+        store.put_file(&key, &staged).await.unwrap();
+        assert_eq!(read_all(&store, &key, None).await, b"content");
+        let all = store
+            .keys_older_than(SystemTime::now() + std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(all, vec![key]);
+    }
+
+    #[test]
+    fn only_keys_this_program_makes_become_paths() {
+        let hash = sha256_hex(b"x");
+        assert!(is_valid_key(&hash));
+        assert!(is_valid_key(&new_key(&hash)));
+        for bad in [
+            "../etc/passwd",
+            "",
+            &format!("{hash}/x"),
+            &format!("{hash}.ZZ"),
+            "ab",
+        ] {
+            assert!(!is_valid_key(bad), "{bad}");
+            let store = LocalBlobStore::new("/nonexistent");
+            assert!(store.path_of(bad).is_err());
+        }
     }
 }

@@ -6,9 +6,15 @@
 //! database (see `Database::finalize_deploy` and `Database::publish_deploy`).
 
 pub mod blob_store;
+pub mod compress;
+pub mod events;
+pub mod retention;
+pub mod s3;
+pub mod staging;
 
 pub use blob_store::{BlobStore, LocalBlobStore};
 
+use crate::config::DeployLimits;
 use jamstack_proto::{BuildContext, ManifestFile};
 
 /// Why a manifest was refused.
@@ -41,6 +47,72 @@ pub fn validate_manifest(files: &[ManifestFile]) -> Result<(), ManifestError> {
         if !seen.insert(file.path.as_str()) {
             return Err(ManifestError::Duplicate(file.path.clone()));
         }
+    }
+    Ok(())
+}
+
+/// A deploy over one of the limits.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitError {
+    #[error(
+        "`{path}` is {}, over the limit of {} for one file (controller setting --max-file-size-mb); \
+         make it smaller or serve it from elsewhere",
+        human_bytes(*size),
+        human_bytes(*limit)
+    )]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    #[error(
+        "the deploy has {count} files, over the limit of {limit} (controller setting --max-files); \
+         publish fewer files"
+    )]
+    TooManyFiles { count: u64, limit: u64 },
+    #[error(
+        "the deploy's files add up to {}, over the limit of {} (controller setting --max-deploy-size-mb); \
+         publish less",
+        human_bytes(*size),
+        human_bytes(*limit)
+    )]
+    DeployTooLarge { size: u64, limit: u64 },
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Checks a manifest against the deploy limits, before anything is stored.
+pub fn check_limits(files: &[ManifestFile], limits: &DeployLimits) -> Result<(), LimitError> {
+    let count = files.len() as u64;
+    if count > limits.max_files {
+        return Err(LimitError::TooManyFiles {
+            count,
+            limit: limits.max_files,
+        });
+    }
+    if let Some(file) = files.iter().find(|f| f.size > limits.max_file_size) {
+        return Err(LimitError::FileTooLarge {
+            path: file.path.clone(),
+            size: file.size,
+            limit: limits.max_file_size,
+        });
+    }
+    let size: u64 = files.iter().map(|f| f.size).sum();
+    if size > limits.max_deploy_size {
+        return Err(LimitError::DeployTooLarge {
+            size,
+            limit: limits.max_deploy_size,
+        });
     }
     Ok(())
 }
@@ -87,6 +159,22 @@ pub fn branch_label(branch: &str) -> Option<String> {
     let label: String = label.chars().take(40).collect();
     let label = label.trim_end_matches('-').to_owned();
     (!label.is_empty()).then_some(label)
+}
+
+/// Takes a preview or branch hostname down (a closed pull request, a deleted
+/// branch, or by hand): the alias goes at once, the edge forgets it before
+/// this returns, and retention removes the deploys it served at its next
+/// run. Returns false when there was no such alias.
+pub async fn take_alias_down(
+    state: &crate::state::AppState,
+    site_id: i64,
+    alias: &str,
+) -> anyhow::Result<bool> {
+    let removed = state.db.remove_alias(site_id, alias).await?;
+    if removed {
+        state.announce(events::DeployEvent::SiteChanged { site_id }).await;
+    }
+    Ok(removed)
 }
 
 /// A new deploy id: 24 lowercase hex characters, fit for a hostname label.
@@ -146,6 +234,28 @@ mod tests {
             validate_manifest(&[file("x"), file("x")]),
             Err(ManifestError::Duplicate("x".into()))
         );
+    }
+
+    #[test]
+    fn a_deploy_over_a_limit_is_refused_with_the_setting_to_change() {
+        let limits = DeployLimits {
+            max_file_size: 10,
+            max_files: 2,
+            max_deploy_size: 15,
+        };
+        let sized = |path: &str, size| ManifestFile { size, ..file(path) };
+        assert_eq!(check_limits(&[sized("a", 10), sized("b", 5)], &limits), Ok(()));
+        let big = check_limits(&[sized("big.mp4", 11)], &limits).unwrap_err();
+        assert!(
+            big.to_string().contains("`big.mp4` is 11 bytes")
+                && big.to_string().contains("--max-file-size-mb")
+        );
+        let many = check_limits(&[file("a"), file("b"), file("c")], &limits).unwrap_err();
+        assert!(many.to_string().contains("3 files") && many.to_string().contains("--max-files"));
+        let total = check_limits(&[sized("a", 10), sized("b", 6)], &limits).unwrap_err();
+        assert!(total.to_string().contains("16 bytes") && total.to_string().contains("--max-deploy-size-mb"));
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(256 * 1024 * 1024), "256.0 MiB");
     }
 
     #[test]

@@ -4,24 +4,38 @@
 //! other host reaches the API. Labels are `<site>` for the published
 //! production deploy, `<deploy-id>--<site>` for a permanent link to one
 //! deploy, and `deploy-preview-<pr>--<site>` / `<branch>--<site>` for the
-//! latest deploy of a pull request or branch. A request resolves its deploy once, then reads only that deploy's
-//! immutable manifest, so it sees the old deploy or the new one, never a mix.
+//! latest deploy of a pull request or branch.
 //!
-//! Paths follow one rule (see README, "How paths are served"): `/dir/` serves
-//! `dir/index.html`; `/dir` redirects to `/dir/` when `dir/index.html`
-//! exists; `/page` serves `page.html` when there is no file `page`.
+//! A request resolves its deploy once (`cache.rs`: the hostname's pointer,
+//! kept in memory and forgotten the moment a publish is announced), then
+//! reads only that deploy's immutable index (`index.rs`: files, rules and
+//! routing), so it sees the old deploy or the new one, never a mix. The
+//! answer (`respond.rs`) carries a strong ETag, honours `If-None-Match` and
+//! `Range`, picks a precompressed variant by `Accept-Encoding`, and says how
+//! long it may be cached; the deploy's `_headers` and `[[headers]]` rules
+//! are added last. `path.rs` decodes request paths so none escapes a
+//! deploy; `rules.rs` reads and matches the redirect and header rules.
 
+pub mod cache;
+pub mod index;
 mod path;
+pub mod respond;
+pub mod rules;
 
-use crate::db::DeployFile;
+pub use cache::EdgeCache;
+
 use crate::state::AppState;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cache::Resolved;
+use index::Route;
+use respond::{FileAnswer, REVALIDATE};
 
 /// Which deploy a hostname label names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// `<site>`: whatever the site has published.
     Published { site: String },
@@ -75,30 +89,20 @@ pub async fn route_by_host(State(state): State<AppState>, request: Request, next
         .unwrap_or("");
     match target_of_host(host, &state.config.domain) {
         Some(target) => {
-            serve(
-                &state,
-                target,
-                request.method(),
-                request.uri().path(),
-                request.headers(),
-            )
-            .await
+            // The body of a GET is not read; the head is all the edge needs.
+            let (head, _) = request.into_parts();
+            serve(&state, target, &head).await
         }
         None => next.run(request).await,
     }
 }
 
-async fn serve(
-    state: &AppState,
-    target: Target,
-    method: &Method,
-    raw_path: &str,
-    headers: &HeaderMap,
-) -> Response {
+async fn serve(state: &AppState, target: Target, request: &Parts) -> Response {
+    let method = &request.method;
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response();
     }
-    match serve_inner(state, target, raw_path, headers).await {
+    match serve_inner(state, target, request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "edge failed");
@@ -107,139 +111,94 @@ async fn serve(
     }
 }
 
-async fn serve_inner(
-    state: &AppState,
-    target: Target,
-    raw_path: &str,
-    headers: &HeaderMap,
-) -> anyhow::Result<Response> {
-    let Some(path) = path::decode(raw_path) else {
+async fn serve_inner(state: &AppState, target: Target, request: &Parts) -> anyhow::Result<Response> {
+    let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
-    let (deploy_id, immutable) = match &target {
-        Target::Published { site } => {
-            let Some(site) = state.db.site_by_name(site).await? else {
-                return Ok(plain(StatusCode::NOT_FOUND, "no such site\n"));
-            };
-            let Some(deploy_id) = site.published_deploy_id else {
-                return Ok(plain(
-                    StatusCode::NOT_FOUND,
-                    "this site has no published deploy yet; its first successful build publishes one\n",
-                ));
-            };
-            (deploy_id, false)
+    let (deploy_id, permalink) = match state.edge.resolve(&state.db, &target).await? {
+        Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
+        Resolved::NoSite => return Ok(plain(StatusCode::NOT_FOUND, "no such site\n")),
+        Resolved::NothingPublished => {
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                "this site has no published deploy yet; its first successful build publishes one\n",
+            ));
         }
-        Target::Permalink { site, deploy_id } => {
-            let deploy = state.db.deploy(deploy_id).await?;
-            let site = state.db.site_by_name(site).await?;
-            match (deploy, site) {
-                (Some(deploy), Some(site)) if deploy.site_id == site.id && deploy.state == "ready" => {
-                    (deploy.id, true)
-                }
-                _ => return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n")),
-            }
+        Resolved::NoAlias => {
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                "no deploy of this preview or branch\n",
+            ));
         }
-        Target::Alias { site, alias } => {
-            let Some(site) = state.db.site_by_name(site).await? else {
-                return Ok(plain(StatusCode::NOT_FOUND, "no such site\n"));
+        Resolved::NoDeploy => return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n")),
+    };
+    let Some(index) = state.edge.index(&state.db, &deploy_id).await? else {
+        // Removed between reading the pointer and the index.
+        return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n"));
+    };
+    let headers = &request.headers;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let site_path = format!("/{decoded}");
+    let rule_request = rules::Request {
+        path: &site_path,
+        query: request.uri.query(),
+        host,
+        accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+        cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
+    };
+    let mut response = match index.route(&decoded, &rule_request) {
+        Route::File { path, status } => {
+            let Some(file) = index.file(&path) else {
+                anyhow::bail!("routed to `{path}`, which deploy {deploy_id} does not have");
             };
-            match state.db.alias_deploy(site.id, alias).await? {
-                Some(deploy_id) => (deploy_id, false),
-                None => {
-                    return Ok(plain(
-                        StatusCode::NOT_FOUND,
-                        "no deploy of this preview or branch\n",
-                    ));
-                }
-            }
+            let answer = FileAnswer {
+                path: &path,
+                file,
+                status,
+                permalink,
+            };
+            respond::file_response(state, answer, &request.method, headers).await?
         }
+        Route::Redirect { status, location } => {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(header::LOCATION, HeaderValue::from_str(&location)?);
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+            response
+        }
+        Route::Plain(status) => plain(status, "not found\n"),
     };
-    let lookup = |p: String| {
-        let db = state.db.clone();
-        let deploy_id = deploy_id.clone();
-        async move { db.deploy_file(&deploy_id, &p).await }
-    };
-    let resolved = if path.is_empty() || path.ends_with('/') {
-        let index = format!("{path}index.html");
-        lookup(index.clone()).await?.map(|f| (index, f))
-    } else if let Some(file) = lookup(path.clone()).await? {
-        Some((path.clone(), file))
-    } else if lookup(format!("{path}/index.html")).await?.is_some() {
-        let location = format!("/{}/", path::encode(&path));
-        return Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)], "").into_response());
-    } else {
-        let html = format!("{path}.html");
-        lookup(html.clone()).await?.map(|f| (html, f))
-    };
-    if let Some((served_path, file)) = resolved {
-        return send_file(state, &served_path, &file, StatusCode::OK, immutable, headers).await;
-    }
-    match lookup("404.html".to_owned()).await? {
-        Some(file) => send_file(state, "404.html", &file, StatusCode::NOT_FOUND, false, headers).await,
-        None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
+    add_rule_headers(response.headers_mut(), &index.rules.headers_for(&site_path));
+    Ok(response)
+}
+
+/// The deploy's header rules: they replace the server's value of a header
+/// (`Cache-Control`, `Content-Type`), except `Vary`, which they extend.
+fn add_rule_headers(headers: &mut HeaderMap, extra: &[(header::HeaderName, HeaderValue)]) {
+    for (name, value) in extra {
+        if *name == header::VARY {
+            headers.append(name.clone(), value.clone());
+        } else {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, REVALIDATE),
+        ],
         message,
     )
         .into_response()
-}
-
-async fn send_file(
-    state: &AppState,
-    path: &str,
-    file: &DeployFile,
-    status: StatusCode,
-    immutable: bool,
-    request_headers: &HeaderMap,
-) -> anyhow::Result<Response> {
-    let etag = format!("\"{}\"", file.sha256);
-    let content_type = content_type(path);
-    let cache_control = if immutable {
-        "public, max-age=31536000, immutable"
-    } else {
-        "public, max-age=0, must-revalidate"
-    };
-    let mut response = if status == StatusCode::OK
-        && request_headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let Some(body) = state.blobs.open(&file.sha256).await? else {
-            anyhow::bail!("blob {} of {path} is missing from the blob store", file.sha256);
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size as u64));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type)?);
-        response
-    };
-    let headers = response.headers_mut();
-    headers.insert(header::ETAG, HeaderValue::from_str(&etag)?);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    Ok(response)
-}
-
-fn content_type(path: &str) -> String {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    match mime.type_() {
-        mime_guess::mime::TEXT => format!("{mime}; charset=utf-8"),
-        _ if mime.subtype() == mime_guess::mime::JAVASCRIPT || mime.subtype() == mime_guess::mime::JSON => {
-            format!("{mime}; charset=utf-8")
-        }
-        _ => mime.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -283,13 +242,5 @@ mod tests {
         ] {
             assert_eq!(target_of_host(api_host, d), None, "{api_host}");
         }
-    }
-
-    #[test]
-    fn html_and_text_say_their_charset() {
-        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
-        assert_eq!(content_type("a/style.css"), "text/css; charset=utf-8");
-        assert_eq!(content_type("logo.png"), "image/png");
-        assert_eq!(content_type("blob"), "application/octet-stream");
     }
 }

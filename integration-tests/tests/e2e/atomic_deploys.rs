@@ -1,30 +1,8 @@
-use crate::helpers::{SiteRepo, spawn_app, spawn_controller_only};
+use crate::helpers::{SiteRepo, manifest_file as file, spawn_app, spawn_controller_only};
 use bytes::Bytes;
-use jamstack_proto::{JobOutcome, ManifestFile, PROTOCOL_HEADER};
+use jamstack_proto::{JobOutcome, PROTOCOL_HEADER};
 use jamstack_runner::client::{ClientError, ControllerClient};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
-
-fn file(path: &str, content: &[u8]) -> ManifestFile {
-    ManifestFile {
-        path: path.into(),
-        sha256: hex::encode(Sha256::digest(content)),
-        size: content.len() as u64,
-        mode: 0o644,
-    }
-}
-
-async fn queue_build(app: &crate::helpers::TestApp, site: &str, sha: &str) {
-    let response = app
-        .http
-        .post(app.api(&format!("/sites/{site}/builds")))
-        .bearer_auth(&app.admin_token)
-        .json(&serde_json::json!({ "commit_sha": sha }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-}
 
 /// Plays the runner's part by hand, stopping between the steps to look.
 #[tokio::test]
@@ -33,7 +11,7 @@ async fn nothing_of_a_deploy_is_visible_until_it_is_finalized_and_stored_blobs_a
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("README", "by hand")], "by hand");
     app.connect_site("atomic", &repo, "octo/atomic").await;
-    queue_build(&app, "atomic", &sha).await;
+    app.trigger_build("atomic", &sha).await;
 
     let runner = ControllerClient::new(&app.base_url, &token);
     runner.connect("hand").await.expect("connecting");
@@ -100,7 +78,7 @@ async fn nothing_of_a_deploy_is_visible_until_it_is_finalized_and_stored_blobs_a
     );
 
     // A second build with one changed file: only that file's blob is asked for.
-    queue_build(&app, "atomic", &sha).await;
+    app.trigger_build("atomic", &sha).await;
     let lease = runner
         .lease("hand", Duration::from_secs(5))
         .await
@@ -216,4 +194,159 @@ async fn readers_see_the_old_or_the_new_deploy_never_a_half_written_one() {
         2,
         "the readers saw both versions go live: {versions:?}"
     );
+}
+
+/// The page of version `n`: its number, then enough text to compress.
+fn page_of(n: usize) -> Vec<u8> {
+    format!(
+        "<h1>version {n}</h1>{}",
+        "<p>same text in every version</p>".repeat(60)
+    )
+    .into_bytes()
+}
+
+/// A 200 KB asset of version `n`: `[nnnn]` over and over.
+fn asset_of(n: usize) -> Vec<u8> {
+    format!("[{n:04}]").repeat(200 * 1024 / 6).into_bytes()
+}
+
+fn version_of_page(body: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(body).ok()?;
+    let n = text
+        .strip_prefix("<h1>version ")?
+        .split('<')
+        .next()?
+        .parse()
+        .ok()?;
+    (body == page_of(n).as_slice()).then_some(n)
+}
+
+fn version_of_asset(body: &[u8]) -> Option<usize> {
+    let n = std::str::from_utf8(body.get(1..5)?).ok()?.parse().ok()?;
+    (body == asset_of(n).as_slice()).then_some(n)
+}
+
+/// Readers hammer a site while twenty pointer moves alternate: ten new
+/// deploys, each followed by a rollback to the one before. Every answer is
+/// one whole version (a page, a 200 KB asset, a byte range of it), never a
+/// 404 or a mix, and each move is served from the very next request.
+#[tokio::test]
+async fn twenty_deploys_and_rollbacks_alternate_under_load_and_readers_see_only_whole_versions() {
+    use crate::helpers::HandRunner;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (app, token) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("README", "by hand")], "by hand");
+    app.connect_site("load", &repo, "octo/load").await;
+    let runner = HandRunner::connect(&app, &token).await;
+    let deploy = |n: usize| {
+        let (page, asset) = (page_of(n), asset_of(n));
+        let runner = &runner;
+        let (app, sha) = (&app, &sha);
+        async move {
+            let files: [(&str, &[u8]); 3] = [
+                ("index.html", &page),
+                ("asset.bin", &asset),
+                ("README.txt", b"same"),
+            ];
+            runner.deploy(app, "load", sha, &files).await.deploy_id
+        }
+    };
+    let mut deploys = vec![deploy(0).await];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let stop = stop.clone();
+            let (port, http) = (app.port, app.http.clone());
+            tokio::spawn(async move {
+                let mut seen = std::collections::BTreeSet::new();
+                let mut requests = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let get = |path: &str| {
+                        http.get(format!("http://127.0.0.1:{port}{path}"))
+                            .header("Host", format!("load.localhost:{port}"))
+                    };
+                    let page = get("/").send().await.unwrap();
+                    assert_eq!(
+                        page.status().as_u16(),
+                        200,
+                        "the page answered {} mid-deploy",
+                        page.status()
+                    );
+                    let body = page.bytes().await.unwrap();
+                    let version = version_of_page(&body).unwrap_or_else(|| {
+                        panic!(
+                            "a page that is no whole version: {:?}",
+                            String::from_utf8_lossy(&body)
+                        )
+                    });
+                    seen.insert(version);
+
+                    let asset = get("/asset.bin").send().await.unwrap();
+                    assert_eq!(asset.status().as_u16(), 200);
+                    let body = asset.bytes().await.unwrap();
+                    seen.insert(version_of_asset(&body).expect("an asset that is no whole version"));
+
+                    // A range is one version's bytes too.
+                    let start = (reader * 6_000 + requests * 6) % 190_000;
+                    let part = get("/asset.bin")
+                        .header("Range", format!("bytes={start}-{}", start + 59))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(part.status().as_u16(), 206);
+                    let body = part.bytes().await.unwrap();
+                    let token_at = (6 - start % 6) % 6;
+                    let n: usize = std::str::from_utf8(&body[token_at + 1..token_at + 5])
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    assert_eq!(
+                        &body[..],
+                        &asset_of(n)[start..start + 60],
+                        "a range mixing versions"
+                    );
+                    requests += 3;
+                }
+                (requests, seen)
+            })
+        })
+        .collect();
+
+    for n in 1..=10 {
+        let new = deploy(n).await;
+        let next = app.visit("load", "/").await;
+        assert_eq!(
+            version_of_page(&next.bytes),
+            Some(n),
+            "the new deploy is served from the next request"
+        );
+        deploys.push(new);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        let (status, body) = app.publish("load", &deploys[n - 1]).await;
+        assert_eq!(status, 200, "{body}");
+        let next = app.visit("load", "/").await;
+        assert_eq!(
+            version_of_page(&next.bytes),
+            Some(n - 1),
+            "the rollback is served from the next request"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut versions = std::collections::BTreeSet::new();
+    for reader in readers {
+        let (requests, seen) = reader.await.expect("a reader saw something wrong");
+        assert!(requests > 30, "the readers ran: {requests}");
+        versions.extend(seen);
+    }
+    assert!(
+        versions.len() > 2,
+        "the readers saw versions come and go: {versions:?}"
+    );
+    assert!(versions.iter().all(|v| *v <= 10));
 }

@@ -35,7 +35,7 @@ async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_publish
 
     let doomed_name = format!("doomed-{}", free_port());
     let mut doomed = start_runner(dir.path(), &controller.url(), &registration, &doomed_name);
-    let build = app.trigger_build("phoenix", "main", &sha).await;
+    let build = app.trigger_build("phoenix", &sha).await;
     wait_for_log(&app, build, 1, "started").await;
     doomed.kill();
     remove_containers_of_runner(&doomed_name).await;
@@ -97,7 +97,7 @@ async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finish
         &format!("steady-{}", free_port()),
     );
 
-    let build = app.trigger_build("steady", "main", &sha).await;
+    let build = app.trigger_build("steady", &sha).await;
     wait_for_log(&app, build, 1, "line 5 of the build").await;
     controller.restart();
     app.wait_for_success(build).await;
@@ -161,7 +161,8 @@ async fn two_controllers_on_postgres_with_four_runners_build_200_jobs_each_publi
             builds.push((
                 site.clone(),
                 format!("branch-{b}"),
-                app.trigger_build(&site, &format!("branch-{b}"), &sha).await,
+                app.trigger_build_of(&site, Some(&format!("branch-{b}")), &sha)
+                    .await,
             ));
         }
         repos.push(repo);

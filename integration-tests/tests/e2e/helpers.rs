@@ -6,11 +6,13 @@ pub mod github_api;
 
 pub use github_api::FakeGitHub;
 use hmac::{Hmac, Mac};
-use jamstack_controller::config::{GitHubApp, RetryPolicy};
+use jamstack_controller::config::{GitHubApp, RetryPolicy, S3Config};
 use jamstack_controller::{Application, Config};
+use jamstack_proto::{FinalizeResponse, JobLease, JobOutcome, ManifestFile, ManifestResponse};
+use jamstack_runner::client::ControllerClient;
 use serde_json::{Value, json};
-use sha2::Sha256;
-use std::path::Path;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -22,17 +24,19 @@ pub struct TestApp {
     pub admin_token: String,
     pub http: reqwest::Client,
     data: Option<TempDir>,
+    /// The controller's data directory (database, blobs, staging).
+    pub data_dir: PathBuf,
 }
 
 /// A controller with a runner inside, as `jamstack-controller up` runs them.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_configured(|_| {}).await
+    spawn_app_with(|_| {}).await
 }
 
 /// [`spawn_app`], acting as a GitHub App against the stand-in GitHub API,
 /// with quick retries.
 pub async fn spawn_app_with_github(github: &FakeGitHub) -> TestApp {
-    spawn_app_configured(|config| use_github(config, github)).await
+    spawn_app_with(|config| use_github(config, github)).await
 }
 
 /// [`spawn_controller_only`], against the stand-in GitHub API.
@@ -55,7 +59,9 @@ fn use_github(config: &mut Config, github: &FakeGitHub) {
     };
 }
 
-async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
+/// `spawn_app` with settings changed by `configure` (blob store, limits,
+/// retention, GitHub).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (app, data) = build_app(configure).await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     let mut runner = jamstack_runner::RunnerConfig::new(app.base_url(), &token);
@@ -74,7 +80,11 @@ async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// A controller with no runner; the runner token is returned so a test can
 /// play the runner's part of the protocol by hand.
 pub async fn spawn_controller_only() -> (TestApp, String) {
-    let (app, data) = build_app(|_| {}).await;
+    spawn_controller_only_with(|_| {}).await
+}
+
+pub async fn spawn_controller_only_with(configure: impl FnOnce(&mut Config)) -> (TestApp, String) {
+    let (app, data) = build_app(configure).await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     (serve(app, data), token)
 }
@@ -104,6 +114,7 @@ fn serve(app: Application, data: TempDir) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
+        data_dir: app.state().config.data_dir.clone(),
         data: Some(data),
     };
     tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
@@ -127,23 +138,8 @@ impl TestApp {
                 .build()
                 .unwrap(),
             data: None,
+            data_dir: PathBuf::new(),
         }
-    }
-
-    /// Queues a build of `branch` at `sha` through the API; returns its id.
-    pub async fn trigger_build(&self, site: &str, branch: &str, sha: &str) -> i64 {
-        let response = self
-            .http
-            .post(self.api(&format!("/sites/{site}/builds")))
-            .bearer_auth(&self.admin_token)
-            .json(&json!({ "branch": branch, "commit_sha": sha }))
-            .send()
-            .await
-            .expect("triggering a build");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 201, "{body}");
-        body["id"].as_i64().unwrap()
     }
 
     /// The log of one attempt of a build.
@@ -191,8 +187,16 @@ async fn require_docker() {
 #[derive(Debug)]
 pub struct Page {
     pub status: u16,
+    /// The body as text (lossy for binary or compressed bodies).
     pub body: String,
+    pub bytes: Vec<u8>,
     pub headers: reqwest::header::HeaderMap,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap_or(""))
+    }
 }
 
 impl TestApp {
@@ -471,11 +475,108 @@ impl TestApp {
             request = request.header(*name, *value);
         }
         let response = request.send().await.expect("visiting a site");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap().to_vec();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        }
+    }
+
+    /// Sends `HEAD path` to a hostname label.
+    pub async fn head(&self, label: &str, path: &str) -> Page {
+        let response = self
+            .http
+            .head(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("Host", format!("{label}.localhost:{}", self.port))
+            .send()
+            .await
+            .expect("visiting a site");
         Page {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
-            body: response.text().await.unwrap(),
+            body: String::new(),
+            bytes: Vec::new(),
         }
+    }
+
+    /// Queues a build of `site` at `sha` through the API; returns its id.
+    pub async fn trigger_build(&self, site: &str, sha: &str) -> i64 {
+        self.trigger_build_of(site, None, sha).await
+    }
+
+    /// Queues a build of `branch` (a branch deploy unless it is the
+    /// production branch).
+    pub async fn trigger_build_of(&self, site: &str, branch: Option<&str>, sha: &str) -> i64 {
+        let mut body = json!({ "commit_sha": sha });
+        if let Some(branch) = branch {
+            body["branch"] = json!(branch);
+        }
+        let (status, build) = self
+            .api_json(
+                self.http
+                    .post(self.api(&format!("/sites/{site}/builds")))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{build}");
+        build["id"].as_i64().unwrap()
+    }
+
+    /// Stops production builds of `site` from going live by themselves.
+    pub async fn lock_publishing(&self, site: &str) -> Value {
+        let (status, body) = self
+            .api_json(self.http.post(self.api(&format!("/sites/{site}/lock"))))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn unlock_publishing(&self, site: &str) -> Value {
+        let (status, body) = self
+            .api_json(self.http.post(self.api(&format!("/sites/{site}/unlock"))))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Takes a preview or branch hostname down, as closing a pull request
+    /// or deleting a branch does.
+    pub async fn take_alias_down(&self, site: &str, alias: &str) -> u16 {
+        let (status, _) = self
+            .api_json(
+                self.http
+                    .delete(self.api(&format!("/sites/{site}/aliases/{alias}"))),
+            )
+            .await;
+        status
+    }
+
+    /// Runs retention and garbage collection now.
+    pub async fn collect_garbage(&self) -> Value {
+        let (status, body) = self.api_json(self.http.post(self.api("/gc"))).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Files in the local blob store.
+    pub fn stored_blob_files(&self) -> usize {
+        let root = self.data_dir.join("blobs");
+        let Ok(dirs) = std::fs::read_dir(&root) else {
+            return 0;
+        };
+        dirs.flatten()
+            .filter_map(|dir| std::fs::read_dir(dir.path()).ok())
+            .map(|files| {
+                files
+                    .flatten()
+                    .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .sum()
     }
 }
 
@@ -596,3 +697,138 @@ command = "mkdir -p public && cp -R src/. public/ && echo built $COMMIT_REF"
 publish = "public"
 image = "jamstack/busybox:1"
 "#;
+
+/// Where the S3-compatible test server (moto) listens.
+pub fn s3_endpoint() -> String {
+    std::env::var("JAMSTACK_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9555".to_owned())
+}
+
+/// A new, empty bucket of its own on the S3-compatible test server. Fails,
+/// saying how to start the server, when it is not running.
+pub async fn a_fresh_s3_bucket() -> S3Config {
+    let endpoint = s3_endpoint();
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let bucket = format!("jamstack-test-{millis}-{}", rand_suffix());
+    let answer = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the S3 tests need an S3-compatible server at {endpoint} (set JAMSTACK_TEST_S3_ENDPOINT to use \
+                 another): {e}. ./scripts/test.sh starts moto's; by hand: \
+                 pip install 'moto[server]' && moto_server -H 127.0.0.1 -p 9555 &"
+            )
+        });
+    assert!(
+        answer.status().is_success(),
+        "creating bucket {bucket} at {endpoint}: {}",
+        answer.status()
+    );
+    let mut s3 = S3Config::new(bucket);
+    s3.endpoint = Some(endpoint);
+    s3.access_key_id = Some("test".to_owned());
+    s3.secret_access_key = Some("test".to_owned());
+    s3
+}
+
+/// The keys of every object in a test bucket.
+pub async fn objects_in_bucket(s3: &S3Config) -> Vec<String> {
+    let endpoint = s3.endpoint.clone().unwrap_or_else(s3_endpoint);
+    let listing = reqwest::get(format!("{endpoint}/{}?list-type=2&max-keys=100000", s3.bucket))
+        .await
+        .expect("listing a bucket")
+        .text()
+        .await
+        .unwrap();
+    listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|part| part.split_once("</Key>").map(|(key, _)| key.to_owned()))
+        .collect()
+}
+
+/// A file of a deploy uploaded by hand.
+pub fn manifest_file(path: &str, content: &[u8]) -> ManifestFile {
+    ManifestFile {
+        path: path.into(),
+        sha256: hex::encode(Sha256::digest(content)),
+        size: content.len() as u64,
+        mode: 0o644,
+    }
+}
+
+/// A runner played by hand over the real protocol, for tests that stop
+/// between the steps of an upload or need many deploys fast.
+pub struct HandRunner {
+    pub client: ControllerClient,
+}
+
+impl HandRunner {
+    pub async fn connect(app: &TestApp, token: &str) -> Self {
+        let client = ControllerClient::new(&app.base_url, token);
+        client.connect("hand").await.expect("connecting");
+        HandRunner { client }
+    }
+
+    /// Leases the job of a build queued with `trigger_build`.
+    pub async fn lease(&self) -> JobLease {
+        self.client
+            .lease("hand", Duration::from_secs(5))
+            .await
+            .expect("leasing")
+            .expect("a queued job")
+    }
+
+    pub async fn send_manifest(&self, lease: &JobLease, files: &[(&str, &[u8])]) -> ManifestResponse {
+        let manifest = files
+            .iter()
+            .map(|(path, content)| manifest_file(path, content))
+            .collect();
+        self.client
+            .send_manifest(lease, manifest)
+            .await
+            .expect("sending the manifest")
+    }
+
+    /// Uploads the files whose content the controller asked for.
+    pub async fn upload_missing(&self, answer: &ManifestResponse, files: &[(&str, &[u8])]) {
+        for hash in &answer.missing {
+            let (_, content) = files
+                .iter()
+                .find(|(path, content)| manifest_file(path, content).sha256 == *hash)
+                .expect("the controller asked for a blob of this deploy");
+            self.client
+                .put_blob(hash, bytes::Bytes::copy_from_slice(content))
+                .await
+                .expect("uploading a blob");
+        }
+    }
+
+    /// Finalizes and reports success.
+    pub async fn finish(&self, lease: &JobLease) -> FinalizeResponse {
+        let finalized = self.client.finalize(lease).await.expect("finalizing");
+        let outcome = JobOutcome::Succeeded {
+            deploy_id: finalized.deploy_id.clone(),
+        };
+        self.client.complete(lease, &outcome).await.expect("completing");
+        finalized
+    }
+
+    /// A whole deploy of `files` to `site` at `sha`.
+    pub async fn deploy(
+        &self,
+        app: &TestApp,
+        site: &str,
+        sha: &str,
+        files: &[(&str, &[u8])],
+    ) -> FinalizeResponse {
+        app.trigger_build(site, sha).await;
+        let lease = self.lease().await;
+        let answer = self.send_manifest(&lease, files).await;
+        self.upload_missing(&answer, files).await;
+        self.finish(&lease).await
+    }
+}

@@ -71,7 +71,7 @@ async fn a_watcher_sees_lines_while_the_build_runs_and_resumes_without_gaps_or_r
         format!("[build]\ncommand = \"{command}\"\npublish = \"public\"\nimage = \"jamstack/busybox:1\"\n");
     let sha = repo.commit(&[("jamstack.toml", &toml)], "ticks");
     app.connect_site("ticker", &repo, "octo/ticker").await;
-    let build = app.trigger_build("ticker", "main", &sha).await;
+    let build = app.trigger_build("ticker", &sha).await;
 
     // The first watcher leaves as soon as it has seen a few ticks.
     let first = follow(&app, build, None, |e| e.data.contains("tick 3")).await;

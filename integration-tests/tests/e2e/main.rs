@@ -12,4 +12,6 @@ mod faults;
 mod github;
 mod live_logs;
 mod push_to_deploy;
+mod serving;
+mod storage;
 mod webhooks;

@@ -1,0 +1,186 @@
+//! Blobs: where their bytes are stored, their compressed variants, and the
+//! sweep that removes those no deploy references.
+
+use super::{Database, now_millis};
+use sqlx::Row;
+use std::collections::HashSet;
+
+/// Hashes per `IN (…)` lookup.
+const LOOKUP_BATCH: usize = 500;
+
+/// A file of a deploy whose blob has no variants yet.
+#[derive(Debug, Clone)]
+pub struct BlobToCompress {
+    pub sha256: String,
+    pub key: String,
+    pub size: i64,
+    /// A path the blob is served at, which tells its type.
+    pub path: String,
+}
+
+/// A blob the sweep removed from the database; its bytes go next.
+#[derive(Debug, Clone)]
+pub struct SweptBlob {
+    pub sha256: String,
+    pub key: String,
+    pub size: i64,
+}
+
+impl Database {
+    /// The store key of a recorded blob.
+    pub async fn blob_key(&self, sha256: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT COALESCE(storage_key, sha256) FROM blobs WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Records that the blob's bytes are stored under `key`. False when the
+    /// blob was recorded already (a concurrent upload won): `key` then holds
+    /// a duplicate the caller deletes.
+    pub async fn record_stored_blob(&self, sha256: &str, size: i64, key: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO blobs (sha256, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(size)
+        .bind(now_millis())
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The files of a deploy whose blobs have no variant rows yet, one row per
+    /// file (a blob may appear under several paths).
+    pub async fn blobs_lacking_variants(&self, deploy_id: &str) -> anyhow::Result<Vec<BlobToCompress>> {
+        let rows = sqlx::query(
+            "SELECT f.sha256, COALESCE(b.storage_key, b.sha256), b.size, f.path \
+             FROM deploy_files f JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.deploy_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM blob_variants v WHERE v.sha256 = f.sha256)",
+        )
+        .bind(deploy_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| BlobToCompress {
+                sha256: row.get(0),
+                key: row.get(1),
+                size: row.get(2),
+                path: row.get(3),
+            })
+            .collect())
+    }
+
+    /// Records the `encoding` variant of `sha256`: `Some((variant sha256,
+    /// size, key))` when stored, `None` when compressing did not pay.
+    /// Returns false when the variant's bytes were recorded already under
+    /// another key (the caller then deletes `key`).
+    pub async fn record_variant(
+        &self,
+        sha256: &str,
+        encoding: &str,
+        variant: Option<(&str, i64, &str)>,
+    ) -> anyhow::Result<bool> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let mut stored = true;
+        if let Some((variant_sha, size, key)) = variant {
+            stored = sqlx::query(
+                "INSERT INTO blobs (sha256, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(variant_sha)
+            .bind(size)
+            .bind(now)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+        }
+        sqlx::query(
+            "INSERT INTO blob_variants (sha256, encoding, variant_sha256, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256, encoding) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(encoding)
+        .bind(variant.map(|(variant_sha, _, _)| variant_sha))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Removes up to `limit` blobs recorded before `cutoff` that no deploy's
+    /// files name, directly or as a variant of a file's blob, and returns
+    /// them so their bytes can be deleted. The check and the removal are one
+    /// statement in one write transaction: a manifest recorded at the same
+    /// time either names the blob first (and it stays) or finds it gone (and
+    /// uploads it again under a new key).
+    pub async fn sweep_unreferenced_blobs(&self, cutoff: i64, limit: i64) -> anyhow::Result<Vec<SweptBlob>> {
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(
+            "DELETE FROM blobs WHERE sha256 IN (\
+               SELECT b.sha256 FROM blobs b WHERE b.created_at < $1 \
+               AND NOT EXISTS (SELECT 1 FROM deploy_files f WHERE f.sha256 = b.sha256) \
+               AND NOT EXISTS (SELECT 1 FROM blob_variants v JOIN deploy_files f ON f.sha256 = v.sha256 \
+                               WHERE v.variant_sha256 = b.sha256) \
+               LIMIT $2) \
+             RETURNING sha256, COALESCE(storage_key, sha256), size",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Variant records of blobs that are gone go with them.
+        sqlx::query(
+            "DELETE FROM blob_variants WHERE NOT EXISTS \
+             (SELECT 1 FROM blobs b WHERE b.sha256 = blob_variants.sha256)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| SweptBlob {
+                sha256: r.get(0),
+                key: r.get(1),
+                size: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Of store `keys`, those a blob row names.
+    pub async fn known_blob_keys(&self, keys: &[String]) -> anyhow::Result<HashSet<String>> {
+        let mut known = HashSet::new();
+        let hashes: Vec<&str> = keys
+            .iter()
+            .map(|k| k.split_once('.').map_or(k.as_str(), |(hash, _)| hash))
+            .collect();
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT COALESCE(storage_key, sha256) FROM blobs WHERE sha256 IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for hash in batch {
+                query = query.bind(*hash);
+            }
+            known.extend(
+                query
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.get::<String, _>(0)),
+            );
+        }
+        Ok(known)
+    }
+}

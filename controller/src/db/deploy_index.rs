@@ -1,0 +1,157 @@
+//! What the edge reads of a deploy (its files with their store keys and
+//! variants, and its rules), and what finalizing needs before a deploy goes
+//! ready.
+
+use super::Database;
+use sqlx::Row;
+
+/// A file of a deploy and where its bytes are.
+#[derive(Debug, Clone)]
+pub struct IndexedFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: i64,
+    pub key: String,
+}
+
+/// A compressed variant of a blob.
+#[derive(Debug, Clone)]
+pub struct IndexedVariant {
+    /// The blob it is a variant of.
+    pub sha256: String,
+    pub encoding: String,
+    pub variant_sha256: String,
+    pub size: i64,
+    pub key: String,
+}
+
+/// Everything the edge needs to serve one ready deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DeployContents {
+    pub files: Vec<IndexedFile>,
+    pub variants: Vec<IndexedVariant>,
+    /// The checked rules as JSON; `None` when the deploy has none.
+    pub rules: Option<String>,
+}
+
+impl Database {
+    /// The contents of a deploy, if it is ready.
+    pub async fn ready_deploy_contents(&self, deploy_id: &str) -> anyhow::Result<Option<DeployContents>> {
+        let ready = sqlx::query("SELECT 1 FROM deploys WHERE id = $1 AND state = 'ready'")
+            .bind(deploy_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if !ready {
+            return Ok(None);
+        }
+        let files = sqlx::query(
+            "SELECT f.path, f.sha256, f.size, COALESCE(b.storage_key, b.sha256) \
+             FROM deploy_files f JOIN blobs b ON b.sha256 = f.sha256 WHERE f.deploy_id = $1",
+        )
+        .bind(deploy_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| IndexedFile {
+            path: r.get(0),
+            sha256: r.get(1),
+            size: r.get(2),
+            key: r.get(3),
+        })
+        .collect();
+        let variants = sqlx::query(
+            "SELECT v.sha256, v.encoding, v.variant_sha256, b.size, COALESCE(b.storage_key, b.sha256) \
+             FROM blob_variants v JOIN blobs b ON b.sha256 = v.variant_sha256 \
+             WHERE v.sha256 IN (SELECT sha256 FROM deploy_files WHERE deploy_id = $1)",
+        )
+        .bind(deploy_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| IndexedVariant {
+            sha256: r.get(0),
+            encoding: r.get(1),
+            variant_sha256: r.get(2),
+            size: r.get(3),
+            key: r.get(4),
+        })
+        .collect();
+        let rules = sqlx::query("SELECT rules FROM deploy_rules WHERE deploy_id = $1")
+            .bind(deploy_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .and_then(|r| r.get::<Option<String>, _>(0));
+        Ok(Some(DeployContents {
+            files,
+            variants,
+            rules,
+        }))
+    }
+
+    /// The stored key of the file at `path` of a deploy, in any state.
+    pub async fn deploy_file_key(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT COALESCE(b.storage_key, b.sha256) FROM deploy_files f \
+             JOIN blobs b ON b.sha256 = f.sha256 WHERE f.deploy_id = $1 AND f.path = $2",
+        )
+        .bind(deploy_id)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Files of a deploy whose blob is not stored yet.
+    pub async fn count_missing_blobs(&self, deploy_id: &str) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.deploy_id = $1 AND b.sha256 IS NULL",
+        )
+        .bind(deploy_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Keeps the rules of `jamstack.toml` sent with a deploy's manifest; the
+    /// rules the edge applies are made again at finalize.
+    pub async fn save_config_rules(&self, deploy_id: &str, json: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO deploy_rules (deploy_id, config_rules, rules) VALUES ($1, $2, NULL) \
+             ON CONFLICT (deploy_id) DO UPDATE SET config_rules = excluded.config_rules, rules = NULL",
+        )
+        .bind(deploy_id)
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn config_rules(&self, deploy_id: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT config_rules FROM deploy_rules WHERE deploy_id = $1")
+            .bind(deploy_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Stores every rule the edge will apply to a deploy.
+    pub async fn save_deploy_rules(
+        &self,
+        deploy_id: &str,
+        config_json: &str,
+        json: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO deploy_rules (deploy_id, config_rules, rules) VALUES ($1, $2, $3) \
+             ON CONFLICT (deploy_id) DO UPDATE SET rules = excluded.rules",
+        )
+        .bind(deploy_id)
+        .bind(config_json)
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

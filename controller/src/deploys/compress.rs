@@ -1,0 +1,215 @@
+//! Precompressed variants: brotli and gzip copies of compressible files, made
+//! once when a deploy is finalized and stored as blobs of their own. The
+//! edge picks one by `Accept-Encoding`; nothing is compressed per request.
+//!
+//! A blob is compressed once for all deploys and sites that hold it: the
+//! `blob_variants` table records each (blob, encoding), including "did not
+//! pay" (a variant less than 10% smaller is not kept).
+
+use super::blob_store::{BlobStore, new_key, sha256_hex};
+use crate::db::Database;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::io::Write;
+
+/// A content coding the edge can serve a variant in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Brotli,
+    Gzip,
+}
+
+impl Encoding {
+    /// Best first: the edge offers the first one the client accepts.
+    pub const ALL: [Encoding; 2] = [Encoding::Brotli, Encoding::Gzip];
+
+    /// The `Content-Encoding` token, also the name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "br" => Some(Encoding::Brotli),
+            "gzip" => Some(Encoding::Gzip),
+            _ => None,
+        }
+    }
+}
+
+/// Files smaller than this gain too little to be worth a variant.
+const MIN_SIZE: i64 = 256;
+/// Files larger than this are served as they are: compressing them would
+/// hold up the deploy for little gain (they are rarely text).
+const MAX_SIZE: i64 = 32 * 1024 * 1024;
+/// Brotli's quality: 11 is the densest and slow; 9 is within a few percent
+/// of it at many times the speed, which keeps big deploys quick.
+const BROTLI_QUALITY: u32 = 9;
+const BROTLI_WINDOW: u32 = 22;
+
+/// Whether files at `path` are worth compressing, by their type.
+pub fn is_compressible(path: &str) -> bool {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let (kind, sub) = (mime.type_().as_str(), mime.subtype().as_str());
+    let suffix = mime.suffix().map(|s| s.as_str());
+    kind == "text"
+        || suffix == Some("xml")
+        || suffix == Some("json")
+        || matches!(
+            sub,
+            "javascript" | "json" | "xml" | "wasm" | "manifest+json" | "x-javascript" | "ld+json"
+        )
+        || matches!(
+            (kind, sub),
+            ("image", "svg+xml")
+                | ("image", "x-icon")
+                | ("image", "vnd.microsoft.icon")
+                | ("image", "bmp")
+                | ("font", "ttf")
+                | ("font", "otf")
+                | ("application", "vnd.ms-fontobject")
+                | ("application", "x-font-ttf")
+        )
+}
+
+/// `bytes` compressed with `encoding`.
+pub fn compress(bytes: &[u8], encoding: Encoding) -> std::io::Result<Vec<u8>> {
+    match encoding {
+        Encoding::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(bytes.len() / 3),
+                flate2::Compression::best(),
+            );
+            encoder.write_all(bytes)?;
+            encoder.finish()
+        }
+        Encoding::Brotli => {
+            let mut out = Vec::with_capacity(bytes.len() / 3);
+            let params = brotli::enc::BrotliEncoderParams {
+                quality: BROTLI_QUALITY as i32,
+                lgwin: BROTLI_WINDOW as i32,
+                ..Default::default()
+            };
+            brotli::BrotliCompress(&mut &bytes[..], &mut out, &params)?;
+            Ok(out)
+        }
+    }
+}
+
+/// Whether a variant of `compressed` bytes is worth keeping for `original`.
+fn pays(original: usize, compressed: usize) -> bool {
+    compressed * 10 < original * 9
+}
+
+/// Makes the missing variants of the compressible files of a deploy, several
+/// at once. Returns how many blobs were compressed.
+pub async fn make_variants(db: &Database, store: &dyn BlobStore, deploy_id: &str) -> anyhow::Result<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let wanted: Vec<_> = db
+        .blobs_lacking_variants(deploy_id)
+        .await?
+        .into_iter()
+        .filter(|blob| (MIN_SIZE..=MAX_SIZE).contains(&blob.size) && is_compressible(&blob.path))
+        .filter(|blob| seen.insert(blob.sha256.clone()))
+        .collect();
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let count = wanted.len();
+    let mut work = futures_util::stream::iter(wanted)
+        .map(|blob| async move { compress_blob(db, store, &blob.sha256, &blob.key).await })
+        .buffer_unordered(parallel);
+    while let Some(done) = work.next().await {
+        done?;
+    }
+    Ok(count)
+}
+
+async fn compress_blob(db: &Database, store: &dyn BlobStore, sha256: &str, key: &str) -> anyhow::Result<()> {
+    let Some(original) = store.read(key).await? else {
+        anyhow::bail!("blob {sha256} is recorded under `{key}` but the store has nothing there");
+    };
+    let source = original.clone();
+    let variants = tokio::task::spawn_blocking(move || {
+        Encoding::ALL
+            .iter()
+            .map(|&encoding| compress(&source, encoding).map(|bytes| (encoding, bytes)))
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
+    for (encoding, compressed) in variants {
+        if !pays(original.len(), compressed.len()) {
+            db.record_variant(sha256, encoding.as_str(), None).await?;
+            continue;
+        }
+        let variant_sha = sha256_hex(&compressed);
+        let variant_key = new_key(&variant_sha);
+        let size = compressed.len() as i64;
+        store.put_bytes(&variant_key, Bytes::from(compressed)).await?;
+        let stored = db
+            .record_variant(
+                sha256,
+                encoding.as_str(),
+                Some((&variant_sha, size, &variant_key)),
+            )
+            .await?;
+        if !stored {
+            // The same bytes were stored already under another key.
+            store.delete(&variant_key).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn text_types_compress_and_media_does_not() {
+        for path in [
+            "index.html",
+            "a/style.css",
+            "app.js",
+            "app.mjs",
+            "data.json",
+            "feed.xml",
+            "logo.svg",
+            "robots.txt",
+            "favicon.ico",
+            "font.ttf",
+            "module.wasm",
+        ] {
+            assert!(is_compressible(path), "{path}");
+        }
+        for path in [
+            "photo.jpg",
+            "logo.png",
+            "font.woff2",
+            "movie.mp4",
+            "archive.zip",
+            "blob",
+        ] {
+            assert!(!is_compressible(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn variants_decompress_to_the_original() {
+        let original = "<p>hello, world</p>\n".repeat(200);
+        let gzip = compress(original.as_bytes(), Encoding::Gzip).unwrap();
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&gzip[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, original);
+        let br = compress(original.as_bytes(), Encoding::Brotli).unwrap();
+        let mut back = Vec::new();
+        brotli::BrotliDecompress(&mut &br[..], &mut back).unwrap();
+        assert_eq!(back, original.as_bytes());
+        assert!(pays(original.len(), br.len()) && pays(original.len(), gzip.len()));
+        assert!(!pays(1000, 950), "5% smaller is not worth a second copy");
+    }
+}

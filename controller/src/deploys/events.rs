@@ -1,0 +1,170 @@
+//! Notifications that what a hostname serves has changed.
+//!
+//! Whatever moves a pointer (publishing, a rollback, a finalize that
+//! publishes or moves a preview or branch alias, taking an alias down) or
+//! removes a deploy announces it through [`AppState::announce`]
+//! (`crate::state`). That clears the edge's memory of the site at once, in
+//! this process, before the API call answers; then the event goes out on a
+//! broadcast channel. The edge listens to that channel too, so a listener
+//! that relays other controllers' publishes (PostgreSQL `LISTEN/NOTIFY`)
+//! only has to [`DeployEvents::relay`] them.
+
+use tokio::sync::broadcast;
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployEvent {
+    /// A site's published deploy, one of its aliases, or its lock moved.
+    SiteChanged { site_id: i64 },
+    /// A deploy was removed by retention; its permalink stops serving.
+    DeployRemoved { deploy_id: String },
+    /// Anything may have changed: forget everything (for a relay that
+    /// reconnects and may have missed notifications).
+    Everything,
+}
+
+/// Where an event happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// In this process: relays send these to other controllers.
+    Here,
+    /// Relayed from another controller: not to be sent back out.
+    Elsewhere,
+}
+
+/// The broadcast channel of [`DeployEvent`]s.
+#[derive(Debug, Clone)]
+pub struct DeployEvents {
+    sender: broadcast::Sender<(DeployEvent, Origin)>,
+}
+
+impl Default for DeployEvents {
+    fn default() -> Self {
+        DeployEvents {
+            sender: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl DeployEvents {
+    pub fn subscribe(&self) -> broadcast::Receiver<(DeployEvent, Origin)> {
+        self.sender.subscribe()
+    }
+
+    /// Sends an event that happened here. Use `AppState::announce`, which
+    /// also clears the edge's memory before this returns.
+    pub(crate) fn send_here(&self, event: DeployEvent) {
+        // No receiver is not an error: nobody needs telling.
+        let _ = self.sender.send((event, Origin::Here));
+    }
+
+    /// Feeds an event that happened on another controller.
+    pub fn relay(&self, event: DeployEvent) {
+        let _ = self.sender.send((event, Origin::Elsewhere));
+    }
+}
+
+impl DeployEvent {
+    /// The event as a notification payload for other controllers.
+    pub fn encode(&self) -> String {
+        match self {
+            DeployEvent::SiteChanged { site_id } => format!("site:{site_id}"),
+            DeployEvent::DeployRemoved { deploy_id } => format!("deploy:{deploy_id}"),
+            DeployEvent::Everything => "all".to_owned(),
+        }
+    }
+
+    /// Reads a payload; anything unknown (a newer controller's event)
+    /// means "forget everything", which is always safe.
+    pub fn decode(payload: &str) -> DeployEvent {
+        match payload.split_once(':') {
+            Some(("site", id)) => {
+                id.parse()
+                    .map_or(DeployEvent::Everything, |site_id| DeployEvent::SiteChanged {
+                        site_id,
+                    })
+            }
+            Some(("deploy", id)) => DeployEvent::DeployRemoved {
+                deploy_id: id.to_owned(),
+            },
+            _ => DeployEvent::Everything,
+        }
+    }
+}
+
+/// Carries deploy events between controllers sharing one PostgreSQL
+/// database: this controller's events go out as notifications, and the
+/// others' come in as relayed events (which the edge acts on like its own).
+/// Returns at once on SQLite.
+pub async fn relay_between_controllers(state: crate::state::AppState) {
+    let mut listener = match state.db.listen().await {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "listening for other controllers' publishes failed; they reach this edge only when its memory expires"
+            );
+            return;
+        }
+    };
+    let outgoing = {
+        let state = state.clone();
+        let mut events = state.deploy_events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok((event, Origin::Here)) => {
+                        if let Err(error) = state.db.notify(&event.encode()).await {
+                            tracing::warn!(error = format!("{error:#}"), "telling other controllers failed");
+                        }
+                    }
+                    Ok((_, Origin::Elsewhere)) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = state.db.notify(&DeployEvent::Everything.encode()).await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+    loop {
+        match listener.next().await {
+            Ok(crate::db::Heard::Payload(payload)) => {
+                state.deploy_events.relay(DeployEvent::decode(&payload))
+            }
+            Ok(crate::db::Heard::Reconnected) => state.deploy_events.relay(DeployEvent::Everything),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "listening for other controllers failed; retrying"
+                );
+                state.deploy_events.relay(DeployEvent::Everything);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+        if outgoing.is_finished() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    #[test]
+    fn events_survive_the_trip_between_controllers() {
+        for event in [
+            DeployEvent::SiteChanged { site_id: 42 },
+            DeployEvent::DeployRemoved {
+                deploy_id: "0123456789abcdef01234567".into(),
+            },
+            DeployEvent::Everything,
+        ] {
+            assert_eq!(DeployEvent::decode(&event.encode()), event);
+        }
+        assert_eq!(DeployEvent::decode("site:not-a-number"), DeployEvent::Everything);
+        assert_eq!(DeployEvent::decode("something-new"), DeployEvent::Everything);
+    }
+}

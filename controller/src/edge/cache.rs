@@ -1,0 +1,208 @@
+//! The edge's memory: which deploy each hostname serves, each deploy's index,
+//! and the bytes of small hot files.
+//!
+//! Deploys and blobs never change once stored, so their caches need no
+//! invalidation; only a hostname's pointer moves. Pointer entries are
+//! forgotten the moment a [`DeployEvent`] says their site changed
+//! ([`EdgeCache::forget`]), and a lookup that raced with such an event
+//! does not store its (possibly old) answer: every event bumps a
+//! generation, and an answer read under an older generation is used once
+//! and not kept. Entries also expire after `pointer_ttl`, a bound on
+//! staleness should a notification from another controller be lost.
+
+use super::Target;
+use super::index::DeployIndex;
+use crate::config::EdgeSettings;
+use crate::db::Database;
+use crate::deploys::BlobStore;
+use crate::deploys::events::DeployEvent;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// What a hostname serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    NoSite,
+    NothingPublished,
+    NoAlias,
+    NoDeploy,
+    Deploy {
+        deploy_id: String,
+        /// A permalink: the same bytes forever.
+        immutable: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct HostEntry {
+    site_id: i64,
+    resolved: Resolved,
+    filled: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Hosts {
+    generation: u64,
+    entries: HashMap<Target, HostEntry>,
+}
+
+pub struct EdgeCache {
+    hosts: RwLock<Hosts>,
+    deploys: moka::future::Cache<String, Arc<DeployIndex>>,
+    blobs: moka::future::Cache<String, Bytes>,
+    settings: EdgeSettings,
+}
+
+impl std::fmt::Debug for EdgeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeCache").finish_non_exhaustive()
+    }
+}
+
+/// Files held in memory across all cached deploy indexes.
+const INDEXED_FILES: u64 = 2_000_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("not there")]
+struct Absent;
+
+impl EdgeCache {
+    pub fn new(settings: EdgeSettings) -> Self {
+        EdgeCache {
+            hosts: RwLock::new(Hosts::default()),
+            deploys: moka::future::Cache::builder()
+                .max_capacity(INDEXED_FILES)
+                .weigher(|_, index: &Arc<DeployIndex>| u32::try_from(index.len() + 1).unwrap_or(u32::MAX))
+                .build(),
+            blobs: moka::future::Cache::builder()
+                .max_capacity(settings.memory_cache_bytes)
+                .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+                .build(),
+            settings,
+        }
+    }
+
+    /// What `target` serves now.
+    pub async fn resolve(&self, db: &Database, target: &Target) -> anyhow::Result<Resolved> {
+        let generation = {
+            let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = hosts.entries.get(target)
+                && entry.filled.elapsed() < self.settings.pointer_ttl
+            {
+                return Ok(entry.resolved.clone());
+            }
+            hosts.generation
+        };
+        let Some((site_id, resolved)) = resolve_in_db(db, target).await? else {
+            // Unknown sites are not remembered: nothing would forget them
+            // when the site is created.
+            return Ok(Resolved::NoSite);
+        };
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        if hosts.generation == generation {
+            hosts.entries.insert(
+                target.clone(),
+                HostEntry {
+                    site_id,
+                    resolved: resolved.clone(),
+                    filled: Instant::now(),
+                },
+            );
+        }
+        Ok(resolved)
+    }
+
+    /// Forgets what an event makes stale; returns at once.
+    pub fn forget(&self, event: &DeployEvent) {
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        hosts.generation += 1;
+        match event {
+            DeployEvent::SiteChanged { site_id } => hosts.entries.retain(|_, e| e.site_id != *site_id),
+            DeployEvent::DeployRemoved { deploy_id } => hosts.entries.retain(
+                |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
+            ),
+            DeployEvent::Everything => hosts.entries.clear(),
+        }
+    }
+
+    /// Frees the memory a removed deploy held.
+    pub async fn drop_deploy(&self, deploy_id: &str) {
+        self.deploys.invalidate(deploy_id).await;
+    }
+
+    /// The index of a ready deploy, loaded once.
+    pub async fn index(&self, db: &Database, deploy_id: &str) -> anyhow::Result<Option<Arc<DeployIndex>>> {
+        let loaded = self
+            .deploys
+            .try_get_with_by_ref(deploy_id, async {
+                match db.ready_deploy_contents(deploy_id).await? {
+                    Some(contents) => Ok(Arc::new(DeployIndex::from_contents(deploy_id, contents))),
+                    None => Err(anyhow::Error::new(Absent)),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(index) => Ok(Some(index)),
+            Err(e) if e.is::<Absent>() => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("loading deploy {deploy_id}: {e:#}")),
+        }
+    }
+
+    /// Whether a blob of `size` bytes is kept in memory.
+    pub fn fits_in_memory(&self, size: u64) -> bool {
+        size <= self.settings.memory_cache_max_file
+    }
+
+    /// The bytes of a small blob, read from the store once.
+    pub async fn small_blob(&self, store: &dyn BlobStore, key: &str) -> anyhow::Result<Option<Bytes>> {
+        let loaded = self
+            .blobs
+            .try_get_with_by_ref(key, async {
+                match store.read(key).await? {
+                    Some(bytes) => Ok(bytes),
+                    None => Err(anyhow::Error::new(Absent)),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.is::<Absent>() => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("reading blob {key}: {e:#}")),
+        }
+    }
+}
+
+/// Reads what `target` serves from the database: the site's id and the
+/// answer, or `None` when there is no such site.
+async fn resolve_in_db(db: &Database, target: &Target) -> anyhow::Result<Option<(i64, Resolved)>> {
+    let (Target::Published { site } | Target::Permalink { site, .. } | Target::Alias { site, .. }) = target;
+    let Some(site) = db.site_by_name(site).await? else {
+        return Ok(None);
+    };
+    let resolved = match target {
+        Target::Published { .. } => match site.published_deploy_id {
+            Some(deploy_id) => Resolved::Deploy {
+                deploy_id,
+                immutable: false,
+            },
+            None => Resolved::NothingPublished,
+        },
+        Target::Permalink { deploy_id, .. } => match db.deploy(deploy_id).await? {
+            Some(deploy) if deploy.site_id == site.id && deploy.state == "ready" => Resolved::Deploy {
+                deploy_id: deploy.id,
+                immutable: true,
+            },
+            _ => Resolved::NoDeploy,
+        },
+        Target::Alias { alias, .. } => match db.alias_deploy(site.id, alias).await? {
+            Some(deploy_id) => Resolved::Deploy {
+                deploy_id,
+                immutable: false,
+            },
+            None => Resolved::NoAlias,
+        },
+    };
+    Ok(Some((site.id, resolved)))
+}

@@ -1,0 +1,363 @@
+//! One deploy in memory: its files by path and its rules, and the routing of
+//! a request path to what answers it. Pure: no I/O, tested on its own.
+//!
+//! The order, for a decoded path:
+//! 1. What the path serves as a file ("How paths are served" in README):
+//!    `dir/` → `dir/index.html`; `dir` → 301 `dir/` when `dir/index.html`
+//!    exists; `page` → `page.html` when there is no file `page`.
+//! 2. The first redirect rule that applies: forced rules always, others only
+//!    when step 1 found nothing (shadowing).
+//! 3. Step 1's answer, or the nearest `404.html`: the one in the path's own
+//!    directory, else its parent's, up to the root; else a plain 404.
+//!
+//! The rule files `_redirects` and `_headers` at the root are not served.
+
+use super::rules::{Action, Request, RuleSet, Rules};
+use crate::db::DeployContents;
+use crate::deploys::compress::Encoding;
+use axum::http::StatusCode;
+use std::collections::HashMap;
+
+/// A stored representation of a file: the file itself or a variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub sha256: String,
+    pub size: u64,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub original: Stored,
+    /// Compressed variants, best first (`Encoding::ALL` order).
+    pub variants: Vec<(Encoding, Stored)>,
+}
+
+/// What answers a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Serve the deploy's file at `path` with `status`.
+    File {
+        path: String,
+        status: StatusCode,
+    },
+    Redirect {
+        status: StatusCode,
+        location: String,
+    },
+    /// Nothing to serve: a plain answer with this status.
+    Plain(StatusCode),
+}
+
+#[derive(Debug, Default)]
+pub struct DeployIndex {
+    files: HashMap<String, StoredFile>,
+    pub rules: Rules,
+}
+
+/// Files the edge never serves: the rule files at the root.
+const HIDDEN: [&str; 2] = ["_redirects", "_headers"];
+
+enum Static {
+    File(String),
+    /// `dir` has an index: canonical with a trailing slash.
+    Slash(String),
+}
+
+impl DeployIndex {
+    pub fn new(files: HashMap<String, StoredFile>, rules: Rules) -> Self {
+        DeployIndex { files, rules }
+    }
+
+    /// Builds the index from what the database holds. Stored rules were
+    /// checked when the deploy was finalized; should they not compile now
+    /// (a newer server being stricter), the deploy is served without them
+    /// and the reason logged.
+    pub fn from_contents(deploy_id: &str, contents: DeployContents) -> Self {
+        let mut by_hash: HashMap<String, Vec<(Encoding, Stored)>> = HashMap::new();
+        for variant in contents.variants {
+            let Some(encoding) = Encoding::parse(&variant.encoding) else {
+                continue;
+            };
+            by_hash.entry(variant.sha256).or_default().push((
+                encoding,
+                Stored {
+                    sha256: variant.variant_sha256,
+                    size: variant.size as u64,
+                    key: variant.key,
+                },
+            ));
+        }
+        for variants in by_hash.values_mut() {
+            variants.sort_by_key(|(encoding, _)| Encoding::ALL.iter().position(|e| e == encoding));
+        }
+        let files = contents
+            .files
+            .into_iter()
+            .map(|file| {
+                let variants = by_hash.get(&file.sha256).cloned().unwrap_or_default();
+                let stored = StoredFile {
+                    original: Stored {
+                        sha256: file.sha256,
+                        size: file.size as u64,
+                        key: file.key,
+                    },
+                    variants,
+                };
+                (file.path, stored)
+            })
+            .collect();
+        let rules = match contents.rules.as_deref().map(serde_json::from_str::<RuleSet>) {
+            None => Rules::default(),
+            Some(Ok(set)) => set.compile().unwrap_or_else(|e| {
+                tracing::error!(deploy = deploy_id, error = %e, "stored rules do not compile; serving without them");
+                Rules::default()
+            }),
+            Some(Err(e)) => {
+                tracing::error!(deploy = deploy_id, error = %e, "stored rules are unreadable; serving without them");
+                Rules::default()
+            }
+        };
+        DeployIndex { files, rules }
+    }
+
+    /// How many files the deploy has (the edge's cache weighs deploys by it).
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The file at `path` (no leading `/`), unless hidden.
+    pub fn file(&self, path: &str) -> Option<&StoredFile> {
+        if HIDDEN.contains(&path) {
+            return None;
+        }
+        self.files.get(path)
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.file(path).is_some()
+    }
+
+    fn resolve(&self, path: &str) -> Option<Static> {
+        if path.is_empty() || path.ends_with('/') {
+            let index = format!("{path}index.html");
+            return self.has(&index).then_some(Static::File(index));
+        }
+        if self.has(path) {
+            return Some(Static::File(path.to_owned()));
+        }
+        if self.has(&format!("{path}/index.html")) {
+            return Some(Static::Slash(format!("/{}/", super::path::encode(path))));
+        }
+        let html = format!("{path}.html");
+        self.has(&html).then_some(Static::File(html))
+    }
+
+    /// The file a rewrite's target serves: like a request for it, except
+    /// that a directory's index is served directly, without a redirect.
+    fn resolve_target(&self, path: &str) -> Option<String> {
+        match self.resolve(path)? {
+            Static::File(file) => Some(file),
+            Static::Slash(_) => Some(format!("{path}/index.html")),
+        }
+    }
+
+    /// The nearest `404.html` for `path`, served with `status`.
+    fn not_found(&self, path: &str, status: StatusCode) -> Route {
+        let mut dir = path.trim_end_matches('/');
+        loop {
+            let candidate = if dir.is_empty() {
+                "404.html".to_owned()
+            } else {
+                format!("{dir}/404.html")
+            };
+            if self.has(&candidate) {
+                return Route::File {
+                    path: candidate,
+                    status,
+                };
+            }
+            if dir.is_empty() {
+                return Route::Plain(status);
+            }
+            dir = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
+        }
+    }
+
+    /// What answers `request`, whose `path` is `/` followed by `decoded`,
+    /// the decoded path inside the deploy (see `path::decode`).
+    pub fn route(&self, decoded: &str, request: &Request<'_>) -> Route {
+        let found = self.resolve(decoded);
+        if let Some(action) = self.rules.redirect_for(request, found.is_some()) {
+            return match action {
+                Action::Redirect { status, location } => Route::Redirect {
+                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
+                    location,
+                },
+                Action::Rewrite { status, path } => {
+                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                    let target = path.trim_start_matches('/');
+                    match self.resolve_target(target) {
+                        Some(file) => Route::File { path: file, status },
+                        // A rewrite to nothing is a missing page where it was
+                        // asked for; a 404/410/451 rule keeps its status.
+                        None if status == StatusCode::OK => self.not_found(decoded, StatusCode::NOT_FOUND),
+                        None => self.not_found(decoded, status),
+                    }
+                }
+            };
+        }
+        match found {
+            Some(Static::File(path)) => Route::File {
+                path,
+                status: StatusCode::OK,
+            },
+            Some(Static::Slash(location)) => Route::Redirect {
+                status: StatusCode::MOVED_PERMANENTLY,
+                location,
+            },
+            None => self.not_found(decoded, StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::{RuleSet, parse_redirects_file};
+    use super::*;
+
+    fn index(paths: &[&str], redirects: &str) -> DeployIndex {
+        let files = paths
+            .iter()
+            .map(|p| {
+                let stored = Stored {
+                    sha256: "0".repeat(64),
+                    size: 1,
+                    key: "0".repeat(64),
+                };
+                (
+                    (*p).to_owned(),
+                    StoredFile {
+                        original: stored,
+                        variants: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let rules = RuleSet {
+            redirects: parse_redirects_file(redirects).unwrap(),
+            headers: Vec::new(),
+        }
+        .compile()
+        .unwrap();
+        DeployIndex::new(files, rules)
+    }
+
+    fn route(index: &DeployIndex, url: &str) -> Route {
+        let (raw, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+        let decoded = super::super::path::decode(raw).unwrap();
+        let path = format!("/{decoded}");
+        let request = Request {
+            path: &path,
+            query,
+            ..Request::default()
+        };
+        index.route(&decoded, &request)
+    }
+
+    fn file(path: &str, status: u16) -> Route {
+        Route::File {
+            path: path.to_owned(),
+            status: StatusCode::from_u16(status).unwrap(),
+        }
+    }
+
+    fn moved(status: u16, location: &str) -> Route {
+        Route::Redirect {
+            status: StatusCode::from_u16(status).unwrap(),
+            location: location.to_owned(),
+        }
+    }
+
+    #[test]
+    fn paths_follow_the_one_trailing_slash_rule() {
+        let site = index(
+            &["index.html", "docs/index.html", "about.html", "raw", "404.html"],
+            "",
+        );
+        let table = [
+            ("/", file("index.html", 200)),
+            ("/docs/", file("docs/index.html", 200)),
+            ("/docs", moved(301, "/docs/")),
+            ("/about", file("about.html", 200)),
+            ("/about.html", file("about.html", 200)),
+            ("/raw", file("raw", 200)),
+            ("/missing", file("404.html", 404)),
+            ("/docs/missing/", file("404.html", 404)),
+        ];
+        for (url, expected) in table {
+            assert_eq!(route(&site, url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_nearest_404_page_answers_a_missing_path() {
+        let site = index(
+            &["404.html", "en/404.html", "en/guide/404.html", "de/index.html"],
+            "",
+        );
+        let table = [
+            ("/en/guide/missing.html", file("en/guide/404.html", 404)),
+            ("/en/guide/", file("en/guide/404.html", 404)),
+            ("/en/other/deep/page", file("en/404.html", 404)),
+            ("/de/missing", file("404.html", 404)),
+            ("/nothing", file("404.html", 404)),
+        ];
+        for (url, expected) in table {
+            assert_eq!(route(&site, url), expected, "{url}");
+        }
+        let bare = index(&["index.html"], "");
+        assert_eq!(route(&bare, "/missing"), Route::Plain(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn rules_apply_around_the_files() {
+        let site = index(
+            &[
+                "index.html",
+                "app/index.html",
+                "style.css",
+                "_redirects",
+                "gone-page.html",
+                "404.html",
+            ],
+            "/old        /            301
+/app/*      /app         200
+/gone       /gone-page.html 410
+/removed    /nowhere     410
+/missing/*  /nowhere     200
+/*          /index.html  200
+",
+        );
+        let table = [
+            ("/old?x=1", moved(301, "/?x=1")),
+            // A rewrite to a directory serves its index without redirecting.
+            ("/app/settings/profile", file("app/index.html", 200)),
+            ("/app/", file("app/index.html", 200)),
+            ("/gone", file("gone-page.html", 410)),
+            ("/removed", file("404.html", 410)),
+            ("/missing/page", file("404.html", 404)),
+            ("/style.css", file("style.css", 200)),
+            ("/anything/else", file("index.html", 200)),
+            // The rule file itself is not served: the SPA fallback answers.
+            ("/_redirects", file("index.html", 200)),
+        ];
+        for (url, expected) in table {
+            assert_eq!(route(&site, url), expected, "{url}");
+        }
+    }
+}

@@ -1,0 +1,853 @@
+//! Redirect and header rules: Netlify's `_redirects` and `_headers` files,
+//! the same rules from `jamstack.toml`, and matching them against requests.
+//!
+//! A deploy's rules are read and checked once, when it is finalized
+//! ([`parse_redirects_file`], [`parse_headers_file`], [`from_config`],
+//! [`RuleSet::compile`]); a mistake fails the deploy with the file, the line
+//! and the reason. The checked [`RuleSet`] is stored with the deploy and
+//! compiled into [`Rules`] when the edge loads the deploy.
+//!
+//! Matching follows Netlify:
+//! - Redirect rules are tried top to bottom (`_redirects` before
+//!   `jamstack.toml`); the first that applies wins.
+//! - A rule does not apply where a file would be served at the path
+//!   ("shadowing"), unless it is forced with `!` (`force = true`).
+//! - `:name` matches one path segment; a final `*` matches the rest of the
+//!   path (also nothing), available as `:splat` in the target. Paths are
+//!   matched case-sensitively, after percent-decoding, and a trailing slash
+//!   does not matter (`/blog` and `/blog/` match the same rules).
+//! - `301`, `302`, `303`, `307`, `308` redirect; the request's query string
+//!   is passed on unless the rule matched on query parameters. `200`
+//!   serves the target's file under the requested URL (a rewrite; `/*
+//!   /index.html 200` is the SPA fallback); `404`, `410`, `451` serve the
+//!   target's file with that status.
+//! - Header rules all apply, in order; a header set by several matching
+//!   rules (or several times in one) gets their values joined with `, `.
+//!
+//! Not supported, and refused with a reason rather than ignored: proxying
+//! (a `200` to another site), `Country` and `Role` conditions, and headers
+//! the server must own (`Content-Length`, `Content-Encoding`, `ETag`, ...).
+
+use axum::http::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+/// Statuses a redirect rule may have.
+pub const STATUSES: [u16; 9] = [200, 301, 302, 303, 307, 308, 404, 410, 451];
+
+/// Headers the server sets itself; a rule may not.
+const RESERVED_HEADERS: [&str; 16] = [
+    "accept-ranges",
+    "age",
+    "allow",
+    "alt-svc",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "date",
+    "etag",
+    "keep-alive",
+    "location",
+    "server",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A deploy's rules, checked, in the form they were written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuleSet {
+    pub redirects: Vec<RedirectSpec>,
+    pub headers: Vec<HeaderSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedirectSpec {
+    /// Where the rule was written: `_redirects:3`, `jamstack.toml:12`.
+    pub origin: String,
+    pub from: String,
+    pub to: String,
+    pub status: u16,
+    pub force: bool,
+    /// Query parameters the request must carry: `(name, ":placeholder")`
+    /// binds the value, `(name, "literal")` requires it.
+    pub query: Vec<(String, String)>,
+    /// `Language=`: the request's `Accept-Language` must name one.
+    pub language: Vec<String>,
+    /// `Cookie=`: the request must carry one of these cookies.
+    pub cookie: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderSpec {
+    pub origin: String,
+    pub for_path: String,
+    pub values: Vec<(String, String)>,
+}
+
+/// A mistake in a rule, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct RuleError {
+    pub origin: String,
+    pub message: String,
+}
+
+fn error(origin: &str, message: impl Into<String>) -> RuleError {
+    RuleError {
+        origin: origin.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn is_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+fn is_path_or_url(text: &str) -> bool {
+    text.starts_with('/') || is_url(text)
+}
+
+/// Parses a `_redirects` file: one rule per line,
+/// `from [param=value ...] to [status[!]] [Language=.. Cookie=..]`;
+/// `#` starts a comment.
+pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> {
+    let mut rules = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let origin = format!("_redirects:{}", number + 1);
+        let tokens: Vec<&str> = line
+            .split_whitespace()
+            .take_while(|token| !token.starts_with('#'))
+            .collect();
+        if tokens.is_empty() {
+            continue;
+        }
+        let from = tokens[0];
+        if !is_path_or_url(from) {
+            return Err(error(
+                &origin,
+                format!(
+                    "`{from}` is not a path (starting with `/`) or an http(s):// URL; a rule reads `/from /to [status]`"
+                ),
+            ));
+        }
+        let mut rest = tokens[1..].iter().peekable();
+        let mut query = Vec::new();
+        while let Some(token) = rest.next_if(|t| t.contains('=') && !is_path_or_url(t)) {
+            let (name, value) = token.split_once('=').unwrap_or((token, ""));
+            if name.is_empty() {
+                return Err(error(
+                    &origin,
+                    format!("`{token}` is a query parameter without a name"),
+                ));
+            }
+            query.push((name.to_owned(), value.to_owned()));
+        }
+        let Some(to) = rest.next() else {
+            return Err(error(
+                &origin,
+                format!("the rule for `{from}` has no target; a rule reads `/from /to [status]`"),
+            ));
+        };
+        if !is_path_or_url(to) {
+            return Err(error(
+                &origin,
+                format!("the target `{to}` is not a path (starting with `/`) or an http(s):// URL"),
+            ));
+        }
+        let mut status = 301;
+        let mut force = false;
+        if let Some(token) = rest.next_if(|t| t.trim_end_matches('!').bytes().all(|b| b.is_ascii_digit())) {
+            force = token.ends_with('!');
+            let digits = token.trim_end_matches('!');
+            status = digits
+                .parse()
+                .ok()
+                .filter(|s| STATUSES.contains(s))
+                .ok_or_else(|| error(&origin, unsupported_status(digits)))?;
+        }
+        let mut language = Vec::new();
+        let mut cookie = Vec::new();
+        for token in rest {
+            let Some((key, values)) = token.split_once('=') else {
+                return Err(error(
+                    &origin,
+                    format!(
+                        "unexpected `{token}` after the status; expected conditions like `Language=en,de` or `Cookie=name`"
+                    ),
+                ));
+            };
+            let values = values.split(',').filter(|v| !v.is_empty()).map(str::to_owned);
+            match key.to_ascii_lowercase().as_str() {
+                "language" => language.extend(values),
+                "cookie" => cookie.extend(values),
+                "country" => return Err(error(&origin, COUNTRY_UNSUPPORTED)),
+                "role" => return Err(error(&origin, ROLE_UNSUPPORTED)),
+                _ => {
+                    return Err(error(
+                        &origin,
+                        format!("unknown condition `{key}`; expected `Language` or `Cookie`"),
+                    ));
+                }
+            }
+        }
+        rules.push(RedirectSpec {
+            origin,
+            from: from.to_owned(),
+            to: (*to).to_owned(),
+            status,
+            force,
+            query,
+            language,
+            cookie,
+        });
+    }
+    Ok(rules)
+}
+
+const COUNTRY_UNSUPPORTED: &str = "`Country` conditions need to know where visitors are, which this server does not; \
+                                   remove the condition (a `Language` condition may do)";
+const ROLE_UNSUPPORTED: &str =
+    "`Role` conditions need Netlify Identity, which this server does not have; remove the rule";
+
+fn unsupported_status(status: &str) -> String {
+    format!(
+        "status {status} is not supported; expected 200 (rewrite), 301, 302, 303, 307 or 308 (redirect), \
+         or 404, 410 or 451 (serve the target with that status)"
+    )
+}
+
+/// Parses a `_headers` file: a path line, then the `Name: value` lines
+/// for it (indented or not); `#` starts a comment line.
+pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
+    let mut rules: Vec<HeaderSpec> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let origin = format!("_headers:{}", number + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if is_path_or_url(line) {
+            if line.split_whitespace().count() > 1 {
+                return Err(error(
+                    &origin,
+                    format!("`{line}`: a path line holds one path and nothing else"),
+                ));
+            }
+            if let Some(last) = rules.last().filter(|r| r.values.is_empty()) {
+                return Err(error(
+                    &last.origin,
+                    format!("the path `{}` has no headers under it", last.for_path),
+                ));
+            }
+            rules.push(HeaderSpec {
+                origin,
+                for_path: line.to_owned(),
+                values: Vec::new(),
+            });
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(error(
+                &origin,
+                format!("`{line}` is neither a path (starting with `/`) nor a header (`Name: value`)"),
+            ));
+        };
+        let Some(rule) = rules.last_mut() else {
+            return Err(error(
+                &origin,
+                format!("the header `{}` comes before any path", name.trim()),
+            ));
+        };
+        rule.values
+            .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(last) = rules.last().filter(|r| r.values.is_empty()) {
+        return Err(error(
+            &last.origin,
+            format!("the path `{}` has no headers under it", last.for_path),
+        ));
+    }
+    Ok(rules)
+}
+
+/// The `[[redirects]]` and `[[headers]]` rules of `jamstack.toml`, as the
+/// runner sent them.
+pub fn from_config(
+    redirects: &[jamstack_proto::RedirectRule],
+    headers: &[jamstack_proto::HeaderRule],
+) -> Result<RuleSet, RuleError> {
+    let origin = |kind: &str, line: u32, index: usize| {
+        if line > 0 {
+            format!("jamstack.toml:{line}")
+        } else {
+            format!("jamstack.toml [[{kind}]] #{}", index + 1)
+        }
+    };
+    let mut set = RuleSet::default();
+    for (index, rule) in redirects.iter().enumerate() {
+        let origin = origin("redirects", rule.line, index);
+        if !rule.conditions.country.is_empty() {
+            return Err(error(&origin, COUNTRY_UNSUPPORTED));
+        }
+        if !rule.headers.is_empty() {
+            return Err(error(
+                &origin,
+                "`headers` on a redirect are sent when proxying to another site, which this server does not do; \
+                 remove them",
+            ));
+        }
+        set.redirects.push(RedirectSpec {
+            origin,
+            from: rule.from.clone(),
+            to: rule.to.clone(),
+            status: rule.status,
+            force: rule.force,
+            query: rule.query.clone().into_iter().collect(),
+            language: rule.conditions.language.clone(),
+            cookie: rule.conditions.cookie.clone(),
+        });
+    }
+    for (index, rule) in headers.iter().enumerate() {
+        set.headers.push(HeaderSpec {
+            origin: origin("headers", rule.line, index),
+            for_path: rule.for_path.clone(),
+            // A multi-line TOML string is one value over several lines.
+            values: rule
+                .values
+                .iter()
+                .map(|(name, value)| {
+                    let value = value
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    (name.clone(), value)
+                })
+                .collect(),
+        });
+    }
+    Ok(set)
+}
+
+impl RuleSet {
+    /// `self`'s rules followed by `later`'s.
+    pub fn then(mut self, later: RuleSet) -> RuleSet {
+        self.redirects.extend(later.redirects);
+        self.headers.extend(later.headers);
+        self
+    }
+
+    /// Checks every rule and makes the matcher.
+    pub fn compile(&self) -> Result<Rules, RuleError> {
+        let redirects = self
+            .redirects
+            .iter()
+            .map(Redirect::compile)
+            .collect::<Result<_, _>>()?;
+        let headers = self
+            .headers
+            .iter()
+            .map(HeaderRule::compile)
+            .collect::<Result<_, _>>()?;
+        Ok(Rules { redirects, headers })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compiled rules and matching.
+
+/// A request as the rules see it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// The percent-decoded path, starting with `/`.
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The `Host` header's name, without the port.
+    pub host: &'a str,
+    pub accept_language: Option<&'a str>,
+    pub cookie: Option<&'a str>,
+}
+
+/// What a matching redirect rule says to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Answer `status` with `Location: location`.
+    Redirect { status: u16, location: String },
+    /// Serve the file at `path` (percent-decoded, starting with `/`) with
+    /// `status`, under the requested URL.
+    Rewrite { status: u16, path: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    redirects: Vec<Redirect>,
+    headers: Vec<HeaderRule>,
+}
+
+impl Rules {
+    pub fn is_empty(&self) -> bool {
+        self.redirects.is_empty() && self.headers.is_empty()
+    }
+
+    /// The action of the first redirect rule that applies to `request`.
+    /// `file_exists` says whether a file would be served at the path: only
+    /// forced rules apply then.
+    pub fn redirect_for(&self, request: &Request<'_>, file_exists: bool) -> Option<Action> {
+        self.redirects
+            .iter()
+            .filter(|rule| rule.force || !file_exists)
+            .find_map(|rule| rule.apply(request))
+    }
+
+    /// The headers every matching header rule adds for `path` (decoded,
+    /// starting with `/`), values of a repeated name joined with `, `.
+    pub fn headers_for(&self, path: &str) -> Vec<(HeaderName, HeaderValue)> {
+        let path = normalize(path);
+        let mut out: Vec<(HeaderName, String)> = Vec::new();
+        for rule in self.headers.iter().filter(|rule| rule.matches(&path)) {
+            for (name, value) in &rule.values {
+                match out.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, joined)) => {
+                        joined.push_str(", ");
+                        joined.push_str(value);
+                    }
+                    None => out.push((name.clone(), value.clone())),
+                }
+            }
+        }
+        out.into_iter()
+            .filter_map(|(name, value)| Some((name, HeaderValue::from_str(&value).ok()?)))
+            .collect()
+    }
+}
+
+/// A path without a trailing slash (but `/` for the root).
+fn normalize(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Placeholder(String),
+}
+
+/// A `from` path: segments, and whether a final `*` takes the rest.
+#[derive(Debug, Clone)]
+struct PathPattern {
+    segments: Vec<Segment>,
+    splat: bool,
+}
+
+fn is_placeholder_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Splits `http(s)://host/path` into the lowercase host and the path.
+fn split_url(text: &str) -> (Option<String>, &str) {
+    match text.split_once("://") {
+        Some((_, rest)) if is_url(text) => {
+            let (host, path) = rest
+                .find('/')
+                .map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
+            let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+            (Some(host.to_ascii_lowercase()), path)
+        }
+        _ => (None, text),
+    }
+}
+
+fn decode(origin: &str, what: &str, text: &str) -> Result<String, RuleError> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| {
+            error(
+                origin,
+                format!("the {what} `{text}` is not valid percent-encoded UTF-8"),
+            )
+        })
+}
+
+impl PathPattern {
+    fn compile(origin: &str, path: &str) -> Result<PathPattern, RuleError> {
+        if path.contains('?') {
+            return Err(error(
+                origin,
+                format!("`{path}`: match query parameters with `name=:value` after the path, not with `?`"),
+            ));
+        }
+        let decoded = decode(origin, "path", path)?;
+        let parts: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+        let mut segments = Vec::new();
+        let mut splat = false;
+        for (index, part) in parts.iter().enumerate() {
+            if *part == "*" && index == parts.len() - 1 {
+                splat = true;
+            } else if part.contains('*') {
+                return Err(error(
+                    origin,
+                    format!("`{path}`: `*` may only be a whole last segment, as in `/blog/*`"),
+                ));
+            } else if let Some(name) = part.strip_prefix(':') {
+                if !is_placeholder_name(name) {
+                    return Err(error(
+                        origin,
+                        format!(
+                            "`{path}`: `{part}` is not a placeholder; use letters, digits and `_`, as in `:slug`"
+                        ),
+                    ));
+                }
+                segments.push(Segment::Placeholder(name.to_owned()));
+            } else {
+                segments.push(Segment::Literal((*part).to_owned()));
+            }
+        }
+        Ok(PathPattern { segments, splat })
+    }
+
+    /// The placeholders and splat `path` binds, if it matches.
+    fn matches(&self, path: &str) -> Option<Bindings> {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let fits = if self.splat {
+            parts.len() >= self.segments.len()
+        } else {
+            parts.len() == self.segments.len()
+        };
+        if !fits {
+            return None;
+        }
+        let mut bindings = Bindings::default();
+        for (segment, part) in self.segments.iter().zip(&parts) {
+            match segment {
+                Segment::Literal(literal) if literal == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Placeholder(name) => bindings.values.push((name.clone(), (*part).to_owned())),
+            }
+        }
+        if self.splat {
+            bindings.splat = Some(parts[self.segments.len()..].join("/"));
+        }
+        Some(bindings)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Bindings {
+    values: Vec<(String, String)>,
+    splat: Option<String>,
+}
+
+impl Bindings {
+    fn get(&self, name: &str) -> Option<&str> {
+        if name == "splat" {
+            return self.splat.as_deref();
+        }
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `target` with every `:name` it binds replaced; `encode` percent-
+    /// encodes the values (for a `Location` header).
+    fn substitute(&self, target: &str, encode: bool) -> String {
+        let mut out = String::with_capacity(target.len());
+        let mut rest = target;
+        while let Some(at) = rest.find(':') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let name_len = after
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            match self.get(&after[..name_len]).filter(|_| name_len > 0) {
+                Some(value) if encode => out.push_str(&super::path::encode(value)),
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push(':');
+                    out.push_str(&after[..name_len]);
+                }
+            }
+            rest = &after[name_len..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+enum QueryMatch {
+    Bind(String),
+    Equals(String),
+}
+
+#[derive(Debug, Clone)]
+struct Redirect {
+    host: Option<String>,
+    from: PathPattern,
+    query: Vec<(String, QueryMatch)>,
+    to: String,
+    status: u16,
+    force: bool,
+    language: Vec<String>,
+    cookie: Vec<String>,
+}
+
+impl Redirect {
+    fn compile(spec: &RedirectSpec) -> Result<Redirect, RuleError> {
+        let origin = spec.origin.as_str();
+        if !is_path_or_url(&spec.from) {
+            return Err(error(
+                origin,
+                format!(
+                    "`{}` is not a path (starting with `/`) or an http(s):// URL",
+                    spec.from
+                ),
+            ));
+        }
+        if !is_path_or_url(&spec.to) {
+            return Err(error(
+                origin,
+                format!(
+                    "the target `{}` is not a path (starting with `/`) or an http(s):// URL",
+                    spec.to
+                ),
+            ));
+        }
+        if !STATUSES.contains(&spec.status) {
+            return Err(error(origin, unsupported_status(&spec.status.to_string())));
+        }
+        let redirects = (300..400).contains(&spec.status);
+        if !redirects && is_url(&spec.to) {
+            return Err(error(
+                origin,
+                format!(
+                    "status {} to `{}` would proxy another site, which this server does not do; \
+                     redirect with 301 or 302 instead",
+                    spec.status, spec.to
+                ),
+            ));
+        }
+        if !redirects {
+            decode(origin, "target", &spec.to)?;
+        }
+        let (host, path) = split_url(&spec.from);
+        let from = PathPattern::compile(origin, path)?;
+        let query = spec
+            .query
+            .iter()
+            .map(|(name, value)| match value.strip_prefix(':') {
+                Some(bound) if is_placeholder_name(bound) => {
+                    Ok((name.clone(), QueryMatch::Bind(bound.to_owned())))
+                }
+                Some(_) => Err(error(
+                    origin,
+                    format!("`{name}={value}`: `{value}` is not a placeholder"),
+                )),
+                None => Ok((name.clone(), QueryMatch::Equals(value.clone()))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Redirect {
+            host,
+            from,
+            query,
+            to: spec.to.clone(),
+            status: spec.status,
+            force: spec.force,
+            language: spec.language.iter().map(|l| l.to_ascii_lowercase()).collect(),
+            cookie: spec.cookie.clone(),
+        })
+    }
+
+    fn apply(&self, request: &Request<'_>) -> Option<Action> {
+        if self
+            .host
+            .as_deref()
+            .is_some_and(|host| !host.eq_ignore_ascii_case(request.host))
+        {
+            return None;
+        }
+        let mut bindings = self.from.matches(request.path)?;
+        if !self.query.is_empty() {
+            let pairs: Vec<(String, String)> =
+                url::form_urlencoded::parse(request.query.unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            for (name, wanted) in &self.query {
+                let value = pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v)?;
+                match wanted {
+                    QueryMatch::Bind(placeholder) => {
+                        bindings.values.push((placeholder.clone(), value.clone()))
+                    }
+                    QueryMatch::Equals(literal) if literal == value => {}
+                    QueryMatch::Equals(_) => return None,
+                }
+            }
+        }
+        if !self.language.is_empty() && !accepts_language(request.accept_language, &self.language) {
+            return None;
+        }
+        if !self.cookie.is_empty() && !has_cookie(request.cookie, &self.cookie) {
+            return None;
+        }
+        if (300..400).contains(&self.status) {
+            let mut location = bindings.substitute(&self.to, true);
+            if let Some(query) = request.query.filter(|q| !q.is_empty() && self.query.is_empty()) {
+                location.push(if location.contains('?') { '&' } else { '?' });
+                location.push_str(query);
+            }
+            Some(Action::Redirect {
+                status: self.status,
+                location,
+            })
+        } else {
+            let target = bindings.substitute(&self.to, false);
+            let path = target.split(['?', '#']).next().unwrap_or("/");
+            Some(Action::Rewrite {
+                status: self.status,
+                path: percent_encoding::percent_decode_str(path)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            })
+        }
+    }
+}
+
+/// Whether `Accept-Language` names one of `languages` (lowercase), or a
+/// regional form of one (`en-GB` for `en`).
+fn accepts_language(header: Option<&str>, languages: &[String]) -> bool {
+    header.unwrap_or("").split(',').any(|item| {
+        let tag = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        languages.iter().any(|lang| {
+            tag == *lang
+                || tag
+                    .strip_prefix(lang.as_str())
+                    .is_some_and(|r| r.starts_with('-'))
+        })
+    })
+}
+
+fn has_cookie(header: Option<&str>, names: &[String]) -> bool {
+    header.unwrap_or("").split(';').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("").trim();
+        names.iter().any(|wanted| wanted == name)
+    })
+}
+
+/// One piece of a header rule's path: `*` takes anything, `/` included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Glob {
+    Text(String),
+    Star,
+    Placeholder,
+}
+
+#[derive(Debug, Clone)]
+struct HeaderRule {
+    host: Option<String>,
+    pattern: Vec<Glob>,
+    /// The pattern ended in `/*`: it also matches the directory itself.
+    directory: Option<String>,
+    values: Vec<(HeaderName, String)>,
+}
+
+impl HeaderRule {
+    fn compile(spec: &HeaderSpec) -> Result<HeaderRule, RuleError> {
+        let origin = spec.origin.as_str();
+        if !is_path_or_url(&spec.for_path) {
+            return Err(error(
+                origin,
+                format!(
+                    "`{}` is not a path (starting with `/`) or an http(s):// URL",
+                    spec.for_path
+                ),
+            ));
+        }
+        let (host, path) = split_url(&spec.for_path);
+        let decoded = normalize(&decode(origin, "path", path)?);
+        let mut pattern = Vec::new();
+        for (index, segment) in decoded.split('/').enumerate() {
+            if index > 0 {
+                pattern.push(Glob::Text("/".to_owned()));
+            }
+            if let Some(name) = segment.strip_prefix(':') {
+                if !is_placeholder_name(name) {
+                    return Err(error(
+                        origin,
+                        format!("`{}`: `{segment}` is not a placeholder", spec.for_path),
+                    ));
+                }
+                pattern.push(Glob::Placeholder);
+                continue;
+            }
+            for (i, piece) in segment.split('*').enumerate() {
+                if i > 0 {
+                    pattern.push(Glob::Star);
+                }
+                if !piece.is_empty() {
+                    pattern.push(Glob::Text(piece.to_owned()));
+                }
+            }
+        }
+        let directory = decoded.strip_suffix("/*").map(normalize);
+        let mut values = Vec::new();
+        for (name, value) in &spec.values {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| error(origin, format!("`{name}` is not a valid header name")))?;
+            if RESERVED_HEADERS.contains(&header.as_str()) {
+                return Err(error(
+                    origin,
+                    format!("`{name}` is set by the server itself and cannot be set by a rule; remove it"),
+                ));
+            }
+            if HeaderValue::from_str(value).is_err() {
+                return Err(error(
+                    origin,
+                    format!("the value of `{name}` has characters a header cannot carry"),
+                ));
+            }
+            values.push((header, value.clone()));
+        }
+        Ok(HeaderRule {
+            host,
+            pattern,
+            directory,
+            values,
+        })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        // Header rules for another host never match: sites are served on
+        // their own hostnames only.
+        self.host.is_none() && (glob_matches(&self.pattern, path) || self.directory.as_deref() == Some(path))
+    }
+}
+
+fn glob_matches(pattern: &[Glob], text: &str) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((Glob::Text(literal), rest)) => text
+            .strip_prefix(literal.as_str())
+            .is_some_and(|after| glob_matches(rest, after)),
+        Some((Glob::Placeholder, rest)) => {
+            let end = text.find('/').unwrap_or(text.len());
+            end > 0 && glob_matches(rest, &text[end..])
+        }
+        Some((Glob::Star, rest)) => (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .any(|i| glob_matches(rest, &text[i..])),
+    }
+}
+
+#[cfg(test)]
+mod tests;

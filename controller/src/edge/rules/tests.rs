@@ -1,0 +1,420 @@
+//! The rules against a table of cases, written from Netlify's documentation
+//! of `_redirects` ("Redirects and rewrites", "Redirect options", "Rewrites
+//! and proxies") and `_headers` ("Custom headers").
+
+use super::*;
+
+fn compile(redirects: &str, headers: &str) -> Rules {
+    RuleSet {
+        redirects: parse_redirects_file(redirects).unwrap(),
+        headers: parse_headers_file(headers).unwrap(),
+    }
+    .compile()
+    .unwrap()
+}
+
+struct Visit<'a> {
+    url: &'a str,
+    host: &'a str,
+    exists: bool,
+    language: Option<&'a str>,
+    cookie: Option<&'a str>,
+}
+
+fn visit(url: &str) -> Visit<'_> {
+    Visit {
+        url,
+        host: "site.localhost",
+        exists: false,
+        language: None,
+        cookie: None,
+    }
+}
+
+impl Visit<'_> {
+    fn existing(mut self) -> Self {
+        self.exists = true;
+        self
+    }
+
+    fn on(self, rules: &Rules) -> Option<Action> {
+        let (path, query) = self
+            .url
+            .split_once('?')
+            .map_or((self.url, None), |(p, q)| (p, Some(q)));
+        let request = Request {
+            path,
+            query,
+            host: self.host,
+            accept_language: self.language,
+            cookie: self.cookie,
+        };
+        rules.redirect_for(&request, self.exists)
+    }
+}
+
+fn redirect(status: u16, location: &str) -> Option<Action> {
+    Some(Action::Redirect {
+        status,
+        location: location.to_owned(),
+    })
+}
+
+fn rewrite(status: u16, path: &str) -> Option<Action> {
+    Some(Action::Rewrite {
+        status,
+        path: path.to_owned(),
+    })
+}
+
+#[test]
+fn redirects_follow_netlifys_documented_examples() {
+    let rules = compile(
+        "# Redirects from what the browser requests to what we serve
+/home              /
+/blog/my-post.php  /blog/my-post
+/news              /blog
+/cuties            https://www.petsofnetlify.com
+/authors/c%C3%A9line /authors/about-c%C3%A9line
+/my-redirect       /             302
+/pass-through      /index.html   200
+/ecommerce         /store-closed 404
+/gone              /gone.html    410
+/shop/*            /store/:splat
+/news/:month/:date/:year/:slug  /blog/:year/:month/:date/:slug
+/store id=:id      /blog/:id     301
+/articles id=:id tag=:tag /posts/:tag/:id 301
+/catalog kind=books /books 302
+",
+        "",
+    );
+    let table: &[(&str, Option<Action>)] = &[
+        ("/home", redirect(301, "/")),
+        ("/blog/my-post.php", redirect(301, "/blog/my-post")),
+        ("/news", redirect(301, "/blog")),
+        ("/cuties", redirect(301, "https://www.petsofnetlify.com")),
+        // Rules match the decoded path; the target keeps its encoding.
+        ("/authors/céline", redirect(301, "/authors/about-c%C3%A9line")),
+        ("/my-redirect", redirect(302, "/")),
+        ("/pass-through", rewrite(200, "/index.html")),
+        ("/ecommerce", rewrite(404, "/store-closed")),
+        ("/gone", rewrite(410, "/gone.html")),
+        // Splats take the rest of the path, also several segments, also none.
+        (
+            "/shop/2004/01/10/my-story",
+            redirect(301, "/store/2004/01/10/my-story"),
+        ),
+        ("/shop", redirect(301, "/store/")),
+        // Placeholders take one segment each, in any order in the target.
+        (
+            "/news/02/12/2004/my-story",
+            redirect(301, "/blog/2004/02/12/my-story"),
+        ),
+        ("/news/02/12/2004", None),
+        // Query parameters: matched, bound, and not passed on.
+        ("/store?id=my-blog-post", redirect(301, "/blog/my-blog-post")),
+        ("/store", None),
+        ("/store?other=1", None),
+        ("/articles?id=7&tag=rust", redirect(301, "/posts/rust/7")),
+        ("/articles?id=7", None),
+        ("/catalog?kind=books", redirect(302, "/books")),
+        ("/catalog?kind=films", None),
+        // Without query rules, the query string travels to the target.
+        ("/home?utm=mail", redirect(301, "/?utm=mail")),
+        // A trailing slash does not matter; case does.
+        ("/home/", redirect(301, "/")),
+        ("/Home", None),
+        ("/nothing-here", None),
+    ];
+    for (url, expected) in table {
+        assert_eq!(visit(url).on(&rules), *expected, "{url}");
+    }
+}
+
+#[test]
+fn existing_files_shadow_rules_unless_forced() {
+    let rules = compile(
+        "/app/*  /app/index.html  200
+/blog/*  /news/:splat      301!
+",
+        "",
+    );
+    assert_eq!(visit("/app/settings").on(&rules), rewrite(200, "/app/index.html"));
+    assert_eq!(visit("/app/style.css").existing().on(&rules), None);
+    assert_eq!(
+        visit("/blog/post.html").existing().on(&rules),
+        redirect(301, "/news/post.html"),
+        "`!` forces the rule over the file"
+    );
+}
+
+#[test]
+fn the_first_matching_rule_wins_and_a_shadowed_one_lets_later_forced_ones_apply() {
+    let rules = compile(
+        "/a  /first   302
+/a  /second  302
+/*  /index.html 200
+/b  /never   302
+/c  /forced  302!
+",
+        "",
+    );
+    assert_eq!(visit("/a").on(&rules), redirect(302, "/first"));
+    assert_eq!(visit("/b").on(&rules), rewrite(200, "/index.html"));
+    assert_eq!(visit("/c").existing().on(&rules), redirect(302, "/forced"));
+}
+
+#[test]
+fn an_spa_fallback_serves_index_html_for_every_missing_path() {
+    let rules = compile("/*  /index.html  200\n", "");
+    for url in ["/dashboard", "/dashboard/settings/", "/users/42?tab=profile"] {
+        assert_eq!(visit(url).on(&rules), rewrite(200, "/index.html"), "{url}");
+    }
+    assert_eq!(visit("/").existing().on(&rules), None);
+    assert_eq!(visit("/assets/app.js").existing().on(&rules), None);
+}
+
+#[test]
+fn conditions_on_language_cookies_and_hosts() {
+    let rules = compile(
+        "/       /de/        302!  Language=de
+/       /en/        302!  Language=en,en-gb
+/*      /beta/:splat 200!  Cookie=beta,preview
+https://blog.example.com/*  https://example.com/blog/:splat  301!
+",
+        "",
+    );
+    let german = Visit {
+        language: Some("de-CH, de;q=0.9, en;q=0.8"),
+        ..visit("/").existing()
+    };
+    assert_eq!(german.on(&rules), redirect(302, "/de/"));
+    let english = Visit {
+        language: Some("en-US,en;q=0.9"),
+        ..visit("/").existing()
+    };
+    assert_eq!(english.on(&rules), redirect(302, "/en/"));
+    let french = Visit {
+        language: Some("fr"),
+        ..visit("/").existing()
+    };
+    assert_eq!(french.on(&rules), None);
+    let tester = Visit {
+        cookie: Some("session=1; preview=yes"),
+        ..visit("/pricing").existing()
+    };
+    assert_eq!(tester.on(&rules), rewrite(200, "/beta/pricing"));
+    let other_host = Visit {
+        host: "blog.example.com",
+        ..visit("/2020/post").existing()
+    };
+    assert_eq!(
+        other_host.on(&rules),
+        redirect(301, "https://example.com/blog/2020/post")
+    );
+    assert_eq!(visit("/2020/post").existing().on(&rules), None);
+}
+
+#[test]
+fn placeholder_values_are_encoded_in_locations_and_kept_decoded_in_rewrites() {
+    let rules = compile(
+        "/old/:name /new/:name 301\n/page/:name /pages/:name.html 200\n",
+        "",
+    );
+    assert_eq!(
+        visit("/old/café menu").on(&rules),
+        redirect(301, "/new/caf%C3%A9%20menu")
+    );
+    assert_eq!(visit("/page/café").on(&rules), rewrite(200, "/pages/café.html"));
+}
+
+fn refused_redirects(text: &str) -> RuleError {
+    match parse_redirects_file(text) {
+        Err(e) => e,
+        Ok(redirects) => RuleSet {
+            redirects,
+            headers: Vec::new(),
+        }
+        .compile()
+        .expect_err(text),
+    }
+}
+
+#[test]
+fn mistakes_in_redirects_name_the_line_and_the_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("# comment\n\n/a\n", "_redirects:3", "has no target"),
+        ("/a /b 999\n", "_redirects:1", "status 999 is not supported"),
+        ("/a /b 301 Country=us\n", "_redirects:1", "`Country` conditions"),
+        ("/a /b 301 Role=admin\n", "_redirects:1", "`Role` conditions"),
+        ("/a /b 301 nonsense\n", "_redirects:1", "unexpected `nonsense`"),
+        (
+            "/a /b 301 Colour=red\n",
+            "_redirects:1",
+            "unknown condition `Colour`",
+        ),
+        ("/ok /fine\nold /new\n", "_redirects:2", "`old` is not a path"),
+        ("/a b\n", "_redirects:1", "the target `b` is not a path"),
+        (
+            "/a/*/b /c\n",
+            "_redirects:1",
+            "`*` may only be a whole last segment",
+        ),
+        ("/a/: /c\n", "_redirects:1", "is not a placeholder"),
+        ("/a?x=1 /c\n", "_redirects:1", "not with `?`"),
+        (
+            "/api/* https://api.example.com/:splat 200\n",
+            "_redirects:1",
+            "proxy",
+        ),
+    ];
+    for (text, origin, reason) in cases {
+        let error = refused_redirects(text);
+        assert_eq!(error.origin, *origin, "{text:?}: {error}");
+        assert!(error.message.contains(reason), "{text:?}: {error}");
+    }
+}
+
+#[test]
+fn headers_follow_netlifys_documented_examples() {
+    let rules = compile(
+        "",
+        "# a path:
+/templates/index.html
+  # headers for that path:
+  X-Frame-Options: DENY
+  X-XSS-Protection: 1; mode=block
+# another path:
+/templates/index2.html
+  X-Frame-Options: SAMEORIGIN
+# multi-value header:
+/*
+  cache-control: max-age=0
+  cache-control: no-cache
+  cache-control: no-store
+  cache-control: must-revalidate
+/assets/*
+  X-Asset: yes
+/*.css
+  X-Style: yes
+/blog/:slug
+  X-Post: yes
+",
+    );
+    let headers = |path: &str| -> Vec<(String, String)> {
+        rules
+            .headers_for(path)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    };
+    let cache = (
+        "cache-control".to_owned(),
+        "max-age=0, no-cache, no-store, must-revalidate".to_owned(),
+    );
+    assert_eq!(
+        headers("/templates/index.html"),
+        vec![
+            ("x-frame-options".into(), "DENY".into()),
+            ("x-xss-protection".into(), "1; mode=block".into()),
+            cache.clone(),
+        ]
+    );
+    assert_eq!(
+        headers("/templates/index2.html"),
+        vec![("x-frame-options".into(), "SAMEORIGIN".into()), cache.clone()]
+    );
+    assert_eq!(headers("/"), vec![cache.clone()]);
+    assert_eq!(
+        headers("/assets/"),
+        vec![cache.clone(), ("x-asset".into(), "yes".into())]
+    );
+    assert_eq!(
+        headers("/assets/deep/style.css"),
+        vec![
+            cache.clone(),
+            ("x-asset".into(), "yes".into()),
+            ("x-style".into(), "yes".into())
+        ]
+    );
+    assert_eq!(
+        headers("/blog/hello/"),
+        vec![cache.clone(), ("x-post".into(), "yes".into())]
+    );
+    assert_eq!(headers("/blog/hello/comments"), vec![cache]);
+}
+
+#[test]
+fn mistakes_in_headers_name_the_line_and_the_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("X-Frame-Options: DENY\n", "_headers:1", "comes before any path"),
+        ("/a\n/b\n  X: y\n", "_headers:1", "has no headers under it"),
+        ("/a\n  X: y\n/b\n", "_headers:3", "has no headers under it"),
+        ("/a\n  just words\n", "_headers:2", "neither a path"),
+        ("/a /b\n  X: y\n", "_headers:1", "one path"),
+        (
+            "/a\n  Content-Length: 5\n",
+            "_headers:1",
+            "set by the server itself",
+        ),
+        ("/a\n  Bad Name: 5\n", "_headers:1", "not a valid header name"),
+    ];
+    for (text, origin, reason) in cases {
+        let error = match parse_headers_file(text) {
+            Err(e) => e,
+            Ok(headers) => RuleSet {
+                redirects: Vec::new(),
+                headers,
+            }
+            .compile()
+            .expect_err(text),
+        };
+        assert_eq!(error.origin, *origin, "{text:?}: {error}");
+        assert!(error.message.contains(reason), "{text:?}: {error}");
+    }
+}
+
+#[test]
+fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
+    use jamstack_proto::{HeaderRule as WireHeader, RedirectConditions, RedirectRule as WireRedirect};
+    let wire = |line, from: &str, to: &str, status| WireRedirect {
+        line,
+        from: from.into(),
+        to: to.into(),
+        status,
+        force: false,
+        query: [("id".to_owned(), ":id".to_owned())].into_iter().collect(),
+        conditions: RedirectConditions::default(),
+        headers: Default::default(),
+    };
+    let config = from_config(
+        &[wire(4, "/a", "/from-toml/:id", 302)],
+        &[WireHeader {
+            line: 9,
+            for_path: "/*".into(),
+            values: [("X-Multi".to_owned(), "one,\n  two\n".to_owned())]
+                .into_iter()
+                .collect(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(config.redirects[0].origin, "jamstack.toml:4");
+    let files = RuleSet {
+        redirects: parse_redirects_file("/a /from-file 302\n").unwrap(),
+        headers: Vec::new(),
+    };
+    let rules = files.then(config).compile().unwrap();
+    assert_eq!(visit("/a?id=1").on(&rules), redirect(302, "/from-file?id=1"));
+    assert_eq!(rules.headers_for("/x")[0].1, "one, two");
+
+    let mut proxy = wire(7, "/api/*", "https://api.example.com/:splat", 200);
+    let error = from_config(&[proxy.clone()], &[]).unwrap().compile().unwrap_err();
+    assert_eq!(error.origin, "jamstack.toml:7");
+    proxy.conditions.country = vec!["US".into()];
+    assert!(
+        from_config(&[proxy], &[])
+            .unwrap_err()
+            .message
+            .contains("Country")
+    );
+}
