@@ -718,6 +718,19 @@ async fn a_pull_request_from_a_fork_is_built_marked_untrusted_and_sites_without_
     assert_eq!(build["from_fork"], true);
     assert_eq!(build["site"], "open");
     assert!(app.builds_of("closed").await.is_empty());
+
+    // Turned on later, the next pull request builds there too.
+    let site = app
+        .change_site_settings("closed", json!({"deploy_previews": true}))
+        .await;
+    assert_eq!(site["deploy_previews"], true);
+    assert_eq!(site["branch_deploys"], false, "other settings stay");
+    let next = pull_request_payload("opened", "octo/forked", 13, "patch-2", &"d".repeat(40));
+    let (status, answer) = app.deliver_github_event("pull_request", &next).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["builds"].as_array().unwrap().len(), 2, "{answer}");
+    let build = app.builds_of("closed").await[0].clone();
+    assert_eq!(build["from_fork"], false);
 }
 
 #[tokio::test]
