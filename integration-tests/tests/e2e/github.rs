@@ -928,3 +928,41 @@ async fn a_preview_still_building_when_its_pull_request_closes_does_not_come_bac
     assert!(finalized.alias_url.is_some());
     assert_eq!(app.visit("deploy-preview-4--late", "/").await.body, "late");
 }
+
+#[tokio::test]
+async fn a_cancelled_build_reports_an_error_status_and_deployment() {
+    let github = FakeGitHub::start().await;
+    let (app, _runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("src/index.html", "x")], "x");
+    app.connect_site_with(
+        "stopped",
+        json!({"repo_url": repo.url(), "github_repo": "octo/stopped", "github_installation_id": 3}),
+    )
+    .await;
+    let build = app.push("octo/stopped", &repo, &sha).await;
+    github
+        .wait_for("the pending status", |g| {
+            !g.statuses("octo/stopped", &sha).is_empty()
+        })
+        .await;
+    let (status, cancelled) = app
+        .api_json(app.http.post(app.api(&format!("/builds/{build}/cancel"))))
+        .await;
+    assert_eq!((status, &cancelled["state"]), (200, &json!("cancelled")));
+    github
+        .wait_for("an error status and deployment", |g| {
+            g.status_states("octo/stopped", &sha).last().map(String::as_str) == Some("error")
+                && g.deployments("octo/stopped").first().is_some_and(|(id, _)| {
+                    g.deployment_states("octo/stopped", *id)
+                        .last()
+                        .map(String::as_str)
+                        == Some("error")
+                })
+        })
+        .await;
+    assert_eq!(
+        github.statuses("octo/stopped", &sha).last().unwrap()["description"],
+        "Build cancelled"
+    );
+}
