@@ -52,6 +52,16 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// At most 200 bytes of what a sender chose (ids, names), for the records:
+/// unauthenticated senders choose them too.
+fn clip(text: &str) -> &str {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Why a delivery was not acted on.
 enum Refusal {
     /// Refused before it was authenticated: recorded, never claimed.
@@ -193,11 +203,11 @@ pub async fn github(
     let event = header(&headers, "x-github-event").unwrap_or_default().to_owned();
     let mut delivery = NewDelivery {
         source: "github",
-        delivery_id: header(&headers, "x-github-delivery").map(str::to_owned),
+        delivery_id: header(&headers, "x-github-delivery").map(|id| clip(id).to_owned()),
         event: if event.is_empty() {
             "(none)".to_owned()
         } else {
-            event.clone()
+            clip(&event).to_owned()
         },
         action: None,
         repository: None,
@@ -221,15 +231,13 @@ pub async fn github(
             Ok(())
         }
     });
-    let envelope = if checked.is_ok() {
-        Envelope::peek(&body)
-    } else {
-        Envelope::default()
-    };
-    delivery.action = envelope.action.clone();
-    delivery.repository = envelope.repository();
+    let envelope = checked.is_ok().then(|| Envelope::peek(&body)).flatten();
+    if let Some(envelope) = &envelope {
+        delivery.action = envelope.action.as_deref().map(|a| clip(a).to_owned());
+        delivery.repository = envelope.repository().map(|r| clip(&r).to_owned());
+    }
     receive(&state, delivery, checked, || async {
-        let event = github::parse_with_envelope(&event, &body, &envelope)
+        let event = github::parse_with_envelope(&event, &body, envelope.as_ref())
             .map_err(|e| Refusal::Invalid(crate::error::bad_request(e.to_string())))?;
         on_github_event(&state, event).await.map_err(Refusal::Internal)
     })
@@ -380,10 +388,10 @@ pub async fn generic(
 ) -> Response {
     let delivery = NewDelivery {
         source: "generic",
-        delivery_id: header(&headers, GENERIC_DELIVERY_HEADER).map(str::to_owned),
+        delivery_id: header(&headers, GENERIC_DELIVERY_HEADER).map(|id| clip(id).to_owned()),
         event: "push".to_owned(),
         action: None,
-        repository: Some(site_name.clone()),
+        repository: Some(clip(&site_name).to_owned()),
     };
     let body = match body {
         Ok(body) => body,

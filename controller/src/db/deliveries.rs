@@ -3,8 +3,8 @@
 //! An authenticated delivery is claimed under its `dedupe_key`
 //! (`<source>:<delivery id>`) before anything acts on it, so a redelivery,
 //! even one arriving while the first is still being handled, is handled
-//! once. Only a delivery that failed inside the controller can be claimed
-//! again: redelivering it retries it.
+//! once. Only a delivery that failed inside the controller, or whose
+//! handling was abandoned, can be claimed again: redelivering it retries it.
 
 use super::{Database, now_millis};
 use serde::Serialize;
@@ -29,6 +29,10 @@ pub struct Delivery {
     pub received_at: i64,
     pub handled_at: Option<i64>,
 }
+
+/// A claim still `processing` after this long was abandoned (the
+/// controller stopped while handling it): a redelivery may claim it again.
+const ABANDONED_AFTER_MS: i64 = 5 * 60 * 1000;
 
 /// A delivery as it arrives.
 #[derive(Debug, Clone)]
@@ -94,7 +98,9 @@ impl Database {
              outcome, message, received_at) VALUES ($1, $2, $3, $4, $5, $6, 'processing', '', $7) \
              ON CONFLICT (dedupe_key) DO UPDATE SET outcome = 'processing', message = '', \
              received_at = excluded.received_at, handled_at = NULL \
-             WHERE webhook_deliveries.outcome = 'failed' RETURNING id",
+             WHERE webhook_deliveries.outcome = 'failed' \
+             OR (webhook_deliveries.outcome = 'processing' AND webhook_deliveries.received_at < $8) \
+             RETURNING id",
         )
         .bind(delivery.source)
         .bind(&delivery.delivery_id)
@@ -103,6 +109,7 @@ impl Database {
         .bind(&delivery.action)
         .bind(&delivery.repository)
         .bind(now_millis())
+        .bind(now_millis() - ABANDONED_AFTER_MS)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = claimed {

@@ -191,9 +191,9 @@ pub struct EnvelopeRepository {
 }
 
 impl Envelope {
-    /// Reads what it can; a body that is not JSON gives an empty envelope.
-    pub fn peek(body: &[u8]) -> Self {
-        serde_json::from_slice(body).unwrap_or_default()
+    /// Reads the envelope; `None` when the body is not a JSON object.
+    pub fn peek(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
     }
 
     pub fn repository(&self) -> Option<String> {
@@ -213,12 +213,33 @@ const INSTALLATION_REPOSITORIES_ACTIONS: &[&str] = &["added", "removed"];
 
 /// Reads a delivery given its `X-GitHub-Event` header and body.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError> {
-    let envelope = Envelope::peek(body);
-    parse_with_envelope(event, body, &envelope)
+    parse_with_envelope(event, body, Envelope::peek(body).as_ref())
 }
 
 /// [`parse_event`] for a caller that has peeked at the envelope already.
-pub fn parse_with_envelope(event: &str, body: &[u8], envelope: &Envelope) -> Result<GitHubEvent, ParseError> {
+pub fn parse_with_envelope(
+    event: &str,
+    body: &[u8],
+    envelope: Option<&Envelope>,
+) -> Result<GitHubEvent, ParseError> {
+    let known = matches!(
+        event,
+        "push" | "pull_request" | "installation" | "installation_repositories"
+    );
+    let envelope = match envelope {
+        Some(envelope) => envelope,
+        // Events we act on must be JSON; others are not read at all.
+        None if known => {
+            let source = serde_json::from_slice::<serde::de::IgnoredAny>(body)
+                .err()
+                .unwrap_or_else(|| serde::de::Error::custom("expected a JSON object"));
+            return Err(ParseError::Malformed {
+                event: event.to_owned(),
+                source,
+            });
+        }
+        None => &Envelope::default(),
+    };
     let action = envelope.action.as_deref().unwrap_or("");
     let acted_on = match event {
         "ping" => return Ok(GitHubEvent::Ping),
@@ -508,5 +529,11 @@ mod tests {
             err.to_string().contains("not a valid `pull_request` payload"),
             "{err}"
         );
+        let err = parse_event("pull_request", b"{\"action\": \"opened\", ").unwrap_err();
+        assert!(err.to_string().contains("EOF"), "{err}");
+        assert!(matches!(
+            parse_event("star", b"not json"),
+            Ok(GitHubEvent::Other { .. })
+        ));
     }
 }

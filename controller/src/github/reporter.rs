@@ -300,6 +300,12 @@ impl Reporter {
             if let Some(pr) = pr_number {
                 let lock = self.comment_lock(site.id, pr);
                 let _held = lock.lock().await;
+                // The pull request is closed: its lock is not needed again
+                // unless it reopens (a new lock is made then).
+                self.comment_locks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(site.id, pr));
                 let body = format!(
                     "{}\n### Deploy preview of **{}** removed\n\nThe pull request was closed, so \
                      `{}` no longer serves it. Its deploys stay reachable at their permalinks.\n",

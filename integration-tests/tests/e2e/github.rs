@@ -718,6 +718,19 @@ async fn a_pull_request_from_a_fork_is_built_marked_untrusted_and_sites_without_
     assert_eq!(build["from_fork"], true);
     assert_eq!(build["site"], "open");
     assert!(app.builds_of("closed").await.is_empty());
+
+    // Turned on later, the next pull request builds there too.
+    let site = app
+        .change_site_settings("closed", json!({"deploy_previews": true}))
+        .await;
+    assert_eq!(site["deploy_previews"], true);
+    assert_eq!(site["branch_deploys"], false, "other settings stay");
+    let next = pull_request_payload("opened", "octo/forked", 13, "patch-2", &"d".repeat(40));
+    let (status, answer) = app.deliver_github_event("pull_request", &next).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["builds"].as_array().unwrap().len(), 2, "{answer}");
+    let build = app.builds_of("closed").await[0].clone();
+    assert_eq!(build["from_fork"], false);
 }
 
 #[tokio::test]
@@ -914,4 +927,42 @@ async fn a_preview_still_building_when_its_pull_request_closes_does_not_come_bac
     let finalized = deploy_by_hand(lease().await).await;
     assert!(finalized.alias_url.is_some());
     assert_eq!(app.visit("deploy-preview-4--late", "/").await.body, "late");
+}
+
+#[tokio::test]
+async fn a_cancelled_build_reports_an_error_status_and_deployment() {
+    let github = FakeGitHub::start().await;
+    let (app, _runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("src/index.html", "x")], "x");
+    app.connect_site_with(
+        "stopped",
+        json!({"repo_url": repo.url(), "github_repo": "octo/stopped", "github_installation_id": 3}),
+    )
+    .await;
+    let build = app.push("octo/stopped", &repo, &sha).await;
+    github
+        .wait_for("the pending status", |g| {
+            !g.statuses("octo/stopped", &sha).is_empty()
+        })
+        .await;
+    let (status, cancelled) = app
+        .api_json(app.http.post(app.api(&format!("/builds/{build}/cancel"))))
+        .await;
+    assert_eq!((status, &cancelled["state"]), (200, &json!("cancelled")));
+    github
+        .wait_for("an error status and deployment", |g| {
+            g.status_states("octo/stopped", &sha).last().map(String::as_str) == Some("error")
+                && g.deployments("octo/stopped").first().is_some_and(|(id, _)| {
+                    g.deployment_states("octo/stopped", *id)
+                        .last()
+                        .map(String::as_str)
+                        == Some("error")
+                })
+        })
+        .await;
+    assert_eq!(
+        github.statuses("octo/stopped", &sha).last().unwrap()["description"],
+        "Build cancelled"
+    );
 }
