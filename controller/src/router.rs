@@ -21,6 +21,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
         .route("/api/v1/sites/{site}", get(api::sites::show))
         .route(
+            "/api/v1/sites/{site}/build-settings",
+            get(api::site_settings::show).put(api::site_settings::update),
+        )
+        .route(
+            "/api/v1/sites/{site}/cache/clear",
+            post(api::site_settings::clear_cache),
+        )
+        .route("/api/v1/sites/{site}/env", get(api::site_settings::list_env))
+        .route(
+            "/api/v1/sites/{site}/env/{name}",
+            put(api::site_settings::set_env).delete(api::site_settings::delete_env),
+        )
+        .route(
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
         )

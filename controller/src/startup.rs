@@ -45,6 +45,7 @@ impl Application {
                     .await?
             }
         };
+        let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}; is another controller running there?", config.listen))?;
@@ -54,6 +55,8 @@ impl Application {
             blobs: Arc::new(LocalBlobStore::new(config.blob_dir())),
             config: Arc::new(config),
             jobs_available: Arc::new(Notify::new()),
+            cancellations: Arc::new(Notify::new()),
+            installation_id: installation_id.into(),
             webhook_secret: webhook_secret.into(),
             base_url: format!("http://{addr}").into(),
         };

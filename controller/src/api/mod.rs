@@ -3,6 +3,7 @@
 
 pub mod builds;
 pub mod deploys;
+pub mod site_settings;
 pub mod sites;
 pub mod webhooks;
 

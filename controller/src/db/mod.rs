@@ -4,17 +4,20 @@
 //! queries run on the embedded SQLite file (the default) and, later, on
 //! PostgreSQL chosen by the URL. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
-//! and settings. Timestamps are Unix milliseconds.
+//! and settings, sites' build settings (`site_settings`). Timestamps are
+//! Unix milliseconds.
 
 mod builds;
 mod deploys;
 mod logs;
 mod settings;
+mod site_settings;
 mod sites;
 
 pub use builds::{Build, BuildState, LeasedJob, NewBuild};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use settings::TokenKind;
+pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits};
 pub use sites::{NewSite, Site};
 
 use anyhow::Context as _;

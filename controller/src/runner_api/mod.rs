@@ -6,7 +6,7 @@
 //! or publish a build that now belongs to another runner.
 
 use crate::auth::{Runner, random_hex};
-use crate::db::{BuildState, FinalizeOutcome};
+use crate::db::{Build, BuildState, FinalizeOutcome};
 use crate::deploys::{self, blob_store::PutError};
 use crate::error::{AppError, AppResult, bad_request, conflict, not_found};
 use crate::state::AppState;
@@ -16,9 +16,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
-    BuildContext, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse,
-    HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse,
-    PROTOCOL_VERSION,
+    BuildContext, CacheRef, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, EnvVar,
+    FinalizeResponse, HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse,
+    ManifestResponse, PROTOCOL_VERSION, SiteBuildSettings,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -79,6 +79,8 @@ pub async fn lease(
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %request.runner_name, token = %runner.token_name, attempt = job.attempt, "job leased");
+            let settings = lease_settings(&state, site.id).await?;
+            let trusted = is_trusted(&build);
             let lease = JobLease {
                 job_id: job.job_id,
                 lease_id: job.lease_id,
@@ -91,6 +93,11 @@ pub async fn lease(
                 context: build.context,
                 pr_number: build.pr_number.map(|n| n as u64),
                 lease_seconds: state.config.lease_duration.as_secs(),
+                trusted,
+                settings,
+                // Filled by the GitHub App integration for private
+                // repositories; sites cloned from public URLs need none.
+                git_token: None,
             };
             return Ok(Json(lease).into_response());
         }
@@ -102,6 +109,42 @@ pub async fn lease(
         // controller on the same database queued one.
         let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
     }
+}
+
+/// Whether a build's code may see the site's secrets and production cache.
+/// Deploy previews count as untrusted until pull requests say whether they
+/// come from a fork, so a fork's code never sees a secret by default.
+fn is_trusted(build: &Build) -> bool {
+    build.context != BuildContext::DeployPreview
+}
+
+/// The site's build settings as a lease carries them.
+async fn lease_settings(state: &AppState, site_id: i64) -> AppResult<SiteBuildSettings> {
+    let settings = state.db.site_build_settings(site_id).await?;
+    let environment = state
+        .db
+        .site_env_vars(site_id)
+        .await?
+        .into_iter()
+        .map(|var| EnvVar {
+            name: var.name,
+            value: var.value,
+            secret: var.secret,
+        })
+        .collect();
+    let limits = settings.limits;
+    let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok(SiteBuildSettings {
+        timeout_seconds: positive(limits.timeout_seconds),
+        memory_mib: positive(limits.memory_mib),
+        cpus: limits.cpu_millis.map(|m| m as f64 / 1000.0),
+        pids: positive(limits.pids),
+        environment,
+        cache: CacheRef {
+            key: state.cache_key(site_id),
+            generation: u64::try_from(settings.cache_generation).unwrap_or(0),
+        },
+    })
 }
 
 fn lease_header(headers: &HeaderMap) -> AppResult<&str> {
@@ -127,10 +170,20 @@ async fn live_lease(state: &AppState, job_id: i64, headers: &HeaderMap) -> AppRe
         .ok_or_else(|| stale_lease(job_id))
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct HeartbeatQuery {
+    /// Hold the answer this long unless the build is cancelled meanwhile.
+    #[serde(default)]
+    pub wait_seconds: u64,
+}
+
+/// Extends the lease, then waits (up to `wait_seconds`, at most the
+/// heartbeat interval) and answers as soon as the build is cancelled.
 pub async fn heartbeat(
     State(state): State<AppState>,
     _: Runner,
     Path(job_id): Path<i64>,
+    Query(query): Query<HeartbeatQuery>,
     headers: HeaderMap,
 ) -> AppResult<Json<HeartbeatResponse>> {
     let lease_id = lease_header(&headers)?;
@@ -140,7 +193,29 @@ pub async fn heartbeat(
         .extend_lease(job_id, lease_id, lease_millis)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
-    Ok(Json(HeartbeatResponse { cancel }))
+    let wait = Duration::from_secs(query.wait_seconds).min(state.config.heartbeat_interval);
+    let deadline = tokio::time::Instant::now() + wait;
+    if cancel {
+        return Ok(Json(HeartbeatResponse { cancel }));
+    }
+    loop {
+        // Listen before looking, so a cancel in between still wakes us.
+        let notified = state.cancellations.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Json(HeartbeatResponse { cancel: false }));
+        }
+        // Look again every second or so in case another controller on the
+        // same database took the cancel.
+        let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(1)), notified).await;
+        match state.db.cancel_requested(job_id, lease_id).await? {
+            Some(true) => return Ok(Json(HeartbeatResponse { cancel: true })),
+            Some(false) => {}
+            None => return Err(stale_lease(job_id)),
+        }
+    }
 }
 
 pub async fn commit(
