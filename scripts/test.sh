@@ -20,6 +20,15 @@ docker info >/dev/null 2>&1 \
 [[ -d ../shared/fixtures/github-webhooks ]] \
     || die "../shared/fixtures/github-webhooks is missing: the tests read real GitHub payloads from the shared folder beside the repository"
 
+step "Installing what the tests need"
+# git: tests make repositories with submodules and serve them over smart
+# HTTP (git http-backend), as a private Git host would.
+if ! command -v git >/dev/null 2>&1; then
+    [[ $(id -u) -eq 0 ]] || die "git is missing and installing it needs root: apt-get install git"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null
+fi
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 
@@ -30,4 +39,7 @@ step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Tests"
+# Some tests run the runner as a process of its own (crash and memory tests);
+# they find the binary beside the test binaries.
+cargo build -p jamstack-runner --bin jamstack-runner --locked
 cargo test --workspace --locked

@@ -6,6 +6,10 @@
 mod helpers;
 
 mod atomic_deploys;
+mod build_cache;
+mod build_limits;
 mod failures;
 mod push_to_deploy;
+mod runner_process;
+mod secrets;
 mod webhooks;
