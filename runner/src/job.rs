@@ -128,10 +128,16 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
     }
     let started = Instant::now();
     let mut debris = Debris::new(ctx.engine.clone());
-    let ended = build(ctx, &lease, &log, &stop, &mut debris, timeout).await;
-    let cleanup = Instant::now();
-    debris.clear().await;
-    tracing::debug!(job = lease.job_id, took = ?cleanup.elapsed(), "job cleaned up");
+    // The job's network is made while the source is fetched.
+    let mut network = JobNetwork::start(ctx, &lease);
+    if let Some(network) = &network {
+        debris.networks.push(network.name.clone());
+    }
+    let ended = build(ctx, &lease, &log, &stop, &mut debris, &mut network, timeout).await;
+    if let Some(network) = &mut network {
+        // Settled before cleanup, so it cannot appear after its removal.
+        let _ = network.ready().await;
+    }
     watchdog.abort();
     shutdown_watch.abort();
     let elapsed = format_duration(started.elapsed());
@@ -176,13 +182,78 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
     drop(log);
     shipper.finish().await;
     heartbeats.abort();
-    let Some(outcome) = outcome else {
-        tracing::warn!(job = lease.job_id, reason = ?stop.reason(), "the job's outcome is not reported");
-        return;
-    };
-    match ctx.client.complete(&lease, &outcome).await {
-        Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
-        Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
+    match outcome {
+        Some(outcome) => match ctx.client.complete(&lease, &outcome).await {
+            Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
+            Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
+        },
+        None => {
+            tracing::warn!(job = lease.job_id, reason = ?stop.reason(), "the job's outcome is not reported");
+        }
+    }
+    // Removal comes after the report, off the build's time, but before the
+    // runner takes another job; no stop signal interrupts it.
+    let cleanup = Instant::now();
+    debris.clear().await;
+    tracing::debug!(job = lease.job_id, took = ?cleanup.elapsed(), "job cleaned up");
+}
+
+/// The name of a job's container, network and scratch volume (with a
+/// suffix): unique even when several controllers hand out the same job id.
+pub fn job_object_name(lease: &JobLease) -> String {
+    let lease_part: String = lease.lease_id.chars().take(16).collect();
+    format!("jamstack-job-{}-{lease_part}", lease.job_id)
+}
+
+/// A bridge network of the job's own, so concurrent builds cannot reach
+/// each other or other containers on the default bridge. It is made in the
+/// background from the job's start.
+#[derive(Debug)]
+pub struct JobNetwork {
+    pub name: String,
+    making: Option<tokio::task::JoinHandle<Result<(), docker::DockerError>>>,
+    made: Option<Result<(), NetworkError>>,
+}
+
+/// Why a job's network was not made.
+#[derive(Debug, Clone)]
+enum NetworkError {
+    /// Docker has no address space left for another network.
+    PoolExhausted(String),
+    Other(String),
+}
+
+impl JobNetwork {
+    fn start(ctx: &JobContext<'_>, lease: &JobLease) -> Option<Self> {
+        if !ctx.config.network_per_job {
+            return None;
+        }
+        let name = job_object_name(lease);
+        let (engine, labels) = (ctx.engine.clone(), job_labels(ctx, lease, "network"));
+        let making = tokio::spawn({
+            let name = name.clone();
+            async move { engine.create_network(&name, &labels).await }
+        });
+        Some(JobNetwork {
+            name,
+            making: Some(making),
+            made: None,
+        })
+    }
+
+    /// Waits until the network is made; the error says why it was not.
+    async fn ready(&mut self) -> Result<(), NetworkError> {
+        if let Some(making) = self.making.take() {
+            self.made = Some(match making.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) if e.is_address_pool_exhausted() => {
+                    Err(NetworkError::PoolExhausted(e.to_string()))
+                }
+                Ok(Err(e)) => Err(NetworkError::Other(e.to_string())),
+                Err(e) => Err(NetworkError::Other(format!("making the network crashed: {e}"))),
+            });
+        }
+        self.made.clone().unwrap_or(Ok(()))
     }
 }
 
@@ -401,6 +472,7 @@ async fn build(
     log: &BuildLog,
     stop: &Stop,
     debris: &mut Debris,
+    network: &mut Option<JobNetwork>,
     timeout: Duration,
 ) -> Result<String, Ended> {
     let config = ctx.config;
@@ -507,6 +579,7 @@ async fn build(
                 log,
                 stop,
                 debris,
+                network,
                 &mut timings,
             )
             .await?;
@@ -733,6 +806,7 @@ async fn run_in_container(
     log: &BuildLog,
     stop: &Stop,
     debris: &mut Debris,
+    job_network: &mut Option<JobNetwork>,
     timings: &mut Timings,
 ) -> Result<Built, Ended> {
     let (engine, config) = (ctx.engine, ctx.config);
@@ -778,18 +852,17 @@ async fn run_in_container(
         ))
         .await;
     }
-    let lease_part: String = lease.lease_id.chars().take(16).collect();
-    let name = format!("jamstack-job-{}-{lease_part}", lease.job_id);
+    let name = job_object_name(lease);
 
     // The network, the scratch cache and the source archive are independent.
     let network = async {
-        if !config.network_per_job {
-            return Ok(Network::DefaultBridge);
+        match job_network {
+            None => Ok(Network::DefaultBridge),
+            Some(network) => network
+                .ready()
+                .await
+                .map(|()| Network::Named(network.name.clone())),
         }
-        engine
-            .create_network(&name, &job_labels(ctx, lease, "network"))
-            .await
-            .map(|()| Network::Named(name.clone()))
     };
     let scratch = format!("{name}-cache");
     let scratch_volume = async {
@@ -816,13 +889,8 @@ async fn run_in_container(
     };
     let (network, scratch_made, packed, retired) = tokio::join!(network, scratch_volume, source_tar, retire);
     let network = match network {
-        Ok(network) => {
-            if let Network::Named(name) = &network {
-                debris.networks.push(name.clone());
-            }
-            network
-        }
-        Err(e) if e.is_address_pool_exhausted() => {
+        Ok(network) => network,
+        Err(NetworkError::PoolExhausted(e)) => {
             log.say(&format!(
                 "\x1b[33mDocker has no address space left for a network of this build's own ({e}); \
                  it runs on the default bridge. Remove unused networks (docker network prune) to restore isolation\x1b[0m"
@@ -830,7 +898,7 @@ async fn run_in_container(
             .await;
             Network::DefaultBridge
         }
-        Err(e) => return Err(failed(None, format!("making the build's network: {e}"))),
+        Err(NetworkError::Other(e)) => return Err(failed(None, format!("making the build's network: {e}"))),
     };
     match scratch_made {
         Ok(true) => debris.volumes.push(scratch.clone()),

@@ -78,5 +78,5 @@ async fn the_cache_carries_files_to_the_next_build_survives_a_failed_one_and_cle
         [format!("volume jamstack-cache-{key}-trusted-g1")],
         "the old generation is gone, the new one holds build {fixed}'s successor"
     );
-    assert!(app.runner_leftovers().is_empty(), "{:?}", app.runner_leftovers());
+    app.wait_until_nothing_left().await;
 }

@@ -17,11 +17,6 @@ async fn site_running(app: &TestApp, site: &str, command: &str) -> SiteRepo {
     repo
 }
 
-fn assert_nothing_left(app: &TestApp) {
-    let left = app.runner_leftovers();
-    assert!(left.is_empty(), "the build left Docker objects behind: {left:?}");
-}
-
 #[tokio::test]
 async fn a_fork_bomb_runs_into_the_process_limit_and_ends_at_the_timeout() {
     let app = spawn_app().await;
@@ -48,7 +43,7 @@ async fn a_fork_bomb_runs_into_the_process_limit_and_ends_at_the_timeout() {
         "the bomb ran into the process limit:\n{}",
         &log[..log.len().min(4000)]
     );
-    assert_nothing_left(&app);
+    app.wait_until_nothing_left().await;
 }
 
 #[tokio::test]
@@ -71,7 +66,7 @@ async fn a_build_that_eats_memory_is_killed_and_reported_out_of_memory() {
         error.contains("ran out of memory") && error.contains("64 MiB"),
         "{error}"
     );
-    assert_nothing_left(&app);
+    app.wait_until_nothing_left().await;
 }
 
 #[tokio::test]
@@ -95,7 +90,7 @@ async fn a_build_past_its_timeout_is_stopped_and_fails_saying_so() {
         "took {:?}",
         started.elapsed()
     );
-    assert_nothing_left(&app);
+    app.wait_until_nothing_left().await;
 }
 
 #[tokio::test]
@@ -113,7 +108,7 @@ async fn cancel_stops_a_sleeping_build_within_seconds_and_it_ends_cancelled() {
     assert!(build["error"].is_null(), "a cancel is not a failure: {build}");
     assert!(took < Duration::from_secs(10), "cancel took {took:?}");
     assert!(app.build_log(id).await.contains("Build cancelled"));
-    assert_nothing_left(&app);
+    app.wait_until_nothing_left().await;
 }
 
 #[tokio::test]
@@ -141,7 +136,7 @@ async fn a_successful_build_leaves_nothing_on_the_engine_and_its_log_lines_carry
     assert!(log.lines().any(|l| l.ends_with(" out to-out")), "{log}");
     assert!(log.lines().any(|l| l.ends_with(" err to-err")), "{log}");
     assert!(log.contains("\x1b[32mgreen\x1b[0m"), "ANSI colours are kept");
-    assert_nothing_left(&app);
+    app.wait_until_nothing_left().await;
 }
 
 #[tokio::test]

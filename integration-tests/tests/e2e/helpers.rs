@@ -352,6 +352,23 @@ impl TestApp {
         docker_objects_labelled("org.jamstack.runner", &self.runner_name)
     }
 
+    /// Waits (a few seconds at most: the runner cleans up right after it
+    /// reports a build) until the runner has nothing left on the engine.
+    pub async fn wait_until_nothing_left(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.runner_leftovers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the build left Docker objects behind: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn build_log(&self, id: i64) -> String {
         let response = self
             .http
