@@ -168,15 +168,15 @@ impl LogFormatter {
     }
 
     /// Stores partial lines that have waited [`PARTIAL_LINE_AFTER`], less the
-    /// tail that might start a secret.
+    /// tail that might be the start of a secret.
     pub fn flush_waiting(&mut self, out: &mut BytesMut) {
         for stream in [Stream::Out, Stream::Err] {
-            let hold = self.hold();
             let masker = self.masker.clone();
             let partial = self.partial(stream);
             let Some((since, arrived)) = partial.since else {
                 continue;
             };
+            let hold = masker.open_tail(&partial.buf);
             if arrived.elapsed() < PARTIAL_LINE_AFTER || partial.buf.len() <= hold {
                 continue;
             }
@@ -350,7 +350,14 @@ mod tests {
         f.push(Stream::Out, b"-value\n", now(), &mut out);
         let text = String::from_utf8_lossy(&out).into_owned();
         assert!(!text.contains("s3cr3t"), "{text}");
-        assert_eq!(lines(&out).concat(), "out Waitingout  for ***");
+        assert_eq!(lines(&out).concat(), "out Waiting for out ***");
+
+        // A prompt that cannot be the start of a secret shows whole.
+        let mut out = BytesMut::new();
+        f.push(Stream::Err, b"Password: ", now(), &mut out);
+        f.err.since = Some((now(), Instant::now() - PARTIAL_LINE_AFTER));
+        f.flush_waiting(&mut out);
+        assert_eq!(lines(&out), ["err Password: "]);
     }
 
     #[test]

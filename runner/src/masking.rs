@@ -5,8 +5,8 @@
 //! log is cut into lines before it is masked; lines shorter than
 //! [`MIN_SECRET_LEN`] are not masked, or common words and numbers would
 //! vanish from every log. Callers that must let out the start of a text
-//! whose end may still grow use [`Masker::mask_prefix`], which never cuts a
-//! secret in two.
+//! whose end may still grow hold back [`Masker::open_tail`] and use
+//! [`Masker::mask_prefix`], which never cuts a secret in two.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
@@ -20,6 +20,7 @@ pub const MIN_SECRET_LEN: usize = 6;
 #[derive(Debug, Clone, Default)]
 pub struct Masker {
     matcher: Option<AhoCorasick>,
+    patterns: Vec<Vec<u8>>,
     longest: usize,
 }
 
@@ -43,8 +44,23 @@ impl Masker {
             .expect("secret patterns are plain strings");
         Masker {
             matcher: Some(matcher),
+            patterns: patterns.iter().map(|p| p.as_bytes().to_vec()).collect(),
             longest,
         }
+    }
+
+    /// How many bytes at the end of `text` could be the start of a secret
+    /// whose end has not come yet: a writer must hold them back.
+    pub fn open_tail(&self, text: &[u8]) -> usize {
+        self.patterns
+            .iter()
+            .filter_map(|secret| {
+                (1..secret.len().min(text.len() + 1))
+                    .rev()
+                    .find(|&k| text.ends_with(&secret[..k]))
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// The length of the longest masked value: a writer that holds back
@@ -125,6 +141,16 @@ mod tests {
         for line in ["MIIEvQIBADANBgkq", "hkiG9w0BAQEFAASC", "-----BEGIN KEY-----"] {
             assert_eq!(masked(&masker, &format!("> {line}")), "> ***");
         }
+    }
+
+    #[test]
+    fn the_open_tail_is_what_could_still_become_a_secret() {
+        let masker = Masker::new(["0123456789", "abcdef"]);
+        assert_eq!(masker.open_tail(b"Password: "), 0);
+        assert_eq!(masker.open_tail(b"token 01234"), 5);
+        assert_eq!(masker.open_tail(b"x abcde"), 5);
+        assert_eq!(masker.open_tail(b"0123456789"), 0, "a whole secret is not open");
+        assert_eq!(Masker::default().open_tail(b"anything"), 0);
     }
 
     #[test]

@@ -12,4 +12,5 @@ mod failures;
 mod push_to_deploy;
 mod runner_process;
 mod secrets;
+mod site_settings;
 mod webhooks;
