@@ -64,8 +64,10 @@ async fn a_runner_killed_mid_build_removes_what_it_left_when_it_starts_again_and
     app.wait_for_log(id, "started").await;
     let left = docker_objects_labelled("org.jamstack.runner", &name);
     assert!(
-        left.iter().any(|o| o.starts_with("container ")) && left.iter().any(|o| o.starts_with("network ")),
-        "a running build has a container and a network: {left:?}"
+        left.iter().any(|o| o.starts_with("container "))
+            && left.iter().any(|o| o.starts_with("volume "))
+            && left.iter().any(|o| o.starts_with("network ")),
+        "a running build has a container, a volume and a network: {left:?}"
     );
     first.kill_9();
     assert_eq!(
@@ -112,6 +114,41 @@ async fn a_runner_killed_mid_build_removes_what_it_left_when_it_starts_again_and
     drop(second);
     let _ = docker(&["rm", "-f", &bystander]);
     remove_everything_of(&name);
+}
+
+#[tokio::test]
+async fn a_runner_stopped_with_sigterm_mid_build_removes_the_build_and_exits() {
+    let (app, token) = spawn_controller_only().await;
+    let _repo = connect(&app, "stopping", "echo started; sleep 300").await;
+    let name = unique("stopping-runner");
+    let work = tempfile::tempdir().unwrap();
+    let mut runner = RunnerProcess::start(&app, &token, &name, work.path(), &[]);
+    let id = app.trigger_build("stopping", json!({})).await;
+    app.wait_for_log(id, "started").await;
+    assert!(!docker_objects_labelled("org.jamstack.runner", &name).is_empty());
+
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", runner.pid())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = runner.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the runner did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    let left = docker_objects_labelled("org.jamstack.runner", &name);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        app.build_log(id)
+            .await
+            .contains("the build goes back to the queue"),
+        "the log says what happened"
+    );
 }
 
 #[tokio::test]
