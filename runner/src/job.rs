@@ -865,13 +865,18 @@ async fn run_in_container(
         }
     };
     let scratch = format!("{name}-cache");
+    if cache_volume.is_some() {
+        // Listed before it is made, so no early return can leave it behind.
+        debris.volumes.push(scratch.clone());
+    }
     let scratch_volume = async {
         match &cache_volume {
-            Some(_) => engine
-                .create_volume(&scratch, &job_labels(ctx, lease, "scratch-cache"))
-                .await
-                .map(|()| true),
-            None => Ok(false),
+            Some(_) => {
+                engine
+                    .create_volume(&scratch, &job_labels(ctx, lease, "scratch-cache"))
+                    .await
+            }
+            None => Ok(()),
         }
     };
     let tar_path = work.join("source.tar");
@@ -900,10 +905,8 @@ async fn run_in_container(
         }
         Err(NetworkError::Other(e)) => return Err(failed(None, format!("making the build's network: {e}"))),
     };
-    match scratch_made {
-        Ok(true) => debris.volumes.push(scratch.clone()),
-        Ok(false) => {}
-        Err(e) => return Err(failed(None, format!("making the build's cache volume: {e}"))),
+    if let Err(e) = scratch_made {
+        return Err(failed(None, format!("making the build's cache volume: {e}")));
     }
     match packed {
         Ok(Ok(())) => {}
