@@ -191,6 +191,32 @@ pub fn docker_objects_labelled(label: &str, value: &str) -> Vec<String> {
     found
 }
 
+/// Removes the containers, volumes and networks carrying `label=value`.
+/// Tests use it for what their own runners made and nothing else.
+pub fn remove_docker_objects_labelled(label: &str, value: &str) {
+    for object in docker_objects_labelled(label, value) {
+        let (kind, name) = object.split_once(' ').unwrap();
+        let args: &[&str] = match kind {
+            "container" => &["rm", "-f", "-v", name],
+            "volume" => &["volume", "rm", "-f", name],
+            _ => &["network", "rm", name],
+        };
+        let _ = std::process::Command::new("docker").args(args).output();
+    }
+}
+
+impl Drop for TestApp {
+    /// A test's runtime stops its in-process runner wherever it is, maybe
+    /// between reporting a build and removing its objects (which a runner
+    /// that starts again would clear; this one never starts again). So the
+    /// test removes what its runner left, by the runner's unique name.
+    fn drop(&mut self) {
+        if !self.runner_name.is_empty() {
+            remove_docker_objects_labelled("org.jamstack.runner", &self.runner_name);
+        }
+    }
+}
+
 /// What a site served for one request.
 #[derive(Debug)]
 pub struct Page {

@@ -2,7 +2,10 @@
 //! crash leaves debris only until it starts again, and its memory stays
 //! bounded whatever a build prints.
 
-use crate::helpers::{RunnerProcess, SiteRepo, TestApp, docker_objects_labelled, spawn_controller_only};
+use crate::helpers::{
+    RunnerProcess, SiteRepo, TestApp, docker_objects_labelled, remove_docker_objects_labelled,
+    spawn_controller_only,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -37,19 +40,6 @@ fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Removes whatever the runner named `name` still has on the engine.
-fn remove_everything_of(name: &str) {
-    for object in docker_objects_labelled("org.jamstack.runner", name) {
-        let (kind, id) = object.split_once(' ').unwrap();
-        let args: &[&str] = match kind {
-            "container" => &["rm", "-f", "-v", id],
-            "volume" => &["volume", "rm", "-f", id],
-            _ => &["network", "rm", id],
-        };
-        let _ = std::process::Command::new("docker").args(args).output();
-    }
 }
 
 #[tokio::test]
@@ -113,7 +103,7 @@ async fn a_runner_killed_mid_build_removes_what_it_left_when_it_starts_again_and
 
     drop(second);
     let _ = docker(&["rm", "-f", &bystander]);
-    remove_everything_of(&name);
+    remove_docker_objects_labelled("org.jamstack.runner", &name);
 }
 
 #[tokio::test]
@@ -187,5 +177,5 @@ async fn the_runner_stays_under_64_mib_of_memory_while_a_build_prints_100_mb() {
         log.len()
     );
     drop(runner);
-    remove_everything_of(&name);
+    remove_docker_objects_labelled("org.jamstack.runner", &name);
 }
