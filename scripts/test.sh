@@ -50,6 +50,15 @@ if ! s3_up; then
     s3_up || die "moto's S3 server did not answer on port ${S3_PORT}; see target/moto.log"
 fi
 
+step "Installing what the tests need"
+# git: tests make repositories with submodules and serve them over smart
+# HTTP (git http-backend), as a private Git host would.
+if ! command -v git >/dev/null 2>&1; then
+    [[ $(id -u) -eq 0 ]] || die "git is missing and installing it needs root: apt-get install git"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null
+fi
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 
@@ -62,7 +71,10 @@ cargo fmt --all -- --check
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Building the binaries (the fault tests run them as processes)"
+step "Building the binaries"
+# Some tests run the controller and the runner as processes of their own
+# (crash, restart and memory tests); they find the binaries beside the test
+# binaries.
 cargo build --workspace --bins --locked
 
 step "Tests"

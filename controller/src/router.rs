@@ -49,6 +49,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites/{site}/lock", post(api::sites::lock))
         .route("/api/v1/sites/{site}/unlock", post(api::sites::unlock))
         .route(
+            "/api/v1/sites/{site}/build-settings",
+            get(api::site_settings::show).put(api::site_settings::update),
+        )
+        .route(
+            "/api/v1/sites/{site}/cache/clear",
+            post(api::site_settings::clear_cache),
+        )
+        .route("/api/v1/sites/{site}/env", get(api::site_settings::list_env))
+        .route(
+            "/api/v1/sites/{site}/env/{name}",
+            put(api::site_settings::set_env).delete(api::site_settings::delete_env),
+        )
+        .route(
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
         )

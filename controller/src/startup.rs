@@ -63,6 +63,7 @@ impl Application {
         }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
         let github = GitHub::new(&config)?;
+        let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}; is another controller running there?", config.listen))?;
@@ -86,6 +87,8 @@ impl Application {
             config: Arc::new(config),
             jobs_available: Arc::new(Notify::new()),
             log_activity: Arc::new(Notify::new()),
+            cancellations: Arc::new(Notify::new()),
+            installation_id: installation_id.into(),
             webhook_secret: webhook_secret.into(),
             base_url: base_url.into(),
             public_url: public_url.into(),

@@ -21,6 +21,12 @@ pub struct AppState {
     pub jobs_available: Arc<Notify>,
     /// Woken whenever a batch of log lands, so live log watchers read it.
     pub log_activity: Arc<Notify>,
+    /// Woken whenever a build is asked to stop, so heartbeats waiting on
+    /// their job answer at once.
+    pub cancellations: Arc<Notify>,
+    /// Made on first start and kept: it keeps the build caches of sites of
+    /// different controllers apart on a Docker engine they share.
+    pub installation_id: Arc<str>,
     pub webhook_secret: Arc<str>,
     /// The base URL of the API, e.g. `http://127.0.0.1:8080`.
     pub base_url: Arc<str>,
@@ -49,6 +55,11 @@ impl AppState {
             self.edge.drop_deploy(deploy_id).await;
         }
         self.deploy_events.send_here(event);
+    }
+
+    /// The key of a site's build cache, unique across controllers.
+    pub fn cache_key(&self, site_id: i64) -> String {
+        format!("{}-{site_id}", self.installation_id)
     }
 
     /// `http://<host>.<domain>:<port>/`: where a hostname label is served.

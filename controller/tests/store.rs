@@ -436,3 +436,23 @@ on_both_databases!(
         assert_eq!(second.build_id, quiet_build);
     }
 );
+
+#[test]
+fn every_migration_exists_for_both_databases() {
+    let names = |backend: &str| -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names("sqlite"),
+        names("postgres"),
+        "write the PostgreSQL twin with scripts/pg-migration.py"
+    );
+}

@@ -20,13 +20,21 @@
 //!    came in time.
 //! 3. While building, the runner calls (each with the lease id in
 //!    [`LEASE_HEADER`]; a stale lease gets `409` and the runner stops at once):
-//!    - `POST /runner/v1/jobs/{job}/heartbeat` → [`HeartbeatResponse`];
+//!    - `POST /runner/v1/jobs/{job}/heartbeat?wait_seconds=N` →
+//!      [`HeartbeatResponse`]. It extends the lease, then holds the answer up
+//!      to `N` seconds (at most the heartbeat interval) and answers at once
+//!      when the build is cancelled. The runner calls it again as soon as it
+//!      answers, so the lease is extended every interval and a cancel reaches
+//!      the runner within moments. Without `wait_seconds` it answers at once;
 //!    - `POST /runner/v1/jobs/{job}/commit` with [`CommitInfo`] once the
 //!      commit is checked out;
-//!    - `POST /runner/v1/jobs/{job}/log?offset=N` with raw log bytes. The
+//!    - `POST /runner/v1/jobs/{job}/log?offset=N` with log bytes. The
 //!      controller appends them only if `N` equals its stored length, and
 //!      answers [`LogAppendResponse`] with the stored length either way, so a
-//!      retried batch is neither lost nor written twice.
+//!      retried batch is neither lost nor written twice. The bytes are whole
+//!      lines, `<RFC 3339 UTC time, ms> <stream> <text>\n`, where the stream
+//!      is `out` or `err` (the build's stdout and stderr) or `sys` (the
+//!      runner); the text keeps the build's ANSI colours, secrets masked.
 //!
 //!    Once the commit is checked out, a build can end early with
 //!    [`JobOutcome::Skipped`] (step 5): when the lease says
@@ -52,7 +60,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
@@ -77,29 +85,6 @@ pub fn skip_ci_marker(message: &str) -> Option<&'static str> {
         .iter()
         .copied()
         .find(|marker| message.contains(marker))
-}
-
-/// A credential that travels in the protocol. Its `Debug` output is masked
-/// so it never reaches a log by accident; only [`SecretToken::expose`]
-/// gives the value.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecretToken(String);
-
-impl SecretToken {
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretToken(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretToken(***)")
-    }
 }
 
 /// Whether `text` is a full 40-hex git commit id.
@@ -206,17 +191,88 @@ pub struct JobLease {
     pub pr_number: Option<u64>,
     /// Seconds the lease lasts without a heartbeat.
     pub lease_seconds: u64,
-    /// A short-lived token for fetching a private GitHub repository over
-    /// https (a GitHub App installation token scoped to this repository, or
-    /// the site's access token). Used by git only: never logged, never put
-    /// in the build's container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub github_token: Option<SecretToken>,
     /// The build was started by a push or pull request rather than by hand:
     /// a skip marker ([`SKIP_CI_MARKERS`]) in the checked-out commit's
     /// message skips it.
     #[serde(default)]
     pub honour_skip_ci: bool,
+    /// Whether the code to build comes from the site's own repository
+    /// (production, branch deploys, pull requests from branches of the same
+    /// repository). An untrusted build (a pull request from a fork) gets no
+    /// secret variables and a cache of its own, never production's.
+    pub trusted: bool,
+    /// The site's build settings kept on the controller.
+    pub settings: SiteBuildSettings,
+    /// A short-lived token for fetching a private repository over HTTPS. The
+    /// runner hands it to git only, for the repository's own host; it never
+    /// reaches the build log or the build container.
+    pub git_token: Option<Secret>,
+}
+
+/// A site's build settings kept on the controller. Limits left `None` take
+/// the runner's defaults; the runner caps every limit at its own maximum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteBuildSettings {
+    /// How long the build may run before it is stopped and fails.
+    pub timeout_seconds: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+    /// Environment variables set on the site, in name order.
+    pub environment: Vec<EnvVar>,
+    pub cache: CacheRef,
+}
+
+/// One environment variable of a site.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    /// A secret value is masked in the build log and withheld from
+    /// untrusted builds.
+    pub secret: bool,
+}
+
+impl fmt::Debug for EnvVar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value: &dyn fmt::Debug = if self.secret { &"***" } else { &self.value };
+        f.debug_struct("EnvVar")
+            .field("name", &self.name)
+            .field("value", value)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Which build cache a site uses. The runner keeps one cache per key, trust
+/// level and generation; "clear cache" is a new generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRef {
+    /// Unique per site across every controller that may share a runner's
+    /// Docker engine; made of lowercase letters, digits and `-`.
+    pub key: String,
+    pub generation: u64,
+}
+
+/// A value that must not be printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -382,10 +438,16 @@ mod tests {
     }
 
     #[test]
-    fn a_token_in_a_lease_is_masked_in_debug_output_and_kept_on_the_wire() {
-        let token = SecretToken::new("ghs_secretvalue");
-        assert!(!format!("{token:?}").contains("ghs_"));
-        assert_eq!(serde_json::to_string(&token).unwrap(), "\"ghs_secretvalue\"");
+    fn secrets_do_not_show_in_debug_output() {
+        let token = Secret::new("ghs_supersecret");
+        assert!(!format!("{token:?}").contains("supersecret"));
+        let var = EnvVar {
+            name: "API_KEY".into(),
+            value: "supersecret".into(),
+            secret: true,
+        };
+        assert!(!format!("{var:?}").contains("supersecret"));
+        assert_eq!(serde_json::to_value(&token).unwrap(), "ghs_supersecret");
     }
 
     #[test]

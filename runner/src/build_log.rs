@@ -1,24 +1,46 @@
 //! A build's log on its way to the controller.
 //!
-//! Writers hand chunks to a [`BuildLog`]; one shipper task batches them
-//! (up to [`BATCH_BYTES`] or [`FLUSH_EVERY`]) and appends each batch at the
-//! byte offset the controller last confirmed. A batch whose answer was lost
-//! is not written twice: the controller's stored length says how much of it
-//! already landed.
+//! Writers hand chunks to a [`BuildLog`]; one shipper task turns them into
+//! stored lines ([`LogFormatter`]: time stamps, streams, masked secrets,
+//! caps), batches them (up to [`BATCH_BYTES`] or [`FLUSH_EVERY`]) and appends
+//! each batch at the byte offset the controller last confirmed. A batch
+//! whose answer was lost is not written twice: the controller's stored
+//! length says how much of it already landed.
 
 use crate::client::{ClientError, ControllerClient};
+use crate::log_format::{LogFormatter, LogLimits, Stream};
+use crate::masking::Masker;
 use bytes::{Bytes, BytesMut};
 use jamstack_proto::JobLease;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub const BATCH_BYTES: usize = 256 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
+/// A chunk of output, stamped when it came.
+#[derive(Debug, Clone)]
+pub struct LogItem {
+    pub stream: Stream,
+    pub at: SystemTime,
+    pub bytes: Bytes,
+}
+
+impl LogItem {
+    pub fn now(stream: Stream, bytes: Bytes) -> Self {
+        LogItem {
+            stream,
+            at: SystemTime::now(),
+            bytes,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildLog {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<LogItem>,
 }
 
 #[derive(Debug)]
@@ -27,28 +49,36 @@ pub struct Shipper {
 }
 
 impl BuildLog {
-    pub fn start(client: ControllerClient, lease: JobLease) -> (BuildLog, Shipper) {
+    /// Starts the shipper. Every value `masker` knows is masked before the
+    /// log leaves the runner.
+    pub fn start(
+        client: ControllerClient,
+        lease: JobLease,
+        masker: Arc<Masker>,
+        limits: LogLimits,
+    ) -> (BuildLog, Shipper) {
         // A bounded queue: a build that prints faster than the controller
         // takes its log waits, and the runner's memory stays bounded.
         let (tx, rx) = mpsc::channel(64);
-        let task = tokio::spawn(ship(client, lease, rx));
+        let formatter = LogFormatter::new(masker, limits);
+        let task = tokio::spawn(ship(client, lease, rx, formatter));
         (BuildLog { tx }, Shipper { task })
     }
 
-    pub async fn write(&self, bytes: Bytes) {
+    pub async fn write(&self, stream: Stream, bytes: Bytes) {
         // The receiver only goes away once the lease is lost, when the log
         // has nowhere to go anyway.
-        let _ = self.tx.send(bytes).await;
+        let _ = self.tx.send(LogItem::now(stream, bytes)).await;
     }
 
-    /// A channel into the log, for writers that are not async-aware of it.
-    pub fn sender(&self) -> &mpsc::Sender<Bytes> {
+    /// A channel into the log, for the container's output.
+    pub fn sender(&self) -> &mpsc::Sender<LogItem> {
         &self.tx
     }
 
     /// A line from the runner itself, set apart from the build's output.
     pub async fn say(&self, line: &str) {
-        self.write(Bytes::from(format!("\x1b[1;36m==>\x1b[0m {line}\n")))
+        self.write(Stream::Sys, Bytes::from(format!("\x1b[1;36m==>\x1b[0m {line}\n")))
             .await;
     }
 }
@@ -61,7 +91,12 @@ impl Shipper {
     }
 }
 
-async fn ship(client: ControllerClient, lease: JobLease, mut rx: mpsc::Receiver<Bytes>) -> u64 {
+async fn ship(
+    client: ControllerClient,
+    lease: JobLease,
+    mut rx: mpsc::Receiver<LogItem>,
+    mut formatter: LogFormatter,
+) -> u64 {
     let mut offset = 0u64;
     let mut batch = BytesMut::new();
     let mut open = true;
@@ -71,18 +106,22 @@ async fn ship(client: ControllerClient, lease: JobLease, mut rx: mpsc::Receiver<
         loop {
             tokio::select! {
                 chunk = rx.recv() => match chunk {
-                    Some(bytes) => {
-                        batch.extend_from_slice(&bytes);
+                    Some(item) => {
+                        formatter.push(item.stream, &item.bytes, item.at, &mut batch);
                         if batch.len() >= BATCH_BYTES {
                             break;
                         }
                     }
                     None => {
+                        formatter.finish(SystemTime::now(), &mut batch);
                         open = false;
                         break;
                     }
                 },
-                () = &mut deadline => break,
+                () = &mut deadline => {
+                    formatter.flush_waiting(&mut batch);
+                    break;
+                }
             }
         }
         if batch.is_empty() {

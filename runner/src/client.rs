@@ -201,14 +201,24 @@ impl ControllerClient {
         .await
     }
 
-    pub async fn heartbeat(&self, lease: &JobLease) -> Result<HeartbeatResponse, ClientError> {
-        let path = format!("/runner/v1/jobs/{}/heartbeat", lease.job_id);
+    /// Extends the lease; the controller holds the answer up to `wait`
+    /// and answers at once if the build is cancelled meanwhile.
+    pub async fn heartbeat(
+        &self,
+        lease: &JobLease,
+        wait: Duration,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let path = format!(
+            "/runner/v1/jobs/{}/heartbeat?wait_seconds={}",
+            lease.job_id,
+            wait.as_secs()
+        );
         self.call(
             Method::POST,
             &path,
             Some(&lease.lease_id),
             Payload::None,
-            Self::SHORT,
+            wait + Self::SHORT,
         )
         .await?
         .ok_or_else(|| ClientError::Unreachable("empty heartbeat answer".into()))

@@ -1,36 +1,69 @@
 //! Docker: the only module that knows bollard.
 //!
 //! A build container lives through fixed steps, in this order:
-//! [`Engine::ensure_image`], [`Engine::create`], [`Engine::upload`] (the
-//! source, as a tar through the engine's archive API, so a remote engine
-//! works too), [`Engine::run`] (attach, start, stream output, wait),
-//! [`Engine::download`] (the publish directory, again as a tar), and
-//! [`Engine::remove`], which the caller runs whatever happened before.
+//! [`Engine::ensure_image`], [`Engine::create_network`] (one bridge network
+//! per job, so concurrent builds cannot reach each other),
+//! [`Engine::create_volume`] (the job's scratch cache), [`Engine::create`],
+//! [`Engine::upload_tar_file`] (the source, as a tar through the engine's
+//! archive API, so a remote engine works too), [`Engine::run`] (attach,
+//! start, stream output, wait; stop with a grace period on cancel),
+//! [`Engine::download`] (the publish directory, again as a tar), and the
+//! removals, which the caller runs whatever happened before.
+//! [`Engine::run_helper`] runs a short script of the runner's own (the cache
+//! copies) in a container as bounded as a build's.
+//!
+//! Every object carries [`labels`] naming the job and the runner instance
+//! that made it, so [`Engine::remove_left_by`] can clear what a crashed
+//! runner left behind, and nothing else.
 //! [`container_config`] translates our settings into Docker's types and is a
 //! pure function with its own tests.
 
+use crate::build_log::LogItem;
+use crate::log_format::Stream;
 use bollard::Docker;
 use bollard::container::{
-    AttachContainerOptions, Config, CreateContainerOptions, DownloadFromContainerOptions, LogOutput,
-    RemoveContainerOptions, StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, Config, CreateContainerOptions, DownloadFromContainerOptions,
+    KillContainerOptions, ListContainersOptions, LogOutput, RemoveContainerOptions, StopContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
-use bollard::models::{HostConfig, HostConfigLogConfig};
+use bollard::models::{
+    HostConfig, HostConfigLogConfig, Mount as DockerMount, MountTypeEnum, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
+use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptions};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The label every container of ours carries, with the job id as value.
-pub const JOB_LABEL: &str = "org.jamstack.job";
-/// The label naming the runner that made a container.
-pub const RUNNER_LABEL: &str = "org.jamstack.runner";
+/// The labels on every container, volume and network the runner makes.
+pub mod labels {
+    /// The job id.
+    pub const JOB: &str = "org.jamstack.job";
+    /// The build id.
+    pub const BUILD: &str = "org.jamstack.build";
+    /// The runner's name.
+    pub const RUNNER: &str = "org.jamstack.runner";
+    /// The runner process's instance id (new at every start).
+    pub const INSTANCE: &str = "org.jamstack.runner.instance";
+    /// What the object is for: `build`, `cache-helper`, `scratch-cache`,
+    /// `network`.
+    pub const ROLE: &str = "org.jamstack.role";
+    /// On cache volumes: the site's cache key, trust level and generation.
+    pub const CACHE_KEY: &str = "org.jamstack.cache.key";
+    pub const CACHE_TRUST: &str = "org.jamstack.cache.trust";
+    pub const CACHE_GENERATION: &str = "org.jamstack.cache.generation";
+}
 
 /// Resource bounds for one build container.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub memory_bytes: i64,
     pub nano_cpus: i64,
@@ -47,21 +80,40 @@ impl Default for Limits {
     }
 }
 
+/// The network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// A network of its own (made with [`Engine::create_network`]).
+    Named(String),
+    /// Docker's default bridge.
+    DefaultBridge,
+    /// No network at all.
+    Off,
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
+    /// Unique on the engine.
+    pub name: String,
     pub image: String,
+    /// Run with `sh -c`.
     pub command: String,
     /// Absolute path inside the container the command runs in.
     pub working_dir: String,
     pub env: Vec<(String, String)>,
-    pub job_id: i64,
-    /// The lease this container works under; it makes the name unique even
-    /// when several controllers hand out the same job id.
-    pub lease_id: String,
-    /// The runner's name, recorded on the container.
-    pub runner: String,
+    pub labels: HashMap<String, String>,
     pub limits: Limits,
+    pub network: Network,
+    pub mounts: Vec<VolumeMount>,
 }
 
 /// Where a build's source lives inside its container.
@@ -71,20 +123,34 @@ pub const WORKSPACE: &str = "/workspace";
 pub const BUILD_USER: u32 = 1000;
 
 /// Docker's container settings for a spec: unprivileged, every capability
-/// dropped, no privilege escalation, an init process to reap zombies,
-/// bounded memory (swap included), CPU and process count, no restarts.
+/// dropped, no privilege escalation, an init process to reap zombies and
+/// pass signals on, bounded memory (swap included), CPU and process count,
+/// no restarts, no log kept by the engine.
 pub fn container_config(spec: &ContainerSpec) -> Config<String> {
     let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let network_mode = match &spec.network {
+        Network::Named(name) => name.clone(),
+        Network::DefaultBridge => "bridge".to_owned(),
+        Network::Off => "none".to_owned(),
+    };
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| DockerMount {
+            target: Some(m.target.clone()),
+            source: Some(m.volume.clone()),
+            typ: Some(MountTypeEnum::VOLUME),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
     Config {
         image: Some(spec.image.clone()),
         cmd: Some(vec!["sh".into(), "-c".into(), spec.command.clone()]),
         working_dir: Some(spec.working_dir.clone()),
         env: Some(env),
         user: Some(format!("{BUILD_USER}:{BUILD_USER}")),
-        labels: Some(HashMap::from([
-            (JOB_LABEL.to_owned(), spec.job_id.to_string()),
-            (RUNNER_LABEL.to_owned(), spec.runner.clone()),
-        ])),
+        labels: Some(spec.labels.clone()),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
@@ -97,7 +163,14 @@ pub fn container_config(spec: &ContainerSpec) -> Config<String> {
             memory_swap: Some(spec.limits.memory_bytes),
             nano_cpus: Some(spec.limits.nano_cpus),
             pids_limit: Some(spec.limits.pids),
-            // Output is streamed through attach; the engine keeps no copy.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(network_mode),
+            mounts: Some(mounts),
+            // Output is streamed through attach; the engine keeps no copy,
+            // so a build that prints without end fills no disk.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),
                 config: None,
@@ -106,6 +179,76 @@ pub fn container_config(spec: &ContainerSpec) -> Config<String> {
         }),
         ..Default::default()
     }
+}
+
+/// When to pull an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Use the engine's copy when there is one; images tagged `latest` (or
+    /// untagged) are pulled every time, as their tag moves.
+    #[default]
+    IfNotPresent,
+    Always,
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "if-not-present" => Ok(PullPolicy::IfNotPresent),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            other => Err(format!(
+                "`{other}` is not a pull policy; use if-not-present, always or never"
+            )),
+        }
+    }
+}
+
+/// `image` with its tag spelled out (`node` is `node:latest`).
+pub fn full_image_ref(image: &str) -> String {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || name.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// Whether `image` names the moving `latest` tag.
+pub fn is_latest(image: &str) -> bool {
+    !image.contains('@') && full_image_ref(image).ends_with(":latest")
+}
+
+/// Whether `image` matches one of `patterns` (`*` matches anything,
+/// including `/`). An empty list allows every image.
+pub fn image_allowed(image: &str, patterns: &[String]) -> bool {
+    let full = full_image_ref(image);
+    patterns.is_empty()
+        || patterns
+            .iter()
+            .any(|p| wildcard_match(p, image) || wildcard_match(p, &full))
+}
+
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,11 +269,58 @@ pub enum DockerError {
     Io(#[from] std::io::Error),
 }
 
-/// How a build container ended.
+impl DockerError {
+    /// Whether Docker could not make a network for lack of address space.
+    pub fn is_address_pool_exhausted(&self) -> bool {
+        self.to_string().contains("address pool")
+    }
+}
+
+/// How a container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    Code { code: i64, oom_killed: bool },
-    Cancelled,
+    Code {
+        code: i64,
+        oom_killed: bool,
+    },
+    /// Stopped on request (cancel, timeout, lost lease).
+    Stopped,
+}
+
+impl Exit {
+    pub fn succeeded(self) -> bool {
+        self == Exit::Code {
+            code: 0,
+            oom_killed: false,
+        }
+    }
+}
+
+/// What [`Engine::ensure_image`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageReady {
+    /// The engine had it.
+    Present,
+    Pulled,
+    /// A pull failed but the engine has a copy, which is used.
+    Stale {
+        detail: String,
+    },
+}
+
+/// How a helper container ended, with the tail of its output.
+#[derive(Debug, Clone)]
+pub struct HelperRun {
+    pub exit: Exit,
+    pub output: String,
+}
+
+/// What [`Engine::remove_left_by`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub containers: usize,
+    pub volumes: usize,
+    pub networks: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -157,12 +347,35 @@ impl Engine {
         Ok(Engine { docker })
     }
 
-    /// Makes sure `image` is present: used as is when the engine has it,
-    /// pulled otherwise.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
-        if self.docker.inspect_image(image).await.is_ok() {
-            return Ok(());
+    /// Makes sure `image` is present, pulling it as `policy` says.
+    pub async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<ImageReady, DockerError> {
+        let present = self.docker.inspect_image(image).await.is_ok();
+        let pull = match policy {
+            PullPolicy::Always => true,
+            PullPolicy::Never => false,
+            PullPolicy::IfNotPresent => !present || is_latest(image),
+        };
+        if !pull {
+            return if present {
+                Ok(ImageReady::Present)
+            } else {
+                Err(DockerError::ImageUnavailable {
+                    image: image.to_owned(),
+                    detail: "the runner's pull policy is `never`".to_owned(),
+                })
+            };
         }
+        match self.pull(image).await {
+            Ok(()) => Ok(ImageReady::Pulled),
+            Err(detail) if present => Ok(ImageReady::Stale { detail }),
+            Err(detail) => Err(DockerError::ImageUnavailable {
+                image: image.to_owned(),
+                detail,
+            }),
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), String> {
         let mut pull = self.docker.create_image(
             Some(CreateImageOptions {
                 from_image: image,
@@ -172,31 +385,105 @@ impl Engine {
             None,
         );
         while let Some(progress) = pull.next().await {
-            if let Err(e) = progress {
-                return Err(DockerError::ImageUnavailable {
-                    image: image.to_owned(),
-                    detail: e.to_string(),
-                });
-            }
+            progress.map_err(|e| e.to_string())?;
         }
         self.docker
             .inspect_image(image)
             .await
             .map(|_| ())
-            .map_err(|e| DockerError::ImageUnavailable {
-                image: image.to_owned(),
-                detail: e.to_string(),
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes a bridge network of the job's own.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        self.docker
+            .create_network(CreateNetworkOptions {
+                name: name.to_owned(),
+                driver: "bridge".to_owned(),
+                labels: labels.clone(),
+                ..Default::default()
             })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_network(&self, name: &str) {
+        if let Err(e) = self.docker.remove_network(name).await
+            && !is_not_found(&e)
+        {
+            tracing::warn!(network = name, error = %e, "removing a job network failed");
+        }
+    }
+
+    /// Makes a named volume; one that exists already is left as it is.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        self.docker
+            .create_volume(CreateVolumeOptions {
+                name: name.to_owned(),
+                driver: "local".to_owned(),
+                labels: labels.clone(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn volume_exists(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a volume; false when it is in use (or could not be removed).
+    pub async fn remove_volume(&self, name: &str) -> bool {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) if is_not_found(&e) => true,
+            Err(e) => {
+                tracing::debug!(volume = name, error = %e, "a volume was not removed");
+                false
+            }
+        }
+    }
+
+    /// Volumes carrying every `label=value` pair given: name and labels.
+    pub async fn volumes_labelled(
+        &self,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<(String, HashMap<String, String>)>, DockerError> {
+        let filters = label_filters(filters);
+        let answer = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions { filters }))
+            .await?;
+        Ok(answer
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.labels))
+            .collect())
     }
 
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
-        let lease: String = spec.lease_id.chars().take(16).collect();
-        let name = format!("jamstack-job-{}-{lease}", spec.job_id);
         let created = self
             .docker
             .create_container(
                 Some(CreateContainerOptions {
-                    name: name.as_str(),
+                    name: spec.name.as_str(),
                     platform: None,
                 }),
                 container_config(spec),
@@ -220,19 +507,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts the container, sends each chunk of output to `output` as it
-    /// comes, and waits for the end. On `cancel` the container is stopped
-    /// (a grace period, then killed). Also returns how long the engine took
-    /// to start the container.
-    pub async fn run(
+    /// Streams the tar archive in `file` into the container, unpacked at
+    /// `/`; the archive is never held in memory whole.
+    pub async fn upload_tar_file(&self, container: &str, file: &Path) -> Result<(), DockerError> {
+        let file = tokio::fs::File::open(file).await?;
+        let body = tokio_util::io::ReaderStream::new(file)
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .map(|chunk| chunk.unwrap_or_default());
+        self.docker
+            .upload_to_container_streaming(
+                container,
+                Some(UploadToContainerOptions {
+                    path: "/",
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Attaches (before starting, so not a byte of early output is missed)
+    /// and starts the container.
+    async fn attach_and_start(
         &self,
         container: &str,
-        output: &tokio::sync::mpsc::Sender<Bytes>,
-        cancel: &CancellationToken,
-    ) -> Result<(Exit, std::time::Duration), DockerError> {
-        let started = std::time::Instant::now();
-        // Attach before starting, so not a byte of early output is missed.
-        let mut attached = self
+    ) -> Result<bollard::container::AttachContainerResults, DockerError> {
+        let attached = self
             .docker
             .attach_container(
                 container,
@@ -246,24 +547,57 @@ impl Engine {
             )
             .await?;
         self.docker.start_container::<String>(container, None).await?;
+        Ok(attached)
+    }
+
+    /// Starts the container, sends each chunk of output to `output` as it
+    /// comes, and waits for the end. On `stop` the container is stopped:
+    /// SIGTERM (passed on by its init process), then SIGKILL after `grace`.
+    /// Also returns how long the engine took to start the container.
+    pub async fn run(
+        &self,
+        container: &str,
+        output: &mpsc::Sender<LogItem>,
+        stop: &CancellationToken,
+        grace: Duration,
+    ) -> Result<(Exit, Duration), DockerError> {
+        let started = std::time::Instant::now();
+        let mut attached = tokio::select! {
+            attached = self.attach_and_start(container) => attached?,
+            () = stop.cancelled() => return Ok((Exit::Stopped, started.elapsed())),
+        };
         let start = started.elapsed();
         loop {
             tokio::select! {
                 chunk = attached.output.next() => match chunk {
-                    Some(Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message })) => {
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
                         // Waiting here when the log falls behind keeps memory bounded.
-                        let _ = output.send(message).await;
+                        let _ = output.send(LogItem::now(Stream::Out, message)).await;
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        let _ = output.send(LogItem::now(Stream::Err, message)).await;
                     }
                     Some(Ok(LogOutput::StdIn { .. })) => {}
                     Some(Err(e)) => return Err(e.into()),
                     None => break,
                 },
-                () = cancel.cancelled() => {
-                    self.stop(container).await;
-                    return Ok((Exit::Cancelled, start));
+                () = stop.cancelled() => {
+                    self.stop(container, grace).await;
+                    return Ok((Exit::Stopped, start));
                 }
             }
         }
+        let exit = tokio::select! {
+            exit = self.wait(container) => exit?,
+            () = stop.cancelled() => {
+                self.stop(container, grace).await;
+                Exit::Stopped
+            }
+        };
+        Ok((exit, start))
+    }
+
+    async fn wait(&self, container: &str) -> Result<Exit, DockerError> {
         let mut wait = self
             .docker
             .wait_container(container, None::<WaitContainerOptions<String>>);
@@ -280,17 +614,94 @@ impl Engine {
             .state
             .and_then(|s| s.oom_killed)
             .unwrap_or(false);
-        Ok((Exit::Code { code, oom_killed }, start))
+        Ok(Exit::Code { code, oom_killed })
     }
 
-    async fn stop(&self, container: &str) {
-        if let Err(e) = self
-            .docker
-            .stop_container(container, Some(StopContainerOptions { t: 5 }))
-            .await
-        {
-            tracing::warn!(container, error = %e, "stopping a build container failed");
+    /// SIGTERM, then SIGKILL after `grace`; a kill follows if the engine's
+    /// stop itself failed.
+    async fn stop(&self, container: &str, grace: Duration) {
+        let t = grace.as_secs().try_into().unwrap_or(i64::MAX);
+        let stopped = tokio::time::timeout(
+            grace + Duration::from_secs(10),
+            self.docker
+                .stop_container(container, Some(StopContainerOptions { t })),
+        )
+        .await;
+        if !matches!(stopped, Ok(Ok(()))) {
+            tracing::warn!(container, "stopping a container failed; killing it");
+            let _ = self
+                .docker
+                .kill_container(container, Some(KillContainerOptions { signal: "SIGKILL" }))
+                .await;
         }
+    }
+
+    /// Runs a runner's own script to its end in `spec`'s container, then
+    /// removes the container. `own_dirs` are mount points to hand to the
+    /// build user first (a new volume's root belongs to root). Returns the
+    /// exit and the last few KiB of output.
+    pub async fn run_helper(
+        &self,
+        spec: &ContainerSpec,
+        own_dirs: &[&str],
+        stop: &CancellationToken,
+        timeout: Duration,
+    ) -> Result<HelperRun, DockerError> {
+        let stop = stop.child_token();
+        let timer = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::time::sleep(timeout).await;
+                stop.cancel();
+            }
+        });
+        let id = self.create(spec).await?;
+        let result = async {
+            if !own_dirs.is_empty() {
+                self.upload(&id, Bytes::from(owned_dirs_tar(own_dirs)?)).await?;
+            }
+            let (tx, mut rx) = mpsc::channel(16);
+            let collect = tokio::spawn(async move {
+                let mut tail = Vec::new();
+                while let Some(item) = rx.recv().await {
+                    let LogItem { bytes, .. } = item;
+                    tail.extend_from_slice(&bytes);
+                    if tail.len() > 8192 {
+                        tail.drain(..tail.len() - 4096);
+                    }
+                }
+                String::from_utf8_lossy(&tail).into_owned()
+            });
+            let (exit, _) = self.run(&id, &tx, &stop, Duration::from_secs(2)).await?;
+            drop(tx);
+            let output = collect.await.unwrap_or_default();
+            Ok::<_, DockerError>(HelperRun { exit, output })
+        }
+        .await;
+        timer.abort();
+        self.remove(&id).await;
+        result
+    }
+
+    /// Whether directory `path` of the container holds anything, read from
+    /// the head of its archive without copying it.
+    pub async fn dir_has_entries(&self, container: &str, path: &str) -> Result<bool, DockerError> {
+        let mut stream = self
+            .docker
+            .download_from_container(container, Some(DownloadFromContainerOptions { path }));
+        let mut head = Vec::new();
+        while head.len() < 16 * 1024 {
+            match stream.next().await {
+                Some(Ok(bytes)) => head.extend_from_slice(&bytes),
+                Some(Err(e)) if is_not_found(&e) => return Ok(false),
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        // The first entry is the directory itself; a second one is content.
+        let mut archive = tar::Archive::new(&head[..]);
+        let entries = archive.entries()?;
+        Ok(entries.take(2).filter(Result::is_ok).count() >= 2)
     }
 
     /// Copies `path` out of the container into `dest` (which must exist);
@@ -341,34 +752,108 @@ impl Engine {
             v: true,
             ..Default::default()
         };
-        if let Err(e) = self.docker.remove_container(container, Some(options)).await {
-            tracing::warn!(container, error = %e, "removing a build container failed");
+        if let Err(e) = self.docker.remove_container(container, Some(options)).await
+            && !is_not_found(&e)
+        {
+            tracing::warn!(container, error = %e, "removing a container failed");
         }
+    }
+
+    /// Removes every container, volume and network labelled with runner
+    /// instance `instance`: what a runner that died left behind. Objects of
+    /// other runners are never touched.
+    pub async fn remove_left_by(&self, instance: &str) -> Result<Removed, DockerError> {
+        let filter = [(labels::INSTANCE, instance)];
+        let mut removed = Removed::default();
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: label_filters(&filter),
+                ..Default::default()
+            }))
+            .await?;
+        for container in containers {
+            if let Some(id) = container.id {
+                self.remove(&id).await;
+                removed.containers += 1;
+            }
+        }
+        for (name, _) in self.volumes_labelled(&filter).await? {
+            if self.remove_volume(&name).await {
+                removed.volumes += 1;
+            }
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: label_filters(&filter),
+            }))
+            .await?;
+        for network in networks {
+            if let Some(name) = network.name {
+                self.remove_network(&name).await;
+                removed.networks += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 
-/// A tar archive of `dir` (without `.git`) under `workspace/`, every entry
-/// owned by the build user, ready for [`Engine::upload`].
-pub fn workspace_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
+fn is_not_found(error: &BollardError) -> bool {
+    matches!(
+        error,
+        BollardError::DockerResponseServerError { status_code: 404, .. }
+    )
+}
+
+fn label_filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        pairs.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    )])
+}
+
+/// A tar of empty directories owned by the build user; unpacked over a
+/// volume's mount point, it hands the volume's root to the build user.
+fn owned_dirs_tar(dirs: &[&str]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
+    for dir in dirs {
+        append_owned_dir(&mut builder, dir.trim_start_matches('/'))?;
+    }
+    builder.into_inner()
+}
+
+fn append_owned_dir<W: std::io::Write>(builder: &mut tar::Builder<W>, name: &str) -> std::io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Directory);
     header.set_mode(0o755);
     header.set_uid(BUILD_USER.into());
     header.set_gid(BUILD_USER.into());
     header.set_size(0);
-    builder.append_data(&mut header, "workspace", std::io::empty())?;
-    for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
+    builder.append_data(&mut header, name, std::io::empty())
+}
+
+/// Writes a tar archive of `dir` (without `.git` folders) under
+/// `workspace/` into `out`, every entry owned by the build user, ready for
+/// [`Engine::upload_tar_file`]. `extra_dirs` are empty directories added
+/// beside `workspace/` (mount points to hand to the build user).
+pub fn write_workspace_tar(dir: &Path, extra_dirs: &[&str], out: &Path) -> std::io::Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut builder = tar::Builder::new(file);
+    builder.follow_symlinks(false);
+    append_owned_dir(&mut builder, "workspace")?;
+    for extra in extra_dirs {
+        append_owned_dir(&mut builder, extra.trim_start_matches('/'))?;
+    }
+    let entries = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git");
+    for entry in entries {
         let entry = entry.map_err(std::io::Error::other)?;
         let relative = entry.path().strip_prefix(dir).map_err(std::io::Error::other)?;
-        if relative
-            .components()
-            .next()
-            .is_some_and(|c| c.as_os_str() == ".git")
-        {
-            continue;
-        }
         let metadata = entry.path().symlink_metadata()?;
         let mut header = tar::Header::new_gnu();
         header.set_metadata(&metadata);
@@ -384,7 +869,8 @@ pub fn workspace_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
             builder.append_data(&mut header, &name, std::fs::File::open(entry.path())?)?;
         }
     }
-    builder.into_inner()
+    builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -393,14 +879,19 @@ mod tests {
 
     fn spec() -> ContainerSpec {
         ContainerSpec {
+            name: "jamstack-job-7-0123456789abcdef".into(),
             image: "jamstack/busybox:1".into(),
             command: "make site".into(),
             working_dir: "/workspace/docs".into(),
             env: vec![("CONTEXT".into(), "production".into())],
-            job_id: 7,
-            lease_id: "0123456789abcdef0123".into(),
-            runner: "r1".into(),
+            labels: HashMap::from([(labels::JOB.to_owned(), "7".to_owned())]),
             limits: Limits::default(),
+            network: Network::Named("jamstack-job-7-0123456789abcdef".into()),
+            mounts: vec![VolumeMount {
+                volume: "scratch".into(),
+                target: "/cache".into(),
+                read_only: false,
+            }],
         }
     }
 
@@ -410,20 +901,46 @@ mod tests {
         let host = config.host_config.unwrap();
         assert_eq!(host.privileged, Some(false));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.cap_add, None, "no capability is added back");
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
         assert_eq!(host.init, Some(true));
         assert_eq!(host.pids_limit, Some(512));
         assert_eq!(host.memory, host.memory_swap, "no swap beyond the memory limit");
+        assert_eq!(host.nano_cpus, Some(2_000_000_000));
+        assert_eq!(host.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::NO));
+        assert_eq!(host.log_config.unwrap().typ.as_deref(), Some("none"));
+        assert_eq!(host.binds, None, "nothing of the host is mounted");
         assert_eq!(config.user.as_deref(), Some("1000:1000"));
     }
 
     #[test]
-    fn the_command_runs_through_sh_in_the_base_directory_with_the_job_label() {
+    fn the_command_runs_through_sh_in_the_base_directory_with_its_labels_network_and_cache() {
         let config = container_config(&spec());
         assert_eq!(config.cmd.unwrap(), ["sh", "-c", "make site"]);
         assert_eq!(config.working_dir.as_deref(), Some("/workspace/docs"));
         assert_eq!(config.env.unwrap(), ["CONTEXT=production"]);
-        assert_eq!(config.labels.unwrap()[JOB_LABEL], "7");
+        assert_eq!(config.labels.unwrap()[labels::JOB], "7");
+        let host = config.host_config.unwrap();
+        assert_eq!(
+            host.network_mode.as_deref(),
+            Some("jamstack-job-7-0123456789abcdef")
+        );
+        let mount = &host.mounts.unwrap()[0];
+        assert_eq!(mount.typ, Some(MountTypeEnum::VOLUME));
+        assert_eq!(
+            (mount.source.as_deref(), mount.target.as_deref()),
+            (Some("scratch"), Some("/cache"))
+        );
+        let mut off = spec();
+        off.network = Network::Off;
+        assert_eq!(
+            container_config(&off)
+                .host_config
+                .unwrap()
+                .network_mode
+                .as_deref(),
+            Some("none")
+        );
     }
 
     #[test]
@@ -431,10 +948,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".git/objects")).unwrap();
         std::fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
-        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::create_dir_all(dir.path().join("src/theme/.git")).unwrap();
+        std::fs::write(dir.path().join("src/theme/.git/HEAD"), "x").unwrap();
         std::fs::write(dir.path().join("src/a.txt"), "hello").unwrap();
-        let tar = workspace_tar(dir.path()).unwrap();
-        let mut archive = tar::Archive::new(&tar[..]);
+        let out = tempfile::NamedTempFile::new().unwrap();
+        write_workspace_tar(dir.path(), &["cache"], out.path()).unwrap();
+        let mut archive = tar::Archive::new(std::fs::File::open(out.path()).unwrap());
         let mut names = Vec::new();
         for entry in archive.entries().unwrap() {
             let entry = entry.unwrap();
@@ -442,6 +961,37 @@ mod tests {
             names.push(entry.path().unwrap().to_string_lossy().into_owned());
         }
         names.sort();
-        assert_eq!(names, ["workspace", "workspace/src", "workspace/src/a.txt"]);
+        assert_eq!(
+            names,
+            [
+                "cache",
+                "workspace",
+                "workspace/src",
+                "workspace/src/a.txt",
+                "workspace/src/theme"
+            ]
+        );
+    }
+
+    #[test]
+    fn images_are_matched_against_the_allow_list_with_their_tag_spelled_out() {
+        let allowed = vec!["jamstack/*".to_owned(), "node:*".to_owned()];
+        assert!(image_allowed("jamstack/busybox:1", &allowed));
+        assert!(image_allowed("node:20-slim", &allowed));
+        assert!(image_allowed("node", &allowed), "node is node:latest");
+        assert!(!image_allowed("evil/node:20", &allowed));
+        assert!(!image_allowed("nodejs:20", &allowed));
+        assert!(image_allowed("anything:1", &[]));
+        assert!(image_allowed("a/b:1", &["*".to_owned()]));
+    }
+
+    #[test]
+    fn latest_means_the_tag_latest_or_no_tag_at_all() {
+        assert!(is_latest("node"));
+        assert!(is_latest("node:latest"));
+        assert!(is_latest("registry:5000/team/node"));
+        assert!(!is_latest("registry:5000/team/node:20"));
+        assert!(!is_latest("node@sha256:abcd"));
+        assert_eq!(full_image_ref("registry:5000/x"), "registry:5000/x:latest");
     }
 }

@@ -2,11 +2,22 @@
 //!
 //! A build needs one exact commit and none of its history, so the runner
 //! asks for that commit alone (shallow where the transport allows) and falls
-//! back to fetching the branch when a server will not hand out a commit by
-//! id.
+//! back to fetching the branch, then every branch, when a server will not
+//! hand out a commit by id. Submodules are fetched the same way, each at the
+//! commit the superproject records.
+//!
+//! A private repository is fetched with the job's token, handed to git
+//! through the credential callback (as `x-access-token`, GitHub's
+//! convention) and only to the repository's own host; it is never part of a
+//! URL, so it can appear in no message. A submodule on a server never
+//! resolves to a path on the runner's machine.
 
-use git2::{FetchOptions, Oid, Repository, Signature, build::CheckoutBuilder};
+use git2::{
+    Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository, Signature, SubmoduleUpdate,
+    build::CheckoutBuilder,
+};
 use std::path::Path;
+use tokio_util::sync::CancellationToken;
 
 /// The commit a checkout holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,124 +25,298 @@ pub struct CheckedOut {
     pub sha: String,
     pub message: String,
     pub author: String,
+    /// Submodules checked out, nested ones included.
+    pub submodules: usize,
+}
+
+/// What to fetch, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    pub url: &'a str,
+    pub branch: &'a str,
+    /// A full commit id, or empty for the head of `branch`.
+    pub sha: &'a str,
+    /// Sent to the repository's host (and only there) when it asks for
+    /// credentials.
+    pub token: Option<&'a str>,
+    /// Ends a fetch in progress.
+    pub stop: &'a CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error(
-        "could not fetch `{what}` from {url}: {detail}. Check that the repository URL is right and the runner can reach it"
+        "could not fetch `{what}` from {url}: {detail}. Check that the repository URL is right and the runner can reach it{hint}"
     )]
     Fetch {
         url: String,
         what: String,
         detail: String,
+        hint: &'static str,
     },
     #[error("`{0}` is not a full commit id")]
     BadSha(String),
+    #[error(
+        "submodule `{path}` points at `{url}`, a path on the runner's machine; a repository on a server may only use submodules on servers"
+    )]
+    LocalSubmodule { path: String, url: String },
+    #[error("submodule `{path}`: {detail}")]
+    Submodule { path: String, detail: String },
+    #[error("fetching stopped")]
+    Stopped,
     #[error("git: {0}")]
     Other(#[from] git2::Error),
 }
 
-/// Fetches `sha` (or, when `sha` is empty, the head of `branch`) from `url`
-/// into a new repository at `dest` and checks it out. `token`, when given,
-/// is offered to an https server that asks for credentials (GitHub's
-/// `x-access-token` convention); it is never written anywhere.
-pub fn checkout(
-    url: &str,
-    branch: &str,
-    sha: &str,
-    dest: &Path,
-    token: Option<&str>,
-) -> Result<CheckedOut, GitError> {
+/// Submodules nested deeper than this are not fetched.
+const MAX_SUBMODULE_DEPTH: usize = 8;
+
+/// Fetches the request's commit (or branch head) into a new repository at
+/// `dest`, checks it out with its submodules.
+pub fn checkout(request: &FetchRequest<'_>, dest: &Path) -> Result<CheckedOut, GitError> {
     let repo = Repository::init(dest)?;
-    let mut remote = repo.remote_anonymous(url)?;
-    let branch_ref = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-    let fetch_error = |what: &str, error: Option<git2::Error>| GitError::Fetch {
-        url: url.to_owned(),
-        what: what.to_owned(),
-        detail: error.map_or_else(
-            || "the commit is not on the server".to_owned(),
-            |e| e.message().to_owned(),
-        ),
-    };
-    let oid = if sha.is_empty() {
-        let mut last_error = None;
-        for depth in [1, 0] {
-            match remote.fetch(
-                &[branch_ref.as_str()],
-                Some(&mut fetch_options(depth, token)),
-                None,
-            ) {
-                Ok(()) => {
-                    last_error = None;
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        if let Some(e) = last_error {
-            return Err(fetch_error(&format!("branch {branch}"), Some(e)));
-        }
-        repo.refname_to_id(&format!("refs/remotes/origin/{branch}"))?
+    let oid = if request.sha.is_empty() {
+        fetch_branch_head(&repo, request)?
     } else {
-        let oid = Oid::from_str(sha).map_err(|_| GitError::BadSha(sha.to_owned()))?;
-        if sha.len() != 40 {
-            return Err(GitError::BadSha(sha.to_owned()));
+        let oid = Oid::from_str(request.sha).map_err(|_| GitError::BadSha(request.sha.to_owned()))?;
+        if request.sha.len() != 40 {
+            return Err(GitError::BadSha(request.sha.to_owned()));
         }
-        // Cheapest first: the one commit, shallow; then the commit with
-        // history; then the branch it was pushed to; then every branch.
-        let attempts: [(&str, i32); 4] = [
-            (sha, 1),
-            (sha, 0),
-            (branch_ref.as_str(), 0),
-            ("+refs/heads/*:refs/remotes/origin/*", 0),
-        ];
-        let mut last_error = None;
-        for (refspec, depth) in attempts {
-            match remote.fetch(&[refspec], Some(&mut fetch_options(depth, token)), None) {
-                Ok(()) if repo.find_commit(oid).is_ok() => {
-                    last_error = None;
-                    break;
-                }
-                Ok(()) => {}
-                Err(e) => last_error = Some(e),
-            }
-        }
-        if repo.find_commit(oid).is_err() {
-            return Err(fetch_error(&format!("commit {sha}"), last_error));
-        }
+        fetch_commit(&repo, request.url, Some(request.branch), oid, request)?;
         oid
     };
     let commit = repo.find_commit(oid)?;
     repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))?;
     repo.set_head_detached(oid)?;
+    let submodules = update_submodules(&repo, request.url, request, 0)?;
     Ok(CheckedOut {
         sha: oid.to_string(),
         message: commit.message().unwrap_or("").trim_end().to_owned(),
         author: commit.author().name().unwrap_or("").to_owned(),
+        submodules,
     })
 }
 
-fn fetch_options(depth: i32, token: Option<&str>) -> FetchOptions<'_> {
+fn fetch_branch_head(repo: &Repository, request: &FetchRequest<'_>) -> Result<Oid, GitError> {
+    let branch = request.branch;
+    let mut remote = repo.remote_anonymous(request.url)?;
+    let branch_ref = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    let mut last_error = None;
+    for depth in [1, 0] {
+        if request.stop.is_cancelled() {
+            return Err(GitError::Stopped);
+        }
+        match remote.fetch(
+            &[branch_ref.as_str()],
+            Some(&mut fetch_options(depth, request.url, request)),
+            None,
+        ) {
+            Ok(()) => {
+                last_error = None;
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if let Some(e) = last_error {
+        return Err(fetch_error(
+            request,
+            request.url,
+            &format!("branch {branch}"),
+            Some(e),
+        ));
+    }
+    Ok(repo.refname_to_id(&format!("refs/remotes/origin/{branch}"))?)
+}
+
+/// Fetches commit `oid` from `url`: cheapest first, the one commit shallow;
+/// then the commit with history; then the branch it was pushed to; then
+/// every branch.
+fn fetch_commit(
+    repo: &Repository,
+    url: &str,
+    branch: Option<&str>,
+    oid: Oid,
+    request: &FetchRequest<'_>,
+) -> Result<(), GitError> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let sha = oid.to_string();
+    let branch_ref = branch.map(|b| format!("+refs/heads/{b}:refs/remotes/origin/{b}"));
+    let mut attempts: Vec<(&str, i32)> = vec![(sha.as_str(), 1), (sha.as_str(), 0)];
+    if let Some(branch_ref) = &branch_ref {
+        attempts.push((branch_ref.as_str(), 0));
+    }
+    attempts.push(("+refs/heads/*:refs/remotes/origin/*", 0));
+    let mut last_error = None;
+    for (refspec, depth) in attempts {
+        if request.stop.is_cancelled() {
+            return Err(GitError::Stopped);
+        }
+        match remote.fetch(&[refspec], Some(&mut fetch_options(depth, url, request)), None) {
+            Ok(()) if repo.find_commit(oid).is_ok() => return Ok(()),
+            Ok(()) => {}
+            Err(_) if request.stop.is_cancelled() => return Err(GitError::Stopped),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(fetch_error(request, url, &format!("commit {sha}"), last_error))
+}
+
+fn fetch_error(request: &FetchRequest<'_>, url: &str, what: &str, error: Option<git2::Error>) -> GitError {
+    if request.stop.is_cancelled() {
+        return GitError::Stopped;
+    }
+    let detail = error.map_or_else(
+        || "the commit is not on the server".to_owned(),
+        |e| e.message().to_owned(),
+    );
+    let lower = detail.to_ascii_lowercase();
+    let hint = if lower.contains("401") || lower.contains("auth") || lower.contains("credentials") {
+        if request.token.is_some() {
+            "; the server refused the job's token: check that it grants read access to this repository"
+        } else {
+            "; the repository wants credentials: private repositories are fetched with a token the controller hands out with the job"
+        }
+    } else {
+        ""
+    };
+    GitError::Fetch {
+        url: url.to_owned(),
+        what: what.to_owned(),
+        detail,
+        hint,
+    }
+}
+
+fn fetch_options<'a>(depth: i32, url: &str, request: &FetchRequest<'a>) -> FetchOptions<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    // The token goes only to the host of the repository it was made for.
+    let token = request
+        .token
+        .filter(|_| host_of(url).is_some() && host_of(url) == host_of(request.url));
+    let mut offered = false;
+    callbacks.credentials(move |_url, _username, allowed| match token {
+        Some(token) if !offered && allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+            offered = true;
+            Cred::userpass_plaintext("x-access-token", token)
+        }
+        Some(_) => Err(git2::Error::from_str(
+            "authentication failed: the token was refused",
+        )),
+        None => Err(git2::Error::from_str(
+            "authentication required, and the job came with no credentials",
+        )),
+    });
+    let stop = request.stop.clone();
+    callbacks.transfer_progress(move |_| !stop.is_cancelled());
+    let stop = request.stop.clone();
+    callbacks.sideband_progress(move |_| !stop.is_cancelled());
     let mut options = FetchOptions::new();
     options.depth(depth);
     options.download_tags(git2::AutotagOption::None);
-    if let Some(token) = token {
-        let mut callbacks = git2::RemoteCallbacks::new();
-        let mut offered = false;
-        callbacks.credentials(move |_url, _username, allowed| {
-            // Offered once: a refused token must end the fetch, not loop.
-            if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-                return Err(git2::Error::from_str(
-                    "the server refused the repository token; check the site's GitHub connection",
-                ));
-            }
-            offered = true;
-            git2::Cred::userpass_plaintext("x-access-token", token)
-        });
-        options.remote_callbacks(callbacks);
-    }
+    options.remote_callbacks(callbacks);
     options
+}
+
+/// The host of a URL with a scheme (`https://host/...`), or of an scp-like
+/// address (`git@host:path`); `None` for local paths.
+fn host_of(url: &str) -> Option<String> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if scheme.eq_ignore_ascii_case("file") {
+            return None;
+        }
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        return Some(host.to_ascii_lowercase());
+    }
+    let (before, _) = url.split_once(':')?;
+    (!before.contains('/') && before.len() > 1)
+        .then(|| before.rsplit('@').next().unwrap_or("").to_ascii_lowercase())
+}
+
+/// Resolves a submodule URL as git does: `./x` and `../x` are relative to
+/// the superproject's URL. A superproject on a server may not point at a
+/// path on the runner's machine.
+pub fn resolve_submodule_url(parent: &str, path: &str, url: &str) -> Result<String, GitError> {
+    let resolved = if url.starts_with("./") || url.starts_with("../") {
+        let mut base = parent.trim_end_matches('/').to_owned();
+        let mut rest = url;
+        loop {
+            if let Some(r) = rest.strip_prefix("./") {
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("../") {
+                rest = r;
+                let cut = base.rfind(['/', ':']).ok_or_else(|| GitError::Submodule {
+                    path: path.to_owned(),
+                    detail: format!("`{url}` climbs above `{parent}`"),
+                })?;
+                base.truncate(cut);
+            } else {
+                break;
+            }
+        }
+        let separator = if base.ends_with(':') { "" } else { "/" };
+        format!("{base}{separator}{rest}")
+    } else {
+        url.to_owned()
+    };
+    if host_of(parent).is_some() && host_of(&resolved).is_none() {
+        return Err(GitError::LocalSubmodule {
+            path: path.to_owned(),
+            url: resolved,
+        });
+    }
+    Ok(resolved)
+}
+
+fn update_submodules(
+    repo: &Repository,
+    repo_url: &str,
+    request: &FetchRequest<'_>,
+    depth: usize,
+) -> Result<usize, GitError> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| git2::Error::from_str("a bare repository"))?;
+    let mut count = 0;
+    for sub in repo.submodules()? {
+        let path = sub.path().to_string_lossy().into_owned();
+        if matches!(sub.update_strategy(), SubmoduleUpdate::None) {
+            continue;
+        }
+        let Some(oid) = sub.head_id() else {
+            continue;
+        };
+        if depth >= MAX_SUBMODULE_DEPTH {
+            return Err(GitError::Submodule {
+                path,
+                detail: format!("submodules are nested more than {MAX_SUBMODULE_DEPTH} deep"),
+            });
+        }
+        let url = sub.url().ok_or_else(|| GitError::Submodule {
+            path: path.clone(),
+            detail: "no URL in .gitmodules".to_owned(),
+        })?;
+        let url = resolve_submodule_url(repo_url, &path, url)?;
+        let dest = workdir.join(sub.path());
+        std::fs::create_dir_all(&dest).map_err(|e| GitError::Submodule {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let sub_repo = Repository::init(&dest)?;
+        fetch_commit(&sub_repo, &url, None, oid, request).map_err(|e| match e {
+            GitError::Stopped => GitError::Stopped,
+            e => GitError::Submodule {
+                path: path.clone(),
+                detail: e.to_string(),
+            },
+        })?;
+        let commit = sub_repo.find_commit(oid)?;
+        sub_repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))?;
+        sub_repo.set_head_detached(oid)?;
+        count += 1 + update_submodules(&sub_repo, &url, request, depth + 1)?;
+    }
+    Ok(count)
 }
 
 /// Writes `files` into the work tree of the repository at `dir` (made if
@@ -185,21 +370,33 @@ pub fn commit_files(
 mod tests {
     use super::*;
 
+    fn request<'a>(url: &'a str, sha: &'a str, stop: &'a CancellationToken) -> FetchRequest<'a> {
+        FetchRequest {
+            url,
+            branch: "main",
+            sha,
+            token: None,
+            stop,
+        }
+    }
+
     #[test]
     fn the_exact_commit_is_checked_out_even_after_the_branch_moved_on() {
         let origin = tempfile::tempdir().unwrap();
         let first = commit_files(origin.path(), "main", &[("index.html", b"one")], "first").unwrap();
         let second = commit_files(origin.path(), "main", &[("index.html", b"two")], "second").unwrap();
         assert_ne!(first, second);
+        let stop = CancellationToken::new();
+        let url = origin.path().to_str().unwrap();
 
         let work = tempfile::tempdir().unwrap();
-        let out = checkout(origin.path().to_str().unwrap(), "main", &first, work.path(), None).unwrap();
+        let out = checkout(&request(url, &first, &stop), work.path()).unwrap();
         assert_eq!(out.sha, first);
         assert_eq!(out.message, "first");
         assert_eq!(std::fs::read(work.path().join("index.html")).unwrap(), b"one");
 
         let head = tempfile::tempdir().unwrap();
-        let out = checkout(origin.path().to_str().unwrap(), "main", "", head.path(), None).unwrap();
+        let out = checkout(&request(url, "", &stop), head.path()).unwrap();
         assert_eq!(out.sha, second);
     }
 
@@ -209,18 +406,120 @@ mod tests {
         commit_files(origin.path(), "main", &[("a", b"a")], "a").unwrap();
         let work = tempfile::tempdir().unwrap();
         let missing = "0123456789abcdef0123456789abcdef01234567";
-        let err = checkout(
-            origin.path().to_str().unwrap(),
-            "main",
-            missing,
-            work.path(),
-            None,
-        )
-        .unwrap_err();
+        let stop = CancellationToken::new();
+        let url = origin.path().to_str().unwrap();
+        let err = checkout(&request(url, missing, &stop), work.path()).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains(missing) && text.contains(origin.path().to_str().unwrap()),
-            "{text}"
+        assert!(text.contains(missing) && text.contains(url), "{text}");
+    }
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .args([
+                "-c",
+                "protocol.file.allow=always",
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("the git command line is installed");
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn submodules_are_checked_out_at_the_commit_the_superproject_records() {
+        let theme = tempfile::tempdir().unwrap();
+        let pinned = commit_files(theme.path(), "main", &[("theme.css", b"pinned")], "v1").unwrap();
+        let site = tempfile::tempdir().unwrap();
+        let sha_before = commit_files(site.path(), "main", &[("index.html", b"home")], "site").unwrap();
+        assert!(!sha_before.is_empty());
+        git(
+            site.path(),
+            &[
+                "submodule",
+                "add",
+                "-q",
+                theme.path().to_str().unwrap(),
+                "themes/plain",
+            ],
         );
+        git(site.path(), &["commit", "-q", "-m", "add theme"]);
+        // The theme moves on; the site still records the pinned commit.
+        commit_files(theme.path(), "main", &[("theme.css", b"newer")], "v2").unwrap();
+        let head = Repository::open(site.path())
+            .unwrap()
+            .head()
+            .unwrap()
+            .target()
+            .unwrap();
+
+        let work = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let sha = head.to_string();
+        let out = checkout(&request(site.path().to_str().unwrap(), &sha, &stop), work.path()).unwrap();
+        assert_eq!(out.submodules, 1);
+        assert_eq!(
+            std::fs::read(work.path().join("themes/plain/theme.css")).unwrap(),
+            b"pinned"
+        );
+        let sub = Repository::open(work.path().join("themes/plain")).unwrap();
+        assert_eq!(sub.head().unwrap().target().unwrap().to_string(), pinned);
+    }
+
+    #[test]
+    fn relative_submodule_urls_resolve_against_the_superproject_and_never_to_local_paths() {
+        let resolve = |parent: &str, url: &str| resolve_submodule_url(parent, "sub", url);
+        assert_eq!(
+            resolve("https://github.com/octo/site.git", "../theme.git").unwrap(),
+            "https://github.com/octo/theme.git"
+        );
+        assert_eq!(
+            resolve("https://github.com/octo/site", "./vendor/lib").unwrap(),
+            "https://github.com/octo/site/vendor/lib"
+        );
+        assert_eq!(
+            resolve("git@github.com:octo/site.git", "../theme.git").unwrap(),
+            "git@github.com:octo/theme.git"
+        );
+        assert_eq!(resolve("/srv/git/site", "../theme").unwrap(), "/srv/git/theme");
+        for local in ["/etc/secrets", "file:///home/me/private.git"] {
+            assert!(
+                matches!(
+                    resolve("https://github.com/octo/site.git", local),
+                    Err(GitError::LocalSubmodule { .. })
+                ),
+                "{local}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_repository_host() {
+        assert_eq!(
+            host_of("https://x:y@GitHub.com/o/r.git").as_deref(),
+            Some("github.com")
+        );
+        assert_eq!(host_of("git@github.com:o/r.git").as_deref(), Some("github.com"));
+        assert_eq!(host_of("/srv/git/r"), None);
+        assert_eq!(host_of("file:///srv/git/r"), None);
+        assert_eq!(host_of("C:/repos/r"), None);
+    }
+
+    #[test]
+    fn a_stopped_fetch_ends_as_stopped() {
+        let origin = tempfile::tempdir().unwrap();
+        let sha = commit_files(origin.path(), "main", &[("a", b"a")], "a").unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let work = tempfile::tempdir().unwrap();
+        let result = checkout(
+            &request(origin.path().to_str().unwrap(), &sha, &stop),
+            work.path(),
+        );
+        assert!(matches!(result, Err(GitError::Stopped)), "{result:?}");
     }
 }

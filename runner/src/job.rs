@@ -1,104 +1,376 @@
 //! One job, end to end: fetch, configure, build in a container, upload,
-//! report. A build that fails is an outcome reported to the controller,
-//! never an error of the runner.
+//! save the cache, report. A build that fails is an outcome reported to the
+//! controller, never an error of the runner.
+//!
+//! Whatever ends a job (success, failure, cancel, timeout, a lost lease,
+//! the runner shutting down), every container, volume and network it made
+//! is removed by [`Debris::clear`], which no stop signal interrupts.
 
 use crate::RunnerConfig;
 use crate::build_log::BuildLog;
+use crate::cache::{self, CACHE_DIR, CACHE_ENV, CacheVolume, HelperSettings, Saved};
 use crate::client::{ClientError, ControllerClient};
-use crate::docker::{ContainerSpec, DockerError, Engine, Exit, WORKSPACE};
+use crate::docker::{
+    self, ContainerSpec, Engine, Exit, ImageReady, Limits, Network, VolumeMount, WORKSPACE, labels,
+};
 use crate::git;
+use crate::masking::Masker;
 use crate::site_config::{self, BuildSettings};
 use crate::upload::{self, UploadError};
-use jamstack_proto::{CommitInfo, JobLease, JobOutcome};
+use jamstack_proto::{CommitInfo, JobLease, JobOutcome, SiteBuildSettings};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// Job folders in the work directory start with this.
+pub const JOB_DIR_PREFIX: &str = "jamstack-job-";
+
+/// What a job needs from its runner.
+#[derive(Debug)]
+pub struct JobContext<'a> {
+    pub client: &'a ControllerClient,
+    pub engine: &'a Engine,
+    pub config: &'a RunnerConfig,
+    /// The runner instance, for the labels of what the job makes.
+    pub instance: &'a str,
+    pub heartbeat: Duration,
+    pub shutdown: &'a CancellationToken,
+}
+
+/// Why a build was stopped before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Someone cancelled it.
+    Cancelled,
+    /// It ran past its timeout.
+    TimedOut(Duration),
+    /// The controller no longer counts this runner as its holder.
+    LeaseLost,
+    /// The runner is shutting down.
+    Shutdown,
+}
+
+/// A stop signal that remembers its first reason.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl Stop {
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.get().copied()
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+/// How a build ended short of a deploy.
+#[derive(Debug)]
+enum Ended {
+    Failed {
+        exit_code: Option<i64>,
+        message: String,
+    },
+    /// Stopped: the reason is in the job's [`Stop`].
+    Stopped,
+    /// Nothing to build (a skip marker, the ignore command): the reason.
+    Skipped(String),
+}
+
+fn failed(exit_code: Option<i64>, message: impl Into<String>) -> Ended {
+    Ended::Failed {
+        exit_code,
+        message: message.into(),
+    }
+}
+
 /// Runs a leased job to its end and reports the outcome.
-pub async fn run_job(
-    client: &ControllerClient,
-    engine: &Engine,
-    config: &RunnerConfig,
-    heartbeat: Duration,
-    lease: JobLease,
-) {
-    let cancel = CancellationToken::new();
-    let lease_lost = Arc::new(AtomicBool::new(false));
+pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
+    let masker = Arc::new(masker_for(&lease));
+    let stop = Stop::default();
     let heartbeats = tokio::spawn(keep_lease(
-        client.clone(),
+        ctx.client.clone(),
         lease.clone(),
-        heartbeat,
-        cancel.clone(),
-        lease_lost.clone(),
+        ctx.heartbeat,
+        stop.clone(),
     ));
-    let (log, shipper) = BuildLog::start(client.clone(), lease.clone());
+    let (timeout, timeout_note) = resolve_timeout(ctx.config, &lease.settings);
+    let watchdog = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::time::sleep(timeout).await;
+            stop.stop(StopReason::TimedOut(timeout));
+        }
+    });
+    let shutdown_watch = tokio::spawn({
+        let (stop, shutdown) = (stop.clone(), ctx.shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            stop.stop(StopReason::Shutdown);
+        }
+    });
+    let (log, shipper) = BuildLog::start(
+        ctx.client.clone(),
+        lease.clone(),
+        masker.clone(),
+        ctx.config.log_limits,
+    );
+    if let Some(note) = timeout_note {
+        log.say(&note).await;
+    }
     let started = Instant::now();
-    let outcome = build(client, engine, config, &lease, &log, &cancel).await;
+    let mut debris = Debris::new(ctx.engine.clone());
+    // The job's network is made while the source is fetched.
+    let mut network = JobNetwork::start(ctx, &lease);
+    if let Some(network) = &network {
+        debris.networks.push(network.name.clone());
+    }
+    let ended = build(ctx, &lease, &log, &stop, &mut debris, &mut network, timeout).await;
+    if let Some(network) = &mut network {
+        // Settled before cleanup, so it cannot appear after its removal.
+        let _ = network.ready().await;
+    }
+    watchdog.abort();
+    shutdown_watch.abort();
     let elapsed = format_duration(started.elapsed());
+    let outcome = match ended {
+        Ok(deploy_id) => Some(JobOutcome::Succeeded { deploy_id }),
+        Err(Ended::Failed { exit_code, message }) => Some(JobOutcome::Failed {
+            exit_code,
+            message: masker.mask_str(&message),
+        }),
+        Err(Ended::Skipped(reason)) => Some(JobOutcome::Skipped { reason }),
+        Err(Ended::Stopped) => match stop.reason() {
+            Some(StopReason::Cancelled) => Some(JobOutcome::Cancelled),
+            Some(StopReason::TimedOut(limit)) => Some(JobOutcome::Failed {
+                exit_code: None,
+                message: format!(
+                    "the build did not finish within its timeout of {} and was stopped; \
+                     make it faster or raise the site's timeout (build-settings, at most {} on this runner)",
+                    format_duration(limit),
+                    format_duration(ctx.config.max_timeout)
+                ),
+            }),
+            Some(StopReason::LeaseLost | StopReason::Shutdown) | None => None,
+        },
+    };
     match &outcome {
-        JobOutcome::Succeeded { .. } => {
+        Some(JobOutcome::Succeeded { .. }) => {
             log.say(&format!("\x1b[32mBuild succeeded\x1b[0m in {elapsed}"))
                 .await
         }
-        JobOutcome::Failed { message, .. } => {
+        Some(JobOutcome::Failed { message, .. }) => {
             log.say(&format!("\x1b[31mBuild failed\x1b[0m after {elapsed}: {message}"))
                 .await;
         }
-        JobOutcome::Cancelled => log.say(&format!("Build cancelled after {elapsed}")).await,
-        JobOutcome::Skipped { reason } => {
+        Some(JobOutcome::Cancelled) => log.say(&format!("Build cancelled after {elapsed}")).await,
+        Some(JobOutcome::Skipped { reason }) => {
             log.say(&format!("\x1b[33mBuild skipped\x1b[0m after {elapsed}: {reason}"))
                 .await
         }
+        None if stop.reason() == Some(StopReason::Shutdown) => {
+            log.say(&format!(
+                "The runner shut down after {elapsed}; the build goes back to the queue"
+            ))
+            .await;
+        }
+        None => {}
     }
     drop(log);
     shipper.finish().await;
     heartbeats.abort();
-    if lease_lost.load(Ordering::SeqCst) {
-        tracing::warn!(
-            job = lease.job_id,
-            "lease lost; the job's outcome is not reported"
-        );
-        return;
+    match outcome {
+        Some(outcome) => match ctx.client.complete(&lease, &outcome).await {
+            Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
+            Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
+        },
+        None => {
+            tracing::warn!(job = lease.job_id, reason = ?stop.reason(), "the job's outcome is not reported");
+        }
     }
-    match client.complete(&lease, &outcome).await {
-        Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
-        Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
+    // Removal comes after the report, off the build's time, but before the
+    // runner takes another job; no stop signal interrupts it.
+    let cleanup = Instant::now();
+    debris.clear().await;
+    tracing::debug!(job = lease.job_id, took = ?cleanup.elapsed(), "job cleaned up");
+}
+
+/// The name of a job's container, network and scratch volume (with a
+/// suffix): unique even when several controllers hand out the same job id.
+pub fn job_object_name(lease: &JobLease) -> String {
+    let lease_part: String = lease.lease_id.chars().take(16).collect();
+    format!("jamstack-job-{}-{lease_part}", lease.job_id)
+}
+
+/// A bridge network of the job's own, so concurrent builds cannot reach
+/// each other or other containers on the default bridge. It is made in the
+/// background from the job's start.
+#[derive(Debug)]
+pub struct JobNetwork {
+    pub name: String,
+    making: Option<tokio::task::JoinHandle<Result<(), docker::DockerError>>>,
+    made: Option<Result<(), NetworkError>>,
+}
+
+/// Why a job's network was not made.
+#[derive(Debug, Clone)]
+enum NetworkError {
+    /// Docker has no address space left for another network.
+    PoolExhausted(String),
+    Other(String),
+}
+
+impl JobNetwork {
+    fn start(ctx: &JobContext<'_>, lease: &JobLease) -> Option<Self> {
+        if !ctx.config.network_per_job {
+            return None;
+        }
+        let name = job_object_name(lease);
+        let (engine, labels) = (ctx.engine.clone(), job_labels(ctx, lease, "network"));
+        let making = tokio::spawn({
+            let name = name.clone();
+            async move { engine.create_network(&name, &labels).await }
+        });
+        Some(JobNetwork {
+            name,
+            making: Some(making),
+            made: None,
+        })
+    }
+
+    /// Waits until the network is made; the error says why it was not.
+    async fn ready(&mut self) -> Result<(), NetworkError> {
+        if let Some(making) = self.making.take() {
+            self.made = Some(match making.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) if e.is_address_pool_exhausted() => {
+                    Err(NetworkError::PoolExhausted(e.to_string()))
+                }
+                Ok(Err(e)) => Err(NetworkError::Other(e.to_string())),
+                Err(e) => Err(NetworkError::Other(format!("making the network crashed: {e}"))),
+            });
+        }
+        self.made.clone().unwrap_or(Ok(()))
     }
 }
 
-/// Heartbeats until aborted. Cancels the build when the controller asks for
-/// it or when the lease is lost.
-async fn keep_lease(
-    client: ControllerClient,
-    lease: JobLease,
-    every: Duration,
-    cancel: CancellationToken,
-    lost: Arc<AtomicBool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
+/// Every secret of the job: the site's secret variables (also those an
+/// untrusted build does not get, in case they turn up anyway) and the git
+/// token.
+fn masker_for(lease: &JobLease) -> Masker {
+    let secrets = lease
+        .settings
+        .environment
+        .iter()
+        .filter(|var| var.secret)
+        .map(|var| var.value.as_str())
+        .chain(lease.git_token.as_ref().map(|t| t.expose()));
+    Masker::new(secrets)
+}
+
+/// Heartbeats until aborted. Each heartbeat waits at the controller until
+/// the next is due, or answers at once when the build is cancelled. Stops
+/// the build on cancel or when the lease is lost.
+async fn keep_lease(client: ControllerClient, lease: JobLease, every: Duration, stop: Stop) {
     loop {
-        tick.tick().await;
-        match client.heartbeat(&lease).await {
-            Ok(answer) if answer.cancel => cancel.cancel(),
+        let sent = Instant::now();
+        match client.heartbeat(&lease, every).await {
+            Ok(answer) if answer.cancel => {
+                stop.stop(StopReason::Cancelled);
+                return;
+            }
             Ok(_) => {}
             Err(ClientError::StaleLease) => {
-                lost.store(true, Ordering::SeqCst);
-                cancel.cancel();
+                stop.stop(StopReason::LeaseLost);
                 return;
             }
             Err(e) => tracing::warn!(job = lease.job_id, error = %e, "heartbeat failed"),
         }
+        // An answer that came back early without a cancel (an older
+        // controller, an error) must not turn into a busy loop.
+        if let Some(rest) = Duration::from_secs(1).checked_sub(sent.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
     }
 }
 
-fn failed(exit_code: Option<i64>, message: impl Into<String>) -> JobOutcome {
-    JobOutcome::Failed {
-        exit_code,
-        message: message.into(),
+/// The build's timeout: the site's, capped by the runner's maximum, or the
+/// runner's default. Also a line for the log when the site's was lowered.
+pub fn resolve_timeout(config: &RunnerConfig, site: &SiteBuildSettings) -> (Duration, Option<String>) {
+    match site.timeout_seconds.map(Duration::from_secs) {
+        Some(asked) if asked > config.max_timeout => (
+            config.max_timeout,
+            Some(format!(
+                "The site's timeout of {} is above this runner's maximum; the build gets {}",
+                format_duration(asked),
+                format_duration(config.max_timeout)
+            )),
+        ),
+        Some(asked) => (asked, None),
+        None => (config.default_timeout.min(config.max_timeout), None),
     }
+}
+
+/// The build's limits: the site's where it sets them, the runner's defaults
+/// elsewhere, none above the runner's maxima. Also a line for the log for
+/// each limit that was lowered.
+pub fn resolve_limits(default: Limits, max: Limits, site: &SiteBuildSettings) -> (Limits, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut pick =
+        |what: &str, asked: Option<i64>, default: i64, max: i64, show: &dyn Fn(i64) -> String| match asked {
+            Some(asked) if asked > max => {
+                notes.push(format!(
+                    "The site asks for a {what} of {}, above this runner's maximum; the build gets {}",
+                    show(asked),
+                    show(max)
+                ));
+                max
+            }
+            Some(asked) => asked,
+            None => default.min(max),
+        };
+    let mib = |bytes: i64| format!("{} MiB", bytes / (1024 * 1024));
+    let cpus = |nano: i64| format!("{} CPUs", nano as f64 / 1e9);
+    let count = |n: i64| format!("{n} processes");
+    let memory_bytes = pick(
+        "memory limit",
+        site.memory_mib.map(|m| (m as i64).saturating_mul(1024 * 1024)),
+        default.memory_bytes,
+        max.memory_bytes,
+        &mib,
+    );
+    let nano_cpus = pick(
+        "CPU limit",
+        site.cpus.map(|c| (c * 1e9) as i64),
+        default.nano_cpus,
+        max.nano_cpus,
+        &cpus,
+    );
+    let pids = pick(
+        "process limit",
+        site.pids.map(|p| p as i64),
+        default.pids,
+        max.pids,
+        &count,
+    );
+    (
+        Limits {
+            memory_bytes,
+            nano_cpus,
+            pids,
+        },
+        notes,
+    )
 }
 
 pub fn format_duration(d: Duration) -> String {
@@ -109,6 +381,14 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         format!("{:.2}s", d.as_secs_f64())
     }
+}
+
+/// A random id of 16 hex digits.
+pub fn random_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// Timings of the steps, reported at the end of the log.
@@ -129,30 +409,93 @@ impl Timings {
     }
 }
 
+/// The Docker objects a job made, removed by [`Debris::clear`] whatever
+/// happened; if a job is dropped before that, removal starts in the
+/// background.
+#[derive(Debug)]
+pub struct Debris {
+    engine: Engine,
+    containers: Vec<String>,
+    volumes: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Debris {
+    pub fn new(engine: Engine) -> Self {
+        Debris {
+            engine,
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            networks: Vec::new(),
+        }
+    }
+
+    /// Removes everything, containers first (volumes and networks in use
+    /// cannot go).
+    pub async fn clear(&mut self) {
+        let (containers, volumes, networks) = self.take();
+        remove_all(&self.engine, containers, volumes, networks).await;
+    }
+
+    fn take(&mut self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        (
+            std::mem::take(&mut self.containers),
+            std::mem::take(&mut self.volumes),
+            std::mem::take(&mut self.networks),
+        )
+    }
+}
+
+async fn remove_all(engine: &Engine, containers: Vec<String>, volumes: Vec<String>, networks: Vec<String>) {
+    for container in &containers {
+        engine.remove(container).await;
+    }
+    for volume in &volumes {
+        if !engine.remove_volume(volume).await {
+            tracing::warn!(volume, "a job volume could not be removed");
+        }
+    }
+    for network in &networks {
+        engine.remove_network(network).await;
+    }
+}
+
+impl Drop for Debris {
+    fn drop(&mut self) {
+        let (containers, volumes, networks) = self.take();
+        if containers.is_empty() && volumes.is_empty() && networks.is_empty() {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let engine = self.engine.clone();
+            handle.spawn(async move { remove_all(&engine, containers, volumes, networks).await });
+        }
+    }
+}
+
 async fn build(
-    client: &ControllerClient,
-    engine: &Engine,
-    config: &RunnerConfig,
+    ctx: &JobContext<'_>,
     lease: &JobLease,
     log: &BuildLog,
-    cancel: &CancellationToken,
-) -> JobOutcome {
+    stop: &Stop,
+    debris: &mut Debris,
+    network: &mut Option<JobNetwork>,
+    timeout: Duration,
+) -> Result<String, Ended> {
+    let config = ctx.config;
     let mut timings = Timings::default();
-    let work = match tempfile::Builder::new()
-        .prefix("jamstack-job-")
+    let work = tempfile::Builder::new()
+        .prefix(JOB_DIR_PREFIX)
         .tempdir_in(&config.work_dir)
-    {
-        Ok(dir) => dir,
-        Err(e) => {
-            return failed(
+        .map_err(|e| {
+            failed(
                 None,
                 format!(
                     "the runner could not make a work directory in {}: {e}",
                     config.work_dir.display()
                 ),
-            );
-        }
-    };
+            )
+        })?;
     let checkout_dir = work.path().join("src");
 
     // 1. Fetch the exact commit.
@@ -161,7 +504,12 @@ async fn build(
     } else {
         format!("commit {}", &lease.commit_sha)
     };
-    log.say(&format!("Fetching {what} from {}", lease.repo_url)).await;
+    log.say(&format!(
+        "Fetching {what} from {} (time limit {})",
+        lease.repo_url,
+        format_duration(timeout)
+    ))
+    .await;
     let step = Instant::now();
     let fetched = {
         let (url, branch, sha, dest, token) = (
@@ -169,21 +517,35 @@ async fn build(
             lease.branch.clone(),
             lease.commit_sha.clone(),
             checkout_dir.clone(),
-            lease.github_token.clone(),
+            lease.git_token.clone(),
         );
+        let stop = stop.token().clone();
         tokio::task::spawn_blocking(move || {
-            git::checkout(&url, &branch, &sha, &dest, token.as_ref().map(|t| t.expose()))
+            let request = git::FetchRequest {
+                url: &url,
+                branch: &branch,
+                sha: &sha,
+                token: token.as_ref().map(|t| t.expose()),
+                stop: &stop,
+            };
+            git::checkout(&request, &dest)
         })
         .await
     };
     let commit = match fetched {
         Ok(Ok(commit)) => commit,
-        Ok(Err(e)) => return failed(None, e.to_string()),
-        Err(e) => return failed(None, format!("fetching the source crashed: {e}")),
+        Ok(Err(git::GitError::Stopped)) => return Err(Ended::Stopped),
+        Ok(Err(e)) => return Err(failed(None, e.to_string())),
+        Err(e) => return Err(failed(None, format!("fetching the source crashed: {e}"))),
     };
     timings.record("fetch", step);
+    let submodules = match commit.submodules {
+        0 => String::new(),
+        1 => " with 1 submodule".to_owned(),
+        n => format!(" with {n} submodules"),
+    };
     log.say(&format!(
-        "Checked out {} ({}) in {}",
+        "Checked out {} ({}){submodules} in {}",
         &commit.sha[..12.min(commit.sha.len())],
         commit.message.lines().next().unwrap_or(""),
         format_duration(step.elapsed())
@@ -194,15 +556,13 @@ async fn build(
         message: commit.message.clone(),
         author: commit.author.clone(),
     };
-    if let Err(e) = client.report_commit(lease, &info).await {
+    if let Err(e) = ctx.client.report_commit(lease, &info).await {
         tracing::warn!(job = lease.job_id, error = %e, "reporting the commit failed");
     }
     if lease.honour_skip_ci
         && let Some(marker) = jamstack_proto::skip_ci_marker(&commit.message)
     {
-        return JobOutcome::Skipped {
-            reason: format!("the commit's message says {marker}"),
-        };
+        return Err(Ended::Skipped(format!("the commit's message says {marker}")));
     }
 
     // 2. Read jamstack.toml.
@@ -210,42 +570,35 @@ async fn build(
         Ok(read) => read,
         Err(message) => {
             log.say(&format!("\x1b[31m{message}\x1b[0m")).await;
-            return failed(None, message);
+            return Err(failed(None, message));
         }
     };
-    if cancel.is_cancelled() {
-        return JobOutcome::Cancelled;
+    if stop.token().is_cancelled() {
+        return Err(Ended::Stopped);
     }
-    if let Some(ignore) = &settings.ignore {
-        match ignore_says_skip(
-            engine,
-            config,
+    if let Some(ignore) = &settings.ignore
+        && ignore_says_skip(
+            ctx,
             lease,
             &commit,
             &settings,
             ignore,
             &checkout_dir,
+            work.path(),
             log,
-            cancel,
+            stop,
+            debris,
         )
-        .await
-        {
-            Ok(true) => {
-                return JobOutcome::Skipped {
-                    reason: format!("the ignore command `{ignore}` exited 0"),
-                };
-            }
-            Ok(false) => {}
-            Err(outcome) => return outcome,
-        }
+        .await?
+    {
+        return Err(Ended::Skipped(format!("the ignore command `{ignore}` exited 0")));
     }
 
     // 3. Build in a container, or take the files as they are.
-    let publish_dir = match &settings.command {
+    let (publish_dir, cache_save) = match &settings.command {
         Some(command) => {
-            match run_in_container(
-                engine,
-                config,
+            let built = run_in_container(
+                ctx,
                 lease,
                 &commit,
                 &settings,
@@ -253,29 +606,28 @@ async fn build(
                 &checkout_dir,
                 work.path(),
                 log,
-                cancel,
+                stop,
+                debris,
+                network,
                 &mut timings,
             )
-            .await
-            {
-                Ok(dir) => dir,
-                Err(outcome) => return outcome,
-            }
+            .await?;
+            (built.publish_dir, built.cache)
         }
         None => {
             log.say("No build command: deploying the publish directory as it is in the repository")
                 .await;
-            checkout_dir.join(&settings.publish)
+            (checkout_dir.join(&settings.publish), None)
         }
     };
     if !publish_dir.is_dir() {
-        return failed(
+        return Err(failed(
             None,
             format!(
                 "the publish directory `{}` does not exist; check `publish` in jamstack.toml",
                 display_publish(&settings)
             ),
-        );
+        ));
     }
 
     // 4. Upload what the controller lacks and finalize.
@@ -288,38 +640,102 @@ async fn build(
     };
     let mut manifest = match manifest {
         Ok(Ok(manifest)) => manifest,
-        Ok(Err(e)) => return failed(None, e.to_string()),
-        Err(e) => return failed(None, format!("reading the publish directory crashed: {e}")),
+        Ok(Err(e)) => return Err(failed(None, e.to_string())),
+        Err(e) => {
+            return Err(failed(
+                None,
+                format!("reading the publish directory crashed: {e}"),
+            ));
+        }
     };
     (manifest.redirects, manifest.headers) = site.wire_rules();
-    match upload::upload(client, lease, manifest).await {
-        Ok(done) => {
-            timings.record("upload and publish", step);
-            log.say(&format!(
-                "Uploaded {} new of {} files ({} bytes) in {}",
-                done.uploaded_blobs,
-                done.files,
-                done.uploaded_bytes,
-                format_duration(step.elapsed())
-            ))
-            .await;
-            let where_ = if done.finalized.published {
-                "published; it is live now"
-            } else {
-                "ready (not published: this is not a production build, or publishing is locked)"
-            };
-            log.say(&format!(
-                "Deploy {} {where_}. Permalink: {}",
-                done.finalized.deploy_id, done.finalized.permalink
-            ))
-            .await;
-            log.say(&format!("Timings: {}", timings.summary())).await;
-            JobOutcome::Succeeded {
-                deploy_id: done.finalized.deploy_id,
+    let done = match upload::upload(ctx.client, lease, manifest).await {
+        Ok(done) => done,
+        Err(UploadError::Controller(ClientError::StaleLease)) => {
+            stop.stop(StopReason::LeaseLost);
+            return Err(Ended::Stopped);
+        }
+        Err(e) => return Err(failed(None, format!("uploading the deploy failed: {e}"))),
+    };
+    timings.record("upload and publish", step);
+    log.say(&format!(
+        "Uploaded {} new of {} files ({} bytes) in {}",
+        done.uploaded_blobs,
+        done.files,
+        done.uploaded_bytes,
+        format_duration(step.elapsed())
+    ))
+    .await;
+    let where_ = if done.finalized.published {
+        "published; it is live now"
+    } else {
+        "ready (not published: this is not a production build, or publishing is locked)"
+    };
+    log.say(&format!(
+        "Deploy {} {where_}. Permalink: {}",
+        done.finalized.deploy_id, done.finalized.permalink
+    ))
+    .await;
+
+    // 5. The build succeeded: its cache becomes the site's.
+    if let Some(save) = cache_save {
+        let step = Instant::now();
+        let version = format!("{:013}-{}", now_millis(), lease.job_id);
+        match cache::save(
+            ctx.engine,
+            &save.helper,
+            &save.volume,
+            &save.scratch,
+            save.empty,
+            &version,
+            config.cache_limit_bytes,
+            stop.token(),
+        )
+        .await
+        {
+            Ok(Saved::Saved(kib)) => {
+                timings.record("cache save", step);
+                log.say(&format!(
+                    "Saved the build cache ({}) in {}",
+                    kib_text(kib),
+                    format_duration(step.elapsed())
+                ))
+                .await;
+            }
+            Ok(Saved::Emptied) => {}
+            Ok(Saved::TooLarge { kib, limit_kib }) => {
+                log.say(&format!(
+                    "\x1b[33mThe build cache was not saved: {} is over this runner's limit of {}; \
+                     the previous cache stays\x1b[0m",
+                    kib_text(kib),
+                    kib_text(limit_kib)
+                ))
+                .await;
+            }
+            Err(e) => {
+                log.say(&format!(
+                    "\x1b[33mThe build cache was not saved: {e}; the previous cache stays\x1b[0m"
+                ))
+                .await;
             }
         }
-        Err(UploadError::Controller(ClientError::StaleLease)) => JobOutcome::Cancelled,
-        Err(e) => failed(None, format!("uploading the deploy failed: {e}")),
+    }
+    log.say(&format!("Timings: {}", timings.summary())).await;
+    Ok(done.finalized.deploy_id)
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn kib_text(kib: u64) -> String {
+    if kib >= 1024 {
+        format!("{:.1} MiB", kib as f64 / 1024.0)
+    } else {
+        format!("{kib} KiB")
     }
 }
 
@@ -347,10 +763,75 @@ async fn read_settings(
     Ok((config, settings))
 }
 
+/// What a successful container step hands on.
+struct Built {
+    publish_dir: PathBuf,
+    cache: Option<CacheSave>,
+}
+
+/// What saving the cache after the deploy needs.
+struct CacheSave {
+    helper: HelperSettings,
+    volume: CacheVolume,
+    scratch: String,
+    /// The build left its cache directory empty.
+    empty: bool,
+}
+
+/// The labels of a job's Docker objects.
+pub fn job_labels(ctx: &JobContext<'_>, lease: &JobLease, role: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::JOB.to_owned(), lease.job_id.to_string()),
+        (labels::BUILD.to_owned(), lease.build_id.to_string()),
+        (labels::RUNNER.to_owned(), ctx.config.name.clone()),
+        (labels::INSTANCE.to_owned(), ctx.instance.to_owned()),
+        (labels::ROLE.to_owned(), role.to_owned()),
+    ])
+}
+
+/// The environment of the build: jamstack.toml's, then the site's (whose
+/// secrets only trusted builds get), then the runner's own variables, which
+/// nothing overrides. Returns the names of the secrets withheld.
+pub fn build_environment(
+    lease: &JobLease,
+    commit_sha: &str,
+    settings: &BuildSettings,
+    cache: bool,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env: Vec<(String, String)> = settings
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut withheld = Vec::new();
+    for var in &lease.settings.environment {
+        if var.secret && !lease.trusted {
+            withheld.push(var.name.clone());
+            continue;
+        }
+        env.retain(|(name, _)| name != &var.name);
+        env.push((var.name.clone(), var.value.clone()));
+    }
+    let mut platform = vec![
+        ("CI".to_owned(), "true".to_owned()),
+        ("COMMIT_REF".to_owned(), commit_sha.to_owned()),
+        ("BRANCH".to_owned(), lease.branch.clone()),
+        ("HEAD".to_owned(), lease.branch.clone()),
+        ("CONTEXT".to_owned(), lease.context.as_str().to_owned()),
+        ("SITE_NAME".to_owned(), lease.site.clone()),
+        ("BUILD_ID".to_owned(), lease.build_id.to_string()),
+    ];
+    if cache {
+        platform.push((CACHE_ENV.to_owned(), CACHE_DIR.to_owned()));
+    }
+    env.retain(|(name, _)| !platform.iter().any(|(p, _)| p == name));
+    env.extend(platform);
+    (env, withheld)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_in_container(
-    engine: &Engine,
-    config: &RunnerConfig,
+    ctx: &JobContext<'_>,
     lease: &JobLease,
     commit: &git::CheckedOut,
     settings: &BuildSettings,
@@ -358,144 +839,319 @@ async fn run_in_container(
     checkout: &Path,
     work: &Path,
     log: &BuildLog,
-    cancel: &CancellationToken,
+    stop: &Stop,
+    debris: &mut Debris,
+    job_network: &mut Option<JobNetwork>,
     timings: &mut Timings,
-) -> Result<PathBuf, JobOutcome> {
+) -> Result<Built, Ended> {
+    let (engine, config) = (ctx.engine, ctx.config);
     let image = settings
         .image
         .clone()
         .unwrap_or_else(|| config.default_image.clone());
-    let step = Instant::now();
-    if let Err(e) = engine.ensure_image(&image).await {
-        return Err(failed(None, e.to_string()));
+    if !docker::image_allowed(&image, &config.allowed_images) {
+        return Err(failed(
+            None,
+            format!(
+                "image `{image}` is not allowed on this runner (allowed: {}); set `image` in jamstack.toml to one of those",
+                config.allowed_images.join(", ")
+            ),
+        ));
     }
-    let env = build_env(lease, commit, settings);
+    let step = Instant::now();
+    match engine.ensure_image(&image, config.pull_policy).await {
+        Ok(ImageReady::Present) => {}
+        Ok(ImageReady::Pulled) => log.say(&format!("Pulled {image}")).await,
+        Ok(ImageReady::Stale { detail }) => {
+            log.say(&format!(
+                "\x1b[33mCould not pull a newer {image} ({detail}); using the copy on this runner\x1b[0m"
+            ))
+            .await;
+        }
+        Err(e) => return Err(failed(None, e.to_string())),
+    }
+    let (limits, notes) = resolve_limits(config.limits, config.max_limits, &lease.settings);
+    for note in notes {
+        log.say(&note).await;
+    }
+    let cache_volume = CacheVolume::new(
+        &lease.settings.cache.key,
+        lease.trusted,
+        lease.settings.cache.generation,
+    );
+    let (env, withheld) = build_environment(lease, &commit.sha, settings, cache_volume.is_some());
+    if !withheld.is_empty() {
+        log.say(&format!(
+            "Secret variables withheld: this build's code does not come from the site's repository ({})",
+            withheld.join(", ")
+        ))
+        .await;
+    }
+    let name = job_object_name(lease);
+
+    // The network, the scratch cache and the source archive are independent.
+    let network = async {
+        match job_network {
+            None => Ok(Network::DefaultBridge),
+            Some(network) => network
+                .ready()
+                .await
+                .map(|()| Network::Named(network.name.clone())),
+        }
+    };
+    let scratch = format!("{name}-cache");
+    if cache_volume.is_some() {
+        // Listed before it is made, so no early return can leave it behind.
+        debris.volumes.push(scratch.clone());
+    }
+    let scratch_volume = async {
+        match &cache_volume {
+            Some(_) => {
+                engine
+                    .create_volume(&scratch, &job_labels(ctx, lease, "scratch-cache"))
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let tar_path = work.join("source.tar");
+    let source_tar = {
+        let (source, tar_path) = (checkout.to_path_buf(), tar_path.clone());
+        let extra: &'static [&'static str] = if cache_volume.is_some() { &["cache"] } else { &[] };
+        tokio::task::spawn_blocking(move || docker::write_workspace_tar(&source, extra, &tar_path))
+    };
+    let retire = async {
+        if let Some(cache) = &cache_volume {
+            cache::retire_old_generations(engine, &cache.key, cache.generation).await
+        } else {
+            0
+        }
+    };
+    let (network, scratch_made, packed, retired) = tokio::join!(network, scratch_volume, source_tar, retire);
+    let network = match network {
+        Ok(network) => network,
+        Err(NetworkError::PoolExhausted(e)) => {
+            log.say(&format!(
+                "\x1b[33mDocker has no address space left for a network of this build's own ({e}); \
+                 it runs on the default bridge. Remove unused networks (docker network prune) to restore isolation\x1b[0m"
+            ))
+            .await;
+            Network::DefaultBridge
+        }
+        Err(NetworkError::Other(e)) => return Err(failed(None, format!("making the build's network: {e}"))),
+    };
+    if let Err(e) = scratch_made {
+        return Err(failed(None, format!("making the build's cache volume: {e}")));
+    }
+    match packed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(failed(None, format!("packing the source: {e}"))),
+        Err(e) => return Err(failed(None, format!("packing the source crashed: {e}"))),
+    }
+    if retired > 0 {
+        log.say(&format!(
+            "Removed {retired} build cache volume(s) of earlier cache generations"
+        ))
+        .await;
+    }
+
     let working_dir = join_workspace(&settings.base);
+    let mounts = match &cache_volume {
+        Some(_) => vec![VolumeMount {
+            volume: scratch.clone(),
+            target: CACHE_DIR.to_owned(),
+            read_only: false,
+        }],
+        None => Vec::new(),
+    };
     let spec = ContainerSpec {
+        name: name.clone(),
         image: image.clone(),
         command: command.to_owned(),
         working_dir: working_dir.clone(),
         env,
-        job_id: lease.job_id,
-        lease_id: lease.lease_id.clone(),
-        runner: config.name.clone(),
-        limits: config.limits,
+        labels: job_labels(ctx, lease, "build"),
+        limits,
+        network,
+        mounts,
     };
-    let source = checkout.to_path_buf();
-    let tar = match tokio::task::spawn_blocking(move || crate::docker::workspace_tar(&source)).await {
-        Ok(Ok(tar)) => bytes::Bytes::from(tar),
-        Ok(Err(e)) => return Err(failed(None, format!("packing the source: {e}"))),
-        Err(e) => return Err(failed(None, format!("packing the source crashed: {e}"))),
+    let container = engine
+        .create(&spec)
+        .await
+        .map_err(|e| failed(None, format!("creating the build container: {e}")))?;
+    debris.containers.push(container.clone());
+    engine
+        .upload_tar_file(&container, &tar_path)
+        .await
+        .map_err(|e| failed(None, format!("copying the source into the container: {e}")))?;
+    let _ = std::fs::remove_file(&tar_path);
+    timings.record("container setup", step);
+
+    let helper = HelperSettings {
+        image: config.helper_image.clone(),
+        limits: Limits {
+            memory_bytes: 256 * 1024 * 1024,
+            nano_cpus: 1_000_000_000,
+            pids: 64,
+        },
+        labels: job_labels(ctx, lease, "cache-helper"),
+        name: name.clone(),
     };
-    let container = match engine.create(&spec).await {
-        Ok(id) => id,
-        Err(e) => return Err(failed(None, format!("creating the build container: {e}"))),
-    };
-    let result = async {
-        engine.upload(&container, tar).await?;
-        timings.record("container setup", step);
-        log.say(&format!("Running `{command}` in {image} (in {working_dir})"))
-            .await;
+    if let Some(cache) = &cache_volume {
         let step = Instant::now();
-        let (exit, start) = engine.run(&container, log.sender(), cancel).await?;
-        timings.0.push(("container start", start));
-        timings.0.push(("build", step.elapsed().saturating_sub(start)));
-        if exit
-            != (Exit::Code {
-                code: 0,
-                oom_killed: false,
-            })
+        let restored = match engine
+            .ensure_image(&helper.image, docker::PullPolicy::IfNotPresent)
+            .await
         {
-            return Ok::<_, DockerError>(Err(exit));
+            Ok(_) => cache::restore(engine, &helper, cache, &scratch, stop.token()).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match restored {
+            Ok(None) => {
+                log.say(&format!(
+                    "No build cache yet; {CACHE_ENV}={CACHE_DIR} starts empty"
+                ))
+                .await
+            }
+            Ok(Some(kib)) => {
+                timings.record("cache restore", step);
+                log.say(&format!(
+                    "Restored the build cache ({}) into {CACHE_DIR} in {}",
+                    kib_text(kib),
+                    format_duration(step.elapsed())
+                ))
+                .await;
+            }
+            Err(_) if stop.token().is_cancelled() => return Err(Ended::Stopped),
+            Err(e) => {
+                log.say(&format!(
+                    "\x1b[33mThe build cache could not be restored ({e}); the build starts without it\x1b[0m"
+                ))
+                .await;
+            }
         }
-        let step = Instant::now();
-        let dir = engine
-            .download(&container, &join_workspace(&settings.publish), work)
-            .await?;
-        timings.record("collect output", step);
-        Ok(Ok(dir))
     }
+
+    log.say(&format!(
+        "Running `{command}` in {image} (in {working_dir}; {} MiB memory, {} CPUs, {} processes)",
+        limits.memory_bytes / (1024 * 1024),
+        limits.nano_cpus as f64 / 1e9,
+        limits.pids
+    ))
     .await;
-    engine.remove(&container).await;
-    match result {
-        Ok(Ok(dir)) => Ok(dir),
-        Ok(Err(Exit::Cancelled)) => Err(JobOutcome::Cancelled),
-        Ok(Err(Exit::Code {
+    let step = Instant::now();
+    let (exit, start) = engine
+        .run(&container, log.sender(), stop.token(), config.stop_grace)
+        .await
+        .map_err(|e| failed(None, e.to_string()))?;
+    timings.0.push(("container start", start));
+    timings.0.push(("build", step.elapsed().saturating_sub(start)));
+    match exit {
+        Exit::Stopped => return Err(Ended::Stopped),
+        Exit::Code {
             code,
             oom_killed: true,
-        })) => Err(failed(
-            Some(code),
-            format!(
-                "the build ran out of memory (limit {} MiB) and was killed; lower its memory use or raise the limit",
-                config.limits.memory_bytes / (1024 * 1024)
-            ),
-        )),
-        Ok(Err(Exit::Code { code, .. })) => Err(failed(
-            Some(code),
-            format!("the build command exited with {code}"),
-        )),
-        Err(e) => Err(failed(None, e.to_string())),
+        } => {
+            return Err(failed(
+                Some(code),
+                format!(
+                    "the build ran out of memory (limit {} MiB) and was killed; lower its memory use \
+                     or raise the site's memory limit",
+                    limits.memory_bytes / (1024 * 1024)
+                ),
+            ));
+        }
+        Exit::Code { code, .. } if code != 0 => {
+            return Err(failed(
+                Some(code),
+                format!("the build command exited with {code}"),
+            ));
+        }
+        Exit::Code { .. } => {}
     }
-}
-
-/// The environment of the build (and of the `ignore` command).
-fn build_env(lease: &JobLease, commit: &git::CheckedOut, settings: &BuildSettings) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = settings
-        .environment
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    env.extend([
-        ("CI".to_owned(), "true".to_owned()),
-        ("COMMIT_REF".to_owned(), commit.sha.clone()),
-        ("BRANCH".to_owned(), lease.branch.clone()),
-        ("HEAD".to_owned(), lease.branch.clone()),
-        ("CONTEXT".to_owned(), lease.context.as_str().to_owned()),
-        ("SITE_NAME".to_owned(), lease.site.clone()),
-        ("BUILD_ID".to_owned(), lease.build_id.to_string()),
-    ]);
-    env
+    let step = Instant::now();
+    let publish_dir = engine
+        .download(&container, &join_workspace(&settings.publish), work)
+        .await
+        .map_err(|e| failed(None, e.to_string()))?;
+    let cache = match cache_volume {
+        Some(volume) => {
+            let empty = !engine
+                .dir_has_entries(&container, CACHE_DIR)
+                .await
+                .unwrap_or(true);
+            Some(CacheSave {
+                helper,
+                volume,
+                scratch,
+                empty,
+            })
+        }
+        None => None,
+    };
+    timings.record("collect output", step);
+    Ok(Built { publish_dir, cache })
 }
 
 /// Runs the site's `ignore` command in its own build container, with the
-/// build's image, source and environment; exit status 0 means "nothing to
-/// build" (Netlify's rule). Any other status builds, so a broken ignore
-/// command never hides a change; its output is in the log either way.
+/// build's image, source and environment (secrets withheld from untrusted
+/// builds as for the build itself); exit status 0 means "nothing to build"
+/// (Netlify's rule). Any other status builds, so a broken ignore command
+/// never hides a change; its output is in the log either way.
 #[allow(clippy::too_many_arguments)]
 async fn ignore_says_skip(
-    engine: &Engine,
-    config: &RunnerConfig,
+    ctx: &JobContext<'_>,
     lease: &JobLease,
     commit: &git::CheckedOut,
     settings: &BuildSettings,
     ignore: &str,
     checkout: &Path,
+    work: &Path,
     log: &BuildLog,
-    cancel: &CancellationToken,
-) -> Result<bool, JobOutcome> {
+    stop: &Stop,
+    debris: &mut Debris,
+) -> Result<bool, Ended> {
+    let (engine, config) = (ctx.engine, ctx.config);
     let image = settings
         .image
         .clone()
         .unwrap_or_else(|| config.default_image.clone());
-    if let Err(e) = engine.ensure_image(&image).await {
-        return Err(failed(None, e.to_string()));
+    if !docker::image_allowed(&image, &config.allowed_images) {
+        return Err(failed(
+            None,
+            format!(
+                "image `{image}` is not allowed on this runner (allowed: {}); set `image` in jamstack.toml to one of those",
+                config.allowed_images.join(", ")
+            ),
+        ));
     }
+    engine
+        .ensure_image(&image, config.pull_policy)
+        .await
+        .map_err(|e| failed(None, e.to_string()))?;
+    let (env, _withheld) = build_environment(lease, &commit.sha, settings, false);
+    let (limits, _notes) = resolve_limits(config.limits, config.max_limits, &lease.settings);
     let spec = ContainerSpec {
+        name: format!("{}-ignore", job_object_name(lease)),
         image: image.clone(),
         command: ignore.to_owned(),
         working_dir: join_workspace(&settings.base),
-        env: build_env(lease, commit, settings),
-        job_id: lease.job_id,
-        lease_id: lease.lease_id.clone(),
-        runner: config.name.clone(),
-        limits: config.limits,
+        env,
+        labels: job_labels(ctx, lease, "ignore"),
+        limits,
+        network: Network::DefaultBridge,
+        mounts: Vec::new(),
     };
-    let source = checkout.to_path_buf();
-    let tar = match tokio::task::spawn_blocking(move || crate::docker::workspace_tar(&source)).await {
-        Ok(Ok(tar)) => bytes::Bytes::from(tar),
+    let tar_path = work.join("ignore-source.tar");
+    let packed = {
+        let (source, tar_path) = (checkout.to_path_buf(), tar_path.clone());
+        tokio::task::spawn_blocking(move || docker::write_workspace_tar(&source, &[], &tar_path)).await
+    };
+    match packed {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(failed(None, format!("packing the source: {e}"))),
         Err(e) => return Err(failed(None, format!("packing the source crashed: {e}"))),
-    };
+    }
     log.say(&format!("Running the ignore command `{ignore}` in {image}"))
         .await;
     let container = engine.create(&spec).await.map_err(|e| {
@@ -504,12 +1160,14 @@ async fn ignore_says_skip(
             format!("creating the container for the ignore command: {e}"),
         )
     })?;
+    debris.containers.push(container.clone());
     let ran = async {
-        engine.upload(&container, tar).await?;
-        engine.run(&container, log.sender(), cancel).await
+        engine.upload_tar_file(&container, &tar_path).await?;
+        engine
+            .run(&container, log.sender(), stop.token(), config.stop_grace)
+            .await
     }
     .await;
-    engine.remove(&container).await;
     match ran {
         Ok((Exit::Code { code: 0, .. }, _)) => Ok(true),
         Ok((Exit::Code { code, .. }, _)) => {
@@ -517,7 +1175,7 @@ async fn ignore_says_skip(
                 .await;
             Ok(false)
         }
-        Ok((Exit::Cancelled, _)) => Err(JobOutcome::Cancelled),
+        Ok((_, _)) => Err(Ended::Stopped),
         Err(e) => Err(failed(None, format!("running the ignore command: {e}"))),
     }
 }
@@ -535,6 +1193,7 @@ fn join_workspace(relative: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jamstack_proto::{BuildContext, CacheRef, EnvVar};
 
     #[test]
     fn paths_in_the_container_sit_under_the_workspace() {
@@ -548,5 +1207,119 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(1234)), "1.23s");
         assert_eq!(format_duration(Duration::from_millis(87)), "87ms");
         assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn a_site_may_lower_its_limits_but_not_raise_them_past_the_runners_maximum() {
+        let default = Limits::default();
+        let max = Limits {
+            memory_bytes: 4096 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let site = SiteBuildSettings {
+            memory_mib: Some(8192),
+            pids: Some(64),
+            ..Default::default()
+        };
+        let (limits, notes) = resolve_limits(default, max, &site);
+        assert_eq!(limits.memory_bytes, 4096 * 1024 * 1024);
+        assert_eq!(limits.pids, 64);
+        assert_eq!(limits.nano_cpus, default.nano_cpus);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("8192 MiB") && notes[0].contains("4096 MiB"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_site_timeout_is_capped_by_the_runner() {
+        let mut config = RunnerConfig::new("http://x", "t");
+        config.max_timeout = Duration::from_secs(600);
+        let site = |s| SiteBuildSettings {
+            timeout_seconds: s,
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve_timeout(&config, &site(Some(60))).0,
+            Duration::from_secs(60)
+        );
+        let (capped, note) = resolve_timeout(&config, &site(Some(3600)));
+        assert_eq!(capped, Duration::from_secs(600));
+        assert!(note.unwrap().contains("maximum"));
+        assert_eq!(resolve_timeout(&config, &site(None)).0, Duration::from_secs(600));
+    }
+
+    fn lease(trusted: bool) -> JobLease {
+        JobLease {
+            job_id: 1,
+            lease_id: "l".into(),
+            build_id: 2,
+            attempt: 1,
+            site: "blog".into(),
+            repo_url: "/tmp/x".into(),
+            commit_sha: String::new(),
+            branch: "main".into(),
+            context: BuildContext::Production,
+            pr_number: None,
+            lease_seconds: 60,
+            honour_skip_ci: false,
+            trusted,
+            settings: SiteBuildSettings {
+                environment: vec![
+                    EnvVar {
+                        name: "API_KEY".into(),
+                        value: "k-123456".into(),
+                        secret: true,
+                    },
+                    EnvVar {
+                        name: "THEME".into(),
+                        value: "dark".into(),
+                        secret: false,
+                    },
+                    EnvVar {
+                        name: "CONTEXT".into(),
+                        value: "mine".into(),
+                        secret: false,
+                    },
+                ],
+                cache: CacheRef {
+                    key: "k".into(),
+                    generation: 0,
+                },
+                ..Default::default()
+            },
+            git_token: Some(jamstack_proto::Secret::new("ghs_token_value")),
+        }
+    }
+
+    #[test]
+    fn site_variables_override_the_file_and_the_runners_own_override_both() {
+        let settings = BuildSettings {
+            environment: [("THEME".to_owned(), "light".to_owned())].into(),
+            ..Default::default()
+        };
+        let (env, withheld) = build_environment(&lease(true), "abc", &settings, true);
+        let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("THEME"), Some("dark"));
+        assert_eq!(get("API_KEY"), Some("k-123456"));
+        assert_eq!(get("CONTEXT"), Some("production"));
+        assert_eq!(get(CACHE_ENV), Some(CACHE_DIR));
+        assert!(withheld.is_empty());
+        assert_eq!(env.iter().filter(|(n, _)| n == "CONTEXT").count(), 1);
+        assert!(
+            !env.iter().any(|(_, v)| v.contains("ghs_token_value")),
+            "the git token never reaches the container"
+        );
+    }
+
+    #[test]
+    fn untrusted_builds_get_no_secrets_but_secrets_are_masked_all_the_same() {
+        let lease = lease(false);
+        let (env, withheld) = build_environment(&lease, "abc", &BuildSettings::default(), true);
+        assert!(!env.iter().any(|(n, _)| n == "API_KEY"));
+        assert_eq!(withheld, ["API_KEY"]);
+        let masker = masker_for(&lease);
+        assert_eq!(masker.mask_str("k-123456 ghs_token_value"), "*** ***");
     }
 }

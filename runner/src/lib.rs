@@ -1,26 +1,36 @@
 //! The runner: leases build jobs from a controller and runs them in Docker.
 //!
-//! [`run`] connects to the controller (checking the protocol version and the
-//! Docker engine first), then loops: lease a job, run it with
+//! [`Runner::start`] takes its work directory (one runner per directory),
+//! removes what a crashed earlier life of this runner left on the Docker
+//! engine, and connects to the controller (checking the protocol version);
+//! [`Runner::run_until`] then loops: lease a job, run it with
 //! [`job::run_job`], repeat. A job fetches its commit ([`git`]), reads
-//! `jamstack.toml` ([`site_config`]), builds in a container ([`docker`]),
-//! streams its log ([`build_log`]) and uploads the publish directory
-//! ([`upload`]). The runner holds no database or bucket credentials: all it
-//! knows is its controller URL and its token ([`client`]).
+//! `jamstack.toml` ([`site_config`]), builds in a container ([`docker`]) with
+//! the site's cache ([`cache`]), streams its log ([`build_log`], formatted
+//! and masked by [`log_format`] and [`masking`]) and uploads the publish
+//! directory ([`upload`]). The runner holds no database or bucket
+//! credentials: all it knows is its controller URL and its token
+//! ([`client`]).
 
 pub mod build_log;
+pub mod cache;
 pub mod client;
 pub mod docker;
 pub mod git;
 pub mod job;
+pub mod log_format;
+pub mod masking;
 pub mod site_config;
 pub mod upload;
 
+use anyhow::Context as _;
 use client::{ClientError, ControllerClient};
-use docker::{Engine, Limits};
-use jamstack_proto::RegisterRequest;
-use std::path::PathBuf;
+use docker::{Engine, Limits, PullPolicy};
+use jamstack_proto::{JobLease, RegisterRequest};
+use log_format::LogLimits;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -34,12 +44,33 @@ pub struct RunnerConfig {
     pub labels: Vec<String>,
     /// Jobs run at once.
     pub slots: u32,
-    /// Where checkouts and build outputs live while a job runs, and where
-    /// the runner keeps its token.
+    /// Where checkouts and build outputs live while a job runs, and the
+    /// runner's own state (its token among it). One runner per directory.
     pub work_dir: PathBuf,
     /// The image for sites whose jamstack.toml names none.
     pub default_image: String,
+    /// Limits of a build whose site sets none.
     pub limits: Limits,
+    /// The most a site may ask for; larger asks are lowered to this.
+    pub max_limits: Limits,
+    /// How long a build may run when its site sets no timeout.
+    pub default_timeout: Duration,
+    /// The longest timeout a site may ask for.
+    pub max_timeout: Duration,
+    /// How long a stopped build gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    pub pull_policy: PullPolicy,
+    /// Images builds may use (`*` matches anything); empty allows all.
+    pub allowed_images: Vec<String>,
+    /// The image the cache copies run in: it needs `sh`, `cp`, `mv`, `rm`,
+    /// `du`, `cut` and `find`.
+    pub helper_image: String,
+    pub log_limits: LogLimits,
+    /// The largest build cache kept per site; a larger one is not saved.
+    pub cache_limit_bytes: u64,
+    /// Give every build a bridge network of its own, so builds cannot
+    /// reach each other (or other containers on the default bridge).
+    pub network_per_job: bool,
     /// How long one lease request waits for a job.
     pub lease_wait: Duration,
 }
@@ -56,6 +87,16 @@ impl RunnerConfig {
             work_dir: std::env::temp_dir().join("jamstack-runner"),
             default_image: "jamstack/busybox:1".to_owned(),
             limits: Limits::default(),
+            max_limits: Limits::default(),
+            default_timeout: Duration::from_secs(30 * 60),
+            max_timeout: Duration::from_secs(2 * 60 * 60),
+            stop_grace: Duration::from_secs(5),
+            pull_policy: PullPolicy::IfNotPresent,
+            allowed_images: Vec::new(),
+            helper_image: "jamstack/busybox:1".to_owned(),
+            log_limits: LogLimits::default(),
+            cache_limit_bytes: 2 * 1024 * 1024 * 1024,
+            network_per_job: true,
             lease_wait: Duration::from_secs(30),
         }
     }
@@ -133,67 +174,184 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Runs jobs until the process ends. Returns an error only for what the
-/// runner cannot work without: Docker, a controller that speaks its
-/// protocol version, a valid token.
-pub async fn run(config: RunnerConfig) -> anyhow::Result<()> {
-    install_tls_provider();
-    std::fs::create_dir_all(&config.work_dir)?;
-    let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
-    let token = obtain_token(&config).await?;
-    let client = ControllerClient::new(&config.controller_url, &token);
-    let connected = loop {
-        match client.connect(&config.name).await {
-            Ok(answer) => break answer,
-            Err(ClientError::Unreachable(e)) => {
-                tracing::warn!(controller = %config.controller_url, error = %e, "controller unreachable; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+/// The file in the work directory naming the runner instance that uses it.
+pub const INSTANCE_FILE: &str = "runner-instance";
+const LOCK_FILE: &str = "runner.lock";
+
+/// A started runner: it holds its work directory and knows its instance id,
+/// the label on every Docker object it makes.
+#[derive(Debug)]
+pub struct Runner {
+    config: RunnerConfig,
+    client: ControllerClient,
+    engine: Engine,
+    instance: String,
+    heartbeat: Duration,
+    /// Held for the runner's life: a second runner on the same work
+    /// directory would take this one's objects for debris.
+    _lock: std::fs::File,
+}
+
+impl Runner {
+    /// Takes the work directory, clears what an earlier life of this runner
+    /// left behind, and connects. Fails only for what the runner cannot work
+    /// without: Docker, a free work directory, a controller that speaks its
+    /// protocol version, a valid token.
+    pub async fn start(config: RunnerConfig) -> anyhow::Result<Self> {
+        install_tls_provider();
+        std::fs::create_dir_all(&config.work_dir)
+            .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
+        let lock = lock_work_dir(&config.work_dir)?;
+        let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
+        clear_earlier_life(&engine, &config.work_dir).await?;
+        let instance = job::random_id();
+        std::fs::write(config.work_dir.join(INSTANCE_FILE), &instance)
+            .context("writing the runner's instance file")?;
+        let token = obtain_token(&config).await?;
+        let client = ControllerClient::new(&config.controller_url, &token);
+        let connected = loop {
+            match client.connect(&config.name).await {
+                Ok(answer) => break answer,
+                Err(ClientError::Unreachable(e)) => {
+                    tracing::warn!(controller = %config.controller_url, error = %e, "controller unreachable; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => anyhow::bail!("connecting to the controller at {}: {e}", config.controller_url),
             }
-            Err(e) => anyhow::bail!("connecting to the controller at {}: {e}", config.controller_url),
-        }
-    };
-    let heartbeat = Duration::from_secs(connected.heartbeat_seconds.max(1));
-    tracing::info!(
-        controller = %config.controller_url, runner = %config.name, slots = config.slots,
-        "runner connected; waiting for jobs"
-    );
-    let mut slots = tokio::task::JoinSet::new();
-    for _ in 0..config.slots.max(1) {
-        let (client, engine, config) = (client.clone(), engine.clone(), config.clone());
-        slots.spawn(async move { work_slot(&client, &engine, &config, heartbeat).await });
+        };
+        let heartbeat = Duration::from_secs(connected.heartbeat_seconds.max(1));
+        tracing::info!(controller = %config.controller_url, runner = %config.name, instance, "runner connected");
+        Ok(Runner {
+            config,
+            client,
+            engine,
+            instance,
+            heartbeat,
+            _lock: lock,
+        })
     }
-    // Every slot runs until the controller refuses the runner.
-    match slots.join_next().await {
-        Some(Ok(result)) => result,
-        Some(Err(e)) => Err(anyhow::anyhow!("a runner slot crashed: {e}")),
-        None => Ok(()),
+
+    /// The id on the `org.jamstack.runner.instance` label of everything
+    /// this runner makes.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn client(&self) -> &ControllerClient {
+        &self.client
+    }
+
+    /// Runs one leased job to its end and reports it.
+    pub async fn run_job(&self, lease: JobLease, shutdown: &CancellationToken) {
+        let context = job::JobContext {
+            client: &self.client,
+            engine: &self.engine,
+            config: &self.config,
+            instance: &self.instance,
+            heartbeat: self.heartbeat,
+            shutdown,
+        };
+        job::run_job(&context, lease).await;
+    }
+
+    /// Leases and runs jobs until `shutdown`, as many at once as the runner
+    /// has slots; a job running then is stopped and cleaned up, and left to
+    /// the controller to hand out again.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(runner = %self.config.name, slots = self.config.slots, "waiting for jobs");
+        let slots = (0..self.config.slots.max(1)).map(|_| self.work_slot(&shutdown));
+        let ended = futures_util::future::join_all(slots).await;
+        tracing::info!(runner = %self.config.name, "runner stopped");
+        ended.into_iter().collect::<anyhow::Result<Vec<()>>>().map(|_| ())
+    }
+
+    async fn work_slot(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        while !shutdown.is_cancelled() {
+            let leased = tokio::select! {
+                leased = self.client.lease(&self.config.name, self.config.lease_wait) => leased,
+                () = shutdown.cancelled() => break,
+            };
+            match leased {
+                Ok(Some(lease)) => {
+                    tracing::info!(job = lease.job_id, build = lease.build_id, site = %lease.site, "job leased");
+                    self.run_job(lease, shutdown).await;
+                }
+                Ok(None) => {}
+                Err(e @ (ClientError::VersionMismatch(_) | ClientError::Refused { .. })) => {
+                    anyhow::bail!(
+                        "the controller refused this runner: {e}. If its token was revoked, delete {} and \
+                         register again",
+                        self.config.token_file().display()
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "leasing failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-async fn work_slot(
-    client: &ControllerClient,
-    engine: &Engine,
-    config: &RunnerConfig,
-    heartbeat: Duration,
-) -> anyhow::Result<()> {
-    loop {
-        match client.lease(&config.name, config.lease_wait).await {
-            Ok(Some(lease)) => {
-                tracing::info!(job = lease.job_id, build = lease.build_id, site = %lease.site, "job leased");
-                job::run_job(client, engine, config, heartbeat, lease).await;
-            }
-            Ok(None) => {}
-            Err(e @ (ClientError::VersionMismatch(_) | ClientError::Refused { .. })) => {
-                anyhow::bail!(
-                    "the controller refused this runner: {e}. If its token was revoked, delete {} and \
-                     register again",
-                    config.token_file().display()
+/// Starts a runner and runs jobs until the process ends.
+pub async fn run(config: RunnerConfig) -> anyhow::Result<()> {
+    Runner::start(config)
+        .await?
+        .run_until(CancellationToken::new())
+        .await
+}
+
+fn lock_work_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another runner is using the work directory {}; give each runner its own (--work-dir)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::from(e).context(format!("locking {}", path.display())))
+        }
+    }
+}
+
+/// Removes the containers, volumes and networks of the runner instance
+/// named in the work directory (this runner's previous life, which ended
+/// without cleaning up), and its leftover job folders.
+async fn clear_earlier_life(engine: &Engine, work_dir: &Path) -> anyhow::Result<()> {
+    if let Ok(previous) = std::fs::read_to_string(work_dir.join(INSTANCE_FILE)) {
+        let previous = previous.trim();
+        if !previous.is_empty() {
+            let removed = engine
+                .remove_left_by(previous)
+                .await
+                .context("removing what the runner's previous run left on the Docker engine")?;
+            if removed != docker::Removed::default() {
+                tracing::warn!(
+                    previous,
+                    containers = removed.containers,
+                    volumes = removed.volumes,
+                    networks = removed.networks,
+                    "removed what the runner's previous run left behind"
                 );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "leasing failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
     }
+    for entry in std::fs::read_dir(work_dir)?.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(job::JOB_DIR_PREFIX)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
 }

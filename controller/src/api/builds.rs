@@ -18,6 +18,9 @@ pub struct TriggerBuild {
     pub branch: Option<String>,
     /// Defaults to the branch's head at fetch time.
     pub commit_sha: Option<String>,
+    /// Empty the site's build cache first ("clear cache and rebuild").
+    #[serde(default)]
+    pub clear_cache: bool,
 }
 
 pub async fn trigger(
@@ -33,6 +36,10 @@ pub async fn trigger(
         return Err(bad_request(format!(
             "commit_sha `{commit_sha}` is not a full 40-hex commit id"
         )));
+    }
+    if body.clear_cache {
+        let generation = state.db.bump_cache_generation(site.id).await?;
+        tracing::info!(site = %site.name, generation, "build cache cleared for a rebuild");
     }
     let branch = body.branch.unwrap_or_else(|| site.production_branch.clone());
     let context = if branch == site.production_branch {
@@ -129,5 +136,7 @@ pub async fn attempts(
 pub async fn cancel(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
     let build = find_build(&state, id).await?;
     crate::builds::cancel_builds(&state, build.site_id, &[id]).await?;
+    // A runner waiting in a heartbeat on this build hears of it now.
+    state.cancellations.notify_waiters();
     Ok(Json(find_build(&state, id).await?))
 }

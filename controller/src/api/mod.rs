@@ -7,6 +7,7 @@ pub mod deploys;
 pub mod github;
 pub mod log_stream;
 pub mod runners;
+pub mod site_settings;
 pub mod sites;
 pub mod webhooks;
 

@@ -496,6 +496,22 @@ impl Database {
         Ok(row.map(|r| r.get::<i64, _>(0) != 0))
     }
 
+    /// Whether cancellation was asked for the job, or `None` when
+    /// `lease_id` is not its live lease. A read: heartbeats that wait for a
+    /// cancel look often.
+    pub async fn cancel_requested(&self, job_id: i64, lease_id: &str) -> anyhow::Result<Option<bool>> {
+        let row = sqlx::query(
+            "SELECT cancel_requested FROM jobs WHERE id = $1 AND lease_id = $2 \
+             AND state = 'leased' AND lease_expires_at > $3",
+        )
+        .bind(job_id)
+        .bind(lease_id)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0) != 0))
+    }
+
     /// Ends a job under its lease and records how the build ended: `error`
     /// is the message of a failed build, or the reason of a skipped one.
     /// Returns the build, or `None` when the lease was not live (nothing is

@@ -5,8 +5,9 @@
 //! chosen by the URL. Each backend has its own migrations folder with the
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
-//! and settings, webhook deliveries, and GitHub (installations and what was
-//! reported back). Timestamps are Unix milliseconds.
+//! and settings, sites' build settings (`site_settings`), webhook
+//! deliveries, and GitHub (installations and what was reported back).
+//! Timestamps are Unix milliseconds.
 
 mod aliases;
 mod blobs;
@@ -20,6 +21,7 @@ mod relay;
 mod retention;
 mod runners;
 mod settings;
+mod site_settings;
 mod sites;
 
 pub use blobs::{BlobToCompress, SweptBlob};
@@ -32,6 +34,7 @@ pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::TokenKind;
+pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits};
 pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
 
 use anyhow::Context as _;

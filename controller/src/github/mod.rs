@@ -13,7 +13,7 @@ pub mod signature;
 use crate::db::Site;
 use crate::state::AppState;
 use client::{CallError, Credentials};
-use jamstack_proto::SecretToken;
+use jamstack_proto::Secret;
 use octocrab::models::webhook_events::payload::{
     InstallationRepositoriesWebhookEventAction, InstallationWebhookEventAction, PullRequestWebhookEventAction,
 };
@@ -137,7 +137,7 @@ pub async fn credentials_for(state: &AppState, site: &Site) -> anyhow::Result<Op
 /// fresh installation token that can only read this repository, or the
 /// site's access token. `None` for repositories fetched another way, and
 /// when no token can be had (the fetch then says what failed).
-pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<SecretToken> {
+pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<Secret> {
     use secrecy::ExposeSecret as _;
     if !site.repo_url.starts_with("https://") {
         return None;
@@ -153,7 +153,7 @@ pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<SecretToke
         }),
     };
     match token {
-        Ok(token) => Some(SecretToken::new(token.expose_secret())),
+        Ok(token) => Some(Secret::new(token.expose_secret())),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "no token for fetching the repository");
             None

@@ -7,7 +7,7 @@
 
 use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token, random_hex};
 use crate::db::TokenKind;
-use crate::db::{BuildState, FinalizeOutcome};
+use crate::db::{Build, BuildState, FinalizeOutcome};
 use crate::deploys::events::DeployEvent;
 use crate::deploys::staging::{self, StageError};
 use crate::deploys::{self, blob_store};
@@ -21,9 +21,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
-    BuildContext, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse,
-    HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse,
-    PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
+    BuildContext, CacheRef, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, EnvVar,
+    FinalizeResponse, HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse,
+    ManifestResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, SiteBuildSettings,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -129,7 +129,9 @@ pub async fn lease(
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %runner.name, attempt = job.attempt, "job leased");
             state.events.build_changed(build.id, site.id, BuildState::Running);
-            let github_token = crate::github::clone_token_for(&state, &site).await;
+            let git_token = crate::github::clone_token_for(&state, &site).await;
+            let settings = lease_settings(&state, site.id).await?;
+            let trusted = is_trusted(&build);
             let lease = JobLease {
                 job_id: job.job_id,
                 lease_id: job.lease_id,
@@ -142,8 +144,12 @@ pub async fn lease(
                 context: build.context,
                 pr_number: build.pr_number.map(|n| n as u64),
                 lease_seconds: state.config.lease_duration.as_secs(),
-                github_token,
                 honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),
+                trusted,
+                settings,
+                // A GitHub App installation token or the site's access
+                // token, for private repositories; `None` for public ones.
+                git_token,
             };
             return Ok(Json(lease).into_response());
         }
@@ -155,6 +161,42 @@ pub async fn lease(
         // controller on the same database queued one.
         let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
     }
+}
+
+/// Whether a build's code may see the site's secrets and production cache:
+/// everything but pull requests from forks, whose code nobody with access
+/// to the repository wrote.
+fn is_trusted(build: &Build) -> bool {
+    !build.from_fork
+}
+
+/// The site's build settings as a lease carries them.
+async fn lease_settings(state: &AppState, site_id: i64) -> AppResult<SiteBuildSettings> {
+    let settings = state.db.site_build_settings(site_id).await?;
+    let environment = state
+        .db
+        .site_env_vars(site_id)
+        .await?
+        .into_iter()
+        .map(|var| EnvVar {
+            name: var.name,
+            value: var.value,
+            secret: var.secret,
+        })
+        .collect();
+    let limits = settings.limits;
+    let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok(SiteBuildSettings {
+        timeout_seconds: positive(limits.timeout_seconds),
+        memory_mib: positive(limits.memory_mib),
+        cpus: limits.cpu_millis.map(|m| m as f64 / 1000.0),
+        pids: positive(limits.pids),
+        environment,
+        cache: CacheRef {
+            key: state.cache_key(site_id),
+            generation: u64::try_from(settings.cache_generation).unwrap_or(0),
+        },
+    })
 }
 
 fn lease_header(headers: &HeaderMap) -> AppResult<&str> {
@@ -180,10 +222,20 @@ async fn live_lease(state: &AppState, job_id: i64, headers: &HeaderMap) -> AppRe
         .ok_or_else(|| stale_lease(job_id))
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct HeartbeatQuery {
+    /// Hold the answer this long unless the build is cancelled meanwhile.
+    #[serde(default)]
+    pub wait_seconds: u64,
+}
+
+/// Extends the lease, then waits (up to `wait_seconds`, at most the
+/// heartbeat interval) and answers as soon as the build is cancelled.
 pub async fn heartbeat(
     State(state): State<AppState>,
     _: Runner,
     Path(job_id): Path<i64>,
+    Query(query): Query<HeartbeatQuery>,
     headers: HeaderMap,
 ) -> AppResult<Json<HeartbeatResponse>> {
     let lease_id = lease_header(&headers)?;
@@ -193,7 +245,29 @@ pub async fn heartbeat(
         .extend_lease(job_id, lease_id, lease_millis)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
-    Ok(Json(HeartbeatResponse { cancel }))
+    let wait = Duration::from_secs(query.wait_seconds).min(state.config.heartbeat_interval);
+    let deadline = tokio::time::Instant::now() + wait;
+    if cancel {
+        return Ok(Json(HeartbeatResponse { cancel }));
+    }
+    loop {
+        // Listen before looking, so a cancel in between still wakes us.
+        let notified = state.cancellations.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Json(HeartbeatResponse { cancel: false }));
+        }
+        // Look again every second or so in case another controller on the
+        // same database took the cancel.
+        let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(1)), notified).await;
+        match state.db.cancel_requested(job_id, lease_id).await? {
+            Some(true) => return Ok(Json(HeartbeatResponse { cancel: true })),
+            Some(false) => {}
+            None => return Err(stale_lease(job_id)),
+        }
+    }
 }
 
 pub async fn commit(

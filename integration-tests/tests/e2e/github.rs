@@ -476,7 +476,7 @@ async fn installation_events_keep_the_reachable_repositories_and_jobs_get_a_toke
         .unwrap()
         .expect("a job");
     assert_eq!(lease.repo_url, "https://github.com/octo/private.git");
-    let token = lease.github_token.expect("a token for the private repository");
+    let token = lease.git_token.expect("a token for the private repository");
     assert!(token.expose().starts_with("ghs_installation31337"), "{token:?}");
     assert!(
         !lease.honour_skip_ci,

@@ -26,6 +26,9 @@ pub struct TestApp {
     data: Option<TempDir>,
     /// The controller's data directory (database, blobs, staging).
     pub data_dir: PathBuf,
+    /// The in-process runner's name, unique per test: the label that tells
+    /// this test's containers from everyone else's on the shared engine.
+    pub runner_name: String,
 }
 
 /// A controller with a runner inside, as `jamstack-controller up` runs them.
@@ -59,16 +62,30 @@ fn use_github(config: &mut Config, github: &FakeGitHub) {
     };
 }
 
-/// `spawn_app` with settings changed by `configure` (blob store, limits,
-/// retention, GitHub).
+/// `spawn_app` with the controller's settings changed by `configure`
+/// (blob store, limits, retention, GitHub).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let (app, data) = build_app(configure).await;
+    spawn_app_with_both(configure, |_| {}).await
+}
+
+/// `spawn_app`, with the runner's settings changed by `configure` first.
+pub async fn spawn_app_with_runner(configure: impl FnOnce(&mut jamstack_runner::RunnerConfig)) -> TestApp {
+    spawn_app_with_both(|_| {}, configure).await
+}
+
+async fn spawn_app_with_both(
+    controller: impl FnOnce(&mut Config),
+    configure: impl FnOnce(&mut jamstack_runner::RunnerConfig),
+) -> TestApp {
+    let (app, data) = build_app(controller).await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     let mut runner = jamstack_runner::RunnerConfig::new(app.base_url(), &token);
-    runner.name = "test-runner".into();
+    runner.name = format!("test-runner-{}", rand_suffix());
     runner.work_dir = data.path().join("runner");
     runner.lease_wait = Duration::from_secs(5);
-    let test_app = serve(app, data);
+    configure(&mut runner);
+    let mut test_app = serve(app, data);
+    test_app.runner_name = runner.name.clone();
     tokio::spawn(async move {
         if let Err(e) = jamstack_runner::run(runner).await {
             panic!("the runner stopped: {e:#}");
@@ -116,6 +133,7 @@ fn serve(app: Application, data: TempDir) -> TestApp {
             .unwrap(),
         data_dir: app.state().config.data_dir.clone(),
         data: Some(data),
+        runner_name: String::new(),
     };
     tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
     test_app
@@ -139,6 +157,7 @@ impl TestApp {
                 .unwrap(),
             data: None,
             data_dir: PathBuf::new(),
+            runner_name: String::new(),
         }
     }
 
@@ -180,6 +199,133 @@ pub async fn fresh_postgres_database() -> String {
 async fn require_docker() {
     if let Err(e) = jamstack_runner::docker::Engine::connect().await {
         panic!("these tests need a running Docker engine: {e}");
+    }
+}
+
+/// The `jamstack-runner` binary beside this test binary (`target/<profile>`).
+/// `scripts/test.sh` builds it before the tests run.
+pub fn runner_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in target/<profile>/deps");
+    let binary = dir.join("jamstack-runner");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build -p jamstack-runner --bin jamstack-runner` \
+         (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A `jamstack-runner` process of its own, killed when dropped.
+pub struct RunnerProcess {
+    pub child: std::process::Child,
+}
+
+impl RunnerProcess {
+    /// Starts the runner binary against `app` with `token`, `name` and
+    /// `work_dir`, plus `extra` arguments.
+    pub fn start(app: &TestApp, token: &str, name: &str, work_dir: &Path, extra: &[&str]) -> Self {
+        let child = std::process::Command::new(runner_binary())
+            .args(["--controller", &app.base_url, "--name", name])
+            .arg("--work-dir")
+            .arg(work_dir)
+            .args(extra)
+            .env("JAMSTACK_RUNNER_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("starting the runner binary");
+        RunnerProcess { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The peak resident memory of the process so far, in bytes (`VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading the runner's /proc status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM in /proc/<pid>/status");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("a number of kB");
+        kib * 1024
+    }
+
+    /// Ends the process as a crash would: SIGKILL, no cleanup.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("killing the runner");
+        self.child.wait().expect("reaping the runner");
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Docker objects carrying `label=value`: containers (running or not),
+/// volumes and networks, as `kind name` lines, asked of the docker CLI.
+pub fn docker_objects_labelled(label: &str, value: &str) -> Vec<String> {
+    let filter = format!("label={label}={value}");
+    let mut found = Vec::new();
+    for (kind, args) in [
+        ("container", vec!["ps", "-a", "--format", "{{.Names}}"]),
+        ("volume", vec!["volume", "ls", "--format", "{{.Name}}"]),
+        ("network", vec!["network", "ls", "--format", "{{.Name}}"]),
+    ] {
+        let output = std::process::Command::new("docker")
+            .args(&args)
+            .args(["--filter", &filter])
+            .output()
+            .expect("running the docker CLI");
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for name in String::from_utf8_lossy(&output.stdout).lines() {
+            found.push(format!("{kind} {name}"));
+        }
+    }
+    found
+}
+
+/// Removes the containers, volumes and networks carrying `label=value`.
+/// Tests use it for what their own runners made and nothing else.
+pub fn remove_docker_objects_labelled(label: &str, value: &str) {
+    for object in docker_objects_labelled(label, value) {
+        let (kind, name) = object.split_once(' ').unwrap();
+        let args: &[&str] = match kind {
+            "container" => &["rm", "-f", "-v", name],
+            "volume" => &["volume", "rm", "-f", name],
+            _ => &["network", "rm", name],
+        };
+        let _ = std::process::Command::new("docker").args(args).output();
+    }
+}
+
+impl Drop for TestApp {
+    /// A test's runtime stops its in-process runner wherever it is, maybe
+    /// between reporting a build and removing its objects (which a runner
+    /// that starts again would clear; this one never starts again). So the
+    /// test removes what its runner left, by the runner's unique name.
+    fn drop(&mut self) {
+        if !self.runner_name.is_empty() {
+            remove_docker_objects_labelled("org.jamstack.runner", &self.runner_name);
+        }
     }
 }
 
@@ -404,6 +550,92 @@ impl TestApp {
             .await;
         assert_eq!(status, 200, "{body}");
         body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Sets the site's limits and timeout (`PUT build-settings`).
+    pub async fn set_build_settings(&self, site: &str, settings: Value) -> Value {
+        let (status, body) = self
+            .api_json(
+                self.http
+                    .put(self.api(&format!("/sites/{site}/build-settings")))
+                    .json(&settings),
+            )
+            .await;
+        assert_eq!(status, 200, "setting build settings of {site}: {body}");
+        body
+    }
+
+    /// Sets one of the site's environment variables.
+    pub async fn set_env(&self, site: &str, name: &str, value: &str, secret: bool) -> Value {
+        let (status, body) = self
+            .api_json(
+                self.http
+                    .put(self.api(&format!("/sites/{site}/env/{name}")))
+                    .json(&json!({ "value": value, "secret": secret })),
+            )
+            .await;
+        assert_eq!(status, 200, "setting {name} on {site}: {body}");
+        body
+    }
+
+    /// Starts a build of the site's production branch head from the API.
+    pub async fn trigger_build_with(&self, site: &str, body: Value) -> i64 {
+        let (status, body) = self
+            .api_json(
+                self.http
+                    .post(self.api(&format!("/sites/{site}/builds")))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "triggering a build of {site}: {body}");
+        body["id"].as_i64().expect("a build id")
+    }
+
+    /// Cancels a build; returns it as the API answered.
+    pub async fn cancel_build(&self, id: i64) -> Value {
+        let (status, body) = self
+            .api_json(self.http.post(self.api(&format!("/builds/{id}/cancel"))))
+            .await;
+        assert_eq!(status, 200, "cancelling build {id}: {body}");
+        body
+    }
+
+    /// Waits until the build's log contains `needle`; returns the log.
+    pub async fn wait_for_log(&self, id: i64, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.build_log(id).await;
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "build {id}'s log never showed `{needle}`:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What this test's in-process runner has on the Docker engine.
+    pub fn runner_leftovers(&self) -> Vec<String> {
+        docker_objects_labelled("org.jamstack.runner", &self.runner_name)
+    }
+
+    /// Waits (a few seconds at most: the runner cleans up right after it
+    /// reports a build) until the runner has nothing left on the engine.
+    pub async fn wait_until_nothing_left(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.runner_leftovers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the build left Docker objects behind: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn build_log(&self, id: i64) -> String {
@@ -830,5 +1062,148 @@ impl HandRunner {
         let answer = self.send_manifest(&lease, files).await;
         self.upload_missing(&answer, files).await;
         self.finish(&lease).await
+    }
+}
+
+/// A git server over smart HTTP (`git http-backend` behind a small HTTP
+/// server) whose repositories need `x-access-token:<token>` as Basic
+/// credentials, as GitHub's private repositories do with an app token.
+pub struct PrivateGitServer {
+    pub base_url: String,
+    /// Every Authorization header the server was sent (or `-` for none).
+    pub seen_auth: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _root: TempDir,
+}
+
+impl PrivateGitServer {
+    /// Serves a bare copy of `repo` as `<base_url>/<name>.git`.
+    pub async fn start(repo: &SiteRepo, name: &str, token: &str) -> Self {
+        use axum::body::Bytes as Body;
+        use axum::extract::{Path as UrlPath, RawQuery, State};
+        use axum::http::{HeaderMap, Method, StatusCode};
+        use axum::response::{IntoResponse, Response};
+        use base64::Engine as _;
+        use std::sync::{Arc, Mutex};
+
+        let root = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("git")
+            .args(["clone", "-q", "--bare", &repo.url()])
+            .arg(root.path().join(format!("{name}.git")))
+            .status()
+            .expect("the git command line is installed (scripts/test.sh installs it)");
+        assert!(status.success(), "git clone --bare");
+
+        #[derive(Clone)]
+        struct Shared {
+            root: std::path::PathBuf,
+            expected: String,
+            seen: Arc<Mutex<Vec<String>>>,
+        }
+        async fn serve(
+            State(shared): State<Shared>,
+            method: Method,
+            UrlPath(path): UrlPath<String>,
+            RawQuery(query): RawQuery,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Response {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            shared.seen.lock().unwrap().push(auth.clone());
+            if auth != shared.expected {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [("www-authenticate", "Basic realm=\"git\"")],
+                    "credentials needed",
+                )
+                    .into_response();
+            }
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let mut child = tokio::process::Command::new("git")
+                .arg("http-backend")
+                .env("GIT_PROJECT_ROOT", &shared.root)
+                .env("GIT_HTTP_EXPORT_ALL", "1")
+                .env("REQUEST_METHOD", method.as_str())
+                .env("PATH_INFO", format!("/{path}"))
+                .env("QUERY_STRING", query.unwrap_or_default())
+                .env("CONTENT_TYPE", header("content-type"))
+                .env("CONTENT_LENGTH", body.len().to_string())
+                .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+                .env("GIT_PROTOCOL", header("git-protocol"))
+                .env("REMOTE_USER", "x-access-token")
+                .env("REMOTE_ADDR", "127.0.0.1")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("running git http-backend");
+            let mut stdin = child.stdin.take().unwrap();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stdin.write_all(&body).await;
+            });
+            let output = child.wait_with_output().await.unwrap();
+            let split = output
+                .stdout
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|at| (at, 4))
+                .or_else(|| {
+                    output
+                        .stdout
+                        .windows(2)
+                        .position(|w| w == b"\n\n")
+                        .map(|at| (at, 2))
+                })
+                .expect("a CGI answer has headers");
+            let head = String::from_utf8_lossy(&output.stdout[..split.0]).into_owned();
+            let mut response = Response::builder().status(200);
+            for line in head.lines() {
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("status") {
+                    let code = value.split(' ').next().unwrap().parse::<u16>().unwrap();
+                    response = response.status(code);
+                } else {
+                    response = response.header(name, value);
+                }
+            }
+            response
+                .body(axum::body::Body::from(
+                    output.stdout[split.0 + split.1..].to_vec(),
+                ))
+                .unwrap()
+        }
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            root: root.path().to_path_buf(),
+            expected: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
+            ),
+            seen: seen.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::any(serve))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        PrivateGitServer {
+            base_url,
+            seen_auth: seen,
+            _root: root,
+        }
     }
 }

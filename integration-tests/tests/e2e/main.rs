@@ -7,11 +7,16 @@ mod helpers;
 mod processes;
 
 mod atomic_deploys;
+mod build_cache;
+mod build_limits;
 mod failures;
 mod faults;
 mod github;
 mod live_logs;
 mod push_to_deploy;
+mod runner_process;
+mod secrets;
 mod serving;
+mod site_settings;
 mod storage;
 mod webhooks;

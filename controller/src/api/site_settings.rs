@@ -1,0 +1,296 @@
+//! A site's build settings: limits and timeout, environment variables
+//! (secret ones are never shown again) and "clear cache".
+
+use super::find_site;
+use crate::auth::Admin;
+use crate::db::{SiteEnvVar, SiteLimits};
+use crate::error::{AppResult, bad_request, not_found};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+/// Limits and timeout as the API takes and shows them. A field left out (or
+/// `null`) takes the runner's default; runners cap every limit at their own
+/// maximum.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSettingsBody {
+    pub timeout_seconds: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BuildSettingsView {
+    pub timeout_seconds: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
+    pub cache: CacheView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheView {
+    /// Runners name the cache's Docker volumes after this key.
+    pub key: String,
+    pub generation: i64,
+}
+
+/// The longest a build may be allowed to run: one day.
+pub const MAX_TIMEOUT_SECONDS: i64 = 24 * 60 * 60;
+
+/// Checks limits and turns them into what is stored.
+pub fn validate_limits(body: &BuildSettingsBody) -> Result<SiteLimits, String> {
+    fn in_range(field: &str, value: Option<i64>, min: i64, max: i64, unit: &str) -> Result<(), String> {
+        match value {
+            Some(v) if v < min || v > max => Err(format!(
+                "{field} is {v}; it must be between {min} and {max}{unit}, or null for the runner's default"
+            )),
+            _ => Ok(()),
+        }
+    }
+    in_range(
+        "timeout_seconds",
+        body.timeout_seconds,
+        1,
+        MAX_TIMEOUT_SECONDS,
+        " (one day)",
+    )?;
+    in_range("memory_mib", body.memory_mib, 16, 1024 * 1024, "")?;
+    in_range("pids", body.pids, 8, 1_000_000, "")?;
+    let cpu_millis = match body.cpus {
+        None => None,
+        Some(cpus) if cpus.is_finite() && (0.01..=1024.0).contains(&cpus) => {
+            Some((cpus * 1000.0).round() as i64)
+        }
+        Some(cpus) => {
+            return Err(format!(
+                "cpus is {cpus}; it must be between 0.01 and 1024, or null for the runner's default"
+            ));
+        }
+    };
+    Ok(SiteLimits {
+        timeout_seconds: body.timeout_seconds,
+        memory_mib: body.memory_mib,
+        cpu_millis,
+        pids: body.pids,
+    })
+}
+
+async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSettingsView> {
+    let settings = state.db.site_build_settings(site_id).await?;
+    let limits = settings.limits;
+    Ok(BuildSettingsView {
+        timeout_seconds: limits.timeout_seconds,
+        memory_mib: limits.memory_mib,
+        cpus: limits.cpu_millis.map(|m| m as f64 / 1000.0),
+        pids: limits.pids,
+        cache: CacheView {
+            key: state.cache_key(site_id),
+            generation: settings.cache_generation,
+        },
+    })
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<BuildSettingsView>> {
+    let site = find_site(&state, &name).await?;
+    Ok(Json(settings_view(&state, site.id).await?))
+}
+
+/// Replaces the site's limits and timeout.
+pub async fn update(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+    Json(body): Json<BuildSettingsBody>,
+) -> AppResult<Json<BuildSettingsView>> {
+    let site = find_site(&state, &name).await?;
+    let limits = validate_limits(&body).map_err(bad_request)?;
+    state.db.set_site_limits(site.id, &limits).await?;
+    Ok(Json(settings_view(&state, site.id).await?))
+}
+
+/// Empties the site's build cache: the next builds start with a new, empty
+/// generation and runners remove the old one.
+pub async fn clear_cache(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<BuildSettingsView>> {
+    let site = find_site(&state, &name).await?;
+    let generation = state.db.bump_cache_generation(site.id).await?;
+    tracing::info!(site = %site.name, generation, "build cache cleared");
+    Ok(Json(settings_view(&state, site.id).await?))
+}
+
+/// An environment variable as the API shows it: a secret's value is never
+/// shown again once set.
+#[derive(Debug, Serialize)]
+pub struct EnvVarView {
+    pub name: String,
+    pub value: Option<String>,
+    pub secret: bool,
+    pub updated_at: i64,
+}
+
+fn env_view(var: SiteEnvVar) -> EnvVarView {
+    EnvVarView {
+        value: (!var.secret).then_some(var.value),
+        name: var.name,
+        secret: var.secret,
+        updated_at: var.updated_at,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnvVar {
+    pub value: String,
+    /// Masked in build logs and withheld from untrusted builds.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// The longest value an environment variable may have.
+pub const MAX_ENV_VALUE: usize = 64 * 1024;
+
+/// Names as shells take them: letters, digits and `_`, not starting with a
+/// digit (the same rule as `[build.environment]` in jamstack.toml).
+pub fn validate_env_var(name: &str, value: &str) -> Result<(), String> {
+    let valid_name = !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid_name {
+        return Err(format!(
+            "`{name}` is not a valid variable name: use letters, digits and `_`, not starting with a digit"
+        ));
+    }
+    if value.len() > MAX_ENV_VALUE {
+        return Err(format!(
+            "the value of {name} is {} bytes; the limit is {MAX_ENV_VALUE}",
+            value.len()
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!(
+            "the value of {name} contains a NUL byte, which environment variables cannot hold"
+        ));
+    }
+    Ok(())
+}
+
+pub async fn list_env(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> AppResult<Json<Vec<EnvVarView>>> {
+    let site = find_site(&state, &name).await?;
+    let vars = state.db.site_env_vars(site.id).await?;
+    Ok(Json(vars.into_iter().map(env_view).collect()))
+}
+
+pub async fn set_env(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((site_name, var)): Path<(String, String)>,
+    Json(body): Json<SetEnvVar>,
+) -> AppResult<Json<EnvVarView>> {
+    let site = find_site(&state, &site_name).await?;
+    validate_env_var(&var, &body.value).map_err(bad_request)?;
+    state
+        .db
+        .set_site_env_var(site.id, &var, &body.value, body.secret)
+        .await?;
+    let stored = state
+        .db
+        .site_env_vars(site.id)
+        .await?
+        .into_iter()
+        .find(|v| v.name == var)
+        .ok_or_else(|| not_found("the variable vanished"))?;
+    Ok(Json(env_view(stored)))
+}
+
+pub async fn delete_env(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((site_name, var)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let site = find_site(&state, &site_name).await?;
+    if state.db.delete_site_env_var(site.id, &var).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(format!(
+            "site `{site_name}` has no variable {var}; list them with GET /api/v1/sites/{site_name}/env"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_outside_their_range_are_refused_naming_the_field() {
+        let ok = BuildSettingsBody {
+            timeout_seconds: Some(600),
+            memory_mib: Some(512),
+            cpus: Some(1.5),
+            pids: Some(128),
+        };
+        let limits = validate_limits(&ok).unwrap();
+        assert_eq!(limits.cpu_millis, Some(1500));
+        for (body, field) in [
+            (
+                BuildSettingsBody {
+                    timeout_seconds: Some(0),
+                    ..Default::default()
+                },
+                "timeout_seconds",
+            ),
+            (
+                BuildSettingsBody {
+                    memory_mib: Some(1),
+                    ..Default::default()
+                },
+                "memory_mib",
+            ),
+            (
+                BuildSettingsBody {
+                    cpus: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "cpus",
+            ),
+            (
+                BuildSettingsBody {
+                    pids: Some(-5),
+                    ..Default::default()
+                },
+                "pids",
+            ),
+        ] {
+            let error = validate_limits(&body).unwrap_err();
+            assert!(error.starts_with(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn variable_names_follow_shell_rules() {
+        assert!(validate_env_var("API_KEY", "x").is_ok());
+        assert!(validate_env_var("_private2", "x").is_ok());
+        for bad in ["", "2FAST", "WITH-DASH", "A B", "É"] {
+            assert!(validate_env_var(bad, "x").is_err(), "{bad}");
+        }
+        assert!(validate_env_var("NUL", "a\0b").is_err());
+        assert!(validate_env_var("BIG", &"x".repeat(MAX_ENV_VALUE + 1)).is_err());
+    }
+}

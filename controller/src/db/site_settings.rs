@@ -1,0 +1,142 @@
+//! A site's build settings: limits, timeout, cache generation and
+//! environment variables. Absent rows mean "the runner's defaults".
+
+use super::{Database, now_millis};
+use serde::Serialize;
+use sqlx::Row;
+
+/// Limits and timeout a site asks for; `None` takes the runner's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SiteLimits {
+    pub timeout_seconds: Option<i64>,
+    pub memory_mib: Option<i64>,
+    /// Thousandths of a CPU, so no floating point is stored.
+    pub cpu_millis: Option<i64>,
+    pub pids: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteBuildSettings {
+    pub limits: SiteLimits,
+    /// Moved on by "clear cache": builds of a new generation start with an
+    /// empty cache.
+    pub cache_generation: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteEnvVar {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+    pub updated_at: i64,
+}
+
+impl Database {
+    pub async fn site_build_settings(&self, site_id: i64) -> anyhow::Result<SiteBuildSettings> {
+        let row = sqlx::query(
+            "SELECT timeout_seconds, memory_mib, cpu_millis, pids, cache_generation \
+             FROM site_build_settings WHERE site_id = $1",
+        )
+        .bind(site_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map_or_else(SiteBuildSettings::default, |row| SiteBuildSettings {
+                limits: SiteLimits {
+                    timeout_seconds: row.get(0),
+                    memory_mib: row.get(1),
+                    cpu_millis: row.get(2),
+                    pids: row.get(3),
+                },
+                cache_generation: row.get(4),
+            }),
+        )
+    }
+
+    /// Replaces the site's limits and timeout (the cache generation stays).
+    pub async fn set_site_limits(&self, site_id: i64, limits: &SiteLimits) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO site_build_settings \
+             (site_id, timeout_seconds, memory_mib, cpu_millis, pids, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (site_id) DO UPDATE SET \
+             timeout_seconds = $2, memory_mib = $3, cpu_millis = $4, pids = $5, updated_at = $6",
+        )
+        .bind(site_id)
+        .bind(limits.timeout_seconds)
+        .bind(limits.memory_mib)
+        .bind(limits.cpu_millis)
+        .bind(limits.pids)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves the site's cache on to a new, empty generation; returns it.
+    pub async fn bump_cache_generation(&self, site_id: i64) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO site_build_settings (site_id, cache_generation, updated_at) \
+             VALUES ($1, 1, $2) ON CONFLICT (site_id) DO UPDATE SET \
+             cache_generation = site_build_settings.cache_generation + 1, updated_at = $2 \
+             RETURNING cache_generation",
+        )
+        .bind(site_id)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// The site's environment variables in name order, secret values included.
+    pub async fn site_env_vars(&self, site_id: i64) -> anyhow::Result<Vec<SiteEnvVar>> {
+        let rows = sqlx::query(
+            "SELECT name, value, secret, updated_at FROM site_env_vars WHERE site_id = $1 ORDER BY name",
+        )
+        .bind(site_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| SiteEnvVar {
+                name: row.get(0),
+                value: row.get(1),
+                secret: row.get::<i64, _>(2) != 0,
+                updated_at: row.get(3),
+            })
+            .collect())
+    }
+
+    /// Sets (adds or replaces) one environment variable of a site.
+    pub async fn set_site_env_var(
+        &self,
+        site_id: i64,
+        name: &str,
+        value: &str,
+        secret: bool,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO site_env_vars (site_id, name, value, secret, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (site_id, name) DO UPDATE SET \
+             value = $3, secret = $4, updated_at = $5",
+        )
+        .bind(site_id)
+        .bind(name)
+        .bind(value)
+        .bind(i64::from(secret))
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes one environment variable; false when the site had none of
+    /// that name.
+    pub async fn delete_site_env_var(&self, site_id: i64, name: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query("DELETE FROM site_env_vars WHERE site_id = $1 AND name = $2")
+            .bind(site_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}

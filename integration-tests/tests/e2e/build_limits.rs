@@ -1,0 +1,210 @@
+//! Builds are bounded: processes, memory, time, images; cancel stops them;
+//! and whatever ends a build, nothing of it stays on the Docker engine.
+
+use crate::helpers::{SiteRepo, TestApp, spawn_app, spawn_app_with_runner};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn toml(command: &str) -> String {
+    format!("[build]\ncommand = '''{command}'''\npublish = \"public\"\nimage = \"jamstack/busybox:1\"\n")
+}
+
+/// Connects a site whose build runs `command`; returns the repository.
+async fn site_running(app: &TestApp, site: &str, command: &str) -> SiteRepo {
+    let repo = SiteRepo::new();
+    repo.commit(&[("jamstack.toml", &toml(command))], "build");
+    app.connect_site(site, &repo, &format!("octo/{site}")).await;
+    repo
+}
+
+#[tokio::test]
+async fn a_fork_bomb_runs_into_the_process_limit_and_ends_at_the_timeout() {
+    let app = spawn_app().await;
+    let _repo = site_running(
+        &app,
+        "forkbomb",
+        "echo started; bomb() { bomb | bomb & }; bomb; sleep 600",
+    )
+    .await;
+    app.set_build_settings(
+        "forkbomb",
+        json!({ "pids": 64, "cpus": 0.5, "timeout_seconds": 8 }),
+    )
+    .await;
+    let id = app.trigger_build_with("forkbomb", json!({})).await;
+    let build = app.wait_for_build(id).await;
+    assert_eq!(build["state"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(error.contains("timeout of 8.00s"), "{error}");
+    let log = app.build_log(id).await;
+    assert!(log.contains("64 processes"), "the limit is in the log:\n{log}");
+    assert!(
+        log.contains("can't fork"),
+        "the bomb ran into the process limit:\n{}",
+        &log[..log.len().min(4000)]
+    );
+    app.wait_until_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_build_that_eats_memory_is_killed_and_reported_out_of_memory() {
+    let app = spawn_app().await;
+    let _repo = site_running(
+        &app,
+        "memhog",
+        "echo eating; head -c 400000000 /dev/zero | sort > /dev/null",
+    )
+    .await;
+    app.set_build_settings("memhog", json!({ "memory_mib": 64 }))
+        .await;
+    let build = app
+        .wait_for_build(app.trigger_build_with("memhog", json!({})).await)
+        .await;
+    assert_eq!(build["state"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.contains("ran out of memory") && error.contains("64 MiB"),
+        "{error}"
+    );
+    app.wait_until_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_build_past_its_timeout_is_stopped_and_fails_saying_so() {
+    let app = spawn_app().await;
+    let _repo = site_running(&app, "slow", "echo started; sleep 300").await;
+    app.set_build_settings("slow", json!({ "timeout_seconds": 3 }))
+        .await;
+    let started = Instant::now();
+    let build = app
+        .wait_for_build(app.trigger_build_with("slow", json!({})).await)
+        .await;
+    assert_eq!(build["state"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.contains("timeout of 3.00s") && error.contains("raise the site's timeout"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    app.wait_until_nothing_left().await;
+}
+
+#[tokio::test]
+async fn cancel_stops_a_sleeping_build_within_seconds_and_it_ends_cancelled() {
+    let app = spawn_app().await;
+    let _repo = site_running(&app, "cancelme", "echo started; sleep 300").await;
+    let id = app.trigger_build_with("cancelme", json!({})).await;
+    app.wait_for_log(id, "started").await;
+
+    let asked = Instant::now();
+    app.cancel_build(id).await;
+    let build = app.wait_for_build(id).await;
+    let took = asked.elapsed();
+    println!("cancel to cancelled: {took:?}");
+    assert_eq!(build["state"], "cancelled", "{build}");
+    assert!(build["error"].is_null(), "a cancel is not a failure: {build}");
+    assert!(took < Duration::from_secs(10), "cancel took {took:?}");
+    assert!(app.build_log(id).await.contains("Build cancelled"));
+    app.wait_until_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_successful_build_leaves_nothing_on_the_engine_and_its_log_lines_carry_time_and_stream() {
+    let app = spawn_app().await;
+    let _repo = site_running(
+        &app,
+        "tidy",
+        "mkdir -p public && echo hi > public/index.html && echo to-out && echo to-err >&2 \
+         && printf '\\033[32mgreen\\033[0m\\n'",
+    )
+    .await;
+    let id = app.trigger_build_with("tidy", json!({})).await;
+    app.wait_for_success(id).await;
+    let log = app.build_log(id).await;
+    for line in log.lines() {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "{line}"
+        );
+        let stream = rest.split(' ').next().unwrap();
+        assert!(["out", "err", "sys"].contains(&stream), "{line}");
+    }
+    assert!(log.lines().any(|l| l.ends_with(" out to-out")), "{log}");
+    assert!(log.lines().any(|l| l.ends_with(" err to-err")), "{log}");
+    assert!(log.contains("\x1b[32mgreen\x1b[0m"), "ANSI colours are kept");
+    app.wait_until_nothing_left().await;
+}
+
+#[tokio::test]
+async fn an_image_outside_the_runners_allow_list_fails_the_build_naming_it() {
+    let app = spawn_app_with_runner(|runner| runner.allowed_images = vec!["jamstack/hugo:*".into()]).await;
+    let _repo = site_running(&app, "allowlist", "true").await;
+    let build = app
+        .wait_for_build(app.trigger_build_with("allowlist", json!({})).await)
+        .await;
+    assert_eq!(build["state"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.contains("jamstack/busybox:1")
+            && error.contains("not allowed")
+            && error.contains("jamstack/hugo:*"),
+        "{error}"
+    );
+}
+
+/// A local `:latest` tag of the busybox image, removed again when dropped.
+struct LatestTag(String);
+
+impl LatestTag {
+    fn new() -> Self {
+        let name = format!(
+            "jamstack-test/latest-{}-{}:latest",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        );
+        let status = std::process::Command::new("docker")
+            .args(["tag", "jamstack/busybox:1", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "docker tag");
+        LatestTag(name)
+    }
+}
+
+impl Drop for LatestTag {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn an_image_tagged_latest_is_pulled_again_and_the_local_copy_used_when_no_registry_answers() {
+    let app = spawn_app().await;
+    let tag = LatestTag::new();
+    let repo = SiteRepo::new();
+    repo.commit(
+        &[(
+            "jamstack.toml",
+            &format!(
+                "[build]\ncommand = 'mkdir -p public && echo ok > public/index.html'\npublish = \"public\"\nimage = \"{}\"\n",
+                tag.0
+            ),
+        )],
+        "latest",
+    );
+    app.connect_site("latest", &repo, "octo/latest").await;
+    let id = app.trigger_build_with("latest", json!({})).await;
+    app.wait_for_success(id).await;
+    let log = app.build_log(id).await;
+    assert!(
+        log.contains(&format!("Could not pull a newer {}", tag.0)),
+        "a :latest image is pulled every time:\n{log}"
+    );
+}

@@ -1,0 +1,320 @@
+//! The build cache: a Docker volume per site, trust level and generation,
+//! that carries files from one successful build to the next.
+//!
+//! A build never writes to the cache volume itself. It gets a scratch
+//! volume of its own at [`CACHE_DIR`], filled from the cache before it
+//! starts ([`restore`]); only after the build succeeded is the scratch
+//! copied back ([`save`]), so a failed or cancelled build leaves the cache
+//! as it was. Inside the cache volume every save is a complete directory
+//! `v-<time>-<job>`, written under a temporary name and renamed into place,
+//! then older ones are removed: a reader always finds a whole copy, and two
+//! saves racing leave the newer one. Both copies run in helper containers
+//! on the engine ([`Engine::run_helper`]), so no cache byte travels through
+//! the runner.
+//!
+//! Builds from forks (untrusted) use a volume of their own, never
+//! production's. "Clear cache" is a new generation: a new, empty volume;
+//! [`retire_old_generations`] removes the old ones.
+
+use crate::docker::{ContainerSpec, Engine, Exit, HelperRun, Limits, Network, VolumeMount, labels};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Where the cache is inside a build container.
+pub const CACHE_DIR: &str = "/cache";
+
+/// The variable that tells a build where its cache is.
+pub const CACHE_ENV: &str = "JAMSTACK_CACHE_DIR";
+
+/// The cache volume of a site's builds at one trust level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheVolume {
+    pub name: String,
+    pub key: String,
+    pub trusted: bool,
+    pub generation: u64,
+}
+
+impl CacheVolume {
+    /// `None` when the controller sent no usable key.
+    pub fn new(key: &str, trusted: bool, generation: u64) -> Option<Self> {
+        let key: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        if key.trim_matches('-').is_empty() {
+            return None;
+        }
+        Some(CacheVolume {
+            name: format!("jamstack-cache-{key}-{}-g{generation}", trust(trusted)),
+            key,
+            trusted,
+            generation,
+        })
+    }
+
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::CACHE_KEY.to_owned(), self.key.clone()),
+            (labels::CACHE_TRUST.to_owned(), trust(self.trusted).to_owned()),
+            (labels::CACHE_GENERATION.to_owned(), self.generation.to_string()),
+        ])
+    }
+}
+
+fn trust(trusted: bool) -> &'static str {
+    if trusted { "trusted" } else { "untrusted" }
+}
+
+/// What the helpers run in, and within which bounds.
+#[derive(Debug, Clone)]
+pub struct HelperSettings {
+    pub image: String,
+    pub limits: Limits,
+    /// Labels naming the job and the runner instance.
+    pub labels: HashMap<String, String>,
+    /// A prefix for the helper containers' names.
+    pub name: String,
+}
+
+impl HelperSettings {
+    fn spec(&self, role: &str, script: String, mounts: Vec<VolumeMount>) -> ContainerSpec {
+        let mut labels = self.labels.clone();
+        labels.insert(labels::ROLE.to_owned(), "cache-helper".to_owned());
+        ContainerSpec {
+            name: format!("{}-cache-{role}", self.name),
+            image: self.image.clone(),
+            command: script,
+            working_dir: "/".to_owned(),
+            env: Vec::new(),
+            labels,
+            limits: self.limits,
+            network: Network::Off,
+            mounts,
+        }
+    }
+}
+
+/// Copies the newest complete copy in the cache volume into the scratch
+/// volume; on any error the scratch is emptied, never left half full.
+const RESTORE: &str = r#"set -u
+latest=
+for d in /from/v-*; do if [ -d "$d" ]; then latest=$d; fi; done
+if [ -z "$latest" ]; then echo "restored 0"; exit 0; fi
+if ! cp -a "$latest/." /to/; then
+  rm -rf /to/* /to/.[!.]* /to/..?* 2>/dev/null
+  echo "the copy failed; the build starts with an empty cache"
+  exit 4
+fi
+echo "restored $(du -sk /to | cut -f1)"
+"#;
+
+/// Copies the scratch volume into the cache volume as a new complete copy,
+/// then removes older copies and stale temporary ones. `$1` names the copy,
+/// `$2` is the size limit in KiB.
+const SAVE: &str = r#"set -eu
+size=$(du -sk /from | cut -f1)
+if [ "$size" -gt "$2" ]; then echo "too-large $size"; exit 3; fi
+tmp="/to/.tmp-$1"
+rm -rf "$tmp"
+mkdir "$tmp"
+cp -a /from/. "$tmp/"
+mv "$tmp" "/to/v-$1"
+for d in /to/v-*; do
+  if [ "$d" = "/to/v-$1" ]; then break; fi
+  rm -rf "$d"
+done
+find /to -maxdepth 1 -name '.tmp-*' -mmin +60 -exec rm -rf {} \; 2>/dev/null || true
+echo "saved $size"
+"#;
+
+/// Fills the job's scratch volume from the cache. Returns the KiB restored,
+/// `None` when there was no cache yet.
+pub async fn restore(
+    engine: &Engine,
+    helper: &HelperSettings,
+    cache: &CacheVolume,
+    scratch: &str,
+    stop: &CancellationToken,
+) -> Result<Option<u64>, String> {
+    if !engine
+        .volume_exists(&cache.name)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(None);
+    }
+    let spec = helper.spec(
+        "restore",
+        RESTORE.to_owned(),
+        vec![
+            VolumeMount {
+                volume: cache.name.clone(),
+                target: "/from".into(),
+                read_only: true,
+            },
+            VolumeMount {
+                volume: scratch.to_owned(),
+                target: "/to".into(),
+                read_only: false,
+            },
+        ],
+    );
+    let run = engine
+        .run_helper(&spec, &["/to"], stop, HELPER_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    parse_report(&run, "restored").map(Some)
+}
+
+/// How a save ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// The cache now holds the build's copy, this many KiB.
+    Saved(u64),
+    /// The build left its cache empty; the cache volume was removed.
+    Emptied,
+    /// Larger than the runner allows; the previous cache stays.
+    TooLarge { kib: u64, limit_kib: u64 },
+}
+
+/// Makes the scratch volume's content the site's cache.
+#[allow(clippy::too_many_arguments)]
+pub async fn save(
+    engine: &Engine,
+    helper: &HelperSettings,
+    cache: &CacheVolume,
+    scratch: &str,
+    scratch_is_empty: bool,
+    version: &str,
+    limit_bytes: u64,
+    stop: &CancellationToken,
+) -> Result<Saved, String> {
+    if scratch_is_empty {
+        // Nothing to keep: no volume is the cheapest empty cache.
+        if engine
+            .volume_exists(&cache.name)
+            .await
+            .map_err(|e| e.to_string())?
+            && !engine.remove_volume(&cache.name).await
+        {
+            return Err("the cache volume is in use by another build; it was not emptied".into());
+        }
+        return Ok(Saved::Emptied);
+    }
+    engine
+        .create_volume(&cache.name, &cache.labels())
+        .await
+        .map_err(|e| e.to_string())?;
+    let limit_kib = limit_bytes / 1024;
+    // `version` is made of digits and `-` (see `job.rs`), safe to quote.
+    let spec = helper.spec(
+        "save",
+        format!("set -- '{version}' '{limit_kib}'\n{SAVE}"),
+        vec![
+            VolumeMount {
+                volume: scratch.to_owned(),
+                target: "/from".into(),
+                read_only: true,
+            },
+            VolumeMount {
+                volume: cache.name.clone(),
+                target: "/to".into(),
+                read_only: false,
+            },
+        ],
+    );
+    let run = engine
+        .run_helper(&spec, &["/to"], stop, HELPER_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(kib) = run
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("too-large "))
+        .and_then(|n| n.trim().parse().ok())
+    {
+        return Ok(Saved::TooLarge { kib, limit_kib });
+    }
+    parse_report(&run, "saved").map(Saved::Saved)
+}
+
+fn parse_report(run: &HelperRun, word: &str) -> Result<u64, String> {
+    let prefix = format!("{word} ");
+    let reported = run
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok());
+    match (run.exit, reported) {
+        (Exit::Code { code: 0, .. }, Some(kib)) => Ok(kib),
+        (Exit::Stopped, _) => Err("stopped".into()),
+        (_, _) => Err(format!(
+            "the cache helper failed: {}",
+            run.output.trim().lines().last().unwrap_or("no output")
+        )),
+    }
+}
+
+/// Removes the cache volumes of older generations of `key` (both trust
+/// levels). Volumes still in use are left for a later build.
+pub async fn retire_old_generations(engine: &Engine, key: &str, current: u64) -> usize {
+    let Some(cache) = CacheVolume::new(key, true, current) else {
+        return 0;
+    };
+    let volumes = match engine
+        .volumes_labelled(&[(labels::CACHE_KEY, cache.key.as_str())])
+        .await
+    {
+        Ok(volumes) => volumes,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing cache volumes failed");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for (name, labels) in volumes {
+        let generation = labels
+            .get(labels::CACHE_GENERATION)
+            .and_then(|g| g.parse::<u64>().ok());
+        if generation.is_some_and(|g| g < current) && engine.remove_volume(&name).await {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// How long a cache copy may take before it counts as stuck and is stopped.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forks_never_share_a_cache_with_production_and_a_new_generation_is_a_new_volume() {
+        let production = CacheVolume::new("ab12cd34-7", true, 0).unwrap();
+        let fork = CacheVolume::new("ab12cd34-7", false, 0).unwrap();
+        let cleared = CacheVolume::new("ab12cd34-7", true, 1).unwrap();
+        assert_eq!(production.name, "jamstack-cache-ab12cd34-7-trusted-g0");
+        assert_eq!(fork.name, "jamstack-cache-ab12cd34-7-untrusted-g0");
+        assert_eq!(cleared.name, "jamstack-cache-ab12cd34-7-trusted-g1");
+        assert_eq!(production.labels()[labels::CACHE_TRUST], "trusted");
+    }
+
+    #[test]
+    fn keys_become_safe_volume_names() {
+        let cache = CacheVolume::new("Site 1/../x", true, 2).unwrap();
+        assert_eq!(cache.name, "jamstack-cache-site-1----x-trusted-g2");
+        assert!(CacheVolume::new("", true, 0).is_none());
+        assert!(CacheVolume::new("//", true, 0).is_none());
+    }
+}
