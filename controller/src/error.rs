@@ -27,6 +27,15 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What the caller is told (the dashboard shows it on an error page).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+pub fn forbidden(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, message)
 }
 
 pub fn bad_request(message: impl Into<String>) -> AppError {

@@ -11,13 +11,14 @@ mod builds;
 mod deploys;
 mod logs;
 mod runners;
+mod sessions;
 mod settings;
 mod sites;
 
 pub use builds::{Attempt, Build, BuildState, LeasedJob, NewBuild, QueueEntry};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use runners::{RunnerRecord, normalize_labels};
-pub use settings::TokenKind;
+pub use settings::{ApiToken, TokenKind};
 pub use sites::{NewSite, Site, SiteSettings};
 
 use anyhow::Context as _;

@@ -7,6 +7,7 @@ mod helpers;
 mod processes;
 
 mod atomic_deploys;
+mod dashboard;
 mod failures;
 mod faults;
 mod live_logs;
