@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/builds", post(dashboard::sites::trigger))
         .route("/sites/{site}/lock", post(dashboard::sites::lock))
         .route("/sites/{site}/unlock", post(dashboard::sites::unlock))
+        .route("/sites/{site}/deploys/{deploy}", get(dashboard::deploys::show))
         .route(
             "/sites/{site}/deploys/{deploy}/publish",
             post(dashboard::sites::publish),

@@ -9,6 +9,7 @@
 //! refused with 403.
 
 pub mod builds;
+pub mod deploys;
 pub mod login;
 pub mod queue;
 pub mod settings;

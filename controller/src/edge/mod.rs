@@ -154,30 +154,68 @@ async fn serve_inner(
             }
         }
     };
+    match resolve(state, &deploy_id, &path).await? {
+        Resolution::File { path, file } => {
+            send_file(state, &path, &file, StatusCode::OK, immutable, headers).await
+        }
+        Resolution::Redirect { location } => {
+            Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)], "").into_response())
+        }
+        Resolution::NotFoundPage { file } => {
+            send_file(state, "404.html", &file, StatusCode::NOT_FOUND, false, headers).await
+        }
+        Resolution::NotFound => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
+    }
+}
+
+/// What a deploy answers for a path.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// 200 with this file of the deploy.
+    File { path: String, file: DeployFile },
+    /// 301 to the directory's canonical form with its slash.
+    Redirect { location: String },
+    /// 404 with the deploy's `404.html`.
+    NotFoundPage { file: DeployFile },
+    /// 404, plain.
+    NotFound,
+}
+
+/// How a deploy answers a decoded path (see the module doc for the rule).
+/// The edge serves with it; the dashboard's "what would this path serve"
+/// check shows it. Redirect and header rules join here.
+pub async fn resolve(state: &AppState, deploy_id: &str, path: &str) -> anyhow::Result<Resolution> {
     let lookup = |p: String| {
         let db = state.db.clone();
-        let deploy_id = deploy_id.clone();
+        let deploy_id = deploy_id.to_owned();
         async move { db.deploy_file(&deploy_id, &p).await }
     };
     let resolved = if path.is_empty() || path.ends_with('/') {
         let index = format!("{path}index.html");
         lookup(index.clone()).await?.map(|f| (index, f))
-    } else if let Some(file) = lookup(path.clone()).await? {
-        Some((path.clone(), file))
+    } else if let Some(file) = lookup(path.to_owned()).await? {
+        Some((path.to_owned(), file))
     } else if lookup(format!("{path}/index.html")).await?.is_some() {
-        let location = format!("/{}/", path::encode(&path));
-        return Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)], "").into_response());
+        return Ok(Resolution::Redirect {
+            location: format!("/{}/", path::encode(path)),
+        });
     } else {
         let html = format!("{path}.html");
         lookup(html.clone()).await?.map(|f| (html, f))
     };
-    if let Some((served_path, file)) = resolved {
-        return send_file(state, &served_path, &file, StatusCode::OK, immutable, headers).await;
+    if let Some((path, file)) = resolved {
+        return Ok(Resolution::File { path, file });
     }
-    match lookup("404.html".to_owned()).await? {
-        Some(file) => send_file(state, "404.html", &file, StatusCode::NOT_FOUND, false, headers).await,
-        None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
-    }
+    Ok(match lookup("404.html".to_owned()).await? {
+        Some(file) => Resolution::NotFoundPage { file },
+        None => Resolution::NotFound,
+    })
+}
+
+/// Decodes a request path as the edge does; `None` for a path it refuses
+/// (`..`, encoded dot segments, backslashes, control characters).
+pub fn decode_path(raw: &str) -> Option<String> {
+    path::decode(raw)
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response {

@@ -134,15 +134,38 @@ async fn publishing_an_older_deploy_from_the_deploy_list_rolls_the_site_back() {
     let first = app
         .wait_for_success(app.push("octo/roll", &repo, &v1).await)
         .await;
-    let v2 = repo.commit(&[("src/index.html", "version two")], "Second version");
+    let v2 = repo.commit(
+        &[("src/index.html", "version two"), ("src/extra.css", "body{}")],
+        "Second version",
+    );
     app.wait_for_success(app.push("octo/roll", &repo, &v2).await)
         .await;
     assert_eq!(app.visit("roll", "/").await.body, "version two");
 
     let browser = app.open_browser().await;
     browser.sign_in(&app.admin_token).await;
-    browser.visit("/sites/roll").await;
     let older = first["deploy_id"].as_str().unwrap();
+
+    // The older deploy's page shows what differs from the published one,
+    // and what it would serve for a path.
+    browser.visit(&format!("/sites/roll/deploys/{older}")).await;
+    let changes = browser.text("table.changes").await;
+    assert!(changes.contains("changed index.html 11 B → 11 B"), "{changes}");
+    assert!(changes.contains("removed extra.css 6 B"), "{changes}");
+    browser.fill("input[name=path]", "/").await;
+    browser.click("form.inline-form button").await;
+    let answer = browser
+        .wait_for_text(".path-check", "200", Duration::from_secs(10))
+        .await;
+    assert!(answer.contains("serves index.html"), "{answer}");
+    browser.screenshot("deploy-diff").await;
+    browser.fill("input[name=path]", "/extra.css").await;
+    browser.click("form.inline-form button").await;
+    browser
+        .wait_for_text(".path-check", "404", Duration::from_secs(10))
+        .await;
+
+    browser.visit("/sites/roll").await;
     browser
         .click(&format!("tr[data-deploy='{older}'] button.publish"))
         .await;
