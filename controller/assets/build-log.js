@@ -220,5 +220,14 @@
     if (!document.hidden && !finished && source && source.readyState === EventSource.CLOSED) connect();
   });
 
+  // Back on the network (a laptop waking, Wi-Fi changing): the old stream
+  // may be a dead socket the browser has not noticed; open a fresh one from
+  // the last id rather than waiting for its retry.
+  window.addEventListener("online", function () {
+    if (finished) return;
+    if (source) source.close();
+    connect();
+  });
+
   connect();
 })();

@@ -63,8 +63,21 @@ async fn an_admin_signs_in_connects_a_site_and_watches_a_pushed_build_live() {
     );
     browser.screenshot("build-running").await;
 
-    // The end arrives live too; every line is there once, numbered, with
-    // its colours.
+    // The connection comes back twice mid-build (as after a network change):
+    // each time the page opens a new stream from the last event id.
+    for wanted in ["tick 6", "tick 10"] {
+        browser
+            .client
+            .execute("window.dispatchEvent(new Event('online'))", vec![])
+            .await
+            .unwrap();
+        browser
+            .wait_for_text("#log", wanted, Duration::from_secs(30))
+            .await;
+    }
+
+    // The end arrives live too; every line is there once (no gap, no
+    // repeat across the reconnections), numbered, with its colours.
     browser
         .wait_for_text("#build-state", "succeeded", Duration::from_secs(60))
         .await;
