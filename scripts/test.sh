@@ -65,6 +65,9 @@ step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 step "Starting PostgreSQL (the store tests run on SQLite and on PostgreSQL)"
 ./scripts/start-postgres.sh
 
+step "Starting chromedriver (the dashboard tests drive a real, headless Chromium)"
+./scripts/start-chromedriver.sh
+
 step "Formatting"
 cargo fmt --all -- --check
 

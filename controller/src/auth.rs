@@ -27,6 +27,7 @@ pub fn new_token(kind: TokenKind) -> String {
         TokenKind::Admin => "jsa",
         TokenKind::Runner => "jsr",
         TokenKind::Registration => "jsreg",
+        TokenKind::Api => "jsapi",
     };
     format!("{prefix}_{}", random_hex(32))
 }
@@ -45,18 +46,36 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn token_owner(state: &AppState, parts: &Parts, kind: TokenKind) -> Result<String, AppError> {
-    let token = bearer(parts).ok_or_else(|| {
-        unauthorized("missing `Authorization: Bearer <token>` header; use the token the controller printed on first start")
-    })?;
-    state
-        .db
-        .token_name(kind, &hash_token(token))
-        .await?
-        .ok_or_else(|| unauthorized("the token is unknown or revoked"))
+/// The cookie that carries a dashboard session. Its value is a random
+/// token; the database keeps only its hash.
+pub const SESSION_COOKIE: &str = "jamstack_session";
+
+/// The session token a request's cookie carries, if any (not yet checked).
+pub fn session_cookie(parts: &Parts) -> Option<String> {
+    axum_extra::extract::CookieJar::from_headers(&parts.headers)
+        .get(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
-/// A request made with the admin token.
+/// The form token that goes with a session (synchronizer pattern): derived
+/// from the session's secret, so it needs no storage and a page of another
+/// origin, which cannot read the cookie, cannot forge it.
+pub fn csrf_token_for(session_token: &str) -> String {
+    hex::encode(Sha256::digest(format!("csrf:{session_token}").as_bytes()))
+}
+
+/// Compares two secrets in constant time.
+pub fn secrets_match(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// A request made with the admin token or an API token (REST API), or, for
+/// reading (`GET`), with a live dashboard session: the browser's
+/// `EventSource` cannot send headers, so the live log follows by cookie.
+/// Writes always need a bearer token here; the dashboard's own forms carry
+/// CSRF tokens instead.
 #[derive(Debug)]
 pub struct Admin;
 
@@ -64,8 +83,26 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        token_owner(state, parts, TokenKind::Admin).await?;
-        Ok(Admin)
+        if let Some(token) = bearer(parts) {
+            let hash = hash_token(token);
+            for kind in [TokenKind::Admin, TokenKind::Api] {
+                if state.db.token_name(kind, &hash).await?.is_some() {
+                    return Ok(Admin);
+                }
+            }
+            return Err(unauthorized("the token is unknown or revoked"));
+        }
+        let reading = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+        if reading
+            && let Some(session) = session_cookie(parts)
+            && state.db.session_is_live(&hash_token(&session)).await?
+        {
+            return Ok(Admin);
+        }
+        Err(unauthorized(
+            "missing `Authorization: Bearer <token>` header; use the admin token the controller printed \
+             on first start, or an API token made on the dashboard's settings page",
+        ))
     }
 }
 

@@ -28,10 +28,14 @@ impl AppError {
         self.status
     }
 
-    /// What the caller is told.
+    /// What the caller is told (the dashboard shows it on an error page).
     pub fn message(&self) -> &str {
         &self.message
     }
+}
+
+pub fn forbidden(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, message)
 }
 
 pub fn bad_request(message: impl Into<String>) -> AppError {

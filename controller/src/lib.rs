@@ -5,12 +5,14 @@
 //! ([`builds::queue_build`]); a runner leases its job and reports back
 //! through [`runner_api`]; [`deploys`] keeps the content-addressed files and
 //! [`db`] the pointer that says which deploy each site serves; [`edge`]
-//! serves it. Only [`db`] holds SQL and only [`github`] knows GitHub's types.
+//! serves it; [`dashboard`] is the web interface over all of it. Only [`db`]
+//! holds SQL and only [`github`] knows GitHub's types.
 
 pub mod api;
 pub mod auth;
 pub mod builds;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod demo;
 pub mod deploys;

@@ -1,12 +1,13 @@
 //! Every route of the controller, in one place.
 //!
-//! One listener serves four audiences, told apart by `Host` and path:
+//! One listener serves five audiences, told apart by `Host` and path:
 //! site visitors (`<site>.<domain>`, answered by the edge before routing),
 //! the REST API (`/api/v1`), webhooks (`/webhooks/github` and
-//! `/webhooks/generic/{site}`) and runners (`/runner/v1`, see
-//! `jamstack_proto`).
+//! `/webhooks/generic/{site}`), runners (`/runner/v1`, see
+//! `jamstack_proto`) and people (the dashboard, every other path).
 
 use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
+use crate::dashboard;
 use crate::edge;
 use crate::error::not_found;
 use crate::runner_api::{self, MAX_LOG_BATCH};
@@ -119,8 +120,48 @@ pub fn router(state: AppState) -> Router {
         // Manifests of large sites are large JSON documents.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
 
+    // Server-rendered pages; every POST is a form carrying a CSRF token.
+    let dashboard = Router::new()
+        .route("/", get(dashboard::home))
+        .route("/assets/dashboard.css", get(dashboard::stylesheet))
+        .route("/assets/build-log.js", get(dashboard::log_script))
+        .route(
+            "/login",
+            get(dashboard::login::show).post(dashboard::login::sign_in),
+        )
+        .route("/logout", post(dashboard::login::sign_out))
+        .route(
+            "/sites",
+            get(dashboard::sites::list).post(dashboard::sites::create),
+        )
+        .route("/sites/new", get(dashboard::sites::new_form))
+        .route("/sites/{site}", get(dashboard::sites::show))
+        .route(
+            "/sites/{site}/settings",
+            get(dashboard::sites::settings).post(dashboard::sites::save_settings),
+        )
+        .route("/sites/{site}/builds", post(dashboard::sites::trigger))
+        .route("/sites/{site}/lock", post(dashboard::sites::lock))
+        .route("/sites/{site}/unlock", post(dashboard::sites::unlock))
+        .route("/sites/{site}/deploys/{deploy}", get(dashboard::deploys::show))
+        .route(
+            "/sites/{site}/deploys/{deploy}/publish",
+            post(dashboard::sites::publish),
+        )
+        .route("/builds/{id}", get(dashboard::builds::show))
+        .route("/builds/{id}/cancel", post(dashboard::builds::cancel))
+        .route("/builds/{id}/retry", post(dashboard::builds::retry))
+        .route("/queue", get(dashboard::queue::show))
+        .route("/settings", get(dashboard::settings::show))
+        .route("/settings/tokens", post(dashboard::settings::create_token))
+        .route(
+            "/settings/tokens/{id}/revoke",
+            post(dashboard::settings::revoke_token),
+        );
+
     Router::new()
         .merge(api)
+        .merge(dashboard)
         .merge(webhooks)
         .merge(runners)
         .route("/healthz", get(|| async { "ok\n" }))

@@ -456,3 +456,49 @@ fn every_migration_exists_for_both_databases() {
         "write the PostgreSQL twin with scripts/pg-migration.py"
     );
 }
+on_both_databases!(
+    dashboard_sessions_expire_and_end_at_sign_out,
+    |db: Database| async move {
+        use jamstack_controller::db::now_millis;
+        db.insert_session("live-hash", now_millis() + 60_000)
+            .await
+            .unwrap();
+        db.insert_session("old-hash", now_millis() - 1).await.unwrap();
+        assert!(db.session_is_live("live-hash").await.unwrap());
+        assert!(!db.session_is_live("old-hash").await.unwrap(), "expired");
+        assert!(!db.session_is_live("unknown").await.unwrap());
+        db.delete_session("live-hash").await.unwrap();
+        assert!(!db.session_is_live("live-hash").await.unwrap(), "signed out");
+    }
+);
+
+on_both_databases!(
+    api_tokens_are_listed_without_their_secret_and_revoked_one_by_one,
+    |db: Database| async move {
+        use jamstack_controller::db::TokenKind;
+        db.insert_token(TokenKind::Api, "ci", "hash-ci").await.unwrap();
+        db.insert_token(TokenKind::Api, "deploy-bot", "hash-bot")
+            .await
+            .unwrap();
+        let tokens = db.live_tokens(TokenKind::Api).await.unwrap();
+        let names: Vec<_> = tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["deploy-bot", "ci"]);
+        assert!(db.revoke_token(TokenKind::Api, tokens[1].id).await.unwrap());
+        assert!(
+            !db.revoke_token(TokenKind::Api, tokens[1].id).await.unwrap(),
+            "already revoked"
+        );
+        assert_eq!(db.token_name(TokenKind::Api, "hash-ci").await.unwrap(), None);
+        assert_eq!(
+            db.token_name(TokenKind::Api, "hash-bot")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("deploy-bot")
+        );
+        assert!(
+            !db.revoke_token(TokenKind::Admin, tokens[0].id).await.unwrap(),
+            "an API token's id does not revoke other kinds"
+        );
+    }
+);

@@ -351,4 +351,25 @@ impl Database {
         .await?;
         Ok(row.as_ref().map(deploy_from_row))
     }
+
+    /// Every file of a deploy (path, hash, size), by path.
+    pub async fn deploy_files(&self, deploy_id: &str) -> anyhow::Result<Vec<(String, DeployFile)>> {
+        let rows =
+            sqlx::query("SELECT path, sha256, size FROM deploy_files WHERE deploy_id = $1 ORDER BY path")
+                .bind(deploy_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    DeployFile {
+                        sha256: r.get(1),
+                        size: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
 }

@@ -20,6 +20,7 @@ mod logs;
 mod relay;
 mod retention;
 mod runners;
+mod sessions;
 mod settings;
 mod site_settings;
 mod sites;
@@ -33,7 +34,7 @@ pub use github::{BuildReport, Installation};
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
-pub use settings::TokenKind;
+pub use settings::{ApiToken, TokenKind};
 pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits};
 pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
 

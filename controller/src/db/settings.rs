@@ -11,6 +11,17 @@ pub enum TokenKind {
     Runner,
     /// Exchanged by a new runner for its own token.
     Registration,
+    /// Made and revoked from the dashboard's settings page; as good as the
+    /// admin token on the REST API.
+    Api,
+}
+
+/// A live API token, as the settings page lists it (never the token).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
 }
 
 impl TokenKind {
@@ -19,6 +30,7 @@ impl TokenKind {
             TokenKind::Admin => "admin",
             TokenKind::Runner => "runner",
             TokenKind::Registration => "registration",
+            TokenKind::Api => "api",
         }
     }
 }
@@ -82,5 +94,36 @@ impl Database {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// The live tokens of `kind`, newest first.
+    pub async fn live_tokens(&self, kind: TokenKind) -> anyhow::Result<Vec<ApiToken>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at FROM tokens WHERE kind = $1 AND revoked_at IS NULL ORDER BY id DESC",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ApiToken {
+                id: r.get(0),
+                name: r.get(1),
+                created_at: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Revokes one token of `kind` by id; false when there is no such live token.
+    pub async fn revoke_token(&self, kind: TokenKind, id: i64) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE kind = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(kind.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 }

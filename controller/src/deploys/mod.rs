@@ -177,6 +177,47 @@ pub async fn take_alias_down(
     Ok(removed)
 }
 
+/// How one file differs between two deploys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileChange {
+    Added { path: String, size: i64 },
+    Changed { path: String, old_size: i64, size: i64 },
+    Removed { path: String, old_size: i64 },
+}
+
+/// The files added, changed (other content) and removed going from `old`
+/// to `new`, by path; both lists sorted by path, as the database returns them.
+pub fn diff_files(
+    old: &[(String, crate::db::DeployFile)],
+    new: &[(String, crate::db::DeployFile)],
+) -> Vec<FileChange> {
+    use std::collections::BTreeMap;
+    let old: BTreeMap<&str, &crate::db::DeployFile> = old.iter().map(|(p, f)| (p.as_str(), f)).collect();
+    let new: BTreeMap<&str, &crate::db::DeployFile> = new.iter().map(|(p, f)| (p.as_str(), f)).collect();
+    let mut paths: Vec<&str> = old.keys().chain(new.keys()).copied().collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter_map(|path| match (old.get(path), new.get(path)) {
+            (None, Some(f)) => Some(FileChange::Added {
+                path: path.to_owned(),
+                size: f.size,
+            }),
+            (Some(o), None) => Some(FileChange::Removed {
+                path: path.to_owned(),
+                old_size: o.size,
+            }),
+            (Some(o), Some(f)) if o.sha256 != f.sha256 => Some(FileChange::Changed {
+                path: path.to_owned(),
+                old_size: o.size,
+                size: f.size,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A new deploy id: 24 lowercase hex characters, fit for a hostname label.
 pub fn new_deploy_id() -> String {
     use rand::RngCore;
@@ -188,6 +229,39 @@ pub fn new_deploy_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diff_names_files_added_changed_and_removed() {
+        let f = |path: &str, hash: &str, size: i64| {
+            (
+                path.to_owned(),
+                crate::db::DeployFile {
+                    sha256: hash.repeat(64),
+                    size,
+                },
+            )
+        };
+        let old = [f("a.html", "a", 1), f("b.css", "b", 2), f("gone.js", "c", 3)];
+        let new = [f("a.html", "a", 1), f("b.css", "d", 5), f("new.png", "e", 9)];
+        assert_eq!(
+            diff_files(&old, &new),
+            [
+                FileChange::Changed {
+                    path: "b.css".into(),
+                    old_size: 2,
+                    size: 5
+                },
+                FileChange::Removed {
+                    path: "gone.js".into(),
+                    old_size: 3
+                },
+                FileChange::Added {
+                    path: "new.png".into(),
+                    size: 9
+                },
+            ]
+        );
+    }
 
     fn file(path: &str) -> ManifestFile {
         ManifestFile {

@@ -24,6 +24,7 @@ pub mod rules;
 
 pub use cache::EdgeCache;
 
+use crate::db::DeployFile;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -187,6 +188,57 @@ fn add_rule_headers(headers: &mut HeaderMap, extra: &[(header::HeaderName, Heade
             headers.insert(name.clone(), value.clone());
         }
     }
+}
+
+/// What a deploy answers for a path (files only; the deploy's redirect
+/// and header rules are applied by the edge when it serves).
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// 200 with this file of the deploy.
+    File { path: String, file: DeployFile },
+    /// 301 to the directory's canonical form with its slash.
+    Redirect { location: String },
+    /// 404 with the deploy's `404.html`.
+    NotFoundPage { file: DeployFile },
+    /// 404, plain.
+    NotFound,
+}
+
+/// How a deploy answers a decoded path (see the module doc for the rule).
+/// The edge serves with it; the dashboard's "what would this path serve"
+/// check shows it. Redirect and header rules join here.
+pub async fn resolve(state: &AppState, deploy_id: &str, path: &str) -> anyhow::Result<Resolution> {
+    let lookup = |p: String| {
+        let db = state.db.clone();
+        let deploy_id = deploy_id.to_owned();
+        async move { db.deploy_file(&deploy_id, &p).await }
+    };
+    let resolved = if path.is_empty() || path.ends_with('/') {
+        let index = format!("{path}index.html");
+        lookup(index.clone()).await?.map(|f| (index, f))
+    } else if let Some(file) = lookup(path.to_owned()).await? {
+        Some((path.to_owned(), file))
+    } else if lookup(format!("{path}/index.html")).await?.is_some() {
+        return Ok(Resolution::Redirect {
+            location: format!("/{}/", path::encode(path)),
+        });
+    } else {
+        let html = format!("{path}.html");
+        lookup(html.clone()).await?.map(|f| (html, f))
+    };
+    if let Some((path, file)) = resolved {
+        return Ok(Resolution::File { path, file });
+    }
+    Ok(match lookup("404.html".to_owned()).await? {
+        Some(file) => Resolution::NotFoundPage { file },
+        None => Resolution::NotFound,
+    })
+}
+
+/// Decodes a request path as the edge does; `None` for a path it refuses
+/// (`..`, encoded dot segments, backslashes, control characters).
+pub fn decode_path(raw: &str) -> Option<String> {
+    path::decode(raw)
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response {

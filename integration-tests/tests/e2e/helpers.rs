@@ -1207,3 +1207,238 @@ impl PrivateGitServer {
         }
     }
 }
+
+/// A headless Chromium, driven over WebDriver, looking at one controller's
+/// dashboard. Each test opens its own browser session on the chromedriver
+/// that `./scripts/start-chromedriver.sh` started.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    base_url: String,
+}
+
+/// Where chromedriver listens.
+fn webdriver_url() -> String {
+    std::env::var("JAMSTACK_TEST_WEBDRIVER_URL").unwrap_or_else(|_| "http://127.0.0.1:9515".to_owned())
+}
+
+impl TestApp {
+    /// Opens a fresh headless Chromium on this controller's dashboard.
+    pub async fn open_browser(&self) -> Browser {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "args": [
+                    "--headless=new",
+                    // Tests run as root, where Chromium's sandbox cannot start.
+                    "--no-sandbox",
+                    "--disable-dev-shm-usage",
+                    "--disable-gpu",
+                    "--window-size=1360,1000",
+                ],
+            }),
+        );
+        let url = webdriver_url();
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(capabilities)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no WebDriver at {url} ({e}); start Chromium's driver with ./scripts/start-chromedriver.sh \
+                 (it installs Debian's chromium and chromium-driver when missing)"
+            )
+        });
+        Browser {
+            client,
+            base_url: self.base_url.clone(),
+        }
+    }
+}
+
+impl Browser {
+    /// Opens a dashboard page by its path.
+    pub async fn visit(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base_url))
+            .await
+            .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    }
+
+    /// The path of the page shown now.
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Signs in to the dashboard with the admin token, through the form.
+    pub async fn sign_in(&self, admin_token: &str) {
+        self.visit("/login").await;
+        self.fill("input[name=token]", admin_token).await;
+        self.click("form[action='/login'] button[type=submit]").await;
+        self.wait_for_path("/sites").await;
+    }
+
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element `{css}` on {}: {e}", self.current()))
+    }
+
+    fn current(&self) -> &str {
+        &self.base_url
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// The visible text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    pub async fn wait_for_path(&self, path: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while self.path().await != path {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the browser stayed on {} instead of reaching {path}; the page says:\n{}",
+                self.path().await,
+                self.text("body").await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the text of `css` contains `wanted`; returns that text.
+    pub async fn wait_for_text(&self, css: &str, wanted: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let text = self.text(css).await;
+            if text.contains(wanted) {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{css}` did not show `{wanted}` within {within:?}; it shows:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a screenshot of the page as a test artefact,
+    /// `target/dashboard-screenshots/<name>.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("taking a screenshot");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// A dashboard session held by a plain HTTP client, to post forms the way
+/// a page of another origin would (or would not) be able to.
+pub struct DashboardSession {
+    pub cookie: String,
+}
+
+/// The value of `name="csrf"` in a page's first form.
+pub fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has a form with a CSRF token");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn cookie_named(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+impl TestApp {
+    /// Signs in through the sign-in form with a plain HTTP client.
+    pub async fn sign_in_over_http(&self) -> DashboardSession {
+        let page = self
+            .http
+            .get(format!("{}/login", self.base_url))
+            .send()
+            .await
+            .unwrap();
+        let login_cookie =
+            cookie_named(&page, "jamstack_login").expect("the sign-in page sets its CSRF cookie");
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let response = self
+            .http
+            .post(format!("{}/login", self.base_url))
+            .header("cookie", login_cookie)
+            .form(&[("csrf", csrf.as_str()), ("token", self.admin_token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303, "signing in");
+        let cookie = cookie_named(&response, "jamstack_session").expect("signing in sets the session cookie");
+        let set_cookie = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("jamstack_session="))
+            .unwrap()
+            .to_owned();
+        assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+        assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+        DashboardSession { cookie }
+    }
+
+    /// Posts a dashboard form with the session's cookie; returns the status.
+    pub async fn post_form(
+        &self,
+        session: &DashboardSession,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, String) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("cookie", &session.cookie)
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Opens a dashboard page with the session's cookie; returns the HTML.
+    pub async fn dashboard_page(&self, session: &DashboardSession, path: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .header("cookie", &session.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.text().await.unwrap()
+    }
+}

@@ -1,0 +1,146 @@
+//! One deploy: what changed against the published deploy, and what it
+//! would serve for a path typed in.
+
+use super::sites::size;
+use super::{Chrome, PageResult, Session, render, short_sha};
+use crate::api::find_site;
+use crate::deploys::{FileChange, diff_files};
+use crate::edge::{Resolution, decode_path, resolve};
+use crate::error::not_found;
+use crate::state::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+pub struct ChangeRow {
+    pub kind: &'static str,
+    pub path: String,
+    pub size: String,
+}
+
+/// What a path resolves to, for people.
+pub struct PathCheck {
+    pub path: String,
+    pub status: u16,
+    pub answer: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/deploy.html")]
+struct DeployPage {
+    chrome: Chrome,
+    site: String,
+    id: String,
+    sha: String,
+    context: String,
+    branch: String,
+    state: String,
+    published: bool,
+    /// The deploy compared against: the published one.
+    against: Option<String>,
+    changes: Vec<ChangeRow>,
+    files: i64,
+    permalink: String,
+    check: Option<PathCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeployQuery {
+    /// A path to resolve, e.g. `/docs`.
+    pub path: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path((name, deploy_id)): Path<(String, String)>,
+    Query(query): Query<DeployQuery>,
+) -> PageResult {
+    let site = find_site(&state, &name).await?;
+    let deploy = state
+        .db
+        .deploy(&deploy_id)
+        .await?
+        .filter(|d| d.site_id == site.id)
+        .ok_or_else(|| not_found(format!("site `{name}` has no deploy `{deploy_id}`")))?;
+    let published = site.published_deploy_id.as_deref() == Some(deploy.id.as_str());
+    let files = state.db.deploy_files(&deploy.id).await?;
+    let against = site.published_deploy_id.clone().filter(|_| !published);
+    let changes = match &against {
+        Some(live) => {
+            let old = state.db.deploy_files(live).await?;
+            diff_files(&old, &files)
+                .into_iter()
+                .map(|change| match change {
+                    FileChange::Added { path, size: s } => ChangeRow {
+                        kind: "added",
+                        path,
+                        size: size(s),
+                    },
+                    FileChange::Changed {
+                        path,
+                        old_size,
+                        size: s,
+                    } => ChangeRow {
+                        kind: "changed",
+                        path,
+                        size: format!("{} → {}", size(old_size), size(s)),
+                    },
+                    FileChange::Removed { path, old_size } => ChangeRow {
+                        kind: "removed",
+                        path,
+                        size: size(old_size),
+                    },
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let check = match query.path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let raw = if raw.starts_with('/') {
+                raw.to_owned()
+            } else {
+                format!("/{raw}")
+            };
+            Some(match decode_path(&raw) {
+                None => PathCheck {
+                    path: raw,
+                    status: 400,
+                    answer: "refused: the path leaves the deploy or has control characters".to_owned(),
+                },
+                Some(path) => {
+                    let (status, answer) = match resolve(&state, &deploy.id, &path).await? {
+                        Resolution::File { path, file } => {
+                            (200, format!("serves {path} ({})", size(file.size)))
+                        }
+                        Resolution::Redirect { location } => (301, format!("redirects to {location}")),
+                        Resolution::NotFoundPage { .. } => (404, "serves the site's 404.html".to_owned()),
+                        Resolution::NotFound => (404, "plain 404: no such file and no 404.html".to_owned()),
+                    };
+                    PathCheck {
+                        path: raw,
+                        status,
+                        answer,
+                    }
+                }
+            })
+        }
+    };
+    Ok(render(&DeployPage {
+        chrome: Chrome::new(&session, "sites"),
+        site: site.name.clone(),
+        sha: short_sha(&deploy.commit_sha),
+        context: deploy.context.clone(),
+        branch: deploy.branch.clone(),
+        state: deploy.state.clone(),
+        published,
+        against,
+        changes,
+        files: deploy.file_count,
+        permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
+        check,
+        id: deploy.id,
+    }))
+}

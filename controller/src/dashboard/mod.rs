@@ -1,0 +1,249 @@
+//! The web dashboard: server-rendered pages over the same database the REST
+//! API uses. Templates (askama) and assets are compiled into the binary;
+//! every page but the live log works without JavaScript (forms post and
+//! redirect). Handlers live by page; routes are declared in `router.rs`.
+//!
+//! Signing in with the admin token opens a session (`auth::SESSION_COOKIE`,
+//! stored hashed). Every form carries the session's CSRF token
+//! (`auth::csrf_token_for`), checked in constant time; a form without it is
+//! refused with 403.
+
+pub mod builds;
+pub mod deploys;
+pub mod login;
+pub mod queue;
+pub mod settings;
+pub mod sites;
+
+use crate::auth::{csrf_token_for, hash_token, secrets_match, session_cookie};
+use crate::db::now_millis;
+use crate::error::AppError;
+use crate::state::AppState;
+use askama::Template;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+/// A signed-in dashboard user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
+}
+
+impl Session {
+    /// Refuses a form whose CSRF token is missing or wrong.
+    pub fn verify(&self, given: &str) -> Result<(), PageError> {
+        if secrets_match(given, &self.csrf) {
+            Ok(())
+        } else {
+            Err(PageError(AppError::new(
+                StatusCode::FORBIDDEN,
+                "this form was not sent by a page of this dashboard (its CSRF token is missing or wrong); \
+                 reload the page and try again",
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(token) = session_cookie(parts) {
+            match state.db.session_is_live(&hash_token(&token)).await {
+                Ok(true) => {
+                    return Ok(Session {
+                        csrf: csrf_token_for(&token),
+                    });
+                }
+                Ok(false) => {}
+                Err(error) => return Err(PageError::from(error).into_response()),
+            }
+        }
+        Err(Redirect::to("/login").into_response())
+    }
+}
+
+/// The body of a form that only carries its CSRF token (a button).
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// An error shown as a page: the same errors as the API's (`AppError`),
+/// rendered for people.
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+impl From<AppError> for PageError {
+    fn from(error: AppError) -> Self {
+        PageError(error)
+    }
+}
+
+impl From<anyhow::Error> for PageError {
+    fn from(error: anyhow::Error) -> Self {
+        PageError(error.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    status: u16,
+    reason: String,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let page = ErrorPage {
+            chrome: Chrome::anonymous(),
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: self.0.message().to_owned(),
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+pub type PageResult<T = Response> = Result<T, PageError>;
+
+/// What every page's frame needs: whether to show the navigation, and the
+/// CSRF token for the sign-out form.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    pub signed_in: bool,
+    pub csrf: String,
+    /// The navigation entry to highlight.
+    pub section: &'static str,
+}
+
+impl Chrome {
+    pub fn new(session: &Session, section: &'static str) -> Self {
+        Chrome {
+            signed_in: true,
+            csrf: session.csrf.clone(),
+            section,
+        }
+    }
+
+    pub fn anonymous() -> Self {
+        Chrome {
+            signed_in: false,
+            csrf: String::new(),
+            section: "",
+        }
+    }
+}
+
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering a dashboard page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error rendering the page",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// After a form: back to a page, with `303 See Other` so reloading does
+/// not post again.
+pub fn see_other(location: impl AsRef<str>) -> Response {
+    Redirect::to(location.as_ref()).into_response()
+}
+
+/// Whether the dashboard is reached over TLS (directly or behind a proxy
+/// that says so), so cookies get `Secure`.
+pub fn behind_tls(state: &AppState, headers: &HeaderMap) -> bool {
+    state.base_url.starts_with("https://")
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// `/` shows the sites.
+pub async fn home() -> Response {
+    see_other("/sites")
+}
+
+const STYLESHEET: &str = include_str!("../../assets/dashboard.css");
+const LOG_SCRIPT: &str = include_str!("../../assets/build-log.js");
+
+pub async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+pub async fn log_script() -> Response {
+    asset("text/javascript; charset=utf-8", LOG_SCRIPT)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// "12 s ago", "5 min ago", "3 h ago", "2 d ago".
+pub fn ago(at_millis: i64) -> String {
+    let seconds = (now_millis() - at_millis).max(0) / 1000;
+    match seconds {
+        0..=59 => format!("{seconds} s ago"),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} d ago", seconds / 86_400),
+    }
+}
+
+/// A duration for people: "850 ms", "12.3 s", "4 min 05 s".
+pub fn duration(millis: i64) -> String {
+    match millis {
+        ..=999 => format!("{} ms", millis.max(0)),
+        1000..=59_999 => format!("{:.1} s", millis as f64 / 1000.0),
+        _ => format!("{} min {:02} s", millis / 60_000, (millis / 1000) % 60),
+    }
+}
+
+pub fn short_sha(sha: &str) -> String {
+    if sha.is_empty() {
+        "—".to_owned()
+    } else {
+        sha.chars().take(7).collect()
+    }
+}
+
+/// The first line of a commit message.
+pub fn headline(message: Option<&str>) -> String {
+    message.and_then(|m| m.lines().next()).unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_340), "12.3 s");
+        assert_eq!(duration(245_000), "4 min 05 s");
+        assert_eq!(short_sha("0123456789abcdef"), "0123456");
+        assert_eq!(short_sha(""), "—");
+        assert_eq!(headline(Some("Fix the nav\n\nLong body")), "Fix the nav");
+    }
+}
