@@ -12,6 +12,7 @@ use crate::events::Events;
 use crate::github::client::GitHub;
 use crate::router::router;
 use crate::secrets::SecretBox;
+use crate::dashboard::login::SignInThrottle;
 use crate::state::AppState;
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -61,6 +62,9 @@ impl Application {
                 );
             }
         }
+        if let Some(hash) = &config.dashboard_password_hash {
+            crate::auth::check_password_hash(hash).map_err(anyhow::Error::msg)?;
+        }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
         let github = GitHub::new(&config)?;
         let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
@@ -95,6 +99,7 @@ impl Application {
             events: Events::default(),
             github: Arc::new(github),
             secrets: Arc::new(secrets),
+            sign_in: Arc::new(SignInThrottle::default()),
         };
         Ok(Application {
             listener,
