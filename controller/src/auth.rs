@@ -92,6 +92,13 @@ pub fn check_password_hash(phc: &str) -> Result<(), String> {
              `jamstack-controller hash-password` and pass it whole, `$argon2id$...` included"
         )
     })?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(
+            "the dashboard password hash lacks its salt or its hash; copy the whole line \
+             `jamstack-controller hash-password` printed"
+                .to_owned(),
+        );
+    }
     if !parsed.algorithm.as_str().starts_with("argon2") {
         return Err(format!(
             "the dashboard password hash uses `{}`; only argon2 hashes are taken. Make one with \
