@@ -3,6 +3,7 @@
 
 use crate::auth::{hash_token, new_token, random_hex};
 use crate::config::{BlobStoreConfig, Config};
+use crate::dashboard::login::SignInThrottle;
 use crate::db::{Database, TokenKind};
 use crate::deploys::events::DeployEvents;
 use crate::deploys::s3::S3BlobStore;
@@ -12,7 +13,6 @@ use crate::events::Events;
 use crate::github::client::GitHub;
 use crate::router::router;
 use crate::secrets::SecretBox;
-use crate::dashboard::login::SignInThrottle;
 use crate::state::AppState;
 use anyhow::Context as _;
 use std::net::SocketAddr;

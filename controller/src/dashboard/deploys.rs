@@ -135,28 +135,30 @@ pub async fn show(
                 format!("{}--{}", deploy.id, site.name)
             };
             let host = format!("{label}.{}", state.config.domain);
-            Some(match describe(&state, &deploy.id, !published, &host, &raw).await? {
-                Description::BadPath => PathCheck::refused(raw, host),
-                Description::Answer(described) => {
-                    let answer = match &described.route {
-                        Route::File { path, .. } => format!(
-                            "serves {path} ({})",
-                            size(described.file_size.unwrap_or_default() as i64)
-                        ),
-                        Route::Redirect { location, .. } => format!("redirects to {location}"),
-                        Route::Plain(_) => "a plain “not found”: no such file and no 404.html".to_owned(),
-                    };
-                    PathCheck {
-                        path: raw,
-                        host,
-                        status: described.status.as_u16(),
-                        answer,
-                        rule: described.rule,
-                        header_rules: described.header_rules,
-                        headers: described.headers,
+            Some(
+                match describe(&state, &deploy.id, !published, &host, &raw).await? {
+                    Description::BadPath => PathCheck::refused(raw, host),
+                    Description::Answer(described) => {
+                        let answer = match &described.route {
+                            Route::File { path, .. } => format!(
+                                "serves {path} ({})",
+                                size(described.file_size.unwrap_or_default() as i64)
+                            ),
+                            Route::Redirect { location, .. } => format!("redirects to {location}"),
+                            Route::Plain(_) => "a plain “not found”: no such file and no 404.html".to_owned(),
+                        };
+                        PathCheck {
+                            path: raw,
+                            host,
+                            status: described.status.as_u16(),
+                            answer,
+                            rule: described.rule,
+                            header_rules: described.header_rules,
+                            headers: described.headers,
+                        }
                     }
-                }
-            })
+                },
+            )
         }
     };
     Ok(render(&DeployPage {

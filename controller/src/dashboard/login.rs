@@ -167,8 +167,8 @@ pub async fn sign_in(
         tracing::warn!("dashboard sign-in refused: neither the admin token nor the password");
         state.sign_in.after_failure().await;
         let error = if state.config.dashboard_password_hash.is_some() {
-            "that is neither the admin token nor the dashboard password. Check the password, or use the \
-             admin token the controller printed on its first start (`jamstack-controller token admin` \
+            "That is neither the admin token nor the dashboard password. Check the password, or use the \
+             admin token the controller printed on its first start (jamstack-controller token admin \
              makes a new one)."
         } else {
             "that token is not the admin token. Use the one the controller printed on its first start, \

@@ -301,7 +301,10 @@ pub async fn set_env(
         }
         .refused();
     }
-    state.db.set_site_env_var(site.id, var, &form.value, secret).await?;
+    state
+        .db
+        .set_site_env_var(site.id, var, &form.value, secret)
+        .await?;
     tracing::info!(site = %site.name, variable = var, secret, "environment variable set from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=env-set&name={var}#env"

@@ -132,7 +132,9 @@ async fn serve_inner(state: &AppState, target: Target, request: &Parts) -> anyho
         }
         Resolved::NoDeploy => return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n")),
     };
-    Ok(answer(state, &deploy_id, permalink, &decoded, request).await?.response)
+    Ok(answer(state, &deploy_id, permalink, &decoded, request)
+        .await?
+        .response)
 }
 
 /// An answer of a deploy, with what decided it.
@@ -282,7 +284,12 @@ pub async fn describe(
         .response
         .headers()
         .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     Ok(Description::Answer(Described {
         status: answer.response.status(),

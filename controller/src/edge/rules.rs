@@ -405,11 +405,16 @@ impl Rules {
     /// `file_exists` says whether a file would be served at the path: only
     /// forced rules apply then.
     pub fn redirect_for(&self, request: &Request<'_>, file_exists: bool) -> Option<Action> {
-        self.matching_redirect(request, file_exists).map(|(action, _)| action)
+        self.matching_redirect(request, file_exists)
+            .map(|(action, _)| action)
     }
 
     /// Like [`Rules::redirect_for`], with the rule that decided.
-    pub fn matching_redirect(&self, request: &Request<'_>, file_exists: bool) -> Option<(Action, MatchedRule)> {
+    pub fn matching_redirect(
+        &self,
+        request: &Request<'_>,
+        file_exists: bool,
+    ) -> Option<(Action, MatchedRule)> {
         self.redirects
             .iter()
             .filter(|rule| rule.force || !file_exists)
@@ -697,7 +702,10 @@ impl Redirect {
         Ok(Redirect {
             written: MatchedRule {
                 origin: spec.origin.clone(),
-                rule: format!("{}{conditions} {} {}{force}{trailing}", spec.from, spec.to, spec.status),
+                rule: format!(
+                    "{}{conditions} {} {}{force}{trailing}",
+                    spec.from, spec.to, spec.status
+                ),
             },
             host,
             from,
