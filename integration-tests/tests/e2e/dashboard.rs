@@ -343,6 +343,20 @@ async fn forms_posted_without_their_csrf_token_are_refused() {
 }
 
 #[tokio::test]
+async fn a_controller_refuses_to_start_with_a_password_hash_it_cannot_use() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = jamstack_controller::Config::new(data.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.dashboard_password_hash = Some("my-password".to_owned());
+    let error = jamstack_controller::Application::build(config)
+        .await
+        .err()
+        .expect("a password in place of its hash is refused");
+    let message = format!("{error:#}");
+    assert!(message.contains("jamstack-controller hash-password"), "{message}");
+}
+
+#[tokio::test]
 async fn wrong_sign_ins_are_answered_one_at_a_time_after_a_pause() {
     let app = spawn_app().await;
     let started = Instant::now();
@@ -444,7 +458,13 @@ image = "jamstack/busybox:1"
         .fill("form[action='/sites/keyed/env'] input[name=name]", "2FAST")
         .await;
     browser
-        .fill("form[action='/sites/keyed/env'] input[name=value]", "x")
+        .fill(
+            "form[action='/sites/keyed/env'] input[name=value]",
+            "typed-once-value",
+        )
+        .await;
+    browser
+        .click("form[action='/sites/keyed/env'] input[name=secret]")
         .await;
     browser.click("form[action='/sites/keyed/env'] button").await;
     browser
@@ -454,6 +474,13 @@ image = "jamstack/busybox:1"
             Duration::from_secs(10),
         )
         .await;
+    // A secret typed into a refused form is not sent back either.
+    let source = browser.client.source().await.unwrap();
+    assert!(
+        !source.contains("typed-once-value"),
+        "a refused secret is not echoed"
+    );
+    assert!(source.contains("value=\"2FAST\""), "the name typed is kept");
     // So are limits out of range.
     browser.fill("input[name=timeout_seconds]", "0").await;
     browser
