@@ -1325,7 +1325,12 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, wanted: &str, within: Duration) -> String {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let text = self.text(css).await;
+            // The page may be replaced between finding the element and
+            // reading it (a form was just sent): then read again.
+            let text = match self.client.find(fantoccini::Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if text.contains(wanted) {
                 return text;
             }
