@@ -71,6 +71,57 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
+/// Makes the stored form of a dashboard password: an argon2id hash with a
+/// random salt, as a PHC string (`$argon2id$v=19$...`). The password
+/// itself is kept nowhere.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+}
+
+/// Checks that a configured password hash is one [`password_matches`] can
+/// use, so a typo is caught at start rather than at the first sign-in.
+pub fn check_password_hash(phc: &str) -> Result<(), String> {
+    let parsed = argon2::PasswordHash::new(phc).map_err(|e| {
+        format!(
+            "the dashboard password hash is not a PHC string ({e}); make one with \
+             `jamstack-controller hash-password` and pass it whole, `$argon2id$...` included"
+        )
+    })?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(
+            "the dashboard password hash lacks its salt or its hash; copy the whole line \
+             `jamstack-controller hash-password` printed"
+                .to_owned(),
+        );
+    }
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!(
+            "the dashboard password hash uses `{}`; only argon2 hashes are taken. Make one with \
+             `jamstack-controller hash-password`",
+            parsed.algorithm
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `password` is the one `phc` was made from. The derived keys are
+/// compared in constant time. Slow by design (tens of milliseconds): call
+/// it off the async threads.
+pub fn password_matches(password: &str, phc: &str) -> bool {
+    use argon2::PasswordVerifier;
+    let Ok(parsed) = argon2::PasswordHash::new(phc) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
 /// A request made with the admin token or an API token (REST API), or, for
 /// reading (`GET`), with a live dashboard session: the browser's
 /// `EventSource` cannot send headers, so the live log follows by cookie.
@@ -184,6 +235,24 @@ impl FromRequestParts<AppState> for Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_matches_only_its_own_hash() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"));
+        assert!(check_password_hash(&hash).is_ok());
+        assert!(password_matches("correct horse", &hash));
+        assert!(!password_matches("correct horsf", &hash));
+        assert!(!password_matches("", &hash));
+        // The same password hashes differently each time (a random salt).
+        assert_ne!(hash_password("correct horse").unwrap(), hash);
+        for bad in ["", "correct horse", "$argon2id$nonsense"] {
+            let error = check_password_hash(bad).unwrap_err();
+            assert!(error.contains("hash-password"), "{error}");
+            assert!(!password_matches("correct horse", bad));
+        }
+    }
 
     #[test]
     fn tokens_are_long_random_and_say_what_they_are() {

@@ -53,6 +53,10 @@ pub struct Config {
     pub retention: Retention,
     /// The edge's memory.
     pub edge: EdgeSettings,
+    /// The dashboard password's argon2 hash (a PHC string made by
+    /// `jamstack-controller hash-password`); signing in with the admin token
+    /// always works, with a password only when this is set.
+    pub dashboard_password_hash: Option<String>,
 }
 
 /// A GitHub App: its id and the private key GitHub made for it.
@@ -244,6 +248,7 @@ impl Config {
             limits: DeployLimits::default(),
             retention: Retention::default(),
             edge: EdgeSettings::default(),
+            dashboard_password_hash: None,
         }
     }
 

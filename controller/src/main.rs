@@ -65,6 +65,10 @@ struct ServerArgs {
     /// secrets); made on first start. Default: <data-dir>/secret.key.
     #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// Also sign in to the dashboard with a password: its argon2 hash, as
+    /// `jamstack-controller hash-password` prints it (never the password).
+    #[arg(long, env = "JAMSTACK_DASHBOARD_PASSWORD_HASH", hide_env_values = true)]
+    dashboard_password_hash: Option<String>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -138,6 +142,9 @@ enum Command {
         #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// Read a dashboard password from standard input (its first line) and
+    /// print its argon2 hash for --dashboard-password-hash.
+    HashPassword,
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,6 +206,10 @@ fn config_of(server: ServerArgs) -> Config {
     config.public_url = server.public_url;
     config.github_api_url = server.github_api_url;
     config.secret_key_file = server.secret_key_file;
+    config.dashboard_password_hash = server
+        .dashboard_password_hash
+        .map(|hash| hash.trim().to_owned())
+        .filter(|hash| !hash.is_empty());
     config.github_app =
         server
             .github_app_id
@@ -290,8 +301,25 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", startup::mint_token(&config, kind, &name).await?);
             Ok(())
         }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < MIN_PASSWORD_CHARS {
+                anyhow::bail!(
+                    "the password is {} characters long; use at least {MIN_PASSWORD_CHARS} \
+                     (or sign in with the admin token alone)",
+                    password.chars().count()
+                );
+            }
+            println!("{}", jamstack_controller::auth::hash_password(password)?);
+            Ok(())
+        }
     }
 }
+
+/// The shortest dashboard password `hash-password` takes.
+const MIN_PASSWORD_CHARS: usize = 12;
 
 /// SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
 async fn shutdown_signal() {

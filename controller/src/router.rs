@@ -138,9 +138,22 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}", get(dashboard::sites::show))
         .route(
             "/sites/{site}/settings",
-            get(dashboard::sites::settings).post(dashboard::sites::save_settings),
+            get(dashboard::site_settings::show).post(dashboard::site_settings::save_scheduling),
+        )
+        .route(
+            "/sites/{site}/settings/limits",
+            post(dashboard::site_settings::save_limits),
+        )
+        .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
+        .route(
+            "/sites/{site}/env/{name}/delete",
+            post(dashboard::site_settings::delete_env),
         )
         .route("/sites/{site}/builds", post(dashboard::sites::trigger))
+        .route(
+            "/sites/{site}/clear-cache-and-rebuild",
+            post(dashboard::sites::clear_cache_and_rebuild),
+        )
         .route("/sites/{site}/lock", post(dashboard::sites::lock))
         .route("/sites/{site}/unlock", post(dashboard::sites::unlock))
         .route("/sites/{site}/deploys/{deploy}", get(dashboard::deploys::show))

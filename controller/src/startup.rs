@@ -3,6 +3,7 @@
 
 use crate::auth::{hash_token, new_token, random_hex};
 use crate::config::{BlobStoreConfig, Config};
+use crate::dashboard::login::SignInThrottle;
 use crate::db::{Database, TokenKind};
 use crate::deploys::events::DeployEvents;
 use crate::deploys::s3::S3BlobStore;
@@ -61,6 +62,9 @@ impl Application {
                 );
             }
         }
+        if let Some(hash) = &config.dashboard_password_hash {
+            crate::auth::check_password_hash(hash).map_err(anyhow::Error::msg)?;
+        }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
         let github = GitHub::new(&config)?;
         let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
@@ -95,6 +99,7 @@ impl Application {
             events: Events::default(),
             github: Arc::new(github),
             secrets: Arc::new(secrets),
+            sign_in: Arc::new(SignInThrottle::default()),
         };
         Ok(Application {
             listener,

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::config::Config;
+use crate::dashboard::login::SignInThrottle;
 use crate::db::Database;
 use crate::deploys::BlobStore;
 use crate::deploys::events::{DeployEvent, DeployEvents};
@@ -43,6 +44,8 @@ pub struct AppState {
     /// Publishes, alias moves and removals, for whoever listens (the edge's
     /// memory; on PostgreSQL, other controllers).
     pub deploy_events: DeployEvents,
+    /// Slows failed dashboard sign-ins down.
+    pub sign_in: Arc<SignInThrottle>,
 }
 
 impl AppState {

@@ -38,8 +38,7 @@ pub async fn trigger(
         )));
     }
     if body.clear_cache {
-        let generation = state.db.bump_cache_generation(site.id).await?;
-        tracing::info!(site = %site.name, generation, "build cache cleared for a rebuild");
+        super::site_settings::clear_build_cache(&state, &site).await?;
     }
     let branch = body.branch.unwrap_or_else(|| site.production_branch.clone());
     let context = if branch == site.production_branch {

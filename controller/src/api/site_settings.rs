@@ -3,7 +3,7 @@
 
 use super::find_site;
 use crate::auth::Admin;
-use crate::db::{SiteEnvVar, SiteLimits};
+use crate::db::{Site, SiteEnvVar, SiteLimits};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::state::AppState;
 use axum::Json;
@@ -125,9 +125,16 @@ pub async fn clear_cache(
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
     let site = find_site(&state, &name).await?;
+    clear_build_cache(&state, &site).await?;
+    Ok(Json(settings_view(&state, site.id).await?))
+}
+
+/// Moves the site's cache on to a new, empty generation (the API's and the
+/// dashboard's "clear cache"); returns the new generation.
+pub async fn clear_build_cache(state: &AppState, site: &Site) -> AppResult<i64> {
     let generation = state.db.bump_cache_generation(site.id).await?;
     tracing::info!(site = %site.name, generation, "build cache cleared");
-    Ok(Json(settings_view(&state, site.id).await?))
+    Ok(generation)
 }
 
 /// An environment variable as the API shows it: a secret's value is never

@@ -5,7 +5,8 @@ use super::sites::size;
 use super::{Chrome, PageResult, Session, render, short_sha};
 use crate::api::find_site;
 use crate::deploys::{FileChange, diff_files};
-use crate::edge::{Resolution, decode_path, resolve};
+use crate::edge::rules::MatchedRule;
+use crate::edge::{Description, Route, describe};
 use crate::error::not_found;
 use crate::state::AppState;
 use askama::Template;
@@ -18,11 +19,33 @@ pub struct ChangeRow {
     pub size: String,
 }
 
-/// What a path resolves to, for people.
+/// What a path would be answered with, for people.
 pub struct PathCheck {
     pub path: String,
+    /// The hostname the answer is described for.
+    pub host: String,
     pub status: u16,
     pub answer: String,
+    /// The redirect rule that decided, if one did.
+    pub rule: Option<MatchedRule>,
+    pub header_rules: Vec<MatchedRule>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl PathCheck {
+    fn refused(path: String, host: String) -> Self {
+        PathCheck {
+            path,
+            host,
+            status: 400,
+            answer: "refused: the path leaves the deploy, has control characters or is not a URL path \
+                     (write spaces as %20)"
+                .to_owned(),
+            rule: None,
+            header_rules: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -104,28 +127,38 @@ pub async fn show(
             } else {
                 format!("/{raw}")
             };
-            Some(match decode_path(&raw) {
-                None => PathCheck {
-                    path: raw,
-                    status: 400,
-                    answer: "refused: the path leaves the deploy or has control characters".to_owned(),
-                },
-                Some(path) => {
-                    let (status, answer) = match resolve(&state, &deploy.id, &path).await? {
-                        Resolution::File { path, file } => {
-                            (200, format!("serves {path} ({})", size(file.size)))
+            // The published deploy is described as its site's hostname serves
+            // it; any other deploy as its permalink does.
+            let label = if published {
+                site.name.clone()
+            } else {
+                format!("{}--{}", deploy.id, site.name)
+            };
+            let host = format!("{label}.{}", state.config.domain);
+            Some(
+                match describe(&state, &deploy.id, !published, &host, &raw).await? {
+                    Description::BadPath => PathCheck::refused(raw, host),
+                    Description::Answer(described) => {
+                        let answer = match &described.route {
+                            Route::File { path, .. } => format!(
+                                "serves {path} ({})",
+                                size(described.file_size.unwrap_or_default() as i64)
+                            ),
+                            Route::Redirect { location, .. } => format!("redirects to {location}"),
+                            Route::Plain(_) => "a plain “not found”: no such file and no 404.html".to_owned(),
+                        };
+                        PathCheck {
+                            path: raw,
+                            host,
+                            status: described.status.as_u16(),
+                            answer,
+                            rule: described.rule,
+                            header_rules: described.header_rules,
+                            headers: described.headers,
                         }
-                        Resolution::Redirect { location } => (301, format!("redirects to {location}")),
-                        Resolution::NotFoundPage { .. } => (404, "serves the site's 404.html".to_owned()),
-                        Resolution::NotFound => (404, "plain 404: no such file and no 404.html".to_owned()),
-                    };
-                    PathCheck {
-                        path: raw,
-                        status,
-                        answer,
                     }
-                }
-            })
+                },
+            )
         }
     };
     Ok(render(&DeployPage {

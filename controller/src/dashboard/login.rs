@@ -1,8 +1,12 @@
-//! Signing in with the admin token, and out.
+//! Signing in with the admin token or the dashboard password, and out.
 //!
 //! The sign-in form is protected against login CSRF with a double-submit
 //! token: `GET /login` sets a random cookie and puts the same value in the
 //! form; `POST /login` insists they match.
+//!
+//! The password is configured as an argon2 hash only
+//! (`Config::dashboard_password_hash`). Wrong guesses are slowed by
+//! [`SignInThrottle`].
 
 use super::{Chrome, PageResult, Session, behind_tls, see_other};
 use crate::auth::{SESSION_COOKIE, hash_token, random_hex, secrets_match};
@@ -23,11 +27,53 @@ const LOGIN_CSRF_COOKIE: &str = "jamstack_login";
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
+/// How long a failed sign-in waits before it is answered.
+pub const FAILURE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Failed sign-ins are answered one at a time, each after
+/// [`FAILURE_PAUSE`]: guessing runs at most one try a second per
+/// controller however many connections it uses, while the right token or
+/// password is answered at once. Password hashes (argon2, deliberately
+/// costly) are checked at most two at a time, so a flood of attempts
+/// cannot take the CPU.
+#[derive(Debug)]
+pub struct SignInThrottle {
+    failures: tokio::sync::Mutex<()>,
+    hashing: tokio::sync::Semaphore,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        SignInThrottle {
+            failures: tokio::sync::Mutex::new(()),
+            hashing: tokio::sync::Semaphore::new(2),
+        }
+    }
+}
+
+impl SignInThrottle {
+    /// Whether `password` is the one `hash` was made from, checked off the
+    /// async threads.
+    async fn password_matches(&self, password: &str, hash: &str) -> anyhow::Result<bool> {
+        let _permit = self.hashing.acquire().await?;
+        let (password, hash) = (password.to_owned(), hash.to_owned());
+        Ok(tokio::task::spawn_blocking(move || crate::auth::password_matches(&password, &hash)).await?)
+    }
+
+    /// Waits its turn, then [`FAILURE_PAUSE`].
+    async fn after_failure(&self) {
+        let _turn = self.failures.lock().await;
+        tokio::time::sleep(FAILURE_PAUSE).await;
+    }
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/login.html")]
 struct LoginPage {
     chrome: Chrome,
     csrf: String,
+    /// A dashboard password is configured: the form takes it too.
+    password: bool,
     error: Option<String>,
 }
 
@@ -68,6 +114,7 @@ fn login_page(state: &AppState, headers: &HeaderMap, jar: CookieJar, error: Opti
     let page = LoginPage {
         chrome: Chrome::anonymous(),
         csrf,
+        password: state.config.dashboard_password_hash.is_some(),
         error,
     };
     (status, jar, super::render(&page)).into_response()
@@ -81,6 +128,7 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap, jar: Cookie
 pub struct LoginForm {
     #[serde(default)]
     pub csrf: String,
+    /// The admin token, or the dashboard password when one is configured.
     #[serde(default)]
     pub token: String,
 }
@@ -102,22 +150,31 @@ pub async fn sign_in(
         .into());
     }
     let token = form.token.trim();
-    if state
-        .db
-        .token_name(TokenKind::Admin, &hash_token(token))
-        .await?
-        .is_none()
-    {
-        return Ok(login_page(
-            &state,
-            &headers,
-            jar,
-            Some(
-                "that token is not the admin token. Use the one the controller printed on its first start, \
-                 or make a new one with `jamstack-controller token admin`."
-                    .to_owned(),
-            ),
-        ));
+    let by_token = !token.is_empty()
+        && state
+            .db
+            .token_name(TokenKind::Admin, &hash_token(token))
+            .await?
+            .is_some();
+    // A password is taken as typed: spaces may be part of it.
+    let by_password = !by_token
+        && !form.token.is_empty()
+        && match &state.config.dashboard_password_hash {
+            Some(hash) => state.sign_in.password_matches(&form.token, hash).await?,
+            None => false,
+        };
+    if !by_token && !by_password {
+        tracing::warn!("dashboard sign-in refused: neither the admin token nor the password");
+        state.sign_in.after_failure().await;
+        let error = if state.config.dashboard_password_hash.is_some() {
+            "That is neither the admin token nor the dashboard password. Check the password, or use the \
+             admin token the controller printed on its first start (jamstack-controller token admin \
+             makes a new one)."
+        } else {
+            "that token is not the admin token. Use the one the controller printed on its first start, \
+             or make a new one with `jamstack-controller token admin`."
+        };
+        return Ok(login_page(&state, &headers, jar, Some(error.to_owned())));
     }
     let session = random_hex(32);
     state
@@ -127,7 +184,8 @@ pub async fn sign_in(
             now_millis() + SESSION_LIFETIME.as_millis() as i64,
         )
         .await?;
-    tracing::info!("dashboard sign-in");
+    let with = if by_token { "admin token" } else { "password" };
+    tracing::info!(with, "dashboard sign-in");
     let jar = jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(
         SESSION_COOKIE,
         session,

@@ -13,6 +13,7 @@ pub mod deploys;
 pub mod login;
 pub mod queue;
 pub mod settings;
+pub mod site_settings;
 pub mod sites;
 
 use crate::auth::{csrf_token_for, hash_token, secrets_match, session_cookie};

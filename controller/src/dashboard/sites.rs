@@ -1,11 +1,13 @@
 //! Sites: the list, connecting a repository, a site's deploys and builds,
-//! publishing (rollback), locking, triggering and settings.
+//! publishing (rollback), locking, triggering and rebuilding from an empty
+//! cache. Site settings are in `site_settings.rs`.
 
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, duration, headline, render, see_other, short_sha};
 use crate::api::find_site;
+use crate::api::site_settings::clear_build_cache;
 use crate::api::sites::validate_site_name;
 use crate::builds::{BuildRequest, queue_build};
-use crate::db::{Build, NewSite, SchedulingSettings, Site};
+use crate::db::{Build, NewSite, Site};
 use crate::deploys::alias_for;
 use crate::error::{conflict, not_found};
 use crate::state::AppState;
@@ -231,7 +233,6 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
         "locked" => "Publishing is locked: new production builds deploy but do not go live.",
         "unlocked" => "Publishing is unlocked: the next production build goes live.",
         "queued" => "Build queued.",
-        "saved" => "Settings saved.",
         _ => return None,
     })
 }
@@ -369,9 +370,27 @@ pub async fn trigger(
 ) -> PageResult {
     session.verify(&form.csrf)?;
     let site = find_site(&state, &name).await?;
+    build_production(&state, &site).await
+}
+
+/// Empties the site's build cache, then builds the production branch's
+/// head: the build starts from nothing, as on a new runner.
+pub async fn clear_cache_and_rebuild(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&state, &name).await?;
+    clear_build_cache(&state, &site).await?;
+    build_production(&state, &site).await
+}
+
+async fn build_production(state: &AppState, site: &Site) -> PageResult {
     let build_id = queue_build(
-        &state,
-        &site,
+        state,
+        site,
         BuildRequest {
             from_fork: false,
             context: BuildContext::Production,
@@ -385,93 +404,4 @@ pub async fn trigger(
     )
     .await?;
     Ok(see_other(format!("/builds/{build_id}")))
-}
-
-#[derive(Template)]
-#[template(path = "dashboard/site_settings.html")]
-struct SettingsPage {
-    chrome: Chrome,
-    site: Site,
-    labels: String,
-    error: Option<String>,
-}
-
-pub async fn settings(
-    State(state): State<AppState>,
-    session: Session,
-    Path(name): Path<String>,
-) -> PageResult {
-    let site = find_site(&state, &name).await?;
-    Ok(render(&SettingsPage {
-        chrome: Chrome::new(&session, "sites"),
-        labels: site.required_labels.join(", "),
-        site,
-        error: None,
-    }))
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct SettingsForm {
-    #[serde(default)]
-    pub csrf: String,
-    #[serde(default)]
-    pub production_branch: String,
-    #[serde(default)]
-    pub required_labels: String,
-    #[serde(default)]
-    pub max_concurrent_builds: String,
-    /// A checkbox: present when ticked.
-    pub cancel_superseded: Option<String>,
-}
-
-pub async fn save_settings(
-    State(state): State<AppState>,
-    session: Session,
-    Path(name): Path<String>,
-    Form(form): Form<SettingsForm>,
-) -> PageResult {
-    session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
-    let problem = |message: String| -> PageResult {
-        let page = SettingsPage {
-            chrome: Chrome::new(&session, "sites"),
-            labels: form.required_labels.clone(),
-            site: site.clone(),
-            error: Some(message),
-        };
-        Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
-    };
-    let branch = form.production_branch.trim();
-    if branch.is_empty() {
-        return problem("the production branch is empty; name the branch that publishes the site".to_owned());
-    }
-    let max = match form.max_concurrent_builds.trim().parse::<i64>() {
-        Ok(n) if (0..=1000).contains(&n) => n,
-        _ => {
-            return problem(format!(
-                "builds at once must be a number from 0 (no limit) to 1000, not `{}`",
-                form.max_concurrent_builds.trim()
-            ));
-        }
-    };
-    let labels: Vec<String> = form
-        .required_labels
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    state
-        .db
-        .update_scheduling(
-            site.id,
-            &SchedulingSettings {
-                production_branch: Some(branch.to_owned()),
-                required_labels: Some(labels),
-                max_concurrent_builds: Some(max),
-                cancel_superseded: Some(form.cancel_superseded.is_some()),
-            },
-        )
-        .await?;
-    Ok(see_other(format!("/sites/{name}?notice=saved")))
 }

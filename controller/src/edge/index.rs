@@ -12,7 +12,7 @@
 //!
 //! The rule files `_redirects` and `_headers` at the root are not served.
 
-use super::rules::{Action, Request, RuleSet, Rules};
+use super::rules::{Action, MatchedRule, Request, RuleSet, Rules};
 use crate::db::DeployContents;
 use crate::deploys::compress::Encoding;
 use axum::http::StatusCode;
@@ -191,9 +191,15 @@ impl DeployIndex {
     /// What answers `request`, whose `path` is `/` followed by `decoded`,
     /// the decoded path inside the deploy (see `path::decode`).
     pub fn route(&self, decoded: &str, request: &Request<'_>) -> Route {
+        self.route_with_rule(decoded, request).0
+    }
+
+    /// Like [`DeployIndex::route`], with the redirect rule that decided,
+    /// if one did.
+    pub fn route_with_rule(&self, decoded: &str, request: &Request<'_>) -> (Route, Option<MatchedRule>) {
         let found = self.resolve(decoded);
-        if let Some(action) = self.rules.redirect_for(request, found.is_some()) {
-            return match action {
+        if let Some((action, rule)) = self.rules.matching_redirect(request, found.is_some()) {
+            let route = match action {
                 Action::Redirect { status, location } => Route::Redirect {
                     status: StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
                     location,
@@ -210,8 +216,9 @@ impl DeployIndex {
                     }
                 }
             };
+            return (route, Some(rule));
         }
-        match found {
+        let route = match found {
             Some(Static::File(path)) => Route::File {
                 path,
                 status: StatusCode::OK,
@@ -221,7 +228,8 @@ impl DeployIndex {
                 location,
             },
             None => self.not_found(decoded, StatusCode::NOT_FOUND),
-        }
+        };
+        (route, None)
     }
 }
 
@@ -322,6 +330,49 @@ mod tests {
         }
         let bare = index(&["index.html"], "");
         assert_eq!(route(&bare, "/missing"), Route::Plain(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn the_rule_that_decided_is_named_where_it_was_written() {
+        let site = index(
+            &["index.html", "docs/index.html"],
+            "# Moved\n/old  /new  301\n/docs/*  /manual/:splat  302!\n/lang/* /fr/:splat 302 Language=fr,de\n",
+        );
+        let decided = |url: &str, accept_language: Option<&str>| {
+            let decoded = super::super::path::decode(url).unwrap();
+            let path = format!("/{decoded}");
+            let request = Request {
+                path: &path,
+                accept_language,
+                ..Request::default()
+            };
+            site.route_with_rule(&decoded, &request)
+        };
+        let rule = |origin: &str, rule: &str| {
+            Some(MatchedRule {
+                origin: origin.to_owned(),
+                rule: rule.to_owned(),
+            })
+        };
+        assert_eq!(
+            decided("/old", None),
+            (moved(301, "/new"), rule("_redirects:2", "/old /new 301"))
+        );
+        // Forced, so it applies over the file.
+        assert_eq!(
+            decided("/docs/", None),
+            (
+                moved(302, "/manual/"),
+                rule("_redirects:3", "/docs/* /manual/:splat 302!")
+            )
+        );
+        assert_eq!(
+            decided("/lang/a", Some("de")).1,
+            rule("_redirects:4", "/lang/* /fr/:splat 302 Language=fr,de")
+        );
+        // Files and 404s are decided by no rule.
+        assert_eq!(decided("/", None), (file("index.html", 200), None));
+        assert_eq!(decided("/lang/a", None).1, None);
     }
 
     #[test]

@@ -24,7 +24,6 @@ pub mod rules;
 
 pub use cache::EdgeCache;
 
-use crate::db::DeployFile;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -32,7 +31,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cache::Resolved;
-use index::Route;
+pub use index::Route;
 use respond::{FileAnswer, REVALIDATE};
 
 /// Which deploy a hostname label names.
@@ -133,9 +132,39 @@ async fn serve_inner(state: &AppState, target: Target, request: &Parts) -> anyho
         }
         Resolved::NoDeploy => return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n")),
     };
-    let Some(index) = state.edge.index(&state.db, &deploy_id).await? else {
+    Ok(answer(state, &deploy_id, permalink, &decoded, request)
+        .await?
+        .response)
+}
+
+/// An answer of a deploy, with what decided it.
+struct Answer {
+    response: Response,
+    route: Route,
+    /// The redirect rule that decided, if one did.
+    rule: Option<rules::MatchedRule>,
+    /// The size of the file served, if one is.
+    file_size: Option<u64>,
+}
+
+/// How deploy `deploy_id` answers `request`, whose path decodes to
+/// `decoded`. Serving and [`describe`] both come here, so a description
+/// cannot disagree with what is served.
+async fn answer(
+    state: &AppState,
+    deploy_id: &str,
+    permalink: bool,
+    decoded: &str,
+    request: &Parts,
+) -> anyhow::Result<Answer> {
+    let Some(index) = state.edge.index(&state.db, deploy_id).await? else {
         // Removed between reading the pointer and the index.
-        return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n"));
+        return Ok(Answer {
+            response: plain(StatusCode::NOT_FOUND, "no such deploy\n"),
+            route: Route::Plain(StatusCode::NOT_FOUND),
+            rule: None,
+            file_size: None,
+        });
     };
     let headers = &request.headers;
     let host = headers
@@ -151,31 +180,39 @@ async fn serve_inner(state: &AppState, target: Target, request: &Parts) -> anyho
         accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
         cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
     };
-    let mut response = match index.route(&decoded, &rule_request) {
+    let (route, rule) = index.route_with_rule(decoded, &rule_request);
+    let mut file_size = None;
+    let mut response = match &route {
         Route::File { path, status } => {
-            let Some(file) = index.file(&path) else {
+            let Some(file) = index.file(path) else {
                 anyhow::bail!("routed to `{path}`, which deploy {deploy_id} does not have");
             };
+            file_size = Some(file.original.size);
             let answer = FileAnswer {
-                path: &path,
+                path,
                 file,
-                status,
+                status: *status,
                 permalink,
             };
             respond::file_response(state, answer, &request.method, headers).await?
         }
         Route::Redirect { status, location } => {
             let mut response = Response::new(axum::body::Body::empty());
-            *response.status_mut() = status;
+            *response.status_mut() = *status;
             let headers = response.headers_mut();
-            headers.insert(header::LOCATION, HeaderValue::from_str(&location)?);
+            headers.insert(header::LOCATION, HeaderValue::from_str(location)?);
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
             response
         }
-        Route::Plain(status) => plain(status, "not found\n"),
+        Route::Plain(status) => plain(*status, "not found\n"),
     };
     add_rule_headers(response.headers_mut(), &index.rules.headers_for(&site_path));
-    Ok(response)
+    Ok(Answer {
+        response,
+        route,
+        rule,
+        file_size,
+    })
 }
 
 /// The deploy's header rules: they replace the server's value of a header
@@ -190,55 +227,78 @@ fn add_rule_headers(headers: &mut HeaderMap, extra: &[(header::HeaderName, Heade
     }
 }
 
-/// What a deploy answers for a path (files only; the deploy's redirect
-/// and header rules are applied by the edge when it serves).
+/// What a deploy would answer for a path, described rather than served:
+/// the dashboard's "what would this path serve" check.
 #[derive(Debug, Clone)]
-pub enum Resolution {
-    /// 200 with this file of the deploy.
-    File { path: String, file: DeployFile },
-    /// 301 to the directory's canonical form with its slash.
-    Redirect { location: String },
-    /// 404 with the deploy's `404.html`.
-    NotFoundPage { file: DeployFile },
-    /// 404, plain.
-    NotFound,
+pub enum Description {
+    /// The edge refuses the path itself (`..`, control characters, ...).
+    BadPath,
+    Answer(Described),
 }
 
-/// How a deploy answers a decoded path (see the module doc for the rule).
-/// The edge serves with it; the dashboard's "what would this path serve"
-/// check shows it. Redirect and header rules join here.
-pub async fn resolve(state: &AppState, deploy_id: &str, path: &str) -> anyhow::Result<Resolution> {
-    let lookup = |p: String| {
-        let db = state.db.clone();
-        let deploy_id = deploy_id.to_owned();
-        async move { db.deploy_file(&deploy_id, &p).await }
-    };
-    let resolved = if path.is_empty() || path.ends_with('/') {
-        let index = format!("{path}index.html");
-        lookup(index.clone()).await?.map(|f| (index, f))
-    } else if let Some(file) = lookup(path.to_owned()).await? {
-        Some((path.to_owned(), file))
-    } else if lookup(format!("{path}/index.html")).await?.is_some() {
-        return Ok(Resolution::Redirect {
-            location: format!("/{}/", path::encode(path)),
-        });
-    } else {
-        let html = format!("{path}.html");
-        lookup(html.clone()).await?.map(|f| (html, f))
-    };
-    if let Some((path, file)) = resolved {
-        return Ok(Resolution::File { path, file });
-    }
-    Ok(match lookup("404.html".to_owned()).await? {
-        Some(file) => Resolution::NotFoundPage { file },
-        None => Resolution::NotFound,
-    })
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub status: StatusCode,
+    /// What answers: a file, a redirect, or a plain answer.
+    pub route: Route,
+    pub file_size: Option<u64>,
+    /// The redirect rule that decided, if one did.
+    pub rule: Option<rules::MatchedRule>,
+    /// The header rules that add headers.
+    pub header_rules: Vec<rules::MatchedRule>,
+    /// The headers the edge would send, in order.
+    pub headers: Vec<(String, String)>,
 }
 
-/// Decodes a request path as the edge does; `None` for a path it refuses
-/// (`..`, encoded dot segments, backslashes, control characters).
-pub fn decode_path(raw: &str) -> Option<String> {
-    path::decode(raw)
+/// How deploy `deploy_id` would answer a `GET` of `path_and_query` on
+/// `host` (a permalink's host when `permalink`), without reading any file:
+/// the edge's own path is taken with `HEAD`, so the status, the redirect
+/// and header rules and the headers are exactly those it serves.
+pub async fn describe(
+    state: &AppState,
+    deploy_id: &str,
+    permalink: bool,
+    host: &str,
+    path_and_query: &str,
+) -> anyhow::Result<Description> {
+    let Ok(request) = axum::http::Request::builder()
+        .method(Method::HEAD)
+        .uri(path_and_query)
+        .header(header::HOST, host)
+        .body(())
+    else {
+        return Ok(Description::BadPath);
+    };
+    let (request, ()) = request.into_parts();
+    let Some(decoded) = path::decode(request.uri.path()) else {
+        return Ok(Description::BadPath);
+    };
+    let answer = answer(state, deploy_id, permalink, &decoded, &request).await?;
+    // Only the description names the header rules; serving needs just
+    // their headers.
+    let header_rules = match state.edge.index(&state.db, deploy_id).await? {
+        Some(index) => index.rules.matching_header_rules(&format!("/{decoded}")),
+        None => Vec::new(),
+    };
+    let headers = answer
+        .response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Description::Answer(Described {
+        status: answer.response.status(),
+        route: answer.route,
+        file_size: answer.file_size,
+        rule: answer.rule,
+        header_rules,
+        headers,
+    }))
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response {

@@ -388,6 +388,14 @@ pub struct Rules {
     headers: Vec<HeaderRule>,
 }
 
+/// A rule that applied to a request, as its author wrote it: where
+/// (`_redirects:3`, `jamstack.toml:12`) and what (`/old /new 301`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRule {
+    pub origin: String,
+    pub rule: String,
+}
+
 impl Rules {
     pub fn is_empty(&self) -> bool {
         self.redirects.is_empty() && self.headers.is_empty()
@@ -397,10 +405,31 @@ impl Rules {
     /// `file_exists` says whether a file would be served at the path: only
     /// forced rules apply then.
     pub fn redirect_for(&self, request: &Request<'_>, file_exists: bool) -> Option<Action> {
+        self.matching_redirect(request, file_exists)
+            .map(|(action, _)| action)
+    }
+
+    /// Like [`Rules::redirect_for`], with the rule that decided.
+    pub fn matching_redirect(
+        &self,
+        request: &Request<'_>,
+        file_exists: bool,
+    ) -> Option<(Action, MatchedRule)> {
         self.redirects
             .iter()
             .filter(|rule| rule.force || !file_exists)
-            .find_map(|rule| rule.apply(request))
+            .find_map(|rule| Some((rule.apply(request)?, rule.written.clone())))
+    }
+
+    /// The header rules that apply to `path` (decoded, starting with `/`),
+    /// in the order [`Rules::headers_for`] applies them.
+    pub fn matching_header_rules(&self, path: &str) -> Vec<MatchedRule> {
+        let path = normalize(path);
+        self.headers
+            .iter()
+            .filter(|rule| rule.matches(&path))
+            .map(|rule| rule.written.clone())
+            .collect()
     }
 
     /// The headers every matching header rule adds for `path` (decoded,
@@ -593,6 +622,7 @@ enum QueryMatch {
 
 #[derive(Debug, Clone)]
 struct Redirect {
+    written: MatchedRule,
     host: Option<String>,
     from: PathPattern,
     query: Vec<(String, QueryMatch)>,
@@ -657,7 +687,26 @@ impl Redirect {
                 None => Ok((name.clone(), QueryMatch::Equals(value.clone()))),
             })
             .collect::<Result<_, _>>()?;
+        let conditions: String = spec
+            .query
+            .iter()
+            .map(|(name, value)| format!(" {name}={value}"))
+            .collect();
+        let mut trailing = String::new();
+        for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
+            if !values.is_empty() {
+                trailing.push_str(&format!(" {key}={}", values.join(",")));
+            }
+        }
+        let force = if spec.force { "!" } else { "" };
         Ok(Redirect {
+            written: MatchedRule {
+                origin: spec.origin.clone(),
+                rule: format!(
+                    "{}{conditions} {} {}{force}{trailing}",
+                    spec.from, spec.to, spec.status
+                ),
+            },
             host,
             from,
             query,
@@ -754,6 +803,7 @@ enum Glob {
 
 #[derive(Debug, Clone)]
 struct HeaderRule {
+    written: MatchedRule,
     host: Option<String>,
     pattern: Vec<Glob>,
     /// The pattern ended in `/*`: it also matches the directory itself.
@@ -819,6 +869,10 @@ impl HeaderRule {
             values.push((header, value.clone()));
         }
         Ok(HeaderRule {
+            written: MatchedRule {
+                origin: spec.origin.clone(),
+                rule: spec.for_path.clone(),
+            },
             host,
             pattern,
             directory,

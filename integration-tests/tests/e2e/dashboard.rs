@@ -1,9 +1,10 @@
-//! The dashboard in a real, headless Chromium: signing in, connecting a
-//! site, watching a build's log live, rolling back, cancelling; and forms
-//! without their CSRF token refused. Screenshots of the main pages land in
+//! The dashboard in a real, headless Chromium: signing in (token or
+//! password), connecting a site, watching a build's log live, rolling back,
+//! checking what a path serves, cancelling, site settings with write-only
+//! secrets, clearing the cache; and forms without their CSRF token refused. Screenshots of the main pages land in
 //! `target/dashboard-screenshots/`.
 
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, csrf_of, spawn_app};
+use crate::helpers::{COPY_SITE_TOML, SiteRepo, csrf_of, spawn_app, spawn_app_with};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,11 @@ async fn publishing_an_older_deploy_from_the_deploy_list_rolls_the_site_back() {
         &[
             ("jamstack.toml", COPY_SITE_TOML),
             ("src/index.html", "version one"),
+            (
+                "src/_redirects",
+                "# Moved in 2024\n/old-blog/*  /blog/:splat  301\n",
+            ),
+            ("src/_headers", "/*\n  X-Frame-Options: DENY\n"),
         ],
         "First version",
     );
@@ -174,9 +180,43 @@ async fn publishing_an_older_deploy_from_the_deploy_list_rolls_the_site_back() {
     browser.screenshot("deploy-diff").await;
     browser.fill("input[name=path]", "/extra.css").await;
     browser.click("form.inline-form button").await;
-    browser
-        .wait_for_text(".path-check", "404", Duration::from_secs(10))
+    let answer = browser
+        .wait_for_text(".path-check", "/extra.css on", Duration::from_secs(10))
         .await;
+    assert!(answer.contains("→ 404"), "{answer}");
+
+    // A path a redirect rule catches: the check names the rule and where it
+    // is written, and lists the headers the edge sends, header rules
+    // included, exactly as the permalink serves them.
+    browser.fill("input[name=path]", "/old-blog/hello?ref=feed").await;
+    browser.click("form.inline-form button").await;
+    let answer = browser
+        .wait_for_text(
+            ".path-check",
+            "redirects to /blog/hello?ref=feed",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(answer.contains("→ 301"), "{answer}");
+    let rule = browser.text(".path-check .rule").await;
+    assert!(rule.contains("/old-blog/* /blog/:splat 301"), "{rule}");
+    assert!(rule.contains("_redirects:2"), "{rule}");
+    assert!(
+        browser
+            .text(".path-check .header-rules")
+            .await
+            .contains("_headers:1")
+    );
+    let sent = browser.text("table.headers").await;
+    assert!(sent.contains("location /blog/hello?ref=feed"), "{sent}");
+    assert!(sent.contains("x-frame-options DENY"), "{sent}");
+    browser.screenshot("deploy-path-check").await;
+    let served = app
+        .visit(&format!("{older}--roll"), "/old-blog/hello?ref=feed")
+        .await;
+    assert_eq!(served.status, 301);
+    assert_eq!(served.header("location"), "/blog/hello?ref=feed");
+    assert_eq!(served.header("x-frame-options"), "DENY");
 
     browser.visit("/sites/roll").await;
     browser
@@ -308,6 +348,36 @@ async fn forms_posted_without_their_csrf_token_are_refused() {
 }
 
 #[tokio::test]
+async fn a_controller_refuses_to_start_with_a_password_hash_it_cannot_use() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = jamstack_controller::Config::new(data.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.dashboard_password_hash = Some("my-password".to_owned());
+    let Err(error) = jamstack_controller::Application::build(config).await else {
+        panic!("a password in place of its hash was taken");
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("jamstack-controller hash-password"), "{message}");
+}
+
+#[tokio::test]
+async fn wrong_sign_ins_are_answered_one_at_a_time_after_a_pause() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let guesses = ["guess-one", "guess-two", "guess-three"].map(|guess| app.try_sign_in_over_http(guess));
+    for status in futures_util::future::join_all(guesses).await {
+        assert_eq!(status, 401);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "three wrong guesses sent at once were all answered within {took:?}"
+    );
+    // The right token is not held up by earlier failures.
+    assert_eq!(app.try_sign_in_over_http(&app.admin_token).await, 303);
+}
+
+#[tokio::test]
 async fn an_api_token_made_on_the_settings_page_opens_the_api_until_revoked() {
     let app = spawn_app().await;
     let session = app.sign_in_over_http().await;
@@ -354,4 +424,137 @@ async fn an_api_token_made_on_the_settings_page_opens_the_api_until_revoked() {
         .await;
     assert_eq!(status, 303);
     assert_eq!(sites(token).await, 401);
+}
+
+const PASSWORD: &str = "a long dashboard passphrase";
+
+#[tokio::test]
+async fn an_operator_signs_in_with_the_password_sets_a_secret_and_rebuilds_from_an_empty_cache() {
+    let hash = jamstack_controller::auth::hash_password(PASSWORD).unwrap();
+    let app = spawn_app_with(|config| config.dashboard_password_hash = Some(hash)).await;
+    let repo = SiteRepo::new();
+    let toml = r#"
+[build]
+command = 'mkdir -p public && echo "key is $API_KEY" | tee public/index.html'
+publish = "public"
+image = "jamstack/busybox:1"
+"#;
+    repo.commit(&[("jamstack.toml", toml)], "Print the key");
+    app.connect_site("keyed", &repo, "octo/keyed").await;
+    let browser = app.open_browser().await;
+
+    // A wrong password is refused, and says so; the right one opens the
+    // dashboard.
+    browser.visit("/login").await;
+    browser.fill("input[name=token]", "not the passphrase").await;
+    browser.click("form[action='/login'] button[type=submit]").await;
+    let refused = browser
+        .wait_for_text(".flash.error", "neither the admin token", Duration::from_secs(10))
+        .await;
+    assert!(refused.contains("password"), "{refused}");
+    assert_eq!(browser.path().await, "/login");
+    browser.screenshot("login-refused").await;
+    browser.sign_in(PASSWORD).await;
+
+    // A variable with a bad name is refused on the page, saying why.
+    browser.visit("/sites/keyed/settings").await;
+    browser
+        .fill("form[action='/sites/keyed/env'] input[name=name]", "2FAST")
+        .await;
+    browser
+        .fill(
+            "form[action='/sites/keyed/env'] input[name=value]",
+            "typed-once-value",
+        )
+        .await;
+    browser
+        .click("form[action='/sites/keyed/env'] input[name=secret]")
+        .await;
+    browser.click("form[action='/sites/keyed/env'] button").await;
+    browser
+        .wait_for_text(
+            "#env .flash.error",
+            "not a valid variable name",
+            Duration::from_secs(10),
+        )
+        .await;
+    // A secret typed into a refused form is not sent back either.
+    let source = browser.client.source().await.unwrap();
+    assert!(
+        !source.contains("typed-once-value"),
+        "a refused secret is not echoed"
+    );
+    assert!(source.contains("value=\"2FAST\""), "the name typed is kept");
+    // So are limits out of range.
+    browser.fill("input[name=timeout_seconds]", "0").await;
+    browser
+        .click("form[action='/sites/keyed/settings/limits'] button")
+        .await;
+    browser
+        .wait_for_text(
+            "#limits .flash.error",
+            "timeout_seconds is 0",
+            Duration::from_secs(10),
+        )
+        .await;
+
+    // A secret set through the form is listed by name only, never by value.
+    let secret = "sk-live-0123456789";
+    browser
+        .fill("form[action='/sites/keyed/env'] input[name=name]", "API_KEY")
+        .await;
+    browser
+        .fill("form[action='/sites/keyed/env'] input[name=value]", secret)
+        .await;
+    browser
+        .click("form[action='/sites/keyed/env'] input[name=secret]")
+        .await;
+    browser.click("form[action='/sites/keyed/env'] button").await;
+    browser
+        .wait_for_text(".flash", "API_KEY set", Duration::from_secs(10))
+        .await;
+    let row = browser.text("tr[data-var='API_KEY']").await;
+    assert!(row.contains("secret, set"), "{row}");
+    let source = browser.client.source().await.unwrap();
+    assert!(
+        !source.contains(secret),
+        "the page never carries the secret's value"
+    );
+    browser.fill("input[name=timeout_seconds]", "600").await;
+    browser
+        .click("form[action='/sites/keyed/settings/limits'] button")
+        .await;
+    browser
+        .wait_for_text(".flash", "limits saved", Duration::from_secs(10))
+        .await;
+    browser.screenshot("site-settings").await;
+    browser.visit("/sites/keyed/settings#env").await;
+    browser.screenshot("site-settings-variables").await;
+    let settings = app.get_json("/sites/keyed/build-settings").await;
+    assert_eq!(settings["timeout_seconds"], 600, "{settings}");
+    let generation = settings["cache"]["generation"].as_i64().unwrap();
+
+    // "Clear cache and rebuild" moves the cache on and queues a production
+    // build, which sees the secret (masked in its log).
+    browser.visit("/sites/keyed").await;
+    browser.screenshot("site-with-actions").await;
+    browser
+        .click("form[action='/sites/keyed/clear-cache-and-rebuild'] button")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.path().await.starts_with("/builds/") {
+        assert!(Instant::now() < deadline, "stayed on {}", browser.path().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let build: i64 = browser.path().await["/builds/".len()..].parse().unwrap();
+    let settings = app.get_json("/sites/keyed/build-settings").await;
+    assert_eq!(settings["cache"]["generation"].as_i64().unwrap(), generation + 1);
+    let ended = app.wait_for_build(build).await;
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert_eq!(ended["context"], "production", "{ended}");
+    let log = app.build_log(build).await;
+    assert!(log.contains("key is ***"), "{log}");
+    assert!(!log.contains(secret), "{log}");
+    assert_eq!(app.visit("keyed", "/").await.body, format!("key is {secret}\n"));
+    browser.close().await;
 }

@@ -1325,7 +1325,12 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, wanted: &str, within: Duration) -> String {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let text = self.text(css).await;
+            // The page may be replaced between finding the element and
+            // reading it (a form was just sent): then read again.
+            let text = match self.client.find(fantoccini::Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if text.contains(wanted) {
                 return text;
             }
@@ -1377,6 +1382,29 @@ fn cookie_named(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 impl TestApp {
+    /// Posts the sign-in form with `secret` (a token or password) as a
+    /// browser would; returns the status.
+    pub async fn try_sign_in_over_http(&self, secret: &str) -> u16 {
+        let page = self
+            .http
+            .get(format!("{}/login", self.base_url))
+            .send()
+            .await
+            .unwrap();
+        let login_cookie =
+            cookie_named(&page, "jamstack_login").expect("the sign-in page sets its CSRF cookie");
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let response = self
+            .http
+            .post(format!("{}/login", self.base_url))
+            .header("cookie", login_cookie)
+            .form(&[("csrf", csrf.as_str()), ("token", secret)])
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
     /// Signs in through the sign-in form with a plain HTTP client.
     pub async fn sign_in_over_http(&self) -> DashboardSession {
         let page = self

@@ -418,3 +418,23 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
             .contains("Country")
     );
 }
+
+#[test]
+fn the_header_rules_that_apply_are_named_in_order() {
+    let rules = compile(
+        "",
+        "/*\n  X-Frame-Options: DENY\n/assets/*\n  Cache-Control: max-age=60\n/blog/:slug\n  X-Blog: yes\n",
+    );
+    let named = |path: &str| -> Vec<String> {
+        rules
+            .matching_header_rules(path)
+            .into_iter()
+            .map(|m| format!("{} {}", m.origin, m.rule))
+            .collect()
+    };
+    assert_eq!(named("/assets/app.js"), ["_headers:1 /*", "_headers:3 /assets/*"]);
+    assert_eq!(named("/blog/hello/"), ["_headers:1 /*", "_headers:5 /blog/:slug"]);
+    assert_eq!(named("/"), ["_headers:1 /*"]);
+    // The names agree with the headers applied.
+    assert_eq!(rules.headers_for("/assets/app.js").len(), 2);
+}

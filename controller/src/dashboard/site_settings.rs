@@ -1,0 +1,336 @@
+//! A site's settings page: scheduling (branch, runner labels, builds at
+//! once), build limits and timeout, and environment variables, whose
+//! secret values are write-only: once set, the page says "secret, set" and
+//! never sends the value back, not even in a form that failed.
+//!
+//! Every form is checked with the API's own rules (`api::site_settings`,
+//! `api::sites`) and a mistake comes back as the page with the message in
+//! the form's card and what was typed kept (secret values excepted).
+
+use super::{Chrome, PageResult, Session, ago, render, see_other};
+use crate::api::find_site;
+use crate::api::site_settings::{BuildSettingsBody, validate_env_var, validate_limits};
+use crate::db::{SchedulingSettings, Site, SiteLimits};
+use crate::state::AppState;
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+/// The limits form's fields as typed: empty means the runner's default.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct LimitsForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub timeout_seconds: String,
+    #[serde(default)]
+    pub memory_mib: String,
+    #[serde(default)]
+    pub cpus: String,
+    #[serde(default)]
+    pub pids: String,
+}
+
+impl LimitsForm {
+    fn of(limits: &SiteLimits) -> Self {
+        let text = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        LimitsForm {
+            csrf: String::new(),
+            timeout_seconds: text(limits.timeout_seconds),
+            memory_mib: text(limits.memory_mib),
+            cpus: limits
+                .cpu_millis
+                .map(|m| (m as f64 / 1000.0).to_string())
+                .unwrap_or_default(),
+            pids: text(limits.pids),
+        }
+    }
+
+    /// The limits typed, checked as the API checks them.
+    fn parse(&self) -> Result<SiteLimits, String> {
+        fn number<T: std::str::FromStr>(label: &str, text: &str) -> Result<Option<T>, String> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse().map(Some).map_err(|_| {
+                format!("{label} must be a number, not `{text}`; leave it empty for the runner's default")
+            })
+        }
+        validate_limits(&BuildSettingsBody {
+            timeout_seconds: number("the timeout (timeout_seconds)", &self.timeout_seconds)?,
+            memory_mib: number("memory (memory_mib)", &self.memory_mib)?,
+            cpus: number("CPUs (cpus)", &self.cpus)?,
+            pids: number("processes (pids)", &self.pids)?,
+        })
+    }
+}
+
+/// An environment variable as the page lists it.
+pub struct EnvRow {
+    pub name: String,
+    /// `None` for a secret: its value is never shown.
+    pub value: Option<String>,
+    pub updated: String,
+}
+
+/// What the variable form keeps when it comes back with a mistake.
+#[derive(Debug, Default, Clone)]
+pub struct EnvFields {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/site_settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    site: Site,
+    labels: String,
+    limits: LimitsForm,
+    cache_generation: i64,
+    env: Vec<EnvRow>,
+    env_form: EnvFields,
+    notice: Option<String>,
+    scheduling_error: Option<String>,
+    limits_error: Option<String>,
+    env_error: Option<String>,
+}
+
+impl SettingsPage {
+    async fn load(state: &AppState, session: &Session, site: Site) -> PageResult<Self> {
+        let settings = state.db.site_build_settings(site.id).await?;
+        let env = state
+            .db
+            .site_env_vars(site.id)
+            .await?
+            .into_iter()
+            .map(|var| EnvRow {
+                value: (!var.secret).then_some(var.value),
+                name: var.name,
+                updated: ago(var.updated_at),
+            })
+            .collect();
+        Ok(SettingsPage {
+            chrome: Chrome::new(session, "sites"),
+            labels: site.required_labels.join(", "),
+            site,
+            limits: LimitsForm::of(&settings.limits),
+            cache_generation: settings.cache_generation,
+            env,
+            env_form: EnvFields::default(),
+            notice: None,
+            scheduling_error: None,
+            limits_error: None,
+            env_error: None,
+        })
+    }
+
+    /// The page again, with a form's mistake: 422.
+    fn refused(self) -> PageResult {
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&self)).into_response())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SettingsQuery {
+    pub notice: Option<String>,
+    /// The variable a notice is about.
+    pub name: Option<String>,
+}
+
+fn notice_text(query: &SettingsQuery) -> Option<String> {
+    let name = query.name.as_deref().unwrap_or("the variable");
+    Some(match query.notice.as_deref()? {
+        "saved" => "Settings saved.".to_owned(),
+        "limits" => "Build limits saved; they apply from the next build.".to_owned(),
+        "env-set" => format!("{name} set; builds from now on see it."),
+        "env-deleted" => format!("{name} deleted."),
+        _ => return None,
+    })
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Query(query): Query<SettingsQuery>,
+) -> PageResult {
+    let site = find_site(&state, &name).await?;
+    let mut page = SettingsPage::load(&state, &session, site).await?;
+    page.notice = notice_text(&query);
+    Ok(render(&page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SchedulingForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub production_branch: String,
+    #[serde(default)]
+    pub required_labels: String,
+    #[serde(default)]
+    pub max_concurrent_builds: String,
+    /// A checkbox: present when ticked.
+    pub cancel_superseded: Option<String>,
+}
+
+pub async fn save_scheduling(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<SchedulingForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&state, &name).await?;
+    let problem = |message: String, page: SettingsPage| {
+        SettingsPage {
+            labels: form.required_labels.clone(),
+            scheduling_error: Some(message),
+            ..page
+        }
+        .refused()
+    };
+    let branch = form.production_branch.trim();
+    if branch.is_empty() {
+        let page = SettingsPage::load(&state, &session, site).await?;
+        return problem(
+            "the production branch is empty; name the branch that publishes the site".to_owned(),
+            page,
+        );
+    }
+    let max = match form.max_concurrent_builds.trim().parse::<i64>() {
+        Ok(n) if (0..=1000).contains(&n) => n,
+        _ => {
+            let page = SettingsPage::load(&state, &session, site).await?;
+            return problem(
+                format!(
+                    "builds at once must be a number from 0 (no limit) to 1000, not `{}`",
+                    form.max_concurrent_builds.trim()
+                ),
+                page,
+            );
+        }
+    };
+    let labels: Vec<String> = form
+        .required_labels
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    state
+        .db
+        .update_scheduling(
+            site.id,
+            &SchedulingSettings {
+                production_branch: Some(branch.to_owned()),
+                required_labels: Some(labels),
+                max_concurrent_builds: Some(max),
+                cancel_superseded: Some(form.cancel_superseded.is_some()),
+            },
+        )
+        .await?;
+    Ok(see_other(format!("/sites/{name}/settings?notice=saved")))
+}
+
+pub async fn save_limits(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<LimitsForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&state, &name).await?;
+    let limits = match form.parse() {
+        Ok(limits) => limits,
+        Err(message) => {
+            let page = SettingsPage::load(&state, &session, site).await?;
+            return SettingsPage {
+                limits: form,
+                limits_error: Some(message),
+                ..page
+            }
+            .refused();
+        }
+    };
+    state.db.set_site_limits(site.id, &limits).await?;
+    tracing::info!(site = %site.name, "build limits changed from the dashboard");
+    Ok(see_other(format!("/sites/{name}/settings?notice=limits")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EnvForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+    /// A checkbox: present when ticked.
+    pub secret: Option<String>,
+}
+
+/// Adds a variable, or replaces the one of that name.
+pub async fn set_env(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<EnvForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&state, &name).await?;
+    let var = form.name.trim();
+    let secret = form.secret.is_some();
+    if let Err(message) = validate_env_var(var, &form.value) {
+        let page = SettingsPage::load(&state, &session, site).await?;
+        return SettingsPage {
+            env_form: EnvFields {
+                name: var.to_owned(),
+                // A secret typed once is not sent back, even to its author.
+                value: if secret { String::new() } else { form.value },
+                secret,
+            },
+            env_error: Some(message),
+            ..page
+        }
+        .refused();
+    }
+    state
+        .db
+        .set_site_env_var(site.id, var, &form.value, secret)
+        .await?;
+    tracing::info!(site = %site.name, variable = var, secret, "environment variable set from the dashboard");
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=env-set&name={var}#env"
+    )))
+}
+
+pub async fn delete_env(
+    State(state): State<AppState>,
+    session: Session,
+    Path((name, var)): Path<(String, String)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&state, &name).await?;
+    if !state.db.delete_site_env_var(site.id, &var).await? {
+        let page = SettingsPage::load(&state, &session, site).await?;
+        return SettingsPage {
+            env_error: Some(format!(
+                "{var} is not set on this site (deleted already?); the list below is current"
+            )),
+            ..page
+        }
+        .refused();
+    }
+    tracing::info!(site = %site.name, variable = %var, "environment variable deleted from the dashboard");
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=env-deleted&name={var}#env"
+    )))
+}
