@@ -20,6 +20,8 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod github;
+pub mod metrics;
+pub mod notifications;
 pub mod router;
 pub mod runner_api;
 pub mod secrets;

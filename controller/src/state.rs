@@ -7,6 +7,7 @@ use crate::deploys::events::{DeployEvent, DeployEvents};
 use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
+use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -43,6 +44,10 @@ pub struct AppState {
     /// Publishes, alias moves and removals, for whoever listens (the edge's
     /// memory; on PostgreSQL, other controllers).
     pub deploy_events: DeployEvents,
+    /// Counters and histograms served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Woken when a notification delivery is queued, so it goes out at once.
+    pub notifications_queued: Arc<Notify>,
 }
 
 impl AppState {

@@ -60,6 +60,9 @@ pub async fn publish(
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
+    let change =
+        crate::notifications::change_of_publish(&state, site.published_deploy_id.as_deref(), &deploy).await;
+    crate::notifications::deploy_changed(&state, site.id, change, Some(&deploy.id)).await;
     Ok(Json(DeployView {
         published: true,
         permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),

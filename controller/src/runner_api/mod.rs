@@ -341,6 +341,9 @@ pub async fn create_deploy(
     hashes.sort();
     hashes.dedup();
     let missing = state.db.missing_blobs(&hashes).await?;
+    state
+        .metrics
+        .record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &missing));
     tracing::info!(build = build_id, deploy = %deploy.id, files = manifest.files.len(), missing = missing.len(), "manifest received");
     Ok(Json(ManifestResponse {
         deploy_id: deploy.id,
@@ -458,6 +461,15 @@ pub async fn finalize_deploy(
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
+            if published {
+                crate::notifications::deploy_changed(
+                    &state,
+                    deploy.site_id,
+                    crate::notifications::DeployChange::Published,
+                    Some(&deploy.id),
+                )
+                .await;
+            }
             Ok(Json(FinalizeResponse {
                 permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
                 alias_url: alias.map(|a| state.site_url(&format!("{a}--{}", site.name))),
