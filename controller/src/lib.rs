@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod builds;
+pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod db;
