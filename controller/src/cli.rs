@@ -2,8 +2,8 @@
 //! environment variable. `main.rs` turns it into a [`crate::Config`];
 //! `docs/configuration.md` is generated from it (`config_reference`).
 
-use jamstack_runner::logging::LogFormat;
 use clap::{Parser, Subcommand, ValueEnum};
+use jamstack_runner::logging::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -89,6 +89,7 @@ pub struct StorageArgs {
     /// The S3 endpoint for stores other than AWS, e.g. http://127.0.0.1:9000.
     #[arg(long, env = "JAMSTACK_S3_ENDPOINT", requires = "s3_bucket")]
     pub s3_endpoint: Option<String>,
+    /// The bucket's region.
     #[arg(long, env = "JAMSTACK_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
     /// A key prefix inside the bucket, so several installations can share it.
@@ -138,15 +139,22 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Make a new token (revoking the previous one of that name) and print it.
     Token {
+        /// Which token to make.
         kind: TokenChoice,
         /// The token's name.
         #[arg(long, default_value = "default")]
         name: String,
+        /// The controller's data directory (its SQLite database).
         #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// The controller's database, when it is not the SQLite file.
         #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// Print docs/configuration.md, the reference of every flag, made from
+    /// these definitions.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod builds;
 pub mod cli;
 pub mod config;
+pub mod config_reference;
 pub mod dashboard;
 pub mod db;
 pub mod demo;

@@ -93,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Connect(args) => connect(args).await,
+        Command::ConfigReference => {
+            print!("{}", jamstack_controller::config_reference::markdown());
+            Ok(())
+        }
         Command::Token {
             kind,
             name,

@@ -38,6 +38,7 @@ pub async fn list_for_site(
 
 /// Publishes any ready deploy of the site: a rollback when it is an older
 /// one. One pointer write; nothing is rebuilt or copied.
+#[tracing::instrument(name = "publish", skip_all, fields(site = %name, deploy = %deploy_id))]
 pub async fn publish(
     State(state): State<AppState>,
     _: Admin,
