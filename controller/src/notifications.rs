@@ -31,6 +31,11 @@ pub const SIGNATURE_HEADER: &str = "X-Jamstack-Signature";
 pub const DELIVERY_HEADER: &str = "X-Jamstack-Delivery";
 pub const EVENT_HEADER: &str = "X-Jamstack-Event";
 
+/// How long finished deliveries stay in a hook's log.
+const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often old deliveries are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Every event a hook can ask for.
 pub const EVENTS: &[&str] = &[
     "build.started",
@@ -231,7 +236,18 @@ pub async fn run(state: AppState) {
     // A claim outlives the slowest attempt, so nobody else sends it meanwhile.
     let claim_millis = (settings.timeout.as_millis() as i64) * 2 + 5_000;
     const BATCH: i64 = 16;
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            let before = crate::db::now_millis() - KEEP_DELIVERIES.as_millis() as i64;
+            if let Err(error) = state.db.prune_notification_deliveries(before).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "pruning the notification log failed"
+                );
+            }
+        }
         let woken = state.notifications_queued.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();

@@ -221,6 +221,9 @@ on_both_databases!(
         let again = db.claim_due_notifications(10, MINUTE).await.unwrap();
         assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![ids[0]]);
         assert_eq!(again[0].attempts, 1);
+        // Pruning forgets finished deliveries only.
+        assert_eq!(db.prune_notification_deliveries(i64::MAX).await.unwrap(), 1);
+        assert_eq!(db.prune_notification_deliveries(i64::MAX).await.unwrap(), 0);
     }
 );
 

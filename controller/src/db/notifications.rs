@@ -327,4 +327,15 @@ impl Database {
         .await?;
         Ok(row.get(0))
     }
+
+    /// Forgets finished deliveries (delivered or given up) older than
+    /// `before` (Unix ms); pending ones are kept whatever their age.
+    pub async fn prune_notification_deliveries(&self, before: i64) -> anyhow::Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM notification_deliveries WHERE state <> 'pending' AND finished_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
 }
