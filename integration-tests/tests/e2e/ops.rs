@@ -423,3 +423,50 @@ async fn a_failing_receiver_is_retried_with_the_same_delivery_id_until_it_answer
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn publishing_an_older_deploy_notifies_a_rollback_and_a_newer_one_a_publish() {
+    let (app, token) = spawn_controller_only_with(|_| {}).await;
+    let (url, received) = start_receiver(0).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("README", "by hand")], "by hand");
+    app.connect_site("rolled", &repo, "octo/rolled").await;
+    let runner = HandRunner::connect(&app, &token).await;
+    let first = runner
+        .deploy(&app, "rolled", &sha, &[("index.html", b"one")])
+        .await;
+    let second = runner
+        .deploy(&app, "rolled", &sha, &[("index.html", b"two")])
+        .await;
+    let hook = app
+        .add_notification_hook(
+            "rolled",
+            json!({"url": url, "events": ["deploy.published", "deploy.rolled_back"]}),
+        )
+        .await;
+
+    let (status, _) = app.publish("rolled", &first.deploy_id).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.publish("rolled", &second.deploy_id).await;
+    assert_eq!(status, 200);
+    let requests = wait_for_requests(&received, 2).await;
+    let mut seen: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            (
+                body["event"].as_str().unwrap().to_owned(),
+                body["data"]["deploy"]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        ("deploy.rolled_back".to_owned(), first.deploy_id.clone()),
+        ("deploy.published".to_owned(), second.deploy_id.clone()),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+    let log = app.notification_deliveries("rolled", &hook).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+}
