@@ -214,11 +214,11 @@ pub async fn queue_build_events(state: AppState) {
     }
 }
 
-/// The outbox sender, beside the server: claims due deliveries and sends
+/// The outbox sender, beside the server (with [`queue_build_events`]):
+/// claims due deliveries and sends
 /// them, waking when one is queued here and looking every few seconds for
 /// those queued by other controllers or due for a retry.
 pub async fn run(state: AppState) {
-    let events = tokio::spawn(queue_build_events(state.clone()));
     let settings = state.config.notifications;
     let client = match reqwest::Client::builder()
         .timeout(settings.timeout)
@@ -229,7 +229,6 @@ pub async fn run(state: AppState) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(error = %error, "notifications cannot be sent: no HTTP client");
-            events.abort();
             return;
         }
     };

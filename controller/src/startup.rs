@@ -194,6 +194,7 @@ impl Application {
         ));
         let metrics = tokio::spawn(crate::metrics::record_build_events(self.state.clone()));
         let notifier = tokio::spawn(crate::notifications::run(self.state.clone()));
+        let build_notices = tokio::spawn(crate::notifications::queue_build_events(self.state.clone()));
         let open_metrics = self.metrics_listener.map(|listener| {
             let app = crate::router::metrics_router(self.state.clone());
             tokio::spawn(async move { axum::serve(listener, app).await })
@@ -211,6 +212,7 @@ impl Application {
         relay.abort();
         metrics.abort();
         notifier.abort();
+        build_notices.abort();
         if let Some(open_metrics) = open_metrics {
             open_metrics.abort();
         }
