@@ -470,3 +470,93 @@ async fn publishing_an_older_deploy_notifies_a_rollback_and_a_newer_one_a_publis
     let log = app.notification_deliveries("rolled", &hook).await;
     assert_eq!(log.len(), 2, "{log:?}");
 }
+
+/// A delivery waiting for its receiver survives a restart of the
+/// controller: the new process sends it from the outbox.
+#[tokio::test]
+async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = jamstack_controller::Config::new(data.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.notifications.retry.attempts = 100;
+    config.notifications.retry.first_delay = Duration::from_millis(100);
+    config.notifications.retry.max_delay = Duration::from_millis(200);
+    config.notifications.timeout = Duration::from_secs(1);
+    // Nothing listens on the receiver's port yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+
+    let first = jamstack_controller::Application::build(config.clone())
+        .await
+        .unwrap();
+    let app = TestApp::of(first.base_url(), first.new_admin_token.as_deref().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(first.run_until(async {
+        let _ = stopped.await;
+    }));
+    app.connect_site("restarted", &SiteRepo::new(), "octo/restarted")
+        .await;
+    let hook = app
+        .add_notification_hook("restarted", json!({"url": url, "events": ["deploy.locked"]}))
+        .await;
+    app.lock_publishing("restarted").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = app.notification_deliveries("restarted", &hook).await;
+        if log.first().is_some_and(|d| d["attempts"].as_i64() >= Some(2)) {
+            assert_eq!(log[0]["state"], "pending", "{log:?}");
+            assert!(
+                log[0]["last_error"].as_str().unwrap().contains("calling"),
+                "{log:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempts: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+
+    // The receiver comes up; a new controller on the same data starts.
+    let received = Arc::new(Mutex::new(Vec::<Received>::new()));
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |headers: HeaderMap, body: Bytes| async move {
+                received.lock().unwrap().push(Received { headers, body });
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let second = jamstack_controller::Application::build(config).await.unwrap();
+    let app = TestApp::of(second.base_url(), &app.admin_token);
+    tokio::spawn(second.run_until_stopped());
+
+    let requests = wait_for_requests(&received, 1).await;
+    assert_eq!(requests[0].headers["x-jamstack-event"], "deploy.locked");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = app.notification_deliveries("restarted", &hook).await;
+        if log[0]["state"] == "delivered" {
+            assert_eq!(log.len(), 1, "one delivery, not a new one: {log:?}");
+            assert_eq!(
+                requests[0].headers["x-jamstack-delivery"],
+                log[0]["delivery_id"].as_str().unwrap()
+            );
+            assert_eq!(log[0]["last_status"], 204);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered: {log:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
