@@ -1325,7 +1325,9 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, wanted: &str, within: Duration) -> String {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let text = self.text(css).await;
+            // The page may be replaced between finding the element and
+            // reading it (a form's redirect): that element is stale, look again.
+            let text = self.find(css).await.text().await.unwrap_or_default();
             if text.contains(wanted) {
                 return text;
             }
