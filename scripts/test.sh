@@ -80,5 +80,9 @@ step "Building the binaries"
 # binaries.
 cargo build --workspace --bins --locked
 
+step "Packaging: building and starting the controller and runner images"
+# From a base made here (no registry); about 20 seconds.
+./scripts/test-packaging.sh target/debug
+
 step "Tests"
 cargo test --workspace --locked

@@ -47,6 +47,7 @@ pub fn honours_skip_markers(trigger: &str) -> bool {
 }
 
 /// Queues a build of `site` and wakes a waiting runner. Returns the build id.
+#[tracing::instrument(skip_all, fields(site = %site.name, build_id = tracing::field::Empty))]
 pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
     // A new build of a closed-then-reopened pull request or a re-created
     // branch may bring its hostname back.
@@ -54,6 +55,7 @@ pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -
         state.db.revive_alias(site.id, &alias).await?;
     }
     let (build_id, superseded) = state.db.enqueue_build(&request.into_new_build(site)).await?;
+    tracing::Span::current().record("build_id", build_id);
     tracing::info!(build_id, site = %site.name, ?superseded, "build queued");
     state.events.build_changed(build_id, site.id, BuildState::Queued);
     for old in superseded {

@@ -57,6 +57,37 @@ pub struct Config {
     /// `jamstack-controller hash-password`); signing in with the admin token
     /// always works, with a password only when this is set.
     pub dashboard_password_hash: Option<String>,
+    /// A second listener serving only `/metrics`, without a token, for a
+    /// scraper on a private network. `None`: `/metrics` is served on the
+    /// main listener only, to admin and API tokens.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Outgoing notification webhooks.
+    pub notifications: NotificationSettings,
+}
+
+/// How outgoing notifications are sent and retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// Attempts per delivery and the waits between them; a delivery that
+    /// fails every attempt is marked `failed`.
+    pub retry: RetryPolicy,
+    /// How long a receiver may take to answer before the attempt counts as
+    /// failed.
+    pub timeout: Duration,
+}
+
+impl Default for NotificationSettings {
+    /// Eight attempts over about 40 minutes.
+    fn default() -> Self {
+        NotificationSettings {
+            retry: RetryPolicy {
+                attempts: 8,
+                first_delay: Duration::from_secs(10),
+                max_delay: Duration::from_secs(30 * 60),
+            },
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A GitHub App: its id and the private key GitHub made for it.
@@ -249,6 +280,8 @@ impl Config {
             retention: Retention::default(),
             edge: EdgeSettings::default(),
             dashboard_password_hash: None,
+            metrics_listen: None,
+            notifications: NotificationSettings::default(),
         }
     }
 

@@ -11,7 +11,9 @@
 pub mod api;
 pub mod auth;
 pub mod builds;
+pub mod cli;
 pub mod config;
+pub mod config_reference;
 pub mod dashboard;
 pub mod db;
 pub mod demo;
@@ -20,6 +22,8 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod github;
+pub mod metrics;
+pub mod notifications;
 pub mod router;
 pub mod runner_api;
 pub mod secrets;

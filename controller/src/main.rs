@@ -1,196 +1,10 @@
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use jamstack_controller::cli::{Cli, Command, ConnectArgs, ServerArgs, TokenChoice};
 use jamstack_controller::config::GitHubApp;
 use jamstack_controller::config::{BlobStoreConfig, S3Config};
 use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, startup};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// Self-hosted, Git-driven builds and atomic deploys for Jamstack sites.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, clap::Args)]
-struct ServerArgs {
-    /// Where the database and the deploy files live.
-    #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// The address to listen on.
-    #[arg(long, env = "JAMSTACK_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Sites are served at <site>.<domain>.
-    #[arg(long, env = "JAMSTACK_DOMAIN", default_value = "localhost")]
-    domain: String,
-    /// The GitHub webhook secret; made and kept on first start when unset.
-    #[arg(long, env = "JAMSTACK_WEBHOOK_SECRET", hide_env_values = true)]
-    webhook_secret: Option<String>,
-    /// The database: `postgres://USER:PASSWORD@HOST/DB` to share one between
-    /// controllers; the SQLite file in the data directory when unset.
-    #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// Builds running at once across all sites; 0 for no limit.
-    #[arg(long, env = "JAMSTACK_MAX_CONCURRENT_BUILDS", default_value_t = 0)]
-    max_concurrent_builds: i64,
-    /// Builds running longer are stopped and failed.
-    #[arg(long, env = "JAMSTACK_MAX_BUILD_MINUTES", default_value_t = 60)]
-    max_build_minutes: u64,
-    /// Seconds a runner's lease lasts without a heartbeat.
-    #[arg(long, env = "JAMSTACK_LEASE_SECONDS", default_value_t = 60)]
-    lease_seconds: u64,
-    /// The controller's address as GitHub and browsers reach it, e.g.
-    /// https://deploy.example.com: links in commit statuses and the webhook
-    /// URL registered on repositories start with it. Defaults to
-    /// http://<listen address>.
-    #[arg(long, env = "JAMSTACK_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// The GitHub App to act as: its App ID (from the App's settings page).
-    #[arg(long, env = "JAMSTACK_GITHUB_APP_ID", requires = "github_app_key_file")]
-    github_app_id: Option<u64>,
-    /// The GitHub App's private key, the .pem file GitHub made for it.
-    #[arg(long, env = "JAMSTACK_GITHUB_APP_KEY_FILE", requires = "github_app_id")]
-    github_app_key_file: Option<PathBuf>,
-    /// GitHub's REST API; for GitHub Enterprise Server, https://HOST/api/v3.
-    #[arg(
-        long,
-        env = "JAMSTACK_GITHUB_API_URL",
-        default_value = "https://api.github.com"
-    )]
-    github_api_url: String,
-    /// The key that seals stored secrets (access tokens, generic webhook
-    /// secrets); made on first start. Default: <data-dir>/secret.key.
-    #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
-    secret_key_file: Option<PathBuf>,
-    /// Also sign in to the dashboard with a password: its argon2 hash, as
-    /// `jamstack-controller hash-password` prints it (never the password).
-    #[arg(long, env = "JAMSTACK_DASHBOARD_PASSWORD_HASH", hide_env_values = true)]
-    dashboard_password_hash: Option<String>,
-    #[command(flatten)]
-    storage: StorageArgs,
-}
-
-/// Where deploy files live, what a deploy may hold, and what is kept.
-#[derive(Debug, clap::Args)]
-struct StorageArgs {
-    /// Store blobs in this S3-compatible bucket instead of <data-dir>/blobs.
-    /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
-    /// (or the usual AWS sources).
-    #[arg(long, env = "JAMSTACK_S3_BUCKET")]
-    s3_bucket: Option<String>,
-    /// The S3 endpoint for stores other than AWS, e.g. http://127.0.0.1:9000.
-    #[arg(long, env = "JAMSTACK_S3_ENDPOINT", requires = "s3_bucket")]
-    s3_endpoint: Option<String>,
-    #[arg(long, env = "JAMSTACK_S3_REGION", default_value = "us-east-1")]
-    s3_region: String,
-    /// A key prefix inside the bucket, so several installations can share it.
-    #[arg(long, env = "JAMSTACK_S3_PREFIX", default_value = "")]
-    s3_prefix: String,
-    /// The largest file a deploy may hold, in MiB.
-    #[arg(long, env = "JAMSTACK_MAX_FILE_SIZE_MB", default_value_t = 256)]
-    max_file_size_mb: u64,
-    /// The most files one deploy may hold.
-    #[arg(long, env = "JAMSTACK_MAX_FILES", default_value_t = 100_000)]
-    max_files: u64,
-    /// The most bytes one deploy may hold, in MiB.
-    #[arg(long, env = "JAMSTACK_MAX_DEPLOY_SIZE_MB", default_value_t = 10_240)]
-    max_deploy_size_mb: u64,
-    /// Deploys kept per site and context (production, previews, branches),
-    /// besides the published one and those a hostname serves; 0 keeps all.
-    #[arg(long, env = "JAMSTACK_KEEP_DEPLOYS", default_value_t = 20)]
-    keep_deploys: u32,
-    /// Minutes between garbage collections; 0 runs them only on
-    /// POST /api/v1/gc.
-    #[arg(long, env = "JAMSTACK_GC_INTERVAL_MINUTES", default_value_t = 60)]
-    gc_interval_minutes: u64,
-    /// Memory for the hottest small files the edge serves, in MiB.
-    #[arg(long, env = "JAMSTACK_EDGE_CACHE_MB", default_value_t = 256)]
-    edge_cache_mb: u64,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Everything on one machine: the controller with a runner inside it.
-    Up {
-        #[command(flatten)]
-        server: ServerArgs,
-        /// Also connect and build the bundled sample site.
-        #[arg(long)]
-        demo: bool,
-        /// The image for sites whose jamstack.toml names none.
-        #[arg(long, env = "JAMSTACK_DEFAULT_IMAGE", default_value = "jamstack/busybox:1")]
-        default_image: String,
-    },
-    /// The controller alone; runners register with the registration token.
-    Serve {
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Connect a repository as a site, through a running controller's API.
-    Connect(ConnectArgs),
-    /// Make a new token (revoking the previous one of that name) and print it.
-    Token {
-        kind: TokenChoice,
-        /// The token's name.
-        #[arg(long, default_value = "default")]
-        name: String,
-        #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
-        #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
-    },
-    /// Read a dashboard password from standard input (its first line) and
-    /// print its argon2 hash for --dashboard-password-hash.
-    HashPassword,
-}
-
-#[derive(Debug, clap::Args)]
-struct ConnectArgs {
-    /// The site's name: its hostname label, e.g. `blog` for blog.localhost.
-    name: String,
-    /// The repository on GitHub, `owner/name`; its pushes and pull requests
-    /// build the site.
-    #[arg(long)]
-    github_repo: Option<String>,
-    /// Where runners clone from; defaults to https://github.com/<github-repo>.git.
-    #[arg(long)]
-    repo_url: Option<String>,
-    #[arg(long, default_value = "main")]
-    production_branch: String,
-    /// Build branch deploys of pushes to other branches.
-    #[arg(long)]
-    branch_deploys: bool,
-    /// Do not build deploy previews of pull requests.
-    #[arg(long)]
-    no_deploy_previews: bool,
-    /// The GitHub App installation that reaches the repository (found from
-    /// installation events when not given).
-    #[arg(long)]
-    github_installation_id: Option<i64>,
-    /// Connect with a personal access token held in this environment
-    /// variable (never on the command line, where others can read it): the
-    /// controller registers the repository's webhook with it.
-    #[arg(long, value_name = "VARIABLE")]
-    github_token_env: Option<String>,
-    /// The controller's API.
-    #[arg(long, env = "JAMSTACK_CONTROLLER", default_value = "http://127.0.0.1:8080")]
-    controller: String,
-    /// An admin token.
-    #[arg(long, env = "JAMSTACK_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: String,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TokenChoice {
-    /// The API's admin token.
-    Admin,
-    /// The token new runners exchange for their own
-    /// (`jamstack-runner --registration-token`).
-    Registration,
-}
 
 fn config_of(server: ServerArgs) -> Config {
     const MIB: u64 = 1024 * 1024;
@@ -204,6 +18,7 @@ fn config_of(server: ServerArgs) -> Config {
     config.lease_duration = Duration::from_secs(server.lease_seconds.max(5));
     config.heartbeat_interval = (config.lease_duration / 3).min(config.heartbeat_interval);
     config.public_url = server.public_url;
+    config.metrics_listen = server.metrics_listen;
     config.github_api_url = server.github_api_url;
     config.secret_key_file = server.secret_key_file;
     config.dashboard_password_hash = server
@@ -238,13 +53,9 @@ fn config_of(server: ServerArgs) -> Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     jamstack_runner::install_tls_provider();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
-        )
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    jamstack_runner::logging::init(cli.log_format, "info,tower_http=warn,sqlx=warn");
+    match cli.command {
         Command::Up {
             server,
             demo,
@@ -286,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Connect(args) => connect(args).await,
+        Command::ConfigReference => {
+            print!("{}", jamstack_controller::config_reference::markdown());
+            Ok(())
+        }
         Command::Token {
             kind,
             name,

@@ -10,6 +10,7 @@ use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
 use crate::dashboard;
 use crate::edge;
 use crate::error::not_found;
+use crate::metrics;
 use crate::runner_api::{self, MAX_LOG_BATCH};
 use crate::state::AppState;
 use axum::Router;
@@ -18,18 +19,38 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
-/// Ready when the database answers (and, through it, the controller can
-/// queue, lease and publish); 503 with the reason otherwise.
+/// Ready when the database answers and the blob store takes writes (or its
+/// bucket answers): then the controller can queue, lease, store and
+/// publish. 503 with the reason otherwise.
 async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match state.db.ping().await {
-        Ok(()) => "ready\n".into_response(),
-        Err(e) => (
+    let unavailable = |reason: String| {
+        tracing::warn!(%reason, "not ready");
+        (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the database does not answer: {e}\n"),
+            format!("not ready: {reason}\n"),
         )
-            .into_response(),
+            .into_response()
+    };
+    if let Err(e) = state.db.ping().await {
+        return unavailable(format!("the database does not answer: {e}"));
     }
+    if let Err(e) = state.blobs.check_reachable().await {
+        return unavailable(format!(
+            "the blob store ({}) is unreachable: {e}",
+            state.blobs.describe()
+        ));
+    }
+    "ready\n".into_response()
+}
+
+/// The open metrics listener's routes (`--metrics-listen`): `/metrics`
+/// without a token, for a scraper on a private network, and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::serve_open))
+        .fallback(|| async { not_found("this listener serves only /metrics") })
+        .with_state(state)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,6 +88,18 @@ pub fn router(state: AppState) -> Router {
             get(api::builds::list_for_site).post(api::builds::trigger),
         )
         .route("/api/v1/sites/{site}/deploys", get(api::deploys::list_for_site))
+        .route(
+            "/api/v1/sites/{site}/notifications",
+            get(api::notifications::list).post(api::notifications::create),
+        )
+        .route(
+            "/api/v1/sites/{site}/notifications/{id}",
+            delete(api::notifications::delete),
+        )
+        .route(
+            "/api/v1/sites/{site}/notifications/{id}/deliveries",
+            get(api::notifications::deliveries),
+        )
         .route(
             "/api/v1/sites/{site}/deploys/{deploy}/publish",
             post(api::deploys::publish),
@@ -179,6 +212,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runners)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::serve_with_token))
         .fallback(|| async { not_found("no such route; the API lives under /api/v1") })
         // Added after every route and the fallback, so site hostnames are
         // answered by the edge whatever their path.

@@ -11,6 +11,7 @@ use crate::deploys::{BlobStore, LocalBlobStore};
 use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
+use crate::metrics::Metrics;
 use crate::router::router;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
@@ -22,6 +23,8 @@ use tokio::sync::Notify;
 
 pub struct Application {
     listener: TcpListener,
+    /// The open `/metrics` listener, when `Config::metrics_listen` asks for one.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     /// Set when this start made the admin token (first start): the only
     /// time it can be shown.
@@ -71,6 +74,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}; is another controller running there?", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("binding the metrics listener {address} (--metrics-listen); is the port taken?")
+            })?),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
         let public_url = config
@@ -100,9 +109,12 @@ impl Application {
             github: Arc::new(github),
             secrets: Arc::new(secrets),
             sign_in: Arc::new(SignInThrottle::default()),
+            metrics: Arc::new(Metrics::default()),
+            notifications_queued: Arc::new(Notify::new()),
         };
         Ok(Application {
             listener,
+            metrics_listener,
             state,
             new_admin_token,
             new_registration_token,
@@ -113,6 +125,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the open `/metrics` listener is bound, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn port(&self) -> u16 {
@@ -178,6 +197,13 @@ impl Application {
         let relay = tokio::spawn(crate::deploys::events::relay_between_controllers(
             self.state.clone(),
         ));
+        let metrics = tokio::spawn(crate::metrics::record_build_events(self.state.clone()));
+        let notifier = tokio::spawn(crate::notifications::run(self.state.clone()));
+        let build_notices = tokio::spawn(crate::notifications::queue_build_events(self.state.clone()));
+        let open_metrics = self.metrics_listener.map(|listener| {
+            let app = crate::router::metrics_router(self.state.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await })
+        });
         let app = router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -189,6 +215,12 @@ impl Application {
         collector.abort();
         forgetter.abort();
         relay.abort();
+        metrics.abort();
+        notifier.abort();
+        build_notices.abort();
+        if let Some(open_metrics) = open_metrics {
+            open_metrics.abort();
+        }
         served
     }
 }

@@ -8,6 +8,7 @@ use crate::deploys::events::{DeployEvent, DeployEvents};
 use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
+use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -46,6 +47,10 @@ pub struct AppState {
     pub deploy_events: DeployEvents,
     /// Slows failed dashboard sign-ins down.
     pub sign_in: Arc<SignInThrottle>,
+    /// Counters and histograms served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Woken when a notification delivery is queued, so it goes out at once.
+    pub notifications_queued: Arc<Notify>,
 }
 
 impl AppState {

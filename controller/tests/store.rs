@@ -151,6 +151,83 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    concurrent_controllers_never_send_a_notification_twice_and_failed_ones_come_back_when_due,
+    |db: Database| async move {
+        use jamstack_controller::db::AttemptResult;
+        let s = site(&db, "notified").await;
+        let events = vec!["deploy.locked".to_owned()];
+        db.insert_notification_hook(s.id, "http://127.0.0.1:9/a", &events, "sealed")
+            .await
+            .unwrap();
+        db.insert_notification_hook(s.id, "http://127.0.0.1:9/b", &events, "sealed")
+            .await
+            .unwrap();
+        let counter = std::sync::atomic::AtomicU64::new(0);
+        for _ in 0..20 {
+            let queued = db
+                .queue_notifications(s.id, "deploy.locked", "{}", || {
+                    format!("d{}", counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                })
+                .await
+                .unwrap();
+            assert_eq!(queued, 2);
+        }
+        // Events no hook asked for queue nothing.
+        assert_eq!(
+            db.queue_notifications(s.id, "deploy.unlocked", "{}", || "x".into())
+                .await
+                .unwrap(),
+            0
+        );
+        let mut claimers = Vec::new();
+        for _ in 0..6 {
+            let db = db.clone();
+            claimers.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = db.claim_due_notifications(3, MINUTE).await.unwrap();
+                    if claimed.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|d| d.id));
+                }
+            }));
+        }
+        let mut seen = HashSet::new();
+        for claimer in claimers {
+            for id in claimer.await.unwrap() {
+                assert!(seen.insert(id), "delivery {id} was claimed twice");
+            }
+        }
+        assert_eq!(seen.len(), 40);
+        assert!(db.claim_due_notifications(10, MINUTE).await.unwrap().is_empty());
+
+        // A failed attempt due again now is claimable at once; a delivered
+        // one never again.
+        let ids: Vec<i64> = seen.into_iter().collect();
+        db.record_notification_attempt(
+            ids[0],
+            &AttemptResult::Failed {
+                status: Some(500),
+                error: "boom".into(),
+                retry_at: Some(0),
+            },
+        )
+        .await
+        .unwrap();
+        db.record_notification_attempt(ids[1], &AttemptResult::Delivered { status: 200 })
+            .await
+            .unwrap();
+        let again = db.claim_due_notifications(10, MINUTE).await.unwrap();
+        assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![ids[0]]);
+        assert_eq!(again[0].attempts, 1);
+        // Pruning forgets finished deliveries only.
+        assert_eq!(db.prune_notification_deliveries(i64::MAX).await.unwrap(), 1);
+        assert_eq!(db.prune_notification_deliveries(i64::MAX).await.unwrap(), 0);
+    }
+);
+
+on_both_databases!(
     jobs_go_only_to_runners_with_every_label_they_need,
     |db: Database| async move {
         let s = site(&db, "gpu-site").await;

@@ -14,11 +14,13 @@
 
 pub mod build_log;
 pub mod cache;
+pub mod cli;
 pub mod client;
 pub mod docker;
 pub mod git;
 pub mod job;
 pub mod log_format;
+pub mod logging;
 pub mod masking;
 pub mod site_config;
 pub mod upload;

@@ -1,114 +1,16 @@
 use clap::Parser;
-use jamstack_runner::docker::{Limits, PullPolicy};
+use jamstack_runner::cli::Args;
+use jamstack_runner::docker::Limits;
 use jamstack_runner::log_format::LogLimits;
 use jamstack_runner::{Runner, RunnerConfig};
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Leases build jobs from a jamstack controller and runs them in Docker.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// The controller's base URL.
-    #[arg(
-        long,
-        env = "JAMSTACK_CONTROLLER_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    controller: String,
-    /// This runner's own token. Usually not needed: on first start the runner
-    /// registers with --registration-token and keeps its token in the work
-    /// directory.
-    #[arg(
-        long,
-        env = "JAMSTACK_RUNNER_TOKEN",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    token: String,
-    /// The controller's registration token (printed on its first start, or
-    /// by `jamstack-controller token registration`).
-    #[arg(long, env = "JAMSTACK_REGISTRATION_TOKEN", hide_env_values = true)]
-    registration_token: Option<String>,
-    /// Labels this runner offers; jobs that require labels need all of theirs.
-    #[arg(long, env = "JAMSTACK_RUNNER_LABELS", value_delimiter = ',')]
-    labels: Vec<String>,
-    /// Jobs run at once.
-    #[arg(long, env = "JAMSTACK_RUNNER_SLOTS", default_value_t = 1)]
-    slots: u32,
-    /// The name this runner shows in the controller and on the labels of its
-    /// containers.
-    #[arg(long, env = "JAMSTACK_RUNNER_NAME")]
-    name: Option<String>,
-    /// Where checkouts and build outputs live while a job runs, and the
-    /// runner's state (one runner per directory).
-    #[arg(long, env = "JAMSTACK_RUNNER_WORK_DIR")]
-    work_dir: Option<PathBuf>,
-    /// The image for sites whose jamstack.toml names none.
-    #[arg(long, env = "JAMSTACK_DEFAULT_IMAGE", default_value = "jamstack/busybox:1")]
-    default_image: String,
-    /// Memory limit of a build container, in MiB (swap is not added).
-    #[arg(long, default_value_t = 2048)]
-    memory_mib: i64,
-    /// CPUs a build container may use.
-    #[arg(long, default_value_t = 2.0)]
-    cpus: f64,
-    /// Processes a build container may run at once.
-    #[arg(long, default_value_t = 512)]
-    pids: i64,
-    /// The most memory a site may ask for, in MiB. Default: --memory-mib.
-    #[arg(long)]
-    max_memory_mib: Option<i64>,
-    /// The most CPUs a site may ask for. Default: --cpus.
-    #[arg(long)]
-    max_cpus: Option<f64>,
-    /// The most processes a site may ask for. Default: --pids.
-    #[arg(long)]
-    max_pids: Option<i64>,
-    /// How long a build may run when its site sets no timeout, in minutes.
-    #[arg(long, default_value_t = 30)]
-    timeout_minutes: u64,
-    /// The longest timeout a site may ask for, in minutes.
-    #[arg(long, default_value_t = 120)]
-    max_timeout_minutes: u64,
-    /// Seconds a stopped build gets between SIGTERM and SIGKILL.
-    #[arg(long, default_value_t = 5)]
-    stop_grace_seconds: u64,
-    /// When to pull build images: if-not-present (images tagged `latest` are
-    /// pulled every time), always or never.
-    #[arg(long, env = "JAMSTACK_PULL_POLICY", default_value = "if-not-present")]
-    pull: PullPolicy,
-    /// Images builds may use, comma-separated; `*` matches anything
-    /// (`jamstack/*,node:*`). Default: any image.
-    #[arg(long, env = "JAMSTACK_ALLOWED_IMAGES", value_delimiter = ',')]
-    allowed_images: Vec<String>,
-    /// The image the build cache is copied in (it needs sh, cp, mv, rm, du,
-    /// cut and find).
-    #[arg(long, env = "JAMSTACK_HELPER_IMAGE", default_value = "jamstack/busybox:1")]
-    helper_image: String,
-    /// The most build output stored per build, in MiB; the rest is dropped
-    /// with a notice.
-    #[arg(long, default_value_t = 16)]
-    log_limit_mib: u64,
-    /// The largest build cache kept per site, in MiB.
-    #[arg(long, default_value_t = 2048)]
-    cache_limit_mib: u64,
-    /// Give every build a Docker network of its own (true) or run builds on
-    /// the default bridge (false).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    network_per_job: bool,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     jamstack_runner::install_tls_provider();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    jamstack_runner::logging::init(args.log_format, "info");
     let mut config = RunnerConfig::new(&args.controller, &args.token);
     config.registration_token = args.registration_token;
     config.labels = args.labels;

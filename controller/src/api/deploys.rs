@@ -38,6 +38,7 @@ pub async fn list_for_site(
 
 /// Publishes any ready deploy of the site: a rollback when it is an older
 /// one. One pointer write; nothing is rebuilt or copied.
+#[tracing::instrument(name = "publish", skip_all, fields(site = %name, deploy = %deploy_id))]
 pub async fn publish(
     State(state): State<AppState>,
     _: Admin,
@@ -60,6 +61,9 @@ pub async fn publish(
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
+    let change =
+        crate::notifications::change_of_publish(&state, site.published_deploy_id.as_deref(), &deploy).await;
+    crate::notifications::deploy_changed(&state, site.id, change, Some(&deploy.id)).await;
     Ok(Json(DeployView {
         published: true,
         permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),

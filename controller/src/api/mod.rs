@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod deploys;
 pub mod github;
 pub mod log_stream;
+pub mod notifications;
 pub mod runners;
 pub mod site_settings;
 pub mod sites;

@@ -435,7 +435,12 @@ pub async fn unlock(
 async fn set_locked(state: &AppState, name: &str, locked: bool) -> AppResult<Json<SiteView>> {
     let site = find_site(state, name).await?;
     state.db.set_publish_locked(site.id, locked).await?;
+    state
+        .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
+        .await;
     tracing::info!(site = %site.name, locked, "publishing lock changed");
+    crate::notifications::deploy_changed(state, site.id, crate::notifications::lock_change(locked), None)
+        .await;
     let site = find_site(state, name).await?;
     Ok(Json(view(state, site)))
 }

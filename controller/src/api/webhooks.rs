@@ -195,6 +195,7 @@ fn body_refusal(rejection: &BytesRejection) -> AppError {
     }
 }
 
+#[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(&headers, "x-github-delivery").unwrap_or_default()))]
 pub async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -380,6 +381,7 @@ pub struct GenericPush {
     pub author: Option<String>,
 }
 
+#[tracing::instrument(name = "webhook", skip_all, fields(source = "generic", site = %site_name))]
 pub async fn generic(
     State(state): State<AppState>,
     Path(site_name): Path<String>,

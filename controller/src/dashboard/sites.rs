@@ -323,6 +323,9 @@ pub async fn publish(
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published from the dashboard");
+    let change =
+        crate::notifications::change_of_publish(&state, site.published_deploy_id.as_deref(), &deploy).await;
+    crate::notifications::deploy_changed(&state, site.id, change, Some(&deploy.id)).await;
     Ok(see_other(format!("/sites/{name}?notice=published")))
 }
 
@@ -356,6 +359,8 @@ async fn set_locked(
     state.db.set_publish_locked(site.id, locked).await?;
     state
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
+        .await;
+    crate::notifications::deploy_changed(&state, site.id, crate::notifications::lock_change(locked), None)
         .await;
     let notice = if locked { "locked" } else { "unlocked" };
     Ok(see_other(format!("/sites/{name}?notice={notice}")))

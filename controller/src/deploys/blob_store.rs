@@ -45,6 +45,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Where and what the store is, for logs and startup messages.
     fn describe(&self) -> String;
 
+    /// Whether the store takes writes now (local directory) or answers
+    /// (bucket), for readiness checks; the error says what failed.
+    async fn check_reachable(&self) -> std::io::Result<()>;
+
     /// The whole blob in memory (rule files, compression, the edge's cache).
     async fn read(&self, key: &str) -> std::io::Result<Option<Bytes>> {
         let Some(mut stream) = self.get(key, None).await? else {
@@ -193,6 +197,16 @@ impl BlobStore for LocalBlobStore {
 
     fn describe(&self) -> String {
         format!("local directory {}", self.root.display())
+    }
+
+    async fn check_reachable(&self) -> std::io::Result<()> {
+        tokio::fs::create_dir_all(&self.root).await?;
+        // A write that crashes leaves a `.tmp` file, which the sweep removes.
+        let probe = self
+            .root
+            .join(format!(".ready-{}.tmp", crate::auth::random_hex(8)));
+        tokio::fs::write(&probe, b"").await?;
+        tokio::fs::remove_file(&probe).await
     }
 }
 

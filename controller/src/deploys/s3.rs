@@ -179,4 +179,11 @@ impl BlobStore for S3BlobStore {
             self.config.endpoint.as_deref().unwrap_or("AWS")
         )
     }
+
+    async fn check_reachable(&self) -> std::io::Result<()> {
+        match self.store.list(Some(&ObjectPath::from("probe"))).next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(io_error(e)),
+        }
+    }
 }

@@ -91,7 +91,10 @@ pub async fn route_by_host(State(state): State<AppState>, request: Request, next
         Some(target) => {
             // The body of a GET is not read; the head is all the edge needs.
             let (head, _) = request.into_parts();
-            serve(&state, target, &head).await
+            let started = std::time::Instant::now();
+            let response = serve(&state, target, &head).await;
+            state.metrics.edge.record(response.status(), started.elapsed());
+            response
         }
         None => next.run(request).await,
     }

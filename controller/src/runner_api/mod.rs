@@ -92,6 +92,7 @@ pub async fn connect(
 
 /// Long-polls for a job: answers 200 with a lease as soon as one this runner
 /// may run is queued, or 204 when none came within the wait.
+#[tracing::instrument(name = "lease", skip_all, fields(runner = %runner.name, build_id = tracing::field::Empty))]
 pub async fn lease(
     State(state): State<AppState>,
     Runner(runner): Runner,
@@ -122,6 +123,7 @@ pub async fn lease(
                 .build(job.build_id)
                 .await?
                 .ok_or_else(|| not_found("leased build vanished"))?;
+            tracing::Span::current().record("build_id", build.id);
             let site = state
                 .db
                 .site_by_id(build.site_id)
@@ -215,11 +217,14 @@ fn stale_lease(job_id: i64) -> AppError {
 /// The job's build and attempt, if the request holds the live lease.
 async fn live_lease(state: &AppState, job_id: i64, headers: &HeaderMap) -> AppResult<(i64, i64)> {
     let lease_id = lease_header(headers)?;
-    state
+    let (build_id, attempt) = state
         .db
         .check_lease(job_id, lease_id)
         .await?
-        .ok_or_else(|| stale_lease(job_id))
+        .ok_or_else(|| stale_lease(job_id))?;
+    // The handler's span carries the build from here on.
+    tracing::Span::current().record("build_id", build_id);
+    Ok((build_id, attempt))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +236,7 @@ pub struct HeartbeatQuery {
 
 /// Extends the lease, then waits (up to `wait_seconds`, at most the
 /// heartbeat interval) and answers as soon as the build is cancelled.
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     _: Runner,
@@ -270,6 +276,7 @@ pub async fn heartbeat(
     }
 }
 
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn commit(
     State(state): State<AppState>,
     _: Runner,
@@ -293,6 +300,7 @@ pub struct LogOffset {
     pub offset: i64,
 }
 
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn append_log(
     State(state): State<AppState>,
     _: Runner,
@@ -309,6 +317,7 @@ pub async fn append_log(
     }))
 }
 
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn create_deploy(
     State(state): State<AppState>,
     _: Runner,
@@ -341,6 +350,9 @@ pub async fn create_deploy(
     hashes.sort();
     hashes.dedup();
     let missing = state.db.missing_blobs(&hashes).await?;
+    state
+        .metrics
+        .record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &missing));
     tracing::info!(build = build_id, deploy = %deploy.id, files = manifest.files.len(), missing = missing.len(), "manifest received");
     Ok(Json(ManifestResponse {
         deploy_id: deploy.id,
@@ -416,6 +428,7 @@ pub async fn put_blob(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn finalize_deploy(
     State(state): State<AppState>,
     _: Runner,
@@ -458,6 +471,15 @@ pub async fn finalize_deploy(
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
+            if published {
+                crate::notifications::deploy_changed(
+                    &state,
+                    deploy.site_id,
+                    crate::notifications::DeployChange::Published,
+                    Some(&deploy.id),
+                )
+                .await;
+            }
             Ok(Json(FinalizeResponse {
                 permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
                 alias_url: alias.map(|a| state.site_url(&format!("{a}--{}", site.name))),
@@ -547,6 +569,7 @@ async fn read_rule_file(state: &AppState, deploy_id: &str, name: &str) -> AppRes
         .map_err(|_| bad_request(format!("{name} is not UTF-8 text; save it as UTF-8")))
 }
 
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn complete(
     State(state): State<AppState>,
     _: Runner,
@@ -570,6 +593,7 @@ pub async fn complete(
         .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
+    tracing::Span::current().record("build_id", build_id);
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
     if let Some(build) = state.db.build(build_id).await? {
         state.events.build_changed(build.id, build.site_id, state_after);

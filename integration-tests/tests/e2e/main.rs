@@ -14,6 +14,7 @@ mod failures;
 mod faults;
 mod github;
 mod live_logs;
+mod ops;
 mod push_to_deploy;
 mod runner_process;
 mod secrets;

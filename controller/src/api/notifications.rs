@@ -1,0 +1,145 @@
+//! A site's notification webhooks: `GET`/`POST
+//! /api/v1/sites/{site}/notifications`, `DELETE …/notifications/{id}` and
+//! the delivery log, `GET …/notifications/{id}/deliveries`. Sending lives
+//! in `crate::notifications`.
+
+use super::find_site;
+use crate::auth::{Admin, random_hex};
+use crate::db::{NotificationDelivery, NotificationHook};
+use crate::error::{AppResult, bad_request, not_found};
+use crate::notifications::{EVENTS, secret_purpose};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+/// The deliveries the log shows, newest first.
+const DELIVERY_LOG_LENGTH: i64 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHook {
+    /// Where deliveries are POSTed: an http(s) URL.
+    pub url: String,
+    /// The events to send; every event when left out.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// The signing secret; the controller makes one (and answers it once)
+    /// when left out.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedHook {
+    #[serde(flatten)]
+    pub hook: NotificationHook,
+    /// The secret the controller made: shown only in this answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(site): Path<String>,
+) -> AppResult<Json<Vec<NotificationHook>>> {
+    let site = find_site(&state, &site).await?;
+    Ok(Json(state.db.notification_hooks(site.id).await?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(site): Path<String>,
+    Json(body): Json<NewHook>,
+) -> AppResult<(StatusCode, Json<CreatedHook>)> {
+    let site = find_site(&state, &site).await?;
+    let url = body.url.trim();
+    let parsed = url::Url::parse(url).ok();
+    if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+        return Err(bad_request(format!(
+            "`url`: `{url}` is not an http(s) address; give the receiver's URL, e.g. https://hooks.example.com/deploys"
+        )));
+    }
+    let events = match body.events {
+        None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+        Some(events) if events.is_empty() => {
+            return Err(bad_request(format!(
+                "`events` is empty; name some of {} or leave it out for all",
+                EVENTS.join(", ")
+            )));
+        }
+        Some(mut events) => {
+            if let Some(unknown) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+                return Err(bad_request(format!(
+                    "`events`: unknown event `{unknown}`; the events are {}",
+                    EVENTS.join(", ")
+                )));
+            }
+            events.sort();
+            events.dedup();
+            events
+        }
+    };
+    let (secret, made) = match body.secret {
+        Some(secret) if secret.len() < 16 || secret.len() > 256 => {
+            return Err(bad_request(
+                "`secret` must be 16 to 256 characters; or leave it out and the controller makes one",
+            ));
+        }
+        Some(secret) => (secret, false),
+        None => (random_hex(32), true),
+    };
+    let sealed = state.secrets.seal(&secret_purpose(&site.name), &secret);
+    let hook = state
+        .db
+        .insert_notification_hook(site.id, url, &events, &sealed)
+        .await?;
+    tracing::info!(site = %site.name, hook = hook.id, url, "notification hook added");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedHook {
+            hook,
+            secret: made.then_some(secret),
+        }),
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((site, id)): Path<(String, i64)>,
+) -> AppResult<StatusCode> {
+    let site = find_site(&state, &site).await?;
+    if !state.db.delete_notification_hook(site.id, id).await? {
+        return Err(no_hook(&site.name, id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((site, id)): Path<(String, i64)>,
+) -> AppResult<Json<Vec<NotificationDelivery>>> {
+    let site = find_site(&state, &site).await?;
+    let hook = state
+        .db
+        .notification_hook(site.id, id)
+        .await?
+        .ok_or_else(|| no_hook(&site.name, id))?;
+    Ok(Json(
+        state
+            .db
+            .notification_deliveries(hook.id, DELIVERY_LOG_LENGTH)
+            .await?,
+    ))
+}
+
+fn no_hook(site: &str, id: i64) -> crate::error::AppError {
+    not_found(format!(
+        "site `{site}` has no notification hook {id}; list them with GET /api/v1/sites/{site}/notifications"
+    ))
+}

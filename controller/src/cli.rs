@@ -1,0 +1,210 @@
+//! The `jamstack-controller` command line: every subcommand, flag and
+//! environment variable. `main.rs` turns it into a [`crate::Config`];
+//! `docs/configuration.md` is generated from it (`config_reference`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jamstack_runner::logging::LogFormat;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Self-hosted, Git-driven builds and atomic deploys for Jamstack sites.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// How log lines are written: text for people, json (one object per
+    /// line, with the span fields such as build_id) for log collectors.
+    #[arg(long, global = true, env = "JAMSTACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Where the database and the deploy files live.
+    #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    #[arg(long, env = "JAMSTACK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Sites are served at <site>.<domain>.
+    #[arg(long, env = "JAMSTACK_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// The GitHub webhook secret; made and kept on first start when unset.
+    #[arg(long, env = "JAMSTACK_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// The database: `postgres://USER:PASSWORD@HOST/DB` to share one between
+    /// controllers; the SQLite file in the data directory when unset.
+    #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Builds running at once across all sites; 0 for no limit.
+    #[arg(long, env = "JAMSTACK_MAX_CONCURRENT_BUILDS", default_value_t = 0)]
+    pub max_concurrent_builds: i64,
+    /// Builds running longer are stopped and failed.
+    #[arg(long, env = "JAMSTACK_MAX_BUILD_MINUTES", default_value_t = 60)]
+    pub max_build_minutes: u64,
+    /// Seconds a runner's lease lasts without a heartbeat.
+    #[arg(long, env = "JAMSTACK_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+    /// The controller's address as GitHub and browsers reach it, e.g.
+    /// https://deploy.example.com: links in commit statuses and the webhook
+    /// URL registered on repositories start with it. Defaults to
+    /// http://<listen address>.
+    #[arg(long, env = "JAMSTACK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The GitHub App to act as: its App ID (from the App's settings page).
+    #[arg(long, env = "JAMSTACK_GITHUB_APP_ID", requires = "github_app_key_file")]
+    pub github_app_id: Option<u64>,
+    /// The GitHub App's private key, the .pem file GitHub made for it.
+    #[arg(long, env = "JAMSTACK_GITHUB_APP_KEY_FILE", requires = "github_app_id")]
+    pub github_app_key_file: Option<PathBuf>,
+    /// GitHub's REST API; for GitHub Enterprise Server, https://HOST/api/v3.
+    #[arg(
+        long,
+        env = "JAMSTACK_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// The key that seals stored secrets (access tokens, generic webhook
+    /// secrets); made on first start. Default: <data-dir>/secret.key.
+    #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Also serve /metrics without a token on this address (e.g.
+    /// 10.0.0.5:9100, reachable only by the scraper's network). Unset:
+    /// /metrics is served on --listen only, to admin and API tokens.
+    #[arg(long, env = "JAMSTACK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also sign in to the dashboard with a password: its argon2 hash, as
+    /// `jamstack-controller hash-password` prints it (never the password).
+    #[arg(long, env = "JAMSTACK_DASHBOARD_PASSWORD_HASH", hide_env_values = true)]
+    pub dashboard_password_hash: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Where deploy files live, what a deploy may hold, and what is kept.
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    /// Store blobs in this S3-compatible bucket instead of <data-dir>/blobs.
+    /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    /// (or the usual AWS sources).
+    #[arg(long, env = "JAMSTACK_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// The S3 endpoint for stores other than AWS, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "JAMSTACK_S3_ENDPOINT", requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "JAMSTACK_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// A key prefix inside the bucket, so several installations can share it.
+    #[arg(long, env = "JAMSTACK_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+    /// The largest file a deploy may hold, in MiB.
+    #[arg(long, env = "JAMSTACK_MAX_FILE_SIZE_MB", default_value_t = 256)]
+    pub max_file_size_mb: u64,
+    /// The most files one deploy may hold.
+    #[arg(long, env = "JAMSTACK_MAX_FILES", default_value_t = 100_000)]
+    pub max_files: u64,
+    /// The most bytes one deploy may hold, in MiB.
+    #[arg(long, env = "JAMSTACK_MAX_DEPLOY_SIZE_MB", default_value_t = 10_240)]
+    pub max_deploy_size_mb: u64,
+    /// Deploys kept per site and context (production, previews, branches),
+    /// besides the published one and those a hostname serves; 0 keeps all.
+    #[arg(long, env = "JAMSTACK_KEEP_DEPLOYS", default_value_t = 20)]
+    pub keep_deploys: u32,
+    /// Minutes between garbage collections; 0 runs them only on
+    /// POST /api/v1/gc.
+    #[arg(long, env = "JAMSTACK_GC_INTERVAL_MINUTES", default_value_t = 60)]
+    pub gc_interval_minutes: u64,
+    /// Memory for the hottest small files the edge serves, in MiB.
+    #[arg(long, env = "JAMSTACK_EDGE_CACHE_MB", default_value_t = 256)]
+    pub edge_cache_mb: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything on one machine: the controller with a runner inside it.
+    Up {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Also connect and build the bundled sample site.
+        #[arg(long)]
+        demo: bool,
+        /// The image for sites whose jamstack.toml names none.
+        #[arg(long, env = "JAMSTACK_DEFAULT_IMAGE", default_value = "jamstack/busybox:1")]
+        default_image: String,
+    },
+    /// The controller alone; runners register with the registration token.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Connect a repository as a site, through a running controller's API.
+    Connect(ConnectArgs),
+    /// Make a new token (revoking the previous one of that name) and print it.
+    Token {
+        /// Which token to make.
+        kind: TokenChoice,
+        /// The token's name.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// The controller's data directory (its SQLite database).
+        #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The controller's database, when it is not the SQLite file.
+        #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Read a dashboard password from standard input (its first line) and
+    /// print its argon2 hash for --dashboard-password-hash.
+    HashPassword,
+    /// Print docs/configuration.md, the reference of every flag, made from
+    /// these definitions.
+    #[command(hide = true)]
+    ConfigReference,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The site's name: its hostname label, e.g. `blog` for blog.localhost.
+    pub name: String,
+    /// The repository on GitHub, `owner/name`; its pushes and pull requests
+    /// build the site.
+    #[arg(long)]
+    pub github_repo: Option<String>,
+    /// Where runners clone from; defaults to https://github.com/<github-repo>.git.
+    #[arg(long)]
+    pub repo_url: Option<String>,
+    #[arg(long, default_value = "main")]
+    pub production_branch: String,
+    /// Build branch deploys of pushes to other branches.
+    #[arg(long)]
+    pub branch_deploys: bool,
+    /// Do not build deploy previews of pull requests.
+    #[arg(long)]
+    pub no_deploy_previews: bool,
+    /// The GitHub App installation that reaches the repository (found from
+    /// installation events when not given).
+    #[arg(long)]
+    pub github_installation_id: Option<i64>,
+    /// Connect with a personal access token held in this environment
+    /// variable (never on the command line, where others can read it): the
+    /// controller registers the repository's webhook with it.
+    #[arg(long, value_name = "VARIABLE")]
+    pub github_token_env: Option<String>,
+    /// The controller's API.
+    #[arg(long, env = "JAMSTACK_CONTROLLER", default_value = "http://127.0.0.1:8080")]
+    pub controller: String,
+    /// An admin token.
+    #[arg(long, env = "JAMSTACK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenChoice {
+    /// The API's admin token.
+    Admin,
+    /// The token new runners exchange for their own
+    /// (`jamstack-runner --registration-token`).
+    Registration,
+}

@@ -1,0 +1,341 @@
+//! Notification hooks and the outbox of their deliveries.
+//!
+//! A delivery row is written when its event is handled and stays until it
+//! is delivered or gives up; it is the delivery log the API shows. Sending
+//! claims due rows by moving `claimed_until` forward: on SQLite inside one
+//! `BEGIN IMMEDIATE` transaction, on PostgreSQL with `FOR UPDATE SKIP
+//! LOCKED`, so two controllers never send the same attempt. A claim that
+//! outlives its controller expires and the row is due again.
+
+use super::{Backend, Database, now_millis};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A site's notification webhook. The secret stays sealed here.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationHook {
+    pub id: i64,
+    pub site_id: i64,
+    pub url: String,
+    pub events: Vec<String>,
+    #[serde(skip)]
+    pub secret_sealed: String,
+    pub created_at: i64,
+}
+
+/// One delivery of one event to one hook, with how its attempts went.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationDelivery {
+    pub id: i64,
+    pub hook_id: i64,
+    /// Sent as `X-Jamstack-Delivery`; the same on every attempt.
+    pub delivery_id: String,
+    pub event: String,
+    /// `pending`, `delivered` or `failed` (every attempt failed).
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    /// The receiver's answer to the last attempt.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A claimed delivery, with what sending it needs.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub url: String,
+    pub secret_sealed: String,
+    pub site_id: i64,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum AttemptResult {
+    Delivered {
+        status: i64,
+    },
+    /// Try again at `retry_at` (Unix ms), or give up when `None`.
+    Failed {
+        status: Option<i64>,
+        error: String,
+        retry_at: Option<i64>,
+    },
+}
+
+const HOOK_COLUMNS: &str = "id, site_id, url, events, secret_sealed, created_at";
+const DELIVERY_COLUMNS: &str = "id, hook_id, delivery_id, event, state, attempts, next_attempt_at, \
+     last_status, last_error, created_at, finished_at";
+
+fn hook_from_row(row: &AnyRow) -> NotificationHook {
+    NotificationHook {
+        id: row.get("id"),
+        site_id: row.get("site_id"),
+        url: row.get("url"),
+        events: row
+            .get::<String, _>("events")
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        secret_sealed: row.get("secret_sealed"),
+        created_at: row.get("created_at"),
+    }
+}
+
+fn delivery_from_row(row: &AnyRow) -> NotificationDelivery {
+    NotificationDelivery {
+        id: row.get("id"),
+        hook_id: row.get("hook_id"),
+        delivery_id: row.get("delivery_id"),
+        event: row.get("event"),
+        state: row.get("state"),
+        attempts: row.get("attempts"),
+        next_attempt_at: row.get("next_attempt_at"),
+        last_status: row.get("last_status"),
+        last_error: row.get("last_error"),
+        created_at: row.get("created_at"),
+        finished_at: row.get("finished_at"),
+    }
+}
+
+impl Database {
+    pub async fn insert_notification_hook(
+        &self,
+        site_id: i64,
+        url: &str,
+        events: &[String],
+        secret_sealed: &str,
+    ) -> anyhow::Result<NotificationHook> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO notification_hooks (site_id, url, events, secret_sealed, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {HOOK_COLUMNS}"
+        ))
+        .bind(site_id)
+        .bind(url)
+        .bind(events.join(","))
+        .bind(secret_sealed)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(hook_from_row(&row))
+    }
+
+    pub async fn notification_hooks(&self, site_id: i64) -> anyhow::Result<Vec<NotificationHook>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HOOK_COLUMNS} FROM notification_hooks WHERE site_id = $1 ORDER BY id"
+        ))
+        .bind(site_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(hook_from_row).collect())
+    }
+
+    pub async fn notification_hook(&self, site_id: i64, id: i64) -> anyhow::Result<Option<NotificationHook>> {
+        let row = sqlx::query(&format!(
+            "SELECT {HOOK_COLUMNS} FROM notification_hooks WHERE site_id = $1 AND id = $2"
+        ))
+        .bind(site_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(hook_from_row))
+    }
+
+    /// Removes a hook and its delivery log; false when there was none.
+    pub async fn delete_notification_hook(&self, site_id: i64, id: i64) -> anyhow::Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let found = sqlx::query("SELECT id FROM notification_hooks WHERE site_id = $1 AND id = $2")
+            .bind(site_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if found {
+            sqlx::query("DELETE FROM notification_deliveries WHERE hook_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM notification_hooks WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Puts one delivery of `event` with the JSON body `payload` in the
+    /// outbox of every hook of the site that asked for it, due now, each
+    /// under a fresh id from `new_id`. Returns how many were queued.
+    pub async fn queue_notifications(
+        &self,
+        site_id: i64,
+        event: &str,
+        payload: &str,
+        new_id: impl Fn() -> String,
+    ) -> anyhow::Result<usize> {
+        let hooks = self.notification_hooks(site_id).await?;
+        let now = now_millis();
+        let mut queued = 0;
+        let mut tx = self.write_tx().await?;
+        for hook in hooks.iter().filter(|h| h.events.iter().any(|e| e == event)) {
+            sqlx::query(
+                "INSERT INTO notification_deliveries \
+                 (hook_id, delivery_id, event, payload, state, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
+            )
+            .bind(hook.id)
+            .bind(new_id())
+            .bind(event)
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            queued += 1;
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    /// Claims up to `limit` due deliveries for `claim_millis`: nobody else
+    /// sends them meanwhile.
+    pub async fn claim_due_notifications(
+        &self,
+        limit: i64,
+        claim_millis: i64,
+    ) -> anyhow::Result<Vec<DueDelivery>> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = sqlx::query(&format!(
+            "SELECT id FROM notification_deliveries \
+             WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 \
+             ORDER BY next_attempt_at, id LIMIT $2{}",
+            if self.backend == Backend::Postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            }
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+        let mut due = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "UPDATE notification_deliveries SET claimed_until = $1 WHERE id = $2 \
+                 RETURNING id, delivery_id, event, payload, attempts, hook_id",
+            )
+            .bind(now + claim_millis)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let hook_id: i64 = row.get(5);
+            let hook =
+                sqlx::query("SELECT url, secret_sealed, site_id FROM notification_hooks WHERE id = $1")
+                    .bind(hook_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            due.push(DueDelivery {
+                id: row.get(0),
+                delivery_id: row.get(1),
+                event: row.get(2),
+                payload: row.get(3),
+                attempts: row.get(4),
+                url: hook.get(0),
+                secret_sealed: hook.get(1),
+                site_id: hook.get(2),
+            });
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Records how an attempt ended and releases the claim.
+    pub async fn record_notification_attempt(&self, id: i64, result: &AttemptResult) -> anyhow::Result<()> {
+        let now = now_millis();
+        match result {
+            AttemptResult::Delivered { status } => {
+                sqlx::query(
+                    "UPDATE notification_deliveries SET state = 'delivered', attempts = attempts + 1, \
+                     last_status = $1, last_error = NULL, claimed_until = 0, finished_at = $2 WHERE id = $3",
+                )
+                .bind(*status)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            }
+            AttemptResult::Failed {
+                status,
+                error,
+                retry_at,
+            } => {
+                sqlx::query(
+                    "UPDATE notification_deliveries SET state = $1, attempts = attempts + 1, \
+                     last_status = $2, last_error = $3, claimed_until = 0, next_attempt_at = $4, \
+                     finished_at = $5 WHERE id = $6",
+                )
+                .bind(if retry_at.is_some() { "pending" } else { "failed" })
+                .bind(*status)
+                .bind(error)
+                .bind(retry_at.unwrap_or(now))
+                .bind(retry_at.is_none().then_some(now))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A hook's deliveries, newest first.
+    pub async fn notification_deliveries(
+        &self,
+        hook_id: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<NotificationDelivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE hook_id = $1 \
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(hook_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(delivery_from_row).collect())
+    }
+
+    /// The earliest time a pending delivery is due, if any is.
+    pub async fn next_notification_due(&self) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN claimed_until > next_attempt_at THEN claimed_until ELSE next_attempt_at END) \
+             FROM notification_deliveries WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Forgets finished deliveries (delivered or given up) older than
+    /// `before` (Unix ms); pending ones are kept whatever their age.
+    pub async fn prune_notification_deliveries(&self, before: i64) -> anyhow::Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM notification_deliveries WHERE state <> 'pending' AND finished_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}

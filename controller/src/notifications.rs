@@ -1,0 +1,371 @@
+//! Outgoing notifications: signed webhooks a site's owners point at their
+//! chat, monitoring or scripts, called on deploy events.
+//!
+//! An event becomes one row per interested hook in the outbox
+//! (`db::notifications`), then [`run`] claims due rows and sends them. A
+//! receiver that fails or times out is tried again with exponential backoff
+//! (`Config::notifications`); every row keeps its attempts, last status and
+//! error, which is the delivery log the API shows. A restart loses nothing
+//! (rows wait in the database) and, with several controllers on one
+//! PostgreSQL database, each attempt is sent by one of them.
+//!
+//! Build events come from [`crate::events`] ([`queue_build_events`]); deploy
+//! events are queued where publishing, locking and rolling back happen
+//! ([`deploy_changed`]).
+//!
+//! Each request is signed: `X-Jamstack-Signature: t=<unix seconds>,v1=<hex>`
+//! where `<hex>` is HMAC-SHA256 with the hook's secret over
+//! `<unix seconds>.<body>`. Receivers recompute it, compare in constant time
+//! and refuse old timestamps (replays). `X-Jamstack-Delivery` is the same on
+//! every attempt of a delivery, so receivers can drop repeats.
+
+use crate::auth::random_hex;
+use crate::db::{AttemptResult, BuildState, DueDelivery};
+use crate::events::Event;
+use crate::state::AppState;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::time::Duration;
+
+pub const SIGNATURE_HEADER: &str = "X-Jamstack-Signature";
+pub const DELIVERY_HEADER: &str = "X-Jamstack-Delivery";
+pub const EVENT_HEADER: &str = "X-Jamstack-Event";
+
+/// How long finished deliveries stay in a hook's log.
+const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often old deliveries are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Every event a hook can ask for.
+pub const EVENTS: &[&str] = &[
+    "build.started",
+    "build.succeeded",
+    "build.failed",
+    "deploy.published",
+    "deploy.locked",
+    "deploy.unlocked",
+    "deploy.rolled_back",
+];
+
+/// A change to what a site serves, for [`deploy_changed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployChange {
+    /// A deploy went live: a production build finished, or one was
+    /// published by hand that is newer than the one it replaced.
+    Published,
+    /// An older deploy was published by hand.
+    RolledBack,
+    Locked,
+    Unlocked,
+}
+
+impl DeployChange {
+    pub fn event(self) -> &'static str {
+        match self {
+            DeployChange::Published => "deploy.published",
+            DeployChange::RolledBack => "deploy.rolled_back",
+            DeployChange::Locked => "deploy.locked",
+            DeployChange::Unlocked => "deploy.unlocked",
+        }
+    }
+}
+
+/// The change a lock (`true`) or unlock makes.
+pub fn lock_change(locked: bool) -> DeployChange {
+    if locked {
+        DeployChange::Locked
+    } else {
+        DeployChange::Unlocked
+    }
+}
+
+/// The purpose a hook's secret is sealed under.
+pub fn secret_purpose(site: &str) -> String {
+    format!("site/{site}/notification-secret")
+}
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Queues `event` for the site's hooks that want it and wakes the sender.
+/// A failure is logged, never passed on: notifying never fails what it
+/// reports.
+async fn queue(state: &AppState, site_id: i64, event: &str, payload: serde_json::Value) {
+    let body = serde_json::json!({
+        "event": event,
+        "occurred_at": crate::db::now_millis(),
+        "data": payload,
+    })
+    .to_string();
+    match state
+        .db
+        .queue_notifications(site_id, event, &body, || random_hex(16))
+        .await
+    {
+        Ok(0) => {}
+        Ok(queued) => {
+            tracing::debug!(site_id, event, queued, "notifications queued");
+            state.notifications_queued.notify_one();
+        }
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                site_id,
+                event,
+                "queueing notifications failed"
+            )
+        }
+    }
+}
+
+/// Queues the notification of a publish, rollback, lock or unlock.
+pub async fn deploy_changed(state: &AppState, site_id: i64, change: DeployChange, deploy_id: Option<&str>) {
+    let site = match state.db.site_by_id(site_id).await {
+        Ok(Some(site)) => site,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                site_id,
+                "reading a site to notify failed"
+            );
+            return;
+        }
+    };
+    let payload = serde_json::json!({
+        "site": { "id": site.id, "name": site.name, "url": state.site_url(&site.name) },
+        "deploy": deploy_id.map(|id| serde_json::json!({
+            "id": id,
+            "permalink": state.site_url(&format!("{id}--{}", site.name)),
+        })),
+        "locked": site.publish_locked,
+    });
+    queue(state, site_id, change.event(), payload).await;
+}
+
+/// What a publish by hand is: a rollback when the deploy is older than the
+/// one it replaced.
+pub async fn change_of_publish(
+    state: &AppState,
+    previously_published: Option<&str>,
+    deploy: &crate::db::Deploy,
+) -> DeployChange {
+    let Some(previous) = previously_published.filter(|id| *id != deploy.id) else {
+        return DeployChange::Published;
+    };
+    match state.db.deploy(previous).await {
+        Ok(Some(previous)) if previous.created_at > deploy.created_at => DeployChange::RolledBack,
+        _ => DeployChange::Published,
+    }
+}
+
+/// Turns this controller's build events into notifications: started (first
+/// lease), succeeded, failed.
+pub async fn queue_build_events(state: AppState) {
+    let mut events = state.events.subscribe();
+    loop {
+        let (build_id, build_state) = match events.recv().await {
+            Ok(Event::Build { build_id, state, .. }) => (build_id, state),
+            Ok(_) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "notifications missed build events");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let event = match build_state {
+            BuildState::Running => "build.started",
+            BuildState::Succeeded => "build.succeeded",
+            BuildState::Failed => "build.failed",
+            _ => continue,
+        };
+        let build = match state.db.build(build_id).await {
+            Ok(Some(build)) => build,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    build_id,
+                    "reading a build to notify failed"
+                );
+                continue;
+            }
+        };
+        // A build leased again after its runner was lost started already.
+        if build_state == BuildState::Running && build.attempts > 1 {
+            continue;
+        }
+        let url = format!("{}/builds/{}", state.public_url, build.id);
+        let mut build_json = serde_json::to_value(&build).unwrap_or_default();
+        if let Some(fields) = build_json.as_object_mut() {
+            fields.insert("url".to_owned(), url.into());
+        }
+        let payload = serde_json::json!({
+            "site": { "id": build.site_id, "name": build.site, "url": state.site_url(&build.site) },
+            "build": build_json,
+        });
+        queue(&state, build.site_id, event, payload).await;
+    }
+}
+
+/// The outbox sender, beside the server (with [`queue_build_events`]):
+/// claims due deliveries and sends
+/// them, waking when one is queued here and looking every few seconds for
+/// those queued by other controllers or due for a retry.
+pub async fn run(state: AppState) {
+    let settings = state.config.notifications;
+    let client = match reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("jamstack-notifications/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(error = %error, "notifications cannot be sent: no HTTP client");
+            return;
+        }
+    };
+    // A claim outlives the slowest attempt, so nobody else sends it meanwhile.
+    let claim_millis = (settings.timeout.as_millis() as i64) * 2 + 5_000;
+    const BATCH: i64 = 16;
+    let mut next_prune = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            let before = crate::db::now_millis() - KEEP_DELIVERIES.as_millis() as i64;
+            if let Err(error) = state.db.prune_notification_deliveries(before).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "pruning the notification log failed"
+                );
+            }
+        }
+        let woken = state.notifications_queued.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let claimed = match state.db.claim_due_notifications(BATCH, claim_millis).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "claiming notification deliveries failed"
+                );
+                Vec::new()
+            }
+        };
+        let full = claimed.len() as i64 == BATCH;
+        futures_util::future::join_all(claimed.into_iter().map(|due| deliver(&state, &client, due))).await;
+        if full {
+            continue;
+        }
+        let wait = match state.db.next_notification_due().await {
+            Ok(Some(due)) => Duration::from_millis((due - crate::db::now_millis()).max(0) as u64),
+            _ => Duration::from_secs(5),
+        }
+        .min(Duration::from_secs(5));
+        let _ = tokio::time::timeout(wait, woken).await;
+    }
+}
+
+async fn deliver(state: &AppState, client: &reqwest::Client, due: DueDelivery) {
+    let attempt = due.attempts + 1;
+    let result = match send(state, client, &due).await {
+        Ok(status) if (200..300).contains(&status) => AttemptResult::Delivered { status },
+        outcome => {
+            let (status, error) = match outcome {
+                Ok(status) => (
+                    Some(status),
+                    format!("the receiver answered {status}; a 2xx answer is needed"),
+                ),
+                Err(error) => (None, error),
+            };
+            let retry = state.config.notifications.retry;
+            let retry_at = (attempt < i64::from(retry.attempts))
+                .then(|| crate::db::now_millis() + retry.delay(attempt as u32).as_millis() as i64);
+            tracing::warn!(
+                delivery = %due.delivery_id,
+                event = %due.event,
+                attempt,
+                error = %error,
+                retrying = retry_at.is_some(),
+                "notification not delivered"
+            );
+            AttemptResult::Failed {
+                status,
+                error,
+                retry_at,
+            }
+        }
+    };
+    if let AttemptResult::Delivered { .. } = result {
+        tracing::info!(delivery = %due.delivery_id, event = %due.event, attempt, "notification delivered");
+    }
+    if let Err(error) = state.db.record_notification_attempt(due.id, &result).await {
+        tracing::error!(error = format!("{error:#}"), delivery = %due.delivery_id, "recording a notification attempt failed");
+    }
+}
+
+/// One attempt: the receiver's status, or why there was none.
+async fn send(state: &AppState, client: &reqwest::Client, due: &DueDelivery) -> Result<i64, String> {
+    let site = state
+        .db
+        .site_by_id(due.site_id)
+        .await
+        .map_err(|e| format!("reading the site failed: {e:#}"))?
+        .ok_or("the site was removed")?;
+    let secret = state
+        .secrets
+        .open(&secret_purpose(&site.name), &due.secret_sealed)
+        .map_err(|e| {
+            format!(
+                "the hook's secret cannot be opened ({e}); controllers sharing a database must share \
+                 the secret key file, or recreate the hook"
+            )
+        })?;
+    let timestamp = crate::db::now_millis() / 1000;
+    let response = client
+        .post(&due.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(
+            SIGNATURE_HEADER,
+            signature(&secret, timestamp, due.payload.as_bytes()),
+        )
+        .header(DELIVERY_HEADER, &due.delivery_id)
+        .header(EVENT_HEADER, &due.event)
+        .body(due.payload.clone())
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                format!(
+                    "the receiver did not answer within {:?}",
+                    state.config.notifications.timeout
+                )
+            } else {
+                format!("calling {} failed: {e}", due.url)
+            }
+        })?;
+    Ok(i64::from(response.status().as_u16()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_covers_the_timestamp_and_the_body() {
+        let signed = signature("secret", 1_700_000_000, b"{}");
+        assert!(signed.starts_with("t=1700000000,v1="), "{signed}");
+        assert_eq!(signed.len(), "t=1700000000,v1=".len() + 64);
+        assert_ne!(signed, signature("secret", 1_700_000_001, b"{}"));
+        assert_ne!(signed, signature("secret", 1_700_000_000, b"{ }"));
+        assert_ne!(signed, signature("other", 1_700_000_000, b"{}"));
+    }
+}

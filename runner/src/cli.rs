@@ -1,0 +1,106 @@
+//! The `jamstack-runner` command line: every flag and environment
+//! variable. `main.rs` turns it into a [`crate::RunnerConfig`]; the
+//! controller's `config_reference` documents it.
+
+use crate::docker::PullPolicy;
+use crate::logging::LogFormat;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Leases build jobs from a jamstack controller and runs them in Docker.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// The controller's base URL.
+    #[arg(
+        long,
+        env = "JAMSTACK_CONTROLLER_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub controller: String,
+    /// This runner's own token. Usually not needed: on first start the runner
+    /// registers with --registration-token and keeps its token in the work
+    /// directory.
+    #[arg(
+        long,
+        env = "JAMSTACK_RUNNER_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub token: String,
+    /// The controller's registration token (printed on its first start, or
+    /// by `jamstack-controller token registration`).
+    #[arg(long, env = "JAMSTACK_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub registration_token: Option<String>,
+    /// Labels this runner offers; jobs that require labels need all of theirs.
+    #[arg(long, env = "JAMSTACK_RUNNER_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, env = "JAMSTACK_RUNNER_SLOTS", default_value_t = 1)]
+    pub slots: u32,
+    /// The name this runner shows in the controller and on the labels of its
+    /// containers.
+    #[arg(long, env = "JAMSTACK_RUNNER_NAME")]
+    pub name: Option<String>,
+    /// Where checkouts and build outputs live while a job runs, and the
+    /// runner's state (one runner per directory).
+    #[arg(long, env = "JAMSTACK_RUNNER_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// The image for sites whose jamstack.toml names none.
+    #[arg(long, env = "JAMSTACK_DEFAULT_IMAGE", default_value = "jamstack/busybox:1")]
+    pub default_image: String,
+    /// Memory limit of a build container, in MiB (swap is not added).
+    #[arg(long, default_value_t = 2048)]
+    pub memory_mib: i64,
+    /// CPUs a build container may use.
+    #[arg(long, default_value_t = 2.0)]
+    pub cpus: f64,
+    /// Processes a build container may run at once.
+    #[arg(long, default_value_t = 512)]
+    pub pids: i64,
+    /// The most memory a site may ask for, in MiB. Default: --memory-mib.
+    #[arg(long)]
+    pub max_memory_mib: Option<i64>,
+    /// The most CPUs a site may ask for. Default: --cpus.
+    #[arg(long)]
+    pub max_cpus: Option<f64>,
+    /// The most processes a site may ask for. Default: --pids.
+    #[arg(long)]
+    pub max_pids: Option<i64>,
+    /// How long a build may run when its site sets no timeout, in minutes.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_minutes: u64,
+    /// The longest timeout a site may ask for, in minutes.
+    #[arg(long, default_value_t = 120)]
+    pub max_timeout_minutes: u64,
+    /// Seconds a stopped build gets between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 5)]
+    pub stop_grace_seconds: u64,
+    /// When to pull build images: if-not-present (images tagged `latest` are
+    /// pulled every time), always or never.
+    #[arg(long, env = "JAMSTACK_PULL_POLICY", default_value = "if-not-present")]
+    pub pull: PullPolicy,
+    /// Images builds may use, comma-separated; `*` matches anything
+    /// (`jamstack/*,node:*`). Default: any image.
+    #[arg(long, env = "JAMSTACK_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Vec<String>,
+    /// The image the build cache is copied in (it needs sh, cp, mv, rm, du,
+    /// cut and find).
+    #[arg(long, env = "JAMSTACK_HELPER_IMAGE", default_value = "jamstack/busybox:1")]
+    pub helper_image: String,
+    /// The most build output stored per build, in MiB; the rest is dropped
+    /// with a notice.
+    #[arg(long, default_value_t = 16)]
+    pub log_limit_mib: u64,
+    /// The largest build cache kept per site, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub cache_limit_mib: u64,
+    /// Give every build a Docker network of its own (true) or run builds on
+    /// the default bridge (false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub network_per_job: bool,
+    /// How log lines are written: text for people, json (one object per
+    /// line, with the span fields such as build_id) for log collectors.
+    #[arg(long, env = "JAMSTACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
