@@ -71,7 +71,7 @@ pub struct ServerArgs {
     pub secret_key_file: Option<PathBuf>,
     /// Also serve /metrics without a token on this address (e.g.
     /// 10.0.0.5:9100, reachable only by the scraper's network). Unset:
-    /// /metrics is served on --listen only, to admin and API tokens.
+    /// /metrics is served on --listen only, to tokens with the `read` scope.
     #[arg(long, env = "JAMSTACK_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Also sign in to the dashboard with a password: its argon2 hash, as

@@ -384,11 +384,11 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics` on the main listener: an admin or API token is needed, as
-/// the figures name every site.
+/// `GET /metrics` on the main listener: a token with the `read` scope (or a
+/// dashboard session) is needed, as the figures name every site.
 pub async fn serve_with_token(
     axum::extract::State(state): axum::extract::State<AppState>,
-    _: crate::auth::Admin,
+    _: crate::auth::CanRead,
 ) -> crate::error::AppResult<axum::response::Response> {
     serve_open(axum::extract::State(state)).await
 }

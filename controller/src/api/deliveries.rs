@@ -1,32 +1,61 @@
 //! `GET /api/v1/webhook-deliveries`: every webhook delivery with what was
 //! done with it, newest first.
 
+use super::pagination::PageParams;
+use super::pagination::{Paged, Pagination};
 use crate::auth::Admin;
 use crate::db::Delivery;
 use crate::error::{AppResult, not_found};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use jamstack_proto::ErrorBody;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    /// At most this many (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Only deliveries older than this one (its `id`), for the next page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    /// Only deliveries older than this one (its `id`).
     pub before: Option<i64>,
 }
 
+/// Deliveries, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_webhook_deliveries",
+    path = "/api/v1/webhook-deliveries",
+    tag = "admin",
+    params(PageParams, DeliveryFilter),
+    responses(
+        (status = 200, description = "One page of the deliveries, newest first", body = Vec<Delivery>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
-    Query(page): Query<Page>,
-) -> AppResult<Json<Vec<Delivery>>> {
-    let limit = page.limit.unwrap_or(50).clamp(1, 500);
-    Ok(Json(state.db.deliveries(limit, page.before).await?))
+    page: Pagination,
+    Query(filter): Query<DeliveryFilter>,
+) -> AppResult<Paged<Delivery>> {
+    let deliveries = state
+        .db
+        .deliveries_page(page.fetch_limit(), page.offset(), filter.before)
+        .await?;
+    Ok(page.answer(deliveries))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "show_webhook_delivery",
+    path = "/api/v1/webhook-deliveries/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The delivery's id")),
+    responses(
+        (status = 200, description = "The delivery", body = Delivery),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn show(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Delivery>> {
     state
         .db

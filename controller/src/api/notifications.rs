@@ -4,7 +4,7 @@
 //! in `crate::notifications`.
 
 use super::find_site;
-use crate::auth::{Admin, random_hex};
+use crate::auth::{CanManageSites, CanRead, random_hex};
 use crate::db::{NotificationDelivery, NotificationHook};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::notifications::{EVENTS, secret_purpose};
@@ -12,12 +12,13 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
 
 /// The deliveries the log shows, newest first.
 const DELIVERY_LOG_LENGTH: i64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewHook {
     /// Where deliveries are POSTed: an http(s) URL.
@@ -31,7 +32,7 @@ pub struct NewHook {
     pub secret: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedHook {
     #[serde(flatten)]
     pub hook: NotificationHook,
@@ -40,18 +41,47 @@ pub struct CreatedHook {
     pub secret: Option<String>,
 }
 
+/// The site's notification hooks (their secrets stay sealed).
+#[utoipa::path(
+    get,
+    operation_id = "list_notification_hooks",
+    path = "/api/v1/sites/{site}/notifications",
+    tag = "notifications",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "The site's hooks", body = Vec<NotificationHook>),
+        (status = 404, description = "No such site or hook", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn list(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(site): Path<String>,
 ) -> AppResult<Json<Vec<NotificationHook>>> {
     let site = find_site(&state, &site).await?;
     Ok(Json(state.db.notification_hooks(site.id).await?))
 }
 
+/// Adds a notification hook; its secret is answered once when the
+/// controller made it.
+#[utoipa::path(
+    post,
+    operation_id = "create_notification_hook",
+    path = "/api/v1/sites/{site}/notifications",
+    tag = "notifications",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = NewHook,
+    responses(
+        (status = 201, description = "The hook (and the secret, when the controller made it)", body = CreatedHook),
+        (status = 400, description = "A bad URL, event or secret", body = ErrorBody),
+        (status = 404, description = "No such site or hook", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn create(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path(site): Path<String>,
     Json(body): Json<NewHook>,
 ) -> AppResult<(StatusCode, Json<CreatedHook>)> {
@@ -107,9 +137,22 @@ pub async fn create(
     ))
 }
 
+/// Removes a notification hook and its pending deliveries.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_notification_hook",
+    path = "/api/v1/sites/{site}/notifications/{id}",
+    tag = "notifications",
+    params(("site" = String, Path, description = "The site's name"), ("id" = i64, Path, description = "The hook's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such site or hook", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn delete(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path((site, id)): Path<(String, i64)>,
 ) -> AppResult<StatusCode> {
     let site = find_site(&state, &site).await?;
@@ -119,9 +162,22 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A hook's latest deliveries, newest first.
+#[utoipa::path(
+    get,
+    operation_id = "list_notification_deliveries",
+    path = "/api/v1/sites/{site}/notifications/{id}/deliveries",
+    tag = "notifications",
+    params(("site" = String, Path, description = "The site's name"), ("id" = i64, Path, description = "The hook's id")),
+    responses(
+        (status = 200, description = "The hook's latest deliveries", body = Vec<NotificationDelivery>),
+        (status = 404, description = "No such site or hook", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path((site, id)): Path<(String, i64)>,
 ) -> AppResult<Json<Vec<NotificationDelivery>>> {
     let site = find_site(&state, &site).await?;

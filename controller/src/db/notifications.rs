@@ -13,7 +13,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 /// A site's notification webhook. The secret stays sealed here.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NotificationHook {
     pub id: i64,
     pub site_id: i64,
@@ -25,7 +25,7 @@ pub struct NotificationHook {
 }
 
 /// One delivery of one event to one hook, with how its attempts went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NotificationDelivery {
     pub id: i64,
     pub hook_id: i64,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunnerRecord {
     pub id: i64,
     pub name: String,
@@ -87,6 +87,18 @@ impl Database {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(runner_from_row))
+    }
+
+    /// One page of the runners, oldest first.
+    pub async fn runners_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<RunnerRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(runner_from_row).collect())
     }
 
     pub async fn list_runners(&self) -> anyhow::Result<Vec<RunnerRecord>> {

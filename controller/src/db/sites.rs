@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Site {
     pub id: i64,
     pub name: String,
@@ -161,6 +161,18 @@ impl Database {
             "SELECT {SITE_COLUMNS} FROM sites WHERE LOWER(github_repo) = LOWER($1) ORDER BY id"
         ))
         .bind(full_name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(site_from_row).collect())
+    }
+
+    /// One page of the sites, by name.
+    pub async fn sites_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<Site>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SITE_COLUMNS} FROM sites ORDER BY name LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(site_from_row).collect())
