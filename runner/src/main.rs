@@ -98,6 +98,11 @@ struct Args {
     /// the default bridge (false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     network_per_job: bool,
+    /// Seconds a call to the controller retries while the controller cannot
+    /// be reached (waiting for work, connecting). A running job waits for
+    /// its controller as long as it takes, its log kept on disk meanwhile.
+    #[arg(long, env = "JAMSTACK_CONTROLLER_RETRY_SECONDS", default_value_t = 300)]
+    controller_retry_seconds: u64,
 }
 
 #[tokio::main]
@@ -148,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
     };
     config.cache_limit_bytes = args.cache_limit_mib * 1024 * 1024;
     config.network_per_job = args.network_per_job;
+    config.controller_retry = Duration::from_secs(args.controller_retry_seconds);
 
     let shutdown = CancellationToken::new();
     tokio::spawn({

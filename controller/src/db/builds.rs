@@ -474,6 +474,23 @@ impl Database {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    /// Gives every leased job at least `grace_millis` from now: called as a
+    /// controller starts, because while no controller was up no runner
+    /// could send a heartbeat, and a runner that kept building through the
+    /// outage must not lose its job for it. A runner that really died is
+    /// still noticed, one grace later. Returns how many leases were renewed.
+    pub async fn renew_leases_after_start(&self, grace_millis: i64) -> anyhow::Result<u64> {
+        let until = now_millis() + grace_millis;
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1 WHERE state = 'leased' AND lease_expires_at < $1",
+        )
+        .bind(until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed)
+    }
+
     /// Extends a live lease; returns whether cancellation was requested, or
     /// `None` when the lease is no longer live.
     pub async fn extend_lease(
