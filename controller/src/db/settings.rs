@@ -50,7 +50,7 @@ impl Database {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
@@ -69,7 +69,7 @@ impl Database {
             .bind(name)
             .bind(token_hash)
             .bind(now_millis())
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -80,7 +80,7 @@ impl Database {
             .bind(now_millis())
             .bind(kind.as_str())
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -122,7 +122,7 @@ impl Database {
         .bind(now_millis())
         .bind(kind.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(result.rows_affected() == 1)
     }
