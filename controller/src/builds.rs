@@ -119,6 +119,14 @@ pub async fn cancel_builds(state: &AppState, site_id: i64, build_ids: &[i64]) ->
 /// long, forever, every few seconds. With several controllers each runs
 /// one; the statements are idempotent, so they do not step on each other.
 pub async fn reap_expired_leases(state: AppState) {
+    // Runners retry a failed call at least every 10 s; a lease that lapsed
+    // while no controller was up gets one lease and that long to be renewed.
+    let grace = state.config.lease_duration + std::time::Duration::from_secs(15);
+    match state.db.renew_leases_after_start(grace.as_millis() as i64).await {
+        Ok(0) => {}
+        Ok(renewed) => tracing::info!(renewed, "leases renewed after the controller started"),
+        Err(error) => tracing::error!(error = format!("{error:#}"), "renewing leases after start failed"),
+    }
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tick.tick().await;

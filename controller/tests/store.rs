@@ -250,6 +250,58 @@ on_both_databases!(
                 .is_none()
         );
         assert!(db.claim_next_job(&gpu, "l2", MINUTE, 0).await.unwrap().is_some());
+
+        // A site without a limit (claimed in one statement on PostgreSQL)
+        // that needs two labels.
+        let both = site(&db, "two-labels").await;
+        db.update_scheduling(
+            both.id,
+            &SchedulingSettings {
+                required_labels: Some(vec!["gpu".into(), "arm".into()]),
+                max_concurrent_builds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let job = queue(&db, &both, "main").await;
+        let arm = runner(&db, "arm", &["arm"]).await;
+        for lacking in [&plain, &gpu, &arm] {
+            assert!(
+                db.claim_next_job(lacking, "l3", MINUTE, 0)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{} lacks a label",
+                lacking.name
+            );
+        }
+        let all = runner(&db, "all", &["arm", "gpu", "linux"]).await;
+        let claimed = db
+            .claim_next_job(&all, "l4", MINUTE, 0)
+            .await
+            .unwrap()
+            .expect("a runner with every label claims it");
+        assert_eq!(claimed.build_id, job);
+        assert_eq!(claimed.attempt, 1);
+        assert_eq!(
+            db.build(job).await.unwrap().unwrap().state,
+            BuildState::Running,
+            "the claim starts the build"
+        );
+        let attempts = db.attempts(job).await.unwrap();
+        assert_eq!(attempts.len(), 1, "and records its attempt");
+        assert_eq!(attempts[0].runner, "all");
+        let finished = db
+            .finish_job(claimed.job_id, "l4", BuildState::Succeeded, Some(0), None, None)
+            .await
+            .unwrap();
+        assert_eq!(finished, Some((job, both.id)));
+        assert_eq!(db.build(job).await.unwrap().unwrap().state, BuildState::Succeeded);
+        assert_eq!(
+            db.attempts(job).await.unwrap()[0].outcome.as_deref(),
+            Some("succeeded")
+        );
     }
 );
 

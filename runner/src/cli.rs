@@ -99,6 +99,11 @@ pub struct Args {
     /// the default bridge (false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub network_per_job: bool,
+    /// Seconds a call to the controller retries while the controller cannot
+    /// be reached (waiting for work, connecting). A running job waits for
+    /// its controller as long as it takes, its log kept on disk meanwhile.
+    #[arg(long, env = "JAMSTACK_CONTROLLER_RETRY_SECONDS", default_value_t = 300)]
+    pub controller_retry_seconds: u64,
     /// How log lines are written: text for people, json (one object per
     /// line, with the span fields such as build_id) for log collectors.
     #[arg(long, env = "JAMSTACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -12,6 +12,10 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long a call retries transient failures unless told otherwise.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -45,6 +49,10 @@ pub struct ControllerClient {
     token: String,
     /// How long transient failures are retried before giving up.
     retry_for: Duration,
+    /// When set, transient failures are retried past `retry_for` until
+    /// this is cancelled (the runner shutting down): a job's calls wait
+    /// out a controller outage of any length.
+    patient_until: Option<CancellationToken>,
 }
 
 enum Payload {
@@ -65,8 +73,30 @@ impl ControllerClient {
                 .expect("a TLS backend is compiled in"),
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            retry_for: Duration::from_secs(300),
+            retry_for: DEFAULT_RETRY_FOR,
+            patient_until: None,
         }
+    }
+
+    /// How long transient failures are retried before a call gives up.
+    pub fn with_retry_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// A client whose calls retry transient failures until `until` is
+    /// cancelled or for `retry_for`, whichever is longer. A job's calls go
+    /// through one: a job does not end because its controller restarted
+    /// or was away for a while.
+    pub fn patient(&self, until: CancellationToken) -> Self {
+        ControllerClient {
+            patient_until: Some(until),
+            ..self.clone()
+        }
+    }
+
+    fn keeps_retrying(&self, started: tokio::time::Instant) -> bool {
+        started.elapsed() < self.retry_for || self.patient_until.as_ref().is_some_and(|t| !t.is_cancelled())
     }
 
     async fn call<T: DeserializeOwned>(
@@ -116,7 +146,7 @@ impl ControllerClient {
                 Err(e) => Err(ClientError::Unreachable(e.to_string())),
             };
             match result {
-                Err(e) if e.is_transient() && started.elapsed() < self.retry_for => {
+                Err(e) if e.is_transient() && self.keeps_retrying(started) => {
                     tracing::warn!(path, error = %e, retry_in = ?backoff, "controller call failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -124,6 +124,7 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
         lease.clone(),
         masker.clone(),
         ctx.config.log_limits,
+        &ctx.config.work_dir,
     );
     if let Some(note) = timeout_note {
         log.say(&note).await;

@@ -75,6 +75,10 @@ pub struct RunnerConfig {
     pub network_per_job: bool,
     /// How long one lease request waits for a job.
     pub lease_wait: Duration,
+    /// How long a call to the controller retries a transient failure
+    /// before giving up. A job's own calls (log, upload, report) wait
+    /// longer: until the controller answers or the runner shuts down.
+    pub controller_retry: Duration,
 }
 
 impl RunnerConfig {
@@ -100,6 +104,7 @@ impl RunnerConfig {
             cache_limit_bytes: 2 * 1024 * 1024 * 1024,
             network_per_job: true,
             lease_wait: Duration::from_secs(30),
+            controller_retry: client::DEFAULT_RETRY_FOR,
         }
     }
 
@@ -210,7 +215,8 @@ impl Runner {
         std::fs::write(config.work_dir.join(INSTANCE_FILE), &instance)
             .context("writing the runner's instance file")?;
         let token = obtain_token(&config).await?;
-        let client = ControllerClient::new(&config.controller_url, &token);
+        let client =
+            ControllerClient::new(&config.controller_url, &token).with_retry_for(config.controller_retry);
         let connected = loop {
             match client.connect(&config.name).await {
                 Ok(answer) => break answer,
@@ -245,8 +251,11 @@ impl Runner {
 
     /// Runs one leased job to its end and reports it.
     pub async fn run_job(&self, lease: JobLease, shutdown: &CancellationToken) {
+        // A leased job outlasts a controller outage: its calls retry until
+        // the controller answers, unless the runner is shutting down.
+        let client = self.client.patient(shutdown.clone());
         let context = job::JobContext {
-            client: &self.client,
+            client: &client,
             engine: &self.engine,
             config: &self.config,
             instance: &self.instance,
@@ -353,6 +362,14 @@ async fn clear_earlier_life(engine: &Engine, work_dir: &Path) -> anyhow::Result<
             .starts_with(job::JOB_DIR_PREFIX)
         {
             let _ = std::fs::remove_dir_all(entry.path());
+        } else if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(build_log::SPOOL_FILE_PREFIX)
+        {
+            // The log of a job this runner can no longer finish: the job
+            // goes back to the queue when its lease expires.
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     Ok(())

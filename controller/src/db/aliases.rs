@@ -33,7 +33,7 @@ impl Database {
         sqlx::query("DELETE FROM retired_aliases WHERE site_id = $1 AND alias = $2")
             .bind(site_id)
             .bind(alias)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -48,7 +48,7 @@ impl Database {
         .bind(size)
         .bind(now_millis())
         .bind(key)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(result.rows_affected() == 1)
     }

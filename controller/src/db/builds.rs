@@ -176,6 +176,34 @@ fn build_from_row(row: &AnyRow) -> Build {
     }
 }
 
+/// Leases job `$6` if it is still queued: `$1` lease id, `$2` runner name,
+/// `$3` runner id, `$4` expiry, `$5` now.
+const CLAIM_JOB_BY_ID: &str = "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = $1, \
+     runner_name = $2, runner_id = $3, lease_expires_at = $4, leased_at = $5 \
+     WHERE id = $6 AND state = 'queued' RETURNING id, build_id, attempt";
+
+/// PostgreSQL: after a `claimed` CTE (`id, build_id, attempt`), marks the
+/// build running and records the attempt in the same statement.
+const START_CLAIMED_CTES: &str = "started AS (UPDATE builds SET state = 'running', \
+     started_at = COALESCE(started_at, $5) WHERE id IN (SELECT build_id FROM claimed)), \
+     attempted AS (INSERT INTO attempts (build_id, attempt, runner_name, started_at) \
+     SELECT build_id, attempt, $2, $5 FROM claimed)";
+
+/// Ends a build (the `WHERE` follows) in state `$1`: `$2` exit code, `$3`
+/// error or skip reason, `$4` deploy id, `$5` now.
+const FINISH_BUILD: &str = "UPDATE builds SET state = $1, exit_code = $2, \
+     error = CASE WHEN $1 = 'skipped' THEN NULL ELSE $3 END, \
+     skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
+     deploy_id = COALESCE($4, deploy_id), finished_at = $5";
+
+/// What the one-statement claim on PostgreSQL found.
+enum OneStatementClaim {
+    Claimed(LeasedJob),
+    NothingQueued,
+    /// The oldest job this runner may run belongs to a site with a limit.
+    SiteHasLimit,
+}
+
 impl Database {
     /// Records a build and queues its job, in one transaction. Older builds
     /// of the same site, context and branch still waiting in the queue are
@@ -240,9 +268,15 @@ impl Database {
         }
         let same_branch =
             "SELECT id FROM builds WHERE site_id = $1 AND context = $2 AND branch = $3 AND id < $4";
+        // One statement: queued builds of the branch are superseded, and
+        // running ones are asked to stop if the site says so (`state` in
+        // `SET` is the value before the update, in `RETURNING` after it).
         let superseded: Vec<i64> = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'done' WHERE state = 'queued' AND build_id IN ({same_branch}) \
-             RETURNING build_id"
+            "UPDATE jobs SET state = CASE WHEN state = 'queued' THEN 'done' ELSE state END, \
+             cancel_requested = CASE WHEN state = 'leased' THEN 1 ELSE cancel_requested END \
+             WHERE state IN ('queued', 'leased') AND build_id IN ({same_branch}) AND (state = 'queued' \
+             OR EXISTS (SELECT 1 FROM sites WHERE id = $1 AND cancel_superseded = 1)) \
+             RETURNING build_id, state"
         ))
         .bind(build.site_id)
         .bind(build.context.as_str())
@@ -251,6 +285,7 @@ impl Database {
         .fetch_all(&mut *tx)
         .await?
         .iter()
+        .filter(|r| r.get::<String, _>(1) == "done")
         .map(|r| r.get(0))
         .collect();
         for old in &superseded {
@@ -263,16 +298,7 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(&format!(
-            "UPDATE jobs SET cancel_requested = 1 WHERE state = 'leased' AND build_id IN ({same_branch}) \
-             AND EXISTS (SELECT 1 FROM sites WHERE id = $1 AND cancel_superseded = 1)"
-        ))
-        .bind(build.site_id)
-        .bind(build.context.as_str())
-        .bind(&build.branch)
-        .bind(build_id)
-        .execute(&mut *tx)
-        .await?;
+
         tx.commit().await?;
         Ok((build_id, superseded))
     }
@@ -368,6 +394,16 @@ impl Database {
     ) -> anyhow::Result<Option<LeasedJob>> {
         let now = now_millis();
         let postgres = self.backend == Backend::Postgres;
+        if postgres && global_limit == 0 {
+            match self
+                .claim_unlimited_in_one_statement(runner, lease_id, lease_millis, now)
+                .await?
+            {
+                OneStatementClaim::Claimed(job) => return Ok(Some(job)),
+                OneStatementClaim::NothingQueued => return Ok(None),
+                OneStatementClaim::SiteHasLimit => {}
+            }
+        }
         let mut tx = self.write_tx().await?;
         if global_limit > 0 {
             if postgres && !try_advisory_lock(&mut tx, ADVISORY_GLOBAL).await? {
@@ -426,19 +462,40 @@ impl Database {
                     continue;
                 }
             }
-            let Some(row) = sqlx::query(
-                "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = $1, runner_name = $2, \
-                 runner_id = $3, lease_expires_at = $4, leased_at = $5 \
-                 WHERE id = $6 AND state = 'queued' RETURNING id, build_id, attempt",
-            )
-            .bind(lease_id)
-            .bind(&runner.name)
-            .bind(runner.id)
-            .bind(now + lease_millis)
-            .bind(now)
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?
+            if postgres {
+                // The lease, the build's start and the attempt in one round trip.
+                let Some(row) = sqlx::query(&format!(
+                    "WITH claimed AS ({CLAIM_JOB_BY_ID}), {START_CLAIMED_CTES} \
+                     SELECT id, build_id, attempt FROM claimed"
+                ))
+                .bind(lease_id)
+                .bind(&runner.name)
+                .bind(runner.id)
+                .bind(now + lease_millis)
+                .bind(now)
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    continue;
+                };
+                tx.commit().await?;
+                return Ok(Some(LeasedJob {
+                    job_id: row.get(0),
+                    build_id: row.get(1),
+                    attempt: row.get(2),
+                    lease_id: lease_id.to_owned(),
+                }));
+            }
+            let Some(row) = sqlx::query(CLAIM_JOB_BY_ID)
+                .bind(lease_id)
+                .bind(&runner.name)
+                .bind(runner.id)
+                .bind(now + lease_millis)
+                .bind(now)
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?
             else {
                 continue;
             };
@@ -471,6 +528,58 @@ impl Database {
         Ok(None)
     }
 
+    /// PostgreSQL, no global limit: claims the oldest job `runner` may run
+    /// in one statement (candidate under `FOR UPDATE SKIP LOCKED`, lease,
+    /// build started, attempt recorded), unless that job's site has a limit
+    /// of concurrent builds: its count needs the site's advisory lock first,
+    /// which one statement cannot take before its snapshot.
+    async fn claim_unlimited_in_one_statement(
+        &self,
+        runner: &RunnerRecord,
+        lease_id: &str,
+        lease_millis: i64,
+        now: i64,
+    ) -> anyhow::Result<OneStatementClaim> {
+        let row = sqlx::query(&format!(
+            "WITH candidate AS (\
+               SELECT j.id, s.max_concurrent_builds AS site_limit \
+               FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+               WHERE j.state = 'queued' \
+               AND array_remove(string_to_array(j.required_labels, ','), '') <@ string_to_array($6, ',') \
+               AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
+                 (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
+                  WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
+               ORDER BY j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED), \
+             claimed AS (UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = $1, \
+               runner_name = $2, runner_id = $3, lease_expires_at = $4, leased_at = $5 \
+               FROM candidate WHERE jobs.id = candidate.id AND candidate.site_limit = 0 \
+               AND jobs.state = 'queued' RETURNING jobs.id, jobs.build_id, jobs.attempt), \
+             {START_CLAIMED_CTES} \
+             SELECT candidate.id, claimed.build_id, claimed.attempt \
+             FROM candidate LEFT JOIN claimed ON claimed.id = candidate.id"
+        ))
+        .bind(lease_id)
+        .bind(&runner.name)
+        .bind(runner.id)
+        .bind(now + lease_millis)
+        .bind(now)
+        .bind(runner.labels.join(","))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => OneStatementClaim::NothingQueued,
+            Some(row) => match (row.get::<Option<i64>, _>(1), row.get::<Option<i64>, _>(2)) {
+                (Some(build_id), Some(attempt)) => OneStatementClaim::Claimed(LeasedJob {
+                    job_id: row.get(0),
+                    build_id,
+                    attempt,
+                    lease_id: lease_id.to_owned(),
+                }),
+                _ => OneStatementClaim::SiteHasLimit,
+            },
+        })
+    }
+
     /// The job's build and attempt if `lease_id` is its live lease.
     pub async fn check_lease(&self, job_id: i64, lease_id: &str) -> anyhow::Result<Option<(i64, i64)>> {
         let row = sqlx::query(
@@ -483,6 +592,23 @@ impl Database {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Gives every leased job at least `grace_millis` from now: called as a
+    /// controller starts, because while no controller was up no runner
+    /// could send a heartbeat, and a runner that kept building through the
+    /// outage must not lose its job for it. A runner that really died is
+    /// still noticed, one grace later. Returns how many leases were renewed.
+    pub async fn renew_leases_after_start(&self, grace_millis: i64) -> anyhow::Result<u64> {
+        let until = now_millis() + grace_millis;
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1 WHERE state = 'leased' AND lease_expires_at < $1",
+        )
+        .bind(until)
+        .execute(self.writer())
+        .await?
+        .rows_affected();
+        Ok(renewed)
     }
 
     /// Extends a live lease; returns whether cancellation was requested, or
@@ -502,7 +628,7 @@ impl Database {
         .bind(job_id)
         .bind(lease_id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?;
         Ok(row.map(|r| r.get::<i64, _>(0) != 0))
     }
@@ -535,8 +661,29 @@ impl Database {
         exit_code: Option<i64>,
         error: Option<&str>,
         deploy_id: Option<&str>,
-    ) -> anyhow::Result<Option<i64>> {
+    ) -> anyhow::Result<Option<(i64, i64)>> {
         let now = now_millis();
+        if self.backend == Backend::Postgres {
+            // One round trip: the job, its attempt and its build together.
+            let row = sqlx::query(&format!(
+                "WITH finished AS (UPDATE jobs SET state = 'done', lease_expires_at = NULL \
+                   WHERE id = $6 AND lease_id = $7 AND state = 'leased' RETURNING build_id, attempt), \
+                 ended AS (UPDATE attempts SET ended_at = $5, outcome = $1 FROM finished \
+                   WHERE attempts.build_id = finished.build_id AND attempts.attempt = finished.attempt), \
+                 built AS ({FINISH_BUILD} WHERE id IN (SELECT build_id FROM finished) RETURNING id, site_id) \
+                 SELECT id, site_id FROM built"
+            ))
+            .bind(state.as_str())
+            .bind(exit_code)
+            .bind(error)
+            .bind(deploy_id)
+            .bind(now)
+            .bind(job_id)
+            .bind(lease_id)
+            .fetch_optional(self.writer())
+            .await?;
+            return Ok(row.map(|r| (r.get(0), r.get(1))));
+        }
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "UPDATE jobs SET state = 'done', lease_expires_at = NULL WHERE id = $1 AND lease_id = $2 \
@@ -558,22 +705,18 @@ impl Database {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE builds SET state = $1, exit_code = $2, \
-             error = CASE WHEN $1 = 'skipped' THEN NULL ELSE $3 END, \
-             skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
-             deploy_id = COALESCE($4, deploy_id), finished_at = $5 WHERE id = $6",
-        )
-        .bind(state.as_str())
-        .bind(exit_code)
-        .bind(error)
-        .bind(deploy_id)
-        .bind(now)
-        .bind(build_id)
-        .execute(&mut *tx)
-        .await?;
+        let site_id: i64 = sqlx::query(&format!("{FINISH_BUILD} WHERE id = $6 RETURNING site_id"))
+            .bind(state.as_str())
+            .bind(exit_code)
+            .bind(error)
+            .bind(deploy_id)
+            .bind(now)
+            .bind(build_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
         tx.commit().await?;
-        Ok(Some(build_id))
+        Ok(Some((build_id, site_id)))
     }
 
     /// Asks for a build to stop. A queued build is cancelled at once; a
@@ -791,7 +934,7 @@ impl Database {
         .bind(message)
         .bind(author)
         .bind(build_id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

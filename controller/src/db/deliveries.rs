@@ -110,7 +110,7 @@ impl Database {
         .bind(&delivery.repository)
         .bind(now_millis())
         .bind(now_millis() - ABANDONED_AFTER_MS)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?;
         if let Some(row) = claimed {
             return Ok(Claim::New(row.get(0)));
@@ -141,7 +141,7 @@ impl Database {
         .bind(join_ids(builds))
         .bind(now_millis())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Database {
         .bind(message)
         .bind(now_millis())
         .bind(handled_at)
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         Ok(row.get(0))
     }
@@ -223,7 +223,7 @@ impl Database {
     pub async fn prune_deliveries(&self, before: i64, keep_refused: i64) -> anyhow::Result<u64> {
         let old = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected();
         let refused = sqlx::query(
@@ -232,7 +232,7 @@ impl Database {
              WHERE outcome = 'rejected' ORDER BY id DESC LIMIT $1) AS newest)",
         )
         .bind(keep_refused)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(old + refused)

@@ -123,7 +123,7 @@ impl Database {
         )
         .bind(deploy_id)
         .bind(json)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -150,7 +150,7 @@ impl Database {
         .bind(deploy_id)
         .bind(config_json)
         .bind(json)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

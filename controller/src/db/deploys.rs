@@ -262,7 +262,7 @@ impl Database {
             .bind(sha256)
             .bind(size)
             .bind(now_millis())
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -474,7 +474,7 @@ impl Database {
         let result = sqlx::query("DELETE FROM site_aliases WHERE site_id = $1 AND alias = $2")
             .bind(site_id)
             .bind(alias)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(result.rows_affected() > 0)
     }

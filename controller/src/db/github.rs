@@ -39,7 +39,7 @@ impl Database {
         .bind(id)
         .bind(account)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -49,7 +49,7 @@ impl Database {
             .bind(i64::from(suspended))
             .bind(now_millis())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -132,7 +132,7 @@ impl Database {
         .bind(installation)
         .bind(owner)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         self.update_installation_repos(installation, &[repository.to_owned()], &[], false)
             .await
@@ -220,7 +220,7 @@ impl Database {
         .bind(&report.comment_sent)
         .bind(&report.build_state)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -266,7 +266,7 @@ impl Database {
         .bind(state)
         .bind(now_millis())
         .bind(build_id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -290,7 +290,7 @@ impl Database {
         .bind(site_id)
         .bind(pr_number)
         .bind(comment_id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

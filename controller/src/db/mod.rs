@@ -49,6 +49,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Connections to PostgreSQL per controller: enough for 50 runners and a
+/// burst of webhooks to keep the server busy, few enough that several
+/// controllers stay well under its default limit of 100.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which database server is behind the pool. A few statements differ
@@ -63,6 +68,12 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
+    /// Where writes go. On SQLite a pool of one connection: SQLite takes one
+    /// writer at a time anyway, and writers that queue here wait their turn
+    /// in order instead of sleeping in SQLite's busy handler (which backs
+    /// off up to 100 ms a try and starves throughput under contention).
+    /// On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
     /// The URL, kept for connections outside the pool (LISTEN).
     url: Arc<str>,
@@ -98,21 +109,22 @@ impl Database {
                 redact(url)
             );
         };
+        let sqlite_options = || {
+            AnyPoolOptions::new().after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets the edge read while a build writes; the busy
+                    // timeout turns writer contention into waiting, not errors.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            })
+        };
         let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(8)
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        // WAL lets the edge read while a build writes; the busy
-                        // timeout turns writer contention into waiting, not errors.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        Ok(())
-                    })
-                }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+            Backend::Sqlite => sqlite_options().max_connections(8),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS),
         };
         let pool = options
             .acquire_timeout(Duration::from_secs(30))
@@ -127,8 +139,18 @@ impl Database {
             .run(&pool)
             .await
             .context("bringing the database schema up to date")?;
+        let writer = match backend {
+            Backend::Sqlite => sqlite_options()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .with_context(|| format!("opening the database at {}", redact(url)))?,
+            Backend::Postgres => pool.clone(),
+        };
         Ok(Database {
             pool,
+            writer,
             backend,
             url: url.into(),
         })
@@ -162,9 +184,14 @@ impl Database {
     /// other writers instead of failing when it upgrades its lock.
     async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
+    }
+
+    /// The pool a statement that writes runs on (see [`Database::writer`]).
+    fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 }
 

@@ -73,7 +73,7 @@ impl Database {
         .bind(normalize_labels(labels))
         .bind(slots)
         .bind(now_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         Ok(runner_from_row(&row))
     }
@@ -114,7 +114,7 @@ impl Database {
         let result = sqlx::query("UPDATE runners SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_millis())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -125,15 +125,20 @@ impl Database {
         sqlx::query("UPDATE runners SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
             .bind(now_millis())
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
 
     /// Notes that a runner was seen; written at most every ten seconds so
     /// busy runners do not turn every lease into a write.
-    pub async fn touch_runner(&self, id: i64) -> anyhow::Result<()> {
+    pub async fn touch_runner(&self, runner: &RunnerRecord) -> anyhow::Result<()> {
         let now = now_millis();
+        if runner.last_seen_at.is_some_and(|seen| seen >= now - 10_000) {
+            // Seen moments ago (the record was just read): no statement at all.
+            return Ok(());
+        }
+        let id = runner.id;
         sqlx::query(
             "UPDATE runners SET last_seen_at = $1 WHERE id = $2 \
              AND (last_seen_at IS NULL OR last_seen_at < $3)",
@@ -141,7 +146,7 @@ impl Database {
         .bind(now)
         .bind(id)
         .bind(now - 10_000)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

@@ -9,13 +9,13 @@ impl Database {
         let now = now_millis();
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         sqlx::query("INSERT INTO sessions (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
             .bind(token_hash)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -33,7 +33,7 @@ impl Database {
     pub async fn delete_session(&self, token_hash: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -65,7 +65,7 @@ impl Database {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
@@ -84,7 +84,7 @@ impl Database {
             .bind(name)
             .bind(token_hash)
             .bind(now_millis())
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -142,7 +142,7 @@ impl Database {
             .bind(now_millis())
             .bind(kind.as_str())
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -199,7 +199,7 @@ impl Database {
         .bind(now_millis())
         .bind(kind.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(result.rows_affected() == 1)
     }

@@ -67,7 +67,7 @@ impl Database {
         .bind(limits.cpu_millis)
         .bind(limits.pids)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -82,7 +82,7 @@ impl Database {
         )
         .bind(site_id)
         .bind(now_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         Ok(row.get(0))
     }
@@ -124,7 +124,7 @@ impl Database {
         .bind(value)
         .bind(i64::from(secret))
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Database {
         let result = sqlx::query("DELETE FROM site_env_vars WHERE site_id = $1 AND name = $2")
             .bind(site_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(result.rows_affected() == 1)
     }

@@ -133,7 +133,7 @@ impl Database {
         .bind(i64::from(site.settings.deploy_previews))
         .bind(site.settings.github_installation_id)
         .bind(&site.settings.github_token_sealed)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?;
         Ok(row.as_ref().map(site_from_row))
     }
@@ -195,7 +195,7 @@ impl Database {
         )
         .bind(deploy_id)
         .bind(site_id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -218,7 +218,7 @@ impl Database {
         .bind(settings.max_concurrent_builds)
         .bind(settings.cancel_superseded.map(i64::from))
         .bind(site_id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -240,7 +240,7 @@ impl Database {
         .bind(settings.github_installation_id)
         .bind(&settings.github_token_sealed)
         .bind(site_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?;
         Ok(row.as_ref().map(site_from_row))
     }
@@ -250,7 +250,7 @@ impl Database {
         sqlx::query("UPDATE sites SET github_hook_id = $1 WHERE id = $2")
             .bind(hook_id)
             .bind(site_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -260,7 +260,7 @@ impl Database {
         sqlx::query("UPDATE sites SET generic_webhook_secret_sealed = $1 WHERE id = $2")
             .bind(sealed)
             .bind(site_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -269,7 +269,7 @@ impl Database {
         sqlx::query("UPDATE sites SET publish_locked = $1 WHERE id = $2")
             .bind(i64::from(locked))
             .bind(site_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -79,7 +79,7 @@ pub async fn connect(
     Json(request): Json<ConnectRequest>,
 ) -> AppResult<Json<ConnectResponse>> {
     tracing::info!(runner = %runner.name, id = runner.id, version = request.protocol_version, "runner connected");
-    state.db.touch_runner(runner.id).await?;
+    state.db.touch_runner(&runner).await?;
     Ok(Json(ConnectResponse {
         protocol_version: PROTOCOL_VERSION,
         heartbeat_seconds: state.config.heartbeat_interval.as_secs().max(1),
@@ -97,7 +97,7 @@ pub async fn lease(
     let wait = Duration::from_secs(request.wait_seconds).min(state.config.max_lease_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let lease_millis = state.config.lease_duration.as_millis() as i64;
-    state.db.touch_runner(runner.id).await?;
+    state.db.touch_runner(&runner).await?;
     loop {
         // Listen before looking, so a job queued in between still wakes us.
         let notified = state.jobs_available.notified();
@@ -439,15 +439,13 @@ pub async fn complete(
         JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
         JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
     };
-    let build_id = state
+    let (build_id, site_id) = state
         .db
         .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", build_id);
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
-    if let Some(build) = state.db.build(build_id).await? {
-        state.events.build_changed(build.id, build.site_id, state_after);
-    }
+    state.events.build_changed(build_id, site_id, state_after);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,10 @@
 //! kill -9 on either side: nothing lost, nothing published twice.
 
 use crate::helpers::{SiteRepo, TestApp, fresh_postgres_database};
-use crate::processes::{ControllerProcess, free_port, remove_containers_of_runner, start_runner};
+use crate::processes::{
+    ControllerProcess, free_port, remove_containers_of_runner, runner_work_dir, start_runner,
+    start_runner_with,
+};
 use std::time::{Duration, Instant};
 
 const SLOW_BUILD: &str = "[build]\ncommand = \"echo started; sleep 4; mkdir -p public; echo done > public/index.html\"\n\
@@ -118,6 +121,111 @@ async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finish
         "every line once, in order; the whole log:\n{log}"
     );
     assert_eq!(app.visit("steady", "/").await.body, "survived\n");
+}
+
+/// The build's own output in a stored log: the text of its `out` lines
+/// (each stored line is `<time> <stream> <text>`).
+fn build_output(log: &str) -> String {
+    log.lines()
+        .filter_map(|line| match line.splitn(3, ' ').collect::<Vec<_>>()[..] {
+            [_time, "out", text] => Some(format!("{text}\n")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The runner's log spool files in its work directory, with their contents.
+fn spool_files(work_dir: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_dir(work_dir)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("jamstack-log-"))
+        .map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(entry.path()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_arrives_once_it_is_back() {
+    const SECRET: &str = "spool-secret-5b1f0c";
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let registration = controller.printed_token("Registration:");
+    let repo = SiteRepo::new();
+    let command = "echo \\\"token $DEPLOY_KEY\\\"; i=0; while [ $i -lt 50 ]; do echo \\\"line $i of the build\\\"; \
+                   i=$((i+1)); sleep 0.1; done; mkdir -p public; echo outlasted > public/index.html";
+    let toml =
+        format!("[build]\ncommand = \"{command}\"\npublish = \"public\"\nimage = \"jamstack/busybox:1\"\n");
+    let sha = repo.commit(&[("jamstack.toml", &toml)], "patient");
+    connect(&app, "patient", &repo).await;
+    app.set_env("patient", "DEPLOY_KEY", SECRET, true).await;
+    let name = format!("patient-{}", free_port());
+    // The runner gives up on a call after one second: the outage below is
+    // far longer than any retry of a single batch would cover.
+    let _runner = start_runner_with(
+        dir.path(),
+        &controller.url(),
+        &registration,
+        &name,
+        &["--controller-retry-seconds", "1"],
+    );
+
+    let build = app.trigger_build("patient", &sha).await;
+    wait_for_log(&app, build, 1, "line 5 of the build").await;
+    controller.kill();
+    let down = Instant::now();
+
+    // The build goes on without its controller: its output reaches the
+    // spool on disk, masked.
+    let work_dir = runner_work_dir(dir.path(), &name);
+    loop {
+        let spools = spool_files(&work_dir);
+        if spools
+            .iter()
+            .any(|(_, text)| text.contains("line 49 of the build"))
+        {
+            assert!(
+                spools.iter().all(|(_, text)| !text.contains(SECRET)),
+                "the spool holds the secret: {spools:?}"
+            );
+            break;
+        }
+        assert!(
+            down.elapsed() < Duration::from_secs(30),
+            "the build did not go on printing into the spool while the controller was down: {spools:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Down for longer than the lease (6 s) and many times the runner's
+    // retry window.
+    if let Some(rest) = Duration::from_secs(9).checked_sub(down.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    controller.start_again();
+    let finished = app.wait_for_success(build).await;
+    assert_eq!(finished["attempts"], 1, "the runner kept its job: {finished}");
+
+    let log = app.attempt_log(build, 1).await;
+    let expected: String = std::iter::once("token ***\n".to_owned())
+        .chain((0..50).map(|i| format!("line {i} of the build\n")))
+        .collect();
+    assert_eq!(
+        build_output(&log),
+        expected,
+        "every line once, in order; the whole log:\n{log}"
+    );
+    assert!(log.contains("Build succeeded"), "{log}");
+    assert_eq!(app.visit("patient", "/").await.body, "outlasted\n");
+    assert_eq!(
+        spool_files(&work_dir),
+        Vec::<(String, String)>::new(),
+        "the spool is removed once the controller has the log"
+    );
 }
 
 #[tokio::test]

@@ -446,6 +446,18 @@ impl TestApp {
         self.deliver_webhook(event, body, signature, Some(&id)).await
     }
 
+    /// Delivers a body already signed, under `delivery_id`.
+    pub async fn deliver_signed_webhook(
+        &self,
+        event: &str,
+        body: Vec<u8>,
+        signature: String,
+        delivery_id: &str,
+    ) -> (u16, Value) {
+        self.deliver_webhook(event, body, Some(signature), Some(delivery_id))
+            .await
+    }
+
     async fn deliver_webhook(
         &self,
         event: &str,

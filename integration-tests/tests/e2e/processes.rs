@@ -162,6 +162,16 @@ impl ControllerProcess {
     /// `kill -9`, then start again on the same port and data.
     pub fn restart(&mut self) {
         self.process.kill();
+        self.start_again();
+    }
+
+    /// `kill -9`, leaving it down until [`Self::start_again`].
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts a killed controller again on the same port and data.
+    pub fn start_again(&mut self) {
         let output = self
             .dir
             .join(format!("controller-{}-{}.log", self.port, self.starts));
@@ -173,9 +183,25 @@ impl ControllerProcess {
 
 /// `jamstack-runner`, registering with the registration token on start.
 pub fn start_runner(dir: &Path, controller_url: &str, registration_token: &str, name: &str) -> Process {
-    let work = dir.join(format!("runner-{name}"));
+    start_runner_with(dir, controller_url, registration_token, name, &[])
+}
+
+/// The work directory of the runner `name` started in `dir`.
+pub fn runner_work_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("runner-{name}"))
+}
+
+/// [`start_runner`] with more arguments.
+pub fn start_runner_with(
+    dir: &Path,
+    controller_url: &str,
+    registration_token: &str,
+    name: &str,
+    extra: &[&str],
+) -> Process {
+    let work = runner_work_dir(dir, name);
     std::fs::create_dir_all(&work).unwrap();
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "--controller",
         controller_url,
         "--registration-token",
@@ -188,6 +214,7 @@ pub fn start_runner(dir: &Path, controller_url: &str, registration_token: &str, 
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     spawn(
         &binary("jamstack-runner"),
         &args,

@@ -1,4 +1,8 @@
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, WEBHOOK_SECRET, fixture, push_payload, sign, spawn_app};
+use crate::helpers::{
+    COPY_SITE_TOML, SiteRepo, WEBHOOK_SECRET, fixture, push_payload, sign, spawn_app, spawn_controller_only,
+};
+use futures_util::StreamExt;
+use std::collections::{HashMap, HashSet};
 
 #[tokio::test]
 async fn a_webhook_with_a_bad_or_missing_signature_is_refused_and_queues_nothing() {
@@ -204,4 +208,102 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
     );
     assert!(output.status.success(), "git {args:?} failed: {text}");
     text
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_deliveries_with_redeliveries_among_them_each_build_once() {
+    const SITES: usize = 10;
+    const DISTINCT: usize = 900;
+    let (app, _runner_token) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    for site in 0..SITES {
+        app.connect_site(&format!("flood-{site}"), &repo, &format!("octo/flood-{site}"))
+            .await;
+    }
+    // Real push payloads, one commit each, spread over the sites.
+    let deliveries: Vec<(String, Vec<u8>, String)> = (0..DISTINCT)
+        .map(|i| {
+            let sha = format!("{:040x}", 0xf100d000 + i);
+            let payload = push_payload(&format!("octo/flood-{}", i % SITES), &repo, "main", &sha);
+            (
+                format!("flood-delivery-{i}"),
+                serde_json::to_vec(&payload).unwrap(),
+                sha,
+            )
+        })
+        .collect();
+    // Every ninth delivery comes twice, as GitHub's "Redeliver" sends it:
+    // same id, same body, same signature.
+    let mut sends: Vec<usize> = (0..DISTINCT).chain((0..DISTINCT).step_by(9)).collect();
+    assert_eq!(sends.len(), 1000);
+    // A fixed shuffle, so a redelivery may come before, during or after
+    // the first one.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for i in (1..sends.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        sends.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+
+    let answers: Vec<(usize, u16, serde_json::Value)> = futures_util::stream::iter(sends)
+        .map(|i| {
+            let app = &app;
+            let (id, body, _) = &deliveries[i];
+            async move {
+                let (status, answer) = app
+                    .deliver_signed_webhook("push", body.clone(), sign(WEBHOOK_SECRET, body), id)
+                    .await;
+                (i, status, answer)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+
+    let mut builds_by_delivery: HashMap<usize, Vec<i64>> = HashMap::new();
+    let mut duplicates = 0;
+    for (i, status, answer) in &answers {
+        match (status, answer["outcome"].as_str()) {
+            (202, Some("queued")) => {
+                let builds: Vec<i64> = answer["builds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.as_i64().unwrap())
+                    .collect();
+                assert_eq!(builds.len(), 1, "one build per push: {answer}");
+                builds_by_delivery.entry(*i).or_default().extend(builds);
+            }
+            (200, Some("duplicate")) => duplicates += 1,
+            _ => panic!("delivery {i} got {status}: {answer}"),
+        }
+    }
+    assert_eq!(duplicates, 100, "every redelivery is answered as a duplicate");
+    assert_eq!(builds_by_delivery.len(), DISTINCT, "every delivery id is handled");
+    assert!(
+        builds_by_delivery.values().all(|builds| builds.len() == 1),
+        "no delivery id is handled twice"
+    );
+    let distinct_builds: HashSet<i64> = builds_by_delivery.values().flatten().copied().collect();
+    assert_eq!(distinct_builds.len(), DISTINCT);
+
+    // The controller's own records agree: one build per delivery, of its
+    // commit, and nothing more.
+    for site in 0..SITES {
+        let builds = app.builds_of(&format!("flood-{site}")).await;
+        let mut stored: Vec<String> = builds
+            .iter()
+            .map(|b| b["commit_sha"].as_str().unwrap().to_owned())
+            .collect();
+        stored.sort();
+        let mut expected: Vec<String> = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % SITES == site)
+            .map(|(_, (_, _, sha))| sha.clone())
+            .collect();
+        expected.sort();
+        assert_eq!(stored, expected, "the builds of flood-{site}");
+    }
 }
