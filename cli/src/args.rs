@@ -55,9 +55,7 @@ pub enum Command {
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,4 +204,10 @@ pub struct DeployArgs {
     /// Do not publish: reachable only at its permalink (the default)
     #[arg(long)]
     pub draft: bool,
+    /// The branch the files were built from (defaults to the production branch)
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// What this deploy is, in a few words
+    #[arg(long, short = 'm')]
+    pub title: Option<String>,
 }

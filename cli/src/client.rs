@@ -53,9 +53,7 @@ impl Api {
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
+        self.http.request(method, self.url(path)).bearer_auth(&self.token)
     }
 
     /// Sends a request; an answer that is not a success becomes the
@@ -113,14 +111,11 @@ impl Api {
         let mut items = Vec::new();
         let mut next = Some(self.url(path));
         while let Some(url) = next.take() {
-            let response = self
-                .send(self.http.get(&url).bearer_auth(&self.token))
-                .await?;
+            let response = self.send(self.http.get(&url).bearer_auth(&self.token)).await?;
             next = next_page(response.headers());
-            let page: Value = response
-                .json()
-                .await
-                .map_err(|e| CliError::error(format!("the controller's answer is not the JSON expected: {e}")))?;
+            let page: Value = response.json().await.map_err(|e| {
+                CliError::error(format!("the controller's answer is not the JSON expected: {e}"))
+            })?;
             match page {
                 Value::Array(page) => items.extend(page),
                 other => {

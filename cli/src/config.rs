@@ -95,7 +95,10 @@ mod tests {
         let path = config_path(env_of(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/home/a")]));
         assert_eq!(path.unwrap(), PathBuf::from("/x/jamstack/config.toml"));
         let path = config_path(env_of(&[("XDG_CONFIG_HOME", ""), ("HOME", "/home/a")]));
-        assert_eq!(path.unwrap(), PathBuf::from("/home/a/.config/jamstack/config.toml"));
+        assert_eq!(
+            path.unwrap(),
+            PathBuf::from("/home/a/.config/jamstack/config.toml")
+        );
         assert!(config_path(env_of(&[])).is_err());
     }
 
@@ -116,7 +119,10 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(load(&path).unwrap(), login);
-        assert_eq!(load(&dir.path().join("absent.toml")).unwrap(), SavedLogin::default());
+        assert_eq!(
+            load(&dir.path().join("absent.toml")).unwrap(),
+            SavedLogin::default()
+        );
     }
 
     #[test]

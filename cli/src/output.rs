@@ -10,11 +10,7 @@ pub fn print_json(value: &Value) {
 }
 
 /// A table with the given columns, one row per item.
-pub fn print_table<const N: usize>(
-    headers: [&str; N],
-    items: &[Value],
-    row: impl Fn(&Value) -> [String; N],
-) {
+pub fn print_table<const N: usize>(headers: [&str; N], items: &[Value], row: impl Fn(&Value) -> [String; N]) {
     if items.is_empty() {
         println!("(none)");
         return;

@@ -45,7 +45,13 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
         redirects: Vec::new(),
         headers: Vec::new(),
     };
-    let body = serde_json::to_value(&wire).map_err(|e| CliError::error(e.to_string()))?;
+    let mut body = serde_json::to_value(&wire).map_err(|e| CliError::error(e.to_string()))?;
+    if let Some(branch) = &args.branch {
+        body["branch"] = json!(branch);
+    }
+    if let Some(title) = &args.title {
+        body["title"] = json!(title);
+    }
     let created = api.post(&format!("/sites/{}/deploys", args.site), &body).await?;
     let deploy_id = created
         .get("deploy_id")
@@ -55,7 +61,12 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
     let required: Vec<String> = created
         .get("required")
         .and_then(Value::as_array)
-        .map(|hashes| hashes.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+        .map(|hashes| {
+            hashes
+                .iter()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let mut wanted = Vec::with_capacity(required.len());
     for hash in &required {
@@ -110,13 +121,10 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
         print_json(&report);
         return Ok(());
     }
-    let permalink = finalized
-        .get("permalink")
-        .or_else(|| finalized.get("url"))
-        .map_or_else(|| "-".to_owned(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+    let permalink = finalized.get("permalink").and_then(Value::as_str).unwrap_or("-");
     println!("Deploy {deploy_id} is ready at {permalink}");
     if args.prod {
-        match finalized.get("site_url").and_then(Value::as_str) {
+        match finalized.get("url").and_then(Value::as_str) {
             Some(url) => println!("Published: live at {url}"),
             None => println!("Published on {}'s production hostname", args.site),
         }

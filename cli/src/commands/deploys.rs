@@ -14,7 +14,9 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
                 print_json(&Value::Array(deploys));
             } else {
                 print_table(
-                    ["ID", "STATE", "LIVE", "CONTEXT", "BRANCH", "COMMIT", "FILES", "SIZE", "CREATED"],
+                    [
+                        "ID", "STATE", "LIVE", "CONTEXT", "BRANCH", "COMMIT", "FILES", "SIZE", "CREATED",
+                    ],
                     &deploys,
                     |d| {
                         [
@@ -76,7 +78,11 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
                 println!("Unlocked publishing of {site}: the next production build goes live");
             }
         }
-        DeploysCommand::Diff { site, deploy, against } => {
+        DeploysCommand::Diff {
+            site,
+            deploy,
+            against,
+        } => {
             let mut path = format!("/sites/{site}/deploys/{deploy}/diff");
             if let Some(against) = against {
                 path.push_str(&format!("?against={against}"));
@@ -141,7 +147,11 @@ fn print_diff(diff: &Value) {
             .cloned()
             .unwrap_or_default()
     };
-    let size = |file: &Value, field: &str| file.get(field).and_then(Value::as_u64).map_or_else(String::new, bytes);
+    let size = |file: &Value, field: &str| {
+        file.get(field)
+            .and_then(Value::as_u64)
+            .map_or_else(String::new, bytes)
+    };
     let (added, changed, removed) = (list("added"), list("changed"), list("removed"));
     for file in &added {
         println!("  + {}  ({})", text(file, "path"), size(file, "size"));

@@ -150,7 +150,9 @@ pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
     let mut changes = SettingChanges::default();
     for pair in pairs {
         let (key, value) = pair.split_once('=').ok_or_else(|| {
-            CliError::usage(format!("--set {pair}: write it as key=value, e.g. --set production_branch=main"))
+            CliError::usage(format!(
+                "--set {pair}: write it as key=value, e.g. --set production_branch=main"
+            ))
         })?;
         let key = key.trim();
         let value = value.trim();
@@ -240,7 +242,10 @@ async fn settings(api: &Api, json: bool, site: &str, set: &[String]) -> CliResul
         ("deploy_previews", text(&site_view, "deploy_previews")),
         ("cancel_superseded", text(&site_view, "cancel_superseded")),
         ("max_concurrent_builds", text(&site_view, "max_concurrent_builds")),
-        ("github_installation_id", text(&site_view, "github_installation_id")),
+        (
+            "github_installation_id",
+            text(&site_view, "github_installation_id"),
+        ),
         ("required_labels", text(&site_view, "required_labels")),
         ("timeout_seconds", default("timeout_seconds")),
         ("memory_mib", default("memory_mib")),
@@ -261,7 +266,11 @@ async fn env(api: &Api, json: bool, site: &str, command: EnvCommand) -> CliResul
                     let secret = v.get("secret").and_then(Value::as_bool) == Some(true);
                     [
                         text(v, "name"),
-                        if secret { "(hidden)".to_owned() } else { text(v, "value") },
+                        if secret {
+                            "(hidden)".to_owned()
+                        } else {
+                            text(v, "value")
+                        },
                         if secret { "yes" } else { "no" }.to_owned(),
                     ]
                 });

@@ -9,6 +9,7 @@ mod processes;
 mod atomic_deploys;
 mod build_cache;
 mod build_limits;
+mod cli;
 mod dashboard;
 mod failures;
 mod faults;
