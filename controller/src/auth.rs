@@ -5,7 +5,7 @@
 //! leaks no timing about the token itself.
 
 use crate::db::{RunnerRecord, TokenKind};
-use crate::error::{AppError, unauthorized};
+use crate::error::{AppError, forbidden, unauthorized};
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -71,40 +71,177 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// A request made with the admin token or an API token (REST API), or, for
-/// reading (`GET`), with a live dashboard session: the browser's
-/// `EventSource` cannot send headers, so the live log follows by cookie.
-/// Writes always need a bearer token here; the dashboard's own forms carry
-/// CSRF tokens instead.
-#[derive(Debug)]
-pub struct Admin;
+/// What an API token may do. The admin token may do everything; `admin`
+/// implies every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every `GET` under `/api/v1`, the live log included.
+    Read,
+    /// Trigger, cancel and retry builds.
+    Builds,
+    /// Direct deploys, publish and rollback, lock and unlock, alias removal.
+    Deploys,
+    /// Create, connect and change sites: settings, environment, cache,
+    /// webhooks.
+    Sites,
+    /// Tokens, runners, garbage collection, webhook deliveries, GitHub
+    /// installations; implies every other scope.
+    Admin,
+}
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = AppError;
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::Read,
+        Scope::Builds,
+        Scope::Deploys,
+        Scope::Sites,
+        Scope::Admin,
+    ];
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer(parts) {
-            let hash = hash_token(token);
-            for kind in [TokenKind::Admin, TokenKind::Api] {
-                if state.db.token_name(kind, &hash).await?.is_some() {
-                    return Ok(Admin);
-                }
-            }
-            return Err(unauthorized("the token is unknown or revoked"));
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Builds => "builds",
+            Scope::Deploys => "deploys",
+            Scope::Sites => "sites",
+            Scope::Admin => "admin",
         }
-        let reading = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
-        if reading
-            && let Some(session) = session_cookie(parts)
-            && state.db.session_is_live(&hash_token(&session)).await?
-        {
-            return Ok(Admin);
-        }
-        Err(unauthorized(
-            "missing `Authorization: Bearer <token>` header; use the admin token the controller printed \
-             on first start, or an API token made on the dashboard's settings page",
-        ))
+    }
+
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The scopes stored for a token (space-separated names), in order; names
+/// this controller does not know are left out.
+pub fn parse_stored_scopes(stored: &str) -> Vec<Scope> {
+    let mut scopes: Vec<Scope> = stored.split_whitespace().filter_map(Scope::parse).collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// How scopes are stored: names, space-separated.
+pub fn store_scopes(scopes: &[Scope]) -> String {
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether a token holding `held` may do what needs `needed`.
+pub fn grants(held: &[Scope], needed: Scope) -> bool {
+    held.contains(&Scope::Admin) || held.contains(&needed)
+}
+
+/// How long a token's `last_used_at` may lag: refreshed at most this often,
+/// so reading the API does not write to the database on every request.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+/// Checks that the request may do what needs `needed`: the admin token, an
+/// API token holding the scope (or `admin`), or, for reading (`GET`), a
+/// live dashboard session: the browser's `EventSource` cannot send headers,
+/// so the live log follows by cookie. Writes always need a bearer token
+/// here; the dashboard's own forms carry CSRF tokens instead.
+async fn authorize(parts: &Parts, state: &AppState, needed: Scope) -> Result<(), AppError> {
+    if let Some(token) = bearer(parts) {
+        let grant = state.db.bearer_token(&hash_token(token)).await?.ok_or_else(|| {
+            unauthorized(
+                "the token is unknown or revoked; make a new API token on the dashboard's settings page \
+                 or with POST /api/v1/tokens",
+            )
+        })?;
+        if grant.kind == TokenKind::Admin {
+            return Ok(());
+        }
+        let now = crate::db::now_millis();
+        if grant
+            .last_used_at
+            .is_none_or(|at| now - at > LAST_USED_RESOLUTION_MS)
+            && let Err(e) = state.db.touch_token(grant.id).await
+        {
+            tracing::warn!(
+                token = grant.id,
+                error = format!("{e:#}"),
+                "noting a token's use failed"
+            );
+        }
+        if grants(&parse_stored_scopes(&grant.scopes), needed) {
+            return Ok(());
+        }
+        return Err(forbidden(format!(
+            "this token lacks the `{needed}` scope, which {} {} needs; make a token that has it \
+             (dashboard settings page, or POST /api/v1/tokens with the admin token)",
+            parts.method,
+            parts.uri.path()
+        )));
+    }
+    let reading = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+    if reading
+        && needed == Scope::Read
+        && let Some(session) = session_cookie(parts)
+        && state.db.session_is_live(&hash_token(&session)).await?
+    {
+        return Ok(());
+    }
+    Err(unauthorized(
+        "missing `Authorization: Bearer <token>` header; use the admin token the controller printed \
+         on first start, or an API token made on the dashboard's settings page",
+    ))
+}
+
+/// One extractor per scope, so each handler says in its signature what it
+/// needs and cannot forget to check it.
+macro_rules! scope_extractor {
+    ($(#[$doc:meta])* $name:ident => $scope:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl $name {
+            /// The scope this extractor checks for.
+            pub const SCOPE: Scope = $scope;
+        }
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = AppError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                authorize(parts, state, $scope).await.map(|()| $name)
+            }
+        }
+    };
+}
+
+scope_extractor!(
+    /// A request that may read (`read` scope), or a dashboard session's `GET`.
+    CanRead => Scope::Read
+);
+scope_extractor!(
+    /// A request that may trigger, cancel and retry builds (`builds` scope).
+    CanBuild => Scope::Builds
+);
+scope_extractor!(
+    /// A request that may deploy, publish, lock and unlock (`deploys` scope).
+    CanDeploy => Scope::Deploys
+);
+scope_extractor!(
+    /// A request that may create and change sites (`sites` scope).
+    CanManageSites => Scope::Sites
+);
+scope_extractor!(
+    /// A request with the `admin` scope: tokens, runners, garbage
+    /// collection, webhook deliveries, GitHub installations.
+    Admin => Scope::Admin
+);
 
 /// A request that speaks our runner protocol version.
 #[derive(Debug)]
@@ -193,5 +330,23 @@ mod tests {
         assert_ne!(token, new_token(TokenKind::Runner));
         assert_ne!(hash_token(&token), token);
         assert_eq!(hash_token(&token), hash_token(&token));
+    }
+
+    #[test]
+    fn admin_implies_every_scope_and_others_only_their_own() {
+        let admin = parse_stored_scopes("admin");
+        assert!(Scope::ALL.iter().all(|s| grants(&admin, *s)));
+        let read = parse_stored_scopes("read");
+        assert!(grants(&read, Scope::Read));
+        assert!(!grants(&read, Scope::Builds) && !grants(&read, Scope::Admin));
+        assert_eq!(
+            parse_stored_scopes("sites  read unknown read"),
+            [Scope::Read, Scope::Sites]
+        );
+        assert_eq!(
+            store_scopes(&[Scope::Sites, Scope::Read, Scope::Sites]),
+            "read sites"
+        );
+        assert_eq!(parse_stored_scopes(""), []);
     }
 }

@@ -1,6 +1,6 @@
 //! Starting builds, whatever asked for one: a webhook, the API, the demo.
 
-use crate::db::{BuildState, NewBuild, Site};
+use crate::db::{Build, BuildState, NewBuild, Site};
 use crate::deploys::alias_for;
 use crate::state::AppState;
 use jamstack_proto::BuildContext;
@@ -61,6 +61,26 @@ pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -
     }
     state.jobs_available.notify_waiters();
     Ok(build_id)
+}
+
+/// Queues a new build of the same site, commit, branch and context as
+/// `build` (a retry, from the dashboard or the API). Returns the new build's id.
+pub async fn retry_build(state: &AppState, site: &Site, build: Build) -> anyhow::Result<i64> {
+    queue_build(
+        state,
+        site,
+        BuildRequest {
+            context: build.context,
+            branch: build.branch,
+            commit_sha: build.commit_sha,
+            commit_message: build.commit_message,
+            author: build.author,
+            pr_number: build.pr_number,
+            from_fork: build.from_fork,
+            trigger: "retry",
+        },
+    )
+    .await
 }
 
 /// Records a build that is not run, with the reason (for example the

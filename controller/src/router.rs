@@ -32,6 +32,9 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> a
     }
 }
 
+/// The largest manifest a runner or a direct deploy may send.
+const MAX_MANIFEST: usize = 64 * 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
@@ -66,10 +69,30 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sites/{site}/builds",
             get(api::builds::list_for_site).post(api::builds::trigger),
         )
-        .route("/api/v1/sites/{site}/deploys", get(api::deploys::list_for_site))
+        .route(
+            "/api/v1/sites/{site}/deploys",
+            get(api::deploys::list_for_site)
+                // Manifests of large sites are large JSON documents.
+                .post(api::deploys::create_direct)
+                .layer(DefaultBodyLimit::max(MAX_MANIFEST)),
+        )
+        .route("/api/v1/sites/{site}/deploys/{deploy}", get(api::deploys::show))
+        .route(
+            "/api/v1/sites/{site}/deploys/{deploy}/diff",
+            get(api::deploys::diff),
+        )
+        .route(
+            "/api/v1/sites/{site}/deploys/{deploy}/finalize",
+            post(api::deploys::finalize_direct),
+        )
         .route(
             "/api/v1/sites/{site}/deploys/{deploy}/publish",
             post(api::deploys::publish),
+        )
+        .route(
+            "/api/v1/blobs/{sha256}",
+            // Streamed to disk; the handler enforces the file size limit.
+            put(api::deploys::put_blob).layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/api/v1/sites/{site}/aliases/{alias}",
@@ -86,6 +109,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(api::runners::revoke),
         )
         .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel))
+        .route("/api/v1/builds/{id}/retry", post(api::builds::retry))
+        .route("/api/v1/tokens", get(api::tokens::list).post(api::tokens::create))
+        .route("/api/v1/tokens/{id}", delete(api::tokens::revoke))
         .route("/api/v1/webhook-deliveries", get(api::deliveries::list))
         .route("/api/v1/webhook-deliveries/{id}", get(api::deliveries::show))
         .route("/api/v1/github/installations", get(api::github::installations))
@@ -118,7 +144,7 @@ pub fn router(state: AppState) -> Router {
             put(runner_api::put_blob).layer(DefaultBodyLimit::disable()),
         )
         // Manifests of large sites are large JSON documents.
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
+        .layer(DefaultBodyLimit::max(MAX_MANIFEST));
 
     // Server-rendered pages; every POST is a form carrying a CSRF token.
     let dashboard = Router::new()

@@ -1,5 +1,6 @@
 use super::find_site;
-use crate::auth::Admin;
+use super::pagination::{Paged, Pagination};
+use crate::auth::{CanBuild, CanRead};
 use crate::builds::{BuildRequest, queue_build};
 use crate::db::Build;
 use crate::error::{AppResult, bad_request, not_found};
@@ -25,7 +26,7 @@ pub struct TriggerBuild {
 
 pub async fn trigger(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanBuild,
     Path(name): Path<String>,
     body: Option<Json<TriggerBuild>>,
 ) -> AppResult<(StatusCode, Json<Build>)> {
@@ -70,13 +71,35 @@ pub async fn trigger(
     Ok((StatusCode::CREATED, Json(build)))
 }
 
+/// A site's builds, newest first, a page at a time.
 pub async fn list_for_site(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(name): Path<String>,
-) -> AppResult<Json<Vec<Build>>> {
+    page: Pagination,
+) -> AppResult<Paged<Build>> {
     let site = find_site(&state, &name).await?;
-    Ok(Json(state.db.builds_of_site(site.id, 100).await?))
+    let builds = state
+        .db
+        .builds_of_site_page(site.id, page.fetch_limit(), page.offset())
+        .await?;
+    Ok(page.answer(builds))
+}
+
+/// Queues a new build of the same site, commit, branch and context.
+pub async fn retry(
+    State(state): State<AppState>,
+    _: CanBuild,
+    Path(id): Path<i64>,
+) -> AppResult<(StatusCode, Json<Build>)> {
+    let build = find_build(&state, id).await?;
+    let site = state
+        .db
+        .site_by_id(build.site_id)
+        .await?
+        .ok_or_else(|| not_found(format!("the site of build {id} is gone")))?;
+    let new_id = crate::builds::retry_build(&state, &site, build).await?;
+    Ok((StatusCode::CREATED, Json(find_build(&state, new_id).await?)))
 }
 
 async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
@@ -87,7 +110,7 @@ async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
         .ok_or_else(|| not_found(format!("no build {id}")))
 }
 
-pub async fn show(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
+pub async fn show(State(state): State<AppState>, _: CanRead, Path(id): Path<i64>) -> AppResult<Json<Build>> {
     Ok(Json(find_build(&state, id).await?))
 }
 
@@ -103,7 +126,7 @@ pub struct LogQuery {
 /// The build log as plain text (ANSI colours kept as the build printed them).
 pub async fn log(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(id): Path<i64>,
     Query(query): Query<LogQuery>,
 ) -> AppResult<impl IntoResponse> {
@@ -126,14 +149,18 @@ pub async fn log(
 /// own log (`GET /api/v1/builds/{id}/log?attempt=N`).
 pub async fn attempts(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(id): Path<i64>,
 ) -> AppResult<Json<Vec<crate::db::Attempt>>> {
     find_build(&state, id).await?;
     Ok(Json(state.db.attempts(id).await?))
 }
 
-pub async fn cancel(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Build>> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    _: CanBuild,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Build>> {
     let build = find_build(&state, id).await?;
     crate::builds::cancel_builds(&state, build.site_id, &[id]).await?;
     // A runner waiting in a heartbeat on this build hears of it now.

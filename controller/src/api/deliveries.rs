@@ -1,6 +1,7 @@
 //! `GET /api/v1/webhook-deliveries`: every webhook delivery with what was
 //! done with it, newest first.
 
+use super::pagination::{Paged, Pagination};
 use crate::auth::Admin;
 use crate::db::Delivery;
 use crate::error::{AppResult, not_found};
@@ -10,21 +11,23 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    /// At most this many (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Only deliveries older than this one (its `id`), for the next page.
+pub struct DeliveryFilter {
+    /// Only deliveries older than this one (its `id`).
     pub before: Option<i64>,
 }
 
+/// Deliveries, newest first, a page at a time.
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
-    Query(page): Query<Page>,
-) -> AppResult<Json<Vec<Delivery>>> {
-    let limit = page.limit.unwrap_or(50).clamp(1, 500);
-    Ok(Json(state.db.deliveries(limit, page.before).await?))
+    page: Pagination,
+    Query(filter): Query<DeliveryFilter>,
+) -> AppResult<Paged<Delivery>> {
+    let deliveries = state
+        .db
+        .deliveries_page(page.fetch_limit(), page.offset(), filter.before)
+        .await?;
+    Ok(page.answer(deliveries))
 }
 
 pub async fn show(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Delivery>> {

@@ -1,55 +1,161 @@
 use super::find_site;
-use crate::auth::Admin;
-use crate::db::Deploy;
+use super::pagination::{Paged, Pagination};
+use crate::auth::{Admin, CanDeploy, CanRead};
+use crate::db::{Deploy, FinalizeOutcome, Site};
 use crate::deploys::events::DeployEvent;
+use crate::deploys::intake::{self, Received};
 use crate::deploys::retention::{self, GcReport};
-use crate::error::{AppResult, conflict, not_found};
+use crate::deploys::{self, FileChange};
+use crate::error::{AppResult, bad_request, conflict, not_found};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
-use serde::Serialize;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jamstack_proto::DeployManifest;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize)]
 pub struct DeployView {
     #[serde(flatten)]
     pub deploy: Deploy,
     pub published: bool,
+    /// Where this deploy is served whatever is published.
     pub permalink: String,
+    /// The site's own address, when this is the deploy it serves.
+    pub url: Option<String>,
 }
 
+fn deploy_view(state: &AppState, site: &Site, deploy: Deploy) -> DeployView {
+    let published = site.published_deploy_id.as_deref() == Some(deploy.id.as_str());
+    DeployView {
+        published,
+        permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
+        url: published.then(|| state.site_url(&site.name)),
+        deploy,
+    }
+}
+
+/// The deploy of `site` named in a path, or a 404 that names both.
+async fn find_deploy(state: &AppState, site: &Site, deploy_id: &str) -> AppResult<Deploy> {
+    state
+        .db
+        .deploy(deploy_id)
+        .await?
+        .filter(|d| d.site_id == site.id)
+        .ok_or_else(|| {
+            not_found(format!(
+                "site `{}` has no deploy `{deploy_id}`; list them with GET /api/v1/sites/{}/deploys",
+                site.name, site.name
+            ))
+        })
+}
+
+/// A site's deploys, newest first, a page at a time.
 pub async fn list_for_site(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(name): Path<String>,
-) -> AppResult<Json<Vec<DeployView>>> {
+    page: Pagination,
+) -> AppResult<Paged<DeployView>> {
     let site = find_site(&state, &name).await?;
-    let deploys = state.db.deploys_of_site(site.id, 100).await?;
-    Ok(Json(
-        deploys
-            .into_iter()
-            .map(|deploy| DeployView {
-                published: site.published_deploy_id.as_deref() == Some(deploy.id.as_str()),
-                permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
-                deploy,
-            })
-            .collect(),
-    ))
+    let deploys = state
+        .db
+        .deploys_of_site_page(site.id, page.fetch_limit(), page.offset())
+        .await?;
+    Ok(page
+        .answer(deploys)
+        .map(|deploy| deploy_view(&state, &site, deploy)))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _: CanRead,
+    Path((name, deploy_id)): Path<(String, String)>,
+) -> AppResult<Json<DeployView>> {
+    let site = find_site(&state, &name).await?;
+    let deploy = find_deploy(&state, &site, &deploy_id).await?;
+    Ok(Json(deploy_view(&state, &site, deploy)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The deploy to compare with; the published one when left out.
+    pub against: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ChangedFile {
+    pub path: String,
+    pub size: i64,
+    pub previous_size: i64,
+}
+
+/// How a deploy's files differ from another deploy's.
+#[derive(Debug, Serialize)]
+pub struct DeployDiff {
+    pub deploy: String,
+    /// The deploy compared with; `null` when the site has published none
+    /// (then every file is added).
+    pub against: Option<String>,
+    pub added: Vec<FileEntry>,
+    pub changed: Vec<ChangedFile>,
+    pub removed: Vec<FileEntry>,
+}
+
+/// The files a deploy adds, changes and removes against another deploy of
+/// the site (by default the published one).
+pub async fn diff(
+    State(state): State<AppState>,
+    _: CanRead,
+    Path((name, deploy_id)): Path<(String, String)>,
+    Query(query): Query<DiffQuery>,
+) -> AppResult<Json<DeployDiff>> {
+    let site = find_site(&state, &name).await?;
+    let deploy = find_deploy(&state, &site, &deploy_id).await?;
+    let against = match query.against {
+        Some(id) => Some(find_deploy(&state, &site, &id).await?.id),
+        None => site.published_deploy_id.clone(),
+    };
+    let changes = deploys::diff_deploys(&state.db, against.as_deref(), &deploy.id).await?;
+    let mut diff = DeployDiff {
+        deploy: deploy.id,
+        against,
+        added: Vec::new(),
+        changed: Vec::new(),
+        removed: Vec::new(),
+    };
+    for change in changes {
+        match change {
+            FileChange::Added { path, size } => diff.added.push(FileEntry { path, size }),
+            FileChange::Changed { path, old_size, size } => diff.changed.push(ChangedFile {
+                path,
+                size,
+                previous_size: old_size,
+            }),
+            FileChange::Removed { path, old_size } => diff.removed.push(FileEntry { path, size: old_size }),
+        }
+    }
+    Ok(Json(diff))
 }
 
 /// Publishes any ready deploy of the site: a rollback when it is an older
 /// one. One pointer write; nothing is rebuilt or copied.
 pub async fn publish(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanDeploy,
     Path((name, deploy_id)): Path<(String, String)>,
 ) -> AppResult<Json<DeployView>> {
     let site = find_site(&state, &name).await?;
-    let deploy = state
-        .db
-        .deploy(&deploy_id)
-        .await?
-        .filter(|d| d.site_id == site.id)
-        .ok_or_else(|| not_found(format!("site `{name}` has no deploy `{deploy_id}`")))?;
+    let deploy = find_deploy(&state, &site, &deploy_id).await?;
     if !state.db.publish_deploy(site.id, &deploy_id).await? {
         return Err(conflict(format!(
             "deploy `{deploy_id}` is {} and cannot be published; only ready deploys can",
@@ -60,11 +166,185 @@ pub async fn publish(
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
-    Ok(Json(DeployView {
-        published: true,
-        permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
-        deploy,
-    }))
+    let site = find_site(&state, &name).await?;
+    Ok(Json(deploy_view(&state, &site, deploy)))
+}
+
+/// A direct deploy's manifest: the runner's manifest, plus what says where
+/// the files came from.
+#[derive(Debug, Deserialize)]
+pub struct DirectDeploy {
+    #[serde(flatten)]
+    pub manifest: DeployManifest,
+    /// The branch the files were built from; the site's production branch
+    /// when left out.
+    pub branch: Option<String>,
+    /// What this deploy is, in a few words.
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DirectDeployCreated {
+    pub deploy_id: String,
+    /// The content hashes the controller holds no blob for, across all
+    /// sites: upload these (`PUT /api/v1/blobs/{sha256}`), then finalize.
+    pub required: Vec<String>,
+}
+
+/// The longest title a direct deploy may carry.
+const MAX_TITLE: usize = 500;
+
+/// Starts a direct deploy of a folder: records its manifest as a draft of
+/// the site and answers which blobs to upload.
+pub async fn create_direct(
+    State(state): State<AppState>,
+    _: CanDeploy,
+    Path(name): Path<String>,
+    Json(body): Json<DirectDeploy>,
+) -> AppResult<(StatusCode, Json<DirectDeployCreated>)> {
+    let site = find_site(&state, &name).await?;
+    if body.manifest.files.is_empty() {
+        return Err(bad_request(
+            "the manifest lists no files; deploy a folder that has at least an index.html",
+        ));
+    }
+    if body.title.as_ref().is_some_and(|t| t.len() > MAX_TITLE) {
+        return Err(bad_request(format!(
+            "title is longer than {MAX_TITLE} bytes; shorten it"
+        )));
+    }
+    let branch = body.branch.unwrap_or_else(|| site.production_branch.clone());
+    if branch.trim().is_empty() || branch.chars().any(char::is_control) {
+        return Err(bad_request("branch is empty or has control characters"));
+    }
+    let config_rules = intake::check_manifest(&state, &body.manifest)?;
+    let deploy = state
+        .db
+        .insert_direct_deploy(
+            &deploys::new_deploy_id(),
+            site.id,
+            &branch,
+            body.title.as_deref(),
+            &body.manifest.files,
+        )
+        .await?;
+    intake::keep_config_rules(&state, &deploy, &config_rules).await?;
+    let required = intake::required_blobs(&state, &body.manifest.files).await?;
+    tracing::info!(site = %site.name, deploy = %deploy.id, files = body.manifest.files.len(), required = required.len(), "direct deploy started");
+    Ok((
+        StatusCode::CREATED,
+        Json(DirectDeployCreated {
+            deploy_id: deploy.id,
+            required,
+        }),
+    ))
+}
+
+/// Receives one blob of a direct deploy, verified against its hash on
+/// receipt: 201 when stored, 200 when the controller had it already.
+pub async fn put_blob(
+    State(state): State<AppState>,
+    _: CanDeploy,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<StatusCode> {
+    Ok(
+        match intake::receive_blob(&state, &sha256, &headers, body).await? {
+            Received::Stored => StatusCode::CREATED,
+            Received::AlreadyHad => StatusCode::OK,
+        },
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeDirect {
+    /// Make it the site's production deploy (default: a draft, served only
+    /// at its permalink).
+    #[serde(default)]
+    pub publish: bool,
+}
+
+/// A finalize refused because blobs are missing: the one error shape plus
+/// the hashes to upload.
+#[derive(Debug, Serialize)]
+pub struct MissingBlobs {
+    pub error: String,
+    pub missing: Vec<String>,
+}
+
+fn missing_blobs(deploy_id: &str, missing: Vec<String>) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(MissingBlobs {
+            error: format!(
+                "{} blob(s) of deploy {deploy_id} have not been uploaded: {}; upload each with \
+                 PUT /api/v1/blobs/{{sha256}}, then finalize again",
+                missing.len(),
+                missing.join(", ")
+            ),
+            missing,
+        }),
+    )
+        .into_response()
+}
+
+/// Finishes a direct deploy once its blobs are uploaded: ready at its
+/// permalink, and published when asked (unless the site's publishing is
+/// locked: then 409, and the deploy stays ready at its permalink).
+pub async fn finalize_direct(
+    State(state): State<AppState>,
+    _: CanDeploy,
+    Path((name, deploy_id)): Path<(String, String)>,
+    body: Option<Json<FinalizeDirect>>,
+) -> AppResult<Response> {
+    let publish = body.map(|Json(b)| b.publish).unwrap_or_default();
+    let site = find_site(&state, &name).await?;
+    let deploy = find_deploy(&state, &site, &deploy_id).await?;
+    if let Some(build) = deploy.build_id {
+        return Err(conflict(format!(
+            "deploy `{deploy_id}` belongs to build {build}, which finalizes it; publish it with \
+             POST /api/v1/sites/{name}/deploys/{deploy_id}/publish"
+        )));
+    }
+    if deploy.state != "ready" {
+        let missing = state.db.missing_blobs_of_deploy(&deploy.id).await?;
+        if !missing.is_empty() {
+            return Ok(missing_blobs(&deploy.id, missing));
+        }
+        intake::prepare_for_serving(&state, &deploy.id).await?;
+    }
+    let mut published = match state.db.finalize_direct_deploy(&deploy.id, publish).await? {
+        FinalizeOutcome::Ready { published } => published,
+        FinalizeOutcome::MissingBlobs(_) => {
+            let missing = state.db.missing_blobs_of_deploy(&deploy.id).await?;
+            return Ok(missing_blobs(&deploy.id, missing));
+        }
+        FinalizeOutcome::StaleLease | FinalizeOutcome::NotFound => {
+            return Err(not_found(format!("deploy `{deploy_id}` vanished")));
+        }
+    };
+    if publish && !published && !site.publish_locked {
+        // Finalized before without publishing: publishing now is the same
+        // pointer write as a rollback.
+        published = state.db.publish_deploy(site.id, &deploy.id).await?;
+    }
+    state
+        .announce(DeployEvent::SiteChanged { site_id: site.id })
+        .await;
+    tracing::info!(site = %site.name, deploy = %deploy.id, published, "direct deploy ready");
+    if publish && !published {
+        return Err(conflict(format!(
+            "publishing is locked on site `{name}`, so deploy `{deploy_id}` is ready at {} but not \
+             published; unlock the site (POST /api/v1/sites/{name}/unlock) or publish it by hand \
+             (POST /api/v1/sites/{name}/deploys/{deploy_id}/publish)",
+            state.site_url(&format!("{deploy_id}--{name}"))
+        )));
+    }
+    let site = find_site(&state, &name).await?;
+    let deploy = find_deploy(&state, &site, &deploy_id).await?;
+    Ok(Json(deploy_view(&state, &site, deploy)).into_response())
 }
 
 /// Runs retention and garbage collection now (they also run on their own
@@ -77,7 +357,7 @@ pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResu
 /// its deploys stay at their permalinks until retention removes them.
 pub async fn remove_alias(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanDeploy,
     Path((name, alias)): Path<(String, String)>,
 ) -> AppResult<axum::http::StatusCode> {
     let site = find_site(&state, &name).await?;

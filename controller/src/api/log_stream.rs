@@ -11,7 +11,7 @@
 //! follow one build: each reads the stored log, woken whenever a batch
 //! lands (and every second, for batches that landed on another controller).
 
-use crate::auth::Admin;
+use crate::auth::CanRead;
 use crate::error::{AppResult, not_found};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -64,7 +64,7 @@ pub fn complete_utf8_prefix(bytes: &[u8]) -> usize {
 
 pub async fn stream(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(id): Path<i64>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,

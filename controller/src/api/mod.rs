@@ -6,9 +6,11 @@ pub mod deliveries;
 pub mod deploys;
 pub mod github;
 pub mod log_stream;
+pub mod pagination;
 pub mod runners;
 pub mod site_settings;
 pub mod sites;
+pub mod tokens;
 pub mod webhooks;
 
 use crate::db::Site;

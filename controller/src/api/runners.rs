@@ -1,6 +1,7 @@
 //! Runners and the queue, as operators see them.
 
-use crate::auth::Admin;
+use super::pagination::{Paged, Pagination};
+use crate::auth::{Admin, CanRead};
 use crate::db::{QueueEntry, RunnerRecord};
 use crate::error::{AppResult, not_found};
 use crate::state::AppState;
@@ -9,8 +10,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
-pub async fn list(State(state): State<AppState>, _: Admin) -> AppResult<Json<Vec<RunnerRecord>>> {
-    Ok(Json(state.db.list_runners().await?))
+/// Registered runners, oldest first, a page at a time.
+pub async fn list(
+    State(state): State<AppState>,
+    _: Admin,
+    page: Pagination,
+) -> AppResult<Paged<RunnerRecord>> {
+    let runners = state.db.runners_page(page.fetch_limit(), page.offset()).await?;
+    Ok(page.answer(runners))
 }
 
 /// Revokes a runner: its next call is refused and it stops. Its running
@@ -30,7 +37,7 @@ pub struct QueueView {
 }
 
 /// Everything queued and running across sites, oldest first.
-pub async fn queue(State(state): State<AppState>, _: Admin) -> AppResult<Json<QueueView>> {
+pub async fn queue(State(state): State<AppState>, _: CanRead) -> AppResult<Json<QueueView>> {
     let (running, queued) = state
         .db
         .queue_overview()

@@ -2,7 +2,7 @@
 //! (secret ones are never shown again) and "clear cache".
 
 use super::find_site;
-use crate::auth::Admin;
+use crate::auth::{CanManageSites, CanRead};
 use crate::db::{SiteEnvVar, SiteLimits};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::state::AppState;
@@ -97,7 +97,7 @@ async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSetting
 
 pub async fn show(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
     let site = find_site(&state, &name).await?;
@@ -107,7 +107,7 @@ pub async fn show(
 /// Replaces the site's limits and timeout.
 pub async fn update(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path(name): Path<String>,
     Json(body): Json<BuildSettingsBody>,
 ) -> AppResult<Json<BuildSettingsView>> {
@@ -121,7 +121,7 @@ pub async fn update(
 /// generation and runners remove the old one.
 pub async fn clear_cache(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
     let site = find_site(&state, &name).await?;
@@ -189,7 +189,7 @@ pub fn validate_env_var(name: &str, value: &str) -> Result<(), String> {
 
 pub async fn list_env(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<Vec<EnvVarView>>> {
     let site = find_site(&state, &name).await?;
@@ -199,7 +199,7 @@ pub async fn list_env(
 
 pub async fn set_env(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path((site_name, var)): Path<(String, String)>,
     Json(body): Json<SetEnvVar>,
 ) -> AppResult<Json<EnvVarView>> {
@@ -221,7 +221,7 @@ pub async fn set_env(
 
 pub async fn delete_env(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path((site_name, var)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
     let site = find_site(&state, &site_name).await?;

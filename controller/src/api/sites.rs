@@ -1,5 +1,6 @@
 use super::find_site;
-use crate::auth::{Admin, random_hex};
+use super::pagination::{Paged, Pagination};
+use crate::auth::{CanDeploy, CanManageSites, CanRead, random_hex};
 use crate::db::{NewSite, SchedulingSettings, Site, SiteSettings};
 use crate::error::{AppResult, bad_request, conflict};
 use crate::github::client::{Credentials, INTERACTIVE_RETRY};
@@ -129,7 +130,7 @@ fn validate_token(token: &str) -> Result<(), String> {
 
 pub async fn create(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Json(body): Json<CreateSite>,
 ) -> AppResult<(StatusCode, Json<SiteView>)> {
     validate_site_name(&body.name).map_err(bad_request)?;
@@ -258,7 +259,7 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
 /// webhook again (after fixing the token, or moving the controller).
 pub async fn register_github_webhook(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<Json<WebhookRegistration>> {
     let site = find_site(&state, &name).await?;
@@ -301,7 +302,7 @@ where
 
 pub async fn update(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path(name): Path<String>,
     Json(body): Json<UpdateSite>,
 ) -> AppResult<Json<SiteView>> {
@@ -380,7 +381,7 @@ pub struct GenericWebhook {
 /// once.
 pub async fn create_generic_webhook(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<(StatusCode, Json<GenericWebhook>)> {
     let site = find_site(&state, &name).await?;
@@ -398,14 +399,15 @@ pub async fn create_generic_webhook(
     ))
 }
 
-pub async fn list(State(state): State<AppState>, _: Admin) -> AppResult<Json<Vec<SiteView>>> {
-    let sites = state.db.list_sites().await?;
-    Ok(Json(sites.into_iter().map(|s| view(&state, s)).collect()))
+/// The sites, by name, a page at a time.
+pub async fn list(State(state): State<AppState>, _: CanRead, page: Pagination) -> AppResult<Paged<SiteView>> {
+    let sites = state.db.sites_page(page.fetch_limit(), page.offset()).await?;
+    Ok(page.answer(sites).map(|s| view(&state, s)))
 }
 
 pub async fn show(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
     let site = find_site(&state, &name).await?;
@@ -417,7 +419,7 @@ pub async fn show(
 /// is published by hand or the site is unlocked.
 pub async fn lock(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanDeploy,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
     set_locked(&state, &name, true).await
@@ -426,7 +428,7 @@ pub async fn lock(
 /// Unlocks publishing: the next production build publishes again.
 pub async fn unlock(
     State(state): State<AppState>,
-    _: Admin,
+    _: CanDeploy,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
     set_locked(&state, &name, false).await

@@ -2,7 +2,7 @@
 
 use super::sites::took;
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, headline, render, see_other, short_sha};
-use crate::builds::{BuildRequest, queue_build};
+use crate::builds::retry_build;
 use crate::db::Build;
 use crate::error::not_found;
 use crate::state::AppState;
@@ -149,21 +149,7 @@ pub async fn retry(
         .site_by_id(build.site_id)
         .await?
         .ok_or_else(|| not_found(format!("the site of build {id} is gone")))?;
-    let new_id = queue_build(
-        &state,
-        &site,
-        BuildRequest {
-            context: build.context,
-            branch: build.branch,
-            commit_sha: build.commit_sha,
-            commit_message: build.commit_message,
-            author: build.author,
-            pr_number: build.pr_number,
-            from_fork: build.from_fork,
-            trigger: "retry",
-        },
-    )
-    .await?;
+    let new_id = retry_build(&state, &site, build).await?;
     Ok(see_other(format!("/builds/{new_id}")))
 }
 

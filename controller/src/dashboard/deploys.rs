@@ -4,7 +4,7 @@
 use super::sites::size;
 use super::{Chrome, PageResult, Session, render, short_sha};
 use crate::api::find_site;
-use crate::deploys::{FileChange, diff_files};
+use crate::deploys::{FileChange, diff_deploys};
 use crate::edge::{Resolution, decode_path, resolve};
 use crate::error::not_found;
 use crate::state::AppState;
@@ -64,36 +64,33 @@ pub async fn show(
         .filter(|d| d.site_id == site.id)
         .ok_or_else(|| not_found(format!("site `{name}` has no deploy `{deploy_id}`")))?;
     let published = site.published_deploy_id.as_deref() == Some(deploy.id.as_str());
-    let files = state.db.deploy_files(&deploy.id).await?;
     let against = site.published_deploy_id.clone().filter(|_| !published);
     let changes = match &against {
-        Some(live) => {
-            let old = state.db.deploy_files(live).await?;
-            diff_files(&old, &files)
-                .into_iter()
-                .map(|change| match change {
-                    FileChange::Added { path, size: s } => ChangeRow {
-                        kind: "added",
-                        path,
-                        size: size(s),
-                    },
-                    FileChange::Changed {
-                        path,
-                        old_size,
-                        size: s,
-                    } => ChangeRow {
-                        kind: "changed",
-                        path,
-                        size: format!("{} → {}", size(old_size), size(s)),
-                    },
-                    FileChange::Removed { path, old_size } => ChangeRow {
-                        kind: "removed",
-                        path,
-                        size: size(old_size),
-                    },
-                })
-                .collect()
-        }
+        Some(live) => diff_deploys(&state.db, Some(live), &deploy.id)
+            .await?
+            .into_iter()
+            .map(|change| match change {
+                FileChange::Added { path, size: s } => ChangeRow {
+                    kind: "added",
+                    path,
+                    size: size(s),
+                },
+                FileChange::Changed {
+                    path,
+                    old_size,
+                    size: s,
+                } => ChangeRow {
+                    kind: "changed",
+                    path,
+                    size: format!("{} → {}", size(old_size), size(s)),
+                },
+                FileChange::Removed { path, old_size } => ChangeRow {
+                    kind: "removed",
+                    path,
+                    size: size(old_size),
+                },
+            })
+            .collect(),
         None => Vec::new(),
     };
     let check = match query.path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {

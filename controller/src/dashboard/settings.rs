@@ -1,7 +1,8 @@
 //! Dashboard settings: API tokens, made (shown once) and revoked.
 
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, render, see_other};
-use crate::auth::{hash_token, new_token};
+use crate::api::tokens::{make_token, validate_new_token};
+use crate::auth::{Scope, parse_stored_scopes, store_scopes};
 use crate::db::TokenKind;
 use crate::error::{bad_request, not_found};
 use crate::state::AppState;
@@ -13,7 +14,10 @@ use serde::Deserialize;
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
+    /// Its scopes, e.g. `read deploys`.
+    pub scopes: String,
     pub made: String,
+    pub used: String,
 }
 
 #[derive(Template)]
@@ -34,7 +38,9 @@ async fn page(state: &AppState, session: &Session, new_token: Option<(String, St
         .map(|t| TokenRow {
             id: t.id,
             name: t.name,
+            scopes: store_scopes(&parse_stored_scopes(&t.scopes)),
             made: ago(t.created_at),
+            used: t.last_used_at.map_or_else(|| "never".to_owned(), ago),
         })
         .collect();
     Ok(render(&SettingsPage {
@@ -48,12 +54,34 @@ pub async fn show(State(state): State<AppState>, session: Session) -> PageResult
     page(&state, &session, None).await
 }
 
+/// The form's checkboxes send `scope_<name>=on` for each scope ticked.
 #[derive(Debug, Default, Deserialize)]
 pub struct NewTokenForm {
     #[serde(default)]
     pub csrf: String,
     #[serde(default)]
     pub name: String,
+    pub scope_read: Option<String>,
+    pub scope_builds: Option<String>,
+    pub scope_deploys: Option<String>,
+    pub scope_sites: Option<String>,
+    pub scope_admin: Option<String>,
+}
+
+impl NewTokenForm {
+    fn scopes(&self) -> Vec<String> {
+        [
+            (&self.scope_read, Scope::Read),
+            (&self.scope_builds, Scope::Builds),
+            (&self.scope_deploys, Scope::Deploys),
+            (&self.scope_sites, Scope::Sites),
+            (&self.scope_admin, Scope::Admin),
+        ]
+        .into_iter()
+        .filter(|(ticked, _)| ticked.is_some())
+        .map(|(_, scope)| scope.as_str().to_owned())
+        .collect()
+    }
 }
 
 pub async fn create_token(
@@ -62,21 +90,11 @@ pub async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let name = form.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(bad_request(
-            "give the token a name of 1 to 100 characters that says where it is used (e.g. `ci`)",
-        )
-        .into());
-    }
-    let token = new_token(TokenKind::Api);
-    state
-        .db
-        .insert_token(TokenKind::Api, name, &hash_token(&token))
-        .await?;
-    tracing::info!(name, "API token made from the dashboard");
+    let scopes = validate_new_token(&form.name, &form.scopes()).map_err(bad_request)?;
+    let made = make_token(&state, form.name.trim(), &scopes).await?;
+    tracing::info!(name = %made.name, scopes = %store_scopes(&scopes), "API token made from the dashboard");
     // Answered directly, not redirected: the token is shown this once.
-    page(&state, &session, Some((name.to_owned(), token))).await
+    page(&state, &session, Some((made.name, made.token))).await
 }
 
 pub async fn revoke_token(

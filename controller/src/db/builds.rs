@@ -328,11 +328,22 @@ impl Database {
     }
 
     pub async fn builds_of_site(&self, site_id: i64, limit: i64) -> anyhow::Result<Vec<Build>> {
+        self.builds_of_site_page(site_id, limit, 0).await
+    }
+
+    /// One page of a site's builds, newest first.
+    pub async fn builds_of_site_page(
+        &self,
+        site_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<Build>> {
         let rows = sqlx::query(&format!(
-            "{BUILD_SELECT} WHERE b.site_id = $1 ORDER BY b.id DESC LIMIT $2"
+            "{BUILD_SELECT} WHERE b.site_id = $1 ORDER BY b.id DESC LIMIT $2 OFFSET $3"
         ))
         .bind(site_id)
         .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(build_from_row).collect())

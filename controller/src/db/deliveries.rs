@@ -185,11 +185,23 @@ impl Database {
 
     /// Deliveries, newest first, below `before` (an id) when given.
     pub async fn deliveries(&self, limit: i64, before: Option<i64>) -> anyhow::Result<Vec<Delivery>> {
+        self.deliveries_page(limit, 0, before).await
+    }
+
+    /// One page of the deliveries, newest first, below `before` (an id)
+    /// when given.
+    pub async fn deliveries_page(
+        &self,
+        limit: i64,
+        offset: i64,
+        before: Option<i64>,
+    ) -> anyhow::Result<Vec<Delivery>> {
         let rows = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
         ))
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(delivery_from_row).collect())

@@ -20,6 +20,8 @@ pub struct Deploy {
     pub total_size: i64,
     pub created_at: i64,
     pub ready_at: Option<i64>,
+    /// What a deploy made directly through the API is, in its maker's words.
+    pub title: Option<String>,
 }
 
 /// One file of a deploy, as the edge needs it.
@@ -43,7 +45,22 @@ pub enum FinalizeOutcome {
 }
 
 const DEPLOY_COLUMNS: &str = "id, site_id, build_id, context, branch, commit_sha, pr_number, state, \
-                              file_count, total_size, created_at, ready_at";
+                              file_count, total_size, created_at, ready_at, title";
+
+/// The context of a deploy made directly through the API and not (yet)
+/// published: reachable only at its permalink.
+pub const DRAFT_CONTEXT: &str = "draft";
+
+/// What finalizing a deploy publishes.
+#[derive(Debug, Clone, Copy)]
+enum Publication<'a> {
+    /// A build's deploy: production deploys go live unless publishing is
+    /// locked; previews and branch deploys move their hostname alias.
+    ByContext { alias: Option<&'a str> },
+    /// A deploy made directly through the API: it goes live (and becomes a
+    /// production deploy) when asked to, unless publishing is locked.
+    Direct { publish: bool },
+}
 
 fn deploy_from_row(row: &AnyRow) -> Deploy {
     Deploy {
@@ -59,6 +76,7 @@ fn deploy_from_row(row: &AnyRow) -> Deploy {
         total_size: row.get("total_size"),
         created_at: row.get("created_at"),
         ready_at: row.get("ready_at"),
+        title: row.get("title"),
     }
 }
 
@@ -115,41 +133,7 @@ impl Database {
                 new_deploy_id.to_owned()
             }
         };
-        for batch in files.chunks(INSERT_BATCH) {
-            let mut sql =
-                String::from("INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) VALUES ");
-            for i in 0..batch.len() {
-                let p = i * 5;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5
-                ));
-            }
-            let mut query = sqlx::query(&sql);
-            for file in batch {
-                query = query
-                    .bind(&deploy_id)
-                    .bind(&file.path)
-                    .bind(&file.sha256)
-                    .bind(file.size as i64)
-                    .bind(i64::from(file.mode));
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let total_size: i64 = files.iter().map(|f| f.size as i64).sum();
-        sqlx::query("UPDATE deploys SET file_count = $1, total_size = $2 WHERE id = $3")
-            .bind(files.len() as i64)
-            .bind(total_size)
-            .bind(&deploy_id)
-            .execute(&mut *tx)
-            .await?;
+        insert_files(&mut tx, &deploy_id, files).await?;
         let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
             .bind(&deploy_id)
             .fetch_one(&mut *tx)
@@ -158,6 +142,96 @@ impl Database {
         Ok(deploy_from_row(&deploy))
     }
 
+    /// Records a deploy made directly through the API (no build): a draft
+    /// of `site_id` until it is finalized.
+    pub async fn insert_direct_deploy(
+        &self,
+        deploy_id: &str,
+        site_id: i64,
+        branch: &str,
+        title: Option<&str>,
+        files: &[ManifestFile],
+    ) -> anyhow::Result<Deploy> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, pr_number, \
+             state, file_count, total_size, created_at, title) \
+             VALUES ($1, $2, NULL, $3, $4, '', NULL, 'uploading', 0, 0, $5, $6)",
+        )
+        .bind(deploy_id)
+        .bind(site_id)
+        .bind(DRAFT_CONTEXT)
+        .bind(branch)
+        .bind(now_millis())
+        .bind(title)
+        .execute(&mut *tx)
+        .await?;
+        insert_files(&mut tx, deploy_id, files).await?;
+        let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+            .bind(deploy_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deploy_from_row(&deploy))
+    }
+
+    /// The distinct hashes a deploy names that no stored blob has.
+    pub async fn missing_blobs_of_deploy(&self, deploy_id: &str) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT f.sha256 FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.deploy_id = $1 AND b.sha256 IS NULL ORDER BY f.sha256",
+        )
+        .bind(deploy_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// Writes a deploy's files and totals (inside the caller's transaction).
+async fn insert_files(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    deploy_id: &str,
+    files: &[ManifestFile],
+) -> anyhow::Result<()> {
+    for batch in files.chunks(INSERT_BATCH) {
+        let mut sql = String::from("INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) VALUES ");
+        for i in 0..batch.len() {
+            let p = i * 5;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for file in batch {
+            query = query
+                .bind(deploy_id)
+                .bind(&file.path)
+                .bind(&file.sha256)
+                .bind(file.size as i64)
+                .bind(i64::from(file.mode));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let total_size: i64 = files.iter().map(|f| f.size as i64).sum();
+    sqlx::query("UPDATE deploys SET file_count = $1, total_size = $2 WHERE id = $3")
+        .bind(files.len() as i64)
+        .bind(total_size)
+        .bind(deploy_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Database {
     /// Of `hashes`, those no stored blob has.
     pub async fn missing_blobs(&self, hashes: &[String]) -> anyhow::Result<Vec<String>> {
         let mut missing = Vec::new();
@@ -222,69 +296,120 @@ impl Database {
         if !lease_live {
             return Ok(FinalizeOutcome::StaleLease);
         }
-        let Some(row) = sqlx::query("SELECT site_id, context, state FROM deploys WHERE id = $1")
-            .bind(deploy_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(FinalizeOutcome::NotFound);
-        };
-        let site_id: i64 = row.get(0);
-        let context: String = row.get(1);
-        let state: String = row.get(2);
-        if state == "ready" {
-            let published = sqlx::query("SELECT 1 FROM sites WHERE id = $1 AND published_deploy_id = $2")
-                .bind(site_id)
-                .bind(deploy_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            return Ok(FinalizeOutcome::Ready { published });
-        }
-        let missing: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE f.deploy_id = $1 AND b.sha256 IS NULL",
-        )
-        .bind(deploy_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-        if missing > 0 {
-            return Ok(FinalizeOutcome::MissingBlobs(missing));
-        }
-        sqlx::query("UPDATE deploys SET state = 'ready', ready_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(deploy_id)
-            .execute(&mut *tx)
-            .await?;
-        let published = if context == BuildContext::Production.as_str() {
-            sqlx::query("UPDATE sites SET published_deploy_id = $1 WHERE id = $2 AND publish_locked = 0")
-                .bind(deploy_id)
-                .bind(site_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1
-        } else {
-            if let Some(alias) = alias {
-                sqlx::query(
-                    "INSERT INTO site_aliases (site_id, alias, deploy_id, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (site_id, alias) DO UPDATE SET deploy_id = excluded.deploy_id, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(site_id)
-                .bind(alias)
-                .bind(deploy_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            false
-        };
+        let outcome = finish(&mut tx, deploy_id, now, Publication::ByContext { alias }).await?;
         tx.commit().await?;
-        Ok(FinalizeOutcome::Ready { published })
+        Ok(outcome)
     }
 
+    /// Finalizes a deploy made directly through the API: ready once every
+    /// blob it names is stored, and published (becoming the site's
+    /// production deploy) when `publish` and publishing is not locked.
+    /// Finalizing a ready deploy again answers whether it is published.
+    pub async fn finalize_direct_deploy(
+        &self,
+        deploy_id: &str,
+        publish: bool,
+    ) -> anyhow::Result<FinalizeOutcome> {
+        let mut tx = self.write_tx().await?;
+        let outcome = finish(&mut tx, deploy_id, now_millis(), Publication::Direct { publish }).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// The part of finalizing both kinds of deploy share, in the caller's
+/// transaction.
+async fn finish(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    deploy_id: &str,
+    now: i64,
+    publication: Publication<'_>,
+) -> anyhow::Result<FinalizeOutcome> {
+    let Some(row) = sqlx::query("SELECT site_id, context, state FROM deploys WHERE id = $1")
+        .bind(deploy_id)
+        .fetch_optional(&mut **tx)
+        .await?
+    else {
+        return Ok(FinalizeOutcome::NotFound);
+    };
+    let site_id: i64 = row.get(0);
+    let context: String = row.get(1);
+    let state: String = row.get(2);
+    if state == "ready" {
+        let published = sqlx::query("SELECT 1 FROM sites WHERE id = $1 AND published_deploy_id = $2")
+            .bind(site_id)
+            .bind(deploy_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+        return Ok(FinalizeOutcome::Ready { published });
+    }
+    let missing: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.deploy_id = $1 AND b.sha256 IS NULL",
+    )
+    .bind(deploy_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .get(0);
+    if missing > 0 {
+        return Ok(FinalizeOutcome::MissingBlobs(missing));
+    }
+    sqlx::query("UPDATE deploys SET state = 'ready', ready_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(deploy_id)
+        .execute(&mut **tx)
+        .await?;
+    let alias = match publication {
+        Publication::ByContext { alias } => alias,
+        Publication::Direct { publish: false } => return Ok(FinalizeOutcome::Ready { published: false }),
+        Publication::Direct { publish: true } => {
+            let published =
+                sqlx::query("UPDATE sites SET published_deploy_id = $1 WHERE id = $2 AND publish_locked = 0")
+                    .bind(deploy_id)
+                    .bind(site_id)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+            if published {
+                sqlx::query("UPDATE deploys SET context = $1 WHERE id = $2")
+                    .bind(BuildContext::Production.as_str())
+                    .bind(deploy_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            return Ok(FinalizeOutcome::Ready { published });
+        }
+    };
+    let published = if context == BuildContext::Production.as_str() {
+        sqlx::query("UPDATE sites SET published_deploy_id = $1 WHERE id = $2 AND publish_locked = 0")
+            .bind(deploy_id)
+            .bind(site_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1
+    } else {
+        if let Some(alias) = alias {
+            sqlx::query(
+                "INSERT INTO site_aliases (site_id, alias, deploy_id, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (site_id, alias) DO UPDATE SET deploy_id = excluded.deploy_id, \
+                     updated_at = excluded.updated_at",
+            )
+            .bind(site_id)
+            .bind(alias)
+            .bind(deploy_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        false
+    };
+    Ok(FinalizeOutcome::Ready { published })
+}
+
+impl Database {
     pub async fn deploy(&self, deploy_id: &str) -> anyhow::Result<Option<Deploy>> {
         let row = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
             .bind(deploy_id)
@@ -294,11 +419,23 @@ impl Database {
     }
 
     pub async fn deploys_of_site(&self, site_id: i64, limit: i64) -> anyhow::Result<Vec<Deploy>> {
+        self.deploys_of_site_page(site_id, limit, 0).await
+    }
+
+    /// One page of a site's deploys, newest first.
+    pub async fn deploys_of_site_page(
+        &self,
+        site_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<Deploy>> {
         let rows = sqlx::query(&format!(
-            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE site_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+            "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE site_id = $1 ORDER BY created_at DESC, id \
+             LIMIT $2 OFFSET $3"
         ))
         .bind(site_id)
         .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(deploy_from_row).collect())

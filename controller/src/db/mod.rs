@@ -34,7 +34,7 @@ pub use github::{BuildReport, Installation};
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
-pub use settings::{ApiToken, TokenKind};
+pub use settings::{ApiToken, TokenGrant, TokenKind};
 pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits};
 pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
 

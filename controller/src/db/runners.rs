@@ -89,6 +89,18 @@ impl Database {
         Ok(row.as_ref().map(runner_from_row))
     }
 
+    /// One page of the runners, oldest first.
+    pub async fn runners_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<RunnerRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(runner_from_row).collect())
+    }
+
     pub async fn list_runners(&self) -> anyhow::Result<Vec<RunnerRecord>> {
         let rows = sqlx::query(&format!("SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id"))
             .fetch_all(&self.pool)

@@ -11,17 +11,32 @@ pub enum TokenKind {
     Runner,
     /// Exchanged by a new runner for its own token.
     Registration,
-    /// Made and revoked from the dashboard's settings page; as good as the
-    /// admin token on the REST API.
+    /// Made and revoked from the dashboard's settings page or the REST API;
+    /// allowed what its scopes say.
     Api,
 }
 
-/// A live API token, as the settings page lists it (never the token).
+/// A live API token, as the settings page and the API list it (never the
+/// token).
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
+    /// Space-separated scope names, as stored.
+    pub scopes: String,
     pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// The live admin or API token a bearer presented.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub id: i64,
+    pub kind: TokenKind,
+    /// Space-separated scope names (the admin token's are ignored: it may do
+    /// everything).
+    pub scopes: String,
+    pub last_used_at: Option<i64>,
 }
 
 impl TokenKind {
@@ -74,6 +89,53 @@ impl Database {
         Ok(())
     }
 
+    /// Stores a new API token (its hash) with its scopes; returns its id.
+    pub async fn insert_api_token(&self, name: &str, scopes: &str, token_hash: &str) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO tokens (kind, name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id",
+        )
+        .bind(TokenKind::Api.as_str())
+        .bind(name)
+        .bind(token_hash)
+        .bind(scopes)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<i64, _>(0))
+    }
+
+    /// The live admin or API token with this hash, if any.
+    pub async fn bearer_token(&self, token_hash: &str) -> anyhow::Result<Option<TokenGrant>> {
+        let row = sqlx::query(
+            "SELECT id, kind, scopes, last_used_at FROM tokens \
+             WHERE token_hash = $1 AND kind IN ('admin', 'api') AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| TokenGrant {
+            id: r.get(0),
+            kind: if r.get::<String, _>(1) == "admin" {
+                TokenKind::Admin
+            } else {
+                TokenKind::Api
+            },
+            scopes: r.get(2),
+            last_used_at: r.get(3),
+        }))
+    }
+
+    /// Notes that a token was just used.
+    pub async fn touch_token(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Revokes every live token of `kind` named `name`.
     pub async fn revoke_tokens_named(&self, kind: TokenKind, name: &str) -> anyhow::Result<()> {
         sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE kind = $2 AND name = $3 AND revoked_at IS NULL")
@@ -98,10 +160,23 @@ impl Database {
 
     /// The live tokens of `kind`, newest first.
     pub async fn live_tokens(&self, kind: TokenKind) -> anyhow::Result<Vec<ApiToken>> {
+        self.live_tokens_page(kind, i64::MAX, 0).await
+    }
+
+    /// One page of the live tokens of `kind`, newest first.
+    pub async fn live_tokens_page(
+        &self,
+        kind: TokenKind,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<ApiToken>> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at FROM tokens WHERE kind = $1 AND revoked_at IS NULL ORDER BY id DESC",
+            "SELECT id, name, scopes, created_at, last_used_at FROM tokens \
+             WHERE kind = $1 AND revoked_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3",
         )
         .bind(kind.as_str())
+        .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -109,7 +184,9 @@ impl Database {
             .map(|r| ApiToken {
                 id: r.get(0),
                 name: r.get(1),
-                created_at: r.get(2),
+                scopes: r.get(2),
+                created_at: r.get(3),
+                last_used_at: r.get(4),
             })
             .collect())
     }

@@ -166,6 +166,18 @@ impl Database {
         Ok(rows.iter().map(site_from_row).collect())
     }
 
+    /// One page of the sites, by name.
+    pub async fn sites_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<Site>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SITE_COLUMNS} FROM sites ORDER BY name LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(site_from_row).collect())
+    }
+
     pub async fn list_sites(&self) -> anyhow::Result<Vec<Site>> {
         let rows = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY name"))
             .fetch_all(&self.pool)

@@ -8,6 +8,7 @@
 pub mod blob_store;
 pub mod compress;
 pub mod events;
+pub mod intake;
 pub mod retention;
 pub mod s3;
 pub mod staging;
@@ -216,6 +217,22 @@ pub fn diff_files(
             _ => None,
         })
         .collect()
+}
+
+/// The changes from deploy `against` to deploy `deploy_id`; against no
+/// deploy (`None`), every file is added. The one diff the dashboard's deploy
+/// page and the API's share.
+pub async fn diff_deploys(
+    db: &crate::db::Database,
+    against: Option<&str>,
+    deploy_id: &str,
+) -> anyhow::Result<Vec<FileChange>> {
+    let new = db.deploy_files(deploy_id).await?;
+    let old = match against {
+        Some(id) => db.deploy_files(id).await?,
+        None => Vec::new(),
+    };
+    Ok(diff_files(&old, &new))
 }
 
 /// A new deploy id: 24 lowercase hex characters, fit for a hostname label.

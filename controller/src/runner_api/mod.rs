@@ -9,9 +9,7 @@ use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token, random_hex};
 use crate::db::TokenKind;
 use crate::db::{Build, BuildState, FinalizeOutcome};
 use crate::deploys::events::DeployEvent;
-use crate::deploys::staging::{self, StageError};
-use crate::deploys::{self, blob_store};
-use crate::edge::rules::{self, RuleSet};
+use crate::deploys::{self, intake};
 use crate::error::unauthorized;
 use crate::error::{AppError, AppResult, bad_request, conflict, not_found};
 use crate::state::AppState;
@@ -30,8 +28,6 @@ use std::time::Duration;
 
 /// The largest log batch one call may append.
 pub const MAX_LOG_BATCH: usize = 4 * 1024 * 1024;
-/// The largest `_redirects` or `_headers` file read at finalize.
-const MAX_RULE_FILE: usize = 4 * 1024 * 1024;
 
 /// Exchanges a registration token for the runner's own token.
 pub async fn register(
@@ -317,13 +313,7 @@ pub async fn create_deploy(
     Json(manifest): Json<DeployManifest>,
 ) -> AppResult<Json<ManifestResponse>> {
     let (build_id, _) = live_lease(&state, job_id, &headers).await?;
-    deploys::validate_manifest(&manifest.files).map_err(|e| bad_request(e.to_string()))?;
-    deploys::check_limits(&manifest.files, &state.config.limits)
-        .map_err(|e| AppError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
-    // jamstack.toml's rules are checked now, before any file travels.
-    let config_rules = rules::from_config(&manifest.redirects, &manifest.headers)
-        .and_then(|set| set.compile().map(|_| set))
-        .map_err(|e| bad_request(format!("{e}; fix the rule and push again")))?;
+    let config_rules = intake::check_manifest(&state, &manifest)?;
     let build = state
         .db
         .build(build_id)
@@ -333,14 +323,8 @@ pub async fn create_deploy(
         .db
         .upsert_build_deploy(&deploys::new_deploy_id(), &build, &manifest.files)
         .await?;
-    if deploy.state != "ready" {
-        let json = serde_json::to_string(&config_rules).map_err(anyhow::Error::from)?;
-        state.db.save_config_rules(&deploy.id, &json).await?;
-    }
-    let mut hashes: Vec<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
-    hashes.sort();
-    hashes.dedup();
-    let missing = state.db.missing_blobs(&hashes).await?;
+    intake::keep_config_rules(&state, &deploy, &config_rules).await?;
+    let missing = intake::required_blobs(&state, &manifest.files).await?;
     tracing::info!(build = build_id, deploy = %deploy.id, files = manifest.files.len(), missing = missing.len(), "manifest received");
     Ok(Json(ManifestResponse {
         deploy_id: deploy.id,
@@ -348,9 +332,7 @@ pub async fn create_deploy(
     }))
 }
 
-/// Receives one blob: streamed to a staging file while hashed and counted,
-/// verified against its name, then moved into the blob store under a key of
-/// its own and recorded.
+/// Receives one blob (see [`intake::receive_blob`]).
 pub async fn put_blob(
     State(state): State<AppState>,
     _: Runner,
@@ -358,61 +340,7 @@ pub async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<StatusCode> {
-    if !deploys::is_sha256_hex(&sha256) {
-        return Err(bad_request(format!("`{sha256}` is not a lowercase hex SHA-256")));
-    }
-    if state.db.blob_key(&sha256).await?.is_some() {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    let limit = state.config.limits.max_file_size;
-    let too_large = || {
-        AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "blob {sha256} is over the limit of {} for one file (controller setting --max-file-size-mb)",
-                deploys::human_bytes(limit)
-            ),
-        )
-    };
-    let announced = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
-    let staged = match staging::stage(&state.config.staging_dir(), body.into_data_stream(), limit).await {
-        Ok(staged) => staged,
-        Err(StageError::TooLarge { .. }) => return Err(too_large()),
-        Err(StageError::Body(e)) => {
-            return Err(bad_request(format!("the upload of blob {sha256} broke off: {e}")));
-        }
-        Err(StageError::Io(e)) => return Err(anyhow::Error::from(e).context("staging a blob").into()),
-    };
-    if staged.sha256 != sha256 {
-        return Err(bad_request(format!(
-            "the content hashes to {}, not to {sha256}: the upload was corrupted or named the wrong blob",
-            staged.sha256
-        )));
-    }
-    let key = blob_store::new_key(&sha256);
-    state
-        .blobs
-        .put_file(&key, &staged.file)
-        .await
-        .map_err(|e| anyhow::Error::from(e).context(format!("storing blob {sha256}")))?;
-    if !state
-        .db
-        .record_stored_blob(&sha256, staged.size as i64, &key)
-        .await?
-    {
-        // Another upload of the same content was recorded first.
-        state
-            .blobs
-            .delete(&key)
-            .await
-            .map_err(|e| anyhow::Error::from(e).context("deleting a duplicate blob"))?;
-    }
+    intake::receive_blob(&state, &sha256, &headers, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -430,7 +358,7 @@ pub async fn finalize_deploy(
         .await?
         .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
     if deploy.state != "ready" {
-        prepare_for_serving(&state, &deploy.id).await?;
+        intake::prepare_for_serving(&state, &deploy.id).await?;
     }
     let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
     let mut alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
@@ -465,86 +393,10 @@ pub async fn finalize_deploy(
                 published,
             }))
         }
-        FinalizeOutcome::MissingBlobs(count) => Err(missing_blobs(count)),
+        FinalizeOutcome::MissingBlobs(count) => Err(intake::missing_blobs(count)),
         FinalizeOutcome::StaleLease => Err(stale_lease(job_id)),
         FinalizeOutcome::NotFound => Err(not_found("deploy vanished")),
     }
-}
-
-fn missing_blobs(count: i64) -> AppError {
-    bad_request(format!(
-        "{count} file(s) of the manifest have no uploaded content yet; upload every missing blob, then finalize"
-    ))
-}
-
-/// What must hold before a deploy goes ready, beyond its blobs: its rules
-/// read and checked (`_redirects` and `_headers` from the publish directory,
-/// then jamstack.toml's), and compressed variants of its compressible files.
-async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult<()> {
-    let missing = state.db.count_missing_blobs(deploy_id).await?;
-    if missing > 0 {
-        return Err(missing_blobs(missing));
-    }
-    let config_json = state.db.config_rules(deploy_id).await?;
-    let config_rules: RuleSet = match &config_json {
-        Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,
-        None => RuleSet::default(),
-    };
-    let file_rules = RuleSet {
-        redirects: match read_rule_file(state, deploy_id, "_redirects").await? {
-            Some(text) => rules::parse_redirects_file(&text).map_err(rule_mistake)?,
-            None => Vec::new(),
-        },
-        headers: match read_rule_file(state, deploy_id, "_headers").await? {
-            Some(text) => rules::parse_headers_file(&text).map_err(rule_mistake)?,
-            None => Vec::new(),
-        },
-    };
-    let all = file_rules.then(config_rules);
-    all.compile().map_err(rule_mistake)?;
-    let json = serde_json::to_string(&all).map_err(anyhow::Error::from)?;
-    state
-        .db
-        .save_deploy_rules(deploy_id, config_json.as_deref().unwrap_or("{}"), &json)
-        .await?;
-    // Variants make serving better but are not needed to serve: a failure
-    // is logged and the deploy goes ready without them.
-    match deploys::compress::make_variants(&state.db, state.blobs.as_ref(), deploy_id).await {
-        Ok(0) => {}
-        Ok(count) => tracing::info!(deploy = deploy_id, count, "compressed variants made"),
-        Err(e) => tracing::warn!(
-            deploy = deploy_id,
-            error = format!("{e:#}"),
-            "making compressed variants failed"
-        ),
-    }
-    Ok(())
-}
-
-fn rule_mistake(error: rules::RuleError) -> AppError {
-    bad_request(format!("{error}; fix the rule and push again"))
-}
-
-/// The text of a rule file at the root of the deploy, if it has one.
-async fn read_rule_file(state: &AppState, deploy_id: &str, name: &str) -> AppResult<Option<String>> {
-    let Some(key) = state.db.deploy_file_key(deploy_id, name).await? else {
-        return Ok(None);
-    };
-    let bytes = state
-        .blobs
-        .read(&key)
-        .await
-        .map_err(|e| anyhow::Error::from(e).context(format!("reading {name}")))?
-        .ok_or_else(|| anyhow::anyhow!("{name} of deploy {deploy_id} is missing from the blob store"))?;
-    if bytes.len() > MAX_RULE_FILE {
-        return Err(bad_request(format!(
-            "{name} is larger than {}; use splats and placeholders to say the same in fewer rules",
-            deploys::human_bytes(MAX_RULE_FILE as u64)
-        )));
-    }
-    String::from_utf8(bytes.to_vec())
-        .map(Some)
-        .map_err(|_| bad_request(format!("{name} is not UTF-8 text; save it as UTF-8")))
 }
 
 pub async fn complete(

@@ -308,12 +308,16 @@ async fn forms_posted_without_their_csrf_token_are_refused() {
 }
 
 #[tokio::test]
-async fn an_api_token_made_on_the_settings_page_opens_the_api_until_revoked() {
+async fn an_api_token_made_on_the_settings_page_opens_the_api_for_its_scopes_until_revoked() {
     let app = spawn_app().await;
     let session = app.sign_in_over_http().await;
     let csrf = csrf_of(&app.dashboard_page(&session, "/settings").await);
     let (status, page) = app
-        .post_form(&session, "/settings/tokens", &[("csrf", &csrf), ("name", "ci")])
+        .post_form(
+            &session,
+            "/settings/tokens",
+            &[("csrf", &csrf), ("name", "ci"), ("scope_read", "on")],
+        )
         .await;
     assert_eq!(status, 200);
     let start = page
@@ -324,6 +328,10 @@ async fn an_api_token_made_on_the_settings_page_opens_the_api_until_revoked() {
     assert!(token.starts_with("jsapi_"), "{token}");
     let again = app.dashboard_page(&session, "/settings").await;
     assert!(!again.contains(&token), "the token is never shown again");
+    assert!(
+        again.contains("<td class=\"token-scopes\">read</td>"),
+        "the page shows the token's scopes"
+    );
 
     let sites = |token: String| {
         let app = &app;
@@ -339,6 +347,19 @@ async fn an_api_token_made_on_the_settings_page_opens_the_api_until_revoked() {
         }
     };
     assert_eq!(sites(token.clone()).await, 200);
+    let write = app
+        .http
+        .post(app.api("/sites"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "nope", "repo_url": "/tmp/x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        write.status().as_u16(),
+        403,
+        "a read-only token cannot create sites"
+    );
     let revoke = again
         .split("action=\"/settings/tokens/")
         .nth(1)

@@ -1,0 +1,201 @@
+//! Taking a deploy in: one implementation behind two doors, the runner
+//! protocol (`/runner/v1`, a build's output) and the REST API's direct
+//! deploys (`/api/v1`, a folder on someone's machine). Both send a manifest,
+//! upload the blobs the controller lacks, and finalize; the checks, the
+//! blob verification and the preparation for serving are these.
+
+use super::{
+    blob_store,
+    staging::{self, StageError},
+};
+use crate::db::Deploy;
+use crate::edge::rules::{self, RuleSet};
+use crate::error::{AppError, AppResult, bad_request};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use jamstack_proto::{DeployManifest, ManifestFile};
+
+/// The largest `_redirects` or `_headers` file read at finalize.
+const MAX_RULE_FILE: usize = 4 * 1024 * 1024;
+
+/// Checks a manifest before anything is recorded: safe paths, well-formed
+/// hashes, the deploy limits, and jamstack.toml's rules (checked now,
+/// before any file travels). Returns those rules.
+pub fn check_manifest(state: &AppState, manifest: &DeployManifest) -> AppResult<RuleSet> {
+    super::validate_manifest(&manifest.files).map_err(|e| bad_request(e.to_string()))?;
+    super::check_limits(&manifest.files, &state.config.limits)
+        .map_err(|e| AppError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+    rules::from_config(&manifest.redirects, &manifest.headers)
+        .and_then(|set| set.compile().map(|_| set))
+        .map_err(|e| bad_request(format!("{e}; fix the rule and send the manifest again")))
+}
+
+/// Keeps a manifest's jamstack.toml rules with its deploy until finalize.
+pub async fn keep_config_rules(state: &AppState, deploy: &Deploy, config_rules: &RuleSet) -> AppResult<()> {
+    if deploy.state != "ready" {
+        let json = serde_json::to_string(config_rules).map_err(anyhow::Error::from)?;
+        state.db.save_config_rules(&deploy.id, &json).await?;
+    }
+    Ok(())
+}
+
+/// The distinct hashes of `files` the controller holds no blob for, across
+/// all sites: what must be uploaded.
+pub async fn required_blobs(state: &AppState, files: &[ManifestFile]) -> AppResult<Vec<String>> {
+    let mut hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+    hashes.sort();
+    hashes.dedup();
+    Ok(state.db.missing_blobs(&hashes).await?)
+}
+
+/// What receiving a blob did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    Stored,
+    AlreadyHad,
+}
+
+/// Receives one blob: streamed to a staging file while hashed and counted,
+/// verified against its name, then moved into the blob store under a key of
+/// its own and recorded.
+pub async fn receive_blob(
+    state: &AppState,
+    sha256: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> AppResult<Received> {
+    if !super::is_sha256_hex(sha256) {
+        return Err(bad_request(format!("`{sha256}` is not a lowercase hex SHA-256")));
+    }
+    if state.db.blob_key(sha256).await?.is_some() {
+        return Ok(Received::AlreadyHad);
+    }
+    let limit = state.config.limits.max_file_size;
+    let too_large = || {
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "blob {sha256} is over the limit of {} for one file (controller setting --max-file-size-mb)",
+                super::human_bytes(limit)
+            ),
+        )
+    };
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let staged = match staging::stage(&state.config.staging_dir(), body.into_data_stream(), limit).await {
+        Ok(staged) => staged,
+        Err(StageError::TooLarge { .. }) => return Err(too_large()),
+        Err(StageError::Body(e)) => {
+            return Err(bad_request(format!("the upload of blob {sha256} broke off: {e}")));
+        }
+        Err(StageError::Io(e)) => return Err(anyhow::Error::from(e).context("staging a blob").into()),
+    };
+    if staged.sha256 != sha256 {
+        return Err(bad_request(format!(
+            "the content hashes to {}, not to {sha256}: the upload was corrupted or named the wrong blob",
+            staged.sha256
+        )));
+    }
+    let key = blob_store::new_key(sha256);
+    state
+        .blobs
+        .put_file(&key, &staged.file)
+        .await
+        .map_err(|e| anyhow::Error::from(e).context(format!("storing blob {sha256}")))?;
+    if !state
+        .db
+        .record_stored_blob(sha256, staged.size as i64, &key)
+        .await?
+    {
+        // Another upload of the same content was recorded first.
+        state
+            .blobs
+            .delete(&key)
+            .await
+            .map_err(|e| anyhow::Error::from(e).context("deleting a duplicate blob"))?;
+    }
+    Ok(Received::Stored)
+}
+
+/// Finalizing before every blob arrived (the runner protocol's answer).
+pub fn missing_blobs(count: i64) -> AppError {
+    bad_request(format!(
+        "{count} file(s) of the manifest have no uploaded content yet; upload every missing blob, then finalize"
+    ))
+}
+
+/// What must hold before a deploy goes ready, beyond its blobs: its rules
+/// read and checked (`_redirects` and `_headers` from the publish directory,
+/// then jamstack.toml's), and compressed variants of its compressible files.
+pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult<()> {
+    let missing = state.db.count_missing_blobs(deploy_id).await?;
+    if missing > 0 {
+        return Err(missing_blobs(missing));
+    }
+    let config_json = state.db.config_rules(deploy_id).await?;
+    let config_rules: RuleSet = match &config_json {
+        Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,
+        None => RuleSet::default(),
+    };
+    let file_rules = RuleSet {
+        redirects: match read_rule_file(state, deploy_id, "_redirects").await? {
+            Some(text) => rules::parse_redirects_file(&text).map_err(rule_mistake)?,
+            None => Vec::new(),
+        },
+        headers: match read_rule_file(state, deploy_id, "_headers").await? {
+            Some(text) => rules::parse_headers_file(&text).map_err(rule_mistake)?,
+            None => Vec::new(),
+        },
+    };
+    let all = file_rules.then(config_rules);
+    all.compile().map_err(rule_mistake)?;
+    let json = serde_json::to_string(&all).map_err(anyhow::Error::from)?;
+    state
+        .db
+        .save_deploy_rules(deploy_id, config_json.as_deref().unwrap_or("{}"), &json)
+        .await?;
+    // Variants make serving better but are not needed to serve: a failure
+    // is logged and the deploy goes ready without them.
+    match super::compress::make_variants(&state.db, state.blobs.as_ref(), deploy_id).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(deploy = deploy_id, count, "compressed variants made"),
+        Err(e) => tracing::warn!(
+            deploy = deploy_id,
+            error = format!("{e:#}"),
+            "making compressed variants failed"
+        ),
+    }
+    Ok(())
+}
+
+fn rule_mistake(error: rules::RuleError) -> AppError {
+    bad_request(format!("{error}; fix the rule and push again"))
+}
+
+/// The text of a rule file at the root of the deploy, if it has one.
+async fn read_rule_file(state: &AppState, deploy_id: &str, name: &str) -> AppResult<Option<String>> {
+    let Some(key) = state.db.deploy_file_key(deploy_id, name).await? else {
+        return Ok(None);
+    };
+    let bytes = state
+        .blobs
+        .read(&key)
+        .await
+        .map_err(|e| anyhow::Error::from(e).context(format!("reading {name}")))?
+        .ok_or_else(|| anyhow::anyhow!("{name} of deploy {deploy_id} is missing from the blob store"))?;
+    if bytes.len() > MAX_RULE_FILE {
+        return Err(bad_request(format!(
+            "{name} is larger than {}; use splats and placeholders to say the same in fewer rules",
+            super::human_bytes(MAX_RULE_FILE as u64)
+        )));
+    }
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|_| bad_request(format!("{name} is not UTF-8 text; save it as UTF-8")))
+}
