@@ -109,7 +109,10 @@ impl Api {
     /// Every item of a list, page after page, up to `limit` items.
     pub async fn list(&self, path: &str, limit: Option<usize>) -> CliResult<Vec<Value>> {
         let mut items = Vec::new();
-        let mut next = Some(self.url(path));
+        // The largest page the API gives, or just what is wanted.
+        let per_page = limit.map_or(100, |limit| limit.clamp(1, 100));
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut next = Some(self.url(&format!("{path}{separator}per_page={per_page}")));
         while let Some(url) = next.take() {
             let response = self.send(self.http.get(&url).bearer_auth(&self.token)).await?;
             next = next_page(response.headers());

@@ -69,13 +69,12 @@ pub fn exit_for_status(status: u16) -> Exit {
 }
 
 /// What to do next after the controller refused a request, added to its
-/// own message.
+/// own message (a 403 names the missing scope and how to get it already).
 pub fn next_step_for_status(status: u16) -> Option<&'static str> {
     match status {
         401 => Some(
             "log in again with `jamstack login` (or set JAMSTACK_TOKEN) using the admin token or an API token",
         ),
-        403 => Some("use a token that has the scope named above (make one on the dashboard's settings page)"),
         500..=599 => Some("the controller's log has the details"),
         _ => None,
     }

@@ -24,7 +24,14 @@ pub async fn run(url: Option<String>, token: Option<String>, config_path: &Path)
         ));
     }
     let api = Api::new(url.clone(), token.clone());
-    api.get("/sites").await?;
+    let check = api.request(reqwest::Method::GET, "/sites?per_page=1");
+    let answer = check.send().await.map_err(|e| api.unreachable(e))?;
+    if answer.status() == reqwest::StatusCode::FORBIDDEN {
+        // The controller knows the token; it only may not read sites.
+        eprintln!("The token is valid but may not read sites (it lacks the `read` scope); saving it anyway");
+    } else if !answer.status().is_success() {
+        return Err(crate::client::refusal(answer).await);
+    }
     config::save(
         config_path,
         &SavedLogin {

@@ -324,6 +324,22 @@ async fn a_user_logs_in_sets_up_a_site_and_deploys_a_folder_from_the_command_lin
         3
     );
 
+    // A token without the scope a command needs: exit 4, and the scope named.
+    let (status, reader) = app
+        .api_json(
+            app.http
+                .post(app.api("/tokens"))
+                .json(&json!({ "name": "reader", "scopes": ["read"] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{reader}");
+    let reader = reader["token"].as_str().unwrap();
+    let listed = cli.run(&["sites", "list", "--json", "--token", reader]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let refused = cli.run(&["deploys", "lock", "cli-site", "--token", reader]).await;
+    assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("`deploys` scope"), "{refused:?}");
+
     // A symlink out of the folder is refused, as a build's would be.
     let outside = tempfile::tempdir().unwrap();
     write_files(outside.path(), &[("secret.txt", "s3cret")]);
