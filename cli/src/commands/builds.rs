@@ -101,7 +101,12 @@ pub async fn run(api: &Api, json: bool, command: BuildsCommand) -> CliResult {
             if json {
                 print_json(&build);
             } else {
-                println!("Build {id} is {}", text(&build, "state"));
+                match build.get("state").and_then(Value::as_str) {
+                    Some("running") => println!(
+                        "Asked the runner to stop build {id}; `jamstack builds logs {id} --follow` shows when it has"
+                    ),
+                    _ => println!("Build {id} is {}", text(&build, "state")),
+                }
             }
         }
         BuildsCommand::Retry { id } => {

@@ -100,8 +100,13 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
         if required.is_empty() {
             eprintln!("Nothing to upload: the controller already has all {file_count} files");
         } else {
+            let had = if required.len() < file_count {
+                "; the controller had the rest"
+            } else {
+                ""
+            };
             eprintln!(
-                "Uploaded {} of {file_count} files ({}); the controller had the rest",
+                "Uploaded {} of {file_count} files ({}){had}",
                 required.len(),
                 bytes(upload_bytes)
             );

@@ -56,7 +56,11 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
                 }
             };
             let published = publish(api, &site, &deploy).await?;
-            report_published(json, &site, &published);
+            if json {
+                print_json(&published);
+            } else {
+                println!("Rolled {site} back to deploy {}", text(&published, "id"));
+            }
         }
         DeploysCommand::Lock { site } => {
             let view = api.post(&format!("/sites/{site}/lock"), &json!({})).await?;

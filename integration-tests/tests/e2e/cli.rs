@@ -403,6 +403,23 @@ async fn a_user_follows_builds_from_the_command_line_to_their_exit_status() {
     assert!(follow.stdout.contains("about to fail"), "{follow:?}");
     assert!(follow.stderr.contains("failed"), "{follow:?}");
 
+    // A stream cut right after the log arrived is reopened where it broke
+    // off (Last-Event-ID): the log is printed once, then the build's end.
+    let proxy = StreamCutter::start(app.port).await;
+    let resumed = cli
+        .run(&["builds", "logs", &failed_id, "--follow", "--url", &proxy.url])
+        .await;
+    assert_eq!(resumed.code, 5, "{resumed:?}");
+    assert_eq!(
+        resumed.stdout.matches("out about to fail").count(),
+        1,
+        "{resumed:?}"
+    );
+    assert!(
+        proxy.connections() >= 2,
+        "the stream was cut and reopened: {resumed:?}"
+    );
+
     let shown = cli.json(&["builds", "show", &failed_id]).await;
     assert_eq!(shown["state"], "failed");
     assert_eq!(shown["exit_code"], 3);
@@ -445,4 +462,65 @@ async fn a_user_follows_builds_from_the_command_line_to_their_exit_status() {
         "cancelled"
     );
     assert_eq!(cli.run(&["builds", "show", "999999"]).await.code, 3);
+}
+
+/// A TCP proxy to the controller that cuts its first connection right after
+/// the first server-sent event of the answer, as a flaky network would.
+struct StreamCutter {
+    url: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StreamCutter {
+    async fn start(port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(async move {
+                    let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                    if !first {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        return;
+                    }
+                    let (mut client_read, mut client_write) = client.split();
+                    let (mut upstream_read, mut upstream_write) = upstream.split();
+                    let forward = tokio::io::copy(&mut client_read, &mut upstream_write);
+                    let answer = async {
+                        // Pass the headers and the first event, then hang up.
+                        let mut seen = Vec::new();
+                        let mut buf = [0u8; 1];
+                        loop {
+                            if upstream_read.read(&mut buf).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            seen.push(buf[0]);
+                            client_write.write_all(&buf).await.unwrap();
+                            let body = seen
+                                .windows(4)
+                                .position(|w| w == b"\r\n\r\n")
+                                .map(|end| &seen[end + 4..]);
+                            if body.is_some_and(|body| body.windows(2).any(|w| w == b"\n\n")) {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = forward => {}
+                        () = answer => {}
+                    }
+                });
+            }
+        });
+        StreamCutter { url, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
