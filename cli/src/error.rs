@@ -53,7 +53,15 @@ impl From<std::io::Error> for CliError {
 
 impl From<jamstack_runner::upload::UploadError> for CliError {
     fn from(error: jamstack_runner::upload::UploadError) -> Self {
-        CliError::error(error.to_string())
+        use jamstack_runner::upload::UploadError;
+        match error {
+            // The runner's wording speaks of a build's output; here the
+            // person named the folder.
+            UploadError::Empty => {
+                CliError::usage("the folder has no files to deploy; give the folder your site was built into")
+            }
+            other => CliError::error(other.to_string()),
+        }
     }
 }
 

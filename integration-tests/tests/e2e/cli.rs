@@ -355,6 +355,13 @@ async fn a_user_logs_in_sets_up_a_site_and_deploys_a_folder_from_the_command_lin
         );
     }
 
+    let empty = tempfile::tempdir().unwrap();
+    let refused = cli
+        .run(&["deploy", empty.path().to_str().unwrap(), "--site", "cli-site"])
+        .await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("no files to deploy"), "{refused:?}");
+
     let completions = cli.ok(&["completions", "bash"]).await;
     assert!(
         completions.stdout.contains("_jamstack") && completions.stdout.contains("deploys"),
