@@ -106,6 +106,17 @@ impl Api {
         self.json(self.request(Method::DELETE, path)).await
     }
 
+    /// A link the controller gave, pointed at the URL this client uses: the
+    /// controller builds links from its public URL, which may name another
+    /// host (a proxy), and the token goes only where the user sent it.
+    pub fn same_origin(&self, link: &str) -> Option<String> {
+        let link = url::Url::parse(link).ok()?;
+        let mut target = url::Url::parse(&self.base_url).ok()?;
+        target.set_path(link.path());
+        target.set_query(link.query());
+        Some(target.into())
+    }
+
     /// Every item of a list, page after page, up to `limit` items.
     pub async fn list(&self, path: &str, limit: Option<usize>) -> CliResult<Vec<Value>> {
         let mut items = Vec::new();
@@ -115,7 +126,7 @@ impl Api {
         let mut next = Some(self.url(&format!("{path}{separator}per_page={per_page}")));
         while let Some(url) = next.take() {
             let response = self.send(self.http.get(&url).bearer_auth(&self.token)).await?;
-            next = next_page(response.headers());
+            next = next_page(response.headers()).and_then(|link| self.same_origin(&link));
             let page: Value = response.json().await.map_err(|e| {
                 CliError::error(format!("the controller's answer is not the JSON expected: {e}"))
             })?;
@@ -207,6 +218,17 @@ mod tests {
             Some("http://h/api/v1/sites?page=3&per_page=2")
         );
         assert_eq!(next_page(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn page_links_are_followed_only_to_the_controller_in_use() {
+        let api = Api::new("http://127.0.0.1:8080".into(), "t".into());
+        assert_eq!(
+            api.same_origin("https://public.example.com/api/v1/sites?page=2&per_page=50")
+                .as_deref(),
+            Some("http://127.0.0.1:8080/api/v1/sites?page=2&per_page=50")
+        );
+        assert_eq!(api.same_origin("not a url"), None);
     }
 
     #[test]
