@@ -59,6 +59,11 @@ if ! command -v git >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null
 fi
 
+step "Installing the OpenAPI validator (the API test checks the served document with it)"
+python3 -c "import openapi_spec_validator" >/dev/null 2>&1 \
+    || python3 -m pip install --quiet 'openapi-spec-validator>=0.7' \
+    || die "installing openapi-spec-validator failed: pip install openapi-spec-validator"
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 

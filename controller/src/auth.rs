@@ -73,7 +73,9 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
 
 /// What an API token may do. The admin token may do everything; `admin`
 /// implies every other scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Every `GET` under `/api/v1`, the live log included.

@@ -2,7 +2,8 @@
 //!
 //! One listener serves five audiences, told apart by `Host` and path:
 //! site visitors (`<site>.<domain>`, answered by the edge before routing),
-//! the REST API (`/api/v1`), webhooks (`/webhooks/github` and
+//! the REST API (`/api/v1`, declared with its documentation in
+//! `api::routes`), webhooks (`/webhooks/github` and
 //! `/webhooks/generic/{site}`), runners (`/runner/v1`, see
 //! `jamstack_proto`) and people (the dashboard, every other path).
 
@@ -15,7 +16,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
 /// Ready when the database answers (and, through it, the controller can
@@ -32,90 +33,9 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> a
     }
 }
 
-/// The largest manifest a runner or a direct deploy may send.
-const MAX_MANIFEST: usize = 64 * 1024 * 1024;
-
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/sites", get(api::sites::list).post(api::sites::create))
-        .route(
-            "/api/v1/sites/{site}",
-            get(api::sites::show).patch(api::sites::update),
-        )
-        .route(
-            "/api/v1/sites/{site}/github-webhook",
-            post(api::sites::register_github_webhook),
-        )
-        .route(
-            "/api/v1/sites/{site}/generic-webhook",
-            post(api::sites::create_generic_webhook),
-        )
-        .route("/api/v1/sites/{site}/lock", post(api::sites::lock))
-        .route("/api/v1/sites/{site}/unlock", post(api::sites::unlock))
-        .route(
-            "/api/v1/sites/{site}/build-settings",
-            get(api::site_settings::show).put(api::site_settings::update),
-        )
-        .route(
-            "/api/v1/sites/{site}/cache/clear",
-            post(api::site_settings::clear_cache),
-        )
-        .route("/api/v1/sites/{site}/env", get(api::site_settings::list_env))
-        .route(
-            "/api/v1/sites/{site}/env/{name}",
-            put(api::site_settings::set_env).delete(api::site_settings::delete_env),
-        )
-        .route(
-            "/api/v1/sites/{site}/builds",
-            get(api::builds::list_for_site).post(api::builds::trigger),
-        )
-        .route(
-            "/api/v1/sites/{site}/deploys",
-            get(api::deploys::list_for_site)
-                // Manifests of large sites are large JSON documents.
-                .post(api::deploys::create_direct)
-                .layer(DefaultBodyLimit::max(MAX_MANIFEST)),
-        )
-        .route("/api/v1/sites/{site}/deploys/{deploy}", get(api::deploys::show))
-        .route(
-            "/api/v1/sites/{site}/deploys/{deploy}/diff",
-            get(api::deploys::diff),
-        )
-        .route(
-            "/api/v1/sites/{site}/deploys/{deploy}/finalize",
-            post(api::deploys::finalize_direct),
-        )
-        .route(
-            "/api/v1/sites/{site}/deploys/{deploy}/publish",
-            post(api::deploys::publish),
-        )
-        .route(
-            "/api/v1/blobs/{sha256}",
-            // Streamed to disk; the handler enforces the file size limit.
-            put(api::deploys::put_blob).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/api/v1/sites/{site}/aliases/{alias}",
-            delete(api::deploys::remove_alias),
-        )
-        .route("/api/v1/builds/{id}", get(api::builds::show))
-        .route("/api/v1/builds/{id}/log", get(api::builds::log))
-        .route("/api/v1/builds/{id}/log/stream", get(api::log_stream::stream))
-        .route("/api/v1/builds/{id}/attempts", get(api::builds::attempts))
-        .route("/api/v1/queue", get(api::runners::queue))
-        .route("/api/v1/runners", get(api::runners::list))
-        .route(
-            "/api/v1/runners/{id}",
-            axum::routing::delete(api::runners::revoke),
-        )
-        .route("/api/v1/builds/{id}/cancel", post(api::builds::cancel))
-        .route("/api/v1/builds/{id}/retry", post(api::builds::retry))
-        .route("/api/v1/tokens", get(api::tokens::list).post(api::tokens::create))
-        .route("/api/v1/tokens/{id}", delete(api::tokens::revoke))
-        .route("/api/v1/webhook-deliveries", get(api::deliveries::list))
-        .route("/api/v1/webhook-deliveries/{id}", get(api::deliveries::show))
-        .route("/api/v1/github/installations", get(api::github::installations))
-        .route("/api/v1/gc", post(api::deploys::collect_garbage));
+    // Every route under /api/v1, built with its OpenAPI documentation.
+    let (api_routes, _) = api::routes().split_for_parts();
 
     let webhooks = Router::new()
         .route("/webhooks/github", post(api::webhooks::github))
@@ -144,7 +64,7 @@ pub fn router(state: AppState) -> Router {
             put(runner_api::put_blob).layer(DefaultBodyLimit::disable()),
         )
         // Manifests of large sites are large JSON documents.
-        .layer(DefaultBodyLimit::max(MAX_MANIFEST));
+        .layer(DefaultBodyLimit::max(api::MAX_MANIFEST));
 
     // Server-rendered pages; every POST is a form carrying a CSRF token.
     let dashboard = Router::new()
@@ -186,7 +106,7 @@ pub fn router(state: AppState) -> Router {
         );
 
     Router::new()
-        .merge(api)
+        .merge(api_routes)
         .merge(dashboard)
         .merge(webhooks)
         .merge(runners)

@@ -94,6 +94,7 @@ pub fn is_full_commit_sha(text: &str) -> bool {
 
 /// The context a build runs in. It decides which `[context.*]` overrides of
 /// `jamstack.toml` apply and which hostname serves the deploy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuildContext {
@@ -297,6 +298,7 @@ pub struct LogAppendResponse {
 }
 
 /// One file of a deploy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFile {
     /// Path relative to the publish directory, `/`-separated, no leading `/`.
@@ -308,6 +310,7 @@ pub struct ManifestFile {
     pub mode: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeployManifest {
     pub files: Vec<ManifestFile>,
@@ -322,6 +325,7 @@ pub struct DeployManifest {
 }
 
 /// A `[[redirects]]` rule of `jamstack.toml`, as the runner parsed it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedirectRule {
     /// The 1-based line of the rule in `jamstack.toml`, for error messages;
@@ -347,6 +351,7 @@ pub struct RedirectRule {
 }
 
 /// Conditions of a redirect rule; an empty list is no condition.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedirectConditions {
     #[serde(default)]
@@ -358,6 +363,7 @@ pub struct RedirectConditions {
 }
 
 /// A `[[headers]]` rule of `jamstack.toml`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderRule {
     /// The 1-based line of the rule in `jamstack.toml`; 0 when unknown.
@@ -406,6 +412,7 @@ pub enum JobOutcome {
 }
 
 /// One JSON error shape for every error answer of the controller.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,

@@ -1,4 +1,5 @@
 use super::find_site;
+use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{CanBuild, CanRead};
 use crate::builds::{BuildRequest, queue_build};
@@ -10,9 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use jamstack_proto::BuildContext;
+use jamstack_proto::ErrorBody;
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBuild {
     /// Defaults to the site's production branch.
@@ -24,6 +26,19 @@ pub struct TriggerBuild {
     pub clear_cache: bool,
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "trigger_build",
+    path = "/api/v1/sites/{site}/builds",
+    tag = "builds",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = Option<TriggerBuild>,
+    responses(
+        (status = 201, description = "The queued build", body = Build),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["builds"]))
+)]
 pub async fn trigger(
     State(state): State<AppState>,
     _: CanBuild,
@@ -72,6 +87,18 @@ pub async fn trigger(
 }
 
 /// A site's builds, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_builds",
+    path = "/api/v1/sites/{site}/builds",
+    tag = "builds",
+    params(("site" = String, Path, description = "The site's name"), PageParams),
+    responses(
+        (status = 200, description = "One page of the site's builds, newest first", body = Vec<Build>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn list_for_site(
     State(state): State<AppState>,
     _: CanRead,
@@ -87,6 +114,18 @@ pub async fn list_for_site(
 }
 
 /// Queues a new build of the same site, commit, branch and context.
+#[utoipa::path(
+    post,
+    operation_id = "retry_build",
+    path = "/api/v1/builds/{id}/retry",
+    tag = "builds",
+    params(("id" = i64, Path, description = "The build's id")),
+    responses(
+        (status = 201, description = "The new build of the same commit, branch and context", body = Build),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["builds"]))
+)]
 pub async fn retry(
     State(state): State<AppState>,
     _: CanBuild,
@@ -110,11 +149,24 @@ async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
         .ok_or_else(|| not_found(format!("no build {id}")))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "show_build",
+    path = "/api/v1/builds/{id}",
+    tag = "builds",
+    params(("id" = i64, Path, description = "The build's id")),
+    responses(
+        (status = 200, description = "The build", body = Build),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn show(State(state): State<AppState>, _: CanRead, Path(id): Path<i64>) -> AppResult<Json<Build>> {
     Ok(Json(find_build(&state, id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Which attempt's log; defaults to the latest.
     pub attempt: Option<i64>,
@@ -124,6 +176,18 @@ pub struct LogQuery {
 }
 
 /// The build log as plain text (ANSI colours kept as the build printed them).
+#[utoipa::path(
+    get,
+    operation_id = "build_log",
+    path = "/api/v1/builds/{id}/log",
+    tag = "builds",
+    params(("id" = i64, Path, description = "The build's id"), LogQuery),
+    responses(
+        (status = 200, description = "The log as text; `X-Build-State` says where the build is", content_type = "text/plain", body = String),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn log(
     State(state): State<AppState>,
     _: CanRead,
@@ -147,6 +211,18 @@ pub async fn log(
 
 /// Each lease of the build's job: who ran it and how it ended. Each has its
 /// own log (`GET /api/v1/builds/{id}/log?attempt=N`).
+#[utoipa::path(
+    get,
+    operation_id = "build_attempts",
+    path = "/api/v1/builds/{id}/attempts",
+    tag = "builds",
+    params(("id" = i64, Path, description = "The build's id")),
+    responses(
+        (status = 200, description = "Each lease of the build's job", body = Vec<crate::db::Attempt>),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn attempts(
     State(state): State<AppState>,
     _: CanRead,
@@ -156,6 +232,18 @@ pub async fn attempts(
     Ok(Json(state.db.attempts(id).await?))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "cancel_build",
+    path = "/api/v1/builds/{id}/cancel",
+    tag = "builds",
+    params(("id" = i64, Path, description = "The build's id")),
+    responses(
+        (status = 200, description = "The build, cancelled or being cancelled", body = Build),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["builds"]))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     _: CanBuild,

@@ -1,6 +1,7 @@
 //! `GET /api/v1/webhook-deliveries`: every webhook delivery with what was
 //! done with it, newest first.
 
+use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::Admin;
 use crate::db::Delivery;
@@ -8,15 +9,28 @@ use crate::error::{AppResult, not_found};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use jamstack_proto::ErrorBody;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
     /// Only deliveries older than this one (its `id`).
     pub before: Option<i64>,
 }
 
 /// Deliveries, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_webhook_deliveries",
+    path = "/api/v1/webhook-deliveries",
+    tag = "admin",
+    params(PageParams, DeliveryFilter),
+    responses(
+        (status = 200, description = "One page of the deliveries, newest first", body = Vec<Delivery>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
@@ -30,6 +44,18 @@ pub async fn list(
     Ok(page.answer(deliveries))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "show_webhook_delivery",
+    path = "/api/v1/webhook-deliveries/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The delivery's id")),
+    responses(
+        (status = 200, description = "The delivery", body = Delivery),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn show(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Delivery>> {
     state
         .db

@@ -1,4 +1,5 @@
 use super::find_site;
+use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanDeploy, CanRead};
 use crate::db::{Deploy, FinalizeOutcome, Site};
@@ -14,9 +15,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::DeployManifest;
+use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeployView {
     #[serde(flatten)]
     pub deploy: Deploy,
@@ -53,6 +55,18 @@ async fn find_deploy(state: &AppState, site: &Site, deploy_id: &str) -> AppResul
 }
 
 /// A site's deploys, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_deploys",
+    path = "/api/v1/sites/{site}/deploys",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name"), PageParams),
+    responses(
+        (status = 200, description = "One page of the site's deploys, newest first", body = Vec<DeployView>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn list_for_site(
     State(state): State<AppState>,
     _: CanRead,
@@ -69,6 +83,18 @@ pub async fn list_for_site(
         .map(|deploy| deploy_view(&state, &site, deploy)))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "show_deploy",
+    path = "/api/v1/sites/{site}/deploys/{deploy}",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id")),
+    responses(
+        (status = 200, description = "The deploy", body = DeployView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn show(
     State(state): State<AppState>,
     _: CanRead,
@@ -79,20 +105,21 @@ pub async fn show(
     Ok(Json(deploy_view(&state, &site, deploy)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     /// The deploy to compare with; the published one when left out.
     pub against: Option<String>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FileEntry {
     pub path: String,
     pub size: i64,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ChangedFile {
     pub path: String,
     pub size: i64,
@@ -100,7 +127,7 @@ pub struct ChangedFile {
 }
 
 /// How a deploy's files differ from another deploy's.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeployDiff {
     pub deploy: String,
     /// The deploy compared with; `null` when the site has published none
@@ -113,6 +140,18 @@ pub struct DeployDiff {
 
 /// The files a deploy adds, changes and removes against another deploy of
 /// the site (by default the published one).
+#[utoipa::path(
+    get,
+    operation_id = "diff_deploy",
+    path = "/api/v1/sites/{site}/deploys/{deploy}/diff",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id"), DiffQuery),
+    responses(
+        (status = 200, description = "Files added, changed and removed", body = DeployDiff),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn diff(
     State(state): State<AppState>,
     _: CanRead,
@@ -149,6 +188,19 @@ pub async fn diff(
 
 /// Publishes any ready deploy of the site: a rollback when it is an older
 /// one. One pointer write; nothing is rebuilt or copied.
+#[utoipa::path(
+    post,
+    operation_id = "publish_deploy",
+    path = "/api/v1/sites/{site}/deploys/{deploy}/publish",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id")),
+    responses(
+        (status = 200, description = "The deploy, now published (a rollback when older)", body = DeployView),
+        (status = 409, description = "The deploy is not ready", body = ErrorBody),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn publish(
     State(state): State<AppState>,
     _: CanDeploy,
@@ -172,7 +224,7 @@ pub async fn publish(
 
 /// A direct deploy's manifest: the runner's manifest, plus what says where
 /// the files came from.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DirectDeploy {
     #[serde(flatten)]
     pub manifest: DeployManifest,
@@ -183,7 +235,7 @@ pub struct DirectDeploy {
     pub title: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DirectDeployCreated {
     pub deploy_id: String,
     /// The content hashes the controller holds no blob for, across all
@@ -196,6 +248,20 @@ const MAX_TITLE: usize = 500;
 
 /// Starts a direct deploy of a folder: records its manifest as a draft of
 /// the site and answers which blobs to upload.
+#[utoipa::path(
+    post,
+    operation_id = "create_direct_deploy",
+    path = "/api/v1/sites/{site}/deploys",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = DirectDeploy,
+    responses(
+        (status = 201, description = "The draft deploy and the blobs to upload", body = DirectDeployCreated),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+        (status = 413, description = "Over a deploy limit", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn create_direct(
     State(state): State<AppState>,
     _: CanDeploy,
@@ -242,6 +308,21 @@ pub async fn create_direct(
 
 /// Receives one blob of a direct deploy, verified against its hash on
 /// receipt: 201 when stored, 200 when the controller had it already.
+#[utoipa::path(
+    put,
+    operation_id = "upload_blob",
+    path = "/api/v1/blobs/{sha256}",
+    tag = "deploys",
+    params(("sha256" = String, Path, description = "The lowercase hex SHA-256 of the body")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
+    responses(
+        (status = 201, description = "Stored"),
+        (status = 200, description = "The controller had it already"),
+        (status = 400, description = "The body does not hash to the name", body = ErrorBody),
+        (status = 413, description = "Over the file size limit", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn put_blob(
     State(state): State<AppState>,
     _: CanDeploy,
@@ -257,7 +338,7 @@ pub async fn put_blob(
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinalizeDirect {
     /// Make it the site's production deploy (default: a draft, served only
@@ -268,7 +349,7 @@ pub struct FinalizeDirect {
 
 /// A finalize refused because blobs are missing: the one error shape plus
 /// the hashes to upload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MissingBlobs {
     pub error: String,
     pub missing: Vec<String>,
@@ -293,6 +374,20 @@ fn missing_blobs(deploy_id: &str, missing: Vec<String>) -> Response {
 /// Finishes a direct deploy once its blobs are uploaded: ready at its
 /// permalink, and published when asked (unless the site's publishing is
 /// locked: then 409, and the deploy stays ready at its permalink).
+#[utoipa::path(
+    post,
+    operation_id = "finalize_direct_deploy",
+    path = "/api/v1/sites/{site}/deploys/{deploy}/finalize",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id")),
+    request_body = Option<FinalizeDirect>,
+    responses(
+        (status = 200, description = "The deploy, ready (and published when asked)", body = DeployView),
+        (status = 409, description = "Blobs are missing (listed), publishing is locked, or a build owns the deploy", body = MissingBlobs),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn finalize_direct(
     State(state): State<AppState>,
     _: CanDeploy,
@@ -349,12 +444,34 @@ pub async fn finalize_direct(
 
 /// Runs retention and garbage collection now (they also run on their own
 /// every `gc_interval`).
+#[utoipa::path(
+    post,
+    operation_id = "collect_garbage",
+    path = "/api/v1/gc",
+    tag = "admin",
+    responses(
+        (status = 200, description = "What was removed", body = GcReport),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResult<Json<GcReport>> {
     Ok(Json(retention::collect_garbage(&state).await?))
 }
 
 /// Takes a preview or branch hostname (`deploy-preview-12`, `staging`) down;
 /// its deploys stay at their permalinks until retention removes them.
+#[utoipa::path(
+    delete,
+    operation_id = "remove_alias",
+    path = "/api/v1/sites/{site}/aliases/{alias}",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name"), ("alias" = String, Path, description = "`deploy-preview-<n>` or a branch label")),
+    responses(
+        (status = 204, description = "The hostname is down"),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn remove_alias(
     State(state): State<AppState>,
     _: CanDeploy,

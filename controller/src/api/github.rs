@@ -8,6 +8,16 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 
+#[utoipa::path(
+    get,
+    operation_id = "list_github_installations",
+    path = "/api/v1/github/installations",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The GitHub App's installations", body = Vec<Installation>),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn installations(State(state): State<AppState>, _: Admin) -> AppResult<Json<Vec<Installation>>> {
     Ok(Json(state.db.installations().await?))
 }

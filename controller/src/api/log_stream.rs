@@ -18,11 +18,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
+use jamstack_proto::ErrorBody;
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Where to start, as an event id `<attempt>:<offset>`; the
     /// `Last-Event-ID` header wins when both are given.
@@ -62,6 +64,18 @@ pub fn complete_utf8_prefix(bytes: &[u8]) -> usize {
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "follow_build_log",
+    path = "/api/v1/builds/{id}/log/stream",
+    tag = "builds",
+    params(("id" = i64, Path, description = "The build's id"), StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`<attempt>:<offset>`)")),
+    responses(
+        (status = 200, description = "Server-sent events: `log` (text, id `<attempt>:<offset>`), `attempt`, and `end` with the final state", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn stream(
     State(state): State<AppState>,
     _: CanRead,

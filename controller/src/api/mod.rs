@@ -1,11 +1,13 @@
 //! The REST API under `/api/v1` and the webhook endpoints. Handlers live by
-//! resource; every route is declared in `router.rs`.
+//! resource; every `/api/v1` route is declared in [`routes`], together with
+//! its documentation (see `openapi.rs`); the others in `router.rs`.
 
 pub mod builds;
 pub mod deliveries;
 pub mod deploys;
 pub mod github;
 pub mod log_stream;
+pub mod openapi;
 pub mod pagination;
 pub mod runners;
 pub mod site_settings;
@@ -16,6 +18,60 @@ pub mod webhooks;
 use crate::db::Site;
 use crate::error::{AppResult, not_found};
 use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The largest manifest a runner or a direct deploy may send: manifests of
+/// large sites are large JSON documents.
+pub const MAX_MANIFEST: usize = 64 * 1024 * 1024;
+
+/// Every route under `/api/v1`, each registered with its OpenAPI
+/// documentation: only `routes!` is used here (never a bare `.route`), so
+/// nothing is served that the document does not describe.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let documented = openapi::base()
+        .routes(routes!(openapi::serve))
+        .routes(routes!(sites::list, sites::create))
+        .routes(routes!(sites::show, sites::update))
+        .routes(routes!(sites::register_github_webhook))
+        .routes(routes!(sites::create_generic_webhook))
+        .routes(routes!(sites::lock))
+        .routes(routes!(sites::unlock))
+        .routes(routes!(site_settings::show, site_settings::update))
+        .routes(routes!(site_settings::clear_cache))
+        .routes(routes!(site_settings::list_env))
+        .routes(routes!(site_settings::set_env, site_settings::delete_env))
+        .routes(routes!(builds::list_for_site, builds::trigger))
+        .routes(routes!(builds::show))
+        .routes(routes!(builds::log))
+        .routes(routes!(log_stream::stream))
+        .routes(routes!(builds::attempts))
+        .routes(routes!(builds::cancel))
+        .routes(routes!(builds::retry))
+        .routes(routes!(deploys::show))
+        .routes(routes!(deploys::diff))
+        .routes(routes!(deploys::finalize_direct))
+        .routes(routes!(deploys::publish))
+        .routes(routes!(deploys::remove_alias))
+        .routes(routes!(deploys::collect_garbage))
+        .routes(routes!(runners::queue))
+        .routes(routes!(runners::list))
+        .routes(routes!(runners::revoke))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::show))
+        .routes(routes!(github::installations))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke));
+    let manifests = OpenApiRouter::new()
+        .routes(routes!(deploys::list_for_site, deploys::create_direct))
+        .layer(DefaultBodyLimit::max(MAX_MANIFEST));
+    // Streamed to disk; the handler enforces the file size limit.
+    let blobs = OpenApiRouter::new()
+        .routes(routes!(deploys::put_blob))
+        .layer(DefaultBodyLimit::disable());
+    documented.merge(manifests).merge(blobs)
+}
 
 /// The site named in a path, or a 404 that names it.
 pub async fn find_site(state: &AppState, name: &str) -> AppResult<Site> {

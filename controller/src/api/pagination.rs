@@ -17,6 +17,20 @@ pub const MAX_PER_PAGE: u32 = 100;
 /// Pages beyond this are refused rather than turned into huge offsets.
 const MAX_PAGE: u32 = 1_000_000;
 
+/// Query parameters as `(name, value)` pairs, in their order.
+type QueryPairs = Vec<(String, String)>;
+
+/// The query parameters of a list, as documented; [`Pagination`] reads them.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// The page, from 1 (default 1).
+    page: Option<u32>,
+    /// Items a page, 1 to 100 (default 50).
+    per_page: Option<u32>,
+}
+
 /// The page a list request asks for, and where the request was made, to
 /// point at the next page.
 #[derive(Debug, Clone)]
@@ -26,7 +40,7 @@ pub struct Pagination {
     /// The request's path and its other query parameters, kept for the
     /// `Link` header.
     path: String,
-    other_params: Vec<(String, String)>,
+    other_params: QueryPairs,
     public_url: String,
 }
 
@@ -42,7 +56,7 @@ impl Pagination {
 
     /// Parses `page` and `per_page` out of a query string; other
     /// parameters are kept for the next page's link.
-    pub fn parse(query: &str) -> Result<(u32, u32, Vec<(String, String)>), String> {
+    pub fn parse(query: &str) -> Result<(u32, u32, QueryPairs), String> {
         let mut page = 1;
         let mut per_page = DEFAULT_PER_PAGE;
         let mut other = Vec::new();

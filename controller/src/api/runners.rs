@@ -1,5 +1,6 @@
 //! Runners and the queue, as operators see them.
 
+use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanRead};
 use crate::db::{QueueEntry, RunnerRecord};
@@ -8,9 +9,21 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use jamstack_proto::ErrorBody;
 use serde::Serialize;
 
 /// Registered runners, oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_runners",
+    path = "/api/v1/runners",
+    tag = "admin",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of the runners, oldest first", body = Vec<RunnerRecord>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
@@ -22,6 +35,18 @@ pub async fn list(
 
 /// Revokes a runner: its next call is refused and it stops. Its running
 /// job, if any, is requeued once the lease expires.
+#[utoipa::path(
+    delete,
+    operation_id = "revoke_runner",
+    path = "/api/v1/runners/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The runner's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
     if !state.db.revoke_runner(id).await? {
         return Err(not_found(format!("no live runner {id}")));
@@ -30,13 +55,23 @@ pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub queued: Vec<QueueEntry>,
     pub running: Vec<QueueEntry>,
 }
 
 /// Everything queued and running across sites, oldest first.
+#[utoipa::path(
+    get,
+    operation_id = "show_queue",
+    path = "/api/v1/queue",
+    tag = "builds",
+    responses(
+        (status = 200, description = "Queued and running builds across sites, oldest first", body = QueueView),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn queue(State(state): State<AppState>, _: CanRead) -> AppResult<Json<QueueView>> {
     let (running, queued) = state
         .db

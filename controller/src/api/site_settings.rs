@@ -9,12 +9,13 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
 
 /// Limits and timeout as the API takes and shows them. A field left out (or
 /// `null`) takes the runner's default; runners cap every limit at their own
 /// maximum.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSettingsBody {
     pub timeout_seconds: Option<i64>,
@@ -23,7 +24,7 @@ pub struct BuildSettingsBody {
     pub pids: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BuildSettingsView {
     pub timeout_seconds: Option<i64>,
     pub memory_mib: Option<i64>,
@@ -32,7 +33,7 @@ pub struct BuildSettingsView {
     pub cache: CacheView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CacheView {
     /// Runners name the cache's Docker volumes after this key.
     pub key: String,
@@ -95,6 +96,18 @@ async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSetting
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "show_build_settings",
+    path = "/api/v1/sites/{site}/build-settings",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "Limits, timeout and cache", body = BuildSettingsView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn show(
     State(state): State<AppState>,
     _: CanRead,
@@ -105,6 +118,19 @@ pub async fn show(
 }
 
 /// Replaces the site's limits and timeout.
+#[utoipa::path(
+    put,
+    operation_id = "update_build_settings",
+    path = "/api/v1/sites/{site}/build-settings",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = BuildSettingsBody,
+    responses(
+        (status = 200, description = "The new settings", body = BuildSettingsView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -119,6 +145,18 @@ pub async fn update(
 
 /// Empties the site's build cache: the next builds start with a new, empty
 /// generation and runners remove the old one.
+#[utoipa::path(
+    post,
+    operation_id = "clear_build_cache",
+    path = "/api/v1/sites/{site}/cache/clear",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "The settings with the new cache generation", body = BuildSettingsView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn clear_cache(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -132,7 +170,7 @@ pub async fn clear_cache(
 
 /// An environment variable as the API shows it: a secret's value is never
 /// shown again once set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EnvVarView {
     pub name: String,
     pub value: Option<String>,
@@ -149,7 +187,7 @@ fn env_view(var: SiteEnvVar) -> EnvVarView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetEnvVar {
     pub value: String,
@@ -187,6 +225,18 @@ pub fn validate_env_var(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "list_env_vars",
+    path = "/api/v1/sites/{site}/env",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "The variables; secret values are never shown", body = Vec<EnvVarView>),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn list_env(
     State(state): State<AppState>,
     _: CanRead,
@@ -197,6 +247,19 @@ pub async fn list_env(
     Ok(Json(vars.into_iter().map(env_view).collect()))
 }
 
+#[utoipa::path(
+    put,
+    operation_id = "set_env_var",
+    path = "/api/v1/sites/{site}/env/{name}",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name"), ("name" = String, Path, description = "The variable's name")),
+    request_body = SetEnvVar,
+    responses(
+        (status = 200, description = "The variable as stored", body = EnvVarView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn set_env(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -219,6 +282,18 @@ pub async fn set_env(
     Ok(Json(env_view(stored)))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "delete_env_var",
+    path = "/api/v1/sites/{site}/env/{name}",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name"), ("name" = String, Path, description = "The variable's name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn delete_env(
     State(state): State<AppState>,
     _: CanManageSites,

@@ -1,4 +1,5 @@
 use super::find_site;
+use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{CanDeploy, CanManageSites, CanRead, random_hex};
 use crate::db::{NewSite, SchedulingSettings, Site, SiteSettings};
@@ -9,9 +10,10 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Deserializer, Serialize};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSite {
     pub name: String,
@@ -48,7 +50,7 @@ fn yes() -> bool {
 
 /// A site as the API shows it. Secrets are never shown, only whether they
 /// are set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SiteView {
     #[serde(flatten)]
     pub site: Site,
@@ -61,7 +63,7 @@ pub struct SiteView {
     pub github_webhook: Option<WebhookRegistration>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookRegistration {
     pub registered: bool,
     pub url: String,
@@ -128,6 +130,18 @@ fn validate_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "create_site",
+    path = "/api/v1/sites",
+    tag = "sites",
+    request_body = CreateSite,
+    responses(
+        (status = 201, description = "The site, connected", body = SiteView),
+        (status = 409, description = "A site of that name exists", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -257,6 +271,18 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
 
 /// `POST /api/v1/sites/{site}/github-webhook`: registers the repository's
 /// webhook again (after fixing the token, or moving the controller).
+#[utoipa::path(
+    post,
+    operation_id = "register_github_webhook",
+    path = "/api/v1/sites/{site}/github-webhook",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "What registering the webhook did", body = WebhookRegistration),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn register_github_webhook(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -273,7 +299,7 @@ pub async fn register_github_webhook(
 
 /// Changes to a site's settings; absent fields stay as they are, `null`
 /// clears the installation or the token.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSite {
     pub production_branch: Option<String>,
@@ -300,6 +326,19 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+#[utoipa::path(
+    patch,
+    operation_id = "update_site",
+    path = "/api/v1/sites/{site}",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = UpdateSite,
+    responses(
+        (status = 200, description = "The site, changed", body = SiteView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -368,17 +407,31 @@ pub async fn update(
 }
 
 /// The generic webhook of a site, with its secret (shown only here).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GenericWebhook {
     pub url: String,
     pub secret: String,
+    #[schema(value_type = String)]
     pub signature_header: &'static str,
+    #[schema(value_type = String)]
     pub delivery_header: &'static str,
 }
 
 /// `POST /api/v1/sites/{site}/generic-webhook`: makes a new secret for the
 /// site's generic webhook (the previous one stops working) and shows it
 /// once.
+#[utoipa::path(
+    post,
+    operation_id = "create_generic_webhook",
+    path = "/api/v1/sites/{site}/generic-webhook",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 201, description = "The generic webhook and its new secret, shown once", body = GenericWebhook),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
 pub async fn create_generic_webhook(
     State(state): State<AppState>,
     _: CanManageSites,
@@ -400,11 +453,34 @@ pub async fn create_generic_webhook(
 }
 
 /// The sites, by name, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_sites",
+    path = "/api/v1/sites",
+    tag = "sites",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of the sites, by name", body = Vec<SiteView>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn list(State(state): State<AppState>, _: CanRead, page: Pagination) -> AppResult<Paged<SiteView>> {
     let sites = state.db.sites_page(page.fetch_limit(), page.offset()).await?;
     Ok(page.answer(sites).map(|s| view(&state, s)))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "show_site",
+    path = "/api/v1/sites/{site}",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "The site", body = SiteView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub async fn show(
     State(state): State<AppState>,
     _: CanRead,
@@ -417,6 +493,18 @@ pub async fn show(
 /// Locks publishing: builds go on and their deploys are ready at their
 /// permalinks, but production stays on the deploy it serves until a deploy
 /// is published by hand or the site is unlocked.
+#[utoipa::path(
+    post,
+    operation_id = "lock_site",
+    path = "/api/v1/sites/{site}/lock",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "The site, its publishing locked", body = SiteView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn lock(
     State(state): State<AppState>,
     _: CanDeploy,
@@ -426,6 +514,18 @@ pub async fn lock(
 }
 
 /// Unlocks publishing: the next production build publishes again.
+#[utoipa::path(
+    post,
+    operation_id = "unlock_site",
+    path = "/api/v1/sites/{site}/unlock",
+    tag = "deploys",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "The site, its publishing unlocked", body = SiteView),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"]))
+)]
 pub async fn unlock(
     State(state): State<AppState>,
     _: CanDeploy,

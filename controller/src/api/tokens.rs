@@ -1,6 +1,7 @@
 //! API tokens: made (shown once), listed and revoked with the `admin`
 //! scope. Only a token's SHA-256 is kept.
 
+use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, Scope, hash_token, new_token, parse_stored_scopes, store_scopes};
 use crate::db::{ApiToken, TokenKind};
@@ -9,10 +10,11 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
 
 /// A token as listed: never the token itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: i64,
     pub name: String,
@@ -33,6 +35,17 @@ fn token_view(token: ApiToken) -> TokenView {
 }
 
 /// The live API tokens, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    operation_id = "list_tokens",
+    path = "/api/v1/tokens",
+    tag = "admin",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of the live API tokens, newest first", body = Vec<TokenView>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn list(State(state): State<AppState>, _: Admin, page: Pagination) -> AppResult<Paged<TokenView>> {
     let tokens = state
         .db
@@ -41,7 +54,7 @@ pub async fn list(State(state): State<AppState>, _: Admin, page: Pagination) -> 
     Ok(page.answer(tokens).map(token_view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// Where the token is used, e.g. `ci`.
@@ -51,7 +64,7 @@ pub struct NewToken {
 }
 
 /// A token just made: the only time it is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub id: i64,
     pub name: String,
@@ -81,6 +94,17 @@ pub fn validate_new_token(name: &str, scopes: &[String]) -> Result<Vec<Scope>, S
 }
 
 /// Makes an API token with the scopes asked for and shows it once.
+#[utoipa::path(
+    post,
+    operation_id = "create_token",
+    path = "/api/v1/tokens",
+    tag = "admin",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The token, shown this once", body = CreatedToken),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
@@ -110,6 +134,18 @@ pub async fn make_token(state: &AppState, name: &str, scopes: &[Scope]) -> anyho
 }
 
 /// Revokes an API token: its next request is answered 401.
+#[utoipa::path(
+    delete,
+    operation_id = "revoke_token",
+    path = "/api/v1/tokens/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
     if !state.db.revoke_token(TokenKind::Api, id).await? {
         return Err(not_found(format!(

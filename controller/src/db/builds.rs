@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuildState {
     Queued,
@@ -57,7 +57,7 @@ impl BuildState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Build {
     pub id: i64,
     pub site_id: i64,
@@ -98,7 +98,7 @@ pub struct NewBuild {
 }
 
 /// A queued or running build, for the queue view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueEntry {
     pub build_id: i64,
     pub site: String,
@@ -113,7 +113,7 @@ pub struct QueueEntry {
 }
 
 /// One lease of a build's job, with its own log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: i64,
     pub runner: String,

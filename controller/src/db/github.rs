@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 /// A GitHub App installation and the repositories it reaches.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Installation {
     pub id: i64,
     pub account: String,

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 /// What one collection did.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
 pub struct GcReport {
     pub deploys_removed: Vec<String>,
     pub blobs_removed: u64,

@@ -349,3 +349,126 @@ async fn a_diff_lists_the_files_a_draft_adds_changes_and_removes_against_the_pub
     assert_eq!(back["added"], json!([{ "path": "gone.js", "size": 10 }]));
     assert_eq!(back["removed"], json!([{ "path": "new.png", "size": 4 }]));
 }
+
+/// Every operation of the served OpenAPI document: method, path, and the
+/// one scope it names under `security` (`None` for the document itself).
+fn documented_operations(doc: &Value) -> Vec<(String, String, Option<String>)> {
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let scope = operation.get("security").map(|security| {
+                let scopes = security[0]["token"].as_array().expect("a `token` requirement");
+                assert_eq!(scopes.len(), 1, "{method} {path} names one scope: {security}");
+                scopes[0].as_str().unwrap().to_owned()
+            });
+            operations.push((method.clone(), path.clone(), scope));
+        }
+    }
+    operations
+}
+
+/// A documented path with its parameters filled in with names of nothing.
+fn concrete(path: &str) -> String {
+    path.replace("{site}", "no-such-site")
+        .replace("{deploy}", "no-such-deploy")
+        .replace("{id}", "999999")
+        .replace("{name}", "NO_SUCH_VAR")
+        .replace("{alias}", "no-such-alias")
+        .replace("{sha256}", &"0".repeat(64))
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_is_valid_and_every_operation_in_it_is_routed_and_checks_its_scope() {
+    let (app, _) = spawn_controller_only().await;
+    let answer = app.http.get(app.api("/openapi.json")).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "the document needs no token");
+    let doc: Value = answer.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+
+    // Valid by an independent validator, not only by our own reading.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let validation = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import validate\n\
+             validate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("running python3");
+    let stderr = String::from_utf8_lossy(&validation.stderr);
+    assert!(
+        !stderr.contains("No module named"),
+        "the OpenAPI validator is missing: pip install openapi-spec-validator (scripts/test.sh does)"
+    );
+    assert!(
+        validation.status.success(),
+        "the document is not valid OpenAPI:\n{stderr}"
+    );
+
+    let operations = documented_operations(&doc);
+    assert!(
+        operations.len() >= 41,
+        "only {} operations documented",
+        operations.len()
+    );
+    for (method, path) in [
+        ("post", "/api/v1/sites/{site}/deploys"),
+        ("put", "/api/v1/blobs/{sha256}"),
+        ("post", "/api/v1/builds/{id}/retry"),
+        ("get", "/api/v1/sites/{site}/deploys/{deploy}/diff"),
+        ("delete", "/api/v1/tokens/{id}"),
+    ] {
+        assert!(
+            operations.iter().any(|(m, p, _)| m == method && p == path),
+            "{method} {path} is documented"
+        );
+    }
+
+    // One token per scope, holding every scope but that one.
+    let all = ["read", "builds", "deploys", "sites", "admin"];
+    let mut lacking = std::collections::HashMap::new();
+    for missing in all {
+        let others: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|s| *s != missing && (missing == "admin" || *s != "admin"))
+            .collect();
+        let (_, token) = make_token(&app, &format!("without-{missing}"), &others).await;
+        lacking.insert(missing, token);
+    }
+
+    for (method, path, scope) in &operations {
+        let url = format!("{}{}", app.base_url, concrete(path));
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        // The route exists: the admin token never meets the fallback or a
+        // method the route does not have.
+        let (status, body) = call_with(&app.admin_token, app.http.request(method.clone(), &url)).await;
+        assert_ne!(status, 405, "{method} {path} is routed: {body}");
+        assert!(
+            !body.to_string().contains("no such route"),
+            "{method} {path} is routed: {body}"
+        );
+        let Some(scope) = scope else { continue };
+        // The handler checks the very scope the document names.
+        let (status, body) =
+            call_with(&lacking[scope.as_str()], app.http.request(method.clone(), &url)).await;
+        assert_eq!(status, 403, "{method} {path} without `{scope}`: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{scope}` scope")),
+            "{method} {path}: {body}"
+        );
+    }
+}
