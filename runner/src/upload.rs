@@ -44,11 +44,40 @@ pub struct Manifest {
     pub headers: Vec<HeaderRule>,
 }
 
-/// Walks `root`, hashing every regular file. Symlinks are followed only
-/// while they stay inside `root`.
+/// Walks `root`, hashing every regular file (on all cores: hashing a large
+/// site is the slow part of a deploy). Symlinks are followed only while they
+/// stay inside `root`. The runner and the `jamstack deploy` command both
+/// build their manifests here, so both refuse the same folders.
 pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
-    let canonical_root = root.canonicalize()?;
+    let found = publish_files(root)?;
+    if found.is_empty() {
+        return Err(UploadError::Empty);
+    }
+    let hashes = hash_in_parallel(&found)?;
     let mut manifest = Manifest::default();
+    for (file, sha256) in found.into_iter().zip(hashes) {
+        manifest.files.push(ManifestFile {
+            path: file.path,
+            sha256: sha256.clone(),
+            size: file.size,
+            mode: file.mode,
+        });
+        manifest.sources.entry(sha256).or_insert(file.source);
+    }
+    Ok(manifest)
+}
+
+/// A file of the publish directory, before hashing.
+struct FoundFile {
+    path: String,
+    source: PathBuf,
+    size: u64,
+    mode: u32,
+}
+
+fn publish_files(root: &Path) -> Result<Vec<FoundFile>, UploadError> {
+    let canonical_root = root.canonicalize()?;
+    let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
@@ -83,23 +112,41 @@ pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
             continue;
         }
         let metadata = std::fs::metadata(&source)?;
-        let sha256 = hash_file(&source)?;
         #[cfg(unix)]
         let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
         #[cfg(not(unix))]
         let mode = 0o644;
-        manifest.files.push(ManifestFile {
+        found.push(FoundFile {
             path,
-            sha256: sha256.clone(),
+            source,
             size: metadata.len(),
             mode,
         });
-        manifest.sources.entry(sha256).or_insert(source);
     }
-    if manifest.files.is_empty() {
-        return Err(UploadError::Empty);
-    }
-    Ok(manifest)
+    Ok(found)
+}
+
+/// The SHA-256 of each file, in order, hashed by one thread per core.
+fn hash_in_parallel(files: &[FoundFile]) -> std::io::Result<Vec<String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|file| hash_file(&file.source))
+                        .collect::<std::io::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut hashes = Vec::with_capacity(files.len());
+        for worker in workers {
+            hashes.extend(worker.join().expect("a hashing thread panicked")?);
+        }
+        Ok(hashes)
+    })
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {

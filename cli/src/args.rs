@@ -1,0 +1,213 @@
+//! The command line, as clap parses it.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error (the controller refused the request, or it could not be reached)
+  2  usage error (unknown command or option, bad value, no controller URL)
+  3  not found (unknown site, build or deploy)
+  4  not authorised (no token, bad token, or a token without the scope needed)
+  5  the build failed or was cancelled (`builds logs --follow`, `builds trigger --wait`)
+
+The controller's URL and token come from --url/--token, then JAMSTACK_URL/JAMSTACK_TOKEN,
+then the file `jamstack login` saves ($JAMSTACK_CONFIG, or $XDG_CONFIG_HOME/jamstack/config.toml).";
+
+/// The command-line client of a jamstack controller: sites, builds,
+/// deploys, and deploying a local folder.
+#[derive(Debug, Parser)]
+#[command(name = "jamstack", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The controller's URL, e.g. https://ci.example.com
+    #[arg(long, global = true, env = "JAMSTACK_URL")]
+    pub url: Option<String>,
+    /// An API token (the admin token or one made on the dashboard)
+    #[arg(long, global = true, env = "JAMSTACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of tables, for scripts
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a token against the controller and save the URL and token
+    Login,
+    /// Sites: list, show, create, settings, environment variables
+    #[command(subcommand)]
+    Sites(SitesCommand),
+    /// Builds: trigger, list, show, logs, cancel, retry
+    #[command(subcommand)]
+    Builds(BuildsCommand),
+    /// Deploys: list, publish, rollback, lock, unlock, diff
+    #[command(subcommand)]
+    Deploys(DeploysCommand),
+    /// Deploy a local folder directly, uploading only files the controller lacks
+    Deploy(DeployArgs),
+    /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SitesCommand {
+    /// List sites
+    List,
+    /// Show one site
+    Show { site: String },
+    /// Create a site (connect a repository)
+    Create(CreateSiteArgs),
+    /// Show a site's settings, or change them with --set key=value
+    Settings {
+        site: String,
+        /// A setting to change, e.g. --set production_branch=main --set timeout_seconds=600
+        /// (`default` resets a build limit to the runner's default)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// A site's environment variables
+    Env {
+        site: String,
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSiteArgs {
+    /// The site's name (it becomes part of its hostnames)
+    pub name: String,
+    /// Where runners clone from (defaults to the GitHub repository's URL)
+    #[arg(long)]
+    pub repo_url: Option<String>,
+    /// `owner/name` on GitHub; its pushes and pull requests build the site
+    #[arg(long)]
+    pub github_repo: Option<String>,
+    /// The branch whose builds go live
+    #[arg(long, default_value = "main")]
+    pub production_branch: String,
+    /// Build pushes to other branches as branch deploys
+    #[arg(long)]
+    pub branch_deploys: bool,
+    /// Do not build deploy previews of pull requests
+    #[arg(long)]
+    pub no_deploy_previews: bool,
+    /// The GitHub App installation that reaches the repository
+    #[arg(long)]
+    pub github_installation_id: Option<i64>,
+    /// A GitHub access token for the repository, read from this variable
+    /// (kept out of the shell's history)
+    #[arg(long, value_name = "VARIABLE")]
+    pub github_token_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// List the variables (secret values are never shown)
+    List,
+    /// Set a variable; VALUE `-` reads it from stdin
+    Set {
+        name: String,
+        value: String,
+        /// Mask it in build logs and withhold it from untrusted builds
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove a variable
+    Unset { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildsCommand {
+    /// Queue a build of a site
+    Trigger {
+        site: String,
+        /// The branch to build (defaults to the production branch)
+        #[arg(long)]
+        branch: Option<String>,
+        /// The exact commit to build, a full 40-hex id (defaults to the branch's head)
+        #[arg(long)]
+        sha: Option<String>,
+        /// Follow the build's log until it ends; exit 5 if it fails or is cancelled
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List a site's builds, newest first
+    List {
+        site: String,
+        /// At most this many
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+    },
+    /// Show one build
+    Show { id: i64 },
+    /// Print a build's log
+    Logs {
+        id: i64,
+        /// Stream the log until the build ends; exit 5 if it fails or is cancelled
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a queued or running build
+    Cancel { id: i64 },
+    /// Build the same site, commit and context again
+    Retry { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploysCommand {
+    /// List a site's deploys, newest first
+    List {
+        site: String,
+        /// At most this many
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+    },
+    /// Put a ready deploy live on the site's production hostname
+    Publish { site: String, deploy: String },
+    /// Publish an earlier deploy: the given one, or the production deploy
+    /// before the one live now
+    Rollback { site: String, deploy: Option<String> },
+    /// Keep production on its current deploy: builds go on but do not publish
+    Lock { site: String },
+    /// Let production builds publish again
+    Unlock { site: String },
+    /// The files a deploy adds, changes and removes against another
+    /// (by default, the published deploy)
+    Diff {
+        site: String,
+        deploy: String,
+        #[arg(long)]
+        against: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The folder to deploy (its files, not the folder itself)
+    pub dir: PathBuf,
+    /// The site to deploy to
+    #[arg(long)]
+    pub site: String,
+    /// Publish it on the site's production hostname
+    #[arg(long, conflicts_with = "draft")]
+    pub prod: bool,
+    /// Do not publish: reachable only at its permalink (the default)
+    #[arg(long)]
+    pub draft: bool,
+    /// The branch the files were built from (defaults to the production branch)
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// What this deploy is, in a few words
+    #[arg(long, short = 'm')]
+    pub title: Option<String>,
+}

@@ -1,0 +1,164 @@
+//! `jamstack deploy <dir>`: Netlify's digest flow for a person. The folder
+//! is walked and hashed (on every core) by the runner's own manifest
+//! builder, so symlinks leaving the folder are refused just as in a build;
+//! the manifest goes to the controller, which answers with the hashes it
+//! lacks across all sites; only those are uploaded, several at a time,
+//! behind a progress bar; then the deploy is finalized.
+
+use crate::args::DeployArgs;
+use crate::client::Api;
+use crate::error::{CliError, CliResult};
+use crate::output::{bytes, print_json};
+use futures_util::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use jamstack_proto::DeployManifest;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Blobs uploaded at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
+    let dir = args.dir.clone();
+    if !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{} is not a folder; give the folder to deploy, e.g. `jamstack deploy public --site {}`",
+            dir.display(),
+            args.site
+        )));
+    }
+    let manifest = tokio::task::spawn_blocking(move || jamstack_runner::upload::build_manifest(&dir))
+        .await
+        .map_err(|e| CliError::error(format!("hashing the folder failed: {e}")))??;
+    let file_count = manifest.files.len();
+    let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+    if !json {
+        eprintln!(
+            "Hashed {file_count} files ({}) in {}",
+            bytes(total),
+            args.dir.display()
+        );
+    }
+    let wire = DeployManifest {
+        files: manifest.files,
+        redirects: Vec::new(),
+        headers: Vec::new(),
+    };
+    let mut body = serde_json::to_value(&wire).map_err(|e| CliError::error(e.to_string()))?;
+    if let Some(branch) = &args.branch {
+        body["branch"] = json!(branch);
+    }
+    if let Some(title) = &args.title {
+        body["title"] = json!(title);
+    }
+    let created = api.post(&format!("/sites/{}/deploys", args.site), &body).await?;
+    let deploy_id = created
+        .get("deploy_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::error(format!("the controller's answer names no deploy_id: {created}")))?
+        .to_owned();
+    let required: Vec<String> = created
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|hashes| {
+            hashes
+                .iter()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut wanted = Vec::with_capacity(required.len());
+    for hash in &required {
+        let source = manifest.sources.get(hash).cloned().ok_or_else(|| {
+            CliError::error(format!(
+                "the controller asked for blob {hash}, which is not in the manifest sent"
+            ))
+        })?;
+        let size = std::fs::metadata(&source)?.len();
+        wanted.push((hash.clone(), source, size));
+    }
+    let upload_bytes: u64 = wanted.iter().map(|(_, _, size)| size).sum();
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(upload_bytes)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .expect("a valid progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("Uploading {} files", wanted.len()));
+    futures_util::stream::iter(wanted)
+        .map(|(hash, source, _)| put_blob(api, &bar, hash, source))
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    bar.finish_and_clear();
+    if !json {
+        if required.is_empty() {
+            eprintln!("Nothing to upload: the controller already has all {file_count} files");
+        } else {
+            let had = if required.len() < file_count {
+                "; the controller had the rest"
+            } else {
+                ""
+            };
+            eprintln!(
+                "Uploaded {} of {file_count} files ({}){had}",
+                required.len(),
+                bytes(upload_bytes)
+            );
+        }
+    }
+    let finalized = api
+        .post(
+            &format!("/sites/{}/deploys/{deploy_id}/finalize", args.site),
+            &json!({"publish": args.prod}),
+        )
+        .await?;
+    if json {
+        let mut report = finalized;
+        if let Value::Object(fields) = &mut report {
+            fields.insert("uploaded".to_owned(), json!(required.len()));
+        }
+        print_json(&report);
+        return Ok(());
+    }
+    let permalink = finalized.get("permalink").and_then(Value::as_str).unwrap_or("-");
+    println!("Deploy {deploy_id} is ready at {permalink}");
+    if args.prod {
+        match finalized.get("url").and_then(Value::as_str) {
+            Some(url) => println!("Published: live at {url}"),
+            None => println!("Published on {}'s production hostname", args.site),
+        }
+    } else {
+        println!(
+            "Draft: only its permalink serves it; publish it with `jamstack deploys publish {} {deploy_id}`",
+            args.site
+        );
+    }
+    Ok(())
+}
+
+async fn put_blob(api: &Api, bar: &ProgressBar, hash: String, source: PathBuf) -> CliResult {
+    let file = tokio::fs::File::open(&source)
+        .await
+        .map_err(|e| CliError::error(format!("reading {}: {e}", source.display())))?;
+    let size = file.metadata().await?.len();
+    let progress = bar.clone();
+    let body = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            progress.inc(chunk.len() as u64);
+        }
+    });
+    api.send(
+        api.request(Method::PUT, &format!("/blobs/{hash}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(body)),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! One module per command group.
+
+pub mod builds;
+pub mod deploy_dir;
+pub mod deploys;
+pub mod login;
+pub mod sites;

@@ -1,0 +1,351 @@
+//! `jamstack sites …`: list, show, create, settings, env.
+
+use crate::args::{CreateSiteArgs, EnvCommand, SitesCommand};
+use crate::client::Api;
+use crate::error::{CliError, CliResult};
+use crate::output::{ago, print_fields, print_json, print_table, text};
+use serde_json::{Map, Value, json};
+
+pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
+    match command {
+        SitesCommand::List => {
+            let sites = api.list("/sites", None).await?;
+            if json {
+                print_json(&Value::Array(sites));
+            } else {
+                print_table(
+                    ["NAME", "URL", "REPOSITORY", "BRANCH", "PUBLISHED", "LOCKED"],
+                    &sites,
+                    |s| {
+                        [
+                            text(s, "name"),
+                            text(s, "url"),
+                            repository(s),
+                            text(s, "production_branch"),
+                            text(s, "published_deploy_id"),
+                            yes_no(s, "publish_locked"),
+                        ]
+                    },
+                );
+            }
+        }
+        SitesCommand::Show { site } => {
+            let site = api.get(&format!("/sites/{site}")).await?;
+            if json {
+                print_json(&site);
+            } else {
+                print_site(&site);
+            }
+        }
+        SitesCommand::Create(args) => create(api, json, args).await?,
+        SitesCommand::Settings { site, set } => settings(api, json, &site, &set).await?,
+        SitesCommand::Env { site, command } => env(api, json, &site, command).await?,
+    }
+    Ok(())
+}
+
+fn repository(site: &Value) -> String {
+    site.get("github_repo")
+        .and_then(Value::as_str)
+        .map_or_else(|| text(site, "repo_url"), str::to_owned)
+}
+
+fn yes_no(value: &Value, field: &str) -> String {
+    match value.get(field).and_then(Value::as_bool) {
+        Some(true) => "yes".to_owned(),
+        Some(false) => "no".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+pub fn print_site(site: &Value) {
+    print_fields(&[
+        ("name", text(site, "name")),
+        ("url", text(site, "url")),
+        ("repository", text(site, "repo_url")),
+        ("github repository", text(site, "github_repo")),
+        ("production branch", text(site, "production_branch")),
+        ("published deploy", text(site, "published_deploy_id")),
+        ("publishing locked", yes_no(site, "publish_locked")),
+        ("branch deploys", yes_no(site, "branch_deploys")),
+        ("deploy previews", yes_no(site, "deploy_previews")),
+        ("created", ago(site, "created_at")),
+    ]);
+}
+
+async fn create(api: &Api, json: bool, args: CreateSiteArgs) -> CliResult {
+    let mut body = json!({
+        "name": args.name,
+        "production_branch": args.production_branch,
+        "branch_deploys": args.branch_deploys,
+        "deploy_previews": !args.no_deploy_previews,
+    });
+    if let Some(url) = args.repo_url {
+        body["repo_url"] = json!(url);
+    }
+    if let Some(repo) = args.github_repo {
+        body["github_repo"] = json!(repo);
+    }
+    if let Some(id) = args.github_installation_id {
+        body["github_installation_id"] = json!(id);
+    }
+    if let Some(variable) = args.github_token_env {
+        let token = std::env::var(&variable).map_err(|_| {
+            CliError::usage(format!(
+                "--github-token-env names {variable}, which is not set; export the token in it first"
+            ))
+        })?;
+        body["github_token"] = json!(token);
+    }
+    let site = api.post("/sites", &body).await?;
+    if json {
+        print_json(&site);
+        return Ok(());
+    }
+    println!("Created site {} at {}", text(&site, "name"), text(&site, "url"));
+    if let Some(hook) = site.get("github_webhook") {
+        match hook.get("error").and_then(Value::as_str) {
+            Some(error) => eprintln!("The repository's webhook is not registered: {error}"),
+            None => println!("Registered the repository's webhook ({})", text(hook, "url")),
+        }
+    }
+    Ok(())
+}
+
+/// Which API resource a setting lives in, and how its value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SettingKind {
+    SiteText,
+    SiteBool,
+    SiteInteger,
+    SiteOptionalInteger,
+    SiteList,
+    LimitInteger,
+    LimitNumber,
+}
+
+const SETTINGS: &[(&str, SettingKind)] = &[
+    ("production_branch", SettingKind::SiteText),
+    ("branch_deploys", SettingKind::SiteBool),
+    ("deploy_previews", SettingKind::SiteBool),
+    ("cancel_superseded", SettingKind::SiteBool),
+    ("max_concurrent_builds", SettingKind::SiteInteger),
+    ("github_installation_id", SettingKind::SiteOptionalInteger),
+    ("required_labels", SettingKind::SiteList),
+    ("timeout_seconds", SettingKind::LimitInteger),
+    ("memory_mib", SettingKind::LimitInteger),
+    ("pids", SettingKind::LimitInteger),
+    ("cpus", SettingKind::LimitNumber),
+];
+
+/// The site changes and build-limit changes `--set` asks for.
+#[derive(Debug, Default, PartialEq)]
+pub struct SettingChanges {
+    pub site: Map<String, Value>,
+    pub limits: Map<String, Value>,
+}
+
+/// Reads `key=value` pairs into the two API bodies they change.
+pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
+    let mut changes = SettingChanges::default();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            CliError::usage(format!(
+                "--set {pair}: write it as key=value, e.g. --set production_branch=main"
+            ))
+        })?;
+        let key = key.trim();
+        let value = value.trim();
+        let Some(&(_, kind)) = SETTINGS.iter().find(|(name, _)| *name == key) else {
+            let known: Vec<_> = SETTINGS.iter().map(|(name, _)| *name).collect();
+            return Err(CliError::usage(format!(
+                "--set {pair}: there is no setting `{key}`; the settings are {}",
+                known.join(", ")
+            )));
+        };
+        let bad = |expected: &str| CliError::usage(format!("--set {pair}: {key} takes {expected}"));
+        let parsed = match kind {
+            SettingKind::SiteText => json!(value),
+            SettingKind::SiteBool => match value {
+                "true" | "yes" | "on" => json!(true),
+                "false" | "no" | "off" => json!(false),
+                _ => return Err(bad("true or false")),
+            },
+            SettingKind::SiteInteger => json!(value.parse::<i64>().map_err(|_| bad("a whole number"))?),
+            SettingKind::SiteOptionalInteger | SettingKind::LimitInteger
+                if matches!(value, "default" | "none" | "null") =>
+            {
+                Value::Null
+            }
+            SettingKind::SiteOptionalInteger | SettingKind::LimitInteger => json!(
+                value
+                    .parse::<i64>()
+                    .map_err(|_| bad("a whole number, or `default`"))?
+            ),
+            SettingKind::LimitNumber if matches!(value, "default" | "none" | "null") => Value::Null,
+            SettingKind::LimitNumber => json!(
+                value
+                    .parse::<f64>()
+                    .map_err(|_| bad("a number such as 1.5, or `default`"))?
+            ),
+            SettingKind::SiteList => json!(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+            ),
+        };
+        let target = match kind {
+            SettingKind::LimitInteger | SettingKind::LimitNumber => &mut changes.limits,
+            _ => &mut changes.site,
+        };
+        target.insert(key.to_owned(), parsed);
+    }
+    Ok(changes)
+}
+
+async fn settings(api: &Api, json: bool, site: &str, set: &[String]) -> CliResult {
+    let changes = parse_settings(set)?;
+    let limits_path = format!("/sites/{site}/build-settings");
+    let site_path = format!("/sites/{site}");
+    let site_view = if changes.site.is_empty() {
+        api.get(&site_path).await?
+    } else {
+        api.patch(&site_path, &Value::Object(changes.site)).await?
+    };
+    let mut limits = api.get(&limits_path).await?;
+    if !changes.limits.is_empty() {
+        // The API replaces every limit at once: send the ones kept too.
+        let mut body = Map::new();
+        for field in ["timeout_seconds", "memory_mib", "cpus", "pids"] {
+            let value = changes
+                .limits
+                .get(field)
+                .cloned()
+                .unwrap_or_else(|| limits.get(field).cloned().unwrap_or(Value::Null));
+            body.insert(field.to_owned(), value);
+        }
+        limits = api.put(&limits_path, &Value::Object(body)).await?;
+    }
+    if json {
+        print_json(&json!({"site": site_view, "build_settings": limits}));
+        return Ok(());
+    }
+    let default = |field: &str| match limits.get(field) {
+        None | Some(Value::Null) => "runner's default".to_owned(),
+        Some(_) => text(&limits, field),
+    };
+    print_fields(&[
+        ("production_branch", text(&site_view, "production_branch")),
+        ("branch_deploys", text(&site_view, "branch_deploys")),
+        ("deploy_previews", text(&site_view, "deploy_previews")),
+        ("cancel_superseded", text(&site_view, "cancel_superseded")),
+        ("max_concurrent_builds", text(&site_view, "max_concurrent_builds")),
+        (
+            "github_installation_id",
+            text(&site_view, "github_installation_id"),
+        ),
+        ("required_labels", text(&site_view, "required_labels")),
+        ("timeout_seconds", default("timeout_seconds")),
+        ("memory_mib", default("memory_mib")),
+        ("cpus", default("cpus")),
+        ("pids", default("pids")),
+    ]);
+    Ok(())
+}
+
+async fn env(api: &Api, json: bool, site: &str, command: EnvCommand) -> CliResult {
+    match command {
+        EnvCommand::List => {
+            let vars = api.list(&format!("/sites/{site}/env"), None).await?;
+            if json {
+                print_json(&Value::Array(vars));
+            } else {
+                print_table(["NAME", "VALUE", "SECRET"], &vars, |v| {
+                    let secret = v.get("secret").and_then(Value::as_bool) == Some(true);
+                    [
+                        text(v, "name"),
+                        if secret {
+                            "(hidden)".to_owned()
+                        } else {
+                            text(v, "value")
+                        },
+                        if secret { "yes" } else { "no" }.to_owned(),
+                    ]
+                });
+            }
+        }
+        EnvCommand::Set { name, value, secret } => {
+            let value = if value == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+                text.trim_end_matches(['\n', '\r']).to_owned()
+            } else {
+                value
+            };
+            let var = api
+                .put(
+                    &format!("/sites/{site}/env/{name}"),
+                    &json!({"value": value, "secret": secret}),
+                )
+                .await?;
+            if json {
+                print_json(&var);
+            } else {
+                let kind = if secret { "secret variable" } else { "variable" };
+                println!("Set {kind} {name} on {site}; the next build uses it");
+            }
+        }
+        EnvCommand::Unset { name } => {
+            api.delete(&format!("/sites/{site}/env/{name}")).await?;
+            if json {
+                print_json(&json!({"removed": name}));
+            } else {
+                println!("Removed {name} from {site}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn settings_go_to_the_resource_that_holds_them() {
+        let changes = parse_settings(&pairs(&[
+            "production_branch=trunk",
+            "branch_deploys=yes",
+            "required_labels=gpu, big",
+            "timeout_seconds=600",
+            "cpus=1.5",
+            "memory_mib=default",
+        ]))
+        .unwrap();
+        assert_eq!(
+            Value::Object(changes.site),
+            json!({"production_branch": "trunk", "branch_deploys": true, "required_labels": ["gpu", "big"]})
+        );
+        assert_eq!(
+            Value::Object(changes.limits),
+            json!({"timeout_seconds": 600, "cpus": 1.5, "memory_mib": null})
+        );
+    }
+
+    #[test]
+    fn a_wrong_setting_says_what_is_expected() {
+        let error = parse_settings(&pairs(&["colour=blue"])).unwrap_err();
+        assert!(error.message.contains("production_branch"), "{error}");
+        let error = parse_settings(&pairs(&["timeout_seconds=soon"])).unwrap_err();
+        assert!(error.message.contains("a whole number"), "{error}");
+        let error = parse_settings(&pairs(&["branch_deploys"])).unwrap_err();
+        assert!(error.message.contains("key=value"), "{error}");
+        assert_eq!(error.exit, crate::error::Exit::Usage);
+    }
+}

@@ -1,0 +1,533 @@
+//! The `jamstack` command-line client, run as a process against a real
+//! controller: logging in, sites, settings and variables, deploying a local
+//! folder (twice: the second time uploads nothing), publishing, rolling
+//! back, locking, diffs, builds followed to their exit status, and the exit
+//! codes scripts rely on.
+
+use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, spawn_app, spawn_controller_only};
+use crate::processes::binary;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+/// What one run of `jamstack` did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `jamstack` with its own config file, as a user of one controller.
+struct Jamstack {
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+    url: String,
+    token: String,
+}
+
+impl Jamstack {
+    fn new(app: &TestApp) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Jamstack {
+            config: dir.path().join("jamstack/config.toml"),
+            _dir: dir,
+            url: app.base_url.clone(),
+            token: app.admin_token.clone(),
+        }
+    }
+
+    /// Runs with the URL and token in the environment.
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(
+            args,
+            &[("JAMSTACK_URL", &self.url), ("JAMSTACK_TOKEN", &self.token)],
+            None,
+        )
+        .await
+    }
+
+    /// Runs with only what `jamstack login` saved.
+    async fn run_logged_in(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], None).await
+    }
+
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut command = tokio::process::Command::new(binary("jamstack"));
+        command
+            .args(args)
+            .env_remove("JAMSTACK_URL")
+            .env_remove("JAMSTACK_TOKEN")
+            .env("JAMSTACK_CONFIG", &self.config)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("starting jamstack");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).await.unwrap();
+        }
+        drop(input);
+        let output = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("jamstack {args:?} did not end in 2 minutes"))
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs, insists on success, returns the run.
+    async fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args).await;
+        assert_eq!(run.code, 0, "jamstack {args:?} failed: {run:?}");
+        run
+    }
+
+    /// Runs with `--json`, insists on success, returns the JSON printed.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        self.ok(&args).await.json()
+    }
+}
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_user_logs_in_sets_up_a_site_and_deploys_a_folder_from_the_command_line() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    let repo = SiteRepo::new();
+
+    // Logging in with the token piped in saves it where only its owner reads it.
+    let run = cli
+        .run_with(
+            &["login", "--url", &format!("{}/", app.base_url)],
+            &[],
+            Some(&format!("{}\n", app.admin_token)),
+        )
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let saved = std::fs::read_to_string(&cli.config).unwrap();
+    assert!(
+        saved.contains(&app.base_url) && saved.contains(&app.admin_token),
+        "{saved}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cli.config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the saved token is private");
+    }
+    let refused = cli
+        .run_with(
+            &["login", "--url", &app.base_url, "--token", "not-a-token"],
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(refused.code, 4, "a bad token is refused at login: {refused:?}");
+
+    let run = cli
+        .run_logged_in(&["sites", "create", "cli-site", "--repo-url", &repo.url()])
+        .await;
+    assert_eq!(run.code, 0, "the saved login is used: {run:?}");
+    assert!(run.stdout.contains("Created site cli-site"), "{run:?}");
+
+    let sites = cli.json(&["sites", "list"]).await;
+    assert_eq!(sites.as_array().unwrap().len(), 1, "{sites}");
+    assert_eq!(sites[0]["name"], "cli-site");
+    let table = cli.ok(&["sites", "list"]).await;
+    assert!(
+        table.stdout.contains("cli-site") && table.stdout.contains("NAME"),
+        "{table:?}"
+    );
+    assert_eq!(
+        cli.json(&["sites", "show", "cli-site"]).await["production_branch"],
+        "main"
+    );
+
+    // Exit codes scripts rely on.
+    let missing = cli.run(&["sites", "show", "no-such-site"]).await;
+    assert_eq!(missing.code, 3, "{missing:?}");
+    assert!(
+        missing.stderr.contains("no site named `no-such-site`"),
+        "{missing:?}"
+    );
+    let unauthorised = cli.run(&["sites", "list", "--token", "wrong"]).await;
+    assert_eq!(unauthorised.code, 4, "{unauthorised:?}");
+    assert!(
+        unauthorised.stderr.contains("jamstack login"),
+        "says what to do next: {unauthorised:?}"
+    );
+    let usage = cli.run(&["sites", "frobnicate"]).await;
+    assert_eq!(usage.code, 2, "{usage:?}");
+    let help = cli.ok(&["--help"]).await;
+    assert!(
+        help.stdout.contains("Exit codes") && help.stdout.contains("5  the build failed"),
+        "{help:?}"
+    );
+
+    // Settings: site settings and build limits, through one command.
+    let settings = cli
+        .json(&[
+            "sites",
+            "settings",
+            "cli-site",
+            "--set",
+            "branch_deploys=true",
+            "--set",
+            "timeout_seconds=600",
+            "--set",
+            "cpus=0.5",
+        ])
+        .await;
+    assert_eq!(settings["site"]["branch_deploys"], true, "{settings}");
+    assert_eq!(settings["build_settings"]["timeout_seconds"], 600, "{settings}");
+    let settings = cli
+        .json(&["sites", "settings", "cli-site", "--set", "memory_mib=256"])
+        .await;
+    assert_eq!(settings["build_settings"]["memory_mib"], 256);
+    assert_eq!(
+        settings["build_settings"]["timeout_seconds"], 600,
+        "other limits are kept: {settings}"
+    );
+    let bad = cli
+        .run(&["sites", "settings", "cli-site", "--set", "colour=blue"])
+        .await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr.contains("production_branch"),
+        "names the settings there are: {bad:?}"
+    );
+
+    // Environment variables; a secret is never shown again.
+    cli.ok(&["sites", "env", "cli-site", "set", "API_KEY", "-", "--secret"])
+        .await;
+    cli.ok(&["sites", "env", "cli-site", "set", "MODE", "fast"]).await;
+    let vars = cli.json(&["sites", "env", "cli-site", "list"]).await;
+    assert_eq!(vars.as_array().unwrap().len(), 2, "{vars}");
+    let key = vars
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "API_KEY")
+        .unwrap();
+    assert_eq!(key["secret"], true);
+    assert!(key["value"].is_null(), "{vars}");
+    let table = cli.ok(&["sites", "env", "cli-site", "list"]).await;
+    assert!(
+        table.stdout.contains("fast") && table.stdout.contains("(hidden)"),
+        "{table:?}"
+    );
+    cli.ok(&["sites", "env", "cli-site", "unset", "MODE"]).await;
+    assert_eq!(
+        cli.json(&["sites", "env", "cli-site", "list"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        cli.run(&["sites", "env", "cli-site", "unset", "MODE"]).await.code,
+        3
+    );
+
+    // A folder deployed to production, then again: nothing is uploaded the second time.
+    let folder = tempfile::tempdir().unwrap();
+    write_files(
+        folder.path(),
+        &[("index.html", "<h1>one</h1>"), ("css/site.css", "body{}")],
+    );
+    let dir = folder.path().to_str().unwrap();
+    let first = cli.ok(&["deploy", dir, "--site", "cli-site", "--prod"]).await;
+    assert!(first.stderr.contains("Uploaded 2 of 2 files"), "{first:?}");
+    assert!(first.stdout.contains("Published"), "{first:?}");
+    assert_eq!(app.visit("cli-site", "/").await.body, "<h1>one</h1>");
+    let second = cli.ok(&["deploy", dir, "--site", "cli-site", "--prod"]).await;
+    assert!(
+        second
+            .stderr
+            .contains("Nothing to upload: the controller already has all 2 files"),
+        "{second:?}"
+    );
+
+    // A draft with one file changed: one upload, production unchanged.
+    write_files(folder.path(), &[("index.html", "<h1>two</h1>")]);
+    let draft = cli.ok(&["deploy", dir, "--site", "cli-site", "--draft"]).await;
+    assert!(draft.stderr.contains("Uploaded 1 of 2 files"), "{draft:?}");
+    assert_eq!(
+        app.visit("cli-site", "/").await.body,
+        "<h1>one</h1>",
+        "a draft is not published"
+    );
+    let deploys = cli.json(&["deploys", "list", "cli-site"]).await;
+    let deploys = deploys.as_array().unwrap();
+    assert_eq!(deploys.len(), 3, "{deploys:?}");
+    let draft_id = deploys[0]["id"].as_str().unwrap().to_owned();
+    let second_id = deploys[1]["id"].as_str().unwrap().to_owned();
+    assert!(
+        draft.stdout.contains(&draft_id),
+        "the draft's permalink is printed: {draft:?}"
+    );
+
+    let diff = cli.json(&["deploys", "diff", "cli-site", &draft_id]).await;
+    assert_eq!(diff["against"], second_id.as_str(), "{diff}");
+    assert_eq!(diff["changed"][0]["path"], "index.html", "{diff}");
+    assert_eq!(diff["added"].as_array().unwrap().len(), 0, "{diff}");
+    let diff = cli.ok(&["deploys", "diff", "cli-site", &draft_id]).await;
+    assert!(
+        diff.stdout.contains("~ index.html") && diff.stdout.contains("0 added, 1 changed, 0 removed"),
+        "{diff:?}"
+    );
+
+    cli.ok(&["deploys", "publish", "cli-site", &draft_id]).await;
+    assert_eq!(app.visit("cli-site", "/").await.body, "<h1>two</h1>");
+    let rollback = cli.ok(&["deploys", "rollback", "cli-site"]).await;
+    assert!(
+        rollback.stdout.contains(&second_id),
+        "rolls back to the production deploy before: {rollback:?}"
+    );
+    assert_eq!(app.visit("cli-site", "/").await.body, "<h1>one</h1>");
+
+    let locked = cli.json(&["deploys", "lock", "cli-site"]).await;
+    assert_eq!(locked["publish_locked"], true, "{locked}");
+    let unlocked = cli.json(&["deploys", "unlock", "cli-site"]).await;
+    assert_eq!(unlocked["publish_locked"], false, "{unlocked}");
+    assert_eq!(
+        cli.run(&["deploys", "publish", "cli-site", "no-such-deploy"])
+            .await
+            .code,
+        3
+    );
+
+    // A token without the scope a command needs: exit 4, and the scope named.
+    let (status, reader) = app
+        .api_json(
+            app.http
+                .post(app.api("/tokens"))
+                .json(&json!({ "name": "reader", "scopes": ["read"] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{reader}");
+    let reader = reader["token"].as_str().unwrap();
+    let listed = cli.run(&["sites", "list", "--json", "--token", reader]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let refused = cli.run(&["deploys", "lock", "cli-site", "--token", reader]).await;
+    assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("`deploys` scope"), "{refused:?}");
+
+    // A symlink out of the folder is refused, as a build's would be.
+    let outside = tempfile::tempdir().unwrap();
+    write_files(outside.path(), &[("secret.txt", "s3cret")]);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), folder.path().join("leak.txt"))
+            .unwrap();
+        let refused = cli.run(&["deploy", dir, "--site", "cli-site"]).await;
+        assert_eq!(refused.code, 1, "{refused:?}");
+        assert!(
+            refused.stderr.contains("`leak.txt`") && refused.stderr.contains("outside"),
+            "{refused:?}"
+        );
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let refused = cli
+        .run(&["deploy", empty.path().to_str().unwrap(), "--site", "cli-site"])
+        .await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("no files to deploy"), "{refused:?}");
+
+    let completions = cli.ok(&["completions", "bash"]).await;
+    assert!(
+        completions.stdout.contains("_jamstack") && completions.stdout.contains("deploys"),
+        "{completions:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_follows_builds_from_the_command_line_to_their_exit_status() {
+    let app = spawn_app().await;
+    let cli = Jamstack::new(&app);
+    let repo = SiteRepo::new();
+    let good = repo.commit(
+        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "good")],
+        "good",
+    );
+    app.connect_site_with("cli-builds", json!({ "repo_url": repo.url() }))
+        .await;
+
+    // `trigger --wait` prints the log as it comes and ends with the build.
+    let run = cli
+        .ok(&["builds", "trigger", "cli-builds", "--sha", &good, "--wait"])
+        .await;
+    assert!(
+        run.stdout.contains(&format!("built {good}")),
+        "the log is printed: {run:?}"
+    );
+    assert!(run.stderr.contains("succeeded"), "{run:?}");
+
+    let broken = repo.commit(
+        &[(
+            "jamstack.toml",
+            "[build]\ncommand = \"echo about to fail; exit 3\"\npublish = \"public\"\nimage = \"jamstack/busybox:1\"\n",
+        )],
+        "break the build",
+    );
+    let queued = cli
+        .json(&["builds", "trigger", "cli-builds", "--sha", &broken])
+        .await;
+    let failed_id = queued["id"].as_i64().unwrap().to_string();
+    let follow = cli.run(&["builds", "logs", &failed_id, "--follow"]).await;
+    assert_eq!(
+        follow.code, 5,
+        "a failed build ends `logs --follow` with 5: {follow:?}"
+    );
+    assert!(follow.stdout.contains("about to fail"), "{follow:?}");
+    assert!(follow.stderr.contains("failed"), "{follow:?}");
+
+    // A stream cut right after the log arrived is reopened where it broke
+    // off (Last-Event-ID): the log is printed once, then the build's end.
+    let proxy = StreamCutter::start(app.port).await;
+    let resumed = cli
+        .run(&["builds", "logs", &failed_id, "--follow", "--url", &proxy.url])
+        .await;
+    assert_eq!(resumed.code, 5, "{resumed:?}");
+    assert_eq!(
+        resumed.stdout.matches("out about to fail").count(),
+        1,
+        "{resumed:?}"
+    );
+    assert!(
+        proxy.connections() >= 2,
+        "the stream was cut and reopened: {resumed:?}"
+    );
+
+    let shown = cli.json(&["builds", "show", &failed_id]).await;
+    assert_eq!(shown["state"], "failed");
+    assert_eq!(shown["exit_code"], 3);
+    let log = cli.ok(&["builds", "logs", &failed_id]).await;
+    assert!(log.stdout.contains("about to fail"), "{log:?}");
+    let builds = cli.json(&["builds", "list", "cli-builds"]).await;
+    assert_eq!(builds.as_array().unwrap().len(), 2, "{builds}");
+    assert_eq!(builds[0]["id"].to_string(), failed_id, "newest first");
+    let table = cli.ok(&["builds", "list", "cli-builds"]).await;
+    assert!(
+        table.stdout.contains("failed") && table.stdout.contains("succeeded"),
+        "{table:?}"
+    );
+
+    // A retry builds the same commit again, and fails again.
+    let retry = cli.json(&["builds", "retry", &failed_id]).await;
+    let retry_id = retry["id"].as_i64().unwrap().to_string();
+    assert_ne!(retry_id, failed_id);
+    assert_eq!(retry["commit_sha"], broken.as_str(), "{retry}");
+    assert_eq!(cli.run(&["builds", "logs", &retry_id, "--follow"]).await.code, 5);
+
+    // A cancelled build ends `logs --follow` with 5 too.
+    let slow = repo.commit(
+        &[(
+            "jamstack.toml",
+            "[build]\ncommand = \"sleep 60\"\npublish = \"public\"\nimage = \"jamstack/busybox:1\"\n",
+        )],
+        "slow",
+    );
+    let queued = cli
+        .json(&["builds", "trigger", "cli-builds", "--sha", &slow])
+        .await;
+    let slow_id = queued["id"].as_i64().unwrap().to_string();
+    cli.ok(&["builds", "cancel", &slow_id]).await;
+    let follow = cli.run(&["builds", "logs", &slow_id, "--follow"]).await;
+    assert_eq!(follow.code, 5, "{follow:?}");
+    assert!(follow.stderr.contains("cancelled"), "{follow:?}");
+    assert_eq!(
+        cli.json(&["builds", "show", &slow_id]).await["state"],
+        "cancelled"
+    );
+    assert_eq!(cli.run(&["builds", "show", "999999"]).await.code, 3);
+}
+
+/// A TCP proxy to the controller that cuts its first connection right after
+/// the first server-sent event of the answer, as a flaky network would.
+struct StreamCutter {
+    url: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StreamCutter {
+    async fn start(port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(async move {
+                    let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                    if !first {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        return;
+                    }
+                    let (mut client_read, mut client_write) = client.split();
+                    let (mut upstream_read, mut upstream_write) = upstream.split();
+                    let forward = tokio::io::copy(&mut client_read, &mut upstream_write);
+                    let answer = async {
+                        // Pass the headers and the first event, then hang up.
+                        let mut seen = Vec::new();
+                        let mut buf = [0u8; 1];
+                        loop {
+                            if upstream_read.read(&mut buf).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            seen.push(buf[0]);
+                            client_write.write_all(&buf).await.unwrap();
+                            let body = seen
+                                .windows(4)
+                                .position(|w| w == b"\r\n\r\n")
+                                .map(|end| &seen[end + 4..]);
+                            if body.is_some_and(|body| body.windows(2).any(|w| w == b"\n\n")) {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = forward => {}
+                        () = answer => {}
+                    }
+                });
+            }
+        });
+        StreamCutter { url, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
