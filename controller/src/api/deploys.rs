@@ -300,9 +300,10 @@ pub async fn create_direct(
         .await?;
     intake::keep_config_rules(&state, &deploy, &config_rules).await?;
     let required = intake::required_blobs(&state, &body.manifest.files).await?;
-    state
-        .metrics
-        .record_manifest(crate::metrics::ManifestFigures::of(&body.manifest.files, &required));
+    state.metrics.record_manifest(crate::metrics::ManifestFigures::of(
+        &body.manifest.files,
+        &required,
+    ));
     tracing::info!(site = %site.name, deploy = %deploy.id, files = body.manifest.files.len(), required = required.len(), "direct deploy started");
     Ok((
         StatusCode::CREATED,
