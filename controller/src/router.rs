@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             post(runner_api::finalize_deploy),
         )
         .route("/runner/v1/jobs/{job}/complete", post(runner_api::complete))
+        .route("/runner/v1/jobs/{job}/hand-back", post(runner_api::hand_back))
         .route(
             "/runner/v1/blobs/{sha256}",
             // Streamed to disk; the handler enforces the file size limit.

@@ -53,6 +53,10 @@
 //! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobOutcome`]. A build
 //!    command that fails is an outcome, not a protocol error.
 //!
+//! A runner that shuts down mid-build sends
+//! `POST /runner/v1/jobs/{job}/hand-back` (204) instead of step 5: the job
+//! goes back to the queue at once, rather than when its lease runs out.
+//!
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
 use serde::{Deserialize, Serialize};
@@ -60,7 +64,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";

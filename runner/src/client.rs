@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a call retries transient failures unless told otherwise.
 pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(300);
+/// How long handing a job back is retried while the runner shuts down.
+const HAND_BACK_RETRY_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -352,6 +354,28 @@ impl ControllerClient {
         )
         .await?
         .ok_or_else(|| ClientError::Unreachable("empty finalize answer".into()))
+    }
+
+    /// Hands the job back to the queue (the runner is shutting down). Tried
+    /// briefly: the runner is on its way out, and if the controller cannot
+    /// be reached the lease runs out and the reaper requeues the job.
+    pub async fn hand_back(&self, lease: &JobLease) -> Result<(), ClientError> {
+        let path = format!("/runner/v1/jobs/{}/hand-back", lease.job_id);
+        let brief = ControllerClient {
+            retry_for: HAND_BACK_RETRY_FOR,
+            patient_until: None,
+            ..self.clone()
+        };
+        brief
+            .call::<serde_json::Value>(
+                Method::POST,
+                &path,
+                Some(&lease.lease_id),
+                Payload::None,
+                Self::SHORT,
+            )
+            .await
+            .map(|_| ())
     }
 
     pub async fn complete(&self, lease: &JobLease, outcome: &JobOutcome) -> Result<(), ClientError> {

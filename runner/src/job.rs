@@ -195,6 +195,14 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
             Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
             Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
         },
+        None if stop.reason() == Some(StopReason::Shutdown) => match ctx.client.hand_back(&lease).await {
+            Ok(()) => tracing::info!(job = lease.job_id, "job handed back to the queue"),
+            Err(e) => tracing::warn!(
+                job = lease.job_id,
+                error = %e,
+                "handing the job back failed; it is requeued when its lease runs out"
+            ),
+        },
         None => {
             tracing::warn!(job = lease.job_id, reason = ?stop.reason(), "the job's outcome is not reported");
         }

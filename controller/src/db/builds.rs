@@ -870,6 +870,59 @@ impl Database {
         Ok((requeued, failed))
     }
 
+    /// Puts a job back in the queue at once, under its live lease: a runner
+    /// that shuts down mid-build hands its job back instead of letting the
+    /// lease run out. The attempt's log gets a closing line and the attempt
+    /// is marked `handed-back`; the next runner starts a new attempt.
+    /// Returns the build and site, or `None` when the lease was not live
+    /// (nothing is written then).
+    pub async fn hand_back_job(&self, job_id: i64, lease_id: &str) -> anyhow::Result<Option<(i64, i64)>> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let Some(row) = sqlx::query(
+            "SELECT j.build_id, j.attempt, j.runner_name, b.site_id FROM jobs j JOIN builds b ON b.id = j.build_id \
+             WHERE j.id = $1 AND j.lease_id = $2 AND j.state = 'leased' AND j.lease_expires_at > $3",
+        )
+        .bind(job_id)
+        .bind(lease_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let (build_id, attempt, site_id): (i64, i64, i64) = (row.get(0), row.get(1), row.get(3));
+        let runner: Option<String> = row.get(2);
+        let note = format!(
+            "\n==> Attempt {attempt}: runner `{}` shut down and handed the build back; it was queued again \
+             as attempt {}.\n",
+            runner.unwrap_or_else(|| "?".to_owned()),
+            attempt + 1
+        );
+        append_in_tx(&mut tx, build_id, attempt, note.as_bytes()).await?;
+        sqlx::query(
+            "UPDATE attempts SET ended_at = $1, outcome = 'handed-back' WHERE build_id = $2 AND attempt = $3",
+        )
+        .bind(now)
+        .bind(build_id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL, \
+             runner_name = NULL, runner_id = NULL WHERE id = $1",
+        )
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE builds SET state = 'queued' WHERE id = $1")
+            .bind(build_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some((build_id, site_id)))
+    }
+
     /// Everything queued or running, oldest first, across sites.
     pub async fn queue_overview(&self) -> anyhow::Result<Vec<QueueEntry>> {
         let rows = sqlx::query(

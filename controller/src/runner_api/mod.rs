@@ -449,3 +449,27 @@ pub async fn complete(
     state.events.build_changed(build_id, site_id, state_after);
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Puts the job back in the queue at once: the runner is shutting down
+/// mid-build. The next runner to lease it starts a new attempt; this one's
+/// log is kept and says what happened.
+#[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
+pub async fn hand_back(
+    State(state): State<AppState>,
+    _: Runner,
+    Path(job_id): Path<i64>,
+    headers: HeaderMap,
+) -> AppResult<StatusCode> {
+    let lease_id = lease_header(&headers)?;
+    let (build_id, site_id) = state
+        .db
+        .hand_back_job(job_id, lease_id)
+        .await?
+        .ok_or_else(|| stale_lease(job_id))?;
+    tracing::Span::current().record("build_id", build_id);
+    tracing::info!(job = job_id, "job handed back by its runner");
+    state.events.build_changed(build_id, site_id, BuildState::Queued);
+    // A runner may be waiting for work right now.
+    state.jobs_available.notify_waiters();
+    Ok(StatusCode::NO_CONTENT)
+}

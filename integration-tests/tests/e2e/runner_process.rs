@@ -107,7 +107,7 @@ async fn a_runner_killed_mid_build_removes_what_it_left_when_it_starts_again_and
 }
 
 #[tokio::test]
-async fn a_runner_stopped_with_sigterm_mid_build_removes_the_build_and_exits() {
+async fn a_runner_stopped_with_sigterm_mid_build_removes_the_build_hands_it_back_and_exits() {
     let (app, token) = spawn_controller_only().await;
     let _repo = connect(&app, "stopping", "echo started; sleep 300").await;
     let name = unique("stopping-runner");
@@ -138,6 +138,15 @@ async fn a_runner_stopped_with_sigterm_mid_build_removes_the_build_and_exits() {
             .await
             .contains("the build goes back to the queue"),
         "the log says what happened"
+    );
+    // Handed back at once, not when the minute-long lease runs out.
+    let build = app.build(id).await;
+    assert_eq!(build["state"], "queued", "{build}");
+    let attempts = app.get_json(&format!("/builds/{id}/attempts")).await;
+    assert_eq!(attempts[0]["outcome"], "handed-back", "{attempts}");
+    assert!(
+        app.build_log(id).await.contains("handed the build back"),
+        "the attempt's log says it was handed back"
     );
 }
 
