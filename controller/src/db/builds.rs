@@ -784,14 +784,7 @@ impl Database {
                 )
             };
             append_in_tx(&mut tx, build_id, attempt, note.as_bytes()).await?;
-            sqlx::query(
-                "UPDATE attempts SET ended_at = $1, outcome = 'lost' WHERE build_id = $2 AND attempt = $3",
-            )
-            .bind(now)
-            .bind(build_id)
-            .bind(attempt)
-            .execute(&mut *tx)
-            .await?;
+            end_attempt(&mut tx, build_id, attempt, "lost", now).await?;
             if give_up {
                 sqlx::query(
                     "UPDATE jobs SET state = 'done', lease_id = NULL, lease_expires_at = NULL WHERE id = $1",
@@ -810,17 +803,7 @@ impl Database {
                     .await?;
                 failed.push(build_id);
             } else {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL, \
-                     runner_name = NULL, runner_id = NULL WHERE id = $1",
-                )
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE builds SET state = 'queued' WHERE id = $1")
-                    .bind(build_id)
-                    .execute(&mut *tx)
-                    .await?;
+                requeue(&mut tx, job_id, build_id).await?;
                 requeued += 1;
             }
         }
@@ -900,25 +883,8 @@ impl Database {
             attempt + 1
         );
         append_in_tx(&mut tx, build_id, attempt, note.as_bytes()).await?;
-        sqlx::query(
-            "UPDATE attempts SET ended_at = $1, outcome = 'handed-back' WHERE build_id = $2 AND attempt = $3",
-        )
-        .bind(now)
-        .bind(build_id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL, \
-             runner_name = NULL, runner_id = NULL WHERE id = $1",
-        )
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE builds SET state = 'queued' WHERE id = $1")
-            .bind(build_id)
-            .execute(&mut *tx)
-            .await?;
+        end_attempt(&mut tx, build_id, attempt, "handed-back", now).await?;
+        requeue(&mut tx, job_id, build_id).await?;
         tx.commit().await?;
         Ok(Some((build_id, site_id)))
     }
@@ -991,4 +957,38 @@ impl Database {
         .await?;
         Ok(())
     }
+}
+
+/// Closes an attempt with how it ended (`lost`, `handed-back`).
+async fn end_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    build_id: i64,
+    attempt: i64,
+    outcome: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2 WHERE build_id = $3 AND attempt = $4")
+        .bind(now)
+        .bind(outcome)
+        .bind(build_id)
+        .bind(attempt)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Puts a leased job back in the queue, its lease and runner forgotten.
+async fn requeue(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job_id: i64, build_id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', lease_id = NULL, lease_expires_at = NULL, \
+         runner_name = NULL, runner_id = NULL WHERE id = $1",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE builds SET state = 'queued' WHERE id = $1")
+        .bind(build_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

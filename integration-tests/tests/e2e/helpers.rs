@@ -556,9 +556,13 @@ impl TestApp {
         body
     }
 
+    /// The site's latest builds, up to the API's largest page (100).
     pub async fn builds_of(&self, site: &str) -> Vec<Value> {
         let (status, body) = self
-            .api_json(self.http.get(self.api(&format!("/sites/{site}/builds"))))
+            .api_json(
+                self.http
+                    .get(self.api(&format!("/sites/{site}/builds?per_page=100"))),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body.as_array().cloned().unwrap_or_default()
@@ -690,7 +694,10 @@ impl TestApp {
 
     pub async fn deploys_of(&self, site: &str) -> Vec<Value> {
         let (status, body) = self
-            .api_json(self.http.get(self.api(&format!("/sites/{site}/deploys"))))
+            .api_json(
+                self.http
+                    .get(self.api(&format!("/sites/{site}/deploys?per_page=100"))),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body.as_array().cloned().unwrap_or_default()
