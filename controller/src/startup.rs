@@ -10,7 +10,7 @@ use crate::deploys::{BlobStore, LocalBlobStore};
 use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
-use crate::router::router;
+use crate::router::service;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
 use anyhow::Context as _;
@@ -173,8 +173,8 @@ impl Application {
         let relay = tokio::spawn(crate::deploys::events::relay_between_controllers(
             self.state.clone(),
         ));
-        let app = router(self.state);
-        let served = axum::serve(self.listener, app)
+        let app = service(self.state);
+        let served = axum::serve(self.listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Blobs uploaded at once.
-const PARALLEL_UPLOADS: usize = 4;
+/// Blobs uploaded at once: the controller syncs each to disk, and
+/// concurrent syncs are committed together.
+const PARALLEL_UPLOADS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -49,6 +50,7 @@ pub struct Manifest {
 pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
     let canonical_root = root.canonicalize()?;
     let mut manifest = Manifest::default();
+    let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
@@ -82,24 +84,55 @@ pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
         } else if !entry.file_type().is_file() {
             continue;
         }
-        let metadata = std::fs::metadata(&source)?;
-        let sha256 = hash_file(&source)?;
-        #[cfg(unix)]
-        let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
-        #[cfg(not(unix))]
-        let mode = 0o644;
-        manifest.files.push(ManifestFile {
-            path,
-            sha256: sha256.clone(),
-            size: metadata.len(),
-            mode,
-        });
-        manifest.sources.entry(sha256).or_insert(source);
+        found.push((path, source));
     }
-    if manifest.files.is_empty() {
+    if found.is_empty() {
         return Err(UploadError::Empty);
     }
+    for (file, source) in hash_all(found)? {
+        manifest.sources.entry(file.sha256.clone()).or_insert(source);
+        manifest.files.push(file);
+    }
     Ok(manifest)
+}
+
+/// Hashes the files found, on every core: hashing is most of the work of
+/// an incremental deploy, where few blobs travel. Keeps their order.
+fn hash_all(found: Vec<(String, PathBuf)>) -> Result<Vec<(ManifestFile, PathBuf)>, UploadError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = found.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|(path, source)| describe(path, source)).collect())
+            })
+            .collect();
+        let mut files = Vec::with_capacity(found.len());
+        for worker in workers {
+            let part: std::io::Result<Vec<_>> = worker
+                .join()
+                .map_err(|_| std::io::Error::other("a hashing thread panicked"))?;
+            files.extend(part?);
+        }
+        Ok(files)
+    })
+}
+
+fn describe(path: &str, source: &Path) -> std::io::Result<(ManifestFile, PathBuf)> {
+    let metadata = std::fs::metadata(source)?;
+    let sha256 = hash_file(source)?;
+    #[cfg(unix)]
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+    #[cfg(not(unix))]
+    let mode = 0o644;
+    let file = ManifestFile {
+        path: path.to_owned(),
+        sha256,
+        size: metadata.len(),
+        mode,
+    };
+    Ok((file, source.to_path_buf()))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
@@ -192,6 +225,22 @@ mod tests {
             1,
             "one blob for two files with the same content"
         );
+    }
+
+    #[test]
+    fn a_large_publish_directory_is_hashed_on_every_core_and_listed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join(format!("page{i:03}.html")), format!("page {i}")).unwrap();
+        }
+        let manifest = build_manifest(dir.path()).unwrap();
+        assert_eq!(manifest.files.len(), 300);
+        for (i, file) in manifest.files.iter().enumerate() {
+            assert_eq!(file.path, format!("page{i:03}.html"));
+            assert_eq!(file.sha256, hex::encode(Sha256::digest(format!("page {i}"))));
+            assert_eq!(file.size, format!("page {i}").len() as u64);
+        }
+        assert_eq!(manifest.sources.len(), 300);
     }
 
     #[cfg(unix)]
