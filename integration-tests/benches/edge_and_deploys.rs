@@ -50,6 +50,16 @@ async fn main() {
     let work = tempfile::tempdir().expect("a work directory");
     println!("load before: {}", uptime());
     let controller = ControllerProcess::start(work.path(), free_port(), None);
+    // It listens before it prints its first tokens.
+    let started = Instant::now();
+    while !controller.process.printed().contains("Registration:") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the controller printed no tokens:\n{}",
+            controller.process.printed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let runner = Uploader::register(&controller).await;
     let repo = SiteRepo::new();
