@@ -16,7 +16,6 @@ use crate::runner_api::{self, MAX_LOG_BATCH};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
@@ -149,9 +148,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::serve_with_token))
         .fallback(|| async { not_found("no such route; the API lives under /api/v1") })
-        // Added after every route and the fallback, so site hostnames are
-        // answered by the edge whatever their path.
-        .layer(from_fn_with_state(state.clone(), edge::route_by_host))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The service the listener runs: site hostnames go to the edge first,
+/// whatever their path, and skip the API's routing and middleware.
+pub fn service(state: AppState) -> edge::SiteHostsFirst {
+    edge::SiteHostsFirst::new(state.clone(), router(state))
 }

@@ -12,7 +12,7 @@ use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
 use crate::metrics::Metrics;
-use crate::router::router;
+use crate::router::service;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
 use anyhow::Context as _;
@@ -204,8 +204,8 @@ impl Application {
             let app = crate::router::metrics_router(self.state.clone());
             tokio::spawn(async move { axum::serve(listener, app).await })
         });
-        let app = router(self.state);
-        let served = axum::serve(self.listener, app)
+        let app = service(self.state);
+        let served = axum::serve(self.listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");

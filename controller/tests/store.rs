@@ -631,3 +631,83 @@ on_both_databases!(
         );
     }
 );
+
+on_both_databases!(
+    blobs_swept_while_deploys_upload_are_never_missing_from_a_ready_deploy,
+    |db: Database| async move {
+        use jamstack_controller::auth::random_hex;
+        use jamstack_controller::db::now_millis;
+        // Each round leaves many unreferenced blobs for a sweep (so its
+        // statement runs a while) and, at the same time, uploads a deploy
+        // naming some of them again, as a new build of old content does.
+        const ROUNDS: usize = 15;
+        const UNREFERENCED: usize = 800;
+        const NAMED: usize = 40;
+        let mut ready = Vec::new();
+        for round in 0..ROUNDS {
+            let old: Vec<String> = (0..UNREFERENCED).map(|_| random_hex(32)).collect();
+            for batch in old.chunks(50) {
+                futures_util::future::try_join_all(batch.iter().map(|hash| db.record_blob(hash, 1)))
+                    .await
+                    .unwrap();
+            }
+            let s = site(&db, &format!("gc{round}")).await;
+            let build_id = queue(&db, &s, "main").await;
+            let r = runner(&db, &format!("r{round}"), &[]).await;
+            let job = db.claim_next_job(&r, "lease", MINUTE, 0).await.unwrap().unwrap();
+            let build = db.build(build_id).await.unwrap().unwrap();
+            let files: Vec<ManifestFile> = old
+                .iter()
+                .step_by(UNREFERENCED / NAMED)
+                .enumerate()
+                .map(|(i, hash)| ManifestFile {
+                    path: format!("f{i}.txt"),
+                    sha256: hash.clone(),
+                    size: 1,
+                    mode: 0o644,
+                })
+                .collect();
+            let sweeper = {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    while !db
+                        .sweep_unreferenced_blobs(now_millis() + MINUTE, 500)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                    {}
+                })
+            };
+            // Start the upload at a different moment of the sweep each round.
+            tokio::time::sleep(std::time::Duration::from_micros(400 * (round % 10) as u64)).await;
+            let deploy_id = format!("{:0>24}", format!("{round:x}"));
+            let deploy = db.upsert_build_deploy(&deploy_id, &build, &files).await.unwrap();
+            let hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+            // The uploader sends what the controller says it lacks, then
+            // finalizes; a blob swept in between is asked for again.
+            loop {
+                for hash in db.missing_blobs(&hashes).await.unwrap() {
+                    db.record_blob(&hash, 1).await.unwrap();
+                }
+                match db
+                    .finalize_deploy(&deploy.id, job.job_id, "lease", None)
+                    .await
+                    .unwrap()
+                {
+                    FinalizeOutcome::Ready { .. } => break,
+                    FinalizeOutcome::MissingBlobs(_) => continue,
+                    other => panic!("finalize answered {other:?}"),
+                }
+            }
+            sweeper.await.unwrap();
+            ready.push((deploy.id, hashes));
+            for (id, hashes) in &ready {
+                assert_eq!(
+                    db.missing_blobs(hashes).await.unwrap(),
+                    Vec::<String>::new(),
+                    "round {round}: ready deploy {id} names blobs the sweep removed"
+                );
+            }
+        }
+    }
+);

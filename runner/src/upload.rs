@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Blobs uploaded at once.
-const PARALLEL_UPLOADS: usize = 4;
+const PARALLEL_UPLOADS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -239,6 +239,22 @@ mod tests {
             1,
             "one blob for two files with the same content"
         );
+    }
+
+    #[test]
+    fn a_large_publish_directory_is_hashed_on_every_core_and_listed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join(format!("page{i:03}.html")), format!("page {i}")).unwrap();
+        }
+        let manifest = build_manifest(dir.path()).unwrap();
+        assert_eq!(manifest.files.len(), 300);
+        for (i, file) in manifest.files.iter().enumerate() {
+            assert_eq!(file.path, format!("page{i:03}.html"));
+            assert_eq!(file.sha256, hex::encode(Sha256::digest(format!("page {i}"))));
+            assert_eq!(file.size, format!("page {i}").len() as u64);
+        }
+        assert_eq!(manifest.sources.len(), 300);
     }
 
     #[cfg(unix)]

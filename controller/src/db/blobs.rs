@@ -1,9 +1,54 @@
 //! Blobs: where their bytes are stored, their compressed variants, and the
 //! sweep that removes those no deploy references.
 
-use super::{Database, now_millis};
+use super::{Backend, Database, now_millis};
 use sqlx::Row;
 use std::collections::HashSet;
+
+/// The PostgreSQL advisory lock that keeps the sweep apart from writes that
+/// make a blob referenced (recording a manifest, finalizing a deploy). Those
+/// take it shared, so they never wait on each other; the sweep takes it
+/// exclusively. At READ COMMITTED the sweep's `NOT EXISTS` would otherwise
+/// judge by a snapshot taken before a concurrent manifest committed, and a
+/// finalize could count a blob row the sweep has deleted but not yet
+/// committed: a ready deploy naming a blob that is gone. SQLite needs no
+/// lock: all three run in `BEGIN IMMEDIATE` transactions, which never
+/// overlap. The high bits keep the key apart from anyone else's keys.
+const ADVISORY_BLOB_SWEEP: i64 = 0x4a53_0003 << 32;
+
+/// Which side of the blob sweep lock a transaction takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SweepLock {
+    /// Writes that reference blobs: many at once.
+    Reference,
+    /// The sweep: alone.
+    Sweep,
+}
+
+impl Database {
+    /// Takes the blob sweep lock for the rest of `tx` (PostgreSQL; a no-op
+    /// on SQLite, see [`ADVISORY_BLOB_SWEEP`]). Call it before the first
+    /// statement that reads or writes references, so that statement's
+    /// snapshot is taken under the lock.
+    pub(super) async fn lock_against_sweep(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        side: SweepLock,
+    ) -> anyhow::Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let sql = match side {
+            SweepLock::Reference => "SELECT pg_advisory_xact_lock_shared($1)::TEXT",
+            SweepLock::Sweep => "SELECT pg_advisory_xact_lock($1)::TEXT",
+        };
+        sqlx::query(sql)
+            .bind(ADVISORY_BLOB_SWEEP)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
 
 /// Hashes per `IN (…)` lookup.
 const LOOKUP_BATCH: usize = 500;
@@ -88,6 +133,8 @@ impl Database {
     ) -> anyhow::Result<bool> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
+        // The variant may be an old blob this makes referenced again.
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         let mut stored = true;
         if let Some((variant_sha, size, key)) = variant {
             stored = sqlx::query(
@@ -120,11 +167,13 @@ impl Database {
     /// Removes up to `limit` blobs recorded before `cutoff` that no deploy's
     /// files name, directly or as a variant of a file's blob, and returns
     /// them so their bytes can be deleted. The check and the removal are one
-    /// statement in one write transaction: a manifest recorded at the same
-    /// time either names the blob first (and it stays) or finds it gone (and
-    /// uploads it again under a new key).
+    /// statement in one write transaction that holds the sweep lock
+    /// exclusively: a manifest recorded at the same time either names the
+    /// blob first (and it stays) or finds it gone (and uploads it again under
+    /// a new key), and a finalize never counts a blob this sweep removes.
     pub async fn sweep_unreferenced_blobs(&self, cutoff: i64, limit: i64) -> anyhow::Result<Vec<SweptBlob>> {
         let mut tx = self.write_tx().await?;
+        self.lock_against_sweep(&mut tx, SweepLock::Sweep).await?;
         let rows = sqlx::query(
             "DELETE FROM blobs WHERE sha256 IN (\
                SELECT b.sha256 FROM blobs b WHERE b.created_at < $1 \

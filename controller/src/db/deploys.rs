@@ -1,5 +1,6 @@
 //! Deploys (immutable file sets) and the blobs they point at.
 
+use super::blobs::SweepLock;
 use super::{Build, Database, now_millis};
 use jamstack_proto::{BuildContext, ManifestFile};
 use serde::Serialize;
@@ -97,6 +98,7 @@ impl Database {
         files: &[ManifestFile],
     ) -> anyhow::Result<Deploy> {
         let mut tx = self.write_tx().await?;
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         let existing = sqlx::query(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE build_id = $1"
         ))
@@ -282,6 +284,9 @@ impl Database {
     ) -> anyhow::Result<FinalizeOutcome> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
+        // The count of missing blobs below must not see a row a running
+        // sweep is removing.
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         let lease_live = sqlx::query(
             "SELECT 1 FROM jobs j JOIN deploys d ON d.build_id = j.build_id WHERE j.id = $1 \
              AND j.lease_id = $2 AND j.state = 'leased' AND j.lease_expires_at > $3 AND d.id = $4",

@@ -40,6 +40,9 @@ struct HostEntry {
     site_id: i64,
     resolved: Resolved,
     filled: Instant,
+    /// The index of the deploy `resolved` names, once loaded: a request
+    /// for a hostname already served needs this one entry and nothing else.
+    index: Option<Arc<DeployIndex>>,
 }
 
 #[derive(Debug, Default)]
@@ -108,10 +111,36 @@ impl EdgeCache {
                     site_id,
                     resolved: resolved.clone(),
                     filled: Instant::now(),
+                    index: None,
                 },
             );
         }
         Ok(resolved)
+    }
+
+    /// What `target` serves, from memory alone when its pointer and the
+    /// deploy's index are both there: the hot path, one read lock and no
+    /// awaiting. `None` sends the caller to [`EdgeCache::resolve`] and
+    /// [`EdgeCache::index`].
+    pub fn serving_now(&self, target: &Target) -> Option<(Arc<DeployIndex>, bool)> {
+        let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
+        let entry = hosts.entries.get(target)?;
+        if entry.filled.elapsed() >= self.settings.pointer_ttl {
+            return None;
+        }
+        let immutable = matches!(entry.resolved, Resolved::Deploy { immutable: true, .. });
+        entry.index.clone().map(|index| (index, immutable))
+    }
+
+    /// Keeps `index` beside `target`'s pointer, if the pointer still names
+    /// that deploy (an event may have moved or forgotten it meanwhile).
+    pub fn attach_index(&self, target: &Target, index: &Arc<DeployIndex>) {
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = hosts.entries.get_mut(target)
+            && matches!(&entry.resolved, Resolved::Deploy { deploy_id, .. } if *deploy_id == index.deploy_id)
+        {
+            entry.index = Some(index.clone());
+        }
     }
 
     /// Forgets what an event makes stale; returns at once.

@@ -12,10 +12,11 @@
 //!
 //! The rule files `_redirects` and `_headers` at the root are not served.
 
+use super::respond;
 use super::rules::{Action, MatchedRule, Request, RuleSet, Rules};
 use crate::db::DeployContents;
 use crate::deploys::compress::Encoding;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use std::collections::HashMap;
 
 /// A stored representation of a file: the file itself or a variant.
@@ -24,6 +25,33 @@ pub struct Stored {
     pub sha256: String,
     pub size: u64,
     pub key: String,
+    /// The representation's strong ETag, made once when the deploy is
+    /// loaded rather than on every request.
+    pub etag: HeaderValue,
+}
+
+impl Stored {
+    /// The file itself: its ETag is its content hash.
+    pub fn original(sha256: String, size: u64, key: String) -> Self {
+        let etag = header_value(format!("\"{sha256}\""));
+        Stored {
+            sha256,
+            size,
+            key,
+            etag,
+        }
+    }
+
+    /// The `encoding` variant of the file whose hash is `of`: its ETag is
+    /// the file's hash and the coding, so each representation has its own.
+    pub fn variant(of: &str, encoding: Encoding, sha256: String, size: u64, key: String) -> Self {
+        Stored {
+            sha256,
+            size,
+            key,
+            etag: header_value(format!("\"{of}-{}\"", encoding.as_str())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +59,30 @@ pub struct StoredFile {
     pub original: Stored,
     /// Compressed variants, best first (`Encoding::ALL` order).
     pub variants: Vec<(Encoding, Stored)>,
+    /// What its path says, worked out once: `Content-Type`, whether the
+    /// name is fingerprinted (cacheable as immutable unless it is HTML) and
+    /// whether the answer varies by `Accept-Encoding`.
+    pub content_type: HeaderValue,
+    pub immutable_name: bool,
+    pub compressible: bool,
+}
+
+impl StoredFile {
+    pub fn new(path: &str, original: Stored, variants: Vec<(Encoding, Stored)>) -> Self {
+        StoredFile {
+            original,
+            variants,
+            content_type: header_value(respond::content_type(path)),
+            immutable_name: !respond::is_html(path) && respond::is_fingerprinted(path),
+            compressible: crate::deploys::compress::is_compressible(path),
+        }
+    }
+}
+
+/// Values made from hashes and MIME types are always valid header values.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
 /// What answers a request.
@@ -51,6 +103,7 @@ pub enum Route {
 
 #[derive(Debug, Default)]
 pub struct DeployIndex {
+    pub deploy_id: String,
     files: HashMap<String, StoredFile>,
     pub rules: Rules,
 }
@@ -66,7 +119,11 @@ enum Static {
 
 impl DeployIndex {
     pub fn new(files: HashMap<String, StoredFile>, rules: Rules) -> Self {
-        DeployIndex { files, rules }
+        DeployIndex {
+            deploy_id: String::new(),
+            files,
+            rules,
+        }
     }
 
     /// Builds the index from what the database holds. Stored rules were
@@ -79,14 +136,17 @@ impl DeployIndex {
             let Some(encoding) = Encoding::parse(&variant.encoding) else {
                 continue;
             };
-            by_hash.entry(variant.sha256).or_default().push((
+            let stored = Stored::variant(
+                &variant.sha256,
                 encoding,
-                Stored {
-                    sha256: variant.variant_sha256,
-                    size: variant.size as u64,
-                    key: variant.key,
-                },
-            ));
+                variant.variant_sha256,
+                variant.size as u64,
+                variant.key,
+            );
+            by_hash
+                .entry(variant.sha256)
+                .or_default()
+                .push((encoding, stored));
         }
         for variants in by_hash.values_mut() {
             variants.sort_by_key(|(encoding, _)| Encoding::ALL.iter().position(|e| e == encoding));
@@ -96,14 +156,8 @@ impl DeployIndex {
             .into_iter()
             .map(|file| {
                 let variants = by_hash.get(&file.sha256).cloned().unwrap_or_default();
-                let stored = StoredFile {
-                    original: Stored {
-                        sha256: file.sha256,
-                        size: file.size as u64,
-                        key: file.key,
-                    },
-                    variants,
-                };
+                let original = Stored::original(file.sha256, file.size as u64, file.key);
+                let stored = StoredFile::new(&file.path, original, variants);
                 (file.path, stored)
             })
             .collect();
@@ -118,7 +172,11 @@ impl DeployIndex {
                 Rules::default()
             }
         };
-        DeployIndex { files, rules }
+        DeployIndex {
+            deploy_id: deploy_id.to_owned(),
+            files,
+            rules,
+        }
     }
 
     /// How many files the deploy has (the edge's cache weighs deploys by it).
@@ -242,18 +300,8 @@ mod tests {
         let files = paths
             .iter()
             .map(|p| {
-                let stored = Stored {
-                    sha256: "0".repeat(64),
-                    size: 1,
-                    key: "0".repeat(64),
-                };
-                (
-                    (*p).to_owned(),
-                    StoredFile {
-                        original: stored,
-                        variants: Vec::new(),
-                    },
-                )
+                let stored = Stored::original("0".repeat(64), 1, "0".repeat(64));
+                ((*p).to_owned(), StoredFile::new(p, stored, Vec::new()))
             })
             .collect();
         let rules = RuleSet {

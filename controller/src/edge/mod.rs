@@ -25,10 +25,9 @@ pub mod rules;
 pub use cache::EdgeCache;
 
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cache::Resolved;
 pub use index::Route;
@@ -78,25 +77,52 @@ pub fn target_of_host(host: &str, domain: &str) -> Option<Target> {
     }
 }
 
-/// Middleware on the one listener: site hosts are served here, everything
-/// else goes on to the API router.
-pub async fn route_by_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host())
-        .unwrap_or("");
-    match target_of_host(host, &state.config.domain) {
-        Some(target) => {
-            // The body of a GET is not read; the head is all the edge needs.
-            let (head, _) = request.into_parts();
-            let started = std::time::Instant::now();
-            let response = serve(&state, target, &head).await;
-            state.metrics.edge.record(response.status(), started.elapsed());
-            response
+/// The one listener's service: site hostnames are answered by the edge
+/// before anything else runs (no routing, tracing or API middleware), every
+/// other host goes to the API router.
+#[derive(Clone)]
+pub struct SiteHostsFirst {
+    state: AppState,
+    api: axum::Router,
+}
+
+impl SiteHostsFirst {
+    pub fn new(state: AppState, api: axum::Router) -> Self {
+        SiteHostsFirst { state, api }
+    }
+}
+
+impl tower::Service<Request> for SiteHostsFirst {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // The router is always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().host())
+            .unwrap_or("");
+        match target_of_host(host, &self.state.config.domain) {
+            Some(target) => {
+                let state = self.state.clone();
+                // The body of a GET is not read; the head is all the edge needs.
+                let (head, _) = request.into_parts();
+                Box::pin(async move {
+                    let started = std::time::Instant::now();
+                    let response = serve(&state, target, &head).await;
+                    state.metrics.edge.record(response.status(), started.elapsed());
+                    Ok(response)
+                })
+            }
+            None => Box::pin(tower::Service::call(&mut self.api, request)),
         }
-        None => next.run(request).await,
     }
 }
 
@@ -118,24 +144,14 @@ async fn serve_inner(state: &AppState, target: Target, request: &Parts) -> anyho
     let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
-    let (deploy_id, permalink) = match state.edge.resolve(&state.db, &target).await? {
-        Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
-        Resolved::NoSite => return Ok(plain(StatusCode::NOT_FOUND, "no such site\n")),
-        Resolved::NothingPublished => {
-            return Ok(plain(
-                StatusCode::NOT_FOUND,
-                "this site has no published deploy yet; its first successful build publishes one\n",
-            ));
-        }
-        Resolved::NoAlias => {
-            return Ok(plain(
-                StatusCode::NOT_FOUND,
-                "no deploy of this preview or branch\n",
-            ));
-        }
-        Resolved::NoDeploy => return Ok(plain(StatusCode::NOT_FOUND, "no such deploy\n")),
+    let (index, permalink) = match state.edge.serving_now(&target) {
+        Some(hit) => hit,
+        None => match load(state, &target).await? {
+            Ok(loaded) => loaded,
+            Err(answer) => return Ok(answer),
+        },
     };
-    Ok(answer(state, &deploy_id, permalink, &decoded, request)
+    Ok(answer_from(state, &index, permalink, &decoded, request)
         .await?
         .response)
 }
@@ -169,6 +185,18 @@ async fn answer(
             file_size: None,
         });
     };
+    answer_from(state, &index, permalink, decoded, request).await
+}
+
+/// How the deploy of `index` answers `request`: the one place both serving
+/// and [`describe`] end up.
+async fn answer_from(
+    state: &AppState,
+    index: &index::DeployIndex,
+    permalink: bool,
+    decoded: &str,
+    request: &Parts,
+) -> anyhow::Result<Answer> {
     let headers = &request.headers;
     let host = headers
         .get(header::HOST)
@@ -188,7 +216,10 @@ async fn answer(
     let mut response = match &route {
         Route::File { path, status } => {
             let Some(file) = index.file(path) else {
-                anyhow::bail!("routed to `{path}`, which deploy {deploy_id} does not have");
+                anyhow::bail!(
+                    "routed to `{path}`, which deploy {} does not have",
+                    index.deploy_id
+                );
             };
             file_size = Some(file.original.size);
             let answer = FileAnswer {
@@ -216,6 +247,38 @@ async fn answer(
         rule,
         file_size,
     })
+}
+
+/// What `target` serves, read from the database (the pointer) and the
+/// index cache, then kept beside the pointer for the next request; or the
+/// answer when it serves nothing.
+async fn load(
+    state: &AppState,
+    target: &Target,
+) -> anyhow::Result<Result<(std::sync::Arc<index::DeployIndex>, bool), Response>> {
+    let (deploy_id, permalink) = match state.edge.resolve(&state.db, target).await? {
+        Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
+        Resolved::NoSite => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such site\n"))),
+        Resolved::NothingPublished => {
+            return Ok(Err(plain(
+                StatusCode::NOT_FOUND,
+                "this site has no published deploy yet; its first successful build publishes one\n",
+            )));
+        }
+        Resolved::NoAlias => {
+            return Ok(Err(plain(
+                StatusCode::NOT_FOUND,
+                "no deploy of this preview or branch\n",
+            )));
+        }
+        Resolved::NoDeploy => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n"))),
+    };
+    let Some(index) = state.edge.index(&state.db, &deploy_id).await? else {
+        // Removed between reading the pointer and the index.
+        return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n")));
+    };
+    state.edge.attach_index(target, &index);
+    Ok(Ok((index, permalink)))
 }
 
 /// The deploy's header rules: they replace the server's value of a header

@@ -4,7 +4,7 @@
 //! cache for small files, a stream from the blob store for the rest).
 
 use super::index::{Stored, StoredFile};
-use crate::deploys::compress::{self, Encoding};
+use crate::deploys::compress::Encoding;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -40,38 +40,42 @@ pub async fn file_response(
         permalink,
     } = answer;
     let original = &file.original;
-    let whole_etag = etag(original, None);
     let wants_range = status == StatusCode::OK
         && request.contains_key(header::RANGE)
-        && header_str(request, header::IF_RANGE).is_none_or(|tag| tag == whole_etag);
+        && header_str(request, header::IF_RANGE).is_none_or(|tag| tag.as_bytes() == original.etag.as_bytes());
     // A range is of the file itself; otherwise the best variant accepted.
-    let (encoding, stored) = match file.variants.iter().find(|(encoding, _)| {
-        !wants_range && accepts(header_str(request, header::ACCEPT_ENCODING), *encoding)
-    }) {
+    let accept_encoding = header_str(request, header::ACCEPT_ENCODING);
+    let (encoding, stored) = match file
+        .variants
+        .iter()
+        .find(|(encoding, _)| !wants_range && accepts(accept_encoding, *encoding))
+    {
         Some((encoding, stored)) => (Some(*encoding), stored),
         None => (None, original),
     };
-    let etag = etag(original, encoding);
-    let cache_control =
-        if status == StatusCode::OK && (permalink || (!is_html(path) && is_fingerprinted(path))) {
-            IMMUTABLE
-        } else {
-            REVALIDATE
-        };
-    let compressible = compress::is_compressible(path);
+    let cache_control = if status == StatusCode::OK && (permalink || file.immutable_name) {
+        IMMUTABLE
+    } else {
+        REVALIDATE
+    };
 
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
-    headers.insert(header::ETAG, HeaderValue::from_str(&etag)?);
+    headers.insert(header::ETAG, stored.etag.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    if compressible {
+    if file.compressible {
         headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
-    if status == StatusCode::OK && none_match(header_str(request, header::IF_NONE_MATCH), &etag) {
+    if status == StatusCode::OK
+        && none_match(
+            header_str(request, header::IF_NONE_MATCH),
+            stored.etag.to_str().unwrap_or(""),
+        )
+    {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(response);
     }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type(path))?);
+    headers.insert(header::CONTENT_TYPE, file.content_type.clone());
     if let Some(encoding) = encoding {
         headers.insert(
             header::CONTENT_ENCODING,
@@ -139,14 +143,6 @@ async fn body_of(
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// A strong ETag per representation: the content hash, with the coding.
-fn etag(original: &Stored, encoding: Option<Encoding>) -> String {
-    match encoding {
-        None => format!("\"{}\"", original.sha256),
-        Some(encoding) => format!("\"{}-{}\"", original.sha256, encoding.as_str()),
-    }
 }
 
 /// `If-None-Match` (weak comparison, as RFC 9110 asks for it).
@@ -224,7 +220,7 @@ pub fn parse_range(header: &str, size: u64) -> RangeRequest {
     }
 }
 
-fn is_html(path: &str) -> bool {
+pub fn is_html(path: &str) -> bool {
     path.ends_with(".html") || path.ends_with(".htm")
 }
 

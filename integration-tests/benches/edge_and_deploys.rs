@@ -1,0 +1,710 @@
+//! The edge and deploys side by side with their peers, in one run:
+//!
+//! 1. Serving: wrk against our edge and against Debian's nginx (sendfile on)
+//!    serving the same files from disk, a 1 KB page and a 100 KB asset,
+//!    alternately, with the same threads and connections.
+//! 2. Incremental deploy of 10,000 files with 1% changed: our digest flow
+//!    (hash, manifest, missing blobs, finalize; the runner's own upload code
+//!    over HTTP to a real controller process) against `rsync -a --link-dest`
+//!    into a new release folder plus a symlink swap; time and storage growth.
+//! 3. Rollback: from the API call to the first byte of the old version,
+//!    against a symlink swap behind nginx.
+//!
+//! Run it with `scripts/bench/edge-and-deploys.sh`, which installs nginx,
+//! wrk and rsync and builds the controller in release first. Knobs:
+//! `BENCH_WRK_SECONDS` (8), `BENCH_WRK_CONNECTIONS` (50), `BENCH_WRK_THREADS`
+//! (2), `BENCH_ROUNDS` (3), `BENCH_DEPLOY_ROUNDS` (5), `BENCH_ROLLBACKS` (200).
+
+#[path = "../tests/e2e/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[path = "../tests/e2e/processes.rs"]
+#[allow(dead_code)]
+mod processes;
+
+use helpers::{SiteRepo, TestApp};
+use jamstack_proto::{JobLease, JobOutcome, RegisterRequest};
+use jamstack_runner::client::ControllerClient;
+use processes::{ControllerProcess, free_port};
+use serde_json::json;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SITE: &str = "bench";
+const PAGE: &str = "page.html";
+const ASSET: &str = "asset-100k.bin";
+const FILES: usize = 10_000;
+const CHANGED: usize = FILES / 100;
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let work = tempfile::tempdir().expect("a work directory");
+    println!("load before: {}", uptime());
+    let controller = ControllerProcess::start(work.path(), free_port(), None);
+    // It listens before it prints its first tokens.
+    let started = Instant::now();
+    while !controller.process.printed().contains("Registration:") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the controller printed no tokens:\n{}",
+            controller.process.printed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let runner = Uploader::register(&controller).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("README", "bench")], "bench");
+    for site in [SITE, "rollback"] {
+        app.connect_site_with(
+            site,
+            json!({ "repo_url": repo.url(), "production_branch": "main" }),
+        )
+        .await;
+    }
+
+    let serving = serving(work.path(), &app, &runner, &sha).await;
+    let deploys = incremental_deploys(work.path(), &app, &runner, &sha).await;
+    let rollback = rollbacks(work.path(), &app, &runner, &sha).await;
+
+    println!();
+    println!("load after: {}", uptime());
+    println!();
+    println!("{serving}");
+    println!("{deploys}");
+    println!("{rollback}");
+}
+
+fn uptime() -> String {
+    Command::new("uptime")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("(uptime failed: {e})"))
+}
+
+/// A runner registered with the controller, uploading as `jamstack-runner`
+/// does (its own `upload` module), without Docker: the publish directory is
+/// already there.
+struct Uploader {
+    client: ControllerClient,
+    name: String,
+}
+
+impl Uploader {
+    async fn register(controller: &ControllerProcess) -> Self {
+        let registration = controller.printed_token("Registration:");
+        let name = "bench-uploader".to_owned();
+        let answer = ControllerClient::new(&controller.url(), "")
+            .register(&RegisterRequest {
+                registration_token: registration,
+                name: name.clone(),
+                labels: Vec::new(),
+                slots: 1,
+            })
+            .await
+            .expect("registering the uploader");
+        let client = ControllerClient::new(&controller.url(), &answer.token);
+        client.connect(&name).await.expect("connecting the uploader");
+        Uploader { client, name }
+    }
+
+    async fn lease(&self, app: &TestApp, site: &str, sha: &str) -> JobLease {
+        app.trigger_build(site, sha).await;
+        self.client
+            .lease(&self.name, Duration::from_secs(10))
+            .await
+            .expect("leasing")
+            .expect("the job just queued")
+    }
+
+    /// Deploys `dir` to `site`; returns the deploy id and what went over
+    /// the wire.
+    async fn deploy(&self, app: &TestApp, site: &str, sha: &str, dir: &Path) -> (String, Sent) {
+        let lease = self.lease(app, site, sha).await;
+        let started = Instant::now();
+        let sent = self.upload(&lease, dir).await;
+        let elapsed = started.elapsed();
+        (sent.deploy_id.clone(), Sent { elapsed, ..sent })
+    }
+
+    async fn upload(&self, lease: &JobLease, dir: &Path) -> Sent {
+        // The runner keeps its lease alive beside the upload; so do we (the
+        // first upload of 10,000 files outlasts a lease).
+        let heartbeat = {
+            let (client, lease) = (self.client.clone(), lease.clone());
+            tokio::spawn(async move {
+                loop {
+                    let _ = client.heartbeat(&lease, Duration::from_secs(1)).await;
+                }
+            })
+        };
+        let started = Instant::now();
+        let manifest = jamstack_runner::upload::build_manifest(dir).expect("hashing the publish directory");
+        let hashes: HashSet<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
+        let uploaded = jamstack_runner::upload::upload(&self.client, lease, manifest)
+            .await
+            .expect("uploading");
+        let elapsed = started.elapsed();
+        heartbeat.abort();
+        let outcome = JobOutcome::Succeeded {
+            deploy_id: uploaded.finalized.deploy_id.clone(),
+        };
+        self.client.complete(lease, &outcome).await.expect("completing");
+        Sent {
+            deploy_id: uploaded.finalized.deploy_id,
+            blobs: uploaded.uploaded_blobs,
+            bytes: uploaded.uploaded_bytes,
+            hashes,
+            elapsed,
+        }
+    }
+}
+
+struct Sent {
+    deploy_id: String,
+    blobs: usize,
+    bytes: u64,
+    hashes: HashSet<String>,
+    elapsed: Duration,
+}
+
+// ---------------------------------------------------------------- serving
+
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    /// Debian's nginx serving `root` from disk, as a static host would.
+    fn start(dir: &Path, root: &Path) -> Self {
+        let port = free_port();
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes auto;\npid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log;\n\
+                 daemon off;\nevents {{ worker_connections 4096; }}\n\
+                 http {{\n  include /etc/nginx/mime.types;\n  sendfile on;\n  tcp_nopush on;\n\
+                 access_log off;\n  keepalive_requests 100000;\n\
+                 client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
+                 fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n\
+                 scgi_temp_path {prefix}/scgi;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+                prefix = prefix.display(),
+                root = root.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting nginx (scripts/bench/edge-and-deploys.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WrkRun {
+    requests_per_second: f64,
+    p99_ms: f64,
+}
+
+fn wrk(port: u16, path: &str) -> WrkRun {
+    let output = Command::new("wrk")
+        .args([
+            "-t",
+            &knob("BENCH_WRK_THREADS", 2).to_string(),
+            "-c",
+            &knob("BENCH_WRK_CONNECTIONS", 50).to_string(),
+            "-d",
+            &format!("{}s", knob("BENCH_WRK_SECONDS", 8)),
+            "--latency",
+            "-H",
+            &format!("Host: {SITE}.localhost"),
+            &format!("http://127.0.0.1:{port}/{path}"),
+        ])
+        .output()
+        .expect("running wrk (scripts/bench/edge-and-deploys.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw errors against port {port}:\n{text}"
+    );
+    let requests_per_second = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no 99% latency in wrk's output:\n{text}"));
+    WrkRun {
+        requests_per_second,
+        p99_ms: millis_of(&p99),
+    }
+}
+
+/// wrk's durations: `812.00us`, `2.10ms`, `1.02s`.
+fn millis_of(text: &str) -> f64 {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Bytes that look like a page: compressible text, so sizes are honest.
+fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "static ", "site ", "deploy ", "<p>", "</p>\n", "edge ", "cache ", "jam ", "stack ", "page ",
+        "build ", "hash ",
+    ];
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(WORDS[(state % WORDS.len() as u64) as usize].as_bytes());
+        out.extend_from_slice(format!("{} ", state % 1000).as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Bytes that do not compress, like an image.
+fn opaque_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+async fn serving(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> String {
+    let root = dir.join("serve-root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join(PAGE), text_bytes(1, 1024)).unwrap();
+    std::fs::write(root.join(ASSET), opaque_bytes(2, 100 * 1024)).unwrap();
+    runner.deploy(app, SITE, sha, &root).await;
+    let nginx = Nginx::start(dir, &root);
+    // Both answer the same bytes before anything is timed.
+    for path in [PAGE, ASSET] {
+        let ours = app.visit(SITE, &format!("/{path}")).await;
+        assert_eq!(ours.status, 200, "our edge on /{path}");
+        let theirs = reqwest::get(format!("http://127.0.0.1:{}/{path}", nginx.port))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(ours.bytes, theirs.to_vec(), "the same file from both servers");
+    }
+    let rounds = knob("BENCH_ROUNDS", 3);
+    let mut table = format!(
+        "Serving (wrk -t{} -c{} -d{}s, {rounds} alternating rounds each, median)\n\
+         {:<16} {:>14} {:>10} {:>14} {:>10} {:>9} {:>9}\n",
+        knob("BENCH_WRK_THREADS", 2),
+        knob("BENCH_WRK_CONNECTIONS", 50),
+        knob("BENCH_WRK_SECONDS", 8),
+        "file",
+        "ours req/s",
+        "ours p99",
+        "nginx req/s",
+        "nginx p99",
+        "req/s x",
+        "p99 x",
+    );
+    for path in [PAGE, ASSET] {
+        // Warm both: caches, connections, page cache.
+        let _ = wrk_short(app.port, path);
+        let _ = wrk_short(nginx.port, path);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(wrk(app.port, path));
+            theirs.push(wrk(nginx.port, path));
+        }
+        let rps =
+            |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>());
+        let p99 = |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>());
+        let (our_rps, their_rps, our_p99, their_p99) = (rps(&ours), rps(&theirs), p99(&ours), p99(&theirs));
+        table.push_str(&format!(
+            "{:<16} {:>14.0} {:>8.2}ms {:>14.0} {:>8.2}ms {:>9.2} {:>9.2}\n",
+            if path == PAGE { "1 KB page" } else { "100 KB asset" },
+            our_rps,
+            our_p99,
+            their_rps,
+            their_p99,
+            our_rps / their_rps,
+            our_p99 / their_p99,
+        ));
+        for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+            table.push_str(&format!(
+                "  round {}: ours {:.0} req/s {:.2}ms, nginx {:.0} req/s {:.2}ms\n",
+                i + 1,
+                o.requests_per_second,
+                o.p99_ms,
+                t.requests_per_second,
+                t.p99_ms
+            ));
+        }
+    }
+    table.push_str("Goal: req/s x >= 1.00 and p99 x <= 1.50.\n");
+    table
+}
+
+fn wrk_short(port: u16, path: &str) -> std::io::Result<std::process::Output> {
+    Command::new("wrk")
+        .args(["-t1", "-c8", "-d1s", "-H", &format!("Host: {SITE}.localhost")])
+        .arg(format!("http://127.0.0.1:{port}/{path}"))
+        .output()
+}
+
+// ---------------------------------------------------------- incremental
+
+/// Writes the 10,000-file site: 100 folders of 100 pages of 1-8 KB.
+fn write_site(root: &Path, version_of: impl Fn(usize) -> u64) {
+    for i in 0..FILES {
+        let path = root.join(format!("d{:02}/page{i:05}.html", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        }
+        let seed = (i as u64) << 20 | version_of(i);
+        let len = 1024 + (i * 7919) % (7 * 1024);
+        std::fs::write(path, text_bytes(seed, len)).unwrap();
+    }
+}
+
+/// Bytes of distinct inodes under `root` (hard links counted once), and
+/// bytes of the directories themselves.
+fn tree_bytes(root: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let (mut files, mut dirs) = (0, 0);
+    for entry in walk(root) {
+        let Ok(meta) = std::fs::symlink_metadata(&entry) else {
+            continue;
+        };
+        if meta.is_dir() {
+            dirs += meta.blocks() * 512;
+        } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+            files += meta.len();
+        }
+    }
+    (files, dirs)
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let path = out[i].clone();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            out.extend(entries.flatten().map(|e| e.path()));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The blob store's files: key → size.
+fn blob_files(root: &Path) -> std::collections::HashMap<String, u64> {
+    walk(root)
+        .into_iter()
+        .filter_map(|p| {
+            let meta = std::fs::symlink_metadata(&p).ok()?;
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            (meta.is_file() && !name.starts_with('.')).then_some((name, meta.len()))
+        })
+        .collect()
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn rsync_release(source: &Path, releases: &Path, release: usize) -> Duration {
+    let target = releases.join(format!("r{release}"));
+    let started = Instant::now();
+    let mut rsync = Command::new("rsync");
+    rsync.arg("-a");
+    if release > 0 {
+        rsync.arg(format!(
+            "--link-dest={}",
+            releases.join(format!("r{}", release - 1)).display()
+        ));
+    }
+    let status = rsync
+        .arg(format!("{}/", source.display()))
+        .arg(&target)
+        .status()
+        .expect("running rsync (scripts/bench/edge-and-deploys.sh installs it)");
+    assert!(status.success(), "rsync failed");
+    swap_symlink(&releases.join("current"), &target);
+    started.elapsed()
+}
+
+/// `ln -sfn` + `mv -T`: the atomic swap a release folder deploy does.
+fn swap_symlink(link: &Path, target: &Path) {
+    let temporary = link.with_extension("next");
+    let _ = std::fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(target, &temporary).unwrap();
+    std::fs::rename(&temporary, link).unwrap();
+}
+
+async fn incremental_deploys(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> String {
+    let source = dir.join("site");
+    let releases = dir.join("releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    let blob_root = dir.join("data").join("blobs");
+    let database = dir.join("data").join("jamstack.db");
+    let mut versions = vec![0u64; FILES];
+    write_site(&source, |i| versions[i]);
+    // The first deploy of each is not timed: it uploads everything.
+    let (_, first) = runner.deploy(app, SITE, sha, &source).await;
+    assert_eq!(first.blobs, FILES, "the first deploy uploads every file");
+    rsync_release(&source, &releases, 0);
+
+    let rounds = knob("BENCH_DEPLOY_ROUNDS", 5) as usize;
+    let (mut ours_ms, mut rsync_ms) = (Vec::new(), Vec::new());
+    let mut growth = Vec::new();
+    for round in 1..=rounds {
+        // A different 1% each round, spread over the folders.
+        for k in 0..CHANGED {
+            let i = (k * (FILES / CHANGED) + round * 37) % FILES;
+            versions[i] = round as u64;
+        }
+        write_site_changed(&source, &versions, round);
+
+        let blobs_before = blob_files(&blob_root);
+        let db_before = file_size(&database) + file_size(&database.with_extension("db-wal"));
+        let (_, sent) = runner.deploy(app, SITE, sha, &source).await;
+        assert_eq!(
+            sent.blobs, CHANGED,
+            "round {round}: only the changed files travel"
+        );
+        let blobs_after = blob_files(&blob_root);
+        let db_after = file_size(&database) + file_size(&database.with_extension("db-wal"));
+        let (mut originals, mut variants) = (0u64, 0u64);
+        for (key, size) in &blobs_after {
+            if blobs_before.contains_key(key) {
+                continue;
+            }
+            let hash = key.split_once('.').map_or(key.as_str(), |(h, _)| h);
+            if sent.hashes.contains(hash) {
+                originals += size;
+            } else {
+                variants += size;
+            }
+        }
+
+        let (files_before, dirs_before) = tree_bytes(&releases);
+        let rsync_time = rsync_release(&source, &releases, round);
+        let (files_after, dirs_after) = tree_bytes(&releases);
+
+        ours_ms.push(sent.elapsed.as_secs_f64() * 1000.0);
+        rsync_ms.push(rsync_time.as_secs_f64() * 1000.0);
+        growth.push((
+            sent.bytes,
+            originals,
+            variants,
+            db_after.saturating_sub(db_before),
+            files_after - files_before,
+            dirs_after.saturating_sub(dirs_before),
+        ));
+    }
+    let mut table = format!(
+        "Incremental deploy: {FILES} files, {CHANGED} changed per round, {rounds} rounds (ms)\n\
+         {:<28} {:>10} {:>10} {:>10}\n",
+        "", "median", "min", "max"
+    );
+    for (name, values) in [
+        ("ours (digest flow)", &mut ours_ms),
+        ("rsync --link-dest + swap", &mut rsync_ms),
+    ] {
+        let m = median(values);
+        table.push_str(&format!(
+            "{name:<28} {m:>10.1} {:>10.1} {:>10.1}\n",
+            values[0],
+            values[values.len() - 1]
+        ));
+    }
+    table.push_str(&format!(
+        "ours / rsync (median): {:.2}  Goal: < 1.00.\n",
+        median(&mut ours_ms) / median(&mut rsync_ms)
+    ));
+    table.push_str(
+        "Storage growth per round (bytes): changed = bytes of the changed files; ours: blob store \
+         originals, precompressed variants, database; rsync: new inodes, new directories\n",
+    );
+    for (round, (changed, originals, variants, db, files, dirs)) in growth.iter().enumerate() {
+        table.push_str(&format!(
+            "  round {}: changed {changed}; ours originals {originals}, variants {variants}, database {db}; \
+             rsync files {files}, directories {dirs}\n",
+            round + 1
+        ));
+    }
+    table
+}
+
+fn write_site_changed(root: &Path, versions: &[u64], round: usize) {
+    for (i, version) in versions.iter().enumerate() {
+        if *version != round as u64 {
+            continue;
+        }
+        let path = root.join(format!("d{:02}/page{i:05}.html", i / 100));
+        let seed = (i as u64) << 20 | version;
+        let len = 1024 + (i * 7919) % (7 * 1024);
+        std::fs::write(path, text_bytes(seed, len)).unwrap();
+    }
+}
+
+// -------------------------------------------------------------- rollback
+
+async fn first_byte(http: &reqwest::Client, url: &str, host: Option<&str>) -> Vec<u8> {
+    let mut request = http.get(url);
+    if let Some(host) = host {
+        request = request.header("Host", host);
+    }
+    let mut response = request.send().await.expect("fetching the page");
+    response
+        .chunk()
+        .await
+        .expect("reading the page")
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
+async fn rollbacks(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> String {
+    let versions = dir.join("rollback-versions");
+    let mut deploys = Vec::new();
+    for version in ["old", "new"] {
+        let root = versions.join(version);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("index.html"), format!("{version} version\n")).unwrap();
+        let (id, _) = runner.deploy(app, "rollback", sha, &root).await;
+        deploys.push((id, format!("{version} version\n")));
+    }
+    let current = versions.join("current");
+    swap_symlink(&current, &versions.join("new"));
+    let nginx = Nginx::start(&dir.join("rollback-nginx"), &current);
+
+    let http = reqwest::Client::new();
+    let our_url = format!("http://127.0.0.1:{}/", app.port);
+    let our_host = format!("rollback.localhost:{}", app.port);
+    let their_url = format!("http://127.0.0.1:{}/", nginx.port);
+    let rounds = knob("BENCH_ROLLBACKS", 200) as usize;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut stale_reads = 0;
+    for round in 0..rounds {
+        // Alternate: roll back to the old version, then forward again.
+        let (deploy_id, content) = &deploys[round % 2];
+        let version = if round % 2 == 0 { "old" } else { "new" };
+        let started = Instant::now();
+        let (status, body) = app.publish("rollback", deploy_id).await;
+        assert_eq!(status, 200, "publishing: {body}");
+        loop {
+            let first = first_byte(&http, &our_url, Some(&our_host)).await;
+            if content.as_bytes().starts_with(&first) && !first.is_empty() {
+                break;
+            }
+            stale_reads += 1;
+        }
+        ours.push(started.elapsed().as_secs_f64() * 1000.0);
+
+        let started = Instant::now();
+        swap_symlink(&current, &versions.join(version));
+        loop {
+            let first = first_byte(&http, &their_url, None).await;
+            if content.as_bytes().starts_with(&first) && !first.is_empty() {
+                break;
+            }
+        }
+        theirs.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    format!(
+        "Rollback: API call to the old version's first byte, {rounds} rounds (ms)\n\
+         {:<28} {:>10} {:>10} {:>10}\n\
+         {:<28} {:>10.2} {:>10.2} {:>10.2}\n\
+         {:<28} {:>10.2} {:>10.2} {:>10.2}\n\
+         stale reads after our publish answered: {stale_reads}. Goal: ours under 50 ms.\n",
+        "",
+        "median",
+        "p99",
+        "max",
+        "ours (publish API)",
+        median(&mut ours),
+        percentile(&mut ours, 99.0),
+        ours[ours.len() - 1],
+        "symlink swap behind nginx",
+        median(&mut theirs),
+        percentile(&mut theirs, 99.0),
+        theirs[theirs.len() - 1],
+    )
+}

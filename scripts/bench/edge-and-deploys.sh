@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The edge and deploys side by side with their peers, in one run:
+#   - serving: wrk against our edge and Debian's nginx (sendfile on), a 1 KB
+#     page and a 100 KB asset, alternately, same threads and connections;
+#   - incremental deploy of 10,000 files with 1% changed: our digest flow over
+#     HTTP to a real controller against `rsync -a --link-dest` + symlink swap,
+#     with the storage each grows by;
+#   - rollback: the API call to the old version's first byte, against a
+#     symlink swap behind nginx.
+# Installs nginx, wrk and rsync from Debian when missing, builds the
+# controller in release, then runs integration-tests/benches/edge_and_deploys.rs,
+# which prints one table per part with the machine's load before and after.
+#
+# Usage: scripts/bench/edge-and-deploys.sh
+# Knobs (environment): BENCH_WRK_SECONDS (8), BENCH_WRK_CONNECTIONS (50),
+# BENCH_WRK_THREADS (2), BENCH_ROUNDS (3), BENCH_DEPLOY_ROUNDS (5),
+# BENCH_ROLLBACKS (200).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+missing=()
+for tool in nginx wrk rsync; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "Installing ${missing[*]} from Debian"
+    # Installing nginx must not start it as a system service: the bench
+    # starts its own on a free port.
+    policy_added=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+        $sudo chmod +x /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    [ -z "$policy_added" ] || $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
+# The controller the bench starts as a process, and the bench itself
+# (the runner's upload code, an HTTP client), both optimized.
+cargo build --release --locked -p jamstack-controller --bin jamstack-controller
+cargo bench --locked -p integration-tests --bench edge_and_deploys
