@@ -119,6 +119,21 @@ impl SecretBox {
     }
 }
 
+/// The purpose a site's secret build variable is sealed for (by site id,
+/// which a rename does not change).
+pub fn env_var_purpose(site_id: i64, name: &str) -> String {
+    format!("site-id/{site_id}/env/{name}")
+}
+
+/// Whether `stored` has the shape [`SecretBox::seal`] gives (it may still
+/// not open). Values stored before secret variables were sealed do not.
+pub fn looks_sealed(stored: &str) -> bool {
+    stored
+        .strip_prefix(FORMAT)
+        .and_then(|hex_text| hex::decode(hex_text).ok())
+        .is_some_and(|b| b.len() > NONCE_LEN)
+}
+
 /// The purpose a site's GitHub access token is sealed for.
 pub fn github_token_purpose(site: &str) -> String {
     format!("site/{site}/github-token")

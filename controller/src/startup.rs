@@ -69,6 +69,7 @@ impl Application {
             crate::auth::check_password_hash(hash).map_err(anyhow::Error::msg)?;
         }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
+        seal_plain_secret_variables(&db, &secrets).await?;
         let github = GitHub::new(&config)?;
         let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
         let listener = TcpListener::bind(config.listen)
@@ -260,4 +261,27 @@ pub async fn mint_token(config: &Config, kind: TokenKind, name: &str) -> anyhow:
     let token = new_token(kind);
     db.insert_token(kind, name, &hash_token(&token)).await?;
     Ok(token)
+}
+
+/// Seals secret build variables stored in clear by an older version, so the
+/// database holds none: done at every start, cheap when there is nothing
+/// to do.
+async fn seal_plain_secret_variables(db: &Database, secrets: &SecretBox) -> anyhow::Result<()> {
+    let mut sealed = 0;
+    for (site_id, name, value) in db.all_secret_env_vars().await? {
+        if crate::secrets::looks_sealed(&value) {
+            continue;
+        }
+        let purpose = crate::secrets::env_var_purpose(site_id, &name);
+        if db
+            .replace_env_value(site_id, &name, &value, &secrets.seal(&purpose, &value))
+            .await?
+        {
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!(sealed, "secret build variables stored in clear are now sealed");
+    }
+    Ok(())
 }

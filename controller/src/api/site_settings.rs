@@ -275,10 +275,7 @@ pub async fn set_env(
 ) -> AppResult<Json<EnvVarView>> {
     let site = find_site(&state, &site_name).await?;
     validate_env_var(&var, &body.value).map_err(bad_request)?;
-    state
-        .db
-        .set_site_env_var(site.id, &var, &body.value, body.secret)
-        .await?;
+    store_env_var(&state, site.id, &var, &body.value, body.secret).await?;
     let stored = state
         .db
         .site_env_vars(site.id)
@@ -287,6 +284,27 @@ pub async fn set_env(
         .find(|v| v.name == var)
         .ok_or_else(|| not_found("the variable vanished"))?;
     Ok(Json(env_view(stored)))
+}
+
+/// Stores a site variable; a secret one sealed with the controller's key
+/// (`secrets.rs`), so a copy of the database alone does not reveal it. The
+/// API and the dashboard both store variables here.
+pub async fn store_env_var(
+    state: &AppState,
+    site_id: i64,
+    name: &str,
+    value: &str,
+    secret: bool,
+) -> AppResult<()> {
+    let stored = if secret {
+        state
+            .secrets
+            .seal(&crate::secrets::env_var_purpose(site_id, name), value)
+    } else {
+        value.to_owned()
+    };
+    state.db.set_site_env_var(site_id, name, &stored, secret).await?;
+    Ok(())
 }
 
 #[utoipa::path(

@@ -301,10 +301,7 @@ pub async fn set_env(
         }
         .refused();
     }
-    state
-        .db
-        .set_site_env_var(site.id, var, &form.value, secret)
-        .await?;
+    crate::api::site_settings::store_env_var(&state, site.id, var, &form.value, secret).await?;
     tracing::info!(site = %site.name, variable = var, secret, "environment variable set from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=env-set&name={var}#env"

@@ -129,6 +129,35 @@ impl Database {
         Ok(())
     }
 
+    /// Every secret variable of every site: (site id, name, stored value).
+    pub async fn all_secret_env_vars(&self) -> anyhow::Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query("SELECT site_id, name, value FROM site_env_vars WHERE secret = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    /// Replaces a variable's stored value if it is still `old` (another
+    /// controller may have sealed it first); true when it was replaced.
+    pub async fn replace_env_value(
+        &self,
+        site_id: i64,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "UPDATE site_env_vars SET value = $1 WHERE site_id = $2 AND name = $3 AND value = $4",
+        )
+        .bind(new)
+        .bind(site_id)
+        .bind(name)
+        .bind(old)
+        .execute(self.writer())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Removes one environment variable; false when the site had none of
     /// that name.
     pub async fn delete_site_env_var(&self, site_id: i64, name: &str) -> anyhow::Result<bool> {

@@ -168,6 +168,26 @@ fn is_trusted(build: &Build) -> bool {
     !build.from_fork
 }
 
+/// A secret variable's value for a build. One that no longer opens (the
+/// key file was replaced) reaches the build empty, and the error says how
+/// to mend it; values stored before variables were sealed are used as they
+/// are until startup seals them.
+fn open_env_var(state: &AppState, site_id: i64, name: &str, stored: &str) -> String {
+    if !crate::secrets::looks_sealed(stored) {
+        return stored.to_owned();
+    }
+    match state
+        .secrets
+        .open(&crate::secrets::env_var_purpose(site_id, name), stored)
+    {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!(site_id, variable = name, error = %e, "a secret variable does not open; set it again");
+            String::new()
+        }
+    }
+}
+
 /// The site's build settings as a lease carries them.
 async fn lease_settings(state: &AppState, site_id: i64) -> AppResult<SiteBuildSettings> {
     let settings = state.db.site_build_settings(site_id).await?;
@@ -176,10 +196,17 @@ async fn lease_settings(state: &AppState, site_id: i64) -> AppResult<SiteBuildSe
         .site_env_vars(site_id)
         .await?
         .into_iter()
-        .map(|var| EnvVar {
-            name: var.name,
-            value: var.value,
-            secret: var.secret,
+        .map(|var| {
+            let value = if var.secret {
+                open_env_var(state, site_id, &var.name, &var.value)
+            } else {
+                var.value
+            };
+            EnvVar {
+                name: var.name,
+                value,
+                secret: var.secret,
+            }
         })
         .collect();
     let limits = settings.limits;

@@ -29,6 +29,9 @@ async fn a_secret_printed_plainly_split_across_writes_or_over_several_lines_neve
         "echo \"$SIGNING_KEY\"",
         "echo \"$SIGNING_KEY\" >&2",
         "echo \"theme is $THEME\"",
+        // What the build got, without printing it: the value it was given,
+        // not what the controller stores.
+        "echo \"token digest: $(printf %s \"$API_TOKEN\" | sha256sum | cut -c1-16)\"",
     ]
     .join(" && ");
     repo.commit(
@@ -45,6 +48,22 @@ async fn a_secret_printed_plainly_split_across_writes_or_over_several_lines_neve
     app.set_env("secrets", "SIGNING_KEY", KEY, true).await;
     let public = app.set_env("secrets", "THEME", "midnight", false).await;
     assert_eq!(public["value"], "midnight");
+
+    // Sealed at rest: no file of the controller's data holds a secret in
+    // clear (the variables are stored sealed with the controller's key).
+    for entry in std::fs::read_dir(app.data_dir().join("controller")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            for secret in [TOKEN, "line-one-abcdef0123"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds a secret variable in clear",
+                    path.display()
+                );
+            }
+        }
+    }
 
     let listed = app
         .http
@@ -80,6 +99,12 @@ async fn a_secret_printed_plainly_split_across_writes_or_over_several_lines_neve
     assert!(
         log.contains("theme is midnight"),
         "plain variables are not masked"
+    );
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()));
+    assert!(
+        log.contains(&format!("token digest: {}", &digest[..16])),
+        "the build got the secret's value: {log}"
     );
 }
 

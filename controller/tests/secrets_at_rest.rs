@@ -1,0 +1,61 @@
+//! Secret build variables are never stored in clear: a controller seals
+//! those an older version stored in clear when it starts.
+
+use jamstack_controller::db::{Database, NewSite};
+use jamstack_controller::secrets::{SecretBox, env_var_purpose, looks_sealed};
+use jamstack_controller::{Application, Config};
+
+#[tokio::test]
+async fn a_starting_controller_seals_secret_variables_an_older_version_stored_in_clear() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::new(data.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+
+    // What an older controller left: a secret variable in clear, and a
+    // plain one that must stay as it is.
+    let app = Application::build(config.clone()).await.unwrap();
+    drop(app);
+    let db = Database::connect(&config.database_url()).await.unwrap();
+    let site = db
+        .insert_site(&NewSite {
+            name: "legacy".into(),
+            repo_url: "/repos/legacy".into(),
+            github_repo: None,
+            production_branch: "main".into(),
+            settings: Default::default(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    db.set_site_env_var(site.id, "API_TOKEN", "tok-in-clear-1234", true)
+        .await
+        .unwrap();
+    db.set_site_env_var(site.id, "THEME", "midnight", false)
+        .await
+        .unwrap();
+    drop(db);
+
+    let app = Application::build(config.clone()).await.unwrap();
+    drop(app);
+    let db = Database::connect(&config.database_url()).await.unwrap();
+    let vars = db.site_env_vars(site.id).await.unwrap();
+    let token = vars.iter().find(|v| v.name == "API_TOKEN").unwrap();
+    assert!(looks_sealed(&token.value), "{}", token.value);
+    let key = SecretBox::load_or_create(&config.secret_key_path()).unwrap();
+    assert_eq!(
+        key.open(&env_var_purpose(site.id, "API_TOKEN"), &token.value)
+            .unwrap(),
+        "tok-in-clear-1234"
+    );
+    let theme = vars.iter().find(|v| v.name == "THEME").unwrap();
+    assert_eq!(theme.value, "midnight");
+
+    // Starting again leaves sealed values alone.
+    let app = Application::build(config.clone()).await.unwrap();
+    drop(app);
+    let again = db.site_env_vars(site.id).await.unwrap();
+    assert_eq!(
+        again.iter().find(|v| v.name == "API_TOKEN").unwrap().value,
+        token.value
+    );
+}
