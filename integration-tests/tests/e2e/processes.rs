@@ -146,17 +146,28 @@ impl ControllerProcess {
 
     /// A token the controller printed on its first start (`Admin token:`,
     /// `Registration:`).
+    /// The port may open a moment before the line is written: the log is
+    /// read again for a few seconds.
     pub fn printed_token(&self, label: &str) -> String {
         let first = self.dir.join(format!("controller-{}-0.log", self.port));
-        let file = std::fs::File::open(&first).unwrap();
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                line.strip_prefix(label)
-                    .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-            })
-            .unwrap_or_else(|| panic!("the controller printed no `{label}` line"))
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let file = std::fs::File::open(&first).unwrap();
+            let found = BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| {
+                    line.strip_prefix(label)
+                        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+                });
+            match found {
+                Some(token) => return token,
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                None => panic!("the controller printed no `{label}` line"),
+            }
+        }
     }
 
     /// `kill -9`, then start again on the same port and data.
