@@ -27,6 +27,11 @@ const SENDERS: usize = 50;
 #[tokio::main]
 async fn main() {
     println!("{:<12} {:>14} {:>18}", "database", "leases/s", "deliveries/s");
+    // The controllers' errors, if any, say why a call was refused.
+    jamstack_runner::logging::init(
+        jamstack_runner::logging::LogFormat::Text,
+        "jamstack_controller=error",
+    );
     for backend in ["sqlite", "postgres"] {
         let (leases, deliveries) = run(backend).await;
         println!("{backend:<12} {leases:>14.0} {deliveries:>18.0}");
@@ -153,7 +158,11 @@ async fn run(backend: &str) -> (f64, f64) {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(response.status().as_u16(), 202);
+                let status = response.status().as_u16();
+                if status != 202 {
+                    let body = response.text().await.unwrap_or_default();
+                    panic!("delivery bench-{s}-{i} was answered {status}: {body}");
+                }
                 sent.fetch_add(1, Ordering::Relaxed);
             }
         }));
