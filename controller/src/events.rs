@@ -57,4 +57,36 @@ impl Events {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }
+
+    /// Build state changes only, for a listener named `listener` (in the
+    /// warning logged when it falls behind).
+    pub fn build_changes(&self, listener: &'static str) -> BuildChanges {
+        BuildChanges {
+            receiver: self.sender.subscribe(),
+            listener,
+        }
+    }
+}
+
+/// A subscription to build state changes: see [`Events::build_changes`].
+pub struct BuildChanges {
+    receiver: broadcast::Receiver<Event>,
+    listener: &'static str,
+}
+
+impl BuildChanges {
+    /// The next change (build id, new state); `None` once the controller
+    /// stops. Missed changes are logged and skipped.
+    pub async fn next(&mut self) -> Option<(i64, BuildState)> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(Event::Build { build_id, state, .. }) => return Some((build_id, state)),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, listener = self.listener, "missed build events");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
 }

@@ -12,7 +12,6 @@
 //! Labels stay bounded: `site` only where the number of sites bounds it,
 //! `class` (1xx…5xx) for edge answers, `outcome` from the build states.
 
-use crate::events::Event;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
@@ -413,17 +412,8 @@ pub async fn serve_open(
 /// of this controller. Runs beside the server; reads what it needs from the
 /// database, so a missed event costs a figure, never a wrong one.
 pub async fn record_build_events(state: AppState) {
-    let mut events = state.events.subscribe();
-    loop {
-        let (build_id, build_state) = match events.recv().await {
-            Ok(Event::Build { build_id, state, .. }) => (build_id, state),
-            Ok(_) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "metrics missed build events");
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
+    let mut changes = state.events.build_changes("metrics");
+    while let Some((build_id, build_state)) = changes.next().await {
         let build = match state.db.build(build_id).await {
             Ok(Some(build)) => build,
             Ok(None) => continue,

@@ -21,7 +21,6 @@
 
 use crate::auth::random_hex;
 use crate::db::{AttemptResult, BuildState, DueDelivery};
-use crate::events::Event;
 use crate::state::AppState;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -168,17 +167,8 @@ pub async fn change_of_publish(
 /// Turns this controller's build events into notifications: started (first
 /// lease), succeeded, failed.
 pub async fn queue_build_events(state: AppState) {
-    let mut events = state.events.subscribe();
-    loop {
-        let (build_id, build_state) = match events.recv().await {
-            Ok(Event::Build { build_id, state, .. }) => (build_id, state),
-            Ok(_) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "notifications missed build events");
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
+    let mut changes = state.events.build_changes("notifications");
+    while let Some((build_id, build_state)) = changes.next().await {
         let event = match build_state {
             BuildState::Running => "build.started",
             BuildState::Succeeded => "build.succeeded",

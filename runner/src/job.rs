@@ -854,19 +854,7 @@ async fn run_in_container(
     timings: &mut Timings,
 ) -> Result<Built, Ended> {
     let (engine, config) = (ctx.engine, ctx.config);
-    let image = settings
-        .image
-        .clone()
-        .unwrap_or_else(|| config.default_image.clone());
-    if !docker::image_allowed(&image, &config.allowed_images) {
-        return Err(failed(
-            None,
-            format!(
-                "image `{image}` is not allowed on this runner (allowed: {}); set `image` in jamstack.toml to one of those",
-                config.allowed_images.join(", ")
-            ),
-        ));
-    }
+    let image = build_image(settings, config)?;
     let step = Instant::now();
     match engine.ensure_image(&image, config.pull_policy).await {
         Ok(ImageReady::Present) => {}
@@ -1121,19 +1109,7 @@ async fn ignore_says_skip(
     debris: &mut Debris,
 ) -> Result<bool, Ended> {
     let (engine, config) = (ctx.engine, ctx.config);
-    let image = settings
-        .image
-        .clone()
-        .unwrap_or_else(|| config.default_image.clone());
-    if !docker::image_allowed(&image, &config.allowed_images) {
-        return Err(failed(
-            None,
-            format!(
-                "image `{image}` is not allowed on this runner (allowed: {}); set `image` in jamstack.toml to one of those",
-                config.allowed_images.join(", ")
-            ),
-        ));
-    }
+    let image = build_image(settings, config)?;
     engine
         .ensure_image(&image, config.pull_policy)
         .await
@@ -1197,6 +1173,25 @@ fn join_workspace(relative: &str) -> String {
     } else {
         format!("{WORKSPACE}/{relative}")
     }
+}
+
+/// The image the site's build runs in (its own or the runner's default),
+/// if this runner allows it: the build and the `ignore` command both use it.
+fn build_image(settings: &BuildSettings, config: &RunnerConfig) -> Result<String, Ended> {
+    let image = settings
+        .image
+        .clone()
+        .unwrap_or_else(|| config.default_image.clone());
+    if !docker::image_allowed(&image, &config.allowed_images) {
+        return Err(failed(
+            None,
+            format!(
+                "image `{image}` is not allowed on this runner (allowed: {}); set `image` in jamstack.toml to one of those",
+                config.allowed_images.join(", ")
+            ),
+        ));
+    }
+    Ok(image)
 }
 
 #[cfg(test)]
