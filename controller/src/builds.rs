@@ -25,8 +25,13 @@ pub struct BuildRequest {
 
 impl BuildRequest {
     fn into_new_build(self, site: &Site) -> NewBuild {
+        self.for_site(site.id)
+    }
+
+    /// The build to record for site `site_id`.
+    pub fn for_site(self, site_id: i64) -> NewBuild {
         NewBuild {
-            site_id: site.id,
+            site_id,
             context: self.context,
             branch: self.branch,
             commit_sha: self.commit_sha,

@@ -24,6 +24,7 @@ pub mod events;
 pub mod github;
 pub mod metrics;
 pub mod notifications;
+pub mod push_batches;
 pub mod router;
 pub mod runner_api;
 pub mod secrets;

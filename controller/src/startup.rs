@@ -12,6 +12,7 @@ use crate::edge::EdgeCache;
 use crate::events::Events;
 use crate::github::client::GitHub;
 use crate::metrics::Metrics;
+use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
@@ -93,20 +94,24 @@ impl Application {
             BlobStoreConfig::S3(s3) => Arc::new(S3BlobStore::connect(s3).await?),
         };
         tracing::info!(store = %blobs.describe(), "blob store ready");
+        let events = Events::default();
+        let jobs_available = Arc::new(Notify::new());
+        let push_batches = PushBatches::start(db.clone(), events.clone(), jobs_available.clone());
         let state = AppState {
             db,
+            push_batches,
             blobs,
             edge: Arc::new(EdgeCache::new(config.edge)),
             deploy_events: DeployEvents::default(),
             config: Arc::new(config),
-            jobs_available: Arc::new(Notify::new()),
+            jobs_available,
             log_activity: Arc::new(Notify::new()),
             cancellations: Arc::new(Notify::new()),
             installation_id: installation_id.into(),
             webhook_secret: webhook_secret.into(),
             base_url: base_url.into(),
             public_url: public_url.into(),
-            events: Events::default(),
+            events,
             github: Arc::new(github),
             secrets: Arc::new(secrets),
             sign_in: Arc::new(SignInThrottle::default()),

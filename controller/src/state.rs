@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Database,
+    /// Records concurrent push deliveries together (group commit).
+    pub push_batches: crate::push_batches::PushBatches,
     pub blobs: Arc<dyn BlobStore>,
     pub config: Arc<Config>,
     /// Woken whenever a job becomes leasable, so long-polling runners pick

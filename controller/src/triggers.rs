@@ -24,6 +24,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What the delivery's record says.
+    pub fn record(self) -> crate::db::DeliveryRecord {
+        crate::db::DeliveryRecord {
+            outcome: self.outcome,
+            message: self.message,
+        }
+    }
+
     pub fn ignored(message: impl Into<String>) -> Self {
         Outcome {
             outcome: "ignored",
@@ -31,6 +39,13 @@ impl Outcome {
             message: message.into(),
         }
     }
+}
+
+/// The answer to an event of a repository no site is connected to.
+pub fn no_site(repository: &str) -> Outcome {
+    Outcome::ignored(format!(
+        "no site is connected to `{repository}`; connect one with POST /api/v1/sites"
+    ))
 }
 
 /// Gathers per-site results into one [`Outcome`].
@@ -81,6 +96,120 @@ fn short(sha: &str) -> &str {
 
 /// A push to `sites` (all connected to the pushed repository).
 pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
+    let plan = match plan_push(sites, push) {
+        PushPlan::Build(plan) => plan,
+        PushPlan::Ignored(outcome) => return Ok(outcome),
+        PushPlan::BranchDeleted(branch) => return on_branch_deleted(state, sites, &branch).await,
+    };
+    let mut ids = Vec::with_capacity(plan.builds.len());
+    for (planned, site) in plan.builds.iter().zip(plan.sites_of(sites)) {
+        let id = match &planned.skip_reason {
+            Some(reason) => {
+                builds::record_skipped_build(state, site, planned.request.clone(), reason).await?
+            }
+            None => builds::queue_build(state, site, planned.request.clone()).await?,
+        };
+        ids.push(id);
+    }
+    Ok(plan.outcome(&ids))
+}
+
+/// What a push asks for, decided from the sites' settings alone (no
+/// writes), so a delivery's builds can be recorded in one go with others
+/// (see [`crate::push_batches`]).
+pub enum PushPlan {
+    Build(BuildPlan),
+    /// Nothing to build or record: the answer is this.
+    Ignored(Outcome),
+    /// The branch was deleted: hostnames go away (not a build).
+    BranchDeleted(String),
+}
+
+/// A build a plan asks for.
+#[derive(Debug, Clone)]
+pub struct PlannedBuild {
+    pub site_id: i64,
+    pub site_name: String,
+    pub request: BuildRequest,
+    /// Recorded as skipped, with this reason, instead of queued.
+    pub skip_reason: Option<String>,
+}
+
+/// The builds an event asks for, and the sentence per site the sender is
+/// told once they have ids.
+#[derive(Debug, Clone, Default)]
+pub struct BuildPlan {
+    pub builds: Vec<PlannedBuild>,
+    notes: Vec<PlanNote>,
+}
+
+#[derive(Debug, Clone)]
+enum PlanNote {
+    Text(String),
+    /// Says what became of `builds[i]`.
+    Build(usize),
+}
+
+impl BuildPlan {
+    fn add(&mut self, site: &Site, request: BuildRequest, skip_reason: Option<String>) {
+        self.notes.push(PlanNote::Build(self.builds.len()));
+        self.builds.push(PlannedBuild {
+            site_id: site.id,
+            site_name: site.name.clone(),
+            request,
+            skip_reason,
+        });
+    }
+
+    /// The site of each planned build, in order.
+    fn sites_of<'a>(&'a self, sites: &'a [Site]) -> impl Iterator<Item = &'a Site> + 'a {
+        self.builds.iter().map(move |planned| {
+            sites
+                .iter()
+                .find(|site| site.id == planned.site_id)
+                .expect("a plan names only the sites it was made from")
+        })
+    }
+
+    /// The answer, once `ids` (one per planned build, in order) are known.
+    pub fn outcome(&self, ids: &[i64]) -> Outcome {
+        let mut tally = Tally::default();
+        for note in &self.notes {
+            match note {
+                PlanNote::Text(text) => tally.notes.push(text.clone()),
+                PlanNote::Build(i) => {
+                    let (planned, id) = (&self.builds[*i], ids[*i]);
+                    let request = &planned.request;
+                    match &planned.skip_reason {
+                        Some(reason) => {
+                            tally.skipped.push(id);
+                            tally
+                                .notes
+                                .push(format!("{}: build {id} skipped ({reason})", planned.site_name));
+                        }
+                        None => {
+                            tally.queued.push(id);
+                            tally.notes.push(format!(
+                                "{}: queued {} build {id} of {}",
+                                planned.site_name,
+                                request.context,
+                                if request.commit_sha.is_empty() {
+                                    &request.branch
+                                } else {
+                                    short(&request.commit_sha)
+                                }
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        tally.finish()
+    }
+}
+
+/// Decides what a push to `sites` builds.
+pub fn plan_push(sites: &[Site], push: &Push) -> PushPlan {
     let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
         // Like Netlify: tags name releases of commits that were built when
         // their branch was pushed; building them again would change nothing.
@@ -89,32 +218,32 @@ pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::R
         } else {
             "only branches build"
         };
-        return Ok(Outcome::ignored(format!("`{}`: {what}", push.git_ref)));
+        return PushPlan::Ignored(Outcome::ignored(format!("`{}`: {what}", push.git_ref)));
     };
     if push.deleted {
-        return on_branch_deleted(state, sites, branch).await;
+        return PushPlan::BranchDeleted(branch.to_owned());
     }
     let skip_marker = push
         .head_commit_message
         .as_deref()
         .filter(|_| builds::honours_skip_markers(push.trigger))
         .and_then(jamstack_proto::skip_ci_marker);
-    let mut tally = Tally::default();
+    let mut plan = BuildPlan::default();
     for site in sites {
         let context = if branch == site.production_branch {
             BuildContext::Production
         } else if !site.branch_deploys {
-            tally.notes.push(format!(
+            plan.notes.push(PlanNote::Text(format!(
                 "{}: `{branch}` is not the production branch and branch deploys are off \
                  (turn them on with PATCH /api/v1/sites/{} {{\"branch_deploys\": true}})",
                 site.name, site.name
-            ));
+            )));
             continue;
         } else if branch_label(branch).is_none() {
-            tally.notes.push(format!(
+            plan.notes.push(PlanNote::Text(format!(
                 "{}: branch `{branch}` has no letters or digits to name a hostname after",
                 site.name
-            ));
+            )));
             continue;
         } else {
             BuildContext::BranchDeploy
@@ -129,31 +258,10 @@ pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::R
             from_fork: false,
             trigger: push.trigger,
         };
-        match skip_marker {
-            Some(marker) => {
-                let reason = format!("the head commit's message says {marker}");
-                let id = builds::record_skipped_build(state, site, request, &reason).await?;
-                tally.skipped.push(id);
-                tally
-                    .notes
-                    .push(format!("{}: build {id} skipped ({reason})", site.name));
-            }
-            None => {
-                let id = builds::queue_build(state, site, request).await?;
-                tally.queued.push(id);
-                tally.notes.push(format!(
-                    "{}: queued {context} build {id} of {}",
-                    site.name,
-                    if push.after.is_empty() {
-                        branch
-                    } else {
-                        short(&push.after)
-                    }
-                ));
-            }
-        }
+        let skip_reason = skip_marker.map(|marker| format!("the head commit's message says {marker}"));
+        plan.add(site, request, skip_reason);
     }
-    Ok(tally.finish())
+    PushPlan::Build(plan)
 }
 
 /// A deleted branch: its branch deploy's hostname goes away and its

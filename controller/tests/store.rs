@@ -711,3 +711,179 @@ on_both_databases!(
         }
     }
 );
+
+on_both_databases!(
+    a_burst_of_push_deliveries_recorded_together_queues_and_supersedes_as_one_at_a_time_would,
+    |db: Database| async move {
+        use jamstack_controller::db::{
+            BatchedBuild, Claim, DeliveryRecord, NewDelivery, PushDelivery, PushRecorded,
+        };
+        use std::sync::Arc;
+        let s = site(&db, "batched").await;
+        db.update_scheduling(
+            s.id,
+            &SchedulingSettings {
+                max_concurrent_builds: Some(0),
+                cancel_superseded: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        // Before the burst: a build of `main` running, another queued.
+        let running = queue(&db, &s, "main").await;
+        let first_runner = runner(&db, "r1", &[]).await;
+        let lease = db
+            .claim_next_job(&first_runner, "lease-1", MINUTE, 0)
+            .await
+            .unwrap()
+            .expect("the running build's job");
+        assert_eq!(lease.build_id, running);
+        let queued_before = queue(&db, &s, "main").await;
+        // A delivery handled before, and one whose handling failed.
+        let delivery = |id: &str| NewDelivery {
+            source: "github",
+            delivery_id: Some(id.to_owned()),
+            event: "push".into(),
+            action: None,
+            repository: Some("octo/batched".into()),
+        };
+        for (id, outcome) in [("seen", "queued"), ("failed-once", "failed")] {
+            let Claim::New(row) = db.claim_delivery(&delivery(id)).await.unwrap() else {
+                panic!("{id} is new");
+            };
+            db.finish_delivery(row, outcome, "earlier", &[]).await.unwrap();
+        }
+
+        let push = |id: &str, branch: &str, skip: bool| PushDelivery {
+            delivery: delivery(id),
+            installation: Some((42, "octo/batched".to_owned())),
+            builds: vec![BatchedBuild {
+                build: NewBuild {
+                    site_id: s.id,
+                    context: BuildContext::Production,
+                    branch: branch.into(),
+                    commit_sha: format!("{id:0>40}"),
+                    commit_message: None,
+                    author: None,
+                    pr_number: None,
+                    from_fork: false,
+                    trigger: "webhook",
+                },
+                skip_reason: skip.then(|| "the head commit's message says [skip ci]".to_owned()),
+                revives_alias: None,
+            }],
+            describe: Arc::new(|ids: &[i64]| DeliveryRecord {
+                outcome: "queued",
+                message: format!("builds {ids:?}"),
+            }),
+        };
+        let batch = [
+            push("d1", "main", false),
+            push("seen", "main", false),
+            push("d2", "main", false),
+            push("d3", "main", true),
+            push("failed-once", "feature", false),
+        ];
+        let recorded = db.record_push_deliveries(&batch).await.unwrap();
+        assert_eq!(
+            recorded.deliveries[1],
+            PushRecorded::Claimed,
+            "a delivery id handled before is not handled again"
+        );
+        let build_of = |i: usize| match &recorded.deliveries[i] {
+            PushRecorded::Recorded { builds, record, .. } => {
+                assert_eq!(
+                    record.message,
+                    format!("builds {builds:?}"),
+                    "the record names its builds"
+                );
+                builds[0]
+            }
+            PushRecorded::Claimed => panic!("delivery {i} was not recorded"),
+        };
+        let (d1, d2, d3, retried) = (build_of(0), build_of(2), build_of(3), build_of(4));
+        assert!(
+            queued_before < d1 && d1 < d2 && d2 < d3 && d3 < retried,
+            "ids follow the order of arrival: {queued_before} {d1} {d2} {d3} {retried}"
+        );
+
+        let build = |id: i64| {
+            let db = db.clone();
+            async move { db.build(id).await.unwrap().unwrap() }
+        };
+        for (old, newer) in [(queued_before, d2), (d1, d2)] {
+            let old = build(old).await;
+            assert_eq!(old.state, BuildState::Cancelled, "build {} is superseded", old.id);
+            assert_eq!(
+                old.error.as_deref(),
+                Some(format!("superseded by build {newer}, a newer commit of the same branch").as_str())
+            );
+        }
+        assert_eq!(build(d2).await.state, BuildState::Queued);
+        let skipped = build(d3).await;
+        assert_eq!(
+            skipped.state,
+            BuildState::Skipped,
+            "a skipped build supersedes nothing"
+        );
+        assert!(skipped.skip_reason.unwrap().contains("[skip ci]"));
+        assert_eq!(build(retried).await.state, BuildState::Queued);
+        assert_eq!(
+            db.cancel_requested(lease.job_id, "lease-1").await.unwrap(),
+            Some(true),
+            "the running build of the branch is asked to stop (the site says so)"
+        );
+        let mut superseded: Vec<(i64, bool)> = recorded
+            .superseded
+            .iter()
+            .map(|s| (s.build_id, s.cancelled))
+            .collect();
+        superseded.sort_unstable();
+        assert_eq!(superseded, [(running, false), (queued_before, true), (d1, true)]);
+
+        let deliveries = db.deliveries(20, None).await.unwrap();
+        let record_of = |id: &str| {
+            deliveries
+                .iter()
+                .find(|d| d.delivery_id.as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("delivery {id} is recorded"))
+                .clone()
+        };
+        let second = record_of("d2");
+        assert_eq!(
+            (second.outcome.as_str(), second.builds.clone()),
+            ("queued", vec![d2])
+        );
+        assert!(second.handled_at.is_some());
+        assert_eq!(
+            record_of("failed-once").builds,
+            [retried],
+            "a failed delivery is retried"
+        );
+        assert_eq!(
+            record_of("seen").message,
+            "earlier",
+            "a handled delivery keeps its record"
+        );
+
+        assert_eq!(
+            db.installation_for_repo("octo/batched").await.unwrap(),
+            Some(42),
+            "the installation a delivery came through is noted"
+        );
+
+        // Again: every id is known now.
+        let again = db.record_push_deliveries(&batch[2..3]).await.unwrap();
+        assert_eq!(again.deliveries, [PushRecorded::Claimed]);
+
+        // Runners lease the new builds oldest first.
+        let mut leased = Vec::new();
+        for name in ["r2", "r3"] {
+            let me = runner(&db, name, &[]).await;
+            let job = db.claim_next_job(&me, name, MINUTE, 0).await.unwrap().unwrap();
+            leased.push(job.build_id);
+        }
+        assert_eq!(leased, [d2, retried]);
+    }
+);

@@ -11,8 +11,9 @@ use crate::db::{Claim, NewDelivery};
 use crate::error::AppError;
 use crate::github::signature::{self, SignatureError};
 use crate::github::{self, Envelope, GitHubEvent, InstallationAction, PullRequestAction};
+use crate::push_batches::{Batched, PushArrival};
 use crate::state::AppState;
-use crate::triggers::{self, Outcome};
+use crate::triggers::{self, Outcome, no_site};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -237,12 +238,78 @@ pub async fn github(
         delivery.action = envelope.action.as_deref().map(|a| clip(a).to_owned());
         delivery.repository = envelope.repository().map(|r| clip(&r).to_owned());
     }
+    let parsed = checked
+        .is_ok()
+        .then(|| github::parse_with_envelope(&event, &body, envelope.as_ref()));
+    if let Some(Ok(GitHubEvent::Push(push))) = &parsed
+        && delivery.delivery_id.is_some()
+        && let Some(response) = push_in_batch(&state, &delivery, push).await
+    {
+        return response;
+    }
     receive(&state, delivery, checked, || async {
-        let event = github::parse_with_envelope(&event, &body, envelope.as_ref())
+        let event = parsed
+            .ok_or_else(|| Refusal::Internal(anyhow::anyhow!("an unauthenticated delivery was handled")))?
             .map_err(|e| Refusal::Invalid(crate::error::bad_request(e.to_string())))?;
         on_github_event(&state, event).await.map_err(Refusal::Internal)
     })
     .await
+}
+
+/// Records a push delivery together with others arriving at the same time
+/// (see [`crate::push_batches`]). `None` when it goes the one-at-a-time
+/// way instead: a deleted branch (not a build), a delivery id seen before
+/// (answered as a duplicate or retried there), or a failure (recorded
+/// there as failed, so a redelivery retries it).
+async fn push_in_batch(
+    state: &AppState,
+    delivery: &NewDelivery,
+    push: &github::PushEvent,
+) -> Option<Response> {
+    if push.deleted {
+        return None;
+    }
+    let arrival = PushArrival {
+        delivery: delivery.clone(),
+        repository: push.repository.clone(),
+        installation: push.installation_id,
+        push: github_push(push.clone()),
+    };
+    match state.push_batches.record(arrival).await {
+        Ok(Batched::Recorded { delivery, outcome }) => {
+            let status = if outcome.outcome == "queued" {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Some(answer(
+                status,
+                delivery,
+                outcome.outcome,
+                outcome.builds,
+                outcome.message,
+            ))
+        }
+        Ok(Batched::Claimed) => None,
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "recording a push delivery in a batch failed"
+            );
+            None
+        }
+    }
+}
+
+fn github_push(push: github::PushEvent) -> triggers::Push {
+    triggers::Push {
+        git_ref: push.git_ref,
+        after: push.after,
+        deleted: push.deleted,
+        head_commit_message: push.head_commit_message,
+        head_commit_author: push.head_commit_author,
+        trigger: "webhook",
+    }
 }
 
 async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result<Outcome> {
@@ -257,15 +324,7 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
             if sites.is_empty() {
                 return Ok(no_site(&push.repository));
             }
-            let push = triggers::Push {
-                git_ref: push.git_ref,
-                after: push.after,
-                deleted: push.deleted,
-                head_commit_message: push.head_commit_message,
-                head_commit_author: push.head_commit_author,
-                trigger: "webhook",
-            };
-            triggers::on_push(state, &sites, &push).await
+            triggers::on_push(state, &sites, &github_push(push)).await
         }
         GitHubEvent::PullRequest(pr) => {
             let sites = sites_of(state, &pr.repository, pr.installation_id).await?;
@@ -355,12 +414,6 @@ async fn sites_of(
         state.db.note_installation_repo(installation, repository).await?;
     }
     state.db.sites_for_github_repo(repository).await
-}
-
-fn no_site(repository: &str) -> Outcome {
-    Outcome::ignored(format!(
-        "no site is connected to `{repository}`; connect one with POST /api/v1/sites"
-    ))
 }
 
 /// The body of a generic webhook: one ref update, as a `post-receive` hook

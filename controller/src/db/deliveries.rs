@@ -32,7 +32,7 @@ pub struct Delivery {
 
 /// A claim still `processing` after this long was abandoned (the
 /// controller stopped while handling it): a redelivery may claim it again.
-const ABANDONED_AFTER_MS: i64 = 5 * 60 * 1000;
+pub(super) const ABANDONED_AFTER_MS: i64 = 5 * 60 * 1000;
 
 /// A delivery as it arrives.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ pub struct NewDelivery {
 }
 
 impl NewDelivery {
-    fn dedupe_key(&self) -> Option<String> {
+    pub fn dedupe_key(&self) -> Option<String> {
         self.delivery_id
             .as_ref()
             .map(|id| format!("{}:{id}", self.source))
@@ -81,7 +81,7 @@ fn delivery_from_row(row: &AnyRow) -> Delivery {
     }
 }
 
-fn join_ids(ids: &[i64]) -> String {
+pub(super) fn join_ids(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 

@@ -19,6 +19,7 @@ mod github;
 mod logs;
 mod notifications;
 mod ops;
+mod push_intake;
 mod relay;
 mod retention;
 mod runners;
@@ -34,6 +35,9 @@ pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use github::{BuildReport, Installation};
 pub use notifications::{AttemptResult, DueDelivery, NotificationDelivery, NotificationHook};
+pub use push_intake::{
+    BatchedBuild, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch, SupersededBuild,
+};
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};

@@ -166,6 +166,24 @@ impl Database {
         Ok(rows.iter().map(site_from_row).collect())
     }
 
+    /// Sites connected to any of `full_names` (case-insensitive), by id.
+    pub async fn sites_for_github_repos(&self, full_names: &[String]) -> anyhow::Result<Vec<Site>> {
+        if full_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=full_names.len()).map(|i| format!("LOWER(${i})")).collect();
+        let sql = format!(
+            "SELECT {SITE_COLUMNS} FROM sites WHERE LOWER(github_repo) IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for name in full_names {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(site_from_row).collect())
+    }
+
     /// One page of the sites, by name.
     pub async fn sites_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<Site>> {
         let rows = sqlx::query(&format!(

@@ -1,0 +1,284 @@
+//! Group commit of push deliveries (see [`crate::db::PushDelivery`]).
+//!
+//! Handlers of concurrent push deliveries hand them to one task, which
+//! takes whatever has gathered while the previous batch was being written
+//! and handles it as a whole: one read of the sites of every pushed
+//! repository, a plan per delivery ([`triggers::plan_push`]), one
+//! transaction for all of them; then it tells each handler what became of
+//! its delivery. A lone delivery is written at once; under a burst,
+//! batches grow and the cost per delivery falls. A batch that fails is
+//! written again one delivery at a time, so one bad delivery cannot fail
+//! its neighbours.
+
+use crate::db::{
+    BatchedBuild, BuildState, Database, NewDelivery, PushDelivery, PushRecorded, RecordedBatch, Site,
+};
+use crate::deploys::alias_for;
+use crate::events::Events;
+use crate::triggers::{self, Outcome, PushPlan};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Deliveries in one transaction at most.
+const MAX_BATCH: usize = 64;
+/// Deliveries waiting for the writer at most; more wait to be let in.
+const QUEUE: usize = 1024;
+
+/// A push delivery as it arrives, authenticated and read.
+#[derive(Debug, Clone)]
+pub struct PushArrival {
+    /// With its delivery id: without one a delivery cannot be recognised
+    /// again, and is handled one at a time.
+    pub delivery: NewDelivery,
+    /// `owner/name` of the pushed repository.
+    pub repository: String,
+    /// The App installation it came through, if any.
+    pub installation: Option<i64>,
+    /// Not a deleted branch: that takes hostnames down, which is handled
+    /// one at a time.
+    pub push: triggers::Push,
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Batched {
+    /// Recorded (row `delivery`) with what was done.
+    Recorded { delivery: i64, outcome: Outcome },
+    /// Its delivery id was handled before, or is being handled: nothing
+    /// was done; the one-at-a-time path answers it.
+    Claimed,
+}
+
+type Reply = oneshot::Sender<anyhow::Result<Batched>>;
+
+/// The handle handlers hand deliveries to.
+#[derive(Clone)]
+pub struct PushBatches {
+    sender: mpsc::Sender<(PushArrival, Reply)>,
+}
+
+impl PushBatches {
+    /// Starts the writing task; it stops when every handle is dropped.
+    pub fn start(db: Database, events: Events, jobs_available: Arc<Notify>) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let writer = Writer {
+            db,
+            events,
+            jobs_available,
+        };
+        tokio::spawn(writer.run(receiver));
+        PushBatches { sender }
+    }
+
+    /// Handles `arrival` together with others arriving at the same time,
+    /// and announces its builds.
+    pub async fn record(&self, arrival: PushArrival) -> anyhow::Result<Batched> {
+        anyhow::ensure!(
+            arrival.delivery.delivery_id.is_some(),
+            "a delivery without an id cannot be recorded in a batch"
+        );
+        anyhow::ensure!(
+            !arrival.push.deleted,
+            "a deleted branch is not recorded in a batch"
+        );
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send((arrival, reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the delivery writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the delivery writer stopped before answering"))?
+    }
+}
+
+struct Writer {
+    db: Database,
+    events: Events,
+    jobs_available: Arc<Notify>,
+}
+
+/// A delivery of a batch, planned.
+struct Planned {
+    arrival: PushArrival,
+    reply: Reply,
+    /// The builds it asks for, or the answer when it asks for none.
+    plan: Result<Arc<triggers::BuildPlan>, Outcome>,
+}
+
+impl Writer {
+    async fn run(self, mut receiver: mpsc::Receiver<(PushArrival, Reply)>) {
+        // Deliveries held back from a batch that already has their id:
+        // they go in the next one, where they find the first one's record.
+        let mut held: Vec<(PushArrival, Reply)> = Vec::new();
+        loop {
+            let mut batch = std::mem::take(&mut held);
+            if batch.is_empty() {
+                match receiver.recv().await {
+                    Some(first) => batch.push(first),
+                    None => return,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let mut keys = HashSet::new();
+            let (batch, later): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|(arrival, _)| keys.insert(arrival.delivery.dedupe_key()));
+            held = later;
+            self.write(batch).await;
+        }
+    }
+
+    async fn write(&self, batch: Vec<(PushArrival, Reply)>) {
+        let mut repositories: Vec<String> = batch.iter().map(|(a, _)| a.repository.clone()).collect();
+        repositories.sort_unstable();
+        repositories.dedup();
+        let sites = match self.db.sites_for_github_repos(&repositories).await {
+            Ok(sites) => sites,
+            Err(error) => {
+                let message = format!("{error:#}");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(anyhow::anyhow!(
+                        "reading the pushed repositories' sites: {message}"
+                    )));
+                }
+                return;
+            }
+        };
+        let planned: Vec<Planned> = batch
+            .into_iter()
+            .map(|(arrival, reply)| {
+                let plan = plan(&sites, &arrival);
+                Planned { arrival, reply, plan }
+            })
+            .collect();
+        let deliveries: Vec<PushDelivery> = planned.iter().map(to_record).collect();
+        match self.db.record_push_deliveries(&deliveries).await {
+            Ok(recorded) => self.answer(planned, &deliveries, recorded),
+            Err(error) if planned.len() == 1 => {
+                let _ = planned.into_iter().next().map(|p| p.reply.send(Err(error)));
+            }
+            Err(error) => {
+                tracing::warn!(
+                    deliveries = planned.len(),
+                    error = format!("{error:#}"),
+                    "recording a batch of deliveries failed; recording them one at a time"
+                );
+                for (one, delivery) in planned.into_iter().zip(deliveries) {
+                    let single = std::slice::from_ref(&delivery);
+                    match self.db.record_push_deliveries(single).await {
+                        Ok(recorded) => self.answer(vec![one], single, recorded),
+                        Err(error) => {
+                            let _ = one.reply.send(Err(error));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells listeners about the batch's new and superseded builds, wakes
+    /// waiting runners (as queueing one build does), and answers each
+    /// handler.
+    fn answer(&self, planned: Vec<Planned>, deliveries: &[PushDelivery], recorded: RecordedBatch) {
+        let mut queued = false;
+        for ((one, delivery), result) in planned.into_iter().zip(deliveries).zip(recorded.deliveries) {
+            let PushRecorded::Recorded {
+                delivery: row,
+                builds,
+                ..
+            } = result
+            else {
+                let _ = one.reply.send(Ok(Batched::Claimed));
+                continue;
+            };
+            for (planned, &build_id) in delivery.builds.iter().zip(&builds) {
+                let site_id = planned.build.site_id;
+                if let Some(reason) = &planned.skip_reason {
+                    tracing::info!(build_id, site_id, reason, "build skipped");
+                    self.events.build_changed(build_id, site_id, BuildState::Skipped);
+                } else {
+                    tracing::info!(build_id, site_id, "build queued");
+                    self.events.build_changed(build_id, site_id, BuildState::Queued);
+                    queued = true;
+                }
+            }
+            let outcome = match &one.plan {
+                Ok(plan) => plan.outcome(&builds),
+                Err(outcome) => outcome.clone(),
+            };
+            let _ = one.reply.send(Ok(Batched::Recorded {
+                delivery: row,
+                outcome,
+            }));
+        }
+        for old in recorded.superseded.iter().filter(|s| s.cancelled) {
+            self.events
+                .build_changed(old.build_id, old.site_id, BuildState::Cancelled);
+        }
+        if queued {
+            self.jobs_available.notify_waiters();
+        }
+    }
+}
+
+/// What `arrival` asks of the sites connected to its repository.
+fn plan(sites: &[Site], arrival: &PushArrival) -> Result<Arc<triggers::BuildPlan>, Outcome> {
+    let connected: Vec<Site> = sites
+        .iter()
+        .filter(|site| {
+            site.github_repo
+                .as_deref()
+                .is_some_and(|repo| repo.eq_ignore_ascii_case(&arrival.repository))
+        })
+        .cloned()
+        .collect();
+    if connected.is_empty() {
+        return Err(triggers::no_site(&arrival.repository));
+    }
+    match triggers::plan_push(&connected, &arrival.push) {
+        PushPlan::Build(plan) => Ok(Arc::new(plan)),
+        PushPlan::Ignored(outcome) => Err(outcome),
+        // Refused by `PushBatches::record`.
+        PushPlan::BranchDeleted(branch) => Err(Outcome::ignored(format!("branch `{branch}` was deleted"))),
+    }
+}
+
+/// The record a planned delivery asks for.
+fn to_record(planned: &Planned) -> PushDelivery {
+    let arrival = &planned.arrival;
+    let (builds, describe): (Vec<BatchedBuild>, crate::db::Describe) = match &planned.plan {
+        Ok(plan) => {
+            let builds = plan
+                .builds
+                .iter()
+                .map(|planned| {
+                    let request = planned.request.clone();
+                    BatchedBuild {
+                        revives_alias: alias_for(request.context, &request.branch, request.pr_number),
+                        build: request.for_site(planned.site_id),
+                        skip_reason: planned.skip_reason.clone(),
+                    }
+                })
+                .collect();
+            let plan = plan.clone();
+            (builds, Arc::new(move |ids: &[i64]| plan.outcome(ids).record()))
+        }
+        Err(outcome) => {
+            let record = outcome.clone().record();
+            (Vec::new(), Arc::new(move |_: &[i64]| record.clone()))
+        }
+    };
+    PushDelivery {
+        delivery: arrival.delivery.clone(),
+        installation: arrival.installation.map(|id| (id, arrival.repository.clone())),
+        builds,
+        describe,
+    }
+}
