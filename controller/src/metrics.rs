@@ -414,6 +414,10 @@ pub async fn serve_open(
 pub async fn record_build_events(state: AppState) {
     let mut changes = state.events.build_changes("metrics");
     while let Some((build_id, build_state)) = changes.next().await {
+        if build_state != crate::db::BuildState::Running && !build_state.is_finished() {
+            // Queued: nothing to count yet.
+            continue;
+        }
         let build = match state.db.build(build_id).await {
             Ok(Some(build)) => build,
             Ok(None) => continue,

@@ -59,7 +59,9 @@ impl Reporter {
         self.catch_up().await;
         loop {
             match events.recv().await {
-                Ok(Event::Build { build_id, .. }) => self.schedule(build_id),
+                Ok(Event::Build {
+                    build_id, site_id, ..
+                }) => self.schedule(build_id, Some(site_id)),
                 Ok(Event::AliasRemoved { site_id, alias }) => {
                     let reporter = self.clone();
                     tokio::spawn(async move { reporter.retire_alias(site_id, &alias).await });
@@ -79,12 +81,12 @@ impl Reporter {
     async fn catch_up(self: &Arc<Self>) {
         let since = crate::db::now_millis() - CATCH_UP_WINDOW_MS;
         match self.state.db.builds_behind_on_reports(since).await {
-            Ok(builds) => builds.into_iter().for_each(|id| self.schedule(id)),
+            Ok(builds) => builds.into_iter().for_each(|id| self.schedule(id, None)),
             Err(e) => tracing::error!(error = format!("{e:#}"), "finding builds to report to GitHub"),
         }
     }
 
-    fn schedule(self: &Arc<Self>, build_id: i64) {
+    fn schedule(self: &Arc<Self>, build_id: i64, site_id: Option<i64>) {
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(again) = in_flight.get_mut(&build_id) {
@@ -98,7 +100,7 @@ impl Reporter {
             loop {
                 {
                     let _permit = reporter.permits.acquire().await;
-                    if let Err(e) = reporter.report(build_id).await {
+                    if let Err(e) = reporter.report(build_id, site_id).await {
                         tracing::warn!(
                             build = build_id,
                             error = format!("{e:#}"),
@@ -119,16 +121,32 @@ impl Reporter {
     }
 
     /// Sends what GitHub has not been told about one build.
-    async fn report(&self, build_id: i64) -> anyhow::Result<()> {
+    /// `site_id`, when the event said it, saves reading the build of a
+    /// site GitHub cannot be told about (no App, no access token).
+    async fn report(&self, build_id: i64, site_id: Option<i64>) -> anyhow::Result<()> {
         let db = &self.state.db;
-        let Some(build) = db.build(build_id).await? else {
-            return Ok(());
+        let mut build = None;
+        let site_id = match site_id {
+            Some(site_id) => site_id,
+            None => {
+                let Some(read) = db.build(build_id).await? else {
+                    return Ok(());
+                };
+                build.insert(read).site_id
+            }
         };
-        let Some(site) = db.site_by_id(build.site_id).await? else {
+        let Some(site) = db.site_by_id(site_id).await? else {
             return Ok(());
         };
         let Some(repo) = self.repo_of(&site).await? else {
             return Ok(());
+        };
+        let build = match build {
+            Some(build) => build,
+            None => match db.build(build_id).await? {
+                Some(build) => build,
+                None => return Ok(()),
+            },
         };
         if build.commit_sha.is_empty() {
             // Queued by branch name: the commit is known once a runner
