@@ -1,6 +1,7 @@
 //! Group commit of push deliveries (see [`crate::db::PushDelivery`]).
 //!
-//! Handlers of concurrent push deliveries hand them to one task, which
+//! Handlers of concurrent push deliveries hand them to one task (a few on
+//! PostgreSQL, whose commits overlap), which
 //! takes whatever has gathered while the previous batch was being written
 //! and handles it as a whole: one read of the sites of every pushed
 //! repository, a plan per delivery ([`triggers::plan_push`]), one
@@ -11,19 +12,21 @@
 //! its neighbours.
 
 use crate::db::{
-    BatchedBuild, BuildState, Database, NewDelivery, PushDelivery, PushRecorded, RecordedBatch, Site,
+    Backend, BatchedBuild, BuildState, Database, NewDelivery, PushDelivery, PushRecorded, RecordedBatch, Site,
 };
 use crate::deploys::alias_for;
 use crate::events::Events;
 use crate::triggers::{self, Outcome, PushPlan};
 use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 /// Deliveries in one transaction at most.
 const MAX_BATCH: usize = 64;
 /// Deliveries waiting for the writer at most; more wait to be let in.
 const QUEUE: usize = 1024;
+/// Batches written at once on PostgreSQL.
+const POSTGRES_WRITERS: usize = 4;
 
 /// A push delivery as it arrives, authenticated and read.
 #[derive(Debug, Clone)]
@@ -62,12 +65,22 @@ impl PushBatches {
     /// Starts the writing task; it stops when every handle is dropped.
     pub fn start(db: Database, events: Events, jobs_available: Arc<Notify>) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let writer = Writer {
-            db,
-            events,
-            jobs_available,
+        // SQLite has one writer connection: a second batch would only wait
+        // for it. PostgreSQL commits concurrent transactions together, so
+        // batches overlap there while each waits for its commit.
+        let writers = match db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
         };
-        tokio::spawn(writer.run(receiver));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..writers {
+            let writer = Writer {
+                db: db.clone(),
+                events: events.clone(),
+                jobs_available: jobs_available.clone(),
+            };
+            tokio::spawn(writer.run(receiver.clone()));
+        }
         PushBatches { sender }
     }
 
@@ -108,22 +121,27 @@ struct Planned {
 }
 
 impl Writer {
-    async fn run(self, mut receiver: mpsc::Receiver<(PushArrival, Reply)>) {
+    async fn run(self, receiver: Arc<Mutex<mpsc::Receiver<(PushArrival, Reply)>>>) {
         // Deliveries held back from a batch that already has their id:
         // they go in the next one, where they find the first one's record.
+        // (Another writer's batch with the same id is told apart by the
+        // database: the later claim finds the id taken.)
         let mut held: Vec<(PushArrival, Reply)> = Vec::new();
         loop {
             let mut batch = std::mem::take(&mut held);
-            if batch.is_empty() {
-                match receiver.recv().await {
-                    Some(first) => batch.push(first),
-                    None => return,
+            {
+                let mut receiver = receiver.lock().await;
+                if batch.is_empty() {
+                    match receiver.recv().await {
+                        Some(first) => batch.push(first),
+                        None => return,
+                    }
                 }
-            }
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+                while batch.len() < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
                 }
             }
             let mut keys = HashSet::new();

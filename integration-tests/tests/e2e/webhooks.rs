@@ -1,5 +1,6 @@
 use crate::helpers::{
-    COPY_SITE_TOML, SiteRepo, WEBHOOK_SECRET, fixture, push_payload, sign, spawn_app, spawn_controller_only,
+    COPY_SITE_TOML, SiteRepo, TestApp, WEBHOOK_SECRET, fixture, fresh_postgres_database, push_payload, sign,
+    spawn_app, spawn_controller_only, spawn_controller_only_with,
 };
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -212,9 +213,22 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_thousand_concurrent_deliveries_with_redeliveries_among_them_each_build_once() {
+    let (app, _runner_token) = spawn_controller_only().await;
+    a_thousand_deliveries_with_redeliveries(app).await;
+}
+
+/// The same on PostgreSQL, where several batches of deliveries are written
+/// at once.
+#[tokio::test]
+async fn a_thousand_concurrent_deliveries_to_a_controller_on_postgresql_each_build_once() {
+    let url = fresh_postgres_database().await;
+    let (app, _runner_token) = spawn_controller_only_with(|config| config.database_url = Some(url)).await;
+    a_thousand_deliveries_with_redeliveries(app).await;
+}
+
+async fn a_thousand_deliveries_with_redeliveries(app: TestApp) {
     const SITES: usize = 10;
     const DISTINCT: usize = 900;
-    let (app, _runner_token) = spawn_controller_only().await;
     let repo = SiteRepo::new();
     for site in 0..SITES {
         app.connect_site(&format!("flood-{site}"), &repo, &format!("octo/flood-{site}"))
