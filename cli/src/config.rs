@@ -34,6 +34,18 @@ pub fn default_config_path() -> CliResult<PathBuf> {
     config_path(|name| std::env::var(name).ok())
 }
 
+/// Where `jamstack deploy` keeps the hashes of the folders it deployed:
+/// `$XDG_CACHE_HOME/jamstack/hashes` (by default `~/.cache/jamstack/hashes`);
+/// `None` without either variable (every file is then hashed).
+pub fn hash_cache_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let cache_home = match set("XDG_CACHE_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(set("HOME")?).join(".cache"),
+    };
+    Some(cache_home.join("jamstack").join("hashes"))
+}
+
 /// The saved login, or an empty one when nothing was saved yet.
 pub fn load(path: &Path) -> CliResult<SavedLogin> {
     let text = match std::fs::read_to_string(path) {
@@ -100,6 +112,15 @@ mod tests {
             PathBuf::from("/home/a/.config/jamstack/config.toml")
         );
         assert!(config_path(env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn the_hash_cache_is_kept_where_documented() {
+        let dir = hash_cache_dir(env_of(&[("XDG_CACHE_HOME", "/c"), ("HOME", "/home/a")]));
+        assert_eq!(dir, Some(PathBuf::from("/c/jamstack/hashes")));
+        let dir = hash_cache_dir(env_of(&[("XDG_CACHE_HOME", ""), ("HOME", "/home/a")]));
+        assert_eq!(dir, Some(PathBuf::from("/home/a/.cache/jamstack/hashes")));
+        assert_eq!(hash_cache_dir(env_of(&[])), None);
     }
 
     #[cfg(unix)]

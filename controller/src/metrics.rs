@@ -148,6 +148,9 @@ pub struct Metrics {
     deploy_bytes_referenced: AtomicU64,
     deploy_bytes_uploaded: AtomicU64,
     deploy_size: Histogram,
+    /// Ready deploys whose variants are queued or being made.
+    variant_deploys_pending: AtomicU64,
+    variant_blobs_made: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -161,6 +164,8 @@ impl Default for Metrics {
             deploy_bytes_referenced: AtomicU64::new(0),
             deploy_bytes_uploaded: AtomicU64::new(0),
             deploy_size: Histogram::of_units(DEPLOY_SIZE_BOUNDS),
+            variant_deploys_pending: AtomicU64::new(0),
+            variant_blobs_made: AtomicU64::new(0),
         }
     }
 }
@@ -234,6 +239,17 @@ impl Metrics {
         self.deploy_bytes_uploaded
             .fetch_add(figures.bytes_uploaded, Relaxed);
         self.deploy_size.observe(figures.bytes_referenced as f64);
+    }
+
+    /// A deploy was queued for its compressed variants.
+    pub fn record_variants_queued(&self) {
+        self.variant_deploys_pending.fetch_add(1, Relaxed);
+    }
+
+    /// A queued deploy's variants are done: `blobs` were compressed.
+    pub fn record_variants_made(&self, blobs: usize) {
+        self.variant_deploys_pending.fetch_sub(1, Relaxed);
+        self.variant_blobs_made.fetch_add(blobs as u64, Relaxed);
     }
 
     /// The text exposition format (version 0.0.4).
@@ -334,6 +350,23 @@ impl Metrics {
         );
         self.deploy_size
             .render(&mut out, "jamstack_deploy_size_bytes", "");
+        gauge(
+            &mut out,
+            "jamstack_variants_pending_deploys",
+            "Ready deploys whose compressed variants are queued or being made.",
+            self.variant_deploys_pending.load(Relaxed) as i64,
+        );
+        header(
+            &mut out,
+            "jamstack_variant_blobs_total",
+            "counter",
+            "Blobs compressed into brotli and gzip variants.",
+        );
+        let _ = writeln!(
+            out,
+            "jamstack_variant_blobs_total {}",
+            self.variant_blobs_made.load(Relaxed)
+        );
 
         header(
             &mut out,

@@ -117,6 +117,7 @@ impl Application {
             sign_in: Arc::new(SignInThrottle::default()),
             metrics: Arc::new(Metrics::default()),
             notifications_queued: Arc::new(Notify::new()),
+            variants: Arc::default(),
         };
         Ok(Application {
             listener,
@@ -181,8 +182,8 @@ impl Application {
     }
 
     /// Serves until the process ends, with the lease reaper, the GitHub
-    /// reporter, the garbage collector and the edge's event listener beside
-    /// it.
+    /// reporter, the garbage collector, the edge's event listener and the
+    /// maker of compressed variants beside it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(std::future::pending()).await
     }
@@ -200,6 +201,9 @@ impl Application {
             self.state.clone(),
         ));
         let forgetter = tokio::spawn(forget_on_events(self.state.clone()));
+        let compressor = tokio::spawn(crate::deploys::compress::make_variants_in_background(
+            self.state.clone(),
+        ));
         let relay = tokio::spawn(crate::deploys::events::relay_between_controllers(
             self.state.clone(),
         ));
@@ -220,6 +224,7 @@ impl Application {
         pruner.abort();
         collector.abort();
         forgetter.abort();
+        compressor.abort();
         relay.abort();
         metrics.abort();
         notifier.abort();
@@ -237,12 +242,13 @@ async fn forget_on_events(state: AppState) {
     let mut events = state.deploy_events.subscribe();
     loop {
         match events.recv().await {
-            Ok((event, _origin)) => state.edge.forget(&event),
+            Ok((event, _origin)) => state.edge.apply(&event).await,
             // Missed some: forget everything rather than serve stale.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 state
                     .edge
-                    .forget(&crate::deploys::events::DeployEvent::Everything);
+                    .apply(&crate::deploys::events::DeployEvent::Everything)
+                    .await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::dashboard::login::SignInThrottle;
 use crate::db::Database;
 use crate::deploys::BlobStore;
+use crate::deploys::compress::VariantQueue;
 use crate::deploys::events::{DeployEvent, DeployEvents};
 use crate::edge::EdgeCache;
 use crate::events::Events;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Woken when a notification delivery is queued, so it goes out at once.
     pub notifications_queued: Arc<Notify>,
+    /// Ready deploys whose compressed variants are still to be made.
+    pub variants: Arc<VariantQueue>,
 }
 
 impl AppState {
@@ -60,10 +63,7 @@ impl AppState {
     /// this process forgets it before this returns (so the next request
     /// sees the change), then the event goes out to listeners.
     pub async fn announce(&self, event: DeployEvent) {
-        self.edge.forget(&event);
-        if let DeployEvent::DeployRemoved { deploy_id } = &event {
-            self.edge.drop_deploy(deploy_id).await;
-        }
+        self.edge.apply(&event).await;
         self.deploy_events.send_here(event);
     }
 

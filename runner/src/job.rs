@@ -657,6 +657,7 @@ async fn build(
             ));
         }
     };
+    let hashed = step.elapsed();
     (manifest.redirects, manifest.headers) = site.wire_rules();
     let done = match upload::upload(ctx.client, lease, manifest).await {
         Ok(done) => done,
@@ -668,11 +669,15 @@ async fn build(
     };
     timings.record("upload and publish", step);
     log.say(&format!(
-        "Uploaded {} new of {} files ({} bytes) in {}",
+        "Uploaded {} new of {} files ({} bytes) in {} (hashing {}, manifest {}, blobs {}, finalize {})",
         done.uploaded_blobs,
         done.files,
         done.uploaded_bytes,
-        format_duration(step.elapsed())
+        format_duration(step.elapsed()),
+        format_duration(hashed),
+        format_duration(done.timings.manifest),
+        format_duration(done.timings.blobs),
+        format_duration(done.timings.finalize),
     ))
     .await;
     let where_ = if done.finalized.published {

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod docker;
 pub mod git;
+pub mod hash_cache;
 pub mod job;
 pub mod log_format;
 pub mod logging;

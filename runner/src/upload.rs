@@ -5,12 +5,14 @@
 //! only those blobs are sent; then the deploy is finalized.
 
 use crate::client::{ClientError, ControllerClient};
+use crate::hash_cache::{self, HashCache, Stamp};
 use futures_util::{StreamExt, TryStreamExt};
 use jamstack_proto::{DeployManifest, FinalizeResponse, HeaderRule, JobLease, ManifestFile, RedirectRule};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 8;
@@ -42,6 +44,9 @@ pub struct Manifest {
     /// and `_headers` files.
     pub redirects: Vec<RedirectRule>,
     pub headers: Vec<HeaderRule>,
+    /// How many files were read and hashed; the others' hashes came from
+    /// the hash cache.
+    pub hashed_files: usize,
 }
 
 /// Walks `root`, hashing every regular file (on all cores: hashing a large
@@ -49,13 +54,52 @@ pub struct Manifest {
 /// stay inside `root`. The runner and the `jamstack deploy` command both
 /// build their manifests here, so both refuse the same folders.
 pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
-    let found = publish_files(root)?;
+    build(root, None, hash_cache::SETTLE)
+}
+
+/// [`build_manifest`] for a folder deployed again and again (`jamstack
+/// deploy`): a file unchanged since the last deploy is not read again, its
+/// hash comes from `cache_file` (see [`crate::hash_cache`] for when a hash is
+/// trusted), which is then replaced by this deploy's hashes. A build's
+/// publish directory is new every time, so the runner has no use for it.
+pub fn build_manifest_with_cache(root: &Path, cache_file: &Path) -> Result<Manifest, UploadError> {
+    build(root, Some(cache_file), hash_cache::SETTLE)
+}
+
+fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Manifest, UploadError> {
+    // Taken before any file is looked at: see `HashCache::keep`.
+    let seen = SystemTime::now();
+    let canonical_root = root.canonicalize()?;
+    let found = publish_files(root, &canonical_root)?;
     if found.is_empty() {
         return Err(UploadError::Empty);
     }
-    let hashes = hash_in_parallel(&found)?;
-    let mut manifest = Manifest::default();
-    for (file, sha256) in found.into_iter().zip(hashes) {
+    let mut cache = cache_file.map(|file| HashCache::load(file, &canonical_root));
+    let known: Vec<Option<String>> = found
+        .iter()
+        .map(|file| {
+            let (cache, stamp) = (cache.as_ref()?, file.stamp.as_ref()?);
+            cache.hash_of(&file.path, stamp).map(str::to_owned)
+        })
+        .collect();
+    let unknown: Vec<&FoundFile> = found
+        .iter()
+        .zip(&known)
+        .filter_map(|(file, known)| known.is_none().then_some(file))
+        .collect();
+    let mut hashed = hash_in_parallel(&unknown)?.into_iter();
+    let mut manifest = Manifest {
+        hashed_files: unknown.len(),
+        ..Manifest::default()
+    };
+    for (file, known) in found.into_iter().zip(known) {
+        let sha256 = match known {
+            Some(sha256) => sha256,
+            None => hashed.next().expect("a hash for every file read"),
+        };
+        if let (Some(cache), Some(stamp)) = (cache.as_mut(), file.stamp) {
+            cache.keep(&file.path, stamp, &sha256, seen, settle);
+        }
         manifest.files.push(ManifestFile {
             path: file.path,
             sha256: sha256.clone(),
@@ -63,6 +107,9 @@ pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
             mode: file.mode,
         });
         manifest.sources.entry(sha256).or_insert(file.source);
+    }
+    if let (Some(cache), Some(file)) = (cache, cache_file) {
+        cache.save(file);
     }
     Ok(manifest)
 }
@@ -73,10 +120,10 @@ struct FoundFile {
     source: PathBuf,
     size: u64,
     mode: u32,
+    stamp: Option<Stamp>,
 }
 
-fn publish_files(root: &Path) -> Result<Vec<FoundFile>, UploadError> {
-    let canonical_root = root.canonicalize()?;
+fn publish_files(root: &Path, canonical_root: &Path) -> Result<Vec<FoundFile>, UploadError> {
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(root)
         .min_depth(1)
@@ -96,7 +143,7 @@ fn publish_files(root: &Path) -> Result<Vec<FoundFile>, UploadError> {
                 .path()
                 .canonicalize()
                 .ok()
-                .filter(|r| r.starts_with(&canonical_root));
+                .filter(|r| r.starts_with(canonical_root));
             match resolved {
                 Some(resolved) if resolved.is_file() => source = resolved,
                 // A link to a directory inside is walked where it really is.
@@ -121,13 +168,14 @@ fn publish_files(root: &Path) -> Result<Vec<FoundFile>, UploadError> {
             source,
             size: metadata.len(),
             mode,
+            stamp: Stamp::of(&metadata),
         });
     }
     Ok(found)
 }
 
 /// The SHA-256 of each file, in order, hashed by one thread per core.
-fn hash_in_parallel(files: &[FoundFile]) -> std::io::Result<Vec<String>> {
+fn hash_in_parallel(files: &[&FoundFile]) -> std::io::Result<Vec<String>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -170,6 +218,18 @@ pub struct Uploaded {
     pub uploaded_blobs: usize,
     pub uploaded_bytes: u64,
     pub finalized: FinalizeResponse,
+    pub timings: UploadTimings,
+}
+
+/// How long each step of an upload took, so a slow deploy shows where.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadTimings {
+    /// Sending the manifest until the controller named the missing blobs.
+    pub manifest: Duration,
+    /// Uploading the missing blobs.
+    pub blobs: Duration,
+    /// Finalizing.
+    pub finalize: Duration,
 }
 
 /// Sends the manifest, uploads the blobs the controller lacks, finalizes.
@@ -184,7 +244,13 @@ pub async fn upload(
         redirects: manifest.redirects,
         headers: manifest.headers,
     };
+    let step = Instant::now();
     let answer = client.send_deploy_manifest(lease, &wire).await?;
+    let mut timings = UploadTimings {
+        manifest: step.elapsed(),
+        ..UploadTimings::default()
+    };
+    let step = Instant::now();
     let mut uploaded_bytes = 0u64;
     let mut wanted = Vec::with_capacity(answer.missing.len());
     for hash in &answer.missing {
@@ -201,12 +267,16 @@ pub async fn upload(
     while let Some(size) = stream.try_next().await? {
         uploaded_bytes += size;
     }
+    timings.blobs = step.elapsed();
+    let step = Instant::now();
     let finalized = client.finalize(lease).await?;
+    timings.finalize = step.elapsed();
     Ok(Uploaded {
         files,
         uploaded_blobs: answer.missing.len(),
         uploaded_bytes,
         finalized,
+        timings,
     })
 }
 
@@ -255,6 +325,112 @@ mod tests {
             assert_eq!(file.size, format!("page {i}").len() as u64);
         }
         assert_eq!(manifest.sources.len(), 300);
+    }
+
+    /// A site of three files, written a while ago, and where its hash cache goes.
+    fn settled_site() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(site.join("a")).unwrap();
+        for (path, text) in [("index.html", "home"), ("a/b.html", "bbbb"), ("c.css", "cc")] {
+            std::fs::write(site.join(path), text).unwrap();
+        }
+        std::thread::sleep(SHORT_SETTLE * 3);
+        let cache = dir.path().join("hashes.json");
+        (dir, site, cache)
+    }
+
+    /// Long enough for any local filesystem's timestamps to tick.
+    const SHORT_SETTLE: Duration = Duration::from_millis(50);
+
+    fn hashes(manifest: &Manifest) -> Vec<(String, String)> {
+        manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_deployed_again_reads_only_the_files_that_changed() {
+        let (_dir, site, cache) = settled_site();
+        let first = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(first.hashed_files, 3);
+        let again = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(again.hashed_files, 0, "nothing changed, nothing is read");
+        assert_eq!(hashes(&again), hashes(&build_manifest(&site).unwrap()));
+        assert_eq!(again.sources.len(), 3, "every file can still be uploaded");
+
+        std::fs::write(site.join("c.css"), "a longer stylesheet").unwrap();
+        std::fs::write(site.join("new.txt"), "new").unwrap();
+        std::fs::remove_file(site.join("index.html")).unwrap();
+        std::thread::sleep(SHORT_SETTLE * 3);
+        let changed = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(changed.hashed_files, 2, "c.css and new.txt");
+        assert_eq!(hashes(&changed), hashes(&build_manifest(&site).unwrap()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_rewritten_with_the_same_size_and_modification_time_is_hashed_again() {
+        let (_dir, site, cache) = settled_site();
+        build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        // What fools a check of size and modification time alone.
+        let path = site.join("a/b.html");
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, "BBBB").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+        let manifest = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(manifest.hashed_files, 1);
+        let b = manifest.files.iter().find(|f| f.path == "a/b.html").unwrap();
+        assert_eq!(b.sha256, hex::encode(Sha256::digest("BBBB")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_written_just_before_a_deploy_is_hashed_again_at_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (site, cache) = (dir.path().join("site"), dir.path().join("hashes.json"));
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(site.join("index.html"), "fresh").unwrap();
+        // Written within the settling time: a second write in the same
+        // timestamp tick could keep its stamp, so its hash is not kept.
+        for _ in 0..2 {
+            let manifest = build(&site, Some(&cache), hash_cache::SETTLE).unwrap();
+            assert_eq!(manifest.hashed_files, 1);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hash_cache_of_another_folder_or_a_damaged_one_is_not_used() {
+        let (dir, site, cache) = settled_site();
+        build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        let copy = dir.path().join("copy");
+        std::fs::create_dir_all(copy.join("a")).unwrap();
+        for (path, text) in [("index.html", "HOME"), ("a/b.html", "BBBB"), ("c.css", "CC")] {
+            std::fs::write(copy.join(path), text).unwrap();
+        }
+        std::thread::sleep(SHORT_SETTLE * 3);
+        let other = build(&copy, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(other.hashed_files, 3, "the same paths in another folder");
+        assert_eq!(hashes(&other), hashes(&build_manifest(&copy).unwrap()));
+
+        std::fs::write(&cache, "{ not json").unwrap();
+        let manifest = build(&copy, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(manifest.hashed_files, 3);
+        assert_eq!(
+            build(&copy, Some(&cache), SHORT_SETTLE).unwrap().hashed_files,
+            0,
+            "the damaged file was replaced"
+        );
     }
 
     #[cfg(unix)]

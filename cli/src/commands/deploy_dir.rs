@@ -1,6 +1,8 @@
 //! `jamstack deploy <dir>`: Netlify's digest flow for a person. The folder
 //! is walked and hashed (on every core) by the runner's own manifest
 //! builder, so symlinks leaving the folder are refused just as in a build;
+//! files unchanged since the folder's last deploy are not read again (the
+//! runner's hash cache, kept in the user's cache directory);
 //! the manifest goes to the controller, which answers with the hashes it
 //! lacks across all sites; only those are uploaded, several at a time,
 //! behind a progress bar; then the deploy is finalized.
@@ -28,14 +30,31 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
             args.site
         )));
     }
-    let manifest = tokio::task::spawn_blocking(move || jamstack_runner::upload::build_manifest(&dir))
-        .await
-        .map_err(|e| CliError::error(format!("hashing the folder failed: {e}")))??;
+    // Deploying the same folder again reads only the files that changed.
+    let cache = crate::config::hash_cache_dir(|name| std::env::var(name).ok());
+    let manifest = tokio::task::spawn_blocking(move || {
+        use jamstack_runner::{hash_cache, upload};
+        match (cache, dir.canonicalize()) {
+            (Some(cache), Ok(root)) => {
+                upload::build_manifest_with_cache(&dir, &hash_cache::file_for(&cache, &root))
+            }
+            _ => upload::build_manifest(&dir),
+        }
+    })
+    .await
+    .map_err(|e| CliError::error(format!("hashing the folder failed: {e}")))??;
     let file_count = manifest.files.len();
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     if !json {
+        let unchanged = file_count - manifest.hashed_files;
+        let reused = if unchanged > 0 {
+            format!("; {unchanged} unchanged since the last deploy were not read again")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "Hashed {file_count} files ({}) in {}",
+            "Hashed {} of {file_count} files ({}) in {}{reused}",
+            manifest.hashed_files,
             bytes(total),
             args.dir.display()
         );

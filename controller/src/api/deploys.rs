@@ -299,7 +299,7 @@ pub async fn create_direct(
         )
         .await?;
     intake::keep_config_rules(&state, &deploy, &config_rules).await?;
-    let required = intake::required_blobs(&state, &body.manifest.files).await?;
+    let required = intake::required_blobs(&state, &deploy).await?;
     state.metrics.record_manifest(crate::metrics::ManifestFigures::of(
         &body.manifest.files,
         &required,
@@ -419,7 +419,10 @@ pub async fn finalize_direct(
         intake::prepare_for_serving(&state, &deploy.id).await?;
     }
     let mut published = match state.db.finalize_direct_deploy(&deploy.id, publish).await? {
-        FinalizeOutcome::Ready { published } => published,
+        FinalizeOutcome::Ready { published } => {
+            intake::after_ready(&state, &deploy.id);
+            published
+        }
         FinalizeOutcome::MissingBlobs(_) => {
             let missing = state.db.missing_blobs_of_deploy(&deploy.id).await?;
             return Ok(missing_blobs(&deploy.id, missing));

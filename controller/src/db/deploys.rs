@@ -177,6 +177,18 @@ impl Database {
         Ok(deploy_from_row(&deploy))
     }
 
+    /// Every deploy a hostname serves now: sites' published deploys and
+    /// their aliases' deploys.
+    pub async fn served_deploy_ids(&self) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT published_deploy_id FROM sites WHERE published_deploy_id IS NOT NULL \
+             UNION SELECT deploy_id FROM site_aliases",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The distinct hashes a deploy names that no stored blob has.
     pub async fn missing_blobs_of_deploy(&self, deploy_id: &str) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query(

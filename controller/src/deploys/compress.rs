@@ -1,16 +1,30 @@
 //! Precompressed variants: brotli and gzip copies of compressible files, made
-//! once when a deploy is finalized and stored as blobs of their own. The
-//! edge picks one by `Accept-Encoding`; nothing is compressed per request.
+//! once per blob and stored as blobs of their own. The edge picks one by
+//! `Accept-Encoding`; nothing is compressed per request.
 //!
 //! A blob is compressed once for all deploys and sites that hold it: the
 //! `blob_variants` table records each (blob, encoding), including "did not
 //! pay" (a variant less than 10% smaller is not kept).
+//!
+//! Variants are made after a deploy goes ready, in the background, by one
+//! worker ([`make_variants_in_background`]) taking deploys from the
+//! [`VariantQueue`] one at a time: compressing the new files of a large
+//! deploy takes far longer than the rest of its upload, and a deploy needs
+//! none to be served. Until its variants exist the edge serves its files as
+//! they are; then [`DeployEvent::VariantsMade`] has the edge read the
+//! deploy's index again. A controller stopped before it made them makes
+//! those of the deploys it serves when it starts again.
 
 use super::blob_store::{BlobStore, new_key, sha256_hex};
+use super::events::DeployEvent;
 use crate::db::Database;
+use crate::state::AppState;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::Mutex;
+use tokio::sync::Notify;
 
 /// A content coding the edge can serve a variant in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +120,76 @@ pub fn compress(bytes: &[u8], encoding: Encoding) -> std::io::Result<Vec<u8>> {
 /// Whether a variant of `compressed` bytes is worth keeping for `original`.
 fn pays(original: usize, compressed: usize) -> bool {
     compressed * 10 < original * 9
+}
+
+/// Deploys whose variants are still to be made, oldest first.
+#[derive(Debug, Default)]
+pub struct VariantQueue {
+    waiting: Mutex<VecDeque<String>>,
+    added: Notify,
+}
+
+impl VariantQueue {
+    /// Queues a ready deploy for its variants; false when it is queued
+    /// already.
+    fn push(&self, deploy_id: &str) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.iter().any(|id| id == deploy_id) {
+            return false;
+        }
+        waiting.push_back(deploy_id.to_owned());
+        drop(waiting);
+        self.added.notify_one();
+        true
+    }
+
+    fn pop(&self) -> Option<String> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+}
+
+/// Asks the worker for the variants of a ready deploy's files.
+pub fn queue(state: &AppState, deploy_id: &str) {
+    if state.variants.push(deploy_id) {
+        state.metrics.record_variants_queued();
+    }
+}
+
+/// The worker that makes the variants of the deploys queued, one deploy at
+/// a time (each with several blobs at once), and tells the edge. It starts
+/// with the deploys served now, whose variants a controller stopped too
+/// early may not have made.
+pub async fn make_variants_in_background(state: AppState) {
+    match state.db.served_deploy_ids().await {
+        Ok(served) => served.iter().for_each(|id| queue(&state, id)),
+        Err(error) => tracing::warn!(
+            error = format!("{error:#}"),
+            "listing the deploys served failed; their missing variants are made when next deployed"
+        ),
+    }
+    loop {
+        while let Some(deploy_id) = state.variants.pop() {
+            let made = match make_variants(&state.db, state.blobs.as_ref(), &deploy_id).await {
+                Ok(0) => 0,
+                Ok(count) => {
+                    tracing::info!(deploy = %deploy_id, count, "compressed variants made");
+                    state.announce(DeployEvent::VariantsMade { deploy_id }).await;
+                    count
+                }
+                // Variants make serving better but are not needed to serve.
+                Err(error) => {
+                    tracing::warn!(
+                        deploy = %deploy_id,
+                        error = format!("{error:#}"),
+                        "making compressed variants failed; the files are served uncompressed"
+                    );
+                    0
+                }
+            };
+            state.metrics.record_variants_made(made);
+        }
+        state.variants.added.notified().await;
+    }
 }
 
 /// Makes the missing variants of the compressible files of a deploy, several

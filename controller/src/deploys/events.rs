@@ -1,8 +1,9 @@
 //! Notifications that what a hostname serves has changed.
 //!
 //! Whatever moves a pointer (publishing, a rollback, a finalize that
-//! publishes or moves a preview or branch alias, taking an alias down) or
-//! removes a deploy announces it through [`AppState::announce`]
+//! publishes or moves a preview or branch alias, taking an alias down),
+//! removes a deploy, or gives a deploy's files compressed variants announces
+//! it through [`AppState::announce`]
 //! (`crate::state`). That clears the edge's memory of the site at once, in
 //! this process, before the API call answers; then the event goes out on a
 //! broadcast channel. The edge listens to that channel too, so a listener
@@ -18,6 +19,9 @@ pub enum DeployEvent {
     SiteChanged { site_id: i64 },
     /// A deploy was removed by retention; its permalink stops serving.
     DeployRemoved { deploy_id: String },
+    /// Compressed variants of a deploy's files were made (after it went
+    /// ready): its index is read again to offer them.
+    VariantsMade { deploy_id: String },
     /// Anything may have changed: forget everything (for a relay that
     /// reconnects and may have missed notifications).
     Everything,
@@ -70,6 +74,7 @@ impl DeployEvent {
         match self {
             DeployEvent::SiteChanged { site_id } => format!("site:{site_id}"),
             DeployEvent::DeployRemoved { deploy_id } => format!("deploy:{deploy_id}"),
+            DeployEvent::VariantsMade { deploy_id } => format!("variants:{deploy_id}"),
             DeployEvent::Everything => "all".to_owned(),
         }
     }
@@ -85,6 +90,9 @@ impl DeployEvent {
                     })
             }
             Some(("deploy", id)) => DeployEvent::DeployRemoved {
+                deploy_id: id.to_owned(),
+            },
+            Some(("variants", id)) => DeployEvent::VariantsMade {
                 deploy_id: id.to_owned(),
             },
             _ => DeployEvent::Everything,
@@ -158,6 +166,9 @@ mod relay_tests {
         for event in [
             DeployEvent::SiteChanged { site_id: 42 },
             DeployEvent::DeployRemoved {
+                deploy_id: "0123456789abcdef01234567".into(),
+            },
+            DeployEvent::VariantsMade {
                 deploy_id: "0123456789abcdef01234567".into(),
             },
             DeployEvent::Everything,

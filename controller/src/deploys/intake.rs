@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult, bad_request};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
-use jamstack_proto::{DeployManifest, ManifestFile};
+use jamstack_proto::DeployManifest;
 
 /// The largest `_redirects` or `_headers` file read at finalize.
 const MAX_RULE_FILE: usize = 4 * 1024 * 1024;
@@ -40,13 +40,11 @@ pub async fn keep_config_rules(state: &AppState, deploy: &Deploy, config_rules: 
     Ok(())
 }
 
-/// The distinct hashes of `files` the controller holds no blob for, across
-/// all sites: what must be uploaded.
-pub async fn required_blobs(state: &AppState, files: &[ManifestFile]) -> AppResult<Vec<String>> {
-    let mut hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
-    hashes.sort();
-    hashes.dedup();
-    Ok(state.db.missing_blobs(&hashes).await?)
+/// The distinct hashes of a recorded deploy's files the controller holds no
+/// blob for, across all sites: what must be uploaded. One query over the
+/// files just recorded, whatever their number.
+pub async fn required_blobs(state: &AppState, deploy: &Deploy) -> AppResult<Vec<String>> {
+    Ok(state.db.missing_blobs_of_deploy(&deploy.id).await?)
 }
 
 /// What receiving a blob did.
@@ -132,7 +130,8 @@ pub fn missing_blobs(count: i64) -> AppError {
 
 /// What must hold before a deploy goes ready, beyond its blobs: its rules
 /// read and checked (`_redirects` and `_headers` from the publish directory,
-/// then jamstack.toml's), and compressed variants of its compressible files.
+/// then jamstack.toml's). Compressed variants come after it is ready
+/// ([`after_ready`]).
 pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult<()> {
     let missing = state.db.count_missing_blobs(deploy_id).await?;
     if missing > 0 {
@@ -160,18 +159,14 @@ pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult
         .db
         .save_deploy_rules(deploy_id, config_json.as_deref().unwrap_or("{}"), &json)
         .await?;
-    // Variants make serving better but are not needed to serve: a failure
-    // is logged and the deploy goes ready without them.
-    match super::compress::make_variants(&state.db, state.blobs.as_ref(), deploy_id).await {
-        Ok(0) => {}
-        Ok(count) => tracing::info!(deploy = deploy_id, count, "compressed variants made"),
-        Err(e) => tracing::warn!(
-            deploy = deploy_id,
-            error = format!("{e:#}"),
-            "making compressed variants failed"
-        ),
-    }
     Ok(())
+}
+
+/// What follows a deploy going ready: the compressed variants of its new
+/// files are made in the background (see [`super::compress`]); it is served
+/// meanwhile, its files as they are.
+pub fn after_ready(state: &AppState, deploy_id: &str) {
+    super::compress::queue(state, deploy_id);
 }
 
 fn rule_mistake(error: rules::RuleError) -> AppError {

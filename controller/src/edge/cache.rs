@@ -1,14 +1,15 @@
 //! The edge's memory: which deploy each hostname serves, each deploy's index,
 //! and the bytes of small hot files.
 //!
-//! Deploys and blobs never change once stored, so their caches need no
-//! invalidation; only a hostname's pointer moves. Pointer entries are
-//! forgotten the moment a [`DeployEvent`] says their site changed
-//! ([`EdgeCache::forget`]), and a lookup that raced with such an event
-//! does not store its (possibly old) answer: every event bumps a
+//! Blobs never change once stored, so their cache needs no invalidation.
+//! A hostname's pointer moves, and a deploy's index changes once: when the
+//! compressed variants of its files are made, after it went ready. Entries
+//! are forgotten the moment a [`DeployEvent`] says their site or deploy
+//! changed ([`EdgeCache::apply`]), and a lookup that raced with such an
+//! event does not store its (possibly old) answer: every event bumps a
 //! generation, and an answer read under an older generation is used once
-//! and not kept. Entries also expire after `pointer_ttl`, a bound on
-//! staleness should a notification from another controller be lost.
+//! and not kept. Pointer entries also expire after `pointer_ttl`, a bound
+//! on staleness should a notification from another controller be lost.
 
 use super::Target;
 use super::index::DeployIndex;
@@ -132,10 +133,20 @@ impl EdgeCache {
         entry.index.clone().map(|index| (index, immutable))
     }
 
+    /// The count of events so far: an answer read before an event is not
+    /// kept after it.
+    pub fn generation(&self) -> u64 {
+        self.hosts.read().unwrap_or_else(|e| e.into_inner()).generation
+    }
+
     /// Keeps `index` beside `target`'s pointer, if the pointer still names
-    /// that deploy (an event may have moved or forgotten it meanwhile).
-    pub fn attach_index(&self, target: &Target, index: &Arc<DeployIndex>) {
+    /// that deploy and no event came since `generation` (an event may have
+    /// moved or forgotten the pointer, or changed the index, meanwhile).
+    pub fn attach_index(&self, target: &Target, index: &Arc<DeployIndex>, generation: u64) {
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        if hosts.generation != generation {
+            return;
+        }
         if let Some(entry) = hosts.entries.get_mut(target)
             && matches!(&entry.resolved, Resolved::Deploy { deploy_id, .. } if *deploy_id == index.deploy_id)
         {
@@ -143,26 +154,30 @@ impl EdgeCache {
         }
     }
 
-    /// Forgets what an event makes stale; returns at once.
-    pub fn forget(&self, event: &DeployEvent) {
+    /// Forgets what an event makes stale.
+    pub async fn apply(&self, event: &DeployEvent) {
+        // The index first: a request between the two steps still finds the
+        // pointer with its old index and serves that, as before the event;
+        // one that finds no pointer reads the index anew.
+        if let DeployEvent::DeployRemoved { deploy_id } | DeployEvent::VariantsMade { deploy_id } = event {
+            self.deploys.invalidate(deploy_id).await;
+        }
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         hosts.generation += 1;
         match event {
             DeployEvent::SiteChanged { site_id } => hosts.entries.retain(|_, e| e.site_id != *site_id),
-            DeployEvent::DeployRemoved { deploy_id } => hosts.entries.retain(
-                |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
-            ),
+            DeployEvent::DeployRemoved { deploy_id } | DeployEvent::VariantsMade { deploy_id } => {
+                hosts.entries.retain(
+                    |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
+                )
+            }
             DeployEvent::Everything => hosts.entries.clear(),
         }
     }
 
-    /// Frees the memory a removed deploy held.
-    pub async fn drop_deploy(&self, deploy_id: &str) {
-        self.deploys.invalidate(deploy_id).await;
-    }
-
     /// The index of a ready deploy, loaded once.
     pub async fn index(&self, db: &Database, deploy_id: &str) -> anyhow::Result<Option<Arc<DeployIndex>>> {
+        let generation = self.generation();
         let loaded = self
             .deploys
             .try_get_with_by_ref(deploy_id, async {
@@ -172,6 +187,11 @@ impl EdgeCache {
                 }
             })
             .await;
+        if self.generation() != generation {
+            // Read before an event that may have changed this deploy's
+            // index (its variants): used once, not kept.
+            self.deploys.invalidate(deploy_id).await;
+        }
         match loaded {
             Ok(index) => Ok(Some(index)),
             Err(e) if e.is::<Absent>() => Ok(None),

@@ -256,6 +256,7 @@ async fn load(
     state: &AppState,
     target: &Target,
 ) -> anyhow::Result<Result<(std::sync::Arc<index::DeployIndex>, bool), Response>> {
+    let generation = state.edge.generation();
     let (deploy_id, permalink) = match state.edge.resolve(&state.db, target).await? {
         Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
         Resolved::NoSite => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such site\n"))),
@@ -277,7 +278,7 @@ async fn load(
         // Removed between reading the pointer and the index.
         return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n")));
     };
-    state.edge.attach_index(target, &index);
+    state.edge.attach_index(target, &index, generation);
     Ok(Ok((index, permalink)))
 }
 

@@ -360,7 +360,7 @@ pub async fn create_deploy(
         .upsert_build_deploy(&deploys::new_deploy_id(), &build, &manifest.files)
         .await?;
     intake::keep_config_rules(&state, &deploy, &config_rules).await?;
-    let missing = intake::required_blobs(&state, &manifest.files).await?;
+    let missing = intake::required_blobs(&state, &deploy).await?;
     state
         .metrics
         .record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &missing));
@@ -415,6 +415,7 @@ pub async fn finalize_deploy(
         .await?
     {
         FinalizeOutcome::Ready { published } => {
+            intake::after_ready(&state, &deploy.id);
             state
                 .announce(DeployEvent::SiteChanged {
                     site_id: deploy.site_id,

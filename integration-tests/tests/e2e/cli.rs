@@ -33,7 +33,7 @@ impl Run {
 /// Runs `jamstack` with its own config file, as a user of one controller.
 struct Jamstack {
     config: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     url: String,
     token: String,
 }
@@ -43,7 +43,7 @@ impl Jamstack {
         let dir = tempfile::tempdir().unwrap();
         Jamstack {
             config: dir.path().join("jamstack/config.toml"),
-            _dir: dir,
+            dir,
             url: app.base_url.clone(),
             token: app.admin_token.clone(),
         }
@@ -71,6 +71,8 @@ impl Jamstack {
             .env_remove("JAMSTACK_URL")
             .env_remove("JAMSTACK_TOKEN")
             .env("JAMSTACK_CONFIG", &self.config)
+            // `jamstack deploy` keeps its hash cache here, not in the home folder.
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

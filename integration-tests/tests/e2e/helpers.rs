@@ -737,6 +737,61 @@ impl TestApp {
         }
     }
 
+    /// The metrics text, scraped with the admin token.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base_url))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// Waits until the metrics hold `line` (a name with labels and a value).
+    pub async fn wait_for_metric(&self, line: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.metrics().await;
+            if text.lines().any(|l| l == line) {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the metrics never showed `{line}`:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Visits `path` accepting only `encoding` until the edge answers in it:
+    /// compressed variants are made just after a deploy goes live, which
+    /// serves its files as they are until then. Fails after 30 seconds.
+    pub async fn wait_for_encoding(&self, label: &str, path: &str, encoding: &str) -> Page {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = self
+                .visit_with(label, path, &[("Accept-Encoding", encoding)])
+                .await;
+            if page.header("content-encoding") == encoding {
+                return page;
+            }
+            assert_eq!(
+                page.status, 200,
+                "{label}{path} while waiting for {encoding}: {}",
+                page.body
+            );
+            assert_eq!(page.header("content-encoding"), "", "served as it is meanwhile");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}{path} was never served as {encoding}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends `HEAD path` to a hostname label.
     pub async fn head(&self, label: &str, path: &str) -> Page {
         let response = self

@@ -10,35 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 impl TestApp {
-    /// The metrics text, scraped with the admin token.
-    async fn metrics(&self) -> String {
-        let response = self
-            .http
-            .get(format!("{}/metrics", self.base_url))
-            .bearer_auth(&self.admin_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    }
-
-    /// Waits until the metrics hold `line` (a name with labels and a value).
-    async fn wait_for_metric(&self, line: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self.metrics().await;
-            if text.lines().any(|l| l == line) {
-                return text;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the metrics never showed `{line}`:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     async fn add_notification_hook(&self, site: &str, body: Value) -> Value {
         let (status, hook) = self
             .api_json(

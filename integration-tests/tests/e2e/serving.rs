@@ -2,7 +2,7 @@
 //! precompressed variants, ranges, caching headers, 404 pages, redirect and
 //! header rules, and refusing paths that try to leave a deploy.
 
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, spawn_app};
+use crate::helpers::{COPY_SITE_TOML, HandRunner, SiteRepo, spawn_app, spawn_controller_only_with};
 use std::io::Read;
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -42,7 +42,9 @@ async fn files_are_served_compressed_by_range_and_with_cache_headers_like_a_cdn(
         .wait_for_success(app.push("octo/cdn", &repo, &sha).await)
         .await;
 
-    // Precompressed variants, chosen by Accept-Encoding, each its own ETag.
+    // Precompressed variants, made just after the deploy went live, chosen
+    // by Accept-Encoding, each its own ETag.
+    let br = app.wait_for_encoding("cdn", "/", "br").await;
     let plain = app.visit("cdn", "/").await;
     assert_eq!(plain.body, home);
     assert_eq!(plain.header("content-encoding"), "");
@@ -51,10 +53,11 @@ async fn files_are_served_compressed_by_range_and_with_cache_headers_like_a_cdn(
         plain.header("cache-control"),
         "public, max-age=0, must-revalidate"
     );
-    let br = app
+    let best = app
         .visit_with("cdn", "/", &[("Accept-Encoding", "gzip, deflate, br")])
         .await;
-    assert_eq!(br.header("content-encoding"), "br");
+    assert_eq!(best.header("content-encoding"), "br");
+    assert_eq!(best.bytes, br.bytes);
     assert_eq!(unbrotli(&br.bytes), home.as_bytes());
     assert!(
         br.bytes.len() < home.len() / 5,
@@ -150,6 +153,67 @@ async fn files_are_served_compressed_by_range_and_with_cache_headers_like_a_cdn(
     assert_eq!(
         missing.header("cache-control"),
         "public, max-age=0, must-revalidate"
+    );
+}
+
+#[tokio::test]
+async fn a_deploy_goes_live_at_once_and_its_compressed_variants_follow() {
+    let (app, token) = spawn_controller_only_with(|_| {}).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("README", "by hand")], "by hand");
+    app.connect_site("squeeze", &repo, "octo/squeeze").await;
+    let runner = HandRunner::connect(&app, &token).await;
+    let page = |version: u32| {
+        format!(
+            "<html>{}</html>",
+            format!("<p>version {version}</p>\n").repeat(300)
+        )
+    };
+    let script = "console.log('the same in every deploy');\n".repeat(50);
+    let (v1, v2) = (page(1), page(2));
+
+    let first = runner
+        .deploy(
+            &app,
+            "squeeze",
+            &sha,
+            &[("index.html", v1.as_bytes()), ("app.js", script.as_bytes())],
+        )
+        .await;
+    assert!(first.published);
+    // Served from the moment finalize answered, compressed or not yet.
+    let live = app.visit("squeeze", "/").await;
+    assert_eq!((live.status, live.body.as_str()), (200, v1.as_str()));
+    let br = app.wait_for_encoding("squeeze", "/", "br").await;
+    assert_eq!(unbrotli(&br.bytes), v1.as_bytes());
+    let gzip = app.wait_for_encoding("squeeze", "/", "gzip").await;
+    assert_eq!(gunzip(&gzip.bytes), v1.as_bytes());
+    let js = app.wait_for_encoding("squeeze", "/app.js", "br").await;
+    assert_eq!(unbrotli(&js.bytes), script.as_bytes());
+
+    // The next deploy's new page gets variants of its own; the first
+    // deploy's permalink keeps serving its own.
+    runner
+        .deploy(
+            &app,
+            "squeeze",
+            &sha,
+            &[("index.html", v2.as_bytes()), ("app.js", script.as_bytes())],
+        )
+        .await;
+    let br = app.wait_for_encoding("squeeze", "/", "br").await;
+    assert_eq!(unbrotli(&br.bytes), v2.as_bytes());
+    let js = app
+        .visit_with("squeeze", "/app.js", &[("Accept-Encoding", "br")])
+        .await;
+    assert_eq!(js.header("content-encoding"), "br", "a file compressed before");
+    let permalink = format!("{}--squeeze", first.deploy_id);
+    let old = app.wait_for_encoding(&permalink, "/", "br").await;
+    assert_eq!(unbrotli(&old.bytes), v1.as_bytes());
+    let metrics = app.wait_for_metric("jamstack_variants_pending_deploys 0").await;
+    assert!(
+        metrics.lines().any(|l| l == "jamstack_variant_blobs_total 3"),
+        "two pages and the script, each compressed once:\n{metrics}"
     );
 }
 
