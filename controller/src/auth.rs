@@ -14,6 +14,9 @@ use axum::response::{IntoResponse, Response};
 use jamstack_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION, VersionMismatch};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -342,6 +345,57 @@ impl<S: Send + Sync> FromRequestParts<S> for SpeaksProtocol {
     }
 }
 
+/// How long a runner found by its token is taken at its word. A runner
+/// polls and reports many times a second when builds are short; without
+/// this each call read its record. A runner revoked through this
+/// controller is refused at once; through another controller sharing the
+/// database, at most this much later.
+const RUNNER_TOKEN_FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// Runners recently found by their token hash (see [`RUNNER_TOKEN_FRESH_FOR`]).
+#[derive(Default)]
+pub struct KnownRunners {
+    by_token_hash: Mutex<HashMap<String, (RunnerRecord, Instant)>>,
+}
+
+impl KnownRunners {
+    fn get(&self, token_hash: &str) -> Option<RunnerRecord> {
+        let mut known = self.by_token_hash.lock().unwrap_or_else(|p| p.into_inner());
+        match known.get(token_hash) {
+            Some((runner, found)) if found.elapsed() < RUNNER_TOKEN_FRESH_FOR => Some(runner.clone()),
+            Some(_) => {
+                known.remove(token_hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, token_hash: String, runner: RunnerRecord) {
+        let mut known = self.by_token_hash.lock().unwrap_or_else(|p| p.into_inner());
+        // Runners are few; old entries go when the map grows.
+        if known.len() >= 4096 {
+            known.retain(|_, (_, found)| found.elapsed() < RUNNER_TOKEN_FRESH_FOR);
+        }
+        known.insert(token_hash, (runner, Instant::now()));
+    }
+
+    /// Notes that a runner's `last_seen_at` was stored as `at`, so its next
+    /// calls do not store it again.
+    pub fn seen(&self, runner_id: i64, at: i64) {
+        let mut known = self.by_token_hash.lock().unwrap_or_else(|p| p.into_inner());
+        for (runner, _) in known.values_mut().filter(|(r, _)| r.id == runner_id) {
+            runner.last_seen_at = Some(at);
+        }
+    }
+
+    /// Forgets the runners that match: their token was revoked or replaced.
+    pub fn forget(&self, matches: impl Fn(&RunnerRecord) -> bool) {
+        let mut known = self.by_token_hash.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|_, (runner, _)| !matches(runner));
+    }
+}
+
 /// A request from a registered, not revoked runner that speaks our
 /// protocol version.
 #[derive(Debug)]
@@ -357,9 +411,13 @@ impl FromRequestParts<AppState> for Runner {
                 "missing `Authorization: Bearer <runner token>`; register the runner with a registration token",
             ))
         })?;
+        let token_hash = hash_token(token);
+        if let Some(runner) = state.known_runners.get(&token_hash) {
+            return Ok(Runner(runner));
+        }
         let runner = state
             .db
-            .runner_by_token(&hash_token(token))
+            .runner_by_token(&token_hash)
             .await
             .map_err(|e| RunnerRejection::Auth(e.into()))?
             .ok_or_else(|| {
@@ -367,6 +425,7 @@ impl FromRequestParts<AppState> for Runner {
                     "this runner's token is unknown or revoked; register it again with a registration token",
                 ))
             })?;
+        state.known_runners.remember(token_hash, runner.clone());
         Ok(Runner(runner))
     }
 }
@@ -391,6 +450,34 @@ mod tests {
             assert!(error.contains("hash-password"), "{error}");
             assert!(!password_matches("correct horse", bad));
         }
+    }
+
+    #[test]
+    fn a_runner_found_by_its_token_is_remembered_until_revoked_here() {
+        let known = KnownRunners::default();
+        let runner = |id: i64, name: &str| RunnerRecord {
+            id,
+            name: name.to_owned(),
+            labels: Vec::new(),
+            slots: 1,
+            created_at: 0,
+            last_seen_at: None,
+            revoked_at: None,
+        };
+        assert!(known.get("hash-a").is_none());
+        known.remember("hash-a".into(), runner(1, "a"));
+        known.remember("hash-b".into(), runner(2, "b"));
+        assert_eq!(known.get("hash-a").unwrap().id, 1);
+        // A stored sighting spares the next calls another write.
+        known.seen(1, 42);
+        assert_eq!(known.get("hash-a").unwrap().last_seen_at, Some(42));
+        assert_eq!(known.get("hash-b").unwrap().last_seen_at, None);
+        known.forget(|r| r.id == 1);
+        assert!(
+            known.get("hash-a").is_none(),
+            "a revoked runner is looked up again"
+        );
+        assert!(known.get("hash-b").is_some());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use crate::state::AppState;
 use axum::http::StatusCode;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -442,37 +442,88 @@ pub async fn serve_open(
 }
 
 /// Records build outcomes, durations and queue waits from the build events
-/// of this controller. Runs beside the server; reads what it needs from the
-/// database, so a missed event costs a figure, never a wrong one.
+/// of this controller. Runs beside the server; takes the times an event
+/// carries and reads the build only when it carries none, so a missed event
+/// costs a figure, never a wrong one.
 pub async fn record_build_events(state: AppState) {
+    use crate::db::BuildState;
+    use crate::events::BuildTiming;
     let mut changes = state.events.build_changes("metrics");
-    while let Some((build_id, build_state)) = changes.next().await {
-        if build_state != crate::db::BuildState::Running && !build_state.is_finished() {
+    // Site names never change: each is read once.
+    let mut site_names: HashMap<i64, String> = HashMap::new();
+    while let Some(change) = changes.next().await {
+        if change.state != BuildState::Running && !change.state.is_finished() {
             // Queued: nothing to count yet.
             continue;
         }
-        let build = match state.db.build(build_id).await {
-            Ok(Some(build)) => build,
-            Ok(None) => continue,
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    build_id,
-                    "metrics could not read a build"
-                );
-                continue;
-            }
-        };
         let millis = |from: i64, to: i64| Duration::from_millis(to.saturating_sub(from).max(0) as u64);
-        if build_state == crate::db::BuildState::Running {
-            if build.attempts == 1
-                && let Some(started) = build.started_at
-            {
-                state.metrics.record_queue_wait(millis(build.created_at, started));
+        let timing = match change.timing {
+            Some(timing) => timing,
+            None => match state.db.build(change.build_id).await {
+                Ok(Some(build)) => {
+                    site_names.insert(build.site_id, build.site.clone());
+                    if change.state == BuildState::Running {
+                        match build.started_at {
+                            Some(started_at) => BuildTiming::Started {
+                                queued_at: build.created_at,
+                                started_at,
+                                attempt: build.attempts,
+                            },
+                            None => continue,
+                        }
+                    } else {
+                        BuildTiming::Ended {
+                            started_at: build.started_at.filter(|_| build.finished_at.is_some()),
+                            finished_at: build.finished_at.unwrap_or(build.created_at),
+                        }
+                    }
+                }
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        build_id = change.build_id,
+                        "metrics could not read a build"
+                    );
+                    continue;
+                }
+            },
+        };
+        match timing {
+            BuildTiming::Started {
+                queued_at,
+                started_at,
+                attempt,
+            } => {
+                if attempt == 1 {
+                    state.metrics.record_queue_wait(millis(queued_at, started_at));
+                }
             }
-        } else if build_state.is_finished() {
-            let ran = build.started_at.zip(build.finished_at).map(|(s, f)| millis(s, f));
-            state.metrics.record_build(&build.site, build_state.as_str(), ran);
+            BuildTiming::Ended {
+                started_at,
+                finished_at,
+            } => {
+                if !change.state.is_finished() {
+                    continue;
+                }
+                let site = match site_names.get(&change.site_id) {
+                    Some(name) => name,
+                    None => match state.db.site_by_id(change.site_id).await {
+                        Ok(Some(site)) => site_names.entry(change.site_id).or_insert(site.name),
+                        Ok(None) => continue,
+                        Err(error) => {
+                            tracing::warn!(
+                                error = format!("{error:#}"),
+                                site_id = change.site_id,
+                                "metrics could not read a site"
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let ran = started_at.map(|started| millis(started, finished_at));
+                state.metrics.record_build(site, change.state.as_str(), ran);
+            }
         }
     }
 }

@@ -21,6 +21,7 @@
 
 use crate::auth::random_hex;
 use crate::db::{AttemptResult, BuildState, DueDelivery};
+use crate::events::BuildTiming;
 use crate::state::AppState;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -168,13 +169,33 @@ pub async fn change_of_publish(
 /// lease), succeeded, failed.
 pub async fn queue_build_events(state: AppState) {
     let mut changes = state.events.build_changes("notifications");
-    while let Some((build_id, build_state)) = changes.next().await {
-        let event = match build_state {
+    while let Some(change) = changes.next().await {
+        let build_id = change.build_id;
+        let event = match change.state {
             BuildState::Running => "build.started",
             BuildState::Succeeded => "build.succeeded",
             BuildState::Failed => "build.failed",
             _ => continue,
         };
+        if let Some(BuildTiming::Started { attempt, .. }) = change.timing
+            && attempt > 1
+        {
+            // Leased again after its runner was lost: it started already.
+            continue;
+        }
+        // Most sites have no hook for most events: look before reading the build.
+        match state.db.site_wants_notification(change.site_id, event).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    site_id = change.site_id,
+                    "reading a site's notification hooks failed"
+                );
+                continue;
+            }
+        }
         let build = match state.db.build(build_id).await {
             Ok(Some(build)) => build,
             Ok(None) => continue,
@@ -188,7 +209,7 @@ pub async fn queue_build_events(state: AppState) {
             }
         };
         // A build leased again after its runner was lost started already.
-        if build_state == BuildState::Running && build.attempts > 1 {
+        if change.state == BuildState::Running && build.attempts > 1 {
             continue;
         }
         let url = format!("{}/builds/{}", state.public_url, build.id);

@@ -15,7 +15,7 @@ use crate::db::{
     Backend, BatchedBuild, BuildState, Database, NewDelivery, PushDelivery, PushRecorded, RecordedBatch, Site,
 };
 use crate::deploys::alias_for;
-use crate::events::Events;
+use crate::events::{BuildTiming, Events};
 use crate::triggers::{self, Outcome, PushPlan};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -237,8 +237,15 @@ impl Writer {
             }));
         }
         for old in recorded.superseded.iter().filter(|s| s.cancelled) {
-            self.events
-                .build_changed(old.build_id, old.site_id, BuildState::Cancelled);
+            self.events.build_changed_at(
+                old.build_id,
+                old.site_id,
+                BuildState::Cancelled,
+                BuildTiming::Ended {
+                    started_at: old.started_at,
+                    finished_at: old.superseded_at,
+                },
+            );
         }
         if queued {
             self.jobs_available.notify_waiters();

@@ -118,6 +118,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             notifications_queued: Arc::new(Notify::new()),
             variants: Arc::default(),
+            known_runners: Arc::default(),
         };
         Ok(Application {
             listener,
@@ -173,6 +174,7 @@ impl Application {
         slots: i64,
     ) -> anyhow::Result<String> {
         self.state.db.revoke_runners_named(name).await?;
+        self.state.known_runners.forget(|runner| runner.name == name);
         let token = new_token(TokenKind::Runner);
         self.state
             .db

@@ -56,6 +56,8 @@ pub struct AppState {
     pub notifications_queued: Arc<Notify>,
     /// Ready deploys whose compressed variants are still to be made.
     pub variants: Arc<VariantQueue>,
+    /// Runners recently found by their token.
+    pub known_runners: Arc<crate::auth::KnownRunners>,
 }
 
 impl AppState {

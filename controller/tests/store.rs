@@ -296,7 +296,13 @@ on_both_databases!(
             .finish_job(claimed.job_id, "l4", BuildState::Succeeded, Some(0), None, None)
             .await
             .unwrap();
-        assert_eq!(finished, Some((job, both.id)));
+        let finished = finished.expect("the live lease finishes its job");
+        assert_eq!((finished.build_id, finished.site_id), (job, both.id));
+        assert!(
+            finished
+                .started_at
+                .is_some_and(|started| started <= finished.finished_at)
+        );
         assert_eq!(db.build(job).await.unwrap().unwrap().state, BuildState::Succeeded);
         assert_eq!(
             db.attempts(job).await.unwrap()[0].outcome.as_deref(),

@@ -48,7 +48,10 @@ pub async fn list(
     security(("token" = ["admin"]))
 )]
 pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
-    if !state.db.revoke_runner(id).await? {
+    let revoked = state.db.revoke_runner(id).await?;
+    // Refused from the next call on, not when the remembered token expires.
+    state.known_runners.forget(|runner| runner.id == id);
+    if !revoked {
         return Err(not_found(format!("no live runner {id}")));
     }
     tracing::info!(runner = id, "runner revoked");

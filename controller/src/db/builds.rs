@@ -136,6 +136,15 @@ async fn try_advisory_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: i64) 
     Ok(row.get::<bool, _>(0))
 }
 
+/// A build whose job a runner just finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishedJob {
+    pub build_id: i64,
+    pub site_id: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: i64,
+}
+
 /// A job just claimed by a runner.
 #[derive(Debug, Clone)]
 pub struct LeasedJob {
@@ -661,8 +670,14 @@ impl Database {
         exit_code: Option<i64>,
         error: Option<&str>,
         deploy_id: Option<&str>,
-    ) -> anyhow::Result<Option<(i64, i64)>> {
+    ) -> anyhow::Result<Option<FinishedJob>> {
         let now = now_millis();
+        let finished = |build_id: i64, site_id: i64, started_at: Option<i64>| FinishedJob {
+            build_id,
+            site_id,
+            started_at,
+            finished_at: now,
+        };
         if self.backend == Backend::Postgres {
             // One round trip: the job, its attempt and its build together.
             let row = sqlx::query(&format!(
@@ -670,8 +685,9 @@ impl Database {
                    WHERE id = $6 AND lease_id = $7 AND state = 'leased' RETURNING build_id, attempt), \
                  ended AS (UPDATE attempts SET ended_at = $5, outcome = $1 FROM finished \
                    WHERE attempts.build_id = finished.build_id AND attempts.attempt = finished.attempt), \
-                 built AS ({FINISH_BUILD} WHERE id IN (SELECT build_id FROM finished) RETURNING id, site_id) \
-                 SELECT id, site_id FROM built"
+                 built AS ({FINISH_BUILD} WHERE id IN (SELECT build_id FROM finished) \
+                   RETURNING id, site_id, started_at) \
+                 SELECT id, site_id, started_at FROM built"
             ))
             .bind(state.as_str())
             .bind(exit_code)
@@ -682,7 +698,7 @@ impl Database {
             .bind(lease_id)
             .fetch_optional(self.writer())
             .await?;
-            return Ok(row.map(|r| (r.get(0), r.get(1))));
+            return Ok(row.map(|r| finished(r.get(0), r.get(1), r.get(2))));
         }
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
@@ -705,18 +721,19 @@ impl Database {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        let site_id: i64 = sqlx::query(&format!("{FINISH_BUILD} WHERE id = $6 RETURNING site_id"))
-            .bind(state.as_str())
-            .bind(exit_code)
-            .bind(error)
-            .bind(deploy_id)
-            .bind(now)
-            .bind(build_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let built = sqlx::query(&format!(
+            "{FINISH_BUILD} WHERE id = $6 RETURNING site_id, started_at"
+        ))
+        .bind(state.as_str())
+        .bind(exit_code)
+        .bind(error)
+        .bind(deploy_id)
+        .bind(now)
+        .bind(build_id)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(Some((build_id, site_id)))
+        Ok(Some(finished(build_id, built.get(0), built.get(1))))
     }
 
     /// Asks for a build to stop. A queued build is cancelled at once; a

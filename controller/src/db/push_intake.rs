@@ -85,6 +85,10 @@ pub struct SupersededBuild {
     /// Cancelled at once (it was queued); otherwise it runs and was asked
     /// to stop.
     pub cancelled: bool,
+    /// When it first started (a build queued again after its runner was
+    /// lost has), and when it was superseded.
+    pub started_at: Option<i64>,
+    pub superseded_at: i64,
 }
 
 /// What a batch did.
@@ -374,7 +378,7 @@ async fn supersede(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT j.build_id, b.site_id, g.column4 FROM jobs j JOIN builds b ON b.id = j.build_id \
+        "SELECT j.build_id, b.site_id, g.column4, b.started_at FROM jobs j JOIN builds b ON b.id = j.build_id \
          JOIN (VALUES {}) AS g ON b.site_id = g.column1 AND b.context = g.column2 \
          AND b.branch = g.column3 AND b.id < g.column4 WHERE j.state IN ('queued', 'leased')",
         value_rows(newest.len(), 4, 1)
@@ -383,11 +387,11 @@ async fn supersede(
     for ((site_id, context, branch), id) in &newest {
         query = query.bind(*site_id).bind(*context).bind(*branch).bind(*id);
     }
-    let candidates: HashMap<i64, (i64, i64)> = query
+    let candidates: HashMap<i64, (i64, i64, Option<i64>)> = query
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
         .collect();
     if candidates.is_empty() {
         return Ok(Vec::new());
@@ -417,10 +421,13 @@ async fn supersede(
         .iter()
         .map(|row| {
             let build_id: i64 = row.get(0);
+            let (site_id, _, started_at) = candidates[&build_id];
             SupersededBuild {
                 build_id,
-                site_id: candidates[&build_id].0,
+                site_id,
                 cancelled: row.get::<String, _>(1) == "done",
+                started_at,
+                superseded_at: now,
             }
         })
         .collect();

@@ -132,11 +132,12 @@ impl Database {
 
     /// Notes that a runner was seen; written at most every ten seconds so
     /// busy runners do not turn every lease into a write.
-    pub async fn touch_runner(&self, runner: &RunnerRecord) -> anyhow::Result<()> {
+    /// Returns the time stored, if a statement stored one.
+    pub async fn touch_runner(&self, runner: &RunnerRecord) -> anyhow::Result<Option<i64>> {
         let now = now_millis();
         if runner.last_seen_at.is_some_and(|seen| seen >= now - 10_000) {
             // Seen moments ago (the record was just read): no statement at all.
-            return Ok(());
+            return Ok(None);
         }
         let id = runner.id;
         sqlx::query(
@@ -148,7 +149,7 @@ impl Database {
         .bind(now - 10_000)
         .execute(self.writer())
         .await?;
-        Ok(())
+        Ok(Some(now))
     }
 }
 

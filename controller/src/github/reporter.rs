@@ -27,6 +27,12 @@ use tokio::sync::broadcast::error::RecvError;
 const CONCURRENT_REPORTS: usize = 8;
 /// How far back a restarted controller looks for reports it still owes.
 const CATCH_UP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a site found to have no way to GitHub (no App installation, no
+/// access token) is taken at its word without being read again. A busy
+/// queue then costs such sites one read a second instead of one per build
+/// event; credentials given to a site reach the reports of its builds'
+/// next changes at most this late.
+const SILENT_SITE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the reporter. It subscribes at once, so no change made after this
 /// call is missed, then catches up on older ones.
@@ -37,6 +43,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         in_flight: Mutex::new(HashMap::new()),
         comment_locks: Mutex::new(HashMap::new()),
         permits: Semaphore::new(CONCURRENT_REPORTS),
+        silent_sites: Mutex::new(HashMap::new()),
     });
     tokio::spawn(reporter.run(events))
 }
@@ -52,6 +59,8 @@ struct Reporter {
     /// never both create its comment.
     comment_locks: Mutex<HashMap<(i64, i64), CommentLock>>,
     permits: Semaphore,
+    /// Sites found without a way to GitHub, and when (see [`SILENT_SITE_FOR`]).
+    silent_sites: Mutex<HashMap<i64, std::time::Instant>>,
 }
 
 impl Reporter {
@@ -135,10 +144,17 @@ impl Reporter {
                 build.insert(read).site_id
             }
         };
+        if self.known_silent(site_id) {
+            return Ok(());
+        }
         let Some(site) = db.site_by_id(site_id).await? else {
             return Ok(());
         };
         let Some(repo) = self.repo_of(&site).await? else {
+            self.silent_sites
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(site_id, std::time::Instant::now());
             return Ok(());
         };
         let build = match build {
@@ -343,6 +359,19 @@ impl Reporter {
                 error = format!("{e:#}"),
                 "reporting a removed preview to GitHub failed"
             );
+        }
+    }
+
+    /// Whether the site was found without a way to GitHub moments ago.
+    fn known_silent(&self, site_id: i64) -> bool {
+        let mut silent = self.silent_sites.lock().unwrap_or_else(|p| p.into_inner());
+        match silent.get(&site_id) {
+            Some(seen) if seen.elapsed() < SILENT_SITE_FOR => true,
+            Some(_) => {
+                silent.remove(&site_id);
+                false
+            }
+            None => false,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::deploys::events::DeployEvent;
 use crate::deploys::{self, intake};
 use crate::error::unauthorized;
 use crate::error::{AppError, AppResult, bad_request, conflict, not_found};
+use crate::events::BuildTiming;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -79,7 +80,9 @@ pub async fn connect(
     Json(request): Json<ConnectRequest>,
 ) -> AppResult<Json<ConnectResponse>> {
     tracing::info!(runner = %runner.name, id = runner.id, version = request.protocol_version, "runner connected");
-    state.db.touch_runner(&runner).await?;
+    if let Some(at) = state.db.touch_runner(&runner).await? {
+        state.known_runners.seen(runner.id, at);
+    }
     Ok(Json(ConnectResponse {
         protocol_version: PROTOCOL_VERSION,
         heartbeat_seconds: state.config.heartbeat_interval.as_secs().max(1),
@@ -97,7 +100,9 @@ pub async fn lease(
     let wait = Duration::from_secs(request.wait_seconds).min(state.config.max_lease_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let lease_millis = state.config.lease_duration.as_millis() as i64;
-    state.db.touch_runner(&runner).await?;
+    if let Some(at) = state.db.touch_runner(&runner).await? {
+        state.known_runners.seen(runner.id, at);
+    }
     loop {
         // Listen before looking, so a job queued in between still wakes us.
         let notified = state.jobs_available.notified();
@@ -126,7 +131,20 @@ pub async fn lease(
                 .await?
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %runner.name, attempt = job.attempt, "job leased");
-            state.events.build_changed(build.id, site.id, BuildState::Running);
+            if let Some(started_at) = build.started_at {
+                state.events.build_changed_at(
+                    build.id,
+                    site.id,
+                    BuildState::Running,
+                    BuildTiming::Started {
+                        queued_at: build.created_at,
+                        started_at,
+                        attempt: job.attempt,
+                    },
+                );
+            } else {
+                state.events.build_changed(build.id, site.id, BuildState::Running);
+            }
             let git_token = crate::github::clone_token_for(&state, &site).await;
             let settings = lease_settings(&state, site.id).await?;
             let trusted = is_trusted(&build);
@@ -467,14 +485,22 @@ pub async fn complete(
         JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
         JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
     };
-    let (build_id, site_id) = state
+    let finished = state
         .db
         .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
-    tracing::Span::current().record("build_id", build_id);
+    tracing::Span::current().record("build_id", finished.build_id);
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
-    state.events.build_changed(build_id, site_id, state_after);
+    state.events.build_changed_at(
+        finished.build_id,
+        finished.site_id,
+        state_after,
+        BuildTiming::Ended {
+            started_at: finished.started_at,
+            finished_at: finished.finished_at,
+        },
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
