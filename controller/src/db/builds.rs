@@ -205,6 +205,12 @@ const FINISH_BUILD: &str = "UPDATE builds SET state = $1, exit_code = $2, \
      skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
      deploy_id = COALESCE($4, deploy_id), finished_at = $5";
 
+/// How many of the oldest queued jobs a claim on PostgreSQL looks at
+/// before it searches the whole queue (see `claim_unlimited_in_one_statement`).
+/// More than the runners that usually claim at the same moment, so the
+/// search rarely goes further.
+const CLAIM_HEAD: i64 = 64;
+
 /// What the one-statement claim on PostgreSQL found.
 enum OneStatementClaim {
     Claimed(LeasedJob),
@@ -542,6 +548,13 @@ impl Database {
     /// build started, attempt recorded), unless that job's site has a limit
     /// of concurrent builds: its count needs the site's advisory lock first,
     /// which one statement cannot take before its snapshot.
+    ///
+    /// The candidate is sought among the oldest [`CLAIM_HEAD`] queued jobs
+    /// first: with a long queue and statistics that lag behind it (a burst
+    /// of pushes), the planner otherwise joins and sorts the whole queue
+    /// for every lease (15–20 ms with 5,000 queued, against 1 ms). Only when
+    /// all of those are taken or wait for their site is the whole queue
+    /// searched.
     async fn claim_unlimited_in_one_statement(
         &self,
         runner: &RunnerRecord,
@@ -549,12 +562,45 @@ impl Database {
         lease_millis: i64,
         now: i64,
     ) -> anyhow::Result<OneStatementClaim> {
+        let first = self
+            .claim_unlimited_among(runner, lease_id, lease_millis, now, Some(CLAIM_HEAD))
+            .await?;
+        match first {
+            (OneStatementClaim::NothingQueued, looked_at) if looked_at >= CLAIM_HEAD => Ok(self
+                .claim_unlimited_among(runner, lease_id, lease_millis, now, None)
+                .await?
+                .0),
+            (claim, _) => Ok(claim),
+        }
+    }
+
+    /// One claim statement over the oldest `head` queued jobs this runner
+    /// may run (all of them with `None`); also says how many it looked at.
+    async fn claim_unlimited_among(
+        &self,
+        runner: &RunnerRecord,
+        lease_id: &str,
+        lease_millis: i64,
+        now: i64,
+        head: Option<i64>,
+    ) -> anyhow::Result<(OneStatementClaim, i64)> {
+        let runnable = "j.state = 'queued' \
+             AND array_remove(string_to_array(j.required_labels, ','), '') <@ string_to_array($6, ',')";
+        let (head_cte, from, looked_at) = match head {
+            Some(head) => (
+                format!(
+                    "head AS MATERIALIZED (SELECT j.id FROM jobs j WHERE {runnable} ORDER BY j.id LIMIT {head}), "
+                ),
+                "head h JOIN jobs j ON j.id = h.id",
+                "(SELECT COUNT(*) FROM head)",
+            ),
+            None => (String::new(), "jobs j", "0::BIGINT"),
+        };
         let row = sqlx::query(&format!(
-            "WITH candidate AS (\
+            "WITH {head_cte}candidate AS (\
                SELECT j.id, s.max_concurrent_builds AS site_limit \
-               FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
-               WHERE j.state = 'queued' \
-               AND array_remove(string_to_array(j.required_labels, ','), '') <@ string_to_array($6, ',') \
+               FROM {from} JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+               WHERE {runnable} \
                AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
                  (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
                   WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
@@ -564,8 +610,8 @@ impl Database {
                FROM candidate WHERE jobs.id = candidate.id AND candidate.site_limit = 0 \
                AND jobs.state = 'queued' RETURNING jobs.id, jobs.build_id, jobs.attempt), \
              {START_CLAIMED_CTES} \
-             SELECT candidate.id, claimed.build_id, claimed.attempt \
-             FROM candidate LEFT JOIN claimed ON claimed.id = candidate.id"
+             SELECT candidate.id, claimed.build_id, claimed.attempt, {looked_at} \
+             FROM (SELECT 1) one LEFT JOIN candidate ON true LEFT JOIN claimed ON claimed.id = candidate.id"
         ))
         .bind(lease_id)
         .bind(&runner.name)
@@ -573,20 +619,24 @@ impl Database {
         .bind(now + lease_millis)
         .bind(now)
         .bind(runner.labels.join(","))
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(match row {
-            None => OneStatementClaim::NothingQueued,
-            Some(row) => match (row.get::<Option<i64>, _>(1), row.get::<Option<i64>, _>(2)) {
-                (Some(build_id), Some(attempt)) => OneStatementClaim::Claimed(LeasedJob {
-                    job_id: row.get(0),
-                    build_id,
-                    attempt,
-                    lease_id: lease_id.to_owned(),
-                }),
-                _ => OneStatementClaim::SiteHasLimit,
-            },
-        })
+        let looked_at: i64 = row.get(3);
+        let claim = match (
+            row.get::<Option<i64>, _>(0),
+            row.get::<Option<i64>, _>(1),
+            row.get::<Option<i64>, _>(2),
+        ) {
+            (None, _, _) => OneStatementClaim::NothingQueued,
+            (Some(job_id), Some(build_id), Some(attempt)) => OneStatementClaim::Claimed(LeasedJob {
+                job_id,
+                build_id,
+                attempt,
+                lease_id: lease_id.to_owned(),
+            }),
+            (Some(_), _, _) => OneStatementClaim::SiteHasLimit,
+        };
+        Ok((claim, looked_at))
     }
 
     /// The job's build and attempt if `lease_id` is its live lease.

@@ -227,9 +227,10 @@ impl Database {
 
     /// Builds of repositories on GitHub created since `since` whose report
     /// is behind their state: what a restarted controller still owes GitHub.
-    pub async fn builds_behind_on_reports(&self, since: i64) -> anyhow::Result<Vec<i64>> {
+    /// (build, site) pairs.
+    pub async fn builds_behind_on_reports(&self, since: i64) -> anyhow::Result<Vec<(i64, i64)>> {
         let rows = sqlx::query(
-            "SELECT b.id FROM builds b JOIN sites s ON s.id = b.site_id \
+            "SELECT b.id, b.site_id FROM builds b JOIN sites s ON s.id = b.site_id \
              LEFT JOIN github_build_reports r ON r.build_id = b.id \
              WHERE s.github_repo IS NOT NULL AND b.created_at >= $1 \
              AND (r.build_state IS NULL OR r.build_state <> b.state) ORDER BY b.id",
@@ -237,7 +238,7 @@ impl Database {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// The deployments of a site's builds in `environment` that GitHub may

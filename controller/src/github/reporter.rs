@@ -90,7 +90,11 @@ impl Reporter {
     async fn catch_up(self: &Arc<Self>) {
         let since = crate::db::now_millis() - CATCH_UP_WINDOW_MS;
         match self.state.db.builds_behind_on_reports(since).await {
-            Ok(builds) => builds.into_iter().for_each(|id| self.schedule(id, None)),
+            // With its site, so builds of sites without a way to GitHub
+            // (never reported, so always behind) cost no read each.
+            Ok(builds) => builds
+                .into_iter()
+                .for_each(|(build_id, site_id)| self.schedule(build_id, Some(site_id))),
             Err(e) => tracing::error!(error = format!("{e:#}"), "finding builds to report to GitHub"),
         }
     }
