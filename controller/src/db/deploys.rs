@@ -148,6 +148,9 @@ impl Database {
         files: &[ManifestFile],
     ) -> anyhow::Result<Deploy> {
         let mut tx = self.write_tx().await?;
+        // Like a build's manifest, this one names blobs the sweep must not
+        // judge unreferenced from an older snapshot.
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         sqlx::query(
             "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, pr_number, \
              state, file_count, total_size, created_at, title) \
@@ -279,6 +282,9 @@ impl Database {
         publish: bool,
     ) -> anyhow::Result<FinalizeOutcome> {
         let mut tx = self.write_tx().await?;
+        // As for a build's deploy: the count of missing blobs must not see
+        // a row a running sweep is removing.
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         let outcome = finish(&mut tx, deploy_id, now_millis(), Publication::Direct { publish }).await?;
         tx.commit().await?;
         Ok(outcome)
