@@ -1207,3 +1207,46 @@ on_both_databases!(
         }
     }
 );
+
+on_both_databases!(
+    a_manifest_recorded_while_its_base_is_removed_never_stands_on_the_removed_deploy,
+    |db: Database| async move {
+        let s = site(&db, "race").await;
+        let mut files = site_files(300);
+        for round in 0..20 {
+            let base = format!("race-{round}-base");
+            ready_deploy(&db, &s, &base, &files).await;
+            files[round] = manifest_file(&files[round].path, &format!("round {round}"));
+            let child = format!("race-{round}-child");
+            let remove = {
+                let db = db.clone();
+                let base = base.clone();
+                tokio::spawn(async move { db.remove_deploy(&base).await.unwrap() })
+            };
+            tokio::time::sleep(std::time::Duration::from_micros(300 * (round % 7) as u64)).await;
+            db.insert_direct_deploy(&child, s.id, "main", None, &files)
+                .await
+                .unwrap();
+            assert_eq!(remove.await.unwrap(), Some(s.id), "round {round}");
+            if let Some(base) = db.stored_file_list(&child).await.unwrap().unwrap().base_deploy_id {
+                assert_ne!(
+                    db.deploy(&base).await.unwrap().unwrap().state,
+                    "deleted",
+                    "round {round}: {child} stands on a removed deploy"
+                );
+            }
+            db.record_blob(&files[round].sha256, files[round].size as i64)
+                .await
+                .unwrap();
+            assert_eq!(
+                db.finalize_direct_deploy(&child, false).await.unwrap(),
+                FinalizeOutcome::Ready { published: false }
+            );
+            assert_eq!(
+                files_read_back(&db, &child).await,
+                expected(&files),
+                "round {round}"
+            );
+        }
+    }
+);
