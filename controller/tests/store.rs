@@ -893,3 +893,366 @@ on_both_databases!(
         assert_eq!(leased, [d2, retried]);
     }
 );
+
+/// A file of `content` at `path`, its hash made from the content.
+fn manifest_file(path: &str, content: &str) -> ManifestFile {
+    use sha2::Digest;
+    ManifestFile {
+        path: path.into(),
+        sha256: hex::encode(sha2::Sha256::digest(content.as_bytes())),
+        size: content.len() as u64,
+        mode: 0o644,
+    }
+}
+
+/// `count` files `f<i>.html`, each with its own content.
+fn site_files(count: usize) -> Vec<ManifestFile> {
+    (0..count)
+        .map(|i| manifest_file(&format!("f{i}.html"), &format!("page {i}")))
+        .collect()
+}
+
+/// Deploys `files` directly (no build) as `id` and makes it ready.
+async fn ready_deploy(db: &Database, site: &Site, id: &str, files: &[ManifestFile]) {
+    db.insert_direct_deploy(id, site.id, "main", None, files)
+        .await
+        .unwrap();
+    for file in files {
+        db.record_blob(&file.sha256, file.size as i64).await.unwrap();
+    }
+    assert_eq!(
+        db.finalize_direct_deploy(id, false).await.unwrap(),
+        FinalizeOutcome::Ready { published: false }
+    );
+}
+
+/// What every reader says deploy `id` holds, by path: the list, the edge's
+/// index, and one-path lookups, which must all agree.
+async fn files_read_back(db: &Database, id: &str) -> Vec<(String, String, i64)> {
+    let listed: Vec<(String, String, i64)> = db
+        .deploy_files(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(path, f)| (path, f.sha256, f.size))
+        .collect();
+    let mut indexed: Vec<(String, String, i64)> = db
+        .ready_deploy_contents(id)
+        .await
+        .unwrap()
+        .expect("a ready deploy")
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.sha256, f.size))
+        .collect();
+    indexed.sort();
+    assert_eq!(listed, indexed, "the edge's index of {id} differs from its list");
+    for (path, sha256, size) in &listed {
+        let one = db.deploy_file(id, path).await.unwrap().expect("a listed path");
+        assert_eq!((&one.sha256, one.size), (sha256, *size), "{id}: {path}");
+        assert!(db.deploy_file_key(id, path).await.unwrap().is_some());
+    }
+    assert_eq!(db.count_missing_blobs(id).await.unwrap(), 0);
+    listed
+}
+
+fn expected(files: &[ManifestFile]) -> Vec<(String, String, i64)> {
+    let mut list: Vec<(String, String, i64)> = files
+        .iter()
+        .map(|f| (f.path.clone(), f.sha256.clone(), f.size as i64))
+        .collect();
+    list.sort();
+    list
+}
+
+/// Five deploys of one site, each a few adds, changes and removals from the
+/// one before (a path removed in one comes back in a later one).
+fn a_chain_of_changes() -> Vec<Vec<ManifestFile>> {
+    let mut versions = vec![site_files(40)];
+    for step in 1..5 {
+        let mut next = versions.last().unwrap().clone();
+        next[step] = manifest_file(&format!("f{step}.html"), &format!("page {step}, edit {step}"));
+        next[10 + step] = manifest_file(&format!("f{}.html", 10 + step), "shared new content");
+        next.retain(|f| f.path != format!("f{}.html", 20 + step));
+        next.push(manifest_file(&format!("new{step}.css"), &format!("style {step}")));
+        if step == 3 {
+            // Back, with other content than before its removal.
+            next.push(manifest_file("f21.html", "page 21 again"));
+        }
+        versions.push(next);
+    }
+    versions
+}
+
+on_both_databases!(
+    a_chain_of_deploys_stores_deltas_and_reads_back_each_deploys_own_files,
+    |db: Database| async move {
+        let s = site(&db, "chain").await;
+        let versions = a_chain_of_changes();
+        for (i, files) in versions.iter().enumerate() {
+            ready_deploy(&db, &s, &format!("chain-{i}"), files).await;
+        }
+        for (i, files) in versions.iter().enumerate() {
+            let id = format!("chain-{i}");
+            assert_eq!(files_read_back(&db, &id).await, expected(files), "{id}");
+            let stored = db.stored_file_list(&id).await.unwrap().unwrap();
+            if i == 0 {
+                assert_eq!(
+                    (stored.base_deploy_id, stored.chain_depth, stored.rows),
+                    (None, 0, 40)
+                );
+            } else {
+                assert_eq!(stored.base_deploy_id, Some(format!("chain-{}", i - 1)));
+                assert_eq!(stored.chain_depth, i as i64);
+                // Two changes, a removal and an add (and a path back).
+                assert_eq!(stored.rows, if i == 3 { 5 } else { 4 }, "{id}");
+            }
+        }
+        assert!(db.deploy_file("chain-2", "f22.html").await.unwrap().is_none());
+        assert!(db.deploy_file_key("chain-2", "f22.html").await.unwrap().is_none());
+        assert!(db.deploy_file("chain-1", "f22.html").await.unwrap().is_some());
+        assert!(db.deploy_file("chain-2", "f21.html").await.unwrap().is_none());
+        assert!(db.deploy_file("chain-3", "f21.html").await.unwrap().is_some());
+    }
+);
+
+on_both_databases!(
+    a_deploy_changing_most_files_is_stored_in_full,
+    |db: Database| async move {
+        let s = site(&db, "rewrite").await;
+        let first = site_files(10);
+        ready_deploy(&db, &s, "rewrite-0", &first).await;
+        let mut second = first.clone();
+        for (i, file) in second.iter_mut().enumerate().take(6) {
+            *file = manifest_file(&file.path, &format!("rewritten {i}"));
+        }
+        ready_deploy(&db, &s, "rewrite-1", &second).await;
+        let stored = db.stored_file_list("rewrite-1").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.base_deploy_id, stored.chain_depth, stored.rows),
+            (None, 0, 10)
+        );
+        assert_eq!(files_read_back(&db, "rewrite-1").await, expected(&second));
+    }
+);
+
+on_both_databases!(
+    a_deploy_changing_one_percent_of_its_files_writes_one_percent_of_the_rows,
+    |db: Database| async move {
+        let s = site(&db, "big").await;
+        let first = site_files(2000);
+        ready_deploy(&db, &s, "big-0", &first).await;
+        let mut second = first.clone();
+        for i in (0..2000).step_by(100) {
+            second[i] = manifest_file(&second[i].path, &format!("changed {i}"));
+        }
+        ready_deploy(&db, &s, "big-1", &second).await;
+        let stored = db.stored_file_list("big-1").await.unwrap().unwrap();
+        assert_eq!(stored.rows, 20);
+        assert_eq!(stored.base_deploy_id.as_deref(), Some("big-0"));
+        let deploy = db.deploy("big-1").await.unwrap().unwrap();
+        assert_eq!(deploy.file_count, 2000, "the totals are the whole deploy's");
+        assert_eq!(
+            deploy.total_size,
+            second.iter().map(|f| f.size as i64).sum::<i64>()
+        );
+        assert_eq!(files_read_back(&db, "big-1").await, expected(&second));
+    }
+);
+
+on_both_databases!(
+    removing_deploys_of_a_chain_leaves_every_other_deploys_files_as_they_were,
+    |db: Database| async move {
+        let s = site(&db, "prune").await;
+        let versions = a_chain_of_changes();
+        for (i, files) in versions.iter().enumerate() {
+            ready_deploy(&db, &s, &format!("prune-{i}"), files).await;
+        }
+        let mut kept: Vec<usize> = (0..versions.len()).collect();
+        // A middle deploy, then the full list at the bottom, then the top.
+        for removed in [2, 0, 4] {
+            let id = format!("prune-{removed}");
+            assert_eq!(db.remove_deploy(&id).await.unwrap(), Some(s.id), "{id}");
+            kept.retain(|i| *i != removed);
+            for i in &kept {
+                let id = format!("prune-{i}");
+                assert_eq!(files_read_back(&db, &id).await, expected(&versions[*i]), "{id}");
+            }
+        }
+        let bottom = db.stored_file_list("prune-1").await.unwrap().unwrap();
+        assert_eq!(bottom.base_deploy_id, None, "the full list moved up");
+        assert_eq!(bottom.chain_depth, 0);
+        assert_eq!(bottom.rows, versions[1].len() as i64, "no removal rows are left");
+        let top = db.stored_file_list("prune-3").await.unwrap().unwrap();
+        assert_eq!(top.base_deploy_id.as_deref(), Some("prune-1"));
+        assert_eq!(top.chain_depth, 1);
+    }
+);
+
+on_both_databases!(
+    removing_the_base_of_a_deploy_still_uploading_lets_it_finish,
+    |db: Database| async move {
+        let s = site(&db, "upl").await;
+        let first = site_files(20);
+        ready_deploy(&db, &s, "upl-0", &first).await;
+        let mut second = first.clone();
+        second[0] = manifest_file("f0.html", "new front page");
+        second.pop();
+        db.insert_direct_deploy("upl-1", s.id, "main", None, &second)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.stored_file_list("upl-1")
+                .await
+                .unwrap()
+                .unwrap()
+                .base_deploy_id
+                .as_deref(),
+            Some("upl-0")
+        );
+        assert_eq!(db.remove_deploy("upl-0").await.unwrap(), Some(s.id));
+        assert_eq!(
+            db.missing_blobs_of_deploy("upl-1").await.unwrap(),
+            vec![second[0].sha256.clone()],
+            "only the new file's blob is asked for"
+        );
+        db.record_blob(&second[0].sha256, second[0].size as i64)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.finalize_direct_deploy("upl-1", true).await.unwrap(),
+            FinalizeOutcome::Ready { published: true }
+        );
+        assert_eq!(files_read_back(&db, "upl-1").await, expected(&second));
+        let stored = db.stored_file_list("upl-1").await.unwrap().unwrap();
+        assert_eq!((stored.base_deploy_id, stored.rows), (None, 19));
+    }
+);
+
+on_both_databases!(
+    a_retried_manifest_replaces_the_delta_of_a_build_deploy,
+    |db: Database| async move {
+        let s = site(&db, "retry").await;
+        let first = site_files(30);
+        ready_deploy(&db, &s, "retry-0", &first).await;
+        let build_id = queue(&db, &s, "main").await;
+        let build = db.build(build_id).await.unwrap().unwrap();
+        let mut attempt = first.clone();
+        attempt[0] = manifest_file("f0.html", "first attempt");
+        db.upsert_build_deploy("retry-1", &build, &attempt).await.unwrap();
+        let mut retried = first.clone();
+        retried[1] = manifest_file("f1.html", "second attempt");
+        retried.pop();
+        let deploy = db.upsert_build_deploy("retry-x", &build, &retried).await.unwrap();
+        assert_eq!(deploy.id, "retry-1");
+        let stored = db.stored_file_list("retry-1").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.base_deploy_id.as_deref(), stored.rows),
+            (Some("retry-0"), 2)
+        );
+        let listed: Vec<(String, String, i64)> = db
+            .deploy_files("retry-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(path, f)| (path, f.sha256, f.size))
+            .collect();
+        assert_eq!(listed, expected(&retried));
+    }
+);
+
+on_both_databases!(
+    the_sweep_never_removes_a_blob_a_kept_deploy_of_a_chain_uses,
+    |db: Database| async move {
+        use jamstack_controller::db::now_millis;
+        let s = site(&db, "gcchain").await;
+        let versions = a_chain_of_changes();
+        for (i, files) in versions.iter().enumerate() {
+            ready_deploy(&db, &s, &format!("gcc-{i}"), files).await;
+        }
+        let sweep_all = || async {
+            let mut swept = Vec::new();
+            loop {
+                let batch = db
+                    .sweep_unreferenced_blobs(now_millis() + MINUTE, 500)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return swept;
+                }
+                swept.extend(batch.into_iter().map(|b| b.sha256));
+            }
+        };
+        assert!(sweep_all().await.is_empty(), "every blob is in use");
+        let mut kept: Vec<usize> = (0..versions.len()).collect();
+        for removed in [0, 3, 1] {
+            assert!(
+                db.remove_deploy(&format!("gcc-{removed}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            kept.retain(|i| *i != removed);
+            let swept: HashSet<String> = sweep_all().await.into_iter().collect();
+            let used: HashSet<String> = kept
+                .iter()
+                .flat_map(|i| versions[*i].iter().map(|f| f.sha256.clone()))
+                .collect();
+            assert!(
+                swept.is_disjoint(&used),
+                "after removing gcc-{removed}, the sweep took blobs a kept deploy uses"
+            );
+            let all: Vec<String> = used.into_iter().collect();
+            assert_eq!(db.missing_blobs(&all).await.unwrap(), Vec::<String>::new());
+            if removed == 0 {
+                assert!(
+                    swept.contains(&versions[0][1].sha256),
+                    "a blob only the removed deploy used is swept"
+                );
+            }
+        }
+    }
+);
+
+on_both_databases!(
+    a_manifest_recorded_while_its_base_is_removed_never_stands_on_the_removed_deploy,
+    |db: Database| async move {
+        let s = site(&db, "race").await;
+        let mut files = site_files(300);
+        for round in 0..20 {
+            let base = format!("race-{round}-base");
+            ready_deploy(&db, &s, &base, &files).await;
+            files[round] = manifest_file(&files[round].path, &format!("round {round}"));
+            let child = format!("race-{round}-child");
+            let remove = {
+                let db = db.clone();
+                let base = base.clone();
+                tokio::spawn(async move { db.remove_deploy(&base).await.unwrap() })
+            };
+            tokio::time::sleep(std::time::Duration::from_micros(300 * (round % 7) as u64)).await;
+            db.insert_direct_deploy(&child, s.id, "main", None, &files)
+                .await
+                .unwrap();
+            assert_eq!(remove.await.unwrap(), Some(s.id), "round {round}");
+            if let Some(base) = db.stored_file_list(&child).await.unwrap().unwrap().base_deploy_id {
+                assert_ne!(
+                    db.deploy(&base).await.unwrap().unwrap().state,
+                    "deleted",
+                    "round {round}: {child} stands on a removed deploy"
+                );
+            }
+            db.record_blob(&files[round].sha256, files[round].size as i64)
+                .await
+                .unwrap();
+            assert_eq!(
+                db.finalize_direct_deploy(&child, false).await.unwrap(),
+                FinalizeOutcome::Ready { published: false }
+            );
+            assert_eq!(
+                files_read_back(&db, &child).await,
+                expected(&files),
+                "round {round}"
+            );
+        }
+    }
+);

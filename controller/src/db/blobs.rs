@@ -1,6 +1,7 @@
 //! Blobs: where their bytes are stored, their compressed variants, and the
 //! sweep that removes those no deploy references.
 
+use super::file_lists::effective_files;
 use super::{Backend, Database, now_millis};
 use sqlx::Row;
 use std::collections::HashSet;
@@ -101,12 +102,12 @@ impl Database {
     /// The files of a deploy whose blobs have no variant rows yet, one row per
     /// file (a blob may appear under several paths).
     pub async fn blobs_lacking_variants(&self, deploy_id: &str) -> anyhow::Result<Vec<BlobToCompress>> {
-        let rows = sqlx::query(
-            "SELECT f.sha256, COALESCE(b.storage_key, b.sha256), b.size, f.path \
-             FROM deploy_files f JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE f.deploy_id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM blob_variants v WHERE v.sha256 = f.sha256)",
-        )
+        let rows = sqlx::query(&format!(
+            "{} SELECT f.sha256, COALESCE(b.storage_key, b.sha256), b.size, f.path \
+             FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE NOT EXISTS (SELECT 1 FROM blob_variants v WHERE v.sha256 = f.sha256)",
+            effective_files(None)
+        ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
         .await?;
@@ -174,6 +175,10 @@ impl Database {
     pub async fn sweep_unreferenced_blobs(&self, cutoff: i64, limit: i64) -> anyhow::Result<Vec<SweptBlob>> {
         let mut tx = self.write_tx().await?;
         self.lock_against_sweep(&mut tx, SweepLock::Sweep).await?;
+        // Any row of any deploy counts, also a row a delta above it hides:
+        // a removed deploy has no rows, and the bases of the deploys kept
+        // are kept too (removing one rebases its children first). Removal
+        // rows (sha256 NULL) name no blob and never match.
         let rows = sqlx::query(
             "DELETE FROM blobs WHERE sha256 IN (\
                SELECT b.sha256 FROM blobs b WHERE b.created_at < $1 \

@@ -3,6 +3,7 @@
 //! ready.
 
 use super::Database;
+use super::file_lists::effective_files;
 use sqlx::Row;
 
 /// A file of a deploy and where its bytes are.
@@ -45,10 +46,11 @@ impl Database {
         if !ready {
             return Ok(None);
         }
-        let files = sqlx::query(
-            "SELECT f.path, f.sha256, f.size, COALESCE(b.storage_key, b.sha256) \
-             FROM deploy_files f JOIN blobs b ON b.sha256 = f.sha256 WHERE f.deploy_id = $1",
-        )
+        let files = sqlx::query(&format!(
+            "{} SELECT f.path, f.sha256, f.size, COALESCE(b.storage_key, b.sha256) \
+             FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256",
+            effective_files(None)
+        ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
         .await?
@@ -60,11 +62,12 @@ impl Database {
             key: r.get(3),
         })
         .collect();
-        let variants = sqlx::query(
-            "SELECT v.sha256, v.encoding, v.variant_sha256, b.size, COALESCE(b.storage_key, b.sha256) \
+        let variants = sqlx::query(&format!(
+            "{} SELECT v.sha256, v.encoding, v.variant_sha256, b.size, COALESCE(b.storage_key, b.sha256) \
              FROM blob_variants v JOIN blobs b ON b.sha256 = v.variant_sha256 \
-             WHERE v.sha256 IN (SELECT sha256 FROM deploy_files WHERE deploy_id = $1)",
-        )
+             WHERE v.sha256 IN (SELECT sha256 FROM effective_files)",
+            effective_files(None)
+        ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
         .await?
@@ -91,10 +94,11 @@ impl Database {
 
     /// The stored key of the file at `path` of a deploy, in any state.
     pub async fn deploy_file_key(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT COALESCE(b.storage_key, b.sha256) FROM deploy_files f \
-             JOIN blobs b ON b.sha256 = f.sha256 WHERE f.deploy_id = $1 AND f.path = $2",
-        )
+        let row = sqlx::query(&format!(
+            "{} SELECT COALESCE(b.storage_key, b.sha256) FROM effective_files f \
+             JOIN blobs b ON b.sha256 = f.sha256",
+            effective_files(Some("$2"))
+        ))
         .bind(deploy_id)
         .bind(path)
         .fetch_optional(&self.pool)
@@ -104,10 +108,11 @@ impl Database {
 
     /// Files of a deploy whose blob is not stored yet.
     pub async fn count_missing_blobs(&self, deploy_id: &str) -> anyhow::Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE f.deploy_id = $1 AND b.sha256 IS NULL",
-        )
+        let row = sqlx::query(&format!(
+            "{} SELECT COUNT(*) FROM effective_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE b.sha256 IS NULL",
+            effective_files(None)
+        ))
         .bind(deploy_id)
         .fetch_one(&self.pool)
         .await?;

@@ -1,6 +1,7 @@
 //! Deploys (immutable file sets) and the blobs they point at.
 
 use super::blobs::SweepLock;
+use super::file_lists::{effective_files, record_file_list};
 use super::{Build, Database, now_millis};
 use jamstack_proto::{BuildContext, ManifestFile};
 use serde::Serialize;
@@ -81,9 +82,6 @@ fn deploy_from_row(row: &AnyRow) -> Deploy {
     }
 }
 
-/// Rows per multi-row INSERT; 5 parameters each stays far below SQLite's
-/// limit on bound parameters.
-const INSERT_BATCH: usize = 200;
 /// Hashes per `IN (…)` lookup.
 const LOOKUP_BATCH: usize = 500;
 
@@ -109,13 +107,8 @@ impl Database {
         .map(deploy_from_row);
         let deploy_id = match existing {
             Some(deploy) if deploy.state == "ready" => return Ok(deploy),
-            Some(deploy) => {
-                sqlx::query("DELETE FROM deploy_files WHERE deploy_id = $1")
-                    .bind(&deploy.id)
-                    .execute(&mut *tx)
-                    .await?;
-                deploy.id
-            }
+            // Its files are replaced below.
+            Some(deploy) => deploy.id,
             None => {
                 sqlx::query(
                     "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, pr_number, \
@@ -135,7 +128,7 @@ impl Database {
                 new_deploy_id.to_owned()
             }
         };
-        insert_files(&mut tx, &deploy_id, files).await?;
+        record_file_list(&mut tx, self.backend, &deploy_id, build.site_id, files).await?;
         let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
             .bind(&deploy_id)
             .fetch_one(&mut *tx)
@@ -155,6 +148,9 @@ impl Database {
         files: &[ManifestFile],
     ) -> anyhow::Result<Deploy> {
         let mut tx = self.write_tx().await?;
+        // Like a build's manifest, this one names blobs the sweep must not
+        // judge unreferenced from an older snapshot.
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         sqlx::query(
             "INSERT INTO deploys (id, site_id, build_id, context, branch, commit_sha, pr_number, \
              state, file_count, total_size, created_at, title) \
@@ -168,7 +164,7 @@ impl Database {
         .bind(title)
         .execute(&mut *tx)
         .await?;
-        insert_files(&mut tx, deploy_id, files).await?;
+        record_file_list(&mut tx, self.backend, deploy_id, site_id, files).await?;
         let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
             .bind(deploy_id)
             .fetch_one(&mut *tx)
@@ -191,58 +187,16 @@ impl Database {
 
     /// The distinct hashes a deploy names that no stored blob has.
     pub async fn missing_blobs_of_deploy(&self, deploy_id: &str) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT f.sha256 FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE f.deploy_id = $1 AND b.sha256 IS NULL ORDER BY f.sha256",
-        )
+        let rows = sqlx::query(&format!(
+            "{} SELECT DISTINCT f.sha256 FROM effective_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE b.sha256 IS NULL ORDER BY f.sha256",
+            effective_files(None)
+        ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
-}
-
-/// Writes a deploy's files and totals (inside the caller's transaction).
-async fn insert_files(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    deploy_id: &str,
-    files: &[ManifestFile],
-) -> anyhow::Result<()> {
-    for batch in files.chunks(INSERT_BATCH) {
-        let mut sql = String::from("INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) VALUES ");
-        for i in 0..batch.len() {
-            let p = i * 5;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            ));
-        }
-        let mut query = sqlx::query(&sql);
-        for file in batch {
-            query = query
-                .bind(deploy_id)
-                .bind(&file.path)
-                .bind(&file.sha256)
-                .bind(file.size as i64)
-                .bind(i64::from(file.mode));
-        }
-        query.execute(&mut **tx).await?;
-    }
-    let total_size: i64 = files.iter().map(|f| f.size as i64).sum();
-    sqlx::query("UPDATE deploys SET file_count = $1, total_size = $2 WHERE id = $3")
-        .bind(files.len() as i64)
-        .bind(total_size)
-        .bind(deploy_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 impl Database {
@@ -328,6 +282,9 @@ impl Database {
         publish: bool,
     ) -> anyhow::Result<FinalizeOutcome> {
         let mut tx = self.write_tx().await?;
+        // As for a build's deploy: the count of missing blobs must not see
+        // a row a running sweep is removing.
+        self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
         let outcome = finish(&mut tx, deploy_id, now_millis(), Publication::Direct { publish }).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -361,10 +318,11 @@ async fn finish(
             .is_some();
         return Ok(FinalizeOutcome::Ready { published });
     }
-    let missing: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE f.deploy_id = $1 AND b.sha256 IS NULL",
-    )
+    let missing: i64 = sqlx::query(&format!(
+        "{} SELECT COUNT(*) FROM effective_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+         WHERE b.sha256 IS NULL",
+        effective_files(None)
+    ))
     .bind(deploy_id)
     .fetch_one(&mut **tx)
     .await?
@@ -460,10 +418,11 @@ impl Database {
 
     /// A file of a ready deploy, by its path in the deploy.
     pub async fn deploy_file(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<DeployFile>> {
-        let row = sqlx::query(
-            "SELECT f.sha256, f.size FROM deploy_files f JOIN deploys d ON d.id = f.deploy_id \
-             WHERE f.deploy_id = $1 AND f.path = $2 AND d.state = 'ready'",
-        )
+        let row = sqlx::query(&format!(
+            "{} SELECT f.sha256, f.size FROM effective_files f JOIN deploys d ON d.id = $1 \
+             WHERE d.state = 'ready'",
+            effective_files(Some("$2"))
+        ))
         .bind(deploy_id)
         .bind(path)
         .fetch_optional(&self.pool)
@@ -508,11 +467,13 @@ impl Database {
 
     /// Every file of a deploy (path, hash, size), by path.
     pub async fn deploy_files(&self, deploy_id: &str) -> anyhow::Result<Vec<(String, DeployFile)>> {
-        let rows =
-            sqlx::query("SELECT path, sha256, size FROM deploy_files WHERE deploy_id = $1 ORDER BY path")
-                .bind(deploy_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "{} SELECT path, sha256, size FROM effective_files ORDER BY path",
+            effective_files(None)
+        ))
+        .bind(deploy_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| {

@@ -15,6 +15,7 @@ mod builds;
 mod deliveries;
 mod deploy_index;
 mod deploys;
+mod file_lists;
 mod github;
 mod logs;
 mod notifications;
@@ -33,6 +34,7 @@ pub use builds::{Attempt, Build, BuildState, FinishedJob, LeasedJob, NewBuild, Q
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use notifications::{AttemptResult, DueDelivery, NotificationDelivery, NotificationHook};
 pub use push_intake::{

@@ -1,8 +1,10 @@
 //! Retention: which deploys may go, and removing one. A removed deploy keeps
 //! its row (state `deleted`, for the history of builds) and loses its files,
-//! which frees its blobs for the sweep.
+//! which frees its blobs for the sweep; the deploys whose file lists were
+//! deltas against it are rebased first.
 
 use super::Database;
+use super::file_lists::rebase_children;
 use sqlx::Row;
 use std::collections::HashSet;
 
@@ -91,6 +93,10 @@ impl Database {
         let Some(row) = removed else {
             return Ok(None);
         };
+        // The UPDATE above holds the deploy's row (on PostgreSQL) until the
+        // commit: a manifest choosing it as its base waits, then finds it
+        // gone; one that chose it first is among the children rebased.
+        rebase_children(&mut tx, self.backend, deploy_id).await?;
         for sql in [
             "DELETE FROM deploy_files WHERE deploy_id = $1",
             "DELETE FROM deploy_rules WHERE deploy_id = $1",
