@@ -3,7 +3,7 @@
 //! ready.
 
 use super::Database;
-use super::file_lists::effective_files;
+use super::file_lists::{OWN_ROWS_LACKING_BLOBS, effective_files};
 use sqlx::Row;
 
 /// A file of a deploy and where its bytes are.
@@ -108,14 +108,10 @@ impl Database {
 
     /// Files of a deploy whose blob is not stored yet.
     pub async fn count_missing_blobs(&self, deploy_id: &str) -> anyhow::Result<i64> {
-        let row = sqlx::query(&format!(
-            "{} SELECT COUNT(*) FROM effective_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE b.sha256 IS NULL",
-            effective_files(None)
-        ))
-        .bind(deploy_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT COUNT(*) {OWN_ROWS_LACKING_BLOBS}"))
+            .bind(deploy_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.get(0))
     }
 

@@ -1,7 +1,7 @@
 //! Deploys (immutable file sets) and the blobs they point at.
 
 use super::blobs::SweepLock;
-use super::file_lists::{effective_files, record_file_list};
+use super::file_lists::{OWN_ROWS_LACKING_BLOBS, effective_files, record_file_list};
 use super::{Build, Database, now_millis};
 use jamstack_proto::{BuildContext, ManifestFile};
 use serde::Serialize;
@@ -188,9 +188,7 @@ impl Database {
     /// The distinct hashes a deploy names that no stored blob has.
     pub async fn missing_blobs_of_deploy(&self, deploy_id: &str) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query(&format!(
-            "{} SELECT DISTINCT f.sha256 FROM effective_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE b.sha256 IS NULL ORDER BY f.sha256",
-            effective_files(None)
+            "SELECT DISTINCT f.sha256 {OWN_ROWS_LACKING_BLOBS} ORDER BY f.sha256"
         ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
@@ -318,15 +316,11 @@ async fn finish(
             .is_some();
         return Ok(FinalizeOutcome::Ready { published });
     }
-    let missing: i64 = sqlx::query(&format!(
-        "{} SELECT COUNT(*) FROM effective_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
-         WHERE b.sha256 IS NULL",
-        effective_files(None)
-    ))
-    .bind(deploy_id)
-    .fetch_one(&mut **tx)
-    .await?
-    .get(0);
+    let missing: i64 = sqlx::query(&format!("SELECT COUNT(*) {OWN_ROWS_LACKING_BLOBS}"))
+        .bind(deploy_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
     if missing > 0 {
         return Ok(FinalizeOutcome::MissingBlobs(missing));
     }

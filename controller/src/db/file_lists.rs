@@ -26,6 +26,15 @@ pub(super) const MAX_CHAIN_DEPTH: i64 = 16;
 /// limit on bound parameters.
 const INSERT_BATCH: usize = 200;
 
+/// `FROM … WHERE …` of the rows deploy `$1` stores itself whose blob is not
+/// stored (as `f`). Enough to know every blob a deploy lacks: the files it
+/// takes from its base belong to ready deploys, whose blobs were all stored
+/// when they were finalized and cannot be swept while a row names them (the
+/// rows of a removed base move to its children first). So a delta of 100
+/// files is checked by looking at 100 rows, not the whole list.
+pub(super) const OWN_ROWS_LACKING_BLOBS: &str = "FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
+     WHERE f.deploy_id = $1 AND f.sha256 IS NOT NULL AND b.sha256 IS NULL";
+
 /// A common table expression `effective_files (path, sha256, size, mode)`:
 /// the files deploy `$1` has, whether stored in full or as a delta. With
 /// `only_path` (a placeholder such as `$2`), only that path is looked at,
