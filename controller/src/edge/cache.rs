@@ -2,6 +2,9 @@
 //! and the bytes of small hot files.
 //!
 //! Blobs never change once stored, so their cache needs no invalidation.
+//! The bytes of a hot small file are also held by its deploy's index entry,
+//! within a quarter of the memory budget, and given back when the index is
+//! dropped (ten minutes after its last load, or on eviction).
 //! A hostname's pointer moves, and a deploy's index changes once: when the
 //! compressed variants of its files are made, after it went ready. Entries
 //! are forgotten the moment a [`DeployEvent`] says their site or deploy
@@ -12,13 +15,15 @@
 //! on staleness should a notification from another controller be lost.
 
 use super::Target;
-use super::index::DeployIndex;
+use super::index::{DeployIndex, Held, Stored};
 use crate::config::EdgeSettings;
 use crate::db::Database;
 use crate::deploys::BlobStore;
 use crate::deploys::events::DeployEvent;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -56,6 +61,10 @@ pub struct EdgeCache {
     hosts: RwLock<Hosts>,
     deploys: moka::future::Cache<String, Arc<DeployIndex>>,
     blobs: moka::future::Cache<String, Bytes>,
+    /// Bytes of small files held beside their index entries (see
+    /// [`EdgeCache::bytes_of`]), and the most they may be.
+    held: Arc<AtomicU64>,
+    held_budget: u64,
     settings: EdgeSettings,
 }
 
@@ -68,22 +77,36 @@ impl std::fmt::Debug for EdgeCache {
 /// Files held in memory across all cached deploy indexes.
 const INDEXED_FILES: u64 = 2_000_000;
 
+/// A deploy index no request has loaded for this long is dropped, and with
+/// it the bytes it holds: a deploy that went out of service gives its share
+/// of the budget back. A served one is reloaded at least once per pointer
+/// lifetime (`EdgeSettings::pointer_ttl`), far more often.
+const INDEX_IDLE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The share of `EdgeSettings::memory_cache_bytes` held beside index
+/// entries; the blob cache has the rest, so the two together stay within it.
+const HELD_SHARE: u64 = 4;
+
 #[derive(Debug, thiserror::Error)]
 #[error("not there")]
 struct Absent;
 
 impl EdgeCache {
     pub fn new(settings: EdgeSettings) -> Self {
+        let held_budget = settings.memory_cache_bytes / HELD_SHARE;
         EdgeCache {
             hosts: RwLock::new(Hosts::default()),
             deploys: moka::future::Cache::builder()
                 .max_capacity(INDEXED_FILES)
                 .weigher(|_, index: &Arc<DeployIndex>| u32::try_from(index.len() + 1).unwrap_or(u32::MAX))
+                .time_to_idle(INDEX_IDLE)
                 .build(),
             blobs: moka::future::Cache::builder()
-                .max_capacity(settings.memory_cache_bytes)
+                .max_capacity(settings.memory_cache_bytes - held_budget)
                 .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
                 .build(),
+            held: Arc::new(AtomicU64::new(0)),
+            held_budget,
             settings,
         }
     }
@@ -204,8 +227,40 @@ impl EdgeCache {
         size <= self.settings.memory_cache_max_file
     }
 
+    /// The bytes of `stored`, a small file: those its index entry holds, or
+    /// the blob cache's, which the entry then holds if the budget allows.
+    /// The hot path of a small file is then one reference count, where the
+    /// blob cache costs a hash lookup and recording the read for eviction.
+    pub async fn bytes_of(&self, store: &dyn BlobStore, stored: &Stored) -> anyhow::Result<Option<Bytes>> {
+        if let Some(bytes) = stored.held.get() {
+            return Ok(Some(bytes.clone()));
+        }
+        let Some(bytes) = self.small_blob(store, &stored.key).await? else {
+            return Ok(None);
+        };
+        let size = bytes.len() as u64;
+        let reserved = self
+            .held
+            .fetch_update(Relaxed, Relaxed, |held| {
+                (held + size <= self.held_budget).then_some(held + size)
+            })
+            .is_ok();
+        if reserved {
+            stored.held.hold(Held {
+                bytes: bytes.clone(),
+                total: self.held.clone(),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Bytes held beside index entries now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held.load(Relaxed)
+    }
+
     /// The bytes of a small blob, read from the store once.
-    pub async fn small_blob(&self, store: &dyn BlobStore, key: &str) -> anyhow::Result<Option<Bytes>> {
+    async fn small_blob(&self, store: &dyn BlobStore, key: &str) -> anyhow::Result<Option<Bytes>> {
         let loaded = self
             .blobs
             .try_get_with_by_ref(key, async {
@@ -254,4 +309,55 @@ async fn resolve_in_db(db: &Database, target: &Target) -> anyhow::Result<Option<
         },
     };
     Ok(Some((site.id, resolved)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploys::blob_store::{LocalBlobStore, new_key};
+
+    fn stored(store_key: &str, size: u64) -> Stored {
+        Stored::original("ab".repeat(32), size, store_key.to_owned())
+    }
+
+    #[tokio::test]
+    async fn hot_small_files_are_held_by_their_index_within_a_quarter_of_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path());
+        let (one, two) = (new_key(&"1".repeat(64)), new_key(&"2".repeat(64)));
+        store.put_bytes(&one, Bytes::from(vec![1u8; 600])).await.unwrap();
+        store.put_bytes(&two, Bytes::from(vec![2u8; 600])).await.unwrap();
+        // A quarter of 4,000 bytes: room to hold one file of 600, not two.
+        let edge = EdgeCache::new(EdgeSettings {
+            memory_cache_bytes: 4_000,
+            ..EdgeSettings::default()
+        });
+        let (first, second) = (stored(&one, 600), stored(&two, 600));
+
+        let served = edge.bytes_of(&store, &first).await.unwrap().unwrap();
+        assert_eq!(served, vec![1u8; 600]);
+        assert_eq!(first.held.get(), Some(&served), "served once, then held");
+        assert_eq!(edge.held_bytes(), 600);
+
+        // Over the budget: served from the blob cache, not held.
+        let served = edge.bytes_of(&store, &second).await.unwrap().unwrap();
+        assert_eq!(served, vec![2u8; 600]);
+        assert_eq!(second.held.get(), None);
+        assert_eq!(edge.held_bytes(), 600);
+
+        // Served again from what it holds, even with the blob gone.
+        store.delete(&one).await.unwrap();
+        edge.blobs.invalidate(&one).await;
+        assert_eq!(
+            edge.bytes_of(&store, &first).await.unwrap().unwrap(),
+            vec![1u8; 600]
+        );
+
+        // A dropped index gives its share back, and another file may be held.
+        drop(first);
+        assert_eq!(edge.held_bytes(), 0);
+        edge.bytes_of(&store, &second).await.unwrap().unwrap();
+        assert_eq!(edge.held_bytes(), 600);
+        assert!(second.held.get().is_some());
+    }
 }

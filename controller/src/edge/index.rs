@@ -28,6 +28,65 @@ pub struct Stored {
     /// The representation's strong ETag, made once when the deploy is
     /// loaded rather than on every request.
     pub etag: HeaderValue,
+    /// Its bytes, once served, when it is small and the edge's budget for
+    /// such bytes allows (`EdgeCache::bytes_of`): a request for a hot small
+    /// file then touches nothing outside the deploy's index.
+    pub held: HeldBytes,
+}
+
+/// The bytes of a small file kept beside its index entry, counted against
+/// the edge's budget for them until the index is dropped.
+#[derive(Default)]
+pub struct HeldBytes(std::sync::OnceLock<Held>);
+
+pub(super) struct Held {
+    pub bytes: bytes::Bytes,
+    /// Bytes held by all indexes; this hold gives its share back on drop.
+    pub total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(self.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl HeldBytes {
+    pub fn get(&self) -> Option<&bytes::Bytes> {
+        self.0.get().map(|held| &held.bytes)
+    }
+
+    /// Keeps `held` unless bytes are held already (another request was
+    /// first; `held` is dropped and gives its share back).
+    pub(super) fn hold(&self, held: Held) {
+        let _ = self.0.set(held);
+    }
+}
+
+/// Held bytes are a cache, not part of what a file is: a copy starts
+/// without them, and they do not count in comparisons.
+impl Clone for HeldBytes {
+    fn clone(&self) -> Self {
+        HeldBytes::default()
+    }
+}
+
+impl PartialEq for HeldBytes {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeldBytes {}
+
+impl std::fmt::Debug for HeldBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.get() {
+            Some(bytes) => write!(f, "HeldBytes({} bytes)", bytes.len()),
+            None => f.write_str("HeldBytes(none)"),
+        }
+    }
 }
 
 impl Stored {
@@ -39,6 +98,7 @@ impl Stored {
             size,
             key,
             etag,
+            held: HeldBytes::default(),
         }
     }
 
@@ -50,6 +110,7 @@ impl Stored {
             size,
             key,
             etag: header_value(format!("\"{of}-{}\"", encoding.as_str())),
+            held: HeldBytes::default(),
         }
     }
 }

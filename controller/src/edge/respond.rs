@@ -126,7 +126,7 @@ async fn body_of(
     range: Option<Range<u64>>,
 ) -> anyhow::Result<Body> {
     if state.edge.fits_in_memory(stored.size) {
-        let Some(bytes) = state.edge.small_blob(state.blobs.as_ref(), &stored.key).await? else {
+        let Some(bytes) = state.edge.bytes_of(state.blobs.as_ref(), stored).await? else {
             anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key);
         };
         let bytes = match range {
