@@ -254,21 +254,10 @@ async fn insert_rows(
     rows: &[FileRow<'_>],
 ) -> anyhow::Result<()> {
     for batch in rows.chunks(INSERT_BATCH) {
-        let mut sql = String::from("INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) VALUES ");
-        for i in 0..batch.len() {
-            let p = i * 5;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            ));
-        }
+        let sql = format!(
+            "INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) VALUES {}",
+            super::value_rows(batch.len(), 5, 1)
+        );
         let mut query = sqlx::query(&sql);
         for row in batch {
             query = query

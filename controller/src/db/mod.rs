@@ -201,10 +201,42 @@ impl Database {
     }
 }
 
+/// `($1, $2, …), ($k+1, …)`: `rows` groups of `width` numbered
+/// placeholders, the first numbered `first`.
+pub(crate) fn value_rows(rows: usize, width: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * width * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * width + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// The current time in Unix milliseconds, the unit of every stored timestamp.
 pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_rows;
+
+    #[test]
+    fn value_rows_number_placeholders_row_by_row() {
+        assert_eq!(value_rows(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(value_rows(1, 1, 1), "($1)");
+    }
 }

@@ -13,7 +13,7 @@
 //! builds of its branch, a site that says so cancels the running one.
 
 use super::deliveries::{ABANDONED_AFTER_MS, join_ids};
-use super::{Backend, Database, NewBuild, NewDelivery, now_millis};
+use super::{Backend, Database, NewBuild, NewDelivery, now_millis, value_rows};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -97,27 +97,6 @@ pub struct RecordedBatch {
     /// One per delivery, in the order given.
     pub deliveries: Vec<PushRecorded>,
     pub superseded: Vec<SupersededBuild>,
-}
-
-/// `($1, $2, …), ($k+1, …)`: `rows` groups of `width` numbered
-/// placeholders, the first numbered `first`.
-fn value_rows(rows: usize, width: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * width * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..width {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(first + row * width + column).to_string());
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 impl Database {
@@ -462,15 +441,4 @@ async fn supersede(
         query.execute(&mut **tx).await?;
     }
     Ok(superseded)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::value_rows;
-
-    #[test]
-    fn value_rows_number_placeholders_row_by_row() {
-        assert_eq!(value_rows(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
-        assert_eq!(value_rows(1, 1, 1), "($1)");
-    }
 }
