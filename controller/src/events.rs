@@ -7,11 +7,16 @@
 //! publisher already knows when the build was queued, started or ended, the
 //! event carries it ([`BuildTiming`]), so a busy queue does not cost every
 //! listener a read of every build. Publishing never waits for a listener
-//! and never fails: a listener that falls behind is told how many events it
-//! missed and catches up from the database.
+//! and never fails. A subscriber of every event ([`Events::subscribe`], the
+//! GitHub reporter) that falls behind is told how many it missed and
+//! catches up from the database; a listener of build changes
+//! ([`Events::build_changes`]: notifications, metrics) has nothing to catch
+//! up from, so it gets every change, in order, however far behind it is
+//! (its queue is unbounded: a change is a few dozen bytes).
 
 use crate::db::BuildState;
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc};
 
 /// How many events a slow listener may fall behind before it misses some.
 const CAPACITY: usize = 4096;
@@ -59,18 +64,38 @@ pub struct BuildChange {
 #[derive(Debug, Clone)]
 pub struct Events {
     sender: broadcast::Sender<Event>,
+    /// The queues of [`Events::build_changes`] listeners.
+    build_listeners: Arc<Mutex<Vec<mpsc::UnboundedSender<BuildChange>>>>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             sender: broadcast::channel(CAPACITY).0,
+            build_listeners: Arc::default(),
         }
     }
 }
 
 impl Events {
     pub fn publish(&self, event: Event) {
+        if let Event::Build {
+            build_id,
+            site_id,
+            state,
+            timing,
+        } = event
+        {
+            let change = BuildChange {
+                build_id,
+                site_id,
+                state,
+                timing,
+            };
+            let mut listeners = self.build_listeners.lock().unwrap_or_else(|e| e.into_inner());
+            // A listener that stopped is forgotten.
+            listeners.retain(|listener| listener.send(change).is_ok());
+        }
         // An error only means nobody listens right now.
         let _ = self.sender.send(event);
     }
@@ -98,47 +123,52 @@ impl Events {
         self.sender.subscribe()
     }
 
-    /// Build state changes only, for a listener named `listener` (in the
-    /// warning logged when it falls behind).
-    pub fn build_changes(&self, listener: &'static str) -> BuildChanges {
-        BuildChanges {
-            receiver: self.sender.subscribe(),
-            listener,
-        }
+    /// Every build state change from now on, in order, none missed.
+    pub fn build_changes(&self) -> BuildChanges {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.build_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sender);
+        BuildChanges { receiver }
     }
 }
 
 /// A subscription to build state changes: see [`Events::build_changes`].
 pub struct BuildChanges {
-    receiver: broadcast::Receiver<Event>,
-    listener: &'static str,
+    receiver: mpsc::UnboundedReceiver<BuildChange>,
 }
 
 impl BuildChanges {
-    /// The next change; `None` once the controller stops. Missed changes
-    /// are logged and skipped.
+    /// The next change; `None` once the controller stops.
     pub async fn next(&mut self) -> Option<BuildChange> {
-        loop {
-            match self.receiver.recv().await {
-                Ok(Event::Build {
-                    build_id,
-                    site_id,
-                    state,
-                    timing,
-                }) => {
-                    return Some(BuildChange {
-                        build_id,
-                        site_id,
-                        state,
-                        timing,
-                    });
-                }
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, listener = self.listener, "missed build events");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+        self.receiver.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_build_change_listener_that_falls_far_behind_still_gets_every_change_in_order() {
+        let events = Events::default();
+        let mut changes = events.build_changes();
+        let published = CAPACITY as i64 * 3;
+        for build_id in 0..published {
+            events.build_changed(build_id, 7, BuildState::Running);
+            events.publish(Event::AliasRemoved {
+                site_id: 7,
+                alias: "main".into(),
+            });
         }
+        for build_id in 0..published {
+            let change = changes.next().await.expect("a change");
+            assert_eq!((change.build_id, change.site_id), (build_id, 7));
+        }
+        drop(changes);
+        // A listener that went away is forgotten at the next change.
+        events.build_changed(0, 7, BuildState::Queued);
+        assert!(events.build_listeners.lock().unwrap().is_empty());
     }
 }

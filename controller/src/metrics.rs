@@ -448,7 +448,7 @@ pub async fn serve_open(
 pub async fn record_build_events(state: AppState) {
     use crate::db::BuildState;
     use crate::events::BuildTiming;
-    let mut changes = state.events.build_changes("metrics");
+    let mut changes = state.events.build_changes();
     // Site names never change: each is read once.
     let mut site_names: HashMap<i64, String> = HashMap::new();
     while let Some(change) = changes.next().await {

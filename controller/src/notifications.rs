@@ -168,7 +168,7 @@ pub async fn change_of_publish(
 /// Turns this controller's build events into notifications: started (first
 /// lease), succeeded, failed.
 pub async fn queue_build_events(state: AppState) {
-    let mut changes = state.events.build_changes("notifications");
+    let mut changes = state.events.build_changes();
     while let Some(change) = changes.next().await {
         let build_id = change.build_id;
         let event = match change.state {
