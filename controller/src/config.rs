@@ -20,7 +20,9 @@ pub struct Config {
     pub lease_duration: Duration,
     /// How often runners are asked to send heartbeats.
     pub heartbeat_interval: Duration,
-    /// Leases of one job before its build fails.
+    /// Attempts of one build that may lose their runner (lease run out)
+    /// before it fails; attempts handed back by a runner shutting down do
+    /// not count.
     pub max_attempts: i64,
     /// The longest a runner's lease request is held open.
     pub max_lease_wait: Duration,

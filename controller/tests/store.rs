@@ -392,6 +392,38 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    attempts_handed_back_by_runners_shutting_down_do_not_count_toward_the_attempt_limit,
+    |db: Database| async move {
+        let s = site(&db, "upgraded").await;
+        let build_id = queue(&db, &s, "main").await;
+        let r = runner(&db, "restarting", &[]).await;
+        // Two runner restarts: each hands the build back.
+        for lease in ["l1", "l2"] {
+            let job = db.claim_next_job(&r, lease, MINUTE, 0).await.unwrap().unwrap();
+            assert!(db.hand_back_job(job.job_id, lease).await.unwrap().is_some());
+        }
+        // The third attempt loses its runner: the first loss of two allowed.
+        db.claim_next_job(&r, "l3", -1, 0).await.unwrap().unwrap();
+        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (1, vec![]));
+        let fourth = db.claim_next_job(&r, "l4", -1, 0).await.unwrap().unwrap();
+        assert_eq!(fourth.attempt, 4);
+        // The second loss is the last allowed.
+        assert_eq!(db.reap_expired_leases(2, 0).await.unwrap(), (0, vec![build_id]));
+        let build = db.build(build_id).await.unwrap().unwrap();
+        assert_eq!(build.state, BuildState::Failed);
+        assert!(build.error.unwrap().contains("stopped answering 2 times"));
+        let outcomes: Vec<_> = db
+            .attempts(build_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.outcome.unwrap())
+            .collect();
+        assert_eq!(outcomes, ["handed-back", "handed-back", "lost", "lost"]);
+    }
+);
+
+on_both_databases!(
     an_expired_lease_is_requeued_with_its_log_kept_and_marked_then_fails_after_the_last_attempt,
     |db: Database| async move {
         let s = site(&db, "flaky").await;

@@ -813,7 +813,8 @@ impl Database {
     }
 
     /// Returns jobs whose lease ran out to the queue, or fails their build
-    /// after `max_attempts`; fails builds running longer than
+    /// once it lost its runner `max_attempts` times (attempts handed back
+    /// do not count); fails builds running longer than
     /// `max_build_millis`. The log of every lost attempt is kept and ends
     /// with a line saying what happened. Returns how many jobs were requeued
     /// and the builds that failed.
@@ -837,11 +838,19 @@ impl Database {
             let attempt: i64 = row.get(2);
             let runner: Option<String> = row.get(3);
             let runner = runner.unwrap_or_else(|| "?".to_owned());
-            let give_up = attempt >= max_attempts;
+            // Only attempts whose runner was lost count: one a runner handed
+            // back on its way down (a restart, an upgrade) is no fault of
+            // the build.
+            let lost_before: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE build_id = $1 AND outcome = 'lost'")
+                    .bind(build_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let give_up = lost_before + 1 >= max_attempts;
             let note = if give_up {
                 format!(
                     "\n==> Attempt {attempt} lost its runner `{runner}` (no heartbeat before the lease expired). \
-                     That was the last of {max_attempts} attempts: the build failed.\n"
+                     The build has now lost its runner {max_attempts} times, the most allowed: it failed.\n"
                 )
             } else {
                 format!(
@@ -862,7 +871,7 @@ impl Database {
                 sqlx::query("UPDATE builds SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3")
                     .bind(now)
                     .bind(format!(
-                        "the runner stopped answering {max_attempts} times in a row; \
+                        "runners stopped answering {max_attempts} times during this build; \
                          check that a runner is up and retry the build"
                     ))
                     .bind(build_id)
