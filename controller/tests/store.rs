@@ -3,7 +3,8 @@
 //! starts the PostgreSQL server (`./scripts/start-postgres.sh`).
 
 use jamstack_controller::db::{
-    BuildState, Database, FinalizeOutcome, NewBuild, NewSite, RunnerRecord, SchedulingSettings, Site,
+    BuildReport, BuildState, Database, FinalizeOutcome, NewBuild, NewSite, RunnerRecord, SchedulingSettings,
+    Site, SiteSettings,
 };
 use jamstack_proto::{BuildContext, ManifestFile};
 use std::collections::HashSet;
@@ -388,6 +389,60 @@ on_both_databases!(
             Some(true),
             "the running build is told to stop"
         );
+    }
+);
+
+on_both_databases!(
+    only_builds_of_sites_with_a_way_to_github_are_owed_reports,
+    |db: Database| async move {
+        let unreachable = site(&db, "no-credentials").await;
+        let with_token = db
+            .insert_site(&NewSite {
+                name: "with-token".into(),
+                repo_url: "/repos/with-token".into(),
+                github_repo: Some("octo/with-token".into()),
+                production_branch: "main".into(),
+                settings: SiteSettings {
+                    github_token_sealed: Some("sealed".into()),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let installed = site(&db, "Installed").await;
+        db.upsert_installation(41, "octo").await.unwrap();
+        db.note_installation_repo(41, "octo/installed").await.unwrap();
+
+        let never = queue(&db, &unreachable, "main").await;
+        let by_token = queue(&db, &with_token, "main").await;
+        let by_app = queue(&db, &installed, "main").await;
+        let owed = |app: bool| {
+            let db = db.clone();
+            async move { db.builds_behind_on_reports(0, app).await.unwrap() }
+        };
+        assert_eq!(
+            owed(true).await,
+            [(by_token, with_token.id), (by_app, installed.id)],
+            "a site without a token or an installation is never owed a report (build {never})"
+        );
+        assert_eq!(
+            owed(false).await,
+            [(by_token, with_token.id)],
+            "without an App configured, an installation reaches nothing"
+        );
+        // Reported: no longer owed.
+        db.save_build_report(&BuildReport {
+            build_id: by_token,
+            build_state: Some("queued".into()),
+            ..BuildReport::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(owed(true).await, [(by_app, installed.id)]);
+        // A suspended installation reaches nothing.
+        db.set_installation_suspended(41, true).await.unwrap();
+        assert_eq!(owed(true).await, []);
     }
 );
 

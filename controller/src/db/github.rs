@@ -227,15 +227,28 @@ impl Database {
 
     /// Builds of repositories on GitHub created since `since` whose report
     /// is behind their state: what a restarted controller still owes GitHub.
-    /// (build, site) pairs.
-    pub async fn builds_behind_on_reports(&self, since: i64) -> anyhow::Result<Vec<(i64, i64)>> {
+    /// Only sites with a way to GitHub count: an access token, or, when
+    /// `app_configured`, an App installation named at connect time or one
+    /// that reaches the repository (as `github::credentials_for` decides);
+    /// builds of the others are never reported, so they would always look
+    /// behind. (build, site) pairs.
+    pub async fn builds_behind_on_reports(
+        &self,
+        since: i64,
+        app_configured: bool,
+    ) -> anyhow::Result<Vec<(i64, i64)>> {
         let rows = sqlx::query(
             "SELECT b.id, b.site_id FROM builds b JOIN sites s ON s.id = b.site_id \
              LEFT JOIN github_build_reports r ON r.build_id = b.id \
              WHERE s.github_repo IS NOT NULL AND b.created_at >= $1 \
+             AND (s.github_token_sealed IS NOT NULL OR ($2 = 1 AND (s.github_installation_id IS NOT NULL \
+                  OR EXISTS (SELECT 1 FROM github_installation_repos ir \
+                             JOIN github_installations i ON i.id = ir.installation_id \
+                             WHERE LOWER(ir.full_name) = LOWER(s.github_repo) AND i.suspended = 0)))) \
              AND (r.build_state IS NULL OR r.build_state <> b.state) ORDER BY b.id",
         )
         .bind(since)
+        .bind(i64::from(app_configured))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())

@@ -89,9 +89,15 @@ impl Reporter {
 
     async fn catch_up(self: &Arc<Self>) {
         let since = crate::db::now_millis() - CATCH_UP_WINDOW_MS;
-        match self.state.db.builds_behind_on_reports(since).await {
-            // With its site, so builds of sites without a way to GitHub
-            // (never reported, so always behind) cost no read each.
+        let app_configured = self.state.github.has_app();
+        match self
+            .state
+            .db
+            .builds_behind_on_reports(since, app_configured)
+            .await
+        {
+            // With its site, so a build whose site lost its way to GitHub
+            // since costs no read of its own.
             Ok(builds) => builds
                 .into_iter()
                 .for_each(|(build_id, site_id)| self.schedule(build_id, Some(site_id))),
