@@ -78,6 +78,11 @@ pub struct ServerArgs {
     /// `jamstack-controller hash-password` prints it (never the password).
     #[arg(long, env = "JAMSTACK_DASHBOARD_PASSWORD_HASH", hide_env_values = true)]
     pub dashboard_password_hash: Option<String>,
+    /// Let notification hooks call private and local addresses (loopback,
+    /// 10/8, 172.16/12, 192.168/16, link-local, ...), e.g. a receiver on the
+    /// same private network. Off: hooks call public addresses only.
+    #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_HOOK_TARGETS")]
+    pub allow_private_hook_targets: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

@@ -76,6 +76,10 @@ pub struct NotificationSettings {
     /// How long a receiver may take to answer before the attempt counts as
     /// failed.
     pub timeout: Duration,
+    /// Whether hooks may call private and local addresses (loopback, the
+    /// private networks, link-local such as cloud metadata). Off: a site's
+    /// admin could otherwise reach the controller's own network.
+    pub allow_private_targets: bool,
 }
 
 impl Default for NotificationSettings {
@@ -88,6 +92,7 @@ impl Default for NotificationSettings {
                 max_delay: Duration::from_secs(30 * 60),
             },
             timeout: Duration::from_secs(10),
+            allow_private_targets: false,
         }
     }
 }

@@ -21,6 +21,7 @@ fn config_of(server: ServerArgs) -> Config {
     config.metrics_listen = server.metrics_listen;
     config.github_api_url = server.github_api_url;
     config.secret_key_file = server.secret_key_file;
+    config.notifications.allow_private_targets = server.allow_private_hook_targets;
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())

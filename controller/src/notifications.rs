@@ -19,6 +19,8 @@
 //! and refuse old timestamps (replays). `X-Jamstack-Delivery` is the same on
 //! every attempt of a delivery, so receivers can drop repeats.
 
+pub mod targets;
+
 use crate::auth::random_hex;
 use crate::db::{AttemptResult, BuildState, DueDelivery};
 use crate::events::BuildTiming;
@@ -231,12 +233,14 @@ pub async fn queue_build_events(state: AppState) {
 /// those queued by other controllers or due for a retry.
 pub async fn run(state: AppState) {
     let settings = state.config.notifications;
-    let client = match reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("jamstack-notifications/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+        .user_agent(concat!("jamstack-notifications/", env!("CARGO_PKG_VERSION")));
+    if !settings.allow_private_targets {
+        client = client.dns_resolver(std::sync::Arc::new(targets::PublicOnly));
+    }
+    let client = match client.build() {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(error = %error, "notifications cannot be sent: no HTTP client");
@@ -340,6 +344,12 @@ async fn send(state: &AppState, client: &reqwest::Client, due: &DueDelivery) -> 
                  the secret key file, or recreate the hook"
             )
         })?;
+    // A hook made while private addresses were allowed may name one.
+    if !state.config.notifications.allow_private_targets
+        && url::Url::parse(&due.url).is_ok_and(|url| targets::names_private_host(&url))
+    {
+        return Err(targets::refusal(&due.url));
+    }
     let timestamp = crate::db::now_millis() / 1000;
     let response = client
         .post(&due.url)

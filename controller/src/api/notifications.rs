@@ -88,9 +88,17 @@ pub async fn create(
     let site = find_site(&state, &site).await?;
     let url = body.url.trim();
     let parsed = url::Url::parse(url).ok();
-    if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+    let Some(parsed) = parsed.filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) else {
         return Err(bad_request(format!(
             "`url`: `{url}` is not an http(s) address; give the receiver's URL, e.g. https://hooks.example.com/deploys"
+        )));
+    };
+    if !state.config.notifications.allow_private_targets
+        && crate::notifications::targets::names_private_host(&parsed)
+    {
+        return Err(bad_request(format!(
+            "`url`: {}",
+            crate::notifications::targets::refusal(url)
         )));
     }
     let events = match body.events {

@@ -241,6 +241,41 @@ fn signature_is_valid(secret: &str, request: &Received) -> bool {
             .is_ok()
 }
 
+/// A hook is a site admin's URL: by default it may not reach the
+/// controller's own machine or network.
+#[tokio::test]
+async fn a_hook_may_not_call_a_private_or_local_address_unless_the_controller_allows_it() {
+    let (app, _) =
+        spawn_controller_only_with(|config| config.notifications.allow_private_targets = false).await;
+    app.connect_site("guarded", &SiteRepo::new(), "octo/guarded")
+        .await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://[::1]/hook",
+        "http://localhost:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/hook",
+    ] {
+        let (status, refused) = app
+            .api_json(
+                app.http
+                    .post(app.api("/sites/guarded/notifications"))
+                    .json(&json!({ "url": url })),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {refused}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(
+            error.contains("private or local address") && error.contains("--allow-private-hook-targets"),
+            "{url}: {error}"
+        );
+    }
+    assert_eq!(app.get_json("/sites/guarded/notifications").await, json!([]));
+    // A public receiver is taken (it is not called until something happens).
+    app.add_notification_hook("guarded", json!({ "url": "https://hooks.example.com/deploys" }))
+        .await;
+}
+
 #[tokio::test]
 async fn a_receiver_gets_signed_notifications_of_a_builds_start_success_and_publish() {
     let app = spawn_app().await;
@@ -453,6 +488,7 @@ async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_re
     config.notifications.retry.first_delay = Duration::from_millis(100);
     config.notifications.retry.max_delay = Duration::from_millis(200);
     config.notifications.timeout = Duration::from_secs(1);
+    config.notifications.allow_private_targets = true;
     // Nothing listens on the receiver's port yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -1,0 +1,174 @@
+//! Where a notification hook may send: public addresses only, unless the
+//! controller allows private ones (`--allow-private-hook-targets`).
+//!
+//! A hook's URL is whatever a site's admin typed. Without this guard they
+//! could make the controller POST to its own loopback services, to the
+//! cloud's metadata endpoint (169.254.169.254) or to hosts of the private
+//! network, and read each answer's status in the delivery log. Literal
+//! addresses are refused when the hook is made and again when it is sent;
+//! names are checked when they are resolved for each connection, so a name
+//! that later resolves to a private address (DNS rebinding) is refused too.
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// What to tell someone whose hook URL names a private or local address.
+pub fn refusal(url: &str) -> String {
+    format!(
+        "`{url}` is a private or local address; hooks call public addresses only \
+         (a controller started with --allow-private-hook-targets allows private ones)"
+    )
+}
+
+/// Whether `url` names a private or local host by itself: an address
+/// literal that is not public, or `localhost`. Names are left to the
+/// resolver ([`PublicOnly`]).
+pub fn names_private_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => true,
+    }
+}
+
+/// Whether `ip` is on the public internet: not loopback, private, link-local
+/// (cloud metadata), carrier-grade NAT, unspecified, multicast, broadcast,
+/// documentation or unique-local, also when written as IPv4-mapped IPv6.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => is_public_v4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(ip),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    let shared = a == 100 && (64..128).contains(&b);
+    let this_network = a == 0;
+    let reserved = a >= 240;
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || shared
+        || this_network
+        || reserved)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    let unique_local = first & 0xfe00 == 0xfc00;
+    let link_local = first & 0xffc0 == 0xfe80;
+    let documentation = first == 0x2001 && ip.segments()[1] == 0x0db8;
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || unique_local
+        || link_local
+        || documentation)
+}
+
+/// Resolves hook hosts with the system's resolver and keeps their public
+/// addresses only; a name with none fails the attempt, saying why.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = resolved.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "`{host}` resolves only to private or local addresses; hooks call public addresses only \
+                     (a controller started with --allow-private-hook-targets allows private ones)"
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn urls_naming_local_hosts_are_told_apart_from_names_to_resolve() {
+        for local in [
+            "http://127.0.0.1:8080/hook",
+            "http://[::1]/hook",
+            "http://localhost/hook",
+            "http://LOCALHOST./hook",
+            "http://hooks.localhost/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0x7f000001/hook",
+        ] {
+            assert!(names_private_host(&url::Url::parse(local).unwrap()), "{local}");
+        }
+        for other in ["https://hooks.example.com/deploys", "http://93.184.215.14/hook"] {
+            assert!(!names_private_host(&url::Url::parse(other).unwrap()), "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_only_to_local_addresses_is_refused() {
+        let error = match PublicOnly.resolve(Name::from_str("localhost").unwrap()).await {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains("resolves only to private or local addresses"),
+            "{error}"
+        );
+    }
+}
