@@ -281,8 +281,11 @@ impl Database {
             tx.commit().await?;
             return Ok((build_id, Vec::new()));
         }
-        let same_branch =
-            "SELECT id FROM builds WHERE site_id = $1 AND context = $2 AND branch = $3 AND id < $4";
+        // Live builds only (a live job's build is queued or running): the
+        // partial index `builds_branch_live` holds just those, where all
+        // builds of a branch grow with its history.
+        let same_branch = "SELECT id FROM builds WHERE site_id = $1 AND context = $2 AND branch = $3 AND id < $4 \
+             AND state IN ('queued', 'running')";
         // One statement: queued builds of the branch are superseded, and
         // running ones are asked to stop if the site says so (`state` in
         // `SET` is the value before the update, in `RETURNING` after it).

@@ -359,7 +359,8 @@ async fn supersede(
     let sql = format!(
         "SELECT j.build_id, b.site_id, g.column4, b.started_at FROM jobs j JOIN builds b ON b.id = j.build_id \
          JOIN (VALUES {}) AS g ON b.site_id = g.column1 AND b.context = g.column2 \
-         AND b.branch = g.column3 AND b.id < g.column4 WHERE j.state IN ('queued', 'leased')",
+         AND b.branch = g.column3 AND b.id < g.column4 AND b.state IN ('queued', 'running') \
+         WHERE j.state IN ('queued', 'leased')",
         value_rows(newest.len(), 4, 1)
     );
     let mut query = sqlx::query(&sql);
