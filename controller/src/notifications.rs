@@ -329,6 +329,10 @@ async fn deliver(state: &AppState, client: &reqwest::Client, due: DueDelivery) {
 
 /// One attempt: the receiver's status, or why there was none.
 async fn send(state: &AppState, client: &reqwest::Client, due: &DueDelivery) -> Result<i64, String> {
+    // A hook made while private addresses were allowed may name one.
+    if let Some(refusal) = targets::refusal(&due.url, state.config.notifications.allow_private_targets) {
+        return Err(refusal);
+    }
     let site = state
         .db
         .site_by_id(due.site_id)
@@ -344,12 +348,6 @@ async fn send(state: &AppState, client: &reqwest::Client, due: &DueDelivery) -> 
                  the secret key file, or recreate the hook"
             )
         })?;
-    // A hook made while private addresses were allowed may name one.
-    if !state.config.notifications.allow_private_targets
-        && url::Url::parse(&due.url).is_ok_and(|url| targets::names_private_host(&url))
-    {
-        return Err(targets::refusal(&due.url));
-    }
     let timestamp = crate::db::now_millis() / 1000;
     let response = client
         .post(&due.url)

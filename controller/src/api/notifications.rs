@@ -88,18 +88,14 @@ pub async fn create(
     let site = find_site(&state, &site).await?;
     let url = body.url.trim();
     let parsed = url::Url::parse(url).ok();
-    let Some(parsed) = parsed.filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) else {
+    if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
         return Err(bad_request(format!(
             "`url`: `{url}` is not an http(s) address; give the receiver's URL, e.g. https://hooks.example.com/deploys"
         )));
-    };
-    if !state.config.notifications.allow_private_targets
-        && crate::notifications::targets::names_private_host(&parsed)
-    {
-        return Err(bad_request(format!(
-            "`url`: {}",
-            crate::notifications::targets::refusal(url)
-        )));
+    }
+    let allowed = state.config.notifications.allow_private_targets;
+    if let Some(refusal) = crate::notifications::targets::refusal(url, allowed) {
+        return Err(bad_request(format!("`url`: {refusal}")));
     }
     let events = match body.events {
         None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),

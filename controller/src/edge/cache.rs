@@ -255,7 +255,8 @@ impl EdgeCache {
     }
 
     /// Bytes held beside index entries now.
-    pub fn held_bytes(&self) -> u64 {
+    #[cfg(test)]
+    fn held_bytes(&self) -> u64 {
         self.held.load(Relaxed)
     }
 

@@ -12,18 +12,21 @@
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// What to tell someone whose hook URL names a private or local address.
-pub fn refusal(url: &str) -> String {
-    format!(
-        "`{url}` is a private or local address; hooks call public addresses only \
-         (a controller started with --allow-private-hook-targets allows private ones)"
-    )
+/// Why a hook may not call a private address, and how to allow it.
+const PUBLIC_ONLY: &str = "hooks call public addresses only (a controller started with --allow-private-hook-targets allows private ones)";
+
+/// Why a hook may not call `url`, when it names a private or local host by
+/// itself and such hosts are not `allowed`. Names are left to the resolver
+/// ([`PublicOnly`]); a URL that does not parse is for its caller to refuse.
+pub fn refusal(url: &str, allowed: bool) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    (!allowed && names_private_host(&parsed))
+        .then(|| format!("`{url}` is a private or local address; {PUBLIC_ONLY}"))
 }
 
 /// Whether `url` names a private or local host by itself: an address
-/// literal that is not public, or `localhost`. Names are left to the
-/// resolver ([`PublicOnly`]).
-pub fn names_private_host(url: &url::Url) -> bool {
+/// literal that is not public, or `localhost`.
+fn names_private_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
@@ -90,11 +93,9 @@ impl Resolve for PublicOnly {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let public: Vec<SocketAddr> = resolved.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
-                return Err(format!(
-                    "`{host}` resolves only to private or local addresses; hooks call public addresses only \
-                     (a controller started with --allow-private-hook-targets allows private ones)"
-                )
-                .into());
+                return Err(
+                    format!("`{host}` resolves only to private or local addresses; {PUBLIC_ONLY}").into(),
+                );
             }
             Ok(Box::new(public.into_iter()) as Addrs)
         })
