@@ -80,6 +80,46 @@ async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_publish
     assert_eq!(app.visit("phoenix", "/").await.body, "done\n");
 }
 
+/// `up` runs its runner as a child process: a build that kills its runner
+/// (out of memory, a crash, a stack overflow) leaves the controller
+/// serving, and a new runner takes the job over.
+#[tokio::test]
+async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a_new_runner_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start_up(dir.path(), free_port());
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
+    connect(&app, "sturdy", &repo).await;
+
+    let build = app.trigger_build("sturdy", &sha).await;
+    wait_for_log(&app, build, 1, "started").await;
+    let runners = controller.children();
+    assert_eq!(runners.len(), 1, "`up` runs one runner process: {runners:?}");
+    let killed = runners[0];
+    let status = std::process::Command::new("kill")
+        .args(["-9", &killed.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let health = reqwest::get(format!("{}/healthz", controller.url()))
+        .await
+        .expect("the controller answers after its runner died");
+    assert_eq!(health.status(), 200);
+    let finished = app.wait_for_success(build).await;
+    assert_eq!(finished["attempts"], 2, "{finished}");
+    let replacements = controller.children();
+    assert_eq!(replacements.len(), 1, "{replacements:?}");
+    assert_ne!(replacements[0], killed, "a new runner process took over");
+    assert_eq!(app.visit("sturdy", "/").await.body, "done\n");
+    let printed = controller.process.printed();
+    assert!(
+        printed.contains("the embedded runner was killed"),
+        "the controller says what happened:\n{printed}"
+    );
+}
+
 #[tokio::test]
 async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finishes() {
     let dir = tempfile::tempdir().unwrap();
