@@ -18,7 +18,7 @@
 use anyhow::Context as _;
 use jamstack_runner::logging::LogFormat;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -87,10 +87,15 @@ pub async fn supervise(settings: ChildSettings, log_format: LogFormat, shutdown:
 
 async fn start_child(settings: &ChildSettings, log_format: LogFormat) -> anyhow::Result<(Child, ChildStdin)> {
     let exe = std::env::current_exe().context("finding the controller's own binary")?;
+    // The running binary itself, even when an upgrade replaced the file
+    // since it started: the runner must speak this controller's protocol.
+    let own = Path::new("/proc/self/exe");
+    let program = if own.exists() { own } else { exe.as_path() };
     let format = clap::ValueEnum::to_possible_value(&log_format)
         .map(|value| value.get_name().to_owned())
         .unwrap_or_else(|| "text".to_owned());
-    let mut child = Command::new(&exe)
+    let mut child = Command::new(program)
+        .arg0(&exe)
         .args(["--log-format", &format, SUBCOMMAND])
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())

@@ -120,6 +120,50 @@ async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a
     );
 }
 
+/// SIGTERM to `up` (systemd stopping it) stops its runner first, while the
+/// controller still answers, so the running build is handed back at once
+/// instead of waiting out its lease as a lost attempt.
+#[tokio::test]
+async fn stopping_up_with_sigterm_hands_the_running_build_back_before_the_controller_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start_up(dir.path(), free_port());
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
+    connect(&app, "polite", &repo).await;
+    let build = app.trigger_build("polite", &sha).await;
+    wait_for_log(&app, build, 1, "started").await;
+    let runner = controller.children();
+    assert_eq!(runner.len(), 1, "{runner:?}");
+
+    let pid = controller.process.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while controller.process.is_running() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "`up` did not stop after SIGTERM:\n{}",
+            controller.process.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", runner[0])).exists(),
+        "the runner stopped with the controller"
+    );
+    let printed = controller.process.printed();
+    assert!(printed.contains("the embedded runner stopped"), "{printed}");
+
+    controller.start_again();
+    app.wait_for_success(build).await;
+    let attempts = app.get_json(&format!("/builds/{build}/attempts")).await;
+    assert_eq!(attempts[0]["outcome"], "handed-back", "{attempts}");
+}
+
 #[tokio::test]
 async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finishes() {
     let dir = tempfile::tempdir().unwrap();
