@@ -346,6 +346,9 @@ proptest! {
             mutated(vec![JAMSTACK_TOML_EXAMPLE.as_bytes().to_vec()]).prop_map(|b| text(&b)),
             from_pieces(TOML_PIECES, 48),
             any::<String>(),
+            // Deep nesting, for a parser that recurses.
+            (1usize..20_000, select(&["[", "{a=", "a={b=[", "[["][..]))
+                .prop_map(|(depth, open)| format!("[build.environment]\nx = {}", open.repeat(depth))),
         ],
         branch in prop_oneof![Just("main".to_owned()), Just("feature/x".to_owned()), any::<String>()],
     ) {
