@@ -120,6 +120,35 @@ async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a
     );
 }
 
+/// A runner never outlives its `up`: `kill -9` gives the controller no
+/// chance to stop it, and the kernel closing the runner's input does.
+#[tokio::test]
+async fn the_runner_of_up_stops_when_its_controller_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start_up(dir.path(), free_port());
+    let started = Instant::now();
+    let runner = loop {
+        if let [runner] = controller.children()[..] {
+            break runner;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "`up` started no runner process:\n{}",
+            controller.process.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    controller.kill();
+    let killed = Instant::now();
+    while std::path::Path::new(&format!("/proc/{runner}")).exists() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the runner outlived its controller"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// SIGTERM to `up` (systemd stopping it) stops its runner first, while the
 /// controller still answers, so the running build is handed back at once
 /// instead of waiting out its lease as a lost attempt.
