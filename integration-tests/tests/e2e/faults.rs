@@ -118,6 +118,10 @@ async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a
         printed.contains("the embedded runner was killed"),
         "the controller says what happened:\n{printed}"
     );
+    assert!(
+        printed.contains("waiting for jobs"),
+        "the runner's own log lines are in the controller's output:\n{printed}"
+    );
 }
 
 /// A runner never outlives its `up`: `kill -9` gives the controller no
