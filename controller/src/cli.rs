@@ -128,7 +128,8 @@ pub struct StorageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything on one machine: the controller with a runner inside it.
+    /// Everything on one machine: the controller, and a runner in a child
+    /// process it restarts when it dies.
     Up {
         #[command(flatten)]
         server: ServerArgs,
@@ -163,6 +164,10 @@ pub enum Command {
     /// Read a dashboard password from standard input (its first line) and
     /// print its argon2 hash for --dashboard-password-hash.
     HashPassword,
+    /// The runner of `up`, started by `up` itself with its settings on
+    /// standard input; it stops when its standard input closes.
+    #[command(hide = true)]
+    EmbeddedRunner,
     /// Print docs/configuration.md, the reference of every flag, made from
     /// these definitions.
     #[command(hide = true)]

@@ -19,6 +19,7 @@ pub mod db;
 pub mod demo;
 pub mod deploys;
 pub mod edge;
+pub mod embedded_runner;
 pub mod error;
 pub mod events;
 pub mod github;

@@ -3,7 +3,7 @@ use jamstack_controller::cli::{Cli, Command, ConnectArgs, ServerArgs, TokenChoic
 use jamstack_controller::config::GitHubApp;
 use jamstack_controller::config::{BlobStoreConfig, S3Config};
 use jamstack_controller::db::TokenKind;
-use jamstack_controller::{Application, Config, demo, startup};
+use jamstack_controller::{Application, Config, demo, embedded_runner, startup};
 use std::time::Duration;
 
 fn config_of(server: ServerArgs) -> Config {
@@ -64,11 +64,13 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let app = Application::build(config_of(server)).await?;
             announce(&app);
-            let mut runner =
-                jamstack_runner::RunnerConfig::new(app.base_url(), &app.embedded_runner_token().await?);
-            runner.name = "embedded".to_owned();
-            runner.work_dir = app.state().config.data_dir.join("runner");
-            runner.default_image = default_image;
+            let runner = embedded_runner::ChildSettings {
+                controller_url: app.base_url().to_owned(),
+                token: app.embedded_runner_token().await?,
+                name: "embedded".to_owned(),
+                work_dir: app.state().config.data_dir.join("runner"),
+                default_image,
+            };
             if demo {
                 let (site, build_id) = demo::connect_and_build(app.state()).await?;
                 println!(
@@ -80,16 +82,24 @@ async fn main() -> anyhow::Result<()> {
                     app.base_url()
                 );
             }
-            let runner = tokio::spawn(jamstack_runner::run(runner));
-            tokio::select! {
-                served = app.run_until_stopped() => served,
-                ran = runner => match ran {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.context("the embedded runner stopped")),
-                    Err(e) => Err(anyhow::anyhow!("the embedded runner crashed: {e}")),
-                },
-            }
+            // The runner stops first, while the controller still answers,
+            // so it can hand its job back; then the controller stops.
+            let stop_runner = tokio_util::sync::CancellationToken::new();
+            let supervisor = tokio::spawn(embedded_runner::supervise(
+                runner,
+                cli.log_format,
+                stop_runner.clone(),
+            ));
+            app.run_until(async move {
+                shutdown_signal().await;
+                stop_runner.cancel();
+                let _ = supervisor.await;
+            })
+            .await?;
+            tracing::info!("stopped cleanly");
+            Ok(())
         }
+        Command::EmbeddedRunner => embedded_runner::run_child().await,
         Command::Serve { server } => {
             let app = Application::build(config_of(server)).await?;
             announce(&app);

@@ -1,5 +1,5 @@
 //! The one command a newcomer runs: `jamstack-controller up --demo` starts
-//! the controller with a runner inside, builds the bundled sample site in
+//! the controller with its runner (a child process), builds the bundled sample site in
 //! Docker and serves it.
 
 use std::process::{Child, Command, Stdio};

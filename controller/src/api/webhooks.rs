@@ -480,12 +480,7 @@ pub async fn generic(
     )
     .map_err(|e| Refusal::Unauthenticated(crate::error::unauthorized(generic_signature_message(&e))));
     receive(&state, delivery, checked, || async {
-        let push: GenericPush = serde_json::from_slice(&body).map_err(|e| {
-            Refusal::Invalid(crate::error::bad_request(format!(
-                "the body is not a generic push: {e}; send JSON like {{\"ref\": \"refs/heads/main\", \"after\": \"<40-hex commit>\"}}"
-            )))
-        })?;
-        let push = generic_push(push).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
+        let push = read_generic_push(&body).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
         Ok(triggers::on_push(&state, std::slice::from_ref(&site), &push).await?)
     })
     .await
@@ -504,6 +499,18 @@ fn generic_signature_message(error: &SignatureError) -> String {
              against the site's generic webhook secret"
         ),
     }
+}
+
+/// Reads a generic webhook's signed body as a ref update, or says what is
+/// wrong with it. The body is outside input: whoever holds the site's
+/// secret writes it.
+pub fn read_generic_push(body: &[u8]) -> Result<triggers::Push, String> {
+    let push: GenericPush = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the body is not a generic push: {e}; send JSON like {{\"ref\": \"refs/heads/main\", \"after\": \"<40-hex commit>\"}}"
+        )
+    })?;
+    generic_push(push)
 }
 
 /// Checks a generic push and reads it as a ref update.

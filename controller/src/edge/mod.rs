@@ -18,7 +18,7 @@
 
 pub mod cache;
 pub mod index;
-mod path;
+pub mod path;
 pub mod respond;
 pub mod rules;
 

@@ -213,7 +213,8 @@ pub fn parse_range(header: &str, size: u64) -> RangeRequest {
         (false, false) => match (parse(start), parse(end)) {
             (Some(a), Some(b)) if a > b => RangeRequest::Whole,
             (Some(a), Some(_)) if a >= size => RangeRequest::Unsatisfiable,
-            (Some(a), Some(b)) => RangeRequest::Part(a..(b + 1).min(size)),
+            // `b` may be the largest number there is: its end saturates.
+            (Some(a), Some(b)) => RangeRequest::Part(a..b.saturating_add(1).min(size)),
             _ => RangeRequest::Whole,
         },
         (true, true) => RangeRequest::Whole,
@@ -289,6 +290,26 @@ mod tests {
         for (header, size, expected) in table {
             assert_eq!(parse_range(header, size), expected, "{header} of {size}");
         }
+    }
+
+    /// Found by `fuzz_range_headers`: `last + 1` overflowed, which panics
+    /// the request in a debug build and, wrapped to 0, made an inverted
+    /// range in a release one.
+    #[test]
+    fn a_range_ending_at_the_largest_byte_number_is_served_to_the_end_instead_of_overflowing() {
+        let largest = u64::MAX;
+        assert_eq!(
+            parse_range(&format!("bytes=0-{largest}"), 10),
+            RangeRequest::Part(0..10)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=3-{largest}"), 10),
+            RangeRequest::Part(3..10)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={largest}-{largest}"), 10),
+            RangeRequest::Unsatisfiable
+        );
     }
 
     #[test]

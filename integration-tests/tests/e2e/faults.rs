@@ -80,6 +80,123 @@ async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_publish
     assert_eq!(app.visit("phoenix", "/").await.body, "done\n");
 }
 
+/// `up` runs its runner as a child process: a build that kills its runner
+/// (out of memory, a crash, a stack overflow) leaves the controller
+/// serving, and a new runner takes the job over.
+#[tokio::test]
+async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a_new_runner_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start_up(dir.path(), free_port());
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
+    connect(&app, "sturdy", &repo).await;
+
+    let build = app.trigger_build("sturdy", &sha).await;
+    wait_for_log(&app, build, 1, "started").await;
+    let runners = controller.children();
+    assert_eq!(runners.len(), 1, "`up` runs one runner process: {runners:?}");
+    let killed = runners[0];
+    let status = std::process::Command::new("kill")
+        .args(["-9", &killed.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let health = reqwest::get(format!("{}/healthz", controller.url()))
+        .await
+        .expect("the controller answers after its runner died");
+    assert_eq!(health.status(), 200);
+    let finished = app.wait_for_success(build).await;
+    assert_eq!(finished["attempts"], 2, "{finished}");
+    let replacements = controller.children();
+    assert_eq!(replacements.len(), 1, "{replacements:?}");
+    assert_ne!(replacements[0], killed, "a new runner process took over");
+    assert_eq!(app.visit("sturdy", "/").await.body, "done\n");
+    let printed = controller.process.printed();
+    assert!(
+        printed.contains("the embedded runner was killed"),
+        "the controller says what happened:\n{printed}"
+    );
+    assert!(
+        printed.contains("waiting for jobs"),
+        "the runner's own log lines are in the controller's output:\n{printed}"
+    );
+}
+
+/// A runner never outlives its `up`: `kill -9` gives the controller no
+/// chance to stop it, and the kernel closing the runner's input does.
+#[tokio::test]
+async fn the_runner_of_up_stops_when_its_controller_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start_up(dir.path(), free_port());
+    let started = Instant::now();
+    let runner = loop {
+        if let [runner] = controller.children()[..] {
+            break runner;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "`up` started no runner process:\n{}",
+            controller.process.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    controller.kill();
+    let killed = Instant::now();
+    while std::path::Path::new(&format!("/proc/{runner}")).exists() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the runner outlived its controller"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM to `up` (systemd stopping it) stops its runner first, while the
+/// controller still answers, so the running build is handed back at once
+/// instead of waiting out its lease as a lost attempt.
+#[tokio::test]
+async fn stopping_up_with_sigterm_hands_the_running_build_back_before_the_controller_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start_up(dir.path(), free_port());
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
+    connect(&app, "polite", &repo).await;
+    let build = app.trigger_build("polite", &sha).await;
+    wait_for_log(&app, build, 1, "started").await;
+    let runner = controller.children();
+    assert_eq!(runner.len(), 1, "{runner:?}");
+
+    let pid = controller.process.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while controller.process.is_running() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "`up` did not stop after SIGTERM:\n{}",
+            controller.process.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", runner[0])).exists(),
+        "the runner stopped with the controller"
+    );
+    let printed = controller.process.printed();
+    assert!(printed.contains("the embedded runner stopped"), "{printed}");
+
+    controller.start_again();
+    app.wait_for_success(build).await;
+    let attempts = app.get_json(&format!("/builds/{build}/attempts")).await;
+    assert_eq!(attempts[0]["outcome"], "handed-back", "{attempts}");
+}
+
 #[tokio::test]
 async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finishes() {
     let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,11 @@ impl Process {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn printed(&self) -> String {
         std::fs::read_to_string(&self.output).unwrap_or_default()
     }
@@ -89,8 +94,18 @@ impl ControllerProcess {
     /// `jamstack-controller serve` on `port`, with a short lease so lost
     /// runners are noticed in seconds.
     pub fn start(dir: &Path, port: u16, database_url: Option<&str>) -> Self {
+        Self::start_command("serve", dir, port, database_url)
+    }
+
+    /// `jamstack-controller up`: the controller and its runner, a child
+    /// process of its own.
+    pub fn start_up(dir: &Path, port: u16) -> Self {
+        Self::start_command("up", dir, port, None)
+    }
+
+    fn start_command(command: &str, dir: &Path, port: u16, database_url: Option<&str>) -> Self {
         let mut args: Vec<String> = [
-            "serve",
+            command,
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
@@ -168,6 +183,27 @@ impl ControllerProcess {
                 None => panic!("the controller printed no `{label}` line"),
             }
         }
+    }
+
+    /// The processes the controller started that are alive now (for `up`,
+    /// its runner).
+    pub fn children(&self) -> Vec<u32> {
+        let Some(pid) = self.process.id() else {
+            return Vec::new();
+        };
+        // A child is listed under the thread that started it.
+        let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        threads
+            .flatten()
+            .filter_map(|thread| std::fs::read_to_string(thread.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|id| id.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
     }
 
     /// `kill -9`, then start again on the same port and data.

@@ -17,6 +17,29 @@ fn unbrotli(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A visitor's `Range: bytes=0-18446744073709551615` (the largest byte
+/// number) once overflowed the edge's range arithmetic.
+#[tokio::test]
+async fn a_range_to_the_largest_byte_number_is_answered_with_the_rest_of_the_file() {
+    let app = spawn_app().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[("jamstack.toml", COPY_SITE_TOML), ("src/file.txt", "0123456789")],
+        "site",
+    );
+    app.connect_site("ranges", &repo, "octo/ranges").await;
+    app.wait_for_success(app.push("octo/ranges", &repo, &sha).await)
+        .await;
+
+    let largest = u64::MAX;
+    let rest = app
+        .visit_with("ranges", "/file.txt", &[("Range", &format!("bytes=4-{largest}"))])
+        .await;
+    assert_eq!(rest.status, 206);
+    assert_eq!(rest.header("content-range"), "bytes 4-9/10");
+    assert_eq!(rest.body, "456789");
+}
+
 #[tokio::test]
 async fn files_are_served_compressed_by_range_and_with_cache_headers_like_a_cdn() {
     let app = spawn_app().await;
