@@ -68,6 +68,9 @@ async fn main() -> anyhow::Result<()> {
                 jamstack_runner::RunnerConfig::new(app.base_url(), &app.embedded_runner_token().await?);
             runner.name = "embedded".to_owned();
             runner.work_dir = app.state().config.data_dir.join("runner");
+            // A build's output past what the controller would take as a deploy
+            // is refused by the runner before it fills the disk.
+            runner.publish_limit_bytes = app.state().config.limits.max_deploy_size;
             runner.default_image = default_image;
             if demo {
                 let (site, build_id) = demo::connect_and_build(app.state()).await?;

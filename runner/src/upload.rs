@@ -14,6 +14,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The rule files at the root of a publish directory.
+const RULE_FILES: [&str; 2] = ["_redirects", "_headers"];
+
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 8;
 
@@ -24,6 +27,15 @@ pub enum UploadError {
          a deploy holds only files inside it. Copy the file in instead"
     )]
     SymlinkEscapes { path: String, target: String },
+    #[error(
+        "`{path}` in the publish directory is {size}, over the limit of {limit} for a rule file; \
+         split its rules or move some into jamstack.toml"
+    )]
+    RuleFileTooLarge {
+        path: String,
+        size: String,
+        limit: String,
+    },
     #[error("`{0}` in the publish directory has a name that is not UTF-8; rename it")]
     NonUtf8Name(String),
     #[error("the publish directory is empty; check that the build wrote its output to `publish`")]
@@ -159,6 +171,15 @@ fn publish_files(root: &Path, canonical_root: &Path) -> Result<Vec<FoundFile>, U
             continue;
         }
         let metadata = std::fs::metadata(&source)?;
+        // The edge reads these as rules; the runner refuses one it would be
+        // unreasonable to parse rather than hand it on.
+        if RULE_FILES.contains(&path.as_str()) && metadata.len() > crate::inside::CONFIG_FILE_LIMIT {
+            return Err(UploadError::RuleFileTooLarge {
+                path,
+                size: crate::inside::human_size(metadata.len()),
+                limit: crate::inside::human_size(crate::inside::CONFIG_FILE_LIMIT),
+            });
+        }
         #[cfg(unix)]
         let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
         #[cfg(not(unix))]
@@ -458,5 +479,18 @@ mod tests {
         let manifest = build_manifest(dir.path()).unwrap();
         assert_eq!(manifest.files.len(), 2);
         assert_eq!(manifest.files[0].sha256, manifest.files[1].sha256);
+    }
+
+    #[test]
+    fn a_redirects_file_over_a_mib_is_refused_naming_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "hi").unwrap();
+        std::fs::write(dir.path().join("_redirects"), vec![b'#'; 2 * 1024 * 1024]).unwrap();
+        let err = build_manifest(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`_redirects` in the publish directory is 2 MiB, over the limit of 1 MiB for a rule file; \
+             split its rules or move some into jamstack.toml"
+        );
     }
 }
