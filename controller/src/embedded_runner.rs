@@ -35,6 +35,7 @@ pub struct ChildSettings {
     pub token: String,
     pub name: String,
     pub work_dir: PathBuf,
+    pub publish_limit_bytes: u64,
     pub default_image: String,
 }
 
@@ -166,6 +167,7 @@ pub async fn run_child() -> anyhow::Result<()> {
     config.name = settings.name;
     config.work_dir = settings.work_dir;
     config.default_image = settings.default_image;
+    config.publish_limit_bytes = settings.publish_limit_bytes;
 
     let shutdown = CancellationToken::new();
     tokio::spawn({

@@ -69,6 +69,9 @@ async fn main() -> anyhow::Result<()> {
                 token: app.embedded_runner_token().await?,
                 name: "embedded".to_owned(),
                 work_dir: app.state().config.data_dir.join("runner"),
+                // A build's output past what the controller would take as a
+                // deploy is refused by the runner before it fills the disk.
+                publish_limit_bytes: app.state().config.limits.max_deploy_size,
                 default_image,
             };
             if demo {

@@ -43,7 +43,10 @@ pub struct Args {
     #[arg(long, env = "JAMSTACK_RUNNER_NAME")]
     pub name: Option<String>,
     /// Where checkouts and build outputs live while a job runs, and the
-    /// runner's state (one runner per directory).
+    /// runner's state, its token among it (one runner per directory; made
+    /// readable by the runner's user only). Default: /var/lib/jamstack-runner
+    /// for root, $XDG_STATE_HOME/jamstack-runner (~/.local/state/jamstack-runner)
+    /// for other users.
     #[arg(long, env = "JAMSTACK_RUNNER_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
     /// The image for sites whose jamstack.toml names none.
@@ -95,6 +98,11 @@ pub struct Args {
     /// The largest build cache kept per site, in MiB.
     #[arg(long, default_value_t = 2048)]
     pub cache_limit_mib: u64,
+    /// The largest build output taken from a build container, in MiB (as
+    /// the engine archives it); a larger one fails the build. Default: the
+    /// controller's default --max-deploy-size-mb.
+    #[arg(long, default_value_t = crate::DEFAULT_PUBLISH_LIMIT_MIB)]
+    pub publish_limit_mib: u64,
     /// Give every build a Docker network of its own (true) or run builds on
     /// the default bridge (false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

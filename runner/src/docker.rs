@@ -37,7 +37,7 @@ use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptio
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -263,6 +263,11 @@ pub enum DockerError {
         "`{path}` does not exist in the build container after the build; check `publish` in jamstack.toml"
     )]
     PublishDirMissing { path: String },
+    #[error(
+        "the build's output `{path}` is larger than this runner's limit of {limit} (--publish-limit-mib); \
+         publish less, or ask the runner's operator to raise the limit"
+    )]
+    OutputTooLarge { path: String, limit: String },
     #[error("Docker engine: {0}")]
     Engine(#[from] BollardError),
     #[error("{0}")]
@@ -274,6 +279,17 @@ impl DockerError {
     pub fn is_address_pool_exhausted(&self) -> bool {
         self.to_string().contains("address pool")
     }
+}
+
+/// A build's output copied out of its container by [`Engine::download`].
+#[derive(Debug)]
+pub struct Downloaded {
+    /// The folder the archive was unpacked in.
+    pub folder: PathBuf,
+    /// The name of the archive's top-level entry, the folder asked for.
+    pub top: String,
+    /// Entries left out: devices, hard links, paths leaving the folder.
+    pub skipped: Vec<String>,
 }
 
 /// How a container ended.
@@ -704,22 +720,40 @@ impl Engine {
         Ok(entries.take(2).filter(Result::is_ok).count() >= 2)
     }
 
-    /// Copies `path` out of the container into `dest` (which must exist);
-    /// returns the directory it landed in.
+    /// Copies `path` out of the container into `dest` (which must exist),
+    /// at most `limit` bytes of archive, unpacked with
+    /// [`crate::inside::unpack`] (the archive is the build's: it may hold
+    /// symlinks, devices and `..` entries). Returns the folder it unpacked
+    /// into, the name of the entry asked for (its one top-level entry, not
+    /// yet checked: it may be a symlink), and what was left out.
     pub async fn download(
         &self,
         container: &str,
         path: &str,
         dest: &Path,
-    ) -> Result<std::path::PathBuf, DockerError> {
+        limit: u64,
+    ) -> Result<Downloaded, DockerError> {
         let mut stream = self
             .docker
             .download_from_container(container, Some(DownloadFromContainerOptions { path }));
         let tar_path = dest.join("publish.tar");
         let mut file = tokio::fs::File::create(&tar_path).await?;
+        let mut received = 0u64;
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(bytes) => file.write_all(&bytes).await?,
+                Ok(bytes) => {
+                    received = received.saturating_add(bytes.len() as u64);
+                    // Counted as it comes, so an endless output never fills the runner's disk.
+                    if received > limit {
+                        drop(file);
+                        let _ = tokio::fs::remove_file(&tar_path).await;
+                        return Err(DockerError::OutputTooLarge {
+                            path: path.to_owned(),
+                            limit: crate::inside::human_size(limit),
+                        });
+                    }
+                    file.write_all(&bytes).await?
+                }
                 Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => {
                     return Err(DockerError::PublishDirMissing {
                         path: path.to_owned(),
@@ -731,18 +765,33 @@ impl Engine {
         file.flush().await?;
         drop(file);
         let unpack_dir = dest.join("publish");
-        let unpack_into = unpack_dir.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let (unpack_into, asked) = (unpack_dir.clone(), path.to_owned());
+        let unpacked = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&unpack_into)?;
-            // `unpack` refuses entries that would land outside the folder.
-            tar::Archive::new(std::fs::File::open(&tar_path)?).unpack(&unpack_into)?;
-            std::fs::remove_file(&tar_path)
+            let archive = std::io::BufReader::new(std::fs::File::open(&tar_path)?);
+            let unpacked = crate::inside::unpack(archive, &unpack_into, limit);
+            let _ = std::fs::remove_file(&tar_path);
+            unpacked.map_err(|e| match e {
+                crate::inside::UnpackError::TooLarge { limit } => {
+                    DockerError::OutputTooLarge { path: asked, limit }
+                }
+                crate::inside::UnpackError::Io(e) => DockerError::Io(e),
+            })
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
         // The archive holds one top-level entry: the directory asked for.
-        let top = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-        Ok(unpack_dir.join(top))
+        let top = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        Ok(Downloaded {
+            folder: unpack_dir,
+            top,
+            skipped: unpacked.skipped,
+        })
     }
 
     /// Removes a container and its anonymous volumes, forcefully.

@@ -14,6 +14,7 @@ use crate::docker::{
     self, ContainerSpec, Engine, Exit, ImageReady, Limits, Network, VolumeMount, WORKSPACE, labels,
 };
 use crate::git;
+use crate::inside;
 use crate::masking::Masker;
 use crate::site_config::{self, BuildSettings};
 use crate::upload::{self, UploadError};
@@ -626,18 +627,10 @@ async fn build(
         None => {
             log.say("No build command: deploying the publish directory as it is in the repository")
                 .await;
-            (checkout_dir.join(&settings.publish), None)
+            let publish = inside::real_dir(&checkout_dir, &settings.publish, "publish", "repository");
+            (checked_publish_dir(publish, &settings)?, None)
         }
     };
-    if !publish_dir.is_dir() {
-        return Err(failed(
-            None,
-            format!(
-                "the publish directory `{}` does not exist; check `publish` in jamstack.toml",
-                display_publish(&settings)
-            ),
-        ));
-    }
 
     // 4. Upload what the controller lacks and finalize.
     log.say(&format!("Uploading `{}`", display_publish(&settings)))
@@ -753,6 +746,30 @@ fn kib_text(kib: u64) -> String {
     }
 }
 
+/// The publish directory once [`inside::real_dir`] found it real, or why
+/// the build fails.
+fn checked_publish_dir(
+    found: Result<PathBuf, inside::InsideError>,
+    settings: &BuildSettings,
+) -> Result<PathBuf, Ended> {
+    found.map_err(|e| match e {
+        inside::InsideError::Missing { .. } => failed(
+            None,
+            format!(
+                "the publish directory `{}` does not exist; check `publish` in jamstack.toml",
+                display_publish(settings)
+            ),
+        ),
+        e => failed(
+            None,
+            format!(
+                "the publish directory `{}` is refused: {e}",
+                display_publish(settings)
+            ),
+        ),
+    })
+}
+
 fn display_publish(settings: &BuildSettings) -> String {
     if settings.publish.is_empty() {
         ".".to_owned()
@@ -761,19 +778,33 @@ fn display_publish(settings: &BuildSettings) -> String {
     }
 }
 
-/// The parsed `jamstack.toml` and the settings it gives this build.
+/// The parsed `jamstack.toml` and the settings it gives this build. The
+/// file is the repository's: only a regular file of at most
+/// [`inside::CONFIG_FILE_LIMIT`] is read, never a symlink (to `/dev/zero`,
+/// say); `base` must not go through a symlink either.
 async fn read_settings(
     checkout: &Path,
     lease: &JobLease,
 ) -> Result<(site_config::SiteConfig, BuildSettings), String> {
-    let path = checkout.join(site_config::FILE_NAME);
-    let text = match tokio::fs::read_to_string(&path).await {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("reading {}: {e}", site_config::FILE_NAME)),
-    };
-    let config = site_config::parse(&text, site_config::FILE_NAME).map_err(|e| e.to_string())?;
+    let checkout = checkout.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        inside::read_small_file(
+            &checkout,
+            site_config::FILE_NAME,
+            site_config::FILE_NAME,
+            "repository",
+            inside::CONFIG_FILE_LIMIT,
+        )
+        .map(|text| (checkout, text))
+    })
+    .await
+    .map_err(|e| format!("reading {} crashed: {e}", site_config::FILE_NAME))?;
+    let (checkout, text) = read.map_err(|e| format!("{}: {e}", site_config::FILE_NAME))?;
+    let config = site_config::parse(text.as_deref().unwrap_or(""), site_config::FILE_NAME)
+        .map_err(|e| e.to_string())?;
     let settings = config.resolve(lease.context, &lease.branch);
+    inside::no_link_on_the_way(&checkout, &settings.base, "base", "repository")
+        .map_err(|e| format!("base `{}`: {e}", settings.base))?;
     Ok((config, settings))
 }
 
@@ -1072,10 +1103,35 @@ async fn run_in_container(
         Exit::Code { .. } => {}
     }
     let step = Instant::now();
-    let publish_dir = engine
-        .download(&container, &join_workspace(&settings.publish), work)
+    let output = engine
+        .download(
+            &container,
+            &join_workspace(&settings.publish),
+            work,
+            config.publish_limit_bytes,
+        )
         .await
         .map_err(|e| failed(None, e.to_string()))?;
+    if !output.skipped.is_empty() {
+        log.say(&format!(
+            "\x1b[33mLeft out of the deploy: {} entr{} of the build's output that are not files, \
+             folders or symlinks, or whose path leaves the publish directory: {}\x1b[0m",
+            output.skipped.len(),
+            if output.skipped.len() == 1 { "y" } else { "ies" },
+            output
+                .skipped
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await;
+    }
+    // The build may have made `publish` a symlink (`ln -s ../.. public`):
+    // the archive then holds the link itself, which is refused here.
+    let publish = inside::real_dir(&output.folder, &output.top, "publish", "build's output");
+    let publish_dir = checked_publish_dir(publish, settings)?;
     let cache = match cache_volume {
         Some(volume) => {
             let empty = !engine

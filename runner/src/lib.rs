@@ -19,6 +19,7 @@ pub mod client;
 pub mod docker;
 pub mod git;
 pub mod hash_cache;
+pub mod inside;
 pub mod job;
 pub mod log_format;
 pub mod logging;
@@ -71,6 +72,9 @@ pub struct RunnerConfig {
     pub log_limits: LogLimits,
     /// The largest build cache kept per site; a larger one is not saved.
     pub cache_limit_bytes: u64,
+    /// The most a build's output may be, as the engine archives it; a
+    /// larger one fails the build before it fills the runner's disk.
+    pub publish_limit_bytes: u64,
     /// Give every build a bridge network of its own, so builds cannot
     /// reach each other (or other containers on the default bridge).
     pub network_per_job: bool,
@@ -91,7 +95,7 @@ impl RunnerConfig {
             name: hostname(),
             labels: Vec::new(),
             slots: 1,
-            work_dir: std::env::temp_dir().join("jamstack-runner"),
+            work_dir: default_work_dir(),
             default_image: "jamstack/busybox:1".to_owned(),
             limits: Limits::default(),
             max_limits: Limits::default(),
@@ -103,6 +107,7 @@ impl RunnerConfig {
             helper_image: "jamstack/busybox:1".to_owned(),
             log_limits: LogLimits::default(),
             cache_limit_bytes: 2 * 1024 * 1024 * 1024,
+            publish_limit_bytes: DEFAULT_PUBLISH_LIMIT_MIB * 1024 * 1024,
             network_per_job: true,
             lease_wait: Duration::from_secs(30),
             controller_retry: client::DEFAULT_RETRY_FOR,
@@ -113,6 +118,63 @@ impl RunnerConfig {
     pub fn token_file(&self) -> PathBuf {
         self.work_dir.join("runner-token")
     }
+}
+
+/// The default of `--publish-limit-mib`: the controller's default largest
+/// deploy (`--max-deploy-size-mb`), so a build the controller would take is
+/// never refused by its runner.
+pub const DEFAULT_PUBLISH_LIMIT_MIB: u64 = 10 * 1024;
+
+/// Where a runner keeps its token and its jobs' files unless told
+/// otherwise: a private state directory, not `/tmp`, where any local user
+/// could look or plant a symlink. `/var/lib/jamstack-runner` for root,
+/// `$XDG_STATE_HOME/jamstack-runner` (`~/.local/state/jamstack-runner`)
+/// for anyone else.
+pub fn default_work_dir() -> PathBuf {
+    default_work_dir_for(
+        is_root(),
+        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+fn default_work_dir_for(root: bool, xdg_state_home: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    const NAME: &str = "jamstack-runner";
+    if root {
+        return PathBuf::from("/var/lib").join(NAME);
+    }
+    match (xdg_state_home.filter(|p| p.is_absolute()), home) {
+        (Some(state), _) => state.join(NAME),
+        (None, Some(home)) => home.join(".local/state").join(NAME),
+        (None, None) => PathBuf::from("/var/lib").join(NAME),
+    }
+}
+
+#[cfg(unix)]
+fn is_root() -> bool {
+    // The owner of this process's own /proc entry is its effective user.
+    std::os::unix::fs::MetadataExt::uid(&match std::fs::metadata("/proc/self") {
+        Ok(metadata) => metadata,
+        Err(_) => return false,
+    }) == 0
+}
+
+#[cfg(not(unix))]
+fn is_root() -> bool {
+    false
+}
+
+/// Makes the work directory, readable by the runner's user only (0700):
+/// it holds the runner's token. An existing one is narrowed to that.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
 }
 
 fn hostname() -> String {
@@ -207,13 +269,13 @@ impl Runner {
     /// protocol version, a valid token.
     pub async fn start(config: RunnerConfig) -> anyhow::Result<Self> {
         install_tls_provider();
-        std::fs::create_dir_all(&config.work_dir)
+        make_private_dir(&config.work_dir)
             .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
         let lock = lock_work_dir(&config.work_dir)?;
         let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
         clear_earlier_life(&engine, &config.work_dir).await?;
         let instance = job::random_id();
-        std::fs::write(config.work_dir.join(INSTANCE_FILE), &instance)
+        write_private(&config.work_dir.join(INSTANCE_FILE), &instance)
             .context("writing the runner's instance file")?;
         let token = obtain_token(&config).await?;
         let client =
@@ -374,4 +436,52 @@ async fn clear_earlier_life(engine: &Engine, work_dir: &Path) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_work_directory_is_a_private_state_directory_not_tmp() {
+        let home = Some(PathBuf::from("/home/ci"));
+        assert_eq!(
+            default_work_dir_for(true, None, home.clone()),
+            Path::new("/var/lib/jamstack-runner")
+        );
+        assert_eq!(
+            default_work_dir_for(false, Some("/state".into()), home.clone()),
+            Path::new("/state/jamstack-runner")
+        );
+        assert_eq!(
+            default_work_dir_for(false, Some("relative".into()), home.clone()),
+            Path::new("/home/ci/.local/state/jamstack-runner"),
+            "XDG_STATE_HOME must be absolute to count"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_work_directory_is_made_or_narrowed_to_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("state/jamstack-runner");
+        make_private_dir(&made).unwrap();
+        assert_eq!(
+            std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_private_dir(&made).unwrap();
+        assert_eq!(
+            std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let token = made.join("runner-token");
+        write_private(&token, "t").unwrap();
+        assert_eq!(
+            std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 }

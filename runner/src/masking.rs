@@ -7,6 +7,11 @@
 //! vanish from every log. Callers that must let out the start of a text
 //! whose end may still grow hold back [`Masker::open_tail`] and use
 //! [`Masker::mask_prefix`], which never cuts a secret in two.
+//!
+//! A build controls its output, so a secret may come split by terminal
+//! escape sequences (`se\x1b[0mcret`), which a log viewer hides: matching
+//! is done on the text with them taken out, and a match masks the whole
+//! span it covers in the output, escapes inside it included.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
@@ -52,6 +57,15 @@ impl Masker {
     /// How many bytes at the end of `text` could be the start of a secret
     /// whose end has not come yet: a writer must hold them back.
     pub fn open_tail(&self, text: &[u8]) -> usize {
+        if memchr::memchr(ESC, text).is_some() {
+            // Counted on what a reader sees, then held back from where that
+            // part starts in `text`, escapes after it included.
+            let (visible, origin) = without_escapes(text);
+            return match self.open_tail(&visible) {
+                0 => 0,
+                open => text.len() - origin[visible.len() - open],
+            };
+        }
         self.patterns
             .iter()
             .filter_map(|secret| {
@@ -75,17 +89,47 @@ impl Masker {
     }
 
     pub fn mask<'t>(&self, text: &'t [u8]) -> Cow<'t, [u8]> {
-        match &self.matcher {
-            Some(matcher) if matcher.is_match(text) => {
-                let mut out = Vec::with_capacity(text.len());
-                matcher.replace_all_with_bytes(text, &mut out, |_, _, out| {
-                    out.extend_from_slice(MASK.as_bytes());
-                    true
-                });
-                Cow::Owned(out)
+        let Some(matcher) = &self.matcher else {
+            return Cow::Borrowed(text);
+        };
+        if memchr::memchr(ESC, text).is_none() {
+            if !matcher.is_match(text) {
+                return Cow::Borrowed(text);
             }
-            _ => Cow::Borrowed(text),
+            let mut out = Vec::with_capacity(text.len());
+            matcher.replace_all_with_bytes(text, &mut out, |_, _, out| {
+                out.extend_from_slice(MASK.as_bytes());
+                true
+            });
+            return Cow::Owned(out);
         }
+        let spans = self.secret_spans(text);
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            out.extend_from_slice(&text[at..start]);
+            out.extend_from_slice(MASK.as_bytes());
+            at = end;
+        }
+        out.extend_from_slice(&text[at..]);
+        Cow::Owned(out)
+    }
+
+    /// Where the secrets are in `text`, as (start, end) byte ranges of
+    /// `text`, in order and apart, found with its escape sequences taken
+    /// out; a range covers the escapes inside the secret.
+    fn secret_spans(&self, text: &[u8]) -> Vec<(usize, usize)> {
+        let Some(matcher) = &self.matcher else {
+            return Vec::new();
+        };
+        let (visible, origin) = without_escapes(text);
+        matcher
+            .find_iter(&visible)
+            .map(|m| (origin[m.start()], origin[m.end() - 1] + 1))
+            .collect()
     }
 
     pub fn mask_str(&self, text: &str) -> String {
@@ -99,15 +143,63 @@ impl Masker {
     /// [`Masker::longest`] − 1 bytes after `split`.
     pub fn mask_prefix<'t>(&self, text: &'t [u8], split: usize) -> (Cow<'t, [u8]>, usize) {
         let mut split = split.min(text.len());
-        if let Some(matcher) = &self.matcher
-            && let Some(straddling) = matcher
-                .find_iter(text)
-                .find(|m| m.start() < split && m.end() > split)
+        if let Some(&(_, end)) = self
+            .secret_spans(text)
+            .iter()
+            .find(|&&(start, end)| start < split && end > split)
         {
-            split = straddling.end();
+            split = end;
         }
         (self.mask(&text[..split]), split)
     }
+}
+
+const ESC: u8 = 0x1b;
+
+/// `text` without its terminal escape sequences (CSI `ESC [ … final`, OSC
+/// `ESC ] … BEL` or `ESC ] … ESC \\`, and two-byte `ESC x`; one cut off at
+/// the end is taken out to the end), and for each byte left, where it was
+/// in `text`.
+fn without_escapes(text: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut visible = Vec::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] != ESC {
+            visible.push(text[i]);
+            origin.push(i);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        match text.get(i) {
+            Some(b'[') => {
+                i += 1;
+                // Parameters and intermediates, then one final byte.
+                while i < text.len() && (0x20..0x40).contains(&text[i]) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(b']') => {
+                i += 1;
+                while i < text.len() {
+                    if text[i] == 0x07 {
+                        i += 1;
+                        break;
+                    }
+                    if text[i] == ESC && text.get(i + 1) == Some(&b'\\') {
+                        i += 2;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            Some(_) => i += 1,
+            None => {}
+        }
+    }
+    (visible, origin)
 }
 
 #[cfg(test)]
@@ -163,5 +255,36 @@ mod tests {
         // A split before it leaves it whole for later.
         let (out, used) = masker.mask_prefix(text, 3);
         assert_eq!((&out[..], used), (&b"abc"[..], 3));
+    }
+
+    #[test]
+    fn a_secret_split_by_ansi_escapes_is_masked() {
+        let masker = Masker::new(["secret-value"]);
+        assert_eq!(
+            masked(&masker, "pw=se\x1b[0mcret-\x1b[1;31mvalue!"),
+            "pw=***!",
+            "the escapes inside the secret go with it"
+        );
+        assert_eq!(
+            masked(
+                &masker,
+                "\x1b[32mok\x1b[0m secret\x1b]0;title\x07-value \x1b[1mbold\x1b[0m"
+            ),
+            "\x1b[32mok\x1b[0m *** \x1b[1mbold\x1b[0m",
+            "escapes outside a secret are kept"
+        );
+        assert_eq!(
+            masked(&masker, "\x1b[31mnothing here\x1b[0m"),
+            "\x1b[31mnothing here\x1b[0m"
+        );
+    }
+
+    #[test]
+    fn a_partial_line_holds_back_a_secret_start_even_behind_an_escape() {
+        let masker = Masker::new(["0123456789"]);
+        let text = b"log 0123\x1b[0m";
+        assert_eq!(masker.open_tail(text), text.len() - 4);
+        let (out, used) = masker.mask_prefix(b"a 01\x1b[0m23456789 b", 3);
+        assert_eq!((&out[..], used), (&b"a ***"[..], 16));
     }
 }

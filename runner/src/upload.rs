@@ -14,6 +14,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The rule files at the root of a publish directory.
+const RULE_FILES: [&str; 2] = ["_redirects", "_headers"];
+
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 8;
 
@@ -24,6 +27,15 @@ pub enum UploadError {
          a deploy holds only files inside it. Copy the file in instead"
     )]
     SymlinkEscapes { path: String, target: String },
+    #[error(
+        "`{path}` in the publish directory is {size}, over the limit of {limit} for a rule file; \
+         split its rules or move some into jamstack.toml"
+    )]
+    RuleFileTooLarge {
+        path: String,
+        size: String,
+        limit: String,
+    },
     #[error("`{0}` in the publish directory has a name that is not UTF-8; rename it")]
     NonUtf8Name(String),
     #[error("the publish directory is empty; check that the build wrote its output to `publish`")]
@@ -50,8 +62,8 @@ pub struct Manifest {
 }
 
 /// Walks `root`, hashing every regular file (on all cores: hashing a large
-/// site is the slow part of a deploy). Symlinks are followed only while they
-/// stay inside `root`. The runner and the `jamstack deploy` command both
+/// site is the slow part of a deploy). Symlinks are resolved inside `root`
+/// only ([`resolve_inside`]); one leading out is refused, never read through. The runner and the `jamstack deploy` command both
 /// build their manifests here, so both refuse the same folders.
 pub fn build_manifest(root: &Path) -> Result<Manifest, UploadError> {
     build(root, None, hash_cache::SETTLE)
@@ -69,12 +81,15 @@ pub fn build_manifest_with_cache(root: &Path, cache_file: &Path) -> Result<Manif
 fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Manifest, UploadError> {
     // Taken before any file is looked at: see `HashCache::keep`.
     let seen = SystemTime::now();
-    let canonical_root = root.canonicalize()?;
-    let found = publish_files(root, &canonical_root)?;
+    let found = publish_files(root)?;
     if found.is_empty() {
         return Err(UploadError::Empty);
     }
-    let mut cache = cache_file.map(|file| HashCache::load(file, &canonical_root));
+    // Only to name the folder a hash cache belongs to (`jamstack deploy`).
+    let mut cache = match cache_file {
+        Some(file) => Some(HashCache::load(file, &root.canonicalize()?)),
+        None => None,
+    };
     let known: Vec<Option<String>> = found
         .iter()
         .map(|file| {
@@ -123,7 +138,50 @@ struct FoundFile {
     stamp: Option<Stamp>,
 }
 
-fn publish_files(root: &Path, canonical_root: &Path) -> Result<Vec<FoundFile>, UploadError> {
+/// Where the symlink at `relative` under `root` leads, resolved a component
+/// at a time without leaving `root` (nothing is resolved in the host, so a
+/// link is never followed out, not even to look): `None` when it or a link
+/// on its way points outside (an absolute target, too many `..`), or
+/// nowhere, or through more than 40 links.
+fn resolve_inside(root: &Path, relative: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+    use std::path::Component;
+    let mut inside: Vec<std::ffi::OsString> = Vec::new();
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> =
+        relative.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut hops = 0;
+    while let Some(name) = pending.pop_front() {
+        match Path::new(&name).components().next() {
+            Some(Component::Normal(_)) => {}
+            Some(Component::ParentDir) => {
+                inside.pop()?;
+                continue;
+            }
+            Some(Component::CurDir) | None => continue,
+            Some(_) => return None,
+        }
+        inside.push(name);
+        let here: PathBuf = root.join(inside.iter().collect::<PathBuf>());
+        let metadata = here.symlink_metadata().ok()?;
+        if metadata.file_type().is_symlink() {
+            hops += 1;
+            let target = std::fs::read_link(&here).ok()?;
+            if hops > 40 || target.has_root() {
+                return None;
+            }
+            inside.pop();
+            for component in target.components().rev() {
+                pending.push_front(component.as_os_str().to_owned());
+            }
+        } else if !pending.is_empty() && !metadata.is_dir() {
+            return None;
+        }
+    }
+    let resolved = root.join(inside.iter().collect::<PathBuf>());
+    let metadata = resolved.symlink_metadata().ok()?;
+    Some((resolved, metadata))
+}
+
+fn publish_files(root: &Path) -> Result<Vec<FoundFile>, UploadError> {
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(root)
         .min_depth(1)
@@ -138,17 +196,12 @@ fn publish_files(root: &Path, canonical_root: &Path) -> Result<Vec<FoundFile>, U
             .replace(std::path::MAIN_SEPARATOR, "/");
         let mut source = entry.path().to_path_buf();
         if entry.path_is_symlink() {
-            let target = std::fs::read_link(entry.path())?;
-            let resolved = entry
-                .path()
-                .canonicalize()
-                .ok()
-                .filter(|r| r.starts_with(canonical_root));
-            match resolved {
-                Some(resolved) if resolved.is_file() => source = resolved,
+            match resolve_inside(root, relative) {
+                Some((resolved, metadata)) if metadata.is_file() => source = resolved,
                 // A link to a directory inside is walked where it really is.
-                Some(resolved) if resolved.is_dir() => continue,
+                Some((_, metadata)) if metadata.is_dir() => continue,
                 _ => {
+                    let target = std::fs::read_link(entry.path())?;
                     return Err(UploadError::SymlinkEscapes {
                         path,
                         target: target.to_string_lossy().into_owned(),
@@ -159,6 +212,15 @@ fn publish_files(root: &Path, canonical_root: &Path) -> Result<Vec<FoundFile>, U
             continue;
         }
         let metadata = std::fs::metadata(&source)?;
+        // The edge reads these as rules; the runner refuses one it would be
+        // unreasonable to parse rather than hand it on.
+        if RULE_FILES.contains(&path.as_str()) && metadata.len() > crate::inside::CONFIG_FILE_LIMIT {
+            return Err(UploadError::RuleFileTooLarge {
+                path,
+                size: crate::inside::human_size(metadata.len()),
+                limit: crate::inside::human_size(crate::inside::CONFIG_FILE_LIMIT),
+            });
+        }
         #[cfg(unix)]
         let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
         #[cfg(not(unix))]
@@ -458,5 +520,49 @@ mod tests {
         let manifest = build_manifest(dir.path()).unwrap();
         assert_eq!(manifest.files.len(), 2);
         assert_eq!(manifest.files[0].sha256, manifest.files[1].sha256);
+    }
+
+    #[test]
+    fn a_redirects_file_over_a_mib_is_refused_naming_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "hi").unwrap();
+        std::fs::write(dir.path().join("_redirects"), vec![b'#'; 2 * 1024 * 1024]).unwrap();
+        let err = build_manifest(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`_redirects` in the publish directory is 2 MiB, over the limit of 1 MiB for a rule file; \
+             split its rules or move some into jamstack.toml"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_that_leaves_the_publish_directory_through_another_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let publish = dir.path().join("public");
+        std::fs::create_dir_all(publish.join("a")).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::fs::write(publish.join("index.html"), "hi").unwrap();
+        // `a/up` is the publish directory itself: inside.
+        std::os::unix::fs::symlink("..", publish.join("a/up")).unwrap();
+        // Inside by its text until `up` is followed; then one `..` too many.
+        std::os::unix::fs::symlink("a/up/../secret", publish.join("leak")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", publish.join("passwd")).unwrap();
+        let err = build_manifest(&publish).unwrap_err();
+        assert!(
+            matches!(err, UploadError::SymlinkEscapes { ref path, .. } if path == "leak"),
+            "{err}"
+        );
+        std::fs::remove_file(publish.join("leak")).unwrap();
+        let err = build_manifest(&publish).unwrap_err();
+        assert!(
+            matches!(err, UploadError::SymlinkEscapes { ref path, ref target } if path == "passwd" && target == "/etc/passwd"),
+            "{err}"
+        );
+        std::fs::remove_file(publish.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("a/up/a/up/index.html", publish.join("home.html")).unwrap();
+        let manifest = build_manifest(&publish).unwrap();
+        let paths: Vec<_> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["home.html", "index.html"]);
     }
 }

@@ -991,6 +991,17 @@ impl SiteRepo {
         self.commit_on("main", files, message)
     }
 
+    /// Commits `files` and the symlinks `links` (path, target) on `main`,
+    /// as a repository (a fork's pull request, say) may hold them.
+    pub fn commit_with_links(&self, files: &[(&str, &str)], links: &[(&str, &str)], message: &str) -> String {
+        for (path, target) in links {
+            let full = self.dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, &full).expect("making a symlink");
+        }
+        self.commit(files, message)
+    }
+
     /// Commits `files` on `branch` (made from nothing if it is new).
     pub fn commit_on(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
         let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
