@@ -50,13 +50,6 @@ impl Application {
         let db = Database::connect(&config.database_url()).await?;
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
-        let webhook_secret = match &config.webhook_secret {
-            Some(secret) => secret.clone(),
-            None => {
-                db.setting_or_insert("github_webhook_secret", &random_hex(20))
-                    .await?
-            }
-        };
         if let Some(public) = &config.public_url {
             let parsed = url::Url::parse(public).ok();
             if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
@@ -71,6 +64,10 @@ impl Application {
         }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
         seal_plain_secret_variables(&db, &secrets).await?;
+        let webhook_secret = match &config.webhook_secret {
+            Some(secret) => secret.clone(),
+            None => stored_webhook_secret(&db, &secrets, &config.secret_key_path()).await?,
+        };
         let github = GitHub::new(&config)?;
         let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
         let listener = TcpListener::bind(config.listen)
@@ -274,6 +271,41 @@ pub async fn mint_token(config: &Config, kind: TokenKind, name: &str) -> anyhow:
     let token = new_token(kind);
     db.insert_token(kind, name, &hash_token(&token)).await?;
     Ok(token)
+}
+
+/// The GitHub webhook secret the controller made for itself, stored sealed
+/// like every secret it must use again: made on first start, and sealed
+/// now if an older version stored it in clear (the value stays the same,
+/// so GitHub's signatures still match).
+async fn stored_webhook_secret(
+    db: &Database,
+    secrets: &SecretBox,
+    key_file: &std::path::Path,
+) -> anyhow::Result<String> {
+    const KEY: &str = "github_webhook_secret";
+    let purpose = crate::secrets::GITHUB_WEBHOOK_SECRET_PURPOSE;
+    let fresh = secrets.seal(purpose, &random_hex(20));
+    // A start racing this one may store its own first or seal a clear one:
+    // read again until the stored value is sealed.
+    let mut stored = db.setting_or_insert(KEY, &fresh).await?;
+    loop {
+        if crate::secrets::looks_sealed(&stored) {
+            return secrets.open(purpose, &stored).with_context(|| {
+                format!(
+                    "opening the stored GitHub webhook secret; restore the secret key file {}, or give \
+                     the secret GitHub signs with by --webhook-secret",
+                    key_file.display()
+                )
+            });
+        }
+        if db
+            .replace_setting(KEY, &stored, &secrets.seal(purpose, &stored))
+            .await?
+        {
+            tracing::info!("the GitHub webhook secret stored in clear is now sealed");
+        }
+        stored = db.setting(KEY).await?.unwrap_or(fresh.clone());
+    }
 }
 
 /// Seals secret build variables stored in clear by an older version, so the
