@@ -22,6 +22,7 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod github;
+pub mod http_server;
 pub mod metrics;
 pub mod notifications;
 pub mod push_batches;

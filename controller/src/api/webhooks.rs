@@ -17,7 +17,7 @@ use crate::triggers::{self, Outcome, no_site};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -182,6 +182,24 @@ fn answer(status: StatusCode, delivery: i64, outcome: &str, builds: Vec<i64>, me
         .into_response()
 }
 
+/// Reads a webhook's body, at most [`MAX_WEBHOOK_BODY`] bytes within the
+/// listener's body timeout: the sender is not yet authenticated, so it may
+/// neither send without end nor hold the connection by sending slowly.
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, AppError> {
+    let limit = state.config.http.body_read_timeout;
+    match tokio::time::timeout(limit, Bytes::from_request(request, state)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(rejection)) => Err(body_refusal(&rejection)),
+        Err(_) => Err(AppError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} seconds; send the whole delivery at once",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
 fn body_refusal(rejection: &BytesRejection) -> AppError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::new(
@@ -196,12 +214,9 @@ fn body_refusal(rejection: &BytesRejection) -> AppError {
     }
 }
 
-#[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(&headers, "x-github-delivery").unwrap_or_default()))]
-pub async fn github(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+#[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(request.headers(), "x-github-delivery").unwrap_or_default()))]
+pub async fn github(State(state): State<AppState>, request: Request) -> Response {
+    let headers = request.headers().clone();
     let event = header(&headers, "x-github-event").unwrap_or_default().to_owned();
     let mut delivery = NewDelivery {
         source: "github",
@@ -214,9 +229,14 @@ pub async fn github(
         action: None,
         repository: None,
     };
-    let body = match body {
+    // No signature, no reading: what cannot be authenticated is refused
+    // before its body is read.
+    if let Err(e) = signature::parse(header(&headers, "x-hub-signature-256")) {
+        return refuse(&state, &delivery, crate::error::unauthorized(e.to_string())).await;
+    }
+    let body = match read_body(&state, request).await {
         Ok(body) => body,
-        Err(rejection) => return refuse(&state, &delivery, body_refusal(&rejection)).await,
+        Err(error) => return refuse(&state, &delivery, error).await,
     };
     let checked = signature::verify(
         state.webhook_secret.as_bytes(),
@@ -438,9 +458,9 @@ pub struct GenericPush {
 pub async fn generic(
     State(state): State<AppState>,
     Path(site_name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
+    let headers = request.headers().clone();
     let delivery = NewDelivery {
         source: "generic",
         delivery_id: header(&headers, GENERIC_DELIVERY_HEADER).map(|id| clip(id).to_owned()),
@@ -448,10 +468,10 @@ pub async fn generic(
         action: None,
         repository: Some(clip(&site_name).to_owned()),
     };
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return refuse(&state, &delivery, body_refusal(&rejection)).await,
-    };
+    if let Err(e) = signature::parse(header(&headers, GENERIC_SIGNATURE_HEADER)) {
+        let error = crate::error::unauthorized(generic_signature_message(&e));
+        return refuse(&state, &delivery, error).await;
+    }
     let site = match state.db.site_by_name(&site_name).await {
         Ok(Some(site)) => site,
         Ok(None) => {
@@ -472,6 +492,10 @@ pub async fn generic(
     {
         Ok(secret) => secret,
         Err(e) => return AppError::from(anyhow::Error::from(e)).into_response(),
+    };
+    let body = match read_body(&state, request).await {
+        Ok(body) => body,
+        Err(error) => return refuse(&state, &delivery, error).await,
     };
     let checked = signature::verify(
         secret.as_bytes(),

@@ -23,4 +23,5 @@ mod secrets;
 mod serving;
 mod site_settings;
 mod storage;
+mod untrusted_clients;
 mod webhooks;
