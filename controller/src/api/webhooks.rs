@@ -111,6 +111,24 @@ where
                 .unwrap_or(earlier.id);
             return answer(StatusCode::OK, id, "duplicate", earlier.builds, message);
         }
+        Ok(Claim::SameBody(earlier)) => {
+            let message = format!(
+                "this body was received before under another delivery id (delivery {}, `{}`, {}): \
+                 a replayed delivery is not acted on. To build again, trigger a build \
+                 (POST /api/v1/sites/<site>/builds) or push a new commit",
+                earlier.id,
+                earlier.delivery_id.as_deref().unwrap_or("no id"),
+                earlier.outcome,
+            );
+            tracing::warn!(earlier = earlier.id, "a replayed webhook body was not acted on");
+            delivery.action = delivery.action.or(earlier.action);
+            let id = state
+                .db
+                .record_unclaimed_delivery(&delivery, "duplicate", &message)
+                .await
+                .unwrap_or(earlier.id);
+            return answer(StatusCode::OK, id, "duplicate", Vec::new(), message);
+        }
         Err(e) => return AppError::from(e).into_response(),
     };
     let result = match checked {
@@ -200,6 +218,13 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, AppError
     }
 }
 
+/// The hex SHA-256 a delivery's body is recognised by (see
+/// [`NewDelivery::body_key`]).
+fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(body))
+}
+
 fn body_refusal(rejection: &BytesRejection) -> AppError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::new(
@@ -228,6 +253,7 @@ pub async fn github(State(state): State<AppState>, request: Request) -> Response
         },
         action: None,
         repository: None,
+        body_sha256: None,
     };
     // No signature, no reading: what cannot be authenticated is refused
     // before its body is read.
@@ -253,6 +279,9 @@ pub async fn github(State(state): State<AppState>, request: Request) -> Response
             Ok(())
         }
     });
+    if checked.is_ok() {
+        delivery.body_sha256 = Some(body_digest(&body));
+    }
     let envelope = checked.is_ok().then(|| Envelope::peek(&body)).flatten();
     if let Some(envelope) = &envelope {
         delivery.action = envelope.action.as_deref().map(|a| clip(a).to_owned());
@@ -324,6 +353,7 @@ async fn push_in_batch(
 fn github_push(push: github::PushEvent) -> triggers::Push {
     triggers::Push {
         git_ref: push.git_ref,
+        before: Some(push.before),
         after: push.after,
         deleted: push.deleted,
         head_commit_message: push.head_commit_message,
@@ -443,6 +473,11 @@ pub struct GenericPush {
     /// `refs/heads/<branch>`, or just the branch name.
     #[serde(rename = "ref")]
     pub git_ref: String,
+    /// The commit the ref pointed at before the push (all zeros for a new
+    /// branch). Optional; with it, a push of an old commit replayed later
+    /// is told apart from a revert, and two updates of a ref to the same
+    /// commit send different bodies.
+    pub before: Option<String>,
     /// The commit the ref points at now (`after` or `commit`); all zeros
     /// when the ref was deleted; absent to build the branch's head.
     #[serde(alias = "commit")]
@@ -461,12 +496,13 @@ pub async fn generic(
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
-    let delivery = NewDelivery {
+    let mut delivery = NewDelivery {
         source: "generic",
         delivery_id: header(&headers, GENERIC_DELIVERY_HEADER).map(|id| clip(id).to_owned()),
         event: "push".to_owned(),
         action: None,
         repository: Some(clip(&site_name).to_owned()),
+        body_sha256: None,
     };
     if let Err(e) = signature::parse(header(&headers, GENERIC_SIGNATURE_HEADER)) {
         let error = crate::error::unauthorized(generic_signature_message(&e));
@@ -503,6 +539,11 @@ pub async fn generic(
         &body,
     )
     .map_err(|e| Refusal::Unauthenticated(crate::error::unauthorized(generic_signature_message(&e))));
+    if checked.is_ok() {
+        // Bodies are per site (each has its own secret): the site is part
+        // of what a body is recognised by.
+        delivery.body_sha256 = Some(body_digest(&[site.name.as_bytes(), b"\n", &body].concat()));
+    }
     receive(&state, delivery, checked, || async {
         let push: GenericPush = serde_json::from_slice(&body).map_err(|e| {
             Refusal::Invalid(crate::error::bad_request(format!(
@@ -544,8 +585,17 @@ fn generic_push(push: GenericPush) -> Result<triggers::Push, String> {
             "`after` is `{after}`, not a full 40-hex commit id; send the new revision as git gives it"
         ));
     }
+    let before = push.before.map(|b| b.to_ascii_lowercase());
+    if let Some(before) = &before
+        && !jamstack_proto::is_full_commit_sha(before)
+    {
+        return Err(format!(
+            "`before` is `{before}`, not a full 40-hex commit id; send the old revision as git gives it"
+        ));
+    }
     Ok(triggers::Push {
         git_ref,
+        before,
         after: if deleted { String::new() } else { after },
         deleted,
         head_commit_message: push.message,
@@ -575,6 +625,7 @@ mod tests {
     fn push(git_ref: &str, after: Option<&str>) -> GenericPush {
         GenericPush {
             git_ref: git_ref.into(),
+            before: None,
             after: after.map(str::to_owned),
             deleted: false,
             message: None,

@@ -18,6 +18,7 @@ mod github;
 mod live_logs;
 mod ops;
 mod push_to_deploy;
+mod replays;
 mod runner_process;
 mod secrets;
 mod serving;
