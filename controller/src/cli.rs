@@ -83,6 +83,14 @@ pub struct ServerArgs {
     /// same private network. Off: hooks call public addresses only.
     #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_HOOK_TARGETS")]
     pub allow_private_hook_targets: bool,
+    /// Connections served at once; more wait until one closes. Bounds what
+    /// idle or slow clients can hold.
+    #[arg(long, env = "JAMSTACK_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's head (request line
+    /// and headers) before its connection is closed.
+    #[arg(long, env = "JAMSTACK_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

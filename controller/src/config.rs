@@ -65,6 +65,34 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Outgoing notification webhooks.
     pub notifications: NotificationSettings,
+    /// What the listener allows a connection before it is authenticated.
+    pub http: HttpLimits,
+}
+
+/// Bounds on what a client may hold of the listener before it has shown
+/// who it is: connections, time to send a request's head, time to send an
+/// unauthenticated body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; further ones wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head (request line
+    /// and headers); a connection still sending it then is closed.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send the body of a webhook or a runner
+    /// registration, which are read before they are authenticated.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How outgoing notifications are sent and retried.
@@ -289,6 +317,7 @@ impl Config {
             dashboard_password_hash: None,
             metrics_listen: None,
             notifications: NotificationSettings::default(),
+            http: HttpLimits::default(),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod embedded_runner;
 pub mod error;
 pub mod events;
 pub mod github;
+pub mod http_server;
 pub mod metrics;
 pub mod notifications;
 pub mod push_batches;

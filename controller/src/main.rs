@@ -22,6 +22,8 @@ fn config_of(server: ServerArgs) -> Config {
     config.github_api_url = server.github_api_url;
     config.secret_key_file = server.secret_key_file;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
+    config.http.max_connections = server.max_connections.max(1);
+    config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())

@@ -169,13 +169,22 @@ impl Writer {
                 return;
             }
         };
-        let planned: Vec<Planned> = batch
-            .into_iter()
-            .map(|(arrival, reply)| {
-                let plan = plan(&sites, &arrival);
-                Planned { arrival, reply, plan }
-            })
-            .collect();
+        let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
+        for (arrival, reply) in batch {
+            let connected = connected(&sites, &arrival);
+            let histories = match triggers::branch_histories(&self.db, &connected, &arrival.push).await {
+                Ok(histories) => histories,
+                Err(error) => {
+                    let _ = reply.send(Err(error.context("reading what the pushed branch built before")));
+                    continue;
+                }
+            };
+            let plan = plan(&connected, &arrival, &histories);
+            planned.push(Planned { arrival, reply, plan });
+        }
+        if planned.is_empty() {
+            return;
+        }
         let deliveries: Vec<PushDelivery> = planned.iter().map(to_record).collect();
         match self.db.record_push_deliveries(&deliveries).await {
             Ok(recorded) => self.answer(planned, &deliveries, recorded),
@@ -253,9 +262,9 @@ impl Writer {
     }
 }
 
-/// What `arrival` asks of the sites connected to its repository.
-fn plan(sites: &[Site], arrival: &PushArrival) -> Result<Arc<triggers::BuildPlan>, Outcome> {
-    let connected: Vec<Site> = sites
+/// The sites of `sites` connected to the repository `arrival` pushed to.
+fn connected(sites: &[Site], arrival: &PushArrival) -> Vec<Site> {
+    sites
         .iter()
         .filter(|site| {
             site.github_repo
@@ -263,11 +272,20 @@ fn plan(sites: &[Site], arrival: &PushArrival) -> Result<Arc<triggers::BuildPlan
                 .is_some_and(|repo| repo.eq_ignore_ascii_case(&arrival.repository))
         })
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// What `arrival` asks of `connected`, the sites connected to its
+/// repository, given what their pushed branch built before.
+fn plan(
+    connected: &[Site],
+    arrival: &PushArrival,
+    histories: &std::collections::HashMap<i64, crate::db::BranchHistory>,
+) -> Result<Arc<triggers::BuildPlan>, Outcome> {
     if connected.is_empty() {
         return Err(triggers::no_site(&arrival.repository));
     }
-    match triggers::plan_push(&connected, &arrival.push) {
+    match triggers::plan_push(connected, &arrival.push, histories) {
         PushPlan::Build(plan) => Ok(Arc::new(plan)),
         PushPlan::Ignored(outcome) => Err(outcome),
         // Refused by `PushBatches::record`.

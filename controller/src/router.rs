@@ -16,8 +16,34 @@ use crate::runner_api::{self, MAX_LOG_BATCH};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post, put};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+
+/// The dashboard's Content-Security-Policy. Its one script and its
+/// stylesheet are files of its own (`/assets/`), with no inline script or
+/// style, and the live log reads `/api/v1` of the same origin; no page may
+/// frame it (a site served on a neighbouring domain could otherwise
+/// overlay its forms: clickjacking), post a form elsewhere or change the
+/// base of its links.
+pub const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Adds the headers every dashboard page and asset answers with: the CSP,
+/// the same refusal to be framed for browsers without CSP level 2
+/// (`X-Frame-Options`), no content sniffing, and no dashboard URL (build
+/// and deploy ids, site names) in the `Referer` of links to sites.
+fn with_dashboard_headers(pages: Router<AppState>) -> Router<AppState> {
+    let set = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    pages
+        .layer(set(header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::REFERRER_POLICY, "same-origin"))
+}
 
 /// Ready when the database answers and the blob store takes writes (or its
 /// bucket answers): then the controller can queue, lease, store and
@@ -63,7 +89,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
 
     let runners = Router::new()
-        .route("/runner/v1/register", post(runner_api::register))
+        .route(
+            "/runner/v1/register",
+            // Read before it is authenticated: a few KB, not a manifest's 64 MiB.
+            post(runner_api::register).layer(DefaultBodyLimit::max(runner_api::MAX_REGISTER_BODY)),
+        )
         .route("/runner/v1/connect", post(runner_api::connect))
         .route("/runner/v1/jobs/lease", post(runner_api::lease))
         .route("/runner/v1/jobs/{job}/heartbeat", post(runner_api::heartbeat))
@@ -88,56 +118,58 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(api::MAX_MANIFEST));
 
     // Server-rendered pages; every POST is a form carrying a CSRF token.
-    let dashboard = Router::new()
-        .route("/", get(dashboard::home))
-        .route("/assets/dashboard.css", get(dashboard::stylesheet))
-        .route("/assets/build-log.js", get(dashboard::log_script))
-        .route(
-            "/login",
-            get(dashboard::login::show).post(dashboard::login::sign_in),
-        )
-        .route("/logout", post(dashboard::login::sign_out))
-        .route(
-            "/sites",
-            get(dashboard::sites::list).post(dashboard::sites::create),
-        )
-        .route("/sites/new", get(dashboard::sites::new_form))
-        .route("/sites/{site}", get(dashboard::sites::show))
-        .route(
-            "/sites/{site}/settings",
-            get(dashboard::site_settings::show).post(dashboard::site_settings::save_scheduling),
-        )
-        .route(
-            "/sites/{site}/settings/limits",
-            post(dashboard::site_settings::save_limits),
-        )
-        .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
-        .route(
-            "/sites/{site}/env/{name}/delete",
-            post(dashboard::site_settings::delete_env),
-        )
-        .route("/sites/{site}/builds", post(dashboard::sites::trigger))
-        .route(
-            "/sites/{site}/clear-cache-and-rebuild",
-            post(dashboard::sites::clear_cache_and_rebuild),
-        )
-        .route("/sites/{site}/lock", post(dashboard::sites::lock))
-        .route("/sites/{site}/unlock", post(dashboard::sites::unlock))
-        .route("/sites/{site}/deploys/{deploy}", get(dashboard::deploys::show))
-        .route(
-            "/sites/{site}/deploys/{deploy}/publish",
-            post(dashboard::sites::publish),
-        )
-        .route("/builds/{id}", get(dashboard::builds::show))
-        .route("/builds/{id}/cancel", post(dashboard::builds::cancel))
-        .route("/builds/{id}/retry", post(dashboard::builds::retry))
-        .route("/queue", get(dashboard::queue::show))
-        .route("/settings", get(dashboard::settings::show))
-        .route("/settings/tokens", post(dashboard::settings::create_token))
-        .route(
-            "/settings/tokens/{id}/revoke",
-            post(dashboard::settings::revoke_token),
-        );
+    let dashboard = with_dashboard_headers(
+        Router::new()
+            .route("/", get(dashboard::home))
+            .route("/assets/dashboard.css", get(dashboard::stylesheet))
+            .route("/assets/build-log.js", get(dashboard::log_script))
+            .route(
+                "/login",
+                get(dashboard::login::show).post(dashboard::login::sign_in),
+            )
+            .route("/logout", post(dashboard::login::sign_out))
+            .route(
+                "/sites",
+                get(dashboard::sites::list).post(dashboard::sites::create),
+            )
+            .route("/sites/new", get(dashboard::sites::new_form))
+            .route("/sites/{site}", get(dashboard::sites::show))
+            .route(
+                "/sites/{site}/settings",
+                get(dashboard::site_settings::show).post(dashboard::site_settings::save_scheduling),
+            )
+            .route(
+                "/sites/{site}/settings/limits",
+                post(dashboard::site_settings::save_limits),
+            )
+            .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
+            .route(
+                "/sites/{site}/env/{name}/delete",
+                post(dashboard::site_settings::delete_env),
+            )
+            .route("/sites/{site}/builds", post(dashboard::sites::trigger))
+            .route(
+                "/sites/{site}/clear-cache-and-rebuild",
+                post(dashboard::sites::clear_cache_and_rebuild),
+            )
+            .route("/sites/{site}/lock", post(dashboard::sites::lock))
+            .route("/sites/{site}/unlock", post(dashboard::sites::unlock))
+            .route("/sites/{site}/deploys/{deploy}", get(dashboard::deploys::show))
+            .route(
+                "/sites/{site}/deploys/{deploy}/publish",
+                post(dashboard::sites::publish),
+            )
+            .route("/builds/{id}", get(dashboard::builds::show))
+            .route("/builds/{id}/cancel", post(dashboard::builds::cancel))
+            .route("/builds/{id}/retry", post(dashboard::builds::retry))
+            .route("/queue", get(dashboard::queue::show))
+            .route("/settings", get(dashboard::settings::show))
+            .route("/settings/tokens", post(dashboard::settings::create_token))
+            .route(
+                "/settings/tokens/{id}/revoke",
+                post(dashboard::settings::revoke_token),
+            ),
+    );
 
     Router::new()
         .merge(api_routes)

@@ -1,5 +1,5 @@
-//! Secrets the controller must use again (GitHub access tokens, generic
-//! webhook secrets) are stored sealed: encrypted and authenticated with
+//! Secrets the controller must use again (GitHub access tokens, the GitHub
+//! webhook secret, generic webhook secrets) are stored sealed: encrypted and authenticated with
 //! XChaCha20-Poly1305 under a key that lives outside the database.
 //!
 //! They cannot be hashed like API tokens, because the controller needs their
@@ -143,6 +143,10 @@ pub fn github_token_purpose(site: &str) -> String {
 pub fn generic_webhook_purpose(site: &str) -> String {
     format!("site/{site}/generic-webhook-secret")
 }
+
+/// The purpose the GitHub webhook secret (made by the controller when none
+/// is configured) is sealed for.
+pub const GITHUB_WEBHOOK_SECRET_PURPOSE: &str = "controller/github-webhook-secret";
 
 #[cfg(test)]
 mod tests {

@@ -50,13 +50,6 @@ impl Application {
         let db = Database::connect(&config.database_url()).await?;
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
-        let webhook_secret = match &config.webhook_secret {
-            Some(secret) => secret.clone(),
-            None => {
-                db.setting_or_insert("github_webhook_secret", &random_hex(20))
-                    .await?
-            }
-        };
         if let Some(public) = &config.public_url {
             let parsed = url::Url::parse(public).ok();
             if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
@@ -66,11 +59,27 @@ impl Application {
                 );
             }
         }
+        if let Some(public) = &config.public_url
+            && shares_site_domain(public, &config.domain)
+        {
+            tracing::warn!(
+                public_url = %public,
+                domain = %config.domain,
+                "the dashboard's public URL and the sites' domain share a parent domain: a site's pages \
+                 are then same-site with the dashboard (cookies scoped to the parent domain, weaker \
+                 isolation). Serve sites on a domain of their own (--domain), e.g. example-sites.net \
+                 for a dashboard at deploy.example.com"
+            );
+        }
         if let Some(hash) = &config.dashboard_password_hash {
             crate::auth::check_password_hash(hash).map_err(anyhow::Error::msg)?;
         }
         let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
         seal_plain_secret_variables(&db, &secrets).await?;
+        let webhook_secret = match &config.webhook_secret {
+            Some(secret) => secret.clone(),
+            None => stored_webhook_secret(&db, &secrets, &config.secret_key_path()).await?,
+        };
         let github = GitHub::new(&config)?;
         let installation_id = db.setting_or_insert("installation_id", &random_hex(4)).await?;
         let listener = TcpListener::bind(config.listen)
@@ -216,11 +225,10 @@ impl Application {
             let app = crate::router::metrics_router(self.state.clone());
             tokio::spawn(async move { axum::serve(listener, app).await })
         });
+        let limits = self.state.config.http;
         let app = service(self.state);
-        let served = axum::serve(self.listener, axum::ServiceExt::into_make_service(app))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        crate::http_server::serve(self.listener, app, limits, shutdown).await;
+        let served: anyhow::Result<()> = Ok(());
         reaper.abort();
         reporter.abort();
         pruner.abort();
@@ -257,6 +265,28 @@ async fn forget_on_events(state: AppState) {
     }
 }
 
+/// Whether the host of `public_url` (the dashboard) and `domain` (where
+/// sites are served, `<site>.<domain>`) share a registrable domain, so
+/// that a site's page is "same-site" with the dashboard. Judged by the last
+/// two labels rather than the public suffix list: it over-warns for
+/// domains under a two-label public suffix (`a.co.uk` and `b.co.uk`), which
+/// is the safe side for a warning. Addresses are never the same site as a
+/// name.
+pub fn shares_site_domain(public_url: &str, domain: &str) -> bool {
+    let Some(host) = url::Url::parse(public_url).ok().and_then(|u| match u.host() {
+        Some(url::Host::Domain(name)) => Some(name.trim_end_matches('.').to_ascii_lowercase()),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let registrable = |name: &str| -> String {
+        let labels: Vec<&str> = name.rsplitn(3, '.').collect();
+        labels.iter().take(2).rev().copied().collect::<Vec<_>>().join(".")
+    };
+    host == domain || host.ends_with(&format!(".{domain}")) || registrable(&host) == registrable(&domain)
+}
+
 async fn first_token(db: &Database, kind: TokenKind, name: &str) -> anyhow::Result<Option<String>> {
     if db.count_tokens(kind).await? > 0 {
         return Ok(None);
@@ -274,6 +304,41 @@ pub async fn mint_token(config: &Config, kind: TokenKind, name: &str) -> anyhow:
     let token = new_token(kind);
     db.insert_token(kind, name, &hash_token(&token)).await?;
     Ok(token)
+}
+
+/// The GitHub webhook secret the controller made for itself, stored sealed
+/// like every secret it must use again: made on first start, and sealed
+/// now if an older version stored it in clear (the value stays the same,
+/// so GitHub's signatures still match).
+async fn stored_webhook_secret(
+    db: &Database,
+    secrets: &SecretBox,
+    key_file: &std::path::Path,
+) -> anyhow::Result<String> {
+    const KEY: &str = "github_webhook_secret";
+    let purpose = crate::secrets::GITHUB_WEBHOOK_SECRET_PURPOSE;
+    let fresh = secrets.seal(purpose, &random_hex(20));
+    // A start racing this one may store its own first or seal a clear one:
+    // read again until the stored value is sealed.
+    let mut stored = db.setting_or_insert(KEY, &fresh).await?;
+    loop {
+        if crate::secrets::looks_sealed(&stored) {
+            return secrets.open(purpose, &stored).with_context(|| {
+                format!(
+                    "opening the stored GitHub webhook secret; restore the secret key file {}, or give \
+                     the secret GitHub signs with by --webhook-secret",
+                    key_file.display()
+                )
+            });
+        }
+        if db
+            .replace_setting(KEY, &stored, &secrets.seal(purpose, &stored))
+            .await?
+        {
+            tracing::info!("the GitHub webhook secret stored in clear is now sealed");
+        }
+        stored = db.setting(KEY).await?.unwrap_or(fresh.clone());
+    }
 }
 
 /// Seals secret build variables stored in clear by an older version, so the
@@ -297,4 +362,29 @@ async fn seal_plain_secret_variables(db: &Database, secrets: &SecretBox) -> anyh
         tracing::info!(sealed, "secret build variables stored in clear are now sealed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares_site_domain;
+
+    #[test]
+    fn a_dashboard_on_the_sites_parent_domain_is_told_apart_from_one_on_its_own() {
+        for (public, domain) in [
+            ("https://deploy.example.com", "example.com"),
+            ("https://deploy.example.com", "sites.example.com"),
+            ("https://example.com/", "example.com"),
+            ("https://DEPLOY.Example.com.", "pages.example.com"),
+            ("http://localhost:8080", "localhost"),
+        ] {
+            assert!(shares_site_domain(public, domain), "{public} and {domain}");
+        }
+        for (public, domain) in [
+            ("https://deploy.example.com", "example-sites.net"),
+            ("http://127.0.0.1:8080", "localhost"),
+            ("https://deploy.example.org", "example.com"),
+        ] {
+            assert!(!shares_site_domain(public, domain), "{public} and {domain}");
+        }
+    }
 }

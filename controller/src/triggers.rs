@@ -7,11 +7,12 @@
 //! from the site's settings, and says in one sentence per site what it did.
 
 use crate::builds::{self, BuildRequest};
-use crate::db::Site;
+use crate::db::{BranchHistory, Database, Site};
 use crate::deploys::branch_label;
 use crate::events::Event;
 use crate::state::AppState;
 use jamstack_proto::BuildContext;
+use std::collections::HashMap;
 
 /// What was done with an event, as the sender is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,8 @@ struct Tally {
     queued: Vec<i64>,
     skipped: Vec<i64>,
     notes: Vec<String>,
+    /// A site found the push's commit built already (a replay).
+    replayed: bool,
 }
 
 impl Tally {
@@ -62,6 +65,8 @@ impl Tally {
             "queued"
         } else if !self.skipped.is_empty() {
             "skipped"
+        } else if self.replayed {
+            "duplicate"
         } else {
             "ignored"
         };
@@ -81,6 +86,9 @@ impl Tally {
 pub struct Push {
     /// The full ref, e.g. `refs/heads/main` or `refs/tags/v1`.
     pub git_ref: String,
+    /// The commit the ref pointed at before, when the sender says (zeros
+    /// for a new ref).
+    pub before: Option<String>,
     /// The commit the ref points at now; empty to build the branch's head.
     pub after: String,
     pub deleted: bool,
@@ -96,7 +104,8 @@ fn short(sha: &str) -> &str {
 
 /// A push to `sites` (all connected to the pushed repository).
 pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
-    let plan = match plan_push(sites, push) {
+    let histories = branch_histories(&state.db, sites, push).await?;
+    let plan = match plan_push(sites, push, &histories) {
         PushPlan::Build(plan) => plan,
         PushPlan::Ignored(outcome) => return Ok(outcome),
         PushPlan::BranchDeleted(branch) => return on_branch_deleted(state, sites, &branch).await,
@@ -141,6 +150,8 @@ pub struct PlannedBuild {
 pub struct BuildPlan {
     pub builds: Vec<PlannedBuild>,
     notes: Vec<PlanNote>,
+    /// A site found the push's commit built already (a replay).
+    replayed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +184,10 @@ impl BuildPlan {
 
     /// The answer, once `ids` (one per planned build, in order) are known.
     pub fn outcome(&self, ids: &[i64]) -> Outcome {
-        let mut tally = Tally::default();
+        let mut tally = Tally {
+            replayed: self.replayed,
+            ..Tally::default()
+        };
         for note in &self.notes {
             match note {
                 PlanNote::Text(text) => tally.notes.push(text.clone()),
@@ -208,8 +222,71 @@ impl BuildPlan {
     }
 }
 
-/// Decides what a push to `sites` builds.
-pub fn plan_push(sites: &[Site], push: &Push) -> PushPlan {
+/// What the pushed branch of each of `sites` built before (by site id),
+/// for [`plan_push`]; nothing when the push names no commit or no branch.
+pub async fn branch_histories(
+    db: &Database,
+    sites: &[Site],
+    push: &Push,
+) -> anyhow::Result<HashMap<i64, BranchHistory>> {
+    let mut histories = HashMap::new();
+    let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
+        return Ok(histories);
+    };
+    if push.deleted || push.after.is_empty() {
+        return Ok(histories);
+    }
+    for site in sites {
+        histories.insert(site.id, db.branch_history(site.id, branch, &push.after).await?);
+    }
+    Ok(histories)
+}
+
+/// Why a push of a commit `history` shows built is not built again, if it
+/// is not: a captured delivery replayed, or sent again under a new id,
+/// must not rebuild and republish an old commit.
+///
+/// "Not newer" is decided by commits, not by times (a revert by `git push
+/// -f` to an older commit is legitimate, and its head commit is old):
+/// - the commit is the one the branch last built: nothing would change;
+/// - the commit was built before, and the push moves the branch from
+///   another commit than the one it last built: an old push, played
+///   again. A revert moves the branch from the commit it last built, so
+///   it builds. A push that does not say where the branch was (a generic
+///   sender without `before`) or that creates the branch is let through.
+fn replayed_push(branch: &str, push: &Push, history: Option<&BranchHistory>) -> Option<String> {
+    let history = history?;
+    let (last_id, last_commit) = history.last.as_ref()?;
+    if push.after.is_empty() {
+        return None;
+    }
+    if *last_commit == push.after {
+        return Some(format!(
+            "commit {} was already built for branch `{branch}` (build {last_id}); nothing to do. \
+             To build it again, trigger a build",
+            short(&push.after)
+        ));
+    }
+    let built = history.commit_built?;
+    let before = push
+        .before
+        .as_deref()
+        .filter(|b| !b.is_empty() && !b.bytes().all(|c| c == b'0'))?;
+    (before != last_commit).then(|| {
+        format!(
+            "commit {} was built for branch `{branch}` before (build {built}), and this push moves the \
+             branch from {}, not from {} that it last built (build {last_id}): a replayed old delivery \
+             is not built. To serve that commit again, publish its deploy or trigger a build",
+            short(&push.after),
+            short(before),
+            short(last_commit)
+        )
+    })
+}
+
+/// Decides what a push to `sites` builds, given what their branch built
+/// before (`histories`, by site id, from [`branch_histories`]).
+pub fn plan_push(sites: &[Site], push: &Push, histories: &HashMap<i64, BranchHistory>) -> PushPlan {
     let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
         // Like Netlify: tags name releases of commits that were built when
         // their branch was pushed; building them again would change nothing.
@@ -248,6 +325,12 @@ pub fn plan_push(sites: &[Site], push: &Push) -> PushPlan {
         } else {
             BuildContext::BranchDeploy
         };
+        if let Some(replay) = replayed_push(branch, push, histories.get(&site.id)) {
+            plan.notes
+                .push(PlanNote::Text(format!("{}: {replay}", site.name)));
+            plan.replayed = true;
+            continue;
+        }
         let request = BuildRequest {
             context,
             branch: branch.to_owned(),

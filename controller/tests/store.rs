@@ -840,6 +840,7 @@ on_both_databases!(
             event: "push".into(),
             action: None,
             repository: Some("octo/batched".into()),
+            body_sha256: None,
         };
         for (id, outcome) in [("seen", "queued"), ("failed-once", "failed")] {
             let Claim::New(row) = db.claim_delivery(&delivery(id)).await.unwrap() else {
@@ -978,6 +979,115 @@ on_both_databases!(
             leased.push(job.build_id);
         }
         assert_eq!(leased, [d2, retried]);
+    }
+);
+
+on_both_databases!(
+    a_delivery_body_claimed_before_under_another_id_is_a_replay_one_at_a_time_and_in_a_batch,
+    |db: Database| async move {
+        use jamstack_controller::db::{
+            BatchedBuild, BranchHistory, Claim, DeliveryRecord, NewDelivery, PushDelivery, PushRecorded,
+        };
+        use std::sync::Arc;
+        let s = site(&db, "replays").await;
+        let delivery = |id: &str, body: &str| NewDelivery {
+            source: "github",
+            delivery_id: Some(id.to_owned()),
+            event: "push".into(),
+            action: None,
+            repository: Some("octo/replays".into()),
+            body_sha256: Some(format!("{body:0>64}")),
+        };
+        let Claim::New(first) = db.claim_delivery(&delivery("d1", "b1")).await.unwrap() else {
+            panic!("d1 is new");
+        };
+        db.finish_delivery(first, "queued", "built", &[]).await.unwrap();
+        match db.claim_delivery(&delivery("d1-again", "b1")).await.unwrap() {
+            Claim::SameBody(earlier) => assert_eq!(earlier.id, first),
+            other => panic!("a replayed body was claimed: {other:?}"),
+        }
+        // A redelivery (same id, same body) is a duplicate by id, as ever.
+        assert!(matches!(
+            db.claim_delivery(&delivery("d1", "b1")).await.unwrap(),
+            Claim::Duplicate(_)
+        ));
+        // One that failed is claimed again by its own id and body.
+        let Claim::New(failed) = db.claim_delivery(&delivery("d2", "b2")).await.unwrap() else {
+            panic!("d2 is new");
+        };
+        db.finish_delivery(failed, "failed", "internal", &[])
+            .await
+            .unwrap();
+        assert!(matches!(
+            db.claim_delivery(&delivery("d2", "b2")).await.unwrap(),
+            Claim::New(_)
+        ));
+
+        let push = |id: &str, body: &str, sha: &str| PushDelivery {
+            delivery: delivery(id, body),
+            installation: None,
+            builds: vec![BatchedBuild {
+                build: NewBuild {
+                    site_id: s.id,
+                    context: BuildContext::Production,
+                    branch: "main".into(),
+                    commit_sha: format!("{sha:0>40}"),
+                    commit_message: None,
+                    author: None,
+                    pr_number: None,
+                    from_fork: false,
+                    trigger: "webhook",
+                },
+                skip_reason: None,
+                revives_alias: None,
+            }],
+            describe: Arc::new(|_: &[i64]| DeliveryRecord {
+                outcome: "queued",
+                message: String::new(),
+            }),
+        };
+        let batch = [
+            push("d3", "b3", "a3"),
+            push("d1-replayed", "b1", "a1"),
+            push("d3-replayed-in-the-batch", "b3", "a3"),
+            push("d4", "b4", "a4"),
+        ];
+        let recorded = db.record_push_deliveries(&batch).await.unwrap();
+        assert!(matches!(recorded.deliveries[0], PushRecorded::Recorded { .. }));
+        assert_eq!(
+            recorded.deliveries[1],
+            PushRecorded::Claimed,
+            "a body claimed before"
+        );
+        assert_eq!(
+            recorded.deliveries[2],
+            PushRecorded::Claimed,
+            "a body claimed earlier in the batch"
+        );
+        assert!(matches!(recorded.deliveries[3], PushRecorded::Recorded { .. }));
+
+        // What the branch built: its newest build, and the newest of a commit.
+        let PushRecorded::Recorded { builds: a3, .. } = &recorded.deliveries[0] else {
+            unreachable!()
+        };
+        let PushRecorded::Recorded { builds: a4, .. } = &recorded.deliveries[3] else {
+            unreachable!()
+        };
+        assert_eq!(
+            db.branch_history(s.id, "main", &format!("{:0>40}", "a3"))
+                .await
+                .unwrap(),
+            BranchHistory {
+                last: Some((a4[0], format!("{:0>40}", "a4"))),
+                commit_built: Some(a3[0]),
+            }
+        );
+        assert_eq!(
+            db.branch_history(s.id, "other", &format!("{:0>40}", "a3"))
+                .await
+                .unwrap(),
+            BranchHistory::default()
+        );
     }
 );
 

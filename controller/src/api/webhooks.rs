@@ -17,7 +17,7 @@ use crate::triggers::{self, Outcome, no_site};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,24 @@ where
                 .unwrap_or(earlier.id);
             return answer(StatusCode::OK, id, "duplicate", earlier.builds, message);
         }
+        Ok(Claim::SameBody(earlier)) => {
+            let message = format!(
+                "this body was received before under another delivery id (delivery {}, `{}`, {}): \
+                 a replayed delivery is not acted on. To build again, trigger a build \
+                 (POST /api/v1/sites/<site>/builds) or push a new commit",
+                earlier.id,
+                earlier.delivery_id.as_deref().unwrap_or("no id"),
+                earlier.outcome,
+            );
+            tracing::warn!(earlier = earlier.id, "a replayed webhook body was not acted on");
+            delivery.action = delivery.action.or(earlier.action);
+            let id = state
+                .db
+                .record_unclaimed_delivery(&delivery, "duplicate", &message)
+                .await
+                .unwrap_or(earlier.id);
+            return answer(StatusCode::OK, id, "duplicate", Vec::new(), message);
+        }
         Err(e) => return AppError::from(e).into_response(),
     };
     let result = match checked {
@@ -182,6 +200,31 @@ fn answer(status: StatusCode, delivery: i64, outcome: &str, builds: Vec<i64>, me
         .into_response()
 }
 
+/// Reads a webhook's body, at most [`MAX_WEBHOOK_BODY`] bytes within the
+/// listener's body timeout: the sender is not yet authenticated, so it may
+/// neither send without end nor hold the connection by sending slowly.
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, AppError> {
+    let limit = state.config.http.body_read_timeout;
+    match tokio::time::timeout(limit, Bytes::from_request(request, state)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(rejection)) => Err(body_refusal(&rejection)),
+        Err(_) => Err(AppError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} seconds; send the whole delivery at once",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
+/// The hex SHA-256 a delivery's body is recognised by (see
+/// [`NewDelivery::body_key`]).
+fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(body))
+}
+
 fn body_refusal(rejection: &BytesRejection) -> AppError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::new(
@@ -196,12 +239,9 @@ fn body_refusal(rejection: &BytesRejection) -> AppError {
     }
 }
 
-#[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(&headers, "x-github-delivery").unwrap_or_default()))]
-pub async fn github(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+#[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(request.headers(), "x-github-delivery").unwrap_or_default()))]
+pub async fn github(State(state): State<AppState>, request: Request) -> Response {
+    let headers = request.headers().clone();
     let event = header(&headers, "x-github-event").unwrap_or_default().to_owned();
     let mut delivery = NewDelivery {
         source: "github",
@@ -213,10 +253,16 @@ pub async fn github(
         },
         action: None,
         repository: None,
+        body_sha256: None,
     };
-    let body = match body {
+    // No signature, no reading: what cannot be authenticated is refused
+    // before its body is read.
+    if let Err(e) = signature::parse(header(&headers, "x-hub-signature-256")) {
+        return refuse(&state, &delivery, crate::error::unauthorized(e.to_string())).await;
+    }
+    let body = match read_body(&state, request).await {
         Ok(body) => body,
-        Err(rejection) => return refuse(&state, &delivery, body_refusal(&rejection)).await,
+        Err(error) => return refuse(&state, &delivery, error).await,
     };
     let checked = signature::verify(
         state.webhook_secret.as_bytes(),
@@ -233,6 +279,9 @@ pub async fn github(
             Ok(())
         }
     });
+    if checked.is_ok() {
+        delivery.body_sha256 = Some(body_digest(&body));
+    }
     let envelope = checked.is_ok().then(|| Envelope::peek(&body)).flatten();
     if let Some(envelope) = &envelope {
         delivery.action = envelope.action.as_deref().map(|a| clip(a).to_owned());
@@ -304,6 +353,7 @@ async fn push_in_batch(
 fn github_push(push: github::PushEvent) -> triggers::Push {
     triggers::Push {
         git_ref: push.git_ref,
+        before: Some(push.before),
         after: push.after,
         deleted: push.deleted,
         head_commit_message: push.head_commit_message,
@@ -423,6 +473,11 @@ pub struct GenericPush {
     /// `refs/heads/<branch>`, or just the branch name.
     #[serde(rename = "ref")]
     pub git_ref: String,
+    /// The commit the ref pointed at before the push (all zeros for a new
+    /// branch). Optional; with it, a push of an old commit replayed later
+    /// is told apart from a revert, and two updates of a ref to the same
+    /// commit send different bodies.
+    pub before: Option<String>,
     /// The commit the ref points at now (`after` or `commit`); all zeros
     /// when the ref was deleted; absent to build the branch's head.
     #[serde(alias = "commit")]
@@ -438,20 +493,21 @@ pub struct GenericPush {
 pub async fn generic(
     State(state): State<AppState>,
     Path(site_name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    let delivery = NewDelivery {
+    let headers = request.headers().clone();
+    let mut delivery = NewDelivery {
         source: "generic",
         delivery_id: header(&headers, GENERIC_DELIVERY_HEADER).map(|id| clip(id).to_owned()),
         event: "push".to_owned(),
         action: None,
         repository: Some(clip(&site_name).to_owned()),
+        body_sha256: None,
     };
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return refuse(&state, &delivery, body_refusal(&rejection)).await,
-    };
+    if let Err(e) = signature::parse(header(&headers, GENERIC_SIGNATURE_HEADER)) {
+        let error = crate::error::unauthorized(generic_signature_message(&e));
+        return refuse(&state, &delivery, error).await;
+    }
     let site = match state.db.site_by_name(&site_name).await {
         Ok(Some(site)) => site,
         Ok(None) => {
@@ -473,12 +529,21 @@ pub async fn generic(
         Ok(secret) => secret,
         Err(e) => return AppError::from(anyhow::Error::from(e)).into_response(),
     };
+    let body = match read_body(&state, request).await {
+        Ok(body) => body,
+        Err(error) => return refuse(&state, &delivery, error).await,
+    };
     let checked = signature::verify(
         secret.as_bytes(),
         header(&headers, GENERIC_SIGNATURE_HEADER),
         &body,
     )
     .map_err(|e| Refusal::Unauthenticated(crate::error::unauthorized(generic_signature_message(&e))));
+    if checked.is_ok() {
+        // Bodies are per site (each has its own secret): the site is part
+        // of what a body is recognised by.
+        delivery.body_sha256 = Some(body_digest(&[site.name.as_bytes(), b"\n", &body].concat()));
+    }
     receive(&state, delivery, checked, || async {
         let push = read_generic_push(&body).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
         Ok(triggers::on_push(&state, std::slice::from_ref(&site), &push).await?)
@@ -527,8 +592,17 @@ fn generic_push(push: GenericPush) -> Result<triggers::Push, String> {
             "`after` is `{after}`, not a full 40-hex commit id; send the new revision as git gives it"
         ));
     }
+    let before = push.before.map(|b| b.to_ascii_lowercase());
+    if let Some(before) = &before
+        && !jamstack_proto::is_full_commit_sha(before)
+    {
+        return Err(format!(
+            "`before` is `{before}`, not a full 40-hex commit id; send the old revision as git gives it"
+        ));
+    }
     Ok(triggers::Push {
         git_ref,
+        before,
         after: if deleted { String::new() } else { after },
         deleted,
         head_commit_message: push.message,
@@ -558,6 +632,7 @@ mod tests {
     fn push(git_ref: &str, after: Option<&str>) -> GenericPush {
         GenericPush {
             git_ref: git_ref.into(),
+            before: None,
             after: after.map(str::to_owned),
             deleted: false,
             message: None,

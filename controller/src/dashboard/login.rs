@@ -5,8 +5,8 @@
 //! form; `POST /login` insists they match.
 //!
 //! The password is configured as an argon2 hash only
-//! (`Config::dashboard_password_hash`). Wrong guesses are slowed by
-//! [`SignInThrottle`].
+//! (`Config::dashboard_password_hash`). Every attempt waits its turn in
+//! [`SignInThrottle`] before it is checked; wrong guesses hold it a while.
 
 use super::{Chrome, PageResult, Session, behind_tls, see_other};
 use crate::auth::{SESSION_COOKIE, hash_token, random_hex, secrets_match};
@@ -16,54 +16,165 @@ use crate::state::AppState;
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 const LOGIN_CSRF_COOKIE: &str = "jamstack_login";
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
-/// How long a failed sign-in waits before it is answered.
+/// How long a failed sign-in holds the turn before it is answered.
 pub const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
-/// Failed sign-ins are answered one at a time, each after
-/// [`FAILURE_PAUSE`]: guessing runs at most one try a second per
-/// controller however many connections it uses, while the right token or
-/// password is answered at once. Password hashes (argon2, deliberately
-/// costly) are checked at most two at a time, so a flood of attempts
-/// cannot take the CPU.
-#[derive(Debug)]
+/// Sign-in attempts the controller holds at once (waiting their turn or
+/// being checked); more are answered 429 at once.
+pub const MAX_SIGN_INS_IN_FLIGHT: usize = 16;
+
+/// Sign-in attempts one client address may have in flight at once.
+pub const MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT: usize = 4;
+
+/// Every sign-in attempt takes one turn, the same for all clients, before
+/// its token or password is checked; a failure keeps the turn for
+/// [`FAILURE_PAUSE`] before it is answered. Guessing thus runs at most one
+/// try a second per controller however many connections it uses, and the
+/// right guess sent among many wrong ones is answered no sooner than the
+/// guesses ahead of it. A right token or password with no failure ahead is
+/// answered at once. Attempts waiting are capped, per client address and
+/// in all, so a flood is answered 429 instead of queueing without end (and
+/// one address cannot fill the queue). Password hashes (argon2,
+/// deliberately costly) are checked one at a time, in the turn, off the
+/// async threads.
+///
+/// The client address is the TCP peer's: behind a reverse proxy every
+/// attempt shares the proxy's address, and the per-client cap becomes a
+/// second global one (`X-Forwarded-For` is not trusted, since any client
+/// can send it).
+#[derive(Debug, Default)]
 pub struct SignInThrottle {
-    failures: tokio::sync::Mutex<()>,
-    hashing: tokio::sync::Semaphore,
+    turn: tokio::sync::Mutex<()>,
+    in_flight: std::sync::Mutex<InFlight>,
 }
 
-impl Default for SignInThrottle {
-    fn default() -> Self {
-        SignInThrottle {
-            failures: tokio::sync::Mutex::new(()),
-            hashing: tokio::sync::Semaphore::new(2),
+#[derive(Debug, Default)]
+struct InFlight {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+}
+
+/// Why an attempt was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// This client address has [`MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT`] in flight.
+    Client,
+    /// The controller holds [`MAX_SIGN_INS_IN_FLIGHT`].
+    Everyone,
+}
+
+/// An attempt let in; it leaves the count when dropped.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    throttle: &'a SignInThrottle,
+    client: IpAddr,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .throttle
+            .in_flight
+            .lock()
+            .expect("the sign-in count is never poisoned");
+        in_flight.total -= 1;
+        if let Some(count) = in_flight.by_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.by_client.remove(&self.client);
+            }
         }
     }
 }
 
+/// The address an attempt is counted under: an IPv6 client by its /64,
+/// the smallest network one holder usually gets, so it cannot take a new
+/// address per attempt.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 impl SignInThrottle {
+    /// Lets an attempt from `client` in, unless the caps are reached.
+    pub fn admit(&self, client: IpAddr) -> Result<Admitted<'_>, Busy> {
+        let client = client_key(client);
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .expect("the sign-in count is never poisoned");
+        let mine = in_flight.by_client.get(&client).copied().unwrap_or(0);
+        if mine >= MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT {
+            return Err(Busy::Client);
+        }
+        if in_flight.total >= MAX_SIGN_INS_IN_FLIGHT {
+            return Err(Busy::Everyone);
+        }
+        in_flight.total += 1;
+        *in_flight.by_client.entry(client).or_default() += 1;
+        Ok(Admitted {
+            throttle: self,
+            client,
+        })
+    }
+
+    /// Attempts from `client` in flight now.
+    pub fn in_flight(&self, client: IpAddr) -> usize {
+        let in_flight = self
+            .in_flight
+            .lock()
+            .expect("the sign-in count is never poisoned");
+        in_flight.by_client.get(&client_key(client)).copied().unwrap_or(0)
+    }
+
     /// Whether `password` is the one `hash` was made from, checked off the
     /// async threads.
-    async fn password_matches(&self, password: &str, hash: &str) -> anyhow::Result<bool> {
-        let _permit = self.hashing.acquire().await?;
+    async fn password_matches(password: &str, hash: &str) -> anyhow::Result<bool> {
         let (password, hash) = (password.to_owned(), hash.to_owned());
         Ok(tokio::task::spawn_blocking(move || crate::auth::password_matches(&password, &hash)).await?)
     }
+}
 
-    /// Waits its turn, then [`FAILURE_PAUSE`].
-    async fn after_failure(&self) {
-        let _turn = self.failures.lock().await;
-        tokio::time::sleep(FAILURE_PAUSE).await;
+/// The TCP peer's address, when the listener gave one (tests that call the
+/// router directly have none; they are counted under the unspecified
+/// address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
     }
 }
 
@@ -135,6 +246,7 @@ pub struct LoginForm {
 
 pub async fn sign_in(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
@@ -149,6 +261,31 @@ pub async fn sign_in(
         )
         .into());
     }
+    let _admitted = match state.sign_in.admit(client.0) {
+        Ok(admitted) => admitted,
+        Err(busy) => {
+            tracing::warn!(client = %client.0, ?busy, "dashboard sign-in refused: too many attempts in flight");
+            let message = match busy {
+                Busy::Client => format!(
+                    "{MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT} sign-ins from your address are already waiting \
+                     their turn; wait for their answers, then try again"
+                ),
+                Busy::Everyone => format!(
+                    "{MAX_SIGN_INS_IN_FLIGHT} sign-ins are already waiting their turn on this controller; \
+                     try again in a few seconds"
+                ),
+            };
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "2")],
+                message,
+            )
+                .into_response());
+        }
+    };
+    // The turn is taken before anything is checked, so no answer (right
+    // or wrong) comes back sooner than the failures ahead of it allow.
+    let turn = state.sign_in.turn.lock().await;
     let token = form.token.trim();
     let by_token = !token.is_empty()
         && state
@@ -160,12 +297,13 @@ pub async fn sign_in(
     let by_password = !by_token
         && !form.token.is_empty()
         && match &state.config.dashboard_password_hash {
-            Some(hash) => state.sign_in.password_matches(&form.token, hash).await?,
+            Some(hash) => SignInThrottle::password_matches(&form.token, hash).await?,
             None => false,
         };
     if !by_token && !by_password {
-        tracing::warn!("dashboard sign-in refused: neither the admin token nor the password");
-        state.sign_in.after_failure().await;
+        tracing::warn!(client = %client.0, "dashboard sign-in refused: neither the admin token nor the password");
+        tokio::time::sleep(FAILURE_PAUSE).await;
+        drop(turn);
         let error = if state.config.dashboard_password_hash.is_some() {
             "That is neither the admin token nor the dashboard password. Check the password, or use the \
              admin token the controller printed on its first start (jamstack-controller token admin \
@@ -176,6 +314,7 @@ pub async fn sign_in(
         };
         return Ok(login_page(&state, &headers, jar, Some(error.to_owned())));
     }
+    drop(turn);
     let session = random_hex(32);
     state
         .db

@@ -5,6 +5,9 @@
 //! even one arriving while the first is still being handled, is handled
 //! once. Only a delivery that failed inside the controller, or whose
 //! handling was abandoned, can be claimed again: redelivering it retries it.
+//! A claimed delivery also keeps the SHA-256 of its body (`body_key`): a
+//! captured delivery replayed under a new id has the same body (a sender
+//! without the secret cannot sign another), and is a duplicate too.
 
 use super::{Database, now_millis};
 use serde::Serialize;
@@ -42,6 +45,8 @@ pub struct NewDelivery {
     pub event: String,
     pub action: Option<String>,
     pub repository: Option<String>,
+    /// The hex SHA-256 of the body, once it is read.
+    pub body_sha256: Option<String>,
 }
 
 impl NewDelivery {
@@ -49,6 +54,14 @@ impl NewDelivery {
         self.delivery_id
             .as_ref()
             .map(|id| format!("{}:{id}", self.source))
+    }
+
+    /// What the body is recognised by: a replay under a new delivery id has
+    /// the same.
+    pub fn body_key(&self) -> Option<String> {
+        self.body_sha256
+            .as_ref()
+            .map(|digest| format!("{}:{digest}", self.source))
     }
 }
 
@@ -59,6 +72,9 @@ pub enum Claim {
     New(i64),
     /// Seen before; this is the earlier delivery.
     Duplicate(Delivery),
+    /// The same body was claimed before under another delivery id (a
+    /// replay); this is the earlier delivery.
+    SameBody(Delivery),
 }
 
 const DELIVERY_COLUMNS: &str = "id, source, delivery_id, event, action, repository, outcome, message, \
@@ -88,14 +104,36 @@ pub(super) fn join_ids(ids: &[i64]) -> String {
 impl Database {
     /// Claims an authenticated delivery before it is acted on.
     pub async fn claim_delivery(&self, delivery: &NewDelivery) -> anyhow::Result<Claim> {
+        // The same body under another id is a replay. Looked up first; the
+        // unique index stops a replay racing its original.
+        if let Some(body_key) = delivery.body_key() {
+            let earlier = sqlx::query(&format!(
+                "SELECT {DELIVERY_COLUMNS}, dedupe_key FROM webhook_deliveries WHERE body_key = $1"
+            ))
+            .bind(&body_key)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(earlier) = earlier
+                && earlier.get::<Option<String>, _>("dedupe_key") != delivery.dedupe_key()
+            {
+                return Ok(Claim::SameBody(delivery_from_row(&earlier)));
+            }
+        }
         let Some(key) = delivery.dedupe_key() else {
-            // Without an id a delivery cannot be recognised again.
+            // Without an id a delivery cannot be recognised again by its
+            // id; its body still can.
             let id = self.insert_delivery(delivery, None, "processing", "").await?;
+            sqlx::query("UPDATE webhook_deliveries SET body_key = $1 WHERE id = $2")
+                .bind(delivery.body_key())
+                .bind(id)
+                .execute(self.writer())
+                .await?;
             return Ok(Claim::New(id));
         };
         let claimed = sqlx::query(
             "INSERT INTO webhook_deliveries (source, delivery_id, dedupe_key, event, action, repository, \
-             outcome, message, received_at) VALUES ($1, $2, $3, $4, $5, $6, 'processing', '', $7) \
+             outcome, message, received_at, body_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'processing', '', $7, $9) \
              ON CONFLICT (dedupe_key) DO UPDATE SET outcome = 'processing', message = '', \
              received_at = excluded.received_at, handled_at = NULL \
              WHERE webhook_deliveries.outcome = 'failed' \
@@ -110,6 +148,7 @@ impl Database {
         .bind(&delivery.repository)
         .bind(now_millis())
         .bind(now_millis() - ABANDONED_AFTER_MS)
+        .bind(delivery.body_key())
         .fetch_optional(self.writer())
         .await?;
         if let Some(row) = claimed {

@@ -38,7 +38,8 @@ pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use notifications::{AttemptResult, DueDelivery, NotificationDelivery, NotificationHook};
 pub use push_intake::{
-    BatchedBuild, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch, SupersededBuild,
+    BatchedBuild, BranchHistory, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch,
+    SupersededBuild,
 };
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;

@@ -91,6 +91,16 @@ pub struct SupersededBuild {
     pub superseded_at: i64,
 }
 
+/// What a site's branch built before, as far as a push of it needs to
+/// know (builds of pull requests are not counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BranchHistory {
+    /// The newest build of the branch: its id and commit.
+    pub last: Option<(i64, String)>,
+    /// The newest build of the pushed commit on the branch.
+    pub commit_built: Option<i64>,
+}
+
 /// What a batch did.
 #[derive(Debug, Clone, Default)]
 pub struct RecordedBatch {
@@ -117,22 +127,29 @@ impl Database {
             .collect();
         let records: Vec<DeliveryRecord> = batch.iter().zip(&ids).map(|(d, ids)| (d.describe)(ids)).collect();
 
+        // A body claimed before under another delivery id is a replay: not
+        // claimed here (the one-at-a-time path answers it as a duplicate).
+        // On SQLite the transaction holds the write lock, so this read is
+        // current; on PostgreSQL the unique index stops a racing replay.
+        let replays = self.replayed_bodies(&mut tx, batch).await?;
+
         // Claim every delivery with its final record. A delivery id seen
         // before is claimed again only if its handling failed or was
         // abandoned, as one at a time.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
+        let mut order: Vec<usize> = (0..batch.len()).filter(|i| !replays.contains(i)).collect();
         // One lock order for every batch: two controllers claiming the
         // same ids in different orders would deadlock on PostgreSQL.
         order.sort_by_key(|&i| batch[i].delivery.dedupe_key());
         let sql = format!(
             "INSERT INTO webhook_deliveries (source, delivery_id, dedupe_key, event, action, repository, \
-             outcome, message, build_ids, received_at, handled_at) VALUES {} \
+             outcome, message, build_ids, received_at, handled_at, body_key) VALUES {} \
              ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome, message = excluded.message, \
-             build_ids = excluded.build_ids, received_at = excluded.received_at, handled_at = excluded.handled_at \
+             build_ids = excluded.build_ids, received_at = excluded.received_at, handled_at = excluded.handled_at, \
+             body_key = excluded.body_key \
              WHERE webhook_deliveries.outcome = 'failed' \
              OR (webhook_deliveries.outcome = 'processing' AND webhook_deliveries.received_at < $1) \
              RETURNING id, dedupe_key",
-            value_rows(batch.len(), 11, 2)
+            value_rows(order.len(), 12, 2)
         );
         let mut query = sqlx::query(&sql).bind(now - ABANDONED_AFTER_MS);
         for &i in &order {
@@ -148,14 +165,19 @@ impl Database {
                 .bind(&record.message)
                 .bind(join_ids(&ids[i]))
                 .bind(now)
-                .bind(now);
+                .bind(now)
+                .bind(delivery.body_key());
         }
-        let claimed: HashMap<String, i64> = query
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| (row.get::<String, _>(1), row.get::<i64, _>(0)))
-            .collect();
+        let claimed: HashMap<String, i64> = if order.is_empty() {
+            HashMap::new()
+        } else {
+            query
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| (row.get::<String, _>(1), row.get::<i64, _>(0)))
+                .collect()
+        };
         let delivery_of = |i: usize| {
             batch[i]
                 .delivery
@@ -291,6 +313,80 @@ impl Database {
             deliveries,
             superseded,
         })
+    }
+
+    /// What `branch` of site `site_id` built before, and whether it built
+    /// `commit`.
+    pub async fn branch_history(
+        &self,
+        site_id: i64,
+        branch: &str,
+        commit: &str,
+    ) -> anyhow::Result<BranchHistory> {
+        let last = sqlx::query(
+            "SELECT id, commit_sha FROM builds WHERE site_id = $1 AND branch = $2 AND pr_number IS NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(site_id)
+        .bind(branch)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| (row.get::<i64, _>(0), row.get::<String, _>(1)));
+        let commit_built = sqlx::query(
+            "SELECT id FROM builds WHERE site_id = $1 AND branch = $2 AND commit_sha = $3 \
+             AND pr_number IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(site_id)
+        .bind(branch)
+        .bind(commit)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.get::<i64, _>(0));
+        Ok(BranchHistory { last, commit_built })
+    }
+
+    /// The deliveries of `batch` (by index) whose body was claimed before
+    /// under another delivery id, or by an earlier delivery of the batch.
+    async fn replayed_bodies(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        batch: &[PushDelivery],
+    ) -> anyhow::Result<std::collections::HashSet<usize>> {
+        let keys: Vec<String> = batch.iter().filter_map(|d| d.delivery.body_key()).collect();
+        let mut claimed_by: HashMap<String, Option<String>> = HashMap::new();
+        if !keys.is_empty() {
+            let sql = format!(
+                "SELECT body_key, dedupe_key FROM webhook_deliveries WHERE body_key IN ({})",
+                (1..=keys.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for key in &keys {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                claimed_by.insert(row.get(0), row.get(1));
+            }
+        }
+        let mut replays = std::collections::HashSet::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            let Some(body) = delivery.delivery.body_key() else {
+                continue;
+            };
+            let id = delivery.delivery.dedupe_key();
+            match claimed_by.get(&body) {
+                Some(earlier) if *earlier != id => {
+                    replays.insert(i);
+                }
+                Some(_) => {}
+                None => {
+                    claimed_by.insert(body, id);
+                }
+            }
+        }
+        Ok(replays)
     }
 
     /// `count` fresh build ids, in increasing order, inside the caller's

@@ -70,6 +70,18 @@ impl Database {
         Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
 
+    /// Replaces the value of `key` with `new` if it is still `old`; false
+    /// when another writer changed it first.
+    pub async fn replace_setting(&self, key: &str, old: &str, new: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+            .bind(new)
+            .bind(key)
+            .bind(old)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn count_tokens(&self, kind: TokenKind) -> anyhow::Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM tokens WHERE kind = $1 AND revoked_at IS NULL")
             .bind(kind.as_str())

@@ -41,6 +41,8 @@ pub struct PushEvent {
     pub repository: String,
     /// The full ref pushed, e.g. `refs/heads/main` or `refs/tags/v1`.
     pub git_ref: String,
+    /// The commit the ref pointed at before the push (zeros for a new ref).
+    pub before: String,
     /// The commit the ref points at after the push.
     pub after: String,
     pub deleted: bool,
@@ -277,6 +279,7 @@ pub fn parse_with_envelope(
         WebhookEventPayload::Push(push) => Ok(GitHubEvent::Push(PushEvent {
             repository: repository()?,
             git_ref: push.r#ref.clone(),
+            before: push.before.clone(),
             after: push.after.clone(),
             deleted: push.deleted,
             head_commit_message: push.head_commit.as_ref().map(|c| c.message.clone()),

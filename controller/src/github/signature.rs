@@ -18,15 +18,21 @@ pub enum SignatureError {
 /// Checks a signature header against `body`. The comparison runs in constant
 /// time (`Mac::verify_slice`), so the answer leaks nothing about the secret.
 pub fn verify(secret: &[u8], header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let hex_digest = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
-    let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
-    if expected.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
+    let expected = parse(header)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
     mac.update(body);
     mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+}
+
+/// The digest a signature header carries, when it is there and has the
+/// right shape: checked before a body is read, so a sender that cannot
+/// have signed gets nothing read.
+pub fn parse(header: Option<&str>) -> Result<[u8; 32], SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    let hex_digest = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
+    let mut expected = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
+    Ok(expected)
 }
 
 /// The header value GitHub would send for `body`.

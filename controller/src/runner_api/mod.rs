@@ -16,7 +16,7 @@ use crate::events::BuildTiming;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
@@ -30,12 +30,54 @@ use std::time::Duration;
 /// The largest log batch one call may append.
 pub const MAX_LOG_BATCH: usize = 4 * 1024 * 1024;
 
+/// The largest registration body: a name, labels, a slot count and the
+/// registration token fit in far less. It is read before anything is
+/// authenticated, so anyone can send one.
+pub const MAX_REGISTER_BODY: usize = 16 * 1024;
+
+/// Reads a registration: at most [`MAX_REGISTER_BODY`] bytes (the route's
+/// limit) within the listener's body timeout.
+async fn read_registration(state: &AppState, request: Request) -> AppResult<RegisterRequest> {
+    let limit = state.config.http.body_read_timeout;
+    let read = tokio::time::timeout(limit, Bytes::from_request(request, state))
+        .await
+        .map_err(|_| {
+            AppError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the registration did not arrive within {} seconds; send it at once",
+                    limit.as_secs()
+                ),
+            )
+        })?;
+    let body = read.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a registration is at most {} KiB of JSON (name, labels, slots, registration token); \
+                     this one is larger",
+                    MAX_REGISTER_BODY / 1024
+                ),
+            )
+        } else {
+            AppError::new(rejection.status(), rejection.body_text())
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        bad_request(format!(
+            "the registration is not the protocol's JSON (name, labels, slots, registration_token): {e}"
+        ))
+    })
+}
+
 /// Exchanges a registration token for the runner's own token.
 pub async fn register(
     State(state): State<AppState>,
     _: SpeaksProtocol,
-    Json(request): Json<RegisterRequest>,
+    body: Request,
 ) -> AppResult<(StatusCode, Json<RegisterResponse>)> {
+    let request = read_registration(&state, body).await?;
     let valid = state
         .db
         .token_name(TokenKind::Registration, &hash_token(&request.registration_token))

@@ -579,3 +579,132 @@ image = "jamstack/busybox:1"
     assert_eq!(app.visit("keyed", "/").await.body, format!("key is {secret}\n"));
     browser.close().await;
 }
+
+/// A site on a neighbouring domain could frame the dashboard and overlay
+/// its forms (clickjacking), or a sniffed asset could run as script: every
+/// dashboard page, redirect and asset forbids both.
+#[tokio::test]
+async fn a_dashboard_page_framed_by_another_site_is_refused_by_its_headers() {
+    let app = spawn_app().await;
+    let repo = SiteRepo::new();
+    app.connect_site("framed", &repo, "octo/framed").await;
+    let sha = repo.commit(
+        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "hello")],
+        "First",
+    );
+    let build = app
+        .wait_for_success(app.push("octo/framed", &repo, &sha).await)
+        .await;
+    let build_id = build["id"].as_i64().unwrap();
+    let deploy = build["deploy_id"]
+        .as_str()
+        .expect("the build made a deploy")
+        .to_owned();
+    let session = app.sign_in_over_http().await;
+
+    let pages = [
+        "/".to_owned(),
+        "/login".to_owned(),
+        "/sites".to_owned(),
+        "/sites/new".to_owned(),
+        "/sites/framed".to_owned(),
+        "/sites/framed/settings".to_owned(),
+        format!("/sites/framed/deploys/{deploy}"),
+        format!("/builds/{build_id}"),
+        "/queue".to_owned(),
+        "/settings".to_owned(),
+        "/assets/dashboard.css".to_owned(),
+        "/assets/build-log.js".to_owned(),
+    ];
+    for signed_in in [true, false] {
+        for path in &pages {
+            let mut request = app.http.get(format!("{}{path}", app.base_url));
+            if signed_in {
+                request = request.header("cookie", &session.cookie);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            assert!(status == 200 || status == 303, "GET {path}: {status}");
+            let headers = response.headers();
+            let named = |name: &str| {
+                headers
+                    .get(name)
+                    .unwrap_or_else(|| panic!("GET {path} (signed in: {signed_in}) has no {name}"))
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            let csp = named("content-security-policy");
+            for directive in [
+                "default-src 'self'",
+                "script-src 'self'",
+                "style-src 'self'",
+                "frame-ancestors 'none'",
+            ] {
+                assert!(csp.contains(directive), "GET {path}: {csp}");
+            }
+            assert!(!csp.contains("unsafe-inline"), "GET {path}: {csp}");
+            assert_eq!(named("x-frame-options"), "DENY", "GET {path}");
+            assert_eq!(named("x-content-type-options"), "nosniff", "GET {path}");
+            assert_eq!(named("referrer-policy"), "same-origin", "GET {path}");
+        }
+    }
+}
+
+/// Guesses sent in parallel once had the right one answered at once, the
+/// throttle only pausing failures after the check. Now every attempt waits
+/// its turn before it is checked, and one client holds only a few
+/// attempts at once.
+#[tokio::test]
+async fn a_right_token_sent_among_parallel_guesses_waits_its_turn_and_guesses_beyond_the_cap_get_429() {
+    use jamstack_controller::dashboard::login::{FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT};
+    let (app, _runner) = crate::helpers::spawn_controller_only().await;
+    let throttle = app.state.as_ref().unwrap().sign_in.clone();
+    let me: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let wrong_count = MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT - 1;
+    let guesses: Vec<String> = (0..wrong_count).map(|i| format!("wrong-guess-{i}")).collect();
+
+    let wrong = futures_util::future::join_all(guesses.iter().map(|guess| app.sign_in_answer(guess)));
+    let right_and_beyond = async {
+        // Polled, not slept: once every wrong guess is held, the right one
+        // goes, and once it is held too, the cap is reached.
+        while throttle.in_flight(me) < wrong_count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let observed = Instant::now();
+        let right_answered = std::sync::atomic::AtomicBool::new(false);
+        let right = async {
+            let answer = app.sign_in_answer(&app.admin_token).await;
+            right_answered.store(true, std::sync::atomic::Ordering::SeqCst);
+            (answer, observed.elapsed())
+        };
+        let beyond = async {
+            // (Should the right one be answered first, which is the attack,
+            // the extra guesses go anyway and the checks below fail.)
+            while throttle.in_flight(me) < MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT
+                && !right_answered.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            futures_util::future::join_all((0..5).map(|_| app.sign_in_answer("yet-another-guess"))).await
+        };
+        tokio::join!(right, beyond)
+    };
+    let (wrong, (((right_status, _), right_took), beyond)) = tokio::join!(wrong, right_and_beyond);
+
+    for (status, _) in &wrong {
+        assert_eq!(*status, 401);
+    }
+    assert_eq!(right_status, 303, "the right token signs in");
+    // At least two wrong guesses were wholly ahead of it, each holding the
+    // turn for the pause.
+    assert!(
+        right_took >= FAILURE_PAUSE * 2,
+        "the right token was answered {right_took:?} after it was sent behind {wrong_count} wrong guesses"
+    );
+    for (status, message) in &beyond {
+        assert_eq!(*status, 429, "{message}");
+        assert!(message.contains("already waiting their turn"), "{message}");
+    }
+    assert_eq!(throttle.in_flight(me), 0, "every attempt left the count");
+}

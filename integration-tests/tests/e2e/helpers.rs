@@ -29,6 +29,10 @@ pub struct TestApp {
     /// The in-process runner's name, unique per test: the label that tells
     /// this test's containers from everyone else's on the shared engine.
     pub runner_name: String,
+    /// The controller's state, when it runs in this process: for tests
+    /// that watch what it holds (e.g. sign-ins waiting their turn) or age
+    /// its records.
+    pub state: Option<jamstack_controller::state::AppState>,
 }
 
 /// A controller with a runner inside, as `jamstack-controller up` runs them.
@@ -136,6 +140,7 @@ fn serve(app: Application, data: TempDir) -> TestApp {
         data_dir: app.state().config.data_dir.clone(),
         data: Some(data),
         runner_name: String::new(),
+        state: Some(app.state().clone()),
     };
     tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
     test_app
@@ -160,6 +165,7 @@ impl TestApp {
             data: None,
             data_dir: PathBuf::new(),
             runner_name: String::new(),
+            state: None,
         }
     }
 
@@ -1472,6 +1478,12 @@ impl TestApp {
     /// Posts the sign-in form with `secret` (a token or password) as a
     /// browser would; returns the status.
     pub async fn try_sign_in_over_http(&self, secret: &str) -> u16 {
+        self.sign_in_answer(secret).await.0
+    }
+
+    /// Posts the sign-in form with `secret`; returns the status and the
+    /// page (or message) answered.
+    pub async fn sign_in_answer(&self, secret: &str) -> (u16, String) {
         let page = self
             .http
             .get(format!("{}/login", self.base_url))
@@ -1489,7 +1501,8 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        response.status().as_u16()
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
     }
 
     /// Signs in through the sign-in form with a plain HTTP client.
