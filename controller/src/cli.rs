@@ -83,6 +83,12 @@ pub struct ServerArgs {
     /// same private network. Off: hooks call public addresses only.
     #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_HOOK_TARGETS")]
     pub allow_private_hook_targets: bool,
+    /// Let sites clone from paths on the runner's machine, file:// and any
+    /// other URL, not only https:// and ssh:// (a single machine, tests; `up --demo`
+    /// turns it on). Off: a `sites` token could read any repository on the
+    /// runners' disks.
+    #[arg(long, env = "JAMSTACK_ALLOW_LOCAL_REPOSITORIES")]
+    pub allow_local_repositories: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

@@ -22,6 +22,7 @@ fn config_of(server: ServerArgs) -> Config {
     config.github_api_url = server.github_api_url;
     config.secret_key_file = server.secret_key_file;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
+    config.allow_local_repositories = server.allow_local_repositories;
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())
@@ -62,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
             demo,
             default_image,
         } => {
-            let app = Application::build(config_of(server)).await?;
+            let mut config = config_of(server);
+            // The demo site's repository is a folder in the data directory.
+            config.allow_local_repositories |= demo;
+            let app = Application::build(config).await?;
             announce(&app);
             let mut runner =
                 jamstack_runner::RunnerConfig::new(app.base_url(), &app.embedded_runner_token().await?);

@@ -23,4 +23,5 @@ mod secrets;
 mod serving;
 mod site_settings;
 mod storage;
+mod trust;
 mod webhooks;

@@ -1,0 +1,112 @@
+//! Trust follows the repository: a `sites` token cannot point a site at
+//! the runner's disk nor mint a generic webhook secret.
+
+use crate::helpers::{TestApp, spawn_controller_only_with};
+use serde_json::{Value, json};
+
+/// Makes an API token with `scopes` using the admin token.
+async fn make_token(app: &TestApp, scopes: &[&str]) -> String {
+    let (status, body) = app
+        .api_json(
+            app.http
+                .post(app.api("/tokens"))
+                .json(&json!({ "name": scopes.join("-"), "scopes": scopes })),
+        )
+        .await;
+    assert_eq!(status, 201, "making a token: {body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn call_with(token: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.bearer_auth(token).send().await.expect("calling the API");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn a_sites_token_cannot_point_a_site_at_a_path_on_the_runners_machine_nor_learn_whether_it_exists() {
+    let (app, _) = spawn_controller_only_with(|config| config.allow_local_repositories = false).await;
+    let sites = make_token(&app, &["sites"]).await;
+    let exists = std::env::temp_dir();
+    let exists = exists.to_str().unwrap();
+    let mut errors = Vec::new();
+    for (i, url) in [
+        exists.to_owned(),
+        "/no/such/folder/anywhere".to_owned(),
+        format!("file://{exists}"),
+        "file:///no/such/folder".to_owned(),
+        "../relative".to_owned(),
+        "git://127.0.0.1/site.git".to_owned(),
+        "http://127.0.0.1/site.git".to_owned(),
+        "https://".to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (status, body) = call_with(
+            &sites,
+            app.http
+                .post(app.api("/sites"))
+                .json(&json!({"name": format!("local-{i}"), "repo_url": url})),
+        )
+        .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        let error = body["error"].as_str().unwrap().to_owned();
+        assert!(
+            error.contains("https://") && error.contains("--allow-local-repositories"),
+            "{error}"
+        );
+        errors.push(error.replace(&format!("`{url}`"), "`URL`"));
+    }
+    assert!(
+        errors.iter().all(|e| e == &errors[0]),
+        "the answer differs by what exists: {errors:?}"
+    );
+    let (status, _) = app.api_json(app.http.get(app.api("/sites/local-0"))).await;
+    assert_eq!(status, 404, "nothing was made");
+
+    // The dashboard's form says the same.
+    let session = app.sign_in_over_http().await;
+    let csrf = crate::helpers::csrf_of(&app.dashboard_page(&session, "/sites/new").await);
+    let (status, page) = app
+        .post_form(
+            &session,
+            "/sites",
+            &[("csrf", &csrf), ("name", "local-form"), ("repo_url", exists)],
+        )
+        .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("--allow-local-repositories"), "{page}");
+    let (status, _) = app.api_json(app.http.get(app.api("/sites/local-form"))).await;
+    assert_eq!(status, 404, "nothing was made");
+
+    for (name, url) in [
+        ("remote", "https://git.example.com/octo/site.git"),
+        ("wiki", "ssh://git@git.example.com/wiki.git"),
+    ] {
+        let (status, body) = call_with(
+            &sites,
+            app.http
+                .post(app.api("/sites"))
+                .json(&json!({"name": name, "repo_url": url})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_sites_token_cannot_make_a_generic_webhook_secret_that_builds_production_with_secrets() {
+    let (app, _) = spawn_controller_only_with(|_| {}).await;
+    app.connect_site_with("hooked", json!({"repo_url": "https://git.example.com/o/r.git"}))
+        .await;
+    let sites = make_token(&app, &["sites"]).await;
+    let (status, body) = call_with(&sites, app.http.post(app.api("/sites/hooked/generic-webhook"))).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("admin"), "{body}");
+    let admin = make_token(&app, &["admin"]).await;
+    let (status, body) = call_with(&admin, app.http.post(app.api("/sites/hooked/generic-webhook"))).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body["secret"].as_str().unwrap().len() >= 32, "{body}");
+}
