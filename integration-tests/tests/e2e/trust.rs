@@ -1,7 +1,11 @@
-//! Trust follows the repository: a `sites` token cannot point a site at
-//! the runner's disk nor mint a generic webhook secret.
+//! Credentials and trust follow the repository: a site's token goes only to
+//! its own GitHub repository, a `sites` token cannot point a site at the
+//! runner's disk nor mint a generic webhook secret.
 
-use crate::helpers::{TestApp, spawn_controller_only_with};
+use crate::helpers::{
+    FakeGitHub, HandRunner, PrivateGitServer, SiteRepo, TestApp, spawn_controller_only_with,
+    spawn_controller_with_github,
+};
 use serde_json::{Value, json};
 
 /// Makes an API token with `scopes` using the admin token.
@@ -17,11 +21,98 @@ async fn make_token(app: &TestApp, scopes: &[&str]) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
+/// Leases jobs until one of `site` comes (another test step's job may
+/// come back to the queue when its lease runs out).
+async fn lease_of(runner: &HandRunner, site: &str) -> jamstack_proto::JobLease {
+    loop {
+        let lease = runner.lease().await;
+        if lease.site == site {
+            return lease;
+        }
+    }
+}
 async fn call_with(token: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.bearer_auth(token).send().await.expect("calling the API");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn a_site_whose_repo_url_names_another_host_gets_no_github_token_and_that_host_never_sees_one() {
+    let github = FakeGitHub::start().await;
+    let (app, runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+    repo.commit(&[("index.html", "hi")], "first");
+    // The attacker's server, recording every Authorization header.
+    let attacker = PrivateGitServer::start(&repo, "site", "the-attackers-own").await;
+    let elsewhere = attacker.base_url.replace("http://", "https://");
+    let runner = HandRunner::connect(&app, &runner_token).await;
+
+    // The site names octo/private (reachable by the App's installation) but
+    // clones from another host.
+    app.connect_site_with(
+        "stolen",
+        json!({
+            "github_repo": "octo/private",
+            "github_installation_id": 31337,
+            "repo_url": format!("{elsewhere}/site.git"),
+        }),
+    )
+    .await;
+    app.trigger_build_with("stolen", json!({})).await;
+    let lease = lease_of(&runner, "stolen").await;
+    assert_eq!(lease.repo_url, format!("{elsewhere}/site.git"));
+    assert!(
+        lease.git_token.is_none(),
+        "a token for octo/private went out with a job cloning from {elsewhere}"
+    );
+
+    // The same over http, built by a real runner: the server never sees a
+    // credential.
+    app.connect_site_with(
+        "stolen-http",
+        json!({
+            "github_repo": "octo/private",
+            "github_installation_id": 31337,
+            "repo_url": format!("{}/site.git", attacker.base_url),
+        }),
+    )
+    .await;
+    let id = app.trigger_build_with("stolen-http", json!({})).await;
+    let lease = lease_of(&runner, "stolen-http").await;
+    assert!(lease.git_token.is_none());
+    let work = tempfile::tempdir().unwrap();
+    let mut config = jamstack_runner::RunnerConfig::new(&app.base_url, &runner_token);
+    config.name = format!("trust-runner-{}", std::process::id());
+    config.work_dir = work.path().to_path_buf();
+    let real = jamstack_runner::Runner::start(config)
+        .await
+        .expect("starting a runner");
+    real.run_job(lease, &tokio_util::sync::CancellationToken::new())
+        .await;
+    let build = app.wait_for_build(id).await;
+    assert_eq!(build["state"], "failed", "{build}");
+    let seen = attacker.seen_auth.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the runner asked the server");
+    assert!(
+        seen.iter().all(|auth| auth == "-"),
+        "the server was sent credentials: {seen:?}"
+    );
+
+    // The repository itself still gets its token.
+    app.connect_site_with(
+        "own",
+        json!({"github_repo": "octo/private", "github_installation_id": 31337}),
+    )
+    .await;
+    app.trigger_build_with("own", json!({})).await;
+    let lease = lease_of(&runner, "own").await;
+    assert_eq!(lease.repo_url, "https://github.com/octo/private.git");
+    assert!(
+        lease.git_token.is_some(),
+        "the repository's own job has its token"
+    );
 }
 
 #[tokio::test]
