@@ -97,6 +97,34 @@ pub fn checkout(request: &FetchRequest<'_>, dest: &Path) -> Result<CheckedOut, G
     })
 }
 
+/// Whether commit `sha` is the head of `request.branch` or one of its
+/// ancestors on the server at `request.url`. The branch's whole history is
+/// fetched into a new bare repository at `dest`: a server sends only
+/// objects reachable from the ref asked for, so a commit that arrives and
+/// is an ancestor of the head is on the branch, whatever else the server
+/// would hand out by id (GitHub serves a fork's commits from the base
+/// repository).
+pub fn is_reachable_from_branch(
+    request: &FetchRequest<'_>,
+    sha: &str,
+    dest: &Path,
+) -> Result<bool, GitError> {
+    let oid = Oid::from_str(sha).map_err(|_| GitError::BadSha(sha.to_owned()))?;
+    let repo = Repository::init_bare(dest)?;
+    let branch = request.branch;
+    let mut remote = repo.remote_anonymous(request.url)?;
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote
+        .fetch(
+            &[refspec.as_str()],
+            Some(&mut fetch_options(0, request.url, request)),
+            None,
+        )
+        .map_err(|e| fetch_error(request, request.url, &format!("branch {branch}"), Some(e)))?;
+    let head = repo.refname_to_id(&format!("refs/remotes/origin/{branch}"))?;
+    Ok(head == oid || repo.graph_descendant_of(head, oid).unwrap_or(false))
+}
+
 fn fetch_branch_head(repo: &Repository, request: &FetchRequest<'_>) -> Result<Oid, GitError> {
     let branch = request.branch;
     let mut remote = repo.remote_anonymous(request.url)?;
@@ -639,6 +667,21 @@ mod tests {
             sent.iter().all(|auth| auth == "-"),
             "credentials went to the host redirected to: {sent:?}"
         );
+    }
+
+    #[test]
+    fn a_commit_is_reachable_from_its_branch_and_a_side_branchs_is_not() {
+        let origin = tempfile::tempdir().unwrap();
+        let old = commit_files(origin.path(), "main", &[("a", b"1")], "old").unwrap();
+        let head = commit_files(origin.path(), "main", &[("a", b"2")], "head").unwrap();
+        let side = commit_files(origin.path(), "side", &[("a", b"3")], "side").unwrap();
+        let stop = CancellationToken::new();
+        let url = origin.path().to_str().unwrap();
+        for (sha, reachable) in [(&old, true), (&head, true), (&side, false)] {
+            let work = tempfile::tempdir().unwrap();
+            let answer = is_reachable_from_branch(&request(url, "", &stop), sha, work.path()).unwrap();
+            assert_eq!(answer, reachable, "{sha}");
+        }
     }
 
     #[test]

@@ -401,6 +401,7 @@ async fn build_production(state: &AppState, site: &Site) -> PageResult {
         site,
         BuildRequest {
             from_fork: false,
+            commit_unverified: false,
             context: BuildContext::Production,
             branch: site.production_branch.clone(),
             commit_sha: String::new(),

@@ -31,6 +31,7 @@ async fn lease_of(runner: &HandRunner, site: &str) -> jamstack_proto::JobLease {
         }
     }
 }
+
 async fn call_with(token: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.bearer_auth(token).send().await.expect("calling the API");
     let status = response.status().as_u16();
@@ -200,4 +201,71 @@ async fn a_sites_token_cannot_make_a_generic_webhook_secret_that_builds_producti
     let (status, body) = call_with(&admin, app.http.post(app.api("/sites/hooked/generic-webhook"))).await;
     assert_eq!(status, 201, "{body}");
     assert!(body["secret"].as_str().unwrap().len() >= 32, "{body}");
+}
+
+/// Builds a commit by hand with `token`; answers the finished build.
+async fn build_by_hand(app: &TestApp, token: &str, sha: &str) -> Value {
+    let (status, build) = call_with(
+        token,
+        app.http
+            .post(app.api("/sites/trusty/builds"))
+            .json(&json!({ "commit_sha": sha })),
+    )
+    .await;
+    assert_eq!(status, 201, "{build}");
+    app.wait_for_success(build["id"].as_i64().unwrap()).await
+}
+
+#[tokio::test]
+async fn a_commit_off_the_branch_built_by_hand_with_a_builds_token_gets_no_secrets_and_is_not_published() {
+    const SECRET: &str = "deploy-key-5c1f9e0a77";
+    let app = crate::helpers::spawn_app().await;
+    let repo = SiteRepo::new();
+    let toml = "[build]\ncommand = 'mkdir -p public && echo \"$(cat page.txt) secret=[$DEPLOY_KEY]\" | tee public/index.html'\n\
+                publish = \"public\"\nimage = \"jamstack/busybox:1\"\n";
+    let older = repo.commit(&[("jamstack.toml", toml), ("page.txt", "older")], "older");
+    repo.commit(&[("page.txt", "main")], "main");
+    // A commit on no branch of main's history: a fork's, say.
+    let side = repo.commit_on("side", &[("page.txt", "side")], "side");
+    app.connect_site("trusty", &repo, "octo/trusty").await;
+    app.set_env("trusty", "DEPLOY_KEY", SECRET, true).await;
+    app.wait_for_success(app.trigger_build_with("trusty", json!({})).await)
+        .await;
+    assert_eq!(
+        app.visit("trusty", "/").await.body.trim(),
+        format!("main secret=[{SECRET}]")
+    );
+    let builds = make_token(&app, &["builds"]).await;
+
+    let build = build_by_hand(&app, &builds, &side).await;
+    let log = app.build_log(build["id"].as_i64().unwrap()).await;
+    assert!(log.contains("side secret=[]"), "built without the secret:\n{log}");
+    assert!(log.contains("is not on branch main"), "{log}");
+    assert!(!log.contains(SECRET), "{log}");
+    let deploy = build["deploy_id"].as_str().unwrap();
+    let page = app.visit(&format!("{deploy}--trusty"), "/").await.body;
+    assert_eq!(page.trim(), "side secret=[]", "the deployed file has no secret");
+    assert_eq!(
+        app.visit("trusty", "/").await.body.trim(),
+        format!("main secret=[{SECRET}]"),
+        "production still serves main"
+    );
+    assert_eq!(build["commit_unverified"], true, "{build}");
+
+    // A commit of the branch, picked by hand with the same token, is the
+    // site's code.
+    let build = build_by_hand(&app, &builds, &older).await;
+    assert_eq!(build["commit_unverified"], false, "{build}");
+    assert_eq!(
+        app.visit("trusty", "/").await.body.trim(),
+        format!("older secret=[{SECRET}]")
+    );
+
+    // Someone who may change the site anyway may build any commit.
+    let sites = make_token(&app, &["builds", "sites"]).await;
+    build_by_hand(&app, &sites, &side).await;
+    assert_eq!(
+        app.visit("trusty", "/").await.body.trim(),
+        format!("side secret=[{SECRET}]")
+    );
 }
