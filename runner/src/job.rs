@@ -937,9 +937,10 @@ async fn run_in_container(
     for note in notes {
         log.say(&note).await;
     }
-    let cache_volume = CacheVolume::new(
+    let cache_volume = CacheVolume::for_build(
         &lease.settings.cache.key,
         lease.trusted,
+        lease.context,
         lease.settings.cache.generation,
     );
     let (env, withheld) = build_environment(lease, &commit.sha, settings, cache_volume.is_some());
