@@ -19,6 +19,9 @@ pub struct BuildRequest {
     pub pr_number: Option<i64>,
     /// A pull request from a fork: its code comes from outside the repository.
     pub from_fork: bool,
+    /// A commit picked by hand with a token that may not change the site:
+    /// checked by the runner before the build gets any secret.
+    pub commit_unverified: bool,
     /// What asked: `webhook` (GitHub), `generic-webhook`, `api`, `demo`.
     pub trigger: &'static str,
 }
@@ -39,6 +42,7 @@ impl BuildRequest {
             author: self.author,
             pr_number: self.pr_number,
             from_fork: self.from_fork,
+            commit_unverified: self.commit_unverified,
             trigger: self.trigger,
         }
     }
@@ -84,6 +88,7 @@ pub async fn retry_build(state: &AppState, site: &Site, build: Build) -> anyhow:
             author: build.author,
             pr_number: build.pr_number,
             from_fork: build.from_fork,
+            commit_unverified: build.commit_unverified,
             trigger: "retry",
         },
     )

@@ -91,6 +91,12 @@ pub struct ServerArgs {
     /// and headers) before its connection is closed.
     #[arg(long, env = "JAMSTACK_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
     pub header_read_timeout_seconds: u64,
+    /// Let sites clone from paths on the runner's machine, file:// and any
+    /// other URL, not only https:// and ssh:// (a single machine, tests; `up --demo`
+    /// turns it on). Off: a `sites` token could read any repository on the
+    /// runners' disks.
+    #[arg(long, env = "JAMSTACK_ALLOW_LOCAL_REPOSITORIES")]
+    pub allow_local_repositories: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

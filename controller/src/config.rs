@@ -65,6 +65,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Outgoing notification webhooks.
     pub notifications: NotificationSettings,
+    /// Whether a site's repository may be a path on the runner's machine
+    /// (or `file://`, or any URL but `https://`). Off: a `sites` token
+    /// could otherwise have runners read any repository on their disk.
+    pub allow_local_repositories: bool,
     /// What the listener allows a connection before it is authenticated.
     pub http: HttpLimits,
 }
@@ -318,6 +322,7 @@ impl Config {
             metrics_listen: None,
             notifications: NotificationSettings::default(),
             http: HttpLimits::default(),
+            allow_local_repositories: false,
         }
     }
 

@@ -69,6 +69,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
         BuildRequest {
             pr_number: None,
             from_fork: false,
+            commit_unverified: false,
             context: BuildContext::Production,
             branch: site.production_branch.clone(),
             commit_sha: String::new(),

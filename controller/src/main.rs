@@ -24,6 +24,7 @@ fn config_of(server: ServerArgs) -> Config {
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
     config.http.max_connections = server.max_connections.max(1);
     config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
+    config.allow_local_repositories = server.allow_local_repositories;
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())
@@ -64,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
             demo,
             default_image,
         } => {
-            let app = Application::build(config_of(server)).await?;
+            let mut config = config_of(server);
+            // The demo site's repository is a folder in the data directory.
+            config.allow_local_repositories |= demo;
+            let app = Application::build(config).await?;
             announce(&app);
             let runner = embedded_runner::ChildSettings {
                 controller_url: app.base_url().to_owned(),

@@ -339,6 +339,7 @@ pub fn plan_push(sites: &[Site], push: &Push, histories: &HashMap<i64, BranchHis
             author: push.head_commit_author.clone(),
             pr_number: None,
             from_fork: false,
+            commit_unverified: false,
             trigger: push.trigger,
         };
         let skip_reason = skip_marker.map(|marker| format!("the head commit's message says {marker}"));
@@ -429,6 +430,7 @@ pub async fn on_pull_request(state: &AppState, sites: &[Site], pr: &PullRequest)
                 author: pr.author.clone(),
                 pr_number: Some(pr.number),
                 from_fork: pr.from_fork,
+                commit_unverified: false,
                 trigger: "webhook",
             },
         )

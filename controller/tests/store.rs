@@ -89,6 +89,7 @@ async fn queue(db: &Database, site: &Site, branch: &str) -> i64 {
         author: None,
         pr_number: None,
         from_fork: false,
+        commit_unverified: false,
         trigger: "api",
     })
     .await
@@ -575,6 +576,60 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    a_hand_picked_commit_no_runner_found_on_its_branch_is_never_published,
+    |db: Database| async move {
+        let r = runner(&db, "r", &[]).await;
+        let hash = "c".repeat(64);
+        db.record_blob(&hash, 3).await.unwrap();
+        let files = vec![ManifestFile {
+            path: "index.html".into(),
+            sha256: hash.clone(),
+            size: 3,
+            mode: 0o644,
+        }];
+        for (verified, deploy_id) in [
+            (false, "f1f1f1f1f1f1f1f1f1f1f1f1"),
+            (true, "f2f2f2f2f2f2f2f2f2f2f2f2"),
+        ] {
+            let s = site(&db, &format!("picked-{verified}")).await;
+            let (build_id, _) = db
+                .enqueue_build(&NewBuild {
+                    site_id: s.id,
+                    context: BuildContext::Production,
+                    branch: "main".into(),
+                    commit_sha: "d".repeat(40),
+                    commit_message: None,
+                    author: None,
+                    pr_number: None,
+                    from_fork: false,
+                    commit_unverified: true,
+                    trigger: "api",
+                })
+                .await
+                .unwrap();
+            let lease = format!("lease-{verified}");
+            let job = db.claim_next_job(&r, &lease, MINUTE, 0).await.unwrap().unwrap();
+            assert!(db.build(build_id).await.unwrap().unwrap().commit_unverified);
+            if verified {
+                db.mark_commit_verified(build_id).await.unwrap();
+            }
+            let build = db.build(build_id).await.unwrap().unwrap();
+            assert_eq!(build.commit_unverified, !verified);
+            let deploy = db.upsert_build_deploy(deploy_id, &build, &files).await.unwrap();
+            assert_eq!(
+                db.finalize_deploy(&deploy.id, job.job_id, &lease, None)
+                    .await
+                    .unwrap(),
+                FinalizeOutcome::Ready { published: verified },
+                "verified: {verified}"
+            );
+            let published = db.site_by_id(s.id).await.unwrap().unwrap().published_deploy_id;
+            assert_eq!(published.is_some(), verified);
+        }
+    }
+);
+
+on_both_databases!(
     finalize_is_fenced_by_the_lease_and_publishes_exactly_once,
     |db: Database| async move {
         let s = site(&db, "pub").await;
@@ -862,6 +917,7 @@ on_both_databases!(
                     author: None,
                     pr_number: None,
                     from_fork: false,
+                    commit_unverified: false,
                     trigger: "webhook",
                 },
                 skip_reason: skip.then(|| "the head commit's message says [skip ci]".to_owned()),
@@ -1036,6 +1092,7 @@ on_both_databases!(
                     author: None,
                     pr_number: None,
                     from_fork: false,
+                    commit_unverified: false,
                     trigger: "webhook",
                 },
                 skip_reason: None,

@@ -96,6 +96,7 @@ async fn run(backend: &str) -> (f64, f64) {
             author: None,
             pr_number: None,
             from_fork: false,
+            commit_unverified: false,
             trigger: "api",
         })
         .await

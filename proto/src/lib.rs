@@ -64,7 +64,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
@@ -206,6 +206,15 @@ pub struct JobLease {
     /// repository). An untrusted build (a pull request from a fork) gets no
     /// secret variables and a cache of its own, never production's.
     pub trusted: bool,
+    /// Set when the commit was picked by hand by someone who may build but
+    /// not change the site (a `builds` token): nothing says it is the
+    /// site's code. The runner checks, before the build sees anything,
+    /// that the commit is reachable from this branch; if it is not, the
+    /// build runs as an untrusted one (no secret variables, a cache of its
+    /// own) and the controller, told through [`CommitInfo::reachable`],
+    /// publishes nothing of it.
+    #[serde(default)]
+    pub verify_reachable_from: Option<String>,
     /// The site's build settings kept on the controller.
     pub settings: SiteBuildSettings,
     /// A short-lived token for fetching a private repository over HTTPS. The
@@ -293,6 +302,11 @@ pub struct CommitInfo {
     pub sha: String,
     pub message: String,
     pub author: String,
+    /// For a lease with [`JobLease::verify_reachable_from`]: whether the
+    /// commit is reachable from that branch. Only `Some(true)` lets the
+    /// controller publish the build's deploy to production.
+    #[serde(default)]
+    pub reachable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

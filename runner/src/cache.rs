@@ -12,11 +12,17 @@
 //! on the engine ([`Engine::run_helper`]), so no cache byte travels through
 //! the runner.
 //!
-//! Builds from forks (untrusted) use a volume of their own, never
-//! production's. "Clear cache" is a new generation: a new, empty volume;
-//! [`retire_old_generations`] removes the old ones.
+//! Each context has a cache of its own ([`CacheScope`]): only production
+//! builds write production's. Deploy previews and branch deploys of the
+//! site's own repository start from production's when they have none yet
+//! (a warm start, read only) and save into their own, so what a preview
+//! leaves in its cache never reaches a production build. Builds from
+//! forks (untrusted) neither read nor write any of those. "Clear cache" is
+//! a new generation: new, empty volumes; [`retire_old_generations`]
+//! removes the old ones.
 
 use crate::docker::{ContainerSpec, Engine, Exit, HelperRun, Limits, Network, VolumeMount, labels};
+use jamstack_proto::BuildContext;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -27,18 +33,69 @@ pub const CACHE_DIR: &str = "/cache";
 /// The variable that tells a build where its cache is.
 pub const CACHE_ENV: &str = "JAMSTACK_CACHE_DIR";
 
-/// The cache volume of a site's builds at one trust level.
+/// Whose cache a build uses: one per context, and one for untrusted code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    Production,
+    DeployPreview,
+    BranchDeploy,
+    /// Code nobody with access to the repository wrote (a fork's pull
+    /// request, a commit not on the branch it was built for).
+    Untrusted,
+}
+
+impl CacheScope {
+    pub fn of(trusted: bool, context: BuildContext) -> Self {
+        match (trusted, context) {
+            (false, _) => CacheScope::Untrusted,
+            (true, BuildContext::Production) => CacheScope::Production,
+            (true, BuildContext::DeployPreview) => CacheScope::DeployPreview,
+            (true, BuildContext::BranchDeploy) => CacheScope::BranchDeploy,
+        }
+    }
+
+    /// The volume name's and label's word; production keeps `trusted`, the
+    /// name its cache had before contexts had caches of their own.
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheScope::Production => "trusted",
+            CacheScope::DeployPreview => "preview",
+            CacheScope::BranchDeploy => "branch",
+            CacheScope::Untrusted => "untrusted",
+        }
+    }
+}
+
+/// The cache volume of a site's builds in one scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheVolume {
     pub name: String,
     pub key: String,
-    pub trusted: bool,
+    pub scope: CacheScope,
     pub generation: u64,
+    /// Production's volume, restored from (never saved to) while this
+    /// scope has no cache yet: previews and branch deploys only.
+    pub warm_from: Option<String>,
 }
 
 impl CacheVolume {
-    /// `None` when the controller sent no usable key.
+    /// The production cache (`trusted`) or the untrusted one. `None` when
+    /// the controller sent no usable key.
     pub fn new(key: &str, trusted: bool, generation: u64) -> Option<Self> {
+        let scope = if trusted {
+            CacheScope::Production
+        } else {
+            CacheScope::Untrusted
+        };
+        Self::scoped(key, scope, generation)
+    }
+
+    /// The cache a build of `context` uses.
+    pub fn for_build(key: &str, trusted: bool, context: BuildContext, generation: u64) -> Option<Self> {
+        Self::scoped(key, CacheScope::of(trusted, context), generation)
+    }
+
+    fn scoped(key: &str, scope: CacheScope, generation: u64) -> Option<Self> {
         let key: String = key
             .chars()
             .map(|c| {
@@ -53,25 +110,25 @@ impl CacheVolume {
         if key.trim_matches('-').is_empty() {
             return None;
         }
+        let name = |scope: CacheScope| format!("jamstack-cache-{key}-{}-g{generation}", scope.as_str());
+        let warm_from = matches!(scope, CacheScope::DeployPreview | CacheScope::BranchDeploy)
+            .then(|| name(CacheScope::Production));
         Some(CacheVolume {
-            name: format!("jamstack-cache-{key}-{}-g{generation}", trust(trusted)),
+            name: name(scope),
             key,
-            trusted,
+            scope,
             generation,
+            warm_from,
         })
     }
 
     pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
             (labels::CACHE_KEY.to_owned(), self.key.clone()),
-            (labels::CACHE_TRUST.to_owned(), trust(self.trusted).to_owned()),
+            (labels::CACHE_TRUST.to_owned(), self.scope.as_str().to_owned()),
             (labels::CACHE_GENERATION.to_owned(), self.generation.to_string()),
         ])
     }
-}
-
-fn trust(trusted: bool) -> &'static str {
-    if trusted { "trusted" } else { "untrusted" }
 }
 
 /// What the helpers run in, and within which bounds.
@@ -104,7 +161,9 @@ impl HelperSettings {
 }
 
 /// Copies the newest complete copy in the cache volume into the scratch
-/// volume; on any error the scratch is emptied, never left half full.
+/// volume; on any error the scratch is emptied, never left half full. A
+/// preview or branch deploy with no cache of its own yet copies from
+/// production's, mounted read-only.
 const RESTORE: &str = r#"set -u
 latest=
 for d in /from/v-*; do if [ -d "$d" ]; then latest=$d; fi; done
@@ -145,19 +204,22 @@ pub async fn restore(
     scratch: &str,
     stop: &CancellationToken,
 ) -> Result<Option<u64>, String> {
-    if !engine
-        .volume_exists(&cache.name)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(None);
+    let mut source = None;
+    for name in std::iter::once(&cache.name).chain(&cache.warm_from) {
+        if engine.volume_exists(name).await.map_err(|e| e.to_string())? {
+            source = Some(name.clone());
+            break;
+        }
     }
+    let Some(source) = source else {
+        return Ok(None);
+    };
     let spec = helper.spec(
         "restore",
         RESTORE.to_owned(),
         vec![
             VolumeMount {
-                volume: cache.name.clone(),
+                volume: source,
                 target: "/from".into(),
                 read_only: true,
             },
@@ -308,6 +370,23 @@ mod tests {
         assert_eq!(fork.name, "jamstack-cache-ab12cd34-7-untrusted-g0");
         assert_eq!(cleared.name, "jamstack-cache-ab12cd34-7-trusted-g1");
         assert_eq!(production.labels()[labels::CACHE_TRUST], "trusted");
+    }
+
+    #[test]
+    fn previews_and_branch_deploys_save_their_own_cache_and_only_read_productions() {
+        let production = CacheVolume::for_build("k-1", true, BuildContext::Production, 3).unwrap();
+        let preview = CacheVolume::for_build("k-1", true, BuildContext::DeployPreview, 3).unwrap();
+        let branch = CacheVolume::for_build("k-1", true, BuildContext::BranchDeploy, 3).unwrap();
+        let fork = CacheVolume::for_build("k-1", false, BuildContext::DeployPreview, 3).unwrap();
+        assert_eq!(production.name, "jamstack-cache-k-1-trusted-g3");
+        assert_eq!(production.warm_from, None);
+        assert_eq!(preview.name, "jamstack-cache-k-1-preview-g3");
+        assert_eq!(branch.name, "jamstack-cache-k-1-branch-g3");
+        for own in [&preview, &branch] {
+            assert_eq!(own.warm_from.as_deref(), Some(production.name.as_str()));
+        }
+        assert_eq!(fork.name, "jamstack-cache-k-1-untrusted-g3");
+        assert_eq!(fork.warm_from, None, "a fork never reads production's cache");
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! resolves to a path on the runner's machine.
 
 use git2::{
-    Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository, Signature, SubmoduleUpdate,
-    build::CheckoutBuilder,
+    Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, RemoteRedirect, Repository, Signature,
+    SubmoduleUpdate, build::CheckoutBuilder,
 };
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
@@ -95,6 +95,34 @@ pub fn checkout(request: &FetchRequest<'_>, dest: &Path) -> Result<CheckedOut, G
         author: commit.author().name().unwrap_or("").to_owned(),
         submodules,
     })
+}
+
+/// Whether commit `sha` is the head of `request.branch` or one of its
+/// ancestors on the server at `request.url`. The branch's whole history is
+/// fetched into a new bare repository at `dest`: a server sends only
+/// objects reachable from the ref asked for, so a commit that arrives and
+/// is an ancestor of the head is on the branch, whatever else the server
+/// would hand out by id (GitHub serves a fork's commits from the base
+/// repository).
+pub fn is_reachable_from_branch(
+    request: &FetchRequest<'_>,
+    sha: &str,
+    dest: &Path,
+) -> Result<bool, GitError> {
+    let oid = Oid::from_str(sha).map_err(|_| GitError::BadSha(sha.to_owned()))?;
+    let repo = Repository::init_bare(dest)?;
+    let branch = request.branch;
+    let mut remote = repo.remote_anonymous(request.url)?;
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote
+        .fetch(
+            &[refspec.as_str()],
+            Some(&mut fetch_options(0, request.url, request)),
+            None,
+        )
+        .map_err(|e| fetch_error(request, request.url, &format!("branch {branch}"), Some(e)))?;
+    let head = repo.refname_to_id(&format!("refs/remotes/origin/{branch}"))?;
+    Ok(head == oid || repo.graph_descendant_of(head, oid).unwrap_or(false))
 }
 
 fn fetch_branch_head(repo: &Repository, request: &FetchRequest<'_>) -> Result<Oid, GitError> {
@@ -194,8 +222,15 @@ fn fetch_options<'a>(depth: i32, url: &str, request: &FetchRequest<'a>) -> Fetch
     let token = request
         .token
         .filter(|_| host_of(url).is_some() && host_of(url) == host_of(request.url));
+    let issued_for = request.url.to_owned();
     let mut offered = false;
-    callbacks.credentials(move |_url, _username, allowed| match token {
+    // `asked_by` is the URL of the server asking, after any redirect:
+    // checked again here, so no path git takes hands the token elsewhere.
+    callbacks.credentials(move |asked_by, _username, allowed| match token {
+        Some(_) if !may_send_token(&issued_for, asked_by) => Err(git2::Error::from_str(&format!(
+            "{asked_by} asked for credentials, but the job's token is only for {}",
+            origin_of(&issued_for).unwrap_or_else(|| "the repository's own https host".to_owned())
+        ))),
         Some(token) if !offered && allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
             offered = true;
             Cred::userpass_plaintext("x-access-token", token)
@@ -215,7 +250,40 @@ fn fetch_options<'a>(depth: i32, url: &str, request: &FetchRequest<'a>) -> Fetch
     options.depth(depth);
     options.download_tags(git2::AutotagOption::None);
     options.remote_callbacks(callbacks);
+    if token.is_some() {
+        // A server that sends git to another host must not take the token
+        // along: with a token, no redirect off the repository's host is
+        // followed (git2's default follows one on the first request).
+        options.follow_redirects(RemoteRedirect::None);
+    }
     options
+}
+
+/// `scheme://host[:port]` of a URL, lowercased, without user or path;
+/// `None` for local paths and scp-like addresses.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "https" | "http") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("").to_ascii_lowercase();
+    // git may name the default port or leave it out.
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(&host);
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+/// Whether the token issued for the repository at `issued_for` may answer
+/// the server at `asked_by`: same scheme, host and port. The controller
+/// issues tokens for https URLs only; an http one (a test server) keeps
+/// its token on that same http server.
+fn may_send_token(issued_for: &str, asked_by: &str) -> bool {
+    match (origin_of(issued_for), origin_of(asked_by)) {
+        (Some(issued), Some(asked)) => issued == asked,
+        _ => false,
+    }
 }
 
 /// The host of a URL with a scheme (`https://host/...`), or of an scp-like
@@ -507,6 +575,113 @@ mod tests {
         assert_eq!(host_of("/srv/git/r"), None);
         assert_eq!(host_of("file:///srv/git/r"), None);
         assert_eq!(host_of("C:/repos/r"), None);
+    }
+
+    #[test]
+    fn the_credential_callback_answers_only_the_scheme_host_and_port_the_token_was_issued_for() {
+        let issued = "https://github.com/octo/blog.git";
+        assert!(may_send_token(
+            issued,
+            "https://github.com/octo/blog.git/info/refs"
+        ));
+        assert!(may_send_token(issued, "https://GitHub.com/other/path"));
+        assert!(may_send_token(
+            issued,
+            "https://x-access-token@github.com:443/octo/blog.git"
+        ));
+        for asked in [
+            "https://evil.example/octo/blog.git",
+            "https://github.com.evil.example/octo/blog.git",
+            "https://github.com:8443/octo/blog.git",
+            "http://github.com/octo/blog.git",
+            "ssh://github.com/octo/blog.git",
+            "git@github.com:octo/blog.git",
+            "file:///srv/git/blog",
+            "/srv/git/blog",
+            "",
+        ] {
+            assert!(!may_send_token(issued, asked), "{asked}");
+        }
+        assert!(!may_send_token("/srv/git/blog", "/srv/git/blog"));
+    }
+
+    /// A tiny HTTP server on `ip`: records each request's Authorization
+    /// header (`-` for none) and answers every request with `answer`.
+    fn http_server(ip: &str, answer: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let address = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut auth = "-".to_owned();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("authorization")
+                    {
+                        auth = value.trim().to_owned();
+                    }
+                }
+                record.lock().unwrap().push(auth);
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (format!("http://{address}"), seen)
+    }
+
+    #[test]
+    fn a_redirect_from_the_repository_host_to_another_host_never_carries_the_token() {
+        let token = "tok-redirect-7d3e";
+        let (elsewhere, seen_elsewhere) = http_server(
+            "127.0.0.2",
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_owned(),
+        );
+        let (repository, seen_repository) = http_server(
+            "127.0.0.1",
+            format!(
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: {elsewhere}/site.git/info/refs?service=git-upload-pack\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        let url = format!("{repository}/site.git");
+        let stop = CancellationToken::new();
+        let work = tempfile::tempdir().unwrap();
+        let mut fetch = request(&url, "", &stop);
+        fetch.token = Some(token);
+        let result = checkout(&fetch, work.path());
+        assert!(result.is_err(), "nothing to fetch there: {result:?}");
+        assert!(
+            !seen_repository.lock().unwrap().is_empty(),
+            "the repository's host was asked"
+        );
+        let sent = seen_elsewhere.lock().unwrap().clone();
+        assert!(
+            sent.iter().all(|auth| auth == "-"),
+            "credentials went to the host redirected to: {sent:?}"
+        );
+    }
+
+    #[test]
+    fn a_commit_is_reachable_from_its_branch_and_a_side_branchs_is_not() {
+        let origin = tempfile::tempdir().unwrap();
+        let old = commit_files(origin.path(), "main", &[("a", b"1")], "old").unwrap();
+        let head = commit_files(origin.path(), "main", &[("a", b"2")], "head").unwrap();
+        let side = commit_files(origin.path(), "side", &[("a", b"3")], "side").unwrap();
+        let stop = CancellationToken::new();
+        let url = origin.path().to_str().unwrap();
+        for (sha, reachable) in [(&old, true), (&head, true), (&side, false)] {
+            let work = tempfile::tempdir().unwrap();
+            let answer = is_reachable_from_branch(&request(url, "", &stop), sha, work.path()).unwrap();
+            assert_eq!(answer, reachable, "{sha}");
+        }
     }
 
     #[test]

@@ -561,10 +561,71 @@ async fn build(
         format_duration(step.elapsed())
     ))
     .await;
+    // A commit picked by hand by someone who may not change the site: the
+    // build gets the site's secrets and production only if the commit is
+    // on the branch. The runner, which holds the lease's secrets, keeps
+    // them from a build of any other commit; the controller publishes
+    // nothing the runner did not report reachable.
+    let reachable = match &lease.verify_reachable_from {
+        None => None,
+        Some(branch) => {
+            let (url, branch, sha, dest, token) = (
+                lease.repo_url.clone(),
+                branch.clone(),
+                commit.sha.clone(),
+                work.path().join("reachability"),
+                lease.git_token.clone(),
+            );
+            let stop = stop.token().clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let request = git::FetchRequest {
+                    url: &url,
+                    branch: &branch,
+                    sha: "",
+                    token: token.as_ref().map(|t| t.expose()),
+                    stop: &stop,
+                };
+                git::is_reachable_from_branch(&request, &sha, &dest)
+            })
+            .await;
+            Some(match checked {
+                Ok(Ok(reachable)) => reachable,
+                Ok(Err(git::GitError::Stopped)) => return Err(Ended::Stopped),
+                Ok(Err(e)) => {
+                    log.say(&format!("Could not check the commit against its branch: {e}"))
+                        .await;
+                    false
+                }
+                Err(e) => {
+                    log.say(&format!("Checking the commit against its branch crashed: {e}"))
+                        .await;
+                    false
+                }
+            })
+        }
+    };
+    let untrusted_lease;
+    let lease = if reachable == Some(false) {
+        log.say(&format!(
+            "\x1b[33mCommit {} is not on branch {}: it was picked by hand with a token that may not change \
+             the site, so it builds as untrusted code (no secret variables, a cache of its own) and is not \
+             published. Build it with a token holding the `sites` scope, or push it to the branch\x1b[0m",
+            &commit.sha, lease.branch
+        ))
+        .await;
+        untrusted_lease = JobLease {
+            trusted: false,
+            ..lease.clone()
+        };
+        &untrusted_lease
+    } else {
+        lease
+    };
     let info = CommitInfo {
         sha: commit.sha.clone(),
         message: commit.message.clone(),
         author: commit.author.clone(),
+        reachable,
     };
     if let Err(e) = ctx.client.report_commit(lease, &info).await {
         tracing::warn!(job = lease.job_id, error = %e, "reporting the commit failed");
@@ -907,9 +968,10 @@ async fn run_in_container(
     for note in notes {
         log.say(&note).await;
     }
-    let cache_volume = CacheVolume::new(
+    let cache_volume = CacheVolume::for_build(
         &lease.settings.cache.key,
         lease.trusted,
+        lease.context,
         lease.settings.cache.generation,
     );
     let (env, withheld) = build_environment(lease, &commit.sha, settings, cache_volume.is_some());
@@ -1330,6 +1392,7 @@ mod tests {
             lease_seconds: 60,
             honour_skip_ci: false,
             trusted,
+            verify_reachable_from: None,
             settings: SiteBuildSettings {
                 environment: vec![
                     EnvVar {

@@ -1,10 +1,10 @@
 use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
-use crate::auth::{CanBuild, CanRead};
+use crate::auth::{CanBuild, CanManageSites, CanRead};
 use crate::builds::{BuildRequest, queue_build};
 use crate::db::Build;
-use crate::error::{AppResult, bad_request, not_found};
+use crate::error::{AppError, AppResult, bad_request, not_found};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -42,6 +42,7 @@ pub struct TriggerBuild {
 pub async fn trigger(
     State(state): State<AppState>,
     _: CanBuild,
+    may_change_site: Result<CanManageSites, AppError>,
     Path(name): Path<String>,
     body: Option<Json<TriggerBuild>>,
 ) -> AppResult<(StatusCode, Json<Build>)> {
@@ -68,6 +69,12 @@ pub async fn trigger(
         BuildRequest {
             pr_number: None,
             from_fork: false,
+            // A `builds` token may ask for any commit the server will hand
+            // out by id, a fork's included (GitHub serves those from the
+            // base repository): unless the token may change the site
+            // anyway, the runner checks the commit is on the branch before
+            // the build gets secrets or production.
+            commit_unverified: !commit_sha.is_empty() && may_change_site.is_err(),
             context,
             branch,
             commit_sha: commit_sha.to_ascii_lowercase(),

@@ -1,7 +1,7 @@
 use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
-use crate::auth::{CanDeploy, CanManageSites, CanRead, random_hex};
+use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead, random_hex};
 use crate::db::{NewSite, SchedulingSettings, Site, SiteSettings};
 use crate::error::{AppResult, bad_request, conflict};
 use crate::github::client::{Credentials, INTERACTIVE_RETRY};
@@ -121,6 +121,28 @@ pub fn validate_github_repo(full_name: &str) -> Result<(), String> {
     }
 }
 
+/// Runners clone `https://` (and `ssh://`) URLs only, unless the controller
+/// was started with `--allow-local-repositories`: otherwise a `sites` token
+/// could point a site at any repository on a runner's disk. Nothing is
+/// looked up, so the answer says nothing about what exists there.
+pub fn validate_repo_url(url: &str, allow_local: bool) -> Result<(), String> {
+    if allow_local {
+        return Ok(());
+    }
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("ssh://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .map(|authority| authority.rsplit('@').next().unwrap_or(""));
+    match host {
+        Some(host) if !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control()) => Ok(()),
+        _ => Err(format!(
+            "repo_url `{url}` is not an https:// or ssh:// URL: runners clone repositories from servers only. \
+             Local paths, file:// and other URLs need the controller to run with --allow-local-repositories"
+        )),
+    }
+}
+
 fn validate_token(token: &str) -> Result<(), String> {
     if token.trim().is_empty() || token.trim() != token || token.chars().any(char::is_control) {
         return Err(
@@ -160,6 +182,7 @@ pub async fn create(
             ));
         }
     };
+    validate_repo_url(&repo_url, state.config.allow_local_repositories).map_err(bad_request)?;
     if body.production_branch.trim().is_empty() {
         return Err(bad_request("production_branch is empty"));
     }
@@ -430,11 +453,13 @@ pub struct GenericWebhook {
         (status = 201, description = "The generic webhook and its new secret, shown once", body = GenericWebhook),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["admin"]))
 )]
+// Needs `admin`: whoever holds the secret can start trusted production
+// builds of any commit with the site's secrets, more than `sites` grants.
 pub async fn create_generic_webhook(
     State(state): State<AppState>,
-    _: CanManageSites,
+    _: Admin,
     Path(name): Path<String>,
 ) -> AppResult<(StatusCode, Json<GenericWebhook>)> {
     let site = find_site(&state, &name).await?;

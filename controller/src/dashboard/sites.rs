@@ -5,7 +5,7 @@
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, duration, headline, render, see_other, short_sha};
 use crate::api::find_site;
 use crate::api::site_settings::clear_build_cache;
-use crate::api::sites::validate_site_name;
+use crate::api::sites::{validate_repo_url, validate_site_name};
 use crate::builds::{BuildRequest, queue_build};
 use crate::db::{Build, NewSite, Site};
 use crate::deploys::alias_for;
@@ -164,6 +164,9 @@ pub async fn create(
     }
     if form.repo_url.trim().is_empty() {
         return again("the repository URL is empty; give the URL runners clone from".to_owned());
+    }
+    if let Err(error) = validate_repo_url(form.repo_url.trim(), state.config.allow_local_repositories) {
+        return again(error);
     }
     let github_repo = form.github_repo.trim();
     if !github_repo.is_empty() && github_repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
@@ -398,6 +401,7 @@ async fn build_production(state: &AppState, site: &Site) -> PageResult {
         site,
         BuildRequest {
             from_fork: false,
+            commit_unverified: false,
             context: BuildContext::Production,
             branch: site.production_branch.clone(),
             commit_sha: String::new(),

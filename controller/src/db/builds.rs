@@ -70,6 +70,10 @@ pub struct Build {
     pub pr_number: Option<i64>,
     /// A pull request from a fork: code from outside the repository.
     pub from_fork: bool,
+    /// A commit picked by hand with a `builds` token, not (yet) reported
+    /// reachable from `branch` by a runner: built without secrets and
+    /// never published to production.
+    pub commit_unverified: bool,
     pub trigger: String,
     pub state: BuildState,
     pub exit_code: Option<i64>,
@@ -94,6 +98,8 @@ pub struct NewBuild {
     pub author: Option<String>,
     pub pr_number: Option<i64>,
     pub from_fork: bool,
+    /// See [`Build::commit_unverified`].
+    pub commit_unverified: bool,
     pub trigger: &'static str,
 }
 
@@ -155,7 +161,7 @@ pub struct LeasedJob {
 }
 
 const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b.branch, b.commit_sha, \
-     b.commit_message, b.author, b.pr_number, b.from_fork, b.trigger, b.state, b.exit_code, b.error, \
+     b.commit_message, b.author, b.pr_number, b.from_fork, b.commit_unverified, b.trigger, b.state, b.exit_code, b.error, \
      b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
@@ -172,6 +178,7 @@ fn build_from_row(row: &AnyRow) -> Build {
         author: row.get("author"),
         pr_number: row.get("pr_number"),
         from_fork: row.get::<i64, _>("from_fork") != 0,
+        commit_unverified: row.get::<i64, _>("commit_unverified") != 0,
         trigger: row.get("trigger"),
         state: BuildState::parse(&row.get::<String, _>("state")),
         exit_code: row.get("exit_code"),
@@ -248,8 +255,8 @@ impl Database {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO builds (site_id, context, branch, commit_sha, commit_message, author, \
-             trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+             trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at, commit_unverified) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(build.site_id)
         .bind(build.context.as_str())
@@ -264,6 +271,7 @@ impl Database {
         .bind(i64::from(build.from_fork))
         .bind(skip_reason)
         .bind(finished_at)
+        .bind(i64::from(build.commit_unverified))
         .fetch_one(&mut *tx)
         .await?;
         let build_id: i64 = row.get(0);
@@ -1034,6 +1042,16 @@ impl Database {
         .bind(build_id)
         .execute(self.writer())
         .await?;
+        Ok(())
+    }
+
+    /// A runner found the build's hand-picked commit reachable from its
+    /// branch: the build is the site's code after all.
+    pub async fn mark_commit_verified(&self, build_id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE builds SET commit_unverified = 0 WHERE id = $1")
+            .bind(build_id)
+            .execute(self.writer())
+            .await?;
         Ok(())
     }
 }

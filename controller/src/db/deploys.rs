@@ -297,16 +297,23 @@ async fn finish(
     now: i64,
     publication: Publication<'_>,
 ) -> anyhow::Result<FinalizeOutcome> {
-    let Some(row) = sqlx::query("SELECT site_id, context, state FROM deploys WHERE id = $1")
-        .bind(deploy_id)
-        .fetch_optional(&mut **tx)
-        .await?
+    let Some(row) = sqlx::query(
+        "SELECT d.site_id, d.context, d.state, COALESCE(b.commit_unverified, 0) FROM deploys d \
+         LEFT JOIN builds b ON b.id = d.build_id WHERE d.id = $1",
+    )
+    .bind(deploy_id)
+    .fetch_optional(&mut **tx)
+    .await?
     else {
         return Ok(FinalizeOutcome::NotFound);
     };
     let site_id: i64 = row.get(0);
     let context: String = row.get(1);
     let state: String = row.get(2);
+    // A hand-picked commit no runner found on its branch is not the
+    // site's code: its deploy keeps its permalink and goes live only when
+    // someone who may publish publishes it.
+    let unverified = row.get::<i64, _>(3) != 0;
     if state == "ready" {
         let published = sqlx::query("SELECT 1 FROM sites WHERE id = $1 AND published_deploy_id = $2")
             .bind(site_id)
@@ -352,6 +359,9 @@ async fn finish(
         }
     };
     let published = if context == BuildContext::Production.as_str() {
+        if unverified {
+            return Ok(FinalizeOutcome::Ready { published: false });
+        }
         sqlx::query("UPDATE sites SET published_deploy_id = $1 WHERE id = $2 AND publish_locked = 0")
             .bind(deploy_id)
             .bind(site_id)

@@ -139,12 +139,23 @@ pub async fn credentials_for(state: &AppState, site: &Site) -> anyhow::Result<Op
 /// fresh installation token that can only read this repository, or the
 /// site's access token. `None` for repositories fetched another way, and
 /// when no token can be had (the fetch then says what failed).
+///
+/// The token goes out only when `repo_url` is the GitHub repository itself
+/// (`https://<GitHub host>/<github_repo>(.git)`): a site's `repo_url` is
+/// whatever its admin typed, and a token for `octo/blog` handed to a job
+/// whose URL names another server would be sent to that server.
 pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<Secret> {
     use secrecy::ExposeSecret as _;
-    if !site.repo_url.starts_with("https://") {
+    let repository = site.github_repo.as_ref()?;
+    let git_host = git_host_of(&state.config.github_api_url);
+    if !is_clone_url_of(&site.repo_url, repository, &git_host) {
+        tracing::info!(
+            site = %site.name,
+            repo_url = %site.repo_url,
+            "no token for the job: the repository URL is not https://{git_host}/{repository}"
+        );
         return None;
     }
-    let repository = site.github_repo.as_ref()?;
     let token = match credentials_for(state, site).await {
         Ok(Some(Credentials::Token(token))) => Ok(token),
         Ok(Some(Credentials::Installation(id))) => state.github.clone_token(id, repository).await,
@@ -161,6 +172,33 @@ pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<Secret> {
             None
         }
     }
+}
+
+/// The host GitHub serves git from: `github.com`, or for GitHub Enterprise
+/// (an API at `https://HOST/api/v3`) that `HOST`.
+pub fn git_host_of(api_url: &str) -> String {
+    let Some(rest) = api_url.strip_prefix("https://") else {
+        return "github.com".to_owned();
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if path.trim_end_matches('/') == "api/v3" && !host.is_empty() {
+        host.to_ascii_lowercase()
+    } else {
+        "github.com".to_owned()
+    }
+}
+
+/// Whether `repo_url` is GitHub's https clone URL of `full_name` on
+/// `git_host`, with or without `.git`: no user, port, query or other path.
+pub fn is_clone_url_of(repo_url: &str, full_name: &str, git_host: &str) -> bool {
+    let Some(rest) = repo_url.strip_prefix("https://") else {
+        return false;
+    };
+    let Some((host, path)) = rest.split_once('/') else {
+        return false;
+    };
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    host.eq_ignore_ascii_case(git_host) && path.eq_ignore_ascii_case(full_name)
 }
 
 /// Why a delivery could not be read.
@@ -387,6 +425,40 @@ pub fn parse_with_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repo_url_naming_another_host_or_repository_gets_no_github_token() {
+        assert_eq!(git_host_of("https://api.github.com"), "github.com");
+        assert_eq!(git_host_of("http://127.0.0.1:9000"), "github.com");
+        assert_eq!(git_host_of("https://GHE.example.com/api/v3/"), "ghe.example.com");
+        for good in [
+            "https://github.com/octo/blog.git",
+            "https://github.com/octo/blog",
+            "https://GitHub.com/Octo/Blog.git",
+        ] {
+            assert!(is_clone_url_of(good, "octo/blog", "github.com"), "{good}");
+        }
+        for bad in [
+            "https://127.0.0.1:9000/octo/blog.git",
+            "https://github.com.evil.example/octo/blog.git",
+            "https://evil.example/github.com/octo/blog.git",
+            "https://x@github.com/octo/blog.git",
+            "https://github.com:444/octo/blog.git",
+            "http://github.com/octo/blog.git",
+            "https://github.com/octo/other.git",
+            "https://github.com/octo/blog/../other.git",
+            "https://github.com/octo/blog.git?x=1",
+            "git@github.com:octo/blog.git",
+            "/srv/git/blog",
+        ] {
+            assert!(!is_clone_url_of(bad, "octo/blog", "github.com"), "{bad}");
+        }
+        assert!(is_clone_url_of(
+            "https://ghe.example.com/octo/blog.git",
+            "octo/blog",
+            "ghe.example.com"
+        ));
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(

@@ -190,6 +190,7 @@ pub async fn lease(
             let git_token = crate::github::clone_token_for(&state, &site).await;
             let settings = lease_settings(&state, site.id).await?;
             let trusted = is_trusted(&build);
+            let verify_reachable_from = build.commit_unverified.then(|| build.branch.clone());
             let lease = JobLease {
                 job_id: job.job_id,
                 lease_id: job.lease_id,
@@ -204,6 +205,7 @@ pub async fn lease(
                 lease_seconds: state.config.lease_duration.as_secs(),
                 honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),
                 trusted,
+                verify_reachable_from,
                 settings,
                 // A GitHub App installation token or the site's access
                 // token, for private repositories; `None` for public ones.
@@ -375,6 +377,9 @@ pub async fn commit(
         .db
         .record_build_commit(build_id, &info.sha, &info.message, &info.author)
         .await?;
+    if info.reachable == Some(true) {
+        state.db.mark_commit_verified(build_id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -120,6 +120,8 @@ async fn build_app(configure: impl FnOnce(&mut Config)) -> (Application, TempDir
     config.lease_duration = Duration::from_secs(15);
     // The tests' hook receivers listen on loopback.
     config.notifications.allow_private_targets = true;
+    // The tests' repositories are folders and http:// servers.
+    config.allow_local_repositories = true;
     configure(&mut config);
     let app = Application::build(config).await.expect("starting the controller");
     (app, data)

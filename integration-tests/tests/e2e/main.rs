@@ -25,5 +25,6 @@ mod secrets;
 mod serving;
 mod site_settings;
 mod storage;
+mod trust;
 mod untrusted_clients;
 mod webhooks;

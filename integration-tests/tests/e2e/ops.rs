@@ -489,6 +489,7 @@ async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_re
     config.notifications.retry.max_delay = Duration::from_millis(200);
     config.notifications.timeout = Duration::from_secs(1);
     config.notifications.allow_private_targets = true;
+    config.allow_local_repositories = true;
     // Nothing listens on the receiver's port yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

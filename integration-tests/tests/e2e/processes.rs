@@ -114,6 +114,8 @@ impl ControllerProcess {
             "6",
             "--webhook-secret",
             crate::helpers::WEBHOOK_SECRET,
+            // The tests' repositories are folders.
+            "--allow-local-repositories",
         ]
         .iter()
         .map(|s| s.to_string())
