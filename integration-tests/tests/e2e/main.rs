@@ -15,6 +15,7 @@ mod dashboard;
 mod failures;
 mod faults;
 mod github;
+mod hostile_deploys;
 mod live_logs;
 mod ops;
 mod push_to_deploy;
