@@ -129,6 +129,16 @@ async fn body_of(
         let Some(bytes) = state.edge.bytes_of(state.blobs.as_ref(), stored).await? else {
             anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key);
         };
+        // `Content-Length` was said from the recorded size: bytes of another
+        // length would run into the connection's next answer.
+        if bytes.len() as u64 != stored.size {
+            anyhow::bail!(
+                "blob {} of {path} holds {} bytes where {} are recorded; the blob store was changed behind the controller",
+                stored.key,
+                bytes.len(),
+                stored.size
+            );
+        }
         let bytes = match range {
             Some(range) => bytes.slice(range.start as usize..range.end as usize),
             None => bytes,

@@ -3,8 +3,9 @@
 //! not their own. Deploys go in through the real API and runner protocol;
 //! answers come over real HTTP, some read byte by byte off the socket.
 
-use crate::helpers::{TestApp, manifest_file, spawn_controller_only};
+use crate::helpers::{HandRunner, SiteRepo, TestApp, manifest_file, spawn_controller_only};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn make_site(app: &TestApp, name: &str) {
     app.connect_site_with(name, json!({ "repo_url": "/nowhere/repo.git" }))
@@ -127,6 +128,179 @@ async fn too_many_or_too_long_rules_refuse_the_deploy_naming_the_file_line_and_l
 
     let site = app.get_json("/sites/rules").await;
     assert_eq!(site["published_deploy_id"], Value::Null, "nothing went live");
+}
+
+#[tokio::test]
+async fn a_manifest_declaring_a_false_size_is_refused_at_finalize_through_the_api_and_the_runner_protocol() {
+    let (app, token) = spawn_controller_only().await;
+    make_site(&app, "sizes").await;
+    let tiny: &[u8] = b"tiny!\n";
+    let mut lie = manifest_file("big.bin", tiny);
+    lie.size = 100_000;
+    let id = start_deploy(&app, "sizes", json!({ "files": [lie] }), &[tiny]).await;
+    let (status, body) = finalize(&app, "sizes", &id).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("`big.bin` is declared as 100000 bytes but its content is 6 bytes"),
+        "{error}"
+    );
+
+    // A build's deploy, through the runner protocol: the blob is stored
+    // already, so nothing is uploaded, and finalize still refuses.
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("README", "a build")], "a build");
+    app.connect_site("built", &repo, "octo/built").await;
+    let runner = HandRunner::connect(&app, &token).await;
+    app.trigger_build("built", &sha).await;
+    let lease = runner.lease().await;
+    let answer = runner
+        .client
+        .send_manifest(&lease, vec![lie.clone()])
+        .await
+        .expect("the manifest itself is well-formed");
+    assert!(answer.missing.is_empty(), "{:?}", answer.missing);
+    let refused = runner.client.finalize(&lease).await.expect_err("a false size");
+    assert!(
+        refused
+            .to_string()
+            .contains("declared as 100000 bytes but its content is 6 bytes"),
+        "{refused}"
+    );
+}
+
+/// One HTTP/1.1 answer read off a socket: status line, headers, body.
+#[derive(Debug)]
+struct RawAnswer {
+    head: String,
+    content_length: usize,
+    body: Vec<u8>,
+}
+
+/// A request to send raw: method, path, headers.
+type RawRequest<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Sends `requests` on one kept-alive connection, then reads the answers
+/// in order, each taking exactly its `Content-Length` bytes of body: a
+/// length that was false would shift every answer after it.
+async fn on_one_connection(app: &TestApp, label: &str, requests: &[RawRequest<'_>]) -> Vec<RawAnswer> {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let mut written = String::new();
+    for (index, (method, path, headers)) in requests.iter().enumerate() {
+        written.push_str(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: {label}.localhost:{}\r\n",
+            app.port
+        ));
+        for (name, value) in *headers {
+            written.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if index + 1 == requests.len() {
+            written.push_str("Connection: close\r\n");
+        }
+        written.push_str("\r\n");
+    }
+    socket.write_all(written.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    socket.read_to_end(&mut received).await.unwrap();
+
+    let mut answers = Vec::new();
+    let mut rest = &received[..];
+    for (method, path, _) in requests {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+            panic!(
+                "no answer head for {method} {path}: {:?}",
+                String::from_utf8_lossy(rest)
+            )
+        });
+        let head = String::from_utf8(rest[..end].to_vec()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 "), "{method} {path}: {head}");
+        let content_length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .map_or(0, |v| v.parse().unwrap());
+        rest = &rest[end + 4..];
+        let body_length = if *method == "HEAD" { 0 } else { content_length };
+        assert!(
+            rest.len() >= body_length,
+            "{method} {path} announced {content_length} bytes, {} arrived:\n{head}",
+            rest.len()
+        );
+        answers.push(RawAnswer {
+            head,
+            content_length,
+            body: rest[..body_length].to_vec(),
+        });
+        rest = &rest[body_length..];
+    }
+    assert!(
+        rest.is_empty(),
+        "bytes beyond the last answer: {:?}",
+        String::from_utf8_lossy(rest)
+    );
+    answers
+}
+
+#[tokio::test]
+async fn the_edge_never_sends_a_content_length_other_than_the_bytes_it_sends() {
+    let (app, _) = spawn_controller_only().await;
+    make_site(&app, "lengths").await;
+    let tiny: &[u8] = b"tiny!\n";
+    let (status, body) = deploy_files(
+        &app,
+        "lengths",
+        &[("tiny.txt", tiny), ("index.html", b"<p>home</p>")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The same content declared 100,000 bytes long: stored already, so
+    // nothing is uploaded; going live would make the edge announce 100,000
+    // bytes and send 6, and the rest of the connection's answers would be
+    // read as the missing bytes.
+    let mut lie = manifest_file("tiny.txt", tiny);
+    lie.size = 100_000;
+    let id = start_deploy(
+        &app,
+        "lengths",
+        json!({ "files": [lie, manifest_file("index.html", b"<p>home</p>")] }),
+        &[],
+    )
+    .await;
+    let (status, body) = finalize(&app, "lengths", &id).await;
+    assert_eq!(status, 400, "{body}");
+
+    let answers = on_one_connection(
+        &app,
+        "lengths",
+        &[
+            ("GET", "/tiny.txt", &[]),
+            // Again: now from the bytes held beside the index.
+            ("GET", "/tiny.txt", &[]),
+            ("GET", "/tiny.txt", &[("Range", "bytes=2-")]),
+            ("HEAD", "/tiny.txt", &[]),
+            ("GET", "/", &[]),
+            ("GET", "/missing", &[]),
+        ],
+    )
+    .await;
+    for answer in &answers[..2] {
+        assert!(answer.head.starts_with("HTTP/1.1 200"), "{}", answer.head);
+        assert_eq!(answer.content_length, tiny.len());
+        assert_eq!(answer.body, tiny);
+    }
+    assert!(answers[2].head.starts_with("HTTP/1.1 206"), "{}", answers[2].head);
+    assert_eq!(answers[2].body, &tiny[2..]);
+    assert_eq!(answers[2].content_length, tiny.len() - 2);
+    assert_eq!(answers[3].content_length, tiny.len(), "{}", answers[3].head);
+    assert_eq!(answers[4].body, b"<p>home</p>");
+    assert!(answers[5].head.starts_with("HTTP/1.1 404"), "{}", answers[5].head);
+    assert_eq!(answers[5].content_length, answers[5].body.len());
 }
 
 #[tokio::test]
