@@ -370,3 +370,29 @@ async fn a_set_cookie_header_rule_refuses_the_deploy_from_headers_and_from_jamst
     let site = app.get_json("/sites/cookies").await;
     assert_eq!(site["published_deploy_id"], Value::Null, "nothing went live");
 }
+
+#[tokio::test]
+async fn a_changed_image_with_a_word_and_digits_in_its_name_is_revalidated_not_cached_for_a_year() {
+    let (app, _) = spawn_controller_only().await;
+    make_site(&app, "images").await;
+    let (status, body) = deploy_files(
+        &app,
+        "images",
+        &[
+            ("assets/hero-Banner01.webp", b"version one"),
+            ("assets/index-BxE3k9aQ.js", b"console.log(1)"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let image = app.visit("images", "/assets/hero-Banner01.webp").await;
+    assert_eq!(
+        image.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    let script = app.visit("images", "/assets/index-BxE3k9aQ.js").await;
+    assert_eq!(
+        script.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+}
