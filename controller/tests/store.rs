@@ -1510,3 +1510,39 @@ on_both_databases!(
         }
     }
 );
+
+on_both_databases!(
+    a_size_a_manifest_made_up_is_named_and_never_read_as_the_files_size,
+    |db: Database| async move {
+        let s = site(&db, "sizes").await;
+        let honest = manifest_file("index.html", "home");
+        let mut lie = manifest_file("big.bin", "tiny!\n");
+        lie.size = 100_000;
+        db.insert_direct_deploy("d1", s.id, "main", None, &[honest.clone(), lie.clone()])
+            .await
+            .unwrap();
+        db.record_stored_blob(&honest.sha256, 4, "k-home").await.unwrap();
+        db.record_stored_blob(&lie.sha256, 6, "k-tiny").await.unwrap();
+        assert_eq!(
+            db.files_with_false_sizes("d1").await.unwrap(),
+            [("big.bin".to_owned(), 100_000, 6)]
+        );
+        // Made ready anyway (as by a controller before finalize checked
+        // sizes), the edge's index still reads the stored size.
+        assert_eq!(
+            db.finalize_direct_deploy("d1", false).await.unwrap(),
+            FinalizeOutcome::Ready { published: false }
+        );
+        let mut sizes: Vec<(String, i64)> = db
+            .ready_deploy_contents("d1")
+            .await
+            .unwrap()
+            .expect("a ready deploy")
+            .files
+            .into_iter()
+            .map(|f| (f.path, f.size))
+            .collect();
+        sizes.sort();
+        assert_eq!(sizes, [("big.bin".to_owned(), 6), ("index.html".to_owned(), 4)]);
+    }
+);

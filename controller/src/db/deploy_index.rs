@@ -46,8 +46,10 @@ impl Database {
         if !ready {
             return Ok(None);
         }
+        // The size is the stored blob's, never the one the manifest
+        // declared: a false one would be a false `Content-Length`.
         let files = sqlx::query(&format!(
-            "{} SELECT f.path, f.sha256, f.size, COALESCE(b.storage_key, b.sha256) \
+            "{} SELECT f.path, f.sha256, b.size, COALESCE(b.storage_key, b.sha256) \
              FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256",
             effective_files(None)
         ))
@@ -113,6 +115,19 @@ impl Database {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.get(0))
+    }
+
+    /// Files of a deploy whose manifest declared a size other than their
+    /// stored content's: `(path, declared, stored)`, the first few by path.
+    pub async fn files_with_false_sizes(&self, deploy_id: &str) -> anyhow::Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT f.path, f.size, b.size FROM deploy_files f JOIN blobs b ON b.sha256 = f.sha256 \
+             WHERE f.deploy_id = $1 AND f.sha256 IS NOT NULL AND f.size <> b.size ORDER BY f.path LIMIT 5",
+        )
+        .bind(deploy_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
     /// Keeps the rules of `jamstack.toml` sent with a deploy's manifest; the

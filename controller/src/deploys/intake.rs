@@ -137,6 +137,7 @@ pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult
     if missing > 0 {
         return Err(missing_blobs(missing));
     }
+    refuse_false_sizes(state, deploy_id).await?;
     let config_json = state.db.config_rules(deploy_id).await?;
     let config_rules: RuleSet = match &config_json {
         Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,
@@ -160,6 +161,28 @@ pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult
         .save_deploy_rules(deploy_id, config_json.as_deref().unwrap_or("{}"), &json)
         .await?;
     Ok(())
+}
+
+/// A manifest declares each file's size, and the content uploaded (or
+/// stored before, by any deploy) has its own: a deploy whose sizes differ
+/// is refused, so no size a manifest made up is ever believed (served as a
+/// `Content-Length`, counted against the limits).
+async fn refuse_false_sizes(state: &AppState, deploy_id: &str) -> AppResult<()> {
+    let false_sizes = state.db.files_with_false_sizes(deploy_id).await?;
+    if false_sizes.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = false_sizes
+        .iter()
+        .map(|(path, declared, stored)| {
+            format!("`{path}` is declared as {declared} bytes but its content is {stored} bytes")
+        })
+        .collect();
+    Err(bad_request(format!(
+        "the manifest does not match the uploaded files: {}; send a manifest made from the files themselves \
+         (their sizes and SHA-256 hashes), then upload and finalize again",
+        named.join("; ")
+    )))
 }
 
 /// What follows a deploy going ready: the compressed variants of its new

@@ -129,6 +129,16 @@ async fn body_of(
         let Some(bytes) = state.edge.bytes_of(state.blobs.as_ref(), stored).await? else {
             anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key);
         };
+        // `Content-Length` was said from the recorded size: bytes of another
+        // length would run into the connection's next answer.
+        if bytes.len() as u64 != stored.size {
+            anyhow::bail!(
+                "blob {} of {path} holds {} bytes where {} are recorded; the blob store was changed behind the controller",
+                stored.key,
+                bytes.len(),
+                stored.size
+            );
+        }
         let bytes = match range {
             Some(range) => bytes.slice(range.start as usize..range.end as usize),
             None => bytes,
@@ -225,24 +235,106 @@ pub fn is_html(path: &str) -> bool {
     path.ends_with(".html") || path.ends_with(".htm")
 }
 
-/// Whether a file name carries a content hash, as bundlers write them:
-/// `app.3f2a9c1b.js`, `main-5d41402abc4b2a76.css`, `index-BxK3d9aQ.js`.
-/// Such a name never changes content, so it is cached as immutable.
+/// Whether a path names its content, so that what it serves can never
+/// change and may be cached for a year (`immutable`). Guessing wrong the
+/// other way is cheap (a browser asks again and gets a 304), guessing wrong
+/// this way leaves a changed file stale for a year: only names the build
+/// tools make from a content hash count.
+///
+/// - Folders whose every file is content-addressed by their tool:
+///   Next.js `_next/static/`, SvelteKit `_app/immutable/`.
+/// - A lowercase hex hash of 8 or more characters after the name (or of
+///   16 or more as the whole name: webpack's `[hash][ext]`), as
+///   webpack (`[contenthash]`, 20 by default; create-react-app 8), Hugo
+///   (`main.<sha256>.css`), Parcel, Angular, Gatsby and jekyll-assets
+///   write it: `main.3f2a9c1b.js`, `app-5d41402abc4b2a76.css`. It has
+///   digits and letters, and a short one (under 16) is not just letters
+///   then digits (or digits then letters): `cafe2024` and `beef1234`
+///   are words, not hashes.
+/// - Hugo's processed images, `<name>_hu<md5 hex>_<size>_<options>.jpg`.
+/// - Vite's and Rollup's `[name]-[hash]` (Astro's `[name].[hash]`): eight
+///   base64url characters (`A-Z a-z 0-9 _ -`, so a hash may even hold a
+///   `-`) ending the name after a `-` or `.`: `index-BxE3k9aQ.js`,
+///   `index-B-hxoZcc.css`. Eight such characters are also how people
+///   name things (`hero-Banner01.webp`, `logo-2xRetina.png`,
+///   `bg-800x600w.jpg`), so they count only when they look random: both
+///   upper and lower case letters, not letters followed only by digits
+///   (`Banner01`, `IMG00123`), and no four letters of one case in a row
+///   (`Retina`, `Photo`, `HERO`: words). About one real hash in six fails
+///   this and is revalidated; no word-like name passes.
+///
+/// Eleventy and Jekyll put no hash in their names; esbuild's upper-case
+/// base32 hashes are revalidated too.
 pub fn is_fingerprinted(path: &str) -> bool {
+    if path.starts_with("_next/static/") || path.starts_with("_app/immutable/") {
+        return true;
+    }
     let name = path.rsplit('/').next().unwrap_or(path);
-    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-    stem.split(['.', '-', '_']).skip(1).any(|token| {
-        let hex = token.len() >= 8
-            && token.bytes().all(|b| b.is_ascii_hexdigit())
-            && token.bytes().any(|b| b.is_ascii_digit())
-            && token.bytes().any(|b| b.is_ascii_alphabetic());
-        let base64 = (8..=24).contains(&token.len())
-            && token.bytes().all(|b| b.is_ascii_alphanumeric())
-            && token.bytes().any(|b| b.is_ascii_digit())
-            && token.bytes().any(|b| b.is_ascii_uppercase())
-            && token.bytes().any(|b| b.is_ascii_lowercase());
-        hex || base64
-    })
+    let stem = name.split_once('.').map_or(name, |(first, _)| first);
+    let all_but_extension = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let hex = all_but_extension
+        .split(['.', '-', '_', '~'])
+        .enumerate()
+        .any(|(index, token)| {
+            let hugo_image = token
+                .strip_prefix("hu")
+                .is_some_and(|md5| md5.len() == 32 && is_hex_hash(md5));
+            // The first token is the name, unless it is a long hash
+            // itself (webpack's asset modules: `[hash][ext]`).
+            (index > 0 || token.len() >= 16) && is_hex_hash(token) || index > 0 && hugo_image
+        });
+    hex || is_base64url_hash_suffix(all_but_extension) || is_base64url_hash_suffix(stem)
+}
+
+fn is_hex_hash(token: &str) -> bool {
+    let bytes = token.as_bytes();
+    if bytes.len() < 8 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return false;
+    }
+    let runs = 1 + bytes
+        .windows(2)
+        .filter(|pair| pair[0].is_ascii_digit() != pair[1].is_ascii_digit())
+        .count();
+    let mixed = bytes.iter().any(u8::is_ascii_digit) && bytes.iter().any(u8::is_ascii_alphabetic);
+    mixed && (bytes.len() >= 16 || runs >= 3)
+}
+
+/// Whether `stem` ends in `-XXXXXXXX` or `.XXXXXXXX`, eight base64url
+/// characters that look like a hash rather than a word (see
+/// [`is_fingerprinted`]).
+fn is_base64url_hash_suffix(stem: &str) -> bool {
+    let bytes = stem.as_bytes();
+    if bytes.len() < 10 {
+        return false;
+    }
+    let (head, hash) = bytes.split_at(bytes.len() - 8);
+    let separator = head[head.len() - 1];
+    if !matches!(separator, b'-' | b'.')
+        || !hash
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    {
+        return false;
+    }
+    let both_cases = hash.iter().any(u8::is_ascii_uppercase) && hash.iter().any(u8::is_ascii_lowercase);
+    let letters_then_digits = {
+        let letters = hash.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        hash[letters..].iter().all(u8::is_ascii_digit)
+    };
+    let mut longest_same_case = 0;
+    let mut run = 0;
+    let mut previous: Option<bool> = None;
+    for b in hash {
+        let case = b.is_ascii_alphabetic().then(|| b.is_ascii_uppercase());
+        run = match case {
+            Some(upper) if previous == Some(upper) => run + 1,
+            Some(_) => 1,
+            None => 0,
+        };
+        previous = case;
+        longest_same_case = longest_same_case.max(run);
+    }
+    both_cases && !letters_then_digits && longest_same_case < 4
 }
 
 pub fn content_type(path: &str) -> String {
@@ -324,27 +416,96 @@ mod tests {
         assert!(!accepts(Some("identity"), Encoding::Gzip));
     }
 
+    /// File names as the build tools write them (from their documentation
+    /// and real build outputs), each with whether it names its content.
     #[test]
-    fn fingerprinted_names_are_told_from_ordinary_ones() {
-        for yes in [
-            "assets/app.3f2a9c1b.js",
-            "main-5d41402abc4b2a76.css",
-            "index-BxK3d9aQ.js",
-            "chunk.a1b2c3d4e5.js",
-            "_next/static/chunks/webpack-0f1e2d3c4b5a6978.js",
-        ] {
-            assert!(is_fingerprinted(yes), "{yes}");
-        }
-        for no in [
-            "app.js",
-            "jquery-3.6.0.min.js",
-            "analytics-20240101.js",
-            "version2release.js",
-            "deadbeefcafe.js",
-            "bootstrap-bundle.css",
-            "photo_20240101_final.jpg",
-        ] {
-            assert!(!is_fingerprinted(no), "{no}");
+    fn only_names_carrying_a_content_hash_are_cached_as_immutable() {
+        let table: &[(&str, &str, bool)] = &[
+            // Hugo: `resources.Fingerprint` (SHA-256 by default), processed
+            // images; everything else keeps its name.
+            (
+                "hugo",
+                "css/main.min.3e5e0a4f1c6b9f8d7e2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e.css",
+                true,
+            ),
+            ("hugo", "js/bundle.min.6b1f4bd5c1e3e41a52e4e0b7fbe2d3a9.js", true),
+            (
+                "hugo",
+                "posts/trip/sunset_hu3d03a01dcc18bc5be0e67db3d8d209a6_70895_600x0_resize_q75_box.jpg",
+                true,
+            ),
+            ("hugo", "posts/trip/sunset.jpg", false),
+            ("hugo", "css/main.css", false),
+            ("hugo", "images/hero-Banner01.webp", false),
+            ("hugo", "fonts/Inter-Regular.woff2", false),
+            ("hugo", "favicon-32x32.png", false),
+            // Vite (Rollup): `assets/[name]-[hash]`, base64url, 8 characters.
+            ("vite", "assets/index-BxE3k9aQ.js", true),
+            ("vite", "assets/index-D8b4DHJx.css", true),
+            ("vite", "assets/index-CAbHEk5E.js", true),
+            ("vite", "assets/react-CHdo91hT.svg", true),
+            ("vite", "assets/vendor-B_nzjSx9.js", true),
+            ("vite", "assets/index-BaQW3Dz_.css", true),
+            ("vite", "assets/index-B-hxoZcc.css", true),
+            ("vite", "assets/hero-Banner01.webp", false),
+            ("vite", "assets/logo-2xRetina.png", false),
+            ("vite", "assets/bg-800x600w.jpg", false),
+            ("vite", "assets/photo-IMG00123.jpg", false),
+            ("vite", "assets/Inter-Variable.woff2", false),
+            ("vite", "vite.svg", false),
+            // Astro: `_astro/[name].[hash]`.
+            ("astro", "_astro/index.Bx3kJ9aQ.css", true),
+            ("astro", "_astro/hoisted.Cq7Lmf2N.js", true),
+            // webpack: `[contenthash]` (20 hex by default; CRA takes 8).
+            ("webpack", "main.7d3f1f8a1b2c3d4e5f60.js", true),
+            ("webpack", "static/js/main.8b2c1e2a.js", true),
+            ("webpack", "static/js/787.c4e7f8f2.chunk.js", true),
+            ("webpack", "static/css/main.073c9b0a.css", true),
+            (
+                "webpack",
+                "static/media/logo.6ce24c58023cc2f8fd88fe9d219db6c6.svg",
+                true,
+            ),
+            ("webpack", "runtime~main.0a1b2c3d4e5f60718293.js", true),
+            ("webpack", "app-3f0c1b2e4c5d6a7b8c9d.js", true),
+            ("webpack", "3b7d0a7e9c1f2e4d5a6b.png", true),
+            ("webpack", "main.js", false),
+            ("webpack", "static/js/jquery-3.6.0.min.js", false),
+            ("webpack", "bootstrap.bundle.min.js", false),
+            // Next.js: everything under `_next/static` is content-addressed.
+            ("next", "_next/static/chunks/webpack-0f1e2d3c4b5a6978.js", true),
+            ("next", "_next/static/chunks/pages/_app-7a1c2b3d4e5f6a7b.js", true),
+            ("next", "_next/static/css/a1b2c3d4e5f6a7b8.css", true),
+            (
+                "next",
+                "_next/static/x0vTPjy-9cS_VpDWHR4Zv/_buildManifest.js",
+                true,
+            ),
+            ("next", "_next/static/media/hero.6a1f2e3d.webp", true),
+            ("next", "favicon.ico", false),
+            ("next", "images/hero-Banner01.webp", false),
+            // Jekyll: no hashes.
+            ("jekyll", "assets/main.css", false),
+            ("jekyll", "assets/minima-social-icons.svg", false),
+            ("jekyll", "assets/images/hero-Banner01.webp", false),
+            ("jekyll", "2024/01/15/welcome-to-jekyll.html", false),
+            ("jekyll", "feed.xml", false),
+            // Eleventy: no hashes (eleventy-img names by a hash first and
+            // the width last; revalidated, which is always safe).
+            ("eleventy", "css/index.css", false),
+            ("eleventy", "img/hero-Banner01.webp", false),
+            ("eleventy", "img/6dfd7ac6-600.webp", false),
+            ("eleventy", "feed/feed.xml", false),
+            // Names people write.
+            ("people", "analytics-20240101.js", false),
+            ("people", "photo_20240101_final.jpg", false),
+            ("people", "menu-cafe2024.pdf", false),
+            ("people", "deadbeefcafe.js", false),
+            ("people", "version2release.js", false),
+            ("people", "report-Q3Summary.pdf", false),
+        ];
+        for (tool, path, immutable) in table {
+            assert_eq!(is_fingerprinted(path), *immutable, "{tool}: {path}");
         }
     }
 

@@ -25,8 +25,17 @@
 //!   rules (or several times in one) gets their values joined with `, `.
 //!
 //! Not supported, and refused with a reason rather than ignored: proxying
-//! (a `200` to another site), `Country` and `Role` conditions, and headers
-//! the server must own (`Content-Length`, `Content-Encoding`, `ETag`, ...).
+//! (a `200` to another site), `Country` and `Role` conditions, headers
+//! the server must own (`Content-Length`, `Content-Encoding`, `ETag`, ...)
+//! and headers that reach beyond the site (`Set-Cookie`).
+//!
+//! Rules are written by whoever can push (a fork's pull request too), so:
+//! matching is linear in the path and the rule (header paths with `*` are
+//! regular expressions of the `regex` crate, compiled once per deploy);
+//! the number and length of rules are bounded ([`MAX_REDIRECT_RULES`] and
+//! friends); and a value taken from the request never makes a `Location`
+//! leave the site (a leading `/` or any `\` in it is percent-encoded, so
+//! `/:to` with `to=/evil.com` is `/%2Fevil.com`, not `//evil.com`).
 
 use axum::http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -53,6 +62,22 @@ const RESERVED_HEADERS: [&str; 16] = [
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Headers a rule may not set, with why. A site's hostname is a subdomain
+/// of the controller's domain, so a `Set-Cookie` with `Domain=` the parent
+/// would plant cookies on every other site and on the dashboard (a fork's
+/// pull request could overwrite the sign-in form's CSRF cookie); hop-by-hop
+/// headers speak for the connection, which the server owns.
+const REFUSED_HEADERS: [(&str, &str); 5] = [
+    ("set-cookie", COOKIES_REACH_OTHER_SITES),
+    ("set-cookie2", COOKIES_REACH_OTHER_SITES),
+    ("proxy-authenticate", HOP_BY_HOP),
+    ("proxy-connection", HOP_BY_HOP),
+    ("te", HOP_BY_HOP),
+];
+const COOKIES_REACH_OTHER_SITES: &str = "a cookie set by the server would reach beyond this site's own pages \
+     (cookies are shared with the other sites under the same domain); set cookies from the page's script instead";
+const HOP_BY_HOP: &str = "it speaks for the connection, which the server owns";
 
 /// A deploy's rules, checked, in the form they were written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +367,7 @@ impl RuleSet {
 
     /// Checks every rule and makes the matcher.
     pub fn compile(&self) -> Result<Rules, RuleError> {
+        self.check_limits()?;
         let redirects = self
             .redirects
             .iter()
@@ -354,7 +380,102 @@ impl RuleSet {
             .collect::<Result<_, _>>()?;
         Ok(Rules { redirects, headers })
     }
+
+    /// Every request is matched against the rules, so a deploy's author
+    /// could make every visit slow with enough of them, or long enough
+    /// ones: how many and how long is bounded, and the first rule past a
+    /// bound is named.
+    fn check_limits(&self) -> Result<(), RuleError> {
+        let too_many = |kind: &str, count: usize, limit: usize, origin: &str| {
+            error(
+                origin,
+                format!(
+                    "this deploy has {count} {kind} rules, more than the limit of {limit}; say the same in \
+                     fewer rules with splats (`/blog/*`) and placeholders (`/:year/:slug`)"
+                ),
+            )
+        };
+        if let Some(first_over) = self.redirects.get(MAX_REDIRECT_RULES) {
+            return Err(too_many(
+                "redirect",
+                self.redirects.len(),
+                MAX_REDIRECT_RULES,
+                &first_over.origin,
+            ));
+        }
+        if let Some(first_over) = self.headers.get(MAX_HEADER_RULES) {
+            return Err(too_many(
+                "header",
+                self.headers.len(),
+                MAX_HEADER_RULES,
+                &first_over.origin,
+            ));
+        }
+        let too_long = |origin: &str, what: &str, text: &str, limit: usize| {
+            let start: String = text.chars().take(40).collect();
+            error(
+                origin,
+                format!(
+                    "the {what} `{start}…` is {} bytes long, more than the limit of {limit}; shorten it",
+                    text.len()
+                ),
+            )
+        };
+        for rule in &self.redirects {
+            for (what, text) in [("path", &rule.from), ("target", &rule.to)] {
+                if text.len() > MAX_RULE_PATH {
+                    return Err(too_long(&rule.origin, what, text, MAX_RULE_PATH));
+                }
+            }
+            let conditions = rule.query.iter().flat_map(|(name, value)| [name, value]);
+            for text in conditions.chain(&rule.language).chain(&rule.cookie) {
+                if text.len() > MAX_RULE_PATH {
+                    return Err(too_long(&rule.origin, "condition", text, MAX_RULE_PATH));
+                }
+            }
+        }
+        for rule in &self.headers {
+            if rule.for_path.len() > MAX_RULE_PATH {
+                return Err(too_long(&rule.origin, "path", &rule.for_path, MAX_RULE_PATH));
+            }
+            if let Some(first_over) = rule.values.get(MAX_HEADERS_PER_RULE) {
+                return Err(error(
+                    &rule.origin,
+                    format!(
+                        "the path `{}` has {} headers, more than the limit of {MAX_HEADERS_PER_RULE} \
+                         (the first over it is `{}`)",
+                        rule.for_path,
+                        rule.values.len(),
+                        first_over.0
+                    ),
+                ));
+            }
+            for (name, value) in &rule.values {
+                if name.len() + value.len() > MAX_HEADER_TEXT {
+                    return Err(too_long(
+                        &rule.origin,
+                        "header",
+                        &format!("{name}: {value}"),
+                        MAX_HEADER_TEXT,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The most redirect rules a deploy may have (`_redirects` and
+/// `jamstack.toml` together); Netlify advises staying under this too.
+pub const MAX_REDIRECT_RULES: usize = 10_000;
+/// The most header rules (paths) a deploy may have.
+pub const MAX_HEADER_RULES: usize = 1_000;
+/// The longest path, target or condition of a rule, in bytes.
+pub const MAX_RULE_PATH: usize = 2_048;
+/// The most headers one header rule may set.
+pub const MAX_HEADERS_PER_RULE: usize = 100;
+/// The longest `Name: value` a header rule may set, in bytes.
+pub const MAX_HEADER_TEXT: usize = 8_192;
 
 // ---------------------------------------------------------------------------
 // Compiled rules and matching.
@@ -600,7 +721,7 @@ impl Bindings {
                 .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
                 .count();
             match self.get(&after[..name_len]).filter(|_| name_len > 0) {
-                Some(value) if encode => out.push_str(&super::path::encode(value)),
+                Some(value) if encode => out.push_str(&location_part(value)),
                 Some(value) => out.push_str(value),
                 None => {
                     out.push(':');
@@ -611,6 +732,19 @@ impl Bindings {
         }
         out.push_str(rest);
         out
+    }
+}
+
+/// A value bound from the request (a path segment, the splat, a query
+/// parameter), encoded for a `Location` header. Browsers read `//host` and
+/// `/\host` as another site, so a value must not start a path with a
+/// second `/`, and a `\` is never left as it is: a leading `/` and every
+/// `\` are percent-encoded, so the `Location` stays on the rule's own site.
+fn location_part(value: &str) -> String {
+    let encoded = super::path::encode(value).replace('\\', "%5C");
+    match encoded.strip_prefix('/') {
+        Some(rest) => format!("%2F{rest}"),
+        None => encoded,
     }
 }
 
@@ -793,19 +927,85 @@ fn has_cookie(header: Option<&str>, names: &[String]) -> bool {
     })
 }
 
-/// One piece of a header rule's path: `*` takes anything, `/` included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Glob {
-    Text(String),
-    Star,
-    Placeholder,
+/// A header rule's path, made into a matcher once, when the deploy's rules
+/// are compiled. Matching takes time linear in the path: a pattern with
+/// `*` or placeholders becomes an anchored regular expression, and the
+/// `regex` crate never backtracks (a pattern such as `/*a*a*a*a*a*a*a*b`,
+/// matched by trying every split of the path, took seconds of an async
+/// thread per request).
+#[derive(Debug, Clone)]
+enum PathGlob {
+    /// No `*` and no placeholder: the path itself.
+    Exact(String),
+    /// Text, then a final `*`: any path starting with the text.
+    Prefix(String),
+    /// Anything else: `*` takes anything, `/` included; `:name` takes one
+    /// non-empty segment.
+    Pattern(regex::Regex),
+}
+
+impl PathGlob {
+    fn compile(origin: &str, written: &str, path: &str) -> Result<PathGlob, RuleError> {
+        let mut expression = String::from("^(?s:");
+        let mut literal_only = true;
+        for (index, segment) in path.split('/').enumerate() {
+            if index > 0 {
+                expression.push('/');
+            }
+            if let Some(name) = segment.strip_prefix(':') {
+                if !is_placeholder_name(name) {
+                    return Err(error(
+                        origin,
+                        format!("`{written}`: `{segment}` is not a placeholder"),
+                    ));
+                }
+                expression.push_str("[^/]+");
+                literal_only = false;
+                continue;
+            }
+            for (i, piece) in segment.split('*').enumerate() {
+                if i > 0 {
+                    expression.push_str(".*");
+                    literal_only = false;
+                }
+                expression.push_str(&regex::escape(piece));
+            }
+        }
+        expression.push_str(")$");
+        if literal_only {
+            return Ok(PathGlob::Exact(path.to_owned()));
+        }
+        if let Some(prefix) = path.strip_suffix('*')
+            && !prefix.contains('*')
+            && !prefix.split('/').any(|segment| segment.starts_with(':'))
+        {
+            return Ok(PathGlob::Prefix(prefix.to_owned()));
+        }
+        regex::RegexBuilder::new(&expression)
+            .build()
+            .map(PathGlob::Pattern)
+            .map_err(|e| {
+                error(
+                    origin,
+                    format!("`{written}` cannot be matched ({e}); write it with fewer `*` and placeholders"),
+                )
+            })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathGlob::Exact(exact) => exact == path,
+            PathGlob::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathGlob::Pattern(pattern) => pattern.is_match(path),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct HeaderRule {
     written: MatchedRule,
     host: Option<String>,
-    pattern: Vec<Glob>,
+    pattern: PathGlob,
     /// The pattern ended in `/*`: it also matches the directory itself.
     directory: Option<String>,
     values: Vec<(HeaderName, String)>,
@@ -825,30 +1025,7 @@ impl HeaderRule {
         }
         let (host, path) = split_url(&spec.for_path);
         let decoded = normalize(&decode(origin, "path", path)?);
-        let mut pattern = Vec::new();
-        for (index, segment) in decoded.split('/').enumerate() {
-            if index > 0 {
-                pattern.push(Glob::Text("/".to_owned()));
-            }
-            if let Some(name) = segment.strip_prefix(':') {
-                if !is_placeholder_name(name) {
-                    return Err(error(
-                        origin,
-                        format!("`{}`: `{segment}` is not a placeholder", spec.for_path),
-                    ));
-                }
-                pattern.push(Glob::Placeholder);
-                continue;
-            }
-            for (i, piece) in segment.split('*').enumerate() {
-                if i > 0 {
-                    pattern.push(Glob::Star);
-                }
-                if !piece.is_empty() {
-                    pattern.push(Glob::Text(piece.to_owned()));
-                }
-            }
-        }
+        let pattern = PathGlob::compile(origin, &spec.for_path, &decoded)?;
         let directory = decoded.strip_suffix("/*").map(normalize);
         let mut values = Vec::new();
         for (name, value) in &spec.values {
@@ -858,6 +1035,15 @@ impl HeaderRule {
                 return Err(error(
                     origin,
                     format!("`{name}` is set by the server itself and cannot be set by a rule; remove it"),
+                ));
+            }
+            if let Some((_, why)) = REFUSED_HEADERS
+                .iter()
+                .find(|(refused, _)| *refused == header.as_str())
+            {
+                return Err(error(
+                    origin,
+                    format!("`{name}` cannot be set by a rule: {why}; remove it"),
                 ));
             }
             if HeaderValue::from_str(value).is_err() {
@@ -883,23 +1069,7 @@ impl HeaderRule {
     fn matches(&self, path: &str) -> bool {
         // Header rules for another host never match: sites are served on
         // their own hostnames only.
-        self.host.is_none() && (glob_matches(&self.pattern, path) || self.directory.as_deref() == Some(path))
-    }
-}
-
-fn glob_matches(pattern: &[Glob], text: &str) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((Glob::Text(literal), rest)) => text
-            .strip_prefix(literal.as_str())
-            .is_some_and(|after| glob_matches(rest, after)),
-        Some((Glob::Placeholder, rest)) => {
-            let end = text.find('/').unwrap_or(text.len());
-            end > 0 && glob_matches(rest, &text[end..])
-        }
-        Some((Glob::Star, rest)) => (0..=text.len())
-            .filter(|&i| text.is_char_boundary(i))
-            .any(|i| glob_matches(rest, &text[i..])),
+        self.host.is_none() && (self.pattern.matches(path) || self.directory.as_deref() == Some(path))
     }
 }
 

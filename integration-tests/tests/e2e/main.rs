@@ -16,6 +16,7 @@ mod failures;
 mod faults;
 mod github;
 mod hostile_builds;
+mod hostile_deploys;
 mod live_logs;
 mod ops;
 mod push_to_deploy;

@@ -438,3 +438,151 @@ fn the_header_rules_that_apply_are_named_in_order() {
     // The names agree with the headers applied.
     assert_eq!(rules.headers_for("/assets/app.js").len(), 2);
 }
+
+// ---------------------------------------------------------------------------
+// Rules written by an attacker: any deploy's author, a fork's pull request.
+
+#[test]
+fn a_header_rule_with_many_stars_is_matched_in_time_linear_in_the_path() {
+    // Tried split by split, this rule against this path is some 10^30
+    // steps; the test finishes only if matching does not backtrack.
+    let stars = "/*a".repeat(16);
+    let rules = compile("", &format!("{stars}*b\n  X-Starry: yes\n/*a*\n  X-A: yes\n"));
+    let long = format!("/{}", "a/".repeat(2_000));
+    let headers = rules.headers_for(&long);
+    assert_eq!(headers.len(), 1, "only `/*a*` matches: {headers:?}");
+    assert_eq!(headers[0].0, "x-a");
+    let starry = format!("{long}b");
+    assert_eq!(
+        rules.headers_for(&starry).len(),
+        2,
+        "and both match once it ends in b"
+    );
+}
+
+#[test]
+fn too_many_or_too_long_rules_refuse_the_deploy_naming_the_line_and_the_limit() {
+    let many_redirects: String = (0..=MAX_REDIRECT_RULES)
+        .map(|i| format!("/old/{i} /new/{i} 301\n"))
+        .collect();
+    let error = refused_redirects(&many_redirects);
+    assert_eq!(error.origin, format!("_redirects:{}", MAX_REDIRECT_RULES + 1));
+    assert!(
+        error.message.contains(&format!("limit of {MAX_REDIRECT_RULES}")),
+        "{error}"
+    );
+
+    let many_headers: String = (0..=MAX_HEADER_RULES)
+        .map(|i| format!("/page/{i}\n  X-Page: {i}\n"))
+        .collect();
+    let error = RuleSet {
+        redirects: Vec::new(),
+        headers: parse_headers_file(&many_headers).unwrap(),
+    }
+    .compile()
+    .unwrap_err();
+    assert_eq!(error.origin, format!("_headers:{}", 2 * MAX_HEADER_RULES + 1));
+    assert!(
+        error.message.contains(&format!("limit of {MAX_HEADER_RULES}")),
+        "{error}"
+    );
+
+    let long_path = format!("/{}", "*a".repeat(MAX_RULE_PATH));
+    let error = refused_redirects(&format!("/ok /fine\n/a {long_path} 301\n"));
+    assert_eq!(error.origin, "_redirects:2");
+    assert!(
+        error.message.contains(&format!("limit of {MAX_RULE_PATH}")),
+        "{error}"
+    );
+    let error = RuleSet {
+        redirects: Vec::new(),
+        headers: parse_headers_file(&format!("/x\n  X: y\n{long_path}\n  X-Long: yes\n")).unwrap(),
+    }
+    .compile()
+    .unwrap_err();
+    assert_eq!(error.origin, "_headers:3");
+    assert!(error.message.contains("bytes long"), "{error}");
+
+    // Just under every limit is fine.
+    let most: String = (0..MAX_REDIRECT_RULES)
+        .map(|i| format!("/old/{i} /new/{i} 301\n"))
+        .collect();
+    assert_eq!(
+        visit("/old/9999").on(&compile(&most, "")),
+        redirect(301, "/new/9999")
+    );
+}
+
+#[test]
+fn a_placeholder_from_the_request_cannot_make_the_location_leave_the_site() {
+    let rules = compile(
+        "/go to=:to  /:to  302
+/jump/:a  /:a  302
+/both x=:x y=:y  /:x:y  302
+",
+        "",
+    );
+    let table: &[(&str, &str)] = &[
+        ("/go?to=/evil.com", "/%2Fevil.com"),
+        ("/go?to=%2F%2Fevil.com", "/%2F/evil.com"),
+        ("/go?to=%5Cevil.com", "/%5Cevil.com"),
+        ("/go?to=/%5Cevil.com", "/%2F%5Cevil.com"),
+        ("/go?to=a%5C%5Cb", "/a%5C%5Cb"),
+        // An empty value first cannot hand the second the leading place.
+        ("/both?x=&y=/evil.com", "/%2Fevil.com"),
+        // Ordinary values are left as they were.
+        ("/go?to=docs/intro", "/docs/intro"),
+        ("/jump/page", "/page"),
+    ];
+    for (url, location) in table {
+        assert_eq!(visit(url).on(&rules), redirect(302, location), "{url}");
+        assert!(!location.starts_with("//") && !location.starts_with("/\\"));
+    }
+}
+
+#[test]
+fn set_cookie_and_hop_by_hop_headers_are_refused_in_header_rules() {
+    for (name, reason) in [
+        ("Set-Cookie", "beyond this site"),
+        ("set-cookie2", "beyond this site"),
+        ("TE", "speaks for the connection"),
+        ("Proxy-Connection", "speaks for the connection"),
+        ("Transfer-Encoding", "set by the server itself"),
+        ("Connection", "set by the server itself"),
+        ("Content-Length", "set by the server itself"),
+    ] {
+        let error = RuleSet {
+            redirects: Vec::new(),
+            headers: parse_headers_file(&format!(
+                "/*\n  X-Fine: yes\n/a/*\n  {name}: x=1; Domain=localhost\n"
+            ))
+            .unwrap(),
+        }
+        .compile()
+        .unwrap_err();
+        assert_eq!(error.origin, "_headers:3", "{name}: {error}");
+        assert!(error.message.contains(reason), "{name}: {error}");
+    }
+    use jamstack_proto::HeaderRule as WireHeader;
+    let error = from_config(
+        &[],
+        &[WireHeader {
+            line: 12,
+            for_path: "/*".into(),
+            values: [(
+                "Set-Cookie".to_owned(),
+                "session=planted; Domain=localhost".to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+        }],
+    )
+    .unwrap()
+    .compile()
+    .unwrap_err();
+    assert_eq!(error.origin, "jamstack.toml:12");
+    assert!(
+        error.message.contains("`Set-Cookie` cannot be set by a rule"),
+        "{error}"
+    );
+}
