@@ -72,6 +72,12 @@ pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
 /// Header carrying the lease id (the fencing token) on calls about a job.
 pub const LEASE_HEADER: &str = "x-jamstack-lease";
 
+/// The largest `jamstack.toml`, `_redirects` or `_headers` file either side
+/// reads: far more than any real rule file (10,000 redirect rules fit),
+/// far less than what would hurt a runner or a controller. One limit, so a
+/// file the runner uploads is never refused by the controller for its size.
+pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
+
 /// The markers that, in a commit message, ask for no build of that commit:
 /// the ones GitHub Actions and Netlify honour, and our own.
 pub const SKIP_CI_MARKERS: &[&str] = &[

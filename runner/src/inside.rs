@@ -14,9 +14,8 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 /// The most `jamstack.toml` (and a publish directory's `_redirects` and
-/// `_headers`) may hold: far more than any real rule file, far less than
-/// what would hurt the runner.
-pub const CONFIG_FILE_LIMIT: u64 = 1024 * 1024;
+/// `_headers`) may hold; the controller takes rule files up to the same.
+pub const CONFIG_FILE_LIMIT: u64 = jamstack_proto::MAX_RULE_FILE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InsideError {

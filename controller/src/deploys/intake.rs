@@ -16,8 +16,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use jamstack_proto::DeployManifest;
 
-/// The largest `_redirects` or `_headers` file read at finalize.
-const MAX_RULE_FILE: usize = 4 * 1024 * 1024;
+/// The largest `_redirects` or `_headers` file read at finalize: the size
+/// the runner refuses to upload too.
+const MAX_RULE_FILE: usize = jamstack_proto::MAX_RULE_FILE_BYTES as usize;
 
 /// Checks a manifest before anything is recorded: safe paths, well-formed
 /// hashes, the deploy limits, and jamstack.toml's rules (checked now,
