@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             server,
             demo,
             default_image,
+            allow_private_networks,
         } => {
             let app = Application::build(config_of(server)).await?;
             announce(&app);
@@ -69,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             runner.name = "embedded".to_owned();
             runner.work_dir = app.state().config.data_dir.join("runner");
             runner.default_image = default_image;
+            runner.allow_private_networks = allow_private_networks;
             if demo {
                 let (site, build_id) = demo::connect_and_build(app.state()).await?;
                 println!(
