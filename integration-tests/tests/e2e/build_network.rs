@@ -10,7 +10,9 @@
 //! with 10.213.x.y addresses. DNS is only tried with the network off, where
 //! nothing can leave the container.
 
-use crate::helpers::{SiteRepo, TestApp, spawn_app, spawn_app_with_runner};
+use crate::helpers::{
+    SiteRepo, TestApp, runner_binary, spawn_app, spawn_app_with_runner, spawn_controller_only,
+};
 use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
@@ -388,4 +390,95 @@ async fn an_ignore_command_cannot_reach_the_host_or_a_private_network() {
     );
     assert!(!log.contains("REACHED"), "{log}");
     assert_eq!(probe.gateway_hits + probe.private_hits, 0, "{log}");
+}
+
+/// The `docker` group's id, which opens the engine's socket to a user.
+fn docker_group() -> u32 {
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    groups
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"docker")).then(|| fields[2].parse().unwrap())
+        })
+        .expect("a docker group")
+}
+
+#[tokio::test]
+async fn a_runner_that_cannot_install_its_firewall_rules_refuses_builds_with_network_and_says_what_to_do() {
+    use std::os::unix::process::CommandExt;
+    // A runner process that is not root (it reaches the engine through the
+    // docker group) cannot change iptables.
+    let (app, token) = spawn_controller_only().await;
+    let (nobody, docker) = (65534, docker_group());
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(work.path(), Some(nobody), Some(docker)).unwrap();
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[(
+            "jamstack.toml",
+            "[build]\ncommand = \"mkdir -p public && echo built > public/index.html\"\npublish = \"public\"\n\
+             image = \"jamstack/busybox:1\"\n",
+        )],
+        "a site",
+    );
+    // git fetches only from repositories of the user it runs as.
+    let readable = Command::new("chown")
+        .args(["-R", &format!("{nobody}:{docker}"), &repo.url()])
+        .status()
+        .unwrap();
+    assert!(readable.success());
+    let runner = Command::new(runner_binary())
+        .args(["--controller", &app.base_url, "--name", "unprivileged"])
+        .arg("--work-dir")
+        .arg(work.path())
+        .env("JAMSTACK_RUNNER_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        // Its own home: git reads the user's configuration from there.
+        .env("HOME", work.path())
+        .stdin(std::process::Stdio::null())
+        .uid(nobody)
+        .gid(docker)
+        .spawn()
+        .expect("starting the runner binary");
+    let _runner = KillOnDrop(runner);
+
+    app.connect_site("unfenced", &repo, "octo/unfenced").await;
+    let build = app
+        .wait_for_build(app.trigger_build("unfenced", &sha).await)
+        .await;
+    assert_eq!(build["state"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot keep builds off its host and private networks"),
+        "the error says what is wrong: {error}"
+    );
+    assert!(
+        error.contains("Run the runner as root")
+            && error.contains("\"network\": \"off\"")
+            && error.contains("--allow-private-networks"),
+        "the error says what to do: {error}"
+    );
+
+    // A build with no network has nothing to keep it from: it runs.
+    let (status, body) = app
+        .api_json(
+            app.http
+                .put(app.api("/sites/unfenced/build-network"))
+                .json(&json!({ "network": "off" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.wait_for_success(app.trigger_build("unfenced", &sha).await)
+        .await;
+}
+
+/// A child process, killed when the test ends however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
