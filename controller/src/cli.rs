@@ -153,6 +153,13 @@ pub enum Command {
         /// The image for sites whose jamstack.toml names none.
         #[arg(long, env = "JAMSTACK_DEFAULT_IMAGE", default_value = "jamstack/busybox:1")]
         default_image: String,
+        /// Let builds reach this host and its private networks (10/8,
+        /// 172.16/12, 192.168/16, 100.64/10, link-local and cloud metadata).
+        /// Off, builds reach the public internet only, through iptables rules
+        /// the runner installs (it needs root and iptables); a runner that
+        /// cannot install them refuses builds with network until this is given.
+        #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_NETWORKS")]
+        allow_private_networks: bool,
     },
     /// The controller alone; runners register with the registration token.
     Serve {

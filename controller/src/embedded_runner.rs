@@ -37,6 +37,9 @@ pub struct ChildSettings {
     pub work_dir: PathBuf,
     pub publish_limit_bytes: u64,
     pub default_image: String,
+    /// The operator's `--allow-private-networks`: builds may reach the
+    /// host and private networks.
+    pub allow_private_networks: bool,
 }
 
 /// The longest pause between two starts of a child that keeps dying.
@@ -168,6 +171,7 @@ pub async fn run_child() -> anyhow::Result<()> {
     config.work_dir = settings.work_dir;
     config.default_image = settings.default_image;
     config.publish_limit_bytes = settings.publish_limit_bytes;
+    config.allow_private_networks = settings.allow_private_networks;
 
     let shutdown = CancellationToken::new();
     tokio::spawn({

@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
             server,
             demo,
             default_image,
+            allow_private_networks,
         } => {
             let mut config = config_of(server);
             // The demo site's repository is a folder in the data directory.
@@ -79,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 // deploy is refused by the runner before it fills the disk.
                 publish_limit_bytes: app.state().config.limits.max_deploy_size,
                 default_image,
+                allow_private_networks,
             };
             if demo {
                 let (site, build_id) = demo::connect_and_build(app.state()).await?;

@@ -142,6 +142,10 @@ pub fn router(state: AppState) -> Router {
                 "/sites/{site}/settings/limits",
                 post(dashboard::site_settings::save_limits),
             )
+            .route(
+                "/sites/{site}/settings/network",
+                post(dashboard::site_settings::save_network),
+            )
             .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
             .route(
                 "/sites/{site}/env/{name}/delete",

@@ -1546,3 +1546,42 @@ on_both_databases!(
         assert_eq!(sizes, [("big.bin".to_owned(), 6), ("index.html".to_owned(), 4)]);
     }
 );
+
+on_both_databases!(
+    a_sites_build_network_is_kept_apart_from_its_limits_and_defaults_to_the_public_internet,
+    |db: Database| async move {
+        use jamstack_controller::db::{SiteLimits, SiteNetwork};
+        use jamstack_proto::BuildNetwork;
+        let s = site(&db, "net").await;
+        let fresh = db.site_build_settings(s.id).await.unwrap();
+        assert_eq!(fresh.network, SiteNetwork::default());
+        assert_eq!(fresh.network.mode, BuildNetwork::Public);
+
+        let limits = SiteLimits {
+            memory_mib: Some(512),
+            ..Default::default()
+        };
+        db.set_site_limits(s.id, &limits).await.unwrap();
+        let network = SiteNetwork {
+            mode: BuildNetwork::Off,
+            private_hosts: vec!["10.213.0.2".into(), "mirror.internal".into()],
+        };
+        db.set_site_network(s.id, &network).await.unwrap();
+        let generation = db.bump_cache_generation(s.id).await.unwrap();
+        let stored = db.site_build_settings(s.id).await.unwrap();
+        assert_eq!(stored.network, network, "clearing the cache keeps the network");
+        assert_eq!(stored.limits, limits, "setting the network keeps the limits");
+        assert_eq!(stored.cache_generation, generation);
+
+        db.set_site_limits(s.id, &SiteLimits::default()).await.unwrap();
+        assert_eq!(
+            db.site_build_settings(s.id).await.unwrap().network,
+            network,
+            "setting the limits keeps the network"
+        );
+        let other = site(&db, "other").await;
+        let new_site = db.site_build_settings(other.id).await.unwrap();
+        assert_eq!(new_site.network.mode, BuildNetwork::Public);
+        assert!(new_site.network.private_hosts.is_empty());
+    }
+);

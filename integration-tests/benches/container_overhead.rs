@@ -109,7 +109,7 @@ async fn our_step(
         (labels::RUNNER.to_owned(), "bench".to_owned()),
     ]);
     let network = if network_per_job {
-        engine.create_network(&name, &labels).await.unwrap();
+        engine.create_network(&name, None, &labels).await.unwrap();
         Network::Named(name.clone())
     } else {
         Network::DefaultBridge

@@ -241,6 +241,46 @@ pub struct SiteBuildSettings {
     /// Environment variables set on the site, in name order.
     pub environment: Vec<EnvVar>,
     pub cache: CacheRef,
+    /// What the build's container may reach over the network.
+    #[serde(default)]
+    pub network: BuildNetwork,
+    /// Private hosts the build may reach although its network is kept off
+    /// private ranges (a package mirror on the office network): IP
+    /// addresses, CIDR blocks or host names, which the runner resolves.
+    #[serde(default)]
+    pub private_hosts: Vec<String>,
+}
+
+/// What a build's container may reach over the network. A build runs code
+/// from its repository (a fork's pull request included), so by default it
+/// reaches the public internet only: the runner's host, private networks
+/// and link-local addresses such as cloud metadata are refused.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildNetwork {
+    /// The public internet only (and the private hosts the site allows).
+    #[default]
+    Public,
+    /// No network at all, not even DNS.
+    Off,
+}
+
+impl BuildNetwork {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildNetwork::Public => "public",
+            BuildNetwork::Off => "off",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "public" => Some(BuildNetwork::Public),
+            "off" => Some(BuildNetwork::Off),
+            _ => None,
+        }
+    }
 }
 
 /// One environment variable of a site.

@@ -107,6 +107,13 @@ pub struct Args {
     /// the default bridge (false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub network_per_job: bool,
+    /// Let builds reach this host and its private networks (10/8,
+    /// 172.16/12, 192.168/16, 100.64/10, link-local and cloud metadata).
+    /// Off, builds reach the public internet only, through iptables rules
+    /// the runner installs (it needs root and iptables); a runner that
+    /// cannot install them refuses builds with network until this is given.
+    #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_NETWORKS")]
+    pub allow_private_networks: bool,
     /// Seconds a call to the controller retries while the controller cannot
     /// be reached (waiting for work, connecting). A running job waits for
     /// its controller as long as it takes, its log kept on disk meanwhile.

@@ -410,17 +410,24 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
-    /// Makes a bridge network of the job's own.
+    /// Makes a bridge network of the job's own. `bridge` names its host
+    /// interface, which the egress rules ([`crate::egress`]) match; `None`
+    /// leaves the name to Docker.
     pub async fn create_network(
         &self,
         name: &str,
+        bridge: Option<&str>,
         labels: &HashMap<String, String>,
     ) -> Result<(), DockerError> {
+        let options = bridge
+            .map(|bridge| HashMap::from([("com.docker.network.bridge.name".to_owned(), bridge.to_owned())]))
+            .unwrap_or_default();
         self.docker
             .create_network(CreateNetworkOptions {
                 name: name.to_owned(),
                 driver: "bridge".to_owned(),
                 labels: labels.clone(),
+                options,
                 ..Default::default()
             })
             .await?;

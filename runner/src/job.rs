@@ -13,12 +13,13 @@ use crate::client::{ClientError, ControllerClient};
 use crate::docker::{
     self, ContainerSpec, Engine, Exit, ImageReady, Limits, Network, VolumeMount, WORKSPACE, labels,
 };
+use crate::egress;
 use crate::git;
 use crate::inside;
 use crate::masking::Masker;
 use crate::site_config::{self, BuildSettings};
 use crate::upload::{self, UploadError};
-use jamstack_proto::{CommitInfo, JobLease, JobOutcome, SiteBuildSettings};
+use jamstack_proto::{BuildNetwork, CommitInfo, JobLease, JobOutcome, SiteBuildSettings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -228,6 +229,8 @@ pub fn job_object_name(lease: &JobLease) -> String {
 #[derive(Debug)]
 pub struct JobNetwork {
     pub name: String,
+    /// The host interface, named for the egress rules while they apply.
+    pub bridge: Option<String>,
     making: Option<tokio::task::JoinHandle<Result<(), docker::DockerError>>>,
     made: Option<Result<(), NetworkError>>,
 }
@@ -242,17 +245,19 @@ enum NetworkError {
 
 impl JobNetwork {
     fn start(ctx: &JobContext<'_>, lease: &JobLease) -> Option<Self> {
-        if !ctx.config.network_per_job {
+        if !ctx.config.network_per_job || lease.settings.network == BuildNetwork::Off {
             return None;
         }
         let name = job_object_name(lease);
+        let bridge = (!ctx.config.allow_private_networks).then(|| egress::bridge_name(&name));
         let (engine, labels) = (ctx.engine.clone(), job_labels(ctx, lease, "network"));
         let making = tokio::spawn({
-            let name = name.clone();
-            async move { engine.create_network(&name, &labels).await }
+            let (name, bridge) = (name.clone(), bridge.clone());
+            async move { engine.create_network(&name, bridge.as_deref(), &labels).await }
         });
         Some(JobNetwork {
             name,
+            bridge,
             making: Some(making),
             made: None,
         })
@@ -271,6 +276,67 @@ impl JobNetwork {
             });
         }
         self.made.clone().unwrap_or(Ok(()))
+    }
+}
+
+/// Puts the network policy in place for a build's container on `network`
+/// and says in the log what the build may reach: nothing (the site turned
+/// its network off), everything (the runner allows private networks), or
+/// the public internet plus the private hosts the site allows, which
+/// stay open until the returned allowance is revoked. A runner that cannot
+/// enforce the policy refuses the build and says what to do.
+async fn keep_off_private_networks(
+    config: &RunnerConfig,
+    lease: &JobLease,
+    network: &Network,
+    bridge: Option<&str>,
+    log: &BuildLog,
+) -> Result<Option<egress::Allowance>, Ended> {
+    if *network == Network::Off {
+        log.say("Network: off (the site's setting); the build reaches nothing, not even DNS")
+            .await;
+        return Ok(None);
+    }
+    if config.allow_private_networks {
+        log.say(
+            "\x1b[33mNetwork: unrestricted; this runner lets builds reach its host and private networks \
+             (--allow-private-networks)\x1b[0m",
+        )
+        .await;
+        return Ok(None);
+    }
+    let Some(bridge) = bridge else {
+        return Err(failed(
+            None,
+            "this runner runs builds on Docker's default bridge (--network-per-job=false), where it cannot \
+             keep them off its host and private networks; run it with --network-per-job=true, turn the \
+             site's build network off, or accept the risk with --allow-private-networks"
+                .to_owned(),
+        ));
+    };
+    if let Err(e) = egress::ensure().await {
+        return Err(failed(None, e.to_string()));
+    }
+    log.say(
+        "Network: public internet only; the runner's host, private networks and link-local addresses \
+         (cloud metadata) are refused",
+    )
+    .await;
+    if lease.settings.private_hosts.is_empty() {
+        return Ok(None);
+    }
+    let (nets, notes) = egress::resolve_allowed(&lease.settings.private_hosts).await;
+    log.say(&format!("Private hosts this site allows: {}", notes.join(", ")))
+        .await;
+    if nets.is_empty() {
+        return Ok(None);
+    }
+    match egress::allow(bridge, &nets).await {
+        Ok(allowance) => Ok(Some(allowance)),
+        Err(e) => Err(failed(
+            None,
+            format!("opening the site's allowed private hosts to the build failed: {e}"),
+        )),
     }
 }
 
@@ -428,6 +494,8 @@ pub struct Debris {
     containers: Vec<String>,
     volumes: Vec<String>,
     networks: Vec<String>,
+    /// The private hosts opened to the job's network, closed with it.
+    allowance: Option<egress::Allowance>,
 }
 
 impl Debris {
@@ -437,6 +505,7 @@ impl Debris {
             containers: Vec::new(),
             volumes: Vec::new(),
             networks: Vec::new(),
+            allowance: None,
         }
     }
 
@@ -445,6 +514,9 @@ impl Debris {
     pub async fn clear(&mut self) {
         let (containers, volumes, networks) = self.take();
         remove_all(&self.engine, containers, volumes, networks).await;
+        if let Some(allowance) = self.allowance.take() {
+            egress::revoke(allowance).await;
+        }
     }
 
     fn take(&mut self) -> (Vec<String>, Vec<String>, Vec<String>) {
@@ -473,12 +545,18 @@ async fn remove_all(engine: &Engine, containers: Vec<String>, volumes: Vec<Strin
 impl Drop for Debris {
     fn drop(&mut self) {
         let (containers, volumes, networks) = self.take();
-        if containers.is_empty() && volumes.is_empty() && networks.is_empty() {
+        let allowance = self.allowance.take();
+        if containers.is_empty() && volumes.is_empty() && networks.is_empty() && allowance.is_none() {
             return;
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let engine = self.engine.clone();
-            handle.spawn(async move { remove_all(&engine, containers, volumes, networks).await });
+            handle.spawn(async move {
+                remove_all(&engine, containers, volumes, networks).await;
+                if let Some(allowance) = allowance {
+                    egress::revoke(allowance).await;
+                }
+            });
         }
     }
 }
@@ -987,6 +1065,7 @@ async fn run_in_container(
     // The network, the scratch cache and the source archive are independent.
     let network = async {
         match job_network {
+            None if lease.settings.network == BuildNetwork::Off => Ok(Network::Off),
             None => Ok(Network::DefaultBridge),
             Some(network) => network
                 .ready()
@@ -1025,6 +1104,16 @@ async fn run_in_container(
     let (network, scratch_made, packed, retired) = tokio::join!(network, scratch_volume, source_tar, retire);
     let network = match network {
         Ok(network) => network,
+        Err(NetworkError::PoolExhausted(e)) if !config.allow_private_networks => {
+            return Err(failed(
+                None,
+                format!(
+                    "Docker has no address space left for a network of this build's own ({e}), and the \
+                     default bridge is not kept off private networks. Remove unused networks on the runner \
+                     (docker network prune) and retry the build"
+                ),
+            ));
+        }
         Err(NetworkError::PoolExhausted(e)) => {
             log.say(&format!(
                 "\x1b[33mDocker has no address space left for a network of this build's own ({e}); \
@@ -1035,6 +1124,8 @@ async fn run_in_container(
         }
         Err(NetworkError::Other(e)) => return Err(failed(None, format!("making the build's network: {e}"))),
     };
+    let bridge = job_network.as_ref().and_then(|n| n.bridge.as_deref());
+    debris.allowance = keep_off_private_networks(config, lease, &network, bridge, log).await?;
     if let Err(e) = scratch_made {
         return Err(failed(None, format!("making the build's cache volume: {e}")));
     }
@@ -1247,7 +1338,9 @@ async fn ignore_says_skip(
         env,
         labels: job_labels(ctx, lease, "ignore"),
         limits,
-        network: Network::DefaultBridge,
+        // Deciding whether to build needs the source only; the command
+        // runs before the build's network (and its policy) is in place.
+        network: Network::Off,
         mounts: Vec::new(),
     };
     let tar_path = work.join("ignore-source.tar");

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod docker;
+pub mod egress;
 pub mod git;
 pub mod hash_cache;
 pub mod inside;
@@ -78,6 +79,11 @@ pub struct RunnerConfig {
     /// Give every build a bridge network of its own, so builds cannot
     /// reach each other (or other containers on the default bridge).
     pub network_per_job: bool,
+    /// Let builds reach the runner's host and private networks (the
+    /// operator accepts the risk). Off by default: builds reach the public
+    /// internet only ([`egress`]), and a runner that cannot enforce that
+    /// refuses builds with network.
+    pub allow_private_networks: bool,
     /// How long one lease request waits for a job.
     pub lease_wait: Duration,
     /// How long a call to the controller retries a transient failure
@@ -109,6 +115,7 @@ impl RunnerConfig {
             cache_limit_bytes: 2 * 1024 * 1024 * 1024,
             publish_limit_bytes: DEFAULT_PUBLISH_LIMIT_MIB * 1024 * 1024,
             network_per_job: true,
+            allow_private_networks: false,
             lease_wait: Duration::from_secs(30),
             controller_retry: client::DEFAULT_RETRY_FOR,
         }
@@ -274,6 +281,16 @@ impl Runner {
         let lock = lock_work_dir(&config.work_dir)?;
         let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
         clear_earlier_life(&engine, &config.work_dir).await?;
+        if config.allow_private_networks {
+            tracing::warn!(
+                "--allow-private-networks: builds can reach this host and its private networks \
+                 (cloud metadata included)"
+            );
+        } else if let Err(e) = egress::ensure().await {
+            // Builds with network are refused (each says why); builds of
+            // sites whose network is off still run.
+            tracing::error!("{e}");
+        }
         let instance = job::random_id();
         write_private(&config.work_dir.join(INSTANCE_FILE), &instance)
             .context("writing the runner's instance file")?;

@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     config.cache_limit_bytes = args.cache_limit_mib * 1024 * 1024;
     config.publish_limit_bytes = args.publish_limit_mib.saturating_mul(1024 * 1024);
     config.network_per_job = args.network_per_job;
+    config.allow_private_networks = args.allow_private_networks;
     config.controller_retry = Duration::from_secs(args.controller_retry_seconds);
 
     let shutdown = CancellationToken::new();

@@ -41,6 +41,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sites::unlock))
         .routes(routes!(site_settings::show, site_settings::update))
         .routes(routes!(site_settings::clear_cache))
+        .routes(routes!(
+            site_settings::show_network,
+            site_settings::update_network
+        ))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))

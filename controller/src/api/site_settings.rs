@@ -1,15 +1,16 @@
-//! A site's build settings: limits and timeout, environment variables
-//! (secret ones are never shown again) and "clear cache".
+//! A site's build settings: limits and timeout, the build network,
+//! environment variables (secret ones are never shown again) and "clear
+//! cache".
 
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
-use crate::db::{Site, SiteEnvVar, SiteLimits};
+use crate::db::{Site, SiteEnvVar, SiteLimits, SiteNetwork};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use jamstack_proto::ErrorBody;
+use jamstack_proto::{BuildNetwork, ErrorBody};
 use serde::{Deserialize, Serialize};
 
 /// Limits and timeout as the API takes and shows them. A field left out (or
@@ -141,6 +142,164 @@ pub async fn update(
     let limits = validate_limits(&body).map_err(bad_request)?;
     state.db.set_site_limits(site.id, &limits).await?;
     Ok(Json(settings_view(&state, site.id).await?))
+}
+
+/// What a site's builds may reach over the network, as the API takes and
+/// shows it.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildNetworkBody {
+    /// `public`: the public internet only; the runner's host, private
+    /// networks and link-local addresses (cloud metadata) are refused.
+    /// `off`: no network at all, not even DNS.
+    pub network: BuildNetwork,
+    /// Private hosts builds may reach all the same (a package mirror): IPv4
+    /// or IPv6 addresses, CIDR blocks of at most 65536 addresses, or host
+    /// names, which runners resolve when a build starts.
+    #[serde(default)]
+    pub private_hosts: Vec<String>,
+}
+
+/// The most private hosts a site may list.
+pub const MAX_PRIVATE_HOSTS: usize = 32;
+
+/// Checks a site's allowed private hosts and returns them as stored:
+/// trimmed, in order, without repeats.
+pub fn validate_private_hosts(hosts: &[String]) -> Result<Vec<String>, String> {
+    use std::net::IpAddr;
+    if hosts.len() > MAX_PRIVATE_HOSTS {
+        return Err(format!(
+            "private_hosts lists {} hosts; the limit is {MAX_PRIVATE_HOSTS}: name the hosts themselves \
+             or use CIDR blocks",
+            hosts.len()
+        ));
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for host in hosts {
+        let host = host.trim();
+        let address = match host.parse::<ipnet::IpNet>() {
+            Ok(net) => Some((net.network(), net.prefix_len(), net.max_prefix_len())),
+            Err(_) => host.parse::<IpAddr>().ok().map(|ip| {
+                let bits = if ip.is_ipv4() { 32 } else { 128 };
+                (ip, bits, bits)
+            }),
+        };
+        match address {
+            Some((ip, prefix, max)) => {
+                // Loopback is the runner's own (builds never reach it), and
+                // link-local holds cloud metadata, the host's credentials:
+                // no site opens those. A block wider than a /16 (IPv4) is
+                // no longer a named host.
+                let link_local_or_loopback = match ip {
+                    IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+                    IpAddr::V6(v6) => {
+                        v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+                    }
+                };
+                if link_local_or_loopback {
+                    return Err(format!(
+                        "private_hosts: `{host}` is a loopback, link-local (cloud metadata) or unspecified \
+                         address, which builds may never reach; name the private host they need instead"
+                    ));
+                }
+                if max - prefix > 16 {
+                    return Err(format!(
+                        "private_hosts: `{host}` opens more than 65536 addresses; name the hosts builds need, \
+                         or a block of /{} or narrower",
+                        max - 16
+                    ));
+                }
+            }
+            None => {
+                let valid_name = !host.is_empty()
+                    && host.len() <= 253
+                    && host.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && !label.starts_with('-')
+                            && !label.ends_with('-')
+                            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if !valid_name {
+                    return Err(format!(
+                        "private_hosts: `{host}` is not an IP address, a CIDR block (10.1.2.0/24) or a host name \
+                         (mirror.internal)"
+                    ));
+                }
+                if host.eq_ignore_ascii_case("localhost") {
+                    return Err(
+                        "private_hosts: `localhost` is the runner's own loopback, which builds never reach"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        if !kept.iter().any(|k| k == host) {
+            kept.push(host.to_owned());
+        }
+    }
+    Ok(kept)
+}
+
+fn network_view(network: SiteNetwork) -> BuildNetworkBody {
+    BuildNetworkBody {
+        network: network.mode,
+        private_hosts: network.private_hosts,
+    }
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "show_build_network",
+    path = "/api/v1/sites/{site}/build-network",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "What the site's builds may reach", body = BuildNetworkBody),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
+pub async fn show_network(
+    State(state): State<AppState>,
+    _: CanRead,
+    Path(name): Path<String>,
+) -> AppResult<Json<BuildNetworkBody>> {
+    let site = find_site(&state, &name).await?;
+    let settings = state.db.site_build_settings(site.id).await?;
+    Ok(Json(network_view(settings.network)))
+}
+
+/// Replaces what the site's builds may reach over the network: the public
+/// internet only (and the private hosts listed), or nothing at all.
+#[utoipa::path(
+    put,
+    operation_id = "update_build_network",
+    path = "/api/v1/sites/{site}/build-network",
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = BuildNetworkBody,
+    responses(
+        (status = 200, description = "The new setting", body = BuildNetworkBody),
+        (status = 400, description = "A private host that is not an address, block or name, or may never be opened", body = ErrorBody),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
+pub async fn update_network(
+    State(state): State<AppState>,
+    _: CanManageSites,
+    Path(name): Path<String>,
+    Json(body): Json<BuildNetworkBody>,
+) -> AppResult<Json<BuildNetworkBody>> {
+    let site = find_site(&state, &name).await?;
+    let network = SiteNetwork {
+        mode: body.network,
+        private_hosts: validate_private_hosts(&body.private_hosts).map_err(bad_request)?,
+    };
+    state.db.set_site_network(site.id, &network).await?;
+    let settings = state.db.site_build_settings(site.id).await?;
+    Ok(Json(network_view(settings.network)))
 }
 
 /// Empties the site's build cache: the next builds start with a new, empty
@@ -381,6 +540,35 @@ mod tests {
             let error = validate_limits(&body).unwrap_err();
             assert!(error.starts_with(field), "{error}");
         }
+    }
+
+    #[test]
+    fn private_hosts_are_addresses_narrow_blocks_or_names_and_never_loopback_or_metadata() {
+        let kept = validate_private_hosts(&[
+            " 10.213.0.2 ".to_owned(),
+            "10.1.0.0/16".to_owned(),
+            "fd00::1".to_owned(),
+            "mirror.internal".to_owned(),
+            "10.213.0.2".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(kept, ["10.213.0.2", "10.1.0.0/16", "fd00::1", "mirror.internal"]);
+        for bad in [
+            "169.254.169.254",
+            "127.0.0.1",
+            "localhost",
+            "fe80::1",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "mirror internal",
+            "-bad.example",
+            "",
+        ] {
+            let error = validate_private_hosts(&[bad.to_owned()]).unwrap_err();
+            assert!(error.starts_with("private_hosts"), "{bad}: {error}");
+        }
+        let many: Vec<String> = (0..=MAX_PRIVATE_HOSTS).map(|i| format!("10.0.0.{i}")).collect();
+        assert!(validate_private_hosts(&many).is_err());
     }
 
     #[test]

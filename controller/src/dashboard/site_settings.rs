@@ -1,5 +1,6 @@
 //! A site's settings page: scheduling (branch, runner labels, builds at
-//! once), build limits and timeout, and environment variables, whose
+//! once), build limits and timeout, the build network (public internet
+//! only, or off; allowed private hosts), and environment variables, whose
 //! secret values are write-only: once set, the page says "secret, set" and
 //! never sends the value back, not even in a form that failed.
 //!
@@ -9,8 +10,10 @@
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::find_site;
-use crate::api::site_settings::{BuildSettingsBody, validate_env_var, validate_limits};
-use crate::db::{SchedulingSettings, Site, SiteLimits};
+use crate::api::site_settings::{
+    BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
+};
+use crate::db::{SchedulingSettings, Site, SiteLimits, SiteNetwork};
 use crate::state::AppState;
 use askama::Template;
 use axum::Form;
@@ -93,6 +96,11 @@ struct SettingsPage {
     labels: String,
     limits: LimitsForm,
     cache_generation: i64,
+    /// The build network's form: whether it is off, and the allowed
+    /// private hosts, one per line.
+    network_off: bool,
+    private_hosts: String,
+    network_error: Option<String>,
     env: Vec<EnvRow>,
     env_form: EnvFields,
     notice: Option<String>,
@@ -121,6 +129,9 @@ impl SettingsPage {
             site,
             limits: LimitsForm::of(&settings.limits),
             cache_generation: settings.cache_generation,
+            network_off: settings.network.mode == jamstack_proto::BuildNetwork::Off,
+            private_hosts: settings.network.private_hosts.join("\n"),
+            network_error: None,
             env,
             env_form: EnvFields::default(),
             notice: None,
@@ -148,6 +159,7 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
     Some(match query.notice.as_deref()? {
         "saved" => "Settings saved.".to_owned(),
         "limits" => "Build limits saved; they apply from the next build.".to_owned(),
+        "network" => "Build network saved; it applies from the next build.".to_owned(),
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         _ => return None,
@@ -262,6 +274,60 @@ pub async fn save_limits(
     state.db.set_site_limits(site.id, &limits).await?;
     tracing::info!(site = %site.name, "build limits changed from the dashboard");
     Ok(see_other(format!("/sites/{name}/settings?notice=limits")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NetworkForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// A checkbox: present when ticked.
+    pub network_off: Option<String>,
+    /// One per line (commas and spaces also part them).
+    #[serde(default)]
+    pub private_hosts: String,
+}
+
+/// What the site's builds may reach, checked with the API's rules.
+pub async fn save_network(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<NetworkForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&state, &name).await?;
+    let hosts: Vec<String> = form
+        .private_hosts
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let private_hosts = match validate_private_hosts(&hosts) {
+        Ok(hosts) => hosts,
+        Err(message) => {
+            let page = SettingsPage::load(&state, &session, site).await?;
+            return SettingsPage {
+                network_off: form.network_off.is_some(),
+                private_hosts: form.private_hosts,
+                network_error: Some(message),
+                ..page
+            }
+            .refused();
+        }
+    };
+    let mode = if form.network_off.is_some() {
+        jamstack_proto::BuildNetwork::Off
+    } else {
+        jamstack_proto::BuildNetwork::Public
+    };
+    state
+        .db
+        .set_site_network(site.id, &SiteNetwork { mode, private_hosts })
+        .await?;
+    tracing::info!(site = %site.name, network = mode.as_str(), "build network changed from the dashboard");
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=network#network"
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]

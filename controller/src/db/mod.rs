@@ -45,7 +45,7 @@ pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
-pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits};
+pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork};
 pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
 
 use anyhow::Context as _;

@@ -1,5 +1,5 @@
-//! A site's build settings: limits, timeout, cache generation and
-//! environment variables. Absent rows mean "the runner's defaults".
+//! A site's build settings: limits, timeout, cache generation, network
+//! and environment variables. Absent rows mean "the runner's defaults".
 
 use super::{Database, now_millis};
 use serde::Serialize;
@@ -21,6 +21,17 @@ pub struct SiteBuildSettings {
     /// Moved on by "clear cache": builds of a new generation start with an
     /// empty cache.
     pub cache_generation: i64,
+    pub network: SiteNetwork,
+}
+
+/// What a site's builds may reach over the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteNetwork {
+    /// `public` (the public internet only) or `off`.
+    pub mode: jamstack_proto::BuildNetwork,
+    /// Private addresses, CIDR blocks or host names builds may reach all
+    /// the same.
+    pub private_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +45,7 @@ pub struct SiteEnvVar {
 impl Database {
     pub async fn site_build_settings(&self, site_id: i64) -> anyhow::Result<SiteBuildSettings> {
         let row = sqlx::query(
-            "SELECT timeout_seconds, memory_mib, cpu_millis, pids, cache_generation \
+            "SELECT timeout_seconds, memory_mib, cpu_millis, pids, cache_generation, network, private_hosts \
              FROM site_build_settings WHERE site_id = $1",
         )
         .bind(site_id)
@@ -49,6 +60,17 @@ impl Database {
                     pids: row.get(3),
                 },
                 cache_generation: row.get(4),
+                network: SiteNetwork {
+                    // An unknown word (written by a newer controller) keeps
+                    // the safe default rather than opening anything.
+                    mode: jamstack_proto::BuildNetwork::parse(row.get(5)).unwrap_or_default(),
+                    private_hosts: row
+                        .get::<String, _>(6)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                },
             }),
         )
     }
@@ -66,6 +88,22 @@ impl Database {
         .bind(limits.memory_mib)
         .bind(limits.cpu_millis)
         .bind(limits.pids)
+        .bind(now_millis())
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces what the site's builds may reach (limits and cache stay).
+    pub async fn set_site_network(&self, site_id: i64, network: &SiteNetwork) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO site_build_settings (site_id, network, private_hosts, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (site_id) DO UPDATE SET \
+             network = $2, private_hosts = $3, updated_at = $4",
+        )
+        .bind(site_id)
+        .bind(network.mode.as_str())
+        .bind(network.private_hosts.join("\n"))
         .bind(now_millis())
         .execute(self.writer())
         .await?;

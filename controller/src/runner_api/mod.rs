@@ -283,6 +283,8 @@ async fn lease_settings(state: &AppState, site_id: i64) -> AppResult<SiteBuildSe
             key: state.cache_key(site_id),
             generation: u64::try_from(settings.cache_generation).unwrap_or(0),
         },
+        network: settings.network.mode,
+        private_hosts: settings.network.private_hosts,
     })
 }
 

@@ -10,6 +10,7 @@ mod api;
 mod atomic_deploys;
 mod build_cache;
 mod build_limits;
+mod build_network;
 mod cli;
 mod dashboard;
 mod failures;
