@@ -20,14 +20,16 @@ docker info >/dev/null 2>&1 \
 [[ -d ../shared/fixtures/github-webhooks ]] \
     || die "../shared/fixtures/github-webhooks is missing: the tests read real GitHub payloads from the shared folder beside the repository"
 
-step "Checking the tools the tests call (git, curl, openssl)"
+step "Checking the tools the tests call (git, curl, openssl, iptables, ip)"
 # The generic-webhook test pushes with git through scripts/post-receive,
 # which signs with openssl and sends with curl; the GitHub App test makes
-# its key with openssl.
+# its key with openssl. Runners keep builds off private networks with
+# iptables, and the network tests make namespaces with ip (iproute2).
 missing=()
-for tool in git curl openssl; do
+for tool in git curl openssl iptables; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
