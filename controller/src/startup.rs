@@ -221,11 +221,18 @@ impl Application {
         let metrics = tokio::spawn(crate::metrics::record_build_events(self.state.clone()));
         let notifier = tokio::spawn(crate::notifications::run(self.state.clone()));
         let build_notices = tokio::spawn(crate::notifications::queue_build_events(self.state.clone()));
+        let limits = self.state.config.http;
+        // The open metrics listener is held to the same bounds as the main
+        // one: whoever reaches its address has shown nothing either.
         let open_metrics = self.metrics_listener.map(|listener| {
             let app = crate::router::metrics_router(self.state.clone());
-            tokio::spawn(async move { axum::serve(listener, app).await })
+            tokio::spawn(crate::http_server::serve(
+                listener,
+                app,
+                limits,
+                std::future::pending::<()>(),
+            ))
         });
-        let limits = self.state.config.http;
         let app = service(self.state);
         crate::http_server::serve(self.listener, app, limits, shutdown).await;
         let served: anyhow::Result<()> = Ok(());

@@ -129,18 +129,18 @@ pub fn validate_repo_url(url: &str, allow_local: bool) -> Result<(), String> {
     if allow_local {
         return Ok(());
     }
-    let host = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("ssh://"))
-        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
-        .map(|authority| authority.rsplit('@').next().unwrap_or(""));
-    match host {
-        Some(host) if !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control()) => Ok(()),
-        _ => Err(format!(
-            "repo_url `{url}` is not an https:// or ssh:// URL: runners clone repositories from servers only. \
-             Local paths, file:// and other URLs need the controller to run with --allow-local-repositories"
-        )),
+    let is_server_url = url::Url::parse(url).is_ok_and(|parsed| {
+        matches!(parsed.scheme(), "https" | "ssh") && parsed.host_str().is_some_and(|host| !host.is_empty())
+    });
+    // A URL the parser accepts may still carry spaces it would encode;
+    // git would be handed the text as written.
+    if is_server_url && !url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Ok(());
     }
+    Err(format!(
+        "repo_url `{url}` is not an https:// or ssh:// URL: runners clone repositories from servers only. \
+         Local paths, file:// and other URLs need the controller to run with --allow-local-repositories"
+    ))
 }
 
 fn validate_token(token: &str) -> Result<(), String> {
@@ -601,6 +601,31 @@ mod tests {
         ] {
             assert!(validate_github_repo(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_server_urls_are_clone_urls_unless_local_repositories_are_allowed() {
+        for good in [
+            "https://github.com/octo/blog.git",
+            "https://git.example.com:8443/team/blog",
+            "ssh://git@git.example.com/wiki.git",
+        ] {
+            assert!(validate_repo_url(good, false).is_ok(), "{good}");
+        }
+        for bad in [
+            "/srv/git/blog",
+            "file:///srv/git/blog",
+            "../blog",
+            "git@github.com:octo/blog.git",
+            "http://git.example.com/blog",
+            "https://",
+            "https://git.example.com/a blog",
+            "git://git.example.com/blog",
+        ] {
+            let refused = validate_repo_url(bad, false).expect_err(bad);
+            assert!(refused.contains("--allow-local-repositories"), "{refused}");
+        }
+        assert!(validate_repo_url("/srv/git/blog", true).is_ok());
     }
 
     #[test]
