@@ -195,8 +195,12 @@ pub async fn run_child() -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    jamstack_runner::Runner::start(config)
-        .await?
-        .run_until(shutdown)
-        .await
+    // Starting waits for the controller to answer, for as long as it takes;
+    // a controller that died meanwhile never will, and its closed input
+    // must stop the child then too.
+    let runner = tokio::select! {
+        runner = jamstack_runner::Runner::start(config) => runner?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    runner.run_until(shutdown).await
 }
