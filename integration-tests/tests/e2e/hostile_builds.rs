@@ -5,8 +5,8 @@
 //! reads through a link out of them: the runner's own work folder (its
 //! token in it) and the host's files stay out of every deploy.
 
-use crate::helpers::{SiteRepo, TestApp, spawn_app, spawn_app_with_runner};
-use serde_json::Value;
+use crate::helpers::{SiteRepo, TestApp, pull_request_payload, spawn_app, spawn_app_with_runner};
+use serde_json::{Value, json};
 
 /// A file standing for the runner's token in its work folder: what the
 /// attacks below are after.
@@ -65,6 +65,38 @@ async fn a_build_that_links_its_publish_folder_out_of_the_container_output_publi
         "`public` is a symlink (to `../..`); publish must be a real folder inside the build's output",
     )
     .await;
+}
+
+/// The attack as it came: a pull request from a fork, delivered as GitHub
+/// sends it, whose build links its publish folder to the runner's own work
+/// folder to publish the runner's token.
+#[tokio::test]
+async fn a_fork_pull_request_that_links_its_publish_folder_to_the_runners_folder_publishes_nothing() {
+    let app = spawn_app().await;
+    plant_token_stand_in(&app);
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[(
+            "jamstack.toml",
+            &toml(Some("ln -s ../.. public"), "publish = \"public\"\n"),
+        )],
+        "a harmless-looking pull request",
+    );
+    app.connect_site("forked", &repo, "octo/forked").await;
+    let mut payload = pull_request_payload("opened", "octo/forked", 7, "patch-1", &sha);
+    payload["pull_request"]["head"]["repo"]["full_name"] = json!("stranger/forked");
+    let (status, answer) = app.deliver_github_event("pull_request", &payload).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["builds"][0]
+        .as_i64()
+        .expect("the pull request queued a preview");
+    let build = app.wait_for_build(id).await;
+    assert_eq!(build["from_fork"], true, "{build}");
+    assert_eq!(build["state"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`public` is a symlink (to `../..`)"), "{error}");
+    assert!(app.deploys_of("forked").await.is_empty(), "no deploy was made");
+    assert!(!app.build_log(id).await.contains(TOKEN_STAND_IN));
 }
 
 #[tokio::test]
