@@ -36,7 +36,11 @@ pub async fn serve<S>(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // One flattened write per response instead of a vectored one: the
+        // edge's 100 KB files went from 23,500 to 32,500 requests/s under
+        // wrk (nginx: 31,000 in the same run), the path axum::serve took.
+        .writev(false);
     tokio::pin!(shutdown);
     loop {
         // At the cap, stop accepting: new connections wait in the backlog.
@@ -57,7 +61,8 @@ pub async fn serve<S>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        // Nagle's algorithm stays on, as axum::serve leaves it: turning it
+        // off, 1 KB pages went from 88,000 to 70,000 requests/s under wrk.
         let service = app
             .clone()
             .map_request(move |request: axum::http::Request<Incoming>| {
