@@ -185,9 +185,10 @@ fn rules(family: Family, resolvers: &[IpAddr]) -> (Vec<ChainRules>, Vec<(&'stati
     (chains, jumps)
 }
 
-/// Runs one iptables command; `Ok(false)` when it exits non-zero.
-async fn run(family: Family, args: &[String]) -> Result<(bool, String), EgressError> {
-    let output = Command::new(family.command())
+/// Runs one iptables command (waiting up to 10 s for the xtables lock)
+/// and returns what it did, whatever its exit status.
+async fn output(family: Family, args: &[&str]) -> Result<std::process::Output, EgressError> {
+    Command::new(family.command())
         .args(["-w", "10"])
         .args(args)
         .output()
@@ -197,7 +198,13 @@ async fn run(family: Family, args: &[String]) -> Result<(bool, String), EgressEr
                 "`{}` could not be run ({e}); install iptables on the runner's host",
                 family.command()
             ))
-        })?;
+        })
+}
+
+/// Runs one iptables command; `Ok(false)` when it exits non-zero.
+async fn run(family: Family, args: &[String]) -> Result<(bool, String), EgressError> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = output(family, &args).await?;
     Ok((
         output.status.success(),
         String::from_utf8_lossy(&output.stderr).trim().to_owned(),
@@ -234,16 +241,7 @@ fn with(op: &str, chain: &str, position: Option<u32>, rule: &[String]) -> Vec<St
 /// The rules of `chain` as `iptables -S` prints them (without `-A
 /// <chain>`), or `None` when there is no such chain.
 async fn listing(family: Family, chain: &str) -> Result<Option<Vec<String>>, EgressError> {
-    let output = Command::new(family.command())
-        .args(["-w", "10", "-S", chain])
-        .output()
-        .await
-        .map_err(|e| {
-            EgressError(format!(
-                "`{}` could not be run ({e}); install iptables on the runner's host",
-                family.command()
-            ))
-        })?;
+    let output = output(family, &["-S", chain]).await?;
     if !output.status.success() {
         return Ok(None);
     }
