@@ -126,7 +126,7 @@ impl Api {
         let mut next = Some(self.url(&format!("{path}{separator}per_page={per_page}")));
         while let Some(url) = next.take() {
             let response = self.send(self.http.get(&url).bearer_auth(&self.token)).await?;
-            next = next_page(response.headers()).and_then(|link| self.same_origin(&link));
+            next = next_page(response.headers(), response.url()).and_then(|link| self.same_origin(&link));
             let page: Value = response.json().await.map_err(|e| {
                 CliError::error(format!("the controller's answer is not the JSON expected: {e}"))
             })?;
@@ -171,21 +171,17 @@ pub async fn refusal(response: Response) -> CliError {
     CliError::new(exit_for_status(status.as_u16()), text)
 }
 
-/// The `rel="next"` target of a `Link` header, as GitHub writes them.
-pub fn next_page(headers: &reqwest::header::HeaderMap) -> Option<String> {
+/// The `rel="next"` target of a `Link` header (RFC 8288, as GitHub writes
+/// them), resolved against `base`, the URL of the answer that carried it.
+pub fn next_page(headers: &reqwest::header::HeaderMap, base: &url::Url) -> Option<String> {
     headers
         .get_all(reqwest::header::LINK)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .find_map(|link| {
-            let (target, params) = link.trim().split_once(';')?;
-            let is_next = params
-                .split(';')
-                .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
-            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-            is_next.then(|| target.to_owned())
-        })
+        .filter_map(|value| http_link::parse_link_header(value, base).ok())
+        .flatten()
+        .find(|link| link.rel.eq_ignore_ascii_case("next"))
+        .map(|link| link.target.into())
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -213,11 +209,18 @@ mod tests {
                  <http://h/api/v1/sites?page=3&per_page=2>; rel=\"next\"",
             ),
         );
+        let base = url::Url::parse("http://h/api/v1/sites?page=2&per_page=2").unwrap();
         assert_eq!(
-            next_page(&headers).as_deref(),
+            next_page(&headers, &base).as_deref(),
             Some("http://h/api/v1/sites?page=3&per_page=2")
         );
-        assert_eq!(next_page(&HeaderMap::new()), None);
+        assert_eq!(next_page(&HeaderMap::new(), &base), None);
+        let mut relative = HeaderMap::new();
+        relative.insert(LINK, HeaderValue::from_static("</api/v1/sites?page=3>; rel=next"));
+        assert_eq!(
+            next_page(&relative, &base).as_deref(),
+            Some("http://h/api/v1/sites?page=3")
+        );
     }
 
     #[test]

@@ -156,10 +156,25 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait before retry number `retry` (1 for the first retry).
+    /// The policy as a backoff for calls retried in place: `attempts`
+    /// calls in all means one fewer retries.
+    pub fn backoff(&self) -> backon::ExponentialBuilder {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.first_delay.min(self.max_delay))
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
+    }
+
+    /// The wait before retry number `retry` (1 for the first retry), for
+    /// retries scheduled in the database rather than slept on.
     pub fn delay(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.first_delay.saturating_mul(factor).min(self.max_delay)
+        use backon::BackoffBuilder;
+        self.backoff()
+            .without_max_times()
+            .build()
+            .nth(retry.saturating_sub(1) as usize)
+            .unwrap_or(self.max_delay)
     }
 }
 

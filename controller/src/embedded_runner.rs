@@ -16,6 +16,7 @@
 //! standard output and error, so they appear in the controller's output.
 
 use anyhow::Context as _;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use jamstack_runner::logging::LogFormat;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -55,7 +56,12 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// child is asked to stop and waited for, so it can hand its job back
 /// while the controller still answers.
 pub async fn supervise(settings: ChildSettings, log_format: LogFormat, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_secs(1);
+    let restarts = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(MAX_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times();
+    let mut pauses = restarts.build();
     loop {
         let started = Instant::now();
         match start_child(&settings, log_format).await {
@@ -75,17 +81,17 @@ pub async fn supervise(settings: ChildSettings, log_format: LogFormat, shutdown:
             Err(e) => tracing::error!(error = format!("{e:#}"), "starting the embedded runner"),
         }
         if started.elapsed() >= HEALTHY_RUN {
-            backoff = Duration::from_secs(1);
+            pauses = restarts.build();
         }
+        let pause = pauses.next().unwrap_or(MAX_BACKOFF);
         tracing::warn!(
-            in_seconds = backoff.as_secs(),
+            in_seconds = pause.as_secs(),
             "restarting the embedded runner; its job, if any, is queued again when its lease expires"
         );
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(pause) => {}
             () = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

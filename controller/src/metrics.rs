@@ -1,9 +1,10 @@
 //! Prometheus metrics, served at `GET /metrics` in the text format.
 //!
-//! Counters and histograms live in [`Metrics`], one per controller (not a
-//! process-wide registry, so several controllers in one process, as in the
-//! tests, keep their own). Everything the edge records per request is an
-//! atomic add on fixed arrays: no lock, no allocation, no label lookup.
+//! The figures live in one `prometheus_client` registry per controller (not
+//! a process-wide one, so several controllers in one process, as in the
+//! tests, keep their own), which also writes the text format. The edge
+//! holds its five counters and histograms (one per status class) directly,
+//! so an answer is recorded without a label lookup or an allocation.
 //! Figures that are facts of the database (queue depth, runners) are read
 //! when scraped, so every controller sharing a database reports the same.
 //! Build outcomes and durations come from [`crate::events`] (a listener,
@@ -14,10 +15,13 @@
 
 use crate::state::AppState;
 use axum::http::StatusCode;
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Upper bounds of edge latency buckets, in seconds.
@@ -34,138 +38,174 @@ const DEPLOY_SIZE_BOUNDS: &[f64] = &[1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
 /// The edge's status classes, 1xx to 5xx.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// A histogram of fixed buckets, recorded with atomic adds only.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// Per bucket, not cumulative; the last counts what exceeds every bound.
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
-    /// The sum in `1 / scale` of the unit, kept as an integer so adding is
-    /// one atomic operation.
-    sum_scaled: AtomicU64,
-    scale: f64,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
 }
 
-impl Histogram {
-    /// A histogram of seconds (its sum is kept in microseconds).
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self::with_scale(bounds, 1e6)
-    }
-
-    /// A histogram of whole units such as bytes.
-    pub fn of_units(bounds: &'static [f64]) -> Self {
-        Self::with_scale(bounds, 1.0)
-    }
-
-    fn with_scale(bounds: &'static [f64], scale: f64) -> Self {
-        Histogram {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_scaled: AtomicU64::new(0),
-            scale,
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        let value = value.max(0.0);
-        let index = self.bounds.partition_point(|bound| *bound < value);
-        self.buckets[index].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_scaled.fetch_add((value * self.scale) as u64, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let separator = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter()) {
-            cumulative += bucket.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.buckets[self.bounds.len()].load(Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {cumulative}"
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let sum = self.sum_scaled.load(Relaxed) as f64 / self.scale;
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count.load(Relaxed));
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    site: String,
+    outcome: &'static str,
 }
 
-/// What the edge records per answer.
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn build_duration_histogram() -> Histogram {
+    Histogram::new(BUILD_BOUNDS.iter().copied())
+}
+
+/// What the edge records per answer: the series of each status class,
+/// taken out of their families once.
 #[derive(Debug)]
 pub struct EdgeMetrics {
-    requests: [AtomicU64; 5],
+    requests: [Counter; 5],
     latency: [Histogram; 5],
 }
 
-impl Default for EdgeMetrics {
-    fn default() -> Self {
-        EdgeMetrics {
-            requests: Default::default(),
-            latency: std::array::from_fn(|_| Histogram::new(EDGE_LATENCY_BOUNDS)),
-        }
-    }
-}
-
 impl EdgeMetrics {
-    /// Counts one answer of the edge and how long it took: two atomic adds
-    /// and a bucket search, nothing else.
+    /// Counts one answer of the edge and how long it took: an atomic add
+    /// and one histogram observation, nothing else.
     pub fn record(&self, status: StatusCode, took: Duration) {
         let class = (usize::from(status.as_u16() / 100)).clamp(1, 5) - 1;
-        self.requests[class].fetch_add(1, Relaxed);
+        self.requests[class].inc();
         self.latency[class].observe(took.as_secs_f64());
     }
 }
 
-/// Builds of one site that ended one way, and how long they ran.
-#[derive(Debug)]
-struct BuildFigures {
-    count: u64,
-    duration: Histogram,
-}
-
-/// Every figure a controller keeps in memory.
+/// Every figure a controller keeps in memory, and the registry that
+/// writes them out.
 #[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     pub edge: EdgeMetrics,
+    queue_depth: Gauge,
+    builds_running: Gauge,
+    runners_connected: Gauge,
+    runners_busy: Gauge,
     /// Seconds from queued to first leased.
     queue_wait: Histogram,
     /// By (site, outcome). Touched once per finished build, never by the edge.
-    builds: Mutex<BTreeMap<(String, &'static str), BuildFigures>>,
-    deploy_files_referenced: AtomicU64,
-    deploy_files_uploaded: AtomicU64,
-    deploy_bytes_referenced: AtomicU64,
-    deploy_bytes_uploaded: AtomicU64,
+    builds: Family<BuildLabels, Counter>,
+    build_duration: HistogramFamily<BuildLabels>,
+    deploy_files_referenced: Counter,
+    deploy_files_uploaded: Counter,
+    deploy_bytes_referenced: Counter,
+    deploy_bytes_uploaded: Counter,
     deploy_size: Histogram,
     /// Ready deploys whose variants are queued or being made.
-    variant_deploys_pending: AtomicU64,
-    variant_blobs_made: AtomicU64,
+    variant_deploys_pending: Gauge,
+    variant_blobs_made: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut registry = Registry::default();
+        // Counters are named without `_total`: the registry adds it.
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let queue_depth = gauge("jamstack_queue_depth", "Builds waiting for a runner.");
+        let builds_running = gauge("jamstack_builds_running", "Builds leased to a runner now.");
+        let runners_connected = gauge(
+            "jamstack_runners_connected",
+            "Runners that called within the last minute.",
+        );
+        let runners_busy = gauge("jamstack_runners_busy", "Runners holding at least one lease.");
+        let queue_wait = Histogram::new(WAIT_BOUNDS.iter().copied());
+        registry.register(
+            "jamstack_queue_wait_seconds",
+            "Time from a build being queued to its first lease.",
+            queue_wait.clone(),
+        );
+        let builds = Family::<BuildLabels, Counter>::default();
+        registry.register(
+            "jamstack_builds",
+            "Builds that ended, by site and outcome.",
+            builds.clone(),
+        );
+        let build_duration = HistogramFamily::<BuildLabels>::new_with_constructor(build_duration_histogram);
+        registry.register(
+            "jamstack_build_duration_seconds",
+            "How long builds ran, from first lease to end, by site and outcome.",
+            build_duration.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let deploy_files_referenced = counter(
+            "jamstack_deploy_files_referenced",
+            "Files named by deploy manifests.",
+        );
+        let deploy_files_uploaded = counter(
+            "jamstack_deploy_files_uploaded",
+            "Files of deploy manifests the store lacked, which had to be uploaded.",
+        );
+        let deploy_bytes_referenced = counter(
+            "jamstack_deploy_bytes_referenced",
+            "Bytes named by deploy manifests.",
+        );
+        let deploy_bytes_uploaded = counter(
+            "jamstack_deploy_bytes_uploaded",
+            "Bytes of deploy manifests the store lacked; 1 - uploaded/referenced is the dedupe ratio.",
+        );
+        let deploy_size = Histogram::new(DEPLOY_SIZE_BOUNDS.iter().copied());
+        registry.register(
+            "jamstack_deploy_size_bytes",
+            "Total size of each deploy's files.",
+            deploy_size.clone(),
+        );
+        let variant_deploys_pending = Gauge::default();
+        registry.register(
+            "jamstack_variants_pending_deploys",
+            "Ready deploys whose compressed variants are queued or being made.",
+            variant_deploys_pending.clone(),
+        );
+        let variant_blobs_made = Counter::default();
+        registry.register(
+            "jamstack_variant_blobs",
+            "Blobs compressed into brotli and gzip variants.",
+            variant_blobs_made.clone(),
+        );
+        let edge_requests = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "jamstack_edge_requests",
+            "Answers of the edge (site hostnames), by status class.",
+            edge_requests.clone(),
+        );
+        let edge_latency = HistogramFamily::<ClassLabels>::new_with_constructor(|| {
+            Histogram::new(EDGE_LATENCY_BOUNDS.iter().copied())
+        });
+        registry.register(
+            "jamstack_edge_request_duration_seconds",
+            "Time the edge took to produce an answer, by status class.",
+            edge_latency.clone(),
+        );
+        let edge = EdgeMetrics {
+            requests: CLASSES.map(|class| edge_requests.get_or_create_owned(&ClassLabels { class })),
+            latency: CLASSES.map(|class| edge_latency.get_or_create_owned(&ClassLabels { class })),
+        };
         Metrics {
-            edge: EdgeMetrics::default(),
-            queue_wait: Histogram::new(WAIT_BOUNDS),
-            builds: Mutex::new(BTreeMap::new()),
-            deploy_files_referenced: AtomicU64::new(0),
-            deploy_files_uploaded: AtomicU64::new(0),
-            deploy_bytes_referenced: AtomicU64::new(0),
-            deploy_bytes_uploaded: AtomicU64::new(0),
-            deploy_size: Histogram::of_units(DEPLOY_SIZE_BOUNDS),
-            variant_deploys_pending: AtomicU64::new(0),
-            variant_blobs_made: AtomicU64::new(0),
+            registry,
+            edge,
+            queue_depth,
+            builds_running,
+            runners_connected,
+            runners_busy,
+            queue_wait,
+            builds,
+            build_duration,
+            deploy_files_referenced,
+            deploy_files_uploaded,
+            deploy_bytes_referenced,
+            deploy_bytes_uploaded,
+            deploy_size,
+            variant_deploys_pending,
+            variant_blobs_made,
         }
     }
 }
@@ -215,205 +255,50 @@ impl Metrics {
     }
 
     pub fn record_build(&self, site: &str, outcome: &'static str, ran: Option<Duration>) {
-        let mut builds = self.builds.lock().unwrap_or_else(|e| e.into_inner());
-        let figures = builds
-            .entry((site.to_owned(), outcome))
-            .or_insert_with(|| BuildFigures {
-                count: 0,
-                duration: Histogram::new(BUILD_BOUNDS),
-            });
-        figures.count += 1;
+        let labels = BuildLabels {
+            site: site.to_owned(),
+            outcome,
+        };
+        self.builds.get_or_create(&labels).inc();
+        // Every (site, outcome) that counts a build has its histogram, even
+        // before a build of it ran long enough to be timed.
+        let duration = self.build_duration.get_or_create(&labels);
         if let Some(ran) = ran {
-            figures.duration.observe(ran.as_secs_f64());
+            duration.observe(ran.as_secs_f64());
         }
     }
 
     /// A manifest arrived: what it names and what of it the store lacked.
     pub fn record_manifest(&self, figures: ManifestFigures) {
-        self.deploy_files_referenced
-            .fetch_add(figures.files_referenced, Relaxed);
-        self.deploy_files_uploaded
-            .fetch_add(figures.files_uploaded, Relaxed);
-        self.deploy_bytes_referenced
-            .fetch_add(figures.bytes_referenced, Relaxed);
-        self.deploy_bytes_uploaded
-            .fetch_add(figures.bytes_uploaded, Relaxed);
+        self.deploy_files_referenced.inc_by(figures.files_referenced);
+        self.deploy_files_uploaded.inc_by(figures.files_uploaded);
+        self.deploy_bytes_referenced.inc_by(figures.bytes_referenced);
+        self.deploy_bytes_uploaded.inc_by(figures.bytes_uploaded);
         self.deploy_size.observe(figures.bytes_referenced as f64);
     }
 
     /// A deploy was queued for its compressed variants.
     pub fn record_variants_queued(&self) {
-        self.variant_deploys_pending.fetch_add(1, Relaxed);
+        self.variant_deploys_pending.inc();
     }
 
     /// A queued deploy's variants are done: `blobs` were compressed.
     pub fn record_variants_made(&self, blobs: usize) {
-        self.variant_deploys_pending.fetch_sub(1, Relaxed);
-        self.variant_blobs_made.fetch_add(blobs as u64, Relaxed);
+        self.variant_deploys_pending.dec();
+        self.variant_blobs_made.inc_by(blobs as u64);
     }
 
     /// The text exposition format (version 0.0.4).
     pub fn render(&self, queue: QueueFigures) -> String {
+        self.queue_depth.set(queue.queued);
+        self.builds_running.set(queue.running);
+        self.runners_connected.set(queue.runners_connected);
+        self.runners_busy.set(queue.runners_busy);
         let mut out = String::with_capacity(8 * 1024);
-        gauge(
-            &mut out,
-            "jamstack_queue_depth",
-            "Builds waiting for a runner.",
-            queue.queued,
-        );
-        gauge(
-            &mut out,
-            "jamstack_builds_running",
-            "Builds leased to a runner now.",
-            queue.running,
-        );
-        gauge(
-            &mut out,
-            "jamstack_runners_connected",
-            "Runners that called within the last minute.",
-            queue.runners_connected,
-        );
-        gauge(
-            &mut out,
-            "jamstack_runners_busy",
-            "Runners holding at least one lease.",
-            queue.runners_busy,
-        );
-        header(
-            &mut out,
-            "jamstack_queue_wait_seconds",
-            "histogram",
-            "Time from a build being queued to its first lease.",
-        );
-        self.queue_wait
-            .render(&mut out, "jamstack_queue_wait_seconds", "");
-
-        let builds = self.builds.lock().unwrap_or_else(|e| e.into_inner());
-        header(
-            &mut out,
-            "jamstack_builds_total",
-            "counter",
-            "Builds that ended, by site and outcome.",
-        );
-        for ((site, outcome), figures) in builds.iter() {
-            let _ = writeln!(
-                out,
-                "jamstack_builds_total{{site=\"{}\",outcome=\"{outcome}\"}} {}",
-                escape(site),
-                figures.count
-            );
-        }
-        header(
-            &mut out,
-            "jamstack_build_duration_seconds",
-            "histogram",
-            "How long builds ran, from first lease to end, by site and outcome.",
-        );
-        for ((site, outcome), figures) in builds.iter() {
-            let labels = format!("site=\"{}\",outcome=\"{outcome}\"", escape(site));
-            figures
-                .duration
-                .render(&mut out, "jamstack_build_duration_seconds", &labels);
-        }
-        drop(builds);
-
-        for (name, help, value) in [
-            (
-                "jamstack_deploy_files_referenced_total",
-                "Files named by deploy manifests.",
-                &self.deploy_files_referenced,
-            ),
-            (
-                "jamstack_deploy_files_uploaded_total",
-                "Files of deploy manifests the store lacked, which had to be uploaded.",
-                &self.deploy_files_uploaded,
-            ),
-            (
-                "jamstack_deploy_bytes_referenced_total",
-                "Bytes named by deploy manifests.",
-                &self.deploy_bytes_referenced,
-            ),
-            (
-                "jamstack_deploy_bytes_uploaded_total",
-                "Bytes of deploy manifests the store lacked; 1 - uploaded/referenced is the dedupe ratio.",
-                &self.deploy_bytes_uploaded,
-            ),
-        ] {
-            header(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", value.load(Relaxed));
-        }
-        header(
-            &mut out,
-            "jamstack_deploy_size_bytes",
-            "histogram",
-            "Total size of each deploy's files.",
-        );
-        self.deploy_size
-            .render(&mut out, "jamstack_deploy_size_bytes", "");
-        gauge(
-            &mut out,
-            "jamstack_variants_pending_deploys",
-            "Ready deploys whose compressed variants are queued or being made.",
-            self.variant_deploys_pending.load(Relaxed) as i64,
-        );
-        header(
-            &mut out,
-            "jamstack_variant_blobs_total",
-            "counter",
-            "Blobs compressed into brotli and gzip variants.",
-        );
-        let _ = writeln!(
-            out,
-            "jamstack_variant_blobs_total {}",
-            self.variant_blobs_made.load(Relaxed)
-        );
-
-        header(
-            &mut out,
-            "jamstack_edge_requests_total",
-            "counter",
-            "Answers of the edge (site hostnames), by status class.",
-        );
-        for (class, count) in CLASSES.iter().zip(self.edge.requests.iter()) {
-            let _ = writeln!(
-                out,
-                "jamstack_edge_requests_total{{class=\"{class}\"}} {}",
-                count.load(Relaxed)
-            );
-        }
-        header(
-            &mut out,
-            "jamstack_edge_request_duration_seconds",
-            "histogram",
-            "Time the edge took to produce an answer, by status class.",
-        );
-        for (class, histogram) in CLASSES.iter().zip(self.edge.latency.iter()) {
-            histogram.render(
-                &mut out,
-                "jamstack_edge_request_duration_seconds",
-                &format!("class=\"{class}\""),
-            );
-        }
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
-    header(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// A label value as the text format wants it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// `GET /metrics` on the main listener: a token with the `read` scope (or a
@@ -434,7 +319,7 @@ pub async fn serve_open(
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
         state.metrics.render(queue),
     )
@@ -534,16 +419,57 @@ mod tests {
 
     #[test]
     fn histograms_count_each_value_in_its_bucket_and_cumulate_when_rendered() {
-        let histogram = Histogram::new(&[1.0, 5.0]);
-        for value in [0.5, 1.0, 3.0, 7.0] {
-            histogram.observe(value);
+        let metrics = Metrics::default();
+        for seconds in [1, 5, 7, 4000] {
+            metrics.record_build("a", "succeeded", Some(Duration::from_secs(seconds)));
         }
-        let mut out = String::new();
-        histogram.render(&mut out, "h", "site=\"a\"");
+        let text = metrics.render(QueueFigures::default());
+        for line in [
+            "jamstack_build_duration_seconds_bucket{site=\"a\",outcome=\"succeeded\",le=\"1\"} 1\n",
+            "jamstack_build_duration_seconds_bucket{site=\"a\",outcome=\"succeeded\",le=\"5\"} 2\n",
+            "jamstack_build_duration_seconds_bucket{site=\"a\",outcome=\"succeeded\",le=\"10\"} 3\n",
+            "jamstack_build_duration_seconds_bucket{site=\"a\",outcome=\"succeeded\",le=\"3600\"} 3\n",
+            "jamstack_build_duration_seconds_bucket{site=\"a\",outcome=\"succeeded\",le=\"+Inf\"} 4\n",
+            "jamstack_build_duration_seconds_sum{site=\"a\",outcome=\"succeeded\"} 4013.0\n",
+            "jamstack_build_duration_seconds_count{site=\"a\",outcome=\"succeeded\"} 4\n",
+            "jamstack_builds_total{site=\"a\",outcome=\"succeeded\"} 4\n",
+        ] {
+            assert!(text.contains(line), "no {line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_metric_keeps_its_name_type_and_help() {
+        let text = Metrics::default().render(QueueFigures::default());
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
         assert_eq!(
-            out,
-            "h_bucket{site=\"a\",le=\"1\"} 2\nh_bucket{site=\"a\",le=\"5\"} 3\n\
-             h_bucket{site=\"a\",le=\"+Inf\"} 4\nh_sum{site=\"a\"} 11.5\nh_count{site=\"a\"} 4\n"
+            types,
+            [
+                "# TYPE jamstack_queue_depth gauge",
+                "# TYPE jamstack_builds_running gauge",
+                "# TYPE jamstack_runners_connected gauge",
+                "# TYPE jamstack_runners_busy gauge",
+                "# TYPE jamstack_queue_wait_seconds histogram",
+                "# TYPE jamstack_builds_total counter",
+                "# TYPE jamstack_build_duration_seconds histogram",
+                "# TYPE jamstack_deploy_files_referenced_total counter",
+                "# TYPE jamstack_deploy_files_uploaded_total counter",
+                "# TYPE jamstack_deploy_bytes_referenced_total counter",
+                "# TYPE jamstack_deploy_bytes_uploaded_total counter",
+                "# TYPE jamstack_deploy_size_bytes histogram",
+                "# TYPE jamstack_variants_pending_deploys gauge",
+                "# TYPE jamstack_variant_blobs_total counter",
+                "# TYPE jamstack_edge_requests_total counter",
+                "# TYPE jamstack_edge_request_duration_seconds histogram",
+            ]
+        );
+        assert!(
+            text.contains("# HELP jamstack_queue_depth Builds waiting for a runner.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jamstack_deploy_size_bytes_bucket{le=\"1e+10\"} 0\n"),
+            "{text}"
         );
     }
 

@@ -59,6 +59,9 @@
 //!
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
+mod duration;
+pub use duration::format_duration;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

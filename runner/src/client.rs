@@ -2,6 +2,7 @@
 //! controller. Transient failures (the controller restarting, a network
 //! blip, a 5xx) are retried with backoff; answers that mean "stop" are not.
 
+use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use jamstack_proto::{
     CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, ErrorBody, FinalizeResponse,
@@ -30,6 +31,9 @@ pub enum ClientError {
     Refused { status: StatusCode, message: String },
     #[error("the controller could not be reached: {0}")]
     Unreachable(String),
+    /// A file to send could not be read: trying again would not help.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl ClientError {
@@ -110,51 +114,62 @@ impl ControllerClient {
         timeout: Duration,
     ) -> Result<Option<T>, ClientError> {
         let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-                .timeout(timeout);
-            if let Some(lease) = lease {
-                request = request.header(LEASE_HEADER, lease);
-            }
-            request = match &payload {
-                Payload::None => request,
-                Payload::Json(value) => request.json(value),
-                Payload::Bytes(bytes) => request.body(bytes.clone()),
-                Payload::File(path) => match tokio::fs::File::open(path).await {
-                    Ok(file) => {
-                        let length = file.metadata().await.map(|m| m.len()).ok();
-                        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-                        let request = request.body(reqwest::Body::wrap_stream(stream));
-                        match length {
-                            Some(length) => request.header(reqwest::header::CONTENT_LENGTH, length),
-                            None => request,
-                        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_factor(2.0)
+            .without_max_times();
+        (|| self.call_once(&method, path, lease, &payload, timeout))
+            .retry(backoff)
+            .when(|e| e.is_transient() && self.keeps_retrying(started))
+            .notify(
+                |e, retry_in| tracing::warn!(path, error = %e, ?retry_in, "controller call failed; retrying"),
+            )
+            .await
+    }
+
+    async fn call_once<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        path: &str,
+        lease: Option<&str>,
+        payload: &Payload,
+        timeout: Duration,
+    ) -> Result<Option<T>, ClientError> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .timeout(timeout);
+        if let Some(lease) = lease {
+            request = request.header(LEASE_HEADER, lease);
+        }
+        request = match payload {
+            Payload::None => request,
+            Payload::Json(value) => request.json(value),
+            Payload::Bytes(bytes) => request.body(bytes.clone()),
+            Payload::File(path) => match tokio::fs::File::open(path).await {
+                Ok(file) => {
+                    let length = file.metadata().await.map(|m| m.len()).ok();
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+                    let request = request.body(reqwest::Body::wrap_stream(stream));
+                    match length {
+                        Some(length) => request.header(reqwest::header::CONTENT_LENGTH, length),
+                        None => request,
                     }
-                    Err(e) => {
-                        return Err(ClientError::Unreachable(format!(
-                            "reading {} to upload it: {e}",
-                            path.display()
-                        )));
-                    }
-                },
-            };
-            let result = match request.send().await {
-                Ok(response) => Self::read(response).await,
-                Err(e) => Err(ClientError::Unreachable(e.to_string())),
-            };
-            match result {
-                Err(e) if e.is_transient() && self.keeps_retrying(started) => {
-                    tracing::warn!(path, error = %e, retry_in = ?backoff, "controller call failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
-                other => return other,
-            }
+                Err(e) => {
+                    return Err(ClientError::Unreachable(format!(
+                        "reading {} to upload it: {e}",
+                        path.display()
+                    )));
+                }
+            },
+        };
+        match request.send().await {
+            Ok(response) => Self::read(response).await,
+            Err(e) => Err(ClientError::Unreachable(e.to_string())),
         }
     }
 

@@ -449,15 +449,7 @@ pub fn resolve_limits(default: Limits, max: Limits, site: &SiteBuildSettings) ->
     )
 }
 
-pub fn format_duration(d: Duration) -> String {
-    if d.as_secs() >= 60 {
-        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.2}s", d.as_secs_f64())
-    }
-}
+pub use jamstack_proto::format_duration;
 
 /// A random id of 16 hex digits.
 pub fn random_id() -> String {

@@ -5,6 +5,7 @@ use crate::args::BuildsCommand;
 use crate::client::Api;
 use crate::error::{CliError, CliResult, Exit};
 use crate::output::{ago, print_fields, print_json, print_table, short_sha, text};
+use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -190,30 +191,27 @@ pub async fn follow_log(api: &Api, id: i64, out: &mut dyn Write) -> CliResult<St
         }
         let broke_off = match request.send().await {
             Ok(response) if response.status().is_success() => {
-                let mut parser = SseParser::default();
-                let mut body = response.bytes_stream();
+                let mut events = response.bytes_stream().eventsource();
                 loop {
-                    match body.next().await {
-                        Some(Ok(chunk)) => {
-                            for event in parser.feed(&chunk) {
-                                failures = 0;
-                                if let Some(event_id) = event.id {
-                                    last_event_id = Some(event_id);
+                    match events.next().await {
+                        Some(Ok(event)) => {
+                            failures = 0;
+                            if !event.id.is_empty() {
+                                last_event_id = Some(event.id);
+                            }
+                            match event.event.as_str() {
+                                "log" => {
+                                    out.write_all(event.data.as_bytes())?;
+                                    out.flush()?;
                                 }
-                                match event.name.as_str() {
-                                    "log" => {
-                                        out.write_all(event.data.as_bytes())?;
-                                        out.flush()?;
-                                    }
-                                    "attempt" => {
-                                        eprintln!(
-                                            "--- attempt {} (the previous one lost its runner) ---",
-                                            event.data
-                                        );
-                                    }
-                                    "end" => return Ok(event.data),
-                                    _ => {}
+                                "attempt" => {
+                                    eprintln!(
+                                        "--- attempt {} (the previous one lost its runner) ---",
+                                        event.data
+                                    );
                                 }
+                                "end" => return Ok(event.data),
+                                _ => {}
                             }
                         }
                         Some(Err(e)) => break e.to_string(),
@@ -235,86 +233,33 @@ pub async fn follow_log(api: &Api, id: i64, out: &mut dyn Write) -> CliResult<St
     }
 }
 
-/// One server-sent event.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SseEvent {
-    pub name: String,
-    pub data: String,
-    pub id: Option<String>,
-}
-
-/// Reads server-sent events from a byte stream cut anywhere.
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buffer: Vec<u8>,
-    event: SseEvent,
-    data_lines: Vec<String>,
-}
-
-impl SseParser {
-    /// The events completed by `bytes`.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buffer.extend_from_slice(bytes);
-        let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let line = String::from_utf8_lossy(&line).into_owned();
-            if line.is_empty() {
-                if !self.data_lines.is_empty() || !self.event.name.is_empty() {
-                    let mut event = std::mem::take(&mut self.event);
-                    event.data = std::mem::take(&mut self.data_lines).join("\n");
-                    if event.name.is_empty() {
-                        event.name = "message".to_owned();
-                    }
-                    events.push(event);
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => self.event.name = value.to_owned(),
-                "data" => self.data_lines.push(value.to_owned()),
-                "id" => self.event.id = Some(value.to_owned()),
-                _ => {}
-            }
-        }
-        events
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_cut_anywhere_are_put_back_together() {
-        let stream = b"event: log\nid: 1:12\ndata: line one\ndata: line two\ndata: \n\n:keep-alive\n\n\
-                       event: end\r\ndata: failed\r\n\r\n";
+    /// The controller's stream as `follow_log` reads it: events cut
+    /// anywhere by the network are put back together, keep-alive comments
+    /// are skipped, and a `log` event keeps its lines' newlines.
+    #[tokio::test]
+    async fn log_events_cut_anywhere_are_put_back_together() {
+        let stream: &[u8] =
+            b"event: log\nid: 1:12\ndata: line one\ndata: line two\ndata: \n\n:keep-alive\n\n\
+                              event: end\r\ndata: failed\r\n\r\n";
         for cut in 1..stream.len() {
-            let mut parser = SseParser::default();
-            let mut events = parser.feed(&stream[..cut]);
-            events.extend(parser.feed(&stream[cut..]));
+            let chunks = [&stream[..cut], &stream[cut..]].map(Ok::<_, std::convert::Infallible>);
+            let events: Vec<_> = futures_util::stream::iter(chunks)
+                .eventsource()
+                .map(|event| {
+                    let event = event.unwrap();
+                    (event.event, event.data, event.id)
+                })
+                .collect()
+                .await;
             assert_eq!(
                 events,
                 [
-                    SseEvent {
-                        name: "log".into(),
-                        data: "line one\nline two\n".into(),
-                        id: Some("1:12".into()),
-                    },
-                    SseEvent {
-                        name: "end".into(),
-                        data: "failed".into(),
-                        id: None,
-                    },
+                    ("log".into(), "line one\nline two\n".into(), "1:12".into()),
+                    ("end".into(), "failed".into(), "1:12".into()),
                 ],
                 "cut at {cut}"
             );

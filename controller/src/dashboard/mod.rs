@@ -212,13 +212,10 @@ pub fn ago(at_millis: i64) -> String {
     }
 }
 
-/// A duration for people: "850 ms", "12.3 s", "4 min 05 s".
+/// A duration for people, written as the runner writes it in build logs:
+/// "850ms", "12.34s", "4m05s".
 pub fn duration(millis: i64) -> String {
-    match millis {
-        ..=999 => format!("{} ms", millis.max(0)),
-        1000..=59_999 => format!("{:.1} s", millis as f64 / 1000.0),
-        _ => format!("{} min {:02} s", millis / 60_000, (millis / 1000) % 60),
-    }
+    jamstack_proto::format_duration(std::time::Duration::from_millis(millis.max(0) as u64))
 }
 
 pub fn short_sha(sha: &str) -> String {
@@ -240,9 +237,10 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(duration(850), "850 ms");
-        assert_eq!(duration(12_340), "12.3 s");
-        assert_eq!(duration(245_000), "4 min 05 s");
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_340), "12.34s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(-5), "0ms");
         assert_eq!(short_sha("0123456789abcdef"), "0123456");
         assert_eq!(short_sha(""), "—");
         assert_eq!(headline(Some("Fix the nav\n\nLong body")), "Fix the nav");

@@ -3,7 +3,6 @@
 
 use super::file_lists::effective_files;
 use super::{Backend, Database, now_millis};
-use sqlx::Row;
 use std::collections::HashSet;
 
 /// The PostgreSQL advisory lock that keeps the sweep apart from writes that
@@ -55,7 +54,7 @@ impl Database {
 const LOOKUP_BATCH: usize = 500;
 
 /// A file of a deploy whose blob has no variants yet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BlobToCompress {
     pub sha256: String,
     pub key: String,
@@ -65,7 +64,7 @@ pub struct BlobToCompress {
 }
 
 /// A blob the sweep removed from the database; its bytes go next.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SweptBlob {
     pub sha256: String,
     pub key: String,
@@ -75,11 +74,12 @@ pub struct SweptBlob {
 impl Database {
     /// The store key of a recorded blob.
     pub async fn blob_key(&self, sha256: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT COALESCE(storage_key, sha256) FROM blobs WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(storage_key, sha256) FROM blobs WHERE sha256 = $1")
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Records that the blob's bytes are stored under `key`. False when the
@@ -102,24 +102,15 @@ impl Database {
     /// The files of a deploy whose blobs have no variant rows yet, one row per
     /// file (a blob may appear under several paths).
     pub async fn blobs_lacking_variants(&self, deploy_id: &str) -> anyhow::Result<Vec<BlobToCompress>> {
-        let rows = sqlx::query(&format!(
-            "{} SELECT f.sha256, COALESCE(b.storage_key, b.sha256), b.size, f.path \
+        Ok(sqlx::query_as(&format!(
+            "{} SELECT f.sha256, COALESCE(b.storage_key, b.sha256) AS key, b.size, f.path \
              FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256 \
              WHERE NOT EXISTS (SELECT 1 FROM blob_variants v WHERE v.sha256 = f.sha256)",
             effective_files(None)
         ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| BlobToCompress {
-                sha256: row.get(0),
-                key: row.get(1),
-                size: row.get(2),
-                path: row.get(3),
-            })
-            .collect())
+        .await?)
     }
 
     /// Records the `encoding` variant of `sha256`: `Some((variant sha256,
@@ -179,14 +170,14 @@ impl Database {
         // a removed deploy has no rows, and the bases of the deploys kept
         // are kept too (removing one rebases its children first). Removal
         // rows (sha256 NULL) name no blob and never match.
-        let rows = sqlx::query(
+        let swept: Vec<SweptBlob> = sqlx::query_as(
             "DELETE FROM blobs WHERE sha256 IN (\
                SELECT b.sha256 FROM blobs b WHERE b.created_at < $1 \
                AND NOT EXISTS (SELECT 1 FROM deploy_files f WHERE f.sha256 = b.sha256) \
                AND NOT EXISTS (SELECT 1 FROM blob_variants v JOIN deploy_files f ON f.sha256 = v.sha256 \
                                WHERE v.variant_sha256 = b.sha256) \
                LIMIT $2) \
-             RETURNING sha256, COALESCE(storage_key, sha256), size",
+             RETURNING sha256, COALESCE(storage_key, sha256) AS key, size",
         )
         .bind(cutoff)
         .bind(limit)
@@ -200,14 +191,7 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(rows
-            .iter()
-            .map(|r| SweptBlob {
-                sha256: r.get(0),
-                key: r.get(1),
-                size: r.get(2),
-            })
-            .collect())
+        Ok(swept)
     }
 
     /// Of store `keys`, those a blob row names.
@@ -223,17 +207,11 @@ impl Database {
                 "SELECT COALESCE(storage_key, sha256) FROM blobs WHERE sha256 IN ({})",
                 placeholders.join(",")
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
             for hash in batch {
                 query = query.bind(*hash);
             }
-            known.extend(
-                query
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(|r| r.get::<String, _>(0)),
-            );
+            known.extend(query.fetch_all(&self.pool).await?);
         }
         Ok(known)
     }

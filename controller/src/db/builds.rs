@@ -135,11 +135,12 @@ const ADVISORY_SITE: i64 = 0x4a53_0001 << 32;
 const ADVISORY_GLOBAL: i64 = 0x4a53_0002 << 32;
 
 async fn try_advisory_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: i64) -> anyhow::Result<bool> {
-    let row = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(key)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(row.get::<bool, _>(0))
+    Ok(
+        sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(key)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
 }
 
 /// A build whose job a runner just finished.
@@ -331,14 +332,13 @@ impl Database {
 
     /// The newest build of a pull request's deploy preview.
     pub async fn latest_preview_build(&self, site_id: i64, pr_number: i64) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT MAX(id) FROM builds WHERE site_id = $1 AND pr_number = $2 AND context = 'deploy-preview'",
         )
         .bind(site_id)
         .bind(pr_number)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get(0))
+        .await?)
     }
 
     /// Unfinished builds of one branch or pull request of a site, to be

@@ -130,7 +130,7 @@ impl Database {
                 .await?;
             return Ok(Claim::New(id));
         };
-        let claimed = sqlx::query(
+        let claimed: Option<i64> = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (source, delivery_id, dedupe_key, event, action, repository, \
              outcome, message, received_at, body_key) \
              VALUES ($1, $2, $3, $4, $5, $6, 'processing', '', $7, $9) \
@@ -151,8 +151,8 @@ impl Database {
         .bind(delivery.body_key())
         .fetch_optional(self.writer())
         .await?;
-        if let Some(row) = claimed {
-            return Ok(Claim::New(row.get(0)));
+        if let Some(id) = claimed {
+            return Ok(Claim::New(id));
         }
         let earlier = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE dedupe_key = $1"
@@ -204,7 +204,7 @@ impl Database {
         outcome: &str,
         message: &str,
     ) -> anyhow::Result<i64> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (source, delivery_id, event, action, repository, outcome, \
              message, received_at, handled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
@@ -218,8 +218,7 @@ impl Database {
         .bind(now_millis())
         .bind(handled_at)
         .fetch_one(self.writer())
-        .await?;
-        Ok(row.get(0))
+        .await?)
     }
 
     /// Deliveries, newest first, below `before` (an id) when given.

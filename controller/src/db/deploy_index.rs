@@ -4,10 +4,9 @@
 
 use super::Database;
 use super::file_lists::{OWN_ROWS_LACKING_BLOBS, effective_files};
-use sqlx::Row;
 
 /// A file of a deploy and where its bytes are.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IndexedFile {
     pub path: String,
     pub sha256: String,
@@ -16,7 +15,7 @@ pub struct IndexedFile {
 }
 
 /// A compressed variant of a blob.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IndexedVariant {
     /// The blob it is a variant of.
     pub sha256: String,
@@ -48,45 +47,29 @@ impl Database {
         }
         // The size is the stored blob's, never the one the manifest
         // declared: a false one would be a false `Content-Length`.
-        let files = sqlx::query(&format!(
-            "{} SELECT f.path, f.sha256, b.size, COALESCE(b.storage_key, b.sha256) \
+        let files = sqlx::query_as(&format!(
+            "{} SELECT f.path, f.sha256, b.size, COALESCE(b.storage_key, b.sha256) AS key \
              FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256",
             effective_files(None)
         ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| IndexedFile {
-            path: r.get(0),
-            sha256: r.get(1),
-            size: r.get(2),
-            key: r.get(3),
-        })
-        .collect();
-        let variants = sqlx::query(&format!(
-            "{} SELECT v.sha256, v.encoding, v.variant_sha256, b.size, COALESCE(b.storage_key, b.sha256) \
+        .await?;
+        let variants = sqlx::query_as(&format!(
+            "{} SELECT v.sha256, v.encoding, v.variant_sha256, b.size, COALESCE(b.storage_key, b.sha256) AS key \
              FROM blob_variants v JOIN blobs b ON b.sha256 = v.variant_sha256 \
              WHERE v.sha256 IN (SELECT sha256 FROM effective_files)",
             effective_files(None)
         ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| IndexedVariant {
-            sha256: r.get(0),
-            encoding: r.get(1),
-            variant_sha256: r.get(2),
-            size: r.get(3),
-            key: r.get(4),
-        })
-        .collect();
-        let rules = sqlx::query("SELECT rules FROM deploy_rules WHERE deploy_id = $1")
-            .bind(deploy_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .and_then(|r| r.get::<Option<String>, _>(0));
+        .await?;
+        let rules =
+            sqlx::query_scalar::<_, Option<String>>("SELECT rules FROM deploy_rules WHERE deploy_id = $1")
+                .bind(deploy_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten();
         Ok(Some(DeployContents {
             files,
             variants,
@@ -96,7 +79,7 @@ impl Database {
 
     /// The stored key of the file at `path` of a deploy, in any state.
     pub async fn deploy_file_key(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query(&format!(
+        Ok(sqlx::query_scalar(&format!(
             "{} SELECT COALESCE(b.storage_key, b.sha256) FROM effective_files f \
              JOIN blobs b ON b.sha256 = f.sha256",
             effective_files(Some("$2"))
@@ -104,30 +87,29 @@ impl Database {
         .bind(deploy_id)
         .bind(path)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
+        .await?)
     }
 
     /// Files of a deploy whose blob is not stored yet.
     pub async fn count_missing_blobs(&self, deploy_id: &str) -> anyhow::Result<i64> {
-        let row = sqlx::query(&format!("SELECT COUNT(*) {OWN_ROWS_LACKING_BLOBS}"))
-            .bind(deploy_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.get(0))
+        Ok(
+            sqlx::query_scalar(&format!("SELECT COUNT(*) {OWN_ROWS_LACKING_BLOBS}"))
+                .bind(deploy_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Files of a deploy whose manifest declared a size other than their
     /// stored content's: `(path, declared, stored)`, the first few by path.
     pub async fn files_with_false_sizes(&self, deploy_id: &str) -> anyhow::Result<Vec<(String, i64, i64)>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT f.path, f.size, b.size FROM deploy_files f JOIN blobs b ON b.sha256 = f.sha256 \
              WHERE f.deploy_id = $1 AND f.sha256 IS NOT NULL AND f.size <> b.size ORDER BY f.path LIMIT 5",
         )
         .bind(deploy_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        .await?)
     }
 
     /// Keeps the rules of `jamstack.toml` sent with a deploy's manifest; the
@@ -145,11 +127,12 @@ impl Database {
     }
 
     pub async fn config_rules(&self, deploy_id: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT config_rules FROM deploy_rules WHERE deploy_id = $1")
-            .bind(deploy_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(
+            sqlx::query_scalar("SELECT config_rules FROM deploy_rules WHERE deploy_id = $1")
+                .bind(deploy_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Stores every rule the edge will apply to a deploy.

@@ -27,7 +27,7 @@ pub struct Deploy {
 }
 
 /// One file of a deploy, as the edge needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeployFile {
     pub sha256: String,
     pub size: i64,
@@ -176,24 +176,22 @@ impl Database {
     /// Every deploy a hostname serves now: sites' published deploys and
     /// their aliases' deploys.
     pub async fn served_deploy_ids(&self) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT published_deploy_id FROM sites WHERE published_deploy_id IS NOT NULL \
              UNION SELECT deploy_id FROM site_aliases",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        .await?)
     }
 
     /// The distinct hashes a deploy names that no stored blob has.
     pub async fn missing_blobs_of_deploy(&self, deploy_id: &str) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_scalar(&format!(
             "SELECT DISTINCT f.sha256 {OWN_ROWS_LACKING_BLOBS} ORDER BY f.sha256"
         ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        .await?)
     }
 }
 
@@ -207,16 +205,12 @@ impl Database {
                 "SELECT sha256 FROM blobs WHERE sha256 IN ({})",
                 placeholders.join(",")
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
             for hash in batch {
                 query = query.bind(hash);
             }
-            let present: std::collections::HashSet<String> = query
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let present: std::collections::HashSet<String> =
+                query.fetch_all(&self.pool).await?.into_iter().collect();
             missing.extend(batch.iter().filter(|h| !present.contains(*h)).cloned());
         }
         Ok(missing)
@@ -297,9 +291,21 @@ async fn finish(
     now: i64,
     publication: Publication<'_>,
 ) -> anyhow::Result<FinalizeOutcome> {
-    let Some(row) = sqlx::query(
-        "SELECT d.site_id, d.context, d.state, COALESCE(b.commit_unverified, 0) FROM deploys d \
-         LEFT JOIN builds b ON b.id = d.build_id WHERE d.id = $1",
+    #[derive(sqlx::FromRow)]
+    struct Finalizing {
+        site_id: i64,
+        context: String,
+        state: String,
+        commit_unverified: i64,
+    }
+    let Some(Finalizing {
+        site_id,
+        context,
+        state,
+        commit_unverified,
+    }) = sqlx::query_as(
+        "SELECT d.site_id, d.context, d.state, COALESCE(b.commit_unverified, 0) AS commit_unverified \
+         FROM deploys d LEFT JOIN builds b ON b.id = d.build_id WHERE d.id = $1",
     )
     .bind(deploy_id)
     .fetch_optional(&mut **tx)
@@ -307,13 +313,10 @@ async fn finish(
     else {
         return Ok(FinalizeOutcome::NotFound);
     };
-    let site_id: i64 = row.get(0);
-    let context: String = row.get(1);
-    let state: String = row.get(2);
     // A hand-picked commit no runner found on its branch is not the
     // site's code: its deploy keeps its permalink and goes live only when
     // someone who may publish publishes it.
-    let unverified = row.get::<i64, _>(3) != 0;
+    let unverified = commit_unverified != 0;
     if state == "ready" {
         let published = sqlx::query("SELECT 1 FROM sites WHERE id = $1 AND published_deploy_id = $2")
             .bind(site_id)
@@ -323,11 +326,10 @@ async fn finish(
             .is_some();
         return Ok(FinalizeOutcome::Ready { published });
     }
-    let missing: i64 = sqlx::query(&format!("SELECT COUNT(*) {OWN_ROWS_LACKING_BLOBS}"))
+    let missing: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {OWN_ROWS_LACKING_BLOBS}"))
         .bind(deploy_id)
         .fetch_one(&mut **tx)
-        .await?
-        .get(0);
+        .await?;
     if missing > 0 {
         return Ok(FinalizeOutcome::MissingBlobs(missing));
     }
@@ -422,7 +424,7 @@ impl Database {
 
     /// A file of a ready deploy, by its path in the deploy.
     pub async fn deploy_file(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<DeployFile>> {
-        let row = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "{} SELECT f.sha256, f.size FROM effective_files f JOIN deploys d ON d.id = $1 \
              WHERE d.state = 'ready'",
             effective_files(Some("$2"))
@@ -430,22 +432,19 @@ impl Database {
         .bind(deploy_id)
         .bind(path)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| DeployFile {
-            sha256: r.get(0),
-            size: r.get(1),
-        }))
+        .await?)
     }
 
     /// The deploy a hostname alias (`deploy-preview-12`, a branch label)
     /// of a site points at.
     pub async fn alias_deploy(&self, site_id: i64, alias: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT deploy_id FROM site_aliases WHERE site_id = $1 AND alias = $2")
-            .bind(site_id)
-            .bind(alias)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(
+            sqlx::query_scalar("SELECT deploy_id FROM site_aliases WHERE site_id = $1 AND alias = $2")
+                .bind(site_id)
+                .bind(alias)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Takes a hostname alias down (a closed pull request, a deleted
@@ -471,24 +470,19 @@ impl Database {
 
     /// Every file of a deploy (path, hash, size), by path.
     pub async fn deploy_files(&self, deploy_id: &str) -> anyhow::Result<Vec<(String, DeployFile)>> {
-        let rows = sqlx::query(&format!(
+        #[derive(sqlx::FromRow)]
+        struct PathAndFile {
+            path: String,
+            #[sqlx(flatten)]
+            file: DeployFile,
+        }
+        let rows: Vec<PathAndFile> = sqlx::query_as(&format!(
             "{} SELECT path, sha256, size FROM effective_files ORDER BY path",
             effective_files(None)
         ))
         .bind(deploy_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    DeployFile {
-                        sha256: r.get(1),
-                        size: r.get(2),
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.into_iter().map(|row| (row.path, row.file)).collect())
     }
 }

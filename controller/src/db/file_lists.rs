@@ -11,7 +11,6 @@
 
 use super::{Backend, Database};
 use jamstack_proto::ManifestFile;
-use sqlx::Row;
 use std::collections::HashMap;
 
 /// The most deltas stacked on a full list. Each read of a deploy walks its
@@ -57,13 +56,14 @@ pub(super) fn effective_files(only_path: Option<&str>) -> String {
 }
 
 /// How a deploy's file list is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredFileList {
     /// The deploy its list is a delta against; `None` for a full list.
     pub base_deploy_id: Option<String>,
     /// Deltas between it and the full list at the bottom of its chain.
     pub chain_depth: i64,
     /// Rows it stores: files added or changed and removals, or every file.
+    #[sqlx(rename = "stored_rows")]
     pub rows: i64,
 }
 
@@ -71,24 +71,19 @@ impl Database {
     /// How `deploy_id`'s file list is stored, for the figures of storage
     /// and for checking what a delta costs.
     pub async fn stored_file_list(&self, deploy_id: &str) -> anyhow::Result<Option<StoredFileList>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT d.base_deploy_id, d.chain_depth, \
-               (SELECT COUNT(*) FROM deploy_files f WHERE f.deploy_id = d.id) \
+               (SELECT COUNT(*) FROM deploy_files f WHERE f.deploy_id = d.id) AS stored_rows \
              FROM deploys d WHERE d.id = $1",
         )
         .bind(deploy_id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| StoredFileList {
-            base_deploy_id: r.get(0),
-            chain_depth: r.get(1),
-            rows: r.get(2),
-        }))
+        .await?)
     }
 }
 
 /// One file as stored: what a delta compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 struct StoredFile {
     sha256: String,
     size: i64,
@@ -163,7 +158,7 @@ pub(super) async fn record_file_list(
         Backend::Postgres => " FOR SHARE",
         Backend::Sqlite => "",
     };
-    let newest = sqlx::query(&format!(
+    let newest: Option<(String, i64)> = sqlx::query_as(&format!(
         "SELECT id, chain_depth FROM deploys WHERE site_id = $1 AND state = 'ready' AND id <> $2 \
          ORDER BY created_at DESC, id DESC LIMIT 1{lock}"
     ))
@@ -171,9 +166,7 @@ pub(super) async fn record_file_list(
     .bind(deploy_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let base = newest
-        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
-        .filter(|(_, depth)| *depth < MAX_CHAIN_DEPTH);
+    let base = newest.filter(|(_, depth)| *depth < MAX_CHAIN_DEPTH);
     // A retried manifest replaces the rows of the first. The deploy is
     // locked after its base, the order removing a deploy takes them in, so
     // a removal rebasing this deploy meanwhile has finished first. Only a
@@ -226,26 +219,20 @@ async fn stored_files(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     deploy_id: &str,
 ) -> anyhow::Result<HashMap<String, StoredFile>> {
-    let rows = sqlx::query(&format!(
+    #[derive(sqlx::FromRow)]
+    struct PathAndFile {
+        path: String,
+        #[sqlx(flatten)]
+        file: StoredFile,
+    }
+    let rows: Vec<PathAndFile> = sqlx::query_as(&format!(
         "{} SELECT path, sha256, size, mode FROM effective_files",
         effective_files(None)
     ))
     .bind(deploy_id)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                StoredFile {
-                    sha256: r.get(1),
-                    size: r.get(2),
-                    mode: r.get(3),
-                },
-            )
-        })
-        .collect())
+    Ok(rows.into_iter().map(|row| (row.path, row.file)).collect())
 }
 
 async fn insert_rows(
@@ -291,23 +278,19 @@ pub(super) async fn rebase_children(
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     };
-    let children: Vec<String> = sqlx::query(&format!(
+    let children: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT id FROM deploys WHERE base_deploy_id = $1 ORDER BY id{lock}"
     ))
     .bind(deploy_id)
     .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+    .await?;
     if children.is_empty() {
         return Ok(());
     }
-    let base: Option<String> = sqlx::query("SELECT base_deploy_id FROM deploys WHERE id = $1")
+    let base: Option<String> = sqlx::query_scalar("SELECT base_deploy_id FROM deploys WHERE id = $1")
         .bind(deploy_id)
         .fetch_one(&mut **tx)
-        .await?
-        .get(0);
+        .await?;
     for child in &children {
         sqlx::query(
             "INSERT INTO deploy_files (deploy_id, path, sha256, size, mode) \

@@ -3,7 +3,6 @@
 
 use super::{Database, now_millis};
 use serde::Serialize;
-use sqlx::Row;
 
 /// A GitHub App installation and the repositories it reaches.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -15,7 +14,7 @@ pub struct Installation {
 }
 
 /// What has been reported to GitHub for one build.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct BuildReport {
     pub build_id: i64,
     /// `<state>:<description>` of the last commit status sent.
@@ -139,27 +138,27 @@ impl Database {
     }
 
     pub async fn installations(&self) -> anyhow::Result<Vec<Installation>> {
-        let mut installations: Vec<Installation> =
-            sqlx::query("SELECT id, account, suspended FROM github_installations ORDER BY id")
+        let rows: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT id, account, suspended FROM github_installations ORDER BY id")
                 .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|row| Installation {
-                    id: row.get(0),
-                    account: row.get(1),
-                    suspended: row.get::<i64, _>(2) != 0,
-                    repositories: Vec::new(),
-                })
-                .collect();
-        let repos = sqlx::query(
+                .await?;
+        let mut installations: Vec<Installation> = rows
+            .into_iter()
+            .map(|(id, account, suspended)| Installation {
+                id,
+                account,
+                suspended: suspended != 0,
+                repositories: Vec::new(),
+            })
+            .collect();
+        let repos: Vec<(i64, String)> = sqlx::query_as(
             "SELECT installation_id, full_name FROM github_installation_repos ORDER BY full_name",
         )
         .fetch_all(&self.pool)
         .await?;
-        for row in repos {
-            let id: i64 = row.get(0);
+        for (id, full_name) in repos {
             if let Some(installation) = installations.iter_mut().find(|i| i.id == id) {
-                installation.repositories.push(row.get(1));
+                installation.repositories.push(full_name);
             }
         }
         Ok(installations)
@@ -167,40 +166,28 @@ impl Database {
 
     /// The (not suspended) installation that reaches `owner/name`.
     pub async fn installation_for_repo(&self, full_name: &str) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT r.installation_id FROM github_installation_repos r \
              JOIN github_installations i ON i.id = r.installation_id \
              WHERE LOWER(r.full_name) = LOWER($1) AND i.suspended = 0 ORDER BY i.updated_at DESC LIMIT 1",
         )
         .bind(full_name)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
+        .await?)
     }
 
     pub async fn build_report(&self, build_id: i64) -> anyhow::Result<BuildReport> {
-        let row = sqlx::query(
-            "SELECT status_sent, deployment_id, environment, deployment_state, comment_sent, build_state \
-             FROM github_build_reports WHERE build_id = $1",
+        let report = sqlx::query_as(
+            "SELECT build_id, status_sent, deployment_id, environment, deployment_state, comment_sent, \
+             build_state FROM github_build_reports WHERE build_id = $1",
         )
         .bind(build_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(row) => BuildReport {
-                build_id,
-                status_sent: row.get(0),
-                deployment_id: row.get(1),
-                environment: row.get(2),
-                deployment_state: row.get(3),
-                comment_sent: row.get(4),
-                build_state: row.get(5),
-            },
-            None => BuildReport {
-                build_id,
-                ..BuildReport::default()
-            },
-        })
+        Ok(report.unwrap_or(BuildReport {
+            build_id,
+            ..BuildReport::default()
+        }))
     }
 
     pub async fn save_build_report(&self, report: &BuildReport) -> anyhow::Result<()> {
@@ -237,7 +224,7 @@ impl Database {
         since: i64,
         app_configured: bool,
     ) -> anyhow::Result<Vec<(i64, i64)>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT b.id, b.site_id FROM builds b JOIN sites s ON s.id = b.site_id \
              LEFT JOIN github_build_reports r ON r.build_id = b.id \
              WHERE s.github_repo IS NOT NULL AND b.created_at >= $1 \
@@ -250,8 +237,7 @@ impl Database {
         .bind(since)
         .bind(i64::from(app_configured))
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .await?)
     }
 
     /// The deployments of a site's builds in `environment` that GitHub may
@@ -261,7 +247,7 @@ impl Database {
         site_id: i64,
         environment: &str,
     ) -> anyhow::Result<Vec<(i64, i64)>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT r.build_id, r.deployment_id FROM github_build_reports r JOIN builds b ON b.id = r.build_id \
              WHERE b.site_id = $1 AND r.environment = $2 AND r.deployment_id IS NOT NULL \
              AND (r.deployment_state IS NULL OR r.deployment_state <> 'inactive') ORDER BY r.build_id",
@@ -269,8 +255,7 @@ impl Database {
         .bind(site_id)
         .bind(environment)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .await?)
     }
 
     pub async fn set_deployment_state(&self, build_id: i64, state: &str) -> anyhow::Result<()> {
@@ -287,13 +272,13 @@ impl Database {
 
     /// The pull-request comment the controller keeps for a site.
     pub async fn pr_comment(&self, site_id: i64, pr_number: i64) -> anyhow::Result<Option<i64>> {
-        let row =
-            sqlx::query("SELECT comment_id FROM github_pr_comments WHERE site_id = $1 AND pr_number = $2")
-                .bind(site_id)
-                .bind(pr_number)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(sqlx::query_scalar(
+            "SELECT comment_id FROM github_pr_comments WHERE site_id = $1 AND pr_number = $2",
+        )
+        .bind(site_id)
+        .bind(pr_number)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn save_pr_comment(&self, site_id: i64, pr_number: i64, comment_id: i64) -> anyhow::Result<()> {

@@ -1,7 +1,13 @@
 //! Build logs, appended by byte offset per attempt.
 
 use super::Database;
-use sqlx::Row;
+
+/// A stored piece of a log, starting at `byte_offset`.
+#[derive(sqlx::FromRow)]
+struct Chunk {
+    byte_offset: i64,
+    data: Vec<u8>,
+}
 
 impl Database {
     /// Appends `data` at `offset` if `offset` is the stored length of this
@@ -32,7 +38,7 @@ impl Database {
 
     /// The log of one attempt from byte `from` on.
     pub async fn read_log(&self, build_id: i64, attempt: i64, from: i64) -> anyhow::Result<Vec<u8>> {
-        let rows = sqlx::query(
+        let chunks: Vec<Chunk> = sqlx::query_as(
             "SELECT byte_offset, data FROM log_chunks WHERE build_id = $1 AND attempt = $2 \
              AND byte_offset + LENGTH(data) > $3 ORDER BY byte_offset",
         )
@@ -42,10 +48,8 @@ impl Database {
         .fetch_all(&self.pool)
         .await?;
         let mut log = Vec::new();
-        for row in rows {
-            let offset: i64 = row.get(0);
-            let data: Vec<u8> = row.get(1);
-            let skip = (from - offset).max(0) as usize;
+        for Chunk { byte_offset, data } in chunks {
+            let skip = (from - byte_offset).max(0) as usize;
             log.extend_from_slice(&data[skip.min(data.len())..]);
         }
         Ok(log)
@@ -57,15 +61,14 @@ async fn log_length(
     build_id: i64,
     attempt: i64,
 ) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    Ok(sqlx::query_scalar(
         "SELECT COALESCE(MAX(byte_offset + LENGTH(data)), 0) FROM log_chunks \
          WHERE build_id = $1 AND attempt = $2",
     )
     .bind(build_id)
     .bind(attempt)
     .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.get::<i64, _>(0))
+    .await?)
 }
 
 /// Appends `data` at the end of an attempt's log inside a transaction (for

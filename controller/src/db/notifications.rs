@@ -31,7 +31,7 @@ impl NotificationHook {
 }
 
 /// One delivery of one event to one hook, with how its attempts went.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct NotificationDelivery {
     pub id: i64,
     pub hook_id: i64,
@@ -60,6 +60,25 @@ pub struct DueDelivery {
     pub url: String,
     pub secret_sealed: String,
     pub site_id: i64,
+}
+
+/// A delivery as claiming it returns.
+#[derive(sqlx::FromRow)]
+struct ClaimedDelivery {
+    id: i64,
+    delivery_id: String,
+    event: String,
+    payload: String,
+    attempts: i64,
+    hook_id: i64,
+}
+
+/// Where a claimed delivery goes.
+#[derive(sqlx::FromRow)]
+struct HookTarget {
+    url: String,
+    secret_sealed: String,
+    site_id: i64,
 }
 
 /// How one attempt ended.
@@ -93,22 +112,6 @@ fn hook_from_row(row: &AnyRow) -> NotificationHook {
             .collect(),
         secret_sealed: row.get("secret_sealed"),
         created_at: row.get("created_at"),
-    }
-}
-
-fn delivery_from_row(row: &AnyRow) -> NotificationDelivery {
-    NotificationDelivery {
-        id: row.get("id"),
-        hook_id: row.get("hook_id"),
-        delivery_id: row.get("delivery_id"),
-        event: row.get("event"),
-        state: row.get("state"),
-        attempts: row.get("attempts"),
-        next_attempt_at: row.get("next_attempt_at"),
-        last_status: row.get("last_status"),
-        last_error: row.get("last_error"),
-        created_at: row.get("created_at"),
-        finished_at: row.get("finished_at"),
     }
 }
 
@@ -235,7 +238,7 @@ impl Database {
     ) -> anyhow::Result<Vec<DueDelivery>> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
-        let ids: Vec<i64> = sqlx::query(&format!(
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT id FROM notification_deliveries \
              WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 \
              ORDER BY next_attempt_at, id LIMIT $2{}",
@@ -248,13 +251,10 @@ impl Database {
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .await?;
         let mut due = Vec::with_capacity(ids.len());
         for id in ids {
-            let row = sqlx::query(
+            let claimed: ClaimedDelivery = sqlx::query_as(
                 "UPDATE notification_deliveries SET claimed_until = $1 WHERE id = $2 \
                  RETURNING id, delivery_id, event, payload, attempts, hook_id",
             )
@@ -262,21 +262,20 @@ impl Database {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            let hook_id: i64 = row.get(5);
-            let hook =
-                sqlx::query("SELECT url, secret_sealed, site_id FROM notification_hooks WHERE id = $1")
-                    .bind(hook_id)
+            let hook: HookTarget =
+                sqlx::query_as("SELECT url, secret_sealed, site_id FROM notification_hooks WHERE id = $1")
+                    .bind(claimed.hook_id)
                     .fetch_one(&mut *tx)
                     .await?;
             due.push(DueDelivery {
-                id: row.get(0),
-                delivery_id: row.get(1),
-                event: row.get(2),
-                payload: row.get(3),
-                attempts: row.get(4),
-                url: hook.get(0),
-                secret_sealed: hook.get(1),
-                site_id: hook.get(2),
+                id: claimed.id,
+                delivery_id: claimed.delivery_id,
+                event: claimed.event,
+                payload: claimed.payload,
+                attempts: claimed.attempts,
+                url: hook.url,
+                secret_sealed: hook.secret_sealed,
+                site_id: hook.site_id,
             });
         }
         tx.commit().await?;
@@ -327,26 +326,24 @@ impl Database {
         hook_id: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<NotificationDelivery>> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE hook_id = $1 \
              ORDER BY id DESC LIMIT $2"
         ))
         .bind(hook_id)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(delivery_from_row).collect())
+        .await?)
     }
 
     /// The earliest time a pending delivery is due, if any is.
     pub async fn next_notification_due(&self) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT MIN(CASE WHEN claimed_until > next_attempt_at THEN claimed_until ELSE next_attempt_at END) \
              FROM notification_deliveries WHERE state = 'pending'",
         )
         .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get(0))
+        .await?)
     }
 
     /// Forgets finished deliveries (delivered or given up) older than

@@ -2,30 +2,38 @@
 
 use super::{Database, now_millis};
 use crate::metrics::QueueFigures;
-use sqlx::Row;
 
 /// A runner that called within this long counts as connected (a waiting
 /// lease request is renewed well within it).
 const CONNECTED_WITHIN_MILLIS: i64 = 60_000;
 
+#[derive(sqlx::FromRow)]
+struct Counts {
+    queued: i64,
+    running: i64,
+    runners_connected: i64,
+    runners_busy: i64,
+}
+
 impl Database {
     /// Queue depth, running builds and runners, in one round trip.
     pub async fn queue_figures(&self) -> anyhow::Result<QueueFigures> {
-        let row = sqlx::query(
+        let counts: Counts = sqlx::query_as(
             "SELECT \
-             (SELECT COUNT(*) FROM jobs WHERE state = 'queued'), \
-             (SELECT COUNT(*) FROM jobs WHERE state = 'leased'), \
-             (SELECT COUNT(*) FROM runners WHERE revoked_at IS NULL AND last_seen_at > $1), \
-             (SELECT COUNT(DISTINCT runner_id) FROM jobs WHERE state = 'leased' AND runner_id IS NOT NULL)",
+             (SELECT COUNT(*) FROM jobs WHERE state = 'queued') AS queued, \
+             (SELECT COUNT(*) FROM jobs WHERE state = 'leased') AS running, \
+             (SELECT COUNT(*) FROM runners WHERE revoked_at IS NULL AND last_seen_at > $1) AS runners_connected, \
+             (SELECT COUNT(DISTINCT runner_id) FROM jobs WHERE state = 'leased' AND runner_id IS NOT NULL) \
+               AS runners_busy",
         )
         .bind(now_millis() - CONNECTED_WITHIN_MILLIS)
         .fetch_one(&self.pool)
         .await?;
         Ok(QueueFigures {
-            queued: row.get(0),
-            running: row.get(1),
-            runners_connected: row.get(2),
-            runners_busy: row.get(3),
+            queued: counts.queued,
+            running: counts.running,
+            runners_connected: counts.runners_connected,
+            runners_busy: counts.runners_busy,
         })
     }
 }

@@ -14,7 +14,6 @@
 
 use super::deliveries::{ABANDONED_AFTER_MS, join_ids};
 use super::{Backend, Database, NewBuild, NewDelivery, now_millis, value_rows};
-use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -151,7 +150,7 @@ impl Database {
              RETURNING id, dedupe_key",
             value_rows(order.len(), 12, 2)
         );
-        let mut query = sqlx::query(&sql).bind(now - ABANDONED_AFTER_MS);
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(now - ABANDONED_AFTER_MS);
         for &i in &order {
             let (delivery, record) = (&batch[i].delivery, &records[i]);
             query = query
@@ -174,8 +173,8 @@ impl Database {
             query
                 .fetch_all(&mut *tx)
                 .await?
-                .iter()
-                .map(|row| (row.get::<String, _>(1), row.get::<i64, _>(0)))
+                .into_iter()
+                .map(|(id, dedupe_key)| (dedupe_key, id))
                 .collect()
         };
         let delivery_of = |i: usize| {
@@ -323,16 +322,15 @@ impl Database {
         branch: &str,
         commit: &str,
     ) -> anyhow::Result<BranchHistory> {
-        let last = sqlx::query(
+        let last = sqlx::query_as(
             "SELECT id, commit_sha FROM builds WHERE site_id = $1 AND branch = $2 AND pr_number IS NULL \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(site_id)
         .bind(branch)
         .fetch_optional(&self.pool)
-        .await?
-        .map(|row| (row.get::<i64, _>(0), row.get::<String, _>(1)));
-        let commit_built = sqlx::query(
+        .await?;
+        let commit_built = sqlx::query_scalar(
             "SELECT id FROM builds WHERE site_id = $1 AND branch = $2 AND commit_sha = $3 \
              AND pr_number IS NULL ORDER BY id DESC LIMIT 1",
         )
@@ -340,8 +338,7 @@ impl Database {
         .bind(branch)
         .bind(commit)
         .fetch_optional(&self.pool)
-        .await?
-        .map(|row| row.get::<i64, _>(0));
+        .await?;
         Ok(BranchHistory { last, commit_built })
     }
 
@@ -362,13 +359,11 @@ impl Database {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
             for key in &keys {
                 query = query.bind(key);
             }
-            for row in query.fetch_all(&mut **tx).await? {
-                claimed_by.insert(row.get(0), row.get(1));
-            }
+            claimed_by.extend(query.fetch_all(&mut **tx).await?);
         }
         let mut replays = std::collections::HashSet::new();
         for (i, delivery) in batch.iter().enumerate() {
@@ -404,26 +399,22 @@ impl Database {
             // ids until it ends. `sqlite_sequence` remembers ids of builds
             // since deleted, so none is ever given twice.
             Backend::Sqlite => {
-                let last: i64 = sqlx::query(
+                let last: i64 = sqlx::query_scalar(
                     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'builds'), 0), \
                      COALESCE((SELECT MAX(id) FROM builds), 0))",
                 )
                 .fetch_one(&mut **tx)
-                .await?
-                .get(0);
+                .await?;
                 Ok((1..=count as i64).map(|n| last + n).collect())
             }
             // The sequence hands ids out to every controller at once.
             Backend::Postgres => {
-                let mut ids: Vec<i64> = sqlx::query(
+                let mut ids: Vec<i64> = sqlx::query_scalar(
                     "SELECT nextval(pg_get_serial_sequence('builds', 'id')) FROM generate_series(1::BIGINT, $1)",
                 )
                 .bind(count as i64)
                 .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
+                .await?;
                 ids.sort_unstable();
                 Ok(ids)
             }
@@ -459,15 +450,15 @@ async fn supersede(
          WHERE j.state IN ('queued', 'leased')",
         value_rows(newest.len(), 4, 1)
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, Option<i64>)>(&sql);
     for ((site_id, context, branch), id) in &newest {
         query = query.bind(*site_id).bind(*context).bind(*branch).bind(*id);
     }
     let candidates: HashMap<i64, (i64, i64, Option<i64>)> = query
         .fetch_all(&mut **tx)
         .await?
-        .iter()
-        .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
+        .into_iter()
+        .map(|(build_id, site_id, newer, started_at)| (build_id, (site_id, newer, started_at)))
         .collect();
     if candidates.is_empty() {
         return Ok(Vec::new());
@@ -487,21 +478,20 @@ async fn supersede(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
     for id in &listed {
         query = query.bind(*id);
     }
     let mut superseded: Vec<SupersededBuild> = query
         .fetch_all(&mut **tx)
         .await?
-        .iter()
-        .map(|row| {
-            let build_id: i64 = row.get(0);
+        .into_iter()
+        .map(|(build_id, state)| {
             let (site_id, _, started_at) = candidates[&build_id];
             SupersededBuild {
                 build_id,
                 site_id,
-                cancelled: row.get::<String, _>(1) == "done",
+                cancelled: state == "done",
                 started_at,
                 superseded_at: now,
             }

@@ -5,11 +5,10 @@
 
 use super::Database;
 use super::file_lists::rebase_children;
-use sqlx::Row;
 use std::collections::HashSet;
 
 /// A ready deploy that is not production's, with what names its alias.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AliasedDeploy {
     pub id: String,
     pub site_id: i64,
@@ -21,7 +20,7 @@ pub struct AliasedDeploy {
 impl Database {
     /// Ready deploys older than the newest `keep` of their site and context.
     pub async fn deploys_beyond_newest(&self, keep: i64) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
                (PARTITION BY site_id, context ORDER BY created_at DESC, id DESC) AS rank \
                FROM deploys WHERE state = 'ready') ranked \
@@ -29,49 +28,37 @@ impl Database {
         )
         .bind(keep)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        .await?)
     }
 
     /// Ready preview and branch deploys.
     pub async fn ready_deploys_off_production(&self) -> anyhow::Result<Vec<AliasedDeploy>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, site_id, context, branch, pr_number FROM deploys \
              WHERE state = 'ready' AND context <> 'production'",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AliasedDeploy {
-                id: r.get(0),
-                site_id: r.get(1),
-                context: r.get(2),
-                branch: r.get(3),
-                pr_number: r.get(4),
-            })
-            .collect())
+        .await?)
     }
 
     /// Every (site, alias) that exists.
     pub async fn all_aliases(&self) -> anyhow::Result<HashSet<(i64, String)>> {
-        let rows = sqlx::query("SELECT site_id, alias FROM site_aliases")
+        let aliases: Vec<(i64, String)> = sqlx::query_as("SELECT site_id, alias FROM site_aliases")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(aliases.into_iter().collect())
     }
 
     /// Deploys still `uploading` since before `before` whose job is over:
     /// uploads that will never be finalized.
     pub async fn abandoned_uploads(&self, before: i64) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT d.id FROM deploys d WHERE d.state = 'uploading' AND d.created_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.build_id = d.build_id AND j.state <> 'done')",
         )
         .bind(before)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        .await?)
     }
 
     /// Removes a deploy unless, at this moment, it is published or a
@@ -80,7 +67,7 @@ impl Database {
     /// removal.
     pub async fn remove_deploy(&self, deploy_id: &str) -> anyhow::Result<Option<i64>> {
         let mut tx = self.write_tx().await?;
-        let removed = sqlx::query(
+        let removed: Option<i64> = sqlx::query_scalar(
             "UPDATE deploys SET state = 'deleted' \
              WHERE id = $1 AND state IN ('ready', 'uploading') \
              AND NOT EXISTS (SELECT 1 FROM sites s WHERE s.published_deploy_id = deploys.id) \
@@ -90,7 +77,7 @@ impl Database {
         .bind(deploy_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = removed else {
+        let Some(site_id) = removed else {
             return Ok(None);
         };
         // The UPDATE above holds the deploy's row (on PostgreSQL) until the
@@ -104,6 +91,6 @@ impl Database {
             sqlx::query(sql).bind(deploy_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(Some(row.get(0)))
+        Ok(Some(site_id))
     }
 }

@@ -1,7 +1,6 @@
 //! Key-value settings and API/runner tokens (stored as hashes only).
 
 use super::{Database, now_millis};
-use sqlx::Row;
 
 /// Who a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +17,7 @@ pub enum TokenKind {
 
 /// A live API token, as the settings page and the API list it (never the
 /// token).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
@@ -39,6 +38,15 @@ pub struct TokenGrant {
     pub last_used_at: Option<i64>,
 }
 
+/// A row of `tokens` as [`Database::bearer_token`] reads it.
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: i64,
+    kind: String,
+    scopes: String,
+    last_used_at: Option<i64>,
+}
+
 impl TokenKind {
     fn as_str(self) -> &'static str {
         match self {
@@ -52,11 +60,10 @@ impl TokenKind {
 
 impl Database {
     pub async fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get::<String, _>(0)))
+            .await?)
     }
 
     /// Stores `value` under `key` unless the key is already set; returns the
@@ -83,11 +90,12 @@ impl Database {
     }
 
     pub async fn count_tokens(&self, kind: TokenKind) -> anyhow::Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM tokens WHERE kind = $1 AND revoked_at IS NULL")
-            .bind(kind.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.get::<i64, _>(0))
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE kind = $1 AND revoked_at IS NULL")
+                .bind(kind.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn insert_token(&self, kind: TokenKind, name: &str, token_hash: &str) -> anyhow::Result<()> {
@@ -103,7 +111,7 @@ impl Database {
 
     /// Stores a new API token (its hash) with its scopes; returns its id.
     pub async fn insert_api_token(&self, name: &str, scopes: &str, token_hash: &str) -> anyhow::Result<i64> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "INSERT INTO tokens (kind, name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
              RETURNING id",
         )
@@ -113,13 +121,12 @@ impl Database {
         .bind(scopes)
         .bind(now_millis())
         .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get::<i64, _>(0))
+        .await?)
     }
 
     /// The live admin or API token with this hash, if any.
     pub async fn bearer_token(&self, token_hash: &str) -> anyhow::Result<Option<TokenGrant>> {
-        let row = sqlx::query(
+        let row: Option<GrantRow> = sqlx::query_as(
             "SELECT id, kind, scopes, last_used_at FROM tokens \
              WHERE token_hash = $1 AND kind IN ('admin', 'api') AND revoked_at IS NULL",
         )
@@ -127,14 +134,14 @@ impl Database {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| TokenGrant {
-            id: r.get(0),
-            kind: if r.get::<String, _>(1) == "admin" {
+            id: r.id,
+            kind: if r.kind == "admin" {
                 TokenKind::Admin
             } else {
                 TokenKind::Api
             },
-            scopes: r.get(2),
-            last_used_at: r.get(3),
+            scopes: r.scopes,
+            last_used_at: r.last_used_at,
         }))
     }
 
@@ -161,13 +168,13 @@ impl Database {
 
     /// The name of the live token of `kind` with this hash, if any.
     pub async fn token_name(&self, kind: TokenKind, token_hash: &str) -> anyhow::Result<Option<String>> {
-        let row =
-            sqlx::query("SELECT name FROM tokens WHERE kind = $1 AND token_hash = $2 AND revoked_at IS NULL")
-                .bind(kind.as_str())
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| r.get::<String, _>(0)))
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM tokens WHERE kind = $1 AND token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(kind.as_str())
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The live tokens of `kind`, newest first.
@@ -182,7 +189,7 @@ impl Database {
         limit: i64,
         offset: i64,
     ) -> anyhow::Result<Vec<ApiToken>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, scopes, created_at, last_used_at FROM tokens \
              WHERE kind = $1 AND revoked_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3",
         )
@@ -190,17 +197,7 @@ impl Database {
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ApiToken {
-                id: r.get(0),
-                name: r.get(1),
-                scopes: r.get(2),
-                created_at: r.get(3),
-                last_used_at: r.get(4),
-            })
-            .collect())
+        .await?)
     }
 
     /// Revokes one token of `kind` by id; false when there is no such live token.

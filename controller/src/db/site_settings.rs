@@ -3,10 +3,9 @@
 
 use super::{Database, now_millis};
 use serde::Serialize;
-use sqlx::Row;
 
 /// Limits and timeout a site asks for; `None` takes the runner's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct SiteLimits {
     pub timeout_seconds: Option<i64>,
     pub memory_mib: Option<i64>,
@@ -42,9 +41,29 @@ pub struct SiteEnvVar {
     pub updated_at: i64,
 }
 
+/// A row of `site_build_settings`.
+#[derive(sqlx::FromRow)]
+struct BuildSettingsRow {
+    #[sqlx(flatten)]
+    limits: SiteLimits,
+    cache_generation: i64,
+    network: String,
+    /// One host per line.
+    private_hosts: String,
+}
+
+/// A row of `site_env_vars`.
+#[derive(sqlx::FromRow)]
+struct EnvVarRow {
+    name: String,
+    value: String,
+    secret: i64,
+    updated_at: i64,
+}
+
 impl Database {
     pub async fn site_build_settings(&self, site_id: i64) -> anyhow::Result<SiteBuildSettings> {
-        let row = sqlx::query(
+        let row: Option<BuildSettingsRow> = sqlx::query_as(
             "SELECT timeout_seconds, memory_mib, cpu_millis, pids, cache_generation, network, private_hosts \
              FROM site_build_settings WHERE site_id = $1",
         )
@@ -53,19 +72,14 @@ impl Database {
         .await?;
         Ok(
             row.map_or_else(SiteBuildSettings::default, |row| SiteBuildSettings {
-                limits: SiteLimits {
-                    timeout_seconds: row.get(0),
-                    memory_mib: row.get(1),
-                    cpu_millis: row.get(2),
-                    pids: row.get(3),
-                },
-                cache_generation: row.get(4),
+                limits: row.limits,
+                cache_generation: row.cache_generation,
                 network: SiteNetwork {
                     // An unknown word (written by a newer controller) keeps
                     // the safe default rather than opening anything.
-                    mode: jamstack_proto::BuildNetwork::parse(row.get(5)).unwrap_or_default(),
+                    mode: jamstack_proto::BuildNetwork::parse(&row.network).unwrap_or_default(),
                     private_hosts: row
-                        .get::<String, _>(6)
+                        .private_hosts
                         .lines()
                         .filter(|l| !l.is_empty())
                         .map(str::to_owned)
@@ -112,7 +126,7 @@ impl Database {
 
     /// Moves the site's cache on to a new, empty generation; returns it.
     pub async fn bump_cache_generation(&self, site_id: i64) -> anyhow::Result<i64> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "INSERT INTO site_build_settings (site_id, cache_generation, updated_at) \
              VALUES ($1, 1, $2) ON CONFLICT (site_id) DO UPDATE SET \
              cache_generation = site_build_settings.cache_generation + 1, updated_at = $2 \
@@ -121,25 +135,24 @@ impl Database {
         .bind(site_id)
         .bind(now_millis())
         .fetch_one(self.writer())
-        .await?;
-        Ok(row.get(0))
+        .await?)
     }
 
     /// The site's environment variables in name order, secret values included.
     pub async fn site_env_vars(&self, site_id: i64) -> anyhow::Result<Vec<SiteEnvVar>> {
-        let rows = sqlx::query(
+        let rows: Vec<EnvVarRow> = sqlx::query_as(
             "SELECT name, value, secret, updated_at FROM site_env_vars WHERE site_id = $1 ORDER BY name",
         )
         .bind(site_id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|row| SiteEnvVar {
-                name: row.get(0),
-                value: row.get(1),
-                secret: row.get::<i64, _>(2) != 0,
-                updated_at: row.get(3),
+                name: row.name,
+                value: row.value,
+                secret: row.secret != 0,
+                updated_at: row.updated_at,
             })
             .collect())
     }
@@ -169,10 +182,11 @@ impl Database {
 
     /// Every secret variable of every site: (site id, name, stored value).
     pub async fn all_secret_env_vars(&self) -> anyhow::Result<Vec<(i64, String, String)>> {
-        let rows = sqlx::query("SELECT site_id, name, value FROM site_env_vars WHERE secret = 1")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(
+            sqlx::query_as("SELECT site_id, name, value FROM site_env_vars WHERE secret = 1")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Replaces a variable's stored value if it is still `old` (another

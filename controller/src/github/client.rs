@@ -9,6 +9,7 @@
 //! GitHub's message and status only.
 
 use crate::config::{Config, RetryPolicy};
+use backon::Retryable;
 use octocrab::Octocrab;
 use octocrab::models::{AppId, InstallationId};
 use secrecy::{ExposeSecret, SecretString};
@@ -464,7 +465,8 @@ enum Method {
     Patch,
 }
 
-/// One call, retried with backoff while it fails transiently.
+/// One call, retried with backoff while it fails transiently. GitHub's
+/// `Retry-After` (up to ten minutes) is waited out when it asks for longer.
 async fn call<T: DeserializeOwned>(
     crab: &Octocrab,
     retry: RetryPolicy,
@@ -474,25 +476,20 @@ async fn call<T: DeserializeOwned>(
     body: Option<&Value>,
 ) -> Result<T, CallError> {
     let mut attempt = 1;
-    loop {
-        match call_once(crab, what, method, path, body).await {
-            Ok(answer) => return Ok(answer),
-            Err(e) if e.is_transient() && attempt < retry.attempts => {
-                let mut wait = retry.delay(attempt);
-                if let CallError::Refused {
-                    retry_after: Some(asked),
-                    ..
-                } = &e
-                {
-                    wait = wait.max((*asked).min(Duration::from_secs(600)));
-                }
-                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "GitHub call failed; retrying");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    (|| call_once(crab, what, method, path, body))
+        .retry(retry.backoff())
+        .when(CallError::is_transient)
+        .adjust(|e, wait| match e {
+            CallError::Refused {
+                retry_after: Some(asked), ..
+            } => wait.map(|wait| wait.max((*asked).min(Duration::from_secs(600)))),
+            _ => wait,
+        })
+        .notify(|e, wait| {
+            tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "GitHub call failed; retrying");
+            attempt += 1;
+        })
+        .await
 }
 
 async fn call_once<T: DeserializeOwned>(
