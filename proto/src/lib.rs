@@ -2,10 +2,12 @@
 //!
 //! Both sides depend on this crate and nothing else to talk to each other, so
 //! the protocol is what is written here. Every request from a runner carries
-//! [`PROTOCOL_VERSION`] in the [`PROTOCOL_HEADER`] header; the controller
-//! refuses a version it does not speak with `426 Upgrade Required` and a body
-//! naming both versions, so a mismatched runner fails on connect, not halfway
-//! through a build.
+//! [`PROTOCOL_VERSION`] in the [`PROTOCOL_HEADER`] header. The controller
+//! serves its own version and the one before
+//! ([`OLDEST_SERVED_PROTOCOL_VERSION`]), so runners may be upgraded after
+//! it; any other version is refused with `426 Upgrade Required` and a body
+//! naming both versions ([`VersionMismatch`]), so a mismatched runner fails
+//! on connect, not halfway through a build.
 //!
 //! # Intended execution flow
 //!
@@ -50,8 +52,9 @@
 //!      The controller reads the deploy's `_redirects` and `_headers`
 //!      files, makes compressed variants of compressible files, and refuses
 //!      (400, with the file, line and reason) a deploy whose rules are wrong.
-//! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobOutcome`]. A build
-//!    command that fails is an outcome, not a protocol error.
+//! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobCompletion`]: the
+//!    [`JobOutcome`] and the steps' timings. A build command that fails is
+//!    an outcome, not a protocol error.
 //!
 //! A runner that shuts down mid-build sends
 //! `POST /runner/v1/jobs/{job}/hand-back` (204) instead of step 5: the job
@@ -68,8 +71,17 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 9;
+/// The protocol version this release speaks.
+///
+/// 10: `complete` carries the job's step timings ([`JobCompletion`]).
+pub const PROTOCOL_VERSION: u32 = 10;
+
+/// The oldest runner protocol a controller still serves, one version
+/// behind its own, so runners can be upgraded after their controller one
+/// at a time (a rolling upgrade). A controller reads each older request
+/// as that version sent it: every change since is a field the older
+/// runner leaves out, with a default that means "not told".
+pub const OLDEST_SERVED_PROTOCOL_VERSION: u32 = PROTOCOL_VERSION - 1;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
@@ -480,6 +492,29 @@ pub enum JobOutcome {
     Skipped { reason: String },
 }
 
+/// How long one step of a build took, as the runner measured it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTiming {
+    /// What the step did: `fetch`, `container setup`, `build`, ...
+    pub name: String,
+    pub millis: u64,
+}
+
+/// The body of `complete`: how the job ended, and how long each step the
+/// runner ran took. The outcome's fields sit at the top level, so the body
+/// of a protocol 9 runner (the outcome alone) reads as a completion
+/// without timings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCompletion {
+    #[serde(flatten)]
+    pub outcome: JobOutcome,
+    /// The steps in the order they ran; those a job did not reach are
+    /// absent.
+    #[serde(default)]
+    pub step_timings: Vec<StepTiming>,
+}
+
 /// One JSON error shape for every error answer of the controller.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -815,5 +850,64 @@ mod json_round_trips {
             },
             json!({"result": "skipped", "reason": "[skip ci]"}),
         );
+    }
+
+    #[test]
+    fn completions_carry_the_outcome_and_the_step_timings() {
+        let fetch = StepTiming {
+            name: "fetch".into(),
+            millis: 5,
+        };
+        check(fetch.clone(), json!({"name": "fetch", "millis": 5}));
+        check(
+            JobCompletion {
+                outcome: JobOutcome::Succeeded {
+                    deploy_id: "d1".into(),
+                },
+                step_timings: vec![
+                    fetch,
+                    StepTiming {
+                        name: "build".into(),
+                        millis: 1200,
+                    },
+                ],
+            },
+            json!({
+                "result": "succeeded", "deploy_id": "d1",
+                "step_timings": [{"name": "fetch", "millis": 5}, {"name": "build", "millis": 1200}]
+            }),
+        );
+        check(
+            JobCompletion {
+                outcome: JobOutcome::Cancelled,
+                step_timings: Vec::new(),
+            },
+            json!({"result": "cancelled", "step_timings": []}),
+        );
+    }
+
+    /// A protocol 9 runner sent the outcome alone; it reads as a completion
+    /// without timings.
+    #[test]
+    fn the_outcome_alone_of_a_runner_one_version_behind_reads_as_a_completion() {
+        for (sent, outcome) in [
+            (
+                json!({"result": "failed", "exit_code": null, "message": "no image"}),
+                JobOutcome::Failed {
+                    exit_code: None,
+                    message: "no image".into(),
+                },
+            ),
+            (json!({"result": "cancelled"}), JobOutcome::Cancelled),
+        ] {
+            let completion: JobCompletion = serde_json::from_value(sent).unwrap();
+            assert_eq!(
+                completion,
+                JobCompletion {
+                    outcome,
+                    step_timings: Vec::new()
+                }
+            );
+        }
     }
 }
