@@ -21,7 +21,9 @@ pub struct Api {
 /// `http://127.0.0.1:8080/api/v1`), checked and trimmed.
 pub fn normalize_base_url(text: &str) -> CliResult<String> {
     let trimmed = text.trim().trim_end_matches('/');
-    let trimmed = trimmed.strip_suffix("/api/v1").unwrap_or(trimmed);
+    let trimmed = trimmed
+        .strip_suffix(jamstack_proto::routes::api::PREFIX)
+        .unwrap_or(trimmed);
     let parsed = url::Url::parse(trimmed).map_err(|e| {
         CliError::usage(format!(
             "`{text}` is not a URL ({e}); give the controller's address, e.g. https://ci.example.com"
@@ -47,9 +49,10 @@ impl Api {
         }
     }
 
-    /// The full URL of an API path such as `/sites`.
+    /// The full URL of an API path such as `/api/v1/sites` (written in
+    /// `jamstack_proto::routes::api`).
     pub fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base_url)
+        format!("{}{path}", self.base_url)
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {

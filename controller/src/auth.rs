@@ -11,7 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use jamstack_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION, VersionMismatch};
+use jamstack_proto::{OLDEST_SERVED_PROTOCOL_VERSION, PROTOCOL_HEADER, PROTOCOL_VERSION, VersionMismatch};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -299,7 +299,8 @@ scope_extractor!(
     Admin => Scope::Admin
 );
 
-/// A request that speaks our runner protocol version.
+/// A request in a runner protocol version this controller serves: its own,
+/// or the one before (a runner not upgraded yet).
 #[derive(Debug)]
 pub struct SpeaksProtocol;
 
@@ -330,18 +331,38 @@ impl<S: Send + Sync> FromRequestParts<S> for SpeaksProtocol {
             .get(PROTOCOL_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
-        if version == Some(PROTOCOL_VERSION) {
-            return Ok(SpeaksProtocol);
+        match version {
+            Some(v) if (OLDEST_SERVED_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) => Ok(SpeaksProtocol),
+            _ => Err(RunnerRejection::Version(version_mismatch(version))),
         }
-        Err(RunnerRejection::Version(VersionMismatch {
-            controller_version: PROTOCOL_VERSION,
-            runner_version: version.unwrap_or(0),
-            message: format!(
-                "this controller speaks runner protocol {PROTOCOL_VERSION}, the runner sent {}; \
-                 install the runner release that matches the controller",
-                version.map_or_else(|| "none".to_owned(), |v| v.to_string())
-            ),
-        }))
+    }
+}
+
+/// Why a runner's protocol version is refused, and what to upgrade: the
+/// runner when it is too old, the controller when the runner is newer.
+fn version_mismatch(runner_version: Option<u32>) -> VersionMismatch {
+    let served = format!(
+        "this controller speaks runner protocol {PROTOCOL_VERSION} and still serves \
+         {OLDEST_SERVED_PROTOCOL_VERSION}"
+    );
+    let message = match runner_version {
+        None => format!(
+            "{served}; the request carries no protocol version ({PROTOCOL_HEADER} header). \
+             Install the runner release that matches the controller"
+        ),
+        Some(v) if v > PROTOCOL_VERSION => format!(
+            "{served}, the runner sent {v}, newer than the controller: upgrade the controller \
+             first, then its runners (a controller serves runners up to one version behind it, \
+             never ahead)"
+        ),
+        Some(v) => {
+            format!("{served}, the runner sent {v}: install the runner release that matches the controller")
+        }
+    };
+    VersionMismatch {
+        controller_version: PROTOCOL_VERSION,
+        runner_version: runner_version.unwrap_or(0),
+        message,
     }
 }
 

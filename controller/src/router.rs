@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post, put};
+use jamstack_proto::routes::runner;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -88,29 +89,28 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/generic/{site}", post(api::webhooks::generic))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
 
+    // The runner protocol's paths live in `jamstack_proto::routes`, next to
+    // its types, so the runner cannot call a path this router lacks.
     let runners = Router::new()
         .route(
-            "/runner/v1/register",
+            runner::REGISTER,
             // Read before it is authenticated: a few KB, not a manifest's 64 MiB.
             post(runner_api::register).layer(DefaultBodyLimit::max(runner_api::MAX_REGISTER_BODY)),
         )
-        .route("/runner/v1/connect", post(runner_api::connect))
-        .route("/runner/v1/jobs/lease", post(runner_api::lease))
-        .route("/runner/v1/jobs/{job}/heartbeat", post(runner_api::heartbeat))
-        .route("/runner/v1/jobs/{job}/commit", post(runner_api::commit))
+        .route(runner::CONNECT, post(runner_api::connect))
+        .route(runner::LEASE, post(runner_api::lease))
+        .route(runner::HEARTBEAT, post(runner_api::heartbeat))
+        .route(runner::COMMIT, post(runner_api::commit))
         .route(
-            "/runner/v1/jobs/{job}/log",
+            runner::LOG,
             post(runner_api::append_log).layer(DefaultBodyLimit::max(MAX_LOG_BATCH)),
         )
-        .route("/runner/v1/jobs/{job}/deploy", post(runner_api::create_deploy))
+        .route(runner::DEPLOY, post(runner_api::create_deploy))
+        .route(runner::FINALIZE, post(runner_api::finalize_deploy))
+        .route(runner::COMPLETE, post(runner_api::complete))
+        .route(runner::HAND_BACK, post(runner_api::hand_back))
         .route(
-            "/runner/v1/jobs/{job}/deploy/finalize",
-            post(runner_api::finalize_deploy),
-        )
-        .route("/runner/v1/jobs/{job}/complete", post(runner_api::complete))
-        .route("/runner/v1/jobs/{job}/hand-back", post(runner_api::hand_back))
-        .route(
-            "/runner/v1/blobs/{sha256}",
+            runner::BLOB,
             // Streamed to disk; the handler enforces the file size limit.
             put(runner_api::put_blob).layer(DefaultBodyLimit::disable()),
         )

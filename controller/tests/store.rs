@@ -3,10 +3,10 @@
 //! starts the PostgreSQL server (`./scripts/start-postgres.sh`).
 
 use jamstack_controller::db::{
-    BuildReport, BuildState, Database, FinalizeOutcome, NewBuild, NewSite, RunnerRecord, SchedulingSettings,
-    Site, SiteSettings,
+    BuildReport, BuildState, Database, FinalizeOutcome, FinishedAs, NewBuild, NewSite, RunnerRecord,
+    SchedulingSettings, Site, SiteSettings,
 };
-use jamstack_proto::{BuildContext, ManifestFile};
+use jamstack_proto::{BuildContext, ManifestFile, StepTiming};
 use std::collections::HashSet;
 use std::future::Future;
 
@@ -294,10 +294,7 @@ on_both_databases!(
         let attempts = db.attempts(job).await.unwrap();
         assert_eq!(attempts.len(), 1, "and records its attempt");
         assert_eq!(attempts[0].runner, "all");
-        let finished = db
-            .finish_job(claimed.job_id, "l4", BuildState::Succeeded, Some(0), None, None)
-            .await
-            .unwrap();
+        let finished = db.finish_job(claimed.job_id, "l4", succeeded()).await.unwrap();
         let finished = finished.expect("the live lease finishes its job");
         assert_eq!((finished.build_id, finished.site_id), (job, both.id));
         assert!(
@@ -310,6 +307,53 @@ on_both_databases!(
             db.attempts(job).await.unwrap()[0].outcome.as_deref(),
             Some("succeeded")
         );
+    }
+);
+
+on_both_databases!(
+    a_finished_build_keeps_the_step_timings_its_runner_reported,
+    |db: Database| async move {
+        let s = site(&db, "timed").await;
+        let timed = queue(&db, &s, "main").await;
+        let untimed = queue(&db, &s, "other").await;
+        let r = runner(&db, "r", &[]).await;
+        let steps = vec![
+            StepTiming {
+                name: "fetch".into(),
+                millis: 5,
+            },
+            StepTiming {
+                name: "build".into(),
+                millis: 1200,
+            },
+        ];
+        let claimed = db.claim_next_job(&r, "l1", MINUTE, 0).await.unwrap().unwrap();
+        assert_eq!(claimed.build_id, timed);
+        assert!(
+            db.build(timed).await.unwrap().unwrap().step_timings.is_empty(),
+            "a running build has no timings yet"
+        );
+        db.finish_job(
+            claimed.job_id,
+            "l1",
+            FinishedAs {
+                step_timings: &steps,
+                ..succeeded()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(db.build(timed).await.unwrap().unwrap().step_timings, steps);
+
+        // A runner one protocol version behind reports none.
+        let claimed = db.claim_next_job(&r, "l2", MINUTE, 0).await.unwrap().unwrap();
+        assert_eq!(claimed.build_id, untimed);
+        db.finish_job(claimed.job_id, "l2", succeeded())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(db.build(untimed).await.unwrap().unwrap().step_timings.is_empty());
     }
 );
 
@@ -330,7 +374,7 @@ on_both_databases!(
             "the site's limit is one"
         );
         assert!(
-            db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
+            db.finish_job(first.job_id, "l1", succeeded())
                 .await
                 .unwrap()
                 .is_some()
@@ -504,7 +548,7 @@ on_both_databases!(
             "{log}"
         );
         assert!(
-            db.finish_job(first.job_id, "l1", BuildState::Succeeded, Some(0), None, None)
+            db.finish_job(first.job_id, "l1", succeeded())
                 .await
                 .unwrap()
                 .is_none(),
@@ -1585,3 +1629,14 @@ on_both_databases!(
         assert!(new_site.network.private_hosts.is_empty());
     }
 );
+
+/// How a runner reports a job that built and published, without timings.
+fn succeeded() -> FinishedAs<'static> {
+    FinishedAs {
+        state: BuildState::Succeeded,
+        exit_code: Some(0),
+        error: None,
+        deploy_id: None,
+        step_timings: &[],
+    }
+}

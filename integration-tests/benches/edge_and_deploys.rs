@@ -183,7 +183,10 @@ impl Uploader {
         let outcome = JobOutcome::Succeeded {
             deploy_id: uploaded.finalized.deploy_id.clone(),
         };
-        self.client.complete(lease, &outcome).await.expect("completing");
+        self.client
+            .complete(lease, &outcome, &[])
+            .await
+            .expect("completing");
         Sent {
             deploy_id: uploaded.finalized.deploy_id,
             blobs: uploaded.uploaded_blobs,

@@ -3,7 +3,7 @@
 //!
 //! Each round commits a one-file change, delivers a signed push webhook, and
 //! polls the site until it serves the new content. The step split comes from
-//! the `Timings:` line the runner writes at the end of every build log.
+//! the step timings the runner reports with each build's outcome.
 
 #[path = "../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
@@ -43,22 +43,16 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let total = started.elapsed().as_secs_f64() * 1000.0;
-        app.wait_for_success(build).await;
+        let finished = app.wait_for_success(build).await;
         if round == 0 {
             continue; // warm-up: first container start, first connections
         }
         totals.push(total);
-        let log = app.build_log(build).await;
-        if let Some(line) = log.lines().find(|l| l.contains("Timings: ")) {
-            for part in line.split("Timings: ").nth(1).unwrap_or("").split(", ") {
-                if let Some((name, secs)) = part.rsplit_once(' ') {
-                    let ms = match secs.strip_suffix("ms") {
-                        Some(ms) => ms.parse::<f64>().unwrap_or(0.0),
-                        None => secs.trim_end_matches('s').parse::<f64>().unwrap_or(0.0) * 1000.0,
-                    };
-                    steps.entry(name.to_owned()).or_default().push(ms);
-                }
-            }
+        for step in finished["step_timings"].as_array().into_iter().flatten() {
+            let (Some(name), Some(millis)) = (step["name"].as_str(), step["millis"].as_f64()) else {
+                continue;
+            };
+            steps.entry(name.to_owned()).or_default().push(millis);
         }
     }
     println!(

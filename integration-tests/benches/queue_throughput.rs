@@ -114,7 +114,10 @@ async fn run(backend: &str) -> (f64, f64) {
         runners.push(tokio::spawn(async move {
             let name = format!("sim-{i}");
             while let Ok(Some(lease)) = client.lease(&name, Duration::ZERO).await {
-                client.complete(&lease, &JobOutcome::Cancelled).await.unwrap();
+                client
+                    .complete(&lease, &JobOutcome::Cancelled, &[])
+                    .await
+                    .unwrap();
                 leased.fetch_add(1, Ordering::Relaxed);
             }
         }));

@@ -2,10 +2,12 @@
 //!
 //! Both sides depend on this crate and nothing else to talk to each other, so
 //! the protocol is what is written here. Every request from a runner carries
-//! [`PROTOCOL_VERSION`] in the [`PROTOCOL_HEADER`] header; the controller
-//! refuses a version it does not speak with `426 Upgrade Required` and a body
-//! naming both versions, so a mismatched runner fails on connect, not halfway
-//! through a build.
+//! [`PROTOCOL_VERSION`] in the [`PROTOCOL_HEADER`] header. The controller
+//! serves its own version and the one before
+//! ([`OLDEST_SERVED_PROTOCOL_VERSION`]), so runners may be upgraded after
+//! it; any other version is refused with `426 Upgrade Required` and a body
+//! naming both versions ([`VersionMismatch`]), so a mismatched runner fails
+//! on connect, not halfway through a build.
 //!
 //! # Intended execution flow
 //!
@@ -50,24 +52,38 @@
 //!      The controller reads the deploy's `_redirects` and `_headers`
 //!      files, makes compressed variants of compressible files, and refuses
 //!      (400, with the file, line and reason) a deploy whose rules are wrong.
-//! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobOutcome`]. A build
-//!    command that fails is an outcome, not a protocol error.
+//! 5. `POST /runner/v1/jobs/{job}/complete` with [`JobCompletion`]: the
+//!    [`JobOutcome`] and the steps' timings. A build command that fails is
+//!    an outcome, not a protocol error.
 //!
 //! A runner that shuts down mid-build sends
 //! `POST /runner/v1/jobs/{job}/hand-back` (204) instead of step 5: the job
 //! goes back to the queue at once, rather than when its lease runs out.
 //!
+//! The paths are written once, in [`routes`]: the controller registers
+//! their patterns and the runner calls what their functions make.
+//!
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
 mod duration;
+pub mod routes;
 pub use duration::format_duration;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The protocol version both sides must agree on.
-pub const PROTOCOL_VERSION: u32 = 9;
+/// The protocol version this release speaks.
+///
+/// 10: `complete` carries the job's step timings ([`JobCompletion`]).
+pub const PROTOCOL_VERSION: u32 = 10;
+
+/// The oldest runner protocol a controller still serves, one version
+/// behind its own, so runners can be upgraded after their controller one
+/// at a time (a rolling upgrade). A controller reads each older request
+/// as that version sent it: every change since is a field the older
+/// runner leaves out, with a default that means "not told".
+pub const OLDEST_SERVED_PROTOCOL_VERSION: u32 = PROTOCOL_VERSION - 1;
 
 /// Header carrying [`PROTOCOL_VERSION`] on every runner request.
 pub const PROTOCOL_HEADER: &str = "x-jamstack-protocol";
@@ -141,7 +157,7 @@ impl fmt::Display for BuildContext {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterRequest {
     pub registration_token: String,
     pub name: String,
@@ -151,20 +167,20 @@ pub struct RegisterRequest {
     pub slots: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterResponse {
     pub runner_id: i64,
     /// The runner's own token; shown this once.
     pub token: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectRequest {
     pub protocol_version: u32,
     pub runner_name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectResponse {
     pub protocol_version: u32,
     /// How often the runner should send a heartbeat while it holds a lease.
@@ -172,14 +188,14 @@ pub struct ConnectResponse {
 }
 
 /// Answer body when the versions differ (status 426).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionMismatch {
     pub controller_version: u32,
     pub runner_version: u32,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseRequest {
     pub runner_name: String,
     /// How long the controller may hold the request open waiting for a job.
@@ -188,7 +204,7 @@ pub struct LeaseRequest {
 
 /// A job handed to one runner. Every later call about it must present
 /// `lease_id`; once the lease is gone those calls are refused with 409.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobLease {
     pub job_id: i64,
     pub lease_id: String,
@@ -338,7 +354,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
     /// The build was cancelled: stop the container and report `Cancelled`.
     pub cancel: bool,
@@ -346,7 +362,7 @@ pub struct HeartbeatResponse {
 
 /// The commit a runner checked out, reported before the build runs. It
 /// fills in the commit of builds queued by branch name alone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommitInfo {
     pub sha: String,
     pub message: String,
@@ -358,7 +374,7 @@ pub struct CommitInfo {
     pub reachable: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogAppendResponse {
     /// The number of log bytes the controller holds for this attempt.
     pub stored_length: u64,
@@ -378,7 +394,7 @@ pub struct ManifestFile {
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeployManifest {
     pub files: Vec<ManifestFile>,
     /// The `[[redirects]]` rules of `jamstack.toml`, in file order. The
@@ -441,14 +457,14 @@ pub struct HeaderRule {
     pub values: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestResponse {
     pub deploy_id: String,
     /// Hashes the controller does not hold yet; upload exactly these.
     pub missing: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalizeResponse {
     pub deploy_id: String,
     /// Whether the deploy went live on the site's production hostname.
@@ -478,9 +494,32 @@ pub enum JobOutcome {
     Skipped { reason: String },
 }
 
+/// How long one step of a build took, as the runner measured it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTiming {
+    /// What the step did: `fetch`, `container setup`, `build`, ...
+    pub name: String,
+    pub millis: u64,
+}
+
+/// The body of `complete`: how the job ended, and how long each step the
+/// runner ran took. The outcome's fields sit at the top level, so the body
+/// of a protocol 9 runner (the outcome alone) reads as a completion
+/// without timings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCompletion {
+    #[serde(flatten)]
+    pub outcome: JobOutcome,
+    /// The steps in the order they ran; those a job did not reach are
+    /// absent.
+    #[serde(default)]
+    pub step_timings: Vec<StepTiming>,
+}
+
 /// One JSON error shape for every error answer of the controller.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
 }
@@ -534,6 +573,343 @@ mod tests {
             assert_eq!(BuildContext::parse(context.as_str()), Some(context));
             let json = serde_json::to_string(&context).unwrap();
             assert_eq!(json, format!("\"{}\"", context.as_str()));
+        }
+    }
+}
+
+/// Every wire type survives a trip through JSON, and reads a fixed sample
+/// of the JSON the other side sends: a renamed or retyped field fails here
+/// before it fails between a runner and a controller.
+#[cfg(test)]
+mod json_round_trips {
+    use super::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    /// `value` serializes to exactly `sample`, and both `sample` and the
+    /// serialized value read back as `value`.
+    #[track_caller]
+    fn check<T: Serialize + DeserializeOwned + PartialEq + fmt::Debug>(value: T, sample: serde_json::Value) {
+        let serialized = serde_json::to_value(&value).expect("serializes");
+        assert_eq!(serialized, sample, "the JSON written differs from the sample");
+        let read: T = serde_json::from_value(sample).expect("the sample reads");
+        assert_eq!(read, value, "the sample reads as another value");
+        let text = serde_json::to_string(&value).expect("serializes to text");
+        assert_eq!(serde_json::from_str::<T>(&text).expect("reads back"), value);
+    }
+
+    fn settings() -> (SiteBuildSettings, serde_json::Value) {
+        (
+            SiteBuildSettings {
+                timeout_seconds: Some(600),
+                memory_mib: Some(1024),
+                cpus: Some(1.5),
+                pids: None,
+                environment: vec![EnvVar {
+                    name: "HUGO_ENV".into(),
+                    value: "production".into(),
+                    secret: false,
+                }],
+                cache: CacheRef {
+                    key: "c-1-blog".into(),
+                    generation: 2,
+                },
+                network: BuildNetwork::Off,
+                private_hosts: vec!["10.0.0.0/8".into()],
+            },
+            json!({
+                "timeout_seconds": 600, "memory_mib": 1024, "cpus": 1.5, "pids": null,
+                "environment": [{"name": "HUGO_ENV", "value": "production", "secret": false}],
+                "cache": {"key": "c-1-blog", "generation": 2},
+                "network": "off", "private_hosts": ["10.0.0.0/8"]
+            }),
+        )
+    }
+
+    #[test]
+    fn registration_and_connection() {
+        check(
+            RegisterRequest {
+                registration_token: "jsreg_x".into(),
+                name: "r1".into(),
+                labels: vec!["hugo".into()],
+                slots: 2,
+            },
+            json!({"registration_token": "jsreg_x", "name": "r1", "labels": ["hugo"], "slots": 2}),
+        );
+        check(
+            RegisterResponse {
+                runner_id: 3,
+                token: "jsr_y".into(),
+            },
+            json!({"runner_id": 3, "token": "jsr_y"}),
+        );
+        check(
+            ConnectRequest {
+                protocol_version: 10,
+                runner_name: "r1".into(),
+            },
+            json!({"protocol_version": 10, "runner_name": "r1"}),
+        );
+        check(
+            ConnectResponse {
+                protocol_version: 10,
+                heartbeat_seconds: 20,
+            },
+            json!({"protocol_version": 10, "heartbeat_seconds": 20}),
+        );
+        check(
+            VersionMismatch {
+                controller_version: 10,
+                runner_version: 8,
+                message: "upgrade".into(),
+            },
+            json!({"controller_version": 10, "runner_version": 8, "message": "upgrade"}),
+        );
+        check(ErrorBody { error: "no".into() }, json!({"error": "no"}));
+    }
+
+    #[test]
+    fn leasing() {
+        check(
+            LeaseRequest {
+                runner_name: "r1".into(),
+                wait_seconds: 30,
+            },
+            json!({"runner_name": "r1", "wait_seconds": 30}),
+        );
+        let (settings, settings_json) = settings();
+        check(settings.clone(), settings_json.clone());
+        check(
+            JobLease {
+                job_id: 7,
+                lease_id: "l".into(),
+                build_id: 5,
+                attempt: 1,
+                site: "blog".into(),
+                repo_url: "https://example.com/blog.git".into(),
+                commit_sha: String::new(),
+                branch: "main".into(),
+                context: BuildContext::DeployPreview,
+                pr_number: Some(4),
+                lease_seconds: 60,
+                honour_skip_ci: true,
+                trusted: false,
+                verify_reachable_from: Some("main".into()),
+                settings,
+                git_token: Some(Secret::new("ghs_t")),
+            },
+            json!({
+                "job_id": 7, "lease_id": "l", "build_id": 5, "attempt": 1, "site": "blog",
+                "repo_url": "https://example.com/blog.git", "commit_sha": "", "branch": "main",
+                "context": "deploy-preview", "pr_number": 4, "lease_seconds": 60,
+                "honour_skip_ci": true, "trusted": false, "verify_reachable_from": "main",
+                "settings": settings_json, "git_token": "ghs_t"
+            }),
+        );
+        check(BuildNetwork::Public, json!("public"));
+        check(BuildContext::BranchDeploy, json!("branch-deploy"));
+        check(
+            CacheRef {
+                key: "k".into(),
+                generation: 0,
+            },
+            json!({"key": "k", "generation": 0}),
+        );
+        check(
+            EnvVar {
+                name: "TOKEN".into(),
+                value: "v".into(),
+                secret: true,
+            },
+            json!({"name": "TOKEN", "value": "v", "secret": true}),
+        );
+        check(Secret::new("s"), json!("s"));
+    }
+
+    #[test]
+    fn a_lease_from_before_the_optional_fields_still_reads() {
+        let (_, settings_json) = settings();
+        let lease: JobLease = serde_json::from_value(json!({
+            "job_id": 7, "lease_id": "l", "build_id": 5, "attempt": 1, "site": "blog",
+            "repo_url": "r", "commit_sha": "", "branch": "main", "context": "production",
+            "pr_number": null, "lease_seconds": 60, "trusted": true,
+            "settings": settings_json, "git_token": null
+        }))
+        .unwrap();
+        assert!(!lease.honour_skip_ci);
+        assert_eq!(lease.verify_reachable_from, None);
+    }
+
+    #[test]
+    fn building() {
+        check(HeartbeatResponse { cancel: true }, json!({"cancel": true}));
+        check(
+            CommitInfo {
+                sha: "a".repeat(40),
+                message: "m".into(),
+                author: "octo".into(),
+                reachable: Some(true),
+            },
+            json!({"sha": "a".repeat(40), "message": "m", "author": "octo", "reachable": true}),
+        );
+        check(
+            LogAppendResponse { stored_length: 42 },
+            json!({"stored_length": 42}),
+        );
+    }
+
+    #[test]
+    fn uploading() {
+        let file = ManifestFile {
+            path: "index.html".into(),
+            sha256: "ab".into(),
+            size: 3,
+            mode: 0o644,
+        };
+        let file_json = json!({"path": "index.html", "sha256": "ab", "size": 3, "mode": 420});
+        check(file.clone(), file_json.clone());
+        let redirect = RedirectRule {
+            line: 3,
+            from: "/old".into(),
+            to: "/new".into(),
+            status: 301,
+            force: false,
+            query: BTreeMap::from([("id".into(), ":id".into())]),
+            conditions: RedirectConditions {
+                language: vec!["en".into()],
+                country: vec!["DE".into()],
+                cookie: vec!["beta".into()],
+            },
+            headers: BTreeMap::from([("X-From".into(), "edge".into())]),
+        };
+        let redirect_json = json!({
+            "line": 3, "from": "/old", "to": "/new", "status": 301, "force": false,
+            "query": {"id": ":id"},
+            "conditions": {"language": ["en"], "country": ["DE"], "cookie": ["beta"]},
+            "headers": {"X-From": "edge"}
+        });
+        check(redirect.clone(), redirect_json.clone());
+        check(
+            redirect.conditions.clone(),
+            json!({"language": ["en"], "country": ["DE"], "cookie": ["beta"]}),
+        );
+        let header = HeaderRule {
+            line: 9,
+            for_path: "/*".into(),
+            values: BTreeMap::from([("Cache-Control".into(), "no-cache".into())]),
+        };
+        let header_json = json!({"line": 9, "for": "/*", "values": {"Cache-Control": "no-cache"}});
+        check(header.clone(), header_json.clone());
+        check(
+            DeployManifest {
+                files: vec![file],
+                redirects: vec![redirect],
+                headers: vec![header],
+            },
+            json!({"files": [file_json], "redirects": [redirect_json], "headers": [header_json]}),
+        );
+        check(
+            ManifestResponse {
+                deploy_id: "d1".into(),
+                missing: vec!["ab".into()],
+            },
+            json!({"deploy_id": "d1", "missing": ["ab"]}),
+        );
+        check(
+            FinalizeResponse {
+                deploy_id: "d1".into(),
+                published: false,
+                permalink: "http://d1--blog.localhost".into(),
+                alias_url: Some("http://main--blog.localhost".into()),
+            },
+            json!({
+                "deploy_id": "d1", "published": false, "permalink": "http://d1--blog.localhost",
+                "alias_url": "http://main--blog.localhost"
+            }),
+        );
+    }
+
+    #[test]
+    fn outcomes() {
+        check(
+            JobOutcome::Succeeded {
+                deploy_id: "d1".into(),
+            },
+            json!({"result": "succeeded", "deploy_id": "d1"}),
+        );
+        check(
+            JobOutcome::Failed {
+                exit_code: Some(2),
+                message: "exited with 2".into(),
+            },
+            json!({"result": "failed", "exit_code": 2, "message": "exited with 2"}),
+        );
+        check(JobOutcome::Cancelled, json!({"result": "cancelled"}));
+        check(
+            JobOutcome::Skipped {
+                reason: "[skip ci]".into(),
+            },
+            json!({"result": "skipped", "reason": "[skip ci]"}),
+        );
+    }
+
+    #[test]
+    fn completions_carry_the_outcome_and_the_step_timings() {
+        let fetch = StepTiming {
+            name: "fetch".into(),
+            millis: 5,
+        };
+        check(fetch.clone(), json!({"name": "fetch", "millis": 5}));
+        check(
+            JobCompletion {
+                outcome: JobOutcome::Succeeded {
+                    deploy_id: "d1".into(),
+                },
+                step_timings: vec![
+                    fetch,
+                    StepTiming {
+                        name: "build".into(),
+                        millis: 1200,
+                    },
+                ],
+            },
+            json!({
+                "result": "succeeded", "deploy_id": "d1",
+                "step_timings": [{"name": "fetch", "millis": 5}, {"name": "build", "millis": 1200}]
+            }),
+        );
+        check(
+            JobCompletion {
+                outcome: JobOutcome::Cancelled,
+                step_timings: Vec::new(),
+            },
+            json!({"result": "cancelled", "step_timings": []}),
+        );
+    }
+
+    /// A protocol 9 runner sent the outcome alone; it reads as a completion
+    /// without timings.
+    #[test]
+    fn the_outcome_alone_of_a_runner_one_version_behind_reads_as_a_completion() {
+        for (sent, outcome) in [
+            (
+                json!({"result": "failed", "exit_code": null, "message": "no image"}),
+                JobOutcome::Failed {
+                    exit_code: None,
+                    message: "no image".into(),
+                },
+            ),
+            (json!({"result": "cancelled"}), JobOutcome::Cancelled),
+        ] {
+            let completion: JobCompletion = serde_json::from_value(sent).unwrap();
+            assert_eq!(
+                completion,
+                JobCompletion {
+                    outcome,
+                    step_timings: Vec::new()
+                }
+            );
         }
     }
 }

@@ -6,8 +6,9 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use jamstack_proto::{
     CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, ErrorBody, FinalizeResponse,
-    HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestFile,
-    ManifestResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, VersionMismatch,
+    HeartbeatResponse, JobCompletion, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse,
+    ManifestFile, ManifestResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
+    StepTiming, VersionMismatch, routes,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -207,7 +208,7 @@ impl ControllerClient {
     pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
         self.call(
             Method::POST,
-            "/runner/v1/register",
+            routes::runner::register(),
             None,
             Self::json(request),
             Self::SHORT,
@@ -223,7 +224,7 @@ impl ControllerClient {
         };
         self.call(
             Method::POST,
-            "/runner/v1/connect",
+            routes::runner::connect(),
             None,
             Self::json(&request),
             Self::SHORT,
@@ -240,7 +241,7 @@ impl ControllerClient {
         };
         self.call(
             Method::POST,
-            "/runner/v1/jobs/lease",
+            routes::runner::lease(),
             None,
             Self::json(&request),
             wait + Self::SHORT,
@@ -255,11 +256,7 @@ impl ControllerClient {
         lease: &JobLease,
         wait: Duration,
     ) -> Result<HeartbeatResponse, ClientError> {
-        let path = format!(
-            "/runner/v1/jobs/{}/heartbeat?wait_seconds={}",
-            lease.job_id,
-            wait.as_secs()
-        );
+        let path = routes::runner::heartbeat(lease.job_id, wait.as_secs());
         self.call(
             Method::POST,
             &path,
@@ -272,7 +269,7 @@ impl ControllerClient {
     }
 
     pub async fn report_commit(&self, lease: &JobLease, info: &CommitInfo) -> Result<(), ClientError> {
-        let path = format!("/runner/v1/jobs/{}/commit", lease.job_id);
+        let path = routes::runner::commit(lease.job_id);
         self.call::<serde_json::Value>(
             Method::POST,
             &path,
@@ -286,7 +283,7 @@ impl ControllerClient {
 
     /// Appends log bytes at `offset`; returns the controller's stored length.
     pub async fn append_log(&self, lease: &JobLease, offset: u64, data: Bytes) -> Result<u64, ClientError> {
-        let path = format!("/runner/v1/jobs/{}/log?offset={offset}", lease.job_id);
+        let path = routes::runner::job_log(lease.job_id, offset);
         let answer: Option<LogAppendResponse> = self
             .call(
                 Method::POST,
@@ -317,7 +314,7 @@ impl ControllerClient {
         lease: &JobLease,
         manifest: &DeployManifest,
     ) -> Result<ManifestResponse, ClientError> {
-        let path = format!("/runner/v1/jobs/{}/deploy", lease.job_id);
+        let path = routes::runner::deploy(lease.job_id);
         self.call(
             Method::POST,
             &path,
@@ -330,7 +327,7 @@ impl ControllerClient {
     }
 
     pub async fn put_blob(&self, sha256: &str, data: Bytes) -> Result<(), ClientError> {
-        let path = format!("/runner/v1/blobs/{sha256}");
+        let path = routes::runner::blob(sha256);
         self.call::<serde_json::Value>(
             Method::PUT,
             &path,
@@ -344,7 +341,7 @@ impl ControllerClient {
 
     /// Uploads a blob by streaming the file that holds it.
     pub async fn put_blob_file(&self, sha256: &str, file: &std::path::Path) -> Result<(), ClientError> {
-        let path = format!("/runner/v1/blobs/{sha256}");
+        let path = routes::runner::blob(sha256);
         self.call::<serde_json::Value>(
             Method::PUT,
             &path,
@@ -357,7 +354,7 @@ impl ControllerClient {
     }
 
     pub async fn finalize(&self, lease: &JobLease) -> Result<FinalizeResponse, ClientError> {
-        let path = format!("/runner/v1/jobs/{}/deploy/finalize", lease.job_id);
+        let path = routes::runner::finalize(lease.job_id);
         // Finalizing makes the compressed variants of new files: allow it
         // the time a large deploy needs.
         self.call(
@@ -375,7 +372,7 @@ impl ControllerClient {
     /// briefly: the runner is on its way out, and if the controller cannot
     /// be reached the lease runs out and the reaper requeues the job.
     pub async fn hand_back(&self, lease: &JobLease) -> Result<(), ClientError> {
-        let path = format!("/runner/v1/jobs/{}/hand-back", lease.job_id);
+        let path = routes::runner::hand_back(lease.job_id);
         let brief = ControllerClient {
             retry_for: HAND_BACK_RETRY_FOR,
             patient_until: None,
@@ -393,13 +390,23 @@ impl ControllerClient {
             .map(|_| ())
     }
 
-    pub async fn complete(&self, lease: &JobLease, outcome: &JobOutcome) -> Result<(), ClientError> {
-        let path = format!("/runner/v1/jobs/{}/complete", lease.job_id);
+    /// Reports how the job ended, with the timings of the steps it ran.
+    pub async fn complete(
+        &self,
+        lease: &JobLease,
+        outcome: &JobOutcome,
+        step_timings: &[StepTiming],
+    ) -> Result<(), ClientError> {
+        let path = routes::runner::complete(lease.job_id);
+        let completion = JobCompletion {
+            outcome: outcome.clone(),
+            step_timings: step_timings.to_vec(),
+        };
         self.call::<serde_json::Value>(
             Method::POST,
             &path,
             Some(&lease.lease_id),
-            Self::json(outcome),
+            Self::json(&completion),
             Self::SHORT,
         )
         .await

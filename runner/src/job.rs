@@ -19,7 +19,7 @@ use crate::inside;
 use crate::masking::Masker;
 use crate::site_config::{self, BuildSettings};
 use crate::upload::{self, UploadError};
-use jamstack_proto::{BuildNetwork, CommitInfo, JobLease, JobOutcome, SiteBuildSettings};
+use jamstack_proto::{BuildNetwork, CommitInfo, JobLease, JobOutcome, SiteBuildSettings, StepTiming};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -138,7 +138,18 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
     if let Some(network) = &network {
         debris.networks.push(network.name.clone());
     }
-    let ended = build(ctx, &lease, &log, &stop, &mut debris, &mut network, timeout).await;
+    let mut timings = Timings::default();
+    let ended = build(
+        ctx,
+        &lease,
+        &log,
+        &stop,
+        &mut debris,
+        &mut network,
+        timeout,
+        &mut timings,
+    )
+    .await;
     if let Some(network) = &mut network {
         // Settled before cleanup, so it cannot appear after its removal.
         let _ = network.ready().await;
@@ -193,7 +204,7 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
     shipper.finish().await;
     heartbeats.abort();
     match outcome {
-        Some(outcome) => match ctx.client.complete(&lease, &outcome).await {
+        Some(outcome) => match ctx.client.complete(&lease, &outcome, &timings.steps()).await {
             Ok(()) => tracing::info!(job = lease.job_id, ?outcome, "job reported"),
             Err(e) => tracing::error!(job = lease.job_id, error = %e, "reporting the job's outcome failed"),
         },
@@ -459,13 +470,24 @@ pub fn random_id() -> String {
     hex::encode(bytes)
 }
 
-/// Timings of the steps, reported at the end of the log.
+/// Timings of the steps: sent with the outcome, and written at the end of
+/// the log for people reading it.
 #[derive(Default)]
 struct Timings(Vec<(&'static str, Duration)>);
 
 impl Timings {
     fn record(&mut self, step: &'static str, since: Instant) {
         self.0.push((step, since.elapsed()));
+    }
+
+    fn steps(&self) -> Vec<StepTiming> {
+        self.0
+            .iter()
+            .map(|(step, took)| StepTiming {
+                name: (*step).to_owned(),
+                millis: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect()
     }
 
     fn summary(&self) -> String {
@@ -553,6 +575,7 @@ impl Drop for Debris {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn build(
     ctx: &JobContext<'_>,
     lease: &JobLease,
@@ -561,9 +584,9 @@ async fn build(
     debris: &mut Debris,
     network: &mut Option<JobNetwork>,
     timeout: Duration,
+    timings: &mut Timings,
 ) -> Result<String, Ended> {
     let config = ctx.config;
-    let mut timings = Timings::default();
     let work = tempfile::Builder::new()
         .prefix(JOB_DIR_PREFIX)
         .tempdir_in(&config.work_dir)
@@ -750,7 +773,7 @@ async fn build(
                 stop,
                 debris,
                 network,
-                &mut timings,
+                timings,
             )
             .await?;
             (built.publish_dir, built.cache)

@@ -7,6 +7,7 @@ use crate::error::{CliError, CliResult, Exit};
 use crate::output::{ago, print_fields, print_json, print_table, short_sha, text};
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt;
+use jamstack_proto::routes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -27,7 +28,7 @@ pub async fn run(api: &Api, json: bool, command: BuildsCommand) -> CliResult {
             if let Some(sha) = sha {
                 body["commit_sha"] = json!(sha);
             }
-            let build = api.post(&format!("/sites/{site}/builds"), &body).await?;
+            let build = api.post(&routes::api::site_builds(&site), &body).await?;
             let id = build_id(&build)?;
             if !wait {
                 if json {
@@ -51,12 +52,12 @@ pub async fn run(api: &Api, json: bool, command: BuildsCommand) -> CliResult {
                 follow_log(api, id, &mut std::io::stdout()).await?
             };
             if json {
-                print_json(&api.get(&format!("/builds/{id}")).await?);
+                print_json(&api.get(&routes::api::build(id)).await?);
             }
             ended(id, &state)?;
         }
         BuildsCommand::List { site, limit } => {
-            let builds = api.list(&format!("/sites/{site}/builds"), Some(limit)).await?;
+            let builds = api.list(&routes::api::site_builds(&site), Some(limit)).await?;
             if json {
                 print_json(&Value::Array(builds));
             } else {
@@ -78,7 +79,7 @@ pub async fn run(api: &Api, json: bool, command: BuildsCommand) -> CliResult {
             }
         }
         BuildsCommand::Show { id } => {
-            let build = api.get(&format!("/builds/{id}")).await?;
+            let build = api.get(&routes::api::build(id)).await?;
             if json {
                 print_json(&build);
             } else {
@@ -91,14 +92,14 @@ pub async fn run(api: &Api, json: bool, command: BuildsCommand) -> CliResult {
                 ended(id, &state)?;
             } else {
                 let response = api
-                    .send(api.request(Method::GET, &format!("/builds/{id}/log")))
+                    .send(api.request(Method::GET, &routes::api::build_log(id)))
                     .await?;
                 let log = response.bytes().await.map_err(|e| api.unreachable(e))?;
                 std::io::stdout().write_all(&log)?;
             }
         }
         BuildsCommand::Cancel { id } => {
-            let build = api.post(&format!("/builds/{id}/cancel"), &json!({})).await?;
+            let build = api.post(&routes::api::build_cancel(id), &json!({})).await?;
             if json {
                 print_json(&build);
             } else {
@@ -111,7 +112,7 @@ pub async fn run(api: &Api, json: bool, command: BuildsCommand) -> CliResult {
             }
         }
         BuildsCommand::Retry { id } => {
-            let build = api.post(&format!("/builds/{id}/retry"), &json!({})).await?;
+            let build = api.post(&routes::api::build_retry(id), &json!({})).await?;
             if json {
                 print_json(&build);
             } else {
@@ -184,7 +185,7 @@ pub async fn follow_log(api: &Api, id: i64, out: &mut dyn Write) -> CliResult<St
     let mut failures = 0;
     loop {
         let mut request = api
-            .request(Method::GET, &format!("/builds/{id}/log/stream"))
+            .request(Method::GET, &routes::api::build_log_stream(id))
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(event_id) = &last_event_id {
             request = request.header("last-event-id", event_id);

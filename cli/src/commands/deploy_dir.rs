@@ -14,6 +14,7 @@ use crate::output::{bytes, print_json};
 use futures_util::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use jamstack_proto::DeployManifest;
+use jamstack_proto::routes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -71,7 +72,7 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
     if let Some(title) = &args.title {
         body["title"] = json!(title);
     }
-    let created = api.post(&format!("/sites/{}/deploys", args.site), &body).await?;
+    let created = api.post(&routes::api::site_deploys(&args.site), &body).await?;
     let deploy_id = created
         .get("deploy_id")
         .and_then(Value::as_str)
@@ -133,7 +134,7 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
     }
     let finalized = api
         .post(
-            &format!("/sites/{}/deploys/{deploy_id}/finalize", args.site),
+            &routes::api::deploy_finalize(&args.site, &deploy_id),
             &json!({"publish": args.prod}),
         )
         .await?;
@@ -173,7 +174,7 @@ async fn put_blob(api: &Api, bar: &ProgressBar, hash: String, source: PathBuf) -
         }
     });
     api.send(
-        api.request(Method::PUT, &format!("/blobs/{hash}"))
+        api.request(Method::PUT, &routes::api::blob(&hash))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
             .body(reqwest::Body::wrap_stream(body)),

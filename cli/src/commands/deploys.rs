@@ -4,12 +4,13 @@ use crate::args::DeploysCommand;
 use crate::client::Api;
 use crate::error::{CliError, CliResult, Exit};
 use crate::output::{ago, bytes, print_json, print_table, short_sha, text};
+use jamstack_proto::routes;
 use serde_json::{Value, json};
 
 pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
     match command {
         DeploysCommand::List { site, limit } => {
-            let deploys = api.list(&format!("/sites/{site}/deploys"), Some(limit)).await?;
+            let deploys = api.list(&routes::api::site_deploys(&site), Some(limit)).await?;
             if json {
                 print_json(&Value::Array(deploys));
             } else {
@@ -48,8 +49,8 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
             let deploy = match deploy {
                 Some(deploy) => deploy,
                 None => {
-                    let live = api.get(&format!("/sites/{site}")).await?;
-                    let deploys = api.list(&format!("/sites/{site}/deploys"), Some(500)).await?;
+                    let live = api.get(&routes::api::site(&site)).await?;
+                    let deploys = api.list(&routes::api::site_deploys(&site), Some(500)).await?;
                     let live_id = live.get("published_deploy_id").and_then(Value::as_str);
                     previous_production_deploy(&deploys, live_id)
                         .map_err(|why| CliError::new(Exit::NotFound, format!("{site}: {why}")))?
@@ -63,7 +64,7 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
             }
         }
         DeploysCommand::Lock { site } => {
-            let view = api.post(&format!("/sites/{site}/lock"), &json!({})).await?;
+            let view = api.post(&routes::api::site_lock(&site), &json!({})).await?;
             if json {
                 print_json(&view);
             } else {
@@ -75,7 +76,7 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
             }
         }
         DeploysCommand::Unlock { site } => {
-            let view = api.post(&format!("/sites/{site}/unlock"), &json!({})).await?;
+            let view = api.post(&routes::api::site_unlock(&site), &json!({})).await?;
             if json {
                 print_json(&view);
             } else {
@@ -87,7 +88,7 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
             deploy,
             against,
         } => {
-            let mut path = format!("/sites/{site}/deploys/{deploy}/diff");
+            let mut path = routes::api::deploy_diff(&site, &deploy);
             if let Some(against) = against {
                 path.push_str(&format!("?against={against}"));
             }
@@ -103,7 +104,7 @@ pub async fn run(api: &Api, json: bool, command: DeploysCommand) -> CliResult {
 }
 
 async fn publish(api: &Api, site: &str, deploy: &str) -> CliResult<Value> {
-    api.post(&format!("/sites/{site}/deploys/{deploy}/publish"), &json!({}))
+    api.post(&routes::api::deploy_publish(site, deploy), &json!({}))
         .await
 }
 

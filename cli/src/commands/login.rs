@@ -4,6 +4,7 @@
 use crate::client::{Api, normalize_base_url};
 use crate::config::{self, SavedLogin};
 use crate::error::{CliError, CliResult};
+use jamstack_proto::routes;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
@@ -24,7 +25,10 @@ pub async fn run(url: Option<String>, token: Option<String>, config_path: &Path)
         ));
     }
     let api = Api::new(url.clone(), token.clone());
-    let check = api.request(reqwest::Method::GET, "/sites?per_page=1");
+    let check = api.request(
+        reqwest::Method::GET,
+        &format!("{}?per_page=1", routes::api::sites()),
+    );
     let answer = check.send().await.map_err(|e| api.unreachable(e))?;
     if answer.status() == reqwest::StatusCode::FORBIDDEN {
         // The controller knows the token; it only may not read sites.

@@ -4,12 +4,13 @@ use crate::args::{CreateSiteArgs, EnvCommand, SitesCommand};
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::output::{ago, print_fields, print_json, print_table, text};
+use jamstack_proto::routes;
 use serde_json::{Map, Value, json};
 
 pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
     match command {
         SitesCommand::List => {
-            let sites = api.list("/sites", None).await?;
+            let sites = api.list(routes::api::sites(), None).await?;
             if json {
                 print_json(&Value::Array(sites));
             } else {
@@ -30,7 +31,7 @@ pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
             }
         }
         SitesCommand::Show { site } => {
-            let site = api.get(&format!("/sites/{site}")).await?;
+            let site = api.get(&routes::api::site(&site)).await?;
             if json {
                 print_json(&site);
             } else {
@@ -97,7 +98,7 @@ async fn create(api: &Api, json: bool, args: CreateSiteArgs) -> CliResult {
         })?;
         body["github_token"] = json!(token);
     }
-    let site = api.post("/sites", &body).await?;
+    let site = api.post(routes::api::sites(), &body).await?;
     if json {
         print_json(&site);
         return Ok(());
@@ -207,8 +208,8 @@ pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
 
 async fn settings(api: &Api, json: bool, site: &str, set: &[String]) -> CliResult {
     let changes = parse_settings(set)?;
-    let limits_path = format!("/sites/{site}/build-settings");
-    let site_path = format!("/sites/{site}");
+    let limits_path = routes::api::site_build_settings(site);
+    let site_path = routes::api::site(site);
     let site_view = if changes.site.is_empty() {
         api.get(&site_path).await?
     } else {
@@ -258,7 +259,7 @@ async fn settings(api: &Api, json: bool, site: &str, set: &[String]) -> CliResul
 async fn env(api: &Api, json: bool, site: &str, command: EnvCommand) -> CliResult {
     match command {
         EnvCommand::List => {
-            let vars = api.list(&format!("/sites/{site}/env"), None).await?;
+            let vars = api.list(&routes::api::site_env(site), None).await?;
             if json {
                 print_json(&Value::Array(vars));
             } else {
@@ -286,7 +287,7 @@ async fn env(api: &Api, json: bool, site: &str, command: EnvCommand) -> CliResul
             };
             let var = api
                 .put(
-                    &format!("/sites/{site}/env/{name}"),
+                    &routes::api::site_env_var(site, &name),
                     &json!({"value": value, "secret": secret}),
                 )
                 .await?;
@@ -298,7 +299,7 @@ async fn env(api: &Api, json: bool, site: &str, command: EnvCommand) -> CliResul
             }
         }
         EnvCommand::Unset { name } => {
-            api.delete(&format!("/sites/{site}/env/{name}")).await?;
+            api.delete(&routes::api::site_env_var(site, &name)).await?;
             if json {
                 print_json(&json!({"removed": name}));
             } else {

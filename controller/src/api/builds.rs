@@ -29,7 +29,7 @@ pub struct TriggerBuild {
 #[utoipa::path(
     post,
     operation_id = "trigger_build",
-    path = "/api/v1/sites/{site}/builds",
+    path = jamstack_proto::routes::api::SITE_BUILDS,
     tag = "builds",
     params(("site" = String, Path, description = "The site's name")),
     request_body = Option<TriggerBuild>,
@@ -96,7 +96,7 @@ pub async fn trigger(
 #[utoipa::path(
     get,
     operation_id = "list_builds",
-    path = "/api/v1/sites/{site}/builds",
+    path = jamstack_proto::routes::api::SITE_BUILDS,
     tag = "builds",
     params(("site" = String, Path, description = "The site's name"), PageParams),
     responses(
@@ -123,7 +123,7 @@ pub async fn list_for_site(
 #[utoipa::path(
     post,
     operation_id = "retry_build",
-    path = "/api/v1/builds/{id}/retry",
+    path = jamstack_proto::routes::api::BUILD_RETRY,
     tag = "builds",
     params(("id" = i64, Path, description = "The build's id")),
     responses(
@@ -158,7 +158,7 @@ async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
 #[utoipa::path(
     get,
     operation_id = "show_build",
-    path = "/api/v1/builds/{id}",
+    path = jamstack_proto::routes::api::BUILD,
     tag = "builds",
     params(("id" = i64, Path, description = "The build's id")),
     responses(
@@ -185,7 +185,7 @@ pub struct LogQuery {
 #[utoipa::path(
     get,
     operation_id = "build_log",
-    path = "/api/v1/builds/{id}/log",
+    path = jamstack_proto::routes::api::BUILD_LOG,
     tag = "builds",
     params(("id" = i64, Path, description = "The build's id"), LogQuery),
     responses(
@@ -241,7 +241,7 @@ pub async fn attempts(
 #[utoipa::path(
     post,
     operation_id = "cancel_build",
-    path = "/api/v1/builds/{id}/cancel",
+    path = jamstack_proto::routes::api::BUILD_CANCEL,
     tag = "builds",
     params(("id" = i64, Path, description = "The build's id")),
     responses(

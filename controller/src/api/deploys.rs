@@ -58,7 +58,7 @@ async fn find_deploy(state: &AppState, site: &Site, deploy_id: &str) -> AppResul
 #[utoipa::path(
     get,
     operation_id = "list_deploys",
-    path = "/api/v1/sites/{site}/deploys",
+    path = jamstack_proto::routes::api::SITE_DEPLOYS,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name"), PageParams),
     responses(
@@ -143,7 +143,7 @@ pub struct DeployDiff {
 #[utoipa::path(
     get,
     operation_id = "diff_deploy",
-    path = "/api/v1/sites/{site}/deploys/{deploy}/diff",
+    path = jamstack_proto::routes::api::DEPLOY_DIFF,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id"), DiffQuery),
     responses(
@@ -192,7 +192,7 @@ pub async fn diff(
 #[utoipa::path(
     post,
     operation_id = "publish_deploy",
-    path = "/api/v1/sites/{site}/deploys/{deploy}/publish",
+    path = jamstack_proto::routes::api::DEPLOY_PUBLISH,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id")),
     responses(
@@ -255,7 +255,7 @@ const MAX_TITLE: usize = 500;
 #[utoipa::path(
     post,
     operation_id = "create_direct_deploy",
-    path = "/api/v1/sites/{site}/deploys",
+    path = jamstack_proto::routes::api::SITE_DEPLOYS,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name")),
     request_body = DirectDeploy,
@@ -319,7 +319,7 @@ pub async fn create_direct(
 #[utoipa::path(
     put,
     operation_id = "upload_blob",
-    path = "/api/v1/blobs/{sha256}",
+    path = jamstack_proto::routes::api::BLOB,
     tag = "deploys",
     params(("sha256" = String, Path, description = "The lowercase hex SHA-256 of the body")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
@@ -385,7 +385,7 @@ fn missing_blobs(deploy_id: &str, missing: Vec<String>) -> Response {
 #[utoipa::path(
     post,
     operation_id = "finalize_direct_deploy",
-    path = "/api/v1/sites/{site}/deploys/{deploy}/finalize",
+    path = jamstack_proto::routes::api::DEPLOY_FINALIZE,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name"), ("deploy" = String, Path, description = "The deploy's id")),
     request_body = Option<FinalizeDirect>,

@@ -67,7 +67,7 @@ pub fn complete_utf8_prefix(bytes: &[u8]) -> usize {
 #[utoipa::path(
     get,
     operation_id = "follow_build_log",
-    path = "/api/v1/builds/{id}/log/stream",
+    path = jamstack_proto::routes::api::BUILD_LOG_STREAM,
     tag = "builds",
     params(("id" = i64, Path, description = "The build's id"), StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`<attempt>:<offset>`)")),
     responses(

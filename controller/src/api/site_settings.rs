@@ -100,7 +100,7 @@ async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSetting
 #[utoipa::path(
     get,
     operation_id = "show_build_settings",
-    path = "/api/v1/sites/{site}/build-settings",
+    path = jamstack_proto::routes::api::SITE_BUILD_SETTINGS,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     responses(
@@ -122,7 +122,7 @@ pub async fn show(
 #[utoipa::path(
     put,
     operation_id = "update_build_settings",
-    path = "/api/v1/sites/{site}/build-settings",
+    path = jamstack_proto::routes::api::SITE_BUILD_SETTINGS,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     request_body = BuildSettingsBody,
@@ -394,7 +394,7 @@ pub fn validate_env_var(name: &str, value: &str) -> Result<(), String> {
 #[utoipa::path(
     get,
     operation_id = "list_env_vars",
-    path = "/api/v1/sites/{site}/env",
+    path = jamstack_proto::routes::api::SITE_ENV,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     responses(
@@ -416,7 +416,7 @@ pub async fn list_env(
 #[utoipa::path(
     put,
     operation_id = "set_env_var",
-    path = "/api/v1/sites/{site}/env/{name}",
+    path = jamstack_proto::routes::api::SITE_ENV_VAR,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name"), ("name" = String, Path, description = "The variable's name")),
     request_body = SetEnvVar,
@@ -469,7 +469,7 @@ pub async fn store_env_var(
 #[utoipa::path(
     delete,
     operation_id = "delete_env_var",
-    path = "/api/v1/sites/{site}/env/{name}",
+    path = jamstack_proto::routes::api::SITE_ENV_VAR,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name"), ("name" = String, Path, description = "The variable's name")),
     responses(

@@ -155,7 +155,7 @@ fn validate_token(token: &str) -> Result<(), String> {
 #[utoipa::path(
     post,
     operation_id = "create_site",
-    path = "/api/v1/sites",
+    path = jamstack_proto::routes::api::SITES,
     tag = "sites",
     request_body = CreateSite,
     responses(
@@ -352,7 +352,7 @@ where
 #[utoipa::path(
     patch,
     operation_id = "update_site",
-    path = "/api/v1/sites/{site}",
+    path = jamstack_proto::routes::api::SITE,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     request_body = UpdateSite,
@@ -481,7 +481,7 @@ pub async fn create_generic_webhook(
 #[utoipa::path(
     get,
     operation_id = "list_sites",
-    path = "/api/v1/sites",
+    path = jamstack_proto::routes::api::SITES,
     tag = "sites",
     params(PageParams),
     responses(
@@ -497,7 +497,7 @@ pub async fn list(State(state): State<AppState>, _: CanRead, page: Pagination) -
 #[utoipa::path(
     get,
     operation_id = "show_site",
-    path = "/api/v1/sites/{site}",
+    path = jamstack_proto::routes::api::SITE,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     responses(
@@ -521,7 +521,7 @@ pub async fn show(
 #[utoipa::path(
     post,
     operation_id = "lock_site",
-    path = "/api/v1/sites/{site}/lock",
+    path = jamstack_proto::routes::api::SITE_LOCK,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name")),
     responses(
@@ -542,7 +542,7 @@ pub async fn lock(
 #[utoipa::path(
     post,
     operation_id = "unlock_site",
-    path = "/api/v1/sites/{site}/unlock",
+    path = jamstack_proto::routes::api::SITE_UNLOCK,
     tag = "deploys",
     params(("site" = String, Path, description = "The site's name")),
     responses(

@@ -1,7 +1,7 @@
 //! A build: its live log, timings by step, attempts, cancel and retry.
 
 use super::sites::took;
-use super::{Chrome, CsrfOnly, PageResult, Session, ago, headline, render, see_other, short_sha};
+use super::{Chrome, CsrfOnly, PageResult, Session, ago, duration, headline, render, see_other, short_sha};
 use crate::builds::retry_build;
 use crate::db::Build;
 use crate::error::not_found;
@@ -9,49 +9,28 @@ use crate::state::AppState;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
+use jamstack_proto::StepTiming;
 
-/// One step of a build and how long it took, from the runner's closing
-/// `Timings:` line.
+/// One step of a build, how long it took and its bar.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StepTiming {
+pub struct StepRow {
     pub step: String,
     pub took: String,
-    /// Share of the longest step, for the bar (0–100).
+    /// Share of the longest step, for the bar (1–100).
     pub percent: u32,
 }
 
-/// Reads the runner's `Timings: fetch 5ms, container setup 70ms, build 1.20s`
-/// line (the last one, ANSI colours aside) into steps.
-pub fn parse_timings(log: &str) -> Vec<StepTiming> {
-    let Some(line) = log
-        .lines()
-        .rev()
-        .find_map(|l| l.split_once("Timings: ").map(|(_, rest)| rest))
-    else {
-        return Vec::new();
-    };
-    let steps: Vec<(String, String, f64)> = line
-        .split(", ")
-        .filter_map(|part| {
-            let (step, took) = part.trim().rsplit_once(' ')?;
-            // The runner writes `5ms`, `1.40s` or `1m05s`.
-            let millis = if let Some(ms) = took.strip_suffix("ms") {
-                ms.parse::<f64>().ok()?
-            } else if let Some((m, s)) = took.strip_suffix('s')?.split_once('m') {
-                m.parse::<f64>().ok()? * 60_000.0 + s.parse::<f64>().ok()? * 1000.0
-            } else {
-                took.strip_suffix('s')?.parse::<f64>().ok()? * 1000.0
-            };
-            Some((step.to_owned(), took.to_owned(), millis))
-        })
-        .collect();
-    let longest = steps.iter().map(|s| s.2).fold(0.0, f64::max).max(1.0);
+/// The steps the build's runner reported with its outcome, as rows.
+pub fn step_rows(steps: &[StepTiming]) -> Vec<StepRow> {
+    let longest = steps.iter().map(|s| s.millis).max().unwrap_or(0).max(1);
     steps
-        .into_iter()
-        .map(|(step, took, millis)| StepTiming {
-            step,
-            took,
-            percent: ((millis / longest) * 100.0).round().clamp(1.0, 100.0) as u32,
+        .iter()
+        .map(|s| StepRow {
+            step: s.name.clone(),
+            took: duration(i64::try_from(s.millis).unwrap_or(i64::MAX)),
+            percent: (s.millis.saturating_mul(100) as f64 / longest as f64)
+                .round()
+                .clamp(1.0, 100.0) as u32,
         })
         .collect()
 }
@@ -72,7 +51,7 @@ struct BuildPage {
     message: String,
     when: String,
     took: String,
-    timings: Vec<StepTiming>,
+    timings: Vec<StepRow>,
     attempts: Vec<AttemptRow>,
     deploy_url: Option<String>,
 }
@@ -87,12 +66,7 @@ async fn find_build(state: &AppState, id: i64) -> PageResult<Build> {
 
 pub async fn show(State(state): State<AppState>, session: Session, Path(id): Path<i64>) -> PageResult {
     let build = find_build(&state, id).await?;
-    let timings = if build.state.is_finished() {
-        let log = state.db.read_log(id, build.attempts.max(1), 0).await?;
-        parse_timings(&String::from_utf8_lossy(&log))
-    } else {
-        Vec::new()
-    };
+    let timings = step_rows(&build.step_timings);
     let attempts = state
         .db
         .attempts(id)
@@ -158,23 +132,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_runners_timings_line_becomes_steps() {
-        let log = "building\n\x1b[1;36m==>\x1b[0m Timings: fetch 5ms, container setup 70ms, build 1.40s, upload 140ms\n";
-        assert_eq!(parse_timings("Timings: build 1m05s")[0].took, "1m05s");
-        let steps = parse_timings(log);
-        let names: Vec<_> = steps
+    fn the_reported_steps_become_rows_with_bars_relative_to_the_longest() {
+        let step = |name: &str, millis| StepTiming {
+            name: name.into(),
+            millis,
+        };
+        let rows = step_rows(&[
+            step("fetch", 5),
+            step("container setup", 70),
+            step("build", 1400),
+            step("upload", 140),
+        ]);
+        let rows: Vec<_> = rows
             .iter()
-            .map(|s| (s.step.as_str(), s.took.as_str(), s.percent))
+            .map(|r| (r.step.as_str(), r.took.as_str(), r.percent))
             .collect();
         assert_eq!(
-            names,
+            rows,
             [
-                ("fetch", "5ms", 1),
-                ("container setup", "70ms", 5),
-                ("build", "1.40s", 100),
-                ("upload", "140ms", 10)
+                ("fetch", "5 ms", 1),
+                ("container setup", "70 ms", 5),
+                ("build", "1.4 s", 100),
+                ("upload", "140 ms", 10)
             ]
         );
-        assert!(parse_timings("no timings here\n").is_empty());
+        assert_eq!(step_rows(&[step("build", 0)])[0].percent, 1);
+        assert!(step_rows(&[]).is_empty());
     }
 }

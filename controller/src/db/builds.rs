@@ -9,7 +9,7 @@
 use super::logs::append_in_tx;
 use super::runners::{RunnerRecord, labels_satisfy};
 use super::{Backend, Database, now_millis};
-use jamstack_proto::BuildContext;
+use jamstack_proto::{BuildContext, StepTiming};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -86,6 +86,10 @@ pub struct Build {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// How long each step of the finished attempt took, in order, as its
+    /// runner reported them; empty while the build runs, and for runners
+    /// that report none (protocol 9) or builds that never ran.
+    pub step_timings: Vec<StepTiming>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +147,17 @@ async fn try_advisory_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: i64) 
     )
 }
 
+/// How a runner says a job ended (see [`Database::finish_job`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedAs<'a> {
+    pub state: BuildState,
+    pub exit_code: Option<i64>,
+    /// The failure's message, or a skipped build's reason.
+    pub error: Option<&'a str>,
+    pub deploy_id: Option<&'a str>,
+    pub step_timings: &'a [StepTiming],
+}
+
 /// A build whose job a runner just finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FinishedJob {
@@ -163,7 +178,7 @@ pub struct LeasedJob {
 
 const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b.branch, b.commit_sha, \
      b.commit_message, b.author, b.pr_number, b.from_fork, b.commit_unverified, b.trigger, b.state, b.exit_code, b.error, \
-     b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at \
+     b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at, b.step_timings \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
 fn build_from_row(row: &AnyRow) -> Build {
@@ -190,6 +205,10 @@ fn build_from_row(row: &AnyRow) -> Build {
         created_at: row.get("created_at"),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
+        step_timings: row
+            .get::<Option<String>, _>("step_timings")
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -212,6 +231,12 @@ const FINISH_BUILD: &str = "UPDATE builds SET state = $1, exit_code = $2, \
      error = CASE WHEN $1 = 'skipped' THEN NULL ELSE $3 END, \
      skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
      deploy_id = COALESCE($4, deploy_id), finished_at = $5";
+
+/// The step timings a runner reported, as the `step_timings` column keeps
+/// them (a JSON array), or NULL for none.
+fn step_timings_column(steps: &[StepTiming]) -> Option<String> {
+    (!steps.is_empty()).then(|| serde_json::to_string(steps).expect("step timings serialize"))
+}
 
 /// How many of the oldest queued jobs a claim on PostgreSQL looks at
 /// before it searches the whole queue (see `claim_unlimited_in_one_statement`).
@@ -727,11 +752,15 @@ impl Database {
         &self,
         job_id: i64,
         lease_id: &str,
-        state: BuildState,
-        exit_code: Option<i64>,
-        error: Option<&str>,
-        deploy_id: Option<&str>,
+        FinishedAs {
+            state,
+            exit_code,
+            error,
+            deploy_id,
+            step_timings,
+        }: FinishedAs<'_>,
     ) -> anyhow::Result<Option<FinishedJob>> {
+        let step_timings = step_timings_column(step_timings);
         let now = now_millis();
         let finished = |build_id: i64, site_id: i64, started_at: Option<i64>| FinishedJob {
             build_id,
@@ -746,7 +775,7 @@ impl Database {
                    WHERE id = $6 AND lease_id = $7 AND state = 'leased' RETURNING build_id, attempt), \
                  ended AS (UPDATE attempts SET ended_at = $5, outcome = $1 FROM finished \
                    WHERE attempts.build_id = finished.build_id AND attempts.attempt = finished.attempt), \
-                 built AS ({FINISH_BUILD} WHERE id IN (SELECT build_id FROM finished) \
+                 built AS ({FINISH_BUILD}, step_timings = $8 WHERE id IN (SELECT build_id FROM finished) \
                    RETURNING id, site_id, started_at) \
                  SELECT id, site_id, started_at FROM built"
             ))
@@ -757,6 +786,7 @@ impl Database {
             .bind(now)
             .bind(job_id)
             .bind(lease_id)
+            .bind(&step_timings)
             .fetch_optional(self.writer())
             .await?;
             return Ok(row.map(|r| finished(r.get(0), r.get(1), r.get(2))));
@@ -783,7 +813,7 @@ impl Database {
             .execute(&mut *tx)
             .await?;
         let built = sqlx::query(&format!(
-            "{FINISH_BUILD} WHERE id = $6 RETURNING site_id, started_at"
+            "{FINISH_BUILD}, step_timings = $7 WHERE id = $6 RETURNING site_id, started_at"
         ))
         .bind(state.as_str())
         .bind(exit_code)
@@ -791,6 +821,7 @@ impl Database {
         .bind(deploy_id)
         .bind(now)
         .bind(build_id)
+        .bind(&step_timings)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

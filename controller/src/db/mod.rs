@@ -30,7 +30,7 @@ mod site_settings;
 mod sites;
 
 pub use blobs::{BlobToCompress, SweptBlob};
-pub use builds::{Attempt, Build, BuildState, FinishedJob, LeasedJob, NewBuild, QueueEntry};
+pub use builds::{Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry};
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};

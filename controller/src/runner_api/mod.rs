@@ -7,7 +7,7 @@
 
 use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token, random_hex};
 use crate::db::TokenKind;
-use crate::db::{Build, BuildState, FinalizeOutcome};
+use crate::db::{Build, BuildState, FinalizeOutcome, FinishedAs};
 use crate::deploys::events::DeployEvent;
 use crate::deploys::{self, intake};
 use crate::error::unauthorized;
@@ -21,8 +21,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
     BuildContext, CacheRef, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, EnvVar,
-    FinalizeResponse, HeartbeatResponse, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse,
-    ManifestResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, SiteBuildSettings,
+    FinalizeResponse, HeartbeatResponse, JobCompletion, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest,
+    LogAppendResponse, ManifestResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
+    SiteBuildSettings,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -521,7 +522,10 @@ pub async fn complete(
     _: Runner,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
-    Json(outcome): Json<JobOutcome>,
+    Json(JobCompletion {
+        outcome,
+        step_timings,
+    }): Json<JobCompletion>,
 ) -> AppResult<StatusCode> {
     let lease_id = lease_header(&headers)?;
     let (state_after, exit_code, error, deploy_id) = match &outcome {
@@ -536,7 +540,17 @@ pub async fn complete(
     };
     let finished = state
         .db
-        .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
+        .finish_job(
+            job_id,
+            lease_id,
+            FinishedAs {
+                state: state_after,
+                exit_code,
+                error,
+                deploy_id,
+                step_timings: &step_timings,
+            },
+        )
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", finished.build_id);

@@ -1,6 +1,6 @@
 use crate::helpers::{SiteRepo, manifest_file as file, spawn_app, spawn_controller_only};
 use bytes::Bytes;
-use jamstack_proto::{JobOutcome, PROTOCOL_HEADER};
+use jamstack_proto::{JobOutcome, PROTOCOL_HEADER, routes};
 use jamstack_runner::client::{ClientError, ControllerClient};
 use std::time::Duration;
 
@@ -69,6 +69,7 @@ async fn nothing_of_a_deploy_is_visible_until_it_is_finalized_and_stored_blobs_a
             &JobOutcome::Succeeded {
                 deploy_id: answer.deploy_id.clone(),
             },
+            &[],
         )
         .await
         .unwrap();
@@ -99,7 +100,7 @@ async fn a_runner_speaking_another_protocol_version_is_refused_on_connect() {
     let (app, token) = spawn_controller_only().await;
     let response = app
         .http
-        .post(format!("{}/runner/v1/connect", app.base_url))
+        .post(format!("{}{}", app.base_url, routes::runner::CONNECT))
         .bearer_auth(&token)
         .header(PROTOCOL_HEADER, "999")
         .json(&serde_json::json!({ "protocol_version": 999, "runner_name": "old" }))

@@ -888,6 +888,7 @@ async fn a_preview_still_building_when_its_pull_request_closes_does_not_come_bac
                 &jamstack_proto::JobOutcome::Succeeded {
                     deploy_id: finalized.deploy_id.clone(),
                 },
+                &[],
             )
             .await
             .unwrap();

@@ -110,6 +110,17 @@ pub async fn spawn_controller_only_with(configure: impl FnOnce(&mut Config)) -> 
     (serve(app, data), token)
 }
 
+/// A controller without a runner, and the registration token its first
+/// start made, for tests that register runners of their own.
+pub async fn spawn_controller_for_registration() -> (TestApp, String) {
+    let (app, data) = build_app(|_| {}).await;
+    let registration = app
+        .new_registration_token
+        .clone()
+        .expect("a fresh data directory makes a registration token");
+    (serve(app, data), registration)
+}
+
 async fn build_app(configure: impl FnOnce(&mut Config)) -> (Application, TempDir) {
     require_docker().await;
     let data = tempfile::tempdir().expect("a temporary data directory");
@@ -1140,7 +1151,10 @@ impl HandRunner {
         let outcome = JobOutcome::Succeeded {
             deploy_id: finalized.deploy_id.clone(),
         };
-        self.client.complete(lease, &outcome).await.expect("completing");
+        self.client
+            .complete(lease, &outcome, &[])
+            .await
+            .expect("completing");
         finalized
     }
 

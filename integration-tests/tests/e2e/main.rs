@@ -22,6 +22,7 @@ mod live_logs;
 mod ops;
 mod push_to_deploy;
 mod replays;
+mod rolling_upgrades;
 mod runner_process;
 mod secrets;
 mod serving;

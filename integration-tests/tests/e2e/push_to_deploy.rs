@@ -19,6 +19,15 @@ async fn a_push_goes_live_a_second_push_replaces_it_and_rollback_serves_the_firs
     let build = app.wait_for_success(build).await;
     assert_eq!(build["commit_sha"], first.as_str());
     let first_deploy = build["deploy_id"].as_str().unwrap().to_owned();
+    // The runner reports how long each step took with the outcome.
+    let steps: Vec<&str> = build["step_timings"]
+        .as_array()
+        .expect("the build carries its step timings")
+        .iter()
+        .map(|step| step["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps.first(), Some(&"fetch"), "{steps:?}");
+    assert!(steps.contains(&"build"), "{steps:?}");
 
     let home = app.visit("blog", "/").await;
     assert_eq!((home.status, home.body.as_str()), (200, "<h1>version one</h1>"));

@@ -170,6 +170,7 @@ async fn files_over_the_limits_are_refused_naming_the_setting() {
                         exit_code: None,
                         message: error.to_string(),
                     },
+                    &[],
                 )
                 .await
                 .unwrap();

@@ -4,7 +4,7 @@
 //! read within a time limit), and connections beyond the cap wait.
 
 use crate::helpers::{TestApp, spawn_controller_only_with};
-use jamstack_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use jamstack_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION, routes};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -91,8 +91,9 @@ async fn a_runner_registration_of_a_megabyte_is_refused_413_before_it_is_read() 
     let app = controller(64).await;
     let mut stream = connect(&app).await;
     let head = format!(
-        "POST /runner/v1/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
          {PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\nContent-Length: {}\r\n\r\n",
+        routes::runner::REGISTER,
         1024 * 1024
     );
     stream.write_all(head.as_bytes()).await.unwrap();
