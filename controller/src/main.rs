@@ -64,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
             default_image,
             allow_private_networks,
         } => {
+            if demo {
+                // Before anything is made or bound: a machine that cannot
+                // build the demo is told so, and no first start is spent.
+                demo::ensure_image().await?;
+            }
             let mut config = config_of(server);
             // The demo site's repository is a folder in the data directory.
             config.allow_local_repositories |= demo;
