@@ -19,11 +19,40 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ServerArgs {
+/// Where the controller keeps what it must find again: its data directory,
+/// its database and the key that seals stored secrets. One definition for
+/// every command that opens them (`up`, `serve`, `token`), so one set of
+/// flags or one environment file serves them all.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct StoreArgs {
     /// Where the database and the deploy files live.
     #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The database: `postgres://USER:PASSWORD@HOST/DB` to share one between
+    /// controllers; the SQLite file in the data directory when unset.
+    #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The key that seals stored secrets (access tokens, generic webhook
+    /// secrets); made on first start. Default: <data-dir>/secret.key.
+    #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The controller's settings with these in place and every other one
+    /// at its default.
+    pub fn config(self) -> crate::Config {
+        let mut config = crate::Config::new(self.data_dir);
+        config.database_url = self.database_url;
+        config.secret_key_file = self.secret_key_file;
+        config
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The address to listen on.
     #[arg(long, env = "JAMSTACK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -33,10 +62,6 @@ pub struct ServerArgs {
     /// The GitHub webhook secret; made and kept on first start when unset.
     #[arg(long, env = "JAMSTACK_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
-    /// The database: `postgres://USER:PASSWORD@HOST/DB` to share one between
-    /// controllers; the SQLite file in the data directory when unset.
-    #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
     /// Builds running at once across all sites; 0 for no limit.
     #[arg(long, env = "JAMSTACK_MAX_CONCURRENT_BUILDS", default_value_t = 0)]
     pub max_concurrent_builds: i64,
@@ -65,10 +90,6 @@ pub struct ServerArgs {
         default_value = "https://api.github.com"
     )]
     pub github_api_url: String,
-    /// The key that seals stored secrets (access tokens, generic webhook
-    /// secrets); made on first start. Default: <data-dir>/secret.key.
-    #[arg(long, env = "JAMSTACK_SECRET_KEY_FILE")]
-    pub secret_key_file: Option<PathBuf>,
     /// Also serve /metrics without a token on this address (e.g.
     /// 10.0.0.5:9100, reachable only by the scraper's network). Unset:
     /// /metrics is served on --listen only, to tokens with the `read` scope.
@@ -175,12 +196,8 @@ pub enum Command {
         /// The token's name.
         #[arg(long, default_value = "default")]
         name: String,
-        /// The controller's data directory (its SQLite database).
-        #[arg(long, env = "JAMSTACK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
-        /// The controller's database, when it is not the SQLite file.
-        #[arg(long, env = "JAMSTACK_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Read a dashboard password from standard input (its first line) and
     /// print its argon2 hash for --dashboard-password-hash.
@@ -238,4 +255,46 @@ pub enum TokenChoice {
     /// The token new runners exchange for their own
     /// (`jamstack-runner --registration-token`).
     Registration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store each command would open, parsed from `args`.
+    fn store_of(args: &[&str]) -> StoreArgs {
+        let cli = Cli::try_parse_from(std::iter::once("jamstack-controller").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} is refused: {e}"));
+        match cli.command {
+            Command::Up { server, .. } | Command::Serve { server } => server.store,
+            Command::Token { store, .. } => store,
+            other => panic!("{other:?} opens no store"),
+        }
+    }
+
+    #[test]
+    fn every_command_that_opens_the_store_takes_the_same_flags() {
+        let store = [
+            "--data-dir",
+            "/srv/jamstack",
+            "--database-url",
+            "postgres://jamstack@db/jamstack",
+            "--secret-key-file",
+            "/etc/jamstack/secret.key",
+        ];
+        let expected = StoreArgs {
+            data_dir: "/srv/jamstack".into(),
+            database_url: Some("postgres://jamstack@db/jamstack".to_owned()),
+            secret_key_file: Some("/etc/jamstack/secret.key".into()),
+        };
+        for command in [
+            &["up"][..],
+            &["serve"],
+            &["token", "admin"],
+            &["token", "registration"],
+        ] {
+            let args: Vec<&str> = command.iter().chain(&store).copied().collect();
+            assert_eq!(store_of(&args), expected, "{command:?}");
+        }
+    }
 }

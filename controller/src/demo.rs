@@ -81,3 +81,40 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
     .await?;
     Ok((site, build_id))
 }
+
+/// Makes sure the Docker engine has the image the demo site builds in, so
+/// `up --demo` works on a fresh machine: `jamstack-runner images build-demo`
+/// builds it when the engine lacks it (only the runner speaks to Docker),
+/// saying what it does and how long it took on this process's output.
+pub async fn ensure_image() -> anyhow::Result<()> {
+    let runner = runner_binary();
+    let status = tokio::process::Command::new(&runner)
+        .args(["images", "build-demo"])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "starting {} to make the demo's image: {e}. `jamstack-runner` is looked for beside \
+                 this program, then on PATH; install it there (both binaries ship together)",
+                runner.display()
+            )
+        })?;
+    if !status.success() {
+        anyhow::bail!(
+            "the demo's image could not be made ({status}; the reason is above). \
+             ./scripts/build-images.sh builds it too"
+        );
+    }
+    Ok(())
+}
+
+/// `jamstack-runner` beside this program's own executable (how both are
+/// installed and built), else the one on PATH.
+fn runner_binary() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("jamstack-runner")))
+        .filter(|beside| beside.exists())
+        .unwrap_or_else(|| "jamstack-runner".into())
+}

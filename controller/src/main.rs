@@ -8,11 +8,10 @@ use std::time::Duration;
 
 fn config_of(server: ServerArgs) -> Config {
     const MIB: u64 = 1024 * 1024;
-    let mut config = Config::new(server.data_dir);
+    let mut config = server.store.config();
     config.listen = server.listen;
     config.domain = server.domain;
     config.webhook_secret = server.webhook_secret;
-    config.database_url = server.database_url;
     config.max_concurrent_builds = server.max_concurrent_builds;
     config.max_build_duration = Duration::from_secs(server.max_build_minutes * 60);
     config.lease_duration = Duration::from_secs(server.lease_seconds.max(5));
@@ -20,7 +19,6 @@ fn config_of(server: ServerArgs) -> Config {
     config.public_url = server.public_url;
     config.metrics_listen = server.metrics_listen;
     config.github_api_url = server.github_api_url;
-    config.secret_key_file = server.secret_key_file;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
     config.http.max_connections = server.max_connections.max(1);
     config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
@@ -66,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
             default_image,
             allow_private_networks,
         } => {
+            if demo {
+                // Before anything is made or bound: a machine that cannot
+                // build the demo is told so, and no first start is spent.
+                demo::ensure_image().await?;
+            }
             let mut config = config_of(server);
             // The demo site's repository is a folder in the data directory.
             config.allow_local_repositories |= demo;
@@ -123,19 +126,12 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", jamstack_controller::config_reference::markdown());
             Ok(())
         }
-        Command::Token {
-            kind,
-            name,
-            data_dir,
-            database_url,
-        } => {
+        Command::Token { kind, name, store } => {
             let kind = match kind {
                 TokenChoice::Admin => TokenKind::Admin,
                 TokenChoice::Registration => TokenKind::Registration,
             };
-            let mut config = Config::new(data_dir);
-            config.database_url = database_url;
-            println!("{}", startup::mint_token(&config, kind, &name).await?);
+            println!("{}", startup::mint_token(&store.config(), kind, &name).await?);
             Ok(())
         }
         Command::HashPassword => {

@@ -48,8 +48,6 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         let db = Database::connect(&config.database_url()).await?;
-        let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
-        let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         if let Some(public) = &config.public_url {
             let parsed = url::Url::parse(public).ok();
             if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
@@ -103,6 +101,12 @@ impl Application {
             BlobStoreConfig::S3(s3) => Arc::new(S3BlobStore::connect(s3).await?),
         };
         tracing::info!(store = %blobs.describe(), "blob store ready");
+        // The first tokens are made last, once nothing else can fail: they
+        // are shown only by the start that makes them, so a start that made
+        // them and then failed (a port taken, a key unreadable, a bucket
+        // unreachable) would leave an admin token nobody ever saw.
+        let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
+        let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         let events = Events::default();
         let jobs_available = Arc::new(Notify::new());
         let push_batches = PushBatches::start(db.clone(), events.clone(), jobs_available.clone());

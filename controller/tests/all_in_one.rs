@@ -2,71 +2,53 @@
 //! the controller with its runner (a child process), builds the bundled sample site in
 //! Docker and serves it.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::process::Command;
+use support::{Controller, eventually};
 
 #[tokio::test]
-async fn up_with_demo_serves_the_built_sample_site_within_a_minute() {
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let output = data.path().join("stdout.txt");
-    let started = Instant::now();
-    let _controller = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_jamstack-controller"))
-            .args([
-                "up",
-                "--demo",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data.path().join("data"))
-            .stdout(std::fs::File::create(&output).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting jamstack-controller"),
+async fn up_with_demo_serves_the_built_sample_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut controller = Controller::start(
+        &[
+            "up",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+        |_| {},
     );
-    let http = reqwest::Client::new();
-    let page = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the demo site was not served within a minute; the command printed:\n{}",
-            std::fs::read_to_string(&output).unwrap_or_default()
-        );
-        let answer = http
-            .get(format!("http://127.0.0.1:{port}/"))
-            .header("Host", format!("demo.localhost:{port}"))
-            .send()
-            .await;
-        if let Ok(answer) = answer
-            && answer.status() == 200
-        {
-            break answer.text().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let url = controller.base_url().await;
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let (http, url, port) = (&reqwest::Client::new(), &url, &port);
+    let page = eventually(
+        "the demo site being served",
+        || controller.printed(),
+        || async move {
+            let answer = http
+                .get(format!("{url}/"))
+                .header("Host", format!("demo.localhost:{port}"))
+                .send()
+                .await
+                .ok()?;
+            if answer.status() != 200 {
+                return None;
+            }
+            answer.text().await.ok()
+        },
+    )
+    .await;
     assert!(page.contains("It works"), "{page}");
     assert!(page.contains("built inside a container"), "{page}");
 
-    let printed = std::fs::read_to_string(&output).unwrap();
+    let printed = controller.printed();
     for expected in [
+        "Demo image:    jamstack/busybox:1",
         "Admin token:   jsa_",
         &format!("http://demo.localhost:{port}/"),
         "Webhook:",
@@ -78,37 +60,22 @@ async fn up_with_demo_serves_the_built_sample_site_within_a_minute() {
 /// `serve`, then `connect` from another shell, as an operator would.
 #[tokio::test]
 async fn a_repository_connected_from_the_command_line_is_a_site_with_its_settings() {
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let output = data.path().join("stdout.txt");
-    let _controller = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_jamstack-controller"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data.path().join("data"))
-            .stdout(std::fs::File::create(&output).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting jamstack-controller"),
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut served = Controller::start(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+        |_| {},
     );
-    let started = Instant::now();
-    let admin_token = loop {
-        let printed = std::fs::read_to_string(&output).unwrap_or_default();
-        if let Some(token) = printed
-            .lines()
-            .find_map(|line| line.strip_prefix("Admin token:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        {
-            break token.to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "serve printed:\n{printed}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let controller = served.base_url().await;
+    let admin_token = served.printed_value("Admin token:").await;
 
-    let controller = format!("http://127.0.0.1:{port}");
     let connect = Command::new(env!("CARGO_BIN_EXE_jamstack-controller"))
         .args([
             "connect",

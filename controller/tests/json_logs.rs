@@ -1,55 +1,30 @@
 //! `--log-format json`: one JSON object per line, carrying the spans (and
 //! so the build id) an event happened in.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Controller, eventually};
 
 #[tokio::test]
 async fn json_logs_carry_the_build_id_on_the_span_of_the_queued_build() {
-    let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let output = data.path().join("stdout.txt");
-    let _controller = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_jamstack-controller"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data.path().join("data"))
-            .env("JAMSTACK_LOG_FORMAT", "json")
-            .env_remove("RUST_LOG")
-            .stdout(std::fs::File::create(&output).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting jamstack-controller"),
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut controller = Controller::start(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+        |command| {
+            command.env("JAMSTACK_LOG_FORMAT", "json").env_remove("RUST_LOG");
+        },
     );
-    let started = Instant::now();
-    let token = loop {
-        let printed = std::fs::read_to_string(&output).unwrap_or_default();
-        if let Some(token) = printed
-            .lines()
-            .find_map(|l| l.strip_prefix("Admin token:"))
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            break token.to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no admin token printed:\n{printed}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let url = controller.base_url().await;
+    let token = controller.printed_value("Admin token:").await;
+    let api = format!("{url}/api/v1");
     let http = reqwest::Client::new();
     let site = http
         .post(format!("{api}/sites"))
@@ -71,29 +46,29 @@ async fn json_logs_carry_the_build_id_on_the_span_of_the_queued_build() {
         .unwrap();
     let build_id = build["id"].as_i64().expect("a build id");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let printed = std::fs::read_to_string(&output).unwrap();
-        let events: Vec<serde_json::Value> = printed
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect();
-        let queued = events.iter().find(|e| e["message"] == "build queued");
-        if let Some(queued) = queued {
-            assert_eq!(queued["level"], "INFO");
-            let span = queued["spans"]
-                .as_array()
-                .and_then(|spans| spans.iter().find(|s| s["name"] == "queue_build"))
-                .unwrap_or_else(|| panic!("the event sits in the queue_build span: {queued}"));
-            assert_eq!(span["build_id"], build_id, "{queued}");
-            assert_eq!(span["site"], "logged", "{queued}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `build queued` event was logged:\n{printed}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let output = controller.output.clone();
+    let queued = eventually(
+        "a `build queued` event being logged",
+        || controller.printed(),
+        || {
+            let printed = std::fs::read_to_string(&output).unwrap();
+            let queued = printed
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+                })
+                .find(|e| e["message"] == "build queued");
+            std::future::ready(queued)
+        },
+    )
+    .await;
+    assert_eq!(queued["level"], "INFO");
+    let span = queued["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == "queue_build"))
+        .unwrap_or_else(|| panic!("the event sits in the queue_build span: {queued}"));
+    assert_eq!(span["build_id"], build_id, "{queued}");
+    assert_eq!(span["site"], "logged", "{queued}");
 }

@@ -29,7 +29,7 @@ mod processes;
 use helpers::{SiteRepo, TestApp};
 use jamstack_proto::{JobLease, JobOutcome, RegisterRequest};
 use jamstack_runner::client::ControllerClient;
-use processes::{ControllerProcess, free_port};
+use processes::ControllerProcess;
 use serde_json::json;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ fn knob(name: &str, default: u64) -> u64 {
 async fn main() {
     let work = tempfile::tempdir().expect("a work directory");
     println!("load before: {}", uptime());
-    let controller = ControllerProcess::start(work.path(), free_port(), None);
+    let controller = ControllerProcess::start(work.path(), None);
     // It listens before it prints its first tokens.
     let started = Instant::now();
     while !controller.process.printed().contains("Registration:") {
@@ -225,7 +225,13 @@ struct Nginx {
 impl Nginx {
     /// Debian's nginx serving `root` from disk, as a static host would.
     fn start(dir: &Path, root: &Path) -> Self {
-        let port = free_port();
+        // nginx cannot say which port it bound, so it is given one that was
+        // free a moment ago: the benchmark runs alone, with nobody to take
+        // it in between.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(prefix.join("logs")).unwrap();
         let conf = prefix.join("nginx.conf");

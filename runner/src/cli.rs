@@ -4,13 +4,16 @@
 
 use crate::docker::PullPolicy;
 use crate::logging::LogFormat;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Leases build jobs from a jamstack controller and runs them in Docker.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
+    /// Something other than running: without one, the runner runs.
+    #[command(subcommand)]
+    pub command: Option<RunnerCommand>,
     /// The controller's base URL.
     #[arg(
         long,
@@ -123,4 +126,25 @@ pub struct Args {
     /// line, with the span fields such as build_id) for log collectors.
     #[arg(long, env = "JAMSTACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunnerCommand {
+    /// Build images on this machine, for the Docker engine the runner uses.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build the demo site's image from this machine's static busybox
+    /// (Debian's busybox-static) when the engine lacks it; `up --demo` runs
+    /// this before it starts.
+    BuildDemo {
+        /// The tag to give it.
+        #[arg(long, default_value = crate::images::DEMO_IMAGE)]
+        tag: String,
+    },
 }

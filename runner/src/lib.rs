@@ -20,6 +20,7 @@ pub mod docker;
 pub mod egress;
 pub mod git;
 pub mod hash_cache;
+pub mod images;
 pub mod inside;
 pub mod job;
 pub mod log_format;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use jamstack_runner::cli::Args;
+use jamstack_runner::cli::{Args, ImagesCommand, RunnerCommand};
 use jamstack_runner::docker::Limits;
 use jamstack_runner::log_format::LogLimits;
 use jamstack_runner::{Runner, RunnerConfig};
@@ -11,6 +11,9 @@ async fn main() -> anyhow::Result<()> {
     jamstack_runner::install_tls_provider();
     let args = Args::parse();
     jamstack_runner::logging::init(args.log_format, "info");
+    if let Some(command) = args.command {
+        return run_command(command).await;
+    }
     let mut config = RunnerConfig::new(&args.controller, &args.token);
     config.registration_token = args.registration_token;
     config.labels = args.labels;
@@ -64,6 +67,24 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     Runner::start(config).await?.run_until(shutdown).await
+}
+
+async fn run_command(command: RunnerCommand) -> anyhow::Result<()> {
+    match command {
+        RunnerCommand::Images {
+            command: ImagesCommand::BuildDemo { tag },
+        } => {
+            use jamstack_runner::images::{BUSYBOX_PATHS, DemoImage, ensure_demo_image};
+            // `up --demo` shows these lines among its own, hence the label.
+            let say = |line: &str| println!("Demo image:    {line}");
+            let busybox: Vec<&std::path::Path> = BUSYBOX_PATHS.iter().map(std::path::Path::new).collect();
+            match ensure_demo_image(&tag, &busybox, &mut { say }).await? {
+                DemoImage::Present => say(&format!("{tag} is in the Docker engine")),
+                DemoImage::Built(took) => say(&format!("built {tag} in {:.1} s", took.as_secs_f64())),
+            }
+            Ok(())
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

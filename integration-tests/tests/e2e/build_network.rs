@@ -333,7 +333,7 @@ async fn a_private_host_the_site_allows_is_reachable_and_nothing_else_is() {
     // The opening was the job's own: it is closed once the job is over.
     app.wait_until_nothing_left().await;
     let opened = format!("-d {}/32", probe.private_address);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
     loop {
         let rules = Command::new("iptables")
             .args(["-w", "10", "-S", "JAMSTACK-EGRESS"])

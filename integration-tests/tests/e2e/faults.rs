@@ -1,9 +1,9 @@
 //! kill -9 on either side: nothing lost, nothing published twice.
 
-use crate::helpers::{SiteRepo, TestApp, fresh_postgres_database};
+use crate::helpers::{SiteRepo, TestApp, eventually, fresh_postgres_database};
 use crate::processes::{
-    ControllerProcess, free_port, remove_containers_of_runner, runner_work_dir, start_runner,
-    start_runner_with,
+    ControllerProcess, remove_containers_of_runner, runner_work_dir, start_runner, start_runner_with,
+    unique_name,
 };
 use std::time::{Duration, Instant};
 
@@ -15,28 +15,27 @@ async fn connect(app: &TestApp, name: &str, repo: &SiteRepo) {
 }
 
 async fn wait_for_log(app: &TestApp, build: i64, attempt: i64, needle: &str) {
-    let started = Instant::now();
-    while !app.attempt_log(build, attempt).await.contains(needle) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "attempt {attempt} of build {build} never printed {needle:?}:\n{}",
-            app.attempt_log(build, attempt).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("attempt {attempt} of build {build} printing {needle:?}"),
+        || async move {
+            let log = app.attempt_log(build, attempt).await;
+            if log.contains(needle) { Ok(()) } else { Err(log) }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_published() {
     let dir = tempfile::tempdir().unwrap();
-    let controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let controller = ControllerProcess::start(dir.path(), None);
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let registration = controller.printed_token("Registration:");
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
     connect(&app, "phoenix", &repo).await;
 
-    let doomed_name = format!("doomed-{}", free_port());
+    let doomed_name = unique_name("doomed");
     let mut doomed = start_runner(dir.path(), &controller.url(), &registration, &doomed_name);
     let build = app.trigger_build("phoenix", &sha).await;
     wait_for_log(&app, build, 1, "started").await;
@@ -47,7 +46,7 @@ async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_publish
         dir.path(),
         &controller.url(),
         &registration,
-        &format!("rescuer-{}", free_port()),
+        &unique_name("rescuer"),
     );
     let finished = app.wait_for_success(build).await;
     assert_eq!(finished["attempts"], 2, "{finished}");
@@ -86,7 +85,7 @@ async fn a_runner_killed_mid_build_is_replaced_and_exactly_one_deploy_is_publish
 #[tokio::test]
 async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a_new_runner_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let controller = ControllerProcess::start_up(dir.path(), free_port());
+    let controller = ControllerProcess::start_up(dir.path());
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
@@ -129,28 +128,23 @@ async fn a_build_that_kills_the_runner_of_up_leaves_the_controller_serving_and_a
 #[tokio::test]
 async fn the_runner_of_up_stops_when_its_controller_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut controller = ControllerProcess::start_up(dir.path(), free_port());
-    let started = Instant::now();
-    let runner = loop {
-        if let [runner] = controller.children()[..] {
-            break runner;
+    let mut controller = ControllerProcess::start_up(dir.path());
+    let up = &controller;
+    let runner = eventually("`up` starting its runner process", || async move {
+        match up.children()[..] {
+            [runner] => Ok(runner),
+            _ => Err(up.process.printed()),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "`up` started no runner process:\n{}",
-            controller.process.printed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     controller.kill();
-    let killed = Instant::now();
-    while std::path::Path::new(&format!("/proc/{runner}")).exists() {
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "the runner outlived its controller"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the runner stopping with its killed controller", || async move {
+        match std::path::Path::new(&format!("/proc/{runner}")).exists() {
+            true => Err(format!("process {runner} still runs")),
+            false => Ok(()),
+        }
+    })
+    .await;
 }
 
 /// SIGTERM to `up` (systemd stopping it) stops its runner first, while the
@@ -159,7 +153,7 @@ async fn the_runner_of_up_stops_when_its_controller_is_killed() {
 #[tokio::test]
 async fn stopping_up_with_sigterm_hands_the_running_build_back_before_the_controller_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let mut controller = ControllerProcess::start_up(dir.path(), free_port());
+    let mut controller = ControllerProcess::start_up(dir.path());
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("jamstack.toml", SLOW_BUILD)], "slow");
@@ -175,15 +169,12 @@ async fn stopping_up_with_sigterm_hands_the_running_build_back_before_the_contro
         .status()
         .unwrap();
     assert!(status.success());
-    let started = Instant::now();
-    while controller.process.is_running() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "`up` did not stop after SIGTERM:\n{}",
-            controller.process.printed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("`up` stopping after SIGTERM", || {
+        let stopped = !controller.process.is_running();
+        let printed = controller.process.printed();
+        async move { if stopped { Ok(()) } else { Err(printed) } }
+    })
+    .await;
     assert!(
         !std::path::Path::new(&format!("/proc/{}", runner[0])).exists(),
         "the runner stopped with the controller"
@@ -200,7 +191,7 @@ async fn stopping_up_with_sigterm_hands_the_running_build_back_before_the_contro
 #[tokio::test]
 async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let mut controller = ControllerProcess::start(dir.path(), None);
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let registration = controller.printed_token("Registration:");
     let repo = SiteRepo::new();
@@ -214,7 +205,7 @@ async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finish
         dir.path(),
         &controller.url(),
         &registration,
-        &format!("steady-{}", free_port()),
+        &unique_name("steady"),
     );
 
     let build = app.trigger_build("steady", &sha).await;
@@ -270,7 +261,7 @@ fn spool_files(work_dir: &std::path::Path) -> Vec<(String, String)> {
 async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_arrives_once_it_is_back() {
     const SECRET: &str = "spool-secret-5b1f0c";
     let dir = tempfile::tempdir().unwrap();
-    let mut controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let mut controller = ControllerProcess::start(dir.path(), None);
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let registration = controller.printed_token("Registration:");
     let repo = SiteRepo::new();
@@ -281,7 +272,7 @@ async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_ar
     let sha = repo.commit(&[("jamstack.toml", &toml)], "patient");
     connect(&app, "patient", &repo).await;
     app.set_env("patient", "DEPLOY_KEY", SECRET, true).await;
-    let name = format!("patient-{}", free_port());
+    let name = unique_name("patient");
     // The runner gives up on a call after one second: the outage below is
     // far longer than any retry of a single batch would cover.
     let _runner = start_runner_with(
@@ -299,25 +290,25 @@ async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_ar
 
     // The build goes on without its controller: its output reaches the
     // spool on disk, masked.
-    let work_dir = runner_work_dir(dir.path(), &name);
-    loop {
-        let spools = spool_files(&work_dir);
-        if spools
-            .iter()
-            .any(|(_, text)| text.contains("line 49 of the build"))
-        {
-            assert!(
-                spools.iter().all(|(_, text)| !text.contains(SECRET)),
-                "the spool holds the secret: {spools:?}"
-            );
-            break;
-        }
-        assert!(
-            down.elapsed() < Duration::from_secs(30),
-            "the build did not go on printing into the spool while the controller was down: {spools:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let work_dir = &runner_work_dir(dir.path(), &name);
+    let spools = eventually(
+        "the build going on printing into the spool while the controller is down",
+        || async move {
+            let spools = spool_files(&work_dir);
+            match spools
+                .iter()
+                .any(|(_, text)| text.contains("line 49 of the build"))
+            {
+                true => Ok(spools),
+                false => Err(format!("{spools:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        spools.iter().all(|(_, text)| !text.contains(SECRET)),
+        "the spool holds the secret: {spools:?}"
+    );
     // Down for longer than the lease (6 s) and many times the runner's
     // retry window.
     if let Some(rest) = Duration::from_secs(9).checked_sub(down.elapsed()) {
@@ -349,8 +340,8 @@ async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_ar
 async fn two_controllers_on_postgres_with_four_runners_build_200_jobs_each_published_once() {
     let dir = tempfile::tempdir().unwrap();
     let database = fresh_postgres_database().await;
-    let first = ControllerProcess::start(dir.path(), free_port(), Some(&database));
-    let second = ControllerProcess::start(dir.path(), free_port(), Some(&database));
+    let first = ControllerProcess::start(dir.path(), Some(&database));
+    let second = ControllerProcess::start(dir.path(), Some(&database));
     let admin = first.printed_token("Admin token:");
     let registration = first.printed_token("Registration:");
     let apps = [
@@ -364,7 +355,7 @@ async fn two_controllers_on_postgres_with_four_runners_build_200_jobs_each_publi
                 dir.path(),
                 &controller.url(),
                 &registration,
-                &format!("pool-{i}-{}", free_port()),
+                &unique_name(&format!("pool-{i}")),
             )
         })
         .collect();
@@ -421,31 +412,26 @@ async fn two_controllers_on_postgres_with_four_runners_build_200_jobs_each_publi
 #[tokio::test]
 async fn a_revoked_runner_is_refused_and_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let controller = ControllerProcess::start(dir.path(), free_port(), None);
+    let controller = ControllerProcess::start(dir.path(), None);
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
     let registration = controller.printed_token("Registration:");
-    let name = format!("revocable-{}", free_port());
+    let name = unique_name("revocable");
     let mut runner = start_runner(dir.path(), &controller.url(), &registration, &name);
 
-    let started = Instant::now();
-    let id = loop {
-        let runners = app.get_json("/runners").await;
-        if let Some(r) = runners
+    let (api, name, runner_ref) = (&app, &name, &runner);
+    let registered = eventually("the runner registering", || async move {
+        let runners = api.get_json("/runners").await;
+        runners
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["name"] == name.as_str())
-        {
-            assert_eq!(r["labels"], serde_json::json!([]));
-            break r["id"].as_i64().unwrap();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the runner never registered:\n{}",
-            runner.printed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            .cloned()
+            .ok_or_else(|| format!("{runners}\n{}", runner_ref.printed()))
+    })
+    .await;
+    assert_eq!(registered["labels"], serde_json::json!([]));
+    let id = registered["id"].as_i64().unwrap();
     let token_file = dir.path().join(format!("runner-{name}/runner-token"));
     let token = std::fs::read_to_string(&token_file).expect("the runner keeps its token");
     assert!(token.starts_with("jsr_"));
@@ -459,14 +445,12 @@ async fn a_revoked_runner_is_refused_and_stops() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
-    let started = Instant::now();
-    while runner.is_running() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the revoked runner kept running"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the revoked runner stopping", || {
+        let stopped = !runner.is_running();
+        let printed = runner.printed();
+        async move { if stopped { Ok(()) } else { Err(printed) } }
+    })
+    .await;
     assert!(
         runner.printed().contains("revoked"),
         "it says why:\n{}",

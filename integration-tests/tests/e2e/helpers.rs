@@ -18,6 +18,28 @@ use tempfile::TempDir;
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
+pub use crate::processes::PATIENCE;
+
+/// Polls `check` every 100 ms until it gives `Ok`; past [`PATIENCE`], fails
+/// saying `what` never happened and the last thing `check` said (`Err`:
+/// how things stood). The one way the tests wait for something.
+pub async fn eventually<T, F>(what: &str, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(state) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} did not happen within {PATIENCE:?}:\n{state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub struct TestApp {
     pub base_url: String,
     pub port: u16,
@@ -639,18 +661,11 @@ impl TestApp {
 
     /// Waits until the build's log contains `needle`; returns the log.
     pub async fn wait_for_log(&self, id: i64, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually(&format!("build {id}'s log showing `{needle}`"), || async move {
             let log = self.build_log(id).await;
-            if log.contains(needle) {
-                return log;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "build {id}'s log never showed `{needle}`:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if log.contains(needle) { Ok(log) } else { Err(log) }
+        })
+        .await
     }
 
     /// What this test's in-process runner has on the Docker engine.
@@ -661,18 +676,16 @@ impl TestApp {
     /// Waits (a few seconds at most: the runner cleans up right after it
     /// reports a build) until the runner has nothing left on the engine.
     pub async fn wait_until_nothing_left(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = self.runner_leftovers();
-            if left.is_empty() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the build left Docker objects behind: {left:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            "the runner removing what the build left on Docker",
+            || async move {
+                match self.runner_leftovers() {
+                    left if left.is_empty() => Ok(()),
+                    left => Err(format!("{left:?}")),
+                }
+            },
+        )
+        .await
     }
 
     pub async fn build_log(&self, id: i64) -> String {
@@ -685,20 +698,16 @@ impl TestApp {
 
     /// Waits for a build to end and returns it.
     pub async fn wait_for_build(&self, id: i64) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
+        eventually(&format!("build {id} ending"), || async move {
             let build = self.build(id).await;
             let state = build["state"].as_str().unwrap_or("");
             if matches!(state, "succeeded" | "failed" | "cancelled" | "skipped") {
-                return build;
+                Ok(build)
+            } else {
+                Err(format!("it is {state}: {build}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "build {id} did not finish in 2 minutes; it is {state}. Log:\n{}",
-                self.build_log(id).await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Waits for a build and insists it succeeded, showing the log if not.
@@ -773,25 +782,22 @@ impl TestApp {
 
     /// Waits until the metrics hold `line` (a name with labels and a value).
     pub async fn wait_for_metric(&self, line: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(&format!("the metrics showing `{line}`"), || async move {
             let text = self.metrics().await;
             if text.lines().any(|l| l == line) {
-                return text;
+                Ok(text)
+            } else {
+                Err(text)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the metrics never showed `{line}`:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Visits `path` accepting only `encoding` until the edge answers in it:
     /// compressed variants are made just after a deploy goes live, which
     /// serves its files as they are until then. Fails after 30 seconds.
     pub async fn wait_for_encoding(&self, label: &str, path: &str, encoding: &str) -> Page {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + crate::processes::PATIENCE;
         loop {
             let page = self
                 .visit_with(label, path, &[("Accept-Encoding", encoding)])
@@ -1418,7 +1424,7 @@ impl Browser {
     }
 
     pub async fn wait_for_path(&self, path: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
         while self.path().await != path {
             assert!(
                 tokio::time::Instant::now() < deadline,

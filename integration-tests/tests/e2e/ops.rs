@@ -205,7 +205,7 @@ async fn start_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Received>>>) 
 }
 
 async fn wait_for_requests(received: &Arc<Mutex<Vec<Received>>>, count: usize) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
     loop {
         let now = received.lock().unwrap().clone();
         if now.len() >= count {
@@ -399,7 +399,7 @@ async fn a_failing_receiver_is_retried_with_the_same_delivery_id_until_it_answer
         assert!(signature_is_valid("a shared secret of ours", request));
     }
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
     let log = loop {
         let log = app.notification_deliveries("flaky", &hook).await;
         if log.first().is_some_and(|d| d["state"] == "delivered") || tokio::time::Instant::now() > deadline {
@@ -490,12 +490,11 @@ async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_re
     config.notifications.timeout = Duration::from_secs(1);
     config.notifications.allow_private_targets = true;
     config.allow_local_repositories = true;
-    // Nothing listens on the receiver's port yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The receiver's port is held, bound but not listening, so calls to it
+    // are refused until it listens, and no other process can take it.
+    let receiver_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    receiver_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = receiver_socket.local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/hook");
 
     let first = jamstack_controller::Application::build(config.clone())
@@ -512,7 +511,7 @@ async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_re
         .add_notification_hook("restarted", json!({"url": url, "events": ["deploy.locked"]}))
         .await;
     app.lock_publishing("restarted").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
     loop {
         let log = app.notification_deliveries("restarted", &hook).await;
         if log.first().is_some_and(|d| d["attempts"].as_i64() >= Some(2)) {
@@ -544,7 +543,7 @@ async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_re
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = receiver_socket.listen(64).unwrap();
     tokio::spawn(async move { axum::serve(listener, receiver).await });
     let second = jamstack_controller::Application::build(config).await.unwrap();
     let app = TestApp::of(second.base_url(), &app.admin_token);
@@ -552,7 +551,7 @@ async fn a_pending_notification_is_sent_by_the_controller_that_starts_after_a_re
 
     let requests = wait_for_requests(&received, 1).await;
     assert_eq!(requests[0].headers["x-jamstack-event"], "deploy.locked");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
     loop {
         let log = app.notification_deliveries("restarted", &hook).await;
         if log[0]["state"] == "delivered" {

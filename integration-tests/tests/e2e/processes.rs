@@ -2,9 +2,9 @@
 //! tests that kill them. `./scripts/test.sh` builds the binaries before the
 //! tests run.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A binary of this workspace, next to the test executable's folder.
@@ -23,12 +23,37 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A name no other test of this run gives a runner (runners' containers
+/// are labelled with it).
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How long a start, a build or a recovery may take before a test gives up
+/// waiting: generous, since parallel Docker builds on two cores are slow,
+/// and a deadline only turns a hang into a failure; it measures nothing.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Polls `check` every 50 ms until it gives `Ok`; past [`PATIENCE`], fails
+/// saying `what` never happened and the last thing `check` said (`Err`:
+/// how things stood).
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within {PATIENCE:?}:\n{state}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -84,30 +109,35 @@ fn spawn(binary: &Path, args: &[String], output: PathBuf) -> Process {
 
 pub struct ControllerProcess {
     pub process: Process,
+    /// The port it listens on: picked by the controller on its first start
+    /// (`--listen 127.0.0.1:0`, so no other process can take it between a
+    /// test choosing it and the controller binding it), kept on restarts.
     pub port: u16,
     args: Vec<String>,
     dir: PathBuf,
+    /// Names this controller's logs apart from others' in the same folder.
+    name: String,
     starts: usize,
 }
 
 impl ControllerProcess {
-    /// `jamstack-controller serve` on `port`, with a short lease so lost
-    /// runners are noticed in seconds.
-    pub fn start(dir: &Path, port: u16, database_url: Option<&str>) -> Self {
-        Self::start_command("serve", dir, port, database_url)
+    /// `jamstack-controller serve`, with a short lease so lost runners are
+    /// noticed in seconds.
+    pub fn start(dir: &Path, database_url: Option<&str>) -> Self {
+        Self::start_command("serve", dir, database_url)
     }
 
     /// `jamstack-controller up`: the controller and its runner, a child
     /// process of its own.
-    pub fn start_up(dir: &Path, port: u16) -> Self {
-        Self::start_command("up", dir, port, None)
+    pub fn start_up(dir: &Path) -> Self {
+        Self::start_command("up", dir, None)
     }
 
-    fn start_command(command: &str, dir: &Path, port: u16, database_url: Option<&str>) -> Self {
+    fn start_command(command: &str, dir: &Path, database_url: Option<&str>) -> Self {
         let mut args: Vec<String> = [
             command,
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--data-dir",
             dir.join("data").to_str().unwrap(),
             "--lease-seconds",
@@ -123,18 +153,23 @@ impl ControllerProcess {
         if let Some(url) = database_url {
             args.extend(["--database-url".to_owned(), url.to_owned()]);
         }
+        let name = unique_name("controller");
         let mut controller = ControllerProcess {
             process: spawn(
                 &binary("jamstack-controller"),
                 &args,
-                dir.join(format!("controller-{port}-0.log")),
+                dir.join(format!("{name}-0.log")),
             ),
-            port,
+            port: 0,
             args,
             dir: dir.to_path_buf(),
+            name,
             starts: 1,
         };
-        controller.wait_until_up();
+        controller.port = controller.wait_until_up();
+        // Started again, it listens where its runners and tests know it.
+        let listen = controller.args.iter().position(|a| a == "--listen").unwrap() + 1;
+        controller.args[listen] = format!("127.0.0.1:{}", controller.port);
         controller
     }
 
@@ -142,49 +177,38 @@ impl ControllerProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn wait_until_up(&mut self) {
-        let started = Instant::now();
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+    /// Waits until the controller says where it listens, which it does once
+    /// its listener is bound; returns the port.
+    fn wait_until_up(&mut self) -> u16 {
+        let process = &mut self.process;
+        eventually("the controller's start", || {
+            let printed = process.printed();
+            let port = printed
+                .lines()
+                .find_map(|line| line.strip_prefix("Controller:"))
+                .and_then(|rest| rest.trim().rsplit(':').next()?.parse().ok());
+            match port {
+                Some(port) => Ok(port),
+                None if process.is_running() => Err(printed),
+                None => panic!("the controller exited:\n{printed}"),
             }
-            assert!(
-                self.process.is_running(),
-                "the controller exited:\n{}",
-                self.process.printed()
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the controller did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// A token the controller printed on its first start (`Admin token:`,
-    /// `Registration:`).
-    /// The port may open a moment before the line is written: the log is
-    /// read again for a few seconds.
+    /// `Registration:`), a line or two after its address.
     pub fn printed_token(&self, label: &str) -> String {
-        let first = self.dir.join(format!("controller-{}-0.log", self.port));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let file = std::fs::File::open(&first).unwrap();
-            let found = BufReader::new(file)
+        let first = self.dir.join(format!("{}-0.log", self.name));
+        eventually(&format!("the controller printing `{label}`"), || {
+            let printed = std::fs::read_to_string(&first).unwrap_or_default();
+            printed
                 .lines()
-                .map_while(Result::ok)
                 .find_map(|line| {
                     line.strip_prefix(label)
                         .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-                });
-            match found {
-                Some(token) => return token,
-                None if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                None => panic!("the controller printed no `{label}` line"),
-            }
-        }
+                })
+                .ok_or(printed)
+        })
     }
 
     /// The processes the controller started that are alive now (for `up`,
@@ -221,12 +245,11 @@ impl ControllerProcess {
 
     /// Starts a killed controller again on the same port and data.
     pub fn start_again(&mut self) {
-        let output = self
-            .dir
-            .join(format!("controller-{}-{}.log", self.port, self.starts));
+        let output = self.dir.join(format!("{}-{}.log", self.name, self.starts));
         self.starts += 1;
         self.process = spawn(&binary("jamstack-controller"), &self.args, output);
-        self.wait_until_up();
+        let port = self.wait_until_up();
+        assert_eq!(port, self.port, "started again on its port");
     }
 }
 

@@ -78,7 +78,7 @@ async fn a_runner_killed_mid_build_removes_what_it_left_when_it_starts_again_and
     ]);
 
     let second = RunnerProcess::start(&app, &token, &name, work.path(), &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + crate::processes::PATIENCE;
     loop {
         let now: Vec<String> = docker_objects_labelled("org.jamstack.runner", &name);
         let remaining: Vec<&String> = left.iter().filter(|o| now.contains(o)).collect();
@@ -122,7 +122,7 @@ async fn a_runner_stopped_with_sigterm_mid_build_removes_the_build_hands_it_back
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + crate::processes::PATIENCE;
     let exit = loop {
         if let Some(exit) = runner.child.try_wait().unwrap() {
             break exit;

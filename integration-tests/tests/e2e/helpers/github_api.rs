@@ -208,10 +208,10 @@ impl FakeGitHub {
         self.lock().failures.insert(kind, times);
     }
 
-    /// Waits until `done` holds, or fails the test after 30 s saying what
+    /// Waits until `done` holds, or fails the test after a while saying what
     /// was awaited and what GitHub was sent.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&FakeGitHub) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
         while !done(self) {
             if tokio::time::Instant::now() > deadline {
                 let sent: Vec<String> = self
@@ -219,10 +219,7 @@ impl FakeGitHub {
                     .iter()
                     .map(|r| format!("{} {} {}", r.method, r.path, r.body))
                     .collect();
-                panic!(
-                    "GitHub never saw {what} in 30 s; it was sent:\n{}",
-                    sent.join("\n")
-                );
+                panic!("GitHub never saw {what}; it was sent:\n{}", sent.join("\n"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
