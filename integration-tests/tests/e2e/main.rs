@@ -13,6 +13,7 @@ mod build_limits;
 mod build_network;
 mod cli;
 mod dashboard;
+mod executors;
 mod failures;
 mod faults;
 mod github;
