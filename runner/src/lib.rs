@@ -402,6 +402,7 @@ async fn connect_executor(config: &RunnerConfig) -> Result<Box<dyn Executor>, St
         allow_private_networks: config.allow_private_networks,
         helper_image: config.helper_image.clone(),
         egress_rules: true,
+        sigkill_means_out_of_memory: false,
     };
     Ok(match config.executor {
         ExecutorKind::Docker => Box::new(DockerExecutor::connect(settings).await?),

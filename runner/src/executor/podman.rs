@@ -15,6 +15,10 @@
 //!   unless the runner allows private networks, with a message saying so.
 //!   Each job still gets a network of its own, so builds cannot reach each
 //!   other.
+//! - Podman does not say a container was killed out of memory when the
+//!   kernel killed a process other than its first (the init process), so a
+//!   step killed by SIGKILL that the runner did not stop counts as out of
+//!   memory.
 //! - Images are the service user's own: `scripts/start-podman.sh` loads
 //!   the build images into its storage (`docker save | podman load`).
 
@@ -62,6 +66,7 @@ impl PodmanExecutor {
         );
         let settings = DockerSettings {
             egress_rules: false,
+            sigkill_means_out_of_memory: true,
             ..settings
         };
         Ok(PodmanExecutor {

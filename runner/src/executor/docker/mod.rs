@@ -47,6 +47,11 @@ pub struct DockerSettings {
     /// private networks; without, builds with a network of their own are
     /// refused unless the runner allows private networks.
     pub egress_rules: bool,
+    /// Whether a step killed by SIGKILL that nobody asked to stop counts as
+    /// out of memory: for engines that do not report the kernel's OOM kill
+    /// of a process other than the container's first, which with an init
+    /// process is every build process (Podman).
+    pub sigkill_means_out_of_memory: bool,
 }
 
 /// Jobs on a Docker engine.
@@ -455,7 +460,18 @@ impl Workspace for DockerWorkspace {
         stop: &CancellationToken,
         grace: Duration,
     ) -> Result<(Exit, Duration), ExecutorError> {
-        self.engine.run(&step.0, output, stop, grace).await
+        let (exit, start) = self.engine.run(&step.0, output, stop, grace).await?;
+        Ok(match exit {
+            // 128 + SIGKILL; the runner's own stops end `Exit::Stopped`.
+            Exit::Code { code: 137, .. } if self.settings.sigkill_means_out_of_memory => (
+                Exit::Code {
+                    code: 137,
+                    oom_killed: true,
+                },
+                start,
+            ),
+            exit => (exit, start),
+        })
     }
 
     async fn copy_out(
