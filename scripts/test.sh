@@ -4,7 +4,8 @@
 #
 #   ./scripts/test.sh
 #
-# Needs: a running Docker engine, root (or the packages already installed),
+# Needs: a running Docker engine, root (or the packages already installed;
+# Podman's service is started by scripts/start-podman.sh),
 # and ../shared/fixtures beside the repository (real GitHub webhook payloads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +69,11 @@ python3 -c "import openapi_spec_validator" >/dev/null 2>&1 \
 
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
+
+step "Starting Podman's API service (the runner's core tests run on Docker and on Podman)"
+# Installs podman from Debian, makes the user jamstack-podman and loads the
+# build images into its storage; rootless where the host has cgroup v2.
+./scripts/start-podman.sh
 
 step "Starting PostgreSQL (the store tests run on SQLite and on PostgreSQL)"
 ./scripts/start-postgres.sh

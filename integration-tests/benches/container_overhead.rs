@@ -3,7 +3,7 @@
 //! Run: `cargo bench -p integration-tests --bench container_overhead`.
 //!
 //! "Ours" is the sequence `job.rs` runs for every build, through the same
-//! `docker.rs` calls: the scratch cache volume, the source packed and
+//! `executor/docker/engine.rs` calls: the scratch cache volume, the source packed and
 //! streamed in through the archive API, create with every limit, attach +
 //! start + stream output + wait; the job's own network is made while the
 //! source is fetched, and the container, volume and network are removed
@@ -15,7 +15,9 @@
 //! the peer, or at most 150 ms more.
 
 use jamstack_runner::build_log::LogItem;
-use jamstack_runner::docker::{self, ContainerSpec, Engine, Limits, Network, VolumeMount, labels};
+use jamstack_runner::executor::docker::engine::{ContainerSpec, Engine, Network, VolumeMount};
+use jamstack_runner::executor::image::PullPolicy;
+use jamstack_runner::executor::{Limits, labels, source};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +30,7 @@ const ROUNDS: usize = 20;
 async fn main() {
     let engine = Engine::connect().await.expect("a running Docker engine");
     engine
-        .ensure_image(IMAGE, docker::PullPolicy::Never)
+        .ensure_image(IMAGE, PullPolicy::Never)
         .await
         .expect("jamstack/busybox:1: run scripts/build-images.sh first");
     let source = tempfile::tempdir().unwrap();
@@ -120,7 +122,7 @@ async fn our_step(
     engine.create_volume(&scratch, &labels).await.unwrap();
     laps.lap("volume");
     let tar = work.join(format!("{name}.tar"));
-    docker::write_workspace_tar(source, &["cache"], &tar).unwrap();
+    source::write_workspace_tar(source, &["cache"], &tar).unwrap();
     laps.lap("pack");
     let spec = ContainerSpec {
         name: name.clone(),

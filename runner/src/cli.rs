@@ -2,12 +2,13 @@
 //! variable. `main.rs` turns it into a [`crate::RunnerConfig`]; the
 //! controller's `config_reference` documents it.
 
-use crate::docker::PullPolicy;
+use crate::executor::ExecutorKind;
+use crate::executor::image::PullPolicy;
 use crate::logging::LogFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Leases build jobs from a jamstack controller and runs them in Docker.
+/// Leases build jobs from a jamstack controller and runs them in Docker or Podman.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -117,6 +118,17 @@ pub struct Args {
     /// cannot install them refuses builds with network until this is given.
     #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_NETWORKS")]
     pub allow_private_networks: bool,
+    /// What runs the builds' containers: the Docker engine (DOCKER_HOST or
+    /// the local socket), or Podman's API service on --podman-socket
+    /// (rootless where the host has cgroup v2; see scripts/start-podman.sh).
+    /// On Podman, builds with network are refused unless
+    /// --allow-private-networks is given: the firewall rules that keep
+    /// builds off private networks hook Docker's bridges only.
+    #[arg(long, env = "JAMSTACK_RUNNER_EXECUTOR", value_enum, default_value_t = ExecutorKind::Docker)]
+    pub executor: ExecutorKind,
+    /// The unix socket of Podman's API service, for --executor podman.
+    #[arg(long, env = "JAMSTACK_PODMAN_SOCKET", default_value = crate::executor::podman::DEFAULT_SOCKET)]
+    pub podman_socket: PathBuf,
     /// Seconds a call to the controller retries while the controller cannot
     /// be reached (waiting for work, connecting). A running job waits for
     /// its controller as long as it takes, its log kept on disk meanwhile.

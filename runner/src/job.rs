@@ -2,25 +2,26 @@
 //! save the cache, report. A build that fails is an outcome reported to the
 //! controller, never an error of the runner.
 //!
-//! Whatever ends a job (success, failure, cancel, timeout, a lost lease,
-//! the runner shutting down), every container, volume and network it made
-//! is removed by [`Debris::clear`], which no stop signal interrupts.
+//! The job speaks to its engine only through an [`Executor`] and the
+//! job's [`Workspace`] on it. Whatever ends a job (success, failure,
+//! cancel, timeout, a lost lease, the runner shutting down), everything it
+//! made there is removed by [`Workspace::clean_up`], which no stop signal
+//! interrupts.
 
 use crate::RunnerConfig;
 use crate::build_log::BuildLog;
-use crate::cache::{self, CACHE_DIR, CACHE_ENV, CacheVolume, HelperSettings, Saved};
 use crate::client::{ClientError, ControllerClient};
-use crate::docker::{
-    self, ContainerSpec, Engine, Exit, ImageReady, Limits, Network, VolumeMount, WORKSPACE, labels,
+use crate::executor::cache::{CACHE_DIR, CACHE_ENV, CacheVolume, Saved};
+use crate::executor::{
+    Executor, Exit, ImageReady, JobIds, JobNetwork, Limits, StepSpec, WORKSPACE, Workspace, image,
+    private_hosts, source,
 };
-use crate::egress;
 use crate::git;
 use crate::inside;
 use crate::masking::Masker;
 use crate::site_config::{self, BuildSettings};
 use crate::upload::{self, UploadError};
 use jamstack_proto::{BuildNetwork, CommitInfo, JobLease, JobOutcome, SiteBuildSettings, StepTiming};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ pub const JOB_DIR_PREFIX: &str = "jamstack-job-";
 #[derive(Debug)]
 pub struct JobContext<'a> {
     pub client: &'a ControllerClient,
-    pub engine: &'a Engine,
+    pub executor: &'a dyn Executor,
     pub config: &'a RunnerConfig,
     /// The runner instance, for the labels of what the job makes.
     pub instance: &'a str,
@@ -132,28 +133,12 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
         log.say(&note).await;
     }
     let started = Instant::now();
-    let mut debris = Debris::new(ctx.engine.clone());
     // The job's network is made while the source is fetched.
-    let mut network = JobNetwork::start(ctx, &lease);
-    if let Some(network) = &network {
-        debris.networks.push(network.name.clone());
-    }
+    let workspace = ctx
+        .executor
+        .open(job_ids(ctx, &lease), lease.settings.network == BuildNetwork::Off);
     let mut timings = Timings::default();
-    let ended = build(
-        ctx,
-        &lease,
-        &log,
-        &stop,
-        &mut debris,
-        &mut network,
-        timeout,
-        &mut timings,
-    )
-    .await;
-    if let Some(network) = &mut network {
-        // Settled before cleanup, so it cannot appear after its removal.
-        let _ = network.ready().await;
-    }
+    let ended = build(ctx, &lease, &log, &stop, workspace.as_ref(), timeout, &mut timings).await;
     watchdog.abort();
     shutdown_watch.abort();
     let elapsed = format_duration(started.elapsed());
@@ -223,7 +208,7 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
     // Removal comes after the report, off the build's time, but before the
     // runner takes another job; no stop signal interrupts it.
     let cleanup = Instant::now();
-    debris.clear().await;
+    workspace.clean_up().await;
     tracing::debug!(job = lease.job_id, took = ?cleanup.elapsed(), "job cleaned up");
 }
 
@@ -234,62 +219,6 @@ pub fn job_object_name(lease: &JobLease) -> String {
     format!("jamstack-job-{}-{lease_part}", lease.job_id)
 }
 
-/// A bridge network of the job's own, so concurrent builds cannot reach
-/// each other or other containers on the default bridge. It is made in the
-/// background from the job's start.
-#[derive(Debug)]
-pub struct JobNetwork {
-    pub name: String,
-    /// The host interface, named for the egress rules while they apply.
-    pub bridge: Option<String>,
-    making: Option<tokio::task::JoinHandle<Result<(), docker::DockerError>>>,
-    made: Option<Result<(), NetworkError>>,
-}
-
-/// Why a job's network was not made.
-#[derive(Debug, Clone)]
-enum NetworkError {
-    /// Docker has no address space left for another network.
-    PoolExhausted(String),
-    Other(String),
-}
-
-impl JobNetwork {
-    fn start(ctx: &JobContext<'_>, lease: &JobLease) -> Option<Self> {
-        if !ctx.config.network_per_job || lease.settings.network == BuildNetwork::Off {
-            return None;
-        }
-        let name = job_object_name(lease);
-        let bridge = (!ctx.config.allow_private_networks).then(|| egress::bridge_name(&name));
-        let (engine, labels) = (ctx.engine.clone(), job_labels(ctx, lease, "network"));
-        let making = tokio::spawn({
-            let (name, bridge) = (name.clone(), bridge.clone());
-            async move { engine.create_network(&name, bridge.as_deref(), &labels).await }
-        });
-        Some(JobNetwork {
-            name,
-            bridge,
-            making: Some(making),
-            made: None,
-        })
-    }
-
-    /// Waits until the network is made; the error says why it was not.
-    async fn ready(&mut self) -> Result<(), NetworkError> {
-        if let Some(making) = self.making.take() {
-            self.made = Some(match making.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) if e.is_address_pool_exhausted() => {
-                    Err(NetworkError::PoolExhausted(e.to_string()))
-                }
-                Ok(Err(e)) => Err(NetworkError::Other(e.to_string())),
-                Err(e) => Err(NetworkError::Other(format!("making the network crashed: {e}"))),
-            });
-        }
-        self.made.clone().unwrap_or(Ok(()))
-    }
-}
-
 /// Puts the network policy in place for a build's container on `network`
 /// and says in the log what the build may reach: nothing (the site turned
 /// its network off), everything (the runner allows private networks), or
@@ -297,36 +226,38 @@ impl JobNetwork {
 /// stay open until the returned allowance is revoked. A runner that cannot
 /// enforce the policy refuses the build and says what to do.
 async fn keep_off_private_networks(
-    config: &RunnerConfig,
+    ctx: &JobContext<'_>,
     lease: &JobLease,
-    network: &Network,
-    bridge: Option<&str>,
+    network: &JobNetwork,
+    workspace: &dyn Workspace,
     log: &BuildLog,
-) -> Result<Option<egress::Allowance>, Ended> {
-    if *network == Network::Off {
+) -> Result<(), Ended> {
+    if *network == JobNetwork::Off {
         log.say("Network: off (the site's setting); the build reaches nothing, not even DNS")
             .await;
-        return Ok(None);
+        return Ok(());
     }
-    if config.allow_private_networks {
+    if ctx.config.allow_private_networks {
         log.say(
             "\x1b[33mNetwork: unrestricted; this runner lets builds reach its host and private networks \
              (--allow-private-networks)\x1b[0m",
         )
         .await;
-        return Ok(None);
+        return Ok(());
     }
-    let Some(bridge) = bridge else {
+    if *network == JobNetwork::Shared {
         return Err(failed(
             None,
-            "this runner runs builds on Docker's default bridge (--network-per-job=false), where it cannot \
-             keep them off its host and private networks; run it with --network-per-job=true, turn the \
-             site's build network off, or accept the risk with --allow-private-networks"
-                .to_owned(),
+            format!(
+                "this runner runs builds on {}'s default bridge (--network-per-job=false), where it cannot \
+                 keep them off its host and private networks; run it with --network-per-job=true, turn the \
+                 site's build network off, or accept the risk with --allow-private-networks",
+                ctx.executor.engine_name()
+            ),
         ));
-    };
-    if let Err(e) = egress::ensure().await {
-        return Err(failed(None, e.to_string()));
+    }
+    if let Err(e) = workspace.hold_off_private_networks().await {
+        return Err(failed(None, e));
     }
     log.say(
         "Network: public internet only; the runner's host, private networks and link-local addresses \
@@ -334,16 +265,16 @@ async fn keep_off_private_networks(
     )
     .await;
     if lease.settings.private_hosts.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
-    let (nets, notes) = egress::resolve_allowed(&lease.settings.private_hosts).await;
+    let (nets, notes) = private_hosts::resolve_allowed(&lease.settings.private_hosts).await;
     log.say(&format!("Private hosts this site allows: {}", notes.join(", ")))
         .await;
     if nets.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
-    match egress::allow(bridge, &nets).await {
-        Ok(allowance) => Ok(Some(allowance)),
+    match workspace.allow_private_hosts(&nets).await {
+        Ok(()) => Ok(()),
         Err(e) => Err(failed(
             None,
             format!("opening the site's allowed private hosts to the build failed: {e}"),
@@ -499,90 +430,12 @@ impl Timings {
     }
 }
 
-/// The Docker objects a job made, removed by [`Debris::clear`] whatever
-/// happened; if a job is dropped before that, removal starts in the
-/// background.
-#[derive(Debug)]
-pub struct Debris {
-    engine: Engine,
-    containers: Vec<String>,
-    volumes: Vec<String>,
-    networks: Vec<String>,
-    /// The private hosts opened to the job's network, closed with it.
-    allowance: Option<egress::Allowance>,
-}
-
-impl Debris {
-    pub fn new(engine: Engine) -> Self {
-        Debris {
-            engine,
-            containers: Vec::new(),
-            volumes: Vec::new(),
-            networks: Vec::new(),
-            allowance: None,
-        }
-    }
-
-    /// Removes everything, containers first (volumes and networks in use
-    /// cannot go).
-    pub async fn clear(&mut self) {
-        let (containers, volumes, networks) = self.take();
-        remove_all(&self.engine, containers, volumes, networks).await;
-        if let Some(allowance) = self.allowance.take() {
-            egress::revoke(allowance).await;
-        }
-    }
-
-    fn take(&mut self) -> (Vec<String>, Vec<String>, Vec<String>) {
-        (
-            std::mem::take(&mut self.containers),
-            std::mem::take(&mut self.volumes),
-            std::mem::take(&mut self.networks),
-        )
-    }
-}
-
-async fn remove_all(engine: &Engine, containers: Vec<String>, volumes: Vec<String>, networks: Vec<String>) {
-    for container in &containers {
-        engine.remove(container).await;
-    }
-    for volume in &volumes {
-        if !engine.remove_volume(volume).await {
-            tracing::warn!(volume, "a job volume could not be removed");
-        }
-    }
-    for network in &networks {
-        engine.remove_network(network).await;
-    }
-}
-
-impl Drop for Debris {
-    fn drop(&mut self) {
-        let (containers, volumes, networks) = self.take();
-        let allowance = self.allowance.take();
-        if containers.is_empty() && volumes.is_empty() && networks.is_empty() && allowance.is_none() {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let engine = self.engine.clone();
-            handle.spawn(async move {
-                remove_all(&engine, containers, volumes, networks).await;
-                if let Some(allowance) = allowance {
-                    egress::revoke(allowance).await;
-                }
-            });
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn build(
     ctx: &JobContext<'_>,
     lease: &JobLease,
     log: &BuildLog,
     stop: &Stop,
-    debris: &mut Debris,
-    network: &mut Option<JobNetwork>,
+    workspace: &dyn Workspace,
     timeout: Duration,
     timings: &mut Timings,
 ) -> Result<String, Ended> {
@@ -751,7 +604,7 @@ async fn build(
             work.path(),
             log,
             stop,
-            debris,
+            workspace,
         )
         .await?
     {
@@ -771,8 +624,7 @@ async fn build(
                 work.path(),
                 log,
                 stop,
-                debris,
-                network,
+                workspace,
                 timings,
             )
             .await?;
@@ -842,17 +694,15 @@ async fn build(
     if let Some(save) = cache_save {
         let step = Instant::now();
         let version = format!("{:013}-{}", now_millis(), lease.job_id);
-        match cache::save(
-            ctx.engine,
-            &save.helper,
-            &save.volume,
-            &save.scratch,
-            save.empty,
-            &version,
-            config.cache_limit_bytes,
-            stop.token(),
-        )
-        .await
+        match workspace
+            .save_cache(
+                &save.volume,
+                save.empty,
+                &version,
+                config.cache_limit_bytes,
+                stop.token(),
+            )
+            .await
         {
             Ok(Saved::Saved(kib)) => {
                 timings.record("cache save", step);
@@ -970,22 +820,20 @@ struct Built {
 
 /// What saving the cache after the deploy needs.
 struct CacheSave {
-    helper: HelperSettings,
     volume: CacheVolume,
-    scratch: String,
     /// The build left its cache directory empty.
     empty: bool,
 }
 
-/// The labels of a job's Docker objects.
-pub fn job_labels(ctx: &JobContext<'_>, lease: &JobLease, role: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (labels::JOB.to_owned(), lease.job_id.to_string()),
-        (labels::BUILD.to_owned(), lease.build_id.to_string()),
-        (labels::RUNNER.to_owned(), ctx.config.name.clone()),
-        (labels::INSTANCE.to_owned(), ctx.instance.to_owned()),
-        (labels::ROLE.to_owned(), role.to_owned()),
-    ])
+/// Who the job's objects on the engine belong to.
+pub fn job_ids(ctx: &JobContext<'_>, lease: &JobLease) -> JobIds {
+    JobIds {
+        name: job_object_name(lease),
+        job_id: lease.job_id,
+        build_id: lease.build_id,
+        runner: ctx.config.name.clone(),
+        instance: ctx.instance.to_owned(),
+    }
 }
 
 /// The environment of the build: jamstack.toml's, then the site's (whose
@@ -1039,14 +887,13 @@ async fn run_in_container(
     work: &Path,
     log: &BuildLog,
     stop: &Stop,
-    debris: &mut Debris,
-    job_network: &mut Option<JobNetwork>,
+    workspace: &dyn Workspace,
     timings: &mut Timings,
 ) -> Result<Built, Ended> {
-    let (engine, config) = (ctx.engine, ctx.config);
+    let config = ctx.config;
     let image = build_image(settings, config)?;
     let step = Instant::now();
-    match engine.ensure_image(&image, config.pull_policy).await {
+    match workspace.ensure_image(&image, config.pull_policy).await {
         Ok(ImageReady::Present) => {}
         Ok(ImageReady::Pulled) => log.say(&format!("Pulled {image}")).await,
         Ok(ImageReady::Stale { detail }) => {
@@ -1075,31 +922,10 @@ async fn run_in_container(
         ))
         .await;
     }
-    let name = job_object_name(lease);
-
     // The network, the scratch cache and the source archive are independent.
-    let network = async {
-        match job_network {
-            None if lease.settings.network == BuildNetwork::Off => Ok(Network::Off),
-            None => Ok(Network::DefaultBridge),
-            Some(network) => network
-                .ready()
-                .await
-                .map(|()| Network::Named(network.name.clone())),
-        }
-    };
-    let scratch = format!("{name}-cache");
-    if cache_volume.is_some() {
-        // Listed before it is made, so no early return can leave it behind.
-        debris.volumes.push(scratch.clone());
-    }
     let scratch_volume = async {
         match &cache_volume {
-            Some(_) => {
-                engine
-                    .create_volume(&scratch, &job_labels(ctx, lease, "scratch-cache"))
-                    .await
-            }
+            Some(cache) => workspace.prepare_cache(cache).await,
             None => Ok(()),
         }
     };
@@ -1107,40 +933,27 @@ async fn run_in_container(
     let source_tar = {
         let (source, tar_path) = (checkout.to_path_buf(), tar_path.clone());
         let extra: &'static [&'static str] = if cache_volume.is_some() { &["cache"] } else { &[] };
-        tokio::task::spawn_blocking(move || docker::write_workspace_tar(&source, extra, &tar_path))
+        tokio::task::spawn_blocking(move || source::write_workspace_tar(&source, extra, &tar_path))
     };
     let retire = async {
         if let Some(cache) = &cache_volume {
-            cache::retire_old_generations(engine, &cache.key, cache.generation).await
+            ctx.executor.retire_cache(&cache.key, cache.generation).await
         } else {
             0
         }
     };
-    let (network, scratch_made, packed, retired) = tokio::join!(network, scratch_volume, source_tar, retire);
+    let (network, scratch_made, packed, retired) =
+        tokio::join!(workspace.network(), scratch_volume, source_tar, retire);
     let network = match network {
-        Ok(network) => network,
-        Err(NetworkError::PoolExhausted(e)) if !config.allow_private_networks => {
-            return Err(failed(
-                None,
-                format!(
-                    "Docker has no address space left for a network of this build's own ({e}), and the \
-                     default bridge is not kept off private networks. Remove unused networks on the runner \
-                     (docker network prune) and retry the build"
-                ),
-            ));
+        Ok((network, notes)) => {
+            for note in notes {
+                log.say(&note).await;
+            }
+            network
         }
-        Err(NetworkError::PoolExhausted(e)) => {
-            log.say(&format!(
-                "\x1b[33mDocker has no address space left for a network of this build's own ({e}); \
-                 it runs on the default bridge. Remove unused networks (docker network prune) to restore isolation\x1b[0m"
-            ))
-            .await;
-            Network::DefaultBridge
-        }
-        Err(NetworkError::Other(e)) => return Err(failed(None, format!("making the build's network: {e}"))),
+        Err(message) => return Err(failed(None, message)),
     };
-    let bridge = job_network.as_ref().and_then(|n| n.bridge.as_deref());
-    debris.allowance = keep_off_private_networks(config, lease, &network, bridge, log).await?;
+    keep_off_private_networks(ctx, lease, &network, workspace, log).await?;
     if let Err(e) = scratch_made {
         return Err(failed(None, format!("making the build's cache volume: {e}")));
     }
@@ -1157,56 +970,26 @@ async fn run_in_container(
     }
 
     let working_dir = join_workspace(&settings.base);
-    let mounts = match &cache_volume {
-        Some(_) => vec![VolumeMount {
-            volume: scratch.clone(),
-            target: CACHE_DIR.to_owned(),
-            read_only: false,
-        }],
-        None => Vec::new(),
-    };
-    let spec = ContainerSpec {
-        name: name.clone(),
+    let spec = StepSpec {
+        role: "build",
         image: image.clone(),
         command: command.to_owned(),
         working_dir: working_dir.clone(),
         env,
-        labels: job_labels(ctx, lease, "build"),
         limits,
-        network,
-        mounts,
+        networked: true,
+        cache: cache_volume.is_some(),
     };
-    let container = engine
-        .create(&spec)
+    let container = workspace
+        .create_step(&spec, &tar_path)
         .await
         .map_err(|e| failed(None, format!("creating the build container: {e}")))?;
-    debris.containers.push(container.clone());
-    engine
-        .upload_tar_file(&container, &tar_path)
-        .await
-        .map_err(|e| failed(None, format!("copying the source into the container: {e}")))?;
     let _ = std::fs::remove_file(&tar_path);
     timings.record("container setup", step);
 
-    let helper = HelperSettings {
-        image: config.helper_image.clone(),
-        limits: Limits {
-            memory_bytes: 256 * 1024 * 1024,
-            nano_cpus: 1_000_000_000,
-            pids: 64,
-        },
-        labels: job_labels(ctx, lease, "cache-helper"),
-        name: name.clone(),
-    };
     if let Some(cache) = &cache_volume {
         let step = Instant::now();
-        let restored = match engine
-            .ensure_image(&helper.image, docker::PullPolicy::IfNotPresent)
-            .await
-        {
-            Ok(_) => cache::restore(engine, &helper, cache, &scratch, stop.token()).await,
-            Err(e) => Err(e.to_string()),
-        };
+        let restored = workspace.restore_cache(cache, stop.token()).await;
         match restored {
             Ok(None) => {
                 log.say(&format!(
@@ -1241,8 +1024,8 @@ async fn run_in_container(
     ))
     .await;
     let step = Instant::now();
-    let (exit, start) = engine
-        .run(&container, log.sender(), stop.token(), config.stop_grace)
+    let (exit, start) = workspace
+        .run_step(&container, log.sender(), stop.token(), config.stop_grace)
         .await
         .map_err(|e| failed(None, e.to_string()))?;
     timings.0.push(("container start", start));
@@ -1271,8 +1054,8 @@ async fn run_in_container(
         Exit::Code { .. } => {}
     }
     let step = Instant::now();
-    let output = engine
-        .download(
+    let output = workspace
+        .copy_out(
             &container,
             &join_workspace(&settings.publish),
             work,
@@ -1302,16 +1085,8 @@ async fn run_in_container(
     let publish_dir = checked_publish_dir(publish, settings)?;
     let cache = match cache_volume {
         Some(volume) => {
-            let empty = !engine
-                .dir_has_entries(&container, CACHE_DIR)
-                .await
-                .unwrap_or(true);
-            Some(CacheSave {
-                helper,
-                volume,
-                scratch,
-                empty,
-            })
+            let empty = !workspace.has_entries(&container, CACHE_DIR).await.unwrap_or(true);
+            Some(CacheSave { volume, empty })
         }
         None => None,
     };
@@ -1335,33 +1110,32 @@ async fn ignore_says_skip(
     work: &Path,
     log: &BuildLog,
     stop: &Stop,
-    debris: &mut Debris,
+    workspace: &dyn Workspace,
 ) -> Result<bool, Ended> {
-    let (engine, config) = (ctx.engine, ctx.config);
+    let config = ctx.config;
     let image = build_image(settings, config)?;
-    engine
+    workspace
         .ensure_image(&image, config.pull_policy)
         .await
         .map_err(|e| failed(None, e.to_string()))?;
     let (env, _withheld) = build_environment(lease, &commit.sha, settings, false);
     let (limits, _notes) = resolve_limits(config.limits, config.max_limits, &lease.settings);
-    let spec = ContainerSpec {
-        name: format!("{}-ignore", job_object_name(lease)),
+    let spec = StepSpec {
+        role: "ignore",
         image: image.clone(),
         command: ignore.to_owned(),
         working_dir: join_workspace(&settings.base),
         env,
-        labels: job_labels(ctx, lease, "ignore"),
         limits,
         // Deciding whether to build needs the source only; the command
         // runs before the build's network (and its policy) is in place.
-        network: Network::Off,
-        mounts: Vec::new(),
+        networked: false,
+        cache: false,
     };
     let tar_path = work.join("ignore-source.tar");
     let packed = {
         let (source, tar_path) = (checkout.to_path_buf(), tar_path.clone());
-        tokio::task::spawn_blocking(move || docker::write_workspace_tar(&source, &[], &tar_path)).await
+        tokio::task::spawn_blocking(move || source::write_workspace_tar(&source, &[], &tar_path)).await
     };
     match packed {
         Ok(Ok(())) => {}
@@ -1370,20 +1144,15 @@ async fn ignore_says_skip(
     }
     log.say(&format!("Running the ignore command `{ignore}` in {image}"))
         .await;
-    let container = engine.create(&spec).await.map_err(|e| {
+    let container = workspace.create_step(&spec, &tar_path).await.map_err(|e| {
         failed(
             None,
             format!("creating the container for the ignore command: {e}"),
         )
     })?;
-    debris.containers.push(container.clone());
-    let ran = async {
-        engine.upload_tar_file(&container, &tar_path).await?;
-        engine
-            .run(&container, log.sender(), stop.token(), config.stop_grace)
-            .await
-    }
-    .await;
+    let ran = workspace
+        .run_step(&container, log.sender(), stop.token(), config.stop_grace)
+        .await;
     match ran {
         Ok((Exit::Code { code: 0, .. }, _)) => Ok(true),
         Ok((Exit::Code { code, .. }, _)) => {
@@ -1413,7 +1182,7 @@ fn build_image(settings: &BuildSettings, config: &RunnerConfig) -> Result<String
         .image
         .clone()
         .unwrap_or_else(|| config.default_image.clone());
-    if !docker::image_allowed(&image, &config.allowed_images) {
+    if !image::image_allowed(&image, &config.allowed_images) {
         return Err(failed(
             None,
             format!(

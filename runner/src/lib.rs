@@ -1,28 +1,29 @@
-//! The runner: leases build jobs from a controller and runs them in Docker.
+//! The runner: leases build jobs from a controller and runs them in
+//! containers (Docker or Podman).
 //!
 //! [`Runner::start`] takes its work directory (one runner per directory),
 //! removes what a crashed earlier life of this runner left on the Docker
 //! engine, and connects to the controller (checking the protocol version);
 //! [`Runner::run_until`] then loops: lease a job, run it with
 //! [`job::run_job`], repeat. A job fetches its commit ([`git`]), reads
-//! `jamstack.toml` ([`site_config`]), builds in a container ([`docker`]) with
-//! the site's cache ([`cache`]), streams its log ([`build_log`], formatted
+//! `jamstack.toml` ([`site_config`]), builds in a container through an
+//! [`executor`] (Docker, or rootless Podman) with the site's cache, streams its log ([`build_log`], formatted
 //! and masked by [`log_format`] and [`masking`]) and uploads the publish
 //! directory ([`upload`]). The runner holds no database or bucket
 //! credentials: all it knows is its controller URL and its token
 //! ([`client`]).
 
 pub mod build_log;
-pub mod cache;
 pub mod cli;
 pub mod client;
-pub mod docker;
-pub mod egress;
+pub mod executor;
 pub mod git;
 pub mod hash_cache;
 pub mod images;
 pub mod inside;
 pub mod job;
+#[cfg(test)]
+mod job_tests;
 pub mod log_format;
 pub mod logging;
 pub mod masking;
@@ -31,7 +32,10 @@ pub mod upload;
 
 use anyhow::Context as _;
 use client::{ClientError, ControllerClient};
-use docker::{Engine, Limits, PullPolicy};
+use executor::docker::{DockerExecutor, DockerSettings};
+use executor::image::PullPolicy;
+use executor::podman::PodmanExecutor;
+use executor::{Executor, ExecutorKind, Limits};
 use jamstack_proto::{JobLease, RegisterRequest};
 use log_format::LogLimits;
 use std::path::{Path, PathBuf};
@@ -82,9 +86,13 @@ pub struct RunnerConfig {
     pub network_per_job: bool,
     /// Let builds reach the runner's host and private networks (the
     /// operator accepts the risk). Off by default: builds reach the public
-    /// internet only ([`egress`]), and a runner that cannot enforce that
+    /// internet only ([`executor::docker::egress`]), and a runner that cannot enforce that
     /// refuses builds with network.
     pub allow_private_networks: bool,
+    /// What runs the builds' containers.
+    pub executor: ExecutorKind,
+    /// Podman's API socket, for [`ExecutorKind::Podman`].
+    pub podman_socket: PathBuf,
     /// How long one lease request waits for a job.
     pub lease_wait: Duration,
     /// How long a call to the controller retries a transient failure
@@ -117,6 +125,8 @@ impl RunnerConfig {
             publish_limit_bytes: DEFAULT_PUBLISH_LIMIT_MIB * 1024 * 1024,
             network_per_job: true,
             allow_private_networks: false,
+            executor: ExecutorKind::Docker,
+            podman_socket: PathBuf::from(executor::podman::DEFAULT_SOCKET),
             lease_wait: Duration::from_secs(30),
             controller_retry: client::DEFAULT_RETRY_FOR,
         }
@@ -262,7 +272,7 @@ const LOCK_FILE: &str = "runner.lock";
 pub struct Runner {
     config: RunnerConfig,
     client: ControllerClient,
-    engine: Engine,
+    executor: Box<dyn Executor>,
     instance: String,
     heartbeat: Duration,
     /// Held for the runner's life: a second runner on the same work
@@ -280,14 +290,14 @@ impl Runner {
         make_private_dir(&config.work_dir)
             .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
         let lock = lock_work_dir(&config.work_dir)?;
-        let engine = Engine::connect().await.map_err(anyhow::Error::msg)?;
-        clear_earlier_life(&engine, &config.work_dir).await?;
+        let executor = connect_executor(&config).await.map_err(anyhow::Error::msg)?;
+        clear_earlier_life(executor.as_ref(), &config.work_dir).await?;
         if config.allow_private_networks {
             tracing::warn!(
                 "--allow-private-networks: builds can reach this host and its private networks \
                  (cloud metadata included)"
             );
-        } else if let Err(e) = egress::ensure().await {
+        } else if let Err(e) = executor.check_egress().await {
             // Builds with network are refused (each says why); builds of
             // sites whose network is off still run.
             tracing::error!("{e}");
@@ -313,7 +323,7 @@ impl Runner {
         Ok(Runner {
             config,
             client,
-            engine,
+            executor,
             instance,
             heartbeat,
             _lock: lock,
@@ -337,7 +347,7 @@ impl Runner {
         let client = self.client.patient(shutdown.clone());
         let context = job::JobContext {
             client: &client,
-            engine: &self.engine,
+            executor: self.executor.as_ref(),
             config: &self.config,
             instance: &self.instance,
             heartbeat: self.heartbeat,
@@ -386,6 +396,21 @@ impl Runner {
     }
 }
 
+/// The executor the configuration asks for, connected.
+async fn connect_executor(config: &RunnerConfig) -> Result<Box<dyn Executor>, String> {
+    let settings = DockerSettings {
+        network_per_job: config.network_per_job,
+        allow_private_networks: config.allow_private_networks,
+        helper_image: config.helper_image.clone(),
+        egress_rules: true,
+        sigkill_means_out_of_memory: false,
+    };
+    Ok(match config.executor {
+        ExecutorKind::Docker => Box::new(DockerExecutor::connect(settings).await?),
+        ExecutorKind::Podman => Box::new(PodmanExecutor::connect(&config.podman_socket, settings).await?),
+    })
+}
+
 /// Starts a runner and runs jobs until the process ends.
 pub async fn run(config: RunnerConfig) -> anyhow::Result<()> {
     Runner::start(config)
@@ -417,15 +442,21 @@ fn lock_work_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 /// Removes the containers, volumes and networks of the runner instance
 /// named in the work directory (this runner's previous life, which ended
 /// without cleaning up), and its leftover job folders.
-async fn clear_earlier_life(engine: &Engine, work_dir: &Path) -> anyhow::Result<()> {
+async fn clear_earlier_life(executor: &dyn Executor, work_dir: &Path) -> anyhow::Result<()> {
     if let Ok(previous) = std::fs::read_to_string(work_dir.join(INSTANCE_FILE)) {
         let previous = previous.trim();
         if !previous.is_empty() {
-            let removed = engine
-                .remove_left_by(previous)
+            let removed = executor
+                .sweep(previous)
                 .await
-                .context("removing what the runner's previous run left on the Docker engine")?;
-            if removed != docker::Removed::default() {
+                .map_err(anyhow::Error::msg)
+                .with_context(|| {
+                    format!(
+                        "removing what the runner's previous run left on the {} engine",
+                        executor.engine_name()
+                    )
+                })?;
+            if removed != executor::Swept::default() {
                 tracing::warn!(
                     previous,
                     containers = removed.containers,

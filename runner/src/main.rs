@@ -1,6 +1,6 @@
 use clap::Parser;
 use jamstack_runner::cli::{Args, ImagesCommand, RunnerCommand};
-use jamstack_runner::docker::Limits;
+use jamstack_runner::executor::Limits;
 use jamstack_runner::log_format::LogLimits;
 use jamstack_runner::{Runner, RunnerConfig};
 use std::time::Duration;
@@ -55,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
     config.publish_limit_bytes = args.publish_limit_mib.saturating_mul(1024 * 1024);
     config.network_per_job = args.network_per_job;
     config.allow_private_networks = args.allow_private_networks;
+    config.executor = args.executor;
+    config.podman_socket = args.podman_socket;
     config.controller_retry = Duration::from_secs(args.controller_retry_seconds);
 
     let shutdown = CancellationToken::new();

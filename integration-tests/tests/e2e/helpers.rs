@@ -240,7 +240,7 @@ pub async fn fresh_postgres_database() -> String {
 }
 
 async fn require_docker() {
-    if let Err(e) = jamstack_runner::docker::Engine::connect().await {
+    if let Err(e) = jamstack_runner::executor::docker::engine::Engine::connect().await {
         panic!("these tests need a running Docker engine: {e}");
     }
 }

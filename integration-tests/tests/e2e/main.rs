@@ -14,6 +14,7 @@ mod build_network;
 mod cli;
 mod dashboard;
 mod demo_image;
+mod executors;
 mod failures;
 mod faults;
 mod github;

@@ -1,4 +1,6 @@
-//! Docker: the only module that knows bollard.
+//! The Docker Engine API through bollard: the only module that knows
+//! bollard. Podman's Docker-compatible API service is driven through it
+//! too.
 //!
 //! A build container lives through fixed steps, in this order:
 //! [`Engine::ensure_image`], [`Engine::create_network`] (one bridge network
@@ -19,6 +21,9 @@
 //! pure function with its own tests.
 
 use crate::build_log::LogItem;
+use crate::executor::image::{PullPolicy, is_latest};
+use crate::executor::source::append_owned_dir;
+use crate::executor::{BUILD_USER, Downloaded, ExecutorError, Exit, ImageReady, Limits, Swept, labels};
 use crate::log_format::Stream;
 use bollard::Docker;
 use bollard::container::{
@@ -37,48 +42,11 @@ use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptio
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// The labels on every container, volume and network the runner makes.
-pub mod labels {
-    /// The job id.
-    pub const JOB: &str = "org.jamstack.job";
-    /// The build id.
-    pub const BUILD: &str = "org.jamstack.build";
-    /// The runner's name.
-    pub const RUNNER: &str = "org.jamstack.runner";
-    /// The runner process's instance id (new at every start).
-    pub const INSTANCE: &str = "org.jamstack.runner.instance";
-    /// What the object is for: `build`, `cache-helper`, `scratch-cache`,
-    /// `network`.
-    pub const ROLE: &str = "org.jamstack.role";
-    /// On cache volumes: the site's cache key, trust level and generation.
-    pub const CACHE_KEY: &str = "org.jamstack.cache.key";
-    pub const CACHE_TRUST: &str = "org.jamstack.cache.trust";
-    pub const CACHE_GENERATION: &str = "org.jamstack.cache.generation";
-}
-
-/// Resource bounds for one build container.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    pub memory_bytes: i64,
-    pub nano_cpus: i64,
-    pub pids: i64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 2 * 1024 * 1024 * 1024,
-            nano_cpus: 2_000_000_000,
-            pids: 512,
-        }
-    }
-}
 
 /// The network a container joins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +83,6 @@ pub struct ContainerSpec {
     pub network: Network,
     pub mounts: Vec<VolumeMount>,
 }
-
-/// Where a build's source lives inside its container.
-pub const WORKSPACE: &str = "/workspace";
-
-/// The uid and gid builds run as: not root, the `builder` user of our images.
-pub const BUILD_USER: u32 = 1000;
 
 /// Docker's container settings for a spec: unprivileged, every capability
 /// dropped, no privilege escalation, an init process to reap zombies and
@@ -181,147 +143,14 @@ pub fn container_config(spec: &ContainerSpec) -> Config<String> {
     }
 }
 
-/// When to pull an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullPolicy {
-    /// Use the engine's copy when there is one; images tagged `latest` (or
-    /// untagged) are pulled every time, as their tag moves.
-    #[default]
-    IfNotPresent,
-    Always,
-    Never,
-}
+/// This module's errors are the executor's; bollard's become
+/// [`ExecutorError::Engine`].
+pub type DockerError = ExecutorError;
 
-impl std::str::FromStr for PullPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "if-not-present" => Ok(PullPolicy::IfNotPresent),
-            "always" => Ok(PullPolicy::Always),
-            "never" => Ok(PullPolicy::Never),
-            other => Err(format!(
-                "`{other}` is not a pull policy; use if-not-present, always or never"
-            )),
-        }
+impl From<BollardError> for ExecutorError {
+    fn from(e: BollardError) -> Self {
+        ExecutorError::Engine(format!("Docker engine: {e}"))
     }
-}
-
-/// `image` with its tag spelled out (`node` is `node:latest`).
-pub fn full_image_ref(image: &str) -> String {
-    let name = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') || name.contains(':') {
-        image.to_owned()
-    } else {
-        format!("{image}:latest")
-    }
-}
-
-/// Whether `image` names the moving `latest` tag.
-pub fn is_latest(image: &str) -> bool {
-    !image.contains('@') && full_image_ref(image).ends_with(":latest")
-}
-
-/// Whether `image` matches one of `patterns` (`*` matches anything,
-/// including `/`). An empty list allows every image.
-pub fn image_allowed(image: &str, patterns: &[String]) -> bool {
-    let full = full_image_ref(image);
-    patterns.is_empty()
-        || patterns
-            .iter()
-            .any(|p| wildcard_match(p, image) || wildcard_match(p, &full))
-}
-
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DockerError {
-    #[error(
-        "image `{image}` is not on this runner's Docker engine and could not be pulled ({detail}). \
-         Build it on the runner's machine (scripts/build-images.sh makes jamstack/busybox:1 and jamstack/hugo:1), \
-         or set `image` in jamstack.toml to an image the runner has"
-    )]
-    ImageUnavailable { image: String, detail: String },
-    #[error(
-        "`{path}` does not exist in the build container after the build; check `publish` in jamstack.toml"
-    )]
-    PublishDirMissing { path: String },
-    #[error(
-        "the build's output `{path}` is larger than this runner's limit of {limit} (--publish-limit-mib); \
-         publish less, or ask the runner's operator to raise the limit"
-    )]
-    OutputTooLarge { path: String, limit: String },
-    #[error("Docker engine: {0}")]
-    Engine(#[from] BollardError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl DockerError {
-    /// Whether Docker could not make a network for lack of address space.
-    pub fn is_address_pool_exhausted(&self) -> bool {
-        self.to_string().contains("address pool")
-    }
-}
-
-/// A build's output copied out of its container by [`Engine::download`].
-#[derive(Debug)]
-pub struct Downloaded {
-    /// The folder the archive was unpacked in.
-    pub folder: PathBuf,
-    /// The name of the archive's top-level entry, the folder asked for.
-    pub top: String,
-    /// Entries left out: devices, hard links, paths leaving the folder.
-    pub skipped: Vec<String>,
-}
-
-/// How a container ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code {
-        code: i64,
-        oom_killed: bool,
-    },
-    /// Stopped on request (cancel, timeout, lost lease).
-    Stopped,
-}
-
-impl Exit {
-    pub fn succeeded(self) -> bool {
-        self == Exit::Code {
-            code: 0,
-            oom_killed: false,
-        }
-    }
-}
-
-/// What [`Engine::ensure_image`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageReady {
-    /// The engine had it.
-    Present,
-    Pulled,
-    /// A pull failed but the engine has a copy, which is used.
-    Stale {
-        detail: String,
-    },
 }
 
 /// How a helper container ended, with the tail of its output.
@@ -331,12 +160,11 @@ pub struct HelperRun {
     pub output: String,
 }
 
-/// What [`Engine::remove_left_by`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Removed {
-    pub containers: usize,
-    pub volumes: usize,
-    pub networks: usize,
+/// What [`Engine::host`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineHost {
+    pub rootless: bool,
+    pub cgroup_v2: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -361,6 +189,37 @@ impl Engine {
             .await
             .map_err(|e| format!("pinging the Docker engine: {e}; {hint}"))?;
         Ok(Engine { docker })
+    }
+
+    /// Connects to an engine speaking the Docker Engine API on the unix
+    /// socket `socket` (Podman's API service); `hint` says how to start it.
+    pub async fn connect_unix(socket: &Path, hint: &str) -> Result<Self, String> {
+        let shown = socket.display();
+        let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| format!("connecting to {shown}: {e}; {hint}"))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| format!("reaching the engine on {shown}: {e}; {hint}"))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| format!("pinging the engine on {shown}: {e}; {hint}"))?;
+        Ok(Engine { docker })
+    }
+
+    /// What the engine says of its host: whether it runs without root and
+    /// whether its cgroups are version 2.
+    pub async fn host(&self) -> Result<EngineHost, DockerError> {
+        let info = self.docker.info().await?;
+        Ok(EngineHost {
+            rootless: info
+                .security_options
+                .unwrap_or_default()
+                .iter()
+                .any(|option| option.split(',').any(|part| part == "name=rootless")),
+            cgroup_v2: info.cgroup_version.is_some_and(|v| v.to_string() == "2"),
+        })
     }
 
     /// Makes sure `image` is present, pulling it as `policy` says.
@@ -411,7 +270,7 @@ impl Engine {
     }
 
     /// Makes a bridge network of the job's own. `bridge` names its host
-    /// interface, which the egress rules ([`crate::egress`]) match; `None`
+    /// interface, which the egress rules ([`super::egress`]) match; `None`
     /// leaves the name to Docker.
     pub async fn create_network(
         &self,
@@ -818,9 +677,9 @@ impl Engine {
     /// Removes every container, volume and network labelled with runner
     /// instance `instance`: what a runner that died left behind. Objects of
     /// other runners are never touched.
-    pub async fn remove_left_by(&self, instance: &str) -> Result<Removed, DockerError> {
+    pub async fn remove_left_by(&self, instance: &str) -> Result<Swept, DockerError> {
         let filter = [(labels::INSTANCE, instance)];
-        let mut removed = Removed::default();
+        let mut removed = Swept::default();
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -878,55 +737,6 @@ fn owned_dirs_tar(dirs: &[&str]) -> std::io::Result<Vec<u8>> {
         append_owned_dir(&mut builder, dir.trim_start_matches('/'))?;
     }
     builder.into_inner()
-}
-
-fn append_owned_dir<W: std::io::Write>(builder: &mut tar::Builder<W>, name: &str) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_uid(BUILD_USER.into());
-    header.set_gid(BUILD_USER.into());
-    header.set_size(0);
-    builder.append_data(&mut header, name, std::io::empty())
-}
-
-/// Writes a tar archive of `dir` (without `.git` folders) under
-/// `workspace/` into `out`, every entry owned by the build user, ready for
-/// [`Engine::upload_tar_file`]. `extra_dirs` are empty directories added
-/// beside `workspace/` (mount points to hand to the build user).
-pub fn write_workspace_tar(dir: &Path, extra_dirs: &[&str], out: &Path) -> std::io::Result<()> {
-    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut builder = tar::Builder::new(file);
-    builder.follow_symlinks(false);
-    append_owned_dir(&mut builder, "workspace")?;
-    for extra in extra_dirs {
-        append_owned_dir(&mut builder, extra.trim_start_matches('/'))?;
-    }
-    let entries = walkdir::WalkDir::new(dir)
-        .min_depth(1)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| e.file_name() != ".git");
-    for entry in entries {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let relative = entry.path().strip_prefix(dir).map_err(std::io::Error::other)?;
-        let metadata = entry.path().symlink_metadata()?;
-        let mut header = tar::Header::new_gnu();
-        header.set_metadata(&metadata);
-        header.set_uid(BUILD_USER.into());
-        header.set_gid(BUILD_USER.into());
-        let name = Path::new("workspace").join(relative);
-        if metadata.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path())?;
-            builder.append_link(&mut header, &name, &target)?;
-        } else if metadata.is_dir() {
-            builder.append_data(&mut header, &name, std::io::empty())?;
-        } else {
-            builder.append_data(&mut header, &name, std::fs::File::open(entry.path())?)?;
-        }
-    }
-    builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -997,57 +807,5 @@ mod tests {
                 .as_deref(),
             Some("none")
         );
-    }
-
-    #[test]
-    fn the_workspace_tar_leaves_out_git_and_belongs_to_the_build_user() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(".git/objects")).unwrap();
-        std::fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
-        std::fs::create_dir_all(dir.path().join("src/theme/.git")).unwrap();
-        std::fs::write(dir.path().join("src/theme/.git/HEAD"), "x").unwrap();
-        std::fs::write(dir.path().join("src/a.txt"), "hello").unwrap();
-        let out = tempfile::NamedTempFile::new().unwrap();
-        write_workspace_tar(dir.path(), &["cache"], out.path()).unwrap();
-        let mut archive = tar::Archive::new(std::fs::File::open(out.path()).unwrap());
-        let mut names = Vec::new();
-        for entry in archive.entries().unwrap() {
-            let entry = entry.unwrap();
-            assert_eq!(entry.header().uid().unwrap(), 1000);
-            names.push(entry.path().unwrap().to_string_lossy().into_owned());
-        }
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "cache",
-                "workspace",
-                "workspace/src",
-                "workspace/src/a.txt",
-                "workspace/src/theme"
-            ]
-        );
-    }
-
-    #[test]
-    fn images_are_matched_against_the_allow_list_with_their_tag_spelled_out() {
-        let allowed = vec!["jamstack/*".to_owned(), "node:*".to_owned()];
-        assert!(image_allowed("jamstack/busybox:1", &allowed));
-        assert!(image_allowed("node:20-slim", &allowed));
-        assert!(image_allowed("node", &allowed), "node is node:latest");
-        assert!(!image_allowed("evil/node:20", &allowed));
-        assert!(!image_allowed("nodejs:20", &allowed));
-        assert!(image_allowed("anything:1", &[]));
-        assert!(image_allowed("a/b:1", &["*".to_owned()]));
-    }
-
-    #[test]
-    fn latest_means_the_tag_latest_or_no_tag_at_all() {
-        assert!(is_latest("node"));
-        assert!(is_latest("node:latest"));
-        assert!(is_latest("registry:5000/team/node"));
-        assert!(!is_latest("registry:5000/team/node:20"));
-        assert!(!is_latest("node@sha256:abcd"));
-        assert_eq!(full_image_ref("registry:5000/x"), "registry:5000/x:latest");
     }
 }
