@@ -19,7 +19,6 @@ pub mod client;
 pub mod docker;
 pub mod egress;
 pub mod git;
-pub mod hash_cache;
 pub mod inside;
 pub mod job;
 pub mod log_format;
