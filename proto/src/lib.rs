@@ -59,6 +59,8 @@
 //!
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
+pub mod embedded_runner;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,16 +1,19 @@
 //! The `jamstack-runner` command line: every flag and environment
-//! variable. `main.rs` turns it into a [`crate::RunnerConfig`]; the
-//! controller's `config_reference` documents it.
+//! variable. `main.rs` turns it into a [`crate::RunnerConfig`];
+//! [`crate::config_reference`] documents it.
 
 use crate::docker::PullPolicy;
-use crate::logging::LogFormat;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use jamstack_program::logging::LogFormat;
 use std::path::PathBuf;
 
 /// Leases build jobs from a jamstack controller and runs them in Docker.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, disable_help_subcommand = true)]
 pub struct Args {
+    /// Without one, the runner runs with these flags.
+    #[command(subcommand)]
+    pub command: Option<Hidden>,
     /// The controller's base URL.
     #[arg(
         long,
@@ -123,4 +126,18 @@ pub struct Args {
     /// line, with the span fields such as build_id) for log collectors.
     #[arg(long, env = "JAMSTACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Subcommands for the runner's fellow programs, not for people.
+#[derive(Debug, Subcommand)]
+pub enum Hidden {
+    /// The runner of `jamstack-controller up`, started by `up` with its
+    /// settings on standard input; it stops when its standard input closes
+    /// (see [`crate::embedded`]).
+    #[command(name = "embedded-runner", hide = true)]
+    EmbeddedRunner,
+    /// Print the runner's section of docs/configuration.md, made from these
+    /// definitions; `jamstack-controller config-reference` adds it to its own.
+    #[command(hide = true)]
+    ConfigReference,
 }

@@ -1,5 +1,5 @@
 use clap::Parser;
-use jamstack_runner::cli::Args;
+use jamstack_runner::cli::{Args, Hidden};
 use jamstack_runner::docker::Limits;
 use jamstack_runner::log_format::LogLimits;
 use jamstack_runner::{Runner, RunnerConfig};
@@ -8,9 +8,20 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    jamstack_runner::install_tls_provider();
+    jamstack_program::install_tls_provider();
     let args = Args::parse();
-    jamstack_runner::logging::init(args.log_format, "info");
+    match args.command {
+        Some(Hidden::ConfigReference) => {
+            print!("{}", jamstack_runner::config_reference::markdown());
+            return Ok(());
+        }
+        Some(Hidden::EmbeddedRunner) => {
+            jamstack_program::logging::init(args.log_format, "info");
+            return jamstack_runner::embedded::run().await;
+        }
+        None => {}
+    }
+    jamstack_program::logging::init(args.log_format, "info");
     let mut config = RunnerConfig::new(&args.controller, &args.token);
     config.registration_token = args.registration_token;
     config.labels = args.labels;
