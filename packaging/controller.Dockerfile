@@ -7,6 +7,10 @@
 #
 #   docker run -d -p 8080:8080 -v jamstack-data:/var/lib/jamstack jamstack/controller
 #
+# The image runs `serve`: its builds go to runners of their own
+# (packaging/runner.Dockerfile). `up` would start the `jamstack-runner`
+# program beside the controller, which this image leaves out.
+#
 # BASE is any glibc-based image with a shell (Debian bookworm by default,
 # the release the binaries are built on). The binary needs libssl3 and
 # zlib; packages are installed when the base has apt-get.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every parser that reads outside input for longer than the test
-# suite does: runs each target of controller/tests/fuzz.rs again and again
+# suite does: runs each target of integration-tests/tests/fuzz.rs again and again
 # (proptest picks new random inputs on every run) for SECONDS, then prints,
 # per target, the inputs tried and the findings.
 #
@@ -9,7 +9,7 @@
 # FUZZ_CASES_PER_RUN (default 2000) sets the inputs one run tries. A finding
 # is a failure of the target: its smallest input, as proptest shrank it, is
 # printed, saved under target/fuzz/<target>.txt, and kept in
-# controller/tests/fuzz.proptest-regressions, so the normal test suite tries
+# integration-tests/tests/fuzz.proptest-regressions, so the normal test suite tries
 # it first from then on (commit that file with the fix). A target
 # stops at its first finding.
 #
@@ -24,7 +24,7 @@ cases=${FUZZ_CASES_PER_RUN:-2000}
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "usage: $0 [seconds per target] [target ...]" >&2; exit 2; }
 
 echo "Building the fuzz targets..." >&2
-binary=$(cargo test -p jamstack-controller --test fuzz --no-run --message-format=json \
+binary=$(cargo test -p integration-tests --test fuzz --no-run --message-format=json \
     | jq -r 'select(.reason == "compiler-artifact" and .target.name == "fuzz" and .executable != null) | .executable' \
     | tail -n 1)
 [[ -x "$binary" ]] || { echo "could not find the fuzz test binary" >&2; exit 1; }

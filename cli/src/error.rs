@@ -51,15 +51,25 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-impl From<jamstack_runner::upload::UploadError> for CliError {
-    fn from(error: jamstack_runner::upload::UploadError) -> Self {
-        use jamstack_runner::upload::UploadError;
+impl From<jamstack_deploy_files::ManifestError> for CliError {
+    fn from(error: jamstack_deploy_files::ManifestError) -> Self {
+        use jamstack_deploy_files::ManifestError;
         match error {
             // The runner's wording speaks of a build's output; here the
             // person named the folder.
-            UploadError::Empty => {
+            ManifestError::Empty => {
                 CliError::usage("the folder has no files to deploy; give the folder your site was built into")
             }
+            other => CliError::error(other.to_string()),
+        }
+    }
+}
+
+impl From<jamstack_deploy_files::upload::UploadError<CliError>> for CliError {
+    fn from(error: jamstack_deploy_files::upload::UploadError<CliError>) -> Self {
+        use jamstack_deploy_files::upload::UploadError;
+        match error {
+            UploadError::Controller(error) => error,
             other => CliError::error(other.to_string()),
         }
     }

@@ -3,7 +3,7 @@
 //! `docs/configuration.md` is generated from it (`config_reference`).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use jamstack_runner::logging::LogFormat;
+use jamstack_program::logging::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -202,12 +202,8 @@ pub enum Command {
     /// Read a dashboard password from standard input (its first line) and
     /// print its argon2 hash for --dashboard-password-hash.
     HashPassword,
-    /// The runner of `up`, started by `up` itself with its settings on
-    /// standard input; it stops when its standard input closes.
-    #[command(hide = true)]
-    EmbeddedRunner,
     /// Print docs/configuration.md, the reference of every flag, made from
-    /// these definitions.
+    /// these definitions and the `jamstack-runner` program's.
     #[command(hide = true)]
     ConfigReference,
 }

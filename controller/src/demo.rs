@@ -6,6 +6,7 @@ use crate::builds::{BuildRequest, queue_build};
 use crate::db::{NewSite, Site};
 use crate::state::AppState;
 use jamstack_proto::BuildContext;
+use std::path::Path;
 
 pub const SITE_NAME: &str = "demo";
 
@@ -41,11 +42,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
         Some(site) => site,
         None => {
             let dir = repo_dir.clone();
-            tokio::task::spawn_blocking(move || {
-                let files: Vec<(&str, &[u8])> = FILES.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
-                jamstack_runner::git::commit_files(&dir, "main", &files, "Add the demo site")
-            })
-            .await??;
+            tokio::task::spawn_blocking(move || commit_demo_files(&dir)).await??;
             let new_site = NewSite {
                 name: SITE_NAME.to_owned(),
                 repo_url: repo_dir.to_string_lossy().into_owned(),
@@ -82,13 +79,45 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
     Ok((site, build_id))
 }
 
+/// Commits the demo's files to a new repository at `dir`, on `main`.
+fn commit_demo_files(dir: &Path) -> Result<(), git2::Error> {
+    let mut options = git2::RepositoryInitOptions::new();
+    options.initial_head("main");
+    let repo = git2::Repository::init_opts(dir, &options)?;
+    for (path, content) in FILES {
+        let full = dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+        }
+        std::fs::write(&full, content).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+    }
+    let mut index = repo.index()?;
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let signature = git2::Signature::now("Jamstack Demo", "demo@jamstack.localhost")?;
+    let parent = repo
+        .refname_to_id("refs/heads/main")
+        .ok()
+        .map(|id| repo.find_commit(id))
+        .transpose()?;
+    repo.commit(
+        Some("refs/heads/main"),
+        &signature,
+        &signature,
+        "Add the demo site",
+        &tree,
+        &parent.iter().collect::<Vec<_>>(),
+    )?;
+    Ok(())
+}
+
 /// Makes sure the Docker engine has the image the demo site builds in, so
 /// `up --demo` works on a fresh machine: `jamstack-runner images build-demo`
 /// builds it when the engine lacks it (only the runner speaks to Docker),
 /// saying what it does and how long it took on this process's output.
-pub async fn ensure_image() -> anyhow::Result<()> {
-    let runner = runner_binary();
-    let status = tokio::process::Command::new(&runner)
+pub async fn ensure_image(runner: &std::path::Path) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(runner)
         .args(["images", "build-demo"])
         .stdin(std::process::Stdio::null())
         .status()
@@ -107,14 +136,4 @@ pub async fn ensure_image() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `jamstack-runner` beside this program's own executable (how both are
-/// installed and built), else the one on PATH.
-fn runner_binary() -> std::path::PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("jamstack-runner")))
-        .filter(|beside| beside.exists())
-        .unwrap_or_else(|| "jamstack-runner".into())
 }

@@ -3,9 +3,12 @@
 //! A build is outside input: it can make its runner run out of memory,
 //! crash, or overflow a parser's stack. In its own process, none of that
 //! takes the controller (and every site it serves) down with it. `up`
-//! starts its own binary again as `jamstack-controller embedded-runner`
-//! ([`supervise`]) and restarts it with backoff when it dies; the child
-//! ([`run_child`]) runs the runner crate's loop.
+//! starts the `jamstack-runner` program as `jamstack-runner
+//! embedded-runner` ([`supervise`]), found beside the controller's own
+//! executable or on `PATH` ([`runner_program`]), and restarts it with
+//! backoff when it dies. The controller links no runner code: the two
+//! programs share only the contract of
+//! [`jamstack_proto::embedded_runner`].
 //!
 //! The child's settings, its token among them, travel as one JSON line on
 //! its standard input: never on the command line, where `ps` shows them to
@@ -17,30 +20,53 @@
 
 use anyhow::Context as _;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use jamstack_runner::logging::LogFormat;
-use serde::{Deserialize, Serialize};
+use jamstack_program::logging::LogFormat;
+use jamstack_proto::embedded_runner::{EmbeddedRunnerSettings, SUBCOMMAND};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio_util::sync::CancellationToken;
 
-/// The hidden subcommand the child runs.
-pub const SUBCOMMAND: &str = "embedded-runner";
+/// The runner's program, as the release archive and `cargo build` name it.
+pub const RUNNER_PROGRAM: &str = "jamstack-runner";
 
-/// What the child needs to run the runner, sent on its standard input.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChildSettings {
-    pub controller_url: String,
-    pub token: String,
-    pub name: String,
-    pub work_dir: PathBuf,
-    pub publish_limit_bytes: u64,
-    pub default_image: String,
-    /// The operator's `--allow-private-networks`: builds may reach the
-    /// host and private networks.
-    pub allow_private_networks: bool,
+/// The `jamstack-runner` program `up` starts: the one beside this
+/// controller's own executable (where the packages and `cargo build` put
+/// it, so the two come from one build and speak one protocol), else the
+/// first on `PATH`.
+pub fn runner_program() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the controller's own executable")?;
+    find_runner_program(&exe, std::env::var_os("PATH").as_deref())
+}
+
+fn find_runner_program(controller_exe: &Path, path_var: Option<&OsStr>) -> anyhow::Result<PathBuf> {
+    let dir = controller_exe.parent().unwrap_or(Path::new("."));
+    let beside = dir.join(RUNNER_PROGRAM);
+    if is_executable(&beside) {
+        return Ok(beside);
+    }
+    let on_path = path_var
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(RUNNER_PROGRAM))
+        .find(|candidate| is_executable(candidate));
+    on_path.ok_or_else(|| {
+        anyhow::anyhow!(
+            "`up` runs builds with the `{RUNNER_PROGRAM}` program, which is neither beside this \
+             controller (in {}) nor on PATH. Install it next to jamstack-controller: both are in \
+             the release, and `cargo build --release -p jamstack-controller -p jamstack-runner` \
+             builds both into target/release",
+            dir.display()
+        )
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The longest pause between two starts of a child that keeps dying.
@@ -55,7 +81,12 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// (1 s, 2 s, 4 s … up to 30 s apart) whenever it dies. On `shutdown` the
 /// child is asked to stop and waited for, so it can hand its job back
 /// while the controller still answers.
-pub async fn supervise(settings: ChildSettings, log_format: LogFormat, shutdown: CancellationToken) {
+pub async fn supervise(
+    program: PathBuf,
+    settings: EmbeddedRunnerSettings,
+    log_format: LogFormat,
+    shutdown: CancellationToken,
+) {
     let restarts = ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(MAX_BACKOFF)
@@ -64,7 +95,7 @@ pub async fn supervise(settings: ChildSettings, log_format: LogFormat, shutdown:
     let mut pauses = restarts.build();
     loop {
         let started = Instant::now();
-        match start_child(&settings, log_format).await {
+        match start_child(&program, &settings, log_format).await {
             Ok((mut child, stdin)) => {
                 tracing::info!(pid = child.id(), "embedded runner started");
                 tokio::select! {
@@ -95,17 +126,15 @@ pub async fn supervise(settings: ChildSettings, log_format: LogFormat, shutdown:
     }
 }
 
-async fn start_child(settings: &ChildSettings, log_format: LogFormat) -> anyhow::Result<(Child, ChildStdin)> {
-    let exe = std::env::current_exe().context("finding the controller's own binary")?;
-    // The running binary itself, even when an upgrade replaced the file
-    // since it started: the runner must speak this controller's protocol.
-    let own = Path::new("/proc/self/exe");
-    let program = if own.exists() { own } else { exe.as_path() };
+async fn start_child(
+    program: &Path,
+    settings: &EmbeddedRunnerSettings,
+    log_format: LogFormat,
+) -> anyhow::Result<(Child, ChildStdin)> {
     let format = clap::ValueEnum::to_possible_value(&log_format)
         .map(|value| value.get_name().to_owned())
         .unwrap_or_else(|| "text".to_owned());
     let mut child = Command::new(program)
-        .arg0(&exe)
         .args(["--log-format", &format, SUBCOMMAND])
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
@@ -116,7 +145,7 @@ async fn start_child(settings: &ChildSettings, log_format: LogFormat) -> anyhow:
         // A controller that panics or returns early never leaves it behind.
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("running {} {SUBCOMMAND}", exe.display()))?;
+        .with_context(|| format!("running {} {SUBCOMMAND}", program.display()))?;
     let mut stdin = child.stdin.take().context("the child's standard input")?;
     let mut line = serde_json::to_vec(settings)?;
     line.push(b'\n');
@@ -158,55 +187,46 @@ async fn stop_child(mut child: Child, stdin: ChildStdin) {
     }
 }
 
-/// The child's side: reads its settings from standard input, runs the
-/// runner, and stops it when standard input closes (the controller stopping
-/// it, or dying) or on SIGTERM.
-pub async fn run_child() -> anyhow::Result<()> {
-    let mut stdin = BufReader::new(tokio::io::stdin());
-    let mut line = String::new();
-    stdin
-        .read_line(&mut line)
-        .await
-        .context("reading the embedded runner's settings from standard input")?;
-    let settings: ChildSettings = serde_json::from_str(&line).context(
-        "the embedded runner's settings on standard input are not valid; \
-         `embedded-runner` is started by `jamstack-controller up`, not by hand",
-    )?;
-    let mut config = jamstack_runner::RunnerConfig::new(&settings.controller_url, &settings.token);
-    config.name = settings.name;
-    config.work_dir = settings.work_dir;
-    config.default_image = settings.default_image;
-    config.publish_limit_bytes = settings.publish_limit_bytes;
-    config.allow_private_networks = settings.allow_private_networks;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let mut rest = Vec::new();
-            tokio::select! {
-                // EOF or an error: either way nobody holds the other end.
-                _ = stdin.read_to_end(&mut rest) => {
-                    tracing::info!("the controller closed the embedded runner's input; stopping");
-                }
-                _ = async {
-                    match terminate.as_mut() {
-                        Some(signal) => { signal.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => tracing::info!("SIGTERM; stopping"),
-            }
-            shutdown.cancel();
-        }
-    });
-    // Starting waits for the controller to answer, for as long as it takes;
-    // a controller that died meanwhile never will, and its closed input
-    // must stop the child then too.
-    let runner = tokio::select! {
-        runner = jamstack_runner::Runner::start(config) => runner?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    runner.run_until(shutdown).await
+    fn program_in(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(RUNNER_PROGRAM);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn up_runs_the_runner_beside_the_controller_before_one_on_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let beside = program_in(&dir.path().join("release"));
+        let elsewhere = program_in(&dir.path().join("bin"));
+        let controller = dir.path().join("release/jamstack-controller");
+        let path = std::env::join_paths([dir.path().join("bin")]).unwrap();
+        assert_eq!(find_runner_program(&controller, Some(&path)).unwrap(), beside);
+        std::fs::remove_file(&beside).unwrap();
+        assert_eq!(find_runner_program(&controller, Some(&path)).unwrap(), elsewhere);
+    }
+
+    #[test]
+    fn up_without_a_runner_program_names_where_it_looked_and_how_to_install_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let controller = dir.path().join("jamstack-controller");
+        // A file of that name that cannot run is no runner.
+        std::fs::write(dir.path().join(RUNNER_PROGRAM), "").unwrap();
+        let path = std::env::join_paths([dir.path().join("nothing-here")]).unwrap();
+        let error = find_runner_program(&controller, Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(&dir.path().display().to_string()), "{error}");
+        assert!(error.contains("nor on PATH"), "{error}");
+        assert!(
+            error.contains("cargo build --release -p jamstack-controller -p jamstack-runner"),
+            "{error}"
+        );
+    }
 }

@@ -54,9 +54,9 @@ fn config_of(server: ServerArgs) -> Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    jamstack_runner::install_tls_provider();
+    jamstack_program::install_tls_provider();
     let cli = Cli::parse();
-    jamstack_runner::logging::init(cli.log_format, "info,tower_http=warn,sqlx=warn");
+    jamstack_program::logging::init(cli.log_format, "info,tower_http=warn,sqlx=warn");
     match cli.command {
         Command::Up {
             server,
@@ -64,17 +64,19 @@ async fn main() -> anyhow::Result<()> {
             default_image,
             allow_private_networks,
         } => {
+            // Found before anything starts, so a missing one stops `up` at once.
+            let runner_program = embedded_runner::runner_program()?;
             if demo {
                 // Before anything is made or bound: a machine that cannot
                 // build the demo is told so, and no first start is spent.
-                demo::ensure_image().await?;
+                demo::ensure_image(&runner_program).await?;
             }
             let mut config = config_of(server);
             // The demo site's repository is a folder in the data directory.
             config.allow_local_repositories |= demo;
             let app = Application::build(config).await?;
             announce(&app);
-            let runner = embedded_runner::ChildSettings {
+            let runner = jamstack_proto::embedded_runner::EmbeddedRunnerSettings {
                 controller_url: app.base_url().to_owned(),
                 token: app.embedded_runner_token().await?,
                 name: "embedded".to_owned(),
@@ -100,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
             // so it can hand its job back; then the controller stops.
             let stop_runner = tokio_util::sync::CancellationToken::new();
             let supervisor = tokio::spawn(embedded_runner::supervise(
+                runner_program,
                 runner,
                 cli.log_format,
                 stop_runner.clone(),
@@ -113,7 +116,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("stopped cleanly");
             Ok(())
         }
-        Command::EmbeddedRunner => embedded_runner::run_child().await,
         Command::Serve { server } => {
             let app = Application::build(config_of(server)).await?;
             announce(&app);
@@ -123,7 +125,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Connect(args) => connect(args).await,
         Command::ConfigReference => {
-            print!("{}", jamstack_controller::config_reference::markdown());
+            print!(
+                "{}",
+                jamstack_controller::config_reference::with_runner_section()?
+            );
             Ok(())
         }
         Command::Token { kind, name, store } => {

@@ -44,7 +44,7 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        jamstack_runner::install_tls_provider();
+        jamstack_program::install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         let db = Database::connect(&config.database_url()).await?;

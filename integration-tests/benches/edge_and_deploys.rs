@@ -171,7 +171,7 @@ impl Uploader {
         // unchanged since the last deploy are not read again (rsync's quick
         // check, which rsync does too).
         let cache = dir.with_extension("hashes.json");
-        let manifest = jamstack_runner::upload::build_manifest_with_cache(dir, &cache)
+        let manifest = jamstack_deploy_files::build_manifest_with_cache(dir, &cache)
             .expect("hashing the publish directory");
         let hashed = started.elapsed();
         let hashes: HashSet<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();

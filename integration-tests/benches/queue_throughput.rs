@@ -28,8 +28,8 @@ const SENDERS: usize = 50;
 async fn main() {
     println!("{:<12} {:>14} {:>18}", "database", "leases/s", "deliveries/s");
     // The controllers' errors, if any, say why a call was refused.
-    jamstack_runner::logging::init(
-        jamstack_runner::logging::LogFormat::Text,
+    jamstack_program::logging::init(
+        jamstack_program::logging::LogFormat::Text,
         "jamstack_controller=error",
     );
     for backend in ["sqlite", "postgres"] {

@@ -66,6 +66,7 @@
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
 mod duration;
+pub mod embedded_runner;
 pub mod routes;
 pub use duration::format_duration;
 

@@ -1,18 +1,19 @@
 //! The `jamstack-runner` command line: every flag and environment
-//! variable. `main.rs` turns it into a [`crate::RunnerConfig`]; the
-//! controller's `config_reference` documents it.
+//! variable. `main.rs` turns it into a [`crate::RunnerConfig`];
+//! [`crate::config_reference`] documents it.
 
 use crate::executor::ExecutorKind;
 use crate::executor::image::PullPolicy;
-use crate::logging::LogFormat;
 use clap::{Parser, Subcommand};
+use jamstack_program::logging::LogFormat;
 use std::path::PathBuf;
 
 /// Leases build jobs from a jamstack controller and runs them in Docker or Podman.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, disable_help_subcommand = true)]
 pub struct Args {
-    /// Something other than running: without one, the runner runs.
+    /// Something other than running: without one, the runner runs with
+    /// these flags.
     #[command(subcommand)]
     pub command: Option<RunnerCommand>,
     /// The controller's base URL.
@@ -147,6 +148,15 @@ pub enum RunnerCommand {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// The runner of `jamstack-controller up`, started by `up` with its
+    /// settings on standard input; it stops when its standard input closes
+    /// (see [`crate::embedded`]). Not for people.
+    #[command(name = "embedded-runner", hide = true)]
+    EmbeddedRunner,
+    /// Print the runner's section of docs/configuration.md, made from these
+    /// definitions; `jamstack-controller config-reference` adds it to its own.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@
 //! into the host, and files are read only when they are regular files,
 //! up to a limit.
 
+pub use jamstack_deploy_files::human_size;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -191,17 +192,6 @@ fn too_large(shown: &str, limit: u64) -> InsideError {
     InsideError::TooLarge {
         path: shown.to_owned(),
         limit: human_size(limit),
-    }
-}
-
-/// `1 MiB`, `512 KiB`, `10 GiB`.
-pub fn human_size(bytes: u64) -> String {
-    const KIB: u64 = 1024;
-    match bytes {
-        b if b >= KIB * KIB * KIB && b % (KIB * KIB * KIB) == 0 => format!("{} GiB", b / (KIB * KIB * KIB)),
-        b if b >= KIB * KIB => format!("{} MiB", b / (KIB * KIB)),
-        b if b >= KIB => format!("{} KiB", b / KIB),
-        b => format!("{b} bytes"),
     }
 }
 

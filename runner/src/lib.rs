@@ -16,16 +16,16 @@
 pub mod build_log;
 pub mod cli;
 pub mod client;
+pub mod config_reference;
+pub mod embedded;
 pub mod executor;
 pub mod git;
-pub mod hash_cache;
 pub mod images;
 pub mod inside;
 pub mod job;
 #[cfg(test)]
 mod job_tests;
 pub mod log_format;
-pub mod logging;
 pub mod masking;
 pub mod site_config;
 pub mod upload;
@@ -253,15 +253,6 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(content.as_bytes())
 }
 
-/// Chooses the TLS crypto provider for the whole process. Several of our
-/// dependencies each enable a different rustls provider; with more than one
-/// compiled in, rustls cannot pick by itself, so every entry point (the two
-/// binaries, the controller's `Application::build`, [`run`]) calls this
-/// first. Calling it again is harmless.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The file in the work directory naming the runner instance that uses it.
 pub const INSTANCE_FILE: &str = "runner-instance";
 const LOCK_FILE: &str = "runner.lock";
@@ -286,7 +277,7 @@ impl Runner {
     /// without: Docker, a free work directory, a controller that speaks its
     /// protocol version, a valid token.
     pub async fn start(config: RunnerConfig) -> anyhow::Result<Self> {
-        install_tls_provider();
+        jamstack_program::install_tls_provider();
         make_private_dir(&config.work_dir)
             .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
         let lock = lock_work_dir(&config.work_dir)?;

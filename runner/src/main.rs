@@ -8,12 +8,20 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    jamstack_runner::install_tls_provider();
+    jamstack_program::install_tls_provider();
     let args = Args::parse();
-    jamstack_runner::logging::init(args.log_format, "info");
-    if let Some(command) = args.command {
-        return run_command(command).await;
+    match args.command {
+        Some(RunnerCommand::ConfigReference) => {
+            print!("{}", jamstack_runner::config_reference::markdown());
+            return Ok(());
+        }
+        Some(command) => {
+            jamstack_program::logging::init(args.log_format, "info");
+            return run_command(command).await;
+        }
+        None => {}
     }
+    jamstack_program::logging::init(args.log_format, "info");
     let mut config = RunnerConfig::new(&args.controller, &args.token);
     config.registration_token = args.registration_token;
     config.labels = args.labels;
@@ -73,6 +81,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_command(command: RunnerCommand) -> anyhow::Result<()> {
     match command {
+        RunnerCommand::EmbeddedRunner => jamstack_runner::embedded::run().await,
+        RunnerCommand::ConfigReference => {
+            print!("{}", jamstack_runner::config_reference::markdown());
+            Ok(())
+        }
         RunnerCommand::Images {
             command: ImagesCommand::BuildDemo { tag },
         } => {

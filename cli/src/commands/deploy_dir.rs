@@ -1,8 +1,9 @@
 //! `jamstack deploy <dir>`: Netlify's digest flow for a person. The folder
 //! is walked and hashed (on every core) by the runner's own manifest
-//! builder, so symlinks leaving the folder are refused just as in a build;
-//! files unchanged since the folder's last deploy are not read again (the
-//! runner's hash cache, kept in the user's cache directory);
+//! builder ([`jamstack_deploy_files`]), so symlinks leaving the folder are
+//! refused just as in a build; files unchanged since the folder's last
+//! deploy are not read again (its hash cache, kept in the user's cache
+//! directory);
 //! the manifest goes to the controller, which answers with the hashes it
 //! lacks across all sites; only those are uploaded, several at a time,
 //! behind a progress bar; then the deploy is finalized.
@@ -11,7 +12,7 @@ use crate::args::DeployArgs;
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::output::{bytes, print_json};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use jamstack_proto::DeployManifest;
 use jamstack_proto::routes;
@@ -33,13 +34,11 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
     }
     // Deploying the same folder again reads only the files that changed.
     let cache = crate::config::hash_cache_dir(|name| std::env::var(name).ok());
-    let manifest = tokio::task::spawn_blocking(move || {
-        use jamstack_runner::{hash_cache, upload};
+    let mut manifest = tokio::task::spawn_blocking(move || {
+        use jamstack_deploy_files::{build_manifest, build_manifest_with_cache, hash_cache};
         match (cache, dir.canonicalize()) {
-            (Some(cache), Ok(root)) => {
-                upload::build_manifest_with_cache(&dir, &hash_cache::file_for(&cache, &root))
-            }
-            _ => upload::build_manifest(&dir),
+            (Some(cache), Ok(root)) => build_manifest_with_cache(&dir, &hash_cache::file_for(&cache, &root)),
+            _ => build_manifest(&dir),
         }
     })
     .await
@@ -61,7 +60,7 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
         );
     }
     let wire = DeployManifest {
-        files: manifest.files,
+        files: std::mem::take(&mut manifest.files),
         redirects: Vec::new(),
         headers: Vec::new(),
     };
@@ -88,17 +87,8 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
                 .collect()
         })
         .unwrap_or_default();
-    let mut wanted = Vec::with_capacity(required.len());
-    for hash in &required {
-        let source = manifest.sources.get(hash).cloned().ok_or_else(|| {
-            CliError::error(format!(
-                "the controller asked for blob {hash}, which is not in the manifest sent"
-            ))
-        })?;
-        let size = std::fs::metadata(&source)?.len();
-        wanted.push((hash.clone(), source, size));
-    }
-    let upload_bytes: u64 = wanted.iter().map(|(_, _, size)| size).sum();
+    let wanted = manifest.blobs_for::<CliError>(&required)?;
+    let upload_bytes: u64 = wanted.iter().map(|blob| blob.size).sum();
     let bar = if json {
         ProgressBar::hidden()
     } else {
@@ -110,11 +100,10 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
             .progress_chars("=> "),
     );
     bar.set_message(format!("Uploading {} files", wanted.len()));
-    futures_util::stream::iter(wanted)
-        .map(|(hash, source, _)| put_blob(api, &bar, hash, source))
-        .buffer_unordered(PARALLEL_UPLOADS)
-        .try_collect::<Vec<()>>()
-        .await?;
+    jamstack_deploy_files::upload::upload_blobs(wanted, PARALLEL_UPLOADS, |blob| {
+        put_blob(api, &bar, blob.sha256, blob.source)
+    })
+    .await?;
     bar.finish_and_clear();
     if !json {
         if required.is_empty() {

@@ -1,0 +1,489 @@
+//! The manifest of a folder: the path, SHA-256, size and mode of every
+//! file, the first message of Netlify's digest flow.
+//!
+//! The folder is walked without leaving it: a symlink is resolved inside
+//! the folder only ([`resolve_inside`]), and one leading out is refused,
+//! never read through.
+
+use crate::hash_cache::{self, HashCache, Stamp};
+use crate::human_size;
+use jamstack_proto::{HeaderRule, MAX_RULE_FILE_BYTES, ManifestFile, RedirectRule};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The rule files at the root of a publish directory.
+const RULE_FILES: [&str; 2] = ["_redirects", "_headers"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(
+        "`{path}` in the publish directory is a symlink to `{target}`, outside the publish directory; \
+         a deploy holds only files inside it. Copy the file in instead"
+    )]
+    SymlinkEscapes { path: String, target: String },
+    #[error(
+        "`{path}` in the publish directory is {size}, over the limit of {limit} for a rule file; \
+         split its rules or move some into jamstack.toml"
+    )]
+    RuleFileTooLarge {
+        path: String,
+        size: String,
+        limit: String,
+    },
+    #[error("`{0}` in the publish directory has a name that is not UTF-8; rename it")]
+    NonUtf8Name(String),
+    #[error("the publish directory is empty; check that the build wrote its output to `publish`")]
+    Empty,
+    #[error("reading the publish directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A manifest of `root` and, for each hash, a file holding that content.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    pub files: Vec<ManifestFile>,
+    pub sources: HashMap<String, PathBuf>,
+    /// The `[[redirects]]` and `[[headers]]` rules of `jamstack.toml`; the
+    /// controller applies them after the publish directory's `_redirects`
+    /// and `_headers` files.
+    pub redirects: Vec<RedirectRule>,
+    pub headers: Vec<HeaderRule>,
+    /// How many files were read and hashed; the others' hashes came from
+    /// the hash cache.
+    pub hashed_files: usize,
+}
+
+/// Walks `root`, hashing every regular file (on all cores: hashing a large
+/// site is the slow part of a deploy). Symlinks are resolved inside `root`
+/// only ([`resolve_inside`]); one leading out is refused, never read
+/// through. The runner and the `jamstack deploy` command both build their
+/// manifests here, so both refuse the same folders.
+pub fn build_manifest(root: &Path) -> Result<Manifest, ManifestError> {
+    build(root, None, hash_cache::SETTLE)
+}
+
+/// [`build_manifest`] for a folder deployed again and again (`jamstack
+/// deploy`): a file unchanged since the last deploy is not read again, its
+/// hash comes from `cache_file` (see [`crate::hash_cache`] for when a hash is
+/// trusted), which is then replaced by this deploy's hashes. A build's
+/// publish directory is new every time, so the runner has no use for it.
+pub fn build_manifest_with_cache(root: &Path, cache_file: &Path) -> Result<Manifest, ManifestError> {
+    build(root, Some(cache_file), hash_cache::SETTLE)
+}
+
+fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Manifest, ManifestError> {
+    // Taken before any file is looked at: see `HashCache::keep`.
+    let seen = SystemTime::now();
+    let found = publish_files(root)?;
+    if found.is_empty() {
+        return Err(ManifestError::Empty);
+    }
+    // Only to name the folder a hash cache belongs to (`jamstack deploy`).
+    let mut cache = match cache_file {
+        Some(file) => Some(HashCache::load(file, &root.canonicalize()?)),
+        None => None,
+    };
+    let known: Vec<Option<String>> = found
+        .iter()
+        .map(|file| {
+            let (cache, stamp) = (cache.as_ref()?, file.stamp.as_ref()?);
+            cache.hash_of(&file.path, stamp).map(str::to_owned)
+        })
+        .collect();
+    let unknown: Vec<&FoundFile> = found
+        .iter()
+        .zip(&known)
+        .filter_map(|(file, known)| known.is_none().then_some(file))
+        .collect();
+    let mut hashed = hash_in_parallel(&unknown)?.into_iter();
+    let mut manifest = Manifest {
+        hashed_files: unknown.len(),
+        ..Manifest::default()
+    };
+    for (file, known) in found.into_iter().zip(known) {
+        let sha256 = match known {
+            Some(sha256) => sha256,
+            None => hashed.next().expect("a hash for every file read"),
+        };
+        if let (Some(cache), Some(stamp)) = (cache.as_mut(), file.stamp) {
+            cache.keep(&file.path, stamp, &sha256, seen, settle);
+        }
+        manifest.files.push(ManifestFile {
+            path: file.path,
+            sha256: sha256.clone(),
+            size: file.size,
+            mode: file.mode,
+        });
+        manifest.sources.entry(sha256).or_insert(file.source);
+    }
+    if let (Some(cache), Some(file)) = (cache, cache_file) {
+        cache.save(file);
+    }
+    Ok(manifest)
+}
+
+/// A file of the publish directory, before hashing.
+struct FoundFile {
+    path: String,
+    source: PathBuf,
+    size: u64,
+    mode: u32,
+    stamp: Option<Stamp>,
+}
+
+/// Where the symlink at `relative` under `root` leads, resolved a component
+/// at a time without leaving `root` (nothing is resolved in the host, so a
+/// link is never followed out, not even to look): `None` when it or a link
+/// on its way points outside (an absolute target, too many `..`), or
+/// nowhere, or through more than 40 links.
+fn resolve_inside(root: &Path, relative: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+    use std::path::Component;
+    let mut inside: Vec<std::ffi::OsString> = Vec::new();
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> =
+        relative.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut hops = 0;
+    while let Some(name) = pending.pop_front() {
+        match Path::new(&name).components().next() {
+            Some(Component::Normal(_)) => {}
+            Some(Component::ParentDir) => {
+                inside.pop()?;
+                continue;
+            }
+            Some(Component::CurDir) | None => continue,
+            Some(_) => return None,
+        }
+        inside.push(name);
+        let here: PathBuf = root.join(inside.iter().collect::<PathBuf>());
+        let metadata = here.symlink_metadata().ok()?;
+        if metadata.file_type().is_symlink() {
+            hops += 1;
+            let target = std::fs::read_link(&here).ok()?;
+            if hops > 40 || target.has_root() {
+                return None;
+            }
+            inside.pop();
+            for component in target.components().rev() {
+                pending.push_front(component.as_os_str().to_owned());
+            }
+        } else if !pending.is_empty() && !metadata.is_dir() {
+            return None;
+        }
+    }
+    let resolved = root.join(inside.iter().collect::<PathBuf>());
+    let metadata = resolved.symlink_metadata().ok()?;
+    Some((resolved, metadata))
+}
+
+fn publish_files(root: &Path) -> Result<Vec<FoundFile>, ManifestError> {
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let relative = entry.path().strip_prefix(root).map_err(std::io::Error::other)?;
+        let path = relative
+            .to_str()
+            .ok_or_else(|| ManifestError::NonUtf8Name(relative.to_string_lossy().into_owned()))?
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        let mut source = entry.path().to_path_buf();
+        if entry.path_is_symlink() {
+            match resolve_inside(root, relative) {
+                Some((resolved, metadata)) if metadata.is_file() => source = resolved,
+                // A link to a directory inside is walked where it really is.
+                Some((_, metadata)) if metadata.is_dir() => continue,
+                _ => {
+                    let target = std::fs::read_link(entry.path())?;
+                    return Err(ManifestError::SymlinkEscapes {
+                        path,
+                        target: target.to_string_lossy().into_owned(),
+                    });
+                }
+            }
+        } else if !entry.file_type().is_file() {
+            continue;
+        }
+        let metadata = std::fs::metadata(&source)?;
+        // The edge reads these as rules; the runner refuses one it would be
+        // unreasonable to parse rather than hand it on.
+        if RULE_FILES.contains(&path.as_str()) && metadata.len() > MAX_RULE_FILE_BYTES {
+            return Err(ManifestError::RuleFileTooLarge {
+                path,
+                size: human_size(metadata.len()),
+                limit: human_size(MAX_RULE_FILE_BYTES),
+            });
+        }
+        #[cfg(unix)]
+        let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+        #[cfg(not(unix))]
+        let mode = 0o644;
+        found.push(FoundFile {
+            path,
+            source,
+            size: metadata.len(),
+            mode,
+            stamp: Stamp::of(&metadata),
+        });
+    }
+    Ok(found)
+}
+
+/// The SHA-256 of each file, in order, hashed by one thread per core.
+fn hash_in_parallel(files: &[&FoundFile]) -> std::io::Result<Vec<String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|file| hash_file(&file.source))
+                        .collect::<std::io::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut hashes = Vec::with_capacity(files.len());
+        for worker in workers {
+            hashes.extend(worker.join().expect("a hashing thread panicked")?);
+        }
+        Ok(hashes)
+    })
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_names_every_file_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("index.html"), "hi").unwrap();
+        std::fs::write(dir.path().join("a/b/same.txt"), "hi").unwrap();
+        let manifest = build_manifest(dir.path()).unwrap();
+        let paths: Vec<_> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a/b/same.txt", "index.html"]);
+        assert_eq!(manifest.files[0].sha256, manifest.files[1].sha256);
+        assert_eq!(
+            manifest.files[0].sha256,
+            "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"
+        );
+        assert_eq!(
+            manifest.sources.len(),
+            1,
+            "one blob for two files with the same content"
+        );
+    }
+
+    #[test]
+    fn a_large_publish_directory_is_hashed_on_every_core_and_listed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join(format!("page{i:03}.html")), format!("page {i}")).unwrap();
+        }
+        let manifest = build_manifest(dir.path()).unwrap();
+        assert_eq!(manifest.files.len(), 300);
+        for (i, file) in manifest.files.iter().enumerate() {
+            assert_eq!(file.path, format!("page{i:03}.html"));
+            assert_eq!(file.sha256, hex::encode(Sha256::digest(format!("page {i}"))));
+            assert_eq!(file.size, format!("page {i}").len() as u64);
+        }
+        assert_eq!(manifest.sources.len(), 300);
+    }
+
+    /// A site of three files, written a while ago, and where its hash cache goes.
+    fn settled_site() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(site.join("a")).unwrap();
+        for (path, text) in [("index.html", "home"), ("a/b.html", "bbbb"), ("c.css", "cc")] {
+            std::fs::write(site.join(path), text).unwrap();
+        }
+        std::thread::sleep(SHORT_SETTLE * 3);
+        let cache = dir.path().join("hashes.json");
+        (dir, site, cache)
+    }
+
+    /// Long enough for any local filesystem's timestamps to tick.
+    const SHORT_SETTLE: Duration = Duration::from_millis(50);
+
+    fn hashes(manifest: &Manifest) -> Vec<(String, String)> {
+        manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_deployed_again_reads_only_the_files_that_changed() {
+        let (_dir, site, cache) = settled_site();
+        let first = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(first.hashed_files, 3);
+        let again = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(again.hashed_files, 0, "nothing changed, nothing is read");
+        assert_eq!(hashes(&again), hashes(&build_manifest(&site).unwrap()));
+        assert_eq!(again.sources.len(), 3, "every file can still be uploaded");
+
+        std::fs::write(site.join("c.css"), "a longer stylesheet").unwrap();
+        std::fs::write(site.join("new.txt"), "new").unwrap();
+        std::fs::remove_file(site.join("index.html")).unwrap();
+        std::thread::sleep(SHORT_SETTLE * 3);
+        let changed = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(changed.hashed_files, 2, "c.css and new.txt");
+        assert_eq!(hashes(&changed), hashes(&build_manifest(&site).unwrap()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_rewritten_with_the_same_size_and_modification_time_is_hashed_again() {
+        let (_dir, site, cache) = settled_site();
+        build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        // What fools a check of size and modification time alone.
+        let path = site.join("a/b.html");
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, "BBBB").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+        let manifest = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(manifest.hashed_files, 1);
+        let b = manifest.files.iter().find(|f| f.path == "a/b.html").unwrap();
+        assert_eq!(b.sha256, hex::encode(Sha256::digest("BBBB")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_written_just_before_a_deploy_is_hashed_again_at_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (site, cache) = (dir.path().join("site"), dir.path().join("hashes.json"));
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(site.join("index.html"), "fresh").unwrap();
+        // Written within the settling time: a second write in the same
+        // timestamp tick could keep its stamp, so its hash is not kept.
+        for _ in 0..2 {
+            let manifest = build(&site, Some(&cache), hash_cache::SETTLE).unwrap();
+            assert_eq!(manifest.hashed_files, 1);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hash_cache_of_another_folder_or_a_damaged_one_is_not_used() {
+        let (dir, site, cache) = settled_site();
+        build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        let copy = dir.path().join("copy");
+        std::fs::create_dir_all(copy.join("a")).unwrap();
+        for (path, text) in [("index.html", "HOME"), ("a/b.html", "BBBB"), ("c.css", "CC")] {
+            std::fs::write(copy.join(path), text).unwrap();
+        }
+        std::thread::sleep(SHORT_SETTLE * 3);
+        let other = build(&copy, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(other.hashed_files, 3, "the same paths in another folder");
+        assert_eq!(hashes(&other), hashes(&build_manifest(&copy).unwrap()));
+
+        std::fs::write(&cache, "{ not json").unwrap();
+        let manifest = build(&copy, Some(&cache), SHORT_SETTLE).unwrap();
+        assert_eq!(manifest.hashed_files, 3);
+        assert_eq!(
+            build(&copy, Some(&cache), SHORT_SETTLE).unwrap().hashed_files,
+            0,
+            "the damaged file was replaced"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_out_of_the_publish_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let publish = dir.path().join("public");
+        std::fs::create_dir_all(&publish).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::fs::write(publish.join("index.html"), "hi").unwrap();
+        std::os::unix::fs::symlink("../secret", publish.join("leak")).unwrap();
+        let err = build_manifest(&publish).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::SymlinkEscapes { ref path, .. } if path == "leak"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_inside_the_publish_directory_serves_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "hi").unwrap();
+        std::os::unix::fs::symlink("index.html", dir.path().join("home.html")).unwrap();
+        let manifest = build_manifest(dir.path()).unwrap();
+        assert_eq!(manifest.files.len(), 2);
+        assert_eq!(manifest.files[0].sha256, manifest.files[1].sha256);
+    }
+
+    #[test]
+    fn a_redirects_file_over_a_mib_is_refused_naming_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "hi").unwrap();
+        std::fs::write(dir.path().join("_redirects"), vec![b'#'; 2 * 1024 * 1024]).unwrap();
+        let err = build_manifest(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`_redirects` in the publish directory is 2 MiB, over the limit of 1 MiB for a rule file; \
+             split its rules or move some into jamstack.toml"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_that_leaves_the_publish_directory_through_another_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let publish = dir.path().join("public");
+        std::fs::create_dir_all(publish.join("a")).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::fs::write(publish.join("index.html"), "hi").unwrap();
+        // `a/up` is the publish directory itself: inside.
+        std::os::unix::fs::symlink("..", publish.join("a/up")).unwrap();
+        // Inside by its text until `up` is followed; then one `..` too many.
+        std::os::unix::fs::symlink("a/up/../secret", publish.join("leak")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", publish.join("passwd")).unwrap();
+        let err = build_manifest(&publish).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::SymlinkEscapes { ref path, .. } if path == "leak"),
+            "{err}"
+        );
+        std::fs::remove_file(publish.join("leak")).unwrap();
+        let err = build_manifest(&publish).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::SymlinkEscapes { ref path, ref target } if path == "passwd" && target == "/etc/passwd"),
+            "{err}"
+        );
+        std::fs::remove_file(publish.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("a/up/a/up/index.html", publish.join("home.html")).unwrap();
+        let manifest = build_manifest(&publish).unwrap();
+        let paths: Vec<_> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["home.html", "index.html"]);
+    }
+}
