@@ -32,6 +32,7 @@ pub mod runner_api;
 pub mod secrets;
 pub mod startup;
 pub mod state;
+pub mod supervisor;
 pub mod triggers;
 
 pub use config::Config;

@@ -151,6 +151,7 @@ pub struct Metrics {
     /// Ready deploys whose variants are queued or being made.
     variant_deploys_pending: AtomicU64,
     variant_blobs_made: AtomicU64,
+    worker_restarts: WorkerRestarts,
 }
 
 impl Default for Metrics {
@@ -166,6 +167,7 @@ impl Default for Metrics {
             deploy_size: Histogram::of_units(DEPLOY_SIZE_BOUNDS),
             variant_deploys_pending: AtomicU64::new(0),
             variant_blobs_made: AtomicU64::new(0),
+            worker_restarts: WorkerRestarts::default(),
         }
     }
 }
@@ -250,6 +252,12 @@ impl Metrics {
     pub fn record_variants_made(&self, blobs: usize) {
         self.variant_deploys_pending.fetch_sub(1, Relaxed);
         self.variant_blobs_made.fetch_add(blobs as u64, Relaxed);
+    }
+
+    /// A background worker panicked and is started again (see
+    /// [`crate::supervisor`]).
+    pub fn record_worker_restart(&self, worker: &'static str) {
+        self.worker_restarts.record(worker);
     }
 
     /// The text exposition format (version 0.0.4).
@@ -394,7 +402,39 @@ impl Metrics {
                 &format!("class=\"{class}\""),
             );
         }
+        self.worker_restarts.render(&mut out);
         out
+    }
+}
+
+/// Restarts of background workers after a panic, by worker name (a fixed
+/// set: the names the supervisor is given).
+#[derive(Debug, Default)]
+struct WorkerRestarts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl WorkerRestarts {
+    fn record(&self, worker: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(worker)
+            .or_default() += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        header(
+            out,
+            "jamstack_worker_restarts_total",
+            "counter",
+            "Background workers started again after a panic, by worker.",
+        );
+        for (worker, count) in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "jamstack_worker_restarts_total{{worker=\"{worker}\"}} {count}"
+            );
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
+use crate::supervisor::Supervisor;
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -192,35 +193,22 @@ impl Application {
         Ok(token)
     }
 
-    /// Serves until the process ends, with the lease reaper, the GitHub
-    /// reporter, the garbage collector, the edge's event listener and the
-    /// maker of compressed variants beside it.
+    /// Serves until the process ends, with the background workers (lease
+    /// reaper, GitHub reporter, garbage collector, the edge's event
+    /// listener, the maker of compressed variants, ...) beside it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(std::future::pending()).await
     }
 
-    /// Serves until `shutdown` completes, then stops taking connections and
-    /// finishes the requests in flight before returning.
+    /// Serves until `shutdown` completes, then stops taking connections,
+    /// finishes the requests in flight, and stops the background workers
+    /// before returning.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let reaper = tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
-        let reporter = crate::github::reporter::spawn(self.state.clone());
-        let pruner = tokio::spawn(crate::api::webhooks::prune_deliveries(self.state.clone()));
-        let collector = tokio::spawn(crate::deploys::retention::collect_periodically(
-            self.state.clone(),
-        ));
-        let forgetter = tokio::spawn(forget_on_events(self.state.clone()));
-        let compressor = tokio::spawn(crate::deploys::compress::make_variants_in_background(
-            self.state.clone(),
-        ));
-        let relay = tokio::spawn(crate::deploys::events::relay_between_controllers(
-            self.state.clone(),
-        ));
-        let metrics = tokio::spawn(crate::metrics::record_build_events(self.state.clone()));
-        let notifier = tokio::spawn(crate::notifications::run(self.state.clone()));
-        let build_notices = tokio::spawn(crate::notifications::queue_build_events(self.state.clone()));
+        let workers = Supervisor::new(self.state.metrics.clone());
+        start_workers(&workers, &self.state);
         let limits = self.state.config.http;
         // The open metrics listener is held to the same bounds as the main
         // one: whoever reaches its address has shown nothing either.
@@ -230,27 +218,46 @@ impl Application {
                 listener,
                 app,
                 limits,
-                std::future::pending::<()>(),
+                workers.stopping().cancelled_owned(),
             ))
         });
         let app = service(self.state);
         crate::http_server::serve(self.listener, app, limits, shutdown).await;
-        let served: anyhow::Result<()> = Ok(());
-        reaper.abort();
-        reporter.abort();
-        pruner.abort();
-        collector.abort();
-        forgetter.abort();
-        compressor.abort();
-        relay.abort();
-        metrics.abort();
-        notifier.abort();
-        build_notices.abort();
+        workers.shutdown(crate::supervisor::SHUTDOWN_GRACE).await;
         if let Some(open_metrics) = open_metrics {
             open_metrics.abort();
         }
-        served
+        Ok(())
     }
+}
+
+/// Every background worker of a controller, each under `workers`.
+fn start_workers(workers: &Supervisor, state: &AppState) {
+    macro_rules! until_stopped {
+        ($name:literal, $worker:path) => {{
+            let state = state.clone();
+            workers.spawn_until_stopped($name, move || $worker(state.clone()));
+        }};
+    }
+    until_stopped!("lease_reaper", crate::builds::reap_expired_leases);
+    until_stopped!("github_reporter", crate::github::reporter::start);
+    until_stopped!("delivery_pruner", crate::api::webhooks::prune_deliveries);
+    until_stopped!(
+        "garbage_collector",
+        crate::deploys::retention::collect_periodically
+    );
+    until_stopped!("edge_forgetter", forget_on_events);
+    until_stopped!(
+        "variant_maker",
+        crate::deploys::compress::make_variants_in_background
+    );
+    until_stopped!(
+        "deploy_event_relay",
+        crate::deploys::events::relay_between_controllers
+    );
+    until_stopped!("build_metrics", crate::metrics::record_build_events);
+    until_stopped!("notifier", crate::notifications::run);
+    until_stopped!("build_notices", crate::notifications::queue_build_events);
 }
 
 /// The edge forgets what every event makes stale, also events relayed from

@@ -34,9 +34,9 @@ const CATCH_UP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// next changes at most this late.
 const SILENT_SITE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Starts the reporter. It subscribes at once, so no change made after this
-/// call is missed, then catches up on older ones.
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+/// Makes the reporter. It subscribes at once, so no change made after this
+/// call is missed; when run, it catches up on older ones first.
+pub fn start(state: AppState) -> impl std::future::Future<Output = ()> + Send + 'static {
     let events = state.events.subscribe();
     let reporter = Arc::new(Reporter {
         state,
@@ -45,7 +45,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         permits: Semaphore::new(CONCURRENT_REPORTS),
         silent_sites: Mutex::new(HashMap::new()),
     });
-    tokio::spawn(reporter.run(events))
+    reporter.run(events)
 }
 
 type CommentLock = Arc<tokio::sync::Mutex<()>>;
