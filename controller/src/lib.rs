@@ -34,6 +34,7 @@ pub mod startup;
 pub mod state;
 pub mod supervisor;
 pub mod triggers;
+pub mod urls;
 
 pub use config::Config;
 pub use startup::Application;

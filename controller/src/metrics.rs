@@ -12,10 +12,13 @@
 //! Labels stay bounded: `site` only where the number of sites bounds it,
 //! `class` (1xx…5xx) for edge answers, `outcome` from the build states.
 
-use crate::state::AppState;
+use crate::db::Database;
+pub use crate::db::QueueFigures;
+use crate::events::Events;
 use axum::http::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -198,17 +201,6 @@ impl ManifestFigures {
         }
         figures
     }
-}
-
-/// Facts of the database, read when scraped.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueueFigures {
-    pub queued: i64,
-    pub running: i64,
-    /// Runners seen within the last minute.
-    pub runners_connected: i64,
-    /// Runners holding at least one live lease.
-    pub runners_busy: i64,
 }
 
 impl Metrics {
@@ -456,39 +448,14 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics` on the main listener: a token with the `read` scope (or a
-/// dashboard session) is needed, as the figures name every site.
-pub async fn serve_with_token(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    _: crate::auth::CanRead,
-) -> crate::error::AppResult<axum::response::Response> {
-    serve_open(axum::extract::State(state)).await
-}
-
-/// `GET /metrics` on the listener of `--metrics-listen`, which is open.
-pub async fn serve_open(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> crate::error::AppResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let queue = state.db.queue_figures().await?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(queue),
-    )
-        .into_response())
-}
-
 /// Records build outcomes, durations and queue waits from the build events
 /// of this controller. Runs beside the server; takes the times an event
 /// carries and reads the build only when it carries none, so a missed event
 /// costs a figure, never a wrong one.
-pub async fn record_build_events(state: AppState) {
+pub async fn record_build_events(db: Database, events: Events, metrics: Arc<Metrics>) {
     use crate::db::BuildState;
     use crate::events::BuildTiming;
-    let mut changes = state.events.build_changes();
+    let mut changes = events.build_changes();
     // Site names never change: each is read once.
     let mut site_names: HashMap<i64, String> = HashMap::new();
     while let Some(change) = changes.next().await {
@@ -499,7 +466,7 @@ pub async fn record_build_events(state: AppState) {
         let millis = |from: i64, to: i64| Duration::from_millis(to.saturating_sub(from).max(0) as u64);
         let timing = match change.timing {
             Some(timing) => timing,
-            None => match state.db.build(change.build_id).await {
+            None => match db.build(change.build_id).await {
                 Ok(Some(build)) => {
                     site_names.insert(build.site_id, build.site.clone());
                     if change.state == BuildState::Running {
@@ -536,7 +503,7 @@ pub async fn record_build_events(state: AppState) {
                 attempt,
             } => {
                 if attempt == 1 {
-                    state.metrics.record_queue_wait(millis(queued_at, started_at));
+                    metrics.record_queue_wait(millis(queued_at, started_at));
                 }
             }
             BuildTiming::Ended {
@@ -548,7 +515,7 @@ pub async fn record_build_events(state: AppState) {
                 }
                 let site = match site_names.get(&change.site_id) {
                     Some(name) => name,
-                    None => match state.db.site_by_id(change.site_id).await {
+                    None => match db.site_by_id(change.site_id).await {
                         Ok(Some(site)) => site_names.entry(change.site_id).or_insert(site.name),
                         Ok(None) => continue,
                         Err(error) => {
@@ -562,7 +529,7 @@ pub async fn record_build_events(state: AppState) {
                     },
                 };
                 let ran = started_at.map(|started| millis(started, finished_at));
-                state.metrics.record_build(site, change.state.as_str(), ran);
+                metrics.record_build(site, change.state.as_str(), ran);
             }
         }
     }

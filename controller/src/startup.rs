@@ -1,22 +1,26 @@
 //! Building and running the controller: bind first (port 0 works), then
 //! serve. Tests and the binary start it the same way.
 
+use crate::auth::Auth;
 use crate::auth::{hash_token, new_token, random_hex};
+use crate::builds::Queue;
 use crate::config::{BlobStoreConfig, Config};
-use crate::dashboard::login::SignInThrottle;
 use crate::db::{Database, TokenKind};
 use crate::deploys::events::DeployEvents;
 use crate::deploys::s3::S3BlobStore;
-use crate::deploys::{BlobStore, LocalBlobStore};
-use crate::edge::EdgeCache;
+use crate::deploys::{BlobStore, Deploys, LocalBlobStore};
+use crate::edge::{Edge, EdgeCache};
 use crate::events::Events;
+use crate::github::GitHubService;
 use crate::github::client::GitHub;
 use crate::metrics::Metrics;
+use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
 use crate::supervisor::Supervisor;
+use crate::urls::Urls;
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,31 +108,73 @@ impl Application {
             BlobStoreConfig::S3(s3) => Arc::new(S3BlobStore::connect(s3).await?),
         };
         tracing::info!(store = %blobs.describe(), "blob store ready");
+        let config = Arc::new(config);
+        let secrets = Arc::new(secrets);
+        let metrics = Arc::new(Metrics::default());
         let events = Events::default();
-        let jobs_available = Arc::new(Notify::new());
-        let push_batches = PushBatches::start(db.clone(), events.clone(), jobs_available.clone());
-        let state = AppState {
-            db,
-            push_batches,
-            blobs,
-            edge: Arc::new(EdgeCache::new(config.edge)),
-            deploy_events: DeployEvents::default(),
-            config: Arc::new(config),
-            jobs_available,
-            log_activity: Arc::new(Notify::new()),
-            cancellations: Arc::new(Notify::new()),
-            installation_id: installation_id.into(),
-            webhook_secret: webhook_secret.into(),
+        let urls = Urls {
             base_url: base_url.into(),
             public_url: public_url.into(),
-            events,
-            github: Arc::new(github),
-            secrets: Arc::new(secrets),
-            sign_in: Arc::new(SignInThrottle::default()),
-            metrics: Arc::new(Metrics::default()),
-            notifications_queued: Arc::new(Notify::new()),
+            domain: config.domain.as_str().into(),
+        };
+        let queue = Queue {
+            db: db.clone(),
+            config: config.clone(),
+            events: events.clone(),
+            jobs_available: Arc::new(Notify::new()),
+            log_activity: Arc::new(Notify::new()),
+            cancellations: Arc::new(Notify::new()),
+        };
+        let push_batches = PushBatches::start(db.clone(), events.clone(), queue.jobs_available.clone());
+        let edge_cache = Arc::new(EdgeCache::new(config.edge));
+        let deploys = Deploys {
+            db: db.clone(),
+            config: config.clone(),
+            blobs: blobs.clone(),
             variants: Arc::default(),
-            known_runners: Arc::default(),
+            metrics: metrics.clone(),
+            // The edge of this process forgets what a publish makes stale
+            // before the publish is answered.
+            events: DeployEvents::telling_first(edge_cache.clone()),
+        };
+        let edge = Edge {
+            db: db.clone(),
+            config: config.clone(),
+            cache: edge_cache,
+            blobs,
+            metrics: metrics.clone(),
+        };
+        let github = GitHubService {
+            db: db.clone(),
+            config: config.clone(),
+            client: Arc::new(github),
+            secrets: secrets.clone(),
+            urls: urls.clone(),
+            events: events.clone(),
+        };
+        let notifications = Notifications {
+            db: db.clone(),
+            config: config.clone(),
+            urls: urls.clone(),
+            events,
+            queued: Arc::new(Notify::new()),
+            secrets: secrets.clone(),
+        };
+        let state = AppState {
+            auth: Auth::new(db.clone()),
+            db,
+            config,
+            urls,
+            queue,
+            push_batches,
+            deploys,
+            edge,
+            github,
+            notifications,
+            metrics,
+            secrets,
+            installation_id: installation_id.into(),
+            webhook_secret: webhook_secret.into(),
         };
         Ok(Application {
             listener,
@@ -157,7 +203,7 @@ impl Application {
     }
 
     pub fn base_url(&self) -> &str {
-        &self.state.base_url
+        &self.state.urls.base_url
     }
 
     pub fn webhook_secret(&self) -> &str {
@@ -184,7 +230,7 @@ impl Application {
         slots: i64,
     ) -> anyhow::Result<String> {
         self.state.db.revoke_runners_named(name).await?;
-        self.state.known_runners.forget(|runner| runner.name == name);
+        self.state.auth.known_runners.forget(|runner| runner.name == name);
         let token = new_token(TokenKind::Runner);
         self.state
             .db
@@ -231,46 +277,65 @@ impl Application {
     }
 }
 
-/// Every background worker of a controller, each under `workers`.
+/// Every background worker of a controller, each under `workers`, each
+/// given the services it works with.
 fn start_workers(workers: &Supervisor, state: &AppState) {
-    macro_rules! until_stopped {
-        ($name:literal, $worker:path) => {{
-            let state = state.clone();
-            workers.spawn_until_stopped($name, move || $worker(state.clone()));
-        }};
-    }
-    until_stopped!("lease_reaper", crate::builds::reap_expired_leases);
-    until_stopped!("github_reporter", crate::github::reporter::start);
-    until_stopped!("delivery_pruner", crate::api::webhooks::prune_deliveries);
-    until_stopped!(
-        "garbage_collector",
-        crate::deploys::retention::collect_periodically
+    let queue = state.queue.clone();
+    workers.spawn_until_stopped("lease_reaper", move || {
+        crate::builds::reap_expired_leases(queue.clone())
+    });
+    let github = state.github.clone();
+    workers.spawn_until_stopped("github_reporter", move || {
+        crate::github::reporter::start(github.clone())
+    });
+    let db = state.db.clone();
+    workers.spawn_until_stopped("delivery_pruner", move || {
+        crate::api::webhooks::prune_deliveries(db.clone())
+    });
+    let deploys = state.deploys.clone();
+    workers.spawn_until_stopped("garbage_collector", move || {
+        crate::deploys::retention::collect_periodically(deploys.clone())
+    });
+    let (cache, events) = (state.edge.cache.clone(), state.deploys.events.clone());
+    workers.spawn_until_stopped("edge_forgetter", move || {
+        forget_on_events(cache.clone(), events.clone())
+    });
+    let deploys = state.deploys.clone();
+    workers.spawn_until_stopped("variant_maker", move || {
+        crate::deploys::compress::make_variants_in_background(deploys.clone())
+    });
+    let (db, events) = (state.db.clone(), state.deploys.events.clone());
+    workers.spawn_until_stopped("deploy_event_relay", move || {
+        crate::deploys::events::relay_between_controllers(db.clone(), events.clone())
+    });
+    let (db, events, metrics) = (
+        state.db.clone(),
+        state.queue.events.clone(),
+        state.metrics.clone(),
     );
-    until_stopped!("edge_forgetter", forget_on_events);
-    until_stopped!(
-        "variant_maker",
-        crate::deploys::compress::make_variants_in_background
-    );
-    until_stopped!(
-        "deploy_event_relay",
-        crate::deploys::events::relay_between_controllers
-    );
-    until_stopped!("build_metrics", crate::metrics::record_build_events);
-    until_stopped!("notifier", crate::notifications::run);
-    until_stopped!("build_notices", crate::notifications::queue_build_events);
+    workers.spawn_until_stopped("build_metrics", move || {
+        crate::metrics::record_build_events(db.clone(), events.clone(), metrics.clone())
+    });
+    let notifications = state.notifications.clone();
+    workers.spawn_until_stopped("notifier", move || {
+        crate::notifications::run(notifications.clone())
+    });
+    let notifications = state.notifications.clone();
+    workers.spawn_until_stopped("build_notices", move || {
+        crate::notifications::queue_build_events(notifications.clone())
+    });
 }
 
 /// The edge forgets what every event makes stale, also events relayed from
 /// other controllers (this process's own were applied when announced).
-async fn forget_on_events(state: AppState) {
-    let mut events = state.deploy_events.subscribe();
+async fn forget_on_events(cache: Arc<EdgeCache>, events: DeployEvents) {
+    let mut events = events.subscribe();
     loop {
         match events.recv().await {
-            Ok((event, _origin)) => state.edge.apply(&event).await,
+            Ok((event, _origin)) => cache.apply(&event).await,
             // Missed some: forget everything rather than serve stale.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                state
-                    .edge
+                cache
                     .apply(&crate::deploys::events::DeployEvent::Everything)
                     .await;
             }

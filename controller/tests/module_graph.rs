@@ -13,20 +13,10 @@
 
 /// Modules still in the one cycle, sorted. Strike a module when it leaves.
 const STILL_IN_THE_CYCLE: &[&str] = &[
-    "api",
-    "auth",
-    "builds",
-    "dashboard",
-    "db",
-    "deploys",
-    "edge",
-    "events",
-    "github",
-    "metrics",
-    "notifications",
-    "push_batches",
-    "state",
-    "triggers",
+    // `deploys::intake` checks a deploy's rules with `edge::rules`, while
+    // the edge reads deploys' blobs: the two leave the cycle when rule
+    // parsing moves out of `edge` into a crate of its own.
+    "deploys", "edge",
 ];
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -100,7 +100,7 @@ pub async fn stream(
     let events = async_stream::stream! {
         let mut at = start;
         loop {
-            let woken = state.log_activity.notified();
+            let woken = state.queue.log_activity.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let chunk = match state.db.read_log(id, at.attempt, at.offset).await {

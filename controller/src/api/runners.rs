@@ -50,7 +50,7 @@ pub async fn list(
 pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
     let revoked = state.db.revoke_runner(id).await?;
     // Refused from the next call on, not when the remembered token expires.
-    state.known_runners.forget(|runner| runner.id == id);
+    state.auth.known_runners.forget(|runner| runner.id == id);
     if !revoked {
         return Err(not_found(format!("no live runner {id}")));
     }

@@ -92,7 +92,7 @@ pub async fn list(State(state): State<AppState>, session: Session) -> PageResult
             None => String::new(),
         };
         rows.push(SiteRow {
-            url: state.site_url(&site.name),
+            url: state.urls.site_url(&site.name),
             repo: site.github_repo.clone().unwrap_or_else(|| site.repo_url.clone()),
             production_branch: site.production_branch.clone(),
             published: site
@@ -268,10 +268,10 @@ pub async fn show(
             let alias = context.and_then(|c| alias_for(c, &deploy.branch, deploy.pr_number));
             DeployRow {
                 published: site.published_deploy_id.as_deref() == Some(deploy.id.as_str()),
-                permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
+                permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
                 alias_url: alias
                     .as_ref()
-                    .map(|a| state.site_url(&format!("{a}--{}", site.name))),
+                    .map(|a| state.urls.site_url(&format!("{a}--{}", site.name))),
                 alias_label: alias.unwrap_or_default(),
                 state: deploy.state.clone(),
                 context: deploy.context.clone(),
@@ -291,7 +291,7 @@ pub async fn show(
         .collect();
     Ok(render(&SitePage {
         chrome: Chrome::new(&session, "sites"),
-        url: state.site_url(&site.name),
+        url: state.urls.site_url(&site.name),
         deploys,
         builds: builds.iter().take(20).map(BuildRow::of).collect(),
         notice: notice_text(query.notice.as_deref()),
@@ -323,12 +323,17 @@ pub async fn publish(
     }
     // The edge forgets what it served before the redirect is answered.
     state
+        .deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published from the dashboard");
-    let change =
-        crate::notifications::change_of_publish(&state, site.published_deploy_id.as_deref(), &deploy).await;
-    crate::notifications::deploy_changed(&state, site.id, change, Some(&deploy.id)).await;
+    let change = crate::notifications::change_of_publish(
+        &state.notifications,
+        site.published_deploy_id.as_deref(),
+        &deploy,
+    )
+    .await;
+    crate::notifications::deploy_changed(&state.notifications, site.id, change, Some(&deploy.id)).await;
     Ok(see_other(format!("/sites/{name}?notice=published")))
 }
 
@@ -361,10 +366,16 @@ async fn set_locked(
     let site = find_site(&state, &name).await?;
     state.db.set_publish_locked(site.id, locked).await?;
     state
+        .deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
-    crate::notifications::deploy_changed(&state, site.id, crate::notifications::lock_change(locked), None)
-        .await;
+    crate::notifications::deploy_changed(
+        &state.notifications,
+        site.id,
+        crate::notifications::lock_change(locked),
+        None,
+    )
+    .await;
     let notice = if locked { "locked" } else { "unlocked" };
     Ok(see_other(format!("/sites/{name}?notice={notice}")))
 }
@@ -397,7 +408,7 @@ pub async fn clear_cache_and_rebuild(
 
 async fn build_production(state: &AppState, site: &Site) -> PageResult {
     let build_id = queue_build(
-        state,
+        &state.queue,
         site,
         BuildRequest {
             from_fork: false,

@@ -1,12 +1,22 @@
 //! Figures for monitoring, read when metrics are scraped.
 
 use super::{Database, now_millis};
-use crate::metrics::QueueFigures;
 use sqlx::Row;
 
 /// A runner that called within this long counts as connected (a waiting
 /// lease request is renewed well within it).
 const CONNECTED_WITHIN_MILLIS: i64 = 60_000;
+
+/// Facts of the database, read when scraped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueFigures {
+    pub queued: i64,
+    pub running: i64,
+    /// Runners seen within the last minute.
+    pub runners_connected: i64,
+    /// Runners holding at least one live lease.
+    pub runners_busy: i64,
+}
 
 impl Database {
     /// Queue depth, running builds and runners, in one round trip.

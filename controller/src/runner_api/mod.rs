@@ -123,7 +123,7 @@ pub async fn connect(
 ) -> AppResult<Json<ConnectResponse>> {
     tracing::info!(runner = %runner.name, id = runner.id, version = request.protocol_version, "runner connected");
     if let Some(at) = state.db.touch_runner(&runner).await? {
-        state.known_runners.seen(runner.id, at);
+        state.auth.known_runners.seen(runner.id, at);
     }
     Ok(Json(ConnectResponse {
         protocol_version: PROTOCOL_VERSION,
@@ -143,11 +143,11 @@ pub async fn lease(
     let deadline = tokio::time::Instant::now() + wait;
     let lease_millis = state.config.lease_duration.as_millis() as i64;
     if let Some(at) = state.db.touch_runner(&runner).await? {
-        state.known_runners.seen(runner.id, at);
+        state.auth.known_runners.seen(runner.id, at);
     }
     loop {
         // Listen before looking, so a job queued in between still wakes us.
-        let notified = state.jobs_available.notified();
+        let notified = state.queue.jobs_available.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let lease_id = random_hex(16);
@@ -174,7 +174,7 @@ pub async fn lease(
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %runner.name, attempt = job.attempt, "job leased");
             if let Some(started_at) = build.started_at {
-                state.events.build_changed_at(
+                state.queue.events.build_changed_at(
                     build.id,
                     site.id,
                     BuildState::Running,
@@ -185,9 +185,12 @@ pub async fn lease(
                     },
                 );
             } else {
-                state.events.build_changed(build.id, site.id, BuildState::Running);
+                state
+                    .queue
+                    .events
+                    .build_changed(build.id, site.id, BuildState::Running);
             }
-            let git_token = crate::github::clone_token_for(&state, &site).await;
+            let git_token = crate::github::clone_token_for(&state.github, &site).await;
             let settings = lease_settings(&state, site.id).await?;
             let trusted = is_trusted(&build);
             let verify_reachable_from = build.commit_unverified.then(|| build.branch.clone());
@@ -345,7 +348,7 @@ pub async fn heartbeat(
     }
     loop {
         // Listen before looking, so a cancel in between still wakes us.
-        let notified = state.cancellations.notified();
+        let notified = state.queue.cancellations.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = tokio::time::Instant::now();
@@ -401,7 +404,7 @@ pub async fn append_log(
 ) -> AppResult<Json<LogAppendResponse>> {
     let (build_id, attempt) = live_lease(&state, job_id, &headers).await?;
     let stored = state.db.append_log(build_id, attempt, offset, &body).await?;
-    state.log_activity.notify_waiters();
+    state.queue.log_activity.notify_waiters();
     Ok(Json(LogAppendResponse {
         stored_length: stored as u64,
     }))
@@ -416,7 +419,7 @@ pub async fn create_deploy(
     Json(manifest): Json<DeployManifest>,
 ) -> AppResult<Json<ManifestResponse>> {
     let (build_id, _) = live_lease(&state, job_id, &headers).await?;
-    let config_rules = intake::check_manifest(&state, &manifest)?;
+    let config_rules = intake::check_manifest(&state.deploys, &manifest)?;
     let build = state
         .db
         .build(build_id)
@@ -426,8 +429,8 @@ pub async fn create_deploy(
         .db
         .upsert_build_deploy(&deploys::new_deploy_id(), &build, &manifest.files)
         .await?;
-    intake::keep_config_rules(&state, &deploy, &config_rules).await?;
-    let missing = intake::required_blobs(&state, &deploy).await?;
+    intake::keep_config_rules(&state.deploys, &deploy, &config_rules).await?;
+    let missing = intake::required_blobs(&state.deploys, &deploy).await?;
     state
         .metrics
         .record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &missing));
@@ -446,7 +449,7 @@ pub async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<StatusCode> {
-    intake::receive_blob(&state, &sha256, &headers, body).await?;
+    intake::receive_blob(&state.deploys, &sha256, &headers, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -465,7 +468,7 @@ pub async fn finalize_deploy(
         .await?
         .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
     if deploy.state != "ready" {
-        intake::prepare_for_serving(&state, &deploy.id).await?;
+        intake::prepare_for_serving(&state.deploys, &deploy.id).await?;
     }
     let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
     let mut alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
@@ -482,8 +485,9 @@ pub async fn finalize_deploy(
         .await?
     {
         FinalizeOutcome::Ready { published } => {
-            intake::after_ready(&state, &deploy.id);
+            intake::after_ready(&state.deploys, &deploy.id);
             state
+                .deploys
                 .announce(DeployEvent::SiteChanged {
                     site_id: deploy.site_id,
                 })
@@ -496,7 +500,7 @@ pub async fn finalize_deploy(
             tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
             if published {
                 crate::notifications::deploy_changed(
-                    &state,
+                    &state.notifications,
                     deploy.site_id,
                     crate::notifications::DeployChange::Published,
                     Some(&deploy.id),
@@ -504,13 +508,13 @@ pub async fn finalize_deploy(
                 .await;
             }
             Ok(Json(FinalizeResponse {
-                permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
-                alias_url: alias.map(|a| state.site_url(&format!("{a}--{}", site.name))),
+                permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
+                alias_url: alias.map(|a| state.urls.site_url(&format!("{a}--{}", site.name))),
                 deploy_id: deploy.id,
                 published,
             }))
         }
-        FinalizeOutcome::MissingBlobs(count) => Err(intake::missing_blobs(count)),
+        FinalizeOutcome::MissingBlobs(count) => Err(intake::missing_blobs(count).into()),
         FinalizeOutcome::StaleLease => Err(stale_lease(job_id)),
         FinalizeOutcome::NotFound => Err(not_found("deploy vanished")),
     }
@@ -541,7 +545,7 @@ pub async fn complete(
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", finished.build_id);
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
-    state.events.build_changed_at(
+    state.queue.events.build_changed_at(
         finished.build_id,
         finished.site_id,
         state_after,
@@ -571,8 +575,11 @@ pub async fn hand_back(
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", build_id);
     tracing::info!(job = job_id, "job handed back by its runner");
-    state.events.build_changed(build_id, site_id, BuildState::Queued);
+    state
+        .queue
+        .events
+        .build_changed(build_id, site_id, BuildState::Queued);
     // A runner may be waiting for work right now.
-    state.jobs_available.notify_waiters();
+    state.queue.jobs_available.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }
