@@ -3,6 +3,7 @@ use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanDeploy, CanRead};
 use crate::db::{Deploy, FinalizeOutcome, Site};
+use crate::deploys::Deploys;
 use crate::deploys::events::DeployEvent;
 use crate::deploys::intake::{self, Received};
 use crate::deploys::retention::{self, GcReport};
@@ -337,14 +338,14 @@ pub async fn create_direct(
     security(("token" = ["deploys"]))
 )]
 pub async fn put_blob(
-    State(state): State<AppState>,
+    State(deploys): State<Deploys>,
     _: CanDeploy,
     Path(sha256): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<StatusCode> {
     Ok(
-        match intake::receive_blob(&state.deploys, &sha256, &headers, body).await? {
+        match intake::receive_blob(&deploys, &sha256, &headers, body).await? {
             Received::Stored => StatusCode::CREATED,
             Received::AlreadyHad => StatusCode::OK,
         },
@@ -480,8 +481,8 @@ pub async fn finalize_direct(
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResult<Json<GcReport>> {
-    Ok(Json(retention::collect_garbage(&state.deploys).await?))
+pub async fn collect_garbage(State(deploys): State<Deploys>, _: Admin) -> AppResult<Json<GcReport>> {
+    Ok(Json(retention::collect_garbage(&deploys).await?))
 }
 
 /// Takes a preview or branch hostname (`deploy-preview-12`, `staging`) down;

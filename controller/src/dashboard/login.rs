@@ -13,6 +13,7 @@ pub use crate::auth::sign_in::{
     Busy, FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT, SignInThrottle,
 };
 use crate::auth::{SESSION_COOKIE, hash_token, random_hex, secrets_match};
+use crate::db::Database;
 use crate::db::{TokenKind, now_millis};
 use crate::error::forbidden;
 use crate::state::AppState;
@@ -211,14 +212,14 @@ pub async fn sign_in(
 }
 
 pub async fn sign_out(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     jar: CookieJar,
     Form(form): Form<super::CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
     if let Some(token) = jar.get(SESSION_COOKIE) {
-        state.db.delete_session(&hash_token(token.value())).await?;
+        db.delete_session(&hash_token(token.value())).await?;
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
     Ok((jar, see_other("/login")).into_response())

@@ -7,10 +7,13 @@ use crate::api::find_site;
 use crate::api::site_settings::clear_build_cache;
 use crate::api::sites::{validate_repo_url, validate_site_name};
 use crate::builds::{BuildRequest, queue_build};
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::{Build, NewSite, Site};
 use crate::deploys::alias_for;
 use crate::error::{conflict, not_found};
 use crate::state::AppState;
+use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -19,6 +22,7 @@ use axum::response::IntoResponse;
 use jamstack_proto::BuildContext;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One row of the sites list.
 pub struct SiteRow {
@@ -77,13 +81,12 @@ struct SitesPage {
     sites: Vec<SiteRow>,
 }
 
-pub async fn list(State(state): State<AppState>, session: Session) -> PageResult {
+pub async fn list(State(db): State<Database>, State(urls): State<Urls>, session: Session) -> PageResult {
     let mut rows = Vec::new();
-    for site in state.db.list_sites().await? {
-        let last_build = state.db.builds_of_site(site.id, 1).await?;
+    for site in db.list_sites().await? {
+        let last_build = db.builds_of_site(site.id, 1).await?;
         let published_at = match &site.published_deploy_id {
-            Some(id) => state
-                .db
+            Some(id) => db
                 .deploy(id)
                 .await?
                 .and_then(|d| d.ready_at)
@@ -92,7 +95,7 @@ pub async fn list(State(state): State<AppState>, session: Session) -> PageResult
             None => String::new(),
         };
         rows.push(SiteRow {
-            url: state.urls.site_url(&site.name),
+            url: urls.site_url(&site.name),
             repo: site.github_repo.clone().unwrap_or_else(|| site.repo_url.clone()),
             production_branch: site.production_branch.clone(),
             published: site
@@ -145,7 +148,8 @@ pub async fn new_form(session: Session) -> PageResult {
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
+    State(db): State<Database>,
     session: Session,
     Form(form): Form<NewSiteForm>,
 ) -> PageResult {
@@ -165,7 +169,7 @@ pub async fn create(
     if form.repo_url.trim().is_empty() {
         return again("the repository URL is empty; give the URL runners clone from".to_owned());
     }
-    if let Err(error) = validate_repo_url(form.repo_url.trim(), state.config.allow_local_repositories) {
+    if let Err(error) = validate_repo_url(form.repo_url.trim(), config.allow_local_repositories) {
         return again(error);
     }
     let github_repo = form.github_repo.trim();
@@ -175,8 +179,7 @@ pub async fn create(
         ));
     }
     let branch = form.production_branch.trim();
-    let inserted = state
-        .db
+    let inserted = db
         .insert_site(&NewSite {
             name: name.clone(),
             repo_url: form.repo_url.trim().to_owned(),

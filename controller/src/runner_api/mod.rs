@@ -5,9 +5,14 @@
 //! changes nothing, so a runner that lost its lease cannot log, upload into
 //! or publish a build that now belongs to another runner.
 
+use crate::auth::Auth;
 use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token, random_hex};
+use crate::builds::Queue;
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::TokenKind;
 use crate::db::{Build, BuildState, FinalizeOutcome};
+use crate::deploys::Deploys;
 use crate::deploys::events::DeployEvent;
 use crate::deploys::{self, intake};
 use crate::error::unauthorized;
@@ -25,6 +30,7 @@ use jamstack_proto::{
     ManifestResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, SiteBuildSettings,
 };
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest log batch one call may append.
@@ -117,17 +123,19 @@ pub async fn register(
 }
 
 pub async fn connect(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
+    State(config): State<Arc<Config>>,
+    State(db): State<Database>,
     Runner(runner): Runner,
     Json(request): Json<ConnectRequest>,
 ) -> AppResult<Json<ConnectResponse>> {
     tracing::info!(runner = %runner.name, id = runner.id, version = request.protocol_version, "runner connected");
-    if let Some(at) = state.db.touch_runner(&runner).await? {
-        state.auth.known_runners.seen(runner.id, at);
+    if let Some(at) = db.touch_runner(&runner).await? {
+        auth.known_runners.seen(runner.id, at);
     }
     Ok(Json(ConnectResponse {
         protocol_version: PROTOCOL_VERSION,
-        heartbeat_seconds: state.config.heartbeat_interval.as_secs().max(1),
+        heartbeat_seconds: config.heartbeat_interval.as_secs().max(1),
     }))
 }
 
@@ -328,27 +336,28 @@ pub struct HeartbeatQuery {
 /// heartbeat interval) and answers as soon as the build is cancelled.
 #[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn heartbeat(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: Runner,
     Path(job_id): Path<i64>,
     Query(query): Query<HeartbeatQuery>,
     headers: HeaderMap,
 ) -> AppResult<Json<HeartbeatResponse>> {
     let lease_id = lease_header(&headers)?;
-    let lease_millis = state.config.lease_duration.as_millis() as i64;
-    let cancel = state
-        .db
+    let lease_millis = config.lease_duration.as_millis() as i64;
+    let cancel = db
         .extend_lease(job_id, lease_id, lease_millis)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
-    let wait = Duration::from_secs(query.wait_seconds).min(state.config.heartbeat_interval);
+    let wait = Duration::from_secs(query.wait_seconds).min(config.heartbeat_interval);
     let deadline = tokio::time::Instant::now() + wait;
     if cancel {
         return Ok(Json(HeartbeatResponse { cancel }));
     }
     loop {
         // Listen before looking, so a cancel in between still wakes us.
-        let notified = state.queue.cancellations.notified();
+        let notified = queue.cancellations.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = tokio::time::Instant::now();
@@ -358,7 +367,7 @@ pub async fn heartbeat(
         // Look again every second or so in case another controller on the
         // same database took the cancel.
         let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(1)), notified).await;
-        match state.db.cancel_requested(job_id, lease_id).await? {
+        match db.cancel_requested(job_id, lease_id).await? {
             Some(true) => return Ok(Json(HeartbeatResponse { cancel: true })),
             Some(false) => {}
             None => return Err(stale_lease(job_id)),
@@ -443,13 +452,13 @@ pub async fn create_deploy(
 
 /// Receives one blob (see [`intake::receive_blob`]).
 pub async fn put_blob(
-    State(state): State<AppState>,
+    State(deploys): State<Deploys>,
     _: Runner,
     Path(sha256): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<StatusCode> {
-    intake::receive_blob(&state.deploys, &sha256, &headers, body).await?;
+    intake::receive_blob(&deploys, &sha256, &headers, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -521,7 +530,8 @@ pub async fn finalize_deploy(
 }
 
 pub async fn complete(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: Runner,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
@@ -538,14 +548,13 @@ pub async fn complete(
         JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
         JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
     };
-    let finished = state
-        .db
+    let finished = db
         .finish_job(job_id, lease_id, state_after, exit_code, error, deploy_id)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", finished.build_id);
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
-    state.queue.events.build_changed_at(
+    queue.events.build_changed_at(
         finished.build_id,
         finished.site_id,
         state_after,
@@ -562,24 +571,21 @@ pub async fn complete(
 /// log is kept and says what happened.
 #[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn hand_back(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: Runner,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
 ) -> AppResult<StatusCode> {
     let lease_id = lease_header(&headers)?;
-    let (build_id, site_id) = state
-        .db
+    let (build_id, site_id) = db
         .hand_back_job(job_id, lease_id)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", build_id);
     tracing::info!(job = job_id, "job handed back by its runner");
-    state
-        .queue
-        .events
-        .build_changed(build_id, site_id, BuildState::Queued);
+    queue.events.build_changed(build_id, site_id, BuildState::Queued);
     // A runner may be waiting for work right now.
-    state.queue.jobs_available.notify_waiters();
+    queue.jobs_available.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }
