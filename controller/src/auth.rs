@@ -4,10 +4,10 @@
 //! (no password stretching needed), and looking a hash up in the database
 //! leaks no timing about the token itself.
 
+use crate::db::Database;
 use crate::db::{RunnerRecord, TokenKind};
 use crate::error::{AppError, forbidden, unauthorized};
-use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -15,8 +15,33 @@ use jamstack_proto::{OLDEST_SERVED_PROTOCOL_VERSION, PROTOCOL_HEADER, PROTOCOL_V
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod sign_in;
+
+pub use sign_in::SignInThrottle;
+
+/// Who may do what: the database of tokens, sessions and runners, the
+/// runners recently found by their token, and the throttle every dashboard
+/// sign-in waits in. The extractors below take it from any router state
+/// that holds one.
+#[derive(Clone)]
+pub struct Auth {
+    pub db: Database,
+    pub known_runners: Arc<KnownRunners>,
+    pub sign_in: Arc<SignInThrottle>,
+}
+
+impl Auth {
+    pub fn new(db: Database) -> Self {
+        Auth {
+            db,
+            known_runners: Arc::default(),
+            sign_in: Arc::default(),
+        }
+    }
+}
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -207,7 +232,7 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 /// live dashboard session: the browser's `EventSource` cannot send headers,
 /// so the live log follows by cookie. Writes always need a bearer token
 /// here; the dashboard's own forms carry CSRF tokens instead.
-async fn authorize(parts: &Parts, state: &AppState, needed: Scope) -> Result<(), AppError> {
+async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), AppError> {
     if let Some(token) = bearer(parts) {
         let grant = state.db.bearer_token(&hash_token(token)).await?.ok_or_else(|| {
             unauthorized(
@@ -267,11 +292,14 @@ macro_rules! scope_extractor {
             pub const SCOPE: Scope = $scope;
         }
 
-        impl FromRequestParts<AppState> for $name {
+        impl<S: Send + Sync> FromRequestParts<S> for $name
+        where
+            Auth: FromRef<S>,
+        {
             type Rejection = AppError;
 
-            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-                authorize(parts, state, $scope).await.map(|()| $name)
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                authorize(parts, &Auth::from_ref(state), $scope).await.map(|()| $name)
             }
         }
     };
@@ -422,11 +450,15 @@ impl KnownRunners {
 #[derive(Debug)]
 pub struct Runner(pub RunnerRecord);
 
-impl FromRequestParts<AppState> for Runner {
+impl<S: Send + Sync> FromRequestParts<S> for Runner
+where
+    Auth: FromRef<S>,
+{
     type Rejection = RunnerRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         SpeaksProtocol::from_request_parts(parts, state).await?;
+        let state = &Auth::from_ref(state);
         let token = bearer(parts).ok_or_else(|| {
             RunnerRejection::Auth(unauthorized(
                 "missing `Authorization: Bearer <runner token>`; register the runner with a registration token",

@@ -1,9 +1,31 @@
 //! Starting builds, whatever asked for one: a webhook, the API, the demo.
 
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::{Build, BuildState, NewBuild, Site};
 use crate::deploys::alias_for;
-use crate::state::AppState;
+use crate::events::Events;
 use jamstack_proto::BuildContext;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The build queue as a service: builds and jobs in the database, the
+/// events their changes make, and the waiters to wake.
+#[derive(Clone)]
+pub struct Queue {
+    pub db: Database,
+    pub config: Arc<Config>,
+    /// Build state changes and removed hostnames, for whoever listens.
+    pub events: Events,
+    /// Woken whenever a job becomes leasable, so long-polling runners pick
+    /// it up at once instead of at their next poll.
+    pub jobs_available: Arc<Notify>,
+    /// Woken whenever a batch of log lands, so live log watchers read it.
+    pub log_activity: Arc<Notify>,
+    /// Woken whenever a build is asked to stop, so heartbeats waiting on
+    /// their job answer at once.
+    pub cancellations: Arc<Notify>,
+}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -57,7 +79,7 @@ pub fn honours_skip_markers(trigger: &str) -> bool {
 
 /// Queues a build of `site` and wakes a waiting runner. Returns the build id.
 #[tracing::instrument(skip_all, fields(site = %site.name, build_id = tracing::field::Empty))]
-pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
+pub async fn queue_build(state: &Queue, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
     // A new build of a closed-then-reopened pull request or a re-created
     // branch may bring its hostname back.
     if let Some(alias) = alias_for(request.context, &request.branch, request.pr_number) {
@@ -76,7 +98,7 @@ pub async fn queue_build(state: &AppState, site: &Site, request: BuildRequest) -
 
 /// Queues a new build of the same site, commit, branch and context as
 /// `build` (a retry, from the dashboard or the API). Returns the new build's id.
-pub async fn retry_build(state: &AppState, site: &Site, build: Build) -> anyhow::Result<i64> {
+pub async fn retry_build(state: &Queue, site: &Site, build: Build) -> anyhow::Result<i64> {
     queue_build(
         state,
         site,
@@ -98,7 +120,7 @@ pub async fn retry_build(state: &AppState, site: &Site, build: Build) -> anyhow:
 /// Records a build that is not run, with the reason (for example the
 /// `[skip ci]` its commit message carries). Returns the build id.
 pub async fn record_skipped_build(
-    state: &AppState,
+    state: &Queue,
     site: &Site,
     request: BuildRequest,
     reason: &str,
@@ -114,7 +136,7 @@ pub async fn record_skipped_build(
 
 /// Asks for builds to stop (see `Database::request_cancel`) and tells
 /// listeners about those that ended at once.
-pub async fn cancel_builds(state: &AppState, site_id: i64, build_ids: &[i64]) -> anyhow::Result<()> {
+pub async fn cancel_builds(state: &Queue, site_id: i64, build_ids: &[i64]) -> anyhow::Result<()> {
     for &build_id in build_ids {
         if state.db.request_cancel(build_id).await? == Some(BuildState::Cancelled) {
             state
@@ -128,7 +150,7 @@ pub async fn cancel_builds(state: &AppState, site_id: i64, build_ids: &[i64]) ->
 /// Requeues jobs whose runner went silent and fails builds that ran too
 /// long, forever, every few seconds. With several controllers each runs
 /// one; the statements are idempotent, so they do not step on each other.
-pub async fn reap_expired_leases(state: AppState) {
+pub async fn reap_expired_leases(state: Queue) {
     // Runners retry a failed call at least every 10 s; a lease that lapsed
     // while no controller was up gets one lease and that long to be renewed.
     let grace = state.config.lease_duration + std::time::Duration::from_secs(15);

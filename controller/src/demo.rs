@@ -61,7 +61,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
         }
     };
     let build_id = queue_build(
-        state,
+        &state.queue,
         &site,
         BuildRequest {
             pr_number: None,

@@ -70,6 +70,19 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// A deploy the intake refused: the sender is told why, with the status
+/// that says whether to fix the request (400) or make it smaller (413).
+impl From<crate::deploys::intake::IntakeError> for AppError {
+    fn from(error: crate::deploys::intake::IntakeError) -> Self {
+        use crate::deploys::intake::IntakeError;
+        match error {
+            IntakeError::Refused(message) => bad_request(message),
+            IntakeError::TooLarge(message) => AppError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            IntakeError::Internal(error) => error.into(),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         (self.status, Json(ErrorBody { error: self.message })).into_response()

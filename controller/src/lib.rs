@@ -32,7 +32,9 @@ pub mod runner_api;
 pub mod secrets;
 pub mod startup;
 pub mod state;
+pub mod supervisor;
 pub mod triggers;
+pub mod urls;
 
 pub use config::Config;
 pub use startup::Application;

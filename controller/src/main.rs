@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
                 let (site, build_id) = demo::connect_and_build(app.state()).await?;
                 println!(
                     "Demo site:     {}  (build {build_id} is running; the page appears when it ends)",
-                    app.state().site_url(&site.name)
+                    app.state().urls.site_url(&site.name)
                 );
                 println!(
                     "Build log:     curl -H 'Authorization: Bearer <admin token>' {}/api/v1/builds/{build_id}/log",
@@ -251,15 +251,15 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
 
 fn announce(app: &Application) {
     println!("Controller:    {}", app.base_url());
-    println!("Deploy files:  {}", app.state().blobs.describe());
-    println!("Sites:         {}", app.state().site_url("<site>"));
+    println!("Deploy files:  {}", app.state().deploys.blobs.describe());
+    println!("Sites:         {}", app.state().urls.site_url("<site>"));
     let state = app.state();
     println!(
         "Webhook:       {}/webhooks/github (secret: {})",
-        state.public_url,
+        state.urls.public_url,
         app.webhook_secret()
     );
-    if state.github.has_app() {
+    if state.github.client.has_app() {
         println!("GitHub App:    configured; installations reach repositories as GitHub reports them");
     }
     match &app.new_admin_token {

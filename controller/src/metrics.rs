@@ -13,7 +13,9 @@
 //! Labels stay bounded: `site` only where the number of sites bounds it,
 //! `class` (1xx…5xx) for edge answers, `outcome` from the build states.
 
-use crate::state::AppState;
+use crate::db::Database;
+pub use crate::db::QueueFigures;
+use crate::events::Events;
 use axum::http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds of edge latency buckets, in seconds.
@@ -96,6 +99,8 @@ pub struct Metrics {
     /// Ready deploys whose variants are queued or being made.
     variant_deploys_pending: Gauge,
     variant_blobs_made: Counter,
+    /// Restarts of background workers after a panic, by worker name.
+    worker_restarts: Family<WorkerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -185,6 +190,12 @@ impl Default for Metrics {
             "Time the edge took to produce an answer, by status class.",
             edge_latency.clone(),
         );
+        let worker_restarts = Family::<WorkerLabels, Counter>::default();
+        registry.register(
+            "jamstack_worker_restarts",
+            "Background workers started again after a panic, by worker.",
+            worker_restarts.clone(),
+        );
         let edge = EdgeMetrics {
             requests: CLASSES.map(|class| edge_requests.get_or_create_owned(&ClassLabels { class })),
             latency: CLASSES.map(|class| edge_latency.get_or_create_owned(&ClassLabels { class })),
@@ -206,6 +217,7 @@ impl Default for Metrics {
             deploy_size,
             variant_deploys_pending,
             variant_blobs_made,
+            worker_restarts,
         }
     }
 }
@@ -236,17 +248,6 @@ impl ManifestFigures {
         }
         figures
     }
-}
-
-/// Facts of the database, read when scraped.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueueFigures {
-    pub queued: i64,
-    pub running: i64,
-    /// Runners seen within the last minute.
-    pub runners_connected: i64,
-    /// Runners holding at least one live lease.
-    pub runners_busy: i64,
 }
 
 impl Metrics {
@@ -288,6 +289,12 @@ impl Metrics {
         self.variant_blobs_made.inc_by(blobs as u64);
     }
 
+    /// A background worker panicked and is started again (see
+    /// [`crate::supervisor`]).
+    pub fn record_worker_restart(&self, worker: &'static str) {
+        self.worker_restarts.get_or_create(&WorkerLabels { worker }).inc();
+    }
+
     /// The text exposition format (version 0.0.4).
     pub fn render(&self, queue: QueueFigures) -> String {
         self.queue_depth.set(queue.queued);
@@ -301,39 +308,20 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics` on the main listener: a token with the `read` scope (or a
-/// dashboard session) is needed, as the figures name every site.
-pub async fn serve_with_token(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    _: crate::auth::CanRead,
-) -> crate::error::AppResult<axum::response::Response> {
-    serve_open(axum::extract::State(state)).await
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: &'static str,
 }
-
-/// `GET /metrics` on the listener of `--metrics-listen`, which is open.
-pub async fn serve_open(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> crate::error::AppResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let queue = state.db.queue_figures().await?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-        )],
-        state.metrics.render(queue),
-    )
-        .into_response())
 }
 
 /// Records build outcomes, durations and queue waits from the build events
 /// of this controller. Runs beside the server; takes the times an event
 /// carries and reads the build only when it carries none, so a missed event
 /// costs a figure, never a wrong one.
-pub async fn record_build_events(state: AppState) {
+pub async fn record_build_events(db: Database, events: Events, metrics: Arc<Metrics>) {
     use crate::db::BuildState;
     use crate::events::BuildTiming;
-    let mut changes = state.events.build_changes();
+    let mut changes = events.build_changes();
     // Site names never change: each is read once.
     let mut site_names: HashMap<i64, String> = HashMap::new();
     while let Some(change) = changes.next().await {
@@ -344,7 +332,7 @@ pub async fn record_build_events(state: AppState) {
         let millis = |from: i64, to: i64| Duration::from_millis(to.saturating_sub(from).max(0) as u64);
         let timing = match change.timing {
             Some(timing) => timing,
-            None => match state.db.build(change.build_id).await {
+            None => match db.build(change.build_id).await {
                 Ok(Some(build)) => {
                     site_names.insert(build.site_id, build.site.clone());
                     if change.state == BuildState::Running {
@@ -381,7 +369,7 @@ pub async fn record_build_events(state: AppState) {
                 attempt,
             } => {
                 if attempt == 1 {
-                    state.metrics.record_queue_wait(millis(queued_at, started_at));
+                    metrics.record_queue_wait(millis(queued_at, started_at));
                 }
             }
             BuildTiming::Ended {
@@ -393,7 +381,7 @@ pub async fn record_build_events(state: AppState) {
                 }
                 let site = match site_names.get(&change.site_id) {
                     Some(name) => name,
-                    None => match state.db.site_by_id(change.site_id).await {
+                    None => match db.site_by_id(change.site_id).await {
                         Ok(Some(site)) => site_names.entry(change.site_id).or_insert(site.name),
                         Ok(None) => continue,
                         Err(error) => {
@@ -407,7 +395,7 @@ pub async fn record_build_events(state: AppState) {
                     },
                 };
                 let ran = started_at.map(|started| millis(started, finished_at));
-                state.metrics.record_build(site, change.state.as_str(), ran);
+                metrics.record_build(site, change.state.as_str(), ran);
             }
         }
     }

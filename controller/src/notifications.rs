@@ -22,12 +22,32 @@
 pub mod targets;
 
 use crate::auth::random_hex;
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::{AttemptResult, BuildState, DueDelivery};
 use crate::events::BuildTiming;
-use crate::state::AppState;
+use crate::events::Events;
+use crate::urls::Urls;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Notifications as a service: the outbox in the database, the waiter to
+/// wake when a delivery is queued, and what payloads link to.
+#[derive(Clone)]
+pub struct Notifications {
+    pub db: Database,
+    pub config: Arc<Config>,
+    pub urls: Urls,
+    /// Build state changes, turned into notifications.
+    pub events: Events,
+    /// Woken when a notification delivery is queued, so it goes out at once.
+    pub queued: Arc<Notify>,
+    /// Opens the sealed secrets stored with sites.
+    pub secrets: Arc<crate::secrets::SecretBox>,
+}
 
 pub const SIGNATURE_HEADER: &str = "X-Jamstack-Signature";
 pub const DELIVERY_HEADER: &str = "X-Jamstack-Delivery";
@@ -98,7 +118,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 /// Queues `event` for the site's hooks that want it and wakes the sender.
 /// A failure is logged, never passed on: notifying never fails what it
 /// reports.
-async fn queue(state: &AppState, site_id: i64, event: &str, payload: serde_json::Value) {
+async fn queue(state: &Notifications, site_id: i64, event: &str, payload: serde_json::Value) {
     let body = serde_json::json!({
         "event": event,
         "occurred_at": crate::db::now_millis(),
@@ -113,7 +133,7 @@ async fn queue(state: &AppState, site_id: i64, event: &str, payload: serde_json:
         Ok(0) => {}
         Ok(queued) => {
             tracing::debug!(site_id, event, queued, "notifications queued");
-            state.notifications_queued.notify_one();
+            state.queued.notify_one();
         }
         Err(error) => {
             tracing::error!(
@@ -127,7 +147,12 @@ async fn queue(state: &AppState, site_id: i64, event: &str, payload: serde_json:
 }
 
 /// Queues the notification of a publish, rollback, lock or unlock.
-pub async fn deploy_changed(state: &AppState, site_id: i64, change: DeployChange, deploy_id: Option<&str>) {
+pub async fn deploy_changed(
+    state: &Notifications,
+    site_id: i64,
+    change: DeployChange,
+    deploy_id: Option<&str>,
+) {
     let site = match state.db.site_by_id(site_id).await {
         Ok(Some(site)) => site,
         Ok(None) => return,
@@ -141,10 +166,10 @@ pub async fn deploy_changed(state: &AppState, site_id: i64, change: DeployChange
         }
     };
     let payload = serde_json::json!({
-        "site": { "id": site.id, "name": site.name, "url": state.site_url(&site.name) },
+        "site": { "id": site.id, "name": site.name, "url": state.urls.site_url(&site.name) },
         "deploy": deploy_id.map(|id| serde_json::json!({
             "id": id,
-            "permalink": state.site_url(&format!("{id}--{}", site.name)),
+            "permalink": state.urls.site_url(&format!("{id}--{}", site.name)),
         })),
         "locked": site.publish_locked,
     });
@@ -154,7 +179,7 @@ pub async fn deploy_changed(state: &AppState, site_id: i64, change: DeployChange
 /// What a publish by hand is: a rollback when the deploy is older than the
 /// one it replaced.
 pub async fn change_of_publish(
-    state: &AppState,
+    state: &Notifications,
     previously_published: Option<&str>,
     deploy: &crate::db::Deploy,
 ) -> DeployChange {
@@ -169,7 +194,7 @@ pub async fn change_of_publish(
 
 /// Turns this controller's build events into notifications: started (first
 /// lease), succeeded, failed.
-pub async fn queue_build_events(state: AppState) {
+pub async fn queue_build_events(state: Notifications) {
     let mut changes = state.events.build_changes();
     while let Some(change) = changes.next().await {
         let build_id = change.build_id;
@@ -214,13 +239,13 @@ pub async fn queue_build_events(state: AppState) {
         if change.state == BuildState::Running && build.attempts > 1 {
             continue;
         }
-        let url = format!("{}/builds/{}", state.public_url, build.id);
+        let url = format!("{}/builds/{}", state.urls.public_url, build.id);
         let mut build_json = serde_json::to_value(&build).unwrap_or_default();
         if let Some(fields) = build_json.as_object_mut() {
             fields.insert("url".to_owned(), url.into());
         }
         let payload = serde_json::json!({
-            "site": { "id": build.site_id, "name": build.site, "url": state.site_url(&build.site) },
+            "site": { "id": build.site_id, "name": build.site, "url": state.urls.site_url(&build.site) },
             "build": build_json,
         });
         queue(&state, build.site_id, event, payload).await;
@@ -231,7 +256,7 @@ pub async fn queue_build_events(state: AppState) {
 /// claims due deliveries and sends
 /// them, waking when one is queued here and looking every few seconds for
 /// those queued by other controllers or due for a retry.
-pub async fn run(state: AppState) {
+pub async fn run(state: Notifications) {
     let settings = state.config.notifications;
     let mut client = reqwest::Client::builder()
         .timeout(settings.timeout)
@@ -262,7 +287,7 @@ pub async fn run(state: AppState) {
                 );
             }
         }
-        let woken = state.notifications_queued.notified();
+        let woken = state.queued.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let claimed = match state.db.claim_due_notifications(BATCH, claim_millis).await {
@@ -289,7 +314,7 @@ pub async fn run(state: AppState) {
     }
 }
 
-async fn deliver(state: &AppState, client: &reqwest::Client, due: DueDelivery) {
+async fn deliver(state: &Notifications, client: &reqwest::Client, due: DueDelivery) {
     let attempt = due.attempts + 1;
     let result = match send(state, client, &due).await {
         Ok(status) if (200..300).contains(&status) => AttemptResult::Delivered { status },
@@ -328,7 +353,7 @@ async fn deliver(state: &AppState, client: &reqwest::Client, due: DueDelivery) {
 }
 
 /// One attempt: the receiver's status, or why there was none.
-async fn send(state: &AppState, client: &reqwest::Client, due: &DueDelivery) -> Result<i64, String> {
+async fn send(state: &Notifications, client: &reqwest::Client, due: &DueDelivery) -> Result<i64, String> {
     // A hook made while private addresses were allowed may name one.
     if let Some(refusal) = targets::refusal(&due.url, state.config.notifications.allow_private_targets) {
         return Err(refusal);

@@ -8,10 +8,13 @@
 //! `jamstack_proto`) and people (the dashboard, every other path).
 
 use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
+use crate::auth::CanRead;
 use crate::dashboard;
+use crate::db::Database;
 use crate::edge;
+use crate::error::AppResult;
 use crate::error::not_found;
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::runner_api::{self, MAX_LOG_BATCH};
 use crate::state::AppState;
 use axum::Router;
@@ -19,6 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post, put};
 use jamstack_proto::routes::runner;
+use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -62,20 +66,47 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> a
     if let Err(e) = state.db.ping().await {
         return unavailable(format!("the database does not answer: {e}"));
     }
-    if let Err(e) = state.blobs.check_reachable().await {
+    if let Err(e) = state.deploys.blobs.check_reachable().await {
         return unavailable(format!(
             "the blob store ({}) is unreachable: {e}",
-            state.blobs.describe()
+            state.deploys.blobs.describe()
         ));
     }
     "ready\n".into_response()
+}
+
+/// `GET /metrics` on the main listener: a token with the `read` scope (or a
+/// dashboard session) is needed, as the figures name every site.
+pub async fn serve_with_token(
+    db: axum::extract::State<Database>,
+    metrics: axum::extract::State<Arc<Metrics>>,
+    _: CanRead,
+) -> AppResult<axum::response::Response> {
+    serve_open(db, metrics).await
+}
+
+/// `GET /metrics` on the listener of `--metrics-listen`, which is open.
+pub async fn serve_open(
+    axum::extract::State(db): axum::extract::State<Database>,
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let queue = db.queue_figures().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        metrics.render(queue),
+    )
+        .into_response())
 }
 
 /// The open metrics listener's routes (`--metrics-listen`): `/metrics`
 /// without a token, for a scraper on a private network, and nothing else.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::serve_open))
+        .route("/metrics", get(serve_open))
         .fallback(|| async { not_found("this listener serves only /metrics") })
         .with_state(state)
 }
@@ -182,7 +213,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runners)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics::serve_with_token))
+        .route("/metrics", get(serve_with_token))
         .fallback(|| async { not_found("no such route; the API lives under /api/v1") })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -191,5 +222,5 @@ pub fn router(state: AppState) -> Router {
 /// The service the listener runs: site hostnames go to the edge first,
 /// whatever their path, and skip the API's routing and middleware.
 pub fn service(state: AppState) -> edge::SiteHostsFirst {
-    edge::SiteHostsFirst::new(state.clone(), router(state))
+    edge::SiteHostsFirst::new(state.edge.clone(), router(state))
 }

@@ -1,21 +1,26 @@
 //! Building and running the controller: bind first (port 0 works), then
 //! serve. Tests and the binary start it the same way.
 
+use crate::auth::Auth;
 use crate::auth::{hash_token, new_token, random_hex};
+use crate::builds::Queue;
 use crate::config::{BlobStoreConfig, Config};
-use crate::dashboard::login::SignInThrottle;
 use crate::db::{Database, TokenKind};
 use crate::deploys::events::DeployEvents;
 use crate::deploys::s3::S3BlobStore;
-use crate::deploys::{BlobStore, LocalBlobStore};
-use crate::edge::EdgeCache;
+use crate::deploys::{BlobStore, Deploys, LocalBlobStore};
+use crate::edge::{Edge, EdgeCache};
 use crate::events::Events;
+use crate::github::GitHubService;
 use crate::github::client::GitHub;
 use crate::metrics::Metrics;
+use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
+use crate::supervisor::Supervisor;
+use crate::urls::Urls;
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,31 +112,73 @@ impl Application {
         // unreachable) would leave an admin token nobody ever saw.
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
+        let config = Arc::new(config);
+        let secrets = Arc::new(secrets);
+        let metrics = Arc::new(Metrics::default());
         let events = Events::default();
-        let jobs_available = Arc::new(Notify::new());
-        let push_batches = PushBatches::start(db.clone(), events.clone(), jobs_available.clone());
-        let state = AppState {
-            db,
-            push_batches,
-            blobs,
-            edge: Arc::new(EdgeCache::new(config.edge)),
-            deploy_events: DeployEvents::default(),
-            config: Arc::new(config),
-            jobs_available,
-            log_activity: Arc::new(Notify::new()),
-            cancellations: Arc::new(Notify::new()),
-            installation_id: installation_id.into(),
-            webhook_secret: webhook_secret.into(),
+        let urls = Urls {
             base_url: base_url.into(),
             public_url: public_url.into(),
-            events,
-            github: Arc::new(github),
-            secrets: Arc::new(secrets),
-            sign_in: Arc::new(SignInThrottle::default()),
-            metrics: Arc::new(Metrics::default()),
-            notifications_queued: Arc::new(Notify::new()),
+            domain: config.domain.as_str().into(),
+        };
+        let queue = Queue {
+            db: db.clone(),
+            config: config.clone(),
+            events: events.clone(),
+            jobs_available: Arc::new(Notify::new()),
+            log_activity: Arc::new(Notify::new()),
+            cancellations: Arc::new(Notify::new()),
+        };
+        let push_batches = PushBatches::start(db.clone(), events.clone(), queue.jobs_available.clone());
+        let edge_cache = Arc::new(EdgeCache::new(config.edge));
+        let deploys = Deploys {
+            db: db.clone(),
+            config: config.clone(),
+            blobs: blobs.clone(),
             variants: Arc::default(),
-            known_runners: Arc::default(),
+            metrics: metrics.clone(),
+            // The edge of this process forgets what a publish makes stale
+            // before the publish is answered.
+            events: DeployEvents::telling_first(edge_cache.clone()),
+        };
+        let edge = Edge {
+            db: db.clone(),
+            config: config.clone(),
+            cache: edge_cache,
+            blobs,
+            metrics: metrics.clone(),
+        };
+        let github = GitHubService {
+            db: db.clone(),
+            config: config.clone(),
+            client: Arc::new(github),
+            secrets: secrets.clone(),
+            urls: urls.clone(),
+            events: events.clone(),
+        };
+        let notifications = Notifications {
+            db: db.clone(),
+            config: config.clone(),
+            urls: urls.clone(),
+            events,
+            queued: Arc::new(Notify::new()),
+            secrets: secrets.clone(),
+        };
+        let state = AppState {
+            auth: Auth::new(db.clone()),
+            db,
+            config,
+            urls,
+            queue,
+            push_batches,
+            deploys,
+            edge,
+            github,
+            notifications,
+            metrics,
+            secrets,
+            installation_id: installation_id.into(),
+            webhook_secret: webhook_secret.into(),
         };
         Ok(Application {
             listener,
@@ -160,7 +207,7 @@ impl Application {
     }
 
     pub fn base_url(&self) -> &str {
-        &self.state.base_url
+        &self.state.urls.base_url
     }
 
     pub fn webhook_secret(&self) -> &str {
@@ -187,7 +234,7 @@ impl Application {
         slots: i64,
     ) -> anyhow::Result<String> {
         self.state.db.revoke_runners_named(name).await?;
-        self.state.known_runners.forget(|runner| runner.name == name);
+        self.state.auth.known_runners.forget(|runner| runner.name == name);
         let token = new_token(TokenKind::Runner);
         self.state
             .db
@@ -196,35 +243,22 @@ impl Application {
         Ok(token)
     }
 
-    /// Serves until the process ends, with the lease reaper, the GitHub
-    /// reporter, the garbage collector, the edge's event listener and the
-    /// maker of compressed variants beside it.
+    /// Serves until the process ends, with the background workers (lease
+    /// reaper, GitHub reporter, garbage collector, the edge's event
+    /// listener, the maker of compressed variants, ...) beside it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(std::future::pending()).await
     }
 
-    /// Serves until `shutdown` completes, then stops taking connections and
-    /// finishes the requests in flight before returning.
+    /// Serves until `shutdown` completes, then stops taking connections,
+    /// finishes the requests in flight, and stops the background workers
+    /// before returning.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let reaper = tokio::spawn(crate::builds::reap_expired_leases(self.state.clone()));
-        let reporter = crate::github::reporter::spawn(self.state.clone());
-        let pruner = tokio::spawn(crate::api::webhooks::prune_deliveries(self.state.clone()));
-        let collector = tokio::spawn(crate::deploys::retention::collect_periodically(
-            self.state.clone(),
-        ));
-        let forgetter = tokio::spawn(forget_on_events(self.state.clone()));
-        let compressor = tokio::spawn(crate::deploys::compress::make_variants_in_background(
-            self.state.clone(),
-        ));
-        let relay = tokio::spawn(crate::deploys::events::relay_between_controllers(
-            self.state.clone(),
-        ));
-        let metrics = tokio::spawn(crate::metrics::record_build_events(self.state.clone()));
-        let notifier = tokio::spawn(crate::notifications::run(self.state.clone()));
-        let build_notices = tokio::spawn(crate::notifications::queue_build_events(self.state.clone()));
+        let workers = Supervisor::new(self.state.metrics.clone());
+        start_workers(&workers, &self.state);
         let limits = self.state.config.http;
         // The open metrics listener is held to the same bounds as the main
         // one: whoever reaches its address has shown nothing either.
@@ -234,40 +268,78 @@ impl Application {
                 listener,
                 app,
                 limits,
-                std::future::pending::<()>(),
+                workers.stopping().cancelled_owned(),
             ))
         });
         let app = service(self.state);
         crate::http_server::serve(self.listener, app, limits, shutdown).await;
-        let served: anyhow::Result<()> = Ok(());
-        reaper.abort();
-        reporter.abort();
-        pruner.abort();
-        collector.abort();
-        forgetter.abort();
-        compressor.abort();
-        relay.abort();
-        metrics.abort();
-        notifier.abort();
-        build_notices.abort();
+        workers.shutdown(crate::supervisor::SHUTDOWN_GRACE).await;
         if let Some(open_metrics) = open_metrics {
             open_metrics.abort();
         }
-        served
+        Ok(())
     }
+}
+
+/// Every background worker of a controller, each under `workers`, each
+/// given the services it works with.
+fn start_workers(workers: &Supervisor, state: &AppState) {
+    let queue = state.queue.clone();
+    workers.spawn_until_stopped("lease_reaper", move || {
+        crate::builds::reap_expired_leases(queue.clone())
+    });
+    let github = state.github.clone();
+    workers.spawn_until_stopped("github_reporter", move || {
+        crate::github::reporter::start(github.clone())
+    });
+    let db = state.db.clone();
+    workers.spawn_until_stopped("delivery_pruner", move || {
+        crate::api::webhooks::prune_deliveries(db.clone())
+    });
+    let deploys = state.deploys.clone();
+    workers.spawn_until_stopped("garbage_collector", move || {
+        crate::deploys::retention::collect_periodically(deploys.clone())
+    });
+    let (cache, events) = (state.edge.cache.clone(), state.deploys.events.clone());
+    workers.spawn_until_stopped("edge_forgetter", move || {
+        forget_on_events(cache.clone(), events.clone())
+    });
+    let deploys = state.deploys.clone();
+    workers.spawn_until_stopped("variant_maker", move || {
+        crate::deploys::compress::make_variants_in_background(deploys.clone())
+    });
+    let (db, events) = (state.db.clone(), state.deploys.events.clone());
+    workers.spawn_until_stopped("deploy_event_relay", move || {
+        crate::deploys::events::relay_between_controllers(db.clone(), events.clone())
+    });
+    let (db, events, metrics) = (
+        state.db.clone(),
+        state.queue.events.clone(),
+        state.metrics.clone(),
+    );
+    workers.spawn_until_stopped("build_metrics", move || {
+        crate::metrics::record_build_events(db.clone(), events.clone(), metrics.clone())
+    });
+    let notifications = state.notifications.clone();
+    workers.spawn_until_stopped("notifier", move || {
+        crate::notifications::run(notifications.clone())
+    });
+    let notifications = state.notifications.clone();
+    workers.spawn_until_stopped("build_notices", move || {
+        crate::notifications::queue_build_events(notifications.clone())
+    });
 }
 
 /// The edge forgets what every event makes stale, also events relayed from
 /// other controllers (this process's own were applied when announced).
-async fn forget_on_events(state: AppState) {
-    let mut events = state.deploy_events.subscribe();
+async fn forget_on_events(cache: Arc<EdgeCache>, events: DeployEvents) {
+    let mut events = events.subscribe();
     loop {
         match events.recv().await {
-            Ok((event, _origin)) => state.edge.apply(&event).await,
+            Ok((event, _origin)) => cache.apply(&event).await,
             // Missed some: forget everything rather than serve stale.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                state
-                    .edge
+                cache
                     .apply(&crate::deploys::events::DeployEvent::Everything)
                     .await;
             }

@@ -6,11 +6,13 @@
 //! source-agnostic events; everything here decides per connected site,
 //! from the site's settings, and says in one sentence per site what it did.
 
+use crate::builds::Queue;
 use crate::builds::{self, BuildRequest};
 use crate::db::{BranchHistory, Database, Site};
+use crate::deploys::Deploys;
 use crate::deploys::branch_label;
 use crate::events::Event;
-use crate::state::AppState;
+use crate::urls::Urls;
 use jamstack_proto::BuildContext;
 use std::collections::HashMap;
 
@@ -102,9 +104,19 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
+/// What acting on a push or pull request needs: the queue builds go to,
+/// the deploys whose aliases a closed pull request or deleted branch takes
+/// down, and the sites' addresses for the notes.
+#[derive(Clone, Copy)]
+pub struct Triggers<'a> {
+    pub queue: &'a Queue,
+    pub deploys: &'a Deploys,
+    pub urls: &'a Urls,
+}
+
 /// A push to `sites` (all connected to the pushed repository).
-pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
-    let histories = branch_histories(&state.db, sites, push).await?;
+pub async fn on_push(state: &Triggers<'_>, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
+    let histories = branch_histories(&state.queue.db, sites, push).await?;
     let plan = match plan_push(sites, push, &histories) {
         PushPlan::Build(plan) => plan,
         PushPlan::Ignored(outcome) => return Ok(outcome),
@@ -114,9 +126,9 @@ pub async fn on_push(state: &AppState, sites: &[Site], push: &Push) -> anyhow::R
     for (planned, site) in plan.builds.iter().zip(plan.sites_of(sites)) {
         let id = match &planned.skip_reason {
             Some(reason) => {
-                builds::record_skipped_build(state, site, planned.request.clone(), reason).await?
+                builds::record_skipped_build(state.queue, site, planned.request.clone(), reason).await?
             }
-            None => builds::queue_build(state, site, planned.request.clone()).await?,
+            None => builds::queue_build(state.queue, site, planned.request.clone()).await?,
         };
         ids.push(id);
     }
@@ -351,7 +363,7 @@ pub fn plan_push(sites: &[Site], push: &Push, histories: &HashMap<i64, BranchHis
 /// A deleted branch: its branch deploy's hostname goes away and its
 /// unfinished builds are cancelled. The production branch's deletion
 /// changes nothing: the site keeps serving its published deploy.
-async fn on_branch_deleted(state: &AppState, sites: &[Site], branch: &str) -> anyhow::Result<Outcome> {
+async fn on_branch_deleted(state: &Triggers<'_>, sites: &[Site], branch: &str) -> anyhow::Result<Outcome> {
     let mut tally = Tally::default();
     for site in sites {
         if branch == site.production_branch {
@@ -365,20 +377,22 @@ async fn on_branch_deleted(state: &AppState, sites: &[Site], branch: &str) -> an
             continue;
         };
         let unfinished = state
+            .queue
             .db
             .unfinished_builds(site.id, BuildContext::BranchDeploy, branch, None)
             .await?;
-        builds::cancel_builds(state, site.id, &unfinished).await?;
-        if state.db.retire_alias(site.id, &label).await? {
+        builds::cancel_builds(state.queue, site.id, &unfinished).await?;
+        if state.queue.db.retire_alias(site.id, &label).await? {
             state
+                .deploys
                 .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
                 .await;
             tally.notes.push(format!(
                 "{}: branch `{branch}` was deleted; {} is taken down",
                 site.name,
-                state.site_url(&format!("{label}--{}", site.name))
+                state.urls.site_url(&format!("{label}--{}", site.name))
             ));
-            state.events.publish(Event::AliasRemoved {
+            state.queue.events.publish(Event::AliasRemoved {
                 site_id: site.id,
                 alias: label,
             });
@@ -408,7 +422,11 @@ pub struct PullRequest {
 
 /// A pull request opened, reopened or pushed to builds a deploy preview in
 /// every site that has previews on.
-pub async fn on_pull_request(state: &AppState, sites: &[Site], pr: &PullRequest) -> anyhow::Result<Outcome> {
+pub async fn on_pull_request(
+    state: &Triggers<'_>,
+    sites: &[Site],
+    pr: &PullRequest,
+) -> anyhow::Result<Outcome> {
     let mut tally = Tally::default();
     for site in sites {
         if !site.deploy_previews {
@@ -419,7 +437,7 @@ pub async fn on_pull_request(state: &AppState, sites: &[Site], pr: &PullRequest)
             continue;
         }
         let id = builds::queue_build(
-            state,
+            state.queue,
             site,
             BuildRequest {
                 context: BuildContext::DeployPreview,
@@ -450,22 +468,24 @@ pub async fn on_pull_request(state: &AppState, sites: &[Site], pr: &PullRequest)
 /// A closed (or merged) pull request: its preview's hostname goes away and
 /// its unfinished preview builds are cancelled.
 pub async fn on_pull_request_closed(
-    state: &AppState,
+    state: &Triggers<'_>,
     sites: &[Site],
     pr_number: i64,
 ) -> anyhow::Result<Outcome> {
     let mut tally = Tally::default();
     for site in sites {
         let unfinished = state
+            .queue
             .db
             .unfinished_builds(site.id, BuildContext::DeployPreview, "", Some(pr_number))
             .await?;
-        builds::cancel_builds(state, site.id, &unfinished).await?;
+        builds::cancel_builds(state.queue, site.id, &unfinished).await?;
         let alias = format!("deploy-preview-{pr_number}");
-        let removed = state.db.retire_alias(site.id, &alias).await?;
+        let removed = state.queue.db.retire_alias(site.id, &alias).await?;
         if removed {
             // The edge forgets the hostname before anyone is told it is gone.
             state
+                .deploys
                 .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
                 .await;
         }
@@ -473,7 +493,7 @@ pub async fn on_pull_request_closed(
             format!(
                 "{}: pull request #{pr_number} closed; {} is taken down",
                 site.name,
-                state.site_url(&format!("{alias}--{}", site.name))
+                state.urls.site_url(&format!("{alias}--{}", site.name))
             )
         } else {
             format!(
@@ -483,7 +503,7 @@ pub async fn on_pull_request_closed(
         });
         // Told even without a hostname, so GitHub's deployments of a
         // preview that never finished become inactive too.
-        state.events.publish(Event::AliasRemoved {
+        state.queue.events.publish(Event::AliasRemoved {
             site_id: site.id,
             alias,
         });

@@ -64,7 +64,7 @@ pub async fn trigger(
         BuildContext::BranchDeploy
     };
     let build_id = queue_build(
-        &state,
+        &state.queue,
         &site,
         BuildRequest {
             pr_number: None,
@@ -143,7 +143,7 @@ pub async fn retry(
         .site_by_id(build.site_id)
         .await?
         .ok_or_else(|| not_found(format!("the site of build {id} is gone")))?;
-    let new_id = crate::builds::retry_build(&state, &site, build).await?;
+    let new_id = crate::builds::retry_build(&state.queue, &site, build).await?;
     Ok((StatusCode::CREATED, Json(find_build(&state, new_id).await?)))
 }
 
@@ -256,8 +256,8 @@ pub async fn cancel(
     Path(id): Path<i64>,
 ) -> AppResult<Json<Build>> {
     let build = find_build(&state, id).await?;
-    crate::builds::cancel_builds(&state, build.site_id, &[id]).await?;
+    crate::builds::cancel_builds(&state.queue, build.site_id, &[id]).await?;
     // A runner waiting in a heartbeat on this build hears of it now.
-    state.cancellations.notify_waiters();
+    state.queue.cancellations.notify_waiters();
     Ok(Json(find_build(&state, id).await?))
 }

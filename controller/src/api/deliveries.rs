@@ -4,9 +4,9 @@
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::Admin;
+use crate::db::Database;
 use crate::db::Delivery;
 use crate::error::{AppResult, not_found};
-use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use jamstack_proto::ErrorBody;
@@ -32,13 +32,12 @@ pub struct DeliveryFilter {
     security(("token" = ["admin"]))
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: Admin,
     page: Pagination,
     Query(filter): Query<DeliveryFilter>,
 ) -> AppResult<Paged<Delivery>> {
-    let deliveries = state
-        .db
+    let deliveries = db
         .deliveries_page(page.fetch_limit(), page.offset(), filter.before)
         .await?;
     Ok(page.answer(deliveries))
@@ -56,10 +55,8 @@ pub async fn list(
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn show(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Delivery>> {
-    state
-        .db
-        .delivery(id)
+pub async fn show(State(db): State<Database>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Delivery>> {
+    db.delivery(id)
         .await?
         .map(Json)
         .ok_or_else(|| not_found(format!("no webhook delivery {id}")))

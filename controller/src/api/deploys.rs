@@ -3,6 +3,7 @@ use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanDeploy, CanRead};
 use crate::db::{Deploy, FinalizeOutcome, Site};
+use crate::deploys::Deploys;
 use crate::deploys::events::DeployEvent;
 use crate::deploys::intake::{self, Received};
 use crate::deploys::retention::{self, GcReport};
@@ -33,8 +34,8 @@ fn deploy_view(state: &AppState, site: &Site, deploy: Deploy) -> DeployView {
     let published = site.published_deploy_id.as_deref() == Some(deploy.id.as_str());
     DeployView {
         published,
-        permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
-        url: published.then(|| state.site_url(&site.name)),
+        permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
+        url: published.then(|| state.urls.site_url(&site.name)),
         deploy,
     }
 }
@@ -216,12 +217,17 @@ pub async fn publish(
         )));
     }
     state
+        .deploys
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
-    let change =
-        crate::notifications::change_of_publish(&state, site.published_deploy_id.as_deref(), &deploy).await;
-    crate::notifications::deploy_changed(&state, site.id, change, Some(&deploy.id)).await;
+    let change = crate::notifications::change_of_publish(
+        &state.notifications,
+        site.published_deploy_id.as_deref(),
+        &deploy,
+    )
+    .await;
+    crate::notifications::deploy_changed(&state.notifications, site.id, change, Some(&deploy.id)).await;
     let site = find_site(&state, &name).await?;
     Ok(Json(deploy_view(&state, &site, deploy)))
 }
@@ -287,7 +293,7 @@ pub async fn create_direct(
     if branch.trim().is_empty() || branch.chars().any(char::is_control) {
         return Err(bad_request("branch is empty or has control characters"));
     }
-    let config_rules = intake::check_manifest(&state, &body.manifest)?;
+    let config_rules = intake::check_manifest(&state.deploys, &body.manifest)?;
     let deploy = state
         .db
         .insert_direct_deploy(
@@ -298,8 +304,8 @@ pub async fn create_direct(
             &body.manifest.files,
         )
         .await?;
-    intake::keep_config_rules(&state, &deploy, &config_rules).await?;
-    let required = intake::required_blobs(&state, &deploy).await?;
+    intake::keep_config_rules(&state.deploys, &deploy, &config_rules).await?;
+    let required = intake::required_blobs(&state.deploys, &deploy).await?;
     state.metrics.record_manifest(crate::metrics::ManifestFigures::of(
         &body.manifest.files,
         &required,
@@ -332,14 +338,14 @@ pub async fn create_direct(
     security(("token" = ["deploys"]))
 )]
 pub async fn put_blob(
-    State(state): State<AppState>,
+    State(deploys): State<Deploys>,
     _: CanDeploy,
     Path(sha256): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<StatusCode> {
     Ok(
-        match intake::receive_blob(&state, &sha256, &headers, body).await? {
+        match intake::receive_blob(&deploys, &sha256, &headers, body).await? {
             Received::Stored => StatusCode::CREATED,
             Received::AlreadyHad => StatusCode::OK,
         },
@@ -416,11 +422,11 @@ pub async fn finalize_direct(
         if !missing.is_empty() {
             return Ok(missing_blobs(&deploy.id, missing));
         }
-        intake::prepare_for_serving(&state, &deploy.id).await?;
+        intake::prepare_for_serving(&state.deploys, &deploy.id).await?;
     }
     let mut published = match state.db.finalize_direct_deploy(&deploy.id, publish).await? {
         FinalizeOutcome::Ready { published } => {
-            intake::after_ready(&state, &deploy.id);
+            intake::after_ready(&state.deploys, &deploy.id);
             published
         }
         FinalizeOutcome::MissingBlobs(_) => {
@@ -437,12 +443,13 @@ pub async fn finalize_direct(
         published = state.db.publish_deploy(site.id, &deploy.id).await?;
     }
     state
+        .deploys
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy.id, published, "direct deploy ready");
     if published {
         crate::notifications::deploy_changed(
-            &state,
+            &state.notifications,
             site.id,
             crate::notifications::DeployChange::Published,
             Some(&deploy.id),
@@ -454,7 +461,7 @@ pub async fn finalize_direct(
             "publishing is locked on site `{name}`, so deploy `{deploy_id}` is ready at {} but not \
              published; unlock the site (POST /api/v1/sites/{name}/unlock) or publish it by hand \
              (POST /api/v1/sites/{name}/deploys/{deploy_id}/publish)",
-            state.site_url(&format!("{deploy_id}--{name}"))
+            state.urls.site_url(&format!("{deploy_id}--{name}"))
         )));
     }
     let site = find_site(&state, &name).await?;
@@ -474,8 +481,8 @@ pub async fn finalize_direct(
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn collect_garbage(State(state): State<AppState>, _: Admin) -> AppResult<Json<GcReport>> {
-    Ok(Json(retention::collect_garbage(&state).await?))
+pub async fn collect_garbage(State(deploys): State<Deploys>, _: Admin) -> AppResult<Json<GcReport>> {
+    Ok(Json(retention::collect_garbage(&deploys).await?))
 }
 
 /// Takes a preview or branch hostname (`deploy-preview-12`, `staging`) down;
@@ -498,7 +505,7 @@ pub async fn remove_alias(
     Path((name, alias)): Path<(String, String)>,
 ) -> AppResult<axum::http::StatusCode> {
     let site = find_site(&state, &name).await?;
-    if !crate::deploys::take_alias_down(&state, site.id, &alias).await? {
+    if !crate::deploys::take_alias_down(&state.deploys, site.id, &alias).await? {
         return Err(not_found(format!(
             "site `{name}` has no hostname alias `{alias}`"
         )));

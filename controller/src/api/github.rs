@@ -2,9 +2,9 @@
 //! the repositories each one reaches, as installation events told us.
 
 use crate::auth::Admin;
+use crate::db::Database;
 use crate::db::Installation;
 use crate::error::AppResult;
-use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 
@@ -18,6 +18,6 @@ use axum::extract::State;
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn installations(State(state): State<AppState>, _: Admin) -> AppResult<Json<Vec<Installation>>> {
-    Ok(Json(state.db.installations().await?))
+pub async fn installations(State(db): State<Database>, _: Admin) -> AppResult<Json<Vec<Installation>>> {
+    Ok(Json(db.installations().await?))
 }

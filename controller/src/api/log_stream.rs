@@ -12,8 +12,9 @@
 //! lands (and every second, for batches that landed on another controller).
 
 use crate::auth::CanRead;
+use crate::builds::Queue;
+use crate::db::Database;
 use crate::error::{AppResult, not_found};
-use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -77,14 +78,14 @@ pub fn complete_utf8_prefix(bytes: &[u8]) -> usize {
     security(("token" = ["read"]))
 )]
 pub async fn stream(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: CanRead,
     Path(id): Path<i64>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let build = state
-        .db
+    let build = db
         .build(id)
         .await?
         .ok_or_else(|| not_found(format!("no build {id}")))?;
@@ -100,10 +101,10 @@ pub async fn stream(
     let events = async_stream::stream! {
         let mut at = start;
         loop {
-            let woken = state.log_activity.notified();
+            let woken = queue.log_activity.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let chunk = match state.db.read_log(id, at.attempt, at.offset).await {
+            let chunk = match db.read_log(id, at.attempt, at.offset).await {
                 Ok(chunk) => chunk,
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), build = id, "reading a log for a watcher");
@@ -117,7 +118,7 @@ pub async fn stream(
                 yield Ok(Event::default().event("log").id(at.id()).data(text));
                 continue;
             }
-            let Ok(Some(build)) = state.db.build(id).await else { break };
+            let Ok(Some(build)) = db.build(id).await else { break };
             if build.attempts > at.attempt {
                 at = Position { attempt: at.attempt + 1, offset: 0 };
                 yield Ok(Event::default().event("attempt").id(at.id()).data(at.attempt.to_string()));
@@ -125,7 +126,7 @@ pub async fn stream(
             }
             if build.state.is_finished() {
                 // One more look: the last batch may have landed just now.
-                if state.db.read_log(id, at.attempt, at.offset).await.map(|c| c.is_empty()).unwrap_or(true) {
+                if db.read_log(id, at.attempt, at.offset).await.map(|c| c.is_empty()).unwrap_or(true) {
                     yield Ok(Event::default().event("end").data(build.state.as_str()));
                     break;
                 }

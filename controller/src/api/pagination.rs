@@ -4,9 +4,9 @@
 //! as GitHub's API does.
 
 use crate::error::{AppError, bad_request};
-use crate::state::AppState;
+use crate::urls::Urls;
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::LINK;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -106,10 +106,14 @@ impl Pagination {
     }
 }
 
-impl FromRequestParts<AppState> for Pagination {
+impl<S: Send + Sync> FromRequestParts<S> for Pagination
+where
+    Urls: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let urls = Urls::from_ref(state);
         let (page, per_page, other_params) =
             Pagination::parse(parts.uri.query().unwrap_or("")).map_err(bad_request)?;
         Ok(Pagination {
@@ -117,7 +121,7 @@ impl FromRequestParts<AppState> for Pagination {
             per_page,
             path: parts.uri.path().to_owned(),
             other_params,
-            public_url: state.public_url.trim_end_matches('/').to_owned(),
+            public_url: urls.public_url.trim_end_matches('/').to_owned(),
         })
     }
 }

@@ -2,10 +2,11 @@
 
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
+use crate::auth::Auth;
 use crate::auth::{Admin, CanRead};
+use crate::db::Database;
 use crate::db::{QueueEntry, RunnerRecord};
 use crate::error::{AppResult, not_found};
-use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -24,12 +25,8 @@ use serde::Serialize;
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn list(
-    State(state): State<AppState>,
-    _: Admin,
-    page: Pagination,
-) -> AppResult<Paged<RunnerRecord>> {
-    let runners = state.db.runners_page(page.fetch_limit(), page.offset()).await?;
+pub async fn list(State(db): State<Database>, _: Admin, page: Pagination) -> AppResult<Paged<RunnerRecord>> {
+    let runners = db.runners_page(page.fetch_limit(), page.offset()).await?;
     Ok(page.answer(runners))
 }
 
@@ -47,10 +44,15 @@ pub async fn list(
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
-    let revoked = state.db.revoke_runner(id).await?;
+pub async fn revoke(
+    State(auth): State<Auth>,
+    State(db): State<Database>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> AppResult<StatusCode> {
+    let revoked = db.revoke_runner(id).await?;
     // Refused from the next call on, not when the remembered token expires.
-    state.known_runners.forget(|runner| runner.id == id);
+    auth.known_runners.forget(|runner| runner.id == id);
     if !revoked {
         return Err(not_found(format!("no live runner {id}")));
     }
@@ -75,9 +77,8 @@ pub struct QueueView {
     ),
     security(("token" = ["read"]))
 )]
-pub async fn queue(State(state): State<AppState>, _: CanRead) -> AppResult<Json<QueueView>> {
-    let (running, queued) = state
-        .db
+pub async fn queue(State(db): State<Database>, _: CanRead) -> AppResult<Json<QueueView>> {
+    let (running, queued) = db
         .queue_overview()
         .await?
         .into_iter()

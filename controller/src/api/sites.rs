@@ -75,7 +75,7 @@ pub struct WebhookRegistration {
 
 pub fn view(state: &AppState, site: Site) -> SiteView {
     SiteView {
-        url: state.site_url(&site.name),
+        url: state.urls.site_url(&site.name),
         github_token_set: site.github_token_sealed.is_some(),
         generic_webhook_set: site.generic_webhook_secret_sealed.is_some(),
         github_webhook: None,
@@ -232,10 +232,10 @@ pub async fn create(
 /// token. A failure is reported, not raised: the site stays connected and
 /// `POST /api/v1/sites/{site}/github-webhook` tries again.
 async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookRegistration> {
-    let url = format!("{}/webhooks/github", state.public_url);
+    let url = format!("{}/webhooks/github", state.urls.public_url);
     let (Some(repository), Some(credentials)) = (
         &site.github_repo,
-        crate::github::credentials_for(state, site).await?,
+        crate::github::credentials_for(&state.github, site).await?,
     ) else {
         return Ok(WebhookRegistration {
             registered: false,
@@ -257,7 +257,7 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
     }
     // Someone waits for this answer: a few quick retries, not minutes.
     let quick = INTERACTIVE_RETRY.min_of(state.config.github_retry);
-    let result = match state.github.repo(&credentials, repository) {
+    let result = match state.github.client.repo(&credentials, repository) {
         Ok(repo) => {
             repo.with_retry(quick)
                 .ensure_webhook(&url, &state.webhook_secret)
@@ -469,7 +469,7 @@ pub async fn create_generic_webhook(
     Ok((
         StatusCode::CREATED,
         Json(GenericWebhook {
-            url: format!("{}/webhooks/generic/{}", state.public_url, site.name),
+            url: format!("{}/webhooks/generic/{}", state.urls.public_url, site.name),
             secret,
             signature_header: "X-Jamstack-Signature-256",
             delivery_header: "X-Jamstack-Delivery",
@@ -563,11 +563,17 @@ async fn set_locked(state: &AppState, name: &str, locked: bool) -> AppResult<Jso
     let site = find_site(state, name).await?;
     state.db.set_publish_locked(site.id, locked).await?;
     state
+        .deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, locked, "publishing lock changed");
-    crate::notifications::deploy_changed(state, site.id, crate::notifications::lock_change(locked), None)
-        .await;
+    crate::notifications::deploy_changed(
+        &state.notifications,
+        site.id,
+        crate::notifications::lock_change(locked),
+        None,
+    )
+    .await;
     let site = find_site(state, name).await?;
     Ok(Json(view(state, site)))
 }

@@ -4,6 +4,7 @@
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, Scope, hash_token, new_token, parse_stored_scopes, store_scopes};
+use crate::db::Database;
 use crate::db::{ApiToken, TokenKind};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::state::AppState;
@@ -46,9 +47,8 @@ fn token_view(token: ApiToken) -> TokenView {
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn list(State(state): State<AppState>, _: Admin, page: Pagination) -> AppResult<Paged<TokenView>> {
-    let tokens = state
-        .db
+pub async fn list(State(db): State<Database>, _: Admin, page: Pagination) -> AppResult<Paged<TokenView>> {
+    let tokens = db
         .live_tokens_page(TokenKind::Api, page.fetch_limit(), page.offset())
         .await?;
     Ok(page.answer(tokens).map(token_view))
@@ -146,8 +146,8 @@ pub async fn make_token(state: &AppState, name: &str, scopes: &[Scope]) -> anyho
     ),
     security(("token" = ["admin"]))
 )]
-pub async fn revoke(State(state): State<AppState>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
-    if !state.db.revoke_token(TokenKind::Api, id).await? {
+pub async fn revoke(State(db): State<Database>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
+    if !db.revoke_token(TokenKind::Api, id).await? {
         return Err(not_found(format!(
             "there is no live API token {id}; list them with GET /api/v1/tokens"
         )));

@@ -374,7 +374,7 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
             if sites.is_empty() {
                 return Ok(no_site(&push.repository));
             }
-            triggers::on_push(state, &sites, &github_push(push)).await
+            triggers::on_push(&state.triggers(), &sites, &github_push(push)).await
         }
         GitHubEvent::PullRequest(pr) => {
             let sites = sites_of(state, &pr.repository, pr.installation_id).await?;
@@ -382,7 +382,9 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
                 return Ok(no_site(&pr.repository));
             }
             match pr.action {
-                PullRequestAction::Closed => triggers::on_pull_request_closed(state, &sites, pr.number).await,
+                PullRequestAction::Closed => {
+                    triggers::on_pull_request_closed(&state.triggers(), &sites, pr.number).await
+                }
                 PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
                     let request = triggers::PullRequest {
                         number: pr.number,
@@ -392,7 +394,7 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
                         author: pr.author,
                         title: pr.title,
                     };
-                    triggers::on_pull_request(state, &sites, &request).await
+                    triggers::on_pull_request(&state.triggers(), &sites, &request).await
                 }
             }
         }
@@ -546,7 +548,7 @@ pub async fn generic(
     }
     receive(&state, delivery, checked, || async {
         let push = read_generic_push(&body).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
-        Ok(triggers::on_push(&state, std::slice::from_ref(&site), &push).await?)
+        Ok(triggers::on_push(&state.triggers(), std::slice::from_ref(&site), &push).await?)
     })
     .await
 }
@@ -612,12 +614,12 @@ fn generic_push(push: GenericPush) -> Result<triggers::Push, String> {
 }
 
 /// Forgets old deliveries now and then, forever.
-pub async fn prune_deliveries(state: AppState) {
+pub async fn prune_deliveries(db: crate::db::Database) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
         let before = crate::db::now_millis() - DELIVERY_RETENTION.as_millis() as i64;
-        match state.db.prune_deliveries(before, REFUSED_DELIVERIES_KEPT).await {
+        match db.prune_deliveries(before, REFUSED_DELIVERIES_KEPT).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "old webhook deliveries forgotten"),
             Err(e) => tracing::error!(error = format!("{e:#}"), "pruning webhook deliveries"),

@@ -80,7 +80,7 @@ pub async fn show(State(state): State<AppState>, session: Session, Path(id): Pat
         })
         .collect();
     let deploy_url = match &build.deploy_id {
-        Some(deploy) => Some(state.site_url(&format!("{deploy}--{}", build.site))),
+        Some(deploy) => Some(state.urls.site_url(&format!("{deploy}--{}", build.site))),
         None => None,
     };
     Ok(render(&BuildPage {
@@ -123,7 +123,7 @@ pub async fn retry(
         .site_by_id(build.site_id)
         .await?
         .ok_or_else(|| not_found(format!("the site of build {id} is gone")))?;
-    let new_id = retry_build(&state, &site, build).await?;
+    let new_id = retry_build(&state.queue, &site, build).await?;
     Ok(see_other(format!("/builds/{new_id}")))
 }
 

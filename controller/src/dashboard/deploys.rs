@@ -133,7 +133,7 @@ pub async fn show(
             };
             let host = format!("{label}.{}", state.config.domain);
             Some(
-                match describe(&state, &deploy.id, !published, &host, &raw).await? {
+                match describe(&state.edge, &deploy.id, !published, &host, &raw).await? {
                     Description::BadPath => PathCheck::refused(raw, host),
                     Description::Answer(described) => {
                         let answer = match &described.route {
@@ -169,7 +169,7 @@ pub async fn show(
         against,
         changes,
         files: deploy.file_count,
-        permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
+        permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
         check,
         id: deploy.id,
     }))

@@ -9,7 +9,11 @@
 //! [`SignInThrottle`] before it is checked; wrong guesses hold it a while.
 
 use super::{Chrome, PageResult, Session, behind_tls, see_other};
+pub use crate::auth::sign_in::{
+    Busy, FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT, SignInThrottle,
+};
 use crate::auth::{SESSION_COOKIE, hash_token, random_hex, secrets_match};
+use crate::db::Database;
 use crate::db::{TokenKind, now_millis};
 use crate::error::forbidden;
 use crate::state::AppState;
@@ -23,140 +27,12 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 const LOGIN_CSRF_COOKIE: &str = "jamstack_login";
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
-
-/// How long a failed sign-in holds the turn before it is answered.
-pub const FAILURE_PAUSE: Duration = Duration::from_secs(1);
-
-/// Sign-in attempts the controller holds at once (waiting their turn or
-/// being checked); more are answered 429 at once.
-pub const MAX_SIGN_INS_IN_FLIGHT: usize = 16;
-
-/// Sign-in attempts one client address may have in flight at once.
-pub const MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT: usize = 4;
-
-/// Every sign-in attempt takes one turn, the same for all clients, before
-/// its token or password is checked; a failure keeps the turn for
-/// [`FAILURE_PAUSE`] before it is answered. Guessing thus runs at most one
-/// try a second per controller however many connections it uses, and the
-/// right guess sent among many wrong ones is answered no sooner than the
-/// guesses ahead of it. A right token or password with no failure ahead is
-/// answered at once. Attempts waiting are capped, per client address and
-/// in all, so a flood is answered 429 instead of queueing without end (and
-/// one address cannot fill the queue). Password hashes (argon2,
-/// deliberately costly) are checked one at a time, in the turn, off the
-/// async threads.
-///
-/// The client address is the TCP peer's: behind a reverse proxy every
-/// attempt shares the proxy's address, and the per-client cap becomes a
-/// second global one (`X-Forwarded-For` is not trusted, since any client
-/// can send it).
-#[derive(Debug, Default)]
-pub struct SignInThrottle {
-    turn: tokio::sync::Mutex<()>,
-    in_flight: std::sync::Mutex<InFlight>,
-}
-
-#[derive(Debug, Default)]
-struct InFlight {
-    total: usize,
-    by_client: HashMap<IpAddr, usize>,
-}
-
-/// Why an attempt was not let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Busy {
-    /// This client address has [`MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT`] in flight.
-    Client,
-    /// The controller holds [`MAX_SIGN_INS_IN_FLIGHT`].
-    Everyone,
-}
-
-/// An attempt let in; it leaves the count when dropped.
-#[derive(Debug)]
-pub struct Admitted<'a> {
-    throttle: &'a SignInThrottle,
-    client: IpAddr,
-}
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        let mut in_flight = self
-            .throttle
-            .in_flight
-            .lock()
-            .expect("the sign-in count is never poisoned");
-        in_flight.total -= 1;
-        if let Some(count) = in_flight.by_client.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                in_flight.by_client.remove(&self.client);
-            }
-        }
-    }
-}
-
-/// The address an attempt is counted under: an IPv6 client by its /64,
-/// the smallest network one holder usually gets, so it cannot take a new
-/// address per attempt.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
-    }
-}
-
-impl SignInThrottle {
-    /// Lets an attempt from `client` in, unless the caps are reached.
-    pub fn admit(&self, client: IpAddr) -> Result<Admitted<'_>, Busy> {
-        let client = client_key(client);
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .expect("the sign-in count is never poisoned");
-        let mine = in_flight.by_client.get(&client).copied().unwrap_or(0);
-        if mine >= MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT {
-            return Err(Busy::Client);
-        }
-        if in_flight.total >= MAX_SIGN_INS_IN_FLIGHT {
-            return Err(Busy::Everyone);
-        }
-        in_flight.total += 1;
-        *in_flight.by_client.entry(client).or_default() += 1;
-        Ok(Admitted {
-            throttle: self,
-            client,
-        })
-    }
-
-    /// Attempts from `client` in flight now.
-    pub fn in_flight(&self, client: IpAddr) -> usize {
-        let in_flight = self
-            .in_flight
-            .lock()
-            .expect("the sign-in count is never poisoned");
-        in_flight.by_client.get(&client_key(client)).copied().unwrap_or(0)
-    }
-
-    /// Whether `password` is the one `hash` was made from, checked off the
-    /// async threads.
-    async fn password_matches(password: &str, hash: &str) -> anyhow::Result<bool> {
-        let (password, hash) = (password.to_owned(), hash.to_owned());
-        Ok(tokio::task::spawn_blocking(move || crate::auth::password_matches(&password, &hash)).await?)
-    }
-}
 
 /// The TCP peer's address, when the listener gave one (tests that call the
 /// router directly have none; they are counted under the unspecified
@@ -261,7 +137,7 @@ pub async fn sign_in(
         )
         .into());
     }
-    let _admitted = match state.sign_in.admit(client.0) {
+    let _admitted = match state.auth.sign_in.admit(client.0) {
         Ok(admitted) => admitted,
         Err(busy) => {
             tracing::warn!(client = %client.0, ?busy, "dashboard sign-in refused: too many attempts in flight");
@@ -285,7 +161,7 @@ pub async fn sign_in(
     };
     // The turn is taken before anything is checked, so no answer (right
     // or wrong) comes back sooner than the failures ahead of it allow.
-    let turn = state.sign_in.turn.lock().await;
+    let turn = state.auth.sign_in.turn.lock().await;
     let token = form.token.trim();
     let by_token = !token.is_empty()
         && state
@@ -336,14 +212,14 @@ pub async fn sign_in(
 }
 
 pub async fn sign_out(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     jar: CookieJar,
     Form(form): Form<super::CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
     if let Some(token) = jar.get(SESSION_COOKIE) {
-        state.db.delete_session(&hash_token(token.value())).await?;
+        db.delete_session(&hash_token(token.value())).await?;
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
     Ok((jar, see_other("/login")).into_response())

@@ -167,7 +167,7 @@ pub fn see_other(location: impl AsRef<str>) -> Response {
 /// Whether the dashboard is reached over TLS (directly or behind a proxy
 /// that says so), so cookies get `Secure`.
 pub fn behind_tls(state: &AppState, headers: &HeaderMap) -> bool {
-    state.base_url.starts_with("https://")
+    state.urls.base_url.starts_with("https://")
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

@@ -1,8 +1,8 @@
 //! Everything queued and running across sites, and the runners.
 
 use super::{Chrome, PageResult, Session, ago, render, short_sha};
+use crate::db::Database;
 use crate::db::QueueEntry;
-use crate::state::AppState;
 use askama::Template;
 use axum::extract::State;
 
@@ -49,11 +49,10 @@ fn row(entry: &QueueEntry) -> QueueRow {
     }
 }
 
-pub async fn show(State(state): State<AppState>, session: Session) -> PageResult {
-    let entries = state.db.queue_overview().await?;
+pub async fn show(State(db): State<Database>, session: Session) -> PageResult {
+    let entries = db.queue_overview().await?;
     let (running, queued): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e.state == "running");
-    let runners = state
-        .db
+    let runners = db
         .list_runners()
         .await?
         .into_iter()

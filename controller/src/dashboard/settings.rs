@@ -3,6 +3,7 @@
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, render, see_other};
 use crate::api::tokens::{make_token, validate_new_token};
 use crate::auth::{Scope, parse_stored_scopes, store_scopes};
+use crate::db::Database;
 use crate::db::TokenKind;
 use crate::error::{bad_request, not_found};
 use crate::state::AppState;
@@ -98,13 +99,13 @@ pub async fn create_token(
 }
 
 pub async fn revoke_token(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    if !state.db.revoke_token(TokenKind::Api, id).await? {
+    if !db.revoke_token(TokenKind::Api, id).await? {
         return Err(not_found(format!("there is no live API token {id}")).into());
     }
     tracing::info!(id, "API token revoked from the dashboard");

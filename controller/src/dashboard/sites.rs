@@ -7,10 +7,13 @@ use crate::api::find_site;
 use crate::api::site_settings::clear_build_cache;
 use crate::api::sites::{validate_repo_url, validate_site_name};
 use crate::builds::{BuildRequest, queue_build};
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::{Build, NewSite, Site};
 use crate::deploys::alias_for;
 use crate::error::{conflict, not_found};
 use crate::state::AppState;
+use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -19,6 +22,7 @@ use axum::response::IntoResponse;
 use jamstack_proto::BuildContext;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One row of the sites list.
 pub struct SiteRow {
@@ -77,13 +81,12 @@ struct SitesPage {
     sites: Vec<SiteRow>,
 }
 
-pub async fn list(State(state): State<AppState>, session: Session) -> PageResult {
+pub async fn list(State(db): State<Database>, State(urls): State<Urls>, session: Session) -> PageResult {
     let mut rows = Vec::new();
-    for site in state.db.list_sites().await? {
-        let last_build = state.db.builds_of_site(site.id, 1).await?;
+    for site in db.list_sites().await? {
+        let last_build = db.builds_of_site(site.id, 1).await?;
         let published_at = match &site.published_deploy_id {
-            Some(id) => state
-                .db
+            Some(id) => db
                 .deploy(id)
                 .await?
                 .and_then(|d| d.ready_at)
@@ -92,7 +95,7 @@ pub async fn list(State(state): State<AppState>, session: Session) -> PageResult
             None => String::new(),
         };
         rows.push(SiteRow {
-            url: state.site_url(&site.name),
+            url: urls.site_url(&site.name),
             repo: site.github_repo.clone().unwrap_or_else(|| site.repo_url.clone()),
             production_branch: site.production_branch.clone(),
             published: site
@@ -145,7 +148,8 @@ pub async fn new_form(session: Session) -> PageResult {
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
+    State(db): State<Database>,
     session: Session,
     Form(form): Form<NewSiteForm>,
 ) -> PageResult {
@@ -165,7 +169,7 @@ pub async fn create(
     if form.repo_url.trim().is_empty() {
         return again("the repository URL is empty; give the URL runners clone from".to_owned());
     }
-    if let Err(error) = validate_repo_url(form.repo_url.trim(), state.config.allow_local_repositories) {
+    if let Err(error) = validate_repo_url(form.repo_url.trim(), config.allow_local_repositories) {
         return again(error);
     }
     let github_repo = form.github_repo.trim();
@@ -175,8 +179,7 @@ pub async fn create(
         ));
     }
     let branch = form.production_branch.trim();
-    let inserted = state
-        .db
+    let inserted = db
         .insert_site(&NewSite {
             name: name.clone(),
             repo_url: form.repo_url.trim().to_owned(),
@@ -268,10 +271,10 @@ pub async fn show(
             let alias = context.and_then(|c| alias_for(c, &deploy.branch, deploy.pr_number));
             DeployRow {
                 published: site.published_deploy_id.as_deref() == Some(deploy.id.as_str()),
-                permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
+                permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
                 alias_url: alias
                     .as_ref()
-                    .map(|a| state.site_url(&format!("{a}--{}", site.name))),
+                    .map(|a| state.urls.site_url(&format!("{a}--{}", site.name))),
                 alias_label: alias.unwrap_or_default(),
                 state: deploy.state.clone(),
                 context: deploy.context.clone(),
@@ -291,7 +294,7 @@ pub async fn show(
         .collect();
     Ok(render(&SitePage {
         chrome: Chrome::new(&session, "sites"),
-        url: state.site_url(&site.name),
+        url: state.urls.site_url(&site.name),
         deploys,
         builds: builds.iter().take(20).map(BuildRow::of).collect(),
         notice: notice_text(query.notice.as_deref()),
@@ -323,12 +326,17 @@ pub async fn publish(
     }
     // The edge forgets what it served before the redirect is answered.
     state
+        .deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published from the dashboard");
-    let change =
-        crate::notifications::change_of_publish(&state, site.published_deploy_id.as_deref(), &deploy).await;
-    crate::notifications::deploy_changed(&state, site.id, change, Some(&deploy.id)).await;
+    let change = crate::notifications::change_of_publish(
+        &state.notifications,
+        site.published_deploy_id.as_deref(),
+        &deploy,
+    )
+    .await;
+    crate::notifications::deploy_changed(&state.notifications, site.id, change, Some(&deploy.id)).await;
     Ok(see_other(format!("/sites/{name}?notice=published")))
 }
 
@@ -361,10 +369,16 @@ async fn set_locked(
     let site = find_site(&state, &name).await?;
     state.db.set_publish_locked(site.id, locked).await?;
     state
+        .deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
-    crate::notifications::deploy_changed(&state, site.id, crate::notifications::lock_change(locked), None)
-        .await;
+    crate::notifications::deploy_changed(
+        &state.notifications,
+        site.id,
+        crate::notifications::lock_change(locked),
+        None,
+    )
+    .await;
     let notice = if locked { "locked" } else { "unlocked" };
     Ok(see_other(format!("/sites/{name}?notice={notice}")))
 }
@@ -397,7 +411,7 @@ pub async fn clear_cache_and_rebuild(
 
 async fn build_production(state: &AppState, site: &Site) -> PageResult {
     let build_id = queue_build(
-        state,
+        &state.queue,
         site,
         BuildRequest {
             from_fork: false,

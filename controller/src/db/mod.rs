@@ -37,6 +37,7 @@ pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use notifications::{AttemptResult, DueDelivery, NotificationDelivery, NotificationHook};
+pub use ops::QueueFigures;
 pub use push_intake::{
     BatchedBuild, BranchHistory, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch,
     SupersededBuild,

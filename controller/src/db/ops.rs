@@ -1,24 +1,26 @@
 //! Figures for monitoring, read when metrics are scraped.
 
 use super::{Database, now_millis};
-use crate::metrics::QueueFigures;
 
 /// A runner that called within this long counts as connected (a waiting
 /// lease request is renewed well within it).
 const CONNECTED_WITHIN_MILLIS: i64 = 60_000;
 
-#[derive(sqlx::FromRow)]
-struct Counts {
-    queued: i64,
-    running: i64,
-    runners_connected: i64,
-    runners_busy: i64,
+/// Facts of the database, read when scraped.
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+pub struct QueueFigures {
+    pub queued: i64,
+    pub running: i64,
+    /// Runners seen within the last minute.
+    pub runners_connected: i64,
+    /// Runners holding at least one live lease.
+    pub runners_busy: i64,
 }
 
 impl Database {
     /// Queue depth, running builds and runners, in one round trip.
     pub async fn queue_figures(&self) -> anyhow::Result<QueueFigures> {
-        let counts: Counts = sqlx::query_as(
+        let figures: QueueFigures = sqlx::query_as(
             "SELECT \
              (SELECT COUNT(*) FROM jobs WHERE state = 'queued') AS queued, \
              (SELECT COUNT(*) FROM jobs WHERE state = 'leased') AS running, \
@@ -29,11 +31,6 @@ impl Database {
         .bind(now_millis() - CONNECTED_WITHIN_MILLIS)
         .fetch_one(&self.pool)
         .await?;
-        Ok(QueueFigures {
-            queued: counts.queued,
-            running: counts.running,
-            runners_connected: counts.runners_connected,
-            runners_busy: counts.runners_busy,
-        })
+        Ok(figures)
     }
 }

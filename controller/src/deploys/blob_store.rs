@@ -66,9 +66,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// `bytes` random bytes in hex, for names no other writer picks.
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore as _;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
 /// A fresh key for new bytes of the blob `sha256`: `<sha256>.<8 hex>`.
 pub fn new_key(sha256: &str) -> String {
-    format!("{sha256}.{}", crate::auth::random_hex(4))
+    format!("{sha256}.{}", random_hex(4))
 }
 
 /// Whether `key` is one this program makes: a lowercase hex SHA-256,
@@ -109,7 +117,7 @@ impl LocalBlobStore {
     async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         tokio::fs::create_dir_all(dir).await?;
-        let temp = dir.join(format!(".{}.tmp", crate::auth::random_hex(8)));
+        let temp = dir.join(format!(".{}.tmp", random_hex(8)));
         let mut file = tokio::fs::File::create(&temp).await?;
         file.write_all(bytes).await?;
         file.sync_all().await?;
@@ -202,9 +210,7 @@ impl BlobStore for LocalBlobStore {
     async fn check_reachable(&self) -> std::io::Result<()> {
         tokio::fs::create_dir_all(&self.root).await?;
         // A write that crashes leaves a `.tmp` file, which the sweep removes.
-        let probe = self
-            .root
-            .join(format!(".ready-{}.tmp", crate::auth::random_hex(8)));
+        let probe = self.root.join(format!(".ready-{}.tmp", random_hex(8)));
         tokio::fs::write(&probe, b"").await?;
         tokio::fs::remove_file(&probe).await
     }

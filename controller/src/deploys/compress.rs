@@ -15,10 +15,10 @@
 //! deploy's index again. A controller stopped before it made them makes
 //! those of the deploys it serves when it starts again.
 
+use super::Deploys;
 use super::blob_store::{BlobStore, new_key, sha256_hex};
 use super::events::DeployEvent;
 use crate::db::Database;
-use crate::state::AppState;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::VecDeque;
@@ -149,7 +149,7 @@ impl VariantQueue {
 }
 
 /// Asks the worker for the variants of a ready deploy's files.
-pub fn queue(state: &AppState, deploy_id: &str) {
+pub fn queue(state: &Deploys, deploy_id: &str) {
     if state.variants.push(deploy_id) {
         state.metrics.record_variants_queued();
     }
@@ -159,7 +159,7 @@ pub fn queue(state: &AppState, deploy_id: &str) {
 /// a time (each with several blobs at once), and tells the edge. It starts
 /// with the deploys served now, whose variants a controller stopped too
 /// early may not have made.
-pub async fn make_variants_in_background(state: AppState) {
+pub async fn make_variants_in_background(state: Deploys) {
     match state.db.served_deploy_ids().await {
         Ok(served) => served.iter().for_each(|id| queue(&state, id)),
         Err(error) => tracing::warn!(

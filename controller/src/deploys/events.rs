@@ -3,13 +3,15 @@
 //! Whatever moves a pointer (publishing, a rollback, a finalize that
 //! publishes or moves a preview or branch alias, taking an alias down),
 //! removes a deploy, or gives a deploy's files compressed variants announces
-//! it through [`AppState::announce`]
-//! (`crate::state`). That clears the edge's memory of the site at once, in
+//! it through [`DeployEvents::announce`]. That clears the edge's memory of
+//! the site at once (the edge is [`ForgetsFirst`], told before anyone), in
 //! this process, before the API call answers; then the event goes out on a
 //! broadcast channel. The edge listens to that channel too, so a listener
 //! that relays other controllers' publishes (PostgreSQL `LISTEN/NOTIFY`)
 //! only has to [`DeployEvents::relay`] them.
 
+use crate::db::Database;
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// What changed.
@@ -36,28 +38,56 @@ pub enum Origin {
     Elsewhere,
 }
 
+/// What must forget an event before its announcement returns: the edge's
+/// memory in this process, so the next request sees the change. The deploy
+/// store knows it only by this trait, so it need not know the edge.
+#[async_trait::async_trait]
+pub trait ForgetsFirst: Send + Sync {
+    async fn forget(&self, event: &DeployEvent);
+}
+
 /// The broadcast channel of [`DeployEvent`]s.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeployEvents {
     sender: broadcast::Sender<(DeployEvent, Origin)>,
+    first: Option<Arc<dyn ForgetsFirst>>,
+}
+
+impl std::fmt::Debug for DeployEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployEvents").finish_non_exhaustive()
+    }
 }
 
 impl Default for DeployEvents {
     fn default() -> Self {
         DeployEvents {
             sender: broadcast::channel(1024).0,
+            first: None,
         }
     }
 }
 
 impl DeployEvents {
+    /// Events that `first` forgets before each announcement returns.
+    pub fn telling_first(first: Arc<dyn ForgetsFirst>) -> Self {
+        DeployEvents {
+            first: Some(first),
+            ..DeployEvents::default()
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<(DeployEvent, Origin)> {
         self.sender.subscribe()
     }
 
-    /// Sends an event that happened here. Use `AppState::announce`, which
-    /// also clears the edge's memory before this returns.
-    pub(crate) fn send_here(&self, event: DeployEvent) {
+    /// Tells everyone that what a hostname serves has changed: the edge of
+    /// this process forgets it before this returns (so the next request
+    /// sees the change), then the event goes out to listeners.
+    pub async fn announce(&self, event: DeployEvent) {
+        if let Some(first) = &self.first {
+            first.forget(&event).await;
+        }
         // No receiver is not an error: nobody needs telling.
         let _ = self.sender.send((event, Origin::Here));
     }
@@ -104,8 +134,8 @@ impl DeployEvent {
 /// database: this controller's events go out as notifications, and the
 /// others' come in as relayed events (which the edge acts on like its own).
 /// Returns at once on SQLite.
-pub async fn relay_between_controllers(state: crate::state::AppState) {
-    let mut listener = match state.db.listen().await {
+pub async fn relay_between_controllers(db: Database, events: DeployEvents) {
+    let mut listener = match db.listen().await {
         Ok(Some(listener)) => listener,
         Ok(None) => return,
         Err(error) => {
@@ -117,19 +147,19 @@ pub async fn relay_between_controllers(state: crate::state::AppState) {
         }
     };
     let outgoing = {
-        let state = state.clone();
-        let mut events = state.deploy_events.subscribe();
+        let db = db.clone();
+        let mut events = events.subscribe();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok((event, Origin::Here)) => {
-                        if let Err(error) = state.db.notify(&event.encode()).await {
+                        if let Err(error) = db.notify(&event.encode()).await {
                             tracing::warn!(error = format!("{error:#}"), "telling other controllers failed");
                         }
                     }
                     Ok((_, Origin::Elsewhere)) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = state.db.notify(&DeployEvent::Everything.encode()).await;
+                        let _ = db.notify(&DeployEvent::Everything.encode()).await;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
@@ -138,16 +168,14 @@ pub async fn relay_between_controllers(state: crate::state::AppState) {
     };
     loop {
         match listener.next().await {
-            Ok(crate::db::Heard::Payload(payload)) => {
-                state.deploy_events.relay(DeployEvent::decode(&payload))
-            }
-            Ok(crate::db::Heard::Reconnected) => state.deploy_events.relay(DeployEvent::Everything),
+            Ok(crate::db::Heard::Payload(payload)) => events.relay(DeployEvent::decode(&payload)),
+            Ok(crate::db::Heard::Reconnected) => events.relay(DeployEvent::Everything),
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "listening for other controllers failed; retrying"
                 );
-                state.deploy_events.relay(DeployEvent::Everything);
+                events.relay(DeployEvent::Everything);
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }

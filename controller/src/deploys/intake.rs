@@ -4,36 +4,56 @@
 //! upload the blobs the controller lacks, and finalize; the checks, the
 //! blob verification and the preparation for serving are these.
 
+use super::Deploys;
 use super::{
     blob_store,
     staging::{self, StageError},
 };
 use crate::db::Deploy;
 use crate::edge::rules::{self, RuleSet};
-use crate::error::{AppError, AppResult, bad_request};
-use crate::state::AppState;
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use jamstack_proto::DeployManifest;
 
 /// The largest `_redirects` or `_headers` file read at finalize: the size
 /// the runner refuses to upload too.
 const MAX_RULE_FILE: usize = jamstack_proto::MAX_RULE_FILE_BYTES as usize;
 
+/// Why a deploy or one of its files was not taken in. The messages say
+/// what to fix; `crate::error` turns them into HTTP answers.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// What was sent is wrong (a path, a hash, a rule, a missing blob).
+    #[error("{0}")]
+    Refused(String),
+    /// A file or the whole deploy is over a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The store failed; nothing the sender can fix.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+type IntakeResult<T> = Result<T, IntakeError>;
+
+fn refused(message: impl Into<String>) -> IntakeError {
+    IntakeError::Refused(message.into())
+}
+
 /// Checks a manifest before anything is recorded: safe paths, well-formed
 /// hashes, the deploy limits, and jamstack.toml's rules (checked now,
 /// before any file travels). Returns those rules.
-pub fn check_manifest(state: &AppState, manifest: &DeployManifest) -> AppResult<RuleSet> {
-    super::validate_manifest(&manifest.files).map_err(|e| bad_request(e.to_string()))?;
+pub fn check_manifest(state: &Deploys, manifest: &DeployManifest) -> IntakeResult<RuleSet> {
+    super::validate_manifest(&manifest.files).map_err(|e| refused(e.to_string()))?;
     super::check_limits(&manifest.files, &state.config.limits)
-        .map_err(|e| AppError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+        .map_err(|e| IntakeError::TooLarge(e.to_string()))?;
     rules::from_config(&manifest.redirects, &manifest.headers)
         .and_then(|set| set.compile().map(|_| set))
-        .map_err(|e| bad_request(format!("{e}; fix the rule and send the manifest again")))
+        .map_err(|e| refused(format!("{e}; fix the rule and send the manifest again")))
 }
 
 /// Keeps a manifest's jamstack.toml rules with its deploy until finalize.
-pub async fn keep_config_rules(state: &AppState, deploy: &Deploy, config_rules: &RuleSet) -> AppResult<()> {
+pub async fn keep_config_rules(state: &Deploys, deploy: &Deploy, config_rules: &RuleSet) -> IntakeResult<()> {
     if deploy.state != "ready" {
         let json = serde_json::to_string(config_rules).map_err(anyhow::Error::from)?;
         state.db.save_config_rules(&deploy.id, &json).await?;
@@ -44,7 +64,7 @@ pub async fn keep_config_rules(state: &AppState, deploy: &Deploy, config_rules: 
 /// The distinct hashes of a recorded deploy's files the controller holds no
 /// blob for, across all sites: what must be uploaded. One query over the
 /// files just recorded, whatever their number.
-pub async fn required_blobs(state: &AppState, deploy: &Deploy) -> AppResult<Vec<String>> {
+pub async fn required_blobs(state: &Deploys, deploy: &Deploy) -> IntakeResult<Vec<String>> {
     Ok(state.db.missing_blobs_of_deploy(&deploy.id).await?)
 }
 
@@ -59,26 +79,23 @@ pub enum Received {
 /// verified against its name, then moved into the blob store under a key of
 /// its own and recorded.
 pub async fn receive_blob(
-    state: &AppState,
+    state: &Deploys,
     sha256: &str,
     headers: &HeaderMap,
     body: Body,
-) -> AppResult<Received> {
+) -> IntakeResult<Received> {
     if !super::is_sha256_hex(sha256) {
-        return Err(bad_request(format!("`{sha256}` is not a lowercase hex SHA-256")));
+        return Err(refused(format!("`{sha256}` is not a lowercase hex SHA-256")));
     }
     if state.db.blob_key(sha256).await?.is_some() {
         return Ok(Received::AlreadyHad);
     }
     let limit = state.config.limits.max_file_size;
     let too_large = || {
-        AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "blob {sha256} is over the limit of {} for one file (controller setting --max-file-size-mb)",
-                super::human_bytes(limit)
-            ),
-        )
+        IntakeError::TooLarge(format!(
+            "blob {sha256} is over the limit of {} for one file (controller setting --max-file-size-mb)",
+            super::human_bytes(limit)
+        ))
     };
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -91,12 +108,12 @@ pub async fn receive_blob(
         Ok(staged) => staged,
         Err(StageError::TooLarge { .. }) => return Err(too_large()),
         Err(StageError::Body(e)) => {
-            return Err(bad_request(format!("the upload of blob {sha256} broke off: {e}")));
+            return Err(refused(format!("the upload of blob {sha256} broke off: {e}")));
         }
         Err(StageError::Io(e)) => return Err(anyhow::Error::from(e).context("staging a blob").into()),
     };
     if staged.sha256 != sha256 {
-        return Err(bad_request(format!(
+        return Err(refused(format!(
             "the content hashes to {}, not to {sha256}: the upload was corrupted or named the wrong blob",
             staged.sha256
         )));
@@ -123,8 +140,8 @@ pub async fn receive_blob(
 }
 
 /// Finalizing before every blob arrived (the runner protocol's answer).
-pub fn missing_blobs(count: i64) -> AppError {
-    bad_request(format!(
+pub fn missing_blobs(count: i64) -> IntakeError {
+    refused(format!(
         "{count} file(s) of the manifest have no uploaded content yet; upload every missing blob, then finalize"
     ))
 }
@@ -133,7 +150,7 @@ pub fn missing_blobs(count: i64) -> AppError {
 /// read and checked (`_redirects` and `_headers` from the publish directory,
 /// then jamstack.toml's). Compressed variants come after it is ready
 /// ([`after_ready`]).
-pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult<()> {
+pub async fn prepare_for_serving(state: &Deploys, deploy_id: &str) -> IntakeResult<()> {
     let missing = state.db.count_missing_blobs(deploy_id).await?;
     if missing > 0 {
         return Err(missing_blobs(missing));
@@ -168,7 +185,7 @@ pub async fn prepare_for_serving(state: &AppState, deploy_id: &str) -> AppResult
 /// stored before, by any deploy) has its own: a deploy whose sizes differ
 /// is refused, so no size a manifest made up is ever believed (served as a
 /// `Content-Length`, counted against the limits).
-async fn refuse_false_sizes(state: &AppState, deploy_id: &str) -> AppResult<()> {
+async fn refuse_false_sizes(state: &Deploys, deploy_id: &str) -> IntakeResult<()> {
     let false_sizes = state.db.files_with_false_sizes(deploy_id).await?;
     if false_sizes.is_empty() {
         return Ok(());
@@ -179,7 +196,7 @@ async fn refuse_false_sizes(state: &AppState, deploy_id: &str) -> AppResult<()> 
             format!("`{path}` is declared as {declared} bytes but its content is {stored} bytes")
         })
         .collect();
-    Err(bad_request(format!(
+    Err(refused(format!(
         "the manifest does not match the uploaded files: {}; send a manifest made from the files themselves \
          (their sizes and SHA-256 hashes), then upload and finalize again",
         named.join("; ")
@@ -189,16 +206,16 @@ async fn refuse_false_sizes(state: &AppState, deploy_id: &str) -> AppResult<()> 
 /// What follows a deploy going ready: the compressed variants of its new
 /// files are made in the background (see [`super::compress`]); it is served
 /// meanwhile, its files as they are.
-pub fn after_ready(state: &AppState, deploy_id: &str) {
+pub fn after_ready(state: &Deploys, deploy_id: &str) {
     super::compress::queue(state, deploy_id);
 }
 
-fn rule_mistake(error: rules::RuleError) -> AppError {
-    bad_request(format!("{error}; fix the rule and push again"))
+fn rule_mistake(error: rules::RuleError) -> IntakeError {
+    refused(format!("{error}; fix the rule and push again"))
 }
 
 /// The text of a rule file at the root of the deploy, if it has one.
-async fn read_rule_file(state: &AppState, deploy_id: &str, name: &str) -> AppResult<Option<String>> {
+async fn read_rule_file(state: &Deploys, deploy_id: &str, name: &str) -> IntakeResult<Option<String>> {
     let Some(key) = state.db.deploy_file_key(deploy_id, name).await? else {
         return Ok(None);
     };
@@ -209,12 +226,12 @@ async fn read_rule_file(state: &AppState, deploy_id: &str, name: &str) -> AppRes
         .map_err(|e| anyhow::Error::from(e).context(format!("reading {name}")))?
         .ok_or_else(|| anyhow::anyhow!("{name} of deploy {deploy_id} is missing from the blob store"))?;
     if bytes.len() > MAX_RULE_FILE {
-        return Err(bad_request(format!(
+        return Err(refused(format!(
             "{name} is larger than {}; use splats and placeholders to say the same in fewer rules",
             super::human_bytes(MAX_RULE_FILE as u64)
         )));
     }
     String::from_utf8(bytes.to_vec())
         .map(Some)
-        .map_err(|_| bad_request(format!("{name} is not UTF-8 text; save it as UTF-8")))
+        .map_err(|_| refused(format!("{name} is not UTF-8 text; save it as UTF-8")))
 }

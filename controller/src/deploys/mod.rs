@@ -15,8 +15,13 @@ pub mod staging;
 
 pub use blob_store::{BlobStore, LocalBlobStore};
 
-use crate::config::DeployLimits;
+use crate::config::{Config, DeployLimits};
+use crate::db::Database;
+use crate::metrics::Metrics;
+use compress::VariantQueue;
+use events::{DeployEvent, DeployEvents};
 use jamstack_proto::{BuildContext, ManifestFile};
+use std::sync::Arc;
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -162,18 +167,39 @@ pub fn branch_label(branch: &str) -> Option<String> {
     (!label.is_empty()).then_some(label)
 }
 
+/// The deploy store as a service: the database of deploys and the blob
+/// store of their files, the queue of deploys awaiting compressed variants,
+/// and the events that tell the edge a hostname changed. Intake,
+/// compression and retention take it.
+#[derive(Clone)]
+pub struct Deploys {
+    pub db: Database,
+    pub config: Arc<Config>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// Ready deploys whose compressed variants are still to be made.
+    pub variants: Arc<VariantQueue>,
+    pub metrics: Arc<Metrics>,
+    /// Publishes, alias moves and removals, for whoever listens (the edge's
+    /// memory; on PostgreSQL, other controllers).
+    pub events: DeployEvents,
+}
+
+impl Deploys {
+    /// Tells everyone that what a hostname serves has changed (see
+    /// [`DeployEvents::announce`]).
+    pub async fn announce(&self, event: DeployEvent) {
+        self.events.announce(event).await;
+    }
+}
+
 /// Takes a preview or branch hostname down (a closed pull request, a deleted
 /// branch, or by hand): the alias goes at once, the edge forgets it before
 /// this returns, and retention removes the deploys it served at its next
 /// run. Returns false when there was no such alias.
-pub async fn take_alias_down(
-    state: &crate::state::AppState,
-    site_id: i64,
-    alias: &str,
-) -> anyhow::Result<bool> {
-    let removed = state.db.remove_alias(site_id, alias).await?;
+pub async fn take_alias_down(deploys: &Deploys, site_id: i64, alias: &str) -> anyhow::Result<bool> {
+    let removed = deploys.db.remove_alias(site_id, alias).await?;
     if removed {
-        state.announce(events::DeployEvent::SiteChanged { site_id }).await;
+        deploys.announce(DeployEvent::SiteChanged { site_id }).await;
     }
     Ok(removed)
 }

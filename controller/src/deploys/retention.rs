@@ -17,10 +17,10 @@
 //! 3. Objects in the store that no row names (an upload that crashed
 //!    between writing and recording) go once older than `blob_grace`.
 
+use super::Deploys;
 use super::alias_for;
 use super::events::DeployEvent;
 use crate::db::now_millis;
-use crate::state::AppState;
 use jamstack_proto::BuildContext;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -38,7 +38,7 @@ pub struct GcReport {
 /// Blobs removed per transaction.
 const SWEEP_BATCH: i64 = 1000;
 
-pub async fn collect_garbage(state: &AppState) -> anyhow::Result<GcReport> {
+pub async fn collect_garbage(state: &Deploys) -> anyhow::Result<GcReport> {
     let retention = state.config.retention;
     let grace = retention.blob_grace;
     let cutoff = now_millis() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
@@ -128,7 +128,7 @@ async fn remove_old_files(dir: &std::path::Path, before: SystemTime) {
 }
 
 /// Collects garbage every `gc_interval`, forever (never, if it is zero).
-pub async fn collect_periodically(state: AppState) {
+pub async fn collect_periodically(state: Deploys) {
     let every = state.config.retention.gc_interval;
     if every == Duration::ZERO {
         return;

@@ -91,6 +91,13 @@ const HELD_SHARE: u64 = 4;
 #[error("not there")]
 struct Absent;
 
+#[async_trait::async_trait]
+impl crate::deploys::events::ForgetsFirst for EdgeCache {
+    async fn forget(&self, event: &DeployEvent) {
+        self.apply(event).await;
+    }
+}
+
 impl EdgeCache {
     pub fn new(settings: EdgeSettings) -> Self {
         let held_budget = settings.memory_cache_bytes / HELD_SHARE;

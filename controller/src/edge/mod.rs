@@ -24,7 +24,21 @@ pub mod rules;
 
 pub use cache::EdgeCache;
 
-use crate::state::AppState;
+/// The edge as a service: its memory of pointers, indexes and hot files,
+/// and where it reads what it serves from.
+#[derive(Clone)]
+pub struct Edge {
+    pub db: Database,
+    pub config: Arc<Config>,
+    pub cache: Arc<EdgeCache>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::deploys::BlobStore;
+use crate::metrics::Metrics;
 use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -32,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use cache::Resolved;
 pub use index::Route;
 use respond::{FileAnswer, REVALIDATE};
+use std::sync::Arc;
 
 /// Which deploy a hostname label names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,17 +97,17 @@ pub fn target_of_host(host: &str, domain: &str) -> Option<Target> {
 /// other host goes to the API router.
 #[derive(Clone)]
 pub struct SiteHostsFirst {
-    /// Shared by every request rather than cloned into each: `AppState` is
-    /// some twenty `Arc`s, and cloning it per request made two cores fight
-    /// over their counters (about 5% of the edge's time under load).
-    state: std::sync::Arc<AppState>,
+    /// Shared by every request rather than cloned into each: cloning the
+    /// controller's state per request made two cores fight over its
+    /// counters (about 5% of the edge's time under load).
+    state: Arc<Edge>,
     api: axum::Router,
 }
 
 impl SiteHostsFirst {
-    pub fn new(state: AppState, api: axum::Router) -> Self {
+    pub fn new(edge: Edge, api: axum::Router) -> Self {
         SiteHostsFirst {
-            state: std::sync::Arc::new(state),
+            state: Arc::new(edge),
             api,
         }
     }
@@ -132,7 +147,7 @@ impl tower::Service<Request> for SiteHostsFirst {
     }
 }
 
-async fn serve(state: &AppState, target: Target, request: &Parts) -> Response {
+async fn serve(state: &Edge, target: Target, request: &Parts) -> Response {
     let method = &request.method;
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response();
@@ -146,11 +161,11 @@ async fn serve(state: &AppState, target: Target, request: &Parts) -> Response {
     }
 }
 
-async fn serve_inner(state: &AppState, target: Target, request: &Parts) -> anyhow::Result<Response> {
+async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::Result<Response> {
     let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
-    let (index, permalink) = match state.edge.serving_now(&target) {
+    let (index, permalink) = match state.cache.serving_now(&target) {
         Some(hit) => hit,
         None => match load(state, &target).await? {
             Ok(loaded) => loaded,
@@ -176,13 +191,13 @@ struct Answer {
 /// `decoded`. Serving and [`describe`] both come here, so a description
 /// cannot disagree with what is served.
 async fn answer(
-    state: &AppState,
+    state: &Edge,
     deploy_id: &str,
     permalink: bool,
     decoded: &str,
     request: &Parts,
 ) -> anyhow::Result<Answer> {
-    let Some(index) = state.edge.index(&state.db, deploy_id).await? else {
+    let Some(index) = state.cache.index(&state.db, deploy_id).await? else {
         // Removed between reading the pointer and the index.
         return Ok(Answer {
             response: plain(StatusCode::NOT_FOUND, "no such deploy\n"),
@@ -197,7 +212,7 @@ async fn answer(
 /// How the deploy of `index` answers `request`: the one place both serving
 /// and [`describe`] end up.
 async fn answer_from(
-    state: &AppState,
+    state: &Edge,
     index: &index::DeployIndex,
     permalink: bool,
     decoded: &str,
@@ -259,11 +274,11 @@ async fn answer_from(
 /// index cache, then kept beside the pointer for the next request; or the
 /// answer when it serves nothing.
 async fn load(
-    state: &AppState,
+    state: &Edge,
     target: &Target,
 ) -> anyhow::Result<Result<(std::sync::Arc<index::DeployIndex>, bool), Response>> {
-    let generation = state.edge.generation();
-    let (deploy_id, permalink) = match state.edge.resolve(&state.db, target).await? {
+    let generation = state.cache.generation();
+    let (deploy_id, permalink) = match state.cache.resolve(&state.db, target).await? {
         Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
         Resolved::NoSite => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such site\n"))),
         Resolved::NothingPublished => {
@@ -280,11 +295,11 @@ async fn load(
         }
         Resolved::NoDeploy => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n"))),
     };
-    let Some(index) = state.edge.index(&state.db, &deploy_id).await? else {
+    let Some(index) = state.cache.index(&state.db, &deploy_id).await? else {
         // Removed between reading the pointer and the index.
         return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n")));
     };
-    state.edge.attach_index(target, &index, generation);
+    state.cache.attach_index(target, &index, generation);
     Ok(Ok((index, permalink)))
 }
 
@@ -328,7 +343,7 @@ pub struct Described {
 /// the edge's own path is taken with `HEAD`, so the status, the redirect
 /// and header rules and the headers are exactly those it serves.
 pub async fn describe(
-    state: &AppState,
+    state: &Edge,
     deploy_id: &str,
     permalink: bool,
     host: &str,
@@ -349,7 +364,7 @@ pub async fn describe(
     let answer = answer(state, deploy_id, permalink, &decoded, &request).await?;
     // Only the description names the header rules; serving needs just
     // their headers.
-    let header_rules = match state.edge.index(&state.db, deploy_id).await? {
+    let header_rules = match state.cache.index(&state.db, deploy_id).await? {
         Some(index) => index.rules.matching_header_rules(&format!("/{decoded}")),
         None => Vec::new(),
     };

@@ -3,9 +3,9 @@
 //! how long it may be cached (`Cache-Control`), and from where (the memory
 //! cache for small files, a stream from the blob store for the rest).
 
+use super::Edge;
 use super::index::{Stored, StoredFile};
 use crate::deploys::compress::Encoding;
-use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
@@ -28,7 +28,7 @@ pub struct FileAnswer<'a> {
 }
 
 pub async fn file_response(
-    state: &AppState,
+    state: &Edge,
     answer: FileAnswer<'_>,
     method: &Method,
     request: &HeaderMap,
@@ -120,13 +120,13 @@ pub async fn file_response(
 }
 
 async fn body_of(
-    state: &AppState,
+    state: &Edge,
     path: &str,
     stored: &Stored,
     range: Option<Range<u64>>,
 ) -> anyhow::Result<Body> {
-    if state.edge.fits_in_memory(stored.size) {
-        let Some(bytes) = state.edge.bytes_of(state.blobs.as_ref(), stored).await? else {
+    if state.cache.fits_in_memory(stored.size) {
+        let Some(bytes) = state.cache.bytes_of(state.blobs.as_ref(), stored).await? else {
             anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key);
         };
         // `Content-Length` was said from the recorded size: bytes of another

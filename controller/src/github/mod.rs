@@ -10,8 +10,11 @@ pub mod client;
 pub mod reporter;
 pub mod signature;
 
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::Site;
-use crate::state::AppState;
+use crate::events::Events;
+use crate::urls::Urls;
 use client::{CallError, Credentials};
 use jamstack_proto::Secret;
 use octocrab::models::webhook_events::payload::{
@@ -19,6 +22,21 @@ use octocrab::models::webhook_events::payload::{
 };
 use octocrab::models::webhook_events::{EventInstallation, WebhookEvent, WebhookEventPayload};
 use serde::Deserialize;
+use std::sync::Arc;
+
+/// GitHub as a service: the API client, the database of installations and
+/// site tokens, and what reports need (build events, where things are
+/// reached).
+#[derive(Clone)]
+pub struct GitHubService {
+    pub db: Database,
+    pub config: Arc<Config>,
+    pub client: Arc<client::GitHub>,
+    /// Opens the sealed secrets stored with sites.
+    pub secrets: Arc<crate::secrets::SecretBox>,
+    pub urls: Urls,
+    pub events: Events,
+}
 
 /// A delivery, reduced to what the controller acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +133,7 @@ pub struct InstallationRepositoriesEvent {
 /// else the GitHub App's installation on its repository (given at connect
 /// time, or known from installation events). `None` when the site is not on
 /// GitHub or nothing can reach its repository.
-pub async fn credentials_for(state: &AppState, site: &Site) -> anyhow::Result<Option<Credentials>> {
+pub async fn credentials_for(state: &GitHubService, site: &Site) -> anyhow::Result<Option<Credentials>> {
     let Some(repository) = &site.github_repo else {
         return Ok(None);
     };
@@ -125,7 +143,7 @@ pub async fn credentials_for(state: &AppState, site: &Site) -> anyhow::Result<Op
             .open(&crate::secrets::github_token_purpose(&site.name), sealed)?;
         return Ok(Some(Credentials::Token(token.into())));
     }
-    if !state.github.has_app() {
+    if !state.client.has_app() {
         return Ok(None);
     }
     let installation = match site.github_installation_id {
@@ -144,7 +162,7 @@ pub async fn credentials_for(state: &AppState, site: &Site) -> anyhow::Result<Op
 /// (`https://<GitHub host>/<github_repo>(.git)`): a site's `repo_url` is
 /// whatever its admin typed, and a token for `octo/blog` handed to a job
 /// whose URL names another server would be sent to that server.
-pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<Secret> {
+pub async fn clone_token_for(state: &GitHubService, site: &Site) -> Option<Secret> {
     use secrecy::ExposeSecret as _;
     let repository = site.github_repo.as_ref()?;
     let git_host = git_host_of(&state.config.github_api_url);
@@ -158,7 +176,7 @@ pub async fn clone_token_for(state: &AppState, site: &Site) -> Option<Secret> {
     }
     let token = match credentials_for(state, site).await {
         Ok(Some(Credentials::Token(token))) => Ok(token),
-        Ok(Some(Credentials::Installation(id))) => state.github.clone_token(id, repository).await,
+        Ok(Some(Credentials::Installation(id))) => state.client.clone_token(id, repository).await,
         Ok(None) => return None,
         Err(e) => Err(CallError::Unexpected {
             what: "the site's credentials".to_owned(),

@@ -11,11 +11,11 @@
 //! still owes (builds of the last day). Each call is retried with backoff
 //! ([`super::client`]); a report that still fails is logged and given up.
 
+use super::GitHubService;
 use super::client::{CommitStatus, DeploymentStatus, NewDeployment, Repo};
 use crate::db::{Build, BuildReport, BuildState, Site};
 use crate::deploys::alias_for;
 use crate::events::Event;
-use crate::state::AppState;
 use jamstack_proto::BuildContext;
 use serde_json::json;
 use std::collections::HashMap;
@@ -34,9 +34,9 @@ const CATCH_UP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// next changes at most this late.
 const SILENT_SITE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Starts the reporter. It subscribes at once, so no change made after this
-/// call is missed, then catches up on older ones.
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+/// Makes the reporter. It subscribes at once, so no change made after this
+/// call is missed; when run, it catches up on older ones first.
+pub fn start(state: GitHubService) -> impl std::future::Future<Output = ()> + Send + 'static {
     let events = state.events.subscribe();
     let reporter = Arc::new(Reporter {
         state,
@@ -45,13 +45,13 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         permits: Semaphore::new(CONCURRENT_REPORTS),
         silent_sites: Mutex::new(HashMap::new()),
     });
-    tokio::spawn(reporter.run(events))
+    reporter.run(events)
 }
 
 type CommentLock = Arc<tokio::sync::Mutex<()>>;
 
 struct Reporter {
-    state: AppState,
+    state: GitHubService,
     /// Builds being reported; `true` when the build changed again meanwhile
     /// and must be looked at once more.
     in_flight: Mutex<HashMap<i64, bool>>,
@@ -89,7 +89,7 @@ impl Reporter {
 
     async fn catch_up(self: &Arc<Self>) {
         let since = crate::db::now_millis() - CATCH_UP_WINDOW_MS;
-        let app_configured = self.state.github.has_app();
+        let app_configured = self.state.client.has_app();
         match self
             .state
             .db
@@ -333,7 +333,7 @@ impl Reporter {
                         environment_url: None,
                         description: format!(
                             "{} was taken down",
-                            self.state.site_url(&format!("{alias}--{}", site.name))
+                            self.state.urls.site_url(&format!("{alias}--{}", site.name))
                         ),
                         auto_inactive: false,
                     },
@@ -355,7 +355,7 @@ impl Reporter {
                      `{}` no longer serves it. Its deploys stay reachable at their permalinks.\n",
                     comment_marker(&site),
                     site.name,
-                    self.state.site_url(&format!("{alias}--{}", site.name)),
+                    self.state.urls.site_url(&format!("{alias}--{}", site.name)),
                 );
                 self.write_comment(&repo, &site, pr, &body, false).await?;
             }
@@ -392,7 +392,7 @@ impl Reporter {
         let Some(credentials) = super::credentials_for(&self.state, site).await? else {
             return Ok(None);
         };
-        Ok(Some(self.state.github.repo(&credentials, full_name)?))
+        Ok(Some(self.state.client.repo(&credentials, full_name)?))
     }
 }
 
@@ -402,27 +402,27 @@ pub fn comment_marker(site: &Site) -> String {
 }
 
 /// Where a build's log is read.
-pub fn build_log_url(state: &AppState, build_id: i64) -> String {
-    format!("{}/api/v1/builds/{build_id}/log", state.public_url)
+pub fn build_log_url(state: &GitHubService, build_id: i64) -> String {
+    format!("{}/api/v1/builds/{build_id}/log", state.urls.public_url)
 }
 
 /// Where a finished build's deploy is served: the site for a published
 /// production deploy, the preview or branch hostname, else its permalink.
-pub fn deploy_url(state: &AppState, site: &Site, build: &Build) -> Option<String> {
+pub fn deploy_url(state: &GitHubService, site: &Site, build: &Build) -> Option<String> {
     let deploy_id = build.deploy_id.as_ref()?;
     let label = match alias_for(build.context, &build.branch, build.pr_number) {
         Some(alias) => format!("{alias}--{}", site.name),
         None if site.published_deploy_id.as_ref() == Some(deploy_id) => site.name.clone(),
         None => format!("{deploy_id}--{}", site.name),
     };
-    Some(state.site_url(&label))
+    Some(state.urls.site_url(&label))
 }
 
 fn status_context(site: &Site, build: &Build) -> String {
     format!("jamstack/{}/{}", site.name, build.context)
 }
 
-fn commit_status(state: &AppState, site: &Site, build: &Build) -> CommitStatus {
+fn commit_status(state: &GitHubService, site: &Site, build: &Build) -> CommitStatus {
     let log = build_log_url(state, build.id);
     let (github_state, description, target_url) = match build.state {
         BuildState::Queued => ("pending", "Build queued".to_owned(), log),
@@ -481,7 +481,7 @@ fn environment_of(site: &Site, build: &Build) -> Option<String> {
     }
 }
 
-fn deployment_status(state: &AppState, site: &Site, build: &Build) -> DeploymentStatus {
+fn deployment_status(state: &GitHubService, site: &Site, build: &Build) -> DeploymentStatus {
     let (github_state, description) = match build.state {
         BuildState::Queued => ("queued", "Build queued".to_owned()),
         BuildState::Running => ("in_progress", "Building".to_owned()),
@@ -511,12 +511,16 @@ fn deployment_status(state: &AppState, site: &Site, build: &Build) -> Deployment
     }
 }
 
-fn preview_comment(state: &AppState, site: &Site, build: &Build) -> String {
+fn preview_comment(state: &GitHubService, site: &Site, build: &Build) -> String {
     let short = &build.commit_sha[..build.commit_sha.len().min(7)];
     let log = build_log_url(state, build.id);
     let preview = build
         .pr_number
-        .map(|pr| state.site_url(&format!("deploy-preview-{pr}--{}", site.name)))
+        .map(|pr| {
+            state
+                .urls
+                .site_url(&format!("deploy-preview-{pr}--{}", site.name))
+        })
         .unwrap_or_default();
     let (headline, details) = match build.state {
         BuildState::Queued | BuildState::Running => (

@@ -5,9 +5,14 @@
 //! changes nothing, so a runner that lost its lease cannot log, upload into
 //! or publish a build that now belongs to another runner.
 
+use crate::auth::Auth;
 use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token, random_hex};
+use crate::builds::Queue;
+use crate::config::Config;
+use crate::db::Database;
 use crate::db::TokenKind;
 use crate::db::{Build, BuildState, FinalizeOutcome, FinishedAs};
+use crate::deploys::Deploys;
 use crate::deploys::events::DeployEvent;
 use crate::deploys::{self, intake};
 use crate::error::unauthorized;
@@ -26,6 +31,7 @@ use jamstack_proto::{
     SiteBuildSettings,
 };
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest log batch one call may append.
@@ -118,17 +124,19 @@ pub async fn register(
 }
 
 pub async fn connect(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
+    State(config): State<Arc<Config>>,
+    State(db): State<Database>,
     Runner(runner): Runner,
     Json(request): Json<ConnectRequest>,
 ) -> AppResult<Json<ConnectResponse>> {
     tracing::info!(runner = %runner.name, id = runner.id, version = request.protocol_version, "runner connected");
-    if let Some(at) = state.db.touch_runner(&runner).await? {
-        state.known_runners.seen(runner.id, at);
+    if let Some(at) = db.touch_runner(&runner).await? {
+        auth.known_runners.seen(runner.id, at);
     }
     Ok(Json(ConnectResponse {
         protocol_version: PROTOCOL_VERSION,
-        heartbeat_seconds: state.config.heartbeat_interval.as_secs().max(1),
+        heartbeat_seconds: config.heartbeat_interval.as_secs().max(1),
     }))
 }
 
@@ -144,11 +152,11 @@ pub async fn lease(
     let deadline = tokio::time::Instant::now() + wait;
     let lease_millis = state.config.lease_duration.as_millis() as i64;
     if let Some(at) = state.db.touch_runner(&runner).await? {
-        state.known_runners.seen(runner.id, at);
+        state.auth.known_runners.seen(runner.id, at);
     }
     loop {
         // Listen before looking, so a job queued in between still wakes us.
-        let notified = state.jobs_available.notified();
+        let notified = state.queue.jobs_available.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let lease_id = random_hex(16);
@@ -175,7 +183,7 @@ pub async fn lease(
                 .ok_or_else(|| not_found("site vanished"))?;
             tracing::info!(job = job.job_id, build = build.id, runner = %runner.name, attempt = job.attempt, "job leased");
             if let Some(started_at) = build.started_at {
-                state.events.build_changed_at(
+                state.queue.events.build_changed_at(
                     build.id,
                     site.id,
                     BuildState::Running,
@@ -186,9 +194,12 @@ pub async fn lease(
                     },
                 );
             } else {
-                state.events.build_changed(build.id, site.id, BuildState::Running);
+                state
+                    .queue
+                    .events
+                    .build_changed(build.id, site.id, BuildState::Running);
             }
-            let git_token = crate::github::clone_token_for(&state, &site).await;
+            let git_token = crate::github::clone_token_for(&state.github, &site).await;
             let settings = lease_settings(&state, site.id).await?;
             let trusted = is_trusted(&build);
             let verify_reachable_from = build.commit_unverified.then(|| build.branch.clone());
@@ -326,27 +337,28 @@ pub struct HeartbeatQuery {
 /// heartbeat interval) and answers as soon as the build is cancelled.
 #[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn heartbeat(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: Runner,
     Path(job_id): Path<i64>,
     Query(query): Query<HeartbeatQuery>,
     headers: HeaderMap,
 ) -> AppResult<Json<HeartbeatResponse>> {
     let lease_id = lease_header(&headers)?;
-    let lease_millis = state.config.lease_duration.as_millis() as i64;
-    let cancel = state
-        .db
+    let lease_millis = config.lease_duration.as_millis() as i64;
+    let cancel = db
         .extend_lease(job_id, lease_id, lease_millis)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
-    let wait = Duration::from_secs(query.wait_seconds).min(state.config.heartbeat_interval);
+    let wait = Duration::from_secs(query.wait_seconds).min(config.heartbeat_interval);
     let deadline = tokio::time::Instant::now() + wait;
     if cancel {
         return Ok(Json(HeartbeatResponse { cancel }));
     }
     loop {
         // Listen before looking, so a cancel in between still wakes us.
-        let notified = state.cancellations.notified();
+        let notified = queue.cancellations.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = tokio::time::Instant::now();
@@ -356,7 +368,7 @@ pub async fn heartbeat(
         // Look again every second or so in case another controller on the
         // same database took the cancel.
         let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(1)), notified).await;
-        match state.db.cancel_requested(job_id, lease_id).await? {
+        match db.cancel_requested(job_id, lease_id).await? {
             Some(true) => return Ok(Json(HeartbeatResponse { cancel: true })),
             Some(false) => {}
             None => return Err(stale_lease(job_id)),
@@ -402,7 +414,7 @@ pub async fn append_log(
 ) -> AppResult<Json<LogAppendResponse>> {
     let (build_id, attempt) = live_lease(&state, job_id, &headers).await?;
     let stored = state.db.append_log(build_id, attempt, offset, &body).await?;
-    state.log_activity.notify_waiters();
+    state.queue.log_activity.notify_waiters();
     Ok(Json(LogAppendResponse {
         stored_length: stored as u64,
     }))
@@ -417,7 +429,7 @@ pub async fn create_deploy(
     Json(manifest): Json<DeployManifest>,
 ) -> AppResult<Json<ManifestResponse>> {
     let (build_id, _) = live_lease(&state, job_id, &headers).await?;
-    let config_rules = intake::check_manifest(&state, &manifest)?;
+    let config_rules = intake::check_manifest(&state.deploys, &manifest)?;
     let build = state
         .db
         .build(build_id)
@@ -427,8 +439,8 @@ pub async fn create_deploy(
         .db
         .upsert_build_deploy(&deploys::new_deploy_id(), &build, &manifest.files)
         .await?;
-    intake::keep_config_rules(&state, &deploy, &config_rules).await?;
-    let missing = intake::required_blobs(&state, &deploy).await?;
+    intake::keep_config_rules(&state.deploys, &deploy, &config_rules).await?;
+    let missing = intake::required_blobs(&state.deploys, &deploy).await?;
     state
         .metrics
         .record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &missing));
@@ -441,13 +453,13 @@ pub async fn create_deploy(
 
 /// Receives one blob (see [`intake::receive_blob`]).
 pub async fn put_blob(
-    State(state): State<AppState>,
+    State(deploys): State<Deploys>,
     _: Runner,
     Path(sha256): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<StatusCode> {
-    intake::receive_blob(&state, &sha256, &headers, body).await?;
+    intake::receive_blob(&deploys, &sha256, &headers, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -466,7 +478,7 @@ pub async fn finalize_deploy(
         .await?
         .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
     if deploy.state != "ready" {
-        intake::prepare_for_serving(&state, &deploy.id).await?;
+        intake::prepare_for_serving(&state.deploys, &deploy.id).await?;
     }
     let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
     let mut alias = deploys::alias_for(context, &deploy.branch, deploy.pr_number);
@@ -483,8 +495,9 @@ pub async fn finalize_deploy(
         .await?
     {
         FinalizeOutcome::Ready { published } => {
-            intake::after_ready(&state, &deploy.id);
+            intake::after_ready(&state.deploys, &deploy.id);
             state
+                .deploys
                 .announce(DeployEvent::SiteChanged {
                     site_id: deploy.site_id,
                 })
@@ -497,7 +510,7 @@ pub async fn finalize_deploy(
             tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
             if published {
                 crate::notifications::deploy_changed(
-                    &state,
+                    &state.notifications,
                     deploy.site_id,
                     crate::notifications::DeployChange::Published,
                     Some(&deploy.id),
@@ -505,20 +518,21 @@ pub async fn finalize_deploy(
                 .await;
             }
             Ok(Json(FinalizeResponse {
-                permalink: state.site_url(&format!("{}--{}", deploy.id, site.name)),
-                alias_url: alias.map(|a| state.site_url(&format!("{a}--{}", site.name))),
+                permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
+                alias_url: alias.map(|a| state.urls.site_url(&format!("{a}--{}", site.name))),
                 deploy_id: deploy.id,
                 published,
             }))
         }
-        FinalizeOutcome::MissingBlobs(count) => Err(intake::missing_blobs(count)),
+        FinalizeOutcome::MissingBlobs(count) => Err(intake::missing_blobs(count).into()),
         FinalizeOutcome::StaleLease => Err(stale_lease(job_id)),
         FinalizeOutcome::NotFound => Err(not_found("deploy vanished")),
     }
 }
 
 pub async fn complete(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: Runner,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
@@ -538,8 +552,7 @@ pub async fn complete(
         JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
         JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
     };
-    let finished = state
-        .db
+    let finished = db
         .finish_job(
             job_id,
             lease_id,
@@ -555,7 +568,7 @@ pub async fn complete(
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", finished.build_id);
     tracing::info!(job = job_id, outcome = state_after.as_str(), "job finished");
-    state.events.build_changed_at(
+    queue.events.build_changed_at(
         finished.build_id,
         finished.site_id,
         state_after,
@@ -572,21 +585,21 @@ pub async fn complete(
 /// log is kept and says what happened.
 #[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]
 pub async fn hand_back(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: Runner,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
 ) -> AppResult<StatusCode> {
     let lease_id = lease_header(&headers)?;
-    let (build_id, site_id) = state
-        .db
+    let (build_id, site_id) = db
         .hand_back_job(job_id, lease_id)
         .await?
         .ok_or_else(|| stale_lease(job_id))?;
     tracing::Span::current().record("build_id", build_id);
     tracing::info!(job = job_id, "job handed back by its runner");
-    state.events.build_changed(build_id, site_id, BuildState::Queued);
+    queue.events.build_changed(build_id, site_id, BuildState::Queued);
     // A runner may be waiting for work right now.
-    state.jobs_available.notify_waiters();
+    queue.jobs_available.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -655,7 +655,7 @@ async fn a_dashboard_page_framed_by_another_site_is_refused_by_its_headers() {
 async fn a_right_token_sent_among_parallel_guesses_waits_its_turn_and_guesses_beyond_the_cap_get_429() {
     use jamstack_controller::dashboard::login::{FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT};
     let (app, _runner) = crate::helpers::spawn_controller_only().await;
-    let throttle = app.state.as_ref().unwrap().sign_in.clone();
+    let throttle = app.state.as_ref().unwrap().auth.sign_in.clone();
     let me: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let wrong_count = MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT - 1;
     let guesses: Vec<String> = (0..wrong_count).map(|i| format!("wrong-guess-{i}")).collect();
