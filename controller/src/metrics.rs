@@ -312,7 +312,6 @@ impl Metrics {
 struct WorkerLabels {
     worker: &'static str,
 }
-}
 
 /// Records build outcomes, durations and queue waits from the build events
 /// of this controller. Runs beside the server; takes the times an event

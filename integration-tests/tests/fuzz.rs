@@ -20,9 +20,9 @@
 use jamstack_controller::api::webhooks::read_generic_push;
 use jamstack_controller::edge::path;
 use jamstack_controller::edge::respond::{RangeRequest, parse_range};
-use jamstack_controller::edge::rules::{self, Request, RuleSet};
 use jamstack_controller::github::parse_event;
 use jamstack_proto::BuildContext;
+use jamstack_rules::{self as rules, Request, RuleSet};
 use proptest::prelude::*;
 use proptest::sample::select;
 

@@ -138,7 +138,16 @@ pub async fn run_job(ctx: &JobContext<'_>, lease: JobLease) {
         .executor
         .open(job_ids(ctx, &lease), lease.settings.network == BuildNetwork::Off);
     let mut timings = Timings::default();
-    let ended = build(ctx, &lease, &log, &stop, workspace.as_ref(), timeout, &mut timings).await;
+    let ended = build(
+        ctx,
+        &lease,
+        &log,
+        &stop,
+        workspace.as_ref(),
+        timeout,
+        &mut timings,
+    )
+    .await;
     watchdog.abort();
     shutdown_watch.abort();
     let elapsed = format_duration(started.elapsed());

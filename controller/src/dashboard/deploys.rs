@@ -5,12 +5,12 @@ use super::sites::size;
 use super::{Chrome, PageResult, Session, render, short_sha};
 use crate::api::find_site;
 use crate::deploys::{FileChange, diff_deploys};
-use crate::edge::rules::MatchedRule;
 use crate::edge::{Description, Route, describe};
 use crate::error::not_found;
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use jamstack_rules::MatchedRule;
 use serde::Deserialize;
 
 pub struct ChangeRow {

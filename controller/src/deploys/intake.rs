@@ -10,10 +10,10 @@ use super::{
     staging::{self, StageError},
 };
 use crate::db::Deploy;
-use crate::edge::rules::{self, RuleSet};
 use axum::body::Body;
 use axum::http::HeaderMap;
 use jamstack_proto::DeployManifest;
+use jamstack_rules::{self as rules, RuleSet};
 
 /// The largest `_redirects` or `_headers` file read at finalize: the size
 /// the runner refuses to upload too.

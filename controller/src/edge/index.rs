@@ -13,10 +13,10 @@
 //! The rule files `_redirects` and `_headers` at the root are not served.
 
 use super::respond;
-use super::rules::{Action, MatchedRule, Request, RuleSet, Rules};
 use crate::db::DeployContents;
 use crate::deploys::compress::Encoding;
 use axum::http::{HeaderValue, StatusCode};
+use jamstack_rules::{Action, MatchedRule, Request, RuleSet, Rules};
 use std::collections::HashMap;
 
 /// A stored representation of a file: the file itself or a variant.
@@ -354,8 +354,8 @@ impl DeployIndex {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rules::{RuleSet, parse_redirects_file};
     use super::*;
+    use jamstack_rules::{RuleSet, parse_redirects_file};
 
     fn index(paths: &[&str], redirects: &str) -> DeployIndex {
         let files = paths

@@ -20,7 +20,8 @@ pub mod cache;
 pub mod index;
 pub mod path;
 pub mod respond;
-pub mod rules;
+/// The rules a deploy's author wrote, as the edge matches them.
+pub use jamstack_rules as rules;
 
 pub use cache::EdgeCache;
 

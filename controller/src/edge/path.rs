@@ -1,6 +1,6 @@
 //! Request paths into deploy paths, refusing any that could escape a deploy.
 
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 
 /// Decodes a request path into a path inside a deploy, without its leading
 /// `/`. `None` for anything that is not plainly inside the deploy: `..` or
@@ -27,22 +27,9 @@ pub fn decode(raw: &str) -> Option<String> {
     Some(path)
 }
 
-const PATH_SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'%');
-
-/// Encodes a deploy path for a `Location` header.
-pub fn encode(path: &str) -> String {
-    utf8_percent_encode(path, PATH_SEGMENT).to_string()
-}
+/// Encodes a deploy path for a `Location` header; the rules write their
+/// targets with the same encoding.
+pub use jamstack_rules::encode_path as encode;
 
 #[cfg(test)]
 mod tests {

@@ -37,7 +37,8 @@
 //! leave the site (a leading `/` or any `\` in it is percent-encoded, so
 //! `/:to` with `to=/evil.com` is `/%2Fevil.com`, not `//evil.com`).
 
-use axum::http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 /// Statuses a redirect rule may have.
@@ -741,7 +742,7 @@ impl Bindings {
 /// second `/`, and a `\` is never left as it is: a leading `/` and every
 /// `\` are percent-encoded, so the `Location` stays on the rule's own site.
 fn location_part(value: &str) -> String {
-    let encoded = super::path::encode(value).replace('\\', "%5C");
+    let encoded = encode_path(value).replace('\\', "%5C");
     match encoded.strip_prefix('/') {
         Some(rest) => format!("%2F{rest}"),
         None => encoded,
@@ -1071,6 +1072,24 @@ impl HeaderRule {
         // their own hostnames only.
         self.host.is_none() && (self.pattern.matches(path) || self.directory.as_deref() == Some(path))
     }
+}
+
+/// Characters percent-encoded in a deploy path written into a `Location`.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'%');
+
+/// Encodes a deploy path for a `Location` header.
+pub fn encode_path(path: &str) -> String {
+    utf8_percent_encode(path, PATH_SEGMENT).to_string()
 }
 
 #[cfg(test)]
