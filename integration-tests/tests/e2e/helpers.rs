@@ -18,7 +18,10 @@ use tempfile::TempDir;
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
-pub use crate::processes::PATIENCE;
+/// How long a start, a build or a recovery may take before a test gives up
+/// waiting: generous, since parallel Docker builds on two cores are slow,
+/// and a deadline only turns a hang into a failure; it measures nothing.
+pub const PATIENCE: Duration = Duration::from_secs(180);
 
 /// Polls `check` every 100 ms until it gives `Ok`; past [`PATIENCE`], fails
 /// saying `what` never happened and the last thing `check` said (`Err`:
@@ -797,7 +800,7 @@ impl TestApp {
     /// compressed variants are made just after a deploy goes live, which
     /// serves its files as they are until then. Fails after 30 seconds.
     pub async fn wait_for_encoding(&self, label: &str, path: &str, encoding: &str) -> Page {
-        let deadline = std::time::Instant::now() + crate::processes::PATIENCE;
+        let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             let page = self
                 .visit_with(label, path, &[("Accept-Encoding", encoding)])
@@ -1424,7 +1427,7 @@ impl Browser {
     }
 
     pub async fn wait_for_path(&self, path: &str) {
-        let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         while self.path().await != path {
             assert!(
                 tokio::time::Instant::now() < deadline,

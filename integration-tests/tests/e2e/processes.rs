@@ -34,10 +34,7 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// How long a start, a build or a recovery may take before a test gives up
-/// waiting: generous, since parallel Docker builds on two cores are slow,
-/// and a deadline only turns a hang into a failure; it measures nothing.
-pub const PATIENCE: Duration = Duration::from_secs(180);
+pub use crate::helpers::PATIENCE;
 
 /// Polls `check` every 50 ms until it gives `Ok`; past [`PATIENCE`], fails
 /// saying `what` never happened and the last thing `check` said (`Err`:

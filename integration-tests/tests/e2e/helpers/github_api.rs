@@ -211,7 +211,7 @@ impl FakeGitHub {
     /// Waits until `done` holds, or fails the test after a while saying what
     /// was awaited and what GitHub was sent.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&FakeGitHub) -> bool) {
-        let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
+        let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
         while !done(self) {
             if tokio::time::Instant::now() > deadline {
                 let sent: Vec<String> = self
