@@ -294,7 +294,7 @@ async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_ar
     let spools = eventually(
         "the build going on printing into the spool while the controller is down",
         || async move {
-            let spools = spool_files(&work_dir);
+            let spools = spool_files(work_dir);
             match spools
                 .iter()
                 .any(|(_, text)| text.contains("line 49 of the build"))
@@ -330,7 +330,7 @@ async fn a_build_keeps_running_while_its_controller_is_down_and_the_whole_log_ar
     assert!(log.contains("Build succeeded"), "{log}");
     assert_eq!(app.visit("patient", "/").await.body, "outlasted\n");
     assert_eq!(
-        spool_files(&work_dir),
+        spool_files(work_dir),
         Vec::<(String, String)>::new(),
         "the spool is removed once the controller has the log"
     );
