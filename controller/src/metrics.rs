@@ -106,35 +106,36 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        // Counters are named without `_total`: the registry adds it.
+        // Counters are named without `_total` and help texts without their
+        // closing full stop: the registry adds both.
         let mut gauge = |name: &str, help: &str| {
             let gauge = Gauge::default();
             registry.register(name, help, gauge.clone());
             gauge
         };
-        let queue_depth = gauge("jamstack_queue_depth", "Builds waiting for a runner.");
-        let builds_running = gauge("jamstack_builds_running", "Builds leased to a runner now.");
+        let queue_depth = gauge("jamstack_queue_depth", "Builds waiting for a runner");
+        let builds_running = gauge("jamstack_builds_running", "Builds leased to a runner now");
         let runners_connected = gauge(
             "jamstack_runners_connected",
-            "Runners that called within the last minute.",
+            "Runners that called within the last minute",
         );
-        let runners_busy = gauge("jamstack_runners_busy", "Runners holding at least one lease.");
+        let runners_busy = gauge("jamstack_runners_busy", "Runners holding at least one lease");
         let queue_wait = Histogram::new(WAIT_BOUNDS.iter().copied());
         registry.register(
             "jamstack_queue_wait_seconds",
-            "Time from a build being queued to its first lease.",
+            "Time from a build being queued to its first lease",
             queue_wait.clone(),
         );
         let builds = Family::<BuildLabels, Counter>::default();
         registry.register(
             "jamstack_builds",
-            "Builds that ended, by site and outcome.",
+            "Builds that ended, by site and outcome",
             builds.clone(),
         );
         let build_duration = HistogramFamily::<BuildLabels>::new_with_constructor(build_duration_histogram);
         registry.register(
             "jamstack_build_duration_seconds",
-            "How long builds ran, from first lease to end, by site and outcome.",
+            "How long builds ran, from first lease to end, by site and outcome",
             build_duration.clone(),
         );
         let mut counter = |name: &str, help: &str| {
@@ -144,42 +145,42 @@ impl Default for Metrics {
         };
         let deploy_files_referenced = counter(
             "jamstack_deploy_files_referenced",
-            "Files named by deploy manifests.",
+            "Files named by deploy manifests",
         );
         let deploy_files_uploaded = counter(
             "jamstack_deploy_files_uploaded",
-            "Files of deploy manifests the store lacked, which had to be uploaded.",
+            "Files of deploy manifests the store lacked, which had to be uploaded",
         );
         let deploy_bytes_referenced = counter(
             "jamstack_deploy_bytes_referenced",
-            "Bytes named by deploy manifests.",
+            "Bytes named by deploy manifests",
         );
         let deploy_bytes_uploaded = counter(
             "jamstack_deploy_bytes_uploaded",
-            "Bytes of deploy manifests the store lacked; 1 - uploaded/referenced is the dedupe ratio.",
+            "Bytes of deploy manifests the store lacked; 1 - uploaded/referenced is the dedupe ratio",
         );
         let deploy_size = Histogram::new(DEPLOY_SIZE_BOUNDS.iter().copied());
         registry.register(
             "jamstack_deploy_size_bytes",
-            "Total size of each deploy's files.",
+            "Total size of each deploy's files",
             deploy_size.clone(),
         );
         let variant_deploys_pending = Gauge::default();
         registry.register(
             "jamstack_variants_pending_deploys",
-            "Ready deploys whose compressed variants are queued or being made.",
+            "Ready deploys whose compressed variants are queued or being made",
             variant_deploys_pending.clone(),
         );
         let variant_blobs_made = Counter::default();
         registry.register(
             "jamstack_variant_blobs",
-            "Blobs compressed into brotli and gzip variants.",
+            "Blobs compressed into brotli and gzip variants",
             variant_blobs_made.clone(),
         );
         let edge_requests = Family::<ClassLabels, Counter>::default();
         registry.register(
             "jamstack_edge_requests",
-            "Answers of the edge (site hostnames), by status class.",
+            "Answers of the edge (site hostnames), by status class",
             edge_requests.clone(),
         );
         let edge_latency = HistogramFamily::<ClassLabels>::new_with_constructor(|| {
@@ -187,7 +188,7 @@ impl Default for Metrics {
         });
         registry.register(
             "jamstack_edge_request_duration_seconds",
-            "Time the edge took to produce an answer, by status class.",
+            "Time the edge took to produce an answer, by status class",
             edge_latency.clone(),
         );
         let worker_restarts = Family::<WorkerLabels, Counter>::default();
@@ -427,7 +428,11 @@ mod tests {
 
     #[test]
     fn every_metric_keeps_its_name_type_and_help() {
-        let text = Metrics::default().render(QueueFigures::default());
+        let metrics = Metrics::default();
+        // Families by site are written once they have a series: from the
+        // first build that ends.
+        metrics.record_build("a", "succeeded", None);
+        let text = metrics.render(QueueFigures::default());
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
         assert_eq!(
             types,
