@@ -150,10 +150,10 @@ mod tests {
         assert_eq!(
             rows,
             [
-                ("fetch", "5 ms", 1),
-                ("container setup", "70 ms", 5),
-                ("build", "1.4 s", 100),
-                ("upload", "140 ms", 10)
+                ("fetch", "5ms", 1),
+                ("container setup", "70ms", 5),
+                ("build", "1.40s", 100),
+                ("upload", "140ms", 10)
             ]
         );
         assert_eq!(step_rows(&[step("build", 0)])[0].percent, 1);
