@@ -324,11 +324,15 @@ fn check_jamstack_toml(text: &str, branch: &str) {
             );
         }
     }
-    // What the runner sends the controller goes through the edge's rules.
+    // The runner and the controller check rules with the same crate: what
+    // the runner accepts, the controller publishes.
     let (redirects, headers) = config.wire_rules();
-    if let Ok(set) = rules::from_config(&redirects, &headers) {
-        let _ = set.compile();
-    }
+    let checked = rules::from_config(&redirects, &headers).and_then(|set| set.compile());
+    assert!(
+        checked.is_ok(),
+        "the runner accepted rules the controller refuses ({:?}); from:\n{text}",
+        checked.err()
+    );
 }
 
 /// A relative path that cannot name anything outside its root.

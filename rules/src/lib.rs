@@ -127,8 +127,12 @@ fn error(origin: &str, message: impl Into<String>) -> RuleError {
     }
 }
 
+/// An `http(s)://` URL with a host.
 fn is_url(text: &str) -> bool {
-    text.starts_with("http://") || text.starts_with("https://")
+    text.strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .and_then(|rest| rest.split(['/', '?', '#']).next())
+        .is_some_and(|host| !host.is_empty())
 }
 
 fn is_path_or_url(text: &str) -> bool {
@@ -827,6 +831,20 @@ impl Redirect {
             .iter()
             .map(|(name, value)| format!(" {name}={value}"))
             .collect();
+        if spec.query.iter().any(|(name, _)| name.is_empty()) {
+            return Err(error(origin, "a query parameter name is empty"));
+        }
+        for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
+            if let Some(bad) = values
+                .iter()
+                .find(|value| value.is_empty() || value.chars().any(char::is_whitespace))
+            {
+                return Err(error(
+                    origin,
+                    format!("the {key} condition value {bad:?} is empty or contains whitespace"),
+                ));
+            }
+        }
         let mut trailing = String::new();
         for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
             if !values.is_empty() {
