@@ -118,25 +118,13 @@ fn shared_fixture(name: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // `_redirects` and `_headers`
 
-const REDIRECTS_EXAMPLE: &str = "# Netlify's documented examples
-/home              /
-/blog/my-post.php  /blog/my-post
-/news              /blog
-/cuties            https://www.petsofnetlify.com
-/authors/c%C3%A9line /authors/about-c%C3%A9line
-/my-redirect       /             302
-/pass-through      /index.html   200
-/ecommerce         /store-closed 404
-/gone              /gone.html    410
-/shop/*            /store/:splat
-/news/:month/:date/:year/:slug  /blog/:year/:month/:date/:slug
-/store id=:id      /blog/:id     301
-/articles id=:id tag=:tag /posts/:tag/:id 301
-/catalog kind=books /books 302
-/fr/*  /fr/:splat  200!  Language=fr,fr-ca
+const REDIRECTS_EXAMPLE: &str = concat!(
+    include_str!("../../rules/testdata/netlify-examples._redirects"),
+    "/fr/*  /fr/:splat  200!  Language=fr,fr-ca
 /beta/* /beta/:splat 200 Cookie=beta,preview
 /*     /index.html  200
-";
+"
+);
 
 const HEADERS_EXAMPLE: &str = "# Netlify's documented examples
 /*

@@ -69,25 +69,7 @@ fn rewrite(status: u16, path: &str) -> Option<Action> {
 
 #[test]
 fn redirects_follow_netlifys_documented_examples() {
-    let rules = compile(
-        "# Redirects from what the browser requests to what we serve
-/home              /
-/blog/my-post.php  /blog/my-post
-/news              /blog
-/cuties            https://www.petsofnetlify.com
-/authors/c%C3%A9line /authors/about-c%C3%A9line
-/my-redirect       /             302
-/pass-through      /index.html   200
-/ecommerce         /store-closed 404
-/gone              /gone.html    410
-/shop/*            /store/:splat
-/news/:month/:date/:year/:slug  /blog/:year/:month/:date/:slug
-/store id=:id      /blog/:id     301
-/articles id=:id tag=:tag /posts/:tag/:id 301
-/catalog kind=books /books 302
-",
-        "",
-    );
+    let rules = compile(include_str!("../testdata/netlify-examples._redirects"), "");
     let table: &[(&str, Option<Action>)] = &[
         ("/home", redirect(301, "/")),
         ("/blog/my-post.php", redirect(301, "/blog/my-post")),

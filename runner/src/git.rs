@@ -389,7 +389,8 @@ fn update_submodules(
 
 /// Writes `files` into the work tree of the repository at `dir` (made if
 /// missing, on `branch`), commits them all and returns the commit id. Used
-/// by the demo site and by tests that need a real repository.
+/// by tests that need a real repository (the demo site has its own, as the
+/// controller does not link the runner).
 pub fn commit_files(
     dir: &Path,
     branch: &str,

@@ -1,5 +1,6 @@
-//! Builds are bounded: processes, memory, time, images; cancel stops them;
-//! and whatever ends a build, nothing of it stays on the Docker engine.
+//! Builds are bounded: processes and images; whatever ends a build, nothing
+//! of it stays on the Docker engine. Memory, timeout and cancel are tested
+//! on every executor, in `executors.rs`.
 
 use crate::helpers::{SiteRepo, TestApp, spawn_app, spawn_app_with_runner};
 use serde_json::json;
@@ -43,66 +44,6 @@ async fn a_fork_bomb_runs_into_the_process_limit_and_ends_at_the_timeout() {
         "the bomb ran into the process limit:\n{}",
         &log[..log.len().min(4000)]
     );
-    app.wait_until_nothing_left().await;
-}
-
-#[tokio::test]
-async fn a_build_that_eats_memory_is_killed_and_reported_out_of_memory() {
-    let app = spawn_app().await;
-    let _repo = site_running(
-        &app,
-        "memhog",
-        "echo eating; head -c 400000000 /dev/zero | sort > /dev/null",
-    )
-    .await;
-    app.set_build_settings("memhog", json!({ "memory_mib": 64 }))
-        .await;
-    let build = app
-        .wait_for_build(app.trigger_build_with("memhog", json!({})).await)
-        .await;
-    assert_eq!(build["state"], "failed", "{build}");
-    let error = build["error"].as_str().unwrap();
-    assert!(
-        error.contains("ran out of memory") && error.contains("64 MiB"),
-        "{error}"
-    );
-    app.wait_until_nothing_left().await;
-}
-
-#[tokio::test]
-async fn a_build_past_its_timeout_is_stopped_and_fails_saying_so() {
-    let app = spawn_app().await;
-    let _repo = site_running(&app, "slow", "echo started; sleep 300").await;
-    app.set_build_settings("slow", json!({ "timeout_seconds": 3 }))
-        .await;
-    // The build would sleep 300 s, longer than `wait_for_build` waits: its
-    // ending at all, failed by the timeout, shows the timeout stopped it.
-    let build = app
-        .wait_for_build(app.trigger_build_with("slow", json!({})).await)
-        .await;
-    assert_eq!(build["state"], "failed", "{build}");
-    let error = build["error"].as_str().unwrap();
-    assert!(
-        error.contains("timeout of 3.00s") && error.contains("raise the site's timeout"),
-        "{error}"
-    );
-    app.wait_until_nothing_left().await;
-}
-
-#[tokio::test]
-async fn cancel_stops_a_sleeping_build_and_it_ends_cancelled() {
-    let app = spawn_app().await;
-    let _repo = site_running(&app, "cancelme", "echo started; sleep 300").await;
-    let id = app.trigger_build_with("cancelme", json!({})).await;
-    app.wait_for_log(id, "started").await;
-
-    app.cancel_build(id).await;
-    // The build would sleep 300 s, longer than `wait_for_build` waits: its
-    // ending, cancelled, shows the cancel stopped it.
-    let build = app.wait_for_build(id).await;
-    assert_eq!(build["state"], "cancelled", "{build}");
-    assert!(build["error"].is_null(), "a cancel is not a failure: {build}");
-    assert!(app.build_log(id).await.contains("Build cancelled"));
     app.wait_until_nothing_left().await;
 }
 

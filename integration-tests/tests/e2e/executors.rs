@@ -213,6 +213,7 @@ async fn a_cancelled_build_is_stopped_and_ends_cancelled(executor: ExecutorKind)
     let build = app.wait_for_build(id).await;
     println!("{executor:?}: cancel to cancelled in {:?}", asked.elapsed());
     assert_eq!(build["state"], "cancelled", "{build}");
+    assert!(build["error"].is_null(), "a cancel is not a failure: {build}");
     assert!(app.build_log(id).await.contains("Build cancelled"));
     wait_until_nothing_left(&app, executor).await;
 }
@@ -222,12 +223,17 @@ async fn a_build_past_its_timeout_is_stopped_and_fails_saying_so(executor: Execu
     let _repo = site_running(&app, "slow", "echo started; sleep 300").await;
     app.set_build_settings("slow", json!({ "timeout_seconds": 3 }))
         .await;
+    // The build would sleep 300 s, longer than `wait_for_build` waits: its
+    // ending at all, failed by the timeout, shows the timeout stopped it.
     let build = app
         .wait_for_build(app.trigger_build_with("slow", json!({})).await)
         .await;
     assert_eq!(build["state"], "failed", "{build}");
     let error = build["error"].as_str().unwrap();
-    assert!(error.contains("timeout of 3.00s"), "{error}");
+    assert!(
+        error.contains("timeout of 3.00s") && error.contains("raise the site's timeout"),
+        "{error}"
+    );
     wait_until_nothing_left(&app, executor).await;
 }
 
