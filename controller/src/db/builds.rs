@@ -11,8 +11,6 @@ use super::runners::{RunnerRecord, labels_satisfy};
 use super::{Backend, Database, now_millis};
 use jamstack_proto::{BuildContext, StepTiming};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -108,7 +106,7 @@ pub struct NewBuild {
 }
 
 /// A queued or running build, for the queue view.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct QueueEntry {
     pub build_id: i64,
     pub site: String,
@@ -123,7 +121,7 @@ pub struct QueueEntry {
 }
 
 /// One lease of a build's job, with its own log.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Attempt {
     pub attempt: i64,
     pub runner: String,
@@ -181,34 +179,101 @@ const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b
      b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at, b.step_timings \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
-fn build_from_row(row: &AnyRow) -> Build {
-    let context: String = row.get("context");
-    Build {
-        id: row.get("id"),
-        site_id: row.get("site_id"),
-        site: row.get("site"),
-        context: BuildContext::parse(&context).unwrap_or(BuildContext::Production),
-        branch: row.get("branch"),
-        commit_sha: row.get("commit_sha"),
-        commit_message: row.get("commit_message"),
-        author: row.get("author"),
-        pr_number: row.get("pr_number"),
-        from_fork: row.get::<i64, _>("from_fork") != 0,
-        commit_unverified: row.get::<i64, _>("commit_unverified") != 0,
-        trigger: row.get("trigger"),
-        state: BuildState::parse(&row.get::<String, _>("state")),
-        exit_code: row.get("exit_code"),
-        error: row.get("error"),
-        skip_reason: row.get("skip_reason"),
-        deploy_id: row.get("deploy_id"),
-        attempts: row.get("attempt"),
-        created_at: row.get("created_at"),
-        started_at: row.get("started_at"),
-        finished_at: row.get("finished_at"),
-        step_timings: row
-            .get::<Option<String>, _>("step_timings")
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default(),
+/// A row of [`BUILD_SELECT`]: flags are stored as 0 or 1, the step
+/// timings as a JSON array.
+#[derive(sqlx::FromRow)]
+struct BuildRow {
+    id: i64,
+    site_id: i64,
+    site: String,
+    context: String,
+    branch: String,
+    commit_sha: String,
+    commit_message: Option<String>,
+    author: Option<String>,
+    pr_number: Option<i64>,
+    from_fork: i64,
+    commit_unverified: i64,
+    trigger: String,
+    state: String,
+    exit_code: Option<i64>,
+    error: Option<String>,
+    skip_reason: Option<String>,
+    deploy_id: Option<String>,
+    attempt: i64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    step_timings: Option<String>,
+}
+
+impl From<BuildRow> for Build {
+    fn from(row: BuildRow) -> Self {
+        Build {
+            id: row.id,
+            site_id: row.site_id,
+            site: row.site,
+            context: BuildContext::parse(&row.context).unwrap_or(BuildContext::Production),
+            branch: row.branch,
+            commit_sha: row.commit_sha,
+            commit_message: row.commit_message,
+            author: row.author,
+            pr_number: row.pr_number,
+            from_fork: row.from_fork != 0,
+            commit_unverified: row.commit_unverified != 0,
+            trigger: row.trigger,
+            state: BuildState::parse(&row.state),
+            exit_code: row.exit_code,
+            error: row.error,
+            skip_reason: row.skip_reason,
+            deploy_id: row.deploy_id,
+            attempts: row.attempt,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            step_timings: row
+                .step_timings
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A job of `jobs` and the attempt it is on (`id, build_id, attempt`).
+#[derive(sqlx::FromRow)]
+struct JobAttempt {
+    id: i64,
+    build_id: i64,
+    attempt: i64,
+}
+
+impl JobAttempt {
+    fn leased(self, lease_id: &str) -> LeasedJob {
+        LeasedJob {
+            job_id: self.id,
+            build_id: self.build_id,
+            attempt: self.attempt,
+            lease_id: lease_id.to_owned(),
+        }
+    }
+}
+
+/// A build a finished job just ended (`id, site_id, started_at`).
+#[derive(sqlx::FromRow)]
+struct EndedBuild {
+    id: i64,
+    site_id: i64,
+    started_at: Option<i64>,
+}
+
+impl EndedBuild {
+    fn finished_job_at(self, now: i64) -> FinishedJob {
+        FinishedJob {
+            build_id: self.id,
+            site_id: self.site_id,
+            started_at: self.started_at,
+            finished_at: now,
+        }
     }
 }
 
@@ -279,7 +344,7 @@ impl Database {
             Some(_) => ("skipped", "done", Some(now)),
         };
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
+        let build_id: i64 = sqlx::query_scalar(
             "INSERT INTO builds (site_id, context, branch, commit_sha, commit_message, author, \
              trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at, commit_unverified) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
@@ -300,7 +365,6 @@ impl Database {
         .bind(i64::from(build.commit_unverified))
         .fetch_one(&mut *tx)
         .await?;
-        let build_id: i64 = row.get(0);
         sqlx::query(
             "INSERT INTO jobs (build_id, state, created_at, required_labels) \
              SELECT $1, $2, $3, required_labels FROM sites WHERE id = $4",
@@ -323,7 +387,7 @@ impl Database {
         // One statement: queued builds of the branch are superseded, and
         // running ones are asked to stop if the site says so (`state` in
         // `SET` is the value before the update, in `RETURNING` after it).
-        let superseded: Vec<i64> = sqlx::query(&format!(
+        let stopped: Vec<(i64, String)> = sqlx::query_as(&format!(
             "UPDATE jobs SET state = CASE WHEN state = 'queued' THEN 'done' ELSE state END, \
              cancel_requested = CASE WHEN state = 'leased' THEN 1 ELSE cancel_requested END \
              WHERE state IN ('queued', 'leased') AND build_id IN ({same_branch}) AND (state = 'queued' \
@@ -335,11 +399,12 @@ impl Database {
         .bind(&build.branch)
         .bind(build_id)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .filter(|r| r.get::<String, _>(1) == "done")
-        .map(|r| r.get(0))
-        .collect();
+        .await?;
+        let superseded: Vec<i64> = stopped
+            .into_iter()
+            .filter(|(_, state)| state == "done")
+            .map(|(build_id, _)| build_id)
+            .collect();
         for old in &superseded {
             sqlx::query("UPDATE builds SET state = 'cancelled', finished_at = $1, error = $2 WHERE id = $3")
                 .bind(now)
@@ -385,23 +450,22 @@ impl Database {
             "SELECT id FROM builds WHERE site_id = $1 AND context = $2 \
              AND state IN ('queued', 'running') AND {filter} ORDER BY id"
         );
-        let mut query = sqlx::query_as::<_, (i64,)>(&sql)
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
             .bind(site_id)
             .bind(context.as_str());
         query = match pr_number {
             Some(pr) => query.bind(pr),
             None => query.bind(branch.to_owned()),
         };
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn build(&self, build_id: i64) -> anyhow::Result<Option<Build>> {
-        let row = sqlx::query(&format!("{BUILD_SELECT} WHERE b.id = $1"))
+        let row: Option<BuildRow> = sqlx::query_as(&format!("{BUILD_SELECT} WHERE b.id = $1"))
             .bind(build_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(build_from_row))
+        Ok(row.map(Build::from))
     }
 
     pub async fn builds_of_site(&self, site_id: i64, limit: i64) -> anyhow::Result<Vec<Build>> {
@@ -415,7 +479,7 @@ impl Database {
         limit: i64,
         offset: i64,
     ) -> anyhow::Result<Vec<Build>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<BuildRow> = sqlx::query_as(&format!(
             "{BUILD_SELECT} WHERE b.site_id = $1 ORDER BY b.id DESC LIMIT $2 OFFSET $3"
         ))
         .bind(site_id)
@@ -423,7 +487,7 @@ impl Database {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(build_from_row).collect())
+        Ok(rows.into_iter().map(Build::from).collect())
     }
 
     /// Claims the oldest queued job `runner` may run: its labels cover the
@@ -460,19 +524,25 @@ impl Database {
             if postgres && !try_advisory_lock(&mut tx, ADVISORY_GLOBAL).await? {
                 return Ok(None);
             }
-            let running: i64 = sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'leased'")
+            let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'leased'")
                 .fetch_one(&mut *tx)
-                .await?
-                .get(0);
+                .await?;
             if running >= global_limit {
                 return Ok(None);
             }
         }
+        #[derive(sqlx::FromRow)]
+        struct Candidate {
+            job_id: i64,
+            required_labels: String,
+            site_id: i64,
+            site_limit: i64,
+        }
         // Sites already at their limit are left out here, so a long queue of
         // one busy site cannot hide other sites' jobs; the count is taken
         // again under the site's lock below before claiming.
-        let candidates = sqlx::query(&format!(
-            "SELECT j.id, j.required_labels, b.site_id, s.max_concurrent_builds \
+        let candidates: Vec<Candidate> = sqlx::query_as(&format!(
+            "SELECT j.id AS job_id, j.required_labels, b.site_id, s.max_concurrent_builds AS site_limit \
              FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
              WHERE j.state = 'queued' AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
              (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
@@ -487,12 +557,14 @@ impl Database {
         .fetch_all(&mut *tx)
         .await?;
         let mut full_sites = std::collections::HashSet::new();
-        for candidate in &candidates {
-            let job_id: i64 = candidate.get(0);
-            let required: String = candidate.get(1);
-            let site_id: i64 = candidate.get(2);
-            let site_limit: i64 = candidate.get(3);
-            if !labels_satisfy(&runner.labels, &required) || full_sites.contains(&site_id) {
+        for Candidate {
+            job_id,
+            required_labels,
+            site_id,
+            site_limit,
+        } in candidates
+        {
+            if !labels_satisfy(&runner.labels, &required_labels) || full_sites.contains(&site_id) {
                 continue;
             }
             if site_limit > 0 {
@@ -500,14 +572,13 @@ impl Database {
                     full_sites.insert(site_id);
                     continue;
                 }
-                let running: i64 = sqlx::query(
+                let running: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
                      WHERE j.state = 'leased' AND b.site_id = $1",
                 )
                 .bind(site_id)
                 .fetch_one(&mut *tx)
-                .await?
-                .get(0);
+                .await?;
                 if running >= site_limit {
                     full_sites.insert(site_id);
                     continue;
@@ -515,7 +586,7 @@ impl Database {
             }
             if postgres {
                 // The lease, the build's start and the attempt in one round trip.
-                let Some(row) = sqlx::query(&format!(
+                let Some(claimed) = sqlx::query_as::<_, JobAttempt>(&format!(
                     "WITH claimed AS ({CLAIM_JOB_BY_ID}), {START_CLAIMED_CTES} \
                      SELECT id, build_id, attempt FROM claimed"
                 ))
@@ -531,14 +602,9 @@ impl Database {
                     continue;
                 };
                 tx.commit().await?;
-                return Ok(Some(LeasedJob {
-                    job_id: row.get(0),
-                    build_id: row.get(1),
-                    attempt: row.get(2),
-                    lease_id: lease_id.to_owned(),
-                }));
+                return Ok(Some(claimed.leased(lease_id)));
             }
-            let Some(row) = sqlx::query(CLAIM_JOB_BY_ID)
+            let Some(claimed) = sqlx::query_as::<_, JobAttempt>(CLAIM_JOB_BY_ID)
                 .bind(lease_id)
                 .bind(&runner.name)
                 .bind(runner.id)
@@ -550,12 +616,7 @@ impl Database {
             else {
                 continue;
             };
-            let job = LeasedJob {
-                job_id: row.get(0),
-                build_id: row.get(1),
-                attempt: row.get(2),
-                lease_id: lease_id.to_owned(),
-            };
+            let job = claimed.leased(lease_id);
             sqlx::query(
                 "UPDATE builds SET state = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
             )
@@ -632,7 +693,14 @@ impl Database {
             ),
             None => (String::new(), "jobs j", "0::BIGINT"),
         };
-        let row = sqlx::query(&format!(
+        #[derive(sqlx::FromRow)]
+        struct OneStatementRow {
+            job_id: Option<i64>,
+            build_id: Option<i64>,
+            attempt: Option<i64>,
+            looked_at: i64,
+        }
+        let row: OneStatementRow = sqlx::query_as(&format!(
             "WITH {head_cte}candidate AS (\
                SELECT j.id, s.max_concurrent_builds AS site_limit \
                FROM {from} JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
@@ -646,7 +714,7 @@ impl Database {
                FROM candidate WHERE jobs.id = candidate.id AND candidate.site_limit = 0 \
                AND jobs.state = 'queued' RETURNING jobs.id, jobs.build_id, jobs.attempt), \
              {START_CLAIMED_CTES} \
-             SELECT candidate.id, claimed.build_id, claimed.attempt, {looked_at} \
+             SELECT candidate.id AS job_id, claimed.build_id, claimed.attempt, {looked_at} AS looked_at \
              FROM (SELECT 1) one LEFT JOIN candidate ON true LEFT JOIN claimed ON claimed.id = candidate.id"
         ))
         .bind(lease_id)
@@ -657,12 +725,7 @@ impl Database {
         .bind(runner.labels.join(","))
         .fetch_one(&self.pool)
         .await?;
-        let looked_at: i64 = row.get(3);
-        let claim = match (
-            row.get::<Option<i64>, _>(0),
-            row.get::<Option<i64>, _>(1),
-            row.get::<Option<i64>, _>(2),
-        ) {
+        let claim = match (row.job_id, row.build_id, row.attempt) {
             (None, _, _) => OneStatementClaim::NothingQueued,
             (Some(job_id), Some(build_id), Some(attempt)) => OneStatementClaim::Claimed(LeasedJob {
                 job_id,
@@ -672,12 +735,12 @@ impl Database {
             }),
             (Some(_), _, _) => OneStatementClaim::SiteHasLimit,
         };
-        Ok((claim, looked_at))
+        Ok((claim, row.looked_at))
     }
 
     /// The job's build and attempt if `lease_id` is its live lease.
     pub async fn check_lease(&self, job_id: i64, lease_id: &str) -> anyhow::Result<Option<(i64, i64)>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT build_id, attempt FROM jobs WHERE id = $1 AND lease_id = $2 \
              AND state = 'leased' AND lease_expires_at > $3",
         )
@@ -685,8 +748,7 @@ impl Database {
         .bind(lease_id)
         .bind(now_millis())
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        .await?)
     }
 
     /// Gives every leased job at least `grace_millis` from now: called as a
@@ -715,7 +777,7 @@ impl Database {
         lease_millis: i64,
     ) -> anyhow::Result<Option<bool>> {
         let now = now_millis();
-        let row = sqlx::query(
+        let cancel_requested: Option<i64> = sqlx::query_scalar(
             "UPDATE jobs SET lease_expires_at = $1 WHERE id = $2 AND lease_id = $3 \
              AND state = 'leased' AND lease_expires_at > $4 RETURNING cancel_requested",
         )
@@ -725,14 +787,14 @@ impl Database {
         .bind(now)
         .fetch_optional(self.writer())
         .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) != 0))
+        Ok(cancel_requested.map(|flag| flag != 0))
     }
 
     /// Whether cancellation was asked for the job, or `None` when
     /// `lease_id` is not its live lease. A read: heartbeats that wait for a
     /// cancel look often.
     pub async fn cancel_requested(&self, job_id: i64, lease_id: &str) -> anyhow::Result<Option<bool>> {
-        let row = sqlx::query(
+        let cancel_requested: Option<i64> = sqlx::query_scalar(
             "SELECT cancel_requested FROM jobs WHERE id = $1 AND lease_id = $2 \
              AND state = 'leased' AND lease_expires_at > $3",
         )
@@ -741,7 +803,7 @@ impl Database {
         .bind(now_millis())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) != 0))
+        Ok(cancel_requested.map(|flag| flag != 0))
     }
 
     /// Ends a job under its lease and records how the build ended: `error`
@@ -762,15 +824,9 @@ impl Database {
     ) -> anyhow::Result<Option<FinishedJob>> {
         let step_timings = step_timings_column(step_timings);
         let now = now_millis();
-        let finished = |build_id: i64, site_id: i64, started_at: Option<i64>| FinishedJob {
-            build_id,
-            site_id,
-            started_at,
-            finished_at: now,
-        };
         if self.backend == Backend::Postgres {
             // One round trip: the job, its attempt and its build together.
-            let row = sqlx::query(&format!(
+            let built: Option<EndedBuild> = sqlx::query_as(&format!(
                 "WITH finished AS (UPDATE jobs SET state = 'done', lease_expires_at = NULL \
                    WHERE id = $6 AND lease_id = $7 AND state = 'leased' RETURNING build_id, attempt), \
                  ended AS (UPDATE attempts SET ended_at = $5, outcome = $1 FROM finished \
@@ -789,10 +845,10 @@ impl Database {
             .bind(&step_timings)
             .fetch_optional(self.writer())
             .await?;
-            return Ok(row.map(|r| finished(r.get(0), r.get(1), r.get(2))));
+            return Ok(built.map(|build| build.finished_job_at(now)));
         }
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
+        let ended: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE jobs SET state = 'done', lease_expires_at = NULL WHERE id = $1 AND lease_id = $2 \
              AND state = 'leased' RETURNING build_id, attempt",
         )
@@ -800,11 +856,9 @@ impl Database {
         .bind(lease_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        let Some((build_id, attempt)) = ended else {
             return Ok(None);
         };
-        let build_id: i64 = row.get(0);
-        let attempt: i64 = row.get(1);
         sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2 WHERE build_id = $3 AND attempt = $4")
             .bind(now)
             .bind(state.as_str())
@@ -812,8 +866,8 @@ impl Database {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        let built = sqlx::query(&format!(
-            "{FINISH_BUILD}, step_timings = $7 WHERE id = $6 RETURNING site_id, started_at"
+        let built: EndedBuild = sqlx::query_as(&format!(
+            "{FINISH_BUILD}, step_timings = $7 WHERE id = $6 RETURNING id, site_id, started_at"
         ))
         .bind(state.as_str())
         .bind(exit_code)
@@ -825,7 +879,7 @@ impl Database {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(finished(build_id, built.get(0), built.get(1))))
+        Ok(Some(built.finished_job_at(now)))
     }
 
     /// Asks for a build to stop. A queued build is cancelled at once; a
@@ -867,19 +921,22 @@ impl Database {
     ) -> anyhow::Result<(u64, Vec<i64>)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
-        let expired = sqlx::query(
+        #[derive(sqlx::FromRow)]
+        struct ExpiredJob {
+            #[sqlx(flatten)]
+            job: JobAttempt,
+            runner_name: Option<String>,
+        }
+        let expired: Vec<ExpiredJob> = sqlx::query_as(
             "SELECT id, build_id, attempt, runner_name FROM jobs WHERE state = 'leased' AND lease_expires_at <= $1",
         )
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let (mut requeued, mut failed) = (0, Vec::new());
-        for row in &expired {
-            let job_id: i64 = row.get(0);
-            let build_id: i64 = row.get(1);
-            let attempt: i64 = row.get(2);
-            let runner: Option<String> = row.get(3);
-            let runner = runner.unwrap_or_else(|| "?".to_owned());
+        for ExpiredJob { job, runner_name } in expired {
+            let (job_id, build_id, attempt) = (job.id, job.build_id, job.attempt);
+            let runner = runner_name.unwrap_or_else(|| "?".to_owned());
             // Only attempts whose runner was lost count: one a runner handed
             // back on its way down (a restart, an upgrade) is no fault of
             // the build.
@@ -926,15 +983,19 @@ impl Database {
             }
         }
         if max_build_millis > 0 {
-            let overdue = sqlx::query(
+            let overdue: Vec<JobAttempt> = sqlx::query_as(
                 "SELECT j.id, j.build_id, j.attempt FROM jobs j JOIN builds b ON b.id = j.build_id \
                  WHERE j.state = 'leased' AND b.started_at <= $1",
             )
             .bind(now - max_build_millis)
             .fetch_all(&mut *tx)
             .await?;
-            for row in &overdue {
-                let (job_id, build_id, attempt): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            for JobAttempt {
+                id: job_id,
+                build_id,
+                attempt,
+            } in overdue
+            {
                 let reason = format!(
                     "the build ran longer than the controller's limit of {} minutes and was stopped",
                     max_build_millis / 60_000
@@ -980,7 +1041,19 @@ impl Database {
     pub async fn hand_back_job(&self, job_id: i64, lease_id: &str) -> anyhow::Result<Option<(i64, i64)>> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
-        let Some(row) = sqlx::query(
+        #[derive(sqlx::FromRow)]
+        struct LeasedBuild {
+            build_id: i64,
+            attempt: i64,
+            runner_name: Option<String>,
+            site_id: i64,
+        }
+        let Some(LeasedBuild {
+            build_id,
+            attempt,
+            runner_name,
+            site_id,
+        }) = sqlx::query_as(
             "SELECT j.build_id, j.attempt, j.runner_name, b.site_id FROM jobs j JOIN builds b ON b.id = j.build_id \
              WHERE j.id = $1 AND j.lease_id = $2 AND j.state = 'leased' AND j.lease_expires_at > $3",
         )
@@ -992,12 +1065,10 @@ impl Database {
         else {
             return Ok(None);
         };
-        let (build_id, attempt, site_id): (i64, i64, i64) = (row.get(0), row.get(1), row.get(3));
-        let runner: Option<String> = row.get(2);
         let note = format!(
             "\n==> Attempt {attempt}: runner `{}` shut down and handed the build back; it was queued again \
              as attempt {}.\n",
-            runner.unwrap_or_else(|| "?".to_owned()),
+            runner_name.unwrap_or_else(|| "?".to_owned()),
             attempt + 1
         );
         append_in_tx(&mut tx, build_id, attempt, note.as_bytes()).await?;
@@ -1009,49 +1080,25 @@ impl Database {
 
     /// Everything queued or running, oldest first, across sites.
     pub async fn queue_overview(&self) -> anyhow::Result<Vec<QueueEntry>> {
-        let rows = sqlx::query(
-            "SELECT b.id, s.name, b.context, b.branch, b.commit_sha, b.state, j.runner_name, j.attempt, \
-             b.created_at, b.started_at FROM builds b JOIN jobs j ON j.build_id = b.id \
+        Ok(sqlx::query_as(
+            "SELECT b.id AS build_id, s.name AS site, b.context, b.branch, b.commit_sha, b.state, \
+             j.runner_name AS runner, j.attempt, b.created_at, b.started_at \
+             FROM builds b JOIN jobs j ON j.build_id = b.id \
              JOIN sites s ON s.id = b.site_id WHERE j.state IN ('queued', 'leased') ORDER BY b.id",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| QueueEntry {
-                build_id: r.get(0),
-                site: r.get(1),
-                context: r.get(2),
-                branch: r.get(3),
-                commit_sha: r.get(4),
-                state: r.get(5),
-                runner: r.get(6),
-                attempt: r.get(7),
-                created_at: r.get(8),
-                started_at: r.get(9),
-            })
-            .collect())
+        .await?)
     }
 
     /// The attempts of a build, with who ran each and how it ended.
     pub async fn attempts(&self, build_id: i64) -> anyhow::Result<Vec<Attempt>> {
-        let rows = sqlx::query(
-            "SELECT attempt, runner_name, started_at, ended_at, outcome FROM attempts \
+        Ok(sqlx::query_as(
+            "SELECT attempt, runner_name AS runner, started_at, ended_at, outcome FROM attempts \
              WHERE build_id = $1 ORDER BY attempt",
         )
         .bind(build_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Attempt {
-                attempt: r.get(0),
-                runner: r.get(1),
-                started_at: r.get(2),
-                ended_at: r.get(3),
-                outcome: r.get(4),
-            })
-            .collect())
+        .await?)
     }
 
     /// Records the commit a runner checked out. The commit id is only filled

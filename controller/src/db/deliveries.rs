@@ -11,8 +11,6 @@
 
 use super::{Database, now_millis};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
@@ -80,20 +78,41 @@ pub enum Claim {
 const DELIVERY_COLUMNS: &str = "id, source, delivery_id, event, action, repository, outcome, message, \
                                 build_ids, received_at, handled_at";
 
-fn delivery_from_row(row: &AnyRow) -> Delivery {
-    let build_ids: String = row.get("build_ids");
-    Delivery {
-        id: row.get("id"),
-        source: row.get("source"),
-        delivery_id: row.get("delivery_id"),
-        event: row.get("event"),
-        action: row.get("action"),
-        repository: row.get("repository"),
-        outcome: row.get("outcome"),
-        message: row.get("message"),
-        builds: build_ids.split(',').filter_map(|id| id.parse().ok()).collect(),
-        received_at: row.get("received_at"),
-        handled_at: row.get("handled_at"),
+/// A row of `webhook_deliveries`: the builds' ids joined by commas.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    source: String,
+    delivery_id: Option<String>,
+    event: String,
+    action: Option<String>,
+    repository: Option<String>,
+    outcome: String,
+    message: String,
+    build_ids: String,
+    received_at: i64,
+    handled_at: Option<i64>,
+}
+
+impl From<DeliveryRow> for Delivery {
+    fn from(row: DeliveryRow) -> Self {
+        Delivery {
+            id: row.id,
+            source: row.source,
+            delivery_id: row.delivery_id,
+            event: row.event,
+            action: row.action,
+            repository: row.repository,
+            outcome: row.outcome,
+            message: row.message,
+            builds: row
+                .build_ids
+                .split(',')
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+            received_at: row.received_at,
+            handled_at: row.handled_at,
+        }
     }
 }
 
@@ -107,16 +126,22 @@ impl Database {
         // The same body under another id is a replay. Looked up first; the
         // unique index stops a replay racing its original.
         if let Some(body_key) = delivery.body_key() {
-            let earlier = sqlx::query(&format!(
+            #[derive(sqlx::FromRow)]
+            struct KeyedDelivery {
+                #[sqlx(flatten)]
+                delivery: DeliveryRow,
+                dedupe_key: Option<String>,
+            }
+            let earlier: Option<KeyedDelivery> = sqlx::query_as(&format!(
                 "SELECT {DELIVERY_COLUMNS}, dedupe_key FROM webhook_deliveries WHERE body_key = $1"
             ))
             .bind(&body_key)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(earlier) = earlier
-                && earlier.get::<Option<String>, _>("dedupe_key") != delivery.dedupe_key()
+                && earlier.dedupe_key != delivery.dedupe_key()
             {
-                return Ok(Claim::SameBody(delivery_from_row(&earlier)));
+                return Ok(Claim::SameBody(earlier.delivery.into()));
             }
         }
         let Some(key) = delivery.dedupe_key() else {
@@ -154,13 +179,13 @@ impl Database {
         if let Some(id) = claimed {
             return Ok(Claim::New(id));
         }
-        let earlier = sqlx::query(&format!(
+        let earlier: DeliveryRow = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE dedupe_key = $1"
         ))
         .bind(&key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Claim::Duplicate(delivery_from_row(&earlier)))
+        Ok(Claim::Duplicate(earlier.into()))
     }
 
     /// Records what was done with a claimed delivery.
@@ -234,7 +259,7 @@ impl Database {
         offset: i64,
         before: Option<i64>,
     ) -> anyhow::Result<Vec<Delivery>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
         ))
         .bind(before.unwrap_or(i64::MAX))
@@ -242,17 +267,17 @@ impl Database {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(delivery_from_row).collect())
+        Ok(rows.into_iter().map(Delivery::from).collect())
     }
 
     pub async fn delivery(&self, id: i64) -> anyhow::Result<Option<Delivery>> {
-        let row = sqlx::query(&format!(
+        let row: Option<DeliveryRow> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(delivery_from_row))
+        Ok(row.map(Delivery::from))
     }
 
     /// Forgets deliveries received before `before` (Unix ms), and refused

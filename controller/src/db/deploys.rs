@@ -5,10 +5,8 @@ use super::file_lists::{OWN_ROWS_LACKING_BLOBS, effective_files, record_file_lis
 use super::{Build, Database, now_millis};
 use jamstack_proto::{BuildContext, ManifestFile};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Deploy {
     pub id: String,
     pub site_id: i64,
@@ -64,24 +62,6 @@ enum Publication<'a> {
     Direct { publish: bool },
 }
 
-fn deploy_from_row(row: &AnyRow) -> Deploy {
-    Deploy {
-        id: row.get("id"),
-        site_id: row.get("site_id"),
-        build_id: row.get("build_id"),
-        context: row.get("context"),
-        branch: row.get("branch"),
-        commit_sha: row.get("commit_sha"),
-        pr_number: row.get("pr_number"),
-        state: row.get("state"),
-        file_count: row.get("file_count"),
-        total_size: row.get("total_size"),
-        created_at: row.get("created_at"),
-        ready_at: row.get("ready_at"),
-        title: row.get("title"),
-    }
-}
-
 /// Hashes per `IN (…)` lookup.
 const LOOKUP_BATCH: usize = 500;
 
@@ -97,14 +77,12 @@ impl Database {
     ) -> anyhow::Result<Deploy> {
         let mut tx = self.write_tx().await?;
         self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
-        let existing = sqlx::query(&format!(
+        let existing: Option<Deploy> = sqlx::query_as(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE build_id = $1"
         ))
         .bind(build.id)
         .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(deploy_from_row);
+        .await?;
         let deploy_id = match existing {
             Some(deploy) if deploy.state == "ready" => return Ok(deploy),
             // Its files are replaced below.
@@ -129,12 +107,12 @@ impl Database {
             }
         };
         record_file_list(&mut tx, self.backend, &deploy_id, build.site_id, files).await?;
-        let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+        let deploy = sqlx::query_as(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
             .bind(&deploy_id)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(deploy_from_row(&deploy))
+        Ok(deploy)
     }
 
     /// Records a deploy made directly through the API (no build): a draft
@@ -165,12 +143,12 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         record_file_list(&mut tx, self.backend, deploy_id, site_id, files).await?;
-        let deploy = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+        let deploy = sqlx::query_as(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
             .bind(deploy_id)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(deploy_from_row(&deploy))
+        Ok(deploy)
     }
 
     /// Every deploy a hostname serves now: sites' published deploys and
@@ -392,11 +370,12 @@ async fn finish(
 
 impl Database {
     pub async fn deploy(&self, deploy_id: &str) -> anyhow::Result<Option<Deploy>> {
-        let row = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
-            .bind(deploy_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(deploy_from_row))
+        Ok(
+            sqlx::query_as(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+                .bind(deploy_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn deploys_of_site(&self, site_id: i64, limit: i64) -> anyhow::Result<Vec<Deploy>> {
@@ -410,7 +389,7 @@ impl Database {
         limit: i64,
         offset: i64,
     ) -> anyhow::Result<Vec<Deploy>> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE site_id = $1 ORDER BY created_at DESC, id \
              LIMIT $2 OFFSET $3"
         ))
@@ -418,8 +397,7 @@ impl Database {
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(deploy_from_row).collect())
+        .await?)
     }
 
     /// A file of a ready deploy, by its path in the deploy.
@@ -459,13 +437,12 @@ impl Database {
     }
 
     pub async fn deploy_of_build(&self, build_id: i64) -> anyhow::Result<Option<Deploy>> {
-        let row = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE build_id = $1"
         ))
         .bind(build_id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(deploy_from_row))
+        .await?)
     }
 
     /// Every file of a deploy (path, hash, size), by path.

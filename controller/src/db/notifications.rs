@@ -9,8 +9,6 @@
 
 use super::{Backend, Database, now_millis};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 /// A site's notification webhook. The secret stays sealed here.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -99,19 +97,32 @@ const HOOK_COLUMNS: &str = "id, site_id, url, events, secret_sealed, created_at"
 const DELIVERY_COLUMNS: &str = "id, hook_id, delivery_id, event, state, attempts, next_attempt_at, \
      last_status, last_error, created_at, finished_at";
 
-fn hook_from_row(row: &AnyRow) -> NotificationHook {
-    NotificationHook {
-        id: row.get("id"),
-        site_id: row.get("site_id"),
-        url: row.get("url"),
-        events: row
-            .get::<String, _>("events")
-            .split(',')
-            .filter(|e| !e.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        secret_sealed: row.get("secret_sealed"),
-        created_at: row.get("created_at"),
+/// A row of `notification_hooks`: events joined by commas.
+#[derive(sqlx::FromRow)]
+struct HookRow {
+    id: i64,
+    site_id: i64,
+    url: String,
+    events: String,
+    secret_sealed: String,
+    created_at: i64,
+}
+
+impl From<HookRow> for NotificationHook {
+    fn from(row: HookRow) -> Self {
+        NotificationHook {
+            id: row.id,
+            site_id: row.site_id,
+            url: row.url,
+            events: row
+                .events
+                .split(',')
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            secret_sealed: row.secret_sealed,
+            created_at: row.created_at,
+        }
     }
 }
 
@@ -123,7 +134,7 @@ impl Database {
         events: &[String],
         secret_sealed: &str,
     ) -> anyhow::Result<NotificationHook> {
-        let row = sqlx::query(&format!(
+        let row: HookRow = sqlx::query_as(&format!(
             "INSERT INTO notification_hooks (site_id, url, events, secret_sealed, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING {HOOK_COLUMNS}"
         ))
@@ -134,7 +145,7 @@ impl Database {
         .bind(now_millis())
         .fetch_one(&self.pool)
         .await?;
-        Ok(hook_from_row(&row))
+        Ok(row.into())
     }
 
     /// Whether any hook of the site subscribes to `event`: one light read
@@ -148,24 +159,24 @@ impl Database {
     }
 
     pub async fn notification_hooks(&self, site_id: i64) -> anyhow::Result<Vec<NotificationHook>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<HookRow> = sqlx::query_as(&format!(
             "SELECT {HOOK_COLUMNS} FROM notification_hooks WHERE site_id = $1 ORDER BY id"
         ))
         .bind(site_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(hook_from_row).collect())
+        Ok(rows.into_iter().map(NotificationHook::from).collect())
     }
 
     pub async fn notification_hook(&self, site_id: i64, id: i64) -> anyhow::Result<Option<NotificationHook>> {
-        let row = sqlx::query(&format!(
+        let row: Option<HookRow> = sqlx::query_as(&format!(
             "SELECT {HOOK_COLUMNS} FROM notification_hooks WHERE site_id = $1 AND id = $2"
         ))
         .bind(site_id)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(hook_from_row))
+        Ok(row.map(NotificationHook::from))
     }
 
     /// Removes a hook and its delivery log; false when there was none.

@@ -2,8 +2,6 @@
 
 use super::{Database, now_millis};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunnerRecord {
@@ -44,15 +42,29 @@ pub fn labels_satisfy(have: &[String], need: &str) -> bool {
 
 const RUNNER_COLUMNS: &str = "id, name, labels, slots, created_at, last_seen_at, revoked_at";
 
-fn runner_from_row(row: &AnyRow) -> RunnerRecord {
-    RunnerRecord {
-        id: row.get("id"),
-        name: row.get("name"),
-        labels: split_labels(&row.get::<String, _>("labels")),
-        slots: row.get("slots"),
-        created_at: row.get("created_at"),
-        last_seen_at: row.get("last_seen_at"),
-        revoked_at: row.get("revoked_at"),
+/// A row of `runners`: labels joined by commas.
+#[derive(sqlx::FromRow)]
+struct RunnerRow {
+    id: i64,
+    name: String,
+    labels: String,
+    slots: i64,
+    created_at: i64,
+    last_seen_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl From<RunnerRow> for RunnerRecord {
+    fn from(row: RunnerRow) -> Self {
+        RunnerRecord {
+            id: row.id,
+            name: row.name,
+            labels: split_labels(&row.labels),
+            slots: row.slots,
+            created_at: row.created_at,
+            last_seen_at: row.last_seen_at,
+            revoked_at: row.revoked_at,
+        }
     }
 }
 
@@ -64,7 +76,7 @@ impl Database {
         slots: i64,
         token_hash: &str,
     ) -> anyhow::Result<RunnerRecord> {
-        let row = sqlx::query(&format!(
+        let row: RunnerRow = sqlx::query_as(&format!(
             "INSERT INTO runners (name, token_hash, labels, slots, created_at) VALUES ($1, $2, $3, $4, $5) \
              RETURNING {RUNNER_COLUMNS}"
         ))
@@ -75,37 +87,38 @@ impl Database {
         .bind(now_millis())
         .fetch_one(self.writer())
         .await?;
-        Ok(runner_from_row(&row))
+        Ok(row.into())
     }
 
     /// The live (not revoked) runner whose token has this hash.
     pub async fn runner_by_token(&self, token_hash: &str) -> anyhow::Result<Option<RunnerRecord>> {
-        let row = sqlx::query(&format!(
+        let row: Option<RunnerRow> = sqlx::query_as(&format!(
             "SELECT {RUNNER_COLUMNS} FROM runners WHERE token_hash = $1 AND revoked_at IS NULL"
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(runner_from_row))
+        Ok(row.map(RunnerRecord::from))
     }
 
     /// One page of the runners, oldest first.
     pub async fn runners_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<RunnerRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<RunnerRow> = sqlx::query_as(&format!(
             "SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id LIMIT $1 OFFSET $2"
         ))
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(runner_from_row).collect())
+        Ok(rows.into_iter().map(RunnerRecord::from).collect())
     }
 
     pub async fn list_runners(&self) -> anyhow::Result<Vec<RunnerRecord>> {
-        let rows = sqlx::query(&format!("SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(runner_from_row).collect())
+        let rows: Vec<RunnerRow> =
+            sqlx::query_as(&format!("SELECT {RUNNER_COLUMNS} FROM runners ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(RunnerRecord::from).collect())
     }
 
     /// Revokes a runner's token; its next call is refused. Returns false when

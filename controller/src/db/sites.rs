@@ -2,8 +2,6 @@
 
 use super::{Database, now_millis};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Site {
@@ -94,32 +92,56 @@ const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, 
                             deploy_previews, github_installation_id, github_token_sealed, \
                             github_hook_id, generic_webhook_secret_sealed";
 
-fn site_from_row(row: &AnyRow) -> Site {
-    Site {
-        id: row.get("id"),
-        name: row.get("name"),
-        repo_url: row.get("repo_url"),
-        github_repo: row.get("github_repo"),
-        production_branch: row.get("production_branch"),
-        published_deploy_id: row.get("published_deploy_id"),
-        publish_locked: row.get::<i64, _>("publish_locked") != 0,
-        created_at: row.get("created_at"),
-        required_labels: super::runners::split_labels(&row.get::<String, _>("required_labels")),
-        max_concurrent_builds: row.get("max_concurrent_builds"),
-        cancel_superseded: row.get::<i64, _>("cancel_superseded") != 0,
-        branch_deploys: row.get::<i64, _>("branch_deploys") != 0,
-        deploy_previews: row.get::<i64, _>("deploy_previews") != 0,
-        github_installation_id: row.get("github_installation_id"),
-        github_token_sealed: row.get("github_token_sealed"),
-        github_hook_id: row.get("github_hook_id"),
-        generic_webhook_secret_sealed: row.get("generic_webhook_secret_sealed"),
+/// A row of `sites`: flags are stored as 0 or 1, labels joined by commas.
+#[derive(sqlx::FromRow)]
+struct SiteRow {
+    id: i64,
+    name: String,
+    repo_url: String,
+    github_repo: Option<String>,
+    production_branch: String,
+    published_deploy_id: Option<String>,
+    publish_locked: i64,
+    created_at: i64,
+    required_labels: String,
+    max_concurrent_builds: i64,
+    cancel_superseded: i64,
+    branch_deploys: i64,
+    deploy_previews: i64,
+    github_installation_id: Option<i64>,
+    github_token_sealed: Option<String>,
+    github_hook_id: Option<i64>,
+    generic_webhook_secret_sealed: Option<String>,
+}
+
+impl From<SiteRow> for Site {
+    fn from(row: SiteRow) -> Self {
+        Site {
+            id: row.id,
+            name: row.name,
+            repo_url: row.repo_url,
+            github_repo: row.github_repo,
+            production_branch: row.production_branch,
+            published_deploy_id: row.published_deploy_id,
+            publish_locked: row.publish_locked != 0,
+            created_at: row.created_at,
+            required_labels: super::runners::split_labels(&row.required_labels),
+            max_concurrent_builds: row.max_concurrent_builds,
+            cancel_superseded: row.cancel_superseded != 0,
+            branch_deploys: row.branch_deploys != 0,
+            deploy_previews: row.deploy_previews != 0,
+            github_installation_id: row.github_installation_id,
+            github_token_sealed: row.github_token_sealed,
+            github_hook_id: row.github_hook_id,
+            generic_webhook_secret_sealed: row.generic_webhook_secret_sealed,
+        }
     }
 }
 
 impl Database {
     /// Inserts a site; `Ok(None)` when the name is taken.
     pub async fn insert_site(&self, site: &NewSite) -> anyhow::Result<Option<Site>> {
-        let row = sqlx::query(&format!(
+        let row: Option<SiteRow> = sqlx::query_as(&format!(
             "INSERT INTO sites (name, repo_url, github_repo, production_branch, created_at, \
              branch_deploys, deploy_previews, github_installation_id, github_token_sealed) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
@@ -135,35 +157,36 @@ impl Database {
         .bind(&site.settings.github_token_sealed)
         .fetch_optional(self.writer())
         .await?;
-        Ok(row.as_ref().map(site_from_row))
+        Ok(row.map(Site::from))
     }
 
     pub async fn site_by_name(&self, name: &str) -> anyhow::Result<Option<Site>> {
-        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(site_from_row))
+        let row: Option<SiteRow> =
+            sqlx::query_as(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(Site::from))
     }
 
     pub async fn site_by_id(&self, id: i64) -> anyhow::Result<Option<Site>> {
-        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"))
+        let row: Option<SiteRow> = sqlx::query_as(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(site_from_row))
+        Ok(row.map(Site::from))
     }
 
     /// Sites connected to a GitHub repository (`owner/name`, case-insensitive
     /// as GitHub treats it).
     pub async fn sites_for_github_repo(&self, full_name: &str) -> anyhow::Result<Vec<Site>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<SiteRow> = sqlx::query_as(&format!(
             "SELECT {SITE_COLUMNS} FROM sites WHERE LOWER(github_repo) = LOWER($1) ORDER BY id"
         ))
         .bind(full_name)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(site_from_row).collect())
+        Ok(rows.into_iter().map(Site::from).collect())
     }
 
     /// Sites connected to any of `full_names` (case-insensitive), by id.
@@ -176,31 +199,31 @@ impl Database {
             "SELECT {SITE_COLUMNS} FROM sites WHERE LOWER(github_repo) IN ({}) ORDER BY id",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, SiteRow>(&sql);
         for name in full_names {
             query = query.bind(name);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(site_from_row).collect())
+        Ok(rows.into_iter().map(Site::from).collect())
     }
 
     /// One page of the sites, by name.
     pub async fn sites_page(&self, limit: i64, offset: i64) -> anyhow::Result<Vec<Site>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<SiteRow> = sqlx::query_as(&format!(
             "SELECT {SITE_COLUMNS} FROM sites ORDER BY name LIMIT $1 OFFSET $2"
         ))
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(site_from_row).collect())
+        Ok(rows.into_iter().map(Site::from).collect())
     }
 
     pub async fn list_sites(&self) -> anyhow::Result<Vec<Site>> {
-        let rows = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY name"))
+        let rows: Vec<SiteRow> = sqlx::query_as(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(site_from_row).collect())
+        Ok(rows.into_iter().map(Site::from).collect())
     }
 
     /// Makes `deploy_id` the site's published deploy: the one pointer write
@@ -248,7 +271,7 @@ impl Database {
         production_branch: &str,
         settings: &SiteSettings,
     ) -> anyhow::Result<Option<Site>> {
-        let row = sqlx::query(&format!(
+        let row: Option<SiteRow> = sqlx::query_as(&format!(
             "UPDATE sites SET production_branch = $1, branch_deploys = $2, deploy_previews = $3, \
              github_installation_id = $4, github_token_sealed = $5 WHERE id = $6 RETURNING {SITE_COLUMNS}"
         ))
@@ -260,7 +283,7 @@ impl Database {
         .bind(site_id)
         .fetch_optional(self.writer())
         .await?;
-        Ok(row.as_ref().map(site_from_row))
+        Ok(row.map(Site::from))
     }
 
     /// Records the repository webhook registered for a site.
