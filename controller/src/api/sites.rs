@@ -171,6 +171,8 @@ fn validate_token(token: &str) -> Result<(), String> {
     ),
     security(("token" = ["sites"]))
 )]
+// Each argument is one service or one part of the request the handler uses.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     State(db): State<Database>,
     State(config): State<Arc<Config>>,
@@ -377,6 +379,8 @@ where
     ),
     security(("token" = ["sites"]))
 )]
+// Each argument is one service or one part of the request the handler uses.
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
     State(db): State<Database>,
     State(secrets): State<Arc<SecretBox>>,
