@@ -18,8 +18,9 @@ use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
-use crate::state::AppState;
+use crate::state::{AppState, Installation};
 use crate::supervisor::Supervisor;
+use crate::triggers::Triggers;
 use crate::urls::Urls;
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -164,6 +165,11 @@ impl Application {
             queued: Arc::new(Notify::new()),
             secrets: secrets.clone(),
         };
+        let triggers = Triggers {
+            queue: queue.clone(),
+            deploys: deploys.clone(),
+            urls: urls.clone(),
+        };
         let state = AppState {
             auth: Auth::new(db.clone()),
             db,
@@ -177,8 +183,11 @@ impl Application {
             notifications,
             metrics,
             secrets,
-            installation_id: installation_id.into(),
-            webhook_secret: webhook_secret.into(),
+            triggers,
+            installation: Installation {
+                id: installation_id.into(),
+                webhook_secret: webhook_secret.into(),
+            },
         };
         Ok(Application {
             listener,
@@ -211,7 +220,7 @@ impl Application {
     }
 
     pub fn webhook_secret(&self) -> &str {
-        &self.state.webhook_secret
+        &self.state.installation.webhook_secret
     }
 
     pub fn state(&self) -> &AppState {

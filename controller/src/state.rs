@@ -18,6 +18,11 @@ use crate::triggers::Triggers;
 use crate::urls::Urls;
 use axum::extract::FromRef;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The `/api/v1` routes with their OpenAPI documentation (`api::routes`),
+/// before the router is given its state.
+pub type ApiRouter = OpenApiRouter<AppState>;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -41,26 +46,26 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Seals and opens stored secrets (access tokens, webhook secrets).
     pub secrets: Arc<SecretBox>,
+    /// What acting on a push or pull request needs.
+    pub triggers: Triggers,
+    pub installation: Installation,
+}
+
+/// What is this controller's own, apart from the services: who it is among
+/// controllers, and the secret GitHub signs its deliveries with.
+#[derive(Clone)]
+pub struct Installation {
     /// Made on first start and kept: it keeps the build caches of sites of
     /// different controllers apart on a Docker engine they share.
-    #[from_ref(skip)]
-    pub installation_id: Arc<str>,
-    #[from_ref(skip)]
+    pub id: Arc<str>,
+    /// The configured secret, or one made on first start and kept; it signs
+    /// the deliveries to `/webhooks/github`.
     pub webhook_secret: Arc<str>,
 }
 
-impl AppState {
+impl Installation {
     /// The key of a site's build cache, unique across controllers.
     pub fn cache_key(&self, site_id: i64) -> String {
-        format!("{}-{site_id}", self.installation_id)
-    }
-
-    /// What acting on a push or pull request needs.
-    pub fn triggers(&self) -> Triggers<'_> {
-        Triggers {
-            queue: &self.queue,
-            deploys: &self.deploys,
-            urls: &self.urls,
-        }
+        format!("{}-{site_id}", self.id)
     }
 }

@@ -107,15 +107,15 @@ fn short(sha: &str) -> &str {
 /// What acting on a push or pull request needs: the queue builds go to,
 /// the deploys whose aliases a closed pull request or deleted branch takes
 /// down, and the sites' addresses for the notes.
-#[derive(Clone, Copy)]
-pub struct Triggers<'a> {
-    pub queue: &'a Queue,
-    pub deploys: &'a Deploys,
-    pub urls: &'a Urls,
+#[derive(Clone)]
+pub struct Triggers {
+    pub queue: Queue,
+    pub deploys: Deploys,
+    pub urls: Urls,
 }
 
 /// A push to `sites` (all connected to the pushed repository).
-pub async fn on_push(state: &Triggers<'_>, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
+pub async fn on_push(state: &Triggers, sites: &[Site], push: &Push) -> anyhow::Result<Outcome> {
     let histories = branch_histories(&state.queue.db, sites, push).await?;
     let plan = match plan_push(sites, push, &histories) {
         PushPlan::Build(plan) => plan,
@@ -126,9 +126,9 @@ pub async fn on_push(state: &Triggers<'_>, sites: &[Site], push: &Push) -> anyho
     for (planned, site) in plan.builds.iter().zip(plan.sites_of(sites)) {
         let id = match &planned.skip_reason {
             Some(reason) => {
-                builds::record_skipped_build(state.queue, site, planned.request.clone(), reason).await?
+                builds::record_skipped_build(&state.queue, site, planned.request.clone(), reason).await?
             }
-            None => builds::queue_build(state.queue, site, planned.request.clone()).await?,
+            None => builds::queue_build(&state.queue, site, planned.request.clone()).await?,
         };
         ids.push(id);
     }
@@ -363,7 +363,7 @@ pub fn plan_push(sites: &[Site], push: &Push, histories: &HashMap<i64, BranchHis
 /// A deleted branch: its branch deploy's hostname goes away and its
 /// unfinished builds are cancelled. The production branch's deletion
 /// changes nothing: the site keeps serving its published deploy.
-async fn on_branch_deleted(state: &Triggers<'_>, sites: &[Site], branch: &str) -> anyhow::Result<Outcome> {
+async fn on_branch_deleted(state: &Triggers, sites: &[Site], branch: &str) -> anyhow::Result<Outcome> {
     let mut tally = Tally::default();
     for site in sites {
         if branch == site.production_branch {
@@ -381,7 +381,7 @@ async fn on_branch_deleted(state: &Triggers<'_>, sites: &[Site], branch: &str) -
             .db
             .unfinished_builds(site.id, BuildContext::BranchDeploy, branch, None)
             .await?;
-        builds::cancel_builds(state.queue, site.id, &unfinished).await?;
+        builds::cancel_builds(&state.queue, site.id, &unfinished).await?;
         if state.queue.db.retire_alias(site.id, &label).await? {
             state
                 .deploys
@@ -422,11 +422,7 @@ pub struct PullRequest {
 
 /// A pull request opened, reopened or pushed to builds a deploy preview in
 /// every site that has previews on.
-pub async fn on_pull_request(
-    state: &Triggers<'_>,
-    sites: &[Site],
-    pr: &PullRequest,
-) -> anyhow::Result<Outcome> {
+pub async fn on_pull_request(state: &Triggers, sites: &[Site], pr: &PullRequest) -> anyhow::Result<Outcome> {
     let mut tally = Tally::default();
     for site in sites {
         if !site.deploy_previews {
@@ -437,7 +433,7 @@ pub async fn on_pull_request(
             continue;
         }
         let id = builds::queue_build(
-            state.queue,
+            &state.queue,
             site,
             BuildRequest {
                 context: BuildContext::DeployPreview,
@@ -468,7 +464,7 @@ pub async fn on_pull_request(
 /// A closed (or merged) pull request: its preview's hostname goes away and
 /// its unfinished preview builds are cancelled.
 pub async fn on_pull_request_closed(
-    state: &Triggers<'_>,
+    state: &Triggers,
     sites: &[Site],
     pr_number: i64,
 ) -> anyhow::Result<Outcome> {
@@ -479,7 +475,7 @@ pub async fn on_pull_request_closed(
             .db
             .unfinished_builds(site.id, BuildContext::DeployPreview, "", Some(pr_number))
             .await?;
-        builds::cancel_builds(state.queue, site.id, &unfinished).await?;
+        builds::cancel_builds(&state.queue, site.id, &unfinished).await?;
         let alias = format!("deploy-preview-{pr_number}");
         let removed = state.queue.db.retire_alias(site.id, &alias).await?;
         if removed {

@@ -2,10 +2,10 @@ use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{CanBuild, CanManageSites, CanRead};
+use crate::builds::Queue;
 use crate::builds::{BuildRequest, queue_build};
-use crate::db::Build;
+use crate::db::{Build, Database};
 use crate::error::{AppError, AppResult, bad_request, not_found};
-use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -40,13 +40,14 @@ pub struct TriggerBuild {
     security(("token" = ["builds"]))
 )]
 pub async fn trigger(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: CanBuild,
     may_change_site: Result<CanManageSites, AppError>,
     Path(name): Path<String>,
     body: Option<Json<TriggerBuild>>,
 ) -> AppResult<(StatusCode, Json<Build>)> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let commit_sha = body.commit_sha.unwrap_or_default();
     if !commit_sha.is_empty() && !jamstack_proto::is_full_commit_sha(&commit_sha) {
@@ -55,7 +56,7 @@ pub async fn trigger(
         )));
     }
     if body.clear_cache {
-        super::site_settings::clear_build_cache(&state, &site).await?;
+        super::site_settings::clear_build_cache(&db, &site).await?;
     }
     let branch = body.branch.unwrap_or_else(|| site.production_branch.clone());
     let context = if branch == site.production_branch {
@@ -64,7 +65,7 @@ pub async fn trigger(
         BuildContext::BranchDeploy
     };
     let build_id = queue_build(
-        &state.queue,
+        &queue,
         &site,
         BuildRequest {
             pr_number: None,
@@ -84,8 +85,7 @@ pub async fn trigger(
         },
     )
     .await?;
-    let build = state
-        .db
+    let build = db
         .build(build_id)
         .await?
         .ok_or_else(|| not_found("build vanished"))?;
@@ -106,14 +106,13 @@ pub async fn trigger(
     security(("token" = ["read"]))
 )]
 pub async fn list_for_site(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path(name): Path<String>,
     page: Pagination,
 ) -> AppResult<Paged<Build>> {
-    let site = find_site(&state, &name).await?;
-    let builds = state
-        .db
+    let site = find_site(&db, &name).await?;
+    let builds = db
         .builds_of_site_page(site.id, page.fetch_limit(), page.offset())
         .await?;
     Ok(page.answer(builds))
@@ -133,24 +132,22 @@ pub async fn list_for_site(
     security(("token" = ["builds"]))
 )]
 pub async fn retry(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: CanBuild,
     Path(id): Path<i64>,
 ) -> AppResult<(StatusCode, Json<Build>)> {
-    let build = find_build(&state, id).await?;
-    let site = state
-        .db
+    let build = find_build(&db, id).await?;
+    let site = db
         .site_by_id(build.site_id)
         .await?
         .ok_or_else(|| not_found(format!("the site of build {id} is gone")))?;
-    let new_id = crate::builds::retry_build(&state.queue, &site, build).await?;
-    Ok((StatusCode::CREATED, Json(find_build(&state, new_id).await?)))
+    let new_id = crate::builds::retry_build(&queue, &site, build).await?;
+    Ok((StatusCode::CREATED, Json(find_build(&db, new_id).await?)))
 }
 
-async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
-    state
-        .db
-        .build(id)
+async fn find_build(db: &Database, id: i64) -> AppResult<Build> {
+    db.build(id)
         .await?
         .ok_or_else(|| not_found(format!("no build {id}")))
 }
@@ -167,8 +164,8 @@ async fn find_build(state: &AppState, id: i64) -> AppResult<Build> {
     ),
     security(("token" = ["read"]))
 )]
-pub async fn show(State(state): State<AppState>, _: CanRead, Path(id): Path<i64>) -> AppResult<Json<Build>> {
-    Ok(Json(find_build(&state, id).await?))
+pub async fn show(State(db): State<Database>, _: CanRead, Path(id): Path<i64>) -> AppResult<Json<Build>> {
+    Ok(Json(find_build(&db, id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -195,14 +192,14 @@ pub struct LogQuery {
     security(("token" = ["read"]))
 )]
 pub async fn log(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path(id): Path<i64>,
     Query(query): Query<LogQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let build = find_build(&state, id).await?;
+    let build = find_build(&db, id).await?;
     let attempt = query.attempt.unwrap_or(build.attempts.max(1));
-    let log = state.db.read_log(id, attempt, query.from.max(0)).await?;
+    let log = db.read_log(id, attempt, query.from.max(0)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
@@ -230,12 +227,12 @@ pub async fn log(
     security(("token" = ["read"]))
 )]
 pub async fn attempts(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path(id): Path<i64>,
 ) -> AppResult<Json<Vec<crate::db::Attempt>>> {
-    find_build(&state, id).await?;
-    Ok(Json(state.db.attempts(id).await?))
+    find_build(&db, id).await?;
+    Ok(Json(db.attempts(id).await?))
 }
 
 #[utoipa::path(
@@ -251,13 +248,14 @@ pub async fn attempts(
     security(("token" = ["builds"]))
 )]
 pub async fn cancel(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     _: CanBuild,
     Path(id): Path<i64>,
 ) -> AppResult<Json<Build>> {
-    let build = find_build(&state, id).await?;
-    crate::builds::cancel_builds(&state.queue, build.site_id, &[id]).await?;
+    let build = find_build(&db, id).await?;
+    crate::builds::cancel_builds(&queue, build.site_id, &[id]).await?;
     // A runner waiting in a heartbeat on this build hears of it now.
-    state.queue.cancellations.notify_waiters();
-    Ok(Json(find_build(&state, id).await?))
+    queue.cancellations.notify_waiters();
+    Ok(Json(find_build(&db, id).await?))
 }

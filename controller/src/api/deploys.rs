@@ -2,14 +2,16 @@ use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanDeploy, CanRead};
-use crate::db::{Deploy, FinalizeOutcome, Site};
+use crate::db::{Database, Deploy, FinalizeOutcome, Site};
 use crate::deploys::Deploys;
 use crate::deploys::events::DeployEvent;
 use crate::deploys::intake::{self, Received};
 use crate::deploys::retention::{self, GcReport};
 use crate::deploys::{self, FileChange};
 use crate::error::{AppResult, bad_request, conflict, not_found};
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::notifications::Notifications;
+use crate::urls::Urls;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use jamstack_proto::DeployManifest;
 use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeployView {
@@ -30,21 +33,19 @@ pub struct DeployView {
     pub url: Option<String>,
 }
 
-fn deploy_view(state: &AppState, site: &Site, deploy: Deploy) -> DeployView {
+fn deploy_view(urls: &Urls, site: &Site, deploy: Deploy) -> DeployView {
     let published = site.published_deploy_id.as_deref() == Some(deploy.id.as_str());
     DeployView {
         published,
-        permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
-        url: published.then(|| state.urls.site_url(&site.name)),
+        permalink: urls.site_url(&format!("{}--{}", deploy.id, site.name)),
+        url: published.then(|| urls.site_url(&site.name)),
         deploy,
     }
 }
 
 /// The deploy of `site` named in a path, or a 404 that names both.
-async fn find_deploy(state: &AppState, site: &Site, deploy_id: &str) -> AppResult<Deploy> {
-    state
-        .db
-        .deploy(deploy_id)
+async fn find_deploy(db: &Database, site: &Site, deploy_id: &str) -> AppResult<Deploy> {
+    db.deploy(deploy_id)
         .await?
         .filter(|d| d.site_id == site.id)
         .ok_or_else(|| {
@@ -69,19 +70,19 @@ async fn find_deploy(state: &AppState, site: &Site, deploy_id: &str) -> AppResul
     security(("token" = ["read"]))
 )]
 pub async fn list_for_site(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(urls): State<Urls>,
     _: CanRead,
     Path(name): Path<String>,
     page: Pagination,
 ) -> AppResult<Paged<DeployView>> {
-    let site = find_site(&state, &name).await?;
-    let deploys = state
-        .db
+    let site = find_site(&db, &name).await?;
+    let deploys = db
         .deploys_of_site_page(site.id, page.fetch_limit(), page.offset())
         .await?;
     Ok(page
         .answer(deploys)
-        .map(|deploy| deploy_view(&state, &site, deploy)))
+        .map(|deploy| deploy_view(&urls, &site, deploy)))
 }
 
 #[utoipa::path(
@@ -97,13 +98,14 @@ pub async fn list_for_site(
     security(("token" = ["read"]))
 )]
 pub async fn show(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(urls): State<Urls>,
     _: CanRead,
     Path((name, deploy_id)): Path<(String, String)>,
 ) -> AppResult<Json<DeployView>> {
-    let site = find_site(&state, &name).await?;
-    let deploy = find_deploy(&state, &site, &deploy_id).await?;
-    Ok(Json(deploy_view(&state, &site, deploy)))
+    let site = find_site(&db, &name).await?;
+    let deploy = find_deploy(&db, &site, &deploy_id).await?;
+    Ok(Json(deploy_view(&urls, &site, deploy)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -154,18 +156,18 @@ pub struct DeployDiff {
     security(("token" = ["read"]))
 )]
 pub async fn diff(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path((name, deploy_id)): Path<(String, String)>,
     Query(query): Query<DiffQuery>,
 ) -> AppResult<Json<DeployDiff>> {
-    let site = find_site(&state, &name).await?;
-    let deploy = find_deploy(&state, &site, &deploy_id).await?;
+    let site = find_site(&db, &name).await?;
+    let deploy = find_deploy(&db, &site, &deploy_id).await?;
     let against = match query.against {
-        Some(id) => Some(find_deploy(&state, &site, &id).await?.id),
+        Some(id) => Some(find_deploy(&db, &site, &id).await?.id),
         None => site.published_deploy_id.clone(),
     };
-    let changes = deploys::diff_deploys(&state.db, against.as_deref(), &deploy.id).await?;
+    let changes = deploys::diff_deploys(&db, against.as_deref(), &deploy.id).await?;
     let mut diff = DeployDiff {
         deploy: deploy.id,
         against,
@@ -204,32 +206,31 @@ pub async fn diff(
     security(("token" = ["deploys"]))
 )]
 pub async fn publish(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
+    State(urls): State<Urls>,
     _: CanDeploy,
     Path((name, deploy_id)): Path<(String, String)>,
 ) -> AppResult<Json<DeployView>> {
-    let site = find_site(&state, &name).await?;
-    let deploy = find_deploy(&state, &site, &deploy_id).await?;
-    if !state.db.publish_deploy(site.id, &deploy_id).await? {
+    let site = find_site(&db, &name).await?;
+    let deploy = find_deploy(&db, &site, &deploy_id).await?;
+    if !db.publish_deploy(site.id, &deploy_id).await? {
         return Err(conflict(format!(
             "deploy `{deploy_id}` is {} and cannot be published; only ready deploys can",
             deploy.state
         )));
     }
-    state
-        .deploys
+    deploys
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published");
-    let change = crate::notifications::change_of_publish(
-        &state.notifications,
-        site.published_deploy_id.as_deref(),
-        &deploy,
-    )
-    .await;
-    crate::notifications::deploy_changed(&state.notifications, site.id, change, Some(&deploy.id)).await;
-    let site = find_site(&state, &name).await?;
-    Ok(Json(deploy_view(&state, &site, deploy)))
+    let change =
+        crate::notifications::change_of_publish(&notifications, site.published_deploy_id.as_deref(), &deploy)
+            .await;
+    crate::notifications::deploy_changed(&notifications, site.id, change, Some(&deploy.id)).await;
+    let site = find_site(&db, &name).await?;
+    Ok(Json(deploy_view(&urls, &site, deploy)))
 }
 
 /// A direct deploy's manifest: the runner's manifest, plus what says where
@@ -273,12 +274,14 @@ const MAX_TITLE: usize = 500;
     security(("token" = ["deploys"]))
 )]
 pub async fn create_direct(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(metrics): State<Arc<Metrics>>,
     _: CanDeploy,
     Path(name): Path<String>,
     Json(body): Json<DirectDeploy>,
 ) -> AppResult<(StatusCode, Json<DirectDeployCreated>)> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     if body.manifest.files.is_empty() {
         return Err(bad_request(
             "the manifest lists no files; deploy a folder that has at least an index.html",
@@ -293,9 +296,8 @@ pub async fn create_direct(
     if branch.trim().is_empty() || branch.chars().any(char::is_control) {
         return Err(bad_request("branch is empty or has control characters"));
     }
-    let config_rules = intake::check_manifest(&state.deploys, &body.manifest)?;
-    let deploy = state
-        .db
+    let config_rules = intake::check_manifest(&deploys, &body.manifest)?;
+    let deploy = db
         .insert_direct_deploy(
             &deploys::new_deploy_id(),
             site.id,
@@ -304,9 +306,9 @@ pub async fn create_direct(
             &body.manifest.files,
         )
         .await?;
-    intake::keep_config_rules(&state.deploys, &deploy, &config_rules).await?;
-    let required = intake::required_blobs(&state.deploys, &deploy).await?;
-    state.metrics.record_manifest(crate::metrics::ManifestFigures::of(
+    intake::keep_config_rules(&deploys, &deploy, &config_rules).await?;
+    let required = intake::required_blobs(&deploys, &deploy).await?;
+    metrics.record_manifest(crate::metrics::ManifestFigures::of(
         &body.manifest.files,
         &required,
     ));
@@ -403,14 +405,17 @@ fn missing_blobs(deploy_id: &str, missing: Vec<String>) -> Response {
     security(("token" = ["deploys"]))
 )]
 pub async fn finalize_direct(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
+    State(urls): State<Urls>,
     _: CanDeploy,
     Path((name, deploy_id)): Path<(String, String)>,
     body: Option<Json<FinalizeDirect>>,
 ) -> AppResult<Response> {
     let publish = body.map(|Json(b)| b.publish).unwrap_or_default();
-    let site = find_site(&state, &name).await?;
-    let deploy = find_deploy(&state, &site, &deploy_id).await?;
+    let site = find_site(&db, &name).await?;
+    let deploy = find_deploy(&db, &site, &deploy_id).await?;
     if let Some(build) = deploy.build_id {
         return Err(conflict(format!(
             "deploy `{deploy_id}` belongs to build {build}, which finalizes it; publish it with \
@@ -418,19 +423,19 @@ pub async fn finalize_direct(
         )));
     }
     if deploy.state != "ready" {
-        let missing = state.db.missing_blobs_of_deploy(&deploy.id).await?;
+        let missing = db.missing_blobs_of_deploy(&deploy.id).await?;
         if !missing.is_empty() {
             return Ok(missing_blobs(&deploy.id, missing));
         }
-        intake::prepare_for_serving(&state.deploys, &deploy.id).await?;
+        intake::prepare_for_serving(&deploys, &deploy.id).await?;
     }
-    let mut published = match state.db.finalize_direct_deploy(&deploy.id, publish).await? {
+    let mut published = match db.finalize_direct_deploy(&deploy.id, publish).await? {
         FinalizeOutcome::Ready { published } => {
-            intake::after_ready(&state.deploys, &deploy.id);
+            intake::after_ready(&deploys, &deploy.id);
             published
         }
         FinalizeOutcome::MissingBlobs(_) => {
-            let missing = state.db.missing_blobs_of_deploy(&deploy.id).await?;
+            let missing = db.missing_blobs_of_deploy(&deploy.id).await?;
             return Ok(missing_blobs(&deploy.id, missing));
         }
         FinalizeOutcome::StaleLease | FinalizeOutcome::NotFound => {
@@ -440,16 +445,15 @@ pub async fn finalize_direct(
     if publish && !published && !site.publish_locked {
         // Finalized before without publishing: publishing now is the same
         // pointer write as a rollback.
-        published = state.db.publish_deploy(site.id, &deploy.id).await?;
+        published = db.publish_deploy(site.id, &deploy.id).await?;
     }
-    state
-        .deploys
+    deploys
         .announce(DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy.id, published, "direct deploy ready");
     if published {
         crate::notifications::deploy_changed(
-            &state.notifications,
+            &notifications,
             site.id,
             crate::notifications::DeployChange::Published,
             Some(&deploy.id),
@@ -461,12 +465,12 @@ pub async fn finalize_direct(
             "publishing is locked on site `{name}`, so deploy `{deploy_id}` is ready at {} but not \
              published; unlock the site (POST /api/v1/sites/{name}/unlock) or publish it by hand \
              (POST /api/v1/sites/{name}/deploys/{deploy_id}/publish)",
-            state.urls.site_url(&format!("{deploy_id}--{name}"))
+            urls.site_url(&format!("{deploy_id}--{name}"))
         )));
     }
-    let site = find_site(&state, &name).await?;
-    let deploy = find_deploy(&state, &site, &deploy_id).await?;
-    Ok(Json(deploy_view(&state, &site, deploy)).into_response())
+    let site = find_site(&db, &name).await?;
+    let deploy = find_deploy(&db, &site, &deploy_id).await?;
+    Ok(Json(deploy_view(&urls, &site, deploy)).into_response())
 }
 
 /// Runs retention and garbage collection now (they also run on their own
@@ -500,12 +504,13 @@ pub async fn collect_garbage(State(deploys): State<Deploys>, _: Admin) -> AppRes
     security(("token" = ["deploys"]))
 )]
 pub async fn remove_alias(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
     _: CanDeploy,
     Path((name, alias)): Path<(String, String)>,
 ) -> AppResult<axum::http::StatusCode> {
-    let site = find_site(&state, &name).await?;
-    if !crate::deploys::take_alias_down(&state.deploys, site.id, &alias).await? {
+    let site = find_site(&db, &name).await?;
+    if !crate::deploys::take_alias_down(&deploys, site.id, &alias).await? {
         return Err(not_found(format!(
             "site `{name}` has no hostname alias `{alias}`"
         )));

@@ -16,9 +16,9 @@ pub mod sites;
 pub mod tokens;
 pub mod webhooks;
 
-use crate::db::Site;
+use crate::db::{Database, Site};
 use crate::error::{AppResult, not_found};
-use crate::state::AppState;
+use crate::state::ApiRouter;
 use axum::extract::DefaultBodyLimit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,7 +30,7 @@ pub const MAX_MANIFEST: usize = 64 * 1024 * 1024;
 /// Every route under `/api/v1`, each registered with its OpenAPI
 /// documentation: only `routes!` is used here (never a bare `.route`), so
 /// nothing is served that the document does not describe.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes() -> ApiRouter {
     let documented = openapi::base()
         .routes(routes!(openapi::serve))
         .routes(routes!(sites::list, sites::create))
@@ -82,8 +82,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The site named in a path, or a 404 that names it.
-pub async fn find_site(state: &AppState, name: &str) -> AppResult<Site> {
-    state.db.site_by_name(name).await?.ok_or_else(|| {
+pub async fn find_site(db: &Database, name: &str) -> AppResult<Site> {
+    db.site_by_name(name).await?.ok_or_else(|| {
         not_found(format!(
             "no site named `{name}`; list sites with GET /api/v1/sites"
         ))

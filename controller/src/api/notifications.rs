@@ -5,15 +5,17 @@
 
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead, random_hex};
-use crate::db::{NotificationDelivery, NotificationHook};
+use crate::config::Config;
+use crate::db::{Database, NotificationDelivery, NotificationHook};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::notifications::{EVENTS, secret_purpose};
-use crate::state::AppState;
+use crate::secrets::SecretBox;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The deliveries the log shows, newest first.
 const DELIVERY_LOG_LENGTH: i64 = 100;
@@ -55,12 +57,12 @@ pub struct CreatedHook {
     security(("token" = ["read"]))
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path(site): Path<String>,
 ) -> AppResult<Json<Vec<NotificationHook>>> {
-    let site = find_site(&state, &site).await?;
-    Ok(Json(state.db.notification_hooks(site.id).await?))
+    let site = find_site(&db, &site).await?;
+    Ok(Json(db.notification_hooks(site.id).await?))
 }
 
 /// Adds a notification hook; its secret is answered once when the
@@ -80,12 +82,14 @@ pub async fn list(
     security(("token" = ["sites"]))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    State(secrets): State<Arc<SecretBox>>,
     _: CanManageSites,
     Path(site): Path<String>,
     Json(body): Json<NewHook>,
 ) -> AppResult<(StatusCode, Json<CreatedHook>)> {
-    let site = find_site(&state, &site).await?;
+    let site = find_site(&db, &site).await?;
     let url = body.url.trim();
     let parsed = url::Url::parse(url).ok();
     if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
@@ -93,7 +97,7 @@ pub async fn create(
             "`url`: `{url}` is not an http(s) address; give the receiver's URL, e.g. https://hooks.example.com/deploys"
         )));
     }
-    let allowed = state.config.notifications.allow_private_targets;
+    let allowed = config.notifications.allow_private_targets;
     if let Some(refusal) = crate::notifications::targets::refusal(url, allowed) {
         return Err(bad_request(format!("`url`: {refusal}")));
     }
@@ -126,9 +130,8 @@ pub async fn create(
         Some(secret) => (secret, false),
         None => (random_hex(32), true),
     };
-    let sealed = state.secrets.seal(&secret_purpose(&site.name), &secret);
-    let hook = state
-        .db
+    let sealed = secrets.seal(&secret_purpose(&site.name), &secret);
+    let hook = db
         .insert_notification_hook(site.id, url, &events, &sealed)
         .await?;
     tracing::info!(site = %site.name, hook = hook.id, url, "notification hook added");
@@ -155,12 +158,12 @@ pub async fn create(
     security(("token" = ["sites"]))
 )]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanManageSites,
     Path((site, id)): Path<(String, i64)>,
 ) -> AppResult<StatusCode> {
-    let site = find_site(&state, &site).await?;
-    if !state.db.delete_notification_hook(site.id, id).await? {
+    let site = find_site(&db, &site).await?;
+    if !db.delete_notification_hook(site.id, id).await? {
         return Err(no_hook(&site.name, id));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -180,21 +183,17 @@ pub async fn delete(
     security(("token" = ["read"]))
 )]
 pub async fn deliveries(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path((site, id)): Path<(String, i64)>,
 ) -> AppResult<Json<Vec<NotificationDelivery>>> {
-    let site = find_site(&state, &site).await?;
-    let hook = state
-        .db
+    let site = find_site(&db, &site).await?;
+    let hook = db
         .notification_hook(site.id, id)
         .await?
         .ok_or_else(|| no_hook(&site.name, id))?;
     Ok(Json(
-        state
-            .db
-            .notification_deliveries(hook.id, DELIVERY_LOG_LENGTH)
-            .await?,
+        db.notification_deliveries(hook.id, DELIVERY_LOG_LENGTH).await?,
     ))
 }
 

@@ -4,7 +4,7 @@
 //! router and the document come from the same [`OpenApiRouter`] and cannot
 //! drift apart.
 
-use crate::state::AppState;
+use crate::state::ApiRouter;
 use axum::Json;
 use jamstack_proto::ErrorBody;
 use std::sync::OnceLock;
@@ -48,7 +48,7 @@ pub async fn serve() -> Json<&'static utoipa::openapi::OpenApi> {
 
 /// An empty router carrying the document's title, tags and description;
 /// `api::routes` adds every route to it.
-pub fn base() -> OpenApiRouter<AppState> {
+pub fn base() -> ApiRouter {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
 }
 

@@ -4,14 +4,16 @@
 
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
-use crate::db::{Site, SiteEnvVar, SiteLimits, SiteNetwork};
+use crate::db::{Database, Site, SiteEnvVar, SiteLimits, SiteNetwork};
 use crate::error::{AppResult, bad_request, not_found};
-use crate::state::AppState;
+use crate::secrets::SecretBox;
+use crate::state::Installation;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jamstack_proto::{BuildNetwork, ErrorBody};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Limits and timeout as the API takes and shows them. A field left out (or
 /// `null`) takes the runner's default; runners cap every limit at their own
@@ -82,8 +84,12 @@ pub fn validate_limits(body: &BuildSettingsBody) -> Result<SiteLimits, String> {
     })
 }
 
-async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSettingsView> {
-    let settings = state.db.site_build_settings(site_id).await?;
+async fn settings_view(
+    db: &Database,
+    installation: &Installation,
+    site_id: i64,
+) -> AppResult<BuildSettingsView> {
+    let settings = db.site_build_settings(site_id).await?;
     let limits = settings.limits;
     Ok(BuildSettingsView {
         timeout_seconds: limits.timeout_seconds,
@@ -91,7 +97,7 @@ async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSetting
         cpus: limits.cpu_millis.map(|m| m as f64 / 1000.0),
         pids: limits.pids,
         cache: CacheView {
-            key: state.cache_key(site_id),
+            key: installation.cache_key(site_id),
             generation: settings.cache_generation,
         },
     })
@@ -110,12 +116,13 @@ async fn settings_view(state: &AppState, site_id: i64) -> AppResult<BuildSetting
     security(("token" = ["read"]))
 )]
 pub async fn show(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(installation): State<Installation>,
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
-    let site = find_site(&state, &name).await?;
-    Ok(Json(settings_view(&state, site.id).await?))
+    let site = find_site(&db, &name).await?;
+    Ok(Json(settings_view(&db, &installation, site.id).await?))
 }
 
 /// Replaces the site's limits and timeout.
@@ -133,15 +140,16 @@ pub async fn show(
     security(("token" = ["sites"]))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(installation): State<Installation>,
     _: CanManageSites,
     Path(name): Path<String>,
     Json(body): Json<BuildSettingsBody>,
 ) -> AppResult<Json<BuildSettingsView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     let limits = validate_limits(&body).map_err(bad_request)?;
-    state.db.set_site_limits(site.id, &limits).await?;
-    Ok(Json(settings_view(&state, site.id).await?))
+    db.set_site_limits(site.id, &limits).await?;
+    Ok(Json(settings_view(&db, &installation, site.id).await?))
 }
 
 /// What a site's builds may reach over the network, as the API takes and
@@ -261,12 +269,12 @@ fn network_view(network: SiteNetwork) -> BuildNetworkBody {
     security(("token" = ["read"]))
 )]
 pub async fn show_network(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildNetworkBody>> {
-    let site = find_site(&state, &name).await?;
-    let settings = state.db.site_build_settings(site.id).await?;
+    let site = find_site(&db, &name).await?;
+    let settings = db.site_build_settings(site.id).await?;
     Ok(Json(network_view(settings.network)))
 }
 
@@ -287,18 +295,18 @@ pub async fn show_network(
     security(("token" = ["sites"]))
 )]
 pub async fn update_network(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanManageSites,
     Path(name): Path<String>,
     Json(body): Json<BuildNetworkBody>,
 ) -> AppResult<Json<BuildNetworkBody>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     let network = SiteNetwork {
         mode: body.network,
         private_hosts: validate_private_hosts(&body.private_hosts).map_err(bad_request)?,
     };
-    state.db.set_site_network(site.id, &network).await?;
-    let settings = state.db.site_build_settings(site.id).await?;
+    db.set_site_network(site.id, &network).await?;
+    let settings = db.site_build_settings(site.id).await?;
     Ok(Json(network_view(settings.network)))
 }
 
@@ -317,19 +325,20 @@ pub async fn update_network(
     security(("token" = ["sites"]))
 )]
 pub async fn clear_cache(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(installation): State<Installation>,
     _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
-    let site = find_site(&state, &name).await?;
-    clear_build_cache(&state, &site).await?;
-    Ok(Json(settings_view(&state, site.id).await?))
+    let site = find_site(&db, &name).await?;
+    clear_build_cache(&db, &site).await?;
+    Ok(Json(settings_view(&db, &installation, site.id).await?))
 }
 
 /// Moves the site's cache on to a new, empty generation (the API's and the
 /// dashboard's "clear cache"); returns the new generation.
-pub async fn clear_build_cache(state: &AppState, site: &Site) -> AppResult<i64> {
-    let generation = state.db.bump_cache_generation(site.id).await?;
+pub async fn clear_build_cache(db: &Database, site: &Site) -> AppResult<i64> {
+    let generation = db.bump_cache_generation(site.id).await?;
     tracing::info!(site = %site.name, generation, "build cache cleared");
     Ok(generation)
 }
@@ -404,12 +413,12 @@ pub fn validate_env_var(name: &str, value: &str) -> Result<(), String> {
     security(("token" = ["read"]))
 )]
 pub async fn list_env(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<Vec<EnvVarView>>> {
-    let site = find_site(&state, &name).await?;
-    let vars = state.db.site_env_vars(site.id).await?;
+    let site = find_site(&db, &name).await?;
+    let vars = db.site_env_vars(site.id).await?;
     Ok(Json(vars.into_iter().map(env_view).collect()))
 }
 
@@ -427,16 +436,16 @@ pub async fn list_env(
     security(("token" = ["sites"]))
 )]
 pub async fn set_env(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(secrets): State<Arc<SecretBox>>,
     _: CanManageSites,
     Path((site_name, var)): Path<(String, String)>,
     Json(body): Json<SetEnvVar>,
 ) -> AppResult<Json<EnvVarView>> {
-    let site = find_site(&state, &site_name).await?;
+    let site = find_site(&db, &site_name).await?;
     validate_env_var(&var, &body.value).map_err(bad_request)?;
-    store_env_var(&state, site.id, &var, &body.value, body.secret).await?;
-    let stored = state
-        .db
+    store_env_var(&db, &secrets, site.id, &var, &body.value, body.secret).await?;
+    let stored = db
         .site_env_vars(site.id)
         .await?
         .into_iter()
@@ -449,20 +458,19 @@ pub async fn set_env(
 /// (`secrets.rs`), so a copy of the database alone does not reveal it. The
 /// API and the dashboard both store variables here.
 pub async fn store_env_var(
-    state: &AppState,
+    db: &Database,
+    secrets: &SecretBox,
     site_id: i64,
     name: &str,
     value: &str,
     secret: bool,
 ) -> AppResult<()> {
     let stored = if secret {
-        state
-            .secrets
-            .seal(&crate::secrets::env_var_purpose(site_id, name), value)
+        secrets.seal(&crate::secrets::env_var_purpose(site_id, name), value)
     } else {
         value.to_owned()
     };
-    state.db.set_site_env_var(site_id, name, &stored, secret).await?;
+    db.set_site_env_var(site_id, name, &stored, secret).await?;
     Ok(())
 }
 
@@ -479,12 +487,12 @@ pub async fn store_env_var(
     security(("token" = ["sites"]))
 )]
 pub async fn delete_env(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: CanManageSites,
     Path((site_name, var)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    let site = find_site(&state, &site_name).await?;
-    if state.db.delete_site_env_var(site.id, &var).await? {
+    let site = find_site(&db, &site_name).await?;
+    if db.delete_site_env_var(site.id, &var).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(format!(

@@ -2,16 +2,23 @@ use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead, random_hex};
-use crate::db::{NewSite, SchedulingSettings, Site, SiteSettings};
+use crate::config::Config;
+use crate::db::{Database, NewSite, SchedulingSettings, Site, SiteSettings};
+use crate::deploys::Deploys;
 use crate::error::{AppResult, bad_request, conflict};
+use crate::github::GitHubService;
 use crate::github::client::{Credentials, INTERACTIVE_RETRY};
+use crate::notifications::Notifications;
+use crate::secrets::SecretBox;
 use crate::secrets::{generic_webhook_purpose, github_token_purpose};
-use crate::state::AppState;
+use crate::state::Installation;
+use crate::urls::Urls;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,9 +80,9 @@ pub struct WebhookRegistration {
     pub error: Option<String>,
 }
 
-pub fn view(state: &AppState, site: Site) -> SiteView {
+pub fn view(urls: &Urls, site: Site) -> SiteView {
     SiteView {
-        url: state.urls.site_url(&site.name),
+        url: urls.site_url(&site.name),
         github_token_set: site.github_token_sealed.is_some(),
         generic_webhook_set: site.generic_webhook_secret_sealed.is_some(),
         github_webhook: None,
@@ -164,8 +171,15 @@ fn validate_token(token: &str) -> Result<(), String> {
     ),
     security(("token" = ["sites"]))
 )]
+// Each argument is one service or one part of the request the handler uses.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    State(secrets): State<Arc<SecretBox>>,
+    State(urls): State<Urls>,
+    State(github): State<GitHubService>,
+    State(installation): State<Installation>,
     _: CanManageSites,
     Json(body): Json<CreateSite>,
 ) -> AppResult<(StatusCode, Json<SiteView>)> {
@@ -182,7 +196,7 @@ pub async fn create(
             ));
         }
     };
-    validate_repo_url(&repo_url, state.config.allow_local_repositories).map_err(bad_request)?;
+    validate_repo_url(&repo_url, config.allow_local_repositories).map_err(bad_request)?;
     if body.production_branch.trim().is_empty() {
         return Err(bad_request("production_branch is empty"));
     }
@@ -194,8 +208,7 @@ pub async fn create(
     if let Some(token) = &body.github_token {
         validate_token(token).map_err(bad_request)?;
     }
-    let site = state
-        .db
+    let site = db
         .insert_site(&NewSite {
             name: body.name.clone(),
             repo_url,
@@ -208,7 +221,7 @@ pub async fn create(
                 github_token_sealed: body
                     .github_token
                     .as_deref()
-                    .map(|token| state.secrets.seal(&github_token_purpose(&body.name), token)),
+                    .map(|token| secrets.seal(&github_token_purpose(&body.name), token)),
             },
         })
         .await?
@@ -219,11 +232,11 @@ pub async fn create(
             ))
         })?;
     let registration = match site.github_token_sealed {
-        Some(_) => Some(register_webhook(&state, &site).await?),
+        Some(_) => Some(register_webhook(&github, &installation.webhook_secret, &site).await?),
         None => None,
     };
-    let site = find_site(&state, &site.name).await?;
-    let mut view = view(&state, site);
+    let site = find_site(&db, &site.name).await?;
+    let mut view = view(&urls, site);
     view.github_webhook = registration;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -231,11 +244,15 @@ pub async fn create(
 /// Registers (or updates) the repository's webhook with the site's access
 /// token. A failure is reported, not raised: the site stays connected and
 /// `POST /api/v1/sites/{site}/github-webhook` tries again.
-async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookRegistration> {
-    let url = format!("{}/webhooks/github", state.urls.public_url);
+async fn register_webhook(
+    github: &GitHubService,
+    webhook_secret: &str,
+    site: &Site,
+) -> AppResult<WebhookRegistration> {
+    let url = format!("{}/webhooks/github", github.urls.public_url);
     let (Some(repository), Some(credentials)) = (
         &site.github_repo,
-        crate::github::credentials_for(&state.github, site).await?,
+        crate::github::credentials_for(github, site).await?,
     ) else {
         return Ok(WebhookRegistration {
             registered: false,
@@ -256,18 +273,14 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
         });
     }
     // Someone waits for this answer: a few quick retries, not minutes.
-    let quick = INTERACTIVE_RETRY.min_of(state.config.github_retry);
-    let result = match state.github.client.repo(&credentials, repository) {
-        Ok(repo) => {
-            repo.with_retry(quick)
-                .ensure_webhook(&url, &state.webhook_secret)
-                .await
-        }
+    let quick = INTERACTIVE_RETRY.min_of(github.config.github_retry);
+    let result = match github.client.repo(&credentials, repository) {
+        Ok(repo) => repo.with_retry(quick).ensure_webhook(&url, webhook_secret).await,
         Err(e) => Err(e),
     };
     Ok(match result {
         Ok(hook_id) => {
-            state.db.set_github_hook_id(site.id, Some(hook_id)).await?;
+            github.db.set_github_hook_id(site.id, Some(hook_id)).await?;
             tracing::info!(site = %site.name, hook_id, "repository webhook registered");
             WebhookRegistration {
                 registered: true,
@@ -307,17 +320,21 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
     security(("token" = ["sites"]))
 )]
 pub async fn register_github_webhook(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(github): State<GitHubService>,
+    State(installation): State<Installation>,
     _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<Json<WebhookRegistration>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     if site.github_token_sealed.is_none() {
         return Err(bad_request(format!(
             "site `{name}` has no access token; set one with PATCH /api/v1/sites/{name} {{\"github_token\": \"...\"}}"
         )));
     }
-    Ok(Json(register_webhook(&state, &site).await?))
+    Ok(Json(
+        register_webhook(&github, &installation.webhook_secret, &site).await?,
+    ))
 }
 
 /// Changes to a site's settings; absent fields stay as they are, `null`
@@ -362,13 +379,19 @@ where
     ),
     security(("token" = ["sites"]))
 )]
+// Each argument is one service or one part of the request the handler uses.
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(secrets): State<Arc<SecretBox>>,
+    State(urls): State<Urls>,
+    State(github): State<GitHubService>,
+    State(installation): State<Installation>,
     _: CanManageSites,
     Path(name): Path<String>,
     Json(body): Json<UpdateSite>,
 ) -> AppResult<Json<SiteView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     if body
         .max_concurrent_builds
         .is_some_and(|n| !(0..=1000).contains(&n))
@@ -404,10 +427,9 @@ pub async fn update(
             validate_token(token).map_err(bad_request)?;
         }
         settings.github_token_sealed =
-            token.map(|token| state.secrets.seal(&github_token_purpose(&site.name), &token));
+            token.map(|token| secrets.seal(&github_token_purpose(&site.name), &token));
     }
-    let site = state
-        .db
+    let site = db
         .update_site_settings(site.id, &production_branch, &settings)
         .await?
         .ok_or_else(|| crate::error::not_found(format!("site `{name}` vanished")))?;
@@ -417,14 +439,14 @@ pub async fn update(
         max_concurrent_builds: body.max_concurrent_builds,
         cancel_superseded: body.cancel_superseded,
     };
-    state.db.update_scheduling(site.id, &scheduling).await?;
+    db.update_scheduling(site.id, &scheduling).await?;
     let registration = if token_changed && site.github_token_sealed.is_some() {
-        Some(register_webhook(&state, &site).await?)
+        Some(register_webhook(&github, &installation.webhook_secret, &site).await?)
     } else {
         None
     };
-    let site = find_site(&state, &name).await?;
-    let mut view = view(&state, site);
+    let site = find_site(&db, &name).await?;
+    let mut view = view(&urls, site);
     view.github_webhook = registration;
     Ok(Json(view))
 }
@@ -458,18 +480,20 @@ pub struct GenericWebhook {
 // Needs `admin`: whoever holds the secret can start trusted production
 // builds of any commit with the site's secrets, more than `sites` grants.
 pub async fn create_generic_webhook(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(secrets): State<Arc<SecretBox>>,
+    State(urls): State<Urls>,
     _: Admin,
     Path(name): Path<String>,
 ) -> AppResult<(StatusCode, Json<GenericWebhook>)> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&db, &name).await?;
     let secret = random_hex(32);
-    let sealed = state.secrets.seal(&generic_webhook_purpose(&site.name), &secret);
-    state.db.set_generic_webhook_secret(site.id, &sealed).await?;
+    let sealed = secrets.seal(&generic_webhook_purpose(&site.name), &secret);
+    db.set_generic_webhook_secret(site.id, &sealed).await?;
     Ok((
         StatusCode::CREATED,
         Json(GenericWebhook {
-            url: format!("{}/webhooks/generic/{}", state.urls.public_url, site.name),
+            url: format!("{}/webhooks/generic/{}", urls.public_url, site.name),
             secret,
             signature_header: "X-Jamstack-Signature-256",
             delivery_header: "X-Jamstack-Delivery",
@@ -489,9 +513,14 @@ pub async fn create_generic_webhook(
     ),
     security(("token" = ["read"]))
 )]
-pub async fn list(State(state): State<AppState>, _: CanRead, page: Pagination) -> AppResult<Paged<SiteView>> {
-    let sites = state.db.sites_page(page.fetch_limit(), page.offset()).await?;
-    Ok(page.answer(sites).map(|s| view(&state, s)))
+pub async fn list(
+    State(db): State<Database>,
+    State(urls): State<Urls>,
+    _: CanRead,
+    page: Pagination,
+) -> AppResult<Paged<SiteView>> {
+    let sites = db.sites_page(page.fetch_limit(), page.offset()).await?;
+    Ok(page.answer(sites).map(|s| view(&urls, s)))
 }
 
 #[utoipa::path(
@@ -507,12 +536,13 @@ pub async fn list(State(state): State<AppState>, _: CanRead, page: Pagination) -
     security(("token" = ["read"]))
 )]
 pub async fn show(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(urls): State<Urls>,
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
-    let site = find_site(&state, &name).await?;
-    Ok(Json(view(&state, site)))
+    let site = find_site(&db, &name).await?;
+    Ok(Json(view(&urls, site)))
 }
 
 /// Locks publishing: builds go on and their deploys are ready at their
@@ -531,11 +561,15 @@ pub async fn show(
     security(("token" = ["deploys"]))
 )]
 pub async fn lock(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
+    State(urls): State<Urls>,
     _: CanDeploy,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
-    set_locked(&state, &name, true).await
+    let site = set_locked(&db, &deploys, &notifications, &name, true).await?;
+    Ok(Json(view(&urls, site)))
 }
 
 /// Unlocks publishing: the next production build publishes again.
@@ -552,30 +586,40 @@ pub async fn lock(
     security(("token" = ["deploys"]))
 )]
 pub async fn unlock(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
+    State(urls): State<Urls>,
     _: CanDeploy,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
-    set_locked(&state, &name, false).await
+    let site = set_locked(&db, &deploys, &notifications, &name, false).await?;
+    Ok(Json(view(&urls, site)))
 }
 
-async fn set_locked(state: &AppState, name: &str, locked: bool) -> AppResult<Json<SiteView>> {
-    let site = find_site(state, name).await?;
-    state.db.set_publish_locked(site.id, locked).await?;
-    state
-        .deploys
+/// Locks or unlocks publishing, and tells the edge and the site's
+/// notification hooks; returns the site as it is now.
+async fn set_locked(
+    db: &Database,
+    deploys: &Deploys,
+    notifications: &Notifications,
+    name: &str,
+    locked: bool,
+) -> AppResult<Site> {
+    let site = find_site(db, name).await?;
+    db.set_publish_locked(site.id, locked).await?;
+    deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, locked, "publishing lock changed");
     crate::notifications::deploy_changed(
-        &state.notifications,
+        notifications,
         site.id,
         crate::notifications::lock_change(locked),
         None,
     )
     .await;
-    let site = find_site(state, name).await?;
-    Ok(Json(view(state, site)))
+    find_site(db, name).await
 }
 
 #[cfg(test)]

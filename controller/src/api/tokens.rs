@@ -7,7 +7,6 @@ use crate::auth::{Admin, Scope, hash_token, new_token, parse_stored_scopes, stor
 use crate::db::Database;
 use crate::db::{ApiToken, TokenKind};
 use crate::error::{AppResult, bad_request, not_found};
-use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -106,25 +105,22 @@ pub fn validate_new_token(name: &str, scopes: &[String]) -> Result<Vec<Scope>, S
     security(("token" = ["admin"]))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     _: Admin,
     Json(body): Json<NewToken>,
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     let scopes = validate_new_token(&body.name, &body.scopes).map_err(bad_request)?;
-    let created = make_token(&state, body.name.trim(), &scopes).await?;
+    let created = make_token(&db, body.name.trim(), &scopes).await?;
     tracing::info!(name = %created.name, scopes = %store_scopes(&scopes), "API token made through the API");
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Makes and stores (hashed) an API token; the dashboard's settings page
 /// makes them here too.
-pub async fn make_token(state: &AppState, name: &str, scopes: &[Scope]) -> anyhow::Result<CreatedToken> {
+pub async fn make_token(db: &Database, name: &str, scopes: &[Scope]) -> anyhow::Result<CreatedToken> {
     let token = new_token(TokenKind::Api);
     let stored = store_scopes(scopes);
-    let id = state
-        .db
-        .insert_api_token(name, &stored, &hash_token(&token))
-        .await?;
+    let id = db.insert_api_token(name, &stored, &hash_token(&token)).await?;
     Ok(CreatedToken {
         id,
         name: name.to_owned(),

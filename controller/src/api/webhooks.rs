@@ -7,13 +7,15 @@
 //! is reported back goes out in the background ([`crate::github::reporter`]),
 //! so a delivery is answered in the time a few database writes take.
 
-use crate::db::{Claim, NewDelivery};
+use crate::config::Config;
+use crate::db::{Claim, Database, NewDelivery};
 use crate::error::AppError;
 use crate::github::signature::{self, SignatureError};
 use crate::github::{self, Envelope, GitHubEvent, InstallationAction, PullRequestAction};
-use crate::push_batches::{Batched, PushArrival};
-use crate::state::AppState;
-use crate::triggers::{self, Outcome, no_site};
+use crate::push_batches::{Batched, PushArrival, PushBatches};
+use crate::secrets::SecretBox;
+use crate::state::Installation;
+use crate::triggers::{self, Outcome, Triggers, no_site};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -21,6 +23,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// GitHub caps payloads at 25 MB; larger bodies are refused before reading.
@@ -81,7 +84,7 @@ impl From<anyhow::Error> for Refusal {
 /// Records, claims and handles one delivery; `handle` runs only for a
 /// delivery seen for the first time.
 async fn receive<F, Fut>(
-    state: &AppState,
+    db: &Database,
     mut delivery: NewDelivery,
     checked: Result<(), Refusal>,
     handle: F,
@@ -91,9 +94,9 @@ where
     Fut: std::future::Future<Output = Result<Outcome, Refusal>>,
 {
     if let Err(Refusal::Unauthenticated(error)) = checked {
-        return refuse(state, &delivery, error).await;
+        return refuse(db, &delivery, error).await;
     }
-    let id = match state.db.claim_delivery(&delivery).await {
+    let id = match db.claim_delivery(&delivery).await {
         Ok(Claim::New(id)) => id,
         Ok(Claim::Duplicate(earlier)) => {
             let message = format!(
@@ -104,8 +107,7 @@ where
                 earlier.message
             );
             delivery.action = delivery.action.or(earlier.action);
-            let id = state
-                .db
+            let id = db
                 .record_unclaimed_delivery(&delivery, "duplicate", &message)
                 .await
                 .unwrap_or(earlier.id);
@@ -122,8 +124,7 @@ where
             );
             tracing::warn!(earlier = earlier.id, "a replayed webhook body was not acted on");
             delivery.action = delivery.action.or(earlier.action);
-            let id = state
-                .db
+            let id = db
                 .record_unclaimed_delivery(&delivery, "duplicate", &message)
                 .await
                 .unwrap_or(earlier.id);
@@ -137,8 +138,7 @@ where
     };
     match result {
         Ok(outcome) => {
-            if let Err(e) = state
-                .db
+            if let Err(e) = db
                 .finish_delivery(id, outcome.outcome, &outcome.message, &outcome.builds)
                 .await
             {
@@ -153,16 +153,12 @@ where
             answer(status, id, outcome.outcome, outcome.builds, outcome.message)
         }
         Err(Refusal::Invalid(error) | Refusal::Unauthenticated(error)) => {
-            let _ = state
-                .db
-                .finish_delivery(id, "rejected", error.message(), &[])
-                .await;
+            let _ = db.finish_delivery(id, "rejected", error.message(), &[]).await;
             error.into_response()
         }
         Err(Refusal::Internal(e)) => {
             // Recorded as failed: a redelivery will be handled again.
-            let _ = state
-                .db
+            let _ = db
                 .finish_delivery(
                     id,
                     "failed",
@@ -175,9 +171,8 @@ where
     }
 }
 
-async fn refuse(state: &AppState, delivery: &NewDelivery, error: AppError) -> Response {
-    if let Err(e) = state
-        .db
+async fn refuse(db: &Database, delivery: &NewDelivery, error: AppError) -> Response {
+    if let Err(e) = db
         .record_unclaimed_delivery(delivery, "rejected", error.message())
         .await
     {
@@ -203,9 +198,9 @@ fn answer(status: StatusCode, delivery: i64, outcome: &str, builds: Vec<i64>, me
 /// Reads a webhook's body, at most [`MAX_WEBHOOK_BODY`] bytes within the
 /// listener's body timeout: the sender is not yet authenticated, so it may
 /// neither send without end nor hold the connection by sending slowly.
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, AppError> {
-    let limit = state.config.http.body_read_timeout;
-    match tokio::time::timeout(limit, Bytes::from_request(request, state)).await {
+async fn read_body(config: &Config, request: Request) -> Result<Bytes, AppError> {
+    let limit = config.http.body_read_timeout;
+    match tokio::time::timeout(limit, Bytes::from_request(request, &())).await {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(rejection)) => Err(body_refusal(&rejection)),
         Err(_) => Err(AppError::new(
@@ -240,7 +235,14 @@ fn body_refusal(rejection: &BytesRejection) -> AppError {
 }
 
 #[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(request.headers(), "x-github-delivery").unwrap_or_default()))]
-pub async fn github(State(state): State<AppState>, request: Request) -> Response {
+pub async fn github(
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    State(push_batches): State<PushBatches>,
+    State(triggers): State<Triggers>,
+    State(installation): State<Installation>,
+    request: Request,
+) -> Response {
     let headers = request.headers().clone();
     let event = header(&headers, "x-github-event").unwrap_or_default().to_owned();
     let mut delivery = NewDelivery {
@@ -258,14 +260,14 @@ pub async fn github(State(state): State<AppState>, request: Request) -> Response
     // No signature, no reading: what cannot be authenticated is refused
     // before its body is read.
     if let Err(e) = signature::parse(header(&headers, "x-hub-signature-256")) {
-        return refuse(&state, &delivery, crate::error::unauthorized(e.to_string())).await;
+        return refuse(&db, &delivery, crate::error::unauthorized(e.to_string())).await;
     }
-    let body = match read_body(&state, request).await {
+    let body = match read_body(&config, request).await {
         Ok(body) => body,
-        Err(error) => return refuse(&state, &delivery, error).await,
+        Err(error) => return refuse(&db, &delivery, error).await,
     };
     let checked = signature::verify(
-        state.webhook_secret.as_bytes(),
+        installation.webhook_secret.as_bytes(),
         header(&headers, "x-hub-signature-256"),
         &body,
     )
@@ -292,15 +294,17 @@ pub async fn github(State(state): State<AppState>, request: Request) -> Response
         .then(|| github::parse_with_envelope(&event, &body, envelope.as_ref()));
     if let Some(Ok(GitHubEvent::Push(push))) = &parsed
         && delivery.delivery_id.is_some()
-        && let Some(response) = push_in_batch(&state, &delivery, push).await
+        && let Some(response) = push_in_batch(&push_batches, &delivery, push).await
     {
         return response;
     }
-    receive(&state, delivery, checked, || async {
+    receive(&db, delivery, checked, || async {
         let event = parsed
             .ok_or_else(|| Refusal::Internal(anyhow::anyhow!("an unauthenticated delivery was handled")))?
             .map_err(|e| Refusal::Invalid(crate::error::bad_request(e.to_string())))?;
-        on_github_event(&state, event).await.map_err(Refusal::Internal)
+        on_github_event(&db, &triggers, event)
+            .await
+            .map_err(Refusal::Internal)
     })
     .await
 }
@@ -311,7 +315,7 @@ pub async fn github(State(state): State<AppState>, request: Request) -> Response
 /// (answered as a duplicate or retried there), or a failure (recorded
 /// there as failed, so a redelivery retries it).
 async fn push_in_batch(
-    state: &AppState,
+    push_batches: &PushBatches,
     delivery: &NewDelivery,
     push: &github::PushEvent,
 ) -> Option<Response> {
@@ -324,7 +328,7 @@ async fn push_in_batch(
         installation: push.installation_id,
         push: github_push(push.clone()),
     };
-    match state.push_batches.record(arrival).await {
+    match push_batches.record(arrival).await {
         Ok(Batched::Recorded { delivery, outcome }) => {
             let status = if outcome.outcome == "queued" {
                 StatusCode::ACCEPTED
@@ -362,7 +366,7 @@ fn github_push(push: github::PushEvent) -> triggers::Push {
     }
 }
 
-async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result<Outcome> {
+async fn on_github_event(db: &Database, triggers: &Triggers, event: GitHubEvent) -> anyhow::Result<Outcome> {
     match event {
         GitHubEvent::Ping => Ok(Outcome::ignored("pong")),
         GitHubEvent::Other { event, action } => Ok(Outcome::ignored(match action {
@@ -370,20 +374,20 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
             None => format!("`{event}` events are accepted and not acted on"),
         })),
         GitHubEvent::Push(push) => {
-            let sites = sites_of(state, &push.repository, push.installation_id).await?;
+            let sites = sites_of(db, &push.repository, push.installation_id).await?;
             if sites.is_empty() {
                 return Ok(no_site(&push.repository));
             }
-            triggers::on_push(&state.triggers(), &sites, &github_push(push)).await
+            triggers::on_push(triggers, &sites, &github_push(push)).await
         }
         GitHubEvent::PullRequest(pr) => {
-            let sites = sites_of(state, &pr.repository, pr.installation_id).await?;
+            let sites = sites_of(db, &pr.repository, pr.installation_id).await?;
             if sites.is_empty() {
                 return Ok(no_site(&pr.repository));
             }
             match pr.action {
                 PullRequestAction::Closed => {
-                    triggers::on_pull_request_closed(&state.triggers(), &sites, pr.number).await
+                    triggers::on_pull_request_closed(triggers, &sites, pr.number).await
                 }
                 PullRequestAction::Opened | PullRequestAction::Synchronize | PullRequestAction::Reopened => {
                     let request = triggers::PullRequest {
@@ -394,13 +398,12 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
                         author: pr.author,
                         title: pr.title,
                     };
-                    triggers::on_pull_request(&state.triggers(), &sites, &request).await
+                    triggers::on_pull_request(triggers, &sites, &request).await
                 }
             }
         }
         GitHubEvent::Installation(installation) => {
             let id = installation.installation_id;
-            let db = &state.db;
             let message = match installation.action {
                 InstallationAction::Deleted => {
                     db.delete_installation(id).await?;
@@ -436,10 +439,8 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
         }
         GitHubEvent::InstallationRepositories(change) => {
             let id = change.installation_id;
-            state.db.upsert_installation(id, &change.account).await?;
-            state
-                .db
-                .update_installation_repos(id, &change.added, &change.removed, false)
+            db.upsert_installation(id, &change.account).await?;
+            db.update_installation_repos(id, &change.added, &change.removed, false)
                 .await?;
             Ok(Outcome {
                 outcome: "recorded",
@@ -458,14 +459,14 @@ async fn on_github_event(state: &AppState, event: GitHubEvent) -> anyhow::Result
 /// through, so the App can reach the repository without waiting for an
 /// installation event.
 async fn sites_of(
-    state: &AppState,
+    db: &Database,
     repository: &str,
     installation: Option<i64>,
 ) -> anyhow::Result<Vec<crate::db::Site>> {
     if let Some(installation) = installation {
-        state.db.note_installation_repo(installation, repository).await?;
+        db.note_installation_repo(installation, repository).await?;
     }
-    state.db.sites_for_github_repo(repository).await
+    db.sites_for_github_repo(repository).await
 }
 
 /// The body of a generic webhook: one ref update, as a `post-receive` hook
@@ -493,7 +494,10 @@ pub struct GenericPush {
 
 #[tracing::instrument(name = "webhook", skip_all, fields(source = "generic", site = %site_name))]
 pub async fn generic(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    State(secrets): State<Arc<SecretBox>>,
+    State(triggers): State<Triggers>,
     Path(site_name): Path<String>,
     request: Request,
 ) -> Response {
@@ -508,13 +512,13 @@ pub async fn generic(
     };
     if let Err(e) = signature::parse(header(&headers, GENERIC_SIGNATURE_HEADER)) {
         let error = crate::error::unauthorized(generic_signature_message(&e));
-        return refuse(&state, &delivery, error).await;
+        return refuse(&db, &delivery, error).await;
     }
-    let site = match state.db.site_by_name(&site_name).await {
+    let site = match db.site_by_name(&site_name).await {
         Ok(Some(site)) => site,
         Ok(None) => {
             let error = crate::error::not_found(format!("no site named `{site_name}`"));
-            return refuse(&state, &delivery, error).await;
+            return refuse(&db, &delivery, error).await;
         }
         Err(e) => return AppError::from(e).into_response(),
     };
@@ -522,18 +526,15 @@ pub async fn generic(
         let error = crate::error::not_found(format!(
             "site `{site_name}` has no generic webhook; make its secret with POST /api/v1/sites/{site_name}/generic-webhook"
         ));
-        return refuse(&state, &delivery, error).await;
+        return refuse(&db, &delivery, error).await;
     };
-    let secret = match state
-        .secrets
-        .open(&crate::secrets::generic_webhook_purpose(&site.name), sealed)
-    {
+    let secret = match secrets.open(&crate::secrets::generic_webhook_purpose(&site.name), sealed) {
         Ok(secret) => secret,
         Err(e) => return AppError::from(anyhow::Error::from(e)).into_response(),
     };
-    let body = match read_body(&state, request).await {
+    let body = match read_body(&config, request).await {
         Ok(body) => body,
-        Err(error) => return refuse(&state, &delivery, error).await,
+        Err(error) => return refuse(&db, &delivery, error).await,
     };
     let checked = signature::verify(
         secret.as_bytes(),
@@ -546,9 +547,9 @@ pub async fn generic(
         // of what a body is recognised by.
         delivery.body_sha256 = Some(body_digest(&[site.name.as_bytes(), b"\n", &body].concat()));
     }
-    receive(&state, delivery, checked, || async {
+    receive(&db, delivery, checked, || async {
         let push = read_generic_push(&body).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
-        Ok(triggers::on_push(&state.triggers(), std::slice::from_ref(&site), &push).await?)
+        Ok(triggers::on_push(&triggers, std::slice::from_ref(&site), &push).await?)
     })
     .await
 }

@@ -79,7 +79,7 @@ pub async fn show(
     Path((name, deploy_id)): Path<(String, String)>,
     Query(query): Query<DeployQuery>,
 ) -> PageResult {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = state
         .db
         .deploy(&deploy_id)

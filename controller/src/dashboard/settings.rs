@@ -92,7 +92,7 @@ pub async fn create_token(
 ) -> PageResult {
     session.verify(&form.csrf)?;
     let scopes = validate_new_token(&form.name, &form.scopes()).map_err(bad_request)?;
-    let made = make_token(&state, form.name.trim(), &scopes).await?;
+    let made = make_token(&state.db, form.name.trim(), &scopes).await?;
     tracing::info!(name = %made.name, scopes = %store_scopes(&scopes), "API token made from the dashboard");
     // Answered directly, not redirected: the token is shown this once.
     page(&state, &session, Some((made.name, made.token))).await

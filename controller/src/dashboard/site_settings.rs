@@ -172,7 +172,7 @@ pub async fn show(
     Path(name): Path<String>,
     Query(query): Query<SettingsQuery>,
 ) -> PageResult {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let mut page = SettingsPage::load(&state, &session, site).await?;
     page.notice = notice_text(&query);
     Ok(render(&page))
@@ -199,7 +199,7 @@ pub async fn save_scheduling(
     Form(form): Form<SchedulingForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let problem = |message: String, page: SettingsPage| {
         SettingsPage {
             labels: form.required_labels.clone(),
@@ -258,7 +258,7 @@ pub async fn save_limits(
     Form(form): Form<LimitsForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let limits = match form.parse() {
         Ok(limits) => limits,
         Err(message) => {
@@ -295,7 +295,7 @@ pub async fn save_network(
     Form(form): Form<NetworkForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let hosts: Vec<String> = form
         .private_hosts
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -350,7 +350,7 @@ pub async fn set_env(
     Form(form): Form<EnvForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let var = form.name.trim();
     let secret = form.secret.is_some();
     if let Err(message) = validate_env_var(var, &form.value) {
@@ -367,7 +367,8 @@ pub async fn set_env(
         }
         .refused();
     }
-    crate::api::site_settings::store_env_var(&state, site.id, var, &form.value, secret).await?;
+    crate::api::site_settings::store_env_var(&state.db, &state.secrets, site.id, var, &form.value, secret)
+        .await?;
     tracing::info!(site = %site.name, variable = var, secret, "environment variable set from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=env-set&name={var}#env"
@@ -381,7 +382,7 @@ pub async fn delete_env(
     Form(form): Form<super::CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     if !state.db.delete_site_env_var(site.id, &var).await? {
         let page = SettingsPage::load(&state, &session, site).await?;
         return SettingsPage {

@@ -257,7 +257,7 @@ pub async fn show(
     Path(name): Path<String>,
     Query(query): Query<NoticeQuery>,
 ) -> PageResult {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let builds = state.db.builds_of_site(site.id, 100).await?;
     let by_id: HashMap<i64, &Build> = builds.iter().map(|b| (b.id, b)).collect();
     let deploys = state
@@ -310,7 +310,7 @@ pub async fn publish(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = state
         .db
         .deploy(&deploy_id)
@@ -366,7 +366,7 @@ async fn set_locked(
     locked: bool,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     state.db.set_publish_locked(site.id, locked).await?;
     state
         .deploys
@@ -391,7 +391,7 @@ pub async fn trigger(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     build_production(&state, &site).await
 }
 
@@ -404,8 +404,8 @@ pub async fn clear_cache_and_rebuild(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state, &name).await?;
-    clear_build_cache(&state, &site).await?;
+    let site = find_site(&state.db, &name).await?;
+    clear_build_cache(&state.db, &site).await?;
     build_production(&state, &site).await
 }
 

@@ -292,7 +292,7 @@ async fn lease_settings(state: &AppState, site_id: i64) -> AppResult<SiteBuildSe
         pids: positive(limits.pids),
         environment,
         cache: CacheRef {
-            key: state.cache_key(site_id),
+            key: state.installation.cache_key(site_id),
             generation: u64::try_from(settings.cache_generation).unwrap_or(0),
         },
         network: settings.network.mode,
