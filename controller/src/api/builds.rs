@@ -46,7 +46,7 @@ pub async fn trigger(
     Path(name): Path<String>,
     body: Option<Json<TriggerBuild>>,
 ) -> AppResult<(StatusCode, Json<Build>)> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let commit_sha = body.commit_sha.unwrap_or_default();
     if !commit_sha.is_empty() && !jamstack_proto::is_full_commit_sha(&commit_sha) {
@@ -55,7 +55,7 @@ pub async fn trigger(
         )));
     }
     if body.clear_cache {
-        super::site_settings::clear_build_cache(&state, &site).await?;
+        super::site_settings::clear_build_cache(&state.db, &site).await?;
     }
     let branch = body.branch.unwrap_or_else(|| site.production_branch.clone());
     let context = if branch == site.production_branch {
@@ -111,7 +111,7 @@ pub async fn list_for_site(
     Path(name): Path<String>,
     page: Pagination,
 ) -> AppResult<Paged<Build>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let builds = state
         .db
         .builds_of_site_page(site.id, page.fetch_limit(), page.offset())

@@ -74,7 +74,7 @@ pub async fn list_for_site(
     Path(name): Path<String>,
     page: Pagination,
 ) -> AppResult<Paged<DeployView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploys = state
         .db
         .deploys_of_site_page(site.id, page.fetch_limit(), page.offset())
@@ -101,7 +101,7 @@ pub async fn show(
     _: CanRead,
     Path((name, deploy_id)): Path<(String, String)>,
 ) -> AppResult<Json<DeployView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = find_deploy(&state, &site, &deploy_id).await?;
     Ok(Json(deploy_view(&state, &site, deploy)))
 }
@@ -159,7 +159,7 @@ pub async fn diff(
     Path((name, deploy_id)): Path<(String, String)>,
     Query(query): Query<DiffQuery>,
 ) -> AppResult<Json<DeployDiff>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = find_deploy(&state, &site, &deploy_id).await?;
     let against = match query.against {
         Some(id) => Some(find_deploy(&state, &site, &id).await?.id),
@@ -208,7 +208,7 @@ pub async fn publish(
     _: CanDeploy,
     Path((name, deploy_id)): Path<(String, String)>,
 ) -> AppResult<Json<DeployView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = find_deploy(&state, &site, &deploy_id).await?;
     if !state.db.publish_deploy(site.id, &deploy_id).await? {
         return Err(conflict(format!(
@@ -228,7 +228,7 @@ pub async fn publish(
     )
     .await;
     crate::notifications::deploy_changed(&state.notifications, site.id, change, Some(&deploy.id)).await;
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     Ok(Json(deploy_view(&state, &site, deploy)))
 }
 
@@ -278,7 +278,7 @@ pub async fn create_direct(
     Path(name): Path<String>,
     Json(body): Json<DirectDeploy>,
 ) -> AppResult<(StatusCode, Json<DirectDeployCreated>)> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     if body.manifest.files.is_empty() {
         return Err(bad_request(
             "the manifest lists no files; deploy a folder that has at least an index.html",
@@ -409,7 +409,7 @@ pub async fn finalize_direct(
     body: Option<Json<FinalizeDirect>>,
 ) -> AppResult<Response> {
     let publish = body.map(|Json(b)| b.publish).unwrap_or_default();
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = find_deploy(&state, &site, &deploy_id).await?;
     if let Some(build) = deploy.build_id {
         return Err(conflict(format!(
@@ -464,7 +464,7 @@ pub async fn finalize_direct(
             state.urls.site_url(&format!("{deploy_id}--{name}"))
         )));
     }
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let deploy = find_deploy(&state, &site, &deploy_id).await?;
     Ok(Json(deploy_view(&state, &site, deploy)).into_response())
 }
@@ -504,7 +504,7 @@ pub async fn remove_alias(
     _: CanDeploy,
     Path((name, alias)): Path<(String, String)>,
 ) -> AppResult<axum::http::StatusCode> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     if !crate::deploys::take_alias_down(&state.deploys, site.id, &alias).await? {
         return Err(not_found(format!(
             "site `{name}` has no hostname alias `{alias}`"

@@ -16,7 +16,7 @@ pub mod sites;
 pub mod tokens;
 pub mod webhooks;
 
-use crate::db::Site;
+use crate::db::{Database, Site};
 use crate::error::{AppResult, not_found};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -82,8 +82,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The site named in a path, or a 404 that names it.
-pub async fn find_site(state: &AppState, name: &str) -> AppResult<Site> {
-    state.db.site_by_name(name).await?.ok_or_else(|| {
+pub async fn find_site(db: &Database, name: &str) -> AppResult<Site> {
+    db.site_by_name(name).await?.ok_or_else(|| {
         not_found(format!(
             "no site named `{name}`; list sites with GET /api/v1/sites"
         ))

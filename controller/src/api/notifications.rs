@@ -59,7 +59,7 @@ pub async fn list(
     _: CanRead,
     Path(site): Path<String>,
 ) -> AppResult<Json<Vec<NotificationHook>>> {
-    let site = find_site(&state, &site).await?;
+    let site = find_site(&state.db, &site).await?;
     Ok(Json(state.db.notification_hooks(site.id).await?))
 }
 
@@ -85,7 +85,7 @@ pub async fn create(
     Path(site): Path<String>,
     Json(body): Json<NewHook>,
 ) -> AppResult<(StatusCode, Json<CreatedHook>)> {
-    let site = find_site(&state, &site).await?;
+    let site = find_site(&state.db, &site).await?;
     let url = body.url.trim();
     let parsed = url::Url::parse(url).ok();
     if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
@@ -159,7 +159,7 @@ pub async fn delete(
     _: CanManageSites,
     Path((site, id)): Path<(String, i64)>,
 ) -> AppResult<StatusCode> {
-    let site = find_site(&state, &site).await?;
+    let site = find_site(&state.db, &site).await?;
     if !state.db.delete_notification_hook(site.id, id).await? {
         return Err(no_hook(&site.name, id));
     }
@@ -184,7 +184,7 @@ pub async fn deliveries(
     _: CanRead,
     Path((site, id)): Path<(String, i64)>,
 ) -> AppResult<Json<Vec<NotificationDelivery>>> {
-    let site = find_site(&state, &site).await?;
+    let site = find_site(&state.db, &site).await?;
     let hook = state
         .db
         .notification_hook(site.id, id)

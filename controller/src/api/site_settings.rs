@@ -4,8 +4,9 @@
 
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
-use crate::db::{Site, SiteEnvVar, SiteLimits, SiteNetwork};
+use crate::db::{Database, Site, SiteEnvVar, SiteLimits, SiteNetwork};
 use crate::error::{AppResult, bad_request, not_found};
+use crate::secrets::SecretBox;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -114,7 +115,7 @@ pub async fn show(
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     Ok(Json(settings_view(&state, site.id).await?))
 }
 
@@ -138,7 +139,7 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<BuildSettingsBody>,
 ) -> AppResult<Json<BuildSettingsView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let limits = validate_limits(&body).map_err(bad_request)?;
     state.db.set_site_limits(site.id, &limits).await?;
     Ok(Json(settings_view(&state, site.id).await?))
@@ -265,7 +266,7 @@ pub async fn show_network(
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildNetworkBody>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let settings = state.db.site_build_settings(site.id).await?;
     Ok(Json(network_view(settings.network)))
 }
@@ -292,7 +293,7 @@ pub async fn update_network(
     Path(name): Path<String>,
     Json(body): Json<BuildNetworkBody>,
 ) -> AppResult<Json<BuildNetworkBody>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let network = SiteNetwork {
         mode: body.network,
         private_hosts: validate_private_hosts(&body.private_hosts).map_err(bad_request)?,
@@ -321,15 +322,15 @@ pub async fn clear_cache(
     _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<Json<BuildSettingsView>> {
-    let site = find_site(&state, &name).await?;
-    clear_build_cache(&state, &site).await?;
+    let site = find_site(&state.db, &name).await?;
+    clear_build_cache(&state.db, &site).await?;
     Ok(Json(settings_view(&state, site.id).await?))
 }
 
 /// Moves the site's cache on to a new, empty generation (the API's and the
 /// dashboard's "clear cache"); returns the new generation.
-pub async fn clear_build_cache(state: &AppState, site: &Site) -> AppResult<i64> {
-    let generation = state.db.bump_cache_generation(site.id).await?;
+pub async fn clear_build_cache(db: &Database, site: &Site) -> AppResult<i64> {
+    let generation = db.bump_cache_generation(site.id).await?;
     tracing::info!(site = %site.name, generation, "build cache cleared");
     Ok(generation)
 }
@@ -408,7 +409,7 @@ pub async fn list_env(
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<Vec<EnvVarView>>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let vars = state.db.site_env_vars(site.id).await?;
     Ok(Json(vars.into_iter().map(env_view).collect()))
 }
@@ -432,9 +433,9 @@ pub async fn set_env(
     Path((site_name, var)): Path<(String, String)>,
     Json(body): Json<SetEnvVar>,
 ) -> AppResult<Json<EnvVarView>> {
-    let site = find_site(&state, &site_name).await?;
+    let site = find_site(&state.db, &site_name).await?;
     validate_env_var(&var, &body.value).map_err(bad_request)?;
-    store_env_var(&state, site.id, &var, &body.value, body.secret).await?;
+    store_env_var(&state.db, &state.secrets, site.id, &var, &body.value, body.secret).await?;
     let stored = state
         .db
         .site_env_vars(site.id)
@@ -449,20 +450,19 @@ pub async fn set_env(
 /// (`secrets.rs`), so a copy of the database alone does not reveal it. The
 /// API and the dashboard both store variables here.
 pub async fn store_env_var(
-    state: &AppState,
+    db: &Database,
+    secrets: &SecretBox,
     site_id: i64,
     name: &str,
     value: &str,
     secret: bool,
 ) -> AppResult<()> {
     let stored = if secret {
-        state
-            .secrets
-            .seal(&crate::secrets::env_var_purpose(site_id, name), value)
+        secrets.seal(&crate::secrets::env_var_purpose(site_id, name), value)
     } else {
         value.to_owned()
     };
-    state.db.set_site_env_var(site_id, name, &stored, secret).await?;
+    db.set_site_env_var(site_id, name, &stored, secret).await?;
     Ok(())
 }
 
@@ -483,7 +483,7 @@ pub async fn delete_env(
     _: CanManageSites,
     Path((site_name, var)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    let site = find_site(&state, &site_name).await?;
+    let site = find_site(&state.db, &site_name).await?;
     if state.db.delete_site_env_var(site.id, &var).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

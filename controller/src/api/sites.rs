@@ -222,7 +222,7 @@ pub async fn create(
         Some(_) => Some(register_webhook(&state, &site).await?),
         None => None,
     };
-    let site = find_site(&state, &site.name).await?;
+    let site = find_site(&state.db, &site.name).await?;
     let mut view = view(&state, site);
     view.github_webhook = registration;
     Ok((StatusCode::CREATED, Json(view)))
@@ -311,7 +311,7 @@ pub async fn register_github_webhook(
     _: CanManageSites,
     Path(name): Path<String>,
 ) -> AppResult<Json<WebhookRegistration>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     if site.github_token_sealed.is_none() {
         return Err(bad_request(format!(
             "site `{name}` has no access token; set one with PATCH /api/v1/sites/{name} {{\"github_token\": \"...\"}}"
@@ -368,7 +368,7 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<UpdateSite>,
 ) -> AppResult<Json<SiteView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     if body
         .max_concurrent_builds
         .is_some_and(|n| !(0..=1000).contains(&n))
@@ -423,7 +423,7 @@ pub async fn update(
     } else {
         None
     };
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let mut view = view(&state, site);
     view.github_webhook = registration;
     Ok(Json(view))
@@ -462,7 +462,7 @@ pub async fn create_generic_webhook(
     _: Admin,
     Path(name): Path<String>,
 ) -> AppResult<(StatusCode, Json<GenericWebhook>)> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     let secret = random_hex(32);
     let sealed = state.secrets.seal(&generic_webhook_purpose(&site.name), &secret);
     state.db.set_generic_webhook_secret(site.id, &sealed).await?;
@@ -511,7 +511,7 @@ pub async fn show(
     _: CanRead,
     Path(name): Path<String>,
 ) -> AppResult<Json<SiteView>> {
-    let site = find_site(&state, &name).await?;
+    let site = find_site(&state.db, &name).await?;
     Ok(Json(view(&state, site)))
 }
 
@@ -560,7 +560,7 @@ pub async fn unlock(
 }
 
 async fn set_locked(state: &AppState, name: &str, locked: bool) -> AppResult<Json<SiteView>> {
-    let site = find_site(state, name).await?;
+    let site = find_site(&state.db, name).await?;
     state.db.set_publish_locked(site.id, locked).await?;
     state
         .deploys
@@ -574,7 +574,7 @@ async fn set_locked(state: &AppState, name: &str, locked: bool) -> AppResult<Jso
         None,
     )
     .await;
-    let site = find_site(state, name).await?;
+    let site = find_site(&state.db, name).await?;
     Ok(Json(view(state, site)))
 }
 

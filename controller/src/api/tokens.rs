@@ -111,20 +111,17 @@ pub async fn create(
     Json(body): Json<NewToken>,
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     let scopes = validate_new_token(&body.name, &body.scopes).map_err(bad_request)?;
-    let created = make_token(&state, body.name.trim(), &scopes).await?;
+    let created = make_token(&state.db, body.name.trim(), &scopes).await?;
     tracing::info!(name = %created.name, scopes = %store_scopes(&scopes), "API token made through the API");
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Makes and stores (hashed) an API token; the dashboard's settings page
 /// makes them here too.
-pub async fn make_token(state: &AppState, name: &str, scopes: &[Scope]) -> anyhow::Result<CreatedToken> {
+pub async fn make_token(db: &Database, name: &str, scopes: &[Scope]) -> anyhow::Result<CreatedToken> {
     let token = new_token(TokenKind::Api);
     let stored = store_scopes(scopes);
-    let id = state
-        .db
-        .insert_api_token(name, &stored, &hash_token(&token))
-        .await?;
+    let id = db.insert_api_token(name, &stored, &hash_token(&token)).await?;
     Ok(CreatedToken {
         id,
         name: name.to_owned(),
