@@ -18,7 +18,7 @@ use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
-use crate::state::AppState;
+use crate::state::{AppState, Installation};
 use crate::supervisor::Supervisor;
 use crate::urls::Urls;
 use anyhow::Context as _;
@@ -177,8 +177,10 @@ impl Application {
             notifications,
             metrics,
             secrets,
-            installation_id: installation_id.into(),
-            webhook_secret: webhook_secret.into(),
+            installation: Installation {
+                id: installation_id.into(),
+                webhook_secret: webhook_secret.into(),
+            },
         };
         Ok(Application {
             listener,
@@ -211,7 +213,7 @@ impl Application {
     }
 
     pub fn webhook_secret(&self) -> &str {
-        &self.state.webhook_secret
+        &self.state.installation.webhook_secret
     }
 
     pub fn state(&self) -> &AppState {

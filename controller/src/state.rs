@@ -41,18 +41,32 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Seals and opens stored secrets (access tokens, webhook secrets).
     pub secrets: Arc<SecretBox>,
+    /// What sets this controller apart from others: its id and the
+    /// secret GitHub signs its webhooks with.
+    pub installation: Installation,
+}
+
+/// This controller's identity among others that share a Docker engine or
+/// a GitHub App.
+#[derive(Clone)]
+pub struct Installation {
     /// Made on first start and kept: it keeps the build caches of sites of
     /// different controllers apart on a Docker engine they share.
-    #[from_ref(skip)]
-    pub installation_id: Arc<str>,
-    #[from_ref(skip)]
+    pub id: Arc<str>,
     pub webhook_secret: Arc<str>,
+}
+
+impl Installation {
+    /// The key of a site's build cache, unique across controllers.
+    pub fn cache_key(&self, site_id: i64) -> String {
+        format!("{}-{site_id}", self.id)
+    }
 }
 
 impl AppState {
     /// The key of a site's build cache, unique across controllers.
     pub fn cache_key(&self, site_id: i64) -> String {
-        format!("{}-{site_id}", self.installation_id)
+        self.installation.cache_key(site_id)
     }
 
     /// What acting on a push or pull request needs.

@@ -260,7 +260,7 @@ async fn register_webhook(state: &AppState, site: &Site) -> AppResult<WebhookReg
     let result = match state.github.client.repo(&credentials, repository) {
         Ok(repo) => {
             repo.with_retry(quick)
-                .ensure_webhook(&url, &state.webhook_secret)
+                .ensure_webhook(&url, &state.installation.webhook_secret)
                 .await
         }
         Err(e) => Err(e),

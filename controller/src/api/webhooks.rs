@@ -265,7 +265,7 @@ pub async fn github(State(state): State<AppState>, request: Request) -> Response
         Err(error) => return refuse(&state, &delivery, error).await,
     };
     let checked = signature::verify(
-        state.webhook_secret.as_bytes(),
+        state.installation.webhook_secret.as_bytes(),
         header(&headers, "x-hub-signature-256"),
         &body,
     )
