@@ -137,7 +137,6 @@ pub struct LoginForm {
 pub async fn sign_in(
     State(auth): State<Auth>,
     State(config): State<Arc<Config>>,
-    State(db): State<Database>,
     State(urls): State<Urls>,
     client: ClientAddr,
     headers: HeaderMap,
@@ -181,7 +180,8 @@ pub async fn sign_in(
     let turn = auth.sign_in.turn.lock().await;
     let token = form.token.trim();
     let by_token = !token.is_empty()
-        && db
+        && auth
+            .db
             .token_name(TokenKind::Admin, &hash_token(token))
             .await?
             .is_some();
@@ -208,11 +208,13 @@ pub async fn sign_in(
     }
     drop(turn);
     let session = random_hex(32);
-    db.insert_session(
-        &hash_token(&session),
-        now_millis() + SESSION_LIFETIME.as_millis() as i64,
-    )
-    .await?;
+    // Tokens and sessions are `Auth`'s to read and keep.
+    auth.db
+        .insert_session(
+            &hash_token(&session),
+            now_millis() + SESSION_LIFETIME.as_millis() as i64,
+        )
+        .await?;
     let with = if by_token { "admin token" } else { "password" };
     tracing::info!(with, "dashboard sign-in");
     let jar = jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(
