@@ -83,6 +83,21 @@ impl From<crate::deploys::intake::IntakeError> for AppError {
     }
 }
 
+/// A call about a leased job refused: a runner whose lease is gone is told
+/// to stop (409); one whose build, site or deploy is gone, what vanished.
+impl From<crate::leases::LeaseError> for AppError {
+    fn from(error: crate::leases::LeaseError) -> Self {
+        use crate::leases::LeaseError;
+        match error {
+            LeaseError::LeaseLost { job_id } => conflict(format!(
+                "the lease on job {job_id} is no longer live (expired, reassigned or finished); stop working on it"
+            )),
+            LeaseError::Vanished(what) => not_found(format!("{what} vanished")),
+            LeaseError::Internal(error) => error.into(),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         (self.status, Json(ErrorBody { error: self.message })).into_response()

@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod github;
 pub mod http_server;
+pub mod leases;
 pub mod metrics;
 pub mod notifications;
 pub mod push_batches;

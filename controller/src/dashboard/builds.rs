@@ -2,10 +2,10 @@
 
 use super::sites::took;
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, duration, headline, render, see_other, short_sha};
-use crate::builds::retry_build;
-use crate::db::Build;
+use crate::builds::{Queue, retry_build};
+use crate::db::{Build, Database};
 use crate::error::not_found;
-use crate::state::AppState;
+use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
@@ -56,19 +56,22 @@ struct BuildPage {
     deploy_url: Option<String>,
 }
 
-async fn find_build(state: &AppState, id: i64) -> PageResult<Build> {
-    Ok(state
-        .db
+async fn find_build(db: &Database, id: i64) -> PageResult<Build> {
+    Ok(db
         .build(id)
         .await?
         .ok_or_else(|| not_found(format!("there is no build {id}")))?)
 }
 
-pub async fn show(State(state): State<AppState>, session: Session, Path(id): Path<i64>) -> PageResult {
-    let build = find_build(&state, id).await?;
+pub async fn show(
+    State(db): State<Database>,
+    State(urls): State<Urls>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> PageResult {
+    let build = find_build(&db, id).await?;
     let timings = step_rows(&build.step_timings);
-    let attempts = state
-        .db
+    let attempts = db
         .attempts(id)
         .await?
         .into_iter()
@@ -80,7 +83,7 @@ pub async fn show(State(state): State<AppState>, session: Session, Path(id): Pat
         })
         .collect();
     let deploy_url = match &build.deploy_id {
-        Some(deploy) => Some(state.urls.site_url(&format!("{deploy}--{}", build.site))),
+        Some(deploy) => Some(urls.site_url(&format!("{deploy}--{}", build.site))),
         None => None,
     };
     Ok(render(&BuildPage {
@@ -97,33 +100,33 @@ pub async fn show(State(state): State<AppState>, session: Session, Path(id): Pat
 }
 
 pub async fn cancel(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    find_build(&state, id).await?;
-    state.db.request_cancel(id).await?;
+    find_build(&db, id).await?;
+    db.request_cancel(id).await?;
     tracing::info!(build = id, "cancel requested from the dashboard");
     Ok(see_other(format!("/builds/{id}")))
 }
 
 /// Builds the same commit of the same branch, in the same context, again.
 pub async fn retry(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     session: Session,
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let build = find_build(&state, id).await?;
-    let site = state
-        .db
+    let build = find_build(&db, id).await?;
+    let site = db
         .site_by_id(build.site_id)
         .await?
         .ok_or_else(|| not_found(format!("the site of build {id} is gone")))?;
-    let new_id = retry_build(&state.queue, &site, build).await?;
+    let new_id = retry_build(&queue, &site, build).await?;
     Ok(see_other(format!("/builds/{new_id}")))
 }
 

@@ -4,10 +4,11 @@
 use super::sites::size;
 use super::{Chrome, PageResult, Session, render, short_sha};
 use crate::api::find_site;
+use crate::db::Database;
 use crate::deploys::{FileChange, diff_deploys};
-use crate::edge::{Description, Route, describe};
+use crate::edge::{Description, Edge, Route, describe};
 use crate::error::not_found;
-use crate::state::AppState;
+use crate::urls::Urls;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use jamstack_rules::MatchedRule;
@@ -74,14 +75,15 @@ pub struct DeployQuery {
 }
 
 pub async fn show(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(edge): State<Edge>,
+    State(urls): State<Urls>,
     session: Session,
     Path((name, deploy_id)): Path<(String, String)>,
     Query(query): Query<DeployQuery>,
 ) -> PageResult {
-    let site = find_site(&state.db, &name).await?;
-    let deploy = state
-        .db
+    let site = find_site(&db, &name).await?;
+    let deploy = db
         .deploy(&deploy_id)
         .await?
         .filter(|d| d.site_id == site.id)
@@ -89,7 +91,7 @@ pub async fn show(
     let published = site.published_deploy_id.as_deref() == Some(deploy.id.as_str());
     let against = site.published_deploy_id.clone().filter(|_| !published);
     let changes = match &against {
-        Some(live) => diff_deploys(&state.db, Some(live), &deploy.id)
+        Some(live) => diff_deploys(&db, Some(live), &deploy.id)
             .await?
             .into_iter()
             .map(|change| match change {
@@ -131,9 +133,9 @@ pub async fn show(
             } else {
                 format!("{}--{}", deploy.id, site.name)
             };
-            let host = format!("{label}.{}", state.config.domain);
+            let host = format!("{label}.{}", urls.domain);
             Some(
-                match describe(&state.edge, &deploy.id, !published, &host, &raw).await? {
+                match describe(&edge, &deploy.id, !published, &host, &raw).await? {
                     Description::BadPath => PathCheck::refused(raw, host),
                     Description::Answer(described) => {
                         let answer = match &described.route {
@@ -169,7 +171,7 @@ pub async fn show(
         against,
         changes,
         files: deploy.file_count,
-        permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
+        permalink: urls.site_url(&format!("{}--{}", deploy.id, site.name)),
         check,
         id: deploy.id,
     }))

@@ -9,14 +9,16 @@
 //! [`SignInThrottle`] before it is checked; wrong guesses hold it a while.
 
 use super::{Chrome, PageResult, Session, behind_tls, see_other};
+use crate::auth::Auth;
 pub use crate::auth::sign_in::{
     Busy, FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT, SignInThrottle,
 };
 use crate::auth::{SESSION_COOKIE, hash_token, random_hex, secrets_match};
+use crate::config::Config;
 use crate::db::Database;
 use crate::db::{TokenKind, now_millis};
 use crate::error::forbidden;
-use crate::state::AppState;
+use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
@@ -28,6 +30,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 const LOGIN_CSRF_COOKIE: &str = "jamstack_login";
@@ -84,13 +87,19 @@ fn time_duration(d: Duration) -> time::Duration {
     time::Duration::seconds(d.as_secs() as i64)
 }
 
-fn login_page(state: &AppState, headers: &HeaderMap, jar: CookieJar, error: Option<String>) -> Response {
+fn login_page(
+    config: &Config,
+    urls: &Urls,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    error: Option<String>,
+) -> Response {
     let csrf = random_hex(32);
     let jar = jar.add(cookie(
         LOGIN_CSRF_COOKIE,
         csrf.clone(),
         Duration::from_secs(3600),
-        behind_tls(state, headers),
+        behind_tls(urls, headers),
         SameSite::Strict,
     ));
     let status = if error.is_some() {
@@ -101,14 +110,19 @@ fn login_page(state: &AppState, headers: &HeaderMap, jar: CookieJar, error: Opti
     let page = LoginPage {
         chrome: Chrome::anonymous(),
         csrf,
-        password: state.config.dashboard_password_hash.is_some(),
+        password: config.dashboard_password_hash.is_some(),
         error,
     };
     (status, jar, super::render(&page)).into_response()
 }
 
-pub async fn show(State(state): State<AppState>, headers: HeaderMap, jar: CookieJar) -> Response {
-    login_page(&state, &headers, jar, None)
+pub async fn show(
+    State(config): State<Arc<Config>>,
+    State(urls): State<Urls>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    login_page(&config, &urls, &headers, jar, None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,7 +135,9 @@ pub struct LoginForm {
 }
 
 pub async fn sign_in(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
+    State(config): State<Arc<Config>>,
+    State(urls): State<Urls>,
     client: ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
@@ -137,7 +153,7 @@ pub async fn sign_in(
         )
         .into());
     }
-    let _admitted = match state.auth.sign_in.admit(client.0) {
+    let _admitted = match auth.sign_in.admit(client.0) {
         Ok(admitted) => admitted,
         Err(busy) => {
             tracing::warn!(client = %client.0, ?busy, "dashboard sign-in refused: too many attempts in flight");
@@ -161,10 +177,10 @@ pub async fn sign_in(
     };
     // The turn is taken before anything is checked, so no answer (right
     // or wrong) comes back sooner than the failures ahead of it allow.
-    let turn = state.auth.sign_in.turn.lock().await;
+    let turn = auth.sign_in.turn.lock().await;
     let token = form.token.trim();
     let by_token = !token.is_empty()
-        && state
+        && auth
             .db
             .token_name(TokenKind::Admin, &hash_token(token))
             .await?
@@ -172,7 +188,7 @@ pub async fn sign_in(
     // A password is taken as typed: spaces may be part of it.
     let by_password = !by_token
         && !form.token.is_empty()
-        && match &state.config.dashboard_password_hash {
+        && match &config.dashboard_password_hash {
             Some(hash) => SignInThrottle::password_matches(&form.token, hash).await?,
             None => false,
         };
@@ -180,7 +196,7 @@ pub async fn sign_in(
         tracing::warn!(client = %client.0, "dashboard sign-in refused: neither the admin token nor the password");
         tokio::time::sleep(FAILURE_PAUSE).await;
         drop(turn);
-        let error = if state.config.dashboard_password_hash.is_some() {
+        let error = if config.dashboard_password_hash.is_some() {
             "That is neither the admin token nor the dashboard password. Check the password, or use the \
              admin token the controller printed on its first start (jamstack-controller token admin \
              makes a new one)."
@@ -188,12 +204,12 @@ pub async fn sign_in(
             "that token is not the admin token. Use the one the controller printed on its first start, \
              or make a new one with `jamstack-controller token admin`."
         };
-        return Ok(login_page(&state, &headers, jar, Some(error.to_owned())));
+        return Ok(login_page(&config, &urls, &headers, jar, Some(error.to_owned())));
     }
     drop(turn);
     let session = random_hex(32);
-    state
-        .db
+    // Tokens and sessions are `Auth`'s to read and keep.
+    auth.db
         .insert_session(
             &hash_token(&session),
             now_millis() + SESSION_LIFETIME.as_millis() as i64,
@@ -205,7 +221,7 @@ pub async fn sign_in(
         SESSION_COOKIE,
         session,
         SESSION_LIFETIME,
-        behind_tls(&state, &headers),
+        behind_tls(&urls, &headers),
         SameSite::Lax,
     ));
     Ok((jar, see_other("/sites")).into_response())

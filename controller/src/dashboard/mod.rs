@@ -17,11 +17,11 @@ pub mod site_settings;
 pub mod sites;
 
 use crate::auth::{csrf_token_for, hash_token, secrets_match, session_cookie};
-use crate::db::now_millis;
+use crate::db::{Database, now_millis};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::urls::Urls;
 use askama::Template;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -49,12 +49,18 @@ impl Session {
     }
 }
 
-impl FromRequestParts<AppState> for Session {
+impl<S: Send + Sync> FromRequestParts<S> for Session
+where
+    Database: FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(token) = session_cookie(parts) {
-            match state.db.session_is_live(&hash_token(&token)).await {
+            match Database::from_ref(state)
+                .session_is_live(&hash_token(&token))
+                .await
+            {
                 Ok(true) => {
                     return Ok(Session {
                         csrf: csrf_token_for(&token),
@@ -166,8 +172,8 @@ pub fn see_other(location: impl AsRef<str>) -> Response {
 
 /// Whether the dashboard is reached over TLS (directly or behind a proxy
 /// that says so), so cookies get `Secure`.
-pub fn behind_tls(state: &AppState, headers: &HeaderMap) -> bool {
-    state.urls.base_url.starts_with("https://")
+pub fn behind_tls(urls: &Urls, headers: &HeaderMap) -> bool {
+    urls.base_url.starts_with("https://")
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

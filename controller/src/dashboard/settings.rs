@@ -6,7 +6,6 @@ use crate::auth::{Scope, parse_stored_scopes, store_scopes};
 use crate::db::Database;
 use crate::db::TokenKind;
 use crate::error::{bad_request, not_found};
-use crate::state::AppState;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
@@ -30,9 +29,8 @@ struct SettingsPage {
     new_token: Option<(String, String)>,
 }
 
-async fn page(state: &AppState, session: &Session, new_token: Option<(String, String)>) -> PageResult {
-    let tokens = state
-        .db
+async fn page(db: &Database, session: &Session, new_token: Option<(String, String)>) -> PageResult {
+    let tokens = db
         .live_tokens(TokenKind::Api)
         .await?
         .into_iter()
@@ -51,8 +49,8 @@ async fn page(state: &AppState, session: &Session, new_token: Option<(String, St
     }))
 }
 
-pub async fn show(State(state): State<AppState>, session: Session) -> PageResult {
-    page(&state, &session, None).await
+pub async fn show(State(db): State<Database>, session: Session) -> PageResult {
+    page(&db, &session, None).await
 }
 
 /// The form's checkboxes send `scope_<name>=on` for each scope ticked.
@@ -86,16 +84,16 @@ impl NewTokenForm {
 }
 
 pub async fn create_token(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Form(form): Form<NewTokenForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
     let scopes = validate_new_token(&form.name, &form.scopes()).map_err(bad_request)?;
-    let made = make_token(&state.db, form.name.trim(), &scopes).await?;
+    let made = make_token(&db, form.name.trim(), &scopes).await?;
     tracing::info!(name = %made.name, scopes = %store_scopes(&scopes), "API token made from the dashboard");
     // Answered directly, not redirected: the token is shown this once.
-    page(&state, &session, Some((made.name, made.token))).await
+    page(&db, &session, Some((made.name, made.token))).await
 }
 
 pub async fn revoke_token(

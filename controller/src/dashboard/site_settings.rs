@@ -13,14 +13,15 @@ use crate::api::find_site;
 use crate::api::site_settings::{
     BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
 };
-use crate::db::{SchedulingSettings, Site, SiteLimits, SiteNetwork};
-use crate::state::AppState;
+use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
+use crate::secrets::SecretBox;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// The limits form's fields as typed: empty means the runner's default.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -110,10 +111,9 @@ struct SettingsPage {
 }
 
 impl SettingsPage {
-    async fn load(state: &AppState, session: &Session, site: Site) -> PageResult<Self> {
-        let settings = state.db.site_build_settings(site.id).await?;
-        let env = state
-            .db
+    async fn load(db: &Database, session: &Session, site: Site) -> PageResult<Self> {
+        let settings = db.site_build_settings(site.id).await?;
+        let env = db
             .site_env_vars(site.id)
             .await?
             .into_iter()
@@ -167,13 +167,13 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
 }
 
 pub async fn show(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path(name): Path<String>,
     Query(query): Query<SettingsQuery>,
 ) -> PageResult {
-    let site = find_site(&state.db, &name).await?;
-    let mut page = SettingsPage::load(&state, &session, site).await?;
+    let site = find_site(&db, &name).await?;
+    let mut page = SettingsPage::load(&db, &session, site).await?;
     page.notice = notice_text(&query);
     Ok(render(&page))
 }
@@ -193,13 +193,13 @@ pub struct SchedulingForm {
 }
 
 pub async fn save_scheduling(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<SchedulingForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
+    let site = find_site(&db, &name).await?;
     let problem = |message: String, page: SettingsPage| {
         SettingsPage {
             labels: form.required_labels.clone(),
@@ -210,7 +210,7 @@ pub async fn save_scheduling(
     };
     let branch = form.production_branch.trim();
     if branch.is_empty() {
-        let page = SettingsPage::load(&state, &session, site).await?;
+        let page = SettingsPage::load(&db, &session, site).await?;
         return problem(
             "the production branch is empty; name the branch that publishes the site".to_owned(),
             page,
@@ -219,7 +219,7 @@ pub async fn save_scheduling(
     let max = match form.max_concurrent_builds.trim().parse::<i64>() {
         Ok(n) if (0..=1000).contains(&n) => n,
         _ => {
-            let page = SettingsPage::load(&state, &session, site).await?;
+            let page = SettingsPage::load(&db, &session, site).await?;
             return problem(
                 format!(
                     "builds at once must be a number from 0 (no limit) to 1000, not `{}`",
@@ -236,33 +236,31 @@ pub async fn save_scheduling(
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect();
-    state
-        .db
-        .update_scheduling(
-            site.id,
-            &SchedulingSettings {
-                production_branch: Some(branch.to_owned()),
-                required_labels: Some(labels),
-                max_concurrent_builds: Some(max),
-                cancel_superseded: Some(form.cancel_superseded.is_some()),
-            },
-        )
-        .await?;
+    db.update_scheduling(
+        site.id,
+        &SchedulingSettings {
+            production_branch: Some(branch.to_owned()),
+            required_labels: Some(labels),
+            max_concurrent_builds: Some(max),
+            cancel_superseded: Some(form.cancel_superseded.is_some()),
+        },
+    )
+    .await?;
     Ok(see_other(format!("/sites/{name}/settings?notice=saved")))
 }
 
 pub async fn save_limits(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<LimitsForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
+    let site = find_site(&db, &name).await?;
     let limits = match form.parse() {
         Ok(limits) => limits,
         Err(message) => {
-            let page = SettingsPage::load(&state, &session, site).await?;
+            let page = SettingsPage::load(&db, &session, site).await?;
             return SettingsPage {
                 limits: form,
                 limits_error: Some(message),
@@ -271,7 +269,7 @@ pub async fn save_limits(
             .refused();
         }
     };
-    state.db.set_site_limits(site.id, &limits).await?;
+    db.set_site_limits(site.id, &limits).await?;
     tracing::info!(site = %site.name, "build limits changed from the dashboard");
     Ok(see_other(format!("/sites/{name}/settings?notice=limits")))
 }
@@ -289,13 +287,13 @@ pub struct NetworkForm {
 
 /// What the site's builds may reach, checked with the API's rules.
 pub async fn save_network(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<NetworkForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
+    let site = find_site(&db, &name).await?;
     let hosts: Vec<String> = form
         .private_hosts
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -305,7 +303,7 @@ pub async fn save_network(
     let private_hosts = match validate_private_hosts(&hosts) {
         Ok(hosts) => hosts,
         Err(message) => {
-            let page = SettingsPage::load(&state, &session, site).await?;
+            let page = SettingsPage::load(&db, &session, site).await?;
             return SettingsPage {
                 network_off: form.network_off.is_some(),
                 private_hosts: form.private_hosts,
@@ -320,9 +318,7 @@ pub async fn save_network(
     } else {
         jamstack_proto::BuildNetwork::Public
     };
-    state
-        .db
-        .set_site_network(site.id, &SiteNetwork { mode, private_hosts })
+    db.set_site_network(site.id, &SiteNetwork { mode, private_hosts })
         .await?;
     tracing::info!(site = %site.name, network = mode.as_str(), "build network changed from the dashboard");
     Ok(see_other(format!(
@@ -344,17 +340,18 @@ pub struct EnvForm {
 
 /// Adds a variable, or replaces the one of that name.
 pub async fn set_env(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(secrets): State<Arc<SecretBox>>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<EnvForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
+    let site = find_site(&db, &name).await?;
     let var = form.name.trim();
     let secret = form.secret.is_some();
     if let Err(message) = validate_env_var(var, &form.value) {
-        let page = SettingsPage::load(&state, &session, site).await?;
+        let page = SettingsPage::load(&db, &session, site).await?;
         return SettingsPage {
             env_form: EnvFields {
                 name: var.to_owned(),
@@ -367,8 +364,7 @@ pub async fn set_env(
         }
         .refused();
     }
-    crate::api::site_settings::store_env_var(&state.db, &state.secrets, site.id, var, &form.value, secret)
-        .await?;
+    crate::api::site_settings::store_env_var(&db, &secrets, site.id, var, &form.value, secret).await?;
     tracing::info!(site = %site.name, variable = var, secret, "environment variable set from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=env-set&name={var}#env"
@@ -376,15 +372,15 @@ pub async fn set_env(
 }
 
 pub async fn delete_env(
-    State(state): State<AppState>,
+    State(db): State<Database>,
     session: Session,
     Path((name, var)): Path<(String, String)>,
     Form(form): Form<super::CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
-    if !state.db.delete_site_env_var(site.id, &var).await? {
-        let page = SettingsPage::load(&state, &session, site).await?;
+    let site = find_site(&db, &name).await?;
+    if !db.delete_site_env_var(site.id, &var).await? {
+        let page = SettingsPage::load(&db, &session, site).await?;
         return SettingsPage {
             env_error: Some(format!(
                 "{var} is not set on this site (deleted already?); the list below is current"

@@ -6,13 +6,13 @@ use super::{Chrome, CsrfOnly, PageResult, Session, ago, duration, headline, rend
 use crate::api::find_site;
 use crate::api::site_settings::clear_build_cache;
 use crate::api::sites::{validate_repo_url, validate_site_name};
-use crate::builds::{BuildRequest, queue_build};
+use crate::builds::{BuildRequest, Queue, queue_build};
 use crate::config::Config;
 use crate::db::Database;
 use crate::db::{Build, NewSite, Site};
-use crate::deploys::alias_for;
+use crate::deploys::{Deploys, alias_for};
 use crate::error::{conflict, not_found};
-use crate::state::AppState;
+use crate::notifications::Notifications;
 use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
@@ -252,16 +252,16 @@ pub fn size(bytes: i64) -> String {
 }
 
 pub async fn show(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(urls): State<Urls>,
     session: Session,
     Path(name): Path<String>,
     Query(query): Query<NoticeQuery>,
 ) -> PageResult {
-    let site = find_site(&state.db, &name).await?;
-    let builds = state.db.builds_of_site(site.id, 100).await?;
+    let site = find_site(&db, &name).await?;
+    let builds = db.builds_of_site(site.id, 100).await?;
     let by_id: HashMap<i64, &Build> = builds.iter().map(|b| (b.id, b)).collect();
-    let deploys = state
-        .db
+    let deploys = db
         .deploys_of_site(site.id, 100)
         .await?
         .into_iter()
@@ -271,10 +271,10 @@ pub async fn show(
             let alias = context.and_then(|c| alias_for(c, &deploy.branch, deploy.pr_number));
             DeployRow {
                 published: site.published_deploy_id.as_deref() == Some(deploy.id.as_str()),
-                permalink: state.urls.site_url(&format!("{}--{}", deploy.id, site.name)),
+                permalink: urls.site_url(&format!("{}--{}", deploy.id, site.name)),
                 alias_url: alias
                     .as_ref()
-                    .map(|a| state.urls.site_url(&format!("{a}--{}", site.name))),
+                    .map(|a| urls.site_url(&format!("{a}--{}", site.name))),
                 alias_label: alias.unwrap_or_default(),
                 state: deploy.state.clone(),
                 context: deploy.context.clone(),
@@ -294,7 +294,7 @@ pub async fn show(
         .collect();
     Ok(render(&SitePage {
         chrome: Chrome::new(&session, "sites"),
-        url: state.urls.site_url(&site.name),
+        url: urls.site_url(&site.name),
         deploys,
         builds: builds.iter().take(20).map(BuildRow::of).collect(),
         notice: notice_text(query.notice.as_deref()),
@@ -304,20 +304,21 @@ pub async fn show(
 
 /// Publishes a ready deploy of the site: a rollback when it is an older one.
 pub async fn publish(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
     session: Session,
     Path((name, deploy_id)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
-    let deploy = state
-        .db
+    let site = find_site(&db, &name).await?;
+    let deploy = db
         .deploy(&deploy_id)
         .await?
         .filter(|d| d.site_id == site.id)
         .ok_or_else(|| not_found(format!("site `{name}` has no deploy `{deploy_id}`")))?;
-    if !state.db.publish_deploy(site.id, &deploy_id).await? {
+    if !db.publish_deploy(site.id, &deploy_id).await? {
         return Err(conflict(format!(
             "deploy `{deploy_id}` is {} and cannot be published; only ready deploys can",
             deploy.state
@@ -325,55 +326,56 @@ pub async fn publish(
         .into());
     }
     // The edge forgets what it served before the redirect is answered.
-    state
-        .deploys
+    deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     tracing::info!(site = %site.name, deploy = %deploy_id, "deploy published from the dashboard");
-    let change = crate::notifications::change_of_publish(
-        &state.notifications,
-        site.published_deploy_id.as_deref(),
-        &deploy,
-    )
-    .await;
-    crate::notifications::deploy_changed(&state.notifications, site.id, change, Some(&deploy.id)).await;
+    let change =
+        crate::notifications::change_of_publish(&notifications, site.published_deploy_id.as_deref(), &deploy)
+            .await;
+    crate::notifications::deploy_changed(&notifications, site.id, change, Some(&deploy.id)).await;
     Ok(see_other(format!("/sites/{name}?notice=published")))
 }
 
 pub async fn lock(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
-    set_locked(state, session, name, form, true).await
+    set_locked(&db, &deploys, &notifications, session, name, form, true).await
 }
 
 pub async fn unlock(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    State(notifications): State<Notifications>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
-    set_locked(state, session, name, form, false).await
+    set_locked(&db, &deploys, &notifications, session, name, form, false).await
 }
 
 async fn set_locked(
-    state: AppState,
+    db: &Database,
+    deploys: &Deploys,
+    notifications: &Notifications,
     session: Session,
     name: String,
     form: CsrfOnly,
     locked: bool,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
-    state.db.set_publish_locked(site.id, locked).await?;
-    state
-        .deploys
+    let site = find_site(db, &name).await?;
+    db.set_publish_locked(site.id, locked).await?;
+    deploys
         .announce(crate::deploys::events::DeployEvent::SiteChanged { site_id: site.id })
         .await;
     crate::notifications::deploy_changed(
-        &state.notifications,
+        notifications,
         site.id,
         crate::notifications::lock_change(locked),
         None,
@@ -385,33 +387,35 @@ async fn set_locked(
 
 /// Builds the production branch's head now.
 pub async fn trigger(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
-    build_production(&state, &site).await
+    let site = find_site(&db, &name).await?;
+    build_production(&queue, &site).await
 }
 
 /// Empties the site's build cache, then builds the production branch's
 /// head: the build starts from nothing, as on a new runner.
 pub async fn clear_cache_and_rebuild(
-    State(state): State<AppState>,
+    State(db): State<Database>,
+    State(queue): State<Queue>,
     session: Session,
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let site = find_site(&state.db, &name).await?;
-    clear_build_cache(&state.db, &site).await?;
-    build_production(&state, &site).await
+    let site = find_site(&db, &name).await?;
+    clear_build_cache(&db, &site).await?;
+    build_production(&queue, &site).await
 }
 
-async fn build_production(state: &AppState, site: &Site) -> PageResult {
+async fn build_production(queue: &Queue, site: &Site) -> PageResult {
     let build_id = queue_build(
-        &state.queue,
+        queue,
         site,
         BuildRequest {
             from_fork: false,
