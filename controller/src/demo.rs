@@ -2,9 +2,8 @@
 //! its files are compiled in, committed to a local git repository in the
 //! data directory, connected as site `demo` and built like any other site.
 
-use crate::builds::{BuildRequest, queue_build};
-use crate::db::{NewSite, Site};
-use crate::state::AppState;
+use crate::builds::{BuildRequest, Queue, queue_build};
+use crate::db::{Database, NewSite, Site};
 use jamstack_proto::BuildContext;
 use std::path::Path;
 
@@ -36,9 +35,9 @@ const FILES: &[(&str, &str)] = &[
 
 /// Makes (once) the demo repository and site, and queues a build of it.
 /// Returns the site and the build id.
-pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> {
-    let repo_dir = state.config.data_dir.join("demo-site.git");
-    let site = match state.db.site_by_name(SITE_NAME).await? {
+pub async fn connect_and_build(data_dir: &Path, db: &Database, queue: &Queue) -> anyhow::Result<(Site, i64)> {
+    let repo_dir = data_dir.join("demo-site.git");
+    let site = match db.site_by_name(SITE_NAME).await? {
         Some(site) => site,
         None => {
             let dir = repo_dir.clone();
@@ -50,10 +49,9 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
                 production_branch: "main".to_owned(),
                 settings: Default::default(),
             };
-            match state.db.insert_site(&new_site).await? {
+            match db.insert_site(&new_site).await? {
                 Some(site) => site,
-                None => state
-                    .db
+                None => db
                     .site_by_name(SITE_NAME)
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("the demo site vanished"))?,
@@ -61,7 +59,7 @@ pub async fn connect_and_build(state: &AppState) -> anyhow::Result<(Site, i64)> 
         }
     };
     let build_id = queue_build(
-        &state.queue,
+        queue,
         &site,
         BuildRequest {
             pr_number: None,

@@ -88,7 +88,10 @@ async fn main() -> anyhow::Result<()> {
                 allow_private_networks,
             };
             if demo {
-                let (site, build_id) = demo::connect_and_build(app.state()).await?;
+                let (site, build_id) = {
+                    let state = app.state();
+                    demo::connect_and_build(&state.config.data_dir, &state.db, &state.queue).await?
+                };
                 println!(
                     "Demo site:     {}  (build {build_id} is running; the page appears when it ends)",
                     app.state().urls.site_url(&site.name)

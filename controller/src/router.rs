@@ -11,6 +11,7 @@ use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
 use crate::auth::CanRead;
 use crate::dashboard;
 use crate::db::Database;
+use crate::deploys::Deploys;
 use crate::edge;
 use crate::error::AppResult;
 use crate::error::not_found;
@@ -53,7 +54,10 @@ fn with_dashboard_headers(pages: Router<AppState>) -> Router<AppState> {
 /// Ready when the database answers and the blob store takes writes (or its
 /// bucket answers): then the controller can queue, lease, store and
 /// publish. 503 with the reason otherwise.
-async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+async fn ready(
+    axum::extract::State(db): axum::extract::State<Database>,
+    axum::extract::State(deploys): axum::extract::State<Deploys>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let unavailable = |reason: String| {
         tracing::warn!(%reason, "not ready");
@@ -63,13 +67,13 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> a
         )
             .into_response()
     };
-    if let Err(e) = state.db.ping().await {
+    if let Err(e) = db.ping().await {
         return unavailable(format!("the database does not answer: {e}"));
     }
-    if let Err(e) = state.deploys.blobs.check_reachable().await {
+    if let Err(e) = deploys.blobs.check_reachable().await {
         return unavailable(format!(
             "the blob store ({}) is unreachable: {e}",
-            state.deploys.blobs.describe()
+            deploys.blobs.describe()
         ));
     }
     "ready\n".into_response()

@@ -102,6 +102,48 @@ fn the_controllers_modules_import_each_other_without_a_cycle() {
     panic!("{report}");
 }
 
+/// The files that assemble the router; every other file takes the
+/// services it uses (`State<Database>`, `&Queue`, ...), never the whole
+/// router state, so what a handler or a domain function can touch is in
+/// its signature.
+const ROUTER_FILES: &[&str] = &[
+    "src/state.rs",
+    "src/startup.rs",
+    "src/router.rs",
+    "src/api/mod.rs",
+    "src/api/openapi.rs",
+];
+
+#[test]
+fn only_the_router_takes_the_whole_state() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    collect_rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut offenders = Vec::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if ROUTER_FILES.contains(&relative.as_str()) {
+            continue;
+        }
+        let text = strip_comments(&std::fs::read_to_string(&file).unwrap());
+        for (index, line) in text.lines().enumerate() {
+            if line.contains("AppState") || line.contains("ApiRouter") {
+                offenders.push(format!("{relative}:{}: {}", index + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "take the services the code uses instead of the router's state:\n{}",
+        offenders.join("\n")
+    );
+}
+
 /// Which top-level module a source file belongs to: `edge/cache.rs` and
 /// `edge/mod.rs` are `edge`, `notifications/targets.rs` is
 /// `notifications`, `state.rs` is `state`. `lib.rs` declares the modules
