@@ -7,12 +7,12 @@
 use crate::db::Database;
 use crate::db::{RunnerRecord, TokenKind};
 use crate::error::{AppError, forbidden, unauthorized};
+use crate::secrets::random_hex;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{OLDEST_SERVED_PROTOCOL_VERSION, PROTOCOL_HEADER, PROTOCOL_VERSION, VersionMismatch};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,12 +41,6 @@ impl Auth {
             sign_in: Arc::default(),
         }
     }
-}
-
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    hex::encode(buf)
 }
 
 /// A new token with a prefix that tells a reader what it is for.

@@ -11,7 +11,7 @@
 use crate::builds::Queue;
 use crate::db::{Build, BuildState, Database, FinishedAs, LeasedJob, RunnerRecord, Site};
 use crate::events::BuildTiming;
-use crate::secrets::SecretBox;
+use crate::secrets::{SecretBox, random_hex};
 use jamstack_proto::{CacheRef, EnvVar, JobCompletion, JobLease, JobOutcome, Secret, SiteBuildSettings};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -108,13 +108,9 @@ pub async fn wait_for_job(
     }
 }
 
-/// A lease's id: whoever knows it acts on the job, so it is random (16
-/// bytes, as hex), like the tokens `crate::auth` makes.
+/// A lease's id: whoever knows it acts on the job, so it is random.
 fn new_lease_id() -> String {
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    random_hex(16)
 }
 
 impl Claimed {

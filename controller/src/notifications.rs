@@ -21,12 +21,12 @@
 
 pub mod targets;
 
-use crate::auth::random_hex;
 use crate::config::Config;
 use crate::db::Database;
 use crate::db::{AttemptResult, BuildState, DueDelivery};
 use crate::events::BuildTiming;
 use crate::events::Events;
+use crate::secrets::random_hex;
 use crate::urls::Urls;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -16,6 +16,15 @@ use rand::RngCore;
 use std::io::Write as _;
 use std::path::Path;
 
+/// `bytes` random bytes as hex: tokens, lease ids, webhook secrets, blob
+/// keys no other writer picks. Whoever knows such a value may act with it,
+/// so it comes from the operating system's generator (through `rand`).
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
 const FORMAT: &str = "v1:";
 const NONCE_LEN: usize = 24;
 

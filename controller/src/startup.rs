@@ -2,7 +2,7 @@
 //! serve. Tests and the binary start it the same way.
 
 use crate::auth::Auth;
-use crate::auth::{hash_token, new_token, random_hex};
+use crate::auth::{hash_token, new_token};
 use crate::builds::Queue;
 use crate::config::{BlobStoreConfig, Config};
 use crate::db::{Database, TokenKind};
@@ -18,6 +18,7 @@ use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::router::service;
 use crate::secrets::SecretBox;
+use crate::secrets::random_hex;
 use crate::state::{AppState, Installation};
 use crate::supervisor::Supervisor;
 use crate::triggers::Triggers;

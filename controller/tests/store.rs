@@ -25,7 +25,7 @@ async fn postgres() -> (Database, Box<dyn std::any::Any>) {
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
         panic!("PostgreSQL at {admin_url} is unreachable ({e}); start it with ./scripts/start-postgres.sh")
     });
-    let name = format!("jamstack_test_{}", jamstack_controller::auth::random_hex(8));
+    let name = format!("jamstack_test_{}", jamstack_controller::secrets::random_hex(8));
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
@@ -99,7 +99,7 @@ async fn queue(db: &Database, site: &Site, branch: &str) -> i64 {
 
 async fn runner(db: &Database, name: &str, labels: &[&str]) -> RunnerRecord {
     let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-    db.register_runner(name, &labels, 1, &jamstack_controller::auth::random_hex(32))
+    db.register_runner(name, &labels, 1, &jamstack_controller::secrets::random_hex(32))
         .await
         .unwrap()
 }
@@ -133,7 +133,7 @@ on_both_databases!(
             claimers.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let lease = jamstack_controller::auth::random_hex(8);
+                    let lease = jamstack_controller::secrets::random_hex(8);
                     match db.claim_next_job(&me, &lease, MINUTE, 0).await.unwrap() {
                         Some(job) => mine.push(job.job_id),
                         None => break,
@@ -827,7 +827,7 @@ on_both_databases!(
 on_both_databases!(
     blobs_swept_while_deploys_upload_are_never_missing_from_a_ready_deploy,
     |db: Database| async move {
-        use jamstack_controller::auth::random_hex;
+        use jamstack_controller::secrets::random_hex;
         use jamstack_controller::db::now_millis;
         // Each round leaves many unreferenced blobs for a sweep (so its
         // statement runs a while) and, at the same time, uploads a deploy

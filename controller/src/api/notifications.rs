@@ -4,12 +4,13 @@
 //! in `crate::notifications`.
 
 use super::find_site;
-use crate::auth::{CanManageSites, CanRead, random_hex};
+use crate::auth::{CanManageSites, CanRead};
 use crate::config::Config;
 use crate::db::{Database, NotificationDelivery, NotificationHook};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::notifications::{EVENTS, secret_purpose};
 use crate::secrets::SecretBox;
+use crate::secrets::random_hex;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

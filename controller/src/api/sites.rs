@@ -1,7 +1,7 @@
 use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
-use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead, random_hex};
+use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead};
 use crate::config::Config;
 use crate::db::{Database, NewSite, SchedulingSettings, Site, SiteSettings};
 use crate::deploys::Deploys;
@@ -10,6 +10,7 @@ use crate::github::GitHubService;
 use crate::github::client::{Credentials, INTERACTIVE_RETRY};
 use crate::notifications::Notifications;
 use crate::secrets::SecretBox;
+use crate::secrets::random_hex;
 use crate::secrets::{generic_webhook_purpose, github_token_purpose};
 use crate::state::Installation;
 use crate::urls::Urls;

@@ -13,11 +13,12 @@ use crate::auth::Auth;
 pub use crate::auth::sign_in::{
     Busy, FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT, SignInThrottle,
 };
-use crate::auth::{SESSION_COOKIE, hash_token, random_hex, secrets_match};
+use crate::auth::{SESSION_COOKIE, hash_token, secrets_match};
 use crate::config::Config;
 use crate::db::Database;
 use crate::db::{TokenKind, now_millis};
 use crate::error::forbidden;
+use crate::secrets::random_hex;
 use crate::urls::Urls;
 use askama::Template;
 use axum::Form;

@@ -8,6 +8,7 @@
 //! key recorded in the row it removed, so it can never delete bytes that a
 //! concurrent upload of the same content has just written under its own key.
 
+use crate::secrets::random_hex;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -64,14 +65,6 @@ pub trait BlobStore: Send + Sync + 'static {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// `bytes` random bytes in hex, for names no other writer picks.
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore as _;
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    hex::encode(buf)
 }
 
 /// A fresh key for new bytes of the blob `sha256`: `<sha256>.<8 hex>`.
