@@ -827,8 +827,8 @@ on_both_databases!(
 on_both_databases!(
     blobs_swept_while_deploys_upload_are_never_missing_from_a_ready_deploy,
     |db: Database| async move {
-        use jamstack_controller::secrets::random_hex;
         use jamstack_controller::db::now_millis;
+        use jamstack_controller::secrets::random_hex;
         // Each round leaves many unreferenced blobs for a sweep (so its
         // statement runs a while) and, at the same time, uploads a deploy
         // naming some of them again, as a new build of old content does.

@@ -5,13 +5,16 @@
 //! blob verification and the preparation for serving are these.
 
 use super::Deploys;
+use super::events::DeployEvent;
 use super::{
     blob_store,
     staging::{self, StageError},
 };
-use crate::db::Deploy;
+use crate::db::{Deploy, FinalizeOutcome};
+use crate::notifications::Notifications;
 use axum::body::Body;
 use axum::http::HeaderMap;
+use jamstack_proto::BuildContext;
 use jamstack_proto::DeployManifest;
 use jamstack_rules::{self as rules, RuleSet};
 
@@ -144,6 +147,86 @@ pub fn missing_blobs(count: i64) -> IntakeError {
     refused(format!(
         "{count} file(s) of the manifest have no uploaded content yet; upload every missing blob, then finalize"
     ))
+}
+
+/// What finalizing a runner's deploy came to.
+pub enum BuildDeployFinalized {
+    /// Ready, and live when `published` (a production build).
+    Ready {
+        deploy_id: String,
+        site_name: String,
+        /// The preview or branch hostname it answers on, if any.
+        alias: Option<String>,
+        published: bool,
+    },
+    /// The job's lease expired or moved while the runner uploaded.
+    StaleLease,
+    /// What was deleted meanwhile: the deploy or its site.
+    Gone(&'static str),
+}
+
+/// Makes the deploy of build `build_id` ready and, for a production build,
+/// live: its blobs, sizes and rules are checked, then one transaction
+/// checks the lease, marks it ready and moves the pointers
+/// (`Database::finalize_deploy`).
+pub async fn finalize_build_deploy(
+    state: &Deploys,
+    notifications: &Notifications,
+    build_id: i64,
+    job_id: i64,
+    lease_id: &str,
+) -> IntakeResult<BuildDeployFinalized> {
+    let db = &state.db;
+    let deploy = db
+        .deploy_of_build(build_id)
+        .await?
+        .ok_or_else(|| refused("no manifest was sent for this job; send it before finalizing"))?;
+    if deploy.state != "ready" {
+        prepare_for_serving(state, &deploy.id).await?;
+    }
+    let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
+    let mut alias = super::alias_for(context, &deploy.branch, deploy.pr_number);
+    if let Some(name) = &alias
+        && db.is_alias_retired(deploy.site_id, name).await?
+    {
+        // Its pull request closed or its branch was deleted while it built:
+        // the deploy is kept (permalink) but the hostname stays down.
+        alias = None;
+    }
+    let published = match db
+        .finalize_deploy(&deploy.id, job_id, lease_id, alias.as_deref())
+        .await?
+    {
+        FinalizeOutcome::Ready { published } => published,
+        FinalizeOutcome::MissingBlobs(count) => return Err(missing_blobs(count)),
+        FinalizeOutcome::StaleLease => return Ok(BuildDeployFinalized::StaleLease),
+        FinalizeOutcome::NotFound => return Ok(BuildDeployFinalized::Gone("deploy")),
+    };
+    after_ready(state, &deploy.id);
+    state
+        .announce(DeployEvent::SiteChanged {
+            site_id: deploy.site_id,
+        })
+        .await;
+    let Some(site) = db.site_by_id(deploy.site_id).await? else {
+        return Ok(BuildDeployFinalized::Gone("site"));
+    };
+    tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
+    if published {
+        crate::notifications::deploy_changed(
+            notifications,
+            deploy.site_id,
+            crate::notifications::DeployChange::Published,
+            Some(&deploy.id),
+        )
+        .await;
+    }
+    Ok(BuildDeployFinalized::Ready {
+        deploy_id: deploy.id,
+        site_name: site.name,
+        alias,
+        published,
+    })
 }
 
 /// What must hold before a deploy goes ready, beyond its blobs: its rules

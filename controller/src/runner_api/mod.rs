@@ -11,11 +11,9 @@ use crate::auth::{Runner, SpeaksProtocol, hash_token, new_token};
 use crate::builds::Queue;
 use crate::config::Config;
 use crate::db::Database;
-use crate::db::FinalizeOutcome;
 use crate::db::TokenKind;
 use crate::deploys::Deploys;
-use crate::deploys::events::DeployEvent;
-use crate::deploys::intake;
+use crate::deploys::intake::{self, BuildDeployFinalized};
 use crate::error::unauthorized;
 use crate::error::{AppError, AppResult, bad_request};
 use crate::github::GitHubService;
@@ -31,9 +29,9 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
-    BuildContext, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse,
-    HeartbeatResponse, JobCompletion, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse,
-    PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
+    CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse, HeartbeatResponse,
+    JobCompletion, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse, PROTOCOL_VERSION,
+    RegisterRequest, RegisterResponse,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -299,57 +297,20 @@ pub async fn finalize_deploy(
 ) -> AppResult<Json<FinalizeResponse>> {
     let LiveLease { build_id, .. } = live_lease(&db, job_id, &headers).await?;
     let lease_id = lease_header(&headers)?;
-    let deploy = db
-        .deploy_of_build(build_id)
-        .await?
-        .ok_or_else(|| bad_request("no manifest was sent for this job; send it before finalizing"))?;
-    if deploy.state != "ready" {
-        intake::prepare_for_serving(&deploys, &deploy.id).await?;
-    }
-    let context = BuildContext::parse(&deploy.context).unwrap_or(BuildContext::Production);
-    let mut alias = crate::deploys::alias_for(context, &deploy.branch, deploy.pr_number);
-    if let Some(name) = &alias
-        && db.is_alias_retired(deploy.site_id, name).await?
-    {
-        // Its pull request closed or its branch was deleted while it built:
-        // the deploy is kept (permalink) but the hostname stays down.
-        alias = None;
-    }
-    match db
-        .finalize_deploy(&deploy.id, job_id, lease_id, alias.as_deref())
-        .await?
-    {
-        FinalizeOutcome::Ready { published } => {
-            intake::after_ready(&deploys, &deploy.id);
-            deploys
-                .announce(DeployEvent::SiteChanged {
-                    site_id: deploy.site_id,
-                })
-                .await;
-            let site = db
-                .site_by_id(deploy.site_id)
-                .await?
-                .ok_or(LeaseError::Vanished("site"))?;
-            tracing::info!(build = build_id, deploy = %deploy.id, published, "deploy ready");
-            if published {
-                crate::notifications::deploy_changed(
-                    &notifications,
-                    deploy.site_id,
-                    crate::notifications::DeployChange::Published,
-                    Some(&deploy.id),
-                )
-                .await;
-            }
-            Ok(Json(FinalizeResponse {
-                permalink: urls.site_url(&format!("{}--{}", deploy.id, site.name)),
-                alias_url: alias.map(|a| urls.site_url(&format!("{a}--{}", site.name))),
-                deploy_id: deploy.id,
-                published,
-            }))
-        }
-        FinalizeOutcome::MissingBlobs(count) => Err(intake::missing_blobs(count).into()),
-        FinalizeOutcome::StaleLease => Err(LeaseError::LeaseLost { job_id }.into()),
-        FinalizeOutcome::NotFound => Err(LeaseError::Vanished("deploy").into()),
+    match intake::finalize_build_deploy(&deploys, &notifications, build_id, job_id, lease_id).await? {
+        BuildDeployFinalized::Ready {
+            deploy_id,
+            site_name,
+            alias,
+            published,
+        } => Ok(Json(FinalizeResponse {
+            permalink: urls.site_url(&format!("{deploy_id}--{site_name}")),
+            alias_url: alias.map(|a| urls.site_url(&format!("{a}--{site_name}"))),
+            deploy_id,
+            published,
+        })),
+        BuildDeployFinalized::StaleLease => Err(LeaseError::LeaseLost { job_id }.into()),
+        BuildDeployFinalized::Gone(what) => Err(LeaseError::Vanished(what).into()),
     }
 }
 
