@@ -91,6 +91,8 @@ async fn queue(db: &Database, site: &Site, branch: &str) -> i64 {
         from_fork: false,
         commit_unverified: false,
         trigger: "api",
+        trigger_title: None,
+        trigger_payload: None,
     })
     .await
     .unwrap()
@@ -648,6 +650,8 @@ on_both_databases!(
                     from_fork: false,
                     commit_unverified: true,
                     trigger: "api",
+                    trigger_title: None,
+                    trigger_payload: None,
                 })
                 .await
                 .unwrap();
@@ -963,6 +967,8 @@ on_both_databases!(
                     from_fork: false,
                     commit_unverified: false,
                     trigger: "webhook",
+                    trigger_title: None,
+                    trigger_payload: None,
                 },
                 skip_reason: skip.then(|| "the head commit's message says [skip ci]".to_owned()),
                 revives_alias: None,
@@ -1138,6 +1144,8 @@ on_both_databases!(
                     from_fork: false,
                     commit_unverified: false,
                     trigger: "webhook",
+                    trigger_title: None,
+                    trigger_payload: None,
                 },
                 skip_reason: None,
                 revives_alias: None,
