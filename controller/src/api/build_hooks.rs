@@ -59,7 +59,7 @@ pub struct HookCalled {
 #[utoipa::path(
     get,
     operation_id = "list_build_hooks",
-    path = "/api/v1/sites/{site}/build-hooks",
+    path = jamstack_proto::routes::api::SITE_BUILD_HOOKS,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     responses(
@@ -81,7 +81,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     operation_id = "create_build_hook",
-    path = "/api/v1/sites/{site}/build-hooks",
+    path = jamstack_proto::routes::api::SITE_BUILD_HOOKS,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name")),
     request_body = NewHook,
@@ -109,6 +109,7 @@ pub async fn create(
 }
 
 /// Why a hook was not made.
+#[derive(Debug)]
 pub enum MakeError {
     /// What was asked for is wrong; the message says how.
     Invalid(String),
@@ -169,7 +170,7 @@ fn optional(value: &Option<String>) -> Option<&str> {
 #[utoipa::path(
     delete,
     operation_id = "revoke_build_hook",
-    path = "/api/v1/sites/{site}/build-hooks/{id}",
+    path = jamstack_proto::routes::api::SITE_BUILD_HOOK,
     tag = "sites",
     params(("site" = String, Path, description = "The site's name"), ("id" = i64, Path, description = "The hook's id, as listed")),
     responses(
