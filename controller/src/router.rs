@@ -187,6 +187,14 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
             .route(
+                "/sites/{site}/build-hooks",
+                post(dashboard::site_settings::create_build_hook),
+            )
+            .route(
+                "/sites/{site}/build-hooks/{id}/revoke",
+                post(dashboard::site_settings::revoke_build_hook),
+            )
+            .route(
                 "/sites/{site}/env/{name}/delete",
                 post(dashboard::site_settings::delete_env),
             )

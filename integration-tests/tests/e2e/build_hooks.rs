@@ -1,7 +1,7 @@
 //! Build hooks as a headless CMS uses them: a plain URL it POSTs to when
 //! content changes, with no other credential than the id in the URL.
 
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, spawn_app, spawn_controller_only};
+use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, csrf_of, spawn_app, spawn_controller_only};
 use serde_json::{Value, json};
 
 /// Makes a build hook of `site` through the API; returns it with its URL.
@@ -174,4 +174,69 @@ async fn revoked_and_unknown_hooks_answer_the_same_bare_404_and_a_hook_called_to
         ))))
         .await;
     assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test]
+async fn a_build_hook_made_on_the_site_settings_page_shows_its_url_once_and_is_revoked_there() {
+    let (app, _runner_token) = spawn_controller_only().await;
+    app.connect_site_with("pages", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+    let session = app.sign_in_over_http().await;
+    let csrf = csrf_of(&app.dashboard_page(&session, "/sites/pages/settings").await);
+
+    let (status, page) = app
+        .post_form(
+            &session,
+            "/sites/pages/build-hooks",
+            &[("csrf", &csrf), ("name", ""), ("trigger_branch", ""), ("trigger_title", "")],
+        )
+        .await;
+    assert_eq!(status, 422, "a hook needs a name");
+    assert!(page.contains("give the hook a name"), "{page}");
+
+    let (status, page) = app
+        .post_form(
+            &session,
+            "/sites/pages/build-hooks",
+            &[
+                ("csrf", &csrf),
+                ("name", "sanity"),
+                ("trigger_branch", ""),
+                ("trigger_title", "Sanity publish"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let start = page
+        .find("<code id=\"new-build-hook\">")
+        .expect("the new hook's URL is shown once")
+        + "<code id=\"new-build-hook\">".len();
+    let url = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    assert!(url.contains("/hooks/build/"), "{url}");
+
+    let again = app.dashboard_page(&session, "/sites/pages/settings").await;
+    assert!(!again.contains(url_id(&url)), "the URL is never shown again");
+    assert!(again.contains("Sanity publish"), "the hook is listed");
+    assert_eq!(call(&app, &url, "").await.status().as_u16(), 201);
+
+    let revoke = again
+        .split("action=\"/sites/pages/build-hooks/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a revoke button")
+        .to_owned();
+    let (status, _) = app
+        .post_form(
+            &session,
+            &format!("/sites/pages/build-hooks/{revoke}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(call(&app, &url, "").await.status().as_u16(), 404);
+    assert!(
+        app.dashboard_page(&session, "/sites/pages/settings")
+            .await
+            .contains("No build hook yet"),
+    );
 }
