@@ -35,7 +35,10 @@ impl BuildHookLimiter {
     }
 
     fn take_at(&self, hook_id: i64, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().expect("the build hook limiter is never poisoned");
+        let mut buckets = self
+            .buckets
+            .lock()
+            .expect("the build hook limiter is never poisoned");
         if buckets.len() > PRUNE_ABOVE {
             buckets.retain(|_, bucket| refilled(*bucket, now) < f64::from(BURST));
         }
@@ -72,7 +75,11 @@ mod tests {
         }
         let wait = limiter.take_at(1, start).unwrap_err();
         assert_eq!(wait, REFILL_EVERY);
-        assert_eq!(limiter.take_at(2, start), Ok(()), "another hook has its own allowance");
+        assert_eq!(
+            limiter.take_at(2, start),
+            Ok(()),
+            "another hook has its own allowance"
+        );
 
         let half = start + REFILL_EVERY / 2;
         let wait = limiter.take_at(1, half).unwrap_err();

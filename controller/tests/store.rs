@@ -183,7 +183,11 @@ on_both_databases!(
         assert!(!stored.contains(&url_id));
         assert_eq!(stored, hash_token(&url_id), "its SHA-256 is");
 
-        let found = db.build_hook_by_url_id_hash(&hash_token(&url_id)).await.unwrap().unwrap();
+        let found = db
+            .build_hook_by_url_id_hash(&hash_token(&url_id))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((found.id, found.site_id), (made.hook.id, s.id));
         assert_eq!(found.name, "cms");
         assert_eq!(found.trigger_branch.as_deref(), Some("content"));
@@ -197,7 +201,10 @@ on_both_databases!(
         assert!(listed[0].last_used_at.is_some());
         assert!(db.build_hooks(other.id).await.unwrap().is_empty());
 
-        assert!(!db.delete_build_hook(other.id, found.id).await.unwrap(), "not the other site's");
+        assert!(
+            !db.delete_build_hook(other.id, found.id).await.unwrap(),
+            "not the other site's"
+        );
         assert!(db.delete_build_hook(s.id, found.id).await.unwrap());
         assert!(db.build_hook_by_url_id_hash(&stored).await.unwrap().is_none());
         assert!(db.build_hooks(s.id).await.unwrap().is_empty());

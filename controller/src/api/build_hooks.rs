@@ -134,7 +134,9 @@ pub async fn make_hook(
     // The runner hands the branch to git: refuse what git would read as
     // an option or could never name.
     if let Some(branch) = branch
-        && (branch.starts_with('-') || branch.len() > 255 || branch.chars().any(|c| c.is_whitespace() || c.is_control()))
+        && (branch.starts_with('-')
+            || branch.len() > 255
+            || branch.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
         return Err(MakeError::Invalid(format!(
             "`trigger_branch`: `{branch}` is not a branch name (no spaces, not starting with `-`)"
@@ -142,7 +144,9 @@ pub async fn make_hook(
     }
     let title = optional(&asked.trigger_title);
     if title.is_some_and(|t| t.len() > 200) {
-        return Err(MakeError::Invalid("`trigger_title` is longer than 200 characters".into()));
+        return Err(MakeError::Invalid(
+            "`trigger_title` is longer than 200 characters".into(),
+        ));
     }
     let url_id = random_hex(32);
     let hook = db

@@ -11,14 +11,14 @@
 //! the form) and revoked here too.
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
+use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
 use crate::api::site_settings::{
     BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
 };
-use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
-use crate::urls::Urls;
 use crate::secrets::SecretBox;
+use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};

@@ -72,10 +72,12 @@ impl Database {
     /// The stored hash of a hook's URL id: for tests that check the id
     /// itself is never kept.
     pub async fn build_hook_url_id_hash(&self, id: i64) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT url_id_hash FROM build_hooks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT url_id_hash FROM build_hooks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn note_build_hook_used(&self, id: i64) -> anyhow::Result<()> {

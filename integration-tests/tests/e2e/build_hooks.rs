@@ -34,11 +34,15 @@ fn url_id(url: &str) -> &str {
 }
 
 #[tokio::test]
-async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goes_live_with_the_hooks_title() {
+async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goes_live_with_the_hooks_title()
+{
     let app = spawn_app().await;
     let repo = SiteRepo::new();
     repo.commit(
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "old content")],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", "old content"),
+        ],
         "first",
     );
     app.connect_site("cms-site", &repo, "octo/cms-site").await;
@@ -48,8 +52,14 @@ async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goe
         json!({ "name": "contentful", "trigger_title": "Content published" }),
     )
     .await;
-    let url = hook["url"].as_str().expect("the URL is shown on creation").to_owned();
-    assert!(url.starts_with(&format!("{}/hooks/build/", app.base_url)), "{url}");
+    let url = hook["url"]
+        .as_str()
+        .expect("the URL is shown on creation")
+        .to_owned();
+    assert!(
+        url.starts_with(&format!("{}/hooks/build/", app.base_url)),
+        "{url}"
+    );
     assert_eq!(hook["trigger_branch"], Value::Null, "the production branch");
 
     // The CMS published new content: the repository's head moved on.
@@ -61,10 +71,17 @@ async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goe
     let build = app.wait_for_success(answer["build_id"].as_i64().unwrap()).await;
     assert_eq!(build["trigger"], "build_hook");
     assert_eq!(build["trigger_title"], "Content published");
-    assert_eq!(build["trigger_payload"], payload, "the body is kept with the build");
+    assert_eq!(
+        build["trigger_payload"], payload,
+        "the body is kept with the build"
+    );
     assert_eq!(build["context"], "production");
     assert_eq!(build["branch"], "main");
-    assert_eq!(build["commit_sha"], head.as_str(), "the branch's head, resolved by the runner");
+    assert_eq!(
+        build["commit_sha"],
+        head.as_str(),
+        "the branch's head, resolved by the runner"
+    );
     assert_eq!(app.visit("cms-site", "/").await.body, "new content");
 
     // The build page shows the reason.
@@ -83,7 +100,11 @@ async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goe
     assert_eq!(listed[0]["name"], "contentful");
     assert_eq!(listed[0]["trigger_title"], "Content published");
     assert!(listed[0]["created_at"].is_i64());
-    assert!(listed[0]["last_used_at"].is_i64(), "its use was noted: {}", listed[0]);
+    assert!(
+        listed[0]["last_used_at"].is_i64(),
+        "its use was noted: {}",
+        listed[0]
+    );
     assert!(listed[0].get("url").is_none(), "the URL is shown only once");
 
     // The id is never stored in clear: not in the database file, nor its
@@ -118,11 +139,18 @@ async fn revoked_and_unknown_hooks_answer_the_same_bare_404_and_a_hook_called_to
         let response = call(&app, &url, "").await;
         assert_eq!(response.status().as_u16(), 201, "call {n}");
         let build = app
-            .build(response.json::<Value>().await.unwrap()["build_id"].as_i64().unwrap())
+            .build(
+                response.json::<Value>().await.unwrap()["build_id"]
+                    .as_i64()
+                    .unwrap(),
+            )
             .await;
         assert_eq!(build["branch"], "staging");
         assert_eq!(build["context"], "branch-deploy");
-        assert_eq!(build["trigger_title"], "build hook `cms`", "the name when it has no title");
+        assert_eq!(
+            build["trigger_title"], "build hook `cms`",
+            "the name when it has no title"
+        );
     }
     let refused = call(&app, &url, "").await;
     assert_eq!(refused.status().as_u16(), 429);
@@ -144,19 +172,27 @@ async fn revoked_and_unknown_hooks_answer_the_same_bare_404_and_a_hook_called_to
 
     // Revoked: gone, with the same answer as an id never made.
     let (status, _) = app
-        .api_json(app.http.delete(app.api(&format!(
-            "/sites/quiet/build-hooks/{}",
-            hook["id"]
-        ))))
+        .api_json(
+            app.http
+                .delete(app.api(&format!("/sites/quiet/build-hooks/{}", hook["id"]))),
+        )
         .await;
     assert_eq!(status, 204);
     let revoked = call(&app, &url, "").await;
     assert_eq!(revoked.status().as_u16(), 404);
     let revoked = revoked.text().await.unwrap();
-    let unknown = call(&app, &format!("{}/hooks/build/{}", app.base_url, "0".repeat(64)), "").await;
+    let unknown = call(
+        &app,
+        &format!("{}/hooks/build/{}", app.base_url, "0".repeat(64)),
+        "",
+    )
+    .await;
     assert_eq!(unknown.status().as_u16(), 404);
     let unknown = unknown.text().await.unwrap();
-    assert_eq!(revoked, unknown, "nothing tells a revoked hook from one never made");
+    assert_eq!(
+        revoked, unknown,
+        "nothing tells a revoked hook from one never made"
+    );
     assert!(!unknown.contains("quiet"), "no site is named: {unknown}");
 
     let listed = app.get_json("/sites/quiet/build-hooks").await;
@@ -168,10 +204,10 @@ async fn revoked_and_unknown_hooks_answer_the_same_bare_404_and_a_hook_called_to
         .collect();
     assert_eq!(names, ["other"]);
     let (status, body) = app
-        .api_json(app.http.delete(app.api(&format!(
-            "/sites/quiet/build-hooks/{}",
-            hook["id"]
-        ))))
+        .api_json(
+            app.http
+                .delete(app.api(&format!("/sites/quiet/build-hooks/{}", hook["id"]))),
+        )
         .await;
     assert_eq!(status, 404, "{body}");
 }
@@ -188,7 +224,12 @@ async fn a_build_hook_made_on_the_site_settings_page_shows_its_url_once_and_is_r
         .post_form(
             &session,
             "/sites/pages/build-hooks",
-            &[("csrf", &csrf), ("name", ""), ("trigger_branch", ""), ("trigger_title", "")],
+            &[
+                ("csrf", &csrf),
+                ("name", ""),
+                ("trigger_branch", ""),
+                ("trigger_title", ""),
+            ],
         )
         .await;
     assert_eq!(status, 422, "a hook needs a name");
