@@ -52,6 +52,9 @@ pub enum Command {
     /// Deploys: list, publish, rollback, lock, unlock, diff
     #[command(subcommand)]
     Deploys(DeploysCommand),
+    /// Build hooks: URLs a CMS POSTs to to rebuild a site
+    #[command(subcommand)]
+    BuildHooks(BuildHooksCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -188,6 +191,30 @@ pub enum DeploysCommand {
         deploy: String,
         #[arg(long)]
         against: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildHooksCommand {
+    /// Make a build hook and print its URL (shown this once: keep it secret)
+    Create {
+        site: String,
+        /// What calls it, e.g. `cms`
+        name: String,
+        /// The branch its builds build (defaults to the production branch)
+        #[arg(long)]
+        branch: Option<String>,
+        /// The reason its builds show, e.g. "content changed"
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// List a site's build hooks (never their URLs)
+    List { site: String },
+    /// Revoke a build hook: its URL answers 404 from then on
+    Revoke {
+        site: String,
+        /// The hook's id, as `list` shows it
+        id: i64,
     },
 }
 

@@ -50,6 +50,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Sites(command) => commands::sites::run(&connect(&global)?, global.json, command).await,
         Command::Builds(command) => commands::builds::run(&connect(&global)?, global.json, command).await,
         Command::Deploys(command) => commands::deploys::run(&connect(&global)?, global.json, command).await,
+        Command::BuildHooks(command) => {
+            commands::build_hooks::run(&connect(&global)?, global.json, command).await
+        }
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }
 }

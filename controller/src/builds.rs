@@ -44,8 +44,13 @@ pub struct BuildRequest {
     /// A commit picked by hand with a token that may not change the site:
     /// checked by the runner before the build gets any secret.
     pub commit_unverified: bool,
-    /// What asked: `webhook` (GitHub), `generic-webhook`, `api`, `demo`.
+    /// What asked: `webhook` (GitHub), `generic-webhook`, `api`,
+    /// `build_hook`, `demo`.
     pub trigger: &'static str,
+    /// See [`Build::trigger_title`].
+    pub trigger_title: Option<String>,
+    /// See [`Build::trigger_payload`].
+    pub trigger_payload: Option<String>,
 }
 
 impl BuildRequest {
@@ -66,6 +71,8 @@ impl BuildRequest {
             from_fork: self.from_fork,
             commit_unverified: self.commit_unverified,
             trigger: self.trigger,
+            trigger_title: self.trigger_title,
+            trigger_payload: self.trigger_payload,
         }
     }
 }
@@ -112,6 +119,8 @@ pub async fn retry_build(state: &Queue, site: &Site, build: Build) -> anyhow::Re
             from_fork: build.from_fork,
             commit_unverified: build.commit_unverified,
             trigger: "retry",
+            trigger_title: build.trigger_title,
+            trigger_payload: build.trigger_payload,
         },
     )
     .await

@@ -71,6 +71,8 @@ pub async fn connect_and_build(data_dir: &Path, db: &Database, queue: &Queue) ->
             commit_message: None,
             author: None,
             trigger: "demo",
+            trigger_title: None,
+            trigger_payload: None,
         },
     )
     .await?;

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod build_hooks;
 pub mod builds;
 pub mod cli;
 pub mod config;

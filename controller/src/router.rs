@@ -4,7 +4,7 @@
 //! site visitors (`<site>.<domain>`, answered by the edge before routing),
 //! the REST API (`/api/v1`, declared with its documentation in
 //! `api::routes`), webhooks (`/webhooks/github` and
-//! `/webhooks/generic/{site}`), runners (`/runner/v1`, see
+//! `/webhooks/generic/{site}`, and build hooks at `/hooks/build/{id}`), runners (`/runner/v1`, see
 //! `jamstack_proto`) and people (the dashboard, every other path).
 
 use crate::api::{self, webhooks::MAX_WEBHOOK_BODY};
@@ -123,6 +123,10 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(api::webhooks::github))
         .route("/webhooks/generic/{site}", post(api::webhooks::generic))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
+    // Called by a CMS with whatever it sends; the id is the credential.
+    let build_hooks = Router::new()
+        .route(api::build_hooks::HOOK_PATH, post(api::build_hooks::call))
+        .layer(DefaultBodyLimit::max(api::build_hooks::MAX_HOOK_BODY));
 
     // The runner protocol's paths live in `jamstack_proto::routes`, next to
     // its types, so the runner cannot call a path this router lacks.
@@ -183,6 +187,14 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
             .route(
+                "/sites/{site}/build-hooks",
+                post(dashboard::site_settings::create_build_hook),
+            )
+            .route(
+                "/sites/{site}/build-hooks/{id}/revoke",
+                post(dashboard::site_settings::revoke_build_hook),
+            )
+            .route(
                 "/sites/{site}/env/{name}/delete",
                 post(dashboard::site_settings::delete_env),
             )
@@ -214,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_routes)
         .merge(dashboard)
         .merge(webhooks)
+        .merge(build_hooks)
         .merge(runners)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))

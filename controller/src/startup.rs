@@ -185,6 +185,7 @@ impl Application {
             metrics,
             secrets,
             triggers,
+            build_hook_limiter: Arc::default(),
             installation: Installation {
                 id: installation_id.into(),
                 webhook_secret: webhook_secret.into(),

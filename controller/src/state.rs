@@ -4,6 +4,7 @@
 //! struct (`FromRef`); domain code takes the services, never this struct.
 
 use crate::auth::Auth;
+use crate::build_hooks::BuildHookLimiter;
 use crate::builds::Queue;
 use crate::config::Config;
 use crate::db::Database;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// What acting on a push or pull request needs.
     pub triggers: Triggers,
+    /// How many builds each build hook may still start.
+    pub build_hook_limiter: Arc<BuildHookLimiter>,
     pub installation: Installation,
 }
 

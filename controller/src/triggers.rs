@@ -353,6 +353,8 @@ pub fn plan_push(sites: &[Site], push: &Push, histories: &HashMap<i64, BranchHis
             from_fork: false,
             commit_unverified: false,
             trigger: push.trigger,
+            trigger_title: None,
+            trigger_payload: None,
         };
         let skip_reason = skip_marker.map(|marker| format!("the head commit's message says {marker}"));
         plan.add(site, request, skip_reason);
@@ -446,6 +448,8 @@ pub async fn on_pull_request(state: &Triggers, sites: &[Site], pr: &PullRequest)
                 from_fork: pr.from_fork,
                 commit_unverified: false,
                 trigger: "webhook",
+                trigger_title: None,
+                trigger_payload: None,
             },
         )
         .await?;

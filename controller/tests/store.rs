@@ -91,6 +91,8 @@ async fn queue(db: &Database, site: &Site, branch: &str) -> i64 {
         from_fork: false,
         commit_unverified: false,
         trigger: "api",
+        trigger_title: None,
+        trigger_payload: None,
     })
     .await
     .unwrap()
@@ -149,6 +151,86 @@ on_both_databases!(
         let unique: HashSet<_> = all.iter().collect();
         assert_eq!(all.len(), 60, "every job was claimed");
         assert_eq!(unique.len(), 60, "no job was claimed twice");
+    }
+);
+
+on_both_databases!(
+    a_build_hook_is_found_by_its_url_id_kept_only_hashed_and_gone_once_revoked,
+    |db: Database| async move {
+        use jamstack_controller::api::build_hooks::{NewHook, make_hook};
+        use jamstack_controller::auth::hash_token;
+        let s = site(&db, "hooked").await;
+        let other = site(&db, "other").await;
+        let urls = jamstack_controller::urls::Urls {
+            base_url: "http://127.0.0.1:8080".into(),
+            public_url: "https://ci.example.com".into(),
+            domain: "localhost".into(),
+        };
+        let asked = NewHook {
+            name: " cms ".into(),
+            trigger_branch: Some("content".into()),
+            trigger_title: Some("content changed".into()),
+        };
+        let made = make_hook(&db, &urls, s.id, &asked).await.unwrap();
+        let url_id = made
+            .url
+            .strip_prefix("https://ci.example.com/hooks/build/")
+            .expect("the URL is the controller's public one")
+            .to_owned();
+        assert_eq!(url_id.len(), 64, "32 random bytes: {url_id}");
+        let stored = db.build_hook_url_id_hash(made.hook.id).await.unwrap().unwrap();
+        assert_ne!(stored, url_id, "the id is not stored in clear");
+        assert!(!stored.contains(&url_id));
+        assert_eq!(stored, hash_token(&url_id), "its SHA-256 is");
+
+        let found = db
+            .build_hook_by_url_id_hash(&hash_token(&url_id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.id, found.site_id), (made.hook.id, s.id));
+        assert_eq!(found.name, "cms");
+        assert_eq!(found.trigger_branch.as_deref(), Some("content"));
+        assert_eq!(found.trigger_title.as_deref(), Some("content changed"));
+        assert_eq!(found.last_used_at, None);
+        assert!(db.build_hook_by_url_id_hash(&url_id).await.unwrap().is_none());
+
+        db.note_build_hook_used(found.id).await.unwrap();
+        let listed = db.build_hooks(s.id).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].last_used_at.is_some());
+        assert!(db.build_hooks(other.id).await.unwrap().is_empty());
+
+        assert!(
+            !db.delete_build_hook(other.id, found.id).await.unwrap(),
+            "not the other site's"
+        );
+        assert!(db.delete_build_hook(s.id, found.id).await.unwrap());
+        assert!(db.build_hook_by_url_id_hash(&stored).await.unwrap().is_none());
+        assert!(db.build_hooks(s.id).await.unwrap().is_empty());
+
+        // A build keeps the hook's title and the body its caller sent.
+        let (id, _) = db
+            .enqueue_build(&NewBuild {
+                site_id: s.id,
+                context: BuildContext::Production,
+                branch: "main".into(),
+                commit_sha: String::new(),
+                commit_message: None,
+                author: None,
+                pr_number: None,
+                from_fork: false,
+                commit_unverified: false,
+                trigger: "build_hook",
+                trigger_title: Some("content changed".into()),
+                trigger_payload: Some("{\"entry\": 7}".into()),
+            })
+            .await
+            .unwrap();
+        let build = db.build(id).await.unwrap().unwrap();
+        assert_eq!(build.trigger, "build_hook");
+        assert_eq!(build.trigger_title.as_deref(), Some("content changed"));
+        assert_eq!(build.trigger_payload.as_deref(), Some("{\"entry\": 7}"));
     }
 );
 
@@ -648,6 +730,8 @@ on_both_databases!(
                     from_fork: false,
                     commit_unverified: true,
                     trigger: "api",
+                    trigger_title: None,
+                    trigger_payload: None,
                 })
                 .await
                 .unwrap();
@@ -963,6 +1047,8 @@ on_both_databases!(
                     from_fork: false,
                     commit_unverified: false,
                     trigger: "webhook",
+                    trigger_title: None,
+                    trigger_payload: None,
                 },
                 skip_reason: skip.then(|| "the head commit's message says [skip ci]".to_owned()),
                 revives_alias: None,
@@ -1138,6 +1224,8 @@ on_both_databases!(
                     from_fork: false,
                     commit_unverified: false,
                     trigger: "webhook",
+                    trigger_title: None,
+                    trigger_payload: None,
                 },
                 skip_reason: None,
                 revives_alias: None,

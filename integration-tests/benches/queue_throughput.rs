@@ -98,6 +98,8 @@ async fn run(backend: &str) -> (f64, f64) {
             from_fork: false,
             commit_unverified: false,
             trigger: "api",
+            trigger_title: None,
+            trigger_payload: None,
         })
         .await
         .unwrap();

@@ -90,6 +90,8 @@ pub mod api {
     pub const SITE_BUILD_SETTINGS: &str = "/api/v1/sites/{site}/build-settings";
     pub const SITE_ENV: &str = "/api/v1/sites/{site}/env";
     pub const SITE_ENV_VAR: &str = "/api/v1/sites/{site}/env/{name}";
+    pub const SITE_BUILD_HOOKS: &str = "/api/v1/sites/{site}/build-hooks";
+    pub const SITE_BUILD_HOOK: &str = "/api/v1/sites/{site}/build-hooks/{id}";
     pub const SITE_LOCK: &str = "/api/v1/sites/{site}/lock";
     pub const SITE_UNLOCK: &str = "/api/v1/sites/{site}/unlock";
     pub const SITE_BUILDS: &str = "/api/v1/sites/{site}/builds";
@@ -122,6 +124,14 @@ pub mod api {
 
     pub fn site_env_var(site: &str, name: &str) -> String {
         fill(&fill(SITE_ENV_VAR, "site", site), "name", name)
+    }
+
+    pub fn site_build_hooks(site: &str) -> String {
+        fill(SITE_BUILD_HOOKS, "site", site)
+    }
+
+    pub fn site_build_hook(site: &str, id: i64) -> String {
+        fill(&fill(SITE_BUILD_HOOK, "site", site), "id", id)
     }
 
     pub fn site_lock(site: &str) -> String {
@@ -235,6 +245,8 @@ mod tests {
             (api::SITE_BUILD_SETTINGS, api::site_build_settings(site)),
             (api::SITE_ENV, api::site_env(site)),
             (api::SITE_ENV_VAR, api::site_env_var(site, "HUGO_ENV")),
+            (api::SITE_BUILD_HOOKS, api::site_build_hooks(site)),
+            (api::SITE_BUILD_HOOK, api::site_build_hook(site, 3)),
             (api::SITE_LOCK, api::site_lock(site)),
             (api::SITE_UNLOCK, api::site_unlock(site)),
             (api::SITE_BUILDS, api::site_builds(site)),

@@ -142,6 +142,7 @@ fn print_build(build: &Value) {
         ("commit", text(build, "commit_sha")),
         ("message", text(build, "commit_message")),
         ("trigger", text(build, "trigger")),
+        ("reason", text(build, "trigger_title")),
         ("deploy", text(build, "deploy_id")),
         ("attempts", text(build, "attempts")),
         ("created", ago(build, "created_at")),

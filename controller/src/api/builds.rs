@@ -82,6 +82,8 @@ pub async fn trigger(
             commit_message: None,
             author: None,
             trigger: "api",
+            trigger_title: None,
+            trigger_payload: None,
         },
     )
     .await?;

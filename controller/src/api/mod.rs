@@ -2,6 +2,7 @@
 //! resource; every `/api/v1` route is declared in [`routes`], together with
 //! its documentation (see `openapi.rs`); the others in `router.rs`.
 
+pub mod build_hooks;
 pub mod builds;
 pub mod deliveries;
 pub mod deploys;
@@ -70,7 +71,9 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(tokens::revoke))
         .routes(routes!(notifications::list, notifications::create))
         .routes(routes!(notifications::delete))
-        .routes(routes!(notifications::deliveries));
+        .routes(routes!(notifications::deliveries))
+        .routes(routes!(build_hooks::list, build_hooks::create))
+        .routes(routes!(build_hooks::revoke));
     let manifests = OpenApiRouter::new()
         .routes(routes!(deploys::list_for_site, deploys::create_direct))
         .layer(DefaultBodyLimit::max(MAX_MANIFEST));

@@ -7,14 +7,18 @@
 //! Every form is checked with the API's own rules (`api::site_settings`,
 //! `api::sites`) and a mistake comes back as the page with the message in
 //! the form's card and what was typed kept (secret values excepted).
+//! Build hooks are listed, made (their URL shown once, on the answer to
+//! the form) and revoked here too.
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
+use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
 use crate::api::site_settings::{
     BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
 };
 use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
 use crate::secrets::SecretBox;
+use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -81,6 +85,16 @@ pub struct EnvRow {
     pub updated: String,
 }
 
+/// A build hook as the page lists it (never its URL).
+pub struct HookRow {
+    pub id: i64,
+    pub name: String,
+    pub branch: String,
+    pub title: String,
+    pub made: String,
+    pub used: String,
+}
+
 /// What the variable form keeps when it comes back with a mistake.
 #[derive(Debug, Default, Clone)]
 pub struct EnvFields {
@@ -104,6 +118,10 @@ struct SettingsPage {
     network_error: Option<String>,
     env: Vec<EnvRow>,
     env_form: EnvFields,
+    build_hooks: Vec<HookRow>,
+    /// A hook just made, by name, and its URL: shown this once.
+    new_hook: Option<(String, String)>,
+    build_hook_error: Option<String>,
     notice: Option<String>,
     scheduling_error: Option<String>,
     limits_error: Option<String>,
@@ -123,6 +141,21 @@ impl SettingsPage {
                 updated: ago(var.updated_at),
             })
             .collect();
+        let build_hooks = db
+            .build_hooks(site.id)
+            .await?
+            .into_iter()
+            .map(|hook| HookRow {
+                id: hook.id,
+                branch: hook
+                    .trigger_branch
+                    .unwrap_or_else(|| format!("{} (production)", site.production_branch)),
+                title: hook.trigger_title.unwrap_or_default(),
+                made: ago(hook.created_at),
+                used: hook.last_used_at.map_or_else(|| "never".to_owned(), ago),
+                name: hook.name,
+            })
+            .collect();
         Ok(SettingsPage {
             chrome: Chrome::new(session, "sites"),
             labels: site.required_labels.join(", "),
@@ -134,6 +167,9 @@ impl SettingsPage {
             network_error: None,
             env,
             env_form: EnvFields::default(),
+            build_hooks,
+            new_hook: None,
+            build_hook_error: None,
             notice: None,
             scheduling_error: None,
             limits_error: None,
@@ -162,6 +198,7 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "network" => "Build network saved; it applies from the next build.".to_owned(),
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
+        "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
         _ => return None,
     })
 }
@@ -392,5 +429,79 @@ pub async fn delete_env(
     tracing::info!(site = %site.name, variable = %var, "environment variable deleted from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=env-deleted&name={var}#env"
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct BuildHookForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub trigger_branch: String,
+    #[serde(default)]
+    pub trigger_title: String,
+}
+
+/// Makes a build hook, checked with the API's rules; the page that answers
+/// shows its URL, the only time it is shown.
+pub async fn create_build_hook(
+    State(db): State<Database>,
+    State(urls): State<Urls>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<BuildHookForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let asked = NewHook {
+        name: form.name,
+        trigger_branch: Some(form.trigger_branch),
+        trigger_title: Some(form.trigger_title),
+    };
+    match make_hook(&db, &urls, site.id, &asked).await {
+        Ok(made) => {
+            tracing::info!(site = %site.name, hook = made.hook.id, "build hook made from the dashboard");
+            let page = SettingsPage::load(&db, &session, site).await?;
+            // Answered directly, not redirected: the URL is shown this once.
+            Ok(render(&SettingsPage {
+                new_hook: Some((made.hook.name, made.url)),
+                ..page
+            }))
+        }
+        Err(MakeError::Invalid(message)) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            SettingsPage {
+                build_hook_error: Some(message),
+                ..page
+            }
+            .refused()
+        }
+        Err(MakeError::Failed(e)) => Err(e.into()),
+    }
+}
+
+pub async fn revoke_build_hook(
+    State(db): State<Database>,
+    session: Session,
+    Path((name, id)): Path<(String, i64)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    if !db.delete_build_hook(site.id, id).await? {
+        let page = SettingsPage::load(&db, &session, site).await?;
+        return SettingsPage {
+            build_hook_error: Some(format!(
+                "this site has no build hook {id} (revoked already?); the list below is current"
+            )),
+            ..page
+        }
+        .refused();
+    }
+    tracing::info!(site = %site.name, hook = id, "build hook revoked from the dashboard");
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=hook-revoked#build-hooks"
     )))
 }

@@ -427,6 +427,8 @@ async fn build_production(queue: &Queue, site: &Site) -> PageResult {
             author: None,
             pr_number: None,
             trigger: "dashboard",
+            trigger_title: None,
+            trigger_payload: None,
         },
     )
     .await?;

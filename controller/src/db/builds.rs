@@ -73,6 +73,10 @@ pub struct Build {
     /// never published to production.
     pub commit_unverified: bool,
     pub trigger: String,
+    /// Why it was asked for, in words: a build hook's title.
+    pub trigger_title: Option<String>,
+    /// The body a build hook's caller POSTed, as text.
+    pub trigger_payload: Option<String>,
     pub state: BuildState,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
@@ -103,6 +107,10 @@ pub struct NewBuild {
     /// See [`Build::commit_unverified`].
     pub commit_unverified: bool,
     pub trigger: &'static str,
+    /// See [`Build::trigger_title`].
+    pub trigger_title: Option<String>,
+    /// See [`Build::trigger_payload`].
+    pub trigger_payload: Option<String>,
 }
 
 /// A queued or running build, for the queue view.
@@ -175,7 +183,7 @@ pub struct LeasedJob {
 }
 
 const BUILD_SELECT: &str = "SELECT b.id, b.site_id, s.name AS site, b.context, b.branch, b.commit_sha, \
-     b.commit_message, b.author, b.pr_number, b.from_fork, b.commit_unverified, b.trigger, b.state, b.exit_code, b.error, \
+     b.commit_message, b.author, b.pr_number, b.from_fork, b.commit_unverified, b.trigger, b.trigger_title, b.trigger_payload, b.state, b.exit_code, b.error, \
      b.skip_reason, b.deploy_id, j.attempt, b.created_at, b.started_at, b.finished_at, b.step_timings \
      FROM builds b JOIN sites s ON s.id = b.site_id JOIN jobs j ON j.build_id = b.id";
 
@@ -195,6 +203,8 @@ struct BuildRow {
     from_fork: i64,
     commit_unverified: i64,
     trigger: String,
+    trigger_title: Option<String>,
+    trigger_payload: Option<String>,
     state: String,
     exit_code: Option<i64>,
     error: Option<String>,
@@ -222,6 +232,8 @@ impl From<BuildRow> for Build {
             from_fork: row.from_fork != 0,
             commit_unverified: row.commit_unverified != 0,
             trigger: row.trigger,
+            trigger_title: row.trigger_title,
+            trigger_payload: row.trigger_payload,
             state: BuildState::parse(&row.state),
             exit_code: row.exit_code,
             error: row.error,
@@ -346,8 +358,9 @@ impl Database {
         let mut tx = self.write_tx().await?;
         let build_id: i64 = sqlx::query_scalar(
             "INSERT INTO builds (site_id, context, branch, commit_sha, commit_message, author, \
-             trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at, commit_unverified) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+             trigger, state, created_at, pr_number, from_fork, skip_reason, finished_at, commit_unverified, \
+             trigger_title, trigger_payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(build.site_id)
         .bind(build.context.as_str())
@@ -363,6 +376,8 @@ impl Database {
         .bind(skip_reason)
         .bind(finished_at)
         .bind(i64::from(build.commit_unverified))
+        .bind(&build.trigger_title)
+        .bind(&build.trigger_payload)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(

@@ -6,11 +6,12 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, and GitHub (installations and what was reported back).
+//! deliveries, build hooks, and GitHub (installations and what was reported back).
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
 mod blobs;
+mod build_hooks;
 mod builds;
 mod deliveries;
 mod deploy_index;
@@ -30,6 +31,7 @@ mod site_settings;
 mod sites;
 
 pub use blobs::{BlobToCompress, SweptBlob};
+pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry};
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};

@@ -1,8 +1,8 @@
 //! The `jamstack` command-line client, run as a process against a real
 //! controller: logging in, sites, settings and variables, deploying a local
 //! folder (twice: the second time uploads nothing), publishing, rolling
-//! back, locking, diffs, builds followed to their exit status, and the exit
-//! codes scripts rely on.
+//! back, locking, diffs, builds followed to their exit status, build hooks,
+//! and the exit codes scripts rely on.
 
 use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, spawn_app, spawn_controller_only};
 use crate::processes::binary;
@@ -532,4 +532,52 @@ impl StreamCutter {
     fn connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+#[tokio::test]
+async fn a_user_makes_lists_and_revokes_build_hooks_from_the_command_line() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    app.connect_site_with("docs", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+
+    let made = cli
+        .ok(&[
+            "build-hooks",
+            "create",
+            "docs",
+            "cms",
+            "--title",
+            "Content published",
+        ])
+        .await;
+    let url = made
+        .stdout
+        .lines()
+        .find(|line| line.contains("/hooks/build/"))
+        .unwrap_or_else(|| panic!("the URL is printed: {made:?}"))
+        .trim()
+        .to_owned();
+    let called = app.http.post(&url).send().await.unwrap();
+    assert_eq!(called.status().as_u16(), 201);
+
+    let listed = cli.ok(&["build-hooks", "list", "docs"]).await.stdout;
+    assert!(
+        listed.contains("cms") && listed.contains("Content published"),
+        "{listed}"
+    );
+    assert!(listed.contains("(production)"), "{listed}");
+    assert!(
+        !listed.contains(url.rsplit('/').next().unwrap()),
+        "the URL is never listed"
+    );
+    let hooks = cli.json(&["build-hooks", "list", "docs"]).await;
+    let id = hooks[0]["id"].as_i64().unwrap().to_string();
+    assert!(hooks[0]["last_used_at"].is_i64(), "{hooks}");
+
+    cli.ok(&["build-hooks", "revoke", "docs", &id]).await;
+    assert_eq!(app.http.post(&url).send().await.unwrap().status().as_u16(), 404);
+    let again = cli.run(&["build-hooks", "revoke", "docs", &id]).await;
+    assert_eq!(again.code, 3, "not found: {again:?}");
+    assert_eq!(cli.json(&["build-hooks", "list", "docs"]).await, json!([]));
 }

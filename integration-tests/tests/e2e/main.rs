@@ -9,6 +9,7 @@ mod processes;
 mod api;
 mod atomic_deploys;
 mod build_cache;
+mod build_hooks;
 mod build_limits;
 mod build_network;
 mod cli;
