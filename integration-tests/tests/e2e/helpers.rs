@@ -511,11 +511,25 @@ impl TestApp {
         signature: Option<String>,
         delivery_id: Option<&str>,
     ) -> (u16, Value) {
+        self.deliver_webhook_as(event, "application/json", body, signature, delivery_id)
+            .await
+    }
+
+    /// Delivers a body as sent under a webhook's chosen content type
+    /// (`application/json` or `application/x-www-form-urlencoded`).
+    pub async fn deliver_webhook_as(
+        &self,
+        event: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+        delivery_id: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .post(format!("{}/webhooks/github", self.base_url))
             .header("X-GitHub-Event", event)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body);
         if let Some(id) = delivery_id {
             request = request.header("X-GitHub-Delivery", id);
