@@ -299,6 +299,9 @@ pub async fn github(
         delivery.action = envelope.action.as_deref().map(|a| clip(a).to_owned());
         delivery.repository = envelope.repository().map(|r| clip(&r).to_owned());
     }
+    if let Some((repository, default_branch)) = envelope.as_ref().and_then(Envelope::default_branch) {
+        follow_default_branch(&db, repository, default_branch).await;
+    }
     let parsed = payload
         .as_deref()
         .map(|payload| github::parse_with_envelope(&event, payload, envelope.as_ref()));
@@ -317,6 +320,32 @@ pub async fn github(
             .map_err(Refusal::Internal)
     })
     .await
+}
+
+/// Sites connected without naming a production branch build the
+/// repository's default branch: an authenticated delivery names it, and a
+/// renamed default branch is followed. Done before the delivery is acted
+/// on, so the first push to it builds.
+async fn follow_default_branch(db: &Database, repository: &str, default_branch: &str) {
+    match db.follow_default_branch(repository, default_branch).await {
+        Ok(changed) => {
+            for (site, before) in changed {
+                tracing::info!(
+                    site,
+                    repository,
+                    before,
+                    production_branch = default_branch,
+                    "the production branch follows the repository's default branch"
+                );
+            }
+        }
+        // The delivery is still handled, with the branch the site had.
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            repository,
+            "recording the repository's default branch"
+        ),
+    }
 }
 
 /// Records a push delivery together with others arriving at the same time

@@ -298,6 +298,7 @@ pub struct Envelope {
 #[derive(Debug, Default, Deserialize)]
 pub struct EnvelopeRepository {
     pub full_name: Option<String>,
+    pub default_branch: Option<String>,
 }
 
 impl Envelope {
@@ -308,6 +309,18 @@ impl Envelope {
 
     pub fn repository(&self) -> Option<String> {
         self.repository.as_ref().and_then(|r| r.full_name.clone())
+    }
+
+    /// The repository (`owner/name`) and its default branch, when the
+    /// payload names both: every repository webhook's deliveries do.
+    pub fn default_branch(&self) -> Option<(&str, &str)> {
+        let repository = self.repository.as_ref()?;
+        let full_name = repository.full_name.as_deref()?;
+        let branch = repository
+            .default_branch
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())?;
+        Some((full_name, branch))
     }
 }
 

@@ -980,10 +980,15 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// GitHub's real push payload, rewritten to name our repository, branch and
-/// commit, and to point its clone URL at the local repository.
+/// The default branch of the repositories the tests' payloads name.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// GitHub's real push payload, rewritten to name our repository (whose
+/// default branch is [`DEFAULT_BRANCH`]), branch and commit, and to point
+/// its clone URL at the local repository.
 pub fn push_payload(github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str) -> Value {
     let mut payload = fixture("push.with-new-branch.json");
+    payload["repository"]["default_branch"] = json!(DEFAULT_BRANCH);
     payload["ref"] = json!(format!("refs/heads/{branch}"));
     payload["after"] = json!(sha);
     payload["created"] = json!(false);
@@ -1001,6 +1006,7 @@ pub fn push_payload(github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str)
 /// request, head branch and commit.
 pub fn pull_request_payload(action: &str, github_repo: &str, number: i64, branch: &str, sha: &str) -> Value {
     let mut payload = fixture(&format!("pull_request.{action}.json"));
+    payload["repository"]["default_branch"] = json!(DEFAULT_BRANCH);
     payload["number"] = json!(number);
     payload["pull_request"]["number"] = json!(number);
     payload["pull_request"]["head"]["ref"] = json!(branch);

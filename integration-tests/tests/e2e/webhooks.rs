@@ -231,6 +231,91 @@ async fn a_form_without_payload_or_an_unknown_content_type_gets_a_400_saying_wha
     );
 }
 
+/// A push to `branch` of a repository whose default branch is
+/// `default_branch`, as GitHub delivers it.
+async fn push_with_default_branch(
+    app: &TestApp,
+    github_repo: &str,
+    repo: &SiteRepo,
+    branch: &str,
+    default_branch: &str,
+    sha: &str,
+) -> (u16, serde_json::Value) {
+    let mut payload = push_payload(github_repo, repo, branch, sha);
+    payload["repository"]["default_branch"] = serde_json::json!(default_branch);
+    app.deliver_github_event("push", &payload).await
+}
+
+#[tokio::test]
+async fn a_site_connected_without_naming_a_branch_builds_the_repositorys_default_branch_and_follows_its_rename()
+ {
+    let (app, _) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    let site = app
+        .connect_site_with(
+            "on-master",
+            serde_json::json!({"repo_url": repo.url(), "github_repo": "octo/on-master"}),
+        )
+        .await;
+    assert_eq!(site["production_branch"], "main", "{site}");
+    assert_eq!(site["production_branch_follows_default"], true, "{site}");
+
+    // The repository's default branch is `master`: its first push builds
+    // for production, not ignored as "not the production branch".
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "master", "master", &sha).await;
+    assert_eq!(status, 202, "{answer}");
+    let build = app.build(answer["builds"][0].as_i64().unwrap()).await;
+    assert_eq!(build["context"], "production", "{build}");
+    let site = app.get_json("/sites/on-master").await;
+    assert_eq!(site["production_branch"], "master", "{site}");
+
+    // Renamed on GitHub to `trunk`: the next push to it is production too.
+    let renamed = repo.commit(&[("src/index.html", "y")], "y");
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "trunk", "trunk", &renamed).await;
+    assert_eq!(status, 202, "{answer}");
+    let build = app.build(answer["builds"][0].as_i64().unwrap()).await;
+    assert_eq!(build["context"], "production", "{build}");
+    assert_eq!(
+        app.get_json("/sites/on-master").await["production_branch"],
+        "trunk"
+    );
+
+    // A branch a person names stays, whatever GitHub's default is.
+    app.change_site_settings("on-master", serde_json::json!({"production_branch": "live"}))
+        .await;
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "trunk", "trunk", &sha).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+    let site = app.get_json("/sites/on-master").await;
+    assert_eq!(site["production_branch"], "live", "{site}");
+    assert_eq!(site["production_branch_follows_default"], false, "{site}");
+}
+
+#[tokio::test]
+async fn a_site_connected_with_a_named_branch_keeps_it_whatever_the_repositorys_default_branch() {
+    let (app, _) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    app.connect_site("named", &repo, "octo/named").await;
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/named", &repo, "master", "master", &sha).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+    let site = app.get_json("/sites/named").await;
+    assert_eq!(site["production_branch"], "main", "{site}");
+    assert_eq!(site["production_branch_follows_default"], false, "{site}");
+}
+
 /// A bare repository on "another git server", with the project's
 /// `post-receive` hook installed, pushed to with the git command line.
 /// Several threads: `git push` blocks one while the hook calls the
