@@ -95,9 +95,10 @@ pub struct CreateSiteArgs {
     /// `owner/name` on GitHub; its pushes and pull requests build the site
     #[arg(long)]
     pub github_repo: Option<String>,
-    /// The branch whose builds go live
-    #[arg(long, default_value = "main")]
-    pub production_branch: String,
+    /// The branch whose builds go live; without it, the GitHub repository's
+    /// default branch, as its deliveries name it
+    #[arg(long)]
+    pub production_branch: Option<String>,
     /// Build pushes to other branches as branch deploys
     #[arg(long)]
     pub branch_deploys: bool,

@@ -219,8 +219,10 @@ pub struct ConnectArgs {
     /// Where runners clone from; defaults to https://github.com/<github-repo>.git.
     #[arg(long)]
     pub repo_url: Option<String>,
-    #[arg(long, default_value = "main")]
-    pub production_branch: String,
+    /// The branch whose builds go live; without it, the GitHub repository's
+    /// default branch, as its deliveries name it.
+    #[arg(long)]
+    pub production_branch: Option<String>,
     /// Build branch deploys of pushes to other branches.
     #[arg(long)]
     pub branch_deploys: bool,

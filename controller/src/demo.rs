@@ -47,6 +47,7 @@ pub async fn connect_and_build(data_dir: &Path, db: &Database, queue: &Queue) ->
                 repo_url: repo_dir.to_string_lossy().into_owned(),
                 github_repo: None,
                 production_branch: "main".to_owned(),
+                production_branch_follows_default: false,
                 settings: Default::default(),
             };
             match db.insert_site(&new_site).await? {

@@ -227,9 +227,13 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         args.name,
         answer["url"].as_str().unwrap_or("")
     );
+    let production_branch = if answer["production_branch_follows_default"] == true {
+        "the repository's default branch (`main` until GitHub's first delivery names it)".to_owned()
+    } else {
+        format!("`{}`", answer["production_branch"].as_str().unwrap_or_default())
+    };
     println!(
-        "Production branch `{}`; branch deploys {}; deploy previews {}",
-        args.production_branch,
+        "Production branch {production_branch}; branch deploys {}; deploy previews {}",
         if args.branch_deploys { "on" } else { "off" },
         if args.no_deploy_previews { "off" } else { "on" },
     );

@@ -22,6 +22,7 @@ async fn a_starting_controller_seals_secret_variables_an_older_version_stored_in
             repo_url: "/repos/legacy".into(),
             github_repo: None,
             production_branch: "main".into(),
+            production_branch_follows_default: false,
             settings: Default::default(),
         })
         .await

@@ -72,6 +72,7 @@ async fn site(db: &Database, name: &str) -> Site {
         repo_url: format!("/repos/{name}"),
         github_repo: Some(format!("octo/{name}")),
         production_branch: "main".into(),
+        production_branch_follows_default: false,
         settings: Default::default(),
     })
     .await
@@ -529,6 +530,7 @@ on_both_databases!(
                 repo_url: "/repos/with-token".into(),
                 github_repo: Some("octo/with-token".into()),
                 production_branch: "main".into(),
+                production_branch_follows_default: false,
                 settings: SiteSettings {
                     github_token_sealed: Some("sealed".into()),
                     ..Default::default()
@@ -1728,3 +1730,78 @@ fn succeeded() -> FinishedAs<'static> {
         step_timings: &[],
     }
 }
+
+on_both_databases!(
+    a_production_branch_follows_the_default_branch_until_a_person_names_one,
+    |db: Database| async move {
+        let following = db
+            .insert_site(&NewSite {
+                name: "following".into(),
+                repo_url: "/repos/following".into(),
+                github_repo: Some("Octo/Following".into()),
+                production_branch: "main".into(),
+                production_branch_follows_default: true,
+                settings: Default::default(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let named = site(&db, "named").await;
+        assert!(following.production_branch_follows_default);
+        assert!(!named.production_branch_follows_default);
+
+        let changed = db
+            .follow_default_branch("octo/following", "master")
+            .await
+            .unwrap();
+        assert_eq!(changed, [("following".to_owned(), "main".to_owned())]);
+        assert!(
+            db.follow_default_branch("octo/following", "master")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            db.follow_default_branch("octo/named", "master")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let following = db.site_by_name("following").await.unwrap().unwrap();
+        assert_eq!(following.production_branch, "master");
+        assert_eq!(
+            db.site_by_name("named").await.unwrap().unwrap().production_branch,
+            "main"
+        );
+
+        // Saving settings with the same branch keeps it following; naming
+        // another stops it.
+        for (branch, follows) in [("master", true), ("live", false)] {
+            db.update_scheduling(
+                following.id,
+                &SchedulingSettings {
+                    production_branch: Some(branch.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            let site = db.site_by_name("following").await.unwrap().unwrap();
+            assert_eq!(site.production_branch_follows_default, follows, "{branch}");
+        }
+        assert!(
+            db.follow_default_branch("octo/following", "trunk")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            db.site_by_name("following")
+                .await
+                .unwrap()
+                .unwrap()
+                .production_branch,
+            "live"
+        );
+    }
+);

@@ -70,6 +70,7 @@ async fn run(backend: &str) -> (f64, f64) {
                 repo_url: "/nowhere".into(),
                 github_repo: Some(format!("octo/bench-{i}")),
                 production_branch: "main".into(),
+                production_branch_follows_default: false,
                 settings: Default::default(),
             })
             .await

@@ -77,10 +77,12 @@ pub fn print_site(site: &Value) {
 async fn create(api: &Api, json: bool, args: CreateSiteArgs) -> CliResult {
     let mut body = json!({
         "name": args.name,
-        "production_branch": args.production_branch,
         "branch_deploys": args.branch_deploys,
         "deploy_previews": !args.no_deploy_previews,
     });
+    if let Some(branch) = args.production_branch {
+        body["production_branch"] = json!(branch);
+    }
     if let Some(url) = args.repo_url {
         body["repo_url"] = json!(url);
     }

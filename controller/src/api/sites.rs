@@ -3,7 +3,7 @@ use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead};
 use crate::config::Config;
-use crate::db::{Database, NewSite, SchedulingSettings, Site, SiteSettings};
+use crate::db::{DEFAULT_BRANCH_UNTIL_KNOWN, Database, NewSite, SchedulingSettings, Site, SiteSettings};
 use crate::deploys::Deploys;
 use crate::error::{AppResult, bad_request, conflict};
 use crate::github::GitHubService;
@@ -31,8 +31,10 @@ pub struct CreateSite {
     pub repo_url: Option<String>,
     /// `owner/name` on GitHub; its pushes and pull requests build the site.
     pub github_repo: Option<String>,
-    #[serde(default = "default_branch")]
-    pub production_branch: String,
+    /// The branch whose builds go live. Without it, the repository's
+    /// default branch: `main` until a delivery from GitHub names the
+    /// repository's default branch, which it then follows when renamed.
+    pub production_branch: Option<String>,
     /// Pushes to other branches build branch deploys (default off).
     #[serde(default)]
     pub branch_deploys: bool,
@@ -46,10 +48,6 @@ pub struct CreateSite {
     /// controller registers the repository's webhook with it and reports
     /// statuses, deployments and the pull-request comment. Stored sealed.
     pub github_token: Option<String>,
-}
-
-fn default_branch() -> String {
-    "main".to_owned()
 }
 
 fn yes() -> bool {
@@ -198,8 +196,14 @@ pub async fn create(
         }
     };
     validate_repo_url(&repo_url, config.allow_local_repositories).map_err(bad_request)?;
-    if body.production_branch.trim().is_empty() {
-        return Err(bad_request("production_branch is empty"));
+    if body
+        .production_branch
+        .as_deref()
+        .is_some_and(|branch| branch.trim().is_empty())
+    {
+        return Err(bad_request(
+            "production_branch is empty; name a branch, or leave it out for the repository's default branch",
+        ));
     }
     if body.github_token.is_some() && body.github_repo.is_none() {
         return Err(bad_request(
@@ -213,8 +217,11 @@ pub async fn create(
         .insert_site(&NewSite {
             name: body.name.clone(),
             repo_url,
+            production_branch_follows_default: body.production_branch.is_none() && body.github_repo.is_some(),
             github_repo: body.github_repo,
-            production_branch: body.production_branch,
+            production_branch: body
+                .production_branch
+                .unwrap_or_else(|| DEFAULT_BRANCH_UNTIL_KNOWN.to_owned()),
             settings: SiteSettings {
                 branch_deploys: body.branch_deploys,
                 deploy_previews: body.deploy_previews,

@@ -266,7 +266,9 @@ pub async fn github(
         Ok(body) => body,
         Err(error) => return refuse(&db, &delivery, error).await,
     };
-    let checked = signature::verify(
+    // The signature covers the body as received, whichever content type
+    // carries the payload in it.
+    let payload = signature::verify(
         installation.webhook_secret.as_bytes(),
         header(&headers, "x-hub-signature-256"),
         &body,
@@ -280,18 +282,29 @@ pub async fn github(
         } else {
             Ok(())
         }
+    })
+    .and_then(|()| {
+        github::payload_of(header(&headers, "content-type"), &body)
+            .map_err(|e| Refusal::Invalid(crate::error::bad_request(e.to_string())))
     });
+    let (checked, payload) = match payload {
+        Ok(payload) => (Ok(()), Some(payload)),
+        Err(refusal) => (Err(refusal), None),
+    };
     if checked.is_ok() {
         delivery.body_sha256 = Some(body_digest(&body));
     }
-    let envelope = checked.is_ok().then(|| Envelope::peek(&body)).flatten();
+    let envelope = payload.as_deref().and_then(Envelope::peek);
     if let Some(envelope) = &envelope {
         delivery.action = envelope.action.as_deref().map(|a| clip(a).to_owned());
         delivery.repository = envelope.repository().map(|r| clip(&r).to_owned());
     }
-    let parsed = checked
-        .is_ok()
-        .then(|| github::parse_with_envelope(&event, &body, envelope.as_ref()));
+    if let Some((repository, default_branch)) = envelope.as_ref().and_then(Envelope::default_branch) {
+        follow_default_branch(&db, repository, default_branch).await;
+    }
+    let parsed = payload
+        .as_deref()
+        .map(|payload| github::parse_with_envelope(&event, payload, envelope.as_ref()));
     if let Some(Ok(GitHubEvent::Push(push))) = &parsed
         && delivery.delivery_id.is_some()
         && let Some(response) = push_in_batch(&push_batches, &delivery, push).await
@@ -307,6 +320,32 @@ pub async fn github(
             .map_err(Refusal::Internal)
     })
     .await
+}
+
+/// Sites connected without naming a production branch build the
+/// repository's default branch: an authenticated delivery names it, and a
+/// renamed default branch is followed. Done before the delivery is acted
+/// on, so the first push to it builds.
+async fn follow_default_branch(db: &Database, repository: &str, default_branch: &str) {
+    match db.follow_default_branch(repository, default_branch).await {
+        Ok(changed) => {
+            for (site, before) in changed {
+                tracing::info!(
+                    site,
+                    repository,
+                    before,
+                    production_branch = default_branch,
+                    "the production branch follows the repository's default branch"
+                );
+            }
+        }
+        // The delivery is still handled, with the branch the site had.
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            repository,
+            "recording the repository's default branch"
+        ),
+    }
 }
 
 /// Records a push delivery together with others arriving at the same time

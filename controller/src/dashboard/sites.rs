@@ -139,10 +139,7 @@ pub struct NewSiteForm {
 pub async fn new_form(session: Session) -> PageResult {
     Ok(render(&NewSitePage {
         chrome: Chrome::new(&session, "sites"),
-        form: NewSiteForm {
-            production_branch: "main".to_owned(),
-            ..NewSiteForm::default()
-        },
+        form: NewSiteForm::default(),
         error: None,
     }))
 }
@@ -184,7 +181,13 @@ pub async fn create(
             name: name.clone(),
             repo_url: form.repo_url.trim().to_owned(),
             github_repo: (!github_repo.is_empty()).then(|| github_repo.to_owned()),
-            production_branch: if branch.is_empty() { "main" } else { branch }.to_owned(),
+            production_branch_follows_default: branch.is_empty() && !github_repo.is_empty(),
+            production_branch: if branch.is_empty() {
+                crate::db::DEFAULT_BRANCH_UNTIL_KNOWN
+            } else {
+                branch
+            }
+            .to_owned(),
             settings: Default::default(),
         })
         .await?;

@@ -49,7 +49,7 @@ pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
 pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork};
-pub use sites::{NewSite, SchedulingSettings, Site, SiteSettings};
+pub use sites::{DEFAULT_BRANCH_UNTIL_KNOWN, NewSite, SchedulingSettings, Site, SiteSettings};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

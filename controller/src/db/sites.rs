@@ -10,6 +10,10 @@ pub struct Site {
     pub repo_url: String,
     pub github_repo: Option<String>,
     pub production_branch: String,
+    /// Connected without naming a production branch: it is the GitHub
+    /// repository's default branch, taken from its deliveries (and
+    /// followed when renamed) until a person names one.
+    pub production_branch_follows_default: bool,
     pub published_deploy_id: Option<String>,
     pub publish_locked: bool,
     pub created_at: i64,
@@ -45,12 +49,19 @@ pub struct SchedulingSettings {
     pub cancel_superseded: Option<bool>,
 }
 
+/// The production branch of a site connected without naming one, until a
+/// delivery from GitHub names the repository's default branch: GitHub's
+/// default for new repositories.
+pub const DEFAULT_BRANCH_UNTIL_KNOWN: &str = "main";
+
 #[derive(Debug, Clone)]
 pub struct NewSite {
     pub name: String,
     pub repo_url: String,
     pub github_repo: Option<String>,
     pub production_branch: String,
+    /// See [`Site::production_branch_follows_default`].
+    pub production_branch_follows_default: bool,
     pub settings: SiteSettings,
 }
 
@@ -87,6 +98,7 @@ impl Site {
 }
 
 const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, \
+                            production_branch_follows_default, \
                             published_deploy_id, publish_locked, created_at, required_labels, \
                             max_concurrent_builds, cancel_superseded, branch_deploys, \
                             deploy_previews, github_installation_id, github_token_sealed, \
@@ -100,6 +112,7 @@ struct SiteRow {
     repo_url: String,
     github_repo: Option<String>,
     production_branch: String,
+    production_branch_follows_default: i64,
     published_deploy_id: Option<String>,
     publish_locked: i64,
     created_at: i64,
@@ -122,6 +135,7 @@ impl From<SiteRow> for Site {
             repo_url: row.repo_url,
             github_repo: row.github_repo,
             production_branch: row.production_branch,
+            production_branch_follows_default: row.production_branch_follows_default != 0,
             published_deploy_id: row.published_deploy_id,
             publish_locked: row.publish_locked != 0,
             created_at: row.created_at,
@@ -143,8 +157,9 @@ impl Database {
     pub async fn insert_site(&self, site: &NewSite) -> anyhow::Result<Option<Site>> {
         let row: Option<SiteRow> = sqlx::query_as(&format!(
             "INSERT INTO sites (name, repo_url, github_repo, production_branch, created_at, \
-             branch_deploys, deploy_previews, github_installation_id, github_token_sealed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
+             branch_deploys, deploy_previews, github_installation_id, github_token_sealed, \
+             production_branch_follows_default) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
         ))
         .bind(&site.name)
         .bind(&site.repo_url)
@@ -155,6 +170,7 @@ impl Database {
         .bind(i64::from(site.settings.deploy_previews))
         .bind(site.settings.github_installation_id)
         .bind(&site.settings.github_token_sealed)
+        .bind(i64::from(site.production_branch_follows_default))
         .fetch_optional(self.writer())
         .await?;
         Ok(row.map(Site::from))
@@ -187,6 +203,36 @@ impl Database {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Site::from).collect())
+    }
+
+    /// Makes `default_branch` the production branch of the sites connected
+    /// to `full_name` whose production branch follows the repository's
+    /// default; returns those that changed, with the branch they had.
+    pub async fn follow_default_branch(
+        &self,
+        full_name: &str,
+        default_branch: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let followers: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, production_branch FROM sites WHERE LOWER(github_repo) = LOWER($1) \
+             AND production_branch_follows_default = 1 AND production_branch <> $2 ORDER BY id",
+        )
+        .bind(full_name)
+        .bind(default_branch)
+        .fetch_all(&self.pool)
+        .await?;
+        if followers.is_empty() {
+            return Ok(followers);
+        }
+        sqlx::query(
+            "UPDATE sites SET production_branch = $2 WHERE LOWER(github_repo) = LOWER($1) \
+             AND production_branch_follows_default = 1 AND production_branch <> $2",
+        )
+        .bind(full_name)
+        .bind(default_branch)
+        .execute(self.writer())
+        .await?;
+        Ok(followers)
     }
 
     /// Sites connected to any of `full_names` (case-insensitive), by id.
@@ -241,10 +287,14 @@ impl Database {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Changes the settings given, in one statement.
+    /// Changes the settings given, in one statement. A production branch
+    /// other than the current one stops it following the repository's
+    /// default branch.
     pub async fn update_scheduling(&self, site_id: i64, settings: &SchedulingSettings) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE sites SET production_branch = COALESCE($1, production_branch), \
+             production_branch_follows_default = CASE WHEN production_branch = COALESCE($1, production_branch) \
+             THEN production_branch_follows_default ELSE 0 END, \
              required_labels = COALESCE($2, required_labels), \
              max_concurrent_builds = COALESCE($3, max_concurrent_builds), \
              cancel_superseded = COALESCE($4, cancel_superseded) WHERE id = $5",
@@ -264,7 +314,9 @@ impl Database {
         Ok(())
     }
 
-    /// Replaces a site's changeable settings and production branch.
+    /// Replaces a site's changeable settings and production branch; a
+    /// production branch other than the current one stops it following the
+    /// repository's default branch.
     pub async fn update_site_settings(
         &self,
         site_id: i64,
@@ -272,7 +324,9 @@ impl Database {
         settings: &SiteSettings,
     ) -> anyhow::Result<Option<Site>> {
         let row: Option<SiteRow> = sqlx::query_as(&format!(
-            "UPDATE sites SET production_branch = $1, branch_deploys = $2, deploy_previews = $3, \
+            "UPDATE sites SET production_branch = $1, production_branch_follows_default = \
+             CASE WHEN production_branch = $1 THEN production_branch_follows_default ELSE 0 END, \
+             branch_deploys = $2, deploy_previews = $3, \
              github_installation_id = $4, github_token_sealed = $5 WHERE id = $6 RETURNING {SITE_COLUMNS}"
         ))
         .bind(production_branch)

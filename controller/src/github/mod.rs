@@ -22,6 +22,7 @@ use octocrab::models::webhook_events::payload::{
 };
 use octocrab::models::webhook_events::{EventInstallation, WebhookEvent, WebhookEventPayload};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// GitHub as a service: the API client, the database of installations and
@@ -234,6 +235,57 @@ pub enum ParseError {
     NoInstallation(String),
 }
 
+/// Why a delivery's body holds no payload to read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(
+        "Content-Type `{0}` is not one GitHub sends; in the webhook's settings on GitHub pick \
+         `application/json` or `application/x-www-form-urlencoded` as its content type"
+    )]
+    UnknownContentType(String),
+    #[error(
+        "the form body has no `payload` field: GitHub sends a form delivery's JSON there. \
+         Pick `application/json` as the content type in the webhook's settings on GitHub \
+         to send the JSON as the body instead"
+    )]
+    NoPayloadField,
+    #[error(
+        "the form body cannot be read ({0}); GitHub sends `payload=<the event's JSON>`. \
+         Pick `application/json` as the content type in the webhook's settings on GitHub \
+         to send the JSON as the body instead"
+    )]
+    MalformedForm(serde_urlencoded::de::Error),
+}
+
+/// The fields of a form-encoded delivery: GitHub's JSON is in `payload`.
+#[derive(Deserialize)]
+struct FormDelivery {
+    payload: Option<String>,
+}
+
+/// The JSON payload of a delivery, read according to its `Content-Type`:
+/// GitHub sends either the JSON itself (`application/json`) or a form whose
+/// `payload` field holds it (`application/x-www-form-urlencoded`, the default
+/// of a webhook added by hand). A delivery without a content type is read as
+/// JSON, as before GitHub let people choose. The signature covers `body`
+/// as received, so it is checked before this.
+pub fn payload_of<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<Cow<'a, [u8]>, BodyError> {
+    let Some(content_type) = content_type else {
+        return Ok(Cow::Borrowed(body));
+    };
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(Cow::Borrowed(body))
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        let form: FormDelivery = serde_urlencoded::from_bytes(body).map_err(BodyError::MalformedForm)?;
+        let payload = form.payload.ok_or(BodyError::NoPayloadField)?;
+        Ok(Cow::Owned(payload.into_bytes()))
+    } else {
+        let shown: String = content_type.chars().take(100).collect();
+        Err(BodyError::UnknownContentType(shown))
+    }
+}
+
 /// The fields every payload may carry, read before the full parse so that
 /// unknown actions are recognised (and ignored) without failing on a shape
 /// octocrab's models do not know yet.
@@ -246,6 +298,7 @@ pub struct Envelope {
 #[derive(Debug, Default, Deserialize)]
 pub struct EnvelopeRepository {
     pub full_name: Option<String>,
+    pub default_branch: Option<String>,
 }
 
 impl Envelope {
@@ -256,6 +309,18 @@ impl Envelope {
 
     pub fn repository(&self) -> Option<String> {
         self.repository.as_ref().and_then(|r| r.full_name.clone())
+    }
+
+    /// The repository (`owner/name`) and its default branch, when the
+    /// payload names both: every repository webhook's deliveries do.
+    pub fn default_branch(&self) -> Option<(&str, &str)> {
+        let repository = self.repository.as_ref()?;
+        let full_name = repository.full_name.as_deref()?;
+        let branch = repository
+            .default_branch
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())?;
+        Some((full_name, branch))
     }
 }
 
@@ -511,6 +576,37 @@ mod tests {
             let event = parse_event("push", &fixture(name));
             assert!(matches!(event, Ok(GitHubEvent::Push(_))), "{name}: {event:?}");
         }
+    }
+
+    #[test]
+    fn a_form_delivery_carries_the_same_payload_as_a_json_one() {
+        let json = fixture("push.with-new-branch.json");
+        let form = serde_urlencoded::to_string([("payload", std::str::from_utf8(&json).unwrap())]).unwrap();
+        let from_form = payload_of(Some("application/x-www-form-urlencoded"), form.as_bytes()).unwrap();
+        assert_eq!(&*from_form, &json[..]);
+        let from_json = payload_of(Some("application/json; charset=utf-8"), &json).unwrap();
+        assert_eq!(
+            parse_event("push", &from_form).unwrap(),
+            parse_event("push", &from_json).unwrap()
+        );
+        assert_eq!(
+            &*payload_of(None, &json).unwrap(),
+            &json[..],
+            "no content type is read as JSON"
+        );
+    }
+
+    #[test]
+    fn a_form_without_payload_or_an_unknown_content_type_says_what_to_pick_on_github() {
+        let err = payload_of(Some("application/x-www-form-urlencoded"), b"ref=main").unwrap_err();
+        assert!(matches!(err, BodyError::NoPayloadField), "{err}");
+        assert!(err.to_string().contains("`payload`"), "{err}");
+        let err = payload_of(Some("text/plain"), b"{}").unwrap_err();
+        assert!(err.to_string().contains("`text/plain`"), "{err}");
+        assert!(
+            err.to_string().contains("application/x-www-form-urlencoded"),
+            "{err}"
+        );
     }
 
     #[test]

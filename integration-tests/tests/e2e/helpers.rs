@@ -511,11 +511,25 @@ impl TestApp {
         signature: Option<String>,
         delivery_id: Option<&str>,
     ) -> (u16, Value) {
+        self.deliver_webhook_as(event, "application/json", body, signature, delivery_id)
+            .await
+    }
+
+    /// Delivers a body as sent under a webhook's chosen content type
+    /// (`application/json` or `application/x-www-form-urlencoded`).
+    pub async fn deliver_webhook_as(
+        &self,
+        event: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+        delivery_id: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .post(format!("{}/webhooks/github", self.base_url))
             .header("X-GitHub-Event", event)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body);
         if let Some(id) = delivery_id {
             request = request.header("X-GitHub-Delivery", id);
@@ -966,10 +980,15 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// GitHub's real push payload, rewritten to name our repository, branch and
-/// commit, and to point its clone URL at the local repository.
+/// The default branch of the repositories the tests' payloads name.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// GitHub's real push payload, rewritten to name our repository (whose
+/// default branch is [`DEFAULT_BRANCH`]), branch and commit, and to point
+/// its clone URL at the local repository.
 pub fn push_payload(github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str) -> Value {
     let mut payload = fixture("push.with-new-branch.json");
+    payload["repository"]["default_branch"] = json!(DEFAULT_BRANCH);
     payload["ref"] = json!(format!("refs/heads/{branch}"));
     payload["after"] = json!(sha);
     payload["created"] = json!(false);
@@ -987,6 +1006,7 @@ pub fn push_payload(github_repo: &str, repo: &SiteRepo, branch: &str, sha: &str)
 /// request, head branch and commit.
 pub fn pull_request_payload(action: &str, github_repo: &str, number: i64, branch: &str, sha: &str) -> Value {
     let mut payload = fixture(&format!("pull_request.{action}.json"));
+    payload["repository"]["default_branch"] = json!(DEFAULT_BRANCH);
     payload["number"] = json!(number);
     payload["pull_request"]["number"] = json!(number);
     payload["pull_request"]["head"]["ref"] = json!(branch);

@@ -22,6 +22,7 @@ fn push_body(site: &str, repo: &SiteRepo, before: &str, after: &str) -> Vec<u8> 
     payload["deleted"] = json!(false);
     payload["base_ref"] = Value::Null;
     payload["repository"]["full_name"] = json!(format!("octo/{site}"));
+    payload["repository"]["default_branch"] = json!("main");
     payload["repository"]["name"] = json!(site);
     payload["repository"]["clone_url"] = json!(format!("file://{}", repo.url()));
     serde_json::to_vec(&payload).unwrap()

@@ -96,6 +96,226 @@ async fn ping_and_unknown_events_are_accepted_and_malformed_pushes_get_a_clear_4
     assert!(answer["error"].as_str().unwrap().contains("push"), "{answer}");
 }
 
+/// GitHub's webhook settings offer two content types; a push builds under
+/// either. The JSON body is signed as it is; a form body is signed as sent,
+/// with the JSON in its `payload` field.
+async fn a_push_builds_when_the_webhook_sends(content_type: &str) {
+    let app = spawn_app().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    app.connect_site("by-hand", &repo, "octo/by-hand").await;
+    let payload = serde_json::to_string(&push_payload("octo/by-hand", &repo, "main", &sha)).unwrap();
+    let body = match content_type {
+        "application/json" => payload.into_bytes(),
+        _ => form_body(&payload),
+    };
+
+    let (status, answer) = app
+        .deliver_webhook_as(
+            "push",
+            content_type,
+            body.clone(),
+            Some(sign(WEBHOOK_SECRET, &body)),
+            Some("by-hand-1"),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let build = app
+        .wait_for_success(answer["builds"][0].as_i64().expect("the push queued a build"))
+        .await;
+    assert_eq!(build["commit_sha"], sha.as_str(), "{build}");
+}
+
+/// A form body as GitHub sends it: `payload=<the event's JSON>`.
+fn form_body(payload: &str) -> Vec<u8> {
+    serde_urlencoded::to_string([("payload", payload)])
+        .unwrap()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_push_builds_through_a_webhook_sending_json() {
+    a_push_builds_when_the_webhook_sends("application/json").await;
+}
+
+#[tokio::test]
+async fn a_push_builds_through_a_webhook_added_by_hand_with_githubs_default_form_content_type() {
+    a_push_builds_when_the_webhook_sends("application/x-www-form-urlencoded").await;
+}
+
+#[tokio::test]
+async fn a_form_delivery_signed_with_another_secret_or_over_its_json_alone_is_refused() {
+    let (app, _) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    app.connect_site("form-signed", &repo, "octo/form-signed").await;
+    let payload = serde_json::to_string(&push_payload("octo/form-signed", &repo, "main", &sha)).unwrap();
+    let body = form_body(&payload);
+    let form = "application/x-www-form-urlencoded";
+
+    let (status, answer) = app
+        .deliver_webhook_as(
+            "push",
+            form,
+            body.clone(),
+            Some(sign("not-the-secret", &body)),
+            Some("f-1"),
+        )
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("does not match"),
+        "{answer}"
+    );
+
+    // The signature covers the form body as sent, not the JSON inside it.
+    let (status, answer) = app
+        .deliver_webhook_as(
+            "push",
+            form,
+            body,
+            Some(sign(WEBHOOK_SECRET, payload.as_bytes())),
+            Some("f-2"),
+        )
+        .await;
+    assert_eq!(status, 401, "{answer}");
+
+    assert!(
+        app.builds_of("form-signed").await.is_empty(),
+        "nothing was queued"
+    );
+}
+
+#[tokio::test]
+async fn a_form_without_payload_or_an_unknown_content_type_gets_a_400_saying_what_to_pick_on_github() {
+    let (app, _) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    app.connect_site("form-bad", &repo, "octo/form-bad").await;
+
+    let body = b"ref=refs%2Fheads%2Fmain".to_vec();
+    let (status, answer) = app
+        .deliver_webhook_as(
+            "push",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            Some(sign(WEBHOOK_SECRET, &body)),
+            Some("bad-1"),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("no `payload` field"), "{error}");
+    assert!(error.contains("application/json"), "{error}");
+
+    let body = serde_json::to_vec(&push_payload("octo/form-bad", &repo, "main", &sha)).unwrap();
+    let (status, answer) = app
+        .deliver_webhook_as(
+            "push",
+            "text/plain",
+            body.clone(),
+            Some(sign(WEBHOOK_SECRET, &body)),
+            Some("bad-2"),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("`text/plain`"), "{error}");
+    assert!(error.contains("application/x-www-form-urlencoded"), "{error}");
+
+    assert!(app.builds_of("form-bad").await.is_empty(), "nothing was queued");
+    let recorded = app.webhook_deliveries().await;
+    assert!(
+        recorded.iter().all(|d| d["outcome"] == "rejected"),
+        "both are recorded as rejected: {recorded:?}"
+    );
+}
+
+/// A push to `branch` of a repository whose default branch is
+/// `default_branch`, as GitHub delivers it.
+async fn push_with_default_branch(
+    app: &TestApp,
+    github_repo: &str,
+    repo: &SiteRepo,
+    branch: &str,
+    default_branch: &str,
+    sha: &str,
+) -> (u16, serde_json::Value) {
+    let mut payload = push_payload(github_repo, repo, branch, sha);
+    payload["repository"]["default_branch"] = serde_json::json!(default_branch);
+    app.deliver_github_event("push", &payload).await
+}
+
+#[tokio::test]
+async fn a_site_connected_without_naming_a_branch_builds_the_repositorys_default_branch_and_follows_its_rename()
+ {
+    let (app, _) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    let site = app
+        .connect_site_with(
+            "on-master",
+            serde_json::json!({"repo_url": repo.url(), "github_repo": "octo/on-master"}),
+        )
+        .await;
+    assert_eq!(site["production_branch"], "main", "{site}");
+    assert_eq!(site["production_branch_follows_default"], true, "{site}");
+
+    // The repository's default branch is `master`: its first push builds
+    // for production, not ignored as "not the production branch".
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "master", "master", &sha).await;
+    assert_eq!(status, 202, "{answer}");
+    let build = app.build(answer["builds"][0].as_i64().unwrap()).await;
+    assert_eq!(build["context"], "production", "{build}");
+    let site = app.get_json("/sites/on-master").await;
+    assert_eq!(site["production_branch"], "master", "{site}");
+
+    // Renamed on GitHub to `trunk`: the next push to it is production too.
+    let renamed = repo.commit(&[("src/index.html", "y")], "y");
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "trunk", "trunk", &renamed).await;
+    assert_eq!(status, 202, "{answer}");
+    let build = app.build(answer["builds"][0].as_i64().unwrap()).await;
+    assert_eq!(build["context"], "production", "{build}");
+    assert_eq!(
+        app.get_json("/sites/on-master").await["production_branch"],
+        "trunk"
+    );
+
+    // A branch a person names stays, whatever GitHub's default is.
+    app.change_site_settings("on-master", serde_json::json!({"production_branch": "live"}))
+        .await;
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "trunk", "trunk", &sha).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+    let site = app.get_json("/sites/on-master").await;
+    assert_eq!(site["production_branch"], "live", "{site}");
+    assert_eq!(site["production_branch_follows_default"], false, "{site}");
+}
+
+#[tokio::test]
+async fn a_site_connected_with_a_named_branch_keeps_it_whatever_the_repositorys_default_branch() {
+    let (app, _) = spawn_controller_only().await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "x")], "x");
+    app.connect_site("named", &repo, "octo/named").await;
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/named", &repo, "master", "master", &sha).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+    let site = app.get_json("/sites/named").await;
+    assert_eq!(site["production_branch"], "main", "{site}");
+    assert_eq!(site["production_branch_follows_default"], false, "{site}");
+}
+
 /// A bare repository on "another git server", with the project's
 /// `post-receive` hook installed, pushed to with the git command line.
 /// Several threads: `git push` blocks one while the hook calls the
