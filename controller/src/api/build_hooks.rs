@@ -5,11 +5,12 @@
 //! SHA-256 and shown once, when the hook is made.
 
 use super::find_site;
-use crate::auth::{CanManageSites, CanRead, hash_token, random_hex};
+use crate::auth::{CanManageSites, CanRead, hash_token};
 use crate::build_hooks::BuildHookLimiter;
 use crate::builds::{BuildRequest, Queue, queue_build};
 use crate::db::{BuildHook, Database, NewBuildHook};
 use crate::error::{AppResult, bad_request, not_found};
+use crate::secrets::random_hex;
 use crate::urls::Urls;
 use axum::Json;
 use axum::body::Bytes;
