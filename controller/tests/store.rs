@@ -1747,28 +1747,62 @@ on_both_databases!(
             .unwrap()
             .unwrap();
         let named = site(&db, "named").await;
+        use jamstack_controller::db::{Claim, NewDelivery};
+        let delivery = |id: &str| NewDelivery {
+            source: "github",
+            delivery_id: Some(id.to_owned()),
+            event: "push".into(),
+            action: None,
+            repository: Some("octo/following".into()),
+            body_sha256: Some(format!("{id:0>64}")),
+        };
         assert!(following.production_branch_follows_default);
         assert!(!named.production_branch_follows_default);
 
         let changed = db
-            .follow_default_branch("octo/following", "master")
+            .follow_default_branch("octo/following", "master", &delivery("d1"))
             .await
             .unwrap();
         assert_eq!(changed, [("following".to_owned(), "main".to_owned())]);
         assert!(
-            db.follow_default_branch("octo/following", "master")
+            db.follow_default_branch("octo/following", "master", &delivery("d2"))
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert!(
-            db.follow_default_branch("octo/named", "master")
+            db.follow_default_branch("octo/named", "master", &delivery("d3"))
                 .await
                 .unwrap()
                 .is_empty()
         );
         let following = db.site_by_name("following").await.unwrap().unwrap();
         assert_eq!(following.production_branch, "master");
+
+        // A delivery recorded before may be older than a rename: it moves
+        // nothing, under its own id or its body under another.
+        let Claim::New(row) = db.claim_delivery(&delivery("d4")).await.unwrap() else {
+            panic!("d4 is new");
+        };
+        db.finish_delivery(row, "queued", "built", &[]).await.unwrap();
+        let mut replayed = delivery("d4");
+        replayed.delivery_id = Some("another-id".into());
+        for old in [delivery("d4"), replayed] {
+            assert!(
+                db.follow_default_branch("octo/following", "old-name", &old)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(
+            db.site_by_name("following")
+                .await
+                .unwrap()
+                .unwrap()
+                .production_branch,
+            "master"
+        );
         assert_eq!(
             db.site_by_name("named").await.unwrap().unwrap().production_branch,
             "main"
@@ -1790,7 +1824,7 @@ on_both_databases!(
             assert_eq!(site.production_branch_follows_default, follows, "{branch}");
         }
         assert!(
-            db.follow_default_branch("octo/following", "trunk")
+            db.follow_default_branch("octo/following", "trunk", &delivery("d5"))
                 .await
                 .unwrap()
                 .is_empty()

@@ -300,7 +300,7 @@ pub async fn github(
         delivery.repository = envelope.repository().map(|r| clip(&r).to_owned());
     }
     if let Some((repository, default_branch)) = envelope.as_ref().and_then(Envelope::default_branch) {
-        follow_default_branch(&db, repository, default_branch).await;
+        follow_default_branch(&db, &delivery, repository, default_branch).await;
     }
     let parsed = payload
         .as_deref()
@@ -326,8 +326,16 @@ pub async fn github(
 /// repository's default branch: an authenticated delivery names it, and a
 /// renamed default branch is followed. Done before the delivery is acted
 /// on, so the first push to it builds.
-async fn follow_default_branch(db: &Database, repository: &str, default_branch: &str) {
-    match db.follow_default_branch(repository, default_branch).await {
+async fn follow_default_branch(
+    db: &Database,
+    delivery: &NewDelivery,
+    repository: &str,
+    default_branch: &str,
+) {
+    match db
+        .follow_default_branch(repository, default_branch, delivery)
+        .await
+    {
         Ok(changed) => {
             for (site, before) in changed {
                 tracing::info!(

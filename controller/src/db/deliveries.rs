@@ -121,6 +121,19 @@ pub(super) fn join_ids(ids: &[i64]) -> String {
 }
 
 impl Database {
+    /// Whether a delivery with this id, or with this body under any id, was
+    /// recorded before: GitHub's *Redeliver*, or a captured body played again.
+    pub async fn delivery_seen(&self, delivery: &NewDelivery) -> anyhow::Result<bool> {
+        let seen: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE dedupe_key = $1 OR body_key = $2 LIMIT 1",
+        )
+        .bind(delivery.dedupe_key())
+        .bind(delivery.body_key())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(seen.is_some())
+    }
+
     /// Claims an authenticated delivery before it is acted on.
     pub async fn claim_delivery(&self, delivery: &NewDelivery) -> anyhow::Result<Claim> {
         // The same body under another id is a replay. Looked up first; the

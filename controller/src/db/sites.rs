@@ -207,11 +207,15 @@ impl Database {
 
     /// Makes `default_branch` the production branch of the sites connected
     /// to `full_name` whose production branch follows the repository's
-    /// default; returns those that changed, with the branch they had.
+    /// default; returns those that changed, with the branch they had. A
+    /// `delivery` seen before (see [`Database::delivery_seen`]) may be older
+    /// than a rename, so it changes nothing; that is looked up only when a
+    /// site would change, which keeps the common delivery at one read.
     pub async fn follow_default_branch(
         &self,
         full_name: &str,
         default_branch: &str,
+        delivery: &super::NewDelivery,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let followers: Vec<(String, String)> = sqlx::query_as(
             "SELECT name, production_branch FROM sites WHERE LOWER(github_repo) = LOWER($1) \
@@ -221,8 +225,8 @@ impl Database {
         .bind(default_branch)
         .fetch_all(&self.pool)
         .await?;
-        if followers.is_empty() {
-            return Ok(followers);
+        if followers.is_empty() || self.delivery_seen(delivery).await? {
+            return Ok(Vec::new());
         }
         sqlx::query(
             "UPDATE sites SET production_branch = $2 WHERE LOWER(github_repo) = LOWER($1) \

@@ -283,6 +283,20 @@ async fn a_site_connected_without_naming_a_branch_builds_the_repositorys_default
         "trunk"
     );
 
+    // The first delivery played again under a new id is older than the
+    // rename: it is a duplicate and the site stays on `trunk`.
+    let (status, answer) =
+        push_with_default_branch(&app, "octo/on-master", &repo, "master", "master", &sha).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("duplicate")),
+        "{answer}"
+    );
+    assert_eq!(
+        app.get_json("/sites/on-master").await["production_branch"],
+        "trunk"
+    );
+
     // A branch a person names stays, whatever GitHub's default is.
     app.change_site_settings("on-master", serde_json::json!({"production_branch": "live"}))
         .await;
