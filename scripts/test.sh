@@ -97,5 +97,13 @@ step "Packaging: building and starting the controller and runner images"
 # From a base made here (no registry); about 20 seconds.
 ./scripts/test-packaging.sh target/debug
 
+step "Removing build networks that earlier runs left behind"
+# Tests kill runners mid-build on purpose. A runner sweeps what its previous
+# life left when it starts again under its name, which a test's runner never
+# does, so each run leaves a few job networks; Docker has about thirty
+# address pools for them. Networks still in use are left alone.
+docker network ls -q --filter label=org.jamstack.role=network \
+    | xargs -r docker network rm >/dev/null 2>&1 || true
+
 step "Tests"
 cargo test --workspace --locked
