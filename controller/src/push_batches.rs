@@ -64,7 +64,6 @@ pub struct PushBatches {
 impl PushBatches {
     /// Starts the writing task; it stops when every handle is dropped.
     pub fn start(db: Database, events: Events, jobs_available: Arc<Notify>) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
         // SQLite has one writer connection: a second batch would only wait
         // for it. PostgreSQL commits concurrent transactions together, so
         // batches overlap there while each waits for its commit.
@@ -72,6 +71,11 @@ impl PushBatches {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
         };
+        Self::start_writers(db, events, jobs_available, writers)
+    }
+
+    fn start_writers(db: Database, events: Events, jobs_available: Arc<Notify>, writers: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers {
             let writer = Writer {
@@ -129,8 +133,17 @@ impl Writer {
         let mut held: Vec<(PushArrival, Reply)> = Vec::new();
         loop {
             let mut batch = std::mem::take(&mut held);
-            {
-                let mut receiver = receiver.lock().await;
+            // A writer with deliveries held back must not wait for the
+            // receiver: another writer may hold it while waiting for a
+            // delivery that never comes, and the held ones (and their
+            // handlers) would wait with it. It takes more only when the
+            // receiver is free.
+            let receiver = if batch.is_empty() {
+                Some(receiver.lock().await)
+            } else {
+                receiver.try_lock().ok()
+            };
+            if let Some(mut receiver) = receiver {
                 if batch.is_empty() {
                     match receiver.recv().await {
                         Some(first) => batch.push(first),
@@ -323,5 +336,59 @@ fn to_record(planned: &Planned) -> PushDelivery {
         installation: arrival.installation.map(|id| (id, arrival.repository.clone())),
         builds,
         describe,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(delivery_id: &str) -> PushArrival {
+        PushArrival {
+            delivery: NewDelivery {
+                source: "github",
+                delivery_id: Some(delivery_id.to_owned()),
+                event: "push".into(),
+                action: None,
+                repository: Some("octo/nowhere".into()),
+                body_sha256: Some("b0d1".into()),
+            },
+            repository: "octo/nowhere".into(),
+            installation: None,
+            push: triggers::Push {
+                git_ref: "refs/heads/main".into(),
+                before: None,
+                after: "a".repeat(40),
+                deleted: false,
+                head_commit_message: None,
+                head_commit_author: None,
+                trigger: "webhook",
+            },
+        }
+    }
+
+    /// A redelivery arriving with its original is held back for the next
+    /// batch; meanwhile another writer waits for new deliveries holding the
+    /// receiver. The held one is still answered (it once waited for the
+    /// next delivery to arrive, which in a quiet moment was forever).
+    #[tokio::test]
+    async fn a_redelivery_held_back_is_answered_while_another_writer_waits_for_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_sqlite(&dir.path().join("deliveries.db"))
+            .await
+            .unwrap();
+        let batches = PushBatches::start_writers(db, Events::default(), Arc::default(), 2);
+        let (first, again) = tokio::time::timeout(
+            std::time::Duration::from_secs(180),
+            futures_util::future::join(batches.record(arrival("d-1")), batches.record(arrival("d-1"))),
+        )
+        .await
+        .expect("both the delivery and its redelivery are answered");
+        let mut answers = [first.unwrap(), again.unwrap()];
+        answers.sort_by_key(|answer| matches!(answer, Batched::Claimed));
+        assert!(
+            matches!(answers[0], Batched::Recorded { .. }) && answers[1] == Batched::Claimed,
+            "one is recorded, the other found its id taken: {answers:?}"
+        );
     }
 }
