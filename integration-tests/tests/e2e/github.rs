@@ -967,3 +967,127 @@ async fn a_cancelled_build_reports_an_error_status_and_deployment() {
         "Build cancelled"
     );
 }
+
+#[tokio::test]
+async fn a_build_needing_labels_no_runner_has_says_why_it_waits_until_a_runner_with_them_registers() {
+    let github = FakeGitHub::start().await;
+    // The controller's registered runner ("embedded") has no labels and is
+    // not even running.
+    let (app, _runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("rendered")),
+        ],
+        "Render on a GPU",
+    );
+    app.connect_site_with(
+        "rendered",
+        json!({"repo_url": repo.url(), "github_repo": "octo/rendered", "github_installation_id": 14,
+               "production_branch": "main"}),
+    )
+    .await;
+    app.change_site_settings("rendered", json!({"required_labels": ["gpu"]}))
+        .await;
+    let build = app.push("octo/rendered", &repo, &sha).await;
+
+    // The API, the build page and the queue page say why it waits.
+    let reason = "no registered runner has the labels gpu (runners: embedded [no labels])";
+    let shown = app.build(build).await;
+    assert_eq!(shown["state"], "queued");
+    assert_eq!(shown["waiting_reason"], reason, "{shown}");
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["queued"][0]["build_id"], build);
+    assert_eq!(queue["queued"][0]["waiting_reason"], reason, "{queue}");
+    let session = app.sign_in_over_http().await;
+    let build_page = app.dashboard_page(&session, &format!("/builds/{build}")).await;
+    assert!(
+        build_page.contains(reason),
+        "the build page says why: {build_page}"
+    );
+    let queue_page = app.dashboard_page(&session, "/queue").await;
+    assert!(
+        queue_page.contains(reason),
+        "the queue page says why: {queue_page}"
+    );
+
+    // So does the pending commit status.
+    github
+        .wait_for("a pending status saying why the build waits", |g| {
+            g.statuses("octo/rendered", &sha).iter().any(|s| {
+                s["state"] == "pending"
+                    && s["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("no registered runner has the labels gpu"))
+            })
+        })
+        .await;
+
+    // A runner with the label registers: the build runs, and says nothing
+    // of waiting any more.
+    app.start_runner_with_labels("gpu-box", &["gpu", "linux"]).await;
+    let built = app.wait_for_success(build).await;
+    assert!(built.get("waiting_reason").is_none(), "{built}");
+    assert_eq!(app.visit("rendered", "/").await.body, page("rendered"));
+    github
+        .wait_for("a success status", |g| {
+            g.status_states("octo/rendered", &sha).last().map(String::as_str) == Some("success")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_site_connected_without_naming_a_production_branch_builds_the_default_branch_github_names() {
+    let github = FakeGitHub::start().await;
+    github.set_default_branch("octo/trunk", "trunk");
+    let (app, _runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+
+    // GitHub is asked, as the App's installation.
+    let site = app
+        .connect_site_with(
+            "asked",
+            json!({"repo_url": repo.url(), "github_repo": "octo/trunk", "github_installation_id": 21}),
+        )
+        .await;
+    assert_eq!(site["production_branch"], "trunk", "{site}");
+    assert_eq!(site["production_branch_follows_default"], true);
+    assert_eq!(github.requests_to("GET", "/repos/octo/trunk").len(), 1);
+
+    // A branch the person names wins, and GitHub is not asked.
+    let named = app
+        .connect_site_with(
+            "named",
+            json!({"repo_url": repo.url(), "github_repo": "octo/trunk", "github_installation_id": 21,
+                   "production_branch": "release"}),
+        )
+        .await;
+    assert_eq!(named["production_branch"], "release");
+    assert_eq!(github.requests_to("GET", "/repos/octo/trunk").len(), 1);
+
+    // GitHub not answering leaves today's behaviour: `main` until a
+    // delivery names the default branch.
+    github.fail_next("other", 20);
+    let unanswered = app
+        .connect_site_with(
+            "unanswered",
+            json!({"repo_url": repo.url(), "github_repo": "octo/trunk", "github_installation_id": 21}),
+        )
+        .await;
+    assert_eq!(unanswered["production_branch"], "main");
+    assert_eq!(unanswered["production_branch_follows_default"], true);
+    github.fail_next("other", 0);
+
+    // A site made for direct deploys, connected to the repository later,
+    // gets the default branch the same way.
+    app.connect_site_with("later", json!({})).await;
+    let connected = app
+        .change_site_settings(
+            "later",
+            json!({"github_repo": "octo/trunk", "github_installation_id": 21}),
+        )
+        .await;
+    assert_eq!(connected["production_branch"], "trunk", "{connected}");
+    assert_eq!(connected["repo_url"], "https://github.com/octo/trunk.git");
+}
