@@ -1841,7 +1841,7 @@ on_both_databases!(
 );
 
 on_both_databases!(
-    a_site_made_without_a_repository_keeps_its_builds_and_deploys_when_one_is_connected,
+    a_site_made_without_a_repository_gets_one_connected_later,
     |db: Database| async move {
         let docs = db
             .insert_site(&NewSite {
