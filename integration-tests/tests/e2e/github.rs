@@ -990,7 +990,7 @@ async fn a_build_needing_labels_no_runner_has_says_why_it_waits_until_a_runner_w
     .await;
     app.change_site_settings("rendered", json!({"required_labels": ["gpu"]}))
         .await;
-    let build = app.push("octo/rendered", &repo, &sha).await;
+    let build = app.trigger_build("rendered", &sha).await;
 
     // The API, the build page and the queue page say why it waits.
     let reason = "no registered runner has the labels gpu (runners: embedded [no labels])";
