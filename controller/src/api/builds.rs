@@ -39,6 +39,7 @@ pub struct TriggerBuild {
     responses(
         (status = 201, description = "The queued build", body = Build),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+        (status = 409, description = "The site has no repository to build: connect one, or deploy directly", body = ErrorBody),
     ),
     security(("token" = ["builds"]))
 )]
