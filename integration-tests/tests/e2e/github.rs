@@ -3,7 +3,7 @@
 
 use crate::helpers::{
     COPY_SITE_TOML, FakeGitHub, SiteRepo, fixture, pull_request_payload, push_payload, spawn_app_with_github,
-    spawn_controller_with_github,
+    spawn_controller_with_github, spawn_controller_with_github_and,
 };
 use jamstack_runner::client::ControllerClient;
 use serde_json::{Value, json};
@@ -1090,4 +1090,63 @@ async fn a_site_connected_without_naming_a_production_branch_builds_the_default_
         .await;
     assert_eq!(connected["production_branch"], "trunk", "{connected}");
     assert_eq!(connected["repo_url"], "https://github.com/octo/trunk.git");
+}
+
+#[tokio::test]
+async fn a_build_queued_past_the_warning_threshold_says_so_and_its_pending_status_follows() {
+    let github = FakeGitHub::start().await;
+    // The registered runner ("embedded") could take the build, but is not
+    // running to ask for it.
+    let (app, _runner_token) = spawn_controller_with_github_and(&github, |config| {
+        config.queued_warning_after = Duration::from_secs(1);
+    })
+    .await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("src/index.html", "x")], "x");
+    app.connect_site_with(
+        "slow",
+        json!({"repo_url": repo.url(), "github_repo": "octo/slow", "github_installation_id": 15,
+               "production_branch": "main"}),
+    )
+    .await;
+    let build = app.trigger_build("slow", &sha).await;
+    assert!(app.build(build).await.get("waiting_reason").is_none(), "young, nothing to say yet");
+    github
+        .wait_for("the first pending status", |g| {
+            g.statuses("octo/slow", &sha).first().is_some_and(|s| s["description"] == "Build queued")
+        })
+        .await;
+
+    // Past the threshold, the API says how long and why ...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let shown = app.build(build).await;
+    let reason = shown["waiting_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("queued for "), "{shown}");
+    assert!(
+        reason.ends_with(
+            "longer than 1s: 1 runner(s) with a free slot have not asked for work; \
+             check that they run and reach the controller"
+        ),
+        "{shown}"
+    );
+
+    // ... and the periodic check updates the pending status once, without
+    // the seconds that change every time.
+    github
+        .wait_for("a pending status saying the build waits too long", |g| {
+            g.statuses("octo/slow", &sha).iter().any(|s| {
+                s["state"] == "pending"
+                    && s["description"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("Build queued, waiting: queued longer than 1s"))
+            })
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        github.statuses("octo/slow", &sha).len(),
+        2,
+        "a status is sent again only when it changes: {:?}",
+        github.statuses("octo/slow", &sha)
+    );
 }

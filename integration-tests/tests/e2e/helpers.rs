@@ -73,7 +73,20 @@ pub async fn spawn_app_with_github(github: &FakeGitHub) -> TestApp {
 
 /// [`spawn_controller_only`], against the stand-in GitHub API.
 pub async fn spawn_controller_with_github(github: &FakeGitHub) -> (TestApp, String) {
-    let (app, data) = build_app(|config| use_github(config, github)).await;
+    spawn_controller_with_github_and(github, |_| {}).await
+}
+
+/// [`spawn_controller_with_github`], with the controller's settings
+/// changed by `configure` as well.
+pub async fn spawn_controller_with_github_and(
+    github: &FakeGitHub,
+    configure: impl FnOnce(&mut Config),
+) -> (TestApp, String) {
+    let (app, data) = build_app(|config| {
+        use_github(config, github);
+        configure(config);
+    })
+    .await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     (serve(app, data), token)
 }
