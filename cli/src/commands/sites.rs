@@ -107,6 +107,13 @@ async fn create(api: &Api, json: bool, args: CreateSiteArgs) -> CliResult {
         return Ok(());
     }
     println!("Created site {} at {}", text(&site, "name"), text(&site, "url"));
+    if site.get("repo_url").is_none_or(Value::is_null) {
+        let name = text(&site, "name");
+        println!(
+            "It has no repository: deploy a folder with `jamstack deploy <dir> --site {name} --prod`, \
+             or connect one with `jamstack sites update {name} --repo-url <url>`"
+        );
+    }
     if let Some(hook) = site.get("github_webhook") {
         match hook.get("error").and_then(Value::as_str) {
             Some(error) => eprintln!("The repository's webhook is not registered: {error}"),

@@ -590,6 +590,12 @@ async fn a_user_makes_a_site_for_direct_deploys_then_connects_a_repository_and_b
     // No repository: the site takes folders deployed by hand.
     let created = cli.ok(&["sites", "create", "docs"]).await;
     assert!(created.stdout.contains("Created site docs"), "{created:?}");
+    assert!(
+        created
+            .stdout
+            .contains("It has no repository: deploy a folder with `jamstack deploy"),
+        "{created:?}"
+    );
     let folder = tempfile::tempdir().unwrap();
     write_files(folder.path(), &[("index.html", "<h1>by hand</h1>")]);
     cli.ok(&[

@@ -1110,10 +1110,15 @@ async fn a_build_queued_past_the_warning_threshold_says_so_and_its_pending_statu
     )
     .await;
     let build = app.trigger_build("slow", &sha).await;
-    assert!(app.build(build).await.get("waiting_reason").is_none(), "young, nothing to say yet");
+    assert!(
+        app.build(build).await.get("waiting_reason").is_none(),
+        "young, nothing to say yet"
+    );
     github
         .wait_for("the first pending status", |g| {
-            g.statuses("octo/slow", &sha).first().is_some_and(|s| s["description"] == "Build queued")
+            g.statuses("octo/slow", &sha)
+                .first()
+                .is_some_and(|s| s["description"] == "Build queued")
         })
         .await;
 
