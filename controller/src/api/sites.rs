@@ -428,19 +428,16 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<UpdateSite>,
 ) -> AppResult<Json<SiteView>> {
-    let mut site = find_site(&db, &name).await?;
+    let site = find_site(&db, &name).await?;
     if let Some(repo) = &body.github_repo {
         validate_github_repo(repo).map_err(bad_request)?;
     }
-    if let Some(repo_url) = clone_url(body.repo_url.as_deref(), body.github_repo.as_deref()) {
-        validate_repo_url(&repo_url, config.allow_local_repositories).map_err(bad_request)?;
-        // A GitHub repository connected without naming a production branch
-        // brings its default branch, as a new site's does.
-        let follow_default = body.github_repo.is_some() && body.production_branch.is_none();
-        db.connect_repository(site.id, &repo_url, body.github_repo.as_deref(), follow_default)
-            .await?;
-        tracing::info!(site = %site.name, repo_url, "repository connected");
-        site = find_site(&db, &name).await?;
+    let connect = clone_url(body.repo_url.as_deref(), body.github_repo.as_deref());
+    // A GitHub repository connected without naming a production branch
+    // brings its default branch, as a new site's does.
+    let follow_default = body.github_repo.is_some() && body.production_branch.is_none();
+    if let Some(repo_url) = &connect {
+        validate_repo_url(repo_url, config.allow_local_repositories).map_err(bad_request)?;
     }
     if body
         .max_concurrent_builds
@@ -468,7 +465,7 @@ pub async fn update(
     }
     let token_changed = body.github_token.is_some();
     if let Some(token) = body.github_token {
-        if token.is_some() && site.github_repo.is_none() {
+        if token.is_some() && site.github_repo.is_none() && body.github_repo.is_none() {
             return Err(bad_request(format!(
                 "site `{name}` has no github_repo for the token to be used with"
             )));
@@ -478,6 +475,11 @@ pub async fn update(
         }
         settings.github_token_sealed =
             token.map(|token| secrets.seal(&github_token_purpose(&site.name), &token));
+    }
+    if let Some(repo_url) = &connect {
+        db.connect_repository(site.id, repo_url, body.github_repo.as_deref(), follow_default)
+            .await?;
+        tracing::info!(site = %site.name, repo_url, "repository connected");
     }
     let site = db
         .update_site_settings(site.id, &production_branch, &settings)
