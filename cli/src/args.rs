@@ -67,8 +67,10 @@ pub enum SitesCommand {
     List,
     /// Show one site
     Show { site: String },
-    /// Create a site (connect a repository)
+    /// Create a site, connected to a repository or (without one) for direct deploys
     Create(CreateSiteArgs),
+    /// Connect a repository to a site (one made for direct deploys, or another repository)
+    Update(UpdateSiteArgs),
     /// Show a site's settings, or change them with --set key=value
     Settings {
         site: String,
@@ -89,7 +91,8 @@ pub enum SitesCommand {
 pub struct CreateSiteArgs {
     /// The site's name (it becomes part of its hostnames)
     pub name: String,
-    /// Where runners clone from (defaults to the GitHub repository's URL)
+    /// Where runners clone from (defaults to the GitHub repository's URL;
+    /// without either, the site takes direct deploys only, `jamstack deploy`)
     #[arg(long)]
     pub repo_url: Option<String>,
     /// `owner/name` on GitHub; its pushes and pull requests build the site
@@ -112,6 +115,21 @@ pub struct CreateSiteArgs {
     /// (kept out of the shell's history)
     #[arg(long, value_name = "VARIABLE")]
     pub github_token_env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateSiteArgs {
+    /// The site's name
+    pub site: String,
+    /// Where runners clone from (defaults to the GitHub repository's URL)
+    #[arg(long)]
+    pub repo_url: Option<String>,
+    /// `owner/name` on GitHub; its pushes and pull requests build the site
+    #[arg(long)]
+    pub github_repo: Option<String>,
+    /// The branch whose builds go live
+    #[arg(long)]
+    pub production_branch: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -84,9 +84,36 @@ pub fn honours_skip_markers(trigger: &str) -> bool {
     matches!(trigger, "webhook" | "generic-webhook")
 }
 
-/// Queues a build of `site` and wakes a waiting runner. Returns the build id.
+/// A build asked of a site made for direct deploys, which has no
+/// repository to build from. The API answers it with its message.
+#[derive(Debug)]
+pub struct NoRepository {
+    pub site: String,
+}
+
+impl std::fmt::Display for NoRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let site = &self.site;
+        write!(
+            f,
+            "site `{site}` has no repository; connect one with `jamstack sites update {site} --repo-url ...` \
+             or deploy directly with `jamstack deploy`"
+        )
+    }
+}
+
+impl std::error::Error for NoRepository {}
+
+/// Queues a build of `site` and wakes a waiting runner. Returns the build
+/// id; a site without a repository is refused with [`NoRepository`].
 #[tracing::instrument(skip_all, fields(site = %site.name, build_id = tracing::field::Empty))]
 pub async fn queue_build(state: &Queue, site: &Site, request: BuildRequest) -> anyhow::Result<i64> {
+    if site.repo_url.is_none() {
+        return Err(NoRepository {
+            site: site.name.clone(),
+        }
+        .into());
+    }
     // A new build of a closed-then-reopened pull request or a re-created
     // branch may bring its hostname back.
     if let Some(alias) = alias_for(request.context, &request.branch, request.pr_number) {

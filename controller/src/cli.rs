@@ -68,6 +68,11 @@ pub struct ServerArgs {
     /// Builds running longer are stopped and failed.
     #[arg(long, env = "JAMSTACK_MAX_BUILD_MINUTES", default_value_t = 60)]
     pub max_build_minutes: u64,
+    /// Seconds a build may wait in the queue before it says why it waits
+    /// (API, dashboard, commit status); one needing labels no runner has
+    /// says so at once.
+    #[arg(long, env = "JAMSTACK_QUEUED_WARNING_SECONDS", default_value_t = 60)]
+    pub queued_warning_seconds: u64,
     /// Seconds a runner's lease lasts without a heartbeat.
     #[arg(long, env = "JAMSTACK_LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,

@@ -30,6 +30,9 @@ pub struct Config {
     pub max_build_duration: Duration,
     /// Jobs running at once across all sites and runners; 0 for no limit.
     pub max_concurrent_builds: i64,
+    /// A build queued longer says why it waits (API, dashboard, commit
+    /// status), so none waits in silence.
+    pub queued_warning_after: Duration,
     /// The database URL; `None` for the SQLite file in the data directory.
     pub database_url: Option<String>,
     /// The controller's address as the world reaches it, e.g.
@@ -323,6 +326,7 @@ impl Config {
             max_lease_wait: Duration::from_secs(30),
             max_build_duration: Duration::from_secs(60 * 60),
             max_concurrent_builds: 0,
+            queued_warning_after: Duration::from_secs(60),
             database_url: None,
             public_url: None,
             github_api_url: "https://api.github.com".to_owned(),

@@ -44,7 +44,7 @@ pub async fn connect_and_build(data_dir: &Path, db: &Database, queue: &Queue) ->
             tokio::task::spawn_blocking(move || commit_demo_files(&dir)).await??;
             let new_site = NewSite {
                 name: SITE_NAME.to_owned(),
-                repo_url: repo_dir.to_string_lossy().into_owned(),
+                repo_url: Some(repo_dir.to_string_lossy().into_owned()),
                 github_repo: None,
                 production_branch: "main".to_owned(),
                 production_branch_follows_default: false,

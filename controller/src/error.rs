@@ -56,6 +56,10 @@ pub fn conflict(message: impl Into<String>) -> AppError {
 
 impl From<anyhow::Error> for AppError {
     fn from(error: anyhow::Error) -> Self {
+        // A build asked of a site without a repository: the asker can fix it.
+        if let Some(refused) = error.downcast_ref::<crate::builds::NoRepository>() {
+            return conflict(refused.to_string());
+        }
         tracing::error!(error = format!("{error:#}"), "internal error");
         AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -130,7 +130,9 @@ impl Claimed {
             build_id: build.id,
             attempt: job.attempt as u32,
             site: site.name,
-            repo_url: site.repo_url,
+            // Builds are queued only for sites with a repository (see
+            // `queue_build`), and a connected repository cannot be removed.
+            repo_url: site.repo_url.unwrap_or_default(),
             trusted: is_trusted(&build),
             verify_reachable_from: build.commit_unverified.then(|| build.branch.clone()),
             honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),

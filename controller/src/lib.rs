@@ -37,6 +37,7 @@ pub mod state;
 pub mod supervisor;
 pub mod triggers;
 pub mod urls;
+pub mod waiting;
 
 pub use config::Config;
 pub use startup::Application;

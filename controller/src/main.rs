@@ -15,6 +15,7 @@ fn config_of(server: ServerArgs) -> Config {
     config.max_concurrent_builds = server.max_concurrent_builds;
     config.max_build_duration = Duration::from_secs(server.max_build_minutes * 60);
     config.lease_duration = Duration::from_secs(server.lease_seconds.max(5));
+    config.queued_warning_after = Duration::from_secs(server.queued_warning_seconds);
     config.heartbeat_interval = (config.lease_duration / 3).min(config.heartbeat_interval);
     config.public_url = server.public_url;
     config.metrics_listen = server.metrics_listen;

@@ -19,7 +19,7 @@ async fn a_starting_controller_seals_secret_variables_an_older_version_stored_in
     let site = db
         .insert_site(&NewSite {
             name: "legacy".into(),
-            repo_url: "/repos/legacy".into(),
+            repo_url: Some("/repos/legacy".into()),
             github_repo: None,
             production_branch: "main".into(),
             production_branch_follows_default: false,

@@ -69,7 +69,7 @@ where
 async fn site(db: &Database, name: &str) -> Site {
     db.insert_site(&NewSite {
         name: name.into(),
-        repo_url: format!("/repos/{name}"),
+        repo_url: Some(format!("/repos/{name}")),
         github_repo: Some(format!("octo/{name}")),
         production_branch: "main".into(),
         production_branch_follows_default: false,
@@ -527,7 +527,7 @@ on_both_databases!(
         let with_token = db
             .insert_site(&NewSite {
                 name: "with-token".into(),
-                repo_url: "/repos/with-token".into(),
+                repo_url: Some("/repos/with-token".into()),
                 github_repo: Some("octo/with-token".into()),
                 production_branch: "main".into(),
                 production_branch_follows_default: false,
@@ -1737,7 +1737,7 @@ on_both_databases!(
         let following = db
             .insert_site(&NewSite {
                 name: "following".into(),
-                repo_url: "/repos/following".into(),
+                repo_url: Some("/repos/following".into()),
                 github_repo: Some("Octo/Following".into()),
                 production_branch: "main".into(),
                 production_branch_follows_default: true,
@@ -1837,5 +1837,78 @@ on_both_databases!(
                 .production_branch,
             "live"
         );
+    }
+);
+
+on_both_databases!(
+    a_site_made_without_a_repository_gets_one_connected_later,
+    |db: Database| async move {
+        let docs = db
+            .insert_site(&NewSite {
+                name: "docs".into(),
+                repo_url: None,
+                github_repo: None,
+                production_branch: "main".into(),
+                production_branch_follows_default: false,
+                settings: Default::default(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(docs.repo_url, None);
+
+        db.connect_repository(
+            docs.id,
+            "https://github.com/octo/docs.git",
+            Some("octo/docs"),
+            true,
+        )
+        .await
+        .unwrap();
+        db.set_followed_default_branch(docs.id, "trunk").await.unwrap();
+        let docs = db.site_by_name("docs").await.unwrap().unwrap();
+        assert_eq!(docs.repo_url.as_deref(), Some("https://github.com/octo/docs.git"));
+        assert_eq!(docs.github_repo.as_deref(), Some("octo/docs"));
+        assert!(docs.production_branch_follows_default);
+        assert_eq!(docs.production_branch, "trunk");
+        assert_eq!(db.sites_for_github_repo("octo/docs").await.unwrap().len(), 1);
+
+        // A branch a person named is not moved by what GitHub says.
+        let named = site(&db, "named").await;
+        db.set_followed_default_branch(named.id, "trunk").await.unwrap();
+        assert_eq!(
+            db.site_by_name("named").await.unwrap().unwrap().production_branch,
+            "main"
+        );
+    }
+);
+
+on_both_databases!(
+    queued_jobs_carry_what_says_why_they_wait,
+    |db: Database| async move {
+        let blog = site(&db, "blog").await;
+        db.update_scheduling(
+            blog.id,
+            &SchedulingSettings {
+                required_labels: Some(vec!["gpu".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let build = queue(&db, &blog, "main").await;
+        let plain = runner(&db, "plain", &["linux"]).await;
+
+        let jobs = db.queued_jobs(None).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].build_id, build);
+        assert_eq!(jobs[0].required_labels, "gpu");
+        assert_eq!((jobs[0].site_limit, jobs[0].site_running), (1, 0));
+        assert_eq!(db.queued_jobs(Some(build)).await.unwrap().len(), 1);
+        assert!(db.queued_jobs(Some(build + 1)).await.unwrap().is_empty());
+
+        let loads = db.live_runner_loads().await.unwrap();
+        assert_eq!(loads.len(), 1);
+        assert_eq!((loads[0].runner.id, loads[0].leased), (plain.id, 0));
     }
 );

@@ -67,7 +67,7 @@ async fn run(backend: &str) -> (f64, f64) {
         let site = db
             .insert_site(&NewSite {
                 name: format!("bench-{i}"),
-                repo_url: "/nowhere".into(),
+                repo_url: Some("/nowhere".into()),
                 github_repo: Some(format!("octo/bench-{i}")),
                 production_branch: "main".into(),
                 production_branch_follows_default: false,

@@ -1,6 +1,6 @@
-//! `jamstack sites …`: list, show, create, settings, env.
+//! `jamstack sites …`: list, show, create, update, settings, env.
 
-use crate::args::{CreateSiteArgs, EnvCommand, SitesCommand};
+use crate::args::{CreateSiteArgs, EnvCommand, SitesCommand, UpdateSiteArgs};
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::output::{ago, print_fields, print_json, print_table, text};
@@ -39,6 +39,7 @@ pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
             }
         }
         SitesCommand::Create(args) => create(api, json, args).await?,
+        SitesCommand::Update(args) => update(api, json, args).await?,
         SitesCommand::Settings { site, set } => settings(api, json, &site, &set).await?,
         SitesCommand::Env { site, command } => env(api, json, &site, command).await?,
     }
@@ -106,11 +107,45 @@ async fn create(api: &Api, json: bool, args: CreateSiteArgs) -> CliResult {
         return Ok(());
     }
     println!("Created site {} at {}", text(&site, "name"), text(&site, "url"));
+    if site.get("repo_url").is_none_or(Value::is_null) {
+        let name = text(&site, "name");
+        println!(
+            "It has no repository: deploy a folder with `jamstack deploy <dir> --site {name} --prod`, \
+             or connect one with `jamstack sites update {name} --repo-url <url>`"
+        );
+    }
     if let Some(hook) = site.get("github_webhook") {
         match hook.get("error").and_then(Value::as_str) {
             Some(error) => eprintln!("The repository's webhook is not registered: {error}"),
             None => println!("Registered the repository's webhook ({})", text(hook, "url")),
         }
+    }
+    Ok(())
+}
+
+async fn update(api: &Api, json: bool, args: UpdateSiteArgs) -> CliResult {
+    let mut body = Map::new();
+    if let Some(url) = args.repo_url {
+        body.insert("repo_url".to_owned(), json!(url));
+    }
+    if let Some(repo) = args.github_repo {
+        body.insert("github_repo".to_owned(), json!(repo));
+    }
+    if let Some(branch) = args.production_branch {
+        body.insert("production_branch".to_owned(), json!(branch));
+    }
+    if body.is_empty() {
+        return Err(CliError::usage(
+            "nothing to change: give --repo-url, --github-repo or --production-branch",
+        ));
+    }
+    let site = api
+        .patch(&routes::api::site(&args.site), &Value::Object(body))
+        .await?;
+    if json {
+        print_json(&site);
+    } else {
+        print_site(&site);
     }
     Ok(())
 }

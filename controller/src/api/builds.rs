@@ -4,8 +4,10 @@ use super::pagination::{Paged, Pagination};
 use crate::auth::{CanBuild, CanManageSites, CanRead};
 use crate::builds::Queue;
 use crate::builds::{BuildRequest, queue_build};
+use crate::config::Config;
 use crate::db::{Build, Database};
 use crate::error::{AppError, AppResult, bad_request, not_found};
+use crate::waiting::{Thresholds, explain_builds};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -13,6 +15,7 @@ use axum::response::IntoResponse;
 use jamstack_proto::BuildContext;
 use jamstack_proto::ErrorBody;
 use serde::Deserialize;
+use std::sync::Arc;
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,7 @@ pub struct TriggerBuild {
     responses(
         (status = 201, description = "The queued build", body = Build),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+        (status = 409, description = "The site has no repository to build: connect one, or deploy directly", body = ErrorBody),
     ),
     security(("token" = ["builds"]))
 )]
@@ -109,14 +113,16 @@ pub async fn trigger(
 )]
 pub async fn list_for_site(
     State(db): State<Database>,
+    State(config): State<Arc<Config>>,
     _: CanRead,
     Path(name): Path<String>,
     page: Pagination,
 ) -> AppResult<Paged<Build>> {
     let site = find_site(&db, &name).await?;
-    let builds = db
+    let mut builds = db
         .builds_of_site_page(site.id, page.fetch_limit(), page.offset())
         .await?;
+    explain_builds(&db, Thresholds::of(&config), &mut builds).await?;
     Ok(page.answer(builds))
 }
 
@@ -166,8 +172,16 @@ async fn find_build(db: &Database, id: i64) -> AppResult<Build> {
     ),
     security(("token" = ["read"]))
 )]
-pub async fn show(State(db): State<Database>, _: CanRead, Path(id): Path<i64>) -> AppResult<Json<Build>> {
-    Ok(Json(find_build(&db, id).await?))
+pub async fn show(
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    _: CanRead,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Build>> {
+    let mut build = [find_build(&db, id).await?];
+    explain_builds(&db, Thresholds::of(&config), &mut build).await?;
+    let [build] = build;
+    Ok(Json(build))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -4,14 +4,17 @@ use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
 use crate::auth::Auth;
 use crate::auth::{Admin, CanRead};
+use crate::config::Config;
 use crate::db::Database;
 use crate::db::{QueueEntry, RunnerRecord};
 use crate::error::{AppResult, not_found};
+use crate::waiting::Thresholds;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jamstack_proto::ErrorBody;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Registered runners, oldest first, a page at a time.
 #[utoipa::path(
@@ -77,11 +80,13 @@ pub struct QueueView {
     ),
     security(("token" = ["read"]))
 )]
-pub async fn queue(State(db): State<Database>, _: CanRead) -> AppResult<Json<QueueView>> {
-    let (running, queued) = db
-        .queue_overview()
-        .await?
-        .into_iter()
-        .partition(|entry| entry.state == "running");
+pub async fn queue(
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    _: CanRead,
+) -> AppResult<Json<QueueView>> {
+    let mut entries = db.queue_overview().await?;
+    crate::waiting::explain_queue(&db, Thresholds::of(&config), &mut entries).await?;
+    let (running, queued) = entries.into_iter().partition(|entry| entry.state == "running");
     Ok(Json(QueueView { queued, running }))
 }

@@ -27,13 +27,16 @@ pub struct CreateSite {
     pub name: String,
     /// Where runners clone from: an https URL, or a local path for
     /// repositories on the runner's machine. Defaults to
-    /// `https://github.com/<github_repo>.git`.
+    /// `https://github.com/<github_repo>.git`. Without it and without
+    /// `github_repo`, the site takes direct deploys only (`jamstack
+    /// deploy`) until a repository is connected with `PATCH`.
     pub repo_url: Option<String>,
     /// `owner/name` on GitHub; its pushes and pull requests build the site.
     pub github_repo: Option<String>,
     /// The branch whose builds go live. Without it, the repository's
-    /// default branch: `main` until a delivery from GitHub names the
-    /// repository's default branch, which it then follows when renamed.
+    /// default branch, asked from GitHub when the controller has the
+    /// site's token or an App installation (else `main` until a delivery
+    /// from GitHub names it), and followed when renamed.
     pub production_branch: Option<String>,
     /// Pushes to other branches build branch deploys (default off).
     #[serde(default)]
@@ -186,16 +189,10 @@ pub async fn create(
     if let Some(repo) = &body.github_repo {
         validate_github_repo(repo).map_err(bad_request)?;
     }
-    let repo_url = match (&body.repo_url, &body.github_repo) {
-        (Some(url), _) if !url.trim().is_empty() => url.clone(),
-        (_, Some(repo)) => format!("https://github.com/{repo}.git"),
-        _ => {
-            return Err(bad_request(
-                "repo_url is empty; give the repository's clone URL (or github_repo for a GitHub repository)",
-            ));
-        }
-    };
-    validate_repo_url(&repo_url, config.allow_local_repositories).map_err(bad_request)?;
+    let repo_url = clone_url(body.repo_url.as_deref(), body.github_repo.as_deref());
+    if let Some(url) = &repo_url {
+        validate_repo_url(url, config.allow_local_repositories).map_err(bad_request)?;
+    }
     if body
         .production_branch
         .as_deref()
@@ -239,6 +236,7 @@ pub async fn create(
                 body.name
             ))
         })?;
+    ask_default_branch(&github, &site).await?;
     let registration = match site.github_token_sealed {
         Some(_) => Some(register_webhook(&github, &installation.webhook_secret, &site).await?),
         None => None,
@@ -247,6 +245,31 @@ pub async fn create(
     let mut view = view(&urls, site);
     view.github_webhook = registration;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Where runners clone a site from: the URL given, else GitHub's URL of
+/// the repository named, else nowhere (a site for direct deploys).
+fn clone_url(repo_url: Option<&str>, github_repo: Option<&str>) -> Option<String> {
+    match (repo_url.map(str::trim), github_repo) {
+        (Some(url), _) if !url.is_empty() => Some(url.to_owned()),
+        (_, Some(repo)) => Some(format!("https://github.com/{repo}.git")),
+        _ => None,
+    }
+}
+
+/// Makes the site's production branch its GitHub repository's default
+/// branch, asked from GitHub, when the site follows the default branch and
+/// the controller can ask (a token or an App installation). When GitHub
+/// cannot be asked, the branch stays until a delivery names it.
+async fn ask_default_branch(github: &GitHubService, site: &Site) -> AppResult<()> {
+    if !site.production_branch_follows_default {
+        return Ok(());
+    }
+    if let Some(branch) = crate::github::default_branch_of(github, site).await {
+        github.db.set_followed_default_branch(site.id, &branch).await?;
+        tracing::info!(site = %site.name, branch, "production branch is the repository's default branch");
+    }
+    Ok(())
 }
 
 /// Registers (or updates) the repository's webhook with the site's access
@@ -350,6 +373,11 @@ pub async fn register_github_webhook(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSite {
+    /// Connects a repository (or another one): where runners clone from.
+    pub repo_url: Option<String>,
+    /// Connects a GitHub repository, `owner/name`; `repo_url` defaults to
+    /// its https URL.
+    pub github_repo: Option<String>,
     pub production_branch: Option<String>,
     pub branch_deploys: Option<bool>,
     pub deploy_previews: Option<bool>,
@@ -391,6 +419,7 @@ where
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
     State(db): State<Database>,
+    State(config): State<Arc<Config>>,
     State(secrets): State<Arc<SecretBox>>,
     State(urls): State<Urls>,
     State(github): State<GitHubService>,
@@ -400,6 +429,16 @@ pub async fn update(
     Json(body): Json<UpdateSite>,
 ) -> AppResult<Json<SiteView>> {
     let site = find_site(&db, &name).await?;
+    if let Some(repo) = &body.github_repo {
+        validate_github_repo(repo).map_err(bad_request)?;
+    }
+    let connect = clone_url(body.repo_url.as_deref(), body.github_repo.as_deref());
+    // A GitHub repository connected without naming a production branch
+    // brings its default branch, as a new site's does.
+    let follow_default = body.github_repo.is_some() && body.production_branch.is_none();
+    if let Some(repo_url) = &connect {
+        validate_repo_url(repo_url, config.allow_local_repositories).map_err(bad_request)?;
+    }
     if body
         .max_concurrent_builds
         .is_some_and(|n| !(0..=1000).contains(&n))
@@ -426,7 +465,7 @@ pub async fn update(
     }
     let token_changed = body.github_token.is_some();
     if let Some(token) = body.github_token {
-        if token.is_some() && site.github_repo.is_none() {
+        if token.is_some() && site.github_repo.is_none() && body.github_repo.is_none() {
             return Err(bad_request(format!(
                 "site `{name}` has no github_repo for the token to be used with"
             )));
@@ -436,6 +475,11 @@ pub async fn update(
         }
         settings.github_token_sealed =
             token.map(|token| secrets.seal(&github_token_purpose(&site.name), &token));
+    }
+    if let Some(repo_url) = &connect {
+        db.connect_repository(site.id, repo_url, body.github_repo.as_deref(), follow_default)
+            .await?;
+        tracing::info!(site = %site.name, repo_url, "repository connected");
     }
     let site = db
         .update_site_settings(site.id, &production_branch, &settings)
@@ -448,6 +492,9 @@ pub async fn update(
         cancel_superseded: body.cancel_superseded,
     };
     db.update_scheduling(site.id, &scheduling).await?;
+    if body.github_repo.is_some() {
+        ask_default_branch(&github, &site).await?;
+    }
     let registration = if token_changed && site.github_token_sealed.is_some() {
         Some(register_webhook(&github, &installation.webhook_secret, &site).await?)
     } else {

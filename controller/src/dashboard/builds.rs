@@ -3,13 +3,16 @@
 use super::sites::took;
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, duration, headline, render, see_other, short_sha};
 use crate::builds::{Queue, retry_build};
+use crate::config::Config;
 use crate::db::{Build, Database};
 use crate::error::not_found;
 use crate::urls::Urls;
+use crate::waiting::{Thresholds, explain_builds};
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use jamstack_proto::StepTiming;
+use std::sync::Arc;
 
 /// One step of a build, how long it took and its bar.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,11 +68,14 @@ async fn find_build(db: &Database, id: i64) -> PageResult<Build> {
 
 pub async fn show(
     State(db): State<Database>,
+    State(config): State<Arc<Config>>,
     State(urls): State<Urls>,
     session: Session,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let build = find_build(&db, id).await?;
+    let mut build = [find_build(&db, id).await?];
+    explain_builds(&db, Thresholds::of(&config), &mut build).await?;
+    let [build] = build;
     let timings = step_rows(&build.step_timings);
     let attempts = db
         .attempts(id)

@@ -1,10 +1,13 @@
 //! Everything queued and running across sites, and the runners.
 
 use super::{Chrome, PageResult, Session, ago, render, short_sha};
+use crate::config::Config;
 use crate::db::Database;
 use crate::db::QueueEntry;
+use crate::waiting::Thresholds;
 use askama::Template;
 use axum::extract::State;
+use std::sync::Arc;
 
 pub struct QueueRow {
     pub build_id: i64,
@@ -15,6 +18,8 @@ pub struct QueueRow {
     pub runner: String,
     pub attempt: i64,
     pub when: String,
+    /// Why a queued build has not started, if something keeps it.
+    pub waiting_reason: Option<String>,
 }
 
 pub struct RunnerRow {
@@ -46,11 +51,17 @@ fn row(entry: &QueueEntry) -> QueueRow {
         runner: entry.runner.clone().unwrap_or_default(),
         attempt: entry.attempt,
         when: ago(entry.started_at.unwrap_or(entry.created_at)),
+        waiting_reason: entry.waiting_reason.clone(),
     }
 }
 
-pub async fn show(State(db): State<Database>, session: Session) -> PageResult {
-    let entries = db.queue_overview().await?;
+pub async fn show(
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    session: Session,
+) -> PageResult {
+    let mut entries = db.queue_overview().await?;
+    crate::waiting::explain_queue(&db, Thresholds::of(&config), &mut entries).await?;
     let (running, queued): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e.state == "running");
     let runners = db
         .list_runners()

@@ -16,6 +16,8 @@ use crate::api::find_site;
 use crate::api::site_settings::{
     BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
 };
+use crate::api::sites::validate_repo_url;
+use crate::config::Config;
 use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
 use crate::secrets::SecretBox;
 use crate::urls::Urls;
@@ -126,6 +128,7 @@ struct SettingsPage {
     scheduling_error: Option<String>,
     limits_error: Option<String>,
     env_error: Option<String>,
+    repository_error: Option<String>,
 }
 
 impl SettingsPage {
@@ -174,6 +177,7 @@ impl SettingsPage {
             scheduling_error: None,
             limits_error: None,
             env_error: None,
+            repository_error: None,
         })
     }
 
@@ -283,6 +287,44 @@ pub async fn save_scheduling(
         },
     )
     .await?;
+    Ok(see_other(format!("/sites/{name}/settings?notice=saved")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RepositoryForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub repo_url: String,
+}
+
+/// Connects a repository to a site made for direct deploys: its builds
+/// work from then on.
+pub async fn connect_repository(
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<RepositoryForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let repo_url = form.repo_url.trim();
+    let refused = if repo_url.is_empty() {
+        Some("the repository URL is empty; give the URL runners clone from".to_owned())
+    } else {
+        validate_repo_url(repo_url, config.allow_local_repositories).err()
+    };
+    if let Some(message) = refused {
+        let page = SettingsPage::load(&db, &session, site).await?;
+        return SettingsPage {
+            repository_error: Some(message),
+            ..page
+        }
+        .refused();
+    }
+    db.connect_repository(site.id, repo_url, None, false).await?;
+    tracing::info!(site = %name, repo_url, "repository connected from the dashboard");
     Ok(see_other(format!("/sites/{name}/settings?notice=saved")))
 }
 

@@ -96,7 +96,11 @@ pub async fn list(State(db): State<Database>, State(urls): State<Urls>, session:
         };
         rows.push(SiteRow {
             url: urls.site_url(&site.name),
-            repo: site.github_repo.clone().unwrap_or_else(|| site.repo_url.clone()),
+            repo: site
+                .github_repo
+                .clone()
+                .or_else(|| site.repo_url.clone())
+                .unwrap_or_default(),
             production_branch: site.production_branch.clone(),
             published: site
                 .published_deploy_id
@@ -163,23 +167,28 @@ pub async fn create(
     if let Err(error) = validate_site_name(&name) {
         return again(error);
     }
-    if form.repo_url.trim().is_empty() {
-        return again("the repository URL is empty; give the URL runners clone from".to_owned());
-    }
-    if let Err(error) = validate_repo_url(form.repo_url.trim(), config.allow_local_repositories) {
-        return again(error);
-    }
     let github_repo = form.github_repo.trim();
     if !github_repo.is_empty() && github_repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
         return again(format!(
             "GitHub repository `{github_repo}` is not `owner/name`; leave it empty for a repository outside GitHub"
         ));
     }
+    // Both left empty: a site for direct deploys, a repository connected later.
+    let repo_url = match (form.repo_url.trim(), github_repo) {
+        ("", "") => None,
+        ("", repo) => Some(format!("https://github.com/{repo}.git")),
+        (url, _) => Some(url.to_owned()),
+    };
+    if let Some(url) = &repo_url
+        && let Err(error) = validate_repo_url(url, config.allow_local_repositories)
+    {
+        return again(error);
+    }
     let branch = form.production_branch.trim();
     let inserted = db
         .insert_site(&NewSite {
             name: name.clone(),
-            repo_url: form.repo_url.trim().to_owned(),
+            repo_url,
             github_repo: (!github_repo.is_empty()).then(|| github_repo.to_owned()),
             production_branch_follows_default: branch.is_empty() && !github_repo.is_empty(),
             production_branch: if branch.is_empty() {

@@ -92,6 +92,12 @@ pub struct Build {
     /// runner reported them; empty while the build runs, and for runners
     /// that report none (protocol 9) or builds that never ran.
     pub step_timings: Vec<StepTiming>,
+    /// Why a queued build has not started, when something keeps it: no
+    /// registered runner has its labels, or it has waited past the
+    /// controller's `--queued-warning-seconds`. Worked out when read (see
+    /// [`crate::waiting`]), never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +132,25 @@ pub struct QueueEntry {
     pub attempt: i64,
     pub created_at: i64,
     pub started_at: Option<i64>,
+    /// See [`Build::waiting_reason`].
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
+}
+
+/// A queued job, with what decides which runner may take it and when.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QueuedJob {
+    pub build_id: i64,
+    pub site_id: i64,
+    pub site: String,
+    /// As stored: sorted, joined by commas.
+    pub required_labels: String,
+    /// When the job was queued (again, after a lost runner).
+    pub queued_at: i64,
+    /// The site's builds running at once; 0 for no limit.
+    pub site_limit: i64,
+    pub site_running: i64,
 }
 
 /// One lease of a build's job, with its own log.
@@ -247,6 +272,7 @@ impl From<BuildRow> for Build {
                 .step_timings
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default(),
+            waiting_reason: None,
         }
     }
 }
@@ -1101,6 +1127,22 @@ impl Database {
              FROM builds b JOIN jobs j ON j.build_id = b.id \
              JOIN sites s ON s.id = b.site_id WHERE j.state IN ('queued', 'leased') ORDER BY b.id",
         )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The queued jobs (of one build, or all), oldest first, with their
+    /// sites' limits and running builds.
+    pub async fn queued_jobs(&self, build_id: Option<i64>) -> anyhow::Result<Vec<QueuedJob>> {
+        Ok(sqlx::query_as(
+            "SELECT b.id AS build_id, b.site_id, s.name AS site, j.required_labels, \
+             j.created_at AS queued_at, s.max_concurrent_builds AS site_limit, \
+             (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
+              WHERE j2.state = 'leased' AND b2.site_id = b.site_id) AS site_running \
+             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+             WHERE j.state = 'queued' AND ($1 IS NULL OR b.id = $1) ORDER BY j.id LIMIT 1000",
+        )
+        .bind(build_id)
         .fetch_all(&self.pool)
         .await?)
     }

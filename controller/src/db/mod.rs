@@ -32,7 +32,9 @@ mod sites;
 
 pub use blobs::{BlobToCompress, SweptBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
-pub use builds::{Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry};
+pub use builds::{
+    Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry, QueuedJob,
+};
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
@@ -46,7 +48,7 @@ pub use push_intake::{
 };
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
-pub use runners::{RunnerRecord, normalize_labels};
+pub use runners::{RunnerLoad, RunnerRecord, labels_satisfy, normalize_labels, split_labels};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
 pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork};
 pub use sites::{DEFAULT_BRANCH_UNTIL_KNOWN, NewSite, SchedulingSettings, Site, SiteSettings};

@@ -40,6 +40,13 @@ pub fn labels_satisfy(have: &[String], need: &str) -> bool {
     split_labels(need).iter().all(|label| have.contains(label))
 }
 
+/// A live runner and the jobs it holds now.
+#[derive(Debug, Clone)]
+pub struct RunnerLoad {
+    pub runner: RunnerRecord,
+    pub leased: i64,
+}
+
 const RUNNER_COLUMNS: &str = "id, name, labels, slots, created_at, last_seen_at, revoked_at";
 
 /// A row of `runners`: labels joined by commas.
@@ -119,6 +126,33 @@ impl Database {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows.into_iter().map(RunnerRecord::from).collect())
+    }
+
+    /// The registered (not revoked) runners, oldest first, each with the
+    /// jobs it holds leased.
+    pub async fn live_runner_loads(&self) -> anyhow::Result<Vec<RunnerLoad>> {
+        let rows: Vec<RunnerRow> = sqlx::query_as(&format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners WHERE revoked_at IS NULL ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let leased: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT runner_id, COUNT(*) FROM jobs WHERE state = 'leased' AND runner_id IS NOT NULL \
+             GROUP BY runner_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let leased: std::collections::HashMap<i64, i64> = leased.into_iter().collect();
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let runner = RunnerRecord::from(row);
+                RunnerLoad {
+                    leased: leased.get(&runner.id).copied().unwrap_or(0),
+                    runner,
+                }
+            })
+            .collect())
     }
 
     /// Revokes a runner's token; its next call is refused. Returns false when

@@ -7,7 +7,9 @@ use serde::Serialize;
 pub struct Site {
     pub id: i64,
     pub name: String,
-    pub repo_url: String,
+    /// Where runners clone from; `None` for a site made for direct deploys
+    /// (`jamstack deploy`) until a repository is connected.
+    pub repo_url: Option<String>,
     pub github_repo: Option<String>,
     pub production_branch: String,
     /// Connected without naming a production branch: it is the GitHub
@@ -57,7 +59,7 @@ pub const DEFAULT_BRANCH_UNTIL_KNOWN: &str = "main";
 #[derive(Debug, Clone)]
 pub struct NewSite {
     pub name: String,
-    pub repo_url: String,
+    pub repo_url: Option<String>,
     pub github_repo: Option<String>,
     pub production_branch: String,
     /// See [`Site::production_branch_follows_default`].
@@ -109,7 +111,7 @@ const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, 
 struct SiteRow {
     id: i64,
     name: String,
-    repo_url: String,
+    repo_url: Option<String>,
     github_repo: Option<String>,
     production_branch: String,
     production_branch_follows_default: i64,
@@ -342,6 +344,45 @@ impl Database {
         .fetch_optional(self.writer())
         .await?;
         Ok(row.map(Site::from))
+    }
+
+    /// Connects a repository to a site (made for direct deploys, or moved
+    /// to another repository). A GitHub repository named here makes its
+    /// deliveries build the site; with `follow_default` its production
+    /// branch becomes the repository's default branch from then on.
+    pub async fn connect_repository(
+        &self,
+        site_id: i64,
+        repo_url: &str,
+        github_repo: Option<&str>,
+        follow_default: bool,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sites SET repo_url = $1, github_repo = COALESCE($2, github_repo), \
+             production_branch_follows_default = CASE WHEN $3 = 1 THEN 1 \
+             ELSE production_branch_follows_default END WHERE id = $4",
+        )
+        .bind(repo_url)
+        .bind(github_repo)
+        .bind(i64::from(follow_default))
+        .bind(site_id)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the production branch of a site that follows its repository's
+    /// default branch, as GitHub named it; a site whose branch a person
+    /// named meanwhile keeps it.
+    pub async fn set_followed_default_branch(&self, site_id: i64, branch: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sites SET production_branch = $1 WHERE id = $2 AND production_branch_follows_default = 1",
+        )
+        .bind(branch)
+        .bind(site_id)
+        .execute(self.writer())
+        .await?;
+        Ok(())
     }
 
     /// Records the repository webhook registered for a site.

@@ -415,6 +415,16 @@ impl Repo {
     /// Makes sure the repository sends `push` and `pull_request` events to
     /// `url`, signed with `secret`: updates the hook already pointing there,
     /// or creates one. Returns the hook's id.
+    /// The repository's default branch (`GET /repos/{owner}/{repo}`).
+    pub async fn default_branch(&self) -> Result<String, CallError> {
+        #[derive(Deserialize)]
+        struct Repository {
+            default_branch: String,
+        }
+        let repository: Repository = self.call("the repository", Method::Get, "", None).await?;
+        Ok(repository.default_branch)
+    }
+
     pub async fn ensure_webhook(&self, url: &str, secret: &str) -> Result<i64, CallError> {
         #[derive(Deserialize)]
         struct Hook {

@@ -154,6 +154,38 @@ pub async fn credentials_for(state: &GitHubService, site: &Site) -> anyhow::Resu
     Ok(installation.map(Credentials::Installation))
 }
 
+/// The default branch of the site's GitHub repository, asked from GitHub
+/// with the site's token or App installation; `None` when the site has no
+/// GitHub repository or credentials, or GitHub does not answer (a few quick
+/// tries: someone waits for the site to be connected).
+pub async fn default_branch_of(state: &GitHubService, site: &Site) -> Option<String> {
+    let repository = site.github_repo.as_ref()?;
+    let credentials = match credentials_for(state, site).await {
+        Ok(credentials) => credentials?,
+        Err(e) => {
+            tracing::warn!(site = %site.name, error = format!("{e:#}"), "no credentials to ask GitHub with");
+            return None;
+        }
+    };
+    let quick = client::INTERACTIVE_RETRY.min_of(state.config.github_retry);
+    let answer = match state.client.repo(&credentials, repository) {
+        Ok(repo) => repo.with_retry(quick).default_branch().await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(branch) if !branch.trim().is_empty() => Some(branch),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(
+                site = %site.name,
+                error = %e,
+                "could not ask GitHub for the repository's default branch; deliveries will name it"
+            );
+            None
+        }
+    }
+}
+
 /// A token a runner can fetch the site's repository with over https: a
 /// fresh installation token that can only read this repository, or the
 /// site's access token. `None` for repositories fetched another way, and
@@ -166,11 +198,12 @@ pub async fn credentials_for(state: &GitHubService, site: &Site) -> anyhow::Resu
 pub async fn clone_token_for(state: &GitHubService, site: &Site) -> Option<Secret> {
     use secrecy::ExposeSecret as _;
     let repository = site.github_repo.as_ref()?;
+    let repo_url = site.repo_url.as_deref()?;
     let git_host = git_host_of(&state.config.github_api_url);
-    if !is_clone_url_of(&site.repo_url, repository, &git_host) {
+    if !is_clone_url_of(repo_url, repository, &git_host) {
         tracing::info!(
             site = %site.name,
-            repo_url = %site.repo_url,
+            repo_url = %repo_url,
             "no token for the job: the repository URL is not https://{git_host}/{repository}"
         );
         return None;

@@ -16,6 +16,7 @@ use super::client::{CommitStatus, DeploymentStatus, NewDeployment, Repo};
 use crate::db::{Build, BuildReport, BuildState, Site};
 use crate::deploys::alias_for;
 use crate::events::Event;
+use crate::waiting::{Thresholds, WaitingReason, WaitingReasons};
 use jamstack_proto::BuildContext;
 use serde_json::json;
 use std::collections::HashMap;
@@ -33,6 +34,11 @@ const CATCH_UP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// event; credentials given to a site reach the reports of its builds'
 /// next changes at most this late.
 const SILENT_SITE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often queued builds are looked at again for a waiting reason that
+/// appeared or went (a build passing the queued-too-long threshold, a
+/// runner with the labels registering). A status is sent only when its
+/// description changed, so a quiet queue costs reads, not GitHub calls.
+const WAITING_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Makes the reporter. It subscribes at once, so no change made after this
 /// call is missed; when run, it catches up on older ones first.
@@ -66,8 +72,17 @@ struct Reporter {
 impl Reporter {
     async fn run(self: Arc<Self>, mut events: tokio::sync::broadcast::Receiver<Event>) {
         self.catch_up().await;
+        let mut waiting_check = tokio::time::interval(WAITING_CHECK_EVERY);
+        waiting_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match events.recv().await {
+            let received = tokio::select! {
+                received = events.recv() => received,
+                _ = waiting_check.tick() => {
+                    self.recheck_queued().await;
+                    continue;
+                }
+            };
+            match received {
                 Ok(Event::Build {
                     build_id, site_id, ..
                 }) => self.schedule(build_id, Some(site_id)),
@@ -84,6 +99,20 @@ impl Reporter {
                 }
                 Err(RecvError::Closed) => return,
             }
+        }
+    }
+
+    /// Reports the queued builds again, so a waiting reason that appeared
+    /// or went reaches their pending status (sent only when changed).
+    async fn recheck_queued(self: &Arc<Self>) {
+        match self.state.db.queued_jobs(None).await {
+            Ok(jobs) => jobs
+                .into_iter()
+                .for_each(|job| self.schedule(job.build_id, Some(job.site_id))),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "finding queued builds to report to GitHub"
+            ),
         }
     }
 
@@ -183,7 +212,14 @@ impl Reporter {
         let before = report.clone();
         let mut complete = true;
 
-        let status = commit_status(&self.state, &site, &build);
+        let waiting = match build.state {
+            BuildState::Queued => WaitingReasons::of_build(db, Thresholds::of(&self.state.config), build_id)
+                .await?
+                .of(build_id)
+                .map(WaitingReason::summary),
+            _ => None,
+        };
+        let status = commit_status(&self.state, &site, &build, waiting.as_deref());
         let status_key = format!("{}:{}", status.state, status.description);
         if report.status_sent.as_deref() != Some(status_key.as_str()) {
             match repo.set_commit_status(&build.commit_sha, &status).await {
@@ -422,10 +458,15 @@ fn status_context(site: &Site, build: &Build) -> String {
     format!("jamstack/{}/{}", site.name, build.context)
 }
 
-fn commit_status(state: &GitHubService, site: &Site, build: &Build) -> CommitStatus {
+/// The commit status of `build`; a queued build that waits for a reason
+/// (see [`crate::waiting`]) says it.
+fn commit_status(state: &GitHubService, site: &Site, build: &Build, waiting: Option<&str>) -> CommitStatus {
     let log = build_log_url(state, build.id);
     let (github_state, description, target_url) = match build.state {
-        BuildState::Queued => ("pending", "Build queued".to_owned(), log),
+        BuildState::Queued => match waiting {
+            Some(reason) => ("pending", format!("Build queued, waiting: {reason}"), log),
+            None => ("pending", "Build queued".to_owned(), log),
+        },
         BuildState::Running => ("pending", "Building".to_owned(), log),
         BuildState::Succeeded => {
             let what = match build.context {

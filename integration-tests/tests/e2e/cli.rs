@@ -581,3 +581,58 @@ async fn a_user_makes_lists_and_revokes_build_hooks_from_the_command_line() {
     assert_eq!(again.code, 3, "not found: {again:?}");
     assert_eq!(cli.json(&["build-hooks", "list", "docs"]).await, json!([]));
 }
+
+#[tokio::test]
+async fn a_user_makes_a_site_for_direct_deploys_then_connects_a_repository_and_builds_it() {
+    let app = spawn_app().await;
+    let cli = Jamstack::new(&app);
+
+    // No repository: the site takes folders deployed by hand.
+    let created = cli.ok(&["sites", "create", "docs"]).await;
+    assert!(created.stdout.contains("Created site docs"), "{created:?}");
+    assert!(
+        created
+            .stdout
+            .contains("It has no repository: deploy a folder with `jamstack deploy"),
+        "{created:?}"
+    );
+    let folder = tempfile::tempdir().unwrap();
+    write_files(folder.path(), &[("index.html", "<h1>by hand</h1>")]);
+    cli.ok(&[
+        "deploy",
+        folder.path().to_str().unwrap(),
+        "--site",
+        "docs",
+        "--prod",
+    ])
+    .await;
+    assert_eq!(app.visit("docs", "/").await.body, "<h1>by hand</h1>");
+
+    // A build has nothing to build from, and says what to do instead.
+    let refused = cli.run(&["builds", "trigger", "docs"]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "site `docs` has no repository; connect one with `jamstack sites update docs --repo-url ...` \
+             or deploy directly with `jamstack deploy`"
+        ),
+        "{refused:?}"
+    );
+
+    // Connected to a repository, it builds and publishes.
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", "<h1>built</h1>"),
+        ],
+        "First build",
+    );
+    let updated = cli
+        .json(&["sites", "update", "docs", "--repo-url", &repo.url()])
+        .await;
+    assert_eq!(updated["repo_url"], repo.url().as_str());
+    cli.ok(&["builds", "trigger", "docs", "--sha", &sha, "--wait"])
+        .await;
+    assert_eq!(app.visit("docs", "/").await.body, "<h1>built</h1>");
+}

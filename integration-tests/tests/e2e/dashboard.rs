@@ -4,7 +4,7 @@
 //! secrets, clearing the cache; and forms without their CSRF token refused. Screenshots of the main pages land in
 //! `target/dashboard-screenshots/`.
 
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, csrf_of, spawn_app, spawn_app_with};
+use crate::helpers::{COPY_SITE_TOML, SiteRepo, csrf_of, spawn_app, spawn_app_with, spawn_controller_only};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -703,4 +703,55 @@ async fn a_right_token_sent_among_parallel_guesses_waits_its_turn_and_guesses_be
         assert!(message.contains("already waiting their turn"), "{message}");
     }
     assert_eq!(throttle.in_flight(me), 0, "every attempt left the count");
+}
+
+#[tokio::test]
+async fn a_site_made_without_a_repository_from_the_dashboard_gets_one_connected_in_its_settings() {
+    let (app, _) = spawn_controller_only().await;
+    let session = app.sign_in_over_http().await;
+
+    // The new-site form with both repository fields left empty.
+    let csrf = csrf_of(&app.dashboard_page(&session, "/sites/new").await);
+    let (status, body) = app
+        .post_form(
+            &session,
+            "/sites",
+            &[
+                ("csrf", &csrf),
+                ("name", "docs"),
+                ("repo_url", ""),
+                ("github_repo", ""),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(app.get_json("/sites/docs").await["repo_url"], Value::Null);
+    let site_page = app.dashboard_page(&session, "/sites/docs").await;
+    assert!(site_page.contains("no repository: direct deploys"), "{site_page}");
+
+    // Its settings offer to connect one; an empty URL is refused with why.
+    let settings = app.dashboard_page(&session, "/sites/docs/settings").await;
+    assert!(settings.contains("This site has no repository"), "{settings}");
+    let csrf = csrf_of(&settings);
+    let (status, body) = app
+        .post_form(
+            &session,
+            "/sites/docs/settings/repository",
+            &[("csrf", &csrf), ("repo_url", " ")],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("the repository URL is empty"), "{body}");
+    let repo = SiteRepo::new();
+    let (status, body) = app
+        .post_form(
+            &session,
+            "/sites/docs/settings/repository",
+            &[("csrf", &csrf), ("repo_url", &repo.url())],
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(app.get_json("/sites/docs").await["repo_url"], repo.url().as_str());
+    let settings = app.dashboard_page(&session, "/sites/docs/settings").await;
+    assert!(!settings.contains("This site has no repository"), "{settings}");
 }

@@ -3,7 +3,7 @@
 
 use crate::helpers::{
     COPY_SITE_TOML, FakeGitHub, SiteRepo, fixture, pull_request_payload, push_payload, spawn_app_with_github,
-    spawn_controller_with_github,
+    spawn_controller_with_github, spawn_controller_with_github_and,
 };
 use jamstack_runner::client::ControllerClient;
 use serde_json::{Value, json};
@@ -965,5 +965,193 @@ async fn a_cancelled_build_reports_an_error_status_and_deployment() {
     assert_eq!(
         github.statuses("octo/stopped", &sha).last().unwrap()["description"],
         "Build cancelled"
+    );
+}
+
+#[tokio::test]
+async fn a_build_needing_labels_no_runner_has_says_why_it_waits_until_a_runner_with_them_registers() {
+    let github = FakeGitHub::start().await;
+    // The controller's registered runner ("embedded") has no labels and is
+    // not even running.
+    let (app, _runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("rendered")),
+        ],
+        "Render on a GPU",
+    );
+    app.connect_site_with(
+        "rendered",
+        json!({"repo_url": repo.url(), "github_repo": "octo/rendered", "github_installation_id": 14,
+               "production_branch": "main"}),
+    )
+    .await;
+    app.change_site_settings("rendered", json!({"required_labels": ["gpu"]}))
+        .await;
+    let build = app.trigger_build("rendered", &sha).await;
+
+    // The API, the build page and the queue page say why it waits.
+    let reason = "no registered runner has the labels gpu (runners: embedded [no labels])";
+    let shown = app.build(build).await;
+    assert_eq!(shown["state"], "queued");
+    assert_eq!(shown["waiting_reason"], reason, "{shown}");
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["queued"][0]["build_id"], build);
+    assert_eq!(queue["queued"][0]["waiting_reason"], reason, "{queue}");
+    let session = app.sign_in_over_http().await;
+    let build_page = app.dashboard_page(&session, &format!("/builds/{build}")).await;
+    assert!(
+        build_page.contains(reason),
+        "the build page says why: {build_page}"
+    );
+    let queue_page = app.dashboard_page(&session, "/queue").await;
+    assert!(
+        queue_page.contains(reason),
+        "the queue page says why: {queue_page}"
+    );
+
+    // So does the pending commit status.
+    github
+        .wait_for("a pending status saying why the build waits", |g| {
+            g.statuses("octo/rendered", &sha).iter().any(|s| {
+                s["state"] == "pending"
+                    && s["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("no registered runner has the labels gpu"))
+            })
+        })
+        .await;
+
+    // A runner with the label registers: the build runs, and says nothing
+    // of waiting any more.
+    app.start_runner_with_labels("gpu-box", &["gpu", "linux"]).await;
+    let built = app.wait_for_success(build).await;
+    assert!(built.get("waiting_reason").is_none(), "{built}");
+    assert_eq!(app.visit("rendered", "/").await.body, page("rendered"));
+    github
+        .wait_for("a success status", |g| {
+            g.status_states("octo/rendered", &sha).last().map(String::as_str) == Some("success")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_site_connected_without_naming_a_production_branch_builds_the_default_branch_github_names() {
+    let github = FakeGitHub::start().await;
+    github.set_default_branch("octo/trunk", "trunk");
+    let (app, _runner_token) = spawn_controller_with_github(&github).await;
+    let repo = SiteRepo::new();
+
+    // GitHub is asked, as the App's installation.
+    let site = app
+        .connect_site_with(
+            "asked",
+            json!({"repo_url": repo.url(), "github_repo": "octo/trunk", "github_installation_id": 21}),
+        )
+        .await;
+    assert_eq!(site["production_branch"], "trunk", "{site}");
+    assert_eq!(site["production_branch_follows_default"], true);
+    assert_eq!(github.requests_to("GET", "/repos/octo/trunk").len(), 1);
+
+    // A branch the person names wins, and GitHub is not asked.
+    let named = app
+        .connect_site_with(
+            "named",
+            json!({"repo_url": repo.url(), "github_repo": "octo/trunk", "github_installation_id": 21,
+                   "production_branch": "release"}),
+        )
+        .await;
+    assert_eq!(named["production_branch"], "release");
+    assert_eq!(github.requests_to("GET", "/repos/octo/trunk").len(), 1);
+
+    // GitHub not answering leaves today's behaviour: `main` until a
+    // delivery names the default branch.
+    github.fail_next("other", 20);
+    let unanswered = app
+        .connect_site_with(
+            "unanswered",
+            json!({"repo_url": repo.url(), "github_repo": "octo/trunk", "github_installation_id": 21}),
+        )
+        .await;
+    assert_eq!(unanswered["production_branch"], "main");
+    assert_eq!(unanswered["production_branch_follows_default"], true);
+    github.fail_next("other", 0);
+
+    // A site made for direct deploys, connected to the repository later,
+    // gets the default branch the same way.
+    app.connect_site_with("later", json!({})).await;
+    let connected = app
+        .change_site_settings(
+            "later",
+            json!({"github_repo": "octo/trunk", "github_installation_id": 21}),
+        )
+        .await;
+    assert_eq!(connected["production_branch"], "trunk", "{connected}");
+    assert_eq!(connected["repo_url"], "https://github.com/octo/trunk.git");
+}
+
+#[tokio::test]
+async fn a_build_queued_past_the_warning_threshold_says_so_and_its_pending_status_follows() {
+    let github = FakeGitHub::start().await;
+    // The registered runner ("embedded") could take the build, but is not
+    // running to ask for it.
+    let (app, _runner_token) = spawn_controller_with_github_and(&github, |config| {
+        config.queued_warning_after = Duration::from_secs(1);
+    })
+    .await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("src/index.html", "x")], "x");
+    app.connect_site_with(
+        "slow",
+        json!({"repo_url": repo.url(), "github_repo": "octo/slow", "github_installation_id": 15,
+               "production_branch": "main"}),
+    )
+    .await;
+    let build = app.trigger_build("slow", &sha).await;
+    assert!(
+        app.build(build).await.get("waiting_reason").is_none(),
+        "young, nothing to say yet"
+    );
+    github
+        .wait_for("the first pending status", |g| {
+            g.statuses("octo/slow", &sha)
+                .first()
+                .is_some_and(|s| s["description"] == "Build queued")
+        })
+        .await;
+
+    // Past the threshold, the API says how long and why ...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let shown = app.build(build).await;
+    let reason = shown["waiting_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("queued for "), "{shown}");
+    assert!(
+        reason.ends_with(
+            "longer than 1s: 1 runner(s) with a free slot have not asked for work; \
+             check that they run and reach the controller"
+        ),
+        "{shown}"
+    );
+
+    // ... and the periodic check updates the pending status once, without
+    // the seconds that change every time.
+    github
+        .wait_for("a pending status saying the build waits too long", |g| {
+            g.statuses("octo/slow", &sha).iter().any(|s| {
+                s["state"] == "pending"
+                    && s["description"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("Build queued, waiting: queued longer than 1s"))
+            })
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        github.statuses("octo/slow", &sha).len(),
+        2,
+        "a status is sent again only when it changes: {:?}",
+        github.statuses("octo/slow", &sha)
     );
 }

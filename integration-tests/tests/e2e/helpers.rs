@@ -73,7 +73,20 @@ pub async fn spawn_app_with_github(github: &FakeGitHub) -> TestApp {
 
 /// [`spawn_controller_only`], against the stand-in GitHub API.
 pub async fn spawn_controller_with_github(github: &FakeGitHub) -> (TestApp, String) {
-    let (app, data) = build_app(|config| use_github(config, github)).await;
+    spawn_controller_with_github_and(github, |_| {}).await
+}
+
+/// [`spawn_controller_with_github`], with the controller's settings
+/// changed by `configure` as well.
+pub async fn spawn_controller_with_github_and(
+    github: &FakeGitHub,
+    configure: impl FnOnce(&mut Config),
+) -> (TestApp, String) {
+    let (app, data) = build_app(|config| {
+        use_github(config, github);
+        configure(config);
+    })
+    .await;
     let token = app.embedded_runner_token().await.expect("minting a runner token");
     (serve(app, data), token)
 }
@@ -433,6 +446,32 @@ impl TestApp {
             .await;
         assert_eq!(status, 201, "connecting site {name}: {body}");
         body
+    }
+
+    /// Registers a runner with `labels` in the controller running in this
+    /// process, as `/runner/v1/register` would, and starts it here; returns
+    /// its name as registered.
+    pub async fn start_runner_with_labels(&self, name: &str, labels: &[&str]) -> String {
+        use jamstack_controller::auth::{hash_token, new_token};
+        let state = self.state.as_ref().expect("the controller runs in this process");
+        let token = new_token(jamstack_controller::db::TokenKind::Runner);
+        let labels: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        state
+            .db
+            .register_runner(name, &labels, 1, &hash_token(&token))
+            .await
+            .expect("registering a runner");
+        let mut runner = jamstack_runner::RunnerConfig::new(&self.base_url, &token);
+        // The engine is shared: a name of its own tells this runner's containers apart.
+        runner.name = format!("test-runner-{}", rand_suffix());
+        runner.work_dir = self.data_dir.join(format!("runner-{name}"));
+        runner.lease_wait = Duration::from_secs(5);
+        tokio::spawn(async move {
+            if let Err(e) = jamstack_runner::run(runner).await {
+                panic!("the runner stopped: {e:#}");
+            }
+        });
+        name.to_owned()
     }
 
     /// Connects a site with any settings the API takes (`name` is added).

@@ -2,8 +2,8 @@
 //! GitHub cannot be reached from here.
 //!
 //! It answers the endpoints the controller calls, in GitHub's shapes
-//! (installation tokens, commit statuses, issue comments, deployments and
-//! their statuses, repository webhooks), keeps what was created so later
+//! (installation tokens, repositories, commit statuses, issue comments,
+//! deployments and their statuses, repository webhooks), keeps what was created so later
 //! calls see it (a comment can be listed and edited), and records every
 //! request. A test can make the next calls of one kind fail with 502, as a
 //! GitHub outage would.
@@ -49,6 +49,8 @@ struct Inner {
     /// Deployments: id → (repo, request body).
     deployments: Vec<(i64, String, Value)>,
     hooks: Vec<(i64, String, Value)>,
+    /// `owner/name` → its default branch; `main` for any other.
+    default_branches: HashMap<String, String>,
     next_id: i64,
     /// Kind of call (`statuses`, `comments`, `deployments`, …) → how many of
     /// the next ones answer 502.
@@ -81,6 +83,7 @@ impl FakeGitHub {
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_token))
+            .route("/repos/{owner}/{repo}", get(show_repository))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
             .route(
                 "/repos/{owner}/{repo}/issues/{number}/comments",
@@ -117,6 +120,14 @@ impl FakeGitHub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap()
+    }
+
+    /// Makes `branch` the default branch of `repo` (`owner/name`), as
+    /// `GET /repos/{owner}/{repo}` answers it.
+    pub fn set_default_branch(&self, repo: &str, branch: &str) {
+        self.lock()
+            .default_branches
+            .insert(repo.to_owned(), branch.to_owned());
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -514,6 +525,30 @@ fn hook_json(id: i64, repo: &str, body: &Value) -> Value {
         "created_at": NOW,
         "url": format!("https://api.github.com/repos/{repo}/hooks/{id}"),
     })
+}
+
+/// `GET /repos/{owner}/{repo}`: the fields of GitHub's answer the
+/// controller reads, and a few around them.
+async fn show_repository(State(inner): Shared, Path((owner, repo)): Path<(String, String)>) -> Response {
+    let full = format!("{owner}/{repo}");
+    let default_branch = inner
+        .lock()
+        .unwrap()
+        .default_branches
+        .get(&full)
+        .cloned()
+        .unwrap_or_else(|| "main".to_owned());
+    axum::Json(json!({
+        "id": 1296269,
+        "name": repo,
+        "full_name": full,
+        "owner": { "login": owner, "type": "User" },
+        "private": false,
+        "html_url": format!("https://github.com/{full}"),
+        "clone_url": format!("https://github.com/{full}.git"),
+        "default_branch": default_branch,
+    }))
+    .into_response()
 }
 
 async fn list_hooks(State(inner): Shared, Path((owner, repo)): Path<(String, String)>) -> Response {
