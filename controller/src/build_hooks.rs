@@ -11,6 +11,9 @@ use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+/// The trigger of a build a hook started.
+pub const TRIGGER: &str = "build_hook";
+
 /// Builds a hook may start at once before it has to wait.
 pub const BURST: u32 = 5;
 /// How long a hook waits for each further build after its burst.

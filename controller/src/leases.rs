@@ -12,7 +12,9 @@ use crate::builds::Queue;
 use crate::db::{Build, BuildState, Database, FinishedAs, LeasedJob, RunnerRecord, Site};
 use crate::events::BuildTiming;
 use crate::secrets::{SecretBox, random_hex};
-use jamstack_proto::{CacheRef, EnvVar, JobCompletion, JobLease, JobOutcome, Secret, SiteBuildSettings};
+use jamstack_proto::{
+    CacheRef, EnvVar, IncomingHook, JobCompletion, JobLease, JobOutcome, Secret, SiteBuildSettings,
+};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -124,6 +126,7 @@ impl Claimed {
         git_token: Option<Secret>,
     ) -> JobLease {
         let Claimed { job, build, site } = self;
+        let incoming_hook = incoming_hook(&build);
         JobLease {
             job_id: job.job_id,
             lease_id: job.lease_id,
@@ -143,8 +146,18 @@ impl Claimed {
             lease_seconds: lease_duration.as_secs(),
             settings,
             git_token,
+            incoming_hook,
         }
     }
+}
+
+/// What started `build`, when a build hook did: its title and body reach
+/// the build as Netlify's `INCOMING_HOOK_TITLE` and `INCOMING_HOOK_BODY`.
+fn incoming_hook(build: &Build) -> Option<IncomingHook> {
+    (build.trigger == crate::build_hooks::TRIGGER).then(|| IncomingHook {
+        title: build.trigger_title.clone().unwrap_or_default(),
+        body: build.trigger_payload.clone().unwrap_or_default(),
+    })
 }
 
 /// Whether a build's code may see the site's secrets and production cache:

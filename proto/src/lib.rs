@@ -247,6 +247,18 @@ pub struct JobLease {
     /// runner hands it to git only, for the repository's own host; it never
     /// reaches the build log or the build container.
     pub git_token: Option<Secret>,
+    /// The build hook that started the build, for the build's
+    /// `INCOMING_HOOK_TITLE` and `INCOMING_HOOK_BODY`, as Netlify gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_hook: Option<IncomingHook>,
+}
+
+/// What a build hook's call said: the hook's title (or the `trigger_title`
+/// asked for) and the body it was called with, as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingHook {
+    pub title: String,
+    pub body: String,
 }
 
 /// A site's build settings kept on the controller. Limits left `None` take
@@ -699,13 +711,18 @@ mod json_round_trips {
                 verify_reachable_from: Some("main".into()),
                 settings,
                 git_token: Some(Secret::new("ghs_t")),
+                incoming_hook: Some(IncomingHook {
+                    title: "CMS publish".into(),
+                    body: "{}".into(),
+                }),
             },
             json!({
                 "job_id": 7, "lease_id": "l", "build_id": 5, "attempt": 1, "site": "blog",
                 "repo_url": "https://example.com/blog.git", "commit_sha": "", "branch": "main",
                 "context": "deploy-preview", "pr_number": 4, "lease_seconds": 60,
                 "honour_skip_ci": true, "trusted": false, "verify_reachable_from": "main",
-                "settings": settings_json, "git_token": "ghs_t"
+                "settings": settings_json, "git_token": "ghs_t",
+                "incoming_hook": {"title": "CMS publish", "body": "{}"}
             }),
         );
         check(BuildNetwork::Public, json!("public"));

@@ -880,6 +880,13 @@ pub fn build_environment(
     if cache {
         platform.push((CACHE_ENV.to_owned(), CACHE_DIR.to_owned()));
     }
+    // What a build hook's caller said, as Netlify gives it. The hook's URL
+    // (`INCOMING_HOOK_URL` there) is not given: its id is the only thing a
+    // caller needs to start builds, and is kept hashed.
+    if let Some(hook) = &lease.incoming_hook {
+        platform.push(("INCOMING_HOOK_TITLE".to_owned(), hook.title.clone()));
+        platform.push(("INCOMING_HOOK_BODY".to_owned(), hook.body.clone()));
+    }
     env.retain(|(name, _)| !platform.iter().any(|(p, _)| p == name));
     env.extend(platform);
     (env, withheld)
@@ -1304,6 +1311,7 @@ mod tests {
                 ..Default::default()
             },
             git_token: Some(jamstack_proto::Secret::new("ghs_token_value")),
+            incoming_hook: None,
         }
     }
 

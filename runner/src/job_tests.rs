@@ -166,6 +166,7 @@ impl Harness {
                 ..Default::default()
             },
             git_token: None,
+            incoming_hook: None,
         };
         Harness {
             controller,

@@ -262,7 +262,7 @@ pub async fn call(
             pr_number: None,
             from_fork: false,
             commit_unverified: false,
-            trigger: "build_hook",
+            trigger: crate::build_hooks::TRIGGER,
             trigger_title: Some(title),
             trigger_payload: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
         },

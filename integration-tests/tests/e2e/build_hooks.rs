@@ -1,8 +1,17 @@
 //! Build hooks as a headless CMS uses them: a plain URL it POSTs to when
 //! content changes, with no other credential than the id in the URL.
 
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, csrf_of, spawn_app, spawn_controller_only};
+use crate::helpers::{SiteRepo, TestApp, csrf_of, spawn_app, spawn_controller_only};
 use serde_json::{Value, json};
+
+/// A site whose build also writes what the build hook's caller said
+/// (`INCOMING_HOOK_TITLE` and `INCOMING_HOOK_BODY`) to `/hook.txt`.
+const HOOK_ECHOING_SITE_TOML: &str = r#"
+[build]
+command = "mkdir -p public && cp -R src/. public/ && printf '%s|%s' \"$INCOMING_HOOK_TITLE\" \"$INCOMING_HOOK_BODY\" > public/hook.txt"
+publish = "public"
+image = "jamstack/busybox:1"
+"#;
 
 /// Makes a build hook of `site` through the API; returns it with its URL.
 async fn make_hook(app: &TestApp, site: &str, body: Value) -> Value {
@@ -40,7 +49,7 @@ async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goe
     let repo = SiteRepo::new();
     repo.commit(
         &[
-            ("jamstack.toml", COPY_SITE_TOML),
+            ("jamstack.toml", HOOK_ECHOING_SITE_TOML),
             ("src/index.html", "old content"),
         ],
         "first",
@@ -83,6 +92,11 @@ async fn a_cms_posts_to_a_build_hook_and_the_site_builds_its_branch_head_and_goe
         "the branch's head, resolved by the runner"
     );
     assert_eq!(app.visit("cms-site", "/").await.body, "new content");
+    assert_eq!(
+        app.visit("cms-site", "/hook.txt").await.body,
+        format!("Content published|{payload}"),
+        "the build saw the hook's title and body as Netlify gives them"
+    );
 
     // The build page shows the reason.
     let session = app.sign_in_over_http().await;
