@@ -21,7 +21,7 @@
 
 use crate::builds::{BuildRequest, Queue, queue_build};
 use crate::db::{BuildSchedule, Database, NewBuildSchedule, now_millis};
-use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone as _, Timelike as _, Utc};
 use chrono_tz::Tz;
 use jamstack_proto::BuildContext;
 use serde::{Deserialize, Serialize};
@@ -102,6 +102,9 @@ impl CronSchedule {
     /// if it never comes. A local time the spring change skips runs when
     /// the clock jumps; one the autumn change repeats runs the first time.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        // croner keeps the fraction of a second it starts from; ticks are
+        // whole seconds, so start from the whole second `after` falls in.
+        let after = after.with_nanosecond(0)?;
         self.cron
             .find_next_occurrence(&after.with_timezone(&self.zone), false)
             .ok()
@@ -414,6 +417,13 @@ mod tests {
             .unwrap()
             .to_rfc3339();
         assert_eq!(after_first, "2026-10-26T02:30:00+01:00", "not again at 02:30+01:00");
+    }
+
+    #[test]
+    fn the_next_tick_is_a_whole_second_strictly_after_a_time_between_seconds() {
+        assert_eq!(next("* * * * * *", "UTC", "2026-12-06T10:00:03.574Z"), "2026-12-06T10:00:04+00:00");
+        assert_eq!(next("* * * * * *", "UTC", "2026-12-06T10:00:03Z"), "2026-12-06T10:00:04+00:00");
+        assert_eq!(next("0 * * * *", "UTC", "2026-12-06T10:59:59.999Z"), "2026-12-06T11:00:00+00:00");
     }
 
     #[test]
