@@ -302,7 +302,12 @@ async fn build_tick(schedules: &Schedules, schedule: &BuildSchedule, now: i64) -
     let next = match CronSchedule::parse(&schedule.cron, &schedule.time_zone) {
         Ok(parsed) => parsed.next_after(after).map(|at| at.timestamp_millis()),
         Err(why) => {
-            tracing::error!(schedule = schedule.id, site_id = schedule.site_id, why, "a stored schedule no longer reads; remove it and make it again");
+            tracing::error!(
+                schedule = schedule.id,
+                site_id = schedule.site_id,
+                why,
+                "a stored schedule no longer reads; remove it and make it again"
+            );
             None
         }
     };
@@ -313,7 +318,11 @@ async fn build_tick(schedules: &Schedules, schedule: &BuildSchedule, now: i64) -
             .await?;
         return Ok(false);
     };
-    if !schedules.db.claim_build_schedule_tick(schedule.id, tick, next).await? {
+    if !schedules
+        .db
+        .claim_build_schedule_tick(schedule.id, tick, next)
+        .await?
+    {
         // Another controller claimed this tick first.
         return Ok(false);
     }
@@ -379,9 +388,18 @@ mod tests {
     fn a_daily_build_at_six_in_paris_follows_the_clock_across_both_daylight_saving_changes() {
         // Paris is UTC+1 in winter, UTC+2 in summer (from 29 March 2026 and
         // until 25 October 2026).
-        assert_eq!(next("0 6 * * *", "Europe/Paris", "2026-03-28T12:00:00Z"), "2026-03-29T06:00:00+02:00");
-        assert_eq!(next("0 6 * * *", "Europe/Paris", "2026-03-28T04:00:00Z"), "2026-03-28T06:00:00+01:00");
-        assert_eq!(next("0 6 * * *", "Europe/Paris", "2026-10-24T12:00:00Z"), "2026-10-25T06:00:00+01:00");
+        assert_eq!(
+            next("0 6 * * *", "Europe/Paris", "2026-03-28T12:00:00Z"),
+            "2026-03-29T06:00:00+02:00"
+        );
+        assert_eq!(
+            next("0 6 * * *", "Europe/Paris", "2026-03-28T04:00:00Z"),
+            "2026-03-28T06:00:00+01:00"
+        );
+        assert_eq!(
+            next("0 6 * * *", "Europe/Paris", "2026-10-24T12:00:00Z"),
+            "2026-10-25T06:00:00+01:00"
+        );
         let sixes: Vec<String> = ["2026-03-28T12:00:00Z", "2026-10-24T12:00:00Z"]
             .iter()
             .map(|after| {
@@ -416,21 +434,45 @@ mod tests {
             .next_after(utc("2026-10-25T00:30:00Z"))
             .unwrap()
             .to_rfc3339();
-        assert_eq!(after_first, "2026-10-26T02:30:00+01:00", "not again at 02:30+01:00");
+        assert_eq!(
+            after_first, "2026-10-26T02:30:00+01:00",
+            "not again at 02:30+01:00"
+        );
     }
 
     #[test]
     fn the_next_tick_is_a_whole_second_strictly_after_a_time_between_seconds() {
-        assert_eq!(next("* * * * * *", "UTC", "2026-12-06T10:00:03.574Z"), "2026-12-06T10:00:04+00:00");
-        assert_eq!(next("* * * * * *", "UTC", "2026-12-06T10:00:03Z"), "2026-12-06T10:00:04+00:00");
-        assert_eq!(next("0 * * * *", "UTC", "2026-12-06T10:59:59.999Z"), "2026-12-06T11:00:00+00:00");
+        assert_eq!(
+            next("* * * * * *", "UTC", "2026-12-06T10:00:03.574Z"),
+            "2026-12-06T10:00:04+00:00"
+        );
+        assert_eq!(
+            next("* * * * * *", "UTC", "2026-12-06T10:00:03Z"),
+            "2026-12-06T10:00:04+00:00"
+        );
+        assert_eq!(
+            next("0 * * * *", "UTC", "2026-12-06T10:59:59.999Z"),
+            "2026-12-06T11:00:00+00:00"
+        );
     }
 
     #[test]
     fn six_fields_read_seconds_first_and_a_zone_is_kept_by_its_iana_name() {
-        assert_eq!(next("*/10 * * * * *", "UTC", "2026-12-06T10:00:03Z"), "2026-12-06T10:00:10+00:00");
-        assert_eq!(next("0 0 * * *", " Asia/Tokyo ", "2026-12-06T10:00:00Z"), "2026-12-07T00:00:00+09:00");
-        assert_eq!(CronSchedule::parse("0 0 * * *", "Asia/Tokyo").unwrap().zone().name(), "Asia/Tokyo");
+        assert_eq!(
+            next("*/10 * * * * *", "UTC", "2026-12-06T10:00:03Z"),
+            "2026-12-06T10:00:10+00:00"
+        );
+        assert_eq!(
+            next("0 0 * * *", " Asia/Tokyo ", "2026-12-06T10:00:00Z"),
+            "2026-12-07T00:00:00+09:00"
+        );
+        assert_eq!(
+            CronSchedule::parse("0 0 * * *", "Asia/Tokyo")
+                .unwrap()
+                .zone()
+                .name(),
+            "Asia/Tokyo"
+        );
     }
 
     #[test]

@@ -198,12 +198,24 @@ on_both_databases!(
         assert_eq!(after.last_run_at, Some(tick));
         assert!(after.next_run_at > tick);
         assert!(
-            !db.claim_build_schedule_tick(schedule.id, tick, tick + 1).await.unwrap(),
+            !db.claim_build_schedule_tick(schedule.id, tick, tick + 1)
+                .await
+                .unwrap(),
             "a tick claimed is claimed for good"
         );
 
-        assert!(db.delete_build_schedule(other.id, schedule.id).await.unwrap().is_none(), "not the other site's");
-        let removed = db.delete_build_schedule(s.id, schedule.id).await.unwrap().unwrap();
+        assert!(
+            db.delete_build_schedule(other.id, schedule.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "not the other site's"
+        );
+        let removed = db
+            .delete_build_schedule(s.id, schedule.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(removed.title.as_deref(), Some("Morning"));
         assert!(db.build_schedules(s.id).await.unwrap().is_empty());
         assert_eq!(db.earliest_build_schedule_tick().await.unwrap(), None);

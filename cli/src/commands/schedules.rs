@@ -42,7 +42,16 @@ pub async fn run(api: &Api, json: bool, command: SchedulesCommand) -> CliResult 
                 print_json(&Value::Array(schedules));
             } else {
                 print_table(
-                    ["ID", "CRON", "TIME ZONE", "BRANCH", "TITLE", "NEXT RUN", "NEXT RUN (UTC)", "LAST RUN"],
+                    [
+                        "ID",
+                        "CRON",
+                        "TIME ZONE",
+                        "BRANCH",
+                        "TITLE",
+                        "NEXT RUN",
+                        "NEXT RUN (UTC)",
+                        "LAST RUN",
+                    ],
                     &schedules,
                     |s| {
                         [

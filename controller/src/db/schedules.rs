@@ -41,7 +41,10 @@ pub struct NewBuildSchedule<'a> {
 }
 
 impl Database {
-    pub async fn insert_build_schedule(&self, schedule: &NewBuildSchedule<'_>) -> anyhow::Result<BuildSchedule> {
+    pub async fn insert_build_schedule(
+        &self,
+        schedule: &NewBuildSchedule<'_>,
+    ) -> anyhow::Result<BuildSchedule> {
         Ok(sqlx::query_as(&format!(
             "INSERT INTO build_schedules (site_id, cron, time_zone, branch, title, next_run_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SCHEDULE_COLUMNS}"
@@ -79,7 +82,11 @@ impl Database {
 
     /// Removes a schedule, answering it as it was; `None` when the site has
     /// no such schedule.
-    pub async fn delete_build_schedule(&self, site_id: i64, id: i64) -> anyhow::Result<Option<BuildSchedule>> {
+    pub async fn delete_build_schedule(
+        &self,
+        site_id: i64,
+        id: i64,
+    ) -> anyhow::Result<Option<BuildSchedule>> {
         Ok(sqlx::query_as(&format!(
             "DELETE FROM build_schedules WHERE site_id = $1 AND id = $2 RETURNING {SCHEDULE_COLUMNS}"
         ))
@@ -104,11 +111,9 @@ impl Database {
 
     /// The earliest tick any schedule waits for.
     pub async fn earliest_build_schedule_tick(&self) -> anyhow::Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(next_run_at) FROM build_schedules")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT MIN(next_run_at) FROM build_schedules")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Claims schedule `id`'s tick `tick` by moving its next run to `next`;

@@ -614,14 +614,23 @@ async fn a_user_adds_lists_and_removes_a_schedule_from_the_command_line_and_sees
         "06:00 in Paris: {schedule}"
     );
     assert!(utc.ends_with('Z'), "{schedule}");
-    let next = chrono::DateTime::parse_from_rfc3339(&utc).unwrap().timestamp_millis();
+    let next = chrono::DateTime::parse_from_rfc3339(&utc)
+        .unwrap()
+        .timestamp_millis();
     assert!(
         next > jamstack_controller::db::now_millis() && next == schedule["next_run_at"].as_i64().unwrap(),
         "{schedule}"
     );
 
     let listed = cli.ok(&["schedules", "list", "--site", "nightly"]).await.stdout;
-    for shown in ["0 6 * * *", "Europe/Paris", "Morning rebuild", "(production)", &local, &utc] {
+    for shown in [
+        "0 6 * * *",
+        "Europe/Paris",
+        "Morning rebuild",
+        "(production)",
+        &local,
+        &utc,
+    ] {
         assert!(listed.contains(shown), "{shown} in:\n{listed}");
     }
 
@@ -642,7 +651,10 @@ async fn a_user_adds_lists_and_removes_a_schedule_from_the_command_line_and_sees
             "Mars/Olympus",
         ])
         .await;
-    assert!(refused.stderr.contains("`time_zone`"), "names the field: {refused:?}");
+    assert!(
+        refused.stderr.contains("`time_zone`"),
+        "names the field: {refused:?}"
+    );
 
     let id = schedule["id"].as_i64().unwrap().to_string();
     cli.ok(&["schedules", "remove", "--site", "nightly", &id]).await;
@@ -653,4 +665,3 @@ async fn a_user_adds_lists_and_removes_a_schedule_from_the_command_line_and_sees
         json!([])
     );
 }
-

@@ -25,10 +25,7 @@ async fn add_schedule(app: &TestApp, site: &str, body: Value) -> Value {
 
 async fn remove_schedule(app: &TestApp, site: &str, id: i64) -> Value {
     let (status, removed) = app
-        .api_json(
-            app.http
-                .delete(app.api(&format!("/sites/{site}/schedules/{id}"))),
-        )
+        .api_json(app.http.delete(app.api(&format!("/sites/{site}/schedules/{id}"))))
         .await;
     assert_eq!(status, 200, "removing schedule {id}: {removed}");
     removed
@@ -102,7 +99,10 @@ async fn a_schedule_every_second_builds_the_branch_head_with_its_title_until_it_
     assert!(removed["last_run_at"].is_i64(), "{removed}");
 
     for build in &builds {
-        assert_eq!(build["trigger_title"], "Scheduled build (* * * * * * Europe/Paris)");
+        assert_eq!(
+            build["trigger_title"],
+            "Scheduled build (* * * * * * Europe/Paris)"
+        );
         assert_eq!(build["context"], "production");
         assert_eq!(build["branch"], "main");
         assert_eq!(tick_of(build) % 1000, 0, "ticks are whole seconds: {build}");
@@ -139,15 +139,17 @@ async fn a_schedule_with_a_wrong_expression_or_zone_is_refused_naming_the_field(
     for (body, field) in [
         (json!({ "cron": "0 6 * *" }), "`cron`"),
         (json!({ "cron": "0 6 * * MON-XYZ" }), "`cron`"),
-        (json!({ "cron": "0 6 * * *", "time_zone": "Europe/Lutetia" }), "`time_zone`"),
-        (json!({ "cron": "0 6 * * *", "branch": "--upload-pack=x" }), "`branch`"),
+        (
+            json!({ "cron": "0 6 * * *", "time_zone": "Europe/Lutetia" }),
+            "`time_zone`",
+        ),
+        (
+            json!({ "cron": "0 6 * * *", "branch": "--upload-pack=x" }),
+            "`branch`",
+        ),
     ] {
         let (status, answer) = app
-            .api_json(
-                app.http
-                    .post(app.api("/sites/refusing/schedules"))
-                    .json(&body),
-            )
+            .api_json(app.http.post(app.api("/sites/refusing/schedules")).json(&body))
             .await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert!(
@@ -177,11 +179,7 @@ async fn two_controllers_on_one_postgresql_database_build_each_tick_of_a_schedul
 
     let ticks: Vec<i64> = builds.iter().map(tick_of).collect();
     let distinct: BTreeSet<i64> = ticks.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        ticks.len(),
-        "no tick was built twice: {ticks:?}"
-    );
+    assert_eq!(distinct.len(), ticks.len(), "no tick was built twice: {ticks:?}");
     assert!(ticks.len() >= 6, "{ticks:?}");
 }
 
@@ -205,7 +203,13 @@ async fn ticks_missed_while_every_controller_was_down_build_once_when_one_starts
         .await;
     // Daily, at the hour half a day from now: no tick of its own comes
     // while the test runs.
-    let hour = (chrono::Utc::now().format("%H").to_string().parse::<u32>().unwrap() + 12) % 24;
+    let hour = (chrono::Utc::now()
+        .format("%H")
+        .to_string()
+        .parse::<u32>()
+        .unwrap()
+        + 12)
+        % 24;
     let cron = format!("0 {hour} * * *");
     let schedule = add_schedule(&app, "sleepy", json!({ "cron": cron })).await;
     let id = schedule["id"].as_i64().unwrap();
@@ -255,7 +259,10 @@ async fn a_site_admin_adds_a_schedule_on_the_settings_page_sees_its_next_run_and
         .await;
     let session = app.sign_in_over_http().await;
     let page = app.dashboard_page(&session, "/sites/paged/settings").await;
-    assert!(page.contains("Scheduled builds") && page.contains("No schedule yet"), "{page}");
+    assert!(
+        page.contains("Scheduled builds") && page.contains("No schedule yet"),
+        "{page}"
+    );
     let csrf = csrf_of(&page);
     let form = |cron: &'static str, zone: &'static str| {
         vec![
@@ -277,8 +284,14 @@ async fn a_site_admin_adds_a_schedule_on_the_settings_page_sees_its_next_run_and
 
     let (status, page) = post(form("0 3 * * *", "Asia/Tokio")).await;
     assert_eq!(status, 422, "{page}");
-    assert!(page.contains("`time_zone`: `Asia/Tokio`"), "the mistake, named: {page}");
-    assert!(page.contains("value=\"0 3 * * *\""), "what was typed is kept: {page}");
+    assert!(
+        page.contains("`time_zone`: `Asia/Tokio`"),
+        "the mistake, named: {page}"
+    );
+    assert!(
+        page.contains("value=\"0 3 * * *\""),
+        "what was typed is kept: {page}"
+    );
 
     let (status, _) = post(form("0 3 * * *", "Asia/Tokyo")).await;
     assert_eq!(status, 303);
@@ -295,7 +308,10 @@ async fn a_site_admin_adds_a_schedule_on_the_settings_page_sees_its_next_run_and
         assert!(page.contains(shown), "{shown} on the page: {page}");
     }
     assert!(
-        schedule["next_run_local"].as_str().unwrap().ends_with("T03:00:00+09:00"),
+        schedule["next_run_local"]
+            .as_str()
+            .unwrap()
+            .ends_with("T03:00:00+09:00"),
         "{schedule}"
     );
 
