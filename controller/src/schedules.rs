@@ -33,6 +33,9 @@ use tokio::sync::Notify;
 /// another controller may be seen.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// How long the worker waits after a round that failed.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// Due schedules claimed per round; more wait for the next round, at once.
 const DUE_PER_ROUND: i64 = 100;
 
@@ -255,9 +258,15 @@ pub fn build_title(schedule: &BuildSchedule) -> String {
 /// the next tick, [`MAX_SLEEP`] at most, or until a schedule changes here.
 pub async fn run(schedules: Schedules) {
     loop {
-        if let Err(e) = build_due(&schedules).await {
-            tracing::error!(error = format!("{e:#}"), "queueing scheduled builds");
-        }
+        // After a failure a due tick may still be due: try again soon, not
+        // at once, so a database that is down is not called in a loop.
+        let least = match build_due(&schedules).await {
+            Ok(_) => Duration::ZERO,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "queueing scheduled builds");
+                RETRY_AFTER_FAILURE
+            }
+        };
         let wait = match schedules.db.earliest_build_schedule_tick().await {
             Ok(Some(tick)) => Duration::from_millis((tick - now_millis()).max(0) as u64).min(MAX_SLEEP),
             Ok(None) => MAX_SLEEP,
@@ -267,24 +276,39 @@ pub async fn run(schedules: Schedules) {
             }
         };
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(wait.max(least)) => {}
             () = schedules.changed.notified() => {}
         }
     }
 }
 
 /// Claims and builds every tick that has come, each on the one controller
-/// whose claim moved it on. Returns how many builds this controller queued.
+/// whose claim moved it on. Returns how many builds this controller queued;
+/// a schedule that fails is logged and the others still built.
 pub async fn build_due(schedules: &Schedules) -> anyhow::Result<usize> {
     let mut queued = 0;
     loop {
         let now = now_millis();
         let due = schedules.db.due_build_schedules(now, DUE_PER_ROUND).await?;
         let full_round = due.len() as i64 == DUE_PER_ROUND;
+        let mut failed = 0;
         for schedule in due {
-            if build_tick(schedules, &schedule, now).await? {
-                queued += 1;
+            match build_tick(schedules, &schedule, now).await {
+                Ok(true) => queued += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(
+                        schedule = schedule.id,
+                        site_id = schedule.site_id,
+                        error = format!("{e:#}"),
+                        "queueing a scheduled build"
+                    );
+                }
             }
+        }
+        if failed > 0 {
+            anyhow::bail!("{failed} due schedules could not be claimed or built");
         }
         if !full_round {
             return Ok(queued);
