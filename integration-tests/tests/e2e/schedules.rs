@@ -3,8 +3,8 @@
 //! tick once, and ticks missed while every controller was down build once.
 
 use crate::helpers::{
-    COPY_SITE_TOML, SiteRepo, TestApp, csrf_of, eventually, fresh_postgres_database,
-    spawn_another_controller_on, spawn_app, spawn_controller_only, spawn_controller_only_with,
+    COPY_SITE_TOML, SiteRepo, TestApp, eventually, fresh_postgres_database, spawn_another_controller_on,
+    spawn_app, spawn_controller_only, spawn_controller_only_with,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -257,77 +257,63 @@ async fn a_site_admin_adds_a_schedule_on_the_settings_page_sees_its_next_run_and
     let (app, _) = spawn_controller_only().await;
     app.connect_site_with("paged", json!({ "repo_url": "/nowhere/repo.git" }))
         .await;
-    let session = app.sign_in_over_http().await;
-    let page = app.dashboard_page(&session, "/sites/paged/settings").await;
-    assert!(
-        page.contains("Scheduled builds") && page.contains("No schedule yet"),
-        "{page}"
-    );
-    let csrf = csrf_of(&page);
-    let form = |cron: &'static str, zone: &'static str| {
-        vec![
-            ("csrf", csrf.clone()),
-            ("cron", cron.to_owned()),
-            ("time_zone", zone.to_owned()),
-            ("branch", String::new()),
-            ("title", "Nightly rebuild".to_owned()),
-        ]
-    };
-    let post = |fields: Vec<(&'static str, String)>| {
-        let session = &session;
-        let app = &app;
-        async move {
-            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            app.post_form(session, "/sites/paged/schedules", &fields).await
-        }
-    };
+    let browser = app.open_browser().await;
+    browser.sign_in(&app.admin_token).await;
+    browser.visit("/sites/paged/settings").await;
+    browser
+        .wait_for_text("#schedules", "No schedule yet", Duration::from_secs(10))
+        .await;
 
-    let (status, page) = post(form("0 3 * * *", "Asia/Tokio")).await;
-    assert_eq!(status, 422, "{page}");
-    assert!(
-        page.contains("`time_zone`: `Asia/Tokio`"),
-        "the mistake, named: {page}"
-    );
-    assert!(
-        page.contains("value=\"0 3 * * *\""),
-        "what was typed is kept: {page}"
-    );
+    // A misspelt zone comes back named, with what was typed kept.
+    browser.fill("#schedules input[name=cron]", "0 3 * * *").await;
+    browser
+        .fill("#schedules input[name=time_zone]", "Asia/Tokio")
+        .await;
+    browser
+        .fill("#schedules input[name=title]", "Nightly rebuild")
+        .await;
+    browser.click("#schedules button.primary").await;
+    browser
+        .wait_for_text(
+            "#schedules .flash.error",
+            "`time_zone`: `Asia/Tokio`",
+            Duration::from_secs(10),
+        )
+        .await;
+    let kept = browser
+        .find("#schedules input[name=cron]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("0 3 * * *"));
 
-    let (status, _) = post(form("0 3 * * *", "Asia/Tokyo")).await;
-    assert_eq!(status, 303);
-    let page = app.dashboard_page(&session, "/sites/paged/settings").await;
+    browser
+        .fill("#schedules input[name=time_zone]", "Asia/Tokyo")
+        .await;
+    browser.click("#schedules button.primary").await;
+    let row = browser
+        .wait_for_text("#schedules table", "Asia/Tokyo", Duration::from_secs(10))
+        .await;
     let listed = app.get_json("/sites/paged/schedules").await;
     let schedule = &listed[0];
     assert_eq!(schedule["title"], "Nightly rebuild");
+    let local = schedule["next_run_local"].as_str().unwrap();
+    assert!(local.ends_with("T03:00:00+09:00"), "{schedule}");
     for shown in [
-        "<code>0 3 * * *</code>",
-        "Asia/Tokyo",
-        schedule["next_run_local"].as_str().unwrap(),
+        "0 3 * * *",
+        "Nightly rebuild",
+        local,
         schedule["next_run_utc"].as_str().unwrap(),
     ] {
-        assert!(page.contains(shown), "{shown} on the page: {page}");
+        assert!(row.contains(shown), "{shown} in the list: {row}");
     }
-    assert!(
-        schedule["next_run_local"]
-            .as_str()
-            .unwrap()
-            .ends_with("T03:00:00+09:00"),
-        "{schedule}"
-    );
+    browser.screenshot("scheduled-builds").await;
 
-    let id = schedule["id"].as_i64().unwrap();
-    let (status, _) = app
-        .post_form(
-            &session,
-            &format!("/sites/paged/schedules/{id}/remove"),
-            &[("csrf", &csrf)],
-        )
+    browser.click("#schedules button.danger").await;
+    browser
+        .wait_for_text("#schedules", "No schedule yet", Duration::from_secs(10))
         .await;
-    assert_eq!(status, 303);
-    assert!(
-        app.dashboard_page(&session, "/sites/paged/settings")
-            .await
-            .contains("No schedule yet")
-    );
     assert_eq!(app.get_json("/sites/paged/schedules").await, json!([]));
+    browser.close().await;
 }
