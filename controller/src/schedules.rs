@@ -113,7 +113,7 @@ impl CronSchedule {
             .ok()
     }
 
-    /// The zone's name, as the IANA database spells it.
+    /// The zone the expression is read in; its `name()` is what is stored.
     pub fn zone(&self) -> Tz {
         self.zone
     }
