@@ -55,6 +55,9 @@ pub enum Command {
     /// Build hooks: URLs a CMS POSTs to to rebuild a site
     #[command(subcommand)]
     BuildHooks(BuildHooksCommand),
+    /// Scheduled builds: cron expressions in a time zone
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -233,6 +236,39 @@ pub enum BuildHooksCommand {
     Revoke {
         site: String,
         /// The hook's id, as `list` shows it
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Build a site on a schedule, e.g. --cron "0 6 * * *" --time-zone Europe/Paris
+    Add {
+        #[arg(long)]
+        site: String,
+        /// Five fields (minute hour day-of-month month day-of-week), or six with seconds first
+        #[arg(long)]
+        cron: String,
+        /// The IANA time zone the expression is read in (defaults to UTC)
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// The branch its builds build (defaults to the production branch)
+        #[arg(long)]
+        branch: Option<String>,
+        /// The reason its builds show (defaults to "Scheduled build (<cron> <zone>)")
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// List a site's schedules with their next run
+    List {
+        #[arg(long)]
+        site: String,
+    },
+    /// Remove a schedule: it builds no more
+    Remove {
+        #[arg(long)]
+        site: String,
+        /// The schedule's id, as `list` shows it
         id: i64,
     },
 }

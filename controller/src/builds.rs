@@ -45,7 +45,7 @@ pub struct BuildRequest {
     /// checked by the runner before the build gets any secret.
     pub commit_unverified: bool,
     /// What asked: `webhook` (GitHub), `generic-webhook`, `api`,
-    /// `build_hook`, `demo`.
+    /// `build_hook`, `schedule`, `demo`.
     pub trigger: &'static str,
     /// See [`Build::trigger_title`].
     pub trigger_title: Option<String>,

@@ -31,6 +31,7 @@ pub mod notifications;
 pub mod push_batches;
 pub mod router;
 pub mod runner_api;
+pub mod schedules;
 pub mod secrets;
 pub mod startup;
 pub mod state;

@@ -199,6 +199,14 @@ pub fn router(state: AppState) -> Router {
                 post(dashboard::site_settings::revoke_build_hook),
             )
             .route(
+                "/sites/{site}/schedules",
+                post(dashboard::site_settings::add_schedule),
+            )
+            .route(
+                "/sites/{site}/schedules/{id}/remove",
+                post(dashboard::site_settings::remove_schedule),
+            )
+            .route(
                 "/sites/{site}/env/{name}/delete",
                 post(dashboard::site_settings::delete_env),
             )

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::router::service;
+use crate::schedules::Schedules;
 use crate::secrets::SecretBox;
 use crate::secrets::random_hex;
 use crate::state::{AppState, Installation};
@@ -171,6 +172,11 @@ impl Application {
             deploys: deploys.clone(),
             urls: urls.clone(),
         };
+        let schedules = Schedules {
+            db: db.clone(),
+            queue: queue.clone(),
+            changed: Arc::new(Notify::new()),
+        };
         let state = AppState {
             auth: Auth::new(db.clone()),
             db,
@@ -186,6 +192,7 @@ impl Application {
             secrets,
             triggers,
             build_hook_limiter: Arc::default(),
+            schedules,
             installation: Installation {
                 id: installation_id.into(),
                 webhook_secret: webhook_secret.into(),
@@ -338,6 +345,10 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     let notifications = state.notifications.clone();
     workers.spawn_until_stopped("build_notices", move || {
         crate::notifications::queue_build_events(notifications.clone())
+    });
+    let schedules = state.schedules.clone();
+    workers.spawn_until_stopped("scheduled_builds", move || {
+        crate::schedules::run(schedules.clone())
     });
 }
 

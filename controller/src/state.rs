@@ -14,6 +14,7 @@ use crate::github::GitHubService;
 use crate::metrics::Metrics;
 use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
+use crate::schedules::Schedules;
 use crate::secrets::SecretBox;
 use crate::triggers::Triggers;
 use crate::urls::Urls;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub triggers: Triggers,
     /// How many builds each build hook may still start.
     pub build_hook_limiter: Arc<BuildHookLimiter>,
+    /// Scheduled builds, and the worker to wake when they change.
+    pub schedules: Schedules,
     pub installation: Installation,
 }
 

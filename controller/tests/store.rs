@@ -156,6 +156,73 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    sixteen_claims_of_one_schedule_tick_at_once_leave_exactly_one_winner,
+    |db: Database| async move {
+        use jamstack_controller::db::NewBuildSchedule;
+        let s = site(&db, "scheduled").await;
+        let other = site(&db, "unscheduled").await;
+        let tick = 1_800_000_000_000;
+        let schedule = db
+            .insert_build_schedule(&NewBuildSchedule {
+                site_id: s.id,
+                cron: "0 6 * * *",
+                time_zone: "Europe/Paris",
+                branch: None,
+                title: Some("Morning"),
+                next_run_at: tick,
+            })
+            .await
+            .unwrap();
+        assert_eq!(schedule.last_run_at, None);
+        assert!(db.due_build_schedules(tick - 1, 10).await.unwrap().is_empty());
+        assert_eq!(db.due_build_schedules(tick, 10).await.unwrap().len(), 1);
+        assert_eq!(db.earliest_build_schedule_tick().await.unwrap(), Some(tick));
+
+        // Sixteen controllers wake for the same tick at once.
+        let claims: Vec<_> = (0..16)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.claim_build_schedule_tick(schedule.id, tick, tick + 86_400_000 + i)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for claim in claims {
+            won += usize::from(claim.await.unwrap());
+        }
+        assert_eq!(won, 1, "one claim of the tick wins");
+        let after = db.build_schedule(s.id, schedule.id).await.unwrap().unwrap();
+        assert_eq!(after.last_run_at, Some(tick));
+        assert!(after.next_run_at > tick);
+        assert!(
+            !db.claim_build_schedule_tick(schedule.id, tick, tick + 1)
+                .await
+                .unwrap(),
+            "a tick claimed is claimed for good"
+        );
+
+        assert!(
+            db.delete_build_schedule(other.id, schedule.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "not the other site's"
+        );
+        let removed = db
+            .delete_build_schedule(s.id, schedule.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(removed.title.as_deref(), Some("Morning"));
+        assert!(db.build_schedules(s.id).await.unwrap().is_empty());
+        assert_eq!(db.earliest_build_schedule_tick().await.unwrap(), None);
+    }
+);
+
+on_both_databases!(
     a_build_hook_is_found_by_its_url_id_kept_only_hashed_and_gone_once_revoked,
     |db: Database| async move {
         use jamstack_controller::api::build_hooks::{NewHook, make_hook};

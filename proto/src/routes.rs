@@ -92,6 +92,8 @@ pub mod api {
     pub const SITE_ENV_VAR: &str = "/api/v1/sites/{site}/env/{name}";
     pub const SITE_BUILD_HOOKS: &str = "/api/v1/sites/{site}/build-hooks";
     pub const SITE_BUILD_HOOK: &str = "/api/v1/sites/{site}/build-hooks/{id}";
+    pub const SITE_SCHEDULES: &str = "/api/v1/sites/{site}/schedules";
+    pub const SITE_SCHEDULE: &str = "/api/v1/sites/{site}/schedules/{id}";
     pub const SITE_LOCK: &str = "/api/v1/sites/{site}/lock";
     pub const SITE_UNLOCK: &str = "/api/v1/sites/{site}/unlock";
     pub const SITE_BUILDS: &str = "/api/v1/sites/{site}/builds";
@@ -132,6 +134,14 @@ pub mod api {
 
     pub fn site_build_hook(site: &str, id: i64) -> String {
         fill(&fill(SITE_BUILD_HOOK, "site", site), "id", id)
+    }
+
+    pub fn site_schedules(site: &str) -> String {
+        fill(SITE_SCHEDULES, "site", site)
+    }
+
+    pub fn site_schedule(site: &str, id: i64) -> String {
+        fill(&fill(SITE_SCHEDULE, "site", site), "id", id)
     }
 
     pub fn site_lock(site: &str) -> String {
@@ -247,6 +257,8 @@ mod tests {
             (api::SITE_ENV_VAR, api::site_env_var(site, "HUGO_ENV")),
             (api::SITE_BUILD_HOOKS, api::site_build_hooks(site)),
             (api::SITE_BUILD_HOOK, api::site_build_hook(site, 3)),
+            (api::SITE_SCHEDULES, api::site_schedules(site)),
+            (api::SITE_SCHEDULE, api::site_schedule(site, 4)),
             (api::SITE_LOCK, api::site_lock(site)),
             (api::SITE_UNLOCK, api::site_unlock(site)),
             (api::SITE_BUILDS, api::site_builds(site)),

@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod pagination;
 pub mod runners;
+pub mod schedules;
 pub mod site_settings;
 pub mod sites;
 pub mod tokens;
@@ -73,7 +74,9 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(notifications::delete))
         .routes(routes!(notifications::deliveries))
         .routes(routes!(build_hooks::list, build_hooks::create))
-        .routes(routes!(build_hooks::revoke));
+        .routes(routes!(build_hooks::revoke))
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(schedules::delete));
     let manifests = OpenApiRouter::new()
         .routes(routes!(deploys::list_for_site, deploys::create_direct))
         .layer(DefaultBodyLimit::max(MAX_MANIFEST));

@@ -8,7 +8,8 @@
 //! `api::sites`) and a mistake comes back as the page with the message in
 //! the form's card and what was typed kept (secret values excepted).
 //! Build hooks are listed, made (their URL shown once, on the answer to
-//! the form) and revoked here too.
+//! the form) and revoked here too, and so are build schedules, with their
+//! next run.
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
@@ -19,6 +20,7 @@ use crate::api::site_settings::{
 use crate::api::sites::validate_repo_url;
 use crate::config::Config;
 use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
+use crate::schedules::{AddError, NewSchedule, ScheduleView, Schedules};
 use crate::secrets::SecretBox;
 use crate::urls::Urls;
 use askama::Template;
@@ -97,6 +99,28 @@ pub struct HookRow {
     pub used: String,
 }
 
+/// A build schedule as the page lists it.
+pub struct ScheduleRow {
+    pub id: i64,
+    pub cron: String,
+    pub time_zone: String,
+    pub branch: String,
+    pub title: String,
+    /// The next run in the schedule's zone, and in UTC.
+    pub next_local: String,
+    pub next_utc: String,
+    pub last: String,
+}
+
+/// What the schedule form keeps when it comes back with a mistake.
+#[derive(Debug, Default, Clone)]
+pub struct ScheduleFields {
+    pub cron: String,
+    pub time_zone: String,
+    pub branch: String,
+    pub title: String,
+}
+
 /// What the variable form keeps when it comes back with a mistake.
 #[derive(Debug, Default, Clone)]
 pub struct EnvFields {
@@ -124,6 +148,9 @@ struct SettingsPage {
     /// A hook just made, by name, and its URL: shown this once.
     new_hook: Option<(String, String)>,
     build_hook_error: Option<String>,
+    schedules: Vec<ScheduleRow>,
+    schedule_form: ScheduleFields,
+    schedule_error: Option<String>,
     notice: Option<String>,
     scheduling_error: Option<String>,
     limits_error: Option<String>,
@@ -159,6 +186,26 @@ impl SettingsPage {
                 name: hook.name,
             })
             .collect();
+        let schedules = db
+            .build_schedules(site.id)
+            .await?
+            .into_iter()
+            .map(|schedule| {
+                let view = ScheduleView::of(schedule);
+                ScheduleRow {
+                    id: view.id,
+                    branch: view
+                        .branch
+                        .unwrap_or_else(|| format!("{} (production)", site.production_branch)),
+                    title: view.title.unwrap_or_default(),
+                    last: view.last_run_at.map_or_else(|| "never".to_owned(), ago),
+                    next_local: view.next_run_local,
+                    next_utc: view.next_run_utc,
+                    cron: view.cron,
+                    time_zone: view.time_zone,
+                }
+            })
+            .collect();
         Ok(SettingsPage {
             chrome: Chrome::new(session, "sites"),
             labels: site.required_labels.join(", "),
@@ -173,6 +220,9 @@ impl SettingsPage {
             build_hooks,
             new_hook: None,
             build_hook_error: None,
+            schedules,
+            schedule_form: ScheduleFields::default(),
+            schedule_error: None,
             notice: None,
             scheduling_error: None,
             limits_error: None,
@@ -203,6 +253,8 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
+        "schedule-added" => "Schedule added; the list shows its next run.".to_owned(),
+        "schedule-removed" => "Schedule removed; it builds no more.".to_owned(),
         _ => return None,
     })
 }
@@ -545,5 +597,86 @@ pub async fn revoke_build_hook(
     tracing::info!(site = %site.name, hook = id, "build hook revoked from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=hook-revoked#build-hooks"
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ScheduleForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub cron: String,
+    #[serde(default)]
+    pub time_zone: String,
+    #[serde(default)]
+    pub branch: String,
+    #[serde(default)]
+    pub title: String,
+}
+
+/// Adds a build schedule, checked with the API's rules; a mistake comes
+/// back naming the field, with what was typed kept.
+pub async fn add_schedule(
+    State(db): State<Database>,
+    State(schedules): State<Schedules>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<ScheduleForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let asked = NewSchedule {
+        cron: form.cron.clone(),
+        time_zone: Some(form.time_zone.clone()),
+        branch: Some(form.branch.clone()),
+        title: Some(form.title.clone()),
+    };
+    match schedules.add(site.id, &asked).await {
+        Ok(made) => {
+            tracing::info!(site = %site.name, schedule = made.id, "build schedule made from the dashboard");
+            Ok(see_other(format!(
+                "/sites/{name}/settings?notice=schedule-added#schedules"
+            )))
+        }
+        Err(AddError::Invalid(message)) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            SettingsPage {
+                schedule_error: Some(message),
+                schedule_form: ScheduleFields {
+                    cron: form.cron,
+                    time_zone: form.time_zone,
+                    branch: form.branch,
+                    title: form.title,
+                },
+                ..page
+            }
+            .refused()
+        }
+        Err(AddError::Failed(e)) => Err(e.into()),
+    }
+}
+
+pub async fn remove_schedule(
+    State(db): State<Database>,
+    State(schedules): State<Schedules>,
+    session: Session,
+    Path((name, id)): Path<(String, i64)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    if schedules.remove(site.id, id).await?.is_none() {
+        let page = SettingsPage::load(&db, &session, site).await?;
+        return SettingsPage {
+            schedule_error: Some(format!(
+                "this site has no schedule {id} (removed already?); the list below is current"
+            )),
+            ..page
+        }
+        .refused();
+    }
+    tracing::info!(site = %site.name, schedule = id, "build schedule removed from the dashboard");
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=schedule-removed#schedules"
     )))
 }

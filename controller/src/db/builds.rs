@@ -73,9 +73,10 @@ pub struct Build {
     /// never published to production.
     pub commit_unverified: bool,
     pub trigger: String,
-    /// Why it was asked for, in words: a build hook's title.
+    /// Why it was asked for, in words: a build hook's or a schedule's title.
     pub trigger_title: Option<String>,
-    /// The body a build hook's caller POSTed, as text.
+    /// The body a build hook's caller POSTed, as text; for a scheduled
+    /// build, `{"schedule_id": …, "tick": "<RFC 3339, UTC>"}`.
     pub trigger_payload: Option<String>,
     pub state: BuildState,
     pub exit_code: Option<i64>,

@@ -6,7 +6,7 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks, and GitHub (installations and what was reported back).
+//! deliveries, build hooks and schedules, and GitHub (installations and what was reported back).
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
@@ -25,6 +25,7 @@ mod push_intake;
 mod relay;
 mod retention;
 mod runners;
+mod schedules;
 mod sessions;
 mod settings;
 mod site_settings;
@@ -49,6 +50,7 @@ pub use push_intake::{
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerLoad, RunnerRecord, labels_satisfy, normalize_labels, split_labels};
+pub use schedules::{BuildSchedule, NewBuildSchedule};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
 pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork};
 pub use sites::{DEFAULT_BRANCH_UNTIL_KNOWN, NewSite, SchedulingSettings, Site, SiteSettings};

@@ -2,7 +2,7 @@
 //! controller: logging in, sites, settings and variables, deploying a local
 //! folder (twice: the second time uploads nothing), publishing, rolling
 //! back, locking, diffs, builds followed to their exit status, build hooks,
-//! and the exit codes scripts rely on.
+//! schedules, and the exit codes scripts rely on.
 
 use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, spawn_app, spawn_controller_only};
 use crate::processes::binary;
@@ -635,4 +635,88 @@ async fn a_user_makes_a_site_for_direct_deploys_then_connects_a_repository_and_b
     cli.ok(&["builds", "trigger", "docs", "--sha", &sha, "--wait"])
         .await;
     assert_eq!(app.visit("docs", "/").await.body, "<h1>built</h1>");
+}
+
+#[tokio::test]
+async fn a_user_adds_lists_and_removes_a_schedule_from_the_command_line_and_sees_its_next_run() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    app.connect_site_with("nightly", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+
+    let made = cli
+        .ok(&[
+            "schedules",
+            "add",
+            "--site",
+            "nightly",
+            "--cron",
+            "0 6 * * *",
+            "--time-zone",
+            "Europe/Paris",
+            "--title",
+            "Morning rebuild",
+        ])
+        .await;
+    assert!(made.stdout.contains("next run"), "{made:?}");
+
+    let schedules = cli.json(&["schedules", "list", "--site", "nightly"]).await;
+    let schedule = &schedules[0];
+    let local = schedule["next_run_local"].as_str().unwrap().to_owned();
+    let utc = schedule["next_run_utc"].as_str().unwrap().to_owned();
+    assert!(
+        local.contains("T06:00:00+01:00") || local.contains("T06:00:00+02:00"),
+        "06:00 in Paris: {schedule}"
+    );
+    assert!(utc.ends_with('Z'), "{schedule}");
+    let next = chrono::DateTime::parse_from_rfc3339(&utc)
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        next > jamstack_controller::db::now_millis() && next == schedule["next_run_at"].as_i64().unwrap(),
+        "{schedule}"
+    );
+
+    let listed = cli.ok(&["schedules", "list", "--site", "nightly"]).await.stdout;
+    for shown in [
+        "0 6 * * *",
+        "Europe/Paris",
+        "Morning rebuild",
+        "(production)",
+        &local,
+        &utc,
+    ] {
+        assert!(listed.contains(shown), "{shown} in:\n{listed}");
+    }
+
+    let refused = cli
+        .run(&["schedules", "add", "--site", "nightly", "--cron", "0 25 * * *"])
+        .await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("`cron`"), "names the field: {refused:?}");
+    let refused = cli
+        .run(&[
+            "schedules",
+            "add",
+            "--site",
+            "nightly",
+            "--cron",
+            "0 6 * * *",
+            "--time-zone",
+            "Mars/Olympus",
+        ])
+        .await;
+    assert!(
+        refused.stderr.contains("`time_zone`"),
+        "names the field: {refused:?}"
+    );
+
+    let id = schedule["id"].as_i64().unwrap().to_string();
+    cli.ok(&["schedules", "remove", "--site", "nightly", &id]).await;
+    let again = cli.run(&["schedules", "remove", "--site", "nightly", &id]).await;
+    assert_eq!(again.code, 3, "not found: {again:?}");
+    assert_eq!(
+        cli.json(&["schedules", "list", "--site", "nightly"]).await,
+        json!([])
+    );
 }

@@ -176,14 +176,27 @@ async fn build_app(configure: impl FnOnce(&mut Config)) -> (Application, TempDir
     (app, data)
 }
 
+/// Another controller without a runner on the PostgreSQL database
+/// `database_url`, which an earlier controller made: that one's admin token
+/// is `admin_token` (a start on a database with tokens makes none).
+pub async fn spawn_another_controller_on(database_url: &str, admin_token: &str) -> TestApp {
+    let (app, data) = build_app(|config| config.database_url = Some(database_url.to_owned())).await;
+    serve_with_token(app, data, admin_token.to_owned())
+}
+
 fn serve(app: Application, data: TempDir) -> TestApp {
+    let admin_token = app
+        .new_admin_token
+        .clone()
+        .expect("a fresh data directory makes an admin token");
+    serve_with_token(app, data, admin_token)
+}
+
+fn serve_with_token(app: Application, data: TempDir, admin_token: String) -> TestApp {
     let test_app = TestApp {
         base_url: app.base_url().to_owned(),
         port: app.port(),
-        admin_token: app
-            .new_admin_token
-            .clone()
-            .expect("a fresh data directory makes an admin token"),
+        admin_token,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -27,6 +27,7 @@ mod push_to_deploy;
 mod replays;
 mod rolling_upgrades;
 mod runner_process;
+mod schedules;
 mod secrets;
 mod serving;
 mod site_settings;
