@@ -122,6 +122,7 @@ impl Claimed {
         lease_duration: Duration,
         settings: SiteBuildSettings,
         git_token: Option<Secret>,
+        cached_commit: Option<String>,
     ) -> JobLease {
         let Claimed { job, build, site } = self;
         JobLease {
@@ -133,6 +134,7 @@ impl Claimed {
             repo_url: site.repo_url,
             trusted: is_trusted(&build),
             verify_reachable_from: build.commit_unverified.then(|| build.branch.clone()),
+            cached_commit,
             honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),
             commit_sha: build.commit_sha,
             branch: build.branch,
@@ -143,6 +145,16 @@ impl Claimed {
             git_token,
         }
     }
+}
+
+/// The commit a build is compared with: that of the site's last successful
+/// build of the same context (the same branch or pull request), so a
+/// force-push or a push of several commits is measured against what was
+/// last built, not against the push's own parent.
+pub async fn cached_commit(db: &Database, claimed: &Claimed) -> anyhow::Result<Option<String>> {
+    let build = &claimed.build;
+    db.last_successful_commit(build.site_id, build.context, &build.branch, build.pr_number)
+        .await
 }
 
 /// Whether a build's code may see the site's secrets and production cache:
@@ -192,6 +204,8 @@ pub async fn build_settings(
         },
         network: settings.network.mode,
         private_hosts: settings.network.private_hosts,
+        base: Some(settings.paths.base).filter(|base| !base.is_empty()),
+        watch_paths: settings.paths.watch_paths,
     })
 }
 

@@ -48,7 +48,7 @@ pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
 pub use runners::{RunnerRecord, normalize_labels};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
-pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork};
+pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork, SitePaths};
 pub use sites::{DEFAULT_BRANCH_UNTIL_KNOWN, NewSite, SchedulingSettings, Site, SiteSettings};
 
 use anyhow::Context as _;
