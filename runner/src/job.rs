@@ -628,12 +628,11 @@ async fn build(
     } else {
         None
     };
-    if let Some(watch) = &watch {
-        if let Some(reason) =
+    if let Some(watch) = &watch
+        && let Some(reason) =
             watch_says_skip(watch, &commit, compared_with.as_deref(), &checkout_dir, log).await
-        {
-            return Err(Ended::Skipped(reason));
-        }
+    {
+        return Err(Ended::Skipped(reason));
     }
     if let Some(ignore) = &settings.ignore
         && ignore_says_skip(
