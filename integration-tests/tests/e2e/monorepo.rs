@@ -3,7 +3,7 @@
 //! with the commit of each site's last successful build, and records the
 //! others as skipped, saying which paths were compared between which commits.
 
-use crate::helpers::{SiteRepo, TestApp, spawn_app};
+use crate::helpers::{SiteRepo, TestApp, csrf_of, spawn_app, spawn_controller_only};
 use serde_json::{Value, json};
 
 const SITES: [&str; 3] = ["a", "b", "c"];
@@ -250,4 +250,52 @@ async fn a_sites_watch_paths_and_a_first_build_with_an_ignore_command_build() {
     app.wait_for_success(by_hand).await;
     let log = app.build_log(by_hand).await;
     assert!(log.contains("are not applied"), "{log}");
+}
+
+#[tokio::test]
+async fn a_sites_base_and_watch_paths_are_set_on_its_settings_page_and_refused_with_a_reason() {
+    let (app, _runner_token) = spawn_controller_only().await;
+    app.connect_site_with("pages", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+    let session = app.sign_in_over_http().await;
+    let page = app.dashboard_page(&session, "/sites/pages/settings").await;
+    assert!(page.contains("action=\"/sites/pages/settings/paths\""), "{page}");
+    let csrf = csrf_of(&page);
+
+    let (status, page) = app
+        .post_form(
+            &session,
+            "/sites/pages/settings/paths",
+            &[
+                ("csrf", &csrf),
+                ("base", "sites/pages"),
+                ("watch_paths", "sites/pages/**\n../secrets/**"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("climbs out with `..`"), "{page}");
+
+    let (status, _) = app
+        .post_form(
+            &session,
+            "/sites/pages/settings/paths",
+            &[
+                ("csrf", &csrf),
+                ("base", "sites/pages/"),
+                ("watch_paths", "sites/pages/**\r\nshared/**\r\n"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (status, paths) = app
+        .api_json(app.http.get(app.api("/sites/pages/build-paths")))
+        .await;
+    assert_eq!(status, 200, "{paths}");
+    assert_eq!(
+        paths,
+        json!({"base": "sites/pages", "watch_paths": ["sites/pages/**", "shared/**"]})
+    );
+    let page = app.dashboard_page(&session, "/sites/pages/settings").await;
+    assert!(page.contains("sites/pages/**\nshared/**"), "{page}");
 }
