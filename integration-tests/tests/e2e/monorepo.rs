@@ -299,3 +299,51 @@ async fn a_sites_base_and_watch_paths_are_set_on_its_settings_page_and_refused_w
     let page = app.dashboard_page(&session, "/sites/pages/settings").await;
     assert!(page.contains("sites/pages/**\nshared/**"), "{page}");
 }
+
+#[tokio::test]
+async fn a_force_push_that_removed_the_last_built_commit_builds_and_says_why() {
+    let app = spawn_app().await;
+    let repo = SiteRepo::new();
+    let first = repo.commit(
+        &[
+            ("sites/a/jamstack.toml", SITE_TOML),
+            ("sites/a/src/index.html", "a one"),
+        ],
+        "a",
+    );
+    app.connect_site("a", &repo, "octo/forced").await;
+    set_base(&app, "a", "sites/a").await;
+    let build = app.push("octo/forced", &repo, &first).await;
+    app.wait_for_success(build).await;
+    let second = repo.commit(&[("sites/a/src/index.html", "a two")], "a two");
+    let build = app.push("octo/forced", &repo, &second).await;
+    app.wait_for_success(build).await;
+
+    // main goes back to the first commit and on elsewhere; the second
+    // commit, the last one built, is gone from the server.
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.url())
+            .status()
+            .expect("the git command line is installed");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["reset", "-q", "--hard", &first]);
+    git(&["reflog", "expire", "--expire=now", "--all"]);
+    git(&["gc", "-q", "--prune=now"]);
+    let rewritten = repo.commit(&[("README.md", "outside the site")], "rewritten");
+
+    let build = app.push("octo/forced", &repo, &rewritten).await;
+    let build = app.wait_for_success(build).await;
+    let log = app.build_log(build["id"].as_i64().unwrap()).await;
+    assert!(
+        log.contains(&format!(
+            "Could not fetch commit {} of the last successful build to compare with",
+            short(&second)
+        )),
+        "{log}"
+    );
+    assert!(log.contains("a force-push may have removed it"), "{log}");
+    assert_eq!(app.visit("a", "/").await.body, "a one");
+}
