@@ -98,6 +98,7 @@ async fn a_push_to_a_monorepo_builds_only_the_sites_whose_files_it_changed() {
     }
 
     // A push touching only site b builds b; a and c say what was compared.
+    let session = app.sign_in_over_http().await;
     let touch_b = repo.commit(&[("sites/b/src/index.html", "b two")], "b only");
     let builds = push_and_wait(&app, &repo, &touch_b).await;
     assert_eq!(builds[1]["state"], "succeeded", "{}", builds[1]);
@@ -115,6 +116,13 @@ async fn a_push_to_a_monorepo_builds_only_the_sites_whose_files_it_changed() {
         );
         let log = app.build_log(build["id"].as_i64().unwrap()).await;
         assert!(log.contains(reason), "the log says why too:\n{log}");
+        let page = app
+            .dashboard_page(&session, &format!("/builds/{}", build["id"]))
+            .await;
+        assert!(
+            page.contains(&format!("Skipped: no file under `sites/{site}/**`")),
+            "and the build's page:\n{page}"
+        );
         assert_eq!(app.visit(site, "/").await.body, format!("{site} one"));
     }
 
