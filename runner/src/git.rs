@@ -117,10 +117,17 @@ pub fn fetch_for_comparison(request: &FetchRequest<'_>, dir: &Path, sha: &str) -
     fetch_commit(&repo, request.url, Some(request.branch), oid, request)
 }
 
-/// The paths that differ between the trees of commits `from` and `to` in
-/// the repository at `dir`, both sides of a rename included (a rename is a
-/// removal and an addition), each once, in the order git walks them.
-pub fn changed_paths(dir: &Path, from: &str, to: &str) -> Result<Vec<String>, GitError> {
+/// The first path, in the order git walks them, that differs between the
+/// trees of commits `from` and `to` in the repository at `dir` and that
+/// `wanted` takes; both sides of a rename are offered (a rename is a
+/// removal and an addition). The walk stops there, so a huge change costs
+/// no more than git's own list of it.
+pub fn first_changed_path(
+    dir: &Path,
+    from: &str,
+    to: &str,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Result<Option<String>, GitError> {
     let repo = Repository::open(dir)?;
     let tree_of = |sha: &str| -> Result<git2::Tree<'_>, GitError> {
         let oid = Oid::from_str(sha).map_err(|_| GitError::BadSha(sha.to_owned()))?;
@@ -130,18 +137,16 @@ pub fn changed_paths(dir: &Path, from: &str, to: &str) -> Result<Vec<String>, Gi
     let mut options = git2::DiffOptions::new();
     options.include_typechange(true).ignore_submodules(false);
     let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), Some(&mut options))?;
-    let mut paths: Vec<String> = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            if let Some(path) = file.path() {
-                let path = path.to_string_lossy().into_owned();
-                if paths.last() != Some(&path) {
-                    paths.push(path);
-                }
+            if let Some(path) = file.path().map(|path| path.to_string_lossy())
+                && wanted(&path)
+            {
+                return Ok(Some(path.into_owned()));
             }
         }
     }
-    Ok(paths)
+    Ok(None)
 }
 
 /// Whether commit `sha` is the head of `request.branch` or one of its
@@ -540,15 +545,24 @@ mod tests {
         checkout(&request(url, &third, &stop), work.path()).unwrap();
 
         fetch_for_comparison(&request(url, &third, &stop), work.path(), &first).unwrap();
-        let changed = changed_paths(work.path(), &first, &third).unwrap();
-        let mut sorted = changed.clone();
-        sorted.sort();
+        let mut changed = Vec::new();
+        let found = first_changed_path(work.path(), &first, &third, |path| {
+            changed.push(path.to_owned());
+            false
+        })
+        .unwrap();
+        assert_eq!(found, None);
+        changed.sort();
+        changed.dedup();
         assert_eq!(
-            sorted,
+            changed,
             ["sites/a/index.html", "sites/b/home.html", "sites/b/index.html"],
-            "{changed:?}"
+            "both sides of the rename"
         );
-        assert!(changed_paths(work.path(), &third, &third).unwrap().is_empty());
+        let found = first_changed_path(work.path(), &first, &third, |path| path.starts_with("sites/b/"));
+        assert!(found.unwrap().unwrap().starts_with("sites/b/"));
+        let found = first_changed_path(work.path(), &third, &third, |_| true).unwrap();
+        assert_eq!(found, None, "a commit has no change from itself");
         assert_eq!(
             std::fs::read(work.path().join("sites/a/index.html")).unwrap(),
             b"a2",

@@ -1234,12 +1234,20 @@ async fn watch_says_skip(
             .await;
         return None;
     };
-    let changed = {
-        let (dir, from, to) = (checkout.to_path_buf(), from.to_owned(), commit.sha.clone());
-        tokio::task::spawn_blocking(move || git::changed_paths(&dir, &from, &to)).await
+    let found = {
+        let (dir, from, to, globs) = (
+            checkout.to_path_buf(),
+            from.to_owned(),
+            commit.sha.clone(),
+            watch.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            git::first_changed_path(&dir, &from, &to, |path| globs.matches(path))
+        })
+        .await
     };
-    let changed = match changed {
-        Ok(Ok(changed)) => changed,
+    let found = match found {
+        Ok(Ok(found)) => found,
         Ok(Err(e)) => {
             log.say(&format!(
                 "\x1b[33mCould not compare {} with {}: {e}; building\x1b[0m",
@@ -1255,7 +1263,7 @@ async fn watch_says_skip(
             return None;
         }
     };
-    match watch.first_match(&changed) {
+    match found {
         Some(path) => {
             log.say(&format!(
                 "`{path}` changed between {} and {}, under the watch paths {}: building",

@@ -123,11 +123,6 @@ impl WatchPaths {
             || self.set.is_match(path)
     }
 
-    /// The first of `changed` that matches, if any.
-    pub fn first_match<'a>(&self, changed: &'a [String]) -> Option<&'a str> {
-        changed.iter().map(String::as_str).find(|path| self.matches(path))
-    }
-
     /// The globs, quoted, for the log: `` `a/**`, `b/**` ``.
     pub fn listed(&self) -> String {
         self.globs
@@ -244,8 +239,5 @@ mod tests {
             paths.skip_reason(&"1a2b3c4d".repeat(5), &"5d6e7f80".repeat(5)),
             "no file under `sites/b/**` (watch in jamstack.toml) changed between 1a2b3c4 and 5d6e7f8"
         );
-        let changed = vec!["README.md".to_owned(), "sites/b/x".to_owned()];
-        assert_eq!(paths.first_match(&changed), Some("sites/b/x"));
-        assert_eq!(paths.first_match(&changed[..1]), None);
     }
 }
