@@ -2,10 +2,11 @@
 # Build the local build-container images used by the runner:
 #
 #   jamstack/busybox:1  FROM scratch + static busybox, non-root user "builder" (1000:1000)
-#   jamstack/hugo:1     jamstack/busybox:1 + Debian's hugo binary and its shared libraries
+#   jamstack/hugo:1     jamstack/busybox:1 + Debian's hugo and git binaries and their shared libraries
+#                       (git for `ignore` commands such as `git diff --quiet $CACHED_COMMIT_REF $COMMIT_REF -- .`)
 #
 # No container registry is needed: everything starts FROM scratch and is
-# populated from packages installed on the host (busybox-static, hugo).
+# populated from packages installed on the host (busybox-static, hugo, git).
 #
 # Idempotent: each image carries a label org.jamstack.inputs=<sha256 of its
 # build context (Dockerfile + files) and base image id>. When the label of the
@@ -49,7 +50,7 @@ pkg_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 missing=()
-for pkg in busybox-static hugo; do
+for pkg in busybox-static hugo git; do
     pkg_installed "$pkg" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -61,6 +62,7 @@ fi
 
 BUSYBOX_BIN=/bin/busybox
 HUGO_BIN=$(command -v hugo) || die "hugo not found on PATH after install"
+GIT_BIN=$(command -v git) || die "git not found on PATH after install"
 [[ -x $BUSYBOX_BIN ]] || die "$BUSYBOX_BIN missing (package busybox-static)"
 if ldd "$BUSYBOX_BIN" >/dev/null 2>&1; then
     die "$BUSYBOX_BIN is dynamically linked; install busybox-static instead of busybox"
@@ -152,13 +154,16 @@ hugo_ctx="$WORKDIR/hugo"
 mkdir -p "$hugo_ctx/rootfs/usr/bin"
 cp "$HUGO_BIN" "$hugo_ctx/rootfs/usr/bin/hugo"
 chmod 0755 "$hugo_ctx/rootfs/usr/bin/hugo"
+# git's own commands (diff, log, rev-parse) are built into its one binary.
+cp "$GIT_BIN" "$hugo_ctx/rootfs/usr/bin/git"
+chmod 0755 "$hugo_ctx/rootfs/usr/bin/git"
 
-# Every shared library hugo needs (including the dynamic loader), copied to the
-# path ldd reports, dereferenced so the image gets real files.
+# Every shared library hugo and git need (including the dynamic loader),
+# copied to the path ldd reports, dereferenced so the image gets real files.
 libs=()
 while read -r lib; do
     [[ -n $lib ]] && libs+=("$lib")
-done < <(ldd "$HUGO_BIN" | awk '
+done < <({ ldd "$HUGO_BIN"; ldd "$GIT_BIN"; } | awk '
     $2 == "=>" && $3 ~ /^\// { print $3; next }
     $1 ~ /^\//               { print $1 }' | sort -u)
 for lib in "${libs[@]}"; do
@@ -186,6 +191,8 @@ printf '    %s: %s\n' "$BUSYBOX_IMAGE" "$(echo "$out" | tr '\n' ' ')"
 [[ $out == ok* ]] || die "$BUSYBOX_IMAGE: unexpected output: $out"
 
 out=$(docker run --rm "$HUGO_IMAGE" hugo version) || die "$HUGO_IMAGE: 'hugo version' failed"
+printf '    %s: %s\n' "$HUGO_IMAGE" "$out"
+out=$(docker run --rm "$HUGO_IMAGE" git --version) || die "$HUGO_IMAGE: 'git --version' failed"
 printf '    %s: %s\n' "$HUGO_IMAGE" "$out"
 
 log "done"

@@ -78,7 +78,8 @@ pub enum SitesCommand {
     Settings {
         site: String,
         /// A setting to change, e.g. --set production_branch=main --set timeout_seconds=600
-        /// (`default` resets a build limit to the runner's default)
+        /// (`default` resets a build limit to the runner's default; `base` and
+        /// `watch_paths=a/**,b/**` place a site in a monorepo)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },

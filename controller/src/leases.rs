@@ -124,6 +124,7 @@ impl Claimed {
         lease_duration: Duration,
         settings: SiteBuildSettings,
         git_token: Option<Secret>,
+        cached_commit: Option<String>,
     ) -> JobLease {
         let Claimed { job, build, site } = self;
         let incoming_hook = incoming_hook(&build);
@@ -138,6 +139,7 @@ impl Claimed {
             repo_url: site.repo_url.unwrap_or_default(),
             trusted: is_trusted(&build),
             verify_reachable_from: build.commit_unverified.then(|| build.branch.clone()),
+            cached_commit,
             honour_skip_ci: crate::builds::honours_skip_markers(&build.trigger),
             commit_sha: build.commit_sha,
             branch: build.branch,
@@ -158,6 +160,16 @@ fn incoming_hook(build: &Build) -> Option<IncomingHook> {
         title: build.trigger_title.clone().unwrap_or_default(),
         body: build.trigger_payload.clone().unwrap_or_default(),
     })
+}
+
+/// The commit a build is compared with: that of the site's last successful
+/// build of the same context (the same branch or pull request), so a
+/// force-push or a push of several commits is measured against what was
+/// last built, not against the push's own parent.
+pub async fn cached_commit(db: &Database, claimed: &Claimed) -> anyhow::Result<Option<String>> {
+    let build = &claimed.build;
+    db.last_successful_commit(build.site_id, build.context, &build.branch, build.pr_number)
+        .await
 }
 
 /// Whether a build's code may see the site's secrets and production cache:
@@ -207,6 +219,8 @@ pub async fn build_settings(
         },
         network: settings.network.mode,
         private_hosts: settings.network.private_hosts,
+        base: Some(settings.paths.base).filter(|base| !base.is_empty()),
+        watch_paths: settings.paths.watch_paths,
     })
 }
 

@@ -189,6 +189,10 @@ pub fn router(state: AppState) -> Router {
                 "/sites/{site}/settings/repository",
                 post(dashboard::site_settings::connect_repository),
             )
+            .route(
+                "/sites/{site}/settings/paths",
+                post(dashboard::site_settings::save_paths),
+            )
             .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
             .route(
                 "/sites/{site}/build-hooks",

@@ -1979,3 +1979,113 @@ on_both_databases!(
         assert_eq!((loads[0].runner.id, loads[0].leased), (plain.id, 0));
     }
 );
+
+/// Queues a build of `sha` in `context`, has a runner claim it and end it
+/// in `state`.
+async fn built(
+    db: &Database,
+    site: &Site,
+    (context, branch, pr_number): (BuildContext, &str, Option<i64>),
+    sha: &str,
+    state: BuildState,
+) {
+    let (build_id, _) = db
+        .enqueue_build(&NewBuild {
+            site_id: site.id,
+            context,
+            branch: branch.into(),
+            commit_sha: sha.into(),
+            commit_message: None,
+            author: None,
+            pr_number,
+            from_fork: false,
+            commit_unverified: false,
+            trigger: "webhook",
+            trigger_title: None,
+            trigger_payload: None,
+        })
+        .await
+        .unwrap();
+    let runner = runner(db, &format!("r-{build_id}"), &[]).await;
+    let lease = format!("lease-{build_id}");
+    let claimed = db
+        .claim_next_job(&runner, &lease, MINUTE, 0)
+        .await
+        .unwrap()
+        .expect("the build is claimed");
+    assert_eq!(claimed.build_id, build_id);
+    db.finish_job(claimed.job_id, &lease, FinishedAs { state, ..succeeded() })
+        .await
+        .unwrap()
+        .expect("the live lease finishes its job");
+}
+
+on_both_databases!(
+    the_commit_to_compare_with_is_the_last_successful_build_of_the_same_context,
+    |db: Database| async move {
+        let s = site(&db, "mono").await;
+        let production = (BuildContext::Production, "main", None);
+        let feature = (BuildContext::BranchDeploy, "feature", None);
+        let preview = (BuildContext::DeployPreview, "fix", Some(3));
+        assert_eq!(
+            db.last_successful_commit(s.id, BuildContext::Production, "main", None)
+                .await
+                .unwrap(),
+            None,
+            "nothing before the first build"
+        );
+        built(&db, &s, production, &"a".repeat(40), BuildState::Succeeded).await;
+        built(&db, &s, production, &"b".repeat(40), BuildState::Failed).await;
+        built(&db, &s, production, &"c".repeat(40), BuildState::Skipped).await;
+        built(&db, &s, feature, &"d".repeat(40), BuildState::Succeeded).await;
+        built(&db, &s, preview, &"e".repeat(40), BuildState::Succeeded).await;
+        let last = |context, branch: &'static str, pr| {
+            let db = db.clone();
+            async move {
+                db.last_successful_commit(s.id, context, branch, pr)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            last(BuildContext::Production, "main", None).await,
+            Some("a".repeat(40)),
+            "failed and skipped builds built nothing to compare with"
+        );
+        assert_eq!(
+            last(BuildContext::BranchDeploy, "feature", None).await,
+            Some("d".repeat(40))
+        );
+        assert_eq!(last(BuildContext::BranchDeploy, "other", None).await, None);
+        assert_eq!(
+            last(BuildContext::DeployPreview, "fix", Some(3)).await,
+            Some("e".repeat(40))
+        );
+        assert_eq!(last(BuildContext::DeployPreview, "fix", Some(4)).await, None);
+        built(&db, &s, production, &"f".repeat(40), BuildState::Succeeded).await;
+        assert_eq!(
+            last(BuildContext::Production, "main", None).await,
+            Some("f".repeat(40))
+        );
+    }
+);
+
+on_both_databases!(
+    a_sites_base_and_watch_paths_are_kept_apart_from_its_other_settings,
+    |db: Database| async move {
+        use jamstack_controller::db::{SiteLimits, SitePaths};
+        let s = site(&db, "paths").await;
+        assert_eq!(
+            db.site_build_settings(s.id).await.unwrap().paths,
+            SitePaths::default()
+        );
+        let paths = SitePaths {
+            base: "sites/blog".into(),
+            watch_paths: vec!["sites/blog/**".into(), "shared/**".into()],
+        };
+        db.set_site_paths(s.id, &paths).await.unwrap();
+        db.set_site_limits(s.id, &SiteLimits::default()).await.unwrap();
+        db.bump_cache_generation(s.id).await.unwrap();
+        assert_eq!(db.site_build_settings(s.id).await.unwrap().paths, paths);
+    }
+);

@@ -263,6 +263,8 @@ const TOML_PIECES: &[&str] = &[
     "command = ",
     "image = ",
     "ignore = ",
+    "watch = ",
+    "[\"sites/**\", \"shared/[a-\"]",
     "from = ",
     "to = ",
     "status = ",

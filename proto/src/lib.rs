@@ -241,6 +241,14 @@ pub struct JobLease {
     /// publishes nothing of it.
     #[serde(default)]
     pub verify_reachable_from: Option<String>,
+    /// The commit of the site's last successful build in the same context
+    /// (production; the same branch for branch deploys; the same pull
+    /// request for previews), `None` before the first. The runner compares
+    /// the build's commit with it to skip a build that changes nothing
+    /// under the site's watch paths, and hands it to the `ignore` command
+    /// as `CACHED_COMMIT_REF`.
+    #[serde(default)]
+    pub cached_commit: Option<String>,
     /// The site's build settings kept on the controller.
     pub settings: SiteBuildSettings,
     /// A short-lived token for fetching a private repository over HTTPS. The
@@ -281,6 +289,16 @@ pub struct SiteBuildSettings {
     /// addresses, CIDR blocks or host names, which the runner resolves.
     #[serde(default)]
     pub private_hosts: Vec<String>,
+    /// The folder of the repository the site lives in (a monorepo's
+    /// `sites/blog`), relative to its root; `None` for the root. The runner
+    /// reads `jamstack.toml` there, and `base` defaults to it.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Globs, relative to the repository root, of the files whose changes
+    /// build the site; used when `jamstack.toml` sets no `watch`. Empty:
+    /// `base/**` when a base is set, else every change builds.
+    #[serde(default)]
+    pub watch_paths: Vec<String>,
 }
 
 /// What a build's container may reach over the network. A build runs code
@@ -629,12 +647,15 @@ mod json_round_trips {
                 },
                 network: BuildNetwork::Off,
                 private_hosts: vec!["10.0.0.0/8".into()],
+                base: Some("sites/blog".into()),
+                watch_paths: vec!["sites/blog/**".into(), "shared/**".into()],
             },
             json!({
                 "timeout_seconds": 600, "memory_mib": 1024, "cpus": 1.5, "pids": null,
                 "environment": [{"name": "HUGO_ENV", "value": "production", "secret": false}],
                 "cache": {"key": "c-1-blog", "generation": 2},
-                "network": "off", "private_hosts": ["10.0.0.0/8"]
+                "network": "off", "private_hosts": ["10.0.0.0/8"],
+                "base": "sites/blog", "watch_paths": ["sites/blog/**", "shared/**"]
             }),
         )
     }
@@ -709,6 +730,7 @@ mod json_round_trips {
                 honour_skip_ci: true,
                 trusted: false,
                 verify_reachable_from: Some("main".into()),
+                cached_commit: Some("b".repeat(40)),
                 settings,
                 git_token: Some(Secret::new("ghs_t")),
                 incoming_hook: Some(IncomingHook {
@@ -721,7 +743,7 @@ mod json_round_trips {
                 "repo_url": "https://example.com/blog.git", "commit_sha": "", "branch": "main",
                 "context": "deploy-preview", "pr_number": 4, "lease_seconds": 60,
                 "honour_skip_ci": true, "trusted": false, "verify_reachable_from": "main",
-                "settings": settings_json, "git_token": "ghs_t",
+                "cached_commit": "b".repeat(40), "settings": settings_json, "git_token": "ghs_t",
                 "incoming_hook": {"title": "CMS publish", "body": "{}"}
             }),
         );
@@ -757,6 +779,18 @@ mod json_round_trips {
         .unwrap();
         assert!(!lease.honour_skip_ci);
         assert_eq!(lease.verify_reachable_from, None);
+        assert_eq!(lease.cached_commit, None);
+    }
+
+    #[test]
+    fn settings_from_before_base_and_watch_paths_still_read() {
+        let settings: SiteBuildSettings = serde_json::from_value(json!({
+            "timeout_seconds": null, "memory_mib": null, "cpus": null, "pids": null,
+            "environment": [], "cache": {"key": "k", "generation": 0}
+        }))
+        .unwrap();
+        assert_eq!(settings.base, None);
+        assert!(settings.watch_paths.is_empty());
     }
 
     #[test]

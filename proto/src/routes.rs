@@ -88,6 +88,7 @@ pub mod api {
     pub const SITES: &str = "/api/v1/sites";
     pub const SITE: &str = "/api/v1/sites/{site}";
     pub const SITE_BUILD_SETTINGS: &str = "/api/v1/sites/{site}/build-settings";
+    pub const SITE_BUILD_PATHS: &str = "/api/v1/sites/{site}/build-paths";
     pub const SITE_ENV: &str = "/api/v1/sites/{site}/env";
     pub const SITE_ENV_VAR: &str = "/api/v1/sites/{site}/env/{name}";
     pub const SITE_BUILD_HOOKS: &str = "/api/v1/sites/{site}/build-hooks";
@@ -118,6 +119,10 @@ pub mod api {
 
     pub fn site_build_settings(site: &str) -> String {
         fill(SITE_BUILD_SETTINGS, "site", site)
+    }
+
+    pub fn site_build_paths(site: &str) -> String {
+        fill(SITE_BUILD_PATHS, "site", site)
     }
 
     pub fn site_env(site: &str) -> String {
@@ -253,6 +258,7 @@ mod tests {
             (api::SITES, api::sites().to_owned()),
             (api::SITE, api::site(site)),
             (api::SITE_BUILD_SETTINGS, api::site_build_settings(site)),
+            (api::SITE_BUILD_PATHS, api::site_build_paths(site)),
             (api::SITE_ENV, api::site_env(site)),
             (api::SITE_ENV_VAR, api::site_env_var(site, "HUGO_ENV")),
             (api::SITE_BUILD_HOOKS, api::site_build_hooks(site)),

@@ -68,6 +68,10 @@ pub enum GitError {
     Other(#[from] git2::Error),
 }
 
+/// The id of git's empty tree, which every git knows without storing it:
+/// comparing a commit with it lists every file of the commit.
+pub const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
 /// Submodules nested deeper than this are not fetched.
 const MAX_SUBMODULE_DEPTH: usize = 8;
 
@@ -95,6 +99,54 @@ pub fn checkout(request: &FetchRequest<'_>, dest: &Path) -> Result<CheckedOut, G
         author: commit.author().name().unwrap_or("").to_owned(),
         submodules,
     })
+}
+
+/// Fetches commit `sha` into the checkout at `dir` beside the commit
+/// checked out there, to compare the two: only its objects arrive, the
+/// work tree stays as it is. Fails when the server no longer has it (a
+/// force-push dropped it, or it was never on this repository).
+pub fn fetch_for_comparison(request: &FetchRequest<'_>, dir: &Path, sha: &str) -> Result<(), GitError> {
+    let oid = Oid::from_str(sha).map_err(|_| GitError::BadSha(sha.to_owned()))?;
+    if sha.len() != 40 {
+        return Err(GitError::BadSha(sha.to_owned()));
+    }
+    let repo = Repository::open(dir)?;
+    if repo.find_commit(oid).is_ok() {
+        return Ok(());
+    }
+    fetch_commit(&repo, request.url, Some(request.branch), oid, request)
+}
+
+/// The first path, in the order git walks them, that differs between the
+/// trees of commits `from` and `to` in the repository at `dir` and that
+/// `wanted` takes; both sides of a rename are offered (a rename is a
+/// removal and an addition). The walk stops there, so a huge change costs
+/// no more than git's own list of it.
+pub fn first_changed_path(
+    dir: &Path,
+    from: &str,
+    to: &str,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Result<Option<String>, GitError> {
+    let repo = Repository::open(dir)?;
+    let tree_of = |sha: &str| -> Result<git2::Tree<'_>, GitError> {
+        let oid = Oid::from_str(sha).map_err(|_| GitError::BadSha(sha.to_owned()))?;
+        Ok(repo.find_commit(oid)?.tree()?)
+    };
+    let (old, new) = (tree_of(from)?, tree_of(to)?);
+    let mut options = git2::DiffOptions::new();
+    options.include_typechange(true).ignore_submodules(false);
+    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), Some(&mut options))?;
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path().map(|path| path.to_string_lossy())
+                && wanted(&path)
+            {
+                return Ok(Some(path.into_owned()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Whether commit `sha` is the head of `request.branch` or one of its
@@ -467,6 +519,68 @@ mod tests {
         let head = tempfile::tempdir().unwrap();
         let out = checkout(&request(url, "", &stop), head.path()).unwrap();
         assert_eq!(out.sha, second);
+    }
+
+    #[test]
+    fn an_earlier_commit_is_fetched_beside_the_checkout_and_compared_with_it() {
+        let origin = tempfile::tempdir().unwrap();
+        let first = commit_files(
+            origin.path(),
+            "main",
+            &[("sites/a/index.html", b"a"), ("sites/b/index.html", b"b")],
+            "first",
+        )
+        .unwrap();
+        commit_files(origin.path(), "main", &[("sites/a/index.html", b"a2")], "second").unwrap();
+        git(origin.path(), &["mv", "sites/b/index.html", "sites/b/home.html"]);
+        git(origin.path(), &["commit", "-qm", "third"]);
+        let third = Repository::open(origin.path())
+            .unwrap()
+            .refname_to_id("refs/heads/main")
+            .unwrap()
+            .to_string();
+        let stop = CancellationToken::new();
+        let url = origin.path().to_str().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        checkout(&request(url, &third, &stop), work.path()).unwrap();
+
+        fetch_for_comparison(&request(url, &third, &stop), work.path(), &first).unwrap();
+        let mut changed = Vec::new();
+        let found = first_changed_path(work.path(), &first, &third, |path| {
+            changed.push(path.to_owned());
+            false
+        })
+        .unwrap();
+        assert_eq!(found, None);
+        changed.sort();
+        changed.dedup();
+        assert_eq!(
+            changed,
+            ["sites/a/index.html", "sites/b/home.html", "sites/b/index.html"],
+            "both sides of the rename"
+        );
+        let found = first_changed_path(work.path(), &first, &third, |path| path.starts_with("sites/b/"));
+        assert!(found.unwrap().unwrap().starts_with("sites/b/"));
+        let found = first_changed_path(work.path(), &third, &third, |_| true).unwrap();
+        assert_eq!(found, None, "a commit has no change from itself");
+        assert_eq!(
+            std::fs::read(work.path().join("sites/a/index.html")).unwrap(),
+            b"a2",
+            "the work tree keeps the commit being built"
+        );
+    }
+
+    #[test]
+    fn a_commit_the_server_no_longer_has_cannot_be_compared_with() {
+        let origin = tempfile::tempdir().unwrap();
+        let head = commit_files(origin.path(), "main", &[("a", b"a")], "a").unwrap();
+        let stop = CancellationToken::new();
+        let url = origin.path().to_str().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        checkout(&request(url, &head, &stop), work.path()).unwrap();
+        let gone = "0123456789abcdef0123456789abcdef01234567";
+        let error = fetch_for_comparison(&request(url, &head, &stop), work.path(), gone).unwrap_err();
+        assert!(error.to_string().contains(gone), "{error}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::inside;
 use crate::masking::Masker;
 use crate::site_config::{self, BuildSettings};
 use crate::upload::{self, UploadError};
+use crate::watch::{self, WatchPaths};
 use jamstack_proto::{BuildNetwork, CommitInfo, JobLease, JobOutcome, SiteBuildSettings, StepTiming};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -602,11 +603,43 @@ async fn build(
     if stop.token().is_cancelled() {
         return Err(Ended::Stopped);
     }
+    let watch = WatchPaths::choose(
+        settings.watch.as_deref(),
+        &lease.settings.watch_paths,
+        &settings.base,
+        settings.ignore.is_some(),
+    )
+    .map_err(|message| failed(None, message))?;
+    // Like skip markers, watch paths sort out what a push or a pull
+    // request changed; a build asked for by hand always builds.
+    let watch = match watch {
+        Some(watch) if !lease.honour_skip_ci => {
+            log.say(&format!(
+                "Watch paths {} are not applied: this build was asked for, not started by a push",
+                watch.listed()
+            ))
+            .await;
+            None
+        }
+        watch => watch,
+    };
+    let compared_with = if watch.is_some() || settings.ignore.is_some() {
+        fetch_cached_commit(lease, &commit, &checkout_dir, log, stop).await?
+    } else {
+        None
+    };
+    if let Some(watch) = &watch
+        && let Some(reason) =
+            watch_says_skip(watch, &commit, compared_with.as_deref(), &checkout_dir, log).await
+    {
+        return Err(Ended::Skipped(reason));
+    }
     if let Some(ignore) = &settings.ignore
         && ignore_says_skip(
             ctx,
             lease,
             &commit,
+            compared_with.as_deref(),
             &settings,
             ignore,
             &checkout_dir,
@@ -792,30 +825,49 @@ fn display_publish(settings: &BuildSettings) -> String {
 }
 
 /// The parsed `jamstack.toml` and the settings it gives this build. The
-/// file is the repository's: only a regular file of at most
-/// [`inside::CONFIG_FILE_LIMIT`] is read, never a symlink (to `/dev/zero`,
-/// say); `base` must not go through a symlink either.
+/// file is read in the site's base folder (the repository root unless the
+/// site's settings name one). It is the repository's: only a regular file
+/// of at most [`inside::CONFIG_FILE_LIMIT`] is read, never a symlink (to
+/// `/dev/zero`, say); the site's base and `base` must not go through a
+/// symlink either.
 async fn read_settings(
     checkout: &Path,
     lease: &JobLease,
 ) -> Result<(site_config::SiteConfig, BuildSettings), String> {
     let checkout = checkout.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || {
-        inside::read_small_file(
-            &checkout,
-            site_config::FILE_NAME,
-            site_config::FILE_NAME,
-            "repository",
-            inside::CONFIG_FILE_LIMIT,
-        )
-        .map(|text| (checkout, text))
-    })
-    .await
-    .map_err(|e| format!("reading {} crashed: {e}", site_config::FILE_NAME))?;
-    let (checkout, text) = read.map_err(|e| format!("{}: {e}", site_config::FILE_NAME))?;
-    let config = site_config::parse(text.as_deref().unwrap_or(""), site_config::FILE_NAME)
-        .map_err(|e| e.to_string())?;
-    let settings = config.resolve(lease.context, &lease.branch);
+    let site_base = lease.settings.base.clone().unwrap_or_default();
+    let file_name = match site_base.as_str() {
+        "" => site_config::FILE_NAME.to_owned(),
+        base => format!("{base}/{}", site_config::FILE_NAME),
+    };
+    let read = {
+        let (site_base, shown) = (site_base.clone(), file_name.clone());
+        tokio::task::spawn_blocking(move || {
+            let folder = inside::real_dir(&checkout, &site_base, "the site's base", "repository").map_err(
+                |e| match e {
+                    inside::InsideError::Missing { .. } => format!(
+                        "the site's base `{site_base}` is not a folder of this commit; check the site's \
+                         base setting (jamstack sites settings SITE --set base=...)"
+                    ),
+                    e => format!("the site's base `{site_base}`: {e}"),
+                },
+            )?;
+            inside::read_small_file(
+                &folder,
+                site_config::FILE_NAME,
+                &shown,
+                "repository",
+                inside::CONFIG_FILE_LIMIT,
+            )
+            .map(|text| (checkout, text))
+            .map_err(|e| format!("{shown}: {e}"))
+        })
+        .await
+        .map_err(|e| format!("reading {file_name} crashed: {e}"))?
+    };
+    let (checkout, text) = read?;
+    let config = site_config::parse(text.as_deref().unwrap_or(""), &file_name).map_err(|e| e.to_string())?;
+    let settings = config.resolve_in(&site_base, lease.context, &lease.branch);
     inside::no_link_on_the_way(&checkout, &settings.base, "base", "repository")
         .map_err(|e| format!("base `{}`: {e}", settings.base))?;
     Ok((config, settings))
@@ -1110,16 +1162,148 @@ async fn run_in_container(
     Ok(Built { publish_dir, cache })
 }
 
+/// Fetches the commit of the site's last successful build of this context
+/// beside the checkout, to compare with. `None`, said in the log, when
+/// there is none yet or the server no longer has it (a force-push dropped
+/// it): nothing then counts as unchanged.
+async fn fetch_cached_commit(
+    lease: &JobLease,
+    commit: &git::CheckedOut,
+    checkout: &Path,
+    log: &BuildLog,
+    stop: &Stop,
+) -> Result<Option<String>, Ended> {
+    let Some(cached) = lease.cached_commit.clone() else {
+        log.say("No earlier successful build of this context to compare with: every change counts")
+            .await;
+        return Ok(None);
+    };
+    if cached == commit.sha {
+        log.say(&format!(
+            "The last successful build of this context built this same commit ({}): comparing it with itself",
+            watch::short(&cached)
+        ))
+        .await;
+        return Ok(Some(cached));
+    }
+    let fetched = {
+        let (url, branch, dest, token, sha) = (
+            lease.repo_url.clone(),
+            lease.branch.clone(),
+            checkout.to_path_buf(),
+            lease.git_token.clone(),
+            cached.clone(),
+        );
+        let stop = stop.token().clone();
+        tokio::task::spawn_blocking(move || {
+            let request = git::FetchRequest {
+                url: &url,
+                branch: &branch,
+                sha: &sha,
+                token: token.as_ref().map(|t| t.expose()),
+                stop: &stop,
+            };
+            git::fetch_for_comparison(&request, &dest, &sha)
+        })
+        .await
+    };
+    match fetched {
+        Ok(Ok(())) => Ok(Some(cached)),
+        Ok(Err(git::GitError::Stopped)) => Err(Ended::Stopped),
+        Ok(Err(e)) => {
+            log.say(&format!(
+                "\x1b[33mCould not fetch commit {} of the last successful build to compare with ({e}); \
+                 a force-push may have removed it. Building\x1b[0m",
+                watch::short(&cached)
+            ))
+            .await;
+            Ok(None)
+        }
+        Err(e) => Err(failed(
+            None,
+            format!("fetching the last built commit crashed: {e}"),
+        )),
+    }
+}
+
+/// Why the build is skipped when no path under `watch` changed between
+/// `compared_with` and the commit being built; `None` (and a line in the
+/// log) when the build goes ahead.
+async fn watch_says_skip(
+    watch: &WatchPaths,
+    commit: &git::CheckedOut,
+    compared_with: Option<&str>,
+    checkout: &Path,
+    log: &BuildLog,
+) -> Option<String> {
+    let Some(from) = compared_with else {
+        log.say(&format!("Watch paths {}: building", watch.listed()))
+            .await;
+        return None;
+    };
+    let found = {
+        let (dir, from, to, globs) = (
+            checkout.to_path_buf(),
+            from.to_owned(),
+            commit.sha.clone(),
+            watch.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            git::first_changed_path(&dir, &from, &to, |path| globs.matches(path))
+        })
+        .await
+    };
+    let found = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            log.say(&format!(
+                "\x1b[33mCould not compare {} with {}: {e}; building\x1b[0m",
+                watch::short(from),
+                watch::short(&commit.sha)
+            ))
+            .await;
+            return None;
+        }
+        Err(e) => {
+            log.say(&format!("Comparing the commits crashed: {e}; building"))
+                .await;
+            return None;
+        }
+    };
+    match found {
+        Some(path) => {
+            log.say(&format!(
+                "`{path}` changed between {} and {}, under the watch paths {}: building",
+                watch::short(from),
+                watch::short(&commit.sha),
+                watch.listed()
+            ))
+            .await;
+            None
+        }
+        None => Some(watch.skip_reason(from, &commit.sha)),
+    }
+}
+
 /// Runs the site's `ignore` command in its own build container, with the
 /// build's image, source and environment (secrets withheld from untrusted
 /// builds as for the build itself); exit status 0 means "nothing to build"
 /// (Netlify's rule). Any other status builds, so a broken ignore command
 /// never hides a change; its output is in the log either way.
+///
+/// As on Netlify, it gets `COMMIT_REF` and `CACHED_COMMIT_REF`, the commit
+/// of the last successful build of this context, and the checkout's
+/// `.git` holding both, so `git diff --quiet $CACHED_COMMIT_REF $COMMIT_REF
+/// -- .` works. With nothing to compare with (a first build, or a commit a
+/// force-push removed), `CACHED_COMMIT_REF` is git's empty tree, so that
+/// diff finds every file changed and the site builds; Netlify hands
+/// `COMMIT_REF` there, and the same command skips the first build.
 #[allow(clippy::too_many_arguments)]
 async fn ignore_says_skip(
     ctx: &JobContext<'_>,
     lease: &JobLease,
     commit: &git::CheckedOut,
+    compared_with: Option<&str>,
     settings: &BuildSettings,
     ignore: &str,
     checkout: &Path,
@@ -1134,7 +1318,9 @@ async fn ignore_says_skip(
         .ensure_image(&image, config.pull_policy)
         .await
         .map_err(|e| failed(None, e.to_string()))?;
-    let (env, _withheld) = build_environment(lease, &commit.sha, settings, false);
+    let (mut env, _withheld) = build_environment(lease, &commit.sha, settings, false);
+    let cached_ref = compared_with.unwrap_or(git::EMPTY_TREE);
+    env.push(("CACHED_COMMIT_REF".to_owned(), cached_ref.to_owned()));
     let (limits, _notes) = resolve_limits(config.limits, config.max_limits, &lease.settings);
     let spec = StepSpec {
         role: "ignore",
@@ -1151,15 +1337,26 @@ async fn ignore_says_skip(
     let tar_path = work.join("ignore-source.tar");
     let packed = {
         let (source, tar_path) = (checkout.to_path_buf(), tar_path.clone());
-        tokio::task::spawn_blocking(move || source::write_workspace_tar(&source, &[], &tar_path)).await
+        tokio::task::spawn_blocking(move || source::write_workspace_tar_with_history(&source, &tar_path))
+            .await
     };
     match packed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(failed(None, format!("packing the source: {e}"))),
         Err(e) => return Err(failed(None, format!("packing the source crashed: {e}"))),
     }
-    log.say(&format!("Running the ignore command `{ignore}` in {image}"))
-        .await;
+    log.say(&format!(
+        "Running the ignore command `{ignore}` in {image} (COMMIT_REF {}, CACHED_COMMIT_REF {})",
+        watch::short(&commit.sha),
+        match compared_with {
+            Some(sha) => watch::short(sha).to_owned(),
+            None => format!(
+                "{} (git's empty tree: nothing built before to compare with)",
+                watch::short(cached_ref)
+            ),
+        }
+    ))
+    .await;
     let container = workspace.create_step(&spec, &tar_path).await.map_err(|e| {
         failed(
             None,
@@ -1286,6 +1483,7 @@ mod tests {
             honour_skip_ci: false,
             trusted,
             verify_reachable_from: None,
+            cached_commit: None,
             settings: SiteBuildSettings {
                 environment: vec![
                     EnvVar {

@@ -158,6 +158,7 @@ impl Harness {
             honour_skip_ci: false,
             trusted: true,
             verify_reachable_from: None,
+            cached_commit: None,
             settings: SiteBuildSettings {
                 cache: CacheRef {
                     key: "blog-key".into(),

@@ -29,6 +29,7 @@ pub mod log_format;
 pub mod masking;
 pub mod site_config;
 pub mod upload;
+pub mod watch;
 
 use anyhow::Context as _;
 use client::{ClientError, ControllerClient};

@@ -11,6 +11,7 @@
 //! base = "site"          # directory the command runs in, relative to the repository root
 //! command = "hugo"       # run with `sh -c` inside `image`
 //! publish = "public"     # directory to deploy, relative to `base`
+//! watch = ["site/**", "shared/**"]  # changes that build the site (monorepos)
 //!
 //! [build.environment]
 //! HUGO_ENV = "production"
@@ -60,12 +61,13 @@
 //! what was wrong and what was expected:
 //!
 //! ```text
-//! jamstack.toml:3:1: unknown field `comand`, expected one of `base`, `command`, `publish`, `image`, `ignore`, `environment`
+//! jamstack.toml:3:1: unknown field `comand`, expected one of `base`, `command`, `publish`, `image`, `ignore`, `watch`, `environment`
 //! ```
 //!
 //! Besides the TOML types, [`parse`] checks that `base` and `publish` stay
 //! inside the repository, that environment variable names are valid, and
-//! that `command`, `ignore` and `image` are not blank. The `[[redirects]]`
+//! that `command`, `ignore` and `image` are not blank, and that every
+//! `watch` glob is a glob relative to the repository root. The `[[redirects]]`
 //! and `[[headers]]` rules are checked by `jamstack-rules`, the same check
 //! the controller makes when it publishes them (paths, statuses,
 //! placeholders, header names and values, limits), so a mistake fails the
@@ -175,6 +177,7 @@ struct Layer {
     publish: Option<String>,
     image: Option<String>,
     ignore: Option<String>,
+    watch: Option<Vec<String>>,
     environment: BTreeMap<String, String>,
 }
 
@@ -198,6 +201,10 @@ pub struct BuildSettings {
     /// Shell command run with `sh -c` in `base` before building; exit status
     /// 0 means nothing relevant changed and the build is skipped.
     pub ignore: Option<String>,
+    /// Globs relative to the repository root of the files whose changes
+    /// build the site (see [`crate::watch`]); `None` when no layer sets
+    /// `watch`.
+    pub watch: Option<Vec<String>>,
     /// Environment variables from the file, merged across the layers.
     pub environment: BTreeMap<String, String>,
 }
@@ -281,6 +288,13 @@ impl SiteConfig {
     /// The settings of a build of `branch` in `context`:
     /// `[build]` < `[context.<context>]` < `[context."<branch>"]`.
     pub fn resolve(&self, context: BuildContext, branch: &str) -> BuildSettings {
+        self.resolve_in("", context, branch)
+    }
+
+    /// Like [`SiteConfig::resolve`], for a site that lives in the folder
+    /// `site_base` of its repository: `base` is that folder unless a layer
+    /// sets another.
+    pub fn resolve_in(&self, site_base: &str, context: BuildContext, branch: &str) -> BuildSettings {
         let layers: Vec<&Layer> = [
             Some(&self.build),
             Some(self.context_layer(context)),
@@ -292,7 +306,7 @@ impl SiteConfig {
         let last = |pick: fn(&Layer) -> Option<&String>| -> Option<String> {
             layers.iter().rev().find_map(|layer| pick(layer)).cloned()
         };
-        let base = last(|layer| layer.base.as_ref()).unwrap_or_default();
+        let base = last(|layer| layer.base.as_ref()).unwrap_or_else(|| site_base.to_owned());
         let publish = last(|layer| layer.publish.as_ref()).unwrap_or_default();
         let mut environment = BTreeMap::new();
         for layer in &layers {
@@ -304,6 +318,7 @@ impl SiteConfig {
             command: last(|layer| layer.command.as_ref()),
             image: last(|layer| layer.image.as_ref()),
             ignore: last(|layer| layer.ignore.as_ref()),
+            watch: layers.iter().rev().find_map(|layer| layer.watch.clone()),
             environment,
         }
     }
@@ -398,6 +413,11 @@ impl Layer {
                 check_not_blank(key, value, problems);
             }
         }
+        for glob in raw.watch.iter().flatten() {
+            if let Some(problem) = crate::watch::check_glob(glob.get_ref()) {
+                problems.add(glob.span(), problem);
+            }
+        }
         if let Some(image) = &raw.image
             && image.get_ref().chars().any(char::is_whitespace)
         {
@@ -416,6 +436,7 @@ impl Layer {
             publish: raw.publish.as_ref().map(|value| value.get_ref().clone()),
             image: raw.image.as_ref().map(|value| value.get_ref().clone()),
             ignore: raw.ignore.as_ref().map(|value| value.get_ref().clone()),
+            watch: raw.watch.as_deref().map(strings_of),
             environment: string_table(&raw.environment, TableKind::Environment, problems),
         }
     }
@@ -537,7 +558,7 @@ struct RawFile {
 #[derive(Deserialize, Default)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a table of build settings (base, command, publish, image, ignore, environment)"
+    expecting = "a table of build settings (base, command, publish, image, ignore, watch, environment)"
 )]
 struct RawSettings {
     base: Option<Spanned<String>>,
@@ -545,6 +566,8 @@ struct RawSettings {
     publish: Option<Spanned<String>>,
     image: Option<Spanned<String>>,
     ignore: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "globs")]
+    watch: Option<Vec<Spanned<String>>>,
     #[serde(default, deserialize_with = "string_pairs")]
     environment: RawTable,
 }
@@ -613,6 +636,15 @@ fn strings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Spanned<Str
         expecting: "an array of strings, like [\"US\", \"CA\"]",
         marker: PhantomData,
     })
+}
+
+fn globs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Spanned<String>>>, D::Error> {
+    deserializer
+        .deserialize_seq(ArrayVisitor {
+            expecting: "an array of globs, like [\"sites/blog/**\", \"shared/**\"]",
+            marker: PhantomData,
+        })
+        .map(Some)
 }
 
 /// A redirect `status` that fits in a `u16`; whether it is supported is
@@ -1210,6 +1242,45 @@ mod tests {
     }
 
     #[test]
+    fn watch_globs_are_kept_and_a_context_may_replace_them() {
+        let text = "[build]\nwatch = [\"sites/blog/**\", \"shared/**\"]\n[context.deploy-preview]\nwatch = [\"sites/blog/content/**\"]\n";
+        let config = parse(text, FILE_NAME).unwrap();
+        assert_eq!(
+            config.resolve(BuildContext::Production, "main").watch,
+            Some(vec!["sites/blog/**".to_owned(), "shared/**".to_owned()])
+        );
+        assert_eq!(
+            config.resolve(BuildContext::DeployPreview, "x").watch,
+            Some(vec!["sites/blog/content/**".to_owned()])
+        );
+        assert_eq!(settings("", BuildContext::Production, "x").watch, None);
+    }
+
+    #[test]
+    fn a_watch_glob_outside_the_repository_or_not_a_list_is_refused() {
+        let error = refused("[build]\nwatch = [\"ok/**\", \"../x/**\"]\n");
+        assert_eq!((error.line, error.column), (2, 19));
+        assert!(error.message.contains("`..`"), "{error}");
+        let error = refused("[build]\nwatch = \"sites/**\"\n");
+        assert!(error.message.contains("an array of globs"), "{error}");
+    }
+
+    #[test]
+    fn the_sites_base_is_the_default_base_and_publish_follows_it() {
+        let config = parse("[build]\npublish = \"public\"\n", FILE_NAME).unwrap();
+        let settings = config.resolve_in("sites/blog", BuildContext::Production, "main");
+        assert_eq!(settings.base, "sites/blog");
+        assert_eq!(settings.publish, "sites/blog/public");
+        let config = parse("[build]\nbase = \"other\"\n", FILE_NAME).unwrap();
+        assert_eq!(
+            config
+                .resolve_in("sites/blog", BuildContext::Production, "main")
+                .base,
+            "other"
+        );
+    }
+
+    #[test]
     fn publish_defaults_to_the_base_directory() {
         let settings = settings("[build]\nbase = \"site/\"\n", BuildContext::Production, "x");
         assert_eq!(settings.base, "site");
@@ -1576,6 +1647,10 @@ base = ""
         let production = config.resolve(BuildContext::Production, "main");
         assert_eq!(production.base, "site");
         assert_eq!(production.publish, "site/public");
+        assert_eq!(
+            production.watch,
+            Some(vec!["site/**".to_owned(), "shared/**".to_owned()])
+        );
         assert_eq!(production.command.as_deref(), Some("hugo --minify"));
         assert_eq!(production.environment["HUGO_ENV"], "production");
         let preview = config.resolve(BuildContext::DeployPreview, "fix-typo");

@@ -160,6 +160,8 @@ enum SettingKind {
     SiteList,
     LimitInteger,
     LimitNumber,
+    PathText,
+    PathList,
 }
 
 const SETTINGS: &[(&str, SettingKind)] = &[
@@ -174,6 +176,8 @@ const SETTINGS: &[(&str, SettingKind)] = &[
     ("memory_mib", SettingKind::LimitInteger),
     ("pids", SettingKind::LimitInteger),
     ("cpus", SettingKind::LimitNumber),
+    ("base", SettingKind::PathText),
+    ("watch_paths", SettingKind::PathList),
 ];
 
 /// The site changes and build-limit changes `--set` asks for.
@@ -181,9 +185,11 @@ const SETTINGS: &[(&str, SettingKind)] = &[
 pub struct SettingChanges {
     pub site: Map<String, Value>,
     pub limits: Map<String, Value>,
+    /// Changes to where the site lives in its repository.
+    pub paths: Map<String, Value>,
 }
 
-/// Reads `key=value` pairs into the two API bodies they change.
+/// Reads `key=value` pairs into the API bodies they change.
 pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
     let mut changes = SettingChanges::default();
     for pair in pairs {
@@ -203,7 +209,7 @@ pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
         };
         let bad = |expected: &str| CliError::usage(format!("--set {pair}: {key} takes {expected}"));
         let parsed = match kind {
-            SettingKind::SiteText => json!(value),
+            SettingKind::SiteText | SettingKind::PathText => json!(value),
             SettingKind::SiteBool => match value {
                 "true" | "yes" | "on" => json!(true),
                 "false" | "no" | "off" => json!(false),
@@ -226,7 +232,7 @@ pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
                     .parse::<f64>()
                     .map_err(|_| bad("a number such as 1.5, or `default`"))?
             ),
-            SettingKind::SiteList => json!(
+            SettingKind::SiteList | SettingKind::PathList => json!(
                 value
                     .split(',')
                     .map(str::trim)
@@ -236,6 +242,7 @@ pub fn parse_settings(pairs: &[String]) -> CliResult<SettingChanges> {
         };
         let target = match kind {
             SettingKind::LimitInteger | SettingKind::LimitNumber => &mut changes.limits,
+            SettingKind::PathText | SettingKind::PathList => &mut changes.paths,
             _ => &mut changes.site,
         };
         target.insert(key.to_owned(), parsed);
@@ -266,8 +273,23 @@ async fn settings(api: &Api, json: bool, site: &str, set: &[String]) -> CliResul
         }
         limits = api.put(&limits_path, &Value::Object(body)).await?;
     }
+    let paths_path = routes::api::site_build_paths(site);
+    let mut paths = api.get(&paths_path).await?;
+    if !changes.paths.is_empty() {
+        // The API replaces both at once: send the one kept too.
+        let mut body = Map::new();
+        for field in ["base", "watch_paths"] {
+            let value = changes
+                .paths
+                .get(field)
+                .cloned()
+                .unwrap_or_else(|| paths.get(field).cloned().unwrap_or(Value::Null));
+            body.insert(field.to_owned(), value);
+        }
+        paths = api.put(&paths_path, &Value::Object(body)).await?;
+    }
     if json {
-        print_json(&json!({"site": site_view, "build_settings": limits}));
+        print_json(&json!({"site": site_view, "build_settings": limits, "build_paths": paths}));
         return Ok(());
     }
     let default = |field: &str| match limits.get(field) {
@@ -289,6 +311,8 @@ async fn settings(api: &Api, json: bool, site: &str, set: &[String]) -> CliResul
         ("memory_mib", default("memory_mib")),
         ("cpus", default("cpus")),
         ("pids", default("pids")),
+        ("base", text(&paths, "base")),
+        ("watch_paths", text(&paths, "watch_paths")),
     ]);
     Ok(())
 }
@@ -364,6 +388,8 @@ mod tests {
             "timeout_seconds=600",
             "cpus=1.5",
             "memory_mib=default",
+            "base=sites/blog",
+            "watch_paths=sites/blog/**, shared/**",
         ]))
         .unwrap();
         assert_eq!(
@@ -373,6 +399,10 @@ mod tests {
         assert_eq!(
             Value::Object(changes.limits),
             json!({"timeout_seconds": 600, "cpus": 1.5, "memory_mib": null})
+        );
+        assert_eq!(
+            Value::Object(changes.paths),
+            json!({"base": "sites/blog", "watch_paths": ["sites/blog/**", "shared/**"]})
         );
     }
 

@@ -47,6 +47,7 @@ pub fn routes() -> ApiRouter {
             site_settings::show_network,
             site_settings::update_network
         ))
+        .routes(routes!(site_settings::show_paths, site_settings::update_paths))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))

@@ -1,10 +1,11 @@
-//! A site's build settings: limits and timeout, the build network,
-//! environment variables (secret ones are never shown again) and "clear
+//! A site's build settings: limits and timeout, the build network, where
+//! the site lives in a monorepo and which changes build it, environment
+//! variables (secret ones are never shown again) and "clear
 //! cache".
 
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
-use crate::db::{Database, Site, SiteEnvVar, SiteLimits, SiteNetwork};
+use crate::db::{Database, Site, SiteEnvVar, SiteLimits, SiteNetwork, SitePaths};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::secrets::SecretBox;
 use crate::state::Installation;
@@ -310,6 +311,142 @@ pub async fn update_network(
     Ok(Json(network_view(settings.network)))
 }
 
+/// Where a site lives in its repository and which changes build it, as the
+/// API takes and shows it.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildPathsBody {
+    /// The folder of the repository the site lives in (`sites/blog` in a
+    /// monorepo), relative to its root; empty for the root. Runners read
+    /// `jamstack.toml` there, and builds run there unless it sets `base`.
+    #[serde(default)]
+    pub base: String,
+    /// Globs relative to the repository root (`sites/blog/**`,
+    /// `shared/*.css`): a push that changes no file matching one is
+    /// recorded as a skipped build. Empty: `base/**` when a base is set,
+    /// else every push builds. `watch` in `jamstack.toml` takes precedence.
+    #[serde(default)]
+    pub watch_paths: Vec<String>,
+}
+
+/// The most watch paths a site may list, and the longest one.
+pub const MAX_WATCH_PATHS: usize = 64;
+pub const MAX_PATH_LENGTH: usize = 512;
+
+/// Checks a site's base and watch paths and returns them as stored: base
+/// without `./` or slashes at either end, globs trimmed, in order, without
+/// repeats. The globs' syntax is the runner's to check, when it builds.
+pub fn validate_paths(body: &BuildPathsBody) -> Result<SitePaths, String> {
+    fn check(what: &str, path: &str) -> Result<(), String> {
+        if path.len() > MAX_PATH_LENGTH {
+            return Err(format!("{what} `{path}` is longer than {MAX_PATH_LENGTH} bytes"));
+        }
+        if path.contains('\\') {
+            return Err(format!(
+                "{what} `{path}` contains a backslash; separate folders with `/`"
+            ));
+        }
+        if path.chars().any(char::is_control) {
+            return Err(format!("{what} {path:?} contains a control character"));
+        }
+        if path.starts_with('/') {
+            return Err(format!(
+                "{what} `{path}` is an absolute path; write it relative to the repository root, like `{}`",
+                path.trim_start_matches('/')
+            ));
+        }
+        if path.split('/').any(|part| part == "..") {
+            return Err(format!(
+                "{what} `{path}` climbs out with `..`; write it relative to the repository root"
+            ));
+        }
+        Ok(())
+    }
+    let base = body.base.trim();
+    check("base", base)?;
+    let base = base
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect::<Vec<_>>()
+        .join("/");
+    if body.watch_paths.len() > MAX_WATCH_PATHS {
+        return Err(format!(
+            "watch_paths lists {} globs; the limit is {MAX_WATCH_PATHS}: use wider globs such as `sites/blog/**`",
+            body.watch_paths.len()
+        ));
+    }
+    let mut watch_paths: Vec<String> = Vec::new();
+    for glob in &body.watch_paths {
+        let glob = glob.trim();
+        if glob.is_empty() {
+            return Err("watch_paths holds an empty glob; remove it".to_owned());
+        }
+        check("watch path", glob)?;
+        if !watch_paths.iter().any(|kept| kept == glob) {
+            watch_paths.push(glob.to_owned());
+        }
+    }
+    Ok(SitePaths { base, watch_paths })
+}
+
+fn paths_view(paths: SitePaths) -> BuildPathsBody {
+    BuildPathsBody {
+        base: paths.base,
+        watch_paths: paths.watch_paths,
+    }
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "show_build_paths",
+    path = jamstack_proto::routes::api::SITE_BUILD_PATHS,
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    responses(
+        (status = 200, description = "Where the site lives in its repository and which changes build it", body = BuildPathsBody),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
+pub async fn show_paths(
+    State(db): State<Database>,
+    _: CanRead,
+    Path(name): Path<String>,
+) -> AppResult<Json<BuildPathsBody>> {
+    let site = find_site(&db, &name).await?;
+    let settings = db.site_build_settings(site.id).await?;
+    Ok(Json(paths_view(settings.paths)))
+}
+
+/// Replaces where the site lives in its repository (its base) and the
+/// globs of the files whose changes build it.
+#[utoipa::path(
+    put,
+    operation_id = "update_build_paths",
+    path = jamstack_proto::routes::api::SITE_BUILD_PATHS,
+    tag = "sites",
+    params(("site" = String, Path, description = "The site's name")),
+    request_body = BuildPathsBody,
+    responses(
+        (status = 200, description = "The new setting", body = BuildPathsBody),
+        (status = 400, description = "An absolute path, one that climbs out with `..`, or too many globs", body = ErrorBody),
+        (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+    ),
+    security(("token" = ["sites"]))
+)]
+pub async fn update_paths(
+    State(db): State<Database>,
+    _: CanManageSites,
+    Path(name): Path<String>,
+    Json(body): Json<BuildPathsBody>,
+) -> AppResult<Json<BuildPathsBody>> {
+    let site = find_site(&db, &name).await?;
+    let paths = validate_paths(&body).map_err(bad_request)?;
+    db.set_site_paths(site.id, &paths).await?;
+    let settings = db.site_build_settings(site.id).await?;
+    Ok(Json(paths_view(settings.paths)))
+}
+
 /// Empties the site's build cache: the next builds start with a new, empty
 /// generation and runners remove the old one.
 #[utoipa::path(
@@ -547,6 +684,36 @@ mod tests {
         ] {
             let error = validate_limits(&body).unwrap_err();
             assert!(error.starts_with(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_repository_root_and_stay_inside_it() {
+        let paths = validate_paths(&BuildPathsBody {
+            base: " ./sites/blog/ ".into(),
+            watch_paths: vec![
+                "sites/blog/**".into(),
+                " shared/*.css".into(),
+                "sites/blog/**".into(),
+            ],
+        })
+        .unwrap();
+        assert_eq!(paths.base, "sites/blog");
+        assert_eq!(paths.watch_paths, ["sites/blog/**", "shared/*.css"]);
+        for (base, glob, says) in [
+            ("/sites/blog", "x", "absolute path"),
+            ("sites/../..", "x", "`..`"),
+            ("", "/etc/**", "absolute path"),
+            ("", "../other/**", "`..`"),
+            ("", "sites\\blog", "backslash"),
+            ("", " ", "empty glob"),
+        ] {
+            let error = validate_paths(&BuildPathsBody {
+                base: base.into(),
+                watch_paths: vec![glob.into()],
+            })
+            .unwrap_err();
+            assert!(error.contains(says), "{base} {glob}: {error}");
         }
     }
 

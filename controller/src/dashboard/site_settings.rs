@@ -15,7 +15,8 @@ use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
 use crate::api::site_settings::{
-    BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
+    BuildPathsBody, BuildSettingsBody, validate_env_var, validate_limits, validate_paths,
+    validate_private_hosts,
 };
 use crate::api::sites::validate_repo_url;
 use crate::config::Config;
@@ -142,6 +143,10 @@ struct SettingsPage {
     network_off: bool,
     private_hosts: String,
     network_error: Option<String>,
+    /// The monorepo form: the site's base and its watch paths, one per line.
+    base: String,
+    watch_paths: String,
+    paths_error: Option<String>,
     env: Vec<EnvRow>,
     env_form: EnvFields,
     build_hooks: Vec<HookRow>,
@@ -215,6 +220,9 @@ impl SettingsPage {
             network_off: settings.network.mode == jamstack_proto::BuildNetwork::Off,
             private_hosts: settings.network.private_hosts.join("\n"),
             network_error: None,
+            base: settings.paths.base.clone(),
+            watch_paths: settings.paths.watch_paths.join("\n"),
+            paths_error: None,
             env,
             env_form: EnvFields::default(),
             build_hooks,
@@ -250,6 +258,7 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "saved" => "Settings saved.".to_owned(),
         "limits" => "Build limits saved; they apply from the next build.".to_owned(),
         "network" => "Build network saved; it applies from the next build.".to_owned(),
+        "paths" => "Base and watch paths saved; they apply from the next build.".to_owned(),
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
@@ -455,6 +464,55 @@ pub async fn save_network(
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=network#network"
     )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PathsForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub base: String,
+    /// One glob per line.
+    #[serde(default)]
+    pub watch_paths: String,
+}
+
+/// Where the site lives in its repository and which changes build it,
+/// checked with the API's rules.
+pub async fn save_paths(
+    State(db): State<Database>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<PathsForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let body = BuildPathsBody {
+        base: form.base.clone(),
+        watch_paths: form
+            .watch_paths
+            .lines()
+            .map(str::trim)
+            .filter(|glob| !glob.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    let paths = match validate_paths(&body) {
+        Ok(paths) => paths,
+        Err(message) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            return SettingsPage {
+                base: form.base,
+                watch_paths: form.watch_paths,
+                paths_error: Some(message),
+                ..page
+            }
+            .refused();
+        }
+    };
+    db.set_site_paths(site.id, &paths).await?;
+    tracing::info!(site = %site.name, base = %paths.base, "base and watch paths changed from the dashboard");
+    Ok(see_other(format!("/sites/{name}/settings?notice=paths#paths")))
 }
 
 #[derive(Debug, Default, Deserialize)]

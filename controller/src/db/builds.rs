@@ -473,6 +473,36 @@ impl Database {
         .await?)
     }
 
+    /// The commit of the site's newest successful build in `context`: of
+    /// the same branch for a branch deploy, of the same pull request for a
+    /// preview, any for production. A commit picked by hand and not found
+    /// on its branch is no base to compare with.
+    pub async fn last_successful_commit(
+        &self,
+        site_id: i64,
+        context: BuildContext,
+        branch: &str,
+        pr_number: Option<i64>,
+    ) -> anyhow::Result<Option<String>> {
+        let (same_branch, same_pr) = match context {
+            BuildContext::Production => (None, None),
+            BuildContext::BranchDeploy => (Some(branch), None),
+            BuildContext::DeployPreview => (None, pr_number),
+        };
+        Ok(sqlx::query_scalar(
+            "SELECT commit_sha FROM builds WHERE site_id = $1 AND context = $2 AND state = 'succeeded' \
+             AND commit_sha <> '' AND commit_unverified = 0 \
+             AND ($3 IS NULL OR branch = $3) AND ($4 IS NULL OR pr_number = $4) \
+             ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(site_id)
+        .bind(context.as_str())
+        .bind(same_branch)
+        .bind(same_pr)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Unfinished builds of one branch or pull request of a site, to be
     /// cancelled when the branch is deleted or the pull request closed.
     pub async fn unfinished_builds(

@@ -52,7 +52,7 @@ pub use retention::AliasedDeploy;
 pub use runners::{RunnerLoad, RunnerRecord, labels_satisfy, normalize_labels, split_labels};
 pub use schedules::{BuildSchedule, NewBuildSchedule};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
-pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork};
+pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork, SitePaths};
 pub use sites::{DEFAULT_BRANCH_UNTIL_KNOWN, NewSite, SchedulingSettings, Site, SiteSettings};
 
 use anyhow::Context as _;

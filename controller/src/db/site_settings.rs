@@ -1,5 +1,5 @@
-//! A site's build settings: limits, timeout, cache generation, network
-//! and environment variables. Absent rows mean "the runner's defaults".
+//! A site's build settings: limits, timeout, cache generation, network,
+//! the paths of a site in a monorepo and environment variables. Absent rows mean "the runner's defaults".
 
 use super::{Database, now_millis};
 use serde::Serialize;
@@ -21,6 +21,18 @@ pub struct SiteBuildSettings {
     /// empty cache.
     pub cache_generation: i64,
     pub network: SiteNetwork,
+    pub paths: SitePaths,
+}
+
+/// Where a site lives in its repository, and which changes build it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SitePaths {
+    /// The folder the site lives in, relative to the repository root; `""`
+    /// for the root.
+    pub base: String,
+    /// Globs relative to the repository root; empty: `base/**`, or every
+    /// change when there is no base.
+    pub watch_paths: Vec<String>,
 }
 
 /// What a site's builds may reach over the network.
@@ -50,6 +62,17 @@ struct BuildSettingsRow {
     network: String,
     /// One host per line.
     private_hosts: String,
+    base: String,
+    /// One glob per line.
+    watch_paths: String,
+}
+
+/// The non-empty lines of a column that stores one value per line.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A row of `site_env_vars`.
@@ -64,8 +87,8 @@ struct EnvVarRow {
 impl Database {
     pub async fn site_build_settings(&self, site_id: i64) -> anyhow::Result<SiteBuildSettings> {
         let row: Option<BuildSettingsRow> = sqlx::query_as(
-            "SELECT timeout_seconds, memory_mib, cpu_millis, pids, cache_generation, network, private_hosts \
-             FROM site_build_settings WHERE site_id = $1",
+            "SELECT timeout_seconds, memory_mib, cpu_millis, pids, cache_generation, network, private_hosts, \
+             base, watch_paths FROM site_build_settings WHERE site_id = $1",
         )
         .bind(site_id)
         .fetch_optional(&self.pool)
@@ -78,12 +101,11 @@ impl Database {
                     // An unknown word (written by a newer controller) keeps
                     // the safe default rather than opening anything.
                     mode: jamstack_proto::BuildNetwork::parse(&row.network).unwrap_or_default(),
-                    private_hosts: row
-                        .private_hosts
-                        .lines()
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    private_hosts: lines(&row.private_hosts),
+                },
+                paths: SitePaths {
+                    base: row.base,
+                    watch_paths: lines(&row.watch_paths),
                 },
             }),
         )
@@ -118,6 +140,23 @@ impl Database {
         .bind(site_id)
         .bind(network.mode.as_str())
         .bind(network.private_hosts.join("\n"))
+        .bind(now_millis())
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces where the site lives in its repository and which changes
+    /// build it (limits, network and cache stay).
+    pub async fn set_site_paths(&self, site_id: i64, paths: &SitePaths) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO site_build_settings (site_id, base, watch_paths, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (site_id) DO UPDATE SET \
+             base = $2, watch_paths = $3, updated_at = $4",
+        )
+        .bind(site_id)
+        .bind(&paths.base)
+        .bind(paths.watch_paths.join("\n"))
         .bind(now_millis())
         .execute(self.writer())
         .await?;

@@ -165,7 +165,8 @@ pub async fn lease(
     let site_id = claimed.site.id;
     let settings =
         leases::build_settings(&queue.db, &secrets, site_id, installation.cache_key(site_id)).await?;
-    let lease = claimed.into_lease(queue.config.lease_duration, settings, git_token);
+    let cached_commit = leases::cached_commit(&queue.db, &claimed).await?;
+    let lease = claimed.into_lease(queue.config.lease_duration, settings, git_token, cached_commit);
     Ok(Json(lease).into_response())
 }
 

@@ -216,6 +216,31 @@ async fn a_user_logs_in_sets_up_a_site_and_deploys_a_folder_from_the_command_lin
         settings["build_settings"]["timeout_seconds"], 600,
         "other limits are kept: {settings}"
     );
+    // A site of a monorepo: its base folder and watch paths.
+    let settings = cli
+        .json(&[
+            "sites",
+            "settings",
+            "cli-site",
+            "--set",
+            "base=sites/cli",
+            "--set",
+            "watch_paths=sites/cli/**, shared/**",
+        ])
+        .await;
+    assert_eq!(
+        settings["build_paths"],
+        json!({"base": "sites/cli", "watch_paths": ["sites/cli/**", "shared/**"]}),
+        "{settings}"
+    );
+    let settings = cli
+        .json(&["sites", "settings", "cli-site", "--set", "watch_paths="])
+        .await;
+    assert_eq!(
+        settings["build_paths"],
+        json!({"base": "sites/cli", "watch_paths": []}),
+        "the base is kept: {settings}"
+    );
     let bad = cli
         .run(&["sites", "settings", "cli-site", "--set", "colour=blue"])
         .await;

@@ -141,6 +141,38 @@ async fn a_base_folder_that_is_a_symlink_out_of_the_checkout_is_refused() {
     .await;
 }
 
+/// A monorepo site's base folder, from its settings, is walked the same
+/// way: a link there would hand the runner's files in as jamstack.toml.
+#[tokio::test]
+async fn a_sites_base_folder_that_is_a_symlink_out_of_the_checkout_is_refused_before_its_jamstack_toml_is_read()
+ {
+    let app = spawn_app().await;
+    plant_token_stand_in(&app);
+    let repo = SiteRepo::new();
+    let sha = repo.commit_with_links(
+        &[("README.md", "a monorepo")],
+        &[("sites/blog", "../..")],
+        "site base out of the checkout",
+    );
+    app.connect_site("sitebase", &repo, "octo/sitebase").await;
+    let (status, body) = app
+        .api_json(
+            app.http
+                .put(app.api("/sites/sitebase/build-paths"))
+                .json(&serde_json::json!({"base": "sites/blog"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_refused(
+        &app,
+        "sitebase",
+        &repo,
+        &sha,
+        "the site's base `sites/blog`: `sites/blog` is a symlink (to `../..`)",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_symlink_inside_the_publish_folder_to_etc_passwd_fails_the_build_unread() {
     let app = spawn_app().await;

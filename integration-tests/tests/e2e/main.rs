@@ -22,6 +22,7 @@ mod github;
 mod hostile_builds;
 mod hostile_deploys;
 mod live_logs;
+mod monorepo;
 mod ops;
 mod push_to_deploy;
 mod replays;

@@ -22,6 +22,18 @@ pub fn append_owned_dir<W: std::io::Write>(builder: &mut tar::Builder<W>, name: 
 /// [`super::Workspace::create_step`]. `extra_dirs` are empty directories added
 /// beside `workspace/` (mount points to hand to the build user).
 pub fn write_workspace_tar(dir: &Path, extra_dirs: &[&str], out: &Path) -> std::io::Result<()> {
+    write_tar(dir, extra_dirs, false, out)
+}
+
+/// Like [`write_workspace_tar`], keeping the checkout's own `.git` (not
+/// those of submodules): for the `ignore` command, which compares commits
+/// with git. The runner made that folder with git2; it holds the fetched
+/// objects and no credentials (tokens never enter a URL or the config).
+pub fn write_workspace_tar_with_history(dir: &Path, out: &Path) -> std::io::Result<()> {
+    write_tar(dir, &[], true, out)
+}
+
+fn write_tar(dir: &Path, extra_dirs: &[&str], keep_top_git: bool, out: &Path) -> std::io::Result<()> {
     let file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut builder = tar::Builder::new(file);
     builder.follow_symlinks(false);
@@ -33,7 +45,7 @@ pub fn write_workspace_tar(dir: &Path, extra_dirs: &[&str], out: &Path) -> std::
         .min_depth(1)
         .follow_links(false)
         .into_iter()
-        .filter_entry(|e| e.file_name() != ".git");
+        .filter_entry(|e| e.file_name() != ".git" || (keep_top_git && e.depth() == 1));
     for entry in entries {
         let entry = entry.map_err(std::io::Error::other)?;
         let relative = entry.path().strip_prefix(dir).map_err(std::io::Error::other)?;
@@ -85,6 +97,35 @@ mod tests {
                 "workspace",
                 "workspace/src",
                 "workspace/src/a.txt",
+                "workspace/src/theme"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_ignore_commands_tar_keeps_the_checkouts_own_git_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git/objects")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("src/theme/.git")).unwrap();
+        std::fs::write(dir.path().join("src/theme/.git/HEAD"), "x").unwrap();
+        let out = tempfile::NamedTempFile::new().unwrap();
+        write_workspace_tar_with_history(dir.path(), out.path()).unwrap();
+        let mut archive = tar::Archive::new(std::fs::File::open(out.path()).unwrap());
+        let mut names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|entry| entry.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "workspace",
+                "workspace/.git",
+                "workspace/.git/HEAD",
+                "workspace/.git/objects",
+                "workspace/src",
                 "workspace/src/theme"
             ]
         );
