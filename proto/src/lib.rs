@@ -77,7 +77,10 @@ use std::fmt;
 /// The protocol version this release speaks.
 ///
 /// 10: `complete` carries the job's step timings ([`JobCompletion`]).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// 11: a lease carries the commit to compare with (`cached_commit`), the
+/// site's base folder and watch paths, and the build hook that started it
+/// (`incoming_hook`); a runner of 10 ignores them and builds every push.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// The oldest runner protocol a controller still serves, one version
 /// behind its own, so runners can be upgraded after their controller one
