@@ -55,6 +55,9 @@ pub enum Command {
     /// Build hooks: URLs a CMS POSTs to to rebuild a site
     #[command(subcommand)]
     BuildHooks(BuildHooksCommand),
+    /// Notifications: signed webhooks, Slack-compatible chat messages and e-mails on build and deploy events
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -213,6 +216,65 @@ pub enum BuildHooksCommand {
     List { site: String },
     /// Revoke a build hook: its URL answers 404 from then on
     Revoke {
+        site: String,
+        /// The hook's id, as `list` shows it
+        id: i64,
+    },
+}
+
+/// What a notification hook sends (`--kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotificationKind {
+    /// Signed JSON POSTed to --url (checked with the secret printed once)
+    Webhook,
+    /// A message POSTed to a Slack-compatible incoming webhook --url
+    /// (Slack, Mattermost, Rocket.Chat, Discord's …/slack URL)
+    Slack,
+    /// An e-mail to each --to address, through the controller's SMTP server
+    Email,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Webhook => "webhook",
+            NotificationKind::Slack => "slack",
+            NotificationKind::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Add a hook: `--kind slack --url URL`, `--kind email --to a@example.com`, or a signed webhook
+    Add {
+        site: String,
+        #[arg(long, value_enum, default_value_t = NotificationKind::Webhook)]
+        kind: NotificationKind,
+        /// Where a webhook or chat message is POSTed
+        #[arg(long, conflicts_with = "to")]
+        url: Option<String>,
+        /// An address an e-mail hook writes to (repeat for more, up to 20)
+        #[arg(long = "to", value_name = "ADDRESS")]
+        to: Vec<String>,
+        /// An event to send (repeat for more); every event when left out
+        #[arg(long = "event", value_name = "EVENT")]
+        events: Vec<String>,
+        /// A webhook's signing secret (16 to 256 characters); made and
+        /// printed once when left out
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List a site's hooks (a chat URL shows only its host)
+    List { site: String },
+    /// Remove a hook and its delivery log
+    Remove {
+        site: String,
+        /// The hook's id, as `list` shows it
+        id: i64,
+    },
+    /// A hook's latest deliveries, newest first, with why they failed
+    Deliveries {
         site: String,
         /// The hook's id, as `list` shows it
         id: i64,

@@ -53,6 +53,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::BuildHooks(command) => {
             commands::build_hooks::run(&connect(&global)?, global.json, command).await
         }
+        Command::Notifications(command) => {
+            commands::notifications::run(&connect(&global)?, global.json, command).await
+        }
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }
 }

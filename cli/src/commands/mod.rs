@@ -5,4 +5,5 @@ pub mod builds;
 pub mod deploy_dir;
 pub mod deploys;
 pub mod login;
+pub mod notifications;
 pub mod sites;
