@@ -225,9 +225,9 @@ pub enum BuildHooksCommand {
 /// What a notification hook sends (`--kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NotificationKind {
-    /// Signed JSON POSTed to --url (checked with the secret printed once)
+    /// Signed JSON POSTed to the --to URL (checked with the secret printed once)
     Webhook,
-    /// A message POSTed to a Slack-compatible incoming webhook --url
+    /// A message POSTed to the --to URL, a Slack-compatible incoming webhook
     /// (Slack, Mattermost, Rocket.Chat, Discord's …/slack URL)
     Slack,
     /// An e-mail to each --to address, through the controller's SMTP server
@@ -246,16 +246,15 @@ impl NotificationKind {
 
 #[derive(Debug, Subcommand)]
 pub enum NotificationsCommand {
-    /// Add a hook: `--kind slack --url URL`, `--kind email --to a@example.com`, or a signed webhook
+    /// Add a hook: `--kind slack --to URL`, `--kind email --to a@example.com`, or a signed webhook `--to URL`
     Add {
         site: String,
         #[arg(long, value_enum, default_value_t = NotificationKind::Webhook)]
         kind: NotificationKind,
-        /// Where a webhook or chat message is POSTed
-        #[arg(long, conflicts_with = "to")]
-        url: Option<String>,
-        /// An address an e-mail hook writes to (repeat for more, up to 20)
-        #[arg(long = "to", value_name = "ADDRESS")]
+        /// Where it sends: the URL a webhook or chat message is POSTed
+        /// to, or an address an e-mail goes to (repeat for more, up to 20).
+        /// (`--url` is the controller's.)
+        #[arg(long = "to", value_name = "URL|ADDRESS", required = true)]
         to: Vec<String>,
         /// An event to send (repeat for more); every event when left out
         #[arg(long = "event", value_name = "EVENT")]

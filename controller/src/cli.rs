@@ -108,7 +108,12 @@ pub struct ServerArgs {
     /// smtp://USER:PASSWORD@HOST:PORT (user and password percent-encoded;
     /// smtps:// is --smtp-tls tls). Unset: hooks of kind `email` are
     /// refused. The password is a secret: prefer the environment variable.
-    #[arg(long, env = "JAMSTACK_SMTP_URL", hide_env_values = true, requires = "smtp_from")]
+    #[arg(
+        long,
+        env = "JAMSTACK_SMTP_URL",
+        hide_env_values = true,
+        requires = "smtp_from"
+    )]
     pub smtp_url: Option<String>,
     /// How the SMTP connection is secured: `starttls` (upgraded after
     /// connecting, port 587 by default), `tls` (from the first byte, port

@@ -210,7 +210,9 @@ impl SmtpSettings {
         }
         let from = from.trim();
         if from.is_empty() {
-            return Err("--smtp-from is empty; give the notifications' sender, e.g. deploys@example.com".into());
+            return Err(
+                "--smtp-from is empty; give the notifications' sender, e.g. deploys@example.com".into(),
+            );
         }
         Ok(SmtpSettings {
             host,

@@ -409,9 +409,9 @@ async fn deliver(state: &Notifications, client: &reqwest::Client, due: DueDelive
 /// One attempt: the receiver's status (an HTTP status, or the SMTP
 /// server's reply code), or why there was none.
 async fn send(state: &Notifications, client: &reqwest::Client, due: &DueDelivery) -> Result<i64, String> {
-    let kind = due.kind.ok_or(
-        "the hook is of a kind this controller does not know; upgrade it, or recreate the hook",
-    )?;
+    let kind = due
+        .kind
+        .ok_or("the hook is of a kind this controller does not know; upgrade it, or recreate the hook")?;
     if kind == NotificationKind::Email {
         return send_email(state, due).await;
     }
@@ -421,7 +421,14 @@ async fn send(state: &Notifications, client: &reqwest::Client, due: &DueDelivery
     }
     if kind == NotificationKind::Slack {
         let facts = message_facts(due)?;
-        return post(state, client, due, message::slack_message(&facts).to_string(), None).await;
+        return post(
+            state,
+            client,
+            due,
+            message::slack_message(&facts).to_string(),
+            None,
+        )
+        .await;
     }
     let site = state
         .db
@@ -483,25 +490,21 @@ async fn post(
         let timestamp = crate::db::now_millis() / 1000;
         request = request.header(SIGNATURE_HEADER, signature(secret, timestamp, body.as_bytes()));
     }
-    let response = request
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                format!(
-                    "the receiver did not answer within {:?}",
-                    state.config.notifications.timeout
-                )
-            } else {
-                // A chat URL is its own credential: the log names its host only.
-                let shown = match due.kind {
-                    Some(NotificationKind::Webhook) => due.url.clone(),
-                    _ => crate::db::host_only(&due.url),
-                };
-                format!("calling {shown} failed: {}", with_causes(&e.without_url()))
-            }
-        })?;
+    let response = request.body(body).send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!(
+                "the receiver did not answer within {:?}",
+                state.config.notifications.timeout
+            )
+        } else {
+            // A chat URL is its own credential: the log names its host only.
+            let shown = match due.kind {
+                Some(NotificationKind::Webhook) => due.url.clone(),
+                _ => crate::db::host_only(&due.url),
+            };
+            format!("calling {shown} failed: {}", with_causes(&e.without_url()))
+        }
+    })?;
     Ok(i64::from(response.status().as_u16()))
 }
 

@@ -1,8 +1,8 @@
 //! `jamstack notifications …`: add, list, remove, deliveries.
 
-use crate::args::NotificationsCommand;
+use crate::args::{NotificationKind, NotificationsCommand};
 use crate::client::Api;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output::{ago, print_json, print_table, text};
 use jamstack_proto::routes;
 use serde_json::{Value, json};
@@ -12,17 +12,20 @@ pub async fn run(api: &Api, json: bool, command: NotificationsCommand) -> CliRes
         NotificationsCommand::Add {
             site,
             kind,
-            url,
             to,
             events,
             secret,
         } => {
             let mut body = json!({ "kind": kind.as_str() });
-            if let Some(url) = url {
-                body["url"] = json!(url);
-            }
-            if !to.is_empty() {
-                body["emails"] = json!(to);
+            match (kind, to.as_slice()) {
+                (NotificationKind::Email, _) => body["emails"] = json!(to),
+                (_, [url]) => body["url"] = json!(url),
+                _ => {
+                    return Err(CliError::usage(format!(
+                        "a {} hook sends to one URL: give --to once",
+                        kind.as_str()
+                    )));
+                }
             }
             if !events.is_empty() {
                 body["events"] = json!(events);

@@ -7,7 +7,9 @@
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
 use crate::config::Config;
-use crate::db::{Database, NewNotificationHook, Site, NotificationDelivery, NotificationHook, NotificationKind};
+use crate::db::{
+    Database, NewNotificationHook, NotificationDelivery, NotificationHook, NotificationKind, Site,
+};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::notifications::{EVENTS, secret_purpose};
 use crate::secrets::SecretBox;
@@ -140,7 +142,8 @@ pub async fn make_hook(
                 )));
             }
             let url = body.url.as_deref().unwrap_or_default().trim().to_owned();
-            check_target(&url, kind, config.notifications.allow_private_targets).map_err(MakeError::Invalid)?;
+            check_target(&url, kind, config.notifications.allow_private_targets)
+                .map_err(MakeError::Invalid)?;
             (url, Vec::new())
         }
         NotificationKind::Email => {

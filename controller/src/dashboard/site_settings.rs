@@ -15,10 +15,10 @@ use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
 use crate::api::notifications as notification_hooks;
-use crate::config::Config;
 use crate::api::site_settings::{
     BuildSettingsBody, validate_env_var, validate_limits, validate_private_hosts,
 };
+use crate::config::Config;
 use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
 use crate::secrets::SecretBox;
 use crate::urls::Urls;

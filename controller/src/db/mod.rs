@@ -39,7 +39,8 @@ pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use notifications::{
-    AttemptResult, DueDelivery, NewNotificationHook, host_only, NotificationDelivery, NotificationHook, NotificationKind,
+    AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
+    NotificationKind, host_only,
 };
 pub use ops::QueueFigures;
 pub use push_intake::{

@@ -364,11 +364,12 @@ impl Database {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            let hook: HookTarget =
-                sqlx::query_as("SELECT kind, emails, url, secret_sealed, site_id FROM notification_hooks WHERE id = $1")
-                    .bind(claimed.hook_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let hook: HookTarget = sqlx::query_as(
+                "SELECT kind, emails, url, secret_sealed, site_id FROM notification_hooks WHERE id = $1",
+            )
+            .bind(claimed.hook_id)
+            .fetch_one(&mut *tx)
+            .await?;
             due.push(DueDelivery {
                 id: claimed.id,
                 kind: NotificationKind::parse(&hook.kind),

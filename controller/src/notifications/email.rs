@@ -52,7 +52,12 @@ impl Mailer {
                 &settings.host,
             )),
         }
-        .map_err(|e| anyhow::anyhow!("--smtp-url's host `{}` cannot be used for TLS: {e}", settings.host))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--smtp-url's host `{}` cannot be used for TLS: {e}",
+                settings.host
+            )
+        })?;
         if let Some(port) = settings.port {
             builder = builder.port(port);
         }
@@ -71,7 +76,13 @@ impl Mailer {
     /// Sends one message to every address in `to`, with a plain-text body
     /// and its HTML alternative. Answers the server's reply code, or why
     /// there was none.
-    pub async fn send(&self, to: &[String], subject: &str, text: String, html: String) -> Result<i64, String> {
+    pub async fn send(
+        &self,
+        to: &[String],
+        subject: &str,
+        text: String,
+        html: String,
+    ) -> Result<i64, String> {
         if to.is_empty() {
             return Err("the hook names no address".to_owned());
         }
@@ -140,15 +151,28 @@ mod tests {
     #[test]
     fn recipients_are_checked_bounded_and_kept_once() {
         assert_eq!(
-            recipients(&owned(&[" ops@example.com", "dev@example.com", "OPS@example.com"])).unwrap(),
+            recipients(&owned(&[
+                " ops@example.com",
+                "dev@example.com",
+                "OPS@example.com"
+            ]))
+            .unwrap(),
             owned(&["ops@example.com", "dev@example.com"])
         );
-        for bad in ["not an address", "a@b.c, d@e.f", "Ops <ops@example.com>", "@example.com", ""] {
+        for bad in [
+            "not an address",
+            "a@b.c, d@e.f",
+            "Ops <ops@example.com>",
+            "@example.com",
+            "",
+        ] {
             let error = recipients(&owned(&[bad])).unwrap_err();
             assert!(error.contains("is not an e-mail address"), "{bad}: {error}");
         }
         assert!(recipients(&[]).unwrap_err().contains("at least one"));
-        let many: Vec<String> = (0..=MAX_RECIPIENTS).map(|i| format!("u{i}@example.com")).collect();
+        let many: Vec<String> = (0..=MAX_RECIPIENTS)
+            .map(|i| format!("u{i}@example.com"))
+            .collect();
         assert!(recipients(&many).unwrap_err().contains("at most 20"));
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(recipients(&[long]).unwrap_err().contains("longer than"));
@@ -157,11 +181,16 @@ mod tests {
     #[test]
     fn a_sender_that_is_not_an_address_is_refused_at_start() {
         let settings = SmtpSettings::from_url("smtp://127.0.0.1:2525", SmtpTls::None, "nobody").unwrap();
-        let error = Mailer::new(&settings, Duration::from_secs(1)).unwrap_err().to_string();
+        let error = Mailer::new(&settings, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("--smtp-from `nobody`"), "{error}");
-        let settings =
-            SmtpSettings::from_url("smtp://127.0.0.1:2525", SmtpTls::None, "Deploys <deploys@example.com>")
-                .unwrap();
+        let settings = SmtpSettings::from_url(
+            "smtp://127.0.0.1:2525",
+            SmtpTls::None,
+            "Deploys <deploys@example.com>",
+        )
+        .unwrap();
         assert!(Mailer::new(&settings, Duration::from_secs(1)).is_ok());
     }
 
@@ -183,9 +212,16 @@ mod tests {
         let smtps = SmtpSettings::from_url("smtps://mail.example.com", SmtpTls::Starttls, "a@b.cd").unwrap();
         assert_eq!((smtps.tls, smtps.port), (SmtpTls::Tls, None));
 
-        let error = SmtpSettings::from_url("http://user:hunter2@mail.example.com", SmtpTls::Starttls, "a@b.cd")
-            .unwrap_err();
-        assert!(error.contains("scheme `http`") && !error.contains("hunter2"), "{error}");
+        let error = SmtpSettings::from_url(
+            "http://user:hunter2@mail.example.com",
+            SmtpTls::Starttls,
+            "a@b.cd",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("scheme `http`") && !error.contains("hunter2"),
+            "{error}"
+        );
         let error = SmtpSettings::from_url("smtp://:hunter2@mail.example.com", SmtpTls::Starttls, "a@b.cd")
             .unwrap_err();
         assert!(error.contains("no user") && !error.contains("hunter2"), "{error}");

@@ -63,18 +63,26 @@ pub fn facts(event: &str, payload: &Value) -> Facts {
         "build.failed" => {
             let why = text(&build["error"])
                 .map(|error| bounded(error.lines().next().unwrap_or(error), MAX_ERROR))
-                .or_else(|| build["exit_code"].as_i64().map(|code| format!("exit code {code}")));
+                .or_else(|| {
+                    build["exit_code"]
+                        .as_i64()
+                        .map(|code| format!("exit code {code}"))
+                });
             match why {
                 Some(why) => (format!("{build_name} failed: {why}"), Some(false)),
                 None => (format!("{build_name} failed"), Some(false)),
             }
         }
         "deploy.published" => (
-            deploy_id.map_or("A deploy was published".to_owned(), |id| format!("Deploy {id} published")),
+            deploy_id.map_or("A deploy was published".to_owned(), |id| {
+                format!("Deploy {id} published")
+            }),
             Some(true),
         ),
         "deploy.rolled_back" => (
-            deploy_id.map_or("Rolled back".to_owned(), |id| format!("Rolled back to deploy {id}")),
+            deploy_id.map_or("Rolled back".to_owned(), |id| {
+                format!("Rolled back to deploy {id}")
+            }),
             None,
         ),
         "deploy.locked" => ("Publishing locked: new builds no longer go live".to_owned(), None),
@@ -168,7 +176,11 @@ pub fn slack_message(facts: &Facts) -> Value {
         fields.push(json!({ "title": "Commit", "value": slack_escape(commit), "short": false }));
     }
     fields.push(json!({ "title": "Outcome", "value": slack_escape(&facts.outcome), "short": false }));
-    if let Some(build_link) = facts.build_link.as_ref().filter(|b| Some(*b) != facts.link.as_ref()) {
+    if let Some(build_link) = facts
+        .build_link
+        .as_ref()
+        .filter(|b| Some(*b) != facts.link.as_ref())
+    {
         fields.push(json!({
             "title": "Build log",
             "value": format!("<{}|build log>", slack_escape(build_link)),
@@ -227,7 +239,10 @@ pub fn email_html(facts: &Facts) -> String {
 
 /// The labelled facts both e-mail bodies show, in order.
 fn rows(facts: &Facts) -> Vec<(&'static str, &str)> {
-    let mut rows = vec![("Site:", facts.site.as_str()), ("Context:", facts.context.as_str())];
+    let mut rows = vec![
+        ("Site:", facts.site.as_str()),
+        ("Context:", facts.context.as_str()),
+    ];
     if let Some(commit) = &facts.commit {
         rows.push(("Commit:", commit));
     }
@@ -235,7 +250,11 @@ fn rows(facts: &Facts) -> Vec<(&'static str, &str)> {
     if let Some(link) = &facts.link {
         rows.push(("Link:", link));
     }
-    if let Some(build_link) = facts.build_link.as_ref().filter(|b| Some(*b) != facts.link.as_ref()) {
+    if let Some(build_link) = facts
+        .build_link
+        .as_ref()
+        .filter(|b| Some(*b) != facts.link.as_ref())
+    {
         rows.push(("Build log:", build_link));
     }
     rows
@@ -294,7 +313,10 @@ mod tests {
 
     #[test]
     fn a_started_build_says_site_context_commit_and_links_its_build() {
-        let facts = facts("build.started", &build_payload("build.started", production_build()));
+        let facts = facts(
+            "build.started",
+            &build_payload("build.started", production_build()),
+        );
         assert_eq!(
             facts,
             Facts {
@@ -335,7 +357,12 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| (f["title"].as_str().unwrap().into(), f["value"].as_str().unwrap().into()))
+            .map(|f| {
+                (
+                    f["title"].as_str().unwrap().into(),
+                    f["value"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         assert_eq!(
             fields,
@@ -401,21 +428,39 @@ mod tests {
         for (event, outcome, success) in [
             ("deploy.published", "Deploy d0c published", Some(true)),
             ("deploy.rolled_back", "Rolled back to deploy d0c", None),
-            ("deploy.locked", "Publishing locked: new builds no longer go live", None),
-            ("deploy.unlocked", "Publishing unlocked: new builds go live again", None),
+            (
+                "deploy.locked",
+                "Publishing locked: new builds no longer go live",
+                None,
+            ),
+            (
+                "deploy.unlocked",
+                "Publishing unlocked: new builds go live again",
+                None,
+            ),
         ] {
             let facts = facts(event, &deploy_payload(event));
             assert_eq!(facts.outcome, outcome, "{event}");
             assert_eq!(facts.success, success, "{event}");
             assert_eq!(facts.context, "production", "{event}");
-            assert_eq!(facts.commit.as_deref(), Some("fedcba9 Write the about page"), "{event}");
+            assert_eq!(
+                facts.commit.as_deref(),
+                Some("fedcba9 Write the about page"),
+                "{event}"
+            );
             assert_eq!(facts.link.as_deref(), Some("http://d0c--blog.localhost:8080/"));
             assert_eq!(email_subject(&facts), format!("[blog] {outcome} (production)"));
             let text = email_text(&facts);
-            assert!(text.contains("Commit:    fedcba9 Write the about page\n"), "{text}");
+            assert!(
+                text.contains("Commit:    fedcba9 Write the about page\n"),
+                "{text}"
+            );
             assert!(!text.contains("Build log:"), "no build, no build log: {text}");
             let slack = slack_message(&facts);
-            assert_eq!(slack["text"], format!("blog: {outcome} (production) <http://d0c--blog.localhost:8080/|open>"));
+            assert_eq!(
+                slack["text"],
+                format!("blog: {outcome} (production) <http://d0c--blog.localhost:8080/|open>")
+            );
         }
         // A lock without a deploy still names the site and links it.
         let mut payload = deploy_payload("deploy.locked");
@@ -436,7 +481,10 @@ mod tests {
 
         let slack = slack_message(&facts).to_string();
         assert!(!slack.contains("<!channel>"), "{slack}");
-        assert!(slack.contains("&lt;!channel&gt; &lt;b&gt;hi&lt;/b&gt; &amp;"), "{slack}");
+        assert!(
+            slack.contains("&lt;!channel&gt; &lt;b&gt;hi&lt;/b&gt; &amp;"),
+            "{slack}"
+        );
         let html = email_html(&facts);
         assert!(!html.contains("<b>hi</b>"), "{html}");
         assert!(html.contains("&lt;b&gt;hi&lt;/b&gt;"), "{html}");

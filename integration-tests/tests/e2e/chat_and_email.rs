@@ -2,7 +2,9 @@
 //! e-mail through an SMTP server (Python's aiosmtpd, a real one on
 //! loopback), sent from a real build.
 
-use crate::helpers::{COPY_SITE_TOML, SiteRepo, TestApp, spawn_app, spawn_app_with, spawn_controller_only_with};
+use crate::helpers::{
+    COPY_SITE_TOML, SiteRepo, TestApp, csrf_of, spawn_app, spawn_app_with, spawn_controller_only_with,
+};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use jamstack_controller::config::{SmtpSettings, SmtpTls};
@@ -122,7 +124,10 @@ async fn a_chat_channel_gets_a_message_with_site_context_commit_link_and_outcome
     );
     assert_eq!(field(succeeded, "Site"), "chatty");
     assert_eq!(field(succeeded, "Context"), "production");
-    assert_eq!(field(succeeded, "Commit"), format!("{short_sha} Add the landing page"));
+    assert_eq!(
+        field(succeeded, "Commit"),
+        format!("{short_sha} Add the landing page")
+    );
     assert_eq!(field(succeeded, "Outcome"), format!("Build #{build} succeeded"));
     assert_eq!(succeeded["attachments"][0]["title_link"], permalink.as_str());
     assert_eq!(succeeded["attachments"][0]["color"], "good");
@@ -140,7 +145,10 @@ async fn a_chat_channel_gets_a_message_with_site_context_commit_link_and_outcome
         field(published, "Outcome"),
         format!("Deploy {} published", built["deploy_id"].as_str().unwrap())
     );
-    assert_eq!(field(published, "Commit"), format!("{short_sha} Add the landing page"));
+    assert_eq!(
+        field(published, "Commit"),
+        format!("{short_sha} Add the landing page")
+    );
     for (headers, _) in &messages {
         assert_eq!(headers["content-type"], "application/json");
         assert!(headers.get("x-jamstack-signature").is_none(), "{headers:?}");
@@ -159,7 +167,8 @@ async fn a_chat_channel_gets_a_message_with_site_context_commit_link_and_outcome
 async fn a_chat_hook_may_not_call_a_private_address_and_email_needs_an_smtp_server() {
     let (app, _) =
         spawn_controller_only_with(|config| config.notifications.allow_private_targets = false).await;
-    app.connect_site("guarded", &SiteRepo::new(), "octo/guarded").await;
+    app.connect_site("guarded", &SiteRepo::new(), "octo/guarded")
+        .await;
     let refused = |body: Value| {
         let app = &app;
         async move {
@@ -170,7 +179,10 @@ async fn a_chat_hook_may_not_call_a_private_address_and_email_needs_an_smtp_serv
             answer["error"].as_str().unwrap().to_owned()
         }
     };
-    for url in ["http://127.0.0.1:9/services/x", "http://169.254.169.254/latest/meta-data/"] {
+    for url in [
+        "http://127.0.0.1:9/services/x",
+        "http://169.254.169.254/latest/meta-data/",
+    ] {
         let error = refused(json!({ "kind": "slack", "url": url })).await;
         assert!(
             error.contains("private or local address") && error.contains("--allow-private-hook-targets"),
@@ -184,7 +196,10 @@ async fn a_chat_hook_may_not_call_a_private_address_and_email_needs_an_smtp_serv
     );
     let error = refused(json!({ "kind": "slack" })).await;
     assert!(error.contains("`url` is missing"), "{error}");
-    let error = refused(json!({ "kind": "slack", "url": "https://hooks.example.com/x", "secret": "0123456789abcdef" })).await;
+    let error = refused(
+        json!({ "kind": "slack", "url": "https://hooks.example.com/x", "secret": "0123456789abcdef" }),
+    )
+    .await;
     assert!(error.contains("not signed"), "{error}");
     assert_eq!(app.get_json("/sites/guarded/notifications").await, json!([]));
     // A public chat server is taken (it is not called until something happens).
@@ -327,7 +342,10 @@ async fn an_email_with_site_context_commit_link_and_outcome_reaches_every_addres
         .await;
     assert_eq!(status, 400, "{refused}");
     assert!(
-        refused["error"].as_str().unwrap().contains("`not an address` is not an e-mail address"),
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("`not an address` is not an e-mail address"),
         "{refused}"
     );
     let hook = add_hook(
@@ -341,7 +359,10 @@ async fn an_email_with_site_context_commit_link_and_outcome_reaches_every_addres
     )
     .await;
     assert_eq!(hook["emails"], json!(["ops@example.com", "dev@example.com"]));
-    assert!(hook.get("url").is_none() && hook.get("secret").is_none(), "{hook}");
+    assert!(
+        hook.get("url").is_none() && hook.get("secret").is_none(),
+        "{hook}"
+    );
 
     let build = app.trigger_build("mailed", &sha).await;
     let built = app.wait_for_success(build).await;
@@ -385,4 +406,86 @@ async fn an_email_with_site_context_commit_link_and_outcome_reaches_every_addres
     let log = app.get_json(&path).await;
     assert_eq!(log[0]["state"], "delivered", "{log}");
     assert_eq!(log[0]["last_status"], 250, "the SMTP server's reply: {log}");
+}
+
+#[tokio::test]
+async fn a_site_admin_picks_a_kind_on_the_settings_page_to_add_a_chat_or_email_notification_and_removes_it() {
+    let (app, _) = spawn_controller_only_with(|config| {
+        config.smtp =
+            Some(SmtpSettings::from_url("smtp://127.0.0.1:9", SmtpTls::None, "deploys@example.com").unwrap());
+    })
+    .await;
+    app.connect_site_with("paged", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+    let session = app.sign_in_over_http().await;
+    let page = app.dashboard_page(&session, "/sites/paged/settings").await;
+    assert!(page.contains("No notification hook yet"), "{page}");
+    assert!(
+        page.contains("<option value=\"slack\""),
+        "a kind selector: {page}"
+    );
+    let csrf = csrf_of(&page);
+
+    let form = |kind: &'static str, url: &'static str, emails: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("kind", kind.to_owned()),
+            ("url", url.to_owned()),
+            ("emails", emails.to_owned()),
+            ("events", "build.failed, deploy.published".to_owned()),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let app = &app;
+        let session = &session;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.post_form(session, "/sites/paged/notifications", &fields)
+                .await
+        }
+    };
+    let (status, page) = post(form("email", "", "ops@example.com, not-an-address")).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("`not-an-address` is not an e-mail address"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"ops@example.com, not-an-address\""),
+        "what was typed is kept: {page}"
+    );
+
+    let (status, _) = post(form("email", "", "ops@example.com dev@example.com")).await;
+    assert_eq!(status, 303);
+    let (status, _) = post(form(
+        "slack",
+        "https://hooks.slack.com/services/T0/B0/XXXXSECRET",
+        "",
+    ))
+    .await;
+    assert_eq!(status, 303);
+    let hooks = app.get_json("/sites/paged/notifications").await;
+    assert_eq!(hooks[0]["kind"], "email");
+    assert_eq!(hooks[0]["emails"], json!(["ops@example.com", "dev@example.com"]));
+    assert_eq!(hooks[0]["events"], json!(["build.failed", "deploy.published"]));
+    assert_eq!(hooks[1]["kind"], "slack");
+
+    let page = app.dashboard_page(&session, "/sites/paged/settings").await;
+    assert!(page.contains("ops@example.com, dev@example.com"), "{page}");
+    assert!(page.contains("https://hooks.slack.com/…"), "{page}");
+    assert!(
+        !page.contains("XXXXSECRET"),
+        "a chat URL is shown by its host only"
+    );
+
+    let (status, _) = app
+        .post_form(
+            &session,
+            &format!("/sites/paged/notifications/{}/remove", hooks[1]["id"]),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let hooks = app.get_json("/sites/paged/notifications").await;
+    assert_eq!(hooks.as_array().unwrap().len(), 1, "{hooks}");
 }

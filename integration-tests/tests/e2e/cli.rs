@@ -596,25 +596,54 @@ async fn a_user_adds_lists_and_removes_chat_and_email_notifications_from_the_com
             "news",
             "--kind",
             "slack",
-            "--url",
+            "--to",
             "https://chat.example.com/hooks/abc123secret/slack",
             "--event",
             "build.failed",
         ])
         .await;
-    assert!(added.stdout.contains("Added slack notification hook"), "{added:?}");
+    assert!(
+        added.stdout.contains("Added slack notification hook"),
+        "{added:?}"
+    );
     assert!(
         !added.stdout.contains("abc123secret"),
         "a chat URL is shown by its host only: {added:?}"
     );
+    let twice = cli
+        .run(&[
+            "notifications",
+            "add",
+            "news",
+            "--to",
+            "https://a.example.com/",
+            "--to",
+            "https://b.example.com/",
+        ])
+        .await;
+    assert_eq!(twice.code, 2, "one URL per hook: {twice:?}");
     // This controller has no SMTP server: e-mail is refused, saying why.
     let refused = cli
-        .run(&["notifications", "add", "news", "--kind", "email", "--to", "ops@example.com"])
+        .run(&[
+            "notifications",
+            "add",
+            "news",
+            "--kind",
+            "email",
+            "--to",
+            "ops@example.com",
+        ])
         .await;
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("--smtp-url"), "{refused:?}");
     let signed = cli
-        .ok(&["notifications", "add", "news", "--url", "https://hooks.example.com/deploys"])
+        .ok(&[
+            "notifications",
+            "add",
+            "news",
+            "--to",
+            "https://hooks.example.com/deploys",
+        ])
         .await;
     assert!(
         signed.stdout.contains("signing secret"),
@@ -640,5 +669,12 @@ async fn a_user_adds_lists_and_removes_chat_and_email_notifications_from_the_com
     cli.ok(&["notifications", "remove", "news", &id]).await;
     let again = cli.run(&["notifications", "remove", "news", &id]).await;
     assert_eq!(again.code, 3, "not found: {again:?}");
-    assert_eq!(cli.json(&["notifications", "list", "news"]).await.as_array().unwrap().len(), 1);
+    assert_eq!(
+        cli.json(&["notifications", "list", "news"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
