@@ -67,6 +67,11 @@ python3 -c "import openapi_spec_validator" >/dev/null 2>&1 \
     || python3 -m pip install --quiet 'openapi-spec-validator>=0.7' \
     || die "installing openapi-spec-validator failed: pip install openapi-spec-validator"
 
+step "Installing the SMTP test server (the e-mail notification test sends to aiosmtpd)"
+python3 -c "import aiosmtpd" >/dev/null 2>&1 \
+    || python3 -m pip install --quiet aiosmtpd \
+    || die "installing aiosmtpd failed: pip install aiosmtpd"
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 

@@ -58,6 +58,9 @@ pub enum Command {
     /// Scheduled builds: cron expressions in a time zone
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Notifications: signed webhooks, Slack-compatible chat messages and e-mails on build and deploy events
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -270,6 +273,64 @@ pub enum SchedulesCommand {
         #[arg(long)]
         site: String,
         /// The schedule's id, as `list` shows it
+        id: i64,
+    },
+}
+
+/// What a notification hook sends (`--kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotificationKind {
+    /// Signed JSON POSTed to the --to URL (checked with the secret printed once)
+    Webhook,
+    /// A message POSTed to the --to URL, a Slack-compatible incoming webhook
+    /// (Slack, Mattermost, Rocket.Chat, Discord's …/slack URL)
+    Slack,
+    /// An e-mail to each --to address, through the controller's SMTP server
+    Email,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Webhook => "webhook",
+            NotificationKind::Slack => "slack",
+            NotificationKind::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Add a hook: `--kind slack --to URL`, `--kind email --to a@example.com`, or a signed webhook `--to URL`
+    Add {
+        site: String,
+        #[arg(long, value_enum, default_value_t = NotificationKind::Webhook)]
+        kind: NotificationKind,
+        /// Where it sends: the URL a webhook or chat message is POSTed
+        /// to, or an address an e-mail goes to (repeat for more, up to 20).
+        /// (`--url` is the controller's.)
+        #[arg(long = "to", value_name = "URL|ADDRESS", required = true)]
+        to: Vec<String>,
+        /// An event to send (repeat for more); every event when left out
+        #[arg(long = "event", value_name = "EVENT")]
+        events: Vec<String>,
+        /// A webhook's signing secret (16 to 256 characters); made and
+        /// printed once when left out
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List a site's hooks (a chat URL shows only its host)
+    List { site: String },
+    /// Remove a hook and its delivery log
+    Remove {
+        site: String,
+        /// The hook's id, as `list` shows it
+        id: i64,
+    },
+    /// A hook's latest deliveries, newest first, with why they failed
+    Deliveries {
+        site: String,
+        /// The hook's id, as `list` shows it
         id: i64,
     },
 }

@@ -56,6 +56,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Schedules(command) => {
             commands::schedules::run(&connect(&global)?, global.json, command).await
         }
+        Command::Notifications(command) => {
+            commands::notifications::run(&connect(&global)?, global.json, command).await
+        }
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }
 }

@@ -109,6 +109,26 @@ pub struct ServerArgs {
     /// same private network. Off: hooks call public addresses only.
     #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_HOOK_TARGETS")]
     pub allow_private_hook_targets: bool,
+    /// The SMTP server e-mail notifications go through, as
+    /// smtp://USER:PASSWORD@HOST:PORT (user and password percent-encoded;
+    /// smtps:// is --smtp-tls tls). Unset: hooks of kind `email` are
+    /// refused. The password is a secret: prefer the environment variable.
+    #[arg(
+        long,
+        env = "JAMSTACK_SMTP_URL",
+        hide_env_values = true,
+        requires = "smtp_from"
+    )]
+    pub smtp_url: Option<String>,
+    /// How the SMTP connection is secured: `starttls` (upgraded after
+    /// connecting, port 587 by default), `tls` (from the first byte, port
+    /// 465) or `none` (plain text, port 25: a relay on this host only).
+    #[arg(long, env = "JAMSTACK_SMTP_TLS", value_enum, default_value_t = SmtpTlsChoice::Starttls)]
+    pub smtp_tls: SmtpTlsChoice,
+    /// The From address of notification e-mails, e.g.
+    /// "Deploys <deploys@example.com>".
+    #[arg(long, env = "JAMSTACK_SMTP_FROM", requires = "smtp_url")]
+    pub smtp_from: Option<String>,
     /// Connections served at once; more wait until one closes. Bounds what
     /// idle or slow clients can hold.
     #[arg(long, env = "JAMSTACK_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -125,6 +145,14 @@ pub struct ServerArgs {
     pub allow_local_repositories: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+/// How the SMTP connection is secured (`--smtp-tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTlsChoice {
+    Starttls,
+    Tls,
+    None,
 }
 
 /// Where deploy files live, what a deploy may hold, and what is kept.

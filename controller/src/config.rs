@@ -68,6 +68,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Outgoing notification webhooks.
     pub notifications: NotificationSettings,
+    /// The SMTP server e-mail notifications go through; `None`: hooks of
+    /// kind `email` are refused.
+    pub smtp: Option<SmtpSettings>,
     /// Whether a site's repository may be a path on the runner's machine
     /// (or `file://`, or any URL but `https://`). Off: a `sites` token
     /// could otherwise have runners read any repository on their disk.
@@ -129,6 +132,99 @@ impl Default for NotificationSettings {
             timeout: Duration::from_secs(10),
             allow_private_targets: false,
         }
+    }
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text upgraded with STARTTLS, which the server must offer.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// Plain text: a relay on this host or a test server only.
+    None,
+}
+
+/// The operator's SMTP server, which e-mail notifications go through.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    /// `None`: the usual port of `tls` (587, 465 or 25).
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The From header, e.g. `Deploys <deploys@example.com>`.
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log.
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpSettings {
+    /// Reads `smtp://[USER[:PASSWORD]@]HOST[:PORT]` (`smtps://` for TLS
+    /// from the first byte, whatever `tls` says). Errors name the flag and
+    /// never repeat the URL, which may hold the password.
+    pub fn from_url(url: &str, tls: SmtpTls, from: &str) -> Result<Self, String> {
+        let parsed = url::Url::parse(url.trim()).map_err(|e| {
+            format!("--smtp-url is not a URL ({e}); write it as smtp://USER:PASSWORD@HOST:PORT")
+        })?;
+        let tls = match parsed.scheme() {
+            "smtp" => tls,
+            "smtps" => SmtpTls::Tls,
+            other => {
+                return Err(format!(
+                    "--smtp-url has the scheme `{other}`; write it as smtp://USER:PASSWORD@HOST:PORT \
+                     (smtps:// for TLS from the first byte)"
+                ));
+            }
+        };
+        let host = parsed
+            .host_str()
+            .filter(|host| !host.is_empty())
+            .ok_or("--smtp-url names no host; write it as smtp://USER:PASSWORD@HOST:PORT")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| "--smtp-url's user or password is not UTF-8 once percent-decoded".to_owned())
+        };
+        let username = Some(parsed.username())
+            .filter(|user| !user.is_empty())
+            .map(decode)
+            .transpose()?;
+        let password = parsed.password().map(decode).transpose()?;
+        if password.is_some() && username.is_none() {
+            return Err("--smtp-url has a password but no user; write smtp://USER:PASSWORD@HOST".into());
+        }
+        let from = from.trim();
+        if from.is_empty() {
+            return Err(
+                "--smtp-from is empty; give the notifications' sender, e.g. deploys@example.com".into(),
+            );
+        }
+        Ok(SmtpSettings {
+            host,
+            port: parsed.port(),
+            tls,
+            username,
+            password,
+            from: from.to_owned(),
+        })
     }
 }
 
@@ -340,6 +436,7 @@ impl Config {
             dashboard_password_hash: None,
             metrics_listen: None,
             notifications: NotificationSettings::default(),
+            smtp: None,
             http: HttpLimits::default(),
             allow_local_repositories: false,
         }

@@ -1,12 +1,12 @@
 use clap::Parser;
-use jamstack_controller::cli::{Cli, Command, ConnectArgs, ServerArgs, TokenChoice};
+use jamstack_controller::cli::{Cli, Command, ConnectArgs, ServerArgs, SmtpTlsChoice, TokenChoice};
 use jamstack_controller::config::GitHubApp;
-use jamstack_controller::config::{BlobStoreConfig, S3Config};
+use jamstack_controller::config::{BlobStoreConfig, S3Config, SmtpSettings, SmtpTls};
 use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, embedded_runner, startup};
 use std::time::Duration;
 
-fn config_of(server: ServerArgs) -> Config {
+fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     const MIB: u64 = 1024 * 1024;
     let mut config = server.store.config();
     config.listen = server.listen;
@@ -21,6 +21,14 @@ fn config_of(server: ServerArgs) -> Config {
     config.metrics_listen = server.metrics_listen;
     config.github_api_url = server.github_api_url;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
+    if let (Some(url), Some(from)) = (&server.smtp_url, &server.smtp_from) {
+        let tls = match server.smtp_tls {
+            SmtpTlsChoice::Starttls => SmtpTls::Starttls,
+            SmtpTlsChoice::Tls => SmtpTls::Tls,
+            SmtpTlsChoice::None => SmtpTls::None,
+        };
+        config.smtp = Some(SmtpSettings::from_url(url, tls, from).map_err(anyhow::Error::msg)?);
+    }
     config.http.max_connections = server.max_connections.max(1);
     config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
     config.allow_local_repositories = server.allow_local_repositories;
@@ -50,7 +58,7 @@ fn config_of(server: ServerArgs) -> Config {
     config.retention.keep_deploys = storage.keep_deploys;
     config.retention.gc_interval = std::time::Duration::from_secs(storage.gc_interval_minutes * 60);
     config.edge.memory_cache_bytes = storage.edge_cache_mb.saturating_mul(MIB);
-    config
+    Ok(config)
 }
 
 #[tokio::main]
@@ -72,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 // build the demo is told so, and no first start is spent.
                 demo::ensure_image(&runner_program).await?;
             }
-            let mut config = config_of(server);
+            let mut config = config_of(server)?;
             // The demo site's repository is a folder in the data directory.
             config.allow_local_repositories |= demo;
             let app = Application::build(config).await?;
@@ -121,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { server } => {
-            let app = Application::build(config_of(server)).await?;
+            let app = Application::build(config_of(server)?).await?;
             announce(&app);
             app.run_until(shutdown_signal()).await?;
             tracing::info!("stopped cleanly");

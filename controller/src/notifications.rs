@@ -1,5 +1,6 @@
 //! Outgoing notifications: signed webhooks a site's owners point at their
-//! chat, monitoring or scripts, called on deploy events.
+//! monitoring or scripts, messages to their chat (Slack-compatible incoming
+//! webhooks) and e-mails, sent on build and deploy events.
 //!
 //! An event becomes one row per interested hook in the outbox
 //! (`db::notifications`), then [`run`] claims due rows and sends them. A
@@ -13,17 +14,23 @@
 //! events are queued where publishing, locking and rolling back happen
 //! ([`deploy_changed`]).
 //!
-//! Each request is signed: `X-Jamstack-Signature: t=<unix seconds>,v1=<hex>`
+//! Every kind of hook shares the outbox, its retries and its delivery log;
+//! they differ only in [`send`]: a webhook gets the stored JSON, a chat or
+//! an e-mail a message made from it ([`message`]) when it is sent.
+//!
+//! A webhook's request is signed: `X-Jamstack-Signature: t=<unix seconds>,v1=<hex>`
 //! where `<hex>` is HMAC-SHA256 with the hook's secret over
 //! `<unix seconds>.<body>`. Receivers recompute it, compare in constant time
 //! and refuse old timestamps (replays). `X-Jamstack-Delivery` is the same on
 //! every attempt of a delivery, so receivers can drop repeats.
 
+pub mod email;
+pub mod message;
 pub mod targets;
 
 use crate::config::Config;
 use crate::db::Database;
-use crate::db::{AttemptResult, BuildState, DueDelivery};
+use crate::db::{AttemptResult, BuildState, DueDelivery, NotificationKind};
 use crate::events::BuildTiming;
 use crate::events::Events;
 use crate::secrets::random_hex;
@@ -47,6 +54,8 @@ pub struct Notifications {
     pub queued: Arc<Notify>,
     /// Opens the sealed secrets stored with sites.
     pub secrets: Arc<crate::secrets::SecretBox>,
+    /// The operator's SMTP server, when one is configured (`--smtp-url`).
+    pub mailer: Option<email::Mailer>,
 }
 
 pub const SIGNATURE_HEADER: &str = "X-Jamstack-Signature";
@@ -153,6 +162,10 @@ pub async fn deploy_changed(
     change: DeployChange,
     deploy_id: Option<&str>,
 ) {
+    // Most sites have no hook for most events: look before reading more.
+    if let Ok(false) = state.db.site_wants_notification(site_id, change.event()).await {
+        return;
+    }
     let site = match state.db.site_by_id(site_id).await {
         Ok(Some(site)) => site,
         Ok(None) => return,
@@ -165,15 +178,49 @@ pub async fn deploy_changed(
             return;
         }
     };
-    let payload = serde_json::json!({
-        "site": { "id": site.id, "name": site.name, "url": state.urls.site_url(&site.name) },
-        "deploy": deploy_id.map(|id| serde_json::json!({
+    let mut deploy = deploy_id.map(|id| {
+        serde_json::json!({
             "id": id,
             "permalink": state.urls.site_url(&format!("{id}--{}", site.name)),
-        })),
+        })
+    });
+    if let Some(deploy) = deploy.as_mut() {
+        add_commit_of_deploy(state, deploy).await;
+    }
+    let payload = serde_json::json!({
+        "site": { "id": site.id, "name": site.name, "url": state.urls.site_url(&site.name) },
+        "deploy": deploy,
         "locked": site.publish_locked,
     });
     queue(state, site_id, change.event(), payload).await;
+}
+
+/// Adds what a chat message or an e-mail says of a deploy to its payload:
+/// its context, branch and commit, and the commit's message when a build
+/// made it. Read only when some hook of the site will be sent it; a read
+/// that fails leaves the facts out.
+async fn add_commit_of_deploy(state: &Notifications, payload: &mut serde_json::Value) {
+    let Some(id) = payload["id"].as_str().map(str::to_owned) else {
+        return;
+    };
+    let Ok(Some(deploy)) = state.db.deploy(&id).await else {
+        return;
+    };
+    let commit_message = match deploy.build_id {
+        Some(build_id) => state
+            .db
+            .build(build_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|build| build.commit_message),
+        None => deploy.title.clone(),
+    };
+    payload["context"] = deploy.context.into();
+    payload["branch"] = deploy.branch.into();
+    payload["pr_number"] = deploy.pr_number.into();
+    payload["commit_sha"] = deploy.commit_sha.into();
+    payload["commit_message"] = commit_message.into();
 }
 
 /// What a publish by hand is: a rollback when the deploy is older than the
@@ -244,9 +291,16 @@ pub async fn queue_build_events(state: Notifications) {
         if let Some(fields) = build_json.as_object_mut() {
             fields.insert("url".to_owned(), url.into());
         }
+        let deploy = build.deploy_id.as_ref().map(|id| {
+            serde_json::json!({
+                "id": id,
+                "permalink": state.urls.site_url(&format!("{id}--{}", build.site)),
+            })
+        });
         let payload = serde_json::json!({
             "site": { "id": build.site_id, "name": build.site, "url": state.urls.site_url(&build.site) },
             "build": build_json,
+            "deploy": deploy,
         });
         queue(&state, build.site_id, event, payload).await;
     }
@@ -352,11 +406,29 @@ async fn deliver(state: &Notifications, client: &reqwest::Client, due: DueDelive
     }
 }
 
-/// One attempt: the receiver's status, or why there was none.
+/// One attempt: the receiver's status (an HTTP status, or the SMTP
+/// server's reply code), or why there was none.
 async fn send(state: &Notifications, client: &reqwest::Client, due: &DueDelivery) -> Result<i64, String> {
+    let kind = due
+        .kind
+        .ok_or("the hook is of a kind this controller does not know; upgrade it, or recreate the hook")?;
+    if kind == NotificationKind::Email {
+        return send_email(state, due).await;
+    }
     // A hook made while private addresses were allowed may name one.
     if let Some(refusal) = targets::refusal(&due.url, state.config.notifications.allow_private_targets) {
         return Err(refusal);
+    }
+    if kind == NotificationKind::Slack {
+        let facts = message_facts(due)?;
+        return post(
+            state,
+            client,
+            due,
+            message::slack_message(&facts).to_string(),
+            None,
+        )
+        .await;
     }
     let site = state
         .db
@@ -373,30 +445,80 @@ async fn send(state: &Notifications, client: &reqwest::Client, due: &DueDelivery
                  the secret key file, or recreate the hook"
             )
         })?;
-    let timestamp = crate::db::now_millis() / 1000;
-    let response = client
+    post(state, client, due, due.payload.clone(), Some(&secret)).await
+}
+
+/// The facts a message tells, from the delivery's stored payload.
+fn message_facts(due: &DueDelivery) -> Result<message::Facts, String> {
+    let payload: serde_json::Value = serde_json::from_str(&due.payload)
+        .map_err(|e| format!("the stored payload is not JSON ({e}); this delivery cannot be sent"))?;
+    Ok(message::facts(&due.event, &payload))
+}
+
+/// An e-mail of the event to the hook's addresses.
+async fn send_email(state: &Notifications, due: &DueDelivery) -> Result<i64, String> {
+    let mailer = state.mailer.as_ref().ok_or(
+        "this controller has no SMTP server; start it with --smtp-url and --smtp-from (controllers \
+         sharing a database need the same settings)",
+    )?;
+    let facts = message_facts(due)?;
+    mailer
+        .send(
+            &due.emails,
+            &message::email_subject(&facts),
+            message::email_text(&facts),
+            message::email_html(&facts),
+        )
+        .await
+}
+
+/// POSTs `body` as JSON to the hook's URL, signed when the hook has a
+/// `secret`, with the delivery's id and event as headers.
+async fn post(
+    state: &Notifications,
+    client: &reqwest::Client,
+    due: &DueDelivery,
+    body: String,
+    secret: Option<&str>,
+) -> Result<i64, String> {
+    let mut request = client
         .post(&due.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(
-            SIGNATURE_HEADER,
-            signature(&secret, timestamp, due.payload.as_bytes()),
-        )
         .header(DELIVERY_HEADER, &due.delivery_id)
-        .header(EVENT_HEADER, &due.event)
-        .body(due.payload.clone())
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                format!(
-                    "the receiver did not answer within {:?}",
-                    state.config.notifications.timeout
-                )
-            } else {
-                format!("calling {} failed: {e}", due.url)
-            }
-        })?;
+        .header(EVENT_HEADER, &due.event);
+    if let Some(secret) = secret {
+        let timestamp = crate::db::now_millis() / 1000;
+        request = request.header(SIGNATURE_HEADER, signature(secret, timestamp, body.as_bytes()));
+    }
+    let response = request.body(body).send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!(
+                "the receiver did not answer within {:?}",
+                state.config.notifications.timeout
+            )
+        } else {
+            // A chat URL is its own credential: the log names its host only.
+            let shown = match due.kind {
+                Some(NotificationKind::Webhook) => due.url.clone(),
+                _ => crate::db::host_only(&due.url),
+            };
+            format!("calling {shown} failed: {}", with_causes(&e.without_url()))
+        }
+    })?;
     Ok(i64::from(response.status().as_u16()))
+}
+
+/// An error and what caused it, `: `-separated (a refused connection says
+/// so, not only "error sending request").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 #[cfg(test)]

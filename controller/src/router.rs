@@ -211,6 +211,14 @@ pub fn router(state: AppState) -> Router {
                 post(dashboard::site_settings::remove_schedule),
             )
             .route(
+                "/sites/{site}/notifications",
+                post(dashboard::site_settings::add_notification),
+            )
+            .route(
+                "/sites/{site}/notifications/{id}/remove",
+                post(dashboard::site_settings::remove_notification),
+            )
+            .route(
                 "/sites/{site}/env/{name}/delete",
                 post(dashboard::site_settings::delete_env),
             )

@@ -159,6 +159,11 @@ impl Application {
             urls: urls.clone(),
             events: events.clone(),
         };
+        let mailer = config
+            .smtp
+            .as_ref()
+            .map(|smtp| crate::notifications::email::Mailer::new(smtp, config.notifications.timeout))
+            .transpose()?;
         let notifications = Notifications {
             db: db.clone(),
             config: config.clone(),
@@ -166,6 +171,7 @@ impl Application {
             events,
             queued: Arc::new(Notify::new()),
             secrets: secrets.clone(),
+            mailer,
         };
         let triggers = Triggers {
             queue: queue.clone(),

@@ -305,15 +305,37 @@ on_both_databases!(
 on_both_databases!(
     concurrent_controllers_never_send_a_notification_twice_and_failed_ones_come_back_when_due,
     |db: Database| async move {
-        use jamstack_controller::db::AttemptResult;
+        use jamstack_controller::db::{AttemptResult, NewNotificationHook, NotificationKind};
         let s = site(&db, "notified").await;
         let events = vec!["deploy.locked".to_owned()];
-        db.insert_notification_hook(s.id, "http://127.0.0.1:9/a", &events, "sealed")
+        db.insert_notification_hook(
+            s.id,
+            NewNotificationHook {
+                kind: NotificationKind::Webhook,
+                url: "http://127.0.0.1:9/a",
+                emails: &[],
+                events: &events,
+                secret_sealed: "sealed",
+            },
+        )
+        .await
+        .unwrap();
+        let emails = vec!["ops@example.com".to_owned(), "dev@example.com".to_owned()];
+        let mail = db
+            .insert_notification_hook(
+                s.id,
+                NewNotificationHook {
+                    kind: NotificationKind::Email,
+                    url: "",
+                    emails: &emails,
+                    events: &events,
+                    secret_sealed: "",
+                },
+            )
             .await
             .unwrap();
-        db.insert_notification_hook(s.id, "http://127.0.0.1:9/b", &events, "sealed")
-            .await
-            .unwrap();
+        assert_eq!(mail.kind, NotificationKind::Email);
+        assert_eq!(mail.emails, emails);
         let counter = std::sync::atomic::AtomicU64::new(0);
         for _ in 0..20 {
             let queued = db
@@ -373,6 +395,12 @@ on_both_databases!(
         let again = db.claim_due_notifications(10, MINUTE).await.unwrap();
         assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![ids[0]]);
         assert_eq!(again[0].attempts, 1);
+        // A claimed delivery carries its hook's kind and addresses.
+        match again[0].kind {
+            Some(NotificationKind::Email) => assert_eq!(again[0].emails, emails),
+            Some(NotificationKind::Webhook) => assert_eq!(again[0].url, "http://127.0.0.1:9/a"),
+            other => panic!("claimed a delivery of kind {other:?}"),
+        }
         // Pruning forgets finished deliveries only.
         assert_eq!(db.prune_notification_deliveries(i64::MAX).await.unwrap(), 1);
         assert_eq!(db.prune_notification_deliveries(i64::MAX).await.unwrap(), 0);

@@ -95,6 +95,9 @@ pub mod api {
     pub const SITE_BUILD_HOOK: &str = "/api/v1/sites/{site}/build-hooks/{id}";
     pub const SITE_SCHEDULES: &str = "/api/v1/sites/{site}/schedules";
     pub const SITE_SCHEDULE: &str = "/api/v1/sites/{site}/schedules/{id}";
+    pub const SITE_NOTIFICATIONS: &str = "/api/v1/sites/{site}/notifications";
+    pub const SITE_NOTIFICATION: &str = "/api/v1/sites/{site}/notifications/{id}";
+    pub const SITE_NOTIFICATION_DELIVERIES: &str = "/api/v1/sites/{site}/notifications/{id}/deliveries";
     pub const SITE_LOCK: &str = "/api/v1/sites/{site}/lock";
     pub const SITE_UNLOCK: &str = "/api/v1/sites/{site}/unlock";
     pub const SITE_BUILDS: &str = "/api/v1/sites/{site}/builds";
@@ -147,6 +150,18 @@ pub mod api {
 
     pub fn site_schedule(site: &str, id: i64) -> String {
         fill(&fill(SITE_SCHEDULE, "site", site), "id", id)
+    }
+
+    pub fn site_notifications(site: &str) -> String {
+        fill(SITE_NOTIFICATIONS, "site", site)
+    }
+
+    pub fn site_notification(site: &str, id: i64) -> String {
+        fill(&fill(SITE_NOTIFICATION, "site", site), "id", id)
+    }
+
+    pub fn site_notification_deliveries(site: &str, id: i64) -> String {
+        fill(&fill(SITE_NOTIFICATION_DELIVERIES, "site", site), "id", id)
     }
 
     pub fn site_lock(site: &str) -> String {
@@ -265,6 +280,12 @@ mod tests {
             (api::SITE_BUILD_HOOK, api::site_build_hook(site, 3)),
             (api::SITE_SCHEDULES, api::site_schedules(site)),
             (api::SITE_SCHEDULE, api::site_schedule(site, 4)),
+            (api::SITE_NOTIFICATIONS, api::site_notifications(site)),
+            (api::SITE_NOTIFICATION, api::site_notification(site, 3)),
+            (
+                api::SITE_NOTIFICATION_DELIVERIES,
+                api::site_notification_deliveries(site, 3),
+            ),
             (api::SITE_LOCK, api::site_lock(site)),
             (api::SITE_UNLOCK, api::site_unlock(site)),
             (api::SITE_BUILDS, api::site_builds(site)),

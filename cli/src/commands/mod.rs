@@ -5,5 +5,6 @@ pub mod builds;
 pub mod deploy_dir;
 pub mod deploys;
 pub mod login;
+pub mod notifications;
 pub mod schedules;
 pub mod sites;

@@ -1,4 +1,5 @@
-//! A site's notification webhooks: `GET`/`POST
+//! A site's notification hooks (signed webhooks, Slack-compatible chat
+//! webhooks, e-mail): `GET`/`POST
 //! /api/v1/sites/{site}/notifications`, `DELETE …/notifications/{id}` and
 //! the delivery log, `GET …/notifications/{id}/deliveries`. Sending lives
 //! in `crate::notifications`.
@@ -6,7 +7,9 @@
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
 use crate::config::Config;
-use crate::db::{Database, NotificationDelivery, NotificationHook};
+use crate::db::{
+    Database, NewNotificationHook, NotificationDelivery, NotificationHook, NotificationKind, Site,
+};
 use crate::error::{AppResult, bad_request, not_found};
 use crate::notifications::{EVENTS, secret_purpose};
 use crate::secrets::SecretBox;
@@ -24,13 +27,24 @@ const DELIVERY_LOG_LENGTH: i64 = 100;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewHook {
-    /// Where deliveries are POSTed: an http(s) URL.
-    pub url: String,
+    /// `webhook` (signed JSON, the default), `slack` (a message in the
+    /// shape of Slack's incoming webhooks: Slack, Mattermost, Rocket.Chat,
+    /// Discord's `/slack` URL) or `email` (needs the controller's
+    /// `--smtp-url`).
+    #[serde(default)]
+    pub kind: Option<NotificationKind>,
+    /// Where a webhook or chat message is POSTed: an http(s) URL. Not for
+    /// e-mail.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Who an e-mail hook writes to: 1 to 20 addresses. Only for e-mail.
+    #[serde(default)]
+    pub emails: Option<Vec<String>>,
     /// The events to send; every event when left out.
     #[serde(default)]
     pub events: Option<Vec<String>>,
-    /// The signing secret; the controller makes one (and answers it once)
-    /// when left out.
+    /// A webhook's signing secret; the controller makes one (and answers it
+    /// once) when left out. Only for webhooks.
     #[serde(default)]
     pub secret: Option<String>,
 }
@@ -66,7 +80,8 @@ pub async fn list(
     Ok(Json(db.notification_hooks(site.id).await?))
 }
 
-/// Adds a notification hook; its secret is answered once when the
+/// Adds a notification hook: a signed webhook, a Slack-compatible chat
+/// webhook or e-mail; a webhook's secret is answered once when the
 /// controller made it.
 #[utoipa::path(
     post,
@@ -77,7 +92,7 @@ pub async fn list(
     request_body = NewHook,
     responses(
         (status = 201, description = "The hook (and the secret, when the controller made it)", body = CreatedHook),
-        (status = 400, description = "A bad URL, event or secret", body = ErrorBody),
+        (status = 400, description = "A bad kind, URL, address, event or secret, or e-mail without an SMTP server", body = ErrorBody),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
     security(("token" = ["sites"]))
@@ -91,28 +106,81 @@ pub async fn create(
     Json(body): Json<NewHook>,
 ) -> AppResult<(StatusCode, Json<CreatedHook>)> {
     let site = find_site(&db, &site).await?;
-    let url = body.url.trim();
-    let parsed = url::Url::parse(url).ok();
-    if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
-        return Err(bad_request(format!(
-            "`url`: `{url}` is not an http(s) address; give the receiver's URL, e.g. https://hooks.example.com/deploys"
+    let created = make_hook(&db, &config, &secrets, &site, body)
+        .await
+        .map_err(|error| match error {
+            MakeError::Invalid(message) => bad_request(message),
+            MakeError::Failed(e) => e.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Why a hook was not made.
+#[derive(Debug)]
+pub enum MakeError {
+    /// What was asked for is wrong; the message says how.
+    Invalid(String),
+    Failed(anyhow::Error),
+}
+
+/// Checks and stores a new notification hook of `site` by the rules every
+/// kind has; the dashboard's settings page makes them here too.
+pub async fn make_hook(
+    db: &Database,
+    config: &Config,
+    secrets: &SecretBox,
+    site: &Site,
+    body: NewHook,
+) -> Result<CreatedHook, MakeError> {
+    let kind = body.kind.unwrap_or(NotificationKind::Webhook);
+    let (url, emails) = match kind {
+        NotificationKind::Webhook | NotificationKind::Slack => {
+            if body.emails.is_some() {
+                return Err(MakeError::Invalid(format!(
+                    "`emails` is for hooks of kind `email`; a `{}` hook sends to its `url`",
+                    kind.as_str()
+                )));
+            }
+            let url = body.url.as_deref().unwrap_or_default().trim().to_owned();
+            check_target(&url, kind, config.notifications.allow_private_targets)
+                .map_err(MakeError::Invalid)?;
+            (url, Vec::new())
+        }
+        NotificationKind::Email => {
+            if config.smtp.is_none() {
+                return Err(MakeError::Invalid(
+                    "this controller has no SMTP server, so it cannot send e-mail; its operator starts \
+                     it with --smtp-url and --smtp-from (see docs/configuration.md)"
+                        .into(),
+                ));
+            }
+            if body.url.is_some() {
+                return Err(MakeError::Invalid(
+                    "`url` is not for hooks of kind `email`; name the addresses in `emails`".into(),
+                ));
+            }
+            let emails = crate::notifications::email::recipients(&body.emails.unwrap_or_default())
+                .map_err(MakeError::Invalid)?;
+            (String::new(), emails)
+        }
+    };
+    if kind != NotificationKind::Webhook && body.secret.is_some() {
+        return Err(MakeError::Invalid(format!(
+            "`secret` is for hooks of kind `webhook`; a `{}` hook is not signed",
+            kind.as_str()
         )));
-    }
-    let allowed = config.notifications.allow_private_targets;
-    if let Some(refusal) = crate::notifications::targets::refusal(url, allowed) {
-        return Err(bad_request(format!("`url`: {refusal}")));
     }
     let events = match body.events {
         None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),
         Some(events) if events.is_empty() => {
-            return Err(bad_request(format!(
+            return Err(MakeError::Invalid(format!(
                 "`events` is empty; name some of {} or leave it out for all",
                 EVENTS.join(", ")
             )));
         }
         Some(mut events) => {
             if let Some(unknown) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-                return Err(bad_request(format!(
+                return Err(MakeError::Invalid(format!(
                     "`events`: unknown event `{unknown}`; the events are {}",
                     EVENTS.join(", ")
                 )));
@@ -124,25 +192,69 @@ pub async fn create(
     };
     let (secret, made) = match body.secret {
         Some(secret) if secret.len() < 16 || secret.len() > 256 => {
-            return Err(bad_request(
-                "`secret` must be 16 to 256 characters; or leave it out and the controller makes one",
+            return Err(MakeError::Invalid(
+                "`secret` must be 16 to 256 characters; or leave it out and the controller makes one".into(),
             ));
         }
-        Some(secret) => (secret, false),
-        None => (random_hex(32), true),
+        Some(secret) => (Some(secret), false),
+        None if kind == NotificationKind::Webhook => (Some(random_hex(32)), true),
+        None => (None, false),
     };
-    let sealed = secrets.seal(&secret_purpose(&site.name), &secret);
+    let sealed = secret
+        .as_deref()
+        .map(|secret| secrets.seal(&secret_purpose(&site.name), secret))
+        .unwrap_or_default();
     let hook = db
-        .insert_notification_hook(site.id, url, &events, &sealed)
-        .await?;
-    tracing::info!(site = %site.name, hook = hook.id, url, "notification hook added");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedHook {
-            hook,
-            secret: made.then_some(secret),
-        }),
-    ))
+        .insert_notification_hook(
+            site.id,
+            NewNotificationHook {
+                kind,
+                url: &url,
+                emails: &emails,
+                events: &events,
+                secret_sealed: &sealed,
+            },
+        )
+        .await
+        .map_err(MakeError::Failed)?;
+    // A chat URL is its own credential: the log shows what the API shows.
+    tracing::info!(
+        site = %site.name,
+        hook = hook.id,
+        kind = kind.as_str(),
+        url = hook.shown_url.as_deref().unwrap_or_default(),
+        recipients = emails.len(),
+        "notification hook added"
+    );
+    Ok(CreatedHook {
+        hook,
+        secret: if made { secret } else { None },
+    })
+}
+
+/// Refuses a webhook or chat URL that is not http(s), or that names a
+/// private address the controller does not allow.
+fn check_target(url: &str, kind: NotificationKind, allow_private: bool) -> Result<(), String> {
+    let example = match kind {
+        NotificationKind::Slack => "https://hooks.slack.com/services/T000/B000/XXXX",
+        _ => "https://hooks.example.com/deploys",
+    };
+    if url.is_empty() {
+        return Err(format!(
+            "`url` is missing; a `{}` hook needs its receiver's URL, e.g. {example}",
+            kind.as_str()
+        ));
+    }
+    let parsed = url::Url::parse(url).ok();
+    if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+        return Err(format!(
+            "`url`: `{url}` is not an http(s) address; give the receiver's URL, e.g. {example}"
+        ));
+    }
+    if let Some(refusal) = crate::notifications::targets::refusal(url, allow_private) {
+        return Err(format!("`url`: {refusal}"));
+    }
+    Ok(())
 }
 
 /// Removes a notification hook and its pending deliveries.

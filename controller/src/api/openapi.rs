@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "sites", description = "Sites and their settings"),
         (name = "builds", description = "Builds, their logs and the queue"),
         (name = "deploys", description = "Deploys: direct deploys, diffs, publishing and rollback, locking"),
-        (name = "notifications", description = "Signed webhooks a site sends on deploy events, and their deliveries"),
+        (name = "notifications", description = "Signed webhooks, Slack-compatible chat messages and e-mails a site sends on build and deploy events, and their deliveries"),
         (name = "admin", description = "Tokens, runners, deliveries, installations, garbage collection"),
         (name = "meta", description = "This document"),
     )

@@ -9,11 +9,13 @@
 //! the form's card and what was typed kept (secret values excepted).
 //! Build hooks are listed, made (their URL shown once, on the answer to
 //! the form) and revoked here too, and so are build schedules, with their
-//! next run.
+//! next run, and notification hooks (signed webhooks, Slack-compatible
+//! chat, e-mail), made by the API's rules.
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
+use crate::api::notifications as notification_hooks;
 use crate::api::site_settings::{
     BuildPathsBody, BuildSettingsBody, validate_env_var, validate_limits, validate_paths,
     validate_private_hosts,
@@ -122,6 +124,33 @@ pub struct ScheduleFields {
     pub title: String,
 }
 
+/// A notification hook as the page lists it (a chat URL by its host only).
+pub struct NotificationRow {
+    pub id: i64,
+    pub kind: &'static str,
+    pub target: String,
+    pub events: String,
+    pub made: String,
+}
+
+/// What the notification form keeps when it comes back with a mistake.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct NotificationForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// `webhook`, `slack` or `email`.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub url: String,
+    /// Addresses, separated by commas, spaces or lines.
+    #[serde(default)]
+    pub emails: String,
+    /// Events, separated by commas or spaces; empty for all.
+    #[serde(default)]
+    pub events: String,
+}
+
 /// What the variable form keeps when it comes back with a mistake.
 #[derive(Debug, Default, Clone)]
 pub struct EnvFields {
@@ -156,6 +185,11 @@ struct SettingsPage {
     schedules: Vec<ScheduleRow>,
     schedule_form: ScheduleFields,
     schedule_error: Option<String>,
+    notifications: Vec<NotificationRow>,
+    notification_form: NotificationForm,
+    /// A webhook's secret just made: shown this once.
+    new_notification_secret: Option<String>,
+    notification_error: Option<String>,
     notice: Option<String>,
     scheduling_error: Option<String>,
     limits_error: Option<String>,
@@ -165,6 +199,22 @@ struct SettingsPage {
 
 impl SettingsPage {
     async fn load(db: &Database, session: &Session, site: Site) -> PageResult<Self> {
+        let notifications = db
+            .notification_hooks(site.id)
+            .await?
+            .into_iter()
+            .map(|hook| NotificationRow {
+                id: hook.id,
+                kind: hook.kind.as_str(),
+                target: hook.shown_url.unwrap_or_else(|| hook.emails.join(", ")),
+                events: if hook.events.len() == crate::notifications::EVENTS.len() {
+                    "all".to_owned()
+                } else {
+                    hook.events.join(", ")
+                },
+                made: ago(hook.created_at),
+            })
+            .collect();
         let settings = db.site_build_settings(site.id).await?;
         let env = db
             .site_env_vars(site.id)
@@ -231,6 +281,10 @@ impl SettingsPage {
             schedules,
             schedule_form: ScheduleFields::default(),
             schedule_error: None,
+            notifications,
+            notification_form: NotificationForm::default(),
+            new_notification_secret: None,
+            notification_error: None,
             notice: None,
             scheduling_error: None,
             limits_error: None,
@@ -264,6 +318,8 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
         "schedule-added" => "Schedule added; the list shows its next run.".to_owned(),
         "schedule-removed" => "Schedule removed; it builds no more.".to_owned(),
+        "notification-added" => "Notification hook added; it is sent the next event it asked for.".to_owned(),
+        "notification-removed" => "Notification hook removed, with its delivery log.".to_owned(),
         _ => return None,
     })
 }
@@ -736,5 +792,93 @@ pub async fn remove_schedule(
     tracing::info!(site = %site.name, schedule = id, "build schedule removed from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=schedule-removed#schedules"
+    )))
+}
+
+/// Adds a notification hook by the API's rules; a webhook's made secret is
+/// shown on the page that answers, the only time it is shown.
+pub async fn add_notification(
+    State(db): State<Database>,
+    State(config): State<Arc<Config>>,
+    State(secrets): State<Arc<SecretBox>>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<NotificationForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|word| !word.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let kind = crate::db::NotificationKind::parse(form.kind.trim());
+    let email = kind == Some(crate::db::NotificationKind::Email);
+    let asked = notification_hooks::NewHook {
+        kind,
+        url: (!email).then(|| form.url.clone()),
+        emails: email.then(|| words(&form.emails)),
+        events: Some(words(&form.events)).filter(|events| !events.is_empty()),
+        secret: None,
+    };
+    let refused = |message: String, page: SettingsPage| {
+        SettingsPage {
+            notification_error: Some(message),
+            notification_form: NotificationForm {
+                csrf: String::new(),
+                ..form.clone()
+            },
+            ..page
+        }
+        .refused()
+    };
+    if kind.is_none() {
+        let page = SettingsPage::load(&db, &session, site).await?;
+        return refused("pick a kind: webhook, slack or email".to_owned(), page);
+    }
+    match notification_hooks::make_hook(&db, &config, &secrets, &site, asked).await {
+        Ok(made) => {
+            let Some(secret) = made.secret else {
+                return Ok(see_other(format!(
+                    "/sites/{name}/settings?notice=notification-added#notifications"
+                )));
+            };
+            let page = SettingsPage::load(&db, &session, site).await?;
+            // Answered directly, not redirected: the secret is shown this once.
+            Ok(render(&SettingsPage {
+                new_notification_secret: Some(secret),
+                ..page
+            }))
+        }
+        Err(notification_hooks::MakeError::Invalid(message)) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            refused(message, page)
+        }
+        Err(notification_hooks::MakeError::Failed(e)) => Err(e.into()),
+    }
+}
+
+pub async fn remove_notification(
+    State(db): State<Database>,
+    session: Session,
+    Path((name, id)): Path<(String, i64)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    if !db.delete_notification_hook(site.id, id).await? {
+        let page = SettingsPage::load(&db, &session, site).await?;
+        return SettingsPage {
+            notification_error: Some(format!(
+                "this site has no notification hook {id} (removed already?); the list below is current"
+            )),
+            ..page
+        }
+        .refused();
+    }
+    tracing::info!(site = %site.name, hook = id, "notification hook removed from the dashboard");
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=notification-removed#notifications"
     )))
 }

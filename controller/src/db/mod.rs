@@ -41,7 +41,10 @@ pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
-pub use notifications::{AttemptResult, DueDelivery, NotificationDelivery, NotificationHook};
+pub use notifications::{
+    AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
+    NotificationKind, host_only,
+};
 pub use ops::QueueFigures;
 pub use push_intake::{
     BatchedBuild, BranchHistory, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch,

@@ -10,12 +10,57 @@
 use super::{Backend, Database, now_millis};
 use serde::Serialize;
 
-/// A site's notification webhook. The secret stays sealed here.
+/// How a hook tells its receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationKind {
+    /// The event as JSON, signed with the hook's secret, POSTed to its URL.
+    Webhook,
+    /// A message in the shape of Slack's incoming webhooks (Slack,
+    /// Mattermost, Rocket.Chat, Discord's `/slack` endpoint), POSTed to its URL.
+    Slack,
+    /// An e-mail to the hook's addresses through the controller's SMTP server.
+    Email,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Webhook => "webhook",
+            NotificationKind::Slack => "slack",
+            NotificationKind::Email => "email",
+        }
+    }
+
+    /// The kind stored as `text`; a kind this controller does not know
+    /// (written by a newer one) is sent as nothing rather than misread.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "webhook" => Some(NotificationKind::Webhook),
+            "slack" => Some(NotificationKind::Slack),
+            "email" => Some(NotificationKind::Email),
+            _ => None,
+        }
+    }
+}
+
+/// A site's notification hook. The secret stays sealed here, and a chat
+/// URL, which is its own credential, is shown only by its host.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NotificationHook {
     pub id: i64,
     pub site_id: i64,
+    pub kind: NotificationKind,
+    /// Where a webhook is POSTed; a Slack-compatible URL shows only its
+    /// scheme and host (the rest is the credential); none for e-mail.
+    #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
+    pub shown_url: Option<String>,
+    /// The full URL deliveries go to; empty for e-mail.
+    #[serde(skip)]
     pub url: String,
+    /// The addresses an e-mail hook writes to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
     pub events: Vec<String>,
     #[serde(skip)]
     pub secret_sealed: String,
@@ -51,6 +96,9 @@ pub struct NotificationDelivery {
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
     pub id: i64,
+    /// `None`: a kind this controller does not know.
+    pub kind: Option<NotificationKind>,
+    pub emails: Vec<String>,
     pub delivery_id: String,
     pub event: String,
     pub payload: String,
@@ -74,6 +122,8 @@ struct ClaimedDelivery {
 /// Where a claimed delivery goes.
 #[derive(sqlx::FromRow)]
 struct HookTarget {
+    kind: String,
+    emails: String,
     url: String,
     secret_sealed: String,
     site_id: i64,
@@ -93,7 +143,7 @@ pub enum AttemptResult {
     },
 }
 
-const HOOK_COLUMNS: &str = "id, site_id, url, events, secret_sealed, created_at";
+const HOOK_COLUMNS: &str = "id, site_id, kind, url, emails, events, secret_sealed, created_at";
 const DELIVERY_COLUMNS: &str = "id, hook_id, delivery_id, event, state, attempts, next_attempt_at, \
      last_status, last_error, created_at, finished_at";
 
@@ -102,7 +152,9 @@ const DELIVERY_COLUMNS: &str = "id, hook_id, delivery_id, event, state, attempts
 struct HookRow {
     id: i64,
     site_id: i64,
+    kind: String,
     url: String,
+    emails: String,
     events: String,
     secret_sealed: String,
     created_at: i64,
@@ -110,38 +162,77 @@ struct HookRow {
 
 impl From<HookRow> for NotificationHook {
     fn from(row: HookRow) -> Self {
+        // A kind written by a newer controller is shown as the signed
+        // webhook it most resembles; sending refuses it (`DueDelivery::kind`).
+        let kind = NotificationKind::parse(&row.kind).unwrap_or(NotificationKind::Webhook);
         NotificationHook {
             id: row.id,
             site_id: row.site_id,
+            kind,
+            shown_url: match kind {
+                NotificationKind::Webhook => Some(row.url.clone()),
+                NotificationKind::Slack => Some(host_only(&row.url)),
+                NotificationKind::Email => None,
+            },
             url: row.url,
-            events: row
-                .events
-                .split(',')
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            emails: split_list(&row.emails),
+            events: split_list(&row.events),
             secret_sealed: row.secret_sealed,
             created_at: row.created_at,
         }
     }
 }
 
+/// The items of a comma-separated column.
+fn split_list(joined: &str) -> Vec<String> {
+    joined
+        .split(',')
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `https://hooks.slack.com/…`: a chat URL without the path and query that
+/// let anyone who has them post to the channel.
+pub fn host_only(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}://{}/…",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default()
+        ),
+        Err(_) => "…".to_owned(),
+    }
+}
+
+/// A hook to store: what kind, where it sends, what it sends.
+#[derive(Debug, Clone)]
+pub struct NewNotificationHook<'a> {
+    pub kind: NotificationKind,
+    /// Empty for e-mail.
+    pub url: &'a str,
+    pub emails: &'a [String],
+    pub events: &'a [String],
+    /// Empty for kinds that are not signed.
+    pub secret_sealed: &'a str,
+}
+
 impl Database {
     pub async fn insert_notification_hook(
         &self,
         site_id: i64,
-        url: &str,
-        events: &[String],
-        secret_sealed: &str,
+        hook: NewNotificationHook<'_>,
     ) -> anyhow::Result<NotificationHook> {
         let row: HookRow = sqlx::query_as(&format!(
-            "INSERT INTO notification_hooks (site_id, url, events, secret_sealed, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {HOOK_COLUMNS}"
+            "INSERT INTO notification_hooks (site_id, kind, url, emails, events, secret_sealed, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {HOOK_COLUMNS}"
         ))
         .bind(site_id)
-        .bind(url)
-        .bind(events.join(","))
-        .bind(secret_sealed)
+        .bind(hook.kind.as_str())
+        .bind(hook.url)
+        .bind(hook.emails.join(","))
+        .bind(hook.events.join(","))
+        .bind(hook.secret_sealed)
         .bind(now_millis())
         .fetch_one(&self.pool)
         .await?;
@@ -273,13 +364,16 @@ impl Database {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            let hook: HookTarget =
-                sqlx::query_as("SELECT url, secret_sealed, site_id FROM notification_hooks WHERE id = $1")
-                    .bind(claimed.hook_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let hook: HookTarget = sqlx::query_as(
+                "SELECT kind, emails, url, secret_sealed, site_id FROM notification_hooks WHERE id = $1",
+            )
+            .bind(claimed.hook_id)
+            .fetch_one(&mut *tx)
+            .await?;
             due.push(DueDelivery {
                 id: claimed.id,
+                kind: NotificationKind::parse(&hook.kind),
+                emails: split_list(&hook.emails),
                 delivery_id: claimed.delivery_id,
                 event: claimed.event,
                 payload: claimed.payload,

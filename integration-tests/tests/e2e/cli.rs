@@ -745,3 +745,99 @@ async fn a_user_adds_lists_and_removes_a_schedule_from_the_command_line_and_sees
         json!([])
     );
 }
+
+async fn a_user_adds_lists_and_removes_chat_and_email_notifications_from_the_command_line() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    app.connect_site_with("news", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+
+    let added = cli
+        .ok(&[
+            "notifications",
+            "add",
+            "news",
+            "--kind",
+            "slack",
+            "--to",
+            "https://chat.example.com/hooks/abc123secret/slack",
+            "--event",
+            "build.failed",
+        ])
+        .await;
+    assert!(
+        added.stdout.contains("Added slack notification hook"),
+        "{added:?}"
+    );
+    assert!(
+        !added.stdout.contains("abc123secret"),
+        "a chat URL is shown by its host only: {added:?}"
+    );
+    let twice = cli
+        .run(&[
+            "notifications",
+            "add",
+            "news",
+            "--to",
+            "https://a.example.com/",
+            "--to",
+            "https://b.example.com/",
+        ])
+        .await;
+    assert_eq!(twice.code, 2, "one URL per hook: {twice:?}");
+    // This controller has no SMTP server: e-mail is refused, saying why.
+    let refused = cli
+        .run(&[
+            "notifications",
+            "add",
+            "news",
+            "--kind",
+            "email",
+            "--to",
+            "ops@example.com",
+        ])
+        .await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("--smtp-url"), "{refused:?}");
+    let signed = cli
+        .ok(&[
+            "notifications",
+            "add",
+            "news",
+            "--to",
+            "https://hooks.example.com/deploys",
+        ])
+        .await;
+    assert!(
+        signed.stdout.contains("signing secret"),
+        "a webhook's secret is printed once: {signed:?}"
+    );
+
+    let listed = cli.ok(&["notifications", "list", "news"]).await.stdout;
+    assert!(
+        listed.contains("slack")
+            && listed.contains("https://chat.example.com/…")
+            && listed.contains("build.failed"),
+        "{listed}"
+    );
+    assert!(!listed.contains("abc123secret"), "{listed}");
+    let hooks = cli.json(&["notifications", "list", "news"]).await;
+    assert_eq!(hooks[0]["kind"], "slack", "{hooks}");
+    assert_eq!(hooks[1]["kind"], "webhook", "{hooks}");
+    let id = hooks[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(
+        cli.json(&["notifications", "deliveries", "news", &id]).await,
+        json!([])
+    );
+    cli.ok(&["notifications", "remove", "news", &id]).await;
+    let again = cli.run(&["notifications", "remove", "news", &id]).await;
+    assert_eq!(again.code, 3, "not found: {again:?}");
+    assert_eq!(
+        cli.json(&["notifications", "list", "news"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

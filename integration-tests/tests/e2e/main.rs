@@ -12,6 +12,7 @@ mod build_cache;
 mod build_hooks;
 mod build_limits;
 mod build_network;
+mod chat_and_email;
 mod cli;
 mod dashboard;
 mod demo_image;
