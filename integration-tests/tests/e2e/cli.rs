@@ -746,6 +746,7 @@ async fn a_user_adds_lists_and_removes_a_schedule_from_the_command_line_and_sees
     );
 }
 
+#[tokio::test]
 async fn a_user_adds_lists_and_removes_chat_and_email_notifications_from_the_command_line() {
     let (app, _) = spawn_controller_only().await;
     let cli = Jamstack::new(&app);
