@@ -415,37 +415,34 @@ async fn send(state: &Notifications, client: &reqwest::Client, due: &DueDelivery
     if kind == NotificationKind::Email {
         return send_email(state, due).await;
     }
-    // A hook made while private addresses were allowed may name one.
-    if let Some(refusal) = targets::refusal(&due.url, state.config.notifications.allow_private_targets) {
-        return Err(refusal);
-    }
-    if kind == NotificationKind::Slack {
-        let facts = message_facts(due)?;
-        return post(
-            state,
-            client,
-            due,
-            message::slack_message(&facts).to_string(),
-            None,
-        )
-        .await;
-    }
     let site = state
         .db
         .site_by_id(due.site_id)
         .await
         .map_err(|e| format!("reading the site failed: {e:#}"))?
         .ok_or("the site was removed")?;
-    let secret = state
+    // A webhook's signing secret, or a chat hook's whole URL.
+    let opened = state
         .secrets
         .open(&secret_purpose(&site.name), &due.secret_sealed)
         .map_err(|e| {
             format!(
-                "the hook's secret cannot be opened ({e}); controllers sharing a database must share \
-                 the secret key file, or recreate the hook"
+                "the hook's sealed secret cannot be opened ({e}); controllers sharing a database must \
+                 share the secret key file, or recreate the hook"
             )
         })?;
-    post(state, client, due, due.payload.clone(), Some(&secret)).await
+    let (url, body, secret) = match kind {
+        NotificationKind::Slack => {
+            let facts = message_facts(due)?;
+            (opened, message::slack_message(&facts).to_string(), None)
+        }
+        _ => (due.url.clone(), due.payload.clone(), Some(opened)),
+    };
+    // A hook made while private addresses were allowed may name one.
+    if let Some(refusal) = targets::refusal(&url, state.config.notifications.allow_private_targets) {
+        return Err(refusal);
+    }
+    post(state, client, due, &url, body, secret.as_deref()).await
 }
 
 /// The facts a message tells, from the delivery's stored payload.
@@ -478,11 +475,12 @@ async fn post(
     state: &Notifications,
     client: &reqwest::Client,
     due: &DueDelivery,
+    url: &str,
     body: String,
     secret: Option<&str>,
 ) -> Result<i64, String> {
     let mut request = client
-        .post(&due.url)
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(DELIVERY_HEADER, &due.delivery_id)
         .header(EVENT_HEADER, &due.event);
@@ -499,8 +497,8 @@ async fn post(
         } else {
             // A chat URL is its own credential: the log names its host only.
             let shown = match due.kind {
-                Some(NotificationKind::Webhook) => due.url.clone(),
-                _ => crate::db::host_only(&due.url),
+                Some(NotificationKind::Webhook) => url.to_owned(),
+                _ => crate::db::host_only(url),
             };
             format!("calling {shown} failed: {}", with_causes(&e.without_url()))
         }

@@ -200,16 +200,28 @@ pub async fn make_hook(
         None if kind == NotificationKind::Webhook => (Some(random_hex(32)), true),
         None => (None, false),
     };
-    let sealed = secret
-        .as_deref()
-        .map(|secret| secrets.seal(&secret_purpose(&site.name), secret))
-        .unwrap_or_default();
+    // A chat URL is its own credential (whoever has it posts to the
+    // channel): it is sealed as a webhook's secret is, and the row keeps
+    // only its scheme and host, to show.
+    let (stored_url, sealed) = match kind {
+        NotificationKind::Slack => (
+            crate::db::host_only(&url),
+            secrets.seal(&secret_purpose(&site.name), &url),
+        ),
+        _ => (
+            url.clone(),
+            secret
+                .as_deref()
+                .map(|secret| secrets.seal(&secret_purpose(&site.name), secret))
+                .unwrap_or_default(),
+        ),
+    };
     let hook = db
         .insert_notification_hook(
             site.id,
             NewNotificationHook {
                 kind,
-                url: &url,
+                url: &stored_url,
                 emails: &emails,
                 events: &events,
                 secret_sealed: &sealed,

@@ -55,7 +55,8 @@ pub struct NotificationHook {
     /// scheme and host (the rest is the credential); none for e-mail.
     #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
     pub shown_url: Option<String>,
-    /// The full URL deliveries go to; empty for e-mail.
+    /// The URL webhook deliveries go to; a chat hook's scheme and host only
+    /// (its whole URL is sealed in `secret_sealed`); empty for e-mail.
     #[serde(skip)]
     pub url: String,
     /// The addresses an e-mail hook writes to.

@@ -117,6 +117,16 @@ async fn a_chat_channel_gets_a_message_with_site_context_commit_link_and_outcome
         shown.starts_with("http://127.0.0.1") && !shown.contains("secret-part"),
         "{listed}"
     );
+    // Nor is it stored in clear: it is sealed, as a webhook's secret is.
+    for file in ["jamstack.db", "jamstack.db-wal"] {
+        let Ok(bytes) = std::fs::read(app.data_dir.join(file)) else {
+            continue;
+        };
+        assert!(
+            !bytes.windows(11).any(|w| w == b"secret-part"),
+            "{file} holds the chat URL in clear"
+        );
+    }
 
     let build = app.trigger_build("chatty", &sha).await;
     let built = app.wait_for_success(build).await;
