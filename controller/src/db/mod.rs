@@ -21,6 +21,7 @@ mod github;
 mod logs;
 mod notifications;
 mod ops;
+mod protection;
 mod push_intake;
 mod relay;
 mod retention;
@@ -43,6 +44,7 @@ pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use notifications::{AttemptResult, DueDelivery, NotificationDelivery, NotificationHook};
 pub use ops::QueueFigures;
+pub use protection::{Access, ContextAccess, SiteProtection};
 pub use push_intake::{
     BatchedBuild, BranchHistory, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch,
     SupersededBuild,
