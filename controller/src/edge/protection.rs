@@ -325,16 +325,22 @@ fn escape_html(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
             c => out.push(c),
         }
     }
     out
 }
 
-/// The sign-in page: a password field and nothing of the site.
+/// The sign-in page for a visitor of `request`: a password field and
+/// nothing of the site.
 fn sign_in_page(request: &Parts, status: StatusCode, error: Option<&str>) -> Response {
     let return_to = without_share_parameter(request.uri.path(), request.uri.query());
+    sign_in_page_returning_to(&return_to, status, error)
+}
+
+/// The sign-in page, whose form goes back to `return_to` (attribute values
+/// are written in double quotes, which [`escape_html`] escapes).
+fn sign_in_page_returning_to(return_to: &str, status: StatusCode, error: Option<&str>) -> Response {
     let error = error.map_or(String::new(), |e| {
         format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(e))
     });
@@ -351,7 +357,7 @@ fn sign_in_page(request: &Parts, status: StatusCode, error: Option<&str>) -> Res
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
          <button type=\"submit\">Sign in</button></form></body></html>\n",
-        escape_html(same_host_path(&return_to))
+        escape_html(same_host_path(return_to))
     );
     (
         status,
@@ -379,7 +385,11 @@ pub async fn sign_in(state: &Edge, target: &Target, request: &Parts, body: &[u8]
         return Ok((StatusCode::NOT_FOUND, "this hostname is public; there is nothing to sign in to\n").into_response());
     };
     let Ok(form) = serde_urlencoded::from_bytes::<SignInForm>(body) else {
-        return Ok(sign_in_page(request, StatusCode::BAD_REQUEST, Some("The form could not be read; try again.")));
+        return Ok(sign_in_page_returning_to(
+            "/",
+            StatusCode::BAD_REQUEST,
+            Some("The form could not be read; try again."),
+        ));
     };
     let client = request
         .extensions
@@ -409,8 +419,8 @@ pub async fn sign_in(state: &Edge, target: &Target, request: &Parts, body: &[u8]
         tracing::warn!(site_id = guard.site_id, %client, "site sign-in refused: wrong password");
         tokio::time::sleep(FAILURE_PAUSE).await;
         drop(turn);
-        return Ok(sign_in_page(
-            request,
+        return Ok(sign_in_page_returning_to(
+            &form.return_to,
             StatusCode::UNAUTHORIZED,
             Some("That is not this site's password."),
         ));
