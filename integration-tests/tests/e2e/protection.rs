@@ -4,7 +4,9 @@
 //! client and in Chromium; a new password signing everyone out; share
 //! links that let in until they expire.
 
-use crate::helpers::{COPY_SITE_TOML, FakeGitHub, Page, SiteRepo, TestApp, spawn_app_with_github};
+use crate::helpers::{
+    COPY_SITE_TOML, FakeGitHub, Page, SiteRepo, TestApp, fresh_postgres_database, spawn_app_with, spawn_app_with_github,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -298,4 +300,36 @@ async fn a_visitor_signs_in_to_a_protected_site_in_a_browser_and_sees_it() {
     let script_cookies = browser.client.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(script_cookies, json!(""));
     browser.close().await;
+}
+
+#[tokio::test]
+async fn on_postgresql_a_new_password_signs_out_who_signed_in_with_the_old_one() {
+    let database = fresh_postgres_database().await;
+    let app = spawn_app_with(|config| config.database_url = Some(database.clone())).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("pg secret"))],
+        "production",
+    );
+    app.connect_site("pgvault", &repo, "octo/pgvault").await;
+    app.wait_for_success(app.push("octo/pgvault", &repo, &sha).await)
+        .await;
+    let (status, body) = protect(&app, "pgvault", json!({"production": "password", "password": "first"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_asks_for_password(&app, "pgvault", None, "pg secret").await;
+    let cookie = cookie_of(&sign_in(&app, "pgvault", "first", "/").await);
+    assert_eq!(
+        app.visit_with("pgvault", "/", &[("Cookie", &cookie)]).await.body,
+        page("pg secret")
+    );
+
+    let (status, body) = protect(&app, "pgvault", json!({"password": "second"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["production"], "password", "left as it was");
+    assert_asks_for_password(&app, "pgvault", Some(&cookie), "pg secret").await;
+    let cookie = cookie_of(&sign_in(&app, "pgvault", "second", "/").await);
+    assert_eq!(
+        app.visit_with("pgvault", "/", &[("Cookie", &cookie)]).await.body,
+        page("pg secret")
+    );
 }
