@@ -5,7 +5,7 @@
 
 use super::find_site;
 use crate::auth::{CanManageSites, CanRead};
-use crate::db::{Access, ContextAccess, Database, SiteProtection};
+use crate::db::{Access, ContextAccess, Database, Site, SiteProtection};
 use crate::deploys::Deploys;
 use crate::deploys::events::DeployEvent;
 use crate::edge::Target;
@@ -130,19 +130,29 @@ pub async fn update(
     let site = find_site(&db, &name).await?;
     let current = db.site_protection(site.id).await?;
     let access = validate_protection(&body, &current).map_err(bad_request)?;
-    let hash = match body.password {
-        Some(password) => {
-            let hashed = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await;
-            Some(hashed.map_err(anyhow::Error::from)??)
-        }
+    store_protection(&db, &deploys, &site, &access, body.password).await?;
+    Ok(Json(view(&db.site_protection(site.id).await?)))
+}
+
+/// Stores `access` (checked by [`validate_protection`]) and a new
+/// password, hashed off the async threads, and tells the edge.
+pub async fn store_protection(
+    db: &Database,
+    deploys: &Deploys,
+    site: &Site,
+    access: &ContextAccess,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    let hash = match password {
+        Some(password) => Some(tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await??),
         None => None,
     };
-    db.set_site_protection(site.id, &access, hash.as_deref()).await?;
+    db.set_site_protection(site.id, access, hash.as_deref()).await?;
     // The edge keeps each hostname's guard beside its deploy: forgotten
     // now, here and on every controller told of the change.
     deploys.announce(DeployEvent::SiteChanged { site_id: site.id }).await;
     tracing::info!(site = %site.name, password_changed = hash.is_some(), "site protection changed");
-    Ok(Json(view(&db.site_protection(site.id).await?)))
+    Ok(())
 }
 
 /// A share link to make: which hostname, and for how long.

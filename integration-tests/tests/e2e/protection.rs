@@ -256,7 +256,7 @@ async fn a_share_link_lets_its_visitor_in_until_it_expires() {
 }
 
 #[tokio::test]
-async fn a_visitor_signs_in_to_a_protected_site_in_a_browser_and_sees_it() {
+async fn an_owner_protects_a_site_on_the_dashboard_and_a_visitor_signs_in_to_it_in_a_browser() {
     let github = FakeGitHub::start().await;
     let app = spawn_app_with_github(&github).await;
     let repo = SiteRepo::new();
@@ -271,10 +271,27 @@ async fn a_visitor_signs_in_to_a_protected_site_in_a_browser_and_sees_it() {
     app.connect_site("walled", &repo, "octo/walled").await;
     app.wait_for_success(app.push("octo/walled", &repo, &sha).await)
         .await;
-    let (status, body) = protect(&app, "walled", json!({"production": "password", "password": "let me in"})).await;
-    assert_eq!(status, 200, "{body}");
-
     let browser = app.open_browser().await;
+
+    // The site's owner protects it on the dashboard's settings page.
+    browser.sign_in(&app.admin_token).await;
+    browser.visit("/sites/walled/settings").await;
+    browser.click("#protection input[name=production]").await;
+    browser.click("#protection button[type=submit]").await;
+    browser
+        .wait_for_text("#protection .error", "no password", Duration::from_secs(10))
+        .await;
+    browser.fill("#protection input[name=password]", "let me in").await;
+    browser.click("#protection button[type=submit]").await;
+    browser
+        .wait_for_text("main", "Protection saved", Duration::from_secs(10))
+        .await;
+    let shown = app.get_json("/sites/walled/protection").await;
+    assert_eq!(shown["production"], "password");
+    assert_eq!(shown["previews"], "public");
+    assert_eq!(shown["password_set"], true);
+
+    // A visitor signs in on the site's own page.
     let docs = format!("http://walled.localhost:{}/docs/", app.port);
     browser.client.goto(&docs).await.unwrap();
     browser
