@@ -203,10 +203,20 @@ async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::R
     {
         return Ok(refused);
     }
+    // `Basic-Auth` in the deploy's `_headers`, as Netlify reads it.
+    let mut private = guard.is_some();
+    if index.rules.has_basic_auth()
+        && let Some(accepted) = index.rules.basic_auth_for(&format!("/{decoded}"))
+    {
+        if !protection::basic_auth_allows(&accepted, &request.headers) {
+            return Ok(protection::basic_auth_refusal());
+        }
+        private = true;
+    }
     let mut response = answer_from(state, &index, permalink, &decoded, request)
         .await?
         .response;
-    if guard.is_some() {
+    if private {
         protection::make_private(response.headers_mut());
     }
     Ok(response)

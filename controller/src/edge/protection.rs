@@ -21,6 +21,7 @@ use super::{Edge, Target};
 use crate::auth::SignInThrottle;
 use crate::auth::sign_in::FAILURE_PAUSE;
 use crate::db::{Access, SiteProtection};
+use crate::edge::rules::BasicCredential;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -225,6 +226,47 @@ pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
     } else {
         Some(sign_in_page(request, StatusCode::UNAUTHORIZED, None))
     }
+}
+
+/// Whether the request's `Authorization: Basic` names one of `accepted`
+/// (compared in constant time, so a guess learns nothing from timing).
+pub fn basic_auth_allows(accepted: &[&BasicCredential], headers: &HeaderMap) -> bool {
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq as _;
+    let Some(encoded) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+    // Every credential is compared, whichever matches.
+    accepted.iter().fold(false, |found, credential| {
+        let same = credential.user.as_bytes().ct_eq(user) & credential.password.as_bytes().ct_eq(password);
+        found | bool::from(same)
+    })
+}
+
+/// The answer to a request without the `Basic-Auth` credentials a path
+/// asks for: the browser's own sign-in prompt, nothing of the site.
+pub fn basic_auth_refusal() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Basic realm=\"site\", charset=\"UTF-8\""),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "this page asks for a user name and password\n",
+    )
+        .into_response()
 }
 
 /// Makes a protected answer one only the visitor's own browser keeps:
@@ -534,6 +576,32 @@ mod tests {
             }),
             ContextKind::Permalinks
         );
+    }
+
+    #[test]
+    fn basic_auth_lets_in_a_listed_user_with_its_own_password_only() {
+        use base64::Engine as _;
+        let alice = BasicCredential {
+            user: "alice".into(),
+            password: "wonder:land".into(),
+        };
+        let bob = BasicCredential {
+            user: "bob".into(),
+            password: "builder".into(),
+        };
+        let accepted = [&alice, &bob];
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        assert!(basic_auth_allows(&accepted, &with(&basic("alice:wonder:land"))));
+        assert!(basic_auth_allows(&accepted, &with(&basic("bob:builder"))));
+        for refused in [basic("alice:builder"), basic("bob:"), basic("carol:x"), "Basic !!".into(), "Bearer x".into()] {
+            assert!(!basic_auth_allows(&accepted, &with(&refused)), "{refused}");
+        }
+        assert!(!basic_auth_allows(&accepted, &HeaderMap::new()));
     }
 
     #[test]

@@ -350,3 +350,45 @@ async fn on_postgresql_a_new_password_signs_out_who_signed_in_with_the_old_one()
         page("pg secret")
     );
 }
+
+#[tokio::test]
+async fn basic_auth_in_headers_asks_for_a_listed_user_on_its_paths_only() {
+    use base64::Engine as _;
+    let github = FakeGitHub::start().await;
+    let app = spawn_app_with_github(&github).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("open to all")),
+            ("src/team/index.html", &page("team only")),
+            ("src/_headers", "/team/*\n  Basic-Auth: alice:wonder bob:builder\n  X-Team: yes\n"),
+        ],
+        "basic auth",
+    );
+    app.connect_site("club", &repo, "octo/club").await;
+    app.wait_for_success(app.push("octo/club", &repo, &sha).await)
+        .await;
+    let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+
+    let open = app.visit("club", "/").await;
+    assert_eq!(open.body, page("open to all"));
+    assert!(!open.header("cache-control").contains("private"));
+
+    for refused in [None, Some(basic("alice:builder")), Some(basic("carol:wonder"))] {
+        let headers: Vec<(&str, &str)> = refused.as_deref().map(|v| ("Authorization", v)).into_iter().collect();
+        let page_seen = app.visit_with("club", "/team/", &headers).await;
+        assert_eq!(page_seen.status, 401, "{refused:?}");
+        assert!(page_seen.header("www-authenticate").starts_with("Basic"), "{refused:?}");
+        assert!(!page_seen.body.contains("team only"));
+        assert_eq!(page_seen.header("cache-control"), "no-store");
+    }
+    let seen = app
+        .visit_with("club", "/team/", &[("Authorization", &basic("bob:builder"))])
+        .await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.body, page("team only"));
+    assert_eq!(seen.header("x-team"), "yes");
+    assert_eq!(seen.header("basic-auth"), "", "the credentials are never sent");
+    assert!(seen.header("cache-control").starts_with("private"));
+}
