@@ -62,7 +62,8 @@ impl SecretBox {
     /// derive the same one.
     pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
         use hmac::Mac as _;
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
         mac.update(b"jamstack derived key: ");
         mac.update(purpose.as_bytes());
         mac.finalize().into_bytes().into()

@@ -583,9 +583,12 @@ fn basic_auth_asks_for_its_credentials_on_matching_paths_and_is_never_sent() {
     );
     assert!(rules.has_basic_auth());
     let users = |path: &str| -> Option<Vec<(String, String)>> {
-        rules
-            .basic_auth_for(path)
-            .map(|found| found.iter().map(|c| (c.user.clone(), c.password.clone())).collect())
+        rules.basic_auth_for(path).map(|found| {
+            found
+                .iter()
+                .map(|c| (c.user.clone(), c.password.clone()))
+                .collect()
+        })
     };
     let team = vec![
         ("alice".to_owned(), "wonder".to_owned()),

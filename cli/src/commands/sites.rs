@@ -430,7 +430,9 @@ async fn share_link(api: &Api, json: bool, args: ShareLinkArgs) -> CliResult {
     if let Some(deploy) = args.deploy {
         body["deploy_id"] = json!(deploy);
     }
-    let link = api.post(&routes::api::site_share_links(&args.site), &body).await?;
+    let link = api
+        .post(&routes::api::site_share_links(&args.site), &body)
+        .await?;
     if json {
         print_json(&link);
     } else {

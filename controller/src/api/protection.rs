@@ -144,13 +144,17 @@ pub async fn store_protection(
     password: Option<String>,
 ) -> anyhow::Result<()> {
     let hash = match password {
-        Some(password) => Some(tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await??),
+        Some(password) => {
+            Some(tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await??)
+        }
         None => None,
     };
     db.set_site_protection(site.id, access, hash.as_deref()).await?;
     // The edge keeps each hostname's guard beside its deploy: forgotten
     // now, here and on every controller told of the change.
-    deploys.announce(DeployEvent::SiteChanged { site_id: site.id }).await;
+    deploys
+        .announce(DeployEvent::SiteChanged { site_id: site.id })
+        .await;
     tracing::info!(site = %site.name, password_changed = hash.is_some(), "site protection changed");
     Ok(())
 }
@@ -212,19 +216,38 @@ pub async fn create_share_link(
         }
         (Some(alias), None) => {
             if db.alias_deploy(site.id, &alias).await?.is_none() {
-                return Err(not_found(format!("site `{name}` has no hostname alias `{alias}`")));
+                return Err(not_found(format!(
+                    "site `{name}` has no hostname alias `{alias}`"
+                )));
             }
             let label = format!("{alias}--{}", site.name);
-            (Target::Alias { site: site.name.clone(), alias }, label)
+            (
+                Target::Alias {
+                    site: site.name.clone(),
+                    alias,
+                },
+                label,
+            )
         }
         (None, Some(deploy_id)) => {
-            if !db.deploy(&deploy_id).await?.is_some_and(|d| d.site_id == site.id) {
+            if db.deploy(&deploy_id).await?.is_none_or(|d| d.site_id != site.id) {
                 return Err(not_found(format!("site `{name}` has no deploy `{deploy_id}`")));
             }
             let label = format!("{deploy_id}--{}", site.name);
-            (Target::Permalink { site: site.name.clone(), deploy_id }, label)
+            (
+                Target::Permalink {
+                    site: site.name.clone(),
+                    deploy_id,
+                },
+                label,
+            )
         }
-        (None, None) => (Target::Published { site: site.name.clone() }, site.name.clone()),
+        (None, None) => (
+            Target::Published {
+                site: site.name.clone(),
+            },
+            site.name.clone(),
+        ),
     };
     let protection = db.site_protection(site.id).await?;
     let Some(guard) = Guard::of(site.id, &target, &protection) else {
@@ -253,7 +276,11 @@ mod tests {
             previews: Some(Access::Password),
             ..ProtectionBody::default()
         };
-        assert!(validate_protection(&protect, &none).unwrap_err().contains("no password"));
+        assert!(
+            validate_protection(&protect, &none)
+                .unwrap_err()
+                .contains("no password")
+        );
         let with_password = ProtectionBody {
             password: Some("s3cret".into()),
             ..protect

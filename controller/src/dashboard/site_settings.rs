@@ -15,13 +15,13 @@
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
+use crate::api::protection::{ProtectionBody, store_protection, validate_protection};
 use crate::api::site_settings::{
     BuildPathsBody, BuildSettingsBody, validate_env_var, validate_limits, validate_paths,
     validate_private_hosts,
 };
 use crate::api::sites::validate_repo_url;
 use crate::config::Config;
-use crate::api::protection::{ProtectionBody, store_protection, validate_protection};
 use crate::db::{Access, ContextAccess, Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
 use crate::deploys::Deploys;
 use crate::schedules::{AddError, NewSchedule, ScheduleView, Schedules};
@@ -271,7 +271,9 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "limits" => "Build limits saved; they apply from the next build.".to_owned(),
         "network" => "Build network saved; it applies from the next build.".to_owned(),
         "paths" => "Base and watch paths saved; they apply from the next build.".to_owned(),
-        "protection" => "Protection saved; the site's hostnames ask for the password from now on as chosen.".to_owned(),
+        "protection" => {
+            "Protection saved; the site's hostnames ask for the password from now on as chosen.".to_owned()
+        }
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),

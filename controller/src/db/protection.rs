@@ -4,7 +4,9 @@
 use super::{Database, now_millis};
 
 /// What a kind of hostname asks of its visitors.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Anyone may see it.
@@ -43,7 +45,13 @@ pub struct ContextAccess {
 
 impl ContextAccess {
     pub fn any_protected(&self) -> bool {
-        [self.production, self.previews, self.branch_deploys, self.permalinks].contains(&Access::Password)
+        [
+            self.production,
+            self.previews,
+            self.branch_deploys,
+            self.permalinks,
+        ]
+        .contains(&Access::Password)
     }
 }
 

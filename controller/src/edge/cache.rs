@@ -294,7 +294,10 @@ impl EdgeCache {
 /// Reads what `target` serves from the database: the site's id, the
 /// answer and the guard its kind of hostname has, or `None` when there is
 /// no such site.
-async fn resolve_in_db(db: &Database, target: &Target) -> anyhow::Result<Option<(i64, Resolved, Option<Guard>)>> {
+async fn resolve_in_db(
+    db: &Database,
+    target: &Target,
+) -> anyhow::Result<Option<(i64, Resolved, Option<Guard>)>> {
     let (Target::Published { site } | Target::Permalink { site, .. } | Target::Alias { site, .. }) = target;
     let Some(site) = db.site_by_name(site).await? else {
         return Ok(None);

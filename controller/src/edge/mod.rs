@@ -321,7 +321,16 @@ async fn answer_from(
 async fn load(
     state: &Edge,
     target: &Target,
-) -> anyhow::Result<Result<(std::sync::Arc<index::DeployIndex>, bool, Option<protection::Guard>), Response>> {
+) -> anyhow::Result<
+    Result<
+        (
+            std::sync::Arc<index::DeployIndex>,
+            bool,
+            Option<protection::Guard>,
+        ),
+        Response,
+    >,
+> {
     let generation = state.cache.generation();
     let (resolved, guard) = state.cache.resolve(&state.db, target).await?;
     let (deploy_id, permalink) = match resolved {

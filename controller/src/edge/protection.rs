@@ -210,7 +210,9 @@ pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
             None => sign_in_page(
                 request,
                 StatusCode::UNAUTHORIZED,
-                Some("This share link has expired or was revoked by a new password. Ask for a new link, or sign in."),
+                Some(
+                    "This share link has expired or was revoked by a new password. Ask for a new link, or sign in.",
+                ),
             ),
         });
     }
@@ -260,7 +262,10 @@ pub fn basic_auth_refusal() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [
-            (header::WWW_AUTHENTICATE, "Basic realm=\"site\", charset=\"UTF-8\""),
+            (
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"site\", charset=\"UTF-8\"",
+            ),
             (header::CACHE_CONTROL, "no-store"),
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
         ],
@@ -281,7 +286,11 @@ pub fn make_private(headers: &mut HeaderMap) {
         .map(|d| d.trim().to_owned())
         .filter(|d| {
             let name = d.split('=').next().unwrap_or("").to_ascii_lowercase();
-            !d.is_empty() && !matches!(name.as_str(), "public" | "private" | "s-maxage" | "proxy-revalidate")
+            !d.is_empty()
+                && !matches!(
+                    name.as_str(),
+                    "public" | "private" | "s-maxage" | "proxy-revalidate"
+                )
         })
         .collect();
     let value = std::iter::once("private".to_owned())
@@ -292,7 +301,10 @@ pub fn make_private(headers: &mut HeaderMap) {
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::CACHE_CONTROL, value);
     } else {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
     }
     headers.append(header::VARY, HeaderValue::from_static("Cookie"));
 }
@@ -338,7 +350,8 @@ fn over_tls(state: &Edge, request: &Parts) -> bool {
 /// A redirect to `location` that leaves `token` as the hostname's cookie.
 fn signed_in(state: &Edge, request: &Parts, token: &str, max_age: u64, location: &str) -> Response {
     let secure = if over_tls(state, request) { "; Secure" } else { "" };
-    let cookie = format!("{ACCESS_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    let cookie =
+        format!("{ACCESS_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let (Ok(cookie), Ok(location)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(location)) {
@@ -421,10 +434,19 @@ struct SignInForm {
 }
 
 /// A `POST` of the sign-in form to [`SIGN_IN_PATH`] on `target`'s hostname.
-pub async fn sign_in(state: &Edge, target: &Target, request: &Parts, body: &[u8]) -> anyhow::Result<Response> {
+pub async fn sign_in(
+    state: &Edge,
+    target: &Target,
+    request: &Parts,
+    body: &[u8],
+) -> anyhow::Result<Response> {
     let (_, guard) = state.cache.resolve(&state.db, target).await?;
     let Some(guard) = guard else {
-        return Ok((StatusCode::NOT_FOUND, "this hostname is public; there is nothing to sign in to\n").into_response());
+        return Ok((
+            StatusCode::NOT_FOUND,
+            "this hostname is public; there is nothing to sign in to\n",
+        )
+            .into_response());
     };
     let Ok(form) = serde_urlencoded::from_bytes::<SignInForm>(body) else {
         return Ok(sign_in_page_returning_to(
@@ -454,7 +476,9 @@ pub async fn sign_in(state: &Edge, target: &Target, request: &Parts, body: &[u8]
     let turn = state.access.throttle.turn.lock().await;
     let protection = state.db.site_protection(guard.site_id).await?;
     let matches = match &protection.password_hash {
-        Some(hash) if !form.password.is_empty() => SignInThrottle::password_matches(&form.password, hash).await?,
+        Some(hash) if !form.password.is_empty() => {
+            SignInThrottle::password_matches(&form.password, hash).await?
+        }
         _ => false,
     };
     if !matches {
@@ -475,7 +499,13 @@ pub async fn sign_in(state: &Edge, target: &Target, request: &Parts, body: &[u8]
     };
     let (token, _) = state.access.sign_for(&guard, SIGN_IN_LIFETIME);
     let location = same_host_path(&form.return_to).to_owned();
-    Ok(signed_in(state, request, &token, SIGN_IN_LIFETIME.as_secs(), &location))
+    Ok(signed_in(
+        state,
+        request,
+        &token,
+        SIGN_IN_LIFETIME.as_secs(),
+        &location,
+    ))
 }
 
 #[cfg(test)]
@@ -503,7 +533,10 @@ mod tests {
         let access = SiteAccess::new([1; 32]);
         let token = access.sign(&guard(), 1_000);
         for other in [
-            Guard { site_id: 8, ..guard() },
+            Guard {
+                site_id: 8,
+                ..guard()
+            },
             Guard {
                 kind: ContextKind::Previews,
                 ..guard()
@@ -533,7 +566,13 @@ mod tests {
     #[test]
     fn sign_in_returns_only_to_a_path_on_the_same_hostname() {
         assert_eq!(same_host_path("/docs/?a=1"), "/docs/?a=1");
-        for outside in ["https://evil.example/", "//evil.example/", "/\\evil.example", "evil", ""] {
+        for outside in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "evil",
+            "",
+        ] {
             assert_eq!(same_host_path(outside), "/", "{outside}");
         }
     }
@@ -546,7 +585,10 @@ mod tests {
             HeaderValue::from_static("public, max-age=31536000, s-maxage=600, immutable"),
         );
         make_private(&mut headers);
-        assert_eq!(headers[header::CACHE_CONTROL], "private, max-age=31536000, immutable");
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "private, max-age=31536000, immutable"
+        );
         assert_eq!(headers[header::VARY], "Cookie");
     }
 
@@ -554,7 +596,10 @@ mod tests {
     fn hostnames_are_protected_by_their_kind() {
         let site = "blog".to_owned();
         let kind = |target| ContextKind::of(&target);
-        assert_eq!(kind(Target::Published { site: site.clone() }), ContextKind::Production);
+        assert_eq!(
+            kind(Target::Published { site: site.clone() }),
+            ContextKind::Production
+        );
         assert_eq!(
             kind(Target::Alias {
                 site: site.clone(),
@@ -598,7 +643,13 @@ mod tests {
         let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
         assert!(basic_auth_allows(&accepted, &with(&basic("alice:wonder:land"))));
         assert!(basic_auth_allows(&accepted, &with(&basic("bob:builder"))));
-        for refused in [basic("alice:builder"), basic("bob:"), basic("carol:x"), "Basic !!".into(), "Bearer x".into()] {
+        for refused in [
+            basic("alice:builder"),
+            basic("bob:"),
+            basic("carol:x"),
+            "Basic !!".into(),
+            "Bearer x".into(),
+        ] {
             assert!(!basic_auth_allows(&accepted, &with(&refused)), "{refused}");
         }
         assert!(!basic_auth_allows(&accepted, &HeaderMap::new()));
@@ -607,6 +658,9 @@ mod tests {
     #[test]
     fn a_share_parameter_is_taken_out_of_the_redirect() {
         assert_eq!(without_share_parameter("/a", Some("jamstack_share=x")), "/a");
-        assert_eq!(without_share_parameter("/a", Some("q=1&jamstack_share=x&r=2")), "/a?q=1&r=2");
+        assert_eq!(
+            without_share_parameter("/a", Some("q=1&jamstack_share=x&r=2")),
+            "/a?q=1&r=2"
+        );
     }
 }

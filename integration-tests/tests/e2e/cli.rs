@@ -755,13 +755,23 @@ async fn a_user_protects_a_site_with_a_password_from_stdin_and_makes_a_share_lin
     assert_eq!(shown["production"], "public");
 
     // Protecting without a password says what is missing.
-    let refused = cli.run(&["sites", "protect", "hushed", "--all", "password"]).await;
+    let refused = cli
+        .run(&["sites", "protect", "hushed", "--all", "password"])
+        .await;
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("no password"), "{refused:?}");
 
     let run = cli
         .run_with(
-            &["sites", "protect", "hushed", "--all", "password", "--password-stdin", "--json"],
+            &[
+                "sites",
+                "protect",
+                "hushed",
+                "--all",
+                "password",
+                "--password-stdin",
+                "--json",
+            ],
             &[("JAMSTACK_URL", &cli.url), ("JAMSTACK_TOKEN", &cli.token)],
             Some("quiet please\n"),
         )
@@ -772,9 +782,13 @@ async fn a_user_protects_a_site_with_a_password_from_stdin_and_makes_a_share_lin
     assert_eq!(protection["password_set"], true);
     assert!(!run.stdout.contains("quiet please"));
 
-    let link = cli.ok(&["sites", "share-link", "hushed", "--expires-in", "60"]).await;
+    let link = cli
+        .ok(&["sites", "share-link", "hushed", "--expires-in", "60"])
+        .await;
     assert!(
-        link.stdout.trim().starts_with(&format!("http://hushed.localhost:{}/?jamstack_share=", app.port)),
+        link.stdout
+            .trim()
+            .starts_with(&format!("http://hushed.localhost:{}/?jamstack_share=", app.port)),
         "{link:?}"
     );
 }

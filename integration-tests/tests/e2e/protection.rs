@@ -5,7 +5,8 @@
 //! links that let in until they expire.
 
 use crate::helpers::{
-    COPY_SITE_TOML, FakeGitHub, Page, SiteRepo, TestApp, fresh_postgres_database, spawn_app_with, spawn_app_with_github,
+    COPY_SITE_TOML, FakeGitHub, Page, SiteRepo, TestApp, fresh_postgres_database, spawn_app_with,
+    spawn_app_with_github,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -43,8 +44,12 @@ fn cookie_of(page: &Page) -> String {
 }
 
 async fn protect(app: &TestApp, site: &str, body: Value) -> (u16, Value) {
-    app.api_json(app.http.put(app.api(&format!("/sites/{site}/protection"))).json(&body))
-        .await
+    app.api_json(
+        app.http
+            .put(app.api(&format!("/sites/{site}/protection")))
+            .json(&body),
+    )
+    .await
 }
 
 /// Asserts `label` answers the sign-in page and nothing of the site.
@@ -52,18 +57,26 @@ async fn assert_asks_for_password(app: &TestApp, label: &str, cookie: Option<&st
     let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
     let refused = app.visit_with(label, "/", &headers).await;
     assert_eq!(refused.status, 401, "{label}: {}", refused.body);
-    assert!(refused.body.contains("/.jamstack/sign-in"), "{label}: {}", refused.body);
+    assert!(
+        refused.body.contains("/.jamstack/sign-in"),
+        "{label}: {}",
+        refused.body
+    );
     assert!(!refused.body.contains(secret), "{label} showed its content");
     assert_eq!(refused.header("cache-control"), "no-store", "{label}");
 }
 
 #[tokio::test]
-async fn every_kind_of_hostname_asks_for_the_site_password_once_protected_and_a_new_password_signs_everyone_out() {
+async fn every_kind_of_hostname_asks_for_the_site_password_once_protected_and_a_new_password_signs_everyone_out()
+ {
     let github = FakeGitHub::start().await;
     let app = spawn_app_with_github(&github).await;
     let repo = SiteRepo::new();
     let production = repo.commit(
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("production secret"))],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("production secret")),
+        ],
         "production",
     );
     app.connect_site("vault", &repo, "octo/vault").await;
@@ -71,14 +84,20 @@ async fn every_kind_of_hostname_asks_for_the_site_password_once_protected_and_a_
         .await;
     let branch = repo.commit_on(
         "staging",
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("branch secret"))],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("branch secret")),
+        ],
         "staging",
     );
     app.wait_for_success(app.trigger_build_of("vault", Some("staging"), &branch).await)
         .await;
     let preview = repo.commit_on(
         "feature",
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("preview secret"))],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("preview secret")),
+        ],
         "feature",
     );
     app.wait_for_success(app.open_pull_request("octo/vault", 4, "feature", &preview).await)
@@ -124,14 +143,21 @@ async fn every_kind_of_hostname_asks_for_the_site_password_once_protected_and_a_
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["password_set"], true);
-    assert!(!body.to_string().contains("correct horse"), "the password is never shown");
+    assert!(
+        !body.to_string().contains("correct horse"),
+        "the password is never shown"
+    );
 
     let mut cookies = Vec::new();
     for (label, content) in &hostnames {
         assert_asks_for_password(&app, label, None, content).await;
         let wrong = sign_in(&app, label, "battery staple", "/").await;
         assert_eq!(wrong.status, 401, "{label}");
-        assert!(wrong.body.contains("not this site's password"), "{label}: {}", wrong.body);
+        assert!(
+            wrong.body.contains("not this site's password"),
+            "{label}: {}",
+            wrong.body
+        );
         assert!(wrong.header("set-cookie").is_empty(), "{label}");
 
         // The right password: a cookie for this hostname alone, and back
@@ -149,9 +175,16 @@ async fn every_kind_of_hostname_asks_for_the_site_password_once_protected_and_a_
         let seen = app.visit_with(label, "/", &[("Cookie", &cookie)]).await;
         assert_eq!(seen.status, 200, "{label}");
         assert_eq!(seen.body, page(content), "{label}");
-        assert!(seen.header("cache-control").starts_with("private"), "{label}: {:?}", seen.headers);
+        assert!(
+            seen.header("cache-control").starts_with("private"),
+            "{label}: {:?}",
+            seen.headers
+        );
         assert!(!seen.header("cache-control").contains("public"), "{label}");
-        assert!(seen.headers.get_all("vary").iter().any(|v| v == "Cookie"), "{label}");
+        assert!(
+            seen.headers.get_all("vary").iter().any(|v| v == "Cookie"),
+            "{label}"
+        );
         let again = app.visit_with(label, "/", &[("Cookie", &cookie)]).await;
         assert_eq!(again.body, page(content), "{label}: served again, from memory");
         cookies.push((label.clone(), *content, cookie));
@@ -163,13 +196,21 @@ async fn every_kind_of_hostname_asks_for_the_site_password_once_protected_and_a_
     // Nor another site's hostname, even with the same password.
     let other = SiteRepo::new();
     let other_sha = other.commit(
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("other secret"))],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("other secret")),
+        ],
         "other",
     );
     app.connect_site("other", &other, "octo/other").await;
     app.wait_for_success(app.push("octo/other", &other, &other_sha).await)
         .await;
-    let (status, body) = protect(&app, "other", json!({"production": "password", "password": "correct horse"})).await;
+    let (status, body) = protect(
+        &app,
+        "other",
+        json!({"production": "password", "password": "correct horse"}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_asks_for_password(&app, "other", Some(production_cookie), "other secret").await;
 
@@ -201,13 +242,19 @@ async fn a_share_link_lets_its_visitor_in_until_it_expires() {
     let app = spawn_app_with_github(&github).await;
     let repo = SiteRepo::new();
     let sha = repo.commit(
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("shared secret"))],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("shared secret")),
+        ],
         "production",
     );
     app.connect_site("shared", &repo, "octo/shared").await;
     app.wait_for_success(app.push("octo/shared", &repo, &sha).await)
         .await;
-    let deploy = app.deploys_of("shared").await[0]["id"].as_str().unwrap().to_owned();
+    let deploy = app.deploys_of("shared").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let links = app.api("/sites/shared/share-links");
 
     // A public hostname needs no link.
@@ -227,18 +274,27 @@ async fn a_share_link_lets_its_visitor_in_until_it_expires() {
 
     for (label, request) in [
         ("shared".to_owned(), json!({"expires_in_seconds": 2})),
-        (format!("{deploy}--shared"), json!({"deploy_id": deploy, "expires_in_seconds": 2})),
+        (
+            format!("{deploy}--shared"),
+            json!({"deploy_id": deploy, "expires_in_seconds": 2}),
+        ),
     ] {
         let (status, body) = app.api_json(app.http.post(&links).json(&request)).await;
         assert_eq!(status, 200, "{body}");
         let url = body["url"].as_str().unwrap();
         let origin = format!("http://{label}.localhost:{}", app.port);
-        let path_and_query = url.strip_prefix(&origin).unwrap_or_else(|| panic!("{url} is not on {origin}"));
+        let path_and_query = url
+            .strip_prefix(&origin)
+            .unwrap_or_else(|| panic!("{url} is not on {origin}"));
         assert!(path_and_query.starts_with("/?jamstack_share="), "{url}");
 
         let opened = app.visit(&label, path_and_query).await;
         assert_eq!(opened.status, 303, "{label}: {}", opened.body);
-        assert_eq!(opened.header("location"), "/", "{label}: the link's token is taken out");
+        assert_eq!(
+            opened.header("location"),
+            "/",
+            "{label}: the link's token is taken out"
+        );
         assert_eq!(opened.header("cache-control"), "no-store");
         let cookie = cookie_of(&opened);
         let seen = app.visit_with(&label, "/", &[("Cookie", &cookie)]).await;
@@ -281,7 +337,9 @@ async fn an_owner_protects_a_site_on_the_dashboard_and_a_visitor_signs_in_to_it_
     browser
         .wait_for_text("#protection .error", "no password", Duration::from_secs(10))
         .await;
-    browser.fill("#protection input[name=password]", "let me in").await;
+    browser
+        .fill("#protection input[name=password]", "let me in")
+        .await;
     browser.click("#protection button[type=submit]").await;
     browser
         .wait_for_text("main", "Protection saved", Duration::from_secs(10))
@@ -309,12 +367,20 @@ async fn an_owner_protects_a_site_on_the_dashboard_and_a_visitor_signs_in_to_it_
         .wait_for_text("h1", "the docs", Duration::from_secs(10))
         .await;
     assert_eq!(browser.client.current_url().await.unwrap().as_str(), docs);
-    browser.client.goto(&format!("http://walled.localhost:{}/", app.port)).await.unwrap();
+    browser
+        .client
+        .goto(&format!("http://walled.localhost:{}/", app.port))
+        .await
+        .unwrap();
     browser
         .wait_for_text("h1", "browser secret", Duration::from_secs(10))
         .await;
     // The cookie is the page's no more than the site's: scripts cannot read it.
-    let script_cookies = browser.client.execute("return document.cookie", vec![]).await.unwrap();
+    let script_cookies = browser
+        .client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
     assert_eq!(script_cookies, json!(""));
     browser.close().await;
 }
@@ -325,13 +391,21 @@ async fn on_postgresql_a_new_password_signs_out_who_signed_in_with_the_old_one()
     let app = spawn_app_with(|config| config.database_url = Some(database.clone())).await;
     let repo = SiteRepo::new();
     let sha = repo.commit(
-        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", &page("pg secret"))],
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("pg secret")),
+        ],
         "production",
     );
     app.connect_site("pgvault", &repo, "octo/pgvault").await;
     app.wait_for_success(app.push("octo/pgvault", &repo, &sha).await)
         .await;
-    let (status, body) = protect(&app, "pgvault", json!({"production": "password", "password": "first"})).await;
+    let (status, body) = protect(
+        &app,
+        "pgvault",
+        json!({"production": "password", "password": "first"}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_asks_for_password(&app, "pgvault", None, "pg secret").await;
     let cookie = cookie_of(&sign_in(&app, "pgvault", "first", "/").await);
@@ -362,7 +436,10 @@ async fn basic_auth_in_headers_asks_for_a_listed_user_on_its_paths_only() {
             ("jamstack.toml", COPY_SITE_TOML),
             ("src/index.html", &page("open to all")),
             ("src/team/index.html", &page("team only")),
-            ("src/_headers", "/team/*\n  Basic-Auth: alice:wonder bob:builder\n  X-Team: yes\n"),
+            (
+                "src/_headers",
+                "/team/*\n  Basic-Auth: alice:wonder bob:builder\n  X-Team: yes\n",
+            ),
         ],
         "basic auth",
     );
@@ -376,10 +453,17 @@ async fn basic_auth_in_headers_asks_for_a_listed_user_on_its_paths_only() {
     assert!(!open.header("cache-control").contains("private"));
 
     for refused in [None, Some(basic("alice:builder")), Some(basic("carol:wonder"))] {
-        let headers: Vec<(&str, &str)> = refused.as_deref().map(|v| ("Authorization", v)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = refused
+            .as_deref()
+            .map(|v| ("Authorization", v))
+            .into_iter()
+            .collect();
         let page_seen = app.visit_with("club", "/team/", &headers).await;
         assert_eq!(page_seen.status, 401, "{refused:?}");
-        assert!(page_seen.header("www-authenticate").starts_with("Basic"), "{refused:?}");
+        assert!(
+            page_seen.header("www-authenticate").starts_with("Basic"),
+            "{refused:?}"
+        );
         assert!(!page_seen.body.contains("team only"));
         assert_eq!(page_seen.header("cache-control"), "no-store");
     }
