@@ -368,7 +368,9 @@ fn same_host_path(return_to: &str) -> &str {
     let bytes = return_to.as_bytes();
     let is_path = bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
-        && !return_to.chars().any(|c| c.is_control() || c == '\\');
+        && !return_to.chars().any(|c| c.is_control() || c == '\\')
+        // The form's own address is no page to go back to.
+        && !return_to.starts_with(SIGN_IN_PATH);
     if is_path { return_to } else { "/" }
 }
 
@@ -572,6 +574,7 @@ mod tests {
             "/\\evil.example",
             "evil",
             "",
+            "/.jamstack/sign-in",
         ] {
             assert_eq!(same_host_path(outside), "/", "{outside}");
         }
