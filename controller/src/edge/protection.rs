@@ -200,21 +200,13 @@ impl SiteAccess {
 /// the answer it gets instead (the sign-in page, or a share link turned
 /// into a cookie).
 pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
-    if let Some(token) = share_token(request.uri.query()) {
-        return Some(match state.access.verify(&token, guard) {
-            Some(expires) => {
-                let location = without_share_parameter(request.uri.path(), request.uri.query());
-                let max_age = expires.saturating_sub(unix_now());
-                signed_in(state, request, &token, max_age, &location)
-            }
-            None => sign_in_page(
-                request,
-                StatusCode::UNAUTHORIZED,
-                Some(
-                    "This share link has expired or was revoked by a new password. Ask for a new link, or sign in.",
-                ),
-            ),
-        });
+    let shared = share_token(request.uri.query());
+    if let Some(token) = &shared
+        && let Some(expires) = state.access.verify(token, guard)
+    {
+        let location = without_share_parameter(request.uri.path(), request.uri.query());
+        let max_age = expires.saturating_sub(unix_now());
+        return Some(signed_in(state, request, token, max_age, &location));
     }
     let cookies = request.headers.get_all(header::COOKIE);
     let signed = cookies
@@ -224,10 +216,13 @@ pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
         .filter_map(|pair| pair.trim().split_once('='))
         .any(|(name, value)| name == ACCESS_COOKIE && state.access.verify(value, guard).is_some());
     if signed {
-        None
-    } else {
-        Some(sign_in_page(request, StatusCode::UNAUTHORIZED, None))
+        // Signed in already: a stale link in the address changes nothing.
+        return None;
     }
+    let why = shared.is_some().then_some(
+        "This share link has expired or was revoked by a new password. Ask for a new link, or sign in.",
+    );
+    Some(sign_in_page(request, StatusCode::UNAUTHORIZED, why))
 }
 
 /// Whether the request's `Authorization: Basic` names one of `accepted`
