@@ -176,6 +176,10 @@ impl SiteAccess {
     /// The expiry of `token` when it lets in past `guard` at `now`.
     pub fn verify_at(&self, token: &str, guard: &Guard, now: u64) -> Option<u64> {
         let (claims, mac) = token.rsplit_once('.')?;
+        // Lower-case hex only, as signed: one value, one spelling.
+        if !mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
         let mac = hex::decode(mac).ok()?;
         self.mac(claims).verify_slice(&mac).ok()?;
         let mut parts = claims.split('.');
@@ -555,6 +559,12 @@ mod tests {
         assert_eq!(access.verify_at(&later, &guard(), 0), None, "expiry moved");
         let foreign = SiteAccess::new([2; 32]).sign(&guard(), 1_000);
         assert_eq!(access.verify_at(&foreign, &guard(), 0), None, "another key");
+        let shouted = format!(
+            "{}.{}",
+            token.rsplit_once('.').unwrap().0,
+            token.rsplit_once('.').unwrap().1.to_uppercase()
+        );
+        assert_eq!(access.verify_at(&shouted, &guard(), 0), None, "another spelling");
         for junk in ["", ".", "7.production.2.1000", "7.production.2.1000.zz"] {
             assert_eq!(access.verify_at(junk, &guard(), 0), None, "{junk}");
         }
