@@ -92,6 +92,69 @@ pub enum SitesCommand {
         #[command(subcommand)]
         command: EnvCommand,
     },
+    /// Show which hostnames ask for the site's password, or change them
+    Protect(ProtectArgs),
+    /// Make a link that lets whoever opens it see a protected hostname until it expires
+    ShareLink(ShareLinkArgs),
+}
+
+/// `public` or `password`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Access {
+    Public,
+    Password,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Password => "password",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProtectArgs {
+    /// The site's name
+    pub site: String,
+    /// The production hostname (`<site>.<domain>`)
+    #[arg(long)]
+    pub production: Option<Access>,
+    /// Deploy previews (`deploy-preview-<n>--<site>`)
+    #[arg(long)]
+    pub previews: Option<Access>,
+    /// Branch deploys (`<branch>--<site>`)
+    #[arg(long)]
+    pub branch_deploys: Option<Access>,
+    /// Permalinks (`<deploy-id>--<site>`)
+    #[arg(long)]
+    pub permalinks: Option<Access>,
+    /// Every hostname of the site at once
+    #[arg(long, conflicts_with_all = ["production", "previews", "branch_deploys", "permalinks"])]
+    pub all: Option<Access>,
+    /// A new password, read from this variable (kept out of the shell's
+    /// history); it signs out everyone signed in with the old one
+    #[arg(long, value_name = "VARIABLE", conflicts_with = "password_stdin")]
+    pub password_env: Option<String>,
+    /// A new password, read from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShareLinkArgs {
+    /// The site's name
+    pub site: String,
+    /// A preview or branch hostname (`deploy-preview-12`, `staging`); the production hostname without it
+    #[arg(long, conflicts_with = "deploy")]
+    pub alias: Option<String>,
+    /// A deploy, for its permalink
+    #[arg(long)]
+    pub deploy: Option<String>,
+    /// How long the link lets in, in seconds (at most 30 days)
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    pub expires_in: u64,
 }
 
 #[derive(Debug, Args)]

@@ -186,6 +186,10 @@ pub fn router(state: AppState) -> Router {
                 post(dashboard::site_settings::save_network),
             )
             .route(
+                "/sites/{site}/settings/protection",
+                post(dashboard::site_settings::save_protection),
+            )
+            .route(
                 "/sites/{site}/settings/repository",
                 post(dashboard::site_settings::connect_repository),
             )

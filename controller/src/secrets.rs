@@ -30,6 +30,8 @@ const NONCE_LEN: usize = 24;
 
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// Kept to derive keys for other purposes ([`SecretBox::derive_key`]).
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -50,7 +52,21 @@ impl SecretBox {
     pub fn new(key: [u8; 32]) -> Self {
         SecretBox {
             cipher: XChaCha20Poly1305::new(&key.into()),
+            key,
         }
+    }
+
+    /// A key for `purpose` alone (HMAC-SHA256 of the purpose under the
+    /// secret key): what it signs cannot be taken for anything sealed or
+    /// signed for another purpose, and controllers sharing the key file
+    /// derive the same one.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"jamstack derived key: ");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Reads the key file at `path` (64 hex digits), or makes one readable

@@ -9,6 +9,7 @@ use crate::db::{Database, TokenKind};
 use crate::deploys::events::DeployEvents;
 use crate::deploys::s3::S3BlobStore;
 use crate::deploys::{BlobStore, Deploys, LocalBlobStore};
+use crate::edge::protection::SiteAccess;
 use crate::edge::{Edge, EdgeCache};
 use crate::events::Events;
 use crate::github::GitHubService;
@@ -144,12 +145,14 @@ impl Application {
             // before the publish is answered.
             events: DeployEvents::telling_first(edge_cache.clone()),
         };
+        let site_access = Arc::new(SiteAccess::new(secrets.derive_key("site-access")));
         let edge = Edge {
             db: db.clone(),
             config: config.clone(),
             cache: edge_cache,
             blobs,
             metrics: metrics.clone(),
+            access: site_access.clone(),
         };
         let github = GitHubService {
             db: db.clone(),
@@ -196,6 +199,7 @@ impl Application {
             notifications,
             metrics,
             secrets,
+            site_access,
             triggers,
             build_hook_limiter: Arc::default(),
             schedules,

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::deploys::Deploys;
 use crate::edge::Edge;
+use crate::edge::protection::SiteAccess;
 use crate::github::GitHubService;
 use crate::metrics::Metrics;
 use crate::notifications::Notifications;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Seals and opens stored secrets (access tokens, webhook secrets).
     pub secrets: Arc<SecretBox>,
+    /// Signs and checks access to protected site hostnames (share links).
+    pub site_access: Arc<SiteAccess>,
     /// What acting on a push or pull request needs.
     pub triggers: Triggers,
     /// How many builds each build hook may still start.

@@ -19,6 +19,7 @@
 
 use jamstack_controller::api::webhooks::read_generic_push;
 use jamstack_controller::edge::path;
+use jamstack_controller::edge::protection::{ContextKind, Guard, SiteAccess};
 use jamstack_controller::edge::respond::{RangeRequest, parse_range};
 use jamstack_controller::github::parse_event;
 use jamstack_proto::BuildContext;
@@ -181,6 +182,8 @@ const RULE_PIECES: &[&str] = &[
     "é",
     "\u{0}",
     "X-Header: v",
+    "Basic-Auth: ",
+    "user:pass",
     ": ",
     "Cache-Control",
     "::",
@@ -215,7 +218,12 @@ fn check_rules(redirects: &str, headers: &str, request_path: &str) {
         let _ = compiled.matching_redirect(&request, exists);
     }
     let _ = compiled.matching_header_rules(path);
-    let _ = compiled.headers_for(path);
+    let sent = compiled.headers_for(path);
+    assert!(
+        sent.iter().all(|(name, _)| name.as_str() != rules::BASIC_AUTH),
+        "Basic-Auth credentials are never sent as a header"
+    );
+    let _ = compiled.basic_auth_for(path);
 }
 
 proptest! {
@@ -632,4 +640,35 @@ proptest! {
             RangeRequest::Whole | RangeRequest::Unsatisfiable => {}
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Access to protected hostnames: the cookie and share-link values
+
+proptest! {
+    /// Only the exact value signed opens the hostname it was signed for: no
+    /// edit of it (nor any other text) does, and reading never panics.
+    #[test]
+    fn fuzz_site_access_tokens(
+        token in prop_oneof![
+            mutated(vec![signed_access().into_bytes()]).prop_map(|b| text(&b)),
+            any::<String>(),
+        ],
+    ) {
+        let access = SiteAccess::new([7; 32]);
+        let opens = access.verify_at(&token, &access_guard(), 0).is_some();
+        prop_assert_eq!(opens, token == signed_access(), "{:?}", token);
+    }
+}
+
+fn access_guard() -> Guard {
+    Guard {
+        site_id: 3,
+        kind: ContextKind::Previews,
+        generation: 1,
+    }
+}
+
+fn signed_access() -> String {
+    SiteAccess::new([7; 32]).sign(&access_guard(), 4_000_000_000)
 }

@@ -23,6 +23,9 @@
 //!   target's file with that status.
 //! - Header rules all apply, in order; a header set by several matching
 //!   rules (or several times in one) gets their values joined with `, `.
+//! - `Basic-Auth: user:pass user2:pass2` is not a header sent: it asks the
+//!   visitor of the matching paths for one of those user names and
+//!   passwords ([`Rules::basic_auth_for`]); the edge checks them.
 //!
 //! Not supported, and refused with a reason rather than ignored: proxying
 //! (a `200` to another site), `Country` and `Role` conditions, headers
@@ -378,12 +381,17 @@ impl RuleSet {
             .iter()
             .map(Redirect::compile)
             .collect::<Result<_, _>>()?;
-        let headers = self
+        let headers: Vec<HeaderRule> = self
             .headers
             .iter()
             .map(HeaderRule::compile)
             .collect::<Result<_, _>>()?;
-        Ok(Rules { redirects, headers })
+        let basic_auth = headers.iter().any(|rule| !rule.basic_auth.is_empty());
+        Ok(Rules {
+            redirects,
+            headers,
+            basic_auth,
+        })
     }
 
     /// Every request is matched against the rules, so a deploy's author
@@ -512,7 +520,20 @@ pub enum Action {
 pub struct Rules {
     redirects: Vec<Redirect>,
     headers: Vec<HeaderRule>,
+    /// Some header rule asks for `Basic-Auth`: a deploy without one pays
+    /// nothing to find out.
+    basic_auth: bool,
 }
+
+/// A user name and password a `Basic-Auth` rule accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicCredential {
+    pub user: String,
+    pub password: String,
+}
+
+/// The prefix Netlify's `_headers` uses for password-protected paths.
+pub const BASIC_AUTH: &str = "basic-auth";
 
 /// A rule that applied to a request, as its author wrote it: where
 /// (`_redirects:3`, `jamstack.toml:12`) and what (`/old /new 301`).
@@ -545,6 +566,28 @@ impl Rules {
             .iter()
             .filter(|rule| rule.force || !file_exists)
             .find_map(|rule| Some((rule.apply(request)?, rule.written.clone())))
+    }
+
+    /// Whether any path of the deploy asks for `Basic-Auth`.
+    pub fn has_basic_auth(&self) -> bool {
+        self.basic_auth
+    }
+
+    /// The credentials `path` (decoded, starting with `/`) accepts, from
+    /// every matching rule with `Basic-Auth`; `None` when no such rule
+    /// matches and the path is open.
+    pub fn basic_auth_for(&self, path: &str) -> Option<Vec<&BasicCredential>> {
+        if !self.basic_auth {
+            return None;
+        }
+        let path = normalize(path);
+        let accepted: Vec<&BasicCredential> = self
+            .headers
+            .iter()
+            .filter(|rule| !rule.basic_auth.is_empty() && rule.matches(&path))
+            .flat_map(|rule| &rule.basic_auth)
+            .collect();
+        (!accepted.is_empty()).then_some(accepted)
     }
 
     /// The header rules that apply to `path` (decoded, starting with `/`),
@@ -1028,6 +1071,25 @@ struct HeaderRule {
     /// The pattern ended in `/*`: it also matches the directory itself.
     directory: Option<String>,
     values: Vec<(HeaderName, String)>,
+    /// From `Basic-Auth`, which is checked, never sent.
+    basic_auth: Vec<BasicCredential>,
+}
+
+/// Reads `user:pass user2:pass2`.
+fn parse_basic_auth(origin: &str, value: &str) -> Result<Vec<BasicCredential>, RuleError> {
+    value
+        .split_whitespace()
+        .map(|pair| match pair.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(BasicCredential {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            }),
+            _ => Err(error(
+                origin,
+                "`Basic-Auth` takes `user:password` pairs separated by spaces, each with a user name and a password",
+            )),
+        })
+        .collect()
 }
 
 impl HeaderRule {
@@ -1047,9 +1109,18 @@ impl HeaderRule {
         let pattern = PathGlob::compile(origin, &spec.for_path, &decoded)?;
         let directory = decoded.strip_suffix("/*").map(normalize);
         let mut values = Vec::new();
+        let mut basic_auth = Vec::new();
         for (name, value) in &spec.values {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| error(origin, format!("`{name}` is not a valid header name")))?;
+            if header.as_str() == BASIC_AUTH {
+                let credentials = parse_basic_auth(origin, value)?;
+                if credentials.is_empty() {
+                    return Err(error(origin, "`Basic-Auth` names no `user:password`"));
+                }
+                basic_auth.extend(credentials);
+                continue;
+            }
             if RESERVED_HEADERS.contains(&header.as_str()) {
                 return Err(error(
                     origin,
@@ -1082,6 +1153,7 @@ impl HeaderRule {
             pattern,
             directory,
             values,
+            basic_auth,
         })
     }
 

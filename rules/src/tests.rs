@@ -568,3 +568,49 @@ fn set_cookie_and_hop_by_hop_headers_are_refused_in_header_rules() {
         "{error}"
     );
 }
+
+#[test]
+fn basic_auth_asks_for_its_credentials_on_matching_paths_and_is_never_sent() {
+    let rules = compile(
+        "",
+        "\
+/team/*
+  Basic-Auth: alice:wonder bob:builder
+  X-Team: yes
+/open
+  X-Open: yes
+",
+    );
+    assert!(rules.has_basic_auth());
+    let users = |path: &str| -> Option<Vec<(String, String)>> {
+        rules.basic_auth_for(path).map(|found| {
+            found
+                .iter()
+                .map(|c| (c.user.clone(), c.password.clone()))
+                .collect()
+        })
+    };
+    let team = vec![
+        ("alice".to_owned(), "wonder".to_owned()),
+        ("bob".to_owned(), "builder".to_owned()),
+    ];
+    assert_eq!(users("/team/notes.html"), Some(team.clone()));
+    assert_eq!(users("/team"), Some(team), "the directory itself too");
+    assert_eq!(users("/open"), None);
+    let sent: Vec<String> = rules
+        .headers_for("/team/notes.html")
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert_eq!(sent, vec!["x-team".to_owned()]);
+    assert!(!compile("", "/a\n  X-A: 1\n").has_basic_auth());
+
+    for wrong in ["alice", ":pass", "alice:", "alice:ok bob"] {
+        let set = RuleSet {
+            redirects: Vec::new(),
+            headers: parse_headers_file(&format!("/x\n  Basic-Auth: {wrong}\n")).unwrap(),
+        };
+        let refused = set.compile().unwrap_err();
+        assert!(refused.message.contains("user:password"), "{wrong}: {refused}");
+    }
+}

@@ -1,6 +1,7 @@
-//! `jamstack sites …`: list, show, create, update, settings, env.
+//! `jamstack sites …`: list, show, create, update, settings, env, protect,
+//! share-link.
 
-use crate::args::{CreateSiteArgs, EnvCommand, SitesCommand, UpdateSiteArgs};
+use crate::args::{CreateSiteArgs, EnvCommand, ProtectArgs, ShareLinkArgs, SitesCommand, UpdateSiteArgs};
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::output::{ago, print_fields, print_json, print_table, text};
@@ -42,6 +43,8 @@ pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
         SitesCommand::Update(args) => update(api, json, args).await?,
         SitesCommand::Settings { site, set } => settings(api, json, &site, &set).await?,
         SitesCommand::Env { site, command } => env(api, json, &site, command).await?,
+        SitesCommand::Protect(args) => protect(api, json, args).await?,
+        SitesCommand::ShareLink(args) => share_link(api, json, args).await?,
     }
     Ok(())
 }
@@ -367,6 +370,73 @@ async fn env(api: &Api, json: bool, site: &str, command: EnvCommand) -> CliResul
                 println!("Removed {name} from {site}");
             }
         }
+    }
+    Ok(())
+}
+
+async fn protect(api: &Api, json: bool, args: ProtectArgs) -> CliResult {
+    let path = routes::api::site_protection(&args.site);
+    let mut body = Map::new();
+    for (field, access) in [
+        ("production", args.production.or(args.all)),
+        ("previews", args.previews.or(args.all)),
+        ("branch_deploys", args.branch_deploys.or(args.all)),
+        ("permalinks", args.permalinks.or(args.all)),
+    ] {
+        if let Some(access) = access {
+            body.insert(field.to_owned(), json!(access.as_str()));
+        }
+    }
+    let password = if let Some(variable) = &args.password_env {
+        Some(std::env::var(variable).map_err(|_| {
+            CliError::usage(format!(
+                "--password-env names {variable}, which is not set; export the password in it first"
+            ))
+        })?)
+    } else if args.password_stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        Some(text.trim_end_matches(['\n', '\r']).to_owned())
+    } else {
+        None
+    };
+    if let Some(password) = password {
+        body.insert("password".to_owned(), json!(password));
+    }
+    let protection = if body.is_empty() {
+        api.get(&path).await?
+    } else {
+        api.put(&path, &Value::Object(body)).await?
+    };
+    if json {
+        print_json(&protection);
+        return Ok(());
+    }
+    print_fields(&[
+        ("Production", text(&protection, "production")),
+        ("Previews", text(&protection, "previews")),
+        ("Branch deploys", text(&protection, "branch_deploys")),
+        ("Permalinks", text(&protection, "permalinks")),
+        ("Password", yes_no(&protection, "password_set")),
+    ]);
+    Ok(())
+}
+
+async fn share_link(api: &Api, json: bool, args: ShareLinkArgs) -> CliResult {
+    let mut body = json!({"expires_in_seconds": args.expires_in});
+    if let Some(alias) = args.alias {
+        body["alias"] = json!(alias);
+    }
+    if let Some(deploy) = args.deploy {
+        body["deploy_id"] = json!(deploy);
+    }
+    let link = api
+        .post(&routes::api::site_share_links(&args.site), &body)
+        .await?;
+    if json {
+        print_json(&link);
+    } else {
+        println!("{}", text(&link, "url"));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod log_stream;
 pub mod notifications;
 pub mod openapi;
 pub mod pagination;
+pub mod protection;
 pub mod runners;
 pub mod schedules;
 pub mod site_settings;
@@ -48,6 +49,8 @@ pub fn routes() -> ApiRouter {
             site_settings::update_network
         ))
         .routes(routes!(site_settings::show_paths, site_settings::update_paths))
+        .routes(routes!(protection::show, protection::update))
+        .routes(routes!(protection::create_share_link))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))

@@ -10,19 +10,23 @@
 //! Build hooks are listed, made (their URL shown once, on the answer to
 //! the form) and revoked here too, and so are build schedules, with their
 //! next run, and notification hooks (signed webhooks, Slack-compatible
-//! chat, e-mail), made by the API's rules.
+//! chat, e-mail), made by the API's rules. Which hostnames ask for the
+//! site's password is chosen here, and the password set (write-only, like
+//! secret variables).
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
 use crate::api::notifications as notification_hooks;
+use crate::api::protection::{ProtectionBody, store_protection, validate_protection};
 use crate::api::site_settings::{
     BuildPathsBody, BuildSettingsBody, validate_env_var, validate_limits, validate_paths,
     validate_private_hosts,
 };
 use crate::api::sites::validate_repo_url;
 use crate::config::Config;
-use crate::db::{Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
+use crate::db::{Access, ContextAccess, Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
+use crate::deploys::Deploys;
 use crate::schedules::{AddError, NewSchedule, ScheduleView, Schedules};
 use crate::secrets::SecretBox;
 use crate::urls::Urls;
@@ -172,6 +176,11 @@ struct SettingsPage {
     network_off: bool,
     private_hosts: String,
     network_error: Option<String>,
+    /// The protection form: which hostnames ask for the password, and
+    /// whether the site has one (never the password itself).
+    protection: ContextAccess,
+    password_set: bool,
+    protection_error: Option<String>,
     /// The monorepo form: the site's base and its watch paths, one per line.
     base: String,
     watch_paths: String,
@@ -216,6 +225,7 @@ impl SettingsPage {
             })
             .collect();
         let settings = db.site_build_settings(site.id).await?;
+        let protection = db.site_protection(site.id).await?;
         let env = db
             .site_env_vars(site.id)
             .await?
@@ -270,6 +280,9 @@ impl SettingsPage {
             network_off: settings.network.mode == jamstack_proto::BuildNetwork::Off,
             private_hosts: settings.network.private_hosts.join("\n"),
             network_error: None,
+            protection: protection.access,
+            password_set: protection.password_hash.is_some(),
+            protection_error: None,
             base: settings.paths.base.clone(),
             watch_paths: settings.paths.watch_paths.join("\n"),
             paths_error: None,
@@ -313,6 +326,9 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "limits" => "Build limits saved; they apply from the next build.".to_owned(),
         "network" => "Build network saved; it applies from the next build.".to_owned(),
         "paths" => "Base and watch paths saved; they apply from the next build.".to_owned(),
+        "protection" => {
+            "Protection saved; the site's hostnames ask for the password from now on as chosen.".to_owned()
+        }
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
@@ -519,6 +535,69 @@ pub async fn save_network(
     tracing::info!(site = %site.name, network = mode.as_str(), "build network changed from the dashboard");
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=network#network"
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ProtectionForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub production: Option<String>,
+    pub previews: Option<String>,
+    pub branch_deploys: Option<String>,
+    pub permalinks: Option<String>,
+    /// Empty keeps the password the site has.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// Which hostnames ask for the site's password, and a new password,
+/// checked with the API's rules. The password is never sent back, not
+/// even on a refused form.
+pub async fn save_protection(
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<ProtectionForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let access_of = |checked: &Option<String>| {
+        if checked.is_some() {
+            Access::Password
+        } else {
+            Access::Public
+        }
+    };
+    let body = ProtectionBody {
+        production: Some(access_of(&form.production)),
+        previews: Some(access_of(&form.previews)),
+        branch_deploys: Some(access_of(&form.branch_deploys)),
+        permalinks: Some(access_of(&form.permalinks)),
+        password: (!form.password.is_empty()).then_some(form.password),
+    };
+    let current = db.site_protection(site.id).await?;
+    let access = match validate_protection(&body, &current) {
+        Ok(access) => access,
+        Err(message) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            return SettingsPage {
+                protection: ContextAccess {
+                    production: access_of(&form.production),
+                    previews: access_of(&form.previews),
+                    branch_deploys: access_of(&form.branch_deploys),
+                    permalinks: access_of(&form.permalinks),
+                },
+                protection_error: Some(message),
+                ..page
+            }
+            .refused();
+        }
+    };
+    store_protection(&db, &deploys, &site, &access, body.password).await?;
+    Ok(see_other(format!(
+        "/sites/{name}/settings?notice=protection#protection"
     )))
 }
 

@@ -21,6 +21,7 @@ mod github;
 mod logs;
 mod notifications;
 mod ops;
+mod protection;
 mod push_intake;
 mod relay;
 mod retention;
@@ -46,6 +47,7 @@ pub use notifications::{
     NotificationKind, host_only,
 };
 pub use ops::QueueFigures;
+pub use protection::{Access, ContextAccess, SiteProtection};
 pub use push_intake::{
     BatchedBuild, BranchHistory, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch,
     SupersededBuild,

@@ -16,6 +16,7 @@
 
 use super::Target;
 use super::index::{DeployIndex, Held, Stored};
+use super::protection::Guard;
 use crate::config::EdgeSettings;
 use crate::db::Database;
 use crate::deploys::BlobStore;
@@ -45,6 +46,9 @@ pub enum Resolved {
 struct HostEntry {
     site_id: i64,
     resolved: Resolved,
+    /// What a visitor must show before this hostname answers; `None` for
+    /// a public one, which thus costs nothing more.
+    guard: Option<Guard>,
     filled: Instant,
     /// The index of the deploy `resolved` names, once loaded: a request
     /// for a hostname already served needs this one entry and nothing else.
@@ -118,21 +122,21 @@ impl EdgeCache {
         }
     }
 
-    /// What `target` serves now.
-    pub async fn resolve(&self, db: &Database, target: &Target) -> anyhow::Result<Resolved> {
+    /// What `target` serves now, and what a visitor must show first.
+    pub async fn resolve(&self, db: &Database, target: &Target) -> anyhow::Result<(Resolved, Option<Guard>)> {
         let generation = {
             let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = hosts.entries.get(target)
                 && entry.filled.elapsed() < self.settings.pointer_ttl
             {
-                return Ok(entry.resolved.clone());
+                return Ok((entry.resolved.clone(), entry.guard));
             }
             hosts.generation
         };
-        let Some((site_id, resolved)) = resolve_in_db(db, target).await? else {
+        let Some((site_id, resolved, guard)) = resolve_in_db(db, target).await? else {
             // Unknown sites are not remembered: nothing would forget them
             // when the site is created.
-            return Ok(Resolved::NoSite);
+            return Ok((Resolved::NoSite, None));
         };
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         if hosts.generation == generation {
@@ -141,26 +145,27 @@ impl EdgeCache {
                 HostEntry {
                     site_id,
                     resolved: resolved.clone(),
+                    guard,
                     filled: Instant::now(),
                     index: None,
                 },
             );
         }
-        Ok(resolved)
+        Ok((resolved, guard))
     }
 
     /// What `target` serves, from memory alone when its pointer and the
     /// deploy's index are both there: the hot path, one read lock and no
     /// awaiting. `None` sends the caller to [`EdgeCache::resolve`] and
     /// [`EdgeCache::index`].
-    pub fn serving_now(&self, target: &Target) -> Option<(Arc<DeployIndex>, bool)> {
+    pub fn serving_now(&self, target: &Target) -> Option<(Arc<DeployIndex>, bool, Option<Guard>)> {
         let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
         let entry = hosts.entries.get(target)?;
         if entry.filled.elapsed() >= self.settings.pointer_ttl {
             return None;
         }
         let immutable = matches!(entry.resolved, Resolved::Deploy { immutable: true, .. });
-        entry.index.clone().map(|index| (index, immutable))
+        entry.index.clone().map(|index| (index, immutable, entry.guard))
     }
 
     /// The count of events so far: an answer read before an event is not
@@ -286,9 +291,13 @@ impl EdgeCache {
     }
 }
 
-/// Reads what `target` serves from the database: the site's id and the
-/// answer, or `None` when there is no such site.
-async fn resolve_in_db(db: &Database, target: &Target) -> anyhow::Result<Option<(i64, Resolved)>> {
+/// Reads what `target` serves from the database: the site's id, the
+/// answer and the guard its kind of hostname has, or `None` when there is
+/// no such site.
+async fn resolve_in_db(
+    db: &Database,
+    target: &Target,
+) -> anyhow::Result<Option<(i64, Resolved, Option<Guard>)>> {
     let (Target::Published { site } | Target::Permalink { site, .. } | Target::Alias { site, .. }) = target;
     let Some(site) = db.site_by_name(site).await? else {
         return Ok(None);
@@ -316,7 +325,8 @@ async fn resolve_in_db(db: &Database, target: &Target) -> anyhow::Result<Option<
             None => Resolved::NoAlias,
         },
     };
-    Ok(Some((site.id, resolved)))
+    let guard = Guard::of(site.id, target, &db.site_protection(site.id).await?);
+    Ok(Some((site.id, resolved, guard)))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod index;
 pub mod path;
+pub mod protection;
 pub mod respond;
 /// The rules a deploy's author wrote, as the edge matches them.
 pub use jamstack_rules as rules;
@@ -34,6 +35,8 @@ pub struct Edge {
     pub cache: Arc<EdgeCache>,
     pub blobs: Arc<dyn BlobStore>,
     pub metrics: Arc<Metrics>,
+    /// Signs and checks access to protected hostnames.
+    pub access: Arc<protection::SiteAccess>,
 }
 
 use crate::config::Config;
@@ -134,16 +137,36 @@ impl tower::Service<Request> for SiteHostsFirst {
         match target_of_host(host, &self.state.config.domain) {
             Some(target) => {
                 let state = self.state.clone();
-                // The body of a GET is not read; the head is all the edge needs.
-                let (head, _) = request.into_parts();
+                // The body of a GET is not read; the head is all the edge
+                // needs. Only the sign-in form of a protected hostname is
+                // read, and only so far.
+                let (head, body) = request.into_parts();
+                let sign_in = head.method == Method::POST && head.uri.path() == protection::SIGN_IN_PATH;
                 Box::pin(async move {
                     let started = std::time::Instant::now();
-                    let response = serve(&state, target, &head).await;
+                    let response = if sign_in {
+                        serve_sign_in(&state, &target, &head, body).await
+                    } else {
+                        serve(&state, target, &head).await
+                    };
                     state.metrics.edge.record(response.status(), started.elapsed());
                     Ok(response)
                 })
             }
             None => Box::pin(tower::Service::call(&mut self.api, request)),
+        }
+    }
+}
+
+async fn serve_sign_in(state: &Edge, target: &Target, request: &Parts, body: axum::body::Body) -> Response {
+    let Ok(form) = axum::body::to_bytes(body, protection::MAX_SIGN_IN_FORM).await else {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "the sign-in form is too large\n");
+    };
+    match protection::sign_in(state, target, request, &form).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "site sign-in failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }
     }
 }
@@ -166,16 +189,37 @@ async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::R
     let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
-    let (index, permalink) = match state.cache.serving_now(&target) {
+    let (index, permalink, guard) = match state.cache.serving_now(&target) {
         Some(hit) => hit,
         None => match load(state, &target).await? {
             Ok(loaded) => loaded,
             Err(answer) => return Ok(answer),
         },
     };
-    Ok(answer_from(state, &index, permalink, &decoded, request)
+    // Checked before any file is looked up: a visitor without access
+    // learns nothing of the deploy, not even which paths it has.
+    if let Some(guard) = &guard
+        && let Some(refused) = protection::check(state, guard, request)
+    {
+        return Ok(refused);
+    }
+    // `Basic-Auth` in the deploy's `_headers`, as Netlify reads it.
+    let mut private = guard.is_some();
+    if index.rules.has_basic_auth()
+        && let Some(accepted) = index.rules.basic_auth_for(&format!("/{decoded}"))
+    {
+        if !protection::basic_auth_allows(&accepted, &request.headers) {
+            return Ok(protection::basic_auth_refusal());
+        }
+        private = true;
+    }
+    let mut response = answer_from(state, &index, permalink, &decoded, request)
         .await?
-        .response)
+        .response;
+    if private {
+        protection::make_private(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// An answer of a deploy, with what decided it.
@@ -277,9 +321,19 @@ async fn answer_from(
 async fn load(
     state: &Edge,
     target: &Target,
-) -> anyhow::Result<Result<(std::sync::Arc<index::DeployIndex>, bool), Response>> {
+) -> anyhow::Result<
+    Result<
+        (
+            std::sync::Arc<index::DeployIndex>,
+            bool,
+            Option<protection::Guard>,
+        ),
+        Response,
+    >,
+> {
     let generation = state.cache.generation();
-    let (deploy_id, permalink) = match state.cache.resolve(&state.db, target).await? {
+    let (resolved, guard) = state.cache.resolve(&state.db, target).await?;
+    let (deploy_id, permalink) = match resolved {
         Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
         Resolved::NoSite => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such site\n"))),
         Resolved::NothingPublished => {
@@ -301,7 +355,7 @@ async fn load(
         return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n")));
     };
     state.cache.attach_index(target, &index, generation);
-    Ok(Ok((index, permalink)))
+    Ok(Ok((index, permalink, guard)))
 }
 
 /// The deploy's header rules: they replace the server's value of a header

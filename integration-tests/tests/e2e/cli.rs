@@ -842,3 +842,50 @@ async fn a_user_adds_lists_and_removes_chat_and_email_notifications_from_the_com
         1
     );
 }
+
+#[tokio::test]
+async fn a_user_protects_a_site_with_a_password_from_stdin_and_makes_a_share_link() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    cli.ok(&["sites", "create", "hushed"]).await;
+    let shown = cli.json(&["sites", "protect", "hushed"]).await;
+    assert_eq!(shown["production"], "public");
+
+    // Protecting without a password says what is missing.
+    let refused = cli
+        .run(&["sites", "protect", "hushed", "--all", "password"])
+        .await;
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("no password"), "{refused:?}");
+
+    let run = cli
+        .run_with(
+            &[
+                "sites",
+                "protect",
+                "hushed",
+                "--all",
+                "password",
+                "--password-stdin",
+                "--json",
+            ],
+            &[("JAMSTACK_URL", &cli.url), ("JAMSTACK_TOKEN", &cli.token)],
+            Some("quiet please\n"),
+        )
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let protection = run.json();
+    assert_eq!(protection["previews"], "password");
+    assert_eq!(protection["password_set"], true);
+    assert!(!run.stdout.contains("quiet please"));
+
+    let link = cli
+        .ok(&["sites", "share-link", "hushed", "--expires-in", "60"])
+        .await;
+    assert!(
+        link.stdout
+            .trim()
+            .starts_with(&format!("http://hushed.localhost:{}/?jamstack_share=", app.port)),
+        "{link:?}"
+    );
+}

@@ -1,0 +1,674 @@
+//! Protected hostnames: a site may ask a password of the visitors of its
+//! production hostname, its deploy previews, its branch deploys or its
+//! permalinks (`db::protection`).
+//!
+//! A visitor who knows the password signs in on a small page of the
+//! hostname itself and gets a cookie for that exact hostname (no `Domain`,
+//! so no other site under the same domain ever sees it). The cookie holds
+//! no session: it is an HMAC, under a key derived from the controller's
+//! secret key, over the site, the kind of hostname, the password's
+//! generation and an expiry, so any controller sharing the key checks it
+//! without a database read, and a new password (a new generation) signs
+//! everyone out. A share link carries the same signed value in its query.
+//!
+//! The guard is resolved with the hostname's deploy and kept beside it in
+//! the edge's memory, so a public hostname pays nothing more, and a
+//! protected one checks one HMAC before its usual in-memory answer. Every
+//! protected answer is `Cache-Control: private` and `Vary: Cookie`, so no
+//! shared cache keeps it.
+
+use super::{Edge, Target};
+use crate::auth::SignInThrottle;
+use crate::auth::sign_in::FAILURE_PAUSE;
+use crate::db::{Access, SiteProtection};
+use crate::edge::rules::BasicCredential;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the sign-in form of a protected hostname posts to. Reserved on
+/// every site hostname: a deploy's own file at this path is never served
+/// a `POST`.
+pub const SIGN_IN_PATH: &str = "/.jamstack/sign-in";
+
+/// The cookie that lets a visitor in.
+pub const ACCESS_COOKIE: &str = "jamstack_site_access";
+
+/// The query parameter of a share link.
+pub const SHARE_PARAMETER: &str = "jamstack_share";
+
+/// How long a sign-in lasts.
+pub const SIGN_IN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The longest a share link may last.
+pub const MAX_SHARE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The largest sign-in form read: a password and a path.
+pub const MAX_SIGN_IN_FORM: usize = 8 * 1024;
+
+/// The kinds of hostname a site has, each protected on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContextKind {
+    Production,
+    Previews,
+    BranchDeploys,
+    Permalinks,
+}
+
+impl ContextKind {
+    pub fn of(target: &Target) -> Self {
+        match target {
+            Target::Published { .. } => ContextKind::Production,
+            Target::Permalink { .. } => ContextKind::Permalinks,
+            Target::Alias { alias, .. } if is_preview_alias(alias) => ContextKind::Previews,
+            Target::Alias { .. } => ContextKind::BranchDeploys,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextKind::Production => "production",
+            ContextKind::Previews => "previews",
+            ContextKind::BranchDeploys => "branch_deploys",
+            ContextKind::Permalinks => "permalinks",
+        }
+    }
+
+    fn access_in(self, protection: &SiteProtection) -> Access {
+        let access = &protection.access;
+        match self {
+            ContextKind::Production => access.production,
+            ContextKind::Previews => access.previews,
+            ContextKind::BranchDeploys => access.branch_deploys,
+            ContextKind::Permalinks => access.permalinks,
+        }
+    }
+}
+
+/// `deploy-preview-<n>`: the hostname of a pull request's preview.
+pub fn is_preview_alias(alias: &str) -> bool {
+    alias
+        .strip_prefix("deploy-preview-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What a visitor of a protected hostname must show: access signed for this
+/// site, this kind of hostname and this password generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    pub site_id: i64,
+    pub kind: ContextKind,
+    pub generation: i64,
+}
+
+impl Guard {
+    /// The guard of `target`'s hostname, `None` when it is public.
+    pub fn of(site_id: i64, target: &Target, protection: &SiteProtection) -> Option<Guard> {
+        let kind = ContextKind::of(target);
+        (kind.access_in(protection) == Access::Password).then_some(Guard {
+            site_id,
+            kind,
+            generation: protection.password_generation,
+        })
+    }
+}
+
+/// Signs and checks access to protected hostnames, and paces the guesses
+/// of their passwords.
+pub struct SiteAccess {
+    key: [u8; 32],
+    /// Apart from the dashboard's: guessing a site's password does not
+    /// slow the dashboard's sign-in, nor the other way round.
+    throttle: SignInThrottle,
+}
+
+impl std::fmt::Debug for SiteAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SiteAccess(***)")
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl SiteAccess {
+    /// `key` is derived from the controller's secret key for this purpose
+    /// alone (`SecretBox::derive_key`).
+    pub fn new(key: [u8; 32]) -> Self {
+        SiteAccess {
+            key,
+            throttle: SignInThrottle::default(),
+        }
+    }
+
+    fn mac(&self, message: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        mac.update(message.as_bytes());
+        mac
+    }
+
+    /// Access past `guard` until `expires` (seconds since the epoch), as
+    /// `<site>.<kind>.<generation>.<expires>.<hmac>`.
+    pub fn sign(&self, guard: &Guard, expires: u64) -> String {
+        let claims = format!(
+            "{}.{}.{}.{expires}",
+            guard.site_id,
+            guard.kind.as_str(),
+            guard.generation
+        );
+        let mac = hex::encode(self.mac(&claims).finalize().into_bytes());
+        format!("{claims}.{mac}")
+    }
+
+    /// Access past `guard` for `lifetime` from now.
+    pub fn sign_for(&self, guard: &Guard, lifetime: Duration) -> (String, u64) {
+        let expires = unix_now() + lifetime.as_secs();
+        (self.sign(guard, expires), expires)
+    }
+
+    /// The expiry of `token` when it lets in past `guard` at `now`.
+    pub fn verify_at(&self, token: &str, guard: &Guard, now: u64) -> Option<u64> {
+        let (claims, mac) = token.rsplit_once('.')?;
+        // Lower-case hex only, as signed: one value, one spelling.
+        if !mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mac = hex::decode(mac).ok()?;
+        self.mac(claims).verify_slice(&mac).ok()?;
+        let mut parts = claims.split('.');
+        let site_id: i64 = parts.next()?.parse().ok()?;
+        let kind = parts.next()?;
+        let generation: i64 = parts.next()?.parse().ok()?;
+        let expires: u64 = parts.next()?.parse().ok()?;
+        let fits = parts.next().is_none()
+            && site_id == guard.site_id
+            && kind == guard.kind.as_str()
+            && generation == guard.generation
+            && expires > now;
+        fits.then_some(expires)
+    }
+
+    fn verify(&self, token: &str, guard: &Guard) -> Option<u64> {
+        self.verify_at(token, guard, unix_now())
+    }
+}
+
+/// Whether a request may pass `guard`: `None` lets it through; otherwise
+/// the answer it gets instead (the sign-in page, or a share link turned
+/// into a cookie).
+pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
+    let shared = share_token(request.uri.query());
+    if let Some(token) = &shared
+        && let Some(expires) = state.access.verify(token, guard)
+    {
+        let location = without_share_parameter(request.uri.path(), request.uri.query());
+        let max_age = expires.saturating_sub(unix_now());
+        return Some(signed_in(state, request, token, max_age, &location));
+    }
+    let cookies = request.headers.get_all(header::COOKIE);
+    let signed = cookies
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == ACCESS_COOKIE && state.access.verify(value, guard).is_some());
+    if signed {
+        // Signed in already: a stale link in the address changes nothing.
+        return None;
+    }
+    let why = shared.is_some().then_some(
+        "This share link has expired or was revoked by a new password. Ask for a new link, or sign in.",
+    );
+    Some(sign_in_page(request, StatusCode::UNAUTHORIZED, why))
+}
+
+/// Whether the request's `Authorization: Basic` names one of `accepted`
+/// (compared in constant time, so a guess learns nothing from timing).
+pub fn basic_auth_allows(accepted: &[&BasicCredential], headers: &HeaderMap) -> bool {
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq as _;
+    let Some(encoded) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+    // Every credential is compared, whichever matches.
+    accepted.iter().fold(false, |found, credential| {
+        let same = credential.user.as_bytes().ct_eq(user) & credential.password.as_bytes().ct_eq(password);
+        found | bool::from(same)
+    })
+}
+
+/// The answer to a request without the `Basic-Auth` credentials a path
+/// asks for: the browser's own sign-in prompt, nothing of the site.
+pub fn basic_auth_refusal() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"site\", charset=\"UTF-8\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "this page asks for a user name and password\n",
+    )
+        .into_response()
+}
+
+/// Makes a protected answer one only the visitor's own browser keeps:
+/// `public` and shared-cache directives give way to `private`, and the
+/// answer varies by cookie.
+pub fn make_private(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_owned())
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or("").to_ascii_lowercase();
+            !d.is_empty()
+                && !matches!(
+                    name.as_str(),
+                    "public" | "private" | "s-maxage" | "proxy-revalidate"
+                )
+        })
+        .collect();
+    let value = std::iter::once("private".to_owned())
+        .chain(directives)
+        .collect::<Vec<_>>()
+        .join(", ");
+    headers.remove(header::CACHE_CONTROL);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CACHE_CONTROL, value);
+    } else {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+}
+
+fn share_token(query: Option<&str>) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query?)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == SHARE_PARAMETER)
+        .map(|(_, value)| value)
+}
+
+/// `path?query` with the share parameter taken out.
+fn without_share_parameter(path: &str, query: Option<&str>) -> String {
+    let rest: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(SHARE_PARAMETER))
+        .collect();
+    if rest.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", rest.join("&"))
+    }
+}
+
+/// Whether the visitor reached the edge over TLS (directly or behind a
+/// proxy that says so), so the cookie gets `Secure`.
+fn over_tls(state: &Edge, request: &Parts) -> bool {
+    request.uri.scheme_str() == Some("https")
+        || state
+            .config
+            .public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+        || request
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// A redirect to `location` that leaves `token` as the hostname's cookie.
+fn signed_in(state: &Edge, request: &Parts, token: &str, max_age: u64, location: &str) -> Response {
+    let secure = if over_tls(state, request) { "; Secure" } else { "" };
+    let cookie =
+        format!("{ACCESS_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let (Ok(cookie), Ok(location)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(location)) {
+        headers.insert(header::SET_COOKIE, cookie);
+        headers.insert(header::LOCATION, location);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A path on this hostname to go back to after signing in: only a path
+/// (no scheme, no other host, no `//host`), else the home page.
+fn same_host_path(return_to: &str) -> &str {
+    let bytes = return_to.as_bytes();
+    let is_path = bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+        && !return_to.chars().any(|c| c.is_control() || c == '\\')
+        // The form's own address is no page to go back to.
+        && !return_to.starts_with(SIGN_IN_PATH);
+    if is_path { return_to } else { "/" }
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The sign-in page for a visitor of `request`: a password field and
+/// nothing of the site.
+fn sign_in_page(request: &Parts, status: StatusCode, error: Option<&str>) -> Response {
+    let return_to = without_share_parameter(request.uri.path(), request.uri.query());
+    sign_in_page_returning_to(&return_to, status, error)
+}
+
+/// The sign-in page, whose form goes back to `return_to` (attribute values
+/// are written in double quotes, which [`escape_html`] escapes).
+fn sign_in_page_returning_to(return_to: &str, status: StatusCode, error: Option<&str>) -> Response {
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(e))
+    });
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>Sign in to see this site</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:15vh auto;padding:0 1rem}}\
+         input,button{{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}}\
+         .error{{color:#b00020}}</style></head><body>\
+         <h1>This site is protected</h1><p>Enter the site's password to see it.</p>{error}\
+         <form method=\"post\" action=\"{SIGN_IN_PATH}\">\
+         <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+         <button type=\"submit\">Sign in</button></form></body></html>\n",
+        escape_html(same_host_path(return_to))
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    return_to: String,
+}
+
+/// A `POST` of the sign-in form to [`SIGN_IN_PATH`] on `target`'s hostname.
+pub async fn sign_in(
+    state: &Edge,
+    target: &Target,
+    request: &Parts,
+    body: &[u8],
+) -> anyhow::Result<Response> {
+    let (_, guard) = state.cache.resolve(&state.db, target).await?;
+    let Some(guard) = guard else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            "this hostname is public; there is nothing to sign in to\n",
+        )
+            .into_response());
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<SignInForm>(body) else {
+        return Ok(sign_in_page_returning_to(
+            "/",
+            StatusCode::BAD_REQUEST,
+            Some("The form could not be read; try again."),
+        ));
+    };
+    let client = request
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let _admitted = match state.access.throttle.admit(client) {
+        Ok(admitted) => admitted,
+        Err(busy) => {
+            tracing::warn!(site_id = guard.site_id, %client, ?busy, "site sign-in refused: too many attempts in flight");
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "2"), (header::CACHE_CONTROL, "no-store")],
+                "too many sign-ins are waiting their turn; try again in a few seconds\n",
+            )
+                .into_response());
+        }
+    };
+    // The turn is taken before anything is checked, so no answer comes
+    // sooner than the failures ahead of it allow.
+    let turn = state.access.throttle.turn.lock().await;
+    let protection = state.db.site_protection(guard.site_id).await?;
+    let matches = match &protection.password_hash {
+        Some(hash) if !form.password.is_empty() => {
+            SignInThrottle::password_matches(&form.password, hash).await?
+        }
+        _ => false,
+    };
+    if !matches {
+        tracing::warn!(site_id = guard.site_id, %client, "site sign-in refused: wrong password");
+        tokio::time::sleep(FAILURE_PAUSE).await;
+        drop(turn);
+        return Ok(sign_in_page_returning_to(
+            &form.return_to,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not this site's password."),
+        ));
+    }
+    drop(turn);
+    // Signed for the generation just read: the password that matched.
+    let guard = Guard {
+        generation: protection.password_generation,
+        ..guard
+    };
+    let (token, _) = state.access.sign_for(&guard, SIGN_IN_LIFETIME);
+    let location = same_host_path(&form.return_to).to_owned();
+    Ok(signed_in(
+        state,
+        request,
+        &token,
+        SIGN_IN_LIFETIME.as_secs(),
+        &location,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> Guard {
+        Guard {
+            site_id: 7,
+            kind: ContextKind::Production,
+            generation: 2,
+        }
+    }
+
+    #[test]
+    fn access_signed_for_a_site_lets_in_until_it_expires() {
+        let access = SiteAccess::new([1; 32]);
+        let token = access.sign(&guard(), 1_000);
+        assert_eq!(access.verify_at(&token, &guard(), 999), Some(1_000));
+        assert_eq!(access.verify_at(&token, &guard(), 1_000), None, "expired");
+    }
+
+    #[test]
+    fn access_does_not_open_another_site_kind_or_password_generation() {
+        let access = SiteAccess::new([1; 32]);
+        let token = access.sign(&guard(), 1_000);
+        for other in [
+            Guard {
+                site_id: 8,
+                ..guard()
+            },
+            Guard {
+                kind: ContextKind::Previews,
+                ..guard()
+            },
+            Guard {
+                generation: 3,
+                ..guard()
+            },
+        ] {
+            assert_eq!(access.verify_at(&token, &other, 0), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn altered_or_foreign_access_is_refused() {
+        let access = SiteAccess::new([1; 32]);
+        let token = access.sign(&guard(), 1_000);
+        let later = token.replacen(".1000.", ".9999.", 1);
+        assert_eq!(access.verify_at(&later, &guard(), 0), None, "expiry moved");
+        let foreign = SiteAccess::new([2; 32]).sign(&guard(), 1_000);
+        assert_eq!(access.verify_at(&foreign, &guard(), 0), None, "another key");
+        let shouted = format!(
+            "{}.{}",
+            token.rsplit_once('.').unwrap().0,
+            token.rsplit_once('.').unwrap().1.to_uppercase()
+        );
+        assert_eq!(access.verify_at(&shouted, &guard(), 0), None, "another spelling");
+        for junk in ["", ".", "7.production.2.1000", "7.production.2.1000.zz"] {
+            assert_eq!(access.verify_at(junk, &guard(), 0), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_a_path_on_the_same_hostname() {
+        assert_eq!(same_host_path("/docs/?a=1"), "/docs/?a=1");
+        for outside in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "evil",
+            "",
+            "/.jamstack/sign-in",
+        ] {
+            assert_eq!(same_host_path(outside), "/", "{outside}");
+        }
+    }
+
+    #[test]
+    fn protected_answers_are_private_whatever_the_deploy_asked() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, s-maxage=600, immutable"),
+        );
+        make_private(&mut headers);
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "private, max-age=31536000, immutable"
+        );
+        assert_eq!(headers[header::VARY], "Cookie");
+    }
+
+    #[test]
+    fn hostnames_are_protected_by_their_kind() {
+        let site = "blog".to_owned();
+        let kind = |target| ContextKind::of(&target);
+        assert_eq!(
+            kind(Target::Published { site: site.clone() }),
+            ContextKind::Production
+        );
+        assert_eq!(
+            kind(Target::Alias {
+                site: site.clone(),
+                alias: "deploy-preview-3".into()
+            }),
+            ContextKind::Previews
+        );
+        assert_eq!(
+            kind(Target::Alias {
+                site: site.clone(),
+                alias: "staging".into()
+            }),
+            ContextKind::BranchDeploys
+        );
+        assert_eq!(
+            kind(Target::Permalink {
+                site,
+                deploy_id: "0".repeat(24)
+            }),
+            ContextKind::Permalinks
+        );
+    }
+
+    #[test]
+    fn basic_auth_lets_in_a_listed_user_with_its_own_password_only() {
+        use base64::Engine as _;
+        let alice = BasicCredential {
+            user: "alice".into(),
+            password: "wonder:land".into(),
+        };
+        let bob = BasicCredential {
+            user: "bob".into(),
+            password: "builder".into(),
+        };
+        let accepted = [&alice, &bob];
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        assert!(basic_auth_allows(&accepted, &with(&basic("alice:wonder:land"))));
+        assert!(basic_auth_allows(&accepted, &with(&basic("bob:builder"))));
+        for refused in [
+            basic("alice:builder"),
+            basic("bob:"),
+            basic("carol:x"),
+            "Basic !!".into(),
+            "Bearer x".into(),
+        ] {
+            assert!(!basic_auth_allows(&accepted, &with(&refused)), "{refused}");
+        }
+        assert!(!basic_auth_allows(&accepted, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_share_parameter_is_taken_out_of_the_redirect() {
+        assert_eq!(without_share_parameter("/a", Some("jamstack_share=x")), "/a");
+        assert_eq!(
+            without_share_parameter("/a", Some("q=1&jamstack_share=x&r=2")),
+            "/a?q=1&r=2"
+        );
+    }
+}
