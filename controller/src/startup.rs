@@ -150,6 +150,7 @@ impl Application {
             cache: edge_cache,
             blobs,
             metrics: metrics.clone(),
+            upstreams: Arc::new(crate::edge::proxy::Upstreams::new(config.proxy)?),
         };
         let github = GitHubService {
             db: db.clone(),

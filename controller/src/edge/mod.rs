@@ -15,10 +15,14 @@
 //! long it may be cached; the deploy's `_headers` and `[[headers]]` rules
 //! are added last. `path.rs` decodes request paths so none escapes a
 //! deploy; `rules.rs` reads and matches the redirect and header rules.
+//! A proxy rewrite is forwarded by `proxy.rs`, the edge's one HTTP client;
+//! it is the only answer that reads the request's body, and is never kept
+//! in the memory cache.
 
 pub mod cache;
 pub mod index;
 pub mod path;
+pub mod proxy;
 pub mod respond;
 /// The rules a deploy's author wrote, as the edge matches them.
 pub use jamstack_rules as rules;
@@ -34,6 +38,8 @@ pub struct Edge {
     pub cache: Arc<EdgeCache>,
     pub blobs: Arc<dyn BlobStore>,
     pub metrics: Arc<Metrics>,
+    /// Where proxy rewrites are forwarded.
+    pub upstreams: Arc<proxy::Upstreams>,
 }
 
 use crate::config::Config;
@@ -134,11 +140,12 @@ impl tower::Service<Request> for SiteHostsFirst {
         match target_of_host(host, &self.state.config.domain) {
             Some(target) => {
                 let state = self.state.clone();
-                // The body of a GET is not read; the head is all the edge needs.
-                let (head, _) = request.into_parts();
+                // Only a proxy rewrite reads the body; the head is all the
+                // rest of the edge needs.
+                let (head, body) = request.into_parts();
                 Box::pin(async move {
                     let started = std::time::Instant::now();
-                    let response = serve(&state, target, &head).await;
+                    let response = serve(&state, target, &head, body).await;
                     state.metrics.edge.record(response.status(), started.elapsed());
                     Ok(response)
                 })
@@ -148,12 +155,8 @@ impl tower::Service<Request> for SiteHostsFirst {
     }
 }
 
-async fn serve(state: &Edge, target: Target, request: &Parts) -> Response {
-    let method = &request.method;
-    if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response();
-    }
-    match serve_inner(state, target, request).await {
+async fn serve(state: &Edge, target: Target, request: &Parts, body: axum::body::Body) -> Response {
+    match serve_inner(state, target, request, body).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "edge failed");
@@ -162,7 +165,14 @@ async fn serve(state: &Edge, target: Target, request: &Parts) -> Response {
     }
 }
 
-async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::Result<Response> {
+async fn serve_inner(
+    state: &Edge,
+    target: Target,
+    request: &Parts,
+    body: axum::body::Body,
+) -> anyhow::Result<Response> {
+    let method = &request.method;
+    let reads_only = method == Method::GET || method == Method::HEAD;
     let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
@@ -173,6 +183,24 @@ async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::R
             Err(answer) => return Ok(answer),
         },
     };
+    // A proxy rewrite takes every method and the body; everything else
+    // the edge serves is read-only.
+    let site_path = format!("/{decoded}");
+    if let (Route::Proxy { url, headers }, _) =
+        index.route_with_rule(&decoded, &rule_request(request, &site_path))
+    {
+        let peer = request
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0);
+        return Ok(state
+            .upstreams
+            .forward(&url, &headers, request, body, peer)
+            .await);
+    }
+    if !reads_only {
+        return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response());
+    }
     Ok(answer_from(state, &index, permalink, &decoded, request)
         .await?
         .response)
@@ -220,20 +248,8 @@ async fn answer_from(
     request: &Parts,
 ) -> anyhow::Result<Answer> {
     let headers = &request.headers;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
     let site_path = format!("/{decoded}");
-    let rule_request = rules::Request {
-        path: &site_path,
-        query: request.uri.query(),
-        host,
-        accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
-        cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
-    };
-    let (route, rule) = index.route_with_rule(decoded, &rule_request);
+    let (route, rule) = index.route_with_rule(decoded, &rule_request(request, &site_path));
     let mut file_size = None;
     let mut response = match &route {
         Route::File { path, status } => {
@@ -261,6 +277,14 @@ async fn answer_from(
             response
         }
         Route::Plain(status) => plain(*status, "not found\n"),
+        // Described only: serving forwards the request before coming here.
+        Route::Proxy { url, .. } => {
+            let mut response = Response::new(axum::body::Body::empty());
+            response
+                .headers_mut()
+                .insert("x-proxied-to", HeaderValue::from_str(url)?);
+            response
+        }
     };
     add_rule_headers(response.headers_mut(), &index.rules.headers_for(&site_path));
     Ok(Answer {
@@ -269,6 +293,23 @@ async fn answer_from(
         rule,
         file_size,
     })
+}
+
+/// `request` as the redirect rules see it; `site_path` is its decoded path.
+fn rule_request<'a>(request: &'a Parts, site_path: &'a str) -> rules::Request<'a> {
+    let headers = &request.headers;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    rules::Request {
+        path: site_path,
+        query: request.uri.query(),
+        host,
+        accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+        cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
+    }
 }
 
 /// What `target` serves, read from the database (the pointer) and the
