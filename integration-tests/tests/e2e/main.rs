@@ -25,6 +25,7 @@ mod hostile_deploys;
 mod live_logs;
 mod monorepo;
 mod ops;
+mod proxy;
 mod push_to_deploy;
 mod replays;
 mod rolling_upgrades;
