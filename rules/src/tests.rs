@@ -391,7 +391,9 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
 
     let mut proxy = wire(7, "/api/*", "https://api.example.com/:splat", 200);
     proxy.query.clear();
-    proxy.headers = [("X-From".to_owned(), "Netlify".to_owned())].into_iter().collect();
+    proxy.headers = [("X-From".to_owned(), "Netlify".to_owned())]
+        .into_iter()
+        .collect();
     let rules = from_config(&[proxy.clone()], &[]).unwrap().compile().unwrap();
     assert_eq!(
         visit("/api/v1/users?page=2").on(&rules),

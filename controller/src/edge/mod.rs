@@ -193,10 +193,7 @@ async fn serve_inner(
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0);
-        return Ok(state
-            .upstreams
-            .forward(&url, &headers, request, body, peer)
-            .await);
+        return Ok(state.upstreams.forward(&url, &headers, request, body, peer).await);
     }
     if !reads_only {
         return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response());

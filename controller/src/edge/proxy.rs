@@ -100,7 +100,10 @@ impl Upstreams {
             .client
             .request(request.method.clone(), parsed)
             .headers(headers)
-            .body(reqwest::Body::wrap_stream(limited(body.into_data_stream(), limit)));
+            .body(reqwest::Body::wrap_stream(limited(
+                body.into_data_stream(),
+                limit,
+            )));
         let answer = match tokio::time::timeout(self.settings.timeout, outgoing.send()).await {
             Err(_) => {
                 return page(
@@ -117,7 +120,9 @@ impl Upstreams {
         if answer.content_length().is_some_and(|length| length > limit) {
             return page(
                 StatusCode::BAD_GATEWAY,
-                &format!("The upstream server's answer is larger than the {limit} bytes a proxied answer may carry."),
+                &format!(
+                    "The upstream server's answer is larger than the {limit} bytes a proxied answer may carry."
+                ),
             );
         }
         let mut response = Response::new(Body::empty());
@@ -224,7 +229,11 @@ fn failure_page(error: &reqwest::Error, timeout_seconds: u64, limit: u64) -> Res
 
 /// A short page saying what failed; never cached.
 fn page(status: StatusCode, message: &str) -> Response {
-    let text = format!("{} {}\n\n{message}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let text = format!(
+        "{} {}\n\n{message}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
     (
         status,
         [

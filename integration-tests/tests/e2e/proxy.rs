@@ -33,7 +33,9 @@ async fn start_upstream() -> u16 {
         .route("/echo/{*rest}", axum::routing::any(echo))
         .route(
             "/moved",
-            axum::routing::get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response() }),
+            axum::routing::get(|| async {
+                (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response()
+            }),
         )
         .route(
             "/slow",
@@ -129,7 +131,10 @@ async fn a_site_proxies_its_api_to_an_upstream_with_forwarded_headers_and_bodies
     assert_eq!(posted.status(), 200);
     let body = posted.text().await.unwrap();
     assert!(body.contains("method=POST\n"), "{}", &body[..200]);
-    assert!(body.contains(&format!("body={payload}\n")), "the upstream did not get the whole body");
+    assert!(
+        body.contains(&format!("body={payload}\n")),
+        "the upstream did not get the whole body"
+    );
 
     // The upstream's redirect is passed on, not followed.
     let moved = app.visit("proxied", "/old").await;
@@ -138,7 +143,11 @@ async fn a_site_proxies_its_api_to_an_upstream_with_forwarded_headers_and_bodies
 
     let slow = app.visit("proxied", "/slow").await;
     assert_eq!(slow.status, 504, "{}", slow.body);
-    assert!(slow.body.contains("did not answer within 1 seconds"), "{}", slow.body);
+    assert!(
+        slow.body.contains("did not answer within 1 seconds"),
+        "{}",
+        slow.body
+    );
 
     let dead = app.visit("proxied", "/dead").await;
     assert_eq!(dead.status, 502, "{}", dead.body);
