@@ -179,6 +179,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
+const OVER_LIMIT: &str = "the body is larger than a proxied body may be";
+
 /// `stream`, ending with an error once more than `limit` bytes went by.
 fn limited<S, B, E>(
     stream: S,
@@ -194,9 +196,7 @@ where
         let chunk = chunk.map_err(std::io::Error::other)?;
         seen += chunk.as_ref().len() as u64;
         if seen > limit {
-            return Err(std::io::Error::other(format!(
-                "more than the {limit} bytes a proxied body may carry"
-            )));
+            return Err(std::io::Error::other(format!("{OVER_LIMIT} ({limit} bytes)")));
         }
         Ok(chunk)
     })
@@ -209,17 +209,18 @@ fn failure_page(error: &reqwest::Error, timeout_seconds: u64, limit: u64) -> Res
             &format!("The upstream server of this page did not answer within {timeout_seconds} seconds."),
         );
     }
-    if error.is_body() || error.is_request() && format!("{error:#}").contains("bytes a proxied body") {
-        return page(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("The request body is larger than the {limit} bytes a proxied request may carry."),
-        );
-    }
     let mut reason = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         reason = format!("{reason}: {cause}");
         source = cause.source();
+    }
+    // The request body went over the limit while it was being sent.
+    if reason.contains(OVER_LIMIT) {
+        return page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than the {limit} bytes a proxied request may carry."),
+        );
     }
     page(
         StatusCode::BAD_GATEWAY,
@@ -243,4 +244,39 @@ fn page(status: StatusCode, message: &str) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_gets_the_visitors_headers_without_the_connections_own_and_with_forwarded_ones() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(header::HOST, HeaderValue::from_static("blog.example.com"));
+        incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-hop"));
+        incoming.insert("x-hop", HeaderValue::from_static("1"));
+        incoming.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        incoming.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        incoming.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        let peer = "203.0.113.7:5000".parse().ok();
+
+        let sent = forwarded_headers(&incoming, peer);
+        assert_eq!(sent.get(header::ACCEPT).unwrap(), "application/json");
+        for gone in ["host", "connection", "x-hop", "transfer-encoding"] {
+            assert!(!sent.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(sent.get("x-forwarded-for").unwrap(), "198.51.100.1, 203.0.113.7");
+        assert_eq!(sent.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(sent.get("x-forwarded-host").unwrap(), "blog.example.com");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_ends_with_an_error() {
+        let chunks =
+            futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![0u8; 6]), Ok(vec![0u8; 6])]);
+        let seen: Vec<_> = limited(chunks, 10).collect().await;
+        assert!(seen[0].is_ok());
+        assert!(seen[1].as_ref().unwrap_err().to_string().contains(OVER_LIMIT));
+    }
 }

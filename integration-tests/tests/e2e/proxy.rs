@@ -87,6 +87,7 @@ async fn a_site_proxies_its_api_to_an_upstream_with_forwarded_headers_and_bodies
     let app = spawn_app_with(|config| {
         config.proxy.allow_private_targets = true;
         config.proxy.timeout = Duration::from_secs(1);
+        config.proxy.max_body_bytes = 1_000_000;
     })
     .await;
     let upstream = start_upstream().await;
@@ -135,6 +136,36 @@ async fn a_site_proxies_its_api_to_an_upstream_with_forwarded_headers_and_bodies
         body.contains(&format!("body={payload}\n")),
         "the upstream did not get the whole body"
     );
+
+    // A body over the limit is cut off with a page saying so, streamed
+    // (no Content-Length to refuse it by) or not.
+    let streamed_too_much = app
+        .http
+        .post(url("/api/orders"))
+        .header("Host", &host)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            (0..30).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 100_000])),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed_too_much.status(), 413);
+    assert!(
+        streamed_too_much
+            .text()
+            .await
+            .unwrap()
+            .contains("larger than the 1000000 bytes")
+    );
+    let declared_too_much = app
+        .http
+        .post(url("/api/orders"))
+        .header("Host", &host)
+        .body(vec![b'z'; 1_500_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared_too_much.status(), 413);
 
     // The upstream's redirect is passed on, not followed.
     let moved = app.visit("proxied", "/old").await;
