@@ -1484,6 +1484,9 @@ base = ""
                     headers = { X-From = \"Netlify\" }\n";
         let config = parse(text, FILE_NAME).unwrap();
         assert_eq!(config.redirects[0].headers["X-From"], "Netlify");
+        // Netlify's signed proxy requests are not made yet: refused, not ignored.
+        let signed = format!("{text}signed = \"API_SECRET\"\n");
+        assert!(refused(&signed).message.contains("unknown field `signed`"));
     }
 
     /// The controller would refuse these when publishing; the runner says
