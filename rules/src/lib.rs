@@ -385,7 +385,15 @@ impl RuleSet {
             .iter()
             .map(HeaderRule::compile)
             .collect::<Result<_, _>>()?;
-        Ok(Rules { redirects, headers })
+        let proxies = self
+            .redirects
+            .iter()
+            .any(|rule| rule.status == 200 && is_url(&rule.to));
+        Ok(Rules {
+            redirects,
+            headers,
+            proxies,
+        })
     }
 
     /// Every request is matched against the rules, so a deploy's author
@@ -541,6 +549,8 @@ pub enum Action {
 pub struct Rules {
     redirects: Vec<Redirect>,
     headers: Vec<HeaderRule>,
+    /// Some rule proxies: the edge looks for one before anything else.
+    proxies: bool,
 }
 
 /// A rule that applied to a request, as its author wrote it: where
@@ -554,6 +564,11 @@ pub struct MatchedRule {
 impl Rules {
     pub fn is_empty(&self) -> bool {
         self.redirects.is_empty() && self.headers.is_empty()
+    }
+
+    /// Whether some redirect rule proxies (a `200` to an `http(s)://` URL).
+    pub fn proxies(&self) -> bool {
+        self.proxies
     }
 
     /// The action of the first redirect rule that applies to `request`.

@@ -597,6 +597,8 @@ fn a_200_rule_to_a_url_proxies_with_the_splat_and_query_passed_on() {
         "/api/* https://api.example.com/v2/:splat 200\n/forced/:id https://example.com/items/:id 200!\n",
         "",
     );
+    assert!(rules.proxies());
+    assert!(!compile("/a /b 200\n/c https://example.com/ 301\n", "").proxies());
     let proxy = |url: &str| {
         Some(Action::Proxy {
             url: url.to_owned(),

@@ -184,10 +184,12 @@ async fn serve_inner(
         },
     };
     // A proxy rewrite takes every method and the body; everything else
-    // the edge serves is read-only.
+    // the edge serves is read-only. Most deploys have no proxy rule, and
+    // route once.
     let site_path = format!("/{decoded}");
-    if let (Route::Proxy { url, headers }, _) =
-        index.route_with_rule(&decoded, &rule_request(request, &site_path))
+    if index.rules.proxies()
+        && let (Route::Proxy { url, headers }, _) =
+            index.route_with_rule(&decoded, &rule_request(request, &site_path))
     {
         let peer = request
             .extensions
