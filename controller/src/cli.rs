@@ -109,6 +109,18 @@ pub struct ServerArgs {
     /// same private network. Off: hooks call public addresses only.
     #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_HOOK_TARGETS")]
     pub allow_private_hook_targets: bool,
+    /// Let proxy rewrites (a `200` rule to an http(s):// URL) reach private
+    /// and local addresses, as --allow-private-hook-targets does for hooks.
+    /// Off: a proxied page on a private address gets a 502 page.
+    #[arg(long, env = "JAMSTACK_ALLOW_PRIVATE_PROXY_TARGETS")]
+    pub allow_private_proxy_targets: bool,
+    /// How long a proxy rewrite's upstream may take to connect and to start
+    /// answering before the visitor gets a 504 page.
+    #[arg(long, env = "JAMSTACK_PROXY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub proxy_timeout_seconds: u64,
+    /// The largest request or answer body a proxy rewrite forwards, in MiB.
+    #[arg(long, env = "JAMSTACK_PROXY_MAX_BODY_MIB", default_value_t = 100)]
+    pub proxy_max_body_mib: u64,
     /// The SMTP server e-mail notifications go through, as
     /// smtp://USER:PASSWORD@HOST:PORT (user and password percent-encoded;
     /// smtps:// is --smtp-tls tls). Unset: hooks of kind `email` are

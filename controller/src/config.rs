@@ -68,6 +68,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Outgoing notification webhooks.
     pub notifications: NotificationSettings,
+    /// How the edge forwards proxy rewrites to upstreams.
+    pub proxy: ProxySettings,
     /// The SMTP server e-mail notifications go through; `None`: hooks of
     /// kind `email` are refused.
     pub smtp: Option<SmtpSettings>,
@@ -130,6 +132,31 @@ impl Default for NotificationSettings {
                 max_delay: Duration::from_secs(30 * 60),
             },
             timeout: Duration::from_secs(10),
+            allow_private_targets: false,
+        }
+    }
+}
+
+/// How the edge forwards a proxy rewrite (a `200` rule to an `http(s)://`
+/// URL) to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// How long an upstream may take to connect and to start answering
+    /// before the visitor gets a 504 page.
+    pub timeout: Duration,
+    /// The largest request or answer body forwarded, in bytes.
+    pub max_body_bytes: u64,
+    /// Whether upstreams may be private and local addresses (loopback, the
+    /// private networks, link-local such as cloud metadata). Off: a deploy's
+    /// author could otherwise reach the controller's own network.
+    pub allow_private_targets: bool,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 100 * 1024 * 1024,
             allow_private_targets: false,
         }
     }
@@ -436,6 +463,7 @@ impl Config {
             dashboard_password_hash: None,
             metrics_listen: None,
             notifications: NotificationSettings::default(),
+            proxy: ProxySettings::default(),
             smtp: None,
             http: HttpLimits::default(),
             allow_local_repositories: false,

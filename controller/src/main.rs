@@ -21,6 +21,9 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.metrics_listen = server.metrics_listen;
     config.github_api_url = server.github_api_url;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
+    config.proxy.allow_private_targets = server.allow_private_proxy_targets;
+    config.proxy.timeout = Duration::from_secs(server.proxy_timeout_seconds.max(1));
+    config.proxy.max_body_bytes = server.proxy_max_body_mib.saturating_mul(1024 * 1024);
     if let (Some(url), Some(from)) = (&server.smtp_url, &server.smtp_from) {
         let tls = match server.smtp_tls {
             SmtpTlsChoice::Starttls => SmtpTls::Starttls,

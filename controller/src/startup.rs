@@ -153,6 +153,7 @@ impl Application {
             blobs,
             metrics: metrics.clone(),
             access: site_access.clone(),
+            upstreams: Arc::new(crate::edge::proxy::Upstreams::new(config.proxy)?),
         };
         let github = GitHubService {
             db: db.clone(),

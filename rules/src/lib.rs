@@ -20,15 +20,18 @@
 //!   is passed on unless the rule matched on query parameters. `200`
 //!   serves the target's file under the requested URL (a rewrite; `/*
 //!   /index.html 200` is the SPA fallback); `404`, `410`, `451` serve the
-//!   target's file with that status.
+//!   target's file with that status. A `200` (or `200!`) rule to an
+//!   `http(s)://` URL proxies: the edge forwards the request to the URL
+//!   (placeholders and `:splat` substituted, the request's query string
+//!   passed on) with the rule's `headers` added ([`Action::Proxy`]).
 //! - Header rules all apply, in order; a header set by several matching
 //!   rules (or several times in one) gets their values joined with `, `.
 //! - `Basic-Auth: user:pass user2:pass2` is not a header sent: it asks the
 //!   visitor of the matching paths for one of those user names and
 //!   passwords ([`Rules::basic_auth_for`]); the edge checks them.
 //!
-//! Not supported, and refused with a reason rather than ignored: proxying
-//! (a `200` to another site), `Country` and `Role` conditions, headers
+//! Not supported, and refused with a reason rather than ignored: `404`,
+//! `410` and `451` to another site, `Country` and `Role` conditions, headers
 //! the server must own (`Content-Length`, `Content-Encoding`, `ETag`, ...)
 //! and headers that reach beyond the site (`Set-Cookie`).
 //!
@@ -106,6 +109,10 @@ pub struct RedirectSpec {
     pub language: Vec<String>,
     /// `Cookie=`: the request must carry one of these cookies.
     pub cookie: Vec<String>,
+    /// Headers added to the request a proxy rule forwards (`headers = {..}`
+    /// in `jamstack.toml`); empty for every other rule.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +241,7 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
             query,
             language,
             cookie,
+            headers: Vec::new(),
         });
     }
     Ok(rules)
@@ -324,13 +332,6 @@ pub fn from_config(
         if !rule.conditions.country.is_empty() {
             return Err(error(&origin, COUNTRY_UNSUPPORTED));
         }
-        if !rule.headers.is_empty() {
-            return Err(error(
-                &origin,
-                "`headers` on a redirect are sent when proxying to another site, which this server does not do; \
-                 remove them",
-            ));
-        }
         set.redirects.push(RedirectSpec {
             origin,
             from: rule.from.clone(),
@@ -340,6 +341,7 @@ pub fn from_config(
             query: rule.query.clone().into_iter().collect(),
             language: rule.conditions.language.clone(),
             cookie: rule.conditions.cookie.clone(),
+            headers: rule.headers.clone().into_iter().collect(),
         });
     }
     for (index, rule) in headers.iter().enumerate() {
@@ -387,10 +389,15 @@ impl RuleSet {
             .map(HeaderRule::compile)
             .collect::<Result<_, _>>()?;
         let basic_auth = headers.iter().any(|rule| !rule.basic_auth.is_empty());
+        let proxies = self
+            .redirects
+            .iter()
+            .any(|rule| rule.status == 200 && is_url(&rule.to));
         Ok(Rules {
             redirects,
             headers,
             basic_auth,
+            proxies,
         })
     }
 
@@ -444,6 +451,26 @@ impl RuleSet {
             for text in conditions.chain(&rule.language).chain(&rule.cookie) {
                 if text.len() > MAX_RULE_PATH {
                     return Err(too_long(&rule.origin, "condition", text, MAX_RULE_PATH));
+                }
+            }
+            if rule.headers.len() > MAX_HEADERS_PER_RULE {
+                return Err(error(
+                    &rule.origin,
+                    format!(
+                        "the rule for `{}` adds {} headers, more than the limit of {MAX_HEADERS_PER_RULE}",
+                        rule.from,
+                        rule.headers.len()
+                    ),
+                ));
+            }
+            for (name, value) in &rule.headers {
+                if name.len() + value.len() > MAX_HEADER_TEXT {
+                    return Err(too_long(
+                        &rule.origin,
+                        "header",
+                        &format!("{name}: {value}"),
+                        MAX_HEADER_TEXT,
+                    ));
                 }
             }
         }
@@ -514,6 +541,13 @@ pub enum Action {
     /// Serve the file at `path` (percent-decoded, starting with `/`) with
     /// `status`, under the requested URL.
     Rewrite { status: u16, path: String },
+    /// Forward the request to `url` (an `http(s)://` URL, the request's
+    /// query string included) with `headers` added, and answer with what
+    /// comes back.
+    Proxy {
+        url: String,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -523,6 +557,8 @@ pub struct Rules {
     /// Some header rule asks for `Basic-Auth`: a deploy without one pays
     /// nothing to find out.
     basic_auth: bool,
+    /// Some rule proxies: the edge looks for one before anything else.
+    proxies: bool,
 }
 
 /// A user name and password a `Basic-Auth` rule accepts.
@@ -546,6 +582,11 @@ pub struct MatchedRule {
 impl Rules {
     pub fn is_empty(&self) -> bool {
         self.redirects.is_empty() && self.headers.is_empty()
+    }
+
+    /// Whether some redirect rule proxies (a `200` to an `http(s)://` URL).
+    pub fn proxies(&self) -> bool {
+        self.proxies
     }
 
     /// The action of the first redirect rule that applies to `request`.
@@ -813,6 +854,8 @@ struct Redirect {
     force: bool,
     language: Vec<String>,
     cookie: Vec<String>,
+    /// Added to a proxied request.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Redirect {
@@ -840,18 +883,44 @@ impl Redirect {
             return Err(error(origin, unsupported_status(&spec.status.to_string())));
         }
         let redirects = (300..400).contains(&spec.status);
-        if !redirects && is_url(&spec.to) {
+        let proxies = spec.status == 200 && is_url(&spec.to);
+        if !redirects && !proxies && is_url(&spec.to) {
             return Err(error(
                 origin,
                 format!(
-                    "status {} to `{}` would proxy another site, which this server does not do; \
-                     redirect with 301 or 302 instead",
+                    "status {} to `{}` would serve another site's page with that status, which this server \
+                     does not do; proxy it with 200 or redirect with 301 or 302",
                     spec.status, spec.to
                 ),
             ));
         }
-        if !redirects {
+        if !redirects && !proxies {
             decode(origin, "target", &spec.to)?;
+        }
+        if !proxies && !spec.headers.is_empty() {
+            return Err(error(
+                origin,
+                "`headers` on a redirect are sent with a proxied request, and this rule does not proxy \
+                 (a proxy rule has status 200 and an http(s):// target); remove them",
+            ));
+        }
+        let mut headers = Vec::new();
+        for (name, value) in &spec.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| error(origin, format!("`{name}` is not a valid header name")))?;
+            if header == http::header::HOST || RESERVED_HEADERS.contains(&header.as_str()) {
+                return Err(error(
+                    origin,
+                    format!("`{name}` is set by the proxy itself and cannot be set by a rule; remove it"),
+                ));
+            }
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                error(
+                    origin,
+                    format!("the value of `{name}` has characters a header cannot carry"),
+                )
+            })?;
+            headers.push((header, value));
         }
         let (host, path) = split_url(&spec.from);
         let from = PathPattern::compile(origin, path)?;
@@ -911,6 +980,7 @@ impl Redirect {
             force: spec.force,
             language: spec.language.iter().map(|l| l.to_ascii_lowercase()).collect(),
             cookie: spec.cookie.clone(),
+            headers,
         })
     }
 
@@ -954,6 +1024,16 @@ impl Redirect {
             Some(Action::Redirect {
                 status: self.status,
                 location,
+            })
+        } else if is_url(&self.to) {
+            let mut url = bindings.substitute(&self.to, true);
+            if let Some(query) = request.query.filter(|q| !q.is_empty() && self.query.is_empty()) {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(query);
+            }
+            Some(Action::Proxy {
+                url,
+                headers: self.headers.clone(),
             })
         } else {
             let target = bindings.substitute(&self.to, false);

@@ -245,9 +245,9 @@ fn mistakes_in_redirects_name_the_line_and_the_reason() {
         ("/a/: /c\n", "_redirects:1", "is not a placeholder"),
         ("/a?x=1 /c\n", "_redirects:1", "not with `?`"),
         (
-            "/api/* https://api.example.com/:splat 200\n",
+            "/api/* https://api.example.com/:splat 404\n",
             "_redirects:1",
-            "proxy",
+            "another site's page",
         ),
     ];
     for (text, origin, reason) in cases {
@@ -390,8 +390,30 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
     assert_eq!(rules.headers_for("/x")[0].1, "one, two");
 
     let mut proxy = wire(7, "/api/*", "https://api.example.com/:splat", 200);
-    let error = from_config(&[proxy.clone()], &[]).unwrap().compile().unwrap_err();
-    assert_eq!(error.origin, "jamstack.toml:7");
+    proxy.query.clear();
+    proxy.headers = [("X-From".to_owned(), "Netlify".to_owned())]
+        .into_iter()
+        .collect();
+    let rules = from_config(&[proxy.clone()], &[]).unwrap().compile().unwrap();
+    assert_eq!(
+        visit("/api/v1/users?page=2").on(&rules),
+        Some(Action::Proxy {
+            url: "https://api.example.com/v1/users?page=2".into(),
+            headers: vec![(
+                http::HeaderName::from_static("x-from"),
+                http::HeaderValue::from_static("Netlify")
+            )],
+        })
+    );
+    let mut not_a_proxy = wire(8, "/old", "/new", 301);
+    not_a_proxy.headers = proxy.headers.clone();
+    let error = from_config(&[not_a_proxy], &[]).unwrap().compile().unwrap_err();
+    assert_eq!(error.origin, "jamstack.toml:8");
+    assert!(error.message.contains("does not proxy"), "{error}");
+    let mut host_header = proxy.clone();
+    host_header.headers = [("Host".to_owned(), "evil".to_owned())].into_iter().collect();
+    let error = from_config(&[host_header], &[]).unwrap().compile().unwrap_err();
+    assert!(error.message.contains("`Host`"), "{error}");
     proxy.conditions.country = vec!["US".into()];
     assert!(
         from_config(&[proxy], &[])
@@ -613,4 +635,30 @@ fn basic_auth_asks_for_its_credentials_on_matching_paths_and_is_never_sent() {
         let refused = set.compile().unwrap_err();
         assert!(refused.message.contains("user:password"), "{wrong}: {refused}");
     }
+}
+
+#[test]
+fn a_200_rule_to_a_url_proxies_with_the_splat_and_query_passed_on() {
+    let rules = compile(
+        "/api/* https://api.example.com/v2/:splat 200\n/forced/:id https://example.com/items/:id 200!\n",
+        "",
+    );
+    assert!(rules.proxies());
+    assert!(!compile("/a /b 200\n/c https://example.com/ 301\n", "").proxies());
+    let proxy = |url: &str| {
+        Some(Action::Proxy {
+            url: url.to_owned(),
+            headers: Vec::new(),
+        })
+    };
+    assert_eq!(
+        visit("/api/users/7?expand=1").on(&rules),
+        proxy("https://api.example.com/v2/users/7?expand=1")
+    );
+    // Unforced, a file at the path wins; forced, the proxy does.
+    assert_eq!(visit("/api/users").existing().on(&rules), None);
+    assert_eq!(
+        visit("/forced/42").existing().on(&rules),
+        proxy("https://example.com/items/42")
+    );
 }

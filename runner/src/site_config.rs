@@ -1478,20 +1478,31 @@ base = ""
         assert_eq!(second.conditions.cookie, ["beta"]);
     }
 
+    #[test]
+    fn a_proxy_rule_with_headers_for_the_upstream_is_accepted() {
+        let text = "[[redirects]]\nfrom = \"/api/*\"\nto = \"https://api.example.com/:splat\"\nstatus = 200\n\
+                    headers = { X-From = \"Netlify\" }\n";
+        let config = parse(text, FILE_NAME).unwrap();
+        assert_eq!(config.redirects[0].headers["X-From"], "Netlify");
+        // Netlify's signed proxy requests are not made yet: refused, not ignored.
+        let signed = format!("{text}signed = \"API_SECRET\"\n");
+        assert!(refused(&signed).message.contains("unknown field `signed`"));
+    }
+
     /// The controller would refuse these when publishing; the runner says
     /// so before the build runs, at the rule's line.
     #[test]
     fn rules_the_server_cannot_serve_fail_before_the_build() {
-        let proxy = "[build]\ncommand = \"make\"\n[[redirects]]\nfrom = \"/api/*\"\nto = \"https://api.example.com/:splat\"\nstatus = 200\n";
-        let error = refused(proxy);
+        let elsewhere = "[build]\ncommand = \"make\"\n[[redirects]]\nfrom = \"/api/*\"\nto = \"https://api.example.com/:splat\"\nstatus = 404\n";
+        let error = refused(elsewhere);
         assert_eq!((error.line, error.column), (4, 8));
-        assert!(error.message.contains("would proxy another site"), "{error}");
+        assert!(error.message.contains("another site's page"), "{error}");
         let country =
             "[[redirects]]\nfrom = \"/*\"\nto = \"/de/:splat\"\nconditions = { Country = [\"DE\"] }\n";
         assert!(refused(country).message.contains("`Country` conditions"));
         let upstream_headers =
             "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nheaders = { X-From = \"jamstack\" }\n";
-        assert!(refused(upstream_headers).message.contains("proxying"));
+        assert!(refused(upstream_headers).message.contains("does not proxy"));
         let placeholder = "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nquery = { id = \":\" }\n";
         assert!(refused(placeholder).message.contains("not a placeholder"));
         let reserved = "[[headers]]\nfor = \"/*\"\nvalues = { Set-Cookie = \"a=b\" }\n";

@@ -144,6 +144,7 @@ pub async fn show(
                                 size(described.file_size.unwrap_or_default() as i64)
                             ),
                             Route::Redirect { location, .. } => format!("redirects to {location}"),
+                            Route::Proxy { url, .. } => format!("proxies to {url}"),
                             Route::Plain(_) => "a plain “not found”: no such file and no 404.html".to_owned(),
                         };
                         PathCheck {

@@ -160,6 +160,11 @@ pub enum Route {
     },
     /// Nothing to serve: a plain answer with this status.
     Plain(StatusCode),
+    /// Forward the request to `url` with `headers` added (a proxy rewrite).
+    Proxy {
+        url: String,
+        headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -334,6 +339,7 @@ impl DeployIndex {
                         None => self.not_found(decoded, status),
                     }
                 }
+                Action::Proxy { url, headers } => Route::Proxy { url, headers },
             };
             return (route, Some(rule));
         }

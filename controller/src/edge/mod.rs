@@ -15,11 +15,15 @@
 //! long it may be cached; the deploy's `_headers` and `[[headers]]` rules
 //! are added last. `path.rs` decodes request paths so none escapes a
 //! deploy; `rules.rs` reads and matches the redirect and header rules.
+//! A proxy rewrite is forwarded by `proxy.rs`, the edge's one HTTP client;
+//! it is the only answer that reads the request's body, and is never kept
+//! in the memory cache.
 
 pub mod cache;
 pub mod index;
 pub mod path;
 pub mod protection;
+pub mod proxy;
 pub mod respond;
 /// The rules a deploy's author wrote, as the edge matches them.
 pub use jamstack_rules as rules;
@@ -37,6 +41,8 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     /// Signs and checks access to protected hostnames.
     pub access: Arc<protection::SiteAccess>,
+    /// Where proxy rewrites are forwarded.
+    pub upstreams: Arc<proxy::Upstreams>,
 }
 
 use crate::config::Config;
@@ -137,9 +143,9 @@ impl tower::Service<Request> for SiteHostsFirst {
         match target_of_host(host, &self.state.config.domain) {
             Some(target) => {
                 let state = self.state.clone();
-                // The body of a GET is not read; the head is all the edge
-                // needs. Only the sign-in form of a protected hostname is
-                // read, and only so far.
+                // Only a proxy rewrite, and the sign-in form of a protected
+                // hostname, read the body; the head is all the rest of the
+                // edge needs.
                 let (head, body) = request.into_parts();
                 let sign_in = head.method == Method::POST && head.uri.path() == protection::SIGN_IN_PATH;
                 Box::pin(async move {
@@ -147,7 +153,7 @@ impl tower::Service<Request> for SiteHostsFirst {
                     let response = if sign_in {
                         serve_sign_in(&state, &target, &head, body).await
                     } else {
-                        serve(&state, target, &head).await
+                        serve(&state, target, &head, body).await
                     };
                     state.metrics.edge.record(response.status(), started.elapsed());
                     Ok(response)
@@ -171,12 +177,8 @@ async fn serve_sign_in(state: &Edge, target: &Target, request: &Parts, body: axu
     }
 }
 
-async fn serve(state: &Edge, target: Target, request: &Parts) -> Response {
-    let method = &request.method;
-    if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response();
-    }
-    match serve_inner(state, target, request).await {
+async fn serve(state: &Edge, target: Target, request: &Parts, body: axum::body::Body) -> Response {
+    match serve_inner(state, target, request, body).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "edge failed");
@@ -185,7 +187,14 @@ async fn serve(state: &Edge, target: Target, request: &Parts) -> Response {
     }
 }
 
-async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::Result<Response> {
+async fn serve_inner(
+    state: &Edge,
+    target: Target,
+    request: &Parts,
+    body: axum::body::Body,
+) -> anyhow::Result<Response> {
+    let method = &request.method;
+    let reads_only = method == Method::GET || method == Method::HEAD;
     let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
@@ -196,8 +205,9 @@ async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::R
             Err(answer) => return Ok(answer),
         },
     };
-    // Checked before any file is looked up: a visitor without access
-    // learns nothing of the deploy, not even which paths it has.
+    // Checked before any file is looked up or any request forwarded: a
+    // visitor without access learns nothing of the deploy, not even which
+    // paths it has.
     if let Some(guard) = &guard
         && let Some(refused) = protection::check(state, guard, request)
     {
@@ -205,13 +215,34 @@ async fn serve_inner(state: &Edge, target: Target, request: &Parts) -> anyhow::R
     }
     // `Basic-Auth` in the deploy's `_headers`, as Netlify reads it.
     let mut private = guard.is_some();
+    let site_path = format!("/{decoded}");
     if index.rules.has_basic_auth()
-        && let Some(accepted) = index.rules.basic_auth_for(&format!("/{decoded}"))
+        && let Some(accepted) = index.rules.basic_auth_for(&site_path)
     {
         if !protection::basic_auth_allows(&accepted, &request.headers) {
             return Ok(protection::basic_auth_refusal());
         }
         private = true;
+    }
+    // A proxy rewrite takes every method and the body; everything else
+    // the edge serves is read-only. Most deploys have no proxy rule, and
+    // route once.
+    if index.rules.proxies()
+        && let (Route::Proxy { url, headers }, _) =
+            index.route_with_rule(&decoded, &rule_request(request, &site_path))
+    {
+        let peer = request
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0);
+        let mut response = state.upstreams.forward(&url, &headers, request, body, peer).await;
+        if private {
+            protection::make_private(response.headers_mut());
+        }
+        return Ok(response);
+    }
+    if !reads_only {
+        return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response());
     }
     let mut response = answer_from(state, &index, permalink, &decoded, request)
         .await?
@@ -264,20 +295,8 @@ async fn answer_from(
     request: &Parts,
 ) -> anyhow::Result<Answer> {
     let headers = &request.headers;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
     let site_path = format!("/{decoded}");
-    let rule_request = rules::Request {
-        path: &site_path,
-        query: request.uri.query(),
-        host,
-        accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
-        cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
-    };
-    let (route, rule) = index.route_with_rule(decoded, &rule_request);
+    let (route, rule) = index.route_with_rule(decoded, &rule_request(request, &site_path));
     let mut file_size = None;
     let mut response = match &route {
         Route::File { path, status } => {
@@ -305,6 +324,14 @@ async fn answer_from(
             response
         }
         Route::Plain(status) => plain(*status, "not found\n"),
+        // Described only: serving forwards the request before coming here.
+        Route::Proxy { url, .. } => {
+            let mut response = Response::new(axum::body::Body::empty());
+            response
+                .headers_mut()
+                .insert("x-proxied-to", HeaderValue::from_str(url)?);
+            response
+        }
     };
     add_rule_headers(response.headers_mut(), &index.rules.headers_for(&site_path));
     Ok(Answer {
@@ -313,6 +340,23 @@ async fn answer_from(
         rule,
         file_size,
     })
+}
+
+/// `request` as the redirect rules see it; `site_path` is its decoded path.
+fn rule_request<'a>(request: &'a Parts, site_path: &'a str) -> rules::Request<'a> {
+    let headers = &request.headers;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    rules::Request {
+        path: site_path,
+        query: request.uri.query(),
+        host,
+        accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+        cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
+    }
 }
 
 /// What `target` serves, read from the database (the pointer) and the

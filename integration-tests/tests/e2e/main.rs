@@ -26,6 +26,7 @@ mod live_logs;
 mod monorepo;
 mod ops;
 mod protection;
+mod proxy;
 mod push_to_deploy;
 mod replays;
 mod rolling_upgrades;

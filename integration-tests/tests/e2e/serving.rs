@@ -365,10 +365,10 @@ async fn a_mistake_in_a_rule_fails_the_deploy_naming_the_file_line_and_reason() 
             ("src/_redirects", "/fine /ok\n"),
             (
                 "jamstack.toml",
-                &format!("{COPY_SITE_TOML}\n[[redirects]]\nfrom = \"/api/*\"\nto = \"https://api.example.com/:splat\"\nstatus = 200\n"),
+                &format!("{COPY_SITE_TOML}\n[[redirects]]\nfrom = \"/api/*\"\nto = \"https://api.example.com/:splat\"\nstatus = 404\n"),
             ),
         ],
-        "proxy rule",
+        "another site's page with a 404",
     );
     let build = app
         .wait_for_build(app.push("octo/typo", &repo, &bad_toml).await)
@@ -376,7 +376,7 @@ async fn a_mistake_in_a_rule_fails_the_deploy_naming_the_file_line_and_reason() 
     assert_eq!(build["state"], "failed", "{build}");
     let error = build["error"].as_str().unwrap();
     assert!(
-        error.contains("jamstack.toml:8") && error.contains("proxy"),
+        error.contains("jamstack.toml:8") && error.contains("another site's page"),
         "{error}"
     );
 
