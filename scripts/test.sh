@@ -106,9 +106,10 @@ step "Removing build networks that earlier runs left behind"
 # Tests kill runners mid-build on purpose. A runner sweeps what its previous
 # life left when it starts again under its name, which a test's runner never
 # does, so each run leaves a few job networks; Docker has about thirty
-# address pools for them. Networks still in use are left alone.
-docker network ls -q --filter label=org.jamstack.role=network \
-    | xargs -r docker network rm >/dev/null 2>&1 || true
+# address pools for them. Networks in use are left alone, and so are
+# those made in the last ten minutes: another suite on the same engine may
+# have made one a moment ago and not yet attached its build.
+docker network prune --force --filter label=org.jamstack.role=network --filter until=10m >/dev/null 2>&1 || true
 
 step "Tests"
 cargo test --workspace --locked
