@@ -18,8 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod permissions;
 pub mod sign_in;
 
+pub use permissions::{Permission, role_grants};
 pub use sign_in::SignInThrottle;
 
 /// Who may do what: the database of tokens, sessions and runners, the
@@ -59,8 +61,11 @@ pub fn hash_token(token: &str) -> String {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+    bearer_in(&parts.headers)
+}
+
+fn bearer_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
@@ -74,7 +79,11 @@ pub const SESSION_COOKIE: &str = "jamstack_session";
 
 /// The session token a request's cookie carries, if any (not yet checked).
 pub fn session_cookie(parts: &Parts) -> Option<String> {
-    axum_extra::extract::CookieJar::from_headers(&parts.headers)
+    session_cookie_in(&parts.headers)
+}
+
+fn session_cookie_in(headers: &axum::http::HeaderMap) -> Option<String> {
+    axum_extra::extract::CookieJar::from_headers(headers)
         .get(SESSION_COOKIE)
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty())
@@ -227,6 +236,16 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 /// so the live log follows by cookie. Writes always need a bearer token
 /// here; the dashboard's own forms carry CSRF tokens instead.
 async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), AppError> {
+    // Under `/api/v1` the permission layer has found who is asking (and
+    // checked the role); only the token's scope is left to check.
+    if let Some(principal) = parts.extensions.get::<Principal>() {
+        return match principal {
+            Principal::Installation => Ok(()),
+            Principal::Member { .. } => Ok(()),
+            Principal::Token { scopes, .. } if grants(scopes, needed) => Ok(()),
+            Principal::Token { .. } => Err(lacks_scope(parts, needed)),
+        };
+    }
     if let Some(token) = bearer(parts) {
         let grant = state.db.bearer_token(&hash_token(token)).await?.ok_or_else(|| {
             unauthorized(
@@ -252,12 +271,7 @@ async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), App
         if grants(&parse_stored_scopes(&grant.scopes), needed) {
             return Ok(());
         }
-        return Err(forbidden(format!(
-            "this token lacks the `{needed}` scope, which {} {} needs; make a token that has it \
-             (dashboard settings page, or POST /api/v1/tokens with the admin token)",
-            parts.method,
-            parts.uri.path()
-        )));
+        return Err(lacks_scope(parts, needed));
     }
     let reading = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
     if reading
@@ -271,6 +285,209 @@ async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), App
         "missing `Authorization: Bearer <token>` header; use the admin token the controller printed \
          on first start, or an API token made on the dashboard's settings page",
     ))
+}
+
+fn lacks_scope(parts: &Parts, needed: Scope) -> AppError {
+    forbidden(format!(
+        "this token lacks the `{needed}` scope, which {} {} needs; make a token that has it \
+         (dashboard settings page, or POST /api/v1/tokens with the admin token)",
+        parts.method,
+        parts.uri.path()
+    ))
+}
+
+/// Who a request comes from, as the permission check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The admin token, or a dashboard session opened with it or with the
+    /// installation's dashboard password: every permission.
+    Installation,
+    /// A user's dashboard session: what the user's role on each team allows.
+    Member { user: i64 },
+    /// An API token of a team (a member's when `user` is set): its scopes,
+    /// on its team only, and never more than its member's role.
+    Token {
+        id: i64,
+        team: i64,
+        user: Option<i64>,
+        scopes: Vec<Scope>,
+    },
+}
+
+impl Principal {
+    /// Whose sites this principal sees in a list.
+    pub fn team_filter(&self) -> crate::db::TeamFilter {
+        match self {
+            Principal::Installation => crate::db::TeamFilter::All,
+            Principal::Member { user } => crate::db::TeamFilter::MemberOf(*user),
+            Principal::Token { team, .. } => crate::db::TeamFilter::Team(*team),
+        }
+    }
+
+    /// The team a site this principal makes goes to: a token's own team;
+    /// the first team for the admin token (and for a member's session,
+    /// which never writes through the API).
+    pub fn team_for_new_sites(&self) -> Option<i64> {
+        match self {
+            Principal::Token { team, .. } => Some(*team),
+            Principal::Installation | Principal::Member { .. } => None,
+        }
+    }
+}
+
+/// What an operation acts on, as its path names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
+    /// A site, by name.
+    Site(&'a str),
+    /// A build, by id: its site's team decides.
+    Build(i64),
+    /// Nothing one team owns: a list across the asker's teams, or the
+    /// installation.
+    Unscoped,
+}
+
+/// Finds who sent the request: a bearer token, or for reading (`GET`,
+/// `HEAD`) a dashboard session cookie. Never a cookie for a write: a page
+/// of another origin could send one (the dashboard's own forms carry CSRF
+/// tokens instead). `Ok(None)` when the request carries neither; an
+/// unknown or revoked token is an error.
+pub async fn find_principal(
+    state: &Auth,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Principal>, AppError> {
+    if let Some(token) = bearer_in(headers) {
+        let grant = state.db.bearer_token(&hash_token(token)).await?.ok_or_else(|| {
+            unauthorized(
+                "the token is unknown or revoked; make a new API token on the dashboard's settings page \
+                 or with POST /api/v1/tokens",
+            )
+        })?;
+        if grant.kind == TokenKind::Admin {
+            return Ok(Some(Principal::Installation));
+        }
+        let now = crate::db::now_millis();
+        if grant
+            .last_used_at
+            .is_none_or(|at| now - at > LAST_USED_RESOLUTION_MS)
+            && let Err(e) = state.db.touch_token(grant.id).await
+        {
+            tracing::warn!(
+                token = grant.id,
+                error = format!("{e:#}"),
+                "noting a token's use failed"
+            );
+        }
+        let team = match grant.team_id {
+            Some(team) => team,
+            // Only the admin token has no team; a stray row is refused.
+            None => {
+                return Err(unauthorized(
+                    "this token belongs to no team; make a new API token",
+                ));
+            }
+        };
+        return Ok(Some(Principal::Token {
+            id: grant.id,
+            team,
+            user: grant.user_id,
+            scopes: parse_stored_scopes(&grant.scopes),
+        }));
+    }
+    let reading = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    if reading && let Some(session) = session_cookie_in(headers) {
+        return Ok(match state.db.session_user(&hash_token(&session)).await? {
+            Some(Some(user)) => Some(Principal::Member { user }),
+            Some(None) => Some(Principal::Installation),
+            None => None,
+        });
+    }
+    Ok(None)
+}
+
+/// The one check of a declared permission: whether `principal` holds
+/// `permission` on `resource`. A site (or build) of a team the asker has no
+/// part in answers 404 exactly as a site that does not exist, so names do
+/// not leak; a member whose role falls short, or a token whose scopes do,
+/// gets 403 naming what is missing.
+pub async fn check_permission(
+    state: &Auth,
+    principal: Option<&Principal>,
+    permission: Permission,
+    resource: Resource<'_>,
+) -> Result<(), AppError> {
+    if permission == Permission::Public {
+        return Ok(());
+    }
+    let Some(principal) = principal else {
+        return Err(unauthorized(
+            "missing `Authorization: Bearer <token>` header; use the admin token the controller printed \
+             on first start, or an API token made on the dashboard's settings page",
+        ));
+    };
+    if *principal == Principal::Installation {
+        return Ok(());
+    }
+    if permission == Permission::InstallationAdmin {
+        return Err(forbidden(format!(
+            "this needs the `{permission}` permission, which only the installation's admin token holds"
+        )));
+    }
+    let hidden = || match resource {
+        Resource::Site(name) => crate::error::not_found(format!(
+            "no site named `{name}`; list sites with GET /api/v1/sites"
+        )),
+        Resource::Build(id) => crate::error::not_found(format!("no build {id}")),
+        Resource::Unscoped => crate::error::not_found("not found"),
+    };
+    let team = match resource {
+        Resource::Site(name) => Some(state.db.team_of_site(name).await?.ok_or_else(hidden)?),
+        Resource::Build(id) => Some(state.db.team_of_build(id).await?.ok_or_else(hidden)?),
+        Resource::Unscoped => None,
+    };
+    let short_role = |role: crate::db::Role| {
+        forbidden(format!(
+            "your role on this team is `{role}`, and this needs `{permission}`, which needs `{}` or above; \
+             ask an owner of the team",
+            permission.least_role().map_or("the admin token", |r| r.as_str())
+        ))
+    };
+    match principal {
+        Principal::Installation => Ok(()),
+        Principal::Member { user } => match team {
+            Some(team) => match state.db.role_on_team(*user, team).await? {
+                None => Err(hidden()),
+                Some(role) if role_grants(role, permission) => Ok(()),
+                Some(role) => Err(short_role(role)),
+            },
+            // Lists across teams show only the asker's teams' part.
+            None => Ok(()),
+        },
+        Principal::Token {
+            team: own,
+            user,
+            scopes,
+            ..
+        } => {
+            if team.is_some_and(|team| team != *own) {
+                return Err(hidden());
+            }
+            if let Some(user) = user {
+                match state.db.role_on_team(*user, *own).await? {
+                    None => return Err(hidden()),
+                    Some(role) if !role_grants(role, permission) => return Err(short_role(role)),
+                    Some(_) => {}
+                }
+            }
+            match permission.scope() {
+                Some(scope) if !grants(scopes, scope) => Err(forbidden(format!(
+                    "this token lacks the `{scope}` scope, which `{permission}` needs; make a token that has it"
+                ))),
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 /// One extractor per scope, so each handler says in its signature what it

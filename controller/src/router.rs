@@ -117,7 +117,12 @@ pub fn metrics_router(state: AppState) -> Router {
 
 pub fn router(state: AppState) -> Router {
     // Every route under /api/v1, built with its OpenAPI documentation.
+    // Every one is checked against the permission its operation declares.
     let (api_routes, _) = api::routes().split_for_parts();
+    let api_routes = api_routes.route_layer(axum::middleware::from_fn_with_state(
+        state.auth.clone(),
+        api::access::require_declared_permission,
+    ));
 
     let webhooks = Router::new()
         .route("/webhooks/github", post(api::webhooks::github))

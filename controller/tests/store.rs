@@ -2117,3 +2117,156 @@ on_both_databases!(
         assert_eq!(db.site_build_settings(s.id).await.unwrap().paths, paths);
     }
 );
+
+on_both_databases!(
+    sites_and_tokens_made_before_teams_belong_to_the_first_team_which_the_first_admin_sign_in_owns,
+    |db: Database| async move {
+        use jamstack_controller::db::{Role, TokenKind};
+        let blog = site(&db, "blog").await;
+        db.insert_api_token("ci", "read builds", "hash-ci").await.unwrap();
+        let first = db.first_team_id().await.unwrap();
+        assert_eq!(db.team_of_site("blog").await.unwrap(), Some(first));
+        let grant = db.bearer_token("hash-ci").await.unwrap().unwrap();
+        assert_eq!(
+            (grant.kind, grant.team_id, grant.user_id),
+            (TokenKind::Api, Some(first), None)
+        );
+        assert_eq!(grant.scopes, "read builds", "an existing token keeps its scopes");
+
+        let ada = db.insert_user("ada", None).await.unwrap().unwrap();
+        let bob = db.insert_user("bob", None).await.unwrap().unwrap();
+        assert!(
+            db.insert_user("ada", None).await.unwrap().is_none(),
+            "logins are unique"
+        );
+        // Two people signing in with the admin token at once: one owner.
+        let (a, b) = tokio::join!(db.claim_first_team(ada.id), db.claim_first_team(bob.id));
+        let claims = [a.unwrap(), b.unwrap()];
+        assert_eq!(claims.iter().flatten().count(), 1, "{claims:?}");
+        let owner = if claims[0].is_some() { ada.id } else { bob.id };
+        assert_eq!(db.role_on_team(owner, first).await.unwrap(), Some(Role::Owner));
+        let other = if owner == ada.id { bob.id } else { ada.id };
+        assert_eq!(db.role_on_team(other, first).await.unwrap(), None);
+        assert_eq!(db.claim_first_team(other).await.unwrap(), None, "claimed once");
+
+        // A site made later goes to the first team too, until moved.
+        let docs = site(&db, "docs").await;
+        assert_eq!(db.team_of_site("docs").await.unwrap(), Some(first));
+        let team = db.insert_team("design", other).await.unwrap().unwrap();
+        assert!(db.insert_team("design", other).await.unwrap().is_none());
+        db.move_site_to_team(docs.id, team.id).await.unwrap();
+        assert_eq!(db.team_of_site("docs").await.unwrap(), Some(team.id));
+        assert_eq!(db.team_of_site("nope").await.unwrap(), None);
+        let build = queue(&db, &blog, "main").await;
+        assert_eq!(db.team_of_build(build).await.unwrap(), Some(first));
+    }
+);
+
+on_both_databases!(
+    a_members_tokens_die_with_the_membership_and_the_last_owner_stays,
+    |db: Database| async move {
+        use jamstack_controller::db::{MembershipChange, Role};
+        let ada = db
+            .insert_user("ada", Some("$argon2id$stand-in"))
+            .await
+            .unwrap()
+            .unwrap();
+        let bob = db.insert_user("bob", None).await.unwrap().unwrap();
+        assert_eq!(db.user_by_login("ada").await.unwrap(), Some(ada.clone()));
+        assert_eq!(db.user_by_id(bob.id).await.unwrap(), Some(bob.clone()));
+        let team = db.insert_team("web", ada.id).await.unwrap().unwrap();
+        assert_eq!(
+            db.set_member_role(team.id, bob.id, Role::Developer)
+                .await
+                .unwrap(),
+            MembershipChange::Done
+        );
+        let members: Vec<_> = db
+            .team_members(team.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.login, m.role))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                ("ada".to_owned(), Role::Owner),
+                ("bob".to_owned(), Role::Developer)
+            ]
+        );
+        let bobs = db
+            .insert_team_token(team.id, Some(bob.id), "laptop", "read builds", "hash-bob")
+            .await
+            .unwrap();
+        let robot = db
+            .insert_team_token(team.id, None, "ci", "read", "hash-robot")
+            .await
+            .unwrap();
+        assert_eq!(db.token_owner(bobs).await.unwrap(), Some((team.id, Some(bob.id))));
+        assert_eq!(db.token_owner(robot).await.unwrap(), Some((team.id, None)));
+
+        assert_eq!(
+            db.set_member_role(team.id, ada.id, Role::Admin).await.unwrap(),
+            MembershipChange::LastOwner
+        );
+        assert_eq!(
+            db.remove_member(team.id, ada.id).await.unwrap(),
+            MembershipChange::LastOwner
+        );
+        assert_eq!(
+            db.remove_member(team.id, bob.id).await.unwrap(),
+            MembershipChange::Done
+        );
+        assert_eq!(
+            db.remove_member(team.id, bob.id).await.unwrap(),
+            MembershipChange::NotAMember
+        );
+        assert!(
+            db.bearer_token("hash-bob").await.unwrap().is_none(),
+            "died with the membership"
+        );
+        assert!(
+            db.bearer_token("hash-robot").await.unwrap().is_some(),
+            "the team's own token stays"
+        );
+        assert_eq!(db.role_on_team(bob.id, team.id).await.unwrap(), None);
+        // With a second owner, the first may step down.
+        db.set_member_role(team.id, bob.id, Role::Owner).await.unwrap();
+        assert_eq!(
+            db.set_member_role(team.id, ada.id, Role::Viewer).await.unwrap(),
+            MembershipChange::Done
+        );
+    }
+);
+
+on_both_databases!(
+    a_users_sessions_are_listed_and_revoked_one_by_one,
+    |db: Database| async move {
+        use jamstack_controller::db::now_millis;
+        let ada = db.insert_user("ada", None).await.unwrap().unwrap();
+        let bob = db.insert_user("bob", None).await.unwrap().unwrap();
+        let later = now_millis() + 60_000;
+        db.insert_user_session(ada.id, "ada-laptop", later).await.unwrap();
+        db.insert_user_session(ada.id, "ada-phone", later).await.unwrap();
+        db.insert_user_session(ada.id, "ada-old", now_millis() - 1)
+            .await
+            .unwrap();
+        db.insert_user_session(bob.id, "bob-laptop", later).await.unwrap();
+        db.insert_session("admin-session", later).await.unwrap();
+        assert_eq!(db.session_user("ada-phone").await.unwrap(), Some(Some(ada.id)));
+        assert_eq!(db.session_user("admin-session").await.unwrap(), Some(None));
+        assert_eq!(db.session_user("ada-old").await.unwrap(), None, "expired");
+        let sessions = db.user_sessions(ada.id).await.unwrap();
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        let bobs = db.user_sessions(bob.id).await.unwrap();
+        assert!(
+            !db.revoke_user_session(ada.id, bobs[0].id).await.unwrap(),
+            "not another user's session"
+        );
+        assert!(db.revoke_user_session(ada.id, sessions[0].id).await.unwrap());
+        assert_eq!(db.session_user("ada-phone").await.unwrap(), None, "revoked");
+        assert!(db.session_is_live("ada-laptop").await.unwrap());
+        assert!(db.session_is_live("bob-laptop").await.unwrap());
+    }
+);

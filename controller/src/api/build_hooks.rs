@@ -67,7 +67,8 @@ pub struct HookCalled {
         (status = 200, description = "The site's build hooks, oldest first", body = Vec<BuildHook>),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list(
     State(db): State<Database>,
@@ -91,7 +92,8 @@ pub async fn list(
         (status = 400, description = "A bad name, branch or title", body = ErrorBody),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn create(
     State(db): State<Database>,
@@ -182,7 +184,8 @@ fn optional(value: &Option<String>) -> Option<&str> {
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn revoke(
     State(db): State<Database>,

@@ -41,7 +41,8 @@ pub struct TriggerBuild {
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
         (status = 409, description = "The site has no repository to build: connect one, or deploy directly", body = ErrorBody),
     ),
-    security(("token" = ["builds"]))
+    security(("token" = ["builds"])),
+    extensions(("x-permission" = json!("site.build")))
 )]
 pub async fn trigger(
     State(db): State<Database>,
@@ -109,7 +110,8 @@ pub async fn trigger(
         (status = 200, description = "One page of the site's builds, newest first", body = Vec<Build>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list_for_site(
     State(db): State<Database>,
@@ -137,7 +139,8 @@ pub async fn list_for_site(
         (status = 201, description = "The new build of the same commit, branch and context", body = Build),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["builds"]))
+    security(("token" = ["builds"])),
+    extensions(("x-permission" = json!("site.build")))
 )]
 pub async fn retry(
     State(db): State<Database>,
@@ -170,7 +173,8 @@ async fn find_build(db: &Database, id: i64) -> AppResult<Build> {
         (status = 200, description = "The build", body = Build),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show(
     State(db): State<Database>,
@@ -205,7 +209,8 @@ pub struct LogQuery {
         (status = 200, description = "The log as text; `X-Build-State` says where the build is", content_type = "text/plain", body = String),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn log(
     State(db): State<Database>,
@@ -240,7 +245,8 @@ pub async fn log(
         (status = 200, description = "Each lease of the build's job", body = Vec<crate::db::Attempt>),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn attempts(
     State(db): State<Database>,
@@ -261,7 +267,8 @@ pub async fn attempts(
         (status = 200, description = "The build, cancelled or being cancelled", body = Build),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["builds"]))
+    security(("token" = ["builds"])),
+    extensions(("x-permission" = json!("site.build")))
 )]
 pub async fn cancel(
     State(db): State<Database>,

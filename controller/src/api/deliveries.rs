@@ -29,7 +29,8 @@ pub struct DeliveryFilter {
     responses(
         (status = 200, description = "One page of the deliveries, newest first", body = Vec<Delivery>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn list(
     State(db): State<Database>,
@@ -53,7 +54,8 @@ pub async fn list(
         (status = 200, description = "The delivery", body = Delivery),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn show(State(db): State<Database>, _: Admin, Path(id): Path<i64>) -> AppResult<Json<Delivery>> {
     db.delivery(id)

@@ -67,7 +67,8 @@ async fn find_deploy(db: &Database, site: &Site, deploy_id: &str) -> AppResult<D
         (status = 200, description = "One page of the site's deploys, newest first", body = Vec<DeployView>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list_for_site(
     State(db): State<Database>,
@@ -95,7 +96,8 @@ pub async fn list_for_site(
         (status = 200, description = "The deploy", body = DeployView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show(
     State(db): State<Database>,
@@ -153,7 +155,8 @@ pub struct DeployDiff {
         (status = 200, description = "Files added, changed and removed", body = DeployDiff),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn diff(
     State(db): State<Database>,
@@ -203,7 +206,8 @@ pub async fn diff(
         (status = 409, description = "The deploy is not ready", body = ErrorBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn publish(
     State(db): State<Database>,
@@ -271,7 +275,8 @@ const MAX_TITLE: usize = 500;
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
         (status = 413, description = "Over a deploy limit", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn create_direct(
     State(db): State<Database>,
@@ -337,7 +342,8 @@ pub async fn create_direct(
         (status = 400, description = "The body does not hash to the name", body = ErrorBody),
         (status = 413, description = "Over the file size limit", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn put_blob(
     State(deploys): State<Deploys>,
@@ -402,7 +408,8 @@ fn missing_blobs(deploy_id: &str, missing: Vec<String>) -> Response {
         (status = 409, description = "Blobs are missing (listed), publishing is locked, or a build owns the deploy", body = MissingBlobs),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn finalize_direct(
     State(db): State<Database>,
@@ -483,7 +490,8 @@ pub async fn finalize_direct(
     responses(
         (status = 200, description = "What was removed", body = GcReport),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn collect_garbage(State(deploys): State<Deploys>, _: Admin) -> AppResult<Json<GcReport>> {
     Ok(Json(retention::collect_garbage(&deploys).await?))
@@ -501,7 +509,8 @@ pub async fn collect_garbage(State(deploys): State<Deploys>, _: Admin) -> AppRes
         (status = 204, description = "The hostname is down"),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn remove_alias(
     State(db): State<Database>,

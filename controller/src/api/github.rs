@@ -16,7 +16,8 @@ use axum::extract::State;
     responses(
         (status = 200, description = "The GitHub App's installations", body = Vec<Installation>),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn installations(State(db): State<Database>, _: Admin) -> AppResult<Json<Vec<Installation>>> {
     Ok(Json(db.installations().await?))

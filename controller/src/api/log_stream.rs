@@ -75,7 +75,8 @@ pub fn complete_utf8_prefix(bytes: &[u8]) -> usize {
         (status = 200, description = "Server-sent events: `log` (text, id `<attempt>:<offset>`), `attempt`, and `end` with the final state", content_type = "text/event-stream", body = String),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn stream(
     State(db): State<Database>,

@@ -2,6 +2,7 @@
 //! resource; every `/api/v1` route is declared in [`routes`], together with
 //! its documentation (see `openapi.rs`); the others in `router.rs`.
 
+pub mod access;
 pub mod build_hooks;
 pub mod builds;
 pub mod deliveries;

@@ -69,7 +69,8 @@ pub struct CreatedHook {
         (status = 200, description = "The site's hooks", body = Vec<NotificationHook>),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list(
     State(db): State<Database>,
@@ -95,7 +96,8 @@ pub async fn list(
         (status = 400, description = "A bad kind, URL, address, event or secret, or e-mail without an SMTP server", body = ErrorBody),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn create(
     State(db): State<Database>,
@@ -280,7 +282,8 @@ fn check_target(url: &str, kind: NotificationKind, allow_private: bool) -> Resul
         (status = 204, description = "Removed"),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn delete(
     State(db): State<Database>,
@@ -305,7 +308,8 @@ pub async fn delete(
         (status = 200, description = "The hook's latest deliveries", body = Vec<NotificationDelivery>),
         (status = 404, description = "No such site or hook", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn deliveries(
     State(db): State<Database>,

@@ -41,6 +41,7 @@ struct ApiDoc;
     path = "/api/v1/openapi.json",
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)),
+    extensions(("x-permission" = json!("public"))),
 )]
 pub async fn serve() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(document())

@@ -94,7 +94,8 @@ pub fn validate_protection(body: &ProtectionBody, current: &SiteProtection) -> R
         (status = 200, description = "Which hostnames ask for the site's password", body = ProtectionView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show(
     State(db): State<Database>,
@@ -118,7 +119,8 @@ pub async fn show(
         (status = 400, description = "A hostname protected with no password, or a password too long", body = ErrorBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn update(
     State(db): State<Database>,
@@ -193,7 +195,8 @@ pub struct ShareLinkView {
         (status = 400, description = "A public hostname, or a lifetime out of range", body = ErrorBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn create_share_link(
     State(db): State<Database>,

@@ -26,7 +26,8 @@ use std::sync::Arc;
     responses(
         (status = 200, description = "One page of the runners, oldest first", body = Vec<RunnerRecord>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn list(State(db): State<Database>, _: Admin, page: Pagination) -> AppResult<Paged<RunnerRecord>> {
     let runners = db.runners_page(page.fetch_limit(), page.offset()).await?;
@@ -45,7 +46,8 @@ pub async fn list(State(db): State<Database>, _: Admin, page: Pagination) -> App
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn revoke(
     State(auth): State<Auth>,
@@ -78,14 +80,22 @@ pub struct QueueView {
     responses(
         (status = 200, description = "Queued and running builds across sites, oldest first", body = QueueView),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn queue(
     State(db): State<Database>,
     State(config): State<Arc<Config>>,
     _: CanRead,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
 ) -> AppResult<Json<QueueView>> {
     let mut entries = db.queue_overview().await?;
+    let filter = principal.team_filter();
+    if filter != crate::db::TeamFilter::All {
+        // Only the sites of the asker's teams: other teams' names stay unseen.
+        let visible = db.site_names_of(filter).await?;
+        entries.retain(|entry| visible.contains(&entry.site));
+    }
     crate::waiting::explain_queue(&db, Thresholds::of(&config), &mut entries).await?;
     let (running, queued) = entries.into_iter().partition(|entry| entry.state == "running");
     Ok(Json(QueueView { queued, running }))

@@ -23,7 +23,8 @@ use jamstack_proto::ErrorBody;
         (status = 200, description = "The site's schedules, oldest first", body = Vec<ScheduleView>),
         (status = 404, description = "No such site", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list(
     State(db): State<Database>,
@@ -48,7 +49,8 @@ pub async fn list(
         (status = 400, description = "A bad expression, time zone, branch or title, named", body = ErrorBody),
         (status = 404, description = "No such site", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn create(
     State(db): State<Database>,
@@ -77,7 +79,8 @@ pub async fn create(
         (status = 200, description = "The schedule removed, with the run it will no longer make", body = ScheduleView),
         (status = 404, description = "No such site or schedule", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn delete(
     State(db): State<Database>,

@@ -114,7 +114,8 @@ async fn settings_view(
         (status = 200, description = "Limits, timeout and cache", body = BuildSettingsView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show(
     State(db): State<Database>,
@@ -138,7 +139,8 @@ pub async fn show(
         (status = 200, description = "The new settings", body = BuildSettingsView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn update(
     State(db): State<Database>,
@@ -267,7 +269,8 @@ fn network_view(network: SiteNetwork) -> BuildNetworkBody {
         (status = 200, description = "What the site's builds may reach", body = BuildNetworkBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show_network(
     State(db): State<Database>,
@@ -293,7 +296,8 @@ pub async fn show_network(
         (status = 400, description = "A private host that is not an address, block or name, or may never be opened", body = ErrorBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn update_network(
     State(db): State<Database>,
@@ -406,7 +410,8 @@ fn paths_view(paths: SitePaths) -> BuildPathsBody {
         (status = 200, description = "Where the site lives in its repository and which changes build it", body = BuildPathsBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show_paths(
     State(db): State<Database>,
@@ -432,7 +437,8 @@ pub async fn show_paths(
         (status = 400, description = "An absolute path, one that climbs out with `..`, or too many globs", body = ErrorBody),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn update_paths(
     State(db): State<Database>,
@@ -459,7 +465,8 @@ pub async fn update_paths(
         (status = 200, description = "The settings with the new cache generation", body = BuildSettingsView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn clear_cache(
     State(db): State<Database>,
@@ -547,7 +554,8 @@ pub fn validate_env_var(name: &str, value: &str) -> Result<(), String> {
         (status = 200, description = "The variables; secret values are never shown", body = Vec<EnvVarView>),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list_env(
     State(db): State<Database>,
@@ -570,7 +578,8 @@ pub async fn list_env(
         (status = 200, description = "The variable as stored", body = EnvVarView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn set_env(
     State(db): State<Database>,
@@ -621,7 +630,8 @@ pub async fn store_env_var(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn delete_env(
     State(db): State<Database>,

@@ -1,7 +1,7 @@
 use super::find_site;
 use super::pagination::PageParams;
 use super::pagination::{Paged, Pagination};
-use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead};
+use crate::auth::{Admin, CanDeploy, CanManageSites, CanRead, Principal};
 use crate::config::Config;
 use crate::db::{DEFAULT_BRANCH_UNTIL_KNOWN, Database, NewSite, SchedulingSettings, Site, SiteSettings};
 use crate::deploys::Deploys;
@@ -14,9 +14,9 @@ use crate::secrets::random_hex;
 use crate::secrets::{generic_webhook_purpose, github_token_purpose};
 use crate::state::Installation;
 use crate::urls::Urls;
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
@@ -171,7 +171,8 @@ fn validate_token(token: &str) -> Result<(), String> {
         (status = 201, description = "The site, connected", body = SiteView),
         (status = 409, description = "A site of that name exists", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 // Each argument is one service or one part of the request the handler uses.
 #[allow(clippy::too_many_arguments)]
@@ -183,6 +184,7 @@ pub async fn create(
     State(github): State<GitHubService>,
     State(installation): State<Installation>,
     _: CanManageSites,
+    Extension(principal): Extension<Principal>,
     Json(body): Json<CreateSite>,
 ) -> AppResult<(StatusCode, Json<SiteView>)> {
     validate_site_name(&body.name).map_err(bad_request)?;
@@ -211,24 +213,28 @@ pub async fn create(
         validate_token(token).map_err(bad_request)?;
     }
     let site = db
-        .insert_site(&NewSite {
-            name: body.name.clone(),
-            repo_url,
-            production_branch_follows_default: body.production_branch.is_none() && body.github_repo.is_some(),
-            github_repo: body.github_repo,
-            production_branch: body
-                .production_branch
-                .unwrap_or_else(|| DEFAULT_BRANCH_UNTIL_KNOWN.to_owned()),
-            settings: SiteSettings {
-                branch_deploys: body.branch_deploys,
-                deploy_previews: body.deploy_previews,
-                github_installation_id: body.github_installation_id,
-                github_token_sealed: body
-                    .github_token
-                    .as_deref()
-                    .map(|token| secrets.seal(&github_token_purpose(&body.name), token)),
+        .insert_site_of_team(
+            &NewSite {
+                name: body.name.clone(),
+                repo_url,
+                production_branch_follows_default: body.production_branch.is_none()
+                    && body.github_repo.is_some(),
+                github_repo: body.github_repo,
+                production_branch: body
+                    .production_branch
+                    .unwrap_or_else(|| DEFAULT_BRANCH_UNTIL_KNOWN.to_owned()),
+                settings: SiteSettings {
+                    branch_deploys: body.branch_deploys,
+                    deploy_previews: body.deploy_previews,
+                    github_installation_id: body.github_installation_id,
+                    github_token_sealed: body
+                        .github_token
+                        .as_deref()
+                        .map(|token| secrets.seal(&github_token_purpose(&body.name), token)),
+                },
             },
-        })
+            principal.team_for_new_sites(),
+        )
         .await?
         .ok_or_else(|| {
             conflict(format!(
@@ -348,7 +354,8 @@ async fn register_webhook(
         (status = 200, description = "What registering the webhook did", body = WebhookRegistration),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn register_github_webhook(
     State(db): State<Database>,
@@ -413,7 +420,8 @@ where
         (status = 200, description = "The site, changed", body = SiteView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["sites"]))
+    security(("token" = ["sites"])),
+    extensions(("x-permission" = json!("site.admin")))
 )]
 // Each argument is one service or one part of the request the handler uses.
 #[allow(clippy::too_many_arguments)]
@@ -530,7 +538,8 @@ pub struct GenericWebhook {
         (status = 201, description = "The generic webhook and its new secret, shown once", body = GenericWebhook),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 // Needs `admin`: whoever holds the secret can start trusted production
 // builds of any commit with the site's secrets, more than `sites` grants.
@@ -566,15 +575,19 @@ pub async fn create_generic_webhook(
     responses(
         (status = 200, description = "One page of the sites, by name", body = Vec<SiteView>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn list(
     State(db): State<Database>,
     State(urls): State<Urls>,
     _: CanRead,
+    Extension(principal): Extension<Principal>,
     page: Pagination,
 ) -> AppResult<Paged<SiteView>> {
-    let sites = db.sites_page(page.fetch_limit(), page.offset()).await?;
+    let sites = db
+        .sites_page_of(principal.team_filter(), page.fetch_limit(), page.offset())
+        .await?;
     Ok(page.answer(sites).map(|s| view(&urls, s)))
 }
 
@@ -588,7 +601,8 @@ pub async fn list(
         (status = 200, description = "The site", body = SiteView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["read"]))
+    security(("token" = ["read"])),
+    extensions(("x-permission" = json!("site.read")))
 )]
 pub async fn show(
     State(db): State<Database>,
@@ -613,7 +627,8 @@ pub async fn show(
         (status = 200, description = "The site, its publishing locked", body = SiteView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn lock(
     State(db): State<Database>,
@@ -638,7 +653,8 @@ pub async fn lock(
         (status = 200, description = "The site, its publishing unlocked", body = SiteView),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["deploys"]))
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
 )]
 pub async fn unlock(
     State(db): State<Database>,

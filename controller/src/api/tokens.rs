@@ -44,7 +44,8 @@ fn token_view(token: ApiToken) -> TokenView {
     responses(
         (status = 200, description = "One page of the live API tokens, newest first", body = Vec<TokenView>, headers(("link" = String, description = "`<…?page=N+1&per_page=M>; rel=\"next\"` when another page follows"))),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn list(State(db): State<Database>, _: Admin, page: Pagination) -> AppResult<Paged<TokenView>> {
     let tokens = db
@@ -102,7 +103,8 @@ pub fn validate_new_token(name: &str, scopes: &[String]) -> Result<Vec<Scope>, S
     responses(
         (status = 201, description = "The token, shown this once", body = CreatedToken),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn create(
     State(db): State<Database>,
@@ -140,7 +142,8 @@ pub async fn make_token(db: &Database, name: &str, scopes: &[Scope]) -> anyhow::
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
     ),
-    security(("token" = ["admin"]))
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("installation.admin")))
 )]
 pub async fn revoke(State(db): State<Database>, _: Admin, Path(id): Path<i64>) -> AppResult<StatusCode> {
     if !db.revoke_token(TokenKind::Api, id).await? {

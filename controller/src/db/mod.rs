@@ -6,7 +6,8 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, and GitHub (installations and what was reported back).
+//! deliveries, build hooks and schedules, GitHub (installations and what was reported back),
+//! and users, teams and memberships.
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
@@ -31,6 +32,7 @@ mod sessions;
 mod settings;
 mod site_settings;
 mod sites;
+mod teams;
 
 pub use blobs::{BlobToCompress, SweptBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
@@ -59,6 +61,7 @@ pub use schedules::{BuildSchedule, NewBuildSchedule};
 pub use settings::{ApiToken, TokenGrant, TokenKind};
 pub use site_settings::{SiteBuildSettings, SiteEnvVar, SiteLimits, SiteNetwork, SitePaths};
 pub use sites::{DEFAULT_BRANCH_UNTIL_KNOWN, NewSite, SchedulingSettings, Site, SiteSettings};
+pub use teams::{Member, MembershipChange, Role, Team, TeamFilter, User, UserSession};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

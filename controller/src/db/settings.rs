@@ -36,6 +36,10 @@ pub struct TokenGrant {
     /// everything).
     pub scopes: String,
     pub last_used_at: Option<i64>,
+    /// The team an API token belongs to (`None` for the admin token).
+    pub team_id: Option<i64>,
+    /// The member an API token belongs to (`None` for a team's own token).
+    pub user_id: Option<i64>,
 }
 
 /// A row of `tokens` as [`Database::bearer_token`] reads it.
@@ -45,6 +49,8 @@ struct GrantRow {
     kind: String,
     scopes: String,
     last_used_at: Option<i64>,
+    team_id: Option<i64>,
+    user_id: Option<i64>,
 }
 
 impl TokenKind {
@@ -109,11 +115,12 @@ impl Database {
         Ok(())
     }
 
-    /// Stores a new API token (its hash) with its scopes; returns its id.
+    /// Stores a new API token (its hash) with its scopes, as a token of the
+    /// first team (the one made with the admin token); returns its id.
     pub async fn insert_api_token(&self, name: &str, scopes: &str, token_hash: &str) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO tokens (kind, name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING id",
+            "INSERT INTO tokens (kind, name, token_hash, scopes, created_at, team_id) \
+             VALUES ($1, $2, $3, $4, $5, (SELECT MIN(id) FROM teams)) RETURNING id",
         )
         .bind(TokenKind::Api.as_str())
         .bind(name)
@@ -127,7 +134,7 @@ impl Database {
     /// The live admin or API token with this hash, if any.
     pub async fn bearer_token(&self, token_hash: &str) -> anyhow::Result<Option<TokenGrant>> {
         let row: Option<GrantRow> = sqlx::query_as(
-            "SELECT id, kind, scopes, last_used_at FROM tokens \
+            "SELECT id, kind, scopes, last_used_at, team_id, user_id FROM tokens \
              WHERE token_hash = $1 AND kind IN ('admin', 'api') AND revoked_at IS NULL",
         )
         .bind(token_hash)
@@ -142,6 +149,8 @@ impl Database {
             },
             scopes: r.scopes,
             last_used_at: r.last_used_at,
+            team_id: r.team_id,
+            user_id: r.user_id,
         }))
     }
 

@@ -99,7 +99,7 @@ impl Site {
     }
 }
 
-const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, \
+pub(super) const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, \
                             production_branch_follows_default, \
                             published_deploy_id, publish_locked, created_at, required_labels, \
                             max_concurrent_builds, cancel_superseded, branch_deploys, \
@@ -108,7 +108,7 @@ const SITE_COLUMNS: &str = "id, name, repo_url, github_repo, production_branch, 
 
 /// A row of `sites`: flags are stored as 0 or 1, labels joined by commas.
 #[derive(sqlx::FromRow)]
-struct SiteRow {
+pub(super) struct SiteRow {
     id: i64,
     name: String,
     repo_url: Option<String>,
@@ -155,13 +155,23 @@ impl From<SiteRow> for Site {
 }
 
 impl Database {
-    /// Inserts a site; `Ok(None)` when the name is taken.
+    /// Inserts a site into the first team; `Ok(None)` when the name is taken.
     pub async fn insert_site(&self, site: &NewSite) -> anyhow::Result<Option<Site>> {
+        self.insert_site_of_team(site, None).await
+    }
+
+    /// Inserts a site into `team` (the first team when `None`); `Ok(None)`
+    /// when the name is taken.
+    pub async fn insert_site_of_team(
+        &self,
+        site: &NewSite,
+        team: Option<i64>,
+    ) -> anyhow::Result<Option<Site>> {
         let row: Option<SiteRow> = sqlx::query_as(&format!(
             "INSERT INTO sites (name, repo_url, github_repo, production_branch, created_at, \
              branch_deploys, deploy_previews, github_installation_id, github_token_sealed, \
-             production_branch_follows_default) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
+             production_branch_follows_default, team_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, (SELECT MIN(id) FROM teams))) ON CONFLICT (name) DO NOTHING RETURNING {SITE_COLUMNS}"
         ))
         .bind(&site.name)
         .bind(&site.repo_url)
@@ -173,6 +183,7 @@ impl Database {
         .bind(site.settings.github_installation_id)
         .bind(&site.settings.github_token_sealed)
         .bind(i64::from(site.production_branch_follows_default))
+        .bind(team)
         .fetch_optional(self.writer())
         .await?;
         Ok(row.map(Site::from))
