@@ -1,0 +1,243 @@
+//! The permission matrix, generated from the operations the API serves:
+//! every operation is called as each role of the site's team, as the owner
+//! of another team, as the admin token and anonymously, and the answer is
+//! checked against the role table (`Permission::least_role`). A new
+//! operation is in the matrix as soon as it is served.
+
+use jamstack_controller::api::access::declarations;
+use jamstack_controller::auth::{Permission, hash_token, new_token, role_grants};
+use jamstack_controller::config::Config;
+use jamstack_controller::db::{Database, NewBuild, Role, TokenKind};
+use jamstack_controller::startup::Application;
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Member(Role),
+    OwnerOfAnotherTeam,
+    AdminToken,
+    Anonymous,
+}
+
+/// What the table says the caller gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    Allowed,
+    /// 401: nobody signed in.
+    Unauthenticated,
+    /// 403: signed in, allowed too little.
+    Forbidden,
+    /// 404 as for a site that does not exist: another team's site.
+    Hidden,
+}
+
+fn expected(caller: Caller, permission: Permission, names_a_site: bool) -> Expected {
+    if permission == Permission::Public {
+        return Expected::Allowed;
+    }
+    match caller {
+        Caller::AdminToken => Expected::Allowed,
+        Caller::Anonymous => Expected::Unauthenticated,
+        _ if permission == Permission::InstallationAdmin => Expected::Forbidden,
+        Caller::OwnerOfAnotherTeam if names_a_site => Expected::Hidden,
+        Caller::OwnerOfAnotherTeam => {
+            if role_grants(Role::Owner, permission) {
+                Expected::Allowed
+            } else {
+                Expected::Forbidden
+            }
+        }
+        Caller::Member(role) if role_grants(role, permission) => Expected::Allowed,
+        Caller::Member(_) => Expected::Forbidden,
+    }
+}
+
+/// What the answer was, read the way the table is written.
+fn observed(status: u16, body: &str, build: i64) -> Expected {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    match status {
+        401 => Expected::Unauthenticated,
+        403 => Expected::Forbidden,
+        // The permission layer hides another team's site or build with the
+        // answer a missing one gets; the handler's own 404s (an unknown
+        // deploy or hook id) name something else.
+        404 if message == "no site named `blog`; list sites with GET /api/v1/sites"
+            || message == format!("no build {build}") =>
+        {
+            Expected::Hidden
+        }
+        _ => Expected::Allowed,
+    }
+}
+
+/// A member's API token with every scope, so the role alone limits it.
+async fn member_token(db: &Database, team: i64, login: &str, role: Role) -> String {
+    let user = db.insert_user(login, None).await.unwrap().unwrap();
+    db.set_member_role(team, user.id, role).await.unwrap();
+    let token = new_token(TokenKind::Api);
+    db.insert_team_token(
+        team,
+        Some(user.id),
+        login,
+        "read builds deploys sites admin",
+        &hash_token(&token),
+    )
+    .await
+    .unwrap();
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_anonymous_as_the_table_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("controller"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.allow_local_repositories = true;
+    // Nothing here may reach GitHub: a closed local port fails at once.
+    config.github_api_url = "http://127.0.0.1:9".into();
+    let app = Application::build(config).await.unwrap();
+    let base = app.base_url().to_owned();
+    let admin_token = app.new_admin_token.clone().unwrap();
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // The site `blog` of the first team, one of its builds, and the team's
+    // members; another team with an owner and a site of its own.
+    let made = http
+        .post(format!("{base}/api/v1/sites"))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({"name": "blog", "repo_url": "/repos/blog"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+    let blog = db.site_by_name("blog").await.unwrap().unwrap();
+    let team = db.first_team_id().await.unwrap();
+    let build = db
+        .enqueue_build(&NewBuild {
+            site_id: blog.id,
+            context: jamstack_proto::BuildContext::Production,
+            branch: "main".into(),
+            commit_sha: "a".repeat(40),
+            commit_message: None,
+            author: None,
+            pr_number: None,
+            from_fork: false,
+            commit_unverified: false,
+            trigger: "api",
+            trigger_title: None,
+            trigger_payload: None,
+        })
+        .await
+        .unwrap()
+        .0;
+    let mut callers = vec![
+        (Caller::AdminToken, Some(admin_token.clone())),
+        (Caller::Anonymous, None),
+    ];
+    for role in Role::ALL {
+        let token = member_token(&db, team, &format!("member-{role}"), role).await;
+        callers.push((Caller::Member(role), Some(token)));
+    }
+    let stranger = db.insert_user("stranger", None).await.unwrap().unwrap();
+    let other_team = db.insert_team("other", stranger.id).await.unwrap().unwrap();
+    let stranger_token = new_token(TokenKind::Api);
+    db.insert_team_token(
+        other_team.id,
+        Some(stranger.id),
+        "stranger",
+        "read builds deploys sites admin",
+        &hash_token(&stranger_token),
+    )
+    .await
+    .unwrap();
+    callers.push((Caller::OwnerOfAnotherTeam, Some(stranger_token.clone())));
+
+    let mut operations: Vec<_> = declarations()
+        .iter()
+        .map(|((method, path), permission)| {
+            (
+                method.clone(),
+                path.clone(),
+                permission.clone().unwrap_or_else(|missing| panic!("{missing}")),
+            )
+        })
+        .collect();
+    // Reads first, then writes, deletions last: what one call changes does
+    // not hide another's answer.
+    operations.sort_by_key(|(method, path, _)| {
+        let order = match method.as_str() {
+            "GET" => 0,
+            "DELETE" => 2,
+            _ => 1,
+        };
+        (order, path.clone())
+    });
+    let mut wrong = Vec::new();
+    let mut calls = 0;
+    for (method, pattern, permission) in &operations {
+        let names_a_site = pattern.contains("{site}") || pattern.starts_with("/api/v1/builds/{id}");
+        let path = pattern
+            .replace("{site}", "blog")
+            .replace("/builds/{id}", &format!("/builds/{build}"))
+            .replace("{sha256}", &"0".repeat(64))
+            .replace("{id}", "999999")
+            .replace("{deploy}", "no-such-deploy")
+            .replace("{alias}", "no-such-alias")
+            .replace("{name}", "NO_SUCH_VARIABLE");
+        assert!(!path.contains('{'), "fill in the parameter of {pattern}");
+        for (caller, token) in &callers {
+            let mut request = http.request(method.clone(), format!("{base}{path}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if *method != reqwest::Method::GET && *method != reqwest::Method::DELETE {
+                request = request.json(&serde_json::json!({}));
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            // A live log stream answers 200 and keeps going: its status is
+            // enough.
+            let body = if pattern.ends_with("/stream") && status == 200 {
+                String::new()
+            } else {
+                answer.text().await.unwrap_or_default()
+            };
+            calls += 1;
+            let want = expected(*caller, *permission, names_a_site);
+            let got = observed(status, &body, build);
+            if want != got || status == 500 {
+                wrong.push(format!(
+                    "{method} {pattern} ({permission}) as {caller:?}: expected {want:?}, got {status} {body}"
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {calls} calls:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(calls > 300, "every operation as every caller: {calls}");
+
+    // Lists across teams show another team only its own sites.
+    let listed: serde_json::Value = http
+        .get(format!("{base}/api/v1/sites"))
+        .bearer_auth(&stranger_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, serde_json::json!([]), "another team sees none of blog");
+}
