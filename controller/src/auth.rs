@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub mod permissions;
 pub mod sign_in;
 
-pub use permissions::{Permission, role_grants};
+pub use permissions::{Permission, role_grants, scope_fits_role};
 pub use sign_in::SignInThrottle;
 
 /// Who may do what: the database of tokens, sessions and runners, the
@@ -311,6 +311,10 @@ pub enum Principal {
         team: i64,
         user: Option<i64>,
         scopes: Vec<Scope>,
+        /// Made with the admin token for the installation (no member's,
+        /// on the first team): with the `admin` scope it manages the
+        /// installation, as API tokens did before teams.
+        installation: bool,
     },
 }
 
@@ -342,6 +346,8 @@ pub enum Resource<'a> {
     Site(&'a str),
     /// A build, by id: its site's team decides.
     Build(i64),
+    /// A team, by name.
+    Team(&'a str),
     /// Nothing one team owns: a list across the asker's teams, or the
     /// installation.
     Unscoped,
@@ -388,11 +394,13 @@ pub async fn find_principal(
                 ));
             }
         };
+        let installation = grant.user_id.is_none() && team == state.db.first_team_id().await?;
         return Ok(Some(Principal::Token {
             id: grant.id,
             team,
             user: grant.user_id,
             scopes: parse_stored_scopes(&grant.scopes),
+            installation,
         }));
     }
     let reading = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
@@ -407,10 +415,10 @@ pub async fn find_principal(
 }
 
 /// The one check of a declared permission: whether `principal` holds
-/// `permission` on `resource`. A site (or build) of a team the asker has no
-/// part in answers 404 exactly as a site that does not exist, so names do
-/// not leak; a member whose role falls short, or a token whose scopes do,
-/// gets 403 naming what is missing.
+/// `permission` on `resource`. A token's scopes are checked first (they
+/// say nothing about any site); then a site (or build) of a team the asker
+/// has no part in answers 404 exactly as a site that does not exist, so
+/// names do not leak; a member whose role falls short gets 403 naming it.
 pub async fn check_permission(
     state: &Auth,
     principal: Option<&Principal>,
@@ -429,21 +437,38 @@ pub async fn check_permission(
     if *principal == Principal::Installation {
         return Ok(());
     }
-    if permission == Permission::InstallationAdmin {
+    if let Principal::Token { scopes, .. } = principal
+        && let Some(scope) = permission.scope()
+        && !grants(scopes, scope)
+    {
         return Err(forbidden(format!(
-            "this needs the `{permission}` permission, which only the installation's admin token holds"
+            "this token lacks the `{scope}` scope, which `{permission}` needs; make a token that has it \
+             (dashboard settings page, or POST /api/v1/tokens with the admin token)"
         )));
+    }
+    if permission == Permission::InstallationAdmin {
+        return match principal {
+            Principal::Token {
+                installation: true, ..
+            } => Ok(()),
+            _ => Err(forbidden(format!(
+                "this needs the `{permission}` permission, which only the installation's admin token \
+                 and the tokens made with it holding the `admin` scope have"
+            ))),
+        };
     }
     let hidden = || match resource {
         Resource::Site(name) => crate::error::not_found(format!(
             "no site named `{name}`; list sites with GET /api/v1/sites"
         )),
         Resource::Build(id) => crate::error::not_found(format!("no build {id}")),
+        Resource::Team(name) => crate::error::not_found(format!("no team named `{name}`")),
         Resource::Unscoped => crate::error::not_found("not found"),
     };
     let team = match resource {
         Resource::Site(name) => Some(state.db.team_of_site(name).await?.ok_or_else(hidden)?),
         Resource::Build(id) => Some(state.db.team_of_build(id).await?.ok_or_else(hidden)?),
+        Resource::Team(name) => Some(state.db.team_by_name(name).await?.ok_or_else(hidden)?.id),
         Resource::Unscoped => None,
     };
     let short_role = |role: crate::db::Role| {
@@ -453,40 +478,28 @@ pub async fn check_permission(
             permission.least_role().map_or("the admin token", |r| r.as_str())
         ))
     };
-    match principal {
-        Principal::Installation => Ok(()),
-        Principal::Member { user } => match team {
-            Some(team) => match state.db.role_on_team(*user, team).await? {
-                None => Err(hidden()),
-                Some(role) if role_grants(role, permission) => Ok(()),
-                Some(role) => Err(short_role(role)),
-            },
-            // Lists across teams show only the asker's teams' part.
-            None => Ok(()),
+    let (user, own_team) = match principal {
+        Principal::Installation => return Ok(()),
+        Principal::Member { user } => (Some(*user), None),
+        Principal::Token { team, user, .. } => (*user, Some(*team)),
+    };
+    // Nothing one team owns (lists, which show only the asker's teams'
+    // part, and new sites, which go to a token's team): a member's token
+    // is held to the member's role on its own team.
+    let Some(team) = team.or(own_team) else {
+        return Ok(());
+    };
+    if own_team.is_some_and(|own| own != team) {
+        return Err(hidden());
+    }
+    match user {
+        // A team's own token: its scopes decide.
+        None => Ok(()),
+        Some(user) => match state.db.role_on_team(user, team).await? {
+            None => Err(hidden()),
+            Some(role) if role_grants(role, permission) => Ok(()),
+            Some(role) => Err(short_role(role)),
         },
-        Principal::Token {
-            team: own,
-            user,
-            scopes,
-            ..
-        } => {
-            if team.is_some_and(|team| team != *own) {
-                return Err(hidden());
-            }
-            if let Some(user) = user {
-                match state.db.role_on_team(*user, *own).await? {
-                    None => return Err(hidden()),
-                    Some(role) if !role_grants(role, permission) => return Err(short_role(role)),
-                    Some(_) => {}
-                }
-            }
-            match permission.scope() {
-                Some(scope) if !grants(scopes, scope) => Err(forbidden(format!(
-                    "this token lacks the `{scope}` scope, which `{permission}` needs; make a token that has it"
-                ))),
-                _ => Ok(()),
-            }
-        }
     }
 }
 

@@ -27,7 +27,8 @@ enum Expected {
     Unauthenticated,
     /// 403: signed in, allowed too little.
     Forbidden,
-    /// 404 as for a site that does not exist: another team's site.
+    /// 404 as for a site that does not exist: another team's site, build
+    /// or the team itself.
     Hidden,
 }
 
@@ -65,7 +66,8 @@ fn observed(status: u16, body: &str, build: i64) -> Expected {
         // answer a missing one gets; the handler's own 404s (an unknown
         // deploy or hook id) name something else.
         404 if message == "no site named `blog`; list sites with GET /api/v1/sites"
-            || message == format!("no build {build}") =>
+            || message == format!("no build {build}")
+            || message == "no team named `default`" =>
         {
             Expected::Hidden
         }
@@ -90,8 +92,9 @@ async fn member_token(db: &Database, team: i64, login: &str, role: Role) -> Stri
     token
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_anonymous_as_the_table_says() {
+/// A controller serving on a free port: its URL, admin token, database
+/// and a client (the folder is kept as long as the first value lives).
+async fn start() -> (tempfile::TempDir, String, String, Database, reqwest::Client) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path().join("controller"));
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -108,6 +111,12 @@ async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_an
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap();
+    (dir, base, admin_token, db, http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_anonymous_as_the_table_says() {
+    let (_dir, base, admin_token, db, http) = start().await;
 
     // The site `blog` of the first team, one of its builds, and the team's
     // members; another team with an owner and a site of its own.
@@ -184,9 +193,13 @@ async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_an
     let mut wrong = Vec::new();
     let mut calls = 0;
     for (method, pattern, permission) in &operations {
-        let names_a_site = pattern.contains("{site}") || pattern.starts_with("/api/v1/builds/{id}");
+        let names_a_site = pattern.contains("{site}")
+            || pattern.contains("{team}")
+            || pattern.starts_with("/api/v1/builds/{id}");
         let path = pattern
             .replace("{site}", "blog")
+            .replace("{team}", "default")
+            .replace("{login}", "nobody")
             .replace("/builds/{id}", &format!("/builds/{build}"))
             .replace("{sha256}", &"0".repeat(64))
             .replace("{id}", "999999")
@@ -240,4 +253,180 @@ async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_an
         .await
         .unwrap();
     assert_eq!(listed, serde_json::json!([]), "another team sees none of blog");
+}
+
+/// Sends a JSON request with `token`; the status and the JSON answer.
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = http.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_adds_a_developer_whose_token_deploys_until_made_viewer_and_dies_when_removed() {
+    use reqwest::Method;
+    use serde_json::json;
+    let (_dir, base, admin, _db, http) = start().await;
+    let api = |path: &str| format!("{base}/api/v1{path}");
+
+    for login in ["olga", "dev"] {
+        let (status, body) = call(
+            &http,
+            Method::POST,
+            api("/users"),
+            &admin,
+            Some(json!({"login": login})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/users"),
+        &admin,
+        Some(json!({"login": "short", "password": "too short"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/teams"),
+        &admin,
+        Some(json!({"name": "web", "owner": "olga"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, owner) = call(
+        &http,
+        Method::POST,
+        api("/teams/web/tokens"),
+        &admin,
+        Some(json!({"name": "olga-laptop", "scopes": ["read", "builds", "deploys", "sites", "admin"], "login": "olga"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{owner}");
+    let owner = owner["token"].as_str().unwrap().to_owned();
+
+    // The owner's site goes to the owner's team; the admin's stays apart.
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/sites"),
+        &owner,
+        Some(json!({"name": "shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/sites"),
+        &admin,
+        Some(json!({"name": "intranet"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, listed) = call(&http, Method::GET, api("/sites"), &owner, None).await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop"]);
+    let (status, body) = call(&http, Method::GET, api("/sites/intranet"), &owner, None).await;
+    assert_eq!(status, 404, "another team's site is not there: {body}");
+
+    let (status, body) = call(
+        &http,
+        Method::PUT,
+        api("/teams/web/members/dev"),
+        &owner,
+        Some(json!({"role": "developer"})),
+    )
+    .await;
+    assert_eq!((status, &body["role"]), (200, &json!("developer")), "{body}");
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/teams/web/tokens"),
+        &owner,
+        Some(json!({"name": "dev-ci", "scopes": ["read", "sites"], "login": "dev"})),
+    )
+    .await;
+    assert_eq!(status, 403, "no scope wider than the role: {body}");
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/teams/web/tokens"),
+        &owner,
+        Some(json!({"name": "dev-ci", "scopes": ["read", "deploys"], "login": "dev"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let developer = body["token"].as_str().unwrap().to_owned();
+
+    let (status, body) = call(&http, Method::POST, api("/sites/shop/lock"), &developer, None).await;
+    assert!(status < 300, "a developer locks: {status} {body}");
+    let (status, body) = call(&http, Method::POST, api("/sites/shop/unlock"), &developer, None).await;
+    assert!(status < 300, "and unlocks: {status} {body}");
+    let (status, body) = call(
+        &http,
+        Method::PUT,
+        api("/teams/web/members/olga"),
+        &developer,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, 403, "a developer's token cannot change roles: {body}");
+
+    let (status, body) = call(
+        &http,
+        Method::PUT,
+        api("/teams/web/members/dev"),
+        &owner,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&http, Method::POST, api("/sites/shop/lock"), &developer, None).await;
+    assert_eq!(
+        status, 403,
+        "a viewer's token locks no more, whatever its scopes: {body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("`viewer`"), "{body}");
+    let (status, _) = call(&http, Method::GET, api("/sites/shop"), &developer, None).await;
+    assert_eq!(status, 200, "a viewer reads");
+
+    let (status, body) = call(
+        &http,
+        Method::DELETE,
+        api("/teams/web/members/olga"),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "the last owner stays: {body}");
+    let (status, body) = call(&http, Method::DELETE, api("/teams/web/members/dev"), &owner, None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = call(&http, Method::GET, api("/sites/shop"), &developer, None).await;
+    assert_eq!(status, 401, "the token died with the membership: {body}");
+    let (_, members) = call(&http, Method::GET, api("/teams/web/members"), &owner, None).await;
+    assert_eq!(members, json!([{"login": "olga", "role": "owner"}]));
 }

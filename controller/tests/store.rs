@@ -2266,7 +2266,63 @@ on_both_databases!(
         );
         assert!(db.revoke_user_session(ada.id, sessions[0].id).await.unwrap());
         assert_eq!(db.session_user("ada-phone").await.unwrap(), None, "revoked");
-        assert!(db.session_is_live("ada-laptop").await.unwrap());
-        assert!(db.session_is_live("bob-laptop").await.unwrap());
+        assert!(db.session_user("ada-laptop").await.unwrap().is_some());
+        assert!(db.session_user("bob-laptop").await.unwrap().is_some());
+        // The dashboard's admin pages open to the admin's session only.
+        assert!(db.session_is_live("admin-session").await.unwrap());
+        assert!(!db.session_is_live("ada-laptop").await.unwrap());
     }
 );
+
+/// An installation made before teams: its schema stops at the migration
+/// before teams, with a site and an API token in it.
+#[tokio::test]
+async fn an_installation_from_before_teams_keeps_its_sites_and_tokens_on_a_first_team_after_the_upgrade() {
+    use jamstack_controller::db::{Role, TokenKind};
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 30)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let mut old = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    before.run(&mut old).await.unwrap();
+    // What the controller of the time wrote.
+    sqlx::query(
+        "INSERT INTO sites (name, repo_url, production_branch, created_at) \
+         VALUES ('blog', '/repos/blog', 'main', 1000)",
+    )
+    .execute(&mut old)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO tokens (kind, name, token_hash, created_at, scopes) \
+         VALUES ('api', 'ci', 'hash-ci', 1000, 'read deploys'), ('admin', 'admin', 'hash-admin', 1000, '')",
+    )
+    .execute(&mut old)
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+
+    let db = Database::open_sqlite(&path).await.unwrap();
+    let first = db.first_team_id().await.unwrap();
+    assert_eq!(db.team_of_site("blog").await.unwrap(), Some(first));
+    let ci = db.bearer_token("hash-ci").await.unwrap().unwrap();
+    assert_eq!((ci.team_id, ci.user_id), (Some(first), None));
+    assert_eq!(ci.scopes, "read deploys", "the token keeps its scopes");
+    let admin = db.bearer_token("hash-admin").await.unwrap().unwrap();
+    assert_eq!((admin.kind, admin.team_id), (TokenKind::Admin, None));
+    let ada = db.insert_user("ada", None).await.unwrap().unwrap();
+    assert_eq!(db.claim_first_team(ada.id).await.unwrap(), Some(first));
+    assert_eq!(db.role_on_team(ada.id, first).await.unwrap(), Some(Role::Owner));
+}

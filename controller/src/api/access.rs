@@ -69,11 +69,14 @@ fn declared(method: &Method, path: &str) -> Result<Permission, String> {
     }
 }
 
-/// What the path names: a site (`{site}`), a build (`/builds/{id}`), or
-/// nothing one team owns.
+/// What the path names: a site (`{site}`), a team (`{team}`), a build
+/// (`/builds/{id}`), or nothing one team owns.
 fn resource<'a>(pattern: &str, params: &'a HashMap<String, String>) -> Result<Resource<'a>, AppError> {
     if let Some(site) = params.get("site") {
         return Ok(Resource::Site(site));
+    }
+    if let Some(team) = params.get("team") {
+        return Ok(Resource::Team(team));
     }
     if pattern.starts_with("/api/v1/builds/{id}") {
         let id = params.get("id").and_then(|id| id.parse().ok()).ok_or_else(|| {

@@ -17,6 +17,7 @@ pub mod runners;
 pub mod schedules;
 pub mod site_settings;
 pub mod sites;
+pub mod teams;
 pub mod tokens;
 pub mod webhooks;
 
@@ -75,6 +76,11 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(github::installations))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(teams::create_user))
+        .routes(routes!(teams::create_team))
+        .routes(routes!(teams::list_members))
+        .routes(routes!(teams::set_member_role, teams::remove_member))
+        .routes(routes!(teams::create_token))
         .routes(routes!(notifications::list, notifications::create))
         .routes(routes!(notifications::delete))
         .routes(routes!(notifications::deliveries))

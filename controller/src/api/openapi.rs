@@ -29,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "deploys", description = "Deploys: direct deploys, diffs, publishing and rollback, locking"),
         (name = "notifications", description = "Signed webhooks, Slack-compatible chat messages and e-mails a site sends on build and deploy events, and their deliveries"),
         (name = "admin", description = "Tokens, runners, deliveries, installations, garbage collection"),
+        (name = "teams", description = "Users, teams, members and their roles, team tokens"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -24,8 +24,10 @@ pub enum Permission {
     SiteDeploy,
     /// Change a site: settings, variables, hooks, schedules, protection.
     SiteAdmin,
+    /// See a team's members and their roles.
+    TeamRead,
     /// Add and remove a team's members, change their roles and the team's
-    /// limits.
+    /// limits, make the team's tokens.
     TeamMembers,
     /// The installation itself: its tokens, runners, garbage collection,
     /// webhook deliveries and GitHub installations. Only the admin token.
@@ -33,12 +35,13 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::Public,
         Permission::SiteRead,
         Permission::SiteBuild,
         Permission::SiteDeploy,
         Permission::SiteAdmin,
+        Permission::TeamRead,
         Permission::TeamMembers,
         Permission::InstallationAdmin,
     ];
@@ -51,6 +54,7 @@ impl Permission {
             Permission::SiteBuild => "site.build",
             Permission::SiteDeploy => "site.deploy",
             Permission::SiteAdmin => "site.admin",
+            Permission::TeamRead => "team.read",
             Permission::TeamMembers => "team.members",
             Permission::InstallationAdmin => "installation.admin",
         }
@@ -64,7 +68,7 @@ impl Permission {
     /// above it hold it too), `None` when no team role does.
     pub fn least_role(self) -> Option<Role> {
         match self {
-            Permission::Public | Permission::SiteRead => Some(Role::Viewer),
+            Permission::Public | Permission::SiteRead | Permission::TeamRead => Some(Role::Viewer),
             Permission::SiteBuild | Permission::SiteDeploy => Some(Role::Developer),
             Permission::SiteAdmin => Some(Role::Admin),
             Permission::TeamMembers => Some(Role::Owner),
@@ -77,7 +81,7 @@ impl Permission {
     pub fn scope(self) -> Option<Scope> {
         match self {
             Permission::Public => None,
-            Permission::SiteRead => Some(Scope::Read),
+            Permission::SiteRead | Permission::TeamRead => Some(Scope::Read),
             Permission::SiteBuild => Some(Scope::Builds),
             Permission::SiteDeploy => Some(Scope::Deploys),
             Permission::SiteAdmin => Some(Scope::Sites),
@@ -98,6 +102,19 @@ pub fn role_grants(role: Role, permission: Permission) -> bool {
     permission.least_role().is_some_and(|least| role <= least)
 }
 
+/// Whether a member with `role` may hold a token with `scope`: a token
+/// carries no scope wider than its member's role.
+pub fn scope_fits_role(scope: Scope, role: Role) -> bool {
+    let unlocks = match scope {
+        Scope::Read => Permission::SiteRead,
+        Scope::Builds => Permission::SiteBuild,
+        Scope::Deploys => Permission::SiteDeploy,
+        Scope::Sites => Permission::SiteAdmin,
+        Scope::Admin => Permission::TeamMembers,
+    };
+    role_grants(role, unlocks)
+}
+
 /// The name of the OpenAPI extension an operation declares its permission in.
 pub const PERMISSION_EXTENSION: &str = "x-permission";
 
@@ -116,14 +133,29 @@ mod tests {
         };
         assert_eq!(
             held(Role::Owner),
-            [Public, SiteRead, SiteBuild, SiteDeploy, SiteAdmin, TeamMembers]
+            [
+                Public,
+                SiteRead,
+                SiteBuild,
+                SiteDeploy,
+                SiteAdmin,
+                TeamRead,
+                TeamMembers
+            ]
         );
         assert_eq!(
             held(Role::Admin),
-            [Public, SiteRead, SiteBuild, SiteDeploy, SiteAdmin]
+            [Public, SiteRead, SiteBuild, SiteDeploy, SiteAdmin, TeamRead]
         );
-        assert_eq!(held(Role::Developer), [Public, SiteRead, SiteBuild, SiteDeploy]);
-        assert_eq!(held(Role::Viewer), [Public, SiteRead]);
+        assert_eq!(
+            held(Role::Developer),
+            [Public, SiteRead, SiteBuild, SiteDeploy, TeamRead]
+        );
+        assert_eq!(held(Role::Viewer), [Public, SiteRead, TeamRead]);
+        assert!(scope_fits_role(Scope::Deploys, Role::Developer));
+        assert!(!scope_fits_role(Scope::Sites, Role::Developer));
+        assert!(!scope_fits_role(Scope::Admin, Role::Admin));
+        assert!(scope_fits_role(Scope::Admin, Role::Owner));
         for p in Permission::ALL {
             assert_eq!(Permission::parse(p.as_str()), Some(p));
         }

@@ -20,13 +20,18 @@ impl Database {
         Ok(())
     }
 
-    /// Whether a session with this cookie hash is live now.
+    /// Whether a session with this cookie hash, opened with the admin token
+    /// or the installation's dashboard password, is live now. A user's
+    /// session (see `teams.rs`) is not one: it opens only what the user's
+    /// roles allow.
     pub async fn session_is_live(&self, token_hash: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM sessions WHERE token_hash = $1 AND expires_at > $2")
-            .bind(token_hash)
-            .bind(now_millis())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT 1 FROM sessions WHERE token_hash = $1 AND expires_at > $2 AND user_id IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
