@@ -283,7 +283,7 @@ async fn an_owner_adds_a_developer_whose_token_deploys_until_made_viewer_and_die
     let (_dir, base, admin, _db, http) = start().await;
     let api = |path: &str| format!("{base}/api/v1{path}");
 
-    for login in ["olga", "dev"] {
+    for (login, first) in [("olga", true), ("dev", false)] {
         let (status, body) = call(
             &http,
             Method::POST,
@@ -293,7 +293,13 @@ async fn an_owner_adds_a_developer_whose_token_deploys_until_made_viewer_and_die
         )
         .await;
         assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            body["owns_first_team"], first,
+            "the first person the admin makes owns the first team: {body}"
+        );
     }
+    let (_, members) = call(&http, Method::GET, api("/teams/default/members"), &admin, None).await;
+    assert_eq!(members, json!([{"login": "olga", "role": "owner"}]));
     let (status, body) = call(
         &http,
         Method::POST,
@@ -381,6 +387,7 @@ async fn an_owner_adds_a_developer_whose_token_deploys_until_made_viewer_and_die
     .await;
     assert_eq!(status, 201, "{body}");
     let developer = body["token"].as_str().unwrap().to_owned();
+    let developer_actor = format!("token:{}", body["id"]);
 
     let (status, body) = call(&http, Method::POST, api("/sites/shop/lock"), &developer, None).await;
     assert!(status < 300, "a developer locks: {status} {body}");
@@ -429,4 +436,67 @@ async fn an_owner_adds_a_developer_whose_token_deploys_until_made_viewer_and_die
     assert_eq!(status, 401, "the token died with the membership: {body}");
     let (_, members) = call(&http, Method::GET, api("/teams/web/members"), &owner, None).await;
     assert_eq!(members, json!([{"login": "olga", "role": "owner"}]));
+
+    // The audit log holds each change that was made, by whom, and none
+    // that was refused; a team's owner reads the team's part.
+    let (status, log) = call(&http, Method::GET, api("/audit?site=shop"), &admin, None).await;
+    assert_eq!(status, 200, "{log}");
+    let seen: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen[0],
+        ("unlock_site".to_owned(), developer_actor.clone()),
+        "{log}"
+    );
+    assert_eq!(
+        seen[1],
+        ("lock_site".to_owned(), developer_actor.clone()),
+        "{log}"
+    );
+    assert_eq!(seen.len(), 2, "the refused lock is not a change: {log}");
+    assert_eq!(log[0]["target"], "/api/v1/sites/shop/unlock");
+    assert_eq!(log[0]["ip"], "127.0.0.1");
+    let (status, team_log) = call(&http, Method::GET, api("/teams/web/audit"), &owner, None).await;
+    assert_eq!(status, 200, "{team_log}");
+    let actions: Vec<&str> = team_log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "remove_member",
+            "set_member_role",
+            "unlock_site",
+            "lock_site",
+            "create_team_token",
+            "set_member_role",
+            "create_team_token",
+        ],
+        "{team_log}"
+    );
+    let (status, only) = call(
+        &http,
+        Method::GET,
+        api(&format!(
+            "/teams/web/audit?actor={developer_actor}&action=lock_site"
+        )),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!((status, only.as_array().unwrap().len()), (200, 1), "{only}");
+    let (status, body) = call(&http, Method::GET, api("/audit"), &owner, None).await;
+    assert_eq!(status, 403, "the installation's log is the admin's: {body}");
 }

@@ -49,3 +49,23 @@ UPDATE tokens SET team_id = (SELECT MIN(id) FROM teams) WHERE kind = 'api';
 -- the installation's dashboard password), listed and revoked per user.
 ALTER TABLE sessions ADD COLUMN user_id INTEGER REFERENCES users (id);
 CREATE INDEX sessions_user ON sessions (user_id);
+
+-- The audit log: who changed what, when and from where. Rows are only
+-- added (and removed by age, after the retention the operator sets); no
+-- statement updates one. `actor` is `admin` (the admin token or its
+-- dashboard session), `token:<id>` or `user:<id>`; `action` is the API
+-- operation's id; `target` the path it was called on (a variable's name at
+-- most, never a value or a body).
+CREATE TABLE audit_log (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT    NOT NULL,
+    action  TEXT    NOT NULL,
+    site    TEXT,
+    team_id INTEGER,
+    target  TEXT    NOT NULL,
+    ip      TEXT,
+    status  INTEGER NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_site ON audit_log (site, id);

@@ -4,16 +4,19 @@
 //! runs. The declarations are read from the same document the router is
 //! built from, so what the document says is what is enforced; an operation
 //! that declares nothing is refused with 500 and fails
-//! `every_operation_declares_a_known_permission`.
+//! `every_operation_declares_a_known_permission`. Every change it lets
+//! through and that succeeds is written to the audit log.
 
 use crate::auth::permissions::PERMISSION_EXTENSION;
-use crate::auth::{Auth, Permission, Resource, check_permission, find_principal};
+use crate::auth::{Auth, Permission, Principal, Resource, check_permission, find_principal};
+use crate::db::NewAuditEntry;
 use crate::error::AppError;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 /// Every operation's declared permission, by method and path pattern;
@@ -114,15 +117,71 @@ pub async fn require_declared_permission(
         check_permission(&auth, principal.as_ref(), permission, resource).await?;
         Ok::<_, AppError>(principal)
     };
-    match checked.await {
-        Ok(principal) => {
-            if let Some(principal) = principal {
-                request.extensions_mut().insert(principal);
-            }
-            next.run(request).await
-        }
-        Err(refused) => refused.into_response(),
+    let principal = match checked.await {
+        Ok(principal) => principal,
+        Err(refused) => return refused.into_response(),
+    };
+    let changes = !(method == Method::GET || method == Method::HEAD);
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    let target = request.uri().path().to_owned();
+    if let Some(principal) = principal.clone() {
+        request.extensions_mut().insert(principal);
     }
+    let answer = next.run(request).await;
+    if changes && answer.status().is_success() {
+        // Every change made through the API, whoever made it: written once
+        // the change is, never with a body (a variable's value, a secret).
+        let site = params.get("site").cloned();
+        let team = match (&site, params.get("team")) {
+            (Some(site), _) => auth.db.team_of_site(site).await.ok().flatten(),
+            (None, Some(team)) => auth.db.team_by_name(team).await.ok().flatten().map(|t| t.id),
+            (None, None) => None,
+        };
+        let entry = NewAuditEntry {
+            actor: actor(principal.as_ref()),
+            action: operation_id(&method, matched.as_str()),
+            site,
+            team_id: team,
+            target,
+            ip,
+            status: i64::from(answer.status().as_u16()),
+        };
+        if let Err(e) = auth.db.append_audit(&entry).await {
+            tracing::error!(error = format!("{e:#}"), action = %entry.action, "writing the audit log failed");
+        }
+    }
+    answer
+}
+
+/// How the audit log names who acted.
+fn actor(principal: Option<&Principal>) -> String {
+    match principal {
+        None => "anonymous".to_owned(),
+        Some(Principal::Installation) => "admin".to_owned(),
+        Some(Principal::Member { user }) => format!("user:{user}"),
+        Some(Principal::Token { id, .. }) => format!("token:{id}"),
+    }
+}
+
+/// The operation's id in the document (`lock_site`), or its method and path.
+fn operation_id(method: &Method, pattern: &str) -> String {
+    let operation = super::openapi::document()
+        .paths
+        .paths
+        .get(pattern)
+        .and_then(|item| match *method {
+            Method::PUT => item.put.as_ref(),
+            Method::POST => item.post.as_ref(),
+            Method::DELETE => item.delete.as_ref(),
+            Method::PATCH => item.patch.as_ref(),
+            _ => item.get.as_ref(),
+        });
+    operation
+        .and_then(|o| o.operation_id.clone())
+        .unwrap_or_else(|| format!("{method} {pattern}"))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! its documentation (see `openapi.rs`); the others in `router.rs`.
 
 pub mod access;
+pub mod audit;
 pub mod build_hooks;
 pub mod builds;
 pub mod deliveries;
@@ -81,6 +82,8 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(teams::list_members))
         .routes(routes!(teams::set_member_role, teams::remove_member))
         .routes(routes!(teams::create_token))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::list_for_team))
         .routes(routes!(notifications::list, notifications::create))
         .routes(routes!(notifications::delete))
         .routes(routes!(notifications::deliveries))

@@ -19,7 +19,9 @@ use utoipa_axum::router::OpenApiRouter;
         title = "jamstack controller API",
         description = "Sites, builds, deploys and tokens of a self-hosted Git-driven build and deploy \
                        platform. Every operation but this document needs `Authorization: Bearer <token>`; \
-                       the scope each needs is listed under `security` (`admin` implies every scope). \
+                       the scope each needs is listed under `security` (`admin` implies every scope), \
+                       and the permission it needs on the site, build or team its path names under \
+                       `x-permission` (roles: owner, admin, developer, viewer). \
                        Lists are paged with `?page=&per_page=` and a `Link: rel=\"next\"` header. Errors \
                        are `{\"error\": \"...\"}`.",
     ),

@@ -31,6 +31,9 @@ pub struct NewUser {
 pub struct UserView {
     pub id: i64,
     pub login: String,
+    /// This user became the owner of the first team (the one holding the
+    /// sites made before teams): the first person the admin token makes.
+    pub owns_first_team: bool,
 }
 
 fn validate_name(what: &str, name: &str) -> Result<(), String> {
@@ -48,7 +51,7 @@ fn validate_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-/// Makes a local user.
+/// Makes a local user; the first one made owns the first team.
 #[utoipa::path(
     post,
     operation_id = "create_user",
@@ -85,12 +88,17 @@ pub async fn create_user(
         .insert_user(&body.login, hash.as_deref())
         .await?
         .ok_or_else(|| conflict(format!("the login `{}` is taken", body.login)))?;
-    tracing::info!(user = user.id, "user made");
+    // The first team waits for its owner: the first person the
+    // installation's admin makes. The claim is one conditional write, so
+    // two racing calls cannot both take it.
+    let owns_first_team = db.claim_first_team(user.id).await?.is_some();
+    tracing::info!(user = user.id, owns_first_team, "user made");
     Ok((
         StatusCode::CREATED,
         Json(UserView {
             id: user.id,
             login: user.login,
+            owns_first_team,
         }),
     ))
 }

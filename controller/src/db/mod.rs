@@ -11,6 +11,7 @@
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
+mod audit;
 mod blobs;
 mod build_hooks;
 mod builds;
@@ -34,6 +35,7 @@ mod site_settings;
 mod sites;
 mod teams;
 
+pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use blobs::{BlobToCompress, SweptBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{
