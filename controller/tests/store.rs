@@ -2326,3 +2326,79 @@ async fn an_installation_from_before_teams_keeps_its_sites_and_tokens_on_a_first
     assert_eq!(db.claim_first_team(ada.id).await.unwrap(), Some(first));
     assert_eq!(db.role_on_team(ada.id, first).await.unwrap(), Some(Role::Owner));
 }
+
+on_both_databases!(
+    the_audit_log_is_read_newest_first_filtered_and_pruned_by_age,
+    |db: Database| async move {
+        use jamstack_controller::db::{AuditFilter, NewAuditEntry, now_millis};
+        for (actor, action, site) in [
+            ("admin", "create_site", None),
+            ("token:3", "lock_site", Some("blog")),
+            ("user:7", "set_env_var", Some("docs")),
+        ] {
+            db.append_audit(&NewAuditEntry {
+                actor: actor.into(),
+                action: action.into(),
+                site: site.map(str::to_owned),
+                team_id: site.map(|_| 1),
+                target: format!("/api/v1/{action}"),
+                ip: Some("127.0.0.1".into()),
+                status: 200,
+            })
+            .await
+            .unwrap();
+        }
+        let all = db.audit_page(&AuditFilter::default(), 10, 0).await.unwrap();
+        let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["set_env_var", "lock_site", "create_site"]);
+        let of = |filter: AuditFilter| {
+            let db = db.clone();
+            async move {
+                db.audit_page(&filter, 10, 0)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.action)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let by_actor = of(AuditFilter {
+            actor: Some("token:3".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_actor, ["lock_site"]);
+        let by_site = of(AuditFilter {
+            site: Some("docs".into()),
+            team: Some(1),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_site, ["set_env_var"]);
+        let in_team = of(AuditFilter {
+            team: Some(1),
+            since: Some(now_millis() - 60_000),
+            until: Some(now_millis() + 60_000),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(in_team, ["set_env_var", "lock_site"]);
+        let later = of(AuditFilter {
+            since: Some(now_millis() + 60_000),
+            ..Default::default()
+        })
+        .await;
+        assert!(later.is_empty());
+        assert_eq!(
+            db.audit_page(&AuditFilter::default(), 1, 1).await.unwrap()[0].action,
+            "lock_site"
+        );
+        assert_eq!(db.prune_audit(now_millis() + 1).await.unwrap(), 3);
+        assert!(
+            db.audit_page(&AuditFilter::default(), 10, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
