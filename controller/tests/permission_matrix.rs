@@ -328,6 +328,15 @@ async fn an_owner_adds_a_developer_whose_token_deploys_until_made_viewer_and_die
     .await;
     assert_eq!(status, 201, "{owner}");
     let owner = owner["token"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        api("/teams/web/tokens"),
+        &owner,
+        Some(json!({"name": "robot", "scopes": ["admin"]})),
+    )
+    .await;
+    assert_eq!(status, 403, "an owner makes no installation token: {body}");
 
     // The owner's site goes to the owner's team; the admin's stays apart.
     let (status, body) = call(

@@ -324,6 +324,14 @@ pub async fn create_token(
             "the token making this one lacks the `{wider}` scope, so the new one cannot have it"
         )));
     }
+    // A token of the first team with no member and the `admin` scope is
+    // an installation token (the kind the admin token makes), so a team's
+    // own token never gets `admin`: an owner could otherwise make one.
+    if body.login.is_none() && scopes.contains(&Scope::Admin) {
+        return Err(crate::error::forbidden(
+            "a team's own token cannot hold the `admin` scope; give it to a member (`login`) instead",
+        ));
+    }
     let user = match &body.login {
         Some(login) => {
             let user = user_named(&db, login).await?;
