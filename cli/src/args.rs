@@ -61,6 +61,9 @@ pub enum Command {
     /// Notifications: signed webhooks, Slack-compatible chat messages and e-mails on build and deploy events
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// TLS certificates the controller's HTTPS listener serves: upload, list, remove (admin token)
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -96,6 +99,44 @@ pub enum SitesCommand {
     Protect(ProtectArgs),
     /// Make a link that lets whoever opens it see a protected hostname until it expires
     ShareLink(ShareLinkArgs),
+    /// Show whether plain HTTP redirects to HTTPS and the HSTS header, or change them
+    Https(HttpsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HttpsArgs {
+    /// The site's name
+    pub site: String,
+    /// Redirect plain HTTP to HTTPS (308), when the controller has an HTTPS listener
+    #[arg(long)]
+    pub redirect: Option<bool>,
+    /// Strict-Transport-Security max-age in seconds, sent over HTTPS only; 0 sends none
+    #[arg(long)]
+    pub hsts_max_age: Option<i64>,
+    /// Add `includeSubDomains` to the HSTS header
+    #[arg(long)]
+    pub hsts_include_subdomains: Option<bool>,
+    /// Add `preload` to the HSTS header (needs include-subdomains and a max-age of a year)
+    #[arg(long)]
+    pub hsts_preload: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCommand {
+    /// Store the certificate and key of a hostname (`www.example.com` or `*.example.com`), replacing any earlier one
+    Upload {
+        hostname: String,
+        /// The certificate in PEM, followed by its intermediates
+        #[arg(long = "cert")]
+        cert: std::path::PathBuf,
+        /// The private key in PEM
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
+    /// List stored certificates with the names they cover and when they expire
+    List,
+    /// Remove the certificate of a hostname
+    Remove { hostname: String },
 }
 
 /// `public` or `password`.

@@ -59,6 +59,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Notifications(command) => {
             commands::notifications::run(&connect(&global)?, global.json, command).await
         }
+        Command::Certificates(command) => {
+            commands::certificates::run(&connect(&global)?, global.json, command).await
+        }
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }
 }

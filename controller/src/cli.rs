@@ -100,6 +100,12 @@ pub struct ServerArgs {
     /// /metrics is served on --listen only, to tokens with the `read` scope.
     #[arg(long, env = "JAMSTACK_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve HTTPS on this address (e.g. 0.0.0.0:443): sites, the
+    /// dashboard and the API, HTTP/1.1 and HTTP/2, with the certificates
+    /// stored by `jamstack certificates upload`. Then plain HTTP answers
+    /// ACME challenges and redirects sites to HTTPS (a per-site switch).
+    #[arg(long, env = "JAMSTACK_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
     /// Also sign in to the dashboard with a password: its argon2 hash, as
     /// `jamstack-controller hash-password` prints it (never the password).
     #[arg(long, env = "JAMSTACK_DASHBOARD_PASSWORD_HASH", hide_env_values = true)]

@@ -66,6 +66,11 @@ pub struct Config {
     /// scraper on a private network. `None`: `/metrics` is served on the
     /// main listener only, to admin and API tokens.
     pub metrics_listen: Option<SocketAddr>,
+    /// A second listener serving everything the main one does over TLS
+    /// (HTTP/1.1 and h2), with the certificates in the database. When set,
+    /// the main listener redirects sites to it (per site) and answers ACME
+    /// HTTP-01 challenges.
+    pub https_listen: Option<SocketAddr>,
     /// Outgoing notification webhooks.
     pub notifications: NotificationSettings,
     /// How the edge forwards proxy rewrites to upstreams.
@@ -462,6 +467,7 @@ impl Config {
             edge: EdgeSettings::default(),
             dashboard_password_hash: None,
             metrics_listen: None,
+            https_listen: None,
             notifications: NotificationSettings::default(),
             proxy: ProxySettings::default(),
             smtp: None,

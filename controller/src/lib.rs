@@ -36,6 +36,7 @@ pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod supervisor;
+pub mod tls;
 pub mod triggers;
 pub mod urls;
 pub mod waiting;

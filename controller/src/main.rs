@@ -19,6 +19,7 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.heartbeat_interval = (config.lease_duration / 3).min(config.heartbeat_interval);
     config.public_url = server.public_url;
     config.metrics_listen = server.metrics_listen;
+    config.https_listen = server.https_listen;
     config.github_api_url = server.github_api_url;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
     config.proxy.allow_private_targets = server.allow_private_proxy_targets;

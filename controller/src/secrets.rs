@@ -169,6 +169,12 @@ pub fn generic_webhook_purpose(site: &str) -> String {
     format!("site/{site}/generic-webhook-secret")
 }
 
+/// The purpose a certificate's private key is sealed for, by the hostname
+/// it serves: a sealed key copied to another hostname's row does not open.
+pub fn certificate_key_purpose(hostname: &str) -> String {
+    format!("certificate/{hostname}/key")
+}
+
 /// The purpose the GitHub webhook secret (made by the controller when none
 /// is configured) is sealed for.
 pub const GITHUB_WEBHOOK_SECRET_PURPOSE: &str = "controller/github-webhook-secret";

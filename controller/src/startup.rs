@@ -35,6 +35,8 @@ pub struct Application {
     listener: TcpListener,
     /// The open `/metrics` listener, when `Config::metrics_listen` asks for one.
     metrics_listener: Option<TcpListener>,
+    /// The HTTPS listener, when `Config::https_listen` asks for one.
+    https_listener: Option<TcpListener>,
     state: AppState,
     /// Set when this start made the admin token (first start): the only
     /// time it can be shown.
@@ -98,6 +100,12 @@ impl Application {
             })?),
             None => None,
         };
+        let https_listener = match config.https_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("binding the HTTPS listener {address} (--https-listen); is the port taken?")
+            })?),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
         let public_url = config
@@ -114,6 +122,11 @@ impl Application {
         // are shown only by the start that makes them, so a start that made
         // them and then failed (a port taken, a key unreadable, a bucket
         // unreachable) would leave an admin token nobody ever saw.
+        let certificate_store = Arc::new(crate::tls::CertificateStore::new(&config.domain));
+        certificate_store
+            .reload(&db, &secrets)
+            .await
+            .context("loading the stored certificates")?;
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         let config = Arc::new(config);
@@ -187,6 +200,12 @@ impl Application {
             queue: queue.clone(),
             changed: Arc::new(Notify::new()),
         };
+        let certificates = crate::tls::Certificates {
+            store: certificate_store,
+            db: db.clone(),
+            secrets: secrets.clone(),
+            events: deploys.events.clone(),
+        };
         let state = AppState {
             auth: Auth::new(db.clone()),
             db,
@@ -208,10 +227,12 @@ impl Application {
                 id: installation_id.into(),
                 webhook_secret: webhook_secret.into(),
             },
+            certificates,
         };
         Ok(Application {
             listener,
             metrics_listener,
+            https_listener,
             state,
             new_admin_token,
             new_registration_token,
@@ -227,6 +248,13 @@ impl Application {
     /// Where the open `/metrics` listener is bound, if there is one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Where the HTTPS listener is bound, if there is one.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())
     }
@@ -297,11 +325,32 @@ impl Application {
                 listener,
                 app,
                 limits,
+                None,
                 workers.stopping().cancelled_owned(),
             ))
         });
-        let app = service(self.state);
-        crate::http_server::serve(self.listener, app, limits, shutdown).await;
+        let app = service(self.state.clone());
+        // The HTTPS listener serves the same service, and stops taking
+        // connections when the main one does.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let https = match self.https_listener {
+            Some(listener) => {
+                let tls = crate::tls::server_config(self.state.certificates.store.clone())?;
+                Some(tokio::spawn(crate::http_server::serve(
+                    listener,
+                    app.clone(),
+                    limits,
+                    Some(tokio_rustls::TlsAcceptor::from(tls)),
+                    stopping.clone().cancelled_owned(),
+                )))
+            }
+            None => None,
+        };
+        crate::http_server::serve(self.listener, app, limits, None, shutdown).await;
+        stopping.cancel();
+        if let Some(https) = https {
+            let _ = https.await;
+        }
         workers.shutdown(crate::supervisor::SHUTDOWN_GRACE).await;
         if let Some(open_metrics) = open_metrics {
             open_metrics.abort();
@@ -360,6 +409,15 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     let schedules = state.schedules.clone();
     workers.spawn_until_stopped("scheduled_builds", move || {
         crate::schedules::run(schedules.clone())
+    });
+    let (certificates, db, secrets, events) = (
+        state.certificates.store.clone(),
+        state.db.clone(),
+        state.secrets.clone(),
+        state.deploys.events.clone(),
+    );
+    workers.spawn_until_stopped("certificate_reloader", move || {
+        crate::tls::keep_current(certificates.clone(), db.clone(), secrets.clone(), events.clone())
     });
 }
 

@@ -90,6 +90,9 @@ pub mod api {
     pub const SITE_BUILD_SETTINGS: &str = "/api/v1/sites/{site}/build-settings";
     pub const SITE_BUILD_PATHS: &str = "/api/v1/sites/{site}/build-paths";
     pub const SITE_PROTECTION: &str = "/api/v1/sites/{site}/protection";
+    pub const SITE_HTTPS: &str = "/api/v1/sites/{site}/https";
+    pub const CERTIFICATES: &str = "/api/v1/certificates";
+    pub const CERTIFICATE: &str = "/api/v1/certificates/{hostname}";
     pub const SITE_SHARE_LINKS: &str = "/api/v1/sites/{site}/share-links";
     pub const SITE_ENV: &str = "/api/v1/sites/{site}/env";
     pub const SITE_ENV_VAR: &str = "/api/v1/sites/{site}/env/{name}";
@@ -132,6 +135,18 @@ pub mod api {
 
     pub fn site_protection(site: &str) -> String {
         fill(SITE_PROTECTION, "site", site)
+    }
+
+    pub fn site_https(site: &str) -> String {
+        fill(SITE_HTTPS, "site", site)
+    }
+
+    pub fn certificates() -> &'static str {
+        CERTIFICATES
+    }
+
+    pub fn certificate(hostname: &str) -> String {
+        fill(CERTIFICATE, "hostname", hostname)
     }
 
     pub fn site_share_links(site: &str) -> String {

@@ -2,6 +2,7 @@
 
 pub mod build_hooks;
 pub mod builds;
+pub mod certificates;
 pub mod deploy_dir;
 pub mod deploys;
 pub mod login;

@@ -4,6 +4,7 @@
 
 pub mod build_hooks;
 pub mod builds;
+pub mod certificates;
 pub mod deliveries;
 pub mod deploys;
 pub mod github;
@@ -14,6 +15,7 @@ pub mod pagination;
 pub mod protection;
 pub mod runners;
 pub mod schedules;
+pub mod site_https;
 pub mod site_settings;
 pub mod sites;
 pub mod tokens;
@@ -51,6 +53,7 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(site_settings::show_paths, site_settings::update_paths))
         .routes(routes!(protection::show, protection::update))
         .routes(routes!(protection::create_share_link))
+        .routes(routes!(site_https::show, site_https::update))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))
@@ -81,6 +84,10 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(build_hooks::revoke))
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(schedules::delete));
+    let certificates = OpenApiRouter::new()
+        .routes(routes!(certificates::list))
+        .routes(routes!(certificates::upload, certificates::remove))
+        .layer(DefaultBodyLimit::max(certificates::MAX_CERTIFICATE_BODY));
     let manifests = OpenApiRouter::new()
         .routes(routes!(deploys::list_for_site, deploys::create_direct))
         .layer(DefaultBodyLimit::max(MAX_MANIFEST));
@@ -88,7 +95,7 @@ pub fn routes() -> ApiRouter {
     let blobs = OpenApiRouter::new()
         .routes(routes!(deploys::put_blob))
         .layer(DefaultBodyLimit::disable());
-    documented.merge(manifests).merge(blobs)
+    documented.merge(certificates).merge(manifests).merge(blobs)
 }
 
 /// The site named in a path, or a 404 that names it.

@@ -181,6 +181,9 @@ struct SettingsPage {
     protection: ContextAccess,
     password_set: bool,
     protection_error: Option<String>,
+    /// The HTTPS form: redirect and HSTS.
+    https: crate::db::SiteTransport,
+    https_error: Option<String>,
     /// The monorepo form: the site's base and its watch paths, one per line.
     base: String,
     watch_paths: String,
@@ -226,6 +229,7 @@ impl SettingsPage {
             .collect();
         let settings = db.site_build_settings(site.id).await?;
         let protection = db.site_protection(site.id).await?;
+        let https = db.site_transport(site.id).await?;
         let env = db
             .site_env_vars(site.id)
             .await?
@@ -283,6 +287,8 @@ impl SettingsPage {
             protection: protection.access,
             password_set: protection.password_hash.is_some(),
             protection_error: None,
+            https,
+            https_error: None,
             base: settings.paths.base.clone(),
             watch_paths: settings.paths.watch_paths.join("\n"),
             paths_error: None,
@@ -329,6 +335,7 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "protection" => {
             "Protection saved; the site's hostnames ask for the password from now on as chosen.".to_owned()
         }
+        "https" => "HTTPS settings saved; the site's hostnames answer by them from now on.".to_owned(),
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
@@ -599,6 +606,61 @@ pub async fn save_protection(
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=protection#protection"
     )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HttpsForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub https_redirect: Option<String>,
+    #[serde(default)]
+    pub hsts_max_age_seconds: String,
+    pub hsts_include_subdomains: Option<String>,
+    pub hsts_preload: Option<String>,
+}
+
+/// Whether plain HTTP redirects to HTTPS and the HSTS header, checked with
+/// the API's rules.
+pub async fn save_https(
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<HttpsForm>,
+) -> PageResult {
+    use crate::api::site_https::{SiteHttpsBody, store_https, validate_https};
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let max_age = form.hsts_max_age_seconds.trim();
+    let parsed_max_age = if max_age.is_empty() {
+        Ok(0)
+    } else {
+        max_age
+            .parse::<i64>()
+            .map_err(|_| format!("`{max_age}` is not a number of seconds; give 0 for no HSTS header"))
+    };
+    let body = SiteHttpsBody {
+        https_redirect: Some(form.https_redirect.is_some()),
+        hsts_max_age_seconds: parsed_max_age.as_ref().ok().copied(),
+        hsts_include_subdomains: Some(form.hsts_include_subdomains.is_some()),
+        hsts_preload: Some(form.hsts_preload.is_some()),
+    };
+    let current = db.site_transport(site.id).await?;
+    let wanted = parsed_max_age.and_then(|_| validate_https(&body, &current));
+    match wanted {
+        Ok(wanted) => {
+            store_https(&db, &deploys, &site, &wanted).await?;
+            Ok(see_other(format!("/sites/{name}/settings?notice=https#https")))
+        }
+        Err(message) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            SettingsPage {
+                https_error: Some(message),
+                ..page
+            }
+            .refused()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

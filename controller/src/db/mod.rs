@@ -13,6 +13,7 @@ mod aliases;
 mod blobs;
 mod build_hooks;
 mod builds;
+mod certificates;
 mod deliveries;
 mod deploy_index;
 mod deploys;
@@ -37,6 +38,7 @@ pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{
     Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry, QueuedJob,
 };
+pub use certificates::{CertificateSource, SiteTransport, StoredCertificate};
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};

@@ -25,6 +25,7 @@ pub mod path;
 pub mod protection;
 pub mod proxy;
 pub mod respond;
+pub mod transport;
 /// The rules a deploy's author wrote, as the edge matches them.
 pub use jamstack_rules as rules;
 
@@ -134,6 +135,20 @@ impl tower::Service<Request> for SiteHostsFirst {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        // ACME HTTP-01 validation comes over plain HTTP to any hostname the
+        // controller is to get a certificate for, site or not.
+        if let Some(token) = request
+            .uri()
+            .path()
+            .strip_prefix(transport::ACME_CHALLENGE_PREFIX)
+            && request
+                .extensions()
+                .get::<crate::http_server::OverTls>()
+                .is_none()
+        {
+            let (state, token) = (self.state.clone(), token.to_owned());
+            return Box::pin(async move { Ok(transport::acme_challenge(&state, &token).await) });
+        }
         let host = request
             .headers()
             .get(header::HOST)
@@ -193,18 +208,47 @@ async fn serve_inner(
     request: &Parts,
     body: axum::body::Body,
 ) -> anyhow::Result<Response> {
-    let method = &request.method;
-    let reads_only = method == Method::GET || method == Method::HEAD;
     let Some(decoded) = path::decode(request.uri.path()) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n"));
     };
-    let (index, permalink, guard) = match state.cache.serving_now(&target) {
+    let serving = match state.cache.serving_now(&target) {
         Some(hit) => hit,
         None => match load(state, &target).await? {
             Ok(loaded) => loaded,
             Err(answer) => return Ok(answer),
         },
     };
+    let over_tls = request.extensions.get::<crate::http_server::OverTls>().is_some();
+    if !over_tls
+        && serving.transport.https_redirect
+        && let Some(https) = state.config.https_listen
+    {
+        return Ok(transport::to_https(request, https.port()));
+    }
+    let transport = serving.transport;
+    let mut response = serve_deploy(state, serving, decoded, request, body).await?;
+    if over_tls {
+        transport::add_hsts(&transport, response.headers_mut());
+    }
+    Ok(response)
+}
+
+/// The answer of the deploy `serving` names for the `decoded` path.
+async fn serve_deploy(
+    state: &Edge,
+    serving: cache::Serving,
+    decoded: String,
+    request: &Parts,
+    body: axum::body::Body,
+) -> anyhow::Result<Response> {
+    let cache::Serving {
+        index,
+        immutable: permalink,
+        guard,
+        transport: _,
+    } = serving;
+    let method = &request.method;
+    let reads_only = method == Method::GET || method == Method::HEAD;
     // Checked before any file is looked up or any request forwarded: a
     // visitor without access learns nothing of the deploy, not even which
     // paths it has.
@@ -362,21 +406,9 @@ fn rule_request<'a>(request: &'a Parts, site_path: &'a str) -> rules::Request<'a
 /// What `target` serves, read from the database (the pointer) and the
 /// index cache, then kept beside the pointer for the next request; or the
 /// answer when it serves nothing.
-async fn load(
-    state: &Edge,
-    target: &Target,
-) -> anyhow::Result<
-    Result<
-        (
-            std::sync::Arc<index::DeployIndex>,
-            bool,
-            Option<protection::Guard>,
-        ),
-        Response,
-    >,
-> {
+async fn load(state: &Edge, target: &Target) -> anyhow::Result<Result<cache::Serving, Response>> {
     let generation = state.cache.generation();
-    let (resolved, guard) = state.cache.resolve(&state.db, target).await?;
+    let (resolved, guard, transport) = state.cache.resolve(&state.db, target).await?;
     let (deploy_id, permalink) = match resolved {
         Resolved::Deploy { deploy_id, immutable } => (deploy_id, immutable),
         Resolved::NoSite => return Ok(Err(plain(StatusCode::NOT_FOUND, "no such site\n"))),
@@ -399,7 +431,12 @@ async fn load(
         return Ok(Err(plain(StatusCode::NOT_FOUND, "no such deploy\n")));
     };
     state.cache.attach_index(target, &index, generation);
-    Ok(Ok((index, permalink, guard)))
+    Ok(Ok(cache::Serving {
+        index,
+        immutable: permalink,
+        guard,
+        transport,
+    }))
 }
 
 /// The deploy's header rules: they replace the server's value of a header

@@ -333,7 +333,8 @@ fn without_share_parameter(path: &str, query: Option<&str>) -> String {
 /// Whether the visitor reached the edge over TLS (directly or behind a
 /// proxy that says so), so the cookie gets `Secure`.
 fn over_tls(state: &Edge, request: &Parts) -> bool {
-    request.uri.scheme_str() == Some("https")
+    request.extensions.get::<crate::http_server::OverTls>().is_some()
+        || request.uri.scheme_str() == Some("https")
         || state
             .config
             .public_url
@@ -441,7 +442,7 @@ pub async fn sign_in(
     request: &Parts,
     body: &[u8],
 ) -> anyhow::Result<Response> {
-    let (_, guard) = state.cache.resolve(&state.db, target).await?;
+    let (_, guard, _) = state.cache.resolve(&state.db, target).await?;
     let Some(guard) = guard else {
         return Ok((
             StatusCode::NOT_FOUND,

@@ -36,6 +36,7 @@ mod secrets;
 mod serving;
 mod site_settings;
 mod storage;
+mod tls;
 mod trust;
 mod untrusted_clients;
 mod webhooks;
