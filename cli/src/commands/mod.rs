@@ -4,6 +4,7 @@ pub mod build_hooks;
 pub mod builds;
 pub mod deploy_dir;
 pub mod deploys;
+pub mod domains;
 pub mod login;
 pub mod notifications;
 pub mod schedules;

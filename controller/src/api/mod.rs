@@ -6,6 +6,7 @@ pub mod build_hooks;
 pub mod builds;
 pub mod deliveries;
 pub mod deploys;
+pub mod domains;
 pub mod github;
 pub mod log_stream;
 pub mod notifications;
@@ -51,6 +52,9 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(site_settings::show_paths, site_settings::update_paths))
         .routes(routes!(protection::show, protection::update))
         .routes(routes!(protection::create_share_link))
+        .routes(routes!(domains::list, domains::add))
+        .routes(routes!(domains::remove))
+        .routes(routes!(domains::verify))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))
