@@ -55,6 +55,9 @@ pub enum Command {
     /// Build hooks: URLs a CMS POSTs to to rebuild a site
     #[command(subcommand)]
     BuildHooks(BuildHooksCommand),
+    /// Custom domains: add, list (with the TXT record to add), verify, remove
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// Scheduled builds: cron expressions in a time zone
     #[command(subcommand)]
     Schedules(SchedulesCommand),
@@ -346,6 +349,27 @@ pub enum BuildHooksCommand {
         /// The hook's id, as `list` shows it
         id: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsCommand {
+    /// Add a domain to a site; it serves the site once a TXT record proves
+    /// you control it (at once when added with the admin token)
+    Add {
+        site: String,
+        /// e.g. www.example.com
+        hostname: String,
+        /// Make it the site's primary domain (the others redirect to it);
+        /// also switches the primary to a domain the site has already
+        #[arg(long)]
+        primary: bool,
+    },
+    /// List a site's domains, their state, and the TXT record each needs
+    List { site: String },
+    /// Look up a domain's TXT record now
+    Verify { site: String, hostname: String },
+    /// Remove a domain: it stops serving at once
+    Remove { site: String, hostname: String },
 }
 
 #[derive(Debug, Subcommand)]

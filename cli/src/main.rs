@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::BuildHooks(command) => {
             commands::build_hooks::run(&connect(&global)?, global.json, command).await
         }
+        Command::Domains(command) => commands::domains::run(&connect(&global)?, global.json, command).await,
         Command::Schedules(command) => {
             commands::schedules::run(&connect(&global)?, global.json, command).await
         }

@@ -161,6 +161,11 @@ pub struct ServerArgs {
     /// runners' disks.
     #[arg(long, env = "JAMSTACK_ALLOW_LOCAL_REPOSITORIES")]
     pub allow_local_repositories: bool,
+    /// The DNS server (IP:PORT) that custom domains' proof of control, the
+    /// TXT record _jamstack-challenge.<domain>, is looked up at. Unset: the
+    /// system's resolver (/etc/resolv.conf).
+    #[arg(long, env = "JAMSTACK_DNS_RESOLVER")]
+    pub dns_resolver: Option<SocketAddr>,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

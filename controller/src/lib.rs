@@ -19,6 +19,7 @@ pub mod dashboard;
 pub mod db;
 pub mod demo;
 pub mod deploys;
+pub mod domains;
 pub mod edge;
 pub mod embedded_runner;
 pub mod error;

@@ -36,6 +36,7 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.http.max_connections = server.max_connections.max(1);
     config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
     config.allow_local_repositories = server.allow_local_repositories;
+    config.dns_resolver = server.dns_resolver;
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())

@@ -206,6 +206,18 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
             .route(
+                "/sites/{site}/domains",
+                post(dashboard::site_settings::add_domain),
+            )
+            .route(
+                "/sites/{site}/domains/{hostname}/verify",
+                post(dashboard::site_settings::verify_domain),
+            )
+            .route(
+                "/sites/{site}/domains/{hostname}/remove",
+                post(dashboard::site_settings::remove_domain),
+            )
+            .route(
                 "/sites/{site}/build-hooks",
                 post(dashboard::site_settings::create_build_hook),
             )

@@ -168,6 +168,21 @@ impl Application {
             access: site_access.clone(),
             upstreams: Arc::new(crate::edge::proxy::Upstreams::new(config.proxy)?),
         };
+        let domains = crate::domains::Domains {
+            db: db.clone(),
+            events: deploys.events.clone(),
+            dns: Arc::new(crate::domains::dns::TxtResolver::new(config.dns_resolver)?),
+            reserved: Arc::new(crate::domains::ReservedNames {
+                platform_domain: config.domain.clone(),
+                controller_host: url::Url::parse(&urls.public_url)
+                    .ok()
+                    .and_then(|url| match url.host() {
+                        Some(url::Host::Domain(name)) => Some(name.to_owned()),
+                        _ => None,
+                    }),
+            }),
+            schedule: config.domain_checks,
+        };
         let github = GitHubService {
             db: db.clone(),
             config: config.clone(),
@@ -223,6 +238,7 @@ impl Application {
             triggers,
             build_hook_limiter: Arc::default(),
             schedules,
+            domains,
             installation: Installation {
                 id: installation_id.into(),
                 webhook_secret: webhook_secret.into(),
@@ -418,6 +434,10 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     );
     workers.spawn_until_stopped("certificate_reloader", move || {
         crate::tls::keep_current(certificates.clone(), db.clone(), secrets.clone(), events.clone())
+    });
+    let domains = state.domains.clone();
+    workers.spawn_until_stopped("domain_checks", move || {
+        crate::domains::check_in_background(domains.clone())
     });
 }
 

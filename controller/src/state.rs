@@ -58,6 +58,8 @@ pub struct AppState {
     pub build_hook_limiter: Arc<BuildHookLimiter>,
     /// Scheduled builds, and the worker to wake when they change.
     pub schedules: Schedules,
+    /// Custom domains: adding, removing, proving control.
+    pub domains: crate::domains::Domains,
     pub installation: Installation,
     /// The certificates the HTTPS listener serves, loaded from the database.
     pub certificates: Certificates,

@@ -5,6 +5,7 @@ pub mod builds;
 pub mod certificates;
 pub mod deploy_dir;
 pub mod deploys;
+pub mod domains;
 pub mod login;
 pub mod notifications;
 pub mod schedules;

@@ -7,6 +7,7 @@ pub mod builds;
 pub mod certificates;
 pub mod deliveries;
 pub mod deploys;
+pub mod domains;
 pub mod github;
 pub mod log_stream;
 pub mod notifications;
@@ -54,6 +55,9 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(protection::show, protection::update))
         .routes(routes!(protection::create_share_link))
         .routes(routes!(site_https::show, site_https::update))
+        .routes(routes!(domains::list, domains::add))
+        .routes(routes!(domains::remove))
+        .routes(routes!(domains::verify))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))

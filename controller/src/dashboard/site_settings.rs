@@ -12,7 +12,9 @@
 //! next run, and notification hooks (signed webhooks, Slack-compatible
 //! chat, e-mail), made by the API's rules. Which hostnames ask for the
 //! site's password is chosen here, and the password set (write-only, like
-//! secret variables).
+//! secret variables). Custom domains are added (waiting for their TXT
+//! record: a dashboard session is not the admin token), verified on demand
+//! and removed, each shown with its state and the record to add.
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
@@ -27,6 +29,7 @@ use crate::api::sites::validate_repo_url;
 use crate::config::Config;
 use crate::db::{Access, ContextAccess, Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
 use crate::deploys::Deploys;
+use crate::domains::{AddedBy, DomainError, DomainState, Domains, challenge_name};
 use crate::schedules::{AddError, NewSchedule, ScheduleView, Schedules};
 use crate::secrets::SecretBox;
 use crate::urls::Urls;
@@ -104,6 +107,18 @@ pub struct HookRow {
     pub title: String,
     pub made: String,
     pub used: String,
+}
+
+/// A custom domain as the page lists it.
+pub struct DomainRow {
+    pub hostname: String,
+    pub primary: bool,
+    /// `waiting_for_dns`, `verified`, ... (a class and a word).
+    pub state: &'static str,
+    pub verified: bool,
+    pub txt_name: String,
+    pub txt_value: String,
+    pub last_error: Option<String>,
 }
 
 /// A build schedule as the page lists it.
@@ -202,6 +217,10 @@ struct SettingsPage {
     /// A webhook's secret just made: shown this once.
     new_notification_secret: Option<String>,
     notification_error: Option<String>,
+    domains: Vec<DomainRow>,
+    domain_error: Option<String>,
+    /// The hostname typed into the add form, kept when it was refused.
+    domain_typed: String,
     notice: Option<String>,
     scheduling_error: Option<String>,
     limits_error: Option<String>,
@@ -225,6 +244,20 @@ impl SettingsPage {
                     hook.events.join(", ")
                 },
                 made: ago(hook.created_at),
+            })
+            .collect();
+        let domains = db
+            .domains_of_site(site.id)
+            .await?
+            .into_iter()
+            .map(|domain| DomainRow {
+                state: DomainState::of(&domain).as_str(),
+                verified: domain.is_verified(),
+                txt_name: challenge_name(&domain.hostname),
+                txt_value: domain.verification_token,
+                last_error: domain.last_error,
+                primary: domain.is_primary,
+                hostname: domain.hostname,
             })
             .collect();
         let settings = db.site_build_settings(site.id).await?;
@@ -304,6 +337,9 @@ impl SettingsPage {
             notification_form: NotificationForm::default(),
             new_notification_secret: None,
             notification_error: None,
+            domains,
+            domain_error: None,
+            domain_typed: String::new(),
             notice: None,
             scheduling_error: None,
             limits_error: None,
@@ -343,6 +379,11 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "schedule-removed" => "Schedule removed; it builds no more.".to_owned(),
         "notification-added" => "Notification hook added; it is sent the next event it asked for.".to_owned(),
         "notification-removed" => "Notification hook removed, with its delivery log.".to_owned(),
+        "domain-added" => {
+            "Domain added; add the TXT record shown to prove you control it, then verify.".to_owned()
+        }
+        "domain-checked" => "Domain checked; its state is below.".to_owned(),
+        "domain-removed" => "Domain removed; it serves nothing from now on.".to_owned(),
         _ => return None,
     })
 }
@@ -1022,4 +1063,99 @@ pub async fn remove_notification(
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=notification-removed#notifications"
     )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DomainForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub hostname: String,
+    /// A checkbox: present when ticked.
+    pub primary: Option<String>,
+}
+
+/// The page again with a domain's mistake, or the error page for a fault.
+async fn domain_refused(
+    db: &Database,
+    session: &Session,
+    site: Site,
+    error: DomainError,
+    typed: String,
+) -> PageResult {
+    let message = match error {
+        DomainError::Invalid(message) | DomainError::Conflict(message) | DomainError::NotFound(message) => {
+            message
+        }
+        DomainError::Internal(error) => return Err(error.into()),
+    };
+    let page = SettingsPage::load(db, session, site).await?;
+    SettingsPage {
+        domain_error: Some(message),
+        domain_typed: typed,
+        ..page
+    }
+    .refused()
+}
+
+/// Adds a custom domain; it waits for its TXT record, as one added with a
+/// site token does.
+pub async fn add_domain(
+    State(db): State<Database>,
+    State(domains): State<Domains>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<DomainForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    match domains
+        .add(
+            &site,
+            &form.hostname,
+            form.primary.is_some(),
+            AddedBy::SiteManager,
+        )
+        .await
+    {
+        Ok(_) => Ok(see_other(format!(
+            "/sites/{name}/settings?notice=domain-added#domains"
+        ))),
+        Err(error) => domain_refused(&db, &session, site, error, form.hostname).await,
+    }
+}
+
+/// Looks up a domain's TXT record now.
+pub async fn verify_domain(
+    State(db): State<Database>,
+    State(domains): State<Domains>,
+    session: Session,
+    Path((name, hostname)): Path<(String, String)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    match domains.verify(&site, &hostname).await {
+        Ok(_) => Ok(see_other(format!(
+            "/sites/{name}/settings?notice=domain-checked#domains"
+        ))),
+        Err(error) => domain_refused(&db, &session, site, error, String::new()).await,
+    }
+}
+
+pub async fn remove_domain(
+    State(db): State<Database>,
+    State(domains): State<Domains>,
+    session: Session,
+    Path((name, hostname)): Path<(String, String)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    match domains.remove(&site, &hostname).await {
+        Ok(_) => Ok(see_other(format!(
+            "/sites/{name}/settings?notice=domain-removed#domains"
+        ))),
+        Err(error) => domain_refused(&db, &session, site, error, String::new()).await,
+    }
 }

@@ -6,7 +6,7 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, and GitHub (installations and what was reported back).
+//! deliveries, build hooks and schedules, custom domains, and GitHub (installations and what was reported back).
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
@@ -17,6 +17,7 @@ mod certificates;
 mod deliveries;
 mod deploy_index;
 mod deploys;
+mod domains;
 mod file_lists;
 mod github;
 mod logs;
@@ -42,6 +43,7 @@ pub use certificates::{CertificateSource, SiteTransport, StoredCertificate};
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use domains::{AddRefused, Domain, NewDomain, VerifiedBy, VerifiedHostname};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use notifications::{

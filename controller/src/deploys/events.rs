@@ -27,6 +27,9 @@ pub enum DeployEvent {
     /// A certificate was stored or removed: TLS listeners reload theirs.
     /// The edge's memory keeps everything.
     CertificatesChanged,
+    /// A custom domain was added, verified, removed or made primary: the
+    /// edge reads its table of custom hostnames again.
+    DomainsChanged,
     /// Anything may have changed: forget everything (for a relay that
     /// reconnects and may have missed notifications).
     Everything,
@@ -109,6 +112,7 @@ impl DeployEvent {
             DeployEvent::DeployRemoved { deploy_id } => format!("deploy:{deploy_id}"),
             DeployEvent::VariantsMade { deploy_id } => format!("variants:{deploy_id}"),
             DeployEvent::CertificatesChanged => "certificates".to_owned(),
+            DeployEvent::DomainsChanged => "domains".to_owned(),
             DeployEvent::Everything => "all".to_owned(),
         }
     }
@@ -130,6 +134,7 @@ impl DeployEvent {
                 deploy_id: id.to_owned(),
             },
             _ if payload == "certificates" => DeployEvent::CertificatesChanged,
+            _ if payload == "domains" => DeployEvent::DomainsChanged,
             _ => DeployEvent::Everything,
         }
     }
@@ -205,6 +210,7 @@ mod relay_tests {
                 deploy_id: "0123456789abcdef01234567".into(),
             },
             DeployEvent::CertificatesChanged,
+            DeployEvent::DomainsChanged,
             DeployEvent::Everything,
         ] {
             assert_eq!(DeployEvent::decode(&event.encode()), event);

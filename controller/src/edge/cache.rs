@@ -83,6 +83,8 @@ pub struct EdgeCache {
     held: Arc<AtomicU64>,
     held_budget: u64,
     settings: EdgeSettings,
+    /// Which verified custom hostnames serve which site.
+    pub custom_hosts: super::custom_domains::CustomHosts,
 }
 
 impl std::fmt::Debug for EdgeCache {
@@ -131,6 +133,7 @@ impl EdgeCache {
                 .build(),
             held: Arc::new(AtomicU64::new(0)),
             held_budget,
+            custom_hosts: super::custom_domains::CustomHosts::new(settings.pointer_ttl),
             settings,
         }
     }
@@ -223,6 +226,9 @@ impl EdgeCache {
         if let DeployEvent::DeployRemoved { deploy_id } | DeployEvent::VariantsMade { deploy_id } = event {
             self.deploys.invalidate(deploy_id).await;
         }
+        if matches!(event, DeployEvent::DomainsChanged | DeployEvent::Everything) {
+            self.custom_hosts.forget();
+        }
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         hosts.generation += 1;
         match event {
@@ -232,6 +238,8 @@ impl EdgeCache {
                     |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
                 )
             }
+            // Which site a custom hostname names is not kept here.
+            DeployEvent::DomainsChanged => {}
             DeployEvent::Everything => hosts.entries.clear(),
             // Nothing a hostname serves has changed.
             DeployEvent::CertificatesChanged => {}

@@ -1,7 +1,8 @@
 //! The edge: the only module that serves site files.
 //!
-//! A request whose `Host` is `<label>.<domain>` is a site request; every
-//! other host reaches the API. Labels are `<site>` for the published
+//! A request whose `Host` is `<label>.<domain>`, or a verified custom
+//! domain (`custom_domains.rs`), is a site request; every other host
+//! reaches the API. Labels are `<site>` for the published
 //! production deploy, `<deploy-id>--<site>` for a permanent link to one
 //! deploy, and `deploy-preview-<pr>--<site>` / `<branch>--<site>` for the
 //! latest deploy of a pull request or branch.
@@ -20,6 +21,7 @@
 //! in the memory cache.
 
 pub mod cache;
+pub mod custom_domains;
 pub mod index;
 pub mod path;
 pub mod protection;
@@ -155,26 +157,90 @@ impl tower::Service<Request> for SiteHostsFirst {
             .and_then(|h| h.to_str().ok())
             .or_else(|| request.uri().host())
             .unwrap_or("");
-        match target_of_host(host, &self.state.config.domain) {
-            Some(target) => {
+        if let Some(target) = target_of_host(host, &self.state.config.domain) {
+            return Box::pin(serve_target(self.state.clone(), target, request));
+        }
+        // A name outside the platform's domain may be a verified custom
+        // domain; addresses and single labels (`localhost`) never are.
+        let Some((hostname, port)) = custom_domains::candidate(host) else {
+            return Box::pin(tower::Service::call(&mut self.api, request));
+        };
+        let port = port.map(str::to_owned);
+        match self.state.cache.custom_hosts.lookup_now(&hostname) {
+            Some(Some(custom)) => Box::pin(serve_custom(self.state.clone(), custom, port, request)),
+            Some(None) => Box::pin(tower::Service::call(&mut self.api, request)),
+            None => {
                 let state = self.state.clone();
-                // Only a proxy rewrite, and the sign-in form of a protected
-                // hostname, read the body; the head is all the rest of the
-                // edge needs.
-                let (head, body) = request.into_parts();
-                let sign_in = head.method == Method::POST && head.uri.path() == protection::SIGN_IN_PATH;
+                let mut api = self.api.clone();
                 Box::pin(async move {
-                    let started = std::time::Instant::now();
-                    let response = if sign_in {
-                        serve_sign_in(&state, &target, &head, body).await
-                    } else {
-                        serve(&state, target, &head, body).await
-                    };
-                    state.metrics.edge.record(response.status(), started.elapsed());
-                    Ok(response)
+                    match state.cache.custom_hosts.lookup(&state.db, &hostname).await {
+                        Ok(Some(custom)) => serve_custom(state, custom, port, request).await,
+                        Ok(None) => tower::Service::call(&mut api, request).await,
+                        Err(error) => {
+                            tracing::error!(error = format!("{error:#}"), "reading custom domains failed");
+                            Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "internal error\n"))
+                        }
+                    }
                 })
             }
-            None => Box::pin(tower::Service::call(&mut self.api, request)),
+        }
+    }
+}
+
+/// Serves a site hostname: the production deploy, a preview, a branch
+/// deploy or a permalink (or the sign-in form of a protected one).
+async fn serve_target(
+    state: Arc<Edge>,
+    target: Target,
+    request: Request,
+) -> Result<Response, std::convert::Infallible> {
+    // Only a proxy rewrite, and the sign-in form of a protected hostname,
+    // read the body; the head is all the rest of the edge needs.
+    let (head, body) = request.into_parts();
+    let sign_in = head.method == Method::POST && head.uri.path() == protection::SIGN_IN_PATH;
+    let started = std::time::Instant::now();
+    let response = if sign_in {
+        serve_sign_in(&state, &target, &head, body).await
+    } else {
+        serve(&state, target, &head, body).await
+    };
+    state.metrics.edge.record(response.status(), started.elapsed());
+    Ok(response)
+}
+
+/// Serves a verified custom hostname: its site's production deploy,
+/// exactly as `<site>.<domain>` (rules, headers, protection), or, for an
+/// alias, a permanent redirect to the primary with the same path and
+/// query. The redirect keeps the scheme the visitor used (a
+/// scheme-relative `Location`) and the port they came to.
+async fn serve_custom(
+    state: Arc<Edge>,
+    custom: custom_domains::CustomHost,
+    port: Option<String>,
+    request: Request,
+) -> Result<Response, std::convert::Infallible> {
+    match custom {
+        custom_domains::CustomHost::Serve { site } => {
+            serve_target(state, Target::Published { site }, request).await
+        }
+        custom_domains::CustomHost::RedirectTo { primary } => {
+            let started = std::time::Instant::now();
+            let host = match port {
+                Some(port) => format!("{primary}:{port}"),
+                None => primary,
+            };
+            let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let response = match HeaderValue::from_str(&format!("//{host}{path_and_query}")) {
+                Ok(location) => {
+                    let mut response = Response::new(axum::body::Body::empty());
+                    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+                    response.headers_mut().insert(header::LOCATION, location);
+                    response
+                }
+                Err(_) => plain(StatusCode::BAD_REQUEST, "bad request path\n"),
+            };
+            state.metrics.edge.record(response.status(), started.elapsed());
+            Ok(response)
         }
     }
 }

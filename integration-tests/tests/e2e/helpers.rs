@@ -200,6 +200,19 @@ pub async fn spawn_another_controller_on_with(
     serve_with_token(app, data, admin_token.to_owned())
 }
 
+/// [`spawn_another_controller_on`], sharing `first`'s data folder (its
+/// local blob store and secret key), as controllers behind one load
+/// balancer share a bucket and a key: either serves what the other stored.
+pub async fn spawn_controller_beside(first: &TestApp, database_url: &str) -> TestApp {
+    let data_dir = first.data_dir.clone();
+    let (app, data) = build_app(|config| {
+        config.database_url = Some(database_url.to_owned());
+        config.data_dir = data_dir;
+    })
+    .await;
+    serve_with_token(app, data, first.admin_token.clone())
+}
+
 fn serve(app: Application, data: TempDir) -> TestApp {
     let admin_token = app
         .new_admin_token

@@ -16,6 +16,7 @@ mod chat_and_email;
 mod cli;
 mod dashboard;
 mod demo_image;
+mod domains;
 mod executors;
 mod failures;
 mod faults;
