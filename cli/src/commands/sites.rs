@@ -442,6 +442,42 @@ async fn share_link(api: &Api, json: bool, args: ShareLinkArgs) -> CliResult {
     Ok(())
 }
 
+async fn https(api: &Api, json: bool, args: crate::args::HttpsArgs) -> CliResult {
+    let path = routes::api::site_https(&args.site);
+    let mut body = Map::new();
+    if let Some(redirect) = args.redirect {
+        body.insert("https_redirect".to_owned(), json!(redirect));
+    }
+    if let Some(max_age) = args.hsts_max_age {
+        body.insert("hsts_max_age_seconds".to_owned(), json!(max_age));
+    }
+    if let Some(include) = args.hsts_include_subdomains {
+        body.insert("hsts_include_subdomains".to_owned(), json!(include));
+    }
+    if let Some(preload) = args.hsts_preload {
+        body.insert("hsts_preload".to_owned(), json!(preload));
+    }
+    let settings = if body.is_empty() {
+        api.get(&path).await?
+    } else {
+        api.put(&path, &Value::Object(body)).await?
+    };
+    if json {
+        print_json(&settings);
+    } else {
+        print_fields(&[
+            ("redirect HTTP to HTTPS", yes_no(&settings, "https_redirect")),
+            ("HSTS max-age (seconds)", text(&settings, "hsts_max_age_seconds")),
+            (
+                "HSTS includeSubDomains",
+                yes_no(&settings, "hsts_include_subdomains"),
+            ),
+            ("HSTS preload", yes_no(&settings, "hsts_preload")),
+        ]);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,40 +523,4 @@ mod tests {
         assert!(error.message.contains("key=value"), "{error}");
         assert_eq!(error.exit, crate::error::Exit::Usage);
     }
-}
-
-async fn https(api: &Api, json: bool, args: crate::args::HttpsArgs) -> CliResult {
-    let path = routes::api::site_https(&args.site);
-    let mut body = Map::new();
-    if let Some(redirect) = args.redirect {
-        body.insert("https_redirect".to_owned(), json!(redirect));
-    }
-    if let Some(max_age) = args.hsts_max_age {
-        body.insert("hsts_max_age_seconds".to_owned(), json!(max_age));
-    }
-    if let Some(include) = args.hsts_include_subdomains {
-        body.insert("hsts_include_subdomains".to_owned(), json!(include));
-    }
-    if let Some(preload) = args.hsts_preload {
-        body.insert("hsts_preload".to_owned(), json!(preload));
-    }
-    let settings = if body.is_empty() {
-        api.get(&path).await?
-    } else {
-        api.put(&path, &Value::Object(body)).await?
-    };
-    if json {
-        print_json(&settings);
-    } else {
-        print_fields(&[
-            ("redirect HTTP to HTTPS", yes_no(&settings, "https_redirect")),
-            ("HSTS max-age (seconds)", text(&settings, "hsts_max_age_seconds")),
-            (
-                "HSTS includeSubDomains",
-                yes_no(&settings, "hsts_include_subdomains"),
-            ),
-            ("HSTS preload", yes_no(&settings, "hsts_preload")),
-        ]);
-    }
-    Ok(())
 }
