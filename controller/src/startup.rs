@@ -54,7 +54,7 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         jamstack_program::install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -106,6 +106,10 @@ impl Application {
             })?),
             None => None,
         };
+        // The port bound (port 0 picks one) is the one redirects name.
+        if let Some(https) = &https_listener {
+            config.https_listen = Some(https.local_addr()?);
+        }
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
         let public_url = config

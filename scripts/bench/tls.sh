@@ -174,7 +174,7 @@ measure() { # port path protocol(h1|h2) requests clients streams
     local out
     out=$(h2load "${flags[@]}" -n "$4" -c "$5" -m "$6" -t 1 --connect-to="127.0.0.1:$1" \
         --log-file="$log" "https://$host:$1$2" 2>&1)
-    if ! grep -q "succeeded, 0 errored" <<<"$out" || grep -q " 0 succeeded" <<<"$out"; then
+    if ! grep -q " 0 failed, 0 errored, 0 timeout" <<<"$out" || grep -q " 0 succeeded" <<<"$out"; then
         echo "h2load against port $1 $2 ($3) had failures:" >&2
         echo "$out" >&2
         exit 1
