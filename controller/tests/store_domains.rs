@@ -233,6 +233,22 @@ on_both_databases!(
                 verified("www.example.com", &blog, false),
             ]
         );
+        // The edge also knows the unverified claims, to serve them nothing.
+        let claimed: Vec<(String, bool)> = db
+            .claimed_hostnames()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(v, verified)| (v.hostname, verified))
+            .collect();
+        assert_eq!(
+            claimed,
+            [
+                ("example.com".to_owned(), false),
+                ("shop.example.org".to_owned(), true),
+                ("www.example.com".to_owned(), true),
+            ]
+        );
         let www = db.domain_by_hostname("www.example.com").await.unwrap().unwrap();
         assert_eq!(www.verified_by, Some(VerifiedBy::Dns));
         assert_eq!(www.next_check_at, None, "no more background checks");

@@ -149,6 +149,15 @@ struct VerifiedRow {
     is_primary: i64,
 }
 
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    hostname: String,
+    site_id: i64,
+    site_name: String,
+    is_primary: i64,
+    verified: i64,
+}
+
 impl Database {
     /// Adds a domain to a site. The first domain of a site is its primary;
     /// with `primary`, the new one takes over from the current primary.
@@ -244,6 +253,33 @@ impl Database {
                 site_id: row.site_id,
                 site_name: row.site_name,
                 primary: row.is_primary != 0,
+            })
+            .collect())
+    }
+
+    /// Every claimed hostname with its site and whether it is verified:
+    /// the edge's table, which answers an unverified claim "no site here"
+    /// rather than sending it on to the API.
+    pub async fn claimed_hostnames(&self) -> anyhow::Result<Vec<(VerifiedHostname, bool)>> {
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
+            "SELECT d.hostname, d.site_id, s.name AS site_name, d.is_primary, \
+             CASE WHEN d.verified_at IS NULL THEN 0 ELSE 1 END AS verified \
+             FROM domains d JOIN sites s ON s.id = d.site_id ORDER BY d.hostname",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    VerifiedHostname {
+                        hostname: row.hostname,
+                        site_id: row.site_id,
+                        site_name: row.site_name,
+                        primary: row.is_primary != 0,
+                    },
+                    row.verified != 0,
+                )
             })
             .collect())
     }

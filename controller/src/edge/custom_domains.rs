@@ -8,8 +8,9 @@
 //! (this controller's or another's, relayed) or after `ttl`, a bound on
 //! staleness should a notification be lost. A read that raced with such an
 //! event is used once and not kept, so a removed hostname stops serving at
-//! once. An unverified hostname is never in the table: it reaches the API
-//! router, which knows no site by it.
+//! once. An unverified hostname serves nothing: it is answered "no such
+//! site". A hostname nobody claimed reaches the API router (the dashboard
+//! and API answer under any name the operator gives the controller).
 
 use crate::db::{Database, VerifiedHostname};
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub enum CustomHost {
     Serve { site: String },
     /// A permanent redirect to the site's primary hostname.
     RedirectTo { primary: String },
+    /// Claimed by a site but not proved yet: nothing is served.
+    Unverified,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +67,7 @@ impl CustomHosts {
             return Ok(answer);
         }
         let generation = self.table.read().unwrap_or_else(|e| e.into_inner()).generation;
-        let hosts = Arc::new(table_of(db.verified_hostnames().await?));
+        let hosts = Arc::new(table_of(db.claimed_hostnames().await?));
         let answer = hosts.get(hostname).cloned();
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         if table.generation == generation {
@@ -81,19 +84,23 @@ impl CustomHosts {
     }
 }
 
-/// The table of what each verified hostname answers: a site's primary
-/// serves it, and so does every other hostname of a site whose primary is
-/// not verified yet (there is nowhere to redirect to); the others redirect
-/// to the primary.
-fn table_of(verified: Vec<VerifiedHostname>) -> HashMap<String, CustomHost> {
-    let primaries: HashMap<i64, String> = verified
+/// The table of what each claimed hostname answers: a site's verified
+/// primary serves it, and so does every other verified hostname of a site
+/// whose primary is not verified yet (there is nowhere to redirect to);
+/// the other verified ones redirect to the primary; unverified ones serve
+/// nothing.
+fn table_of(claimed: Vec<(VerifiedHostname, bool)>) -> HashMap<String, CustomHost> {
+    let primaries: HashMap<i64, String> = claimed
         .iter()
-        .filter(|v| v.primary)
-        .map(|v| (v.site_id, v.hostname.clone()))
+        .filter(|(v, verified)| v.primary && *verified)
+        .map(|(v, _)| (v.site_id, v.hostname.clone()))
         .collect();
-    verified
+    claimed
         .into_iter()
-        .map(|v| {
+        .map(|(v, verified)| {
+            if !verified {
+                return (v.hostname, CustomHost::Unverified);
+            }
             let answer = match primaries.get(&v.site_id) {
                 Some(primary) if *primary != v.hostname => CustomHost::RedirectTo {
                     primary: primary.clone(),
@@ -138,9 +145,10 @@ mod tests {
     #[test]
     fn aliases_redirect_to_a_verified_primary_and_serve_without_one() {
         let table = table_of(vec![
-            verified("example.com", 1, true),
-            verified("www.example.com", 1, false),
-            verified("shop.example.org", 2, false),
+            (verified("example.com", 1, true), true),
+            (verified("www.example.com", 1, false), true),
+            (verified("shop.example.org", 2, true), false),
+            (verified("www.example.org", 2, false), true),
         ]);
         assert_eq!(table["example.com"], CustomHost::Serve { site: "site1".into() });
         assert_eq!(
@@ -149,8 +157,9 @@ mod tests {
                 primary: "example.com".into()
             }
         );
+        assert_eq!(table["shop.example.org"], CustomHost::Unverified);
         assert_eq!(
-            table["shop.example.org"],
+            table["www.example.org"],
             CustomHost::Serve { site: "site2".into() },
             "its primary is not verified: nowhere to redirect to"
         );
@@ -183,7 +192,7 @@ mod tests {
             let mut table = hosts.table.write().unwrap();
             table.loaded = Some((
                 Instant::now(),
-                Arc::new(table_of(vec![verified("example.com", 1, true)])),
+                Arc::new(table_of(vec![(verified("example.com", 1, true), true)])),
             ));
         }
         assert!(matches!(hosts.lookup_now("example.com"), Some(Some(_))));

@@ -223,6 +223,14 @@ async fn serve_custom(
         custom_domains::CustomHost::Serve { site } => {
             serve_target(state, Target::Published { site }, request).await
         }
+        custom_domains::CustomHost::Unverified => {
+            let response = plain(StatusCode::NOT_FOUND, "no such site\n");
+            state
+                .metrics
+                .edge
+                .record(response.status(), std::time::Duration::ZERO);
+            Ok(response)
+        }
         custom_domains::CustomHost::RedirectTo { primary } => {
             let started = std::time::Instant::now();
             let host = match port {

@@ -232,14 +232,33 @@ async fn visit_host(app: &TestApp, host: &str, path: &str) -> Page {
     }
 }
 
-/// Asserts `host` answers nothing of a site.
+/// Asserts `host`, claimed but not verified, answers the edge's "no such
+/// site" and nothing of the site.
 async fn assert_serves_nothing(app: &TestApp, host: &str, secret: &str) {
     let page = visit_host(app, host, "/").await;
     assert_eq!(page.status, 404, "{host}: {page:?}");
+    assert_eq!(page.body, "no such site\n", "{host}");
     assert!(
         !page.body.contains(secret),
         "{host} served the site: {}",
         page.body
+    );
+}
+
+/// Asserts `host`, claimed by no site, reaches the controller's own pages
+/// (as any name the operator gives it does), nothing of a site.
+async fn assert_unclaimed(app: &TestApp, host: &str, secret: &str) {
+    let page = visit_host(app, host, "/").await;
+    assert!(!(200..300).contains(&page.status), "{host}: {page:?}");
+    assert!(
+        !page.body.contains(secret),
+        "{host} served the site: {}",
+        page.body
+    );
+    assert_eq!(
+        page.header("location"),
+        "/sites",
+        "the dashboard's home: {page:?}"
     );
 }
 
@@ -541,13 +560,13 @@ async fn a_removed_domain_stops_serving_at_once_on_every_controller() {
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    assert_serves_nothing(&first, "news.example.net", "the news").await;
+    assert_unclaimed(&first, "news.example.net", "the news").await;
     // The other controller is told at once, well before its memory of the
     // hostname would expire.
     let started = std::time::Instant::now();
     eventually("the other controller to stop serving it", || async {
         let page = visit_host(&second, "news.example.net", "/").await;
-        if page.status == 404 && !page.body.contains("the news") {
+        if page.status != 200 && !page.body.contains("the news") {
             Ok(())
         } else {
             Err(format!("{page:?}"))
@@ -629,7 +648,7 @@ async fn a_user_adds_a_domain_on_the_dashboard_sees_the_record_to_add_verifies_i
     browser
         .wait_for_text("main", "Domain removed", Duration::from_secs(10))
         .await;
-    assert_serves_nothing(&app, "garden.example.com", "the garden").await;
+    assert_unclaimed(&app, "garden.example.com", "the garden").await;
     assert_eq!(app.get_json("/sites/garden/domains").await, json!([]));
     browser.close().await;
 }
