@@ -365,6 +365,21 @@ fn matching_cases() -> Vec<Case> {
         get("the home page is served, not the catch-all", "/").body("home page"),
         get("the rule file itself is not served", "/_redirects").status(404),
         get("pretty URLs serve page.html for page", "/target").body("target page"),
+        get("a rewrite keeps working with a query string", "/rewrite?x=1").body("target page"),
+        get(
+            "a placeholder redirect passes the query on",
+            "/blog/2024/hi?ref=x",
+        )
+        .redirects(301, "/posts/2024-hi?ref=x"),
+        get("a splat redirect passes the query on", "/docs/a?b=c").redirects(301, "/documentation/a?b=c"),
+        get("a query rule ignores other parameters", "/search?page=2&q=go").redirects(302, "/find/go"),
+        get("a Language condition takes a regional tag", "/lang")
+            .with("Accept-Language", "en-US")
+            .body("english"),
+        get("a Cookie condition finds the cookie among others", "/beta")
+            .with("Cookie", "a=1; beta=yes")
+            .body("beta page"),
+        get("a later rule for the same path stays shadowed", "/first/").redirects(301, "/one"),
         get("a pretty URL shadows a rule like a file", "/gone-page").body("gone page"),
     ]
 }
@@ -456,6 +471,7 @@ fn headers_cases() -> Vec<Case> {
     vec![
         get("a /* rule applies to every path", "/other.html").header("x-site", "everywhere"),
         get("a /* rule applies to the root", "/").header("x-site", "everywhere"),
+        get("a /* rule applies deep in folders", "/dir/sub/page.html").header("x-site", "everywhere"),
         get("an exact path gets its headers", "/exact.html").header("x-exact", "yes"),
         get("an exact path's headers stay on it", "/other.html").without("x-exact"),
         get("header paths match regardless of case", "/case/insensitive.html").header("x-case", "matched"),
