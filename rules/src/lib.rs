@@ -25,7 +25,16 @@
 //!   (placeholders and `:splat` substituted, the request's query string
 //!   passed on) with the rule's `headers` added ([`Action::Proxy`]).
 //! - Header rules all apply, in order; a header set by several matching
-//!   rules (or several times in one) gets their values joined with `, `.
+//!   rules (or several times in one) gets their values joined with `, `,
+//!   except that a header set again for the same path (twice in
+//!   `_headers`, or in `_headers` and `jamstack.toml`) keeps only the later
+//!   value. Header paths match regardless of case, a trailing slash and
+//!   doubled slashes.
+//! - As Netlify's parsers do: `/admin/* 200` (no target) serves the path
+//!   itself; rules for `/.netlify` paths and malformed URLs are refused; in
+//!   `_headers` a path without headers and a line without `:` are ignored
+//!   with a [`RuleWarning`]; `jamstack.toml`'s paths are trimmed and given
+//!   a leading `/`, and multi-line header values made one line.
 //! - `Basic-Auth: user:pass user2:pass2` is not a header sent: it asks the
 //!   visitor of the matching paths for one of those user names and
 //!   passwords ([`Rules::basic_auth_for`]); the edge checks them.
@@ -149,6 +158,30 @@ fn is_path_or_url(text: &str) -> bool {
     text.starts_with('/') || is_url(text)
 }
 
+/// An `http(s)://` rule path or target must be a URL a browser would take
+/// (Netlify's parsers refuse what `new URL()` refuses).
+fn check_url(origin: &str, what: &str, text: &str) -> Result<(), RuleError> {
+    if !is_url(text) {
+        return Ok(());
+    }
+    match url::Url::parse(text) {
+        Ok(parsed) if parsed.host_str().is_some_and(|host| !host.is_empty()) => Ok(()),
+        Ok(_) => Err(error(
+            origin,
+            format!("the {what} `{text}` is a URL without a host"),
+        )),
+        Err(e) => Err(error(
+            origin,
+            format!("the {what} `{text}` is not a valid URL ({e}); write it as `https://host/path`"),
+        )),
+    }
+}
+
+/// `/.netlify` and what is under it, which Netlify keeps for itself.
+fn is_reserved_path(path: &str) -> bool {
+    path == "/.netlify" || path.starts_with("/.netlify/")
+}
+
 /// Parses a `_redirects` file: one rule per line,
 /// `from [param=value ...] to [status[!]] [Language=.. Cookie=..]`;
 /// `#` starts a comment.
@@ -184,28 +217,49 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
             }
             query.push((name.to_owned(), value.to_owned()));
         }
-        let Some(to) = rest.next() else {
-            return Err(error(
-                &origin,
-                format!("the rule for `{from}` has no target; a rule reads `/from /to [status]`"),
-            ));
+        let is_status = |token: &&&str| {
+            let digits = token.trim_end_matches('!');
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
         };
-        if !is_path_or_url(to) {
-            return Err(error(
-                &origin,
-                format!("the target `{to}` is not a path (starting with `/`) or an http(s):// URL"),
-            ));
-        }
+        // Netlify reads `/admin/* 200` (a splat and a rewrite status, no
+        // target) as `/admin/* /admin/:splat 200`: the path is served as
+        // it is, once the rule's conditions hold.
+        let forwarded = rest
+            .peek()
+            .filter(|token| is_status(token) && parse_status(token).is_some_and(|(s, _)| s == 200))
+            .and_then(|_| from.strip_suffix("/*"))
+            .filter(|_| from.starts_with('/'))
+            .map(|path| format!("{path}/:splat"));
+        let to = match forwarded {
+            Some(to) => to,
+            None => {
+                let Some(to) = rest.next() else {
+                    return Err(error(
+                        &origin,
+                        format!("the rule for `{from}` has no target; a rule reads `/from /to [status]`"),
+                    ));
+                };
+                if !is_path_or_url(to) {
+                    let hint = if is_status(&to) {
+                        "; only a rule for a path ending in `/*` with status 200 may leave out its target"
+                    } else {
+                        ""
+                    };
+                    return Err(error(
+                        &origin,
+                        format!(
+                            "the target `{to}` is not a path (starting with `/`) or an http(s):// URL{hint}"
+                        ),
+                    ));
+                }
+                (*to).to_owned()
+            }
+        };
         let mut status = 301;
         let mut force = false;
-        if let Some(token) = rest.next_if(|t| t.trim_end_matches('!').bytes().all(|b| b.is_ascii_digit())) {
-            force = token.ends_with('!');
-            let digits = token.trim_end_matches('!');
-            status = digits
-                .parse()
-                .ok()
-                .filter(|s| STATUSES.contains(s))
-                .ok_or_else(|| error(&origin, unsupported_status(digits)))?;
+        if let Some(token) = rest.next_if(is_status) {
+            (status, force) = parse_status(token)
+                .ok_or_else(|| error(&origin, unsupported_status(token.trim_end_matches('!'))))?;
         }
         let mut language = Vec::new();
         let mut cookie = Vec::new();
@@ -235,7 +289,7 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
         rules.push(RedirectSpec {
             origin,
             from: from.to_owned(),
-            to: (*to).to_owned(),
+            to,
             status,
             force,
             query,
@@ -252,6 +306,22 @@ const COUNTRY_UNSUPPORTED: &str = "`Country` conditions need to know where visit
 const ROLE_UNSUPPORTED: &str =
     "`Role` conditions need Netlify Identity, which this server does not have; remove the rule";
 
+/// Reads a rule's status as Netlify writes it, in `_redirects` and in
+/// `jamstack.toml` alike: `301`, or `200!` for a forced rule. `None` when
+/// it is not one of [`STATUSES`].
+pub fn parse_status(text: &str) -> Option<(u16, bool)> {
+    let text = text.trim();
+    let (digits, force) = match text.strip_suffix('!') {
+        Some(digits) => (digits.trim_end(), true),
+        None => (text, false),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let status = digits.parse().ok().filter(|s| STATUSES.contains(s))?;
+    Some((status, force))
+}
+
 fn unsupported_status(status: &str) -> String {
     format!(
         "status {status} is not supported; expected 200 (rewrite), 301, 302, 303, 307 or 308 (redirect), \
@@ -259,9 +329,42 @@ fn unsupported_status(status: &str) -> String {
     )
 }
 
+/// Something in a rule file that Netlify ignores, and so do we, but that
+/// its author most likely did not mean: said in the build log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleWarning {
+    /// Where: `_headers:3`.
+    pub origin: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+/// A `_headers` file's rules, and the lines Netlify ignores in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadersFile {
+    pub rules: Vec<HeaderSpec>,
+    pub warnings: Vec<RuleWarning>,
+}
+
 /// Parses a `_headers` file: a path line, then the `Name: value` lines
-/// for it (indented or not); `#` starts a comment line.
+/// for it (indented or not); `#` starts a comment line. What Netlify
+/// ignores is ignored (see [`parse_headers_file_with_warnings`]).
 pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
+    parse_headers_file_with_warnings(text).map(|file| file.rules)
+}
+
+/// [`parse_headers_file`], with what was ignored. As Netlify's
+/// `netlify-headers-parser` does, a path with no headers under it and a
+/// line that is neither a path nor has a `:` are ignored (each with a
+/// warning); a header without a name or a value is a mistake. A header
+/// named twice under one path gets both values, joined with `, `.
+pub fn parse_headers_file_with_warnings(text: &str) -> Result<HeadersFile, RuleError> {
+    let mut file = HeadersFile::default();
     let mut rules: Vec<HeaderSpec> = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let origin = format!("_headers:{}", number + 1);
@@ -276,12 +379,6 @@ pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
                     format!("`{line}`: a path line holds one path and nothing else"),
                 ));
             }
-            if let Some(last) = rules.last().filter(|r| r.values.is_empty()) {
-                return Err(error(
-                    &last.origin,
-                    format!("the path `{}` has no headers under it", last.for_path),
-                ));
-            }
             rules.push(HeaderSpec {
                 origin,
                 for_path: line.to_owned(),
@@ -290,27 +387,49 @@ pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
+            file.warnings.push(RuleWarning {
+                origin,
+                message: format!(
+                    "`{line}` is neither a path (starting with `/`) nor a header (`Name: value`); it is ignored"
+                ),
+            });
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() {
             return Err(error(
                 &origin,
-                format!("`{line}` is neither a path (starting with `/`) nor a header (`Name: value`)"),
+                format!("`{line}` has no header name before the `:`; write `Name: value`"),
             ));
-        };
+        }
+        if value.is_empty() {
+            return Err(error(
+                &origin,
+                format!("the header `{name}` has no value; write `{name}: value` or remove the line"),
+            ));
+        }
         let Some(rule) = rules.last_mut() else {
             return Err(error(
                 &origin,
-                format!("the header `{}` comes before any path", name.trim()),
+                format!("the header `{name}` comes before any path"),
             ));
         };
-        rule.values
-            .push((name.trim().to_owned(), value.trim().to_owned()));
+        rule.values.push((name.to_owned(), value.to_owned()));
     }
-    if let Some(last) = rules.last().filter(|r| r.values.is_empty()) {
-        return Err(error(
-            &last.origin,
-            format!("the path `{}` has no headers under it", last.for_path),
-        ));
+    for rule in rules {
+        if rule.values.is_empty() {
+            file.warnings.push(RuleWarning {
+                message: format!(
+                    "the path `{}` has no headers under it; it is ignored",
+                    rule.for_path
+                ),
+                origin: rule.origin,
+            });
+        } else {
+            file.rules.push(rule);
+        }
     }
-    Ok(rules)
+    Ok(file)
 }
 
 /// The `[[redirects]]` and `[[headers]]` rules of `jamstack.toml`, as the
@@ -334,8 +453,8 @@ pub fn from_config(
         }
         set.redirects.push(RedirectSpec {
             origin,
-            from: rule.from.clone(),
-            to: rule.to.clone(),
+            from: config_path(&rule.from),
+            to: rule.to.trim().to_owned(),
             status: rule.status,
             force: rule.force,
             query: rule.query.clone().into_iter().collect(),
@@ -347,24 +466,45 @@ pub fn from_config(
     for (index, rule) in headers.iter().enumerate() {
         set.headers.push(HeaderSpec {
             origin: origin("headers", rule.line, index),
-            for_path: rule.for_path.clone(),
-            // A multi-line TOML string is one value over several lines.
+            for_path: config_path(&rule.for_path),
             values: rule
                 .values
                 .iter()
-                .map(|(name, value)| {
-                    let value = value
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    (name.clone(), value)
-                })
+                .map(|(name, value)| (name.trim().to_owned(), config_header_value(value)))
                 .collect(),
         });
     }
     Ok(set)
+}
+
+/// A `from` or `for` of `jamstack.toml` as Netlify reads it: trimmed, and
+/// a path without its leading `/` given one (`blog/*` is `/blog/*`).
+fn config_path(written: &str) -> String {
+    let path = written.trim();
+    if path.is_empty() || is_path_or_url(path) || path.contains("://") {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    }
+}
+
+/// A header value of `jamstack.toml` as Netlify reads it: a multi-line
+/// string is one value over several lines, and the values it lists are
+/// separated by `, ` (`max-age=0,\n  no-cache` is `max-age=0, no-cache`).
+fn config_header_value(written: &str) -> String {
+    let one_line = written
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    one_line
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(", ")
+        .trim()
+        .to_owned()
 }
 
 impl RuleSet {
@@ -383,11 +523,12 @@ impl RuleSet {
             .iter()
             .map(Redirect::compile)
             .collect::<Result<_, _>>()?;
-        let headers: Vec<HeaderRule> = self
+        let mut headers: Vec<HeaderRule> = self
             .headers
             .iter()
             .map(HeaderRule::compile)
             .collect::<Result<_, _>>()?;
+        later_values_win(&mut headers);
         let basic_auth = headers.iter().any(|rule| !rule.basic_auth.is_empty());
         let proxies = self
             .redirects
@@ -502,6 +643,27 @@ impl RuleSet {
             }
         }
         Ok(())
+    }
+}
+
+/// A header set for the same path by several rules (twice in `_headers`,
+/// or in `_headers` and `jamstack.toml`) is sent once, with the value of
+/// the last rule, as Netlify does; the values one rule gives a header
+/// (`_headers` lines naming it twice) are all sent, joined.
+fn later_values_win(rules: &mut [HeaderRule]) {
+    // Which rule last sets each header for each path: one pass, so a
+    // deploy with the most rules and headers allowed is still quick.
+    type Key = (Option<String>, String, HeaderName);
+    let mut last: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        for (name, _) in &rule.values {
+            last.insert((rule.host.clone(), rule.path_key.clone(), name.clone()), index);
+        }
+    }
+    for (index, rule) in rules.iter_mut().enumerate() {
+        let (host, path) = (rule.host.clone(), rule.path_key.clone());
+        rule.values
+            .retain(|(name, _)| last.get(&(host.clone(), path.clone(), name.clone())) == Some(&index));
     }
 }
 
@@ -662,6 +824,23 @@ impl Rules {
             .filter_map(|(name, value)| Some((name, HeaderValue::from_str(&value).ok()?)))
             .collect()
     }
+}
+
+/// `path` with every run of `/` made one.
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Header paths match regardless of case, as Netlify's do.
+fn same_path(pattern: &str, path: &str) -> bool {
+    pattern.eq_ignore_ascii_case(path)
+        || (!pattern.is_ascii() && pattern.to_lowercase() == path.to_lowercase())
 }
 
 /// A path without a trailing slash (but `/` for the root).
@@ -882,6 +1061,20 @@ impl Redirect {
         if !STATUSES.contains(&spec.status) {
             return Err(error(origin, unsupported_status(&spec.status.to_string())));
         }
+        for (what, text) in [("path", &spec.from), ("target", &spec.to)] {
+            check_url(origin, what, text)?;
+        }
+        let (host, path) = split_url(&spec.from);
+        if is_reserved_path(path) {
+            return Err(error(
+                origin,
+                format!(
+                    "`{}`: paths under `/.netlify` are reserved (Netlify refuses rules for them too); \
+                     choose another path",
+                    spec.from
+                ),
+            ));
+        }
         let redirects = (300..400).contains(&spec.status);
         let proxies = spec.status == 200 && is_url(&spec.to);
         if !redirects && !proxies && is_url(&spec.to) {
@@ -922,7 +1115,6 @@ impl Redirect {
             })?;
             headers.push((header, value));
         }
-        let (host, path) = split_url(&spec.from);
         let from = PathPattern::compile(origin, path)?;
         let query = spec
             .query
@@ -1118,12 +1310,14 @@ impl PathGlob {
             return Ok(PathGlob::Exact(path.to_owned()));
         }
         if let Some(prefix) = path.strip_suffix('*')
+            && prefix.is_ascii()
             && !prefix.contains('*')
             && !prefix.split('/').any(|segment| segment.starts_with(':'))
         {
             return Ok(PathGlob::Prefix(prefix.to_owned()));
         }
         regex::RegexBuilder::new(&expression)
+            .case_insensitive(true)
             .build()
             .map(PathGlob::Pattern)
             .map_err(|e| {
@@ -1136,8 +1330,11 @@ impl PathGlob {
 
     fn matches(&self, path: &str) -> bool {
         match self {
-            PathGlob::Exact(exact) => exact == path,
-            PathGlob::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathGlob::Exact(exact) => same_path(exact, path),
+            PathGlob::Prefix(prefix) => path
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes())),
             PathGlob::Pattern(pattern) => pattern.is_match(path),
         }
     }
@@ -1150,6 +1347,9 @@ struct HeaderRule {
     pattern: PathGlob,
     /// The pattern ended in `/*`: it also matches the directory itself.
     directory: Option<String>,
+    /// The path as written, normalized: rules with the same one are for
+    /// the same path, and the later one's value of a header wins.
+    path_key: String,
     values: Vec<(HeaderName, String)>,
     /// From `Basic-Auth`, which is checked, never sent.
     basic_auth: Vec<BasicCredential>,
@@ -1184,10 +1384,14 @@ impl HeaderRule {
                 ),
             ));
         }
+        check_url(origin, "path", &spec.for_path)?;
         let (host, path) = split_url(&spec.for_path);
-        let decoded = normalize(&decode(origin, "path", path)?);
+        // Netlify's header paths ignore empty segments (`//`), a trailing
+        // slash and case.
+        let decoded = normalize(&collapse_slashes(&decode(origin, "path", path)?));
         let pattern = PathGlob::compile(origin, &spec.for_path, &decoded)?;
         let directory = decoded.strip_suffix("/*").map(normalize);
+        let path_key = decoded.to_lowercase();
         let mut values = Vec::new();
         let mut basic_auth = Vec::new();
         for (name, value) in &spec.values {
@@ -1232,6 +1436,7 @@ impl HeaderRule {
             host,
             pattern,
             directory,
+            path_key,
             values,
             basic_auth,
         })
@@ -1240,7 +1445,12 @@ impl HeaderRule {
     fn matches(&self, path: &str) -> bool {
         // Header rules for another host never match: sites are served on
         // their own hostnames only.
-        self.host.is_none() && (self.pattern.matches(path) || self.directory.as_deref() == Some(path))
+        self.host.is_none()
+            && (self.pattern.matches(path)
+                || self
+                    .directory
+                    .as_deref()
+                    .is_some_and(|directory| same_path(directory, path)))
     }
 }
 

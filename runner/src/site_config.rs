@@ -453,7 +453,7 @@ impl RedirectRule {
                 .status
                 .as_ref()
                 .map_or(DEFAULT_REDIRECT_STATUS, |status| status.get_ref().0),
-            force: raw.force,
+            force: raw.force || raw.status.as_ref().is_some_and(|status| status.get_ref().1),
             query: string_table(&raw.query, TableKind::Query, problems),
             conditions: RedirectConditions {
                 language: strings_of(&conditions.language),
@@ -647,14 +647,15 @@ fn globs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Spanne
         .map(Some)
 }
 
-/// A redirect `status` that fits in a `u16`; whether it is supported is
-/// checked after parsing, by `jamstack-rules`.
+/// A redirect `status` that fits in a `u16`, and whether it was forced
+/// (`"200!"`: Netlify takes a status written as a string too); whether it
+/// is supported is checked after parsing, by `jamstack-rules`.
 #[derive(Clone, Copy)]
-struct Status(u16);
+struct Status(u16, bool);
 
 impl<'de> Deserialize<'de> for Status {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
-        deserializer.deserialize_u16(StatusVisitor)
+        deserializer.deserialize_any(StatusVisitor)
     }
 }
 
@@ -664,19 +665,32 @@ impl Visitor<'_> for StatusVisitor {
     type Value = Status;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("an HTTP status code like 301")
+        formatter.write_str("an HTTP status code like 301 or \"200!\"")
     }
 
     fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Status, E> {
         u16::try_from(value)
-            .map(Status)
+            .map(|status| Status(status, false))
             .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
     }
 
     fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Status, E> {
         u16::try_from(value)
-            .map(Status)
+            .map(|status| Status(status, false))
             .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Status, E> {
+        let text = value.trim();
+        let (digits, force) = text
+            .strip_suffix('!')
+            .map_or((text, false), |digits| (digits.trim_end(), true));
+        digits
+            .parse::<u16>()
+            .ok()
+            .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+            .map(|status| Status(status, force))
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(value), &self))
     }
 }
 
@@ -931,6 +945,17 @@ fn string_table(raw: &RawTable, kind: TableKind, problems: &mut Problems) -> BTr
                 }
                 table.insert(name.clone(), text.clone());
             }
+            // Netlify joins a header given as an array of values with `, `.
+            toml::Value::Array(items)
+                if kind == TableKind::Headers && items.iter().all(toml::Value::is_str) =>
+            {
+                let values: Vec<&str> = items
+                    .iter()
+                    .filter_map(toml::Value::as_str)
+                    .map(str::trim)
+                    .collect();
+                table.insert(name.clone(), values.join(", "));
+            }
             other => {
                 let hint = match other {
                     toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
@@ -1083,13 +1108,33 @@ mod tests {
     }
 
     #[test]
-    fn a_status_written_as_a_string_says_a_number_was_expected() {
-        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"301\"\n");
+    fn a_status_written_as_a_string_is_read_as_netlify_reads_it() {
+        let config = parse(
+            "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"302\"\n\
+             [[redirects]]\nfrom = \"/c/*\"\nto = \"/d\"\nstatus = \" 200! \"\n",
+            "jamstack.toml",
+        )
+        .unwrap();
+        let read: Vec<(u16, bool)> = config.redirects().iter().map(|r| (r.status, r.force)).collect();
+        assert_eq!(read, [(302, false), (200, true)]);
+        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"moved\"\n");
         assert_eq!((error.line, error.column), (4, 10));
         assert_eq!(
             error.message,
-            "invalid type: string \"301\", expected an HTTP status code like 301"
+            "invalid value: string \"moved\", expected an HTTP status code like 301 or \"200!\""
         );
+    }
+
+    #[test]
+    fn header_values_given_as_an_array_are_joined_as_netlify_joins_them() {
+        let config = parse(
+            "[[headers]]\nfor = \"/*\"\n[headers.values]\nCache-Control = [\"max-age=0\", \" no-cache \"]\n",
+            "jamstack.toml",
+        )
+        .unwrap();
+        assert_eq!(config.headers()[0].values["Cache-Control"], "max-age=0, no-cache");
+        let error = refused("[[headers]]\nfor = \"/*\"\n[headers.values]\nX-A = [1, 2]\n");
+        assert!(error.message.contains("header `X-A` must be a string"), "{error}");
     }
 
     #[test]
@@ -1545,10 +1590,11 @@ base = ""
     }
 
     #[test]
-    fn a_redirect_from_without_a_leading_slash_is_refused() {
-        let error = refused("[[redirects]]\nfrom = \"old\"\nto = \"/new\"\n");
-        assert_eq!((error.line, error.column), (2, 8));
-        assert!(error.message.contains("`old` is not a path"), "{error}");
+    fn a_redirect_from_without_a_leading_slash_is_given_one_as_netlify_does() {
+        let config = parse("[[redirects]]\nfrom = \" old \"\nto = \"/new\"\n", FILE_NAME).unwrap();
+        let (redirects, _) = config.wire_rules();
+        let set = jamstack_rules::from_config(&redirects, &[]).unwrap();
+        assert_eq!(set.redirects[0].from, "/old");
         let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"https://\"\n");
         assert_eq!(error.line, 2);
         assert!(error.message.contains("the target `https://`"), "{error}");
@@ -1579,7 +1625,9 @@ base = ""
             assert_eq!((error.line, error.column), (4, 10));
             assert_eq!(
                 error.message,
-                format!("invalid value: integer `{status}`, expected an HTTP status code like 301")
+                format!(
+                    "invalid value: integer `{status}`, expected an HTTP status code like 301 or \"200!\""
+                )
             );
         }
     }
@@ -1601,10 +1649,18 @@ base = ""
     }
 
     #[test]
-    fn a_header_rule_for_a_relative_path_is_refused() {
-        let error = refused("[[headers]]\nfor = \"*.css\"\nvalues = {}\n");
+    fn a_header_rule_for_a_relative_path_is_given_a_leading_slash_as_netlify_does() {
+        let config = parse(
+            "[[headers]]\nfor = \"*.css\"\nvalues = { X-A = \"b\" }\n",
+            FILE_NAME,
+        )
+        .unwrap();
+        let (_, headers) = config.wire_rules();
+        let set = jamstack_rules::from_config(&[], &headers).unwrap();
+        assert_eq!(set.headers[0].for_path, "/*.css");
+        let error = refused("[[headers]]\nfor = \"https://exa mple.com/*\"\nvalues = { X-A = \"b\" }\n");
         assert_eq!((error.line, error.column), (2, 7));
-        assert!(error.message.contains("`*.css` is not a path"), "{error}");
+        assert!(error.message.contains("not a valid URL"), "{error}");
     }
 
     #[test]
@@ -1635,7 +1691,7 @@ base = ""
 
     #[test]
     fn the_first_problem_in_the_file_is_reported() {
-        let text = "[[redirects]]\nfrom = \"a\"\nto = \"/b\"\n[build]\nbase = \"/x\"\n";
+        let text = "[[redirects]]\nfrom = \"/.netlify/a\"\nto = \"/b\"\n[build]\nbase = \"/x\"\n";
         assert_eq!(refused(text).line, 2);
     }
 

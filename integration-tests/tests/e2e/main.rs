@@ -31,6 +31,7 @@ mod proxy;
 mod push_to_deploy;
 mod replays;
 mod rolling_upgrades;
+mod rules_parity;
 mod runner_process;
 mod schedules;
 mod secrets;
