@@ -7,6 +7,7 @@ pub mod builds;
 pub mod deliveries;
 pub mod deploys;
 pub mod github;
+pub mod identity;
 pub mod log_stream;
 pub mod notifications;
 pub mod openapi;
@@ -51,6 +52,7 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(site_settings::show_paths, site_settings::update_paths))
         .routes(routes!(protection::show, protection::update))
         .routes(routes!(protection::create_share_link))
+        .routes(routes!(identity::show, identity::update, identity::delete))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))

@@ -6,7 +6,7 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, and GitHub (installations and what was reported back).
+//! deliveries, build hooks and schedules, sites' token keys (`identity`), and GitHub (installations and what was reported back).
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
@@ -18,6 +18,7 @@ mod deploy_index;
 mod deploys;
 mod file_lists;
 mod github;
+mod identity;
 mod logs;
 mod notifications;
 mod ops;
@@ -42,6 +43,7 @@ pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
+pub use identity::IdentityKey;
 pub use notifications::{
     AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
     NotificationKind, host_only,
