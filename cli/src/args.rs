@@ -104,6 +104,8 @@ pub enum SitesCommand {
     ShareLink(ShareLinkArgs),
     /// Show whether plain HTTP redirects to HTTPS and the HSTS header, or change them
     Https(HttpsArgs),
+    /// Show or set the key `Role` rules verify visitors' `nf_jwt` tokens with
+    Identity(IdentityArgs),
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +142,24 @@ pub enum CertificatesCommand {
     List,
     /// Remove the certificate of a hostname
     Remove { hostname: String },
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// The site's name
+    pub site: String,
+    /// An HS256 secret, read from this variable (kept out of the shell's history)
+    #[arg(long, value_name = "VARIABLE", conflicts_with_all = ["public_key_file", "jwks_url", "remove"])]
+    pub hs256_secret_env: Option<String>,
+    /// An RS256 or ES256 public key, from this PEM file
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["jwks_url", "remove"])]
+    pub public_key_file: Option<std::path::PathBuf>,
+    /// The identity provider's key set (JWKS) URL
+    #[arg(long, value_name = "URL", conflicts_with = "remove")]
+    pub jwks_url: Option<String>,
+    /// Remove the key (`Role` rules then match nobody)
+    #[arg(long)]
+    pub remove: bool,
 }
 
 /// `public` or `password`.

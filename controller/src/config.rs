@@ -75,6 +75,8 @@ pub struct Config {
     pub notifications: NotificationSettings,
     /// How the edge forwards proxy rewrites to upstreams.
     pub proxy: ProxySettings,
+    /// How the edge tells where a visitor is (`Country` conditions).
+    pub visitors: VisitorSettings,
     /// The SMTP server e-mail notifications go through; `None`: hooks of
     /// kind `email` are refused.
     pub smtp: Option<SmtpSettings>,
@@ -213,6 +215,27 @@ impl Default for ProxySettings {
             max_body_bytes: 100 * 1024 * 1024,
             allow_private_targets: false,
         }
+    }
+}
+
+/// How the edge learns a visitor's address and country, for rules with a
+/// `Country` condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisitorSettings {
+    /// A GeoIP2 or GeoLite2 Country (or City) database, `.mmdb`.
+    pub geoip_database: Option<PathBuf>,
+    /// A header a proxy in front sets to the visitor's country code (e.g.
+    /// `CF-IPCountry`); believed only from `trusted_proxies`.
+    pub country_header: Option<String>,
+    /// Peers whose `X-Forwarded-For` and country header are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl VisitorSettings {
+    /// Whether a `Country` condition can be answered: deploys using one are
+    /// refused otherwise.
+    pub fn knows_countries(&self) -> bool {
+        self.geoip_database.is_some() || self.country_header.is_some()
     }
 }
 
@@ -519,6 +542,7 @@ impl Config {
             https_listen: None,
             notifications: NotificationSettings::default(),
             proxy: ProxySettings::default(),
+            visitors: VisitorSettings::default(),
             smtp: None,
             http: HttpLimits::default(),
             allow_local_repositories: false,

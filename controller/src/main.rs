@@ -25,6 +25,9 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.proxy.allow_private_targets = server.allow_private_proxy_targets;
     config.proxy.timeout = Duration::from_secs(server.proxy_timeout_seconds.max(1));
     config.proxy.max_body_bytes = server.proxy_max_body_mib.saturating_mul(1024 * 1024);
+    config.visitors.geoip_database = server.geoip_database;
+    config.visitors.country_header = server.country_header;
+    config.visitors.trusted_proxies = server.trusted_proxies;
     if let (Some(url), Some(from)) = (&server.smtp_url, &server.smtp_from) {
         let tls = match server.smtp_tls {
             SmtpTlsChoice::Starttls => SmtpTls::Starttls,

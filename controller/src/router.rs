@@ -193,6 +193,10 @@ pub fn router(state: AppState) -> Router {
                 post(dashboard::site_settings::save_protection),
             )
             .route(
+                "/sites/{site}/settings/identity",
+                post(dashboard::site_settings::save_identity),
+            )
+            .route(
                 "/sites/{site}/settings/repository",
                 post(dashboard::site_settings::connect_repository),
             )

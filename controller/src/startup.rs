@@ -171,6 +171,12 @@ impl Application {
             metrics: metrics.clone(),
             access: site_access.clone(),
             upstreams: Arc::new(crate::edge::proxy::Upstreams::new(config.proxy)?),
+            visitors: Arc::new(crate::edge::visitors::Visitors::open(&config.visitors)?),
+            identities: Arc::new(crate::edge::identity::Identities::new(
+                config.proxy.allow_private_targets,
+            )?),
+            secrets: secrets.clone(),
+            urls: urls.clone(),
         };
         let domains = crate::domains::Domains {
             db: db.clone(),

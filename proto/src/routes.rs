@@ -94,6 +94,7 @@ pub mod api {
     pub const CERTIFICATES: &str = "/api/v1/certificates";
     pub const CERTIFICATE: &str = "/api/v1/certificates/{hostname}";
     pub const SITE_SHARE_LINKS: &str = "/api/v1/sites/{site}/share-links";
+    pub const SITE_IDENTITY: &str = "/api/v1/sites/{site}/identity";
     pub const SITE_ENV: &str = "/api/v1/sites/{site}/env";
     pub const SITE_ENV_VAR: &str = "/api/v1/sites/{site}/env/{name}";
     pub const SITE_BUILD_HOOKS: &str = "/api/v1/sites/{site}/build-hooks";
@@ -150,6 +151,10 @@ pub mod api {
 
     pub fn certificate(hostname: &str) -> String {
         fill(CERTIFICATE, "hostname", hostname)
+    }
+
+    pub fn site_identity(site: &str) -> String {
+        fill(SITE_IDENTITY, "site", site)
     }
 
     pub fn site_share_links(site: &str) -> String {
@@ -316,6 +321,7 @@ mod tests {
             (api::SITE_BUILD_PATHS, api::site_build_paths(site)),
             (api::SITE_PROTECTION, api::site_protection(site)),
             (api::SITE_SHARE_LINKS, api::site_share_links(site)),
+            (api::SITE_IDENTITY, api::site_identity(site)),
             (api::SITE_ENV, api::site_env(site)),
             (api::SITE_ENV_VAR, api::site_env_var(site, "HUGO_ENV")),
             (api::SITE_BUILD_HOOKS, api::site_build_hooks(site)),

@@ -39,10 +39,18 @@
 //!   visitor of the matching paths for one of those user names and
 //!   passwords ([`Rules::basic_auth_for`]); the edge checks them.
 //!
+//! - `Country=us,ca` applies when the visitor's country (an ISO 3166 code,
+//!   any case) is listed, `Role=admin,editor` when the visitor's verified
+//!   token names one of the roles; the server works both out
+//!   ([`Request::country`], [`Request::roles`]) and refuses a deploy using
+//!   them when it cannot ([`RuleSet::first_rule_needing`]). A proxy rule
+//!   with `signed = "NAME"` asks for its request to be signed with the
+//!   site's variable `NAME` ([`Action::Proxy`]).
+//!
 //! Not supported, and refused with a reason rather than ignored: `404`,
-//! `410` and `451` to another site, `Country` and `Role` conditions, headers
-//! the server must own (`Content-Length`, `Content-Encoding`, `ETag`, ...)
-//! and headers that reach beyond the site (`Set-Cookie`).
+//! `410` and `451` to another site, headers the server must own
+//! (`Content-Length`, `Content-Encoding`, `ETag`, ...) and headers that
+//! reach beyond the site (`Set-Cookie`).
 //!
 //! Rules are written by whoever can push (a fork's pull request too), so:
 //! matching is linear in the path and the rule (header paths with `*` are
@@ -118,6 +126,16 @@ pub struct RedirectSpec {
     pub language: Vec<String>,
     /// `Cookie=`: the request must carry one of these cookies.
     pub cookie: Vec<String>,
+    /// `Country=`: the visitor's country must be one of these ISO codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub country: Vec<String>,
+    /// `Role=`: the visitor's verified token must name one of these roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role: Vec<String>,
+    /// `signed = "NAME"`: a proxied request carries an `X-Nf-Sign` token
+    /// signed with the site's variable `NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<String>,
     /// Headers added to the request a proxy rule forwards (`headers = {..}`
     /// in `jamstack.toml`); empty for every other rule.
     #[serde(default)]
@@ -263,6 +281,8 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
         }
         let mut language = Vec::new();
         let mut cookie = Vec::new();
+        let mut country = Vec::new();
+        let mut role = Vec::new();
         for token in rest {
             let Some((key, values)) = token.split_once('=') else {
                 return Err(error(
@@ -276,12 +296,14 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
             match key.to_ascii_lowercase().as_str() {
                 "language" => language.extend(values),
                 "cookie" => cookie.extend(values),
-                "country" => return Err(error(&origin, COUNTRY_UNSUPPORTED)),
-                "role" => return Err(error(&origin, ROLE_UNSUPPORTED)),
+                "country" => country.extend(values),
+                "role" => role.extend(values),
                 _ => {
                     return Err(error(
                         &origin,
-                        format!("unknown condition `{key}`; expected `Language` or `Cookie`"),
+                        format!(
+                            "unknown condition `{key}`; expected `Language`, `Country`, `Role` or `Cookie`"
+                        ),
                     ));
                 }
             }
@@ -295,16 +317,14 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
             query,
             language,
             cookie,
+            country,
+            role,
+            signed: None,
             headers: Vec::new(),
         });
     }
     Ok(rules)
 }
-
-const COUNTRY_UNSUPPORTED: &str = "`Country` conditions need to know where visitors are, which this server does not; \
-                                   remove the condition (a `Language` condition may do)";
-const ROLE_UNSUPPORTED: &str =
-    "`Role` conditions need Netlify Identity, which this server does not have; remove the rule";
 
 /// Reads a rule's status as Netlify writes it, in `_redirects` and in
 /// `jamstack.toml` alike: `301`, or `200!` for a forced rule. `None` when
@@ -448,9 +468,6 @@ pub fn from_config(
     let mut set = RuleSet::default();
     for (index, rule) in redirects.iter().enumerate() {
         let origin = origin("redirects", rule.line, index);
-        if !rule.conditions.country.is_empty() {
-            return Err(error(&origin, COUNTRY_UNSUPPORTED));
-        }
         set.redirects.push(RedirectSpec {
             origin,
             from: config_path(&rule.from),
@@ -460,6 +477,9 @@ pub fn from_config(
             query: rule.query.clone().into_iter().collect(),
             language: rule.conditions.language.clone(),
             cookie: rule.conditions.cookie.clone(),
+            country: rule.conditions.country.clone(),
+            role: rule.conditions.role.clone(),
+            signed: rule.signed.clone(),
             headers: rule.headers.clone().into_iter().collect(),
         });
     }
@@ -515,6 +535,15 @@ impl RuleSet {
         self
     }
 
+    /// The first redirect rule with a condition of `kind`, which the server
+    /// must be set up for: a deploy using one is refused where it is not.
+    pub fn first_rule_needing(&self, kind: Needs) -> Option<&RedirectSpec> {
+        self.redirects.iter().find(|rule| match kind {
+            Needs::Country => !rule.country.is_empty(),
+            Needs::Role => !rule.role.is_empty(),
+        })
+    }
+
     /// Checks every rule and makes the matcher.
     pub fn compile(&self) -> Result<Rules, RuleError> {
         self.check_limits()?;
@@ -539,6 +568,8 @@ impl RuleSet {
             headers,
             basic_auth,
             proxies,
+            uses_country: self.first_rule_needing(Needs::Country).is_some(),
+            uses_roles: self.first_rule_needing(Needs::Role).is_some(),
         })
     }
 
@@ -589,7 +620,11 @@ impl RuleSet {
                 }
             }
             let conditions = rule.query.iter().flat_map(|(name, value)| [name, value]);
-            for text in conditions.chain(&rule.language).chain(&rule.cookie) {
+            let values = (rule.language.iter().chain(&rule.cookie))
+                .chain(&rule.country)
+                .chain(&rule.role)
+                .chain(&rule.signed);
+            for text in conditions.chain(values) {
                 if text.len() > MAX_RULE_PATH {
                     return Err(too_long(&rule.origin, "condition", text, MAX_RULE_PATH));
                 }
@@ -693,6 +728,21 @@ pub struct Request<'a> {
     pub host: &'a str,
     pub accept_language: Option<&'a str>,
     pub cookie: Option<&'a str>,
+    /// The visitor's country (ISO 3166 code, any case), if known; looked
+    /// up only for rules that ask ([`Rules::uses_country`]).
+    pub country: Option<&'a str>,
+    /// The roles of the visitor's verified token; empty without one.
+    /// Worked out only for rules that ask ([`Rules::uses_roles`]).
+    pub roles: &'a [String],
+}
+
+/// A condition the server must be able to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// `Country=`: where the visitor is.
+    Country,
+    /// `Role=`: who the visitor is.
+    Role,
 }
 
 /// What a matching redirect rule says to do.
@@ -709,6 +759,8 @@ pub enum Action {
     Proxy {
         url: String,
         headers: Vec<(HeaderName, HeaderValue)>,
+        /// `signed = "NAME"`: sign the request with the site's variable.
+        signed: Option<String>,
     },
 }
 
@@ -721,6 +773,10 @@ pub struct Rules {
     basic_auth: bool,
     /// Some rule proxies: the edge looks for one before anything else.
     proxies: bool,
+    /// Some rule has a `Country` condition.
+    uses_country: bool,
+    /// Some rule has a `Role` condition.
+    uses_roles: bool,
 }
 
 /// A user name and password a `Basic-Auth` rule accepts.
@@ -749,6 +805,18 @@ impl Rules {
     /// Whether some redirect rule proxies (a `200` to an `http(s)://` URL).
     pub fn proxies(&self) -> bool {
         self.proxies
+    }
+
+    /// Whether some rule has a `Country` condition: only then is the
+    /// visitor's country looked up.
+    pub fn uses_country(&self) -> bool {
+        self.uses_country
+    }
+
+    /// Whether some rule has a `Role` condition: only then is the visitor's
+    /// token verified.
+    pub fn uses_roles(&self) -> bool {
+        self.uses_roles
     }
 
     /// The action of the first redirect rule that applies to `request`.
@@ -1033,8 +1101,12 @@ struct Redirect {
     force: bool,
     language: Vec<String>,
     cookie: Vec<String>,
+    /// Lowercase ISO codes.
+    country: Vec<String>,
+    role: Vec<String>,
     /// Added to a proxied request.
     headers: Vec<(HeaderName, HeaderValue)>,
+    signed: Option<String>,
 }
 
 impl Redirect {
@@ -1090,6 +1162,21 @@ impl Redirect {
         if !redirects && !proxies {
             decode(origin, "target", &spec.to)?;
         }
+        if !proxies && spec.signed.is_some() {
+            return Err(error(
+                origin,
+                "`signed` signs a proxied request, and this rule does not proxy \
+                 (a proxy rule has status 200 and an http(s):// target); remove it",
+            ));
+        }
+        if let Some(name) = &spec.signed
+            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(error(
+                origin,
+                format!("`signed = {name:?}` must name a site variable (letters, digits and `_`)"),
+            ));
+        }
         if !proxies && !spec.headers.is_empty() {
             return Err(error(
                 origin,
@@ -1138,7 +1225,13 @@ impl Redirect {
         if spec.query.iter().any(|(name, _)| name.is_empty()) {
             return Err(error(origin, "a query parameter name is empty"));
         }
-        for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
+        let written_conditions = [
+            ("Language", &spec.language),
+            ("Country", &spec.country),
+            ("Role", &spec.role),
+            ("Cookie", &spec.cookie),
+        ];
+        for (key, values) in written_conditions {
             if let Some(bad) = values
                 .iter()
                 .find(|value| value.is_empty() || value.chars().any(char::is_whitespace))
@@ -1150,7 +1243,7 @@ impl Redirect {
             }
         }
         let mut trailing = String::new();
-        for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
+        for (key, values) in written_conditions {
             if !values.is_empty() {
                 trailing.push_str(&format!(" {key}={}", values.join(",")));
             }
@@ -1172,7 +1265,10 @@ impl Redirect {
             force: spec.force,
             language: spec.language.iter().map(|l| l.to_ascii_lowercase()).collect(),
             cookie: spec.cookie.clone(),
+            country: spec.country.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            role: spec.role.clone(),
             headers,
+            signed: spec.signed.clone(),
         })
     }
 
@@ -1207,6 +1303,18 @@ impl Redirect {
         if !self.cookie.is_empty() && !has_cookie(request.cookie, &self.cookie) {
             return None;
         }
+        if !self.country.is_empty()
+            && !request
+                .country
+                .is_some_and(|country| self.country.iter().any(|c| c.eq_ignore_ascii_case(country)))
+        {
+            return None;
+        }
+        // Netlify skips a `Role` rule for a visitor without a valid token
+        // (sites put a `401` rule after it).
+        if !self.role.is_empty() && !self.role.iter().any(|role| request.roles.contains(role)) {
+            return None;
+        }
         if (300..400).contains(&self.status) {
             let mut location = bindings.substitute(&self.to, true);
             if let Some(query) = request.query.filter(|q| !q.is_empty() && self.query.is_empty()) {
@@ -1226,6 +1334,7 @@ impl Redirect {
             Some(Action::Proxy {
                 url,
                 headers: self.headers.clone(),
+                signed: self.signed.clone(),
             })
         } else {
             let target = bindings.substitute(&self.to, false);

@@ -48,6 +48,7 @@ impl Visit<'_> {
             host: self.host,
             accept_language: self.language,
             cookie: self.cookie,
+            ..Request::default()
         };
         rules.redirect_for(&request, self.exists)
     }
@@ -227,8 +228,6 @@ fn mistakes_in_redirects_name_the_line_and_the_reason() {
     let cases: &[(&str, &str, &str)] = &[
         ("# comment\n\n/a\n", "_redirects:3", "has no target"),
         ("/a /b 999\n", "_redirects:1", "status 999 is not supported"),
-        ("/a /b 301 Country=us\n", "_redirects:1", "`Country` conditions"),
-        ("/a /b 301 Role=admin\n", "_redirects:1", "`Role` conditions"),
         ("/a /b 301 nonsense\n", "_redirects:1", "unexpected `nonsense`"),
         (
             "/a /b 301 Colour=red\n",
@@ -367,6 +366,7 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
         query: [("id".to_owned(), ":id".to_owned())].into_iter().collect(),
         conditions: RedirectConditions::default(),
         headers: Default::default(),
+        signed: None,
     };
     let config = from_config(
         &[wire(4, "/a", "/from-toml/:id", 302)],
@@ -402,6 +402,7 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
                 http::HeaderName::from_static("x-from"),
                 http::HeaderValue::from_static("Netlify")
             )],
+            signed: None,
         })
     );
     let mut not_a_proxy = wire(8, "/old", "/new", 301);
@@ -414,12 +415,13 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
     let error = from_config(&[host_header], &[]).unwrap().compile().unwrap_err();
     assert!(error.message.contains("`Host`"), "{error}");
     proxy.conditions.country = vec!["US".into()];
-    assert!(
-        from_config(&[proxy], &[])
-            .unwrap_err()
-            .message
-            .contains("Country")
+    let set = from_config(&[proxy], &[]).unwrap();
+    assert_eq!(
+        set.first_rule_needing(Needs::Country)
+            .map(|rule| rule.origin.as_str()),
+        Some("jamstack.toml:7")
     );
+    assert!(set.first_rule_needing(Needs::Role).is_none());
 }
 
 #[test]
@@ -648,6 +650,7 @@ fn a_200_rule_to_a_url_proxies_with_the_splat_and_query_passed_on() {
         Some(Action::Proxy {
             url: url.to_owned(),
             headers: Vec::new(),
+            signed: None,
         })
     };
     assert_eq!(
@@ -827,6 +830,7 @@ fn jamstack_toml_rules_are_read_as_netlify_reads_netlify_toml() {
             query: Default::default(),
             conditions: Default::default(),
             headers: Default::default(),
+            signed: None,
         }],
         &[WireHeader {
             line: 5,
@@ -863,4 +867,94 @@ fn jamstack_toml_rules_are_read_as_netlify_reads_netlify_toml() {
             ),
         ]
     );
+}
+
+/// A request from `country` with a token naming `roles`.
+fn visit_as<'a>(path: &'a str, country: Option<&'a str>, roles: &'a [String]) -> Request<'a> {
+    Request {
+        path,
+        host: "site.localhost",
+        country,
+        roles,
+        ..Request::default()
+    }
+}
+
+#[test]
+fn country_rules_apply_to_visitors_from_the_listed_countries_in_any_case() {
+    let rules = compile("/ /us/ 302 Country=us,CA\n/ /world/ 302\n", "");
+    assert!(rules.uses_country() && !rules.uses_roles());
+    let location = |country: Option<&str>| match rules.redirect_for(&visit_as("/", country, &[]), false) {
+        Some(Action::Redirect { location, .. }) => location,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(location(Some("US")), "/us/");
+    assert_eq!(location(Some("ca")), "/us/");
+    assert_eq!(location(Some("DE")), "/world/");
+    assert_eq!(location(None), "/world/");
+    let set = RuleSet {
+        redirects: parse_redirects_file("/a /b\n/ /us/ 302 Country=us\n").unwrap(),
+        headers: Vec::new(),
+    };
+    assert_eq!(
+        set.first_rule_needing(Needs::Country)
+            .map(|rule| rule.origin.as_str()),
+        Some("_redirects:2")
+    );
+}
+
+#[test]
+fn role_rules_apply_to_a_token_with_a_listed_role_and_are_skipped_without_one() {
+    let rules = compile(
+        "/admin/* /admin/:splat 200! Role=admin,editor\n/admin/* /404.html 404\n",
+        "",
+    );
+    assert!(rules.uses_roles() && !rules.uses_country());
+    let roles = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        rules.redirect_for(&visit_as("/admin/x", None, &roles(&["editor"])), true),
+        rewrite(200, "/admin/x")
+    );
+    // Without a matching role the rule is skipped, as on Netlify.
+    assert_eq!(
+        rules.redirect_for(&visit_as("/admin/x", None, &roles(&["viewer"])), true),
+        None
+    );
+    assert_eq!(rules.redirect_for(&visit_as("/admin/x", None, &[]), true), None);
+}
+
+#[test]
+fn signed_is_kept_on_a_proxy_rule_and_refused_elsewhere() {
+    let mut proxy = RedirectSpec {
+        origin: "jamstack.toml:3".into(),
+        from: "/api/*".into(),
+        to: "https://api.example.com/:splat".into(),
+        status: 200,
+        force: false,
+        query: Vec::new(),
+        language: Vec::new(),
+        cookie: Vec::new(),
+        country: Vec::new(),
+        role: Vec::new(),
+        signed: Some("API_SIGNATURE".into()),
+        headers: Vec::new(),
+    };
+    let rules = RuleSet {
+        redirects: vec![proxy.clone()],
+        headers: Vec::new(),
+    }
+    .compile()
+    .unwrap();
+    match rules.redirect_for(&visit_as("/api/x", None, &[]), false) {
+        Some(Action::Proxy { signed, .. }) => assert_eq!(signed.as_deref(), Some("API_SIGNATURE")),
+        other => panic!("{other:?}"),
+    }
+    proxy.to = "/elsewhere".into();
+    let error = RuleSet {
+        redirects: vec![proxy],
+        headers: Vec::new(),
+    }
+    .compile()
+    .unwrap_err();
+    assert!(error.message.contains("does not proxy"), "{error}");
 }

@@ -231,6 +231,8 @@ pub struct RedirectRule {
     pub conditions: RedirectConditions,
     /// Headers sent upstream when the rule proxies; empty when not given.
     pub headers: BTreeMap<String, String>,
+    /// The site variable a proxied request is signed with (`X-Nf-Sign`).
+    pub signed: Option<String>,
 }
 
 /// The `conditions` of a redirect rule. An empty list is no condition; a
@@ -243,6 +245,8 @@ pub struct RedirectConditions {
     pub country: Vec<String>,
     /// `Cookie`: names of cookies, one of which the request must carry.
     pub cookie: Vec<String>,
+    /// `Role`: roles of the visitor's verified `nf_jwt` token.
+    pub role: Vec<String>,
 }
 
 /// One `[[headers]]` rule, in file order.
@@ -459,8 +463,10 @@ impl RedirectRule {
                 language: strings_of(&conditions.language),
                 country: strings_of(&conditions.country),
                 cookie: strings_of(&conditions.cookie),
+                role: strings_of(&conditions.role),
             },
             headers: string_table(&raw.headers, TableKind::Headers, problems),
+            signed: raw.signed.as_ref().map(|name| name.get_ref().clone()),
         }
     }
 
@@ -476,8 +482,10 @@ impl RedirectRule {
                 language: self.conditions.language.clone(),
                 country: self.conditions.country.clone(),
                 cookie: self.conditions.cookie.clone(),
+                role: self.conditions.role.clone(),
             },
             headers: self.headers.clone(),
+            signed: self.signed.clone(),
         }
     }
 }
@@ -575,7 +583,7 @@ struct RawSettings {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a redirect rule (from, to, status, force, query, conditions, headers)"
+    expecting = "a redirect rule (from, to, status, force, query, conditions, headers, signed)"
 )]
 struct RawRedirect {
     from: Spanned<String>,
@@ -589,12 +597,13 @@ struct RawRedirect {
     conditions: RawConditions,
     #[serde(default, deserialize_with = "string_pairs")]
     headers: RawTable,
+    signed: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a table of conditions (Language, Country, Cookie), each an array of strings"
+    expecting = "a table of conditions (Language, Country, Role, Cookie), each an array of strings"
 )]
 struct RawConditions {
     #[serde(rename = "Language", default, deserialize_with = "strings")]
@@ -603,6 +612,8 @@ struct RawConditions {
     country: Vec<Spanned<String>>,
     #[serde(rename = "Cookie", default, deserialize_with = "strings")]
     cookie: Vec<Spanned<String>>,
+    #[serde(rename = "Role", default, deserialize_with = "strings")]
+    role: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1514,6 +1525,7 @@ base = ""
                 query: BTreeMap::new(),
                 conditions: RedirectConditions::default(),
                 headers: BTreeMap::new(),
+                signed: None,
             }
         );
         assert_eq!(second.status, 200);
@@ -1529,9 +1541,11 @@ base = ""
                     headers = { X-From = \"Netlify\" }\n";
         let config = parse(text, FILE_NAME).unwrap();
         assert_eq!(config.redirects[0].headers["X-From"], "Netlify");
-        // Netlify's signed proxy requests are not made yet: refused, not ignored.
         let signed = format!("{text}signed = \"API_SECRET\"\n");
-        assert!(refused(&signed).message.contains("unknown field `signed`"));
+        let config = parse(&signed, FILE_NAME).unwrap();
+        assert_eq!(config.redirects[0].signed.as_deref(), Some("API_SECRET"));
+        let not_a_proxy = "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nsigned = \"API_SECRET\"\n";
+        assert!(refused(not_a_proxy).message.contains("does not proxy"));
     }
 
     /// The controller would refuse these when publishing; the runner says
@@ -1542,9 +1556,6 @@ base = ""
         let error = refused(elsewhere);
         assert_eq!((error.line, error.column), (4, 8));
         assert!(error.message.contains("another site's page"), "{error}");
-        let country =
-            "[[redirects]]\nfrom = \"/*\"\nto = \"/de/:splat\"\nconditions = { Country = [\"DE\"] }\n";
-        assert!(refused(country).message.contains("`Country` conditions"));
         let upstream_headers =
             "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nheaders = { X-From = \"jamstack\" }\n";
         assert!(refused(upstream_headers).message.contains("does not proxy"));
@@ -1632,11 +1643,16 @@ base = ""
         }
     }
 
+    /// Whether the controller can tell a visitor's country or role depends
+    /// on its settings, which the runner does not know: it passes them on
+    /// and the controller decides when publishing.
     #[test]
-    fn the_role_condition_is_not_supported() {
-        let error =
-            refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nconditions = { Role = [\"admin\"] }\n");
-        assert!(error.message.contains("unknown field `Role`"), "{error}");
+    fn country_and_role_conditions_are_passed_on_to_the_controller() {
+        let text = "[[redirects]]\nfrom = \"/*\"\nto = \"/de/:splat\"\nconditions = { Country = [\"DE\"], Role = [\"admin\"] }\n";
+        let config = parse(text, FILE_NAME).unwrap();
+        let wire = config.redirects[0].to_wire();
+        assert_eq!(wire.conditions.country, ["DE"]);
+        assert_eq!(wire.conditions.role, ["admin"]);
     }
 
     #[test]

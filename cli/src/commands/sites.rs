@@ -1,7 +1,9 @@
 //! `jamstack sites …`: list, show, create, update, settings, env, protect,
-//! share-link.
+//! share-link, identity.
 
-use crate::args::{CreateSiteArgs, EnvCommand, ProtectArgs, ShareLinkArgs, SitesCommand, UpdateSiteArgs};
+use crate::args::{
+    CreateSiteArgs, EnvCommand, IdentityArgs, ProtectArgs, ShareLinkArgs, SitesCommand, UpdateSiteArgs,
+};
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::output::{ago, print_fields, print_json, print_table, text};
@@ -46,6 +48,7 @@ pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
         SitesCommand::Protect(args) => protect(api, json, args).await?,
         SitesCommand::ShareLink(args) => share_link(api, json, args).await?,
         SitesCommand::Https(args) => https(api, json, args).await?,
+        SitesCommand::Identity(args) => identity(api, json, args).await?,
     }
     Ok(())
 }
@@ -419,6 +422,45 @@ async fn protect(api: &Api, json: bool, args: ProtectArgs) -> CliResult {
         ("Branch deploys", text(&protection, "branch_deploys")),
         ("Permalinks", text(&protection, "permalinks")),
         ("Password", yes_no(&protection, "password_set")),
+    ]);
+    Ok(())
+}
+
+async fn identity(api: &Api, json: bool, args: IdentityArgs) -> CliResult {
+    let path = routes::api::site_identity(&args.site);
+    if args.remove {
+        api.delete(&path).await?;
+        if !json {
+            println!("Removed; `Role` rules of {} match nobody now.", args.site);
+        }
+        return Ok(());
+    }
+    let body = if let Some(variable) = &args.hs256_secret_env {
+        let secret = std::env::var(variable).map_err(|_| {
+            CliError::usage(format!(
+                "--hs256-secret-env names {variable}, which is not set; export the secret in it first"
+            ))
+        })?;
+        Some(json!({"hs256_secret": secret}))
+    } else if let Some(file) = &args.public_key_file {
+        let pem = std::fs::read_to_string(file)
+            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))?;
+        Some(json!({"public_key_pem": pem}))
+    } else {
+        args.jwks_url.as_ref().map(|url| json!({"jwks_url": url}))
+    };
+    let key = match body {
+        Some(body) => api.put(&path, &body).await?,
+        None => api.get(&path).await?,
+    };
+    if json {
+        print_json(&key);
+        return Ok(());
+    }
+    print_fields(&[
+        ("Kind", text(&key, "kind")),
+        ("JWKS URL", text(&key, "jwks_url")),
+        ("Public key", text(&key, "public_key_pem")),
     ]);
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod deploys;
 pub mod domains;
 pub mod github;
+pub mod identity;
 pub mod log_stream;
 pub mod notifications;
 pub mod openapi;
@@ -58,6 +59,7 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
         .routes(routes!(domains::verify))
+        .routes(routes!(identity::show, identity::update, identity::delete))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))

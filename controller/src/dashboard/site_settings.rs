@@ -14,11 +14,14 @@
 //! site's password is chosen here, and the password set (write-only, like
 //! secret variables). Custom domains are added (waiting for their TXT
 //! record: a dashboard session is not the admin token), verified on demand
-//! and removed, each shown with its state and the record to add.
+//! and removed, each shown with its state and the record to add. The key
+//! `Role` rules verify visitors' tokens with is set here too (an HS256
+//! secret is write-only).
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
+use crate::api::identity::{IdentityBody, store_identity, validate_identity};
 use crate::api::notifications as notification_hooks;
 use crate::api::protection::{ProtectionBody, store_protection, validate_protection};
 use crate::api::site_settings::{
@@ -27,7 +30,9 @@ use crate::api::site_settings::{
 };
 use crate::api::sites::validate_repo_url;
 use crate::config::Config;
-use crate::db::{Access, ContextAccess, Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
+use crate::db::{
+    Access, ContextAccess, Database, IdentityKey, SchedulingSettings, Site, SiteLimits, SiteNetwork,
+};
 use crate::deploys::Deploys;
 use crate::domains::{AddedBy, DomainError, DomainState, Domains, challenge_name};
 use crate::schedules::{AddError, NewSchedule, ScheduleView, Schedules};
@@ -199,6 +204,11 @@ struct SettingsPage {
     /// The HTTPS form: redirect and HSTS.
     https: crate::db::SiteTransport,
     https_error: Option<String>,
+    /// The token key form: `hs256`, `public_key`, `jwks_url` or empty,
+    /// and the key or URL (never a secret).
+    identity_kind: String,
+    identity_value: String,
+    identity_error: Option<String>,
     /// The monorepo form: the site's base and its watch paths, one per line.
     base: String,
     watch_paths: String,
@@ -263,6 +273,12 @@ impl SettingsPage {
         let settings = db.site_build_settings(site.id).await?;
         let protection = db.site_protection(site.id).await?;
         let https = db.site_transport(site.id).await?;
+        let (identity_kind, identity_value) = match db.site_identity(site.id).await? {
+            None => (String::new(), String::new()),
+            Some(IdentityKey::SealedSecret(_)) => ("hs256".to_owned(), String::new()),
+            Some(IdentityKey::PublicKey(pem)) => ("public_key".to_owned(), pem),
+            Some(IdentityKey::JwksUrl(url)) => ("jwks_url".to_owned(), url),
+        };
         let env = db
             .site_env_vars(site.id)
             .await?
@@ -322,6 +338,9 @@ impl SettingsPage {
             protection_error: None,
             https,
             https_error: None,
+            identity_kind,
+            identity_value,
+            identity_error: None,
             base: settings.paths.base.clone(),
             watch_paths: settings.paths.watch_paths.join("\n"),
             paths_error: None,
@@ -372,6 +391,7 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
             "Protection saved; the site's hostnames ask for the password from now on as chosen.".to_owned()
         }
         "https" => "HTTPS settings saved; the site's hostnames answer by them from now on.".to_owned(),
+        "identity" => "Token key saved; `Role` rules verify visitors' tokens with it from now on.".to_owned(),
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
@@ -697,6 +717,69 @@ pub async fn save_https(
             let page = SettingsPage::load(&db, &session, site).await?;
             SettingsPage {
                 https_error: Some(message),
+                ..page
+            }
+            .refused()
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct IdentityForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// `hs256`, `public_key` or `jwks_url`.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Sets the key `Role` rules verify tokens with, by the API's rules.
+pub async fn save_identity(
+    State(db): State<Database>,
+    State(secrets): State<Arc<SecretBox>>,
+    State(config): State<Arc<Config>>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<IdentityForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let value = Some(form.value.trim().to_owned());
+    let body = match form.kind.as_str() {
+        "hs256" => IdentityBody {
+            hs256_secret: value,
+            ..IdentityBody::default()
+        },
+        "public_key" => IdentityBody {
+            public_key_pem: value,
+            ..IdentityBody::default()
+        },
+        "jwks_url" => IdentityBody {
+            jwks_url: value,
+            ..IdentityBody::default()
+        },
+        _ => IdentityBody::default(),
+    };
+    match validate_identity(&body, config.proxy.allow_private_targets) {
+        Ok(key) => {
+            store_identity(&db, &secrets, site.id, key).await?;
+            Ok(see_other(format!(
+                "/sites/{name}/settings?notice=identity#identity"
+            )))
+        }
+        Err(message) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            SettingsPage {
+                identity_kind: form.kind.clone(),
+                // A secret typed is never sent back.
+                identity_value: if form.kind == "hs256" {
+                    String::new()
+                } else {
+                    form.value
+                },
+                identity_error: Some(message),
                 ..page
             }
             .refused()

@@ -6,7 +6,7 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, custom domains, and GitHub (installations and what was reported back).
+//! deliveries, build hooks and schedules, custom domains, sites' token keys (`identity`), and GitHub (installations and what was reported back).
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
@@ -20,6 +20,7 @@ mod deploys;
 mod domains;
 mod file_lists;
 mod github;
+mod identity;
 mod logs;
 mod notifications;
 mod ops;
@@ -46,6 +47,7 @@ pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use domains::{AddRefused, Domain, NewDomain, VerifiedBy, VerifiedHostname};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
+pub use identity::IdentityKey;
 pub use notifications::{
     AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
     NotificationKind, host_only,

@@ -16,18 +16,24 @@
 //! long it may be cached; the deploy's `_headers` and `[[headers]]` rules
 //! are added last. `path.rs` decodes request paths so none escapes a
 //! deploy; `rules.rs` reads and matches the redirect and header rules.
-//! A proxy rewrite is forwarded by `proxy.rs`, the edge's one HTTP client;
-//! it is the only answer that reads the request's body, and is never kept
-//! in the memory cache.
+//! A proxy rewrite is forwarded by `proxy.rs`, the edge's one HTTP client
+//! to upstreams; it is the only answer that reads the request's body, and
+//! is never kept in the memory cache. A proxy rule to one of our own
+//! hostnames is served here, in-process, with its hops bounded. Rules with
+//! conditions on who the visitor is ask `visitors.rs` (the country) and
+//! `identity.rs` (the roles of a verified `nf_jwt` token), only for
+//! deploys whose rules use them.
 
 pub mod cache;
 pub mod custom_domains;
+pub mod identity;
 pub mod index;
 pub mod path;
 pub mod protection;
 pub mod proxy;
 pub mod respond;
 pub mod transport;
+pub mod visitors;
 /// The rules a deploy's author wrote, as the edge matches them.
 pub use jamstack_rules as rules;
 
@@ -46,6 +52,14 @@ pub struct Edge {
     pub access: Arc<protection::SiteAccess>,
     /// Where proxy rewrites are forwarded.
     pub upstreams: Arc<proxy::Upstreams>,
+    /// Where visitors are, for `Country` conditions.
+    pub visitors: Arc<visitors::Visitors>,
+    /// Who visitors are, for `Role` conditions.
+    pub identities: Arc<identity::Identities>,
+    /// Opens the site variables signed proxy requests are signed with.
+    pub secrets: Arc<crate::secrets::SecretBox>,
+    /// Where sites are served, for the `site_url` of signed requests.
+    pub urls: crate::urls::Urls,
 }
 
 use crate::config::Config;
@@ -71,6 +85,15 @@ pub enum Target {
     /// `deploy-preview-<pr>--<site>` or `<branch>--<site>`: the latest
     /// deploy of that pull request or branch.
     Alias { site: String, alias: String },
+}
+
+impl Target {
+    /// The name of the site the hostname belongs to.
+    pub fn site(&self) -> &str {
+        match self {
+            Target::Published { site } | Target::Permalink { site, .. } | Target::Alias { site, .. } => site,
+        }
+    }
 }
 
 /// Reads a `Host` header: `Some` for a site hostname under `domain`.
@@ -300,7 +323,7 @@ async fn serve_inner(
         return Ok(transport::to_https(request, https.port()));
     }
     let transport = serving.transport;
-    let mut response = serve_deploy(state, serving, decoded, request, body).await?;
+    let mut response = serve_deploy(state, &target, serving, decoded, request, body).await?;
     if over_tls {
         transport::add_hsts(&transport, response.headers_mut());
     }
@@ -310,6 +333,7 @@ async fn serve_inner(
 /// The answer of the deploy `serving` names for the `decoded` path.
 async fn serve_deploy(
     state: &Edge,
+    target: &Target,
     serving: cache::Serving,
     decoded: String,
     request: &Parts,
@@ -342,18 +366,34 @@ async fn serve_deploy(
         }
         private = true;
     }
+    let visitor = Visitor::of(state, target, &index.rules, request).await?;
+    // What a visitor with a token sees is theirs: no shared cache keeps it.
+    private |= index.rules.uses_roles();
     // A proxy rewrite takes every method and the body; everything else
     // the edge serves is read-only. Most deploys have no proxy rule, and
     // route once.
     if index.rules.proxies()
-        && let (Route::Proxy { url, headers }, _) =
-            index.route_with_rule(&decoded, &rule_request(request, &site_path))
+        && let (Route::Proxy { url, headers, signed }, _) =
+            index.route_with_rule(&decoded, &rule_request(request, &site_path, &visitor))
     {
-        let peer = request
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0);
-        let mut response = state.upstreams.forward(&url, &headers, request, body, peer).await;
+        let mut added = headers;
+        if let Some(variable) = &signed {
+            match signature(state, target, variable).await? {
+                Ok(value) => added.push((axum::http::HeaderName::from_static("x-nf-sign"), value)),
+                Err(page) => return Ok(page),
+            }
+        }
+        let mut response = match own_target(state, &url) {
+            Some(own) => proxy_here(state, own, &url, &added, request, body).await,
+            None => {
+                state
+                    .upstreams
+                    .forward(&url, &added, request, body, peer_of(request))
+                    .await
+            }
+        };
+        // Netlify adds a site's custom headers to proxied answers too.
+        add_rule_headers(response.headers_mut(), &index.rules.headers_for(&site_path));
         if private {
             protection::make_private(response.headers_mut());
         }
@@ -362,13 +402,151 @@ async fn serve_deploy(
     if !reads_only {
         return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response());
     }
-    let mut response = answer_from(state, &index, permalink, &decoded, request)
+    let mut response = answer_from(state, &index, permalink, &decoded, request, &visitor)
         .await?
         .response;
     if private {
         protection::make_private(response.headers_mut());
     }
     Ok(response)
+}
+
+/// How many proxy rules one request may pass through on this controller
+/// (a site proxying to a site proxying to ...) before it is answered 508:
+/// two sites proxying to each other would otherwise never answer.
+const MAX_PROXY_HOPS: u8 = 5;
+
+/// How many proxy rules a request has passed through here so far; set on
+/// the request a proxy rule makes, never read from a visitor.
+#[derive(Debug, Clone, Copy)]
+struct ProxyHops(u8);
+
+/// The hostname a proxy rule's `url` names, when it is one this
+/// controller serves: answered here, without a network round trip.
+fn own_target(state: &Edge, url: &str) -> Option<Target> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    target_of_host(parsed.host_str()?, &state.config.domain)
+}
+
+/// Serves a proxy rule's `url` on one of this controller's own hostnames
+/// (`target`) in-process: the request as an upstream would get it (the
+/// forwarded headers and the rule's `added` ones, the body), and its answer
+/// as it is. It is ours, so no private-address guard applies; the number
+/// of hops is bounded.
+async fn proxy_here(
+    state: &Edge,
+    target: Target,
+    url: &str,
+    added: &[(axum::http::HeaderName, HeaderValue)],
+    request: &Parts,
+    body: axum::body::Body,
+) -> Response {
+    let hops = request.extensions.get::<ProxyHops>().map_or(0, |hops| hops.0) + 1;
+    if hops > MAX_PROXY_HOPS {
+        return proxy::page(
+            StatusCode::LOOP_DETECTED,
+            &format!(
+                "This page is proxied from site to site on this server more than {MAX_PROXY_HOPS} times; \
+                 the sites' proxy rules send requests in a circle. Change one of them."
+            ),
+        );
+    }
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return proxy::page(
+            StatusCode::BAD_GATEWAY,
+            &format!("This page is proxied to `{url}`, which is not a valid URL."),
+        );
+    };
+    let peer = peer_of(request);
+    let mut headers = proxy::forwarded_headers(&request.headers, peer);
+    for (name, value) in added {
+        headers.insert(name.clone(), value.clone());
+    }
+    let authority = match parsed.port() {
+        Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+        None => parsed.host_str().unwrap_or_default().to_owned(),
+    };
+    let Ok(host) = HeaderValue::from_str(&authority) else {
+        return proxy::page(StatusCode::BAD_GATEWAY, "The proxied URL's host cannot be sent.");
+    };
+    headers.insert(header::HOST, host);
+    let path_and_query = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    let Ok(inner) = axum::http::Request::builder()
+        .method(request.method.clone())
+        .uri(path_and_query)
+        .body(body)
+    else {
+        return proxy::page(
+            StatusCode::BAD_GATEWAY,
+            &format!("This page is proxied to `{url}`, whose path cannot be requested."),
+        );
+    };
+    let (mut head, body) = inner.into_parts();
+    head.headers = headers;
+    head.extensions.insert(ProxyHops(hops));
+    if let Some(peer) = peer {
+        head.extensions.insert(axum::extract::ConnectInfo(peer));
+    }
+    Box::pin(serve(state, target, &head, body)).await
+}
+
+/// The `X-Nf-Sign` value of a proxy rule with `signed = "variable"`: a JWS
+/// (HS256) signed with the site's variable, with the claims Netlify sends;
+/// or a page saying the variable is missing.
+async fn signature(
+    state: &Edge,
+    target: &Target,
+    variable: &str,
+) -> anyhow::Result<Result<HeaderValue, Response>> {
+    let missing = || {
+        Ok(Err(proxy::page(
+            StatusCode::BAD_GATEWAY,
+            &format!(
+                "This page is proxied with a request signed with the site variable `{variable}`, which the \
+                 site does not have; set it in the site's settings (environment variables)."
+            ),
+        )))
+    };
+    let Some(site) = state.db.site_by_name(target.site()).await? else {
+        return Ok(Err(plain(StatusCode::NOT_FOUND, "no such site\n")));
+    };
+    let Some(stored) = state
+        .db
+        .site_env_vars(site.id)
+        .await?
+        .into_iter()
+        .find(|var| var.name == variable)
+    else {
+        return missing();
+    };
+    let key = if stored.secret {
+        match state
+            .secrets
+            .open_site_variable(site.id, &stored.name, &stored.value)
+        {
+            Some(key) => key,
+            None => return missing(),
+        }
+    } else {
+        stored.value
+    };
+    if key.is_empty() {
+        return missing();
+    }
+    let claims = serde_json::json!({
+        "netlify_id": site.id.to_string(),
+        "site_url": state.urls.site_url(&site.name).trim_end_matches('/'),
+        "iss": "netlify",
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )?;
+    Ok(Ok(HeaderValue::from_str(&token)?))
 }
 
 /// An answer of a deploy, with what decided it.
@@ -400,7 +578,7 @@ async fn answer(
             file_size: None,
         });
     };
-    answer_from(state, &index, permalink, decoded, request).await
+    answer_from(state, &index, permalink, decoded, request, &Visitor::default()).await
 }
 
 /// How the deploy of `index` answers `request`: the one place both serving
@@ -411,10 +589,11 @@ async fn answer_from(
     permalink: bool,
     decoded: &str,
     request: &Parts,
+    visitor: &Visitor,
 ) -> anyhow::Result<Answer> {
     let headers = &request.headers;
     let site_path = format!("/{decoded}");
-    let (route, rule) = index.route_with_rule(decoded, &rule_request(request, &site_path));
+    let (route, rule) = index.route_with_rule(decoded, &rule_request(request, &site_path, visitor));
     let mut file_size = None;
     let mut response = match &route {
         Route::File { path, status } => {
@@ -460,8 +639,48 @@ async fn answer_from(
     })
 }
 
+/// What the edge worked out about a visitor, for the rules that ask.
+#[derive(Debug, Default)]
+struct Visitor {
+    country: Option<String>,
+    roles: Vec<String>,
+}
+
+impl Visitor {
+    /// Looks up only what `rules` use: most deploys pay nothing.
+    async fn of(
+        state: &Edge,
+        target: &Target,
+        rules: &rules::Rules,
+        request: &Parts,
+    ) -> anyhow::Result<Visitor> {
+        let country = rules
+            .uses_country()
+            .then(|| state.visitors.country(&request.headers, peer_of(request)))
+            .flatten();
+        let mut roles = Vec::new();
+        if rules.uses_roles()
+            && let Some(site) = state.db.site_by_name(target.site()).await?
+        {
+            roles = state
+                .identities
+                .roles(&state.db, &state.secrets, site.id, &request.headers)
+                .await?;
+        }
+        Ok(Visitor { country, roles })
+    }
+}
+
+/// The address the request came from, as the listener saw it.
+fn peer_of(request: &Parts) -> Option<std::net::SocketAddr> {
+    request
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0)
+}
+
 /// `request` as the redirect rules see it; `site_path` is its decoded path.
-fn rule_request<'a>(request: &'a Parts, site_path: &'a str) -> rules::Request<'a> {
+fn rule_request<'a>(request: &'a Parts, site_path: &'a str, visitor: &'a Visitor) -> rules::Request<'a> {
     let headers = &request.headers;
     let host = headers
         .get(header::HOST)
@@ -474,6 +693,8 @@ fn rule_request<'a>(request: &'a Parts, site_path: &'a str) -> rules::Request<'a
         host,
         accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
         cookie: headers.get(header::COOKIE).and_then(|v| v.to_str().ok()),
+        country: visitor.country.as_deref(),
+        roles: &visitor.roles,
     }
 }
 

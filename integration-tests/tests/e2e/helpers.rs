@@ -4,6 +4,9 @@
 #[path = "helpers/github_api.rs"]
 pub mod github_api;
 
+#[path = "helpers/mmdb.rs"]
+pub mod mmdb;
+
 pub use github_api::FakeGitHub;
 use hmac::{Hmac, Mac};
 use jamstack_controller::config::{GitHubApp, RetryPolicy, S3Config};

@@ -14,6 +14,7 @@ mod build_limits;
 mod build_network;
 mod chat_and_email;
 mod cli;
+mod conditions;
 mod dashboard;
 mod demo_image;
 mod domains;
