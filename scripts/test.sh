@@ -31,6 +31,8 @@ for tool in git curl openssl iptables; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The custom domain tests answer DNS with Let's Encrypt's test server.
+command -v pebble-challtestsrv >/dev/null 2>&1 || missing+=(pebble)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \

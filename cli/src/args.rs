@@ -55,12 +55,18 @@ pub enum Command {
     /// Build hooks: URLs a CMS POSTs to to rebuild a site
     #[command(subcommand)]
     BuildHooks(BuildHooksCommand),
+    /// Custom domains: add, list (with the TXT record to add), verify, remove
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// Scheduled builds: cron expressions in a time zone
     #[command(subcommand)]
     Schedules(SchedulesCommand),
     /// Notifications: signed webhooks, Slack-compatible chat messages and e-mails on build and deploy events
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// TLS certificates the controller's HTTPS listener serves: upload, list, remove (admin token)
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -96,6 +102,64 @@ pub enum SitesCommand {
     Protect(ProtectArgs),
     /// Make a link that lets whoever opens it see a protected hostname until it expires
     ShareLink(ShareLinkArgs),
+    /// Show whether plain HTTP redirects to HTTPS and the HSTS header, or change them
+    Https(HttpsArgs),
+    /// Show or set the key `Role` rules verify visitors' `nf_jwt` tokens with
+    Identity(IdentityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HttpsArgs {
+    /// The site's name
+    pub site: String,
+    /// Redirect plain HTTP to HTTPS (308), when the controller has an HTTPS listener
+    #[arg(long)]
+    pub redirect: Option<bool>,
+    /// Strict-Transport-Security max-age in seconds, sent over HTTPS only; 0 sends none
+    #[arg(long)]
+    pub hsts_max_age: Option<i64>,
+    /// Add `includeSubDomains` to the HSTS header
+    #[arg(long)]
+    pub hsts_include_subdomains: Option<bool>,
+    /// Add `preload` to the HSTS header (needs include-subdomains and a max-age of a year)
+    #[arg(long)]
+    pub hsts_preload: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCommand {
+    /// Store the certificate and key of a hostname (`www.example.com` or `*.example.com`), replacing any earlier one
+    Upload {
+        hostname: String,
+        /// The certificate in PEM, followed by its intermediates
+        #[arg(long = "cert")]
+        cert: std::path::PathBuf,
+        /// The private key in PEM
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
+    /// List stored certificates with the names they cover and when they expire
+    List,
+    /// Remove the certificate of a hostname
+    Remove { hostname: String },
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// The site's name
+    pub site: String,
+    /// An HS256 secret, read from this variable (kept out of the shell's history)
+    #[arg(long, value_name = "VARIABLE", conflicts_with_all = ["public_key_file", "jwks_url", "remove"])]
+    pub hs256_secret_env: Option<String>,
+    /// An RS256 or ES256 public key, from this PEM file
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["jwks_url", "remove"])]
+    pub public_key_file: Option<std::path::PathBuf>,
+    /// The identity provider's key set (JWKS) URL
+    #[arg(long, value_name = "URL", conflicts_with = "remove")]
+    pub jwks_url: Option<String>,
+    /// Remove the key (`Role` rules then match nobody)
+    #[arg(long)]
+    pub remove: bool,
 }
 
 /// `public` or `password`.
@@ -305,6 +369,27 @@ pub enum BuildHooksCommand {
         /// The hook's id, as `list` shows it
         id: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsCommand {
+    /// Add a domain to a site; it serves the site once a TXT record proves
+    /// you control it (at once when added with the admin token)
+    Add {
+        site: String,
+        /// e.g. www.example.com
+        hostname: String,
+        /// Make it the site's primary domain (the others redirect to it);
+        /// also switches the primary to a domain the site has already
+        #[arg(long)]
+        primary: bool,
+    },
+    /// List a site's domains, their state, and the TXT record each needs
+    List { site: String },
+    /// Look up a domain's TXT record now
+    Verify { site: String, hostname: String },
+    /// Remove a domain: it stops serving at once
+    Remove { site: String, hostname: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -53,11 +53,15 @@ async fn run(cli: Cli) -> CliResult {
         Command::BuildHooks(command) => {
             commands::build_hooks::run(&connect(&global)?, global.json, command).await
         }
+        Command::Domains(command) => commands::domains::run(&connect(&global)?, global.json, command).await,
         Command::Schedules(command) => {
             commands::schedules::run(&connect(&global)?, global.json, command).await
         }
         Command::Notifications(command) => {
             commands::notifications::run(&connect(&global)?, global.json, command).await
+        }
+        Command::Certificates(command) => {
+            commands::certificates::run(&connect(&global)?, global.json, command).await
         }
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }

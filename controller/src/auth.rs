@@ -234,15 +234,17 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 /// API token holding the scope (or `admin`), or, for reading (`GET`), a
 /// live dashboard session: the browser's `EventSource` cannot send headers,
 /// so the live log follows by cookie. Writes always need a bearer token
-/// here; the dashboard's own forms carry CSRF tokens instead.
-async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), AppError> {
+/// here; the dashboard's own forms carry CSRF tokens instead. Answers
+/// whether the bearer is an admin (the admin token, or a token with the
+/// `admin` scope).
+async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<bool, AppError> {
     // Under `/api/v1` the permission layer has found who is asking (and
     // checked the role); only the token's scope is left to check.
     if let Some(principal) = parts.extensions.get::<Principal>() {
         return match principal {
-            Principal::Installation => Ok(()),
-            Principal::Member { .. } => Ok(()),
-            Principal::Token { scopes, .. } if grants(scopes, needed) => Ok(()),
+            Principal::Installation => Ok(true),
+            Principal::Member { .. } => Ok(false),
+            Principal::Token { scopes, .. } if grants(scopes, needed) => Ok(scopes.contains(&Scope::Admin)),
             Principal::Token { .. } => Err(lacks_scope(parts, needed)),
         };
     }
@@ -254,7 +256,7 @@ async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), App
             )
         })?;
         if grant.kind == TokenKind::Admin {
-            return Ok(());
+            return Ok(true);
         }
         let now = crate::db::now_millis();
         if grant
@@ -268,8 +270,9 @@ async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), App
                 "noting a token's use failed"
             );
         }
-        if grants(&parse_stored_scopes(&grant.scopes), needed) {
-            return Ok(());
+        let scopes = parse_stored_scopes(&grant.scopes);
+        if grants(&scopes, needed) {
+            return Ok(scopes.contains(&Scope::Admin));
         }
         return Err(lacks_scope(parts, needed));
     }
@@ -279,7 +282,7 @@ async fn authorize(parts: &Parts, state: &Auth, needed: Scope) -> Result<(), App
         && let Some(session) = session_cookie(parts)
         && state.db.session_is_live(&hash_token(&session)).await?
     {
-        return Ok(());
+        return Ok(false);
     }
     Err(unauthorized(
         "missing `Authorization: Bearer <token>` header; use the admin token the controller printed \
@@ -523,7 +526,7 @@ macro_rules! scope_extractor {
             type Rejection = AppError;
 
             async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-                authorize(parts, &Auth::from_ref(state), $scope).await.map(|()| $name)
+                authorize(parts, &Auth::from_ref(state), $scope).await.map(|_| $name)
             }
         }
     };
@@ -550,6 +553,26 @@ scope_extractor!(
     /// collection, webhook deliveries, GitHub installations.
     Admin => Scope::Admin
 );
+
+/// A request that may create and change sites (`sites` scope), and
+/// whether it comes from an admin, whose word is proof enough where
+/// others must prove something (a custom domain's control).
+#[derive(Debug)]
+pub struct ManagesSites {
+    pub is_admin: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ManagesSites
+where
+    Auth: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let is_admin = authorize(parts, &Auth::from_ref(state), Scope::Sites).await?;
+        Ok(ManagesSites { is_admin })
+    }
+}
 
 /// A request in a runner protocol version this controller serves: its own,
 /// or the one before (a runner not upgraded yet).

@@ -100,6 +100,12 @@ pub struct ServerArgs {
     /// /metrics is served on --listen only, to tokens with the `read` scope.
     #[arg(long, env = "JAMSTACK_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve HTTPS on this address (e.g. 0.0.0.0:443): sites, the
+    /// dashboard and the API, HTTP/1.1 and HTTP/2, with the certificates
+    /// stored by `jamstack certificates upload`. Then plain HTTP answers
+    /// ACME challenges and redirects sites to HTTPS (a per-site switch).
+    #[arg(long, env = "JAMSTACK_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
     /// Also sign in to the dashboard with a password: its argon2 hash, as
     /// `jamstack-controller hash-password` prints it (never the password).
     #[arg(long, env = "JAMSTACK_DASHBOARD_PASSWORD_HASH", hide_env_values = true)]
@@ -121,6 +127,21 @@ pub struct ServerArgs {
     /// The largest request or answer body a proxy rewrite forwards, in MiB.
     #[arg(long, env = "JAMSTACK_PROXY_MAX_BODY_MIB", default_value_t = 100)]
     pub proxy_max_body_mib: u64,
+    /// A GeoIP2 or GeoLite2 Country or City database (.mmdb) that tells
+    /// the edge which country a visitor's address is in, for rules with a
+    /// `Country` condition. Unset (and no --country-header): deploys using
+    /// `Country` are refused.
+    #[arg(long, env = "JAMSTACK_GEOIP_DATABASE")]
+    pub geoip_database: Option<PathBuf>,
+    /// A header a proxy or CDN in front sets to the visitor's ISO country
+    /// code (e.g. CF-IPCountry), believed only from --trusted-proxies.
+    #[arg(long, env = "JAMSTACK_COUNTRY_HEADER", requires = "trusted_proxies")]
+    pub country_header: Option<String>,
+    /// Addresses or CIDR ranges of the proxies in front of the controller
+    /// (e.g. 10.0.0.0/8,192.0.2.7), comma-separated: only from them are
+    /// X-Forwarded-For (for --geoip-database) and --country-header believed.
+    #[arg(long, env = "JAMSTACK_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The SMTP server e-mail notifications go through, as
     /// smtp://USER:PASSWORD@HOST:PORT (user and password percent-encoded;
     /// smtps:// is --smtp-tls tls). Unset: hooks of kind `email` are
@@ -155,8 +176,21 @@ pub struct ServerArgs {
     /// runners' disks.
     #[arg(long, env = "JAMSTACK_ALLOW_LOCAL_REPOSITORIES")]
     pub allow_local_repositories: bool,
+    /// The DNS server (IP:PORT) that custom domains' proof of control, the
+    /// TXT record _jamstack-challenge.<domain>, is looked up at. Unset: the
+    /// system's resolver (/etc/resolv.conf).
+    #[arg(long, env = "JAMSTACK_DNS_RESOLVER")]
+    pub dns_resolver: Option<SocketAddr>,
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+/// An address (a network of one) or a CIDR range.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is neither an IP address nor a CIDR range like 10.0.0.0/8"))
 }
 
 /// How the SMTP connection is secured (`--smtp-tls`).

@@ -66,10 +66,17 @@ pub struct Config {
     /// scraper on a private network. `None`: `/metrics` is served on the
     /// main listener only, to admin and API tokens.
     pub metrics_listen: Option<SocketAddr>,
+    /// A second listener serving everything the main one does over TLS
+    /// (HTTP/1.1 and h2), with the certificates in the database. When set,
+    /// the main listener redirects sites to it (per site) and answers ACME
+    /// HTTP-01 challenges.
+    pub https_listen: Option<SocketAddr>,
     /// Outgoing notification webhooks.
     pub notifications: NotificationSettings,
     /// How the edge forwards proxy rewrites to upstreams.
     pub proxy: ProxySettings,
+    /// How the edge tells where a visitor is (`Country` conditions).
+    pub visitors: VisitorSettings,
     /// The SMTP server e-mail notifications go through; `None`: hooks of
     /// kind `email` are refused.
     pub smtp: Option<SmtpSettings>,
@@ -79,6 +86,55 @@ pub struct Config {
     pub allow_local_repositories: bool,
     /// What the listener allows a connection before it is authenticated.
     pub http: HttpLimits,
+    /// The DNS server that TXT records proving control of custom domains
+    /// are looked up at; `None` for the system's resolver.
+    pub dns_resolver: Option<SocketAddr>,
+    /// How often custom domains waiting for their TXT record are checked.
+    pub domain_checks: CheckSchedule,
+}
+
+/// How often waiting domains are checked in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSchedule {
+    /// The pause after adding a domain, doubled after each failed check.
+    pub first_delay: Duration,
+    /// The longest pause between two checks.
+    pub max_delay: Duration,
+    /// After this long since it was added, a domain is no longer checked
+    /// in the background (it is `failed`; asking to verify still works).
+    pub give_up_after: Duration,
+    /// How often the worker looks for due checks.
+    pub poll_interval: Duration,
+}
+
+impl Default for CheckSchedule {
+    /// A minute, doubling up to an hour, for three days.
+    fn default() -> Self {
+        CheckSchedule {
+            first_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(60 * 60),
+            give_up_after: Duration::from_secs(3 * 24 * 60 * 60),
+            poll_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl CheckSchedule {
+    /// When to check again after `attempts` failed checks of a domain
+    /// added at `created_at`; `None` to give up.
+    pub fn next_check(&self, created_at: i64, attempts: i64, now: i64) -> Option<i64> {
+        let doublings = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);
+        let delay = self
+            .first_delay
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(self.max_delay);
+        let at = now.saturating_add(millis(delay));
+        (at <= created_at.saturating_add(millis(self.give_up_after))).then_some(at)
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Bounds on what a client may hold of the listener before it has shown
@@ -159,6 +215,27 @@ impl Default for ProxySettings {
             max_body_bytes: 100 * 1024 * 1024,
             allow_private_targets: false,
         }
+    }
+}
+
+/// How the edge learns a visitor's address and country, for rules with a
+/// `Country` condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisitorSettings {
+    /// A GeoIP2 or GeoLite2 Country (or City) database, `.mmdb`.
+    pub geoip_database: Option<PathBuf>,
+    /// A header a proxy in front sets to the visitor's country code (e.g.
+    /// `CF-IPCountry`); believed only from `trusted_proxies`.
+    pub country_header: Option<String>,
+    /// Peers whose `X-Forwarded-For` and country header are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl VisitorSettings {
+    /// Whether a `Country` condition can be answered: deploys using one are
+    /// refused otherwise.
+    pub fn knows_countries(&self) -> bool {
+        self.geoip_database.is_some() || self.country_header.is_some()
     }
 }
 
@@ -462,11 +539,15 @@ impl Config {
             edge: EdgeSettings::default(),
             dashboard_password_hash: None,
             metrics_listen: None,
+            https_listen: None,
             notifications: NotificationSettings::default(),
             proxy: ProxySettings::default(),
+            visitors: VisitorSettings::default(),
             smtp: None,
             http: HttpLimits::default(),
             allow_local_repositories: false,
+            dns_resolver: None,
+            domain_checks: CheckSchedule::default(),
         }
     }
 

@@ -19,11 +19,15 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.heartbeat_interval = (config.lease_duration / 3).min(config.heartbeat_interval);
     config.public_url = server.public_url;
     config.metrics_listen = server.metrics_listen;
+    config.https_listen = server.https_listen;
     config.github_api_url = server.github_api_url;
     config.notifications.allow_private_targets = server.allow_private_hook_targets;
     config.proxy.allow_private_targets = server.allow_private_proxy_targets;
     config.proxy.timeout = Duration::from_secs(server.proxy_timeout_seconds.max(1));
     config.proxy.max_body_bytes = server.proxy_max_body_mib.saturating_mul(1024 * 1024);
+    config.visitors.geoip_database = server.geoip_database;
+    config.visitors.country_header = server.country_header;
+    config.visitors.trusted_proxies = server.trusted_proxies;
     if let (Some(url), Some(from)) = (&server.smtp_url, &server.smtp_from) {
         let tls = match server.smtp_tls {
             SmtpTlsChoice::Starttls => SmtpTls::Starttls,
@@ -35,6 +39,7 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.http.max_connections = server.max_connections.max(1);
     config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
     config.allow_local_repositories = server.allow_local_repositories;
+    config.dns_resolver = server.dns_resolver;
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())

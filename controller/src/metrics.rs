@@ -101,6 +101,13 @@ pub struct Metrics {
     variant_blobs_made: Counter,
     /// Restarts of background workers after a panic, by worker name.
     worker_restarts: Family<WorkerLabels, Counter>,
+    /// Seconds until each served certificate expires, by hostname.
+    certificate_expiry: Family<HostnameLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostnameLabels {
+    hostname: String,
 }
 
 impl Default for Metrics {
@@ -197,6 +204,12 @@ impl Default for Metrics {
             "Background workers started again after a panic, by worker.",
             worker_restarts.clone(),
         );
+        let certificate_expiry = Family::<HostnameLabels, Gauge>::default();
+        registry.register(
+            "jamstack_certificate_expiry_seconds",
+            "Seconds until the certificate stored for a hostname expires (negative once expired)",
+            certificate_expiry.clone(),
+        );
         let edge = EdgeMetrics {
             requests: CLASSES.map(|class| edge_requests.get_or_create_owned(&ClassLabels { class })),
             latency: CLASSES.map(|class| edge_latency.get_or_create_owned(&ClassLabels { class })),
@@ -219,6 +232,7 @@ impl Default for Metrics {
             variant_deploys_pending,
             variant_blobs_made,
             worker_restarts,
+            certificate_expiry,
         }
     }
 }
@@ -297,6 +311,19 @@ impl Metrics {
     }
 
     /// The text exposition format (version 0.0.4).
+    /// Sets the expiry gauge to the certificates served now (hostname and
+    /// end of validity in Unix milliseconds), forgetting removed ones.
+    pub fn set_certificate_expiries(&self, expiries: &[(String, i64)], now_millis: i64) {
+        self.certificate_expiry.clear();
+        for (hostname, not_after) in expiries {
+            self.certificate_expiry
+                .get_or_create(&HostnameLabels {
+                    hostname: hostname.clone(),
+                })
+                .set(not_after.saturating_sub(now_millis) / 1000);
+        }
+    }
+
     pub fn render(&self, queue: QueueFigures) -> String {
         self.queue_depth.set(queue.queued);
         self.builds_running.set(queue.running);

@@ -84,18 +84,21 @@ async fn ready(
 pub async fn serve_with_token(
     db: axum::extract::State<Database>,
     metrics: axum::extract::State<Arc<Metrics>>,
+    certificates: axum::extract::State<crate::tls::Certificates>,
     _: CanRead,
 ) -> AppResult<axum::response::Response> {
-    serve_open(db, metrics).await
+    serve_open(db, metrics, certificates).await
 }
 
 /// `GET /metrics` on the listener of `--metrics-listen`, which is open.
 pub async fn serve_open(
     axum::extract::State(db): axum::extract::State<Database>,
     axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    axum::extract::State(certificates): axum::extract::State<crate::tls::Certificates>,
 ) -> AppResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let queue = db.queue_figures().await?;
+    metrics.set_certificate_expiries(&certificates.store.expiries(), crate::db::now_millis());
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -195,14 +198,34 @@ pub fn router(state: AppState) -> Router {
                 post(dashboard::site_settings::save_protection),
             )
             .route(
+                "/sites/{site}/settings/identity",
+                post(dashboard::site_settings::save_identity),
+            )
+            .route(
                 "/sites/{site}/settings/repository",
                 post(dashboard::site_settings::connect_repository),
+            )
+            .route(
+                "/sites/{site}/settings/https",
+                post(dashboard::site_settings::save_https),
             )
             .route(
                 "/sites/{site}/settings/paths",
                 post(dashboard::site_settings::save_paths),
             )
             .route("/sites/{site}/env", post(dashboard::site_settings::set_env))
+            .route(
+                "/sites/{site}/domains",
+                post(dashboard::site_settings::add_domain),
+            )
+            .route(
+                "/sites/{site}/domains/{hostname}/verify",
+                post(dashboard::site_settings::verify_domain),
+            )
+            .route(
+                "/sites/{site}/domains/{hostname}/remove",
+                post(dashboard::site_settings::remove_domain),
+            )
             .route(
                 "/sites/{site}/build-hooks",
                 post(dashboard::site_settings::create_build_hook),

@@ -122,6 +122,21 @@ impl SecretBox {
         format!("{FORMAT}{}", hex::encode(sealed))
     }
 
+    /// A site variable's value as stored (sealed when secret, or from
+    /// before secrets were sealed); `None` when it does not open, logged.
+    pub fn open_site_variable(&self, site_id: i64, name: &str, stored: &str) -> Option<String> {
+        if !looks_sealed(stored) {
+            return Some(stored.to_owned());
+        }
+        match self.open(&env_var_purpose(site_id, name), stored) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::error!(site_id, variable = name, error = %e, "a secret variable does not open; set it again");
+                None
+            }
+        }
+    }
+
     /// Decrypts what [`SecretBox::seal`] made for the same `purpose`.
     pub fn open(&self, purpose: &str, sealed: &str) -> Result<String, OpenError> {
         let bytes = sealed
@@ -167,6 +182,12 @@ pub fn github_token_purpose(site: &str) -> String {
 /// The purpose a site's generic webhook secret is sealed for.
 pub fn generic_webhook_purpose(site: &str) -> String {
     format!("site/{site}/generic-webhook-secret")
+}
+
+/// The purpose a certificate's private key is sealed for, by the hostname
+/// it serves: a sealed key copied to another hostname's row does not open.
+pub fn certificate_key_purpose(hostname: &str) -> String {
+    format!("certificate/{hostname}/key")
 }
 
 /// The purpose the GitHub webhook secret (made by the controller when none

@@ -35,6 +35,8 @@ pub struct Application {
     listener: TcpListener,
     /// The open `/metrics` listener, when `Config::metrics_listen` asks for one.
     metrics_listener: Option<TcpListener>,
+    /// The HTTPS listener, when `Config::https_listen` asks for one.
+    https_listener: Option<TcpListener>,
     state: AppState,
     /// Set when this start made the admin token (first start): the only
     /// time it can be shown.
@@ -52,7 +54,7 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         jamstack_program::install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -98,6 +100,16 @@ impl Application {
             })?),
             None => None,
         };
+        let https_listener = match config.https_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("binding the HTTPS listener {address} (--https-listen); is the port taken?")
+            })?),
+            None => None,
+        };
+        // The port bound (port 0 picks one) is the one redirects name.
+        if let Some(https) = &https_listener {
+            config.https_listen = Some(https.local_addr()?);
+        }
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
         let public_url = config
@@ -114,6 +126,11 @@ impl Application {
         // are shown only by the start that makes them, so a start that made
         // them and then failed (a port taken, a key unreadable, a bucket
         // unreachable) would leave an admin token nobody ever saw.
+        let certificate_store = Arc::new(crate::tls::CertificateStore::new(&config.domain));
+        certificate_store
+            .reload(&db, &secrets)
+            .await
+            .context("loading the stored certificates")?;
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         let config = Arc::new(config);
@@ -154,6 +171,27 @@ impl Application {
             metrics: metrics.clone(),
             access: site_access.clone(),
             upstreams: Arc::new(crate::edge::proxy::Upstreams::new(config.proxy)?),
+            visitors: Arc::new(crate::edge::visitors::Visitors::open(&config.visitors)?),
+            identities: Arc::new(crate::edge::identity::Identities::new(
+                config.proxy.allow_private_targets,
+            )?),
+            secrets: secrets.clone(),
+            urls: urls.clone(),
+        };
+        let domains = crate::domains::Domains {
+            db: db.clone(),
+            events: deploys.events.clone(),
+            dns: Arc::new(crate::domains::dns::TxtResolver::new(config.dns_resolver)?),
+            reserved: Arc::new(crate::domains::ReservedNames {
+                platform_domain: config.domain.clone(),
+                controller_host: url::Url::parse(&urls.public_url)
+                    .ok()
+                    .and_then(|url| match url.host() {
+                        Some(url::Host::Domain(name)) => Some(name.to_owned()),
+                        _ => None,
+                    }),
+            }),
+            schedule: config.domain_checks,
         };
         let github = GitHubService {
             db: db.clone(),
@@ -187,6 +225,12 @@ impl Application {
             queue: queue.clone(),
             changed: Arc::new(Notify::new()),
         };
+        let certificates = crate::tls::Certificates {
+            store: certificate_store,
+            db: db.clone(),
+            secrets: secrets.clone(),
+            events: deploys.events.clone(),
+        };
         let state = AppState {
             auth: Auth::new(db.clone()),
             db,
@@ -204,14 +248,17 @@ impl Application {
             triggers,
             build_hook_limiter: Arc::default(),
             schedules,
+            domains,
             installation: Installation {
                 id: installation_id.into(),
                 webhook_secret: webhook_secret.into(),
             },
+            certificates,
         };
         Ok(Application {
             listener,
             metrics_listener,
+            https_listener,
             state,
             new_admin_token,
             new_registration_token,
@@ -227,6 +274,13 @@ impl Application {
     /// Where the open `/metrics` listener is bound, if there is one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Where the HTTPS listener is bound, if there is one.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())
     }
@@ -297,11 +351,32 @@ impl Application {
                 listener,
                 app,
                 limits,
+                None,
                 workers.stopping().cancelled_owned(),
             ))
         });
-        let app = service(self.state);
-        crate::http_server::serve(self.listener, app, limits, shutdown).await;
+        let app = service(self.state.clone());
+        // The HTTPS listener serves the same service, and stops taking
+        // connections when the main one does.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let https = match self.https_listener {
+            Some(listener) => {
+                let tls = crate::tls::server_config(self.state.certificates.store.clone())?;
+                Some(tokio::spawn(crate::http_server::serve(
+                    listener,
+                    app.clone(),
+                    limits,
+                    Some(tokio_rustls::TlsAcceptor::from(tls)),
+                    stopping.clone().cancelled_owned(),
+                )))
+            }
+            None => None,
+        };
+        crate::http_server::serve(self.listener, app, limits, None, shutdown).await;
+        stopping.cancel();
+        if let Some(https) = https {
+            let _ = https.await;
+        }
         workers.shutdown(crate::supervisor::SHUTDOWN_GRACE).await;
         if let Some(open_metrics) = open_metrics {
             open_metrics.abort();
@@ -360,6 +435,19 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     let schedules = state.schedules.clone();
     workers.spawn_until_stopped("scheduled_builds", move || {
         crate::schedules::run(schedules.clone())
+    });
+    let (certificates, db, secrets, events) = (
+        state.certificates.store.clone(),
+        state.db.clone(),
+        state.secrets.clone(),
+        state.deploys.events.clone(),
+    );
+    workers.spawn_until_stopped("certificate_reloader", move || {
+        crate::tls::keep_current(certificates.clone(), db.clone(), secrets.clone(), events.clone())
+    });
+    let domains = state.domains.clone();
+    workers.spawn_until_stopped("domain_checks", move || {
+        crate::domains::check_in_background(domains.clone())
     });
 }
 

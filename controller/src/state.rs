@@ -17,6 +17,7 @@ use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
 use crate::schedules::Schedules;
 use crate::secrets::SecretBox;
+use crate::tls::Certificates;
 use crate::triggers::Triggers;
 use crate::urls::Urls;
 use axum::extract::FromRef;
@@ -57,7 +58,11 @@ pub struct AppState {
     pub build_hook_limiter: Arc<BuildHookLimiter>,
     /// Scheduled builds, and the worker to wake when they change.
     pub schedules: Schedules,
+    /// Custom domains: adding, removing, proving control.
+    pub domains: crate::domains::Domains,
     pub installation: Installation,
+    /// The certificates the HTTPS listener serves, loaded from the database.
+    pub certificates: Certificates,
 }
 
 /// What is this controller's own, apart from the services: who it is among

@@ -2402,3 +2402,21 @@ on_both_databases!(
         );
     }
 );
+
+on_both_databases!(
+    a_sites_token_key_is_set_replaced_and_removed,
+    |db: Database| async move {
+        use jamstack_controller::db::IdentityKey;
+        let site = site(&db, "members").await;
+        assert_eq!(db.site_identity(site.id).await.unwrap(), None);
+        let url = IdentityKey::JwksUrl("https://id.example.com/.well-known/jwks.json".into());
+        db.set_site_identity(site.id, &url).await.unwrap();
+        assert_eq!(db.site_identity(site.id).await.unwrap(), Some(url));
+        let secret = IdentityKey::SealedSecret("v1:abcd".into());
+        db.set_site_identity(site.id, &secret).await.unwrap();
+        assert_eq!(db.site_identity(site.id).await.unwrap(), Some(secret));
+        assert!(db.delete_site_identity(site.id).await.unwrap());
+        assert!(!db.delete_site_identity(site.id).await.unwrap());
+        assert_eq!(db.site_identity(site.id).await.unwrap(), None);
+    }
+);

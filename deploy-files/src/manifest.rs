@@ -33,6 +33,11 @@ pub enum ManifestError {
         size: String,
         limit: String,
     },
+    #[error(
+        "`{0}` in the publish directory is a folder, and a rule file must be a file; \
+         put the rules in one file named `{0}` (or rename the folder)"
+    )]
+    RuleFileIsFolder(String),
     #[error("`{0}` in the publish directory has a name that is not UTF-8; rename it")]
     NonUtf8Name(String),
     #[error("the publish directory is empty; check that the build wrote its output to `publish`")]
@@ -191,6 +196,14 @@ fn publish_files(root: &Path) -> Result<Vec<FoundFile>, ManifestError> {
             .ok_or_else(|| ManifestError::NonUtf8Name(relative.to_string_lossy().into_owned()))?
             .replace(std::path::MAIN_SEPARATOR, "/");
         let mut source = entry.path().to_path_buf();
+        // Netlify fails a deploy whose rule file is a folder rather than
+        // skip its rules without a word.
+        if entry.depth() == 1
+            && RULE_FILES.contains(&path.as_str())
+            && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir())
+        {
+            return Err(ManifestError::RuleFileIsFolder(path));
+        }
         if entry.path_is_symlink() {
             match resolve_inside(root, relative) {
                 Some((resolved, metadata)) if metadata.is_file() => source = resolved,
@@ -272,6 +285,21 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_file_that_is_a_folder_is_refused() {
+        for name in RULE_FILES {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("index.html"), "home").unwrap();
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            let error = build_manifest(dir.path()).unwrap_err();
+            assert!(
+                matches!(error, ManifestError::RuleFileIsFolder(ref path) if path == name),
+                "{error}"
+            );
+            assert!(error.to_string().contains("is a folder"), "{error}");
+        }
+    }
 
     #[test]
     fn the_manifest_names_every_file_by_its_content() {

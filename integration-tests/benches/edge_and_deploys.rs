@@ -11,13 +11,19 @@
 //!    time of each of our steps, and storage growth.
 //! 3. Rollback: from the API call to the first byte of the old version,
 //!    against a symlink swap behind nginx.
+//! 4. Proxying: a path our edge proxies (a `200` rule to an http:// URL)
+//!    against nginx's `proxy_pass` (keep-alive to the upstream), both to
+//!    the same upstream (nginx serving a 1 KB file).
+//! 5. Protection: a password-protected hostname (wrk sends the access
+//!    cookie) against the same content on a public one, both ours.
 //!
 //! Run it with `scripts/bench/edge-and-deploys.sh`, which installs nginx,
 //! wrk and rsync and builds the controller in release first. Knobs:
 //! `BENCH_WRK_SECONDS` (8), `BENCH_WRK_CONNECTIONS` (50), `BENCH_WRK_THREADS`
 //! (2), `BENCH_ROUNDS` (3), `BENCH_DEPLOY_ROUNDS` (5), `BENCH_ROLLBACKS` (200),
-//! and `BENCH_ONLY`, a comma-separated choice of `serving`, `deploys` and
-//! `rollback` (all three when unset), to run only the parts being worked on.
+//! and `BENCH_ONLY`, a comma-separated choice of `serving`, `deploys`,
+//! `rollback`, `proxy` and `protected` (all when unset), to run only the
+//! parts being worked on.
 
 #[path = "../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
@@ -61,7 +67,8 @@ fn knob(name: &str, default: u64) -> u64 {
 async fn main() {
     let work = tempfile::tempdir().expect("a work directory");
     println!("load before: {}", uptime());
-    let controller = ControllerProcess::start(work.path(), None);
+    // The proxy part's upstream is on loopback.
+    let controller = ControllerProcess::start_with(work.path(), &["--allow-private-proxy-targets"]);
     // It listens before it prints its first tokens.
     let started = Instant::now();
     while !controller.process.printed().contains("Registration:") {
@@ -76,7 +83,7 @@ async fn main() {
     let runner = Uploader::register(&controller).await;
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("README", "bench")], "bench");
-    for site in [SITE, "rollback"] {
+    for site in [SITE, "rollback", PROXIED, PROTECTED] {
         app.connect_site_with(
             site,
             json!({ "repo_url": repo.url(), "production_branch": "main" }),
@@ -93,6 +100,12 @@ async fn main() {
     }
     if runs("rollback") {
         tables.push(rollbacks(work.path(), &app, &runner, &sha).await);
+    }
+    if runs("proxy") {
+        tables.push(proxying(work.path(), &app, &runner, &sha).await);
+    }
+    if runs("protected") {
+        tables.push(protection(work.path(), &app, &runner, &sha).await);
     }
 
     println!();
@@ -225,6 +238,12 @@ struct Nginx {
 impl Nginx {
     /// Debian's nginx serving `root` from disk, as a static host would.
     fn start(dir: &Path, root: &Path) -> Self {
+        Self::start_serving(dir, "nginx", "", &format!("root {};", root.display()))
+    }
+
+    /// Debian's nginx with `http` (blocks at the `http` level) and `server`
+    /// (directives of its one server), its files under `dir/name`.
+    fn start_serving(dir: &Path, name: &str, http: &str, server: &str) -> Self {
         // nginx cannot say which port it bound, so it is given one that was
         // free a moment ago: the benchmark runs alone, with nobody to take
         // it in between.
@@ -232,7 +251,7 @@ impl Nginx {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let prefix = dir.join("nginx");
+        let prefix = dir.join(name);
         std::fs::create_dir_all(prefix.join("logs")).unwrap();
         let conf = prefix.join("nginx.conf");
         std::fs::write(
@@ -244,10 +263,9 @@ impl Nginx {
                  access_log off;\n  keepalive_requests 100000;\n\
                  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
                  fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n\
-                 scgi_temp_path {prefix}/scgi;\n\
-                 server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+                 scgi_temp_path {prefix}/scgi;\n{http}\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    {server}\n  }}\n}}\n",
                 prefix = prefix.display(),
-                root = root.display(),
             ),
         )
         .unwrap();
@@ -285,6 +303,13 @@ struct WrkRun {
 }
 
 fn wrk(port: u16, path: &str) -> WrkRun {
+    wrk_as(port, &format!("{SITE}.localhost"), path, None)
+}
+
+/// [`wrk`] on the hostname `host`, with a `Cookie` header when given.
+fn wrk_as(port: u16, host: &str, path: &str, cookie: Option<&str>) -> WrkRun {
+    let cookie_header = cookie.map(|c| format!("Cookie: {c}"));
+    let cookie_args: Vec<&str> = cookie_header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
     let output = Command::new("wrk")
         .args([
             "-t",
@@ -295,9 +320,10 @@ fn wrk(port: u16, path: &str) -> WrkRun {
             &format!("{}s", knob("BENCH_WRK_SECONDS", 8)),
             "--latency",
             "-H",
-            &format!("Host: {SITE}.localhost"),
-            &format!("http://127.0.0.1:{port}/{path}"),
+            &format!("Host: {host}"),
         ])
+        .args(cookie_args)
+        .arg(format!("http://127.0.0.1:{port}/{path}"))
         .output()
         .expect("running wrk (scripts/bench/edge-and-deploys.sh installs it)");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -466,6 +492,183 @@ fn wrk_short(port: u16, path: &str) -> std::io::Result<std::process::Output> {
         .args(["-t1", "-c8", "-d1s", "-H", &format!("Host: {SITE}.localhost")])
         .arg(format!("http://127.0.0.1:{port}/{path}"))
         .output()
+}
+
+// --------------------------------------------------- proxy and protection
+
+const PROXIED: &str = "proxied";
+const PROTECTED: &str = "protected";
+
+/// Alternating rounds of `a` and `b` (each a wrk run), as a table row pair
+/// with `b` as the peer: requests/s and p99 medians, and `a`'s as a
+/// multiple of `b`'s.
+fn compare(
+    title: &str,
+    names: (&str, &str),
+    mut a: impl FnMut() -> WrkRun,
+    mut b: impl FnMut() -> WrkRun,
+    goal: &str,
+) -> String {
+    let _ = (a(), b());
+    let rounds = knob("BENCH_ROUNDS", 3);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours.push(a());
+        theirs.push(b());
+    }
+    let rps = |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>());
+    let p99 = |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>());
+    let mut table = format!(
+        "{title} (wrk -t{} -c{} -d{}s, {rounds} alternating rounds each, median)\n\
+         {:<24} {:>12} {:>10}\n",
+        knob("BENCH_WRK_THREADS", 2),
+        knob("BENCH_WRK_CONNECTIONS", 50),
+        knob("BENCH_WRK_SECONDS", 8),
+        "",
+        "req/s",
+        "p99",
+    );
+    for (name, runs) in [(names.0, &ours), (names.1, &theirs)] {
+        table.push_str(&format!("{name:<24} {:>12.0} {:>8.2}ms\n", rps(runs), p99(runs)));
+    }
+    table.push_str(&format!(
+        "{:<24} {:>12.2} {:>10.2}\n",
+        format!("{} / {}", names.0, names.1),
+        rps(&ours) / rps(&theirs),
+        p99(&ours) / p99(&theirs)
+    ));
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        table.push_str(&format!(
+            "  round {}: {} {:.0} req/s {:.2}ms, {} {:.0} req/s {:.2}ms\n",
+            i + 1,
+            names.0,
+            o.requests_per_second,
+            o.p99_ms,
+            names.1,
+            t.requests_per_second,
+            t.p99_ms
+        ));
+    }
+    table.push_str(goal);
+    table
+}
+
+/// A path our edge proxies against nginx's `proxy_pass`, both to one
+/// upstream: nginx serving a 1 KB file.
+async fn proxying(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> String {
+    let upstream_root = dir.join("upstream-root");
+    std::fs::create_dir_all(&upstream_root).unwrap();
+    std::fs::write(upstream_root.join(PAGE), text_bytes(3, 1024)).unwrap();
+    let upstream = Nginx::start_serving(
+        dir,
+        "nginx-upstream",
+        "",
+        &format!("root {};", upstream_root.display()),
+    );
+    // nginx as a reverse proxy, configured as one would for speed: kept-alive
+    // HTTP/1.1 connections to the upstream.
+    let front = Nginx::start_serving(
+        dir,
+        "nginx-proxy",
+        &format!(
+            "  upstream origin {{ server 127.0.0.1:{}; keepalive 64; }}",
+            upstream.port
+        ),
+        "location /api/ { proxy_pass http://origin/; proxy_http_version 1.1;          proxy_set_header Connection \"\"; }",
+    );
+    let site_root = dir.join("proxied-root");
+    std::fs::create_dir_all(&site_root).unwrap();
+    std::fs::write(site_root.join("index.html"), "home").unwrap();
+    std::fs::write(
+        site_root.join("_redirects"),
+        format!("/api/* http://127.0.0.1:{}/:splat 200\n", upstream.port),
+    )
+    .unwrap();
+    runner.deploy(app, PROXIED, sha, &site_root).await;
+    let path = format!("api/{PAGE}");
+    let ours = app.visit(PROXIED, &format!("/{path}")).await;
+    assert_eq!(ours.status, 200, "our proxy: {}", ours.body);
+    let theirs = reqwest::get(format!("http://127.0.0.1:{}/{path}", front.port))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(ours.bytes, theirs.to_vec(), "the same bytes through both proxies");
+    assert_eq!(ours.bytes, text_bytes(3, 1024), "the upstream's file");
+    let host = format!("{PROXIED}.localhost");
+    compare(
+        "Proxying a 1 KB file from a local nginx",
+        ("ours", "nginx proxy_pass"),
+        || wrk_as(app.port, &host, &path, None),
+        || wrk_as(front.port, "localhost", &path, None),
+        "For reading: proxying is not on the path of static files.\n",
+    )
+}
+
+/// A password-protected hostname, visited with its access cookie, against
+/// the same deploy's content on a public hostname.
+async fn protection(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> String {
+    let root = dir.join("protected-root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join(PAGE), text_bytes(4, 1024)).unwrap();
+    runner.deploy(app, PROTECTED, sha, &root).await;
+    runner.deploy(app, SITE, sha, &root).await;
+    let (status, body) = app
+        .api_json(
+            app.http
+                .put(app.api(&format!("/sites/{PROTECTED}/protection")))
+                .json(&json!({ "production": "password", "password": "bench password" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let cookie = sign_in(app, PROTECTED, "bench password").await;
+    let seen = app
+        .visit_with(PROTECTED, &format!("/{PAGE}"), &[("Cookie", &cookie)])
+        .await;
+    assert_eq!(seen.status, 200, "the access cookie opens the protected site");
+    assert_eq!(seen.bytes, text_bytes(4, 1024));
+    let public = app.visit(SITE, &format!("/{PAGE}")).await;
+    assert_eq!(public.bytes, seen.bytes, "the same content on both");
+    let (protected_host, public_host) = (format!("{PROTECTED}.localhost"), format!("{SITE}.localhost"));
+    compare(
+        "A 1 KB page, protected (with the access cookie) and public",
+        ("protected", "public"),
+        || wrk_as(app.port, &protected_host, PAGE, Some(&cookie)),
+        || wrk_as(app.port, &public_host, PAGE, None),
+        "Goal: protected req/s at least 0.95 of public's.\n",
+    )
+}
+
+/// Signs in to `site`'s hostname as a browser does (the page's form token
+/// and nonce cookie); returns the access cookie as `name=value`.
+async fn sign_in(app: &TestApp, site: &str, password: &str) -> String {
+    let shown = app.visit(site, "/").await;
+    let token = shown
+        .body
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sign-in page's form token")
+        .to_owned();
+    let nonce = shown.header("set-cookie").split(';').next().unwrap().to_owned();
+    let answer = app
+        .http
+        .post(format!("{}/.jamstack/sign-in", app.base_url))
+        .header("Host", format!("{site}.localhost:{}", app.port))
+        .header("Cookie", nonce)
+        .form(&[("password", password), ("return_to", "/"), ("form_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "signing in");
+    answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 // ---------------------------------------------------------- incremental

@@ -207,12 +207,15 @@ fn check_rules(redirects: &str, headers: &str, request_path: &str) {
     let (path, query) = request_path
         .split_once('?')
         .map_or((request_path, None), |(p, q)| (p, Some(q)));
+    let roles = ["editor".to_owned()];
     let request = Request {
         path,
         query,
         host: "site.localhost",
         accept_language: Some("fr-CA, en;q=0.5"),
         cookie: Some("beta=1"),
+        country: Some("CA"),
+        roles: &roles,
     };
     for exists in [false, true] {
         let _ = compiled.matching_redirect(&request, exists);

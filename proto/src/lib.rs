@@ -80,7 +80,9 @@ use std::fmt;
 /// 11: a lease carries the commit to compare with (`cached_commit`), the
 /// site's base folder and watch paths, and the build hook that started it
 /// (`incoming_hook`); a runner of 10 ignores them and builds every push.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// 12: a redirect rule carries `Role` conditions and `signed`; a runner of
+/// 11 refuses them in `jamstack.toml`, as before.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// The oldest runner protocol a controller still serves, one version
 /// behind its own, so runners can be upgraded after their controller one
@@ -465,6 +467,9 @@ pub struct RedirectRule {
     /// Headers for a proxied request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The site variable a proxied request is signed with (`X-Nf-Sign`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<String>,
 }
 
 /// Conditions of a redirect rule; an empty list is no condition.
@@ -477,6 +482,9 @@ pub struct RedirectConditions {
     pub country: Vec<String>,
     #[serde(default)]
     pub cookie: Vec<String>,
+    /// Roles of the visitor's verified token (`nf_jwt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role: Vec<String>,
 }
 
 /// A `[[headers]]` rule of `jamstack.toml`.
@@ -835,8 +843,10 @@ mod json_round_trips {
                 language: vec!["en".into()],
                 country: vec!["DE".into()],
                 cookie: vec!["beta".into()],
+                role: Vec::new(),
             },
             headers: BTreeMap::from([("X-From".into(), "edge".into())]),
+            signed: None,
         };
         let redirect_json = json!({
             "line": 3, "from": "/old", "to": "/new", "status": 301, "force": false,

@@ -90,11 +90,18 @@ pub mod api {
     pub const SITE_BUILD_SETTINGS: &str = "/api/v1/sites/{site}/build-settings";
     pub const SITE_BUILD_PATHS: &str = "/api/v1/sites/{site}/build-paths";
     pub const SITE_PROTECTION: &str = "/api/v1/sites/{site}/protection";
+    pub const SITE_HTTPS: &str = "/api/v1/sites/{site}/https";
+    pub const CERTIFICATES: &str = "/api/v1/certificates";
+    pub const CERTIFICATE: &str = "/api/v1/certificates/{hostname}";
     pub const SITE_SHARE_LINKS: &str = "/api/v1/sites/{site}/share-links";
+    pub const SITE_IDENTITY: &str = "/api/v1/sites/{site}/identity";
     pub const SITE_ENV: &str = "/api/v1/sites/{site}/env";
     pub const SITE_ENV_VAR: &str = "/api/v1/sites/{site}/env/{name}";
     pub const SITE_BUILD_HOOKS: &str = "/api/v1/sites/{site}/build-hooks";
     pub const SITE_BUILD_HOOK: &str = "/api/v1/sites/{site}/build-hooks/{id}";
+    pub const SITE_DOMAINS: &str = "/api/v1/sites/{site}/domains";
+    pub const SITE_DOMAIN: &str = "/api/v1/sites/{site}/domains/{hostname}";
+    pub const SITE_DOMAIN_VERIFY: &str = "/api/v1/sites/{site}/domains/{hostname}/verify";
     pub const SITE_SCHEDULES: &str = "/api/v1/sites/{site}/schedules";
     pub const SITE_SCHEDULE: &str = "/api/v1/sites/{site}/schedules/{id}";
     pub const SITE_NOTIFICATIONS: &str = "/api/v1/sites/{site}/notifications";
@@ -134,6 +141,22 @@ pub mod api {
         fill(SITE_PROTECTION, "site", site)
     }
 
+    pub fn site_https(site: &str) -> String {
+        fill(SITE_HTTPS, "site", site)
+    }
+
+    pub fn certificates() -> &'static str {
+        CERTIFICATES
+    }
+
+    pub fn certificate(hostname: &str) -> String {
+        fill(CERTIFICATE, "hostname", hostname)
+    }
+
+    pub fn site_identity(site: &str) -> String {
+        fill(SITE_IDENTITY, "site", site)
+    }
+
     pub fn site_share_links(site: &str) -> String {
         fill(SITE_SHARE_LINKS, "site", site)
     }
@@ -152,6 +175,18 @@ pub mod api {
 
     pub fn site_build_hook(site: &str, id: i64) -> String {
         fill(&fill(SITE_BUILD_HOOK, "site", site), "id", id)
+    }
+
+    pub fn site_domains(site: &str) -> String {
+        fill(SITE_DOMAINS, "site", site)
+    }
+
+    pub fn site_domain(site: &str, hostname: &str) -> String {
+        fill(&fill(SITE_DOMAIN, "site", site), "hostname", hostname)
+    }
+
+    pub fn site_domain_verify(site: &str, hostname: &str) -> String {
+        fill(&fill(SITE_DOMAIN_VERIFY, "site", site), "hostname", hostname)
     }
 
     pub fn site_schedules(site: &str) -> String {
@@ -286,10 +321,17 @@ mod tests {
             (api::SITE_BUILD_PATHS, api::site_build_paths(site)),
             (api::SITE_PROTECTION, api::site_protection(site)),
             (api::SITE_SHARE_LINKS, api::site_share_links(site)),
+            (api::SITE_IDENTITY, api::site_identity(site)),
             (api::SITE_ENV, api::site_env(site)),
             (api::SITE_ENV_VAR, api::site_env_var(site, "HUGO_ENV")),
             (api::SITE_BUILD_HOOKS, api::site_build_hooks(site)),
             (api::SITE_BUILD_HOOK, api::site_build_hook(site, 3)),
+            (api::SITE_DOMAINS, api::site_domains(site)),
+            (api::SITE_DOMAIN, api::site_domain(site, "www.example.com")),
+            (
+                api::SITE_DOMAIN_VERIFY,
+                api::site_domain_verify(site, "example.com"),
+            ),
             (api::SITE_SCHEDULES, api::site_schedules(site)),
             (api::SITE_SCHEDULE, api::site_schedule(site, 4)),
             (api::SITE_NOTIFICATIONS, api::site_notifications(site)),

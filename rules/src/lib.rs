@@ -25,15 +25,32 @@
 //!   (placeholders and `:splat` substituted, the request's query string
 //!   passed on) with the rule's `headers` added ([`Action::Proxy`]).
 //! - Header rules all apply, in order; a header set by several matching
-//!   rules (or several times in one) gets their values joined with `, `.
+//!   rules (or several times in one) gets their values joined with `, `,
+//!   except that a header set again for the same path (twice in
+//!   `_headers`, or in `_headers` and `jamstack.toml`) keeps only the later
+//!   value. Header paths match regardless of case, a trailing slash and
+//!   doubled slashes.
+//! - As Netlify's parsers do: `/admin/* 200` (no target) serves the path
+//!   itself; rules for `/.netlify` paths and malformed URLs are refused; in
+//!   `_headers` a path without headers and a line without `:` are ignored
+//!   with a [`RuleWarning`]; `jamstack.toml`'s paths are trimmed and given
+//!   a leading `/`, and multi-line header values made one line.
 //! - `Basic-Auth: user:pass user2:pass2` is not a header sent: it asks the
 //!   visitor of the matching paths for one of those user names and
 //!   passwords ([`Rules::basic_auth_for`]); the edge checks them.
 //!
+//! - `Country=us,ca` applies when the visitor's country (an ISO 3166 code,
+//!   any case) is listed, `Role=admin,editor` when the visitor's verified
+//!   token names one of the roles; the server works both out
+//!   ([`Request::country`], [`Request::roles`]) and refuses a deploy using
+//!   them when it cannot ([`RuleSet::first_rule_needing`]). A proxy rule
+//!   with `signed = "NAME"` asks for its request to be signed with the
+//!   site's variable `NAME` ([`Action::Proxy`]).
+//!
 //! Not supported, and refused with a reason rather than ignored: `404`,
-//! `410` and `451` to another site, `Country` and `Role` conditions, headers
-//! the server must own (`Content-Length`, `Content-Encoding`, `ETag`, ...)
-//! and headers that reach beyond the site (`Set-Cookie`).
+//! `410` and `451` to another site, headers the server must own
+//! (`Content-Length`, `Content-Encoding`, `ETag`, ...) and headers that
+//! reach beyond the site (`Set-Cookie`).
 //!
 //! Rules are written by whoever can push (a fork's pull request too), so:
 //! matching is linear in the path and the rule (header paths with `*` are
@@ -109,6 +126,16 @@ pub struct RedirectSpec {
     pub language: Vec<String>,
     /// `Cookie=`: the request must carry one of these cookies.
     pub cookie: Vec<String>,
+    /// `Country=`: the visitor's country must be one of these ISO codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub country: Vec<String>,
+    /// `Role=`: the visitor's verified token must name one of these roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role: Vec<String>,
+    /// `signed = "NAME"`: a proxied request carries an `X-Nf-Sign` token
+    /// signed with the site's variable `NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<String>,
     /// Headers added to the request a proxy rule forwards (`headers = {..}`
     /// in `jamstack.toml`); empty for every other rule.
     #[serde(default)]
@@ -149,6 +176,30 @@ fn is_path_or_url(text: &str) -> bool {
     text.starts_with('/') || is_url(text)
 }
 
+/// An `http(s)://` rule path or target must be a URL a browser would take
+/// (Netlify's parsers refuse what `new URL()` refuses).
+fn check_url(origin: &str, what: &str, text: &str) -> Result<(), RuleError> {
+    if !is_url(text) {
+        return Ok(());
+    }
+    match url::Url::parse(text) {
+        Ok(parsed) if parsed.host_str().is_some_and(|host| !host.is_empty()) => Ok(()),
+        Ok(_) => Err(error(
+            origin,
+            format!("the {what} `{text}` is a URL without a host"),
+        )),
+        Err(e) => Err(error(
+            origin,
+            format!("the {what} `{text}` is not a valid URL ({e}); write it as `https://host/path`"),
+        )),
+    }
+}
+
+/// `/.netlify` and what is under it, which Netlify keeps for itself.
+fn is_reserved_path(path: &str) -> bool {
+    path == "/.netlify" || path.starts_with("/.netlify/")
+}
+
 /// Parses a `_redirects` file: one rule per line,
 /// `from [param=value ...] to [status[!]] [Language=.. Cookie=..]`;
 /// `#` starts a comment.
@@ -184,31 +235,54 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
             }
             query.push((name.to_owned(), value.to_owned()));
         }
-        let Some(to) = rest.next() else {
-            return Err(error(
-                &origin,
-                format!("the rule for `{from}` has no target; a rule reads `/from /to [status]`"),
-            ));
+        let is_status = |token: &&&str| {
+            let digits = token.trim_end_matches('!');
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
         };
-        if !is_path_or_url(to) {
-            return Err(error(
-                &origin,
-                format!("the target `{to}` is not a path (starting with `/`) or an http(s):// URL"),
-            ));
-        }
+        // Netlify reads `/admin/* 200` (a splat and a rewrite status, no
+        // target) as `/admin/* /admin/:splat 200`: the path is served as
+        // it is, once the rule's conditions hold.
+        let forwarded = rest
+            .peek()
+            .filter(|token| is_status(token) && parse_status(token).is_some_and(|(s, _)| s == 200))
+            .and_then(|_| from.strip_suffix("/*"))
+            .filter(|_| from.starts_with('/'))
+            .map(|path| format!("{path}/:splat"));
+        let to = match forwarded {
+            Some(to) => to,
+            None => {
+                let Some(to) = rest.next() else {
+                    return Err(error(
+                        &origin,
+                        format!("the rule for `{from}` has no target; a rule reads `/from /to [status]`"),
+                    ));
+                };
+                if !is_path_or_url(to) {
+                    let hint = if is_status(&to) {
+                        "; only a rule for a path ending in `/*` with status 200 may leave out its target"
+                    } else {
+                        ""
+                    };
+                    return Err(error(
+                        &origin,
+                        format!(
+                            "the target `{to}` is not a path (starting with `/`) or an http(s):// URL{hint}"
+                        ),
+                    ));
+                }
+                (*to).to_owned()
+            }
+        };
         let mut status = 301;
         let mut force = false;
-        if let Some(token) = rest.next_if(|t| t.trim_end_matches('!').bytes().all(|b| b.is_ascii_digit())) {
-            force = token.ends_with('!');
-            let digits = token.trim_end_matches('!');
-            status = digits
-                .parse()
-                .ok()
-                .filter(|s| STATUSES.contains(s))
-                .ok_or_else(|| error(&origin, unsupported_status(digits)))?;
+        if let Some(token) = rest.next_if(is_status) {
+            (status, force) = parse_status(token)
+                .ok_or_else(|| error(&origin, unsupported_status(token.trim_end_matches('!'))))?;
         }
         let mut language = Vec::new();
         let mut cookie = Vec::new();
+        let mut country = Vec::new();
+        let mut role = Vec::new();
         for token in rest {
             let Some((key, values)) = token.split_once('=') else {
                 return Err(error(
@@ -222,12 +296,14 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
             match key.to_ascii_lowercase().as_str() {
                 "language" => language.extend(values),
                 "cookie" => cookie.extend(values),
-                "country" => return Err(error(&origin, COUNTRY_UNSUPPORTED)),
-                "role" => return Err(error(&origin, ROLE_UNSUPPORTED)),
+                "country" => country.extend(values),
+                "role" => role.extend(values),
                 _ => {
                     return Err(error(
                         &origin,
-                        format!("unknown condition `{key}`; expected `Language` or `Cookie`"),
+                        format!(
+                            "unknown condition `{key}`; expected `Language`, `Country`, `Role` or `Cookie`"
+                        ),
                     ));
                 }
             }
@@ -235,22 +311,36 @@ pub fn parse_redirects_file(text: &str) -> Result<Vec<RedirectSpec>, RuleError> 
         rules.push(RedirectSpec {
             origin,
             from: from.to_owned(),
-            to: (*to).to_owned(),
+            to,
             status,
             force,
             query,
             language,
             cookie,
+            country,
+            role,
+            signed: None,
             headers: Vec::new(),
         });
     }
     Ok(rules)
 }
 
-const COUNTRY_UNSUPPORTED: &str = "`Country` conditions need to know where visitors are, which this server does not; \
-                                   remove the condition (a `Language` condition may do)";
-const ROLE_UNSUPPORTED: &str =
-    "`Role` conditions need Netlify Identity, which this server does not have; remove the rule";
+/// Reads a rule's status as Netlify writes it, in `_redirects` and in
+/// `jamstack.toml` alike: `301`, or `200!` for a forced rule. `None` when
+/// it is not one of [`STATUSES`].
+pub fn parse_status(text: &str) -> Option<(u16, bool)> {
+    let text = text.trim();
+    let (digits, force) = match text.strip_suffix('!') {
+        Some(digits) => (digits.trim_end(), true),
+        None => (text, false),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let status = digits.parse().ok().filter(|s| STATUSES.contains(s))?;
+    Some((status, force))
+}
 
 fn unsupported_status(status: &str) -> String {
     format!(
@@ -259,9 +349,42 @@ fn unsupported_status(status: &str) -> String {
     )
 }
 
+/// Something in a rule file that Netlify ignores, and so do we, but that
+/// its author most likely did not mean: said in the build log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleWarning {
+    /// Where: `_headers:3`.
+    pub origin: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+/// A `_headers` file's rules, and the lines Netlify ignores in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadersFile {
+    pub rules: Vec<HeaderSpec>,
+    pub warnings: Vec<RuleWarning>,
+}
+
 /// Parses a `_headers` file: a path line, then the `Name: value` lines
-/// for it (indented or not); `#` starts a comment line.
+/// for it (indented or not); `#` starts a comment line. What Netlify
+/// ignores is ignored (see [`parse_headers_file_with_warnings`]).
 pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
+    parse_headers_file_with_warnings(text).map(|file| file.rules)
+}
+
+/// [`parse_headers_file`], with what was ignored. As Netlify's
+/// `netlify-headers-parser` does, a path with no headers under it and a
+/// line that is neither a path nor has a `:` are ignored (each with a
+/// warning); a header without a name or a value is a mistake. A header
+/// named twice under one path gets both values, joined with `, `.
+pub fn parse_headers_file_with_warnings(text: &str) -> Result<HeadersFile, RuleError> {
+    let mut file = HeadersFile::default();
     let mut rules: Vec<HeaderSpec> = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let origin = format!("_headers:{}", number + 1);
@@ -276,12 +399,6 @@ pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
                     format!("`{line}`: a path line holds one path and nothing else"),
                 ));
             }
-            if let Some(last) = rules.last().filter(|r| r.values.is_empty()) {
-                return Err(error(
-                    &last.origin,
-                    format!("the path `{}` has no headers under it", last.for_path),
-                ));
-            }
             rules.push(HeaderSpec {
                 origin,
                 for_path: line.to_owned(),
@@ -290,27 +407,49 @@ pub fn parse_headers_file(text: &str) -> Result<Vec<HeaderSpec>, RuleError> {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
+            file.warnings.push(RuleWarning {
+                origin,
+                message: format!(
+                    "`{line}` is neither a path (starting with `/`) nor a header (`Name: value`); it is ignored"
+                ),
+            });
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() {
             return Err(error(
                 &origin,
-                format!("`{line}` is neither a path (starting with `/`) nor a header (`Name: value`)"),
+                format!("`{line}` has no header name before the `:`; write `Name: value`"),
             ));
-        };
+        }
+        if value.is_empty() {
+            return Err(error(
+                &origin,
+                format!("the header `{name}` has no value; write `{name}: value` or remove the line"),
+            ));
+        }
         let Some(rule) = rules.last_mut() else {
             return Err(error(
                 &origin,
-                format!("the header `{}` comes before any path", name.trim()),
+                format!("the header `{name}` comes before any path"),
             ));
         };
-        rule.values
-            .push((name.trim().to_owned(), value.trim().to_owned()));
+        rule.values.push((name.to_owned(), value.to_owned()));
     }
-    if let Some(last) = rules.last().filter(|r| r.values.is_empty()) {
-        return Err(error(
-            &last.origin,
-            format!("the path `{}` has no headers under it", last.for_path),
-        ));
+    for rule in rules {
+        if rule.values.is_empty() {
+            file.warnings.push(RuleWarning {
+                message: format!(
+                    "the path `{}` has no headers under it; it is ignored",
+                    rule.for_path
+                ),
+                origin: rule.origin,
+            });
+        } else {
+            file.rules.push(rule);
+        }
     }
-    Ok(rules)
+    Ok(file)
 }
 
 /// The `[[redirects]]` and `[[headers]]` rules of `jamstack.toml`, as the
@@ -329,42 +468,63 @@ pub fn from_config(
     let mut set = RuleSet::default();
     for (index, rule) in redirects.iter().enumerate() {
         let origin = origin("redirects", rule.line, index);
-        if !rule.conditions.country.is_empty() {
-            return Err(error(&origin, COUNTRY_UNSUPPORTED));
-        }
         set.redirects.push(RedirectSpec {
             origin,
-            from: rule.from.clone(),
-            to: rule.to.clone(),
+            from: config_path(&rule.from),
+            to: rule.to.trim().to_owned(),
             status: rule.status,
             force: rule.force,
             query: rule.query.clone().into_iter().collect(),
             language: rule.conditions.language.clone(),
             cookie: rule.conditions.cookie.clone(),
+            country: rule.conditions.country.clone(),
+            role: rule.conditions.role.clone(),
+            signed: rule.signed.clone(),
             headers: rule.headers.clone().into_iter().collect(),
         });
     }
     for (index, rule) in headers.iter().enumerate() {
         set.headers.push(HeaderSpec {
             origin: origin("headers", rule.line, index),
-            for_path: rule.for_path.clone(),
-            // A multi-line TOML string is one value over several lines.
+            for_path: config_path(&rule.for_path),
             values: rule
                 .values
                 .iter()
-                .map(|(name, value)| {
-                    let value = value
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    (name.clone(), value)
-                })
+                .map(|(name, value)| (name.trim().to_owned(), config_header_value(value)))
                 .collect(),
         });
     }
     Ok(set)
+}
+
+/// A `from` or `for` of `jamstack.toml` as Netlify reads it: trimmed, and
+/// a path without its leading `/` given one (`blog/*` is `/blog/*`).
+fn config_path(written: &str) -> String {
+    let path = written.trim();
+    if path.is_empty() || is_path_or_url(path) || path.contains("://") {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    }
+}
+
+/// A header value of `jamstack.toml` as Netlify reads it: a multi-line
+/// string is one value over several lines, and the values it lists are
+/// separated by `, ` (`max-age=0,\n  no-cache` is `max-age=0, no-cache`).
+fn config_header_value(written: &str) -> String {
+    let one_line = written
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    one_line
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(", ")
+        .trim()
+        .to_owned()
 }
 
 impl RuleSet {
@@ -375,6 +535,15 @@ impl RuleSet {
         self
     }
 
+    /// The first redirect rule with a condition of `kind`, which the server
+    /// must be set up for: a deploy using one is refused where it is not.
+    pub fn first_rule_needing(&self, kind: Needs) -> Option<&RedirectSpec> {
+        self.redirects.iter().find(|rule| match kind {
+            Needs::Country => !rule.country.is_empty(),
+            Needs::Role => !rule.role.is_empty(),
+        })
+    }
+
     /// Checks every rule and makes the matcher.
     pub fn compile(&self) -> Result<Rules, RuleError> {
         self.check_limits()?;
@@ -383,11 +552,12 @@ impl RuleSet {
             .iter()
             .map(Redirect::compile)
             .collect::<Result<_, _>>()?;
-        let headers: Vec<HeaderRule> = self
+        let mut headers: Vec<HeaderRule> = self
             .headers
             .iter()
             .map(HeaderRule::compile)
             .collect::<Result<_, _>>()?;
+        later_values_win(&mut headers);
         let basic_auth = headers.iter().any(|rule| !rule.basic_auth.is_empty());
         let proxies = self
             .redirects
@@ -398,6 +568,8 @@ impl RuleSet {
             headers,
             basic_auth,
             proxies,
+            uses_country: self.first_rule_needing(Needs::Country).is_some(),
+            uses_roles: self.first_rule_needing(Needs::Role).is_some(),
         })
     }
 
@@ -448,7 +620,11 @@ impl RuleSet {
                 }
             }
             let conditions = rule.query.iter().flat_map(|(name, value)| [name, value]);
-            for text in conditions.chain(&rule.language).chain(&rule.cookie) {
+            let values = (rule.language.iter().chain(&rule.cookie))
+                .chain(&rule.country)
+                .chain(&rule.role)
+                .chain(&rule.signed);
+            for text in conditions.chain(values) {
                 if text.len() > MAX_RULE_PATH {
                     return Err(too_long(&rule.origin, "condition", text, MAX_RULE_PATH));
                 }
@@ -505,6 +681,27 @@ impl RuleSet {
     }
 }
 
+/// A header set for the same path by several rules (twice in `_headers`,
+/// or in `_headers` and `jamstack.toml`) is sent once, with the value of
+/// the last rule, as Netlify does; the values one rule gives a header
+/// (`_headers` lines naming it twice) are all sent, joined.
+fn later_values_win(rules: &mut [HeaderRule]) {
+    // Which rule last sets each header for each path: one pass, so a
+    // deploy with the most rules and headers allowed is still quick.
+    type Key = (Option<String>, String, HeaderName);
+    let mut last: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        for (name, _) in &rule.values {
+            last.insert((rule.host.clone(), rule.path_key.clone(), name.clone()), index);
+        }
+    }
+    for (index, rule) in rules.iter_mut().enumerate() {
+        let (host, path) = (rule.host.clone(), rule.path_key.clone());
+        rule.values
+            .retain(|(name, _)| last.get(&(host.clone(), path.clone(), name.clone())) == Some(&index));
+    }
+}
+
 /// The most redirect rules a deploy may have (`_redirects` and
 /// `jamstack.toml` together); Netlify advises staying under this too.
 pub const MAX_REDIRECT_RULES: usize = 10_000;
@@ -531,6 +728,21 @@ pub struct Request<'a> {
     pub host: &'a str,
     pub accept_language: Option<&'a str>,
     pub cookie: Option<&'a str>,
+    /// The visitor's country (ISO 3166 code, any case), if known; looked
+    /// up only for rules that ask ([`Rules::uses_country`]).
+    pub country: Option<&'a str>,
+    /// The roles of the visitor's verified token; empty without one.
+    /// Worked out only for rules that ask ([`Rules::uses_roles`]).
+    pub roles: &'a [String],
+}
+
+/// A condition the server must be able to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// `Country=`: where the visitor is.
+    Country,
+    /// `Role=`: who the visitor is.
+    Role,
 }
 
 /// What a matching redirect rule says to do.
@@ -547,6 +759,8 @@ pub enum Action {
     Proxy {
         url: String,
         headers: Vec<(HeaderName, HeaderValue)>,
+        /// `signed = "NAME"`: sign the request with the site's variable.
+        signed: Option<String>,
     },
 }
 
@@ -559,6 +773,10 @@ pub struct Rules {
     basic_auth: bool,
     /// Some rule proxies: the edge looks for one before anything else.
     proxies: bool,
+    /// Some rule has a `Country` condition.
+    uses_country: bool,
+    /// Some rule has a `Role` condition.
+    uses_roles: bool,
 }
 
 /// A user name and password a `Basic-Auth` rule accepts.
@@ -587,6 +805,18 @@ impl Rules {
     /// Whether some redirect rule proxies (a `200` to an `http(s)://` URL).
     pub fn proxies(&self) -> bool {
         self.proxies
+    }
+
+    /// Whether some rule has a `Country` condition: only then is the
+    /// visitor's country looked up.
+    pub fn uses_country(&self) -> bool {
+        self.uses_country
+    }
+
+    /// Whether some rule has a `Role` condition: only then is the visitor's
+    /// token verified.
+    pub fn uses_roles(&self) -> bool {
+        self.uses_roles
     }
 
     /// The action of the first redirect rule that applies to `request`.
@@ -662,6 +892,23 @@ impl Rules {
             .filter_map(|(name, value)| Some((name, HeaderValue::from_str(&value).ok()?)))
             .collect()
     }
+}
+
+/// `path` with every run of `/` made one.
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Header paths match regardless of case, as Netlify's do.
+fn same_path(pattern: &str, path: &str) -> bool {
+    pattern.eq_ignore_ascii_case(path)
+        || (!pattern.is_ascii() && pattern.to_lowercase() == path.to_lowercase())
 }
 
 /// A path without a trailing slash (but `/` for the root).
@@ -854,8 +1101,12 @@ struct Redirect {
     force: bool,
     language: Vec<String>,
     cookie: Vec<String>,
+    /// Lowercase ISO codes.
+    country: Vec<String>,
+    role: Vec<String>,
     /// Added to a proxied request.
     headers: Vec<(HeaderName, HeaderValue)>,
+    signed: Option<String>,
 }
 
 impl Redirect {
@@ -882,6 +1133,20 @@ impl Redirect {
         if !STATUSES.contains(&spec.status) {
             return Err(error(origin, unsupported_status(&spec.status.to_string())));
         }
+        for (what, text) in [("path", &spec.from), ("target", &spec.to)] {
+            check_url(origin, what, text)?;
+        }
+        let (host, path) = split_url(&spec.from);
+        if is_reserved_path(path) {
+            return Err(error(
+                origin,
+                format!(
+                    "`{}`: paths under `/.netlify` are reserved (Netlify refuses rules for them too); \
+                     choose another path",
+                    spec.from
+                ),
+            ));
+        }
         let redirects = (300..400).contains(&spec.status);
         let proxies = spec.status == 200 && is_url(&spec.to);
         if !redirects && !proxies && is_url(&spec.to) {
@@ -896,6 +1161,21 @@ impl Redirect {
         }
         if !redirects && !proxies {
             decode(origin, "target", &spec.to)?;
+        }
+        if !proxies && spec.signed.is_some() {
+            return Err(error(
+                origin,
+                "`signed` signs a proxied request, and this rule does not proxy \
+                 (a proxy rule has status 200 and an http(s):// target); remove it",
+            ));
+        }
+        if let Some(name) = &spec.signed
+            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(error(
+                origin,
+                format!("`signed = {name:?}` must name a site variable (letters, digits and `_`)"),
+            ));
         }
         if !proxies && !spec.headers.is_empty() {
             return Err(error(
@@ -922,7 +1202,6 @@ impl Redirect {
             })?;
             headers.push((header, value));
         }
-        let (host, path) = split_url(&spec.from);
         let from = PathPattern::compile(origin, path)?;
         let query = spec
             .query
@@ -946,7 +1225,13 @@ impl Redirect {
         if spec.query.iter().any(|(name, _)| name.is_empty()) {
             return Err(error(origin, "a query parameter name is empty"));
         }
-        for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
+        let written_conditions = [
+            ("Language", &spec.language),
+            ("Country", &spec.country),
+            ("Role", &spec.role),
+            ("Cookie", &spec.cookie),
+        ];
+        for (key, values) in written_conditions {
             if let Some(bad) = values
                 .iter()
                 .find(|value| value.is_empty() || value.chars().any(char::is_whitespace))
@@ -958,7 +1243,7 @@ impl Redirect {
             }
         }
         let mut trailing = String::new();
-        for (key, values) in [("Language", &spec.language), ("Cookie", &spec.cookie)] {
+        for (key, values) in written_conditions {
             if !values.is_empty() {
                 trailing.push_str(&format!(" {key}={}", values.join(",")));
             }
@@ -980,7 +1265,10 @@ impl Redirect {
             force: spec.force,
             language: spec.language.iter().map(|l| l.to_ascii_lowercase()).collect(),
             cookie: spec.cookie.clone(),
+            country: spec.country.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            role: spec.role.clone(),
             headers,
+            signed: spec.signed.clone(),
         })
     }
 
@@ -1015,6 +1303,18 @@ impl Redirect {
         if !self.cookie.is_empty() && !has_cookie(request.cookie, &self.cookie) {
             return None;
         }
+        if !self.country.is_empty()
+            && !request
+                .country
+                .is_some_and(|country| self.country.iter().any(|c| c.eq_ignore_ascii_case(country)))
+        {
+            return None;
+        }
+        // Netlify skips a `Role` rule for a visitor without a valid token
+        // (sites put a `401` rule after it).
+        if !self.role.is_empty() && !self.role.iter().any(|role| request.roles.contains(role)) {
+            return None;
+        }
         if (300..400).contains(&self.status) {
             let mut location = bindings.substitute(&self.to, true);
             if let Some(query) = request.query.filter(|q| !q.is_empty() && self.query.is_empty()) {
@@ -1034,6 +1334,7 @@ impl Redirect {
             Some(Action::Proxy {
                 url,
                 headers: self.headers.clone(),
+                signed: self.signed.clone(),
             })
         } else {
             let target = bindings.substitute(&self.to, false);
@@ -1118,12 +1419,14 @@ impl PathGlob {
             return Ok(PathGlob::Exact(path.to_owned()));
         }
         if let Some(prefix) = path.strip_suffix('*')
+            && prefix.is_ascii()
             && !prefix.contains('*')
             && !prefix.split('/').any(|segment| segment.starts_with(':'))
         {
             return Ok(PathGlob::Prefix(prefix.to_owned()));
         }
         regex::RegexBuilder::new(&expression)
+            .case_insensitive(true)
             .build()
             .map(PathGlob::Pattern)
             .map_err(|e| {
@@ -1136,8 +1439,11 @@ impl PathGlob {
 
     fn matches(&self, path: &str) -> bool {
         match self {
-            PathGlob::Exact(exact) => exact == path,
-            PathGlob::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathGlob::Exact(exact) => same_path(exact, path),
+            PathGlob::Prefix(prefix) => path
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes())),
             PathGlob::Pattern(pattern) => pattern.is_match(path),
         }
     }
@@ -1150,6 +1456,9 @@ struct HeaderRule {
     pattern: PathGlob,
     /// The pattern ended in `/*`: it also matches the directory itself.
     directory: Option<String>,
+    /// The path as written, normalized: rules with the same one are for
+    /// the same path, and the later one's value of a header wins.
+    path_key: String,
     values: Vec<(HeaderName, String)>,
     /// From `Basic-Auth`, which is checked, never sent.
     basic_auth: Vec<BasicCredential>,
@@ -1184,10 +1493,14 @@ impl HeaderRule {
                 ),
             ));
         }
+        check_url(origin, "path", &spec.for_path)?;
         let (host, path) = split_url(&spec.for_path);
-        let decoded = normalize(&decode(origin, "path", path)?);
+        // Netlify's header paths ignore empty segments (`//`), a trailing
+        // slash and case.
+        let decoded = normalize(&collapse_slashes(&decode(origin, "path", path)?));
         let pattern = PathGlob::compile(origin, &spec.for_path, &decoded)?;
         let directory = decoded.strip_suffix("/*").map(normalize);
+        let path_key = decoded.to_lowercase();
         let mut values = Vec::new();
         let mut basic_auth = Vec::new();
         for (name, value) in &spec.values {
@@ -1232,6 +1545,7 @@ impl HeaderRule {
             host,
             pattern,
             directory,
+            path_key,
             values,
             basic_auth,
         })
@@ -1240,7 +1554,12 @@ impl HeaderRule {
     fn matches(&self, path: &str) -> bool {
         // Header rules for another host never match: sites are served on
         // their own hostnames only.
-        self.host.is_none() && (self.pattern.matches(path) || self.directory.as_deref() == Some(path))
+        self.host.is_none()
+            && (self.pattern.matches(path)
+                || self
+                    .directory
+                    .as_deref()
+                    .is_some_and(|directory| same_path(directory, path)))
     }
 }
 

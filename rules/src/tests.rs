@@ -48,6 +48,7 @@ impl Visit<'_> {
             host: self.host,
             accept_language: self.language,
             cookie: self.cookie,
+            ..Request::default()
         };
         rules.redirect_for(&request, self.exists)
     }
@@ -227,8 +228,6 @@ fn mistakes_in_redirects_name_the_line_and_the_reason() {
     let cases: &[(&str, &str, &str)] = &[
         ("# comment\n\n/a\n", "_redirects:3", "has no target"),
         ("/a /b 999\n", "_redirects:1", "status 999 is not supported"),
-        ("/a /b 301 Country=us\n", "_redirects:1", "`Country` conditions"),
-        ("/a /b 301 Role=admin\n", "_redirects:1", "`Role` conditions"),
         ("/a /b 301 nonsense\n", "_redirects:1", "unexpected `nonsense`"),
         (
             "/a /b 301 Colour=red\n",
@@ -330,9 +329,8 @@ fn headers_follow_netlifys_documented_examples() {
 fn mistakes_in_headers_name_the_line_and_the_reason() {
     let cases: &[(&str, &str, &str)] = &[
         ("X-Frame-Options: DENY\n", "_headers:1", "comes before any path"),
-        ("/a\n/b\n  X: y\n", "_headers:1", "has no headers under it"),
-        ("/a\n  X: y\n/b\n", "_headers:3", "has no headers under it"),
-        ("/a\n  just words\n", "_headers:2", "neither a path"),
+        ("/a\n  X-Empty:\n", "_headers:2", "has no value"),
+        ("/a\n  : value\n", "_headers:2", "no header name"),
         ("/a /b\n  X: y\n", "_headers:1", "one path"),
         (
             "/a\n  Content-Length: 5\n",
@@ -368,6 +366,7 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
         query: [("id".to_owned(), ":id".to_owned())].into_iter().collect(),
         conditions: RedirectConditions::default(),
         headers: Default::default(),
+        signed: None,
     };
     let config = from_config(
         &[wire(4, "/a", "/from-toml/:id", 302)],
@@ -403,6 +402,7 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
                 http::HeaderName::from_static("x-from"),
                 http::HeaderValue::from_static("Netlify")
             )],
+            signed: None,
         })
     );
     let mut not_a_proxy = wire(8, "/old", "/new", 301);
@@ -415,12 +415,13 @@ fn jamstack_toml_rules_carry_their_line_and_come_after_the_files() {
     let error = from_config(&[host_header], &[]).unwrap().compile().unwrap_err();
     assert!(error.message.contains("`Host`"), "{error}");
     proxy.conditions.country = vec!["US".into()];
-    assert!(
-        from_config(&[proxy], &[])
-            .unwrap_err()
-            .message
-            .contains("Country")
+    let set = from_config(&[proxy], &[]).unwrap();
+    assert_eq!(
+        set.first_rule_needing(Needs::Country)
+            .map(|rule| rule.origin.as_str()),
+        Some("jamstack.toml:7")
     );
+    assert!(set.first_rule_needing(Needs::Role).is_none());
 }
 
 #[test]
@@ -649,6 +650,7 @@ fn a_200_rule_to_a_url_proxies_with_the_splat_and_query_passed_on() {
         Some(Action::Proxy {
             url: url.to_owned(),
             headers: Vec::new(),
+            signed: None,
         })
     };
     assert_eq!(
@@ -661,4 +663,298 @@ fn a_200_rule_to_a_url_proxies_with_the_splat_and_query_passed_on() {
         visit("/forced/42").existing().on(&rules),
         proxy("https://example.com/items/42")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Where Netlify's own parsers (netlify-redirect-parser,
+// netlify-headers-parser) accept or refuse, so do we.
+
+#[test]
+fn a_splat_rule_with_status_200_and_no_target_forwards_the_path() {
+    let rules = compile("/admin/* 200!\n/app/* 200\n", "");
+    assert_eq!(visit("/admin/users/1").on(&rules), rewrite(200, "/admin/users/1"));
+    assert_eq!(visit("/app/").on(&rules), rewrite(200, "/app/"));
+    assert_eq!(visit("/app/x").existing().on(&rules), None);
+    let spec = &parse_redirects_file("/admin/* 200!\n").unwrap()[0];
+    assert_eq!(
+        (spec.to.as_str(), spec.status, spec.force),
+        ("/admin/:splat", 200, true)
+    );
+    // Without a splat, or with a redirect status, a target is still needed.
+    for text in ["/admin 200\n", "/admin/* 301\n"] {
+        let error = refused_redirects(text);
+        assert!(
+            error.message.contains("only a rule for a path ending in `/*`"),
+            "{text:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn rules_for_netlify_paths_and_malformed_urls_are_refused() {
+    let cases: &[(&str, &str)] = &[
+        ("/.netlify/functions/x /y 200\n", "reserved"),
+        ("/.netlify /y\n", "reserved"),
+        ("https://example.com/.netlify/x /y\n", "reserved"),
+        ("/a https://exa%mple.com/ 200\n", "not a valid URL"),
+        ("/a http://[::1/x 302\n", "not a valid URL"),
+        ("https://host:99999/a /b\n", "not a valid URL"),
+    ];
+    for (text, reason) in cases {
+        let error = refused_redirects(text);
+        assert_eq!(error.origin, "_redirects:1", "{text:?}");
+        assert!(error.message.contains(reason), "{text:?}: {error}");
+    }
+    // A path merely starting with the letters is not reserved.
+    compile("/.netlifyish /y\n", "");
+    let error = RuleSet {
+        redirects: Vec::new(),
+        headers: parse_headers_file("https://exa%mple.com/*\n  X: y\n").unwrap(),
+    }
+    .compile()
+    .unwrap_err();
+    assert!(error.message.contains("not a valid URL"), "{error}");
+}
+
+#[test]
+fn statuses_are_read_as_netlify_writes_them() {
+    assert_eq!(parse_status("301"), Some((301, false)));
+    assert_eq!(parse_status(" 200! "), Some((200, true)));
+    assert_eq!(parse_status("404!"), Some((404, true)));
+    for refused in ["", "!", "abc", "+301", "999", "30 1", "200!!"] {
+        assert_eq!(parse_status(refused), None, "{refused:?}");
+    }
+}
+
+#[test]
+fn header_lines_netlify_ignores_are_ignored_with_a_warning() {
+    let file = parse_headers_file_with_warnings("/empty\n/a\n  just words\n  X-A: 1\n/also-empty\n").unwrap();
+    assert_eq!(file.rules.len(), 1);
+    assert_eq!(file.rules[0].for_path, "/a");
+    assert_eq!(file.rules[0].values, vec![("X-A".to_owned(), "1".to_owned())]);
+    let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("_headers:3: `just words` is neither a path"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("_headers:1: the path `/empty` has no headers"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[2].starts_with("_headers:5: the path `/also-empty`"),
+        "{warnings:?}"
+    );
+}
+
+fn header_values(rules: &Rules, path: &str) -> Vec<(String, String)> {
+    rules
+        .headers_for(path)
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_header_set_again_for_the_same_path_takes_the_later_value() {
+    use jamstack_proto::HeaderRule as WireHeader;
+    let files = RuleSet {
+        redirects: Vec::new(),
+        headers: parse_headers_file(
+            "/a\n  X-Twice: one\n  X-Twice: two\n  X-Kept: file\n/*\n  X-All: star\n/a/\n  X-Later: file\n  X-Kept: again\n",
+        )
+        .unwrap(),
+    };
+    let config = from_config(
+        &[],
+        &[WireHeader {
+            line: 3,
+            for_path: "/a".into(),
+            values: [("X-Later".to_owned(), "toml".to_owned())].into_iter().collect(),
+        }],
+    )
+    .unwrap();
+    let rules = files.then(config).compile().unwrap();
+    assert_eq!(
+        header_values(&rules, "/a"),
+        vec![
+            ("x-twice".into(), "one, two".into()),
+            ("x-all".into(), "star".into()),
+            ("x-kept".into(), "again".into()),
+            ("x-later".into(), "toml".into()),
+        ]
+    );
+    // Different paths that both match still add up.
+    let rules = compile("", "/*\n  Vary: Cookie\n/b\n  Vary: Accept\n");
+    assert_eq!(
+        header_values(&rules, "/b"),
+        vec![("vary".into(), "Cookie, Accept".into())]
+    );
+}
+
+#[test]
+fn header_paths_match_regardless_of_case_and_doubled_slashes() {
+    let rules = compile(
+        "",
+        "/Docs//Guide\n  X-Exact: 1\n/Assets/*\n  X-Prefix: 1\n/Blog/:slug/*.HTML\n  X-Pattern: 1\n",
+    );
+    assert_eq!(
+        header_values(&rules, "/docs/guide/"),
+        vec![("x-exact".into(), "1".into())]
+    );
+    assert_eq!(
+        header_values(&rules, "/ASSETS/app.js"),
+        vec![("x-prefix".into(), "1".into())]
+    );
+    assert_eq!(
+        header_values(&rules, "/assets"),
+        vec![("x-prefix".into(), "1".into())]
+    );
+    assert_eq!(
+        header_values(&rules, "/blog/hello/page.html"),
+        vec![("x-pattern".into(), "1".into())]
+    );
+}
+
+#[test]
+fn jamstack_toml_rules_are_read_as_netlify_reads_netlify_toml() {
+    use jamstack_proto::{HeaderRule as WireHeader, RedirectRule as WireRedirect};
+    let set = from_config(
+        &[WireRedirect {
+            line: 1,
+            from: "  old/*  ".into(),
+            to: " /new/:splat ".into(),
+            status: 302,
+            force: false,
+            query: Default::default(),
+            conditions: Default::default(),
+            headers: Default::default(),
+            signed: None,
+        }],
+        &[WireHeader {
+            line: 5,
+            for_path: " assets/* ".into(),
+            values: [
+                (
+                    " Cache-Control ".to_owned(),
+                    "\n  max-age=0 ,\n  no-cache,no-store\n".to_owned(),
+                ),
+                (
+                    "Content-Security-Policy".to_owned(),
+                    "default-src 'self';\n  img-src *".to_owned(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        (set.redirects[0].from.as_str(), set.redirects[0].to.as_str()),
+        ("/old/*", "/new/:splat")
+    );
+    assert_eq!(set.headers[0].for_path, "/assets/*");
+    let rules = set.compile().unwrap();
+    assert_eq!(visit("/old/a").on(&rules), redirect(302, "/new/a"));
+    assert_eq!(
+        header_values(&rules, "/assets/x"),
+        vec![
+            ("cache-control".into(), "max-age=0, no-cache, no-store".into()),
+            (
+                "content-security-policy".into(),
+                "default-src 'self'; img-src *".into()
+            ),
+        ]
+    );
+}
+
+/// A request from `country` with a token naming `roles`.
+fn visit_as<'a>(path: &'a str, country: Option<&'a str>, roles: &'a [String]) -> Request<'a> {
+    Request {
+        path,
+        host: "site.localhost",
+        country,
+        roles,
+        ..Request::default()
+    }
+}
+
+#[test]
+fn country_rules_apply_to_visitors_from_the_listed_countries_in_any_case() {
+    let rules = compile("/ /us/ 302 Country=us,CA\n/ /world/ 302\n", "");
+    assert!(rules.uses_country() && !rules.uses_roles());
+    let location = |country: Option<&str>| match rules.redirect_for(&visit_as("/", country, &[]), false) {
+        Some(Action::Redirect { location, .. }) => location,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(location(Some("US")), "/us/");
+    assert_eq!(location(Some("ca")), "/us/");
+    assert_eq!(location(Some("DE")), "/world/");
+    assert_eq!(location(None), "/world/");
+    let set = RuleSet {
+        redirects: parse_redirects_file("/a /b\n/ /us/ 302 Country=us\n").unwrap(),
+        headers: Vec::new(),
+    };
+    assert_eq!(
+        set.first_rule_needing(Needs::Country)
+            .map(|rule| rule.origin.as_str()),
+        Some("_redirects:2")
+    );
+}
+
+#[test]
+fn role_rules_apply_to_a_token_with_a_listed_role_and_are_skipped_without_one() {
+    let rules = compile(
+        "/admin/* /admin/:splat 200! Role=admin,editor\n/admin/* /404.html 404\n",
+        "",
+    );
+    assert!(rules.uses_roles() && !rules.uses_country());
+    let roles = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        rules.redirect_for(&visit_as("/admin/x", None, &roles(&["editor"])), true),
+        rewrite(200, "/admin/x")
+    );
+    // Without a matching role the rule is skipped, as on Netlify.
+    assert_eq!(
+        rules.redirect_for(&visit_as("/admin/x", None, &roles(&["viewer"])), true),
+        None
+    );
+    assert_eq!(rules.redirect_for(&visit_as("/admin/x", None, &[]), true), None);
+}
+
+#[test]
+fn signed_is_kept_on_a_proxy_rule_and_refused_elsewhere() {
+    let mut proxy = RedirectSpec {
+        origin: "jamstack.toml:3".into(),
+        from: "/api/*".into(),
+        to: "https://api.example.com/:splat".into(),
+        status: 200,
+        force: false,
+        query: Vec::new(),
+        language: Vec::new(),
+        cookie: Vec::new(),
+        country: Vec::new(),
+        role: Vec::new(),
+        signed: Some("API_SIGNATURE".into()),
+        headers: Vec::new(),
+    };
+    let rules = RuleSet {
+        redirects: vec![proxy.clone()],
+        headers: Vec::new(),
+    }
+    .compile()
+    .unwrap();
+    match rules.redirect_for(&visit_as("/api/x", None, &[]), false) {
+        Some(Action::Proxy { signed, .. }) => assert_eq!(signed.as_deref(), Some("API_SIGNATURE")),
+        other => panic!("{other:?}"),
+    }
+    proxy.to = "/elsewhere".into();
+    let error = RuleSet {
+        redirects: vec![proxy],
+        headers: Vec::new(),
+    }
+    .compile()
+    .unwrap_err();
+    assert!(error.message.contains("does not proxy"), "{error}");
 }

@@ -699,6 +699,9 @@ async fn build(
         }
     };
     let hashed = step.elapsed();
+    for warning in rule_file_warnings(&manifest) {
+        log.say(&format!("\x1b[33mWarning: {warning}\x1b[0m")).await;
+    }
     (manifest.redirects, manifest.headers) = site.wire_rules();
     let done = match upload::upload(ctx.client, lease, manifest).await {
         Ok(done) => done,
@@ -775,6 +778,27 @@ async fn build(
     }
     log.say(&format!("Timings: {}", timings.summary())).await;
     Ok(done.finalized.deploy_id)
+}
+
+/// What the publish directory's `_headers` holds that is ignored, as
+/// Netlify ignores it (a path with no headers, a line without a `:`), for
+/// the log. Its mistakes are the controller's to refuse, when it publishes.
+fn rule_file_warnings(manifest: &upload::Manifest) -> Vec<jamstack_rules::RuleWarning> {
+    let Some(source) = manifest
+        .files
+        .iter()
+        .find(|file| file.path == "_headers")
+        .and_then(|file| manifest.sources.get(&file.sha256))
+    else {
+        return Vec::new();
+    };
+    // The manifest refused a rule file over `MAX_RULE_FILE_BYTES`.
+    match std::fs::read(source) {
+        Ok(bytes) => jamstack_rules::parse_headers_file_with_warnings(&String::from_utf8_lossy(&bytes))
+            .map(|file| file.warnings)
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn now_millis() -> u128 {

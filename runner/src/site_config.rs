@@ -231,6 +231,8 @@ pub struct RedirectRule {
     pub conditions: RedirectConditions,
     /// Headers sent upstream when the rule proxies; empty when not given.
     pub headers: BTreeMap<String, String>,
+    /// The site variable a proxied request is signed with (`X-Nf-Sign`).
+    pub signed: Option<String>,
 }
 
 /// The `conditions` of a redirect rule. An empty list is no condition; a
@@ -243,6 +245,8 @@ pub struct RedirectConditions {
     pub country: Vec<String>,
     /// `Cookie`: names of cookies, one of which the request must carry.
     pub cookie: Vec<String>,
+    /// `Role`: roles of the visitor's verified `nf_jwt` token.
+    pub role: Vec<String>,
 }
 
 /// One `[[headers]]` rule, in file order.
@@ -453,14 +457,16 @@ impl RedirectRule {
                 .status
                 .as_ref()
                 .map_or(DEFAULT_REDIRECT_STATUS, |status| status.get_ref().0),
-            force: raw.force,
+            force: raw.force || raw.status.as_ref().is_some_and(|status| status.get_ref().1),
             query: string_table(&raw.query, TableKind::Query, problems),
             conditions: RedirectConditions {
                 language: strings_of(&conditions.language),
                 country: strings_of(&conditions.country),
                 cookie: strings_of(&conditions.cookie),
+                role: strings_of(&conditions.role),
             },
             headers: string_table(&raw.headers, TableKind::Headers, problems),
+            signed: raw.signed.as_ref().map(|name| name.get_ref().clone()),
         }
     }
 
@@ -476,8 +482,10 @@ impl RedirectRule {
                 language: self.conditions.language.clone(),
                 country: self.conditions.country.clone(),
                 cookie: self.conditions.cookie.clone(),
+                role: self.conditions.role.clone(),
             },
             headers: self.headers.clone(),
+            signed: self.signed.clone(),
         }
     }
 }
@@ -575,7 +583,7 @@ struct RawSettings {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a redirect rule (from, to, status, force, query, conditions, headers)"
+    expecting = "a redirect rule (from, to, status, force, query, conditions, headers, signed)"
 )]
 struct RawRedirect {
     from: Spanned<String>,
@@ -589,12 +597,13 @@ struct RawRedirect {
     conditions: RawConditions,
     #[serde(default, deserialize_with = "string_pairs")]
     headers: RawTable,
+    signed: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a table of conditions (Language, Country, Cookie), each an array of strings"
+    expecting = "a table of conditions (Language, Country, Role, Cookie), each an array of strings"
 )]
 struct RawConditions {
     #[serde(rename = "Language", default, deserialize_with = "strings")]
@@ -603,6 +612,8 @@ struct RawConditions {
     country: Vec<Spanned<String>>,
     #[serde(rename = "Cookie", default, deserialize_with = "strings")]
     cookie: Vec<Spanned<String>>,
+    #[serde(rename = "Role", default, deserialize_with = "strings")]
+    role: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -647,14 +658,15 @@ fn globs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Spanne
         .map(Some)
 }
 
-/// A redirect `status` that fits in a `u16`; whether it is supported is
-/// checked after parsing, by `jamstack-rules`.
+/// A redirect `status` that fits in a `u16`, and whether it was forced
+/// (`"200!"`: Netlify takes a status written as a string too); whether it
+/// is supported is checked after parsing, by `jamstack-rules`.
 #[derive(Clone, Copy)]
-struct Status(u16);
+struct Status(u16, bool);
 
 impl<'de> Deserialize<'de> for Status {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
-        deserializer.deserialize_u16(StatusVisitor)
+        deserializer.deserialize_any(StatusVisitor)
     }
 }
 
@@ -664,19 +676,32 @@ impl Visitor<'_> for StatusVisitor {
     type Value = Status;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("an HTTP status code like 301")
+        formatter.write_str("an HTTP status code like 301 or \"200!\"")
     }
 
     fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Status, E> {
         u16::try_from(value)
-            .map(Status)
+            .map(|status| Status(status, false))
             .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
     }
 
     fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Status, E> {
         u16::try_from(value)
-            .map(Status)
+            .map(|status| Status(status, false))
             .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Status, E> {
+        let text = value.trim();
+        let (digits, force) = text
+            .strip_suffix('!')
+            .map_or((text, false), |digits| (digits.trim_end(), true));
+        digits
+            .parse::<u16>()
+            .ok()
+            .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+            .map(|status| Status(status, force))
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(value), &self))
     }
 }
 
@@ -931,6 +956,17 @@ fn string_table(raw: &RawTable, kind: TableKind, problems: &mut Problems) -> BTr
                 }
                 table.insert(name.clone(), text.clone());
             }
+            // Netlify joins a header given as an array of values with `, `.
+            toml::Value::Array(items)
+                if kind == TableKind::Headers && items.iter().all(toml::Value::is_str) =>
+            {
+                let values: Vec<&str> = items
+                    .iter()
+                    .filter_map(toml::Value::as_str)
+                    .map(str::trim)
+                    .collect();
+                table.insert(name.clone(), values.join(", "));
+            }
             other => {
                 let hint = match other {
                     toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
@@ -1083,13 +1119,33 @@ mod tests {
     }
 
     #[test]
-    fn a_status_written_as_a_string_says_a_number_was_expected() {
-        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"301\"\n");
+    fn a_status_written_as_a_string_is_read_as_netlify_reads_it() {
+        let config = parse(
+            "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"302\"\n\
+             [[redirects]]\nfrom = \"/c/*\"\nto = \"/d\"\nstatus = \" 200! \"\n",
+            "jamstack.toml",
+        )
+        .unwrap();
+        let read: Vec<(u16, bool)> = config.redirects().iter().map(|r| (r.status, r.force)).collect();
+        assert_eq!(read, [(302, false), (200, true)]);
+        let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"moved\"\n");
         assert_eq!((error.line, error.column), (4, 10));
         assert_eq!(
             error.message,
-            "invalid type: string \"301\", expected an HTTP status code like 301"
+            "invalid value: string \"moved\", expected an HTTP status code like 301 or \"200!\""
         );
+    }
+
+    #[test]
+    fn header_values_given_as_an_array_are_joined_as_netlify_joins_them() {
+        let config = parse(
+            "[[headers]]\nfor = \"/*\"\n[headers.values]\nCache-Control = [\"max-age=0\", \" no-cache \"]\n",
+            "jamstack.toml",
+        )
+        .unwrap();
+        assert_eq!(config.headers()[0].values["Cache-Control"], "max-age=0, no-cache");
+        let error = refused("[[headers]]\nfor = \"/*\"\n[headers.values]\nX-A = [1, 2]\n");
+        assert!(error.message.contains("header `X-A` must be a string"), "{error}");
     }
 
     #[test]
@@ -1469,6 +1525,7 @@ base = ""
                 query: BTreeMap::new(),
                 conditions: RedirectConditions::default(),
                 headers: BTreeMap::new(),
+                signed: None,
             }
         );
         assert_eq!(second.status, 200);
@@ -1484,9 +1541,11 @@ base = ""
                     headers = { X-From = \"Netlify\" }\n";
         let config = parse(text, FILE_NAME).unwrap();
         assert_eq!(config.redirects[0].headers["X-From"], "Netlify");
-        // Netlify's signed proxy requests are not made yet: refused, not ignored.
         let signed = format!("{text}signed = \"API_SECRET\"\n");
-        assert!(refused(&signed).message.contains("unknown field `signed`"));
+        let config = parse(&signed, FILE_NAME).unwrap();
+        assert_eq!(config.redirects[0].signed.as_deref(), Some("API_SECRET"));
+        let not_a_proxy = "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nsigned = \"API_SECRET\"\n";
+        assert!(refused(not_a_proxy).message.contains("does not proxy"));
     }
 
     /// The controller would refuse these when publishing; the runner says
@@ -1497,9 +1556,6 @@ base = ""
         let error = refused(elsewhere);
         assert_eq!((error.line, error.column), (4, 8));
         assert!(error.message.contains("another site's page"), "{error}");
-        let country =
-            "[[redirects]]\nfrom = \"/*\"\nto = \"/de/:splat\"\nconditions = { Country = [\"DE\"] }\n";
-        assert!(refused(country).message.contains("`Country` conditions"));
         let upstream_headers =
             "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nheaders = { X-From = \"jamstack\" }\n";
         assert!(refused(upstream_headers).message.contains("does not proxy"));
@@ -1545,10 +1601,11 @@ base = ""
     }
 
     #[test]
-    fn a_redirect_from_without_a_leading_slash_is_refused() {
-        let error = refused("[[redirects]]\nfrom = \"old\"\nto = \"/new\"\n");
-        assert_eq!((error.line, error.column), (2, 8));
-        assert!(error.message.contains("`old` is not a path"), "{error}");
+    fn a_redirect_from_without_a_leading_slash_is_given_one_as_netlify_does() {
+        let config = parse("[[redirects]]\nfrom = \" old \"\nto = \"/new\"\n", FILE_NAME).unwrap();
+        let (redirects, _) = config.wire_rules();
+        let set = jamstack_rules::from_config(&redirects, &[]).unwrap();
+        assert_eq!(set.redirects[0].from, "/old");
         let error = refused("[[redirects]]\nfrom = \"/a\"\nto = \"https://\"\n");
         assert_eq!(error.line, 2);
         assert!(error.message.contains("the target `https://`"), "{error}");
@@ -1579,16 +1636,23 @@ base = ""
             assert_eq!((error.line, error.column), (4, 10));
             assert_eq!(
                 error.message,
-                format!("invalid value: integer `{status}`, expected an HTTP status code like 301")
+                format!(
+                    "invalid value: integer `{status}`, expected an HTTP status code like 301 or \"200!\""
+                )
             );
         }
     }
 
+    /// Whether the controller can tell a visitor's country or role depends
+    /// on its settings, which the runner does not know: it passes them on
+    /// and the controller decides when publishing.
     #[test]
-    fn the_role_condition_is_not_supported() {
-        let error =
-            refused("[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nconditions = { Role = [\"admin\"] }\n");
-        assert!(error.message.contains("unknown field `Role`"), "{error}");
+    fn country_and_role_conditions_are_passed_on_to_the_controller() {
+        let text = "[[redirects]]\nfrom = \"/*\"\nto = \"/de/:splat\"\nconditions = { Country = [\"DE\"], Role = [\"admin\"] }\n";
+        let config = parse(text, FILE_NAME).unwrap();
+        let wire = config.redirects[0].to_wire();
+        assert_eq!(wire.conditions.country, ["DE"]);
+        assert_eq!(wire.conditions.role, ["admin"]);
     }
 
     #[test]
@@ -1601,10 +1665,18 @@ base = ""
     }
 
     #[test]
-    fn a_header_rule_for_a_relative_path_is_refused() {
-        let error = refused("[[headers]]\nfor = \"*.css\"\nvalues = {}\n");
+    fn a_header_rule_for_a_relative_path_is_given_a_leading_slash_as_netlify_does() {
+        let config = parse(
+            "[[headers]]\nfor = \"*.css\"\nvalues = { X-A = \"b\" }\n",
+            FILE_NAME,
+        )
+        .unwrap();
+        let (_, headers) = config.wire_rules();
+        let set = jamstack_rules::from_config(&[], &headers).unwrap();
+        assert_eq!(set.headers[0].for_path, "/*.css");
+        let error = refused("[[headers]]\nfor = \"https://exa mple.com/*\"\nvalues = { X-A = \"b\" }\n");
         assert_eq!((error.line, error.column), (2, 7));
-        assert!(error.message.contains("`*.css` is not a path"), "{error}");
+        assert!(error.message.contains("not a valid URL"), "{error}");
     }
 
     #[test]
@@ -1635,7 +1707,7 @@ base = ""
 
     #[test]
     fn the_first_problem_in_the_file_is_reported() {
-        let text = "[[redirects]]\nfrom = \"a\"\nto = \"/b\"\n[build]\nbase = \"/x\"\n";
+        let text = "[[redirects]]\nfrom = \"/.netlify/a\"\nto = \"/b\"\n[build]\nbase = \"/x\"\n";
         assert_eq!(refused(text).line, 2);
     }
 

@@ -6,7 +6,11 @@
 #     HTTP to a real controller against `rsync -a --link-dest` + symlink swap,
 #     with the storage each grows by;
 #   - rollback: the API call to the old version's first byte, against a
-#     symlink swap behind nginx.
+#     symlink swap behind nginx;
+#   - proxying: a path our edge proxies against nginx's proxy_pass, both to
+#     one upstream (nginx serving a 1 KB file);
+#   - protection: a password-protected hostname (the access cookie sent by
+#     wrk) against the same page public.
 # Installs nginx, wrk and rsync from Debian when missing, builds the
 # controller in release, then runs integration-tests/benches/edge_and_deploys.rs,
 # which prints one table per part with the machine's load before and after.

@@ -2,8 +2,10 @@
 
 pub mod build_hooks;
 pub mod builds;
+pub mod certificates;
 pub mod deploy_dir;
 pub mod deploys;
+pub mod domains;
 pub mod login;
 pub mod notifications;
 pub mod schedules;

@@ -1,7 +1,9 @@
 //! `jamstack sites …`: list, show, create, update, settings, env, protect,
-//! share-link.
+//! share-link, identity.
 
-use crate::args::{CreateSiteArgs, EnvCommand, ProtectArgs, ShareLinkArgs, SitesCommand, UpdateSiteArgs};
+use crate::args::{
+    CreateSiteArgs, EnvCommand, IdentityArgs, ProtectArgs, ShareLinkArgs, SitesCommand, UpdateSiteArgs,
+};
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::output::{ago, print_fields, print_json, print_table, text};
@@ -45,6 +47,8 @@ pub async fn run(api: &Api, json: bool, command: SitesCommand) -> CliResult {
         SitesCommand::Env { site, command } => env(api, json, &site, command).await?,
         SitesCommand::Protect(args) => protect(api, json, args).await?,
         SitesCommand::ShareLink(args) => share_link(api, json, args).await?,
+        SitesCommand::Https(args) => https(api, json, args).await?,
+        SitesCommand::Identity(args) => identity(api, json, args).await?,
     }
     Ok(())
 }
@@ -422,6 +426,45 @@ async fn protect(api: &Api, json: bool, args: ProtectArgs) -> CliResult {
     Ok(())
 }
 
+async fn identity(api: &Api, json: bool, args: IdentityArgs) -> CliResult {
+    let path = routes::api::site_identity(&args.site);
+    if args.remove {
+        api.delete(&path).await?;
+        if !json {
+            println!("Removed; `Role` rules of {} match nobody now.", args.site);
+        }
+        return Ok(());
+    }
+    let body = if let Some(variable) = &args.hs256_secret_env {
+        let secret = std::env::var(variable).map_err(|_| {
+            CliError::usage(format!(
+                "--hs256-secret-env names {variable}, which is not set; export the secret in it first"
+            ))
+        })?;
+        Some(json!({"hs256_secret": secret}))
+    } else if let Some(file) = &args.public_key_file {
+        let pem = std::fs::read_to_string(file)
+            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))?;
+        Some(json!({"public_key_pem": pem}))
+    } else {
+        args.jwks_url.as_ref().map(|url| json!({"jwks_url": url}))
+    };
+    let key = match body {
+        Some(body) => api.put(&path, &body).await?,
+        None => api.get(&path).await?,
+    };
+    if json {
+        print_json(&key);
+        return Ok(());
+    }
+    print_fields(&[
+        ("Kind", text(&key, "kind")),
+        ("JWKS URL", text(&key, "jwks_url")),
+        ("Public key", text(&key, "public_key_pem")),
+    ]);
+    Ok(())
+}
+
 async fn share_link(api: &Api, json: bool, args: ShareLinkArgs) -> CliResult {
     let mut body = json!({"expires_in_seconds": args.expires_in});
     if let Some(alias) = args.alias {
@@ -437,6 +480,42 @@ async fn share_link(api: &Api, json: bool, args: ShareLinkArgs) -> CliResult {
         print_json(&link);
     } else {
         println!("{}", text(&link, "url"));
+    }
+    Ok(())
+}
+
+async fn https(api: &Api, json: bool, args: crate::args::HttpsArgs) -> CliResult {
+    let path = routes::api::site_https(&args.site);
+    let mut body = Map::new();
+    if let Some(redirect) = args.redirect {
+        body.insert("https_redirect".to_owned(), json!(redirect));
+    }
+    if let Some(max_age) = args.hsts_max_age {
+        body.insert("hsts_max_age_seconds".to_owned(), json!(max_age));
+    }
+    if let Some(include) = args.hsts_include_subdomains {
+        body.insert("hsts_include_subdomains".to_owned(), json!(include));
+    }
+    if let Some(preload) = args.hsts_preload {
+        body.insert("hsts_preload".to_owned(), json!(preload));
+    }
+    let settings = if body.is_empty() {
+        api.get(&path).await?
+    } else {
+        api.put(&path, &Value::Object(body)).await?
+    };
+    if json {
+        print_json(&settings);
+    } else {
+        print_fields(&[
+            ("redirect HTTP to HTTPS", yes_no(&settings, "https_redirect")),
+            ("HSTS max-age (seconds)", text(&settings, "hsts_max_age_seconds")),
+            (
+                "HSTS includeSubDomains",
+                yes_no(&settings, "hsts_include_subdomains"),
+            ),
+            ("HSTS preload", yes_no(&settings, "hsts_preload")),
+        ]);
     }
     Ok(())
 }

@@ -6,9 +6,12 @@ pub mod access;
 pub mod audit;
 pub mod build_hooks;
 pub mod builds;
+pub mod certificates;
 pub mod deliveries;
 pub mod deploys;
+pub mod domains;
 pub mod github;
+pub mod identity;
 pub mod log_stream;
 pub mod notifications;
 pub mod openapi;
@@ -16,6 +19,7 @@ pub mod pagination;
 pub mod protection;
 pub mod runners;
 pub mod schedules;
+pub mod site_https;
 pub mod site_settings;
 pub mod sites;
 pub mod teams;
@@ -54,6 +58,11 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(site_settings::show_paths, site_settings::update_paths))
         .routes(routes!(protection::show, protection::update))
         .routes(routes!(protection::create_share_link))
+        .routes(routes!(site_https::show, site_https::update))
+        .routes(routes!(domains::list, domains::add))
+        .routes(routes!(domains::remove))
+        .routes(routes!(domains::verify))
+        .routes(routes!(identity::show, identity::update, identity::delete))
         .routes(routes!(site_settings::list_env))
         .routes(routes!(site_settings::set_env, site_settings::delete_env))
         .routes(routes!(builds::list_for_site, builds::trigger))
@@ -91,6 +100,10 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(build_hooks::revoke))
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(schedules::delete));
+    let certificates = OpenApiRouter::new()
+        .routes(routes!(certificates::list))
+        .routes(routes!(certificates::upload, certificates::remove))
+        .layer(DefaultBodyLimit::max(certificates::MAX_CERTIFICATE_BODY));
     let manifests = OpenApiRouter::new()
         .routes(routes!(deploys::list_for_site, deploys::create_direct))
         .layer(DefaultBodyLimit::max(MAX_MANIFEST));
@@ -98,7 +111,7 @@ pub fn routes() -> ApiRouter {
     let blobs = OpenApiRouter::new()
         .routes(routes!(deploys::put_blob))
         .layer(DefaultBodyLimit::disable());
-    documented.merge(manifests).merge(blobs)
+    documented.merge(certificates).merge(manifests).merge(blobs)
 }
 
 /// The site named in a path, or a 404 that names it.

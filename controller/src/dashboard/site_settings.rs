@@ -12,11 +12,16 @@
 //! next run, and notification hooks (signed webhooks, Slack-compatible
 //! chat, e-mail), made by the API's rules. Which hostnames ask for the
 //! site's password is chosen here, and the password set (write-only, like
-//! secret variables).
+//! secret variables). Custom domains are added (waiting for their TXT
+//! record: a dashboard session is not the admin token), verified on demand
+//! and removed, each shown with its state and the record to add. The key
+//! `Role` rules verify visitors' tokens with is set here too (an HS256
+//! secret is write-only).
 
 use super::{Chrome, PageResult, Session, ago, render, see_other};
 use crate::api::build_hooks::{MakeError, NewHook, make_hook};
 use crate::api::find_site;
+use crate::api::identity::{IdentityBody, store_identity, validate_identity};
 use crate::api::notifications as notification_hooks;
 use crate::api::protection::{ProtectionBody, store_protection, validate_protection};
 use crate::api::site_settings::{
@@ -25,8 +30,11 @@ use crate::api::site_settings::{
 };
 use crate::api::sites::validate_repo_url;
 use crate::config::Config;
-use crate::db::{Access, ContextAccess, Database, SchedulingSettings, Site, SiteLimits, SiteNetwork};
+use crate::db::{
+    Access, ContextAccess, Database, IdentityKey, SchedulingSettings, Site, SiteLimits, SiteNetwork,
+};
 use crate::deploys::Deploys;
+use crate::domains::{AddedBy, DomainError, DomainState, Domains, challenge_name};
 use crate::schedules::{AddError, NewSchedule, ScheduleView, Schedules};
 use crate::secrets::SecretBox;
 use crate::urls::Urls;
@@ -106,6 +114,18 @@ pub struct HookRow {
     pub used: String,
 }
 
+/// A custom domain as the page lists it.
+pub struct DomainRow {
+    pub hostname: String,
+    pub primary: bool,
+    /// `waiting_for_dns`, `verified`, ... (a class and a word).
+    pub state: &'static str,
+    pub verified: bool,
+    pub txt_name: String,
+    pub txt_value: String,
+    pub last_error: Option<String>,
+}
+
 /// A build schedule as the page lists it.
 pub struct ScheduleRow {
     pub id: i64,
@@ -181,6 +201,14 @@ struct SettingsPage {
     protection: ContextAccess,
     password_set: bool,
     protection_error: Option<String>,
+    /// The HTTPS form: redirect and HSTS.
+    https: crate::db::SiteTransport,
+    https_error: Option<String>,
+    /// The token key form: `hs256`, `public_key`, `jwks_url` or empty,
+    /// and the key or URL (never a secret).
+    identity_kind: String,
+    identity_value: String,
+    identity_error: Option<String>,
     /// The monorepo form: the site's base and its watch paths, one per line.
     base: String,
     watch_paths: String,
@@ -199,6 +227,10 @@ struct SettingsPage {
     /// A webhook's secret just made: shown this once.
     new_notification_secret: Option<String>,
     notification_error: Option<String>,
+    domains: Vec<DomainRow>,
+    domain_error: Option<String>,
+    /// The hostname typed into the add form, kept when it was refused.
+    domain_typed: String,
     notice: Option<String>,
     scheduling_error: Option<String>,
     limits_error: Option<String>,
@@ -224,8 +256,29 @@ impl SettingsPage {
                 made: ago(hook.created_at),
             })
             .collect();
+        let domains = db
+            .domains_of_site(site.id)
+            .await?
+            .into_iter()
+            .map(|domain| DomainRow {
+                state: DomainState::of(&domain).as_str(),
+                verified: domain.is_verified(),
+                txt_name: challenge_name(&domain.hostname),
+                txt_value: domain.verification_token,
+                last_error: domain.last_error,
+                primary: domain.is_primary,
+                hostname: domain.hostname,
+            })
+            .collect();
         let settings = db.site_build_settings(site.id).await?;
         let protection = db.site_protection(site.id).await?;
+        let https = db.site_transport(site.id).await?;
+        let (identity_kind, identity_value) = match db.site_identity(site.id).await? {
+            None => (String::new(), String::new()),
+            Some(IdentityKey::SealedSecret(_)) => ("hs256".to_owned(), String::new()),
+            Some(IdentityKey::PublicKey(pem)) => ("public_key".to_owned(), pem),
+            Some(IdentityKey::JwksUrl(url)) => ("jwks_url".to_owned(), url),
+        };
         let env = db
             .site_env_vars(site.id)
             .await?
@@ -283,6 +336,11 @@ impl SettingsPage {
             protection: protection.access,
             password_set: protection.password_hash.is_some(),
             protection_error: None,
+            https,
+            https_error: None,
+            identity_kind,
+            identity_value,
+            identity_error: None,
             base: settings.paths.base.clone(),
             watch_paths: settings.paths.watch_paths.join("\n"),
             paths_error: None,
@@ -298,6 +356,9 @@ impl SettingsPage {
             notification_form: NotificationForm::default(),
             new_notification_secret: None,
             notification_error: None,
+            domains,
+            domain_error: None,
+            domain_typed: String::new(),
             notice: None,
             scheduling_error: None,
             limits_error: None,
@@ -329,6 +390,8 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "protection" => {
             "Protection saved; the site's hostnames ask for the password from now on as chosen.".to_owned()
         }
+        "https" => "HTTPS settings saved; the site's hostnames answer by them from now on.".to_owned(),
+        "identity" => "Token key saved; `Role` rules verify visitors' tokens with it from now on.".to_owned(),
         "env-set" => format!("{name} set; builds from now on see it."),
         "env-deleted" => format!("{name} deleted."),
         "hook-revoked" => "Build hook revoked; its URL answers 404 from now on.".to_owned(),
@@ -336,6 +399,11 @@ fn notice_text(query: &SettingsQuery) -> Option<String> {
         "schedule-removed" => "Schedule removed; it builds no more.".to_owned(),
         "notification-added" => "Notification hook added; it is sent the next event it asked for.".to_owned(),
         "notification-removed" => "Notification hook removed, with its delivery log.".to_owned(),
+        "domain-added" => {
+            "Domain added; add the TXT record shown to prove you control it, then verify.".to_owned()
+        }
+        "domain-checked" => "Domain checked; its state is below.".to_owned(),
+        "domain-removed" => "Domain removed; it serves nothing from now on.".to_owned(),
         _ => return None,
     })
 }
@@ -599,6 +667,124 @@ pub async fn save_protection(
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=protection#protection"
     )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HttpsForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub https_redirect: Option<String>,
+    #[serde(default)]
+    pub hsts_max_age_seconds: String,
+    pub hsts_include_subdomains: Option<String>,
+    pub hsts_preload: Option<String>,
+}
+
+/// Whether plain HTTP redirects to HTTPS and the HSTS header, checked with
+/// the API's rules.
+pub async fn save_https(
+    State(db): State<Database>,
+    State(deploys): State<Deploys>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<HttpsForm>,
+) -> PageResult {
+    use crate::api::site_https::{SiteHttpsBody, store_https, validate_https};
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let max_age = form.hsts_max_age_seconds.trim();
+    let parsed_max_age = if max_age.is_empty() {
+        Ok(0)
+    } else {
+        max_age
+            .parse::<i64>()
+            .map_err(|_| format!("`{max_age}` is not a number of seconds; give 0 for no HSTS header"))
+    };
+    let body = SiteHttpsBody {
+        https_redirect: Some(form.https_redirect.is_some()),
+        hsts_max_age_seconds: parsed_max_age.as_ref().ok().copied(),
+        hsts_include_subdomains: Some(form.hsts_include_subdomains.is_some()),
+        hsts_preload: Some(form.hsts_preload.is_some()),
+    };
+    let current = db.site_transport(site.id).await?;
+    let wanted = parsed_max_age.and_then(|_| validate_https(&body, &current));
+    match wanted {
+        Ok(wanted) => {
+            store_https(&db, &deploys, &site, &wanted).await?;
+            Ok(see_other(format!("/sites/{name}/settings?notice=https#https")))
+        }
+        Err(message) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            SettingsPage {
+                https_error: Some(message),
+                ..page
+            }
+            .refused()
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct IdentityForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// `hs256`, `public_key` or `jwks_url`.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Sets the key `Role` rules verify tokens with, by the API's rules.
+pub async fn save_identity(
+    State(db): State<Database>,
+    State(secrets): State<Arc<SecretBox>>,
+    State(config): State<Arc<Config>>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<IdentityForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    let value = Some(form.value.trim().to_owned());
+    let body = match form.kind.as_str() {
+        "hs256" => IdentityBody {
+            hs256_secret: value,
+            ..IdentityBody::default()
+        },
+        "public_key" => IdentityBody {
+            public_key_pem: value,
+            ..IdentityBody::default()
+        },
+        "jwks_url" => IdentityBody {
+            jwks_url: value,
+            ..IdentityBody::default()
+        },
+        _ => IdentityBody::default(),
+    };
+    match validate_identity(&body, config.proxy.allow_private_targets) {
+        Ok(key) => {
+            store_identity(&db, &secrets, site.id, key).await?;
+            Ok(see_other(format!(
+                "/sites/{name}/settings?notice=identity#identity"
+            )))
+        }
+        Err(message) => {
+            let page = SettingsPage::load(&db, &session, site).await?;
+            SettingsPage {
+                identity_kind: form.kind.clone(),
+                // A secret typed is never sent back.
+                identity_value: if form.kind == "hs256" {
+                    String::new()
+                } else {
+                    form.value
+                },
+                identity_error: Some(message),
+                ..page
+            }
+            .refused()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -960,4 +1146,99 @@ pub async fn remove_notification(
     Ok(see_other(format!(
         "/sites/{name}/settings?notice=notification-removed#notifications"
     )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DomainForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub hostname: String,
+    /// A checkbox: present when ticked.
+    pub primary: Option<String>,
+}
+
+/// The page again with a domain's mistake, or the error page for a fault.
+async fn domain_refused(
+    db: &Database,
+    session: &Session,
+    site: Site,
+    error: DomainError,
+    typed: String,
+) -> PageResult {
+    let message = match error {
+        DomainError::Invalid(message) | DomainError::Conflict(message) | DomainError::NotFound(message) => {
+            message
+        }
+        DomainError::Internal(error) => return Err(error.into()),
+    };
+    let page = SettingsPage::load(db, session, site).await?;
+    SettingsPage {
+        domain_error: Some(message),
+        domain_typed: typed,
+        ..page
+    }
+    .refused()
+}
+
+/// Adds a custom domain; it waits for its TXT record, as one added with a
+/// site token does.
+pub async fn add_domain(
+    State(db): State<Database>,
+    State(domains): State<Domains>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<DomainForm>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    match domains
+        .add(
+            &site,
+            &form.hostname,
+            form.primary.is_some(),
+            AddedBy::SiteManager,
+        )
+        .await
+    {
+        Ok(_) => Ok(see_other(format!(
+            "/sites/{name}/settings?notice=domain-added#domains"
+        ))),
+        Err(error) => domain_refused(&db, &session, site, error, form.hostname).await,
+    }
+}
+
+/// Looks up a domain's TXT record now.
+pub async fn verify_domain(
+    State(db): State<Database>,
+    State(domains): State<Domains>,
+    session: Session,
+    Path((name, hostname)): Path<(String, String)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    match domains.verify(&site, &hostname).await {
+        Ok(_) => Ok(see_other(format!(
+            "/sites/{name}/settings?notice=domain-checked#domains"
+        ))),
+        Err(error) => domain_refused(&db, &session, site, error, String::new()).await,
+    }
+}
+
+pub async fn remove_domain(
+    State(db): State<Database>,
+    State(domains): State<Domains>,
+    session: Session,
+    Path((name, hostname)): Path<(String, String)>,
+    Form(form): Form<super::CsrfOnly>,
+) -> PageResult {
+    session.verify(&form.csrf)?;
+    let site = find_site(&db, &name).await?;
+    match domains.remove(&site, &hostname).await {
+        Ok(_) => Ok(see_other(format!(
+            "/sites/{name}/settings?notice=domain-removed#domains"
+        ))),
+        Err(error) => domain_refused(&db, &session, site, error, String::new()).await,
+    }
 }

@@ -6,8 +6,8 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, GitHub (installations and what was reported back),
-//! and users, teams and memberships.
+//! deliveries, build hooks and schedules, custom domains, sites' token keys (`identity`), GitHub
+//! (installations and what was reported back), and users, teams and memberships.
 //! Timestamps are Unix milliseconds.
 
 mod aliases;
@@ -15,11 +15,14 @@ mod audit;
 mod blobs;
 mod build_hooks;
 mod builds;
+mod certificates;
 mod deliveries;
 mod deploy_index;
 mod deploys;
+mod domains;
 mod file_lists;
 mod github;
+mod identity;
 mod logs;
 mod notifications;
 mod ops;
@@ -41,11 +44,14 @@ pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{
     Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry, QueuedJob,
 };
+pub use certificates::{CertificateSource, SiteTransport, StoredCertificate};
 pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
+pub use domains::{AddRefused, Domain, NewDomain, VerifiedBy, VerifiedHostname};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
+pub use identity::IdentityKey;
 pub use notifications::{
     AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
     NotificationKind, host_only,

@@ -24,6 +24,12 @@ pub enum DeployEvent {
     /// Compressed variants of a deploy's files were made (after it went
     /// ready): its index is read again to offer them.
     VariantsMade { deploy_id: String },
+    /// A certificate was stored or removed: TLS listeners reload theirs.
+    /// The edge's memory keeps everything.
+    CertificatesChanged,
+    /// A custom domain was added, verified, removed or made primary: the
+    /// edge reads its table of custom hostnames again.
+    DomainsChanged,
     /// Anything may have changed: forget everything (for a relay that
     /// reconnects and may have missed notifications).
     Everything,
@@ -105,6 +111,8 @@ impl DeployEvent {
             DeployEvent::SiteChanged { site_id } => format!("site:{site_id}"),
             DeployEvent::DeployRemoved { deploy_id } => format!("deploy:{deploy_id}"),
             DeployEvent::VariantsMade { deploy_id } => format!("variants:{deploy_id}"),
+            DeployEvent::CertificatesChanged => "certificates".to_owned(),
+            DeployEvent::DomainsChanged => "domains".to_owned(),
             DeployEvent::Everything => "all".to_owned(),
         }
     }
@@ -125,6 +133,8 @@ impl DeployEvent {
             Some(("variants", id)) => DeployEvent::VariantsMade {
                 deploy_id: id.to_owned(),
             },
+            _ if payload == "certificates" => DeployEvent::CertificatesChanged,
+            _ if payload == "domains" => DeployEvent::DomainsChanged,
             _ => DeployEvent::Everything,
         }
     }
@@ -199,6 +209,8 @@ mod relay_tests {
             DeployEvent::VariantsMade {
                 deploy_id: "0123456789abcdef01234567".into(),
             },
+            DeployEvent::CertificatesChanged,
+            DeployEvent::DomainsChanged,
             DeployEvent::Everything,
         ] {
             assert_eq!(DeployEvent::decode(&event.encode()), event);

@@ -52,7 +52,26 @@ pub fn check_manifest(state: &Deploys, manifest: &DeployManifest) -> IntakeResul
         .map_err(|e| IntakeError::TooLarge(e.to_string()))?;
     rules::from_config(&manifest.redirects, &manifest.headers)
         .and_then(|set| set.compile().map(|_| set))
+        .and_then(|set| answerable(state, &set).map(|()| set))
         .map_err(|e| refused(format!("{e}; fix the rule and send the manifest again")))
+}
+
+/// Refuses rules with conditions this controller is not set up to answer:
+/// whether it can is known here, not on the runner or the CLI, so the rule
+/// is named at its file and line when the deploy comes in.
+fn answerable(state: &Deploys, set: &RuleSet) -> Result<(), rules::RuleError> {
+    if !state.config.visitors.knows_countries()
+        && let Some(rule) = set.first_rule_needing(rules::Needs::Country)
+    {
+        return Err(rules::RuleError {
+            origin: rule.origin.clone(),
+            message: "`Country` conditions need to know where visitors are, and this server's operator has not \
+                      set that up (--geoip-database, or --country-header with --trusted-proxies); ask them to, \
+                      or remove the condition (a `Language` condition may do)"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Keeps a manifest's jamstack.toml rules with its deploy until finalize.
@@ -256,6 +275,20 @@ pub async fn prepare_for_serving(state: &Deploys, deploy_id: &str) -> IntakeResu
     };
     let all = file_rules.then(config_rules);
     all.compile().map_err(rule_mistake)?;
+    answerable(state, &all).map_err(rule_mistake)?;
+    if let Some(rule) = all.first_rule_needing(rules::Needs::Role)
+        && let Some(deploy) = state.db.deploy(deploy_id).await?
+        && state.db.site_identity(deploy.site_id).await?.is_none()
+    {
+        return Err(rule_mistake(rules::RuleError {
+            origin: rule.origin.clone(),
+            message:
+                "`Role` conditions check the visitor's `nf_jwt` token, and this site has no key to verify \
+                      it with; set one (`jamstack sites identity`, the site's settings page, or PUT \
+                      /api/v1/sites/{site}/identity), or remove the condition"
+                    .to_owned(),
+        }));
+    }
     let json = serde_json::to_string(&all).map_err(anyhow::Error::from)?;
     state
         .db

@@ -34,6 +34,11 @@ pub enum ManifestError {
     BadHash { path: String, hash: String },
     #[error("file `{0}` appears twice in the manifest")]
     Duplicate(String),
+    #[error(
+        "file `{0}`: `{1}` is a folder in this deploy, and a rule file must be a file; \
+         put the rules in one file named `{1}` at the root of the publish directory"
+    )]
+    RuleFileIsFolder(String, &'static str),
 }
 
 /// Checks every path and hash of a manifest before anything is recorded, so
@@ -52,6 +57,13 @@ pub fn validate_manifest(files: &[ManifestFile]) -> Result<(), ManifestError> {
         }
         if !seen.insert(file.path.as_str()) {
             return Err(ManifestError::Duplicate(file.path.clone()));
+        }
+        if let Some(rule_file) = ["_redirects", "_headers"].into_iter().find(|name| {
+            file.path
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('/'))
+        }) {
+            return Err(ManifestError::RuleFileIsFolder(file.path.clone(), rule_file));
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use super::Target;
 use super::index::{DeployIndex, Held, Stored};
 use super::protection::Guard;
 use crate::config::EdgeSettings;
-use crate::db::Database;
+use crate::db::{Database, SiteTransport};
 use crate::deploys::BlobStore;
 use crate::deploys::events::DeployEvent;
 use bytes::Bytes;
@@ -27,6 +27,17 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
+
+/// What a hostname serves now, with what its visitors must show and how
+/// it answers over HTTP and HTTPS.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub index: Arc<DeployIndex>,
+    /// A permalink: the same bytes forever.
+    pub immutable: bool,
+    pub guard: Option<Guard>,
+    pub transport: SiteTransport,
+}
 
 /// What a hostname serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +60,8 @@ struct HostEntry {
     /// What a visitor must show before this hostname answers; `None` for
     /// a public one, which thus costs nothing more.
     guard: Option<Guard>,
+    /// Whether plain HTTP redirects to HTTPS, and the HSTS header.
+    transport: SiteTransport,
     filled: Instant,
     /// The index of the deploy `resolved` names, once loaded: a request
     /// for a hostname already served needs this one entry and nothing else.
@@ -70,6 +83,8 @@ pub struct EdgeCache {
     held: Arc<AtomicU64>,
     held_budget: u64,
     settings: EdgeSettings,
+    /// Which verified custom hostnames serve which site.
+    pub custom_hosts: super::custom_domains::CustomHosts,
 }
 
 impl std::fmt::Debug for EdgeCache {
@@ -118,25 +133,30 @@ impl EdgeCache {
                 .build(),
             held: Arc::new(AtomicU64::new(0)),
             held_budget,
+            custom_hosts: super::custom_domains::CustomHosts::new(settings.pointer_ttl),
             settings,
         }
     }
 
     /// What `target` serves now, and what a visitor must show first.
-    pub async fn resolve(&self, db: &Database, target: &Target) -> anyhow::Result<(Resolved, Option<Guard>)> {
+    pub async fn resolve(
+        &self,
+        db: &Database,
+        target: &Target,
+    ) -> anyhow::Result<(Resolved, Option<Guard>, SiteTransport)> {
         let generation = {
             let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = hosts.entries.get(target)
                 && entry.filled.elapsed() < self.settings.pointer_ttl
             {
-                return Ok((entry.resolved.clone(), entry.guard));
+                return Ok((entry.resolved.clone(), entry.guard, entry.transport));
             }
             hosts.generation
         };
-        let Some((site_id, resolved, guard)) = resolve_in_db(db, target).await? else {
+        let Some((site_id, resolved, guard, transport)) = resolve_in_db(db, target).await? else {
             // Unknown sites are not remembered: nothing would forget them
             // when the site is created.
-            return Ok((Resolved::NoSite, None));
+            return Ok((Resolved::NoSite, None, SiteTransport::default()));
         };
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         if hosts.generation == generation {
@@ -146,26 +166,32 @@ impl EdgeCache {
                     site_id,
                     resolved: resolved.clone(),
                     guard,
+                    transport,
                     filled: Instant::now(),
                     index: None,
                 },
             );
         }
-        Ok((resolved, guard))
+        Ok((resolved, guard, transport))
     }
 
     /// What `target` serves, from memory alone when its pointer and the
     /// deploy's index are both there: the hot path, one read lock and no
     /// awaiting. `None` sends the caller to [`EdgeCache::resolve`] and
     /// [`EdgeCache::index`].
-    pub fn serving_now(&self, target: &Target) -> Option<(Arc<DeployIndex>, bool, Option<Guard>)> {
+    pub fn serving_now(&self, target: &Target) -> Option<Serving> {
         let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
         let entry = hosts.entries.get(target)?;
         if entry.filled.elapsed() >= self.settings.pointer_ttl {
             return None;
         }
         let immutable = matches!(entry.resolved, Resolved::Deploy { immutable: true, .. });
-        entry.index.clone().map(|index| (index, immutable, entry.guard))
+        entry.index.clone().map(|index| Serving {
+            index,
+            immutable,
+            guard: entry.guard,
+            transport: entry.transport,
+        })
     }
 
     /// The count of events so far: an answer read before an event is not
@@ -191,11 +217,17 @@ impl EdgeCache {
 
     /// Forgets what an event makes stale.
     pub async fn apply(&self, event: &DeployEvent) {
+        if *event == DeployEvent::CertificatesChanged {
+            return;
+        }
         // The index first: a request between the two steps still finds the
         // pointer with its old index and serves that, as before the event;
         // one that finds no pointer reads the index anew.
         if let DeployEvent::DeployRemoved { deploy_id } | DeployEvent::VariantsMade { deploy_id } = event {
             self.deploys.invalidate(deploy_id).await;
+        }
+        if matches!(event, DeployEvent::DomainsChanged | DeployEvent::Everything) {
+            self.custom_hosts.forget();
         }
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         hosts.generation += 1;
@@ -206,7 +238,11 @@ impl EdgeCache {
                     |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
                 )
             }
+            // Which site a custom hostname names is not kept here.
+            DeployEvent::DomainsChanged => {}
             DeployEvent::Everything => hosts.entries.clear(),
+            // Nothing a hostname serves has changed.
+            DeployEvent::CertificatesChanged => {}
         }
     }
 
@@ -297,7 +333,7 @@ impl EdgeCache {
 async fn resolve_in_db(
     db: &Database,
     target: &Target,
-) -> anyhow::Result<Option<(i64, Resolved, Option<Guard>)>> {
+) -> anyhow::Result<Option<(i64, Resolved, Option<Guard>, SiteTransport)>> {
     let (Target::Published { site } | Target::Permalink { site, .. } | Target::Alias { site, .. }) = target;
     let Some(site) = db.site_by_name(site).await? else {
         return Ok(None);
@@ -326,7 +362,8 @@ async fn resolve_in_db(
         },
     };
     let guard = Guard::of(site.id, target, &db.site_protection(site.id).await?);
-    Ok(Some((site.id, resolved, guard)))
+    let transport = db.site_transport(site.id).await?;
+    Ok(Some((site.id, resolved, guard, transport)))
 }
 
 #[cfg(test)]

@@ -164,6 +164,8 @@ pub enum Route {
     Proxy {
         url: String,
         headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+        /// The site variable the request is signed with (`X-Nf-Sign`).
+        signed: Option<String>,
     },
 }
 
@@ -339,7 +341,7 @@ impl DeployIndex {
                         None => self.not_found(decoded, status),
                     }
                 }
-                Action::Proxy { url, headers } => Route::Proxy { url, headers },
+                Action::Proxy { url, headers, signed } => Route::Proxy { url, headers, signed },
             };
             return (route, Some(rule));
         }

@@ -47,6 +47,17 @@ pub const SIGN_IN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The longest a share link may last.
 pub const MAX_SHARE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// The cookie that ties a sign-in form to the browser it was shown to: a
+/// random nonce.
+pub const SIGN_IN_NONCE_COOKIE: &str = "jamstack_sign_in_nonce";
+
+/// The form field carrying the sign-in form's token (see
+/// [`SiteAccess::form_token`]).
+pub const FORM_TOKEN_FIELD: &str = "form_token";
+
+/// How long a sign-in form may be left open before it is posted.
+pub const SIGN_IN_FORM_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
 /// The largest sign-in form read: a password and a path.
 pub const MAX_SIGN_IN_FORM: usize = 8 * 1024;
 
@@ -198,6 +209,80 @@ impl SiteAccess {
     fn verify(&self, token: &str, guard: &Guard) -> Option<u64> {
         self.verify_at(token, guard, unix_now())
     }
+
+    /// The token a sign-in form shown on `host` to the browser holding
+    /// `nonce` (its [`SIGN_IN_NONCE_COOKIE`]) must post back before
+    /// `expires`: `<expires>.<hmac>`. A page elsewhere cannot post the
+    /// form for a visitor (cross-site request forgery): it can neither
+    /// read this token from the visitor's page nor make one for the
+    /// visitor's nonce.
+    pub fn form_token(&self, host: &str, nonce: &str, expires: u64) -> String {
+        let mac = self.mac(&format!(
+            "sign-in-form\n{}\n{nonce}\n{expires}",
+            host.to_ascii_lowercase()
+        ));
+        format!("{expires}.{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Whether `token` is [`SiteAccess::form_token`]'s for `host` and
+    /// `nonce`, unexpired at `now`.
+    pub fn form_token_fits(&self, token: &str, host: &str, nonce: &str, now: u64) -> bool {
+        let Some((expires, mac)) = token.split_once('.') else {
+            return false;
+        };
+        let Ok(expires) = expires.parse::<u64>() else {
+            return false;
+        };
+        if expires <= now || !mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return false;
+        }
+        let Ok(mac) = hex::decode(mac) else {
+            return false;
+        };
+        self.mac(&format!(
+            "sign-in-form\n{}\n{nonce}\n{expires}",
+            host.to_ascii_lowercase()
+        ))
+        .verify_slice(&mac)
+        .is_ok()
+    }
+}
+
+/// The browser's sign-in nonce, when it sent a well-formed one.
+fn sign_in_nonce(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| {
+            *name == SIGN_IN_NONCE_COOKIE
+                && value.len() == 32
+                && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The request's `Host`, as the visitor wrote it.
+fn host_of(request: &Parts) -> String {
+    request
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Whether the browser says the form was posted from a page of another
+/// origin (`Origin` differs from this hostname): refused whatever the
+/// token says.
+fn posted_from_elsewhere(request: &Parts) -> bool {
+    let Some(origin) = request.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !authority.eq_ignore_ascii_case(&host_of(request))
 }
 
 /// Whether a request may pass `guard`: `None` lets it through; otherwise
@@ -226,7 +311,12 @@ pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
     let why = shared.is_some().then_some(
         "This share link has expired or was revoked by a new password. Ask for a new link, or sign in.",
     );
-    Some(sign_in_page(request, StatusCode::UNAUTHORIZED, why))
+    Some(sign_in_page(
+        &state.access,
+        request,
+        StatusCode::UNAUTHORIZED,
+        why,
+    ))
 }
 
 /// Whether the request's `Authorization: Basic` names one of `accepted`
@@ -333,7 +423,8 @@ fn without_share_parameter(path: &str, query: Option<&str>) -> String {
 /// Whether the visitor reached the edge over TLS (directly or behind a
 /// proxy that says so), so the cookie gets `Secure`.
 fn over_tls(state: &Edge, request: &Parts) -> bool {
-    request.uri.scheme_str() == Some("https")
+    request.extensions.get::<crate::http_server::OverTls>().is_some()
+        || request.uri.scheme_str() == Some("https")
         || state
             .config
             .public_url
@@ -389,14 +480,36 @@ fn escape_html(text: &str) -> String {
 
 /// The sign-in page for a visitor of `request`: a password field and
 /// nothing of the site.
-fn sign_in_page(request: &Parts, status: StatusCode, error: Option<&str>) -> Response {
+fn sign_in_page(access: &SiteAccess, request: &Parts, status: StatusCode, error: Option<&str>) -> Response {
     let return_to = without_share_parameter(request.uri.path(), request.uri.query());
-    sign_in_page_returning_to(&return_to, status, error)
+    sign_in_page_returning_to(access, request, &return_to, status, error)
 }
 
 /// The sign-in page, whose form goes back to `return_to` (attribute values
-/// are written in double quotes, which [`escape_html`] escapes).
-fn sign_in_page_returning_to(return_to: &str, status: StatusCode, error: Option<&str>) -> Response {
+/// are written in double quotes, which [`escape_html`] escapes). The form
+/// carries a token for this hostname and the browser's sign-in nonce,
+/// which is set as a cookie when the browser has none.
+fn sign_in_page_returning_to(
+    access: &SiteAccess,
+    request: &Parts,
+    return_to: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let (nonce, new_nonce) = match sign_in_nonce(&request.headers) {
+        Some(nonce) => (nonce, false),
+        None => {
+            use rand::RngCore as _;
+            let mut bytes = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            (hex::encode(bytes), true)
+        }
+    };
+    let token = access.form_token(
+        &host_of(request),
+        &nonce,
+        unix_now() + SIGN_IN_FORM_LIFETIME.as_secs(),
+    );
     let error = error.map_or(String::new(), |e| {
         format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(e))
     });
@@ -409,13 +522,14 @@ fn sign_in_page_returning_to(return_to: &str, status: StatusCode, error: Option<
          .error{{color:#b00020}}</style></head><body>\
          <h1>This site is protected</h1><p>Enter the site's password to see it.</p>{error}\
          <form method=\"post\" action=\"{SIGN_IN_PATH}\">\
+         <input type=\"hidden\" name=\"{FORM_TOKEN_FIELD}\" value=\"{token}\">\
          <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
          <button type=\"submit\">Sign in</button></form></body></html>\n",
         escape_html(same_host_path(return_to))
     );
-    (
+    let mut response = (
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -423,7 +537,21 @@ fn sign_in_page_returning_to(return_to: &str, status: StatusCode, error: Option<
         ],
         page,
     )
-        .into_response()
+        .into_response();
+    if new_nonce {
+        // For the whole hostname, so every sign-in page shown to this
+        // browser (a page and its favicon both get one) reuses it rather
+        // than replacing the one an open form was made for; `Strict`, so
+        // no other site's page posting the form sends it along.
+        let cookie = format!(
+            "{SIGN_IN_NONCE_COOKIE}={nonce}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
+            SIGN_IN_FORM_LIFETIME.as_secs()
+        );
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    response
 }
 
 #[derive(serde::Deserialize)]
@@ -432,6 +560,8 @@ struct SignInForm {
     password: String,
     #[serde(default)]
     return_to: String,
+    #[serde(default)]
+    form_token: String,
 }
 
 /// A `POST` of the sign-in form to [`SIGN_IN_PATH`] on `target`'s hostname.
@@ -441,7 +571,7 @@ pub async fn sign_in(
     request: &Parts,
     body: &[u8],
 ) -> anyhow::Result<Response> {
-    let (_, guard) = state.cache.resolve(&state.db, target).await?;
+    let (_, guard, _) = state.cache.resolve(&state.db, target).await?;
     let Some(guard) = guard else {
         return Ok((
             StatusCode::NOT_FOUND,
@@ -451,11 +581,40 @@ pub async fn sign_in(
     };
     let Ok(form) = serde_urlencoded::from_bytes::<SignInForm>(body) else {
         return Ok(sign_in_page_returning_to(
+            &state.access,
+            request,
             "/",
             StatusCode::BAD_REQUEST,
             Some("The form could not be read; try again."),
         ));
     };
+    // Before the password is looked at: a forged form learns nothing.
+    let nonce = sign_in_nonce(&request.headers);
+    let form_fits = nonce.as_deref().is_some_and(|nonce| {
+        state
+            .access
+            .form_token_fits(&form.form_token, &host_of(request), nonce, unix_now())
+    });
+    if !form_fits || posted_from_elsewhere(request) {
+        tracing::warn!(
+            site_id = guard.site_id,
+            nonce_cookie = nonce.is_some(),
+            form_token = !form.form_token.is_empty(),
+            origin = ?request.headers.get(header::ORIGIN),
+            host = host_of(request),
+            "site sign-in refused: the form did not come from this hostname's own page"
+        );
+        return Ok(sign_in_page_returning_to(
+            &state.access,
+            request,
+            &form.return_to,
+            StatusCode::FORBIDDEN,
+            Some(
+                "This sign-in did not come from this site's own sign-in page, or the page was open too long. \
+                 Enter the password again here.",
+            ),
+        ));
+    }
     let client = request
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -487,6 +646,8 @@ pub async fn sign_in(
         tokio::time::sleep(FAILURE_PAUSE).await;
         drop(turn);
         return Ok(sign_in_page_returning_to(
+            &state.access,
+            request,
             &form.return_to,
             StatusCode::UNAUTHORIZED,
             Some("That is not this site's password."),
@@ -661,6 +822,43 @@ mod tests {
             assert!(!basic_auth_allows(&accepted, &with(&refused)), "{refused}");
         }
         assert!(!basic_auth_allows(&accepted, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_sign_in_form_token_fits_its_hostname_and_nonce_until_it_expires() {
+        let access = SiteAccess::new([1; 32]);
+        let nonce = "0123456789abcdef0123456789abcdef";
+        let token = access.form_token("vault.localhost:8080", nonce, 1_000);
+        assert!(access.form_token_fits(&token, "VAULT.localhost:8080", nonce, 999));
+        assert!(
+            !access.form_token_fits(&token, "vault.localhost:8080", nonce, 1_000),
+            "expired"
+        );
+        assert!(
+            !access.form_token_fits(&token, "other.localhost:8080", nonce, 0),
+            "another hostname"
+        );
+        let other_nonce = "f".repeat(32);
+        assert!(
+            !access.form_token_fits(&token, "vault.localhost:8080", &other_nonce, 0),
+            "another browser"
+        );
+        let foreign = SiteAccess::new([2; 32]).form_token("vault.localhost:8080", nonce, 1_000);
+        assert!(
+            !access.form_token_fits(&foreign, "vault.localhost:8080", nonce, 0),
+            "another key"
+        );
+        let later = token.replacen("1000.", "9999.", 1);
+        assert!(
+            !access.form_token_fits(&later, "vault.localhost:8080", nonce, 0),
+            "expiry moved"
+        );
+        for junk in ["", ".", "1000", "1000.zz", "x.00"] {
+            assert!(
+                !access.form_token_fits(junk, "vault.localhost:8080", nonce, 0),
+                "{junk}"
+            );
+        }
     }
 
     #[test]

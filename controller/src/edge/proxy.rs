@@ -130,13 +130,51 @@ impl Upstreams {
         let mut headers = answer.headers().clone();
         strip_hop_by_hop(&mut headers);
         *response.headers_mut() = headers;
-        *response.body_mut() = Body::from_stream(limited(answer.bytes_stream(), limit));
+        // The first chunk is awaited before the answer starts: an upstream
+        // that fails or sends too much at once still gets a page, not a cut
+        // connection. After that, going over the limit cuts the answer off
+        // (its status is sent), and the log says why.
+        let mut body = Box::pin(limited(answer.bytes_stream(), limit));
+        let first = match tokio::time::timeout(self.settings.timeout, body.next()).await {
+            Err(_) => {
+                return page(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "The upstream server of this page did not send its answer within {} seconds.",
+                        self.settings.timeout.as_secs()
+                    ),
+                );
+            }
+            Ok(Some(Err(error))) if error.to_string().contains(OVER_LIMIT) => {
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    &format!(
+                        "The upstream server's answer is larger than the {limit} bytes a proxied answer may carry."
+                    ),
+                );
+            }
+            Ok(Some(Err(error))) => {
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("The upstream server of this page broke off its answer ({error})."),
+                );
+            }
+            Ok(first) => first,
+        };
+        let upstream = url.to_owned();
+        let rest = body.map(move |chunk| {
+            if let Err(error) = &chunk {
+                tracing::warn!(upstream = %upstream, %error, "a proxied answer was cut off");
+            }
+            chunk
+        });
+        *response.body_mut() = Body::from_stream(futures_util::stream::iter(first).chain(rest));
         response
     }
 }
 
 /// The request's headers as an upstream gets them.
-fn forwarded_headers(incoming: &HeaderMap, peer: Option<SocketAddr>) -> HeaderMap {
+pub(crate) fn forwarded_headers(incoming: &HeaderMap, peer: Option<SocketAddr>) -> HeaderMap {
     let mut headers = incoming.clone();
     strip_hop_by_hop(&mut headers);
     let host = headers.remove(header::HOST);
@@ -229,7 +267,7 @@ fn failure_page(error: &reqwest::Error, timeout_seconds: u64, limit: u64) -> Res
 }
 
 /// A short page saying what failed; never cached.
-fn page(status: StatusCode, message: &str) -> Response {
+pub(crate) fn page(status: StatusCode, message: &str) -> Response {
     let text = format!(
         "{} {}\n\n{message}\n",
         status.as_u16(),

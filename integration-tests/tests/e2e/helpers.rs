@@ -4,6 +4,9 @@
 #[path = "helpers/github_api.rs"]
 pub mod github_api;
 
+#[path = "helpers/mmdb.rs"]
+pub mod mmdb;
+
 pub use github_api::FakeGitHub;
 use hmac::{Hmac, Mac};
 use jamstack_controller::config::{GitHubApp, RetryPolicy, S3Config};
@@ -58,6 +61,8 @@ pub struct TestApp {
     /// that watch what it holds (e.g. sign-ins waiting their turn) or age
     /// its records.
     pub state: Option<jamstack_controller::state::AppState>,
+    /// The port of the HTTPS listener, when `--https-listen` was given.
+    pub https_port: Option<u16>,
 }
 
 /// A controller with a runner inside, as `jamstack-controller up` runs them.
@@ -180,8 +185,35 @@ async fn build_app(configure: impl FnOnce(&mut Config)) -> (Application, TempDir
 /// `database_url`, which an earlier controller made: that one's admin token
 /// is `admin_token` (a start on a database with tokens makes none).
 pub async fn spawn_another_controller_on(database_url: &str, admin_token: &str) -> TestApp {
-    let (app, data) = build_app(|config| config.database_url = Some(database_url.to_owned())).await;
+    spawn_another_controller_on_with(database_url, admin_token, |_| {}).await
+}
+
+/// [`spawn_another_controller_on`], with its settings changed by
+/// `configure` as well (an HTTPS listener, the first one's secret key).
+pub async fn spawn_another_controller_on_with(
+    database_url: &str,
+    admin_token: &str,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let (app, data) = build_app(|config| {
+        config.database_url = Some(database_url.to_owned());
+        configure(config);
+    })
+    .await;
     serve_with_token(app, data, admin_token.to_owned())
+}
+
+/// [`spawn_another_controller_on`], sharing `first`'s data folder (its
+/// local blob store and secret key), as controllers behind one load
+/// balancer share a bucket and a key: either serves what the other stored.
+pub async fn spawn_controller_beside(first: &TestApp, database_url: &str) -> TestApp {
+    let data_dir = first.data_dir.clone();
+    let (app, data) = build_app(|config| {
+        config.database_url = Some(database_url.to_owned());
+        config.data_dir = data_dir;
+    })
+    .await;
+    serve_with_token(app, data, first.admin_token.clone())
 }
 
 fn serve(app: Application, data: TempDir) -> TestApp {
@@ -205,6 +237,7 @@ fn serve_with_token(app: Application, data: TempDir, admin_token: String) -> Tes
         data: Some(data),
         runner_name: String::new(),
         state: Some(app.state().clone()),
+        https_port: app.https_addr().map(|addr| addr.port()),
     };
     tokio::spawn(async move { app.run_until_stopped().await.expect("the controller stopped") });
     test_app
@@ -230,6 +263,7 @@ impl TestApp {
             data_dir: PathBuf::new(),
             runner_name: String::new(),
             state: None,
+            https_port: None,
         }
     }
 

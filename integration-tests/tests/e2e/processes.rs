@@ -121,16 +121,22 @@ impl ControllerProcess {
     /// `jamstack-controller serve`, with a short lease so lost runners are
     /// noticed in seconds.
     pub fn start(dir: &Path, database_url: Option<&str>) -> Self {
-        Self::start_command("serve", dir, database_url)
+        Self::start_command("serve", dir, database_url, &[])
+    }
+
+    /// [`ControllerProcess::start`] with more arguments (operator flags).
+    #[allow(dead_code)] // Used by the benchmarks, which share this file.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_command("serve", dir, None, extra)
     }
 
     /// `jamstack-controller up`: the controller and its runner, a child
     /// process of its own.
     pub fn start_up(dir: &Path) -> Self {
-        Self::start_command("up", dir, None)
+        Self::start_command("up", dir, None, &[])
     }
 
-    fn start_command(command: &str, dir: &Path, database_url: Option<&str>) -> Self {
+    fn start_command(command: &str, dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Self {
         let mut args: Vec<String> = [
             command,
             "--listen",
@@ -150,6 +156,7 @@ impl ControllerProcess {
         if let Some(url) = database_url {
             args.extend(["--database-url".to_owned(), url.to_owned()]);
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let name = unique_name("controller");
         let mut controller = ControllerProcess {
             process: spawn(

@@ -15,16 +15,59 @@ fn page(text: &str) -> String {
     format!("<h1>{text}</h1>\n")
 }
 
-/// Posts the sign-in form of `label`'s hostname.
-async fn sign_in(app: &TestApp, label: &str, password: &str, return_to: &str) -> Page {
-    let response = app
+/// The sign-in form `label`'s hostname shows a visitor: its token and the
+/// nonce cookie that goes with it (`name=value`).
+pub async fn sign_in_form(app: &TestApp, label: &str) -> (String, String) {
+    let shown = app.visit(label, "/").await;
+    assert_eq!(
+        shown.status, 401,
+        "{label} shows its sign-in page: {}",
+        shown.body
+    );
+    let token = shown
+        .body
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the sign-in page has no form token: {}", shown.body))
+        .to_owned();
+    let nonce = cookie_of(&shown);
+    (token, nonce)
+}
+
+/// Posts the sign-in form of `label`'s hostname as a browser does: the
+/// token of the page it was shown, and its nonce cookie.
+pub async fn sign_in(app: &TestApp, label: &str, password: &str, return_to: &str) -> Page {
+    let (token, nonce) = sign_in_form(app, label).await;
+    post_sign_in(
+        app,
+        label,
+        &[
+            ("password", password),
+            ("return_to", return_to),
+            ("form_token", &token),
+        ],
+        &[("Cookie", &nonce)],
+    )
+    .await
+}
+
+/// Posts `form` to `label`'s sign-in address with `headers`.
+pub async fn post_sign_in(
+    app: &TestApp,
+    label: &str,
+    form: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> Page {
+    let mut request = app
         .http
         .post(format!("http://127.0.0.1:{}/.jamstack/sign-in", app.port))
         .header("Host", format!("{label}.localhost:{}", app.port))
-        .form(&[("password", password), ("return_to", return_to)])
-        .send()
-        .await
-        .expect("posting the sign-in form");
+        .form(form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("posting the sign-in form");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.unwrap().to_vec();
@@ -37,7 +80,7 @@ async fn sign_in(app: &TestApp, label: &str, password: &str, return_to: &str) ->
 }
 
 /// `name=value` of the cookie an answer sets.
-fn cookie_of(page: &Page) -> String {
+pub fn cookie_of(page: &Page) -> String {
     let set_cookie = page.header("set-cookie");
     assert!(!set_cookie.is_empty(), "no cookie set: {page:?}");
     set_cookie.split(';').next().unwrap().to_owned()
@@ -475,4 +518,89 @@ async fn basic_auth_in_headers_asks_for_a_listed_user_on_its_paths_only() {
     assert_eq!(seen.header("x-team"), "yes");
     assert_eq!(seen.header("basic-auth"), "", "the credentials are never sent");
     assert!(seen.header("cache-control").starts_with("private"));
+}
+
+#[tokio::test]
+async fn a_sign_in_posted_without_the_forms_token_or_from_another_site_is_refused() {
+    let app = spawn_app_with(|_| {}).await;
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", &page("forged secret")),
+        ],
+        "production",
+    );
+    app.connect_site("forged", &repo, "octo/forged").await;
+    app.wait_for_success(app.push("octo/forged", &repo, &sha).await)
+        .await;
+    let (status, body) = protect(
+        &app,
+        "forged",
+        json!({"production": "password", "password": "right"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (token, nonce) = sign_in_form(&app, "forged").await;
+    assert!(nonce.starts_with("jamstack_sign_in_nonce="), "{nonce}");
+    let (_, other_nonce) = sign_in_form(&app, "forged").await;
+    let other_origin = format!("http://evil.localhost:{}", app.port);
+    let own_origin = format!("http://forged.localhost:{}", app.port);
+    fn form(token: &str) -> Vec<(&'static str, &str)> {
+        vec![("password", "right"), ("return_to", "/"), ("form_token", token)]
+    }
+    // What is wrong, the form, the request's headers.
+    type Pairs<'a> = Vec<(&'a str, &'a str)>;
+    let refusals: Vec<(&str, Pairs<'_>, Pairs<'_>)> = vec![
+        ("no token", form(""), vec![("Cookie", nonce.as_str())]),
+        (
+            "a wrong token",
+            form("4102444800.00ff"),
+            vec![("Cookie", nonce.as_str())],
+        ),
+        ("no nonce cookie", form(&token), vec![]),
+        (
+            "another browser's nonce",
+            form(&token),
+            vec![("Cookie", other_nonce.as_str())],
+        ),
+        (
+            "another site's page",
+            form(&token),
+            vec![("Cookie", nonce.as_str()), ("Origin", other_origin.as_str())],
+        ),
+    ];
+    for (what, form, headers) in refusals {
+        let refused = post_sign_in(&app, "forged", &form, &headers).await;
+        assert_eq!(refused.status, 403, "{what}: {}", refused.body);
+        assert!(
+            refused
+                .body
+                .contains("did not come from this site's own sign-in page"),
+            "{what}: {}",
+            refused.body
+        );
+        assert!(
+            refused.body.contains("name=\"form_token\""),
+            "{what}: a fresh form is shown"
+        );
+        assert!(!refused.body.contains("forged secret"), "{what}");
+        assert!(
+            !refused.header("set-cookie").contains("jamstack_site_access"),
+            "{what}: nobody is signed in"
+        );
+    }
+    let accepted = post_sign_in(
+        &app,
+        "forged",
+        &form(&token),
+        &[("Cookie", nonce.as_str()), ("Origin", own_origin.as_str())],
+    )
+    .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    let cookie = cookie_of(&accepted);
+    assert_eq!(
+        app.visit_with("forged", "/", &[("Cookie", &cookie)]).await.body,
+        page("forged secret")
+    );
 }

@@ -210,3 +210,160 @@ async fn without_the_operators_switch_a_proxy_to_a_private_address_gets_a_502_pa
         page.body
     );
 }
+
+/// An upstream on loopback: `/signed` answers with the `X-Nf-Sign` it was
+/// sent, `/big` streams two megabytes in 100 kB chunks with no length
+/// announced. Returns its port.
+async fn start_signing_upstream() -> u16 {
+    let app = axum::Router::new()
+        .route(
+            "/signed",
+            axum::routing::get(|headers: HeaderMap| async move {
+                headers
+                    .get("x-nf-sign")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
+            }),
+        )
+        .route(
+            "/big",
+            axum::routing::get(|| async {
+                let chunks = futures_util::stream::iter(
+                    (0..20).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'b'; 100_000]))),
+                );
+                axum::body::Body::from_stream(chunks)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+#[tokio::test]
+async fn a_signed_proxy_request_carries_a_token_the_upstream_verifies_with_the_sites_variable() {
+    let app = spawn_app_with(|config| {
+        config.proxy.allow_private_targets = true;
+        config.proxy.max_body_bytes = 1_000_000;
+    })
+    .await;
+    let upstream = start_signing_upstream().await;
+    let toml = format!(
+        "{COPY_SITE_TOML}\n[[redirects]]\nfrom = \"/signed\"\nto = \"http://127.0.0.1:{upstream}/signed\"\n\
+         status = 200\nsigned = \"API_SIGNATURE\"\n\n[[redirects]]\nfrom = \"/big\"\n\
+         to = \"http://127.0.0.1:{upstream}/big\"\nstatus = 200\n"
+    );
+    let repo = SiteRepo::new();
+    let sha = repo.commit(
+        &[("jamstack.toml", toml.as_str()), ("src/index.html", "home")],
+        "signed proxy",
+    );
+    app.connect_site("signer", &repo, "octo/signer").await;
+    app.wait_for_success(app.push("octo/signer", &repo, &sha).await)
+        .await;
+
+    // Without the variable, the page says which one to set.
+    let unsigned = app.visit("signer", "/signed").await;
+    assert_eq!(unsigned.status, 502, "{}", unsigned.body);
+    assert!(unsigned.body.contains("`API_SIGNATURE`"), "{}", unsigned.body);
+
+    app.set_env("signer", "API_SIGNATURE", "a-shared-secret", true)
+        .await;
+    let token = app.visit("signer", "/signed").await;
+    assert_eq!(token.status, 200, "{}", token.body);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.set_issuer(&["netlify"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &token.body,
+        &jsonwebtoken::DecodingKey::from_secret(b"a-shared-secret"),
+        &validation,
+    )
+    .expect("the upstream verifies the signature with the shared secret")
+    .claims;
+    assert_eq!(claims["iss"], "netlify");
+    assert_eq!(
+        claims["site_url"],
+        format!("http://signer.localhost:{}", app.port)
+    );
+    assert!(
+        claims["netlify_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{claims}"
+    );
+    let forged = jsonwebtoken::decode::<serde_json::Value>(
+        &token.body,
+        &jsonwebtoken::DecodingKey::from_secret(b"another-secret"),
+        &validation,
+    );
+    assert!(forged.is_err(), "a token verifies with any key");
+
+    // An answer streaming past the limit is cut off after it started.
+    let big = app
+        .http
+        .get(format!("http://127.0.0.1:{}/big", app.port))
+        .header("Host", format!("signer.localhost:{}", app.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 200);
+    assert!(
+        big.bytes().await.is_err(),
+        "an answer over the limit arrived whole"
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_to_another_site_here_is_served_in_process_with_its_own_headers_and_loops_end() {
+    // The private-address guard is on: `back.localhost` is loopback, so
+    // only an in-process answer gets through.
+    let app = spawn_app().await;
+    let back = SiteRepo::new();
+    let sha = back.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", "back home"),
+            ("src/post.html", "a post from the back"),
+            ("src/_redirects", "/echo-host /host.html 200\n"),
+            ("src/host.html", "back host page"),
+            ("src/_headers", "/*\n  X-Back: yes\n"),
+        ],
+        "the back site",
+    );
+    app.connect_site("back", &back, "octo/back").await;
+    app.wait_for_success(app.push("octo/back", &back, &sha).await)
+        .await;
+    let port = app.port;
+    let redirects = format!(
+        "/blog/* http://back.localhost:{port}/:splat 200\n/loop http://front.localhost:{port}/loop 200\n"
+    );
+    let front = SiteRepo::new();
+    let sha = front.commit(
+        &[
+            ("jamstack.toml", COPY_SITE_TOML),
+            ("src/index.html", "front home"),
+            ("src/_redirects", redirects.as_str()),
+            ("src/_headers", "/blog/*\n  X-Served-By: front\n"),
+        ],
+        "the front site",
+    );
+    app.connect_site("front", &front, "octo/front").await;
+    app.wait_for_success(app.push("octo/front", &front, &sha).await)
+        .await;
+
+    let post = app.visit("front", "/blog/post").await;
+    assert_eq!(post.status, 200, "{}", post.body);
+    assert_eq!(post.body, "a post from the back");
+    assert_eq!(post.header("x-back"), "yes");
+    assert_eq!(
+        post.header("x-served-by"),
+        "",
+        "the proxying site's _headers apply only to its own files, as on Netlify"
+    );
+    let missing = app.visit("front", "/blog/nothing-here").await;
+    assert_eq!(missing.status, 404);
+
+    let looped = app.visit("front", "/loop").await;
+    assert_eq!(looped.status, 508, "{}", looped.body);
+    assert!(looped.body.contains("in a circle"), "{}", looped.body);
+}

@@ -1,0 +1,106 @@
+//! `jamstack domains …`: add, list, verify, remove a site's custom domains.
+
+use crate::args::DomainsCommand;
+use crate::client::Api;
+use crate::error::CliResult;
+use crate::output::{ago, print_json, print_table, text};
+use jamstack_proto::routes;
+use serde_json::{Value, json};
+
+pub async fn run(api: &Api, json: bool, command: DomainsCommand) -> CliResult {
+    match command {
+        DomainsCommand::Add {
+            site,
+            hostname,
+            primary,
+        } => {
+            let domain = api
+                .post(
+                    &routes::api::site_domains(&site),
+                    &json!({ "hostname": hostname, "primary": primary }),
+                )
+                .await?;
+            if json {
+                print_json(&domain);
+            } else {
+                println!(
+                    "Added {} to {site} ({})",
+                    text(&domain, "hostname"),
+                    state(&domain)
+                );
+                explain(&domain);
+            }
+        }
+        DomainsCommand::List { site } => {
+            let domains = api.get(&routes::api::site_domains(&site)).await?;
+            if json {
+                print_json(&domains);
+            } else {
+                let domains = domains.as_array().cloned().unwrap_or_default();
+                print_table(
+                    ["DOMAIN", "PRIMARY", "STATE", "TXT RECORD TO ADD", "LAST CHECKED"],
+                    &domains,
+                    |d| {
+                        [
+                            text(d, "hostname"),
+                            if d["primary"] == true { "yes" } else { "-" }.to_owned(),
+                            state(d),
+                            if d["verified_at"].is_null() {
+                                txt_record(d)
+                            } else {
+                                "-".to_owned()
+                            },
+                            ago(d, "last_checked_at"),
+                        ]
+                    },
+                );
+                for domain in &domains {
+                    if let Some(error) = domain["last_error"].as_str() {
+                        println!("{}: {error}", text(domain, "hostname"));
+                    }
+                }
+            }
+        }
+        DomainsCommand::Verify { site, hostname } => {
+            let domain = api
+                .post(&routes::api::site_domain_verify(&site, &hostname), &json!({}))
+                .await?;
+            if json {
+                print_json(&domain);
+            } else {
+                println!("{}: {}", text(&domain, "hostname"), state(&domain));
+                if let Some(error) = domain["last_error"].as_str() {
+                    println!("{error}");
+                }
+            }
+        }
+        DomainsCommand::Remove { site, hostname } => {
+            api.delete(&routes::api::site_domain(&site, &hostname)).await?;
+            if !json {
+                println!("Removed {hostname} from {site}; it serves nothing from now on");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The state in words.
+fn state(domain: &Value) -> String {
+    text(domain, "state").replace('_', " ")
+}
+
+/// `NAME = VALUE` of the TXT record that proves the domain.
+fn txt_record(domain: &Value) -> String {
+    format!(
+        "{} = {}",
+        text(&domain["txt_record"], "name"),
+        text(&domain["txt_record"], "value")
+    )
+}
+
+/// What to do next, when there is something to do.
+fn explain(domain: &Value) {
+    if let Some(step) = domain["next_step"].as_str() {
+        println!("To prove you control it: {step}");
+    }
+}
