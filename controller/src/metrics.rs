@@ -101,6 +101,11 @@ pub struct Metrics {
     variant_blobs_made: Counter,
     /// Restarts of background workers after a panic, by worker name.
     worker_restarts: Family<WorkerLabels, Counter>,
+    /// Failed renewals of ACME certificates by this controller.
+    acme_renewal_failures: Counter,
+    /// When each ACME certificate expires (Unix seconds), read from the
+    /// database when scraped.
+    certificate_expiry: Family<HostnameLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -197,6 +202,18 @@ impl Default for Metrics {
             "Background workers started again after a panic, by worker.",
             worker_restarts.clone(),
         );
+        let acme_renewal_failures = Counter::default();
+        registry.register(
+            "jamstack_acme_renewal_failures",
+            "Renewals of ACME certificates that failed (each is retried with backoff)",
+            acme_renewal_failures.clone(),
+        );
+        let certificate_expiry = Family::<HostnameLabels, Gauge>::default();
+        registry.register(
+            "jamstack_certificate_expiry_timestamp_seconds",
+            "When each certificate issued by ACME expires, Unix seconds, by hostname",
+            certificate_expiry.clone(),
+        );
         let edge = EdgeMetrics {
             requests: CLASSES.map(|class| edge_requests.get_or_create_owned(&ClassLabels { class })),
             latency: CLASSES.map(|class| edge_latency.get_or_create_owned(&ClassLabels { class })),
@@ -219,6 +236,8 @@ impl Default for Metrics {
             variant_deploys_pending,
             variant_blobs_made,
             worker_restarts,
+            acme_renewal_failures,
+            certificate_expiry,
         }
     }
 }
@@ -296,6 +315,24 @@ impl Metrics {
         self.worker_restarts.get_or_create(&WorkerLabels { worker }).inc();
     }
 
+    /// A renewal of an ACME certificate failed.
+    pub fn record_acme_renewal_failure(&self) {
+        self.acme_renewal_failures.inc();
+    }
+
+    /// The expiry of every ACME certificate (hostname, Unix milliseconds),
+    /// as the database holds them now; names no longer kept disappear.
+    pub fn record_certificate_expiries(&self, expiries: &[(String, i64)]) {
+        self.certificate_expiry.clear();
+        for (hostname, not_after) in expiries {
+            self.certificate_expiry
+                .get_or_create(&HostnameLabels {
+                    hostname: hostname.clone(),
+                })
+                .set(not_after / 1000);
+        }
+    }
+
     /// The text exposition format (version 0.0.4).
     pub fn render(&self, queue: QueueFigures) -> String {
         self.queue_depth.set(queue.queued);
@@ -307,6 +344,11 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostnameLabels {
+    hostname: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

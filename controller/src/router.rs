@@ -96,6 +96,7 @@ pub async fn serve_open(
 ) -> AppResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let queue = db.queue_figures().await?;
+    metrics.record_certificate_expiries(&db.certificate_expiries().await?);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

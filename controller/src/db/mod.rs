@@ -6,9 +6,10 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, and GitHub (installations and what was reported back).
+//! deliveries, build hooks and schedules, ACME accounts and orders, and GitHub (installations and what was reported back).
 //! Timestamps are Unix milliseconds.
 
+mod acme;
 mod aliases;
 mod blobs;
 mod build_hooks;
@@ -32,6 +33,7 @@ mod settings;
 mod site_settings;
 mod sites;
 
+pub use acme::{AcmeIssued, AcmeOrder};
 pub use blobs::{BlobToCompress, SweptBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{
