@@ -88,6 +88,9 @@ step "Starting PostgreSQL (the store tests run on SQLite and on PostgreSQL)"
 step "Starting chromedriver (the dashboard tests drive a real, headless Chromium)"
 ./scripts/start-chromedriver.sh
 
+step "Installing pebble (the ACME tests start their own CA and DNS server on loopback)"
+./scripts/start-pebble.sh
+
 step "Formatting"
 cargo fmt --all -- --check
 

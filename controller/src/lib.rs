@@ -8,6 +8,7 @@
 //! serves it; [`dashboard`] is the web interface over all of it. Only [`db`]
 //! holds SQL and only [`github`] knows GitHub's types.
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod build_hooks;

@@ -101,6 +101,8 @@ pub struct Metrics {
     variant_blobs_made: Counter,
     /// Restarts of background workers after a panic, by worker name.
     worker_restarts: Family<WorkerLabels, Counter>,
+    /// Failed renewals of ACME certificates by this controller.
+    acme_renewal_failures: Counter,
     /// Seconds until each served certificate expires, by hostname.
     certificate_expiry: Family<HostnameLabels, Gauge>,
 }
@@ -204,6 +206,12 @@ impl Default for Metrics {
             "Background workers started again after a panic, by worker.",
             worker_restarts.clone(),
         );
+        let acme_renewal_failures = Counter::default();
+        registry.register(
+            "jamstack_acme_renewal_failures",
+            "Renewals of ACME certificates that failed (each is retried with backoff)",
+            acme_renewal_failures.clone(),
+        );
         let certificate_expiry = Family::<HostnameLabels, Gauge>::default();
         registry.register(
             "jamstack_certificate_expiry_seconds",
@@ -232,6 +240,7 @@ impl Default for Metrics {
             variant_deploys_pending,
             variant_blobs_made,
             worker_restarts,
+            acme_renewal_failures,
             certificate_expiry,
         }
     }
@@ -310,7 +319,11 @@ impl Metrics {
         self.worker_restarts.get_or_create(&WorkerLabels { worker }).inc();
     }
 
-    /// The text exposition format (version 0.0.4).
+    /// A renewal of an ACME certificate failed.
+    pub fn record_acme_renewal_failure(&self) {
+        self.acme_renewal_failures.inc();
+    }
+
     /// Sets the expiry gauge to the certificates served now (hostname and
     /// end of validity in Unix milliseconds), forgetting removed ones.
     pub fn set_certificate_expiries(&self, expiries: &[(String, i64)], now_millis: i64) {
@@ -324,6 +337,7 @@ impl Metrics {
         }
     }
 
+    /// The text exposition format (version 0.0.4).
     pub fn render(&self, queue: QueueFigures) -> String {
         self.queue_depth.set(queue.queued);
         self.builds_running.set(queue.running);

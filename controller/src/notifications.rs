@@ -195,6 +195,39 @@ pub async fn deploy_changed(
     queue(state, site_id, change.event(), payload).await;
 }
 
+/// Queues `certificate.failed` for the site's hooks (a hook can ask for it
+/// once the ACME manager is started with the HTTPS listener): renewing the
+/// certificate of `hostname` (one of the site's names) failed. The payload
+/// carries the ACME server's reason, what to do, when the certificate
+/// still served expires and when the next try is.
+pub async fn certificate_failed(
+    state: &Notifications,
+    site_id: i64,
+    order: &crate::db::AcmeOrder,
+    failure: &crate::acme::AcmeFailure,
+) {
+    let event = "certificate.failed";
+    if let Ok(false) = state.db.site_wants_notification(site_id, event).await {
+        return;
+    }
+    let Ok(Some(site)) = state.db.site_by_id(site_id).await else {
+        return;
+    };
+    let payload = serde_json::json!({
+        "site": { "id": site.id, "name": site.name, "url": state.urls.site_url(&site.name) },
+        "certificate": {
+            "hostname": order.hostname,
+            "problem_type": failure.problem_type,
+            "detail": failure.detail,
+            "advice": failure.advice(),
+            "not_after": order.not_after,
+            "attempts": order.attempts,
+            "next_attempt_at": order.next_attempt_at,
+        },
+    });
+    queue(state, site_id, event, payload).await;
+}
+
 /// Adds what a chat message or an e-mail says of a deploy to its payload:
 /// its context, branch and commit, and the commit's message when a build
 /// made it. Read only when some hook of the site will be sent it; a read

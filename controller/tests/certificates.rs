@@ -62,6 +62,7 @@ macro_rules! on_both_databases {
 /// A test certificate authority.
 struct TestCa {
     certificate: rcgen::Certificate,
+    params: CertificateParams,
     key: KeyPair,
 }
 
@@ -73,6 +74,7 @@ impl TestCa {
         params.distinguished_name.push(DnType::CommonName, "Test CA");
         TestCa {
             certificate: params.self_signed(&key).unwrap(),
+            params,
             key,
         }
     }
@@ -85,7 +87,9 @@ impl TestCa {
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
         params.not_before = rcgen::date_time_ymd(from, 1, 1);
         params.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let leaf = params.signed_by(&key, &self.certificate, &self.key).unwrap();
+        let leaf = params
+            .signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key))
+            .unwrap();
         (
             format!("{}{}", leaf.pem(), self.certificate.pem()),
             key.serialize_pem(),

@@ -19,6 +19,12 @@ async fn sqlite() -> (Database, Box<dyn std::any::Any>) {
 }
 
 async fn postgres() -> (Database, Box<dyn std::any::Any>) {
+    let url = fresh_postgres_database().await;
+    (Database::connect(&url).await.unwrap(), Box::new(()))
+}
+
+/// The URL of a new, empty PostgreSQL database.
+async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
     let admin_url =
         std::env::var("JAMSTACK_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
@@ -30,11 +36,10 @@ async fn postgres() -> (Database, Box<dyn std::any::Any>) {
         .execute(&mut admin)
         .await
         .unwrap();
-    let url = match admin_url.rsplit_once('/') {
+    match admin_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{name}"),
         None => panic!("JAMSTACK_TEST_POSTGRES_URL must end in /<database>"),
-    };
-    (Database::connect(&url).await.unwrap(), Box::new(()))
+    }
 }
 
 /// Runs `check` on a fresh SQLite database and a fresh PostgreSQL one.
@@ -2117,6 +2122,187 @@ on_both_databases!(
         assert_eq!(db.site_build_settings(s.id).await.unwrap().paths, paths);
     }
 );
+
+on_both_databases!(
+    a_hostname_is_claimed_by_one_controller_and_written_only_by_its_holder,
+    |db: Database| async move {
+        use jamstack_controller::db::{AcmeIssued, now_millis};
+        db.want_acme_certificate("shop.example.com", "http-01")
+            .await
+            .unwrap();
+        db.want_acme_certificate("shop.example.com", "http-01")
+            .await
+            .unwrap();
+        let now = now_millis();
+        let due = db.due_acme_orders(now, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].state, "waiting");
+        assert_eq!(due[0].challenge, "http-01");
+
+        // Sixteen controllers wake for it at once.
+        let claims: Vec<_> = (0..16)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.claim_acme_order("shop.example.com", &format!("controller-{i}"), now, now + 60_000)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for claim in claims {
+            won += usize::from(claim.await.unwrap());
+        }
+        assert_eq!(won, 1, "one claim of a hostname wins");
+        let held = db.acme_order("shop.example.com").await.unwrap().unwrap();
+        assert_eq!(held.state, "issuing");
+        let holder = held.held_by.clone().unwrap();
+        assert!(
+            db.due_acme_orders(now, 10).await.unwrap().is_empty(),
+            "held: not due"
+        );
+
+        // Only the holder records the outcome.
+        let issued = AcmeIssued {
+            not_before: now,
+            not_after: now + 90 * 86_400_000,
+            renew_at: now + 60 * 86_400_000,
+        };
+        assert!(
+            !db.finish_acme_order("shop.example.com", "someone-else", issued)
+                .await
+                .unwrap()
+        );
+        assert!(
+            db.finish_acme_order("shop.example.com", &holder, issued)
+                .await
+                .unwrap()
+        );
+        let active = db.acme_order("shop.example.com").await.unwrap().unwrap();
+        assert_eq!(
+            (active.state.as_str(), active.held_by.as_deref()),
+            ("active", None)
+        );
+        assert_eq!(active.shown_state(now), "active");
+        assert_eq!(active.shown_state(now + 61 * 86_400_000), "renewal_due");
+        assert!(db.due_acme_orders(now, 10).await.unwrap().is_empty());
+        assert_eq!(db.due_acme_orders(issued.renew_at, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            db.certificate_expiries().await.unwrap(),
+            vec![("shop.example.com".to_owned(), issued.not_after)]
+        );
+
+        // A renewal that fails keeps the certificate's dates and waits.
+        let later = issued.renew_at;
+        assert!(
+            db.claim_acme_order("shop.example.com", "controller-b", later, later + 60_000)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            db.fail_acme_order("shop.example.com", "controller-a", "client", "x", later + 1)
+                .await
+                .unwrap(),
+            None,
+            "not the holder"
+        );
+        assert_eq!(
+            db.fail_acme_order(
+                "shop.example.com",
+                "controller-b",
+                "urn:ietf:params:acme:error:connection",
+                "shop.example.com: connection refused",
+                later + 60_000
+            )
+            .await
+            .unwrap(),
+            Some(1)
+        );
+        let failed = db.acme_order("shop.example.com").await.unwrap().unwrap();
+        assert_eq!(failed.state, "failed");
+        assert_eq!(failed.not_after, Some(issued.not_after));
+        assert_eq!(
+            failed.last_error_type.as_deref(),
+            Some("urn:ietf:params:acme:error:connection")
+        );
+        assert!(
+            db.due_acme_orders(later + 59_999, 10).await.unwrap().is_empty(),
+            "backing off"
+        );
+        assert_eq!(db.due_acme_orders(later + 60_000, 10).await.unwrap().len(), 1);
+
+        // A holder that died: its hold runs out and another takes over.
+        let t = later + 60_000;
+        assert!(
+            db.claim_acme_order("shop.example.com", "dies", t, t + 1_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.claim_acme_order("shop.example.com", "other", t + 999, t + 5_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            db.claim_acme_order("shop.example.com", "other", t + 1_001, t + 5_000)
+                .await
+                .unwrap()
+        );
+
+        assert!(db.forget_acme_certificate("shop.example.com").await.unwrap());
+        assert!(db.acme_orders().await.unwrap().is_empty());
+    }
+);
+
+/// Two controllers (two pools) on one PostgreSQL database race for the
+/// same hostnames, round after round: no name is ever held by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_controllers_on_postgres_never_both_order_the_same_hostname() {
+    use jamstack_controller::db::now_millis;
+    let url = fresh_postgres_database().await;
+    let first = Database::connect(&url).await.unwrap();
+    let second = Database::connect(&url).await.unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("site-{i}.example.com")).collect();
+    for name in &names {
+        first.want_acme_certificate(name, "http-01").await.unwrap();
+    }
+    let controller = |db: Database, me: &'static str| {
+        let names = names.clone();
+        tokio::spawn(async move {
+            let mut won = Vec::new();
+            for round in 0..5i64 {
+                // Each round is a later moment, when every earlier hold
+                // (a minute long) has run out.
+                let now = now_millis() + round * 120_000;
+                for order in db.due_acme_orders(now, 100).await.unwrap() {
+                    if db
+                        .claim_acme_order(&order.hostname, me, now, now + 60_000)
+                        .await
+                        .unwrap()
+                    {
+                        won.push((round, order.hostname));
+                    }
+                }
+            }
+            assert_eq!(names.len(), 10);
+            won
+        })
+    };
+    let a = controller(first, "a");
+    let b = controller(second, "b");
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let mut all: Vec<_> = a.iter().chain(b.iter()).cloned().collect();
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        claimed,
+        "a hostname was held by both in one round: {a:?} {b:?}"
+    );
+    assert!(!a.is_empty() || !b.is_empty());
+}
 
 on_both_databases!(
     sites_and_tokens_made_before_teams_belong_to_the_first_team_which_the_first_admin_sign_in_owns,

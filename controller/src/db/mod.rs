@@ -6,10 +6,12 @@
 //! same numbered steps. Queries are split by aggregate, one file
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
-//! deliveries, build hooks and schedules, custom domains, sites' token keys (`identity`), GitHub
-//! (installations and what was reported back), and users, teams and memberships.
+//! deliveries, build hooks and schedules, custom domains, sites' token keys (`identity`), ACME
+//! accounts and orders, GitHub (installations and what was reported back), and users, teams and
+//! memberships.
 //! Timestamps are Unix milliseconds.
 
+mod acme;
 mod aliases;
 mod audit;
 mod blobs;
@@ -38,6 +40,7 @@ mod site_settings;
 mod sites;
 mod teams;
 
+pub use acme::{AcmeIssued, AcmeOrder};
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use blobs::{BlobToCompress, SweptBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};

@@ -87,6 +87,17 @@ pub fn facts(event: &str, payload: &Value) -> Facts {
         ),
         "deploy.locked" => ("Publishing locked: new builds no longer go live".to_owned(), None),
         "deploy.unlocked" => ("Publishing unlocked: new builds go live again".to_owned(), None),
+        "certificate.failed" => {
+            let certificate = &data["certificate"];
+            let hostname = text(&certificate["hostname"]).unwrap_or("a hostname");
+            let why = text(&certificate["detail"])
+                .map(|detail| bounded(detail.lines().next().unwrap_or(detail), MAX_ERROR))
+                .unwrap_or_else(|| "no reason given".to_owned());
+            (
+                format!("Renewing the certificate of {hostname} failed: {why}"),
+                Some(false),
+            )
+        }
         other => (other.to_owned(), None),
     };
     let build_link = text(&build["url"]).map(str::to_owned);

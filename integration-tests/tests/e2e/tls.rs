@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A certificate authority made for one test.
 struct TestCa {
     certificate: rcgen::Certificate,
+    params: CertificateParams,
     key: KeyPair,
 }
 
@@ -38,6 +39,7 @@ impl TestCa {
             .push(DnType::CommonName, "jamstack test CA");
         TestCa {
             certificate: params.self_signed(&key).unwrap(),
+            params,
             key,
         }
     }
@@ -46,7 +48,9 @@ impl TestCa {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-        let leaf = params.signed_by(&key, &self.certificate, &self.key).unwrap();
+        let leaf = params
+            .signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key))
+            .unwrap();
         Issued {
             chain_pem: format!("{}{}", leaf.pem(), self.certificate.pem()),
             key_pem: key.serialize_pem(),
