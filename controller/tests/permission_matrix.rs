@@ -205,7 +205,8 @@ async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_an
             .replace("{id}", "999999")
             .replace("{deploy}", "no-such-deploy")
             .replace("{alias}", "no-such-alias")
-            .replace("{name}", "NO_SUCH_VARIABLE");
+            .replace("{name}", "NO_SUCH_VARIABLE")
+            .replace("{hostname}", "no-such.example.com");
         assert!(!path.contains('{'), "fill in the parameter of {pattern}");
         for (caller, token) in &callers {
             let mut request = http.request(method.clone(), format!("{base}{path}"));
