@@ -494,6 +494,7 @@ mod tests {
                 "# TYPE jamstack_variant_blobs_total counter",
                 "# TYPE jamstack_edge_requests_total counter",
                 "# TYPE jamstack_edge_request_duration_seconds histogram",
+                "# TYPE jamstack_acme_renewal_failures_total counter",
             ]
         );
         assert!(
