@@ -235,6 +235,10 @@ pub struct StorageArgs {
     /// POST /api/v1/gc.
     #[arg(long, env = "JAMSTACK_GC_INTERVAL_MINUTES", default_value_t = 60)]
     pub gc_interval_minutes: u64,
+    /// Days the audit log keeps an entry; older ones are removed every
+    /// hour. 0 keeps every entry forever.
+    #[arg(long, env = "JAMSTACK_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u32,
     /// Memory for the hottest small files the edge serves, in MiB.
     #[arg(long, env = "JAMSTACK_EDGE_CACHE_MB", default_value_t = 256)]
     pub edge_cache_mb: u64,

@@ -477,6 +477,15 @@ pub struct Retention {
     /// Blobs younger than this are never collected, whatever references
     /// them, so uploads and deploys in flight are safe.
     pub blob_grace: Duration,
+    /// Days an audit log entry is kept; 0 keeps every entry.
+    pub audit_days: u32,
+}
+
+impl Retention {
+    /// How long an audit log entry is kept; `None` for ever.
+    pub fn audit_log(&self) -> Option<Duration> {
+        (self.audit_days > 0).then(|| Duration::from_secs(u64::from(self.audit_days) * 24 * 60 * 60))
+    }
 }
 
 impl Default for Retention {
@@ -485,6 +494,7 @@ impl Default for Retention {
             keep_deploys: 20,
             gc_interval: Duration::from_secs(3600),
             blob_grace: Duration::from_secs(3600),
+            audit_days: 365,
         }
     }
 }

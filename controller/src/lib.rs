@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod build_hooks;
 pub mod builds;

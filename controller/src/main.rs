@@ -65,6 +65,7 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.limits.max_deploy_size = storage.max_deploy_size_mb.saturating_mul(MIB);
     config.retention.keep_deploys = storage.keep_deploys;
     config.retention.gc_interval = std::time::Duration::from_secs(storage.gc_interval_minutes * 60);
+    config.retention.audit_days = storage.audit_retention_days;
     config.edge.memory_cache_bytes = storage.edge_cache_mb.saturating_mul(MIB);
     Ok(config)
 }

@@ -76,7 +76,23 @@ pub const EVENTS: &[&str] = &[
     "deploy.locked",
     "deploy.unlocked",
     "deploy.rolled_back",
+    AUDIT_EVENT,
 ];
+
+/// An entry written to the audit log about the site: who did what, to
+/// what, when. Only owners of the site's team may subscribe a hook to it,
+/// and only by naming it (a hook made without `events` does not get it).
+pub const AUDIT_EVENT: &str = "audit";
+
+/// The events a hook made without naming any subscribes to: all but
+/// [`AUDIT_EVENT`], which its team's owners must ask for.
+pub fn default_events() -> Vec<String> {
+    EVENTS
+        .iter()
+        .filter(|event| **event != AUDIT_EVENT)
+        .map(|event| (*event).to_owned())
+        .collect()
+}
 
 /// A change to what a site serves, for [`deploy_changed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +209,42 @@ pub async fn deploy_changed(
         "locked": site.publish_locked,
     });
     queue(state, site_id, change.event(), payload).await;
+}
+
+/// Queues [`AUDIT_EVENT`] for the hooks of the entry's site that asked for
+/// it. The payload says who, what, on which path, with what answer and
+/// when; the entry never holds a request body, so no variable's value.
+pub async fn audit_recorded(state: &Notifications, entry: &crate::db::NewAuditEntry) {
+    let Some(name) = entry.site.as_deref() else {
+        return;
+    };
+    let site = match state.db.site_by_name(name).await {
+        Ok(Some(site)) => site,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                site = name,
+                "reading a site to notify failed"
+            );
+            return;
+        }
+    };
+    if let Ok(false) = state.db.site_wants_notification(site.id, AUDIT_EVENT).await {
+        return;
+    }
+    let payload = serde_json::json!({
+        "site": { "id": site.id, "name": site.name, "url": state.urls.site_url(&site.name) },
+        "audit": {
+            "actor": entry.actor,
+            "action": entry.action,
+            "target": entry.target,
+            "team_id": entry.team_id,
+            "status": entry.status,
+            "at": crate::db::now_millis(),
+        },
+    });
+    queue(state, site.id, AUDIT_EVENT, payload).await;
 }
 
 /// Queues `certificate.failed` for the site's hooks (a hook can ask for it

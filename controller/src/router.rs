@@ -123,7 +123,7 @@ pub fn router(state: AppState) -> Router {
     // Every one is checked against the permission its operation declares.
     let (api_routes, _) = api::routes().split_for_parts();
     let api_routes = api_routes.route_layer(axum::middleware::from_fn_with_state(
-        state.auth.clone(),
+        state.clone(),
         api::access::require_declared_permission,
     ));
 
@@ -275,7 +275,11 @@ pub fn router(state: AppState) -> Router {
             .route(
                 "/settings/tokens/{id}/revoke",
                 post(dashboard::settings::revoke_token),
-            ),
+            )
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.audit.clone(),
+                dashboard::audit_changes,
+            )),
     );
 
     Router::new()

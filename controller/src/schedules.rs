@@ -54,6 +54,8 @@ pub struct Schedules {
     /// Woken when a schedule is made or removed on this controller, so the
     /// worker sleeps until the right tick.
     pub changed: Arc<Notify>,
+    /// Where the builds a schedule queues are recorded (`schedule:<id>`).
+    pub audit: crate::audit::AuditLog,
 }
 
 /// A cron expression read in a time zone: it can say when it next fires.
@@ -389,6 +391,11 @@ async fn build_tick(schedules: &Schedules, schedule: &BuildSchedule, now: i64) -
     )
     .await?;
     tracing::info!(site = %site.name, schedule = schedule.id, tick = %tick_utc, build_id, "scheduled build queued");
+    // No one was answered: a schedule's entry carries no status.
+    schedules
+        .audit
+        .builds_queued(&format!("schedule:{}", schedule.id), &[build_id], 0)
+        .await;
     Ok(true)
 }
 

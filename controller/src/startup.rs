@@ -220,9 +220,14 @@ impl Application {
             deploys: deploys.clone(),
             urls: urls.clone(),
         };
+        let audit = crate::audit::AuditLog {
+            db: db.clone(),
+            notifications: notifications.clone(),
+        };
         let schedules = Schedules {
             db: db.clone(),
             queue: queue.clone(),
+            audit: audit.clone(),
             changed: Arc::new(Notify::new()),
         };
         let certificates = crate::tls::Certificates {
@@ -242,6 +247,7 @@ impl Application {
             edge,
             github,
             notifications,
+            audit,
             metrics,
             secrets,
             site_access,
@@ -399,6 +405,10 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     let db = state.db.clone();
     workers.spawn_until_stopped("delivery_pruner", move || {
         crate::api::webhooks::prune_deliveries(db.clone())
+    });
+    let (db, retention) = (state.db.clone(), state.config.retention);
+    workers.spawn_until_stopped("audit_pruner", move || {
+        crate::audit::prune_periodically(db.clone(), retention)
     });
     let deploys = state.deploys.clone();
     workers.spawn_until_stopped("garbage_collector", move || {

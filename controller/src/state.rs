@@ -3,6 +3,7 @@
 //! (`State<Database>`, `State<Edge>`, ...), which axum projects from this
 //! struct (`FromRef`); domain code takes the services, never this struct.
 
+use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::build_hooks::BuildHookLimiter;
 use crate::builds::Queue;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// GitHub's API and the site credentials for it.
     pub github: GitHubService,
     pub notifications: Notifications,
+    /// The audit log, and the hooks its entries are shipped to.
+    pub audit: AuditLog,
     /// Counters and histograms served at `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Seals and opens stored secrets (access tokens, webhook secrets).

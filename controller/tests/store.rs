@@ -2590,6 +2590,53 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    an_operator_keeps_the_audit_log_for_the_days_they_chose,
+    |db: Database| async move {
+        use jamstack_controller::audit::prune_expired;
+        use jamstack_controller::config::Retention;
+        use jamstack_controller::db::{AuditFilter, NewAuditEntry, now_millis};
+        const DAY: i64 = 24 * 60 * 60 * 1000;
+        db.append_audit(&NewAuditEntry {
+            actor: "admin".into(),
+            action: "create_site".into(),
+            target: "/api/v1/sites".into(),
+            status: 201,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let entries = || async { db.audit_page(&AuditFilter::default(), 10, 0).await.unwrap().len() };
+        let days = |audit_days| Retention {
+            audit_days,
+            ..Retention::default()
+        };
+        assert_eq!(Retention::default().audit_days, 365, "a year by default");
+        // A day later, a year's retention keeps the entry.
+        assert_eq!(
+            prune_expired(&db, &days(365), now_millis() + DAY).await.unwrap(),
+            0
+        );
+        assert_eq!(entries().await, 1);
+        // Retention 0 keeps it forever, even ten years on.
+        assert_eq!(
+            prune_expired(&db, &days(0), now_millis() + 3650 * DAY)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(entries().await, 1);
+        // Thirty-one days on, a thirty-day retention removes it.
+        assert_eq!(
+            prune_expired(&db, &days(30), now_millis() + 31 * DAY)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(entries().await, 0);
+    }
+);
+
+on_both_databases!(
     a_sites_token_key_is_set_replaced_and_removed,
     |db: Database| async move {
         use jamstack_controller::db::IdentityKey;

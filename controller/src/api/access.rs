@@ -7,6 +7,7 @@
 //! `every_operation_declares_a_known_permission`. Every change it lets
 //! through and that succeeds is written to the audit log.
 
+use crate::audit::AuditLog;
 use crate::auth::permissions::PERMISSION_EXTENSION;
 use crate::auth::{Auth, Permission, Principal, Resource, check_permission, find_principal};
 use crate::db::NewAuditEntry;
@@ -94,6 +95,7 @@ fn resource<'a>(pattern: &str, params: &'a HashMap<String, String>) -> Result<Re
 /// resource its path names, and hands the handler the principal.
 pub async fn require_declared_permission(
     State(auth): State<Auth>,
+    State(audit): State<AuditLog>,
     matched: MatchedPath,
     params: RawPathParams,
     mut request: Request,
@@ -149,9 +151,7 @@ pub async fn require_declared_permission(
             ip,
             status: i64::from(answer.status().as_u16()),
         };
-        if let Err(e) = auth.db.append_audit(&entry).await {
-            tracing::error!(error = format!("{e:#}"), action = %entry.action, "writing the audit log failed");
-        }
+        audit.record(entry).await;
     }
     answer
 }

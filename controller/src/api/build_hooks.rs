@@ -211,6 +211,7 @@ pub async fn revoke(
 #[tracing::instrument(name = "build_hook", skip_all)]
 pub async fn call(
     State(db): State<Database>,
+    State(audit): State<crate::audit::AuditLog>,
     State(queue): State<Queue>,
     State(limiter): State<Arc<BuildHookLimiter>>,
     Path(url_id): Path<String>,
@@ -272,6 +273,9 @@ pub async fn call(
     )
     .await?;
     db.note_build_hook_used(hook.id).await?;
+    audit
+        .builds_queued(&format!("webhook:hook-{}", hook.id), &[build_id], 201)
+        .await;
     tracing::info!(site = %site.name, hook = hook.id, build_id, "build hook called");
     Ok((StatusCode::CREATED, Json(HookCalled { build_id })).into_response())
 }

@@ -5,15 +5,16 @@
 //! in `crate::notifications`.
 
 use super::find_site;
-use crate::auth::{CanManageSites, CanRead};
+use crate::auth::{Auth, CanManageSites, CanRead, Permission, Principal, Resource, check_permission};
 use crate::config::Config;
 use crate::db::{
     Database, NewNotificationHook, NotificationDelivery, NotificationHook, NotificationKind, Site,
 };
-use crate::error::{AppResult, bad_request, not_found};
-use crate::notifications::{EVENTS, secret_purpose};
+use crate::error::{AppResult, bad_request, forbidden, not_found};
+use crate::notifications::{AUDIT_EVENT, EVENTS, secret_purpose};
 use crate::secrets::SecretBox;
 use crate::secrets::random_hex;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -100,14 +101,32 @@ pub async fn list(
     extensions(("x-permission" = json!("site.admin")))
 )]
 pub async fn create(
-    State(db): State<Database>,
     State(config): State<Arc<Config>>,
     State(secrets): State<Arc<SecretBox>>,
+    State(auth): State<Auth>,
+    principal: Option<Extension<Principal>>,
     _: CanManageSites,
     Path(site): Path<String>,
     Json(body): Json<NewHook>,
 ) -> AppResult<(StatusCode, Json<CreatedHook>)> {
+    let db = auth.db.clone();
     let site = find_site(&db, &site).await?;
+    // The audit log is its team's owners' to read: so is a hook sent it.
+    let wants_audit = body
+        .events
+        .as_ref()
+        .is_some_and(|events| events.iter().any(|e| e == AUDIT_EVENT));
+    if wants_audit {
+        let principal = principal.map(|Extension(p)| p);
+        check_permission(&auth, principal.as_ref(), Permission::TeamMembers, Resource::Site(&site.name))
+            .await
+            .map_err(|_| {
+                forbidden(format!(
+                    "only owners of the team of `{}` (and the admin token) may subscribe a hook to `{AUDIT_EVENT}`",
+                    site.name
+                ))
+            })?;
+    }
     let created = make_hook(&db, &config, &secrets, &site, body)
         .await
         .map_err(|error| match error {
@@ -173,7 +192,7 @@ pub async fn make_hook(
         )));
     }
     let events = match body.events {
-        None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+        None => crate::notifications::default_events(),
         Some(events) if events.is_empty() => {
             return Err(MakeError::Invalid(format!(
                 "`events` is empty; name some of {} or leave it out for all",

@@ -7,6 +7,7 @@
 //! is reported back goes out in the background ([`crate::github::reporter`]),
 //! so a delivery is answered in the time a few database writes take.
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::db::{Claim, Database, NewDelivery};
 use crate::error::AppError;
@@ -85,6 +86,7 @@ impl From<anyhow::Error> for Refusal {
 /// delivery seen for the first time.
 async fn receive<F, Fut>(
     db: &Database,
+    audit: &AuditLog,
     mut delivery: NewDelivery,
     checked: Result<(), Refusal>,
     handle: F,
@@ -150,6 +152,7 @@ where
             } else {
                 StatusCode::OK
             };
+            audit_builds_queued(audit, &delivery, &outcome.builds, status).await;
             answer(status, id, outcome.outcome, outcome.builds, outcome.message)
         }
         Err(Refusal::Invalid(error) | Refusal::Unauthenticated(error)) => {
@@ -169,6 +172,15 @@ where
             AppError::from(e).into_response()
         }
     }
+}
+
+/// Writes the builds a delivery queued to the audit log, as done by
+/// `webhook:<source>` (`webhook:github`, `webhook:generic`).
+async fn audit_builds_queued(audit: &AuditLog, delivery: &NewDelivery, builds: &[i64], status: StatusCode) {
+    let actor = format!("webhook:{}", delivery.source);
+    audit
+        .builds_queued(&actor, builds, i64::from(status.as_u16()))
+        .await;
 }
 
 async fn refuse(db: &Database, delivery: &NewDelivery, error: AppError) -> Response {
@@ -237,6 +249,7 @@ fn body_refusal(rejection: &BytesRejection) -> AppError {
 #[tracing::instrument(name = "webhook", skip_all, fields(source = "github", delivery = header(request.headers(), "x-github-delivery").unwrap_or_default()))]
 pub async fn github(
     State(db): State<Database>,
+    State(audit): State<AuditLog>,
     State(config): State<Arc<Config>>,
     State(push_batches): State<PushBatches>,
     State(triggers): State<Triggers>,
@@ -307,11 +320,11 @@ pub async fn github(
         .map(|payload| github::parse_with_envelope(&event, payload, envelope.as_ref()));
     if let Some(Ok(GitHubEvent::Push(push))) = &parsed
         && delivery.delivery_id.is_some()
-        && let Some(response) = push_in_batch(&push_batches, &delivery, push).await
+        && let Some(response) = push_in_batch(&audit, &push_batches, &delivery, push).await
     {
         return response;
     }
-    receive(&db, delivery, checked, || async {
+    receive(&db, &audit, delivery, checked, || async {
         let event = parsed
             .ok_or_else(|| Refusal::Internal(anyhow::anyhow!("an unauthenticated delivery was handled")))?
             .map_err(|e| Refusal::Invalid(crate::error::bad_request(e.to_string())))?;
@@ -362,6 +375,7 @@ async fn follow_default_branch(
 /// (answered as a duplicate or retried there), or a failure (recorded
 /// there as failed, so a redelivery retries it).
 async fn push_in_batch(
+    audit: &AuditLog,
     push_batches: &PushBatches,
     delivery: &NewDelivery,
     push: &github::PushEvent,
@@ -376,15 +390,19 @@ async fn push_in_batch(
         push: github_push(push.clone()),
     };
     match push_batches.record(arrival).await {
-        Ok(Batched::Recorded { delivery, outcome }) => {
+        Ok(Batched::Recorded {
+            delivery: id,
+            outcome,
+        }) => {
             let status = if outcome.outcome == "queued" {
                 StatusCode::ACCEPTED
             } else {
                 StatusCode::OK
             };
+            audit_builds_queued(audit, delivery, &outcome.builds, status).await;
             Some(answer(
                 status,
-                delivery,
+                id,
                 outcome.outcome,
                 outcome.builds,
                 outcome.message,
@@ -542,6 +560,7 @@ pub struct GenericPush {
 #[tracing::instrument(name = "webhook", skip_all, fields(source = "generic", site = %site_name))]
 pub async fn generic(
     State(db): State<Database>,
+    State(audit): State<AuditLog>,
     State(config): State<Arc<Config>>,
     State(secrets): State<Arc<SecretBox>>,
     State(triggers): State<Triggers>,
@@ -594,7 +613,7 @@ pub async fn generic(
         // of what a body is recognised by.
         delivery.body_sha256 = Some(body_digest(&[site.name.as_bytes(), b"\n", &body].concat()));
     }
-    receive(&db, delivery, checked, || async {
+    receive(&db, &audit, delivery, checked, || async {
         let push = read_generic_push(&body).map_err(|e| Refusal::Invalid(crate::error::bad_request(e)))?;
         Ok(triggers::on_push(&triggers, std::slice::from_ref(&site), &push).await?)
     })

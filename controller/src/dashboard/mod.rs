@@ -16,16 +16,20 @@ pub mod settings;
 pub mod site_settings;
 pub mod sites;
 
+use crate::audit::AuditLog;
 use crate::auth::{csrf_token_for, hash_token, secrets_match, session_cookie};
-use crate::db::{Database, now_millis};
+use crate::db::{Database, NewAuditEntry, now_millis};
 use crate::error::AppError;
 use crate::urls::Urls;
 use askama::Template;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::Method;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 /// A signed-in dashboard user.
 #[derive(Debug, Clone)]
@@ -72,6 +76,117 @@ where
         }
         Err(Redirect::to("/login").into_response())
     }
+}
+
+/// The audit log's name for each form of the dashboard, the same as the
+/// API operation doing the same (`publish_deploy`), so one filter finds
+/// both.
+fn action_of(pattern: &str) -> String {
+    let action = match pattern {
+        "/sites" => "create_site",
+        "/sites/{site}/settings" => "update_build_settings",
+        "/sites/{site}/settings/limits" => "update_build_settings",
+        "/sites/{site}/settings/network" => "update_build_network",
+        "/sites/{site}/settings/protection" => "update_site_protection",
+        "/sites/{site}/settings/identity" => "update_site_identity",
+        "/sites/{site}/settings/repository" => "update_site",
+        "/sites/{site}/settings/https" => "update_site_https",
+        "/sites/{site}/settings/paths" => "update_build_paths",
+        "/sites/{site}/env" => "set_env_var",
+        "/sites/{site}/env/{name}/delete" => "delete_env_var",
+        "/sites/{site}/domains" => "add_site_domain",
+        "/sites/{site}/domains/{hostname}/verify" => "verify_site_domain",
+        "/sites/{site}/domains/{hostname}/remove" => "remove_site_domain",
+        "/sites/{site}/build-hooks" => "create_build_hook",
+        "/sites/{site}/build-hooks/{id}/revoke" => "revoke_build_hook",
+        "/sites/{site}/schedules" => "create_build_schedule",
+        "/sites/{site}/schedules/{id}/remove" => "delete_build_schedule",
+        "/sites/{site}/notifications" => "create_notification_hook",
+        "/sites/{site}/notifications/{id}/remove" => "delete_notification_hook",
+        "/sites/{site}/builds" => "trigger_build",
+        "/sites/{site}/clear-cache-and-rebuild" => "clear_build_cache",
+        "/sites/{site}/lock" => "lock_site",
+        "/sites/{site}/unlock" => "unlock_site",
+        "/sites/{site}/deploys/{deploy}/publish" => "publish_deploy",
+        "/builds/{id}/cancel" => "cancel_build",
+        "/builds/{id}/retry" => "retry_build",
+        "/settings/tokens" => "create_token",
+        "/settings/tokens/{id}/revoke" => "revoke_token",
+        other => return format!("POST {other}"),
+    };
+    action.to_owned()
+}
+
+/// A layer on the dashboard's routes: every form a signed-in session posts
+/// that succeeds (a page or a redirect) is written to the audit log, as
+/// the API's permission layer does for API calls; signing in and out are
+/// not changes. The entry names the page's path, never a form's fields.
+pub async fn audit_changes(
+    State(audit): State<AuditLog>,
+    matched: MatchedPath,
+    params: RawPathParams,
+    request: Request,
+    next: Next,
+) -> Response {
+    let db = &audit.db;
+    let pattern = matched.as_str();
+    if request.method() != Method::POST || pattern == "/login" || pattern == "/logout" {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // Who acted: the session the form came with (the admin's, or a
+    // user's); none, and the form is refused anyway.
+    let actor = match session_cookie(&parts) {
+        Some(token) => match db.session_user(&hash_token(&token)).await {
+            Ok(Some(Some(user))) => Some(format!("user:{user}")),
+            Ok(Some(None)) => Some("admin".to_owned()),
+            _ => None,
+        },
+        None => None,
+    };
+    let target = parts.uri.path().to_owned();
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    let site = params
+        .iter()
+        .find(|(name, _)| *name == "site")
+        .map(|(_, value)| value.to_owned());
+    let build = pattern
+        .starts_with("/builds/{id}")
+        .then(|| params.iter().find(|(name, _)| *name == "id"))
+        .flatten()
+        .and_then(|(_, id)| id.parse::<i64>().ok());
+    let answer = next.run(Request::from_parts(parts, body)).await;
+    let Some(actor) = actor else {
+        return answer;
+    };
+    if answer.status().is_client_error() || answer.status().is_server_error() {
+        return answer;
+    }
+    let (site, team_id) = match (site, build) {
+        (Some(site), _) => {
+            let team = db.team_of_site(&site).await.ok().flatten();
+            (Some(site), team)
+        }
+        (None, Some(build)) => (
+            db.build(build).await.ok().flatten().map(|b| b.site),
+            db.team_of_build(build).await.ok().flatten(),
+        ),
+        (None, None) => (None, None),
+    };
+    let entry = NewAuditEntry {
+        actor,
+        action: action_of(pattern),
+        site,
+        team_id,
+        target,
+        ip,
+        status: i64::from(answer.status().as_u16()),
+    };
+    audit.record(entry).await;
+    answer
 }
 
 /// The body of a form that only carries its CSRF token (a button).

@@ -98,6 +98,19 @@ pub fn facts(event: &str, payload: &Value) -> Facts {
                 Some(false),
             )
         }
+        "audit" => {
+            let audit = &data["audit"];
+            let field = |name: &str| text(&audit[name]).map(|t| bounded(t, MAX_ERROR));
+            (
+                format!(
+                    "{} did {} on {}",
+                    field("actor").unwrap_or_else(|| "someone".to_owned()),
+                    field("action").unwrap_or_else(|| "a change".to_owned()),
+                    field("target").unwrap_or_else(|| "the site".to_owned()),
+                ),
+                None,
+            )
+        }
         other => (other.to_owned(), None),
     };
     let build_link = text(&build["url"]).map(str::to_owned);

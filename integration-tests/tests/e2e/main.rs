@@ -39,6 +39,7 @@ mod secrets;
 mod serving;
 mod site_settings;
 mod storage;
+mod teams;
 mod tls;
 mod trust;
 mod untrusted_clients;

@@ -174,14 +174,14 @@ async fn readiness_fails_with_the_reason_when_the_blob_store_cannot_be_written()
 
 /// What a receiver was sent.
 #[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// A notification receiver on a random port that records every request and
 /// answers 500 to the first `failures` of them, 200 after.
-async fn start_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
+pub(crate) async fn start_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
     let received = Arc::new(Mutex::new(Vec::<Received>::new()));
     let app = axum::Router::new().route(
         "/hook",
@@ -204,7 +204,7 @@ async fn start_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Received>>>) 
     (url, received)
 }
 
-async fn wait_for_requests(received: &Arc<Mutex<Vec<Received>>>, count: usize) -> Vec<Received> {
+pub(crate) async fn wait_for_requests(received: &Arc<Mutex<Vec<Received>>>, count: usize) -> Vec<Received> {
     let deadline = tokio::time::Instant::now() + crate::processes::PATIENCE;
     loop {
         let now = received.lock().unwrap().clone();
