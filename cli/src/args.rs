@@ -67,6 +67,9 @@ pub enum Command {
     /// TLS certificates the controller's HTTPS listener serves: upload, list, remove (admin token)
     #[command(subcommand)]
     Certificates(CertificatesCommand),
+    /// Teams: settings (owners change them)
+    #[command(subcommand)]
+    Teams(TeamsCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
@@ -390,6 +393,17 @@ pub enum DomainsCommand {
     Verify { site: String, hostname: String },
     /// Remove a domain: it stops serving at once
     Remove { site: String, hostname: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// Show a team's settings, or change them (its owners)
+    Settings {
+        team: String,
+        /// Builds the team's sites may run at once, all together; 0 for no limit
+        #[arg(long)]
+        max_concurrent_builds: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

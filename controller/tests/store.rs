@@ -2637,6 +2637,113 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    a_team_limited_to_one_build_runs_its_second_push_after_the_first_and_holds_no_other_team_back,
+    |db: Database| async move {
+        let olga = db.insert_user("olga", None).await.unwrap().unwrap();
+        let web = db.insert_team("web", olga.id).await.unwrap().unwrap();
+        let tess = db.insert_user("tess", None).await.unwrap().unwrap();
+        let other = db.insert_team("other", tess.id).await.unwrap().unwrap();
+        let site_of = |name: &'static str, team: i64| {
+            let db = db.clone();
+            async move {
+                let made = db
+                    .insert_site_of_team(
+                        &NewSite {
+                            name: name.into(),
+                            repo_url: Some(format!("/repos/{name}")),
+                            github_repo: None,
+                            production_branch: "main".into(),
+                            production_branch_follows_default: false,
+                            settings: Default::default(),
+                        },
+                        Some(team),
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+                // No per-site limit: only the team's holds them back.
+                let unlimited = SchedulingSettings {
+                    max_concurrent_builds: Some(0),
+                    ..Default::default()
+                };
+                db.update_scheduling(made.id, &unlimited).await.unwrap();
+                made
+            }
+        };
+        let (shop, blog, elsewhere) = (
+            site_of("shop", web.id).await,
+            site_of("blog", web.id).await,
+            site_of("elsewhere", other.id).await,
+        );
+        assert_eq!(
+            db.team_build_limit(web.id).await.unwrap(),
+            0,
+            "no limit by default"
+        );
+        db.set_team_build_limit(web.id, 1).await.unwrap();
+        assert_eq!(db.team_build_limit(web.id).await.unwrap(), 1);
+        let first = queue(&db, &shop, "main").await;
+        let second = queue(&db, &blog, "main").await;
+        let runners = [runner(&db, "r1", &[]).await, runner(&db, "r2", &[]).await];
+
+        let claimed = db
+            .claim_next_job(&runners[0], "l1", MINUTE, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.build_id, first);
+        assert!(
+            db.claim_next_job(&runners[1], "l2", MINUTE, 0)
+                .await
+                .unwrap()
+                .is_none(),
+            "the team's second build waits while its first runs"
+        );
+        let unheld = queue(&db, &elsewhere, "main").await;
+        let other_claim = db
+            .claim_next_job(&runners[1], "l3", MINUTE, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other_claim.build_id, unheld, "another team is not held back");
+
+        db.finish_job(claimed.job_id, "l1", succeeded())
+            .await
+            .unwrap()
+            .unwrap();
+        let next = db
+            .claim_next_job(&runners[0], "l4", MINUTE, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.build_id, second, "the second runs once the first is done");
+
+        // Many claims at once still never pass the limit.
+        db.finish_job(next.job_id, "l4", succeeded())
+            .await
+            .unwrap()
+            .unwrap();
+        db.set_team_build_limit(web.id, 2).await.unwrap();
+        for i in 0..6 {
+            queue(&db, if i % 2 == 0 { &shop } else { &blog }, &format!("b{i}")).await;
+        }
+        let mut claimers = Vec::new();
+        for r in 0..6 {
+            let db = db.clone();
+            let me = runner(&db, &format!("many{r}"), &[]).await;
+            claimers.push(tokio::spawn(async move {
+                db.claim_next_job(&me, &format!("m{r}"), MINUTE, 0).await.unwrap()
+            }));
+        }
+        let mut granted = 0;
+        for claimer in claimers {
+            granted += usize::from(claimer.await.unwrap().is_some());
+        }
+        assert_eq!(granted, 2, "two of six claims at once, as the team's limit says");
+    }
+);
+
+on_both_databases!(
     a_sites_token_key_is_set_replaced_and_removed,
     |db: Database| async move {
         use jamstack_controller::db::IdentityKey;

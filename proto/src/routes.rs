@@ -108,6 +108,7 @@ pub mod api {
     pub const SITE_NOTIFICATION: &str = "/api/v1/sites/{site}/notifications/{id}";
     pub const SITE_NOTIFICATION_DELIVERIES: &str = "/api/v1/sites/{site}/notifications/{id}/deliveries";
     pub const SITE_LOCK: &str = "/api/v1/sites/{site}/lock";
+    pub const TEAM_SETTINGS: &str = "/api/v1/teams/{team}/settings";
     pub const SITE_UNLOCK: &str = "/api/v1/sites/{site}/unlock";
     pub const SITE_BUILDS: &str = "/api/v1/sites/{site}/builds";
     pub const SITE_DEPLOYS: &str = "/api/v1/sites/{site}/deploys";
@@ -187,6 +188,10 @@ pub mod api {
 
     pub fn site_domain_verify(site: &str, hostname: &str) -> String {
         fill(&fill(SITE_DOMAIN_VERIFY, "site", site), "hostname", hostname)
+    }
+
+    pub fn team_settings(team: &str) -> String {
+        fill(TEAM_SETTINGS, "team", team)
     }
 
     pub fn site_schedules(site: &str) -> String {
@@ -341,6 +346,7 @@ mod tests {
                 api::site_notification_deliveries(site, 3),
             ),
             (api::SITE_LOCK, api::site_lock(site)),
+            (api::TEAM_SETTINGS, api::team_settings("web")),
             (api::SITE_UNLOCK, api::site_unlock(site)),
             (api::SITE_BUILDS, api::site_builds(site)),
             (api::SITE_DEPLOYS, api::site_deploys(site)),

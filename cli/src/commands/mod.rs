@@ -10,3 +10,4 @@ pub mod login;
 pub mod notifications;
 pub mod schedules;
 pub mod sites;
+pub mod teams;

@@ -22,6 +22,7 @@ pub mod schedules;
 pub mod site_https;
 pub mod site_settings;
 pub mod sites;
+pub mod team_settings;
 pub mod teams;
 pub mod tokens;
 pub mod webhooks;
@@ -91,6 +92,7 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(teams::list_members))
         .routes(routes!(teams::set_member_role, teams::remove_member))
         .routes(routes!(teams::create_token))
+        .routes(routes!(team_settings::show, team_settings::update))
         .routes(routes!(audit::list))
         .routes(routes!(audit::list_for_team))
         .routes(routes!(notifications::list, notifications::create))

@@ -169,6 +169,8 @@ pub struct Attempt {
 /// global limit; the high bits keep them apart from anyone else's keys.
 const ADVISORY_SITE: i64 = 0x4a53_0001 << 32;
 const ADVISORY_GLOBAL: i64 = 0x4a53_0002 << 32;
+/// Per team: the key plus the team's id, as for sites.
+const ADVISORY_TEAM: i64 = 0x4a53_0004 << 32;
 
 async fn try_advisory_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: i64) -> anyhow::Result<bool> {
     Ok(
@@ -352,9 +354,16 @@ const CLAIM_HEAD: i64 = 64;
 enum OneStatementClaim {
     Claimed(LeasedJob),
     NothingQueued,
-    /// The oldest job this runner may run belongs to a site with a limit.
-    SiteHasLimit,
+    /// The oldest job this runner may run belongs to a site or a team with
+    /// a limit.
+    HasLimit,
 }
+
+/// Whether the team of site `s` (joined as `t`, possibly none) runs fewer
+/// builds than its limit, in a claim's `WHERE`.
+const TEAM_HAS_ROOM: &str = "(t.max_concurrent_builds IS NULL OR t.max_concurrent_builds = 0 \
+     OR t.max_concurrent_builds > (SELECT COUNT(*) FROM jobs j3 JOIN builds b3 ON b3.id = j3.build_id \
+     JOIN sites s3 ON s3.id = b3.site_id WHERE j3.state = 'leased' AND s3.team_id = s.team_id))";
 
 impl Database {
     /// Records a build and queues its job, in one transaction. Older builds
@@ -563,15 +572,15 @@ impl Database {
     }
 
     /// Claims the oldest queued job `runner` may run: its labels cover the
-    /// job's, the job's site runs fewer builds than its limit, and fewer than
-    /// `global_limit` jobs run in all (0: no limit). `None` when there is no
-    /// such job.
+    /// job's, the job's site runs fewer builds than its limit, the site's
+    /// team fewer than the team's, and fewer than `global_limit` jobs run
+    /// in all (0: no limit). `None` when there is no such job.
     ///
     /// The claim is atomic: on SQLite the whole transaction holds the one
     /// write lock; on PostgreSQL candidates are locked with `FOR UPDATE SKIP
-    /// LOCKED` (controllers never wait on each other's rows) and the per-site
-    /// and global counts are taken under advisory locks, so two controllers
-    /// cannot both fill a site's last slot.
+    /// LOCKED` (controllers never wait on each other's rows) and the
+    /// per-site, per-team and global counts are taken under advisory locks,
+    /// so two controllers cannot both fill a site's or a team's last slot.
     pub async fn claim_next_job(
         &self,
         runner: &RunnerRecord,
@@ -588,7 +597,7 @@ impl Database {
             {
                 OneStatementClaim::Claimed(job) => return Ok(Some(job)),
                 OneStatementClaim::NothingQueued => return Ok(None),
-                OneStatementClaim::SiteHasLimit => {}
+                OneStatementClaim::HasLimit => {}
             }
         }
         let mut tx = self.write_tx().await?;
@@ -609,16 +618,21 @@ impl Database {
             required_labels: String,
             site_id: i64,
             site_limit: i64,
+            team_id: i64,
+            team_limit: i64,
         }
-        // Sites already at their limit are left out here, so a long queue of
-        // one busy site cannot hide other sites' jobs; the count is taken
-        // again under the site's lock below before claiming.
+        // Sites and teams already at their limit are left out here, so a
+        // long queue of one busy site or team cannot hide others' jobs; the
+        // counts are taken again under their locks below before claiming.
         let candidates: Vec<Candidate> = sqlx::query_as(&format!(
-            "SELECT j.id AS job_id, j.required_labels, b.site_id, s.max_concurrent_builds AS site_limit \
+            "SELECT j.id AS job_id, j.required_labels, b.site_id, s.max_concurrent_builds AS site_limit, \
+             COALESCE(t.id, 0) AS team_id, COALESCE(t.max_concurrent_builds, 0) AS team_limit \
              FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+             LEFT JOIN teams t ON t.id = s.team_id \
              WHERE j.state = 'queued' AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
              (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
               WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
+             AND {TEAM_HAS_ROOM} \
              ORDER BY j.id LIMIT 50{}",
             if postgres {
                 " FOR UPDATE OF j SKIP LOCKED"
@@ -629,15 +643,38 @@ impl Database {
         .fetch_all(&mut *tx)
         .await?;
         let mut full_sites = std::collections::HashSet::new();
+        let mut full_teams = std::collections::HashSet::new();
         for Candidate {
             job_id,
             required_labels,
             site_id,
             site_limit,
+            team_id,
+            team_limit,
         } in candidates
         {
-            if !labels_satisfy(&runner.labels, &required_labels) || full_sites.contains(&site_id) {
+            if !labels_satisfy(&runner.labels, &required_labels)
+                || full_sites.contains(&site_id)
+                || full_teams.contains(&team_id)
+            {
                 continue;
+            }
+            if team_limit > 0 {
+                if postgres && !try_advisory_lock(&mut tx, ADVISORY_TEAM + team_id).await? {
+                    full_teams.insert(team_id);
+                    continue;
+                }
+                let running: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
+                     JOIN sites s ON s.id = b.site_id WHERE j.state = 'leased' AND s.team_id = $1",
+                )
+                .bind(team_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if running >= team_limit {
+                    full_teams.insert(team_id);
+                    continue;
+                }
             }
             if site_limit > 0 {
                 if postgres && !try_advisory_lock(&mut tx, ADVISORY_SITE + site_id).await? {
@@ -774,16 +811,20 @@ impl Database {
         }
         let row: OneStatementRow = sqlx::query_as(&format!(
             "WITH {head_cte}candidate AS (\
-               SELECT j.id, s.max_concurrent_builds AS site_limit \
+               SELECT j.id, s.max_concurrent_builds AS site_limit, \
+               COALESCE(t.max_concurrent_builds, 0) AS team_limit \
                FROM {from} JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+               LEFT JOIN teams t ON t.id = s.team_id \
                WHERE {runnable} \
                AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
                  (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
                   WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
+               AND {TEAM_HAS_ROOM} \
                ORDER BY j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED), \
              claimed AS (UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = $1, \
                runner_name = $2, runner_id = $3, lease_expires_at = $4, leased_at = $5 \
                FROM candidate WHERE jobs.id = candidate.id AND candidate.site_limit = 0 \
+               AND candidate.team_limit = 0 \
                AND jobs.state = 'queued' RETURNING jobs.id, jobs.build_id, jobs.attempt), \
              {START_CLAIMED_CTES} \
              SELECT candidate.id AS job_id, claimed.build_id, claimed.attempt, {looked_at} AS looked_at \
@@ -805,7 +846,7 @@ impl Database {
                 attempt,
                 lease_id: lease_id.to_owned(),
             }),
-            (Some(_), _, _) => OneStatementClaim::SiteHasLimit,
+            (Some(_), _, _) => OneStatementClaim::HasLimit,
         };
         Ok((claim, row.looked_at))
     }

@@ -245,6 +245,27 @@ impl Database {
         }))
     }
 
+    /// The most builds the team's sites may run at once (0: no limit).
+    pub async fn team_build_limit(&self, team_id: i64) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT max_concurrent_builds FROM teams WHERE id = $1")
+                .bind(team_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Sets the most builds the team's sites may run at once (0: no limit).
+    pub async fn set_team_build_limit(&self, team_id: i64, limit: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE teams SET max_concurrent_builds = $1 WHERE id = $2")
+            .bind(limit)
+            .bind(team_id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
     pub async fn team_by_name(&self, name: &str) -> anyhow::Result<Option<Team>> {
         let row: Option<TeamRow> = sqlx::query_as("SELECT id, name, created_at FROM teams WHERE name = $1")
             .bind(name)

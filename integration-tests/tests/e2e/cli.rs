@@ -889,3 +889,73 @@ async fn a_user_protects_a_site_with_a_password_from_stdin_and_makes_a_share_lin
         "{link:?}"
     );
 }
+
+#[tokio::test]
+async fn an_owner_limits_the_teams_concurrent_builds_from_the_command_line_and_a_viewer_cannot() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    let shown = cli.ok(&["teams", "settings", "default"]).await;
+    assert!(shown.stdout.contains("no limit"), "{shown:?}");
+
+    let set = cli
+        .json(&["teams", "settings", "default", "--max-concurrent-builds", "2"])
+        .await;
+    assert_eq!(set, json!({ "max_concurrent_builds": 2 }));
+    assert_eq!(
+        cli.json(&["teams", "settings", "default"]).await,
+        json!({ "max_concurrent_builds": 2 })
+    );
+    let refused = cli
+        .run(&["teams", "settings", "default", "--max-concurrent-builds=-1"])
+        .await;
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("max_concurrent_builds"),
+        "says which field: {refused:?}"
+    );
+
+    // A viewer of the team reads the limit but may not change it (the
+    // first person made owns the first team; the second is made viewer).
+    for (request, body) in [
+        ("/users", json!({ "login": "olga" })),
+        ("/users", json!({ "login": "vera" })),
+        ("/teams/default/members/vera", json!({ "role": "viewer" })),
+    ] {
+        let builder = if request.contains("members") {
+            app.http.put(app.api(request))
+        } else {
+            app.http.post(app.api(request))
+        };
+        let (status, answer) = app.api_json(builder.json(&body)).await;
+        assert!(status == 200 || status == 201, "{request}: {answer}");
+    }
+    let (status, token) = app
+        .api_json(
+            app.http
+                .post(app.api("/teams/default/tokens"))
+                .json(&json!({ "name": "vera", "scopes": ["read"], "login": "vera" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let as_viewer = [
+        ("JAMSTACK_URL", app.base_url.as_str()),
+        ("JAMSTACK_TOKEN", token["token"].as_str().unwrap()),
+    ];
+    let read = cli
+        .run_with(&["teams", "settings", "default"], &as_viewer, None)
+        .await;
+    assert_eq!(read.code, 0, "{read:?}");
+    assert!(read.stdout.contains('2'), "{read:?}");
+    let changed = cli
+        .run_with(
+            &["teams", "settings", "default", "--max-concurrent-builds", "5"],
+            &as_viewer,
+            None,
+        )
+        .await;
+    assert_ne!(changed.code, 0, "{changed:?}");
+    assert_eq!(
+        cli.json(&["teams", "settings", "default"]).await["max_concurrent_builds"],
+        2
+    );
+}
