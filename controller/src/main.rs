@@ -66,6 +66,7 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.retention.keep_deploys = storage.keep_deploys;
     config.retention.gc_interval = std::time::Duration::from_secs(storage.gc_interval_minutes * 60);
     config.edge.memory_cache_bytes = storage.edge_cache_mb.saturating_mul(MIB);
+    config.edge.index_cache_bytes = storage.edge_index_cache_mib.saturating_mul(MIB);
     Ok(config)
 }
 
