@@ -242,6 +242,12 @@ pub struct StorageArgs {
     /// Memory for the hottest small files the edge serves, in MiB.
     #[arg(long, env = "JAMSTACK_EDGE_CACHE_MB", default_value_t = 256)]
     pub edge_cache_mb: u64,
+    /// Memory for the file lists (indexes) of the deploys the edge serves,
+    /// in MiB, shared by all sites; the least recently served are dropped
+    /// past it and read again from the database when next requested. About
+    /// 0.5 KB a file: 256 MiB holds some 500,000 files' entries.
+    #[arg(long, env = "JAMSTACK_EDGE_INDEX_CACHE_MIB", default_value_t = 256)]
+    pub edge_index_cache_mib: u64,
 }
 
 #[derive(Debug, Subcommand)]

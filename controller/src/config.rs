@@ -507,6 +507,9 @@ pub struct EdgeSettings {
     pub memory_cache_bytes: u64,
     /// Files up to this size are eligible for the memory cache.
     pub memory_cache_max_file: u64,
+    /// Bytes (estimated) of deploy indexes kept in memory, across all
+    /// sites: the least recently used go past it.
+    pub index_cache_bytes: u64,
     /// How long the deploy a hostname serves is remembered at most. A
     /// publish takes effect at once through a notification; this bounds
     /// staleness should a notification from another controller be lost.
@@ -518,6 +521,7 @@ impl Default for EdgeSettings {
         EdgeSettings {
             memory_cache_bytes: 256 * 1024 * 1024,
             memory_cache_max_file: 1024 * 1024,
+            index_cache_bytes: 256 * 1024 * 1024,
             pointer_ttl: Duration::from_secs(60),
         }
     }

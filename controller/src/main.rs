@@ -67,6 +67,7 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.retention.gc_interval = std::time::Duration::from_secs(storage.gc_interval_minutes * 60);
     config.retention.audit_days = storage.audit_retention_days;
     config.edge.memory_cache_bytes = storage.edge_cache_mb.saturating_mul(MIB);
+    config.edge.index_cache_bytes = storage.edge_index_cache_mib.saturating_mul(MIB);
     Ok(config)
 }
 

@@ -99,6 +99,8 @@ pub struct Metrics {
     /// Ready deploys whose variants are queued or being made.
     variant_deploys_pending: Gauge,
     variant_blobs_made: Counter,
+    /// The edge's deploy indexes: their estimated size and evictions.
+    pub edge_index: EdgeIndexMetrics,
     /// Restarts of background workers after a panic, by worker name.
     worker_restarts: Family<WorkerLabels, Counter>,
     /// Failed renewals of ACME certificates by this controller.
@@ -186,6 +188,17 @@ impl Default for Metrics {
             "Blobs compressed into brotli and gzip variants",
             variant_blobs_made.clone(),
         );
+        let edge_index = EdgeIndexMetrics::default();
+        registry.register(
+            "jamstack_edge_index_cache_bytes",
+            "Estimated memory of the deploy indexes the edge holds (bounded by --edge-index-cache-mib)",
+            edge_index.bytes.clone(),
+        );
+        registry.register(
+            "jamstack_edge_index_evictions",
+            "Deploy indexes the edge dropped to stay within --edge-index-cache-mib",
+            edge_index.evictions.clone(),
+        );
         let edge_requests = Family::<ClassLabels, Counter>::default();
         registry.register(
             "jamstack_edge_requests",
@@ -239,6 +252,7 @@ impl Default for Metrics {
             deploy_size,
             variant_deploys_pending,
             variant_blobs_made,
+            edge_index,
             worker_restarts,
             acme_renewal_failures,
             certificate_expiry,
@@ -348,6 +362,13 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// What the edge's cache of deploy indexes reports; clones share figures.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeIndexMetrics {
+    pub bytes: Gauge,
+    pub evictions: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -492,6 +513,8 @@ mod tests {
                 "# TYPE jamstack_deploy_size_bytes histogram",
                 "# TYPE jamstack_variants_pending_deploys gauge",
                 "# TYPE jamstack_variant_blobs_total counter",
+                "# TYPE jamstack_edge_index_cache_bytes gauge",
+                "# TYPE jamstack_edge_index_evictions_total counter",
                 "# TYPE jamstack_edge_requests_total counter",
                 "# TYPE jamstack_edge_request_duration_seconds histogram",
                 "# TYPE jamstack_acme_renewal_failures_total counter",

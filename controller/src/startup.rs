@@ -151,7 +151,7 @@ impl Application {
             cancellations: Arc::new(Notify::new()),
         };
         let push_batches = PushBatches::start(db.clone(), events.clone(), queue.jobs_available.clone());
-        let edge_cache = Arc::new(EdgeCache::new(config.edge));
+        let edge_cache = Arc::new(EdgeCache::new(config.edge, metrics.edge_index.clone()));
         let deploys = Deploys {
             db: db.clone(),
             config: config.clone(),
@@ -414,9 +414,13 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     workers.spawn_until_stopped("garbage_collector", move || {
         crate::deploys::retention::collect_periodically(deploys.clone())
     });
-    let (cache, events) = (state.edge.cache.clone(), state.deploys.events.clone());
+    let (cache, db, events) = (
+        state.edge.cache.clone(),
+        state.db.clone(),
+        state.deploys.events.clone(),
+    );
     workers.spawn_until_stopped("edge_forgetter", move || {
-        forget_on_events(cache.clone(), events.clone())
+        forget_on_events(cache.clone(), db.clone(), events.clone())
     });
     let deploys = state.deploys.clone();
     workers.spawn_until_stopped("variant_maker", move || {
@@ -463,11 +467,24 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
 
 /// The edge forgets what every event makes stale, also events relayed from
 /// other controllers (this process's own were applied when announced).
-async fn forget_on_events(cache: Arc<EdgeCache>, events: DeployEvents) {
+async fn forget_on_events(cache: Arc<EdgeCache>, db: Database, events: DeployEvents) {
     let mut events = events.subscribe();
     loop {
         match events.recv().await {
-            Ok((event, _origin)) => cache.apply(&event).await,
+            Ok((event, _origin)) => {
+                cache.apply(&event).await;
+                // New variants are read into the index in memory, which
+                // serves the files as they are meanwhile.
+                if let crate::deploys::events::DeployEvent::VariantsMade { deploy_id } = &event
+                    && let Err(error) = cache.refresh_variants(&db, deploy_id).await
+                {
+                    tracing::warn!(
+                        deploy = %deploy_id,
+                        error = format!("{error:#}"),
+                        "reading new variants failed; the deploy is served uncompressed until reloaded"
+                    );
+                }
+            }
             // Missed some: forget everything rather than serve stale.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 cache

@@ -22,26 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-missing=()
-for tool in nginx wrk rsync; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "Installing ${missing[*]} from Debian"
-    # Installing nginx must not start it as a system service: the bench
-    # starts its own on a free port.
-    policy_added=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-        $sudo chmod +x /usr/sbin/policy-rc.d
-        policy_added=1
-    fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    [ -z "$policy_added" ] || $sudo rm -f /usr/sbin/policy-rc.d
-fi
+scripts/bench/install-peers.sh nginx wrk rsync
 
 # The controller the bench starts as a process, and the bench itself
 # (the runner's upload code, an HTTP client), both optimized.

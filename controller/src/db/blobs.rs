@@ -25,6 +25,12 @@ pub(super) enum SweepLock {
     Sweep,
 }
 
+/// After `effective_files`: the files whose blob has no variant rows.
+pub(super) const LACKING_VARIANTS: &str = "SELECT f.sha256, COALESCE(b.storage_key, b.sha256) AS key, b.size, f.path \
+     FROM effective_files f CROSS JOIN blobs b \
+     WHERE b.sha256 = f.sha256 \
+       AND NOT EXISTS (SELECT 1 FROM blob_variants v WHERE v.sha256 = f.sha256)";
+
 impl Database {
     /// Takes the blob sweep lock for the rest of `tx` (PostgreSQL; a no-op
     /// on SQLite, see [`ADVISORY_BLOB_SWEEP`]). Call it before the first
@@ -102,15 +108,12 @@ impl Database {
     /// The files of a deploy whose blobs have no variant rows yet, one row per
     /// file (a blob may appear under several paths).
     pub async fn blobs_lacking_variants(&self, deploy_id: &str) -> anyhow::Result<Vec<BlobToCompress>> {
-        Ok(sqlx::query_as(&format!(
-            "{} SELECT f.sha256, COALESCE(b.storage_key, b.sha256) AS key, b.size, f.path \
-             FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256 \
-             WHERE NOT EXISTS (SELECT 1 FROM blob_variants v WHERE v.sha256 = f.sha256)",
-            effective_files(None)
-        ))
-        .bind(deploy_id)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(
+            sqlx::query_as(&format!("{} {LACKING_VARIANTS}", effective_files(None)))
+                .bind(deploy_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Records the `encoding` variant of `sha256`: `Some((variant sha256,

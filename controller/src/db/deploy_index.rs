@@ -34,6 +34,22 @@ pub struct DeployContents {
     pub rules: Option<String>,
 }
 
+/// After [`effective_files`]: a deploy's files with their stored size and
+/// key, each blob looked up by its hash.
+pub(super) const INDEX_FILES: &str = "SELECT f.path, f.sha256, b.size, COALESCE(b.storage_key, b.sha256) AS key \
+     FROM effective_files f CROSS JOIN blobs b WHERE b.sha256 = f.sha256";
+
+/// After [`effective_files`]: the variants of a deploy's blobs, once per
+/// blob however many paths name it.
+pub(super) const INDEX_VARIANTS: &str = "SELECT v.sha256, v.encoding, v.variant_sha256, b.size, \
+       COALESCE(b.storage_key, b.sha256) AS key \
+     FROM (SELECT DISTINCT sha256 FROM effective_files) f \
+       CROSS JOIN blob_variants v CROSS JOIN blobs b \
+     WHERE v.sha256 = f.sha256 AND b.sha256 = v.variant_sha256";
+
+/// After [`effective_files`] of one path: that file's stored key.
+pub(super) const FILE_KEY: &str = "SELECT COALESCE(b.storage_key, b.sha256) FROM effective_files f CROSS JOIN blobs b WHERE b.sha256 = f.sha256";
+
 impl Database {
     /// The contents of a deploy, if it is ready.
     pub async fn ready_deploy_contents(&self, deploy_id: &str) -> anyhow::Result<Option<DeployContents>> {
@@ -47,23 +63,14 @@ impl Database {
         }
         // The size is the stored blob's, never the one the manifest
         // declared: a false one would be a false `Content-Length`.
-        let files = sqlx::query_as(&format!(
-            "{} SELECT f.path, f.sha256, b.size, COALESCE(b.storage_key, b.sha256) AS key \
-             FROM effective_files f JOIN blobs b ON b.sha256 = f.sha256",
-            effective_files(None)
-        ))
-        .bind(deploy_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let variants = sqlx::query_as(&format!(
-            "{} SELECT v.sha256, v.encoding, v.variant_sha256, b.size, COALESCE(b.storage_key, b.sha256) AS key \
-             FROM blob_variants v JOIN blobs b ON b.sha256 = v.variant_sha256 \
-             WHERE v.sha256 IN (SELECT sha256 FROM effective_files)",
-            effective_files(None)
-        ))
-        .bind(deploy_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let files = sqlx::query_as(&format!("{} {INDEX_FILES}", effective_files(None)))
+            .bind(deploy_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let variants = sqlx::query_as(&format!("{} {INDEX_VARIANTS}", effective_files(None)))
+            .bind(deploy_id)
+            .fetch_all(&self.pool)
+            .await?;
         let rules =
             sqlx::query_scalar::<_, Option<String>>("SELECT rules FROM deploy_rules WHERE deploy_id = $1")
                 .bind(deploy_id)
@@ -77,17 +84,26 @@ impl Database {
         }))
     }
 
+    /// The compressed variants of a deploy's files, for the edge to swap
+    /// into an index it holds once they are made.
+    pub async fn deploy_variants(&self, deploy_id: &str) -> anyhow::Result<Vec<IndexedVariant>> {
+        Ok(
+            sqlx::query_as(&format!("{} {INDEX_VARIANTS}", effective_files(None)))
+                .bind(deploy_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The stored key of the file at `path` of a deploy, in any state.
     pub async fn deploy_file_key(&self, deploy_id: &str, path: &str) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar(&format!(
-            "{} SELECT COALESCE(b.storage_key, b.sha256) FROM effective_files f \
-             JOIN blobs b ON b.sha256 = f.sha256",
-            effective_files(Some("$2"))
-        ))
-        .bind(deploy_id)
-        .bind(path)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(
+            sqlx::query_scalar(&format!("{} {FILE_KEY}", effective_files(Some("$2"))))
+                .bind(deploy_id)
+                .bind(path)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Files of a deploy whose blob is not stored yet.

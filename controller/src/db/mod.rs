@@ -30,6 +30,8 @@ mod notifications;
 mod ops;
 mod protection;
 mod push_intake;
+#[cfg(test)]
+mod query_plans;
 mod relay;
 mod retention;
 mod runners;

@@ -13,6 +13,12 @@
 //! generation, and an answer read under an older generation is used once
 //! and not kept. Pointer entries also expire after `pointer_ttl`, a bound
 //! on staleness should a notification from another controller be lost.
+//!
+//! Variants being made is not a reason to forget: the index in memory
+//! serves correctly without them, so it stays, and the variants are read
+//! and swapped into it ([`EdgeCache::refresh_variants`]). A first request
+//! while the variant worker is busy thus never waits for a cold load of a
+//! deploy it could have served from memory.
 
 use super::Target;
 use super::index::{DeployIndex, Held, Stored};
@@ -21,6 +27,7 @@ use crate::config::EdgeSettings;
 use crate::db::{Database, SiteTransport};
 use crate::deploys::BlobStore;
 use crate::deploys::events::DeployEvent;
+use crate::metrics::EdgeIndexMetrics;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -76,7 +83,11 @@ struct Hosts {
 
 pub struct EdgeCache {
     hosts: RwLock<Hosts>,
+    /// Deploy indexes, weighed by their estimated memory and bounded by
+    /// `EdgeSettings::index_cache_bytes` over all sites: a platform with
+    /// thousands of sites keeps the ones being served, not all of them.
     deploys: moka::future::Cache<String, Arc<DeployIndex>>,
+    index_metrics: EdgeIndexMetrics,
     blobs: moka::future::Cache<String, Bytes>,
     /// Bytes of small files held beside their index entries (see
     /// [`EdgeCache::bytes_of`]), and the most they may be.
@@ -85,6 +96,9 @@ pub struct EdgeCache {
     settings: EdgeSettings,
     /// Which verified custom hostnames serve which site.
     pub custom_hosts: super::custom_domains::CustomHosts,
+    /// Bumped by each [`DeployEvent::VariantsMade`]: an index read across
+    /// one has its variants read again.
+    variants_made: AtomicU64,
 }
 
 impl std::fmt::Debug for EdgeCache {
@@ -92,9 +106,6 @@ impl std::fmt::Debug for EdgeCache {
         f.debug_struct("EdgeCache").finish_non_exhaustive()
     }
 }
-
-/// Files held in memory across all cached deploy indexes.
-const INDEXED_FILES: u64 = 2_000_000;
 
 /// A deploy index no request has loaded for this long is dropped, and with
 /// it the bytes it holds: a deploy that went out of service gives its share
@@ -118,15 +129,24 @@ impl crate::deploys::events::ForgetsFirst for EdgeCache {
 }
 
 impl EdgeCache {
-    pub fn new(settings: EdgeSettings) -> Self {
+    pub fn new(settings: EdgeSettings, index_metrics: EdgeIndexMetrics) -> Self {
         let held_budget = settings.memory_cache_bytes / HELD_SHARE;
+        let evictions = index_metrics.evictions.clone();
         EdgeCache {
             hosts: RwLock::new(Hosts::default()),
             deploys: moka::future::Cache::builder()
-                .max_capacity(INDEXED_FILES)
-                .weigher(|_, index: &Arc<DeployIndex>| u32::try_from(index.len() + 1).unwrap_or(u32::MAX))
+                .max_capacity(settings.index_cache_bytes)
+                .weigher(|_, index: &Arc<DeployIndex>| {
+                    u32::try_from(index.approximate_bytes()).unwrap_or(u32::MAX)
+                })
                 .time_to_idle(INDEX_IDLE)
+                .eviction_listener(move |_, _, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        evictions.inc();
+                    }
+                })
                 .build(),
+            index_metrics,
             blobs: moka::future::Cache::builder()
                 .max_capacity(settings.memory_cache_bytes - held_budget)
                 .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
@@ -135,6 +155,7 @@ impl EdgeCache {
             held_budget,
             custom_hosts: super::custom_domains::CustomHosts::new(settings.pointer_ttl),
             settings,
+            variants_made: AtomicU64::new(0),
         }
     }
 
@@ -217,13 +238,19 @@ impl EdgeCache {
 
     /// Forgets what an event makes stale.
     pub async fn apply(&self, event: &DeployEvent) {
-        if *event == DeployEvent::CertificatesChanged {
-            return;
+        match event {
+            DeployEvent::CertificatesChanged => return,
+            // The index stays; `refresh_variants` brings the variants in.
+            DeployEvent::VariantsMade { .. } => {
+                self.variants_made.fetch_add(1, Relaxed);
+                return;
+            }
+            _ => {}
         }
         // The index first: a request between the two steps still finds the
         // pointer with its old index and serves that, as before the event;
         // one that finds no pointer reads the index anew.
-        if let DeployEvent::DeployRemoved { deploy_id } | DeployEvent::VariantsMade { deploy_id } = event {
+        if let DeployEvent::DeployRemoved { deploy_id } = event {
             self.deploys.invalidate(deploy_id).await;
         }
         if matches!(event, DeployEvent::DomainsChanged | DeployEvent::Everything) {
@@ -233,22 +260,47 @@ impl EdgeCache {
         hosts.generation += 1;
         match event {
             DeployEvent::SiteChanged { site_id } => hosts.entries.retain(|_, e| e.site_id != *site_id),
-            DeployEvent::DeployRemoved { deploy_id } | DeployEvent::VariantsMade { deploy_id } => {
-                hosts.entries.retain(
-                    |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
-                )
-            }
+            DeployEvent::DeployRemoved { deploy_id } => hosts.entries.retain(
+                |_, e| !matches!(&e.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id),
+            ),
             // Which site a custom hostname names is not kept here.
             DeployEvent::DomainsChanged => {}
             DeployEvent::Everything => hosts.entries.clear(),
             // Nothing a hostname serves has changed.
-            DeployEvent::CertificatesChanged => {}
+            DeployEvent::CertificatesChanged | DeployEvent::VariantsMade { .. } => {}
         }
+    }
+
+    /// Swaps the variants a deploy has now into its index, if the index is
+    /// in memory (one loaded later reads them anyway), and into the
+    /// pointers that hold it: the same files and rules, nothing forgotten.
+    pub async fn refresh_variants(&self, db: &Database, deploy_id: &str) -> anyhow::Result<()> {
+        let Some(old) = self.deploys.get(deploy_id).await else {
+            return Ok(());
+        };
+        let variants = db
+            .deploy_variants(deploy_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the variants of deploy {deploy_id}: {e:#}"))?;
+        let fresh = Arc::new(old.with_variants(variants));
+        self.deploys.insert(deploy_id.to_owned(), fresh.clone()).await;
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        for entry in hosts.entries.values_mut() {
+            if entry
+                .index
+                .as_ref()
+                .is_some_and(|index| index.deploy_id == deploy_id)
+            {
+                entry.index = Some(fresh.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The index of a ready deploy, loaded once.
     pub async fn index(&self, db: &Database, deploy_id: &str) -> anyhow::Result<Option<Arc<DeployIndex>>> {
         let generation = self.generation();
+        let variants_made = self.variants_made.load(Relaxed);
         let loaded = self
             .deploys
             .try_get_with_by_ref(deploy_id, async {
@@ -258,10 +310,29 @@ impl EdgeCache {
                 }
             })
             .await;
+        self.index_metrics
+            .bytes
+            .set(i64::try_from(self.deploys.weighted_size()).unwrap_or(i64::MAX));
         if self.generation() != generation {
             // Read before an event that may have changed this deploy's
             // index (its variants): used once, not kept.
             self.deploys.invalidate(deploy_id).await;
+        } else if self.variants_made.load(Relaxed) != variants_made && loaded.is_ok() {
+            // Variants were made meanwhile, perhaps after this load read
+            // them: read them again rather than keep an index without.
+            match self.refresh_variants(db, deploy_id).await {
+                Ok(()) => {
+                    if let Some(fresh) = self.deploys.get(deploy_id).await {
+                        return Ok(Some(fresh));
+                    }
+                }
+                // Served as loaded; the next VariantsMade or load tries again.
+                Err(error) => tracing::warn!(
+                    deploy = deploy_id,
+                    error = format!("{error:#}"),
+                    "rereading variants failed"
+                ),
+            }
         }
         match loaded {
             Ok(index) => Ok(Some(index)),
@@ -369,7 +440,96 @@ async fn resolve_in_db(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::{DeployContents, IndexedFile};
     use crate::deploys::blob_store::{LocalBlobStore, new_key};
+
+    /// A deploy of `files` pages, as the database would give it.
+    fn deploy(id: &str, files: usize) -> Arc<DeployIndex> {
+        let files = (0..files)
+            .map(|n| IndexedFile {
+                path: format!("page-{n}.html"),
+                sha256: format!("{n:064}"),
+                size: 2_600,
+                key: format!("{n:064}"),
+            })
+            .collect();
+        Arc::new(DeployIndex::from_contents(
+            id,
+            DeployContents {
+                files,
+                ..DeployContents::default()
+            },
+        ))
+    }
+
+    /// `site` served from memory: its pointer names `index`, held beside it.
+    async fn serve(edge: &EdgeCache, site: &str, index: &Arc<DeployIndex>) -> Target {
+        let target = Target::Published { site: site.into() };
+        edge.deploys.insert(index.deploy_id.clone(), index.clone()).await;
+        edge.hosts.write().unwrap().entries.insert(
+            target.clone(),
+            HostEntry {
+                site_id: 1,
+                resolved: Resolved::Deploy {
+                    deploy_id: index.deploy_id.clone(),
+                    immutable: false,
+                },
+                guard: None,
+                transport: SiteTransport::default(),
+                filled: Instant::now(),
+                index: Some(index.clone()),
+            },
+        );
+        target
+    }
+
+    #[tokio::test]
+    async fn a_site_stays_served_from_memory_while_its_variants_are_made() {
+        let edge = EdgeCache::new(EdgeSettings::default(), EdgeIndexMetrics::default());
+        let index = deploy("d1", 10);
+        let target = serve(&edge, "blog", &index).await;
+
+        edge.apply(&DeployEvent::VariantsMade {
+            deploy_id: "d1".into(),
+        })
+        .await;
+
+        let serving = edge.serving_now(&target).expect("still served from memory");
+        assert!(
+            Arc::ptr_eq(&serving.index, &index),
+            "the same index, not a cold load"
+        );
+        assert!(edge.deploys.get("d1").await.is_some());
+        // A removed deploy is forgotten, as before.
+        edge.apply(&DeployEvent::DeployRemoved {
+            deploy_id: "d1".into(),
+        })
+        .await;
+        assert!(edge.serving_now(&target).is_none());
+    }
+
+    #[tokio::test]
+    async fn deploy_indexes_past_the_memory_bound_are_dropped_and_counted() {
+        let metrics = EdgeIndexMetrics::default();
+        let one = deploy("d0", 200).approximate_bytes() as u64;
+        // Room for about three sites of 200 files.
+        let edge = EdgeCache::new(
+            EdgeSettings {
+                index_cache_bytes: 3 * one + one / 2,
+                ..EdgeSettings::default()
+            },
+            metrics.clone(),
+        );
+        for n in 0..50 {
+            let index = deploy(&format!("d{n}"), 200);
+            edge.deploys.insert(index.deploy_id.clone(), index).await;
+        }
+        edge.deploys.run_pending_tasks().await;
+
+        assert!(edge.deploys.weighted_size() <= 3 * one + one / 2);
+        assert!(edge.deploys.entry_count() <= 3, "{}", edge.deploys.entry_count());
+        assert!(metrics.evictions.get() >= 47, "{}", metrics.evictions.get());
+    }
 
     fn stored(store_key: &str, size: u64) -> Stored {
         Stored::original("ab".repeat(32), size, store_key.to_owned())
@@ -383,10 +543,13 @@ mod tests {
         store.put_bytes(&one, Bytes::from(vec![1u8; 600])).await.unwrap();
         store.put_bytes(&two, Bytes::from(vec![2u8; 600])).await.unwrap();
         // A quarter of 4,000 bytes: room to hold one file of 600, not two.
-        let edge = EdgeCache::new(EdgeSettings {
-            memory_cache_bytes: 4_000,
-            ..EdgeSettings::default()
-        });
+        let edge = EdgeCache::new(
+            EdgeSettings {
+                memory_cache_bytes: 4_000,
+                ..EdgeSettings::default()
+            },
+            EdgeIndexMetrics::default(),
+        );
         let (first, second) = (stored(&one, 600), stored(&two, 600));
 
         let served = edge.bytes_of(&store, &first).await.unwrap().unwrap();

@@ -13,7 +13,7 @@
 //! The rule files `_redirects` and `_headers` at the root are not served.
 
 use super::respond;
-use crate::db::DeployContents;
+use crate::db::{DeployContents, IndexedVariant};
 use crate::deploys::compress::Encoding;
 use axum::http::{HeaderValue, StatusCode};
 use jamstack_rules::{Action, MatchedRule, Request, RuleSet, Rules};
@@ -140,6 +140,31 @@ impl StoredFile {
     }
 }
 
+/// Variants by the hash of the blob they are of, best first.
+fn variants_by_hash(variants: Vec<IndexedVariant>) -> HashMap<String, Vec<(Encoding, Stored)>> {
+    let mut by_hash: HashMap<String, Vec<(Encoding, Stored)>> = HashMap::new();
+    for variant in variants {
+        let Some(encoding) = Encoding::parse(&variant.encoding) else {
+            continue;
+        };
+        let stored = Stored::variant(
+            &variant.sha256,
+            encoding,
+            variant.variant_sha256,
+            variant.size as u64,
+            variant.key,
+        );
+        by_hash
+            .entry(variant.sha256)
+            .or_default()
+            .push((encoding, stored));
+    }
+    for variants in by_hash.values_mut() {
+        variants.sort_by_key(|(encoding, _)| Encoding::ALL.iter().position(|e| e == encoding));
+    }
+    by_hash
+}
+
 /// Values made from hashes and MIME types are always valid header values.
 fn header_value(text: String) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
@@ -199,26 +224,7 @@ impl DeployIndex {
     /// (a newer server being stricter), the deploy is served without them
     /// and the reason logged.
     pub fn from_contents(deploy_id: &str, contents: DeployContents) -> Self {
-        let mut by_hash: HashMap<String, Vec<(Encoding, Stored)>> = HashMap::new();
-        for variant in contents.variants {
-            let Some(encoding) = Encoding::parse(&variant.encoding) else {
-                continue;
-            };
-            let stored = Stored::variant(
-                &variant.sha256,
-                encoding,
-                variant.variant_sha256,
-                variant.size as u64,
-                variant.key,
-            );
-            by_hash
-                .entry(variant.sha256)
-                .or_default()
-                .push((encoding, stored));
-        }
-        for variants in by_hash.values_mut() {
-            variants.sort_by_key(|(encoding, _)| Encoding::ALL.iter().position(|e| e == encoding));
-        }
+        let by_hash = variants_by_hash(contents.variants);
         let files = contents
             .files
             .into_iter()
@@ -245,6 +251,46 @@ impl DeployIndex {
             files,
             rules,
         }
+    }
+
+    /// The same deploy with `variants` as its files' compressed variants:
+    /// what the edge swaps in when they have been made, without reading
+    /// the deploy's files again.
+    pub fn with_variants(&self, variants: Vec<IndexedVariant>) -> Self {
+        let by_hash = variants_by_hash(variants);
+        let files = self
+            .files
+            .iter()
+            .map(|(path, file)| {
+                let variants = by_hash.get(&file.original.sha256).cloned().unwrap_or_default();
+                let original = file.original.clone();
+                (
+                    path.clone(),
+                    StoredFile {
+                        original,
+                        variants,
+                        ..file.clone()
+                    },
+                )
+            })
+            .collect();
+        DeployIndex {
+            deploy_id: self.deploy_id.clone(),
+            files,
+            rules: self.rules.clone(),
+        }
+    }
+
+    /// Roughly the memory the index takes, for the edge's bound on it: each
+    /// file's path, hashes and keys, its variants, and the map around them.
+    pub fn approximate_bytes(&self) -> usize {
+        const PER_FILE: usize = 400;
+        const PER_VARIANT: usize = 250;
+        self.files
+            .iter()
+            .map(|(path, file)| PER_FILE + path.len() + file.variants.len() * PER_VARIANT)
+            .sum::<usize>()
+            + 1024
     }
 
     /// How many files the deploy has (the edge's cache weighs deploys by it).
@@ -406,6 +452,48 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap(),
             location: location.to_owned(),
         }
+    }
+
+    #[test]
+    fn variants_made_later_are_swapped_in_with_files_and_rules_kept() {
+        let contents = DeployContents {
+            files: ["index.html", "app.js"]
+                .iter()
+                .enumerate()
+                .map(|(n, path)| crate::db::IndexedFile {
+                    path: (*path).into(),
+                    sha256: n.to_string().repeat(64),
+                    size: 9_000,
+                    key: format!("key-{n}"),
+                })
+                .collect(),
+            variants: Vec::new(),
+            rules: None,
+        };
+        let plain = DeployIndex::from_contents("d1", contents);
+        assert!(plain.file("index.html").unwrap().variants.is_empty());
+
+        let brotli = IndexedVariant {
+            sha256: "0".repeat(64),
+            encoding: "br".into(),
+            variant_sha256: "f".repeat(64),
+            size: 1_200,
+            key: "key-br".into(),
+        };
+        let gzip = IndexedVariant {
+            encoding: "gzip".into(),
+            key: "key-gz".into(),
+            ..brotli.clone()
+        };
+        let squeezed = plain.with_variants(vec![gzip, brotli]);
+
+        assert_eq!(squeezed.deploy_id, "d1");
+        assert_eq!(squeezed.len(), 2);
+        let home = squeezed.file("index.html").unwrap();
+        assert_eq!(home.original, plain.file("index.html").unwrap().original);
+        let keys: Vec<_> = home.variants.iter().map(|(_, v)| v.key.as_str()).collect();
+        assert_eq!(keys, ["key-br", "key-gz"], "best first");
+        assert!(squeezed.file("app.js").unwrap().variants.is_empty());
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn a_deploy_goes_live_at_once_and_its_compressed_variants_follow() {
             format!("<p>version {version}</p>\n").repeat(300)
         )
     };
-    let script = "console.log('the same in every deploy');\n".repeat(50);
+    let script = "console.log('the same in every deploy');\n".repeat(150);
     let (v1, v2) = (page(1), page(2));
 
     let first = runner
