@@ -71,6 +71,18 @@ pub fn bytes(n: u64) -> String {
     format!("{size:.1} {}", UNITS[unit])
 }
 
+/// A time the API gives in Unix milliseconds, as RFC 3339 (UTC); `-` when absent.
+pub fn date(value: &Value, field: &str) -> String {
+    value
+        .get(field)
+        .and_then(Value::as_i64)
+        .map(|millis| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
+            humantime::format_rfc3339_seconds(at).to_string()
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
 /// A time the API gives (Unix milliseconds, or seconds for older fields)
 /// as how long ago it was.
 pub fn ago(value: &Value, field: &str) -> String {

@@ -181,6 +181,40 @@ pub struct ServerArgs {
     /// system's resolver (/etc/resolv.conf).
     #[arg(long, env = "JAMSTACK_DNS_RESOLVER")]
     pub dns_resolver: Option<SocketAddr>,
+    /// Get certificates by ACME from this CA's directory, e.g.
+    /// https://acme-v02.api.letsencrypt.org/directory: for every verified
+    /// custom domain, and for *.<domain> when --acme-dns-hook is set;
+    /// renewed by themselves. Unset: only uploaded certificates are served.
+    #[arg(long, env = "JAMSTACK_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// The address the CA writes to about the ACME account (expiry
+    /// warnings, policy changes).
+    #[arg(long, env = "JAMSTACK_ACME_EMAIL", requires = "acme_directory")]
+    pub acme_email: Option<String>,
+    /// A PEM file of the root to trust for the CA's own HTTPS instead of
+    /// the system's roots: for a private or test CA (pebble) only.
+    #[arg(long, env = "JAMSTACK_ACME_CA_ROOT", requires = "acme_directory")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// An executable that publishes DNS-01 TXT records, called as
+    /// `<hook> present|cleanup _acme-challenge.<name>. <value>` (lego's exec
+    /// convention): with it, the wildcard *.<domain> is issued, so every
+    /// site, preview and branch deploy is served over HTTPS.
+    #[arg(long, env = "JAMSTACK_ACME_DNS_HOOK", requires = "acme_directory")]
+    pub acme_dns_hook: Option<PathBuf>,
+    /// How custom domains prove control to the CA: `http-01` (the CA asks
+    /// http://<name>/.well-known/acme-challenge/ on port 80) or
+    /// `tls-alpn-01` (the CA connects to port 443; needs --https-listen).
+    #[arg(long, env = "JAMSTACK_ACME_CHALLENGE", value_enum, default_value_t = AcmeChallengeChoice::Http01)]
+    pub acme_challenge: AcmeChallengeChoice,
+    /// Renew a certificate this many days before it expires (or at two
+    /// thirds of its life, for certificates shorter-lived than that).
+    #[arg(
+        long,
+        env = "JAMSTACK_ACME_RENEW_BEFORE_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=365)
+    )]
+    pub acme_renew_before_days: u64,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -191,6 +225,16 @@ fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("`{text}` is neither an IP address nor a CIDR range like 10.0.0.0/8"))
+}
+
+/// How custom domains prove control to the ACME CA (`--acme-challenge`);
+/// the platform's wildcard always uses DNS-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcmeChallengeChoice {
+    #[value(name = "http-01")]
+    Http01,
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 /// How the SMTP connection is secured (`--smtp-tls`).

@@ -91,6 +91,84 @@ pub struct Config {
     pub dns_resolver: Option<SocketAddr>,
     /// How often custom domains waiting for their TXT record are checked.
     pub domain_checks: CheckSchedule,
+    /// Certificates by ACME (`--acme-*`); `None`: only uploaded
+    /// certificates are served.
+    pub acme: Option<AcmeSettings>,
+}
+
+/// The operator's ACME settings (`--acme-*`).
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    /// The directory URL of the CA, e.g. Let's Encrypt's
+    /// `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory_url: String,
+    /// Where the CA may write about the account (expiry, policy changes).
+    pub contact_email: Option<String>,
+    /// A PEM root to trust for the CA's own HTTPS instead of the system's:
+    /// for a test CA such as pebble, never for a public one.
+    pub ca_root: Option<PathBuf>,
+    /// The executable that publishes DNS-01 TXT records
+    /// (`--acme-dns-hook`); without it the platform's wildcard is not
+    /// issued.
+    pub dns_hook: Option<PathBuf>,
+    /// How custom domains prove control.
+    pub challenge: ChallengeKind,
+    /// Renew this long before expiry, or at two thirds of a certificate's
+    /// life when that comes later (short-lived certificates).
+    pub renew_before: Duration,
+    /// How often the manager looks for names due an order (besides at
+    /// once when a custom domain changes); shorter only in tests.
+    pub check_interval: Duration,
+}
+
+impl AcmeSettings {
+    /// Settings for `directory_url` and every other one at its default.
+    pub fn new(directory_url: impl Into<String>) -> Self {
+        AcmeSettings {
+            directory_url: directory_url.into(),
+            contact_email: None,
+            ca_root: None,
+            dns_hook: None,
+            challenge: ChallengeKind::Http01,
+            renew_before: Duration::from_secs(30 * 24 * 3600),
+            check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The ways a name's control is proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ChallengeKind {
+    /// A file at `http://<name>/.well-known/acme-challenge/<token>`.
+    #[value(name = "http-01")]
+    Http01,
+    /// A certificate offered on port 443 to a ClientHello asking ALPN
+    /// `acme-tls/1`.
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
+    /// A TXT record at `_acme-challenge.<name>`; the only one for wildcards.
+    #[value(name = "dns-01")]
+    Dns01,
+}
+
+impl ChallengeKind {
+    /// Its name in RFC 8555 and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Dns01 => "dns-01",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "http-01" => Some(ChallengeKind::Http01),
+            "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
+            "dns-01" => Some(ChallengeKind::Dns01),
+            _ => None,
+        }
+    }
 }
 
 /// How often waiting domains are checked in the background.
@@ -562,6 +640,7 @@ impl Config {
             allow_local_repositories: false,
             dns_resolver: None,
             domain_checks: CheckSchedule::default(),
+            acme: None,
         }
     }
 

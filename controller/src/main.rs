@@ -1,5 +1,8 @@
 use clap::Parser;
-use jamstack_controller::cli::{Cli, Command, ConnectArgs, ServerArgs, SmtpTlsChoice, TokenChoice};
+use jamstack_controller::acme::{AcmeSettings, ChallengeKind};
+use jamstack_controller::cli::{
+    AcmeChallengeChoice, Cli, Command, ConnectArgs, ServerArgs, SmtpTlsChoice, TokenChoice,
+};
 use jamstack_controller::config::GitHubApp;
 use jamstack_controller::config::{BlobStoreConfig, S3Config, SmtpSettings, SmtpTls};
 use jamstack_controller::db::TokenKind;
@@ -40,6 +43,18 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.http.header_read_timeout = Duration::from_secs(server.header_read_timeout_seconds.max(1));
     config.allow_local_repositories = server.allow_local_repositories;
     config.dns_resolver = server.dns_resolver;
+    config.acme = server.acme_directory.map(|directory| {
+        let mut acme = AcmeSettings::new(directory.trim());
+        acme.contact_email = server.acme_email.map(|email| email.trim().to_owned());
+        acme.ca_root = server.acme_ca_root;
+        acme.dns_hook = server.acme_dns_hook;
+        acme.challenge = match server.acme_challenge {
+            AcmeChallengeChoice::Http01 => ChallengeKind::Http01,
+            AcmeChallengeChoice::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+        };
+        acme.renew_before = Duration::from_secs(server.acme_renew_before_days * 24 * 3600);
+        acme
+    });
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())

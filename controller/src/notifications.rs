@@ -76,6 +76,7 @@ pub const EVENTS: &[&str] = &[
     "deploy.locked",
     "deploy.unlocked",
     "deploy.rolled_back",
+    "certificate.failed",
     AUDIT_EVENT,
 ];
 
@@ -247,8 +248,17 @@ pub async fn audit_recorded(state: &Notifications, entry: &crate::db::NewAuditEn
     queue(state, site.id, AUDIT_EVENT, payload).await;
 }
 
-/// Queues `certificate.failed` for the site's hooks (a hook can ask for it
-/// once the ACME manager is started with the HTTPS listener): renewing the
+/// Why an order for a certificate failed, as a notification tells it.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateFailure<'a> {
+    /// The ACME problem type, or `client`.
+    pub problem_type: &'a str,
+    pub detail: &'a str,
+    /// What to do about it.
+    pub advice: &'a str,
+}
+
+/// Queues `certificate.failed` for the site's hooks: renewing the
 /// certificate of `hostname` (one of the site's names) failed. The payload
 /// carries the ACME server's reason, what to do, when the certificate
 /// still served expires and when the next try is.
@@ -256,7 +266,7 @@ pub async fn certificate_failed(
     state: &Notifications,
     site_id: i64,
     order: &crate::db::AcmeOrder,
-    failure: &crate::acme::AcmeFailure,
+    failure: &CertificateFailure<'_>,
 ) {
     let event = "certificate.failed";
     if let Ok(false) = state.db.site_wants_notification(site_id, event).await {
@@ -271,7 +281,7 @@ pub async fn certificate_failed(
             "hostname": order.hostname,
             "problem_type": failure.problem_type,
             "detail": failure.detail,
-            "advice": failure.advice(),
+            "advice": failure.advice,
             "not_after": order.not_after,
             "attempts": order.attempts,
             "next_attempt_at": order.next_attempt_at,

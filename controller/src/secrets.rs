@@ -190,6 +190,12 @@ pub fn certificate_key_purpose(hostname: &str) -> String {
     format!("certificate/{hostname}/key")
 }
 
+/// The purpose the key of a TLS-ALPN-01 challenge certificate for
+/// `hostname` is sealed for while it waits in the database.
+pub fn acme_alpn_key_purpose(hostname: &str) -> String {
+    format!("acme/tls-alpn-01/{hostname}/key")
+}
+
 /// The purpose the GitHub webhook secret (made by the controller when none
 /// is configured) is sealed for.
 pub const GITHUB_WEBHOOK_SECRET_PURPOSE: &str = "controller/github-webhook-secret";

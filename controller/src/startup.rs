@@ -80,6 +80,9 @@ impl Application {
                  for a dashboard at deploy.example.com"
             );
         }
+        if let Some(acme) = &config.acme {
+            acme.check(config.https_listen.is_some())?;
+        }
         if let Some(hash) = &config.dashboard_password_hash {
             crate::auth::check_password_hash(hash).map_err(anyhow::Error::msg)?;
         }
@@ -131,6 +134,10 @@ impl Application {
             .reload(&db, &secrets)
             .await
             .context("loading the stored certificates")?;
+        certificate_store
+            .reload_alpn_challenges(&db, &secrets)
+            .await
+            .context("loading the ACME challenge certificates")?;
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         let config = Arc::new(config);
@@ -463,6 +470,78 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     workers.spawn_until_stopped("domain_checks", move || {
         crate::domains::check_in_background(domains.clone())
     });
+    if let Some(manager) = acme_manager(state) {
+        workers.spawn("acme_manager", move |stop| manager.clone().run(stop));
+    }
+}
+
+/// The ACME manager of a controller started with `--acme-directory`: it
+/// keeps certificates for the verified custom domains (and the platform's
+/// wildcard with a DNS hook), answering HTTP-01 on the plain listener,
+/// TLS-ALPN-01 on the HTTPS one, DNS-01 by the hook.
+fn acme_manager(state: &AppState) -> Option<crate::acme::manager::AcmeManager> {
+    use crate::acme::service::{AlpnChallenges, HttpChallenges, IssuedToStore, WantedNames};
+    use crate::acme::{ChallengeResponder, DnsHook};
+    let settings = state.config.acme.clone()?;
+    let responders = crate::acme::manager::Responders {
+        http01: Some(Arc::new(HttpChallenges(state.db.clone()))),
+        tls_alpn01: state
+            .config
+            .https_listen
+            .map(|_| Arc::new(AlpnChallenges(state.certificates.clone())) as Arc<dyn ChallengeResponder>),
+        dns01: settings
+            .dns_hook
+            .clone()
+            .map(|hook| Arc::new(DnsHook::new(hook)) as Arc<dyn ChallengeResponder>),
+    };
+    let wanted = WantedNames {
+        custom_domains: settings.challenge,
+        platform_wildcard: settings.dns_hook.as_ref().map(|_| {
+            format!(
+                "*.{}",
+                state.config.domain.trim_end_matches('.').to_ascii_lowercase()
+            )
+        }),
+    };
+    let mut manager = crate::acme::manager::AcmeManager::new(
+        state.db.clone(),
+        state.secrets.clone(),
+        settings,
+        responders,
+        Arc::new(IssuedToStore(state.certificates.clone())),
+        state.metrics.clone(),
+    );
+    manager.on_renewal_failure = Some(Arc::new(NotifySite(state.notifications.clone())));
+    manager.wanted = Some(Arc::new(wanted));
+    manager.wake = Some(state.deploys.events.clone());
+    Some(manager)
+}
+
+/// Tells the hooks of the site a name belongs to that its certificate's
+/// renewal failed (`certificate.failed`). The platform's wildcard belongs
+/// to no site: its failures are in the log and `/metrics`.
+pub struct NotifySite(pub crate::notifications::Notifications);
+
+#[async_trait::async_trait]
+impl crate::acme::manager::RenewalFailureListener for NotifySite {
+    async fn renewal_failed(&self, order: &crate::db::AcmeOrder, failure: &crate::acme::AcmeFailure) {
+        match self.0.db.domain_by_hostname(&order.hostname).await {
+            Ok(Some(domain)) => {
+                let told = crate::notifications::CertificateFailure {
+                    problem_type: &failure.problem_type,
+                    detail: &failure.detail,
+                    advice: failure.advice(),
+                };
+                crate::notifications::certificate_failed(&self.0, domain.site_id, order, &told).await;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                hostname = %order.hostname,
+                "finding the site of a failed renewal failed"
+            ),
+        }
+    }
 }
 
 /// The edge forgets what every event makes stale, also events relayed from

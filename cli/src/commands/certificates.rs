@@ -3,25 +3,13 @@
 use crate::args::CertificatesCommand;
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
-use crate::output::{print_json, print_table, text};
+use crate::output::{date, print_json, print_table, text};
 use jamstack_proto::routes;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Reads a PEM file named on the command line, saying which flag named it.
 fn read_pem(flag: &str, path: &std::path::Path) -> CliResult<String> {
     std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{flag} {}: {e}", path.display())))
-}
-
-/// A Unix-millisecond field as an RFC 3339 date.
-fn date(value: &Value, field: &str) -> String {
-    value
-        .get(field)
-        .and_then(Value::as_i64)
-        .map(|millis| {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
-            humantime::format_rfc3339_seconds(at).to_string()
-        })
-        .unwrap_or_else(|| "-".to_owned())
 }
 
 pub async fn run(api: &Api, json: bool, command: CertificatesCommand) -> CliResult {

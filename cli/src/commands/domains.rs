@@ -38,7 +38,14 @@ pub async fn run(api: &Api, json: bool, command: DomainsCommand) -> CliResult {
             } else {
                 let domains = domains.as_array().cloned().unwrap_or_default();
                 print_table(
-                    ["DOMAIN", "PRIMARY", "STATE", "TXT RECORD TO ADD", "LAST CHECKED"],
+                    [
+                        "DOMAIN",
+                        "PRIMARY",
+                        "STATE",
+                        "TXT RECORD TO ADD",
+                        "LAST CHECKED",
+                        "CERTIFICATE",
+                    ],
                     &domains,
                     |d| {
                         [
@@ -51,6 +58,7 @@ pub async fn run(api: &Api, json: bool, command: DomainsCommand) -> CliResult {
                                 "-".to_owned()
                             },
                             ago(d, "last_checked_at"),
+                            certificate(d),
                         ]
                     },
                 );
@@ -58,6 +66,7 @@ pub async fn run(api: &Api, json: bool, command: DomainsCommand) -> CliResult {
                     if let Some(error) = domain["last_error"].as_str() {
                         println!("{}: {error}", text(domain, "hostname"));
                     }
+                    explain_certificate(domain);
                 }
             }
         }
@@ -87,6 +96,40 @@ pub async fn run(api: &Api, json: bool, command: DomainsCommand) -> CliResult {
 /// The state in words.
 fn state(domain: &Value) -> String {
     text(domain, "state").replace('_', " ")
+}
+
+/// The certificate's state in words, with its expiry once it has one;
+/// `-` when the controller gets no certificates by ACME.
+fn certificate(domain: &Value) -> String {
+    let certificate = &domain["certificate"];
+    if certificate.is_null() {
+        return "-".to_owned();
+    }
+    let state = text(certificate, "state").replace('_', " ");
+    match certificate["not_after"].as_i64() {
+        Some(_) => format!(
+            "{state}, expires {}",
+            crate::output::date(certificate, "not_after")
+        ),
+        None => state,
+    }
+}
+
+/// Why the certificate failed and what to do, when it did.
+fn explain_certificate(domain: &Value) {
+    let certificate = &domain["certificate"];
+    if certificate["state"] != "failed" {
+        return;
+    }
+    println!(
+        "{}: the certificate could not be issued: {} ({})",
+        text(domain, "hostname"),
+        text(certificate, "error"),
+        text(certificate, "error_type")
+    );
+    if let Some(step) = certificate["next_step"].as_str() {
+        println!("  what to do: {step}");
+    }
 }
 
 /// `NAME = VALUE` of the TXT record that proves the domain.

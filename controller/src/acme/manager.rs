@@ -9,11 +9,13 @@
 
 use super::{AcmeClient, AcmeFailure, AcmeSettings, ChallengeKind, ChallengeResponder, IssuedCertificate};
 use crate::db::{AcmeIssued, AcmeOrder, Database, now_millis};
+use crate::deploys::events::{DeployEvent, DeployEvents, Origin};
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use rand::Rng as _;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// How often the worker looks for due names.
@@ -112,6 +114,12 @@ pub struct AcmeManager {
     pub sink: Arc<dyn CertificateSink>,
     pub metrics: Arc<Metrics>,
     pub on_renewal_failure: Option<Arc<dyn RenewalFailureListener>>,
+    /// Which names to keep, brought up to date at the start of each round;
+    /// `None`: only the names asked for by `want_acme_certificate`.
+    pub wanted: Option<Arc<super::service::WantedNames>>,
+    /// Events that start a round at once when a custom domain changes
+    /// (verified, removed), rather than at the next interval.
+    pub wake: Option<DeployEvents>,
     /// This controller's name in `held_by`.
     pub holder: String,
     pub interval: Duration,
@@ -131,13 +139,15 @@ impl AcmeManager {
         AcmeManager {
             db,
             secrets,
+            interval: settings.check_interval,
             settings: Arc::new(settings),
             responders,
             sink,
             metrics,
             on_renewal_failure: None,
+            wanted: None,
+            wake: None,
             holder: format!("controller-{}", crate::secrets::random_hex(8)),
-            interval: INTERVAL,
             backoff: Backoff::default(),
             client: Arc::new(tokio::sync::OnceCell::new()),
         }
@@ -152,6 +162,7 @@ impl AcmeManager {
 
     /// Runs rounds until `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
+        let mut changes = self.wake.as_ref().map(DeployEvents::subscribe);
         loop {
             match self.round().await {
                 Ok(0) => {}
@@ -161,6 +172,7 @@ impl AcmeManager {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.interval) => {}
+                () = domains_changed(&mut changes) => {}
             }
         }
     }
@@ -168,6 +180,9 @@ impl AcmeManager {
     /// One round: orders every due name this controller manages to claim.
     /// Answers how many it worked on.
     pub async fn round(&self) -> anyhow::Result<usize> {
+        if let Some(wanted) = &self.wanted {
+            wanted.sync(&self.db).await?;
+        }
         let now = now_millis();
         let due = self.db.due_acme_orders(now, DUE_PER_ROUND).await?;
         let mut worked = 0;
@@ -260,5 +275,21 @@ impl AcmeManager {
             }
         }
         Ok(())
+    }
+}
+
+/// Returns when a custom domain changed (or the relay may have missed
+/// some changes); never without `changes`.
+async fn domains_changed(changes: &mut Option<broadcast::Receiver<(DeployEvent, Origin)>>) {
+    let Some(changes) = changes else {
+        return std::future::pending().await;
+    };
+    loop {
+        match changes.recv().await {
+            Ok((DeployEvent::DomainsChanged | DeployEvent::Everything, _))
+            | Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
     }
 }

@@ -24,7 +24,9 @@
 
 pub mod dns_hook;
 pub mod manager;
+pub mod service;
 
+pub use crate::config::{AcmeSettings, ChallengeKind};
 pub use dns_hook::DnsHook;
 
 use crate::db::Database;
@@ -34,7 +36,6 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder,
     OrderStatus, RetryPolicy,
 };
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long authorizations may take to become valid once every challenge
@@ -48,75 +49,86 @@ pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 /// How many names one order may hold.
 const MAX_NAMES: usize = 100;
 
-/// The operator's ACME settings (`--acme-*`).
-#[derive(Debug, Clone)]
-pub struct AcmeSettings {
-    /// The directory URL of the CA, e.g. Let's Encrypt's
-    /// `https://acme-v02.api.letsencrypt.org/directory`.
-    pub directory_url: String,
-    /// Where the CA may write about the account (expiry, policy changes).
-    pub contact_email: Option<String>,
-    /// A PEM root to trust for the CA's own HTTPS instead of the system's:
-    /// for a test CA such as pebble, never for a public one.
-    pub ca_root: Option<PathBuf>,
-    /// The executable that publishes DNS-01 TXT records
-    /// ([`DnsHook`]); without it the platform's wildcard is not issued.
-    pub dns_hook: Option<PathBuf>,
-    /// How custom domains prove control.
-    pub challenge: ChallengeKind,
-    /// Renew this long before expiry, or at two thirds of a certificate's
-    /// life when that comes later (short-lived certificates).
-    pub renew_before: Duration,
-}
-
 impl AcmeSettings {
-    /// Settings for `directory_url` and every other one at its default.
-    pub fn new(directory_url: impl Into<String>) -> Self {
-        AcmeSettings {
-            directory_url: directory_url.into(),
-            contact_email: None,
-            ca_root: None,
-            dns_hook: None,
-            challenge: ChallengeKind::Http01,
-            renew_before: Duration::from_secs(30 * 24 * 3600),
+    /// Refuses settings that cannot work, each error naming its flag and
+    /// what to give instead: read at start, so a typo stops the controller
+    /// rather than every order later. `https_listener` is whether the
+    /// controller serves HTTPS (TLS-ALPN-01 is answered there).
+    pub fn check(&self, https_listener: bool) -> anyhow::Result<()> {
+        let url = url::Url::parse(&self.directory_url).ok();
+        if !url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https" && u.host().is_some())
+        {
+            anyhow::bail!(
+                "--acme-directory `{}` is not an https:// URL; give the CA's directory, e.g. \
+                 https://acme-v02.api.letsencrypt.org/directory",
+                self.directory_url.chars().take(200).collect::<String>()
+            );
         }
+        if let Some(email) = &self.contact_email {
+            let well_formed = email.len() <= 254
+                && email.split_once('@').is_some_and(|(user, host)| {
+                    !user.is_empty() && host.contains('.') && !host.contains('@')
+                })
+                && !email
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':');
+            if !well_formed {
+                anyhow::bail!(
+                    "--acme-email `{}` is not an e-mail address; give one such as ops@example.com",
+                    email.chars().take(200).collect::<String>()
+                );
+            }
+        }
+        if let Some(root) = &self.ca_root {
+            let pem =
+                std::fs::read(root).with_context(|| format!("reading --acme-ca-root {}", root.display()))?;
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject as _;
+            let certificates = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--acme-ca-root {} is not PEM: {e}", root.display()))?;
+            if certificates.is_empty() {
+                anyhow::bail!(
+                    "--acme-ca-root {} holds no `-----BEGIN CERTIFICATE-----` block; give the PEM file of \
+                     the CA's root",
+                    root.display()
+                );
+            }
+        }
+        if let Some(hook) = &self.dns_hook {
+            use std::os::unix::fs::PermissionsExt as _;
+            let metadata = std::fs::metadata(hook)
+                .with_context(|| format!("reading --acme-dns-hook {}", hook.display()))?;
+            if !metadata.is_file() || metadata.permissions().mode() & 0o111 == 0 {
+                anyhow::bail!(
+                    "--acme-dns-hook {} is not an executable file; give a program (chmod +x) that \
+                     publishes TXT records",
+                    hook.display()
+                );
+            }
+        }
+        match self.challenge {
+            ChallengeKind::Http01 => {}
+            ChallengeKind::TlsAlpn01 if !https_listener => anyhow::bail!(
+                "--acme-challenge tls-alpn-01 is answered by the HTTPS listener; set --https-listen \
+                 (the CA connects to port 443), or use --acme-challenge http-01"
+            ),
+            ChallengeKind::TlsAlpn01 => {}
+            ChallengeKind::Dns01 => anyhow::bail!(
+                "--acme-challenge dns-01 is for the platform's wildcard only (--acme-dns-hook); custom \
+                 domains use http-01 or tls-alpn-01"
+            ),
+        }
+        if self.renew_before.is_zero() {
+            anyhow::bail!("--acme-renew-before-days must be at least 1");
+        }
+        Ok(())
     }
-}
-
-/// The ways a name's control is proven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum ChallengeKind {
-    /// A file at `http://<name>/.well-known/acme-challenge/<token>`.
-    #[value(name = "http-01")]
-    Http01,
-    /// A certificate offered on port 443 to a ClientHello asking ALPN
-    /// `acme-tls/1`.
-    #[value(name = "tls-alpn-01")]
-    TlsAlpn01,
-    /// A TXT record at `_acme-challenge.<name>`; the only one for wildcards.
-    #[value(name = "dns-01")]
-    Dns01,
 }
 
 impl ChallengeKind {
-    /// Its name in RFC 8555 and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
-            ChallengeKind::Dns01 => "dns-01",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "http-01" => Some(ChallengeKind::Http01),
-            "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
-            "dns-01" => Some(ChallengeKind::Dns01),
-            _ => None,
-        }
-    }
-
     fn acme_type(self) -> ChallengeType {
         match self {
             ChallengeKind::Http01 => ChallengeType::Http01,

@@ -4,7 +4,9 @@
 //! The rules live in `crate::domains`; this file only speaks HTTP.
 
 use super::find_site;
+use crate::acme::service::CertificateStatus;
 use crate::auth::{CanRead, ManagesSites};
+use crate::config::Config;
 use crate::db::{Database, Domain, VerifiedBy};
 use crate::domains::{AddedBy, DomainError, DomainState, Domains, challenge_name, next_step};
 use crate::error::{AppError, AppResult, bad_request, conflict, not_found};
@@ -13,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 impl From<DomainError> for AppError {
     fn from(error: DomainError) -> Self {
@@ -56,11 +59,62 @@ pub struct DomainView {
     /// When the background check looks again; `null` once verified, or
     /// once it stopped trying.
     pub next_check_at: Option<i64>,
-    /// The domain's certificate; `null` until certificates are issued for
-    /// custom domains.
-    #[schema(value_type = Option<Object>)]
-    pub certificate: Option<serde_json::Value>,
+    /// The domain's certificate by ACME; `null` when the controller gets
+    /// no certificates (no `--acme-directory`).
+    pub certificate: Option<CertificateView>,
     pub created_at: i64,
+}
+
+/// Where a domain's certificate by ACME stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CertificateView {
+    /// `waiting_for_dns` (ordered once the domain is verified),
+    /// `verified` (to be ordered within seconds), `issuing`, `active`,
+    /// `renewal_due` or `failed`.
+    pub state: String,
+    /// When the certificate served expires, Unix milliseconds.
+    pub not_after: Option<i64>,
+    /// When it is renewed, Unix milliseconds.
+    pub renew_at: Option<i64>,
+    /// After a failure: when the next order is placed.
+    pub next_attempt_at: Option<i64>,
+    /// After a failure: the ACME server's problem type
+    /// (`urn:ietf:params:acme:error:…`), or `client` when it was ours.
+    pub error_type: Option<String>,
+    /// After a failure: what the ACME server (or the controller) said.
+    pub error: Option<String>,
+    /// What to do now, when something is to be done.
+    pub next_step: Option<String>,
+}
+
+impl From<CertificateStatus> for CertificateView {
+    fn from(status: CertificateStatus) -> Self {
+        CertificateView {
+            state: status.state.to_owned(),
+            not_after: status.not_after,
+            renew_at: status.renew_at,
+            next_attempt_at: status.next_attempt_at,
+            error_type: status.error_type,
+            error: status.error,
+            next_step: status.next_step,
+        }
+    }
+}
+
+/// `domain` as the API shows it, with its certificate's status when the
+/// controller gets certificates by ACME.
+pub async fn view_with_certificate(
+    db: &Database,
+    config: &Config,
+    domain: &Domain,
+) -> anyhow::Result<DomainView> {
+    let mut shown = view(domain);
+    if config.acme.is_some() {
+        let order = db.acme_order(&domain.hostname).await?;
+        shown.certificate =
+            Some(CertificateStatus::of(domain.is_verified(), order.as_ref(), crate::db::now_millis()).into());
+    }
+    Ok(shown)
 }
 
 pub fn view(domain: &Domain) -> DomainView {
@@ -111,12 +165,16 @@ pub struct NewDomainBody {
 )]
 pub async fn list(
     State(db): State<Database>,
+    State(config): State<Arc<Config>>,
     _: CanRead,
     Path(site): Path<String>,
 ) -> AppResult<Json<Vec<DomainView>>> {
     let site = find_site(&db, &site).await?;
-    let domains = db.domains_of_site(site.id).await?;
-    Ok(Json(domains.iter().map(view).collect()))
+    let mut shown = Vec::new();
+    for domain in db.domains_of_site(site.id).await? {
+        shown.push(view_with_certificate(&db, &config, &domain).await?);
+    }
+    Ok(Json(shown))
 }
 
 /// Adds a custom domain. Added with an admin token it is verified at
@@ -141,6 +199,7 @@ pub async fn list(
 )]
 pub async fn add(
     State(db): State<Database>,
+    State(config): State<Arc<Config>>,
     State(domains): State<Domains>,
     caller: ManagesSites,
     Path(site): Path<String>,
@@ -158,7 +217,7 @@ pub async fn add(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view(&domain))))
+    Ok((status, Json(view_with_certificate(&db, &config, &domain).await?)))
 }
 
 /// Removes a custom domain: it stops serving at once, on every controller.
@@ -210,11 +269,12 @@ pub async fn remove(
 )]
 pub async fn verify(
     State(db): State<Database>,
+    State(config): State<Arc<Config>>,
     State(domains): State<Domains>,
     _: ManagesSites,
     Path((site, hostname)): Path<(String, String)>,
 ) -> AppResult<Json<DomainView>> {
     let site = find_site(&db, &site).await?;
     let domain = domains.verify(&site, &hostname).await?;
-    Ok(Json(view(&domain)))
+    Ok(Json(view_with_certificate(&db, &config, &domain).await?))
 }

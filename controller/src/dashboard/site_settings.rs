@@ -124,6 +124,19 @@ pub struct DomainRow {
     pub txt_name: String,
     pub txt_value: String,
     pub last_error: Option<String>,
+    /// The certificate by ACME, once the controller keeps one for it.
+    pub certificate: Option<CertificateRow>,
+}
+
+/// Where a domain's certificate stands, as the page shows it.
+pub struct CertificateRow {
+    /// `issuing`, `active`, `renewal_due`, `failed`, ... (a class and a word).
+    pub state: &'static str,
+    /// When it expires, e.g. `2027-03-01 12:00 UTC`.
+    pub expires: Option<String>,
+    /// After a failure: what the ACME server said, and what to do.
+    pub error: Option<String>,
+    pub next_step: Option<String>,
 }
 
 /// A build schedule as the page lists it.
@@ -256,11 +269,25 @@ impl SettingsPage {
                 made: ago(hook.created_at),
             })
             .collect();
-        let domains = db
-            .domains_of_site(site.id)
-            .await?
-            .into_iter()
-            .map(|domain| DomainRow {
+        let mut domains = Vec::new();
+        for domain in db.domains_of_site(site.id).await? {
+            let certificate = db.acme_order(&domain.hostname).await?.map(|order| {
+                let status = crate::acme::service::CertificateStatus::of(
+                    domain.is_verified(),
+                    Some(&order),
+                    crate::db::now_millis(),
+                );
+                CertificateRow {
+                    state: status.state,
+                    expires: status.not_after.and_then(|at| {
+                        chrono::DateTime::from_timestamp_millis(at)
+                            .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+                    }),
+                    error: status.error,
+                    next_step: status.next_step,
+                }
+            });
+            domains.push(DomainRow {
                 state: DomainState::of(&domain).as_str(),
                 verified: domain.is_verified(),
                 txt_name: challenge_name(&domain.hostname),
@@ -268,8 +295,9 @@ impl SettingsPage {
                 last_error: domain.last_error,
                 primary: domain.is_primary,
                 hostname: domain.hostname,
-            })
-            .collect();
+                certificate,
+            });
+        }
         let settings = db.site_build_settings(site.id).await?;
         let protection = db.site_protection(site.id).await?;
         let https = db.site_transport(site.id).await?;

@@ -229,6 +229,51 @@ impl Database {
         Ok(())
     }
 
+    /// Stores the TLS-ALPN-01 challenge certificate for `hostname` (DER,
+    /// base64; its key sealed) until `expires_at` (Unix milliseconds).
+    pub async fn put_acme_alpn_challenge(
+        &self,
+        hostname: &str,
+        certificate_der: &str,
+        key_sealed: &str,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO acme_alpn_challenges (hostname, certificate_der, key_sealed, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (hostname) DO UPDATE SET certificate_der = $2, \
+             key_sealed = $3, expires_at = $4",
+        )
+        .bind(hostname)
+        .bind(certificate_der)
+        .bind(key_sealed)
+        .bind(expires_at)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Every TLS-ALPN-01 challenge not expired: (hostname, certificate DER
+    /// base64, sealed key).
+    pub async fn acme_alpn_challenges(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT hostname, certificate_der, key_sealed FROM acme_alpn_challenges WHERE expires_at > $1 \
+             ORDER BY hostname",
+        )
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Removes the TLS-ALPN-01 challenge of `hostname` and every expired one.
+    pub async fn delete_acme_alpn_challenge(&self, hostname: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM acme_alpn_challenges WHERE hostname = $1 OR expires_at <= $2")
+            .bind(hostname)
+            .bind(now_millis())
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
     /// How the site's hostnames answer over HTTP and HTTPS.
     pub async fn site_transport(&self, site_id: i64) -> anyhow::Result<SiteTransport> {
         let row: Option<TransportRow> = sqlx::query_as(

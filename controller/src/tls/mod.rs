@@ -140,6 +140,38 @@ impl CertificateStore {
             .remove(&hostname.to_ascii_lowercase());
     }
 
+    /// Answers TLS-ALPN-01 handshakes with exactly the challenge
+    /// certificates in the database, whichever controller placed them: the
+    /// CA may reach any controller behind the name. One that does not open
+    /// or parse is left out, with an error in the log.
+    pub async fn reload_alpn_challenges(&self, db: &Database, secrets: &SecretBox) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let provider = rustls::crypto::ring::default_provider();
+        let mut loaded = HashMap::new();
+        for (hostname, certificate_der, key_sealed) in db.acme_alpn_challenges().await? {
+            let purpose = crate::secrets::acme_alpn_key_purpose(&hostname);
+            let certified = secrets
+                .open(&purpose, &key_sealed)
+                .map_err(|e| e.to_string())
+                .and_then(|key_b64| {
+                    let engine = base64::engine::general_purpose::STANDARD;
+                    let key = engine.decode(key_b64).map_err(|e| e.to_string())?;
+                    let certificate = engine.decode(&certificate_der).map_err(|e| e.to_string())?;
+                    alpn_certified_key(&provider, certificate, key)
+                });
+            match certified {
+                Ok(certified) => {
+                    loaded.insert(hostname, certified);
+                }
+                Err(error) => {
+                    tracing::error!(%hostname, %error, "a TLS-ALPN-01 challenge certificate cannot be offered");
+                }
+            }
+        }
+        *self.alpn_challenges.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        Ok(())
+    }
+
     /// The certificate for `name`: exact, then a wildcard one label deep;
     /// without a name, the platform wildcard.
     pub fn certificate_for(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
@@ -160,6 +192,24 @@ impl CertificateStore {
         let (_, parent) = name.split_once('.')?;
         served.by_hostname.get(&format!("*.{parent}")).cloned()
     }
+}
+
+/// A TLS-ALPN-01 challenge certificate (DER) and its PKCS#8 key (DER),
+/// ready to offer.
+pub fn alpn_certified_key(
+    provider: &rustls::crypto::CryptoProvider,
+    certificate_der: Vec<u8>,
+    private_key_der: Vec<u8>,
+) -> Result<Arc<CertifiedKey>, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(private_key_der)))
+        .map_err(|e| format!("the challenge key cannot be used: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![CertificateDer::from(certificate_der)],
+        key,
+    )))
 }
 
 impl ResolvesServerCert for CertificateStore {
@@ -283,7 +333,10 @@ pub async fn keep_current(
         let outcome = tokio::select! {
             event = events.recv() => match event {
                 Ok((DeployEvent::CertificatesChanged | DeployEvent::Everything, _)) | Err(RecvError::Lagged(_)) => {
-                    store.reload(&db, &secrets).await
+                    match store.reload(&db, &secrets).await {
+                        Ok(()) => store.reload_alpn_challenges(&db, &secrets).await,
+                        Err(error) => Err(error),
+                    }
                 }
                 Ok(_) => Ok(()),
                 Err(RecvError::Closed) => return,

@@ -59,11 +59,11 @@ pub fn free_port() -> u16 {
 
 fn program(env: &str, name: &str) -> String {
     let program = std::env::var(env).unwrap_or_else(|_| name.to_owned());
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|out| out.status.success());
+    // Looked up on PATH here rather than by a shell: tests calling this
+    // run on tokio's threads, which must not block on a child.
+    let found = std::path::Path::new(&program).is_file()
+        || std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(&program).is_file()));
     assert!(
         found,
         "{name} is not installed: run ./scripts/start-pebble.sh (apt-get install pebble), or set {env}"

@@ -127,7 +127,7 @@ async fn controller_asking(dns: &TestDns) -> TestApp {
 }
 
 /// Makes a site for direct deploys and publishes `files` on it.
-async fn site_with(app: &TestApp, name: &str, files: &[(&str, &[u8])]) {
+pub(crate) async fn site_with(app: &TestApp, name: &str, files: &[(&str, &[u8])]) {
     app.connect_site_with(name, json!({ "repo_url": "/nowhere/repo.git" }))
         .await;
     let manifest: Vec<_> = files
@@ -171,7 +171,7 @@ async fn site_with(app: &TestApp, name: &str, files: &[(&str, &[u8])]) {
 }
 
 /// Makes an API token that may change sites but is no admin.
-async fn site_manager_token(app: &TestApp) -> String {
+pub(crate) async fn site_manager_token(app: &TestApp) -> String {
     let (status, body) = app
         .api_json(
             app.http
@@ -191,7 +191,7 @@ async fn call_with(token: &str, request: reqwest::RequestBuilder) -> (u16, Value
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn add_domain(app: &TestApp, token: &str, site: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn add_domain(app: &TestApp, token: &str, site: &str, body: Value) -> (u16, Value) {
     call_with(
         token,
         app.http

@@ -6,6 +6,7 @@
 mod helpers;
 mod processes;
 
+mod acme;
 mod api;
 mod atomic_deploys;
 mod build_cache;
