@@ -63,6 +63,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Certificates(command) => {
             commands::certificates::run(&connect(&global)?, global.json, command).await
         }
+        Command::Account(command) => commands::account::run(&connect(&global)?, global.json, command).await,
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }
 }
