@@ -70,10 +70,29 @@ pub enum Command {
     /// Teams: settings (owners change them)
     #[command(subcommand)]
     Teams(TeamsCommand),
+    /// Your account: dashboard sessions (list, end) and your password; a member's, for a team owner
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Deploy a local folder directly, uploading only files the controller lacks
     Deploy(DeployArgs),
     /// Print a shell completion script (e.g. `jamstack completions bash > /etc/bash_completion.d/jamstack`)
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// List your live dashboard sessions (needs a member's token)
+    Sessions,
+    /// End one of your dashboard sessions at once
+    EndSession { id: i64 },
+    /// Change your password: stdin holds the current one, then the new one, a line each
+    SetPassword,
+    /// List a member's dashboard sessions (a team owner, or the admin token)
+    MemberSessions { team: String, login: String },
+    /// End every dashboard session of a member (a team owner, or the admin token)
+    EndMemberSessions { team: String, login: String },
+    /// Set a member's password, read from the first line of stdin (a team owner, or the admin token)
+    SetMemberPassword { team: String, login: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,6 +64,7 @@ async fn run(cli: Cli) -> CliResult {
             commands::certificates::run(&connect(&global)?, global.json, command).await
         }
         Command::Teams(command) => commands::teams::run(&connect(&global)?, global.json, command).await,
+        Command::Account(command) => commands::account::run(&connect(&global)?, global.json, command).await,
         Command::Deploy(args) => commands::deploy_dir::run(&connect(&global)?, global.json, args).await,
     }
 }

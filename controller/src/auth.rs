@@ -82,6 +82,13 @@ pub fn session_cookie(parts: &Parts) -> Option<String> {
     session_cookie_in(&parts.headers)
 }
 
+/// The session token a cookie jar carries, if any (not yet checked).
+pub fn session_cookie_value(jar: &axum_extra::extract::CookieJar) -> Option<String> {
+    jar.get(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 fn session_cookie_in(headers: &axum::http::HeaderMap) -> Option<String> {
     axum_extra::extract::CookieJar::from_headers(headers)
         .get(SESSION_COOKIE)

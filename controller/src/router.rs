@@ -269,6 +269,11 @@ pub fn router(state: AppState) -> Router {
             .route("/builds/{id}", get(dashboard::builds::show))
             .route("/builds/{id}/cancel", post(dashboard::builds::cancel))
             .route("/builds/{id}/retry", post(dashboard::builds::retry))
+            .route("/account", get(dashboard::account::show))
+            .route(
+                "/account/sessions/{session}/revoke",
+                post(dashboard::account::revoke_session),
+            )
             .route("/queue", get(dashboard::queue::show))
             .route("/settings", get(dashboard::settings::show))
             .route("/settings/tokens", post(dashboard::settings::create_token))

@@ -200,6 +200,7 @@ async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_an
             .replace("{site}", "blog")
             .replace("{team}", "default")
             .replace("{login}", "nobody")
+            .replace("{session}", "999999")
             .replace("/builds/{id}", &format!("/builds/{build}"))
             .replace("{sha256}", &"0".repeat(64))
             .replace("{id}", "999999")

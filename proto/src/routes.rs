@@ -121,6 +121,31 @@ pub mod api {
     pub const BUILD_CANCEL: &str = "/api/v1/builds/{id}/cancel";
     pub const BUILD_RETRY: &str = "/api/v1/builds/{id}/retry";
     pub const BLOB: &str = "/api/v1/blobs/{sha256}";
+    pub const MY_SESSIONS: &str = "/api/v1/users/me/sessions";
+    pub const MY_SESSION: &str = "/api/v1/users/me/sessions/{session}";
+    pub const MY_PASSWORD: &str = "/api/v1/users/me/password";
+    pub const MEMBER_PASSWORD: &str = "/api/v1/teams/{team}/members/{login}/password";
+    pub const MEMBER_SESSIONS: &str = "/api/v1/teams/{team}/members/{login}/sessions";
+
+    pub fn my_sessions() -> &'static str {
+        MY_SESSIONS
+    }
+
+    pub fn my_session(session: i64) -> String {
+        fill(MY_SESSION, "session", session)
+    }
+
+    pub fn my_password() -> &'static str {
+        MY_PASSWORD
+    }
+
+    pub fn member_password(team: &str, login: &str) -> String {
+        fill(&fill(MEMBER_PASSWORD, "team", team), "login", login)
+    }
+
+    pub fn member_sessions(team: &str, login: &str) -> String {
+        fill(&fill(MEMBER_SESSIONS, "team", team), "login", login)
+    }
 
     pub fn sites() -> &'static str {
         SITES

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod account;
 pub mod build_hooks;
 pub mod builds;
 pub mod certificates;

@@ -25,6 +25,7 @@ pub mod sites;
 pub mod team_settings;
 pub mod teams;
 pub mod tokens;
+pub mod users;
 pub mod webhooks;
 
 use crate::db::{Database, Site};
@@ -93,6 +94,14 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(teams::set_member_role, teams::remove_member))
         .routes(routes!(teams::create_token))
         .routes(routes!(team_settings::show, team_settings::update))
+        .routes(routes!(teams::set_member_password))
+        .routes(routes!(
+            teams::list_member_sessions,
+            teams::revoke_member_sessions
+        ))
+        .routes(routes!(users::list_my_sessions))
+        .routes(routes!(users::revoke_my_session))
+        .routes(routes!(users::set_my_password))
         .routes(routes!(audit::list))
         .routes(routes!(audit::list_for_team))
         .routes(routes!(notifications::list, notifications::create))

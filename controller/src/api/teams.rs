@@ -3,10 +3,9 @@
 //! Who may call what is declared on each operation (`x-permission`).
 
 use super::tokens::{CreatedToken, validate_new_token};
+use super::users::{SessionView, hash_new_password};
 use crate::auth::scope_fits_role;
-use crate::auth::{
-    Principal, Scope, hash_password, hash_token, new_token, parse_stored_scopes, store_scopes,
-};
+use crate::auth::{Principal, Scope, hash_token, new_token, parse_stored_scopes, store_scopes};
 use crate::db::{Database, MembershipChange, Role, TokenKind};
 use crate::error::{AppError, AppResult, bad_request, conflict, not_found};
 use axum::extract::{Path, State};
@@ -14,9 +13,6 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use jamstack_proto::ErrorBody;
 use serde::{Deserialize, Serialize};
-
-/// A local password's shortest length.
-const MIN_PASSWORD_CHARS: usize = 12;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,17 +67,7 @@ pub async fn create_user(
 ) -> AppResult<(StatusCode, Json<UserView>)> {
     validate_name("login", &body.login).map_err(bad_request)?;
     let hash = match body.password {
-        Some(password) if password.chars().count() < MIN_PASSWORD_CHARS => {
-            return Err(bad_request(format!(
-                "the password is shorter than {MIN_PASSWORD_CHARS} characters; choose a longer one"
-            )));
-        }
-        // argon2 is slow by design: off the async threads.
-        Some(password) => Some(
-            tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(anyhow::Error::from)??,
-        ),
+        Some(password) => Some(hash_new_password(password).await?),
         None => None,
     };
     let user = db
@@ -365,4 +351,117 @@ pub async fn create_token(
             token,
         }),
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    /// The member's new local password (at least 12 characters).
+    pub password: String,
+}
+
+/// The member a team-scoped account operation may act on: a member of the
+/// team, and, unless the admin token asks, a member of no other team (an
+/// owner of one team must not take over a person who also belongs to
+/// another).
+async fn member_of_this_team_only(
+    db: &Database,
+    principal: &Principal,
+    team: &str,
+    login: &str,
+) -> AppResult<i64> {
+    let team_id = team_id(db, team).await?;
+    let user = user_named(db, login).await?;
+    let teams = db.teams_of_user(user).await?;
+    if !teams.contains(&team_id) {
+        return Err(not_found(format!("`{login}` is not a member of `{team}`")));
+    }
+    if *principal != Principal::Installation && teams.len() > 1 {
+        return Err(crate::error::forbidden(format!(
+            "`{login}` is a member of other teams too, so only the admin token may set their password \
+             or end their sessions; they may change their own with PUT /api/v1/users/me/password"
+        )));
+    }
+    Ok(user)
+}
+
+/// Sets a member's local password (their first one, or a new one when
+/// they have forgotten it); the member's sessions end.
+#[utoipa::path(
+    put,
+    operation_id = "set_member_password",
+    path = jamstack_proto::routes::api::MEMBER_PASSWORD,
+    tag = "teams",
+    params(
+        ("team" = String, Path, description = "The team's name"),
+        ("login" = String, Path, description = "The user's login"),
+    ),
+    request_body = NewPassword,
+    responses(
+        (status = 204, description = "Set; the member's sessions ended"),
+        (status = 403, description = "The member belongs to another team too", body = ErrorBody),
+    ),
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("team.members")))
+)]
+pub async fn set_member_password(
+    State(db): State<Database>,
+    Extension(principal): Extension<Principal>,
+    Path((team, login)): Path<(String, String)>,
+    Json(body): Json<NewPassword>,
+) -> AppResult<StatusCode> {
+    let user = member_of_this_team_only(&db, &principal, &team, &login).await?;
+    let hash = hash_new_password(body.password).await?;
+    db.set_user_password(user, &hash).await?;
+    tracing::info!(user, "member's password set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A member's live dashboard sessions, newest first.
+#[utoipa::path(
+    get,
+    operation_id = "list_member_sessions",
+    path = jamstack_proto::routes::api::MEMBER_SESSIONS,
+    tag = "teams",
+    params(
+        ("team" = String, Path, description = "The team's name"),
+        ("login" = String, Path, description = "The user's login"),
+    ),
+    responses((status = 200, description = "The sessions", body = Vec<SessionView>)),
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("team.members")))
+)]
+pub async fn list_member_sessions(
+    State(db): State<Database>,
+    Extension(principal): Extension<Principal>,
+    Path((team, login)): Path<(String, String)>,
+) -> AppResult<Json<Vec<SessionView>>> {
+    let user = member_of_this_team_only(&db, &principal, &team, &login).await?;
+    let sessions = db.user_sessions(user).await?;
+    Ok(Json(sessions.into_iter().map(SessionView::from).collect()))
+}
+
+/// Ends every dashboard session of a member at once (a lost laptop).
+#[utoipa::path(
+    delete,
+    operation_id = "revoke_member_sessions",
+    path = jamstack_proto::routes::api::MEMBER_SESSIONS,
+    tag = "teams",
+    params(
+        ("team" = String, Path, description = "The team's name"),
+        ("login" = String, Path, description = "The user's login"),
+    ),
+    responses((status = 204, description = "Every session of the member ended")),
+    security(("token" = ["admin"])),
+    extensions(("x-permission" = json!("team.members")))
+)]
+pub async fn revoke_member_sessions(
+    State(db): State<Database>,
+    Extension(principal): Extension<Principal>,
+    Path((team, login)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let user = member_of_this_team_only(&db, &principal, &team, &login).await?;
+    let ended = db.revoke_all_user_sessions(user).await?;
+    tracing::info!(user, ended, "member's sessions revoked");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -2,9 +2,31 @@
 //! sign-in throttle, kept with the rest of who-may-do-what so the
 //! controller's shared state does not reach into the dashboard for it.
 
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+/// The TCP peer's address, when the listener gave one (tests that call the
+/// router directly have none; they are counted under the unspecified
+/// address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}
 
 /// How long a failed sign-in holds the turn before it is answered.
 pub const FAILURE_PAUSE: Duration = Duration::from_secs(1);

@@ -1,4 +1,5 @@
-//! Signing in with the admin token or the dashboard password, and out.
+//! Signing in with the admin token, the installation's dashboard
+//! password, or a user's login and password; and out.
 //!
 //! The sign-in form is protected against login CSRF with a double-submit
 //! token: `GET /login` sets a random cookie and puts the same value in the
@@ -11,7 +12,8 @@
 use super::{Chrome, PageResult, Session, behind_tls, see_other};
 use crate::auth::Auth;
 pub use crate::auth::sign_in::{
-    Busy, FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT, SignInThrottle,
+    Busy, ClientAddr, FAILURE_PAUSE, MAX_SIGN_INS_IN_FLIGHT, MAX_SIGN_INS_IN_FLIGHT_PER_CLIENT,
+    SignInThrottle,
 };
 use crate::auth::{SESSION_COOKIE, hash_token, secrets_match};
 use crate::config::Config;
@@ -23,40 +25,18 @@ use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 const LOGIN_CSRF_COOKIE: &str = "jamstack_login";
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
-
-/// The TCP peer's address, when the listener gave one (tests that call the
-/// router directly have none; they are counted under the unspecified
-/// address).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip())
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-        ))
-    }
-}
 
 #[derive(Template)]
 #[template(path = "dashboard/login.html")]
@@ -133,6 +113,64 @@ pub struct LoginForm {
     /// The admin token, or the dashboard password when one is configured.
     #[serde(default)]
     pub token: String,
+    /// A user's login: when given, `password` is that user's password.
+    #[serde(default)]
+    pub login: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// The longest login an attempt is recorded under in the audit log (the
+/// attempt is the sender's text, so it is cut).
+const MAX_RECORDED_LOGIN: usize = 64;
+
+/// A hash no password matches, checked when a login is unknown or has no
+/// password, so such a failure takes as long as a wrong password does.
+fn stand_in_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        crate::auth::hash_password(&random_hex(32)).expect("hashing a random password cannot fail")
+    })
+}
+
+/// Who signed in.
+enum SignedIn {
+    AdminToken,
+    InstallationPassword,
+    User(i64),
+}
+
+/// Checks a user's login and password. Unknown logins and users without a
+/// password check a stand-in hash, so every failure costs the same.
+async fn user_password_matches(db: &Database, login: &str, password: &str) -> anyhow::Result<Option<i64>> {
+    let user = db.user_by_login(login).await?;
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| stand_in_hash().to_owned());
+    let matches = SignInThrottle::password_matches(password, &hash).await?;
+    Ok(match user {
+        Some(user) if matches && user.password_hash.is_some() => Some(user.id),
+        _ => None,
+    })
+}
+
+/// Records a sign-in or a failed one in the audit log.
+async fn record_sign_in(db: &Database, actor: String, succeeded: bool, client: IpAddr) {
+    let entry = crate::db::NewAuditEntry {
+        actor,
+        action: if succeeded { "sign_in" } else { "sign_in_failed" }.to_owned(),
+        target: "/login".to_owned(),
+        ip: Some(client.to_string()),
+        status: if succeeded { 303 } else { 401 },
+        ..Default::default()
+    };
+    if let Err(e) = db.append_audit(&entry).await {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "writing a sign-in to the audit log failed"
+        );
+    }
 }
 
 pub async fn sign_in(
@@ -179,25 +217,51 @@ pub async fn sign_in(
     // The turn is taken before anything is checked, so no answer (right
     // or wrong) comes back sooner than the failures ahead of it allow.
     let turn = auth.sign_in.turn.lock().await;
-    let token = form.token.trim();
-    let by_token = !token.is_empty()
-        && auth
-            .db
-            .token_name(TokenKind::Admin, &hash_token(token))
+    let login = form.login.trim();
+    let signed_in = if !login.is_empty() {
+        // A password is taken as typed: spaces may be part of it.
+        user_password_matches(&auth.db, login, &form.password)
             .await?
-            .is_some();
-    // A password is taken as typed: spaces may be part of it.
-    let by_password = !by_token
-        && !form.token.is_empty()
-        && match &config.dashboard_password_hash {
-            Some(hash) => SignInThrottle::password_matches(&form.token, hash).await?,
-            None => false,
-        };
-    if !by_token && !by_password {
-        tracing::warn!(client = %client.0, "dashboard sign-in refused: neither the admin token nor the password");
+            .map(SignedIn::User)
+    } else {
+        let token = form.token.trim();
+        let by_token = !token.is_empty()
+            && auth
+                .db
+                .token_name(TokenKind::Admin, &hash_token(token))
+                .await?
+                .is_some();
+        let by_password = !by_token
+            && !form.token.is_empty()
+            && match &config.dashboard_password_hash {
+                Some(hash) => SignInThrottle::password_matches(&form.token, hash).await?,
+                None => false,
+            };
+        if by_token {
+            Some(SignedIn::AdminToken)
+        } else if by_password {
+            Some(SignedIn::InstallationPassword)
+        } else {
+            None
+        }
+    };
+    let Some(signed_in) = signed_in else {
+        tracing::warn!(client = %client.0, "dashboard sign-in refused");
         tokio::time::sleep(FAILURE_PAUSE).await;
         drop(turn);
-        let error = if config.dashboard_password_hash.is_some() {
+        let attempted = if login.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            format!(
+                "login:{}",
+                login.chars().take(MAX_RECORDED_LOGIN).collect::<String>()
+            )
+        };
+        record_sign_in(&auth.db, attempted, false, client.0).await;
+        let error = if !login.is_empty() {
+            "That login and password do not match. Check both, or ask an owner of your team to set a new \
+             password."
+        } else if config.dashboard_password_hash.is_some() {
             "That is neither the admin token nor the dashboard password. Check the password, or use the \
              admin token the controller printed on its first start (jamstack-controller token admin \
              makes a new one)."
@@ -206,26 +270,50 @@ pub async fn sign_in(
              or make a new one with `jamstack-controller token admin`."
         };
         return Ok(login_page(&config, &urls, &headers, jar, Some(error.to_owned())));
-    }
+    };
     drop(turn);
-    let session = random_hex(32);
-    // Tokens and sessions are `Auth`'s to read and keep.
-    auth.db
-        .insert_session(
-            &hash_token(&session),
-            now_millis() + SESSION_LIFETIME.as_millis() as i64,
-        )
-        .await?;
-    let with = if by_token { "admin token" } else { "password" };
+    let (with, actor) = match signed_in {
+        SignedIn::AdminToken => ("admin token", "admin".to_owned()),
+        SignedIn::InstallationPassword => ("password", "admin".to_owned()),
+        SignedIn::User(user) => ("user password", format!("user:{user}")),
+    };
+    let user = match signed_in {
+        SignedIn::User(user) => Some(user),
+        _ => None,
+    };
+    let jar = open_session(&auth, &urls, &headers, jar, user).await?;
     tracing::info!(with, "dashboard sign-in");
-    let jar = jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(
+    record_sign_in(&auth.db, actor, true, client.0).await;
+    Ok((jar, see_other("/sites")).into_response())
+}
+
+/// Opens a dashboard session (the installation's when `user` is `None`)
+/// and sets its cookie, replacing the sign-in form's.
+pub async fn open_session(
+    auth: &Auth,
+    urls: &Urls,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    user: Option<i64>,
+) -> anyhow::Result<CookieJar> {
+    let session = random_hex(32);
+    let expires_at = now_millis() + SESSION_LIFETIME.as_millis() as i64;
+    // Tokens and sessions are `Auth`'s to read and keep.
+    match user {
+        Some(user) => {
+            auth.db
+                .insert_user_session(user, &hash_token(&session), expires_at)
+                .await?
+        }
+        None => auth.db.insert_session(&hash_token(&session), expires_at).await?,
+    }
+    Ok(jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(
         SESSION_COOKIE,
         session,
         SESSION_LIFETIME,
-        behind_tls(&urls, &headers),
+        behind_tls(urls, headers),
         SameSite::Lax,
-    ));
-    Ok((jar, see_other("/sites")).into_response())
+    )))
 }
 
 pub async fn sign_out(

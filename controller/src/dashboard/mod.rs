@@ -3,11 +3,18 @@
 //! every page but the live log works without JavaScript (forms post and
 //! redirect). Handlers live by page; routes are declared in `router.rs`.
 //!
-//! Signing in with the admin token opens a session (`auth::SESSION_COOKIE`,
-//! stored hashed). Every form carries the session's CSRF token
+//! Signing in with the admin token, the installation's password or a
+//! user's own password opens a session (`auth::SESSION_COOKIE`, stored
+//! hashed). Every form carries the session's CSRF token
 //! (`auth::csrf_token_for`), checked in constant time; a form without it is
 //! refused with 403.
+//!
+//! A user's session sees and does what the user's roles allow: every page
+//! names the permission it needs in [`page_permission`] (what the API
+//! operation it stands for declares), and the [`Session`] extractor checks
+//! it with `auth::check_permission`, the one check the API uses too.
 
+pub mod account;
 pub mod builds;
 pub mod deploys;
 pub mod login;
@@ -17,25 +24,29 @@ pub mod site_settings;
 pub mod sites;
 
 use crate::audit::AuditLog;
-use crate::auth::{csrf_token_for, hash_token, secrets_match, session_cookie};
+use crate::auth::{
+    Auth, Permission, Principal, Resource, check_permission, csrf_token_for, hash_token, secrets_match,
+    session_cookie,
+};
 use crate::db::{Database, NewAuditEntry, now_millis};
 use crate::error::AppError;
 use crate::urls::Urls;
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, MatchedPath, RawPathParams, Request, State};
-use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-/// A signed-in dashboard user.
+/// A signed-in dashboard user, allowed the page asked for.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The CSRF token every form of this session carries.
     pub csrf: String,
+    /// Who signed in: the installation's admin, or a user.
+    pub principal: Principal,
 }
 
 impl Session {
@@ -51,30 +62,96 @@ impl Session {
             )))
         }
     }
+
+    /// Whether this is the installation's admin (every page and every site).
+    pub fn is_installation(&self) -> bool {
+        self.principal == Principal::Installation
+    }
+}
+
+/// What a dashboard page (by method and route) needs: the permission of
+/// the API operation it stands for. A page not named here is the
+/// installation admin's alone, so a page added without thought is closed
+/// to users rather than open.
+pub fn page_permission(method: &Method, route: &str) -> Permission {
+    let reading = method == Method::GET || method == Method::HEAD;
+    match route {
+        // Every signed-in person: their own account and signing out.
+        "/logout" | "/account" => Permission::Public,
+        "/account/sessions/{session}/revoke" => Permission::Public,
+        // The list shows only the sites of the user's teams.
+        "/sites" if reading => Permission::SiteRead,
+        "/sites/{site}" | "/sites/{site}/deploys/{deploy}" | "/builds/{id}" if reading => {
+            Permission::SiteRead
+        }
+        "/sites/{site}/builds"
+        | "/sites/{site}/clear-cache-and-rebuild"
+        | "/builds/{id}/cancel"
+        | "/builds/{id}/retry" => Permission::SiteBuild,
+        "/sites/{site}/lock" | "/sites/{site}/unlock" | "/sites/{site}/deploys/{deploy}/publish" => {
+            Permission::SiteDeploy
+        }
+        // The settings page and its forms: variables, hooks, domains.
+        _ if route.starts_with("/sites/{site}/") => Permission::SiteAdmin,
+        // New sites, the queue of every site, the installation's tokens.
+        _ => Permission::InstallationAdmin,
+    }
+}
+
+/// What a dashboard route names: a site, a build, or nothing one team owns.
+fn page_resource<'a>(route: &str, params: &'a RawPathParams) -> Result<Resource<'a>, AppError> {
+    if let Some((_, site)) = params.iter().find(|(name, _)| *name == "site") {
+        return Ok(Resource::Site(site));
+    }
+    if route.starts_with("/builds/{id}") {
+        let id = params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .and_then(|(_, id)| id.parse().ok())
+            .ok_or_else(|| crate::error::not_found("a build id is a number"))?;
+        return Ok(Resource::Build(id));
+    }
+    Ok(Resource::Unscoped)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session
 where
-    Database: FromRef<S>,
+    Auth: FromRef<S>,
 {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(token) = session_cookie(parts) {
-            match Database::from_ref(state)
-                .session_is_live(&hash_token(&token))
-                .await
-            {
-                Ok(true) => {
-                    return Ok(Session {
-                        csrf: csrf_token_for(&token),
-                    });
-                }
-                Ok(false) => {}
-                Err(error) => return Err(PageError::from(error).into_response()),
-            }
+        let auth = Auth::from_ref(state);
+        let Some(token) = session_cookie(parts) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let principal = match auth.db.session_user(&hash_token(&token)).await {
+            Ok(Some(None)) => Principal::Installation,
+            Ok(Some(Some(user))) => Principal::Member { user },
+            // Expired, signed out or revoked: refused at once.
+            Ok(None) => return Err(Redirect::to("/login").into_response()),
+            Err(error) => return Err(PageError::from(error).into_response()),
+        };
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let permission = page_permission(&parts.method, &route);
+        let allowed = async {
+            let resource = page_resource(&route, &params)?;
+            check_permission(&auth, Some(&principal), permission, resource).await
+        };
+        if let Err(refused) = allowed.await {
+            return Err(PageError(refused).into_response());
         }
-        Err(Redirect::to("/login").into_response())
+        Ok(Session {
+            csrf: csrf_token_for(&token),
+            principal,
+        })
     }
 }
 
@@ -242,6 +319,8 @@ pub type PageResult<T = Response> = Result<T, PageError>;
 #[derive(Debug, Clone)]
 pub struct Chrome {
     pub signed_in: bool,
+    /// The installation's admin: the queue and settings are shown.
+    pub installation: bool,
     pub csrf: String,
     /// The navigation entry to highlight.
     pub section: &'static str,
@@ -251,6 +330,7 @@ impl Chrome {
     pub fn new(session: &Session, section: &'static str) -> Self {
         Chrome {
             signed_in: true,
+            installation: session.is_installation(),
             csrf: session.csrf.clone(),
             section,
         }
@@ -259,6 +339,7 @@ impl Chrome {
     pub fn anonymous() -> Self {
         Chrome {
             signed_in: false,
+            installation: false,
             csrf: String::new(),
             section: "",
         }

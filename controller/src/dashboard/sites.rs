@@ -83,7 +83,13 @@ struct SitesPage {
 
 pub async fn list(State(db): State<Database>, State(urls): State<Urls>, session: Session) -> PageResult {
     let mut rows = Vec::new();
-    for site in db.list_sites().await? {
+    // A user sees the sites of their teams only.
+    let visible = match session.principal.team_filter() {
+        crate::db::TeamFilter::All => None,
+        filter => Some(db.site_names_of(filter).await?),
+    };
+    let sites = db.list_sites().await?.into_iter();
+    for site in sites.filter(|s| visible.as_ref().is_none_or(|names| names.contains(&s.name))) {
         let last_build = db.builds_of_site(site.id, 1).await?;
         let published_at = match &site.published_deploy_id {
             Some(id) => db

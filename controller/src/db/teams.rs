@@ -522,6 +522,55 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Ends every session of a user; returns how many were live.
+    pub async fn revoke_all_user_sessions(&self, user: i64) -> anyhow::Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at > $2")
+            .bind(user)
+            .bind(now_millis())
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The id of the live session with this cookie hash.
+    pub async fn session_id(&self, token_hash: &str) -> anyhow::Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(now_millis())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Sets (or replaces) a user's local password hash, and ends the
+    /// user's sessions in the same transaction: whoever knew the old one is
+    /// signed out.
+    pub async fn set_user_password(&self, user: i64, password_hash: &str) -> anyhow::Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The teams a user is a member of.
+    pub async fn teams_of_user(&self, user: i64) -> anyhow::Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT team_id FROM memberships WHERE user_id = $1 ORDER BY team_id")
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// One page of the sites `filter` shows, by name.
     pub async fn sites_page_of(
         &self,

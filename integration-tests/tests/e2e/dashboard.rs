@@ -464,7 +464,7 @@ image = "jamstack/busybox:1"
     // dashboard.
     browser.visit("/login").await;
     browser.fill("input[name=token]", "not the passphrase").await;
-    browser.click("form[action='/login'] button[type=submit]").await;
+    browser.click("#admin-sign-in button[type=submit]").await;
     let refused = browser
         .wait_for_text(".flash.error", "neither the admin token", Duration::from_secs(10))
         .await;

@@ -1500,7 +1500,7 @@ impl Browser {
     pub async fn sign_in(&self, admin_token: &str) {
         self.visit("/login").await;
         self.fill("input[name=token]", admin_token).await;
-        self.click("form[action='/login'] button[type=submit]").await;
+        self.click("#admin-sign-in button[type=submit]").await;
         self.wait_for_path("/sites").await;
     }
 

@@ -28,6 +28,7 @@ mod hostile_deploys;
 mod live_logs;
 mod monorepo;
 mod ops;
+mod people;
 mod protection;
 mod proxy;
 mod push_to_deploy;
