@@ -28,7 +28,7 @@ use crate::auth::{
     Auth, Permission, Principal, Resource, check_permission, csrf_token_for, hash_token, secrets_match,
     session_cookie,
 };
-use crate::db::{Database, NewAuditEntry, now_millis};
+use crate::db::{NewAuditEntry, now_millis};
 use crate::error::AppError;
 use crate::urls::Urls;
 use askama::Template;
