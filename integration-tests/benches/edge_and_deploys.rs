@@ -16,14 +16,25 @@
 //!    the same upstream (nginx serving a 1 KB file).
 //! 5. Protection: a password-protected hostname (wrk sends the access
 //!    cookie) against the same content on a public one, both ours.
+//! 6. Big deploys (`big`, not run unless named): `BENCH_BIG_FILES` files
+//!    (100,000) of 1 KB to 1 MB (pages, images, a few media files), the
+//!    first deploy and a 1%-changed one through our digest flow against
+//!    `rsync -a --link-dest` plus a symlink swap: time, bytes and rows
+//!    added, the controller's RSS during finalize, and publish to served.
+//! 7. Large assets (`large`, not run unless named): 100 KB and 1 MB files,
+//!    our edge against nginx (sendfile on) with wrk: requests/s, p99 and
+//!    memory per connection (the server's RSS growth under wrk divided by
+//!    its connections).
 //!
 //! Run it with `scripts/bench/edge-and-deploys.sh`, which installs nginx,
 //! wrk and rsync and builds the controller in release first. Knobs:
 //! `BENCH_WRK_SECONDS` (8), `BENCH_WRK_CONNECTIONS` (50), `BENCH_WRK_THREADS`
 //! (2), `BENCH_ROUNDS` (3), `BENCH_DEPLOY_ROUNDS` (5), `BENCH_ROLLBACKS` (200),
 //! and `BENCH_ONLY`, a comma-separated choice of `serving`, `deploys`,
-//! `rollback`, `proxy` and `protected` (all when unset), to run only the
-//! parts being worked on.
+//! `rollback`, `proxy`, `protected`, `big` and `large` (all but `big` and
+//! `large` when unset), to run only the parts being worked on.
+//! `scripts/bench/big-deploys.sh` and `scripts/bench/large-assets.sh` run
+//! the last two.
 
 #[path = "../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
@@ -48,11 +59,12 @@ const ASSET: &str = "asset-100k.bin";
 const FILES: usize = 10_000;
 const CHANGED: usize = FILES / 100;
 
-/// Whether `BENCH_ONLY` (unset: every part) names `part`.
+/// Whether `BENCH_ONLY` names `part` (unset: every part but the long
+/// `big` and `large`, which have scripts of their own).
 fn runs(part: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) if !only.trim().is_empty() => only.split(',').any(|p| p.trim() == part),
-        _ => true,
+        _ => !["big", "large"].contains(&part),
     }
 }
 
@@ -83,7 +95,7 @@ async fn main() {
     let runner = Uploader::register(&controller).await;
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("README", "bench")], "bench");
-    for site in [SITE, "rollback", PROXIED, PROTECTED] {
+    for site in [SITE, "rollback", PROXIED, PROTECTED, BIG_SITE] {
         app.connect_site_with(
             site,
             json!({ "repo_url": repo.url(), "production_branch": "main" }),
@@ -106,6 +118,13 @@ async fn main() {
     }
     if runs("protected") {
         tables.push(protection(work.path(), &app, &runner, &sha).await);
+    }
+    let controller_pid = controller.process.id().expect("the controller runs");
+    if runs("big") {
+        tables.push(big_deploys(work.path(), &app, &runner, &sha, controller_pid).await);
+    }
+    if runs("large") {
+        tables.push(large_assets(work.path(), &app, &runner, &sha, controller_pid).await);
     }
 
     println!();
@@ -192,6 +211,7 @@ impl Uploader {
             .await
             .expect("uploading");
         let elapsed = started.elapsed();
+        let finished = Instant::now();
         heartbeat.abort();
         let outcome = JobOutcome::Succeeded {
             deploy_id: uploaded.finalized.deploy_id.clone(),
@@ -206,6 +226,7 @@ impl Uploader {
             bytes: uploaded.uploaded_bytes,
             hashes,
             elapsed,
+            finished,
             phases: [
                 hashed,
                 uploaded.timings.manifest,
@@ -222,6 +243,8 @@ struct Sent {
     bytes: u64,
     hashes: HashSet<String>,
     elapsed: Duration,
+    /// When the upload (its finalize last) returned.
+    finished: Instant,
     /// Hashing, manifest, blobs, finalize.
     phases: [Duration; 4],
 }
@@ -895,6 +918,11 @@ fn page_path(i: usize) -> String {
 /// (its `jamstack_variants_pending_deploys` metric is 0), then checks that
 /// our edge serves `path` brotli-compressed. Returns how long that took.
 async fn wait_for_variants(app: &TestApp, path: &str, limit: Duration) -> Duration {
+    wait_for_variants_of(app, SITE, path, limit).await
+}
+
+/// [`wait_for_variants`] for `path` of `site`.
+async fn wait_for_variants_of(app: &TestApp, site: &str, path: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let metrics = app.metrics().await;
@@ -911,7 +939,7 @@ async fn wait_for_variants(app: &TestApp, path: &str, limit: Duration) -> Durati
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let waited = started.elapsed();
-    let page = app.visit_with(SITE, path, &[("Accept-Encoding", "br")]).await;
+    let page = app.visit_with(site, path, &[("Accept-Encoding", "br")]).await;
     assert_eq!(
         (page.status, page.header("content-encoding")),
         (200, "br"),
@@ -1014,4 +1042,476 @@ async fn rollbacks(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> S
         percentile(&mut theirs, 99.0),
         theirs[theirs.len() - 1],
     )
+}
+
+// ------------------------------------------------------------ big deploys
+
+const BIG_SITE: &str = "big";
+
+/// File `i` of the big site: its path, size and whether it compresses.
+/// Of every 100 files, 80 are pages of 1-16 KB, 18 images of 16-128 KB
+/// and 2 media files of 128 KB to 1 MB, 1,000 to a folder.
+fn big_file(i: usize) -> (String, usize, bool) {
+    let spread = i.wrapping_mul(7919);
+    let folder = i / 1000;
+    match i % 100 {
+        0..80 => (
+            format!("/s{folder:03}/page{i:06}.html"),
+            1024 + spread % (15 * 1024),
+            true,
+        ),
+        80..98 => (
+            format!("/s{folder:03}/img{i:06}.jpg"),
+            16 * 1024 + spread % (112 * 1024),
+            false,
+        ),
+        _ => (
+            format!("/s{folder:03}/media{i:06}.bin"),
+            128 * 1024 + spread % (896 * 1024),
+            false,
+        ),
+    }
+}
+
+fn big_content(i: usize, version: u64) -> Vec<u8> {
+    let (_, len, text) = big_file(i);
+    let seed = (i as u64) << 20 | version;
+    if text {
+        text_bytes(seed, len)
+    } else {
+        opaque_bytes(seed, len)
+    }
+}
+
+fn write_big_file(root: &Path, i: usize, version: u64) {
+    let (path, _, _) = big_file(i);
+    let path = root.join(&path[1..]);
+    if i % 1000 == 0 {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    }
+    std::fs::write(path, big_content(i, version)).unwrap();
+}
+
+/// The controller's resident memory, sampled every 5 ms until stopped.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Instant, u64)>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    samples.push((Instant::now(), rss_kb(pid)));
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                samples
+            })
+        };
+        RssSampler { stop, thread }
+    }
+
+    fn stop(self) -> Vec<(Instant, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the RSS sampler")
+    }
+}
+
+/// `VmRSS` of a process, in KiB (0 once it is gone).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Rows of every table of the controller's SQLite database.
+async fn database_rows(database: &Path) -> std::collections::BTreeMap<String, i64> {
+    use sqlx::Row;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", database.display()))
+        .await
+        .expect("opening the controller's database to read");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         AND name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut rows = std::collections::BTreeMap::new();
+    for table in tables {
+        let row = sqlx::query(&format!("SELECT COUNT(*) FROM \"{table}\""))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        rows.insert(table, row.get::<i64, _>(0));
+    }
+    pool.close().await;
+    rows
+}
+
+/// Rows added between two counts: the total and the tables that grew.
+fn rows_added(
+    before: &std::collections::BTreeMap<String, i64>,
+    after: &std::collections::BTreeMap<String, i64>,
+) -> String {
+    let mut total = 0;
+    let mut grown = Vec::new();
+    for (table, count) in after {
+        let added = count - before.get(table).copied().unwrap_or(0);
+        if added != 0 {
+            total += added;
+            grown.push(format!("{table} {added}"));
+        }
+    }
+    format!("{total} ({})", grown.join(", "))
+}
+
+/// One deploy of the big site, ours, with what it added.
+struct BigDeploy {
+    sent: Sent,
+    peak_finalize_rss_kb: u64,
+    rss_before_kb: u64,
+    originals: u64,
+    variants: u64,
+    database_bytes: u64,
+    rows: String,
+    variants_ms: f64,
+}
+
+async fn big_deploy(
+    app: &TestApp,
+    runner: &Uploader,
+    sha: &str,
+    source: &Path,
+    data: &Path,
+    pid: u32,
+    probe: &str,
+) -> BigDeploy {
+    let blob_root = data.join("blobs");
+    let database = data.join("jamstack.db");
+    let database_size = || file_size(&database) + file_size(&database.with_extension("db-wal"));
+    let blobs_before = blob_files(&blob_root);
+    let (db_before, rows_before) = (database_size(), database_rows(&database).await);
+    let rss_before_kb = rss_kb(pid);
+    let sampler = RssSampler::start(pid);
+    let (_, sent) = runner.deploy(app, BIG_SITE, sha, source).await;
+    let samples = sampler.stop();
+    let finalize_from = sent.finished - sent.phases[3];
+    let peak_finalize_rss_kb = samples
+        .iter()
+        .filter(|(at, _)| *at >= finalize_from && *at <= sent.finished)
+        .map(|(_, kb)| *kb)
+        .max()
+        .unwrap_or_else(|| rss_kb(pid));
+    // The compressed variants are made in the background once the deploy
+    // is live; waited for (not timed as the deploy) so that the storage
+    // counted and the rsync run that follows neither miss nor share their
+    // work.
+    let variants_ms = wait_for_variants_of(app, BIG_SITE, probe, Duration::from_secs(3600))
+        .await
+        .as_secs_f64()
+        * 1000.0;
+    let (mut originals, mut variants) = (0, 0);
+    for (key, size) in blob_files(&blob_root) {
+        if blobs_before.contains_key(&key) {
+            continue;
+        }
+        let hash = key.split_once('.').map_or(key.as_str(), |(h, _)| h);
+        if sent.hashes.contains(hash) {
+            originals += size;
+        } else {
+            variants += size;
+        }
+    }
+    BigDeploy {
+        peak_finalize_rss_kb,
+        rss_before_kb,
+        originals,
+        variants,
+        database_bytes: database_size().saturating_sub(db_before),
+        rows: rows_added(&rows_before, &database_rows(&database).await),
+        variants_ms,
+        sent,
+    }
+}
+
+async fn big_deploys(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str, pid: u32) -> String {
+    let files = knob("BENCH_BIG_FILES", 100_000) as usize;
+    let changed_count = (files / 100).max(1);
+    let source = dir.join("big-site");
+    let releases = dir.join("big-releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    let data = dir.join("data");
+    let written = Instant::now();
+    for i in 0..files {
+        write_big_file(&source, i, 0);
+    }
+    let (source_bytes, _) = tree_bytes(&source);
+    println!(
+        "big deploys: wrote {files} files, {source_bytes} bytes, in {:.1} s",
+        written.elapsed().as_secs_f64()
+    );
+    // A page (compressible) to probe.
+    let probe = big_file(0).0;
+
+    let first = big_deploy(app, runner, sha, &source, &data, pid, &probe).await;
+    assert_eq!(first.sent.blobs, files, "the first deploy uploads every file");
+    let (files_before, dirs_before) = tree_bytes(&releases);
+    let rsync_first = rsync_release(&source, &releases, 0);
+    let (files_after, dirs_after) = tree_bytes(&releases);
+    let rsync_first_growth = (
+        files_after.saturating_sub(files_before),
+        dirs_after.saturating_sub(dirs_before),
+    );
+
+    // 1% changed, spread over the folders and sizes.
+    let step = files / changed_count;
+    let changed: Vec<usize> = (0..changed_count).map(|k| k * step + (k * 37) % step).collect();
+    // Version 2: `opaque_bytes` sets the seed's lowest bit, so version 1
+    // would give images the same bytes.
+    for &i in &changed {
+        write_big_file(&source, i, 2);
+    }
+    let second = big_deploy(app, runner, sha, &source, &data, pid, &probe).await;
+    let unique_changed: HashSet<Vec<u8>> = changed.iter().map(|&i| big_content(i, 2)).collect();
+    assert_eq!(
+        second.sent.blobs,
+        unique_changed.len(),
+        "only the changed files travel"
+    );
+    let changed_bytes: u64 = changed.iter().map(|&i| big_file(i).1 as u64).sum();
+    let (files_before, dirs_before) = tree_bytes(&releases);
+    let rsync_second = rsync_release(&source, &releases, 1);
+    let (files_after, dirs_after) = tree_bytes(&releases);
+    let rsync_second_growth = (
+        files_after.saturating_sub(files_before),
+        dirs_after.saturating_sub(dirs_before),
+    );
+
+    // Publish to served: the first deploy and the second again, in turn,
+    // each until a changed page answers with its content; against a
+    // symlink swap between the two rsync releases and a read of the page.
+    let page = changed
+        .iter()
+        .copied()
+        .find(|&i| big_file(i).2)
+        .expect("a changed page");
+    let page_path = big_file(page).0;
+    let contents = [big_content(page, 0), big_content(page, 2)];
+    let deploys = [first.sent.deploy_id.clone(), second.sent.deploy_id.clone()];
+    let rounds = knob("BENCH_ROLLBACKS", 200).min(40) as usize;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let which = round % 2;
+        let started = Instant::now();
+        let (status, body) = app.publish(BIG_SITE, &deploys[which]).await;
+        assert_eq!(status, 200, "publishing: {body}");
+        loop {
+            let seen = app.visit(BIG_SITE, &page_path).await;
+            if seen.status == 200 && seen.bytes == contents[which] {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the published deploy was not served within 30 s"
+            );
+        }
+        ours.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        swap_symlink(&releases.join("current"), &releases.join(format!("r{which}")));
+        let read = std::fs::read(releases.join("current").join(&page_path[1..])).unwrap();
+        assert_eq!(read, contents[which]);
+        theirs.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut table = format!(
+        "Big deploys: {files} files, {source_bytes} bytes (80% pages 1-16 KB, 18% images 16-128 KB, \
+         2% media 128 KB-1 MB); then {changed_count} changed ({changed_bytes} bytes)\n\
+         {:<26} {:>12} {:>12} {:>8}  goal\n",
+        "", "ours ms", "rsync ms", "x"
+    );
+    for (name, ours, theirs, goal) in [
+        ("first deploy", &first, rsync_first, "<= 1.20"),
+        ("1% changed", &second, rsync_second, "< 0.50"),
+    ] {
+        table.push_str(&format!(
+            "{name:<26} {:>12.0} {:>12.0} {:>8.2}  {goal}\n",
+            ms(ours.sent.elapsed),
+            ms(theirs),
+            ms(ours.sent.elapsed) / ms(theirs)
+        ));
+    }
+    for (name, deploy, (rsync_files, rsync_dirs)) in [
+        ("first deploy", &first, rsync_first_growth),
+        ("1% changed", &second, rsync_second_growth),
+    ] {
+        table.push_str(&format!(
+            "{name}: ours by step (ms): {}; sent {} blobs, {} bytes; blob store + {} originals, + {} \
+             variants (made in {:.0} ms after, in the background); database + {} bytes, rows added {}; \
+             controller RSS {} KiB before, {} KiB at most during finalize. rsync: + {rsync_files} bytes \
+             of new inodes, + {rsync_dirs} bytes of directories\n",
+            PHASES
+                .iter()
+                .zip(deploy.sent.phases)
+                .map(|(name, phase)| format!("{name} {:.0}", ms(phase)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            deploy.sent.blobs,
+            deploy.sent.bytes,
+            deploy.originals,
+            deploy.variants,
+            deploy.variants_ms,
+            deploy.database_bytes,
+            deploy.rows,
+            deploy.rss_before_kb,
+            deploy.peak_finalize_rss_kb,
+        ));
+    }
+    table.push_str(&format!(
+        "Publish to served ({rounds} publishes, the two deploys in turn, ms): ours median {:.2}, p99 {:.2}, \
+         max {:.2}; symlink swap + read median {:.3}. Goal: ours under 50 ms.\n",
+        median(&mut ours),
+        percentile(&mut ours, 99.0),
+        ours[ours.len() - 1],
+        median(&mut theirs),
+    ));
+    table
+}
+
+// ----------------------------------------------------------- large assets
+
+/// `VmRSS` of `pid` and its children (nginx's workers), in KiB.
+fn tree_rss_kb(pid: u32) -> u64 {
+    let mut total = rss_kb(pid);
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // After the command's closing parenthesis: state, ppid.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if parent == Some(pid) {
+                total += rss_kb(child);
+            }
+        }
+    }
+    total
+}
+
+/// A wrk run against `port`, with the highest RSS of `pid` (and its
+/// children) seen while it ran.
+fn wrk_with_rss(port: u16, path: &str, pid: u32) -> (WrkRun, u64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(tree_rss_kb(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    let run = wrk(port, path);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (run, sampler.join().unwrap())
+}
+
+async fn large_assets(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str, pid: u32) -> String {
+    const SIZES: [(&str, usize); 2] = [("asset-100k.bin", 100 * 1024), ("asset-1m.bin", 1024 * 1024)];
+    let root = dir.join("large-root");
+    std::fs::create_dir_all(&root).unwrap();
+    for (seed, (name, len)) in SIZES.iter().enumerate() {
+        std::fs::write(root.join(name), opaque_bytes(10 + seed as u64, *len)).unwrap();
+    }
+    runner.deploy(app, SITE, sha, &root).await;
+    let nginx = Nginx::start(&dir.join("large-nginx"), &root);
+    for (name, _) in SIZES {
+        let ours = app.visit(SITE, &format!("/{name}")).await;
+        let theirs = reqwest::get(format!("http://127.0.0.1:{}/{name}", nginx.port))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(ours.bytes, theirs.to_vec(), "the same {name} from both servers");
+    }
+    let connections = knob("BENCH_WRK_CONNECTIONS", 50);
+    let rounds = knob("BENCH_ROUNDS", 3);
+    let mut table = format!(
+        "Large assets (wrk -t{} -c{connections} -d{}s, {rounds} alternating rounds each, median; memory \
+         per connection = (peak RSS under wrk - idle RSS) / connections, nginx counted with its workers)\n\
+         {:<10} {:>11} {:>9} {:>9} {:>11} {:>9} {:>9} {:>8} {:>7}\n",
+        knob("BENCH_WRK_THREADS", 2),
+        knob("BENCH_WRK_SECONDS", 8),
+        "file",
+        "ours req/s",
+        "ours p99",
+        "KiB/conn",
+        "nginx req/s",
+        "nginx p99",
+        "KiB/conn",
+        "req/s x",
+        "p99 x",
+    );
+    for (name, _) in SIZES {
+        let _ = wrk_short(app.port, name);
+        let _ = wrk_short(nginx.port, name);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut our_kb, mut their_kb) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let idle = tree_rss_kb(pid);
+            let (run, peak) = wrk_with_rss(app.port, name, pid);
+            ours.push(run);
+            our_kb.push(peak.saturating_sub(idle) as f64 / connections as f64);
+            let nginx_pid = nginx.child.id();
+            let idle = tree_rss_kb(nginx_pid);
+            let (run, peak) = wrk_with_rss(nginx.port, name, nginx_pid);
+            theirs.push(run);
+            their_kb.push(peak.saturating_sub(idle) as f64 / connections as f64);
+        }
+        let rps =
+            |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>());
+        let p99 = |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>());
+        table.push_str(&format!(
+            "{name:<10} {:>11.0} {:>7.2}ms {:>9.1} {:>11.0} {:>7.2}ms {:>9.1} {:>8.2} {:>7.2}\n",
+            rps(&ours),
+            p99(&ours),
+            median(&mut our_kb),
+            rps(&theirs),
+            p99(&theirs),
+            median(&mut their_kb),
+            rps(&ours) / rps(&theirs),
+            p99(&ours) / p99(&theirs),
+        ));
+        for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+            table.push_str(&format!(
+                "  round {}: ours {:.0} req/s {:.2}ms, nginx {:.0} req/s {:.2}ms\n",
+                i + 1,
+                o.requests_per_second,
+                o.p99_ms,
+                t.requests_per_second,
+                t.p99_ms
+            ));
+        }
+    }
+    table.push_str("Goal: req/s x >= 1.00 and p99 x <= 1.50.\n");
+    table
 }

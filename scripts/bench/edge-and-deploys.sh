@@ -18,7 +18,10 @@
 # Usage: scripts/bench/edge-and-deploys.sh
 # Knobs (environment): BENCH_WRK_SECONDS (8), BENCH_WRK_CONNECTIONS (50),
 # BENCH_WRK_THREADS (2), BENCH_ROUNDS (3), BENCH_DEPLOY_ROUNDS (5),
-# BENCH_ROLLBACKS (200).
+# BENCH_ROLLBACKS (200), BENCH_ONLY (a comma-separated choice of serving,
+# deploys, rollback, proxy, protected, big, large; all but big and large
+# when unset: scripts/bench/big-deploys.sh and large-assets.sh run those),
+# BENCH_BIG_FILES (100000). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -45,8 +45,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cargo build --release --locked -p jamstack-controller --bin jamstack-controller -p jamstack-cli --bin jamstack
-controller=target/release/jamstack-controller
-cli=target/release/jamstack
+controller="${CARGO_TARGET_DIR:-target}/release/jamstack-controller"
+cli="${CARGO_TARGET_DIR:-target}/release/jamstack"
 
 work=$(mktemp -d)
 pids=()
