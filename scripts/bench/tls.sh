@@ -45,8 +45,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cargo build --release --locked -p jamstack-controller --bin jamstack-controller -p jamstack-cli --bin jamstack
-controller=target/release/jamstack-controller
-cli=target/release/jamstack
+# Cargo's target directory, wherever CARGO_TARGET_DIR puts it.
+release=${CARGO_TARGET_DIR:-target}/release
+controller=$release/jamstack-controller
+cli=$release/jamstack
 
 work=$(mktemp -d)
 pids=()
