@@ -103,6 +103,13 @@ pub async fn serve<S>(
                 request
             });
         if let Some(tls) = &tls {
+            // Over TLS, Nagle's algorithm does hold answers back: rustls
+            // writes a large answer in several records, and a short last
+            // write waits for the visitor's (delayed) acknowledgement of the
+            // one before. nginx and Go set TCP_NODELAY on TLS connections too.
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, %peer, "setting TCP_NODELAY failed");
+            }
             let (tls, https, watcher) = (tls.clone(), https.clone(), graceful.watcher());
             let handshake_timeout = limits.header_read_timeout;
             tokio::spawn(async move {

@@ -45,10 +45,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cargo build --release --locked -p jamstack-controller --bin jamstack-controller -p jamstack-cli --bin jamstack
-controller="${CARGO_TARGET_DIR:-target}/release/jamstack-controller"
-cli="${CARGO_TARGET_DIR:-target}/release/jamstack"
+# Cargo's target directory, wherever CARGO_TARGET_DIR puts it.
+release=${CARGO_TARGET_DIR:-target}/release
+controller=$release/jamstack-controller
+cli=$release/jamstack
 
 work=$(mktemp -d)
+# nginx started as root serves as nobody, who must reach the files.
+chmod 755 "$work"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -159,7 +163,8 @@ wait_for_port "$theirs_caddy"
 for port in "$ours" "$theirs_nginx" "$theirs_caddy"; do
     for file in index.html asset.bin; do
         if ! curl -sk --resolve "$host:$port:127.0.0.1" "https://$host:$port/$file" | cmp -s - "$site/$file"; then
-            echo "the server on port $port does not answer $file as it is on disk" >&2
+            echo "the server on port $port does not answer $file as it is on disk:" >&2
+            curl -sk -o /dev/null -D - --resolve "$host:$port:127.0.0.1" "https://$host:$port/$file" >&2 || true
             exit 1
         fi
     done

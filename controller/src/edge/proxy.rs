@@ -19,7 +19,7 @@
 
 use crate::config::ProxySettings;
 use crate::notifications::targets;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -96,14 +96,19 @@ impl Upstreams {
                 &format!("The request body is larger than the {limit} bytes a proxied request may carry."),
             );
         }
-        let outgoing = self
+        let mut outgoing = self
             .client
             .request(request.method.clone(), parsed)
-            .headers(headers)
-            .body(reqwest::Body::wrap_stream(limited(
+            .headers(headers);
+        // A request without a body (most are GETs) goes without one: a
+        // streamed body, even an empty one, is sent chunked, which the
+        // upstream must then read to its end.
+        if !HttpBody::is_end_stream(&body) {
+            outgoing = outgoing.body(reqwest::Body::wrap_stream(limited(
                 body.into_data_stream(),
                 limit,
             )));
+        }
         let answer = match tokio::time::timeout(self.settings.timeout, outgoing.send()).await {
             Err(_) => {
                 return page(
