@@ -1086,7 +1086,7 @@ fn big_content(i: usize, version: u64) -> Vec<u8> {
 fn write_big_file(root: &Path, i: usize, version: u64) {
     let (path, _, _) = big_file(i);
     let path = root.join(&path[1..]);
-    if i % 1000 == 0 {
+    if i.is_multiple_of(1000) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     }
     std::fs::write(path, big_content(i, version)).unwrap();
