@@ -13,7 +13,8 @@
 //!
 //! The guard is resolved with the hostname's deploy and kept beside it in
 //! the edge's memory, so a public hostname pays nothing more, and a
-//! protected one checks one HMAC before its usual in-memory answer. Every
+//! protected one checks one HMAC before its usual in-memory answer (and
+//! only its claims, for a minute after that HMAC was found right once). Every
 //! protected answer is `Cache-Control: private` and `Vary: Cookie`, so no
 //! shared cache keeps it.
 
@@ -28,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the sign-in form of a protected hostname posts to. Reserved on
 /// every site hostname: a deploy's own file at this path is never served
@@ -131,10 +132,66 @@ impl Guard {
 /// Signs and checks access to protected hostnames, and paces the guesses
 /// of their passwords.
 pub struct SiteAccess {
-    key: [u8; 32],
+    /// HMAC-SHA256 already keyed: each signature clones it instead of
+    /// hashing the key again.
+    keyed: Hmac<Sha256>,
     /// Apart from the dashboard's: guessing a site's password does not
     /// slow the dashboard's sign-in, nor the other way round.
     throttle: SignInThrottle,
+    /// Signatures checked lately, so a signed-in visitor's every request
+    /// does not compute the HMAC again.
+    verified: VerifiedSignatures,
+}
+
+/// How long a checked signature is taken on trust before it is checked
+/// again. Its claims (site, kind, generation, expiry) are read on every
+/// request whatever this says: a new password or an expired cookie shuts
+/// the door at once.
+const VERIFIED_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The most signatures [`VerifiedSignatures`] keeps: about 150 bytes each.
+const MAX_VERIFIED: usize = 16 * 1024;
+
+/// The signatures of access tokens found right lately, by their claims
+/// (`<site>.<kind>.<generation>.<expires>`). A claim has exactly one right
+/// signature under the key, so remembering it changes no answer; it spares
+/// the HMAC, the bulk of a protected answer's extra cost. Looked up by the
+/// claims, which are no secret, and compared in constant time, so a
+/// visitor's guesses learn nothing from the lookup's timing. Only a
+/// signature that verified gets in, so a visitor cannot fill it with
+/// made-up ones; it is bounded all the same.
+#[derive(Default)]
+struct VerifiedSignatures {
+    entries: std::sync::RwLock<std::collections::HashMap<Box<str>, (Box<str>, Instant)>>,
+}
+
+impl VerifiedSignatures {
+    /// Whether `mac` is the signature of `claims` checked within
+    /// [`VERIFIED_LIFETIME`].
+    fn vouches_for(&self, claims: &str, mac: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(claims).is_some_and(|(known, checked)| {
+            checked.elapsed() < VERIFIED_LIFETIME && bool::from(known.as_bytes().ct_eq(mac.as_bytes()))
+        })
+    }
+
+    fn remember(&self, claims: &str, mac: &str) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= MAX_VERIFIED {
+            entries.retain(|_, (_, checked)| checked.elapsed() < VERIFIED_LIFETIME);
+            if entries.len() >= MAX_VERIFIED {
+                entries.clear();
+            }
+        }
+        entries.insert(claims.into(), (mac.into(), Instant::now()));
+    }
 }
 
 impl std::fmt::Debug for SiteAccess {
@@ -154,13 +211,14 @@ impl SiteAccess {
     /// alone (`SecretBox::derive_key`).
     pub fn new(key: [u8; 32]) -> Self {
         SiteAccess {
-            key,
+            keyed: Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length"),
             throttle: SignInThrottle::default(),
+            verified: VerifiedSignatures::default(),
         }
     }
 
     fn mac(&self, message: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        let mut mac = self.keyed.clone();
         mac.update(message.as_bytes());
         mac
     }
@@ -191,8 +249,10 @@ impl SiteAccess {
         if !mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
-        let mac = hex::decode(mac).ok()?;
-        self.mac(claims).verify_slice(&mac).ok()?;
+        if !self.verified.vouches_for(claims, mac) {
+            self.mac(claims).verify_slice(&hex::decode(mac).ok()?).ok()?;
+            self.verified.remember(claims, mac);
+        }
         let mut parts = claims.split('.');
         let site_id: i64 = parts.next()?.parse().ok()?;
         let kind = parts.next()?;
@@ -367,25 +427,24 @@ pub fn basic_auth_refusal() -> Response {
 /// `public` and shared-cache directives give way to `private`, and the
 /// answer varies by cookie.
 pub fn make_private(headers: &mut HeaderMap) {
-    let directives: Vec<String> = headers
+    // Built in one string: this runs on every protected answer.
+    let mut value = String::from("private");
+    for directive in headers
         .get_all(header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_owned())
-        .filter(|d| {
-            let name = d.split('=').next().unwrap_or("").to_ascii_lowercase();
-            !d.is_empty()
-                && !matches!(
-                    name.as_str(),
-                    "public" | "private" | "s-maxage" | "proxy-revalidate"
-                )
-        })
-        .collect();
-    let value = std::iter::once("private".to_owned())
-        .chain(directives)
-        .collect::<Vec<_>>()
-        .join(", ");
+    {
+        let directive = directive.trim();
+        let name = directive.split('=').next().unwrap_or("").trim();
+        let shared = ["public", "private", "s-maxage", "proxy-revalidate"]
+            .iter()
+            .any(|dropped| name.eq_ignore_ascii_case(dropped));
+        if !directive.is_empty() && !shared {
+            value.push_str(", ");
+            value.push_str(directive);
+        }
+    }
     headers.remove(header::CACHE_CONTROL);
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::CACHE_CONTROL, value);
@@ -710,6 +769,26 @@ mod tests {
         ] {
             assert_eq!(access.verify_at(&token, &other, 0), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn access_checked_once_still_opens_only_its_own_guard_until_it_expires() {
+        let access = SiteAccess::new([1; 32]);
+        let token = access.sign(&guard(), 1_000);
+        assert_eq!(access.verify_at(&token, &guard(), 0), Some(1_000));
+        // Remembered now: its claims are still read every time.
+        assert_eq!(access.verify_at(&token, &guard(), 0), Some(1_000));
+        let newer_password = Guard {
+            generation: 3,
+            ..guard()
+        };
+        assert_eq!(access.verify_at(&token, &newer_password, 0), None);
+        assert_eq!(access.verify_at(&token, &guard(), 1_000), None, "expired");
+        // The same claims under another signature are no better for it.
+        let (claims, mac) = token.rsplit_once('.').unwrap();
+        let flipped = if mac.starts_with('0') { "1" } else { "0" };
+        let forged = format!("{claims}.{flipped}{}", &mac[1..]);
+        assert_eq!(access.verify_at(&forged, &guard(), 0), None);
     }
 
     #[test]
