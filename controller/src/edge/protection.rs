@@ -160,9 +160,12 @@ const MAX_VERIFIED: usize = 16 * 1024;
 /// visitor's guesses learn nothing from the lookup's timing. Only a
 /// signature that verified gets in, so a visitor cannot fill it with
 /// made-up ones; it is bounded all the same.
+/// A signature found right, and when.
+type Verified = (Box<str>, Instant);
+
 #[derive(Default)]
 struct VerifiedSignatures {
-    entries: std::sync::RwLock<std::collections::HashMap<Box<str>, (Box<str>, Instant)>>,
+    entries: std::sync::RwLock<std::collections::HashMap<Box<str>, Verified>>,
 }
 
 impl VerifiedSignatures {
