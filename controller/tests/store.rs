@@ -2760,3 +2760,70 @@ on_both_databases!(
         assert_eq!(db.site_identity(site.id).await.unwrap(), None);
     }
 );
+
+on_both_databases!(
+    people_signing_in_through_a_provider_join_and_leave_teams_as_the_rules_and_their_groups_say,
+    |db: Database| async move {
+        use jamstack_controller::auth::external::{ProvenPerson, user_for};
+        use jamstack_controller::db::{ExternalIdentity, Role};
+        let owner = db.insert_user("olga", None).await.unwrap().unwrap();
+        let web = db.insert_team("web", owner.id).await.unwrap().unwrap();
+        let docs = db.insert_team("docs", owner.id).await.unwrap().unwrap();
+        db.set_auto_membership(web.id, "oidc-group:web", Role::Developer)
+            .await
+            .unwrap();
+        db.set_auto_membership(web.id, "oidc-group:leads", Role::Admin)
+            .await
+            .unwrap();
+        db.set_auto_membership(docs.id, "github-org:acme", Role::Viewer)
+            .await
+            .unwrap();
+        // Someone already called `octocat` locally: the newcomer gets another login.
+        db.insert_user("octocat", None).await.unwrap().unwrap();
+        let person = |groups: &[&str]| ProvenPerson {
+            identity: ExternalIdentity {
+                provider: "oidc:https://id.example".into(),
+                subject: "sub-1".into(),
+                login: Some("octocat".into()),
+                email: Some("octo@example.com".into()),
+            },
+            sources: groups.iter().map(|g| format!("oidc-group:{g}")).collect(),
+            source_prefixes: &["oidc-group:"],
+        };
+
+        let user = user_for(&db, &person(&["web", "leads"])).await.unwrap();
+        assert_eq!(db.user_by_id(user).await.unwrap().unwrap().login, "octocat-2");
+        assert_eq!(db.role_on_team(user, web.id).await.unwrap(), Some(Role::Admin));
+        assert_eq!(db.role_on_team(user, docs.id).await.unwrap(), None);
+        let linked = db.identities_of_user(user).await.unwrap();
+        assert_eq!(linked.len(), 1);
+        assert_eq!(linked[0].email.as_deref(), Some("octo@example.com"));
+
+        // The same person again is the same user.
+        assert_eq!(user_for(&db, &person(&["web", "leads"])).await.unwrap(), user);
+
+        // A membership from a GitHub organization is not ended by an OIDC sign-in.
+        db.sync_auto_memberships(user, &["github-"], &["github-org:acme".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(db.role_on_team(user, docs.id).await.unwrap(), Some(Role::Viewer));
+
+        // Out of every group: the membership the group made ends, with the
+        // user's tokens on that team.
+        let token = db
+            .insert_team_token(web.id, Some(user), "laptop", "read", "hash-octo")
+            .await
+            .unwrap();
+        user_for(&db, &person(&[])).await.unwrap();
+        assert_eq!(db.role_on_team(user, web.id).await.unwrap(), None);
+        assert_eq!(db.role_on_team(user, docs.id).await.unwrap(), Some(Role::Viewer));
+        assert_eq!(db.token_owner(token).await.unwrap(), None);
+
+        // A membership an owner made is never ended by sign-in.
+        db.set_member_role(web.id, user, Role::Viewer).await.unwrap();
+        user_for(&db, &person(&[])).await.unwrap();
+        assert_eq!(db.role_on_team(user, web.id).await.unwrap(), Some(Role::Viewer));
+        assert!(db.delete_auto_membership(web.id, "oidc-group:web").await.unwrap());
+        assert_eq!(db.auto_memberships(web.id).await.unwrap().len(), 1);
+    }
+);

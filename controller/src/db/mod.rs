@@ -24,6 +24,7 @@ mod deploys;
 mod domains;
 mod file_lists;
 mod github;
+mod identities;
 mod identity;
 mod logs;
 mod notifications;
@@ -56,6 +57,7 @@ pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use domains::{AddRefused, Domain, NewDomain, VerifiedBy, VerifiedHostname};
 pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
+pub use identities::{AutoMembership, ExternalIdentity, LinkedIdentity};
 pub use identity::IdentityKey;
 pub use notifications::{
     AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
