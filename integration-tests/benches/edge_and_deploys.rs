@@ -535,9 +535,16 @@ fn compare(
     let _ = (a(), b());
     let rounds = knob("BENCH_ROUNDS", 3);
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        ours.push(a());
-        theirs.push(b());
+    // Which side goes first alternates (ABBA...): on a machine whose speed
+    // drifts during the run, always going first would be a handicap.
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            ours.push(a());
+            theirs.push(b());
+        } else {
+            theirs.push(b());
+            ours.push(a());
+        }
     }
     let rps = |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>());
     let p99 = |runs: &[WrkRun]| median(&mut runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>());
@@ -559,6 +566,18 @@ fn compare(
         format!("{} / {}", names.0, names.1),
         rps(&ours) / rps(&theirs),
         p99(&ours) / p99(&theirs)
+    ));
+    // Each round's two runs were back to back: their ratio is the least
+    // disturbed by the machine's drift.
+    let mut paired: Vec<f64> = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(o, t)| o.requests_per_second / t.requests_per_second)
+        .collect();
+    table.push_str(&format!(
+        "{:<24} {:>12.2}\n",
+        "median of round ratios",
+        median(&mut paired)
     ));
     for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
         table.push_str(&format!(

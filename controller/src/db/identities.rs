@@ -40,13 +40,13 @@ pub struct AutoMembership {
 impl Database {
     /// The user an identity is linked to.
     pub async fn user_of_identity(&self, provider: &str, subject: &str) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT user_id FROM user_identities WHERE provider = $1 AND subject = $2",
+        Ok(
+            sqlx::query_scalar("SELECT user_id FROM user_identities WHERE provider = $1 AND subject = $2")
+                .bind(provider)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(provider)
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     /// Links `identity` to `user`, or refreshes what the provider said
@@ -108,12 +108,11 @@ impl Database {
     /// Removes a rule; false when the team had none for `source`. The
     /// memberships it made stay until their holders next sign in.
     pub async fn delete_auto_membership(&self, team: i64, source: &str) -> anyhow::Result<bool> {
-        let result =
-            sqlx::query("DELETE FROM team_auto_memberships WHERE team_id = $1 AND source = $2")
-                .bind(team)
-                .bind(source)
-                .execute(self.writer())
-                .await?;
+        let result = sqlx::query("DELETE FROM team_auto_memberships WHERE team_id = $1 AND source = $2")
+            .bind(team)
+            .bind(source)
+            .execute(self.writer())
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -127,7 +126,12 @@ impl Database {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(source, role)| Some(AutoMembership { source, role: Role::parse(&role)? }))
+            .filter_map(|(source, role)| {
+                Some(AutoMembership {
+                    source,
+                    role: Role::parse(&role)?,
+                })
+            })
             .collect())
     }
 
@@ -203,12 +207,11 @@ impl Database {
             if wanted.contains_key(&team) && sources.contains(&via) {
                 continue;
             }
-            let owners: Vec<i64> = sqlx::query_scalar(
-                "SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'owner'",
-            )
-            .bind(team)
-            .fetch_all(&mut *tx)
-            .await?;
+            let owners: Vec<i64> =
+                sqlx::query_scalar("SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'owner'")
+                    .bind(team)
+                    .fetch_all(&mut *tx)
+                    .await?;
             if owners == [user] {
                 continue;
             }
