@@ -185,6 +185,12 @@ impl Application {
             secrets: secrets.clone(),
             urls: urls.clone(),
         };
+        let certificates = crate::tls::Certificates {
+            store: certificate_store,
+            db: db.clone(),
+            secrets: secrets.clone(),
+            events: deploys.events.clone(),
+        };
         let domains = crate::domains::Domains {
             db: db.clone(),
             events: deploys.events.clone(),
@@ -199,6 +205,7 @@ impl Application {
                     }),
             }),
             schedule: config.domain_checks,
+            certificates: certificates.clone(),
         };
         let github = GitHubService {
             db: db.clone(),
@@ -236,12 +243,6 @@ impl Application {
             queue: queue.clone(),
             audit: audit.clone(),
             changed: Arc::new(Notify::new()),
-        };
-        let certificates = crate::tls::Certificates {
-            store: certificate_store,
-            db: db.clone(),
-            secrets: secrets.clone(),
-            events: deploys.events.clone(),
         };
         let state = AppState {
             auth: Auth::new(db.clone()),

@@ -447,6 +447,13 @@ impl CertificateSink for MemorySink {
             .push((hostname.to_owned(), certificate.not_after));
         Ok(())
     }
+
+    async fn discard(&self, hostname: &str) -> anyhow::Result<bool> {
+        let mut stored = self.0.lock().unwrap();
+        let before = stored.len();
+        stored.retain(|(kept, _)| kept != hostname);
+        Ok(stored.len() < before)
+    }
 }
 
 #[derive(Default)]

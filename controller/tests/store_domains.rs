@@ -3,7 +3,9 @@
 //! once, and only verified hostnames offered to the edge and to
 //! certificates. `./scripts/start-postgres.sh` starts PostgreSQL.
 
-use jamstack_controller::db::{AddRefused, Database, NewDomain, NewSite, Site, VerifiedBy, VerifiedHostname};
+use jamstack_controller::db::{
+    AddRefused, CertificateSource, Database, NewDomain, NewSite, Site, VerifiedBy, VerifiedHostname,
+};
 use std::future::Future;
 
 const DEFAULT_POSTGRES: &str = "postgres://jamstack:jamstack@127.0.0.1:5432/postgres";
@@ -333,3 +335,142 @@ on_both_databases!(a_removed_domain_is_offered_no_more, |db: Database| async mov
     assert!(db.verified_hostnames().await.unwrap().is_empty());
     assert_eq!(db.domain_by_hostname("example.com").await.unwrap(), None);
 });
+
+/// Stores a certificate row for `hostname` from `source` (the store takes
+/// what it is given; the checks are the TLS module's).
+async fn certificate(db: &Database, hostname: &str, source: CertificateSource) {
+    db.put_certificate(hostname, "chain", "sealed key", 0, 1, source)
+        .await
+        .unwrap();
+}
+
+async fn certificate_names(db: &Database) -> Vec<(String, CertificateSource)> {
+    db.certificates()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|stored| (stored.hostname, stored.source))
+        .collect()
+}
+
+on_both_databases!(
+    removing_a_domain_deletes_its_certificates_and_stops_its_renewal,
+    |db: Database| async move {
+        let blog = site(&db, "blog").await;
+        let shop = site(&db, "shop").await;
+        for (site, hostname) in [
+            (&blog, "www.example.com"),
+            (&blog, "blog.example.com"),
+            (&blog, "example.org"),
+            (&shop, "shop.example.net"),
+        ] {
+            db.insert_domain(&NewDomain {
+                verified_by: Some(VerifiedBy::Admin),
+                ..new_domain(site, hostname)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        db.want_acme_certificate("www.example.com", "http-01")
+            .await
+            .unwrap();
+        certificate(&db, "www.example.com", CertificateSource::Acme).await;
+        certificate(&db, "*.example.com", CertificateSource::Uploaded).await;
+        certificate(&db, "example.org", CertificateSource::Uploaded).await;
+        certificate(&db, "*.example.net", CertificateSource::Uploaded).await;
+        certificate(&db, "unrelated.example.edu", CertificateSource::Acme).await;
+
+        // Its order and its ACME certificate go; the uploaded wildcard
+        // still serves blog.example.com, so it stays.
+        db.delete_domain(blog.id, "www.example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            db.delete_domain_certificates("www.example.com").await.unwrap(),
+            ["www.example.com"]
+        );
+        assert_eq!(
+            db.acme_order("www.example.com").await.unwrap(),
+            None,
+            "never renewed"
+        );
+        assert_eq!(
+            certificate_names(&db).await,
+            [
+                ("*.example.com".to_owned(), CertificateSource::Uploaded),
+                ("*.example.net".to_owned(), CertificateSource::Uploaded),
+                ("example.org".to_owned(), CertificateSource::Uploaded),
+                ("unrelated.example.edu".to_owned(), CertificateSource::Acme),
+            ]
+        );
+        // The last name under the wildcard: the wildcard goes with it.
+        db.delete_domain(blog.id, "blog.example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            db.delete_domain_certificates("blog.example.com").await.unwrap(),
+            ["*.example.com"]
+        );
+        // An uploaded certificate of its own name goes with the domain.
+        db.delete_domain(blog.id, "example.org").await.unwrap().unwrap();
+        assert_eq!(
+            db.delete_domain_certificates("example.org").await.unwrap(),
+            ["example.org"]
+        );
+        // Another site's domain under an uploaded wildcard keeps it,
+        // whoever removes a name beside it.
+        db.insert_domain(&new_domain(&blog, "old.example.net"))
+            .await
+            .unwrap()
+            .unwrap();
+        db.delete_domain(blog.id, "old.example.net")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            db.delete_domain_certificates("old.example.net")
+                .await
+                .unwrap()
+                .is_empty(),
+            "shop.example.net is still served by *.example.net"
+        );
+        // A name two labels down is not served by it.
+        db.insert_domain(&new_domain(&blog, "a.b.example.net"))
+            .await
+            .unwrap()
+            .unwrap();
+        db.delete_domain(shop.id, "shop.example.net")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            db.delete_domain_certificates("shop.example.net").await.unwrap(),
+            ["*.example.net"]
+        );
+        assert_eq!(
+            certificate_names(&db).await,
+            [("unrelated.example.edu".to_owned(), CertificateSource::Acme)]
+        );
+        // A name added again before the cleanup keeps its uploaded one;
+        // only ACME's would go, to be ordered afresh.
+        db.insert_domain(&new_domain(&shop, "again.example.edu"))
+            .await
+            .unwrap()
+            .unwrap();
+        certificate(&db, "again.example.edu", CertificateSource::Uploaded).await;
+        assert!(
+            db.delete_domain_certificates("again.example.edu")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(db.delete_acme_certificate("unrelated.example.edu").await.unwrap());
+        assert!(
+            !db.delete_acme_certificate("again.example.edu").await.unwrap(),
+            "uploaded stays"
+        );
+    }
+);

@@ -115,20 +115,23 @@ fn certificate(domain: &Value) -> String {
     }
 }
 
-/// Why the certificate failed and what to do, when it did.
+/// Why the certificate failed, and what to do about it whenever
+/// something is to be done (a domain waiting for DNS gets none yet).
 fn explain_certificate(domain: &Value) {
     let certificate = &domain["certificate"];
-    if certificate["state"] != "failed" {
-        return;
-    }
-    println!(
-        "{}: the certificate could not be issued: {} ({})",
-        text(domain, "hostname"),
-        text(certificate, "error"),
-        text(certificate, "error_type")
-    );
-    if let Some(step) = certificate["next_step"].as_str() {
-        println!("  what to do: {step}");
+    let hostname = text(domain, "hostname");
+    let step = certificate["next_step"].as_str();
+    if certificate["state"] == "failed" {
+        println!(
+            "{hostname}: the certificate could not be issued: {} ({})",
+            text(certificate, "error"),
+            text(certificate, "error_type")
+        );
+        if let Some(step) = step {
+            println!("  what to do: {step}");
+        }
+    } else if let Some(step) = step {
+        println!("{hostname}: no certificate yet: {step}");
     }
 }
 

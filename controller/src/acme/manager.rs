@@ -32,6 +32,9 @@ const HOLD: Duration = Duration::from_secs(super::ORDER_TIMEOUT.as_secs() + 60);
 #[async_trait::async_trait]
 pub trait CertificateSink: Send + Sync {
     async fn store(&self, hostname: &str, certificate: &IssuedCertificate) -> anyhow::Result<()>;
+    /// Deletes the certificate issued for `hostname`, no longer kept (its
+    /// domain removed); one uploaded for it stays. True if one was deleted.
+    async fn discard(&self, hostname: &str) -> anyhow::Result<bool>;
 }
 
 /// Told when a renewal fails, with the hostname's state after it.
@@ -181,7 +184,11 @@ impl AcmeManager {
     /// Answers how many it worked on.
     pub async fn round(&self) -> anyhow::Result<usize> {
         if let Some(wanted) = &self.wanted {
-            wanted.sync(&self.db).await?;
+            for hostname in wanted.sync(&self.db).await? {
+                if self.sink.discard(&hostname).await? {
+                    tracing::info!(%hostname, "the certificate of a name no longer kept is deleted");
+                }
+            }
         }
         let now = now_millis();
         let due = self.db.due_acme_orders(now, DUE_PER_ROUND).await?;
@@ -224,6 +231,11 @@ impl AcmeManager {
                 };
                 if !self.db.finish_acme_order(&hostname, &self.holder, issued).await? {
                     tracing::warn!(%hostname, "ACME order finished after this controller lost its hold");
+                    // The name was let go meanwhile (its domain removed):
+                    // what was just stored must not be served.
+                    if self.db.acme_order(&hostname).await?.is_none() {
+                        self.sink.discard(&hostname).await?;
+                    }
                 }
                 tracing::info!(%hostname, not_after = certificate.not_after, renewal, "certificate issued");
                 Ok(())

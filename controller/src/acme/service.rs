@@ -33,13 +33,17 @@ impl WantedNames {
     /// Makes the manager's list of names match what is wanted now: new
     /// names are due at once, a changed challenge applies from the next
     /// order, and names no longer wanted (a domain removed) are forgotten.
-    pub async fn sync(&self, db: &Database) -> anyhow::Result<()> {
-        let uploaded: HashSet<String> = db
-            .certificates()
-            .await?
-            .into_iter()
+    /// Answers the names that still have a certificate by ACME though
+    /// none is kept for them any longer (a domain removed while its order
+    /// ran, or its site deleted), for the caller to delete. A wildcard is
+    /// never among them: the platform's is kept by the controllers given
+    /// `--acme-dns-hook`, and one started without it leaves it be.
+    pub async fn sync(&self, db: &Database) -> anyhow::Result<Vec<String>> {
+        let stored = db.certificates().await?;
+        let uploaded: HashSet<&str> = stored
+            .iter()
             .filter(|stored| stored.source == CertificateSource::Uploaded)
-            .map(|stored| stored.hostname)
+            .map(|stored| stored.hostname.as_str())
             .collect();
         let mut wanted: BTreeMap<String, ChallengeKind> = db
             .verified_hostnames()
@@ -50,7 +54,8 @@ impl WantedNames {
         if let Some(wildcard) = &self.platform_wildcard {
             wanted.insert(wildcard.clone(), ChallengeKind::Dns01);
         }
-        wanted.retain(|hostname, _| !uploaded.contains(hostname));
+        wanted.retain(|hostname, _| !uploaded.contains(hostname.as_str()));
+        let kept: HashSet<String> = wanted.keys().cloned().collect();
         for order in db.acme_orders().await? {
             match wanted.remove(&order.hostname) {
                 None => {
@@ -67,7 +72,15 @@ impl WantedNames {
             db.want_acme_certificate(&hostname, kind.as_str()).await?;
             tracing::info!(%hostname, challenge = kind.as_str(), "a certificate is wanted");
         }
-        Ok(())
+        Ok(stored
+            .into_iter()
+            .filter(|stored| {
+                stored.source == CertificateSource::Acme
+                    && !stored.hostname.starts_with("*.")
+                    && !kept.contains(&stored.hostname)
+            })
+            .map(|stored| stored.hostname)
+            .collect())
     }
 }
 
@@ -92,6 +105,10 @@ impl CertificateSink for IssuedToStore {
                 CertificateSource::Acme,
             )
             .await
+    }
+
+    async fn discard(&self, hostname: &str) -> anyhow::Result<bool> {
+        self.0.remove_issued(hostname).await
     }
 }
 
@@ -130,6 +147,14 @@ impl ChallengeResponder for HttpChallenges {
 /// controller's TLS resolver at once and by the others once the relay
 /// tells them.
 pub struct AlpnChallenges(pub crate::tls::Certificates);
+
+/// How long a TLS-ALPN-01 answer is given to reach the other controllers
+/// sharing a PostgreSQL database before the CA is asked to check it: the
+/// CA may reach any of them, and a TLS handshake cannot wait on the
+/// database, so each must hold the answer in memory already. The relay
+/// takes milliseconds; this covers a busy controller. SQLite has one
+/// controller and waits not at all.
+const ALPN_ANSWER_SPREADS: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AlpnChallenges {
     async fn changed(&self) -> Result<(), String> {
@@ -174,7 +199,11 @@ impl ChallengeResponder for AlpnChallenges {
             )
             .await
             .map_err(|e| format!("storing the challenge certificate: {e:#}"))?;
-        self.changed().await
+        self.changed().await?;
+        if certificates.db.backend() == crate::db::Backend::Postgres {
+            tokio::time::sleep(ALPN_ANSWER_SPREADS).await;
+        }
+        Ok(())
     }
 
     async fn clean_up(&self, answer: &ChallengeAnswer) -> Result<(), String> {

@@ -188,6 +188,73 @@ impl Database {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Removes the certificate ACME issued for `hostname`; an uploaded one
+    /// stays. `false` when there was none.
+    pub async fn delete_acme_certificate(&self, hostname: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("DELETE FROM certificates WHERE hostname = $1 AND source = 'acme'")
+            .bind(hostname)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Takes away what the removed custom domain `hostname` was served
+    /// with, in one transaction: its ACME order (so it is never renewed),
+    /// the certificate ACME issued for it, and an uploaded certificate for
+    /// it (its exact name, or the wildcard one label up) unless a custom
+    /// domain still here is served by it. Answers the hostnames whose
+    /// certificates were removed; the caller tells the controllers to
+    /// reload. Call it after the domain's row is gone.
+    pub async fn delete_domain_certificates(&self, hostname: &str) -> anyhow::Result<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM acme_orders WHERE hostname = $1")
+            .bind(hostname)
+            .execute(&mut *tx)
+            .await?;
+        let mut removed = Vec::new();
+        let exact_still_used: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE hostname = $1")
+            .bind(hostname)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let exact = if exact_still_used.is_some() {
+            // Added again meanwhile: only ACME's may go, and it is ordered again.
+            sqlx::query("DELETE FROM certificates WHERE hostname = $1 AND source = 'acme'")
+        } else {
+            sqlx::query("DELETE FROM certificates WHERE hostname = $1")
+        };
+        if exact.bind(hostname).execute(&mut *tx).await?.rows_affected() > 0 {
+            removed.push(hostname.to_owned());
+        }
+        if let Some((_, parent)) = hostname.split_once('.')
+            && parent.contains('.')
+        {
+            let wildcard = format!("*.{parent}");
+            let under: Vec<String> =
+                sqlx::query_scalar("SELECT hostname FROM domains WHERE hostname LIKE $1")
+                    .bind(format!("%.{parent}"))
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let still_served = under.iter().any(|other| {
+                other
+                    .strip_suffix(parent)
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.contains('.'))
+            });
+            if !still_served {
+                let done =
+                    sqlx::query("DELETE FROM certificates WHERE hostname = $1 AND source = 'uploaded'")
+                        .bind(&wildcard)
+                        .execute(&mut *tx)
+                        .await?;
+                if done.rows_affected() > 0 {
+                    removed.push(wildcard);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     /// Stores the answer to an ACME HTTP-01 challenge until `expires_at`
     /// (Unix milliseconds).
     pub async fn put_acme_http_challenge(

@@ -224,6 +224,8 @@ pub struct Domains {
     pub dns: Arc<dns::TxtResolver>,
     pub reserved: Arc<ReservedNames>,
     pub schedule: CheckSchedule,
+    /// Where a removed domain's certificates are taken away.
+    pub certificates: crate::tls::Certificates,
 }
 
 impl std::fmt::Debug for Domains {
@@ -299,7 +301,9 @@ impl Domains {
         self.find(site, &hostname).await
     }
 
-    /// Removes a domain: it stops serving at once, on every controller.
+    /// Removes a domain: it stops serving at once, on every controller,
+    /// its certificate is no longer renewed, and the certificates that
+    /// served only it are deleted with their keys.
     pub async fn remove(&self, site: &Site, input: &str) -> Result<Domain, DomainError> {
         let hostname = self.site_hostname(site, input)?;
         let Some(removed) = self.db.delete_domain(site.id, &hostname).await? else {
@@ -307,6 +311,9 @@ impl Domains {
         };
         tracing::info!(site = %site.name, hostname = %removed.hostname, "custom domain removed");
         self.events.announce(DeployEvent::DomainsChanged).await;
+        self.certificates
+            .remove_for_removed_domain(&removed.hostname)
+            .await?;
         Ok(removed)
     }
 

@@ -231,8 +231,10 @@ impl ResolvesServerCert for CertificateStore {
 }
 
 /// The certificate service: the store in memory and what keeps it and the
-/// database in step. Its two writes are the only ones: an upload and an
-/// ACME issue both go through [`Certificates::put`].
+/// database in step. Its writes are the only ones: an upload and an ACME
+/// issue both go through [`Certificates::put`]; an administrator's removal,
+/// a removed domain's and an ACME name no longer kept through the removals
+/// below, each telling every controller.
 #[derive(Clone)]
 pub struct Certificates {
     pub store: Arc<CertificateStore>,
@@ -286,6 +288,30 @@ impl Certificates {
         self.changed().await?;
         tracing::info!(%hostname, "certificate removed");
         Ok(true)
+    }
+
+    /// Removes the certificate ACME issued for `hostname` (normalized), one
+    /// uploaded for it staying; `false` when there was none.
+    pub async fn remove_issued(&self, hostname: &str) -> anyhow::Result<bool> {
+        if !self.db.delete_acme_certificate(hostname).await? {
+            return Ok(false);
+        }
+        self.changed().await?;
+        tracing::info!(%hostname, "certificate issued by ACME removed");
+        Ok(true)
+    }
+
+    /// Takes away the certificates of the custom domain `hostname`, just
+    /// removed (see [`Database::delete_domain_certificates`]): new
+    /// handshakes for it fail on this controller at once and on the others
+    /// once the relay tells them. Answers the hostnames removed.
+    pub async fn remove_for_removed_domain(&self, hostname: &str) -> anyhow::Result<Vec<String>> {
+        let removed = self.db.delete_domain_certificates(hostname).await?;
+        if !removed.is_empty() {
+            self.changed().await?;
+            tracing::info!(domain = %hostname, certificates = ?removed, "certificates of a removed domain removed");
+        }
+        Ok(removed)
     }
 
     async fn changed(&self) -> anyhow::Result<()> {

@@ -25,6 +25,9 @@ pub struct Pebble {
     pub ca_root: PathBuf,
     /// challtestsrv's management API: `/set-txt`, `/clear-txt`, `/add-a`.
     pub challtestsrv_url: String,
+    /// Where challtestsrv answers DNS (UDP and TCP): what pebble asks, and
+    /// what a controller checking TXT records may ask too.
+    pub dns_server: SocketAddr,
     management: SocketAddr,
     client: reqwest::Client,
 }
@@ -169,6 +172,7 @@ impl Pebble {
             directory_url: format!("https://{listen}/dir"),
             ca_root,
             challtestsrv_url: format!("http://{challtestsrv_management}"),
+            dns_server: SocketAddr::from(([127, 0, 0, 1], dns_port)),
             management,
             client,
             dir,

@@ -7,10 +7,12 @@
 //! issuing root and nothing else is served the site over it, with h2.
 
 #[path = "../../../controller/tests/support/pebble.rs"]
-mod pebble;
+pub(crate) mod pebble;
 
 use crate::domains::{add_domain, site_manager_token, site_with};
-use crate::helpers::{TestApp, eventually, spawn_controller_only_with};
+use crate::helpers::{
+    TestApp, eventually, fresh_postgres_database, spawn_controller_beside_with, spawn_controller_only_with,
+};
 use axum::body::Bytes;
 use jamstack_controller::Config;
 use jamstack_controller::acme::{AcmeSettings, ChallengeKind};
@@ -21,18 +23,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A controller getting its certificates from its own pebble.
-struct AcmeSetup {
-    pebble: Pebble,
-    app: TestApp,
+pub(crate) struct AcmeSetup {
+    pub(crate) pebble: Pebble,
+    pub(crate) app: TestApp,
     /// The root that signs what pebble issues: all the test's clients trust.
     issuing_root: String,
+    /// The first controller's HTTPS port: where pebble checks TLS-ALPN-01.
     tls_port: u16,
+}
+
+/// ACME settings for pebble, proven by `challenge`, looking every half
+/// second for names to order.
+fn acme_settings(pebble: &Pebble, challenge: ChallengeKind) -> AcmeSettings {
+    let mut acme = AcmeSettings::new(pebble.directory_url.clone());
+    acme.ca_root = Some(pebble.ca_root.clone());
+    acme.contact_email = Some("ops@example.com".into());
+    acme.challenge = challenge;
+    acme.check_interval = Duration::from_millis(500);
+    acme
 }
 
 /// Starts pebble, then a controller whose plain listener is where pebble
 /// checks HTTP-01 and whose HTTPS listener is where it checks TLS-ALPN-01,
 /// getting certificates proven by `challenge` that last `validity`.
-async fn controller_with_acme(
+pub(crate) async fn controller_with_acme(
     validity: Duration,
     challenge: ChallengeKind,
     configure: impl FnOnce(&mut Config, &mut AcmeSettings, &Pebble),
@@ -46,11 +60,7 @@ async fn controller_with_acme(
     let (app, _) = spawn_controller_only_with(|config| {
         config.listen = SocketAddr::from(([127, 0, 0, 1], http_port));
         config.https_listen = Some(SocketAddr::from(([127, 0, 0, 1], tls_port)));
-        let mut acme = AcmeSettings::new(pebble.directory_url.clone());
-        acme.ca_root = Some(pebble.ca_root.clone());
-        acme.contact_email = Some("ops@example.com".into());
-        acme.challenge = challenge;
-        acme.check_interval = Duration::from_millis(500);
+        let mut acme = acme_settings(&pebble, challenge);
         configure(config, &mut acme, &pebble);
         config.acme = Some(acme);
     })
@@ -65,7 +75,7 @@ async fn controller_with_acme(
 }
 
 /// What a visitor over HTTPS was answered.
-struct Visit {
+pub(crate) struct Visit {
     status: u16,
     version: reqwest::Version,
     body: String,
@@ -77,17 +87,22 @@ impl AcmeSetup {
     /// `GET https://<host>/` on a new connection, trusting pebble's
     /// issuing root only; an error says why the visit failed.
     async fn visit_over_https(&self, host: &str) -> Result<Visit, String> {
+        self.visit_over_https_at(self.tls_port, host).await
+    }
+
+    /// [`AcmeSetup::visit_over_https`] on the HTTPS listener at `port`.
+    async fn visit_over_https_at(&self, port: u16, host: &str) -> Result<Visit, String> {
         let client = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(self.issuing_root.as_bytes()).unwrap())
             .tls_info(true)
-            .resolve(host, SocketAddr::from(([127, 0, 0, 1], self.tls_port)))
+            .resolve(host, SocketAddr::from(([127, 0, 0, 1], port)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
         let response = client
-            .get(format!("https://{host}:{}/", self.tls_port))
+            .get(format!("https://{host}:{port}/"))
             .send()
             .await
             .map_err(|e| format!("{e:?}"))?;
@@ -107,9 +122,14 @@ impl AcmeSetup {
 
     /// Waits until `host` is served over HTTPS with a certificate pebble
     /// issued (other than `not`), and answers that visit.
-    async fn served_over_https(&self, host: &str, not: Option<&[u8]>) -> Visit {
-        eventually(&format!("{host} to be served over HTTPS"), || async {
-            match self.visit_over_https(host).await {
+    pub(crate) async fn served_over_https(&self, host: &str, not: Option<&[u8]>) -> Visit {
+        self.served_over_https_at(self.tls_port, host, not).await
+    }
+
+    /// [`AcmeSetup::served_over_https`] on the HTTPS listener at `port`.
+    async fn served_over_https_at(&self, port: u16, host: &str, not: Option<&[u8]>) -> Visit {
+        eventually(&format!("{host} to be served over HTTPS on :{port}"), || async {
+            match self.visit_over_https_at(port, host).await {
                 Ok(visit) if Some(visit.leaf.as_slice()) != not => Ok(visit),
                 Ok(_) => Err("still the earlier certificate".to_owned()),
                 Err(error) => Err(format!("{error}\n{}", self.pebble.logs())),
@@ -148,7 +168,7 @@ fn not_after_of(leaf: &[u8]) -> i64 {
 }
 
 /// Publishes a one-page site `name` saying `text`.
-async fn one_page_site(app: &TestApp, name: &str, text: &str) {
+pub(crate) async fn one_page_site(app: &TestApp, name: &str, text: &str) {
     let page = format!("<h1>{text}</h1>\n");
     site_with(app, name, &[("index.html", page.as_bytes())]).await;
 }
@@ -246,6 +266,136 @@ async fn a_verified_custom_domain_gets_a_certificate_by_tls_alpn_01() {
         db(app).acme_alpn_challenges().await.unwrap().is_empty(),
         "the challenge certificate is taken away once the order ends"
     );
+}
+
+/// How many orders pebble took: its log says `Added order` once for each.
+fn orders_placed(pebble: &Pebble) -> usize {
+    std::fs::read_to_string(pebble.dir.path().join("pebble.log"))
+        .unwrap_or_default()
+        .matches("Added order")
+        .count()
+}
+
+/// Two controllers on one PostgreSQL database sharing a secret key, both
+/// getting certificates by `challenge` from one pebble, which reaches
+/// only the first (its listeners are on pebble's ports): an answer the
+/// second placed must be given by the first.
+async fn two_controllers_with_acme(challenge: ChallengeKind) -> (AcmeSetup, TestApp) {
+    let database = fresh_postgres_database().await;
+    let url = database.clone();
+    let setup = controller_with_acme(
+        Duration::from_secs(90 * 24 * 3600),
+        challenge,
+        move |config, _, _| config.database_url = Some(url),
+    )
+    .await;
+    let acme = acme_settings(&setup.pebble, challenge);
+    let second = spawn_controller_beside_with(&setup.app, &database, move |config| {
+        config.https_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.acme = Some(acme);
+    })
+    .await;
+    (setup, second)
+}
+
+/// Adds a verified domain beside two controllers: one order is placed,
+/// both serve the certificate within seconds without a restart; removed,
+/// the certificate is gone from the database and from both, and nothing
+/// is ordered again.
+async fn two_controllers_order_once_serve_both_and_forget_on_removal(challenge: ChallengeKind) {
+    let (setup, second) = two_controllers_with_acme(challenge).await;
+    let first = &setup.app;
+    let second_port = second
+        .https_port
+        .expect("the second controller listens for HTTPS");
+    let host = "shop.example.com";
+    one_page_site(first, "shop", "the shop").await;
+    let (status, added) = add_domain(first, &first.admin_token, "shop", json!({"hostname": host})).await;
+    assert_eq!(status, 201, "{added}");
+
+    let on_first = setup.served_over_https(host, None).await;
+    let served_at = Instant::now();
+    let on_second = setup.served_over_https_at(second_port, host, None).await;
+    let relayed = served_at.elapsed();
+    eprintln!(
+        "{}: the second controller served the certificate {relayed:?} after the first",
+        challenge.as_str()
+    );
+    assert!(
+        relayed < Duration::from_secs(10),
+        "told through the relay, not found by the periodic check: {relayed:?}"
+    );
+    for visit in [&on_first, &on_second] {
+        assert_eq!(visit.status, 200);
+        assert_eq!(visit.version, reqwest::Version::HTTP_2, "h2 by ALPN");
+        assert_eq!(visit.body, "<h1>the shop</h1>\n");
+    }
+    assert_eq!(on_first.leaf, on_second.leaf, "one certificate, served by both");
+    // Both managers look again several times: nothing more is ordered.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(orders_placed(&setup.pebble), 1, "{}", setup.pebble.logs());
+    let order = db(first)
+        .acme_order(host)
+        .await
+        .unwrap()
+        .expect("the name is kept");
+    assert_eq!((order.state.as_str(), order.held_by), ("active", None));
+    assert_eq!(order.challenge, challenge.as_str());
+    let shown = second.get_json("/sites/shop/domains").await;
+    assert_eq!(shown[0]["certificate"]["state"], "active", "{shown}");
+
+    // Removed through the second controller: neither offers a certificate
+    // for the name any longer, and the database holds none.
+    let (status, body) = second
+        .api_json(
+            second
+                .http
+                .delete(second.api(&format!("/sites/shop/domains/{host}"))),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let removed_at = Instant::now();
+    for port in [setup.tls_port, second_port] {
+        let refused = eventually(&format!("no certificate for {host} on :{port}"), || async {
+            match setup.visit_over_https_at(port, host).await {
+                Err(error) => Ok(error),
+                Ok(visit) => Err(format!("still served with a certificate: {}", visit.status)),
+            }
+        })
+        .await;
+        assert!(
+            refused.contains("AlertReceived"),
+            "the TLS handshake is refused: {refused}"
+        );
+    }
+    assert!(
+        removed_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        removed_at.elapsed()
+    );
+    assert_eq!(
+        db(first).certificate(host).await.unwrap(),
+        None,
+        "the key is deleted"
+    );
+    assert_eq!(db(first).acme_order(host).await.unwrap(), None, "never renewed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        orders_placed(&setup.pebble),
+        1,
+        "nothing ordered after the removal"
+    );
+    assert!(setup.visit_over_https_at(second_port, host).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_on_one_database_order_a_domains_certificate_once_by_http_01_and_both_serve_it() {
+    two_controllers_order_once_serve_both_and_forget_on_removal(ChallengeKind::Http01).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_on_one_database_order_a_domains_certificate_once_by_tls_alpn_01_and_both_serve_it() {
+    two_controllers_order_once_serve_both_and_forget_on_removal(ChallengeKind::TlsAlpn01).await;
 }
 
 /// A DNS hook in lego's exec convention that publishes TXT records in

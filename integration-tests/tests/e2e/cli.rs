@@ -959,3 +959,126 @@ async fn an_owner_limits_the_teams_concurrent_builds_from_the_command_line_and_a
         2
     );
 }
+
+/// Points `host` at `addresses` in pebble's DNS server (none: back to its
+/// default, this machine).
+async fn point_at(pebble: &crate::acme::pebble::Pebble, host: &str, addresses: &[&str]) {
+    let (path, body) = if addresses.is_empty() {
+        ("clear-a", json!({ "host": format!("{host}.") }))
+    } else {
+        (
+            "add-a",
+            json!({ "host": format!("{host}."), "addresses": addresses }),
+        )
+    };
+    let response = reqwest::Client::new()
+        .post(format!("{}/{path}", pebble.challtestsrv_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_follows_a_domains_certificate_from_waiting_for_dns_to_active_in_jamstack_domains_list() {
+    use jamstack_controller::acme::ChallengeKind;
+    let setup = crate::acme::controller_with_acme(
+        std::time::Duration::from_secs(90 * 24 * 3600),
+        ChallengeKind::Http01,
+        |config, _, pebble| config.dns_resolver = Some(pebble.dns_server),
+    )
+    .await;
+    let app = &setup.app;
+    crate::acme::one_page_site(app, "shop", "the shop").await;
+    let cli = Jamstack::new(app);
+    let manager = crate::domains::site_manager_token(app).await;
+    let as_manager = [
+        ("JAMSTACK_URL", app.base_url.as_str()),
+        ("JAMSTACK_TOKEN", manager.as_str()),
+    ];
+    let host = "cli.example.com";
+    let added = cli
+        .run_with(&["domains", "add", "shop", host], &as_manager, None)
+        .await;
+    assert_eq!(added.code, 0, "{added:?}");
+    let token = cli.json(&["domains", "list", "shop"]).await[0]["txt_record"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Waiting for its TXT record: the certificate waits too, and says so.
+    let waiting = cli.ok(&["domains", "list", "shop"]).await.stdout;
+    assert!(waiting.contains("CERTIFICATE"), "{waiting}");
+    assert_eq!(
+        waiting.matches("waiting for dns").count(),
+        2,
+        "state and certificate: {waiting}"
+    );
+    assert!(
+        waiting.contains(&format!("_jamstack-challenge.{host} = {token}")),
+        "the record to add: {waiting}"
+    );
+    assert!(
+        waiting.contains(&format!(
+            "{host}: no certificate yet: prove control of the domain first (its TXT record)"
+        )),
+        "{waiting}"
+    );
+
+    // Proven while the name points where the controller is not: the
+    // order fails, and the list says why and what to do.
+    point_at(&setup.pebble, host, &["127.0.0.2"]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/set-txt", setup.pebble.challtestsrv_url))
+        .json(&json!({ "host": format!("_jamstack-challenge.{host}."), "value": token }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let verified = cli
+        .run_with(&["domains", "verify", "shop", host], &as_manager, None)
+        .await;
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert_eq!(verified.stdout, format!("{host}: verified\n"), "{verified:?}");
+    crate::helpers::eventually("the order to fail", || async {
+        let listed = cli.json(&["domains", "list", "shop"]).await;
+        match listed[0]["certificate"]["state"].as_str() {
+            Some("failed") => Ok(()),
+            other => Err(format!("{other:?}: {listed}")),
+        }
+    })
+    .await;
+    let failed = cli.ok(&["domains", "list", "shop"]).await.stdout;
+    assert!(!failed.contains("waiting for dns"), "{failed}");
+    assert!(failed.contains("verified"), "{failed}");
+    assert!(
+        failed.contains(&format!("{host}: the certificate could not be issued: {host}: ")),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("(urn:ietf:params:acme:error:"),
+        "the CA's problem type: {failed}"
+    );
+    let advice = failed
+        .lines()
+        .find(|line| line.starts_with("  what to do: "))
+        .unwrap_or_else(|| panic!("no advice: {failed}"));
+    assert!(advice.contains("A/AAAA"), "{advice}");
+
+    // Pointed back here and tried again at once (rather than after its
+    // wait): active, with its expiry, and nothing left to do.
+    point_at(&setup.pebble, host, &[]).await;
+    let db = &app.state.as_ref().unwrap().db;
+    assert!(db.make_acme_order_due(host).await.unwrap());
+    setup.served_over_https(host, None).await;
+    let active = cli.ok(&["domains", "list", "shop"]).await.stdout;
+    let year = active
+        .split("active, expires ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no expiry shown: {active}"));
+    assert!(year.starts_with("20"), "an RFC 3339 date: {active}");
+    assert!(!active.contains("what to do"), "{active}");
+    assert!(!active.contains("could not be issued"), "{active}");
+    assert!(!active.contains("no certificate yet"), "{active}");
+}

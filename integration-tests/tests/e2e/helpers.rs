@@ -207,10 +207,21 @@ pub async fn spawn_another_controller_on_with(
 /// local blob store and secret key), as controllers behind one load
 /// balancer share a bucket and a key: either serves what the other stored.
 pub async fn spawn_controller_beside(first: &TestApp, database_url: &str) -> TestApp {
+    spawn_controller_beside_with(first, database_url, |_| {}).await
+}
+
+/// [`spawn_controller_beside`], with its settings changed by `configure`
+/// as well (an HTTPS listener, ACME).
+pub async fn spawn_controller_beside_with(
+    first: &TestApp,
+    database_url: &str,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let data_dir = first.data_dir.clone();
     let (app, data) = build_app(|config| {
         config.database_url = Some(database_url.to_owned());
         config.data_dir = data_dir;
+        configure(config);
     })
     .await;
     serve_with_token(app, data, first.admin_token.clone())
