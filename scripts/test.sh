@@ -74,6 +74,11 @@ python3 -c "import aiosmtpd" >/dev/null 2>&1 \
     || python3 -m pip install --quiet aiosmtpd \
     || die "installing aiosmtpd failed: pip install aiosmtpd"
 
+step "Installing the OpenID Connect test provider (the OIDC sign-in tests sign in through oidc-provider-mock)"
+python3 -c "import oidc_provider_mock" >/dev/null 2>&1 \
+    || python3 -m pip install --quiet oidc-provider-mock \
+    || die "installing oidc-provider-mock failed: pip install oidc-provider-mock"
+
 step "Building the build images (jamstack/busybox:1, jamstack/hugo:1)"
 ./scripts/build-images.sh
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod external;
+pub mod oidc;
 pub mod permissions;
 pub mod sign_in;
 

@@ -215,6 +215,39 @@ pub struct ServerArgs {
         value_parser = clap::value_parser!(u64).range(1..=365)
     )]
     pub acme_renew_before_days: u64,
+    /// Also sign in to the dashboard through this OpenID Connect provider:
+    /// its issuer URL, e.g. https://id.example.com/realms/staff (the one its
+    /// ID tokens name). Register the redirect URL
+    /// <public-url>/login/oidc/callback with it.
+    #[arg(long, env = "JAMSTACK_OIDC_ISSUER", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// This controller's client id at the OpenID Connect provider.
+    #[arg(long, env = "JAMSTACK_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// The client secret the provider gave. It is a secret: prefer the
+    /// environment variable or --oidc-client-secret-file.
+    #[arg(
+        long,
+        env = "JAMSTACK_OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "oidc_issuer",
+        conflicts_with = "oidc_client_secret_file"
+    )]
+    pub oidc_client_secret: Option<String>,
+    /// A file holding the client secret (its first line).
+    #[arg(long, env = "JAMSTACK_OIDC_CLIENT_SECRET_FILE", requires = "oidc_issuer")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The sign-in button's label: "Sign in with <name>".
+    #[arg(long, env = "JAMSTACK_OIDC_NAME", default_value = "OpenID Connect")]
+    pub oidc_name: String,
+    /// The ID token claim listing the person's groups (an array of
+    /// strings); teams' automatic rules name them as oidc-group:<group>.
+    #[arg(long, env = "JAMSTACK_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// A PEM file of a root to trust for the provider's HTTPS besides the
+    /// system's: for a private or test provider only.
+    #[arg(long, env = "JAMSTACK_OIDC_CA_ROOT", requires = "oidc_issuer")]
+    pub oidc_ca_root: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

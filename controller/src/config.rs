@@ -94,6 +94,61 @@ pub struct Config {
     /// Certificates by ACME (`--acme-*`); `None`: only uploaded
     /// certificates are served.
     pub acme: Option<AcmeSettings>,
+    /// Dashboard sign-in through an OpenID Connect provider (`--oidc-*`);
+    /// `None`: the sign-in page offers none.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// The operator's OpenID Connect provider (`--oidc-*`): who may sign in to
+/// the dashboard through it, and where their groups are.
+#[derive(Clone)]
+pub struct OidcSettings {
+    /// The provider's issuer URL, exactly as its ID tokens name it; its
+    /// discovery document is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// This controller's client id at the provider.
+    pub client_id: String,
+    /// The client secret the provider gave; never logged.
+    pub client_secret: String,
+    /// The sign-in button's label: "Sign in with <name>".
+    pub name: String,
+    /// The ID token claim holding the person's groups (an array of
+    /// strings); each becomes the source `oidc-group:<group>`.
+    pub groups_claim: String,
+    /// A PEM root to trust for the provider's HTTPS besides the system's:
+    /// for a private or test provider.
+    pub ca_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<hidden>")
+            .field("name", &self.name)
+            .field("groups_claim", &self.groups_claim)
+            .field("ca_root", &self.ca_root)
+            .finish()
+    }
+}
+
+impl OidcSettings {
+    /// Settings for `issuer` and a client, every other one at its default.
+    pub fn new(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        OidcSettings {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            name: "OpenID Connect".to_owned(),
+            groups_claim: "groups".to_owned(),
+            ca_root: None,
+        }
+    }
 }
 
 /// The operator's ACME settings (`--acme-*`).
@@ -641,6 +696,7 @@ impl Config {
             dns_resolver: None,
             domain_checks: CheckSchedule::default(),
             acme: None,
+            oidc: None,
         }
     }
 

@@ -1,10 +1,11 @@
+use anyhow::Context as _;
 use clap::Parser;
 use jamstack_controller::acme::{AcmeSettings, ChallengeKind};
 use jamstack_controller::cli::{
     AcmeChallengeChoice, Cli, Command, ConnectArgs, ServerArgs, SmtpTlsChoice, TokenChoice,
 };
-use jamstack_controller::config::GitHubApp;
 use jamstack_controller::config::{BlobStoreConfig, S3Config, SmtpSettings, SmtpTls};
+use jamstack_controller::config::{GitHubApp, OidcSettings};
 use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, embedded_runner, startup};
 use std::time::Duration;
@@ -55,6 +56,29 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
         acme.renew_before = Duration::from_secs(server.acme_renew_before_days * 24 * 3600);
         acme
     });
+    config.oidc = match server.oidc_issuer.zip(server.oidc_client_id) {
+        Some((issuer, client_id)) => {
+            let secret = match (server.oidc_client_secret, server.oidc_client_secret_file) {
+                (Some(secret), _) => secret,
+                (None, Some(file)) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading --oidc-client-secret-file {}", file.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                (None, None) => anyhow::bail!(
+                    "--oidc-issuer needs the client secret the provider gave: --oidc-client-secret-file \
+                     FILE or the JAMSTACK_OIDC_CLIENT_SECRET environment variable"
+                ),
+            };
+            let mut oidc = OidcSettings::new(issuer.trim(), client_id.trim(), secret.trim());
+            oidc.name = server.oidc_name.trim().to_owned();
+            oidc.groups_claim = server.oidc_groups_claim.trim().to_owned();
+            oidc.ca_root = server.oidc_ca_root;
+            Some(oidc)
+        }
+        None => None,
+    };
     config.dashboard_password_hash = server
         .dashboard_password_hash
         .map(|hash| hash.trim().to_owned())

@@ -174,6 +174,8 @@ pub fn router(state: AppState) -> Router {
                 "/login",
                 get(dashboard::login::show).post(dashboard::login::sign_in),
             )
+            .route("/login/oidc", get(dashboard::oidc_login::start))
+            .route("/login/oidc/callback", get(dashboard::oidc_login::callback))
             .route("/logout", post(dashboard::login::sign_out))
             .route(
                 "/sites",

@@ -138,6 +138,27 @@ impl Application {
             .reload_alpn_challenges(&db, &secrets)
             .await
             .context("loading the ACME challenge certificates")?;
+        let oidc = match &config.oidc {
+            Some(settings) => {
+                let provider = crate::auth::oidc::OidcProvider::new(settings, &public_url)?;
+                // A provider that is down does not keep the controller from
+                // starting: its button says so until the worker reaches it.
+                match tokio::time::timeout(std::time::Duration::from_secs(10), provider.discover()).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(issuer = %provider.issuer(), "OpenID Connect provider ready")
+                    }
+                    Ok(Err(e)) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "OpenID Connect sign-in waits for its provider"
+                    ),
+                    Err(_) => {
+                        tracing::warn!(issuer = %provider.issuer(), "the OpenID Connect provider did not answer discovery within 10s; sign-in through it waits for it")
+                    }
+                }
+                crate::auth::oidc::OidcSignIn(Some(Arc::new(provider)))
+            }
+            None => crate::auth::oidc::OidcSignIn::default(),
+        };
         let new_admin_token = first_token(&db, TokenKind::Admin, "admin").await?;
         let new_registration_token = first_token(&db, TokenKind::Registration, "default").await?;
         let config = Arc::new(config);
@@ -268,6 +289,7 @@ impl Application {
                 webhook_secret: webhook_secret.into(),
             },
             certificates,
+            oidc,
         };
         Ok(Application {
             listener,
@@ -471,6 +493,9 @@ fn start_workers(workers: &Supervisor, state: &AppState) {
     workers.spawn_until_stopped("domain_checks", move || {
         crate::domains::check_in_background(domains.clone())
     });
+    if let Some(provider) = state.oidc.0.clone() {
+        workers.spawn_until_stopped("oidc_discovery", move || provider.clone().keep_discovered());
+    }
     if let Some(manager) = acme_manager(state) {
         workers.spawn("acme_manager", move |stop| manager.clone().run(stop));
     }

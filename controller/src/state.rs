@@ -66,6 +66,8 @@ pub struct AppState {
     pub installation: Installation,
     /// The certificates the HTTPS listener serves, loaded from the database.
     pub certificates: Certificates,
+    /// The OpenID Connect provider people may sign in through, if any.
+    pub oidc: crate::auth::oidc::OidcSignIn,
 }
 
 /// What is this controller's own, apart from the services: who it is among

@@ -1,5 +1,6 @@
 //! A user's own account page: who they are, their teams and roles, and
-//! their dashboard sessions, each of which they may end.
+//! their dashboard sessions, each of which they may end, and the
+//! identities at providers (GitHub, OpenID Connect) they sign in with.
 
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, render, see_other};
 use crate::auth::{Principal, hash_token, session_cookie_value};
@@ -22,6 +23,15 @@ struct AccountPage {
     chrome: Chrome,
     login: String,
     sessions: Vec<SessionRow>,
+    identities: Vec<IdentityRow>,
+}
+
+/// An identity at a provider linked to the user, as the page shows it.
+pub struct IdentityRow {
+    pub provider: String,
+    /// The provider's login or, lacking one, the verified e-mail.
+    pub name: String,
+    pub last_seen: String,
 }
 
 pub async fn show(State(db): State<Database>, session: Session, jar: CookieJar) -> PageResult {
@@ -47,10 +57,21 @@ pub async fn show(State(db): State<Database>, session: Session, jar: CookieJar) 
             current: Some(s.id) == current,
         })
         .collect();
+    let identities = db
+        .identities_of_user(user)
+        .await?
+        .into_iter()
+        .map(|identity| IdentityRow {
+            provider: identity.provider,
+            name: identity.login.or(identity.email).unwrap_or_default(),
+            last_seen: ago(identity.last_seen_at),
+        })
+        .collect();
     Ok(render(&AccountPage {
         chrome: Chrome::new(&session, "account"),
         login,
         sessions,
+        identities,
     }))
 }
 

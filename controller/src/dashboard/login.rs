@@ -45,6 +45,9 @@ struct LoginPage {
     csrf: String,
     /// A dashboard password is configured: the form takes it too.
     password: bool,
+    /// The OpenID Connect provider's name, when one is configured: the
+    /// page offers "Sign in with <name>".
+    oidc: Option<String>,
     error: Option<String>,
 }
 
@@ -68,7 +71,7 @@ fn time_duration(d: Duration) -> time::Duration {
     time::Duration::seconds(d.as_secs() as i64)
 }
 
-fn login_page(
+pub(super) fn login_page(
     config: &Config,
     urls: &Urls,
     headers: &HeaderMap,
@@ -92,6 +95,7 @@ fn login_page(
         chrome: Chrome::anonymous(),
         csrf,
         password: config.dashboard_password_hash.is_some(),
+        oidc: config.oidc.as_ref().map(|oidc| oidc.name.clone()),
         error,
     };
     (status, jar, super::render(&page)).into_response()
@@ -156,7 +160,7 @@ async fn user_password_matches(db: &Database, login: &str, password: &str) -> an
 }
 
 /// Records a sign-in or a failed one in the audit log.
-async fn record_sign_in(db: &Database, actor: String, succeeded: bool, client: IpAddr) {
+pub(super) async fn record_sign_in(db: &Database, actor: String, succeeded: bool, client: IpAddr) {
     let entry = crate::db::NewAuditEntry {
         actor,
         action: if succeeded { "sign_in" } else { "sign_in_failed" }.to_owned(),

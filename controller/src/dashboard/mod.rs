@@ -18,6 +18,7 @@ pub mod account;
 pub mod builds;
 pub mod deploys;
 pub mod login;
+pub mod oidc_login;
 pub mod queue;
 pub mod settings;
 pub mod site_settings;

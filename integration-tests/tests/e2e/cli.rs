@@ -900,10 +900,10 @@ async fn an_owner_limits_the_teams_concurrent_builds_from_the_command_line_and_a
     let set = cli
         .json(&["teams", "settings", "default", "--max-concurrent-builds", "2"])
         .await;
-    assert_eq!(set, json!({ "max_concurrent_builds": 2 }));
+    assert_eq!(set, json!({ "max_concurrent_builds": 2, "auto_memberships": [] }));
     assert_eq!(
         cli.json(&["teams", "settings", "default"]).await,
-        json!({ "max_concurrent_builds": 2 })
+        json!({ "max_concurrent_builds": 2, "auto_memberships": [] })
     );
     let refused = cli
         .run(&["teams", "settings", "default", "--max-concurrent-builds=-1"])

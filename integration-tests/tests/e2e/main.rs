@@ -27,6 +27,7 @@ mod hostile_builds;
 mod hostile_deploys;
 mod live_logs;
 mod monorepo;
+mod oidc;
 mod ops;
 mod people;
 mod protection;
