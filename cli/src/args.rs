@@ -422,6 +422,13 @@ pub enum TeamsCommand {
         /// Builds the team's sites may run at once, all together; 0 for no limit
         #[arg(long)]
         max_concurrent_builds: Option<i64>,
+        /// Make people members on signing in: SOURCE=ROLE, e.g. oidc-group:web=developer or
+        /// github-org:acme=viewer; repeat for more. The team's rules become exactly these
+        #[arg(long, value_name = "SOURCE=ROLE", conflicts_with = "no_auto_join")]
+        auto_join: Vec<String>,
+        /// Remove every automatic-membership rule (memberships they made end at next sign-in)
+        #[arg(long)]
+        no_auto_join: bool,
     },
 }
 

@@ -1082,3 +1082,72 @@ async fn a_user_follows_a_domains_certificate_from_waiting_for_dns_to_active_in_
     assert!(!active.contains("could not be issued"), "{active}");
     assert!(!active.contains("no certificate yet"), "{active}");
 }
+
+#[tokio::test]
+async fn an_owner_sets_and_clears_a_teams_automatic_memberships_from_the_command_line() {
+    let (app, _) = spawn_controller_only().await;
+    let cli = Jamstack::new(&app);
+    cli.ok(&["teams", "settings", "default", "--max-concurrent-builds", "3"])
+        .await;
+
+    let set = cli
+        .ok(&[
+            "teams",
+            "settings",
+            "default",
+            "--auto-join",
+            "oidc-group:web=developer",
+            "--auto-join",
+            "github-org:acme=viewer",
+        ])
+        .await;
+    assert!(
+        set.stdout.contains("auto-join oidc-group:web as developer")
+            && set.stdout.contains("auto-join github-org:acme as viewer"),
+        "the rules are printed: {set:?}"
+    );
+    // Changing the rules keeps the limit in force.
+    let shown = cli.json(&["teams", "settings", "default"]).await;
+    assert_eq!(shown["max_concurrent_builds"], 3, "{shown}");
+    assert_eq!(
+        shown["auto_memberships"],
+        json!([
+            { "source": "github-org:acme", "role": "viewer" },
+            { "source": "oidc-group:web", "role": "developer" },
+        ])
+    );
+
+    // Given again, the rules become exactly the ones given.
+    let replaced = cli
+        .json(&[
+            "teams",
+            "settings",
+            "default",
+            "--auto-join",
+            "oidc-group:ops=admin",
+        ])
+        .await;
+    assert_eq!(
+        replaced["auto_memberships"],
+        json!([{ "source": "oidc-group:ops", "role": "admin" }])
+    );
+
+    // A rule that is not SOURCE=ROLE, or names no known source, is refused
+    // saying what to give; nothing changes.
+    let malformed = cli
+        .run(&["teams", "settings", "default", "--auto-join", "oidc-group:ops"])
+        .await;
+    assert_eq!(malformed.code, 2, "{malformed:?}");
+    assert!(malformed.stderr.contains("SOURCE=ROLE"), "{malformed:?}");
+    let unknown = cli
+        .run(&["teams", "settings", "default", "--auto-join", "ldap:ops=admin"])
+        .await;
+    assert_ne!(unknown.code, 0, "{unknown:?}");
+    assert!(unknown.stderr.contains("oidc-group:<group>"), "{unknown:?}");
+
+    let cleared = cli.ok(&["teams", "settings", "default", "--no-auto-join"]).await;
+    assert!(cleared.stdout.contains("no automatic memberships"), "{cleared:?}");
+    let shown = cli.json(&["teams", "settings", "default"]).await;
+    assert_eq!(shown["auto_memberships"], json!([]), "{shown}");
+    assert_eq!(shown["max_concurrent_builds"], 3, "{shown}");
+}
