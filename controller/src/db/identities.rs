@@ -40,13 +40,13 @@ pub struct AutoMembership {
 impl Database {
     /// The user an identity is linked to.
     pub async fn user_of_identity(&self, provider: &str, subject: &str) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT user_id FROM user_identities WHERE provider = $1 AND subject = $2",
+        Ok(
+            sqlx::query_scalar("SELECT user_id FROM user_identities WHERE provider = $1 AND subject = $2")
+                .bind(provider)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(provider)
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     /// Links `identity` to `user`, or refreshes what the provider said
@@ -108,12 +108,11 @@ impl Database {
     /// Removes a rule; false when the team had none for `source`. The
     /// memberships it made stay until their holders next sign in.
     pub async fn delete_auto_membership(&self, team: i64, source: &str) -> anyhow::Result<bool> {
-        let result =
-            sqlx::query("DELETE FROM team_auto_memberships WHERE team_id = $1 AND source = $2")
-                .bind(team)
-                .bind(source)
-                .execute(self.writer())
-                .await?;
+        let result = sqlx::query("DELETE FROM team_auto_memberships WHERE team_id = $1 AND source = $2")
+            .bind(team)
+            .bind(source)
+            .execute(self.writer())
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -127,7 +126,12 @@ impl Database {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(source, role)| Some(AutoMembership { source, role: Role::parse(&role)? }))
+            .filter_map(|(source, role)| {
+                Some(AutoMembership {
+                    source,
+                    role: Role::parse(&role)?,
+                })
+            })
             .collect())
     }
 
@@ -137,6 +141,10 @@ impl Database {
     /// - a team with a rule for one of them gains the user, with the
     ///   strongest role its matching rules give, unless the user is a
     ///   member already (a membership an owner made is never changed);
+    /// - a membership an earlier sign-in made follows the strongest rule
+    ///   that matches now (its role and source change with it), so leaving
+    ///   a GitHub team while staying in its organization keeps what the
+    ///   organization's rule gives;
     /// - a membership an earlier sign-in made from a source now absent ends,
     ///   with the user's tokens on that team, unless the user is that
     ///   team's last owner.
@@ -170,15 +178,15 @@ impl Database {
                 }
             }
         }
-        let existing: Vec<(i64, Option<String>)> =
-            sqlx::query_as("SELECT team_id, via FROM memberships WHERE user_id = $1")
+        let existing: Vec<(i64, Option<String>, String)> =
+            sqlx::query_as("SELECT team_id, via, role FROM memberships WHERE user_id = $1")
                 .bind(user)
                 .fetch_all(&mut *tx)
                 .await?;
         let now = now_millis();
         let mut joined = Vec::new();
         for (team, (role, source)) in &wanted {
-            if existing.iter().any(|(member_of, _)| member_of == team) {
+            if existing.iter().any(|(member_of, _, _)| member_of == team) {
                 continue;
             }
             sqlx::query(
@@ -195,21 +203,33 @@ impl Database {
             joined.push(*team);
         }
         let mut left = Vec::new();
-        for (team, via) in existing {
+        for (team, via, held) in existing {
             let Some(via) = via else { continue };
             if !provider_prefixes.iter().any(|prefix| via.starts_with(prefix)) {
                 continue;
             }
-            if wanted.contains_key(&team) && sources.contains(&via) {
+            let owners: Vec<i64> =
+                sqlx::query_scalar("SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'owner'")
+                    .bind(team)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let last_owner = owners == [user];
+            if let Some((role, source)) = wanted.get(&team) {
+                let unchanged = held == role.as_str() && via == *source;
+                if !unchanged && !(last_owner && *role != Role::Owner) {
+                    sqlx::query(
+                        "UPDATE memberships SET role = $1, via = $2 WHERE team_id = $3 AND user_id = $4",
+                    )
+                    .bind(role.as_str())
+                    .bind(source)
+                    .bind(team)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 continue;
             }
-            let owners: Vec<i64> = sqlx::query_scalar(
-                "SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'owner'",
-            )
-            .bind(team)
-            .fetch_all(&mut *tx)
-            .await?;
-            if owners == [user] {
+            if last_owner {
                 continue;
             }
             sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")
