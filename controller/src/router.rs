@@ -174,6 +174,14 @@ pub fn router(state: AppState) -> Router {
                 "/login",
                 get(dashboard::login::show).post(dashboard::login::sign_in),
             )
+            .route(
+                dashboard::github_login::START_PATH,
+                get(dashboard::github_login::start),
+            )
+            .route(
+                dashboard::github_login::CALLBACK_PATH,
+                get(dashboard::github_login::callback),
+            )
             .route("/logout", post(dashboard::login::sign_out))
             .route(
                 "/sites",

@@ -30,7 +30,11 @@ pub async fn user_for(db: &Database, person: &ProvenPerson) -> anyhow::Result<i6
             let base = login_wanted(identity);
             let mut made = None;
             for attempt in 1..=100 {
-                let login = if attempt == 1 { base.clone() } else { format!("{base}-{attempt}") };
+                let login = if attempt == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{attempt}")
+                };
                 if let Some(user) = db.insert_user(&login, None).await? {
                     made = Some(user.id);
                     break;
@@ -56,7 +60,13 @@ fn login_wanted(identity: &ExternalIdentity) -> String {
         .unwrap_or(&identity.subject);
     let mut login: String = said
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(56)
         .collect();
     if login.trim_matches('-').is_empty() {
@@ -80,7 +90,10 @@ mod tests {
 
     #[test]
     fn a_new_person_is_named_after_their_login_then_their_email() {
-        assert_eq!(login_wanted(&identity(Some("octocat"), Some("o@x.dev"))), "octocat");
+        assert_eq!(
+            login_wanted(&identity(Some("octocat"), Some("o@x.dev"))),
+            "octocat"
+        );
         assert_eq!(login_wanted(&identity(None, Some("o@x.dev"))), "o@x.dev");
         assert_eq!(login_wanted(&identity(Some("Jane Doe"), None)), "Jane-Doe");
         assert_eq!(login_wanted(&identity(Some("日本"), None)), "user-583231");
