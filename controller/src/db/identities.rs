@@ -216,7 +216,9 @@ impl Database {
             let last_owner = owners == [user];
             if let Some((role, source)) = wanted.get(&team) {
                 let unchanged = held == role.as_str() && via == *source;
-                if !unchanged && !(last_owner && *role != Role::Owner) {
+                // The last owner stays an owner whatever the rules say.
+                let demotes_last_owner = last_owner && *role != Role::Owner;
+                if !(unchanged || demotes_last_owner) {
                     sqlx::query(
                         "UPDATE memberships SET role = $1, via = $2 WHERE team_id = $3 AND user_id = $4",
                     )
