@@ -95,6 +95,33 @@ pub struct ServerArgs {
         default_value = "https://api.github.com"
     )]
     pub github_api_url: String,
+    /// GitHub's web address, where people sign in to GitHub and approve
+    /// "Sign in with GitHub"; for GitHub Enterprise Server, https://HOST.
+    #[arg(long, env = "JAMSTACK_GITHUB_WEB_URL", default_value = "https://github.com")]
+    pub github_web_url: String,
+    /// Offer "Sign in with GitHub" on the dashboard: the client ID of an
+    /// OAuth app (or of the GitHub App) whose callback URL is
+    /// <public-url>/login/github/callback. Needs its client secret too.
+    #[arg(long, env = "JAMSTACK_GITHUB_OAUTH_CLIENT_ID")]
+    pub github_oauth_client_id: Option<String>,
+    /// The OAuth app's client secret. It is a secret: prefer the
+    /// environment variable, or --github-oauth-client-secret-file.
+    #[arg(
+        long,
+        env = "JAMSTACK_GITHUB_OAUTH_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "github_oauth_client_id",
+        conflicts_with = "github_oauth_client_secret_file"
+    )]
+    pub github_oauth_client_secret: Option<String>,
+    /// A file holding the OAuth app's client secret (its first line), e.g.
+    /// a mounted secret.
+    #[arg(
+        long,
+        env = "JAMSTACK_GITHUB_OAUTH_CLIENT_SECRET_FILE",
+        requires = "github_oauth_client_id"
+    )]
+    pub github_oauth_client_secret_file: Option<PathBuf>,
     /// Also serve /metrics without a token on this address (e.g.
     /// 10.0.0.5:9100, reachable only by the scraper's network). Unset:
     /// /metrics is served on --listen only, to tokens with the `read` scope.

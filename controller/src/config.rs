@@ -44,6 +44,12 @@ pub struct Config {
     pub github_api_url: String,
     /// The GitHub App the controller acts as, if any.
     pub github_app: Option<GitHubApp>,
+    /// GitHub's web address, where people sign in and approve apps
+    /// (GitHub Enterprise: `https://HOST`).
+    pub github_web_url: String,
+    /// The OAuth app (or GitHub App) people sign in to the dashboard
+    /// through; `None`: no "Sign in with GitHub".
+    pub github_oauth: Option<GitHubOAuth>,
     /// The key that seals stored secrets (GitHub access tokens, generic
     /// webhook secrets). Defaults to `<data_dir>/secret.key`, made on first
     /// start; controllers sharing one database must share this file.
@@ -473,6 +479,23 @@ pub struct GitHubApp {
     pub private_key_file: PathBuf,
 }
 
+/// The OAuth client the dashboard's "Sign in with GitHub" uses: an OAuth
+/// app's, or a GitHub App's (its user authorization takes the same calls).
+#[derive(Clone)]
+pub struct GitHubOAuth {
+    pub client_id: String,
+    pub client_secret: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for GitHubOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("GitHubOAuth")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Exponential backoff: the first retry waits `first_delay`, each next one
 /// twice as long up to `max_delay`, for at most `attempts` calls in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -678,6 +701,8 @@ impl Config {
             public_url: None,
             github_api_url: "https://api.github.com".to_owned(),
             github_app: None,
+            github_web_url: "https://github.com".to_owned(),
+            github_oauth: None,
             secret_key_file: None,
             github_retry: RetryPolicy::default(),
             blob_store: BlobStoreConfig::Local,

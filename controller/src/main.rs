@@ -5,7 +5,7 @@ use jamstack_controller::cli::{
     AcmeChallengeChoice, Cli, Command, ConnectArgs, ServerArgs, SmtpTlsChoice, TokenChoice,
 };
 use jamstack_controller::config::{BlobStoreConfig, S3Config, SmtpSettings, SmtpTls};
-use jamstack_controller::config::{GitHubApp, OidcSettings};
+use jamstack_controller::config::{GitHubApp, GitHubOAuth, OidcSettings};
 use jamstack_controller::db::TokenKind;
 use jamstack_controller::{Application, Config, demo, embedded_runner, startup};
 use std::time::Duration;
@@ -91,6 +91,12 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
                 app_id,
                 private_key_file,
             });
+    config.github_web_url = server.github_web_url.trim().trim_end_matches('/').to_owned();
+    config.github_oauth = github_oauth_of(
+        server.github_oauth_client_id,
+        server.github_oauth_client_secret,
+        server.github_oauth_client_secret_file,
+    )?;
     let storage = server.storage;
     if let Some(bucket) = storage.s3_bucket {
         let mut s3 = S3Config::new(bucket);
@@ -108,6 +114,52 @@ fn config_of(server: ServerArgs) -> anyhow::Result<Config> {
     config.edge.memory_cache_bytes = storage.edge_cache_mb.saturating_mul(MIB);
     config.edge.index_cache_bytes = storage.edge_index_cache_mib.saturating_mul(MIB);
     Ok(config)
+}
+
+/// The OAuth client of "Sign in with GitHub", from its flags: an id
+/// needs a secret, given as a value or in a file.
+fn github_oauth_of(
+    client_id: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<GitHubOAuth>> {
+    let Some(client_id) = client_id.map(|id| id.trim().to_owned()) else {
+        return Ok(None);
+    };
+    if client_id.is_empty() {
+        anyhow::bail!(
+            "--github-oauth-client-id is empty; give the client ID shown on the OAuth app's page on GitHub"
+        );
+    }
+    let secret = match (secret, secret_file) {
+        (Some(secret), _) => secret,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "reading the GitHub OAuth client secret from {}: {e}; give a file holding the secret \
+                     GitHub generated for the OAuth app",
+                    file.display()
+                )
+            })?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        (None, None) => anyhow::bail!(
+            "--github-oauth-client-id needs the app's client secret too: set JAMSTACK_GITHUB_OAUTH_CLIENT_SECRET \
+             or give --github-oauth-client-secret-file"
+        ),
+    };
+    let secret = secret.trim();
+    if secret.is_empty() {
+        anyhow::bail!(
+            "the GitHub OAuth client secret is empty; generate one on the OAuth app's page on GitHub"
+        );
+    }
+    Ok(Some(GitHubOAuth {
+        client_id,
+        client_secret: secret.to_owned().into(),
+    }))
 }
 
 #[tokio::main]

@@ -176,6 +176,14 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/login/oidc", get(dashboard::oidc_login::start))
             .route("/login/oidc/callback", get(dashboard::oidc_login::callback))
+            .route(
+                dashboard::github_login::START_PATH,
+                get(dashboard::github_login::start),
+            )
+            .route(
+                dashboard::github_login::CALLBACK_PATH,
+                get(dashboard::github_login::callback),
+            )
             .route("/logout", post(dashboard::login::sign_out))
             .route(
                 "/sites",

@@ -235,6 +235,12 @@ impl Application {
             secrets: secrets.clone(),
             urls: urls.clone(),
             events: events.clone(),
+            sign_in: config
+                .github_oauth
+                .as_ref()
+                .map(|oauth| crate::github::sign_in::OAuthClient::new(&config.github_web_url, oauth))
+                .transpose()?
+                .map(Arc::new),
         };
         let mailer = config
             .smtp

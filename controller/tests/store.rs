@@ -2827,3 +2827,45 @@ on_both_databases!(
         assert_eq!(db.auto_memberships(web.id).await.unwrap().len(), 1);
     }
 );
+
+on_both_databases!(
+    a_github_membership_follows_the_strongest_rule_matched_at_each_sign_in,
+    |db: Database| async move {
+        use jamstack_controller::auth::external::{ProvenPerson, user_for};
+        use jamstack_controller::db::{ExternalIdentity, Role};
+        let owner = db.insert_user("olga", None).await.unwrap().unwrap();
+        let web = db.insert_team("web", owner.id).await.unwrap().unwrap();
+        db.set_auto_membership(web.id, "github-org:acme", Role::Viewer)
+            .await
+            .unwrap();
+        db.set_auto_membership(web.id, "github-team:acme/web", Role::Developer)
+            .await
+            .unwrap();
+        let person = |sources: &[&str]| ProvenPerson {
+            identity: ExternalIdentity {
+                provider: "github".into(),
+                subject: "9001".into(),
+                login: Some("mona".into()),
+                email: None,
+            },
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            source_prefixes: &["github-"],
+        };
+
+        let user = user_for(&db, &person(&["github-org:acme"])).await.unwrap();
+        assert_eq!(db.role_on_team(user, web.id).await.unwrap(), Some(Role::Viewer));
+        // Joined the web team at GitHub: the stronger rule now gives the role.
+        user_for(&db, &person(&["github-org:acme", "github-team:acme/web"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.role_on_team(user, web.id).await.unwrap(),
+            Some(Role::Developer)
+        );
+        // Left the team, still in the organization: its rule keeps them in.
+        user_for(&db, &person(&["github-org:acme"])).await.unwrap();
+        assert_eq!(db.role_on_team(user, web.id).await.unwrap(), Some(Role::Viewer));
+        user_for(&db, &person(&[])).await.unwrap();
+        assert_eq!(db.role_on_team(user, web.id).await.unwrap(), None);
+    }
+);

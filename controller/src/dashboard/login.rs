@@ -48,6 +48,8 @@ struct LoginPage {
     /// The OpenID Connect provider's name, when one is configured: the
     /// page offers "Sign in with <name>".
     oidc: Option<String>,
+    /// "Sign in with GitHub" is configured: its button is shown.
+    github: bool,
     error: Option<String>,
 }
 
@@ -71,6 +73,7 @@ fn time_duration(d: Duration) -> time::Duration {
     time::Duration::seconds(d.as_secs() as i64)
 }
 
+/// The sign-in page, with `error` said above its forms (and a 401).
 pub(super) fn login_page(
     config: &Config,
     urls: &Urls,
@@ -96,6 +99,7 @@ pub(super) fn login_page(
         csrf,
         password: config.dashboard_password_hash.is_some(),
         oidc: config.oidc.as_ref().map(|oidc| oidc.name.clone()),
+        github: config.github_oauth.is_some(),
         error,
     };
     (status, jar, super::render(&page)).into_response()
@@ -159,12 +163,19 @@ async fn user_password_matches(db: &Database, login: &str, password: &str) -> an
     })
 }
 
-/// Records a sign-in or a failed one in the audit log.
-pub(super) async fn record_sign_in(db: &Database, actor: String, succeeded: bool, client: IpAddr) {
+/// Records a sign-in or a failed one in the audit log; `target` is the
+/// way in (`/login`, `/login/github`).
+pub(super) async fn record_sign_in(
+    db: &Database,
+    actor: String,
+    target: &str,
+    succeeded: bool,
+    client: IpAddr,
+) {
     let entry = crate::db::NewAuditEntry {
         actor,
         action: if succeeded { "sign_in" } else { "sign_in_failed" }.to_owned(),
-        target: "/login".to_owned(),
+        target: target.to_owned(),
         ip: Some(client.to_string()),
         status: if succeeded { 303 } else { 401 },
         ..Default::default()
@@ -261,7 +272,7 @@ pub async fn sign_in(
                 login.chars().take(MAX_RECORDED_LOGIN).collect::<String>()
             )
         };
-        record_sign_in(&auth.db, attempted, false, client.0).await;
+        record_sign_in(&auth.db, attempted, "/login", false, client.0).await;
         let error = if !login.is_empty() {
             "That login and password do not match. Check both, or ask an owner of your team to set a new \
              password."
@@ -287,7 +298,7 @@ pub async fn sign_in(
     };
     let jar = open_session(&auth, &urls, &headers, jar, user).await?;
     tracing::info!(with, "dashboard sign-in");
-    record_sign_in(&auth.db, actor, true, client.0).await;
+    record_sign_in(&auth.db, actor, "/login", true, client.0).await;
     Ok((jar, see_other("/sites")).into_response())
 }
 

@@ -3,8 +3,8 @@
 //! every page but the live log works without JavaScript (forms post and
 //! redirect). Handlers live by page; routes are declared in `router.rs`.
 //!
-//! Signing in with the admin token, the installation's password or a
-//! user's own password opens a session (`auth::SESSION_COOKIE`, stored
+//! Signing in with the admin token, the installation's password, a
+//! user's own password or GitHub (`github_login`) opens a session (`auth::SESSION_COOKIE`, stored
 //! hashed). Every form carries the session's CSRF token
 //! (`auth::csrf_token_for`), checked in constant time; a form without it is
 //! refused with 403.
@@ -17,6 +17,7 @@
 pub mod account;
 pub mod builds;
 pub mod deploys;
+pub mod github_login;
 pub mod login;
 pub mod oidc_login;
 pub mod queue;

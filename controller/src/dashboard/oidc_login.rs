@@ -156,13 +156,13 @@ pub async fn callback(
         Err(message) => {
             tracing::warn!(client = %client.0, issuer = %provider.issuer(), reason = %message, "OpenID Connect sign-in refused");
             let actor = format!("oidc:{}", provider.issuer().chars().take(200).collect::<String>());
-            record_sign_in(&auth.db, actor, false, client.0).await;
+            record_sign_in(&auth.db, actor, "/login/oidc", false, client.0).await;
             return Ok(login_page(&config, &urls, &headers, jar, Some(message)));
         }
     };
     let user = crate::auth::external::user_for(&auth.db, &person).await?;
     let jar = open_session(&auth, &urls, &headers, jar, Some(user)).await?;
     tracing::info!(with = "openid connect", user, "dashboard sign-in");
-    record_sign_in(&auth.db, format!("user:{user}"), true, client.0).await;
+    record_sign_in(&auth.db, format!("user:{user}"), "/login/oidc", true, client.0).await;
     Ok((jar, see_other("/sites")).into_response())
 }

@@ -141,6 +141,10 @@ impl Database {
     /// - a team with a rule for one of them gains the user, with the
     ///   strongest role its matching rules give, unless the user is a
     ///   member already (a membership an owner made is never changed);
+    /// - a membership an earlier sign-in made follows the strongest rule
+    ///   that matches now (its role and source change with it), so leaving
+    ///   a GitHub team while staying in its organization keeps what the
+    ///   organization's rule gives;
     /// - a membership an earlier sign-in made from a source now absent ends,
     ///   with the user's tokens on that team, unless the user is that
     ///   team's last owner.
@@ -174,15 +178,15 @@ impl Database {
                 }
             }
         }
-        let existing: Vec<(i64, Option<String>)> =
-            sqlx::query_as("SELECT team_id, via FROM memberships WHERE user_id = $1")
+        let existing: Vec<(i64, Option<String>, String)> =
+            sqlx::query_as("SELECT team_id, via, role FROM memberships WHERE user_id = $1")
                 .bind(user)
                 .fetch_all(&mut *tx)
                 .await?;
         let now = now_millis();
         let mut joined = Vec::new();
         for (team, (role, source)) in &wanted {
-            if existing.iter().any(|(member_of, _)| member_of == team) {
+            if existing.iter().any(|(member_of, _, _)| member_of == team) {
                 continue;
             }
             sqlx::query(
@@ -199,12 +203,9 @@ impl Database {
             joined.push(*team);
         }
         let mut left = Vec::new();
-        for (team, via) in existing {
+        for (team, via, held) in existing {
             let Some(via) = via else { continue };
             if !provider_prefixes.iter().any(|prefix| via.starts_with(prefix)) {
-                continue;
-            }
-            if wanted.contains_key(&team) && sources.contains(&via) {
                 continue;
             }
             let owners: Vec<i64> =
@@ -212,7 +213,25 @@ impl Database {
                     .bind(team)
                     .fetch_all(&mut *tx)
                     .await?;
-            if owners == [user] {
+            let last_owner = owners == [user];
+            if let Some((role, source)) = wanted.get(&team) {
+                let unchanged = held == role.as_str() && via == *source;
+                // The last owner stays an owner whatever the rules say.
+                let demotes_last_owner = last_owner && *role != Role::Owner;
+                if !(unchanged || demotes_last_owner) {
+                    sqlx::query(
+                        "UPDATE memberships SET role = $1, via = $2 WHERE team_id = $3 AND user_id = $4",
+                    )
+                    .bind(role.as_str())
+                    .bind(source)
+                    .bind(team)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                continue;
+            }
+            if last_owner {
                 continue;
             }
             sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")

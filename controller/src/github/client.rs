@@ -163,6 +163,17 @@ impl GitHub {
         })
     }
 
+    /// A client acting as the person a user access token (from "Sign in
+    /// with GitHub") belongs to, and the retry policy for calls someone
+    /// waits on.
+    pub(super) fn as_user(&self, token: &SecretString) -> Result<(Octocrab, RetryPolicy), CallError> {
+        let crab = self
+            .base
+            .user_access_token(token.expose_secret().to_owned())
+            .map_err(|e| unexpected("using the user's access token", &e))?;
+        Ok((crab, INTERACTIVE_RETRY.min_of(self.retry)))
+    }
+
     fn installation_client(&self, id: i64) -> Result<Octocrab, CallError> {
         if !self.has_app {
             return Err(CallError::NoApp);
@@ -469,7 +480,7 @@ impl Repo {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Method {
+pub(super) enum Method {
     Get,
     Post,
     Patch,
@@ -477,7 +488,7 @@ enum Method {
 
 /// One call, retried with backoff while it fails transiently. GitHub's
 /// `Retry-After` (up to ten minutes) is waited out when it asks for longer.
-async fn call<T: DeserializeOwned>(
+pub(super) async fn call<T: DeserializeOwned>(
     crab: &Octocrab,
     retry: RetryPolicy,
     what: &str,

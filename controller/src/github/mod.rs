@@ -4,10 +4,12 @@
 //! into our own small [`GitHubEvent`], so the rest of the controller never
 //! sees GitHub's models. Calls go out through [`client`] (octocrab, with
 //! retries), and [`reporter`] turns build state changes into commit
-//! statuses, deployments and the pull-request comment.
+//! statuses, deployments and the pull-request comment. [`sign_in`] is
+//! "Sign in with GitHub": the OAuth flow, and who the person is.
 
 pub mod client;
 pub mod reporter;
+pub mod sign_in;
 pub mod signature;
 
 use crate::config::Config;
@@ -37,6 +39,8 @@ pub struct GitHubService {
     pub secrets: Arc<crate::secrets::SecretBox>,
     pub urls: Urls,
     pub events: Events,
+    /// "Sign in with GitHub", when an OAuth client is configured.
+    pub sign_in: Option<Arc<sign_in::OAuthClient>>,
 }
 
 /// A delivery, reduced to what the controller acts on.

@@ -23,6 +23,7 @@ mod executors;
 mod failures;
 mod faults;
 mod github;
+mod github_signin;
 mod hostile_builds;
 mod hostile_deploys;
 mod live_logs;
