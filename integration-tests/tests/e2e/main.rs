@@ -25,6 +25,7 @@ mod faults;
 mod github;
 mod hostile_builds;
 mod hostile_deploys;
+mod invitations;
 mod live_logs;
 mod monorepo;
 mod ops;
