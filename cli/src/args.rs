@@ -67,7 +67,7 @@ pub enum Command {
     /// TLS certificates the controller's HTTPS listener serves: upload, list, remove (admin token)
     #[command(subcommand)]
     Certificates(CertificatesCommand),
-    /// Teams: settings (owners change them)
+    /// Teams: settings and invitations (owners)
     #[command(subcommand)]
     Teams(TeamsCommand),
     /// Your account: dashboard sessions (list, end) and your password; a member's, for a team owner
@@ -430,6 +430,26 @@ pub enum TeamsCommand {
         #[arg(long)]
         no_auto_join: bool,
     },
+    /// Invite someone to a team: prints a link that lets one person join (shown once)
+    Invite {
+        team: String,
+        /// The role they get: owner, admin, developer or viewer
+        #[arg(long)]
+        role: String,
+        /// Only this GitHub user may accept it (accepted when they sign in with GitHub)
+        #[arg(long, conflicts_with = "email")]
+        github_login: Option<String>,
+        /// Only a person whose sign-in verified this e-mail may accept it
+        #[arg(long)]
+        email: Option<String>,
+        /// Days until the link stops working, 1 to 30 (default 7)
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
+    /// List a team's pending invitations
+    Invitations { team: String },
+    /// Revoke a pending invitation: its link stops working at once
+    RevokeInvitation { team: String, id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -284,6 +284,32 @@ pub fn router(state: AppState) -> Router {
                 "/account/sessions/{session}/revoke",
                 post(dashboard::account::revoke_session),
             )
+            .route("/teams", get(dashboard::teams::list))
+            .route("/teams/{team}", get(dashboard::teams::show))
+            .route(
+                "/teams/{team}/members/{login}/role",
+                post(dashboard::teams::set_role),
+            )
+            .route(
+                "/teams/{team}/members/{login}/remove",
+                post(dashboard::teams::remove_member),
+            )
+            .route(
+                "/teams/{team}/invitations",
+                post(dashboard::teams::invite_someone),
+            )
+            .route(
+                "/teams/{team}/invitations/{id}/revoke",
+                post(dashboard::teams::revoke_invitation),
+            )
+            .route(
+                "/invitations/{token}",
+                get(dashboard::invitations::show).post(dashboard::invitations::accept),
+            )
+            .route(
+                "/invitations/{token}/account",
+                post(dashboard::invitations::create_account),
+            )
             .route("/queue", get(dashboard::queue::show))
             .route("/settings", get(dashboard::settings::show))
             .route("/settings/tokens", post(dashboard::settings::create_token))

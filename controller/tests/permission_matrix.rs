@@ -243,6 +243,18 @@ async fn every_operation_answers_each_role_of_the_sites_team_another_team_and_an
         wrong.join("\n")
     );
     assert!(calls > 300, "every operation as every caller: {calls}");
+    for (method, invitations) in [
+        ("POST", "/api/v1/teams/{team}/invitations"),
+        ("GET", "/api/v1/teams/{team}/invitations"),
+        ("DELETE", "/api/v1/teams/{team}/invitations/{id}"),
+    ] {
+        assert!(
+            operations.iter().any(|(m, path, p)| m.as_str() == method
+                && path == invitations
+                && *p == Permission::TeamMembers),
+            "{method} {invitations} is in the matrix as an owner's"
+        );
+    }
 
     // Lists across teams show another team only its own sites.
     let listed: serde_json::Value = http

@@ -2869,3 +2869,134 @@ on_both_databases!(
         assert_eq!(db.role_on_team(user, web.id).await.unwrap(), None);
     }
 );
+
+on_both_databases!(
+    an_invitation_is_used_once_before_it_expires_unless_revoked_and_an_addressed_one_is_claimed_at_sign_in,
+    |db: Database| async move {
+        use jamstack_controller::auth::external::{ProvenPerson, user_for};
+        use jamstack_controller::db::{
+            Acceptance, ExternalIdentity, InvitationState, NewInvitation, Role, now_millis,
+        };
+        let owner = db.insert_user("olga", None).await.unwrap().unwrap();
+        let web = db.insert_team("web", owner.id).await.unwrap().unwrap();
+        let week = now_millis() + 7 * 86_400_000;
+        let invite = |hash: &'static str, role: Role, github_login: Option<&'static str>, expires_at: i64| {
+            let db = db.clone();
+            async move {
+                db.insert_invitation(&NewInvitation {
+                    team: web.id,
+                    role,
+                    token_hash: hash,
+                    github_login,
+                    email: None,
+                    invited_by: "user:1",
+                    expires_at,
+                })
+                .await
+                .unwrap()
+            }
+        };
+
+        // One use: the second person is refused, and nothing changes for them.
+        let open = invite("hash-open", Role::Developer, None, week).await;
+        let ana = db.insert_user("ana", None).await.unwrap().unwrap();
+        let bob = db.insert_user("bob", None).await.unwrap().unwrap();
+        assert_eq!(db.pending_invitations(web.id).await.unwrap().len(), 1);
+        assert_eq!(
+            db.accept_invitation(open, ana.id).await.unwrap(),
+            Acceptance::Joined {
+                team: web.id,
+                role: Role::Developer
+            }
+        );
+        assert_eq!(
+            db.accept_invitation(open, bob.id).await.unwrap(),
+            Acceptance::Unusable
+        );
+        assert_eq!(db.role_on_team(bob.id, web.id).await.unwrap(), None);
+        let used = db.invitation_by_token_hash("hash-open").await.unwrap().unwrap();
+        assert_eq!(used.state(now_millis()), InvitationState::Used);
+        assert!(db.pending_invitations(web.id).await.unwrap().is_empty());
+
+        // An owner invited as a viewer stays owner.
+        let weaker = invite("hash-weaker", Role::Viewer, None, week).await;
+        assert_eq!(
+            db.accept_invitation(weaker, owner.id).await.unwrap(),
+            Acceptance::Joined {
+                team: web.id,
+                role: Role::Owner
+            }
+        );
+
+        // Expired and revoked invitations are refused.
+        let expired = invite("hash-expired", Role::Admin, None, now_millis() - 1).await;
+        assert_eq!(
+            db.accept_invitation(expired, bob.id).await.unwrap(),
+            Acceptance::Unusable
+        );
+        let revoked = invite("hash-revoked", Role::Admin, None, week).await;
+        assert!(db.revoke_invitation(web.id, revoked).await.unwrap());
+        assert!(
+            !db.revoke_invitation(web.id, revoked).await.unwrap(),
+            "revoked once"
+        );
+        assert_eq!(
+            db.accept_invitation(revoked, bob.id).await.unwrap(),
+            Acceptance::Unusable
+        );
+        assert_eq!(db.role_on_team(bob.id, web.id).await.unwrap(), None);
+
+        // A new account made from an invitation exists only if it joined.
+        let for_newcomer = invite("hash-new", Role::Viewer, None, week).await;
+        let (carl, joined) = db
+            .accept_invitation_as_new_user(for_newcomer, "carl", "$argon2id$stand-in")
+            .await
+            .unwrap();
+        assert_eq!(
+            joined,
+            Acceptance::Joined {
+                team: web.id,
+                role: Role::Viewer
+            }
+        );
+        assert_eq!(
+            db.role_on_team(carl.unwrap(), web.id).await.unwrap(),
+            Some(Role::Viewer)
+        );
+        let (nobody, refused) = db
+            .accept_invitation_as_new_user(for_newcomer, "dora", "$argon2id$stand-in")
+            .await
+            .unwrap();
+        assert_eq!((nobody, refused), (None, Acceptance::Unusable));
+        assert!(
+            db.user_by_login("dora").await.unwrap().is_none(),
+            "no account without the team"
+        );
+
+        // Addressed to a GitHub login: refused to anyone else, claimed by
+        // that person's sign-in whatever the case of their login.
+        let addressed = invite("hash-octo", Role::Admin, Some("OctoCat"), week).await;
+        assert_eq!(
+            db.accept_invitation(addressed, bob.id).await.unwrap(),
+            Acceptance::AddressedToSomeoneElse
+        );
+        let octocat = user_for(
+            &db,
+            &ProvenPerson {
+                identity: ExternalIdentity {
+                    provider: "github".into(),
+                    subject: "583231".into(),
+                    login: Some("octocat".into()),
+                    email: None,
+                },
+                sources: Vec::new(),
+                source_prefixes: &["github-"],
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(db.role_on_team(octocat, web.id).await.unwrap(), Some(Role::Admin));
+        let claimed = db.invitation_by_token_hash("hash-octo").await.unwrap().unwrap();
+        assert_eq!(claimed.state(now_millis()), InvitationState::Used);
+    }
+);

@@ -109,6 +109,8 @@ pub mod api {
     pub const SITE_NOTIFICATION_DELIVERIES: &str = "/api/v1/sites/{site}/notifications/{id}/deliveries";
     pub const SITE_LOCK: &str = "/api/v1/sites/{site}/lock";
     pub const TEAM_SETTINGS: &str = "/api/v1/teams/{team}/settings";
+    pub const TEAM_INVITATIONS: &str = "/api/v1/teams/{team}/invitations";
+    pub const TEAM_INVITATION: &str = "/api/v1/teams/{team}/invitations/{id}";
     pub const SITE_UNLOCK: &str = "/api/v1/sites/{site}/unlock";
     pub const SITE_BUILDS: &str = "/api/v1/sites/{site}/builds";
     pub const SITE_DEPLOYS: &str = "/api/v1/sites/{site}/deploys";
@@ -217,6 +219,14 @@ pub mod api {
 
     pub fn team_settings(team: &str) -> String {
         fill(TEAM_SETTINGS, "team", team)
+    }
+
+    pub fn team_invitations(team: &str) -> String {
+        fill(TEAM_INVITATIONS, "team", team)
+    }
+
+    pub fn team_invitation(team: &str, id: i64) -> String {
+        fill(&fill(TEAM_INVITATION, "team", team), "id", id)
     }
 
     pub fn site_schedules(site: &str) -> String {
@@ -372,6 +382,8 @@ mod tests {
             ),
             (api::SITE_LOCK, api::site_lock(site)),
             (api::TEAM_SETTINGS, api::team_settings("web")),
+            (api::TEAM_INVITATIONS, api::team_invitations("web")),
+            (api::TEAM_INVITATION, api::team_invitation("web", 5)),
             (api::SITE_UNLOCK, api::site_unlock(site)),
             (api::SITE_BUILDS, api::site_builds(site)),
             (api::SITE_DEPLOYS, api::site_deploys(site)),

@@ -157,7 +157,7 @@ pub async fn require_declared_permission(
 }
 
 /// How the audit log names who acted.
-fn actor(principal: Option<&Principal>) -> String {
+pub fn actor(principal: Option<&Principal>) -> String {
     match principal {
         None => "anonymous".to_owned(),
         Some(Principal::Installation) => "admin".to_owned(),

@@ -12,6 +12,7 @@ pub mod deploys;
 pub mod domains;
 pub mod github;
 pub mod identity;
+pub mod invitations;
 pub mod log_stream;
 pub mod notifications;
 pub mod openapi;
@@ -94,6 +95,8 @@ pub fn routes() -> ApiRouter {
         .routes(routes!(teams::set_member_role, teams::remove_member))
         .routes(routes!(teams::create_token))
         .routes(routes!(team_settings::show, team_settings::update))
+        .routes(routes!(invitations::list, invitations::create))
+        .routes(routes!(invitations::revoke))
         .routes(routes!(teams::set_member_password))
         .routes(routes!(
             teams::list_member_sessions,

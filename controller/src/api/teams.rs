@@ -32,7 +32,7 @@ pub struct UserView {
     pub owns_first_team: bool,
 }
 
-fn validate_name(what: &str, name: &str) -> Result<(), String> {
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     let fits = !name.is_empty()
         && name.len() <= 64
         && name

@@ -24,7 +24,7 @@ use crate::secrets::random_hex;
 use crate::urls::Urls;
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -51,6 +51,44 @@ struct LoginPage {
     /// "Sign in with GitHub" is configured: its button is shown.
     github: bool,
     error: Option<String>,
+    /// Where to go once signed in (an invitation's page), if anywhere.
+    next: Option<String>,
+}
+
+/// The page a sign-in may lead back to: only an invitation's page of this
+/// dashboard (a local path of letters, digits and `_` after
+/// `/invitations/`), so a link cannot send someone elsewhere once signed in.
+pub fn local_next(next: &str) -> Option<&str> {
+    let token = next.strip_prefix("/invitations/")?;
+    let fits = !token.is_empty()
+        && token.len() <= 128
+        && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    fits.then_some(next)
+}
+
+/// A form sent before anyone is signed in (the sign-in form, an
+/// invitation's account form) carries a random value that must match a
+/// cookie set with the page (double submit), so another site cannot post
+/// it in a visitor's name. Returns the jar with the cookie and the value.
+pub fn anonymous_form_csrf(urls: &Urls, headers: &HeaderMap, jar: CookieJar) -> (CookieJar, String) {
+    let csrf = random_hex(32);
+    let jar = jar.add(cookie(
+        LOGIN_CSRF_COOKIE,
+        csrf.clone(),
+        Duration::from_secs(3600),
+        behind_tls(urls, headers),
+        SameSite::Strict,
+    ));
+    (jar, csrf)
+}
+
+/// Whether an anonymous form's value matches its cookie.
+pub fn anonymous_form_csrf_matches(jar: &CookieJar, given: &str) -> bool {
+    let expected = jar
+        .get(LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    !expected.is_empty() && secrets_match(given, &expected)
 }
 
 fn cookie(
@@ -80,15 +118,9 @@ pub(super) fn login_page(
     headers: &HeaderMap,
     jar: CookieJar,
     error: Option<String>,
+    next: Option<&str>,
 ) -> Response {
-    let csrf = random_hex(32);
-    let jar = jar.add(cookie(
-        LOGIN_CSRF_COOKIE,
-        csrf.clone(),
-        Duration::from_secs(3600),
-        behind_tls(urls, headers),
-        SameSite::Strict,
-    ));
+    let (jar, csrf) = anonymous_form_csrf(urls, headers, jar);
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
@@ -101,8 +133,15 @@ pub(super) fn login_page(
         oidc: config.oidc.as_ref().map(|oidc| oidc.name.clone()),
         github: config.github_oauth.is_some(),
         error,
+        next: next.and_then(local_next).map(str::to_owned),
     };
     (status, jar, super::render(&page)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    /// Where to go once signed in (see [`local_next`]).
+    pub next: Option<String>,
 }
 
 pub async fn show(
@@ -110,8 +149,9 @@ pub async fn show(
     State(urls): State<Urls>,
     headers: HeaderMap,
     jar: CookieJar,
+    Query(query): Query<LoginQuery>,
 ) -> Response {
-    login_page(&config, &urls, &headers, jar, None)
+    login_page(&config, &urls, &headers, jar, None, query.next.as_deref())
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +166,9 @@ pub struct LoginForm {
     pub login: String,
     #[serde(default)]
     pub password: String,
+    /// Where to go once signed in (see [`local_next`]).
+    #[serde(default)]
+    pub next: String,
 }
 
 /// The longest login an attempt is recorded under in the audit log (the
@@ -197,11 +240,7 @@ pub async fn sign_in(
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> PageResult {
-    let expected = jar
-        .get(LOGIN_CSRF_COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if expected.is_empty() || !secrets_match(&form.csrf, &expected) {
+    if !anonymous_form_csrf_matches(&jar, &form.csrf) {
         return Err(forbidden(
             "this sign-in form was not sent by this dashboard's sign-in page; open /login and sign in there",
         )
@@ -284,7 +323,14 @@ pub async fn sign_in(
             "that token is not the admin token. Use the one the controller printed on its first start, \
              or make a new one with `jamstack-controller token admin`."
         };
-        return Ok(login_page(&config, &urls, &headers, jar, Some(error.to_owned())));
+        return Ok(login_page(
+            &config,
+            &urls,
+            &headers,
+            jar,
+            Some(error.to_owned()),
+            Some(form.next.as_str()),
+        ));
     };
     drop(turn);
     let (with, actor) = match signed_in {
@@ -299,7 +345,8 @@ pub async fn sign_in(
     let jar = open_session(&auth, &urls, &headers, jar, user).await?;
     tracing::info!(with, "dashboard sign-in");
     record_sign_in(&auth.db, actor, "/login", true, client.0).await;
-    Ok((jar, see_other("/sites")).into_response())
+    let next = local_next(&form.next).unwrap_or("/sites");
+    Ok((jar, see_other(next)).into_response())
 }
 
 /// Opens a dashboard session (the installation's when `user` is `None`)

@@ -18,12 +18,14 @@ pub mod account;
 pub mod builds;
 pub mod deploys;
 pub mod github_login;
+pub mod invitations;
 pub mod login;
 pub mod oidc_login;
 pub mod queue;
 pub mod settings;
 pub mod site_settings;
 pub mod sites;
+pub mod teams;
 
 use crate::audit::AuditLog;
 use crate::auth::{
@@ -81,6 +83,14 @@ pub fn page_permission(method: &Method, route: &str) -> Permission {
         // Every signed-in person: their own account and signing out.
         "/logout" | "/account" => Permission::Public,
         "/account/sessions/{session}/revoke" => Permission::Public,
+        // Accepting an invitation: the link is the credential; the
+        // handlers check who may use it.
+        "/invitations/{token}" | "/invitations/{token}/account" => Permission::Public,
+        // The list shows only the teams of the person signed in.
+        "/teams" if reading => Permission::Public,
+        // A team's page: its members; its forms manage them.
+        "/teams/{team}" if reading => Permission::TeamRead,
+        _ if route.starts_with("/teams/{team}/") => Permission::TeamMembers,
         // The list shows only the sites of the user's teams.
         "/sites" if reading => Permission::SiteRead,
         "/sites/{site}" | "/sites/{site}/deploys/{deploy}" | "/builds/{id}" if reading => {
@@ -104,6 +114,9 @@ pub fn page_permission(method: &Method, route: &str) -> Permission {
 fn page_resource<'a>(route: &str, params: &'a RawPathParams) -> Result<Resource<'a>, AppError> {
     if let Some((_, site)) = params.iter().find(|(name, _)| *name == "site") {
         return Ok(Resource::Site(site));
+    }
+    if let Some((_, team)) = params.iter().find(|(name, _)| *name == "team") {
+        return Ok(Resource::Team(team));
     }
     if route.starts_with("/builds/{id}") {
         let id = params
@@ -191,6 +204,10 @@ fn action_of(pattern: &str) -> String {
         "/builds/{id}/retry" => "retry_build",
         "/settings/tokens" => "create_token",
         "/settings/tokens/{id}/revoke" => "revoke_token",
+        "/teams/{team}/members/{login}/role" => "set_member_role",
+        "/teams/{team}/members/{login}/remove" => "remove_member",
+        "/teams/{team}/invitations" => "create_team_invitation",
+        "/teams/{team}/invitations/{id}/revoke" => "revoke_team_invitation",
         other => return format!("POST {other}"),
     };
     action.to_owned()
@@ -199,7 +216,9 @@ fn action_of(pattern: &str) -> String {
 /// A layer on the dashboard's routes: every form a signed-in session posts
 /// that succeeds (a page or a redirect) is written to the audit log, as
 /// the API's permission layer does for API calls; signing in and out are
-/// not changes. The entry names the page's path, never a form's fields.
+/// not changes. The entry names the page's path, never a form's fields;
+/// an invitation's pages (whose path is the invitation's secret) write
+/// their own entries.
 pub async fn audit_changes(
     State(audit): State<AuditLog>,
     matched: MatchedPath,
@@ -209,7 +228,11 @@ pub async fn audit_changes(
 ) -> Response {
     let db = &audit.db;
     let pattern = matched.as_str();
-    if request.method() != Method::POST || pattern == "/login" || pattern == "/logout" {
+    if request.method() != Method::POST
+        || pattern == "/login"
+        || pattern == "/logout"
+        || pattern.starts_with("/invitations/")
+    {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -232,6 +255,10 @@ pub async fn audit_changes(
         .iter()
         .find(|(name, _)| *name == "site")
         .map(|(_, value)| value.to_owned());
+    let team = params
+        .iter()
+        .find(|(name, _)| *name == "team")
+        .map(|(_, value)| value.to_owned());
     let build = pattern
         .starts_with("/builds/{id}")
         .then(|| params.iter().find(|(name, _)| *name == "id"))
@@ -253,7 +280,10 @@ pub async fn audit_changes(
             db.build(build).await.ok().flatten().map(|b| b.site),
             db.team_of_build(build).await.ok().flatten(),
         ),
-        (None, None) => (None, None),
+        (None, None) => match team {
+            Some(team) => (None, db.team_by_name(&team).await.ok().flatten().map(|t| t.id)),
+            None => (None, None),
+        },
     };
     let entry = NewAuditEntry {
         actor,

@@ -7,8 +7,8 @@
 //! each: sites, builds and jobs (the queue), logs, deploys and blobs, tokens
 //! and settings, sites' build settings (`site_settings`), webhook
 //! deliveries, build hooks and schedules, custom domains, sites' token keys (`identity`), ACME
-//! accounts and orders, GitHub (installations and what was reported back), and users, teams and
-//! memberships.
+//! accounts and orders, GitHub (installations and what was reported back), and users, teams,
+//! memberships and invitations.
 //! Timestamps are Unix milliseconds.
 
 mod acme;
@@ -26,6 +26,7 @@ mod file_lists;
 mod github;
 mod identities;
 mod identity;
+mod invitations;
 mod logs;
 mod notifications;
 mod ops;
@@ -59,6 +60,7 @@ pub use file_lists::StoredFileList;
 pub use github::{BuildReport, Installation};
 pub use identities::{AutoMembership, ExternalIdentity, LinkedIdentity};
 pub use identity::IdentityKey;
+pub use invitations::{Acceptance, Invitation, InvitationState, NewInvitation};
 pub use notifications::{
     AttemptResult, DueDelivery, NewNotificationHook, NotificationDelivery, NotificationHook,
     NotificationKind, host_only,

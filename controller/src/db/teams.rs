@@ -561,6 +561,32 @@ impl Database {
         Ok(())
     }
 
+    /// The teams `user` is a member of (every team for `None`, the
+    /// installation's admin), by name, with the user's role there.
+    pub async fn team_roles(&self, user: Option<i64>) -> anyhow::Result<Vec<(String, Option<Role>)>> {
+        let rows: Vec<(String, Option<String>)> = match user {
+            Some(user) => {
+                sqlx::query_as(
+                    "SELECT t.name, m.role FROM teams t JOIN memberships m ON m.team_id = t.id \
+                     WHERE m.user_id = $1 ORDER BY t.name",
+                )
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                let names: Vec<String> = sqlx::query_scalar("SELECT name FROM teams ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                names.into_iter().map(|name| (name, None)).collect()
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(name, role)| (name, role.as_deref().and_then(Role::parse)))
+            .collect())
+    }
+
     /// The teams a user is a member of.
     pub async fn teams_of_user(&self, user: i64) -> anyhow::Result<Vec<i64>> {
         Ok(

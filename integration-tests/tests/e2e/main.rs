@@ -26,6 +26,7 @@ mod github;
 mod github_signin;
 mod hostile_builds;
 mod hostile_deploys;
+mod invitations;
 mod live_logs;
 mod monorepo;
 mod oidc;
