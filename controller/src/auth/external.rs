@@ -44,7 +44,8 @@ pub async fn user_for(db: &Database, person: &ProvenPerson) -> anyhow::Result<i6
         }
     };
     db.link_identity(user, identity).await?;
-    db.claim_invitations_for(user, identity.github_login(), identity.email.as_deref()).await?;
+    db.claim_invitations_for(user, identity.github_login(), identity.email.as_deref())
+        .await?;
     db.sync_auto_memberships(user, person.source_prefixes, &person.sources)
         .await?;
     Ok(user)

@@ -266,6 +266,7 @@ pub async fn callback(
             &headers,
             jar,
             Some("Too many sign-ins are under way; wait a few seconds, then try again.".to_owned()),
+            None,
         ));
     };
     let answer = person_from_callback(&github, &urls, &jar, &callback).await;
@@ -276,7 +277,14 @@ pub async fn callback(
         Err(refusal) => {
             tracing::warn!(client = %client.0, ?refusal, "GitHub sign-in refused");
             record_sign_in(&auth.db, "github".to_owned(), START_PATH, false, client.0).await;
-            return Ok(login_page(&config, &urls, &headers, jar, Some(refusal.message())));
+            return Ok(login_page(
+                &config,
+                &urls,
+                &headers,
+                jar,
+                Some(refusal.message()),
+                None,
+            ));
         }
     };
     let github_login = person.login.clone();

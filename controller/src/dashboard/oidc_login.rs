@@ -62,7 +62,7 @@ pub async fn start(
                 waiting.issuer,
                 waiting.why.chars().take(300).collect::<String>()
             );
-            let mut page = login_page(&config, &urls, &headers, jar, Some(message));
+            let mut page = login_page(&config, &urls, &headers, jar, Some(message), None);
             *page.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             return Ok(page);
         }
@@ -157,7 +157,7 @@ pub async fn callback(
             tracing::warn!(client = %client.0, issuer = %provider.issuer(), reason = %message, "OpenID Connect sign-in refused");
             let actor = format!("oidc:{}", provider.issuer().chars().take(200).collect::<String>());
             record_sign_in(&auth.db, actor, "/login/oidc", false, client.0).await;
-            return Ok(login_page(&config, &urls, &headers, jar, Some(message)));
+            return Ok(login_page(&config, &urls, &headers, jar, Some(message), None));
         }
     };
     let user = crate::auth::external::user_for(&auth.db, &person).await?;

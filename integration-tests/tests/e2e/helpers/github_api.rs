@@ -914,19 +914,19 @@ async fn exchange_code(State(inner): Shared, headers: HeaderMap, body: axum::bod
 }
 
 /// The account a request's user access token is for.
-fn account_of(inner: &Inner, headers: &HeaderMap) -> Result<GitHubAccount, Response> {
+fn account_of(inner: &Inner, headers: &HeaderMap) -> Result<GitHubAccount, Box<Response>> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")))
-        .ok_or_else(|| github_error(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
+        .ok_or_else(|| Box::new(github_error(StatusCode::UNAUTHORIZED, "Requires authentication")))?;
     inner
         .user_tokens
         .iter()
         .find(|(given, _)| given == token)
         .and_then(|(_, id)| inner.accounts.get(id))
         .cloned()
-        .ok_or_else(|| github_error(StatusCode::UNAUTHORIZED, "Bad credentials"))
+        .ok_or_else(|| Box::new(github_error(StatusCode::UNAUTHORIZED, "Bad credentials")))
 }
 
 fn page_of<T: Clone>(items: &[T], query: &HashMap<String, String>) -> Vec<T> {
@@ -958,7 +958,7 @@ fn organization_json(login: &str) -> Value {
 async fn show_user(State(inner): Shared, headers: HeaderMap) -> Response {
     let account = match account_of(&inner.lock().unwrap(), &headers) {
         Ok(account) => account,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     axum::Json(json!({
         "login": account.login,
@@ -981,7 +981,7 @@ async fn list_emails(State(inner): Shared, headers: HeaderMap) -> Response {
     let inner = inner.lock().unwrap();
     let account = match account_of(&inner, &headers) {
         Ok(account) => account,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if !inner.emails_readable {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
@@ -1006,7 +1006,7 @@ async fn list_organizations(
 ) -> Response {
     let account = match account_of(&inner.lock().unwrap(), &headers) {
         Ok(account) => account,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let listed: Vec<Value> = page_of(&account.organizations, &query)
         .iter()
@@ -1023,7 +1023,7 @@ async fn list_teams(
 ) -> Response {
     let account = match account_of(&inner.lock().unwrap(), &headers) {
         Ok(account) => account,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let listed: Vec<Value> = page_of(&account.teams, &query)
         .iter()
