@@ -55,20 +55,17 @@ pub async fn serve<S>(
         // edge's 100 KB files went from 23,500 to 32,500 requests/s under
         // wrk (nginx: 31,000 in the same run), the path axum::serve took.
         .writev(false);
-    let mut https = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    https
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .writev(false);
-    https
-        .http2()
-        .timer(TokioTimer::new())
+    // Over TLS the protocol is known from ALPN before the first byte, so
+    // each connection goes straight to its own builder: hyper-util's
+    // `auto` builder would read ahead to sniff it and keep every read of
+    // the connection behind that buffer.
+    let mut h2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
         // Ping an idle h2 connection; one that does not answer is closed.
         .keep_alive_interval(Some(std::time::Duration::from_secs(60)))
         .keep_alive_timeout(limits.header_read_timeout);
-    let https = Arc::new(https);
+    let (h1, h2) = (Arc::new(http.clone()), Arc::new(h2));
     tokio::pin!(shutdown);
     loop {
         // At the cap, stop accepting: new connections wait in the backlog.
@@ -110,7 +107,7 @@ pub async fn serve<S>(
             if let Err(error) = stream.set_nodelay(true) {
                 tracing::debug!(%error, %peer, "setting TCP_NODELAY failed");
             }
-            let (tls, https, watcher) = (tls.clone(), https.clone(), graceful.watcher());
+            let (tls, h1, h2, watcher) = (tls.clone(), h1.clone(), h2.clone(), graceful.watcher());
             let handshake_timeout = limits.header_read_timeout;
             tokio::spawn(async move {
                 let stream = match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
@@ -124,13 +121,23 @@ pub async fn serve<S>(
                         return;
                     }
                 };
+                let alpn = stream.get_ref().1.alpn_protocol();
                 // A TLS-ALPN-01 validation ends with the handshake.
-                if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                if alpn == Some(crate::tls::ACME_TLS_ALPN) {
                     return;
                 }
-                let connection =
-                    https.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                if let Err(error) = watcher.watch(connection).await {
+                // No ALPN, or `http/1.1`: HTTP/1.1 (h2 over TLS is only
+                // ever chosen by ALPN, RFC 9113 section 3.2).
+                let served = if alpn == Some(b"h2".as_slice()) {
+                    let connection =
+                        h2.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    watcher.watch(connection).await
+                } else {
+                    let connection =
+                        h1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    watcher.watch(connection).await
+                };
+                if let Err(error) = served {
                     tracing::debug!(%error, %peer, "connection ended with an error");
                 }
                 drop(permit);
