@@ -29,5 +29,8 @@ scripts/bench/install-peers.sh nginx wrk rsync
 
 # The controller the bench starts as a process, and the bench itself
 # (the runner's upload code, an HTTP client), both optimized.
-cargo build --release --locked -p jamstack-controller --bin jamstack-controller
+# The CLI too, as tls.sh builds them: the same set of packages keeps one
+# set of release artefacts (another set would rebuild shared dependencies
+# with other features between benches).
+cargo build --release --locked -p jamstack-controller --bin jamstack-controller -p jamstack-cli --bin jamstack
 cargo bench --locked -p integration-tests --bench edge_and_deploys

@@ -24,5 +24,8 @@ cd "$(dirname "$0")/../.."
 
 scripts/bench/install-peers.sh nginx wrk
 
-cargo build --release --locked -p jamstack-controller --bin jamstack-controller
+# The CLI too, as tls.sh builds them: the same set of packages keeps one
+# set of release artefacts (another set would rebuild shared dependencies
+# with other features between benches).
+cargo build --release --locked -p jamstack-controller --bin jamstack-controller -p jamstack-cli --bin jamstack
 cargo bench --locked -p integration-tests --bench many_sites
