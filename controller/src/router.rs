@@ -286,6 +286,7 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/teams", get(dashboard::teams::list))
             .route("/teams/{team}", get(dashboard::teams::show))
+            .route("/teams/{team}/audit", get(dashboard::teams::audit))
             .route(
                 "/teams/{team}/members/{login}/role",
                 post(dashboard::teams::set_role),

@@ -273,3 +273,139 @@ pub async fn revoke_invitation(
     }
     Ok(see_other(format!("/teams/{team}")))
 }
+
+/// Entries one page of the team's audit log shows.
+const AUDIT_PAGE_SIZE: i64 = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    /// A member's login, or an actor as the log writes it (`admin`,
+    /// `token:7`, `webhook:github`, `schedule:3`).
+    #[serde(default)]
+    pub who: String,
+    /// An operation, e.g. `lock_site`.
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub site: String,
+    /// 1 for the newest page.
+    #[serde(default)]
+    pub page: Option<i64>,
+}
+
+pub struct AuditRow {
+    pub when: String,
+    /// Unix milliseconds, for the page's `datetime`.
+    pub at: i64,
+    /// The member's login for `user:<id>`, the actor as written otherwise.
+    pub who: String,
+    pub action: String,
+    pub site: String,
+    pub target: String,
+    pub ip: String,
+    pub status: i64,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/team_audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    team: String,
+    rows: Vec<AuditRow>,
+    who: String,
+    action: String,
+    site: String,
+    page: i64,
+    /// The query string of the next (older) page, when there is one.
+    older: Option<String>,
+    /// The query string of the previous (newer) page, when there is one.
+    newer: Option<String>,
+}
+
+/// `GET /teams/{team}/audit`: who changed what on the team and its sites,
+/// newest first, filtered by who, what and which site (the team's owners,
+/// as the API's `list_team_audit_log`).
+pub async fn audit(
+    State(db): State<Database>,
+    session: Session,
+    Path(team): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<AuditQuery>,
+) -> PageResult {
+    let id = team_id(&db, &team).await?;
+    let who = query.who.trim().to_owned();
+    // A login is looked up; anything else is taken as the log writes it.
+    let actor = if who.is_empty() {
+        None
+    } else {
+        match db.user_by_login(&who).await? {
+            Some(user) => Some(format!("user:{}", user.id)),
+            None => Some(who.clone()),
+        }
+    };
+    let nonempty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+    let filter = crate::db::AuditFilter {
+        actor,
+        action: nonempty(&query.action),
+        site: nonempty(&query.site),
+        team: Some(id),
+        since: None,
+        until: None,
+    };
+    let page = query.page.unwrap_or(1).clamp(1, 10_000);
+    // One more than shown: whether an older page exists.
+    let mut entries = db
+        .audit_page(&filter, AUDIT_PAGE_SIZE + 1, (page - 1) * AUDIT_PAGE_SIZE)
+        .await?;
+    let has_older = entries.len() as i64 > AUDIT_PAGE_SIZE;
+    entries.truncate(AUDIT_PAGE_SIZE as usize);
+    let mut logins = std::collections::HashMap::new();
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let who = match entry
+            .actor
+            .strip_prefix("user:")
+            .and_then(|id| id.parse::<i64>().ok())
+        {
+            Some(user) => {
+                let login = match logins.entry(user) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(first) => {
+                        first.insert(db.user_by_id(user).await?.map(|u| u.login))
+                    }
+                };
+                login.clone().unwrap_or_else(|| entry.actor.clone())
+            }
+            None => entry.actor.clone(),
+        };
+        rows.push(AuditRow {
+            when: ago(entry.at),
+            at: entry.at,
+            who,
+            action: entry.action,
+            site: entry.site.unwrap_or_default(),
+            target: entry.target,
+            ip: entry.ip.unwrap_or_default(),
+            status: entry.status,
+        });
+    }
+    let query_of = |page: i64| {
+        serde_urlencoded::to_string([
+            ("who", query.who.as_str()),
+            ("action", query.action.as_str()),
+            ("site", query.site.as_str()),
+            ("page", &page.to_string()),
+        ])
+        .unwrap_or_default()
+    };
+    Ok(render(&AuditPage {
+        chrome: Chrome::new(&session, "teams"),
+        team,
+        rows,
+        who: query.who.clone(),
+        action: query.action.clone(),
+        site: query.site.clone(),
+        page,
+        older: has_older.then(|| query_of(page + 1)),
+        newer: (page > 1).then(|| query_of(page - 1)),
+    }))
+}

@@ -425,3 +425,218 @@ async fn a_user_lists_their_sessions_and_ends_one_which_is_refused_at_once() {
     let (_, sessions) = as_token(&app, &vic_token, reqwest::Method::GET, "/users/me/sessions", None).await;
     assert_eq!(sessions, json!([]));
 }
+
+/// The newest entry of the installation's audit log, as the admin reads it.
+async fn newest_entry(app: &TestApp) -> Value {
+    let entries = app.get_json("/audit?per_page=1").await;
+    entries
+        .as_array()
+        .and_then(|entries| entries.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("the audit log is empty: {entries}"))
+}
+
+/// Checks the newest entry is `action` by `actor` on `site` with `status`.
+async fn last_change_was(app: &TestApp, actor: &str, action: &str, site: Option<&str>, status: u16) -> Value {
+    let entry = newest_entry(app).await;
+    assert_eq!(entry["actor"], actor, "{entry}");
+    assert_eq!(entry["action"], action, "{entry}");
+    assert_eq!(entry["site"], site.map_or(Value::Null, |s| json!(s)), "{entry}");
+    assert_eq!(entry["status"], status, "{entry}");
+    assert!(
+        entry["ip"].as_str().is_some_and(|ip| !ip.is_empty()),
+        "from where: {entry}"
+    );
+    entry
+}
+
+#[tokio::test]
+async fn a_teams_scripted_day_is_in_the_audit_log_action_by_action_and_its_owner_filters_it_on_the_dashboard()
+{
+    let (app, _runner_token) = spawn_controller_only().await;
+    let olga = two_teams_with_vic_as(&app, "developer").await;
+    let (status, made) = app
+        .api_json(app.http.post(app.api("/teams/web/tokens")).json(&json!({
+            "name": "vic-laptop",
+            "scopes": ["read", "builds", "deploys"],
+            "login": "vic",
+        })))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let vic = made["token"].as_str().unwrap().to_owned();
+    let vic_token = format!("token:{}", made["id"]);
+    last_change_was(&app, "admin", "create_team_token", None, 201).await;
+    let olga_token = {
+        let (status, _) = as_token(&app, &olga, reqwest::Method::POST, "/sites/shop/lock", None).await;
+        assert_eq!(status, 200);
+        let entry = newest_entry(&app).await;
+        assert_eq!(
+            (&entry["action"], &entry["site"]),
+            (&json!("lock_site"), &json!("shop")),
+            "{entry}"
+        );
+        entry["actor"].as_str().unwrap().to_owned()
+    };
+    assert!(
+        olga_token.starts_with("token:") && olga_token != vic_token,
+        "{olga_token}"
+    );
+
+    // Morning: vic mistypes the password, then signs in.
+    let (status, _, _) = sign_in_as(&app, "vic", "wrong horse").await;
+    assert_eq!(status, 401);
+    last_change_was(&app, "login:vic", "sign_in_failed", None, 401).await;
+    let (status, session, _) = sign_in_as(&app, "vic", VIC_PASSWORD).await;
+    assert_eq!(status, 303);
+    let vic_session = session.expect("signed in");
+    let signed_in = newest_entry(&app).await;
+    assert_eq!(signed_in["action"], "sign_in", "{signed_in}");
+    let vic_user = signed_in["actor"].as_str().unwrap().to_owned();
+    assert!(vic_user.starts_with("user:"), "{signed_in}");
+
+    // Olga unlocks the site and sets a secret variable: its name is
+    // logged, never its value.
+    let (status, _) = as_token(&app, &olga, reqwest::Method::POST, "/sites/shop/unlock", None).await;
+    assert_eq!(status, 200);
+    last_change_was(&app, &olga_token, "unlock_site", Some("shop"), 200).await;
+    let (status, body) = as_token(
+        &app,
+        &olga,
+        reqwest::Method::PUT,
+        "/sites/shop/env/STRIPE_KEY",
+        Some(json!({"value": "sk_live_do_not_log", "secret": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let entry = last_change_was(&app, &olga_token, "set_env_var", Some("shop"), 200).await;
+    assert_eq!(entry["target"], "/api/v1/sites/shop/env/STRIPE_KEY");
+    assert!(!entry.to_string().contains("sk_live"), "{entry}");
+
+    // Vic, a developer, locks the site, and is refused a domain (admins only):
+    // the refusal changed nothing, so it is not a change in the log.
+    let (status, _) = as_token(&app, &vic, reqwest::Method::POST, "/sites/shop/lock", None).await;
+    assert_eq!(status, 200);
+    last_change_was(&app, &vic_token, "lock_site", Some("shop"), 200).await;
+    let (status, _) = as_token(
+        &app,
+        &vic,
+        reqwest::Method::POST,
+        "/sites/shop/domains",
+        Some(json!({"hostname": "shop.example.com"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let after_refusal = newest_entry(&app).await;
+    assert_eq!(after_refusal["action"], "lock_site", "{after_refusal}");
+
+    // Olga adds the domain instead, then makes vic a viewer.
+    let (status, body) = as_token(
+        &app,
+        &olga,
+        reqwest::Method::POST,
+        "/sites/shop/domains",
+        Some(json!({"hostname": "shop.example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    last_change_was(&app, &olga_token, "add_site_domain", Some("shop"), 201).await;
+    let (status, body) = as_token(
+        &app,
+        &olga,
+        reqwest::Method::PUT,
+        "/teams/web/members/vic",
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let entry = last_change_was(&app, &olga_token, "set_member_role", None, 200).await;
+    assert_eq!(entry["target"], "/api/v1/teams/web/members/vic");
+
+    // Evening: vic, a viewer now, ends the own dashboard session.
+    let csrf = csrf_of(&page(&app, &vic_session, "/account").await.1);
+    let signed_out = app
+        .http
+        .post(format!("{}/logout", app.base_url))
+        .header("cookie", &vic_session.cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status().as_u16(), 303);
+
+    // The team's log, as olga reads it: every change of the day on web's
+    // site and members, newest first, none of the other team's.
+    let (status, day) = as_token(&app, &olga, reqwest::Method::GET, "/teams/web/audit", None).await;
+    assert_eq!(status, 200, "{day}");
+    let actions: Vec<&str> = day
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for done in [
+        "set_member_role",
+        "add_site_domain",
+        "lock_site",
+        "set_env_var",
+        "unlock_site",
+        "create_team_token",
+    ] {
+        assert!(actions.contains(&done), "{done} missing from {actions:?}");
+    }
+    let positions: Vec<usize> = ["set_member_role", "add_site_domain", "set_env_var", "unlock_site"]
+        .iter()
+        .map(|a| actions.iter().position(|x| x == a).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "newest first: {actions:?}"
+    );
+    assert!(
+        day.as_array().unwrap().iter().all(|e| e["site"] != "blog"),
+        "another team's site: {day}"
+    );
+
+    // On the dashboard, olga's team page links the log; filtered by who,
+    // it shows vic's lock and nothing of olga's.
+    let (status, olga_session, _) = {
+        let (status, body) = app
+            .api_json(
+                app.http
+                    .put(app.api("/teams/web/members/olga/password"))
+                    .json(&json!({"password": "olga's long password"})),
+            )
+            .await;
+        assert!(status == 200 || status == 204, "{body}");
+        sign_in_as(&app, "olga", "olga's long password").await
+    };
+    assert_eq!(status, 303);
+    let olga_session = olga_session.unwrap();
+    let (status, team_page) = page(&app, &olga_session, "/teams/web").await;
+    assert_eq!(status, 200);
+    assert!(team_page.contains("/teams/web/audit"), "{team_page}");
+    let (status, filtered) = page(&app, &olga_session, &format!("/teams/web/audit?who={vic_token}")).await;
+    assert_eq!(status, 200, "{filtered}");
+    assert!(filtered.contains("lock_site"), "{filtered}");
+    assert!(!filtered.contains("set_env_var"), "{filtered}");
+    // The admin made vic a developer in the morning; olga made vic a viewer.
+    let (status, by_action) = page(&app, &olga_session, "/teams/web/audit?action=set_member_role").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        by_action.matches("class=\"audit-entry\"").count(),
+        2,
+        "{by_action}"
+    );
+    let (status, both) = page(
+        &app,
+        &olga_session,
+        &format!("/teams/web/audit?action=set_member_role&who={olga_token}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(both.matches("class=\"audit-entry\"").count(), 1, "{both}");
+    // A viewer does not read the team's log.
+    let (_, vic_again, _) = sign_in_as(&app, "vic", VIC_PASSWORD).await;
+    let (status, _) = page(&app, &vic_again.unwrap(), "/teams/web/audit").await;
+    assert_eq!(status, 403);
+}
