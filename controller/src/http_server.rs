@@ -9,9 +9,12 @@
 //! slow ClientHello holds nothing longer than a slow header), then HTTP/1.1
 //! or h2, as ALPN chose, and every request carries [`OverTls`].
 
+mod batched_writes;
+
 use crate::config::HttpLimits;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use batched_writes::BatchedIo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -129,9 +132,12 @@ pub async fn serve<S>(
                 // No ALPN, or `http/1.1`: HTTP/1.1 (h2 over TLS is only
                 // ever chosen by ALPN, RFC 9113 section 3.2).
                 let served = if alpn == Some(b"h2".as_slice()) {
+                    // The answers one turn of the connection makes leave
+                    // together (see `batched_writes`).
+                    let (stream, sender) = BatchedIo::new(stream);
                     let connection =
                         h2.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    watcher.watch(connection).await
+                    sender.after_each_poll(watcher.watch(connection)).await
                 } else {
                     let connection =
                         h1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));

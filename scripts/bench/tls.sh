@@ -11,16 +11,16 @@
 # deploys the files through the CLI, as a user would.
 #
 # Usage: scripts/bench/tls.sh
-# Knobs (environment): BENCH_REQUESTS (20000), BENCH_CLIENTS (50),
-# BENCH_STREAMS (10, h2 only), BENCH_HANDSHAKES (1000), BENCH_ROUNDS (2).
+# Knobs (environment): BENCH_REQUESTS (50000), BENCH_CLIENTS (50),
+# BENCH_STREAMS (10, h2 only), BENCH_HANDSHAKES (2000), BENCH_ROUNDS (3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-REQUESTS=${BENCH_REQUESTS:-20000}
+REQUESTS=${BENCH_REQUESTS:-50000}
 CLIENTS=${BENCH_CLIENTS:-50}
 STREAMS=${BENCH_STREAMS:-10}
-HANDSHAKES=${BENCH_HANDSHAKES:-1000}
-ROUNDS=${BENCH_ROUNDS:-2}
+HANDSHAKES=${BENCH_HANDSHAKES:-2000}
+ROUNDS=${BENCH_ROUNDS:-3}
 
 missing=()
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
@@ -94,6 +94,7 @@ ours=$(free_port)
 "$controller" serve --data-dir "$work/controller" --listen "127.0.0.1:$ours_http" \
     --https-listen "127.0.0.1:$ours" --domain "$domain" >"$work/controller.log" 2>&1 &
 pids+=($!)
+ours_pid=$!
 wait_for_port "$ours_http"
 token=$("$controller" token admin --name bench --data-dir "$work/controller" | tail -n 1)
 export JAMSTACK_URL="http://127.0.0.1:$ours_http" JAMSTACK_TOKEN="$token"
@@ -135,6 +136,7 @@ http {
 EOF
 nginx -p "$prefix" -c "$prefix/nginx.conf" &
 pids+=($!)
+nginx_pid=$!
 wait_for_port "$theirs_nginx"
 
 # Caddy: file_server with the same certificate, HTTP/1.1 and h2.
@@ -157,6 +159,7 @@ EOF
 HOME=$work XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work caddy run --config "$work/Caddyfile" --adapter caddyfile \
     >"$work/caddy.log" 2>&1 &
 pids+=($!)
+caddy_pid=$!
 wait_for_port "$theirs_caddy"
 
 # Every server answers the same bytes before anything is measured.
@@ -170,15 +173,34 @@ for port in "$ours" "$theirs_nginx" "$theirs_caddy"; do
     done
 done
 
-# One h2load run: prints "requests/s p99_ms".
+# The CPU time (user and system, in clock ticks) the server on a port has
+# used so far: the controller, nginx's master and workers, or Caddy. With
+# the client on the same two cores, requests/s also measures the client;
+# CPU per request is the server's own cost.
+cpu_ticks() { # port
+    local server_pids
+    case $1 in
+        "$ours") server_pids=$ours_pid ;;
+        "$theirs_nginx") server_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')" ;;
+        "$theirs_caddy") server_pids=$caddy_pid ;;
+    esac
+    # Fields 14 and 15 of /proc/<pid>/stat: utime and stime. The name in
+    # field 2 has no spaces for these three.
+    for pid in $server_pids; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk '{s += $1} END {print s}'
+}
+ticks_per_second=$(getconf CLK_TCK)
+
+# One h2load run: prints "requests/s p99_ms cpu_us_per_request".
 measure() { # port path protocol(h1|h2) requests clients streams
     local log=$work/h2load.log
     local flags=()
     [ "$3" = h1 ] && flags+=(--h1)
     rm -f "$log"
-    local out
+    local out before after
+    before=$(cpu_ticks "$1")
     out=$(h2load "${flags[@]}" -n "$4" -c "$5" -m "$6" -t 1 --connect-to="127.0.0.1:$1" \
         --log-file="$log" "https://$host:$1$2" 2>&1)
+    after=$(cpu_ticks "$1")
     if ! grep -q " 0 failed, 0 errored, 0 timeout" <<<"$out" || grep -q " 0 succeeded" <<<"$out"; then
         echo "h2load against port $1 $2 ($3) had failures:" >&2
         echo "$out" >&2
@@ -189,40 +211,59 @@ measure() { # port path protocol(h1|h2) requests clients streams
     # The log holds one line per request: start (µs), status, duration (µs).
     local p99
     p99=$(awk '{print $3}' "$log" | sort -n | awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2f", v[i]/1000}')
-    echo "$rps $p99"
+    local cpu_us
+    cpu_us=$(awk -v t="$((after - before))" -v hz="$ticks_per_second" -v n="$4" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+    echo "$rps $p99 $cpu_us"
 }
 
 echo
 echo "load before: $(uptime)"
-printf '\n%-12s %-5s %-9s %12s %9s %12s %9s %12s %9s\n' "file" "proto" "" "ours req/s" "p99 ms" "nginx req/s" "p99 ms" "caddy req/s" "p99 ms"
+# Each row: requests/s, p99 (ms) and the server's CPU per request (µs).
+printf '\n%-12s %-5s %-9s %25s %25s %25s\n' "" "" "" "ours" "nginx" "caddy"
+printf '%-12s %-5s %-9s' "file" "proto" ""
+for _ in 1 2 3; do printf ' %9s %7s %7s' "req/s" "p99 ms" "cpu us"; done
+echo
+servers=("$ours" "$theirs_nginx" "$theirs_caddy")
+# Which server goes first turns with each round: on a machine whose speed
+# drifts, going first every time would be a handicap or a help.
+order_of_round() { # round -> the three indexes into servers, rotated
+    local r=$(($1 % 3))
+    echo "$r $(((r + 1) % 3)) $(((r + 2) % 3))"
+}
 for path in /index.html /asset.bin; do
     for proto in h1 h2; do
         streams=$STREAMS
         [ "$proto" = h1 ] && streams=1
         for round in $(seq 1 "$ROUNDS"); do
             row=()
-            for port in "$ours" "$theirs_nginx" "$theirs_caddy"; do
+            for i in $(order_of_round "$round"); do
+                port=${servers[$i]}
                 # A short warm-up, then the measured run.
                 measure "$port" "$path" "$proto" 2000 "$CLIENTS" "$streams" >/dev/null
-                read -r rps p99 < <(measure "$port" "$path" "$proto" "$REQUESTS" "$CLIENTS" "$streams")
-                row+=("$rps" "$p99")
+                read -r rps p99 cpu < <(measure "$port" "$path" "$proto" "$REQUESTS" "$CLIENTS" "$streams")
+                row[i * 3]=$rps row[i * 3 + 1]=$p99 row[i * 3 + 2]=$cpu
             done
-            printf '%-12s %-5s round %-3s %12.0f %9s %12.0f %9s %12.0f %9s\n' \
-                "$path" "$proto" "$round" "${row[0]}" "${row[1]}" "${row[2]}" "${row[3]}" "${row[4]}" "${row[5]}"
+            printf '%-12s %-5s round %-3s' "$path" "$proto" "$round"
+            for i in 0 1 2; do printf ' %9.0f %7s %7s' "${row[i * 3]}" "${row[i * 3 + 1]}" "${row[i * 3 + 2]}"; done
+            echo
         done
     done
 done
 
 # New TLS connections per second: as many clients as requests, one request
-# each, so every request is a fresh full handshake.
-printf '\n%-22s %12s %12s %12s\n' "handshakes (h1, 1 KB)" "ours /s" "nginx /s" "caddy /s"
+# each, so every request is a fresh full handshake. The client's side of a
+# handshake (h2load, on the same cores) costs as much as the server's, so
+# the server's CPU per connection is printed beside the rate.
+printf '\n%-22s %18s %18s %18s\n' "handshakes (h1, 1 KB)" "ours /s, cpu us" "nginx /s, cpu us" "caddy /s, cpu us"
 for round in $(seq 1 "$ROUNDS"); do
     row=()
-    for port in "$ours" "$theirs_nginx" "$theirs_caddy"; do
-        read -r rps _ < <(measure "$port" /index.html h1 "$HANDSHAKES" "$HANDSHAKES" 1)
-        row+=("$rps")
+    for i in $(order_of_round "$round"); do
+        read -r rps _ cpu < <(measure "${servers[$i]}" /index.html h1 "$HANDSHAKES" "$HANDSHAKES" 1)
+        row[i * 2]=$rps row[i * 2 + 1]=$cpu
     done
-    printf '%-22s %12.0f %12.0f %12.0f\n' "round $round" "${row[0]}" "${row[1]}" "${row[2]}"
+    printf '%-22s' "round $round"
+    for i in 0 1 2; do printf ' %10.0f %7s' "${row[i * 2]}" "${row[i * 2 + 1]}"; done
+    echo
 done
 echo
 echo "load after: $(uptime)"

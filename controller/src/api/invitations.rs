@@ -3,6 +3,7 @@
 //! invitation page (`dashboard::invitations`), where it is accepted.
 
 use super::access::actor;
+use super::teams::team_id;
 use crate::auth::{Principal, hash_token};
 use crate::db::{Database, Invitation, NewInvitation, Role, now_millis};
 use crate::error::{AppResult, bad_request, not_found};
@@ -185,14 +186,6 @@ pub async fn invite(
         },
         link: format!("{}/invitations/{token}", urls.public_url.trim_end_matches('/')),
     })
-}
-
-async fn team_id(db: &Database, name: &str) -> AppResult<i64> {
-    Ok(db
-        .team_by_name(name)
-        .await?
-        .ok_or_else(|| not_found(format!("no team named `{name}`")))?
-        .id)
 }
 
 /// Invites someone to the team: a link, shown this once, that makes

@@ -1,8 +1,9 @@
 //! A team's own settings: `GET`/`PUT /api/v1/teams/{team}/settings`. Its
 //! owners set them; every member reads them.
 
+use super::teams::team_id;
 use crate::db::{AutoMembership, Database};
-use crate::error::{AppResult, bad_request, not_found};
+use crate::error::{AppResult, bad_request};
 use axum::Json;
 use axum::extract::{Path, State};
 use jamstack_proto::ErrorBody;
@@ -57,14 +58,6 @@ pub fn source_problem(source: &str) -> Option<String> {
              `-`, `_`, `.`; a group may also hold `/`, `:`, `@` and spaces)"
         )
     })
-}
-
-async fn team_id(db: &Database, name: &str) -> AppResult<i64> {
-    Ok(db
-        .team_by_name(name)
-        .await?
-        .ok_or_else(|| not_found(format!("no team named `{name}`")))?
-        .id)
 }
 
 /// The team's settings.

@@ -146,7 +146,8 @@ async fn user_named(db: &Database, login: &str) -> AppResult<i64> {
 }
 
 /// The team named in a path; the permission layer found it already.
-async fn team_id(db: &Database, name: &str) -> AppResult<i64> {
+/// The id of the team named `name`, or a 404 naming it.
+pub(crate) async fn team_id(db: &Database, name: &str) -> AppResult<i64> {
     Ok(db
         .team_by_name(name)
         .await?

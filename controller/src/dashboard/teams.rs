@@ -5,6 +5,7 @@
 
 use super::{Chrome, CsrfOnly, PageResult, Session, ago, render, see_other};
 use crate::api::invitations::{CreatedInvitation, check_invitation, invite};
+use crate::api::teams::team_id;
 use crate::auth::{Permission, Principal, role_grants};
 use crate::db::{Database, MembershipChange, Role};
 use crate::error::{AppError, bad_request, conflict, not_found};
@@ -87,14 +88,6 @@ fn from_now(at_millis: i64) -> String {
     }
 }
 
-async fn team_id(db: &Database, name: &str) -> Result<i64, AppError> {
-    Ok(db
-        .team_by_name(name)
-        .await?
-        .ok_or_else(|| not_found(format!("no team named `{name}`")))?
-        .id)
-}
-
 async fn page(db: &Database, session: &Session, team: &str, new_link: Option<String>) -> PageResult {
     let id = team_id(db, team).await?;
     let manages = match session.principal {
@@ -163,6 +156,15 @@ fn last_owner() -> AppError {
     )
 }
 
+/// The role a form chose, or a 400 naming the roles there are.
+fn role_of(chosen: &str) -> Result<Role, AppError> {
+    Role::parse(chosen).ok_or_else(|| {
+        bad_request(format!(
+            "`{chosen}` is not a role: choose owner, admin, developer or viewer"
+        ))
+    })
+}
+
 /// `POST /teams/{team}/members/{login}/role`: changes a member's role.
 pub async fn set_role(
     State(db): State<Database>,
@@ -171,12 +173,7 @@ pub async fn set_role(
     Form(form): Form<RoleForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let role = Role::parse(&form.role).ok_or_else(|| {
-        bad_request(format!(
-            "`{}` is not a role: choose owner, admin, developer or viewer",
-            form.role
-        ))
-    })?;
+    let role = role_of(&form.role)?;
     let id = team_id(&db, &team).await?;
     let user = member(&db, id, &team, &login).await?;
     match db.set_member_role(id, user, role).await? {
@@ -237,12 +234,7 @@ pub async fn invite_someone(
     Form(form): Form<InviteForm>,
 ) -> PageResult {
     session.verify(&form.csrf)?;
-    let role = Role::parse(&form.role).ok_or_else(|| {
-        bad_request(format!(
-            "`{}` is not a role: choose owner, admin, developer or viewer",
-            form.role
-        ))
-    })?;
+    let role = role_of(&form.role)?;
     let checked = check_invitation(
         role,
         Some(form.github_login.as_str()),

@@ -18,6 +18,7 @@
 //! protected answer is `Cache-Control: private` and `Vary: Cookie`, so no
 //! shared cache keeps it.
 
+use super::respond::{IMMUTABLE, REVALIDATE};
 use super::{Edge, Target};
 use crate::auth::SignInThrottle;
 use crate::auth::sign_in::FAILURE_PAUSE;
@@ -426,11 +427,37 @@ pub fn basic_auth_refusal() -> Response {
         .into_response()
 }
 
+/// The private forms of the edge's own `Cache-Control` values: nearly
+/// every protected answer carries one of these, and needs neither parsing
+/// nor an allocation.
+const PRIVATE_FORMS: [(&str, &str); 2] = [
+    (REVALIDATE, "private, max-age=0, must-revalidate"),
+    (IMMUTABLE, "private, max-age=31536000, immutable"),
+];
+
 /// Makes a protected answer one only the visitor's own browser keeps:
 /// `public` and shared-cache directives give way to `private`, and the
 /// answer varies by cookie.
 pub fn make_private(headers: &mut HeaderMap) {
-    // Built in one string: this runs on every protected answer.
+    let mut values = headers.get_all(header::CACHE_CONTROL).iter();
+    let known = match (values.next(), values.next()) {
+        (Some(only), None) => PRIVATE_FORMS
+            .iter()
+            .find(|(public, _)| only == public)
+            .map(|(_, private)| HeaderValue::from_static(private)),
+        _ => None,
+    };
+    let value = known.unwrap_or_else(|| {
+        HeaderValue::from_str(&private_form(headers))
+            .unwrap_or_else(|_| HeaderValue::from_static("private, no-cache"))
+    });
+    headers.insert(header::CACHE_CONTROL, value);
+    headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+}
+
+/// `headers`' `Cache-Control` with `private` for `public` and without the
+/// directives meant for shared caches.
+fn private_form(headers: &HeaderMap) -> String {
     let mut value = String::from("private");
     for directive in headers
         .get_all(header::CACHE_CONTROL)
@@ -448,16 +475,7 @@ pub fn make_private(headers: &mut HeaderMap) {
             value.push_str(directive);
         }
     }
-    headers.remove(header::CACHE_CONTROL);
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(header::CACHE_CONTROL, value);
-    } else {
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-cache"),
-        );
-    }
-    headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    value
 }
 
 fn share_token(query: Option<&str>) -> Option<String> {
@@ -841,6 +859,34 @@ mod tests {
             "private, max-age=31536000, immutable"
         );
         assert_eq!(headers[header::VARY], "Cookie");
+    }
+
+    #[test]
+    fn the_edges_own_cache_control_values_turn_private_as_any_other_would() {
+        for (public, private) in PRIVATE_FORMS {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(public));
+            assert_eq!(
+                private_form(&headers),
+                private,
+                "the precomputed form of `{public}`"
+            );
+            make_private(&mut headers);
+            assert_eq!(headers.get_all(header::CACHE_CONTROL).iter().count(), 1);
+            assert_eq!(headers[header::CACHE_CONTROL], private);
+        }
+        // Two values, one of them the edge's own: read as a whole.
+        let mut headers = HeaderMap::new();
+        headers.append(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+        headers.append(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("s-maxage=60, no-transform"),
+        );
+        make_private(&mut headers);
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "private, max-age=0, must-revalidate, no-transform"
+        );
     }
 
     #[test]

@@ -101,6 +101,14 @@ fn page(text: &str) -> String {
     format!("<h1>{text}</h1>\n")
 }
 
+/// A 600 KB text file: larger than h2's first flow-control window, in
+/// many DATA frames, each line different.
+fn big_text() -> String {
+    (0..20_000)
+        .map(|n| format!("line {n:>8} of the big file\n"))
+        .collect()
+}
+
 /// A controller with an HTTPS listener (and a runner), serving the site
 /// `blog` with a certificate for `blog.localhost` (clients refuse a wildcard
 /// directly under a single-label name such as `*.localhost`).
@@ -111,6 +119,7 @@ async fn blog_over_https(ca: &TestCa) -> TestApp {
         &[
             ("jamstack.toml", COPY_SITE_TOML),
             ("src/index.html", &page("over tls")),
+            ("src/big.txt", &big_text()),
         ],
         "first",
     );
@@ -186,6 +195,24 @@ async fn a_visitor_gets_the_site_over_https_with_http1_and_h2_and_tls_1_1_is_ref
         assert_eq!(
             (answer.version(), answer.status().as_u16()),
             (reqwest::Version::HTTP_2, 200)
+        );
+    }
+
+    // Large answers, several at once on the one connection, arrive whole
+    // and in order between the small ones.
+    let big_url = format!("https://blog.localhost:{port}/big.txt");
+    let answers = futures_util::future::join_all((0..6).map(|n| {
+        let url = if n % 2 == 0 { &big_url } else { &url };
+        h2.get(url.as_str()).send()
+    }))
+    .await;
+    for (n, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap();
+        assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+        let expected = if n % 2 == 0 { big_text() } else { page("over tls") };
+        assert!(
+            answer.text().await.unwrap() == expected,
+            "answer {n} arrived whole"
         );
     }
 
