@@ -93,6 +93,7 @@ async fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    let app_pid = controller.process.id().expect("the controller runs");
     let runner = Uploader::register(&controller).await;
     let repo = SiteRepo::new();
     let sha = repo.commit(&[("README", "bench")], "bench");
@@ -118,7 +119,7 @@ async fn main() {
         tables.push(proxying(work.path(), &app, &runner, &sha).await);
     }
     if runs("protected") {
-        tables.push(protection(work.path(), &app, &runner, &sha).await);
+        tables.push(protection(work.path(), &app, app_pid, &runner, &sha).await);
     }
     let controller_pid = controller.process.id().expect("the controller runs");
     if runs("big") {
@@ -324,16 +325,40 @@ impl Drop for Nginx {
 struct WrkRun {
     requests_per_second: f64,
     p99_ms: f64,
+    /// Requests wrk completed.
+    requests: f64,
+    /// The server's CPU time per request, when the run was measured with
+    /// [`with_cpu_of`]: steadier than requests/s on a machine whose speed
+    /// drifts, and free of wrk's share of the two cores.
+    server_cpu_us: Option<f64>,
+}
+
+/// `run`, with the CPU time process `pid` spent during it per request.
+fn with_cpu_of(pid: u32, run: impl FnOnce() -> WrkRun) -> WrkRun {
+    let before = cpu_seconds(pid);
+    let mut measured = run();
+    let spent = cpu_seconds(pid) - before;
+    measured.server_cpu_us = Some(spent * 1e6 / measured.requests.max(1.0));
+    measured
+}
+
+/// User and system CPU seconds process `pid` has used so far
+/// (`/proc/<pid>/stat`, in clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
+    // The command name may hold spaces: fields are counted after its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 fn wrk(port: u16, path: &str) -> WrkRun {
-    wrk_as(port, &format!("{SITE}.localhost"), path, None)
+    wrk_as(port, &format!("{SITE}.localhost"), path, &[])
 }
 
-/// [`wrk`] on the hostname `host`, with a `Cookie` header when given.
-fn wrk_as(port: u16, host: &str, path: &str, cookie: Option<&str>) -> WrkRun {
-    let cookie_header = cookie.map(|c| format!("Cookie: {c}"));
-    let cookie_args: Vec<&str> = cookie_header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+/// [`wrk`] on the hostname `host`, with the `headers` given (`Name: value`).
+fn wrk_as(port: u16, host: &str, path: &str, headers: &[String]) -> WrkRun {
+    let header_args: Vec<&str> = headers.iter().flat_map(|h| ["-H", h.as_str()]).collect();
     let output = Command::new("wrk")
         .args([
             "-t",
@@ -346,7 +371,7 @@ fn wrk_as(port: u16, host: &str, path: &str, cookie: Option<&str>) -> WrkRun {
             "-H",
             &format!("Host: {host}"),
         ])
-        .args(cookie_args)
+        .args(header_args)
         .arg(format!("http://127.0.0.1:{port}/{path}"))
         .output()
         .expect("running wrk (scripts/bench/edge-and-deploys.sh installs it)");
@@ -365,9 +390,16 @@ fn wrk_as(port: u16, host: &str, path: &str, cookie: Option<&str>) -> WrkRun {
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(|v| v.trim().to_owned())
         .unwrap_or_else(|| panic!("no 99% latency in wrk's output:\n{text}"));
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
     WrkRun {
         requests_per_second,
         p99_ms: millis_of(&p99),
+        requests,
+        server_cpu_us: None,
     }
 }
 
@@ -580,16 +612,35 @@ fn compare(
         "median of round ratios",
         median(&mut paired)
     ));
+    let cpu = |runs: &[WrkRun]| {
+        let mut each: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu_us).collect();
+        (!each.is_empty()).then(|| median(&mut each))
+    };
+    if let (Some(a), Some(b)) = (cpu(&ours), cpu(&theirs)) {
+        table.push_str(&format!(
+            "{:<24} {a:>9.1} µs {b:>7.1} µs  ({} / {}: {:.2})\n",
+            "server CPU per request",
+            names.0,
+            names.1,
+            a / b
+        ));
+    }
+    let cpu_of = |run: &WrkRun| {
+        run.server_cpu_us
+            .map_or(String::new(), |us| format!(", {us:.1} µs CPU"))
+    };
     for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
         table.push_str(&format!(
-            "  round {}: {} {:.0} req/s {:.2}ms, {} {:.0} req/s {:.2}ms\n",
+            "  round {}: {} {:.0} req/s {:.2}ms{}, {} {:.0} req/s {:.2}ms{}\n",
             i + 1,
             names.0,
             o.requests_per_second,
             o.p99_ms,
+            cpu_of(o),
             names.1,
             t.requests_per_second,
-            t.p99_ms
+            t.p99_ms,
+            cpu_of(t)
         ));
     }
     table.push_str(goal);
@@ -643,15 +694,31 @@ async fn proxying(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> St
     compare(
         "Proxying a 1 KB file from a local nginx",
         ("ours", "nginx proxy_pass"),
-        || wrk_as(app.port, &host, &path, None),
-        || wrk_as(front.port, "localhost", &path, None),
+        || wrk_as(app.port, &host, &path, &[]),
+        || wrk_as(front.port, "localhost", &path, &[]),
         "For reading: proxying is not on the path of static files.\n",
     )
 }
 
+/// The headers Chromium sends when a visitor opens a page (its request
+/// is some 600 bytes with them; wrk's alone is 55).
+const BROWSER_HEADERS: [&str; 11] = [
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    "Accept-Language: en-US,en;q=0.9",
+    "Upgrade-Insecure-Requests: 1",
+    "Sec-Fetch-Dest: document",
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-Site: none",
+    "sec-ch-ua: \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"",
+    "sec-ch-ua-mobile: ?0",
+    "sec-ch-ua-platform: \"Linux\"",
+];
+
 /// A password-protected hostname, visited with its access cookie, against
 /// the same deploy's content on a public hostname.
-async fn protection(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> String {
+async fn protection(dir: &Path, app: &TestApp, app_pid: u32, runner: &Uploader, sha: &str) -> String {
     let root = dir.join("protected-root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join(PAGE), text_bytes(4, 1024)).unwrap();
@@ -674,24 +741,43 @@ async fn protection(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str) -> 
     let public = app.visit(SITE, &format!("/{PAGE}")).await;
     assert_eq!(public.bytes, seen.bytes, "the same content on both");
     let (protected_host, public_host) = (format!("{PROTECTED}.localhost"), format!("{SITE}.localhost"));
+    let with_cookie = [format!("Cookie: {cookie}")];
     let as_visited = compare(
         "A 1 KB page, protected (with the access cookie) and public",
         ("protected", "public"),
-        || wrk_as(app.port, &protected_host, PAGE, Some(&cookie)),
-        || wrk_as(app.port, &public_host, PAGE, None),
+        || with_cpu_of(app_pid, || wrk_as(app.port, &protected_host, PAGE, &with_cookie)),
+        || with_cpu_of(app_pid, || wrk_as(app.port, &public_host, PAGE, &[])),
         "Goal: protected req/s at least 0.95 of public's.\n",
     );
-    // The cookie alone adds a hundred bytes to every request, which wrk
-    // writes and the server reads on the same two cores: the public site
-    // sent the same bytes shows what the check itself costs.
+    // The cookie alone adds some 80 bytes to wrk's 55-byte request, which
+    // wrk writes and the server reads on the same two cores: the public
+    // site sent the same bytes shows what the check itself costs.
     let same_request = compare(
         "The same, the public page sent the same Cookie header",
         ("protected", "public+cookie"),
-        || wrk_as(app.port, &protected_host, PAGE, Some(&cookie)),
-        || wrk_as(app.port, &public_host, PAGE, Some(&cookie)),
+        || with_cpu_of(app_pid, || wrk_as(app.port, &protected_host, PAGE, &with_cookie)),
+        || with_cpu_of(app_pid, || wrk_as(app.port, &public_host, PAGE, &with_cookie)),
         "For reading: what the protection check costs, the request's size aside.\n",
     );
-    format!("{as_visited}\n{same_request}")
+    // What a browser sends to both, the cookie only to the protected one.
+    let browser: Vec<String> = BROWSER_HEADERS.iter().map(|h| h.to_string()).collect();
+    let browser_signed_in: Vec<String> = browser
+        .iter()
+        .cloned()
+        .chain(with_cookie.iter().cloned())
+        .collect();
+    let as_browsers = compare(
+        "The same, both sent a browser's request headers (the cookie only to the protected one)",
+        ("protected", "public"),
+        || {
+            with_cpu_of(app_pid, || {
+                wrk_as(app.port, &protected_host, PAGE, &browser_signed_in)
+            })
+        },
+        || with_cpu_of(app_pid, || wrk_as(app.port, &public_host, PAGE, &browser)),
+        "For reading: the goal's measure with the request a visitor's browser sends.\n",
+    );
+    format!("{as_visited}\n{same_request}\n{as_browsers}")
 }
 
 /// Signs in to `site`'s hostname as a browser does (the page's form token
