@@ -153,6 +153,58 @@ const VERIFIED_LIFETIME: Duration = Duration::from_secs(60);
 /// The most signatures [`VerifiedSignatures`] keeps: about 150 bytes each.
 const MAX_VERIFIED: usize = 16 * 1024;
 
+/// A signature found right, when, and what its claims say: read once,
+/// so a signed-in visitor's next requests do not parse them again.
+struct Verified {
+    mac: Box<str>,
+    checked: Instant,
+    claims: Claims,
+}
+
+/// What an access token's claims say.
+#[derive(Debug, Clone, Copy)]
+struct Claims {
+    site_id: i64,
+    kind: &'static str,
+    generation: i64,
+    expires: u64,
+}
+
+impl Claims {
+    /// `<site>.<kind>.<generation>.<expires>`, or `None` when malformed.
+    fn parse(claims: &str) -> Option<Claims> {
+        let mut parts = claims.split('.');
+        let site_id: i64 = parts.next()?.parse().ok()?;
+        let kind = parts.next()?;
+        let kind = [
+            ContextKind::Production,
+            ContextKind::Previews,
+            ContextKind::BranchDeploys,
+            ContextKind::Permalinks,
+        ]
+        .into_iter()
+        .map(ContextKind::as_str)
+        .find(|known| *known == kind)?;
+        let generation: i64 = parts.next()?.parse().ok()?;
+        let expires: u64 = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(Claims {
+            site_id,
+            kind,
+            generation,
+            expires,
+        })
+    }
+
+    /// The expiry, when these claims open `guard` at `now`.
+    fn open(&self, guard: &Guard, now: u64) -> Option<u64> {
+        let fits = self.site_id == guard.site_id
+            && self.kind == guard.kind.as_str()
+            && self.generation == guard.generation
+            && self.expires > now;
+        fits.then_some(self.expires)
+    }
+}
+
 /// The signatures of access tokens found right lately, by their claims
 /// (`<site>.<kind>.<generation>.<expires>`). A claim has exactly one right
 /// signature under the key, so remembering it changes no answer; it spares
@@ -161,40 +213,48 @@ const MAX_VERIFIED: usize = 16 * 1024;
 /// visitor's guesses learn nothing from the lookup's timing. Only a
 /// signature that verified gets in, so a visitor cannot fill it with
 /// made-up ones; it is bounded all the same.
-/// A signature found right, and when.
-type Verified = (Box<str>, Instant);
-
 #[derive(Default)]
 struct VerifiedSignatures {
-    entries: std::sync::RwLock<std::collections::HashMap<Box<str>, Verified>>,
+    /// Keyed by claims a visitor sends: foldhash's per-process random
+    /// seed keeps them from choosing colliding keys, and it hashes a
+    /// 30-byte key several times faster than SipHash.
+    entries: std::sync::RwLock<std::collections::HashMap<Box<str>, Verified, foldhash::fast::RandomState>>,
 }
 
 impl VerifiedSignatures {
-    /// Whether `mac` is the signature of `claims` checked within
-    /// [`VERIFIED_LIFETIME`].
-    fn vouches_for(&self, claims: &str, mac: &str) -> bool {
+    /// The claims `mac` signs, when it is the signature of `claims`
+    /// checked within [`VERIFIED_LIFETIME`].
+    fn vouches_for(&self, claims: &str, mac: &str) -> Option<Claims> {
         use subtle::ConstantTimeEq as _;
         let entries = self
             .entries
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.get(claims).is_some_and(|(known, checked)| {
-            checked.elapsed() < VERIFIED_LIFETIME && bool::from(known.as_bytes().ct_eq(mac.as_bytes()))
-        })
+        let known = entries.get(claims)?;
+        (known.checked.elapsed() < VERIFIED_LIFETIME
+            && bool::from(known.mac.as_bytes().ct_eq(mac.as_bytes())))
+        .then_some(known.claims)
     }
 
-    fn remember(&self, claims: &str, mac: &str) {
+    fn remember(&self, claims: &str, mac: &str, parsed: Claims) {
         let mut entries = self
             .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= MAX_VERIFIED {
-            entries.retain(|_, (_, checked)| checked.elapsed() < VERIFIED_LIFETIME);
+            entries.retain(|_, known| known.checked.elapsed() < VERIFIED_LIFETIME);
             if entries.len() >= MAX_VERIFIED {
                 entries.clear();
             }
         }
-        entries.insert(claims.into(), (mac.into(), Instant::now()));
+        entries.insert(
+            claims.into(),
+            Verified {
+                mac: mac.into(),
+                checked: Instant::now(),
+                claims: parsed,
+            },
+        );
     }
 }
 
@@ -258,24 +318,19 @@ impl SiteAccess {
     /// sent and visitors already signed in keep working.
     pub fn verify_at(&self, token: &str, guard: &Guard, now: u64) -> Option<u64> {
         let (claims, mac) = token.rsplit_once('.')?;
-        if !self.verified.vouches_for(claims, mac) {
-            let expected = self.mac(claims).finalize().into_bytes();
-            if !mac_spells(mac, &expected) {
-                return None;
+        let parsed = match self.verified.vouches_for(claims, mac) {
+            Some(parsed) => parsed,
+            None => {
+                let expected = self.mac(claims).finalize().into_bytes();
+                if !mac_spells(mac, &expected) {
+                    return None;
+                }
+                let parsed = Claims::parse(claims)?;
+                self.verified.remember(claims, mac, parsed);
+                parsed
             }
-            self.verified.remember(claims, mac);
-        }
-        let mut parts = claims.split('.');
-        let site_id: i64 = parts.next()?.parse().ok()?;
-        let kind = parts.next()?;
-        let generation: i64 = parts.next()?.parse().ok()?;
-        let expires: u64 = parts.next()?.parse().ok()?;
-        let fits = parts.next().is_none()
-            && site_id == guard.site_id
-            && kind == guard.kind.as_str()
-            && generation == guard.generation
-            && expires > now;
-        fits.then_some(expires)
+        };
+        parsed.open(guard, now)
     }
 
     fn verify(&self, token: &str, guard: &Guard) -> Option<u64> {
@@ -486,7 +541,24 @@ pub fn make_private(headers: &mut HeaderMap) {
             .unwrap_or_else(|_| HeaderValue::from_static("private, no-cache"))
     });
     headers.insert(header::CACHE_CONTROL, value);
-    headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    // The edge's own `Vary` gains `Cookie` in place: appending a second
+    // value costs the header map an allocation on every answer.
+    let mut varies = headers.get_all(header::VARY).iter();
+    let merged = match (varies.next(), varies.next()) {
+        (None, _) => Some(HeaderValue::from_static("Cookie")),
+        (Some(only), None) if only == "Accept-Encoding" => {
+            Some(HeaderValue::from_static("Accept-Encoding, Cookie"))
+        }
+        _ => None,
+    };
+    match merged {
+        Some(vary) => {
+            headers.insert(header::VARY, vary);
+        }
+        None => {
+            headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+        }
+    }
 }
 
 /// `headers`' `Cache-Control` with `private` for `public` and without the
@@ -913,6 +985,30 @@ mod tests {
             "private, max-age=31536000, immutable"
         );
         assert_eq!(headers[header::VARY], "Cookie");
+    }
+
+    #[test]
+    fn protected_answers_vary_by_cookie_as_well_as_by_what_they_did() {
+        let vary_after = |before: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in before {
+                headers.append(header::VARY, HeaderValue::from_static(value));
+            }
+            make_private(&mut headers);
+            let after: Vec<_> = headers
+                .get_all(header::VARY)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            after.join(", ")
+        };
+        assert_eq!(vary_after(&[]), "Cookie");
+        assert_eq!(vary_after(&["Accept-Encoding"]), "Accept-Encoding, Cookie");
+        assert_eq!(vary_after(&["Origin"]), "Origin, Cookie");
+        assert_eq!(
+            vary_after(&["Accept-Encoding", "Accept-Language"]),
+            "Accept-Encoding, Accept-Language, Cookie"
+        );
     }
 
     #[test]
