@@ -757,6 +757,58 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    runners_finishing_as_their_leases_run_out_keep_their_results_while_the_reaper_runs,
+    |db: Database| async move {
+        let r = runner(&db, "late", &[]).await;
+        let mut leased = Vec::new();
+        for i in 0..40 {
+            let s = site(&db, &format!("racing{i}")).await;
+            let build_id = queue(&db, &s, "main").await;
+            let lease = format!("l{i}");
+            // Already expired: the reaper may take it back at any moment.
+            let job = db.claim_next_job(&r, &lease, -1, 0).await.unwrap().unwrap();
+            leased.push((build_id, job.job_id, lease));
+        }
+        let reaper = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    db.reap_expired_leases(5, 0).await.expect("reaping never fails");
+                }
+            })
+        };
+        let finishes: Vec<_> = leased
+            .iter()
+            .map(|(_, job_id, lease)| {
+                let (db, job_id, lease) = (db.clone(), *job_id, lease.clone());
+                tokio::spawn(async move {
+                    db.finish_job(job_id, &lease, succeeded())
+                        .await
+                        .expect("finishing never fails")
+                        .is_some()
+                })
+            })
+            .collect();
+        reaper.await.unwrap();
+        for ((build_id, _, lease), finish) in leased.iter().zip(finishes) {
+            let finished = finish.await.unwrap();
+            let build = db.build(*build_id).await.unwrap().unwrap();
+            // Either the runner's result stands or the build went back to
+            // the queue, never both: a success is not run again.
+            let expected = if finished {
+                BuildState::Succeeded
+            } else {
+                BuildState::Queued
+            };
+            assert_eq!(
+                build.state, expected,
+                "build {build_id} (lease {lease}) finished: {finished}"
+            );
+        }
+    }
+);
+
+on_both_databases!(
     a_build_past_the_hard_timeout_fails_and_loses_its_lease,
     |db: Database| async move {
         let s = site(&db, "slow").await;

@@ -1034,15 +1034,27 @@ impl Database {
     ) -> anyhow::Result<(u64, Vec<i64>)> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
+        // On PostgreSQL the jobs are locked first, in id order, as a
+        // runner's finish locks its job before its attempt and build: read
+        // without a lock, a job finished meanwhile was queued again after
+        // its success, and the two transactions, taking the attempt and the
+        // job in opposite orders, could deadlock. A job being finished right
+        // now is skipped; if it is not finished, the next round reaps it.
+        // (SQLite has one writer at a time.)
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
         #[derive(sqlx::FromRow)]
         struct ExpiredJob {
             #[sqlx(flatten)]
             job: JobAttempt,
             runner_name: Option<String>,
         }
-        let expired: Vec<ExpiredJob> = sqlx::query_as(
-            "SELECT id, build_id, attempt, runner_name FROM jobs WHERE state = 'leased' AND lease_expires_at <= $1",
-        )
+        let expired: Vec<ExpiredJob> = sqlx::query_as(&format!(
+            "SELECT id, build_id, attempt, runner_name FROM jobs WHERE state = 'leased' AND lease_expires_at <= $1 \
+             ORDER BY id{lock}"
+        ))
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
@@ -1096,10 +1108,14 @@ impl Database {
             }
         }
         if max_build_millis > 0 {
-            let overdue: Vec<JobAttempt> = sqlx::query_as(
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
+                Backend::Sqlite => "",
+            };
+            let overdue: Vec<JobAttempt> = sqlx::query_as(&format!(
                 "SELECT j.id, j.build_id, j.attempt FROM jobs j JOIN builds b ON b.id = j.build_id \
-                 WHERE j.state = 'leased' AND b.started_at <= $1",
-            )
+                 WHERE j.state = 'leased' AND b.started_at <= $1 ORDER BY j.id{lock}"
+            ))
             .bind(now - max_build_millis)
             .fetch_all(&mut *tx)
             .await?;
