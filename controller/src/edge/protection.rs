@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the sign-in form of a protected hostname posts to. Reserved on
 /// every site hostname: a deploy's own file at this path is never served
@@ -157,7 +157,9 @@ const MAX_VERIFIED: usize = 16 * 1024;
 /// so a signed-in visitor's next requests do not parse them again.
 struct Verified {
     mac: Box<str>,
-    checked: Instant,
+    /// When, in seconds since the epoch: the caller's clock reading,
+    /// which spares reading the clock again.
+    checked: u64,
     claims: Claims,
 }
 
@@ -213,6 +215,12 @@ impl Claims {
 /// visitor's guesses learn nothing from the lookup's timing. Only a
 /// signature that verified gets in, so a visitor cannot fill it with
 /// made-up ones; it is bounded all the same.
+/// Whether a signature checked at `checked` is still taken on trust at
+/// `now` (seconds since the epoch); a clock set back trusts it no longer.
+fn still_trusted(checked: u64, now: u64) -> bool {
+    now >= checked && now - checked < VERIFIED_LIFETIME.as_secs()
+}
+
 #[derive(Default)]
 struct VerifiedSignatures {
     /// Keyed by claims a visitor sends: foldhash's per-process random
@@ -224,25 +232,24 @@ struct VerifiedSignatures {
 impl VerifiedSignatures {
     /// The claims `mac` signs, when it is the signature of `claims`
     /// checked within [`VERIFIED_LIFETIME`].
-    fn vouches_for(&self, claims: &str, mac: &str) -> Option<Claims> {
+    fn vouches_for(&self, claims: &str, mac: &str, now: u64) -> Option<Claims> {
         use subtle::ConstantTimeEq as _;
         let entries = self
             .entries
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let known = entries.get(claims)?;
-        (known.checked.elapsed() < VERIFIED_LIFETIME
-            && bool::from(known.mac.as_bytes().ct_eq(mac.as_bytes())))
-        .then_some(known.claims)
+        (still_trusted(known.checked, now) && bool::from(known.mac.as_bytes().ct_eq(mac.as_bytes())))
+            .then_some(known.claims)
     }
 
-    fn remember(&self, claims: &str, mac: &str, parsed: Claims) {
+    fn remember(&self, claims: &str, mac: &str, parsed: Claims, now: u64) {
         let mut entries = self
             .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= MAX_VERIFIED {
-            entries.retain(|_, known| known.checked.elapsed() < VERIFIED_LIFETIME);
+            entries.retain(|_, known| still_trusted(known.checked, now));
             if entries.len() >= MAX_VERIFIED {
                 entries.clear();
             }
@@ -251,7 +258,7 @@ impl VerifiedSignatures {
             claims.into(),
             Verified {
                 mac: mac.into(),
-                checked: Instant::now(),
+                checked: now,
                 claims: parsed,
             },
         );
@@ -318,7 +325,7 @@ impl SiteAccess {
     /// sent and visitors already signed in keep working.
     pub fn verify_at(&self, token: &str, guard: &Guard, now: u64) -> Option<u64> {
         let (claims, mac) = token.rsplit_once('.')?;
-        let parsed = match self.verified.vouches_for(claims, mac) {
+        let parsed = match self.verified.vouches_for(claims, mac, now) {
             Some(parsed) => parsed,
             None => {
                 let expected = self.mac(claims).finalize().into_bytes();
@@ -326,7 +333,7 @@ impl SiteAccess {
                     return None;
                 }
                 let parsed = Claims::parse(claims)?;
-                self.verified.remember(claims, mac, parsed);
+                self.verified.remember(claims, mac, parsed, now);
                 parsed
             }
         };
@@ -450,13 +457,8 @@ pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
         let max_age = expires.saturating_sub(unix_now());
         return Some(signed_in(state, request, token, max_age, &location));
     }
-    let cookies = request.headers.get_all(header::COOKIE);
-    let signed = cookies
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| name == ACCESS_COOKIE && state.access.verify(value, guard).is_some());
+    let signed = cookie_values(&request.headers, ACCESS_COOKIE)
+        .any(|value| state.access.verify(value, guard).is_some());
     if signed {
         // Signed in already: a stale link in the address changes nothing.
         return None;
@@ -470,6 +472,21 @@ pub fn check(state: &Edge, guard: &Guard, request: &Parts) -> Option<Response> {
         StatusCode::UNAUTHORIZED,
         why,
     ))
+}
+
+/// The values of the cookies named `name` in `headers`, read as bytes: a
+/// protected hostname runs this on every request, and checking the whole
+/// header's text first cost more than the rest of the scan.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers.get_all(header::COOKIE).iter().flat_map(move |header| {
+        header.as_bytes().split(|&b| b == b';').filter_map(move |pair| {
+            let value = pair
+                .trim_ascii()
+                .strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")?;
+            std::str::from_utf8(value).ok()
+        })
+    })
 }
 
 /// Whether the request's `Authorization: Basic` names one of `accepted`
@@ -528,49 +545,49 @@ const PRIVATE_FORMS: [(&str, &str); 2] = [
 /// `public` and shared-cache directives give way to `private`, and the
 /// answer varies by cookie.
 pub fn make_private(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::CACHE_CONTROL).iter();
-    let known = match (values.next(), values.next()) {
-        (Some(only), None) => PRIVATE_FORMS
-            .iter()
-            .find(|(public, _)| only == public)
-            .map(|(_, private)| HeaderValue::from_static(private)),
-        _ => None,
-    };
-    let value = known.unwrap_or_else(|| {
-        HeaderValue::from_str(&private_form(headers))
-            .unwrap_or_else(|_| HeaderValue::from_static("private, no-cache"))
-    });
-    headers.insert(header::CACHE_CONTROL, value);
+    use axum::http::header::Entry;
+    // One lookup per header, through its entry: this runs on every
+    // protected answer.
+    match headers.entry(header::CACHE_CONTROL) {
+        Entry::Occupied(mut entry) => {
+            let known = match entry.iter().nth(1) {
+                None => PRIVATE_FORMS
+                    .iter()
+                    .find(|(public, _)| entry.get() == public)
+                    .map(|(_, private)| HeaderValue::from_static(private)),
+                Some(_) => None,
+            };
+            let value = known.unwrap_or_else(|| {
+                HeaderValue::from_str(&private_form(entry.iter()))
+                    .unwrap_or_else(|_| HeaderValue::from_static("private, no-cache"))
+            });
+            entry.insert(value);
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(HeaderValue::from_static("private"));
+        }
+    }
     // The edge's own `Vary` gains `Cookie` in place: appending a second
     // value costs the header map an allocation on every answer.
-    let mut varies = headers.get_all(header::VARY).iter();
-    let merged = match (varies.next(), varies.next()) {
-        (None, _) => Some(HeaderValue::from_static("Cookie")),
-        (Some(only), None) if only == "Accept-Encoding" => {
-            Some(HeaderValue::from_static("Accept-Encoding, Cookie"))
+    match headers.entry(header::VARY) {
+        Entry::Occupied(mut entry) => {
+            if entry.iter().nth(1).is_none() && entry.get() == "Accept-Encoding" {
+                entry.insert(HeaderValue::from_static("Accept-Encoding, Cookie"));
+            } else {
+                entry.append(HeaderValue::from_static("Cookie"));
+            }
         }
-        _ => None,
-    };
-    match merged {
-        Some(vary) => {
-            headers.insert(header::VARY, vary);
-        }
-        None => {
-            headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+        Entry::Vacant(entry) => {
+            entry.insert(HeaderValue::from_static("Cookie"));
         }
     }
 }
 
 /// `headers`' `Cache-Control` with `private` for `public` and without the
 /// directives meant for shared caches.
-fn private_form(headers: &HeaderMap) -> String {
+fn private_form<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> String {
     let mut value = String::from("private");
-    for directive in headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
+    for directive in values.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
         let directive = directive.trim();
         let name = directive.split('=').next().unwrap_or("").trim();
         let shared = ["public", "private", "s-maxage", "proxy-revalidate"]
@@ -988,6 +1005,22 @@ mod tests {
     }
 
     #[test]
+    fn the_access_cookie_is_found_among_others_in_any_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; jamstack_site_access_old=x;jamstack_site_access=first "),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("  jamstack_site_access=second"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("jamstack_site_access"));
+        let found: Vec<_> = cookie_values(&headers, ACCESS_COOKIE).collect();
+        assert_eq!(found, ["first", "second"]);
+    }
+
+    #[test]
     fn protected_answers_vary_by_cookie_as_well_as_by_what_they_did() {
         let vary_after = |before: &[&'static str]| {
             let mut headers = HeaderMap::new();
@@ -1017,7 +1050,7 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(public));
             assert_eq!(
-                private_form(&headers),
+                private_form(headers.get_all(header::CACHE_CONTROL).iter()),
                 private,
                 "the precomputed form of `{public}`"
             );
