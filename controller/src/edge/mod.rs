@@ -403,13 +403,8 @@ async fn serve_deploy(
     if !reads_only {
         return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "").into_response());
     }
-    let mut response = answer_from(state, &index, permalink, &decoded, request, &visitor)
-        .await?
-        .response;
-    if private {
-        protection::make_private(response.headers_mut());
-    }
-    Ok(response)
+    let answer = answer_from(state, &index, permalink, &decoded, request, &visitor, private).await?;
+    Ok(answer.response)
 }
 
 /// How many proxy rules one request may pass through on this controller
@@ -579,11 +574,21 @@ async fn answer(
             file_size: None,
         });
     };
-    answer_from(state, &index, permalink, decoded, request, &Visitor::default()).await
+    answer_from(
+        state,
+        &index,
+        permalink,
+        decoded,
+        request,
+        &Visitor::default(),
+        false,
+    )
+    .await
 }
 
 /// How the deploy of `index` answers `request`: the one place both serving
-/// and [`describe`] end up.
+/// and [`describe`] end up. A `private` answer is one only the visitor's
+/// own browser may keep (see [`protection::make_private`]).
 async fn answer_from(
     state: &Edge,
     index: &index::DeployIndex,
@@ -591,6 +596,7 @@ async fn answer_from(
     decoded: &str,
     request: &Parts,
     visitor: &Visitor,
+    private: bool,
 ) -> anyhow::Result<Answer> {
     let headers = &request.headers;
     let site_path = format!("/{decoded}");
@@ -610,6 +616,7 @@ async fn answer_from(
                 file,
                 status: *status,
                 permalink,
+                private,
             };
             respond::file_response(state, answer, &request.method, headers).await?
         }
@@ -631,7 +638,15 @@ async fn answer_from(
             response
         }
     };
-    add_rule_headers(response.headers_mut(), &index.rules.headers_for(&site_path));
+    let rule_headers = index.rules.headers_for(&site_path);
+    add_rule_headers(response.headers_mut(), &rule_headers);
+    // A file answer was made private as it was built, unless the deploy's
+    // own `Cache-Control` replaced the edge's.
+    let made_private = matches!(route, Route::File { .. })
+        && !rule_headers.iter().any(|(name, _)| name == header::CACHE_CONTROL);
+    if private && !made_private {
+        protection::make_private(response.headers_mut());
+    }
     Ok(Answer {
         response,
         route,

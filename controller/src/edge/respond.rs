@@ -16,6 +16,11 @@ use std::ops::Range;
 pub const REVALIDATE: &str = "public, max-age=0, must-revalidate";
 /// `Cache-Control` of what never changes: permalinks and fingerprinted files.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// [`REVALIDATE`] of a protected answer: only the visitor's own browser
+/// keeps it.
+pub const PRIVATE_REVALIDATE: &str = "private, max-age=0, must-revalidate";
+/// [`IMMUTABLE`] of a protected answer.
+pub const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
 /// One answer with a file.
 #[derive(Debug)]
@@ -25,6 +30,10 @@ pub struct FileAnswer<'a> {
     pub status: StatusCode,
     /// Served on a permalink hostname.
     pub permalink: bool,
+    /// Protected: no shared cache may keep it, and it varies by cookie.
+    /// Said here rather than changed afterwards, because every answer of a
+    /// protected hostname pays for it.
+    pub private: bool,
 }
 
 pub async fn file_response(
@@ -38,6 +47,7 @@ pub async fn file_response(
         file,
         status,
         permalink,
+        private,
     } = answer;
     let original = &file.original;
     let wants_range = status == StatusCode::OK
@@ -53,10 +63,18 @@ pub async fn file_response(
         Some((encoding, stored)) => (Some(*encoding), stored),
         None => (None, original),
     };
-    let cache_control = if status == StatusCode::OK && (permalink || file.immutable_name) {
-        IMMUTABLE
-    } else {
-        REVALIDATE
+    let immutable = status == StatusCode::OK && (permalink || file.immutable_name);
+    let cache_control = match (immutable, private) {
+        (true, false) => IMMUTABLE,
+        (false, false) => REVALIDATE,
+        (true, true) => PRIVATE_IMMUTABLE,
+        (false, true) => PRIVATE_REVALIDATE,
+    };
+    let vary = match (file.compressible, private) {
+        (true, false) => Some("Accept-Encoding"),
+        (true, true) => Some("Accept-Encoding, Cookie"),
+        (false, true) => Some("Cookie"),
+        (false, false) => None,
     };
 
     let mut response = Response::new(Body::empty());
@@ -66,8 +84,8 @@ pub async fn file_response(
     headers.reserve(12);
     headers.insert(header::ETAG, stored.etag.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    if file.compressible {
-        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Some(vary) = vary {
+        headers.insert(header::VARY, HeaderValue::from_static(vary));
     }
     if status == StatusCode::OK
         && none_match(

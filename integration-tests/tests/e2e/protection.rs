@@ -486,7 +486,7 @@ async fn basic_auth_in_headers_asks_for_a_listed_user_on_its_paths_only() {
             ("src/team/index.html", &page("team only")),
             (
                 "src/_headers",
-                "/team/*\n  Basic-Auth: alice:wonder bob:builder\n  X-Team: yes\n",
+                "/team/*\n  Basic-Auth: alice:wonder bob:builder\n  X-Team: yes\n  Cache-Control: public, max-age=3600\n  Vary: Origin\n",
             ),
         ],
         "basic auth",
@@ -522,7 +522,22 @@ async fn basic_auth_in_headers_asks_for_a_listed_user_on_its_paths_only() {
     assert_eq!(seen.body, page("team only"));
     assert_eq!(seen.header("x-team"), "yes");
     assert_eq!(seen.header("basic-auth"), "", "the credentials are never sent");
-    assert!(seen.header("cache-control").starts_with("private"));
+    // The deploy's own caching, made private; its `Vary` kept beside the
+    // edge's, `Cookie` named once.
+    assert_eq!(seen.header("cache-control"), "private, max-age=3600");
+    let vary: Vec<String> = seen
+        .headers
+        .get_all("vary")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert_eq!(
+        vary.iter().filter(|name| *name == "Cookie").count(),
+        1,
+        "{vary:?}"
+    );
+    assert!(vary.iter().any(|name| name == "Origin"), "{vary:?}");
 }
 
 #[tokio::test]
