@@ -124,6 +124,14 @@ impl Application {
             BlobStoreConfig::Local => Arc::new(LocalBlobStore::new(config.blob_dir())),
             BlobStoreConfig::S3(s3) => Arc::new(S3BlobStore::connect(s3).await?),
         };
+        crate::deploys::durability::forget_torn_blobs(&db, blobs.as_ref())
+            .await
+            .with_context(|| {
+                format!(
+                    "checking the blobs stored since the last sync in {}",
+                    blobs.describe()
+                )
+            })?;
         tracing::info!(store = %blobs.describe(), "blob store ready");
         // The first tokens are made last, once nothing else can fail: they
         // are shown only by the start that makes them, so a start that made

@@ -343,14 +343,7 @@ async fn deploy_site(app: &TestApp, shape: Shape, site: usize) {
         .iter()
         .map(|(path, content)| manifest_file(path, content))
         .collect();
-    let (status, started) = app
-        .api_json(
-            app.http
-                .post(app.api(&format!("/sites/{name}/deploys")))
-                .json(&json!({ "files": manifest })),
-        )
-        .await;
-    assert_eq!(status, 201, "starting the deploy of {name}: {started}");
+    let started = app.start_direct_deploy(&name, json!({ "files": manifest })).await;
     let deploy_id = started["deploy_id"].as_str().unwrap().to_owned();
     for hash in started["required"].as_array().unwrap() {
         let hash = hash.as_str().unwrap();

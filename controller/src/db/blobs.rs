@@ -69,9 +69,9 @@ pub struct BlobToCompress {
     pub path: String,
 }
 
-/// A blob the sweep removed from the database; its bytes go next.
+/// A blob row: its hash, where its bytes are, their size.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SweptBlob {
+pub struct RecordedBlob {
     pub sha256: String,
     pub key: String,
     pub size: i64,
@@ -102,6 +102,30 @@ impl Database {
         .bind(key)
         .execute(self.writer())
         .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The blobs recorded at or after `since` (unix milliseconds), which a
+    /// power loss may have torn (`deploys::durability`).
+    pub async fn blobs_recorded_since(&self, since: i64) -> anyhow::Result<Vec<RecordedBlob>> {
+        Ok(sqlx::query_as(
+            "SELECT sha256, COALESCE(storage_key, sha256) AS key, size FROM blobs WHERE created_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Forgets the blob `sha256` stored under `key`, so the next manifest
+    /// that names it asks for it again. False if it was recorded under
+    /// another key meanwhile.
+    pub async fn forget_blob(&self, sha256: &str, key: &str) -> anyhow::Result<bool> {
+        let result =
+            sqlx::query("DELETE FROM blobs WHERE sha256 = $1 AND COALESCE(storage_key, sha256) = $2")
+                .bind(sha256)
+                .bind(key)
+                .execute(self.writer())
+                .await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -166,14 +190,18 @@ impl Database {
     /// exclusively: a manifest recorded at the same time either names the
     /// blob first (and it stays) or finds it gone (and uploads it again under
     /// a new key), and a finalize never counts a blob this sweep removes.
-    pub async fn sweep_unreferenced_blobs(&self, cutoff: i64, limit: i64) -> anyhow::Result<Vec<SweptBlob>> {
+    pub async fn sweep_unreferenced_blobs(
+        &self,
+        cutoff: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<RecordedBlob>> {
         let mut tx = self.write_tx().await?;
         self.lock_against_sweep(&mut tx, SweepLock::Sweep).await?;
         // Any row of any deploy counts, also a row a delta above it hides:
         // a removed deploy has no rows, and the bases of the deploys kept
         // are kept too (removing one rebases its children first). Removal
         // rows (sha256 NULL) name no blob and never match.
-        let swept: Vec<SweptBlob> = sqlx::query_as(
+        let swept: Vec<RecordedBlob> = sqlx::query_as(
             "DELETE FROM blobs WHERE sha256 IN (\
                SELECT b.sha256 FROM blobs b WHERE b.created_at < $1 \
                AND NOT EXISTS (SELECT 1 FROM deploy_files f WHERE f.sha256 = b.sha256) \

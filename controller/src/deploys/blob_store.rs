@@ -50,6 +50,20 @@ pub trait BlobStore: Send + Sync + 'static {
     /// (bucket), for readiness checks; the error says what failed.
     async fn check_reachable(&self) -> std::io::Result<()>;
 
+    /// Makes every blob stored so far survive a power loss, and notes when
+    /// (see [`Durability`]). A deploy calls it once before it goes ready:
+    /// the local directory does not sync each blob as it arrives, since one
+    /// `fsync` per file took most of a many-file deploy's time. A bucket's
+    /// writes are durable when they return, and it does nothing.
+    async fn make_durable(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// Which stored blobs a power loss may have torn.
+    async fn durability(&self) -> std::io::Result<Durability> {
+        Ok(Durability::Everything)
+    }
+
     /// The whole blob in memory (rule files, compression, the edge's cache).
     async fn read(&self, key: &str) -> std::io::Result<Option<Bytes>> {
         let Some(mut stream) = self.get(key, None).await? else {
@@ -61,6 +75,28 @@ pub trait BlobStore: Send + Sync + 'static {
         }
         Ok(Some(buffer.freeze()))
     }
+}
+
+/// Which of a store's blobs are known to be whole on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every blob: each write was durable when it returned, or the store
+    /// predates blobs written without a sync of their own.
+    Everything,
+    /// Blobs recorded before this time (unix milliseconds): a blob recorded
+    /// at or after it may have lost bytes to a power loss, and is checked
+    /// against its hash before it is trusted again.
+    RecordedBefore(i64),
+}
+
+/// The file in a local store's root that holds the time the last completed
+/// [`BlobStore::make_durable`] started, in unix milliseconds.
+const DURABLE_BEFORE_FILE: &str = ".durable-before";
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -87,15 +123,23 @@ fn invalid_key(key: &str) -> std::io::Error {
     )
 }
 
-/// Blobs as files under `<root>/<first two hex>/<key>`.
+/// Blobs as files under `<root>/<first two hex>/<key>`. A received blob is
+/// renamed into place without a sync of its own; [`BlobStore::make_durable`]
+/// syncs the whole filesystem once per deploy.
 #[derive(Debug, Clone)]
 pub struct LocalBlobStore {
     root: PathBuf,
+    /// One sync at a time: two would flush the same pages, and the later
+    /// one's time must not be overwritten by the earlier one's.
+    syncing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl LocalBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBlobStore { root: root.into() }
+        LocalBlobStore {
+            root: root.into(),
+            syncing: Default::default(),
+        }
     }
 
     fn path_of(&self, key: &str) -> std::io::Result<PathBuf> {
@@ -200,6 +244,35 @@ impl BlobStore for LocalBlobStore {
         format!("local directory {}", self.root.display())
     }
 
+    async fn make_durable(&self) -> std::io::Result<()> {
+        let (root, syncing) = (self.root.clone(), self.syncing.clone());
+        tokio::task::spawn_blocking(move || {
+            let _alone = syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            std::fs::create_dir_all(&root)?;
+            let started = unix_millis();
+            // Every blob written before `started` is on disk once this
+            // returns: one call, whatever the number of files.
+            rustix::fs::syncfs(std::fs::File::open(&root)?)?;
+            let temp = root.join(format!(".{}.tmp", random_hex(8)));
+            let mut file = std::fs::File::create(&temp)?;
+            std::io::Write::write_all(&mut file, started.to_string().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, root.join(DURABLE_BEFORE_FILE))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    async fn durability(&self) -> std::io::Result<Durability> {
+        match tokio::fs::read_to_string(self.root.join(DURABLE_BEFORE_FILE)).await {
+            // A store from before blobs were written without a sync each.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Durability::Everything),
+            Err(e) => Err(e),
+            // Unreadable: nothing is known to be durable.
+            Ok(text) => Ok(Durability::RecordedBefore(text.trim().parse().unwrap_or(0))),
+        }
+    }
+
     async fn check_reachable(&self) -> std::io::Result<()> {
         tokio::fs::create_dir_all(&self.root).await?;
         // A write that crashes leaves a `.tmp` file, which the sweep removes.
@@ -237,6 +310,36 @@ mod tests {
         store.delete(&key).await.unwrap();
         store.delete(&key).await.unwrap();
         assert!(store.get(&key, None).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_local_store_says_since_when_its_blobs_may_be_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path().join("blobs"));
+        // A store written by a controller that synced every blob.
+        assert_eq!(store.durability().await.unwrap(), Durability::Everything);
+
+        let before = unix_millis();
+        store.make_durable().await.unwrap();
+        let Durability::RecordedBefore(synced) = store.durability().await.unwrap() else {
+            panic!("a synced store names the time of its sync");
+        };
+        assert!(synced >= before && synced <= unix_millis(), "{before} {synced}");
+        store.make_durable().await.unwrap();
+        let Durability::RecordedBefore(again) = store.durability().await.unwrap() else {
+            panic!("synced again");
+        };
+        assert!(again >= synced, "{synced} {again}");
+        // The marker is no blob: the sweep never lists it.
+        let all = store
+            .keys_older_than(SystemTime::now() + std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(all.is_empty(), "{all:?}");
+
+        // A marker cut short by a crash trusts nothing.
+        std::fs::write(dir.path().join("blobs").join(DURABLE_BEFORE_FILE), b"").unwrap();
+        assert_eq!(store.durability().await.unwrap(), Durability::RecordedBefore(0));
     }
 
     #[tokio::test]

@@ -258,6 +258,13 @@ pub async fn prepare_for_serving(state: &Deploys, deploy_id: &str) -> IntakeResu
         return Err(missing_blobs(missing));
     }
     refuse_false_sizes(state, deploy_id).await?;
+    // Every blob of the deploy on disk before it can go ready: one sync for
+    // all of them (see `BlobStore::make_durable`).
+    state
+        .blobs
+        .make_durable()
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("syncing the blob store before the deploy goes ready"))?;
     let config_json = state.db.config_rules(deploy_id).await?;
     let config_rules: RuleSet = match &config_json {
         Some(json) => serde_json::from_str(json).map_err(anyhow::Error::from)?,

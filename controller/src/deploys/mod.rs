@@ -7,6 +7,7 @@
 
 pub mod blob_store;
 pub mod compress;
+pub mod durability;
 pub mod events;
 pub mod intake;
 pub mod retention;

@@ -165,14 +165,9 @@ async fn deploy_folder(app: &TestApp, site: &str, files: &[(&str, &[u8])], publi
         .iter()
         .map(|(path, content)| manifest_file(path, content))
         .collect();
-    let (status, started) = app
-        .api_json(
-            app.http
-                .post(app.api(&format!("/sites/{site}/deploys")))
-                .json(&json!({ "files": manifest, "title": "from my laptop" })),
-        )
+    let started = app
+        .start_direct_deploy(site, json!({ "files": manifest, "title": "from my laptop" }))
         .await;
-    assert_eq!(status, 201, "{started}");
     let deploy_id = started["deploy_id"].as_str().unwrap().to_owned();
     for hash in started["required"].as_array().unwrap() {
         let hash = hash.as_str().unwrap();

@@ -1,6 +1,6 @@
 //! kill -9 on either side: nothing lost, nothing published twice.
 
-use crate::helpers::{SiteRepo, TestApp, eventually, fresh_postgres_database};
+use crate::helpers::{SiteRepo, TestApp, eventually, fresh_postgres_database, manifest_file};
 use crate::processes::{
     ControllerProcess, remove_containers_of_runner, runner_work_dir, start_runner, start_runner_with,
     unique_name,
@@ -229,6 +229,84 @@ async fn a_controller_restarted_mid_build_loses_no_log_byte_and_the_build_finish
         "every line once, in order; the whole log:\n{log}"
     );
     assert_eq!(app.visit("steady", "/").await.body, "survived\n");
+}
+
+/// The blob store syncs once per deploy, before it goes ready, so a power
+/// loss can take bytes of blobs uploaded since. Such a blob, cut short
+/// while the controller is down as a power loss would leave it, is found by
+/// its hash at the next start: the deploy asks for it again rather than
+/// ever serving a torn file, and the blobs that are whole stay.
+#[tokio::test]
+async fn a_blob_torn_by_a_power_loss_before_its_deploy_went_ready_is_asked_for_again() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start(dir.path(), None);
+    let app = TestApp::of(&controller.url(), &controller.printed_token("Admin token:"));
+    app.connect_site_with("torn", json!({ "repo_url": "/nowhere/repo.git" }))
+        .await;
+    let page = "<h1>whole</h1>\n".repeat(100);
+    let files: [(&str, &[u8]); 2] = [
+        ("index.html", page.as_bytes()),
+        ("site.css", b"body { color: teal }"),
+    ];
+    let manifest: Vec<_> = files
+        .iter()
+        .map(|(path, content)| manifest_file(path, content))
+        .collect();
+    let started = app
+        .start_direct_deploy("torn", json!({ "files": manifest }))
+        .await;
+    let deploy_id = started["deploy_id"].as_str().unwrap().to_owned();
+    let upload = |content: &[u8]| {
+        let hash = manifest_file("any", content).sha256;
+        app.api_json(
+            app.http
+                .put(app.api(&format!("/blobs/{hash}")))
+                .body(content.to_vec()),
+        )
+    };
+    for (_, content) in &files {
+        let (status, body) = upload(content).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let finalize = || {
+        app.api_json(
+            app.http
+                .post(app.api(&format!("/sites/torn/deploys/{deploy_id}/finalize")))
+                .json(&json!({ "publish": true })),
+        )
+    };
+
+    controller.kill();
+    let torn_hash = &manifest[0].sha256;
+    let shard = dir.path().join("data/blobs").join(&torn_hash[..2]);
+    let torn = std::fs::read_dir(&shard)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(torn_hash.as_str())
+        })
+        .expect("the page's blob is in the local store");
+    std::fs::write(&torn, &page.as_bytes()[..100]).unwrap();
+    controller.start_again();
+
+    let (status, body) = finalize().await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["missing"], json!([torn_hash]), "only the torn blob: {body}");
+    assert!(!torn.exists(), "the torn bytes are deleted");
+    let (status, body) = upload(files[1].1).await;
+    assert_eq!(status, 200, "the whole blob is kept: {body}");
+    let (status, body) = upload(files[0].1).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, done) = finalize().await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["published"], true, "{done}");
+    assert_eq!(app.visit("torn", "/").await.body, page);
+    assert_eq!(app.visit("torn", "/site.css").await.body, "body { color: teal }");
 }
 
 /// The build's own output in a stored log: the text of its `out` lines

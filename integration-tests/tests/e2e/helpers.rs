@@ -1009,6 +1009,21 @@ impl TestApp {
         body
     }
 
+    /// Starts a direct deploy (the manifest step of `jamstack deploy`):
+    /// `body` holds its `files` and, if wanted, a `title`. Returns the
+    /// answer: the deploy's id and the hashes it asks for.
+    pub async fn start_direct_deploy(&self, site: &str, body: Value) -> Value {
+        let (status, started) = self
+            .api_json(
+                self.http
+                    .post(self.api(&format!("/sites/{site}/deploys")))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{started}");
+        started
+    }
+
     /// Files in the local blob store.
     pub fn stored_blob_files(&self) -> usize {
         let root = self.data_dir.join("blobs");
