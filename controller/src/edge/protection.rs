@@ -207,6 +207,12 @@ impl Claims {
     }
 }
 
+/// Whether a signature checked at `checked` is still taken on trust at
+/// `now` (seconds since the epoch); a clock set back trusts it no longer.
+fn still_trusted(checked: u64, now: u64) -> bool {
+    now >= checked && now - checked < VERIFIED_LIFETIME.as_secs()
+}
+
 /// The signatures of access tokens found right lately, by their claims
 /// (`<site>.<kind>.<generation>.<expires>`). A claim has exactly one right
 /// signature under the key, so remembering it changes no answer; it spares
@@ -215,12 +221,6 @@ impl Claims {
 /// visitor's guesses learn nothing from the lookup's timing. Only a
 /// signature that verified gets in, so a visitor cannot fill it with
 /// made-up ones; it is bounded all the same.
-/// Whether a signature checked at `checked` is still taken on trust at
-/// `now` (seconds since the epoch); a clock set back trusts it no longer.
-fn still_trusted(checked: u64, now: u64) -> bool {
-    now >= checked && now - checked < VERIFIED_LIFETIME.as_secs()
-}
-
 #[derive(Default)]
 struct VerifiedSignatures {
     /// Keyed by claims a visitor sends: foldhash's per-process random
