@@ -1378,8 +1378,13 @@ async fn big_deploys(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str, pi
         "big deploys: wrote {files} files, {source_bytes} bytes, in {:.1} s",
         written.elapsed().as_secs_f64()
     );
-    // A page (compressible) to probe.
-    let probe = big_file(0).0;
+    // A page to probe, large enough that its compressed form saves a disk
+    // block (smaller files are kept without variants).
+    let probe = (0..files)
+        .map(big_file)
+        .find(|(_, size, compressible)| *compressible && *size >= 12 * 1024)
+        .expect("the big site has a page of 12 KB or more")
+        .0;
 
     let first = big_deploy(app, runner, sha, &source, &data, pid, &probe).await;
     assert_eq!(first.sent.blobs, files, "the first deploy uploads every file");

@@ -31,6 +31,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` under `key`.
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> std::io::Result<()>;
 
+    /// Stores a received blob's `bytes` under `key`, durable once
+    /// [`BlobStore::make_durable`] returns rather than when this does: the
+    /// way most of a deploy's files arrive (they are small).
+    async fn put_received(&self, key: &str, bytes: Bytes) -> std::io::Result<()> {
+        self.put_bytes(key, bytes).await
+    }
+
     /// The blob's bytes, or the bytes in `range` (which the caller has
     /// checked against the blob's size); `None` if nothing is stored there.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>>;
@@ -184,6 +191,33 @@ impl BlobStore for LocalBlobStore {
         self.write_atomically(&path, &bytes).await
     }
 
+    async fn put_received(&self, key: &str, bytes: Bytes) -> std::io::Result<()> {
+        let path = self.path_of(key)?;
+        // One trip to the blocking pool for the whole write, and the
+        // temporary file in the blob's own folder: a deploy's many small
+        // files then neither queue for one staging folder's lock nor hop
+        // between threads for every step.
+        tokio::task::spawn_blocking(move || {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let temp = dir.join(format!(".{}.tmp", random_hex(8)));
+            let mut file = match std::fs::File::create_new(&temp) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(dir)?;
+                    std::fs::File::create_new(&temp)?
+                }
+                other => other?,
+            };
+            let written =
+                std::io::Write::write_all(&mut file, &bytes).and_then(|()| std::fs::rename(&temp, &path));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            written
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>> {
         let mut file = match tokio::fs::File::open(self.path_of(key)?).await {
             Ok(file) => file,
@@ -310,6 +344,24 @@ mod tests {
         store.delete(&key).await.unwrap();
         store.delete(&key).await.unwrap();
         assert!(store.get(&key, None).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_received_blob_is_stored_whole_in_a_folder_made_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path().join("blobs"));
+        let key = new_key(&sha256_hex(b"small page"));
+        store
+            .put_received(&key, Bytes::from_static(b"small page"))
+            .await
+            .unwrap();
+        assert_eq!(read_all(&store, &key, None).await, b"small page");
+        let shard = dir.path().join("blobs").join(&key[..2]);
+        let names: Vec<_> = std::fs::read_dir(&shard)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![key.clone()], "no temporary file is left");
     }
 
     #[tokio::test]

@@ -126,6 +126,11 @@ pub async fn receive_blob(
     if announced.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
+    if let Some(length) = announced
+        && length <= SMALL_BLOB
+    {
+        return receive_small_blob(state, sha256, body, length).await;
+    }
     let staged = match staging::stage(&state.config.staging_dir(), body.into_data_stream(), limit).await {
         Ok(staged) => staged,
         Err(StageError::TooLarge { .. }) => return Err(too_large()),
@@ -146,15 +151,49 @@ pub async fn receive_blob(
         .put_file(&key, &staged.file)
         .await
         .map_err(|e| anyhow::Error::from(e).context(format!("storing blob {sha256}")))?;
-    if !state
-        .db
-        .record_stored_blob(sha256, staged.size as i64, &key)
-        .await?
-    {
-        // Another upload of the same content was recorded first.
+    record_received(state, sha256, staged.size as i64, &key).await
+}
+
+/// Blobs up to this size (by their `Content-Length`) are received in
+/// memory and written in one step; larger ones stream through a staging
+/// file. Hashing this much takes well under a millisecond.
+const SMALL_BLOB: u64 = 256 * 1024;
+
+/// [`receive_blob`] for a blob of `length` bytes, at most [`SMALL_BLOB`].
+async fn receive_small_blob(
+    state: &Deploys,
+    sha256: &str,
+    body: Body,
+    length: u64,
+) -> IntakeResult<Received> {
+    // The connection enforces the announced length; the bound is the
+    // announced length all the same.
+    let bytes = axum::body::to_bytes(body, length as usize)
+        .await
+        .map_err(|e| refused(format!("the upload of blob {sha256} broke off: {e}")))?;
+    let hashed = blob_store::sha256_hex(&bytes);
+    if hashed != sha256 {
+        return Err(refused(format!(
+            "the content hashes to {hashed}, not to {sha256}: the upload was corrupted or named the wrong blob"
+        )));
+    }
+    let size = bytes.len() as i64;
+    let key = blob_store::new_key(sha256);
+    state
+        .blobs
+        .put_received(&key, bytes)
+        .await
+        .map_err(|e| anyhow::Error::from(e).context(format!("storing blob {sha256}")))?;
+    record_received(state, sha256, size, &key).await
+}
+
+/// Records a blob just stored under `key`; when another upload of the same
+/// content was recorded first, deletes this copy.
+async fn record_received(state: &Deploys, sha256: &str, size: i64, key: &str) -> IntakeResult<Received> {
+    if !state.db.record_stored_blob(sha256, size, key).await? {
         state
             .blobs
-            .delete(&key)
+            .delete(key)
             .await
             .map_err(|e| anyhow::Error::from(e).context("deleting a duplicate blob"))?;
     }
