@@ -138,7 +138,16 @@ pub struct LocalBlobStore {
     root: PathBuf,
     /// One sync at a time: two would flush the same pages, and the later
     /// one's time must not be overwritten by the earlier one's.
-    syncing: std::sync::Arc<std::sync::Mutex<()>>,
+    syncing: std::sync::Arc<std::sync::Mutex<Syncs>>,
+}
+
+/// The syncs a local store has made.
+#[derive(Debug, Default)]
+struct Syncs {
+    /// When the last completed sync started.
+    last_started: Option<std::time::Instant>,
+    /// How many there were.
+    count: u64,
 }
 
 impl LocalBlobStore {
@@ -280,18 +289,27 @@ impl BlobStore for LocalBlobStore {
 
     async fn make_durable(&self) -> std::io::Result<()> {
         let (root, syncing) = (self.root.clone(), self.syncing.clone());
+        let asked = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
-            let _alone = syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut syncs = syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Deploys finishing together share one sync: a sync that
+            // started after this call flushed everything written before it.
+            if syncs.last_started.is_some_and(|started| started >= asked) {
+                return Ok(());
+            }
             std::fs::create_dir_all(&root)?;
-            let started = unix_millis();
+            let (started, started_millis) = (std::time::Instant::now(), unix_millis());
             // Every blob written before `started` is on disk once this
             // returns: one call, whatever the number of files.
             rustix::fs::syncfs(std::fs::File::open(&root)?)?;
             let temp = root.join(format!(".{}.tmp", random_hex(8)));
             let mut file = std::fs::File::create(&temp)?;
-            std::io::Write::write_all(&mut file, started.to_string().as_bytes())?;
+            std::io::Write::write_all(&mut file, started_millis.to_string().as_bytes())?;
             file.sync_all()?;
-            std::fs::rename(&temp, root.join(DURABLE_BEFORE_FILE))
+            std::fs::rename(&temp, root.join(DURABLE_BEFORE_FILE))?;
+            syncs.last_started = Some(started);
+            syncs.count += 1;
+            Ok(())
         })
         .await
         .map_err(std::io::Error::other)?
@@ -344,6 +362,39 @@ mod tests {
         store.delete(&key).await.unwrap();
         store.delete(&key).await.unwrap();
         assert!(store.get(&key, None).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deploys_finishing_while_a_sync_runs_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path().join("blobs"));
+        store.make_durable().await.unwrap();
+        // Four deploys ask while a sync runs (the lock held here).
+        let (waiting, count_before) = {
+            let held = store.syncing.lock().unwrap();
+            let waiting: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.make_durable().await })
+                })
+                .collect();
+            // Not an `.await`: the lock is held, and the deploys run on the
+            // runtime's other threads meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            (waiting, held.count)
+        };
+        for deploy in waiting {
+            deploy.await.unwrap().unwrap();
+        }
+        let syncs = store.syncing.lock().unwrap().count;
+        assert_eq!(
+            syncs,
+            count_before + 1,
+            "the first to get the lock syncs for all four"
+        );
+        // One that asks after that sync started gets a sync of its own.
+        store.make_durable().await.unwrap();
+        assert_eq!(store.syncing.lock().unwrap().count, syncs + 1);
     }
 
     #[tokio::test]
