@@ -97,9 +97,10 @@ pub enum Received {
     AlreadyHad,
 }
 
-/// Receives one blob: streamed to a staging file while hashed and counted,
-/// verified against its name, then moved into the blob store under a key of
-/// its own and recorded.
+/// Receives one blob: read into memory when small ([`SMALL_BLOB`]),
+/// otherwise streamed to a staging file while hashed and counted; verified
+/// against its name, then moved into the blob store under a key of its own
+/// and recorded.
 pub async fn receive_blob(
     state: &Deploys,
     sha256: &str,
