@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// A blob's bytes, as they come from the store.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -100,10 +100,26 @@ pub enum Durability {
 /// [`BlobStore::make_durable`] started, in unix milliseconds.
 const DURABLE_BEFORE_FILE: &str = ".durable-before";
 
-fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
+/// Writes `bytes` to `path` through a unique temporary name in the same
+/// folder (made if missing), then renames: a reader sees no file or the
+/// whole file. When `synced`, the bytes are on disk before the rename.
+fn write_through_temp(path: &Path, bytes: &[u8], synced: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = dir.join(format!(".{}.tmp", random_hex(8)));
+    let mut file = match std::fs::File::create_new(&temp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::File::create_new(&temp)?
+        }
+        other => other?,
+    };
+    let written = std::io::Write::write_all(&mut file, bytes)
+        .and_then(|()| if synced { file.sync_all() } else { Ok(()) })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -165,17 +181,12 @@ impl LocalBlobStore {
         Ok(self.root.join(&key[..2]).join(key))
     }
 
-    /// Writes through a unique temporary name and renames: a reader sees
-    /// no blob or the whole blob.
-    async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir).await?;
-        let temp = dir.join(format!(".{}.tmp", random_hex(8)));
-        let mut file = tokio::fs::File::create(&temp).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&temp, path).await
+    /// [`write_through_temp`] in one trip to the blocking pool:
+    /// a reader sees no blob or the whole blob.
+    async fn write_atomically(path: PathBuf, bytes: Bytes, synced: bool) -> std::io::Result<()> {
+        tokio::task::spawn_blocking(move || write_through_temp(&path, &bytes, synced))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
@@ -189,42 +200,21 @@ impl BlobStore for LocalBlobStore {
             // Staging on another filesystem: copy instead, still atomically.
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 let bytes = tokio::fs::read(file).await?;
-                self.write_atomically(&path, &bytes).await
+                Self::write_atomically(path, Bytes::from(bytes), true).await
             }
             Err(e) => Err(e),
         }
     }
 
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> std::io::Result<()> {
-        let path = self.path_of(key)?;
-        self.write_atomically(&path, &bytes).await
+        Self::write_atomically(self.path_of(key)?, bytes, true).await
     }
 
     async fn put_received(&self, key: &str, bytes: Bytes) -> std::io::Result<()> {
-        let path = self.path_of(key)?;
-        // One trip to the blocking pool for the whole write, and the
-        // temporary file in the blob's own folder: a deploy's many small
-        // files then neither queue for one staging folder's lock nor hop
-        // between threads for every step.
-        tokio::task::spawn_blocking(move || {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let temp = dir.join(format!(".{}.tmp", random_hex(8)));
-            let mut file = match std::fs::File::create_new(&temp) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir_all(dir)?;
-                    std::fs::File::create_new(&temp)?
-                }
-                other => other?,
-            };
-            let written =
-                std::io::Write::write_all(&mut file, &bytes).and_then(|()| std::fs::rename(&temp, &path));
-            if written.is_err() {
-                let _ = std::fs::remove_file(&temp);
-            }
-            written
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        // Unsynced, and the temporary file in the blob's own folder: a
+        // deploy's many small files then neither queue for one staging
+        // folder's lock nor wait for the disk one by one.
+        Self::write_atomically(self.path_of(key)?, bytes, false).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>> {
@@ -298,15 +288,15 @@ impl BlobStore for LocalBlobStore {
                 return Ok(());
             }
             std::fs::create_dir_all(&root)?;
-            let (started, started_millis) = (std::time::Instant::now(), unix_millis());
+            let (started, started_millis) = (std::time::Instant::now(), crate::db::now_millis());
             // Every blob written before `started` is on disk once this
             // returns: one call, whatever the number of files.
             rustix::fs::syncfs(std::fs::File::open(&root)?)?;
-            let temp = root.join(format!(".{}.tmp", random_hex(8)));
-            let mut file = std::fs::File::create(&temp)?;
-            std::io::Write::write_all(&mut file, started_millis.to_string().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temp, root.join(DURABLE_BEFORE_FILE))?;
+            write_through_temp(
+                &root.join(DURABLE_BEFORE_FILE),
+                started_millis.to_string().as_bytes(),
+                true,
+            )?;
             syncs.last_started = Some(started);
             syncs.count += 1;
             Ok(())
@@ -422,12 +412,15 @@ mod tests {
         // A store written by a controller that synced every blob.
         assert_eq!(store.durability().await.unwrap(), Durability::Everything);
 
-        let before = unix_millis();
+        let before = crate::db::now_millis();
         store.make_durable().await.unwrap();
         let Durability::RecordedBefore(synced) = store.durability().await.unwrap() else {
             panic!("a synced store names the time of its sync");
         };
-        assert!(synced >= before && synced <= unix_millis(), "{before} {synced}");
+        assert!(
+            synced >= before && synced <= crate::db::now_millis(),
+            "{before} {synced}"
+        );
         store.make_durable().await.unwrap();
         let Durability::RecordedBefore(again) = store.durability().await.unwrap() else {
             panic!("synced again");
