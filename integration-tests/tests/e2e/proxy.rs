@@ -50,10 +50,14 @@ async fn start_upstream() -> u16 {
     port
 }
 
-/// A port nothing listens on.
-async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+/// A port nothing listens on, held for as long as the socket lives: a
+/// socket bound and never listening refuses every connection, and no other
+/// test's listener can take the port meanwhile.
+fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 /// Builds and publishes a site whose `/api/*` is proxied to `upstream`
@@ -91,7 +95,8 @@ async fn a_site_proxies_its_api_to_an_upstream_with_forwarded_headers_and_bodies
     })
     .await;
     let upstream = start_upstream().await;
-    publish_proxying_site(&app, "proxied", upstream, closed_port().await).await;
+    let (_held, dead) = closed_port();
+    publish_proxying_site(&app, "proxied", upstream, dead).await;
     let host = format!("proxied.localhost:{}", app.port);
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", app.port);
 
@@ -200,7 +205,8 @@ async fn a_site_proxies_its_api_to_an_upstream_with_forwarded_headers_and_bodies
 async fn without_the_operators_switch_a_proxy_to_a_private_address_gets_a_502_page_naming_it() {
     let app = spawn_app().await;
     let upstream = start_upstream().await;
-    publish_proxying_site(&app, "private", upstream, closed_port().await).await;
+    let (_held, dead) = closed_port();
+    publish_proxying_site(&app, "private", upstream, dead).await;
 
     let page = app.visit("private", "/api/anything").await;
     assert_eq!(page.status, 502, "{}", page.body);
