@@ -32,7 +32,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Instant;
 
 /// What a hostname serves now, with what its visitors must show and how
@@ -72,14 +72,22 @@ struct HostEntry {
     filled: Instant,
     /// The index of the deploy `resolved` names, once loaded: a request
     /// for a hostname already served needs this one entry and nothing else.
-    index: Option<Arc<DeployIndex>>,
+    /// Weak: the index cache alone decides which indexes stay in memory, so
+    /// its bound holds however many hostnames were ever served.
+    index: Option<Weak<DeployIndex>>,
 }
 
 #[derive(Debug, Default)]
 struct Hosts {
     generation: u64,
     entries: HashMap<Target, HostEntry>,
+    /// The entry count at which expired entries are next swept out, so
+    /// hostnames served once and never again do not pile up.
+    sweep_at: usize,
 }
+
+/// The fewest entries worth sweeping.
+const SWEEP_FLOOR: usize = 1024;
 
 pub struct EdgeCache {
     hosts: RwLock<Hosts>,
@@ -181,6 +189,11 @@ impl EdgeCache {
         };
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         if hosts.generation == generation {
+            if hosts.entries.len() >= hosts.sweep_at {
+                let ttl = self.settings.pointer_ttl;
+                hosts.entries.retain(|_, entry| entry.filled.elapsed() < ttl);
+                hosts.sweep_at = (hosts.entries.len() * 2).max(SWEEP_FLOOR);
+            }
             hosts.entries.insert(
                 target.clone(),
                 HostEntry {
@@ -207,7 +220,7 @@ impl EdgeCache {
             return None;
         }
         let immutable = matches!(entry.resolved, Resolved::Deploy { immutable: true, .. });
-        entry.index.clone().map(|index| Serving {
+        entry.index.as_ref().and_then(Weak::upgrade).map(|index| Serving {
             index,
             immutable,
             guard: entry.guard,
@@ -232,7 +245,7 @@ impl EdgeCache {
         if let Some(entry) = hosts.entries.get_mut(target)
             && matches!(&entry.resolved, Resolved::Deploy { deploy_id, .. } if *deploy_id == index.deploy_id)
         {
-            entry.index = Some(index.clone());
+            entry.index = Some(Arc::downgrade(index));
         }
     }
 
@@ -286,12 +299,10 @@ impl EdgeCache {
         self.deploys.insert(deploy_id.to_owned(), fresh.clone()).await;
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         for entry in hosts.entries.values_mut() {
-            if entry
-                .index
-                .as_ref()
-                .is_some_and(|index| index.deploy_id == deploy_id)
+            if entry.index.is_some()
+                && matches!(&entry.resolved, Resolved::Deploy { deploy_id: id, .. } if id == deploy_id)
             {
-                entry.index = Some(fresh.clone());
+                entry.index = Some(Arc::downgrade(&fresh));
             }
         }
         Ok(())
@@ -477,7 +488,7 @@ mod tests {
                 guard: None,
                 transport: SiteTransport::default(),
                 filled: Instant::now(),
-                index: Some(index.clone()),
+                index: Some(Arc::downgrade(index)),
             },
         );
         target
@@ -529,6 +540,47 @@ mod tests {
         assert!(edge.deploys.weighted_size() <= 3 * one + one / 2);
         assert!(edge.deploys.entry_count() <= 3, "{}", edge.deploys.entry_count());
         assert!(metrics.evictions.get() >= 47, "{}", metrics.evictions.get());
+    }
+
+    #[tokio::test]
+    async fn hostnames_served_once_do_not_keep_their_indexes_past_the_memory_bound() {
+        let one = deploy("d0", 200).approximate_bytes() as u64;
+        let edge = EdgeCache::new(
+            EdgeSettings {
+                index_cache_bytes: 3 * one + one / 2,
+                ..EdgeSettings::default()
+            },
+            EdgeIndexMetrics::default(),
+        );
+        // Fifty sites each served once, as a crawler or a first visit
+        // would: their pointers stay, their indexes may not.
+        let mut loaded = Vec::new();
+        for n in 0..50 {
+            let index = deploy(&format!("d{n}"), 200);
+            serve(&edge, &format!("site-{n}"), &index).await;
+            loaded.push(Arc::downgrade(&index));
+        }
+        // The cache applies its evictions in rounds of maintenance work,
+        // which requests run as they come; a few rounds here.
+        for _ in 0..3 {
+            edge.deploys.run_pending_tasks().await;
+        }
+
+        let alive = loaded.iter().filter(|index| index.upgrade().is_some()).count();
+        assert!(alive <= 3, "{alive} of 50 indexes still in memory");
+        let served_from_memory = (0..50)
+            .filter(|n| {
+                edge.serving_now(&Target::Published {
+                    site: format!("site-{n}"),
+                })
+                .is_some()
+            })
+            .count();
+        assert!(served_from_memory <= 3, "{served_from_memory}");
+        assert!(
+            served_from_memory >= 1,
+            "the cached ones are still served from memory"
+        );
     }
 
     fn stored(store_key: &str, size: u64) -> Stored {
