@@ -63,6 +63,11 @@ impl Api {
     /// controller's message with what to do next.
     pub async fn send(&self, request: RequestBuilder) -> CliResult<Response> {
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        self.check(response).await
+    }
+
+    /// An answer that is not a success becomes the controller's message.
+    pub async fn check(&self, response: Response) -> CliResult<Response> {
         if response.status().is_success() {
             return Ok(response);
         }

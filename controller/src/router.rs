@@ -161,6 +161,11 @@ pub fn router(state: AppState) -> Router {
             // Streamed to disk; the handler enforces the file size limit.
             put(runner_api::put_blob).layer(DefaultBodyLimit::disable()),
         )
+        .route(
+            runner::BLOB_BUNDLES,
+            // Read whole up to the bundle's bound by the handler.
+            post(runner_api::post_blob_bundle).layer(DefaultBodyLimit::disable()),
+        )
         // Manifests of large sites are large JSON documents.
         .layer(DefaultBodyLimit::max(api::MAX_MANIFEST));
 

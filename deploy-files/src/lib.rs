@@ -9,8 +9,9 @@
 //! deployed again and again, reading only the files that changed since its
 //! last deploy ([`hash_cache`]). Once the controller has answered with the
 //! hashes it lacks, [`Manifest::blobs_for`] names their files and
-//! [`upload::upload_blobs`] sends them, several at once, through whatever
-//! call the client makes.
+//! [`upload::upload_blobs`] sends them, several requests at once and the
+//! small ones many to a request ([`upload::Bundle`]), through whatever
+//! calls the client makes.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,10 +19,18 @@
 //! // Send `manifest.files`; the controller answers with the hashes it lacks.
 //! let missing: Vec<String> = Vec::new();
 //! let blobs = manifest.blobs_for::<std::io::Error>(&missing)?;
-//! let _sent = jamstack_deploy_files::upload::upload_blobs(blobs, 8, |blob| async move {
-//!     // PUT the file at `blob.source` as `/blobs/{blob.sha256}`.
-//!     Ok::<(), std::io::Error>(())
-//! })
+//! let _sent = jamstack_deploy_files::upload::upload_blobs(
+//!     blobs,
+//!     8,
+//!     |blob| async move {
+//!         // PUT the file at `blob.source` as `/blobs/{blob.sha256}`.
+//!         Ok::<(), std::io::Error>(())
+//!     },
+//!     |bundle| async move {
+//!         // POST `bundle.body()?` to `/blob-bundles`.
+//!         Ok::<(), std::io::Error>(())
+//!     },
+//! )
 //! .await?;
 //! # Ok(()) }
 //! ```

@@ -45,9 +45,13 @@
 //! 4. Upload, Netlify's digest flow:
 //!    - `POST /runner/v1/jobs/{job}/deploy` with a [`DeployManifest`] →
 //!      [`ManifestResponse`] naming the blobs the controller lacks;
-//!    - `PUT /runner/v1/blobs/{sha256}` with the bytes of each missing blob
-//!      (streamed; the controller verifies the hash before it stores
-//!      anything, and refuses files over its size limit with 413);
+//!    - the missing blobs: those of at most
+//!      [`blob_bundle::MAX_BUNDLED_BLOB`] bytes many at a time,
+//!      `POST /runner/v1/blob-bundles` with a [`blob_bundle`] body (answered
+//!      with [`BundleResponse`]), the others one each,
+//!      `PUT /runner/v1/blobs/{sha256}` with the blob's bytes, streamed. The
+//!      controller verifies every hash before it stores anything, and
+//!      refuses files over its size limit with 413;
 //!    - `POST /runner/v1/jobs/{job}/deploy/finalize` → [`FinalizeResponse`].
 //!      The controller reads the deploy's `_redirects` and `_headers`
 //!      files, makes compressed variants of compressible files, and refuses
@@ -65,6 +69,7 @@
 //!
 //! Bump [`PROTOCOL_VERSION`] on every change to these types or routes.
 
+pub mod blob_bundle;
 mod duration;
 pub mod embedded_runner;
 pub mod routes;
@@ -82,7 +87,10 @@ use std::fmt;
 /// (`incoming_hook`); a runner of 10 ignores them and builds every push.
 /// 12: a redirect rule carries `Role` conditions and `signed`; a runner of
 /// 11 refuses them in `jamstack.toml`, as before.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: small blobs are uploaded many at a time (`POST
+/// /runner/v1/blob-bundles`); a runner of 12 sends each on its own, as
+/// before.
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// The oldest runner protocol a controller still serves, one version
 /// behind its own, so runners can be upgraded after their controller one
@@ -504,6 +512,16 @@ pub struct ManifestResponse {
     pub deploy_id: String,
     /// Hashes the controller does not hold yet; upload exactly these.
     pub missing: Vec<String>,
+}
+
+/// What the controller did with a bundle of blobs ([`blob_bundle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BundleResponse {
+    /// Blobs stored now.
+    pub stored: usize,
+    /// Blobs it held already (another deploy or upload sent them).
+    pub already_had: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,8 @@ pub mod runner {
     pub const COMPLETE: &str = "/runner/v1/jobs/{job}/complete";
     pub const HAND_BACK: &str = "/runner/v1/jobs/{job}/hand-back";
     pub const BLOB: &str = "/runner/v1/blobs/{sha256}";
+    /// Many small blobs in one body (`crate::blob_bundle`).
+    pub const BLOB_BUNDLES: &str = "/runner/v1/blob-bundles";
 
     pub fn register() -> &'static str {
         REGISTER
@@ -123,6 +125,8 @@ pub mod api {
     pub const BUILD_CANCEL: &str = "/api/v1/builds/{id}/cancel";
     pub const BUILD_RETRY: &str = "/api/v1/builds/{id}/retry";
     pub const BLOB: &str = "/api/v1/blobs/{sha256}";
+    /// Many small blobs in one body (`crate::blob_bundle`).
+    pub const BLOB_BUNDLES: &str = "/api/v1/blob-bundles";
     pub const MY_SESSIONS: &str = "/api/v1/users/me/sessions";
     pub const MY_SESSION: &str = "/api/v1/users/me/sessions/{session}";
     pub const MY_PASSWORD: &str = "/api/v1/users/me/password";
@@ -340,6 +344,7 @@ mod tests {
             (runner::COMPLETE, runner::complete(7)),
             (runner::HAND_BACK, runner::hand_back(7)),
             (runner::BLOB, runner::blob(&sha)),
+            (runner::BLOB_BUNDLES, runner::BLOB_BUNDLES.to_owned()),
         ] {
             assert!(matches(pattern, &path), "{path} does not match {pattern}");
         }
@@ -396,6 +401,7 @@ mod tests {
             (api::BUILD_CANCEL, api::build_cancel(7)),
             (api::BUILD_RETRY, api::build_retry(7)),
             (api::BLOB, api::blob("ab")),
+            (api::BLOB_BUNDLES, api::BLOB_BUNDLES.to_owned()),
         ] {
             assert!(pattern.starts_with(api::PREFIX), "{pattern}");
             assert!(matches(pattern, &path), "{path} does not match {pattern}");

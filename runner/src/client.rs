@@ -5,7 +5,7 @@
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use jamstack_proto::{
-    CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, ErrorBody, FinalizeResponse,
+    BundleResponse, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, ErrorBody, FinalizeResponse,
     HeartbeatResponse, JobCompletion, JobLease, JobOutcome, LEASE_HEADER, LeaseRequest, LogAppendResponse,
     ManifestFile, ManifestResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
     StepTiming, VersionMismatch, routes,
@@ -351,6 +351,20 @@ impl ControllerClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Sends a bundle of small blobs (a `jamstack_proto::blob_bundle`
+    /// body), retried as a whole: storing a blob twice is harmless.
+    pub async fn post_blob_bundle(&self, body: Vec<u8>) -> Result<BundleResponse, ClientError> {
+        self.call(
+            Method::POST,
+            routes::runner::BLOB_BUNDLES,
+            None,
+            Payload::Bytes(Bytes::from(body)),
+            Duration::from_secs(600),
+        )
+        .await?
+        .ok_or_else(|| ClientError::Unreachable("empty answer to a blob bundle".into()))
     }
 
     pub async fn finalize(&self, lease: &JobLease) -> Result<FinalizeResponse, ClientError> {

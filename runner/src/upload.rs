@@ -63,11 +63,19 @@ pub async fn upload(
     };
     let step = Instant::now();
     let blobs = manifest.blobs_for(&answer.missing)?;
-    let uploaded_bytes =
-        jamstack_deploy_files::upload::upload_blobs(blobs, PARALLEL_UPLOADS, |blob| async move {
-            client.put_blob_file(&blob.sha256, &blob.source).await
-        })
-        .await?;
+    let uploaded_bytes = jamstack_deploy_files::upload::upload_blobs(
+        blobs,
+        PARALLEL_UPLOADS,
+        |blob| async move { client.put_blob_file(&blob.sha256, &blob.source).await },
+        |bundle| async move {
+            let body = tokio::task::spawn_blocking(move || bundle.body())
+                .await
+                .map_err(|e| ClientError::Local(format!("reading the publish directory: {e}")))?
+                .map_err(|e| ClientError::Local(format!("reading the publish directory: {e}")))?;
+            client.post_blob_bundle(body).await.map(|_| ())
+        },
+    )
+    .await?;
     timings.blobs = step.elapsed();
     let step = Instant::now();
     let finalized = client.finalize(lease).await.map_err(UploadError::Controller)?;

@@ -14,8 +14,8 @@ use crate::error::{CliError, CliResult};
 use crate::output::{bytes, print_json};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use jamstack_proto::DeployManifest;
-use jamstack_proto::routes;
+use jamstack_deploy_files::upload::Bundle;
+use jamstack_proto::{DeployManifest, blob_bundle, routes};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -100,9 +100,12 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
             .progress_chars("=> "),
     );
     bar.set_message(format!("Uploading {} files", wanted.len()));
-    jamstack_deploy_files::upload::upload_blobs(wanted, PARALLEL_UPLOADS, |blob| {
-        put_blob(api, &bar, blob.sha256, blob.source)
-    })
+    jamstack_deploy_files::upload::upload_blobs(
+        wanted,
+        PARALLEL_UPLOADS,
+        |blob| put_blob(api, &bar, blob.sha256, blob.source),
+        |bundle| put_bundle(api, &bar, bundle),
+    )
     .await?;
     bar.finish_and_clear();
     if !json {
@@ -148,6 +151,35 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
             args.site
         );
     }
+    Ok(())
+}
+
+/// Sends small blobs in one request; to a controller that takes no
+/// bundles (older than this CLI), one by one instead.
+async fn put_bundle(api: &Api, bar: &ProgressBar, bundle: Bundle) -> CliResult {
+    let blobs = bundle.blobs.clone();
+    let body = tokio::task::spawn_blocking(move || bundle.body())
+        .await
+        .map_err(|e| CliError::error(format!("reading the folder: {e}")))?
+        .map_err(|e| CliError::error(format!("reading the folder: {e}")))?;
+    let response = api
+        .request(Method::POST, routes::api::BLOB_BUNDLES)
+        .header(reqwest::header::CONTENT_TYPE, blob_bundle::CONTENT_TYPE)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| api.unreachable(e))?;
+    if matches!(
+        response.status(),
+        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED
+    ) {
+        for blob in blobs {
+            put_blob(api, bar, blob.sha256, blob.source).await?;
+        }
+        return Ok(());
+    }
+    api.check(response).await?;
+    bar.inc(blobs.iter().map(|blob| blob.size).sum());
     Ok(())
 }
 

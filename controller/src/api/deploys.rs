@@ -17,8 +17,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jamstack_proto::DeployManifest;
 use jamstack_proto::ErrorBody;
+use jamstack_proto::{BundleResponse, DeployManifest};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -358,6 +358,37 @@ pub async fn put_blob(
             Received::AlreadyHad => StatusCode::OK,
         },
     )
+}
+
+/// Receives many small blobs of a direct deploy in one body: each at most
+/// 256 KiB, at most 1,024 of them and 8 MiB in all, framed as
+/// `<sha256> <size>\n<bytes>` one after another. Every hash is verified
+/// before any blob is stored; one wrong blob refuses the whole bundle.
+#[utoipa::path(
+    post,
+    operation_id = "upload_blob_bundle",
+    path = jamstack_proto::routes::api::BLOB_BUNDLES,
+    tag = "deploys",
+    request_body(
+        content = Vec<u8>,
+        content_type = "application/vnd.jamstack.blob-bundle",
+        description = "Frames of `<sha256> <size>\\n` followed by the blob's bytes"
+    ),
+    responses(
+        (status = 200, description = "How many blobs were stored and how many the controller had", body = BundleResponse),
+        (status = 400, description = "A frame is malformed or a blob does not hash to its name", body = ErrorBody),
+        (status = 413, description = "The bundle or a blob in it is over its limit", body = ErrorBody),
+    ),
+    security(("token" = ["deploys"])),
+    extensions(("x-permission" = json!("site.deploy")))
+)]
+pub async fn post_blob_bundle(
+    State(deploys): State<Deploys>,
+    _: CanDeploy,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Json<BundleResponse>> {
+    Ok(Json(intake::receive_bundle(&deploys, &headers, body).await?))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

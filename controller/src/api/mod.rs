@@ -121,9 +121,11 @@ pub fn routes() -> ApiRouter {
     let manifests = OpenApiRouter::new()
         .routes(routes!(deploys::list_for_site, deploys::create_direct))
         .layer(DefaultBodyLimit::max(MAX_MANIFEST));
-    // Streamed to disk; the handler enforces the file size limit.
+    // Streamed to disk, or read whole up to a bundle's bound; the handlers
+    // enforce the limits.
     let blobs = OpenApiRouter::new()
         .routes(routes!(deploys::put_blob))
+        .routes(routes!(deploys::post_blob_bundle))
         .layer(DefaultBodyLimit::disable());
     documented.merge(certificates).merge(manifests).merge(blobs)
 }

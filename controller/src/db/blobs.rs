@@ -59,6 +59,18 @@ impl Database {
 /// Hashes per `IN (…)` lookup.
 const LOOKUP_BATCH: usize = 500;
 
+/// Blob rows per `INSERT` (four values each, well within both databases'
+/// limits on bound values).
+const RECORD_BATCH: usize = 250;
+
+/// A blob just stored, to be recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredBlob<'a> {
+    pub sha256: &'a str,
+    pub size: i64,
+    pub key: &'a str,
+}
+
 /// A file of a deploy whose blob has no variants yet.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BlobToCompress {
@@ -103,6 +115,51 @@ impl Database {
         .execute(self.writer())
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Of `hashes`, those a blob row names: what a bundle need not store.
+    pub async fn recorded_blobs_among(&self, hashes: &[&str]) -> anyhow::Result<HashSet<String>> {
+        let mut known = HashSet::new();
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let sql = format!(
+                "SELECT sha256 FROM blobs WHERE sha256 IN {}",
+                super::value_rows(1, batch.len(), 1)
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for hash in batch {
+                query = query.bind(*hash);
+            }
+            known.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(known)
+    }
+
+    /// [`Database::record_stored_blob`] for many blobs, in one transaction
+    /// and a statement per [`RECORD_BATCH`]: returns the hashes recorded
+    /// now; the others were recorded already, and the caller deletes the
+    /// copies it stored for them.
+    pub async fn record_stored_blobs(&self, blobs: &[StoredBlob<'_>]) -> anyhow::Result<HashSet<String>> {
+        let mut recorded = HashSet::new();
+        let created_at = now_millis();
+        let mut tx = self.writer().begin().await?;
+        for batch in blobs.chunks(RECORD_BATCH) {
+            let sql = format!(
+                "INSERT INTO blobs (sha256, size, created_at, storage_key) VALUES {} \
+                 ON CONFLICT (sha256) DO NOTHING RETURNING sha256",
+                super::value_rows(batch.len(), 4, 1)
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for blob in batch {
+                query = query
+                    .bind(blob.sha256)
+                    .bind(blob.size)
+                    .bind(created_at)
+                    .bind(blob.key);
+            }
+            recorded.extend(query.fetch_all(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// The blobs recorded at or after `since` (unix milliseconds), which a

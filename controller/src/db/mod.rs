@@ -46,7 +46,7 @@ mod teams;
 
 pub use acme::{AcmeIssued, AcmeOrder};
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
-pub use blobs::{BlobToCompress, RecordedBlob};
+pub use blobs::{BlobToCompress, RecordedBlob, StoredBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{
     Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry, QueuedJob,

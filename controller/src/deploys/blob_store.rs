@@ -38,6 +38,19 @@ pub trait BlobStore: Send + Sync + 'static {
         self.put_bytes(key, bytes).await
     }
 
+    /// [`BlobStore::put_received`] for the blobs of a bundle, `(key,
+    /// bytes)` each. On an error some may be stored and others not; those
+    /// stored are never recorded, and the sweep of unrecorded keys removes
+    /// them.
+    async fn put_received_many(&self, blobs: Vec<(String, Bytes)>) -> std::io::Result<()> {
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(blobs)
+            .map(|(key, bytes)| async move { self.put_received(&key, bytes).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await
+    }
+
     /// The blob's bytes, or the bytes in `range` (which the caller has
     /// checked against the blob's size); `None` if nothing is stored there.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>>;
@@ -215,6 +228,21 @@ impl BlobStore for LocalBlobStore {
         // deploy's many small files then neither queue for one staging
         // folder's lock nor wait for the disk one by one.
         Self::write_atomically(self.path_of(key)?, bytes, false).await
+    }
+
+    async fn put_received_many(&self, blobs: Vec<(String, Bytes)>) -> std::io::Result<()> {
+        // One trip to the blocking pool for all of them.
+        let paths = blobs
+            .into_iter()
+            .map(|(key, bytes)| Ok((self.path_of(&key)?, bytes)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .try_for_each(|(path, bytes)| write_through_temp(path, bytes, false))
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<Option<ByteStream>> {

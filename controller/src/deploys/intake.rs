@@ -10,12 +10,11 @@ use super::{
     blob_store,
     staging::{self, StageError},
 };
-use crate::db::{Deploy, FinalizeOutcome};
+use crate::db::{Deploy, FinalizeOutcome, StoredBlob};
 use crate::notifications::Notifications;
 use axum::body::Body;
 use axum::http::HeaderMap;
-use jamstack_proto::BuildContext;
-use jamstack_proto::DeployManifest;
+use jamstack_proto::{BuildContext, BundleResponse, DeployManifest, blob_bundle};
 use jamstack_rules::{self as rules, RuleSet};
 
 /// The largest `_redirects` or `_headers` file read at finalize: the size
@@ -120,10 +119,7 @@ pub async fn receive_blob(
             super::human_bytes(limit)
         ))
     };
-    let announced = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let announced = announced_length(headers);
     if announced.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
@@ -153,6 +149,14 @@ pub async fn receive_blob(
         .await
         .map_err(|e| anyhow::Error::from(e).context(format!("storing blob {sha256}")))?;
     record_received(state, sha256, staged.size as i64, &key).await
+}
+
+/// The `Content-Length` a request announces, if any.
+fn announced_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Blobs up to this size (by their `Content-Length`) are received in
@@ -186,6 +190,103 @@ async fn receive_small_blob(
         .await
         .map_err(|e| anyhow::Error::from(e).context(format!("storing blob {sha256}")))?;
     record_received(state, sha256, size, &key).await
+}
+
+/// Receives a bundle of small blobs ([`jamstack_proto::blob_bundle`]):
+/// read whole (it is bounded), every hash verified before anything is
+/// stored, the blobs not held yet written together and recorded in one
+/// transaction. A bundle with one wrong blob stores none of them.
+pub async fn receive_bundle(
+    state: &Deploys,
+    headers: &HeaderMap,
+    body: Body,
+) -> IntakeResult<BundleResponse> {
+    let too_large = || {
+        IntakeError::TooLarge(format!(
+            "a blob bundle may have at most {}; send the blobs in smaller bundles",
+            super::human_bytes(blob_bundle::MAX_BUNDLE_BYTES as u64)
+        ))
+    };
+    let announced = announced_length(headers);
+    if announced.is_some_and(|length| length > blob_bundle::MAX_BUNDLE_BYTES as u64) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(body, blob_bundle::MAX_BUNDLE_BYTES)
+        .await
+        .map_err(|e| {
+            refused(format!(
+                "the blob bundle broke off or is over {}: {e}",
+                super::human_bytes(blob_bundle::MAX_BUNDLE_BYTES as u64)
+            ))
+        })?;
+    let frames = blob_bundle::parse(&body).map_err(|e| refused(e.to_string()))?;
+    let limit = state.config.limits.max_file_size;
+    if let Some(frame) = frames.iter().find(|f| f.bytes.len() as u64 > limit) {
+        return Err(IntakeError::TooLarge(format!(
+            "blob {} is over the limit of {} for one file (controller setting --max-file-size-mb)",
+            frame.sha256,
+            super::human_bytes(limit)
+        )));
+    }
+    // Every hash checked first, off the async threads.
+    let checked = {
+        let (body, frames) = (body.clone(), frames.clone());
+        tokio::task::spawn_blocking(move || {
+            frames.iter().find_map(|frame| {
+                let hashed = blob_store::sha256_hex(&body[frame.bytes.clone()]);
+                (hashed != frame.sha256).then(|| (frame.sha256.clone(), hashed))
+            })
+        })
+        .await
+        .map_err(anyhow::Error::from)?
+    };
+    if let Some((named, hashed)) = checked {
+        return Err(refused(format!(
+            "blob {named} of the bundle hashes to {hashed}: the upload was corrupted or named the wrong \
+             blob; nothing of the bundle was stored"
+        )));
+    }
+    let hashes: Vec<&str> = frames.iter().map(|f| f.sha256.as_str()).collect();
+    let held = state.db.recorded_blobs_among(&hashes).await?;
+    let mut seen = std::collections::HashSet::new();
+    let new: Vec<(&blob_bundle::Frame, String)> = frames
+        .iter()
+        .filter(|frame| !held.contains(&frame.sha256) && seen.insert(frame.sha256.as_str()))
+        .map(|frame| (frame, blob_store::new_key(&frame.sha256)))
+        .collect();
+    state
+        .blobs
+        .put_received_many(
+            new.iter()
+                .map(|(frame, key)| (key.clone(), body.slice(frame.bytes.clone())))
+                .collect(),
+        )
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("storing a bundle of blobs"))?;
+    let rows: Vec<StoredBlob<'_>> = new
+        .iter()
+        .map(|(frame, key)| StoredBlob {
+            sha256: &frame.sha256,
+            size: frame.bytes.len() as i64,
+            key,
+        })
+        .collect();
+    let recorded = state.db.record_stored_blobs(&rows).await?;
+    // Another upload of the same content was recorded first: its copy
+    // stays, ours goes.
+    for (frame, key) in &new {
+        if !recorded.contains(&frame.sha256) {
+            state
+                .blobs
+                .delete(key)
+                .await
+                .map_err(|e| anyhow::Error::from(e).context("deleting a duplicate blob"))?;
+        }
+    }
+    Ok(BundleResponse {
+        stored: recorded.len(),
+        already_had: frames.len() - recorded.len(),
+    })
 }
 
 /// Records a blob just stored under `key`; when another upload of the same

@@ -29,9 +29,9 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::{
-    CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse, HeartbeatResponse,
-    JobCompletion, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse, PROTOCOL_VERSION,
-    RegisterRequest, RegisterResponse,
+    BundleResponse, CommitInfo, ConnectRequest, ConnectResponse, DeployManifest, FinalizeResponse,
+    HeartbeatResponse, JobCompletion, LEASE_HEADER, LeaseRequest, LogAppendResponse, ManifestResponse,
+    PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -284,6 +284,16 @@ pub async fn put_blob(
 ) -> AppResult<StatusCode> {
     intake::receive_blob(&deploys, &sha256, &headers, body).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Receives a bundle of small blobs (see [`intake::receive_bundle`]).
+pub async fn post_blob_bundle(
+    State(deploys): State<Deploys>,
+    _: Runner,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Json<BundleResponse>> {
+    Ok(Json(intake::receive_bundle(&deploys, &headers, body).await?))
 }
 
 #[tracing::instrument(name = "job", skip_all, fields(job_id, build_id = tracing::field::Empty))]

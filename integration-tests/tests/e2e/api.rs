@@ -198,6 +198,85 @@ async fn deploy_folder(app: &TestApp, site: &str, files: &[(&str, &[u8])], publi
 }
 
 #[tokio::test]
+async fn small_files_go_up_many_to_a_request_and_a_bundle_with_one_wrong_blob_stores_none() {
+    use jamstack_proto::blob_bundle;
+    let (app, _) = spawn_controller_only().await;
+    make_site(&app, "bundled").await;
+    let files: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|n| (format!("page-{n}.html"), format!("<p>page {n}</p>").into_bytes()))
+        .collect();
+    let manifest: Vec<_> = files
+        .iter()
+        .map(|(path, content)| manifest_file(path, content))
+        .collect();
+    let started = app
+        .start_direct_deploy("bundled", json!({ "files": manifest }))
+        .await;
+    let deploy_id = started["deploy_id"].as_str().unwrap().to_owned();
+    assert_eq!(started["required"].as_array().unwrap().len(), 300, "{started}");
+    let bundle = |corrupt: Option<usize>| {
+        let mut body = Vec::new();
+        for (n, ((_, content), file)) in files.iter().zip(&manifest).enumerate() {
+            let mut content = content.clone();
+            if corrupt == Some(n) {
+                content[0] ^= 1;
+            }
+            blob_bundle::push_frame(&mut body, &file.sha256, &content);
+        }
+        body
+    };
+    let post = |body: Vec<u8>| {
+        app.api_json(
+            app.http
+                .post(app.api("/blob-bundles"))
+                .header("content-type", blob_bundle::CONTENT_TYPE)
+                .body(body),
+        )
+    };
+
+    // One blob that does not hash to its name: none of the 300 is kept.
+    let (status, body) = post(bundle(Some(17))).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains(&manifest[17].sha256), "names the blob: {error}");
+    assert!(error.contains("nothing of the bundle was stored"), "{error}");
+    assert_eq!(app.stored_blob_files(), 0);
+
+    // A bundle cut short says which blob and where.
+    let mut cut = bundle(None);
+    cut.truncate(cut.len() - 3);
+    let (status, body) = post(cut).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.starts_with("blob 300 of the bundle (at byte "), "{error}");
+    assert!(error.contains("were announced"), "{error}");
+    assert_eq!(app.stored_blob_files(), 0);
+
+    // Over the bound: refused before it is read.
+    let (status, body) = post(vec![b'x'; blob_bundle::MAX_BUNDLE_BYTES + 1]).await;
+    assert_eq!(status, 413, "{body}");
+
+    let (status, body) = post(bundle(None)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "stored": 300, "already_had": 0 }));
+    assert_eq!(app.stored_blob_files(), 300);
+    let (status, body) = post(bundle(None)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "stored": 0, "already_had": 300 }));
+    assert_eq!(app.stored_blob_files(), 300, "nothing stored twice");
+
+    let (status, done) = app
+        .api_json(
+            app.http
+                .post(app.api(&format!("/sites/bundled/deploys/{deploy_id}/finalize")))
+                .json(&json!({ "publish": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(app.visit("bundled", "/page-42.html").await.body, "<p>page 42</p>");
+}
+
+#[tokio::test]
 async fn deploying_a_folder_twice_uploads_nothing_the_second_time_and_publishes_it() {
     let (app, _) = spawn_controller_only().await;
     make_site(&app, "folder").await;
