@@ -876,6 +876,15 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
+/// Writes back every dirty page before a timed step: hundreds of
+/// megabytes left by the step before (the source tree, the other side's
+/// copy) would otherwise be flushed during this one, and the kernel's
+/// writeback throttling would charge them to whoever writes next.
+fn settle_disk() {
+    let status = Command::new("sync").status().expect("running sync");
+    assert!(status.success(), "sync failed");
+}
+
 fn rsync_release(source: &Path, releases: &Path, release: usize) -> Duration {
     let target = releases.join(format!("r{release}"));
     let started = Instant::now();
@@ -1386,9 +1395,11 @@ async fn big_deploys(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str, pi
         .expect("the big site has a page of 12 KB or more")
         .0;
 
+    settle_disk();
     let first = big_deploy(app, runner, sha, &source, &data, pid, &probe).await;
     assert_eq!(first.sent.blobs, files, "the first deploy uploads every file");
     let (files_before, dirs_before) = tree_bytes(&releases);
+    settle_disk();
     let rsync_first = rsync_release(&source, &releases, 0);
     let (files_after, dirs_after) = tree_bytes(&releases);
     let rsync_first_growth = (
@@ -1404,6 +1415,7 @@ async fn big_deploys(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str, pi
     for &i in &changed {
         write_big_file(&source, i, 2);
     }
+    settle_disk();
     let second = big_deploy(app, runner, sha, &source, &data, pid, &probe).await;
     let unique_changed: HashSet<Vec<u8>> = changed.iter().map(|&i| big_content(i, 2)).collect();
     assert_eq!(
@@ -1413,6 +1425,7 @@ async fn big_deploys(dir: &Path, app: &TestApp, runner: &Uploader, sha: &str, pi
     );
     let changed_bytes: u64 = changed.iter().map(|&i| big_file(i).1 as u64).sum();
     let (files_before, dirs_before) = tree_bytes(&releases);
+    settle_disk();
     let rsync_second = rsync_release(&source, &releases, 1);
     let (files_after, dirs_after) = tree_bytes(&releases);
     let rsync_second_growth = (
