@@ -53,34 +53,32 @@ pub(super) const FILE_KEY: &str = "SELECT COALESCE(b.storage_key, b.sha256) FROM
 impl Database {
     /// The contents of a deploy, if it is ready.
     pub async fn ready_deploy_contents(&self, deploy_id: &str) -> anyhow::Result<Option<DeployContents>> {
-        let ready = sqlx::query("SELECT 1 FROM deploys WHERE id = $1 AND state = 'ready'")
-            .bind(deploy_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some();
-        if !ready {
-            return Ok(None);
-        }
-        // The size is the stored blob's, never the one the manifest
-        // declared: a false one would be a false `Content-Length`.
-        let files = sqlx::query_as(&format!("{} {INDEX_FILES}", effective_files(None)))
-            .bind(deploy_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let variants = sqlx::query_as(&format!("{} {INDEX_VARIANTS}", effective_files(None)))
-            .bind(deploy_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let rules =
+        // The four reads at once, each on a connection of its own: a cold
+        // load is what the first visitor of a site waits for. Whether the
+        // deploy is ready decides if the rest is used.
+        let files_sql = format!("{} {INDEX_FILES}", effective_files(None));
+        let variants_sql = format!("{} {INDEX_VARIANTS}", effective_files(None));
+        let (ready, files, variants, rules) = tokio::try_join!(
+            sqlx::query("SELECT 1 FROM deploys WHERE id = $1 AND state = 'ready'")
+                .bind(deploy_id)
+                .fetch_optional(&self.pool),
+            // The size is the stored blob's, never the one the manifest
+            // declared: a false one would be a false `Content-Length`.
+            sqlx::query_as(&files_sql).bind(deploy_id).fetch_all(&self.pool),
+            sqlx::query_as(&variants_sql)
+                .bind(deploy_id)
+                .fetch_all(&self.pool),
             sqlx::query_scalar::<_, Option<String>>("SELECT rules FROM deploy_rules WHERE deploy_id = $1")
                 .bind(deploy_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten();
+                .fetch_optional(&self.pool),
+        )?;
+        if ready.is_none() {
+            return Ok(None);
+        }
         Ok(Some(DeployContents {
             files,
             variants,
-            rules,
+            rules: rules.flatten(),
         }))
     }
 

@@ -443,8 +443,8 @@ async fn resolve_in_db(
             None => Resolved::NoAlias,
         },
     };
-    let guard = Guard::of(site.id, target, &db.site_protection(site.id).await?);
-    let transport = db.site_transport(site.id).await?;
+    let (protection, transport) = tokio::try_join!(db.site_protection(site.id), db.site_transport(site.id))?;
+    let guard = Guard::of(site.id, target, &protection);
     Ok(Some((site.id, resolved, guard, transport)))
 }
 
