@@ -57,7 +57,7 @@ impl OldRunner {
 #[tokio::test]
 async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_controller() {
     assert_eq!(
-        OLDEST_SERVED_PROTOCOL_VERSION, 11,
+        OLDEST_SERVED_PROTOCOL_VERSION, 12,
         "update this test's runner to the new oldest version"
     );
     let (app, registration) = spawn_controller_for_registration().await;
@@ -66,7 +66,7 @@ async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_
     app.connect_site("rolling", &repo, "octo/rolling").await;
     let build_id = app.trigger_build("rolling", &sha).await;
 
-    let mut old = OldRunner::new(&app.base_url, 11);
+    let mut old = OldRunner::new(&app.base_url, 12);
     let (status, registered) = old
         .post(
             "/runner/v1/register",
@@ -81,7 +81,7 @@ async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_
         .post(
             "/runner/v1/connect",
             None,
-            json!({"protocol_version": 11, "runner_name": "old"}),
+            json!({"protocol_version": 12, "runner_name": "old"}),
         )
         .await;
     assert_eq!(status, 200, "{connected}");
@@ -114,7 +114,7 @@ async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_
         .await;
     assert_eq!(status, 204);
 
-    let line = "2026-12-06T10:00:00.000Z sys built by protocol 11\n";
+    let line = "2026-12-06T10:00:00.000Z sys built by protocol 12\n";
     let response = old
         .request(
             reqwest::Method::POST,
@@ -140,6 +140,7 @@ async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_
         .await;
     assert_eq!(status, 200, "{manifest}");
     assert_eq!(manifest["missing"], json!([file.sha256]));
+    // Protocol 12 sends each blob on its own; bundles came with 13.
     let uploaded = old
         .request(
             reqwest::Method::PUT,
@@ -161,7 +162,7 @@ async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_
     assert_eq!(status, 200, "{finalized}");
     assert_eq!(finalized["published"], true);
 
-    // Protocol 11 sends the outcome with the steps' timings.
+    // Protocol 12 sends the outcome with the steps' timings.
     let (status, completed) = old
         .post(
             &format!("/runner/v1/jobs/{job}/complete"),
@@ -182,7 +183,7 @@ async fn a_runner_one_protocol_version_behind_builds_and_deploys_on_the_current_
         app.visit("rolling", "/").await.body,
         String::from_utf8_lossy(page)
     );
-    assert!(app.build_log(build_id).await.contains("built by protocol 11"));
+    assert!(app.build_log(build_id).await.contains("built by protocol 12"));
 }
 
 #[tokio::test]
