@@ -180,7 +180,7 @@ mod tests {
             ),
             (format!("{}\n", hash(2)).into_bytes(), "is not `<sha256> <size>`"),
             (
-                format!("{} 1\na", hash(2).to_uppercase()).into_bytes(),
+                format!("{} 1\na", "AB".repeat(32)).into_bytes(),
                 "not a lowercase hex SHA-256",
             ),
             (format!("{} 1", hash(2)).into_bytes(), "no header line"),
