@@ -365,7 +365,7 @@ impl EdgeCache {
         if let Some(bytes) = stored.held.get() {
             return Ok(Some(bytes.clone()));
         }
-        let Some(bytes) = self.small_blob(store, &stored.key).await? else {
+        let Some(bytes) = self.small_blob(store, &stored.key()).await? else {
             return Ok(None);
         };
         let size = bytes.len() as u64;
@@ -584,7 +584,7 @@ mod tests {
     }
 
     fn stored(store_key: &str, size: u64) -> Stored {
-        Stored::original("ab".repeat(32), size, store_key.to_owned())
+        Stored::new(&"ab".repeat(32), size, store_key)
     }
 
     #[tokio::test]

@@ -11,6 +11,13 @@
 //!    directory, else its parent's, up to the root; else a plain 404.
 //!
 //! The rule files `_redirects` and `_headers` at the root are not served.
+//!
+//! An index is compact because a platform's edge holds thousands of them
+//! within one bound (`--edge-index-cache-mib`): a file costs about 150
+//! bytes, 290 with both compressed variants. Hashes are kept as bytes,
+//! and what can be derived from them (blob keys, ETags) is made when a
+//! request needs it; paths share one buffer, variants one list, and
+//! content types are shared by every index.
 
 use super::respond;
 use crate::db::{DeployContents, IndexedVariant};
@@ -18,31 +25,65 @@ use crate::deploys::compress::Encoding;
 use axum::http::{HeaderValue, StatusCode};
 use jamstack_rules::{Action, MatchedRule, Request, RuleSet, Rules};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, LazyLock, RwLock};
 
 /// A stored representation of a file: the file itself or a variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    pub sha256: String,
+    sha256: [u8; 32],
     pub size: u64,
-    pub key: String,
-    /// The representation's strong ETag, made once when the deploy is
-    /// loaded rather than on every request.
-    pub etag: HeaderValue,
+    key: KeyTail,
     /// Its bytes, once served, when it is small and the edge's budget for
     /// such bytes allows (`EdgeCache::bytes_of`): a request for a hot small
     /// file then touches nothing outside the deploy's index.
     pub held: HeldBytes,
 }
 
+/// A blob's key in the blob store, told apart from its hash: the store
+/// names blobs `<sha256>.<8 hex digits>` (`blob_store::new_key`), so most
+/// keys are their hash and four bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyTail {
+    /// `<sha256>.<the number in 8 lowercase hex digits>`.
+    Suffix(u32),
+    /// Any other form, kept whole.
+    Whole(Box<str>),
+}
+
+impl KeyTail {
+    fn of(sha256: &[u8; 32], key: &str) -> KeyTail {
+        let suffix = key
+            .split_once('.')
+            .filter(|(hash, suffix)| {
+                suffix.len() == 8
+                    && suffix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                    && decode_sha256(hash).as_ref() == Some(sha256)
+            })
+            .and_then(|(_, suffix)| u32::from_str_radix(suffix, 16).ok());
+        match suffix {
+            Some(suffix) => KeyTail::Suffix(suffix),
+            None => KeyTail::Whole(key.into()),
+        }
+    }
+}
+
+fn decode_sha256(hex_text: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut bytes).ok()?;
+    // Hashes are written in lowercase; another spelling is another key.
+    (hex_text.bytes().all(|b| !b.is_ascii_uppercase())).then_some(bytes)
+}
+
 /// The bytes of a small file kept beside its index entry, counted against
 /// the edge's budget for them until the index is dropped.
 #[derive(Default)]
-pub struct HeldBytes(std::sync::OnceLock<Held>);
+pub struct HeldBytes(once_cell::race::OnceBox<Held>);
 
 pub(super) struct Held {
     pub bytes: bytes::Bytes,
     /// Bytes held by all indexes; this hold gives its share back on drop.
-    pub total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub total: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for Held {
@@ -60,7 +101,7 @@ impl HeldBytes {
     /// Keeps `held` unless bytes are held already (another request was
     /// first; `held` is dropped and gives its share back).
     pub(super) fn hold(&self, held: Held) {
-        let _ = self.0.set(held);
+        let _ = self.0.set(Box::new(held));
     }
 }
 
@@ -90,74 +131,125 @@ impl std::fmt::Debug for HeldBytes {
 }
 
 impl Stored {
-    /// The file itself: its ETag is its content hash.
-    pub fn original(sha256: String, size: u64, key: String) -> Self {
-        let etag = header_value(format!("\"{sha256}\""));
+    /// A blob of `size` bytes whose hash is `sha256` (64 lowercase hex
+    /// digits, as the database holds it) stored under `key`.
+    pub fn new(sha256: &str, size: u64, key: &str) -> Self {
+        // The database holds only checked hashes; should one be otherwise,
+        // its ETag is of zeros and its key kept whole, so it is still served.
+        let sha256 = decode_sha256(sha256).unwrap_or_default();
         Stored {
+            key: KeyTail::of(&sha256, key),
             sha256,
             size,
-            key,
-            etag,
             held: HeldBytes::default(),
         }
     }
 
-    /// The `encoding` variant of the file whose hash is `of`: its ETag is
-    /// the file's hash and the coding, so each representation has its own.
-    pub fn variant(of: &str, encoding: Encoding, sha256: String, size: u64, key: String) -> Self {
-        Stored {
-            sha256,
-            size,
-            key,
-            etag: header_value(format!("\"{of}-{}\"", encoding.as_str())),
-            held: HeldBytes::default(),
+    /// Where the blob store keeps it.
+    pub fn key(&self) -> String {
+        match &self.key {
+            KeyTail::Suffix(suffix) => format!("{}.{suffix:08x}", hex::encode(self.sha256)),
+            KeyTail::Whole(key) => key.to_string(),
+        }
+    }
+
+    /// Its content hash, in hex.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match &self.key {
+            KeyTail::Suffix(_) => 0,
+            KeyTail::Whole(key) => key.len(),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredFile {
-    pub original: Stored,
+/// A file's compressed variants, best first (`Encoding::ALL` order).
+pub type Variants = Vec<(Encoding, Stored)>;
+
+/// A file of a deploy as the index keeps it.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Where its path is in `DeployIndex::paths`.
+    path_start: u32,
+    path_len: u32,
+    original: Stored,
+    /// Its variants: `DeployIndex::variants[variants_start..][..variants_len]`.
+    variants_start: u32,
+    variants_len: u8,
+    immutable_name: bool,
+    compressible: bool,
+    content_type: &'static HeaderValue,
+}
+
+/// A file of a deploy, as a request sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct File<'a> {
+    pub original: &'a Stored,
     /// Compressed variants, best first (`Encoding::ALL` order).
-    pub variants: Vec<(Encoding, Stored)>,
+    pub variants: &'a [(Encoding, Stored)],
     /// What its path says, worked out once: `Content-Type`, whether the
     /// name is fingerprinted (cacheable as immutable unless it is HTML) and
     /// whether the answer varies by `Accept-Encoding`.
-    pub content_type: HeaderValue,
+    pub content_type: &'static HeaderValue,
     pub immutable_name: bool,
     pub compressible: bool,
 }
 
-impl StoredFile {
-    pub fn new(path: &str, original: Stored, variants: Vec<(Encoding, Stored)>) -> Self {
-        StoredFile {
-            original,
-            variants,
-            content_type: header_value(respond::content_type(path)),
-            immutable_name: !respond::is_html(path) && respond::is_fingerprinted(path),
-            compressible: crate::deploys::compress::is_compressible(path),
+impl File<'_> {
+    /// The strong ETag of the file itself (`None`) or of its `encoding`
+    /// variant: the file's hash, and the coding, so each representation has
+    /// its own.
+    pub fn etag(&self, encoding: Option<Encoding>) -> HeaderValue {
+        let mut text = [0u8; 2 + 64 + 1 + 8];
+        text[0] = b'"';
+        let _ = hex::encode_to_slice(self.original.sha256, &mut text[1..65]);
+        let mut end = 65;
+        if let Some(encoding) = encoding {
+            let coding = encoding.as_str().as_bytes();
+            text[end] = b'-';
+            text[end + 1..end + 1 + coding.len()].copy_from_slice(coding);
+            end += 1 + coding.len();
         }
+        text[end] = b'"';
+        HeaderValue::from_bytes(&text[..=end]).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
     }
 }
 
+/// The `Content-Type` of `path`, one value for all files of that type in
+/// every index. The set is bounded (the types `mime_guess` knows, and
+/// `application/octet-stream`), so the values are kept for the process's
+/// life.
+fn content_type_of(path: &str) -> &'static HeaderValue {
+    static TYPES: LazyLock<RwLock<HashMap<String, &'static HeaderValue>>> = LazyLock::new(Default::default);
+    let text = respond::content_type(path);
+    if let Some(value) = TYPES.read().unwrap_or_else(|e| e.into_inner()).get(&text) {
+        return value;
+    }
+    let mut types = TYPES.write().unwrap_or_else(|e| e.into_inner());
+    types.entry(text).or_insert_with_key(|text| {
+        let value = HeaderValue::from_str(text)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+        Box::leak(Box::new(value))
+    })
+}
+
 /// Variants by the hash of the blob they are of, best first.
-fn variants_by_hash(variants: Vec<IndexedVariant>) -> HashMap<String, Vec<(Encoding, Stored)>> {
-    let mut by_hash: HashMap<String, Vec<(Encoding, Stored)>> = HashMap::new();
+fn variants_by_hash(
+    variants: Vec<IndexedVariant>,
+) -> HashMap<[u8; 32], Vec<(Encoding, Stored)>, foldhash::fast::RandomState> {
+    let mut by_hash: HashMap<[u8; 32], Vec<(Encoding, Stored)>, _> = HashMap::default();
     for variant in variants {
         let Some(encoding) = Encoding::parse(&variant.encoding) else {
             continue;
         };
-        let stored = Stored::variant(
-            &variant.sha256,
-            encoding,
-            variant.variant_sha256,
-            variant.size as u64,
-            variant.key,
-        );
-        by_hash
-            .entry(variant.sha256)
-            .or_default()
-            .push((encoding, stored));
+        let Some(of) = decode_sha256(&variant.sha256) else {
+            continue;
+        };
+        let stored = Stored::new(&variant.variant_sha256, variant.size as u64, &variant.key);
+        by_hash.entry(of).or_default().push((encoding, stored));
     }
     for variants in by_hash.values_mut() {
         variants.sort_by_key(|(encoding, _)| Encoding::ALL.iter().position(|e| e == encoding));
@@ -165,20 +257,9 @@ fn variants_by_hash(variants: Vec<IndexedVariant>) -> HashMap<String, Vec<(Encod
     by_hash
 }
 
-/// What a stored representation holds on the heap: its hash, key and ETag.
-fn stored_heap(stored: &Stored) -> usize {
-    stored.sha256.capacity() + stored.key.capacity() + stored.etag.len()
-}
-
 /// A deploy's compiled rules, counted at a flat rate: most deploys have a
 /// handful, and a deploy with thousands is one of few.
 const RULES_ALLOWANCE: usize = 1024;
-
-/// Values made from hashes and MIME types are always valid header values.
-fn header_value(text: String) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
-}
 
 /// What answers a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,11 +284,33 @@ pub enum Route {
     },
 }
 
-#[derive(Debug, Default)]
 pub struct DeployIndex {
     pub deploy_id: String,
-    files: HashMap<String, StoredFile>,
+    /// Every file's path, one after another.
+    paths: String,
+    entries: Vec<Entry>,
+    /// Every file's variants, each file's together.
+    variants: Vec<(Encoding, Stored)>,
+    /// Positions in `entries`, found by path. Paths are a repository's to
+    /// choose, so the hash is seeded anew in each process.
+    by_path: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     pub rules: Rules,
+}
+
+impl Default for DeployIndex {
+    fn default() -> Self {
+        DeployIndex::new(Vec::new(), Rules::default())
+    }
+}
+
+impl std::fmt::Debug for DeployIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployIndex")
+            .field("deploy_id", &self.deploy_id)
+            .field("files", &self.entries.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Files the edge never serves: the rule files at the root.
@@ -220,11 +323,91 @@ enum Static {
 }
 
 impl DeployIndex {
-    pub fn new(files: HashMap<String, StoredFile>, rules: Rules) -> Self {
-        DeployIndex {
-            deploy_id: String::new(),
-            files,
+    /// An index of `files`: each one's path, the file and its variants.
+    pub fn new(files: Vec<(String, Stored, Variants)>, rules: Rules) -> Self {
+        let mut index = DeployIndex::empty(
+            String::new(),
             rules,
+            files.len(),
+            files.iter().map(|f| f.0.len()).sum(),
+        );
+        for (path, original, variants) in files {
+            index.push(&path, original, &variants);
+        }
+        index.variants.shrink_to_fit();
+        index
+    }
+
+    fn empty(deploy_id: String, rules: Rules, files: usize, path_bytes: usize) -> Self {
+        DeployIndex {
+            deploy_id,
+            paths: String::with_capacity(path_bytes),
+            entries: Vec::with_capacity(files),
+            variants: Vec::new(),
+            by_path: hashbrown::HashTable::with_capacity(files),
+            hasher: foldhash::fast::RandomState::default(),
+            rules,
+        }
+    }
+
+    /// Adds a file; a path given twice names the last one given.
+    fn push(&mut self, path: &str, original: Stored, variants: &[(Encoding, Stored)]) {
+        let (Ok(path_start), Ok(path_len), Ok(position), Ok(variants_start)) = (
+            u32::try_from(self.paths.len()),
+            u32::try_from(path.len()),
+            u32::try_from(self.entries.len()),
+            u32::try_from(self.variants.len()),
+        ) else {
+            // Four billion bytes of paths: no deploy the controller accepts.
+            tracing::error!(
+                deploy = self.deploy_id,
+                path,
+                "deploy too large to index; file left out"
+            );
+            return;
+        };
+        let variants = &variants[..variants.len().min(usize::from(u8::MAX))];
+        self.paths.push_str(path);
+        self.variants.extend_from_slice(variants);
+        self.entries.push(Entry {
+            path_start,
+            path_len,
+            original,
+            variants_start,
+            variants_len: variants.len() as u8,
+            immutable_name: !respond::is_html(path) && respond::is_fingerprinted(path),
+            compressible: crate::deploys::compress::is_compressible(path),
+            content_type: content_type_of(path),
+        });
+        let hash = self.hasher.hash_one(path);
+        let (paths, entries, hasher) = (&self.paths, &self.entries, &self.hasher);
+        let path_of = |position: u32| {
+            let entry = &entries[position as usize];
+            &paths[entry.path_start as usize..][..entry.path_len as usize]
+        };
+        match self.by_path.entry(
+            hash,
+            |&other| path_of(other) == path,
+            |&other| hasher.hash_one(path_of(other)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut earlier) => *earlier.get_mut() = position,
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(position);
+            }
+        }
+    }
+
+    fn path_of(&self, entry: &Entry) -> &str {
+        &self.paths[entry.path_start as usize..][..entry.path_len as usize]
+    }
+
+    fn view<'a>(&'a self, entry: &'a Entry) -> File<'a> {
+        File {
+            original: &entry.original,
+            variants: &self.variants[entry.variants_start as usize..][..usize::from(entry.variants_len)],
+            content_type: entry.content_type,
+            immutable_name: entry.immutable_name,
+            compressible: entry.compressible,
         }
     }
 
@@ -234,16 +417,6 @@ impl DeployIndex {
     /// and the reason logged.
     pub fn from_contents(deploy_id: &str, contents: DeployContents) -> Self {
         let by_hash = variants_by_hash(contents.variants);
-        let files = contents
-            .files
-            .into_iter()
-            .map(|file| {
-                let variants = by_hash.get(&file.sha256).cloned().unwrap_or_default();
-                let original = Stored::original(file.sha256, file.size as u64, file.key);
-                let stored = StoredFile::new(&file.path, original, variants);
-                (file.path, stored)
-            })
-            .collect();
         let rules = match contents.rules.as_deref().map(serde_json::from_str::<RuleSet>) {
             None => Rules::default(),
             Some(Ok(set)) => set.compile().unwrap_or_else(|e| {
@@ -255,11 +428,22 @@ impl DeployIndex {
                 Rules::default()
             }
         };
-        DeployIndex {
-            deploy_id: deploy_id.to_owned(),
-            files,
-            rules,
+        let path_bytes = contents.files.iter().map(|file| file.path.len()).sum();
+        let mut index = DeployIndex::empty(deploy_id.to_owned(), rules, contents.files.len(), path_bytes);
+        index.variants.reserve_exact(
+            contents
+                .files
+                .iter()
+                .filter_map(|file| decode_sha256(&file.sha256))
+                .map(|sha256| by_hash.get(&sha256).map_or(0, Vec::len))
+                .sum(),
+        );
+        for file in &contents.files {
+            let original = Stored::new(&file.sha256, file.size as u64, &file.key);
+            let variants = by_hash.get(&original.sha256).map_or(&[][..], Vec::as_slice);
+            index.push(&file.path, original, variants);
         }
+        index
     }
 
     /// The same deploy with `variants` as its files' compressed variants:
@@ -267,73 +451,84 @@ impl DeployIndex {
     /// the deploy's files again.
     pub fn with_variants(&self, variants: Vec<IndexedVariant>) -> Self {
         let by_hash = variants_by_hash(variants);
-        let files = self
-            .files
+        let mut swapped = Vec::new();
+        let entries = self
+            .entries
             .iter()
-            .map(|(path, file)| {
-                let variants = by_hash.get(&file.original.sha256).cloned().unwrap_or_default();
-                let original = file.original.clone();
-                (
-                    path.clone(),
-                    StoredFile {
-                        original,
-                        variants,
-                        ..file.clone()
-                    },
-                )
+            .map(|entry| {
+                let variants = by_hash.get(&entry.original.sha256).map_or(&[][..], Vec::as_slice);
+                let variants_start = u32::try_from(swapped.len()).unwrap_or(u32::MAX);
+                swapped.extend_from_slice(variants);
+                Entry {
+                    variants_start,
+                    variants_len: variants.len() as u8,
+                    ..entry.clone()
+                }
             })
             .collect();
+        swapped.shrink_to_fit();
         DeployIndex {
             deploy_id: self.deploy_id.clone(),
-            files,
+            paths: self.paths.clone(),
+            entries,
+            variants: swapped,
+            by_path: self.by_path.clone(),
+            hasher: self.hasher.clone(),
             rules: self.rules.clone(),
         }
     }
 
     /// The memory the index holds, for the edge's bound on it, from its
-    /// real sizes: the map's table, and each file's path, hashes, keys,
-    /// ETags, content type and variants (checked against a counting
-    /// allocator in `tests/edge_memory.rs`). Held bytes of small files are
-    /// not in it: they have a budget of their own.
+    /// real sizes: its lists' capacities and its table's buckets (checked
+    /// against a counting allocator in `tests/edge_memory.rs`). Held bytes
+    /// of small files are not in it: they have a budget of their own.
     pub fn approximate_bytes(&self) -> usize {
         use std::mem::size_of;
-        // A hash table's buckets are a power of two, at most 7/8 full,
-        // each with a control byte.
-        let buckets = (self.files.capacity() * 8 / 7 + 1).next_power_of_two();
-        let table = buckets * (size_of::<(String, StoredFile)>() + 1);
-        let files: usize = self
-            .files
+        // A hash table's buckets are a power of two, at most 7/8 full (all
+        // but one when fewer than 8), each with a control byte, and a
+        // group's worth of control bytes more.
+        let buckets = match self.by_path.capacity() {
+            0 => 0,
+            capacity if capacity < 7 => (capacity + 1).next_power_of_two(),
+            capacity => (capacity * 8 / 7).next_power_of_two(),
+        };
+        let table = buckets * (size_of::<u32>() + 1) + 16;
+        let whole_keys: usize = self
+            .entries
             .iter()
-            .map(|(path, file)| {
-                path.capacity()
-                    + stored_heap(&file.original)
-                    + file.content_type.len()
-                    + file.variants.capacity() * size_of::<(Encoding, Stored)>()
-                    + file
-                        .variants
-                        .iter()
-                        .map(|(_, stored)| stored_heap(stored))
-                        .sum::<usize>()
-            })
+            .map(|entry| &entry.original)
+            .chain(self.variants.iter().map(|(_, stored)| stored))
+            .map(Stored::heap_bytes)
             .sum();
-        table + files + size_of::<Self>() + self.deploy_id.capacity() + RULES_ALLOWANCE
+        size_of::<Self>()
+            + self.deploy_id.capacity()
+            + self.paths.capacity()
+            + self.entries.capacity() * size_of::<Entry>()
+            + self.variants.capacity() * size_of::<(Encoding, Stored)>()
+            + table
+            + whole_keys
+            + RULES_ALLOWANCE
     }
 
     /// How many files the deploy has (the edge's cache weighs deploys by it).
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.entries.is_empty()
     }
 
     /// The file at `path` (no leading `/`), unless hidden.
-    pub fn file(&self, path: &str) -> Option<&StoredFile> {
+    pub fn file(&self, path: &str) -> Option<File<'_>> {
         if HIDDEN.contains(&path) {
             return None;
         }
-        self.files.get(path)
+        let hash = self.hasher.hash_one(path);
+        let position = self.by_path.find(hash, |&position| {
+            self.path_of(&self.entries[position as usize]) == path
+        })?;
+        Some(self.view(&self.entries[*position as usize]))
     }
 
     fn has(&self, path: &str) -> bool {
@@ -441,8 +636,8 @@ mod tests {
         let files = paths
             .iter()
             .map(|p| {
-                let stored = Stored::original("0".repeat(64), 1, "0".repeat(64));
-                ((*p).to_owned(), StoredFile::new(p, stored, Vec::new()))
+                let stored = Stored::new(&"0".repeat(64), 1, &"0".repeat(64));
+                ((*p).to_owned(), stored, Vec::new())
             })
             .collect();
         let rules = RuleSet {
@@ -517,9 +712,39 @@ mod tests {
         assert_eq!(squeezed.len(), 2);
         let home = squeezed.file("index.html").unwrap();
         assert_eq!(home.original, plain.file("index.html").unwrap().original);
-        let keys: Vec<_> = home.variants.iter().map(|(_, v)| v.key.as_str()).collect();
+        let keys: Vec<_> = home.variants.iter().map(|(_, v)| v.key()).collect();
         assert_eq!(keys, ["key-br", "key-gz"], "best first");
+        assert_eq!(
+            home.etag(None),
+            "\"0000000000000000000000000000000000000000000000000000000000000000\""
+        );
+        assert_eq!(
+            home.etag(Some(Encoding::Brotli)),
+            "\"0000000000000000000000000000000000000000000000000000000000000000-br\""
+        );
         assert!(squeezed.file("app.js").unwrap().variants.is_empty());
+    }
+
+    #[test]
+    fn blob_keys_and_hashes_come_back_as_the_database_gave_them() {
+        let sha256 = "0123456789abcdef".repeat(4);
+        for key in [
+            format!("{sha256}.00c0ffee"),
+            format!("{sha256}.ffffffff"),
+            sha256.clone(),
+            format!("{sha256}.abc"),
+            format!("{}.00c0ffee", "f".repeat(64)),
+            format!("{}.00c0ffee", sha256.to_uppercase()),
+            format!("{sha256}.00C0FFEE"),
+        ] {
+            let stored = Stored::new(&sha256, 7, &key);
+            assert_eq!(stored.key(), key);
+            assert_eq!(stored.sha256(), sha256);
+        }
+        assert_eq!(
+            Stored::new(&sha256, 7, &format!("{sha256}.00c0ffee")).heap_bytes(),
+            0
+        );
     }
 
     #[test]

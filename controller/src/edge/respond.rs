@@ -4,7 +4,7 @@
 //! cache for small files, a stream from the blob store for the rest).
 
 use super::Edge;
-use super::index::{Stored, StoredFile};
+use super::index::{File, Stored};
 use crate::deploys::compress::Encoding;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -26,7 +26,7 @@ pub const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 #[derive(Debug)]
 pub struct FileAnswer<'a> {
     pub path: &'a str,
-    pub file: &'a StoredFile,
+    pub file: File<'a>,
     pub status: StatusCode,
     /// Served on a permalink hostname.
     pub permalink: bool,
@@ -49,10 +49,11 @@ pub async fn file_response(
         permalink,
         private,
     } = answer;
-    let original = &file.original;
+    let original = file.original;
     let wants_range = status == StatusCode::OK
         && request.contains_key(header::RANGE)
-        && header_str(request, header::IF_RANGE).is_none_or(|tag| tag.as_bytes() == original.etag.as_bytes());
+        && header_str(request, header::IF_RANGE)
+            .is_none_or(|tag| tag.as_bytes() == file.etag(None).as_bytes());
     // A range is of the file itself; otherwise the best variant accepted.
     let accept_encoding = header_str(request, header::ACCEPT_ENCODING);
     let (encoding, stored) = match file
@@ -82,7 +83,8 @@ pub async fn file_response(
     // Room for the edge's headers, a deploy's own and a protected answer's
     // at once: growing the map midway moves every entry.
     headers.reserve(12);
-    headers.insert(header::ETAG, stored.etag.clone());
+    let etag = file.etag(encoding);
+    headers.insert(header::ETAG, etag.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     if let Some(vary) = vary {
         headers.insert(header::VARY, HeaderValue::from_static(vary));
@@ -90,7 +92,7 @@ pub async fn file_response(
     if status == StatusCode::OK
         && none_match(
             header_str(request, header::IF_NONE_MATCH),
-            stored.etag.to_str().unwrap_or(""),
+            etag.to_str().unwrap_or(""),
         )
     {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -148,14 +150,14 @@ async fn body_of(
 ) -> anyhow::Result<Body> {
     if state.cache.fits_in_memory(stored.size) {
         let Some(bytes) = state.cache.bytes_of(state.blobs.as_ref(), stored).await? else {
-            anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key);
+            anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key());
         };
         // `Content-Length` was said from the recorded size: bytes of another
         // length would run into the connection's next answer.
         if bytes.len() as u64 != stored.size {
             anyhow::bail!(
                 "blob {} of {path} holds {} bytes where {} are recorded; the blob store was changed behind the controller",
-                stored.key,
+                stored.key(),
                 bytes.len(),
                 stored.size
             );
@@ -166,9 +168,10 @@ async fn body_of(
         };
         return Ok(Body::from(bytes));
     }
-    match state.blobs.get(&stored.key, range).await? {
+    let key = stored.key();
+    match state.blobs.get(&key, range).await? {
         Some(stream) => Ok(Body::from_stream(stream)),
-        None => anyhow::bail!("blob {} of {path} is missing from the blob store", stored.key),
+        None => anyhow::bail!("blob {key} of {path} is missing from the blob store"),
     }
 }
 
