@@ -37,6 +37,7 @@
 //! `scripts/bench/big-deploys.sh` and `scripts/bench/large-assets.sh` run
 //! the last two.
 
+mod common;
 #[path = "../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -316,8 +317,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::terminate(&mut self.child);
     }
 }
 

@@ -25,6 +25,7 @@
 //! (8) and `BENCH_CONTROLLER_ARGS` (more flags for the controller, such as
 //! `--edge-index-cache-mib 64`).
 
+mod common;
 #[path = "../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -640,7 +641,6 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::terminate(&mut self.child);
     }
 }
