@@ -187,6 +187,12 @@ impl EdgeCache {
             // when the site is created.
             return Ok((Resolved::NoSite, None, SiteTransport::default()));
         };
+        if matches!(resolved, Resolved::NoDeploy | Resolved::NoAlias) {
+            // Nor are permalinks and aliases naming nothing: anyone can make
+            // up such hostnames for a real site, one per request, and each
+            // remembered would be memory held for a pointer's lifetime.
+            return Ok((resolved, guard, transport));
+        }
         let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
         if hosts.generation == generation {
             if hosts.entries.len() >= hosts.sweep_at {
@@ -581,6 +587,45 @@ mod tests {
             served_from_memory >= 1,
             "the cached ones are still served from memory"
         );
+    }
+
+    #[tokio::test]
+    async fn made_up_permalinks_and_aliases_of_a_real_site_are_answered_but_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_sqlite(&dir.path().join("edge.db")).await.unwrap();
+        db.insert_site(&crate::db::NewSite {
+            name: "blog".into(),
+            repo_url: None,
+            github_repo: None,
+            production_branch: "main".into(),
+            production_branch_follows_default: false,
+            settings: Default::default(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let edge = EdgeCache::new(EdgeSettings::default(), EdgeIndexMetrics::default());
+        for n in 0..50 {
+            let permalink = Target::Permalink {
+                site: "blog".into(),
+                deploy_id: format!("made-up-{n}"),
+            };
+            assert_eq!(edge.resolve(&db, &permalink).await.unwrap().0, Resolved::NoDeploy);
+            let alias = Target::Alias {
+                site: "blog".into(),
+                alias: format!("made-up-{n}"),
+            };
+            assert_eq!(edge.resolve(&db, &alias).await.unwrap().0, Resolved::NoAlias);
+        }
+        assert_eq!(edge.hosts.read().unwrap().entries.len(), 0);
+
+        // The site's own hostname is remembered, as before.
+        let published = Target::Published { site: "blog".into() };
+        assert_eq!(
+            edge.resolve(&db, &published).await.unwrap().0,
+            Resolved::NothingPublished
+        );
+        assert_eq!(edge.hosts.read().unwrap().entries.len(), 1);
     }
 
     fn stored(store_key: &str, size: u64) -> Stored {
