@@ -154,7 +154,8 @@ impl Stored {
     }
 
     /// Its content hash, in hex.
-    pub fn sha256(&self) -> String {
+    #[cfg(test)]
+    fn sha256(&self) -> String {
         hex::encode(self.sha256)
     }
 
@@ -313,6 +314,12 @@ impl std::fmt::Debug for DeployIndex {
     }
 }
 
+/// The path of the entry at `position`, from the deploy's path buffer.
+fn path_at<'a>(paths: &'a str, entries: &[Entry], position: u32) -> &'a str {
+    let entry = &entries[position as usize];
+    &paths[entry.path_start as usize..][..entry.path_len as usize]
+}
+
 /// Files the edge never serves: the rule files at the root.
 const HIDDEN: [&str; 2] = ["_redirects", "_headers"];
 
@@ -381,24 +388,16 @@ impl DeployIndex {
         });
         let hash = self.hasher.hash_one(path);
         let (paths, entries, hasher) = (&self.paths, &self.entries, &self.hasher);
-        let path_of = |position: u32| {
-            let entry = &entries[position as usize];
-            &paths[entry.path_start as usize..][..entry.path_len as usize]
-        };
         match self.by_path.entry(
             hash,
-            |&other| path_of(other) == path,
-            |&other| hasher.hash_one(path_of(other)),
+            |&other| path_at(paths, entries, other) == path,
+            |&other| hasher.hash_one(path_at(paths, entries, other)),
         ) {
             hashbrown::hash_table::Entry::Occupied(mut earlier) => *earlier.get_mut() = position,
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 vacant.insert(position);
             }
         }
-    }
-
-    fn path_of(&self, entry: &Entry) -> &str {
-        &self.paths[entry.path_start as usize..][..entry.path_len as usize]
     }
 
     fn view<'a>(&'a self, entry: &'a Entry) -> File<'a> {
@@ -526,7 +525,7 @@ impl DeployIndex {
         }
         let hash = self.hasher.hash_one(path);
         let position = self.by_path.find(hash, |&position| {
-            self.path_of(&self.entries[position as usize]) == path
+            path_at(&self.paths, &self.entries, position) == path
         })?;
         Some(self.view(&self.entries[*position as usize]))
     }
