@@ -5,6 +5,8 @@ use crate::db::Database;
 use crate::db::{Build, BuildState, NewBuild, Site};
 use crate::deploys::alias_for;
 use crate::events::Events;
+use crate::lease_writes::LeaseWrites;
+
 use jamstack_proto::BuildContext;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -25,6 +27,9 @@ pub struct Queue {
     /// Woken whenever a build is asked to stop, so heartbeats waiting on
     /// their job answer at once.
     pub cancellations: Arc<Notify>,
+    /// Leases taken and jobs finished, written together when they arrive
+    /// together.
+    pub lease_writes: LeaseWrites,
 }
 
 /// What to build.

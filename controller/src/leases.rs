@@ -9,12 +9,11 @@
 //! `crate::error` says how each [`LeaseError`] is answered.
 
 use crate::builds::Queue;
-use crate::db::{Build, BuildState, Database, FinishedAs, LeasedJob, RunnerRecord, Site};
+use crate::db::{Build, BuildState, Database, LeasedJob, RunnerRecord, Site};
 use crate::events::BuildTiming;
+use crate::lease_writes::finished_as;
 use crate::secrets::{SecretBox, random_hex};
-use jamstack_proto::{
-    CacheRef, EnvVar, IncomingHook, JobCompletion, JobLease, JobOutcome, Secret, SiteBuildSettings,
-};
+use jamstack_proto::{CacheRef, EnvVar, IncomingHook, JobCompletion, JobLease, Secret, SiteBuildSettings};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,23 +53,13 @@ pub async fn wait_for_job(
     runner: &RunnerRecord,
     deadline: Instant,
 ) -> LeaseResult<Option<Claimed>> {
-    let lease_millis = queue.config.lease_duration.as_millis() as i64;
     loop {
         // Listen before looking, so a job queued in between still wakes us.
         let notified = queue.jobs_available.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let lease_id = new_lease_id();
-        if let Some(job) = queue
-            .db
-            .claim_next_job(
-                runner,
-                &lease_id,
-                lease_millis,
-                queue.config.max_concurrent_builds,
-            )
-            .await?
-        {
+        if let Some(job) = queue.lease_writes.claim(runner, &lease_id).await? {
             let build = queue
                 .db
                 .build(job.build_id)
@@ -301,29 +290,10 @@ pub async fn complete(
     lease_id: &str,
     completion: &JobCompletion,
 ) -> LeaseResult<()> {
-    let (state_after, exit_code, error, deploy_id) = match &completion.outcome {
-        JobOutcome::Succeeded { deploy_id } => {
-            (BuildState::Succeeded, Some(0), None, Some(deploy_id.as_str()))
-        }
-        JobOutcome::Failed { exit_code, message } => {
-            (BuildState::Failed, *exit_code, Some(message.as_str()), None)
-        }
-        JobOutcome::Cancelled => (BuildState::Cancelled, None, None, None),
-        JobOutcome::Skipped { reason } => (BuildState::Skipped, None, Some(reason.as_str()), None),
-    };
+    let state_after = finished_as(completion).state;
     let finished = queue
-        .db
-        .finish_job(
-            job_id,
-            lease_id,
-            FinishedAs {
-                state: state_after,
-                exit_code,
-                error,
-                deploy_id,
-                step_timings: &completion.step_timings,
-            },
-        )
+        .lease_writes
+        .finish(job_id, lease_id, completion)
         .await?
         .ok_or(LeaseError::LeaseLost { job_id })?;
     tracing::Span::current().record("build_id", finished.build_id);

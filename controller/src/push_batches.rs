@@ -182,17 +182,30 @@ impl Writer {
                 return;
             }
         };
-        let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
-        for (arrival, reply) in batch {
-            let connected = connected(&sites, &arrival);
-            let histories = match triggers::branch_histories(&self.db, &connected, &arrival.push).await {
-                Ok(histories) => histories,
-                Err(error) => {
-                    let _ = reply.send(Err(error.context("reading what the pushed branch built before")));
-                    continue;
+        let connected: Vec<Vec<Site>> = batch
+            .iter()
+            .map(|(arrival, _)| connected(&sites, arrival))
+            .collect();
+        let pushes: Vec<(&[Site], &triggers::Push)> = connected
+            .iter()
+            .zip(&batch)
+            .map(|(sites, (arrival, _))| (sites.as_slice(), &arrival.push))
+            .collect();
+        let histories = match triggers::branch_histories_of_pushes(&self.db, &pushes).await {
+            Ok(histories) => histories,
+            Err(error) => {
+                let message = format!("{error:#}");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(anyhow::anyhow!(
+                        "reading what the pushed branches built before: {message}"
+                    )));
                 }
-            };
-            let plan = plan(&connected, &arrival, &histories);
+                return;
+            }
+        };
+        let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
+        for (((arrival, reply), connected), histories) in batch.into_iter().zip(&connected).zip(&histories) {
+            let plan = plan(connected, &arrival, histories);
             planned.push(Planned { arrival, reply, plan });
         }
         if planned.is_empty() {

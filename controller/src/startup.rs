@@ -14,6 +14,7 @@ use crate::edge::{Edge, EdgeCache};
 use crate::events::Events;
 use crate::github::GitHubService;
 use crate::github::client::GitHub;
+use crate::lease_writes::LeaseWrites;
 use crate::metrics::Metrics;
 use crate::notifications::Notifications;
 use crate::push_batches::PushBatches;
@@ -178,13 +179,20 @@ impl Application {
             public_url: public_url.into(),
             domain: config.domain.as_str().into(),
         };
+        let jobs_available = Arc::new(Notify::new());
         let queue = Queue {
             db: db.clone(),
             config: config.clone(),
             events: events.clone(),
-            jobs_available: Arc::new(Notify::new()),
+            jobs_available: jobs_available.clone(),
             log_activity: Arc::new(Notify::new()),
             cancellations: Arc::new(Notify::new()),
+            lease_writes: LeaseWrites::start(
+                db.clone(),
+                config.lease_duration,
+                config.max_concurrent_builds,
+                jobs_available,
+            ),
         };
         let push_batches = PushBatches::start(db.clone(), events.clone(), queue.jobs_available.clone());
         let edge_cache = Arc::new(EdgeCache::new(config.edge, metrics.edge_index.clone()));

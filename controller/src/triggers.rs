@@ -8,7 +8,7 @@
 
 use crate::builds::Queue;
 use crate::builds::{self, BuildRequest};
-use crate::db::{BranchHistory, Database, Site};
+use crate::db::{BranchHistory, BranchPushed, Database, Site};
 use crate::deploys::Deploys;
 use crate::deploys::branch_label;
 use crate::events::Event;
@@ -241,15 +241,43 @@ pub async fn branch_histories(
     sites: &[Site],
     push: &Push,
 ) -> anyhow::Result<HashMap<i64, BranchHistory>> {
-    let mut histories = HashMap::new();
-    let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
-        return Ok(histories);
-    };
-    if push.deleted || push.after.is_empty() {
+    Ok(branch_histories_of_pushes(db, &[(sites, push)])
+        .await?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// [`branch_histories`] of each of `pushes` (with the sites connected to
+/// its repository), in one read for all of them.
+pub async fn branch_histories_of_pushes(
+    db: &Database,
+    pushes: &[(&[Site], &Push)],
+) -> anyhow::Result<Vec<HashMap<i64, BranchHistory>>> {
+    let mut asked = Vec::new();
+    // (push, site) of each branch asked.
+    let mut owners = Vec::new();
+    for (index, (sites, push)) in pushes.iter().enumerate() {
+        let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
+            continue;
+        };
+        if push.deleted || push.after.is_empty() {
+            continue;
+        }
+        for site in *sites {
+            asked.push(BranchPushed {
+                site_id: site.id,
+                branch,
+                commit: &push.after,
+            });
+            owners.push((index, site.id));
+        }
+    }
+    let mut histories = vec![HashMap::new(); pushes.len()];
+    if asked.is_empty() {
         return Ok(histories);
     }
-    for site in sites {
-        histories.insert(site.id, db.branch_history(site.id, branch, &push.after).await?);
+    for ((index, site_id), history) in owners.into_iter().zip(db.branch_histories(&asked).await?) {
+        histories[index].insert(site_id, history);
     }
     Ok(histories)
 }

@@ -3,8 +3,8 @@
 //! starts the PostgreSQL server (`./scripts/start-postgres.sh`).
 
 use jamstack_controller::db::{
-    BuildReport, BuildState, Database, FinalizeOutcome, FinishedAs, NewBuild, NewSite, RunnerRecord,
-    SchedulingSettings, Site, SiteSettings,
+    BuildReport, BuildState, Database, FinalizeOutcome, FinishedAs, JobClaim, JobFinish, NewBuild, NewSite,
+    RunnerRecord, SchedulingSettings, Site, SiteSettings,
 };
 use jamstack_proto::{BuildContext, ManifestFile, StepTiming};
 use std::collections::HashSet;
@@ -569,6 +569,139 @@ on_both_databases!(
         assert!(
             db.claim_next_job(&r, "l4", MINUTE, 1).await.unwrap().is_none(),
             "one job runs already"
+        );
+    }
+);
+
+on_both_databases!(
+    runners_asking_at_once_get_the_jobs_they_would_get_one_after_another,
+    |db: Database| async move {
+        // Oldest first: two builds of a site that runs one at a time, one
+        // that needs a GPU, two of a site without a limit.
+        let one = site(&db, "one-at-a-time").await;
+        let one_first = queue(&db, &one, "a").await;
+        queue(&db, &one, "b").await;
+        let gpu_site = site(&db, "needs-gpu").await;
+        let free = site(&db, "no-limit").await;
+        for (s, labels) in [(&gpu_site, vec!["gpu".to_owned()]), (&free, vec![])] {
+            db.update_scheduling(
+                s.id,
+                &SchedulingSettings {
+                    required_labels: Some(labels),
+                    max_concurrent_builds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let gpu_build = queue(&db, &gpu_site, "main").await;
+        let free_first = queue(&db, &free, "a").await;
+        let free_second = queue(&db, &free, "b").await;
+        let runners = [
+            runner(&db, "plain-1", &[]).await,
+            runner(&db, "plain-2", &[]).await,
+            runner(&db, "gpu", &["gpu"]).await,
+            runner(&db, "plain-3", &[]).await,
+            runner(&db, "plain-4", &[]).await,
+        ];
+        let leases = ["l1", "l2", "l3", "l4", "l5"];
+        let claims: Vec<JobClaim<'_>> = runners
+            .iter()
+            .zip(leases)
+            .map(|(runner, lease_id)| JobClaim { runner, lease_id })
+            .collect();
+        // At most four at once.
+        let leased = db.claim_next_jobs(&claims, MINUTE, 4).await.unwrap();
+        let builds: Vec<Option<i64>> = leased
+            .iter()
+            .map(|job| job.as_ref().map(|j| j.build_id))
+            .collect();
+        assert_eq!(
+            builds,
+            [
+                Some(one_first),
+                Some(free_first),
+                Some(gpu_build),
+                Some(free_second),
+                None
+            ],
+            "the site's second build waits for its first; the GPU job waits for the GPU runner; \
+             the fifth runner finds the global limit reached"
+        );
+        for (job, (runner, lease)) in leased.iter().flatten().zip(runners.iter().zip(leases)) {
+            assert_eq!(job.lease_id, lease);
+            assert_eq!(job.attempt, 1);
+            let attempts = db.attempts(job.build_id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "each claim records its attempt");
+            assert_eq!(attempts[0].runner, runner.name);
+            assert_eq!(
+                db.build(job.build_id).await.unwrap().unwrap().state,
+                BuildState::Running
+            );
+        }
+
+        let [Some(first), Some(second), Some(third), ..] = &leased[..] else {
+            unreachable!("checked above")
+        };
+        let failed = FinishedAs {
+            state: BuildState::Failed,
+            exit_code: Some(2),
+            error: Some("exit status 2"),
+            deploy_id: None,
+            step_timings: &[],
+        };
+        let finishes = [
+            JobFinish {
+                job_id: first.job_id,
+                lease_id: "l1",
+                how: succeeded(),
+            },
+            JobFinish {
+                job_id: second.job_id,
+                lease_id: "not-its-lease",
+                how: succeeded(),
+            },
+            JobFinish {
+                job_id: first.job_id,
+                lease_id: "l1",
+                how: succeeded(),
+            },
+            JobFinish {
+                job_id: third.job_id,
+                lease_id: "l3",
+                how: failed,
+            },
+        ];
+        let finished = db.finish_jobs(&finishes).await.unwrap();
+        let ended: Vec<Option<i64>> = finished.iter().map(|f| f.map(|f| f.build_id)).collect();
+        assert_eq!(
+            ended,
+            [Some(one_first), None, None, Some(gpu_build)],
+            "a wrong lease changes nothing, and a job finished twice is finished once"
+        );
+        let first_build = db.build(one_first).await.unwrap().unwrap();
+        assert_eq!(first_build.state, BuildState::Succeeded);
+        assert_eq!(first_build.exit_code, Some(0));
+        let gpu = db.build(gpu_build).await.unwrap().unwrap();
+        assert_eq!(gpu.state, BuildState::Failed);
+        assert_eq!(gpu.exit_code, Some(2));
+        assert_eq!(gpu.error.as_deref(), Some("exit status 2"));
+        assert_eq!(
+            db.attempts(gpu_build).await.unwrap()[0].outcome.as_deref(),
+            Some("failed")
+        );
+        assert_eq!(
+            db.build(free_first).await.unwrap().unwrap().state,
+            BuildState::Running,
+            "the job finished under a wrong lease runs on"
+        );
+        assert!(
+            db.claim_next_job(&runners[4], "l6", MINUTE, 4)
+                .await
+                .unwrap()
+                .is_some(),
+            "a finished job leaves room under the global limit"
         );
     }
 );
@@ -1326,7 +1459,8 @@ on_both_databases!(
     a_delivery_body_claimed_before_under_another_id_is_a_replay_one_at_a_time_and_in_a_batch,
     |db: Database| async move {
         use jamstack_controller::db::{
-            BatchedBuild, BranchHistory, Claim, DeliveryRecord, NewDelivery, PushDelivery, PushRecorded,
+            BatchedBuild, BranchHistory, BranchPushed, Claim, DeliveryRecord, NewDelivery, PushDelivery,
+            PushRecorded,
         };
         use std::sync::Arc;
         let s = site(&db, "replays").await;
@@ -1416,20 +1550,44 @@ on_both_databases!(
         let PushRecorded::Recorded { builds: a4, .. } = &recorded.deliveries[3] else {
             unreachable!()
         };
+        let a3_sha = format!("{:0>40}", "a3");
+        let asked = [
+            BranchPushed {
+                site_id: s.id,
+                branch: "main",
+                commit: &a3_sha,
+            },
+            BranchPushed {
+                site_id: s.id,
+                branch: "other",
+                commit: &a3_sha,
+            },
+            BranchPushed {
+                site_id: s.id + 1000,
+                branch: "main",
+                commit: &a3_sha,
+            },
+            BranchPushed {
+                site_id: s.id,
+                branch: "main",
+                commit: "0",
+            },
+        ];
         assert_eq!(
-            db.branch_history(s.id, "main", &format!("{:0>40}", "a3"))
-                .await
-                .unwrap(),
-            BranchHistory {
-                last: Some((a4[0], format!("{:0>40}", "a4"))),
-                commit_built: Some(a3[0]),
-            }
-        );
-        assert_eq!(
-            db.branch_history(s.id, "other", &format!("{:0>40}", "a3"))
-                .await
-                .unwrap(),
-            BranchHistory::default()
+            db.branch_histories(&asked).await.unwrap(),
+            [
+                BranchHistory {
+                    last: Some((a4[0], format!("{:0>40}", "a4"))),
+                    commit_built: Some(a3[0]),
+                },
+                BranchHistory::default(),
+                BranchHistory::default(),
+                BranchHistory {
+                    last: Some((a4[0], format!("{:0>40}", "a4"))),
+                    commit_built: None,
+                },
+            ],
+            "one read answers every branch asked, in order"
         );
     }
 );

@@ -1,16 +1,18 @@
 //! Builds and the job queue.
 //!
 //! A build is one attempt to build one commit in one context; its job is what
-//! a runner leases. Claiming a job is a single `UPDATE … RETURNING` statement,
-//! which SQLite runs under its one writer lock, so two runners can never
-//! claim the same job. Every lease carries a fresh id (the fencing token);
-//! each call about the job must present it.
+//! a runner leases. A claim reads the queue and leases a job in one
+//! transaction: on SQLite under its one writer lock (claims arriving together
+//! share one transaction), on PostgreSQL with the job's row locked, so two
+//! runners can never claim the same job. Every lease carries a fresh id (the
+//! fencing token); each call about the job must present it.
 
 use super::logs::append_in_tx;
 use super::runners::{RunnerRecord, labels_satisfy};
-use super::{Backend, Database, now_millis};
+use super::{Backend, Database, now_millis, placeholders, value_rows};
 use jamstack_proto::{BuildContext, StepTiming};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -192,6 +194,15 @@ pub struct FinishedAs<'a> {
     pub step_timings: &'a [StepTiming],
 }
 
+/// A runner saying how the job it holds under `lease_id` ended (see
+/// [`Database::finish_jobs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JobFinish<'a> {
+    pub job_id: i64,
+    pub lease_id: &'a str,
+    pub how: FinishedAs<'a>,
+}
+
 /// A build whose job a runner just finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FinishedJob {
@@ -300,7 +311,7 @@ impl JobAttempt {
 }
 
 /// A build a finished job just ended (`id, site_id, started_at`).
-#[derive(sqlx::FromRow)]
+#[derive(Clone, Copy, sqlx::FromRow)]
 struct EndedBuild {
     id: i64,
     site_id: i64,
@@ -338,6 +349,15 @@ const FINISH_BUILD: &str = "UPDATE builds SET state = $1, exit_code = $2, \
      skip_reason = CASE WHEN $1 = 'skipped' THEN $3 ELSE NULL END, \
      deploy_id = COALESCE($4, deploy_id), finished_at = $5";
 
+/// [`FINISH_BUILD`] for many builds at once, each with its own ending:
+/// after an `ended (id, state, exit_code, error, deploy_id, step_timings)`
+/// table, with `$1` now.
+const FINISH_BUILDS_FROM_ENDED: &str = "UPDATE builds SET state = ended.state, exit_code = ended.exit_code, \
+     error = CASE WHEN ended.state = 'skipped' THEN NULL ELSE ended.error END, \
+     skip_reason = CASE WHEN ended.state = 'skipped' THEN ended.error ELSE NULL END, \
+     deploy_id = COALESCE(ended.deploy_id, builds.deploy_id), finished_at = $1, \
+     step_timings = ended.step_timings FROM ended WHERE builds.id = ended.id";
+
 /// The step timings a runner reported, as the `step_timings` column keeps
 /// them (a JSON array), or NULL for none.
 fn step_timings_column(steps: &[StepTiming]) -> Option<String> {
@@ -349,6 +369,108 @@ fn step_timings_column(steps: &[StepTiming]) -> Option<String> {
 /// More than the runners that usually claim at the same moment, so the
 /// search rarely goes further.
 const CLAIM_HEAD: i64 = 64;
+
+/// How many of the oldest queued jobs a claim reads as candidates, beyond
+/// one for each claim made together: enough to pass over jobs whose labels
+/// the runner lacks or whose team is full.
+const CLAIM_CANDIDATES: usize = 50;
+
+/// A runner asking for a job under a new lease (see
+/// [`Database::claim_next_jobs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JobClaim<'a> {
+    pub runner: &'a RunnerRecord,
+    pub lease_id: &'a str,
+}
+
+/// A queued job a claim may take, with what limits it.
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    job_id: i64,
+    required_labels: String,
+    site_id: i64,
+    site_limit: i64,
+    team_id: i64,
+    team_limit: i64,
+}
+
+/// The oldest `limit` queued jobs whose site and team have room, locked
+/// with `lock` (PostgreSQL). Sites and teams already at their limit are
+/// left out here, so a long queue of one busy site or team cannot hide
+/// others' jobs; a claim counts again, under its lock, before it takes one.
+fn candidates_sql(limit: usize, lock: &str) -> String {
+    format!(
+        "SELECT j.id AS job_id, j.required_labels, b.site_id, s.max_concurrent_builds AS site_limit, \
+         COALESCE(t.id, 0) AS team_id, COALESCE(t.max_concurrent_builds, 0) AS team_limit \
+         FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
+         LEFT JOIN teams t ON t.id = s.team_id \
+         WHERE j.state = 'queued' AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
+         (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
+          WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
+         AND {TEAM_HAS_ROOM} \
+         ORDER BY j.id LIMIT {limit}{lock}"
+    )
+}
+
+/// What [`leased_per`] counts by.
+enum LeasedPer {
+    Site,
+    Team,
+}
+
+/// How many jobs are leased for each of the sites or teams `ids` (those
+/// with none are left out), in one statement.
+async fn leased_per(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    per: LeasedPer,
+    ids: &[i64],
+) -> anyhow::Result<HashMap<i64, i64>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (key, join) = match per {
+        LeasedPer::Site => ("b.site_id", ""),
+        LeasedPer::Team => ("s.team_id", " JOIN sites s ON s.id = b.site_id"),
+    };
+    let sql = format!(
+        "SELECT {key}, COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id{join} \
+         WHERE j.state = 'leased' AND {key} IN ({}) GROUP BY {key}",
+        placeholders(ids.len(), 1)
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(&mut **tx).await?.into_iter().collect())
+}
+
+/// How many jobs of the team's sites are leased.
+async fn count_leased_of_team(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    team_id: i64,
+) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
+         JOIN sites s ON s.id = b.site_id WHERE j.state = 'leased' AND s.team_id = $1",
+    )
+    .bind(team_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// How many jobs of the site are leased.
+async fn count_leased_of_site(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    site_id: i64,
+) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
+         WHERE j.state = 'leased' AND b.site_id = $1",
+    )
+    .bind(site_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
 
 /// What the one-statement claim on PostgreSQL found.
 enum OneStatementClaim {
@@ -577,10 +699,11 @@ impl Database {
     /// in all (0: no limit). `None` when there is no such job.
     ///
     /// The claim is atomic: on SQLite the whole transaction holds the one
-    /// write lock; on PostgreSQL candidates are locked with `FOR UPDATE SKIP
-    /// LOCKED` (controllers never wait on each other's rows) and the
-    /// per-site, per-team and global counts are taken under advisory locks,
-    /// so two controllers cannot both fill a site's or a team's last slot.
+    /// write lock (see [`Database::claim_next_jobs`]); on PostgreSQL
+    /// candidates are locked with `FOR UPDATE SKIP LOCKED` (controllers
+    /// never wait on each other's rows) and the per-site, per-team and
+    /// global counts are taken under advisory locks, so two controllers
+    /// cannot both fill a site's or a team's last slot.
     pub async fn claim_next_job(
         &self,
         runner: &RunnerRecord,
@@ -588,9 +711,214 @@ impl Database {
         lease_millis: i64,
         global_limit: i64,
     ) -> anyhow::Result<Option<LeasedJob>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self
+                .claim_jobs_in_one_transaction(&[JobClaim { runner, lease_id }], lease_millis, global_limit)
+                .await?
+                .pop()
+                .flatten()),
+            Backend::Postgres => {
+                self.claim_next_job_on_postgres(runner, lease_id, lease_millis, global_limit)
+                    .await
+            }
+        }
+    }
+
+    /// Claims a job for each of `claims`, as [`Database::claim_next_job`]
+    /// would one after the other, in their order: the answer at each
+    /// position is that claim's job, or `None`.
+    ///
+    /// On SQLite all of them are claimed in one transaction, in a fixed
+    /// number of statements whatever their count: every claim waits for the
+    /// one writer connection, and each statement is a trip to its thread
+    /// and back, so runners asking together are served together. On
+    /// PostgreSQL, where claims run side by side, one at a time.
+    pub async fn claim_next_jobs(
+        &self,
+        claims: &[JobClaim<'_>],
+        lease_millis: i64,
+        global_limit: i64,
+    ) -> anyhow::Result<Vec<Option<LeasedJob>>> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.claim_jobs_in_one_transaction(claims, lease_millis, global_limit)
+                    .await
+            }
+            Backend::Postgres => {
+                let mut leased = Vec::with_capacity(claims.len());
+                for claim in claims {
+                    leased.push(
+                        self.claim_next_job_on_postgres(
+                            claim.runner,
+                            claim.lease_id,
+                            lease_millis,
+                            global_limit,
+                        )
+                        .await?,
+                    );
+                }
+                Ok(leased)
+            }
+        }
+    }
+
+    /// SQLite: see [`Database::claim_next_jobs`]. The write lock is held
+    /// from the first read, so the counts read here stay true until the
+    /// commit; the jobs claimed earlier in the same transaction are added
+    /// to them as it goes.
+    async fn claim_jobs_in_one_transaction(
+        &self,
+        claims: &[JobClaim<'_>],
+        lease_millis: i64,
+        global_limit: i64,
+    ) -> anyhow::Result<Vec<Option<LeasedJob>>> {
         let now = now_millis();
-        let postgres = self.backend == Backend::Postgres;
-        if postgres && global_limit == 0 {
+        let mut leased: Vec<Option<LeasedJob>> = vec![None; claims.len()];
+        if claims.is_empty() {
+            return Ok(leased);
+        }
+        let mut tx = self.write_tx().await?;
+        let mut global_room = if global_limit > 0 {
+            let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'leased'")
+                .fetch_one(&mut *tx)
+                .await?;
+            if running >= global_limit {
+                tx.commit().await?;
+                return Ok(leased);
+            }
+            Some(global_limit - running)
+        } else {
+            None
+        };
+        let candidates: Vec<Candidate> = sqlx::query_as(&candidates_sql(CLAIM_CANDIDATES + claims.len(), ""))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut taken = vec![false; candidates.len()];
+        let limited = |id: fn(&Candidate) -> (i64, i64)| -> Vec<i64> {
+            let mut ids: Vec<i64> = candidates
+                .iter()
+                .map(id)
+                .filter(|(_, limit)| *limit > 0)
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let mut site_running =
+            leased_per(&mut tx, LeasedPer::Site, &limited(|c| (c.site_id, c.site_limit))).await?;
+        let mut team_running =
+            leased_per(&mut tx, LeasedPer::Team, &limited(|c| (c.team_id, c.team_limit))).await?;
+        let full = |running: &HashMap<i64, i64>, id: i64, limit: i64| {
+            limit > 0 && running.get(&id).copied().unwrap_or(0) >= limit
+        };
+        // (claim's position, job) for every claim that found one.
+        let mut chosen: Vec<(usize, &Candidate)> = Vec::new();
+        for (position, claim) in claims.iter().enumerate() {
+            if global_room == Some(0) {
+                break;
+            }
+            for (index, candidate) in candidates.iter().enumerate() {
+                if taken[index]
+                    || !labels_satisfy(&claim.runner.labels, &candidate.required_labels)
+                    || full(&team_running, candidate.team_id, candidate.team_limit)
+                    || full(&site_running, candidate.site_id, candidate.site_limit)
+                {
+                    continue;
+                }
+                taken[index] = true;
+                *team_running.entry(candidate.team_id).or_default() += 1;
+                *site_running.entry(candidate.site_id).or_default() += 1;
+                global_room = global_room.map(|room| room - 1);
+                chosen.push((position, candidate));
+                break;
+            }
+        }
+        if chosen.is_empty() {
+            tx.commit().await?;
+            return Ok(leased);
+        }
+        // The leases, each with its own id and runner, in one statement.
+        let sql = format!(
+            "WITH claim (id, lease_id, runner_name, runner_id) AS (VALUES {}) \
+             UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = claim.lease_id, \
+             runner_name = claim.runner_name, runner_id = claim.runner_id, lease_expires_at = $1, \
+             leased_at = $2 FROM claim WHERE jobs.id = claim.id AND jobs.state = 'queued' \
+             RETURNING jobs.id, jobs.build_id, jobs.attempt",
+            value_rows(chosen.len(), 4, 3)
+        );
+        let mut query = sqlx::query_as::<_, JobAttempt>(&sql)
+            .bind(now + lease_millis)
+            .bind(now);
+        for (position, candidate) in &chosen {
+            let claim = &claims[*position];
+            query = query
+                .bind(candidate.job_id)
+                .bind(claim.lease_id)
+                .bind(&claim.runner.name)
+                .bind(claim.runner.id);
+        }
+        let claimed: HashMap<i64, JobAttempt> = query
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
+            .collect();
+        // Read under the write lock, every candidate is still queued.
+        anyhow::ensure!(
+            claimed.len() == chosen.len(),
+            "claimed {} of the {} jobs chosen",
+            claimed.len(),
+            chosen.len()
+        );
+        let build_ids: Vec<i64> = claimed.values().map(|job| job.build_id).collect();
+        let start_sql = format!(
+            "UPDATE builds SET state = 'running', started_at = COALESCE(started_at, $1) \
+             WHERE id IN ({})",
+            placeholders(build_ids.len(), 2)
+        );
+        let mut start = sqlx::query(&start_sql).bind(now);
+        for build_id in &build_ids {
+            start = start.bind(*build_id);
+        }
+        start.execute(&mut *tx).await?;
+        let attempts_sql = format!(
+            "INSERT INTO attempts (build_id, attempt, runner_name, started_at) VALUES {}",
+            value_rows(chosen.len(), 4, 1)
+        );
+        let mut attempts = sqlx::query(&attempts_sql);
+        for (position, candidate) in &chosen {
+            let job = &claimed[&candidate.job_id];
+            attempts = attempts
+                .bind(job.build_id)
+                .bind(job.attempt)
+                .bind(&claims[*position].runner.name)
+                .bind(now);
+        }
+        attempts.execute(&mut *tx).await?;
+        tx.commit().await?;
+        for (position, candidate) in chosen {
+            let job = &claimed[&candidate.job_id];
+            leased[position] = Some(LeasedJob {
+                job_id: job.id,
+                build_id: job.build_id,
+                attempt: job.attempt,
+                lease_id: claims[position].lease_id.to_owned(),
+            });
+        }
+        Ok(leased)
+    }
+
+    /// PostgreSQL: see [`Database::claim_next_job`].
+    async fn claim_next_job_on_postgres(
+        &self,
+        runner: &RunnerRecord,
+        lease_id: &str,
+        lease_millis: i64,
+        global_limit: i64,
+    ) -> anyhow::Result<Option<LeasedJob>> {
+        let now = now_millis();
+        if global_limit == 0 {
             match self
                 .claim_unlimited_in_one_statement(runner, lease_id, lease_millis, now)
                 .await?
@@ -602,7 +930,7 @@ impl Database {
         }
         let mut tx = self.write_tx().await?;
         if global_limit > 0 {
-            if postgres && !try_advisory_lock(&mut tx, ADVISORY_GLOBAL).await? {
+            if !try_advisory_lock(&mut tx, ADVISORY_GLOBAL).await? {
                 return Ok(None);
             }
             let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'leased'")
@@ -612,38 +940,12 @@ impl Database {
                 return Ok(None);
             }
         }
-        #[derive(sqlx::FromRow)]
-        struct Candidate {
-            job_id: i64,
-            required_labels: String,
-            site_id: i64,
-            site_limit: i64,
-            team_id: i64,
-            team_limit: i64,
-        }
-        // Sites and teams already at their limit are left out here, so a
-        // long queue of one busy site or team cannot hide others' jobs; the
-        // counts are taken again under their locks below before claiming.
-        let candidates: Vec<Candidate> = sqlx::query_as(&format!(
-            "SELECT j.id AS job_id, j.required_labels, b.site_id, s.max_concurrent_builds AS site_limit, \
-             COALESCE(t.id, 0) AS team_id, COALESCE(t.max_concurrent_builds, 0) AS team_limit \
-             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN sites s ON s.id = b.site_id \
-             LEFT JOIN teams t ON t.id = s.team_id \
-             WHERE j.state = 'queued' AND (s.max_concurrent_builds = 0 OR s.max_concurrent_builds > \
-             (SELECT COUNT(*) FROM jobs j2 JOIN builds b2 ON b2.id = j2.build_id \
-              WHERE j2.state = 'leased' AND b2.site_id = b.site_id)) \
-             AND {TEAM_HAS_ROOM} \
-             ORDER BY j.id LIMIT 50{}",
-            if postgres {
-                " FOR UPDATE OF j SKIP LOCKED"
-            } else {
-                ""
-            }
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut full_sites = std::collections::HashSet::new();
-        let mut full_teams = std::collections::HashSet::new();
+        let candidates: Vec<Candidate> =
+            sqlx::query_as(&candidates_sql(CLAIM_CANDIDATES, " FOR UPDATE OF j SKIP LOCKED"))
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut full_sites = HashSet::new();
+        let mut full_teams = HashSet::new();
         for Candidate {
             job_id,
             required_labels,
@@ -659,96 +961,42 @@ impl Database {
             {
                 continue;
             }
-            if team_limit > 0 {
-                if postgres && !try_advisory_lock(&mut tx, ADVISORY_TEAM + team_id).await? {
-                    full_teams.insert(team_id);
-                    continue;
-                }
-                let running: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
-                     JOIN sites s ON s.id = b.site_id WHERE j.state = 'leased' AND s.team_id = $1",
-                )
-                .bind(team_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                if running >= team_limit {
-                    full_teams.insert(team_id);
-                    continue;
-                }
+            if team_limit > 0
+                && (!try_advisory_lock(&mut tx, ADVISORY_TEAM + team_id).await?
+                    || count_leased_of_team(&mut tx, team_id).await? >= team_limit)
+            {
+                full_teams.insert(team_id);
+                continue;
             }
-            if site_limit > 0 {
-                if postgres && !try_advisory_lock(&mut tx, ADVISORY_SITE + site_id).await? {
-                    full_sites.insert(site_id);
-                    continue;
-                }
-                let running: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
-                     WHERE j.state = 'leased' AND b.site_id = $1",
-                )
-                .bind(site_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                if running >= site_limit {
-                    full_sites.insert(site_id);
-                    continue;
-                }
+            if site_limit > 0
+                && (!try_advisory_lock(&mut tx, ADVISORY_SITE + site_id).await?
+                    || count_leased_of_site(&mut tx, site_id).await? >= site_limit)
+            {
+                full_sites.insert(site_id);
+                continue;
             }
-            if postgres {
-                // The lease, the build's start and the attempt in one round trip.
-                let Some(claimed) = sqlx::query_as::<_, JobAttempt>(&format!(
-                    "WITH claimed AS ({CLAIM_JOB_BY_ID}), {START_CLAIMED_CTES} \
-                     SELECT id, build_id, attempt FROM claimed"
-                ))
-                .bind(lease_id)
-                .bind(&runner.name)
-                .bind(runner.id)
-                .bind(now + lease_millis)
-                .bind(now)
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                else {
-                    continue;
-                };
-                tx.commit().await?;
-                return Ok(Some(claimed.leased(lease_id)));
-            }
-            let Some(claimed) = sqlx::query_as::<_, JobAttempt>(CLAIM_JOB_BY_ID)
-                .bind(lease_id)
-                .bind(&runner.name)
-                .bind(runner.id)
-                .bind(now + lease_millis)
-                .bind(now)
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?
+            // The lease, the build's start and the attempt in one round trip.
+            let Some(claimed) = sqlx::query_as::<_, JobAttempt>(&format!(
+                "WITH claimed AS ({CLAIM_JOB_BY_ID}), {START_CLAIMED_CTES} \
+                 SELECT id, build_id, attempt FROM claimed"
+            ))
+            .bind(lease_id)
+            .bind(&runner.name)
+            .bind(runner.id)
+            .bind(now + lease_millis)
+            .bind(now)
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?
             else {
                 continue;
             };
-            let job = claimed.leased(lease_id);
-            sqlx::query(
-                "UPDATE builds SET state = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
-            )
-            .bind(now)
-            .bind(job.build_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO attempts (build_id, attempt, runner_name, started_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(job.build_id)
-            .bind(job.attempt)
-            .bind(&runner.name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
-            return Ok(Some(job));
+            return Ok(Some(claimed.leased(lease_id)));
         }
         tx.commit().await?;
         Ok(None)
     }
-
     /// PostgreSQL, no global limit: claims the oldest job `runner` may run
     /// in one statement (candidate under `FOR UPDATE SKIP LOCKED`, lease,
     /// build started, attempt recorded), unless that job's site has a limit
@@ -927,6 +1175,138 @@ impl Database {
         &self,
         job_id: i64,
         lease_id: &str,
+        how: FinishedAs<'_>,
+    ) -> anyhow::Result<Option<FinishedJob>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self
+                .finish_jobs_in_one_transaction(&[JobFinish {
+                    job_id,
+                    lease_id,
+                    how,
+                }])
+                .await?
+                .pop()
+                .flatten()),
+            Backend::Postgres => self.finish_job_on_postgres(job_id, lease_id, how).await,
+        }
+    }
+
+    /// Ends each of `finishes` as [`Database::finish_job`] would, one after
+    /// the other: the answer at each position is that job's build, or
+    /// `None` when its lease was not live. On SQLite all in one transaction
+    /// of a fixed number of statements (see [`Database::claim_next_jobs`]);
+    /// on PostgreSQL one at a time.
+    pub async fn finish_jobs(&self, finishes: &[JobFinish<'_>]) -> anyhow::Result<Vec<Option<FinishedJob>>> {
+        match self.backend {
+            Backend::Sqlite => self.finish_jobs_in_one_transaction(finishes).await,
+            Backend::Postgres => {
+                let mut finished = Vec::with_capacity(finishes.len());
+                for finish in finishes {
+                    finished.push(
+                        self.finish_job_on_postgres(finish.job_id, finish.lease_id, finish.how)
+                            .await?,
+                    );
+                }
+                Ok(finished)
+            }
+        }
+    }
+
+    /// SQLite: see [`Database::finish_jobs`].
+    async fn finish_jobs_in_one_transaction(
+        &self,
+        finishes: &[JobFinish<'_>],
+    ) -> anyhow::Result<Vec<Option<FinishedJob>>> {
+        let now = now_millis();
+        let mut finished: Vec<Option<FinishedJob>> = vec![None; finishes.len()];
+        // A job named again later in the batch finds it already done, as it
+        // would one call after the other.
+        let mut named = HashSet::new();
+        let firsts: Vec<&JobFinish<'_>> = finishes.iter().filter(|f| named.insert(f.job_id)).collect();
+        if firsts.is_empty() {
+            return Ok(finished);
+        }
+        let mut tx = self.write_tx().await?;
+        let end_jobs_sql = format!(
+            "WITH done (id, lease_id) AS (VALUES {}) \
+             UPDATE jobs SET state = 'done', lease_expires_at = NULL FROM done \
+             WHERE jobs.id = done.id AND jobs.lease_id = done.lease_id AND jobs.state = 'leased' \
+             RETURNING jobs.id, jobs.build_id, jobs.attempt",
+            value_rows(firsts.len(), 2, 1)
+        );
+        let mut end_jobs = sqlx::query_as::<_, JobAttempt>(&end_jobs_sql);
+        for finish in &firsts {
+            end_jobs = end_jobs.bind(finish.job_id).bind(finish.lease_id);
+        }
+        let ended: HashMap<i64, JobAttempt> = end_jobs
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
+            .collect();
+        if ended.is_empty() {
+            return Ok(finished);
+        }
+        let live: Vec<(&JobFinish<'_>, &JobAttempt)> = firsts
+            .iter()
+            .filter_map(|finish| Some((*finish, ended.get(&finish.job_id)?)))
+            .collect();
+        let end_attempts_sql = format!(
+            "WITH ended (build_id, attempt, outcome) AS (VALUES {}) \
+             UPDATE attempts SET ended_at = $1, outcome = ended.outcome FROM ended \
+             WHERE attempts.build_id = ended.build_id AND attempts.attempt = ended.attempt",
+            value_rows(live.len(), 3, 2)
+        );
+        let mut end_attempts = sqlx::query(&end_attempts_sql).bind(now);
+        for (finish, job) in &live {
+            end_attempts = end_attempts
+                .bind(job.build_id)
+                .bind(job.attempt)
+                .bind(finish.how.state.as_str());
+        }
+        end_attempts.execute(&mut *tx).await?;
+        let end_builds_sql = format!(
+            "WITH ended (id, state, exit_code, error, deploy_id, step_timings) AS (VALUES {}) \
+             {FINISH_BUILDS_FROM_ENDED} RETURNING builds.id, builds.site_id, builds.started_at",
+            value_rows(live.len(), 6, 2)
+        );
+        let mut end_builds = sqlx::query_as::<_, EndedBuild>(&end_builds_sql).bind(now);
+        for (finish, job) in &live {
+            let how = finish.how;
+            end_builds = end_builds
+                .bind(job.build_id)
+                .bind(how.state.as_str())
+                .bind(how.exit_code)
+                .bind(how.error)
+                .bind(how.deploy_id)
+                .bind(step_timings_column(how.step_timings));
+        }
+        let built: HashMap<i64, EndedBuild> = end_builds
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|build| (build.id, build))
+            .collect();
+        tx.commit().await?;
+        let mut answered = HashSet::new();
+        for (position, finish) in finishes.iter().enumerate() {
+            if !answered.insert(finish.job_id) {
+                continue;
+            }
+            finished[position] = ended
+                .get(&finish.job_id)
+                .and_then(|job| built.get(&job.build_id))
+                .map(|build| build.finished_job_at(now));
+        }
+        Ok(finished)
+    }
+
+    /// PostgreSQL: see [`Database::finish_job`]. One round trip: the job,
+    /// its attempt and its build together.
+    async fn finish_job_on_postgres(
+        &self,
+        job_id: i64,
+        lease_id: &str,
         FinishedAs {
             state,
             exit_code,
@@ -937,62 +1317,26 @@ impl Database {
     ) -> anyhow::Result<Option<FinishedJob>> {
         let step_timings = step_timings_column(step_timings);
         let now = now_millis();
-        if self.backend == Backend::Postgres {
-            // One round trip: the job, its attempt and its build together.
-            let built: Option<EndedBuild> = sqlx::query_as(&format!(
-                "WITH finished AS (UPDATE jobs SET state = 'done', lease_expires_at = NULL \
-                   WHERE id = $6 AND lease_id = $7 AND state = 'leased' RETURNING build_id, attempt), \
-                 ended AS (UPDATE attempts SET ended_at = $5, outcome = $1 FROM finished \
-                   WHERE attempts.build_id = finished.build_id AND attempts.attempt = finished.attempt), \
-                 built AS ({FINISH_BUILD}, step_timings = $8 WHERE id IN (SELECT build_id FROM finished) \
-                   RETURNING id, site_id, started_at) \
-                 SELECT id, site_id, started_at FROM built"
-            ))
-            .bind(state.as_str())
-            .bind(exit_code)
-            .bind(error)
-            .bind(deploy_id)
-            .bind(now)
-            .bind(job_id)
-            .bind(lease_id)
-            .bind(&step_timings)
-            .fetch_optional(self.writer())
-            .await?;
-            return Ok(built.map(|build| build.finished_job_at(now)));
-        }
-        let mut tx = self.write_tx().await?;
-        let ended: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE jobs SET state = 'done', lease_expires_at = NULL WHERE id = $1 AND lease_id = $2 \
-             AND state = 'leased' RETURNING build_id, attempt",
-        )
-        .bind(job_id)
-        .bind(lease_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((build_id, attempt)) = ended else {
-            return Ok(None);
-        };
-        sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2 WHERE build_id = $3 AND attempt = $4")
-            .bind(now)
-            .bind(state.as_str())
-            .bind(build_id)
-            .bind(attempt)
-            .execute(&mut *tx)
-            .await?;
-        let built: EndedBuild = sqlx::query_as(&format!(
-            "{FINISH_BUILD}, step_timings = $7 WHERE id = $6 RETURNING id, site_id, started_at"
+        let built: Option<EndedBuild> = sqlx::query_as(&format!(
+            "WITH finished AS (UPDATE jobs SET state = 'done', lease_expires_at = NULL \
+               WHERE id = $6 AND lease_id = $7 AND state = 'leased' RETURNING build_id, attempt), \
+             ended AS (UPDATE attempts SET ended_at = $5, outcome = $1 FROM finished \
+               WHERE attempts.build_id = finished.build_id AND attempts.attempt = finished.attempt), \
+             built AS ({FINISH_BUILD}, step_timings = $8 WHERE id IN (SELECT build_id FROM finished) \
+               RETURNING id, site_id, started_at) \
+             SELECT id, site_id, started_at FROM built"
         ))
         .bind(state.as_str())
         .bind(exit_code)
         .bind(error)
         .bind(deploy_id)
         .bind(now)
-        .bind(build_id)
+        .bind(job_id)
+        .bind(lease_id)
         .bind(&step_timings)
-        .fetch_one(&mut *tx)
+        .fetch_optional(self.writer())
         .await?;
-        tx.commit().await?;
-        Ok(Some(built.finished_job_at(now)))
+        Ok(built.map(|build| build.finished_job_at(now)))
     }
 
     /// Asks for a build to stop. A queued build is cancelled at once; a

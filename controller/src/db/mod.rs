@@ -49,7 +49,8 @@ pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use blobs::{BlobToCompress, RecordedBlob, StoredBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{
-    Attempt, Build, BuildState, FinishedAs, FinishedJob, LeasedJob, NewBuild, QueueEntry, QueuedJob,
+    Attempt, Build, BuildState, FinishedAs, FinishedJob, JobClaim, JobFinish, LeasedJob, NewBuild,
+    QueueEntry, QueuedJob,
 };
 pub use certificates::{CertificateSource, SiteTransport, StoredCertificate};
 pub use deliveries::{Claim, Delivery, NewDelivery};
@@ -68,8 +69,8 @@ pub use notifications::{
 pub use ops::QueueFigures;
 pub use protection::{Access, ContextAccess, SiteProtection};
 pub use push_intake::{
-    BatchedBuild, BranchHistory, DeliveryRecord, Describe, PushDelivery, PushRecorded, RecordedBatch,
-    SupersededBuild,
+    BatchedBuild, BranchHistory, BranchPushed, DeliveryRecord, Describe, PushDelivery, PushRecorded,
+    RecordedBatch, SupersededBuild,
 };
 pub use relay::{DEPLOY_EVENTS_CHANNEL, Heard, Listener};
 pub use retention::AliasedDeploy;
@@ -255,6 +256,14 @@ pub(crate) fn value_rows(rows: usize, width: usize, first: usize) -> String {
     sql
 }
 
+/// `$first, $first+1, …`: `count` numbered placeholders, for an `IN` list.
+pub(crate) fn placeholders(count: usize, first: usize) -> String {
+    value_rows(1, count, first)
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .to_owned()
+}
+
 /// The current time in Unix milliseconds, the unit of every stored timestamp.
 pub fn now_millis() -> i64 {
     SystemTime::now()
@@ -265,11 +274,12 @@ pub fn now_millis() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::value_rows;
+    use super::{placeholders, value_rows};
 
     #[test]
     fn value_rows_number_placeholders_row_by_row() {
         assert_eq!(value_rows(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
         assert_eq!(value_rows(1, 1, 1), "($1)");
+        assert_eq!(placeholders(3, 2), "$2, $3, $4");
     }
 }

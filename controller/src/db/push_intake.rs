@@ -100,6 +100,19 @@ pub struct BranchHistory {
     pub commit_built: Option<i64>,
 }
 
+/// A branch of a site pushed to a commit, whose history a push needs
+/// (see [`Database::branch_histories`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BranchPushed<'a> {
+    pub site_id: i64,
+    pub branch: &'a str,
+    pub commit: &'a str,
+}
+
+/// Branches whose history one statement reads at most (four parameters
+/// each, well under SQLite's limit of 32,766).
+const HISTORIES_AT_ONCE: usize = 256;
+
 /// What a batch did.
 #[derive(Debug, Clone, Default)]
 pub struct RecordedBatch {
@@ -314,32 +327,51 @@ impl Database {
         })
     }
 
-    /// What `branch` of site `site_id` built before, and whether it built
-    /// `commit`.
-    pub async fn branch_history(
-        &self,
-        site_id: i64,
-        branch: &str,
-        commit: &str,
-    ) -> anyhow::Result<BranchHistory> {
-        let last = sqlx::query_as(
-            "SELECT id, commit_sha FROM builds WHERE site_id = $1 AND branch = $2 AND pr_number IS NULL \
-             ORDER BY id DESC LIMIT 1",
-        )
-        .bind(site_id)
-        .bind(branch)
-        .fetch_optional(&self.pool)
-        .await?;
-        let commit_built = sqlx::query_scalar(
-            "SELECT id FROM builds WHERE site_id = $1 AND branch = $2 AND commit_sha = $3 \
-             AND pr_number IS NULL ORDER BY id DESC LIMIT 1",
-        )
-        .bind(site_id)
-        .bind(branch)
-        .bind(commit)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(BranchHistory { last, commit_built })
+    /// What each branch asked (site, branch, pushed commit) built before,
+    /// and whether it built the commit: the answers in the same order. One
+    /// statement for up to [`HISTORIES_AT_ONCE`] branches, so a batch of
+    /// deliveries reads them all in one trip instead of two per delivery.
+    pub async fn branch_histories(&self, asked: &[BranchPushed<'_>]) -> anyhow::Result<Vec<BranchHistory>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            last_id: Option<i64>,
+            last_commit: Option<String>,
+            commit_built: Option<i64>,
+        }
+        let mut histories = Vec::with_capacity(asked.len());
+        for chunk in asked.chunks(HISTORIES_AT_ONCE) {
+            // Each answer is a lookup by (site, branch) in the builds index;
+            // `n` keeps the order.
+            let newest = |column: &str, also: &str| {
+                format!(
+                    "(SELECT b.{column} FROM builds b WHERE b.site_id = asked.site_id \
+                     AND b.branch = asked.branch AND b.pr_number IS NULL{also} ORDER BY b.id DESC LIMIT 1)"
+                )
+            };
+            let sql = format!(
+                "WITH asked (n, site_id, branch, sha) AS (VALUES {}) \
+                 SELECT {} AS last_id, {} AS last_commit, {} AS commit_built FROM asked ORDER BY asked.n",
+                value_rows(chunk.len(), 4, 1),
+                newest("id", ""),
+                newest("commit_sha", ""),
+                newest("id", " AND b.commit_sha = asked.sha"),
+            );
+            let mut query = sqlx::query_as::<_, Row>(&sql);
+            for (n, pushed) in chunk.iter().enumerate() {
+                query = query
+                    .bind(n as i64)
+                    .bind(pushed.site_id)
+                    .bind(pushed.branch)
+                    .bind(pushed.commit);
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            anyhow::ensure!(rows.len() == chunk.len(), "a branch's history is missing");
+            histories.extend(rows.into_iter().map(|row| BranchHistory {
+                last: row.last_id.zip(row.last_commit),
+                commit_built: row.commit_built,
+            }));
+        }
+        Ok(histories)
     }
 
     /// The deliveries of `batch` (by index) whose body was claimed before
