@@ -34,21 +34,66 @@ impl AuditLog {
     /// each of `builds`; `status` is what the sender was answered (0 when
     /// no one was).
     pub async fn builds_queued(&self, actor: &str, builds: &[i64], status: i64) {
-        for &build in builds {
-            let site = self.db.build(build).await.ok().flatten().map(|b| b.site);
-            let team_id = self.db.team_of_build(build).await.ok().flatten();
-            let entry = NewAuditEntry {
-                actor: actor.to_owned(),
-                action: "queue_build".to_owned(),
-                site,
-                team_id,
-                target: format!("/api/v1/builds/{build}"),
-                ip: None,
-                status,
-            };
-            self.record(entry).await;
-        }
+        let queued: Vec<QueuedBuild<'_>> = builds
+            .iter()
+            .map(|&build| QueuedBuild { actor, build, status })
+            .collect();
+        self.record_builds_queued(&queued).await;
     }
+
+    /// [`AuditLog::builds_queued`] for builds queued by several senders at
+    /// once (a batch of webhook deliveries): one read, one write.
+    pub async fn record_builds_queued(&self, queued: &[QueuedBuild<'_>]) {
+        if queued.is_empty() {
+            return;
+        }
+        let builds: Vec<i64> = queued.iter().map(|q| q.build).collect();
+        let owners = self.db.owners_of_builds(&builds).await.unwrap_or_else(|e| {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reading the sites of queued builds failed"
+            );
+            Default::default()
+        });
+        let rows: Vec<NewAuditEntry> = queued
+            .iter()
+            .map(|q| {
+                let owner = owners.get(&q.build);
+                NewAuditEntry {
+                    actor: q.actor.to_owned(),
+                    action: "queue_build".to_owned(),
+                    site: owner.map(|o| o.site.clone()),
+                    team_id: owner.and_then(|o| o.team_id),
+                    target: format!("/api/v1/builds/{}", q.build),
+                    ip: None,
+                    status: q.status,
+                }
+            })
+            .collect();
+        if let Err(e) = self.db.append_audits(&rows).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                entries = rows.len(),
+                "writing the audit log failed"
+            );
+        }
+        let of_sites: Vec<(i64, &NewAuditEntry)> = queued
+            .iter()
+            .zip(&rows)
+            .filter_map(|(q, entry)| Some((owners.get(&q.build)?.site_id, entry)))
+            .collect();
+        crate::notifications::audits_recorded(&self.notifications, &of_sites).await;
+    }
+}
+
+/// A build someone queued, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedBuild<'a> {
+    /// `webhook:github`, `schedule:<id>`, …
+    pub actor: &'a str,
+    pub build: i64,
+    /// What the sender was answered (0 when no one was).
+    pub status: i64,
 }
 
 /// Removes the entries older than the retention allows at `now` (Unix

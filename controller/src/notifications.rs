@@ -234,8 +234,49 @@ pub async fn audit_recorded(state: &Notifications, entry: &crate::db::NewAuditEn
     if let Ok(false) = state.db.site_wants_notification(site.id, AUDIT_EVENT).await {
         return;
     }
-    let payload = serde_json::json!({
-        "site": { "id": site.id, "name": site.name, "url": state.urls.site_url(&site.name) },
+    let payload = audit_payload(state, site.id, &site.name, entry);
+    queue(state, site.id, AUDIT_EVENT, payload).await;
+}
+
+/// [`audit_recorded`] for many entries, each with the id of its site: one
+/// read finds which of their sites hear the audit log.
+pub async fn audits_recorded(state: &Notifications, entries: &[(i64, &crate::db::NewAuditEntry)]) {
+    let mut site_ids: Vec<i64> = entries.iter().map(|(site_id, _)| *site_id).collect();
+    site_ids.sort_unstable();
+    site_ids.dedup();
+    let wanting = match state.db.sites_wanting_notification(&site_ids, AUDIT_EVENT).await {
+        Ok(wanting) => wanting,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "reading which sites hear the audit log failed"
+            );
+            return;
+        }
+    };
+    for (site_id, entry) in entries {
+        let Some(name) = entry.site.as_deref().filter(|_| wanting.contains(site_id)) else {
+            continue;
+        };
+        queue(
+            state,
+            *site_id,
+            AUDIT_EVENT,
+            audit_payload(state, *site_id, name, entry),
+        )
+        .await;
+    }
+}
+
+/// What a hook hears of an audit entry about site `site_id`, `name`.
+fn audit_payload(
+    state: &Notifications,
+    site_id: i64,
+    name: &str,
+    entry: &crate::db::NewAuditEntry,
+) -> serde_json::Value {
+    serde_json::json!({
+        "site": { "id": site_id, "name": name, "url": state.urls.site_url(name) },
         "audit": {
             "actor": entry.actor,
             "action": entry.action,
@@ -244,8 +285,7 @@ pub async fn audit_recorded(state: &Notifications, entry: &crate::db::NewAuditEn
             "status": entry.status,
             "at": crate::db::now_millis(),
         },
-    });
-    queue(state, site.id, AUDIT_EVENT, payload).await;
+    })
 }
 
 /// Why an order for a certificate failed, as a notification tells it.

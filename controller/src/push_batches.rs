@@ -11,6 +11,7 @@
 //! written again one delivery at a time, so one bad delivery cannot fail
 //! its neighbours.
 
+use crate::audit::{AuditLog, QueuedBuild};
 use crate::db::{
     Backend, BatchedBuild, BuildState, Database, NewDelivery, PushDelivery, PushRecorded, RecordedBatch, Site,
 };
@@ -63,7 +64,8 @@ pub struct PushBatches {
 
 impl PushBatches {
     /// Starts the writing task; it stops when every handle is dropped.
-    pub fn start(db: Database, events: Events, jobs_available: Arc<Notify>) -> Self {
+    /// The builds recorded are written to `audit`.
+    pub fn start(db: Database, events: Events, jobs_available: Arc<Notify>, audit: AuditLog) -> Self {
         // SQLite has one writer connection: a second batch would only wait
         // for it. PostgreSQL commits concurrent transactions together, so
         // batches overlap there while each waits for its commit.
@@ -71,10 +73,16 @@ impl PushBatches {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
         };
-        Self::start_writers(db, events, jobs_available, writers)
+        Self::start_writers(db, events, jobs_available, audit, writers)
     }
 
-    fn start_writers(db: Database, events: Events, jobs_available: Arc<Notify>, writers: usize) -> Self {
+    fn start_writers(
+        db: Database,
+        events: Events,
+        jobs_available: Arc<Notify>,
+        audit: AuditLog,
+        writers: usize,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers {
@@ -82,6 +90,7 @@ impl PushBatches {
                 db: db.clone(),
                 events: events.clone(),
                 jobs_available: jobs_available.clone(),
+                audit: audit.clone(),
             };
             tokio::spawn(writer.run(receiver.clone()));
         }
@@ -114,6 +123,7 @@ struct Writer {
     db: Database,
     events: Events,
     jobs_available: Arc<Notify>,
+    audit: AuditLog,
 }
 
 /// A delivery of a batch, planned.
@@ -213,7 +223,7 @@ impl Writer {
         }
         let deliveries: Vec<PushDelivery> = planned.iter().map(to_record).collect();
         match self.db.record_push_deliveries(&deliveries).await {
-            Ok(recorded) => self.answer(planned, &deliveries, recorded),
+            Ok(recorded) => self.answer(planned, &deliveries, recorded).await,
             Err(error) if planned.len() == 1 => {
                 let _ = planned.into_iter().next().map(|p| p.reply.send(Err(error)));
             }
@@ -226,7 +236,7 @@ impl Writer {
                 for (one, delivery) in planned.into_iter().zip(deliveries) {
                     let single = std::slice::from_ref(&delivery);
                     match self.db.record_push_deliveries(single).await {
-                        Ok(recorded) => self.answer(vec![one], single, recorded),
+                        Ok(recorded) => self.answer(vec![one], single, recorded).await,
                         Err(error) => {
                             let _ = one.reply.send(Err(error));
                         }
@@ -237,10 +247,12 @@ impl Writer {
     }
 
     /// Tells listeners about the batch's new and superseded builds, wakes
-    /// waiting runners (as queueing one build does), and answers each
+    /// waiting runners (as queueing one build does), records the builds in
+    /// the audit log (all of the batch's in one write), and answers each
     /// handler.
-    fn answer(&self, planned: Vec<Planned>, deliveries: &[PushDelivery], recorded: RecordedBatch) {
+    async fn answer(&self, planned: Vec<Planned>, deliveries: &[PushDelivery], recorded: RecordedBatch) {
         let mut queued = false;
+        let mut answers = Vec::with_capacity(planned.len());
         for ((one, delivery), result) in planned.into_iter().zip(deliveries).zip(recorded.deliveries) {
             let PushRecorded::Recorded {
                 delivery: row,
@@ -248,7 +260,7 @@ impl Writer {
                 ..
             } = result
             else {
-                let _ = one.reply.send(Ok(Batched::Claimed));
+                answers.push((one, Batched::Claimed));
                 continue;
             };
             for (planned, &build_id) in delivery.builds.iter().zip(&builds) {
@@ -266,10 +278,13 @@ impl Writer {
                 Ok(plan) => plan.outcome(&builds),
                 Err(outcome) => outcome.clone(),
             };
-            let _ = one.reply.send(Ok(Batched::Recorded {
-                delivery: row,
-                outcome,
-            }));
+            answers.push((
+                one,
+                Batched::Recorded {
+                    delivery: row,
+                    outcome,
+                },
+            ));
         }
         for old in recorded.superseded.iter().filter(|s| s.cancelled) {
             self.events.build_changed_at(
@@ -284,6 +299,29 @@ impl Writer {
         }
         if queued {
             self.jobs_available.notify_waiters();
+        }
+        let actors: Vec<String> = answers
+            .iter()
+            .map(|(one, _)| format!("webhook:{}", one.arrival.delivery.source))
+            .collect();
+        let audited: Vec<QueuedBuild<'_>> = answers
+            .iter()
+            .zip(&actors)
+            .filter_map(|((_, answer), actor)| match answer {
+                Batched::Recorded { outcome, .. } => Some((outcome, actor)),
+                Batched::Claimed => None,
+            })
+            .flat_map(|(outcome, actor)| {
+                let status = i64::from(outcome.status());
+                outcome
+                    .builds
+                    .iter()
+                    .map(move |&build| QueuedBuild { actor, build, status })
+            })
+            .collect();
+        self.audit.record_builds_queued(&audited).await;
+        for (one, answer) in answers {
+            let _ = one.reply.send(Ok(answer));
         }
     }
 }
@@ -390,7 +428,23 @@ mod tests {
         let db = Database::open_sqlite(&dir.path().join("deliveries.db"))
             .await
             .unwrap();
-        let batches = PushBatches::start_writers(db, Events::default(), Arc::default(), 2);
+        let audit = AuditLog {
+            db: db.clone(),
+            notifications: crate::notifications::Notifications {
+                db: db.clone(),
+                config: Arc::new(crate::config::Config::new(dir.path().to_owned())),
+                urls: crate::urls::Urls {
+                    base_url: "http://127.0.0.1:8080".into(),
+                    public_url: "http://127.0.0.1:8080".into(),
+                    domain: "localhost".into(),
+                },
+                events: Events::default(),
+                queued: Arc::default(),
+                secrets: Arc::new(crate::secrets::SecretBox::new([7; 32])),
+                mailer: None,
+            },
+        };
+        let batches = PushBatches::start_writers(db, Events::default(), Arc::default(), audit, 2);
         let (first, again) = tokio::time::timeout(
             std::time::Duration::from_secs(180),
             futures_util::future::join(batches.record(arrival("d-1")), batches.record(arrival("d-1"))),

@@ -194,7 +194,6 @@ impl Application {
                 jobs_available,
             ),
         };
-        let push_batches = PushBatches::start(db.clone(), events.clone(), queue.jobs_available.clone());
         let edge_cache = Arc::new(EdgeCache::new(config.edge, metrics.edge_index.clone()));
         let deploys = Deploys {
             db: db.clone(),
@@ -281,6 +280,12 @@ impl Application {
             db: db.clone(),
             notifications: notifications.clone(),
         };
+        let push_batches = PushBatches::start(
+            db.clone(),
+            queue.events.clone(),
+            queue.jobs_available.clone(),
+            audit.clone(),
+        );
         let schedules = Schedules {
             db: db.clone(),
             queue: queue.clone(),

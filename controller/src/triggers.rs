@@ -27,6 +27,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What the sender is answered: 202 when builds were queued, 200 when
+    /// everything was done already.
+    pub fn status(&self) -> u16 {
+        if self.outcome == "queued" { 202 } else { 200 }
+    }
+
     /// What the delivery's record says.
     pub fn record(self) -> crate::db::DeliveryRecord {
         crate::db::DeliveryRecord {

@@ -146,12 +146,7 @@ where
             {
                 return AppError::from(e).into_response();
             }
-            // 202 says work was queued; anything else was done already.
-            let status = if outcome.outcome == "queued" {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
+            let status = answer_status(&outcome);
             audit_builds_queued(audit, &delivery, &outcome.builds, status).await;
             answer(status, id, outcome.outcome, outcome.builds, outcome.message)
         }
@@ -172,6 +167,11 @@ where
             AppError::from(e).into_response()
         }
     }
+}
+
+/// 202 says work was queued; anything else was done already.
+fn answer_status(outcome: &Outcome) -> StatusCode {
+    StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::OK)
 }
 
 /// Writes the builds a delivery queued to the audit log, as done by
@@ -320,7 +320,7 @@ pub async fn github(
         .map(|payload| github::parse_with_envelope(&event, payload, envelope.as_ref()));
     if let Some(Ok(GitHubEvent::Push(push))) = &parsed
         && delivery.delivery_id.is_some()
-        && let Some(response) = push_in_batch(&audit, &push_batches, &delivery, push).await
+        && let Some(response) = push_in_batch(&push_batches, &delivery, push).await
     {
         return response;
     }
@@ -375,7 +375,6 @@ async fn follow_default_branch(
 /// (answered as a duplicate or retried there), or a failure (recorded
 /// there as failed, so a redelivery retries it).
 async fn push_in_batch(
-    audit: &AuditLog,
     push_batches: &PushBatches,
     delivery: &NewDelivery,
     push: &github::PushEvent,
@@ -390,16 +389,12 @@ async fn push_in_batch(
         push: github_push(push.clone()),
     };
     match push_batches.record(arrival).await {
+        // The batch wrote its builds to the audit log.
         Ok(Batched::Recorded {
             delivery: id,
             outcome,
         }) => {
-            let status = if outcome.outcome == "queued" {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            audit_builds_queued(audit, delivery, &outcome.builds, status).await;
+            let status = answer_status(&outcome);
             Some(answer(
                 status,
                 id,

@@ -1,7 +1,20 @@
 //! The audit log: appended to, read a page at a time, pruned by age.
 //! Nothing here changes a row once written.
 
-use super::{Database, now_millis};
+use super::{Database, now_millis, placeholders, value_rows};
+use std::collections::HashMap;
+
+/// Entries one statement appends at most (eight parameters each).
+const AUDIT_ROWS_AT_ONCE: usize = 500;
+
+/// Whose a build is, as its audit entry names it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BuildOwner {
+    pub build_id: i64,
+    pub site_id: i64,
+    pub site: String,
+    pub team_id: Option<i64>,
+}
 
 /// One change, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -51,21 +64,56 @@ pub struct AuditFilter {
 
 impl Database {
     pub async fn append_audit(&self, entry: &NewAuditEntry) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, site, team_id, target, ip, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(now_millis())
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.site)
-        .bind(entry.team_id)
-        .bind(&entry.target)
-        .bind(&entry.ip)
-        .bind(entry.status)
-        .execute(self.writer())
-        .await?;
+        self.append_audits(std::slice::from_ref(entry)).await
+    }
+
+    /// Appends `entries`, in one statement per [`AUDIT_ROWS_AT_ONCE`].
+    pub async fn append_audits(&self, entries: &[NewAuditEntry]) -> anyhow::Result<()> {
+        let at = now_millis();
+        for chunk in entries.chunks(AUDIT_ROWS_AT_ONCE) {
+            let sql = format!(
+                "INSERT INTO audit_log (at, actor, action, site, team_id, target, ip, status) VALUES {}",
+                value_rows(chunk.len(), 8, 1)
+            );
+            let mut insert = sqlx::query(&sql);
+            for entry in chunk {
+                insert = insert
+                    .bind(at)
+                    .bind(&entry.actor)
+                    .bind(&entry.action)
+                    .bind(&entry.site)
+                    .bind(entry.team_id)
+                    .bind(&entry.target)
+                    .bind(&entry.ip)
+                    .bind(entry.status);
+            }
+            insert.execute(self.writer()).await?;
+        }
         Ok(())
+    }
+
+    /// The site (id and name) and team of each of `builds` that exists.
+    pub async fn owners_of_builds(&self, builds: &[i64]) -> anyhow::Result<HashMap<i64, BuildOwner>> {
+        let mut owners = HashMap::new();
+        for chunk in builds.chunks(AUDIT_ROWS_AT_ONCE) {
+            let sql = format!(
+                "SELECT b.id AS build_id, s.id AS site_id, s.name AS site, s.team_id FROM builds b \
+                 JOIN sites s ON s.id = b.site_id WHERE b.id IN ({})",
+                placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query_as::<_, BuildOwner>(&sql);
+            for build in chunk {
+                query = query.bind(*build);
+            }
+            owners.extend(
+                query
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|o| (o.build_id, o)),
+            );
+        }
+        Ok(owners)
     }
 
     /// One page of the entries `filter` matches, newest first.

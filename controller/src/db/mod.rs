@@ -45,7 +45,7 @@ mod sites;
 mod teams;
 
 pub use acme::{AcmeIssued, AcmeOrder};
-pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
+pub use audit::{AuditEntry, AuditFilter, BuildOwner, NewAuditEntry};
 pub use blobs::{BlobToCompress, RecordedBlob, StoredBlob};
 pub use build_hooks::{BuildHook, NewBuildHook};
 pub use builds::{

@@ -250,6 +250,36 @@ impl Database {
             .any(|hook| hook.subscribes_to(event)))
     }
 
+    /// Of `site_ids`, those with a hook that subscribes to `event`, in one
+    /// read.
+    pub async fn sites_wanting_notification(
+        &self,
+        site_ids: &[i64],
+        event: &str,
+    ) -> anyhow::Result<std::collections::HashSet<i64>> {
+        let mut wanting = std::collections::HashSet::new();
+        for chunk in site_ids.chunks(500) {
+            let sql = format!(
+                "SELECT {HOOK_COLUMNS} FROM notification_hooks WHERE site_id IN ({})",
+                super::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query_as::<_, HookRow>(&sql);
+            for site_id in chunk {
+                query = query.bind(*site_id);
+            }
+            wanting.extend(
+                query
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(NotificationHook::from)
+                    .filter(|hook| hook.subscribes_to(event))
+                    .map(|hook| hook.site_id),
+            );
+        }
+        Ok(wanting)
+    }
+
     pub async fn notification_hooks(&self, site_id: i64) -> anyhow::Result<Vec<NotificationHook>> {
         let rows: Vec<HookRow> = sqlx::query_as(&format!(
             "SELECT {HOOK_COLUMNS} FROM notification_hooks WHERE site_id = $1 ORDER BY id"

@@ -129,8 +129,8 @@ async fn an_owner_subscribes_a_hook_to_the_audit_log_and_it_hears_who_changed_wh
     use crate::ops::{start_receiver, wait_for_requests};
     let (app, _runner_token) = spawn_controller_only().await;
     let (url, received) = start_receiver(0).await;
-    app.connect_site("watched", &SiteRepo::new(), "octo/watched")
-        .await;
+    let repo = SiteRepo::new();
+    app.connect_site("watched", &repo, "octo/watched").await;
     let (owner_id, owner) =
         member_with_token(&app, "olga", "owner", &["read", "sites", "deploys", "admin"]).await;
     let (_, admin_role) = member_with_token(&app, "adam", "admin", &["read", "sites", "deploys"]).await;
@@ -187,8 +187,16 @@ async fn an_owner_subscribes_a_hook_to_the_audit_log_and_it_hears_who_changed_wh
         .await;
     assert!(status == 200 || status == 201, "setting a variable: {status}");
 
-    // Three entries: the hook's own making, the lock and the variable.
-    let requests = wait_for_requests(&received, 3).await;
+    // GitHub delivers a push, which queues a build.
+    let sha = repo.commit(
+        &[("jamstack.toml", COPY_SITE_TOML), ("src/index.html", "watched")],
+        "first",
+    );
+    let build = app.push("octo/watched", &repo, &sha).await;
+
+    // Four entries: the hook's own making, the lock, the variable and the
+    // queued build.
+    let requests = wait_for_requests(&received, 4).await;
     let bodies: Vec<Value> = requests
         .iter()
         .map(|r| serde_json::from_slice(&r.body).unwrap())
@@ -223,4 +231,8 @@ async fn an_owner_subscribes_a_hook_to_the_audit_log_and_it_hears_who_changed_wh
         shipped("create_notification_hook")["actor"],
         format!("token:{owner_id}")
     );
+    let queued = shipped("queue_build");
+    assert_eq!(queued["actor"], "webhook:github");
+    assert_eq!(queued["target"], format!("/api/v1/builds/{build}"));
+    assert_eq!(queued["status"], 202);
 }
