@@ -113,6 +113,26 @@ pub struct BranchPushed<'a> {
 /// each, well under SQLite's limit of 32,766).
 const HISTORIES_AT_ONCE: usize = 256;
 
+/// The statement of [`Database::branch_histories`] for `rows` branches
+/// (`n, site_id, branch, sha` each). Each answer is a lookup by (site,
+/// branch) in the builds index; `n` keeps the order.
+pub(super) fn branch_histories_sql(rows: usize) -> String {
+    let newest = |column: &str, also: &str| {
+        format!(
+            "(SELECT b.{column} FROM builds b WHERE b.site_id = asked.site_id \
+             AND b.branch = asked.branch AND b.pr_number IS NULL{also} ORDER BY b.id DESC LIMIT 1)"
+        )
+    };
+    format!(
+        "WITH asked (n, site_id, branch, sha) AS (VALUES {}) \
+         SELECT {} AS last_id, {} AS last_commit, {} AS commit_built FROM asked ORDER BY asked.n",
+        value_rows(rows, 4, 1),
+        newest("id", ""),
+        newest("commit_sha", ""),
+        newest("id", " AND b.commit_sha = asked.sha"),
+    )
+}
+
 /// What a batch did.
 #[derive(Debug, Clone, Default)]
 pub struct RecordedBatch {
@@ -340,22 +360,7 @@ impl Database {
         }
         let mut histories = Vec::with_capacity(asked.len());
         for chunk in asked.chunks(HISTORIES_AT_ONCE) {
-            // Each answer is a lookup by (site, branch) in the builds index;
-            // `n` keeps the order.
-            let newest = |column: &str, also: &str| {
-                format!(
-                    "(SELECT b.{column} FROM builds b WHERE b.site_id = asked.site_id \
-                     AND b.branch = asked.branch AND b.pr_number IS NULL{also} ORDER BY b.id DESC LIMIT 1)"
-                )
-            };
-            let sql = format!(
-                "WITH asked (n, site_id, branch, sha) AS (VALUES {}) \
-                 SELECT {} AS last_id, {} AS last_commit, {} AS commit_built FROM asked ORDER BY asked.n",
-                value_rows(chunk.len(), 4, 1),
-                newest("id", ""),
-                newest("commit_sha", ""),
-                newest("id", " AND b.commit_sha = asked.sha"),
-            );
+            let sql = branch_histories_sql(chunk.len());
             let mut query = sqlx::query_as::<_, Row>(&sql);
             for (n, pushed) in chunk.iter().enumerate() {
                 query = query

@@ -6,6 +6,7 @@ use super::Database;
 use super::blobs::LACKING_VARIANTS;
 use super::deploy_index::{FILE_KEY, INDEX_FILES, INDEX_VARIANTS};
 use super::file_lists::effective_files;
+use super::push_intake::branch_histories_sql;
 use sqlx::Row;
 
 /// What the plan of `sql` (with `$1` a deploy and `$2` a path) does, one
@@ -118,4 +119,29 @@ async fn a_deploys_files_are_read_by_key_not_by_scanning_every_site() {
     let contents = db.ready_deploy_contents("d7").await.unwrap().unwrap();
     assert_eq!(contents.files.len(), 100);
     assert_eq!(contents.variants.len(), 50);
+}
+
+#[tokio::test]
+async fn a_batch_of_pushes_reads_each_branchs_history_by_key_not_by_scanning_every_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_sqlite(&dir.path().join("plans.db")).await.unwrap();
+    let fill = [
+        "PRAGMA foreign_keys = OFF".to_owned(),
+        format!(
+            "{} INSERT INTO builds (site_id, context, branch, commit_sha, trigger, state, created_at) \
+             SELECT value % 50, 'production', 'b' || (value % 7), printf('%040d', value), 'push', 'succeeded', 0 \
+             FROM n",
+            numbers(20_000)
+        ),
+        "ANALYZE".to_owned(),
+    ];
+    for statement in fill {
+        sqlx::query(&statement).execute(&db.writer).await.unwrap();
+    }
+    let steps = plan(&db, &branch_histories_sql(3)).await;
+    assert!(
+        whole_table_reads(&steps).is_empty(),
+        "the branch histories read a whole table:\n{}",
+        steps.join("\n")
+    );
 }
