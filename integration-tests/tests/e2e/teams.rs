@@ -129,6 +129,7 @@ async fn an_owner_subscribes_a_hook_to_the_audit_log_and_it_hears_who_changed_wh
     use crate::ops::{start_receiver, wait_for_requests};
     let (app, _runner_token) = spawn_controller_only().await;
     let (url, received) = start_receiver(0).await;
+    let (every_url, every_received) = start_receiver(0).await;
     let repo = SiteRepo::new();
     app.connect_site("watched", &repo, "octo/watched").await;
     let (owner_id, owner) =
@@ -154,7 +155,7 @@ async fn an_owner_subscribes_a_hook_to_the_audit_log_and_it_hears_who_changed_wh
             app.http
                 .post(app.api("/sites/watched/notifications"))
                 .bearer_auth(&admin_role)
-                .json(&json!({ "url": "https://hooks.example.com/all" })),
+                .json(&json!({ "url": every_url })),
         )
         .await;
     assert_eq!(status, 201, "{every}");
@@ -231,6 +232,14 @@ async fn an_owner_subscribes_a_hook_to_the_audit_log_and_it_hears_who_changed_wh
         shipped("create_notification_hook")["actor"],
         format!("token:{owner_id}")
     );
+    // The hook made without naming events heard the lock, not the log.
+    let heard: Vec<String> = wait_for_requests(&every_received, 1)
+        .await
+        .iter()
+        .map(|request| request.headers["x-jamstack-event"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(heard.contains(&"deploy.locked".to_owned()), "{heard:?}");
+    assert!(!heard.contains(&"audit".to_owned()), "{heard:?}");
     let queued = shipped("queue_build");
     assert_eq!(queued["actor"], "webhook:github");
     assert_eq!(queued["target"], format!("/api/v1/builds/{build}"));
