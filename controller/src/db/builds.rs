@@ -444,32 +444,13 @@ async fn leased_per(
     Ok(query.fetch_all(&mut **tx).await?.into_iter().collect())
 }
 
-/// How many jobs of the team's sites are leased.
-async fn count_leased_of_team(
+/// How many jobs of one site or team are leased.
+async fn leased_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    team_id: i64,
+    per: LeasedPer,
+    id: i64,
 ) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
-         JOIN sites s ON s.id = b.site_id WHERE j.state = 'leased' AND s.team_id = $1",
-    )
-    .bind(team_id)
-    .fetch_one(&mut **tx)
-    .await?)
-}
-
-/// How many jobs of the site are leased.
-async fn count_leased_of_site(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    site_id: i64,
-) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id \
-         WHERE j.state = 'leased' AND b.site_id = $1",
-    )
-    .bind(site_id)
-    .fetch_one(&mut **tx)
-    .await?)
+    Ok(leased_per(tx, per, &[id]).await?.get(&id).copied().unwrap_or(0))
 }
 
 /// What the one-statement claim on PostgreSQL found.
@@ -963,14 +944,14 @@ impl Database {
             }
             if team_limit > 0
                 && (!try_advisory_lock(&mut tx, ADVISORY_TEAM + team_id).await?
-                    || count_leased_of_team(&mut tx, team_id).await? >= team_limit)
+                    || leased_of(&mut tx, LeasedPer::Team, team_id).await? >= team_limit)
             {
                 full_teams.insert(team_id);
                 continue;
             }
             if site_limit > 0
                 && (!try_advisory_lock(&mut tx, ADVISORY_SITE + site_id).await?
-                    || count_leased_of_site(&mut tx, site_id).await? >= site_limit)
+                    || leased_of(&mut tx, LeasedPer::Site, site_id).await? >= site_limit)
             {
                 full_sites.insert(site_id);
                 continue;
