@@ -17,22 +17,26 @@ use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TCP server answering every connection with a short HTTP page and
-/// counting those not from loopback; its socket may be made inside a
-/// network namespace.
+/// keeping the request lines that carry its probe's mark; its socket may
+/// be made inside a network namespace.
 /// Dropping it closes it.
 struct Listener {
     address: SocketAddr,
-    hits: Arc<AtomicUsize>,
+    hits: Arc<Mutex<Vec<String>>>,
     serving: tokio::task::JoinHandle<()>,
 }
 
 impl Listener {
-    fn start(bind: SocketAddr, netns: Option<String>, page: &'static str) -> Self {
+    /// `mark` starts the path of every request the probe sends: the host's
+    /// listener takes any free port, which may be one another test just
+    /// closed and still dials (a dead upstream, a service being awaited),
+    /// so only the probe's own requests count.
+    fn start(bind: SocketAddr, netns: Option<String>, page: &'static str, mark: String) -> Self {
         // A socket belongs to the namespace of the thread that made it, for
         // good: a thread of its own enters the namespace and makes it.
         let listener = std::thread::spawn(move || {
@@ -53,20 +57,20 @@ impl Listener {
         .expect("making the listener");
         let address = listener.local_addr().unwrap();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
+        let hits = Arc::new(Mutex::new(Vec::new()));
         let serving = tokio::spawn({
             let hits = hits.clone();
             async move {
                 while let Ok((mut stream, peer)) = listener.accept().await {
-                    // The host's listener takes any free port, which may be
-                    // one another test just closed and still dials from
-                    // loopback (a dead upstream, a service being awaited);
-                    // a container never dials from loopback.
-                    if !peer.ip().is_loopback() {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                    }
                     let mut request = [0u8; 1024];
-                    let _ = stream.read(&mut request).await;
+                    let read = stream.read(&mut request).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&request[..read]);
+                    let line = request.lines().next().unwrap_or_default();
+                    if line.contains(&mark) {
+                        hits.lock().unwrap().push(format!("{line} from {peer}"));
+                    } else {
+                        eprintln!("{address}: not counted, not the probe's: {line:?} from {peer}");
+                    }
                     let answer = format!(
                         "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
                         page.len()
@@ -82,8 +86,9 @@ impl Listener {
         }
     }
 
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+    /// The probe's requests that got here, each with where it came from.
+    fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
     }
 }
 
@@ -154,11 +159,12 @@ impl PrivateNetwork {
         network
     }
 
-    fn listen(&self) -> Listener {
+    fn listen(&self, mark: String) -> Listener {
         Listener::start(
             SocketAddr::from((self.address, 0)),
             Some(self.namespace.clone()),
             "hello from the private network",
+            mark,
         )
     }
 }
@@ -185,8 +191,11 @@ enum RunsIn {
 
 /// A build that tries the host through its network's gateway, the private
 /// listener and (with `dns`) a name lookup, printing REACHED or REFUSED
-/// for each, and succeeds either way.
+/// for each, and succeeds either way. Its requests' paths start with
+/// `mark`, then name the step that sent them (`build` or `ignore`) and
+/// what they tried.
 fn probe_site(
+    mark: &str,
     gateway_port: u16,
     private: SocketAddr,
     dns: bool,
@@ -195,10 +204,11 @@ fn probe_site(
     let (private_ip, private_port) = (private.ip(), private.port());
     let script = format!(
         r#"mkdir -p public && echo probed > public/index.html
+step=$1
 gateway=$(ip route | awk '/^default/ {{print $3}}')
 echo "gateway: ${{gateway:-none}}"
 probe() {{
-  if out=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 10 "$2" "$3" 2>&1) && [ -n "$out" ]; then
+  if out=$(printf 'GET {mark}%s/%s HTTP/1.0\r\n\r\n' "$step" "$1" | nc -w 10 "$2" "$3" 2>&1) && [ -n "$out" ]; then
     echo "REACHED $1: $(echo "$out" | tail -n 1)"
   else
     echo "REFUSED $1: $out"
@@ -212,8 +222,10 @@ fi
 "#
     );
     let commands = match runs_in {
-        RunsIn::Build => "command = \"sh probe.sh\"\n",
-        RunsIn::Ignore => "command = \"sh probe.sh > /dev/null\"\nignore = \"sh probe.sh; exit 1\"\n",
+        RunsIn::Build => "command = \"sh probe.sh build\"\n",
+        RunsIn::Ignore => {
+            "command = \"sh probe.sh build > /dev/null\"\nignore = \"sh probe.sh ignore; exit 1\"\n"
+        }
     };
     vec![
         (
@@ -227,8 +239,9 @@ fi
 struct Probe {
     log: String,
     private_address: Ipv4Addr,
-    gateway_hits: usize,
-    private_hits: usize,
+    /// The probe's requests each listener got (see [`Listener::hits`]).
+    gateway_hits: Vec<String>,
+    private_hits: Vec<String>,
 }
 
 /// Connects a site, sets its network with `network` (when given), runs
@@ -244,12 +257,19 @@ async fn probe_in(
     dns: bool,
     runs_in: RunsIn,
 ) -> Probe {
+    let mark = format!("/probe-{site}-{}/", std::process::id());
     let private = PrivateNetwork::create();
-    let private_listener = private.listen();
+    let private_listener = private.listen(mark.clone());
     // Every address of the host, the build network's gateway among them.
-    let gateway_listener = Listener::start(SocketAddr::from(([0, 0, 0, 0], 0)), None, "hello from the host");
+    let gateway_listener = Listener::start(
+        SocketAddr::from(([0, 0, 0, 0], 0)),
+        None,
+        "hello from the host",
+        mark.clone(),
+    );
     let repo = SiteRepo::new();
     let files = probe_site(
+        &mark,
         gateway_listener.address.port(),
         private_listener.address,
         dns,
@@ -287,8 +307,16 @@ async fn a_build_cannot_reach_the_host_through_its_bridge_gateway_nor_a_private_
     let probe = probe(&app, "fenced", None, false).await;
     let log = &probe.log;
     assert!(!log.contains("REACHED"), "{log}");
-    assert_eq!(probe.gateway_hits, 0, "the host's listener was reached:\n{log}");
-    assert_eq!(probe.private_hits, 0, "the private listener was reached:\n{log}");
+    assert!(
+        probe.gateway_hits.is_empty(),
+        "the host's listener was reached: {:?}\n{log}",
+        probe.gateway_hits
+    );
+    assert!(
+        probe.private_hits.is_empty(),
+        "the private listener was reached: {:?}\n{log}",
+        probe.private_hits
+    );
     assert!(log.contains("REFUSED gateway"), "{log}");
     assert!(log.contains("REFUSED private"), "{log}");
     assert!(
@@ -314,7 +342,12 @@ async fn a_runner_allowing_private_networks_lets_builds_reach_the_host_and_priva
         log.contains("REACHED private: hello from the private network"),
         "{log}"
     );
-    assert!(probe.gateway_hits > 0 && probe.private_hits > 0);
+    assert!(
+        !probe.gateway_hits.is_empty() && !probe.private_hits.is_empty(),
+        "{:?} {:?}",
+        probe.gateway_hits,
+        probe.private_hits
+    );
 }
 
 #[tokio::test]
@@ -334,8 +367,8 @@ async fn a_private_host_the_site_allows_is_reachable_and_nothing_else_is() {
         "{log}"
     );
     assert!(log.contains("REFUSED gateway"), "{log}");
-    assert_eq!(probe.gateway_hits, 0, "{log}");
-    assert!(probe.private_hits > 0, "{log}");
+    assert!(probe.gateway_hits.is_empty(), "{:?}\n{log}", probe.gateway_hits);
+    assert!(!probe.private_hits.is_empty(), "{log}");
 
     // The opening was the job's own: it is closed once the job is over.
     app.wait_until_nothing_left().await;
@@ -376,7 +409,12 @@ async fn a_build_with_its_network_off_reaches_nothing_not_even_dns() {
     assert!(log.contains("REFUSED private"), "{log}");
     assert!(log.contains("REFUSED dns"), "{log}");
     assert!(!log.contains("REACHED"), "{log}");
-    assert_eq!(probe.gateway_hits + probe.private_hits, 0, "{log}");
+    assert!(
+        probe.gateway_hits.is_empty() && probe.private_hits.is_empty(),
+        "reached: {:?} {:?}\n{log}",
+        probe.gateway_hits,
+        probe.private_hits
+    );
 }
 
 #[tokio::test]
@@ -396,7 +434,12 @@ async fn an_ignore_command_cannot_reach_the_host_or_a_private_network() {
         "{log}"
     );
     assert!(!log.contains("REACHED"), "{log}");
-    assert_eq!(probe.gateway_hits + probe.private_hits, 0, "{log}");
+    assert!(
+        probe.gateway_hits.is_empty() && probe.private_hits.is_empty(),
+        "reached: {:?} {:?}\n{log}",
+        probe.gateway_hits,
+        probe.private_hits
+    );
 }
 
 /// The `docker` group's id, which opens the engine's socket to a user.
