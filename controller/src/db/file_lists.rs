@@ -34,6 +34,16 @@ const INSERT_BATCH: usize = 200;
 pub(super) const OWN_ROWS_LACKING_BLOBS: &str = "FROM deploy_files f LEFT JOIN blobs b ON b.sha256 = f.sha256 \
      WHERE f.deploy_id = $1 AND f.sha256 IS NOT NULL AND b.sha256 IS NULL";
 
+/// `WITH RECURSIVE chain (id, base_id, level)`: deploy `$1` at level 0,
+/// then its base, its base's base, and so on down to its full list.
+pub(super) const CHAIN: &str = "WITH RECURSIVE chain (id, base_id, level) AS (\
+       SELECT id, base_deploy_id, 0 FROM deploys WHERE id = $1 \
+       UNION ALL \
+       SELECT d.id, d.base_deploy_id, c.level + 1 FROM chain c CROSS JOIN deploys d WHERE d.id = c.base_id)";
+
+/// A level's own rows, removals included, by key.
+pub(super) const LEVEL_ROWS: &str = "SELECT path, sha256, size, mode FROM deploy_files WHERE deploy_id = $1";
+
 /// A common table expression `effective_files (path, sha256, size, mode)`:
 /// the files deploy `$1` has, whether stored in full or as a delta. With
 /// `only_path` (a placeholder such as `$2`), only that path is looked at,
@@ -50,10 +60,7 @@ pub(super) const OWN_ROWS_LACKING_BLOBS: &str = "FROM deploy_files f LEFT JOIN b
 pub(super) fn effective_files(only_path: Option<&str>) -> String {
     let path_filter = only_path.map_or(String::new(), |p| format!(" AND r.path = {p}"));
     format!(
-        "WITH RECURSIVE chain (id, base_id, level) AS (\
-           SELECT id, base_deploy_id, 0 FROM deploys WHERE id = $1 \
-           UNION ALL \
-           SELECT d.id, d.base_deploy_id, c.level + 1 FROM chain c CROSS JOIN deploys d WHERE d.id = c.base_id), \
+        "{CHAIN}, \
          ranked AS (\
            SELECT r.path, r.sha256, r.size, r.mode, \
              ROW_NUMBER() OVER (PARTITION BY r.path ORDER BY c.level) AS nearest \
@@ -91,7 +98,7 @@ impl Database {
 }
 
 /// One file as stored: what a delta compares.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct StoredFile {
     sha256: String,
     size: i64,
@@ -222,25 +229,39 @@ pub(super) async fn record_file_list(
 }
 
 /// The effective files of a deploy, by path, read in the caller's
-/// transaction.
+/// transaction: each level of its chain by key, from its full list up,
+/// each nearer level replacing or removing paths. Reading the levels one
+/// by one spares the ranking [`effective_files`] does over all their rows
+/// at once, a sort of the whole list that was most of the time a 1% change
+/// to a 100,000-file site took to record.
 async fn stored_files(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     deploy_id: &str,
 ) -> anyhow::Result<HashMap<String, StoredFile>> {
-    #[derive(sqlx::FromRow)]
-    struct PathAndFile {
-        path: String,
-        #[sqlx(flatten)]
-        file: StoredFile,
+    let levels: Vec<String> =
+        sqlx::query_scalar(&format!("{CHAIN} SELECT id FROM chain ORDER BY level DESC"))
+            .bind(deploy_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut files = HashMap::new();
+    for level in &levels {
+        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(LEVEL_ROWS)
+            .bind(level)
+            .fetch_all(&mut **tx)
+            .await?;
+        files.reserve(rows.len());
+        for (path, sha256, size, mode) in rows {
+            match sha256 {
+                Some(sha256) => {
+                    files.insert(path, StoredFile { sha256, size, mode });
+                }
+                None => {
+                    files.remove(&path);
+                }
+            }
+        }
     }
-    let rows: Vec<PathAndFile> = sqlx::query_as(&format!(
-        "{} SELECT path, sha256, size, mode FROM effective_files",
-        effective_files(None)
-    ))
-    .bind(deploy_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().map(|row| (row.path, row.file)).collect())
+    Ok(files)
 }
 
 async fn insert_rows(

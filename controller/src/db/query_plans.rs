@@ -5,7 +5,7 @@
 use super::Database;
 use super::blobs::LACKING_VARIANTS;
 use super::deploy_index::{FILE_KEY, INDEX_FILES, INDEX_VARIANTS};
-use super::file_lists::effective_files;
+use super::file_lists::{CHAIN, LEVEL_ROWS, effective_files};
 use super::push_intake::branch_histories_sql;
 use sqlx::Row;
 
@@ -105,6 +105,11 @@ async fn a_deploys_files_are_read_by_key_not_by_scanning_every_site() {
             "one file's key",
             format!("{} {FILE_KEY}", effective_files(Some("$2"))),
         ),
+        (
+            "a manifest's base, its chain",
+            format!("{CHAIN} SELECT id FROM chain ORDER BY level DESC"),
+        ),
+        ("a manifest's base, one level", LEVEL_ROWS.to_owned()),
     ];
     for (what, sql) in statements {
         let steps = plan(&db, &sql).await;
