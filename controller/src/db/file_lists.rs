@@ -41,8 +41,26 @@ pub(super) const CHAIN: &str = "WITH RECURSIVE chain (id, base_id, level) AS (\
        UNION ALL \
        SELECT d.id, d.base_deploy_id, c.level + 1 FROM chain c CROSS JOIN deploys d WHERE d.id = c.base_id)";
 
-/// A level's own rows, removals included, by key.
-pub(super) const LEVEL_ROWS: &str = "SELECT path, sha256, size, mode FROM deploy_files WHERE deploy_id = $1";
+/// A level's own rows, removals included, read by key as one text value:
+/// a line per row of `path`, `sha256` (empty for a removal), `size` and
+/// `mode`, tab-separated. Paths never hold control characters
+/// (`deploys::is_safe_relative_path` refuses them in every manifest), so
+/// neither a tab nor a newline can be part of one. One value instead of a
+/// row per file: the driver copies and converts every value of every row
+/// it hands over, which for a 100,000-file base was most of the time a
+/// manifest took to record.
+pub(super) fn level_rows(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "SELECT group_concat(path || char(9) || COALESCE(sha256, '') || char(9) || size || char(9) || mode, \
+             char(10)) FROM deploy_files WHERE deploy_id = $1"
+        }
+        Backend::Postgres => {
+            "SELECT string_agg(path || chr(9) || COALESCE(sha256, '') || chr(9) || size || chr(9) || mode, \
+             chr(10)) FROM deploy_files WHERE deploy_id = $1"
+        }
+    }
+}
 
 /// A common table expression `effective_files (path, sha256, size, mode)`:
 /// the files deploy `$1` has, whether stored in full or as a delta. With
@@ -201,7 +219,7 @@ pub(super) async fn record_file_list(
         .execute(&mut **tx)
         .await?;
     let base_files = match &base {
-        Some((base_id, _)) => Some(stored_files(tx, base_id).await?),
+        Some((base_id, _)) => Some(stored_files(tx, backend, base_id).await?),
         None => None,
     };
     let delta_rows = base_files
@@ -236,6 +254,7 @@ pub(super) async fn record_file_list(
 /// to a 100,000-file site took to record.
 async fn stored_files(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     deploy_id: &str,
 ) -> anyhow::Result<HashMap<String, StoredFile>> {
     let levels: Vec<String> =
@@ -245,19 +264,31 @@ async fn stored_files(
             .await?;
     let mut files = HashMap::new();
     for level in &levels {
-        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(LEVEL_ROWS)
+        let rows: Option<String> = sqlx::query_scalar(level_rows(backend))
             .bind(level)
-            .fetch_all(&mut **tx)
+            .fetch_one(&mut **tx)
             .await?;
-        files.reserve(rows.len());
-        for (path, sha256, size, mode) in rows {
-            match sha256 {
-                Some(sha256) => {
-                    files.insert(path, StoredFile { sha256, size, mode });
-                }
-                None => {
-                    files.remove(&path);
-                }
+        for row in rows.as_deref().unwrap_or_default().lines() {
+            let bad = || anyhow::anyhow!("deploy {level} has a file row that cannot be read: {row:?}");
+            let mut fields = row.split('\t');
+            let (Some(path), Some(sha256), Some(size), Some(mode), None) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ) else {
+                return Err(bad());
+            };
+            if sha256.is_empty() {
+                files.remove(path);
+            } else {
+                let file = StoredFile {
+                    sha256: sha256.to_owned(),
+                    size: size.parse().map_err(|_| bad())?,
+                    mode: mode.parse().map_err(|_| bad())?,
+                };
+                files.insert(path.to_owned(), file);
             }
         }
     }

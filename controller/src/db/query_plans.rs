@@ -2,10 +2,11 @@
 //! variant worker run: each must reach rows by key, never by reading a
 //! whole table (a cold load was once as slow as every blob of every site).
 
+use super::Backend;
 use super::Database;
 use super::blobs::LACKING_VARIANTS;
 use super::deploy_index::{FILE_KEY, INDEX_FILES, INDEX_VARIANTS};
-use super::file_lists::{CHAIN, LEVEL_ROWS, effective_files};
+use super::file_lists::{CHAIN, effective_files, level_rows};
 use super::push_intake::branch_histories_sql;
 use sqlx::Row;
 
@@ -109,7 +110,10 @@ async fn a_deploys_files_are_read_by_key_not_by_scanning_every_site() {
             "a manifest's base, its chain",
             format!("{CHAIN} SELECT id FROM chain ORDER BY level DESC"),
         ),
-        ("a manifest's base, one level", LEVEL_ROWS.to_owned()),
+        (
+            "a manifest's base, one level",
+            level_rows(Backend::Sqlite).to_owned(),
+        ),
     ];
     for (what, sql) in statements {
         let steps = plan(&db, &sql).await;
