@@ -31,6 +31,11 @@ pub const SETTLE: Duration = Duration::from_secs(3);
 
 const VERSION: u32 = 1;
 
+/// Saves started by [`HashCache::save_in_background`] and not yet ended,
+/// and the signal that one ended.
+static SAVES_IN_FLIGHT: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
 /// The cache file of the folder `root` (canonical) in `dir`: named by the
 /// SHA-256 of the folder's path, one per folder.
 pub fn file_for(dir: &Path, root: &Path) -> PathBuf {
@@ -123,6 +128,15 @@ impl HashCache {
     /// The cache of `root` (canonical) kept in `file`; empty when there is
     /// none, it cannot be read, or it is another folder's.
     pub fn load(file: &Path, root: &Path) -> HashCache {
+        {
+            let (count, ended) = &SAVES_IN_FLIGHT;
+            let count = count.lock().unwrap_or_else(|p| p.into_inner());
+            drop(
+                ended
+                    .wait_while(count, |count| *count > 0)
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+        }
         let mut cache = HashCache {
             root: root.to_path_buf(),
             ..HashCache::default()
@@ -170,6 +184,28 @@ impl HashCache {
         if stamp.settled(seen, settle) {
             self.kept.push(entry(path, &stamp, sha256));
         }
+    }
+
+    /// [`HashCache::save`] on a thread of its own, so the caller goes on
+    /// (sending the manifest) while the file is written. A load in this
+    /// process waits for every such save to end first, so it never reads
+    /// the cache from before.
+    pub fn save_in_background(self, file: PathBuf) -> std::thread::JoinHandle<()> {
+        let (count, _) = &SAVES_IN_FLIGHT;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        std::thread::spawn(move || {
+            // Counted down even if saving panics.
+            struct Done;
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    let (count, ended) = &SAVES_IN_FLIGHT;
+                    *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+                    ended.notify_all();
+                }
+            }
+            let _done = Done;
+            self.save(&file);
+        })
     }
 
     /// Replaces `file` with what was kept since loading (the files of this

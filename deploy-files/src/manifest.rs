@@ -59,6 +59,23 @@ pub struct Manifest {
     /// How many files were read and hashed; the others' hashes came from
     /// the hash cache.
     pub hashed_files: usize,
+    /// The hash cache being written while the caller goes on (it sends the
+    /// manifest next).
+    saving_cache: Option<SavingCache>,
+}
+
+/// A hash cache being written; dropping it waits for the write, so a
+/// process that ends after a deploy does not end mid-write.
+#[derive(Debug)]
+struct SavingCache(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for SavingCache {
+    fn drop(&mut self) {
+        if let Some(saving) = self.0.take() {
+            // A panic while saving lost only the cache, which only saves work.
+            let _ = saving.join();
+        }
+    }
 }
 
 /// Walks `root`, hashing every regular file (on all cores: hashing a large
@@ -82,15 +99,24 @@ pub fn build_manifest_with_cache(root: &Path, cache_file: &Path) -> Result<Manif
 fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Manifest, ManifestError> {
     // Taken before any file is looked at: see `HashCache::keep`.
     let seen = SystemTime::now();
-    let found = publish_files(root)?;
+    // The cache is read while the folder is walked: each takes a core.
+    let (found, cache) = std::thread::scope(|scope| {
+        let loading = cache_file.map(|file| {
+            // Only to name the folder a hash cache belongs to (`jamstack deploy`).
+            let root = root.canonicalize();
+            scope.spawn(move || root.map(|root| HashCache::load(file, &root)))
+        });
+        let found = publish_files(root);
+        let cache = loading
+            .map(|loading| loading.join().expect("loading the hash cache panicked"))
+            .transpose();
+        (found, cache)
+    });
+    let found = found?;
+    let mut cache = cache?;
     if found.is_empty() {
         return Err(ManifestError::Empty);
     }
-    // Only to name the folder a hash cache belongs to (`jamstack deploy`).
-    let mut cache = match cache_file {
-        Some(file) => Some(HashCache::load(file, &root.canonicalize()?)),
-        None => None,
-    };
     let known: Vec<Option<String>> = found
         .iter()
         .map(|file| {
@@ -125,7 +151,7 @@ fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Man
         manifest.sources.entry(sha256).or_insert(file.source);
     }
     if let (Some(cache), Some(file)) = (cache, cache_file) {
-        cache.save(file);
+        manifest.saving_cache = Some(SavingCache(Some(cache.save_in_background(file.to_path_buf()))));
     }
     Ok(manifest)
 }
@@ -183,44 +209,12 @@ fn resolve_inside(root: &Path, relative: &Path) -> Option<(PathBuf, std::fs::Met
 }
 
 fn publish_files(root: &Path) -> Result<Vec<FoundFile>, ManifestError> {
-    let mut found = Vec::new();
-    for entry in walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let relative = entry.path().strip_prefix(root).map_err(std::io::Error::other)?;
-        let path = relative
-            .to_str()
-            .ok_or_else(|| ManifestError::NonUtf8Name(relative.to_string_lossy().into_owned()))?
-            .replace(std::path::MAIN_SEPARATOR, "/");
-        let mut source = entry.path().to_path_buf();
-        // Netlify fails a deploy whose rule file is a folder rather than
-        // skip its rules without a word.
-        if entry.depth() == 1
-            && RULE_FILES.contains(&path.as_str())
-            && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir())
-        {
-            return Err(ManifestError::RuleFileIsFolder(path));
-        }
-        if entry.path_is_symlink() {
-            match resolve_inside(root, relative) {
-                Some((resolved, metadata)) if metadata.is_file() => source = resolved,
-                // A link to a directory inside is walked where it really is.
-                Some((_, metadata)) if metadata.is_dir() => continue,
-                _ => {
-                    let target = std::fs::read_link(entry.path())?;
-                    return Err(ManifestError::SymlinkEscapes {
-                        path,
-                        target: target.to_string_lossy().into_owned(),
-                    });
-                }
-            }
-        } else if !entry.file_type().is_file() {
-            continue;
-        }
-        let metadata = std::fs::metadata(&source)?;
+    let listed = list_files(root)?;
+    // Looking up each file's metadata is most of a walk's time once the
+    // folder's entries are listed; it is spread over the cores.
+    let metadata = in_parallel(&listed, |(_, source)| std::fs::metadata(source))?;
+    let mut found = Vec::with_capacity(listed.len());
+    for ((path, source), metadata) in listed.into_iter().zip(metadata) {
         // The edge reads these as rules; the runner refuses one it would be
         // unreasonable to parse rather than hand it on.
         if RULE_FILES.contains(&path.as_str()) && metadata.len() > MAX_RULE_FILE_BYTES {
@@ -245,27 +239,77 @@ fn publish_files(root: &Path) -> Result<Vec<FoundFile>, ManifestError> {
     Ok(found)
 }
 
+/// Every file of the folder in walk order: its path in the deploy and the
+/// file that holds it (a symlink's target inside the folder).
+fn list_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ManifestError> {
+    let mut listed = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let relative = entry.path().strip_prefix(root).map_err(std::io::Error::other)?;
+        let path = relative
+            .to_str()
+            .ok_or_else(|| ManifestError::NonUtf8Name(relative.to_string_lossy().into_owned()))?
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        // Netlify fails a deploy whose rule file is a folder rather than
+        // skip its rules without a word.
+        if entry.depth() == 1
+            && RULE_FILES.contains(&path.as_str())
+            && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir())
+        {
+            return Err(ManifestError::RuleFileIsFolder(path));
+        }
+        let source = if entry.path_is_symlink() {
+            match resolve_inside(root, relative) {
+                Some((resolved, metadata)) if metadata.is_file() => resolved,
+                // A link to a directory inside is walked where it really is.
+                Some((_, metadata)) if metadata.is_dir() => continue,
+                _ => {
+                    let target = std::fs::read_link(entry.path())?;
+                    return Err(ManifestError::SymlinkEscapes {
+                        path,
+                        target: target.to_string_lossy().into_owned(),
+                    });
+                }
+            }
+        } else if entry.file_type().is_file() {
+            entry.into_path()
+        } else {
+            continue;
+        };
+        listed.push((path, source));
+    }
+    Ok(listed)
+}
+
+/// `work` of each item, in order, by one thread per core; the first error
+/// in order wins.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> std::io::Result<R> + Sync,
+) -> std::io::Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(work).collect::<std::io::Result<Vec<_>>>()))
+            .collect();
+        let mut results = Vec::with_capacity(items.len());
+        for worker in workers {
+            results.extend(worker.join().expect("a worker thread panicked")?);
+        }
+        Ok(results)
+    })
+}
+
 /// The SHA-256 of each file, in order, hashed by one thread per core.
 fn hash_in_parallel(files: &[&FoundFile]) -> std::io::Result<Vec<String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|file| hash_file(&file.source))
-                        .collect::<std::io::Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut hashes = Vec::with_capacity(files.len());
-        for worker in workers {
-            hashes.extend(worker.join().expect("a hashing thread panicked")?);
-        }
-        Ok(hashes)
-    })
+    in_parallel(files, |file| hash_file(&file.source))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
