@@ -98,7 +98,7 @@ impl Api {
         self.json(self.request(Method::GET, path)).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> CliResult<Value> {
+    pub async fn post<B: serde::Serialize + ?Sized>(&self, path: &str, body: &B) -> CliResult<Value> {
         self.json(self.request(Method::POST, path).json(body)).await
     }
 

@@ -20,6 +20,19 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
+/// The body of a direct deploy: the manifest, and the branch and title
+/// when given. Serialized as it is, not through a `serde_json::Value`: for
+/// 100,000 files that tree cost as much as the request itself.
+#[derive(serde::Serialize)]
+struct DirectDeployRequest<'a> {
+    #[serde(flatten)]
+    manifest: &'a DeployManifest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+}
+
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 4;
 
@@ -64,13 +77,11 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
         redirects: Vec::new(),
         headers: Vec::new(),
     };
-    let mut body = serde_json::to_value(&wire).map_err(|e| CliError::error(e.to_string()))?;
-    if let Some(branch) = &args.branch {
-        body["branch"] = json!(branch);
-    }
-    if let Some(title) = &args.title {
-        body["title"] = json!(title);
-    }
+    let body = DirectDeployRequest {
+        manifest: &wire,
+        branch: args.branch.as_deref(),
+        title: args.title.as_deref(),
+    };
     let created = api.post(&routes::api::site_deploys(&args.site), &body).await?;
     let deploy_id = created
         .get("deploy_id")
