@@ -75,13 +75,15 @@ impl From<sqlx::Error> for AppError {
 }
 
 /// A deploy the intake refused: the sender is told why, with the status
-/// that says whether to fix the request (400) or make it smaller (413).
+/// that says whether to fix the request (400), make it smaller (413), or
+/// send every file instead of the changes since a base deploy (412).
 impl From<crate::deploys::intake::IntakeError> for AppError {
     fn from(error: crate::deploys::intake::IntakeError) -> Self {
         use crate::deploys::intake::IntakeError;
         match error {
             IntakeError::Refused(message) => bad_request(message),
             IntakeError::TooLarge(message) => AppError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            IntakeError::BaseRefused(message) => AppError::new(StatusCode::PRECONDITION_FAILED, message),
             IntakeError::Internal(error) => error.into(),
         }
     }

@@ -3,8 +3,8 @@
 //! starts the PostgreSQL server (`./scripts/start-postgres.sh`).
 
 use jamstack_controller::db::{
-    BuildReport, BuildState, Database, FinalizeOutcome, FinishedAs, JobClaim, JobFinish, NewBuild, NewSite,
-    RunnerRecord, SchedulingSettings, Site, SiteSettings,
+    BaseRefused, BuildReport, BuildState, Database, FinalizeOutcome, FinishedAs, JobClaim, JobFinish,
+    NewBuild, NewFileList, NewSite, RunnerRecord, SchedulingSettings, Site, SiteSettings,
 };
 use jamstack_proto::{BuildContext, ManifestFile, StepTiming};
 use std::collections::HashSet;
@@ -1030,7 +1030,10 @@ on_both_databases!(
             }
             let build = db.build(build_id).await.unwrap().unwrap();
             assert_eq!(build.commit_unverified, !verified);
-            let deploy = db.upsert_build_deploy(deploy_id, &build, &files).await.unwrap();
+            let deploy = db
+                .upsert_build_deploy(deploy_id, &build, NewFileList::Full(&files))
+                .await
+                .unwrap();
             assert_eq!(
                 db.finalize_deploy(&deploy.id, job.job_id, &lease, None)
                     .await
@@ -1060,7 +1063,7 @@ on_both_databases!(
             mode: 0o644,
         }];
         let deploy = db
-            .upsert_build_deploy("d1d1d1d1d1d1d1d1d1d1d1d1", &build, &files)
+            .upsert_build_deploy("d1d1d1d1d1d1d1d1d1d1d1d1", &build, NewFileList::Full(&files))
             .await
             .unwrap();
         assert_eq!(
@@ -1089,7 +1092,7 @@ on_both_databases!(
             FinalizeOutcome::Ready { published: true }
         );
         let again = db
-            .upsert_build_deploy("e2e2e2e2e2e2e2e2e2e2e2e2", &build, &files)
+            .upsert_build_deploy("e2e2e2e2e2e2e2e2e2e2e2e2", &build, NewFileList::Full(&files))
             .await
             .unwrap();
         assert_eq!(
@@ -1244,7 +1247,10 @@ on_both_databases!(
             // Start the upload at a different moment of the sweep each round.
             tokio::time::sleep(std::time::Duration::from_micros(400 * (round % 10) as u64)).await;
             let deploy_id = format!("{:0>24}", format!("{round:x}"));
-            let deploy = db.upsert_build_deploy(&deploy_id, &build, &files).await.unwrap();
+            let deploy = db
+                .upsert_build_deploy(&deploy_id, &build, NewFileList::Full(&files))
+                .await
+                .unwrap();
             let hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
             // The uploader sends what the controller says it lacks, then
             // finalizes; a blob swept in between is asked for again.
@@ -1612,7 +1618,7 @@ fn site_files(count: usize) -> Vec<ManifestFile> {
 
 /// Deploys `files` directly (no build) as `id` and makes it ready.
 async fn ready_deploy(db: &Database, site: &Site, id: &str, files: &[ManifestFile]) {
-    db.insert_direct_deploy(id, site.id, "main", None, files)
+    db.insert_direct_deploy(id, site.id, "main", None, NewFileList::Full(files))
         .await
         .unwrap();
     for file in files {
@@ -1796,7 +1802,7 @@ on_both_databases!(
         let mut second = first.clone();
         second[0] = manifest_file("f0.html", "new front page");
         second.pop();
-        db.insert_direct_deploy("upl-1", s.id, "main", None, &second)
+        db.insert_direct_deploy("upl-1", s.id, "main", None, NewFileList::Full(&second))
             .await
             .unwrap();
         assert_eq!(
@@ -1837,11 +1843,16 @@ on_both_databases!(
         let build = db.build(build_id).await.unwrap().unwrap();
         let mut attempt = first.clone();
         attempt[0] = manifest_file("f0.html", "first attempt");
-        db.upsert_build_deploy("retry-1", &build, &attempt).await.unwrap();
+        db.upsert_build_deploy("retry-1", &build, NewFileList::Full(&attempt))
+            .await
+            .unwrap();
         let mut retried = first.clone();
         retried[1] = manifest_file("f1.html", "second attempt");
         retried.pop();
-        let deploy = db.upsert_build_deploy("retry-x", &build, &retried).await.unwrap();
+        let deploy = db
+            .upsert_build_deploy("retry-x", &build, NewFileList::Full(&retried))
+            .await
+            .unwrap();
         assert_eq!(deploy.id, "retry-1");
         let stored = db.stored_file_list("retry-1").await.unwrap().unwrap();
         assert_eq!(
@@ -1913,6 +1924,114 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    a_folder_sent_as_its_changes_since_a_ready_deploy_holds_what_it_would_hold_sent_whole,
+    |db: Database| async move {
+        let s = site(&db, "changes").await;
+        let other = site(&db, "elsewhere").await;
+        let mut files = site_files(60);
+        ready_deploy(&db, &s, "ch-0", &files).await;
+        let mut base = "ch-0".to_owned();
+        let mut depths = Vec::new();
+        // Past the deepest chain a delta may stand on: the full list is
+        // written again there, and the changes keep coming.
+        for round in 1..=18 {
+            let changed = manifest_file(&format!("f{round}.html"), &format!("round {round}"));
+            let added = manifest_file(&format!("new/{round}.html"), &"n".repeat(round));
+            let removed = format!("f{}.html", 30 + round);
+            // Sent again as it is: left out of what is stored.
+            let unchanged = files[0].clone();
+            let sent = vec![unchanged, changed.clone(), added.clone()];
+            files[round] = changed;
+            files.retain(|f| f.path != removed);
+            files.push(added);
+            let resolved = db
+                .resolve_changes(s.id, &base, &sent, std::slice::from_ref(&removed))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(resolved.file_count, files.len() as u64, "round {round}");
+            assert_eq!(resolved.total_size, files.iter().map(|f| f.size).sum::<u64>());
+            let id = format!("ch-{round}");
+            let deploy = db
+                .insert_direct_deploy(&id, s.id, "main", None, NewFileList::Changes(&resolved))
+                .await
+                .unwrap();
+            assert_eq!(deploy.file_count, files.len() as i64);
+            for file in &sent {
+                db.record_blob(&file.sha256, file.size as i64).await.unwrap();
+            }
+            assert_eq!(
+                db.finalize_direct_deploy(&id, false).await.unwrap(),
+                FinalizeOutcome::Ready { published: false }
+            );
+            assert_eq!(files_read_back(&db, &id).await, expected(&files), "round {round}");
+            let stored = db.stored_file_list(&id).await.unwrap().unwrap();
+            if stored.chain_depth > 0 {
+                assert_eq!(stored.base_deploy_id.as_deref(), Some(base.as_str()));
+                assert_eq!(stored.rows, 3, "round {round}: a change, an addition, a removal");
+            } else {
+                assert_eq!(stored.rows, files.len() as i64, "round {round}: the full list");
+            }
+            depths.push(stored.chain_depth);
+            base = id;
+        }
+        assert_eq!(depths.iter().max(), Some(&16), "{depths:?}");
+        assert!(depths.contains(&0), "the full list is written again: {depths:?}");
+
+        // Bases that cannot be used, and nothing recorded for them.
+        let refusal = |site_id: i64, base: &str, removed: &[&str]| {
+            let db = db.clone();
+            let (base, removed): (String, Vec<String>) =
+                (base.to_owned(), removed.iter().map(|p| p.to_string()).collect());
+            async move {
+                db.resolve_changes(site_id, &base, &[], &removed)
+                    .await
+                    .unwrap()
+                    .unwrap_err()
+            }
+        };
+        assert_eq!(
+            refusal(other.id, &base, &[]).await,
+            BaseRefused::Unknown(base.clone()),
+            "another site's deploy"
+        );
+        assert_eq!(
+            refusal(s.id, "no-such-deploy", &[]).await,
+            BaseRefused::Unknown("no-such-deploy".into())
+        );
+        assert_eq!(
+            refusal(s.id, &base, &["f31.html"]).await,
+            BaseRefused::NoSuchPath {
+                base: base.clone(),
+                path: "f31.html".into()
+            },
+            "a path the base no longer has"
+        );
+        db.insert_direct_deploy("ch-draft", s.id, "main", None, NewFileList::Full(&files))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(s.id, "ch-draft", &[]).await,
+            BaseRefused::NotReady("ch-draft".into())
+        );
+
+        // A base removed between resolving and recording.
+        let resolved = db.resolve_changes(s.id, &base, &[], &[]).await.unwrap().unwrap();
+        db.remove_deploy(&base).await.unwrap().expect("removed");
+        let error = db
+            .insert_direct_deploy("ch-late", s.id, "main", None, NewFileList::Changes(&resolved))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.downcast_ref::<BaseRefused>(),
+            Some(&BaseRefused::Unknown(base.clone())),
+            "{error:#}"
+        );
+        assert!(db.deploy("ch-late").await.unwrap().is_none(), "nothing recorded");
+    }
+);
+
+on_both_databases!(
     a_manifest_recorded_while_its_base_is_removed_never_stands_on_the_removed_deploy,
     |db: Database| async move {
         let s = site(&db, "race").await;
@@ -1928,7 +2047,7 @@ on_both_databases!(
                 tokio::spawn(async move { db.remove_deploy(&base).await.unwrap() })
             };
             tokio::time::sleep(std::time::Duration::from_micros(300 * (round % 7) as u64)).await;
-            db.insert_direct_deploy(&child, s.id, "main", None, &files)
+            db.insert_direct_deploy(&child, s.id, "main", None, NewFileList::Full(&files))
                 .await
                 .unwrap();
             assert_eq!(remove.await.unwrap(), Some(s.id), "round {round}");
@@ -1962,9 +2081,15 @@ on_both_databases!(
         let honest = manifest_file("index.html", "home");
         let mut lie = manifest_file("big.bin", "tiny!\n");
         lie.size = 100_000;
-        db.insert_direct_deploy("d1", s.id, "main", None, &[honest.clone(), lie.clone()])
-            .await
-            .unwrap();
+        db.insert_direct_deploy(
+            "d1",
+            s.id,
+            "main",
+            None,
+            NewFileList::Full(&[honest.clone(), lie.clone()]),
+        )
+        .await
+        .unwrap();
         db.record_stored_blob(&honest.sha256, 4, "k-home").await.unwrap();
         db.record_stored_blob(&lie.sha256, 6, "k-tiny").await.unwrap();
         assert_eq!(

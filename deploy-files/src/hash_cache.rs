@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 /// than any filesystem's timestamp granularity (FAT's is 2 s).
 pub const SETTLE: Duration = Duration::from_secs(3);
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Saves started by [`HashCache::save_in_background`] and not yet ended,
 /// and the signal that one ended.
@@ -90,21 +90,19 @@ impl Stamp {
     }
 }
 
-/// One file as saved: path, hash, size, mtime (s, ns), ctime (s, ns),
-/// device, inode. A tuple keeps the file small for large sites.
-type Entry = (String, String, u64, i64, i64, i64, i64, u64, u64);
+/// One file as saved: path, hash, size, mode, and its stamp when the hash
+/// may be reused: mtime (s, ns), ctime (s, ns), device, inode. Every file
+/// of the deploy is saved, so the cache also says what that deploy held.
+/// Tuples keep the file small for large sites.
+type Entry = (String, String, u64, u32, Option<(i64, i64, i64, i64, u64, u64)>);
 
-fn entry(path: &str, stamp: &Stamp, sha256: &str) -> Entry {
+fn entry(path: &str, sha256: &str, size: u64, mode: u32, stamp: Option<&Stamp>) -> Entry {
     (
         path.to_owned(),
         sha256.to_owned(),
-        stamp.size,
-        stamp.mtime.0,
-        stamp.mtime.1,
-        stamp.ctime.0,
-        stamp.ctime.1,
-        stamp.dev,
-        stamp.ino,
+        size,
+        mode,
+        stamp.map(|s| (s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, s.dev, s.ino)),
     )
 }
 
@@ -113,7 +111,38 @@ struct CacheFile {
     version: u32,
     /// The folder, canonical: a cache names the files of one folder only.
     root: PathBuf,
+    /// Which save this is: the deploy record names the save it belongs to.
+    generation: u64,
     files: Vec<Entry>,
+}
+
+/// Which deploy the files of a saved cache became: written once that
+/// deploy is finalized, beside the cache ([`deploy_record_for`]).
+#[derive(Debug, Serialize, Deserialize)]
+struct DeployRecord {
+    generation: u64,
+    deploy_id: String,
+}
+
+/// Where the deploy record of the cache `file` is kept.
+fn deploy_record_for(file: &Path) -> PathBuf {
+    file.with_extension("deploy.json")
+}
+
+/// One file of the last deploy, as the manifest sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentFile {
+    pub sha256: String,
+    pub size: u64,
+    pub mode: u32,
+}
+
+/// The deploy the folder's last manifest became, and every file it sent:
+/// what the next manifest can name only its changes against.
+#[derive(Debug, Default)]
+pub struct LastDeploy {
+    pub deploy_id: String,
+    pub files: HashMap<String, SentFile>,
 }
 
 /// The known hashes of one folder's files, by path in the folder.
@@ -121,7 +150,46 @@ struct CacheFile {
 pub struct HashCache {
     root: PathBuf,
     known: HashMap<String, (Stamp, String)>,
+    last_deploy: Option<LastDeploy>,
     kept: Vec<Entry>,
+    generation: u64,
+}
+
+/// A save's generation: random, so two saves of one folder never share one.
+fn new_generation() -> u64 {
+    use rand::Rng;
+    rand::thread_rng().r#gen()
+}
+
+/// Where the deploy made of a saved cache's files is recorded once it is
+/// finalized: the cache's file and the save's generation.
+#[derive(Debug, Clone)]
+pub struct SavedAs {
+    file: PathBuf,
+    generation: u64,
+}
+
+impl SavedAs {
+    /// Records that the files of this save became `deploy_id`, a finalized
+    /// deploy: the next manifest of the folder may then send only its
+    /// changes against it. A failure only costs that saving.
+    pub fn record_deploy(&self, deploy_id: &str) {
+        let record = DeployRecord {
+            generation: self.generation,
+            deploy_id: deploy_id.to_owned(),
+        };
+        let file = deploy_record_for(&self.file);
+        let written = (|| -> std::io::Result<()> {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+            serde_json::to_writer(temporary.as_file_mut(), &record)?;
+            temporary.persist(&file).map_err(|e| e.error)?;
+            Ok(())
+        })();
+        if let Err(error) = written {
+            tracing::debug!(file = %file.display(), %error, "the deploy record could not be saved");
+        }
+    }
 }
 
 impl HashCache {
@@ -139,34 +207,60 @@ impl HashCache {
         }
         let mut cache = HashCache {
             root: root.to_path_buf(),
+            generation: new_generation(),
             ..HashCache::default()
         };
         let Ok(text) = std::fs::read(file) else {
             return cache;
         };
-        match serde_json::from_slice::<CacheFile>(&text) {
-            Ok(saved) if saved.version == VERSION && saved.root == root => {
-                cache.known = saved
-                    .files
-                    .into_iter()
-                    .map(|(path, sha256, size, ms, mns, cs, cns, dev, ino)| {
-                        let stamp = Stamp {
-                            size,
-                            mtime: (ms, mns),
-                            ctime: (cs, cns),
-                            dev,
-                            ino,
-                        };
-                        (path, (stamp, sha256))
-                    })
-                    .collect();
-            }
-            Ok(_) => {}
+        let saved = match serde_json::from_slice::<CacheFile>(&text) {
+            Ok(saved) if saved.version == VERSION && saved.root == root => saved,
+            Ok(_) => return cache,
             Err(error) => {
-                tracing::debug!(file = %file.display(), %error, "ignoring an unreadable hash cache")
+                tracing::debug!(file = %file.display(), %error, "ignoring an unreadable hash cache");
+                return cache;
+            }
+        };
+        // The save's files are those of a deploy only if that deploy was
+        // recorded for this very save.
+        let deploy_id = std::fs::read(deploy_record_for(file))
+            .ok()
+            .and_then(|text| serde_json::from_slice::<DeployRecord>(&text).ok())
+            .filter(|record| record.generation == saved.generation)
+            .map(|record| record.deploy_id);
+        let mut sent = HashMap::with_capacity(if deploy_id.is_some() { saved.files.len() } else { 0 });
+        cache.known.reserve(saved.files.len());
+        for (path, sha256, size, mode, stamp) in saved.files {
+            if deploy_id.is_some() {
+                let file = SentFile {
+                    sha256: sha256.clone(),
+                    size,
+                    mode,
+                };
+                sent.insert(path.clone(), file);
+            }
+            if let Some((ms, mns, cs, cns, dev, ino)) = stamp {
+                let stamp = Stamp {
+                    size,
+                    mtime: (ms, mns),
+                    ctime: (cs, cns),
+                    dev,
+                    ino,
+                };
+                cache.known.insert(path, (stamp, sha256));
             }
         }
+        cache.last_deploy = deploy_id.map(|deploy_id| LastDeploy {
+            deploy_id,
+            files: sent,
+        });
         cache
+    }
+
+    /// The deploy the folder's last manifest became, with what it sent,
+    /// when that deploy was recorded ([`SavedAs::record_deploy`]).
+    pub fn take_last_deploy(&mut self) -> Option<LastDeploy> {
+        self.last_deploy.take()
     }
 
     /// The hash of the file at `path` if it has the stamp it had when hashed.
@@ -177,23 +271,34 @@ impl HashCache {
         }
     }
 
-    /// Keeps the hash of the file at `path` for the next deploy, if its
-    /// stamp is settled (see the module's documentation); `seen` is a time
-    /// taken before `stamp` was read.
-    pub fn keep(&mut self, path: &str, stamp: Stamp, sha256: &str, seen: SystemTime, settle: Duration) {
-        if stamp.settled(seen, settle) {
-            self.kept.push(entry(path, &stamp, sha256));
-        }
+    /// Keeps the file at `path` as this deploy sent it, and its hash for
+    /// the next deploy if its stamp is settled (see the module's
+    /// documentation); `seen` is a time taken before `stamp` was read.
+    pub fn keep(
+        &mut self,
+        path: &str,
+        sent: &SentFile,
+        stamp: Option<Stamp>,
+        seen: SystemTime,
+        settle: Duration,
+    ) {
+        let stamp = stamp.filter(|stamp| stamp.settled(seen, settle));
+        self.kept
+            .push(entry(path, &sent.sha256, sent.size, sent.mode, stamp.as_ref()));
     }
 
     /// [`HashCache::save`] on a thread of its own, so the caller goes on
     /// (sending the manifest) while the file is written. A load in this
     /// process waits for every such save to end first, so it never reads
     /// the cache from before.
-    pub fn save_in_background(self, file: PathBuf) -> std::thread::JoinHandle<()> {
+    pub fn save_in_background(self, file: PathBuf) -> (SavedAs, std::thread::JoinHandle<()>) {
+        let saved_as = SavedAs {
+            file: file.clone(),
+            generation: self.generation,
+        };
         let (count, _) = &SAVES_IN_FLIGHT;
         *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        std::thread::spawn(move || {
+        let saving = std::thread::spawn(move || {
             // Counted down even if saving panics.
             struct Done;
             impl Drop for Done {
@@ -205,7 +310,8 @@ impl HashCache {
             }
             let _done = Done;
             self.save(&file);
-        })
+        });
+        (saved_as, saving)
     }
 
     /// Replaces `file` with what was kept since loading (the files of this
@@ -214,6 +320,7 @@ impl HashCache {
         let saved = CacheFile {
             version: VERSION,
             root: self.root,
+            generation: self.generation,
             files: self.kept,
         };
         let written = (|| -> std::io::Result<()> {

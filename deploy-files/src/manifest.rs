@@ -5,9 +5,11 @@
 //! the folder only ([`resolve_inside`]), and one leading out is refused,
 //! never read through.
 
-use crate::hash_cache::{self, HashCache, Stamp};
+use crate::hash_cache::{self, HashCache, LastDeploy, SavedAs, SentFile, Stamp};
 use crate::human_size;
-use jamstack_proto::{HeaderRule, MAX_RULE_FILE_BYTES, ManifestFile, RedirectRule};
+use jamstack_proto::{
+    DeployManifest, HeaderRule, MAX_RULE_FILE_BYTES, ManifestBase, ManifestFile, RedirectRule,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
@@ -59,9 +61,74 @@ pub struct Manifest {
     /// How many files were read and hashed; the others' hashes came from
     /// the hash cache.
     pub hashed_files: usize,
+    /// The deploy the folder's last manifest became, and what it sent
+    /// (from the hash cache): what [`Manifest::changes`] are against.
+    last_deploy: Option<LastDeploy>,
     /// The hash cache being written while the caller goes on (it sends the
     /// manifest next).
     saving_cache: Option<SavingCache>,
+    /// Where the deploy these files become is recorded.
+    saved_as: Option<SavedAs>,
+}
+
+impl Manifest {
+    /// The manifest to send when the folder's last deploy is known: only
+    /// the files added or changed since it and the paths it had that are
+    /// gone ([`ManifestBase`]). A folder of 100,000 files of which 1,000
+    /// changed sends 1,000. `None` when there is no such deploy (no hash
+    /// cache, or the last manifest was never finalized); the controller
+    /// may still refuse the base (412), and then [`Manifest::take_wire`]
+    /// is sent instead.
+    pub fn changes(&self) -> Option<DeployManifest> {
+        let last = self.last_deploy.as_ref()?;
+        let changed = self
+            .files
+            .iter()
+            .filter(|file| {
+                last.files.get(&file.path).is_none_or(|sent| {
+                    sent.sha256 != file.sha256 || sent.size != file.size || sent.mode != file.mode
+                })
+            })
+            .cloned()
+            .collect();
+        let now: std::collections::HashSet<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        let mut removed: Vec<String> = last
+            .files
+            .keys()
+            .filter(|path| !now.contains(path.as_str()))
+            .cloned()
+            .collect();
+        removed.sort_unstable();
+        Some(DeployManifest {
+            files: changed,
+            redirects: self.redirects.clone(),
+            headers: self.headers.clone(),
+            base: Some(ManifestBase {
+                deploy_id: last.deploy_id.clone(),
+                removed,
+            }),
+        })
+    }
+
+    /// The whole manifest to send, every file: taken out of `self`, which
+    /// keeps what finding the blobs to upload needs.
+    pub fn take_wire(&mut self) -> DeployManifest {
+        DeployManifest {
+            files: std::mem::take(&mut self.files),
+            redirects: std::mem::take(&mut self.redirects),
+            headers: std::mem::take(&mut self.headers),
+            base: None,
+        }
+    }
+
+    /// Records, beside the hash cache, that this manifest became
+    /// `deploy_id` and was finalized, so the folder's next deploy sends
+    /// only its changes against it. Does nothing without a hash cache.
+    pub fn record_deploy(&self, deploy_id: &str) {
+        if let Some(saved_as) = &self.saved_as {
+            saved_as.record_deploy(deploy_id);
+        }
+    }
 }
 
 /// A hash cache being written; dropping it waits for the write, so a
@@ -132,6 +199,7 @@ fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Man
     let mut hashed = hash_in_parallel(&unknown)?.into_iter();
     let mut manifest = Manifest {
         hashed_files: unknown.len(),
+        last_deploy: cache.as_mut().and_then(HashCache::take_last_deploy),
         ..Manifest::default()
     };
     for (file, known) in found.into_iter().zip(known) {
@@ -139,8 +207,13 @@ fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Man
             Some(sha256) => sha256,
             None => hashed.next().expect("a hash for every file read"),
         };
-        if let (Some(cache), Some(stamp)) = (cache.as_mut(), file.stamp) {
-            cache.keep(&file.path, stamp, &sha256, seen, settle);
+        if let Some(cache) = cache.as_mut() {
+            let sent = SentFile {
+                sha256: sha256.clone(),
+                size: file.size,
+                mode: file.mode,
+            };
+            cache.keep(&file.path, &sent, file.stamp, seen, settle);
         }
         manifest.files.push(ManifestFile {
             path: file.path,
@@ -151,7 +224,9 @@ fn build(root: &Path, cache_file: Option<&Path>, settle: Duration) -> Result<Man
         manifest.sources.entry(sha256).or_insert(file.source);
     }
     if let (Some(cache), Some(file)) = (cache, cache_file) {
-        manifest.saving_cache = Some(SavingCache(Some(cache.save_in_background(file.to_path_buf()))));
+        let (saved_as, saving) = cache.save_in_background(file.to_path_buf());
+        manifest.saving_cache = Some(SavingCache(Some(saving)));
+        manifest.saved_as = Some(saved_as);
     }
     Ok(manifest)
 }
@@ -428,6 +503,49 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
+    fn a_folder_deployed_again_sends_only_its_changes_since_its_last_finalized_deploy() {
+        let (_dir, site, cache) = settled_site();
+        let first = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert!(first.changes().is_none(), "no deploy to start from yet");
+        // Not recorded: the deploy was never finalized.
+        drop(first);
+        let again = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert!(again.changes().is_none(), "an unfinished deploy is no base");
+        again.record_deploy("d1");
+        drop(again);
+
+        std::fs::write(site.join("c.css"), "a longer stylesheet").unwrap();
+        std::fs::write(site.join("new.txt"), "new").unwrap();
+        std::fs::remove_file(site.join("index.html")).unwrap();
+        let mut third = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        let changes = third.changes().expect("the changes since d1");
+        let base = changes.base.as_ref().unwrap();
+        assert_eq!(base.deploy_id, "d1");
+        assert_eq!(base.removed, ["index.html"]);
+        let changed: Vec<&str> = changes.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(changed, ["c.css", "new.txt"]);
+        assert_eq!(
+            changes.files[0].sha256,
+            hex::encode(Sha256::digest("a longer stylesheet"))
+        );
+        let whole = third.take_wire();
+        assert!(whole.base.is_none());
+        assert_eq!(whole.files.len(), 3, "every file when the base is refused");
+        // This deploy failed: the next one cannot start from it, nor from
+        // d1, whose files the cache no longer holds.
+        drop(third);
+        let fourth = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        assert!(fourth.changes().is_none());
+        fourth.record_deploy("d4");
+        drop(fourth);
+        let unchanged = build(&site, Some(&cache), SHORT_SETTLE).unwrap();
+        let changes = unchanged.changes().expect("the changes since d4");
+        assert_eq!(changes.base.as_ref().unwrap().deploy_id, "d4");
+        assert!(changes.files.is_empty() && changes.base.unwrap().removed.is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
     fn a_file_rewritten_with_the_same_size_and_modification_time_is_hashed_again() {
         let (_dir, site, cache) = settled_site();
         build(&site, Some(&cache), SHORT_SETTLE).unwrap();
@@ -477,6 +595,8 @@ mod tests {
         let other = build(&copy, Some(&cache), SHORT_SETTLE).unwrap();
         assert_eq!(other.hashed_files, 3, "the same paths in another folder");
         assert_eq!(hashes(&other), hashes(&build_manifest(&copy).unwrap()));
+        // Its cache is written by then.
+        drop(other);
 
         std::fs::write(&cache, "{ not json").unwrap();
         let manifest = build(&copy, Some(&cache), SHORT_SETTLE).unwrap();

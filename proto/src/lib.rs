@@ -44,7 +44,10 @@
 //!    the site's `ignore` command, run in the build container, exits 0.
 //! 4. Upload, Netlify's digest flow:
 //!    - `POST /runner/v1/jobs/{job}/deploy` with a [`DeployManifest`] →
-//!      [`ManifestResponse`] naming the blobs the controller lacks;
+//!      [`ManifestResponse`] naming the blobs the controller lacks. A
+//!      client that knows what it sent for an earlier deploy of the site
+//!      may send only what changed since ([`ManifestBase`]); answered 412
+//!      when that deploy cannot be used, it sends every file instead;
 //!    - the missing blobs: those of at most
 //!      [`blob_bundle::MAX_BUNDLED_BLOB`] bytes many at a time,
 //!      `POST /runner/v1/blob-bundles` with a [`blob_bundle`] body (answered
@@ -449,6 +452,26 @@ pub struct DeployManifest {
     /// The `[[headers]]` rules of `jamstack.toml`, in file order.
     #[serde(default)]
     pub headers: Vec<HeaderRule>,
+    /// Set when `files` holds only what changed since an earlier deploy
+    /// of the same site: a folder deployed again sends its 1,000 changed
+    /// files, not all 100,000. Without it, `files` is every file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<ManifestBase>,
+}
+
+/// The deploy a manifest is a change of ([`DeployManifest::base`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestBase {
+    /// A ready deploy of the same site. The new deploy has its files,
+    /// less `removed`, with the manifest's `files` added or replacing
+    /// theirs. A controller that cannot use it (it was removed, is of
+    /// another site, or lacks a path `removed` names) answers `412
+    /// Precondition Failed` having recorded nothing; send every file then.
+    pub deploy_id: String,
+    /// Paths of the base the new deploy no longer has.
+    #[serde(default)]
+    pub removed: Vec<String>,
 }
 
 /// A `[[redirects]]` rule of `jamstack.toml`, as the runner parsed it.
@@ -889,8 +912,20 @@ mod json_round_trips {
                 files: vec![file],
                 redirects: vec![redirect],
                 headers: vec![header],
+                base: None,
             },
             json!({"files": [file_json], "redirects": [redirect_json], "headers": [header_json]}),
+        );
+        check(
+            DeployManifest {
+                files: Vec::new(),
+                base: Some(ManifestBase {
+                    deploy_id: "d0".into(),
+                    removed: vec!["old.html".into()],
+                }),
+                ..DeployManifest::default()
+            },
+            json!({"files": [], "redirects": [], "headers": [], "base": {"deploy_id": "d0", "removed": ["old.html"]}}),
         );
         check(
             ManifestResponse {

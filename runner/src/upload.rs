@@ -8,7 +8,7 @@
 
 use crate::client::{ClientError, ControllerClient};
 pub use jamstack_deploy_files::{Manifest, ManifestError, build_manifest};
-use jamstack_proto::{DeployManifest, FinalizeResponse, JobLease};
+use jamstack_proto::{FinalizeResponse, JobLease, ManifestResponse};
 use std::time::{Duration, Instant};
 
 /// Blobs uploaded at once.
@@ -39,6 +39,32 @@ pub struct UploadTimings {
     pub finalize: Duration,
 }
 
+/// Sends the manifest: only the changes since the folder's last deploy when
+/// that is known, and every file when it is not or the controller cannot
+/// use that deploy.
+async fn send_manifest(
+    client: &ControllerClient,
+    lease: &JobLease,
+    manifest: &mut Manifest,
+) -> Result<ManifestResponse, UploadError> {
+    if let Some(changes) = manifest.changes() {
+        match client.send_deploy_manifest(lease, &changes).await {
+            Err(ClientError::Refused { status, message })
+                if status == reqwest::StatusCode::PRECONDITION_FAILED =>
+            {
+                tracing::info!(%message, "sending every file instead of the changes");
+            }
+            answer => return answer.map_err(UploadError::Controller),
+        }
+    }
+    // The manifest keeps its sources, all that finding the blobs needs.
+    let wire = manifest.take_wire();
+    client
+        .send_deploy_manifest(lease, &wire)
+        .await
+        .map_err(UploadError::Controller)
+}
+
 /// Sends the manifest, uploads the blobs the controller lacks, finalizes.
 pub async fn upload(
     client: &ControllerClient,
@@ -46,17 +72,8 @@ pub async fn upload(
     mut manifest: Manifest,
 ) -> Result<Uploaded, UploadError> {
     let files = manifest.files.len();
-    // The manifest keeps its sources, all that finding the blobs needs.
-    let wire = DeployManifest {
-        files: std::mem::take(&mut manifest.files),
-        redirects: std::mem::take(&mut manifest.redirects),
-        headers: std::mem::take(&mut manifest.headers),
-    };
     let step = Instant::now();
-    let answer = client
-        .send_deploy_manifest(lease, &wire)
-        .await
-        .map_err(UploadError::Controller)?;
+    let answer = send_manifest(client, lease, &mut manifest).await?;
     let mut timings = UploadTimings {
         manifest: step.elapsed(),
         ..UploadTimings::default()
@@ -80,6 +97,7 @@ pub async fn upload(
     let step = Instant::now();
     let finalized = client.finalize(lease).await.map_err(UploadError::Controller)?;
     timings.finalize = step.elapsed();
+    manifest.record_deploy(&finalized.deploy_id);
     Ok(Uploaded {
         files,
         uploaded_blobs: answer.missing.len(),

@@ -14,8 +14,9 @@ use crate::error::{CliError, CliResult};
 use crate::output::{bytes, print_json};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use jamstack_deploy_files::Manifest;
 use jamstack_deploy_files::upload::Bundle;
-use jamstack_proto::{DeployManifest, blob_bundle, routes};
+use jamstack_proto::{DeployManifest, ErrorBody, blob_bundle, routes};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -31,6 +32,16 @@ struct DirectDeployRequest<'a> {
     branch: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<&'a str>,
+}
+
+impl<'a> DirectDeployRequest<'a> {
+    fn new(args: &'a DeployArgs, manifest: &'a DeployManifest) -> Self {
+        DirectDeployRequest {
+            manifest,
+            branch: args.branch.as_deref(),
+            title: args.title.as_deref(),
+        }
+    }
 }
 
 /// Blobs uploaded at once.
@@ -72,17 +83,7 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
             args.dir.display()
         );
     }
-    let wire = DeployManifest {
-        files: std::mem::take(&mut manifest.files),
-        redirects: Vec::new(),
-        headers: Vec::new(),
-    };
-    let body = DirectDeployRequest {
-        manifest: &wire,
-        branch: args.branch.as_deref(),
-        title: args.title.as_deref(),
-    };
-    let created = api.post(&routes::api::site_deploys(&args.site), &body).await?;
+    let created = create_deploy(api, json, &args, &mut manifest).await?;
     let deploy_id = created
         .get("deploy_id")
         .and_then(Value::as_str)
@@ -141,6 +142,7 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
             &json!({"publish": args.prod}),
         )
         .await?;
+    manifest.record_deploy(&deploy_id);
     if json {
         let mut report = finalized;
         if let Value::Object(fields) = &mut report {
@@ -163,6 +165,49 @@ pub async fn run(api: &Api, json: bool, args: DeployArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Records the deploy: sends only the changes since the folder's last
+/// deploy when that is known, and every file when it is not or the
+/// controller cannot use that deploy (412).
+async fn create_deploy(
+    api: &Api,
+    json: bool,
+    args: &DeployArgs,
+    manifest: &mut Manifest,
+) -> CliResult<Value> {
+    let path = routes::api::site_deploys(&args.site);
+    if let Some(changes) = manifest.changes() {
+        let base = changes.base.as_ref().map_or("", |base| base.deploy_id.as_str());
+        let removed = changes.base.as_ref().map_or(0, |base| base.removed.len());
+        if !json {
+            eprintln!(
+                "Sending only the changes since deploy {base}: {} files added or changed, {removed} removed",
+                changes.files.len()
+            );
+        }
+        let response = api
+            .request(Method::POST, &path)
+            .json(&DirectDeployRequest::new(args, &changes))
+            .send()
+            .await
+            .map_err(|e| api.unreachable(e))?;
+        if response.status() != reqwest::StatusCode::PRECONDITION_FAILED {
+            return api.check(response).await?.json().await.map_err(|e| {
+                CliError::error(format!("the controller's answer is not the JSON expected: {e}"))
+            });
+        }
+        if !json {
+            let why = response
+                .json::<ErrorBody>()
+                .await
+                .map(|body| body.error)
+                .unwrap_or_default();
+            eprintln!("Sending every file instead; the controller said: {why}");
+        }
+    }
+    let wire = manifest.take_wire();
+    api.post(&path, &DirectDeployRequest::new(args, &wire)).await
 }
 
 /// Sends small blobs in one request; to a controller that takes no

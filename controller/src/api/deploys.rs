@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jamstack_proto::ErrorBody;
-use jamstack_proto::{BundleResponse, DeployManifest, HeaderRule, ManifestFile, RedirectRule};
+use jamstack_proto::{BundleResponse, DeployManifest, HeaderRule, ManifestBase, ManifestFile, RedirectRule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -251,6 +251,11 @@ pub struct DirectDeploy {
     /// `[[headers]]` rules, applied after the `_headers` file's.
     #[serde(default)]
     pub headers: Vec<HeaderRule>,
+    /// Set when `files` holds only the changes since this ready deploy of
+    /// the site; answered 412 when that deploy cannot be used, and then
+    /// every file is to be sent.
+    #[serde(default)]
+    pub base: Option<ManifestBase>,
     /// The branch the files were built from; the site's production branch
     /// when left out.
     pub branch: Option<String>,
@@ -281,6 +286,7 @@ const MAX_TITLE: usize = 500;
     responses(
         (status = 201, description = "The draft deploy and the blobs to upload", body = DirectDeployCreated),
         (status = 404, description = "No such site, build or deploy", body = ErrorBody),
+        (status = 412, description = "`base` cannot be used (removed, another site's, not finalized, or without a path `removed` names): send every file", body = ErrorBody),
         (status = 413, description = "Over a deploy limit", body = ErrorBody),
     ),
     security(("token" = ["deploys"])),
@@ -299,6 +305,7 @@ pub async fn create_direct(
         files,
         redirects,
         headers,
+        base,
         branch,
         title,
     } = body;
@@ -306,8 +313,9 @@ pub async fn create_direct(
         files,
         redirects,
         headers,
+        base,
     };
-    if manifest.files.is_empty() {
+    if manifest.files.is_empty() && manifest.base.is_none() {
         return Err(bad_request(
             "the manifest lists no files; deploy a folder that has at least an index.html",
         ));
@@ -322,15 +330,17 @@ pub async fn create_direct(
         return Err(bad_request("branch is empty or has control characters"));
     }
     let config_rules = intake::check_manifest(&deploys, &manifest)?;
+    let files = intake::resolve_files(&deploys, site.id, &manifest).await?;
     let deploy = db
         .insert_direct_deploy(
             &deploys::new_deploy_id(),
             site.id,
             &branch,
             title.as_deref(),
-            &manifest.files,
+            files.as_list(),
         )
-        .await?;
+        .await
+        .map_err(intake::recording_failed)?;
     intake::keep_config_rules(&deploys, &deploy, &config_rules).await?;
     let required = intake::required_blobs(&deploys, &deploy).await?;
     metrics.record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &required));

@@ -1,9 +1,9 @@
 //! Deploys (immutable file sets) and the blobs they point at.
 
 use super::blobs::SweepLock;
-use super::file_lists::{OWN_ROWS_LACKING_BLOBS, effective_files, record_file_list};
+use super::file_lists::{NewFileList, OWN_ROWS_LACKING_BLOBS, effective_files, record_file_list};
 use super::{Build, Database, now_millis};
-use jamstack_proto::{BuildContext, ManifestFile};
+use jamstack_proto::BuildContext;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
@@ -73,7 +73,7 @@ impl Database {
         &self,
         new_deploy_id: &str,
         build: &Build,
-        files: &[ManifestFile],
+        files: NewFileList<'_>,
     ) -> anyhow::Result<Deploy> {
         let mut tx = self.write_tx().await?;
         self.lock_against_sweep(&mut tx, SweepLock::Reference).await?;
@@ -123,7 +123,7 @@ impl Database {
         site_id: i64,
         branch: &str,
         title: Option<&str>,
-        files: &[ManifestFile],
+        files: NewFileList<'_>,
     ) -> anyhow::Result<Deploy> {
         let mut tx = self.write_tx().await?;
         // Like a build's manifest, this one names blobs the sweep must not

@@ -115,6 +115,144 @@ impl Database {
     }
 }
 
+/// A deploy's files as its manifest gave them.
+#[derive(Debug, Clone, Copy)]
+pub enum NewFileList<'a> {
+    /// Every file.
+    Full(&'a [ManifestFile]),
+    /// Only the changes since a ready deploy of the same site, checked
+    /// against it ([`Database::resolve_changes`]).
+    Changes(&'a ResolvedChanges),
+}
+
+/// A manifest's changes, checked against its base deploy: what makes the
+/// new deploy from the base, and the new deploy's totals.
+#[derive(Debug)]
+pub struct ResolvedChanges {
+    base_id: String,
+    /// The files added or changed; those the base has as they are left out.
+    changed: Vec<ManifestFile>,
+    /// Paths the base has that the new deploy does not.
+    removed: Vec<String>,
+    pub file_count: u64,
+    pub total_size: u64,
+}
+
+/// Why a manifest's base deploy cannot be used. Nothing was recorded; the
+/// sender sends every file instead.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BaseRefused {
+    #[error("the manifest's base, deploy {0}, is not a deploy of this site (or was removed)")]
+    Unknown(String),
+    #[error("the manifest's base, deploy {0}, is not finalized; only a ready deploy can be a base")]
+    NotReady(String),
+    #[error("the manifest removes `{path}`, which its base, deploy {base}, does not have")]
+    NoSuchPath { base: String, path: String },
+}
+
+impl Database {
+    /// Checks a manifest's changes against `base_id`, which must be a
+    /// ready deploy of `site_id`: every removed path must be one of its
+    /// files. Reads only the paths the manifest names, by key, level by
+    /// level of the base's chain, so 1,000 changes to a 100,000-file
+    /// deploy look at about 1,000 rows a level. A ready deploy's files
+    /// never change, so what is read here still holds when the changes
+    /// are recorded (which checks the base is still there).
+    pub async fn resolve_changes(
+        &self,
+        site_id: i64,
+        base_id: &str,
+        files: &[ManifestFile],
+        removed: &[String],
+    ) -> anyhow::Result<Result<ResolvedChanges, BaseRefused>> {
+        let base: Option<(i64, String, i64, i64)> =
+            sqlx::query_as("SELECT site_id, state, file_count, total_size FROM deploys WHERE id = $1")
+                .bind(base_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (file_count, total_size) = match base {
+            Some((site, _, _, _)) if site != site_id => return Ok(Err(BaseRefused::Unknown(base_id.into()))),
+            None => return Ok(Err(BaseRefused::Unknown(base_id.into()))),
+            Some((_, state, _, _)) if state != "ready" => {
+                return Ok(Err(BaseRefused::NotReady(base_id.into())));
+            }
+            Some((_, _, count, size)) => (count, size),
+        };
+        let levels: Vec<String> = sqlx::query_scalar(&format!("{CHAIN} SELECT id FROM chain ORDER BY level"))
+            .bind(base_id)
+            .fetch_all(&self.pool)
+            .await?;
+        // The nearest level naming a path decides it; a removal row says
+        // the base does not have it.
+        let mut decided: HashMap<String, Option<StoredFile>> = HashMap::new();
+        let mut pending: Vec<&str> = files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(removed.iter().map(String::as_str))
+            .collect();
+        for level in &levels {
+            for batch in pending.chunks(LOOKUP_BATCH) {
+                let sql = format!(
+                    "SELECT path, sha256, size, mode FROM deploy_files WHERE deploy_id = $1 AND path IN ({})",
+                    super::placeholders(batch.len(), 2)
+                );
+                let mut query = sqlx::query_as::<_, (String, Option<String>, i64, i64)>(&sql).bind(level);
+                for path in batch {
+                    query = query.bind(*path);
+                }
+                for (path, sha256, size, mode) in query.fetch_all(&self.pool).await? {
+                    let file = sha256.map(|sha256| StoredFile { sha256, size, mode });
+                    decided.insert(path, file);
+                }
+            }
+            pending.retain(|path| !decided.contains_key(*path));
+            if pending.is_empty() {
+                break;
+            }
+        }
+        let in_base = |path: &str| decided.get(path).and_then(Option::as_ref);
+        let (mut count, mut size) = (file_count, total_size);
+        let mut changed = Vec::new();
+        for file in files {
+            match in_base(&file.path) {
+                Some(stored)
+                    if stored.sha256 == file.sha256
+                        && stored.size == file.size as i64
+                        && stored.mode == i64::from(file.mode) => {}
+                Some(stored) => {
+                    size += file.size as i64 - stored.size;
+                    changed.push(file.clone());
+                }
+                None => {
+                    count += 1;
+                    size += file.size as i64;
+                    changed.push(file.clone());
+                }
+            }
+        }
+        for path in removed {
+            let Some(stored) = in_base(path) else {
+                return Ok(Err(BaseRefused::NoSuchPath {
+                    base: base_id.into(),
+                    path: path.clone(),
+                }));
+            };
+            count -= 1;
+            size -= stored.size;
+        }
+        Ok(Ok(ResolvedChanges {
+            base_id: base_id.to_owned(),
+            changed,
+            removed: removed.to_vec(),
+            file_count: count.max(0) as u64,
+            total_size: size.max(0) as u64,
+        }))
+    }
+}
+
+/// Paths per `IN (…)` lookup of a base's files.
+const LOOKUP_BATCH: usize = 500;
+
 /// One file as stored: what a delta compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoredFile {
@@ -172,34 +310,57 @@ fn delta<'a>(base: &'a HashMap<String, StoredFile>, files: &'a [ManifestFile]) -
 
 /// Records (or replaces, for a retried manifest) the file list of
 /// `deploy_id`, a deploy of `site_id` still uploading, and its totals,
-/// inside the caller's write transaction. The base is the site's newest
+/// inside the caller's write transaction.
+///
+/// Every file ([`NewFileList::Full`]): the base is the site's newest
 /// ready deploy when its chain is not at [`MAX_CHAIN_DEPTH`] and the delta
-/// is at most half the files; otherwise the full list is written.
+/// is at most half the files; otherwise the full list is written. Changes
+/// ([`NewFileList::Changes`]): their base is the base unless its chain is
+/// full, and then the full list is written; a base removed since the
+/// changes were resolved fails with [`BaseRefused`].
 pub(super) async fn record_file_list(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     deploy_id: &str,
     site_id: i64,
-    files: &[ManifestFile],
+    list: NewFileList<'_>,
 ) -> anyhow::Result<()> {
-    // The newest ready deploy is the likeliest to share the most files. On
-    // PostgreSQL it is locked against removal until this transaction ends:
-    // removing it waits, then finds this deploy among those to rebase; or
-    // it was removed first, the row no longer passes `state = 'ready'` when
-    // rechecked under the lock, and the full list is written instead.
-    let lock = match backend {
+    // On PostgreSQL the base is locked against removal until this
+    // transaction ends: removing it waits, then finds this deploy among
+    // those to rebase; or it was removed first, and the row no longer
+    // passes `state = 'ready'` when rechecked under the lock.
+    let share = match backend {
         Backend::Postgres => " FOR SHARE",
         Backend::Sqlite => "",
     };
-    let newest: Option<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT id, chain_depth FROM deploys WHERE site_id = $1 AND state = 'ready' AND id <> $2 \
-         ORDER BY created_at DESC, id DESC LIMIT 1{lock}"
-    ))
-    .bind(site_id)
-    .bind(deploy_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let base = newest.filter(|(_, depth)| *depth < MAX_CHAIN_DEPTH);
+    let base: Option<(String, i64)> = match list {
+        // The newest ready deploy is the likeliest to share the most files;
+        // when it was removed first the full list is written instead.
+        NewFileList::Full(_) => {
+            sqlx::query_as(&format!(
+                "SELECT id, chain_depth FROM deploys WHERE site_id = $1 AND state = 'ready' AND id <> $2 \
+             ORDER BY created_at DESC, id DESC LIMIT 1{share}"
+            ))
+            .bind(site_id)
+            .bind(deploy_id)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        NewFileList::Changes(changes) => {
+            let depth: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT chain_depth FROM deploys WHERE id = $1 AND site_id = $2 AND state = 'ready'{share}"
+            ))
+            .bind(&changes.base_id)
+            .bind(site_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(depth) = depth else {
+                return Err(BaseRefused::Unknown(changes.base_id.clone()).into());
+            };
+            Some((changes.base_id.clone(), depth))
+        }
+    };
+    let base = base.filter(|(_, depth)| *depth < MAX_CHAIN_DEPTH);
     // A retried manifest replaces the rows of the first. The deploy is
     // locked after its base, the order removing a deploy takes them in, so
     // a removal rebasing this deploy meanwhile has finished first. Only a
@@ -218,25 +379,77 @@ pub(super) async fn record_file_list(
         .bind(deploy_id)
         .execute(&mut **tx)
         .await?;
-    let base_files = match &base {
-        Some((base_id, _)) => Some(stored_files(tx, backend, base_id).await?),
-        None => None,
+    let (base_id, depth, file_count, total_size) = match list {
+        NewFileList::Full(files) => {
+            let base_files = match &base {
+                Some((base_id, _)) => Some(stored_files(tx, backend, base_id).await?),
+                None => None,
+            };
+            let delta_rows = base_files
+                .as_ref()
+                .map(|base_files| delta(base_files, files))
+                .filter(|rows| rows.len() * 2 <= files.len());
+            let (rows, base_id, depth) = match (delta_rows, base) {
+                (Some(rows), Some((base_id, depth))) => (rows, Some(base_id), depth + 1),
+                _ => (files.iter().map(FileRow::from).collect(), None, 0),
+            };
+            insert_rows(tx, deploy_id, &rows).await?;
+            let total_size: i64 = files.iter().map(|f| f.size as i64).sum();
+            (base_id, depth, files.len() as i64, total_size)
+        }
+        NewFileList::Changes(changes) => {
+            let totals = (changes.file_count as i64, changes.total_size as i64);
+            match base {
+                Some((base_id, depth)) => {
+                    let removals = changes.removed.iter().map(|path| FileRow {
+                        path,
+                        sha256: None,
+                        size: 0,
+                        mode: 0,
+                    });
+                    let rows: Vec<FileRow<'_>> = changes
+                        .changed
+                        .iter()
+                        .map(FileRow::from)
+                        .chain(removals)
+                        .collect();
+                    insert_rows(tx, deploy_id, &rows).await?;
+                    (Some(base_id), depth + 1, totals.0, totals.1)
+                }
+                // The base's chain is full: its files, changed, in full.
+                None => {
+                    let mut files = stored_files(tx, backend, &changes.base_id).await?;
+                    for path in &changes.removed {
+                        files.remove(path);
+                    }
+                    for file in &changes.changed {
+                        let stored = StoredFile {
+                            sha256: file.sha256.clone(),
+                            size: file.size as i64,
+                            mode: i64::from(file.mode),
+                        };
+                        files.insert(file.path.clone(), stored);
+                    }
+                    let rows: Vec<FileRow<'_>> = files
+                        .iter()
+                        .map(|(path, file)| FileRow {
+                            path,
+                            sha256: Some(&file.sha256),
+                            size: file.size,
+                            mode: file.mode,
+                        })
+                        .collect();
+                    insert_rows(tx, deploy_id, &rows).await?;
+                    (None, 0, totals.0, totals.1)
+                }
+            }
+        }
     };
-    let delta_rows = base_files
-        .as_ref()
-        .map(|base_files| delta(base_files, files))
-        .filter(|rows| rows.len() * 2 <= files.len());
-    let (rows, base_id, depth) = match (delta_rows, base) {
-        (Some(rows), Some((base_id, depth))) => (rows, Some(base_id), depth + 1),
-        _ => (files.iter().map(FileRow::from).collect(), None, 0),
-    };
-    insert_rows(tx, deploy_id, &rows).await?;
-    let total_size: i64 = files.iter().map(|f| f.size as i64).sum();
     sqlx::query(
         "UPDATE deploys SET file_count = $1, total_size = $2, base_deploy_id = $3, chain_depth = $4 \
          WHERE id = $5",
     )
-    .bind(files.len() as i64)
+    .bind(file_count)
     .bind(total_size)
     .bind(base_id)
     .bind(depth)

@@ -57,7 +57,7 @@ pub use deliveries::{Claim, Delivery, NewDelivery};
 pub use deploy_index::{DeployContents, IndexedFile, IndexedVariant};
 pub use deploys::{Deploy, DeployFile, FinalizeOutcome};
 pub use domains::{AddRefused, Domain, NewDomain, VerifiedBy, VerifiedHostname};
-pub use file_lists::StoredFileList;
+pub use file_lists::{BaseRefused, NewFileList, ResolvedChanges, StoredFileList};
 pub use github::{BuildReport, Installation};
 pub use identities::{AutoMembership, ExternalIdentity, LinkedIdentity};
 pub use identity::IdentityKey;

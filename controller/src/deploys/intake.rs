@@ -10,11 +10,11 @@ use super::{
     blob_store,
     staging::{self, StageError},
 };
-use crate::db::{Deploy, FinalizeOutcome, StoredBlob};
+use crate::db::{BaseRefused, Deploy, FinalizeOutcome, NewFileList, ResolvedChanges, StoredBlob};
 use crate::notifications::Notifications;
 use axum::body::Body;
 use axum::http::HeaderMap;
-use jamstack_proto::{BuildContext, BundleResponse, DeployManifest, blob_bundle};
+use jamstack_proto::{BuildContext, BundleResponse, DeployManifest, ManifestFile, blob_bundle};
 use jamstack_rules::{self as rules, RuleSet};
 
 /// The largest `_redirects` or `_headers` file read at finalize: the size
@@ -31,6 +31,9 @@ pub enum IntakeError {
     /// A file or the whole deploy is over a limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The manifest's base deploy cannot be used: send every file.
+    #[error("{0}")]
+    BaseRefused(String),
     /// The store failed; nothing the sender can fix.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -47,8 +50,16 @@ fn refused(message: impl Into<String>) -> IntakeError {
 /// before any file travels). Returns those rules.
 pub fn check_manifest(state: &Deploys, manifest: &DeployManifest) -> IntakeResult<RuleSet> {
     super::validate_manifest(&manifest.files).map_err(|e| refused(e.to_string()))?;
-    super::check_limits(&manifest.files, &state.config.limits)
-        .map_err(|e| IntakeError::TooLarge(e.to_string()))?;
+    let limits = &state.config.limits;
+    match &manifest.base {
+        None => super::check_limits(&manifest.files, limits),
+        // The totals are checked once the changes are resolved.
+        Some(base) => {
+            super::validate_removals(&manifest.files, &base.removed).map_err(|e| refused(e.to_string()))?;
+            super::check_file_sizes(&manifest.files, limits)
+        }
+    }
+    .map_err(|e| IntakeError::TooLarge(e.to_string()))?;
     rules::from_config(&manifest.redirects, &manifest.headers)
         .and_then(|set| set.compile().map(|_| set))
         .and_then(|set| answerable(state, &set).map(|()| set))
@@ -71,6 +82,64 @@ fn answerable(state: &Deploys, set: &RuleSet) -> Result<(), rules::RuleError> {
         });
     }
     Ok(())
+}
+
+/// A checked manifest's files, ready to record.
+#[derive(Debug)]
+pub enum ManifestFiles<'a> {
+    /// Every file.
+    Full(&'a [ManifestFile]),
+    /// The changes since its base, resolved against it.
+    Changes(ResolvedChanges),
+}
+
+impl ManifestFiles<'_> {
+    pub fn as_list(&self) -> NewFileList<'_> {
+        match self {
+            ManifestFiles::Full(files) => NewFileList::Full(files),
+            ManifestFiles::Changes(changes) => NewFileList::Changes(changes),
+        }
+    }
+}
+
+/// The files a checked manifest of `site_id` records: every file, or its
+/// changes resolved against its base deploy, with the deploy limits checked
+/// on what the deploy will hold. A base that cannot be used is refused
+/// (412) with nothing recorded, and the sender sends every file.
+pub async fn resolve_files<'a>(
+    state: &Deploys,
+    site_id: i64,
+    manifest: &'a DeployManifest,
+) -> IntakeResult<ManifestFiles<'a>> {
+    let Some(base) = &manifest.base else {
+        return Ok(ManifestFiles::Full(&manifest.files));
+    };
+    let changes = state
+        .db
+        .resolve_changes(site_id, &base.deploy_id, &manifest.files, &base.removed)
+        .await?
+        .map_err(base_refused)?;
+    if changes.file_count == 0 {
+        return Err(refused(
+            "the manifest's changes leave the deploy without files; deploy a folder that has at least an index.html",
+        ));
+    }
+    super::check_totals(changes.file_count, changes.total_size, &state.config.limits)
+        .map_err(|e| IntakeError::TooLarge(e.to_string()))?;
+    Ok(ManifestFiles::Changes(changes))
+}
+
+fn base_refused(refusal: BaseRefused) -> IntakeError {
+    IntakeError::BaseRefused(format!("{refusal}; send every file instead"))
+}
+
+/// What recording a manifest's files failed with: a base removed since its
+/// changes were resolved is refused like one missing from the start.
+pub fn recording_failed(error: anyhow::Error) -> IntakeError {
+    match error.downcast::<BaseRefused>() {
+        Ok(refusal) => base_refused(refusal),
+        Err(error) => IntakeError::Internal(error),
+    }
 }
 
 /// Keeps a manifest's jamstack.toml rules with its deploy until finalize.

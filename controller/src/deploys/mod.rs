@@ -40,6 +40,8 @@ pub enum ManifestError {
          put the rules in one file named `{1}` at the root of the publish directory"
     )]
     RuleFileIsFolder(String, &'static str),
+    #[error("file `{0}` is both sent and removed; a path of a manifest's changes is one or the other")]
+    SentAndRemoved(String),
 }
 
 /// Checks every path and hash of a manifest before anything is recorded, so
@@ -65,6 +67,25 @@ pub fn validate_manifest(files: &[ManifestFile]) -> Result<(), ManifestError> {
                 .is_some_and(|rest| rest.starts_with('/'))
         }) {
             return Err(ManifestError::RuleFileIsFolder(file.path.clone(), rule_file));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the paths a manifest of changes removes from its base: safe,
+/// each named once, and none of them among the files it sends.
+pub fn validate_removals(files: &[ManifestFile], removed: &[String]) -> Result<(), ManifestError> {
+    let sent: std::collections::HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for path in removed {
+        if !is_safe_relative_path(path) {
+            return Err(ManifestError::UnsafePath(path.clone()));
+        }
+        if !seen.insert(path.as_str()) {
+            return Err(ManifestError::Duplicate(path.clone()));
+        }
+        if sent.contains(path.as_str()) {
+            return Err(ManifestError::SentAndRemoved(path.clone()));
         }
     }
     Ok(())
@@ -112,21 +133,30 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// Checks a manifest against the deploy limits, before anything is stored.
 pub fn check_limits(files: &[ManifestFile], limits: &DeployLimits) -> Result<(), LimitError> {
-    let count = files.len() as u64;
+    check_file_sizes(files, limits)?;
+    check_totals(files.len() as u64, files.iter().map(|f| f.size).sum(), limits)
+}
+
+/// Checks each file against the limit for one file.
+pub fn check_file_sizes(files: &[ManifestFile], limits: &DeployLimits) -> Result<(), LimitError> {
+    match files.iter().find(|f| f.size > limits.max_file_size) {
+        Some(file) => Err(LimitError::FileTooLarge {
+            path: file.path.clone(),
+            size: file.size,
+            limit: limits.max_file_size,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a deploy's file count and total size against the limits.
+pub fn check_totals(count: u64, size: u64, limits: &DeployLimits) -> Result<(), LimitError> {
     if count > limits.max_files {
         return Err(LimitError::TooManyFiles {
             count,
             limit: limits.max_files,
         });
     }
-    if let Some(file) = files.iter().find(|f| f.size > limits.max_file_size) {
-        return Err(LimitError::FileTooLarge {
-            path: file.path.clone(),
-            size: file.size,
-            limit: limits.max_file_size,
-        });
-    }
-    let size: u64 = files.iter().map(|f| f.size).sum();
     if size > limits.max_deploy_size {
         return Err(LimitError::DeployTooLarge {
             size,

@@ -261,13 +261,15 @@ pub async fn create_deploy(
     let LiveLease { build_id, .. } = live_lease(&db, job_id, &headers).await?;
     let config_rules = intake::check_manifest(&deploys, &manifest)?;
     let build = db.build(build_id).await?.ok_or(LeaseError::Vanished("build"))?;
+    let files = intake::resolve_files(&deploys, build.site_id, &manifest).await?;
     let deploy = db
-        .upsert_build_deploy(&crate::deploys::new_deploy_id(), &build, &manifest.files)
-        .await?;
+        .upsert_build_deploy(&crate::deploys::new_deploy_id(), &build, files.as_list())
+        .await
+        .map_err(intake::recording_failed)?;
     intake::keep_config_rules(&deploys, &deploy, &config_rules).await?;
     let missing = intake::required_blobs(&deploys, &deploy).await?;
     metrics.record_manifest(crate::metrics::ManifestFigures::of(&manifest.files, &missing));
-    tracing::info!(build = build_id, deploy = %deploy.id, files = manifest.files.len(), missing = missing.len(), "manifest received");
+    tracing::info!(build = build_id, deploy = %deploy.id, files = manifest.files.len(), changes_only = manifest.base.is_some(), missing = missing.len(), "manifest received");
     Ok(Json(ManifestResponse {
         deploy_id: deploy.id,
         missing,

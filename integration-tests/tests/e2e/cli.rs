@@ -608,6 +608,73 @@ async fn a_user_makes_lists_and_revokes_build_hooks_from_the_command_line() {
 }
 
 #[tokio::test]
+async fn a_folder_deployed_again_sends_only_its_changes_and_every_file_where_they_cannot_apply() {
+    let app = spawn_app().await;
+    let cli = Jamstack::new(&app);
+    cli.ok(&["sites", "create", "handbook"]).await;
+    cli.ok(&["sites", "create", "mirror"]).await;
+    let folder = tempfile::tempdir().unwrap();
+    let pages: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("pages/{i}.html"), format!("<p>page {i}</p>")))
+        .collect();
+    let pages: Vec<(&str, &str)> = pages.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    write_files(folder.path(), &pages);
+    write_files(
+        folder.path(),
+        &[("index.html", "<h1>v1</h1>"), ("old.html", "going")],
+    );
+    let dir = folder.path().to_str().unwrap();
+    let first = cli.ok(&["deploy", dir, "--site", "handbook", "--prod"]).await;
+    assert!(!first.stderr.contains("Sending only the changes"), "{first:?}");
+    let first_id = app.deploys_of("handbook").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // One page changed, one added, one removed: those three travel.
+    write_files(
+        folder.path(),
+        &[("index.html", "<h1>v2</h1>"), ("new.html", "fresh")],
+    );
+    std::fs::remove_file(folder.path().join("old.html")).unwrap();
+    let second = cli.ok(&["deploy", dir, "--site", "handbook", "--prod"]).await;
+    assert!(
+        second.stderr.contains(&format!(
+            "Sending only the changes since deploy {first_id}: 2 files added or changed, 1 removed"
+        )),
+        "{second:?}"
+    );
+    assert!(second.stderr.contains("Uploaded 2 of 42 files"), "{second:?}");
+    assert_eq!(app.visit("handbook", "/").await.body, "<h1>v2</h1>");
+    assert_eq!(app.visit("handbook", "/new.html").await.body, "fresh");
+    assert_eq!(app.visit("handbook", "/old.html").await.status, 404);
+    assert_eq!(
+        app.visit("handbook", "/pages/39.html").await.body,
+        "<p>page 39</p>"
+    );
+    let listed = app.deploys_of("handbook").await;
+    assert_eq!(listed[0]["file_count"], 42, "{listed:?}");
+
+    // The same folder to another site: the last deploy is not that site's,
+    // so every file goes.
+    let mirrored = cli.ok(&["deploy", dir, "--site", "mirror", "--prod"]).await;
+    assert!(
+        mirrored
+            .stderr
+            .contains("Sending every file instead; the controller said: the manifest's base"),
+        "{mirrored:?}"
+    );
+    assert!(
+        mirrored
+            .stderr
+            .contains("Nothing to upload: the controller already has all 42 files"),
+        "{mirrored:?}"
+    );
+    assert_eq!(app.visit("mirror", "/").await.body, "<h1>v2</h1>");
+    assert_eq!(app.visit("mirror", "/pages/0.html").await.body, "<p>page 0</p>");
+}
+
+#[tokio::test]
 async fn a_user_makes_a_site_for_direct_deploys_then_connects_a_repository_and_builds_it() {
     let app = spawn_app().await;
     let cli = Jamstack::new(&app);

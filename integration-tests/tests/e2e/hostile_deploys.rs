@@ -4,6 +4,7 @@
 //! answers come over real HTTP, some read byte by byte off the socket.
 
 use crate::helpers::{HandRunner, SiteRepo, TestApp, manifest_file, spawn_controller_only};
+use jamstack_proto::JobLease;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,6 +40,18 @@ async fn start_deploy(app: &TestApp, site: &str, manifest: Value, contents: &[&[
         assert_eq!(status, 201, "uploading {hash}: {body}");
     }
     started["deploy_id"].as_str().unwrap().to_owned()
+}
+
+/// A build of a new site `name`, queued and leased by a runner driven by
+/// hand: what a build's upload goes through.
+async fn build_leased_by_hand(app: &TestApp, token: &str, name: &str) -> (HandRunner, JobLease) {
+    let repo = SiteRepo::new();
+    let sha = repo.commit(&[("README", "a build")], "a build");
+    app.connect_site(name, &repo, &format!("octo/{name}")).await;
+    let runner = HandRunner::connect(app, token).await;
+    app.trigger_build(name, &sha).await;
+    let lease = runner.lease().await;
+    (runner, lease)
 }
 
 async fn finalize(app: &TestApp, site: &str, deploy_id: &str) -> (u16, Value) {
@@ -148,12 +161,7 @@ async fn a_manifest_declaring_a_false_size_is_refused_at_finalize_through_the_ap
 
     // A build's deploy, through the runner protocol: the blob is stored
     // already, so nothing is uploaded, and finalize still refuses.
-    let repo = SiteRepo::new();
-    let sha = repo.commit(&[("README", "a build")], "a build");
-    app.connect_site("built", &repo, "octo/built").await;
-    let runner = HandRunner::connect(&app, &token).await;
-    app.trigger_build("built", &sha).await;
-    let lease = runner.lease().await;
+    let (runner, lease) = build_leased_by_hand(&app, &token, "built").await;
     let answer = runner
         .client
         .send_manifest(&lease, vec![lie.clone()])
@@ -395,4 +403,85 @@ async fn a_changed_image_with_a_word_and_digits_in_its_name_is_revalidated_not_c
         script.header("cache-control"),
         "public, max-age=31536000, immutable"
     );
+}
+
+#[tokio::test]
+async fn a_manifest_of_changes_cannot_take_files_from_another_sites_deploy_or_remove_outside_its_base() {
+    let (app, token) = spawn_controller_only().await;
+    make_site(&app, "victim").await;
+    make_site(&app, "taker").await;
+    let (status, body) = deploy_files(&app, "victim", &[("secret.html", b"the victim's")]).await;
+    assert_eq!(status, 200, "{body}");
+    let victims = app.deploys_of("victim").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = deploy_files(&app, "taker", &[("index.html", b"mine")]).await;
+    assert_eq!(status, 200, "{body}");
+    let own = app.deploys_of("taker").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let changes = |base: &str, files: Value, removed: Value| {
+        let body = json!({ "files": files, "base": { "deploy_id": base, "removed": removed } });
+        app.api_json(app.http.post(app.api("/sites/taker/deploys")).json(&body))
+    };
+
+    // Another site's deploy as a base; its own, removing paths it does not
+    // have or may not name, or leaving no file: refused, nothing recorded.
+    let sent = json!([manifest_file("index.html", b"again")]);
+    let cases = [
+        (
+            &victims,
+            json!([]),
+            json!([]),
+            412,
+            "is not a deploy of this site",
+        ),
+        (&victims, json!([]), json!([]), 412, "send every file instead"),
+        (
+            &own,
+            json!([]),
+            json!(["secret.html"]),
+            412,
+            "removes `secret.html`",
+        ),
+        (
+            &own,
+            json!([]),
+            json!(["../victim/secret.html"]),
+            400,
+            "paths must be relative",
+        ),
+        (&own, sent, json!(["index.html"]), 400, "both sent and removed"),
+        (&own, json!([]), json!(["index.html"]), 400, "without files"),
+    ];
+    for (base, files, removed, status, says) in cases {
+        let (answered, body) = changes(base, files, removed.clone()).await;
+        assert_eq!(answered, status, "removing {removed}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(says), "removing {removed}: {error}");
+    }
+    assert_eq!(app.deploys_of("taker").await.len(), 1, "nothing recorded");
+
+    // Through the runner protocol, a build of the site cannot either.
+    let (runner, lease) = build_leased_by_hand(&app, &token, "built").await;
+    let manifest = jamstack_proto::DeployManifest {
+        base: Some(jamstack_proto::ManifestBase {
+            deploy_id: victims.clone(),
+            removed: Vec::new(),
+        }),
+        ..Default::default()
+    };
+    let refused = runner
+        .client
+        .send_deploy_manifest(&lease, &manifest)
+        .await
+        .expect_err("another site's deploy");
+    assert!(
+        matches!(refused, jamstack_runner::client::ClientError::Refused { status, .. } if status == 412),
+        "{refused}"
+    );
+    assert!(app.deploys_of("built").await.is_empty());
+    assert_eq!(app.visit("taker", "/secret.html").await.status, 404);
 }
