@@ -52,12 +52,24 @@ impl Default for PebbleOptions {
     }
 }
 
+/// A port of 127.0.0.1 free a moment ago and never handed out before in
+/// this process. Tests run side by side: a port is bound well after it is
+/// chosen (pebble's and challtestsrv's by their processes), and the kernel
+/// may offer a port just let go again, so two tests could otherwise be
+/// given the same one and the second to bind it fail.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 fn program(env: &str, name: &str) -> String {
